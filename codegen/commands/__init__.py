@@ -1,0 +1,1 @@
+"""One module per CLI subcommand; each imports heavy dependencies inside the command."""

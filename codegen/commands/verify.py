@@ -1,0 +1,104 @@
+"""`codegen verify MODEL...`: logits parity of model packages with transformers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from codegen.errors import CodegenError
+
+
+@click.command()
+@click.argument("models", nargs=-1, required=True)
+@click.option(
+    "--dtype",
+    "dtypes",
+    type=click.Choice(["fp32", "bf16"]),
+    multiple=True,
+    help="Precision(s) to compare in (repeatable). Default: fp32 and bf16.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    help="Verify with exactly this config.json (no shrinking).",
+)
+@click.option(
+    "--shrink-config",
+    "shrink_path",
+    type=click.Path(path_type=Path),
+    help="Verify with a toy derived from this real config.json (keeps its layer pattern).",
+)
+@click.option(
+    "--models",
+    "models_dir",
+    type=click.Path(path_type=Path),
+    help="Models package to load from (default: the shipped references).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of results.")
+def verify(models, dtypes, config_path, shrink_path, models_dir, as_json):
+    """Prove each MODEL's package matches the real transformers model.
+
+    A random HF model is saved as safetensors, loaded through the package's state-dict
+    adapter (missing or unexpected keys fail), and both models' logits are compared.
+    Exit 0 only if every model passes.
+    """
+    from codegen.models import load_spec
+    from codegen.verify.cases import default_cases, file_cases
+    from codegen.verify.run import verify_case
+
+    if config_path and shrink_path:
+        raise CodegenError("--config and --shrink-config are exclusive; pick one")
+    dtypes = list(dtypes) or ["fp32", "bf16"]
+    specs = [load_spec(name, models_dir) for name in models]  # unknown names fail first
+    results = []
+    for spec in specs:
+        if config_path or shrink_path:
+            cases = file_cases(config_path or shrink_path, shrink=bool(shrink_path))
+        else:
+            cases = default_cases(spec)
+        model_results = [r for case in cases for r in verify_case(spec, case, dtypes)]
+        results.extend(model_results)
+        if not as_json:
+            for dtype in dtypes:
+                _print_line(spec.name, dtype, [r for r in model_results if r.dtype == dtype])
+    if as_json:
+        click.echo(json.dumps([r.to_json() for r in results], indent=2))
+    if not all(r.passed for r in results):
+        raise SystemExit(1)
+
+
+def _print_line(name: str, dtype: str, results) -> None:
+    """One line per model and dtype: the worst case decides."""
+    passed = all(r.passed for r in results)
+    cosines = [r.cosine for r in results if r.cosine is not None]
+    diffs = [r.max_abs_diff for r in results if r.max_abs_diff is not None]
+    seconds = sum(r.seconds for r in results)
+    cosine = f"{min(cosines):.6f}" if cosines else "-"
+    diff = f"{max(diffs):.2e}" if diffs else "-"
+    line = f"{'PASS' if passed else 'FAIL'}  {name:<14} {dtype:<5} cos={cosine}  max_diff={diff}"
+    line += f"  cases={len(results)}  {seconds:.1f}s"
+    click.echo(line)
+    for result in results:
+        if result.passed:
+            continue
+        click.echo(f"      {result.case}: {_why(result)}")
+
+
+def _why(result) -> str:
+    if result.error:
+        return result.error
+    reasons = []
+    if result.missing_keys:
+        reasons.append(f"missing keys {result.missing_keys[:4]}")
+    if result.unexpected_keys:
+        reasons.append(f"unexpected keys {result.unexpected_keys[:4]}")
+    if result.roundtrip_exact is False:
+        reasons.append("adapter round trip not exact")
+    if result.first_divergence:
+        reasons.append(f"first divergence: {result.first_divergence}")
+    if not reasons:
+        reasons.append(f"logits differ (cos={result.cosine:.6f})")
+    return "; ".join(reasons)

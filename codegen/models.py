@@ -1,0 +1,85 @@
+"""Finding and importing model packages (the house references or a generated models dir).
+
+A models package is a directory with an `__init__.py` holding `MODEL_SPECS` (name ->
+"module:ATTR") and one sub-package per model. It is imported by path, so generated packages
+in any directory (`--models DIR`) load exactly like the shipped references.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+from codegen.errors import CodegenError
+from codegen.spec import ModelSpec
+
+_PACKAGE_ROOT = Path(__file__).resolve().parent
+
+
+def references_dir() -> Path:
+    """The shipped references: `references/` in a checkout, `codegen/references` in a wheel."""
+    for candidate in (_PACKAGE_ROOT.parent / "references", _PACKAGE_ROOT / "references"):
+        if (candidate / "__init__.py").is_file():
+            return candidate
+    raise CodegenError("cannot find the references package (is codegen installed correctly?)")
+
+
+def import_models_package(models_dir: Path | None = None) -> ModuleType:
+    """Import a models directory as a package, whatever its location."""
+    directory = (models_dir or references_dir()).resolve()
+    init = directory / "__init__.py"
+    if not init.is_file():
+        raise CodegenError("not a models package (no __init__.py)", path=str(directory))
+    if directory == _PACKAGE_ROOT / "references":
+        return importlib.import_module("codegen.references")
+    name = directory.name
+    loaded = sys.modules.get(name)
+    if loaded is not None:
+        if Path(loaded.__file__).resolve() == init:
+            return loaded
+        name = f"codegen_models_{abs(hash(str(directory))):x}"
+        if name in sys.modules:
+            return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(
+        name, init, submodule_search_locations=[str(directory)]
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def registry(models_dir: Path | None = None) -> dict[str, str]:
+    """The models package's `MODEL_SPECS` table."""
+    package = import_models_package(models_dir)
+    table = getattr(package, "MODEL_SPECS", None)
+    if not isinstance(table, dict):
+        raise CodegenError("no MODEL_SPECS dict", path=package.__file__)
+    return table
+
+
+def load_spec(name: str, models_dir: Path | None = None) -> ModelSpec:
+    """The ModelSpec registered under `name` (or claiming `name` as an HF model_type)."""
+    table = registry(models_dir)
+    package = import_models_package(models_dir)
+    entry = table.get(name)
+    if entry is None:
+        for candidate in table.values():
+            spec = _resolve(package, candidate)
+            if name in spec.supported_model_types:
+                return spec
+        known = ", ".join(sorted(table))
+        raise CodegenError(f"unknown model {name!r}; registered models: {known}")
+    return _resolve(package, entry)
+
+
+def _resolve(package: ModuleType, entry: str) -> ModelSpec:
+    module_path, _, attr = entry.partition(":")
+    module = importlib.import_module(f"{package.__name__}.{module_path}")
+    spec = getattr(module, attr, None)
+    if not isinstance(spec, ModelSpec):
+        raise CodegenError(f"{entry!r} is not a ModelSpec", path=module.__file__)
+    return spec

@@ -1,0 +1,61 @@
+"""A random HF model saved the way hub checkpoints are: safetensors files on disk.
+
+Every parameter and persistent buffer is perturbed away from its initial value, so a weight
+the package forgets to load (a router correction bias initialised to zero, a norm
+initialised to one) changes the logits instead of hiding behind its default.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+
+def random_hf_model(config, seed: int = 0):
+    """The real transformers causal LM for `config`, in eval mode, with random weights."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.eval()
+    generator = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for _, tensor in _float_state(model):
+            noise = torch.randn(tensor.shape, generator=generator)
+            tensor.add_(noise * (0.02 if tensor.dim() > 1 else 0.1))
+    return model
+
+
+def _float_state(model):
+    """Parameters and persistent floating buffers, each tensor once (tied weights share)."""
+    seen: set[int] = set()
+    persistent = set(model.state_dict())
+    named = list(model.named_parameters()) + [
+        (name, buf) for name, buf in model.named_buffers() if name in persistent
+    ]
+    for name, tensor in named:
+        if tensor.is_floating_point() and id(tensor) not in seen:
+            seen.add(id(tensor))
+            yield name, tensor
+
+
+def save_checkpoint(model, directory: Path) -> None:
+    model.save_pretrained(directory)
+
+
+def load_checkpoint(directory: Path) -> dict[str, torch.Tensor]:
+    """All tensors of the safetensors files in `directory`, sharded or not."""
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    index = directory / "model.safetensors.index.json"
+    if index.is_file():
+        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    else:
+        files = sorted(path.name for path in directory.glob("*.safetensors"))
+    state_dict: dict[str, torch.Tensor] = {}
+    for name in files:
+        state_dict.update(load_file(directory / name))
+    return state_dict

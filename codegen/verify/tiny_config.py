@@ -1,0 +1,178 @@
+"""Shrink a real HF config to a few-layer toy that keeps every structural feature on.
+
+The shrink rules are a table keyed by config attribute: a rule applies only when the config
+has that attribute, so the same table serves every architecture. Rules never switch a
+feature off; where a feature is optional in the config class (a sliding window, dense first
+layers, a rope scaling with an original context), the toy switches it on at a size the test
+sequence exercises.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from codegen.errors import CodegenError
+
+SEQ_LEN = 32  # test sequence length; windows and original contexts are shorter than this
+WINDOW = 8
+ORIGINAL_CONTEXT = 16
+
+Rule = Callable[[dict[str, Any]], Any]
+
+
+def _kv_heads(cfg: dict[str, Any]) -> int:
+    """MQA stays MQA; everything else becomes 4:2 GQA, the most general grouping.
+
+    Class defaults often leave `num_key_value_heads` equal to the head count only because
+    it is unset, so a toy with grouped heads exercises the code path real checkpoints use.
+    """
+    return 1 if cfg.get("num_key_value_heads") == 1 else 2
+
+
+def _layers(cfg: dict[str, Any]) -> int:
+    pattern = cfg.get("layer_types")
+    if pattern and len(set(pattern)) > 1:
+        return max(4, _first_repeat(pattern))
+    return 4
+
+
+def _first_repeat(pattern: list[str]) -> int:
+    """Length of the smallest prefix that contains every layer kind."""
+    kinds = set(pattern)
+    for length in range(1, len(pattern) + 1):
+        if set(pattern[:length]) == kinds:
+            return length
+    return len(pattern)
+
+
+def _rope(cfg: dict[str, Any]) -> dict[str, Any] | None:
+    rope = cfg.get("rope_parameters")
+    if not isinstance(rope, dict) or "rope_type" not in rope:
+        return rope
+    rope = dict(rope)
+    if "original_max_position_embeddings" in rope:
+        rope["original_max_position_embeddings"] = ORIGINAL_CONTEXT
+    return rope
+
+
+def _max_positions(cfg: dict[str, Any]) -> int:
+    rope = cfg.get("rope_parameters") or {}
+    if isinstance(rope, dict) and rope.get("rope_type") == "dynamic":
+        return ORIGINAL_CONTEXT  # dynamic NTK only acts beyond max_position_embeddings
+    if isinstance(rope, dict) and rope.get("rope_type") == "yarn" and not rope.get("factor"):
+        return 4 * ORIGINAL_CONTEXT  # factor comes from the ratio of the two contexts
+    return max(SEQ_LEN * 4, 128)
+
+
+# config attribute -> its toy value (a constant, or a function of the original config).
+SHRINK_RULES: dict[str, Any | Rule] = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "moe_intermediate_size": 32,
+    "shared_expert_intermediate_size": 64,
+    "num_attention_heads": 4,
+    "num_key_value_heads": _kv_heads,
+    "head_dim": lambda cfg: (
+        8 if "qk_rope_head_dim" in cfg else 16
+    ),  # MLA: head_dim is the rope part
+    "vocab_size": 512,
+    "num_hidden_layers": _layers,
+    "max_position_embeddings": _max_positions,
+    "rope_parameters": _rope,
+    # experts: enough to route, top-k > 1, groups that still select
+    "num_local_experts": 8,
+    "num_experts": 8,
+    "n_routed_experts": 8,
+    "num_experts_per_tok": 2,
+    "n_group": 4,
+    "topk_group": 2,
+    "n_shared_experts": lambda cfg: min(cfg["n_shared_experts"] or 0, 2),
+    # dense and MoE layers both present
+    "first_k_dense_replace": 1,
+    "mlp_only_layers": lambda cfg: cfg["mlp_only_layers"] or [0],
+    # multi-head latent attention
+    "q_lora_rank": lambda cfg: None if cfg["q_lora_rank"] is None else 32,
+    "kv_lora_rank": 16,
+    "qk_rope_head_dim": 8,
+    "qk_nope_head_dim": 8,
+    "v_head_dim": 16,
+    # windows shorter than the sequence, switched on where the config can switch them
+    "use_sliding_window": True,
+    "sliding_window": WINDOW,
+    "max_window_layers": 1,
+}
+
+# derived or bookkeeping fields the config class recomputes from the others
+_RECOMPUTED = ("transformers_version", "model_type", "_name_or_path", "qk_head_dim")
+
+
+def shrink(config_dict: dict[str, Any], keep_pattern: bool) -> dict[str, Any]:
+    """The toy version of `config_dict` (a `PretrainedConfig.to_dict()`)."""
+    original = dict(config_dict)
+    toy = {key: value for key, value in original.items() if key not in _RECOMPUTED}
+    for key, rule in SHRINK_RULES.items():
+        if key in original:
+            toy[key] = rule(original) if callable(rule) else rule
+    pattern = original.get("layer_types")
+    if pattern and keep_pattern:
+        toy["layer_types"] = list(pattern[: toy["num_hidden_layers"]])
+    else:
+        toy.pop("layer_types", None)
+    return toy
+
+
+def hf_config_class(model_type: str):
+    from transformers import CONFIG_MAPPING
+
+    if model_type not in CONFIG_MAPPING:
+        raise CodegenError(f"transformers {_version()} has no model_type {model_type!r}")
+    return CONFIG_MAPPING[model_type]
+
+
+def _version() -> str:
+    import transformers
+
+    return transformers.__version__
+
+
+def tiny_config(model_type: str, *, tie_word_embeddings: bool | None = None):
+    """A toy config of `model_type` built from the installed config class's defaults."""
+    config_class = hf_config_class(model_type)
+    toy = shrink(config_class().to_dict(), keep_pattern=False)
+    if tie_word_embeddings is not None:
+        toy["tie_word_embeddings"] = tie_word_embeddings
+    return config_class(**toy)
+
+
+def tiny_config_from_file(path: Path):
+    """A toy of a real `config.json`, keeping its own per-layer pattern."""
+    raw = read_config_file(path)
+    config_class = hf_config_class(raw["model_type"])
+    return config_class(**shrink(config_class(**_strip(raw)).to_dict(), keep_pattern=True))
+
+
+def config_from_file(path: Path):
+    """Exactly the config in `path` (for `--config`: no shrinking)."""
+    raw = read_config_file(path)
+    return hf_config_class(raw["model_type"])(**_strip(raw))
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        raw = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise CodegenError("config file not found", path=str(path)) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise CodegenError(f"cannot read config: {err}", path=str(path)) from None
+    except json.JSONDecodeError as err:
+        raise CodegenError(f"invalid JSON: {err.msg}", path=str(path), line=err.lineno) from None
+    if not isinstance(raw, dict) or "model_type" not in raw:
+        raise CodegenError("config has no model_type; add one", path=str(path))
+    return raw
+
+
+def _strip(raw: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in raw.items() if key not in _RECOMPUTED}

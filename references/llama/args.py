@@ -1,0 +1,41 @@
+"""Llama model arguments and their mapping from an HF LlamaConfig."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from codegen.layers.rope import RopeScaling
+
+
+@dataclass
+class ModelArgs:
+    dim: int = 4096
+    n_layers: int = 32
+    n_heads: int = 32
+    n_kv_heads: int = 8  # < n_heads: grouped-query attention
+    head_dim: int = 128
+    hidden_dim: int = 14336  # SwiGLU inner size
+    vocab_size: int = 128256
+    norm_eps: float = 1e-5
+    rope: RopeScaling = field(default_factory=lambda: RopeScaling(theta=500000.0))
+    attention_bias: bool = False  # q/k/v/o biases (some Llama derivatives)
+    mlp_bias: bool = False
+    tie_word_embeddings: bool = False
+
+    @classmethod
+    def from_hf_config(cls, hf_config) -> ModelArgs:
+        return cls(
+            dim=hf_config.hidden_size,
+            n_layers=hf_config.num_hidden_layers,
+            n_heads=hf_config.num_attention_heads,
+            n_kv_heads=hf_config.num_key_value_heads,
+            head_dim=getattr(hf_config, "head_dim", None)
+            or hf_config.hidden_size // hf_config.num_attention_heads,
+            hidden_dim=hf_config.intermediate_size,
+            vocab_size=hf_config.vocab_size,
+            norm_eps=hf_config.rms_norm_eps,
+            rope=RopeScaling.from_hf(hf_config.rope_parameters, hf_config.max_position_embeddings),
+            attention_bias=hf_config.attention_bias,
+            mlp_bias=hf_config.mlp_bias,
+            tie_word_embeddings=hf_config.tie_word_embeddings,
+        )

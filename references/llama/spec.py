@@ -1,0 +1,15 @@
+"""The llama ModelSpec."""
+
+from codegen.spec import ModelSpec
+
+from .args import ModelArgs
+from .model import Model
+from .state_dict_adapter import StateDictAdapter
+
+SPEC = ModelSpec(
+    name="llama",
+    model=Model,
+    args=ModelArgs,
+    adapter=StateDictAdapter,
+    supported_model_types=frozenset({"llama"}),
+)
