@@ -6,5 +6,9 @@ without importing anything; `codegen register` edits it with a codemod.
 """
 
 MODEL_SPECS = {
+    "deepseek_v3": "deepseek_v3.spec:SPEC",
     "llama": "llama.spec:SPEC",
+    "qwen2": "qwen2.spec:SPEC",
+    "qwen3": "qwen3.spec:SPEC",
+    "qwen3_moe": "qwen3_moe.spec:SPEC",
 }
