@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         return err.exit_code
     except click.exceptions.Exit as err:
         return err.exit_code
+    except SystemExit as err:  # a command's own verdict, e.g. lint findings -> 1
+        return err.code if isinstance(err.code, int) else 1
     except click.ClickException as err:
         err.show()
         return 2

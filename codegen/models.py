@@ -68,7 +68,10 @@ def load_spec(name: str, models_dir: Path | None = None) -> ModelSpec:
     entry = table.get(name)
     if entry is None:
         for candidate in table.values():
-            spec = _resolve(package, candidate)
+            try:
+                spec = _resolve(package, candidate)
+            except CodegenError:
+                continue  # a broken entry is reported when it is asked for by name
             if name in spec.supported_model_types:
                 return spec
         known = ", ".join(sorted(table))
@@ -78,7 +81,10 @@ def load_spec(name: str, models_dir: Path | None = None) -> ModelSpec:
 
 def _resolve(package: ModuleType, entry: str) -> ModelSpec:
     module_path, _, attr = entry.partition(":")
-    module = importlib.import_module(f"{package.__name__}.{module_path}")
+    try:
+        module = importlib.import_module(f"{package.__name__}.{module_path}")
+    except ImportError as err:
+        raise CodegenError(f"registry entry {entry!r} does not import: {err}") from None
     spec = getattr(module, attr, None)
     if not isinstance(spec, ModelSpec):
         raise CodegenError(f"{entry!r} is not a ModelSpec", path=module.__file__)

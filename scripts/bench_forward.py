@@ -1,0 +1,191 @@
+"""Forward speed and peak memory of each reference vs the transformers model, as ratios.
+
+Both models get the same config (4 layers, hidden 512, 8 heads, seq 512, batch 2, fp32 by
+default), the same weights and the same tokens. Wall time alternates house and HF forwards
+in one process (median of --repeat runs after a warm-up); peak memory is the growth of the
+process's RSS high-water mark during one forward, each model in a fresh subprocess so the
+two peaks cannot mask each other. A ratio <= 1.0 means the house model is no worse.
+
+    python scripts/bench_forward.py [MODEL ...] [--seq 512] [--batch 2] [--repeat 5] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+REFERENCES = ["llama", "qwen2", "qwen3", "qwen3_moe", "deepseek_v3"]
+
+# config attribute -> benchmark size (applied where the config has the attribute)
+BENCH_SIZES = {
+    "hidden_size": 512,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 2,
+    "head_dim": 64,
+    "intermediate_size": 1536,
+    "moe_intermediate_size": 256,
+    "vocab_size": 32000,
+    "num_hidden_layers": 4,
+    "q_lora_rank": 192,
+    "kv_lora_rank": 128,
+    "qk_rope_head_dim": 32,
+    "qk_nope_head_dim": 32,
+    "v_head_dim": 64,
+    "sliding_window": 128,
+}
+
+
+def build(name: str, seq: int):
+    """(house model, HF model) with identical weights, eval mode, fp32."""
+    import torch
+
+    from codegen.models import load_spec
+    from codegen.verify.hf_checkpoint import random_hf_model
+    from codegen.verify.tiny_config import hf_config_class, tiny_config
+
+    spec = load_spec(name)
+    model_type = name if name in spec.supported_model_types else min(spec.supported_model_types)
+    toy = tiny_config(model_type).to_dict()
+    toy.update({k: v for k, v in BENCH_SIZES.items() if k in toy})
+    toy["max_position_embeddings"] = max(seq, toy.get("max_position_embeddings") or 0)
+    if "qk_rope_head_dim" in toy:
+        toy["head_dim"] = toy["qk_rope_head_dim"]
+    for key in ("layer_types", "transformers_version", "model_type", "qk_head_dim"):
+        toy.pop(key, None)
+    config = hf_config_class(model_type)(**toy)
+    hf_model = random_hf_model(config)
+    _, house_model, adapter = spec.build(config)
+    house_model.load_state_dict(adapter.from_hf(_disk_state(hf_model)), strict=True)
+    house_model.eval()
+    torch.manual_seed(0)
+    tokens = torch.randint(0, config.vocab_size, (ARGS.batch, seq))
+    return house_model, hf_model, tokens
+
+
+def _disk_state(hf_model):
+    """The checkpoint as it lies on disk (per-expert keys), via a save/load round trip."""
+    import tempfile
+    from pathlib import Path
+
+    from codegen.verify.hf_checkpoint import load_checkpoint, save_checkpoint
+
+    with tempfile.TemporaryDirectory() as directory:
+        save_checkpoint(hf_model, Path(directory))
+        return load_checkpoint(Path(directory))
+
+
+def run_house(model, tokens):
+    return model(tokens)
+
+
+def run_hf(model, tokens):
+    return model(input_ids=tokens).logits
+
+
+def time_pair(name: str) -> tuple[float, float]:
+    import torch
+
+    house_model, hf_model, tokens = build(name, ARGS.seq)
+    timings = {"house": [], "hf": []}
+    with torch.no_grad():
+        run_house(house_model, tokens), run_hf(hf_model, tokens)  # warm-up
+        for _ in range(ARGS.repeat):
+            for label, model, fn in (("house", house_model, run_house), ("hf", hf_model, run_hf)):
+                started = time.perf_counter()
+                fn(model, tokens)
+                timings[label].append(time.perf_counter() - started)
+    return statistics.median(timings["house"]), statistics.median(timings["hf"])
+
+
+def peak_memory_worker(name: str, which: str) -> None:
+    """Print how far one forward of one model raises the process's resident memory (MiB).
+
+    Linux lets a process reset its RSS high-water mark (/proc/self/clear_refs, "5"), so the
+    peak is measured from just before the forward, after freed heap is returned to the OS.
+    """
+    import ctypes
+    import gc
+
+    import torch
+
+    house_model, hf_model, tokens = build(name, ARGS.seq)
+    model, fn = (house_model, run_house) if which == "house" else (hf_model, run_hf)
+    del house_model, hf_model  # `model` keeps the one measured alive
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    with open("/proc/self/clear_refs", "w") as clear:
+        clear.write("5")
+    before = _status_kib("VmRSS")
+    with torch.no_grad():
+        fn(model, tokens)
+    print(json.dumps({"peak_mib": (_status_kib("VmHWM") - before) / 1024}))
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def peak_memory(name: str, which: str) -> float:
+    command = [sys.executable, __file__, name, "--worker", which, "--seq", str(ARGS.seq)]
+    command += ["--batch", str(ARGS.batch)]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])["peak_mib"]
+
+
+def main() -> None:
+    if ARGS.worker:
+        peak_memory_worker(ARGS.models[0], ARGS.worker)
+        return
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    rows = []
+    for name in ARGS.models or REFERENCES:
+        house_s, hf_s = time_pair(name)
+        house_mib, hf_mib = peak_memory(name, "house"), peak_memory(name, "hf")
+        rows.append(
+            {
+                "model": name,
+                "house_ms": house_s * 1e3,
+                "hf_ms": hf_s * 1e3,
+                "time_ratio": house_s / hf_s,
+                "house_peak_mib": house_mib,
+                "hf_peak_mib": hf_mib,
+                "memory_ratio": house_mib / hf_mib if hf_mib > 0 else float("nan"),
+            }
+        )
+        row = rows[-1]
+        if not ARGS.json:
+            print(
+                f"{name:<12} time {row['house_ms']:7.1f} ms vs HF {row['hf_ms']:7.1f} ms "
+                f"ratio {row['time_ratio']:.2f}   peak {house_mib:6.1f} MiB vs HF "
+                f"{hf_mib:6.1f} MiB ratio {row['memory_ratio']:.2f}",
+                flush=True,
+            )
+    if ARGS.json:
+        print(json.dumps(rows, indent=2))
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="*")
+    parser.add_argument("--seq", type=int, default=512)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--worker", choices=["house", "hf"], help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    ARGS = parse_args()
+    main()

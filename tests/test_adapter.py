@@ -1,0 +1,98 @@
+"""The table-driven StateDictAdapter: placeholders, drops, expert stacking, tying."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from codegen.adapter import StateDictAdapter, UnmappedKeysError
+
+
+@dataclass
+class Args:
+    tie_word_embeddings: bool = False
+
+
+class MoEAdapter(StateDictAdapter):
+    from_hf_map = {
+        "model.embed_tokens.weight": "tok_embeddings.weight",
+        "model.layers.{}.mlp.experts.{}.gate_proj.weight": "layers.{}.moe.experts.w1",
+        "model.layers.{}.self_attn.rotary_emb.inv_freq": None,
+        "lm_head.weight": "output.weight",
+    }
+
+
+def checkpoint(experts=3, layers=2):
+    sd = {"model.embed_tokens.weight": torch.randn(5, 4), "lm_head.weight": torch.randn(5, 4)}
+    for layer in range(layers):
+        sd[f"model.layers.{layer}.self_attn.rotary_emb.inv_freq"] = torch.randn(2)
+        for expert in range(experts):
+            sd[f"model.layers.{layer}.mlp.experts.{expert}.gate_proj.weight"] = torch.randn(6, 4)
+    return sd
+
+
+def test_experts_stack_in_index_order_and_drops_vanish():
+    sd = checkpoint()
+    house = MoEAdapter(Args()).from_hf(sd)
+    assert set(house) == {
+        "tok_embeddings.weight",
+        "output.weight",
+        "layers.0.moe.experts.w1",
+        "layers.1.moe.experts.w1",
+    }
+    stacked = house["layers.1.moe.experts.w1"]
+    assert stacked.shape == (3, 6, 4)
+    assert torch.equal(stacked[2], sd["model.layers.1.mlp.experts.2.gate_proj.weight"])
+
+
+def test_experts_stack_numerically_not_lexically():
+    sd = checkpoint(experts=12, layers=1)
+    stacked = MoEAdapter(Args()).from_hf(sd)["layers.0.moe.experts.w1"]
+    assert torch.equal(stacked[10], sd["model.layers.0.mlp.experts.10.gate_proj.weight"])
+
+
+def test_round_trip_is_exact_except_dropped_keys():
+    sd = checkpoint()
+    adapter = MoEAdapter(Args())
+    back = adapter.to_hf(adapter.from_hf(sd))
+    kept = {k: v for k, v in sd.items() if "inv_freq" not in k}
+    assert set(back) == set(kept)
+    assert all(torch.equal(back[k], kept[k]) for k in kept)
+
+
+def test_unmapped_keys_are_an_error_not_a_silent_drop():
+    sd = checkpoint()
+    sd["model.layers.0.mlp.router.bias"] = torch.zeros(3)
+    adapter = MoEAdapter(Args())
+    assert adapter.unmapped_keys(sd) == ["model.layers.0.mlp.router.bias"]
+    with pytest.raises(UnmappedKeysError, match="router.bias"):
+        adapter.from_hf(sd)
+
+
+def test_missing_expert_is_an_error():
+    sd = checkpoint()
+    del sd["model.layers.0.mlp.experts.1.gate_proj.weight"]
+    with pytest.raises(KeyError, match="expert indices"):
+        MoEAdapter(Args()).from_hf(sd)
+
+
+def test_tied_head_is_filled_from_the_embedding_and_omitted_on_the_way_back():
+    sd = checkpoint()
+    del sd["lm_head.weight"]
+    adapter = MoEAdapter(Args(tie_word_embeddings=True))
+    house = adapter.from_hf(sd)
+    assert house["output.weight"] is house["tok_embeddings.weight"]
+    assert "lm_head.weight" not in adapter.to_hf(house)
+
+
+def test_single_tensor_conversion_unbinds_experts():
+    adapter = MoEAdapter(Args())
+    pairs = adapter.convert_single_to_hf("layers.4.moe.experts.w1", torch.randn(2, 6, 4))
+    assert [key for key, _ in pairs] == [
+        "model.layers.4.mlp.experts.0.gate_proj.weight",
+        "model.layers.4.mlp.experts.1.gate_proj.weight",
+    ]
+    with pytest.raises(KeyError, match="no HF mapping"):
+        adapter.convert_single_to_hf("layers.0.unknown.weight", torch.randn(1))

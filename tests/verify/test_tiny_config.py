@@ -1,0 +1,54 @@
+"""Toy configs stay small and keep every structural feature switched on."""
+
+from __future__ import annotations
+
+import pytest
+
+from codegen.errors import CodegenError
+from codegen.verify.tiny_config import SEQ_LEN, shrink, tiny_config
+
+
+def test_sizes_shrink_and_grouped_heads_stay_grouped():
+    config = tiny_config("llama")
+    assert (config.hidden_size, config.num_hidden_layers, config.vocab_size) == (64, 4, 512)
+    assert config.num_attention_heads == 4 and config.num_key_value_heads == 2
+
+
+def test_multi_query_stays_multi_query():
+    toy = shrink({"num_attention_heads": 32, "num_key_value_heads": 1}, keep_pattern=False)
+    assert toy["num_key_value_heads"] == 1
+
+
+def test_sliding_window_is_switched_on_and_shorter_than_the_sequence():
+    config = tiny_config("qwen2")
+    assert config.sliding_window < SEQ_LEN
+    assert set(config.layer_types) == {"full_attention", "sliding_attention"}
+
+
+def test_moe_keeps_routing_shared_experts_and_dense_layers():
+    config = tiny_config("deepseek_v3")
+    assert config.n_routed_experts == 8 and config.num_experts_per_tok == 2
+    assert config.n_shared_experts >= 1
+    assert 0 < config.first_k_dense_replace < config.num_hidden_layers
+    assert config.topk_group < config.n_group
+    qwen = tiny_config("qwen3_moe")
+    assert qwen.mlp_only_layers and len(qwen.mlp_only_layers) < qwen.num_hidden_layers
+
+
+def test_a_real_layer_pattern_is_kept_long_enough_to_hold_every_kind():
+    pattern = ["sliding_attention"] * 5 + ["full_attention"]
+    toy = shrink({"num_hidden_layers": 48, "layer_types": pattern * 8}, keep_pattern=True)
+    assert toy["num_hidden_layers"] == 6
+    assert toy["layer_types"] == pattern
+
+
+def test_rope_original_context_is_shorter_than_the_sequence():
+    rope = {"rope_type": "yarn", "factor": 40.0, "original_max_position_embeddings": 4096}
+    toy = shrink({"rope_parameters": rope, "max_position_embeddings": 163840}, keep_pattern=False)
+    assert toy["rope_parameters"]["original_max_position_embeddings"] < SEQ_LEN
+    assert toy["rope_parameters"]["factor"] == 40.0
+
+
+def test_unknown_model_type():
+    with pytest.raises(CodegenError, match="no model_type 'not_a_model'"):
+        tiny_config("not_a_model")

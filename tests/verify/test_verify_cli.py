@@ -1,0 +1,107 @@
+"""`codegen verify` from the command line: output, JSON shape, exit codes, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+from codegen.cli import main
+from codegen.models import references_dir
+from codegen.verify.tiny_config import tiny_config
+
+JSON_KEYS = {
+    "model",
+    "passed",
+    "dtype",
+    "cosine",
+    "max_abs_diff",
+    "missing_keys",
+    "unexpected_keys",
+    "roundtrip_exact",
+    "first_divergence",
+}
+
+
+def test_human_output_is_one_line_per_model_and_dtype(capsys):
+    assert main(["verify", "llama"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[:3] for line in lines] == [
+        ["PASS", "llama", "fp32"],
+        ["PASS", "llama", "bf16"],
+    ]
+    assert "cos=" in lines[0] and "max_diff=" in lines[0]
+
+
+def test_json_output(capsys):
+    assert main(["verify", "llama", "--dtype", "fp32", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows and all(JSON_KEYS <= set(row) for row in rows)
+    assert {row["dtype"] for row in rows} == {"fp32"}
+    assert all(row["passed"] and row["cosine"] >= 0.99999 for row in rows)
+
+
+def test_exact_config_file(tmp_path, capsys):
+    config = tiny_config("llama")
+    config.num_hidden_layers = 1
+    path = tmp_path / "config.json"
+    config.to_json_file(path)
+    assert main(["verify", "llama", "--config", str(path), "--dtype", "fp32", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["case"] == "llama:config.json"
+
+
+def test_shrink_config_keeps_a_real_layer_pattern(tmp_path, capsys):
+    from transformers import LlamaConfig
+
+    LlamaConfig(num_hidden_layers=40, hidden_size=1024).to_json_file(tmp_path / "config.json")
+    args = ["verify", "llama", "--shrink-config", str(tmp_path / "config.json"), "--json"]
+    assert main(args + ["--dtype", "fp32"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["passed"]
+
+
+def test_unknown_model_is_one_line_exit_2(capsys):
+    assert main(["verify", "no_such_model"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown model 'no_such_model'" in err[0]
+
+
+def test_bad_config_files_are_one_line_exit_2(tmp_path, capsys):
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"model_type": "llama",\n  oops}')
+    no_type = tmp_path / "no_type.json"
+    no_type.write_text("{}")
+    for path, message in [
+        (tmp_path / "missing.json", "config file not found"),
+        (broken, "invalid JSON"),
+        (no_type, "no model_type"),
+    ]:
+        assert main(["verify", "llama", "--config", str(path)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0] and str(path) in err[0]
+
+
+def test_failing_package_exits_1_and_names_the_divergence(tmp_path, capsys):
+    """A models dir of its own (--models) with a llama whose adapter swaps gate and up."""
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copytree(references_dir() / "llama", models / "llama")
+    (models / "__init__.py").write_text('MODEL_SPECS = {"llama": "llama.spec:SPEC"}\n')
+    adapter = models / "llama" / "state_dict_adapter.py"
+    text = adapter.read_text().replace("mlp.gate_proj.weight", "SWAP")
+    text = text.replace("mlp.up_proj.weight", "mlp.gate_proj.weight")
+    text = text.replace("SWAP", "mlp.up_proj.weight")
+    adapter.write_text(text)
+    assert main(["verify", "llama", "--models", str(models), "--dtype", "fp32"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("FAIL  llama")
+    assert "first divergence: layers.0.feed_forward" in out
+
+
+def test_console_script_has_no_traceback_on_error():
+    done = subprocess.run(
+        [sys.executable, "-m", "codegen.cli", "verify", "nope"], capture_output=True, text=True
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1
