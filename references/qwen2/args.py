@@ -1,0 +1,71 @@
+"""Qwen2 model arguments and their mapping from an HF Qwen2Config.
+
+Qwen2Config resolves its window switches itself: `sliding_window` is None unless
+`use_sliding_window`, and `layer_types` (one entry per layer) defaults to "sliding_attention"
+for layers >= `max_window_layers`. Those two resolved fields are what is mapped here, so an
+explicit `layer_types` in a config.json wins over `max_window_layers`, exactly as in HF.
+Not mapped, on purpose: `attention_dropout` (training only) and `pad_token_id` (only the
+padding row's gradient).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from codegen.layers.rope import RopeScaling
+
+LAYER_TYPES = ("full_attention", "sliding_attention")
+
+
+@dataclass
+class ModelArgs:
+    dim: int = 3584
+    n_layers: int = 28
+    n_heads: int = 28
+    n_kv_heads: int = 4  # < n_heads: grouped-query attention
+    head_dim: int = 128
+    hidden_dim: int = 18944  # SwiGLU inner size
+    vocab_size: int = 152064
+    norm_eps: float = 1e-6
+    rope: RopeScaling = field(default_factory=lambda: RopeScaling(theta=1000000.0))
+    # A "sliding_attention" layer's query at i sees keys j with i - sliding_window < j <= i
+    # (the window counts the query itself); None when no layer slides.
+    sliding_window: int | None = None
+    layer_types: tuple[str, ...] | None = None  # one of LAYER_TYPES per layer; None: all full
+    tie_word_embeddings: bool = False
+
+    def __post_init__(self):
+        self.layer_types = tuple(self.layer_types or ("full_attention",) * self.n_layers)
+        if len(self.layer_types) != self.n_layers:
+            raise ValueError(f"{len(self.layer_types)} layer_types for {self.n_layers} layers")
+        unknown = sorted(set(self.layer_types) - set(LAYER_TYPES))
+        if unknown:
+            raise NotImplementedError(f"layer_types {unknown} are not supported")
+        if "sliding_attention" in self.layer_types and self.sliding_window is None:
+            raise ValueError("layer_types has sliding_attention layers but sliding_window is None")
+
+    @classmethod
+    def from_hf_config(cls, hf_config) -> ModelArgs:
+        if hf_config.hidden_act != "silu":
+            raise NotImplementedError(f"hidden_act {hf_config.hidden_act!r}: only silu (SwiGLU)")
+        rope = hf_config.rope_parameters
+        # Qwen's default RoPE ignores partial_rotary_factor; HF's scaled rope types shrink the
+        # rotary dim by it, which Qwen's attention cannot apply (HF fails in forward).
+        partial = rope.get("partial_rotary_factor", 1.0) != 1.0
+        if partial and rope.get("rope_type", "default") != "default":
+            raise NotImplementedError("partial_rotary_factor != 1 with a scaled rope_type")
+        return cls(
+            dim=hf_config.hidden_size,
+            n_layers=hf_config.num_hidden_layers,
+            n_heads=hf_config.num_attention_heads,
+            n_kv_heads=hf_config.num_key_value_heads,
+            head_dim=getattr(hf_config, "head_dim", None)
+            or hf_config.hidden_size // hf_config.num_attention_heads,
+            hidden_dim=hf_config.intermediate_size,
+            vocab_size=hf_config.vocab_size,
+            norm_eps=hf_config.rms_norm_eps,
+            rope=RopeScaling.from_hf(rope, hf_config.max_position_embeddings),
+            sliding_window=hf_config.sliding_window,
+            layer_types=tuple(hf_config.layer_types),
+            tie_word_embeddings=hf_config.tie_word_embeddings,
+        )

@@ -1,0 +1,15 @@
+"""The qwen2 ModelSpec."""
+
+from codegen.spec import ModelSpec
+
+from .args import ModelArgs
+from .model import Model
+from .state_dict_adapter import StateDictAdapter
+
+SPEC = ModelSpec(
+    name="qwen2",
+    model=Model,
+    args=ModelArgs,
+    adapter=StateDictAdapter,
+    supported_model_types=frozenset({"qwen2"}),
+)
