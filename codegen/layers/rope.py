@@ -32,6 +32,10 @@ class RopeScaling:
     truncate: bool = True  # yarn
     low_freq_factor: float | None = None  # llama3
     high_freq_factor: float | None = None  # llama3
+    partial_rotary_factor: float = 1.0  # fraction of each head that is rotated
+
+    def rotary_dim(self, head_dim: int) -> int:
+        return int(head_dim * self.partial_rotary_factor)
 
     @classmethod
     def from_hf(cls, rope_parameters: dict, max_position_embeddings: int) -> RopeScaling:
@@ -54,6 +58,7 @@ class RopeScaling:
             truncate=rope_parameters.get("truncate", True),
             low_freq_factor=rope_parameters.get("low_freq_factor"),
             high_freq_factor=rope_parameters.get("high_freq_factor"),
+            partial_rotary_factor=rope_parameters.get("partial_rotary_factor", 1.0),
         )
 
 
@@ -166,6 +171,13 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate x (batch, heads, seq, dim) with cos/sin (batch, seq, dim)."""
+    """Rotate x (batch, heads, seq, head_dim) with cos/sin (batch, seq, rotary_dim).
+
+    With partial rotary (rotary_dim < head_dim) only the leading dims turn; the rest pass.
+    """
     cos, sin = cos.unsqueeze(1).to(x.dtype), sin.unsqueeze(1).to(x.dtype)
-    return x * cos + rotate_half(x) * sin
+    rotary_dim = cos.shape[-1]
+    if rotary_dim == x.shape[-1]:
+        return x * cos + rotate_half(x) * sin
+    turned, passed = x[..., :rotary_dim], x[..., rotary_dim:]
+    return torch.cat((turned * cos + rotate_half(turned) * sin, passed), dim=-1)

@@ -22,6 +22,12 @@ class ModelArgs:
     mlp_bias: bool = False
     tie_word_embeddings: bool = False
 
+    def __post_init__(self):
+        # HF llama's default RoPE ignores partial_rotary_factor; its scaled types would shrink
+        # the frequency table below the head size and fail, so refuse rather than guess.
+        if self.rope.partial_rotary_factor != 1.0 and self.rope.rope_type != "default":
+            raise NotImplementedError("partial_rotary_factor != 1 with a scaled rope_type")
+
     @classmethod
     def from_hf_config(cls, hf_config) -> ModelArgs:
         return cls(
