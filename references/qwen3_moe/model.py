@@ -1,0 +1,187 @@
+"""Qwen3-MoE: the llama reference plus three deltas.
+
+- QK-norm: RMSNorm over head_dim on every query and key head (`q_norm`, `k_norm`), before RoPE.
+- MoE feed-forward: a linear router (`gate`) -> softmax in fp32 -> top-k -> optional
+  renormalisation of the k probabilities (`norm_topk_prob`); the routed SwiGLU experts are
+  stacked 3-D weights [num_experts, out, in] run as grouped GEMMs. Which layers are MoE
+  follows HF's `decoder_sparse_step` / `mlp_only_layers` rule (`ModelArgs.is_moe_layer`);
+  the others keep a dense `feed_forward`. No shared expert, no router bias.
+- Optional sliding window on every layer (HF applies `config.sliding_window`, when set, to
+  all layers of this model).
+
+No q/k/v/o biases by default, no MLP biases. Single-device and inference-only: no KV cache,
+no load-balancing loss.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from codegen.layers.norm import RMSNorm
+from codegen.layers.rope import RotaryEmbedding, apply_rotary
+
+from .args import ModelArgs
+
+
+class Attention(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.n_heads = args.n_heads
+        self.n_kv_heads = args.n_kv_heads
+        self.head_dim = args.head_dim
+        self.wq = nn.Linear(args.dim, args.n_heads * args.head_dim, bias=args.attention_bias)
+        self.wk = nn.Linear(args.dim, args.n_kv_heads * args.head_dim, bias=args.attention_bias)
+        self.wv = nn.Linear(args.dim, args.n_kv_heads * args.head_dim, bias=args.attention_bias)
+        self.wo = nn.Linear(args.n_heads * args.head_dim, args.dim, bias=args.attention_bias)
+        self.q_norm = RMSNorm(args.head_dim, args.norm_eps)
+        self.k_norm = RMSNorm(args.head_dim, args.norm_eps)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        batch, seq, _ = x.shape
+        q = self.q_norm(self.wq(x).view(batch, seq, self.n_heads, self.head_dim)).transpose(1, 2)
+        k = self.k_norm(self.wk(x).view(batch, seq, self.n_kv_heads, self.head_dim)).transpose(1, 2)
+        v = self.wv(x).view(batch, seq, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        cos, sin = rope
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        out = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            is_causal=mask is None,
+            enable_gqa=self.n_heads != self.n_kv_heads,
+        )
+        return self.wo(out.transpose(1, 2).reshape(batch, seq, -1))
+
+
+class FeedForward(nn.Module):
+    """SwiGLU: w2(silu(w1(x)) * w3(x))."""
+
+    def __init__(self, dim: int, hidden_dim: int):
+        super().__init__()
+        self.w1 = nn.Linear(dim, hidden_dim, bias=False)
+        self.w2 = nn.Linear(hidden_dim, dim, bias=False)
+        self.w3 = nn.Linear(dim, hidden_dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+
+class Experts(nn.Module):
+    """`num_experts` SwiGLU experts as stacked weights [num_experts, out, in].
+
+    The (token, expert) pairs are sorted by expert and each weight is applied to its
+    contiguous block of rows with one `F.grouped_mm` call (offsets = end row of each
+    expert). On CPU in torch 2.13 it is exact (bit-equal to per-expert matmuls, fp32 and
+    bf16), is what HF itself dispatches to here, and was as fast as a sort + loop over
+    the experts that received tokens while avoiding per-expert Python and host syncs; a
+    gather-based bmm would materialise one weight copy per (token, expert) pair.
+    """
+
+    def __init__(self, num_experts: int, dim: int, hidden_dim: int):
+        super().__init__()
+        self.num_experts = num_experts
+        self.w1 = nn.Parameter(torch.randn(num_experts, hidden_dim, dim) * 0.02)
+        self.w2 = nn.Parameter(torch.randn(num_experts, dim, hidden_dim) * 0.02)
+        self.w3 = nn.Parameter(torch.randn(num_experts, hidden_dim, dim) * 0.02)
+
+    def forward(
+        self, x: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor
+    ) -> torch.Tensor:
+        """x (tokens, dim); indices, weights (tokens, top_k) -> (tokens, dim)."""
+        top_k = indices.shape[1]
+        order = indices.flatten().argsort(stable=True)  # (token, slot) pairs grouped by expert
+        counts = torch.bincount(indices.flatten(), minlength=self.num_experts)
+        offsets = counts.cumsum(0, dtype=torch.int32)
+        rows = x[order // top_k]
+        gate = F.grouped_mm(rows, self.w1.mT, offs=offsets)
+        up = F.grouped_mm(rows, self.w3.mT, offs=offsets)
+        out = F.grouped_mm(F.silu(gate) * up, self.w2.mT, offs=offsets)
+        out = out * weights.flatten()[order, None]
+        # back to (token, slot) order, then sum each token's k expert outputs
+        out = torch.empty_like(out).index_copy_(0, order, out)
+        return out.view(-1, top_k, x.shape[-1]).sum(1)
+
+
+class MoE(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.top_k = args.top_k
+        self.norm_topk_prob = args.norm_topk_prob
+        self.gate = nn.Linear(args.dim, args.num_experts, bias=False)  # the router
+        self.experts = Experts(args.num_experts, args.dim, args.moe_hidden_dim)
+
+    def route(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Router logits -> (weights, expert indices), each (tokens, top_k)."""
+        probs = F.softmax(logits, dim=-1, dtype=torch.float32)
+        weights, indices = probs.topk(self.top_k, dim=-1)
+        if self.norm_topk_prob:
+            weights = weights / weights.sum(dim=-1, keepdim=True)
+        return weights.to(logits.dtype), indices
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, seq, dim = x.shape
+        x = x.view(-1, dim)
+        weights, indices = self.route(self.gate(x))
+        return self.experts(x, indices, weights).view(batch, seq, dim)
+
+
+class TransformerBlock(nn.Module):
+    def __init__(self, args: ModelArgs, layer_id: int):
+        super().__init__()
+        self.attention_norm = RMSNorm(args.dim, args.norm_eps)
+        self.attention = Attention(args)
+        self.ffn_norm = RMSNorm(args.dim, args.norm_eps)
+        self.is_moe = args.is_moe_layer(layer_id)
+        if self.is_moe:
+            self.moe = MoE(args)
+        else:
+            self.feed_forward = FeedForward(args.dim, args.hidden_dim)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        h = x + self.attention(self.attention_norm(x), rope, mask)
+        ffn = self.moe if self.is_moe else self.feed_forward
+        return h + ffn(self.ffn_norm(h))
+
+
+def sliding_window_mask(seq_len: int, window: int, device: torch.device) -> torch.Tensor:
+    """Boolean (seq, seq): key j is visible from query i iff i - window < j <= i (as HF)."""
+    distance = torch.arange(seq_len, device=device)[:, None] - torch.arange(seq_len, device=device)
+    return (distance >= 0) & (distance < window)
+
+
+class Model(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.args = args
+        self.tok_embeddings = nn.Embedding(args.vocab_size, args.dim)
+        self.rotary = RotaryEmbedding(args.rope, args.head_dim)
+        self.layers = nn.ModuleList(TransformerBlock(args, i) for i in range(args.n_layers))
+        self.norm = RMSNorm(args.dim, args.norm_eps)
+        self.output = nn.Linear(args.dim, args.vocab_size, bias=False)
+        if args.tie_word_embeddings:
+            self.output.weight = self.tok_embeddings.weight
+
+    def forward(self, tokens: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        if positions is None:
+            positions = torch.arange(tokens.shape[1], device=tokens.device).expand_as(tokens)
+        h = self.tok_embeddings(tokens)
+        rope = self.rotary(positions)
+        mask = None  # plain causal
+        if self.args.sliding_window is not None:
+            mask = sliding_window_mask(tokens.shape[1], self.args.sliding_window, tokens.device)
+        for layer in self.layers:
+            h = layer(h, rope, mask)
+        return self.output(self.norm(h))
