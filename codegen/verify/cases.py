@@ -1,8 +1,10 @@
 """Which HF configs a model package is verified against.
 
-By default: for each HF model_type the spec supports, the toy config of that type, and the
-same toy with the output head's tying flipped (tied heads are a classic silent bug, and
-the class default exercises only one side). `--config` replaces them with exactly one file;
+By default: for each HF model_type the spec supports, the toy config of that type, and one
+more toy per boolean switch in `FLIPPED_SWITCHES` that the config has, with that switch
+flipped: the class default exercises only one side, and both sides ship in real
+checkpoints (tied heads are a classic silent bug; Qwen3-MoE defaults `norm_topk_prob` off
+while its checkpoints turn it on). `--config` replaces them with exactly one file;
 `--shrink-config` with the toy of a real config.json.
 """
 
@@ -15,15 +17,23 @@ from codegen.verify.run import Case
 from codegen.verify.tiny_config import config_from_file, tiny_config, tiny_config_from_file
 
 
+# config switch -> case label suffix when the flipped value is (True, False)
+FLIPPED_SWITCHES = {
+    "tie_word_embeddings": ("tied", "untied"),
+    "norm_topk_prob": ("norm_topk", "no_norm_topk"),
+}
+
+
 def default_cases(spec: ModelSpec) -> list[Case]:
     cases = []
     for model_type in sorted(spec.supported_model_types):
         base = tiny_config(model_type)
         cases.append(Case(model_type, base))
-        if hasattr(base, "tie_word_embeddings"):
-            flipped = not base.tie_word_embeddings
-            label = f"{model_type}+{'tied' if flipped else 'untied'}"
-            cases.append(Case(label, tiny_config(model_type, tie_word_embeddings=flipped)))
+        for switch, (on_label, off_label) in FLIPPED_SWITCHES.items():
+            if isinstance(getattr(base, switch, None), bool):
+                flipped = not getattr(base, switch)
+                label = f"{model_type}+{on_label if flipped else off_label}"
+                cases.append(Case(label, tiny_config(model_type, **{switch: flipped})))
     return cases
 
 

@@ -138,12 +138,15 @@ def _version() -> str:
     return transformers.__version__
 
 
-def tiny_config(model_type: str, *, tie_word_embeddings: bool | None = None):
-    """A toy config of `model_type` built from the installed config class's defaults."""
+def tiny_config(model_type: str, **overrides):
+    """A toy config of `model_type` from the installed config class's defaults.
+
+    `overrides` (e.g. `tie_word_embeddings=True`) are applied before the class derives
+    its dependent fields, so they behave as if the user had written them in config.json.
+    """
     config_class = hf_config_class(model_type)
     toy = shrink(config_class().to_dict(), keep_pattern=False)
-    if tie_word_embeddings is not None:
-        toy["tie_word_embeddings"] = tie_word_embeddings
+    toy.update(overrides)
     return config_class(**toy)
 
 
