@@ -1,0 +1,38 @@
+"""DeepSeek-V3's two RoPE deltas on top of `codegen.layers.rope`.
+
+- Interleaved rotary pairs (`rope_interleave`, HF `apply_rotary_pos_emb_interleave`): the
+  checkpoint lays the rope dims out as (x0, x1), (x2, x3), ..., each pair rotated by one
+  frequency. The result comes back de-interleaved ([evens, odds]); queries and keys get the
+  same permutation, so their dot product is unchanged.
+- The softmax scale: `qk_head_dim ** -0.5`, times mscale(factor, mscale_all_dim) squared
+  whenever the rope is scaled and `mscale_all_dim` is set (HF `yarn_apply_mscale`). This is
+  on top of yarn's attention factor on cos/sin, which the shared RotaryEmbedding applies.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from codegen.layers.rope import RopeScaling
+
+
+def apply_rotary_interleaved(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate x (batch, heads, seq, dim) with cos/sin (batch, seq, dim) = cat(freqs, freqs)."""
+    half = cos.shape[-1] // 2
+    cos = cos[..., :half].unsqueeze(1).to(x.dtype)
+    sin = sin[..., :half].unsqueeze(1).to(x.dtype)
+    even, odd = x[..., 0::2], x[..., 1::2]
+    return torch.cat((even * cos - odd * sin, odd * cos + even * sin), dim=-1)
+
+
+def yarn_mscale(scale: float, mscale: float) -> float:
+    return 1.0 if scale <= 1 else 0.1 * mscale * math.log(scale) + 1.0
+
+
+def softmax_scale(rope: RopeScaling, qk_head_dim: int) -> float:
+    scale = qk_head_dim**-0.5
+    if rope.rope_type != "default" and rope.mscale_all_dim:
+        scale *= yarn_mscale(rope.factor, rope.mscale_all_dim) ** 2
+    return scale
