@@ -83,7 +83,7 @@ class _Recorder:
                 inputs = _first_tensor(list(kwargs.values()))
             if name not in self.records:
                 self.order.append(name)
-                self.records[name] = (inputs, _first_tensor(output))
+                self.records[name] = (inputs, _tensors(output))
 
         return record
 
@@ -92,9 +92,31 @@ class _Recorder:
             handle.remove()
 
 
+def _tensors(value) -> list:
+    """Every tensor of a module output, in order (routers return logits, weights, indices)."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [t for item in value for t in _tensors(item)]
+    if hasattr(value, "last_hidden_state"):
+        return [value.last_hidden_state]
+    return []
+
+
+def _outputs_diff(house: list, hf: list) -> float:
+    """Compare every output when both sides return alike tensors, else the first only."""
+    if not house or not hf:
+        return float("inf")
+    if len(house) == len(hf) and all(a.shape == b.shape for a, b in zip(house, hf)):
+        return max(_relative_diff(a, b) for a, b in zip(house, hf))
+    return _relative_diff(house[0], hf[0])
+
+
 def _relative_diff(a, b) -> float:
     if a is None or b is None or a.shape != b.shape:
         return float("inf")
+    if not a.is_floating_point():
+        return 0.0 if torch.equal(a, b) else float("inf")
     a, b = a.detach().double(), b.detach().double()
     return ((a - b).abs().max() / b.abs().max().clamp_min(1e-12)).item()
 
@@ -119,7 +141,7 @@ def find_divergence(adapter, house_model, hf_model, tokens, tolerance: float) ->
             continue
         house_in, house_out = house.records[house_name]
         hf_in, hf_out = hf.records[hf_name]
-        out_diff = _relative_diff(house_out, hf_out)
+        out_diff = _outputs_diff(house_out, hf_out)
         if out_diff > tolerance and _relative_diff(house_in, hf_in) <= tolerance:
             culprits.append((position, house_name, hf_name, out_diff))
     if not culprits:

@@ -69,51 +69,63 @@ def verify_case(
     started = time.perf_counter()
     config = case.config
     results = [VerifyResult(spec.name, config.model_type, case.label, dtype) for dtype in dtypes]
-    try:
-        hf_model = random_hf_model(config, seed)
-        with tempfile.TemporaryDirectory() as directory:
-            save_checkpoint(hf_model, Path(directory))
-            checkpoint = load_checkpoint(Path(directory))
-        args, house_model, adapter = spec.build(config)
-        unexpected = adapter.unmapped_keys(checkpoint)
-        mapped = {key: value for key, value in checkpoint.items() if key not in unexpected}
-        house_state = adapter.from_hf(mapped)
-        missing, extra = house_model.load_state_dict(house_state, strict=False)
-        roundtrip = _roundtrip_exact(adapter, mapped) and not unexpected
-        house_model.eval()
-    except Exception as err:  # a broken package must yield a FAIL line, not a traceback
-        for result in results:
-            result.error = f"{type(err).__name__}: {err}"
-            result.seconds = time.perf_counter() - started
-        return results
-
-    tokens = torch.randint(0, config.vocab_size, (BATCH, SEQ_LEN), generator=_generator(seed))
-    for result in results:
-        dtype = DTYPES[result.dtype]
-        result.missing_keys = sorted(missing)
-        result.unexpected_keys = sorted(unexpected) + sorted(extra)
-        result.roundtrip_exact = roundtrip
+    with tempfile.TemporaryDirectory() as directory:
         try:
-            hf_model.to(dtype)
-            house_model.to(dtype)
-            with torch.no_grad():
-                reference = hf_model(input_ids=tokens).logits
-                logits = house_model(tokens)
-            comparison = compare(logits, reference)
-        except Exception as err:
-            result.error = f"{type(err).__name__}: {err}"
+            save_checkpoint(random_hf_model(config, seed), Path(directory))
+            checkpoint = load_checkpoint(Path(directory))
+            args, house_model, adapter = spec.build(config)
+            unexpected = adapter.unmapped_keys(checkpoint)
+            mapped = {key: value for key, value in checkpoint.items() if key not in unexpected}
+            house_state = adapter.from_hf(mapped)
+            missing, extra = house_model.load_state_dict(house_state, strict=False)
+            roundtrip = _roundtrip_exact(adapter, mapped) and not unexpected
+            house_model.eval()
+        except Exception as err:  # a broken package must yield a FAIL line, not a traceback
+            for result in results:
+                result.error = f"{type(err).__name__}: {err}"
+                result.seconds = time.perf_counter() - started
+            return results
+        tokens = torch.randint(0, config.vocab_size, (BATCH, SEQ_LEN), generator=_generator(seed))
+        for result in results:
+            result.missing_keys = sorted(missing)
+            result.unexpected_keys = sorted(unexpected) + sorted(extra)
+            result.roundtrip_exact = roundtrip
+            # fresh fp32 weights per dtype: a model cast to bf16 and back would be rounded
+            house_model.to(torch.float32).load_state_dict(house_state, strict=False)
+            _compare_in_dtype(result, Path(directory), house_model, adapter, tokens)
             result.seconds = time.perf_counter() - started
-            continue
-        result.cosine, result.max_abs_diff = comparison.cosine, comparison.max_abs_diff
-        keys_ok = not result.missing_keys and not result.unexpected_keys
-        result.passed = comparison.passes(THRESHOLDS[result.dtype]) and keys_ok and roundtrip
-        if not comparison.passes(THRESHOLDS[result.dtype]):
-            divergence = find_divergence(
-                adapter, house_model, hf_model, tokens, DIVERGENCE_TOLERANCE[result.dtype]
-            )
-            result.first_divergence = None if divergence is None else str(divergence)
-        result.seconds = time.perf_counter() - started
     return results
+
+
+def _compare_in_dtype(result, directory: Path, house_model, adapter, tokens) -> None:
+    """Logits of both models in `result.dtype`, verdict, and the divergence on failure.
+
+    The HF side is loaded from the saved files with `from_pretrained(dtype=...)`, the way
+    users load checkpoints: that keeps the buffers HF holds in fp32 (rope frequencies,
+    router correction biases) in fp32, which a blanket `.to(bf16)` would round.
+    """
+    from transformers import AutoModelForCausalLM
+
+    dtype = DTYPES[result.dtype]
+    threshold = THRESHOLDS[result.dtype]
+    try:
+        hf_model = AutoModelForCausalLM.from_pretrained(directory, dtype=dtype).eval()
+        house_model.to(dtype)
+        with torch.no_grad():
+            reference = hf_model(input_ids=tokens).logits
+            logits = house_model(tokens)
+    except Exception as err:
+        result.error = f"{type(err).__name__}: {err}"
+        return
+    comparison = compare(logits, reference)
+    result.cosine, result.max_abs_diff = comparison.cosine, comparison.max_abs_diff
+    keys_ok = not result.missing_keys and not result.unexpected_keys
+    result.passed = comparison.passes(threshold) and keys_ok and result.roundtrip_exact
+    if not comparison.passes(threshold):
+        divergence = find_divergence(
+            adapter, house_model, hf_model, tokens, DIVERGENCE_TOLERANCE[result.dtype]
+        )
+        result.first_divergence = None if divergence is None else str(divergence)
 
 
 def _roundtrip_exact(adapter, checkpoint: dict[str, torch.Tensor]) -> bool:

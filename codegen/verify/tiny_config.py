@@ -24,11 +24,13 @@ Rule = Callable[[dict[str, Any]], Any]
 
 
 def _kv_heads(cfg: dict[str, Any]) -> int:
-    """MQA stays MQA; everything else becomes 4:2 GQA, the most general grouping.
+    """MQA stays MQA; MLA keeps one key per head; everything else becomes 4:2 GQA.
 
     Class defaults often leave `num_key_value_heads` equal to the head count only because
     it is unset, so a toy with grouped heads exercises the code path real checkpoints use.
     """
+    if "kv_lora_rank" in cfg:
+        return 4  # MLA decompresses keys per head; HF would repeat them and fail
     return 1 if cfg.get("num_key_value_heads") == 1 else 2
 
 
@@ -87,8 +89,9 @@ SHRINK_RULES: dict[str, Any | Rule] = {
     "num_experts": 8,
     "n_routed_experts": 8,
     "num_experts_per_tok": 2,
-    "n_group": 4,
-    "topk_group": 2,
+    # groups of 4 with one kept: "top-2 of a group" differs from "sum of the group"
+    "n_group": 2,
+    "topk_group": 1,
     "n_shared_experts": lambda cfg: min(cfg["n_shared_experts"] or 0, 2),
     # dense and MoE layers both present
     "first_k_dense_replace": 1,
@@ -97,7 +100,7 @@ SHRINK_RULES: dict[str, Any | Rule] = {
     "q_lora_rank": lambda cfg: None if cfg["q_lora_rank"] is None else 32,
     "kv_lora_rank": 16,
     "qk_rope_head_dim": 8,
-    "qk_nope_head_dim": 8,
+    "qk_nope_head_dim": 16,  # qk head (24) != v head (16): catches qk/v size mix-ups
     "v_head_dim": 16,
     # windows shorter than the sequence, switched on where the config can switch them
     "use_sliding_window": True,

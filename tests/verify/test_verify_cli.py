@@ -105,3 +105,11 @@ def test_console_script_has_no_traceback_on_error():
     )
     assert done.returncode == 2
     assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_dtype_order_does_not_matter(capsys):
+    """bf16 first must not leave rounded weights behind for the fp32 comparison."""
+    assert main(["verify", "llama", "--dtype", "bf16", "--dtype", "fp32", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    fp32 = [row for row in rows if row["dtype"] == "fp32"]
+    assert fp32 and all(row["max_abs_diff"] <= 1e-4 for row in fp32)
