@@ -16,7 +16,6 @@ from codegen.spec import ModelSpec
 from codegen.verify.run import Case
 from codegen.verify.tiny_config import config_from_file, tiny_config, tiny_config_from_file
 
-
 # config switch -> case label suffix when the flipped value is (True, False)
 FLIPPED_SWITCHES = {
     "tie_word_embeddings": ("tied", "untied"),

@@ -107,8 +107,8 @@ def _outputs_diff(house: list, hf: list) -> float:
     """Compare every output when both sides return alike tensors, else the first only."""
     if not house or not hf:
         return float("inf")
-    if len(house) == len(hf) and all(a.shape == b.shape for a, b in zip(house, hf)):
-        return max(_relative_diff(a, b) for a, b in zip(house, hf))
+    if len(house) == len(hf) and all(a.shape == b.shape for a, b in zip(house, hf, strict=True)):
+        return max(_relative_diff(a, b) for a, b in zip(house, hf, strict=True))
     return _relative_diff(house[0], hf[0])
 
 
