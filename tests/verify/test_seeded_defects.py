@@ -116,23 +116,33 @@ def test_ignored_yarn_attention_factor_fails(monkeypatch):
     assert result.first_divergence.startswith("layers.0.attention")
 
 
-def test_ignored_bias_fails_in_attention():
-    config = tiny_config("llama")
-    config.attention_bias = True
+def test_ignored_qkv_bias_fails_in_attention():
+    """qwen2 has q/k/v biases; a port that builds the projections without them and drops
+    the checkpoint's bias tensors loads cleanly but computes the wrong attention."""
+    qwen2 = load_spec("qwen2")
 
-    class NoBiasArgs(LLAMA.args):
-        @classmethod
-        def from_hf_config(cls, hf_config):
-            args = super().from_hf_config(hf_config)
-            args.attention_bias = False
-            return args
+    class NoBiasModel(qwen2.model):
+        def __init__(self, args):
+            super().__init__(args)
+            for layer in self.layers:
+                for name in ("wq", "wk", "wv"):
+                    old = getattr(layer.attention, name)
+                    setattr(
+                        layer.attention,
+                        name,
+                        nn.Linear(old.in_features, old.out_features, bias=False),
+                    )
 
-    spec = dataclasses.replace(
-        with_adapter_rows(**{f"model.layers.{{}}.self_attn.{p}_proj.bias": None for p in "qkvo"}),
-        args=NoBiasArgs,
-    )
-    result = run(spec, config)
+    class NoBiasAdapter(qwen2.adapter):
+        from_hf_map = {
+            key: (None if key.endswith("_proj.bias") else value)
+            for key, value in qwen2.adapter.from_hf_map.items()
+        }
+
+    spec = dataclasses.replace(qwen2, model=NoBiasModel, adapter=NoBiasAdapter)
+    result = run(spec, tiny_config("qwen2"))
     assert not result.passed
+    assert not result.missing_keys and not result.unexpected_keys  # only logits can tell
     assert result.first_divergence.startswith("layers.0.attention")
 
 

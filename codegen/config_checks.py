@@ -1,0 +1,19 @@
+"""Refuse HF settings a model package does not implement, instead of ignoring them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def require_settings(hf_config: Any, expected: dict[str, Any]) -> None:
+    """Raise if a config field this package hard-codes has another value.
+
+    A field the config class does not have counts as having the expected value, so one
+    table serves every config class a package supports.
+    """
+    for key, value in expected.items():
+        actual = getattr(hf_config, key, value)
+        if actual != value:
+            raise NotImplementedError(
+                f"{type(hf_config).__name__}.{key}={actual!r} is not supported (expected {value!r})"
+            )

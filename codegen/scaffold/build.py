@@ -1,0 +1,62 @@
+"""Build a model package: a reference's source plus an ordered list of transform steps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from codegen.errors import CodegenError
+from codegen.models import references_dir
+from codegen.scaffold.describe import describe
+from codegen.scaffold.source import SourcePackage
+from codegen.scaffold.tidy import ruff_format, tidy
+from codegen.transforms.catalog import TRANSFORMS
+from codegen.transforms.edits import EditError
+
+
+@dataclass(frozen=True)
+class Step:
+    """One transform to run, why (the rule and its evidence), and with which parameters."""
+
+    transform: str
+    params: dict[str, Any] = field(default_factory=dict)
+    rule: str = ""
+    reason: str = ""  # e.g. "attention.qk_norm = per_head (modeling_qwen3.py:160)"
+
+
+def build_package(
+    reference: str,
+    name: str,
+    model_types: list[str],
+    steps: list[Step],
+    *,
+    features: Any = None,
+    title: str | None = None,
+) -> dict[str, str]:
+    """The rendered files of the new package (nothing is written)."""
+    directory = references_dir() / reference
+    if not (directory / "model.py").is_file():
+        raise CodegenError(f"no reference named {reference!r}", path=str(references_dir()))
+    package = SourcePackage.from_directory(directory)
+    title = title or name
+    rename = Step("rename_model", {"name": name, "model_types": model_types, "title": title})
+    for step in [*steps, rename]:
+        transform = TRANSFORMS.get(step.transform)
+        if transform is None:
+            raise CodegenError(f"rule {step.rule or step.transform!r}: unknown transform")
+        try:
+            transform().apply(package, features, **step.params)
+        except EditError as err:
+            raise CodegenError(
+                f"transform {step.transform} cannot apply to the {reference} reference: {err}"
+            ) from None
+        package.applied.append(step.rule or step.transform)
+    describe(package, reference, title, steps)
+    tidy(package)
+    return ruff_format(package.render())
+
+
+def read_reference_files(reference: str) -> dict[str, str]:
+    directory = references_dir() / reference
+    return {path.name: path.read_text() for path in sorted(Path(directory).glob("*.py"))}

@@ -1,0 +1,55 @@
+"""A model package held as libcst modules while transforms edit it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import libcst as cst
+
+from codegen.errors import CodegenError
+
+# the files of the house layout that transforms may edit, in reading order
+PACKAGE_FILES = (
+    "__init__.py",
+    "args.py",
+    "model.py",
+    "rope.py",
+    "state_dict_adapter.py",
+    "spec.py",
+)
+
+
+@dataclass
+class SourcePackage:
+    """The files of one model package, parsed; `name` is the package (model) name."""
+
+    name: str
+    files: dict[str, cst.Module] = field(default_factory=dict)
+    applied: list[str] = field(default_factory=list)  # rule ids, in order, for the docstring
+
+    @classmethod
+    def from_directory(cls, directory: Path, name: str | None = None) -> SourcePackage:
+        package = cls(name or directory.name)
+        for filename in PACKAGE_FILES:
+            path = directory / filename
+            if path.is_file():
+                try:
+                    package.files[filename] = cst.parse_module(path.read_text())
+                except cst.ParserSyntaxError as err:
+                    raise CodegenError(str(err).splitlines()[0], path=str(path)) from None
+        if "model.py" not in package.files:
+            raise CodegenError("not a model package (no model.py)", path=str(directory))
+        return package
+
+    def module(self, filename: str) -> cst.Module:
+        if filename not in self.files:
+            raise KeyError(f"{self.name} has no {filename}")
+        return self.files[filename]
+
+    def edit(self, filename: str, transformer: cst.CSTTransformer) -> None:
+        """Run one libcst transformer over one file."""
+        self.files[filename] = self.module(filename).visit(transformer)
+
+    def render(self) -> dict[str, str]:
+        return {filename: module.code for filename, module in self.files.items()}

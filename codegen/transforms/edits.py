@@ -1,0 +1,223 @@
+"""Small, reusable libcst edits that transforms compose.
+
+House packages share a vocabulary (`Attention.__init__` builds `self.wq`, `ModelArgs` is a
+dataclass with `from_hf_config`, the adapter has a `from_hf_map` dict), so an edit names
+its anchor as "class, method, statement that starts with ...". An edit whose anchor is
+missing raises `EditError`: a transform never silently does nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import libcst as cst
+
+_RENDER = cst.Module(body=[])
+
+
+class EditError(LookupError):
+    """The anchor an edit needs is not in the file."""
+
+
+def code_of(node: cst.CSTNode) -> str:
+    return _RENDER.code_for_node(node).strip()
+
+
+def statements(code: str) -> list[cst.BaseStatement]:
+    return list(cst.parse_module(code.strip() + "\n").body)
+
+
+def expression(code: str) -> cst.BaseExpression:
+    return cst.parse_expression(code)
+
+
+def starts_with(prefix: str) -> Callable[[cst.CSTNode], bool]:
+    return lambda node: code_of(node).startswith(prefix)
+
+
+class _InMethod(cst.CSTTransformer):
+    """Base: only act inside `class_name.method` (or the class body when method is None)."""
+
+    def __init__(self, class_name: str, method: str | None):
+        super().__init__()
+        self.class_name, self.method = class_name, method
+        self._class_depth = 0
+        self._in_method = False
+        self.hits = 0
+
+    def visit_ClassDef(self, node):
+        if node.name.value == self.class_name:
+            self._class_depth += 1
+        return True
+
+    def leave_ClassDef(self, original, updated):
+        if original.name.value == self.class_name:
+            self._class_depth -= 1
+            if self.method is None:
+                updated = self.edit_body(updated)
+        return updated
+
+    def visit_FunctionDef(self, node):
+        if self._class_depth and node.name.value == self.method:
+            self._in_method = True
+        return True
+
+    def leave_FunctionDef(self, original, updated):
+        if self._in_method and original.name.value == self.method:
+            self._in_method = False
+            return self.edit_body(updated)
+        return updated
+
+    def edit_body(self, node):
+        body = list(node.body.body)
+        new_body = self.edit_statements(body)
+        return node.with_changes(body=node.body.with_changes(body=new_body))
+
+    def edit_statements(self, body: list) -> list:
+        raise NotImplementedError
+
+
+class InsertStatements(_InMethod):
+    """Insert `code` after (or before) the first statement matching `anchor`."""
+
+    def __init__(self, class_name, method, anchor, code: str, before: bool = False):
+        super().__init__(class_name, method)
+        self.anchor, self.new, self.before = anchor, statements(code), before
+
+    def edit_statements(self, body):
+        for index, statement in enumerate(body):
+            if self.anchor(statement):
+                self.hits += 1
+                at = index if self.before else index + 1
+                return body[:at] + self.new + body[at:]
+        return body
+
+
+class ReplaceStatements(_InMethod):
+    """Replace every statement matching `anchor` with `code` (empty code deletes it)."""
+
+    def __init__(self, class_name, method, anchor, code: str):
+        super().__init__(class_name, method)
+        self.anchor, self.new = anchor, statements(code) if code.strip() else []
+
+    def edit_statements(self, body):
+        result = []
+        for statement in body:
+            if self.anchor(statement):
+                self.hits += 1
+                result.extend(self.new)
+            else:
+                result.append(statement)
+        return result
+
+
+class SetKeyword(cst.CSTTransformer):
+    """Set `keyword=value` on calls assigned to `self.<attr>` for attr in `attrs`,
+    inside `class_name.method`."""
+
+    def __init__(self, class_name: str, method: str, attrs: set[str], keyword: str, value: str):
+        super().__init__()
+        self.class_name, self.method, self.attrs = class_name, method, attrs
+        self.keyword, self.value = keyword, expression(value)
+        self._stack: list[str] = []
+        self.hits = 0
+
+    def visit_ClassDef(self, node):
+        self._stack.append(node.name.value)
+
+    def leave_ClassDef(self, original, updated):
+        self._stack.pop()
+        return updated
+
+    def visit_FunctionDef(self, node):
+        self._stack.append(node.name.value)
+
+    def leave_FunctionDef(self, original, updated):
+        self._stack.pop()
+        return updated
+
+    def leave_Assign(self, original, updated):
+        if self._stack[-2:] != [self.class_name, self.method]:
+            return updated
+        target = updated.targets[0].target
+        if not (
+            isinstance(target, cst.Attribute)
+            and code_of(target.value) == "self"
+            and target.attr.value in self.attrs
+            and isinstance(updated.value, cst.Call)
+        ):
+            return updated
+        self.hits += 1
+        return updated.with_changes(value=set_call_keyword(updated.value, self.keyword, self.value))
+
+
+def set_call_keyword(call: cst.Call, keyword: str, value: cst.BaseExpression) -> cst.Call:
+    args = list(call.args)
+    for index, arg in enumerate(args):
+        if arg.keyword is not None and arg.keyword.value == keyword:
+            args[index] = arg.with_changes(value=value)
+            return call.with_changes(args=args)
+    if args:
+        args[-1] = args[-1].with_changes(
+            comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+        )
+    args.append(cst.Arg(keyword=cst.Name(keyword), value=value, equal=_EQUAL))
+    return call.with_changes(args=args)
+
+
+_EQUAL = cst.AssignEqual(
+    whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace("")
+)
+
+
+class EditDict(cst.CSTTransformer):
+    """Edit the dict literal assigned to `name` (e.g. the adapter's `from_hf_map`).
+
+    `rewrite(key, value) -> list[(key, value)]` maps each entry (as source strings) to its
+    replacement entries: [] deletes, several insert. `append` adds entries at the end.
+    """
+
+    def __init__(self, name: str, rewrite=None, append: list[tuple[str, str]] | None = None):
+        super().__init__()
+        self.name, self.rewrite, self.append = name, rewrite, append or []
+        self.hits = 0
+
+    def leave_Assign(self, original, updated):
+        target = updated.targets[0].target
+        if not (isinstance(target, cst.Name) and target.value == self.name):
+            return updated
+        if not isinstance(updated.value, cst.Dict):
+            return updated
+        self.hits += 1
+        elements = []
+        template = updated.value.elements[0] if updated.value.elements else None
+        for element in updated.value.elements:
+            key, value = code_of(element.key), code_of(element.value)
+            replacements = [(key, value)] if self.rewrite is None else self.rewrite(key, value)
+            for new_key, new_value in replacements:
+                if (new_key, new_value) == (key, value):
+                    elements.append(element)
+                else:
+                    elements.append(_element(element, new_key, new_value))
+        for new_key, new_value in self.append:
+            elements.append(_element(template, new_key, new_value))
+        return updated.with_changes(value=updated.value.with_changes(elements=elements))
+
+
+def _element(template, key: str, value: str) -> cst.DictElement:
+    element = cst.DictElement(expression(key), expression(value))
+    if template is not None:
+        element = element.with_changes(
+            whitespace_before_colon=template.whitespace_before_colon,
+            whitespace_after_colon=template.whitespace_after_colon,
+            comma=template.comma,
+        )
+    return element
+
+
+def run(package, filename: str, transformer, *, required: bool = True) -> int:
+    """Apply `transformer` to one file; raise EditError if it matched nothing."""
+    package.edit(filename, transformer)
+    if required and not transformer.hits:
+        raise EditError(f"{type(transformer).__name__} found no anchor in {filename}")
+    return transformer.hits

@@ -1,0 +1,19 @@
+"""Set the attention output projection's bias to the target's."""
+
+from __future__ import annotations
+
+from codegen.transforms.base import Transform
+from codegen.transforms.edits import SetKeyword, run
+from codegen.transforms.qkv_bias import set_adapter_rows
+
+_ROW = ('"model.layers.{}.self_attn.o_proj.bias"', '"layers.{}.attention.wo.bias"')
+
+
+class SetOutputBias(Transform):
+    """`wo` gets `bias=<enabled>`; its adapter row exists exactly when the bias does."""
+
+    name = "set_o_bias"
+
+    def apply(self, package, features=None, *, enabled: bool) -> None:
+        run(package, "model.py", SetKeyword("Attention", "__init__", {"wo"}, "bias", str(enabled)))
+        set_adapter_rows(package, [_ROW], enabled)
