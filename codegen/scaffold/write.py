@@ -41,7 +41,7 @@ def registry_update(models_dir: Path, name: str) -> tuple[Path, str, str]:
     registry = models_dir / "__init__.py"
     old = registry.read_text() if registry.is_file() else ""
     source = old or NEW_REGISTRY
-    outcome = add_entry(source, REGISTRY, f'"{name}"', [f'"{name}.spec:SPEC"'], path=str(registry))
+    outcome = add_entry(source, REGISTRY, name, [f"{name}.spec:SPEC"], path=str(registry))
     return registry, old, outcome.source
 
 

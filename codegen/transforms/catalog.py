@@ -7,7 +7,7 @@ import pkgutil
 
 from codegen.transforms.base import Transform
 
-_SKIP = {"base", "catalog", "edits", "snippets"}
+_SKIP = {"base", "catalog", "edits", "snippets", "testing"}
 
 
 def _discover() -> dict[str, type[Transform]]:

@@ -201,7 +201,17 @@ class EditDict(cst.CSTTransformer):
                     elements.append(_element(element, new_key, new_value))
         for new_key, new_value in self.append:
             elements.append(_element(template, new_key, new_value))
+        if elements and updated.value.elements:
+            # keep the table's own trailing-comma style; inner entries take the first's comma
+            original = updated.value.elements
+            inner = original[0].comma if len(original) > 1 else _INNER_COMMA
+            elements = [e.with_changes(comma=inner) for e in elements[:-1]] + [
+                elements[-1].with_changes(comma=original[-1].comma)
+            ]
         return updated.with_changes(value=updated.value.with_changes(elements=elements))
+
+
+_INNER_COMMA = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
 
 
 def _element(template, key: str, value: str) -> cst.DictElement:

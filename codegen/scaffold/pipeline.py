@@ -1,0 +1,41 @@
+"""Build, write and register one generated package (what `codegen scaffold` does last)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from codegen.scaffold.build import Step, build_package
+from codegen.scaffold.testgen import test_file
+from codegen.scaffold.write import register, write_package
+
+
+def scaffold_into(
+    models_dir: Path,
+    reference: str,
+    name: str,
+    model_types: list[str],
+    steps: list[Step],
+    *,
+    features: Any = None,
+    title: str | None = None,
+    force: bool = False,
+) -> Path:
+    """Write `models_dir/name/` (package + its parity test) and register it there."""
+    title = title or name
+    files = build_package(reference, name, model_types, steps, features=features, title=title)
+    filename, text = test_file(name, title)
+    files[filename] = text
+    path = write_package(models_dir, name, files, force=force)
+    register(models_dir, name)
+    return path
+
+
+def verify_generated(models_dir: Path, name: str, dtypes=("fp32",)):
+    """verify_case over the default cases of a generated package (for tests and sweeps)."""
+    from codegen.models import load_spec
+    from codegen.verify.cases import default_cases
+    from codegen.verify.run import verify_case
+
+    spec = load_spec(name, models_dir)
+    return [r for case in default_cases(spec) for r in verify_case(spec, case, list(dtypes))]

@@ -1,0 +1,33 @@
+"""The shape of one row of the rule table in `rules/`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class FromFeature:
+    """A rule parameter read from the target's Features (e.g. the window pattern)."""
+
+    path: str
+
+
+@dataclass(frozen=True)
+class Rule:
+    """When the target's `feature` has one of `values` and the reference's differs, run
+    `transform` with `params` (literals, or FromFeature reads)."""
+
+    id: str
+    feature: str  # dotted Features path, e.g. "attention.qk_norm"
+    values: tuple[Any, ...]  # target values this rule realises
+    transform: str  # a name in codegen.transforms.catalog.TRANSFORMS
+    description: str  # one line: what the generated code does differently
+    params: dict[str, Any] = field(default_factory=dict)
+    native_in: tuple[str, ...] = ()  # references that already have these values
+
+    def resolve(self, features) -> dict[str, Any]:
+        return {
+            key: features.get(value.path) if isinstance(value, FromFeature) else value
+            for key, value in self.params.items()
+        }
