@@ -79,7 +79,7 @@ def cli():
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the CLI, turning CodegenError into one line + exit code."""
     try:
-        cli.main(args=argv, prog_name="codegen", standalone_mode=False)
+        returned = cli.main(args=argv, prog_name="codegen", standalone_mode=False)
     except CodegenError as err:
         click.echo(f"codegen: error: {err}", err=True)
         return err.exit_code
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         return 1
-    return 0
+    return returned if isinstance(returned, int) else 0  # ctx.exit(n) returns n
 
 
 if __name__ == "__main__":

@@ -1,0 +1,48 @@
+"""`codegen registry add`: insert one entry into one registry container, in place."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from codegen.codemods.add import add_entry
+from codegen.codemods.files import read_source, unified_diff, write_atomic
+from codegen.lint.findings import display
+
+
+@click.group()
+def registry():
+    """Edit registry containers in place (concrete-syntax preserving codemods)."""
+
+
+@registry.command()
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("container")
+@click.argument("key")
+@click.argument("values", nargs=-1)
+@click.option("--diff", "show_diff", is_flag=True, help="Print a unified diff; write nothing.")
+@click.option("--check", is_flag=True, help="Exit 1 if the entry is missing; write nothing.")
+@click.option("--section", help="Insert under the section comment containing this text.")
+def add(file: Path, container: str, key: str, values: tuple[str, ...], show_diff, check, section):
+    """Add KEY (with VALUEs) to CONTAINER in FILE.
+
+    CONTAINER is NAME, Class.NAME, 'from PKG' (side-effect imports) or 'if NAME' (an
+    if/elif chain), optionally NAME@LINE. One VALUE is a scalar; several make a tuple shaped
+    like the neighbours. An identical entry is a no-op; a different value under KEY is an
+    error.
+    """
+    source = read_source(file)
+    outcome = add_entry(source, container, key, values, path=str(file), section=section)
+    where = f"{display(file)}:{outcome.line}"
+    if outcome.status == "present":
+        click.echo(f"{where}: {key!r} already in {outcome.label}; nothing to do")
+        return
+    if check:
+        click.echo(f"{where}: {key!r} missing from {outcome.label}")
+        raise SystemExit(1)  # ctx.exit(1) would be swallowed by main()
+    if show_diff:
+        click.echo(unified_diff(source, outcome.source, display(file)), nl=False)
+        return
+    write_atomic(file, outcome.source)
+    click.echo(f"{where}: added {key!r} to {outcome.label} ({outcome.reason})")
