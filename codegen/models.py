@@ -7,6 +7,7 @@ in any directory (`--models DIR`) load exactly like the shipped references.
 
 from __future__ import annotations
 
+import ast
 import importlib
 import importlib.util
 import sys
@@ -53,12 +54,26 @@ def import_models_package(models_dir: Path | None = None) -> ModuleType:
 
 
 def registry(models_dir: Path | None = None) -> dict[str, str]:
-    """The models package's `MODEL_SPECS` table."""
-    package = import_models_package(models_dir)
-    table = getattr(package, "MODEL_SPECS", None)
-    if not isinstance(table, dict):
-        raise CodegenError("no MODEL_SPECS dict", path=package.__file__)
-    return table
+    """The models package's `MODEL_SPECS` table, read from the file as it is now.
+
+    Read with `ast` rather than from the imported module: a package registered after the
+    models package was first imported (scaffold, then verify, in one process) is seen.
+    """
+    init = (models_dir or references_dir()).resolve() / "__init__.py"
+    try:
+        tree = ast.parse(init.read_text())
+    except (OSError, SyntaxError) as err:
+        raise CodegenError(f"cannot read the registry: {err}", path=str(init)) from None
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+        if any(isinstance(t, ast.Name) and t.id == "MODEL_SPECS" for t in targets):
+            try:
+                table = ast.literal_eval(node.value)
+            except ValueError:
+                break
+            if isinstance(table, dict):
+                return table
+    raise CodegenError("no MODEL_SPECS dict literal", path=str(init))
 
 
 def load_spec(name: str, models_dir: Path | None = None) -> ModelSpec:
@@ -81,6 +96,7 @@ def load_spec(name: str, models_dir: Path | None = None) -> ModelSpec:
 
 def _resolve(package: ModuleType, entry: str) -> ModelSpec:
     module_path, _, attr = entry.partition(":")
+    importlib.invalidate_caches()  # the package may have been written after startup
     try:
         module = importlib.import_module(f"{package.__name__}.{module_path}")
     except ImportError as err:

@@ -17,8 +17,7 @@ def rules_dir() -> Path:
     raise FileNotFoundError("cannot find the rules package")
 
 
-def load_rules():
-    """Every Rule row, in table order. Imported as `codegen.rules` wherever it lives."""
+def _rules_package():
     if "codegen.rules" not in sys.modules:
         directory = rules_dir()
         spec = importlib.util.spec_from_file_location(
@@ -27,4 +26,15 @@ def load_rules():
         module = importlib.util.module_from_spec(spec)
         sys.modules["codegen.rules"] = module
         spec.loader.exec_module(module)
-    return importlib.import_module("codegen.rules").all_rules()
+    return importlib.import_module("codegen.rules")
+
+
+def load_names():
+    """The naming tables (`rules/names.py`)."""
+    _rules_package()
+    return importlib.import_module("codegen.rules.names")
+
+
+def load_rules():
+    """Every Rule row, in table order. Imported as `codegen.rules` wherever it lives."""
+    return _rules_package().all_rules()

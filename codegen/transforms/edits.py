@@ -174,7 +174,9 @@ class EditDict(cst.CSTTransformer):
     """Edit the dict literal assigned to `name` (e.g. the adapter's `from_hf_map`).
 
     `rewrite(key, value) -> list[(key, value)]` maps each entry (as source strings) to its
-    replacement entries: [] deletes, several insert. `append` adds entries at the end.
+    replacement entries: [] deletes, several insert. `append` adds entries at the end. An
+    entry that is rewritten keeps its own comma and the comments around it; an entry that
+    is deleted hands its comma (the line break to what follows) to the entry before it.
     """
 
     def __init__(self, name: str, rewrite=None, append: list[tuple[str, str]] | None = None):
@@ -189,38 +191,53 @@ class EditDict(cst.CSTTransformer):
         if not isinstance(updated.value, cst.Dict):
             return updated
         self.hits += 1
-        elements = []
-        template = updated.value.elements[0] if updated.value.elements else None
-        for element in updated.value.elements:
+        old = list(updated.value.elements)
+        plain_comma = _plain_comma(old[0].comma if len(old) > 1 else _INNER_COMMA)
+        elements: list[cst.DictElement] = []
+        for element in old:
             key, value = code_of(element.key), code_of(element.value)
             replacements = [(key, value)] if self.rewrite is None else self.rewrite(key, value)
-            for new_key, new_value in replacements:
-                if (new_key, new_value) == (key, value):
-                    elements.append(element)
-                else:
-                    elements.append(_element(element, new_key, new_value))
-        for new_key, new_value in self.append:
-            elements.append(_element(template, new_key, new_value))
-        if elements and updated.value.elements:
-            # keep the table's own trailing-comma style; inner entries take the first's comma
-            original = updated.value.elements
-            inner = original[0].comma if len(original) > 1 else _INNER_COMMA
-            elements = [e.with_changes(comma=inner) for e in elements[:-1]] + [
-                elements[-1].with_changes(comma=original[-1].comma)
-            ]
+            if not replacements:
+                if elements:
+                    elements[-1] = elements[-1].with_changes(comma=element.comma)
+                continue
+            first_key, first_value = replacements[0]
+            if (first_key, first_value) != (key, value):
+                element = element.with_changes(
+                    key=expression(first_key), value=expression(first_value)
+                )
+            added = [_element(old[0], k, v, plain_comma) for k, v in replacements[1:]]
+            if added:
+                added[-1] = added[-1].with_changes(comma=element.comma)
+                element = element.with_changes(comma=plain_comma)
+            elements += [element, *added]
+        for key, value in self.append:
+            if elements:
+                elements[-1] = elements[-1].with_changes(comma=plain_comma)
+            last_comma = old[-1].comma if old else cst.MaybeSentinel.DEFAULT
+            elements.append(_element(old[0] if old else None, key, value, last_comma))
         return updated.with_changes(value=updated.value.with_changes(elements=elements))
 
 
 _INNER_COMMA = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
 
 
-def _element(template, key: str, value: str) -> cst.DictElement:
-    element = cst.DictElement(expression(key), expression(value))
+def _plain_comma(comma):
+    """A comma with the same line break and indent as `comma`, minus any comment lines."""
+    if not isinstance(comma, cst.Comma):
+        return _INNER_COMMA
+    after = comma.whitespace_after
+    if isinstance(after, cst.ParenthesizedWhitespace):
+        after = after.with_changes(first_line=cst.TrailingWhitespace(), empty_lines=[])
+    return comma.with_changes(whitespace_after=after)
+
+
+def _element(template, key: str, value: str, comma) -> cst.DictElement:
+    element = cst.DictElement(expression(key), expression(value), comma=comma)
     if template is not None:
         element = element.with_changes(
             whitespace_before_colon=template.whitespace_before_colon,
             whitespace_after_colon=template.whitespace_after_colon,
-            comma=template.comma,
         )
     return element
 

@@ -1,0 +1,111 @@
+"""Plan a package: the reference to start from and the ordered rule steps that close the gap.
+
+The gap is the analyzer's delta between the target's Features and the reference's row
+(`codegen.analyze.reference`). Each differing feature must be realised by a rule of the
+table in `rules/` whose values include the target's; a feature no rule realises stops the
+plan (nothing is written), named with its evidence. After the feature rules come the steps
+every package needs: the target checkpoint's key names and config field names, and the
+settings the generated code hard-codes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from codegen.analyze import reference as references
+from codegen.errors import CodegenError
+from codegen.scaffold.build import Step
+from codegen.scaffold.table import load_rules
+
+
+@dataclass(frozen=True)
+class Gap:
+    """A differing feature no rule realises."""
+
+    feature: str
+    value: object
+    evidence: str
+
+    def __str__(self) -> str:
+        return f"{self.feature} = {self.value!r} ({self.evidence})"
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    model_types: tuple[str, ...]
+    reference: str
+    steps: tuple[Step, ...]
+    gaps: tuple[Gap, ...] = ()
+    unsupported: tuple = field(default=())  # the analyzer's own unsupported findings
+
+    @property
+    def complete(self) -> bool:
+        return not self.gaps
+
+
+def make_plan(target, name: str | None = None, reference: str | None = None) -> Plan:
+    """The plan for a `codegen.scaffold.target.Target`."""
+    features = target.features
+    name = name or features.model_type
+    if reference is None:
+        reference = features.reference.closest
+    if reference not in references.REFERENCES:
+        known = ", ".join(references.ORDER)
+        raise CodegenError(f"no reference named {reference!r}; references: {known}")
+    differing = references.delta(features, reference)
+    rules = load_rules()
+    steps: list[Step] = []
+    gaps: list[Gap] = []
+    for feature in differing:
+        value = references.compared_value(features, feature)
+        matching = [r for r in rules if r.feature == feature and value in r.values]
+        if not matching:
+            gaps.append(Gap(feature, value, _evidence(features, feature)))
+            continue
+        for rule in matching:
+            reason = f"{feature} = {value!r} ({_evidence(features, feature)})"
+            steps.append(Step(rule.transform, rule.resolve(features), rule.id, reason))
+    steps.sort(key=lambda step: _rule_order(rules, step.rule))
+    steps += _naming_steps(target)
+    model_types = (features.model_type,) if features.model_type else (name,)
+    return Plan(name, model_types, reference, tuple(steps), tuple(gaps), features.unsupported)
+
+
+def _evidence(features, feature: str) -> str:
+    key = feature.split(".")[0] if feature == "moe" else feature
+    return features.evidence.get(key, "?")
+
+
+def _rule_order(rules, rule_id: str) -> int:
+    for index, rule in enumerate(rules):
+        if rule.id == rule_id:
+            return index
+    return len(rules)
+
+
+def _naming_steps(target) -> list[Step]:
+    """Key names, config fields and fixed settings: computed from the package as transformed."""
+    fields = sorted(target.config_fields)
+    checkpoint = target.features.state_dict
+    return [
+        Step(
+            "align_hf_keys",
+            {
+                "prefix": checkpoint.prefix,
+                "layer_keys": [_bare(key) for key in checkpoint.checkpoint_layer_keys],
+                "other_keys": list(checkpoint.checkpoint_other_keys) + list(checkpoint.tied_keys),
+            },
+        ),
+        Step("align_config_fields", {"fields": fields, "config": _settings(target.config)}),
+    ]
+
+
+def _bare(key: str) -> str:
+    """'mlp.gate_proj.weight [layers 0]' -> 'mlp.gate_proj.weight' (the table has one row)."""
+    return key.split(" [", 1)[0]
+
+
+def _settings(config: dict) -> dict:
+    """The scalar settings of the toy config (what FIXED_SETTINGS entries are checked against)."""
+    return {k: v for k, v in config.items() if isinstance(v, (bool, int, float, str)) or v is None}

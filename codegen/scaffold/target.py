@@ -1,0 +1,51 @@
+"""What scaffold generates for: the target's Features under its toy config.
+
+A package is generated for the configuration `codegen verify` will test, the toy of the
+config class defaults (tiny_config's shrink rules): every optional structural feature is
+switched on there (a sliding-window pattern, dense and MoE layers...), so the generated code
+carries it and stays correct when a real checkpoint switches it off. Everything here is
+static (libcst): no torch, no transformers, no execution of the target's code.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from codegen.analyze.analysis import analyze
+from codegen.analyze.features import Features
+from codegen.analyze.locate import resolve
+from codegen.analyze.model import load_model
+from codegen.verify.tiny_config import shrink
+
+
+@dataclass(frozen=True)
+class Target:
+    features: Features
+    config: dict  # the toy config values the features were read under
+    config_fields: frozenset[str]  # every field name the target's config class answers to
+
+
+def load_target(target: str, config_path: str | None = None) -> Target:
+    model = load_model(resolve(target, config_path))
+    values = {key: value for key, value in model.config.attrs.items() if not key.startswith("_")}
+    fields = frozenset(values) | frozenset(model.config.attribute_map)
+    if config_path is None:
+        toy = shrink(values, keep_pattern=False)
+    else:
+        toy = shrink(values, keep_pattern=True)
+    model_type = model.target.model_type or values.get("model_type")
+    toy["model_type"] = model_type
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "config.json"
+        path.write_text(json.dumps(toy, default=_plain))
+        features = analyze(target, str(path))
+    return Target(features, toy, fields)
+
+
+def _plain(value):
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return str(value)

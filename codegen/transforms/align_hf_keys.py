@@ -1,0 +1,64 @@
+"""Point the adapter table at the target checkpoint's key names, and drop rows it lacks."""
+
+from __future__ import annotations
+
+import json
+
+from codegen.transforms.base import Transform
+from codegen.transforms.edits import EditDict, run
+
+_LAYER = "{}"
+
+
+class AlignHfKeys(Transform):
+    """Rename each HF key of the table to the target's key for the same weight.
+
+    A key the target has is kept. Otherwise the target key whose dotted components belong
+    to the same synonym groups (`rules/names.py`, e.g. `mlp.gate_proj` ~
+    `block_sparse_moe.w1`) replaces it. A row left with no target key at all is dead for
+    this checkpoint and removed; a reference row that matches ambiguously is left for
+    verify to report.
+    """
+
+    name = "align_hf_keys"
+
+    def apply(self, package, features=None, *, prefix, layer_keys, other_keys, synonyms=None):
+        from codegen.scaffold.table import load_names
+
+        groups = synonyms or load_names().KEY_SYNONYMS
+        canonical = {alias: group[0] for group in groups for alias in group}
+        layer_prefix = f"{prefix}.{_LAYER}." if prefix else ""
+        targets = [layer_prefix + key for key in layer_keys] + list(other_keys)
+        by_shape: dict[tuple, list[str]] = {}
+        for key in targets:
+            by_shape.setdefault(_shape(key, canonical), []).append(key)
+        wanted = set(targets)
+
+        def rewrite(key: str, value: str):
+            hf_key = json.loads(key)
+            if hf_key in wanted:
+                return [(key, value)]
+            candidates = [
+                c
+                for c in by_shape.get(_shape(_relayer(hf_key, layer_prefix), canonical), [])
+                if c.count(_LAYER) == hf_key.count(_LAYER)
+            ]
+            if len(candidates) == 1:
+                return [(json.dumps(candidates[0]), value)]
+            if not candidates:
+                return []  # the target checkpoint has no such weight
+            return [(key, value)]
+
+        run(package, "state_dict_adapter.py", EditDict("from_hf_map", rewrite))
+
+
+def _relayer(key: str, layer_prefix: str) -> str:
+    """A reference layer key moved under the target's layer prefix (e.g. transformer.h.{})."""
+    marker = f".{_LAYER}."
+    if marker not in key or not layer_prefix:
+        return key
+    return layer_prefix + key.split(marker, 1)[1]
+
+
+def _shape(key: str, canonical: dict[str, str]) -> tuple[str, ...]:
+    return tuple(canonical.get(part, part) for part in key.split("."))

@@ -1,0 +1,47 @@
+"""Naming tables: how the same weight and the same config value are called across models.
+
+KEY_SYNONYMS groups the module names checkpoints use for one role; `align_hf_keys` pairs a
+reference key with a target key when every dotted component belongs to the same group.
+CONFIG_ALIASES lists, for a config field the references read, the other names configs use
+for it (in preference order); CONFIG_FALLBACKS says what a missing field means.
+"""
+
+KEY_SYNONYMS: tuple[tuple[str, ...], ...] = (
+    ("model", "transformer", "gpt_neox", "backbone"),
+    ("layers", "h", "blocks", "layer"),
+    ("self_attn", "attn", "attention", "self_attention"),
+    ("mlp", "feed_forward", "block_sparse_moe", "ffn"),
+    ("q_proj", "query", "wq", "q"),
+    ("k_proj", "key", "wk", "k"),
+    ("v_proj", "value", "wv", "v"),
+    ("o_proj", "dense", "out_proj", "wo", "o"),
+    ("qkv_proj", "query_key_value", "Wqkv", "c_attn", "wqkv"),
+    ("gate_proj", "w1"),
+    ("up_proj", "w3", "c_fc", "fc1", "fc_in", "dense_h_to_4h"),
+    ("down_proj", "w2", "c_proj", "fc2", "fc_out", "dense_4h_to_h"),
+    ("gate_up_proj", "w13", "fc1_gate_up"),
+    ("input_layernorm", "ln_1", "attention_norm"),
+    ("post_attention_layernorm", "ln_2", "ffn_norm"),
+    ("embed_tokens", "wte", "word_embeddings", "embed_in", "tok_embeddings"),
+    ("norm", "ln_f", "final_layernorm", "norm_f", "final_layer_norm"),
+    ("lm_head", "embed_out", "output"),
+    ("router", "gate"),
+    ("shared_experts", "shared_expert", "shared_mlp"),
+)
+
+CONFIG_ALIASES: dict[str, tuple[str, ...]] = {
+    "rms_norm_eps": ("layer_norm_eps", "norm_eps", "layer_norm_epsilon", "rms_norm_epsilon"),
+    "layer_norm_eps": ("rms_norm_eps", "norm_eps", "layer_norm_epsilon"),
+    "num_key_value_heads": ("num_kv_heads", "multi_query_group_num"),
+    "intermediate_size": ("ffn_hidden_size", "n_inner"),
+    "num_local_experts": ("num_experts", "n_routed_experts"),
+    "num_experts": ("num_local_experts", "n_routed_experts"),
+    "n_routed_experts": ("num_experts", "num_local_experts"),
+    "moe_intermediate_size": ("intermediate_size",),
+}
+
+# field -> expression used when the config has neither the field nor an alias
+CONFIG_FALLBACKS: dict[str, str] = {
+    "num_key_value_heads": "hf_config.num_attention_heads",  # no field: one kv head per head
+    "tie_word_embeddings": "False",
+}
