@@ -44,4 +44,7 @@ CONFIG_ALIASES: dict[str, tuple[str, ...]] = {
 CONFIG_FALLBACKS: dict[str, str] = {
     "num_key_value_heads": "hf_config.num_attention_heads",  # no field: one kv head per head
     "tie_word_embeddings": "False",
+    "sliding_window": "None",  # no window field: no window
+    "use_sliding_window": "False",
+    "layer_types": '["full_attention"] * hf_config.num_hidden_layers',  # no pattern: all full
 }

@@ -124,7 +124,28 @@ def shrink(config_dict: dict[str, Any], keep_pattern: bool) -> dict[str, Any]:
         toy["layer_types"] = list(pattern[: toy["num_hidden_layers"]])
     else:
         toy.pop("layer_types", None)
+    _shrink_per_layer(original, toy)
     return toy
+
+
+def _shrink_per_layer(original: dict[str, Any], toy: dict[str, Any]) -> None:
+    """Other per-layer settings (`mlp_layer_types`, `per_layer_config`...) follow the layer
+    count: lists one entry per layer keep their first entries, dicts keyed by layer index
+    keep the layers that still exist."""
+    layers, new_layers = original.get("num_hidden_layers"), toy.get("num_hidden_layers")
+    if not isinstance(layers, int) or not isinstance(new_layers, int):
+        return
+    for key, value in original.items():
+        if key == "layer_types" or key in SHRINK_RULES:
+            continue
+        if isinstance(value, list) and len(value) == layers and layers != new_layers:
+            toy[key] = value[:new_layers]
+        elif isinstance(value, dict) and value and all(_is_index(k) for k in value):
+            toy[key] = {k: v for k, v in value.items() if int(k) < new_layers}
+
+
+def _is_index(key) -> bool:
+    return isinstance(key, int) or (isinstance(key, str) and key.isdigit())
 
 
 def hf_config_class(model_type: str):

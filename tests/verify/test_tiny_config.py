@@ -52,3 +52,16 @@ def test_rope_original_context_is_shorter_than_the_sequence():
 def test_unknown_model_type():
     with pytest.raises(CodegenError, match="no model_type 'not_a_model'"):
         tiny_config("not_a_model")
+
+
+def test_other_per_layer_settings_follow_the_layer_count():
+    toy = shrink(
+        {
+            "num_hidden_layers": 61,
+            "mlp_layer_types": ["dense"] * 3 + ["sparse"] * 58,
+            "per_layer_config": {"0": {"a": 1}, "7": {"a": 2}},
+        },
+        keep_pattern=False,
+    )
+    assert toy["mlp_layer_types"] == ["dense", "dense", "dense", "sparse"]
+    assert toy["per_layer_config"] == {"0": {"a": 1}}

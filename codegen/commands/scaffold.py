@@ -1,0 +1,110 @@
+"""`codegen scaffold NAME`: generate a model package from the closest reference."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from codegen.errors import CodegenError
+
+
+@click.command()
+@click.argument("target")
+@click.option("--from", "reference", help="Reference to start from (default: the closest).")
+@click.option("--name", help="Package name (default: the target's model_type).")
+@click.option(
+    "--out",
+    "models_dir",
+    type=click.Path(path_type=Path),
+    help="Models package to write into (default: the house references package).",
+)
+@click.option("--config", "config_path", help="A config.json to analyse the target under.")
+@click.option(
+    "--explain", is_flag=True, help="Print the plan (reference, rules, evidence); write nothing."
+)
+@click.option(
+    "--dry-run", is_flag=True, help="Print the files that would be written; write nothing."
+)
+@click.option("--force", is_flag=True, help="Overwrite an existing package of that name.")
+@click.option("--json", "as_json", is_flag=True, help="With --explain: the plan as JSON.")
+def scaffold(target, reference, name, models_dir, config_path, explain, dry_run, force, as_json):
+    """Generate a complete model package for TARGET and register it.
+
+    TARGET is a model_type of the installed transformers, a modeling_*.py, or a checkpoint
+    folder with config.json. The package (args, model, rope, state-dict adapter, spec) and a
+    parity test are written to --out/NAME, and NAME is added to --out's MODEL_SPECS, so
+    `codegen verify NAME --models OUT` finds it at once.
+    """
+    from codegen.models import references_dir
+    from codegen.scaffold.plan import make_plan
+    from codegen.scaffold.target import load_target
+
+    plan = make_plan(load_target(target, config_path), name=name, reference=reference)
+    if explain:
+        click.echo(json.dumps(_plan_json(plan), indent=2) if as_json else _explain(plan))
+        return
+    if not plan.complete:
+        gaps = "; ".join(str(gap) for gap in plan.gaps)
+        raise CodegenError(f"{target}: no rule realises {gaps}; nothing written")
+    models_dir = models_dir or references_dir()
+    if dry_run:
+        _dry_run(plan, models_dir)
+        return
+    from codegen.scaffold.pipeline import scaffold_into
+
+    path = scaffold_into(
+        models_dir,
+        plan.reference,
+        plan.name,
+        list(plan.model_types),
+        list(plan.steps),
+        force=force,
+    )
+    click.echo(f"wrote {path} from {plan.reference} ({len(_rules(plan))} rules); registered")
+    click.echo(f"next: codegen verify {plan.name} --models {models_dir}")
+
+
+def _rules(plan):
+    return [step for step in plan.steps if step.rule]
+
+
+def _explain(plan) -> str:
+    lines = [f"{plan.name}: from the {plan.reference} reference"]
+    for step in _rules(plan):
+        lines.append(f"  rule {step.rule:<22} -> {step.transform}  {step.reason}")
+    for step in plan.steps:
+        if not step.rule:
+            lines.append(f"  then {step.transform}")
+    for gap in plan.gaps:
+        lines.append(f"  NO RULE for {gap}")
+    lines.append("complete: every difference has a rule" if plan.complete else "incomplete")
+    return "\n".join(lines)
+
+
+def _plan_json(plan) -> dict:
+    return {
+        "name": plan.name,
+        "model_types": list(plan.model_types),
+        "reference": plan.reference,
+        "rules": [
+            {"rule": s.rule, "transform": s.transform, "reason": s.reason} for s in _rules(plan)
+        ],
+        "gaps": [
+            {"feature": g.feature, "value": g.value, "evidence": g.evidence} for g in plan.gaps
+        ],
+        "complete": plan.complete,
+    }
+
+
+def _dry_run(plan, models_dir: Path) -> None:
+    from codegen.scaffold.build import build_package
+    from codegen.scaffold.testgen import test_file
+
+    files = build_package(plan.reference, plan.name, list(plan.model_types), list(plan.steps))
+    filename, text = test_file(plan.name, plan.name)
+    files[filename] = text
+    for filename, text in files.items():
+        click.echo(f"=== {models_dir / plan.name / filename}")
+        click.echo(text)
