@@ -1,0 +1,199 @@
+"""The reference models as data, and the closest one to a set of Features.
+
+Each row says which values of each compared feature the reference implements. `delta` is the
+list of compared features whose value the row does not accept; the closest reference is the one
+with the fewest, ties broken by `ORDER` (simplest reference first). This table describes the
+references in `references/`; it is the only place that knows them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from codegen.analyze.features import Features
+
+ANY = object()  # the reference accepts every value
+
+
+def _partial(value) -> Any:
+    """RoPE partial rotary compared as full (1.0) vs partial (< 1)."""
+    if isinstance(value, int | float):
+        return "full" if abs(value - 1.0) < 1e-9 else "partial"
+    return value
+
+
+def _moe_present(f: Features) -> bool:
+    return f.moe is not None
+
+
+def _shared(value) -> Any:
+    if isinstance(value, int):
+        return "yes" if value > 0 else "no"
+    return value
+
+
+# Compared features: dotted name -> projection of the value used for comparison.
+COMPARED: dict[str, Any] = {
+    "attention.kind": None,
+    "attention.qk_norm": None,
+    "attention.qkv_bias": None,
+    "attention.o_bias": None,
+    "attention.fused_qkv": None,
+    "attention.sliding_window": None,
+    "attention.sinks": None,
+    "attention.softcap": None,
+    "attention.scale": None,
+    "rope.type": None,
+    "rope.partial_rotary": _partial,
+    "rope.interleaved": None,
+    "rope.nope_layers": None,
+    "ffn.kind": None,
+    "ffn.bias": None,
+    "ffn.fused_gate_up": None,
+    "moe": _moe_present,
+    "moe.router": None,
+    "moe.router_bias": None,
+    "moe.router_linear_bias": None,
+    "moe.shared_experts": _shared,
+    "moe.shared_expert_gate": None,
+    "moe.expert_layout": None,
+    "moe.expert_bias": None,
+    "norm.kind": None,
+    "norm.placement": None,
+    "norm.bias": None,
+    "embedding.scale": None,
+    "head.logit_softcap": None,
+    "head.logit_scale": None,
+    "block.residual_scale": None,
+}
+
+_GQA = ("mha", "gqa", "mqa")  # grouped-query attention covers MHA (kv = heads) and MQA (kv = 1)
+_LLAMA_ROPE = ("default", "linear", "dynamic", "yarn", "llama3")
+
+_DENSE_COMMON: dict[str, tuple] = {
+    "attention.kind": _GQA,
+    "attention.qk_norm": ("none",),
+    "attention.fused_qkv": (False,),
+    "attention.sliding_window": ("none",),
+    "attention.sinks": (False,),
+    "attention.softcap": (False,),
+    "attention.scale": ("default",),
+    "rope.type": _LLAMA_ROPE,
+    "rope.partial_rotary": ("full",),
+    "rope.interleaved": (False,),
+    "rope.nope_layers": (False,),
+    "ffn.kind": ("swiglu",),
+    "ffn.bias": (False,),
+    "ffn.fused_gate_up": (False,),
+    "moe": (False,),
+    "norm.kind": ("rmsnorm",),
+    "norm.placement": ("pre",),
+    "norm.bias": (False,),
+    "embedding.scale": (False,),
+    "head.logit_softcap": (False,),
+    "head.logit_scale": (False,),
+    "block.residual_scale": (False,),
+}
+_MOE_COMMON: dict[str, tuple] = {
+    "moe": (True,),
+    "moe.router": ("softmax_topk",),
+    "moe.router_bias": (False,),
+    "moe.router_linear_bias": (False,),
+    "moe.shared_experts": ("no",),
+    "moe.shared_expert_gate": (False,),
+    "moe.expert_layout": ("per_expert",),
+    "moe.expert_bias": (False,),
+}
+
+REFERENCES: dict[str, dict[str, tuple]] = {
+    # dense GQA, SwiGLU, RMSNorm pre-norm, RoPE incl. scaling; no biases (refused if configured)
+    "llama": {
+        **_DENSE_COMMON,
+        "attention.qkv_bias": (False,),
+        "attention.o_bias": (False,),
+    },
+    # llama + bias on q/k/v (not o); sliding window where the config enables it
+    "qwen2": {
+        **_DENSE_COMMON,
+        "attention.qkv_bias": (True,),
+        "attention.o_bias": (False,),
+        "attention.sliding_window": ("none", "all", "pattern"),
+    },
+    # llama + per-head RMSNorm on q and k; attention_bias switches q/k/v/o biases together;
+    # sliding window from layer_types where the config enables it
+    "qwen3": {
+        **_DENSE_COMMON,
+        "attention.qkv_bias": (False, True),
+        "attention.o_bias": ("same_as_qkv",),
+        "attention.qk_norm": ("per_head",),
+        "attention.sliding_window": ("none", "all", "pattern"),
+    },
+    # qwen3 + MoE: softmax top-k router, optional renormalisation, per-expert checkpoint keys
+    "qwen3_moe": {
+        **_DENSE_COMMON,
+        **_MOE_COMMON,
+        "attention.qkv_bias": (False,),
+        "attention.o_bias": (False,),
+        "attention.qk_norm": ("per_head",),
+        "attention.sliding_window": ("none", "all"),  # every layer, when configured
+        "ffn.fused_gate_up": (False, True),  # dense layers separate; fused only as experts
+    },
+    # MLA (q/kv LoRA, rope/nope split, interleaved rope, yarn with mscale); sigmoid router with
+    # correction bias, grouped top-k, routed scaling, shared experts, dense first layers
+    "deepseek_v3": {
+        **_DENSE_COMMON,
+        **_MOE_COMMON,
+        "attention.kind": ("mla",),
+        "attention.qkv_bias": (False,),
+        "attention.o_bias": (False,),
+        "rope.type": ("default", "yarn"),
+        "rope.partial_rotary": ("partial", "full"),
+        "rope.interleaved": (True, False),
+        "moe.router": ("grouped_topk", "sigmoid_topk"),
+        "moe.router_bias": (True, False),
+        "moe.shared_experts": ("yes", "no"),
+    },
+}
+
+# Tie-break order (simplest reference first).
+ORDER = ("llama", "qwen2", "qwen3", "qwen3_moe", "deepseek_v3")
+
+
+def compared_value(features: Features, name: str):
+    if name == "moe":
+        return _moe_present(features)
+    project = COMPARED.get(name)
+    value = features.get(name)
+    return project(value) if callable(project) else value
+
+
+def accepts(row: dict[str, tuple], features: Features, name: str) -> bool:
+    allowed = row.get(name, ANY)
+    if allowed is ANY:
+        return True
+    if name.startswith("moe.") and features.moe is None:
+        return True  # covered by the `moe` presence row
+    value = compared_value(features, name)
+    if value == "unknown":
+        return True  # not a known difference
+    if "same_as_qkv" in allowed:
+        return value == features.attention.qkv_bias
+    return value in allowed
+
+
+def delta(features: Features, name: str) -> list[str]:
+    row = REFERENCES[name]
+    return [f for f in COMPARED if not accepts(row, features, f)]
+
+
+def closest(features: Features) -> tuple[str, list[str]]:
+    """Fewest deltas; ties go to a reference with the same MoE-ness (the MoE machinery is the
+    larger piece to reuse), then to the first in ORDER."""
+    scored = []
+    for rank, name in enumerate(ORDER):
+        d = delta(features, name)
+        same_moe = "moe" not in d
+        scored.append((len(d), 0 if same_moe else 1, rank, name, d))
+    scored.sort(key=lambda s: s[:3])
+    _, _, _, name, d = scored[0]
+    return name, d
