@@ -14,10 +14,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from codegen.analyze.analysis import analyze
+from codegen.analyze.analysis import analyze_target
 from codegen.analyze.features import Features
 from codegen.analyze.locate import resolve
 from codegen.analyze.model import load_model
+from codegen.analyze.source import Project
 from codegen.verify.tiny_config import shrink
 
 
@@ -29,7 +30,8 @@ class Target:
 
 
 def load_target(target: str, config_path: str | None = None) -> Target:
-    model = load_model(resolve(target, config_path))
+    project = Project()  # one parse cache for both passes
+    model = load_model(resolve(target, config_path), project)
     values = {key: value for key, value in model.config.attrs.items() if not key.startswith("_")}
     fields = frozenset(values) | frozenset(model.config.attribute_map)
     if config_path is None:
@@ -41,7 +43,7 @@ def load_target(target: str, config_path: str | None = None) -> Target:
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "config.json"
         path.write_text(json.dumps(toy, default=_plain))
-        features = analyze(target, str(path))
+        features = analyze_target(resolve(target, str(path)), project)
     return Target(features, toy, fields)
 
 

@@ -11,8 +11,6 @@ import shutil
 import subprocess
 
 import libcst as cst
-from libcst.codemod import CodemodContext
-from libcst.codemod.commands.remove_unused_imports import RemoveUnusedImportsCommand
 
 from codegen.scaffold.source import SourcePackage
 
@@ -23,7 +21,7 @@ _ALWAYS_USED = {"tie_word_embeddings"}
 def tidy(package: SourcePackage) -> None:
     drop_unused_fields(package)
     for filename, module in package.files.items():
-        package.files[filename] = _remove_unused_imports(module, package.name, filename)
+        package.files[filename] = _remove_unused_imports(module)
 
 
 def drop_unused_fields(package: SourcePackage) -> None:
@@ -94,15 +92,93 @@ class _DropFields(cst.CSTTransformer):
         return updated.with_changes(args=args)
 
 
-def _remove_unused_imports(module: cst.Module, package_name: str, filename: str) -> cst.Module:
-    # the codemod resolves relative imports, so it needs the module's place in a package
-    stem = filename.removesuffix(".py")
-    context = CodemodContext(
-        filename=filename,
-        full_module_name=f"models.{package_name}.{stem}",
-        full_package_name=f"models.{package_name}",
-    )
-    return RemoveUnusedImportsCommand(context).transform_module(module)
+def _remove_unused_imports(module: cst.Module) -> cst.Module:
+    """Drop imported names the module never mentions (and imports left empty).
+
+    Generated modules are plain (no `__getattr__`, no star imports), so a name is used
+    exactly when it appears as an identifier outside import statements or in `__all__`.
+    A deliberate side-effect import (`# noqa: F401`) is kept.
+    """
+    used = _used_names(module)
+    return module.visit(_DropUnusedImports(used))
+
+
+class _NameCollector(cst.CSTVisitor):
+    def __init__(self):
+        self.names: set[str] = set()
+
+    def visit_Import(self, node):
+        return False
+
+    def visit_ImportFrom(self, node):
+        return False
+
+    def visit_Name(self, node):
+        self.names.add(node.value)
+
+    def visit_SimpleString(self, node):
+        self.names.add(node.evaluated_value)  # names listed in __all__
+
+
+def _used_names(module: cst.Module) -> set[str]:
+    collector = _NameCollector()
+    module.visit(collector)
+    return collector.names
+
+
+class _DropUnusedImports(cst.CSTTransformer):
+    """Top-level imports only (generated modules import nothing elsewhere); a dropped line
+    hands its leading blank lines and comments to the line after it."""
+
+    def __init__(self, used: set[str]):
+        super().__init__()
+        self.used = used
+
+    def leave_Module(self, original, updated):
+        body, carried = [], []
+        for line in updated.body:
+            if carried:
+                line = line.with_changes(leading_lines=[*carried, *line.leading_lines])
+                carried = []
+            pruned = self._prune(line)
+            if pruned is None:
+                carried = list(line.leading_lines)
+                continue
+            body.append(pruned)
+        return updated.with_changes(body=body)
+
+    def _prune(self, line):
+        if not isinstance(line, cst.SimpleStatementLine):
+            return line
+        statement = line.body[0]
+        if not isinstance(statement, (cst.Import, cst.ImportFrom)) or "noqa" in _comment(line):
+            return line
+        if isinstance(statement, cst.ImportFrom):
+            if isinstance(statement.module, cst.Name) and statement.module.value == "__future__":
+                return line
+            if isinstance(statement.names, cst.ImportStar):
+                return line
+        kept = [alias for alias in statement.names if _bound_name(alias) in self.used]
+        if not kept:
+            return None
+        if len(kept) == len(statement.names):
+            return line
+        kept[-1] = kept[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+        return line.with_changes(body=[statement.with_changes(names=kept)])
+
+
+def _bound_name(alias: cst.ImportAlias) -> str:
+    if alias.asname is not None:
+        return alias.asname.name.value
+    name = alias.name
+    while isinstance(name, cst.Attribute):  # `import a.b` binds `a`
+        name = name.value
+    return name.value
+
+
+def _comment(line: cst.SimpleStatementLine) -> str:
+    comment = line.trailing_whitespace.comment
+    return comment.value if comment is not None else ""
 
 
 def ruff_format(files: dict[str, str]) -> dict[str, str]:

@@ -1,0 +1,87 @@
+"""tidy: unused imports and unused ModelArgs fields leave; everything else stays."""
+
+import libcst as cst
+
+from codegen.scaffold.source import SourcePackage
+from codegen.scaffold.tidy import tidy
+
+MODEL = """from __future__ import annotations
+
+import math
+import torch.nn.functional as F
+from torch import nn, Tensor
+from .args import ModelArgs
+from .spec import registered  # noqa: F401
+
+__all__ = ["Tensor"]
+
+
+class Attention(nn.Module):
+    def __init__(self, args: ModelArgs):
+        self.x = F.silu(args.dim)
+"""
+
+MODEL_AFTER = """from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import nn, Tensor
+from .args import ModelArgs
+from .spec import registered  # noqa: F401
+
+__all__ = ["Tensor"]
+
+
+class Attention(nn.Module):
+    def __init__(self, args: ModelArgs):
+        self.x = F.silu(args.dim)
+"""
+
+ARGS = """from dataclasses import dataclass
+
+
+@dataclass
+class ModelArgs:
+    dim: int = 4
+    unused_option: bool = False  # nothing reads it any more
+    tie_word_embeddings: bool = False
+
+    @classmethod
+    def from_hf_config(cls, hf_config):
+        return cls(
+            dim=hf_config.hidden_size,
+            unused_option=hf_config.unused_option,
+            tie_word_embeddings=hf_config.tie_word_embeddings,
+        )
+"""
+
+ARGS_AFTER = """from dataclasses import dataclass
+
+
+@dataclass
+class ModelArgs:
+    dim: int = 4
+    tie_word_embeddings: bool = False
+
+    @classmethod
+    def from_hf_config(cls, hf_config):
+        return cls(
+            dim=hf_config.hidden_size,
+            tie_word_embeddings=hf_config.tie_word_embeddings,
+        )
+"""
+
+
+def test_tidy_removes_only_what_nothing_uses():
+    package = SourcePackage(
+        "x", {"model.py": cst.parse_module(MODEL), "args.py": cst.parse_module(ARGS)}
+    )
+    tidy(package)
+    rendered = package.render()
+    assert rendered["model.py"] == MODEL_AFTER
+    assert rendered["args.py"] == ARGS_AFTER
+
+
+def test_tidy_is_idempotent():
+    package = SourcePackage("x", {"model.py": cst.parse_module(MODEL_AFTER)})
+    tidy(package)
+    assert package.render()["model.py"] == MODEL_AFTER

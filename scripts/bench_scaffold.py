@@ -1,0 +1,73 @@
+"""Time `codegen scaffold` for one model, without verify: analyze + plan + transforms + write.
+
+Each model is scaffolded in a fresh subprocess (`codegen scaffold MODEL --out TMP`, so
+interpreter start-up and imports count, as a user sees them), next to a baseline run of
+`python -c "import libcst"` in the same loop. Prints seconds per model, the ratio to the
+baseline, and whether the 2 s budget holds.
+
+    python scripts/bench_scaffold.py [MODEL ...] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+DEFAULT_MODELS = ["llama", "qwen2", "qwen3", "qwen3_moe", "deepseek_v3", "mistral", "gemma"]
+BUDGET_SECONDS = 2.0
+
+
+def timed(command: list[str]) -> tuple[float, float, int]:
+    """(wall seconds, CPU seconds of the child, exit code): CPU time stays meaningful when
+    other work shares the machine; wall time is what a user waits on an idle one."""
+    cpu_before = _children_cpu()
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    return time.perf_counter() - started, _children_cpu() - cpu_before, done.returncode
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="*")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    baseline = [sys.executable, "-c", "import libcst"]
+    worst = 0.0
+    for model in args.models or DEFAULT_MODELS:
+        walls, cpus, bases, status = [], [], [], 0
+        for _ in range(args.repeat):
+            with tempfile.TemporaryDirectory() as directory:
+                out = str(Path(directory) / "models")
+                command = [sys.executable, "-m", "codegen.cli", "scaffold", model, "--out", out]
+                wall, cpu, status = timed(command)
+            walls.append(wall)
+            cpus.append(cpu)
+            bases.append(timed(baseline)[0])
+        wall, cpu, base = (
+            statistics.median(walls),
+            statistics.median(cpus),
+            statistics.median(bases),
+        )
+        verdict = "written" if status == 0 else "no complete plan (timed up to the refusal)"
+        worst = max(worst, wall)
+        print(
+            f"{model:<12} scaffold {wall:5.2f} s wall {cpu:5.2f} s cpu   "
+            f"import libcst {base:5.2f} s   ratio {wall / base:4.1f}x   {verdict}"
+        )
+    verdict = "OK" if worst < BUDGET_SECONDS else "OVER"
+    print(f"slowest: {worst:.2f} s wall (budget {BUDGET_SECONDS:.1f} s): {verdict}")
+
+
+if __name__ == "__main__":
+    main()
