@@ -1,0 +1,699 @@
+"""libcst edits shared by the attention transforms (no Transform lives here).
+
+They work on the house vocabulary: `Attention.forward` computes `q`, `k`, `v` and calls
+`F.scaled_dot_product_attention`, `TransformerBlock` wraps it, `Model.forward` loops
+`for layer in self.layers: h = layer(h, rope, ...)`. Like `edits.py`, an edit whose
+anchor is missing raises `EditError` through `run`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import libcst as cst
+
+from codegen.transforms.edits import EditDict, EditError, code_of, expression, run
+
+
+class InMethod(cst.CSTTransformer):
+    """Base for expression-level edits inside `class_name.method` (method None: whole class,
+    class_name None: module level outside every class)."""
+
+    def __init__(self, class_name: str | None, method: str | None):
+        super().__init__()
+        self.class_name, self.method = class_name, method
+        self._stack: list[str] = []
+        self.hits = 0
+
+    def visit_ClassDef(self, node):
+        self._stack.append(node.name.value)
+
+    def leave_ClassDef(self, original, updated):
+        self._stack.pop()
+        return updated
+
+    def visit_FunctionDef(self, node):
+        self._stack.append(node.name.value)
+
+    def leave_FunctionDef(self, original, updated):
+        self._stack.pop()
+        return updated
+
+    @property
+    def inside(self) -> bool:
+        if self.class_name is None:
+            return True
+        if self.method is None:
+            return bool(self._stack) and self._stack[0] == self.class_name
+        return self._stack[:2] == [self.class_name, self.method]
+
+
+class ReplaceExpressions(InMethod):
+    """Rewrite every expression `match`ed inside the method with `rewrite(node)`."""
+
+    def __init__(self, class_name, method, match: Callable, rewrite: Callable):
+        super().__init__(class_name, method)
+        self.match, self.rewrite = match, rewrite
+
+    def on_leave(self, original, updated):
+        if (
+            self.inside
+            and isinstance(updated, cst.BaseExpression)
+            and not isinstance(updated, cst.Name)
+            and self.match(updated)
+        ):
+            self.hits += 1
+            return self.rewrite(updated)
+        return super().on_leave(original, updated)
+
+
+def replace_expressions(package, filename, class_name, method, match, rewrite, *, required=True):
+    return run(
+        package, filename, ReplaceExpressions(class_name, method, match, rewrite), required=required
+    )
+
+
+def is_code(text: str) -> Callable[[cst.CSTNode], bool]:
+    return lambda node: code_of(node) == text
+
+
+def call_of(func: str) -> Callable[[cst.CSTNode], bool]:
+    """Matches a call whose callee renders as `func` (e.g. "self.attention")."""
+    return lambda node: isinstance(node, cst.Call) and code_of(node.func) == func
+
+
+def statements(code: str) -> list[cst.BaseStatement]:
+    """Parsed statements; unlike a bare module parse, a leading comment stays with the first
+    statement (a field's "why" comment above it)."""
+    return list(cst.parse_module("pass\n" + code.strip() + "\n").body[1:])
+
+
+# ---- call arguments ----------------------------------------------------------------------
+
+
+def with_arg(call: cst.Call, value: str, keyword: str | None = None, before: str | None = None):
+    """`call` with one more argument: positional after the last positional, or the keyword
+    argument before the keyword `before` (or last). The call keeps its comma style."""
+    args = list(call.args)
+    new = cst.Arg(expression(value))
+    if keyword is not None:
+        new = cst.Arg(expression(value), keyword=cst.Name(keyword), equal=_EQUAL)
+        at = next((i for i, a in enumerate(args) if _keyword(a) == before), len(args))
+    else:
+        at = next((i for i, a in enumerate(args) if a.keyword is not None), len(args))
+    inner = args[0].comma if len(args) > 1 else _COMMA
+    if at == len(args) and args:
+        new = new.with_changes(comma=args[-1].comma)
+        args[-1] = args[-1].with_changes(comma=inner)
+    else:
+        new = new.with_changes(comma=inner)
+    args.insert(at, new)
+    return call.with_changes(args=args)
+
+
+def without_arg(call: cst.Call, *, keyword: str | None = None, position: int | None = None):
+    """`call` without the keyword argument `keyword` / the argument at `position`."""
+    args = list(call.args)
+    if keyword is not None:
+        position = next((i for i, a in enumerate(args) if _keyword(a) == keyword), None)
+    if position is None:
+        return call
+    removed = args.pop(position)
+    if position == len(args) and args:
+        args[-1] = args[-1].with_changes(comma=removed.comma)
+    return call.with_changes(args=args)
+
+
+def without_trailing_comma(call: cst.Call) -> cst.Call:
+    """Let the formatter join a call that no longer needs a line per argument."""
+    args = list(call.args)
+    args[-1] = args[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+    return call.with_changes(args=args)
+
+
+_EQUAL = cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace(""))
+_COMMA = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+
+
+def set_arg(call: cst.Call, keyword: str, value: str) -> cst.Call:
+    args = [
+        a.with_changes(value=expression(value)) if _keyword(a) == keyword else a for a in call.args
+    ]
+    return call.with_changes(args=args)
+
+
+def arg_value(call: cst.Call, keyword: str) -> str | None:
+    for arg in call.args:
+        if _keyword(arg) == keyword:
+            return code_of(arg.value)
+    return None
+
+
+def _keyword(arg: cst.Arg) -> str | None:
+    return arg.keyword.value if arg.keyword is not None else None
+
+
+# ---- function signatures -----------------------------------------------------------------
+
+
+class _EditParams(InMethod):
+    def __init__(self, class_name, method, edit: Callable[[list[cst.Param]], list[cst.Param]]):
+        super().__init__(class_name, None)
+        self.target, self.edit = method, edit
+
+    def leave_FunctionDef(self, original, updated):
+        hit = self._stack[:1] == [self.class_name] and len(self._stack) == 2
+        hit = hit and original.name.value == self.target
+        self._stack.pop()
+        if not hit:
+            return updated
+        self.hits += 1
+        params = self.edit(list(updated.params.params))
+        comma = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+        flat = cst.SimpleWhitespace("")
+        params = [p.with_changes(comma=comma, whitespace_after_param=flat) for p in params[:-1]] + [
+            p.with_changes(comma=cst.MaybeSentinel.DEFAULT, whitespace_after_param=flat)
+            for p in params[-1:]
+        ]
+        return updated.with_changes(
+            params=updated.params.with_changes(params=params),
+            whitespace_before_params=cst.SimpleWhitespace(""),
+        )
+
+
+def _param(code: str) -> cst.Param:
+    name, _, annotation = code.partition(":")
+    return cst.Param(
+        cst.Name(name.strip()),
+        annotation=cst.Annotation(expression(annotation.strip())) if annotation else None,
+    )
+
+
+def add_param(package, class_name: str, method: str, code: str) -> None:
+    """Append the parameter `code` ("mask: torch.Tensor | None") to `class_name.method`."""
+    run(package, "model.py", _EditParams(class_name, method, lambda ps: [*ps, _param(code)]))
+
+
+def remove_param(package, class_name: str, method: str, name: str) -> None:
+    run(
+        package,
+        "model.py",
+        _EditParams(class_name, method, lambda ps: [p for p in ps if p.name.value != name]),
+    )
+
+
+def set_param_annotation(package, class_name: str, method: str, name: str, annotation: str):
+    def edit(params):
+        return [
+            p.with_changes(annotation=cst.Annotation(expression(annotation)))
+            if p.name.value == name
+            else p
+            for p in params
+        ]
+
+    run(package, "model.py", _EditParams(class_name, method, edit))
+
+
+def param_names(package, class_name: str, method: str) -> list[str]:
+    function = find_method(package.module("model.py"), class_name, method)
+    return [p.name.value for p in function.params.params] if function else []
+
+
+def find_method(module: cst.Module, class_name: str, method: str) -> cst.FunctionDef | None:
+    for statement in module.body:
+        if isinstance(statement, cst.ClassDef) and statement.name.value == class_name:
+            for item in statement.body.body:
+                if isinstance(item, cst.FunctionDef) and item.name.value == method:
+                    return item
+    return None
+
+
+def method_uses(package, class_name: str, method: str, name: str) -> bool:
+    """Whether the body of `class_name.method` mentions the name `name`."""
+    function = find_method(package.module("model.py"), class_name, method)
+    if function is None:
+        return False
+    found = []
+
+    class _Names(cst.CSTVisitor):
+        def visit_Name(self, node):
+            if node.value == name:
+                found.append(node)
+
+    function.body.visit(_Names())
+    return bool(found)
+
+
+# ---- module-level definitions ------------------------------------------------------------
+
+
+def has_definition(package, filename: str, name: str) -> bool:
+    return any(
+        isinstance(s, cst.FunctionDef | cst.ClassDef) and s.name.value == name
+        for s in package.module(filename).body
+    ) or any(
+        isinstance(s, cst.SimpleStatementLine)
+        and isinstance(s.body[0], cst.Assign)
+        and code_of(s.body[0].targets[0].target) == name
+        for s in package.module(filename).body
+    )
+
+
+class _ModuleBody(cst.CSTTransformer):
+    def __init__(self, edit):
+        super().__init__()
+        self.edit, self.hits = edit, 0
+
+    def leave_Module(self, original, updated):
+        body, self.hits = self.edit(list(updated.body))
+        return updated.with_changes(body=body)
+
+
+def insert_definition(package, filename: str, code: str, *, before: str | None = None) -> None:
+    """Insert module-level `code` before the definition named `before` (or after the last
+    top-level assignment / import when `before` is None)."""
+    new = statements(code)
+
+    def edit(body):
+        if before is not None:
+            for index, statement in enumerate(body):
+                if getattr(statement, "name", None) is not None and statement.name.value == before:
+                    return body[:index] + new + body[index:], 1
+            return body, 0
+        last = max(
+            (
+                i
+                for i, s in enumerate(body)
+                if isinstance(s, cst.SimpleStatementLine)
+                and isinstance(s.body[0], cst.Assign | cst.Import | cst.ImportFrom)
+            ),
+            default=-1,
+        )
+        return body[: last + 1] + new + body[last + 1 :], 1
+
+    run(package, filename, _ModuleBody(edit))
+
+
+def remove_definition(package, filename: str, name: str) -> None:
+    def edit(body):
+        kept = [s for s in body if not _defines(s, name)]
+        return kept, len(body) - len(kept)
+
+    run(package, filename, _ModuleBody(edit))
+
+
+def _defines(statement, name: str) -> bool:
+    if isinstance(statement, cst.FunctionDef | cst.ClassDef):
+        return statement.name.value == name
+    return (
+        isinstance(statement, cst.SimpleStatementLine)
+        and isinstance(statement.body[0], cst.Assign)
+        and code_of(statement.body[0].targets[0].target) == name
+    )
+
+
+def drop_docstring_paragraphs(package, filename: str, words: tuple[str, ...]) -> None:
+    """Delete the paragraphs of `filename`'s module docstring that mention any of `words`
+    (a reference's note about a feature the target does not have). No docstring: no-op."""
+
+    def edit(body):
+        first = body[0] if body else None
+        if not (
+            isinstance(first, cst.SimpleStatementLine)
+            and isinstance(first.body[0], cst.Expr)
+            and isinstance(first.body[0].value, cst.SimpleString)
+        ):
+            return body, 1
+        text = first.body[0].value.evaluated_value
+        paragraphs = text.strip("\n").split("\n\n")
+        kept = [p for p in paragraphs if not any(word in p for word in words)]
+        if len(kept) == len(paragraphs):
+            return body, 1
+        lines = "\n\n".join(kept)
+        closing = "\n" if "\n" in lines else ""
+        docstring = cst.SimpleString('"""' + lines + closing + '"""')
+        line = first.with_changes(body=[first.body[0].with_changes(value=docstring)])
+        return [line, *body[1:]], 1
+
+    run(package, filename, _ModuleBody(edit))
+
+
+# ---- ModelArgs ---------------------------------------------------------------------------
+
+
+def add_args_field(package, code: str, hf_kwarg: str | None = None) -> None:
+    """Add ModelArgs field lines (`code`, with their "why" comment) before
+    `tie_word_embeddings` (or after the last field), and the `from_hf_config` keyword
+    `hf_kwarg` ("name=hf_config.x") when given."""
+    anchor = "tie_word_embeddings" if "tie_word_embeddings" in _field_lines(package) else None
+    new = statements(code)
+
+    class _Fields(cst.CSTTransformer):
+        hits = 0
+
+        def leave_ClassDef(self, original, updated):
+            if original.name.value != "ModelArgs":
+                return updated
+            body = list(updated.body.body)
+            at = max((i + 1 for i, s in enumerate(body) if _field_name(s) is not None), default=0)
+            if anchor is not None:
+                at = next(i for i, s in enumerate(body) if _field_name(s) == anchor)
+            self.hits += 1
+            return updated.with_changes(
+                body=updated.body.with_changes(body=body[:at] + new + body[at:])
+            )
+
+    run(package, "args.py", _Fields())
+    if hf_kwarg is not None:
+        add_hf_kwarg(package, hf_kwarg)
+
+
+def add_hf_kwarg(package, hf_kwarg: str) -> None:
+    """Add `name=<expression>` to the `cls(...)` call of `from_hf_config`, before
+    `tie_word_embeddings=` (or last)."""
+    name, _, value = hf_kwarg.partition("=")
+    replace_expressions(
+        package,
+        "args.py",
+        "ModelArgs",
+        "from_hf_config",
+        lambda node: isinstance(node, cst.Call) and code_of(node.func) == "cls",
+        lambda call: with_arg(call, value, keyword=name, before="tie_word_embeddings"),
+    )
+
+
+def remove_args_field(package, name: str) -> None:
+    """Remove a ModelArgs field and its `from_hf_config` keyword (if present)."""
+
+    class _Drop(cst.CSTTransformer):
+        hits = 0
+
+        def leave_SimpleStatementLine(self, original, updated):
+            if _field_name(updated) == name:
+                self.hits += 1
+                return cst.RemoveFromParent()
+            return updated
+
+    run(package, "args.py", _Drop())
+    replace_expressions(
+        package,
+        "args.py",
+        "ModelArgs",
+        "from_hf_config",
+        lambda node: (
+            isinstance(node, cst.Call)
+            and code_of(node.func) == "cls"
+            and arg_value(node, name) is not None
+        ),
+        lambda call: without_arg(call, keyword=name),
+        required=False,
+    )
+
+
+def _field_lines(package) -> list[str]:
+    for statement in package.module("args.py").body:
+        if isinstance(statement, cst.ClassDef) and statement.name.value == "ModelArgs":
+            return [n for n in (_field_name(s) for s in statement.body.body) if n]
+    raise EditError("args.py has no ModelArgs")
+
+
+def _field_name(statement) -> str | None:
+    if (
+        isinstance(statement, cst.SimpleStatementLine)
+        and isinstance(statement.body[0], cst.AnnAssign)
+        and isinstance(statement.body[0].target, cst.Name)
+    ):
+        return statement.body[0].target.value
+    return None
+
+
+def append_to_method(package, filename: str, class_name: str, method: str, code: str) -> None:
+    """Append statements to a method, creating it (after the fields) when missing."""
+    if find_method(package.module(filename), class_name, method) is None:
+        signature = f"def {method}(self):\n" + "".join(
+            "    " + line + "\n" for line in code.strip().splitlines()
+        )
+
+        class _Add(cst.CSTTransformer):
+            hits = 0
+
+            def leave_ClassDef(self, original, updated):
+                if original.name.value != class_name:
+                    return updated
+                body = list(updated.body.body)
+                at = max((i + 1 for i, s in enumerate(body) if _field_name(s)), default=0)
+                self.hits += 1
+                return updated.with_changes(
+                    body=updated.body.with_changes(
+                        body=body[:at] + statements(signature) + body[at:]
+                    )
+                )
+
+        run(package, filename, _Add())
+        return
+
+    class _Append(InMethod):
+        def leave_FunctionDef(self, original, updated):
+            hit = self._stack == [class_name, method]
+            self._stack.pop()
+            if not hit:
+                return updated
+            self.hits += 1
+            body = [*updated.body.body, *statements(code)]
+            return updated.with_changes(body=updated.body.with_changes(body=body))
+
+    run(package, filename, _Append(class_name, method))
+
+
+def remove_statements(package, filename, class_name, method, match, *, required=True) -> int:
+    """Delete the top-level statements of a method that `match`; an emptied method goes."""
+
+    class _Remove(InMethod):
+        def leave_FunctionDef(self, original, updated):
+            hit = self._stack == [class_name, method]
+            self._stack.pop()
+            if not hit:
+                return updated
+            body = [s for s in updated.body.body if not match(s)]
+            self.hits += len(updated.body.body) - len(body)
+            if not body or all(_is_docstring(s) for s in body):
+                return cst.RemoveFromParent()
+            return updated.with_changes(body=updated.body.with_changes(body=body))
+
+    return run(package, filename, _Remove(class_name, method), required=required)
+
+
+def _is_docstring(statement) -> bool:
+    return (
+        isinstance(statement, cst.SimpleStatementLine)
+        and isinstance(statement.body[0], cst.Expr)
+        and isinstance(statement.body[0].value, cst.SimpleString)
+    )
+
+
+def mentions(*names: str) -> Callable[[cst.CSTNode], bool]:
+    """A statement whose code mentions any of `names` as a whole word."""
+    import re
+
+    pattern = re.compile(r"\b(" + "|".join(re.escape(n) for n in names) + r")\b")
+    return lambda node: bool(pattern.search(code_of(node)))
+
+
+# ---- layer index into TransformerBlock ---------------------------------------------------
+
+
+def ensure_layer_id(package) -> str:
+    """Make `TransformerBlock.__init__` take the layer index; return its parameter name."""
+    params = param_names(package, "TransformerBlock", "__init__")
+    if len(params) > 2:
+        return params[2]
+    add_param(package, "TransformerBlock", "__init__", "layer_id: int")
+
+    def rewrite(node: cst.BaseExpression):
+        generator = node
+        target = generator.for_in.target
+        index = "i" if code_of(target) == "_" else code_of(target)
+        element = with_arg(generator.elt, index)
+        for_in = generator.for_in.with_changes(target=cst.Name(index))
+        return generator.with_changes(elt=element, for_in=for_in)
+
+    replace_expressions(
+        package,
+        "model.py",
+        "Model",
+        "__init__",
+        lambda node: (
+            isinstance(node, cst.GeneratorExp | cst.ListComp)
+            and call_of("TransformerBlock")(node.elt)
+        ),
+        rewrite,
+    )
+    return "layer_id"
+
+
+def drop_layer_id_if_unused(package) -> None:
+    """Undo `ensure_layer_id` when nothing in the block reads the index any more."""
+    params = param_names(package, "TransformerBlock", "__init__")
+    if len(params) < 3 or method_uses(package, "TransformerBlock", "__init__", params[2]):
+        return
+    remove_param(package, "TransformerBlock", "__init__", params[2])
+
+    def rewrite(generator):
+        element = without_arg(generator.elt, position=1)
+        return generator.with_changes(
+            elt=element, for_in=generator.for_in.with_changes(target=cst.Name("_"))
+        )
+
+    replace_expressions(
+        package,
+        "model.py",
+        "Model",
+        "__init__",
+        lambda node: (
+            isinstance(node, cst.GeneratorExp | cst.ListComp)
+            and call_of("TransformerBlock")(node.elt)
+        ),
+        rewrite,
+    )
+
+
+# ---- the adapter table -------------------------------------------------------------------
+
+
+def insert_rows_after(package, house_anchor: str, rows: list[tuple[str, str]]) -> None:
+    """Insert `(hf_key, house_key)` rows (plain strings) after the row whose house key is
+    `house_anchor`, replacing rows with the same HF keys."""
+    wanted = {json.dumps(k): json.dumps(v) for k, v in rows}
+    anchor = json.dumps(house_anchor)
+    found = []
+
+    def rewrite(key, value):
+        if key in wanted:
+            return []
+        if value == anchor:
+            found.append(key)
+            return [(key, value), *wanted.items()]
+        return [(key, value)]
+
+    run(package, "state_dict_adapter.py", EditDict("from_hf_map", rewrite))
+    if not found:
+        raise EditError(f"state_dict_adapter.py has no row for {house_anchor}")
+
+
+def drop_rows(package, house_match: Callable[[str], bool]) -> int:
+    """Delete the rows whose house key (a plain string) satisfies `house_match`."""
+    dropped = []
+
+    def rewrite(key, value):
+        house = json.loads(value) if value != "None" else None
+        if house is not None and house_match(house):
+            dropped.append(key)
+            return []
+        return [(key, value)]
+
+    run(package, "state_dict_adapter.py", EditDict("from_hf_map", rewrite))
+    return len(dropped)
+
+
+# ---- attention maths written out (for what SDPA cannot take: sinks, soft-capping) ----------
+
+_SDPA = "F.scaled_dot_product_attention"
+
+# `{scale}` is SDPA's (head_dim ** -0.5 unless the call set `scale=`)
+EXPLICIT_ATTENTION = """
+groups = self.n_heads // self.n_kv_heads  # GQA: each k/v head serves `groups` q heads
+k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+scores = q @ k.transpose(2, 3) * {scale}
+{masking}
+probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+out = probs @ v
+"""
+
+CAUSAL_MASKING = """
+causal = torch.ones(seq, seq, dtype=torch.bool, device=x.device).tril()
+scores = scores.masked_fill(~causal, float("-inf"))
+"""
+
+MASK_MASKING = """
+if mask is None:
+    mask = torch.ones(seq, seq, dtype=torch.bool, device=x.device).tril()
+scores = scores.masked_fill(~mask, float("-inf"))
+"""
+
+
+def attention_is_explicit(package) -> bool:
+    return _SDPA not in package.module("model.py").code
+
+
+def make_attention_explicit(package) -> None:
+    """Replace `out = F.scaled_dot_product_attention(...)` in Attention.forward with the
+    same maths written out (scores, mask, fp32 softmax as HF's eager path); no-op if done."""
+    if attention_is_explicit(package):
+        return
+    function = find_method(package.module("model.py"), "Attention", "forward")
+    call = next(
+        statement.body[0].value
+        for statement in function.body.body
+        if isinstance(statement, cst.SimpleStatementLine)
+        and isinstance(statement.body[0], cst.Assign)
+        and call_of(_SDPA)(statement.body[0].value)
+    )
+    scale = arg_value(call, "scale") or "self.head_dim**-0.5"
+    masking = MASK_MASKING if arg_value(call, "attn_mask") is not None else CAUSAL_MASKING
+    code = EXPLICIT_ATTENTION.format(scale=scale, masking=masking.strip())
+    run(
+        package,
+        "model.py",
+        _ReplaceStatement("Attention", "forward", lambda s: _SDPA in code_of(s), code),
+    )
+
+
+def set_attention_masking(package, with_mask: bool) -> None:
+    """Switch the attention between plain causal and a `mask` argument (None = causal):
+    SDPA's `attn_mask`/`is_causal`, or the explicit masking lines."""
+    if attention_is_explicit(package):
+        old, new = (CAUSAL_MASKING, MASK_MASKING) if with_mask else (MASK_MASKING, CAUSAL_MASKING)
+        first = code_of(statements(old)[0])
+        run(
+            package,
+            "model.py",
+            _ReplaceStatement("Attention", "forward", lambda s: code_of(s) == first, new),
+        )
+        last = code_of(statements(old)[-1])
+        remove_statements(package, "model.py", "Attention", "forward", lambda s: code_of(s) == last)
+        return
+    if with_mask:
+
+        def rewrite(call):
+            call = with_arg(call, "mask", keyword="attn_mask", before="is_causal")
+            return set_arg(call, "is_causal", "mask is None")
+
+    else:
+
+        def rewrite(call):
+            call = set_arg(without_arg(call, keyword="attn_mask"), "is_causal", "True")
+            return without_trailing_comma(call)
+
+    replace_expressions(package, "model.py", "Attention", "forward", call_of(_SDPA), rewrite)
+
+
+class _ReplaceStatement(InMethod):
+    """Replace the first top-level statement of the method that matches with `code`."""
+
+    def __init__(self, class_name, method, match, code: str):
+        super().__init__(class_name, method)
+        self.match, self.new = match, statements(code)
+
+    def leave_FunctionDef(self, original, updated):
+        hit = self._stack == [self.class_name, self.method]
+        self._stack.pop()
+        if not hit:
+            return updated
+        body = list(updated.body.body)
+        for index, statement in enumerate(body):
+            if self.match(statement):
+                self.hits += 1
+                body[index : index + 1] = self.new
+                break
+        return updated.with_changes(body=updated.body.with_changes(body=body))

@@ -1,0 +1,55 @@
+"""Add learned per-head attention sinks: an extra logit per head in the softmax (gpt_oss)."""
+
+from __future__ import annotations
+
+from codegen.transforms import _attention_edits as edits
+from codegen.transforms.base import Transform
+from codegen.transforms.edits import InsertStatements, ReplaceStatements, run, starts_with
+
+SINKS = "self.sinks = nn.Parameter(torch.zeros(args.n_heads))  # one learned logit per head"
+
+# HF gpt_oss eager_attention_forward, step for step (it softmaxes in the scores' dtype)
+SOFTMAX_WITH_SINKS = """
+sinks = self.sinks.view(1, -1, 1, 1).expand(batch, -1, seq, 1)
+logits = torch.cat([scores, sinks], dim=-1)
+logits = logits - logits.amax(dim=-1, keepdim=True)  # as HF: no overflow in bf16
+probs = torch.softmax(logits, dim=-1)[..., :-1].to(v.dtype)  # the sink's share is dropped
+"""
+
+_ROW = ("model.layers.{}.self_attn.sinks", "layers.{}.attention.sinks")
+
+
+class AddAttentionSinks(Transform):
+    """Each head gets a learned sink logit `sinks[h]` that joins every query's softmax as an
+    extra column and is dropped after it, so a head can attend to "nothing" (gpt_oss).
+
+    SDPA cannot take sinks, so the attention maths is written out, exactly as HF's eager
+    path: scaled scores, mask, the sink column concatenated, max subtracted, softmax in the
+    scores' dtype, sink column dropped. The adapter maps `self_attn.sinks`.
+    """
+
+    name = "add_attention_sinks"
+
+    def apply(self, package, features=None) -> None:
+        run(
+            package,
+            "model.py",
+            InsertStatements("Attention", "__init__", starts_with("self.wo ="), SINKS),
+        )
+        edits.make_attention_explicit(package)
+        run(
+            package,
+            "model.py",
+            ReplaceStatements(
+                "Attention",
+                "forward",
+                starts_with("probs = torch.softmax(scores"),
+                SOFTMAX_WITH_SINKS,
+            ),
+        )
+        anchor = (
+            "attention.wo.bias"
+            if "attention.wo.bias" in package.module("state_dict_adapter.py").code
+            else "attention.wo.weight"
+        )
+        edits.insert_rows_after(package, f"layers.{{}}.{anchor}", [_ROW])

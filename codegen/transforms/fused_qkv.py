@@ -1,0 +1,103 @@
+"""Fuse the q, k and v projections into one `wqkv` whose output is split (phi3 `qkv_proj`)."""
+
+from __future__ import annotations
+
+import json
+
+import libcst as cst
+
+from codegen.transforms import _attention_edits as edits
+from codegen.transforms.base import Transform
+from codegen.transforms.edits import (
+    EditDict,
+    EditError,
+    InsertStatements,
+    ReplaceStatements,
+    code_of,
+    run,
+    starts_with,
+)
+
+WQKV = (
+    "self.wqkv = nn.Linear("
+    "args.dim, (args.n_heads + 2 * args.n_kv_heads) * args.head_dim, bias={bias})"
+)
+
+# gpt-fast style: one matmul, then q | k | v along the last dim (HF's concatenated layout)
+SPLIT = """
+kv_size = self.n_kv_heads * self.head_dim
+q, k, v = self.wqkv(x).split([self.n_heads * self.head_dim, kv_size, kv_size], dim=-1)
+"""
+
+
+class FuseQkv(Transform):
+    """q/k/v come from one projection `wqkv` (rows: all q heads, then k, then v, as phi3's
+    `qkv_proj`), split after the matmul; the adapter maps the single fused key (and its bias
+    when the projections have one) instead of three.
+
+    `hf_name` is the fused module's name in the checkpoint (`qkv_proj` for phi3).
+    """
+
+    name = "fuse_qkv"
+
+    def apply(self, package, features=None, *, hf_name: str = "qkv_proj") -> None:
+        init = edits.find_method(package.module("model.py"), "Attention", "__init__")
+        wq = (
+            next((s for s in init.body.body if code_of(s).startswith("self.wq =")), None)
+            if init
+            else None
+        )
+        if wq is None:
+            raise EditError("model.py: Attention.__init__ builds no self.wq")
+        bias = edits.arg_value(wq.body[0].value, "bias") or "True"
+        run(
+            package,
+            "model.py",
+            ReplaceStatements(
+                "Attention", "__init__", starts_with("self.wq ="), WQKV.format(bias=bias)
+            ),
+        )
+        run(
+            package,
+            "model.py",
+            ReplaceStatements("Attention", "__init__", starts_with(("self.wk =", "self.wv =")), ""),
+        )
+        run(
+            package,
+            "model.py",
+            InsertStatements("Attention", "forward", _first_projection, SPLIT, before=True),
+        )
+        for p in "qkv":
+            edits.replace_expressions(
+                package,
+                "model.py",
+                "Attention",
+                "forward",
+                edits.call_of(f"self.w{p}"),
+                lambda node, p=p: cst.Name(p),
+            )
+        _fuse_rows(package, hf_name)
+
+
+def _first_projection(statement) -> bool:
+    return "self.wq(" in code_of(statement)
+
+
+def _fuse_rows(package, hf_name: str) -> None:
+    """Rows of wq/wk/wv (weight, bias) become one row of wqkv at wq's place."""
+    found = []
+
+    def rewrite(key, value):
+        house = json.loads(value) if value != "None" else ""
+        for part in ("weight", "bias"):
+            if house == f"layers.{{}}.attention.wq.{part}":
+                hf = json.loads(key).rsplit(".", 2)[0] + f".{hf_name}.{part}"
+                found.append(part)
+                return [(json.dumps(hf), json.dumps(f"layers.{{}}.attention.wqkv.{part}"))]
+            if house in (f"layers.{{}}.attention.wk.{part}", f"layers.{{}}.attention.wv.{part}"):
+                return []
+        return [(key, value)]
+
+    run(package, "state_dict_adapter.py", EditDict("from_hf_map", rewrite))
+    if "weight" not in found:
+        raise EditError("state_dict_adapter.py has no row for layers.{}.attention.wq.weight")

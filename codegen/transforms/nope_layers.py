@@ -1,0 +1,89 @@
+"""Skip RoPE on some layers (NoPE layers, smollm3 `no_rope_layers`)."""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from codegen.transforms import _attention_edits as edits
+from codegen.transforms.base import Transform
+from codegen.transforms.edits import InsertStatements, code_of, run, starts_with
+
+FIELD = "nope_layers: tuple[int, ...] = ()  # layers whose attention applies no RoPE (NoPE)"
+
+# smollm3: no_rope_layers[i] is 1 where layer i uses RoPE
+SMOLLM3 = "tuple(i for i, rope in enumerate(hf_config.no_rope_layers) if not rope)"
+
+GUARD = "if rope is not None:  # None: a NoPE layer\n    pass"
+
+
+class AddNopeLayers(Transform):
+    """Layers listed in `args.nope_layers` attend without rotary embeddings: the block hands
+    its attention `rope=None` and the attention then skips the rotation (smollm3's
+    `no_rope_layers`, 1 = RoPE). `hf_expression` reads the NoPE layer indices from the
+    config."""
+
+    name = "add_nope_layers"
+
+    def apply(self, package, features=None, *, hf_expression: str = SMOLLM3) -> None:
+        edits.add_args_field(package, FIELD, f"nope_layers={hf_expression}")
+        layer_id = edits.ensure_layer_id(package)
+        run(
+            package,
+            "model.py",
+            InsertStatements(
+                "TransformerBlock",
+                "__init__",
+                starts_with("super().__init__()"),
+                f"self.use_rope = {layer_id} not in args.nope_layers",
+            ),
+        )
+
+        def rope_or_none(call: cst.Call) -> cst.Call:
+            args = [
+                a.with_changes(value=edits.expression("rope if self.use_rope else None"))
+                if code_of(a.value) == "rope"
+                else a
+                for a in call.args
+            ]
+            return call.with_changes(args=args)
+
+        edits.replace_expressions(
+            package,
+            "model.py",
+            "TransformerBlock",
+            "forward",
+            edits.call_of("self.attention"),
+            rope_or_none,
+        )
+        edits.set_param_annotation(
+            package, "Attention", "forward", "rope", "tuple[torch.Tensor, torch.Tensor] | None"
+        )
+        run(package, "model.py", _GuardRotation())
+
+
+class _GuardRotation(edits.InMethod):
+    """Wrap `cos, sin = rope` and the statements that rotate q/k in `if rope is not None:`."""
+
+    def __init__(self):
+        super().__init__("Attention", "forward")
+
+    def leave_FunctionDef(self, original, updated):
+        hit = self._stack == ["Attention", "forward"]
+        self._stack.pop()
+        if not hit:
+            return updated
+        body = list(updated.body.body)
+        uses = [i for i, s in enumerate(body) if _uses_rope(s)]
+        if not uses:
+            return updated
+        first, last = uses[0], uses[-1]
+        guard = edits.statements(GUARD)[0]
+        guard = guard.with_changes(body=guard.body.with_changes(body=body[first : last + 1]))
+        self.hits += 1
+        body[first : last + 1] = [guard]
+        return updated.with_changes(body=updated.body.with_changes(body=body))
+
+
+def _uses_rope(statement) -> bool:
+    code = code_of(statement)
+    return code.startswith("cos, sin = rope") or "apply_rotary(" in code

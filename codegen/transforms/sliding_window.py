@@ -1,0 +1,212 @@
+"""Limit attention to a sliding window: on every layer, on the layers a per-layer pattern
+marks, or nowhere (a reference's window removed)."""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from codegen.transforms import _attention_edits as edits
+from codegen.transforms.base import Transform
+from codegen.transforms.edits import InsertStatements, code_of, run, starts_with
+
+MODES = ("none", "all", "pattern")
+
+# HF masking_utils: causal plus `sliding_window_overlay` (kv_idx > q_idx - sliding_window)
+MASK_FUNCTION = '''
+def sliding_window_mask(seq: int, window: int, device: torch.device) -> torch.Tensor | None:
+    """Causal mask limited to the last `window` keys (query included); None if nothing is cut."""
+    if seq <= window:
+        return None
+    i = torch.arange(seq, device=device)
+    distance = i[:, None] - i[None, :]  # query index - key index
+    return (distance >= 0) & (distance < window)
+'''
+
+# mode "all": the config may switch the window off (sliding_window None)
+MASK_FUNCTION_OPTIONAL = '''
+def sliding_window_mask(seq: int, window: int | None, device: torch.device) -> torch.Tensor | None:
+    """Causal mask limited to the last `window` keys (query included); None if nothing is cut
+    (no window configured, or the sequence fits in it)."""
+    if window is None or seq <= window:
+        return None
+    i = torch.arange(seq, device=device)
+    distance = i[:, None] - i[None, :]  # query index - key index
+    return (distance >= 0) & (distance < window)
+'''
+
+ALL_FIELD = """
+# Every layer's query at i sees keys j with i - sliding_window < j <= i (the window counts
+# the query itself); None: plain causal attention.
+sliding_window: int | None = None
+"""
+
+PATTERN_FIELDS = """
+# A "sliding_attention" layer's query at i sees keys j with i - sliding_window < j <= i
+# (the window counts the query itself); None when no layer slides.
+sliding_window: int | None = None
+layer_types: tuple[str, ...] | None = None  # one of LAYER_TYPES per layer; None: all full
+"""
+
+LAYER_TYPES = 'LAYER_TYPES = ("full_attention", "sliding_attention")'
+
+PATTERN_CHECKS = """
+self.layer_types = tuple(self.layer_types or ("full_attention",) * self.n_layers)
+if len(self.layer_types) != self.n_layers:
+    raise ValueError(f"{len(self.layer_types)} layer_types for {self.n_layers} layers")
+unknown = sorted(set(self.layer_types) - set(LAYER_TYPES))
+if unknown:
+    raise NotImplementedError(f"layer_types {unknown} are not supported")
+if "sliding_attention" in self.layer_types and self.sliding_window is None:
+    raise ValueError("layer_types has sliding_attention layers but sliding_window is None")
+"""
+
+PATTERN_MASK = """
+window = None
+if "sliding_attention" in self.args.layer_types:
+    window = sliding_window_mask({seq}, self.args.sliding_window, tokens.device)
+"""
+
+ALL_MASK = "mask = sliding_window_mask({seq}, self.args.sliding_window, tokens.device)"
+
+MASK_DOC = '"""`mask`: boolean (seq, seq), True = attend; None = plain causal."""'
+
+
+class SetSlidingWindow(Transform):
+    """Attention sees only the last `sliding_window` keys: on `all` layers (mistral), on the
+    layers `layer_types` marks "sliding_attention" (`pattern`: qwen2/3, gemma2/3, gpt_oss),
+    or on none (a reference's window removed).
+
+    Exactly HF masking_utils: key j is visible from query i iff i - window < j <= i. The
+    boolean mask is built once per forward (by sequence index, as HF without a cache) and
+    handed to the layers that slide; other layers stay plain causal. `pattern` maps the
+    config's resolved `layer_types` (qwen's `use_sliding_window` / `max_window_layers` are
+    already folded into it by the config class) and `sliding_window`.
+    """
+
+    name = "set_sliding_window"
+
+    def apply(self, package, features=None, *, mode: str) -> None:
+        if mode not in MODES:
+            raise ValueError(f"sliding window mode {mode!r}: expected one of {MODES}")
+        if edits.has_definition(package, "model.py", "sliding_window_mask"):
+            _remove(package)
+        if mode != "none":
+            _add(package, mode)
+
+
+def _add(package, mode: str) -> None:
+    pattern = mode == "pattern"
+    # args
+    if pattern:
+        edits.insert_definition(package, "args.py", LAYER_TYPES)
+        edits.add_args_field(package, PATTERN_FIELDS)
+        edits.add_hf_kwarg(package, "sliding_window=hf_config.sliding_window")
+        edits.add_hf_kwarg(package, "layer_types=tuple(hf_config.layer_types)")
+        edits.append_to_method(package, "args.py", "ModelArgs", "__post_init__", PATTERN_CHECKS)
+    else:
+        edits.add_args_field(package, ALL_FIELD, "sliding_window=hf_config.sliding_window")
+    # attention takes the mask
+    edits.add_param(package, "Attention", "forward", "mask: torch.Tensor | None")
+    run(
+        package, "model.py", InsertStatements("Attention", "forward", _first, MASK_DOC, before=True)
+    )
+    edits.set_attention_masking(package, with_mask=True)
+    # the block passes it on; with a pattern, the block knows whether it slides
+    edits.add_param(package, "TransformerBlock", "forward", "mask: torch.Tensor | None")
+    edits.replace_expressions(
+        package,
+        "model.py",
+        "TransformerBlock",
+        "forward",
+        edits.call_of("self.attention"),
+        lambda call: edits.with_arg(call, "mask"),
+    )
+    if pattern:
+        layer_id = edits.ensure_layer_id(package)
+        sliding = f'self.sliding = args.layer_types[{layer_id}] == "sliding_attention"'
+        run(
+            package,
+            "model.py",
+            InsertStatements(
+                "TransformerBlock", "__init__", starts_with("super().__init__()"), sliding
+            ),
+        )
+    # the model builds the mask once
+    edits.insert_definition(
+        package, "model.py", MASK_FUNCTION if pattern else MASK_FUNCTION_OPTIONAL, before="Model"
+    )
+    forward = edits.find_method(package.module("model.py"), "Model", "forward")
+    seq = "seq" if "seq = tokens.shape[1]" in code_of(forward) else "tokens.shape[1]"
+    build = (PATTERN_MASK if pattern else ALL_MASK).format(seq=seq)
+    run(package, "model.py", InsertStatements("Model", "forward", _layer_loop, build, before=True))
+    argument = "window if layer.sliding else None" if pattern else "mask"
+    edits.replace_expressions(
+        package,
+        "model.py",
+        "Model",
+        "forward",
+        edits.call_of("layer"),
+        lambda call: edits.with_arg(call, argument),
+    )
+
+
+def _remove(package) -> None:
+    # args
+    for name in ("sliding_window", "layer_types"):
+        if f"{name}:" in package.module("args.py").code:
+            edits.remove_args_field(package, name)
+    if edits.has_definition(package, "args.py", "LAYER_TYPES"):
+        edits.remove_definition(package, "args.py", "LAYER_TYPES")
+    edits.remove_statements(
+        package,
+        "args.py",
+        "ModelArgs",
+        "__post_init__",
+        edits.mentions("layer_types", "sliding_window", "unknown"),
+        required=False,
+    )
+    edits.drop_docstring_paragraphs(package, "args.py", ("window",))
+    # model: the loop, the mask, the block, the attention
+    edits.replace_expressions(
+        package,
+        "model.py",
+        "Model",
+        "forward",
+        edits.call_of("layer"),
+        lambda call: edits.without_arg(call, position=len(call.args) - 1),
+    )
+    edits.remove_statements(
+        package, "model.py", "Model", "forward", edits.mentions("window", "mask")
+    )
+    edits.remove_definition(package, "model.py", "sliding_window_mask")
+    edits.remove_statements(
+        package,
+        "model.py",
+        "TransformerBlock",
+        "__init__",
+        starts_with("self.sliding ="),
+        required=False,
+    )
+    edits.drop_layer_id_if_unused(package)
+    edits.replace_expressions(
+        package,
+        "model.py",
+        "TransformerBlock",
+        "forward",
+        edits.call_of("self.attention"),
+        lambda call: edits.without_arg(call, position=len(call.args) - 1),
+    )
+    edits.remove_param(package, "TransformerBlock", "forward", "mask")
+    edits.set_attention_masking(package, with_mask=False)
+    edits.remove_statements(
+        package, "model.py", "Attention", "forward", lambda s: code_of(s) == MASK_DOC
+    )
+    edits.remove_param(package, "Attention", "forward", "mask")
+
+
+def _first(statement: cst.CSTNode) -> bool:
+    return True
+
+
+def _layer_loop(statement: cst.CSTNode) -> bool:
+    return isinstance(statement, cst.For) and code_of(statement.iter) == "self.layers"

@@ -1,0 +1,88 @@
+"""AddAttentionSinks: before/after on the llama reference, and the generated attention
+against HF gpt_oss's eager attention (the only path HF runs for sinks)."""
+
+import sys
+
+import pytest
+import torch
+
+from codegen.models import load_spec, references_dir
+from codegen.scaffold.build import Step
+from codegen.scaffold.pipeline import scaffold_into
+from codegen.scaffold.source import SourcePackage
+from codegen.transforms.attention_sinks import AddAttentionSinks
+from codegen.transforms.sliding_window import SetSlidingWindow
+
+
+def _llama():
+    return SourcePackage.from_directory(references_dir() / "llama")
+
+
+def test_sinks_replace_sdpa_with_the_written_out_softmax():
+    package = _llama()
+    AddAttentionSinks().apply(package)
+    model = package.render()["model.py"]
+    assert "F.scaled_dot_product_attention" not in model
+    assert "self.sinks = nn.Parameter(torch.zeros(args.n_heads))" in model
+    assert "logits = torch.cat([scores, sinks], dim=-1)" in model
+    assert "probs = torch.softmax(logits, dim=-1)[..., :-1].to(v.dtype)" in model
+    # no mask argument: plain causal, written out
+    assert 'scores = scores.masked_fill(~causal, float("-inf"))' in model
+    adapter = package.render()["state_dict_adapter.py"]
+    assert '"model.layers.{}.self_attn.sinks": "layers.{}.attention.sinks"' in adapter
+
+
+def test_sinks_after_a_window_take_the_mask():
+    package = _llama()
+    SetSlidingWindow().apply(package, mode="pattern")
+    AddAttentionSinks().apply(package)
+    model = package.render()["model.py"]
+    assert "if mask is None:" in model
+    assert 'scores = scores.masked_fill(~mask, float("-inf"))' in model
+
+
+def _additive(mask: torch.Tensor, dtype) -> torch.Tensor:
+    return torch.zeros(mask.shape, dtype=dtype).masked_fill(~mask, torch.finfo(dtype).min)
+
+
+@pytest.mark.parametrize("window", [None, 5])
+def test_generated_attention_matches_hf_gpt_oss(tmp_path, window):
+    from transformers.models.gpt_oss.modeling_gpt_oss import GptOssAttention
+
+    from codegen.verify.tiny_config import tiny_config
+
+    models = tmp_path / "models"
+    steps = [Step("set_sliding_window", {"mode": "pattern"}), Step("add_attention_sinks")]
+    scaffold_into(models, "llama", "sinks", ["gpt_oss"], steps)
+    spec = load_spec("sinks", models)
+    module = sys.modules[spec.model.__module__]
+    config = tiny_config("gpt_oss", attention_bias=False)
+    config._attn_implementation = "eager"
+    torch.manual_seed(0)
+    hf = GptOssAttention(config, layer_idx=0).eval()
+    torch.nn.init.normal_(hf.sinks)
+    args = spec.args(
+        dim=config.hidden_size,
+        n_heads=config.num_attention_heads,
+        n_kv_heads=config.num_key_value_heads,
+        head_dim=config.head_dim,
+        n_layers=1,
+    )
+    ours = module.Attention(args).eval()
+    mapping = {"wq": "q_proj", "wk": "k_proj", "wv": "v_proj", "wo": "o_proj"}
+    state = {f"{house}.weight": getattr(hf, name).weight for house, name in mapping.items()}
+    ours.load_state_dict({**state, "sinks": hf.sinks}, strict=True)
+
+    seq = 12
+    x = torch.randn(2, seq, config.hidden_size)
+    i = torch.arange(seq)
+    allowed = i[:, None] >= i[None, :]
+    if window is not None:
+        allowed &= i[:, None] - i[None, :] < window
+    half = config.head_dim // 2
+    identity = (torch.ones(2, seq, half), torch.zeros(2, seq, half))
+    with torch.no_grad():
+        expected, _ = hf(x, identity, _additive(allowed, x.dtype)[None, None])
+        rope = (torch.ones(2, seq, 2 * half), torch.zeros(2, seq, 2 * half))
+        got = ours(x, rope, None if window is None else allowed)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)

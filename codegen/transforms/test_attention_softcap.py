@@ -1,0 +1,83 @@
+"""AddAttentionSoftcap: before/after on the llama reference, and the generated attention
+against HF gemma2's eager attention."""
+
+import sys
+
+import libcst as cst
+import torch
+
+from codegen.models import load_spec, references_dir
+from codegen.scaffold.build import Step
+from codegen.scaffold.pipeline import scaffold_into
+from codegen.scaffold.source import SourcePackage
+from codegen.transforms.attention_sinks import AddAttentionSinks
+from codegen.transforms.attention_softcap import AddAttentionSoftcap
+
+
+def test_softcap_caps_scores_before_the_mask():
+    package = SourcePackage.from_directory(references_dir() / "llama")
+    AddAttentionSoftcap().apply(package)
+    files = package.render()
+    lines = [line.strip() for line in files["model.py"].splitlines()]
+    cap = lines.index("scores = torch.tanh(scores / self.softcap) * self.softcap")
+    assert lines[cap - 1] == "scores = q @ k.transpose(2, 3) * self.head_dim**-0.5"
+    assert lines[cap + 1].startswith("causal = torch.ones(seq, seq")
+    assert "self.softcap = args.attn_softcap" in lines
+    assert "attn_softcap=hf_config.attn_logit_softcapping," in files["args.py"]
+    assert "attn_softcap: float = 50.0" in files["args.py"]
+
+
+def test_softcap_keeps_a_custom_sdpa_scale_and_composes_with_sinks():
+    package = SourcePackage.from_directory(references_dir() / "llama")
+    source = package.render()["model.py"].replace(
+        "is_causal=True,", "is_causal=True, scale=self.scale,"
+    )
+    package.files["model.py"] = cst.parse_module(source)
+    AddAttentionSoftcap().apply(package)
+    AddAttentionSinks().apply(package)
+    model = package.render()["model.py"]
+    assert "scores = q @ k.transpose(2, 3) * self.scale" in model
+    assert model.count("scores = torch.tanh(") == 1
+    assert "logits = torch.cat([scores, sinks], dim=-1)" in model
+
+
+def test_generated_attention_matches_hf_gemma2(tmp_path):
+    from transformers.models.gemma2.modeling_gemma2 import Gemma2Attention
+
+    from codegen.verify.tiny_config import tiny_config
+
+    models = tmp_path / "models"
+    scaffold_into(models, "llama", "capped", ["gemma2"], [Step("add_attention_softcap")])
+    spec = load_spec("capped", models)
+    module = sys.modules[spec.model.__module__]
+    config = tiny_config("gemma2", attn_logit_softcapping=2.0, query_pre_attn_scalar=16)
+    config._attn_implementation = "eager"
+    torch.manual_seed(0)
+    hf = Gemma2Attention(config, layer_idx=1).eval()  # layer 1: full attention
+    args = spec.args(
+        dim=config.hidden_size,
+        n_heads=config.num_attention_heads,
+        n_kv_heads=config.num_key_value_heads,
+        head_dim=config.head_dim,
+        n_layers=1,
+        attn_softcap=2.0,
+    )
+    ours = module.Attention(args).eval()
+    mapping = {"wq": "q_proj", "wk": "k_proj", "wv": "v_proj", "wo": "o_proj"}
+    ours.load_state_dict(
+        {f"{house}.weight": getattr(hf, name).weight * 4 for house, name in mapping.items()}
+    )
+    for name in mapping.values():  # large scores, so the cap matters
+        getattr(hf, name).weight.data *= 4
+    seq = 12
+    x = torch.randn(2, seq, config.hidden_size)
+    i = torch.arange(seq)
+    additive = torch.zeros(seq, seq).masked_fill(i[:, None] < i[None, :], torch.finfo(x.dtype).min)
+    rope = (torch.ones(2, seq, config.head_dim), torch.zeros(2, seq, config.head_dim))
+    with torch.no_grad():
+        expected, _ = hf(x, rope, additive[None, None])
+        got = ours(x, rope)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    ours.softcap = 1e6  # effectively uncapped: the cap made a difference
+    with torch.no_grad():
+        assert not torch.allclose(ours(x, rope), expected, rtol=1e-3, atol=1e-4)

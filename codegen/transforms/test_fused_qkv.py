@@ -1,0 +1,57 @@
+"""FuseQkv: before/after on the llama reference."""
+
+import pytest
+
+from codegen.models import references_dir
+from codegen.scaffold.source import SourcePackage
+from codegen.transforms.edits import EditError
+from codegen.transforms.fused_qkv import FuseQkv
+from codegen.transforms.qk_norm import SetQkNorm
+from codegen.transforms.qkv_bias import SetQkvBias
+from codegen.transforms.testing import package_of
+
+
+def _llama():
+    return SourcePackage.from_directory(references_dir() / "llama")
+
+
+def test_one_projection_split_after_the_matmul():
+    package = _llama()
+    FuseQkv().apply(package)
+    files = package.render()
+    model = files["model.py"]
+    assert "self.wq =" not in model and "self.wk =" not in model and "self.wv =" not in model
+    assert (
+        "self.wqkv = nn.Linear(args.dim, (args.n_heads + 2 * args.n_kv_heads) * args.head_dim, "
+        "bias=False)" in model
+    )
+    split = "q, k, v = self.wqkv(x).split([self.n_heads * self.head_dim, kv_size, kv_size], dim=-1)"
+    assert split in model
+    assert "q = q.view(batch, seq, self.n_heads, self.head_dim).transpose(1, 2)" in model
+    adapter = files["state_dict_adapter.py"]
+    assert '"model.layers.{}.self_attn.qkv_proj.weight": "layers.{}.attention.wqkv.weight"' in (
+        adapter
+    )
+    assert not any(f".{p}_proj." in adapter for p in "qkv")
+
+
+def test_fused_bias_and_qk_norm_compose():
+    package = _llama()
+    SetQkvBias().apply(package, enabled=True)
+    SetQkNorm().apply(package, kind="per_head")
+    FuseQkv().apply(package, hf_name="qkv")
+    files = package.render()
+    assert "* args.head_dim, bias=True)" in files["model.py"]
+    assert (
+        "q = self.q_norm(q.view(batch, seq, self.n_heads, self.head_dim)).transpose(1, 2)"
+        in (files["model.py"])
+    )
+    adapter = files["state_dict_adapter.py"]
+    assert '"model.layers.{}.self_attn.qkv.bias": "layers.{}.attention.wqkv.bias"' in adapter
+    assert adapter.count("wqkv") == 2
+
+
+def test_a_package_without_wq_is_an_error():
+    package = package_of({"model.py": "class Attention:\n    def __init__(self):\n        pass\n"})
+    with pytest.raises(EditError):
+        FuseQkv().apply(package)
