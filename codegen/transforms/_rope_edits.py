@@ -1,0 +1,258 @@
+"""libcst edits shared by the RoPE, embedding, head and scale transforms (no Transform here).
+
+They work on the house vocabulary: `ModelArgs` (a dataclass whose `from_hf_config` ends in
+one `cls(...)` call), `Model.forward` (embeds with `self.tok_embeddings`, returns the
+logits), `TransformerBlock.forward` (residual adds `x + self.attention(...)`), and
+`Attention.forward` (calls `F.scaled_dot_product_attention`). An edit whose anchor is
+missing raises `EditError` through `edits.run`.
+
+`hf_source` / `hf_config_read` read the target's HF modeling file (`features.source`) for
+the one thing `Features` does not carry: which config field a scale is read from.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import libcst as cst
+
+from codegen.transforms.edits import EditError, code_of, expression, run, statements
+
+
+class InMethod(cst.CSTTransformer):
+    """Base: track whether the walk is inside `class_name.method`."""
+
+    def __init__(self, class_name: str, method: str):
+        super().__init__()
+        self.class_name, self.method = class_name, method
+        self._stack: list[str] = []
+        self.hits = 0
+
+    def visit_ClassDef(self, node):
+        self._stack.append(node.name.value)
+
+    def leave_ClassDef(self, original, updated):
+        self._stack.pop()
+        return updated
+
+    def visit_FunctionDef(self, node):
+        self._stack.append(node.name.value)
+
+    def leave_FunctionDef(self, original, updated):
+        self._stack.pop()
+        return updated
+
+    @property
+    def inside(self) -> bool:
+        return self._stack[:2] == [self.class_name, self.method]
+
+
+class RewriteExpressions(InMethod):
+    """Replace every expression inside `class_name.method` for which `rewrite` returns a node."""
+
+    def __init__(self, class_name: str, method: str, rewrite):
+        super().__init__(class_name, method)
+        self.rewrite = rewrite
+
+    def on_leave(self, original, updated):
+        if self.inside and isinstance(updated, cst.BaseExpression):
+            new = self.rewrite(updated)
+            if new is not None:
+                self.hits += 1
+                return new
+        return super().on_leave(original, updated)
+
+
+def rewrite_expressions(package, filename: str, class_name: str, method: str, rewrite) -> int:
+    return run(package, filename, RewriteExpressions(class_name, method, rewrite))
+
+
+class _RewriteReturn(InMethod):
+    """Replace the method's final `return X` with the statements `make(X_code)`."""
+
+    def __init__(self, class_name: str, method: str, make):
+        super().__init__(class_name, method)
+        self.make = make
+
+    def leave_FunctionDef(self, original, updated):
+        hit = self.inside and len(self._stack) == 2
+        self._stack.pop()
+        if not hit:
+            return updated
+        body = list(updated.body.body)
+        last = body[-1]
+        if not (isinstance(last, cst.SimpleStatementLine) and isinstance(last.body[0], cst.Return)):
+            return updated
+        self.hits += 1
+        new = statements(self.make(code_of(last.body[0].value)))
+        new[0] = new[0].with_changes(leading_lines=last.leading_lines)
+        return updated.with_changes(body=updated.body.with_changes(body=body[:-1] + new))
+
+
+def rewrite_return(package, class_name: str, method: str, make) -> None:
+    """`make(returned_code) -> code` replaces the last `return` of `class_name.method`."""
+    run(package, "model.py", _RewriteReturn(class_name, method, make))
+
+
+def operand(code: str) -> str:
+    """`code` as the left operand of `*` or `/` (parenthesised unless it binds tighter)."""
+    node = expression(code)
+    if isinstance(node, cst.BinaryOperation) and isinstance(
+        node.operator, cst.Multiply | cst.Divide
+    ):
+        return code
+    if isinstance(
+        node, cst.BinaryOperation | cst.BooleanOperation | cst.IfExp | cst.UnaryOperation
+    ):
+        return f"({code})"
+    return code
+
+
+class _InsertIntoMethod(InMethod):
+    """Insert statements after the first top-level statement of the method matching `anchor`."""
+
+    def __init__(self, class_name: str, method: str, anchor, code: str):
+        super().__init__(class_name, method)
+        self.anchor, self.new = anchor, statements(code)
+
+    def leave_FunctionDef(self, original, updated):
+        hit = self.inside and len(self._stack) == 2
+        self._stack.pop()
+        if not hit:
+            return updated
+        body = list(updated.body.body)
+        for index, statement in enumerate(body):
+            if self.anchor(statement):
+                self.hits += 1
+                body[index + 1 : index + 1] = self.new
+                break
+        return updated.with_changes(body=updated.body.with_changes(body=body))
+
+
+def insert_after(package, filename: str, class_name: str, method: str, anchor, code: str) -> None:
+    run(package, filename, _InsertIntoMethod(class_name, method, anchor, code))
+
+
+def is_super_init(statement) -> bool:
+    return code_of(statement) == "super().__init__()"
+
+
+# ---- ModelArgs ---------------------------------------------------------------------------
+
+
+def add_args_field(package, name: str, declaration: str, hf_value: str) -> None:
+    """Add `name: <declaration>` (type, default and "why" comment) to ModelArgs before
+    `tie_word_embeddings` (else after the last field) and `name=<hf_value>` to the
+    `cls(...)` call of `from_hf_config`, at the same place."""
+    run(package, "args.py", _AddField(name, declaration))
+    run(package, "args.py", _AddKeyword(name, hf_value))
+
+
+_LAST_FIELD = "tie_word_embeddings"
+
+
+def _field_name(statement) -> str | None:
+    if (
+        isinstance(statement, cst.SimpleStatementLine)
+        and isinstance(statement.body[0], cst.AnnAssign)
+        and isinstance(statement.body[0].target, cst.Name)
+    ):
+        return statement.body[0].target.value
+    return None
+
+
+class _AddField(cst.CSTTransformer):
+    def __init__(self, name: str, declaration: str):
+        super().__init__()
+        self.name, self.new = name, statements(f"{name}: {declaration}")
+        self.hits = 0
+
+    def leave_ClassDef(self, original, updated):
+        if original.name.value != "ModelArgs":
+            return updated
+        body = list(updated.body.body)
+        names = [_field_name(s) for s in body]
+        if self.name in names:
+            raise EditError(f"ModelArgs already has a field {self.name!r}")
+        if _LAST_FIELD in names:
+            at = names.index(_LAST_FIELD)
+        else:
+            at = max((i + 1 for i, n in enumerate(names) if n is not None), default=0)
+        self.hits += 1
+        return updated.with_changes(
+            body=updated.body.with_changes(body=body[:at] + self.new + body[at:])
+        )
+
+
+class _AddKeyword(InMethod):
+    def __init__(self, name: str, value: str):
+        super().__init__("ModelArgs", "from_hf_config")
+        self.name, self.value = name, expression(value)
+
+    def leave_Call(self, original, updated):
+        if not (self.inside and isinstance(updated.func, cst.Name) and updated.func.value == "cls"):
+            return updated
+        args = list(updated.args)
+        keywords = [a.keyword.value if a.keyword else None for a in args]
+        at = keywords.index(_LAST_FIELD) if _LAST_FIELD in keywords else len(args)
+        # take the comma (and the line break after it) of the argument before the new one
+        neighbour = args[at - 1] if at > 0 else (args[0] if args else None)
+        new = cst.Arg(
+            keyword=cst.Name(self.name),
+            value=self.value,
+            equal=cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace("")),
+            comma=neighbour.comma if neighbour is not None else cst.MaybeSentinel.DEFAULT,
+        )
+        if at == len(args) and args:
+            # appended: the old last argument needs a comma like its neighbours
+            comma = args[-2].comma if len(args) > 1 else cst.Comma(cst.SimpleWhitespace(""))
+            if isinstance(args[-1].comma, cst.MaybeSentinel):
+                args[-1] = args[-1].with_changes(comma=comma)
+        args.insert(at, new)
+        self.hits += 1
+        return updated.with_changes(args=args)
+
+
+# ---- reading the target's HF source ------------------------------------------------------
+
+
+def hf_source(features) -> str:
+    """The text of the target's HF modeling file (from `features.source.modeling`)."""
+    path = getattr(getattr(features, "source", None), "modeling", "") if features else ""
+    if not path or not Path(path).is_file():
+        raise EditError("no HF modeling source in the features; pass the config field explicitly")
+    return Path(path).read_text()
+
+
+def hf_config_read(source: str, expression_code: str) -> str | None:
+    """The config field behind `self.x` / `self.config.x` / `config.x` in HF source.
+
+    `self.x` is followed to its `self.x = config.<field>` assignment in `__init__`.
+    """
+    match = re.fullmatch(r"(?:self\.)?config\.(\w+)", expression_code)
+    if match:
+        return match.group(1)
+    match = re.fullmatch(r"self\.(\w+)", expression_code)
+    if match:
+        assigned = re.search(rf"self\.{match.group(1)}\s*=\s*config\.(\w+)\b", source)
+        return assigned.group(1) if assigned else None
+    return None
+
+
+def evidence_line(features, key: str) -> str:
+    """The HF source line that `features.evidence[key]` ("modeling_x.py:123 ...") points at."""
+    evidence = (getattr(features, "evidence", None) or {}).get(key, "")
+    match = re.match(r"[\w.]+\.py:(\d+)", evidence)
+    if not match:
+        raise EditError(f"no source line in the evidence for {key}; pass the config field")
+    lines = hf_source(features).splitlines()
+    return lines[int(match.group(1)) - 1].strip()
+
+
+def scaled_operand(line: str, operators: str = "*/") -> tuple[str, str] | None:
+    """(operator, right operand) of the first `a * b` / `a / b` on an HF source line."""
+    match = re.search(
+        rf"[\w)\]]\s*([{re.escape(operators)}])\s*(self(?:\.\w+)+|config(?:\.\w+)+)", line
+    )
+    return (match.group(1), match.group(2)) if match else None

@@ -1,0 +1,87 @@
+"""Scale the token embeddings before the first layer (gemma: sqrt(dim); granite: a config value)."""
+
+from __future__ import annotations
+
+import re
+
+import libcst as cst
+
+from codegen.transforms._rope_edits import (
+    InMethod,
+    add_args_field,
+    evidence_line,
+    hf_config_read,
+    hf_source,
+    scaled_operand,
+)
+from codegen.transforms.base import Transform
+from codegen.transforms.edits import EditError, code_of, run, statements
+
+# gemma: the scale is rounded to the model dtype before the multiply (HF's
+# `embed_scale.to(self.weight.dtype)`); in bf16 sqrt(3072) = 55.43 becomes 55.5.
+SQRT_DIM = "{h} = {h} * torch.tensor(self.args.dim**0.5, dtype={h}.dtype)"
+
+KINDS = ("sqrt_dim", "config")
+
+
+class EmbeddingScale(Transform):
+    """`Model.forward` multiplies the embeddings: by sqrt(dim) rounded to the model dtype
+    (`kind="sqrt_dim"`, gemma) or by a config value (`kind="config"`, `field` e.g. granite's
+    "embedding_multiplier", which becomes a ModelArgs field of the same name).
+
+    Without params the kind and field are read from the target's HF source line that
+    `features.evidence["embedding.scale"]` points at.
+    """
+
+    name = "embedding_scale"
+
+    def apply(self, package, features=None, *, kind: str | None = None, field: str | None = None):
+        if kind is None:
+            kind, field = detect(features)
+        if kind not in KINDS:
+            raise ValueError(f"embedding_scale kind {kind!r}: one of {KINDS}")
+        if kind == "config":
+            if not field:
+                raise ValueError("embedding_scale kind 'config' needs the config field")
+            add_args_field(
+                package,
+                field,
+                "float = 1.0  # token embeddings are multiplied by this",
+                f"hf_config.{field}",
+            )
+        run(package, "model.py", _ScaleEmbeddings(kind, field))
+
+
+def detect(features) -> tuple[str, str | None]:
+    line = evidence_line(features, "embedding.scale")
+    found = scaled_operand(line, "*")
+    field = hf_config_read(hf_source(features), found[1]) if found else None
+    if field is not None:
+        return "config", field
+    if re.search(r"hidden_size\s*\*\*\s*0\.5", hf_source(features)):
+        return "sqrt_dim", None
+    raise EditError(f"cannot tell how the embeddings are scaled from {line!r}")
+
+
+class _ScaleEmbeddings(InMethod):
+    """After `h = self.tok_embeddings(tokens)` in Model.forward, scale `h`."""
+
+    def __init__(self, kind: str, field: str | None):
+        super().__init__("Model", "forward")
+        self.kind, self.field = kind, field
+
+    def leave_SimpleStatementLine(self, original, updated):
+        statement = updated.body[0]
+        if not (
+            self.inside
+            and isinstance(statement, cst.Assign)
+            and isinstance(statement.value, cst.Call)
+            and code_of(statement.value.func) == "self.tok_embeddings"
+        ):
+            return updated
+        self.hits += 1
+        target = code_of(statement.targets[0].target)
+        if self.kind == "config":
+            scaled = f"{target} = {code_of(statement.value)} * self.args.{self.field}"
+            return updated.with_changes(body=statements(scaled)[0].body)
+        return cst.FlattenSentinel([updated, *statements(SQRT_DIM.format(h=target))])

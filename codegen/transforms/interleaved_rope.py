@@ -1,0 +1,110 @@
+"""Rotate q/k in adjacent pairs (x0, x1), (x2, x3), ... instead of llama's two halves."""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from codegen.transforms.base import Transform
+from codegen.transforms.edits import EditError, code_of, statements
+
+# the package's rope.py when the reference has none (the house layout: rope.py exists only
+# where the RoPE differs from the shared one)
+ROPE_MODULE = '''
+"""RoPE in interleaved pairs on top of the shared `codegen.layers.rope` tables."""
+
+from __future__ import annotations
+
+import torch
+'''
+
+ROTATE_PAIRS = '''
+def rotate_pairs(x: torch.Tensor) -> torch.Tensor:
+    """(x0, x1, x2, x3, ...) -> (-x1, x0, -x3, x2, ...)."""
+    even, odd = x[..., 0::2], x[..., 1::2]
+    return torch.stack((-odd, even), dim=-1).flatten(-2)
+'''
+
+APPLY_ROTARY_INTERLEAVED = '''
+def apply_rotary_interleaved(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate x (batch, heads, seq, head_dim) pair by pair: pair i turns by frequency i.
+
+    cos/sin (batch, seq, rotary_dim) are the shared cat(freqs, freqs) tables; their first half
+    is repeated per pair, as HF glm4 / cohere do. Only the leading rotary_dim dims turn.
+    """
+    half = cos.shape[-1] // 2
+    cos = cos[..., :half].repeat_interleave(2, dim=-1).unsqueeze(1).to(x.dtype)
+    sin = sin[..., :half].repeat_interleave(2, dim=-1).unsqueeze(1).to(x.dtype)
+    rotary_dim = cos.shape[-1]
+    turned, passed = x[..., :rotary_dim], x[..., rotary_dim:]
+    return torch.cat((turned * cos + rotate_pairs(turned) * sin, passed), dim=-1)
+'''
+
+IMPORT = "from .rope import apply_rotary_interleaved"
+
+
+class InterleavedRope(Transform):
+    """Attention rotates q/k with `apply_rotary_interleaved` (new in the package's rope.py):
+    pairs of adjacent dims, each pair by one frequency (glm / glm4 / cohere style).
+
+    HF writes it two ways with the same result: cohere builds `repeat_interleave(freqs, 2)`
+    tables, glm4 repeats the first half of the usual `cat(freqs, freqs)` tables; both then
+    rotate with `rotate_every_two`. The house version keeps the shared tables and does the
+    glm4 re-layout. Results stay in place (not de-interleaved), so q/k match HF dim for dim.
+    Cohere upcasts q/k to fp32 for the rotation; in bf16 that differs from this by rounding
+    only. Partial rotary composes: the leading `cos.shape[-1]` dims turn, the rest pass.
+    """
+
+    name = "interleaved_rope"
+
+    def apply(self, package, features=None) -> None:
+        _add_rope_functions(package)
+        renamer = _UseInterleaved()
+        package.edit("model.py", renamer)
+        if not renamer.hits:
+            raise EditError("model.py never calls apply_rotary")
+        package.edit("model.py", _AddImport())
+
+
+def _add_rope_functions(package) -> None:
+    module = package.files.get("rope.py") or cst.parse_module(ROPE_MODULE.lstrip())
+    defined = {s.name.value for s in module.body if isinstance(s, cst.FunctionDef)}
+    if "apply_rotary_interleaved" in defined:
+        raise EditError("rope.py already defines apply_rotary_interleaved")
+    if "import torch" not in module.code:
+        raise EditError("the package's rope.py does not import torch")
+    new = [s for s in statements(ROTATE_PAIRS + "\n" + APPLY_ROTARY_INTERLEAVED)]
+    package.files["rope.py"] = module.with_changes(body=[*module.body, *new])
+
+
+class _UseInterleaved(cst.CSTTransformer):
+    """Calls of `apply_rotary` (outside imports) become `apply_rotary_interleaved`."""
+
+    def __init__(self):
+        super().__init__()
+        self.hits = 0
+
+    def leave_Call(self, original, updated):
+        if isinstance(updated.func, cst.Name) and updated.func.value == "apply_rotary":
+            self.hits += 1
+            return updated.with_changes(func=cst.Name("apply_rotary_interleaved"))
+        return updated
+
+
+class _AddImport(cst.CSTTransformer):
+    """`from .rope import apply_rotary_interleaved` after the last relative import."""
+
+    def leave_Module(self, original, updated):
+        body = list(updated.body)
+        relative = [
+            i
+            for i, s in enumerate(body)
+            if isinstance(s, cst.SimpleStatementLine)
+            and isinstance(s.body[0], cst.ImportFrom)
+            and s.body[0].relative
+        ]
+        if not relative:
+            raise EditError("model.py has no relative import to place the rope import after")
+        at = relative[-1] + 1
+        if any(code_of(s) == IMPORT for s in body):
+            return updated
+        return updated.with_changes(body=body[:at] + statements(IMPORT) + body[at:])

@@ -1,0 +1,84 @@
+"""EmbeddingScale: gemma's sqrt(dim) and granite's config multiplier, and their detection."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from codegen.models import references_dir
+from codegen.scaffold.source import SourcePackage
+from codegen.transforms import embedding_scale
+from codegen.transforms.edits import EditError
+from codegen.transforms.embedding_scale import EmbeddingScale
+
+
+def _llama() -> SourcePackage:
+    return SourcePackage.from_directory(references_dir() / "llama")
+
+
+def test_sqrt_dim_is_rounded_to_the_model_dtype_after_the_lookup():
+    package = _llama()
+    EmbeddingScale().apply(package, kind="sqrt_dim")
+    model = package.render()["model.py"]
+    assert (
+        "h = self.tok_embeddings(tokens)\n"
+        "        h = h * torch.tensor(self.args.dim**0.5, dtype=h.dtype)\n"
+    ) in model
+    assert package.render()["args.py"] == _llama().render()["args.py"]  # dim is already there
+
+
+def test_config_multiplier_becomes_a_mapped_field():
+    package = _llama()
+    EmbeddingScale().apply(package, kind="config", field="embedding_multiplier")
+    files = package.render()
+    assert "h = self.tok_embeddings(tokens) * self.args.embedding_multiplier\n" in files["model.py"]
+    assert (
+        "    embedding_multiplier: float = 1.0  # token embeddings are multiplied by this\n"
+        "    tie_word_embeddings: bool = False\n"
+    ) in files["args.py"]
+    assert (
+        "embedding_multiplier=hf_config.embedding_multiplier,\n"
+        "            tie_word_embeddings=hf_config.tie_word_embeddings,"
+    ) in files["args.py"]
+
+
+def test_unknown_kind_is_refused():
+    with pytest.raises(ValueError):
+        EmbeddingScale().apply(_llama(), kind="log")
+
+
+def _features(tmp_path, source: str, line: int):
+    path = tmp_path / "modeling_x.py"
+    path.write_text(source)
+    return SimpleNamespace(
+        source=SimpleNamespace(modeling=str(path)),
+        evidence={"embedding.scale": f"modeling_x.py:{line} (x 12)"},
+    )
+
+
+def test_detects_granite_style_multiplier(tmp_path):
+    source = (
+        "class M:\n"
+        "    def __init__(self, config):\n"
+        "        self.embedding_multiplier = config.embedding_multiplier\n"
+        "    def forward(self, inputs_embeds):\n"
+        "        inputs_embeds = inputs_embeds * self.embedding_multiplier\n"
+    )
+    assert embedding_scale.detect(_features(tmp_path, source, 5)) == (
+        "config",
+        "embedding_multiplier",
+    )
+
+
+def test_detects_gemma_style_sqrt(tmp_path):
+    source = (
+        "class E:\n"
+        "    def forward(self, ids):\n"
+        "        return super().forward(ids) * self.embed_scale.to(self.weight.dtype)\n"
+        "x = E(embed_scale=self.config.hidden_size**0.5)\n"
+    )
+    assert embedding_scale.detect(_features(tmp_path, source, 3)) == ("sqrt_dim", None)
+
+
+def test_without_source_detection_fails_loudly():
+    with pytest.raises(EditError):
+        EmbeddingScale().apply(_llama())

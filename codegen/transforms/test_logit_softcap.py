@@ -1,0 +1,36 @@
+"""LogitSoftcap: before/after on llama, and reading the cap's field from HF source."""
+
+from types import SimpleNamespace
+
+from codegen.models import references_dir
+from codegen.scaffold.source import SourcePackage
+from codegen.transforms import logit_softcap
+from codegen.transforms.logit_softcap import LogitSoftcap
+
+
+def test_logits_are_capped_with_the_mapped_field():
+    package = SourcePackage.from_directory(references_dir() / "llama")
+    LogitSoftcap().apply(package, field="final_logit_softcapping")
+    files = package.render()
+    assert files["model.py"].endswith(
+        "        logits = self.output(self.norm(h))\n"
+        "        cap = self.args.final_logit_softcapping\n"
+        "        return torch.tanh(logits / cap) * cap\n"
+    )
+    assert (
+        "final_logit_softcapping: float = 30.0  # logits = tanh(logits / cap) * cap"
+        in (files["args.py"])
+    )
+    assert "final_logit_softcapping=hf_config.final_logit_softcapping," in files["args.py"]
+
+
+def test_detects_the_field_beside_other_logit_divisions(tmp_path):
+    path = tmp_path / "modeling_x.py"
+    path.write_text(
+        "logits = logits / self.config.logits_scaling\n"
+        "if self.config.final_logit_softcapping is not None:\n"
+        "    logits = logits / self.config.final_logit_softcapping\n"
+        "    logits = torch.tanh(logits)\n"
+    )
+    features = SimpleNamespace(source=SimpleNamespace(modeling=str(path)))
+    assert logit_softcap.detect(features) == "final_logit_softcapping"

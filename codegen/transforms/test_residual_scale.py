@@ -1,0 +1,44 @@
+"""ResidualScale: each residual add of the block scales its sublayer's output."""
+
+from types import SimpleNamespace
+
+from codegen.models import references_dir
+from codegen.scaffold.source import SourcePackage
+from codegen.transforms import residual_scale
+from codegen.transforms.residual_scale import ResidualScale
+
+
+def test_both_residual_adds_are_scaled():
+    package = SourcePackage.from_directory(references_dir() / "llama")
+    ResidualScale().apply(package, field="residual_multiplier")
+    files = package.render()
+    model = files["model.py"]
+    assert (
+        "        super().__init__()\n"
+        "        self.residual_multiplier = args.residual_multiplier\n"
+        "        self.attention_norm = RMSNorm(args.dim, args.norm_eps)\n"
+    ) in model
+    assert (
+        "h = x + self.attention(self.attention_norm(x), rope) * self.residual_multiplier" in model
+    )
+    assert "return h + self.feed_forward(self.ffn_norm(h)) * self.residual_multiplier" in model
+    assert "residual_multiplier=hf_config.residual_multiplier," in files["args.py"]
+
+
+def test_moe_block_call_through_a_local_is_scaled_too():
+    package = SourcePackage.from_directory(references_dir() / "qwen3_moe")
+    ResidualScale().apply(package, field="residual_multiplier")
+    assert (
+        "return h + ffn(self.ffn_norm(h)) * self.residual_multiplier"
+        in (package.render()["model.py"])
+    )
+
+
+def test_detects_the_field(tmp_path):
+    path = tmp_path / "modeling_x.py"
+    path.write_text(
+        "self.residual_multiplier = config.residual_multiplier\n"
+        "hidden_states = residual + hidden_states * self.residual_multiplier\n"
+    )
+    features = SimpleNamespace(source=SimpleNamespace(modeling=str(path)))
+    assert residual_scale.detect(features) == "residual_multiplier"

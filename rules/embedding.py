@@ -1,0 +1,45 @@
+"""Rules for the embedding, the output head and the scalar multipliers (gemma, granite...).
+
+The transforms read which config field a scale comes from (and whether it multiplies or
+divides) from the target's HF source, at the line the feature's evidence points to.
+"""
+
+from codegen.scaffold.rule import Rule
+
+RULES = [
+    Rule(
+        id="embedding_scale",
+        feature="embedding.scale",
+        values=(True,),
+        transform="embedding_scale",
+        description="embeddings times sqrt(dim) in the model dtype (gemma) or a config value",
+    ),
+    Rule(
+        id="attention_scale",
+        feature="attention.scale",
+        values=("custom",),
+        transform="attention_scale",
+        description="softmax scale from the config (granite multiplier, gemma2 scalar**-0.5)",
+    ),
+    Rule(
+        id="residual_scale",
+        feature="block.residual_scale",
+        values=(True,),
+        transform="residual_scale",
+        description="sublayer outputs times a config multiplier before the residual add",
+    ),
+    Rule(
+        id="logit_softcap",
+        feature="head.logit_softcap",
+        values=(True,),
+        transform="logit_softcap",
+        description="final logits soft-capped: tanh(logits / cap) * cap (gemma2)",
+    ),
+    Rule(
+        id="logit_scale",
+        feature="head.logit_scale",
+        values=(True,),
+        transform="logit_scale",
+        description="final logits multiplied (cohere) or divided (granite) by a config value",
+    ),
+]

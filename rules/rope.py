@@ -1,0 +1,22 @@
+"""Rules for rotary position embeddings: partial rotary and interleaved pairs."""
+
+from codegen.scaffold.rule import Rule
+
+RULES = [
+    Rule(
+        id="partial_rotary",
+        feature="rope.partial_rotary",
+        values=("partial",),
+        transform="partial_rotary",
+        description="only the leading int(head_dim * partial_rotary_factor) dims of q/k rotate",
+        native_in=("deepseek_v3",),
+    ),
+    Rule(
+        id="interleaved_rope",
+        feature="rope.interleaved",
+        values=(True,),
+        transform="interleaved_rope",
+        description="q/k rotate in adjacent pairs (x0, x1), (x2, x3), ... (glm4 / cohere)",
+        native_in=("deepseek_v3",),
+    ),
+]
