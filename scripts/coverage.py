@@ -56,7 +56,12 @@ def sweep_one(model_type: str, models_dir: Path, verify: bool) -> dict:
         if not plan.complete or not verify:
             return _done(row, started)
         scaffold_into(
-            models_dir, plan.reference, plan.name, list(plan.model_types), list(plan.steps)
+            models_dir,
+            plan.reference,
+            plan.name,
+            list(plan.model_types),
+            list(plan.steps),
+            features=features,
         )
         results = verify_generated(models_dir, plan.name)
         row["verify"] = _verdict(results)

@@ -41,7 +41,8 @@ def scaffold(target, reference, name, models_dir, config_path, explain, dry_run,
     from codegen.scaffold.plan import make_plan
     from codegen.scaffold.target import load_target
 
-    plan = make_plan(load_target(target, config_path), name=name, reference=reference)
+    loaded = load_target(target, config_path)
+    plan = make_plan(loaded, name=name, reference=reference)
     if explain:
         click.echo(json.dumps(_plan_json(plan), indent=2) if as_json else _explain(plan))
         return
@@ -50,7 +51,7 @@ def scaffold(target, reference, name, models_dir, config_path, explain, dry_run,
         raise CodegenError(f"{target}: no rule realises {gaps}; nothing written")
     models_dir = models_dir or references_dir()
     if dry_run:
-        _dry_run(plan, models_dir)
+        _dry_run(plan, models_dir, loaded.features)
         return
     from codegen.scaffold.pipeline import scaffold_into
 
@@ -60,6 +61,7 @@ def scaffold(target, reference, name, models_dir, config_path, explain, dry_run,
         plan.name,
         list(plan.model_types),
         list(plan.steps),
+        features=loaded.features,
         force=force,
     )
     click.echo(f"wrote {path} from {plan.reference} ({len(_rules(plan))} rules); registered")
@@ -98,11 +100,13 @@ def _plan_json(plan) -> dict:
     }
 
 
-def _dry_run(plan, models_dir: Path) -> None:
+def _dry_run(plan, models_dir: Path, features) -> None:
     from codegen.scaffold.build import build_package
     from codegen.scaffold.testgen import test_file
 
-    files = build_package(plan.reference, plan.name, list(plan.model_types), list(plan.steps))
+    files = build_package(
+        plan.reference, plan.name, list(plan.model_types), list(plan.steps), features=features
+    )
     filename, text = test_file(plan.name, plan.name)
     files[filename] = text
     for filename, text in files.items():

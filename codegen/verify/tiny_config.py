@@ -102,11 +102,34 @@ SHRINK_RULES: dict[str, Any | Rule] = {
     "qk_rope_head_dim": 8,
     "qk_nope_head_dim": 16,  # qk head (24) != v head (16): catches qk/v size mix-ups
     "v_head_dim": 16,
+    # multipliers whose class default (1.0) would hide a forgotten scale (granite-3.0 values)
+    "embedding_multiplier": 12.0,
+    "residual_multiplier": 0.22,
+    "attention_multiplier": 0.015625,
+    "logits_scaling": 8.0,
     # windows shorter than the sequence, switched on where the config can switch them
     "use_sliding_window": True,
     "sliding_window": WINDOW,
     "max_window_layers": 1,
 }
+
+
+def _token_id(key: str) -> Rule:
+    """Special token ids past the toy vocabulary are dropped (embeddings would reject them)."""
+
+    def rule(cfg: dict[str, Any]):
+        value = cfg[key]
+        if isinstance(value, list):
+            kept = [v for v in value if isinstance(v, int) and v < SHRINK_RULES["vocab_size"]]
+            return kept or None
+        return value if isinstance(value, int) and value < SHRINK_RULES["vocab_size"] else None
+
+    return rule
+
+
+SHRINK_RULES.update(
+    {key: _token_id(key) for key in ("pad_token_id", "bos_token_id", "eos_token_id")}
+)
 
 # derived or bookkeeping fields the config class recomputes from the others
 _RECOMPUTED = ("transformers_version", "model_type", "_name_or_path", "qk_head_dim")
