@@ -1,0 +1,51 @@
+"""Rules for the dense feed-forward: its bias, kind and activation, a fused gate/up projection.
+
+Rows run in this order: the bias first (set_ffn_bias maps gate/up/down biases; a later
+ungated kind drops the up rows and moves the gate rows to up_proj, a later fusion moves
+them to the fused tensor), then the kind, then the fusion.
+"""
+
+from codegen.scaffold.rule import FromFeature, Rule
+
+RULES = [
+    Rule(
+        id="ffn_bias",
+        feature="ffn.bias",
+        values=(True,),
+        transform="set_ffn_bias",
+        params={"enabled": True},
+        description="the feed-forward projections carry biases (mapped from the checkpoint)",
+    ),
+    Rule(
+        id="ffn_geglu",
+        feature="ffn.kind",
+        values=("geglu",),
+        transform="set_ffn_kind",
+        params={"kind": "geglu", "activation": FromFeature("ffn.activation")},
+        description="gated MLP with a GELU variant on the gate: w2(gelu(w1(x)) * w3(x))",
+    ),
+    Rule(
+        id="ffn_gelu_mlp",
+        feature="ffn.kind",
+        values=("gelu_mlp",),
+        transform="set_ffn_kind",
+        params={"kind": "gelu_mlp", "activation": FromFeature("ffn.activation")},
+        description="ungated 2-layer MLP w2(act(w1(x))) (c_fc -> act -> c_proj)",
+    ),
+    Rule(
+        id="ffn_relu2",
+        feature="ffn.kind",
+        values=("relu2",),
+        transform="set_ffn_kind",
+        params={"kind": "relu2", "activation": FromFeature("ffn.activation")},
+        description="ungated 2-layer MLP with a squared ReLU: w2(relu(w1(x)) ** 2)",
+    ),
+    Rule(
+        id="fused_gate_up",
+        feature="ffn.fused_gate_up",
+        values=(True,),
+        transform="fuse_gate_up",
+        params={"layout": FromFeature("ffn.gate_up_layout")},
+        description="gate and up in one w13 projection (one checkpoint tensor), split by layout",
+    ),
+]

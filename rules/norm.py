@@ -1,0 +1,41 @@
+"""Rules for normalisation: the norm kind (every norm of the model), its bias, its placement.
+
+Rows run in this order: the kind makes LayerNorms before norm_bias gives them a bias.
+"""
+
+from codegen.scaffold.rule import FromFeature, Rule
+
+RULES = [
+    Rule(
+        id="norm_layernorm",
+        feature="norm.kind",
+        values=("layernorm",),
+        transform="set_norm_kind",
+        params={"kind": "layernorm"},
+        description="nn.LayerNorm (bias=False until norm_bias) for every norm, QK-norms included",
+    ),
+    Rule(
+        id="norm_offset",
+        feature="norm.kind",
+        values=("rmsnorm_offset",),
+        transform="set_norm_kind",
+        params={"kind": "rmsnorm_offset"},
+        description="RMSNorm scaled by (1 + weight) in fp32, cast last (gemma) for every norm",
+    ),
+    Rule(
+        id="norm_bias",
+        feature="norm.bias",
+        values=(True,),
+        transform="set_norm_bias",
+        params={"enabled": True},
+        description="every LayerNorm carries a bias (mapped from the checkpoint)",
+    ),
+    Rule(
+        id="norm_placement",
+        feature="norm.placement",
+        values=("post", "sandwich", "parallel"),
+        transform="set_norm_placement",
+        params={"placement": FromFeature("norm.placement")},
+        description="block norms after (post) or around (sandwich) sublayers, or a parallel block",
+    ),
+]
