@@ -30,7 +30,13 @@ KEY_SYNONYMS: tuple[tuple[str, ...], ...] = (
 )
 
 CONFIG_ALIASES: dict[str, tuple[str, ...]] = {
-    "rms_norm_eps": ("layer_norm_eps", "norm_eps", "layer_norm_epsilon", "rms_norm_epsilon"),
+    "rms_norm_eps": (
+        "layer_norm_eps",
+        "norm_eps",
+        "norm_epsilon",
+        "layer_norm_epsilon",
+        "rms_norm_epsilon",
+    ),
     "layer_norm_eps": ("rms_norm_eps", "norm_eps", "layer_norm_epsilon"),
     "num_key_value_heads": ("num_kv_heads", "multi_query_group_num"),
     "intermediate_size": ("ffn_hidden_size", "n_inner"),
@@ -38,6 +44,7 @@ CONFIG_ALIASES: dict[str, tuple[str, ...]] = {
     "num_experts": ("num_local_experts", "n_routed_experts"),
     "n_routed_experts": ("num_experts", "num_local_experts"),
     "moe_intermediate_size": ("intermediate_size",),
+    "hidden_act": ("hidden_activation", "activation_function"),
 }
 
 # field -> expression used when the config has neither the field nor an alias
@@ -46,5 +53,10 @@ CONFIG_FALLBACKS: dict[str, str] = {
     "tie_word_embeddings": "False",
     "sliding_window": "None",  # no window field: no window
     "use_sliding_window": "False",
-    "layer_types": '["full_attention"] * hf_config.num_hidden_layers',  # no pattern: all full
+    # no per-layer pattern: every layer slides when the config has a window (mistral-style)
+    "layer_types": (
+        '["sliding_attention" if hf_config.sliding_window else "full_attention"]'
+        " * hf_config.num_hidden_layers"
+    ),
+    "head_dim": "hf_config.hidden_size // hf_config.num_attention_heads",
 }

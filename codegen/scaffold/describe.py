@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import libcst as cst
+
+WIDTH = 96  # the docstring sits in a 100-column file
 
 
 def describe(package, reference: str, title: str, steps) -> None:
@@ -13,7 +17,7 @@ def describe(package, reference: str, title: str, steps) -> None:
         lines += ["", f"Differences from {reference}:"]
         for step in deltas:
             reason = f" ({step.reason})" if step.reason else ""
-            lines.append(f"- {step.rule}{reason}")
+            lines += textwrap.wrap(f"- {step.rule}{reason}", WIDTH, subsequent_indent="  ")
     else:
         lines += ["", f"Architecturally identical to {reference}; only names differ."]
     lines += ["", "Single-device and inference-only: no KV cache, no parallelism plumbing."]

@@ -181,18 +181,28 @@ def _comment(line: cst.SimpleStatementLine) -> str:
     return comment.value if comment is not None else ""
 
 
+# ruff invocations: sort imports (isort rules only), then format; the project's own style
+_RUFF_STEPS = (
+    ["check", "--isolated", "--select", "I", "--fix", "--line-length", "100"],
+    ["format", "--isolated", "--line-length", "100"],
+)
+
+
 def ruff_format(files: dict[str, str]) -> dict[str, str]:
-    """Format each file's text with ruff when it is installed (else return them as is)."""
+    """Sort imports and format each file with ruff when it is installed (else as is)."""
     ruff = shutil.which("ruff")
     if ruff is None:
         return files
     formatted = {}
     for filename, text in files.items():
-        done = subprocess.run(
-            [ruff, "format", "--line-length", "100", "--stdin-filename", filename, "-"],
-            input=text,
-            capture_output=True,
-            text=True,
-        )
-        formatted[filename] = done.stdout if done.returncode == 0 else text
+        for step in _RUFF_STEPS:
+            done = subprocess.run(
+                [ruff, *step, "--stdin-filename", filename, "-"],
+                input=text,
+                capture_output=True,
+                text=True,
+            )
+            if done.returncode == 0 or step[0] == "check":
+                text = done.stdout or text
+        formatted[filename] = text
     return formatted

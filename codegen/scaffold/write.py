@@ -11,9 +11,13 @@ from codegen.codemods.files import write_atomic
 from codegen.errors import CodegenError
 
 REGISTRY = "MODEL_SPECS"
+# a new registry starts with its first entry on its own line: the codemod copies that
+# multi-line shape for every later entry
 NEW_REGISTRY = '''"""Generated model packages: name -> "module:ATTRIBUTE" of each ModelSpec."""
 
-MODEL_SPECS = {}
+MODEL_SPECS = {{
+    "{name}": "{name}.spec:SPEC",
+}}
 '''
 
 
@@ -39,9 +43,10 @@ def write_package(models_dir: Path, name: str, files: dict[str, str], *, force: 
 def registry_update(models_dir: Path, name: str) -> tuple[Path, str, str]:
     """(registry path, old text, new text) for registering `name` in `models_dir`."""
     registry = models_dir / "__init__.py"
-    old = registry.read_text() if registry.is_file() else ""
-    source = old or NEW_REGISTRY
-    outcome = add_entry(source, REGISTRY, name, [f"{name}.spec:SPEC"], path=str(registry))
+    if not registry.is_file():
+        return registry, "", NEW_REGISTRY.format(name=name)
+    old = registry.read_text()
+    outcome = add_entry(old, REGISTRY, name, [f"{name}.spec:SPEC"], path=str(registry))
     return registry, old, outcome.source
 
 

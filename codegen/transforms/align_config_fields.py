@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import libcst as cst
 
@@ -34,12 +35,22 @@ class AlignConfigFields(Transform):
                 replacements[read] = f"hf_config.{alias}"
             elif read in names.CONFIG_FALLBACKS:
                 replacements[read] = names.CONFIG_FALLBACKS[read]
+        replacements = {read: _resolve(expr, replacements) for read, expr in replacements.items()}
         if replacements:
             package.edit("args.py", _Replace(replacements))
         if "FIXED_SETTINGS" in package.files["args.py"].code:
             run(
                 package, "args.py", EditDict("FIXED_SETTINGS", _settings_rewrite(available, config))
             )
+
+
+def _resolve(expression_text: str, replacements: dict[str, str]) -> str:
+    """Apply the replacements inside a fallback expression too (one level is enough)."""
+
+    def substitute(match: re.Match) -> str:
+        return f"({replacements[match.group(1)]})" if match.group(1) in replacements else match[0]
+
+    return re.sub(r"hf_config\.(\w+)", substitute, expression_text)
 
 
 def _settings_rewrite(available: set[str], config: dict):

@@ -173,6 +173,9 @@ def _is_index(key) -> bool:
 
 def hf_config_class(model_type: str):
     from transformers import CONFIG_MAPPING
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()  # class defaults of some configs warn about their own ids
 
     if model_type not in CONFIG_MAPPING:
         raise CodegenError(f"transformers {_version()} has no model_type {model_type!r}")
