@@ -1,0 +1,1 @@
+"""Static architecture analysis of Hugging Face modeling files (`codegen analyze`)."""

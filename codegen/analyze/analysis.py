@@ -1,0 +1,318 @@
+"""`analyze(target)`: TARGET -> Features. Runs the detectors in dependency order."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from codegen.analyze import (
+    detect_attention,
+    detect_category,
+    detect_embedding,
+    detect_ffn,
+    detect_moe,
+    detect_norm,
+    detect_rope,
+    reference,
+    state_dict,
+    support,
+)
+from codegen.analyze.config import attr
+from codegen.analyze.context import Ctx
+from codegen.analyze.evaluate import BudgetExceeded, ConfigObj
+from codegen.analyze.features import (
+    UNKNOWN,
+    Block,
+    Features,
+    Reference,
+    Source,
+)
+from codegen.analyze.locate import Target, resolve
+from codegen.analyze.model import Model, NoModelClass, load_model
+from codegen.analyze.source import Project
+from codegen.errors import CodegenError
+
+# Config keys that carry no architecture (tokens, generation, bookkeeping): never reported as
+# "ignored by the code".
+_BOOKKEEPING = {
+    "architectures",
+    "model_type",
+    "transformers_version",
+    "torch_dtype",
+    "dtype",
+    "auto_map",
+    "bos_token_id",
+    "eos_token_id",
+    "pad_token_id",
+    "sep_token_id",
+    "unk_token_id",
+    "decoder_start_token_id",
+    "use_cache",
+    "initializer_range",
+    "tokenizer_class",
+    "vocab_size",
+    "max_position_embeddings",
+    "quantization_config",
+    "return_dict",
+    "output_hidden_states",
+    "output_attentions",
+    "_name_or_path",
+    "id2label",
+    "label2id",
+    "attention_dropout",
+    "hidden_dropout",
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "resid_pdrop",
+    "embd_pdrop",
+    "attn_pdrop",
+    "router_aux_loss_coef",
+    "output_router_logits",
+    "router_z_loss_coef",
+    "pretraining_tp",
+    "generation_config",
+    "task_specific_params",
+    "problem_type",
+    "is_decoder",
+    "chunk_size_feed_forward",
+    "tie_encoder_decoder",
+    "rms_norm_eps",
+    "layer_norm_eps",
+    "layer_norm_epsilon",
+    "norm_eps",
+    "text_config",
+    "vision_config",
+    "audio_config",
+}
+
+
+def analyze(target: str, config: str | None = None) -> Features:
+    """Analyse one TARGET (model_type, modeling file or checkpoint folder)."""
+    return analyze_target(resolve(target, config))
+
+
+def analyze_target(target: Target, project: Project | None = None) -> Features:
+    try:
+        model = load_model(target, project)
+    except NoModelClass as err:
+        return _empty(target, str(err))
+    if model.config.read_log is None:
+        model.config.read_log = []
+    ctx = Ctx(model)
+    ctx.notes.extend(model.notes)
+    try:
+        return _run(ctx)
+    except BudgetExceeded as err:
+        raise CodegenError("analysis exceeded its step budget", path=target.modeling_path) from err
+
+
+def _run(ctx: Ctx) -> Features:
+    model = ctx.model
+    attention, shared = detect_attention.detect(ctx)
+    rope = detect_rope.detect(ctx, shared) if "rep" in shared else _no_rope(ctx)
+    ffn, ffn_shared = detect_ffn.detect(ctx)
+    moe = detect_moe.detect(ctx)
+    norm, norm_facts = detect_norm.detect(ctx)
+    embedding, head = detect_embedding.detect(ctx)
+    category = detect_category.detect(ctx, shared)
+    sd, sd_info = state_dict.detect(ctx, ctx.roles)
+
+    # -- on-disk expert layout (needs the checkpoint keys) ---------------------------------
+    if moe is not None:
+        moe, ffn = _expert_layout(ctx, moe, ffn, sd, sd_info)
+    # -- tied head keys -----------------------------------------------------------------------
+    if embedding.tied is True:
+        head_name, _ = detect_embedding._head(ctx)
+        if head_name:
+            tied = tuple(k for k in sd.other_keys if k.startswith(head_name + ".weight"))
+            sd = dataclasses.replace(
+                sd,
+                tied_keys=tied,
+                checkpoint_other_keys=tuple(k for k in sd.checkpoint_other_keys if k not in tied),
+            )
+    block = Block(
+        num_layers=len(model.layers) if model.layers else None,
+        mixers=tuple(
+            sorted(
+                {
+                    "attention" if p["type"] in ("full", "sliding") else p.get("mixer", p["type"])
+                    for p in shared.get("per_layer", [])
+                    if p["type"] != "none"
+                }
+            )
+        ),
+        residual_scale=norm_facts.get("residual_scale", UNKNOWN) if norm_facts else UNKNOWN,
+    )
+    if block.residual_scale is True:
+        ctx.cite("block.residual_scale", ctx.evidence.get("norm.placement"))
+    elif norm_facts:
+        ctx.cite("block.residual_scale", ctx.evidence.get("norm.placement"))
+    _ignored_config_keys(ctx)
+    architectures = _architectures(model)
+    source = Source(
+        modeling=model.target.modeling_path,
+        configuration=model.target.configuration_path,
+        config=model.target.config_json_path
+        or (f"defaults of {model.config_cls.name}" if model.config_cls else "none"),
+        model_class=model.entry_cls.name,
+        config_class=model.config_cls.name if model.config_cls else None,
+    )
+    draft = Features(
+        model_type=model.model_type,
+        architectures=architectures,
+        category=category,
+        attention=attention,
+        rope=rope,
+        ffn=ffn,
+        moe=moe,
+        norm=norm,
+        embedding=embedding,
+        head=head,
+        block=block,
+        reference=Reference(),
+        unsupported=(),
+        evidence=dict(sorted(ctx.evidence.items())),
+        state_dict=sd,
+        notes=tuple(dict.fromkeys(ctx.notes)),
+        source=source,
+    )
+    closest, delta = reference.closest(draft)
+    draft = dataclasses.replace(draft, reference=Reference(closest=closest, delta=tuple(delta)))
+    return dataclasses.replace(draft, unsupported=support.unsupported(draft, ctx.extras))
+
+
+def _empty(target: Target, why: str) -> Features:
+    """A file without a model class: category `other`, every feature unknown."""
+    from codegen.analyze.features import (
+        Attention,
+        Embedding,
+        Ffn,
+        Head,
+        Norm,
+        Rope,
+        StateDict,
+    )
+
+    where = os.path.basename(target.modeling_path)
+    return Features(
+        model_type=target.model_type,
+        architectures=(),
+        category="other",
+        attention=Attention(),
+        rope=Rope(),
+        ffn=Ffn(),
+        moe=None,
+        norm=Norm(),
+        embedding=Embedding(),
+        head=Head(),
+        block=Block(),
+        reference=Reference(),
+        unsupported=(),
+        evidence={"category": f"{where} (no model class)"},
+        state_dict=StateDict(),
+        notes=(why.split(": ", 1)[-1],),
+        source=Source(modeling=target.modeling_path, configuration=target.configuration_path),
+    )
+
+
+def _no_rope(ctx: Ctx):
+    from codegen.analyze.features import Rope
+
+    return Rope()
+
+
+def _architectures(model: Model) -> tuple[str, ...]:
+    values = model.target.config_values or {}
+    archs = values.get("architectures")
+    if isinstance(archs, list) and all(isinstance(a, str) for a in archs):
+        return tuple(archs)
+    return (model.entry_cls.name,)
+
+
+def _expert_layout(ctx: Ctx, moe, ffn, sd, info):
+    model = ctx.model
+    keys = [k.split(" [", 1)[0] for k in sd.checkpoint_layer_keys]
+    module_keys = [k for k, _ in info.get("table", [])]
+    fused_modules = [
+        k for k in module_keys if "experts." in k and "{}" not in k.split("experts.", 1)[1]
+    ]
+    per_expert = any(
+        "experts.{}." in k or ".experts.{}" in k or k.startswith("experts.{}") for k in keys
+    )
+    source = info.get("checkpoint_source")
+    if moe.module_layout == "per_expert":
+        layout = "per_expert"
+        where = ctx.evidence.get("moe.module_layout") or ctx.evidence.get("moe.num_experts")
+    elif per_expert:
+        layout = "per_expert"
+        where = source or "?"
+    elif fused_modules:
+        layout = "fused"
+        if source is None and not model.target.installed:
+            where = "remote code: transformers applies no checkpoint conversion to custom code"
+        else:
+            where = source or "conversion_mapping.py (no conversion for this model)"
+    else:
+        layout = UNKNOWN
+        where = "?"
+    ctx.cite("moe.expert_layout", where)
+    moe = dataclasses.replace(moe, expert_layout=layout)
+    if ffn.source == "experts" and layout == "per_expert":
+        expert_keys = [k for k in keys if "experts.{}." in k and k.endswith(".weight")]
+        if len(expert_keys) >= 3:
+            ffn = dataclasses.replace(ffn, fused_gate_up=False, gate_up_layout="separate")
+            ctx.cite("ffn.fused_gate_up", f"{where} (separate gate/up keys on disk)")
+    return moe, ffn
+
+
+def _ignored_config_keys(ctx: Ctx) -> None:
+    """config.json keys that the modeling code never reads."""
+    model = ctx.model
+    values = model.target.config_values
+    if not values:
+        return
+    read = set()
+    for cfg in _configs(model.config):
+        read |= {k.split(".")[-1] for k in (cfg.read_log or [])}
+    prefix = model.config_prefix
+    scope = values
+    if prefix:
+        sub = values.get(prefix.rstrip("."))
+        scope = sub if isinstance(sub, dict) else values
+    if not model.config.read_log:
+        return
+    cfg = model.config
+    for key, value in scope.items():
+        mapped = cfg.key(key)
+        if key in _BOOKKEEPING or mapped in _BOOKKEEPING or key.startswith("_"):
+            continue
+        if key in read or mapped in read:
+            continue
+        if (
+            key in ("rope_scaling", "rope_theta", "partial_rotary_factor")
+            and "rope_parameters" in read
+        ):
+            continue
+        if isinstance(value, dict | list) and len(str(value)) > 60:
+            shown = type(value).__name__
+        else:
+            shown = repr(value)
+        ctx.notes.append(f"config:{prefix}{key}={shown} is not read by the modeling code")
+
+
+def _configs(cfg: ConfigObj):
+    yield cfg
+    for value in cfg.attrs.values():
+        if isinstance(value, ConfigObj):
+            yield from _configs(value)
+
+
+def analyze_many(targets: list[str], config: str | None = None) -> list[Features]:
+    return [analyze(t, config) for t in targets]
+
+
+def label_of(features: Features) -> str:
+    return features.model_type or os.path.basename(features.source.modeling)
+
+
+_ = attr

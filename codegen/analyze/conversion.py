@@ -1,0 +1,147 @@
+"""transformers' checkpoint conversions (`conversion_mapping.py`), read statically.
+
+`_build_checkpoint_conversion_mapping()` is interpreted (never imported): `WeightRenaming(...)`
+and `WeightConverter(...)` calls become inert records, so the on-disk key pattern of an
+installed model type (per-expert `experts.{}.gate_proj.weight` merged into a fused
+`experts.gate_up_proj` at load time) can be derived from the module keys.
+
+transformers applies these only to its own model classes (it skips custom code), so a
+remote-code or renamed modeling file gets no conversion.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import lru_cache
+
+from codegen.analyze.evaluate import CallRec, Frame, Interp, Unknown
+from codegen.analyze.source import Project, transformers_dir
+
+_META = set("[]()*+?|{}$^\\")
+
+
+def _mapping_path() -> str | None:
+    tdir = transformers_dir()
+    if tdir is None:
+        return None
+    path = os.path.join(tdir, "conversion_mapping.py")
+    return path if os.path.isfile(path) else None
+
+
+@lru_cache(maxsize=1)
+def _mapping_text() -> str:
+    path = _mapping_path()
+    if path is None:
+        return ""
+    with open(path, encoding="utf-8") as fh:
+        return fh.read()
+
+
+def mentions(name: str) -> bool:
+    """Cheap check before parsing: is `name` a quoted key anywhere in the file?"""
+    return f'"{name}"' in _mapping_text()
+
+
+@lru_cache(maxsize=1)
+def _mapping() -> dict:
+    path = _mapping_path()
+    if path is None:
+        return {}
+    project = Project()
+    sf = project.load(path, positions=False)
+    fn = sf.functions.get("_build_checkpoint_conversion_mapping")
+    if fn is None:
+        return {}
+    interp = Interp(project)
+    interp.max_steps = 2_000_000
+    from codegen.analyze.evaluate import FuncRef
+
+    try:
+        result = interp.call_function(FuncRef(sf, fn), [], {})
+    except Unknown:
+        return {}
+    _ = Frame
+    return result if isinstance(result, dict) else {}
+
+
+def conversions_for(names: list[str]) -> tuple[str | None, list[CallRec]]:
+    """(key found, transforms) for the first of `names` (class names, then model_type)."""
+    for name in names:
+        if name and mentions(name):
+            table = _mapping()
+            if name in table and isinstance(table[name], list):
+                return name, [c for c in table[name] if isinstance(c, CallRec)]
+    return None, []
+
+
+def _patterns(value) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list | tuple):
+        return [v for v in value if isinstance(v, str)]
+    return []
+
+
+def _literal(pattern: str) -> str | None:
+    """A regex that only escapes dots (and anchors) as a literal string; None otherwise."""
+    text = pattern.lstrip("^").rstrip("$").replace(r"\.", ".")
+    if any(ch in _META for ch in text.replace("*", "")):
+        return None
+    return text
+
+
+def _args(call: CallRec, index: int, key: str):
+    if len(call.args) > index:
+        return call.args[index]
+    return call.kwargs.get(key)
+
+
+def to_checkpoint(keys: list[str], transforms: list[CallRec]) -> tuple[list[str], list[str]]:
+    """Module keys -> on-disk keys (reversing the load-time transforms); also notes."""
+    notes: list[str] = []
+    out = list(keys)
+    for call in reversed(transforms):
+        kind = call.name.rsplit(".", 1)[-1]
+        sources = _patterns(_args(call, 0, "source_patterns"))
+        targets = _patterns(_args(call, 1, "target_patterns"))
+        if kind == "WeightRenaming" and len(sources) == 1 and len(targets) == 1:
+            src, tgt = _literal(sources[0]), _literal(targets[0])
+            if src is None or tgt is None or "*" in src or "*" in tgt:
+                notes.append(
+                    f"checkpoint: renaming {sources[0]!r} -> {targets[0]!r} not applied (regex)"
+                )
+                continue
+            out = [k.replace(tgt, src) for k in out]
+        elif kind == "WeightConverter" and len(targets) == 1 and sources:
+            tgt = _literal(targets[0])
+            srcs = [_literal(s) for s in sources]
+            if tgt is None or any(s is None for s in srcs):
+                notes.append(f"checkpoint: conversion to {targets[0]!r} not applied (regex)")
+                continue
+            converted = []
+            for k in out:
+                match = _match(k, tgt)
+                if match is None:
+                    converted.append(k)
+                    continue
+                head, tail = match
+                for s in srcs:
+                    converted.append(head + s.lstrip(".").replace("*", "{}") + tail)
+            out = converted
+        else:
+            notes.append(f"checkpoint: {kind} transform not applied")
+    seen: set = set()
+    unique = [k for k in out if not (k in seen or seen.add(k))]
+    return unique, notes
+
+
+def _match(key: str, target: str):
+    target = target.lstrip(".")
+    regex = re.escape(target).replace(r"\*", r"[^.]+")
+    m = re.search(r"(^|\.)" + regex + r"($|\.)", key)
+    if m is None:
+        return None
+    start = m.start() + len(m.group(1))
+    end = m.end() - len(m.group(2))
+    return key[:start], key[end:]

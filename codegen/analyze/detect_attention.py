@@ -1,0 +1,583 @@
+"""Attention: kind (MHA/GQA/MQA/MLA), QK-norm, biases, fused QKV, sliding window, sinks, softcap.
+
+The attention forward is traced (`dataflow`): the arguments of the attention kernel call
+(`attention_interface(self, q, k, v, ...)`, `eager_attention_forward`, `sdpa`) are q, k and v;
+the linear layers each of them depends on are its projections; a norm applied after the last
+q/k projection is a QK-norm; a linear -> norm -> linear chain on the key path is MLA's
+compressed KV. Per-layer facts (sliding window, RoPE on/off) come from tracing each distinct
+attention instance, so `layer_types` patterns are seen as the model would run them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from codegen.analyze.config import attr
+from codegen.analyze.context import Ctx
+from codegen.analyze.dataflow import Term, primary_input, strip, terms_in, walk
+from codegen.analyze.evaluate import ModuleRec, ParamRec
+from codegen.analyze.features import UNKNOWN, Attention
+from codegen.analyze.model import layer_slots, linear_bias
+from codegen.analyze.roles import ATTENTION, LINEAR, MIXER, NORM, ROTARY
+
+
+@dataclass
+class AttnInfo:
+    """What one attention instance does (internal to the detectors)."""
+
+    rec: ModuleRec
+    path: str
+    kernel: Term | None = None
+    q_lins: list | None = None
+    k_lins: list | None = None
+    v_lins: list | None = None
+    o_lin: ModuleRec | None = None
+    q_norm: ModuleRec | None = None
+    k_norm: ModuleRec | None = None
+    mla: bool = False
+    window: object = None  # int | None | "unknown"
+    rope_fn: object = None  # FuncRef applying RoPE, or ModuleRec rotary, or None
+    rope_call_site: str | None = None
+    trace: object = None
+
+
+def layer_mixers(ctx: Ctx) -> list[tuple[int, str, ModuleRec | None, str]]:
+    """(layer index, role, token-mixer record, path) for every decoder layer."""
+    out = []
+    for i, layer in enumerate(ctx.model.layers):
+        slots = layer_slots(ctx.model, layer)
+        if slots.get(ATTENTION):
+            path, rec = slots[ATTENTION][0]
+            out.append((i, ATTENTION, rec, path))
+        elif slots.get(MIXER):
+            path, rec = slots[MIXER][0]
+            out.append((i, MIXER, rec, path))
+        else:
+            out.append((i, "none", None, ""))
+    return out
+
+
+def mixer_kind(ctx: Ctx, rec: ModuleRec) -> str:
+    """A name for a non-attention token mixer, from structure: ssm | linear_attention | recurrent."""
+    if rec.cls is None:
+        return "recurrent" if rec.kind in ("LSTM", "GRU", "RNN") else "mixer"
+    sig = ctx.roles.method_signals(rec.cls)
+    convs = [c for _, c in rec.children() if isinstance(c, ModuleRec) and c.kind == "Conv1d"]
+    params = {n for n, c in rec.children() if isinstance(c, ParamRec)}
+    text = " ".join(sig.ops | sig.functions).lower()
+    if "A_log" in params or "scan" in text or "ssd" in text or "mamba" in text:
+        return "ssm"
+    if convs and "delta" not in text and "chunk" not in text:
+        return "ssm"
+    return "linear_attention"
+
+
+def _linears(term: Term, ctx: Ctx) -> list:
+    out = []
+    for t in walk(term):
+        if (
+            t.op == "call"
+            and isinstance(t.module, ModuleRec)
+            and ctx.roles.role(t.module) == LINEAR
+        ):
+            out.append(t)
+    return out
+
+
+def _norm_calls(term: Term, ctx: Ctx) -> list:
+    return [
+        t
+        for t in walk(term)
+        if t.op == "call" and isinstance(t.module, ModuleRec) and ctx.roles.role(t.module) == NORM
+    ]
+
+
+def _qk_norm(term: Term, ctx: Ctx) -> ModuleRec | None:
+    """A norm applied after the last projection on this path (none of the path's linears
+    consumes its output)."""
+    lins = _linears(term, ctx)
+    for n in _norm_calls(term, ctx):
+        if not any(any(x is n for x in walk(lin)) for lin in lins):
+            if any(any(x is lin for x in walk(n)) for lin in lins):
+                return n.module
+    return None
+
+
+def _low_rank_chain(term: Term, ctx: Ctx) -> bool:
+    """linear -> norm -> linear on this path (MLA's compressed latent)."""
+    for lin in _linears(term, ctx):
+        inp = primary_input(lin)
+        if inp is None:
+            continue
+        for n in _norm_calls(inp, ctx):
+            if _linears(n, ctx):
+                return True
+    return False
+
+
+def _kernel(trace) -> Term | None:
+    kernels = [t for t in trace.terms if t.op == "attn"]
+    if kernels:
+        return kernels[-1]
+    return _manual_kernel(trace)
+
+
+def _is_matmul(t: Term) -> bool:
+    return t.op == "matmul" or (
+        t.op == "fn" and t.name.rsplit(".", 1)[-1] in ("matmul", "bmm", "baddbmm", "einsum")
+    )
+
+
+def _operands(t: Term) -> list[Term]:
+    """Matrix operands of a product (`baddbmm(input, batch1=, batch2=)` uses the batches)."""
+    if t.op == "fn" and t.name.rsplit(".", 1)[-1] == "baddbmm":
+        batches = [t.kwargs.get("batch1"), t.kwargs.get("batch2")]
+        if all(isinstance(b, Term) for b in batches):
+            return batches
+        return [a for a in t.args if isinstance(a, Term)][1:3]
+    return [a for a in t.args if isinstance(a, Term)]
+
+
+def _manual_kernel(trace) -> Term | None:
+    """softmax(q @ k^T) @ v written inline: a synthetic kernel term over (q, k, v)."""
+    for out in trace.terms:
+        if not _is_matmul(out):
+            continue
+        operands = _operands(out)
+        if len(operands) != 2:
+            continue
+        for i, probs in enumerate(operands):
+            softmaxes = [
+                t for t in walk(probs) if t.op == "fn" and t.name.rsplit(".", 1)[-1] == "softmax"
+            ]
+            for sm in softmaxes:
+                scores = [t for t in walk(sm) if _is_matmul(t) and t is not out]
+                if not scores:
+                    continue
+                qk = _operands(scores[0])
+                if len(qk) != 2:
+                    continue
+                v = operands[1 - i]
+                kernel = Term(
+                    "attn", (qk[0], qk[1], v), name="<inline softmax attention>", site=sm.site
+                )
+                kernel.kwargs["_anchor"] = out
+                return kernel
+    return None
+
+
+def _qkv(kernel: Term) -> list[Term]:
+    return [strip(t) for t in kernel.args if isinstance(t, Term)][:3]
+
+
+def _is_rope_function(ctx: Ctx, func) -> bool:
+    sig = ctx.roles.function_signals(func.sf, func.node) if hasattr(func.node, "body") else None
+    if sig is None:
+        return False
+    names = sig.names | sig.params
+    if {"cos", "sin"} <= names or {"cos", "sin"} <= sig.ops:
+        return True
+    return bool(sig.ops & {"view_as_complex", "polar", "rotate_half"})
+
+
+def analyse_instance(ctx: Ctx, rec: ModuleRec, path: str) -> AttnInfo:
+    info = AttnInfo(rec=rec, path=path)
+    trace = ctx.trace(rec)
+    info.trace = trace
+    roles = ctx.roles
+    kernel = _kernel(trace)
+    info.kernel = kernel
+    if kernel is not None:
+        qkv = _qkv(kernel)
+        if len(qkv) == 3:
+            q, k, v = qkv
+            info.q_lins = _linears(q, ctx)
+            info.k_lins = _linears(k, ctx)
+            info.v_lins = _linears(v, ctx)
+            qn, kn = _qk_norm(q, ctx), _qk_norm(k, ctx)
+            info.q_norm, info.k_norm = qn, kn
+            info.mla = _low_rank_chain(k, ctx) and _low_rank_chain(v, ctx)
+        used = {
+            id(t.module) for t in (info.q_lins or []) + (info.k_lins or []) + (info.v_lins or [])
+        }
+        anchor = kernel.kwargs.get("_anchor", kernel)
+        after = [
+            t
+            for t in trace.terms
+            if t.op == "call"
+            and isinstance(t.module, ModuleRec)
+            and roles.role(t.module) == LINEAR
+            and id(t.module) not in used
+            and any(x is anchor for x in walk(t))
+        ]
+        if after:
+            info.o_lin = after[0].module
+        window = kernel.kwargs.get("sliding_window", "absent")
+        info.window = window
+    if info.window in (None, "absent") or kernel is None:
+        own = rec.attrs.get("sliding_window")
+        if (
+            isinstance(own, int)
+            and not isinstance(own, bool)
+            and (kernel is None or info.window == "absent")
+        ):
+            info.window = own
+        elif info.window == "absent":
+            info.window = None
+    # RoPE applied inside this attention?
+    for func, args in trace.tracer.func_calls:
+        if _is_rope_function(ctx, func):
+            info.rope_fn = func
+            break
+    if info.rope_fn is None:
+        for t in trace.terms:
+            if (
+                t.op == "call"
+                and isinstance(t.module, ModuleRec)
+                and roles.role(t.module) == ROTARY
+            ):
+                info.rope_fn = t.module
+                break
+    return info
+
+
+def _dims(rec: ModuleRec | None) -> tuple:
+    if rec is None:
+        return (None, None)
+    args = list(rec.args)
+    if rec.kind == "Conv1D":  # transformers' Conv1D(nf=out, nx=in)
+        args = args[1:2] + args[:1]
+    inp = args[0] if args else rec.kwargs.get("in_features")
+    out = args[1] if len(args) > 1 else rec.kwargs.get("out_features")
+    return (inp if isinstance(inp, int) else None, out if isinstance(out, int) else None)
+
+
+def _int_attr(rec: ModuleRec, *names):
+    for name in names:
+        value = rec.attrs.get(name)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
+
+
+def _norm_dim(norm: ModuleRec) -> int | None:
+    args = list(norm.args)
+    value = args[0] if args else None
+    for key in ("hidden_size", "normalized_shape", "dim", "d_model", "features", "num_features"):
+        if value is None:
+            value = norm.kwargs.get(key)
+    if isinstance(value, tuple | list) and value:
+        value = value[-1]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    for v in norm.attrs.values():
+        if isinstance(v, ParamRec) and v.shape and isinstance(v.shape[-1], int):
+            return v.shape[-1]
+    return None
+
+
+def detect(ctx: Ctx) -> tuple[Attention, dict]:
+    """Returns the Attention feature and per-layer facts shared with other detectors."""
+    model = ctx.model
+    mixers = layer_mixers(ctx)
+    infos: dict[int, AttnInfo] = {}
+    per_layer: list[dict] = []
+    for i, role, rec, path in mixers:
+        if rec is None:
+            per_layer.append({"index": i, "type": "none"})
+            continue
+        if role == MIXER:
+            kind = mixer_kind(ctx, rec)
+            per_layer.append({"index": i, "type": "mixer", "mixer": kind, "rec": rec, "path": path})
+            continue
+        if id(rec) not in infos:
+            infos[id(rec)] = analyse_instance(ctx, rec, path)
+        info = infos[id(rec)]
+        win = info.window
+        per_layer.append(
+            {
+                "index": i,
+                "type": "sliding" if isinstance(win, int) and not isinstance(win, bool) else "full",
+                "window": win,
+                "rope": info.rope_fn is not None,
+                "info": info,
+                "path": path,
+            }
+        )
+    shared = {"per_layer": per_layer, "infos": infos}
+    attn_layers = [p for p in per_layer if p["type"] in ("full", "sliding")]
+    if not attn_layers:
+        return Attention(kind=UNKNOWN, sliding_window="none"), shared
+    rep: AttnInfo = attn_layers[0]["info"]
+    shared["rep"] = rep
+    rec = rep.rec
+    cite_rec = ctx.class_site(rec)
+
+    # -- projections ------------------------------------------------------------------
+    q_mods = [t.module for t in rep.q_lins or []]
+    k_mods = [t.module for t in rep.k_lins or []]
+    v_mods = [t.module for t in rep.v_lins or []]
+    fused = [m for m in q_mods if any(m is x for x in k_mods) and any(m is x for x in v_mods)]
+    fused_qkv: bool | str = bool(fused) if rep.kernel is not None else UNKNOWN
+    q_last = _last_projection(rep.q_lins, ctx)
+    k_last = _last_projection(rep.k_lins, ctx)
+    v_last = _last_projection(rep.v_lins, ctx)
+    if rep.kernel is not None:
+        ctx.cite("attention.fused_qkv", rep.kernel.site.cite() if rep.kernel.site else cite_rec)
+        if fused:
+            ctx.cite("attention.fused_qkv", ctx.site(fused[0]))
+
+    # -- biases -----------------------------------------------------------------------------
+    qkv_bias: bool | str = UNKNOWN
+    projections = [m for m in (q_last, k_last, v_last) if m is not None]
+    if projections:
+        flags = [linear_bias(m) for m in projections]
+        first_lin = [m for m in q_mods + k_mods + v_mods]
+        if rep.mla:
+            flags = [linear_bias(m) for m in first_lin if m is not None]
+        if any(f is None for f in flags):
+            qkv_bias = UNKNOWN
+        else:
+            qkv_bias = any(flags)
+            if qkv_bias and not all(flags):
+                ctx.notes.append("attention: only some of the q/k/v projections have a bias")
+        ctx.cite("attention.qkv_bias", ctx.site(projections[0]))
+    o_bias: bool | str = UNKNOWN
+    if rep.o_lin is not None:
+        flag = linear_bias(rep.o_lin)
+        o_bias = UNKNOWN if flag is None else flag
+        ctx.cite("attention.o_bias", ctx.site(rep.o_lin))
+
+    # -- heads ------------------------------------------------------------------------------
+    head_dim = _int_attr(rec, "head_dim", "head_size", "attention_head_size")
+    num_heads = _int_attr(rec, "num_heads", "num_attention_heads", "n_heads")
+    num_kv = _int_attr(rec, "num_key_value_heads", "num_kv_heads", "n_kv_heads", "kv_n_heads")
+    groups = _int_attr(rec, "num_key_value_groups", "num_kv_groups")
+    cfg = rec.attrs.get("config")
+    if not hasattr(cfg, "attrs"):
+        cfg = model.config
+    q_out0 = _dims(q_last)[1] if q_last is not None and not fused else None
+    if num_heads is None and head_dim and q_out0:
+        num_heads = q_out0 // head_dim
+    if num_heads is None:
+        value = attr(cfg, "num_attention_heads")
+        num_heads = value if isinstance(value, int) else None
+    q_out = _dims(q_last)[1] if q_last is not None and not fused else None
+    k_out = _dims(k_last)[1] if k_last is not None and not fused else None
+    if head_dim is None and q_out and num_heads:
+        head_dim = q_out // num_heads
+    if num_kv is None and groups and num_heads:
+        num_kv = num_heads // groups
+    if num_kv is None and k_out and head_dim and not rep.mla:
+        num_kv = k_out // head_dim
+    shared["q_head_dim"] = (q_out // num_heads) if (q_out and num_heads) else head_dim
+    if num_kv is None and fused and head_dim and num_heads:
+        fused_out = _dims(fused[0])[1]
+        if fused_out:
+            num_kv = (fused_out // head_dim - num_heads) // 2
+    if num_kv is None:
+        value = attr(cfg, "num_key_value_heads")
+        num_kv = value if isinstance(value, int) else None
+    if rep.mla:
+        kind = "mla"
+        ctx.cite("attention.kind", ctx.site(rep.k_lins[0].module) if rep.k_lins else cite_rec)
+    elif num_heads is None or num_kv is None:
+        kind = UNKNOWN
+        ctx.cite("attention.kind", cite_rec)
+    elif num_kv == num_heads:
+        kind = "mha"
+    elif num_kv == 1:
+        kind = "mqa"
+    else:
+        kind = "gqa"
+    if kind in ("mha", "mqa", "gqa"):
+        where = ctx.site(k_last) if k_last is not None and not fused else cite_rec
+        ctx.cite("attention.kind", f"{where} ({num_heads} heads, {num_kv} kv heads)")
+
+    # -- QK norm ------------------------------------------------------------------------------
+    qk_norm = "none"
+    norm = rep.q_norm or rep.k_norm
+    if rep.kernel is None:
+        qk_norm = UNKNOWN
+        ctx.cite("attention.qk_norm", cite_rec)
+    elif norm is not None:
+        dim = _norm_dim(norm)
+        if dim is not None and head_dim is not None and dim == head_dim:
+            qk_norm = "per_head"
+        elif (
+            dim is not None
+            and head_dim is not None
+            and num_heads
+            and dim >= head_dim * min(num_kv or num_heads, num_heads)
+        ):
+            qk_norm = "full"
+        else:
+            qk_norm = "per_head" if dim is not None and dim == head_dim else UNKNOWN
+        if (rep.q_norm is None) != (rep.k_norm is None):
+            ctx.notes.append("attention: a norm is applied to only one of q and k")
+        ctx.cite("attention.qk_norm", ctx.site(norm))
+    else:
+        ctx.cite("attention.qk_norm", rep.kernel.site.cite() if rep.kernel.site else cite_rec)
+
+    # -- sliding window ---------------------------------------------------------------------------
+    windows = [p.get("window") for p in attn_layers]
+    sliding = [w for w in windows if isinstance(w, int) and not isinstance(w, bool)]
+    if any(w == UNKNOWN or (w is not None and not isinstance(w, int)) for w in windows):
+        sliding_window = UNKNOWN
+    elif not sliding:
+        sliding_window = "none"
+    elif len(sliding) == len(windows):
+        sliding_window = "all"
+    else:
+        sliding_window = "pattern"
+    window = max(sliding) if sliding else None
+    where = rep.kernel.site.cite() if rep.kernel is not None and rep.kernel.site else cite_rec
+    cfg_window = attr(cfg, "sliding_window")
+    ctx.cite(
+        "attention.sliding_window",
+        f"{where}; {ctx.cite_config('sliding_window', cfg_window)}"
+        + ("; config:layer_types" if isinstance(attr(cfg, "layer_types"), list) else ""),
+    )
+
+    # -- sinks, softcap, scale ------------------------------------------------------------------------
+    sinks: bool | str = False
+    softcap: bool | str = False
+    scale = "default"
+    if rep.kernel is not None:
+        s_aux = rep.kernel.kwargs.get("s_aux", rep.kernel.kwargs.get("sinks"))
+        if isinstance(s_aux, ParamRec) or (isinstance(s_aux, Term) and s_aux.op == "param"):
+            sinks = True
+            ctx.cite(
+                "attention.sinks", s_aux.site.cite() if getattr(s_aux, "site", None) else where
+            )
+        cap = rep.kernel.kwargs.get("softcap")
+        if isinstance(cap, int | float) and not isinstance(cap, bool):
+            softcap = True
+            ctx.cite("attention.softcap", f"{where} (softcap={cap})")
+        elif cap is not None and not isinstance(cap, int | float):
+            softcap = UNKNOWN
+            ctx.cite("attention.softcap", where)
+        scaling = rep.kernel.kwargs.get("scaling")
+        qkv = _qkv(rep.kernel)
+        if isinstance(scaling, int | float) and qkv:
+            for t in walk(qkv[0]):  # OPT-style: q_proj(x) * scaling, kernel scaling=1.0
+                if t.op == "mul":
+                    consts = [
+                        a for a in t.args if isinstance(a, int | float) and not isinstance(a, bool)
+                    ]
+                    if len(consts) == 1 and len(t.args) == 2:
+                        scaling = scaling * consts[0]
+        q_head = (q_out // num_heads) if (q_out and num_heads) else head_dim
+        if isinstance(scaling, int | float) and q_head:
+            if abs(scaling - q_head**-0.5) > 1e-6 * max(1.0, abs(scaling)):
+                scale = "custom"
+                ctx.cite("attention.scale", f"{where} (scaling={scaling:.6g}, head_dim {q_head})")
+        elif scaling is not None and not isinstance(scaling, int | float):
+            scale = UNKNOWN
+    else:
+        sinks = softcap = UNKNOWN
+        scale = UNKNOWN
+    # manual tanh on scores (eager attention written inline)
+    if softcap is False and rep.trace is not None:
+        for t in rep.trace.terms:
+            if t.op == "fn" and t.name.endswith("tanh") and rep.q_lins:
+                if any(any(x is lin for x in walk(t)) for lin in rep.q_lins):
+                    softcap = True
+                    ctx.cite("attention.softcap", t.site.cite() if t.site else cite_rec)
+    if "attention.sinks" not in ctx.evidence:
+        ctx.cite("attention.sinks", where)
+    if "attention.softcap" not in ctx.evidence:
+        ctx.cite("attention.softcap", where)
+    if "attention.scale" not in ctx.evidence:
+        ctx.cite("attention.scale", where)
+
+    _extras(ctx, rep)
+    layer_types = tuple(
+        p["type"] if p["type"] != "mixer" else p.get("mixer", "mixer") for p in per_layer
+    )
+    return (
+        Attention(
+            kind=kind,
+            qk_norm=qk_norm,
+            qkv_bias=qkv_bias,
+            o_bias=o_bias,
+            fused_qkv=fused_qkv,
+            sliding_window=sliding_window,
+            sinks=sinks,
+            softcap=softcap,
+            scale=scale,
+            num_heads=num_heads,
+            num_kv_heads=num_kv,
+            head_dim=head_dim,
+            window=window,
+            layer_types=layer_types,
+        ),
+        shared,
+    )
+
+
+def _last_projection(lins, ctx: Ctx) -> ModuleRec | None:
+    """The projection applied last on a path (the one no other projection consumes)."""
+    if not lins:
+        return None
+    for t in lins:
+        if not any(other is not t and any(x is t for x in walk(other)) for other in lins):
+            return t.module
+    return lins[0].module
+
+
+def _extras(ctx: Ctx, rep: AttnInfo) -> None:
+    """Attention features that no field represents."""
+    trace = rep.trace
+    if trace is None or rep.kernel is None:
+        return
+    roles = ctx.roles
+    # output gate: sigmoid(linear(x)) multiplied into the attention output before o_proj
+    if rep.o_lin is not None:
+        o_calls = [t for t in trace.terms if t.op == "call" and t.module is rep.o_lin]
+        for oc in o_calls:
+            for t in walk(oc):
+                if t.op == "mul" and any(x is rep.kernel for x in walk(t)):
+                    others = [
+                        a for a in t.args if isinstance(a, Term) and not depends(a, rep.kernel)
+                    ]
+                    for a in others:
+                        if any(x.op == "fn" and x.name.endswith("sigmoid") for x in walk(a)):
+                            ctx.unsupported(
+                                "attention.output_gate",
+                                "attention output multiplied by a sigmoid gate before the output projection",
+                                t.site.cite() if t.site else ctx.class_site(rep.rec),
+                            )
+    # clipping of q/k/v
+    for t in trace.terms:
+        bounds = [t.kwargs.get("min"), t.kwargs.get("max"), *t.args[1:]]
+        if all(b is None for b in bounds):
+            continue  # clamp(min=None, max=None): configured off
+        if t.op == "fn" and t.name in ("clamp", "clamp_", "clip") and rep.q_lins:
+            if any(any(x is lin for x in walk(t)) for lin in rep.q_lins):
+                ctx.unsupported(
+                    "attention.qkv_clip",
+                    "q/k/v activations clamped",
+                    t.site.cite() if t.site else None,
+                )
+                break
+    # alibi / relative position biases passed to the kernel
+    for key in ("alibi", "position_bias", "relative_position_bias"):
+        if key in rep.kernel.kwargs and rep.kernel.kwargs[key] is not None:
+            ctx.unsupported(
+                "attention.position_bias", key, rep.kernel.site.cite() if rep.kernel.site else None
+            )
+    if any(
+        isinstance(a, Term) and a.op == "input" and a.name == "alibi"
+        for a in terms_in(list(rep.kernel.args))
+    ):
+        ctx.unsupported(
+            "attention.alibi",
+            "ALiBi position bias",
+            rep.kernel.site.cite() if rep.kernel.site else None,
+        )
+    _ = roles
+
+
+def depends(term: Term, target: Term) -> bool:
+    return any(x is target for x in walk(term))

@@ -1,0 +1,93 @@
+"""Category: decoder | hybrid | encoder | multimodal | other, from structure.
+
+* multimodal: the loaded class takes token ids *and* image/audio/video inputs;
+* other: no decoder stack found, encoder-decoder (a second attention per layer or decoder ids),
+  or a non-text model (images/audio only);
+* encoder: the attention is bidirectional (`is_causal` false) or the head is a masked LM;
+* hybrid: some decoder layers mix tokens with something other than softmax attention
+  (state-space, linear attention, recurrence);
+* decoder: a causal stack of attention layers.
+"""
+
+from __future__ import annotations
+
+from codegen.analyze.context import Ctx
+from codegen.analyze.evaluate import ModuleRec
+from codegen.analyze.model import layer_slots
+from codegen.analyze.roles import ATTENTION
+
+_MEDIA_INPUTS = {
+    "pixel_values",
+    "pixel_values_videos",
+    "pixel_values_images",
+    "image_embeds",
+    "images",
+    "input_features",
+    "input_values",
+    "audio_values",
+    "input_audio_embeds",
+    "audio_features",
+    "input_image_embeds",
+    "image_features",
+    "video_values",
+    "speech",
+}
+_TOKEN_INPUTS = {"input_ids", "inputs_embeds"}
+
+
+def _forward_params(ctx: Ctx) -> set[str]:
+    found = ctx.model.project.find_method(ctx.model.entry_cls, "forward")
+    if found is None:
+        return set()
+    params = found[1].params
+    return {p.name.value for p in list(params.params) + list(params.kwonly_params)}
+
+
+def detect(ctx: Ctx, shared: dict) -> str:
+    model = ctx.model
+    params = _forward_params(ctx)
+    where = model.entry_cls.cite()
+    media = params & _MEDIA_INPUTS
+    tokens = params & _TOKEN_INPUTS
+    if media and tokens and model.layers:
+        ctx.cite("category", f"{where} (inputs: {', '.join(sorted(media | tokens))})")
+        return "multimodal"
+    if not model.layers:
+        ctx.cite("category", f"{where} (no decoder stack found)")
+        return "other"
+    if media and not tokens:
+        ctx.cite("category", f"{where} (inputs: {', '.join(sorted(media))})")
+        return "other"
+    if "decoder_input_ids" in params:
+        ctx.cite("category", f"{where} (encoder-decoder: decoder_input_ids)")
+        return "other"
+    layer = model.layers[0]
+    found = model.project.find_method(layer.cls, "forward") if layer.cls is not None else None
+    if found is not None:
+        names = {
+            p.name.value for p in list(found[1].params.params) + list(found[1].params.kwonly_params)
+        }
+        if "encoder_hidden_states" in names and layer_slots(model, layer).get(ATTENTION, [])[1:]:
+            ctx.cite("category", f"{ctx.class_site(layer)} (cross-attention in the layer)")
+            return "other"
+    per_layer = shared.get("per_layer", [])
+    rep = shared.get("rep")
+    causal = None
+    if rep is not None:
+        value = rep.rec.attrs.get("is_causal")
+        if isinstance(value, bool):
+            causal = value
+    if model.entry_cls.name.endswith("ForMaskedLM") or causal is False:
+        ctx.cite(
+            "category", f"{ctx.class_site(rep.rec) if rep else where} (bidirectional attention)"
+        )
+        return "encoder"
+    mixers = [p for p in per_layer if p["type"] == "mixer"]
+    if mixers:
+        kinds = sorted({p["mixer"] for p in mixers})
+        rec = mixers[0].get("rec")
+        site = ctx.class_site(rec) if isinstance(rec, ModuleRec) else where
+        ctx.cite("category", f"{site} (token mixers: attention + {', '.join(kinds)})")
+        return "hybrid"
+    ctx.cite("category", f"{where} (causal attention stack)")
+    return "decoder"

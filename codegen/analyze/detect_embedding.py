@@ -1,0 +1,203 @@
+"""Token embedding and output head: tying, embedding scale, logit soft-capping and scaling.
+
+* tied: the head class declares `_tied_weights_keys` and the config's `tie_word_embeddings` is
+  true (transformers ties only then), or the logits are computed from the embedding weight;
+* embedding scale: the embedding module's own forward multiplies its output, or the backbone
+  multiplies the embeddings before the first layer;
+* logit softcap: `tanh` applied to the logits in the head's forward (as configured);
+* logit scale: the logits multiplied or divided by a value (other than the softcap pair).
+"""
+
+from __future__ import annotations
+
+from codegen.analyze.config import attr
+from codegen.analyze.context import Ctx
+from codegen.analyze.dataflow import Term, primary_input, walk
+from codegen.analyze.evaluate import ModuleRec, ParamRec, Unknown
+from codegen.analyze.features import UNKNOWN, Embedding, Head
+from codegen.analyze.roles import EMBEDDING, LAYER, LINEAR
+
+
+def _embedding(ctx: Ctx) -> tuple[str | None, ModuleRec | None]:
+    owner = ctx.model.stack_owner
+    if owner is None:
+        return None, None
+    for name, child in owner.children():
+        if isinstance(child, ModuleRec) and ctx.roles.role(child) == EMBEDDING:
+            return name, child
+    return None, None
+
+
+def _head(ctx: Ctx) -> tuple[str | None, ModuleRec | None]:
+    entry = ctx.model.entry
+    owner_root = ctx.model.stack_owner_path.split(".")[0] if ctx.model.stack_owner_path else None
+    for name, child in entry.children():
+        if name == owner_root:
+            continue
+        if isinstance(child, ModuleRec) and ctx.roles.role(child) == LINEAR:
+            return name, child
+    return None, None
+
+
+def _scale_factor(term: Term):
+    """The non-tensor factor of a `mul`/`div` term, if any. A factor written as a literal `1`
+    is no scale; a configured factor counts whatever its value (see features.py)."""
+    factor = None
+    for a in term.args:
+        if not isinstance(a, Term):
+            factor = a
+            break
+        if a.op == "param":
+            factor = a.module
+            break
+    if isinstance(factor, int | float) and not isinstance(factor, bool) and factor == 1:
+        if term.site is not None and not _literal_operand(term.site.node):
+            return _Configured(factor)
+        return None
+    return factor
+
+
+class _Configured(float):
+    """A configured multiplier whose current value happens to be 1."""
+
+
+def _literal_operand(node) -> bool:
+    import libcst as cst
+
+    if isinstance(node, cst.BinaryOperation):
+        return isinstance(node.left, cst.Integer | cst.Float) or isinstance(
+            node.right, cst.Integer | cst.Float
+        )
+    if isinstance(node, cst.AugAssign):
+        return isinstance(node.value, cst.Integer | cst.Float)
+    return True
+
+
+def _describe(value) -> str:
+    if isinstance(value, ParamRec) and value.value is not None:
+        value = value.value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{value:.6g}"
+    return "configured value"
+
+
+def detect(ctx: Ctx) -> tuple[Embedding, Head]:
+    model = ctx.model
+    cfg = model.config
+    emb_name, emb = _embedding(ctx)
+    head_name, head = _head(ctx)
+
+    # -- tying -------------------------------------------------------------------------------
+    tied: bool | str = UNKNOWN
+    found = model.project.find_class_attr(model.entry_cls, "_tied_weights_keys")
+    declared = False
+    if found is not None:
+        try:
+            value = model.interp.class_attr_value(found[0], found[1])
+            declared = bool(value)
+        except Unknown:
+            declared = True
+    flag = attr(cfg, "tie_word_embeddings")
+    sub = getattr(model.stack_owner, "attrs", {}).get("config") if model.stack_owner else None
+    if flag is None and hasattr(sub, "attrs"):
+        flag = attr(sub, "tie_word_embeddings")
+    if head is None and emb is not None:
+        tied = True  # logits from the embedding matrix
+        ctx.cite("embedding.tied", f"{model.entry_cls.cite()} (no separate output projection)")
+    elif found is None:
+        tied = False
+        ctx.cite("embedding.tied", f"{model.entry_cls.cite()} (no _tied_weights_keys)")
+    else:
+        tied = bool(flag) and declared
+        ctx.cite(
+            "embedding.tied",
+            f"{found[0].cite(found[1])}; {ctx.cite_config('tie_word_embeddings', bool(flag))}",
+        )
+
+    # -- embedding scale -------------------------------------------------------------------------------
+    scale: bool | str = False
+    if emb is not None and emb.cls is not None:
+        trace = ctx.trace(emb)
+        for t in trace.terms:
+            if t.op in ("mul", "div"):
+                factor = _scale_factor(t)
+                if factor is not None and (factor != 1 or isinstance(factor, _Configured)):
+                    scale = True
+                    ctx.cite(
+                        "embedding.scale",
+                        f"{t.site.cite() if t.site else ctx.class_site(emb)} (x {_describe(factor)})",
+                    )
+                    break
+    if scale is False and model.stack_owner is not None and emb is not None:
+        trace = ctx.trace(model.stack_owner, inline=False)
+        emb_calls = [t for t in trace.terms if t.op == "call" and t.module is emb]
+        layer_calls = [
+            t
+            for t in trace.terms
+            if t.op == "call"
+            and isinstance(t.module, ModuleRec)
+            and ctx.roles.role(t.module) == LAYER
+        ]
+        if emb_calls and layer_calls:
+            inp = primary_input(layer_calls[0])
+            if isinstance(inp, Term):
+                for t in walk(inp):
+                    if t.op in ("mul", "div") and any(
+                        any(x is e for x in walk(t)) for e in emb_calls
+                    ):
+                        factor = _scale_factor(t)
+                        if factor is not None and (factor != 1 or isinstance(factor, _Configured)):
+                            scale = True
+                            ctx.cite(
+                                "embedding.scale",
+                                f"{t.site.cite() if t.site else ctx.class_site(model.stack_owner)} (x {_describe(factor)})",
+                            )
+                            break
+                        if factor is None:
+                            scale = True
+                            ctx.cite("embedding.scale", ctx.class_site(model.stack_owner))
+    if "embedding.scale" not in ctx.evidence:
+        ctx.cite(
+            "embedding.scale", ctx.class_site(emb) if emb is not None and emb.cls else ctx.site(emb)
+        )
+
+    # -- head ---------------------------------------------------------------------------------------
+    softcap: bool | str = False
+    logit_scale: bool | str = False
+    if head is not None:
+        trace = ctx.trace(model.entry, inline=False)
+        head_calls = [t for t in trace.terms if t.op == "call" and t.module is head]
+        if not head_calls:
+            softcap = logit_scale = UNKNOWN
+        after = [t for t in trace.terms if any(any(x is h for x in walk(t)) for h in head_calls)]
+        tanhs = [t for t in after if t.op == "fn" and t.name.rsplit(".", 1)[-1] == "tanh"]
+        if tanhs:
+            softcap = True
+            ctx.cite(
+                "head.logit_softcap",
+                tanhs[0].site.cite() if tanhs[0].site else model.entry_cls.cite(),
+            )
+        around = set()
+        for t in tanhs:
+            around |= {id(a) for a in t.args if isinstance(a, Term)}
+        for t in after:
+            if (
+                t.op in ("mul", "div")
+                and id(t) not in around
+                and not any(isinstance(a, Term) and a in tanhs for a in t.args)
+            ):
+                factor = _scale_factor(t)
+                if factor is not None and (factor != 1 or isinstance(factor, _Configured)):
+                    logit_scale = True
+                    ctx.cite(
+                        "head.logit_scale",
+                        f"{t.site.cite() if t.site else model.entry_cls.cite()} (logits {'x' if t.op == 'mul' else '/'} {_describe(factor)})",
+                    )
+                    break
+        head_site = ctx.attr_site(model.entry, head_name)
+        ctx.cite("head.logit_softcap", ctx.evidence.get("head.logit_softcap") or head_site)
+        ctx.cite("head.logit_scale", ctx.evidence.get("head.logit_scale") or head_site)
+    else:
+        ctx.cite("head.logit_softcap", model.entry_cls.cite())
+        ctx.cite("head.logit_scale", model.entry_cls.cite())
+    return Embedding(tied=tied, scale=scale), Head(logit_softcap=softcap, logit_scale=logit_scale)

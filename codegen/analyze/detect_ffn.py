@@ -1,0 +1,351 @@
+"""Feed-forward: gated or not, activation, bias, gate/up fusion.
+
+The FFN forward is traced. A product of two branches that come from *different* projections
+(or different halves / even-odd slices of one fused projection) is a gate; the activation on
+the gate branch names the kind (silu -> swiglu, gelu -> geglu). `x * sigmoid(x)`-style products
+of one branch with itself are activations, not gates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from codegen.analyze.context import Ctx
+from codegen.analyze.dataflow import Term, primary_input, terms_in, walk
+from codegen.analyze.evaluate import ActRec, ModuleListRec, ModuleRec, ParamRec
+from codegen.analyze.features import UNKNOWN, Ffn
+from codegen.analyze.model import layer_slots, linear_bias
+from codegen.analyze.roles import EXPERTS, LINEAR, MLP, MOE
+
+_GELU = (
+    "gelu",
+    "gelu_new",
+    "gelu_fast",
+    "gelu_pytorch_tanh",
+    "gelu_python",
+    "quick_gelu",
+    "gelu_accurate",
+)
+_SILU = ("silu", "swish")
+_RELU2 = ("relu2", "relu_squared", "relu2_fn", "squared_relu")
+
+
+@dataclass
+class FfnInfo:
+    kind: str = UNKNOWN
+    activation: str = UNKNOWN
+    bias: bool | str = UNKNOWN
+    fused: bool | str = UNKNOWN
+    layout: str = UNKNOWN
+    intermediate: int | None = None
+    site: str | None = None
+
+
+class _Sources:
+    """Which projections (linear modules / parameters, with slice tags) a term derives from."""
+
+    def __init__(self, ctx: Ctx) -> None:
+        self.ctx = ctx
+        self.memo: dict[int, frozenset] = {}
+
+    def of(self, term) -> frozenset:
+        if not isinstance(term, Term):
+            return frozenset()
+        key = id(term)
+        if key in self.memo:
+            return self.memo[key]
+        self.memo[key] = frozenset()
+        out: set = set()
+        role = self.ctx.roles.role(term.module) if isinstance(term.module, ModuleRec) else None
+        if term.op == "call" and role == LINEAR:
+            out.add(("lin", id(term.module)))
+        elif term.op == "param" and isinstance(term.module, ParamRec):
+            out.add(("param", id(term.module)))
+        elif _is_weight_product(term):
+            # x @ W / F.linear(x, W) with W a weight passed in as an argument
+            for a in terms_in(list(term.args)):
+                out |= self.of(a)
+            for w in terms_in(list(term.args))[1:]:
+                if w.op == "input" and not w.kwargs.get("primary"):
+                    out.add(("input", id(w)))
+        elif term.op == "index" and term.name not in ("iter", "?", "UNKNOWN") and term.args:
+            inner = self.of(term.args[0])
+            tagged = term.name if not term.name.startswith("?") else ""
+            if tagged and _is_slice_tag(tagged):
+                out |= {(kind, ident, tagged) for kind, ident, *_ in inner}
+            else:
+                out |= inner
+        else:
+            for a in terms_in(list(term.args)):
+                out |= self.of(a)
+        result = frozenset(out)
+        self.memo[key] = result
+        return result
+
+
+def _is_weight_product(term: Term) -> bool:
+    if term.op == "matmul":
+        return True
+    return term.op == "fn" and term.name.rsplit(".", 1)[-1] in ("matmul", "linear", "bmm", "mm")
+
+
+def _is_slice_tag(tag: str) -> bool:
+    return tag.isdigit() or ":" in tag
+
+
+def _base(sources: frozenset) -> set:
+    return {(s[0], s[1]) for s in sources}
+
+
+def _act_name(ctx: Ctx, terms: list[Term]) -> str | None:
+    for t in terms:
+        if t.op == "act" and isinstance(t.module, ActRec):
+            name = t.module.name
+            return name if isinstance(name, str) else UNKNOWN
+        if t.op == "fn":
+            last = t.name.rsplit(".", 1)[-1]
+            if last in _SILU + _GELU + ("relu", "tanh", "sigmoid", "softplus", "mish", "relu6"):
+                return last
+        if (
+            t.op == "call"
+            and isinstance(t.module, ModuleRec)
+            and t.module.kind
+            in (
+                "GELU",
+                "SiLU",
+                "ReLU",
+                "Tanh",
+                "Sigmoid",
+                "Mish",
+            )
+        ):
+            return {"GELU": "gelu", "SiLU": "silu", "ReLU": "relu"}.get(
+                t.module.kind, t.module.kind.lower()
+            )
+    return None
+
+
+def analyse(ctx: Ctx, rec: ModuleRec, inputs: dict | None = None) -> FfnInfo:
+    """Trace one FFN-like module (dense MLP or an experts block)."""
+    info = FfnInfo(site=ctx.class_site(rec))
+    trace = ctx.trace(rec, inputs=inputs)
+    terms = trace.terms
+    sources = _Sources(ctx)
+    gate_pairs = []
+    for t in terms:
+        if t.op != "mul":
+            continue
+        a, b = (
+            [x for x in t.args if isinstance(x, Term)][:2]
+            if len(terms_in(list(t.args))) >= 2
+            else (None, None)
+        )
+        if a is None:
+            continue
+        sa, sb = sources.of(a), sources.of(b)
+        if sa and sb and sa != sb and not (sa <= sb or sb <= sa):
+            gate_pairs.append((t, a, b, sa, sb))
+    lin_mods = {
+        id(t.module): t.module
+        for t in terms
+        if t.op == "call" and isinstance(t.module, ModuleRec) and ctx.roles.role(t.module) == LINEAR
+    }
+    param_used = {
+        id(t.module): t.module for t in terms if t.op == "param" and isinstance(t.module, ParamRec)
+    }
+    if not lin_mods and not param_used and not gate_pairs:
+        if not any(_is_weight_product(t) for t in terms):
+            return info
+    act_terms = [t for t in terms if t.op in ("act", "fn", "call")]
+    if gate_pairs:
+        t, a, b, sa, sb = gate_pairs[0]
+        info.site = t.site.cite() if t.site else info.site
+        act = _act_name(ctx, [x for x in walk(a) if x.op in ("act", "fn", "call")]) or _act_name(
+            ctx, [x for x in walk(b) if x.op in ("act", "fn", "call")]
+        )
+        custom = _custom_swish(a) or _custom_swish(b)
+        if act is None and custom:
+            act = "custom"
+        info.activation = act or UNKNOWN
+        if act in _SILU and not custom:
+            info.kind = "swiglu"
+        elif act is not None and act.startswith("gelu") and not custom:
+            info.kind = "geglu"
+        else:
+            info.kind = "other" if act is not None else UNKNOWN
+        fused = bool(_base(sa) & _base(sb))
+        info.fused = fused
+        if fused:
+            tags = {s[2] for s in sa | sb if len(s) > 2}
+            info.layout = (
+                "interleaved"
+                if any(tag.count(":") >= 2 and tag.endswith(":2") for tag in tags)
+                else "concat"
+            )
+        else:
+            info.layout = "separate"
+    else:
+        act = _act_name(ctx, act_terms)
+        info.activation = act or UNKNOWN
+        squared = any(
+            (t.op == "pow" and 2 in t.args)
+            or (t.op == "fn" and t.name.rsplit(".", 1)[-1] == "square")
+            for t in terms
+        )
+        if act in _RELU2 or (act == "relu" and squared):
+            info.kind = "relu2"
+        elif act is not None and act.startswith("gelu"):
+            info.kind = "gelu_mlp"
+        elif act is not None:
+            info.kind = "other"
+        info.fused = False
+        info.layout = "none"
+    flags = [linear_bias(m) for m in lin_mods.values()]
+    if flags and all(f is not None for f in flags):
+        info.bias = any(flags)
+    else:
+        # fused expert tensors: a bias is a parameter added to a projection output
+        added = any(
+            t.op == "add"
+            and any(
+                isinstance(x, Term)
+                and x.op in ("param", "index")
+                and sources.of(x)
+                and _only_params(sources.of(x))
+                for x in t.args
+            )
+            and any(isinstance(x, Term) and x.op in ("matmul", "fn") for x in t.args)
+            for t in terms
+        )
+        info.bias = added
+    first = next(iter(lin_mods.values()), None)
+    if first is not None:
+        args = list(first.args)
+        out = args[1] if len(args) > 1 else first.kwargs.get("out_features")
+        if isinstance(out, int):
+            info.intermediate = out // 2 if info.fused is True else out
+    return info
+
+
+def _only_params(sources) -> bool:
+    return all(s[0] == "param" for s in sources)
+
+
+def _custom_swish(term: Term) -> bool:
+    """`x * sigmoid(x * alpha)` written inline (a custom gated activation)."""
+    for t in walk(term):
+        if t.op == "mul":
+            for x in t.args:
+                if isinstance(x, Term) and x.op == "fn" and x.name.rsplit(".", 1)[-1] == "sigmoid":
+                    return True
+    return False
+
+
+def ffn_modules(ctx: Ctx) -> dict:
+    """Per layer: ('mlp' | 'moe', record, path)."""
+    out = {}
+    for i, layer in enumerate(ctx.model.layers):
+        slots = layer_slots(ctx.model, layer)
+        if slots.get(MOE):
+            path, rec = slots[MOE][0]
+            out[i] = (MOE, rec, path)
+        elif slots.get(MLP):
+            path, rec = slots[MLP][0]
+            out[i] = (MLP, rec, path)
+        else:
+            out[i] = ("inline", layer, "")  # fc1/fc2 written directly in the layer
+    return out
+
+
+def experts_of(ctx: Ctx, moe: ModuleRec):
+    for name, child in moe.children():
+        if isinstance(child, ModuleRec) and ctx.roles.role(child) == EXPERTS:
+            return name, child
+        if isinstance(child, ModuleListRec) and child.items:
+            if all(isinstance(x, ModuleRec) and ctx.roles.role(x) == MLP for x in child.items[:2]):
+                if len(child.items) > 1:
+                    return name, child
+    return None, None
+
+
+def shared_mlps(ctx: Ctx, moe: ModuleRec) -> list[tuple[str, ModuleRec]]:
+    exp_name, _ = experts_of(ctx, moe)
+    out = []
+    for name, child in moe.children():
+        if name == exp_name:
+            continue
+        if isinstance(child, ModuleRec) and ctx.roles.role(child) == MLP:
+            out.append((name, child))
+        elif isinstance(child, ModuleListRec) and child.items:
+            for i, item in enumerate(child.items):
+                if isinstance(item, ModuleRec) and ctx.roles.role(item) == MLP:
+                    out.append((f"{name}.{i}", item))
+    return out
+
+
+def detect(ctx: Ctx) -> tuple[Ffn, dict]:
+    modules = ffn_modules(ctx)
+    shared = {"modules": modules}
+    dense = [(i, rec, path) for i, (role, rec, path) in modules.items() if role in (MLP, "inline")]
+    moes = [(i, rec, path) for i, (role, rec, path) in modules.items() if role == MOE]
+    source = ""
+    info = None
+    if dense:
+        _, rec, _ = dense[0]
+        info = analyse(ctx, rec)
+        source = "dense" if modules[dense[0][0]][0] == MLP else "inline"
+    elif moes:
+        _, moe, _ = moes[0]
+        sh = shared_mlps(ctx, moe)
+        if sh:
+            info = analyse(ctx, sh[0][1])
+            source = "shared_expert"
+        else:
+            _, experts = experts_of(ctx, moe)
+            if isinstance(experts, ModuleListRec):
+                info = analyse(ctx, experts.items[0])
+            elif isinstance(experts, ModuleRec):
+                info = analyse_experts(ctx, experts)
+            source = "experts"
+    if info is None:
+        return Ffn(), shared
+    for key in ("ffn.kind", "ffn.activation", "ffn.fused_gate_up", "ffn.gate_up_layout"):
+        ctx.cite(key, info.site)
+    ctx.cite("ffn.bias", info.site)
+    shared["info"] = info
+    return (
+        Ffn(
+            kind=info.kind,
+            activation=info.activation,
+            bias=info.bias,
+            fused_gate_up=info.fused,
+            gate_up_layout=info.layout,
+            intermediate_size=info.intermediate,
+            source=source,
+        ),
+        shared,
+    )
+
+
+def analyse_experts(ctx: Ctx, experts: ModuleRec) -> FfnInfo:
+    """Fused expert tensors: the forward loops over experts; trace one symbolic iteration."""
+    info = analyse(ctx, experts)
+    # an experts block that delegates to an inner MLP module (e.g. one GLU over stacked weights)
+    if info.kind == UNKNOWN:
+        for _, child in experts.children():
+            if isinstance(child, ModuleRec) and ctx.roles.role(child) == MLP:
+                inner = analyse(ctx, child)
+                if inner.kind != UNKNOWN:
+                    return inner
+    return info
+
+
+__all__ = [
+    "FfnInfo",
+    "analyse",
+    "detect",
+    "experts_of",
+    "ffn_modules",
+    "primary_input",
+    "shared_mlps",
+]

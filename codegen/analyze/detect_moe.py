@@ -1,0 +1,380 @@
+"""Mixture of experts: router maths, shared experts, dense layers, expert layout.
+
+The MoE block's forward and its router's forward are traced. Router facts are read from the
+terms derived from the router logits: softmax vs sigmoid scores, how many top-k selections
+(two or more: group-limited selection), a parameter added to the scores before selection (a
+correction bias used for choice only), a division of the selected weights by their sum
+(renormalisation), a constant multiplying them (routed scaling).
+"""
+
+from __future__ import annotations
+
+from codegen.analyze.context import Ctx
+from codegen.analyze.dataflow import Term, terms_in, walk
+from codegen.analyze.detect_ffn import experts_of, ffn_modules, shared_mlps
+from codegen.analyze.evaluate import ModuleListRec, ModuleRec, ParamRec
+from codegen.analyze.features import UNKNOWN, Moe
+from codegen.analyze.model import linear_bias
+from codegen.analyze.roles import CONTAINER, LINEAR, MLP, MOE, OTHER, ROUTER
+
+
+def _last(name: str) -> str:
+    return name.rsplit(".", 1)[-1]
+
+
+def _fn(t: Term, *names: str) -> bool:
+    return t.op == "fn" and _last(t.name) in names
+
+
+def _router(ctx: Ctx, moe: ModuleRec, skip: set) -> tuple[str | None, object]:
+    roles = ctx.roles
+    candidates = []
+    for name, child in moe.children():
+        if id(child) in skip:
+            continue
+        if isinstance(child, ModuleRec):
+            role = roles.role(child)
+            if role == ROUTER:
+                return name, child
+            if role == LINEAR or role in (CONTAINER, OTHER):
+                candidates.append((name, child))
+        elif isinstance(child, ParamRec) and child.kind == "parameter" and len(child.shape) == 2:
+            candidates.append((name, child))
+    for name, child in candidates:
+        if isinstance(child, ModuleRec) and roles.role(child) == LINEAR:
+            args = list(child.args)
+            out = args[1] if len(args) > 1 else child.kwargs.get("out_features")
+            if out != 1:
+                return name, child
+        elif isinstance(child, ModuleRec):
+            if any(
+                isinstance(g, ModuleRec) and roles.role(g) == LINEAR for _, g in child.children()
+            ):
+                return name, child
+        else:
+            return name, child
+    return None, None
+
+
+def _num_experts(ctx: Ctx, router, experts) -> int | str:
+    if isinstance(router, ModuleRec):
+        weight = router.attrs.get("weight")
+        if isinstance(weight, ParamRec) and weight.shape and isinstance(weight.shape[0], int):
+            return weight.shape[0]
+        lin = router if ctx.roles.role(router) == LINEAR else None
+        if lin is None:
+            for _, g in router.children():
+                if isinstance(g, ModuleRec) and ctx.roles.role(g) == LINEAR:
+                    lin = g
+                    break
+        if lin is not None:
+            args = list(lin.args)
+            out = args[1] if len(args) > 1 else lin.kwargs.get("out_features")
+            if isinstance(out, int):
+                return out
+    if isinstance(router, ParamRec) and router.shape and isinstance(router.shape[0], int):
+        return router.shape[0]
+    if isinstance(experts, ModuleListRec):
+        return len(experts.items)
+    if isinstance(experts, ModuleRec):
+        for _, p in experts.children():
+            if isinstance(p, ParamRec) and len(p.shape) == 3 and isinstance(p.shape[0], int):
+                return p.shape[0]
+    return UNKNOWN
+
+
+def _int_arg(t: Term, index: int, key: str):
+    value = t.args[index] if len(t.args) > index else t.kwargs.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def detect(ctx: Ctx) -> Moe | None:
+    modules = ffn_modules(ctx)
+    moes = [(i, rec, path) for i, (role, rec, path) in sorted(modules.items()) if role == MOE]
+    if not moes:
+        return None
+    roles = ctx.roles
+    index, moe, moe_path = moes[0]
+    exp_name, experts = experts_of(ctx, moe)
+    shared = shared_mlps(ctx, moe)
+    skip = {id(experts)} | {id(r) for _, r in shared}
+    router_name, router = _router(ctx, moe, skip)
+    moe_site = ctx.class_site(moe)
+
+    # -- traces: the block, and the router when it is a module of its own ----------------------
+    block = ctx.trace(moe)
+    terms = list(block.terms)
+    router_terms: list[Term] = []
+    inside = {id(router)} | (
+        {id(r) for _, r in _descendants(router)} if isinstance(router, ModuleRec) else set()
+    )
+    router_calls = [
+        t for t in block.terms if t.op == "call" and router is not None and id(t.module) in inside
+    ]
+    if (
+        isinstance(router, ModuleRec)
+        and roles.role(router) not in (LINEAR,)
+        and router.cls is not None
+    ):
+        rt = ctx.trace(router)
+        router_terms = list(rt.terms)
+    # terms derived from the router output inside the block
+    derived = [t for t in terms if any(any(x is rc for x in walk(t)) for rc in router_calls)]
+    if isinstance(router, ParamRec):
+        derived = [t for t in terms if any(x.op == "param" and x.module is router for x in walk(t))]
+    rterms = router_terms + derived
+    shared_calls = [t for t in terms if t.op == "call" and any(t.module is r for _, r in shared)]
+    rterms = [t for t in rterms if not any(any(x is sc for x in walk(t)) for sc in shared_calls)]
+    topks = [t for t in rterms if _fn(t, "topk")]
+    softmax = [t for t in rterms if _fn(t, "softmax", "log_softmax")]
+    sigmoid = [t for t in rterms if _fn(t, "sigmoid")]
+    if softmax and not sigmoid:
+        score = "softmax"
+    elif sigmoid and not softmax:
+        score = "sigmoid"
+    elif softmax and sigmoid:
+        score = "other"
+    else:
+        score = UNKNOWN if not topks else "other"
+    grouped = len(topks) >= 2
+    if grouped:
+        router_kind = "grouped_topk"
+    elif score == "sigmoid" and topks:
+        router_kind = "sigmoid_topk"
+    elif score == "softmax" and topks:
+        router_kind = "softmax_topk"
+    elif topks:
+        router_kind = "other"
+    else:
+        router_kind = UNKNOWN
+    where = (topks[-1].site.cite() if topks and topks[-1].site else None) or ctx.class_site(
+        router if isinstance(router, ModuleRec) else moe
+    )
+    ctx.cite("moe.router", where)
+    ctx.cite(
+        "moe.score_func",
+        (softmax or sigmoid or topks or [None])[0].site.cite()
+        if (softmax or sigmoid) and (softmax or sigmoid)[0].site
+        else where,
+    )
+    top_k: int | str = UNKNOWN
+    if topks:
+        value = _int_arg(topks[-1], 1, "k")
+        top_k = value if value is not None else UNKNOWN
+        ctx.cite("moe.top_k", where)
+
+    # -- selection-only bias, renormalisation, scaling --------------------------------------------
+    router_bias: bool | str = False
+    for t in rterms:
+        if t.op != "add":
+            continue
+        params = [a for a in t.args if isinstance(a, Term) and _param_like(a)]
+        scored = [
+            a
+            for a in t.args
+            if isinstance(a, Term) and any(_fn(x, "sigmoid", "softmax") for x in walk(a))
+        ]
+        if params and scored and any(any(x is t for x in walk(k)) for k in topks):
+            router_bias = True
+            ctx.cite("moe.router_bias", t.site.cite() if t.site else where)
+            break
+    if "moe.router_bias" not in ctx.evidence:
+        ctx.cite("moe.router_bias", where)
+    norm = False
+    for t in rterms:
+        if t.op == "div" and topks:
+            num, den = (t.args + (None, None))[:2]
+            if isinstance(num, Term) and isinstance(den, Term):
+                if any(any(x is k for x in walk(num)) for k in topks) and any(
+                    _fn(x, "sum", "norm", "clamp") for x in walk(den)
+                ):
+                    norm = True
+                    ctx.cite("moe.norm_topk_prob", t.site.cite() if t.site else where)
+                    break
+    if not norm:
+        for s in softmax:  # softmax over the selected logits
+            if any(any(x is k for x in walk(s)) for k in topks):
+                norm = True
+                ctx.cite("moe.norm_topk_prob", s.site.cite() if s.site else where)
+    if "moe.norm_topk_prob" not in ctx.evidence:
+        ctx.cite("moe.norm_topk_prob", where)
+    scaling = None
+    for t in rterms:
+        if t.op == "mul" and topks and any(any(x is k for x in walk(t)) for k in topks):
+            consts = [a for a in t.args if isinstance(a, int | float) and not isinstance(a, bool)]
+            if consts:
+                scaling = float(consts[0])
+                ctx.cite("moe.routed_scaling", t.site.cite() if t.site else where)
+    linear_b: bool | str = False
+    if isinstance(router, ModuleRec):
+        if roles.role(router) == LINEAR:
+            flag = linear_bias(router)
+            linear_b = UNKNOWN if flag is None else flag
+        else:
+            biases = [
+                p
+                for n, p in router.children()
+                if isinstance(p, ParamRec) and p.kind == "parameter" and len(p.shape) == 1
+            ]
+            used = [
+                t
+                for t in router_terms
+                if _fn(t, "linear")
+                and len([a for a in t.args if isinstance(a, Term | ParamRec)]) >= 3
+            ]
+            linear_b = bool(biases and used)
+
+    # -- shared experts ----------------------------------------------------------------------------
+    shared_gate = False
+    for name, child in moe.children():
+        if isinstance(child, ModuleRec) and roles.role(child) == LINEAR and child is not router:
+            args = list(child.args)
+            out = args[1] if len(args) > 1 else child.kwargs.get("out_features")
+            if out == 1:
+                shared_gate = True
+                ctx.cite("moe.shared_expert_gate", ctx.attr_site(moe, name))
+    if shared:
+        ctx.cite("moe.shared_experts", ctx.attr_site(moe, shared[0][0].split(".")[0]))
+    else:
+        ctx.cite("moe.shared_experts", moe_site)
+    if not shared_gate:
+        ctx.cite("moe.shared_expert_gate", moe_site)
+
+    # -- dense layers ------------------------------------------------------------------------------
+    dense = tuple(i for i, (role, _, _) in sorted(modules.items()) if role in (MLP, "inline"))
+    rule = _dense_rule(ctx)
+    if dense:
+        ctx.cite("moe.dense_layers", rule[1] if rule else moe_site)
+    else:
+        ctx.cite("moe.dense_layers", rule[1] if rule else ctx.class_site(ctx.model.layers[0]))
+
+    # -- layout ------------------------------------------------------------------------------------
+    module_layout: str = UNKNOWN
+    expert_bias: bool | str = False
+    if isinstance(experts, ModuleListRec):
+        module_layout = "per_expert"
+        items = [x for x in experts.items if isinstance(x, ModuleRec)]
+        if items:
+            flags = [
+                linear_bias(c)
+                for _, c in items[0].children()
+                if isinstance(c, ModuleRec) and roles.role(c) == LINEAR
+            ]
+            expert_bias = any(f for f in flags if f)
+    elif isinstance(experts, ModuleRec):
+        params = _all_params(experts)
+        stacked = [p for p in params if len(p.shape) == 3]
+        module_layout = "fused"
+        if stacked:
+            n = stacked[0].shape[0]
+            expert_bias = any(len(p.shape) == 2 and p.shape[0] == n for p in params)
+        ctx.cite("moe.module_layout", ctx.attr_site(moe, exp_name))
+    ctx.cite(
+        "moe.expert_bias", ctx.class_site(experts) if isinstance(experts, ModuleRec) else moe_site
+    )
+    num_experts = _num_experts(ctx, router, experts)
+    ctx.cite(
+        "moe.num_experts",
+        ctx.site(router)
+        if isinstance(router, ModuleRec)
+        else (router.site.cite() if isinstance(router, ParamRec) and router.site else moe_site),
+    )
+    _ = (index, moe_path)
+    return Moe(
+        num_experts=num_experts,
+        top_k=top_k,
+        router=router_kind,
+        score_func=score,
+        router_bias=router_bias,
+        router_linear_bias=linear_b,
+        norm_topk_prob=norm,
+        routed_scaling=scaling,
+        shared_experts=len(shared),
+        shared_expert_gate=shared_gate,
+        dense_layers=dense,
+        dense_rule=rule[0] if rule else None,
+        expert_layout=UNKNOWN,  # decided from checkpoint keys (see state_dict)
+        module_layout=module_layout,
+        expert_bias=expert_bias,
+    )
+
+
+def _param_like(term: Term) -> bool:
+    for x in walk(term):
+        if x.op == "param":
+            return True
+        if x.op in ("call", "input", "act"):
+            return False
+    return False
+
+
+def _descendants(rec: ModuleRec):
+    for name, child in rec.children():
+        yield name, child
+        if isinstance(child, ModuleRec):
+            yield from _descendants(child)
+
+
+def _all_params(rec: ModuleRec) -> list[ParamRec]:
+    out = []
+    for _, child in rec.children():
+        if isinstance(child, ParamRec):
+            out.append(child)
+        elif isinstance(child, ModuleRec):
+            out.extend(_all_params(child))
+    return out
+
+
+def _dense_rule(ctx: Ctx):
+    """The source condition choosing MoE vs dense FFN in the decoder layer, if any."""
+    layer = ctx.model.layers[0] if ctx.model.layers else None
+    if layer is None or layer.cls is None:
+        return None
+    for name in ("mlp", "feed_forward", "ffn", "block_sparse_moe", "moe"):
+        site = layer.assign_sites.get(name)
+        if site is not None:
+            break
+    else:
+        slots = [
+            n
+            for n, c in layer.children()
+            if isinstance(c, ModuleRec) and ctx.roles.role(c) in (MLP, MOE)
+        ]
+        site = layer.assign_sites.get(slots[0]) if slots else None
+    if site is None:
+        return None
+    code = site.sf.code(site.node)
+    if " if " in code:
+        cond = code.split(" if ", 1)[1].split(" else ", 1)[0]
+        return " ".join(cond.split()), site.cite()
+    found = layer.cls.sf and ctx.model.project.find_method(layer.cls, "__init__")
+    if found:
+        owner, fn = found
+        test = _enclosing_if(fn, site.node)
+        if test is not None:
+            return " ".join(owner.sf.code(test).split()), owner.cite(test)
+    return None
+
+
+def _enclosing_if(fn, target):
+    import libcst as cst
+
+    result = []
+
+    class V(cst.CSTVisitor):
+        def __init__(self):
+            self.stack = []
+
+        def visit_If(self, node):
+            self.stack.append(node)
+
+        def leave_If(self, node):
+            self.stack.pop()
+
+        def on_visit(self, node):
+            if node is target and self.stack:
+                result.append(self.stack[-1].test)
+            return super().on_visit(node)
+
+    fn.body.visit(V())
+    return result[0] if result else None

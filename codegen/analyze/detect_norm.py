@@ -1,0 +1,269 @@
+"""Norms: kind (RMSNorm, RMSNorm with `1 + w`, LayerNorm), placement in the block, bias.
+
+Kind comes from the norm's own forward (traced): a mean subtracted from the input is a
+LayerNorm; a reciprocal root of the mean square without it is an RMSNorm; a weight used as
+`1 + w` is the offset variant. Placement comes from the decoder layer's forward (traced):
+where each norm sits relative to the sublayer call and the residual add.
+
+    pre       x + f(norm(x))
+    post      norm(x + f(x))          (or the residual stream itself is normalised)
+    sandwich  x + norm(f(norm(x)))
+    parallel  x + f_attn(norm(x)) + f_mlp(norm(x))   (the MLP does not see attention's output)
+"""
+
+from __future__ import annotations
+
+from codegen.analyze.context import Ctx
+from codegen.analyze.dataflow import (
+    Term,
+    first_output,
+    parents,
+    primary_input,
+    strip,
+    terms_in,
+    walk,
+)
+from codegen.analyze.evaluate import ModuleRec, ParamRec
+from codegen.analyze.features import UNKNOWN, Norm
+from codegen.analyze.model import layer_slots
+from codegen.analyze.roles import ATTENTION, MIXER, MLP, MOE, NORM
+
+
+def norm_kind(ctx: Ctx, rec: ModuleRec) -> tuple[str, bool | str]:
+    """(kind, has_bias) of one norm record."""
+    kind = rec.kind
+    if rec.cls is None or (
+        rec.ext_base in ("LayerNorm", "RMSNorm")
+        and rec.cls is not None
+        and not _own_forward(ctx, rec)
+    ):
+        if kind == "LayerNorm" or rec.ext_base == "LayerNorm":
+            has_bias = (
+                rec.kwargs.get("bias", True) is not False
+                and rec.kwargs.get("elementwise_affine", True) is not False
+            )
+            return "layernorm", has_bias
+        if kind == "RMSNorm" or rec.ext_base == "RMSNorm":
+            return "rmsnorm", False
+        if kind == "GroupNorm":
+            return "layernorm", True
+    trace = ctx.trace(rec)
+    terms = trace.terms
+    inp = next((t for t in terms if t.op == "input" and t.kwargs.get("primary")), None)
+    layer = any(_fn(t, "layer_norm", "group_norm") for t in terms)
+    rms = any(_fn(t, "rsqrt", "rms_norm", "sqrt") for t in terms) or any(
+        t.op == "pow" for t in terms
+    )
+    centred = False
+    for t in terms:
+        if t.op == "sub" and inp is not None:
+            a, b = (t.args + (None, None))[:2]
+            if isinstance(b, Term) and any(_fn(x, "mean") for x in walk(b)) and isinstance(a, Term):
+                if any(x is inp for x in walk(a)):
+                    centred = True
+    if _fn_any(terms, "var"):
+        centred = True
+    offset = False
+    for t in terms:
+        if t.op == "add":
+            consts = [a for a in t.args if isinstance(a, int | float) and not isinstance(a, bool)]
+            params = [a for a in t.args if isinstance(a, Term) and a.op == "param"]
+            if consts and params and abs(consts[0] - 1.0) < 1e-9:
+                offset = True
+    params = [p for p in rec.attrs.values() if isinstance(p, ParamRec) and p.kind == "parameter"]
+    has_bias = len(params) >= 2
+    if layer or centred:
+        return "layernorm", has_bias
+    if rms:
+        return ("rmsnorm_offset" if offset else "rmsnorm"), has_bias
+    return UNKNOWN, has_bias
+
+
+def _own_forward(ctx: Ctx, rec: ModuleRec) -> bool:
+    return rec.cls is not None and ctx.model.project.find_method(rec.cls, "forward") is not None
+
+
+def _fn(t: Term, *names: str) -> bool:
+    return t.op == "fn" and t.name.rsplit(".", 1)[-1] in names
+
+
+def _fn_any(terms, name) -> bool:
+    return any(_fn(t, name) for t in terms)
+
+
+def _is_norm_call(ctx: Ctx, term) -> bool:
+    term = strip(term)
+    return (
+        isinstance(term, Term)
+        and term.op == "call"
+        and isinstance(term.module, ModuleRec)
+        and ctx.roles.role(term.module) == NORM
+    )
+
+
+def _unscale(term):
+    """Drop scalar multiplications (`h * residual_multiplier`)."""
+    while isinstance(term, Term) and term.op in ("mul", "div"):
+        inner = [a for a in term.args if isinstance(a, Term)]
+        if len(inner) != 1:
+            break
+        term = inner[0]
+    return strip(term)
+
+
+def _sum_operands(term: Term) -> list:
+    """Flatten nested additions."""
+    out = []
+    for a in term.args:
+        if isinstance(a, Term) and a.op == "add":
+            out.extend(_sum_operands(a))
+        else:
+            out.append(a)
+    return out
+
+
+def placement(ctx: Ctx, layer: ModuleRec) -> tuple[str, dict]:
+    """Norm placement of one decoder layer, with the facts it was derived from."""
+    trace = ctx.trace(layer)
+    out = first_output(trace.result)
+    facts: dict = {"residual_scale": False}
+    if out is None:
+        return UNKNOWN, facts
+    roles = ctx.roles
+    calls = [t for t in walk(out) if t.op == "call" and isinstance(t.module, ModuleRec)]
+    mixers = [t for t in calls if roles.role(t.module) in (ATTENTION, MIXER)]
+    ffns = [t for t in calls if roles.role(t.module) in (MLP, MOE)]
+    if not mixers:
+        return UNKNOWN, facts
+    up = parents(out)
+    subs = [("attention", mixers[0])] + ([("mlp", ffns[0])] if ffns else [])
+    result = {}
+    for label, call in subs:
+        inp = primary_input(call)
+        pre = _is_norm_call(ctx, inp)
+        # climb to the residual add
+        node = call
+        post_out = False
+        scaled = False
+        add = None
+        for _ in range(8):
+            ps = [p for p in up.get(id(node), []) if p.op != "index" or p.name == "0"]
+            if not ps:
+                break
+            parent = ps[0]
+            if parent.op == "index":
+                node = parent
+                continue
+            if _is_norm_call(ctx, parent):
+                post_out = True
+                node = parent
+                continue
+            if parent.op in ("mul", "div"):
+                scaled = True
+                node = parent
+                continue
+            if parent.op == "add":
+                add = parent
+                break
+            node = parent
+        post_add = False
+        stream_normed = False
+        if add is not None:
+            while True:  # the outermost add of a chain
+                ps = [p for p in up.get(id(add), []) if p.op == "add"]
+                if not ps:
+                    break
+                add = ps[0]
+            others = [
+                o
+                for o in _sum_operands(add)
+                if isinstance(o, Term) and not any(x is call for x in walk(o))
+            ]
+            for o in others:
+                if any(_unscale(o) is _unscale(x) for x in [inp]) and pre:
+                    stream_normed = True
+                if isinstance(o, Term) and o.op in ("mul", "div"):
+                    scaled = True
+            ps = [p for p in up.get(id(add), []) if p.op != "index"]
+            if ps and _is_norm_call(ctx, ps[0]):
+                post_add = True
+        if scaled:
+            facts["residual_scale"] = True
+        result[label] = {
+            "pre": pre,
+            "post_out": post_out,
+            "post_add": post_add,
+            "stream_normed": stream_normed,
+            "call": call,
+            "input": inp,
+        }
+    facts.update(result)
+    parallel = False
+    if "mlp" in result:
+        mlp_inp = result["mlp"]["input"]
+        attn_call = result["attention"]["call"]
+        if isinstance(mlp_inp, Term) and not any(x is attn_call for x in walk(mlp_inp)):
+            parallel = True
+    facts["parallel"] = parallel
+    if parallel:
+        return "parallel", facts
+    kinds = []
+    for label, r in result.items():
+        if r["stream_normed"] or (r["post_add"] and not r["pre"]):
+            kinds.append("post")
+        elif r["pre"] and r["post_out"]:
+            kinds.append("sandwich")
+        elif r["post_out"] and not r["pre"]:
+            kinds.append("post")
+        elif r["pre"]:
+            kinds.append("pre")
+        elif label == "mlp" and result["attention"]["post_add"]:
+            kinds.append("post")
+        else:
+            kinds.append(UNKNOWN)
+    if all(k == kinds[0] for k in kinds):
+        return kinds[0], facts
+    if "sandwich" in kinds:
+        return "sandwich", facts
+    if "post" in kinds and "pre" in kinds:
+        ctx.notes.append(
+            f"norm: placement differs between sublayers: {dict(zip(result, kinds, strict=False))}"
+        )
+        return kinds[0], facts
+    return UNKNOWN, facts
+
+
+def detect(ctx: Ctx) -> tuple[Norm, dict]:
+    model = ctx.model
+    if not model.layers:
+        return Norm(), {}
+    layer = model.layers[0]
+    slots = layer_slots(model, layer)
+    norms = slots.get(NORM, [])
+    where = ctx.class_site(layer)
+    kind: str = UNKNOWN
+    bias: bool | str = UNKNOWN
+    if norms:
+        kinds = [norm_kind(ctx, rec) for _, rec in norms]
+        kind, bias = kinds[0]
+        if len({k for k, _ in kinds}) > 1:
+            ctx.notes.append(
+                f"norm: layer norms of different kinds: {sorted({k for k, _ in kinds})}"
+            )
+        norm_rec = norms[0][1]
+        ctx.cite("norm.kind", ctx.class_site(norm_rec) or ctx.site(norm_rec))
+        ctx.cite(
+            "norm.bias", ctx.attr_site(layer, norms[0][0].split(".")[-1]) or ctx.site(norm_rec)
+        )
+    else:
+        ctx.cite("norm.kind", where)
+    place, facts = placement(ctx, layer)
+    site = None
+    for key in ("attention", "mlp"):
+        call = facts.get(key, {}).get("call") if isinstance(facts.get(key), dict) else None
+        if call is not None and call.site is not None:
+            site = call.site.cite()
+            break
+    ctx.cite("norm.placement", site or where)
+    _ = terms_in
+    return Norm(kind=kind, placement=place, bias=bias), facts

@@ -1,0 +1,257 @@
+"""RoPE: type, partial rotary fraction, interleaving, layers without RoPE.
+
+* applied or not: the traced attention forward calls a function that rotates with cos/sin
+  (or a complex `view_as_complex`/`polar` product), or a rotary module, per layer;
+* type: `rope_parameters.rope_type` of the config, when the rotary module dispatches on it;
+* partial rotary: the rotary dimension is evaluated from the rotary module's inverse-frequency
+  `torch.arange(0, dim, 2)` with the config, and divided by the attention head dim (the q/k
+  head dim that RoPE is applied to);
+* interleaved: the rotation works on even/odd pairs (`x[..., ::2]`, `repeat_interleave`,
+  complex views) rather than on halves (`rotate_half`).
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from codegen.analyze.config import attr
+from codegen.analyze.context import Ctx
+from codegen.analyze.evaluate import ConfigObj, Frame, FuncRef, ModuleRec, Unknown
+from codegen.analyze.features import UNKNOWN, Rope
+from codegen.analyze.model import walk_tree
+from codegen.analyze.roles import EMBEDDING, ROTARY
+from codegen.analyze.source import dotted
+
+KNOWN_TYPES = ("default", "linear", "dynamic", "yarn", "llama3", "longrope")
+
+
+def _rotary_modules(ctx: Ctx) -> list[tuple[str, ModuleRec]]:
+    out = []
+    for path, rec in walk_tree(ctx.model.entry):
+        if isinstance(rec, ModuleRec) and ctx.roles.role(rec) == ROTARY:
+            out.append((path, rec))
+    return out
+
+
+def _arange_end(fn: cst.FunctionDef) -> cst.BaseExpression | None:
+    """The `dim` of `torch.arange(0, dim, 2)` (inverse frequencies), if present."""
+    found: list[cst.BaseExpression] = []
+
+    class V(cst.CSTVisitor):
+        def visit_Call(self, node: cst.Call) -> None:
+            name = dotted(node.func) or ""
+            if name.endswith("arange") and len(node.args) >= 3:
+                step = node.args[2].value
+                if isinstance(step, cst.Integer) and step.value == "2":
+                    found.append(node.args[1].value)
+
+    fn.body.visit(V())
+    return found[0] if found else None
+
+
+def rotary_dim(ctx: Ctx, rotary: ModuleRec, cfg: ConfigObj, layer_type: str | None) -> int | None:
+    """Evaluate the rotary module's inverse-frequency dimension with the config."""
+    project = ctx.model.project
+    if rotary.cls is None:
+        return None
+    for cls in project.mro(rotary.cls):
+        for name, fn in cls.methods.items():
+            end = _arange_end(fn)
+            if end is None:
+                continue
+            func = FuncRef(cls.sf, fn, owner=cls)
+            kwargs = {}
+            params = {p.name.value for p in fn.params.params} | {
+                p.name.value for p in fn.params.kwonly_params
+            }
+            if "layer_type" in params and layer_type is not None:
+                kwargs["layer_type"] = layer_type
+            args = [cfg] if name != "__init__" else [rotary, cfg]
+            interp = ctx.model.interp
+            try:
+                frame = interp.capture(func, args, kwargs)
+                value = interp.eval(end, frame)
+            except Unknown:
+                try:
+                    value = interp.eval(end, Frame(cls.sf, dict(rotary.attrs), owner=cls))
+                except Unknown:
+                    continue
+            if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+                return int(value)
+    return None
+
+
+def _rope_params(cfg: ConfigObj) -> dict:
+    value = attr(cfg, "rope_parameters")
+    return value if isinstance(value, dict) else {}
+
+
+def _uses_rope_type(ctx: Ctx, rotary: ModuleRec) -> bool:
+    if rotary.cls is None:
+        return False
+    sig = ctx.roles.method_signals(rotary.cls, "__init__")
+    return "ROPE_INIT_FUNCTIONS" in sig.names or "rope_type" in sig.self_attrs
+
+
+def _interleaved(ctx: Ctx, fn) -> bool:
+    if isinstance(fn, FuncRef):
+        sig = ctx.roles.function_signals(fn.sf, fn.node)
+    elif isinstance(fn, ModuleRec) and fn.cls is not None:
+        sig = ctx.roles.method_signals(fn.cls)
+    else:
+        return False
+    if sig.step2 or sig.ops & {"repeat_interleave", "view_as_complex", "polar"}:
+        return True
+    return {"stack", "flatten"} <= sig.ops
+
+
+def detect(ctx: Ctx, shared: dict) -> Rope:
+    model = ctx.model
+    per_layer = [p for p in shared["per_layer"] if p["type"] in ("full", "sliding")]
+    if not per_layer:
+        return Rope(type=UNKNOWN, partial_rotary=UNKNOWN, interleaved=UNKNOWN, nope_layers=UNKNOWN)
+    rep = shared["rep"]
+    cfg = rep.rec.attrs.get("config")
+    if not isinstance(cfg, ConfigObj):
+        cfg = model.config
+    with_rope = [p for p in per_layer if p["rope"]]
+    rotaries = _rotary_modules(ctx)
+    if not with_rope:
+        where = ctx.class_site(rep.rec)
+        for key in ("rope.type", "rope.partial_rotary", "rope.interleaved", "rope.nope_layers"):
+            ctx.cite(key, f"{where} (no rotary position embedding applied)")
+        owner = model.stack_owner
+        if owner is not None:
+            embeddings = [
+                (n, c)
+                for n, c in owner.children()
+                if isinstance(c, ModuleRec) and ctx.roles.role(c) == EMBEDDING
+            ]
+            if len(embeddings) >= 2:
+                ctx.unsupported(
+                    "position.absolute",
+                    f"learned absolute position embeddings ({embeddings[1][0]})",
+                    ctx.attr_site(owner, embeddings[1][0]),
+                )
+        return Rope(type="none", partial_rotary=1.0, interleaved=False, nope_layers=False)
+
+    info = with_rope[0]["info"]
+    fn = info.rope_fn
+    fn_site = None
+    if isinstance(fn, FuncRef):
+        fn_site = fn.sf.cite(fn.node)
+    elif isinstance(fn, ModuleRec):
+        fn_site = ctx.class_site(fn)
+
+    # -- type -----------------------------------------------------------------------------
+    params = _rope_params(cfg)
+    layer_types = attr(cfg, "layer_types")
+    nested = {
+        k: v
+        for k, v in params.items()
+        if isinstance(v, dict) and isinstance(layer_types, list) and k in layer_types
+    }
+    groups = nested or ({"all": params} if params else {})
+    types = {k: v.get("rope_type", v.get("type", "default")) for k, v in groups.items()}
+    rotary = rotaries[0][1] if rotaries else None
+    honours = rotary is not None and _uses_rope_type(ctx, rotary)
+    if not types:
+        rope_type = "default"
+        ctx.cite("rope.type", f"{fn_site} (no rope_parameters in the config)")
+    else:
+        chosen = types.get("full_attention", next(iter(types.values())))
+        if len(set(types.values())) > 1:
+            ctx.notes.append(f"rope: rope_type differs per layer type: {types}")
+        rope_type = chosen if chosen in KNOWN_TYPES else "other"
+        if not honours and rope_type != "default":
+            ctx.notes.append(
+                f"rope: config rope_type={chosen!r} but the rotary module does not dispatch on it"
+            )
+            rope_type = UNKNOWN
+        key = "rope_parameters.full_attention.rope_type" if nested else "rope_parameters.rope_type"
+        ctx.cite("rope.type", ctx.cite_config(key, chosen))
+    theta = None
+    group = groups.get("full_attention") or next(iter(groups.values()), {})
+    if isinstance(group, dict) and isinstance(group.get("rope_theta"), int | float):
+        theta = float(group["rope_theta"])
+
+    # -- partial rotary -------------------------------------------------------------------------
+    partial: float | str = UNKNOWN
+    q_head = rep_head_dim(ctx, shared)
+    layer_type = "full_attention" if nested else None
+    dim = rotary_dim(ctx, rotary, cfg, layer_type) if rotary is not None else None
+    if dim is not None and q_head:
+        partial = round(dim / q_head, 6)
+        if partial > 1:
+            partial = UNKNOWN
+        ctx.cite(
+            "rope.partial_rotary",
+            f"{ctx.class_site(rotary)} (rotary dim {dim} of head dim {q_head})",
+        )
+    else:
+        factor = group.get("partial_rotary_factor") if isinstance(group, dict) else None
+        if isinstance(factor, int | float):
+            partial = float(factor)
+            ctx.cite("rope.partial_rotary", ctx.cite_config("partial_rotary_factor", factor))
+        else:
+            ctx.cite(
+                "rope.partial_rotary",
+                f"{ctx.class_site(rotary) if rotary else fn_site} (rotary dim not evaluated)",
+            )
+    configured = group.get("partial_rotary_factor") if isinstance(group, dict) else None
+    if isinstance(configured, int | float) and isinstance(partial, float):
+        if abs(configured - partial) > 1e-6 and not (rep.mla):
+            ctx.notes.append(
+                f"rope: config partial_rotary_factor={configured} but the code rotates {partial} of the head"
+            )
+
+    # -- interleaving, per-layer ------------------------------------------------------------------
+    interleaved = _interleaved(ctx, fn)
+    ctx.cite("rope.interleaved", fn_site)
+    no_rope = [p["index"] for p in per_layer if not p["rope"]]
+    nope_layers = bool(no_rope)
+    if nope_layers:
+        ctx.cite(
+            "rope.nope_layers",
+            f"{ctx.class_site(rep.rec)} (layers without RoPE: {_ranges(no_rope)})",
+        )
+    else:
+        ctx.cite("rope.nope_layers", fn_site)
+    return Rope(
+        type=rope_type,
+        partial_rotary=partial,
+        interleaved=interleaved,
+        nope_layers=nope_layers,
+        theta=theta,
+        parameters=params,
+    )
+
+
+def rep_head_dim(ctx: Ctx, shared: dict) -> int | None:
+    """Head dim of the rotated q/k heads (q projection width / heads; attribute fallback)."""
+    rep = shared["rep"]
+    head_dim = shared.get("q_head_dim")
+    if head_dim:
+        return head_dim
+    value = (
+        rep.rec.attrs.get("qk_head_dim")
+        or rep.rec.attrs.get("head_dim")
+        or rep.rec.attrs.get("head_size")
+    )
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _ranges(indices: list[int]) -> str:
+    out = []
+    start = prev = None
+    for i in indices:
+        if start is None:
+            start = prev = i
+        elif i == prev + 1:
+            prev = i
+        else:
+            out.append(f"{start}-{prev}" if start != prev else str(start))
+            start = prev = i
+    if start is not None:
+        out.append(f"{start}-{prev}" if start != prev else str(start))
+    return ",".join(out)

@@ -1,0 +1,231 @@
+"""`Features`: what `codegen analyze` found, as one typed, frozen, JSON-serialisable value.
+
+This is the contract between `analyze` and `scaffold` (issue 4): a plan is chosen from these
+fields, so every field has a fixed vocabulary (listed beside it) and every value carries its
+evidence in `Features.evidence` under the field's dotted name (`"attention.qk_norm"` ->
+`"modeling_qwen3.py:160"` or `"config:rope_parameters.rope_type"`).
+
+A value that could not be determined is the string `"unknown"` (never a guess), with the
+evidence saying what was not understood.
+
+Conventions
+-----------
+* Values describe the model *as configured*: conditional code paths (`if config.x:`,
+  `A if cond else B`, `layer_types[i]`) are resolved with the config (config.json when given,
+  else the config class defaults).
+* Multiplicative scales (`embedding.scale`, `head.logit_scale`, `block.residual_scale`) are
+  reported when the code applies them, whatever the configured value (the value is in the
+  evidence), because a scaffold must carry them.
+* Checkpoint facts (`moe.expert_layout`, `state_dict.checkpoint_keys`) describe the keys on
+  disk, i.e. after transformers' checkpoint conversion for installed model types; remote-code
+  models get no conversion (transformers skips custom code), so their disk keys are the module
+  keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+UNKNOWN = "unknown"
+
+# Field vocabularies (documentation and validation; "unknown" is always allowed).
+VOCAB: dict[str, tuple] = {
+    "category": ("decoder", "hybrid", "encoder", "multimodal", "other"),
+    "attention.kind": ("mha", "gqa", "mqa", "mla"),
+    "attention.qk_norm": ("none", "per_head", "full"),
+    "attention.sliding_window": ("none", "all", "pattern"),
+    "attention.scale": ("default", "custom"),
+    "rope.type": ("default", "linear", "dynamic", "yarn", "llama3", "longrope", "none", "other"),
+    "ffn.kind": ("swiglu", "geglu", "gelu_mlp", "relu2", "other"),
+    "ffn.gate_up_layout": ("separate", "concat", "interleaved", "none"),
+    "moe.router": ("softmax_topk", "sigmoid_topk", "grouped_topk", "other"),
+    "moe.score_func": ("softmax", "sigmoid", "other"),
+    "moe.expert_layout": ("per_expert", "fused"),
+    "moe.module_layout": ("per_expert", "fused"),
+    "norm.kind": ("rmsnorm", "rmsnorm_offset", "layernorm"),
+    "norm.placement": ("pre", "post", "sandwich", "parallel"),
+    "reference.closest": ("llama", "qwen2", "qwen3", "qwen3_moe", "deepseek_v3"),
+}
+
+
+@dataclass(frozen=True)
+class Attention:
+    kind: str = UNKNOWN  # mha | gqa | mqa | mla
+    qk_norm: str = UNKNOWN  # none | per_head (norm over head_dim) | full (over all heads)
+    qkv_bias: bool | str = UNKNOWN
+    o_bias: bool | str = UNKNOWN
+    fused_qkv: bool | str = UNKNOWN  # one projection produces q, k and v
+    sliding_window: str = UNKNOWN  # none | all | pattern (per-layer mix)
+    sinks: bool | str = UNKNOWN  # learned per-head sink logits
+    softcap: bool | str = UNKNOWN  # tanh soft-capping of attention scores
+    scale: str = UNKNOWN  # default (head_dim ** -0.5) | custom
+    num_heads: int | None = None
+    num_kv_heads: int | None = None
+    head_dim: int | None = None
+    window: int | None = None  # sliding window size, when any layer slides
+    layer_types: tuple[str, ...] = ()  # per layer: full | sliding | <mixer class> (hybrids)
+
+
+@dataclass(frozen=True)
+class Rope:
+    type: str = UNKNOWN  # default | linear | dynamic | yarn | llama3 | longrope | none | other
+    partial_rotary: float | str = UNKNOWN  # fraction of the q/k head dim that is rotated
+    interleaved: bool | str = UNKNOWN  # pairs (x0, x1), (x2, x3) rather than halves
+    nope_layers: bool | str = UNKNOWN  # some attention layers apply no RoPE
+    theta: float | None = None
+    parameters: dict = field(default_factory=dict)  # rope_parameters (per layer type if nested)
+
+
+@dataclass(frozen=True)
+class Ffn:
+    kind: str = UNKNOWN  # swiglu | geglu | gelu_mlp | relu2 | other
+    activation: str = UNKNOWN  # activation name as configured (silu, gelu_pytorch_tanh...)
+    bias: bool | str = UNKNOWN
+    fused_gate_up: bool | str = UNKNOWN  # gate and up in one tensor (as stored on disk)
+    gate_up_layout: str = UNKNOWN  # separate | concat | interleaved | none (ungated)
+    intermediate_size: int | None = None
+    source: str = ""  # which module was described: dense | shared_expert | experts
+
+
+@dataclass(frozen=True)
+class Moe:
+    num_experts: int | str = UNKNOWN
+    top_k: int | str = UNKNOWN
+    router: str = UNKNOWN  # softmax_topk | sigmoid_topk | grouped_topk | other
+    score_func: str = UNKNOWN  # softmax | sigmoid | other
+    router_bias: bool | str = UNKNOWN  # score-correction bias used for selection only
+    router_linear_bias: bool | str = UNKNOWN  # bias of the router projection itself
+    norm_topk_prob: bool | str = UNKNOWN  # selected weights renormalised
+    routed_scaling: float | None = None  # routed weights multiplied by this
+    shared_experts: int = 0
+    shared_expert_gate: bool = False
+    dense_layers: tuple[int, ...] | str = ()  # layers with a dense FFN instead of MoE
+    dense_rule: str | None = None  # the source condition that selects them
+    expert_layout: str = UNKNOWN  # per_expert | fused (on disk)
+    module_layout: str = UNKNOWN  # per_expert | fused (transformers module)
+    expert_bias: bool | str = False
+
+
+@dataclass(frozen=True)
+class Norm:
+    kind: str = UNKNOWN  # rmsnorm | rmsnorm_offset (x * (1 + w)) | layernorm
+    placement: str = UNKNOWN  # pre | post | sandwich | parallel
+    bias: bool | str = UNKNOWN
+
+
+@dataclass(frozen=True)
+class Embedding:
+    tied: bool | str = UNKNOWN
+    scale: bool | str = UNKNOWN  # embeddings multiplied before the first layer
+
+
+@dataclass(frozen=True)
+class Head:
+    logit_softcap: bool | str = UNKNOWN
+    logit_scale: bool | str = UNKNOWN
+
+
+@dataclass(frozen=True)
+class Block:
+    num_layers: int | None = None
+    mixers: tuple[str, ...] = ()  # token mixer kinds present: attention, and e.g. mamba-style
+    residual_scale: bool | str = UNKNOWN  # sublayer output (or residual) scaled before the add
+
+
+@dataclass(frozen=True)
+class StateDict:
+    """HF checkpoint keys with `{}` for the layer index (and a second `{}` for the expert)."""
+
+    prefix: str = ""  # path of the decoder stack, e.g. "model.layers"
+    layer_keys: tuple[str, ...] = ()  # relative to "<prefix>.{}."; "key [layers 0-2]" if partial
+    other_keys: tuple[str, ...] = ()  # embeddings, final norm, head...
+    checkpoint_layer_keys: tuple[str, ...] = ()  # on disk, after transformers' conversion
+    checkpoint_other_keys: tuple[str, ...] = ()
+    tied_keys: tuple[str, ...] = ()  # module keys absent from the checkpoint (tied)
+
+
+@dataclass(frozen=True)
+class Reference:
+    closest: str = UNKNOWN
+    delta: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Unsupported:
+    feature: str
+    detail: str
+    evidence: str
+
+
+@dataclass(frozen=True)
+class Source:
+    modeling: str = ""
+    configuration: str | None = None
+    config: str = ""  # config.json path, or "defaults of <ConfigClass>"
+    model_class: str = ""
+    config_class: str | None = None
+
+
+@dataclass(frozen=True)
+class Features:
+    model_type: str | None
+    architectures: tuple[str, ...]
+    category: str
+    attention: Attention
+    rope: Rope
+    ffn: Ffn
+    moe: Moe | None
+    norm: Norm
+    embedding: Embedding
+    head: Head
+    block: Block
+    reference: Reference
+    unsupported: tuple[Unsupported, ...]
+    evidence: dict[str, str]
+    state_dict: StateDict
+    notes: tuple[str, ...] = ()
+    source: Source = field(default_factory=Source)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict; key names are the public `--json` contract."""
+        return _plain(self)
+
+    def get(self, dotted: str) -> Any:
+        """`features.get("attention.qk_norm")`; None for a missing `moe.*` when moe is None."""
+        value: Any = self
+        for part in dotted.split("."):
+            if value is None:
+                return None
+            value = getattr(value, part)
+        return value
+
+
+def _plain(value):
+    if hasattr(value, "__dataclass_fields__"):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return value
+    return value
+
+
+def feature_names() -> list[str]:
+    """Dotted names of the checklist features (the rows of the human table)."""
+    out = ["category"]
+    for section, cls in (
+        ("attention", Attention),
+        ("rope", Rope),
+        ("ffn", Ffn),
+        ("moe", Moe),
+        ("norm", Norm),
+        ("embedding", Embedding),
+        ("head", Head),
+        ("block", Block),
+    ):
+        for f in fields(cls):
+            out.append(f"{section}.{f.name}")
+    return out

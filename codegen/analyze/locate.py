@@ -1,0 +1,288 @@
+"""Turning a TARGET (model_type, modeling file, checkpoint folder) into files to read.
+
+The model_type -> folder map is read statically from transformers'
+`models/auto/auto_mappings.py` (CONFIG_MAPPING_NAMES, SPECIAL_MODEL_TYPE_TO_MODULE_NAME) and the
+`.update({...})` additions in `configuration_auto.py`.
+"""
+
+from __future__ import annotations
+
+import ast
+import glob
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+from codegen.analyze.config import find_config_class_file, load_json
+from codegen.analyze.source import transformers_dir
+from codegen.errors import CodegenError
+
+
+@dataclass
+class Target:
+    """Everything `analyze` reads for one TARGET."""
+
+    label: str
+    modeling_path: str
+    configuration_path: str | None
+    config_values: dict | None  # config.json (or --config) contents
+    config_json_path: str | None
+    model_type: str | None
+    config_class_name: str | None
+    installed: bool  # the modeling file is the installed transformers one
+    weight_keys: list[str] | None = None  # from model.safetensors.index.json, when present
+
+
+def _string_pairs(node: ast.expr) -> dict[str, str]:
+    """Pairs from `OrderedDict([("a", "b"), ...])` or a dict literal of strings."""
+    if isinstance(node, ast.Call):
+        out: dict[str, str] = {}
+        for kw in node.keywords:  # OrderedDict(**{"gpt-sw3": "GPT2Config"}, **OTHER)
+            if kw.arg is None and isinstance(kw.value, ast.Dict):
+                out.update(_string_pairs(kw.value))
+        if node.args:
+            out.update(_string_pairs(node.args[0]))
+        return out
+    try:
+        value = ast.literal_eval(node)
+    except ValueError:
+        return {}
+    pairs = list(value.items()) if isinstance(value, dict) else value
+    out = {}
+    for item in pairs if isinstance(pairs, list | tuple) else ():
+        if isinstance(item, tuple) and len(item) == 2 and all(isinstance(x, str) for x in item):
+            out[item[0]] = item[1]
+    return out
+
+
+def _top_level_blocks(text: str, names: tuple[str, ...]) -> list[str]:
+    """Source of the top-level statements that start with one of `names` (cheap pre-slice so
+    only those statements are parsed; they end at the first column-0 closing bracket)."""
+    blocks: list[str] = []
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith(names):
+            block = [line]
+            if not line.rstrip().endswith(("(", "[", "{")):
+                blocks.append(line)
+                i += 1
+                continue
+            i += 1
+            while i < len(lines):
+                block.append(lines[i])
+                if lines[i][:1] in (")", "]", "}"):
+                    break
+                i += 1
+            blocks.append("\n".join(block))
+        i += 1
+    return blocks
+
+
+@lru_cache(maxsize=1)
+def auto_mappings() -> tuple[dict[str, str], dict[str, str]]:
+    """(model_type -> config class name, model_type -> module folder), read with libcst."""
+    tdir = transformers_dir()
+    configs: dict[str, str] = {}
+    special: dict[str, str] = {}
+    if tdir is None:
+        return configs, special
+    auto = os.path.join(tdir, "models", "auto")
+    names = ("CONFIG_MAPPING_NAMES", "SPECIAL_MODEL_TYPE_TO_MODULE_NAME")
+    for name in ("auto_mappings.py", "configuration_auto.py"):
+        path = os.path.join(auto, name)
+        if not os.path.isfile(path):
+            continue
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+        for block in _top_level_blocks(text, names):
+            # Plain literals in a generated file: the stdlib parser reads them ~30x faster than
+            # a concrete syntax tree and, like libcst, never executes anything.
+            try:
+                tree = ast.parse(block)
+            except SyntaxError:
+                continue
+            for stmt in tree.body:
+                if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
+                    target = stmt.targets[0]
+                    if isinstance(target, ast.Name) and target.id in names:
+                        table = configs if target.id == names[0] else special
+                        table.update(_string_pairs(stmt.value))
+                elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
+                    func = stmt.value.func
+                    if (
+                        isinstance(func, ast.Attribute)
+                        and func.attr == "update"
+                        and isinstance(func.value, ast.Name)
+                        and func.value.id in names
+                        and stmt.value.args
+                    ):
+                        table = configs if func.value.id == names[0] else special
+                        table.update(_string_pairs(stmt.value.args[0]))
+    return configs, special
+    auto = os.path.join(tdir, "models", "auto")
+    names = ("CONFIG_MAPPING_NAMES", "SPECIAL_MODEL_TYPE_TO_MODULE_NAME")
+    for name in ("auto_mappings.py", "configuration_auto.py"):
+        path = os.path.join(auto, name)
+        if not os.path.isfile(path):
+            continue
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+        for block in _top_level_blocks(text, names):
+            try:
+                stmt = cst.parse_statement(block)
+            except cst.ParserSyntaxError:
+                continue
+            if not isinstance(stmt, cst.SimpleStatementLine):
+                continue
+            for small in stmt.body:
+                if isinstance(small, cst.Assign) and len(small.targets) == 1:
+                    target = small.targets[0].target
+                    if isinstance(target, cst.Name):
+                        if target.value == "CONFIG_MAPPING_NAMES":
+                            configs.update(_string_pairs(small.value))
+                        elif target.value == "SPECIAL_MODEL_TYPE_TO_MODULE_NAME":
+                            special.update(_string_pairs(small.value))
+                elif isinstance(small, cst.Expr) and isinstance(small.value, cst.Call):
+                    func = small.value.func
+                    if (
+                        isinstance(func, cst.Attribute)
+                        and func.attr.value == "update"
+                        and isinstance(func.value, cst.Name)
+                        and small.value.args
+                    ):
+                        pairs = _string_pairs(small.value.args[0].value)
+                        if func.value.value == "CONFIG_MAPPING_NAMES":
+                            configs.update(pairs)
+                        elif func.value.value == "SPECIAL_MODEL_TYPE_TO_MODULE_NAME":
+                            special.update(pairs)
+    return configs, special
+
+
+def is_installed(path: str) -> bool:
+    tdir = transformers_dir()
+    if tdir is None:
+        return False
+    return os.path.abspath(path).startswith(os.path.join(os.path.abspath(tdir), "models") + os.sep)
+
+
+def model_type_files(model_type: str) -> tuple[str, str | None, str | None]:
+    """(modeling path, configuration path, config class name) of an installed model_type."""
+    configs, special = auto_mappings()
+    tdir = transformers_dir()
+    if tdir is None:
+        raise CodegenError("transformers is not installed; give a modeling file path instead")
+    if model_type not in configs:
+        raise CodegenError(f"unknown model_type '{model_type}' (not in the installed transformers)")
+    folder = special.get(model_type, model_type.replace("-", "_"))
+    folder_path = os.path.join(tdir, "models", *folder.split("."))
+    modeling = os.path.join(folder_path, f"modeling_{folder}.py")
+    if not os.path.isfile(modeling):
+        found = sorted(glob.glob(os.path.join(folder_path, "modeling_*.py")))
+        found = [
+            f
+            for f in found
+            if not os.path.basename(f).startswith(("modeling_tf_", "modeling_flax_"))
+        ]
+        if not found:
+            raise CodegenError(f"model_type '{model_type}' has no PyTorch modeling file")
+        modeling = found[0]
+    configuration = find_config_class_file(modeling)
+    return modeling, configuration, configs[model_type]
+
+
+def _weight_keys(folder: str) -> list[str] | None:
+    index = os.path.join(folder, "model.safetensors.index.json")
+    if os.path.isfile(index):
+        data = load_json(index)
+        weight_map = data.get("weight_map")
+        if isinstance(weight_map, dict):
+            return sorted(weight_map)
+    return None
+
+
+def _remote_modeling(folder: str, values: dict) -> str | None:
+    auto_map = values.get("auto_map")
+    if isinstance(auto_map, dict):
+        for key in ("AutoModelForCausalLM", "AutoModel", "AutoModelForSeq2SeqLM"):
+            ref = auto_map.get(key)
+            if isinstance(ref, str) and "." in ref and "--" not in ref:
+                candidate = os.path.join(folder, ref.split(".")[0] + ".py")
+                if os.path.isfile(candidate):
+                    return candidate
+    found = sorted(glob.glob(os.path.join(folder, "modeling_*.py")))
+    return found[0] if found else None
+
+
+def resolve(target: str, config_override: str | None = None) -> Target:
+    """Classify TARGET and find its files; CodegenError (one line) when it cannot."""
+    override = load_json(config_override) if config_override else None
+    looks_like_path = (
+        os.sep in target
+        or target.endswith(".py")
+        or target.startswith(".")
+        or os.path.exists(target)
+    )
+    if os.path.isdir(target):
+        config_json = os.path.join(target, "config.json")
+        if not os.path.isfile(config_json) and override is None:
+            raise CodegenError("checkpoint folder has no config.json", path=target)
+        values = override if override is not None else load_json(config_json)
+        json_path = config_override or config_json
+        modeling = _remote_modeling(target, values)
+        if modeling is not None:
+            configuration = find_config_class_file(modeling)
+            return Target(
+                label=target,
+                modeling_path=modeling,
+                configuration_path=configuration,
+                config_values=values,
+                config_json_path=json_path,
+                model_type=values.get("model_type"),
+                config_class_name=None,
+                installed=False,
+                weight_keys=_weight_keys(target),
+            )
+        model_type = values.get("model_type")
+        if not isinstance(model_type, str):
+            raise CodegenError(
+                "config.json has no model_type and the folder no modeling file", path=target
+            )
+        modeling, configuration, class_name = model_type_files(model_type)
+        return Target(
+            label=target,
+            modeling_path=modeling,
+            configuration_path=configuration,
+            config_values=values,
+            config_json_path=json_path,
+            model_type=model_type,
+            config_class_name=class_name,
+            installed=True,
+            weight_keys=_weight_keys(target),
+        )
+    if looks_like_path:
+        if not os.path.isfile(target):
+            raise CodegenError("no such file or directory", path=target)
+        configuration = find_config_class_file(target)
+        return Target(
+            label=target,
+            modeling_path=target,
+            configuration_path=configuration,
+            config_values=override,
+            config_json_path=config_override,
+            model_type=override.get("model_type") if override else None,
+            config_class_name=None,
+            installed=is_installed(target),
+        )
+    modeling, configuration, class_name = model_type_files(target)
+    return Target(
+        label=target,
+        modeling_path=modeling,
+        configuration_path=configuration,
+        config_values=override,
+        config_json_path=config_override,
+        model_type=target,
+        config_class_name=class_name,
+        installed=True,
+    )

@@ -1,0 +1,128 @@
+"""Rendering Features: the onboarding checklist table (human) and the `--json` list."""
+
+from __future__ import annotations
+
+import json
+
+from codegen.analyze.features import Features
+
+# (feature, label) rows of the checklist, in reading order.
+ROWS = (
+    ("category", "category"),
+    ("attention.kind", "attention"),
+    ("attention.qk_norm", "QK-norm"),
+    ("attention.qkv_bias", "QKV bias"),
+    ("attention.o_bias", "O bias"),
+    ("attention.fused_qkv", "fused QKV"),
+    ("attention.sliding_window", "sliding window"),
+    ("attention.sinks", "attention sinks"),
+    ("attention.softcap", "attention softcap"),
+    ("attention.scale", "attention scale"),
+    ("rope.type", "RoPE"),
+    ("rope.partial_rotary", "partial rotary"),
+    ("rope.interleaved", "RoPE interleaved"),
+    ("rope.nope_layers", "NoPE layers"),
+    ("ffn.kind", "FFN"),
+    ("ffn.bias", "FFN bias"),
+    ("ffn.fused_gate_up", "fused gate/up"),
+    ("moe.num_experts", "experts"),
+    ("moe.top_k", "top-k"),
+    ("moe.router", "router"),
+    ("moe.router_bias", "router correction bias"),
+    ("moe.norm_topk_prob", "renormalise top-k"),
+    ("moe.routed_scaling", "routed scaling"),
+    ("moe.shared_experts", "shared experts"),
+    ("moe.shared_expert_gate", "shared expert gate"),
+    ("moe.dense_layers", "dense layers"),
+    ("moe.expert_layout", "expert layout (disk)"),
+    ("norm.kind", "norm"),
+    ("norm.placement", "norm placement"),
+    ("embedding.tied", "tied embeddings"),
+    ("embedding.scale", "embedding scale"),
+    ("head.logit_softcap", "logit softcap"),
+    ("head.logit_scale", "logit scale"),
+    ("block.residual_scale", "residual scale"),
+)
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, tuple | list):
+        if not value:
+            return "none"
+        if all(isinstance(v, int) for v in value):
+            return _ranges(list(value))
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def _ranges(indices: list[int]) -> str:
+    out, start, prev = [], None, None
+    for i in indices:
+        if start is None:
+            start = prev = i
+        elif i == prev + 1:
+            prev = i
+        else:
+            out.append(f"{start}-{prev}" if start != prev else str(start))
+            start = prev = i
+    if start is not None:
+        out.append(f"{start}-{prev}" if start != prev else str(start))
+    return ",".join(out)
+
+
+def render_text(features: Features) -> str:
+    lines: list[str] = []
+    title = features.model_type or features.source.model_class
+    lines.append(f"{title}  ({features.source.model_class}, {features.source.modeling})")
+    lines.append(f"config: {features.source.config}")
+    rows = []
+    for name, label in ROWS:
+        if name.startswith("moe.") and features.moe is None:
+            continue
+        value = features.get(name)
+        if name == "attention.kind":
+            a = features.attention
+            extra = f" ({a.num_heads}/{a.num_kv_heads} heads)" if a.num_heads else ""
+            value = f"{a.kind}{extra}"
+        elif name == "attention.sliding_window" and features.attention.window:
+            value = f"{features.attention.sliding_window} (window {features.attention.window})"
+        elif name == "rope.type" and features.rope.theta:
+            value = f"{features.rope.type} (theta {features.rope.theta:g})"
+        evidence = features.evidence.get(name, "")
+        rows.append((label, _fmt(value) if not isinstance(value, str) else value, evidence))
+    if features.moe is None:
+        rows.insert(
+            next(i for i, r in enumerate(rows) if r[0] == "norm"),
+            ("MoE", "no", features.evidence.get("ffn.kind", "")),
+        )
+    width = [max(len(r[i]) for r in rows + [("feature", "value", "evidence")]) for i in range(2)]
+    lines.append("")
+    lines.append(f"{'feature':<{width[0]}}  {'value':<{width[1]}}  evidence")
+    lines.append(f"{'-' * width[0]}  {'-' * width[1]}  {'-' * 8}")
+    for label, value, evidence in rows:
+        lines.append(f"{label:<{width[0]}}  {value:<{width[1]}}  {evidence}".rstrip())
+    lines.append("")
+    ref = features.reference
+    lines.append(f"closest reference: {ref.closest}")
+    lines.append(f"delta: {', '.join(ref.delta) if ref.delta else 'none'}")
+    if features.unsupported:
+        lines.append("unsupported:")
+        for u in features.unsupported:
+            lines.append(f"  - {u.feature}: {u.detail}  ({u.evidence})")
+    else:
+        lines.append("unsupported: none")
+    if features.notes:
+        lines.append("notes:")
+        for note in features.notes:
+            lines.append(f"  - {note}")
+    return "\n".join(lines)
+
+
+def render_json(features: list[Features]) -> str:
+    return json.dumps([f.to_dict() for f in features], indent=2)

@@ -1,0 +1,471 @@
+"""Reading Python source statically: parse once, index classes/functions/imports, cite lines.
+
+Nothing here imports or executes the files it reads. `Project` resolves names across files the
+way Python would (`from ..llama.modeling_llama import LlamaAttention` is followed into the
+installed transformers tree) but only by reading text.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import libcst as cst
+from libcst.metadata import MetadataWrapper, PositionProvider
+
+from codegen.errors import CodegenError
+
+
+@lru_cache(maxsize=1)
+def transformers_dir() -> str | None:
+    """The installed transformers package directory, found without importing it."""
+    try:
+        spec = importlib.util.find_spec("transformers")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return list(spec.submodule_search_locations)[0]
+
+
+def dotted(node: cst.BaseExpression | None) -> str | None:
+    """`a.b.c` for a Name/Attribute chain, else None."""
+    parts: list[str] = []
+    while isinstance(node, cst.Attribute):
+        parts.append(node.attr.value)
+        node = node.value
+    if isinstance(node, cst.Name):
+        parts.append(node.value)
+        return ".".join(reversed(parts))
+    return None
+
+
+@dataclass(eq=False)
+class ClassInfo:
+    """One class definition: its bases, methods and class-level assignments."""
+
+    name: str
+    sf: SourceFile
+    node: cst.ClassDef
+    bases: list[str]
+    methods: dict[str, cst.FunctionDef]
+    class_attrs: dict[str, cst.BaseExpression]
+    annotations: dict[str, cst.BaseExpression]
+    decorators: list[str]
+
+    @property
+    def line(self) -> int:
+        return self.sf.line(self.node, self.node)
+
+    def cite(self, node: cst.CSTNode | None = None) -> str:
+        node = node if node is not None else self.node
+        method = None
+        for fn in self.methods.values():  # a class attribute or a node of a method?
+            if node is fn:
+                method = fn
+        return self.sf.cite(node, self.node, method)
+
+    def __repr__(self) -> str:  # pragma: no cover - debugging aid
+        return f"<class {self.name} in {self.sf.name}>"
+
+
+@dataclass(eq=False)
+class SourceFile:
+    """A parsed module with positions and a name index."""
+
+    path: str
+    module: cst.Module
+    text: str = field(repr=False)
+    positions: dict | None = field(default=None, repr=False)  # node -> line, filled lazily
+    _scoped: set = field(default_factory=set, repr=False)
+    _full: bool = False
+    classes: dict[str, ClassInfo] = field(default_factory=dict)
+    functions: dict[str, cst.FunctionDef] = field(default_factory=dict)
+    assigns: dict[str, cst.BaseExpression] = field(default_factory=dict)
+    # local name -> (module spec, imported name or None for `import x`)
+    imports: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    all_names: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.path)
+
+    def __repr__(self) -> str:
+        return f"<source {self.name}>"
+
+    def line(self, node: cst.CSTNode, scope=None, method=None) -> int:
+        """1-based line of `node`, resolved lazily and as narrowly as possible: a class or
+        function header by text search, a node inside a method by positions of that method
+        alone, else of its top-level class/function (`scope`), else of the whole module."""
+        if self.positions is None:
+            self.positions = {}
+        pos = self.positions.get(node)
+        if pos is not None:
+            return pos
+        if isinstance(node, cst.ClassDef | cst.FunctionDef) and (scope is None or node is scope):
+            found = self._def_line(node)
+            if found is not None:
+                self.positions[node] = found
+                return found
+        if method is not None and scope is not None and id(method) not in self._scoped:
+            anchor = self.line(scope, None) if isinstance(scope, cst.ClassDef) else None
+            if anchor:
+                self._resolve(method, self._def_line(method, after=anchor))
+                pos = self.positions.get(node)
+                if pos is not None:
+                    return pos
+        if scope is not None and id(scope) not in self._scoped:
+            self._resolve(scope, self._def_line(scope))
+            pos = self.positions.get(node)
+            if pos is not None:
+                return pos
+        if not self._full:
+            self._resolve_all()
+        return self.positions.get(node, 0)
+
+    def _resolve(self, scope: cst.CSTNode, anchor: int | None) -> None:
+        """Positions of every node under one class/function, offset to file lines."""
+        self._scoped.add(id(scope))
+        if anchor is None or not isinstance(scope, cst.ClassDef | cst.FunctionDef):
+            return
+        sub = cst.Module(body=[scope])
+        found = MetadataWrapper(sub, unsafe_skip_copy=True).resolve(PositionProvider)
+        name_pos = found.get(scope.name)
+        if name_pos is None:
+            return
+        offset = anchor - name_pos.start.line
+        for node, pos in found.items():
+            self.positions.setdefault(node, pos.start.line + offset)
+
+    def _def_line(self, scope, after: int = 0) -> int | None:
+        """Line of `class Name` / `def name` in the text (the keyword line). With `after`, the
+        first match after that line (a method of the class starting there); otherwise the
+        unique (or only top-level) definition."""
+        keyword = "class" if isinstance(scope, cst.ClassDef) else "def"
+        name = re.escape(scope.name.value)
+        pattern = re.compile(rf"^[ \t]*(?:async[ \t]+)?{keyword}[ \t]+{name}\b", re.M)
+        if after:
+            start = _offset_of_line(self.text, after)
+            m = pattern.search(self.text, start)
+            return self.text.count("\n", 0, m.start()) + 1 if m else None
+        matches = list(pattern.finditer(self.text))
+        if not matches:
+            return None
+        if len(matches) > 1:
+            top = [m for m in matches if not m.group(0)[:1].isspace()]
+            if len(top) != 1:
+                return None  # ambiguous (redefinition): fall back to full positions
+            matches = top
+        return self.text.count("\n", 0, matches[0].start()) + 1
+
+    def _resolve_all(self) -> None:
+        self._full = True
+        found = MetadataWrapper(self.module, unsafe_skip_copy=True).resolve(PositionProvider)
+        for node, pos in found.items():
+            self.positions.setdefault(node, pos.start.line)
+
+    def cite(self, node: cst.CSTNode, scope=None, method=None) -> str:
+        return f"{self.name}:{self.line(node, scope, method)}"
+
+    def code(self, node: cst.CSTNode) -> str:
+        return self.module.code_for_node(node).strip()
+
+
+def _offset_of_line(text: str, line: int) -> int:
+    offset = 0
+    for _ in range(line - 1):
+        offset = text.index("\n", offset) + 1
+    return offset
+
+
+def _decorator_name(dec: cst.Decorator) -> str:
+    expr = dec.decorator
+    if isinstance(expr, cst.Call):
+        expr = expr.func
+    return dotted(expr) or ""
+
+
+def parse_file(path: str, positions: bool = True) -> SourceFile:
+    """Parse `path` with libcst; a syntax error or missing file becomes one CodegenError line.
+    `positions=False` skips line numbers (for files that are read but never cited)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        raise CodegenError("no such file", path=path) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise CodegenError(f"cannot read file ({err.__class__.__name__})", path=path) from None
+    try:
+        module = cst.parse_module(text)
+    except cst.ParserSyntaxError as err:
+        raise CodegenError(
+            f"syntax error: {str(err.message).splitlines()[0]}", path=path, line=err.raw_line
+        ) from None
+    sf = SourceFile(path=path, module=module, text=text)
+    if not positions:
+        sf._full = True  # never cited: line numbers stay 0
+    _index(sf)
+    return sf
+
+
+def _index(sf: SourceFile) -> None:
+    for stmt in sf.module.body:
+        if isinstance(stmt, cst.ClassDef):
+            sf.classes[stmt.name.value] = _class_info(sf, stmt)
+        elif isinstance(stmt, cst.FunctionDef):
+            sf.functions[stmt.name.value] = stmt
+        elif isinstance(stmt, cst.SimpleStatementLine):
+            for small in stmt.body:
+                _index_small(sf, small)
+        elif isinstance(stmt, cst.If):
+            # `if is_torch_available(): from x import y` and friends.
+            for inner in stmt.body.body:
+                if isinstance(inner, cst.SimpleStatementLine):
+                    for small in inner.body:
+                        if isinstance(small, cst.ImportFrom | cst.Import):
+                            _index_small(sf, small)
+                elif isinstance(inner, cst.ClassDef):
+                    sf.classes.setdefault(inner.name.value, _class_info(sf, inner))
+                elif isinstance(inner, cst.FunctionDef):
+                    sf.functions.setdefault(inner.name.value, inner)
+
+
+def _index_small(sf: SourceFile, small: cst.BaseSmallStatement) -> None:
+    if isinstance(small, cst.Assign):
+        for target in small.targets:
+            if isinstance(target.target, cst.Name):
+                sf.assigns[target.target.value] = small.value
+                if target.target.value == "__all__" and isinstance(small.value, cst.List):
+                    sf.all_names = [
+                        el.value.evaluated_value
+                        for el in small.value.elements
+                        if isinstance(el.value, cst.SimpleString)
+                    ]
+    elif isinstance(small, cst.AnnAssign) and small.value is not None:
+        if isinstance(small.target, cst.Name):
+            sf.assigns[small.target.value] = small.value
+    elif isinstance(small, cst.ImportFrom):
+        mod = dotted(small.module) if small.module is not None else ""
+        spec = "." * len(small.relative) + (mod or "")
+        if isinstance(small.names, cst.ImportStar):
+            return
+        for alias in small.names:
+            name = dotted(alias.name) or ""
+            local = alias.asname.name.value if alias.asname else name
+            if isinstance(local, str):
+                sf.imports[local] = (spec, name)
+    elif isinstance(small, cst.Import):
+        for alias in small.names:
+            name = dotted(alias.name) or ""
+            if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
+                sf.imports[alias.asname.name.value] = (name, None)
+            else:
+                sf.imports[name.split(".")[0]] = (name.split(".")[0], None)
+
+
+def _class_info(sf: SourceFile, node: cst.ClassDef) -> ClassInfo:
+    methods: dict[str, cst.FunctionDef] = {}
+    class_attrs: dict[str, cst.BaseExpression] = {}
+    annotations: dict[str, cst.BaseExpression] = {}
+    for stmt in node.body.body:
+        if isinstance(stmt, cst.FunctionDef):
+            methods[stmt.name.value] = stmt
+        elif isinstance(stmt, cst.SimpleStatementLine):
+            for small in stmt.body:
+                if isinstance(small, cst.Assign):
+                    for target in small.targets:
+                        if isinstance(target.target, cst.Name):
+                            class_attrs[target.target.value] = small.value
+                elif isinstance(small, cst.AnnAssign) and isinstance(small.target, cst.Name):
+                    annotations[small.target.value] = small.annotation.annotation
+                    if small.value is not None:
+                        class_attrs[small.target.value] = small.value
+    bases = [dotted(arg.value) or "" for arg in node.bases if arg.keyword is None]
+    decorators = [_decorator_name(d) for d in node.decorators]
+    return ClassInfo(
+        name=node.name.value,
+        sf=sf,
+        node=node,
+        bases=bases,
+        methods=methods,
+        class_attrs=class_attrs,
+        annotations=annotations,
+        decorators=decorators,
+    )
+
+
+_PARSED: dict[tuple, SourceFile] = {}
+_PARSED_MAX = 12  # syntax trees are large; keep the few that multimodal models share
+
+
+def _cached_parse(path: str, positions: bool) -> SourceFile:
+    """Parsed files are immutable (line numbers fill in lazily), so one process shares them
+    across analyses; a changed file (mtime/size) is parsed again."""
+    try:
+        st = os.stat(path)
+        key = (path, st.st_mtime_ns, st.st_size, positions)
+    except OSError:
+        return parse_file(path, positions)
+    sf = _PARSED.pop(key, None)
+    if sf is None:
+        sf = parse_file(path, positions)
+    _PARSED[key] = sf  # most recently used last
+    while len(_PARSED) > _PARSED_MAX:
+        _PARSED.pop(next(iter(_PARSED)))
+    return sf
+
+
+def _is_model_module(spec: str) -> bool:
+    last = spec.rsplit(".", 1)[-1]
+    if not last.startswith(("modeling_", "configuration_")):
+        return False
+    if last in ("modeling_auto", "configuration_auto"):
+        return False  # the auto registries are data, resolved through `locate`
+    if spec.startswith("transformers.models."):
+        return True
+    level = len(spec) - len(spec.lstrip("."))
+    return 1 <= level <= 2
+
+
+class Project:
+    """Parsed files, loaded on demand, and static name resolution across them."""
+
+    def __init__(self) -> None:
+        self._files: dict[str, SourceFile] = {}
+
+    def load(self, path: str, positions: bool = True) -> SourceFile:
+        path = os.path.abspath(path)
+        sf = self._files.get(path)
+        if sf is None:
+            sf = _cached_parse(path, positions)
+            self._files[path] = sf
+        return sf
+
+    def try_load(self, path: str) -> SourceFile | None:
+        if not os.path.isfile(path):
+            return None
+        try:
+            return self.load(path)
+        except CodegenError:
+            return None
+
+    # -- module resolution --------------------------------------------------------------
+    def module_path(self, sf: SourceFile, spec: str) -> str | None:
+        """File path for an import spec seen in `sf` (relative or `transformers.*`)."""
+        if spec.startswith("."):
+            level = len(spec) - len(spec.lstrip("."))
+            rest = spec.lstrip(".")
+            base = os.path.dirname(os.path.abspath(sf.path))
+            for _ in range(level - 1):
+                base = os.path.dirname(base)
+            candidate = os.path.join(base, *rest.split(".")) + ".py" if rest else None
+            if candidate and os.path.isfile(candidate):
+                return candidate
+            # A remote-code file copied out of the tree: resolve `..llama.modeling_llama`
+            # against the installed transformers models directory.
+            tdir = transformers_dir()
+            if tdir and rest and level == 2:
+                alt = os.path.join(tdir, "models", *rest.split(".")) + ".py"
+                if os.path.isfile(alt):
+                    return alt
+            if tdir and rest and level == 3:
+                alt = os.path.join(tdir, *rest.split(".")) + ".py"
+                if os.path.isfile(alt):
+                    return alt
+            return None
+        if spec.startswith("transformers."):
+            tdir = transformers_dir()
+            if tdir:
+                candidate = os.path.join(tdir, *spec.split(".")[1:]) + ".py"
+                if os.path.isfile(candidate):
+                    return candidate
+        return None
+
+    def resolve_name(self, sf: SourceFile, name: str, _depth: int = 0):
+        """('class', ClassInfo) | ('function', (sf, FunctionDef)) | ('assign', (sf, expr)) |
+        ('external', dotted) for a top-level name visible in `sf`."""
+        if name in sf.classes:
+            return ("class", sf.classes[name])
+        if name in sf.functions:
+            return ("function", (sf, sf.functions[name]))
+        if name in sf.assigns:
+            return ("assign", (sf, sf.assigns[name]))
+        if name in sf.imports and _depth < 4:
+            spec, imported = sf.imports[name]
+            if imported is not None:
+                # Only model files are followed (`.configuration_x`, `..llama.modeling_llama`,
+                # `transformers.models.x.modeling_x`); library internals stay opaque.
+                if _is_model_module(spec):
+                    path = self.module_path(sf, spec)
+                    if path is not None:
+                        other = self.try_load(path)
+                        if other is not None:
+                            found = self.resolve_name(other, imported, _depth + 1)
+                            if found[0] != "external":
+                                return found
+                return ("external", f"{spec}.{imported}".lstrip("."))
+            return ("external", spec)
+        return ("external", name)
+
+    def resolve_class(self, sf: SourceFile, name: str) -> ClassInfo | None:
+        kind, value = self.resolve_name(sf, name.split(".")[-1] if "." not in name else name)
+        return value if kind == "class" else None
+
+    def bases_of(self, cls: ClassInfo) -> list[ClassInfo | str]:
+        """Resolved bases: ClassInfo for project classes, the dotted name for external ones."""
+        out: list[ClassInfo | str] = []
+        for base in cls.bases:
+            if not base:
+                continue
+            if "." in base:
+                out.append(base)
+                continue
+            kind, value = self.resolve_name(cls.sf, base)
+            out.append(value if kind == "class" else (value if isinstance(value, str) else base))
+        return out
+
+    def mro(self, cls: ClassInfo) -> list[ClassInfo]:
+        """Project classes in (approximate) method resolution order, `cls` first."""
+        seen: list[ClassInfo] = []
+        stack = [cls]
+        while stack:
+            current = stack.pop(0)
+            if any(current is s for s in seen):
+                continue
+            seen.append(current)
+            stack = [b for b in self.bases_of(current) if isinstance(b, ClassInfo)] + stack
+        return seen
+
+    def external_bases(self, cls: ClassInfo) -> list[str]:
+        """Dotted names of the non-project bases anywhere up the hierarchy."""
+        out: list[str] = []
+        for c in self.mro(cls):
+            for b in self.bases_of(c):
+                if isinstance(b, str):
+                    out.append(b)
+        return out
+
+    def find_method(self, cls: ClassInfo, name: str) -> tuple[ClassInfo, cst.FunctionDef] | None:
+        for c in self.mro(cls):
+            if name in c.methods:
+                return c, c.methods[name]
+        return None
+
+    def find_class_attr(
+        self, cls: ClassInfo, name: str
+    ) -> tuple[ClassInfo, cst.BaseExpression] | None:
+        for c in self.mro(cls):
+            if name in c.class_attrs:
+                return c, c.class_attrs[name]
+        return None
+
+    def find_annotation(
+        self, cls: ClassInfo, name: str
+    ) -> tuple[ClassInfo, cst.BaseExpression] | None:
+        for c in self.mro(cls):
+            if name in c.annotations:
+                return c, c.annotations[name]
+        return None

@@ -1,0 +1,178 @@
+"""The HF state-dict key pattern, from the statically instantiated module tree.
+
+Keys are derived from attribute names in `__init__`s (`self.q_proj = nn.Linear(...)` ->
+`q_proj.weight`, plus `bias` when the Linear has one), parameters and persistent buffers.
+Layer indices and expert indices become `{}`. On-disk keys apply transformers' checkpoint
+conversion for installed model types (see `conversion`), or are read from the checkpoint's
+`model.safetensors.index.json` when a checkpoint folder is analysed.
+"""
+
+from __future__ import annotations
+
+import re
+
+from codegen.analyze import conversion
+from codegen.analyze.context import Ctx
+from codegen.analyze.evaluate import ModuleListRec, ModuleRec, ParamRec
+from codegen.analyze.features import StateDict
+from codegen.analyze.model import param_leaves
+from codegen.analyze.roles import RoleBook
+
+
+def module_keys(rec, prefix: str = "", stack: tuple = ()) -> list[str]:
+    """Keys under `rec` (ModuleList indices as `{}`), without cross-branch memo."""
+    if id(rec) in stack or len(stack) > 40:
+        return []
+    stack = stack + (id(rec),)
+    out: list[str] = []
+    if isinstance(rec, ModuleRec):
+        for name, _ in param_leaves(rec):
+            out.append(f"{prefix}{name}")
+        for name, child in rec.children():
+            if isinstance(child, ParamRec):
+                continue
+            out.extend(module_keys(child, f"{prefix}{name}.", stack))
+    elif isinstance(rec, ModuleListRec):
+        seen: set[int] = set()
+        for i, item in enumerate(rec.items):
+            if id(item) in seen:
+                continue
+            seen.add(id(item))
+            key = rec.keys[i] if rec.keys is not None else "{}"
+            out.extend(module_keys(item, f"{prefix}{key}.", stack))
+    return _dedupe(out)
+
+
+def _dedupe(keys: list[str]) -> list[str]:
+    seen: set = set()
+    return [k for k in keys if not (k in seen or seen.add(k))]
+
+
+def _ranges(indices: list[int]) -> str:
+    out, start, prev = [], None, None
+    for i in indices:
+        if start is None:
+            start = prev = i
+        elif i == prev + 1:
+            prev = i
+        else:
+            out.append(f"{start}-{prev}" if start != prev else str(start))
+            start = prev = i
+    if start is not None:
+        out.append(f"{start}-{prev}" if start != prev else str(start))
+    return ",".join(out)
+
+
+def layer_key_table(layers: list) -> list[tuple[str, list[int]]]:
+    """(relative key, layers having it) in first-seen order."""
+    table: dict[str, list[int]] = {}
+    cache: dict[int, list[str]] = {}
+    for i, layer in enumerate(layers):
+        keys = cache.get(id(layer))
+        if keys is None:
+            keys = module_keys(layer)
+            cache[id(layer)] = keys
+        for k in keys:
+            table.setdefault(k, []).append(i)
+    return list(table.items())
+
+
+def _render(table: list[tuple[str, list[int]]], n: int) -> tuple[str, ...]:
+    out = []
+    for key, idx in table:
+        out.append(key if len(idx) == n else f"{key} [layers {_ranges(idx)}]")
+    return tuple(out)
+
+
+def _template(key: str) -> str:
+    return re.sub(r"(?<=\.)\d+(?=\.)", "{}", key)
+
+
+def detect(ctx: Ctx, roles: RoleBook) -> tuple[StateDict, dict]:
+    model = ctx.model
+    info: dict = {}
+    if not model.layers or model.stack_path is None:
+        return StateDict(), info
+    prefix = model.stack_path
+    table = layer_key_table(model.layers)
+    layer_keys = _render(table, len(model.layers))
+    # outside the stack: the backbone's own tensors and the entry's direct heads
+    other: list[str] = []
+    owner = model.stack_owner
+    owner_prefix = f"{model.stack_owner_path}." if model.stack_owner_path else ""
+    stack_name = prefix[len(owner_prefix) :] if prefix.startswith(owner_prefix) else prefix
+    if owner is not None:
+        for name, _ in param_leaves(owner):
+            other.append(owner_prefix + name)
+        for name, child in owner.children():
+            if name == stack_name or isinstance(child, ParamRec):
+                continue
+            if isinstance(child, ModuleRec) and child.cls is not None and _is_tower(roles, child):
+                continue
+            other.extend(owner_prefix + k for k in module_keys(child, f"{name}."))
+    root = model.stack_owner_path.split(".")[0] if model.stack_owner_path else None
+    for name, child in model.entry.children():
+        if name == root or isinstance(child, ParamRec):
+            continue
+        if isinstance(child, ModuleRec) and child.cls is not None and _is_tower(roles, child):
+            continue
+        other.extend(module_keys(child, f"{name}."))
+    tied: list[str] = []
+    if ctx.evidence.get("embedding.tied") and getattr(ctx, "_tied", False):
+        pass
+    info["table"] = table
+    # -- on disk ---------------------------------------------------------------------------------
+    n = len(model.layers)
+    full_layer = [f"{prefix}.{{}}.{k}" for k, _ in table]
+    ckpt_layer = list(layer_keys)
+    ckpt_other = list(other)
+    target = model.target
+    source = None
+    if target.weight_keys:
+        templ = _dedupe([_template(k) for k in target.weight_keys])
+        ckpt_layer = [k[len(prefix) + 4 :] for k in templ if k.startswith(prefix + ".{}.")]
+        ckpt_other = [k for k in templ if not k.startswith(prefix + ".{}.")]
+        source = "model.safetensors.index.json"
+    elif target.installed:
+        names = [c.name for c in model.project.mro(model.entry_cls)]
+        if model.stack_owner is not None and model.stack_owner.cls is not None:
+            names.append(model.stack_owner.cls.name)
+        names.append(model.model_type or "")
+        found, transforms = conversion.conversions_for(names)
+        if transforms:
+            notes: list[str] = []
+            converted: list[tuple[str, list[int]]] = []
+            for full, (_, idx) in zip(full_layer, table, strict=True):
+                keys, more = conversion.to_checkpoint([full], transforms)
+                notes += more
+                converted += [
+                    (k[len(prefix) + 4 :], idx) for k in keys if k.startswith(prefix + ".{}.")
+                ]
+            ckpt_layer = list(_render(converted, n))
+            ckpt_other, notes2 = conversion.to_checkpoint(ckpt_other, transforms)
+            for note in notes + notes2:
+                if note not in ctx.notes:
+                    ctx.notes.append(note)
+            source = f"conversion_mapping.py ({found!r})"
+    info["checkpoint_source"] = source
+    return (
+        StateDict(
+            prefix=prefix,
+            layer_keys=layer_keys,
+            other_keys=tuple(_dedupe(other)),
+            checkpoint_layer_keys=tuple(_dedupe(ckpt_layer)),
+            checkpoint_other_keys=tuple(_dedupe(ckpt_other)),
+            tied_keys=tuple(tied),
+        ),
+        info,
+    )
+
+
+def _is_tower(roles: RoleBook, rec: ModuleRec) -> bool:
+    """A vision/audio encoder or projector hanging off a multimodal model."""
+    from codegen.analyze.model import walk_tree
+
+    for _, value in walk_tree(rec):
+        if isinstance(value, ModuleRec) and value.kind in ("Conv2d", "Conv3d", "Conv1d"):
+            return True
+    return False
