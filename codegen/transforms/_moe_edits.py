@@ -1,0 +1,309 @@
+"""libcst edits shared by the MoE transforms (no Transform here).
+
+They name their anchors the way `edits.py` does (class, method, statement) and raise
+`EditError` through `edits.run` when the anchor is missing.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from codegen.transforms.edits import (
+    EditDict,
+    EditError,
+    InsertStatements,
+    ReplaceStatements,
+    code_of,
+    expression,
+    run,
+    starts_with,
+    statements,
+)
+
+
+def add_args_fields(package, code: str) -> None:
+    """Append dataclass fields (with their comments) to ModelArgs, after the last field."""
+    run(package, "args.py", _AfterLastField(commented_statements(code)))
+
+
+def commented_statements(code: str) -> list[cst.BaseStatement]:
+    """`statements(code)`, keeping comment lines above the first statement on it."""
+    module = cst.parse_module(code.strip() + "\n")
+    body = list(module.body)
+    if module.header and body:
+        body[0] = body[0].with_changes(leading_lines=[*module.header, *body[0].leading_lines])
+    return body
+
+
+def add_config_kwargs(package, kwargs: dict[str, str]) -> None:
+    """Append `name=<expr>` keywords to the `cls(...)` call of `ModelArgs.from_hf_config`."""
+    run(package, "args.py", _ClsKeywords(kwargs))
+
+
+def add_method(package, filename: str, class_name: str, code: str) -> None:
+    """Append a method to a class body (after its last statement)."""
+    run(package, filename, _AppendToClass(class_name, statements(code)))
+
+
+def insert_after_class(package, filename: str, class_name: str, code: str) -> None:
+    """Insert module-level statements (classes, functions) right after `class_name`."""
+    run(package, filename, _AfterClass(class_name, statements(code)))
+
+
+def insert_before_class(package, filename: str, class_name: str, code: str) -> None:
+    """Insert module-level statements right before `class_name`."""
+    run(package, filename, _AfterClass(class_name, statements(code), before=True))
+
+
+def remove_class(package, filename: str, class_name: str) -> None:
+    run(package, filename, _RemoveClass(class_name))
+
+
+def has_class(package, filename: str, class_name: str) -> bool:
+    return any(
+        isinstance(statement, cst.ClassDef) and statement.name.value == class_name
+        for statement in package.module(filename).body
+    )
+
+
+def replace_self_attribute(package, class_name: str, method: str, attr: str, new: str) -> None:
+    """In `class_name.method` of model.py, every `self.<attr>` read becomes `new`."""
+    run(package, "model.py", _ReplaceSelfAttr(class_name, method, attr, expression(new)))
+
+
+def replace_statement(package, filename, class_name, method, prefix: str, code: str) -> None:
+    """Replace the statements of `class_name.method` starting with `prefix` by `code`
+    (comment lines above its first statement kept)."""
+    edit = ReplaceStatements(class_name, method, starts_with(prefix), code)
+    edit.new = commented_statements(code) if code.strip() else []
+    run(package, filename, edit)
+
+
+def insert_statements(package, class_name, method, prefix: str, code: str, before=False):
+    """Insert `code` into model.py's `class_name.method` after (or before) the statement
+    starting with `prefix` (comment lines above its first statement kept)."""
+    edit = InsertStatements(class_name, method, starts_with(prefix), code, before=before)
+    edit.new = commented_statements(code)
+    run(package, "model.py", edit)
+
+
+def replace_leading_statements(package, class_name, method, stop: tuple[str, ...], code: str):
+    """In model.py's `class_name.method`, replace the statements after the docstring up to
+    the first one starting with a `stop` prefix by `code` (so running twice converges)."""
+    run(package, "model.py", _ReplaceLeading(class_name, method, stop, commented_statements(code)))
+
+
+def insert_rows_after(package, house_key: str, rows: list[tuple[str, str]]) -> None:
+    """Insert `from_hf_map` rows (source strings) right after the row mapping to `house_key`
+    (a house template such as `layers.{}.moe.experts.w2`)."""
+    found = []
+    after = f'"{house_key}"'
+
+    def rewrite(key, value):
+        if house_of(value) == after:
+            found.append(key)
+            return [(key, value), *rows]
+        return [(key, value)]
+
+    run(package, "state_dict_adapter.py", EditDict("from_hf_map", rewrite))
+    if not found:
+        raise EditError(f"from_hf_map has no row for {house_key}")
+
+
+def drop_rows(package, house_fragment: str) -> None:
+    """Remove the `from_hf_map` rows whose house key contains `house_fragment`."""
+    run(
+        package,
+        "state_dict_adapter.py",
+        EditDict("from_hf_map", lambda k, v: [] if house_fragment in v else [(k, v)]),
+    )
+
+
+def house_of(value: str) -> str:
+    """A table value's source without wrapping parentheses: `("x")` -> `"x"`."""
+    return value.strip().removeprefix("(").removesuffix(")").strip()
+
+
+def row(hf: str, house: str) -> tuple[str, str]:
+    """A `from_hf_map` entry as source strings; a value that would overflow the table's
+    100-column line is parenthesised so ruff can wrap it (as the references do)."""
+    if len(f'        "{hf}": "{house}",') > 100:
+        return f'"{hf}"', f'(\n"{house}"\n)'
+    return f'"{hf}"', f'"{house}"'
+
+
+class _AfterLastField(cst.CSTTransformer):
+    def __init__(self, new):
+        super().__init__()
+        self.new, self.hits = new, 0
+
+    def leave_ClassDef(self, original, updated):
+        if updated.name.value != "ModelArgs":
+            return updated
+        body = list(updated.body.body)
+        last = max(
+            (
+                index
+                for index, line in enumerate(body)
+                if isinstance(line, cst.SimpleStatementLine)
+                and isinstance(line.body[0], cst.AnnAssign)
+            ),
+            default=None,
+        )
+        if last is None:
+            return updated
+        self.hits += 1
+        body[last + 1 : last + 1] = self.new
+        return updated.with_changes(body=updated.body.with_changes(body=body))
+
+
+class _ClsKeywords(cst.CSTTransformer):
+    def __init__(self, kwargs: dict[str, str]):
+        super().__init__()
+        self.kwargs, self.hits = kwargs, 0
+        self._in_from_hf = False
+
+    def visit_FunctionDef(self, node):
+        if node.name.value == "from_hf_config":
+            self._in_from_hf = True
+
+    def leave_FunctionDef(self, original, updated):
+        if original.name.value == "from_hf_config":
+            self._in_from_hf = False
+        return updated
+
+    def leave_Call(self, original, updated):
+        if not (
+            self._in_from_hf and isinstance(updated.func, cst.Name) and updated.func.value == "cls"
+        ):
+            return updated
+        self.hits += 1
+        args = list(updated.args)
+        comma = args[-1].comma if args else cst.MaybeSentinel.DEFAULT
+        if args:
+            args[-1] = args[-1].with_changes(comma=cst.Comma())
+        new = [
+            cst.Arg(
+                keyword=cst.Name(name),
+                value=expression(value),
+                equal=cst.AssignEqual(
+                    whitespace_before=cst.SimpleWhitespace(""),
+                    whitespace_after=cst.SimpleWhitespace(""),
+                ),
+                comma=cst.Comma(),
+            )
+            for name, value in self.kwargs.items()
+        ]
+        new[-1] = new[-1].with_changes(comma=comma)
+        return updated.with_changes(args=[*args, *new])
+
+
+class _AppendToClass(cst.CSTTransformer):
+    def __init__(self, class_name, new):
+        super().__init__()
+        self.class_name, self.new, self.hits = class_name, new, 0
+
+    def leave_ClassDef(self, original, updated):
+        if updated.name.value != self.class_name:
+            return updated
+        self.hits += 1
+        body = [*updated.body.body, *self.new]
+        return updated.with_changes(body=updated.body.with_changes(body=body))
+
+
+class _AfterClass(cst.CSTTransformer):
+    def __init__(self, class_name, new, before: bool = False):
+        super().__init__()
+        self.class_name, self.new, self.before, self.hits = class_name, new, before, 0
+
+    def leave_Module(self, original, updated):
+        body = list(updated.body)
+        for index, statement in enumerate(body):
+            if isinstance(statement, cst.ClassDef) and statement.name.value == self.class_name:
+                self.hits += 1
+                at = index if self.before else index + 1
+                body[at:at] = self.new
+                return updated.with_changes(body=body)
+        return updated
+
+
+class _RemoveClass(cst.CSTTransformer):
+    def __init__(self, class_name):
+        super().__init__()
+        self.class_name, self.hits = class_name, 0
+
+    def leave_ClassDef(self, original, updated):
+        if updated.name.value == self.class_name:
+            self.hits += 1
+            return cst.RemoveFromParent()
+        return updated
+
+
+class _ReplaceSelfAttr(cst.CSTTransformer):
+    def __init__(self, class_name, method, attr, new):
+        super().__init__()
+        self.class_name, self.method, self.attr, self.new = class_name, method, attr, new
+        self._stack: list[str] = []
+        self.hits = 0
+
+    def visit_ClassDef(self, node):
+        self._stack.append(node.name.value)
+
+    def leave_ClassDef(self, original, updated):
+        self._stack.pop()
+        return updated
+
+    def visit_FunctionDef(self, node):
+        self._stack.append(node.name.value)
+
+    def leave_FunctionDef(self, original, updated):
+        self._stack.pop()
+        return updated
+
+    def leave_Attribute(self, original, updated):
+        if (
+            self._stack[-2:] == [self.class_name, self.method]
+            and isinstance(updated.value, cst.Name)
+            and updated.value.value == "self"
+            and updated.attr.value == self.attr
+        ):
+            self.hits += 1
+            return self.new
+        return updated
+
+
+class _ReplaceLeading(cst.CSTTransformer):
+    def __init__(self, class_name, method, stop, new):
+        super().__init__()
+        self.class_name, self.method, self.stop, self.new = class_name, method, stop, new
+        self._class: list[str] = []
+        self.hits = 0
+
+    def visit_ClassDef(self, node):
+        self._class.append(node.name.value)
+
+    def leave_ClassDef(self, original, updated):
+        self._class.pop()
+        return updated
+
+    def leave_FunctionDef(self, original, updated):
+        if self._class[-1:] != [self.class_name] or updated.name.value != self.method:
+            return updated
+        body = list(updated.body.body)
+        start = 1 if body and _is_docstring(body[0]) else 0
+        end = next(
+            (i for i in range(start, len(body)) if code_of(body[i]).startswith(self.stop)), None
+        )
+        if end is None or end == start:
+            return updated
+        self.hits += 1
+        body[start:end] = self.new
+        return updated.with_changes(body=updated.body.with_changes(body=body))
+
+
+def _is_docstring(statement) -> bool:
+    return (
+        isinstance(statement, cst.SimpleStatementLine)
+        and isinstance(statement.body[0], cst.Expr)
+        and isinstance(statement.body[0].value, cst.SimpleString | cst.ConcatenatedString)
+    )

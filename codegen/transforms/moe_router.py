@@ -1,0 +1,109 @@
+"""Change how the MoE router scores and picks experts (sigmoid, correction bias, groups)."""
+
+from __future__ import annotations
+
+from codegen.transforms import _moe_edits as moe_edits
+from codegen.transforms.base import Transform
+from codegen.transforms.edits import EditError
+
+ROUTERS = ("softmax_topk", "sigmoid_topk", "grouped_topk")
+SCORES = {
+    "softmax": "scores = F.softmax(logits, dim=-1, dtype=torch.float32)",
+    "sigmoid": "scores = logits.float().sigmoid()  # each expert scored on its own",
+}
+# where the selection ends in `MoE.route`: renormalisation, scaling, return
+SELECTION_END = ("if self.norm_topk_prob", "weights = weights", "return ")
+
+BIASED = "scores + self.e_score_correction_bias"
+PICK = "weights, indices = scores.topk(self.top_k, dim=-1)"
+PICK_BIASED = f"""
+# the correction bias steers which experts are picked, the weights stay unbiased
+indices = ({BIASED}).topk(self.top_k, dim=-1)[1]
+weights = scores.gather(1, indices)
+"""
+PICK_GROUPED = """
+# only experts of the topk_groups groups whose best two experts score highest compete
+choice = ({scores}).view(scores.shape[0], self.n_groups, -1)
+group_scores = choice.topk(2, dim=-1)[0].sum(dim=-1)
+kept = group_scores.topk(self.topk_groups, dim=-1)[1]
+keep = torch.zeros_like(group_scores, dtype=torch.bool).scatter_(1, kept, True)
+choice = choice.masked_fill(~keep[..., None], float("-inf")).flatten(1)
+indices = choice.topk(self.top_k, dim=-1)[1]
+weights = scores.gather(1, indices)
+"""
+
+BIAS_BUFFER = """
+# added to the scores to pick experts, never to weight them (load-balancing bias)
+self.register_buffer("e_score_correction_bias", torch.zeros(args.num_experts))
+"""
+GROUP_FIELDS = """
+n_groups: int = 1  # experts split into n_groups groups ...
+topk_groups: int = 1  # ... and only the best topk_groups groups are searched
+"""
+GROUP_INIT = "self.n_groups, self.topk_groups = args.n_groups, args.topk_groups"
+
+
+class SetMoeRouter(Transform):
+    """The router's scoring and selection become the target's `router`: `softmax_topk`,
+    `sigmoid_topk`, or `grouped_topk` (deepseek's group-limited top-k: only experts of the
+    `topk_group` of `n_group` groups whose best two experts score highest compete), scored
+    by `score_func` (softmax / sigmoid; default: softmax for softmax_topk, else sigmoid).
+
+    `correction_bias`: a per-expert `e_score_correction_bias` buffer (checkpoint key
+    `mlp.gate.e_score_correction_bias`) added to the scores to pick experts; the k weights
+    are always the chosen experts' unbiased scores. Renormalisation (add_moe's
+    `norm_topk_prob`) and scaling (`set_routed_scaling`) after the selection are kept.
+    Running it twice with the same parameters gives the same code.
+    """
+
+    name = "set_moe_router"
+
+    def apply(
+        self,
+        package,
+        features=None,
+        *,
+        router: str = "softmax_topk",
+        score_func: str | None = None,
+        correction_bias: bool = False,
+    ) -> None:
+        if router not in ROUTERS:
+            raise ValueError(f"router {router!r}: one of {ROUTERS}")
+        score_func = score_func or ("softmax" if router == "softmax_topk" else "sigmoid")
+        if score_func not in SCORES:
+            raise ValueError(f"score_func {score_func!r}: one of {sorted(SCORES)}")
+        if not moe_edits.has_class(package, "model.py", "MoE"):
+            raise EditError("model.py has no MoE class (run add_moe first)")
+        grouped = router == "grouped_topk"
+        if grouped:
+            pick = PICK_GROUPED.format(scores=BIASED if correction_bias else "scores")
+        else:
+            pick = PICK_BIASED if correction_bias else PICK
+        code = SCORES[score_func] + "\n" + pick.strip()
+        moe_edits.replace_leading_statements(package, "MoE", "route", SELECTION_END, code)
+        if correction_bias and "e_score_correction_bias" not in _init_code(package):
+            _at_gate(package, BIAS_BUFFER)
+            moe_edits.insert_rows_after(
+                package,
+                "layers.{}.moe.gate.weight",
+                [
+                    moe_edits.row(
+                        "model.layers.{}.mlp.gate.e_score_correction_bias",
+                        "layers.{}.moe.e_score_correction_bias",
+                    )
+                ],
+            )
+        if grouped and "self.n_groups" not in _init_code(package):
+            moe_edits.add_args_fields(package, GROUP_FIELDS)
+            moe_edits.add_config_kwargs(
+                package, {"n_groups": "hf_config.n_group", "topk_groups": "hf_config.topk_group"}
+            )
+            _at_gate(package, GROUP_INIT, before=True)
+
+
+def _init_code(package) -> str:
+    return package.module("model.py").code.split("class MoE", 1)[1].split("def route", 1)[0]
+
+
+def _at_gate(package, code: str, before: bool = False) -> None:
+    moe_edits.insert_statements(package, "MoE", "__init__", "self.gate =", code, before=before)

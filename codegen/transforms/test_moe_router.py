@@ -1,0 +1,78 @@
+"""SetMoeRouter: before/after on a package made MoE by add_moe."""
+
+from __future__ import annotations
+
+import pytest
+
+from codegen.models import references_dir
+from codegen.scaffold.source import SourcePackage
+from codegen.transforms.add_moe import AddMoe
+from codegen.transforms.edits import EditError
+from codegen.transforms.moe_router import SetMoeRouter
+
+
+def moe_package() -> SourcePackage:
+    package = SourcePackage.from_directory(references_dir() / "llama")
+    AddMoe().apply(package, dense_rule="first_k", norm_topk_prob="config")
+    return package
+
+
+def route_of(model: str) -> str:
+    return model.split("    def route(", 1)[1].split("    def forward(", 1)[0]
+
+
+def test_grouped_sigmoid_router_with_correction_bias():
+    package = moe_package()
+    SetMoeRouter().apply(package, router="grouped_topk", correction_bias=True)
+    files = package.render()
+    route = route_of(files["model.py"])
+    assert "scores = logits.float().sigmoid()" in route
+    assert "softmax" not in route
+    assert (
+        "choice = (scores + self.e_score_correction_bias).view(scores.shape[0], self.n_groups, -1)"
+        in route
+    )
+    assert "group_scores = choice.topk(2, dim=-1)[0].sum(dim=-1)" in route
+    assert "weights = scores.gather(1, indices)" in route  # unbiased weights
+    # the renormalisation switch and the return survive, after the selection
+    assert route.index("gather") < route.index("if self.norm_topk_prob") < route.index("return")
+    model = files["model.py"]
+    assert 'self.register_buffer("e_score_correction_bias", torch.zeros(args.num_experts))' in model
+    assert "self.n_groups, self.topk_groups = args.n_groups, args.topk_groups" in model
+    assert "n_groups=hf_config.n_group," in files["args.py"]
+    assert "topk_groups=hf_config.topk_group," in files["args.py"]
+    adapter = files["state_dict_adapter.py"]
+    assert (
+        '"model.layers.{}.mlp.gate.e_score_correction_bias": '
+        '"layers.{}.moe.e_score_correction_bias",'
+    ) in adapter
+
+
+def test_sigmoid_topk_without_bias_or_groups():
+    package = moe_package()
+    SetMoeRouter().apply(package, router="sigmoid_topk")
+    model = package.render()["model.py"]
+    route = route_of(model)
+    assert "scores = logits.float().sigmoid()" in route
+    assert "weights, indices = scores.topk(self.top_k, dim=-1)" in route
+    assert "e_score_correction_bias" not in model and "n_groups" not in model
+
+
+def test_softmax_with_correction_bias_and_running_twice_converges():
+    package = moe_package()
+    SetMoeRouter().apply(package, router="softmax_topk", correction_bias=True)
+    once = package.render()
+    SetMoeRouter().apply(package, router="softmax_topk", correction_bias=True)
+    assert package.render() == once
+    route = route_of(once["model.py"])
+    assert "scores = F.softmax(logits, dim=-1, dtype=torch.float32)" in route
+    assert "indices = (scores + self.e_score_correction_bias).topk(self.top_k, dim=-1)[1]" in route
+
+
+def test_needs_a_moe_block_and_a_known_router():
+    with pytest.raises(EditError):
+        SetMoeRouter().apply(
+            SourcePackage.from_directory(references_dir() / "llama"), router="sigmoid_topk"
+        )
+    with pytest.raises(ValueError, match="router"):
+        SetMoeRouter().apply(moe_package(), router="expert_choice")

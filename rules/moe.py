@@ -1,0 +1,87 @@
+"""Rules for mixture-of-experts feed-forwards: the MoE block itself and which layers get it,
+the router (softmax / sigmoid / grouped top-k, correction bias, linear bias, scaling),
+shared experts with or without their sigmoid gate.
+
+Order matters: `add_moe` builds the block the other rows edit.
+"""
+
+from codegen.scaffold.rule import FromFeature, Rule
+
+RULES = [
+    Rule(
+        id="moe",
+        feature="moe",
+        values=(True,),
+        transform="add_moe",
+        params={"dense_rule": "auto", "norm_topk_prob": "auto"},
+        description=(
+            "the feed-forward becomes a softmax top-k routed MoE of stacked SwiGLU experts "
+            "(grouped GEMMs) on the layers HF's condition selects; per-expert checkpoint keys"
+        ),
+        native_in=("qwen3_moe", "deepseek_v3"),
+    ),
+    Rule(
+        id="moe_router",
+        feature="moe.router",
+        values=("sigmoid_topk", "grouped_topk"),
+        transform="set_moe_router",
+        params={
+            "router": FromFeature("moe.router"),
+            "score_func": FromFeature("moe.score_func"),
+            "correction_bias": FromFeature("moe.router_bias"),
+        },
+        description=(
+            "the router scores experts with softmax or sigmoid and picks the top k, "
+            "optionally only inside the best groups (n_group / topk_group)"
+        ),
+        native_in=("qwen3_moe", "deepseek_v3"),
+    ),
+    Rule(
+        id="moe_router_bias",
+        feature="moe.router_bias",
+        values=(True,),
+        transform="set_moe_router",
+        params={
+            "router": FromFeature("moe.router"),
+            "score_func": FromFeature("moe.score_func"),
+            "correction_bias": FromFeature("moe.router_bias"),
+        },
+        description=(
+            "a per-expert e_score_correction_bias steers which experts are picked, "
+            "never their weights"
+        ),
+        native_in=("deepseek_v3",),
+    ),
+    Rule(
+        id="moe_routed_scaling",
+        # needs the planner to compare `moe.routed_scaling` as present ("yes") / None ("no")
+        feature="moe.routed_scaling",
+        values=("yes",),
+        transform="set_routed_scaling",
+        description="the k routing weights are multiplied by routed_scaling_factor",
+        native_in=("deepseek_v3",),
+    ),
+    Rule(
+        id="moe_router_linear_bias",
+        feature="moe.router_linear_bias",
+        values=(True,),
+        transform="set_router_linear_bias",
+        description="the router projection itself carries a bias (gpt_oss)",
+    ),
+    Rule(
+        id="moe_shared_experts",
+        feature="moe.shared_experts",
+        values=("yes",),
+        transform="add_shared_experts",
+        params={"size": "auto"},
+        description="an always-on shared SwiGLU expert is added to the routed output",
+        native_in=("deepseek_v3",),
+    ),
+    Rule(
+        id="moe_shared_expert_gate",
+        feature="moe.shared_expert_gate",
+        values=(True,),
+        transform="add_shared_expert_gate",
+        description="the shared expert's output is scaled by sigmoid(Linear(dim, 1)) (qwen2_moe)",
+    ),
+]
