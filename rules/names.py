@@ -47,6 +47,14 @@ CONFIG_ALIASES: dict[str, tuple[str, ...]] = {
     "hidden_act": ("hidden_activation", "activation_function"),
 }
 
+# field -> the Features value that stands for it when the config has neither the field nor
+# an alias (the analysis read the behaviour from the modeling code instead)
+CONFIG_FROM_FEATURES: dict[str, str] = {
+    "norm_topk_prob": "moe.norm_topk_prob",
+    "attention_bias": "attention.qkv_bias",
+    "mlp_bias": "ffn.bias",
+}
+
 # field -> expression used when the config has neither the field nor an alias
 CONFIG_FALLBACKS: dict[str, str] = {
     "num_key_value_heads": "hf_config.num_attention_heads",  # no field: one kv head per head
@@ -59,4 +67,7 @@ CONFIG_FALLBACKS: dict[str, str] = {
         " * hf_config.num_hidden_layers"
     ),
     "head_dim": "hf_config.hidden_size // hf_config.num_attention_heads",
+    "decoder_sparse_step": "1",  # no step: every layer is an MoE layer
+    "mlp_only_layers": "()",
+    "first_k_dense_replace": "0",
 }

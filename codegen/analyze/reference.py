@@ -32,6 +32,13 @@ def _shared(value) -> Any:
     return value
 
 
+def _scaled(value) -> Any:
+    """Routed scaling compared as present ("yes") or absent / 1.0 ("no")."""
+    if value is None or value == 1.0:
+        return "no"
+    return "yes" if isinstance(value, int | float) else value
+
+
 # Compared features: dotted name -> projection of the value used for comparison.
 COMPARED: dict[str, Any] = {
     "attention.kind": None,
@@ -55,6 +62,7 @@ COMPARED: dict[str, Any] = {
     "moe.router_bias": None,
     "moe.router_linear_bias": None,
     "moe.shared_experts": _shared,
+    "moe.routed_scaling": _scaled,
     "moe.shared_expert_gate": None,
     "moe.expert_layout": None,
     "moe.expert_bias": None,
@@ -94,16 +102,21 @@ _DENSE_COMMON: dict[str, tuple] = {
     "head.logit_scale": (False,),
     "block.residual_scale": (False,),
 }
-_MOE_COMMON: dict[str, tuple] = {
-    "moe": (True,),
+# What an MoE block grafted onto a dense reference starts as (the `add_moe` transform): the
+# dense rows list these too, so a target's other MoE features show up as deltas.
+_MOE_BASE: dict[str, tuple] = {
     "moe.router": ("softmax_topk",),
     "moe.router_bias": (False,),
     "moe.router_linear_bias": (False,),
     "moe.shared_experts": ("no",),
     "moe.shared_expert_gate": (False,),
+    "moe.routed_scaling": ("no",),
     "moe.expert_layout": ("per_expert",),
     "moe.expert_bias": (False,),
 }
+_DENSE_COMMON.update(_MOE_BASE)
+
+_MOE_COMMON: dict[str, tuple] = {"moe": (True,), **_MOE_BASE}
 
 REFERENCES: dict[str, dict[str, tuple]] = {
     # dense GQA, SwiGLU, RMSNorm pre-norm, RoPE incl. scaling; no biases (refused if configured)
@@ -152,6 +165,7 @@ REFERENCES: dict[str, dict[str, tuple]] = {
         "moe.router": ("grouped_topk", "sigmoid_topk"),
         "moe.router_bias": (True, False),
         "moe.shared_experts": ("yes", "no"),
+        "moe.routed_scaling": ("yes", "no"),
     },
 }
 

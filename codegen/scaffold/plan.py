@@ -45,11 +45,27 @@ class Plan:
 
 
 def make_plan(target, name: str | None = None, reference: str | None = None) -> Plan:
-    """The plan for a `codegen.scaffold.target.Target`."""
+    """The plan for a `codegen.scaffold.target.Target`.
+
+    Without `reference`, the closest reference whose plan is complete wins (fewest rules,
+    then the analyzer's order); if none is complete, the analyzer's closest, with its gaps.
+    """
+    if reference is None:
+        candidates = [_plan_from(target, name, ref) for ref in references.ORDER]
+        complete = [plan for plan in candidates if plan.complete]
+        if complete:
+            return min(complete, key=lambda plan: len(_rule_steps(plan)))
+        reference = target.features.reference.closest
+    return _plan_from(target, name, reference)
+
+
+def _rule_steps(plan: Plan) -> list[Step]:
+    return [step for step in plan.steps if step.rule]
+
+
+def _plan_from(target, name: str | None, reference: str) -> Plan:
     features = target.features
     name = name or features.model_type
-    if reference is None:
-        reference = features.reference.closest
     if reference not in references.REFERENCES:
         known = ", ".join(references.ORDER)
         raise CodegenError(f"no reference named {reference!r}; references: {known}")
@@ -73,8 +89,12 @@ def make_plan(target, name: str | None = None, reference: str | None = None) -> 
 
 
 def _evidence(features, feature: str) -> str:
-    key = feature.split(".")[0] if feature == "moe" else feature
-    return features.evidence.get(key, "?")
+    """The feature's own evidence, else the first evidence of its section (e.g. for `moe`)."""
+    if feature in features.evidence:
+        return features.evidence[feature]
+    prefix = feature + "."
+    found = [value for key, value in features.evidence.items() if key.startswith(prefix)]
+    return found[0] if found else "?"
 
 
 def _rule_order(rules, rule_id: str) -> int:

@@ -31,8 +31,11 @@ class AlignConfigFields(Transform):
             if read in available:
                 continue
             alias = next((a for a in names.CONFIG_ALIASES.get(read, ()) if a in available), None)
+            known = _feature_value(features, names.CONFIG_FROM_FEATURES.get(read))
             if alias is not None:
                 replacements[read] = f"hf_config.{alias}"
+            elif known is not None:
+                replacements[read] = repr(known)
             elif read in names.CONFIG_FALLBACKS:
                 replacements[read] = names.CONFIG_FALLBACKS[read]
         replacements = {read: _resolve(expr, replacements) for read, expr in replacements.items()}
@@ -42,6 +45,14 @@ class AlignConfigFields(Transform):
             run(
                 package, "args.py", EditDict("FIXED_SETTINGS", _settings_rewrite(available, config))
             )
+
+
+def _feature_value(features, path: str | None):
+    """A plain bool/number the analysis found for `path`, else None."""
+    if features is None or path is None:
+        return None
+    value = features.get(path)
+    return value if isinstance(value, bool | int | float) else None
 
 
 def _resolve(expression_text: str, replacements: dict[str, str]) -> str:
