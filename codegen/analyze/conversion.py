@@ -38,6 +38,14 @@ def _mapping_text() -> str:
         return fh.read()
 
 
+def cite(name: str) -> str:
+    """`conversion_mapping.py:LINE` of the first place `name` is keyed."""
+    text = _mapping_text()
+    index = text.find(f'"{name}"')
+    line = text.count("\n", 0, index) + 1 if index >= 0 else 0
+    return f"conversion_mapping.py:{line}"
+
+
 def mentions(name: str) -> bool:
     """Cheap check before parsing: is `name` a quoted key anywhere in the file?"""
     return f'"{name}"' in _mapping_text()

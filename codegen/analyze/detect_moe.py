@@ -206,6 +206,7 @@ def detect(ctx: Ctx) -> Moe | None:
                 scaling = float(consts[0])
                 ctx.cite("moe.routed_scaling", t.site.cite() if t.site else where)
     linear_b: bool | str = False
+    ctx.cite("moe.router_linear_bias", ctx.site(router) if isinstance(router, ModuleRec) else where)
     if isinstance(router, ModuleRec):
         if roles.role(router) == LINEAR:
             flag = linear_bias(router)
@@ -223,6 +224,8 @@ def detect(ctx: Ctx) -> Moe | None:
                 and len([a for a in t.args if isinstance(a, Term | ParamRec)]) >= 3
             ]
             linear_b = bool(biases and used)
+            if linear_b and used[0].site is not None:
+                ctx.cite("moe.router_linear_bias", used[0].site.cite())
 
     # -- shared experts ----------------------------------------------------------------------------
     shared_gate = False
@@ -272,6 +275,9 @@ def detect(ctx: Ctx) -> Moe | None:
     ctx.cite(
         "moe.expert_bias", ctx.class_site(experts) if isinstance(experts, ModuleRec) else moe_site
     )
+    for key in ("moe.top_k", "moe.routed_scaling", "moe.module_layout"):
+        if key not in ctx.evidence:
+            ctx.cite(key, where if key != "moe.module_layout" else ctx.attr_site(moe, exp_name or ""))
     num_experts = _num_experts(ctx, router, experts)
     ctx.cite(
         "moe.num_experts",

@@ -153,8 +153,10 @@ def detect(ctx: Ctx, roles: RoleBook) -> tuple[StateDict, dict]:
             for note in notes + notes2:
                 if note not in ctx.notes:
                     ctx.notes.append(note)
-            source = f"conversion_mapping.py ({found!r})"
+            source = f"{conversion.cite(found)} ({found!r})"
     info["checkpoint_source"] = source
+    if source is not None:
+        ctx.cite("state_dict.checkpoint", source)
     return (
         StateDict(
             prefix=prefix,
