@@ -1,0 +1,41 @@
+"""The architectures issue 4 names: scaffold through the planner, zero manual edits, verify.
+
+Each is planned from its analysis alone (no `--from`, no hand-written steps), written to a
+temp models package and checked by the full verify protocol in fp32.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from codegen.cli import main
+
+PASSING = [
+    "cohere",
+    "deepseek_v3",
+    "gemma",
+    "gemma2",
+    "glm4",
+    "granite",
+    "llama",
+    "mistral",
+    "mixtral",
+    "olmo2",
+    "olmoe",
+    "phi3",
+    "qwen2",
+    "qwen2_moe",
+    "qwen3",
+    "qwen3_moe",
+    "stablelm",
+    "starcoder2",
+]
+
+
+@pytest.mark.parametrize("model_type", PASSING)
+def test_scaffold_then_verify(model_type, tmp_path, capsys):
+    models = tmp_path / "models"
+    assert main(["scaffold", model_type, "--out", str(models)]) == 0
+    capsys.readouterr()
+    assert main(["verify", model_type, "--models", str(models), "--dtype", "fp32"]) == 0
+    assert capsys.readouterr().out.startswith(f"PASS  {model_type}")
