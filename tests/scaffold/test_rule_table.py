@@ -1,0 +1,75 @@
+"""The rule table answers for every feature value the analyzer can emit."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+from codegen.analyze import reference as references
+from codegen.analyze.features import VOCAB
+from codegen.scaffold.table import load_rules, rules_dir
+from codegen.transforms.catalog import TRANSFORMS
+
+# compared features whose values are projections rather than a vocabulary
+PROJECTED = {
+    "rope.partial_rotary": ("full", "partial"),
+    "moe.shared_experts": ("yes", "no"),
+    "moe.routed_scaling": ("yes", "no"),
+    "moe": (True, False),
+}
+
+
+def emitted_values(feature: str) -> tuple:
+    if feature in PROJECTED:
+        return PROJECTED[feature]
+    return VOCAB.get(feature, (True, False))
+
+
+def unsupported_table():
+    load_rules()  # mounts the rules package as codegen.rules
+    return importlib.import_module("codegen.rules.unsupported").UNSUPPORTED
+
+
+def by_reference(feature: str, value) -> bool:
+    for row in references.REFERENCES.values():
+        allowed = row.get(feature, ())
+        if value in allowed or ("same_as_qkv" in allowed and isinstance(value, bool)):
+            return True
+    return False
+
+
+def by_rule(feature: str, value) -> bool:
+    return any(rule.feature == feature and value in rule.values for rule in load_rules())
+
+
+@pytest.mark.parametrize("feature", sorted(references.COMPARED))
+def test_every_value_is_realised_or_listed_as_unsupported(feature):
+    unsupported = unsupported_table()
+    for value in emitted_values(feature):
+        handled = by_reference(feature, value) or by_rule(feature, value)
+        listed = (feature, value) in unsupported
+        assert handled or listed, f"{feature} = {value!r}: no reference, rule or reason"
+        assert not (by_rule(feature, value) and listed), f"stale unsupported row: {feature}"
+
+
+def test_unsupported_rows_name_real_features_and_give_reasons():
+    for (feature, value), reason in unsupported_table().items():
+        assert feature in references.COMPARED
+        assert value in emitted_values(feature)
+        assert len(reason) > 20
+
+
+def test_every_rule_names_a_real_transform_feature_and_reference():
+    ids = [rule.id for rule in load_rules()]
+    assert len(ids) == len(set(ids)), "duplicate rule ids"
+    for rule in load_rules():
+        assert rule.transform in TRANSFORMS, rule.id
+        assert rule.feature in references.COMPARED, rule.id
+        assert set(rule.values) <= set(emitted_values(rule.feature)), rule.id
+        assert set(rule.native_in) <= set(references.REFERENCES), rule.id
+        assert rule.description
+
+
+def test_rules_directory_is_the_table():
+    assert (rules_dir() / "__init__.py").is_file()
