@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
+import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -23,13 +26,24 @@ from pathlib import Path
 
 
 def causal_lm_types() -> list[str]:
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    """Model types with a causal-LM class, read statically from transformers' auto mapping
+    (the sweep process itself never imports torch; each verify runs in its own process)."""
+    import ast
 
-    return sorted(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
+    from codegen.analyze.locate import transformers_dir
+
+    path = Path(transformers_dir()) / "models" / "auto" / "modeling_auto.py"
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES"
+            for t in node.targets
+        ):
+            return sorted(key for key, _ in ast.literal_eval(node.value.args[0]))
+    raise RuntimeError("MODEL_FOR_CAUSAL_LM_MAPPING_NAMES not found")
 
 
 def sweep_one(model_type: str, models_dir: Path, verify: bool) -> dict:
-    from codegen.scaffold.pipeline import scaffold_into, verify_generated
+    from codegen.scaffold.pipeline import scaffold_into
     from codegen.scaffold.plan import make_plan
     from codegen.scaffold.target import load_target
 
@@ -63,17 +77,43 @@ def sweep_one(model_type: str, models_dir: Path, verify: bool) -> dict:
             list(plan.steps),
             features=features,
         )
-        results = verify_generated(models_dir, plan.name)
-        row["verify"] = _verdict(results)
+        row["verify"] = verify_isolated(models_dir, plan.name)
     except Exception as err:  # one model's failure is a row of the report, not a crash
         row["verify"] = {"passed": False, "error": f"{type(err).__name__}: {err}"[:300]}
     return _done(row, started)
 
 
-def _verdict(results) -> dict:
-    failed = [r for r in results if not r.passed]
-    cosines = [r.cosine for r in results if r.cosine is not None]
-    diffs = [r.max_abs_diff for r in results if r.max_abs_diff is not None]
+MEMORY_LIMIT = 6 << 30  # bytes of address space per verify: a runaway toy config fails alone
+TIMEOUT = 300  # seconds per verify
+
+
+def verify_isolated(models_dir: Path, name: str) -> dict:
+    """`codegen verify NAME --json` (fp32) in a subprocess with memory and time limits, so
+    one model cannot take the sweep down and nothing leaks from one model to the next."""
+    command = [sys.executable, "-m", "codegen.cli", "verify", name, "--models", str(models_dir)]
+    command += ["--dtype", "fp32", "--json"]
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=TIMEOUT, preexec_fn=_limit_memory
+        )
+    except subprocess.TimeoutExpired:
+        return {"passed": False, "error": f"verify took over {TIMEOUT} s"}
+    try:
+        results = json.loads(done.stdout)
+    except json.JSONDecodeError:
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        return {"passed": False, "error": lines[-1][:300] if lines else f"exit {done.returncode}"}
+    return _verdict(results)
+
+
+def _limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+
+
+def _verdict(results: list[dict]) -> dict:
+    failed = [r for r in results if not r["passed"]]
+    cosines = [r["cosine"] for r in results if r["cosine"] is not None]
+    diffs = [r["max_abs_diff"] for r in results if r["max_abs_diff"] is not None]
     verdict = {
         "passed": bool(results) and not failed,
         "cosine": min(cosines) if cosines else None,
@@ -81,14 +121,15 @@ def _verdict(results) -> dict:
     }
     if failed:
         first = failed[0]
-        verdict["error"] = first.error or _why(first)
+        verdict["error"] = first["error"] or _why(first)
     return verdict
 
 
-def _why(result) -> str:
-    if result.missing_keys or result.unexpected_keys:
-        return f"keys: missing {result.missing_keys[:3]}, unexpected {result.unexpected_keys[:3]}"
-    return f"logits differ; first divergence: {result.first_divergence}"
+def _why(result: dict) -> str:
+    if result["missing_keys"] or result["unexpected_keys"]:
+        missing, unexpected = result["missing_keys"][:3], result["unexpected_keys"][:3]
+        return f"keys: missing {missing}, unexpected {unexpected}"
+    return f"logits differ; first divergence: {result['first_divergence']}"
 
 
 def _done(row: dict, started: float) -> dict:
@@ -140,10 +181,6 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="Sweep only these model types.")
     parser.add_argument("--no-verify", action="store_true", help="Analyze and plan only.")
     args = parser.parse_args()
-    from transformers.utils import logging
-
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()
     types = args.only or causal_lm_types()
     rows = []
     with tempfile.TemporaryDirectory() as directory:
