@@ -177,7 +177,12 @@ def _run(ctx: Ctx) -> Features:
         source=source,
     )
     closest, delta = reference.closest(draft)
-    draft = dataclasses.replace(draft, reference=Reference(closest=closest, delta=tuple(delta)))
+    draft = dataclasses.replace(
+        draft,
+        reference=Reference(
+            closest=closest, delta=tuple(delta), unknown=tuple(reference.undetermined(draft))
+        ),
+    )
     return dataclasses.replace(draft, unsupported=support.unsupported(draft, ctx.extras))
 
 

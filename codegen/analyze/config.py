@@ -103,12 +103,14 @@ class ConfigBuilder:
             for name in c.annotations:
                 if name in c.class_attrs and not self._is_classvar(c, name):
                     try:
-                        cfg.attrs[name] = self.interp.class_attr_value(c, c.class_attrs[name])
+                        cfg.attrs[cfg.key(name)] = self.interp.class_attr_value(
+                            c, c.class_attrs[name]
+                        )
                     except BudgetExceeded:
                         raise
                     except Unknown:
-                        cfg.attrs[name] = UNKNOWN
-                    cfg.origin[name] = "default"
+                        cfg.attrs[cfg.key(name)] = UNKNOWN
+                    cfg.origin[cfg.key(name)] = "default"
         init = None
         for c in mro:
             if "__init__" in c.methods:
@@ -129,7 +131,7 @@ class ConfigBuilder:
             return cfg
         for key, value in values.items():
             mapped_key = cfg.key(key)
-            if mapped_key in fields:
+            if mapped_key in fields or key in fields:
                 cfg.attrs[mapped_key] = value
                 cfg.origin[mapped_key] = "config.json"
             else:

@@ -475,6 +475,10 @@ class Tracer(Interp):
         role = self.roles.role(rec)
         if role == PASSTHROUGH and args:
             return args[0]
+        if rec.cls is None and rec.external in ("Softmax", "Sigmoid", "Tanh") and args:
+            # nn.Softmax(dim=-1)(x) reads like the functional form
+            name = rec.external.lower()
+            return self.new("fn", tuple(args), name=name, kwargs=dict(kwargs), site=site)
         if (
             self.inline
             and role in (CONTAINER, OTHER)

@@ -180,13 +180,16 @@ def detect(ctx: Ctx, shared: dict) -> Rope:
     q_head = rep_head_dim(ctx, shared)
     layer_type = "full_attention" if nested else None
     dim = rotary_dim(ctx, rotary, cfg, layer_type) if rotary is not None else None
+    sliced_at = None
+    if dim is None:
+        dim, sliced_at = _sliced_rotary_dim(info)
     if dim is not None and q_head:
         partial = round(dim / q_head, 6)
         if partial > 1:
             partial = UNKNOWN
         ctx.cite(
             "rope.partial_rotary",
-            f"{ctx.class_site(rotary)} (rotary dim {dim} of head dim {q_head})",
+            f"{sliced_at or ctx.class_site(rotary)} (rotary dim {dim} of head dim {q_head})",
         )
     else:
         factor = group.get("partial_rotary_factor") if isinstance(group, dict) else None
@@ -225,6 +228,25 @@ def detect(ctx: Ctx, shared: dict) -> Rope:
         theta=theta,
         parameters=params,
     )
+
+
+def _sliced_rotary_dim(info) -> tuple[int | None, str | None]:
+    """`q[..., :rotary_dim]` handed to the rotation (no rotary module to evaluate)."""
+    from codegen.analyze.dataflow import Term
+
+    trace = info.trace
+    if trace is None:
+        return None, None
+    for func, args in trace.tracer.func_calls:
+        if func is not info.rope_fn:
+            continue
+        for arg in args:
+            if isinstance(arg, Term) and arg.op == "index" and arg.name:
+                last = arg.name.split(",")[-1]
+                parts = last.split(":")
+                if len(parts) == 3 and parts[0] == "" and parts[1].isdigit():
+                    return int(parts[1]), arg.site.cite() if arg.site else None
+    return None, None
 
 
 def rep_head_dim(ctx: Ctx, shared: dict) -> int | None:

@@ -448,7 +448,9 @@ class Interp:
             frame.locals[stmt.name.value] = FuncRef(
                 frame.sf, stmt, closure=frame.locals, scope=frame.scope or _owner_node(frame)
             )
-        # While, ClassDef, Match...: not interpreted.
+        elif isinstance(stmt, cst.While):
+            raise _Abort()  # not interpreted: what follows it would be a guess
+        # ClassDef, Match...: not interpreted.
 
     def exec_if(self, stmt: cst.If, frame: Frame) -> None:
         try:
@@ -565,10 +567,12 @@ class Interp:
             self.assign(target.value, value, frame, stmt)
 
     def set_attr(self, obj, name: str, value, frame: Frame, stmt=None) -> None:
-        if isinstance(obj, Obj):
+        if isinstance(obj, ConfigObj):
+            name = obj.key(name)  # attribute_map aliases write through to the real field
             obj.attrs[name] = value
-            if isinstance(obj, ConfigObj):
-                obj.origin.setdefault(name, "post_init")
+            obj.origin.setdefault(name, "post_init")
+        elif isinstance(obj, Obj):
+            obj.attrs[name] = value
             if isinstance(obj, ModuleRec) and stmt is not None:
                 obj.assign_sites[name] = frame.site(stmt)
 

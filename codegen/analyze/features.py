@@ -148,7 +148,8 @@ class StateDict:
 @dataclass(frozen=True)
 class Reference:
     closest: str = UNKNOWN
-    delta: tuple[str, ...] = ()
+    delta: tuple[str, ...] = ()  # compared features whose value the reference does not implement
+    unknown: tuple[str, ...] = ()  # compared features that could not be determined (not in delta)
 
 
 @dataclass(frozen=True)

@@ -224,7 +224,15 @@ def resolve(target: str, config_override: str | None = None) -> Target:
         or target.startswith(".")
         or os.path.exists(target)
     )
-    if os.path.isdir(target):
+    bare_name = os.sep not in target and not target.startswith(".")
+    if (
+        bare_name
+        and os.path.isdir(target)
+        and not os.path.isfile(os.path.join(target, "config.json"))
+        and target in auto_mappings()[0]
+    ):
+        looks_like_path = False  # `codegen` the model_type, not a local `codegen/` folder
+    elif os.path.isdir(target):
         config_json = os.path.join(target, "config.json")
         if not os.path.isfile(config_json) and override is None:
             raise CodegenError("checkpoint folder has no config.json", path=target)

@@ -195,6 +195,17 @@ def accepts(row: dict[str, tuple], features: Features, name: str) -> bool:
     return value in allowed
 
 
+def undetermined(features: Features) -> list[str]:
+    """Compared features whose value is unknown: neither a match nor a known difference."""
+    out = []
+    for name in COMPARED:
+        if name.startswith("moe.") and features.moe is None:
+            continue
+        if compared_value(features, name) == "unknown":
+            out.append(name)
+    return out
+
+
 def delta(features: Features, name: str) -> list[str]:
     row = REFERENCES[name]
     return [f for f in COMPARED if not accepts(row, features, f)]

@@ -111,6 +111,8 @@ def render_text(features: Features) -> str:
     ref = features.reference
     lines.append(f"closest reference: {ref.closest}")
     lines.append(f"delta: {', '.join(ref.delta) if ref.delta else 'none'}")
+    if ref.unknown:
+        lines.append(f"not determined: {', '.join(ref.unknown)}")
     if features.unsupported:
         lines.append("unsupported:")
         for u in features.unsupported:

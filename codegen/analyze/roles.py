@@ -235,7 +235,8 @@ class RoleBook:
             "attention" in f.lower() and "forward" in f.lower() for f in sig.functions
         )
         products = sig.matmul or bool(sig.ops & {"matmul", "bmm", "baddbmm", "einsum"})
-        if not attention_like and "softmax" in sig.ops and products and len(linears) >= 2:
+        softmax = bool({"softmax", "Softmax", "log_softmax"} & sig.ops)
+        if not attention_like and softmax and products and len(linears) >= 2:
             attention_like = True
         hinted_mixer = any(h in op.lower() for op in sig.ops | sig.functions for h in _MIXER_HINTS)
         if attention_like and (linears or params or child_roles & {LINEAR}):
@@ -245,7 +246,7 @@ class RoleBook:
         # sequence mixing without softmax: k^T v products / decays over projected q, k, v
         if len(linears) >= 2 and not three_d and not expert_loop:
             if sig.matmul or sig.ops & {"matmul", "bmm", "einsum", "cumsum", "cumprod"}:
-                if "softmax" not in sig.ops:
+                if not softmax:
                     return MIXER
         conv = [v for v in mods if v.kind in ("Conv1d",)]
         if (hinted_mixer or conv) and linears and ("A_log" in rec.attrs or hinted_mixer or conv):

@@ -7,6 +7,7 @@ installed transformers tree) but only by reading text.
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import os
 import re
@@ -201,9 +202,14 @@ def parse_file(path: str, positions: bool = True) -> SourceFile:
     try:
         module = cst.parse_module(text)
     except cst.ParserSyntaxError as err:
-        raise CodegenError(
-            f"syntax error: {str(err.message).splitlines()[0]}", path=path, line=err.raw_line
-        ) from None
+        line, message = err.raw_line, str(err.message).splitlines()[0]
+        try:  # the stdlib parser locates errors more precisely (it only parses, never runs)
+            ast.parse(text, filename=path)
+        except SyntaxError as precise:
+            line, message = precise.lineno or line, precise.msg or message
+        except (ValueError, RecursionError):
+            pass
+        raise CodegenError(f"syntax error: {message}", path=path, line=line) from None
     sf = SourceFile(path=path, module=module, text=text)
     if not positions:
         sf._full = True  # never cited: line numbers stay 0
