@@ -12,11 +12,5 @@ UNSUPPORTED: dict[tuple[str, object], str] = {
     ),
     ("rope.type", "none"): "positionless or learned absolute positions: no reference uses them",
     ("rope.type", "other"): "a position encoding the analyzer does not recognise",
-    ("ffn.kind", "other"): "an FFN activation pattern the analyzer does not recognise",
     ("moe.router", "other"): "a routing function the analyzer does not recognise",
-    ("moe.expert_layout", "fused"): (
-        "experts stored fused on disk (one 3-D tensor per projection): needs an adapter "
-        "conversion the table-driven base does not express"
-    ),
-    ("moe.expert_bias", True): "per-expert biases: no MoE transform adds them yet",
 }

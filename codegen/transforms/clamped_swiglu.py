@@ -1,0 +1,232 @@
+"""Make the routed experts' activation gpt_oss's clamped SwiGLU."""
+
+from __future__ import annotations
+
+import ast
+import copy
+from pathlib import Path
+
+import libcst as cst
+
+from codegen.errors import CodegenError
+from codegen.transforms import _moe_edits as moe_edits
+from codegen.transforms._ffn_edits import Scoped, SetClassDocstring
+from codegen.transforms.base import Transform
+from codegen.transforms.edits import EditError, code_of, expression, run
+
+CLAMPED_SWIGLU = '''
+def clamped_swiglu(
+    gate: torch.Tensor, up: torch.Tensor, alpha: float, limit: float
+) -> torch.Tensor:
+    """gpt_oss's expert activation: gate and up clamped to `limit` (gate from above only),
+    the gate through a sigmoid sharpened by `alpha`, and up shifted by one."""
+    gate = gate.clamp(max=limit)
+    up = up.clamp(-limit, limit)
+    glu = gate * torch.sigmoid(gate * alpha)
+    return (up + 1) * glu
+'''
+
+FIELDS = """
+swiglu_alpha: float = 1.702  # expert activation: gate * sigmoid(alpha * gate) ...
+swiglu_limit: float = 7.0  # ... after clamping gate to <= limit and up to [-limit, limit]
+"""
+
+# HF's method (gpt_oss GptOssExperts._apply_gate), after the gate/up split the fused-layout
+# rule realises. Local names and the two `self.` attributes are compared by position, so a
+# renamed variable still matches and any other maths does not.
+HF_MATHS = """
+gate = gate.clamp(min=None, max=self.limit)
+up = up.clamp(min=-self.limit, max=self.limit)
+glu = gate * torch.sigmoid(gate * self.alpha)
+gated_output = (up + 1) * glu
+return gated_output
+"""
+
+
+class SetClampedSwiglu(Transform):
+    """The experts' `F.silu(gate) * up` becomes `clamped_swiglu(gate, up, alpha, limit)`
+    (gpt_oss: `(up.clamp(-l, l) + 1) * g * sigmoid(alpha * g)`, g = gate.clamp(max=l)).
+
+    Refuses unless the target's modeling source (Features.source.modeling) has exactly this
+    maths in one method; `alpha` and `limit` are read from the config fields that method's
+    class assigns them from (gpt_oss: swiglu_alpha, swiglu_limit).
+    """
+
+    name = "set_clamped_swiglu"
+
+    def apply(self, package, features=None) -> None:
+        alpha_field, limit_field = config_fields_of(features)
+        if not moe_edits.has_class(package, "model.py", "Experts"):
+            raise EditError("model.py has no Experts class (run add_moe first)")
+        run(package, "model.py", _UseClampedSwiglu())
+        moe_edits.insert_before_class(package, "model.py", "Experts", CLAMPED_SWIGLU)
+        run(package, "model.py", _AddParameters("Experts", ("alpha: float", "limit: float")))
+        moe_edits.insert_statements(
+            package,
+            "Experts",
+            "__init__",
+            "self.num_experts =",
+            "self.alpha = alpha\nself.limit = limit",
+        )
+        run(package, "model.py", _ExtendCall("Experts", ("args.swiglu_alpha", "args.swiglu_limit")))
+        run(package, "model.py", SetClassDocstring("Experts", _docstring))
+        moe_edits.add_args_fields(package, FIELDS.strip())
+        moe_edits.add_config_kwargs(
+            package,
+            {
+                "swiglu_alpha": f"hf_config.{alpha_field}",
+                "swiglu_limit": f"hf_config.{limit_field}",
+            },
+        )
+
+
+def config_fields_of(features) -> tuple[str, str]:
+    """(alpha field, limit field) of the target's clamped SwiGLU. Raises CodegenError (one
+    line, no traceback) when its modeling source does not compute exactly HF_MATHS."""
+    path = features.get("source.modeling") if features is not None else None
+    if not path or not Path(path).is_file():
+        raise ValueError("set_clamped_swiglu needs the target's modeling source")
+    tree = ast.parse(Path(path).read_text())
+    expected = _normalised(ast.parse(HF_MATHS.strip()).body)
+    for cls in (node for node in ast.walk(tree) if isinstance(node, ast.ClassDef)):
+        for method in (node for node in cls.body if isinstance(node, ast.FunctionDef)):
+            maths, attrs = _normalised(_without_split(method.body))
+            if maths != expected[0]:
+                continue
+            limit, alpha = attrs
+            sources = _config_sources(cls)
+            if alpha in sources and limit in sources:
+                return sources[alpha], sources[limit]
+            raise CodegenError(f"{cls.name}: self.{alpha} / self.{limit} are not config fields")
+    raise CodegenError(
+        "ffn.kind = 'other' is not gpt_oss's clamped SwiGLU: no method computes it", path=path
+    )
+
+
+def _without_split(body: list[ast.stmt]) -> list[ast.stmt]:
+    """The method body without its docstring and a leading `gate, up = ...` split."""
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        body = body[1:]
+    if body and isinstance(body[0], ast.Assign) and isinstance(body[0].targets[0], ast.Tuple):
+        body = body[1:]
+    return body
+
+
+def _normalised(body: list[ast.stmt]) -> tuple[str, tuple[str, ...]]:
+    """The statements' source with local names and `self.` attributes renamed by first
+    appearance (v0, v1.. / s0, s1..), and the original attribute names in that order."""
+    names: dict[str, str] = {}
+    attrs: dict[str, str] = {}
+
+    class _Rename(ast.NodeTransformer):
+        def visit_Attribute(self, node):
+            if isinstance(node.value, ast.Name) and node.value.id == "self":
+                return ast.Name(attrs.setdefault(node.attr, f"s{len(attrs)}"), node.ctx)
+            return self.generic_visit(node)
+
+        def visit_Name(self, node):
+            if node.id in ("torch", "F", "nn"):
+                return node
+            return ast.Name(names.setdefault(node.id, f"v{len(names)}"), node.ctx)
+
+    renamed = [ast.unparse(_Rename().visit(copy.deepcopy(statement))) for statement in body]
+    return "\n".join(renamed), tuple(attrs)
+
+
+def _config_sources(cls: ast.ClassDef) -> dict[str, str]:
+    """`self.<attr> = config.<field>` assignments of the class: attr -> field."""
+    sources = {}
+    for node in ast.walk(cls):
+        if (
+            isinstance(node, ast.Assign)
+            and isinstance(node.targets[0], ast.Attribute)
+            and isinstance(node.value, ast.Attribute)
+            and isinstance(node.value.value, ast.Name)
+            and node.value.value.id == "config"
+        ):
+            sources[node.targets[0].attr] = node.value.attr
+    return sources
+
+
+def _docstring(old: str | None) -> str:
+    text = old or "Routed experts."
+    if "SwiGLU" not in text:
+        raise EditError("the Experts docstring does not name its SwiGLU activation")
+    return text.replace("SwiGLU", "clamped-SwiGLU", 1)
+
+
+class _UseClampedSwiglu(Scoped):
+    """`F.silu(<gate>) * <up>` in Experts.forward -> `clamped_swiglu(<gate>, <up>, ...)`."""
+
+    def __init__(self):
+        super().__init__("Experts", "forward")
+
+    def leave_BinaryOperation(self, original, updated):
+        left = updated.left
+        if not (
+            self.in_scope()
+            and isinstance(updated.operator, cst.Multiply)
+            and isinstance(left, cst.Call)
+            and code_of(left.func) == "F.silu"
+            and len(left.args) == 1
+        ):
+            return updated
+        self.hits += 1
+        gate, up = code_of(left.args[0].value), code_of(updated.right)
+        return expression(f"clamped_swiglu({gate}, {up}, self.alpha, self.limit)")
+
+
+class _AddParameters(cst.CSTTransformer):
+    """Append parameters (`"alpha: float"`) to `class_name.__init__`."""
+
+    def __init__(self, class_name: str, params: tuple[str, ...]):
+        super().__init__()
+        self.class_name, self.hits = class_name, 0
+        signature = cst.parse_statement(f"def f(self, {', '.join(params)}): pass")
+        self.new = list(signature.params.params[1:])
+        self._class: list[str] = []
+
+    def visit_ClassDef(self, node):
+        self._class.append(node.name.value)
+
+    def leave_ClassDef(self, original, updated):
+        self._class.pop()
+        return updated
+
+    def leave_FunctionDef(self, original, updated):
+        if self._class[-1:] != [self.class_name] or updated.name.value != "__init__":
+            return updated
+        self.hits += 1
+        params = list(updated.params.params)
+        params[-1] = params[-1].with_changes(
+            comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+        )
+        new = [p.with_changes(comma=cst.MaybeSentinel.DEFAULT) for p in self.new]
+        new[:-1] = [
+            p.with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
+            for p in new[:-1]
+        ]
+        return updated.with_changes(params=updated.params.with_changes(params=[*params, *new]))
+
+
+class _ExtendCall(cst.CSTTransformer):
+    """Append positional arguments to every `func(...)` call (the Experts(...) build)."""
+
+    def __init__(self, func: str, args: tuple[str, ...]):
+        super().__init__()
+        self.func, self.args, self.hits = func, args, 0
+
+    def leave_Call(self, original, updated):
+        if code_of(updated.func) != self.func:
+            return updated
+        self.hits += 1
+        args = list(updated.args)
+        args[-1] = args[-1].with_changes(
+            comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+        )
+        new = [cst.Arg(expression(a)) for a in self.args]
+        new[:-1] = [
+            a.with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
+            for a in new[:-1]
+        ]
+        return updated.with_changes(args=[*args, *new])

@@ -1,0 +1,209 @@
+"""Hold the routed experts' gate and up weights fused, in the checkpoint's on-disk layout."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import libcst as cst
+
+from codegen.errors import CodegenError
+from codegen.transforms import _moe_edits as moe_edits
+from codegen.transforms._ffn_edits import (
+    ReplaceExpressions,
+    SetClassDocstring,
+    rename_component,
+    rewrite_adapter,
+)
+from codegen.transforms.base import Transform
+from codegen.transforms.edits import EditError, ReplaceStatements, code_of, run, starts_with
+
+# how the fused gate_up output splits into (gate, up), per checkpoint layout
+SPLITS = {
+    # gpt_oss: gate and up alternate along the output features
+    "interleaved": "gate, up = gate_up[..., ::2], gate_up[..., 1::2]",
+    # gate is the first half, up the second
+    "concat": "gate, up = gate_up.chunk(2, dim=-1)",
+}
+# the weights' shapes: [num_experts, in, out] when the checkpoint stores them transposed
+# (x @ w, gpt_oss), else the house's [num_experts, out, in] (x @ w.mT)
+SHAPES = {
+    True: ("(num_experts, dim, 2 * hidden_dim)", "(num_experts, hidden_dim, dim)"),
+    False: ("(num_experts, 2 * hidden_dim, dim)", "(num_experts, dim, hidden_dim)"),
+}
+LAYOUT_WORDS = {"interleaved": "gate = even features", "concat": "gate = first half"}
+# the decorator transformers puts on a fused experts module; it says how the weights lie
+_EXPERTS_DECORATOR = "use_experts_implementation"
+
+
+class FuseExperts(Transform):
+    """The experts' w1 (gate) and w3 (up) become one `w13` laid out as the checkpoint's
+    fused 3-D tensor, so every expert tensor loads 1:1 (no split, stack or transpose).
+
+    `layout`: how gate and up share w13's output features (`interleaved`: gate = even
+    features, gpt_oss; `concat`: gate = first half). `transposed`: the checkpoint stores
+    [num_experts, in, out] (`x @ w`) rather than the house's [num_experts, out, in];
+    `auto` reads transformers' `@use_experts_implementation(is_transposed=...)` on the
+    target's experts module. `hf_name`: the checkpoint's fused gate/up tensor
+    (`mlp.experts.gate_up_proj`, with `mlp.experts.down_proj` beside it).
+    """
+
+    name = "fuse_experts"
+
+    def apply(
+        self,
+        package,
+        features=None,
+        *,
+        layout: str,
+        transposed: bool | str = "auto",
+        hf_name: str = "gate_up_proj",
+    ) -> None:
+        if layout not in SPLITS:
+            raise ValueError(f"gate/up layout {layout!r} is not one of {sorted(SPLITS)}")
+        if transposed == "auto":
+            transposed = transposed_of(features)
+        if not isinstance(transposed, bool):
+            raise ValueError(f"transposed {transposed!r}: True, False or 'auto'")
+        if not moe_edits.has_class(package, "model.py", "Experts"):
+            raise EditError("model.py has no Experts class (run add_moe first)")
+        _fuse_weights(package, transposed)
+        _fuse_forward(package, layout, transposed)
+        run(package, "model.py", SetClassDocstring("Experts", _docstring(layout, transposed)))
+        _fuse_rows(package, hf_name)
+
+
+def transposed_of(features) -> bool:
+    """`is_transposed` of the target's `@use_experts_implementation(...)` (default False);
+    CodegenError when the modeling source has no such module."""
+    path = features.get("source.modeling") if features is not None else None
+    if not path or not Path(path).is_file():
+        raise ValueError("transposed='auto' needs the target's modeling source")
+    for node in ast.walk(ast.parse(Path(path).read_text())):
+        if not isinstance(node, ast.ClassDef):
+            continue
+        for decorator in node.decorator_list:
+            if isinstance(decorator, ast.Call) and _called(decorator) == _EXPERTS_DECORATOR:
+                flags = {k.arg: k.value for k in decorator.keywords}
+                flag = flags.get("is_transposed", ast.Constant(False))
+                if not isinstance(flag, ast.Constant) or not isinstance(flag.value, bool):
+                    raise CodegenError("is_transposed is not a literal bool", path=path)
+                return flag.value
+    raise CodegenError(
+        f"no @{_EXPERTS_DECORATOR}(...) experts module says how the fused experts lie "
+        "(pass transposed=True/False)",
+        path=path,
+    )
+
+
+def _called(call: ast.Call) -> str:
+    func = call.func
+    return func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+
+
+def _fuse_weights(package, transposed: bool) -> None:
+    w13, w2 = SHAPES[transposed]
+    init = ("Experts", "__init__")
+    run(
+        package,
+        "model.py",
+        ReplaceStatements(
+            *init, starts_with("self.w1 ="), f"self.w13 = nn.Parameter(torch.empty{w13})"
+        ),
+    )
+    run(package, "model.py", ReplaceStatements(*init, starts_with("self.w3 ="), ""))
+    if transposed:
+        run(
+            package,
+            "model.py",
+            ReplaceStatements(
+                *init, starts_with("self.w2 ="), f"self.w2 = nn.Parameter(torch.empty{w2})"
+            ),
+        )
+
+
+def _fuse_forward(package, layout: str, transposed: bool) -> None:
+    """The statements computing gate and up (and SwiGLU of them) become one fused product
+    and its split; `w2` is used as stored."""
+    block = _gate_up_block(package)
+    rows = re.search(r"F\.grouped_mm\((\w+), self\.w1\b", block)
+    if rows is None:
+        raise EditError("Experts.forward does not multiply its rows by self.w1 in F.grouped_mm")
+    weight = "self.w13" if transposed else "self.w13.mT"
+    code = f"gate_up = F.grouped_mm({rows.group(1)}, {weight}, offs=offsets)\n{SPLITS[layout]}"
+    if not re.search(r"^up = ", block, re.M):
+        # the block also applied SwiGLU (add_moe: hidden = silu(.. w1 ..) * (.. w3 ..))
+        hidden = re.search(r"^(\w+) = F\.silu\(F\.grouped_mm\(", block, re.M)
+        if hidden is None:
+            raise EditError("Experts.forward's gate/up block is not SwiGLU over F.grouped_mm")
+        code += f"\n{hidden.group(1)} = F.silu(gate) * up"
+    forward = ("Experts", "forward")
+    run(package, "model.py", ReplaceStatements(*forward, _uses("self.w1"), code))
+    run(package, "model.py", ReplaceStatements(*forward, _uses("self.w3"), ""))
+    if transposed:
+        run(package, "model.py", ReplaceExpressions(*forward, "self.w2.mT", "self.w2"))
+
+
+def _gate_up_block(package) -> str:
+    """Source of Experts.forward's statements reading w1 or w3 (checked to be contiguous)."""
+    source = _method_statements(package, "Experts", "forward")
+    lines = [line.strip() for line in source]
+    used = [i for i, line in enumerate(lines) if re.search(r"self\.w[13]\b", line)]
+    if not used or used != list(range(used[0], used[-1] + 1)):
+        raise EditError("Experts.forward's w1/w3 statements are not one block")
+    return "\n".join(lines[i] for i in used)
+
+
+def _method_statements(package, class_name: str, method: str) -> list[str]:
+    """The statements of `class_name.method` in model.py, one source string each."""
+    for statement in package.module("model.py").body:
+        if isinstance(statement, cst.ClassDef) and statement.name.value == class_name:
+            for item in statement.body.body:
+                if isinstance(item, cst.FunctionDef) and item.name.value == method:
+                    return [code_of(line) for line in item.body.body]
+    raise EditError(f"model.py has no {class_name}.{method}")
+
+
+def _uses(attr: str):
+    return lambda node: re.search(rf"{re.escape(attr)}\b", code_of(node)) is not None
+
+
+def _docstring(layout: str, transposed: bool):
+    order = "[num_experts, in, out]" if transposed else "[num_experts, out, in]"
+    split = LAYOUT_WORDS[layout]
+
+    def rewrite(old: str | None) -> str:
+        first, _, rest = (old or "Routed experts.").partition("\n")
+        first = re.sub(r" held as .*", "", first.rstrip("."))
+        indent = re.match(r"\n*( *)", rest).group(1) if rest else "    "
+        return (
+            f"{first} held as stored on disk, {order}.\n\n"
+            f"{indent}`w13` is gate and up in one product ({split}), `w2` the down projection.\n"
+            + (rest if rest.strip() else indent)
+        )
+
+    return rewrite
+
+
+def _fuse_rows(package, hf_name: str) -> None:
+    """Per-expert w1/w3/w2 rows (`experts.{}.gate_proj.weight`) become the fused tensors'
+    rows (`experts.gate_up_proj`, `experts.down_proj`), mapped 1:1."""
+    found = []
+
+    def fused(hf: str) -> str:
+        return hf.replace(".experts.{}.", ".experts.").removesuffix(".weight")
+
+    def rewrite(hf: str, house: str | None):
+        if house is None or not re.search(r"\.experts\.w[123]$", house):
+            return [(hf, house)]
+        found.append(house)
+        if house.endswith(".w3"):
+            return []
+        if house.endswith(".w1"):
+            return [(rename_component(fused(hf), "gate_proj", hf_name), house[:-1] + "13")]
+        return [(fused(hf), house)]
+
+    rewrite_adapter(package, rewrite)
+    if len(found) != 3:
+        raise EditError(f"the adapter's expert rows are {found}, not w1, w2, w3")

@@ -1,0 +1,90 @@
+"""SetClampedSwiglu: before/after on gpt_oss-style experts, and its source check."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+import torch
+
+from codegen.errors import CodegenError
+from codegen.models import references_dir
+from codegen.scaffold.source import SourcePackage
+from codegen.transforms.add_moe import AddMoe
+from codegen.transforms.clamped_swiglu import CLAMPED_SWIGLU, SetClampedSwiglu, config_fields_of
+from codegen.transforms.fused_experts import FuseExperts
+
+GPT_OSS_EXPERTS = '''
+class Experts(nn.Module):
+    def __init__(self, config):
+        self.alpha = config.swiglu_alpha
+        self.limit = config.swiglu_limit
+
+    def _apply_gate(self, gate_up):
+        """The activation."""
+        gate, up = gate_up[..., ::2], gate_up[..., 1::2]
+        gate = gate.clamp(min=None, max=self.limit)
+        up = up.clamp(min=-self.limit, max=self.limit)
+        glu = gate * torch.sigmoid(gate * self.alpha)
+        gated_output = (up + 1) * glu
+        return gated_output
+'''
+
+
+def features_of(tmp_path, source: str):
+    path = tmp_path / "modeling_x.py"
+    path.write_text(source)
+    return types.SimpleNamespace(
+        get=lambda dotted: str(path) if dotted == "source.modeling" else None
+    )
+
+
+def test_experts_use_the_clamped_swiglu(tmp_path):
+    package = SourcePackage.from_directory(references_dir() / "llama")
+    AddMoe().apply(package, dense_rule="all", norm_topk_prob="always")
+    FuseExperts().apply(package, layout="interleaved", transposed=True)
+    SetClampedSwiglu().apply(package, features_of(tmp_path, GPT_OSS_EXPERTS))
+    files = package.render()
+    model = files["model.py"]
+    assert "hidden = clamped_swiglu(gate, up, self.alpha, self.limit)" in model
+    assert "F.silu" not in model
+    assert model.index("def clamped_swiglu(") < model.index("class Experts")
+    assert (
+        "def __init__(self, num_experts: int, dim: int, hidden_dim: int, alpha: float, limit"
+        in (model)
+    )
+    assert "Experts(args.num_experts, args.dim, args.moe_hidden_dim, args.swiglu_alpha, " in model
+    assert "`num_experts` clamped-SwiGLU experts" in model
+    args = files["args.py"]
+    assert "swiglu_alpha: float = 1.702  #" in args and "swiglu_limit: float = 7.0  #" in args
+    assert "swiglu_alpha=hf_config.swiglu_alpha," in args
+    assert "swiglu_limit=hf_config.swiglu_limit," in args
+
+
+def test_reads_the_config_fields_and_refuses_other_maths(tmp_path):
+    renamed = GPT_OSS_EXPERTS.replace("glu =", "act =").replace("* glu", "* act")
+    renamed = renamed.replace("swiglu_limit", "clip")
+    assert config_fields_of(features_of(tmp_path, renamed)) == ("swiglu_alpha", "clip")
+    no_shift = GPT_OSS_EXPERTS.replace("(up + 1) * glu", "up * glu")
+    with pytest.raises(CodegenError, match="no method computes"):
+        config_fields_of(features_of(tmp_path, no_shift))
+    no_clamp = GPT_OSS_EXPERTS.replace(
+        "        up = up.clamp(min=-self.limit, max=self.limit)\n", ""
+    )
+    with pytest.raises(CodegenError, match="no method computes"):
+        config_fields_of(features_of(tmp_path, no_clamp))
+
+
+def test_snippet_matches_hf_gpt_oss_maths():
+    from transformers import GptOssConfig
+    from transformers.models.gpt_oss.modeling_gpt_oss import GptOssExperts
+
+    namespace = {"torch": torch}
+    exec(CLAMPED_SWIGLU, namespace)
+    config = GptOssConfig(
+        hidden_size=8, intermediate_size=16, num_local_experts=2, swiglu_limit=0.5
+    )
+    gate_up = torch.randn(5, 32, generator=torch.Generator().manual_seed(0))
+    expected = GptOssExperts(config)._apply_gate(gate_up)
+    got = namespace["clamped_swiglu"](gate_up[..., ::2], gate_up[..., 1::2], 1.702, 0.5)
+    assert torch.equal(got, expected)

@@ -1,0 +1,82 @@
+"""FuseExperts: before/after on add_moe's experts and the qwen3_moe reference."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+
+from codegen.errors import CodegenError
+from codegen.models import references_dir
+from codegen.scaffold.source import SourcePackage
+from codegen.transforms.add_moe import AddMoe
+from codegen.transforms.edits import EditError
+from codegen.transforms.fused_experts import FuseExperts, transposed_of
+
+
+def moe_package(reference: str = "llama") -> SourcePackage:
+    package = SourcePackage.from_directory(references_dir() / reference)
+    if reference != "qwen3_moe":
+        AddMoe().apply(package, dense_rule="all", norm_topk_prob="always")
+    return package
+
+
+def modeling(tmp_path, source: str):
+    path = tmp_path / "modeling_x.py"
+    path.write_text(source)
+    return types.SimpleNamespace(
+        get=lambda dotted: str(path) if dotted == "source.modeling" else None
+    )
+
+
+def test_interleaved_transposed_experts_load_as_stored():
+    package = moe_package()
+    FuseExperts().apply(package, layout="interleaved", transposed=True)
+    files = package.render()
+    model = files["model.py"]
+    assert "self.w13 = nn.Parameter(torch.empty(num_experts, dim, 2 * hidden_dim))" in model
+    assert "self.w2 = nn.Parameter(torch.empty(num_experts, hidden_dim, dim))" in model
+    assert "self.w1 " not in model and "self.w3 " not in model
+    assert (
+        "        gate_up = F.grouped_mm(rows, self.w13, offs=offsets)\n"
+        "        gate, up = gate_up[..., ::2], gate_up[..., 1::2]\n"
+        "        hidden = F.silu(gate) * up\n"
+        "        out = F.grouped_mm(hidden, self.w2, offs=offsets) * weights"
+    ) in model
+    assert "held as stored on disk, [num_experts, in, out]." in model
+    adapter = files["state_dict_adapter.py"]
+    assert '"model.layers.{}.mlp.experts.gate_up_proj": "layers.{}.moe.experts.w13",' in adapter
+    assert '"model.layers.{}.mlp.experts.down_proj": "layers.{}.moe.experts.w2",' in adapter
+    assert "experts.{}" not in adapter and 'experts.w1"' not in adapter
+    assert "experts.w3" not in adapter
+
+
+def test_concat_untransposed_on_the_qwen3_moe_reference():
+    package = moe_package("qwen3_moe")
+    FuseExperts().apply(package, layout="concat", transposed=False)
+    model = package.render()["model.py"]
+    assert "self.w13 = nn.Parameter(torch.empty(num_experts, 2 * hidden_dim, dim))" in model
+    assert "self.w2 = nn.Parameter(torch.randn(num_experts, dim, hidden_dim) * 0.02)" in model
+    assert (
+        "        gate_up = F.grouped_mm(rows, self.w13.mT, offs=offsets)\n"
+        "        gate, up = gate_up.chunk(2, dim=-1)\n"
+        "        out = F.grouped_mm(F.silu(gate) * up, self.w2.mT, offs=offsets)\n"
+    ) in model
+
+
+def test_transposed_auto_reads_the_experts_decorator(tmp_path):
+    decorated = (
+        "@use_experts_implementation(is_concatenated=False, is_transposed=True)\nclass E: ..."
+    )
+    assert transposed_of(modeling(tmp_path, decorated)) is True
+    assert transposed_of(modeling(tmp_path, "@use_experts_implementation()\nclass E: ...")) is False
+    with pytest.raises(CodegenError, match="no @use_experts_implementation"):
+        transposed_of(modeling(tmp_path, "class E: ..."))
+
+
+def test_refuses_without_experts_or_with_an_unknown_layout():
+    dense = SourcePackage.from_directory(references_dir() / "llama")
+    with pytest.raises(EditError, match="no Experts class"):
+        FuseExperts().apply(dense, layout="interleaved", transposed=True)
+    with pytest.raises(ValueError, match="layout"):
+        FuseExperts().apply(moe_package(), layout="zigzag", transposed=True)

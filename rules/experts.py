@@ -1,0 +1,42 @@
+"""Rules for the routed experts themselves: how the checkpoint lays them out, their biases,
+their activation. They edit the `Experts` class the moe rows built (`add_moe`), so this
+group runs after "moe".
+
+Order matters: the fused layout first (it decides the gate/up split and w13), then the
+biases (one per expert product), then the activation (it rewrites `silu(gate) * up`).
+"""
+
+from codegen.scaffold.rule import FromFeature, Rule
+
+RULES = [
+    Rule(
+        id="experts_fused_layout",
+        feature="moe.expert_layout",
+        values=("fused",),
+        transform="fuse_experts",
+        params={"layout": FromFeature("ffn.gate_up_layout"), "transposed": "auto"},
+        description=(
+            "the experts are held as the checkpoint's fused 3-D tensors (gate_up_proj with "
+            "gate/up interleaved or concatenated, down_proj), so they load 1:1"
+        ),
+    ),
+    Rule(
+        id="experts_bias",
+        feature="moe.expert_bias",
+        values=(True,),
+        transform="set_expert_bias",
+        description="each expert's projections carry a bias, added row by row to its products",
+    ),
+    Rule(
+        id="experts_clamped_swiglu",
+        # the analyzer reports gpt_oss's expert activation as "other"; the transform reads
+        # the modeling source and refuses unless it is exactly the clamped SwiGLU
+        feature="ffn.kind",
+        values=("other",),
+        transform="set_clamped_swiglu",
+        description=(
+            "experts use gpt_oss's clamped SwiGLU: (up.clamp(-l, l) + 1) * g * sigmoid(alpha * g), "
+            "g = gate.clamp(max=l)"
+        ),
+    ),
+]
