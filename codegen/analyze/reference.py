@@ -33,8 +33,9 @@ def _shared(value) -> Any:
 
 
 def _scaled(value) -> Any:
-    """Routed scaling compared as present ("yes") or absent / 1.0 ("no")."""
-    if value is None or value == 1.0:
+    """Routed scaling compared as applied by the code ("yes", whatever the configured
+    factor: real checkpoints set other values) or not ("no")."""
+    if value is None:
         return "no"
     return "yes" if isinstance(value, int | float) else value
 

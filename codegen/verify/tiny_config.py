@@ -107,6 +107,7 @@ SHRINK_RULES: dict[str, Any | Rule] = {
     "residual_multiplier": 0.22,
     "attention_multiplier": 0.015625,
     "logits_scaling": 8.0,
+    "routed_scaling_factor": 2.5,  # DeepSeek-V3's; GLM-4-MoE defaults to a silent 1.0
     # windows shorter than the sequence, switched on where the config can switch them
     "use_sliding_window": True,
     "sliding_window": WINDOW,

@@ -1,0 +1,42 @@
+"""Rules for routers the deepseek_v3 reference's Gate is turned into (it is sigmoid, with a
+correction bias and grouped top-k natively): DeepSeek-V2's softmax router with its
+`topk_method` switch (greedy / group_limited_greedy), and the MLA rope layout of configs
+that have no `rope_interleave` switch.
+
+Runs after the "moe" and "experts" groups. The `moe` group's `moe_router` row covers
+routers of an `add_moe` block; these rows edit the deepseek_v3 `Gate` (the plan reaches
+them only from deepseek_v3: every other reference routes with softmax top-k natively).
+"""
+
+from codegen.scaffold.rule import FromFeature, Rule
+
+RULES = [
+    Rule(
+        id="router_softmax_gate",
+        feature="moe.router",
+        values=("softmax_topk",),
+        transform="set_softmax_gate",
+        params={"grouped": "auto", "renormalize": "auto"},
+        description=(
+            "the MLA reference's sigmoid router becomes a softmax top-k without correction "
+            "bias; DeepSeek-V2's topk_method picks greedy (one group) or group-limited greedy "
+            "(groups scored by their best expert), read from the modeling source"
+        ),
+        native_in=("qwen3_moe",),
+    ),
+    Rule(
+        # Carried by the router row: the planner compares no feature for "the config has no
+        # rope_interleave switch" (every MLA model with a softmax router, i.e. DeepSeek-V2,
+        # lacks it). A no-op where the target's config class has the switch.
+        id="router_mla_rope_layout",
+        feature="moe.router",
+        values=("softmax_topk",),
+        transform="fix_rope_layout",
+        params={"interleaved": FromFeature("rope.interleaved"), "switch": "auto"},
+        description=(
+            "MLA rope layout fixed to the analysed one where the config has no "
+            "rope_interleave switch (DeepSeek-V2 always rotates interleaved pairs)"
+        ),
+        native_in=("qwen3_moe",),
+    ),
+]

@@ -1,0 +1,149 @@
+"""DeepSeek-V2 through the planner: from the deepseek_v3 reference (MLA), the rules of
+`rules/router.py` turn its sigmoid / correction-bias / grouped Gate into V2's softmax router
+with the `topk_method` switch, and fix the rope layout V2's config has no switch for.
+
+The package is written by `codegen scaffold` with no hand-written steps and must pass
+`codegen verify` (fp32 and bf16, every default case) and a group_limited_greedy config with
+V2's routed scaling. Seeded defects (sigmoid scores, greedy and group-limited confused, V3's
+group score, renormalised weights, halves instead of pairs) must fail.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from codegen.cli import main
+from codegen.models import load_spec
+from codegen.scaffold.pipeline import scaffold_into, verify_generated
+from codegen.verify.run import Case, verify_case
+from codegen.verify.tiny_config import tiny_config
+
+ROOT = Path(__file__).resolve().parents[2]
+NAME = "deepseek_v2"
+GROUPED = 'return hf_config.topk_method == "group_limited_greedy"'
+
+
+def grouped_case() -> Case:
+    """DeepSeek-V2 (not Lite) routes group-limited (toy: 2 groups of 4, 1 kept), scaled by 16."""
+    config = tiny_config(NAME, topk_method="group_limited_greedy", routed_scaling_factor=16.0)
+    return Case(f"{NAME}+group_limited_greedy", config)
+
+
+def greedy_case() -> Case:
+    return Case(NAME, tiny_config(NAME))
+
+
+def failures(results) -> list:
+    return [(r.case, r.dtype, r.cosine, r.error) for r in results if not r.passed]
+
+
+def verify(models: Path, case: Case):
+    return verify_case(load_spec(NAME, models), case, ["fp32"])
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> Path:
+    """`codegen scaffold deepseek_v2 --out DIR`: the planner's plan, nothing hand-written."""
+    models = tmp_path_factory.mktemp("dsv2") / "models"
+    assert main(["scaffold", NAME, "--out", str(models)]) == 0
+    return models
+
+
+def test_plan_starts_from_deepseek_v3_with_the_router_rules():
+    from codegen.scaffold.plan import make_plan
+    from codegen.scaffold.target import load_target
+
+    plan = make_plan(load_target(NAME))
+    assert plan.complete and plan.reference == "deepseek_v3"
+    rules = [(step.rule, step.transform) for step in plan.steps if step.rule]
+    assert rules == [
+        ("router_softmax_gate", "set_softmax_gate"),
+        ("router_mla_rope_layout", "fix_rope_layout"),
+    ]
+
+
+def test_scaffolded_package_passes_verify(models):
+    results = verify_generated(models, NAME, ("fp32", "bf16"))
+    assert {r.case for r in results} == {NAME, f"{NAME}+tied", f"{NAME}+norm_topk"}
+    assert results and not failures(results), failures(results)
+    assert all(r.roundtrip_exact and not r.missing_keys for r in results)
+
+
+def test_group_limited_greedy_with_routed_scaling_passes(models):
+    results = verify(models, grouped_case())
+    assert not failures(results), failures(results)
+
+
+def test_generated_code_is_v2s_router_and_ruff_clean(models):
+    package = models / NAME
+    model, args = (package / "model.py").read_text(), (package / "args.py").read_text()
+    assert "logits.softmax(dim=-1)" in model and "sigmoid" not in model
+    assert "e_score_correction_bias" not in model + (package / "state_dict_adapter.py").read_text()
+    assert "norm_topk_prob" not in model + args  # HF's V2 router never renormalises
+    assert "rope_interleave" not in args  # V2's config has no such field
+    assert GROUPED in args
+    for command in (["ruff", "check", str(package)], ["ruff", "format", "--check", str(package)]):
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+# seeded defect -> (file, text, replacement, the case that must fail)
+SEEDS = {
+    "sigmoid_scores": ("model.py", "logits.softmax(dim=-1)", "logits.sigmoid()", greedy_case),
+    "greedy_routed_as_grouped": ("args.py", GROUPED, "return True", greedy_case),
+    "grouped_routed_as_greedy": ("args.py", GROUPED, "return False", grouped_case),
+    "v3_group_score": (
+        "model.py",
+        "scores.amax(dim=-1)",
+        "scores.topk(2, dim=-1)[0].sum(dim=-1)",
+        grouped_case,
+    ),
+    "renormalised": (
+        "model.py",
+        "weights * self.route_scale",
+        "weights / weights.sum(dim=-1, keepdim=True) * self.route_scale",
+        greedy_case,
+    ),
+}
+
+
+@pytest.mark.parametrize("seed", sorted(SEEDS))
+def test_seeded_defect_fails(models, tmp_path, seed):
+    filename, text, replacement, case = SEEDS[seed]
+    seeded = tmp_path / "models"
+    shutil.copytree(models, seeded)
+    path = seeded / NAME / filename
+    source = path.read_text()
+    assert text in source
+    path.write_text(source.replace(text, replacement))
+    assert failures(verify(seeded, case()))
+
+
+@pytest.mark.parametrize(
+    ("transform", "params", "case"),
+    [
+        ("set_softmax_gate", {"grouped": False}, grouped_case),  # topk_method ignored
+        ("fix_rope_layout", {"interleaved": False, "switch": False}, greedy_case),
+    ],
+)
+def test_plan_with_a_wrong_parameter_fails(tmp_path, transform, params, case):
+    from codegen.scaffold.plan import make_plan
+    from codegen.scaffold.target import load_target
+
+    target = load_target(NAME)
+    plan = make_plan(target)
+    steps = [
+        dataclasses.replace(step, params={**step.params, **params})
+        if step.transform == transform
+        else step
+        for step in plan.steps
+    ]
+    assert steps != list(plan.steps)
+    models = tmp_path / "models"
+    scaffold_into(models, plan.reference, NAME, [NAME], steps, features=target.features)
+    assert failures(verify(models, case()))
