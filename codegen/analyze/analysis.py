@@ -256,7 +256,11 @@ def _expert_layout(ctx: Ctx, moe, ffn, sd, info):
         if source is None and not model.target.installed:
             where = "remote code: transformers applies no checkpoint conversion to custom code"
         else:
-            where = source or f"{ctx.evidence.get('moe.module_layout', '?')} (no checkpoint conversion for this model type)"
+            where = (
+                source
+                or f"{ctx.evidence.get('moe.module_layout', '?')} "
+                "(no checkpoint conversion for this model type)"
+            )
     else:
         layout = UNKNOWN
         where = "?"

@@ -25,7 +25,6 @@ from codegen.analyze.evaluate import (
     Interp,
     Site,
     Unknown,
-    _ExternalSuper,
     _KwargsBag,
     _Missing,
 )

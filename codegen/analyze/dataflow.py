@@ -439,7 +439,14 @@ class Tracer(Interp):
         if isinstance(func, ModuleRec):
             return self.module_call(func, args, kwargs, site)
         if isinstance(func, ModuleListRec):
-            raise Unknown("call of module list")
+            if func.keys is not None or not func.items or not args:
+                raise Unknown("call of module list")
+            value = args[0]  # nn.Sequential: the items applied in turn
+            for item in func.items:
+                if not isinstance(item, ModuleRec):
+                    raise Unknown("sequential item")
+                value = self.module_call(item, [value], {}, site)
+            return value
         if isinstance(func, ActRec):
             return self.new("act", tuple(args), module=func, name=str(func.name), site=site)
         if isinstance(func, _TermMethod):

@@ -58,7 +58,7 @@ def layer_mixers(ctx: Ctx) -> list[tuple[int, str, ModuleRec | None, str]]:
 
 
 def mixer_kind(ctx: Ctx, rec: ModuleRec) -> str:
-    """A name for a non-attention token mixer, from structure: ssm | linear_attention | recurrent."""
+    """Name of a non-attention token mixer, from structure: ssm | linear_attention | recurrent."""
     if rec.cls is None:
         return "recurrent" if rec.kind in ("LSTM", "GRU", "RNN") else "mixer"
     sig = ctx.roles.method_signals(rec.cls)
@@ -225,7 +225,7 @@ def analyse_instance(ctx: Ctx, rec: ModuleRec, path: str) -> AttnInfo:
         elif info.window == "absent":
             info.window = None
     # RoPE applied inside this attention?
-    for func, args in trace.tracer.func_calls:
+    for func, _args in trace.tracer.func_calls:
         if _is_rope_function(ctx, func):
             info.rope_fn = func
             break
@@ -313,7 +313,7 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
     rec = rep.rec
     cite_rec = ctx.class_site(rec)
 
-    # -- projections ------------------------------------------------------------------
+    # -- projections ------------------------------------------------------------------------------
     q_mods = [t.module for t in rep.q_lins or []]
     k_mods = [t.module for t in rep.k_lins or []]
     v_mods = [t.module for t in rep.v_lins or []]
@@ -327,7 +327,7 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
         if fused:
             ctx.cite("attention.fused_qkv", ctx.site(fused[0]))
 
-    # -- biases -----------------------------------------------------------------------------
+    # -- biases -----------------------------------------------------------------------------------
     qkv_bias: bool | str = UNKNOWN
     projections = [m for m in (q_last, k_last, v_last) if m is not None]
     if projections:
@@ -348,7 +348,7 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
         o_bias = UNKNOWN if flag is None else flag
         ctx.cite("attention.o_bias", ctx.site(rep.o_lin))
 
-    # -- heads ------------------------------------------------------------------------------
+    # -- heads ------------------------------------------------------------------------------------
     head_dim = _int_attr(rec, "head_dim", "head_size", "attention_head_size")
     num_heads = _int_attr(rec, "num_heads", "num_attention_heads", "n_heads")
     num_kv = _int_attr(rec, "num_key_value_heads", "num_kv_heads", "n_kv_heads", "kv_n_heads")
@@ -394,7 +394,7 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
         where = ctx.site(k_last) if k_last is not None and not fused else cite_rec
         ctx.cite("attention.kind", f"{where} ({num_heads} heads, {num_kv} kv heads)")
 
-    # -- QK norm ------------------------------------------------------------------------------
+    # -- QK norm ----------------------------------------------------------------------------------
     qk_norm = "none"
     norm = rep.q_norm or rep.k_norm
     if rep.kernel is None:
@@ -439,7 +439,7 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
         + ("; config:layer_types" if isinstance(attr(cfg, "layer_types"), list) else ""),
     )
 
-    # -- sinks, softcap, scale ------------------------------------------------------------------------
+    # -- sinks, softcap, scale --------------------------------------------------------------------
     sinks: bool | str = False
     softcap: bool | str = False
     scale = "default"
@@ -545,7 +545,7 @@ def _extras(ctx: Ctx, rep: AttnInfo) -> None:
                         if any(x.op == "fn" and x.name.endswith("sigmoid") for x in walk(a)):
                             ctx.unsupported(
                                 "attention.output_gate",
-                                "attention output multiplied by a sigmoid gate before the output projection",
+                                "attention output multiplied by a sigmoid gate before o_proj",
                                 t.site.cite() if t.site else ctx.class_site(rep.rec),
                             )
     # clipping of q/k/v

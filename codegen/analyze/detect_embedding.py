@@ -73,6 +73,10 @@ def _literal_operand(node) -> bool:
     return True
 
 
+def _where(term: Term, fallback: str | None) -> str | None:
+    return term.site.cite() if term.site is not None else fallback
+
+
 def _describe(value) -> str:
     if isinstance(value, ParamRec) and value.value is not None:
         value = value.value
@@ -87,7 +91,7 @@ def detect(ctx: Ctx) -> tuple[Embedding, Head]:
     emb_name, emb = _embedding(ctx)
     head_name, head = _head(ctx)
 
-    # -- tying -------------------------------------------------------------------------------
+    # -- tying ------------------------------------------------------------------------------------
     tied: bool | str = UNKNOWN
     found = model.project.find_class_attr(model.entry_cls, "_tied_weights_keys")
     declared = False
@@ -114,7 +118,7 @@ def detect(ctx: Ctx) -> tuple[Embedding, Head]:
             f"{found[0].cite(found[1])}; {ctx.cite_config('tie_word_embeddings', bool(flag))}",
         )
 
-    # -- embedding scale -------------------------------------------------------------------------------
+    # -- embedding scale --------------------------------------------------------------------------
     scale: bool | str = False
     if emb is not None and emb.cls is not None:
         trace = ctx.trace(emb)
@@ -125,7 +129,7 @@ def detect(ctx: Ctx) -> tuple[Embedding, Head]:
                     scale = True
                     ctx.cite(
                         "embedding.scale",
-                        f"{t.site.cite() if t.site else ctx.class_site(emb)} (x {_describe(factor)})",
+                        f"{_where(t, ctx.class_site(emb))} (x {_describe(factor)})",
                     )
                     break
     if scale is False and model.stack_owner is not None and emb is not None:
@@ -150,7 +154,8 @@ def detect(ctx: Ctx) -> tuple[Embedding, Head]:
                             scale = True
                             ctx.cite(
                                 "embedding.scale",
-                                f"{t.site.cite() if t.site else ctx.class_site(model.stack_owner)} (x {_describe(factor)})",
+                                f"{_where(t, ctx.class_site(model.stack_owner))} "
+                                f"(x {_describe(factor)})",
                             )
                             break
                         if factor is None:
@@ -161,7 +166,7 @@ def detect(ctx: Ctx) -> tuple[Embedding, Head]:
             "embedding.scale", ctx.class_site(emb) if emb is not None and emb.cls else ctx.site(emb)
         )
 
-    # -- head ---------------------------------------------------------------------------------------
+    # -- head -------------------------------------------------------------------------------------
     softcap: bool | str = False
     logit_scale: bool | str = False
     if head is not None:
@@ -191,7 +196,8 @@ def detect(ctx: Ctx) -> tuple[Embedding, Head]:
                     logit_scale = True
                     ctx.cite(
                         "head.logit_scale",
-                        f"{t.site.cite() if t.site else model.entry_cls.cite()} (logits {'x' if t.op == 'mul' else '/'} {_describe(factor)})",
+                        f"{_where(t, model.entry_cls.cite())} "
+                        f"(logits {'x' if t.op == 'mul' else '/'} {_describe(factor)})",
                     )
                     break
         head_site = ctx.attr_site(model.entry, head_name)

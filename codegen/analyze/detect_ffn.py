@@ -15,7 +15,7 @@ from codegen.analyze.dataflow import Term, primary_input, terms_in, walk
 from codegen.analyze.evaluate import ActRec, ModuleListRec, ModuleRec, ParamRec
 from codegen.analyze.features import UNKNOWN, Ffn
 from codegen.analyze.model import layer_slots, linear_bias
-from codegen.analyze.roles import EXPERTS, LINEAR, MLP, MOE
+from codegen.analyze.roles import ACT, EXPERTS, LINEAR, MLP, MOE, OTHER
 
 _GELU = (
     "gelu",
@@ -122,6 +122,13 @@ def _act_name(ctx: Ctx, terms: list[Term]) -> str | None:
             return {"GELU": "gelu", "SiLU": "silu", "ReLU": "relu"}.get(
                 t.module.kind, t.module.kind.lower()
             )
+        if (
+            t.op == "call"
+            and isinstance(t.module, ModuleRec)
+            and t.module.cls is not None
+            and ctx.roles.role(t.module) in (ACT, OTHER)
+        ):
+            return "custom"  # an activation module of the model's own (e.g. xIELU)
     return None
 
 
@@ -252,9 +259,30 @@ def ffn_modules(ctx: Ctx) -> dict:
         elif slots.get(MLP):
             path, rec = slots[MLP][0]
             out[i] = (MLP, rec, path)
-        else:
+        elif _inline_linears(ctx, layer) >= 2:
             out[i] = ("inline", layer, "")  # fc1/fc2 written directly in the layer
     return out
+
+
+def _inline_linears(ctx: Ctx, layer: ModuleRec) -> int:
+    """Linear layers of a decoder layer outside its token mixer (an inline feed-forward)."""
+    count = 0
+    for _, child in layer.children():
+        if isinstance(child, ModuleRec):
+            role = ctx.roles.role(child)
+            if role == LINEAR:
+                count += 1
+            elif role in ("container", "other"):
+                count += sum(
+                    1
+                    for _, g in child.children()
+                    if isinstance(g, ModuleRec) and ctx.roles.role(g) == LINEAR
+                )
+        elif isinstance(child, ModuleListRec):
+            count += sum(
+                1 for g in child.items if isinstance(g, ModuleRec) and ctx.roles.role(g) == LINEAR
+            )
+    return count
 
 
 def experts_of(ctx: Ctx, moe: ModuleRec):

@@ -10,7 +10,7 @@ correction bias used for choice only), a division of the selected weights by the
 from __future__ import annotations
 
 from codegen.analyze.context import Ctx
-from codegen.analyze.dataflow import Term, terms_in, walk
+from codegen.analyze.dataflow import Term, walk
 from codegen.analyze.detect_ffn import experts_of, ffn_modules, shared_mlps
 from codegen.analyze.evaluate import ModuleListRec, ModuleRec, ParamRec
 from codegen.analyze.features import UNKNOWN, Moe
@@ -277,7 +277,9 @@ def detect(ctx: Ctx) -> Moe | None:
     )
     for key in ("moe.top_k", "moe.routed_scaling", "moe.module_layout"):
         if key not in ctx.evidence:
-            ctx.cite(key, where if key != "moe.module_layout" else ctx.attr_site(moe, exp_name or ""))
+            ctx.cite(
+                key, where if key != "moe.module_layout" else ctx.attr_site(moe, exp_name or "")
+            )
     num_experts = _num_experts(ctx, router, experts)
     ctx.cite(
         "moe.num_experts",

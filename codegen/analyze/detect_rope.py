@@ -205,7 +205,8 @@ def detect(ctx: Ctx, shared: dict) -> Rope:
     if isinstance(configured, int | float) and isinstance(partial, float):
         if abs(configured - partial) > 1e-6 and not (rep.mla):
             ctx.notes.append(
-                f"rope: config partial_rotary_factor={configured} but the code rotates {partial} of the head"
+                f"rope: config partial_rotary_factor={configured} "
+                f"but the code rotates {partial} of the head"
             )
 
     # -- interleaving, per-layer ------------------------------------------------------------------

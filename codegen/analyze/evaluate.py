@@ -899,7 +899,9 @@ class Interp:
             return func.fn(self, func.obj, args, kwargs)
         if isinstance(func, _ClassCtor):
             return self.instantiate(func.cls, list(args[:1]), {}, site)
-        if isinstance(func, ActRec | ModuleRec):
+        if isinstance(func, ActRec):
+            return func  # ACT2CLS["xielu"](dtype=...): constructing the activation module
+        if isinstance(func, ModuleRec):
             raise Unknown("module call in static context")
         raise Unknown("call of unknown")
 
@@ -916,7 +918,11 @@ class Interp:
             raise Unknown("recursion depth")
         node = func.node
         frame = Frame(
-            func.sf, dict(func.closure or {}), owner=func.owner, scope=_scope(func), method=_method(func)
+            func.sf,
+            dict(func.closure or {}),
+            owner=func.owner,
+            scope=_scope(func),
+            method=_method(func),
         )
         self.bind_params(node.params, args, kwargs, frame)
         self.depth += 1
@@ -935,7 +941,11 @@ class Interp:
     def capture(self, func: FuncRef, args: list, kwargs: dict) -> Frame:
         """Run `func` and return its frame (locals as they were when it returned)."""
         frame = Frame(
-            func.sf, dict(func.closure or {}), owner=func.owner, scope=_scope(func), method=_method(func)
+            func.sf,
+            dict(func.closure or {}),
+            owner=func.owner,
+            scope=_scope(func),
+            method=_method(func),
         )
         self.bind_params(func.node.params, args, kwargs, frame)
         self.depth += 1

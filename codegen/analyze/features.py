@@ -16,10 +16,20 @@ Conventions
 * Multiplicative scales (`embedding.scale`, `head.logit_scale`, `block.residual_scale`) are
   reported when the code applies them, whatever the configured value (the value is in the
   evidence), because a scaffold must carry them.
-* Checkpoint facts (`moe.expert_layout`, `state_dict.checkpoint_keys`) describe the keys on
-  disk, i.e. after transformers' checkpoint conversion for installed model types; remote-code
-  models get no conversion (transformers skips custom code), so their disk keys are the module
-  keys.
+* Checkpoint facts (`moe.expert_layout`, `state_dict.checkpoint_*_keys`, and `ffn.*` when
+  the FFN described is the experts') describe the keys on disk: read from the checkpoint's
+  `model.safetensors.index.json` when there is one, else module keys after transformers'
+  checkpoint conversion for installed model types (evidence `state_dict.checkpoint`). Remote-
+  code models get no conversion (transformers skips custom code), so their disk keys are the
+  module keys.
+* `ffn` describes the dense MLP when any layer has one, else a shared expert, else the experts
+  (`ffn.source` says which); `moe` is None for dense models.
+* `reference.delta` lists known differences only; compared features that are "unknown" are in
+  `reference.unknown`. `unsupported` = values outside `support.SUPPORTED` (what the references
+  implement) plus findings no field represents (attention output gates, ALiBi, q/k/v clipping,
+  absolute position embeddings), each with evidence.
+* The dataclasses are frozen; the few dict-valued fields (`evidence`, `rope.parameters`) must
+  be treated as read-only too.
 """
 
 from __future__ import annotations

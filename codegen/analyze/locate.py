@@ -82,7 +82,7 @@ def _top_level_blocks(text: str, names: tuple[str, ...]) -> list[str]:
 
 @lru_cache(maxsize=1)
 def auto_mappings() -> tuple[dict[str, str], dict[str, str]]:
-    """(model_type -> config class name, model_type -> module folder), read with libcst."""
+    """(model_type -> config class name, model_type -> module folder), read statically."""
     tdir = transformers_dir()
     configs: dict[str, str] = {}
     special: dict[str, str] = {}
@@ -120,43 +120,6 @@ def auto_mappings() -> tuple[dict[str, str], dict[str, str]]:
                     ):
                         table = configs if func.value.id == names[0] else special
                         table.update(_string_pairs(stmt.value.args[0]))
-    return configs, special
-    auto = os.path.join(tdir, "models", "auto")
-    names = ("CONFIG_MAPPING_NAMES", "SPECIAL_MODEL_TYPE_TO_MODULE_NAME")
-    for name in ("auto_mappings.py", "configuration_auto.py"):
-        path = os.path.join(auto, name)
-        if not os.path.isfile(path):
-            continue
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-        for block in _top_level_blocks(text, names):
-            try:
-                stmt = cst.parse_statement(block)
-            except cst.ParserSyntaxError:
-                continue
-            if not isinstance(stmt, cst.SimpleStatementLine):
-                continue
-            for small in stmt.body:
-                if isinstance(small, cst.Assign) and len(small.targets) == 1:
-                    target = small.targets[0].target
-                    if isinstance(target, cst.Name):
-                        if target.value == "CONFIG_MAPPING_NAMES":
-                            configs.update(_string_pairs(small.value))
-                        elif target.value == "SPECIAL_MODEL_TYPE_TO_MODULE_NAME":
-                            special.update(_string_pairs(small.value))
-                elif isinstance(small, cst.Expr) and isinstance(small.value, cst.Call):
-                    func = small.value.func
-                    if (
-                        isinstance(func, cst.Attribute)
-                        and func.attr.value == "update"
-                        and isinstance(func.value, cst.Name)
-                        and small.value.args
-                    ):
-                        pairs = _string_pairs(small.value.args[0].value)
-                        if func.value.value == "CONFIG_MAPPING_NAMES":
-                            configs.update(pairs)
-                        elif func.value.value == "SPECIAL_MODEL_TYPE_TO_MODULE_NAME":
-                            special.update(pairs)
     return configs, special
 
 

@@ -264,12 +264,14 @@ def _expand_auto_models(model: Model) -> None:
             if isinstance(child, ModuleRec) and (child.external or "").startswith("AutoModel"):
                 sub = child.args[0] if child.args else child.kwargs.get("config")
                 prefix = getattr(sub, "prefix", "") or ""
-                text_first = 0 if ("text" in prefix or "language" in prefix or "llm" in prefix) else 1
+                text_first = (
+                    0 if ("text" in prefix or "language" in prefix or "llm" in prefix) else 1
+                )
                 pending.append((text_first, rec, name))
-    for _, rec, name in sorted(pending, key=lambda p: p[0]):
+    for _, rec, attr_name in sorted(pending, key=lambda p: p[0]):
         if model.stack_owner is not None and _has_embedding(model, model.stack_owner):
             break
-        for name, child in [(name, rec.attrs[name])]:
+        for name, child in [(attr_name, rec.attrs[attr_name])]:
             if not (
                 isinstance(child, ModuleRec) and (child.external or "").startswith("AutoModel")
             ):
@@ -310,8 +312,9 @@ def _expand_auto_models(model: Model) -> None:
             rec.attrs[name] = new
             _find_stack(model)
             if os.path.abspath(path) != os.path.abspath(model.modeling.path):
+                key = sub.prefix.rstrip(".") or "sub-config"
                 model.notes.append(
-                    f"{name} is AutoModel.from_config(config.{sub.prefix.rstrip('.') or 'sub-config'}); "
+                    f"{name} is AutoModel.from_config(config.{key}); "
                     f"followed statically into {os.path.basename(path)}"
                 )
 

@@ -261,7 +261,13 @@ class RoleBook:
                 for g in lst.items
                 if isinstance(g, ModuleRec) and self.role(g) in (ATTENTION, MIXER)
             ]
-        nested_linears = 0
+        # an nn.Sequential(Linear, act, Linear) feed-forward counts by its linears
+        nested_linears = sum(
+            1
+            for lst in lists
+            for g in lst.items
+            if isinstance(g, ModuleRec) and self.role(g) == LINEAR
+        )
         for v in mods:  # one level of nesting (e.g. a norm-attention-norm wrapper)
             if self.role(v) in (CONTAINER, OTHER):
                 grand = [g for _, g in v.children() if isinstance(g, ModuleRec)]

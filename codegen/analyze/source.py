@@ -278,7 +278,13 @@ def _class_info(sf: SourceFile, node: cst.ClassDef) -> ClassInfo:
     annotations: dict[str, cst.BaseExpression] = {}
     for stmt in node.body.body:
         if isinstance(stmt, cst.FunctionDef):
-            methods[stmt.name.value] = stmt
+            setter = any(
+                isinstance(d.decorator, cst.Attribute)
+                and d.decorator.attr.value in ("setter", "deleter")
+                for d in stmt.decorators
+            )
+            if not (setter and stmt.name.value in methods):  # keep the property getter
+                methods[stmt.name.value] = stmt
         elif isinstance(stmt, cst.SimpleStatementLine):
             for small in stmt.body:
                 if isinstance(small, cst.Assign):

@@ -116,14 +116,14 @@ SHRINK_RULES: dict[str, Any | Rule] = {
 
 
 def _token_id(key: str) -> Rule:
-    """Special token ids past the toy vocabulary are dropped (embeddings would reject them)."""
+    """Special token ids past the toy vocabulary move to its last id (embeddings would
+    reject them; some config classes require an int)."""
 
     def rule(cfg: dict[str, Any]):
-        value = cfg[key]
+        value, last = cfg[key], SHRINK_RULES["vocab_size"] - 1
         if isinstance(value, list):
-            kept = [v for v in value if isinstance(v, int) and v < SHRINK_RULES["vocab_size"]]
-            return kept or None
-        return value if isinstance(value, int) and value < SHRINK_RULES["vocab_size"] else None
+            return [min(v, last) for v in value if isinstance(v, int)] or None
+        return min(value, last) if isinstance(value, int) else value
 
     return rule
 
@@ -136,13 +136,23 @@ SHRINK_RULES.update(
 _RECOMPUTED = ("transformers_version", "model_type", "_name_or_path", "qk_head_dim")
 
 
-def shrink(config_dict: dict[str, Any], keep_pattern: bool) -> dict[str, Any]:
-    """The toy version of `config_dict` (a `PretrainedConfig.to_dict()`)."""
+def shrink(
+    config_dict: dict[str, Any], keep_pattern: bool, attribute_map: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The toy version of `config_dict` (a `PretrainedConfig.to_dict()`).
+
+    `attribute_map` is the config class's own name map (gptj: hidden_size -> n_embd), so a
+    rule written for the standard name also shrinks the field the class really stores.
+    """
     original = dict(config_dict)
-    toy = {key: value for key, value in original.items() if key not in _RECOMPUTED}
+    for standard, actual in (attribute_map or {}).items():
+        if actual in original and standard not in original:
+            original[standard] = original[actual]
+    toy = {key: value for key, value in config_dict.items() if key not in _RECOMPUTED}
+    stored = {standard: actual for standard, actual in (attribute_map or {}).items()}
     for key, rule in SHRINK_RULES.items():
         if key in original:
-            toy[key] = rule(original) if callable(rule) else rule
+            toy[stored.get(key, key)] = rule(original) if callable(rule) else rule
     pattern = original.get("layer_types")
     if pattern and keep_pattern:
         toy["layer_types"] = list(pattern[: toy["num_hidden_layers"]])
@@ -196,7 +206,7 @@ def tiny_config(model_type: str, **overrides):
     its dependent fields, so they behave as if the user had written them in config.json.
     """
     config_class = hf_config_class(model_type)
-    toy = shrink(config_class().to_dict(), keep_pattern=False)
+    toy = shrink(config_class().to_dict(), keep_pattern=False, attribute_map=_names(config_class))
     toy.update(overrides)
     return config_class(**toy)
 
@@ -205,7 +215,12 @@ def tiny_config_from_file(path: Path):
     """A toy of a real `config.json`, keeping its own per-layer pattern."""
     raw = read_config_file(path)
     config_class = hf_config_class(raw["model_type"])
-    return config_class(**shrink(config_class(**_strip(raw)).to_dict(), keep_pattern=True))
+    values = config_class(**_strip(raw)).to_dict()
+    return config_class(**shrink(values, keep_pattern=True, attribute_map=_names(config_class)))
+
+
+def _names(config_class) -> dict[str, str]:
+    return dict(getattr(config_class, "attribute_map", {}) or {})
 
 
 def config_from_file(path: Path):
