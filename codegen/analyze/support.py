@@ -1,9 +1,10 @@
-"""What codegen can generate today, as data: the union of what the references implement.
+"""What codegen can generate today: what the references implement plus what the rules add.
 
 A feature value outside `SUPPORTED` (or an always-unsupported finding from a detector, such as
 learned attention sinks via an output gate) is listed in `Features.unsupported` with its
-evidence. When issue 4's rule table lands, `EXTRA_SUPPORTED` is where a rule that realises a
-delta (e.g. QK-norm "full", sliding window patterns) declares the values it covers.
+evidence, and with the reason `rules/unsupported.py` gives where it gives one.
+`EXTRA_SUPPORTED` is read from the rule table (`rules/`): a value some rule realises is
+supported. Loading the table imports no torch or transformers.
 """
 
 from __future__ import annotations
@@ -11,8 +12,28 @@ from __future__ import annotations
 from codegen.analyze.features import Features, Unsupported
 from codegen.analyze.reference import ANY, COMPARED, REFERENCES, compared_value
 
-# Values covered by transform rules on top of the references (filled by the rule table).
-EXTRA_SUPPORTED: dict[str, tuple] = {}
+
+def _rule_values() -> dict[str, tuple]:
+    from codegen.scaffold.table import load_rules
+
+    table: dict[str, tuple] = {}
+    for rule in load_rules():
+        table[rule.feature] = table.get(rule.feature, ()) + tuple(rule.values)
+    return table
+
+
+def _reasons() -> dict[tuple, str]:
+    import importlib
+
+    from codegen.scaffold.table import load_rules
+
+    load_rules()  # mounts the rules package
+    return importlib.import_module("codegen.rules.unsupported").UNSUPPORTED
+
+
+# Values covered by transform rules on top of the references (the rule table).
+EXTRA_SUPPORTED: dict[str, tuple] = _rule_values()
+REASONS: dict[tuple, str] = _reasons()
 
 
 def supported_values() -> dict[str, set]:
@@ -49,7 +70,7 @@ def unsupported(features: Features, extras: list[Unsupported]) -> tuple[Unsuppor
             out.append(
                 Unsupported(
                     feature=name,
-                    detail=f"{name} = {features.get(name)!r}",
+                    detail=_detail(name, features.get(name), value),
                     evidence=features.evidence.get(
                         name.split(".")[0] if name == "moe" else name, "?"
                     ),
@@ -59,3 +80,8 @@ def unsupported(features: Features, extras: list[Unsupported]) -> tuple[Unsuppor
         if extra.feature not in EXTRA_SUPPORTED:
             out.append(extra)
     return tuple(out)
+
+
+def _detail(name: str, raw, compared) -> str:
+    reason = REASONS.get((name, compared))
+    return f"{name} = {raw!r}" + (f": {reason}" if reason else ": no reference or rule realises it")

@@ -370,12 +370,21 @@ def test_reference_models_match_themselves(model_type: str, analysed: dict) -> N
     assert features.unsupported == ()
 
 
-def test_features_outside_the_references_are_listed_as_unsupported(analysed: dict) -> None:
+def test_unsupported_follows_the_rule_table(analysed: dict) -> None:
+    """gpt_oss's sinks, expert biases and router bias are outside every reference but each
+    has a rule, so nothing is unsupported; a value no rule realises (longrope) is listed,
+    with its evidence and the reason rules/unsupported.py gives."""
+    import dataclasses
+
+    from codegen.analyze import support
+
     gpt_oss = _features(analysed, "gpt_oss")
-    names = {u.feature for u in gpt_oss.unsupported}
-    assert {"attention.sinks", "moe.expert_bias", "moe.router_linear_bias"} <= names
-    for item in gpt_oss.unsupported:
-        assert item.evidence and item.evidence != "?"
+    assert gpt_oss.unsupported == ()
+    longrope = dataclasses.replace(gpt_oss, rope=dataclasses.replace(gpt_oss.rope, type="longrope"))
+    (item,) = support.unsupported(longrope, [])
+    assert item.feature == "rope.type"
+    assert "longrope" in item.detail and "no rule yet" in item.detail
+    assert item.evidence and item.evidence != "?"
 
 
 def test_moe_dense_rule_and_evidence(analysed: dict) -> None:

@@ -104,13 +104,28 @@ def test_human_output_is_a_checklist(capsys) -> None:
     assert "unsupported: none" in out
 
 
-def test_human_output_lists_delta_and_unsupported(capsys) -> None:
+def test_human_output_lists_delta_and_unsupported(tmp_path, capsys) -> None:
+    """gpt_oss differs from every reference (the delta) but each difference has a rule; a
+    phi3 checkpoint configured with longrope has a feature no rule realises yet."""
     rc = main(["analyze", "gpt_oss"])
     out = capsys.readouterr().out
     assert rc == 0
     assert "attention.sinks" in out.split("delta:", 1)[1]
-    unsupported = out.split("unsupported:", 1)[1]
-    assert "- attention.sinks: attention.sinks = True  (modeling_gpt_oss.py:" in unsupported
+    assert out.split("unsupported:", 1)[1].strip().startswith("none")
+
+    rope = {
+        "rope_type": "longrope",
+        "rope_theta": 10000.0,
+        "short_factor": [1.0] * 48,
+        "long_factor": [2.0] * 48,
+        "original_max_position_embeddings": 4096,
+    }
+    config = {"model_type": "phi3", "rope_parameters": rope, "max_position_embeddings": 131072}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert main(["analyze", str(tmp_path)]) == 0
+    unsupported = capsys.readouterr().out.split("unsupported:", 1)[1]
+    assert "- rope.type: rope.type = 'longrope'" in unsupported
+    assert "no rule yet" in unsupported and "config:rope_parameters" in unsupported
 
 
 @pytest.mark.parametrize(
