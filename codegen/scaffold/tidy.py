@@ -183,7 +183,17 @@ def _comment(line: cst.SimpleStatementLine) -> str:
 
 # ruff invocations: sort imports (isort rules only), then format; the project's own style
 _RUFF_STEPS = (
-    ["check", "--isolated", "--select", "I", "--fix", "--line-length", "100"],
+    [
+        "check",
+        "--isolated",
+        "--select",
+        "I",
+        "--fix",
+        "--line-length",
+        "100",
+        "--config",
+        "lint.isort.known-first-party = ['codegen']",  # house layers group with the package
+    ],
     ["format", "--isolated", "--line-length", "100"],
 )
 
