@@ -14,39 +14,7 @@ from collections.abc import Callable
 import libcst as cst
 
 from codegen.transforms.edits import EditDict, EditError, code_of, expression, run
-
-
-class InMethod(cst.CSTTransformer):
-    """Base for expression-level edits inside `class_name.method` (method None: whole class,
-    class_name None: module level outside every class)."""
-
-    def __init__(self, class_name: str | None, method: str | None):
-        super().__init__()
-        self.class_name, self.method = class_name, method
-        self._stack: list[str] = []
-        self.hits = 0
-
-    def visit_ClassDef(self, node):
-        self._stack.append(node.name.value)
-
-    def leave_ClassDef(self, original, updated):
-        self._stack.pop()
-        return updated
-
-    def visit_FunctionDef(self, node):
-        self._stack.append(node.name.value)
-
-    def leave_FunctionDef(self, original, updated):
-        self._stack.pop()
-        return updated
-
-    @property
-    def inside(self) -> bool:
-        if self.class_name is None:
-            return True
-        if self.method is None:
-            return bool(self._stack) and self._stack[0] == self.class_name
-        return self._stack[:2] == [self.class_name, self.method]
+from codegen.transforms.edits import ScopedTransformer as InMethod
 
 
 class ReplaceExpressions(InMethod):

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import libcst as cst
 
 from codegen.transforms.edits import EditDict, EditError, code_of, expression, run, statements
+from codegen.transforms.edits import ScopedTransformer as Scoped
 
 # HF ACT2FN name -> the torch expression of one argument `{}`. The tanh GELU variants
 # (gelu_new, gelu_fast, gelu_pytorch_tanh) are one function written three ways.
@@ -41,43 +42,6 @@ def activation_of(name: str, argument: str) -> cst.BaseExpression:
         known = ", ".join(sorted(ACTIVATIONS))
         raise ValueError(f"activation {name!r} has no torch expression (known: {known})")
     return expression(ACTIVATIONS[name].format(argument))
-
-
-class Scoped(cst.CSTTransformer):
-    """Track the enclosing class/function names; act only inside `class_name.method`.
-
-    `class_name=None` means anywhere in the file; `method=None` any method of the class.
-    """
-
-    def __init__(self, class_name: str | None, method: str | None):
-        super().__init__()
-        self.class_name, self.method = class_name, method
-        self._stack: list[str] = []
-        self.hits = 0
-
-    def visit_ClassDef(self, node):
-        self._stack.append(node.name.value)
-
-    def leave_ClassDef(self, original, updated):
-        self._stack.pop()
-        return updated
-
-    def visit_FunctionDef(self, node):
-        self._stack.append(node.name.value)
-
-    def leave_FunctionDef(self, original, updated):
-        self._stack.pop()
-        return updated
-
-    def in_scope(self) -> bool:
-        if self.class_name is None:
-            return True
-        if self.class_name not in self._stack:
-            return False
-        if self.method is None:
-            return True
-        at = self._stack.index(self.class_name)
-        return self._stack[at + 1 : at + 2] == [self.method]
 
 
 class EditCalls(Scoped):

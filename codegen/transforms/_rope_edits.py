@@ -18,34 +18,7 @@ from pathlib import Path
 import libcst as cst
 
 from codegen.transforms.edits import EditError, code_of, expression, run, statements
-
-
-class InMethod(cst.CSTTransformer):
-    """Base: track whether the walk is inside `class_name.method`."""
-
-    def __init__(self, class_name: str, method: str):
-        super().__init__()
-        self.class_name, self.method = class_name, method
-        self._stack: list[str] = []
-        self.hits = 0
-
-    def visit_ClassDef(self, node):
-        self._stack.append(node.name.value)
-
-    def leave_ClassDef(self, original, updated):
-        self._stack.pop()
-        return updated
-
-    def visit_FunctionDef(self, node):
-        self._stack.append(node.name.value)
-
-    def leave_FunctionDef(self, original, updated):
-        self._stack.pop()
-        return updated
-
-    @property
-    def inside(self) -> bool:
-        return self._stack[:2] == [self.class_name, self.method]
+from codegen.transforms.edits import ScopedTransformer as InMethod
 
 
 class RewriteExpressions(InMethod):

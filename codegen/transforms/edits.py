@@ -35,6 +35,48 @@ def starts_with(prefix: str) -> Callable[[cst.CSTNode], bool]:
     return lambda node: code_of(node).startswith(prefix)
 
 
+class ScopedTransformer(cst.CSTTransformer):
+    """Base for expression-level edits limited to `class_name.method`.
+
+    `method=None` means anywhere in the class, `class_name=None` anywhere in the module.
+    Subclasses test `self.in_scope()` (or the `inside` property) and count `self.hits`.
+    """
+
+    def __init__(self, class_name: str | None, method: str | None):
+        super().__init__()
+        self.class_name, self.method = class_name, method
+        self._stack: list[str] = []
+        self.hits = 0
+
+    def visit_ClassDef(self, node):
+        self._stack.append(node.name.value)
+
+    def leave_ClassDef(self, original, updated):
+        self._stack.pop()
+        return updated
+
+    def visit_FunctionDef(self, node):
+        self._stack.append(node.name.value)
+
+    def leave_FunctionDef(self, original, updated):
+        self._stack.pop()
+        return updated
+
+    def in_scope(self) -> bool:
+        if self.class_name is None:
+            return True
+        if self.class_name not in self._stack:
+            return False
+        if self.method is None:
+            return True
+        at = self._stack.index(self.class_name)
+        return self._stack[at + 1 : at + 2] == [self.method]
+
+    @property
+    def inside(self) -> bool:
+        return self.in_scope()
+
+
 class _InMethod(cst.CSTTransformer):
     """Base: only act inside `class_name.method` (or the class body when method is None)."""
 
