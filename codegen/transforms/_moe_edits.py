@@ -13,6 +13,7 @@ from codegen.transforms.edits import (
     EditError,
     InsertStatements,
     ReplaceStatements,
+    ScopedTransformer,
     code_of,
     expression,
     run,
@@ -239,30 +240,14 @@ class _RemoveClass(cst.CSTTransformer):
         return updated
 
 
-class _ReplaceSelfAttr(cst.CSTTransformer):
+class _ReplaceSelfAttr(ScopedTransformer):
     def __init__(self, class_name, method, attr, new):
-        super().__init__()
-        self.class_name, self.method, self.attr, self.new = class_name, method, attr, new
-        self._stack: list[str] = []
-        self.hits = 0
-
-    def visit_ClassDef(self, node):
-        self._stack.append(node.name.value)
-
-    def leave_ClassDef(self, original, updated):
-        self._stack.pop()
-        return updated
-
-    def visit_FunctionDef(self, node):
-        self._stack.append(node.name.value)
-
-    def leave_FunctionDef(self, original, updated):
-        self._stack.pop()
-        return updated
+        super().__init__(class_name, method)
+        self.attr, self.new = attr, new
 
     def leave_Attribute(self, original, updated):
         if (
-            self._stack[-2:] == [self.class_name, self.method]
+            self.in_scope()
             and isinstance(updated.value, cst.Name)
             and updated.value.value == "self"
             and updated.attr.value == self.attr

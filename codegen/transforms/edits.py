@@ -153,33 +153,16 @@ class ReplaceStatements(_InMethod):
         return result
 
 
-class SetKeyword(cst.CSTTransformer):
+class SetKeyword(ScopedTransformer):
     """Set `keyword=value` on calls assigned to `self.<attr>` for attr in `attrs`,
     inside `class_name.method`."""
 
     def __init__(self, class_name: str, method: str, attrs: set[str], keyword: str, value: str):
-        super().__init__()
-        self.class_name, self.method, self.attrs = class_name, method, attrs
-        self.keyword, self.value = keyword, expression(value)
-        self._stack: list[str] = []
-        self.hits = 0
-
-    def visit_ClassDef(self, node):
-        self._stack.append(node.name.value)
-
-    def leave_ClassDef(self, original, updated):
-        self._stack.pop()
-        return updated
-
-    def visit_FunctionDef(self, node):
-        self._stack.append(node.name.value)
-
-    def leave_FunctionDef(self, original, updated):
-        self._stack.pop()
-        return updated
+        super().__init__(class_name, method)
+        self.attrs, self.keyword, self.value = attrs, keyword, expression(value)
 
     def leave_Assign(self, original, updated):
-        if self._stack[-2:] != [self.class_name, self.method]:
+        if not self.in_scope():
             return updated
         target = updated.targets[0].target
         if not (
