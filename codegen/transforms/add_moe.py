@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from codegen.transforms import _moe_edits as moe_edits
 from codegen.transforms._attention_edits import ensure_layer_id
@@ -168,8 +169,7 @@ def norm_topk_of(features) -> str:
     constant behaviour its code has (`Features.moe.norm_topk_prob`)."""
     if features is None:
         raise ValueError("norm_topk_prob='auto' needs the target's Features")
-    config_class = _config_class(features)
-    if config_class is not None and hasattr(config_class, "norm_topk_prob"):
+    if _config_declares(features, "norm_topk_prob"):
         return "config"
     value = features.get("moe.norm_topk_prob")
     if value is True:
@@ -179,12 +179,17 @@ def norm_topk_of(features) -> str:
     raise ValueError(f"moe.norm_topk_prob is {value!r}")
 
 
-def _config_class(features):
-    from transformers import CONFIG_MAPPING
-
-    if features.model_type not in CONFIG_MAPPING:
-        return None
-    return CONFIG_MAPPING[features.model_type]
+def _config_declares(features, field: str) -> bool:
+    """Whether the target's configuration source declares `field` (read as text: scaffold
+    stays static, and a config class names its fields literally)."""
+    path = features.source.configuration
+    if not path:
+        return False
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError:
+        return False
+    return re.search(rf"\b{re.escape(field)}\b", text) is not None
 
 
 def _add_args(package, dense_rule: str, norm_topk_prob: str) -> None:

@@ -75,10 +75,10 @@ def size_field_of(features) -> str:
     """The config field the target's config class sizes its shared expert with."""
     if features is None or not features.model_type:
         raise ValueError("size='auto' needs the target's Features")
-    from transformers import CONFIG_MAPPING
+    from codegen.transforms.add_moe import _config_declares
 
-    config_class = CONFIG_MAPPING[features.model_type]
     for field in SIZES:
-        if hasattr(config_class, field):
+        if _config_declares(features, field):
             return field
-    raise ValueError(f"{config_class.__name__} has none of {sorted(SIZES)}")
+    config_class = features.source.config_class or features.model_type
+    raise ValueError(f"{config_class} has none of {sorted(SIZES)}")

@@ -95,7 +95,15 @@ def test_refuses_a_package_that_already_has_moe_and_bad_parameters():
 def _features(model_type, dense_rule, norm_topk_prob):
     moe = types.SimpleNamespace(dense_rule=dense_rule, norm_topk_prob=norm_topk_prob)
     values = {"moe.dense_rule": dense_rule, "moe.norm_topk_prob": norm_topk_prob}
-    return types.SimpleNamespace(model_type=model_type, moe=moe, get=values.get)
+    source = types.SimpleNamespace(configuration=_configuration(model_type), config_class=None)
+    return types.SimpleNamespace(model_type=model_type, moe=moe, get=values.get, source=source)
+
+
+def _configuration(model_type: str) -> str:
+    """The installed transformers' configuration file of `model_type` (read statically)."""
+    from codegen.analyze.locate import model_type_files
+
+    return model_type_files(model_type)[1]
 
 
 @pytest.mark.parametrize(

@@ -58,8 +58,15 @@ def test_preconditions():
         )
 
 
-def test_size_field_from_the_config_class():
-    assert size_field_of(types.SimpleNamespace(model_type="qwen2_moe")) == (
-        "shared_expert_intermediate_size"
+def _features(model_type: str):
+    from codegen.analyze.locate import model_type_files
+
+    source = types.SimpleNamespace(
+        configuration=model_type_files(model_type)[1], config_class=model_type
     )
-    assert size_field_of(types.SimpleNamespace(model_type="glm4_moe")) == "n_shared_experts"
+    return types.SimpleNamespace(model_type=model_type, source=source)
+
+
+def test_size_field_from_the_config_source():
+    assert size_field_of(_features("qwen2_moe")) == "shared_expert_intermediate_size"
+    assert size_field_of(_features("glm4_moe")) == "n_shared_experts"

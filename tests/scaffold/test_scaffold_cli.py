@@ -108,3 +108,17 @@ def test_generated_package_is_ruff_clean_and_its_own_test_passes(tmp_path):
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stdout[-2000:]
+
+
+def test_scaffold_is_static(tmp_path):
+    """Planning and writing a package import neither torch nor transformers (only verify
+    does): it is what keeps scaffold within its 2 s budget (scripts/bench_scaffold.py)."""
+    code = (
+        "import sys\n"
+        "from codegen.cli import main\n"
+        f"assert main(['scaffold', 'gpt_oss', '--out', {str(tmp_path / 'm')!r}]) == 0\n"
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
