@@ -17,7 +17,7 @@ import libcst as cst
 from codegen.analyze.config import attr
 from codegen.analyze.context import Ctx
 from codegen.analyze.evaluate import ConfigObj, Frame, FuncRef, ModuleRec, Unknown
-from codegen.analyze.features import UNKNOWN, Rope
+from codegen.analyze.features import UNKNOWN, Rope, layer_ranges
 from codegen.analyze.model import walk_tree
 from codegen.analyze.roles import EMBEDDING, ROTARY
 from codegen.analyze.source import dotted
@@ -217,7 +217,7 @@ def detect(ctx: Ctx, shared: dict) -> Rope:
     if nope_layers:
         ctx.cite(
             "rope.nope_layers",
-            f"{ctx.class_site(rep.rec)} (layers without RoPE: {_ranges(no_rope)})",
+            f"{ctx.class_site(rep.rec)} (layers without RoPE: {layer_ranges(no_rope)})",
         )
     else:
         ctx.cite("rope.nope_layers", fn_site)
@@ -262,19 +262,3 @@ def rep_head_dim(ctx: Ctx, shared: dict) -> int | None:
         or rep.rec.attrs.get("head_size")
     )
     return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _ranges(indices: list[int]) -> str:
-    out = []
-    start = prev = None
-    for i in indices:
-        if start is None:
-            start = prev = i
-        elif i == prev + 1:
-            prev = i
-        else:
-            out.append(f"{start}-{prev}" if start != prev else str(start))
-            start = prev = i
-    if start is not None:
-        out.append(f"{start}-{prev}" if start != prev else str(start))
-    return ",".join(out)

@@ -240,3 +240,19 @@ def feature_names() -> list[str]:
         for f in fields(cls):
             out.append(f"{section}.{f.name}")
     return out
+
+
+def layer_ranges(indices: list[int]) -> str:
+    """[0, 1, 2, 5] -> "0-2,5": layer lists as the report and the key patterns print them."""
+    out, start, prev = [], None, None
+    for i in indices:
+        if start is None:
+            start = prev = i
+        elif i == prev + 1:
+            prev = i
+        else:
+            out.append(f"{start}-{prev}" if start != prev else str(start))
+            start = prev = i
+    if start is not None:
+        out.append(f"{start}-{prev}" if start != prev else str(start))
+    return ",".join(out)

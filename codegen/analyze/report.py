@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from codegen.analyze.features import Features
+from codegen.analyze.features import Features, layer_ranges
 
 # (feature, label) rows of the checklist, in reading order.
 ROWS = (
@@ -56,24 +56,9 @@ def _fmt(value) -> str:
         if not value:
             return "none"
         if all(isinstance(v, int) for v in value):
-            return _ranges(list(value))
+            return layer_ranges(list(value))
         return ", ".join(str(v) for v in value)
     return str(value)
-
-
-def _ranges(indices: list[int]) -> str:
-    out, start, prev = [], None, None
-    for i in indices:
-        if start is None:
-            start = prev = i
-        elif i == prev + 1:
-            prev = i
-        else:
-            out.append(f"{start}-{prev}" if start != prev else str(start))
-            start = prev = i
-    if start is not None:
-        out.append(f"{start}-{prev}" if start != prev else str(start))
-    return ",".join(out)
 
 
 def render_text(features: Features) -> str:

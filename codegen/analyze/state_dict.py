@@ -14,7 +14,7 @@ import re
 from codegen.analyze import conversion
 from codegen.analyze.context import Ctx
 from codegen.analyze.evaluate import ModuleListRec, ModuleRec, ParamRec
-from codegen.analyze.features import StateDict
+from codegen.analyze.features import StateDict, layer_ranges
 from codegen.analyze.model import param_leaves
 from codegen.analyze.roles import RoleBook
 
@@ -48,21 +48,6 @@ def _dedupe(keys: list[str]) -> list[str]:
     return [k for k in keys if not (k in seen or seen.add(k))]
 
 
-def _ranges(indices: list[int]) -> str:
-    out, start, prev = [], None, None
-    for i in indices:
-        if start is None:
-            start = prev = i
-        elif i == prev + 1:
-            prev = i
-        else:
-            out.append(f"{start}-{prev}" if start != prev else str(start))
-            start = prev = i
-    if start is not None:
-        out.append(f"{start}-{prev}" if start != prev else str(start))
-    return ",".join(out)
-
-
 def layer_key_table(layers: list) -> list[tuple[str, list[int]]]:
     """(relative key, layers having it) in first-seen order."""
     table: dict[str, list[int]] = {}
@@ -80,7 +65,7 @@ def layer_key_table(layers: list) -> list[tuple[str, list[int]]]:
 def _render(table: list[tuple[str, list[int]]], n: int) -> tuple[str, ...]:
     out = []
     for key, idx in table:
-        out.append(key if len(idx) == n else f"{key} [layers {_ranges(idx)}]")
+        out.append(key if len(idx) == n else f"{key} [layers {layer_ranges(idx)}]")
     return tuple(out)
 
 

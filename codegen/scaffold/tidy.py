@@ -13,6 +13,7 @@ import subprocess
 import libcst as cst
 
 from codegen.scaffold.source import SourcePackage
+from codegen.transforms.edits import field_name
 
 # read by codegen itself (the adapter base), not by the package's own code
 _ALWAYS_USED = {"tie_word_embeddings"}
@@ -39,13 +40,7 @@ def drop_unused_fields(package: SourcePackage) -> None:
 def _dataclass_fields(module: cst.Module) -> set[str]:
     for statement in module.body:
         if isinstance(statement, cst.ClassDef) and statement.name.value == "ModelArgs":
-            return {
-                line.body[0].target.value
-                for line in statement.body.body
-                if isinstance(line, cst.SimpleStatementLine)
-                and isinstance(line.body[0], cst.AnnAssign)
-                and isinstance(line.body[0].target, cst.Name)
-            }
+            return {name for name in map(field_name, statement.body.body) if name}
     return set()
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import libcst as cst
 
-from codegen.transforms.edits import EditDict, EditError, code_of, expression, run
+from codegen.transforms.edits import EditDict, EditError, code_of, expression, field_name, run
 from codegen.transforms.edits import ScopedTransformer as InMethod
 
 
@@ -324,9 +324,9 @@ def add_args_field(package, code: str, hf_kwarg: str | None = None) -> None:
             if original.name.value != "ModelArgs":
                 return updated
             body = list(updated.body.body)
-            at = max((i + 1 for i, s in enumerate(body) if _field_name(s) is not None), default=0)
+            at = max((i + 1 for i, s in enumerate(body) if field_name(s) is not None), default=0)
             if anchor is not None:
-                at = next(i for i, s in enumerate(body) if _field_name(s) == anchor)
+                at = next(i for i, s in enumerate(body) if field_name(s) == anchor)
             self.hits += 1
             return updated.with_changes(
                 body=updated.body.with_changes(body=body[:at] + new + body[at:])
@@ -358,7 +358,7 @@ def remove_args_field(package, name: str) -> None:
         hits = 0
 
         def leave_SimpleStatementLine(self, original, updated):
-            if _field_name(updated) == name:
+            if field_name(updated) == name:
                 self.hits += 1
                 return cst.RemoveFromParent()
             return updated
@@ -382,18 +382,8 @@ def remove_args_field(package, name: str) -> None:
 def _field_lines(package) -> list[str]:
     for statement in package.module("args.py").body:
         if isinstance(statement, cst.ClassDef) and statement.name.value == "ModelArgs":
-            return [n for n in (_field_name(s) for s in statement.body.body) if n]
+            return [n for n in (field_name(s) for s in statement.body.body) if n]
     raise EditError("args.py has no ModelArgs")
-
-
-def _field_name(statement) -> str | None:
-    if (
-        isinstance(statement, cst.SimpleStatementLine)
-        and isinstance(statement.body[0], cst.AnnAssign)
-        and isinstance(statement.body[0].target, cst.Name)
-    ):
-        return statement.body[0].target.value
-    return None
 
 
 def append_to_method(package, filename: str, class_name: str, method: str, code: str) -> None:
@@ -410,7 +400,7 @@ def append_to_method(package, filename: str, class_name: str, method: str, code:
                 if original.name.value != class_name:
                     return updated
                 body = list(updated.body.body)
-                at = max((i + 1 for i, s in enumerate(body) if _field_name(s)), default=0)
+                at = max((i + 1 for i, s in enumerate(body) if field_name(s)), default=0)
                 self.hits += 1
                 return updated.with_changes(
                     body=updated.body.with_changes(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import libcst as cst
 
-from codegen.transforms.edits import EditError, code_of, expression, run, statements
+from codegen.transforms.edits import EditError, code_of, expression, field_name, run, statements
 from codegen.transforms.edits import ScopedTransformer as InMethod
 
 
@@ -125,16 +125,6 @@ def add_args_field(package, name: str, declaration: str, hf_value: str) -> None:
 _LAST_FIELD = "tie_word_embeddings"
 
 
-def _field_name(statement) -> str | None:
-    if (
-        isinstance(statement, cst.SimpleStatementLine)
-        and isinstance(statement.body[0], cst.AnnAssign)
-        and isinstance(statement.body[0].target, cst.Name)
-    ):
-        return statement.body[0].target.value
-    return None
-
-
 class _AddField(cst.CSTTransformer):
     def __init__(self, name: str, declaration: str):
         super().__init__()
@@ -145,7 +135,7 @@ class _AddField(cst.CSTTransformer):
         if original.name.value != "ModelArgs":
             return updated
         body = list(updated.body.body)
-        names = [_field_name(s) for s in body]
+        names = [field_name(s) for s in body]
         if self.name in names:
             raise EditError(f"ModelArgs already has a field {self.name!r}")
         if _LAST_FIELD in names:

@@ -267,6 +267,17 @@ def _element(template, key: str, value: str, comma) -> cst.DictElement:
     return element
 
 
+def field_name(statement) -> str | None:
+    """The name a dataclass field line `name: T = default` declares, else None."""
+    if (
+        isinstance(statement, cst.SimpleStatementLine)
+        and isinstance(statement.body[0], cst.AnnAssign)
+        and isinstance(statement.body[0].target, cst.Name)
+    ):
+        return statement.body[0].target.value
+    return None
+
+
 def run(package, filename: str, transformer, *, required: bool = True) -> int:
     """Apply `transformer` to one file; raise EditError if it matched nothing."""
     package.edit(filename, transformer)
