@@ -94,8 +94,9 @@ def analyze(target: str, config: str | None = None) -> Features:
 def analyze_target(target: Target, project: Project | None = None) -> Features:
     try:
         model = load_model(target, project)
-    except NoModelClass as err:
-        return _empty(target, str(err))
+    except NoModelClass as err:  # an empty or helper file: a table of unknowns would mislead
+        why = str(err).split(": ", 1)[-1]
+        raise CodegenError(f"no model in this file ({why})", path=target.modeling_path) from None
     if model.config.read_log is None:
         model.config.read_log = []
     ctx = Ctx(model)
@@ -184,40 +185,6 @@ def _run(ctx: Ctx) -> Features:
         ),
     )
     return dataclasses.replace(draft, unsupported=support.unsupported(draft, ctx.extras))
-
-
-def _empty(target: Target, why: str) -> Features:
-    """A file without a model class: category `other`, every feature unknown."""
-    from codegen.analyze.features import (
-        Attention,
-        Embedding,
-        Ffn,
-        Head,
-        Norm,
-        Rope,
-        StateDict,
-    )
-
-    where = os.path.basename(target.modeling_path)
-    return Features(
-        model_type=target.model_type,
-        architectures=(),
-        category="other",
-        attention=Attention(),
-        rope=Rope(),
-        ffn=Ffn(),
-        moe=None,
-        norm=Norm(),
-        embedding=Embedding(),
-        head=Head(),
-        block=Block(),
-        reference=Reference(),
-        unsupported=(),
-        evidence={"category": f"{where} (no model class)"},
-        state_dict=StateDict(),
-        notes=(why.split(": ", 1)[-1],),
-        source=Source(modeling=target.modeling_path, configuration=target.configuration_path),
-    )
 
 
 def _no_rope(ctx: Ctx):

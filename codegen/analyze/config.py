@@ -42,6 +42,10 @@ def load_json(path: str) -> dict:
         raise CodegenError("no such file", path=path) from None
     except json.JSONDecodeError as err:
         raise CodegenError(f"invalid JSON: {err.msg}", path=path, line=err.lineno) from None
+    except UnicodeDecodeError as err:
+        raise CodegenError(f"not UTF-8 text ({err.reason})", path=path) from None
+    except OSError as err:
+        raise CodegenError(f"cannot read file: {err.strerror}", path=path) from None
     if not isinstance(data, dict):
         raise CodegenError("config is not a JSON object", path=path)
     return data

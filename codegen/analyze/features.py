@@ -34,6 +34,8 @@ Conventions
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -213,15 +215,26 @@ class Features:
 
 
 def _plain(value):
-    if hasattr(value, "__dataclass_fields__"):
+    """`value` as JSON data: dataclasses and mappings become objects, sequences and sets lists.
+
+    Anything else the static interpreter left behind (its own unknown marker, a config or
+    module object it could not reduce to a literal) was not determined, so it becomes
+    "unknown" as the convention above says; a non-finite float becomes its name ("inf"),
+    which strict JSON cannot otherwise carry.
+    """
+    if isinstance(value, str | bool | int) or value is None:
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if hasattr(value, "__dataclass_fields__") and not isinstance(value, type):
         return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, tuple | list):
         return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
-        return value
-    return value
+    if isinstance(value, set | frozenset):
+        return sorted((_plain(v) for v in value), key=repr)
+    return UNKNOWN
 
 
 def feature_names() -> list[str]:

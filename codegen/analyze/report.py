@@ -1,4 +1,8 @@
-"""Rendering Features: the onboarding checklist table (human) and the `--json` list."""
+"""Rendering Features: the onboarding checklist table (human) and the `--json` list.
+
+Both renderers take a batch in which a target that could not be analysed is its one-line
+error message (a `str`) instead of Features, so one bad target is a row, not an abort.
+"""
 
 from __future__ import annotations
 
@@ -93,6 +97,8 @@ def render_text(features: Features) -> str:
     for label, value, evidence in rows:
         lines.append(f"{label:<{width[0]}}  {value:<{width[1]}}  {evidence}".rstrip())
     lines.append("")
+    lines.extend(_checkpoint_keys(features))
+    lines.append("")
     ref = features.reference
     lines.append(f"closest reference: {ref.closest}")
     lines.append(f"delta: {', '.join(ref.delta) if ref.delta else 'none'}")
@@ -111,5 +117,35 @@ def render_text(features: Features) -> str:
     return "\n".join(lines)
 
 
-def render_json(features: list[Features]) -> str:
-    return json.dumps([f.to_dict() for f in features], indent=2)
+def _checkpoint_keys(features: Features) -> list[str]:
+    """The checkpoint key pattern (`{}` = layer index, then expert index) with its evidence."""
+    sd = features.state_dict
+    layer = sd.checkpoint_layer_keys or sd.layer_keys
+    other = sd.checkpoint_other_keys or sd.other_keys
+    if not (layer or other):
+        return ["checkpoint keys: not determined"]
+    source = features.evidence.get("state_dict.checkpoint") or "module keys"
+    lines = [f"checkpoint keys ({source}):"]
+    prefix = f"{sd.prefix}.{{}}." if sd.prefix else ""
+    lines.extend(f"  {prefix}{key}" for key in layer)
+    lines.extend(f"  {key}" for key in other)
+    lines.extend(f"  {key}  (tied: not on disk)" for key in sd.tied_keys)
+    return lines
+
+
+def render_error(target: str, message: str) -> str:
+    """The row of a target that could not be analysed."""
+    return f"{target}: error: {message}"
+
+
+def render_json(results: list[Features | str], targets: list[str] | None = None) -> str:
+    """One object per target, in order; a failed target is `{"target", "error"}`."""
+    targets = list(targets) if targets is not None else [None] * len(results)
+    out = []
+    for target, result in zip(targets, results, strict=True):
+        if isinstance(result, str):
+            out.append({"target": target, "error": result})
+            continue
+        data = result.to_dict()
+        out.append({"target": target, **data} if target is not None else data)
+    return json.dumps(out, indent=2, allow_nan=False)

@@ -296,3 +296,94 @@ def test_checkpoint_index_gives_the_disk_layout(tmp_path, capsys) -> None:
     assert obj["moe"]["module_layout"] == "fused"
     assert obj["evidence"]["moe.expert_layout"] == "model.safetensors.index.json"
     assert "mlp.experts.{}.gate_proj.weight" in obj["state_dict"]["checkpoint_layer_keys"]
+
+
+# -- bad input (issue 13): one line, exit 2, no traceback; a batch reports every target --------
+
+
+def _one_line_error(capsys, args) -> str:
+    rc = main(["analyze", *args])
+    captured = capsys.readouterr()
+    assert rc == 2, captured.out
+    assert captured.err.count("\n") == 1 and captured.err.startswith("codegen: error: ")
+    assert captured.out == ""
+    return captured.err
+
+
+def test_config_that_is_not_utf8_is_one_line(tmp_path, capsys) -> None:
+    """A checkpoint folder whose config.json is not UTF-8, and `--config` such a file."""
+    bad = tmp_path / "config.json"
+    bad.write_bytes(b'{"model_type": "llama", "name": "\xff\xfe"}')
+    err = _one_line_error(capsys, [str(tmp_path)])
+    assert f"{bad}: not UTF-8 text" in err
+    err = _one_line_error(capsys, ["llama", "--config", str(bad)])
+    assert f"{bad}: not UTF-8 text" in err
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "import os\n\n\nclass Helper:\n    pass\n\n\ndef f(x):\n    return x\n"],
+    ids=["empty", "no-model"],
+)
+def test_a_file_without_a_model_says_so(tmp_path, capsys, text) -> None:
+    path = tmp_path / "modeling_nothing.py"
+    path.write_text(text)
+    err = _one_line_error(capsys, [str(path)])
+    assert f"{path}: no model in this file" in err
+    rc = main(["analyze", str(path), "--json"])
+    assert rc == 2 and capsys.readouterr().out == ""
+
+
+def test_json_of_interpreter_unknowns_is_valid_json(capsys) -> None:
+    """dots3_note_text's rope parameters hold a value the static interpreter could not
+    evaluate: it is reported as "unknown", and the output is strict JSON."""
+    (obj,) = run_json(capsys, "dots3_note_text")
+    params = obj["rope"]["parameters"]
+    assert "unknown" in json.dumps(params)
+    assert obj["target"] == "dots3_note_text"
+
+
+def test_plain_makes_any_leftover_json_data() -> None:
+    from codegen.analyze.features import _plain
+
+    class Opaque:
+        pass
+
+    value = {"a": (1, 2.5, float("inf")), 3: {"x"}, "o": Opaque()}
+    plain = _plain(value)
+    assert plain == {"a": [1, 2.5, "inf"], "3": ["x"], "o": "unknown"}
+    json.dumps(plain, allow_nan=False)
+
+
+def test_a_batch_reports_every_target_and_fails_at_the_end(capsys) -> None:
+    rc = main(["analyze", "qwen3", "gpt-sw3", "llama"])
+    captured = capsys.readouterr()
+    assert rc == 2
+    assert "Traceback" not in captured.err
+    assert captured.err == "codegen: error: 1 of 3 targets failed: gpt-sw3\n"
+    out = captured.out
+    assert out.index("qwen3  (") < out.index("gpt-sw3: error: ") < out.index("llama  (")
+    assert "gpt-sw3: error: model_type 'gpt-sw3' has no PyTorch modeling file" in out
+
+    rc = main(["analyze", "qwen3", "gpt-sw3", "no_such_model_type", "--json"])
+    captured = capsys.readouterr()
+    assert rc == 2
+    rows = json.loads(captured.out)
+    assert [row["target"] for row in rows] == ["qwen3", "gpt-sw3", "no_such_model_type"]
+    assert rows[0]["attention"]["qk_norm"] == "per_head" and "error" not in rows[0]
+    assert set(rows[1]) == {"target", "error"} and "no PyTorch modeling file" in rows[1]["error"]
+    assert "unknown model_type" in rows[2]["error"]
+    assert "2 of 3 targets failed: gpt-sw3, no_such_model_type" in captured.err
+
+
+def test_text_output_has_the_checkpoint_key_pattern(capsys) -> None:
+    """README promises the checkpoint key pattern in the text output."""
+    assert main(["analyze", "qwen3_moe"]) == 0
+    out = capsys.readouterr().out
+    section = out.split("checkpoint keys (", 1)[1].split("\n\n", 1)[0]
+    assert "conversion_mapping.py:" in section.splitlines()[0]
+    keys = [line.strip() for line in section.splitlines()[1:]]
+    assert "model.layers.{}.mlp.experts.{}.gate_proj.weight" in keys
+    assert "model.embed_tokens.weight" in keys
+    assert main(["analyze", "gemma2"]) == 0
+    assert "  lm_head.weight  (tied: not on disk)" in capsys.readouterr().out
