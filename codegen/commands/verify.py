@@ -37,13 +37,21 @@ from codegen.errors import CodegenError
     type=click.Path(path_type=Path),
     help="Models package to load from (default: the shipped references).",
 )
+@click.option(
+    "--trust-remote-code",
+    is_flag=True,
+    help="For a checkpoint FOLDER: build the HF side by running the folder's own code.",
+)
+@click.option("--name", help="For a checkpoint FOLDER: the package (default: its model_type).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of results.")
-def verify(models, dtypes, config_path, shrink_path, models_dir, as_json):
+def verify(models, dtypes, config_path, shrink_path, models_dir, trust_remote_code, name, as_json):
     """Prove each MODEL's package matches the real transformers model.
 
     A random HF model is saved as safetensors, loaded through the package's state-dict
     adapter (missing or unexpected keys fail), and both models' logits are compared.
-    Exit 0 only if every model passes.
+    MODEL may be a remote-code checkpoint FOLDER (config.json with auto_map): the HF side is
+    then the folder's own code (needs --trust-remote-code) and the package the one
+    scaffolded from it (its model_type, or --name). Exit 0 only if every model passes.
     """
     from codegen.models import load_spec
     from codegen.verify.cases import default_cases, file_cases
@@ -52,10 +60,20 @@ def verify(models, dtypes, config_path, shrink_path, models_dir, as_json):
     if config_path and shrink_path:
         raise CodegenError("--config and --shrink-config are exclusive; pick one")
     dtypes = list(dtypes) or ["fp32", "bf16"]
-    specs = [load_spec(name, models_dir) for name in models]  # unknown names fail first
+    folders = {model: _folder(model) for model in models}
+    if any(folders.values()):
+        _check_folder_options(folders, trust_remote_code, name, config_path or shrink_path)
+    specs = [  # unknown names fail first
+        load_spec(_package_name(folders[model], name) if folders[model] else model, models_dir)
+        for model in models
+    ]
     results = []
-    for spec in specs:
-        if config_path or shrink_path:
+    for model, spec in zip(models, specs, strict=True):
+        if folders[model]:
+            from codegen.verify.cases import folder_cases
+
+            cases = folder_cases(folders[model], trust_remote_code)
+        elif config_path or shrink_path:
             cases = file_cases(config_path or shrink_path, shrink=bool(shrink_path))
         else:
             cases = default_cases(spec)
@@ -68,6 +86,29 @@ def verify(models, dtypes, config_path, shrink_path, models_dir, as_json):
         click.echo(json.dumps([r.to_json() for r in results], indent=2))
     if not all(r.passed for r in results):
         raise SystemExit(1)
+
+
+def _folder(model: str) -> Path | None:
+    """A checkpoint folder (a directory with config.json), or None for a package name."""
+    path = Path(model)
+    return path if path.is_dir() and (path / "config.json").is_file() else None
+
+
+def _check_folder_options(folders, trust_remote_code, name, config_file) -> None:
+    folder = next(path for path in folders.values() if path)
+    from codegen.verify.remote import require_trust
+
+    require_trust(folder, trust_remote_code)
+    if name and len(folders) > 1:
+        raise CodegenError("--name names the package of one checkpoint FOLDER; give one")
+    if config_file:
+        raise CodegenError(f"{folder}: a checkpoint folder is verified with its own config.json")
+
+
+def _package_name(folder: Path, name: str | None) -> str:
+    from codegen.verify.remote import folder_model_type
+
+    return name or folder_model_type(folder)
 
 
 def _print_line(name: str, dtype: str, results) -> None:

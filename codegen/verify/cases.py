@@ -39,3 +39,25 @@ def default_cases(spec: ModelSpec) -> list[Case]:
 def file_cases(path: Path, shrink: bool) -> list[Case]:
     config = tiny_config_from_file(path) if shrink else config_from_file(path)
     return [Case(f"{config.model_type}:{Path(path).name}", config)]
+
+
+def folder_cases(folder: Path, trust_remote_code: bool) -> list[Case]:
+    """The toy of a remote-code checkpoint folder's config, built by the folder's own code.
+
+    As for an installed architecture, one more case per boolean switch in
+    `FLIPPED_SWITCHES` the config has. The folder's model is built once up front, so code the
+    installed transformers cannot run is one line naming the failing import or call.
+    """
+    from codegen.verify.remote import check_builds, load_remote, remote_toy_config
+
+    remote = load_remote(Path(folder), trust_remote_code)
+    base = remote_toy_config(remote)
+    check_builds(remote, base)
+    label = f"{remote.model_type}:{Path(folder).name}"
+    cases = [Case(label, base)]
+    for switch, (on_label, off_label) in FLIPPED_SWITCHES.items():
+        if isinstance(getattr(base, switch, None), bool):
+            flipped = not getattr(base, switch)
+            suffix = on_label if flipped else off_label
+            cases.append(Case(f"{label}+{suffix}", remote_toy_config(remote, **{switch: flipped})))
+    return cases

@@ -1,0 +1,151 @@
+"""Remote-code checkpoint folders derived at run time from the installed transformers.
+
+A new architecture reaches users as a folder with `config.json` (`auto_map`) and its own
+`configuration_x.py` / `modeling_x.py`. To test codegen on such folders without shipping
+third-party modeling code, `remote_folder("qwen3", dest)` copies the installed files under a
+never-seen name (`Qwen3` -> `Zephyrine`, model_type `zephyrine`), makes their relative
+imports absolute (`from ...modeling_utils import X` -> `from transformers.modeling_utils
+import X`; sibling files are copied and stay relative, as on the hub) and writes a toy-sized
+`config.json` whose `auto_map` points at the copies. Nothing is downloaded. Tests and
+`scripts/` share it (scripts cannot import from `tests/`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from codegen.analyze.locate import model_type_files
+
+DEFAULT_NAME = "zephyrine"
+
+_FROM_IMPORT = re.compile(
+    r"^(?P<indent>[ \t]*)from[ \t]+(?P<dots>\.+)(?P<module>[\w.]*)[ \t]+import\b"
+)
+
+
+def camel(name: str) -> str:
+    """`zephyrine` -> `Zephyrine`, `zeph_moe` -> `ZephMoe`."""
+    return "".join(part[:1].upper() + part[1:] for part in name.split("_") if part)
+
+
+def remote_folder(
+    model_type: str,
+    dest: Path,
+    name: str = DEFAULT_NAME,
+    config_values: dict[str, Any] | None = None,
+) -> Path:
+    """Write the renamed remote-code folder of the installed `model_type` to `dest/name`.
+
+    `config_values` overrides entries of the written config.json (e.g. legacy field names).
+    Returns the folder.
+    """
+    modeling, configuration, config_class = model_type_files(model_type)
+    source_dir = Path(modeling).parent
+    old_camel = config_class[: -len("Config")] if config_class.endswith("Config") else config_class
+    renames = _renames(model_type, source_dir.name, old_camel, name)
+    folder = Path(dest) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    copied: dict[str, str] = {}
+    for path in [Path(modeling)] + ([Path(configuration)] if configuration else []):
+        _copy(path, source_dir, folder, renames, copied)
+    new_camel = renames[old_camel]
+    config = toy_config_dict(model_type)
+    causal_lm = _causal_lm_class(Path(modeling))
+    config_module = Path(copied[Path(configuration).name]).stem if configuration else None
+    modeling_module = Path(copied[Path(modeling).name]).stem
+    config.update(
+        {
+            "model_type": name,
+            "architectures": [_rename(causal_lm, renames)] if causal_lm else [],
+            "auto_map": {
+                "AutoConfig": f"{config_module}.{new_camel}Config",
+                "AutoModelForCausalLM": f"{modeling_module}.{_rename(causal_lm or '', renames)}",
+            },
+        }
+    )
+    config.update(config_values or {})
+    _write(folder / "config.json", json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return folder
+
+
+def toy_config_dict(model_type: str) -> dict[str, Any]:
+    """The toy config of the installed class (the one `codegen verify` builds), as JSON data."""
+    from codegen.verify.tiny_config import tiny_config
+
+    values = tiny_config(model_type).to_dict()
+    for key in ("transformers_version", "_name_or_path", "architectures", "auto_map"):
+        values.pop(key, None)
+    return json.loads(json.dumps(values, default=str))
+
+
+def _renames(model_type: str, folder: str, old_camel: str, name: str) -> dict[str, str]:
+    new_camel = camel(name)
+    return {
+        old_camel: new_camel,
+        folder: name,
+        model_type: name,
+        folder.upper(): name.upper(),
+        old_camel.upper(): name.upper(),
+    }
+
+
+def _rename(text: str, renames: dict[str, str]) -> str:
+    pattern = re.compile("|".join(re.escape(k) for k in sorted(renames, key=len, reverse=True)))
+    return pattern.sub(lambda match: renames[match.group(0)], text)
+
+
+def _copy(
+    path: Path, source_dir: Path, folder: Path, renames: dict[str, str], copied: dict[str, str]
+) -> None:
+    """Copy one file renamed; sibling modules it imports are copied too (and stay relative)."""
+    if path.name in copied:
+        return
+    target = _rename(path.name, renames)
+    copied[path.name] = target
+    lines, siblings = _absolute_imports(path.read_text(encoding="utf-8"), source_dir)
+    _write(folder / target, "".join(_rename_outside_imports(line, renames) for line in lines))
+    for sibling in siblings:
+        _copy(source_dir / f"{sibling}.py", source_dir, folder, renames, copied)
+
+
+def _absolute_imports(text: str, source_dir: Path) -> tuple[list[str], list[str]]:
+    """Lines with relative imports into transformers made absolute (marked so renaming leaves
+    them alone), and the sibling modules (`from .x import`) that exist beside the file."""
+    package = ["transformers", "models", source_dir.name]
+    lines, siblings = [], []
+    for line in text.splitlines(keepends=True):
+        match = _FROM_IMPORT.match(line)
+        if match is None:
+            lines.append(line)
+            continue
+        dots, module = len(match["dots"]), match["module"]
+        if dots == 1 and module and (source_dir / f"{module.split('.')[0]}.py").is_file():
+            siblings.append(module.split(".")[0])
+            lines.append(line)  # stays relative: the folder ships it
+            continue
+        base = package[: len(package) - dots + 1]
+        absolute = ".".join(base + ([module] if module else []))
+        rest = line[match.end() :]
+        lines.append(f"{match['indent']}from \0{absolute}\0 import{rest}")
+    return lines, siblings
+
+
+def _rename_outside_imports(line: str, renames: dict[str, str]) -> str:
+    """Rename everything except the absolute module paths marked by `_absolute_imports`."""
+    parts = line.split("\0")
+    return "".join(part if i % 2 else _rename(part, renames) for i, part in enumerate(parts))
+
+
+def _causal_lm_class(modeling: Path) -> str | None:
+    found = re.findall(r"^class (\w+ForCausalLM)\b", modeling.read_text(encoding="utf-8"), re.M)
+    return found[0] if found else None
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
