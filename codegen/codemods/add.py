@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from libcst.metadata import MetadataWrapper
 
+from codegen.codemods import style
 from codegen.codemods.base import Entry, Outcome
 from codegen.codemods.dict_entry import DictEntry
 from codegen.codemods.elif_branch import ElifBranch
@@ -21,6 +22,7 @@ from codegen.codemods.files import parse
 from codegen.codemods.import_line import ImportLine
 from codegen.codemods.import_name import ImportName
 from codegen.codemods.import_sites import locate_imports
+from codegen.codemods.imports import ensure_imports
 from codegen.codemods.literal_member import LiteralMember
 from codegen.codemods.locate import Site, locate
 from codegen.codemods.member import Member
@@ -67,11 +69,17 @@ def add_entry(
     *,
     path: str = "<string>",
     section: str | None = None,
+    expression: bool = False,
+    imports: Sequence[str] = (),
+    line_length: int | None = None,
 ) -> Outcome:
     """Insert `key` (with `values`) into `container` of `source`; return the outcome.
 
-    The returned source equals `source` when an identical entry is already there. Every
-    failure is a `CodegenError` naming `path` (and a line where there is one).
+    The returned source equals `source` when an identical entry is already there. With
+    `expression`, the one VALUE is Python source for the whole value. `imports` are
+    `from M import N` statements the entry needs (added unless N is bound). New entries are
+    laid out for `line_length` (default: the repository's configured length, see `style`).
+    Every failure is a `CodegenError` naming `path` (and a line where there is one).
     """
     selector = parse_selector(container)
     if not key:
@@ -83,8 +91,23 @@ def add_entry(
             path=path,
             line=site.line,
         )
-    outcome = CODEMODS[site.kind].add(wrapper, site, key, values, path=path, section=section)
+    if expression and len(values) != 1:
+        raise CodegenError("an expression value is one VALUE", path=path)
+    width = line_length or style.line_length(path)
+    outcome = CODEMODS[site.kind].add(
+        wrapper,
+        site,
+        key,
+        values,
+        path=path,
+        section=section,
+        expression=expression,
+        line_length=width,
+    )
     if outcome.status == "added":
+        if imports:
+            outcome.source, reports = ensure_imports(outcome.source, imports, path)
+            outcome.notes += reports
         _verify(source, outcome.source, selector, key, path)
     return outcome
 

@@ -9,8 +9,9 @@ codemod only says how to read its entries and how to build a new one; `plan()` d
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
@@ -29,6 +30,7 @@ class Entry:
     values: tuple[str, ...] | None
     node: cst.CSTNode
     comments: tuple[str, ...] = ()  # full-line comments right above it
+    source: str = ""  # the value's code, normalised (compares expression values)
 
 
 @dataclass
@@ -39,17 +41,32 @@ class Plan:
     reason: str
     template: Entry | None
     values: list[str]
+    expression: bool = False  # values[0] is Python source for the whole value
 
 
 @dataclass
 class Outcome:
     """The result of one `add`: the new source (unchanged if the entry was there already)."""
 
-    status: str  # "added" | "present"
+    status: str  # "added" | "present" | "skipped"
     source: str
     line: int
     reason: str
     label: str
+    key: str = ""
+    notes: list[str] = field(default_factory=list)  # what the user still has to do
+
+
+class Conflict(CodegenError):
+    """The key is there with another value (`--check` reports it as "differs", exit 1)."""
+
+
+def normalized(code: str) -> str:
+    """Python expression source, independent of layout (for comparing expression values)."""
+    try:
+        return ast.dump(ast.parse(code.strip(), mode="eval"))
+    except SyntaxError:
+        return code.strip()
 
 
 def arity(entry: Entry) -> int | None:
@@ -65,12 +82,16 @@ def plan(
     path: str,
     line: int,
     section: str | None = None,
+    expression: bool = False,
 ) -> Plan | Entry:
     """The insert plan for `key`, or the existing identical entry (a no-op).
 
-    Raises `CodegenError` for a conflicting duplicate, a missing section, or values that no
-    neighbour's shape can hold.
+    Raises `Conflict` for a conflicting duplicate, `CodegenError` for a missing section or
+    values that no neighbour's shape can hold. With `expression`, `values[0]` is the whole
+    value as Python source and any neighbour gives the entry's layout.
     """
+    if expression:
+        return _plan_expression(entries, key, values[0], label, path, line, section)
     arities = {arity(e) for e in entries} - {None}
     wanted = len(values)
     if len(values) == 1 and 2 in arities and 1 not in arities:
@@ -86,12 +107,53 @@ def plan(
         shown = (
             ", ".join(map(repr, entry.values)) if entry.values else "a value codegen cannot compare"
         )
-        raise CodegenError(
+        raise Conflict(
             f"duplicate key {key!r}: {label} already maps it to {shown}; "
             "edit or remove that entry by hand",
             path=path,
             line=entry.line,
         )
+    position, reason = _position(entries, key, label, path, line, section)
+    if not entries:
+        return Plan(position, "first entry", None, list(values))
+    candidates = [e.index for e in entries if arity(e) == len(values)]
+    if not candidates:
+        have = sorted(arities)
+        raise CodegenError(
+            f"{label} holds entries with {' or '.join(map(str, have)) or 'non-plain'} value(s); "
+            f"got {len(values)} value(s) for {key!r}",
+            path=path,
+            line=line,
+        )
+    return Plan(position, reason, _template(entries, candidates, position), list(values))
+
+
+def _plan_expression(entries, key, value, label, path, line, section) -> Plan | Entry:
+    for entry in entries:
+        if entry.key != key:
+            continue
+        if entry.source == normalized(value):
+            return entry
+        raise Conflict(
+            f"duplicate key {key!r}: {label} already has another value for it; "
+            "edit or remove that entry by hand",
+            path=path,
+            line=entry.line,
+        )
+    position, reason = _position(entries, key, label, path, line, section)
+    if not entries:
+        return Plan(position, "first entry", None, [value], expression=True)
+    template = _template(entries, [e.index for e in entries], position)
+    return Plan(position, reason, template, [value], expression=True)
+
+
+def _template(entries: Sequence[Entry], candidates: list[int], position: int) -> Entry:
+    by_index = {e.index: e for e in entries}
+    anchor = entries[position].index if position < len(entries) else entries[-1].index + 1
+    return by_index[shape.nearest(candidates, anchor)[0]]
+
+
+def _position(entries, key, label, path, line, section) -> tuple[int, str]:
     keys = [e.key for e in entries]
     low, high = 0, len(entries)
     if section is not None:
@@ -105,25 +167,11 @@ def plan(
     position += low
     if section is not None:
         reason += f" in section {section!r}"
-    if not entries:
-        return Plan(position, "first entry", None, list(values))
-    candidates = [e.index for e in entries if arity(e) == len(values)]
-    if not candidates:
-        have = sorted(arities)
-        raise CodegenError(
-            f"{label} holds entries with {' or '.join(map(str, have)) or 'non-plain'} value(s); "
-            f"got {len(values)} value(s) for {key!r}",
-            path=path,
-            line=line,
-        )
-    by_index = {e.index: e for e in entries}
-    anchor = entries[position].index if position < len(entries) else entries[-1].index + 1
-    template = by_index[shape.nearest(candidates, anchor)[0]]
-    return Plan(position, reason, template, list(values))
+    return position, reason
 
 
 def present(entry: Entry, source: str, label: str) -> Outcome:
-    return Outcome("present", source, entry.line, "already present", label)
+    return Outcome("present", source, entry.line, "already present", label, entry.key)
 
 
 def replace(wrapper: MetadataWrapper, old: cst.CSTNode, new: cst.CSTNode) -> cst.Module:

@@ -25,6 +25,7 @@ import libcst as cst
 
 from codegen.codemods import shape
 from codegen.codemods.bracketed import BracketedCodemod
+from codegen.errors import CodegenError
 
 
 class DictEntry(BracketedCodemod):
@@ -42,6 +43,18 @@ class DictEntry(BracketedCodemod):
         return template.with_changes(
             key=shape.replace_leaf(template.key, key), value=shape.fill(template.value, values)
         )
+
+    def value_node(self, element):
+        return element.value if isinstance(element, cst.DictElement) else None
+
+    def build_expression(self, template: cst.DictElement, key: str, value: str):
+        try:
+            node = cst.parse_expression(value.strip())
+        except cst.ParserSyntaxError as err:
+            raise CodegenError(
+                f"value {value!r} is not a Python expression: {err.message}"
+            ) from None
+        return template.with_changes(key=shape.replace_leaf(template.key, key), value=node)
 
     def default(self, key: str, values: Sequence[str]):
         return cst.DictElement(

@@ -23,6 +23,7 @@ before it goes right after it.
 
 from __future__ import annotations
 
+import builtins
 import textwrap
 from collections.abc import Sequence
 
@@ -32,8 +33,9 @@ from libcst.metadata import MetadataWrapper, PositionProvider
 from codegen.codemods import order, shape
 from codegen.codemods.base import Entry, Outcome, replace
 from codegen.codemods.files import first_changed_line
+from codegen.codemods.imports import bound_names, ensure_imports, top_level_imports
 from codegen.codemods.locate import Site, chain_name
-from codegen.codemods.rename import Renamer
+from codegen.codemods.rename import Renamer, swap
 from codegen.errors import CodegenError
 
 
@@ -100,9 +102,13 @@ class ElifBranch:
         *,
         path: str,
         section: str | None = None,
+        expression: bool = False,
+        line_length: int = 88,
     ) -> Outcome:
         if section is not None:
             raise CodegenError("--section applies to bracketed containers only", path=path)
+        if expression:
+            raise CodegenError("a branch takes statements as VALUEs", path=path)
         top: cst.If = site.node  # type: ignore[assignment]
         chain, final = branches(top)
         positions = wrapper.resolve(PositionProvider)
@@ -112,7 +118,7 @@ class ElifBranch:
             if key in branch_keys(branch):
                 line = positions[branch].start.line
                 if not values or _body_lines(branch) == wanted_body:
-                    return Outcome("present", source, line, "already present", site.label)
+                    return Outcome("present", source, line, "already present", site.label, key)
                 raise CodegenError(
                     f"duplicate key {key!r}: the branch here already handles it with a "
                     "different body; edit it by hand",
@@ -122,7 +128,7 @@ class ElifBranch:
         keyed = [(i, b) for i, b in enumerate(chain) if _equality(b) and branch_keys(b)]
         if not keyed:
             raise CodegenError(
-                f'{site.label} has no `{top.test.left.value} == "..."` branch to copy',  # type: ignore[attr-defined]
+                f'{site.label} has no `{chain_name(top.test)} == "..."` branch to copy',
                 path=path,
                 line=site.line,
             )
@@ -138,8 +144,13 @@ class ElifBranch:
         for branch in reversed(chain):
             tail = branch.with_changes(orelse=tail)
         new_source = replace(wrapper, top, tail).code
+        old_key = branch_keys(anchor)[0]
+        imports, notes = _missing_imports(wrapper.module, anchor, new, old_key, key, values, path)
+        if imports:
+            new_source, reports = ensure_imports(new_source, imports, path)
+            notes = reports + notes
         line = first_changed_line(source, new_source)
-        return Outcome("added", new_source, line, reason, site.label)
+        return Outcome("added", new_source, line, reason, site.label, key, notes)
 
     def _build(self, template: cst.If, old: str, key: str, values: Sequence[str]) -> cst.If:
         comparison = template.test.comparisons[0]  # type: ignore[attr-defined]
@@ -153,3 +164,66 @@ class ElifBranch:
         else:
             body = template.body.visit(Renamer(old, key))
         return template.with_changes(test=test, body=body, leading_lines=[])
+
+
+class _Names(cst.CSTVisitor):
+    """Names a block loads, and names it binds (assignments, imports, loop targets)."""
+
+    def __init__(self) -> None:
+        self.loaded: set[str] = set()
+        self.bound: set[str] = set()
+
+    def visit_Name(self, node: cst.Name) -> None:
+        self.loaded.add(node.value)
+
+    def visit_ImportAlias(self, node: cst.ImportAlias) -> None:
+        if node.asname is not None and isinstance(node.asname.name, cst.Name):
+            self.bound.add(node.asname.name.value)
+        elif isinstance(node.name, cst.Name):
+            self.bound.add(node.name.value)
+
+    def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
+        if isinstance(node.target, cst.Name):
+            self.bound.add(node.target.value)
+
+    def visit_Attribute(self, node: cst.Attribute) -> bool:
+        node.value.visit(self)  # `x.attr`: `attr` is not a name of this scope
+        return False
+
+    def visit_Arg(self, node: cst.Arg) -> bool:
+        node.value.visit(self)  # `f(key=v)`: `key` is not a name of this scope
+        return False
+
+
+def _names(branch: cst.If) -> _Names:
+    found = _Names()
+    branch.body.visit(found)
+    return found
+
+
+def _missing_imports(
+    module: cst.Module,
+    template: cst.If,
+    new: cst.If,
+    old_key: str,
+    key: str,
+    values: Sequence[str],
+    path: str,
+) -> tuple[list[str], list[str]]:
+    """The imports the new branch needs (a renamed copy of the template's import of the
+    class it swapped), and notes for names nobody can import automatically."""
+    new_names, old_names = _names(new), _names(template)
+    known = bound_names(module) | set(dir(builtins)) | new_names.bound | old_names.loaded
+    if "*" in known:
+        return [], []
+    imported = top_level_imports(module)
+    imports, notes = [], []
+    for name in sorted(new_names.loaded - known):
+        old = swap(name, key, old_key)
+        if not values and old != name and old in imported:
+            source_module, source_name = imported[old]
+            if source_name == old:
+                imports.append(f"from {swap(source_module, old_key, key)} import {name}")
+                continue
+        notes.append(f"{name} is used by the new branch but not imported in {path}: add its import")
+    return imports, notes

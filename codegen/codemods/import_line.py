@@ -63,7 +63,11 @@ class ImportLine:
         *,
         path: str,
         section: str | None = None,
+        expression: bool = False,
+        line_length: int = 88,
     ) -> Outcome:
+        if expression:
+            raise CodegenError("import registries take no VALUE", path=path)
         if not key.isidentifier():
             raise CodegenError(f"{key!r} is not a module name", path=path, line=site.line)
         package, owner = site.extra["package"], site.node
@@ -86,7 +90,7 @@ class ImportLine:
             body.insert(entries[decided.position - 1].index + 1, new)
         new_source = replace(wrapper, owner, owner.with_changes(body=body)).code
         line = first_changed_line(source, new_source)
-        return Outcome("added", new_source, line, decided.reason, site.label)
+        return Outcome("added", new_source, line, decided.reason, site.label, key)
 
 
 def _copy(

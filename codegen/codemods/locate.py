@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
-from codegen.codemods.selector import Selector
+from codegen.codemods.selector import Selector, discouraged, main_bindings
 from codegen.errors import CodegenError
 
 MAPPING_FACTORIES = {"OrderedDict", "collections.OrderedDict", "dict"}
@@ -84,9 +84,14 @@ class _Finder(cst.CSTVisitor):
     def __init__(self, selector: Selector) -> None:
         self.selector = selector
         self.classes: list[str] = []
-        self.bindings: list[tuple[int, cst.BaseExpression | None]] = []
+        # (line, value, "assign" | "update", comment lines above the statement)
+        self.bindings: list[tuple[int, cst.BaseExpression | None, str, list[str]]] = []
         self.chains: list[tuple[int, cst.If]] = []
         self._elifs: set[int] = set()
+        self._comments: list[str] = []
+
+    def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> None:
+        self._comments = [line.comment.value for line in node.leading_lines if line.comment]
 
     def _line(self, node: cst.CSTNode) -> int:
         return self.get_metadata(PositionProvider, node).start.line
@@ -106,11 +111,11 @@ class _Finder(cst.CSTVisitor):
     def visit_Assign(self, node: cst.Assign) -> None:
         for target in node.targets:
             if isinstance(target.target, cst.Name) and self._wanted(target.target.value):
-                self.bindings.append((self._line(node), node.value))
+                self.bindings.append((self._line(node), node.value, "assign", self._comments))
 
     def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
         if isinstance(node.target, cst.Name) and self._wanted(node.target.value):
-            self.bindings.append((self._line(node), node.value))
+            self.bindings.append((self._line(node), node.value, "assign", self._comments))
 
     def visit_Call(self, node: cst.Call) -> None:
         func = node.func
@@ -122,28 +127,32 @@ class _Finder(cst.CSTVisitor):
             and len(node.args) == 1
             and isinstance(node.args[0].value, cst.Dict)
         ):
-            self.bindings.append((self._line(node), node.args[0].value))
+            self.bindings.append((self._line(node), node.args[0].value, "update", self._comments))
 
     def visit_If(self, node: cst.If) -> None:
         if isinstance(node.orelse, cst.If):
             self._elifs.add(id(node.orelse))
         if id(node) in self._elifs or self.selector.kind == "imports":
             return
-        if chain_name(node.test) == self.selector.attr:
+        if chain_name(node.test) == (
+            self.selector.name if self.selector.kind == "chain" else self.selector.attr
+        ):
             self.chains.append((self._line(node), node))
 
 
 def chain_name(test: cst.BaseExpression) -> str | None:
-    """NAME for a test `NAME == "..."` (or `NAME in ("...", ...)`), else None."""
+    """NAME for a test `NAME == "..."` (or `NAME in ("...", ...)`), else None; NAME may be
+    dotted (`module_config.model_type`)."""
     if not isinstance(test, cst.Comparison) or len(test.comparisons) != 1:
         return None
-    if not isinstance(test.left, cst.Name):
+    subject = dotted(test.left)
+    if subject is None:
         return None
     op, right = test.comparisons[0].operator, test.comparisons[0].comparator
     if isinstance(op, cst.Equal) and _is_str(right):
-        return test.left.value
+        return subject
     if isinstance(op, cst.In) and isinstance(right, (cst.Tuple, cst.List, cst.Set)):
-        return test.left.value
+        return subject
     return None
 
 
@@ -161,16 +170,30 @@ def locate(wrapper: MetadataWrapper, selector: Selector, path: str) -> Site:
 
     sites: list[Site] = []
     uneditable: list[int] = []
-    for line, value in finder.bindings:
+    kinds: list[str] = []
+    for line, value, kind, comments in finder.bindings:
         if not wanted(line):
             continue
         found = classify(value) if value is not None else None
         if found is None:
             uneditable.append(line)
         else:
-            sites.append(Site(found[0], found[1], line, selector.name))
+            site = Site(found[0], found[1], line, selector.name)
+            site.extra["discouraged"] = discouraged(comments) if kind == "update" else None
+            sites.append(site)
+            kinds.append(kind)
+    sites = [sites[i] for i in main_bindings(kinds)]
+    if len(sites) == 1 and sites[0].extra["discouraged"] and selector.line is None:
+        raise CodegenError(
+            f"the only editable binding of '{selector.name}' here extends it in a block whose "
+            f"comment says new entries do not go there ({sites[0].extra['discouraged']}); "
+            f"register in the main binding, or pick this one with '{selector.name}@"
+            f"{sites[0].line}'",
+            path=path,
+            line=sites[0].line,
+        )
     if selector.kind == "chain" or not sites:
-        label = f"if {selector.attr}"
+        label = f"if {selector.name if selector.kind == 'chain' else selector.attr}"
         sites += [Site("chain", node, line, label) for line, node in finder.chains if wanted(line)]
     if not sites:
         if uneditable:

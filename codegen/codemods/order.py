@@ -21,9 +21,11 @@ _CAMEL_BREAK = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 def sort_order(keys: Sequence[str]) -> Callable[[str], str] | None:
     """The key function the keys are sorted by (plain or case-insensitive), or None.
 
-    Fewer than two keys say nothing about intent, so they count as unsorted.
+    A container of one entry counts as sorted: it is the first entry of a registry
+    whose order is not yet decided, and inserting sorted keeps the next `lint` clean.
+    An empty one says nothing.
     """
-    if len(keys) < 2:
+    if not keys:
         return None
     for fold in (_plain, str.casefold):
         folded = [fold(k) for k in keys]
@@ -43,11 +45,19 @@ def family(key: str) -> str:
     return head.casefold()
 
 
+def base_family(key: str) -> str:
+    """The family without its version digits: `mistral4` -> `mistral`, `qwen3` -> `qwen`."""
+    return family(key).rstrip("0123456789") or family(key)
+
+
 def choose_position(keys: Sequence[str], key: str) -> tuple[int, str]:
     """Index among `keys` to insert `key` at, and a short reason for the report.
 
     A container sorted but for a few stray entries (see `misplaced`) still gets a sorted
-    insert, placed among the entries that are in order.
+    insert, placed among the entries that are in order. Otherwise the key goes after the
+    last entry of its family (`Qwen3MoeForCausalLM` after `Qwen3ForCausalLM`), failing that
+    after the last entry of its family without version digits (`Mistral4ForCausalLM` after
+    `MistralLarge3ForCausalLM`), failing that at the end.
     """
     fold = sort_order(keys)
     if fold is not None:
@@ -59,10 +69,11 @@ def choose_position(keys: Sequence[str], key: str) -> tuple[int, str]:
         earlier = [i for i in kept if fold(keys[i]) <= fold(key)]
         index = earlier[-1] + 1 if earlier else kept[0]
         return index, "sorted position (ignoring out-of-order entries)"
-    wanted = family(key)
-    same = [i for i, existing in enumerate(keys) if family(existing) == wanted]
-    if same:
-        return same[-1] + 1, f"after {keys[same[-1]]!r}, same family"
+    for kin in (family, base_family):
+        wanted = kin(key)
+        same = [i for i, existing in enumerate(keys) if kin(existing) == wanted]
+        if same:
+            return same[-1] + 1, f"after {keys[same[-1]]!r}, same family"
     return len(keys), "at the end"
 
 

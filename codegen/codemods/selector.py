@@ -64,6 +64,28 @@ def parse_selector(text: str) -> Selector:
         raise CodegenError(f"bad container {text!r}: only 'from PKG' may be relative")
     if kind == "name" and name.count(".") > 1:
         raise CodegenError(f"bad container {text!r}: use NAME or Class.NAME")
-    if kind == "chain" and "." in name:
-        raise CodegenError(f"bad container {text!r}: 'if NAME' takes a plain name")
     return Selector(kind=kind, name=name, line=int(line) if line else None)
+
+
+_DISCOURAGED = re.compile(
+    r"\b(should|must|do|does|shall)\s*(not|n't)\b|\bnever\b|\binstead of being added\b",
+    re.IGNORECASE,
+)
+
+
+def main_bindings(kinds: list[str]) -> list[int]:
+    """Which of several bindings of one name is the registry: the assignment, when the
+    others only extend it (`NAME.update({...})`, often under `if`); all of them otherwise
+    (ambiguous). `kinds[i]` is "assign" or "update"."""
+    assigns = [i for i, kind in enumerate(kinds) if kind == "assign"]
+    if len(kinds) > 1 and len(assigns) == 1:
+        return assigns
+    return list(range(len(kinds)))
+
+
+def discouraged(comments: list[str]) -> str | None:
+    """The comment above a binding that says new entries do not belong there, if any."""
+    for comment in comments:
+        if _DISCOURAGED.search(comment):
+            return comment.strip()
+    return None

@@ -22,7 +22,7 @@ def test_an_edit_that_adds_the_wrong_key_is_refused(monkeypatch):
 
 def test_an_edit_that_would_not_compile_is_refused(monkeypatch):
     class Broken:
-        def add(self, wrapper, site, key, values, *, path, section=None):
+        def add(self, wrapper, site, key, values, *, path, **options):
             return add.Outcome("added", SOURCE.replace("}", ""), 1, "", "SPECS")
 
     monkeypatch.setitem(add.CODEMODS, "dict", Broken())

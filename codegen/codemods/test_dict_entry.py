@@ -1,7 +1,10 @@
 """Before/after cases for `dict_entry`: every dict spelling a registry uses."""
 
+import pytest
+
 from codegen.codemods.add import add_entry
 from codegen.codemods.testing import assert_adds, assert_refuses, code
+from codegen.errors import CodegenError
 
 
 def test_sorted_insert_in_the_middle():
@@ -130,7 +133,7 @@ def test_one_line_dict_stays_on_one_line_with_its_quote_style():
     )
 
 
-def test_parenthesised_multi_line_values_are_copied():
+def test_a_short_entry_next_to_wrapped_neighbours_stays_on_one_line():
     assert_adds(
         """
         support_model_arch_dict = {
@@ -150,9 +153,7 @@ def test_parenthesised_multi_line_values_are_copied():
             "Qwen3ForCausalLM": (
                 "atom.models.qwen3.Qwen3ForCausalLM"
             ),
-            "Qwen3MoeForCausalLM": (
-                "atom.models.qwen3_moe.Qwen3MoeForCausalLM"
-            ),
+            "Qwen3MoeForCausalLM": "atom.models.qwen3_moe.Qwen3MoeForCausalLM",
             "LlamaForCausalLM": (
                 "atom.models.llama.LlamaForCausalLM"
             ),
@@ -341,3 +342,110 @@ def test_value_count_must_match_a_neighbour():
 
 def test_a_name_value_must_be_a_name():
     assert_refuses('M = {"a": A}\n', "M", "b", ["not a name"], match="not a Python name")
+
+
+def test_a_long_entry_next_to_one_line_neighbours_is_wrapped_as_ruff_would():
+    before = """
+        MODELS = {
+            "LlamaForCausalLM": ("llama", "LlamaForCausalLM"),
+            "Qwen2ForCausalLM": ("qwen2", "Qwen2ForCausalLM"),
+        }
+        """
+    assert_adds(
+        before,
+        "MODELS",
+        "Qwen2_5OmniThinkerForConditionalGeneration",
+        ["qwen2_5_omni_thinker", "Qwen2_5OmniThinkerForConditionalGeneration"],
+        after="""
+        MODELS = {
+            "LlamaForCausalLM": ("llama", "LlamaForCausalLM"),
+            "Qwen2ForCausalLM": ("qwen2", "Qwen2ForCausalLM"),
+            "Qwen2_5OmniThinkerForConditionalGeneration": (
+                "qwen2_5_omni_thinker",
+                "Qwen2_5OmniThinkerForConditionalGeneration",
+            ),
+        }
+        """,
+    )
+    # the same entry fits a repository configured for 140 columns
+    outcome = add_entry(
+        code(before),
+        "MODELS",
+        "Qwen2_5OmniThinkerForConditionalGeneration",
+        ["qwen2_5_omni_thinker", "Qwen2_5OmniThinkerForConditionalGeneration"],
+        line_length=140,
+    )
+    assert (
+        '    "Qwen2_5OmniThinkerForConditionalGeneration": ("qwen2_5_omni_thinker", '
+        '"Qwen2_5OmniThinkerForConditionalGeneration"),\n' in outcome.source
+    )
+
+
+def test_a_long_scalar_value_is_parenthesised_on_its_own_line():
+    assert_adds(
+        """
+        support_model_arch_dict = {
+            "LlamaForCausalLM": "atom.models.llama.LlamaForCausalLM",
+        }
+        """,
+        "support_model_arch_dict",
+        "Qwen3_5MoeForConditionalGeneration",
+        ["atom.models.qwen3_5_moe.Qwen3_5MoeForConditionalGeneration"],
+        after="""
+        support_model_arch_dict = {
+            "LlamaForCausalLM": "atom.models.llama.LlamaForCausalLM",
+            "Qwen3_5MoeForConditionalGeneration": (
+                "atom.models.qwen3_5_moe.Qwen3_5MoeForConditionalGeneration"
+            ),
+        }
+        """,
+    )
+
+
+def test_an_expression_value_copies_the_layout_rules_not_the_neighbour():
+    before = """
+        _EXAMPLES = {
+            # [Decoder-only]
+            "ArceeForCausalLM": _HfExamplesInfo("arcee-ai/AFM-4.5B-Base"),
+            "BaiChuanForCausalLM": _HfExamplesInfo(
+                "baichuan-inc/Baichuan-7B", trust_remote_code=True
+            ),
+        }
+        """
+    assert_adds(
+        before,
+        "_EXAMPLES",
+        "AfmoeForCausalLM",
+        ['_HfExamplesInfo("arcee-ai/Trinity-Nano-Preview")'],
+        expression=True,
+        after="""
+        _EXAMPLES = {
+            # [Decoder-only]
+            "AfmoeForCausalLM": _HfExamplesInfo("arcee-ai/Trinity-Nano-Preview"),
+            "ArceeForCausalLM": _HfExamplesInfo("arcee-ai/AFM-4.5B-Base"),
+            "BaiChuanForCausalLM": _HfExamplesInfo(
+                "baichuan-inc/Baichuan-7B", trust_remote_code=True
+            ),
+        }
+        """,
+    )
+    outcome = add_entry(
+        code(before),
+        "_EXAMPLES",
+        "BailingMoeV2ForCausalLM",
+        ['_HfExamplesInfo("inclusionAI/Ling-mini-2.0", trust_remote_code=True)'],
+        expression=True,
+    )
+    assert (
+        '    "BailingMoeV2ForCausalLM": _HfExamplesInfo(\n'
+        '        "inclusionAI/Ling-mini-2.0", trust_remote_code=True\n'
+        "    ),\n"
+    ) in outcome.source
+    with pytest.raises(CodegenError, match="duplicate key 'ArceeForCausalLM'"):
+        add_entry(
+            code(before),
+            "_EXAMPLES",
+            "ArceeForCausalLM",
+            ['_HfExamplesInfo("x/y")'],
+            expression=True,
+        )

@@ -25,7 +25,9 @@ def test_sort_order_plain_casefold_and_none():
     assert sort_order(["a", "b", "b", "c"]) is not None
     assert sort_order(["Alpha", "beta", "Gamma"]) is str.casefold
     assert sort_order(["b", "a"]) is None
-    assert sort_order(["only"]) is None  # one key says nothing about intent
+    assert sort_order(["only"]) is not None  # one entry is sorted: insert sorted after it
+    assert sort_order([]) is None
+    assert choose_position(["qwen3"], "llama") == (0, "sorted position")
 
 
 def test_choose_position_sorted_family_and_end():
@@ -33,6 +35,15 @@ def test_choose_position_sorted_family_and_end():
     keys = ["qwen3", "llama", "qwen2"]
     assert choose_position(keys, "qwen3_moe") == (1, "after 'qwen3', same family")
     assert choose_position(keys, "mistral") == (3, "at the end")
+
+
+def test_a_new_version_goes_after_its_family_without_the_digits():
+    keys = ["Zeta2ForCausalLM", "MistralForCausalLM", "MistralLarge3ForCausalLM", "MixtralX"]
+    assert choose_position(keys, "Mistral4ForCausalLM") == (
+        3,
+        "after 'MistralLarge3ForCausalLM', same family",
+    )
+    assert choose_position(["qwen2", "llama", "qwen3", "gemma"], "qwen3_moe")[0] == 3
 
 
 def test_choose_position_ignores_a_stray_in_a_sorted_container():

@@ -68,10 +68,7 @@ def test_multi_line_tuples_with_nested_pair_and_optional_third_element():
                     "LlamaBidirectionalModel",
                     ("pkg.models.llama_bidirectional.model", "LlamaBidirectionalModel", {"embed"}),
                 ),
-                (
-                    "MistralForCausalLM",
-                    ("pkg.models.mistral.model", "MistralForCausalLM"),
-                ),
+                ("MistralForCausalLM", ("pkg.models.mistral.model", "MistralForCausalLM")),
                 (
                     "Qwen3ForCausalLM",
                     ("pkg.models.qwen3.model", "Qwen3ForCausalLM"),

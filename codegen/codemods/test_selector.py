@@ -13,10 +13,12 @@ def test_forms():
     assert (member.owner, member.attr, member.line) == ("Registry", "MODELS", 12)
     assert parse_selector("from ..models").kind == "imports"
     assert parse_selector("if model_type").kind == "chain"
+    dotted = parse_selector("if module_config.model_type")
+    assert (dotted.kind, dotted.name) == ("chain", "module_config.model_type")
     assert str(parse_selector("from pkg.models @ 3")) == "from pkg.models@3"
 
 
-@pytest.mark.parametrize("bad", ["", "a b", "a.b.c", ".x", "if a.b", "X@", "from"])
+@pytest.mark.parametrize("bad", ["", "a b", "a.b.c", ".x", "X@", "from"])
 def test_bad_selectors_are_user_errors(bad):
     with pytest.raises(CodegenError, match="bad container"):
         parse_selector(bad)

@@ -29,13 +29,14 @@ def assert_adds(
     *,
     after: str,
     section: str | None = None,
+    **options,
 ) -> None:
     before, after = code(before), code(after)
-    outcome = add_entry(before, container, key, values, section=section)
+    outcome = add_entry(before, container, key, values, section=section, **options)
     assert outcome.status == "added"
     assert outcome.source == after, "\n" + outcome.source
     compile(outcome.source, "<after>", "exec")
-    again = add_entry(outcome.source, container, key, values, section=section)
+    again = add_entry(outcome.source, container, key, values, section=section, **options)
     assert again.status == "present"
     assert again.source == outcome.source
 

@@ -12,7 +12,7 @@ import ast
 from dataclasses import dataclass
 from pathlib import Path
 
-from codegen.codemods.selector import Selector
+from codegen.codemods.selector import Selector, main_bindings
 
 MAPPING_FACTORIES = {"OrderedDict", "collections.OrderedDict", "dict"}
 SET_FACTORIES = {"frozenset", "set", "tuple", "list"}
@@ -145,9 +145,9 @@ def _literal_items(node: ast.Subscript) -> list[ast.AST]:
     return list(node.slice.elts) if isinstance(node.slice, ast.Tuple) else [node.slice]
 
 
-def _bindings(tree: ast.Module, selector: Selector) -> list[tuple[int, ast.AST | None]]:
-    """(line, value) for every binding of the selected name."""
-    found: list[tuple[int, ast.AST | None]] = []
+def _bindings(tree: ast.Module, selector: Selector) -> list[tuple[int, ast.AST | None, str]]:
+    """(line, value, "assign" | "update") for every binding of the selected name."""
+    found: list[tuple[int, ast.AST | None, str]] = []
 
     def visit(node: ast.AST, owner: str | None) -> None:
         for child in ast.iter_child_nodes(node):
@@ -156,12 +156,12 @@ def _bindings(tree: ast.Module, selector: Selector) -> list[tuple[int, ast.AST |
             if isinstance(child, ast.Assign) and wanted:
                 for target in child.targets:
                     if isinstance(target, ast.Name) and target.id == selector.attr:
-                        found.append((child.lineno, child.value))
+                        found.append((child.lineno, child.value, "assign"))
             elif isinstance(child, ast.AnnAssign) and wanted:
                 if isinstance(child.target, ast.Name) and child.target.id == selector.attr:
-                    found.append((child.lineno, child.value))
+                    found.append((child.lineno, child.value, "assign"))
             elif isinstance(child, ast.Call) and wanted and _is_update(child, selector.attr):
-                found.append((child.lineno, child.args[0]))
+                found.append((child.lineno, child.args[0], "update"))
             visit(child, in_class if isinstance(child, ast.ClassDef) else owner)
 
     visit(tree, None)
@@ -196,13 +196,14 @@ def _chains(tree: ast.Module, name: str) -> list[ast.If]:
 def _chain_name(test: ast.AST) -> str | None:
     if not isinstance(test, ast.Compare) or len(test.ops) != 1:
         return None
-    if not isinstance(test.left, ast.Name):
+    subject = dotted(test.left)
+    if subject is None:
         return None
     op, right = test.ops[0], test.comparators[0]
     if isinstance(op, ast.Eq) and isinstance(right, ast.Constant) and isinstance(right.value, str):
-        return test.left.id
+        return subject
     if isinstance(op, ast.In) and isinstance(right, (ast.Tuple, ast.List, ast.Set)):
-        return test.left.id
+        return subject
     return None
 
 
@@ -275,13 +276,17 @@ def find_containers(parsed: Parsed, selector: Selector) -> list[AstContainer]:
         return [c for c in _import_containers(parsed, selector.name) if wanted(c.line)]
     found = []
     if selector.kind == "name":
-        for line, value in _bindings(parsed.tree, selector):
+        kinds = []
+        for line, value, how in _bindings(parsed.tree, selector):
             classified = _classify(value) if value is not None and wanted(line) else None
             if classified is not None:
                 kind, node = classified
                 found.append(AstContainer(kind, line, _entries(kind, node)))
+                kinds.append(how)
+        found = [found[i] for i in main_bindings(kinds)]
     if selector.kind == "chain" or not found:
-        for top in _chains(parsed.tree, selector.attr):
+        subject = selector.name if selector.kind == "chain" else selector.attr
+        for top in _chains(parsed.tree, subject):
             if wanted(top.lineno):
                 found.append(AstContainer("chain", top.lineno, _chain_entries(top)))
     return found

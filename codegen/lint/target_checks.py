@@ -73,16 +73,10 @@ def _resolve(repo: Path, path: Path, registry: Registry, entry: AstEntry) -> lis
     values = entry.values or ()
     if registry.resolve is None or not values:
         return []
-    if registry.resolve == "module_class" and len(values) >= 2:
-        module, attr = values[0], values[1]
-        if registry.module_root:
-            module = f"{registry.module_root}.{module}"
-    elif registry.resolve == "colon" and ":" in values[0]:
-        module, attr = values[0].split(":", 1)
-    elif registry.resolve == "dotted" and "." in values[0]:
-        module, _, attr = values[0].rpartition(".")
-    else:
+    found = registry.reference(values)
+    if found is None:
         return [Finding(path, entry.line, "CG002", f"{entry.key!r}: value has an unexpected shape")]
+    module, attr = found
     file = module_file([repo, repo / "src"], module)
     if file is None:
         return [Finding(path, entry.line, "CG002", f"{entry.key!r}: module {module!r} not found")]
