@@ -132,9 +132,12 @@ class ConfigBuilder:
                 if key in declared:
                     cfg.origin[key] = "config.json"
             return cfg
+        # the names fields are stored under (`num_experts` is stored as `num_local_experts`,
+        # which is also what `to_dict()` writes to config.json)
+        stored = {cfg.key(name) for name in fields}
         for key, value in values.items():
             mapped_key = cfg.key(key)
-            if mapped_key in fields or key in fields:
+            if mapped_key in fields or key in fields or key in stored:
                 cfg.attrs[mapped_key] = value
                 cfg.origin[mapped_key] = "config.json"
             else:
