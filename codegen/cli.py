@@ -83,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     except CodegenError as err:
         click.echo(f"codegen: error: {err}", err=True)
         return err.exit_code
+    except OSError as err:  # a disk or permission fault no command anticipated: still one line
+        where = f"{err.filename}: " if err.filename else ""
+        click.echo(f"codegen: error: {where}{err.strerror or err}", err=True)
+        return 2
     except click.exceptions.Exit as err:
         return err.exit_code
     except SystemExit as err:  # a command's own verdict, e.g. lint findings -> 1

@@ -7,7 +7,7 @@ from typing import Any
 
 from codegen.scaffold.build import Step, build_package
 from codegen.scaffold.testgen import test_file
-from codegen.scaffold.write import register, write_package
+from codegen.scaffold.write import install_package
 
 
 def scaffold_into(
@@ -21,14 +21,13 @@ def scaffold_into(
     title: str | None = None,
     force: bool = False,
 ) -> Path:
-    """Write `models_dir/name/` (package + its parity test) and register it there."""
+    """Write `models_dir/name/` (package + its parity test) and register it there, all or
+    nothing (see `codegen.scaffold.write`)."""
     title = title or name
     files = build_package(reference, name, model_types, steps, features=features, title=title)
     filename, text = test_file(name, title)
     files[filename] = text
-    path = write_package(models_dir, name, files, force=force)
-    register(models_dir, name)
-    return path
+    return install_package(models_dir, name, files, force=force)
 
 
 def verify_generated(models_dir: Path, name: str, dtypes=("fp32",)):

@@ -1,13 +1,24 @@
-"""Write a generated package into a models directory, all or nothing, and register it."""
+"""Write a generated package into a models directory and register it, all or nothing.
+
+Why this order: the registry edit is computed (and the registry checked writable) before
+anything touches the disk, so a malformed or read-only registry costs nothing. The package is
+then written into a hidden staging folder beside its final place and swapped in by rename (an
+existing package is first renamed aside, never deleted), and only then is the registry
+rewritten atomically. Any failure or interrupt after the swap puts the old package back (or
+removes the new one), so the models directory is either exactly as before or fully updated.
+Folders are created with mode 0o777 and files 0o666, less the umask, like any other tool.
+"""
 
 from __future__ import annotations
 
+import os
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
 
 from codegen.codemods.add import add_entry
-from codegen.codemods.files import write_atomic
+from codegen.codemods.files import check_writable, read_source, write_atomic
 from codegen.errors import CodegenError
 
 REGISTRY = "MODEL_SPECS"
@@ -21,21 +32,33 @@ MODEL_SPECS = {{
 '''
 
 
-def write_package(models_dir: Path, name: str, files: dict[str, str], *, force: bool) -> Path:
-    """Create `models_dir/name/` from `files` atomically (a temp dir renamed into place)."""
+def install_package(models_dir: Path, name: str, files: dict[str, str], *, force: bool) -> Path:
+    """Create (or with `force` replace) `models_dir/name/` from `files` and register it."""
     target = models_dir / name
-    if target.exists() and not force:
-        raise CodegenError("package exists; pass --force to overwrite it", path=str(target))
-    models_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=models_dir))
+    created = _make_models_dir(models_dir)
     try:
-        for filename, text in files.items():
-            (staging / filename).write_text(text)
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
+        if target.exists() and not force:
+            raise CodegenError("package exists; pass --force to overwrite it", path=str(target))
+        registry, old, new = registry_update(models_dir, name)
+        exists = registry.exists()
+        if exists and new != old:
+            check_writable(registry)
+        staging = _stage(models_dir, name, files)
+        aside = _swap_in(staging, target)
+        try:
+            if new != old:
+                _write_registry(registry, new, exists=exists)
+        except BaseException:
+            _swap_back(target, aside)
+            raise
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        for directory in reversed(created):  # only the (still empty) folders made here
+            try:
+                directory.rmdir()
+            except OSError:
+                break
         raise
     return target
 
@@ -43,18 +66,119 @@ def write_package(models_dir: Path, name: str, files: dict[str, str], *, force: 
 def registry_update(models_dir: Path, name: str) -> tuple[Path, str, str]:
     """(registry path, old text, new text) for registering `name` in `models_dir`."""
     registry = models_dir / "__init__.py"
-    if not registry.is_file():
+    if not registry.exists():
         return registry, "", NEW_REGISTRY.format(name=name)
-    old = registry.read_text()
+    old = read_source(registry)
     outcome = add_entry(old, REGISTRY, name, [f"{name}.spec:SPEC"], path=str(registry))
     return registry, old, outcome.source
 
 
-def register(models_dir: Path, name: str) -> None:
-    registry, old, new = registry_update(models_dir, name)
-    if new == old:
-        return
-    if not old:
-        registry.write_text(new)
-    else:
-        write_atomic(registry, new)
+def _make_models_dir(models_dir: Path) -> list[Path]:
+    """Create `models_dir` and missing parents; the folders created, outermost first."""
+    missing: list[Path] = []
+    for directory in (models_dir, *models_dir.parents):
+        if directory.is_dir():
+            break
+        if directory.exists() or directory.is_symlink():
+            what = "--out" if directory == models_dir else "a parent of --out"
+            raise CodegenError(f"{what} is not a directory", path=str(directory))
+        missing.append(directory)
+    for directory in reversed(missing):
+        try:
+            directory.mkdir()
+        except OSError as err:
+            for made in reversed(missing[missing.index(directory) + 1 :]):
+                made.rmdir()
+            raise _os_error(err, directory) from None
+    return list(reversed(missing))
+
+
+def _stage(models_dir: Path, name: str, files: dict[str, str]) -> Path:
+    """The package written into a fresh hidden folder beside its final place."""
+    staging = _unique(models_dir, f".{name}.new-")
+    try:
+        os.mkdir(staging)  # 0o777 less the umask (mkdtemp would force 0o700)
+    except OSError as err:
+        raise _os_error(err, models_dir) from None
+    try:
+        for filename, text in files.items():
+            with open(staging / filename, "w", encoding="utf-8", newline="") as handle:
+                handle.write(text)
+    except BaseException as err:
+        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(err, OSError):
+            raise _os_error(err, models_dir) from None
+        raise
+    return staging
+
+
+def _swap_in(staging: Path, target: Path) -> Path | None:
+    """Rename `staging` to `target`; an existing `target` is renamed aside first (returned)."""
+    aside = None
+    try:
+        if target.exists() or target.is_symlink():
+            aside = _unique(target.parent, f".{target.name}.old-")
+            os.rename(target, aside)
+        os.rename(staging, target)
+    except BaseException as err:
+        if aside is not None and not target.exists():
+            os.rename(aside, target)
+        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(err, OSError):
+            raise _os_error(err, target.parent) from None
+        raise
+    return aside
+
+
+def _swap_back(target: Path, aside: Path | None) -> None:
+    """Undo `_swap_in`: the new package is removed and the old one (if any) put back."""
+    doomed = _unique(target.parent, f".{target.name}.failed-")
+    os.rename(target, doomed)
+    if aside is not None:
+        os.rename(aside, target)
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def _write_registry(registry: Path, text: str, *, exists: bool) -> None:
+    try:
+        if exists:
+            write_atomic(registry, text)
+            return
+        fd, tmp = tempfile.mkstemp(dir=registry.parent, prefix=".__init__.py.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+                handle.write(text)
+            os.chmod(tmp, 0o666 & ~_umask())
+            os.replace(tmp, registry)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+    except OSError as err:
+        raise _os_error(err, registry) from None
+
+
+def _unique(directory: Path, prefix: str) -> Path:
+    while True:
+        path = directory / f"{prefix}{secrets.token_hex(4)}"
+        if not os.path.lexists(path):
+            return path
+
+
+def _umask() -> int:
+    """The process umask (read by setting and restoring it; /proc when it says so)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _os_error(err: OSError, path: Path) -> CodegenError:
+    reason = err.strerror or type(err).__name__
+    return CodegenError(f"cannot write: {reason}; nothing changed", path=str(path))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -122,3 +124,144 @@ def test_scaffold_is_static(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+# -- bad --out, faults, --force, umask (issue 13) ---------------------------------------------
+
+
+def _tree(root: Path) -> dict[str, bytes | None]:
+    """Every path under root (hidden ones too): file bytes, None for folders."""
+    return {
+        str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None)
+        for p in sorted(root.rglob("*"))
+    }
+
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("codegen: error: "), err
+    return err
+
+
+def test_out_that_is_a_file_or_under_a_file_is_one_line(tmp_path, capsys):
+    regular = tmp_path / "notes.txt"
+    regular.write_text("keep me\n")
+    assert main(["scaffold", "llama", "--out", str(regular)]) == 2
+    assert f"{regular}: --out is not a directory" in _one_line(capsys)
+    assert main(["scaffold", "llama", "--out", str(regular / "models" / "x")]) == 2
+    assert f"{regular}: a parent of --out is not a directory" in _one_line(capsys)
+    assert regular.read_text() == "keep me\n"
+    assert _tree(tmp_path) == {"notes.txt": b"keep me\n"}
+
+
+def test_out_that_cannot_be_written_is_one_line(tmp_path, capsys, monkeypatch):
+    """EACCES on the models folder (simulated: root ignores permission bits)."""
+    import codegen.scaffold.write as write
+
+    models = tmp_path / "models"
+    models.mkdir()
+
+    real_mkdir = os.mkdir
+
+    def refuse(path, *args, **kwargs):
+        if Path(path).parent == models:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(write.os, "mkdir", refuse)
+    assert main(["scaffold", "llama", "--out", str(models)]) == 2
+    err = _one_line(capsys)
+    assert f"{models}: cannot write: Permission denied; nothing changed" in err
+    assert _tree(tmp_path) == {"models": None}
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_out_read_only_folder_is_one_line(tmp_path, capsys):
+    models = tmp_path / "models"
+    models.mkdir()
+    models.chmod(0o555)
+    try:
+        assert main(["scaffold", "llama", "--out", str(models)]) == 2
+        assert "Permission denied" in _one_line(capsys)
+    finally:
+        models.chmod(0o755)
+    assert _tree(models) == {}
+
+
+def test_force_replaces_and_a_failed_registry_write_restores_everything(
+    tmp_path, capsys, monkeypatch
+):
+    """--force over a registered package: on success the new files replace the old; when the
+    registry write fails after the package was swapped in, the old package comes back."""
+    import codegen.scaffold.write as write
+
+    models = tmp_path / "models"
+    assert main(["scaffold", "qwen2", "--out", str(models)]) == 0
+    assert main(["scaffold", "llama", "--out", str(models)]) == 0
+    (models / "llama" / "model.py").write_text("# hand edits\n")
+    (models / "llama" / "notes.md").write_text("a file the generator does not write\n")
+    capsys.readouterr()
+
+    # a new name with a failing registry write: the package it wrote is removed again
+    def broken(path, text):
+        raise OSError(28, "No space left on device")
+
+    before = _tree(tmp_path)
+    monkeypatch.setattr(write, "write_atomic", broken)
+    assert main(["scaffold", "llama", "--name", "mistral", "--out", str(models)]) == 2
+    assert "No space left on device" in _one_line(capsys)
+    assert _tree(tmp_path) == before
+
+    # --force where the registry needs no change: the swap is the only write
+    monkeypatch.undo()
+    assert main(["scaffold", "llama", "--out", str(models), "--force"]) == 0
+    assert not (models / "llama" / "notes.md").exists()
+    assert (models / "llama" / "model.py").read_text() != "# hand edits\n"
+    assert sorted(p.name for p in models.iterdir() if p.name.startswith(".")) == []
+
+
+def test_force_with_registry_edit_failing_keeps_the_old_package(tmp_path, capsys, monkeypatch):
+    """An existing, unregistered package replaced with --force: the registry write fails, so
+    the old package is back, byte for byte, and the registry is unchanged."""
+    import codegen.scaffold.write as write
+
+    models = tmp_path / "models"
+    assert main(["scaffold", "qwen2", "--out", str(models)]) == 0
+    (models / "llama").mkdir()
+    (models / "llama" / "model.py").write_text("# the old package\n")
+    capsys.readouterr()
+    before = _tree(tmp_path)
+
+    def broken(path, text):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(write, "write_atomic", broken)
+    assert main(["scaffold", "llama", "--out", str(models), "--force"]) == 1  # Ctrl-C
+    assert capsys.readouterr().err.strip() == "Aborted."
+    assert _tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_generated_folders_and_files_respect_the_umask(tmp_path, capsys, umask):
+    models = tmp_path / "models"
+    old = os.umask(umask)
+    try:
+        assert main(["scaffold", "llama", "--out", str(models)]) == 0
+    finally:
+        os.umask(old)
+    for folder in (models, models / "llama"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~umask, folder
+    for path in [models / "__init__.py", *(models / "llama").iterdir()]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
+
+
+def test_two_models_into_one_out_keep_the_registry_sorted(tmp_path, capsys):
+    """The second scaffold inserts in sorted order, so `codegen lint` passes."""
+    models = tmp_path / "models"
+    assert main(["scaffold", "qwen2", "--out", str(models)]) == 0
+    assert main(["scaffold", "llama", "--out", str(models)]) == 0
+    assert main(["scaffold", "qwen3", "--out", str(models)]) == 0
+    text = (models / "__init__.py").read_text()
+    assert text.index('"llama"') < text.index('"qwen2"') < text.index('"qwen3"')
+    capsys.readouterr()
+    assert main(["lint", "--models", str(models)]) == 0, capsys.readouterr().out
