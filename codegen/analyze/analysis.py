@@ -16,6 +16,7 @@ from codegen.analyze import (
     reference,
     state_dict,
     support,
+    switches,
 )
 from codegen.analyze.config import attr
 from codegen.analyze.context import Ctx
@@ -176,6 +177,7 @@ def _run(ctx: Ctx) -> Features:
         state_dict=sd,
         notes=tuple(dict.fromkeys(ctx.notes)),
         source=source,
+        switches=switches.switches_of_model(model),
     )
     closest, delta = reference.closest(draft)
     draft = dataclasses.replace(

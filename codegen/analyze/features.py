@@ -39,6 +39,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from codegen.analyze.switches import Switch
+
 UNKNOWN = "unknown"
 
 # Field vocabularies (documentation and validation; "unknown" is always allowed).
@@ -199,6 +201,8 @@ class Features:
     state_dict: StateDict
     notes: tuple[str, ...] = ()
     source: Source = field(default_factory=Source)
+    # config fields the code branches on, with the value classes it distinguishes
+    switches: tuple[Switch, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict; key names are the public `--json` contract."""

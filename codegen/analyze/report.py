@@ -110,6 +110,7 @@ def render_text(features: Features) -> str:
             lines.append(f"  - {u.feature}: {u.detail}  ({u.evidence})")
     else:
         lines.append("unsupported: none")
+    lines.extend(switch_lines(features))
     if features.notes:
         lines.append("notes:")
         for note in features.notes:
@@ -136,6 +137,20 @@ def _checkpoint_keys(features: Features) -> list[str]:
 def render_error(target: str, message: str) -> str:
     """The row of a target that could not be analysed."""
     return f"{target}: error: {message}"
+
+
+def switch_lines(features: Features) -> list[str]:
+    """The "config switches" section: each field, its value classes, what they select."""
+    if not features.switches:
+        return ["config switches: none"]
+    lines = ["config switches:"]
+    for switch in features.switches:
+        now = f", configured {_fmt(switch.configured)}" if switch.configured is not None else ""
+        lines.append(f"  - {switch.name} ({switch.kind}{now})")
+        for value in switch.values:
+            selects = f" -> {value.selects}" if value.selects else ""
+            lines.append(f"      {value.label}{selects}  ({', '.join(value.evidence[:3])})")
+    return lines
 
 
 def render_json(results: list[Features | str], targets: list[str] | None = None) -> str:

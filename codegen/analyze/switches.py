@@ -1,0 +1,1045 @@
+"""Config switches: the config fields a modeling source branches on, found statically.
+
+Why: a package proven on one toy config is right only for that toy. Every config field the HF
+code tests (`if config.X`, `self.q_lora_rank is None`, `config.topk_method == "greedy"`,
+`bias=config.attention_bias`, `i in config.mlp_only_layers`, ...) selects code the package must
+realise or refuse, and verify must run each side. This module finds them by reading the code's
+structure with libcst (nothing is imported or executed), for code it has never seen: the config
+object is recognised by how it is passed (a `config` parameter or one annotated with a config
+class, `self.config`, `self` inside the config class), attributes assigned from it in any method
+are followed (`self.use_qk_norm = config.use_qk_norm` then `if self.use_qk_norm:`), and each test
+is classified by its shape (`is None`, `==` a string, `<` a number, membership, truthiness).
+
+`WORDING` only names what well-known fields select, for the report; it never decides whether a
+field is a switch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import libcst as cst
+
+from codegen.analyze.source import ClassInfo, Project, SourceFile, dotted
+
+# test vocabulary of SwitchValue.test
+TESTS = (
+    "none",  # the field is None
+    "set",  # the field is not None
+    "true",
+    "false",
+    "eq",  # == operand (a string)
+    "other",  # a string none of the compared ones
+    "cmp",  # `op operand` (a number; operand None: compared with a variable such as a layer index)
+    "empty",  # a per-layer index list with no entry
+    "nonempty",  # ... with some entries
+    "layers",  # a per-layer list whose entries are `operand` (a string) for some layers
+)
+
+_NEGATE = {"<": ">=", ">=": "<", ">": "<=", "<=": ">", "==": "!=", "!=": "=="}
+_FLIP = {"<": ">", ">": "<", "<=": ">=", ">=": "<=", "==": "==", "!=": "!="}
+_OPS = {
+    cst.LessThan: "<",
+    cst.LessThanEqual: "<=",
+    cst.GreaterThan: ">",
+    cst.GreaterThanEqual: ">=",
+    cst.Equal: "==",
+    cst.NotEqual: "!=",
+}
+
+# Wording only (never detection): what a value of a well-known field selects.
+WORDING: dict[tuple[str, str], str] = {
+    ("q_lora_rank", "none"): "direct q projection",
+    ("q_lora_rank", "set"): "q LoRA (low-rank q projection)",
+    ("tie_word_embeddings", "true"): "head tied to the input embedding",
+    ("tie_word_embeddings", "false"): "separate head weight",
+    ("use_parallel_residual", "true"): "parallel attention and MLP residual",
+    ("use_parallel_residual", "false"): "sequential residuals",
+    ("clip_qkv", "set"): "q/k/v clamped",
+    ("clip_qkv", "none"): "no q/k/v clamp",
+    ("sliding_window", "none"): "no sliding window",
+    ("sliding_window", "set"): "sliding window",
+    ("norm_topk_prob", "true"): "top-k weights renormalised",
+    ("norm_topk_prob", "false"): "top-k weights as scored",
+    ("qk_layernorm", "true"): "QK-norm",
+    ("use_qk_norm", "true"): "QK-norm",
+    ("mlp_only_layers", "nonempty"): "dense MLP on the listed layers",
+    ("mlp_only_layers", "empty"): "MoE on every layer",
+}
+
+
+@dataclass(frozen=True)
+class SwitchValue:
+    """One value class a switch distinguishes, with what it selects and where."""
+
+    label: str  # as printed: "None", "set", "True", "'greedy'", "other", "< 1", "empty"...
+    test: str  # one of TESTS
+    operand: str | int | float | None = None  # eq/layers: the string; cmp: the number
+    op: str = ""  # cmp: <, <=, >, >=, ==, !=
+    selects: str = ""  # short description of the code this value selects ("" if not told)
+    evidence: tuple[str, ...] = ()  # file:line of the branches distinguishing it
+
+
+@dataclass(frozen=True)
+class Switch:
+    """A config field the code branches on."""
+
+    field: str  # config attribute, or the key of a dict attribute (see `container`)
+    kind: str  # optional | bool | choice | threshold | per_layer | layer_list | number
+    values: tuple[SwitchValue, ...]
+    container: str = ""  # "rope_parameters" when `field` is a key of that dict attribute
+    configured: Any = None  # value under the analysed config (config.json or class defaults)
+    reads: tuple[str, ...] = ()  # file:line where it is read into an attribute or local
+
+    @property
+    def name(self) -> str:
+        return f"{self.container}.{self.field}" if self.container else self.field
+
+
+# ------------------------------------------------------------------------------------------
+# references to config fields
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Ref:
+    field: str
+    key: str = ""  # dict key under `field` (rope_parameters["rope_type"])
+    item: bool = False  # one element of a per-layer list (layer_types[layer_idx])
+    via: str = ""  # self.attr / local name it came through
+    read_at: str = ""  # file:line of that assignment
+
+
+@dataclass
+class _Unit:
+    """One function body to scan, with how to cite its lines."""
+
+    sf: SourceFile
+    fn: cst.FunctionDef
+    scope: cst.CSTNode  # top-level class or function node (for lazy line numbers)
+    cls: ClassInfo | None
+    config_self: bool = False  # `self` is the config (methods of the config class)
+
+    def cite(self, node: cst.CSTNode) -> str:
+        method = self.fn if self.cls is not None else None
+        return f"{self.sf.name}:{self.sf.line(node, self.scope, method)}"
+
+
+@dataclass
+class _Atom:
+    """One field test inside a condition: the value class when it holds and when not."""
+
+    ref: _Ref
+    yes: SwitchValue
+    no: SwitchValue | None
+    node: cst.CSTNode
+
+
+@dataclass
+class _Found:
+    ref: _Ref
+    values: list[SwitchValue] = field(default_factory=list)
+    reads: list[str] = field(default_factory=list)
+
+
+def _const(node: cst.BaseExpression):
+    """(True, value) for a literal string/number/None/bool, else (False, None)."""
+    if isinstance(node, cst.SimpleString | cst.ConcatenatedString):
+        value = node.evaluated_value
+        return (isinstance(value, str), value)
+    if isinstance(node, cst.Integer | cst.Float):
+        return True, node.evaluated_value
+    if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Minus):
+        ok, value = _const(node.expression)
+        if ok and isinstance(value, int | float) and not isinstance(value, bool):
+            return True, -value
+    if isinstance(node, cst.Name) and node.value in ("None", "True", "False"):
+        return True, {"None": None, "True": True, "False": False}[node.value]
+    return False, None
+
+
+def _strings(node: cst.BaseExpression) -> list[str] | None:
+    if isinstance(node, cst.Tuple | cst.List | cst.Set):
+        out = []
+        for el in node.elements:
+            ok, value = _const(el.value)
+            if not ok or not isinstance(value, str):
+                return None
+            out.append(value)
+        return out
+    return None
+
+
+def _short(text: str, words: int = 8) -> str:
+    """At most `words` words (not characters: a renamed class must not change the cut)."""
+    parts = text.replace("self.", "").split()
+    return " ".join(parts) if len(parts) <= words else " ".join(parts[:words]) + " ..."
+
+
+def _few(parts: list[str], most: int = 6) -> str:
+    return "; ".join(parts[:most]) + ("; ..." if len(parts) > most else "")
+
+
+class _Scanner:
+    """Finds config reads and the tests on them across a set of functions."""
+
+    def __init__(self, known: dict[str, Any] | None) -> None:
+        self.known = known  # config field -> configured value (None: accept every read)
+        self.found: dict[tuple[str, str, bool], _Found] = {}
+        self.attr_maps: dict[int, dict[str, _Ref]] = {}  # id(ClassInfo) -> attr -> ref
+
+    # -- config objects and reads ---------------------------------------------------------
+    def config_names(self, unit: _Unit) -> set[str]:
+        names = set()
+        for param in _params(unit.fn):
+            name = param.name.value
+            annotation = param.annotation
+            text = ""
+            if annotation is not None:
+                text = unit.sf.code(annotation.annotation).strip("\"'")
+            if name == "config" or any(
+                part.strip().rsplit(".", 1)[-1].endswith("Config") for part in text.split("|")
+            ):
+                names.add(name)
+        return names
+
+    def is_config(self, node: cst.BaseExpression, env: dict) -> bool:
+        if isinstance(node, cst.Name):
+            return node.value in env["config"] or (env["config_self"] and node.value == "self")
+        if isinstance(node, cst.Attribute) and node.attr.value == "config":
+            return isinstance(node.value, cst.Name) and node.value.value == "self"
+        return False
+
+    def read(self, node: cst.BaseExpression, env: dict) -> _Ref | None:
+        """The config field `node` evaluates to, if it is one (directly or indirectly)."""
+        if isinstance(node, cst.Attribute):
+            if self.is_config(node.value, env):
+                return self._accept(_Ref(node.attr.value))
+            if isinstance(node.value, cst.Name) and node.value.value == "self":
+                ref = env["attrs"].get(node.attr.value)
+                if ref is not None and not env["config_self"]:
+                    return ref
+            return None
+        if isinstance(node, cst.Name):
+            return env["locals"].get(node.value)
+        if isinstance(node, cst.Call):
+            func = dotted(node.func)
+            args = node.args
+            if func == "getattr" and len(args) >= 2 and self.is_config(args[0].value, env):
+                ok, name = _const(args[1].value)
+                if ok and isinstance(name, str):
+                    return self._accept(_Ref(name))
+            if (
+                isinstance(node.func, cst.Attribute)
+                and node.func.attr.value == "get"
+                and args
+                and not args[0].keyword
+            ):
+                base = self.read(node.func.value, env)
+                ok, key = _const(args[0].value)
+                if base is not None and not base.key and ok and isinstance(key, str):
+                    return replace(base, key=key)
+            return None
+        if isinstance(node, cst.Subscript) and len(node.slice) == 1:
+            base = self.read(node.value, env)
+            if base is None or base.key:
+                return None
+            index = node.slice[0].slice
+            if not isinstance(index, cst.Index):
+                return None
+            ok, key = _const(index.value)
+            if ok and isinstance(key, str):
+                return replace(base, key=key)
+            if base.item:
+                return None
+            return replace(base, item=True)
+        return None
+
+    def maybe_float(self, ref: _Ref) -> bool:
+        """The field holds a float (or its configured value is not known)."""
+        if self.known is None:
+            return True
+        value = self.known.get(ref.field)
+        if ref.key:
+            value = value.get(ref.key) if isinstance(value, dict) else None
+        return value is None or (isinstance(value, float))
+
+    def is_bool(self, name: str) -> bool:
+        return self.known is not None and isinstance(self.known.get(name), bool)
+
+    def _accept(self, ref: _Ref) -> _Ref | None:
+        if ref.field.startswith("_"):
+            return None  # implementation selectors (`_attn_implementation`), not the model
+        if self.known is not None and ref.field not in self.known:
+            return None
+        return ref
+
+    def value_ref(self, node: cst.BaseExpression, env: dict) -> _Ref | None:
+        """A read, or a ternary/`or` whose only config-derived operand is one read."""
+        ref = self.read(node, env)
+        if ref is not None:
+            return ref
+        if isinstance(node, cst.IfExp):
+            branches = [self.read(node.body, env), self.read(node.orelse, env)]
+            others = [node.orelse, node.body]
+            for ref, other in zip(branches, others, strict=True):
+                ok, _ = _const(other)
+                if ref is not None and ok:
+                    return ref
+        if isinstance(node, cst.BooleanOperation) and isinstance(node.operator, cst.Or):
+            return self.read(node.left, env)
+        return None
+
+    # -- per class: attributes assigned from the config -------------------------------------
+    def attr_map(self, project: Project, cls: ClassInfo, units_of) -> dict[str, _Ref]:
+        key = id(cls)
+        if key in self.attr_maps:
+            return self.attr_maps[key]
+        self.attr_maps[key] = {}
+        out: dict[str, _Ref] = {}
+        for base in reversed(project.mro(cls)):
+            for unit in units_of(base):
+                env = self.env(unit, attrs=out)
+                for _ in range(2):  # `self.b = self.a` after `self.a = config.x`
+                    for target, value in _assignments(unit.fn):
+                        if (
+                            isinstance(target, cst.Attribute)
+                            and isinstance(target.value, cst.Name)
+                            and target.value.value == "self"
+                        ):
+                            ref = self.value_ref(value, env)
+                            if ref is not None and target.attr.value not in out:
+                                out[target.attr.value] = replace(
+                                    ref, via=f"self.{target.attr.value}", read_at=unit.cite(value)
+                                )
+        self.attr_maps[key] = out
+        return out
+
+    def env(self, unit: _Unit, attrs: dict[str, _Ref]) -> dict:
+        env = {
+            "config": self.config_names(unit),
+            "config_self": unit.config_self,
+            "init": unit.fn.name.value in ("__init__", "__post_init__"),
+            "attrs": attrs,
+            "locals": {},
+        }
+        params = {p.name.value for p in _params(unit.fn)}
+        assigned = _assignments(unit.fn)
+        counts: dict[str, int] = {}
+        for target, _ in assigned:
+            if isinstance(target, cst.Name):
+                counts[target.value] = counts.get(target.value, 0) + 1
+        for target, value in assigned:
+            if (
+                isinstance(target, cst.Name)
+                and target.value not in params
+                and counts[target.value] == 1
+            ):
+                ref = self.value_ref(value, env)
+                if ref is not None:
+                    env["locals"][target.value] = replace(
+                        ref, via=target.value, read_at=unit.cite(value)
+                    )
+        return env
+
+    # -- conditions ---------------------------------------------------------------------------
+    def atoms(self, test: cst.BaseExpression, env: dict) -> list[_Atom]:
+        if isinstance(test, cst.UnaryOperation) and isinstance(test.operator, cst.Not):
+            return [
+                _Atom(a.ref, a.no, a.yes, a.node) if a.no is not None else a
+                for a in self.atoms(test.expression, env)
+            ]
+        if isinstance(test, cst.BooleanOperation):
+            if isinstance(test.operator, cst.And) and _training(test):
+                return []  # `self.training and ...`: only in training, not a model switch
+            return self.atoms(test.left, env) + self.atoms(test.right, env)
+        if isinstance(test, cst.Comparison):
+            out = []
+            left = test.left
+            for comp in test.comparisons:
+                out.extend(self._compare(left, comp.operator, comp.comparator, env, test))
+                left = comp.comparator
+            return out
+        ref = self.read(test, env)
+        if ref is not None and not ref.item:
+            return [_Atom(ref, _value("truthy"), _value("falsy"), test)]
+        return []
+
+    def _compare(self, left, operator, right, env, node) -> list[_Atom]:
+        lref, rref = self.read(left, env), self.read(right, env)
+        lok, lconst = _const(left)
+        rok, rconst = _const(right)
+        if isinstance(operator, cst.Is | cst.IsNot):
+            ref, ok, const = (lref, rok, rconst) if lref is not None else (rref, lok, lconst)
+            if ref is None or not ok or ref.item:
+                return []
+            negate = isinstance(operator, cst.IsNot)
+            if const is None:
+                pair = (_value("none"), _value("set"))
+            elif isinstance(const, bool):
+                pair = (_value("true" if const else "false"), _value("false" if const else "true"))
+            else:
+                return []
+            yes, no = (pair[1], pair[0]) if negate else pair
+            return [_Atom(ref, yes, no, node)]
+        if isinstance(operator, cst.In | cst.NotIn):
+            negate = isinstance(operator, cst.NotIn)
+            atoms = []
+            if lref is not None and not lref.item:
+                choices = _strings(right)
+                if choices:
+                    for s in choices:
+                        yes, no = _value("eq", s), _value("other")
+                        pair = (no, yes) if negate else (yes, no)
+                        atoms.append(_Atom(lref, *pair, node))
+                    return atoms
+            if rref is not None and not rref.key:
+                if lok and isinstance(lconst, str):
+                    yes, no = _value("layers", lconst), None
+                else:
+                    yes, no = _value("nonempty"), _value("empty")
+                if negate:
+                    yes, no = (no, yes) if no is not None else (yes, None)
+                return [_Atom(replace(rref, item=False), yes, no, node)]
+            return []
+        op = next((sym for cls, sym in _OPS.items() if isinstance(operator, cls)), None)
+        if op is None:
+            return []
+        if lref is None and rref is not None:
+            left, right, lref, rref = right, left, rref, None
+            lok, lconst, rok, rconst = rok, rconst, lok, lconst
+            op = _FLIP[op]
+        if lref is None:
+            return self._arith(left, op, right, env, node) + self._arith(
+                right, _FLIP[op], left, env, node
+            )
+        if rok and isinstance(rconst, str) and op in ("==", "!="):
+            if lref.item:
+                yes, no = _value("layers", rconst), None
+                return [_Atom(replace(lref, item=False), yes, no, node)]
+            yes, no = _value("eq", rconst), _value("other")
+            return [_Atom(lref, *((yes, no) if op == "==" else (no, yes)), node)]
+        if rok and isinstance(rconst, bool) and op in ("==", "!="):
+            yes, no = _value("true" if rconst else "false"), _value("false" if rconst else "true")
+            return [_Atom(lref, *((yes, no) if op == "==" else (no, yes)), node)]
+        if rok and rconst is None:
+            return [_Atom(lref, _value("none"), _value("set"), node)]
+        if lref.item:
+            return []
+        if rok and isinstance(rconst, int | float) and op in ("==", "!="):
+            yes, no = _value("eq", rconst), _value("other")
+            return [_Atom(lref, *((yes, no) if op == "==" else (no, yes)), node)]
+        if rok and isinstance(rconst, int | float):
+            return [_Atom(lref, _cmp(op, rconst), _cmp(_NEGATE[op], rconst), node)]
+        if rref is None and not rok and op in ("<", "<=", ">", ">=") and env["init"]:
+            # ordered against a variable while building (`layer_idx >= config.first_k_dense`):
+            # a count of layers. At run time such comparisons are about the data (lengths).
+            return [_Atom(lref, _cmp("==", 0), _cmp(">", 0), node)]
+        return []
+
+    def _arith(self, side, op, other, env, node) -> list[_Atom]:
+        """`(layer_idx + 1) % config.step == 0`: a field inside arithmetic of a comparison."""
+        if not isinstance(side, cst.BinaryOperation):
+            return []
+        ok, _ = _const(other)
+        if isinstance(side.operator, cst.Modulo):
+            ref = self.read(side.right, env)
+            index_side = not any(self.read(n, env) for n in _walk(side.left))
+            if ref is not None and ok and index_side:
+                return [_Atom(ref, _cmp("==", 1), _cmp(">", 1), node)]
+        return []
+
+    # -- recording ----------------------------------------------------------------------------
+    def record(self, ref: _Ref, value: SwitchValue | None, unit: _Unit, node) -> None:
+        if value is None:
+            return
+        key = (ref.field, ref.key, ref.item)
+        found = self.found.setdefault(key, _Found(ref))
+        site = unit.cite(node)
+        found.values.append(replace(value, evidence=(site,)))
+        if ref.read_at and ref.read_at not in found.reads:
+            found.reads.append(f"{ref.read_at} ({ref.via})")
+
+    def scan(self, unit: _Unit, attrs: dict[str, _Ref]) -> None:
+        env = self.env(unit, attrs)
+        unit.fn.visit(_Visitor(self, unit, env))
+
+
+def _value(test: str, operand=None) -> SwitchValue:
+    label = {
+        "none": "None",
+        "set": "set",
+        "true": "True",
+        "false": "False",
+        "truthy": "truthy",
+        "falsy": "falsy",
+        "other": "other",
+        "empty": "empty",
+        "nonempty": "non-empty",
+    }.get(test, "")
+    if test == "eq":
+        label = repr(operand)
+    elif test == "layers":
+        label = f"layers {operand!r}"
+    return SwitchValue(label=label, test=test, operand=operand)
+
+
+def _cmp(op: str, number) -> SwitchValue:
+    return SwitchValue(label=f"{op} {number:g}", test="cmp", operand=number, op=op)
+
+
+def _params(fn: cst.FunctionDef) -> list[cst.Param]:
+    return [*fn.params.posonly_params, *fn.params.params, *fn.params.kwonly_params]
+
+
+def _assignments(fn: cst.FunctionDef):
+    """(target, value) of every simple assignment in `fn` (nested blocks included)."""
+    out = []
+
+    class V(cst.CSTVisitor):
+        def visit_Assign(self, node: cst.Assign) -> None:
+            for t in node.targets:
+                out.append((t.target, node.value))
+
+        def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+            if node.value is not None:
+                out.append((node.target, node.value))
+
+        def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+            return node is fn
+
+        def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+            return False
+
+    fn.visit(V())
+    return out
+
+
+class _Visitor(cst.CSTVisitor):
+    def __init__(self, scanner: _Scanner, unit: _Unit, env: dict) -> None:
+        self.s = scanner
+        self.unit = unit
+        self.env = env
+        self.in_test: set[int] = set()
+        self.targets: list[str] = []  # enclosing assignment targets (for wording)
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        return node is self.unit.fn
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+        return False
+
+    def visit_Assign(self, node: cst.Assign) -> None:
+        self.targets.append(_target_name(node.targets[0].target))
+
+    def leave_Assign(self, node: cst.Assign) -> None:
+        self.targets.pop()
+
+    def _mark(self, test: cst.CSTNode) -> None:
+        for sub in _walk(test):
+            self.in_test.add(id(sub))
+
+    def _test(self, test, yes_text: str, no_text: str | None, has_else: bool) -> None:
+        self._mark(test)
+        atoms = self.s.atoms(test, self.env)
+        single = len(atoms) == 1 and not isinstance(test, cst.BooleanOperation)
+        conj = isinstance(test, cst.BooleanOperation) and isinstance(test.operator, cst.And)
+        for atom in atoms:
+            yes_sel = yes_text if (single or conj) else ""
+            no_sel = (no_text or "") if single else ""
+            self.s.record(atom.ref, replace(atom.yes, selects=yes_sel), self.unit, atom.node)
+            if atom.no is not None and (atom.no.test != "other" or has_else):
+                self.s.record(atom.ref, replace(atom.no, selects=no_sel), self.unit, atom.node)
+
+    def visit_If(self, node: cst.If) -> None:
+        if _raises(node.body.body):
+            self._mark(node.test)  # a validation (the value is an error), not a switch
+            return
+        orelse = node.orelse
+        no_text = None
+        if isinstance(orelse, cst.Else):
+            no_text = _describe_block(self.unit.sf, orelse.body.body)
+        elif isinstance(orelse, cst.If):
+            no_text = _describe_block(self.unit.sf, orelse.body.body)
+        has_else = orelse is not None
+        yes_text = _describe_block(self.unit.sf, node.body.body)
+        # `!=`: the body runs for "other"; `==`: the else branch does
+        ops = _first_op(node.test)
+        if ops == "!=":
+            has_else = True
+        elif ops == "==":
+            has_else = isinstance(orelse, cst.Else)
+        self._test(node.test, yes_text, no_text, has_else)
+
+    def visit_IfExp(self, node: cst.IfExp) -> None:
+        prefix = f"{self.targets[-1]}: " if self.targets and self.targets[-1] else ""
+        self._test(
+            node.test,
+            prefix + _describe_expr(self.unit.sf, node.body),
+            prefix + _describe_expr(self.unit.sf, node.orelse),
+            True,
+        )
+
+    def visit_CompFor(self, node: cst.CompFor) -> None:
+        for cond in node.ifs:
+            self._test(cond.test, "kept in the comprehension", "left out", True)
+
+    def visit_BooleanOperation(self, node: cst.BooleanOperation) -> None:
+        if id(node) in self.in_test or not isinstance(node.operator, cst.Or):
+            return
+        ref = self.s.read(node.left, self.env)
+        if ref is not None and not ref.item:
+            fallback = self.unit.sf.code(node.right)
+            self._mark(node)
+            self.s.record(ref, replace(_value("truthy"), selects="used"), self.unit, node.left)
+            self.s.record(
+                ref,
+                replace(_value("falsy"), selects="falls back to " + _short(fallback, 6)),
+                self.unit,
+                node.left,
+            )
+
+    def visit_Arg(self, node: cst.Arg) -> None:
+        if id(node) in self.in_test or node.keyword is None:
+            return
+        ref = self.s.read(node.value, self.env)
+        if ref is None or ref.item or ref.key or not self.s.is_bool(ref.field):
+            return
+        where = self.targets[-1] if self.targets and self.targets[-1] else "the module"
+        kw = node.keyword.value
+        self.s.record(
+            ref, replace(_value("kwtrue"), selects=f"{kw} on {where}"), self.unit, node.value
+        )
+        self.s.record(
+            ref, replace(_value("kwfalse"), selects=f"no {kw} on {where}"), self.unit, node.value
+        )
+
+    def visit_Call(self, node: cst.Call) -> None:
+        # `int(head_dim * config.factor)`: a fraction of a dimension
+        if dotted(node.func) != "int" or len(node.args) != 1:
+            return
+        arg = node.args[0].value
+        if not isinstance(arg, cst.BinaryOperation) or not isinstance(arg.operator, cst.Multiply):
+            return
+        for side, other in ((arg.left, arg.right), (arg.right, arg.left)):
+            ref = self.s.read(side, self.env)
+            if ref is not None and not ref.item and self.s.maybe_float(ref):
+                whole = _short(self.unit.sf.code(other), 4)
+                self.s.record(
+                    ref, replace(_cmp("<", 1), selects=f"part of {whole}"), self.unit, node
+                )
+                self.s.record(
+                    ref, replace(_cmp(">=", 1), selects=f"all of {whole}"), self.unit, node
+                )
+                return
+
+
+def _raises(body) -> bool:
+    return len(body) == 1 and (
+        isinstance(body[0], cst.SimpleStatementLine)
+        and all(isinstance(small, cst.Raise) for small in body[0].body)
+    )
+
+
+def _training(test: cst.BooleanOperation) -> bool:
+    sides = [test.left, test.right]
+    return any(
+        isinstance(side, cst.Attribute) and dotted(side) == "self.training" for side in sides
+    )
+
+
+def _first_op(test) -> str | None:
+    if isinstance(test, cst.Comparison) and len(test.comparisons) == 1:
+        op = test.comparisons[0].operator
+        if isinstance(op, cst.Equal):
+            return "=="
+        if isinstance(op, cst.NotEqual):
+            return "!="
+    return None
+
+
+def _walk(node: cst.CSTNode):
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        yield current
+        stack.extend(current.children)
+
+
+def _target_name(target: cst.BaseExpression) -> str:
+    if isinstance(target, cst.Attribute):
+        return target.attr.value
+    if isinstance(target, cst.Name):
+        return target.value
+    return ""
+
+
+def _callee(node: cst.Call) -> str:
+    name = dotted(node.func)
+    if name is None and isinstance(node.func, cst.Attribute):
+        name = node.func.attr.value
+    return (name or "call").rsplit(".", 1)[-1]
+
+
+def _describe_expr(sf: SourceFile, node: cst.BaseExpression) -> str:
+    ok, value = _const(node)
+    if ok:
+        return repr(value)
+    if isinstance(node, cst.Call):
+        return f"{_callee(node)}(...)"
+    return _short(sf.code(node), 6)
+
+
+_TRIVIAL_CALLS = {"view", "reshape", "transpose", "contiguous", "size", "to", "float", "type_as"}
+
+
+def _describe_block(sf: SourceFile, body) -> str:
+    """`creates q_a_proj, q_b_proj; calls clamp_` for a branch body."""
+    created, removed, called = [], [], []
+
+    class V(cst.CSTVisitor):
+        def visit_Assign(self, node: cst.Assign) -> None:
+            for t in node.targets:
+                name = _target_name(t.target)
+                if not isinstance(t.target, cst.Attribute) or not name:
+                    continue
+                ok, value = _const(node.value)
+                if ok and value is None:
+                    removed.append(name)
+                elif isinstance(node.value, cst.Call) and _callee(node.value)[:1].isupper():
+                    created.append(f"{name} ({_callee(node.value)})")
+
+        def visit_Call(self, node: cst.Call) -> None:
+            name = _callee(node)
+            if name[:1].isupper() or name in _TRIVIAL_CALLS or name == "super":
+                return
+            if name not in called:
+                called.append(name)
+
+    for stmt in body:
+        stmt.visit(V())
+    parts = []
+    if created:
+        parts.append("creates " + ", ".join(dict.fromkeys(created)))
+    if removed:
+        parts.append("no " + ", ".join(dict.fromkeys(removed)))
+    if called:
+        parts.append("calls " + ", ".join(called[:4]))
+    if not parts and body:
+        first = body[0]
+        parts.append(_short(sf.code(first), 8))
+    return _few(parts)
+
+
+# ------------------------------------------------------------------------------------------
+# which code to scan
+# ------------------------------------------------------------------------------------------
+
+
+def _units(project: Project, cls: ClassInfo, config_self: bool = False) -> list[_Unit]:
+    return [
+        _Unit(cls.sf, fn, cls.node, cls, config_self)
+        for fn in cls.methods.values()
+        if isinstance(fn, cst.FunctionDef)
+    ]
+
+
+def _reachable(project: Project, start: list[ClassInfo]) -> tuple[list[ClassInfo], list]:
+    """Classes and module functions the start classes reference by name, transitively, in
+    the modeling files (what the code can instantiate or call under some config)."""
+    classes: list[ClassInfo] = []
+    functions: list[tuple[SourceFile, cst.FunctionDef]] = []
+    seen: set[int] = set()
+    todo: list[tuple[SourceFile, cst.CSTNode, ClassInfo | None]] = []
+
+    def add_class(cls: ClassInfo) -> None:
+        for c in project.mro(cls):
+            if id(c) not in seen:
+                seen.add(id(c))
+                classes.append(c)
+                todo.append((c.sf, c.node, c))
+
+    for cls in start:
+        add_class(cls)
+    while todo:
+        sf, node, _ = todo.pop()
+        names = {n.value for n in _walk(node) if isinstance(n, cst.Name)}
+        for name in sorted(names):
+            kind, value = project.resolve_name(sf, name)
+            if kind == "class" and not _is_config_cls(project, value):
+                add_class(value)
+            elif kind == "function":
+                fsf, fn = value
+                if id(fn) not in seen:
+                    seen.add(id(fn))
+                    functions.append((fsf, fn))
+                    todo.append((fsf, fn, None))
+    return classes, functions
+
+
+def _is_config_cls(project: Project, cls: ClassInfo) -> bool:
+    bases = project.external_bases(cls)
+    return any(b.endswith(("PreTrainedConfig", "PretrainedConfig")) for b in bases)
+
+
+def find_switches(
+    project: Project,
+    entry: ClassInfo | list[ClassInfo],
+    config_classes: list[ClassInfo] = (),
+    known: dict[str, Any] | None = None,
+) -> tuple[Switch, ...]:
+    """The config switches of the code reachable from `entry` (and of the config classes'
+    own `__init__`/`__post_init__`). `known` maps the config's fields to their configured values;
+    when given, only reads of those fields count (a `getattr(config, "x", d)` of a field the
+    config does not have always takes its default)."""
+    scanner = _Scanner(known)
+    starts = entry if isinstance(entry, list) else [entry]
+    classes, functions = _reachable(project, starts)
+
+    def units_of(cls: ClassInfo) -> list[_Unit]:
+        return _units(project, cls)
+
+    for cls in classes:
+        attrs = scanner.attr_map(project, cls, units_of)
+        for unit in _units(project, cls):
+            scanner.scan(unit, attrs)
+    for sf, fn in functions:
+        scanner.scan(_Unit(sf, fn, fn, None), {})
+    for cfg_cls in config_classes:
+        for c in project.mro(cfg_cls):
+            for unit in _units(project, c, config_self=True):
+                if unit.fn.name.value in ("__init__", "__post_init__"):
+                    scanner.scan(unit, {})
+    switches = [_merge(found, known) for found in scanner.found.values()]
+    tied = _tied_switch(project, starts[0], known)
+    if tied is not None:
+        switches = [s for s in switches if s.name != tied.name] + [tied]
+    return tuple(sorted((s for s in switches if s is not None), key=lambda s: s.name))
+
+
+def _tied_switch(project: Project, entry: ClassInfo, known) -> Switch | None:
+    """`_tied_weights_keys` on the model class: transformers' base class ties the head to
+    the input embedding when `tie_word_embeddings` is on."""
+    found = project.find_class_attr(entry, "_tied_weights_keys")
+    if found is None:
+        return None
+    owner, value = found
+    ok, const = _const(value)
+    if (ok and const is None) or (isinstance(value, cst.Dict | cst.List) and not value.elements):
+        return None
+    if known is not None and "tie_word_embeddings" not in known:
+        return None
+    site = f"{owner.sf.name}:{owner.sf.line(value, owner.node)}"
+    pairs = _short(owner.sf.code(value), 6)
+    name = "tie_word_embeddings"
+    tied = _word(name, "true") + f" ({pairs})"
+    values = (
+        SwitchValue("True", "true", selects=tied, evidence=(site,)),
+        SwitchValue("False", "false", selects=_word(name, "false"), evidence=(site,)),
+    )
+    configured = _jsonable(known.get("tie_word_embeddings")) if known else None
+    return Switch("tie_word_embeddings", "bool", values, configured=configured)
+
+
+def _word(name: str, test: str) -> str:
+    return WORDING.get((name, test), "")
+
+
+def _jsonable(value):
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value
+
+
+def _merge(found: _Found, known: dict[str, Any] | None) -> Switch:
+    ref = found.ref
+    name = ref.key or ref.field
+    container = ref.field if ref.key else ""
+    if ref.key and ref.item:
+        container = f"{ref.field}[*]"
+    configured = None
+    if known is not None:
+        configured = known.get(ref.field)
+        if ref.key:
+            configured = configured.get(ref.key) if isinstance(configured, dict) else None
+    tests = {v.test for v in found.values}
+    is_bool = isinstance(configured, bool)
+    # truthiness and keyword use resolve by the field's type
+    resolved: list[SwitchValue] = []
+    for v in found.values:
+        if v.test in ("truthy", "kwtrue"):
+            if is_bool:
+                v = replace(v, label="True", test="true")
+            elif isinstance(configured, list) or "nonempty" in tests:
+                v = replace(v, label="non-empty", test="nonempty")
+            else:
+                v = replace(v, label="set", test="set")
+        elif v.test in ("falsy", "kwfalse"):
+            if is_bool:
+                v = replace(v, label="False", test="false")
+            elif isinstance(configured, list) or "nonempty" in tests:
+                v = replace(v, label="empty", test="empty")
+            else:
+                v = replace(v, label="None", test="none")
+        resolved.append(v)
+    merged: dict[tuple, SwitchValue] = {}
+    for v in resolved:
+        key = (v.test, v.op, repr(v.operand))
+        old = merged.get(key)
+        if old is None:
+            merged[key] = replace(v, selects=_join("", v.selects))
+        else:
+            evidence = tuple(dict.fromkeys(old.evidence + v.evidence))
+            merged[key] = replace(old, selects=_join(old.selects, v.selects), evidence=evidence)
+    values = sorted(merged.values(), key=_order)
+    values = [
+        replace(v, selects=_join(_word(name, v.test), v.selects)) if _word(name, v.test) else v
+        for v in values
+    ]
+    kinds = {v.test for v in values}
+    if kinds & {"eq", "other"}:
+        kind = "choice"
+    elif "layers" in kinds:
+        kind = "per_layer"
+    elif kinds & {"empty", "nonempty"}:
+        kind = "layer_list"
+    elif "cmp" in kinds:
+        cmps = [v for v in values if v.test == "cmp"]
+        fraction = any(v.operand not in (0, 1) or v.op in ("<", ">=") for v in cmps)
+        kind = "threshold" if fraction else "number"
+    elif kinds & {"true", "false"}:
+        kind = "bool"
+    else:
+        kind = "optional"
+    return Switch(
+        field=name,
+        kind=kind,
+        values=tuple(values),
+        container=container,
+        configured=_jsonable(configured),
+        reads=tuple(dict.fromkeys(found.reads)),
+    )
+
+
+def _join(a: str, b: str) -> str:
+    if not b or b in a:
+        return a
+    if not a:
+        return b
+    return _compact(f"{a}; {b}")
+
+
+def _compact(text: str) -> str:
+    """`bias on q_proj; bias on k_proj` -> `bias on q_proj, k_proj`."""
+    groups: dict[str, list[str]] = {}
+    for part in text.split("; "):
+        head, sep, tail = part.rpartition(" on ")
+        names = tail.split(", ")
+        key = head + sep if sep and not any(" " in n for n in names) else part
+        groups.setdefault(key, [])
+        if key != part:
+            groups[key].extend(n for n in names if n not in groups[key])
+    parts = [key + ", ".join(tails) if tails else key for key, tails in groups.items()]
+    return _few(parts)
+
+
+def _order(v: SwitchValue):
+    rank = {t: i for i, t in enumerate(TESTS)}
+    return (rank.get(v.test, 99), v.op, repr(v.operand))
+
+
+# ------------------------------------------------------------------------------------------
+# entry points
+# ------------------------------------------------------------------------------------------
+
+
+def switches_of_model(model) -> tuple[Switch, ...]:
+    """Switches of an analysed `codegen.analyze.model.Model` (its entry class, its config)."""
+    known, classes = _known_fields(model.config)
+    if model.config_cls is not None and all(c is not model.config_cls for c in classes):
+        classes.insert(0, model.config_cls)
+    return find_switches(model.project, model.entry_cls, classes, known)
+
+
+def _known_fields(cfg) -> tuple[dict[str, Any], list[ClassInfo]]:
+    """Every field of the config (and its sub-configs) with its configured value (names
+    reached through `attribute_map` count too), and the config classes they come from."""
+    from codegen.analyze.evaluate import ConfigObj
+
+    out: dict[str, Any] = {}
+    classes: list[ClassInfo] = []
+    stack = [cfg]
+    seen: set[int] = set()
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if current.cls is not None:
+            classes.append(current.cls)
+        for key, value in current.attrs.items():
+            if isinstance(value, ConfigObj):
+                stack.append(value)
+                continue
+            out.setdefault(key, value)
+        for alias, key in current.attribute_map.items():
+            if key in current.attrs:
+                out.setdefault(alias, current.attrs[key])
+    return {k: v for k, v in out.items() if not callable(v) or isinstance(v, type)}, classes
+
+
+def switches_of_file(path: str) -> tuple[Switch, ...]:
+    """Switches of every class in one modeling file, for files that are not a full model:
+    the config fields are the annotated fields of the config classes in the file and in a
+    sibling `configuration_*.py` (every config read counts when there are none)."""
+    project = Project()
+    sf = project.load(path)
+    classes = [c for c in sf.classes.values() if not _is_config_cls(project, c)]
+    configs = [c for c in sf.classes.values() if _is_config_cls(project, c)]
+    folder = os.path.dirname(os.path.abspath(path))
+    for name in sorted(os.listdir(folder)):
+        if name.startswith("configuration_") and name.endswith(".py"):
+            other = project.try_load(os.path.join(folder, name))
+            if other is not None:
+                configs += [c for c in other.classes.values() if _is_config_cls(project, c)]
+    known: dict[str, Any] | None = None
+    for cfg in configs:
+        known = {**(known or {}), **static_fields(project, cfg)}
+    return find_switches(project, classes, configs, known) if classes else ()
+
+
+def static_fields(project: Project, cls: ClassInfo) -> dict[str, Any]:
+    """Annotated fields of a config class (base classes first) with their literal defaults
+    (None when the default is not a literal; False for a `bool` field without one)."""
+    out: dict[str, Any] = {}
+    for c in reversed(project.mro(cls)):
+        for name, annotation in c.annotations.items():
+            value = c.class_attrs.get(name)
+            ok, const = _const(value) if value is not None else (False, None)
+            if not ok and c.sf.code(annotation) == "bool":
+                const = False
+            out[name] = const if ok or isinstance(const, bool) else None
+    return out
+
+
+def describe(switch: Switch) -> str:
+    """`q_lora_rank: None -> direct q projection | set -> q LoRA` (one line)."""
+    parts = []
+    for v in switch.values:
+        parts.append(f"{v.label} -> {v.selects}" if v.selects else v.label)
+    return f"{switch.name} ({switch.kind}): " + " | ".join(parts)
+
+
+__all__ = [
+    "Switch",
+    "SwitchValue",
+    "describe",
+    "find_switches",
+    "switches_of_file",
+    "switches_of_model",
+]
