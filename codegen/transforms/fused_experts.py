@@ -60,6 +60,8 @@ class FuseExperts(Transform):
         transposed: bool | str = "auto",
         hf_name: str = "gate_up_proj",
     ) -> None:
+        if layout == "separate":  # the FFN feature describes a dense MLP beside the experts
+            layout = layout_of(features)
         if layout not in SPLITS:
             raise ValueError(f"gate/up layout {layout!r} is not one of {sorted(SPLITS)}")
         if transposed == "auto":
@@ -84,6 +86,8 @@ def transposed_of(features) -> bool:
         if not isinstance(node, ast.ClassDef):
             continue
         for decorator in node.decorator_list:
+            if _called(decorator) == _EXPERTS_DECORATOR and not isinstance(decorator, ast.Call):
+                return False  # bare `@use_experts_implementation`: is_transposed's default
             if isinstance(decorator, ast.Call) and _called(decorator) == _EXPERTS_DECORATOR:
                 flags = {k.arg: k.value for k in decorator.keywords}
                 flag = flags.get("is_transposed", ast.Constant(False))
@@ -97,8 +101,35 @@ def transposed_of(features) -> bool:
     )
 
 
-def _called(call: ast.Call) -> str:
-    func = call.func
+def layout_of(features) -> str:
+    """How the target's fused experts module splits gate_up (`concat`: `.chunk(2, ...)`,
+    `interleaved`: `[..., ::2]`), for when the FFN feature describes a dense MLP beside it."""
+    path = features.get("source.modeling") if features is not None else None
+    if not path or not Path(path).is_file():
+        raise ValueError("layout of the experts needs the target's modeling source")
+    for node in ast.walk(ast.parse(Path(path).read_text())):
+        if isinstance(node, ast.ClassDef) and any(
+            _called(d) == _EXPERTS_DECORATOR for d in node.decorator_list
+        ):
+            inner = list(ast.walk(node))
+            if any(isinstance(n, ast.Slice) and _is_two(n.step) for n in inner):
+                return "interleaved"
+            calls = [n for n in inner if isinstance(n, ast.Call) and _called(n) == "chunk"]
+            if any(c.args and _is_two(c.args[0]) for c in calls):
+                return "concat"
+    raise CodegenError(
+        f"no @{_EXPERTS_DECORATOR} experts module shows how gate_up splits "
+        "(.chunk(2) or [..., ::2])",
+        path=path,
+    )
+
+
+def _is_two(node: ast.expr | None) -> bool:
+    return isinstance(node, ast.Constant) and node.value == 2
+
+
+def _called(node: ast.expr) -> str:
+    func = node.func if isinstance(node, ast.Call) else node
     return func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
 
 
