@@ -60,6 +60,11 @@ class Outcome:
 class Conflict(CodegenError):
     """The key is there with another value (`--check` reports it as "differs", exit 1)."""
 
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None):
+        super().__init__(message, path=path, line=line)
+        self.line = line or 1
+        self.existing = message.split("already ", 1)[-1].split(";", 1)[0]
+
 
 def normalized(code: str) -> str:
     """Python expression source, independent of layout (for comparing expression values)."""

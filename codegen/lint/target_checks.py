@@ -18,8 +18,9 @@ from codegen.lint.resolve import module_file
 from codegen.targets.model import Registry, Target
 
 
-def registry_file(repo: Path, registry: Registry) -> tuple[Path, AstContainer] | Finding:
-    """The first candidate file that holds the registry's container."""
+def registry_file(repo: Path, registry: Registry) -> tuple[Path, AstContainer] | Finding | None:
+    """The first candidate file that holds the registry's container (None: an optional
+    registry this release does not have)."""
     last: Finding | None = None
     for relative in registry.files:
         path = repo / relative
@@ -31,6 +32,8 @@ def registry_file(repo: Path, registry: Registry) -> tuple[Path, AstContainer] |
         last = found
     if last is not None:
         return last
+    if registry.optional:
+        return None
     tried = ", ".join(registry.files)
     return Finding(repo, 1, "CG007", f"no registry file found (looked for {tried})")
 
@@ -40,6 +43,8 @@ def check_target(target: Target, repo: Path) -> list[Finding]:
     mentioned: set[str] = set()
     for registry in target.registries:
         located = registry_file(repo, registry)
+        if located is None:
+            continue
         if isinstance(located, Finding):
             findings.append(located)
             continue

@@ -53,10 +53,16 @@ def variables(name: str, **overrides: str | None) -> dict[str, str]:
     return found
 
 
+class UnsetVariable(CodegenError):
+    """A template needs a variable nobody set (`--set NAME=VALUE`)."""
+
+    def __init__(self, name: str, template: str) -> None:
+        super().__init__(f"target template {template!r} needs {{{name}}}: pass --set {name}=VALUE")
+        self.name = name
+
+
 def expand(template: str, values: dict[str, str]) -> str:
     try:
         return template.format(**values)
     except KeyError as err:
-        raise CodegenError(
-            f"target template {template!r} needs {{{err.args[0]}}}: pass --set {err.args[0]}=VALUE"
-        ) from None
+        raise UnsetVariable(err.args[0], template) from None

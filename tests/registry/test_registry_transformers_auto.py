@@ -59,7 +59,7 @@ def copy(tmp_path: Path, name: str) -> Path:
             "qwen3_tiny",
             "Qwen3TinyForCausalLM",
         ),
-        ("configuration_auto.py", "CONFIG_MAPPING_NAMES", "qwen3_tiny", "Qwen3TinyConfig"),
+        ("auto_mappings.py", "CONFIG_MAPPING_NAMES", "qwen3_tiny", "Qwen3TinyConfig"),
     ],
 )
 def test_add_to_real_auto_mapping_inserts_one_sorted_line(
@@ -112,3 +112,58 @@ def test_unsorted_update_dict_appends_after_the_last_entry(tmp_path, cli):
     _, line = single_insertion(old, new)
     assert keys_of(new, container)[-1] == "qwen3_tiny_text"
     assert line == '        "qwen3_tiny_text": "qwen3_tiny",'
+
+
+def update_block_line(source: str, name: str) -> int:
+    for node in ast.walk(ast.parse(source)):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "update"
+            and getattr(node.func.value, "id", None) == name
+        ):
+            return node.lineno
+    raise AssertionError("no update block")
+
+
+def test_the_discouraged_update_block_is_never_picked_silently(tmp_path, cli):
+    """configuration_auto.py of 5.x only extends CONFIG_MAPPING_NAMES in an `.update({...})`
+    block whose comment says new models must not go there: refused, unless picked by line."""
+    path = copy(tmp_path, "configuration_auto.py")
+    old = path.read_bytes()
+    line = update_block_line(old.decode(), "CONFIG_MAPPING_NAMES")
+    code, out, err = cli(
+        "registry", "add", path, "CONFIG_MAPPING_NAMES", "qwen3_tiny", "Qwen3TinyConfig"
+    )
+    assert code == 2 and out == "" and path.read_bytes() == old
+    assert f"configuration_auto.py:{line}: the only editable binding" in err
+    assert "New models should follow consistent naming" in err
+    assert f"'CONFIG_MAPPING_NAMES@{line}'" in err
+    code, _, _ = cli(
+        "registry", "add", path, f"CONFIG_MAPPING_NAMES@{line}", "qwen3_tiny", "Qwen3TinyConfig"
+    )
+    assert code == 0 and "qwen3_tiny" in path.read_text()
+
+
+def test_the_main_binding_wins_over_an_update_block(tmp_path, cli):
+    """A file with the main `OrderedDict([...])` and a discouraged `.update({...})` (the 4.x
+    layout): the entry goes into the main binding."""
+    path = tmp_path / "configuration_auto.py"
+    path.write_text(
+        "from collections import OrderedDict\n\n"
+        "CONFIG_MAPPING_NAMES = OrderedDict(\n"
+        "    [\n"
+        '        ("llama", "LlamaConfig"),\n'
+        '        ("qwen2", "Qwen2Config"),\n'
+        "    ]\n"
+        ")\n\n"
+        "# Add non-standard models; new models should not be added here!\n"
+        'CONFIG_MAPPING_NAMES.update({"mimi_decoder": "MimiDecoderConfig"})\n'
+    )
+    code, out, err = cli(
+        "registry", "add", path, "CONFIG_MAPPING_NAMES", "mistral", "MistralConfig"
+    )
+    assert (code, err) == (0, "")
+    lines = path.read_text().splitlines()
+    assert lines[5] == '        ("mistral", "MistralConfig"),'
+    assert lines[-1] == 'CONFIG_MAPPING_NAMES.update({"mimi_decoder": "MimiDecoderConfig"})'
