@@ -3,6 +3,16 @@
 Why a module of its own: every codemod must fail the same way on bad input (one line naming
 `file:line`, exit 2, file untouched) and must never leave a half-written registry behind, so
 the read / parse / write steps live in one place instead of being re-done per codemod.
+
+What a write keeps, and why:
+- a UTF-8 byte-order mark: the codemods see the text without it (CPython's parser rejects
+  U+FEFF inside a string), and the write puts it back when the file had one;
+- a symbolic link: the edit goes through the link to the file it points at (the link stays
+  a link), by the same temp-file-and-rename beside the target;
+- hard links: renaming a new file over one name would detach it from the others, so a file
+  with several links is rewritten in place instead, and only after the new text is complete;
+  if that write fails, the old bytes are written back. (In-place is not atomic for readers,
+  but it is the only way every name keeps seeing the same, new, file.)
 """
 
 from __future__ import annotations
@@ -18,6 +28,8 @@ import libcst as cst
 
 from codegen.errors import CodegenError
 
+BOM = "\ufeff"
+
 
 def read_source(path: Path) -> str:
     """The text of `path`, exactly as stored (no newline translation)."""
@@ -28,9 +40,10 @@ def read_source(path: Path) -> str:
     except OSError as err:
         raise CodegenError(f"cannot read file: {err.strerror}", path=str(path)) from None
     try:
-        return data.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise CodegenError(f"not UTF-8 text ({err.reason})", path=str(path)) from None
+    return text.removeprefix(BOM)
 
 
 def parse(source: str, path: str) -> cst.Module:
@@ -64,24 +77,49 @@ def write_atomic(path: Path, text: str) -> None:
     """Write `text` to a temp file beside `path`, then `os.replace` it into place.
 
     Readers see either the old file or the new one, never a truncated mix; the file's
-    permission bits are kept.
+    permission bits and its BOM are kept; a symlink is followed (the link stays, its target
+    changes); a hard-linked file is rewritten in place (see the module docstring).
     """
     check_writable(path)
-    mode = stat.S_IMODE(path.stat().st_mode)
+    real = Path(os.path.realpath(path))
+    info = real.stat()
+    mode = stat.S_IMODE(info.st_mode)
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        old = real.read_bytes()
+    except OSError as err:
+        raise CodegenError(f"cannot read file: {err.strerror}", path=str(path)) from None
+    data = ((BOM if old.startswith(BOM.encode()) else "") + text).encode("utf-8")
+    if info.st_nlink > 1:
+        _write_in_place(real, data, old)
+        return
+    try:
+        fd, tmp = tempfile.mkstemp(dir=real.parent, prefix=f".{real.name}.", suffix=".tmp")
     except OSError as err:
         raise CodegenError(f"cannot write beside file: {err.strerror}", path=str(path)) from None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, mode)
-        os.replace(tmp, path)
+        os.replace(tmp, real)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        raise
+
+
+def _write_in_place(real: Path, data: bytes, old: bytes) -> None:
+    try:
+        with open(real, "r+b") as handle:
+            handle.write(data)
+            handle.truncate()
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        with open(real, "r+b") as handle:
+            handle.write(old)
+            handle.truncate()
         raise
 
 

@@ -51,7 +51,7 @@ class Parsed:
 
 def parse_file(path: Path) -> Parsed:
     try:
-        source = path.read_text(encoding="utf-8")
+        source = path.read_text(encoding="utf-8-sig")  # a BOM is not part of the source
     except (OSError, UnicodeDecodeError) as err:
         raise Unreadable(f"cannot read: {err}") from None
     try:

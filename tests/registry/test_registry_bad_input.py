@@ -82,3 +82,61 @@ def test_no_traceback_from_a_real_process(tmp_path, subprocess_cli):
     assert result.returncode == 2
     assert result.stderr.startswith("codegen: error: reg.py:1: syntax error")
     assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+ADDED = '    "qwen2": "qwen2.spec:SPEC",\n'
+
+
+def test_a_symlink_is_edited_through_and_stays_a_link(tmp_path, cli):
+    real = tmp_path / "real" / "reg.py"
+    real.parent.mkdir()
+    real.write_text(GOOD)
+    link = tmp_path / "reg.py"
+    link.symlink_to(real)
+    code, out, err = cli(
+        "registry", "add", "reg.py", "SPECS", "qwen2", "qwen2.spec:SPEC", cwd=tmp_path
+    )
+    assert (code, err) == (0, "")
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    assert ADDED in real.read_text()
+    assert sorted(os.listdir(real.parent)) == ["reg.py"]  # no temp file left beside the target
+
+
+def test_hard_links_keep_sharing_the_new_text(tmp_path, cli):
+    path = tmp_path / "reg.py"
+    path.write_text(GOOD)
+    other = tmp_path / "other.py"
+    os.link(path, other)
+    inode = path.stat().st_ino
+    code, _, err = cli(
+        "registry", "add", "reg.py", "SPECS", "qwen2", "qwen2.spec:SPEC", cwd=tmp_path
+    )
+    assert (code, err) == (0, "")
+    assert path.stat().st_ino == inode and path.stat().st_nlink == 2
+    assert other.read_text() == path.read_text() and ADDED in other.read_text()
+
+
+def test_a_byte_order_mark_is_kept_and_the_file_edited(tmp_path, cli):
+    path = tmp_path / "reg.py"
+    path.write_bytes(b"\xef\xbb\xbf" + GOOD.replace("\n", "\r\n").encode())
+    code, out, err = cli(
+        "registry", "add", "reg.py", "SPECS", "qwen2", "qwen2.spec:SPEC", cwd=tmp_path
+    )
+    assert (code, err) == (0, ""), err
+    data = path.read_bytes()
+    assert data.startswith(b"\xef\xbb\xbf") and data.count(b"\xef\xbb\xbf") == 1
+    assert ADDED.replace("\n", "\r\n").encode() in data
+    code, out, _ = cli(
+        "registry", "add", "reg.py", "SPECS", "qwen2", "qwen2.spec:SPEC", cwd=tmp_path
+    )
+    assert code == 0 and "already in" in out
+
+
+def test_a_one_entry_container_counts_as_sorted(tmp_path, cli):
+    path = tmp_path / "reg.py"
+    path.write_text('SPECS = {\n    "qwen3": "qwen3.spec:SPEC",\n}\n')
+    code, out, _ = cli(
+        "registry", "add", "reg.py", "SPECS", "llama", "llama.spec:SPEC", cwd=tmp_path
+    )
+    assert code == 0 and "(sorted position)" in out
+    assert path.read_text().index('"llama"') < path.read_text().index('"qwen3"')
