@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from codegen.codemods.order import misplaced
-from codegen.lint.findings import Finding
+from codegen.lint.findings import Finding, Fix
 from codegen.lint.read import AstContainer
 
 
@@ -36,5 +36,6 @@ def check_container(
         for index in misplaced([e.key for e in firsts], always_sorted=always_sorted):
             entry = firsts[index]
             message = f"{entry.key!r} is out of order in {label}, which is kept sorted"
-            findings.append(Finding(path, entry.line, "CG005", message))
+            fix = Fix("", entry.key, path, kind="reorder", container=label)
+            findings.append(Finding(path, entry.line, "CG005", message, fix=fix))
     return findings

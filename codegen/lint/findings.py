@@ -15,19 +15,23 @@ CODES = {
     "CG002": "registry entry does not resolve to a module file defining the named attribute",
     "CG003": "duplicate key in a registry container",
     "CG004": "model_type claimed by more than one spec",
-    "CG005": "entry out of order in a container that is otherwise sorted",
+    "CG005": "entry out of order in a container that is otherwise sorted (fixable with --fix)",
     "CG006": "spec name differs from its registry key",
-    "CG007": "registry or spec file cannot be read",
+    "CG007": "registry or model package file cannot be read or parsed",
+    "CG008": "model package folder without a spec (nothing can register it)",
 }
 
 
 @dataclass(frozen=True)
 class Fix:
-    """How `--fix` repairs a finding: register `name` with a target rooted at `root`."""
+    """How `--fix` repairs a finding: register `name` with a target rooted at `root`, or
+    (kind "reorder") move key `name` of `container` in file `root` to its sorted place."""
 
     target: str
     name: str
     root: Path
+    kind: str = "register"
+    container: str = ""
 
 
 @dataclass(frozen=True)

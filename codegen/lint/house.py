@@ -43,12 +43,41 @@ def load_container(path: Path, selector_text: str) -> AstContainer | Finding:
     return found[0]
 
 
+def package_files(models: Path, marker: str = "spec.py") -> list[Finding]:
+    """CG008 for a folder holding a model but no `marker`; CG007 for a package's Python
+    files that do not parse (besides the spec, which the registry checks read anyway).
+
+    Test files are skipped: they are not imported when the package is loaded.
+    """
+    findings = []
+    for child in sorted(models.iterdir()):
+        if not child.is_dir() or child.name[:1] in "_.":
+            continue
+        has_spec = (child / marker).is_file()
+        if not has_spec and (child / "model.py").is_file():
+            message = (
+                f"model package {child.name!r} has model.py but no {marker}: nothing registers it"
+            )
+            findings.append(Finding(child / "model.py", 1, "CG008", message))
+        if not has_spec and not (child / "model.py").is_file():
+            continue
+        for file in sorted(child.glob("*.py")):
+            if file.name == marker or file.name.startswith("test_"):
+                continue
+            try:
+                parse_file(file)
+            except Unreadable as err:
+                findings.append(Finding(file, err.line, "CG007", str(err)))
+    return findings
+
+
 def check_house(models: Path) -> list[Finding]:
     registry = models / "__init__.py"
     container = load_container(registry, CONTAINER)
     if isinstance(container, Finding):
-        return [container]
+        return [container, *package_files(models, TARGET.marker)]
     findings = check_container(registry, CONTAINER, container, always_sorted=True)
+    findings += package_files(models, TARGET.marker)
     named: set[str] = set()
     claims: dict[str, str] = {}
     for entry in container.entries:

@@ -177,3 +177,51 @@ def test_lint_imports_neither_torch_nor_transformers_nor_the_models(house, tmp_p
     )
     report = json.loads(result.stdout.splitlines()[-1])
     assert report == {"code": 1, "heavy": []}, result.stderr
+
+
+def test_fix_moves_out_of_order_entries_back_into_sorted_order(house, cli, tmp_path):
+    models = house(registered=("deepseek_v3", "llama", "qwen2", "qwen3"))
+    registry = models / "__init__.py"
+    text = registry.read_text()
+    # hand-appended at the end, with a comment line above the next entry kept in place
+    text = text.replace('    "deepseek_v3": "deepseek_v3.spec:SPEC",\n', "")
+    text = text.replace("}", '    "deepseek_v3": "deepseek_v3.spec:SPEC",  # note\n}')
+    registry.write_text(text)
+    code, out, _ = cli("lint", "--models", "models", cwd=tmp_path)
+    assert code == 1 and out.count("CG005") == 1 and "(fixable" not in out
+    code, out, err = cli("lint", "--models", "models", "--fix", cwd=tmp_path)
+    assert (code, out) == (0, ""), out
+    assert "fixed: moved 'deepseek_v3' to sorted order in MODEL_SPECS" in err
+    assert list(eval_registry(models)) == ["deepseek_v3", "llama", "qwen2", "qwen3"]
+    assert '    "deepseek_v3": "deepseek_v3.spec:SPEC",\n' in registry.read_text()
+
+
+def test_two_scaffolded_models_then_lint_is_clean(tmp_path, cli, model_package):
+    """The scaffold path: a new registry holds one entry; the second insert is sorted."""
+    models = tmp_path / "models"
+    models.mkdir()
+    for name in ("qwen3", "llama"):
+        model_package(models, name)
+    (models / "__init__.py").write_text('MODEL_SPECS = {\n    "qwen3": "qwen3.spec:SPEC",\n}\n')
+    code, out, err = cli("register", "llama", "--models", models)
+    assert code == 0 and "(sorted position)" in out
+    assert cli("lint", "--models", "models", cwd=tmp_path) == (0, "", "")
+
+
+def test_a_model_folder_without_spec_and_unparsable_package_files_are_reported(
+    house, cli, tmp_path
+):
+    models = house(registered=("llama", "qwen2"))
+    orphan = models / "mistral"
+    orphan.mkdir()
+    (orphan / "model.py").write_text("class Model:\n    pass\n")
+    (models / "qwen2" / "model.py").write_text("class Model:\n    def forward(self\n")
+    (models / "qwen2" / "test_qwen2.py").write_text("this is not parsed (tests are not loaded")
+    (models / "notes").mkdir()  # a folder without a model is not a package
+    code, out, _ = cli("lint", "--models", "models", cwd=tmp_path)
+    assert code == 1
+    assert out.splitlines() == [
+        "models/mistral/model.py:1: CG008 model package 'mistral' has model.py but no spec.py: "
+        "nothing registers it",
+        "models/qwen2/model.py:2: CG007 syntax error: '(' was never closed",
+    ]
