@@ -10,6 +10,7 @@ settings the generated code hard-codes.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from codegen.analyze import reference as references
@@ -65,7 +66,9 @@ def _rule_steps(plan: Plan) -> list[Step]:
 
 def _plan_from(target, name: str | None, reference: str) -> Plan:
     features = target.features
-    name = name or features.model_type
+    name = name or package_name(features.model_type)
+    if isinstance(name, str) and not name.isidentifier():
+        raise CodegenError(f"package name {name!r} is not a Python identifier; pass another --name")
     if reference not in references.REFERENCES:
         known = ", ".join(references.ORDER)
         raise CodegenError(f"no reference named {reference!r}; references: {known}")
@@ -86,6 +89,16 @@ def _plan_from(target, name: str | None, reference: str) -> Plan:
     steps += _naming_steps(target)
     model_types = (features.model_type,) if features.model_type else (name,)
     return Plan(name, model_types, reference, tuple(steps), tuple(gaps), features.unsupported)
+
+
+def package_name(model_type: str | None) -> str | None:
+    """A Python package name for a model_type: remote code uses any spelling
+    (`RefinedWebModel`, `phi-msft`); the package keeps the model_type in
+    `supported_model_types` and is named `refinedwebmodel`, `phi_msft`."""
+    if not model_type:
+        return model_type
+    name = re.sub(r"\W+", "_", model_type.lower()).strip("_")
+    return f"m_{name}" if name[:1].isdigit() else name or None
 
 
 def _evidence(features, feature: str) -> str:

@@ -28,8 +28,13 @@ _FROM_IMPORT = re.compile(
 
 
 def camel(name: str) -> str:
-    """`zephyrine` -> `Zephyrine`, `zeph_moe` -> `ZephMoe`."""
-    return "".join(part[:1].upper() + part[1:] for part in name.split("_") if part)
+    """`zephyrine` -> `Zephyrine`, `zeph_moe` -> `ZephMoe`, `Zeph-Coder` -> `ZephCoder`."""
+    return "".join(part[:1].upper() + part[1:] for part in re.split(r"\W|_", name) if part)
+
+
+def snake(name: str) -> str:
+    """The file-name form of a model_type: `Zeph-Coder` -> `zeph_coder`."""
+    return re.sub(r"\W+", "_", name.lower()).strip("_")
 
 
 def remote_folder(
@@ -67,6 +72,10 @@ def remote_folder(
             },
         }
     )
+    if name != snake(name) and config_module:  # the class attribute keeps the exact spelling
+        path = folder / f"{config_module}.py"
+        text = path.read_text(encoding="utf-8")
+        _write(path, text.replace(f'model_type = "{snake(name)}"', f'model_type = "{name}"'))
     config.update(config_values or {})
     _write(folder / "config.json", json.dumps(config, indent=2, sort_keys=True) + "\n")
     return folder
@@ -83,13 +92,13 @@ def toy_config_dict(model_type: str) -> dict[str, Any]:
 
 
 def _renames(model_type: str, folder: str, old_camel: str, name: str) -> dict[str, str]:
-    new_camel = camel(name)
+    new_camel, new_snake = camel(name), snake(name)
     return {
         old_camel: new_camel,
-        folder: name,
-        model_type: name,
-        folder.upper(): name.upper(),
-        old_camel.upper(): name.upper(),
+        folder: new_snake,
+        model_type: new_snake,
+        folder.upper(): new_snake.upper(),
+        old_camel.upper(): new_snake.upper(),
     }
 
 
