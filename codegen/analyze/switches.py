@@ -542,7 +542,9 @@ class _Visitor(cst.CSTVisitor):
         for sub in _walk(test):
             self.in_test.add(id(sub))
 
-    def _test(self, test, yes_text: str, no_text: str | None, has_else: bool) -> None:
+    def _test(
+        self, test, yes_text: str, no_text: str | None, has_else: bool, other_nodes=()
+    ) -> None:
         self._mark(test)
         atoms = self.s.atoms(test, self.env)
         single = len(atoms) == 1 and not isinstance(test, cst.BooleanOperation)
@@ -550,9 +552,29 @@ class _Visitor(cst.CSTVisitor):
         for atom in atoms:
             yes_sel = yes_text if (single or conj) else ""
             no_sel = (no_text or "") if single else ""
-            self.s.record(atom.ref, replace(atom.yes, selects=yes_sel), self.unit, atom.node)
-            if atom.no is not None and (atom.no.test != "other" or has_else):
-                self.s.record(atom.ref, replace(atom.no, selects=no_sel), self.unit, atom.node)
+            yes, no = atom.yes, atom.no
+            if single and other_nodes:
+                yes, no = (self._registry(v, atom.ref, other_nodes) for v in (yes, no))
+            self.s.record(atom.ref, replace(yes, selects=yes_sel), self.unit, atom.node)
+            if no is not None and (no.test != "other" or has_else):
+                self.s.record(atom.ref, replace(no, selects=no_sel), self.unit, atom.node)
+
+    def _registry(self, value: SwitchValue | None, ref: _Ref, nodes) -> SwitchValue | None:
+        """ "other" whose branch looks the field up in a table (`TABLE[config.kind]`): the
+        other values are that table's keys; `operand` names the table."""
+        if value is None or value.test != "other":
+            return value
+        for node in nodes:
+            for sub in _walk(node):
+                if isinstance(sub, cst.Subscript) and len(sub.slice) == 1:
+                    index = sub.slice[0].slice
+                    if isinstance(index, cst.Index):
+                        found = self.s.read(index.value, self.env)
+                        if found is not None and found.field == ref.field:
+                            table = dotted(sub.value)
+                            if table:
+                                return replace(value, operand=table, label=f"other (a {table} key)")
+        return value
 
     def visit_If(self, node: cst.If) -> None:
         if _raises(node.body.body):
@@ -560,9 +582,7 @@ class _Visitor(cst.CSTVisitor):
             return
         orelse = node.orelse
         no_text = None
-        if isinstance(orelse, cst.Else):
-            no_text = _describe_block(self.unit.sf, orelse.body.body)
-        elif isinstance(orelse, cst.If):
+        if isinstance(orelse, cst.Else):  # (an `elif` selects by its own test)
             no_text = _describe_block(self.unit.sf, orelse.body.body)
         has_else = orelse is not None
         yes_text = _describe_block(self.unit.sf, node.body.body)
@@ -572,7 +592,8 @@ class _Visitor(cst.CSTVisitor):
             has_else = True
         elif ops == "==":
             has_else = isinstance(orelse, cst.Else)
-        self._test(node.test, yes_text, no_text, has_else)
+        other = node.body.body if ops == "!=" else (orelse.body.body if orelse else ())
+        self._test(node.test, yes_text, no_text, has_else, other)
 
     def visit_IfExp(self, node: cst.IfExp) -> None:
         prefix = f"{self.targets[-1]}: " if self.targets and self.targets[-1] else ""
@@ -889,13 +910,15 @@ def _merge(found: _Found, known: dict[str, Any] | None) -> Switch:
         resolved.append(v)
     merged: dict[tuple, SwitchValue] = {}
     for v in resolved:
-        key = (v.test, v.op, repr(v.operand))
+        key = (v.test,) if v.test == "other" else (v.test, v.op, repr(v.operand))
         old = merged.get(key)
         if old is None:
             merged[key] = replace(v, selects=_join("", v.selects))
         else:
             evidence = tuple(dict.fromkeys(old.evidence + v.evidence))
             merged[key] = replace(old, selects=_join(old.selects, v.selects), evidence=evidence)
+            if v.test == "other" and v.operand and not old.operand:  # the table lookup
+                merged[key] = replace(merged[key], operand=v.operand, label=v.label)
     values = sorted(merged.values(), key=_order)
     values = [
         replace(v, selects=_join(_word(name, v.test), v.selects)) if _word(name, v.test) else v
