@@ -1,0 +1,375 @@
+"""The config settings verify runs so that every config switch is exercised in each setting.
+
+Why: one toy config exercises one side of each branch of the HF code. The static analysis
+(`codegen.analyze.switches`) lists the config fields the modeling source branches on and the
+value classes it distinguishes; this module turns each value class the base toy does not
+already fall in into a concrete override of the toy (`q_lora_rank=None`,
+`partial_rotary_factor=0.5`, `mlp_only_layers=[3]`, `topk_method="group_limited_greedy"`), and
+keeps only those the config class accepts and that change the config. Concrete values for
+"set" come from verify's own shrink rules (`tiny_config.SHRINK_RULES`) when it has one for the
+field, else from the config class default, else a small value of the field's type.
+
+transformers is imported lazily (verify's heavy path); the static analysis is not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import operator
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from codegen.analyze.switches import Switch, SwitchValue
+
+_CMP = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+_SMALL_INT = 8  # "set" for an int field with no rule and no class default (a window, a rank)
+_SMALL_FLOAT = 1.0  # ... for a float field (a cap or clip the toy activations reach)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """Config overrides (applied to the toy config dict) that put one switch in one value."""
+
+    label: str  # "q_lora_rank=None"
+    overrides: dict  # {"q_lora_rank": None}
+    field: str = ""  # the switch ("rope_parameters.partial_rotary_factor")
+    value: str = ""  # the value class it exercises ("None", "< 1", "'greedy'")
+    selects: str = ""  # what that value selects in the HF code, with evidence
+    evidence: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Dropped:
+    label: str
+    overrides: dict
+    reason: str
+
+
+@dataclass
+class SettingsPlan:
+    settings: list[Setting] = field(default_factory=list)
+    dropped: list[Dropped] = field(default_factory=list)  # the config class refused them
+    covered: list[str] = field(default_factory=list)  # value classes the base toy is in
+
+
+def switch_settings(model_type_or_features, toy_config_dict: dict, **kwargs) -> list[Setting]:
+    """The config settings that exercise every setting of every config switch.
+
+    `model_type_or_features` is an installed model_type (its modeling source is analysed
+    statically), a `Features` from `codegen.analyze` (its `.switches`), or a sequence of
+    `Switch` together with `model_type=` or `config_class=`. `toy_config_dict` is the base toy
+    config verify builds (keyword arguments of the config class). Each returned `Setting`
+    has `label` and `overrides` (a dict to apply on top of the toy: nested dicts such as
+    `rope_parameters` are given whole). Only settings whose constructed config differs from
+    the base toy's are returned; settings the config class rejects are left out (see
+    `plan_settings` for them and the reasons).
+    """
+    return plan_settings(model_type_or_features, toy_config_dict, **kwargs).settings
+
+
+def static_switches(model_type: str) -> tuple[Switch, ...]:
+    """The config switches of an installed model_type, from the static analysis of its
+    modeling source (nothing imported or run)."""
+    return _static_switches(model_type)
+
+
+@lru_cache(maxsize=32)
+def _static_switches(model_type: str) -> tuple[Switch, ...]:
+    from codegen.analyze.locate import resolve
+    from codegen.analyze.model import load_model
+    from codegen.analyze.switches import switches_of_model
+
+    return switches_of_model(load_model(resolve(model_type)))
+
+
+def plan_settings(
+    model_type_or_features,
+    toy_config_dict: dict,
+    *,
+    model_type: str | None = None,
+    config_class=None,
+) -> SettingsPlan:
+    """`switch_settings` with what was left out: settings the config class rejects (with the
+    error) or silently changes, and value classes the base toy already exercises."""
+    switches, model_type = _switches_of(model_type_or_features, model_type)
+    if config_class is None:
+        if model_type is None:
+            raise ValueError("switch_settings needs a model_type or a config_class")
+        from codegen.verify.tiny_config import hf_config_class
+
+        config_class = hf_config_class(model_type)
+    _quiet()
+    toy = dict(toy_config_dict)
+    base = config_class(**toy)
+    base_dict = _comparable(base)
+    plan = SettingsPlan()
+    seen: set[str] = set()
+    for switch in switches:
+        for value in switch.values:
+            current = _current(base, switch)
+            if _satisfies(switch, value, current):
+                plan.covered.append(f"{switch.name} {value.label}")
+                continue
+            if value.test == "other" and value.operand:
+                reason = f"the other values are {value.operand} keys: not enumerated here"
+                plan.dropped.append(Dropped(f"{switch.field}=<other>", {}, reason))
+                continue
+            for label, overrides, wanted in _candidates(switch, value, base, toy, config_class):
+                key = json.dumps(overrides, sort_keys=True, default=repr)
+                if key in seen:
+                    continue
+                seen.add(key)
+                try:
+                    cfg = config_class(**{**toy, **overrides})
+                except Exception as err:  # the class's own validation: any error type
+                    reason = f"{type(err).__name__}: {_message(err)}"
+                    plan.dropped.append(Dropped(label, overrides, reason))
+                    continue
+                got = _current(cfg, switch)
+                if not _satisfies(switch, value, got) or (wanted is not _ANY and got != wanted):
+                    reason = f"the config class turns it into {switch.name}={got!r}"
+                    plan.dropped.append(Dropped(label, overrides, reason))
+                    continue
+                if _comparable(cfg) == base_dict:
+                    plan.covered.append(f"{switch.name} {value.label} (same config)")
+                    continue
+                plan.settings.append(
+                    Setting(
+                        label=label,
+                        overrides=overrides,
+                        field=switch.name,
+                        value=value.label,
+                        selects=value.selects,
+                        evidence=value.evidence,
+                    )
+                )
+    return plan
+
+
+_ANY = object()
+
+
+def _message(err: Exception) -> str:
+    """The error's first lines, as one line."""
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    return " ".join(lines[:3])[:200]
+
+
+def _switches_of(source, model_type: str | None) -> tuple[tuple[Switch, ...], str | None]:
+    if isinstance(source, str):
+        return static_switches(source), model_type or source
+    if hasattr(source, "switches") and hasattr(source, "model_type"):
+        return tuple(source.switches), model_type or source.model_type
+    return tuple(source), model_type
+
+
+def _quiet() -> None:
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+
+
+def _comparable(cfg) -> str:
+    data = cfg.to_dict()
+    data.pop("transformers_version", None)
+    return json.dumps(data, sort_keys=True, default=repr)
+
+
+def _current(cfg, switch: Switch):
+    """The switch's field on a constructed config (a key of a dict field for containers)."""
+    if switch.container:
+        if switch.container.endswith("[*]"):
+            return _ANY
+        holder = getattr(cfg, switch.container, None)
+        return holder.get(switch.field) if isinstance(holder, dict) else None
+    return getattr(cfg, switch.field, None)
+
+
+def _compared(switch: Switch) -> list:
+    return [v.operand for v in switch.values if v.test == "eq"]
+
+
+def _satisfies(switch: Switch, value: SwitchValue, current) -> bool:
+    """Does a config whose field is `current` fall in `value`'s class?"""
+    if current is _ANY:
+        return True  # per-layer-type dict keys: not enumerated
+    test = value.test
+    if test == "none":
+        return current is None
+    if test == "set":
+        return current is not None
+    if test == "true":
+        return bool(current) is True
+    if test == "false":
+        return not current
+    if test == "eq":
+        return current == value.operand
+    if test == "other":
+        return current not in _compared(switch)
+    if test == "cmp":
+        if not isinstance(current, int | float) or isinstance(current, bool):
+            return False
+        return _CMP[value.op](current, value.operand)
+    if test == "empty":
+        return not current
+    if test == "nonempty":
+        return bool(current)
+    if test == "layers":
+        return isinstance(current, list | tuple) and value.operand in current
+    return True
+
+
+def _class_default(config_class, name: str):
+    """(default, type text) of a config field, from the dataclass fields or `__init__`."""
+    if dataclasses.is_dataclass(config_class):
+        for f in dataclasses.fields(config_class):
+            if f.name == name:
+                default = f.default if f.default is not dataclasses.MISSING else None
+                return default, str(f.type)
+    import inspect
+
+    try:
+        param = inspect.signature(config_class.__init__).parameters.get(name)
+    except (TypeError, ValueError):
+        param = None
+    if param is not None and param.default is not inspect.Parameter.empty:
+        return param.default, str(param.annotation)
+    return None, ""
+
+
+def _set_value(switch: Switch, base, toy: dict, config_class):
+    """A valid non-None value for a None-vs-set field."""
+    from codegen.verify.tiny_config import SHRINK_RULES
+
+    name = switch.field
+    default, type_text = _class_default(config_class, name)
+    if not switch.container and name in SHRINK_RULES:
+        rule = SHRINK_RULES[name]
+        value = (
+            rule({**toy, name: default if default is not None else 1}) if callable(rule) else rule
+        )
+        if value is not None:
+            return value
+    if default is not None:
+        return default
+    if "float" in type_text:
+        return _SMALL_FLOAT
+    if "int" in type_text:
+        return _SMALL_INT
+    if "bool" in type_text:
+        return True
+    if "str" in type_text:
+        return None
+    return _SMALL_INT
+
+
+def _number(switch: Switch, value: SwitchValue, current):
+    floaty = isinstance(current, float) or isinstance(value.operand, float)
+    t = value.operand
+    if value.op == "<":
+        return t / 2 if floaty and t > 0 else t - 1
+    if value.op == ">":
+        return t * 2 if floaty and t > 0 else t + 1
+    if value.op == "!=":
+        return t + 1
+    return float(t) if floaty else t  # >=, <=, ==
+
+
+def _layer_count(base, toy: dict) -> int:
+    for name in ("num_hidden_layers", "n_layer", "num_layers"):
+        n = getattr(base, name, None) or toy.get(name)
+        if isinstance(n, int) and n > 0:
+            return n
+    return 2
+
+
+def _candidates(switch: Switch, value: SwitchValue, base, toy: dict, config_class):
+    """(label, overrides, wanted field value or _ANY) for one value class."""
+    current = _current(base, switch)
+    test = value.test
+    if test == "layers":
+        yield from _layer_settings(switch, value, base, toy)
+        return
+    if test == "none":
+        wanted = None
+    elif test == "set":
+        wanted = _set_value(switch, base, toy, config_class)
+        if wanted is None:
+            return
+    elif test in ("true", "false"):
+        wanted = test == "true"
+    elif test == "eq":
+        wanted = value.operand
+    elif test == "other" and value.operand:
+        return  # the other values are keys of a table, each with its own parameters
+    elif test == "other":
+        compared = _compared(switch)
+        if all(isinstance(c, str) for c in compared):
+            wanted = "other"
+            while wanted in compared:
+                wanted += "_"
+        else:
+            wanted = max(compared) + 1
+    elif test == "cmp":
+        wanted = _number(switch, value, current)
+    elif test == "empty":
+        wanted = []
+    elif test == "nonempty":
+        wanted = [_layer_count(base, toy) - 1]
+    else:
+        return
+    yield _label(switch, wanted), _override(switch, wanted, base, toy), wanted
+
+
+def _layer_settings(switch: Switch, value: SwitchValue, base, toy: dict):
+    """A per-layer string list: the string on every other layer, and on every layer."""
+    if switch.container:
+        return
+    n = _layer_count(base, toy)
+    current = getattr(base, switch.field, None)
+    current = list(current) if isinstance(current, list | tuple) and len(current) == n else None
+    others = [v.operand for v in switch.values if v.test == "layers" and v.operand != value.operand]
+    filler = [x for x in (current or []) if x != value.operand] or others
+    s = value.operand
+    if filler:
+        mixed = [s if i % 2 == 0 else (current[i] if current else filler[0]) for i in range(n)]
+        if current is not None and all(x == s for x in mixed[1::2]):
+            mixed = [s if i % 2 == 0 else filler[0] for i in range(n)]
+        yield (
+            f"{switch.field}=['{s}' on even layers]",
+            {switch.field: mixed},
+            mixed,
+        )
+    uniform = [s] * n
+    yield f"{switch.field}=['{s}' on every layer]", {switch.field: uniform}, uniform
+
+
+def _override(switch: Switch, wanted, base, toy: dict) -> dict:
+    if switch.container:
+        holder = getattr(base, switch.container, None)
+        holder = dict(holder) if isinstance(holder, dict) else {}
+        holder[switch.field] = wanted
+        return {switch.container: holder}
+    # the toy may carry the field under another name of the class's attribute_map
+    # (`num_local_experts` for `num_experts`): override every name it is given under
+    names = dict(getattr(type(base), "attribute_map", {}) or {})
+    stored = names.get(switch.field, switch.field)
+    out = {switch.field: wanted}
+    for alias, target in names.items():
+        if target == stored and alias in toy:
+            out[alias] = wanted
+    if stored in toy:
+        out[stored] = wanted
+    return out
+
+
+def _label(switch: Switch, wanted) -> str:
+    return f"{switch.field}={wanted!r}"

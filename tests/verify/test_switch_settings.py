@@ -1,0 +1,174 @@
+"""The config settings that exercise every config switch, built with the real transformers
+config classes (issue 8 / issue 12): the switches come from the static analysis of the
+installed modeling source, the toy from verify's own shrink rules."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from codegen.analyze.analysis import analyze
+from codegen.verify.switch_settings import (
+    Setting,
+    plan_settings,
+    static_switches,
+    switch_settings,
+)
+from codegen.verify.tiny_config import _names, hf_config_class, shrink
+
+MODELS = [
+    "llama",
+    "qwen2",
+    "qwen3_moe",
+    "deepseek_v2",
+    "deepseek_v3",
+    "stablelm",
+    "phi3",
+    "olmo",
+    "olmoe",
+    "cohere",
+    "gpt_neox",
+    "glm4_moe",
+    "gemma2",
+    "mixtral",
+]
+
+
+def _toy(model_type: str, **overrides) -> dict:
+    cls = hf_config_class(model_type)
+    toy = shrink(cls().to_dict(), keep_pattern=False, attribute_map=_names(cls))
+    toy.update(overrides)
+    return toy
+
+
+def _by_label(settings: list[Setting]) -> dict[str, Setting]:
+    return {s.label: s for s in settings}
+
+
+def _config(model_type: str, toy: dict, setting: Setting | None = None):
+    overrides = setting.overrides if setting is not None else {}
+    return hf_config_class(model_type)(**{**toy, **overrides})
+
+
+def _plain(cfg) -> str:
+    data = cfg.to_dict()
+    data.pop("transformers_version", None)
+    return json.dumps(data, sort_keys=True, default=repr)
+
+
+@pytest.mark.parametrize("model_type", MODELS)
+def test_every_setting_builds_differs_and_is_in_its_value_class(model_type) -> None:
+    toy = _toy(model_type)
+    plan = plan_settings(model_type, toy)
+    base = _plain(_config(model_type, toy))
+    labels = [s.label for s in plan.settings]
+    assert len(labels) == len(set(labels))
+    overrides = [json.dumps(s.overrides, sort_keys=True) for s in plan.settings]
+    assert len(overrides) == len(set(overrides))
+    names = {s.name for s in static_switches(model_type)}
+    for setting in plan.settings:
+        assert setting.field in names
+        assert setting.evidence  # file:line of the branch it exercises
+        cfg = _config(model_type, toy, setting)
+        assert _plain(cfg) != base, setting.label
+    for dropped in plan.dropped:
+        assert dropped.reason
+
+
+def test_mla_without_q_lora_and_back() -> None:
+    """DeepSeek-V3's toy has q-LoRA (32): the setting without it is q_lora_rank=None; a toy
+    without it gets a set value from verify's shrink rule, not the class default (1536)."""
+    settings = _by_label(switch_settings("deepseek_v3", _toy("deepseek_v3")))
+    assert settings["q_lora_rank=None"].overrides == {"q_lora_rank": None}
+    assert "direct q projection" in settings["q_lora_rank=None"].selects
+    assert "tie_word_embeddings=True" in settings
+    without = _by_label(switch_settings("deepseek_v3", _toy("deepseek_v3", q_lora_rank=None)))
+    assert without["q_lora_rank=32"].overrides == {"q_lora_rank": 32}
+    assert "q_lora_rank=None" not in without  # the base already is
+
+
+def test_partial_rotary_factor_on_each_side_of_one() -> None:
+    toy = _toy("phi3")
+    setting = _by_label(switch_settings("phi3", toy))["partial_rotary_factor=0.5"]
+    rope = setting.overrides["rope_parameters"]
+    assert rope["partial_rotary_factor"] == 0.5
+    assert rope["rope_theta"] == toy["rope_parameters"]["rope_theta"]  # the rest is kept
+    assert _config("phi3", toy, setting).rope_parameters["partial_rotary_factor"] == 0.5
+    # stablelm's class default is 0.25 (< 1): the setting is the other side, 1.0
+    stable = _by_label(switch_settings("stablelm", _toy("stablelm")))
+    assert stable["partial_rotary_factor=1.0"].value == ">= 1"
+
+
+def test_moe_layer_switches() -> None:
+    toy = _toy("qwen3_moe")
+    assert toy["mlp_only_layers"] == [0]
+    settings = _by_label(switch_settings("qwen3_moe", toy))
+    assert settings["mlp_only_layers=[]"].overrides == {"mlp_only_layers": []}
+    assert settings["decoder_sparse_step=2"].value == "> 1"
+    assert settings["norm_topk_prob=True"].overrides == {"norm_topk_prob": True}
+    # the toy names the expert count under the attribute_map alias too: both are set
+    zero = settings["num_experts=0"]
+    assert _config("qwen3_moe", toy, zero).num_experts == 0
+    empty = _by_label(switch_settings("qwen3_moe", _toy("qwen3_moe", mlp_only_layers=[])))
+    assert empty["mlp_only_layers=[3]"].value == "non-empty"
+
+
+def test_strings_compared_and_no_other_without_else() -> None:
+    settings = switch_settings("deepseek_v2", _toy("deepseek_v2"))
+    topk = [s for s in settings if s.field == "topk_method"]
+    assert [s.overrides for s in topk] == [{"topk_method": "group_limited_greedy"}]
+    plan = plan_settings("deepseek_v2", _toy("deepseek_v2"))
+    # rope_type != "default" looks the type up in ROPE_INIT_FUNCTIONS: not invented
+    assert any("ROPE_INIT_FUNCTIONS" in d.reason for d in plan.dropped)
+    assert not any(s.field.endswith("rope_type") for s in plan.settings)
+
+
+def test_sliding_window_switches() -> None:
+    on = _by_label(switch_settings("qwen2", _toy("qwen2")))
+    assert "use_sliding_window=False" in on and "sliding_window=None" in on
+    off_toy = _toy("qwen2", use_sliding_window=False)
+    plan = plan_settings("qwen2", off_toy)
+    off = _by_label(plan.settings)
+    assert "use_sliding_window=True" in off
+    mixed = off["layer_types=['sliding_attention' on even layers]"]
+    assert _config("qwen2", off_toy, mixed).layer_types[0] == "sliding_attention"
+    # a window without use_sliding_window is turned off by the class: left out, with why
+    (window,) = [d for d in plan.dropped if d.label == "sliding_window=8"]
+    assert "sliding_window=None" in window.reason
+
+
+def test_clip_set_and_unset() -> None:
+    unset = _by_label(switch_settings("olmo", _toy("olmo", clip_qkv=None)))
+    (clip,) = [s for s in unset.values() if s.field == "clip_qkv"]
+    assert isinstance(clip.overrides["clip_qkv"], float) and clip.overrides["clip_qkv"] > 0
+    clipped = _by_label(switch_settings("olmo", _toy("olmo", clip_qkv=0.5)))
+    assert clipped["clip_qkv=None"].overrides == {"clip_qkv": None}
+
+
+def test_settings_the_config_class_refuses_are_dropped_with_the_reason() -> None:
+    plan = plan_settings("gemma2", _toy("gemma2"))
+    (head,) = [d for d in plan.dropped if d.label == "head_dim=None"]
+    assert "head_dim" in head.reason and "Error" in head.reason  # strict dataclass validation
+    llama = plan_settings("llama", _toy("llama"))
+    (derived,) = [d for d in llama.dropped if d.label == "head_dim=None"]
+    assert "turns it into head_dim=" in derived.reason  # the class derives it: never None
+    assert not any(s.field == "head_dim" for s in llama.settings)
+
+
+def test_features_or_model_type_give_the_same_settings() -> None:
+    toy = _toy("stablelm")
+    by_name = switch_settings("stablelm", toy)
+    by_features = switch_settings(analyze("stablelm"), toy)
+    assert by_name == by_features
+    fields = {s.field for s in by_name}
+    assert {"use_qkv_bias", "qk_layernorm", "use_parallel_residual"} <= fields
+    by_switches = switch_settings(static_switches("stablelm"), toy, model_type="stablelm")
+    assert by_switches == by_name
+
+
+def test_only_settings_outside_the_base_are_emitted() -> None:
+    toy = _toy("llama", attention_bias=True, mlp_bias=True, tie_word_embeddings=True)
+    settings = _by_label(switch_settings("llama", toy))
+    assert {"attention_bias=False", "mlp_bias=False", "tie_word_embeddings=False"} <= set(settings)
+    assert not any(s.overrides.get("attention_bias") is True for s in settings.values())
