@@ -244,7 +244,7 @@ def _folder_frame(tb, folder: Path) -> str | None:
     found = None
     for frame in traceback.extract_tb(tb):
         if Path(frame.filename).name in names and "transformers_modules" in frame.filename:
-            found = f"{Path(frame.filename).name}:{frame.lineno}"
+            found = f"{folder / Path(frame.filename).name}:{frame.lineno}"
     return found
 
 
