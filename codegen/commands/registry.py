@@ -46,3 +46,5 @@ def add(file: Path, container: str, key: str, values: tuple[str, ...], show_diff
         return
     write_atomic(file, outcome.source)
     click.echo(f"{where}: added {key!r} to {outcome.label} ({outcome.reason})")
+    for note in outcome.notes:
+        click.echo(f"{where}: {note}")

@@ -59,12 +59,7 @@ def registry_path(root: Path, registry: Registry) -> Path | None:
     raise CodegenError(f"no registry file of this target under {root} (looked for {tried})")
 
 
-def _expected(root: Path, module: str) -> str:
-    base = "/".join(module.split("."))
-    return f"{base}.py (or {base}/__init__.py) under {root}"
-
-
-def _missing(root: Path, registry: Registry, values: list[str]) -> str | None:
+def _missing(root: Path, registry: Registry, key: str, values: list[str]) -> CodegenError | None:
     """Why the code `values` name is not there (None when it is, or nothing is resolved)."""
     found = registry.reference(values)
     if found is None:
@@ -72,31 +67,34 @@ def _missing(root: Path, registry: Registry, values: list[str]) -> str | None:
     module, attr = found
     file = module_file([root, root / "src"], module)
     if file is None:
-        return f"no module file for {module!r}: expected {_expected(root, module)}"
+        base = root.joinpath(*module.split("."))
+        return CodegenError(
+            f"no such module file (nor {base}/__init__.py) for {key!r}",
+            path=f"{base}.py",
+        )
     try:
         names = top_level_names(parse_file(file).tree)
     except Unreadable:
         return None  # lint reports the file; registering it is not wrong
     if names is not None and attr not in names:
-        return f"{file} does not define {attr}"
+        return CodegenError(f"does not define {attr} (named by {key!r})", path=str(file))
     return None
 
 
-def _values(root: Path, registry: Registry, found: dict[str, str], allow_missing: bool):
+def _values(root: Path, registry: Registry, key: str, found: dict[str, str], allow_missing: bool):
     """The value templates to write: the first layout whose code exists."""
     layouts = [registry.values, *registry.alternatives]
     reasons = []
     for layout in layouts:
         values = [expand(v, found) for v in layout]
-        reason = None if registry.expression else _missing(root, registry, values)
+        reason = None if registry.expression else _missing(root, registry, key, values)
         if reason is None:
             return values
         reasons.append(reason)
     if allow_missing:
         return [expand(v, found) for v in registry.values]
     raise CodegenError(
-        f"{reasons[0]}; write the model first, or pass --allow-missing to register it anyway",
-        path=str(root),
+        f"{reasons[0]}; write the model first, or pass --allow-missing to register it anyway"
     )
 
 
@@ -148,7 +146,7 @@ def plan_register(
             continue
         try:
             key = expand(registry.key, found)
-            values = _values(root, registry, found, allow_missing)
+            values = _values(root, registry, key, found, allow_missing)
             imports = [expand(i, found) for i in registry.imports]
         except UnsetVariable as unset:
             skipped.append(_skip(path, registry, f"skipped: needs --set {unset.name}=VALUE"))
@@ -157,9 +155,9 @@ def plan_register(
             required = (path.parent / expand(registry.requires, found)).resolve()
             if not required.is_file() and not allow_missing:
                 raise CodegenError(
-                    f"{required} does not exist; write the model first, or pass "
+                    f"no such file (needed for {key!r}); write the model first, or pass "
                     "--allow-missing to register it anyway",
-                    path=str(root),
+                    path=str(required),
                 )
         if path not in edits:
             text = read_source(path)

@@ -38,6 +38,7 @@ TARGET = Target(
             container="_VLLM_MODEL_REGISTRY_OVERRIDES",
             key="{arch}",
             values=("{atom_wrapper}",),
+            expression=True,  # the wrapper constant, a name (a "mod:Class" string also fits)
             optional=True,
         ),
         Registry(

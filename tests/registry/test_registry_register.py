@@ -93,7 +93,8 @@ def test_house_register_refuses_a_model_that_is_not_on_disk(house, cli):
             "atom_model_runner.py.txt",
             [],
             [
-                '    "Qwen3MoeTinyForCausalLM": "atom.models.qwen3_moe_tiny.Qwen3MoeTinyForCausalLM",'
+                '    "Qwen3MoeTinyForCausalLM": '
+                '"atom.models.qwen3_moe_tiny.Qwen3MoeTinyForCausalLM",'
             ],
         ),
         (
