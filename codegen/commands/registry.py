@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from codegen.codemods.add import add_entry
+from codegen.codemods.base import Conflict
 from codegen.codemods.files import read_source, unified_diff, write_atomic
 from codegen.lint.findings import display
 
@@ -22,7 +23,9 @@ def registry():
 @click.argument("key")
 @click.argument("values", nargs=-1)
 @click.option("--diff", "show_diff", is_flag=True, help="Print a unified diff; write nothing.")
-@click.option("--check", is_flag=True, help="Exit 1 if the entry is missing; write nothing.")
+@click.option(
+    "--check", is_flag=True, help="Exit 1 if the entry is missing or differs; write nothing."
+)
 @click.option("--section", help="Insert under the section comment containing this text.")
 def add(file: Path, container: str, key: str, values: tuple[str, ...], show_diff, check, section):
     """Add KEY (with VALUEs) to CONTAINER in FILE.
@@ -33,7 +36,13 @@ def add(file: Path, container: str, key: str, values: tuple[str, ...], show_diff
     error.
     """
     source = read_source(file)
-    outcome = add_entry(source, container, key, values, path=str(file), section=section)
+    try:
+        outcome = add_entry(source, container, key, values, path=str(file), section=section)
+    except Conflict as conflict:
+        if not check:
+            raise
+        click.echo(f"{display(file)}:{conflict.line}: {key!r} differs: {conflict.existing}")
+        raise SystemExit(1) from None
     where = f"{display(file)}:{outcome.line}"
     if outcome.status == "present":
         click.echo(f"{where}: {key!r} already in {outcome.label}; nothing to do")

@@ -8,7 +8,7 @@ Reads files with `ast` only (never torch, transformers, the models, or even libc
     read          registry containers and module bindings, via ast
     resolve       module paths to files; ModelSpec(...) fields
     containers    duplicates (CG003) and sort order (CG005), for any container
-    house         the house layout: CG001-CG007
+    house         the house layout: CG001-CG008
     target_checks framework targets from codegen.targets
     findings      `file:line: CODE message` and the code catalogue
     fix           --fix: the codemods for fixable findings

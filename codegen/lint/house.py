@@ -3,7 +3,8 @@
 Why: this is the registry codegen itself writes to, so it gets the full set: every model
 package registered (CG001), every entry resolving to a spec that exists (CG002), no
 duplicates or strays from the sort order (CG003, CG005), no `model_type` claimed twice
-(CG004), and each spec's `name` equal to its key (CG006). All by reading files.
+(CG004), each spec's `name` equal to its key (CG006), every package file parsing (CG007) and
+no model folder without a spec (CG008). All by reading files.
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ def test_add_writes_reports_and_is_idempotent(tmp_path, cli):
     assert code == 0 and "already in" in out and path.read_text() == new
 
 
-def test_check_exits_1_when_missing_and_0_when_present(tmp_path, cli):
+def test_check_exits_1_when_missing_or_different_and_0_when_present(tmp_path, cli):
     path = fixture(tmp_path, "vllm_registry.py.txt")
     old = path.read_bytes()
     args = ["registry", "add", path.name, "_TEXT_GENERATION_MODELS", "--section", "Decoder-only"]
@@ -69,6 +69,13 @@ def test_check_exits_1_when_missing_and_0_when_present(tmp_path, cli):
         *args, "Qwen2ForCausalLM", "qwen2", "Qwen2ForCausalLM", "--check", cwd=tmp_path
     )
     assert code == 0 and "already in" in out
+    code, out, err = cli(
+        *args, "Qwen2ForCausalLM", "qwen2_old", "Qwen2ForCausalLM", "--check", cwd=tmp_path
+    )
+    assert (code, err) == (1, "")
+    assert out == (
+        "vllm_registry.py:7: 'Qwen2ForCausalLM' differs: maps it to 'qwen2', 'Qwen2ForCausalLM'\n"
+    )
     assert path.read_bytes() == old
 
 

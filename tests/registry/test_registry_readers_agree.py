@@ -29,6 +29,12 @@ CASES = [
     ("typed_config.py.txt", "ModelType"),
     ("typed_config.py.txt", "SUPPORTED_MODEL_TYPES"),
     ("typed_config.py.txt", "Registry.CONFIGS"),
+    ("vllm_0_33_registry.py.txt", "_TEXT_GENERATION_MODELS"),
+    ("vllm_0_33_examples.py.txt", "_TEXT_GENERATION_EXAMPLE_MODELS"),
+    ("atom_plugin_register.py.txt", "_ATOM_SUPPORTED_MODELS"),  # main binding, not .update
+    ("atom_plugin_vllm_register.py.txt", "_VLLM_MODEL_REGISTRY_OVERRIDES"),
+    ("atom_plugin_model_wrapper.py.txt", "_ATOM_MODEL_CLASSES"),
+    ("pithtrain_training.py.txt", "if module_config.model_type"),
 ]
 
 
