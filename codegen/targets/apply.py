@@ -111,7 +111,8 @@ def plan_register(
     """Every edit registering `name`, file by file, in the target's order; nothing written.
 
     With `check`, an entry present under the key with another value is reported as a
-    "differs" outcome instead of an error, so every registry is checked.
+    "differs" outcome instead of an error, so every registry is checked, and missing code is
+    not an error (checking reads the registries only).
 
     A registry whose templates need a variable nobody set (`--set example=...`) is skipped
     with a note, as is an optional registry whose file this release does not have.
@@ -123,7 +124,7 @@ def plan_register(
     if target.models_dir is not None:
         package = root / target.models_dir / name
         marker = package / target.marker
-        if not marker.is_file() and not allow_missing:
+        if not marker.is_file() and not (allow_missing or check):
             raise CodegenError(
                 f"no model package here (expected {marker.name}); scaffold it first, "
                 "or pass --allow-missing",
@@ -146,12 +147,12 @@ def plan_register(
             continue
         try:
             key = expand(registry.key, found)
-            values = _values(root, registry, key, found, allow_missing)
+            values = _values(root, registry, key, found, allow_missing or check)
             imports = [expand(i, found) for i in registry.imports]
         except UnsetVariable as unset:
             skipped.append(_skip(path, registry, f"skipped: needs --set {unset.name}=VALUE"))
             continue
-        if registry.requires is not None:
+        if registry.requires is not None and not check:
             required = (path.parent / expand(registry.requires, found)).resolve()
             if not required.is_file() and not allow_missing:
                 raise CodegenError(

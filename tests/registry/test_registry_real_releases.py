@@ -394,3 +394,10 @@ def test_transformers_target_needs_the_model_files(tmp_path, cli):
     )
     expected = auto.parent / "qwen3_tiny" / "configuration_qwen3_tiny.py"
     assert code == 2 and err.startswith(f"codegen: error: {expected}: no such file")
+
+
+def test_check_reads_the_registries_only(vllm_033, cli):
+    """--check of a model whose code is gone: the registry answer (1: missing), not an error."""
+    code, out, err = cli("register", "gone", "--target", "vllm", "--repo", vllm_033, "--check")
+    assert (code, err) == (1, "")
+    assert "'GoneForCausalLM' missing from _TEXT_GENERATION_MODELS" in out
