@@ -52,9 +52,94 @@ def load_json(path: str) -> dict:
 
 
 def attr(cfg: ConfigObj, name: str, default: Any = None) -> Any:
-    """Read a config attribute without logging it as evidence."""
+    """Read a config attribute without logging it as evidence.
+
+    A standard name the config does not hold is answered from the legacy fields remote
+    code still uses (`n_head`, `seq_length`, a top-level `rope_theta`...), see `legacy`.
+    The modeling code itself is evaluated on the config as it is: these answers are for
+    the analyzer's own reads only, never for the code's `getattr`.
+    """
     key = cfg.key(name)
-    return cfg.attrs.get(key, default)
+    if key in cfg.attrs:
+        return cfg.attrs[key]
+    value = legacy(cfg.attrs, name)
+    return default if value is None else value
+
+
+# standard field -> the legacy names remote code stores it under, first found wins
+LEGACY_NAMES: dict[str, tuple[str, ...]] = {
+    "hidden_size": ("n_embd", "d_model"),
+    "num_attention_heads": ("n_head", "num_heads"),
+    "num_hidden_layers": ("n_layer", "num_layers", "n_layers"),
+    "max_position_embeddings": ("seq_length", "n_positions", "max_sequence_length"),
+    "layer_norm_eps": ("layer_norm_epsilon",),
+    "rms_norm_eps": ("layer_norm_epsilon",),
+    "intermediate_size": ("ffn_hidden_size", "n_inner"),
+    "head_dim": ("kv_channels",),
+    "num_key_value_heads": ("num_kv_heads", "n_head_kv"),
+    "rope_theta": ("rotary_emb_base",),
+    "partial_rotary_factor": ("rotary_pct",),
+}
+
+
+def legacy(values: dict, name: str) -> Any:
+    """The value of standard field `name` read from the legacy fields in `values`, or None.
+
+    Besides renamed fields: `multi_query` (one key/value head, or `multi_query_group_num`
+    with `multi_query_attention`), `rotary_dim` (partial rotary = rotary_dim / head_dim), and
+    `rope_parameters` assembled from `rope_scaling` (with `type` or `rope_type`), a top-level
+    `rope_theta` and the partial rotary fraction, as transformers standardises them.
+    """
+    for old in LEGACY_NAMES.get(name, ()):
+        if _usable(values.get(old)):
+            return values[old]
+    if name == "num_key_value_heads":
+        if values.get("multi_query_attention") is True and _usable(
+            values.get("multi_query_group_num")
+        ):
+            return values["multi_query_group_num"]
+        if values.get("multi_query") is True:
+            return 1
+    if name == "head_dim":
+        hidden = _standard(values, "hidden_size")
+        heads = _standard(values, "num_attention_heads")
+        if isinstance(hidden, int) and isinstance(heads, int) and heads > 0:
+            return hidden // heads
+    if name == "partial_rotary_factor":
+        rotary_dim, head_dim = values.get("rotary_dim"), _standard(values, "head_dim")
+        if isinstance(rotary_dim, int) and isinstance(head_dim, int) and head_dim > 0:
+            return rotary_dim / head_dim
+    if name == "rope_parameters":
+        return _legacy_rope(values)
+    return None
+
+
+def _standard(values: dict, name: str) -> Any:
+    value = values.get(name)
+    return value if _usable(value) else legacy(values, name)
+
+
+def _usable(value: Any) -> bool:
+    return value is not None and value is not UNKNOWN
+
+
+def _legacy_rope(values: dict) -> dict | None:
+    scaling = values.get("rope_scaling")
+    theta = _standard(values, "rope_theta")
+    partial = _standard(values, "partial_rotary_factor")
+    if not isinstance(scaling, dict) and not _usable(theta):
+        return None
+    params = dict(scaling) if isinstance(scaling, dict) else {}
+    params.setdefault("rope_type", params.get("type", "default"))
+    if _usable(theta):
+        params.setdefault("rope_theta", theta)
+    if _usable(partial):
+        params.setdefault("partial_rotary_factor", partial)
+    if params["rope_type"] in _ROPE_SCALED_TYPES:
+        params.setdefault(
+            "original_max_position_embeddings", _standard(values, "max_position_embeddings")
+        )
+    return params
 
 
 class ConfigBuilder:
