@@ -106,7 +106,7 @@ def add_entry(
     )
     if outcome.status == "added":
         if imports:
-            outcome.source, reports = ensure_imports(outcome.source, imports, path)
+            outcome.source, reports = ensure_imports(outcome.source, imports, path, width)
             outcome.notes += reports
         _verify(source, outcome.source, selector, key, path)
     return outcome

@@ -147,7 +147,7 @@ class ElifBranch:
         old_key = branch_keys(anchor)[0]
         imports, notes = _missing_imports(wrapper.module, anchor, new, old_key, key, values, path)
         if imports:
-            new_source, reports = ensure_imports(new_source, imports, path)
+            new_source, reports = ensure_imports(new_source, imports, path, line_length)
             notes = reports + notes
         line = first_changed_line(source, new_source)
         return Outcome("added", new_source, line, reason, site.label, key, notes)

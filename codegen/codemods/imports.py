@@ -24,6 +24,8 @@ from codegen.codemods.files import parse
 from codegen.codemods.import_sites import module_name
 from codegen.errors import CodegenError
 
+_MODULE = cst.Module([])
+_NO_COMMA = cst.MaybeSentinel.DEFAULT
 _FROM = re.compile(r"^from\s+([\w.]+)\s+import\s+(\w+)(?:\s+as\s+(\w+))?$")
 
 
@@ -84,8 +86,13 @@ def _type_rank(name: str) -> tuple[int, str]:
     return (1 if name[:1].isupper() else 2), name
 
 
-def ensure_imports(source: str, statements: Sequence[str], path: str) -> tuple[str, list[str]]:
-    """`source` with each `from M import N` of `statements` present; (new source, reports)."""
+def ensure_imports(
+    source: str, statements: Sequence[str], path: str, line_length: int = 88
+) -> tuple[str, list[str]]:
+    """`source` with each `from M import N` of `statements` present; (new source, reports).
+
+    An import line longer than `line_length` is written parenthesised, one name per line,
+    as ruff would format it."""
     module = parse(source, path)
     reports = []
     for text in statements:
@@ -95,12 +102,22 @@ def ensure_imports(source: str, statements: Sequence[str], path: str) -> tuple[s
         mod, name, asname = match.groups()
         if (asname or name) in bound_names(module):
             continue
-        module = _add(module, mod, name, asname)
+        module = _add(module, mod, name, asname, line_length)
         reports.append(f"imported {asname or name} (from {mod} import {name})")
     return module.code, reports
 
 
-def _add(module: cst.Module, mod: str, name: str, asname: str | None) -> cst.Module:
+def _statement(mod: str, names: list[str], width: int) -> cst.SimpleStatementLine:
+    flat = f"from {mod} import {', '.join(names)}"
+    if len(flat) <= width:
+        return cst.parse_statement(flat)  # type: ignore[return-value]
+    body = "".join(f"    {n},\n" for n in names)
+    return cst.parse_statement(f"from {mod} import (\n{body})")  # type: ignore[return-value]
+
+
+def _add(
+    module: cst.Module, mod: str, name: str, asname: str | None, width: int = 88
+) -> cst.Module:
     body = list(module.body)
     froms = []
     for index, statement in enumerate(body):
@@ -118,13 +135,23 @@ def _add(module: cst.Module, mod: str, name: str, asname: str | None) -> cst.Mod
             at = len(names)
             if ranks == sorted(ranks):
                 at = bisect.bisect_right(ranks, _type_rank(name))
+            if imp.lpar is None:  # one line: rewrite it, wrapped if it no longer fits
+                spelled = [
+                    _MODULE.code_for_node(a.with_changes(comma=_NO_COMMA)) for a in imp.names
+                ]
+                spelled.insert(at, name + (f" as {asname}" if asname else ""))
+                new_line = _statement(mod, spelled, width)
+                body[index] = new_line.with_changes(
+                    leading_lines=statement.leading_lines,
+                    trailing_whitespace=statement.trailing_whitespace,
+                )
+                return module.with_changes(body=body)
             template = imp.names[min(at, len(names) - 1)]
-            new_imp = sequence.insert(
-                imp, at, alias.with_changes(comma=template.comma), template=template
-            )
+            new_alias = alias.with_changes(comma=template.comma)
+            new_imp = sequence.insert(imp, at, new_alias, template=template)
             body[index] = statement.with_changes(body=[new_imp])
             return module.with_changes(body=body)
-    line = cst.parse_statement(f"from {mod} import {name}" + (f" as {asname}" if asname else ""))
+    line = _statement(mod, [name + (f" as {asname}" if asname else "")], width)
     package = mod.split(".")[0]
     same = [
         (i, module_name(imp)) for i, _, imp in froms if module_name(imp).split(".")[0] == package
