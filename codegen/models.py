@@ -11,6 +11,7 @@ import ast
 import importlib
 import importlib.util
 import sys
+import traceback
 from pathlib import Path
 from types import ModuleType
 
@@ -49,7 +50,11 @@ def import_models_package(models_dir: Path | None = None) -> ModuleType:
     )
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:  # noqa: BLE001 - user code: one line naming its file and line
+        del sys.modules[name]
+        raise _import_failure(err, directory, "the models package") from None
     return module
 
 
@@ -99,9 +104,42 @@ def _resolve(package: ModuleType, entry: str) -> ModelSpec:
     importlib.invalidate_caches()  # the package may have been written after startup
     try:
         module = importlib.import_module(f"{package.__name__}.{module_path}")
-    except ImportError as err:
-        raise CodegenError(f"registry entry {entry!r} does not import: {err}") from None
+    except Exception as err:  # noqa: BLE001 - user code: one line naming its file and line
+        _forget(f"{package.__name__}.{module_path}")
+        directory = Path(package.__file__).resolve().parent
+        raise _import_failure(err, directory, f"registry entry {entry!r}") from None
     spec = getattr(module, attr, None)
     if not isinstance(spec, ModelSpec):
         raise CodegenError(f"{entry!r} is not a ModelSpec", path=module.__file__)
     return spec
+
+
+def _import_failure(err: Exception, directory: Path, what: str) -> CodegenError:
+    """One line for code under `directory` that failed to import: the file and line at fault
+    (the syntax error's own, else the deepest frame inside `directory`) and the reason."""
+    reason = f"{type(err).__name__}: {err}".splitlines()[0]
+    if isinstance(err, SyntaxError) and err.filename:
+        reason = f"syntax error: {err.msg}"
+        return CodegenError(f"{what} does not import: {reason}", path=err.filename, line=err.lineno)
+    frames = [
+        frame
+        for frame in traceback.extract_tb(err.__traceback__)
+        if _inside(frame.filename, directory)
+    ]
+    if not frames:
+        return CodegenError(f"{what} does not import: {reason}")
+    frame = frames[-1]
+    return CodegenError(f"{what} does not import: {reason}", path=frame.filename, line=frame.lineno)
+
+
+def _inside(filename: str, directory: Path) -> bool:
+    try:
+        return Path(filename).resolve().is_relative_to(directory)
+    except (OSError, ValueError):
+        return False
+
+
+def _forget(module_name: str) -> None:
+    """Drop half-imported modules so a fixed file is imported afresh in the same process."""
+    for name in [n for n in sys.modules if n == module_name or n.startswith(module_name + ".")]:
+        del sys.modules[name]
