@@ -1,11 +1,13 @@
 """Which HF configs a model package is verified against.
 
-By default: for each HF model_type the spec supports, the toy config of that type, and one
-more toy per boolean switch in `FLIPPED_SWITCHES` that the config has, with that switch
-flipped: the class default exercises only one side, and both sides ship in real
-checkpoints (tied heads are a classic silent bug; Qwen3-MoE defaults `norm_topk_prob` off
-while its checkpoints turn it on). `--config` replaces them with exactly one file;
-`--shrink-config` with the toy of a real config.json.
+By default: for each HF model_type the spec supports, the toy config of that type, then one
+toy per setting of every config switch the HF modeling source branches on (read statically
+by `codegen.analyze.switches`, turned into config overrides by `switch_settings`): the
+class default exercises one side of each branch, and real checkpoints ship the others
+(tied heads, Qwen3-MoE's `norm_topk_prob`, DeepSeek without q-LoRA, QK-norm or QKV bias
+switched on by a flag). A package may refuse a switch setting in `from_hf_config` in one
+line (a reported gap); it may not compute something else. `--config` replaces the cases
+with exactly one file; `--shrink-config` with the toy of a real config.json.
 """
 
 from __future__ import annotations
@@ -16,23 +18,25 @@ from codegen.spec import ModelSpec
 from codegen.verify.run import Case
 from codegen.verify.tiny_config import config_from_file, tiny_config, tiny_config_from_file
 
-# config switch -> case label suffix when the flipped value is (True, False)
-FLIPPED_SWITCHES = {
-    "tie_word_embeddings": ("tied", "untied"),
-    "norm_topk_prob": ("norm_topk", "no_norm_topk"),
-}
 
-
-def default_cases(spec: ModelSpec) -> list[Case]:
+def default_cases(spec: ModelSpec, switches: bool = True) -> list[Case]:
     cases = []
     for model_type in sorted(spec.supported_model_types):
         base = tiny_config(model_type)
         cases.append(Case(model_type, base))
-        for switch, (on_label, off_label) in FLIPPED_SWITCHES.items():
-            if isinstance(getattr(base, switch, None), bool):
-                flipped = not getattr(base, switch)
-                label = f"{model_type}+{on_label if flipped else off_label}"
-                cases.append(Case(label, tiny_config(model_type, **{switch: flipped})))
+        if switches:
+            cases += switch_cases(model_type, base)
+    return cases
+
+
+def switch_cases(model_type: str, base) -> list[Case]:
+    """One case per config switch setting the base toy does not already exercise."""
+    from codegen.verify.switch_settings import switch_settings
+
+    cases = []
+    for setting in switch_settings(model_type, base.to_dict()):
+        config = tiny_config(model_type, **setting.overrides)
+        cases.append(Case(f"{model_type}+{setting.label}", config, may_refuse=True))
     return cases
 
 
@@ -44,20 +48,25 @@ def file_cases(path: Path, shrink: bool) -> list[Case]:
 def folder_cases(folder: Path, trust_remote_code: bool) -> list[Case]:
     """The toy of a remote-code checkpoint folder's config, built by the folder's own code.
 
-    As for an installed architecture, one more case per boolean switch in
-    `FLIPPED_SWITCHES` the config has. The folder's model is built once up front, so code the
-    installed transformers cannot run is one line naming the failing import or call.
+    As for an installed architecture, one more case per setting of each config switch the
+    folder's modeling source branches on (read statically from the folder). The folder's
+    model is built once up front, so code the installed transformers cannot run is one line
+    naming the failing import or call.
     """
+    from codegen.analyze.locate import resolve
+    from codegen.analyze.model import load_model
+    from codegen.analyze.switches import switches_of_model
     from codegen.verify.remote import check_builds, load_remote, remote_toy_config
+    from codegen.verify.switch_settings import switch_settings
 
     remote = load_remote(Path(folder), trust_remote_code)
     base = remote_toy_config(remote)
     check_builds(remote, base)
     label = f"{remote.model_type}:{Path(folder).name}"
     cases = [Case(label, base)]
-    for switch, (on_label, off_label) in FLIPPED_SWITCHES.items():
-        if isinstance(getattr(base, switch, None), bool):
-            flipped = not getattr(base, switch)
-            suffix = on_label if flipped else off_label
-            cases.append(Case(f"{label}+{suffix}", remote_toy_config(remote, **{switch: flipped})))
+    switches = switches_of_model(load_model(resolve(str(folder))))
+    toy = {k: v for k, v in base.to_dict().items() if k not in ("model_type", "auto_map")}
+    for setting in switch_settings(switches, toy, config_class=remote.config_class):
+        config = remote_toy_config(remote, **setting.overrides)
+        cases.append(Case(f"{label}+{setting.label}", config, may_refuse=True))
     return cases

@@ -1,10 +1,22 @@
-"""Name the first module where the package and the HF model part ways.
+"""Name the first stage where the package and the HF model part ways.
 
-Module pairs come from the adapter's key table (the HF module that owns a checkpoint key
-and the house module that receives it), plus every ancestor pair down to the layer.
-Forward hooks record each pair's input and output; the culprit is the module whose input
-still agrees but whose output does not. Among culprits the deepest one of the earliest
-layer (in house execution order) is reported, e.g. "layers.1.attention".
+Modules are paired by structure, not by names: the verify checkpoint's weights are random,
+so every parameter value is unique, and a house parameter is found inside the HF
+parameter that holds the same numbers (a split, stacked, transposed or renamed tensor keeps
+its values). A house module pairs with the smallest HF module that holds exactly the same
+weights: `layers.0.feed_forward` with Mixtral's `model.layers.0.mlp` although its
+checkpoint keys say `block_sparse_moe`, a fused `wqkv` with nothing (its HF weights live in
+three modules), a whole attention with the whole HF attention.
+
+The stages, in execution order:
+- `embedding`: the hidden states the first layer receives on both sides, so an embedding
+  scale HF applies inside its embedding module and the package applies after it is compared
+  where both sides mean the same thing;
+- every paired module inside and including each layer, then the final norm;
+- `output head`: the head's own output, then `output head post-processing`: the final
+  logits, so a dropped final softcap or logit scale is named as itself.
+The culprit is the stage whose input still agrees but whose output does not; inside the
+earliest diverging layer the deepest culprit wins.
 """
 
 from __future__ import annotations
@@ -12,6 +24,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch import nn
+
+EMBEDDING_STAGE = "embedding"
+HEAD_STAGE = "output head"
+POST_STAGE = "output head post-processing"
 
 
 @dataclass(frozen=True)
@@ -24,32 +41,71 @@ class Divergence:
         return f"{self.house_module} (HF {self.hf_module}), relative diff {self.relative_diff:.2e}"
 
 
-def module_pairs(adapter, house_model, hf_model) -> list[tuple[str, str]]:
-    """(house module, HF module) pairs that both models have, from the adapter table."""
-    house_names = dict(house_model.named_modules())
-    hf_names = dict(hf_model.named_modules())
-    layers = range(len(getattr(house_model, "layers", [])))
-    pairs: dict[str, str] = {}
-    for hf_template, house_template in type(adapter).from_hf_map.items():
-        if house_template is None:
+def _owners(house_model: nn.Module, hf_model: nn.Module) -> dict[str, str]:
+    """House parameter name -> the HF parameter that holds the same values."""
+    hf_params = [(n, p) for n, p in hf_model.named_parameters() if p.is_floating_point()]
+    if not hf_params:
+        return {}
+    values = torch.cat([p.detach().float().flatten() for _, p in hf_params])
+    owner = torch.cat(
+        [torch.full((p.numel(),), i, dtype=torch.long) for i, (_, p) in enumerate(hf_params)]
+    )
+    values, order = values.sort()
+    owner = owner[order]
+    found: dict[str, str] = {}
+    for name, param in house_model.named_parameters():
+        flat = param.detach().float().flatten()
+        if flat.numel() == 0:
             continue
-        hf_parts = hf_template.split(".")[:-1]
-        house_parts = house_template.split(".")[:-1]
-        if hf_template.count("{}") > house_template.count("{}"):
-            hf_parts = hf_parts[: hf_parts.index("{}", hf_parts.index("{}") + 1)]
-            house_parts = house_template.split(".")[:-1]
-        for layer in layers:
-            hf_path = [layer if part == "{}" else part for part in hf_parts]
-            house_path = [layer if part == "{}" else part for part in house_parts]
-            while hf_path and house_path:
-                hf_name = ".".join(map(str, hf_path))
-                house_name = ".".join(map(str, house_path))
-                if hf_name in hf_names and house_name in house_names:
-                    pairs.setdefault(house_name, hf_name)
-                hf_path, house_path = hf_path[:-1], house_path[:-1]
-            if "{}" not in hf_parts:
-                break
-    return sorted(pairs.items())
+        probes = flat[torch.linspace(0, flat.numel() - 1, steps=min(5, flat.numel())).long()]
+        where = torch.searchsorted(values, probes).clamp(max=values.numel() - 1)
+        hits = owner[where][values[where] == probes]
+        if hits.numel():
+            index = int(hits.mode().values)
+            found[name] = hf_params[index][0]
+    return found
+
+
+def _module_of(param_name: str) -> str:
+    return param_name.rsplit(".", 1)[0] if "." in param_name else ""
+
+
+def _common_prefix(names: list[str]) -> str:
+    parts = [name.split(".") for name in names]
+    prefix = []
+    for column in zip(*parts, strict=False):
+        if len(set(column)) != 1:
+            break
+        prefix.append(column[0])
+    return ".".join(prefix)
+
+
+def module_pairs(house_model: nn.Module, hf_model: nn.Module) -> list[tuple[str, str]]:
+    """(house module, HF module) pairs that hold exactly the same weights."""
+    owners = _owners(house_model, hf_model)
+    hf_modules = dict(hf_model.named_modules())
+    hf_weights = {
+        name: {f"{name}.{p}" if name else p for p, _ in module.named_parameters()}
+        for name, module in hf_modules.items()
+    }
+    pairs = []
+    for house_name, module in house_model.named_modules():
+        if not house_name or isinstance(module, nn.Embedding):
+            continue
+        params = [f"{house_name}.{p}" for p, _ in module.named_parameters()]
+        if not params or any(p not in owners for p in params):
+            continue
+        held = {owners[p] for p in params}
+        candidate = _common_prefix([_module_of(p) for p in held])
+        while candidate not in hf_modules and "." in candidate:
+            candidate = candidate.rsplit(".", 1)[0]
+        if hf_weights.get(candidate) != held or isinstance(hf_modules[candidate], nn.Embedding):
+            continue
+        house_numel = sum(p.numel() for _, p in module.named_parameters())
+        hf_numel = sum(p.numel() for _, p in hf_modules[candidate].named_parameters())
+        if house_numel == hf_numel:
+            pairs.append((house_name, candidate))
+    return pairs
 
 
 def _first_tensor(value):
@@ -62,19 +118,34 @@ def _first_tensor(value):
                 return found
     if hasattr(value, "last_hidden_state"):
         return value.last_hidden_state
+    if hasattr(value, "logits"):
+        return value.logits
     return None
 
 
+def _tensors(value) -> list:
+    """Every tensor of a module output, in order (routers return logits, weights, indices)."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [t for item in value for t in _tensors(item)]
+    if hasattr(value, "last_hidden_state"):
+        return [value.last_hidden_state]
+    return []
+
+
 class _Recorder:
-    def __init__(self, model, names):
+    """Forward hooks recording each named module's first input and outputs, in call order."""
+
+    def __init__(self, model: nn.Module, names: list[str]):
         self.records: dict[str, tuple] = {}
         self.order: list[str] = []
-        self.handles = []
         modules = dict(model.named_modules())
-        for name in names:
-            self.handles.append(
-                modules[name].register_forward_hook(self._hook(name), with_kwargs=True)
-            )
+        self.handles = [
+            modules[name].register_forward_hook(self._hook(name), with_kwargs=True)
+            for name in dict.fromkeys(names)
+            if name in modules
+        ]
 
     def _hook(self, name):
         def record(module, args, kwargs, output):
@@ -92,27 +163,20 @@ class _Recorder:
             handle.remove()
 
 
-def _tensors(value) -> list:
-    """Every tensor of a module output, in order (routers return logits, weights, indices)."""
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, (tuple, list)):
-        return [t for item in value for t in _tensors(item)]
-    if hasattr(value, "last_hidden_state"):
-        return [value.last_hidden_state]
-    return []
-
-
-def _outputs_diff(house: list, hf: list) -> float:
-    """Compare every output when both sides return alike tensors, else the first only."""
+def _outputs_diff(house: list, hf: list) -> float | None:
+    """Largest relative diff over alike outputs; None when the outputs are not comparable
+    (a module that returns another shape on each side says nothing either way)."""
     if not house or not hf:
-        return float("inf")
+        return None
     if len(house) == len(hf) and all(a.shape == b.shape for a, b in zip(house, hf, strict=True)):
-        return max(_relative_diff(a, b) for a, b in zip(house, hf, strict=True))
-    return _relative_diff(house[0], hf[0])
+        return max(relative_diff(a, b) for a, b in zip(house, hf, strict=True))
+    if house[0].shape == hf[0].shape:
+        return relative_diff(house[0], hf[0])
+    return None
 
 
-def _relative_diff(a, b) -> float:
+def relative_diff(a, b) -> float:
+    """max |a - b| / max |b|; inf when the shapes differ."""
     if a is None or b is None or a.shape != b.shape:
         return float("inf")
     if not a.is_floating_point():
@@ -121,42 +185,172 @@ def _relative_diff(a, b) -> float:
     return ((a - b).abs().max() / b.abs().max().clamp_min(1e-12)).item()
 
 
-def find_divergence(adapter, house_model, hf_model, tokens, tolerance: float) -> Divergence | None:
-    """Run both models once with hooks; return the first culprit module, if any."""
-    pairs = module_pairs(adapter, house_model, hf_model)
-    house = _Recorder(house_model, [house for house, _ in pairs])
-    hf = _Recorder(hf_model, [hf for _, hf in pairs])
+def _layers_name(model: nn.Module) -> str | None:
+    """The ModuleList of decoder layers: the longest ModuleList of the model."""
+    lists = [(len(m), n) for n, m in model.named_modules() if isinstance(m, nn.ModuleList)]
+    return max(lists)[1] if lists else None
+
+
+def _head_name(model: nn.Module, vocab: int, hf: bool) -> str | None:
+    if hf and hasattr(model, "get_output_embeddings"):
+        head = model.get_output_embeddings()
+        for name, module in model.named_modules():
+            if module is head:
+                return name
+    heads = [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear) and module.out_features == vocab
+    ]
+    return heads[-1] if heads else None
+
+
+class _Judge:
+    """Whether a house value departs from HF's: beyond a fixed relative tolerance, or, when
+    HF also ran in the package's dtype, beyond a multiple of what that dtype alone costs HF
+    at the same stage (bf16 rounding grows layer by layer; one fixed bound either hides a
+    bug in the first layer or blames a healthy last one)."""
+
+    def __init__(self, tolerance: float, multiple: float, noise: _Recorder | None):
+        self.tolerance, self.multiple, self.noise = tolerance, multiple, noise
+
+    def limit(self, hf_name: str | None, hf_value, pick) -> float:
+        if self.noise is None or hf_name not in self.noise.records:
+            return self.tolerance
+        noisy = pick(self.noise.records[hf_name])
+        return max(self.multiple * _diff_any(noisy, hf_value), self.tolerance * 1e-2)
+
+
+def _diff_any(a, b) -> float:
+    if isinstance(a, list) or isinstance(b, list):
+        return _outputs_diff(a, b) or 0.0
+    return relative_diff(a, b)
+
+
+def _forward(model, tokens, positions, hf: bool):
+    with torch.no_grad():
+        if hf:
+            return model(input_ids=tokens, position_ids=positions).logits
+        if positions is None:
+            return model(tokens)
+        return model(tokens, positions=positions)
+
+
+def find_divergence(
+    house_model,
+    hf_model,
+    tokens,
+    tolerance: float,
+    positions=None,
+    hf_noise_model=None,
+    noise_multiple: float = 4.0,
+) -> Divergence | None:
+    """Run both models once with hooks; return the first culprit stage, if any.
+
+    `hf_noise_model`: HF in the package's dtype when `hf_model` is the fp32 truth; each
+    stage is then judged against the noise HF itself shows there.
+    """
+    pairs = module_pairs(house_model, hf_model)
+    vocab = getattr(hf_model.config, "vocab_size", int(tokens.max()) + 1)
+    house_layers, hf_layers = _layers_name(house_model), _layers_name(hf_model)
+    house_head = _head_name(house_model, vocab, hf=False)
+    hf_head = _head_name(hf_model, vocab, hf=True)
+    house_first = f"{house_layers}.0" if house_layers else None
+    hf_first = f"{hf_layers}.0" if hf_layers else None
+    house_names = [h for h, _ in pairs] + [n for n in (house_first, house_head) if n]
+    hf_names = [f for _, f in pairs] + [n for n in (hf_first, hf_head) if n]
+    house = _Recorder(house_model, house_names)
+    hf = _Recorder(hf_model, hf_names)
+    noise = _Recorder(hf_noise_model, hf_names) if hf_noise_model is not None else None
     try:
-        with torch.no_grad():
-            house_model(tokens)
-            hf_model(input_ids=tokens)
+        house_out = _forward(house_model, tokens, positions, hf=False)
+        hf_out = _forward(hf_model, tokens, positions, hf=True)
+        noise_out = _forward(hf_noise_model, tokens, positions, hf=True) if noise else None
     finally:
-        house.close()
-        hf.close()
+        for recorder in (house, hf, noise):
+            if recorder is not None:
+                recorder.close()
+    judge = _Judge(tolerance, noise_multiple, noise)
+
+    # 1. embedding: what the first layer receives
+    if house_first in house.records and hf_first in hf.records:
+        hf_in = hf.records[hf_first][0]
+        diff = relative_diff(house.records[house_first][0], hf_in)
+        if diff > judge.limit(hf_first, hf_in, lambda r: r[0]):
+            house_embed = _embedding_name(house_model)
+            return Divergence(f"{EMBEDDING_STAGE} ({house_embed})", _embedding_name(hf_model), diff)
+    # 2. paired modules, in house execution order
     hf_of = dict(pairs)
     culprits = []
     for position, house_name in enumerate(house.order):
-        hf_name = hf_of[house_name]
-        if hf_name not in hf.records:
+        hf_name = hf_of.get(house_name)
+        if hf_name is None or hf_name not in hf.records:
             continue
-        house_in, house_out = house.records[house_name]
-        hf_in, hf_out = hf.records[hf_name]
-        out_diff = _outputs_diff(house_out, hf_out)
-        if out_diff > tolerance and _relative_diff(house_in, hf_in) <= tolerance:
+        house_in, house_outs = house.records[house_name]
+        hf_in, hf_outs = hf.records[hf_name]
+        out_diff = _outputs_diff(house_outs, hf_outs)
+        if out_diff is None or out_diff <= judge.limit(hf_name, hf_outs, lambda r: r[1]):
+            continue
+        if relative_diff(house_in, hf_in) <= judge.limit(hf_name, hf_in, lambda r: r[0]):
             culprits.append((position, house_name, hf_name, out_diff))
-    if not culprits:
+    if culprits:
+        _, first_name, _, _ = culprits[0]
+        layer = _layer_prefix(first_name, house_layers)
+        same_layer = [c for c in culprits if _layer_prefix(c[1], house_layers) == layer]
+        _, house_name, hf_name, diff = max(same_layer, key=lambda c: (c[1].count("."), -c[0]))
+        return Divergence(house_name, hf_name, diff)
+    # 3. the head, then what follows it
+    if house_head in house.records and hf_head in hf.records:
+        hf_outs = hf.records[hf_head][1]
+        head_diff = _outputs_diff(house.records[house_head][1], hf_outs)
+        if head_diff is not None and head_diff > judge.limit(hf_head, hf_outs, lambda r: r[1]):
+            return Divergence(f"{HEAD_STAGE} ({house_head})", hf_head, head_diff)
+    final = relative_diff(house_out.float(), hf_out.float())
+    limit = tolerance
+    if noise_out is not None:
+        limit = max(
+            noise_multiple * relative_diff(noise_out.float(), hf_out.float()), tolerance * 1e-2
+        )
+    if final > limit:
+        return Divergence(f"{POST_STAGE} (after {house_head})", f"after {hf_head}", final)
+    return None
+
+
+def embedding_stage(house_model, hf_model, tokens) -> Divergence | None:
+    """Compare what the first layer receives, in the models' own dtype.
+
+    The embedding stage does no reduction (a lookup and a scale), so a correct port matches
+    HF there bit for bit in any dtype; a scale that skips HF's rounding to the hidden dtype
+    (Gemma's sqrt(hidden)) shows here even when bf16 noise downstream would drown it.
+    """
+    house_layers, hf_layers = _layers_name(house_model), _layers_name(hf_model)
+    if not house_layers or not hf_layers:
         return None
-    # hooks fire when a module finishes, so a block fires after its children: the earliest
-    # culprit's layer is found first, then the deepest culprit inside that layer wins.
-    _, first_name, _, _ = culprits[0]
-    layer = _layer_prefix(first_name)
-    same_layer = [c for c in culprits if _layer_prefix(c[1]) == layer]
-    _, house_name, hf_name, diff = max(same_layer, key=lambda c: (c[1].count("."), -c[0]))
-    return Divergence(house_name, hf_name, diff)
+    house = _Recorder(house_model, [f"{house_layers}.0"])
+    hf = _Recorder(hf_model, [f"{hf_layers}.0"])
+    try:
+        _forward(house_model, tokens, None, hf=False)
+        _forward(hf_model, tokens, None, hf=True)
+    finally:
+        house.close()
+        hf.close()
+    (house_in, _), (hf_in, _) = house.records[f"{house_layers}.0"], hf.records[f"{hf_layers}.0"]
+    if house_in is None or hf_in is None or house_in.shape != hf_in.shape:
+        return None
+    if torch.equal(house_in, hf_in.to(house_in.dtype)):
+        return None
+    diff = relative_diff(house_in, hf_in)
+    house_embed = _embedding_name(house_model)
+    return Divergence(f"{EMBEDDING_STAGE} ({house_embed})", _embedding_name(hf_model), diff)
 
 
-def _layer_prefix(name: str) -> str:
-    parts = name.split(".")
-    if len(parts) >= 2 and parts[0] == "layers":
-        return ".".join(parts[:2])
-    return parts[0]
+def _embedding_name(model: nn.Module) -> str:
+    embeddings = [n for n, m in model.named_modules() if isinstance(m, nn.Embedding)]
+    return embeddings[0] if embeddings else "?"
+
+
+def _layer_prefix(name: str, layers: str | None) -> str:
+    if layers and name.startswith(layers + "."):
+        rest = name[len(layers) + 1 :].split(".")
+        return f"{layers}.{rest[0]}"
+    return name.split(".")[0]

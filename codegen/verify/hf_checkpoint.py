@@ -12,6 +12,12 @@ from pathlib import Path
 
 import torch
 
+# Noise added to every matrix (std) and every vector (norm weights, biases). Matrices get
+# more than HF's 0.02 init so that attention scores, gate/up activations and logits reach
+# the softcaps, clamps and clips the toy config sets (see tiny_config.CAPS).
+WEIGHT_NOISE = 0.05
+VECTOR_NOISE = 0.1
+
 
 def random_hf_model(config, seed: int = 0):
     """The real transformers causal LM for `config`, in eval mode, with random weights."""
@@ -24,7 +30,7 @@ def random_hf_model(config, seed: int = 0):
     with torch.no_grad():
         for _, tensor in _float_state(model):
             noise = torch.randn(tensor.shape, generator=generator)
-            tensor.add_(noise * (0.02 if tensor.dim() > 1 else 0.1))
+            tensor.add_(noise * (WEIGHT_NOISE if tensor.dim() > 1 else VECTOR_NOISE))
     return model
 
 

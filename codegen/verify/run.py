@@ -1,13 +1,21 @@
-"""The verification protocol for one model package (see ARCHITECTURE.md).
+"""The verification protocol for one model package and one HF config (see ARCHITECTURE.md).
 
-1. a toy config (or exactly the given one); 2. a random HF model saved as safetensors and
-loaded through the package's adapter with strict key checks; 3. the same tokens through
-both models, logits compared per dtype; 4. the adapter round trip; 5. on failure, the
-first diverging module.
+1. A random HF model of the config, saved as safetensors the way hub checkpoints are, and
+   loaded through the package's adapter with strict key checks (or the package refuses the
+   config in `from_hf_config`, in one line).
+2. Two inputs through both models: a short sequence (inside every window and original
+   context, positions from 0) and a long one (beyond all of them, explicit positions that
+   start at `POSITION_OFFSET`). Logits compared per dtype against bounds calibrated on HF's
+   own noise in the same run (`compare.py`).
+3. Gradients of every parameter after the same loss (fp32), mapped through the adapter.
+4. The adapter round trip (bit exact) and the export direction: the package's weights back
+   through `to_hf` into HF's `from_pretrained` give HF's logits exactly.
+5. On failure, the first diverging stage (`divergence.py`) or parameter.
 """
 
 from __future__ import annotations
 
+import re
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -16,14 +24,18 @@ from pathlib import Path
 import torch
 
 from codegen.spec import ModelSpec
-from codegen.verify.compare import DTYPES, THRESHOLDS, compare
-from codegen.verify.divergence import find_divergence
+from codegen.verify.compare import (
+    DIVERGENCE_TOLERANCE,
+    DTYPES,
+    GRADIENT_TOLERANCE,
+    bound,
+    compare,
+)
+from codegen.verify.divergence import embedding_stage, find_divergence, relative_diff
 from codegen.verify.hf_checkpoint import load_checkpoint, random_hf_model, save_checkpoint
-from codegen.verify.tiny_config import SEQ_LEN
+from codegen.verify.tiny_config import POSITION_OFFSET, SEQ_LEN, SHORT_SEQ_LEN
 
 BATCH = 2
-# relative output difference above which a module counts as diverged, per dtype
-DIVERGENCE_TOLERANCE = {"fp32": 1e-4, "bf16": 5e-2}
 
 
 @dataclass
@@ -33,25 +45,60 @@ class VerifyResult:
     case: str
     dtype: str
     passed: bool = False
-    cosine: float | None = None
+    cosine: float | None = None  # worst over the inputs
     max_abs_diff: float | None = None
+    relative_diff: float | None = None  # max_abs_diff / max |HF logits|
+    bound: float | None = None  # the calibrated bound on relative_diff
+    hf_noise: float | None = None  # HF against itself (relative), what the bound grew from
     missing_keys: list[str] = field(default_factory=list)
     unexpected_keys: list[str] = field(default_factory=list)
     roundtrip_exact: bool | None = None
+    export_exact: bool | None = None
+    gradients_match: bool | None = None
+    first_gradient_divergence: str | None = None
     first_divergence: str | None = None
+    refused: str | None = None  # the package's own one-line refusal of this config
     error: str | None = None
     seconds: float = 0.0
 
+    @property
+    def status(self) -> str:
+        """pass, refused (the package says in one line it does not support this setting),
+        or fail."""
+        if self.passed:
+            return "pass"
+        return "refused" if self.refused and not self.error else "fail"
+
     def to_json(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "status": self.status}
 
 
 @dataclass
 class Case:
-    """One HF config to verify against, with a short label (e.g. "tied")."""
+    """One HF config to verify against, with a short label (e.g. "tied").
+
+    `may_refuse`: a setting of a config switch the package may decline in `from_hf_config`
+    (a refusal is a reported gap, not a failure); the config class defaults may not.
+    """
 
     label: str
     config: object
+    may_refuse: bool = False
+
+
+@dataclass(frozen=True)
+class Inputs:
+    label: str
+    tokens: torch.Tensor
+    positions: torch.Tensor | None  # None: the model's default, 0..L-1
+
+
+def make_inputs(vocab_size: int, seed: int = 0) -> list[Inputs]:
+    generator = torch.Generator().manual_seed(seed)
+    short = torch.randint(0, vocab_size, (BATCH, SHORT_SEQ_LEN), generator=generator)
+    long = torch.randint(0, vocab_size, (BATCH, SEQ_LEN), generator=generator)
+    offset = (torch.arange(SEQ_LEN) + POSITION_OFFSET).expand(BATCH, -1)
+    return [Inputs("short", short, None), Inputs(f"long@{POSITION_OFFSET}", long, offset)]
 
 
 def _quiet_transformers() -> None:
@@ -62,70 +109,292 @@ def _quiet_transformers() -> None:
 
 
 def verify_case(
-    spec: ModelSpec, case: Case, dtypes: list[str], seed: int = 0
+    spec: ModelSpec,
+    case: Case,
+    dtypes: list[str],
+    seed: int = 0,
+    gradients: bool = True,
+    export: bool = True,
 ) -> list[VerifyResult]:
     """Run the protocol for one config; one result per dtype."""
     _quiet_transformers()
     started = time.perf_counter()
     config = case.config
     results = [VerifyResult(spec.name, config.model_type, case.label, dtype) for dtype in dtypes]
+
+    def finish(error: str | None = None, refused: str | None = None) -> list[VerifyResult]:
+        for result in results:
+            result.error = result.error or error
+            result.refused = refused
+            result.seconds = time.perf_counter() - started
+        return results
+
     with tempfile.TemporaryDirectory() as directory:
+        directory = Path(directory)
         try:
-            save_checkpoint(random_hf_model(config, seed), Path(directory))
-            checkpoint = load_checkpoint(Path(directory))
+            save_checkpoint(random_hf_model(config, seed), directory / "hf")
+        except Exception as err:
+            return finish(f"transformers cannot build this config: {_one_line(err)}")
+        try:
             args, house_model, adapter = spec.build(config)
+        except NotImplementedError as err:
+            refusal = _one_line(err, with_type=False)
+            if case.may_refuse:
+                return finish(refused=refusal)
+            return finish(f"the package refuses its own default config: {refusal}")
+        except Exception as err:  # a broken package yields a FAIL line, not a traceback
+            return finish(_one_line(err))
+        try:
+            checkpoint = load_checkpoint(directory / "hf")
             unexpected = adapter.unmapped_keys(checkpoint)
             mapped = {key: value for key, value in checkpoint.items() if key not in unexpected}
             house_state = adapter.from_hf(mapped)
             missing, extra = house_model.load_state_dict(house_state, strict=False)
             roundtrip = _roundtrip_exact(adapter, mapped) and not unexpected
             house_model.eval()
-        except Exception as err:  # a broken package must yield a FAIL line, not a traceback
-            for result in results:
-                result.error = f"{type(err).__name__}: {err}"
-                result.seconds = time.perf_counter() - started
-            return results
-        tokens = torch.randint(0, config.vocab_size, (BATCH, SEQ_LEN), generator=_generator(seed))
+        except Exception as err:
+            return finish(_one_line(err))
+        inputs = make_inputs(config.vocab_size, seed)
+        try:
+            hf32, reference, noise32 = _hf_reference(directory / "hf", inputs)
+        except Exception as err:
+            return finish(f"transformers cannot run this config: {_one_line(err)}")
         for result in results:
             result.missing_keys = sorted(missing)
             result.unexpected_keys = sorted(unexpected) + sorted(extra)
             result.roundtrip_exact = roundtrip
             # fresh fp32 weights per dtype: a model cast to bf16 and back would be rounded
             house_model.to(torch.float32).load_state_dict(house_state, strict=False)
-            _compare_in_dtype(result, Path(directory), house_model, adapter, tokens)
+            _compare_in_dtype(
+                result,
+                directory / "hf",
+                house_model,
+                house_state,
+                inputs,
+                (hf32, reference, noise32),
+            )
             result.seconds = time.perf_counter() - started
-    return results
+        if "fp32" in dtypes and (gradients or export):
+            house_model.to(torch.float32).load_state_dict(house_state, strict=False)
+            _backward_and_export(
+                results,
+                directory,
+                house_model,
+                adapter,
+                inputs[-1],
+                reference[-1],
+                gradients,
+                export,
+            )
+    return finish()
 
 
-def _compare_in_dtype(result, directory: Path, house_model, adapter, tokens) -> None:
-    """Logits of both models in `result.dtype`, verdict, and the divergence on failure.
+def _hf_reference(directory: Path, inputs: list[Inputs]):
+    """HF's fp32 logits per input (its default attention kernel) and, per input, the
+    comparison of HF eager attention against them: HF's own fp32 noise."""
+    model = _load_hf(directory, torch.float32)
+    reference = _hf_logits(model, inputs)
+    try:
+        eager = _hf_logits(_load_hf(directory, torch.float32, "eager"), inputs)
+    except Exception:  # a model with one attention kernel only: no second opinion
+        eager = reference
+    return model, reference, [compare(e, r) for e, r in zip(eager, reference, strict=True)]
 
-    The HF side is loaded from the saved files with `from_pretrained(dtype=...)`, the way
-    users load checkpoints: that keeps the buffers HF holds in fp32 (rope frequencies,
-    router correction biases) in fp32, which a blanket `.to(bf16)` would round.
-    """
+
+def _load_hf(directory: Path, dtype: torch.dtype, attention: str | None = None):
+    """The HF side loaded the way users load checkpoints: `from_pretrained(dtype=...)`,
+    which keeps the buffers HF holds in fp32 (rope frequencies, router correction biases)
+    in fp32 where a blanket `.to(bf16)` would round them."""
     from transformers import AutoModelForCausalLM
 
+    kwargs = {"dtype": dtype}
+    if attention:
+        kwargs["attn_implementation"] = attention
+    return AutoModelForCausalLM.from_pretrained(directory, **kwargs).eval()
+
+
+def _hf_logits(model, inputs: list[Inputs]) -> list[torch.Tensor]:
+    with torch.no_grad():
+        return [
+            model(input_ids=item.tokens, position_ids=item.positions).logits.float()
+            for item in inputs
+        ]
+
+
+def _house_logits(model, item: Inputs) -> torch.Tensor:
+    if item.positions is None:
+        return model(item.tokens)
+    return model(item.tokens, positions=item.positions)
+
+
+def _compare_in_dtype(result, directory, house_model, house_state, inputs, hf_fp32) -> None:
+    """Logits of the package in `result.dtype` against HF fp32, within the bound HF's own
+    noise sets; the divergence on failure."""
     dtype = DTYPES[result.dtype]
-    threshold = THRESHOLDS[result.dtype]
+    hf32, reference, noise32 = hf_fp32
     try:
-        hf_model = AutoModelForCausalLM.from_pretrained(directory, dtype=dtype).eval()
+        if result.dtype == "fp32":
+            hf_model, noises = hf32, noise32
+        else:
+            hf_model = _load_hf(directory, dtype)
+            hf_logits = _hf_logits(hf_model, inputs)
+            noises = [compare(a, b) for a, b in zip(hf_logits, reference, strict=True)]
         house_model.to(dtype)
         with torch.no_grad():
-            reference = hf_model(input_ids=tokens).logits
-            logits = house_model(tokens)
+            logits = [_house_logits(house_model, item).float() for item in inputs]
     except Exception as err:
-        result.error = f"{type(err).__name__}: {err}"
+        result.error = _one_line(err)
         return
-    comparison = compare(logits, reference)
-    result.cosine, result.max_abs_diff = comparison.cosine, comparison.max_abs_diff
+    verdicts = []
+    for item, got, want, noise in zip(inputs, logits, reference, noises, strict=True):
+        comparison, limit = compare(got, want), bound(result.dtype, noise)
+        verdicts.append((limit.admits(comparison), comparison, limit, item))
+    failing = [v for v in verdicts if not v[0]]
+    _, comparison, limit, item = max(
+        verdicts, key=lambda v: (not v[0], v[1].relative / max(v[2].relative, 1e-30))
+    )
+    result.cosine = min(v[1].cosine for v in verdicts)
+    result.max_abs_diff = max(v[1].max_abs_diff for v in verdicts)
+    result.relative_diff, result.bound = comparison.relative, limit.relative
+    result.hf_noise = limit.noise.relative
     keys_ok = not result.missing_keys and not result.unexpected_keys
-    result.passed = comparison.passes(threshold) and keys_ok and result.roundtrip_exact
-    if not comparison.passes(threshold):
-        divergence = find_divergence(
-            adapter, house_model, hf_model, tokens, DIVERGENCE_TOLERANCE[result.dtype]
+    result.passed = not failing and keys_ok and bool(result.roundtrip_exact)
+    if not failing:
+        embedding = embedding_stage(house_model, hf_model, inputs[0].tokens)
+        if embedding is not None:
+            result.passed = False
+            result.first_divergence = f"{embedding} (not bit-exact in {result.dtype})"
+    if failing:
+        result.first_divergence = _locate(
+            result.dtype, directory, house_model, house_state, item, hf_model
         )
-        result.first_divergence = None if divergence is None else str(divergence)
+
+
+def _locate(dtype: str, directory: Path, house_model, house_state, item: Inputs, hf_in_dtype):
+    """Name the first diverging stage. A bug visible in bf16 is looked for in fp32 first,
+    where stage tolerances are tight; one that only bf16 shows (a missing rounding) is
+    looked for in bf16, each stage judged against HF's own bf16 noise at that stage."""
+    hf32 = _load_hf(directory, torch.float32)
+    house_model.to(torch.float32).load_state_dict(house_state, strict=False)
+    found = find_divergence(
+        house_model, hf32, item.tokens, DIVERGENCE_TOLERANCE["fp32"], positions=item.positions
+    )
+    if found is None and dtype != "fp32":
+        house_model.to(DTYPES[dtype])  # rounded from the fp32 weights, as in the comparison
+        found = find_divergence(
+            house_model,
+            hf32,
+            item.tokens,
+            DIVERGENCE_TOLERANCE["fp32"],
+            positions=item.positions,
+            hf_noise_model=hf_in_dtype or _load_hf(directory, DTYPES[dtype]),
+        )
+    return None if found is None else f"{found} on the {item.label} input"
+
+
+def _backward_and_export(
+    results, directory, house_model, adapter, item, reference, gradients, export
+) -> None:
+    """Gradient parity and the export direction, fp32, on the long input. A mismatch fails
+    every dtype's result: the package is wrong whatever precision it later runs in."""
+    try:
+        gradient_failure = None
+        if gradients:
+            gradient_failure = _gradient_mismatch(directory, house_model, adapter, item)
+        exported = (
+            _export_exact(directory, house_model, adapter, item, reference) if export else None
+        )
+    except Exception as err:
+        for result in results:
+            result.error = result.error or f"backward/export: {_one_line(err)}"
+            result.passed = False
+        return
+    for result in results:
+        if gradients:
+            result.gradients_match = gradient_failure is None
+            result.first_gradient_divergence = gradient_failure
+        if export:
+            result.export_exact = exported
+        if (gradients and gradient_failure) or (export and not exported):
+            result.passed = False
+
+
+def _loss(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Next-token cross entropy: the loss the training engines use."""
+    return torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]).float(), tokens[:, 1:].reshape(-1)
+    )
+
+
+def _gradient_mismatch(directory: Path, house_model, adapter, item: Inputs) -> str | None:
+    """The first checkpoint tensor whose gradient differs, or None.
+
+    HF's gradients are put into checkpoint layout by HF's own `save_pretrained` (parameters
+    replaced by their gradients, buffers by zeros), the package's by its adapter's `to_hf`;
+    both then name the same tensors the same way.
+    """
+    hf_model = _load_hf(directory / "hf", torch.float32)
+    hf_model.zero_grad()
+    logits = hf_model(input_ids=item.tokens, position_ids=item.positions).logits
+    _loss(logits, item.tokens).backward()
+    with torch.no_grad():
+        for param in hf_model.parameters():
+            param.data = param.grad if param.grad is not None else torch.zeros_like(param)
+        for buffer in hf_model.buffers():
+            buffer.zero_()
+    save_checkpoint(hf_model, directory / "grad")
+    hf_grads = load_checkpoint(directory / "grad")
+
+    house_model.zero_grad()
+    _loss(_house_logits(house_model, item), item.tokens).backward()
+    grads = {
+        name: (param.grad if param.grad is not None else torch.zeros_like(param)).detach()
+        for name, param in house_model.named_parameters()
+    }
+    state = {name: torch.zeros_like(buffer) for name, buffer in house_model.state_dict().items()}
+    state.update({name: grad for name, grad in grads.items() if name in state})
+    house_hf = adapter.to_hf(state)
+    # backward order: the parameter nearest the loss first, so the first mismatch is where
+    # the backward pass went wrong, not every parameter upstream of it
+    order = [key for name in reversed(list(grads)) for key in _hf_keys(adapter, name, grads[name])]
+    order += sorted(set(house_hf) - set(order), key=_natural, reverse=True)
+    for key in order:
+        if key not in hf_grads or key not in house_hf:
+            continue
+        diff = relative_diff(house_hf[key].float(), hf_grads[key].float())
+        if diff > GRADIENT_TOLERANCE:
+            return f"{key}, relative diff {diff:.2e}"
+    return None
+
+
+def _hf_keys(adapter, name: str, tensor: torch.Tensor) -> list[str]:
+    """The checkpoint keys one house tensor becomes, where the adapter can say alone."""
+    try:
+        return [key for key, _ in adapter.convert_single_to_hf(name, tensor)]
+    except Exception:  # an adapter that converts only whole state dicts (fused tensors)
+        return []
+
+
+def _export_exact(directory: Path, house_model, adapter, item: Inputs, reference) -> bool:
+    """The package's weights, exported with `to_hf`, loaded by HF's `from_pretrained`,
+    reproduce HF's logits exactly: a checkpoint trained in the house format returns to HF."""
+    from safetensors.torch import save_file
+
+    target = directory / "export"
+    target.mkdir()
+    exported = adapter.to_hf({k: v.detach() for k, v in house_model.state_dict().items()})
+    tensors = {key: tensor.contiguous().clone() for key, tensor in exported.items()}
+    save_file(tensors, target / "model.safetensors")
+    for extra in (directory / "hf").glob("*"):  # config.json, generation config, remote code
+        if extra.suffix != ".safetensors" and extra.name != "model.safetensors.index.json":
+            (target / extra.name).write_bytes(extra.read_bytes())
+    hf_model = _load_hf(target, torch.float32)
+    (logits,) = _hf_logits(hf_model, [item])
+    return torch.equal(logits, reference)
+
+
+def _natural(key: str):
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", key)]
 
 
 def _roundtrip_exact(adapter, checkpoint: dict[str, torch.Tensor]) -> bool:
@@ -136,5 +405,6 @@ def _roundtrip_exact(adapter, checkpoint: dict[str, torch.Tensor]) -> bool:
     return all(torch.equal(back[key], checkpoint[key]) for key in checkpoint)
 
 
-def _generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
+def _one_line(err: BaseException, with_type: bool = True) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return f"{type(err).__name__}: {text}" if with_type else text

@@ -16,9 +16,11 @@ from typing import Any
 
 from codegen.errors import CodegenError
 
-SEQ_LEN = 32  # test sequence length; windows and original contexts are shorter than this
+SEQ_LEN = 32  # the long test sequence: longer than every window and original context
+SHORT_SEQ_LEN = 6  # the short one: shorter than every window and original context
 WINDOW = 8
 ORIGINAL_CONTEXT = 16
+POSITION_OFFSET = 5  # the long sequence's explicit positions start here, not at 0
 
 Rule = Callable[[dict[str, Any]], Any]
 
@@ -69,28 +71,43 @@ def _max_positions(cfg: dict[str, Any]) -> int:
     return max(SEQ_LEN * 4, 128)
 
 
+# Caps, clamps and clips small enough that the verify weights (hf_checkpoint's noise) push
+# activations past them: a dropped or wrong cap then changes the logits in bf16 too, not
+# only in the last digits. tests/verify/test_caps_reached.py proves each is reached.
+CAPS = {
+    "attn_logit_softcapping": 0.25,  # raw scores reach ~0.4
+    "final_logit_softcapping": 1.5,  # raw logits reach ~2.4
+    "swiglu_limit": 1.0,  # gate/up reach ~2
+    "clip_qkv": 1.0,  # q/k/v reach ~2
+}
+
 # config attribute -> its toy value (a constant, or a function of the original config).
 SHRINK_RULES: dict[str, Any | Rule] = {
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "moe_intermediate_size": 32,
-    "shared_expert_intermediate_size": 64,
+    # Asymmetric on purpose (real checkpoints are): sqrt(96) is not a bf16 number, so a
+    # missing dtype rounding of an embedding scale shows; head_dim (40) != hidden / heads
+    # (24), so a port that derives head_dim instead of reading it shows; intermediate sizes
+    # are not multiples of hidden.
+    "hidden_size": 96,
+    "intermediate_size": 160,
+    "moe_intermediate_size": 40,
+    "shared_expert_intermediate_size": 56,
     "num_attention_heads": 4,
     "num_key_value_heads": _kv_heads,
     "head_dim": lambda cfg: (
-        8 if "qk_rope_head_dim" in cfg else 16
+        8 if "qk_rope_head_dim" in cfg else 40
     ),  # MLA: head_dim is the rope part
     "vocab_size": 512,
     "num_hidden_layers": _layers,
     "max_position_embeddings": _max_positions,
     "rope_parameters": _rope,
-    # experts: enough to route, top-k > 1, groups that still select
-    "num_local_experts": 8,
-    "num_experts": 8,
-    "n_routed_experts": 8,
+    # experts: 16, so experts stacked in string order ("10" < "2") show; top-k > 1
+    "num_local_experts": 16,
+    "num_experts": 16,
+    "n_routed_experts": 16,
     "num_experts_per_tok": 2,
-    # groups of 4 with one kept: "top-2 of a group" differs from "sum of the group"
-    "n_group": 2,
+    # 4 groups of 4, one kept: the top-2 experts must share a group, which greedy top-2
+    # routing does not guarantee (with two groups kept, top-2 would always fit)
+    "n_group": 4,
     "topk_group": 1,
     "n_shared_experts": lambda cfg: min(cfg["n_shared_experts"] or 0, 2),
     # dense and MoE layers both present
@@ -108,6 +125,7 @@ SHRINK_RULES: dict[str, Any | Rule] = {
     "attention_multiplier": 0.015625,
     "logits_scaling": 8.0,
     "routed_scaling_factor": 2.5,  # DeepSeek-V3's; GLM-4-MoE defaults to a silent 1.0
+    **CAPS,
     # windows shorter than the sequence, switched on where the config can switch them
     "use_sliding_window": True,
     "sliding_window": WINDOW,

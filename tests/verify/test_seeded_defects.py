@@ -158,12 +158,11 @@ def test_bf16_threshold_still_catches_a_real_bug():
 
 def test_divergence_is_silent_when_models_agree():
     from codegen.verify.divergence import find_divergence
-
-    config = tiny_config("llama")
     from codegen.verify.hf_checkpoint import random_hf_model
 
+    config = tiny_config("llama")
     hf_model = random_hf_model(config)
     args, model, adapter = LLAMA.build(config)
     model.load_state_dict(adapter.from_hf(hf_model.state_dict()), strict=False)
     tokens = torch.randint(0, config.vocab_size, (1, 16))
-    assert find_divergence(adapter, model.eval(), hf_model, tokens, 1e-4) is None
+    assert find_divergence(model.eval(), hf_model, tokens, 1e-4) is None

@@ -10,8 +10,24 @@ from codegen.verify.tiny_config import SEQ_LEN, shrink, tiny_config
 
 def test_sizes_shrink_and_grouped_heads_stay_grouped():
     config = tiny_config("llama")
-    assert (config.hidden_size, config.num_hidden_layers, config.vocab_size) == (64, 4, 512)
+    assert (config.hidden_size, config.num_hidden_layers, config.vocab_size) == (96, 4, 512)
     assert config.num_attention_heads == 4 and config.num_key_value_heads == 2
+
+
+def test_sizes_are_asymmetric_like_real_checkpoints():
+    """A port that derives head_dim, stacks experts in string order or skips the dtype
+    rounding of sqrt(hidden) must see a different toy than it assumes."""
+    import torch
+
+    config = tiny_config("llama")
+    assert config.head_dim != config.hidden_size // config.num_attention_heads
+    assert config.intermediate_size % config.hidden_size != 0
+    root = config.hidden_size**0.5
+    assert torch.tensor(root, dtype=torch.bfloat16).item() != root
+    moe = tiny_config("qwen3_moe")
+    assert moe.num_experts >= 16 and sorted(map(str, range(moe.num_experts)))[2] == "10"
+    mla = tiny_config("deepseek_v3")
+    assert mla.qk_nope_head_dim + mla.qk_rope_head_dim != mla.v_head_dim
 
 
 def test_multi_query_stays_multi_query():
@@ -27,7 +43,7 @@ def test_sliding_window_is_switched_on_and_shorter_than_the_sequence():
 
 def test_moe_keeps_routing_shared_experts_and_dense_layers():
     config = tiny_config("deepseek_v3")
-    assert config.n_routed_experts == 8 and config.num_experts_per_tok == 2
+    assert config.n_routed_experts == 16 and config.num_experts_per_tok == 2
     assert config.n_shared_experts >= 1
     assert 0 < config.first_k_dense_replace < config.num_hidden_layers
     assert config.topk_group < config.n_group

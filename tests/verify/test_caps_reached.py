@@ -1,0 +1,71 @@
+"""Every cap, clamp and clip of the toy configs works in its nonlinear range on verify's
+inputs, so a dropped or wrong cap changes the logits instead of hiding below it.
+
+The HF model is run on exactly the inputs verify uses, with torch's tanh and clamp wrapped
+to record what they receive: softcapping is `cap * tanh(x / cap)`, nonlinear once |x / cap|
+nears 1; a clamp or clip acts on the values it changes.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from codegen.verify.hf_checkpoint import random_hf_model
+from codegen.verify.run import make_inputs
+from codegen.verify.tiny_config import CAPS, tiny_config
+
+
+def _run_recording(model_type: str):
+    config = tiny_config(model_type)
+    model = random_hf_model(config)
+    tanh_inputs: list[float] = []
+    clamped: list[float] = []
+    real_tanh, real_clamp, real_clamp_ = torch.tanh, torch.Tensor.clamp, torch.Tensor.clamp_
+
+    def tanh(x, *args, **kwargs):
+        tanh_inputs.append(x.detach().abs().max().item())
+        return real_tanh(x, *args, **kwargs)
+
+    def clamp(self, *args, **kwargs):
+        out = real_clamp(self, *args, **kwargs)
+        clamped.append((out != self).float().mean().item())
+        return out
+
+    def clamp_(self, *args, **kwargs):
+        before = self.detach().clone()
+        out = real_clamp_(self, *args, **kwargs)
+        clamped.append((out != before).float().mean().item())
+        return out
+
+    torch.tanh, torch.Tensor.clamp, torch.Tensor.clamp_ = tanh, clamp, clamp_
+    try:
+        with torch.no_grad():
+            for item in make_inputs(config.vocab_size):
+                model(input_ids=item.tokens, position_ids=item.positions)
+    finally:
+        torch.tanh, torch.Tensor.clamp, torch.Tensor.clamp_ = real_tanh, real_clamp, real_clamp_
+    return config, tanh_inputs, clamped
+
+
+@pytest.mark.parametrize("model_type", ["gemma2", "gemma3_text"])
+def test_attention_and_final_softcaps_are_reached(model_type):
+    config, tanh_inputs, _ = _run_recording(model_type)
+    assert config.final_logit_softcapping == CAPS["final_logit_softcapping"]
+    assert tanh_inputs, "no softcap ran"
+    # the last tanh is the final logit softcap; the earlier ones the attention softcap
+    assert tanh_inputs[-1] >= 1.0, tanh_inputs[-1]
+    if getattr(config, "attn_logit_softcapping", None):
+        assert max(tanh_inputs[:-1]) >= 1.0, tanh_inputs
+
+
+def test_swiglu_clamp_acts_on_gate_and_up_values():
+    config, _, clamped = _run_recording("gpt_oss")
+    assert config.swiglu_limit == CAPS["swiglu_limit"]
+    assert clamped and max(clamped) >= 0.02, clamped  # at least 2% of values clamped
+
+
+def test_qkv_clip_acts():
+    config, _, clamped = _run_recording("olmo")
+    assert config.clip_qkv == CAPS["clip_qkv"]
+    assert clamped and max(clamped) >= 0.02, clamped
