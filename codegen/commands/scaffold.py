@@ -33,7 +33,7 @@ def scaffold(target, reference, name, models_dir, config_path, explain, dry_run,
     """Generate a complete model package for TARGET and register it.
 
     TARGET is a model_type of the installed transformers, a modeling_*.py, or a checkpoint
-    folder with config.json. The package (args, model, rope, state-dict adapter, spec) and a
+    folder with config.json. The package (args, model, state-dict adapter, spec) and a
     parity test are written to --out/NAME, and NAME is added to --out's MODEL_SPECS, so
     `codegen verify NAME --models OUT` finds it at once.
     """

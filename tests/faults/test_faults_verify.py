@@ -7,6 +7,7 @@ never as a traceback through codegen's internals.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,30 @@ def test_a_fixed_file_imports_in_the_same_process(models) -> None:
         load_spec("llama", models)
     model.write_text(good)
     assert load_spec("llama", models).name == "llama"
+
+
+@pytest.mark.parametrize("option", ["--config", "--shrink-config"])
+def test_config_of_another_model_type_is_refused_before_any_run(tmp_path, capsys, option):
+    """A qwen2 config given to the llama package: one line saying so, exit 2, no parity run."""
+    config = tmp_path / "config.json"
+    config.write_text(
+        json.dumps(
+            {
+                "model_type": "qwen2",
+                "hidden_size": 64,
+                "intermediate_size": 128,
+                "num_attention_heads": 4,
+                "num_key_value_heads": 2,
+                "num_hidden_layers": 2,
+                "vocab_size": 256,
+            }
+        )
+    )
+    rc = main(["verify", "llama", option, str(config), "--dtype", "fp32"])
+    captured = capsys.readouterr()
+    assert rc == 2
+    assert captured.out == ""  # nothing was run
+    assert captured.err == (
+        f"codegen: error: {config}: the config is for model_type 'qwen2', a different "
+        "model_type than 'llama' supports (llama)\n"
+    )

@@ -265,3 +265,16 @@ def test_two_models_into_one_out_keep_the_registry_sorted(tmp_path, capsys):
     assert text.index('"llama"') < text.index('"qwen2"') < text.index('"qwen3"')
     capsys.readouterr()
     assert main(["lint", "--models", str(models)]) == 0, capsys.readouterr().out
+
+
+def test_readme_names_the_files_a_package_has(tmp_path, capsys):
+    """README's command table lists the package's files; no promised file is missing."""
+    readme = (PROJECT / "README.md").read_text().splitlines()
+    row = next(line for line in readme if line.startswith("| `codegen scaffold NAME`"))
+    listed = row.split("package (", 1)[1].split(";", 1)[0].split(")", 1)[0]
+    words = {"state-dict adapter": "state_dict_adapter", "parity test": "test_llama"}
+    promised = {words.get(n.strip(), n.strip()) + ".py" for n in listed.split(",")}
+    assert main(["scaffold", "llama", "--dry-run", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    written = {line.rsplit("/", 1)[1] for line in out.splitlines() if line.startswith("=== ")}
+    assert promised == written - {"__init__.py"}
