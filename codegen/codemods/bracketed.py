@@ -132,13 +132,17 @@ class BracketedCodemod:
         else:
             index = entries[-1].index + 1
         comment = sequence.trailing_comment(node, template.index)
-        return sequence.insert(
-            node,
-            index,
-            element,
-            template=template.node,
-            comment=comment if shape.is_pragma(comment) else None,
-        )
+        if not shape.is_pragma(comment) or (indent is not None and _long_line_only(comment)):
+            comment = None  # prose stays with its entry; a laid-out entry needs no E501 waiver
+        return sequence.insert(node, index, element, template=template.node, comment=comment)
+
+
+def _long_line_only(comment: cst.Comment | None) -> bool:
+    """`# noqa: E501`: a waiver for the neighbour's line length, not part of an entry's shape."""
+    if comment is None:
+        return False
+    body = comment.value.lstrip("#").strip().lower().replace(" ", "")
+    return body == "noqa:e501"
 
 
 def _own_line_indent(wrapper: MetadataWrapper, node: cst.CSTNode, source: str) -> str | None:

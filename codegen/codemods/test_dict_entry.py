@@ -449,3 +449,38 @@ def test_an_expression_value_copies_the_layout_rules_not_the_neighbour():
             ['_HfExamplesInfo("x/y")'],
             expression=True,
         )
+
+
+def test_a_line_length_waiver_is_not_copied_but_other_pragmas_are():
+    assert_adds(
+        """
+        MODELS = {
+            "GraniteHybridLM": ("granitehybrid", "GraniteHybridLM"),  # noqa: E501
+        }
+        """,
+        "MODELS",
+        "Qwen3ForCausalLM",
+        ["qwen3", "Qwen3ForCausalLM"],
+        after="""
+        MODELS = {
+            "GraniteHybridLM": ("granitehybrid", "GraniteHybridLM"),  # noqa: E501
+            "Qwen3ForCausalLM": ("qwen3", "Qwen3ForCausalLM"),
+        }
+        """,
+    )
+    assert_adds(
+        """
+        MODELS = {
+            "Llama": ("llama", "Llama"),  # type: ignore[dict-item]
+        }
+        """,
+        "MODELS",
+        "Qwen3",
+        ["qwen3", "Qwen3"],
+        after="""
+        MODELS = {
+            "Llama": ("llama", "Llama"),  # type: ignore[dict-item]
+            "Qwen3": ("qwen3", "Qwen3"),  # type: ignore[dict-item]
+        }
+        """,
+    )
