@@ -76,8 +76,9 @@ def _report(fix, edits) -> list[str]:
     for edit in edits:
         for outcome in edit.outcomes:
             if outcome.status == "added":
+                key = outcome.key or fix.name  # the key written (an arch for some targets)
                 reports.append(
-                    f"{display(edit.path)}:{outcome.line}: fixed: registered {fix.name!r} "
+                    f"{display(edit.path)}:{outcome.line}: fixed: registered {key!r} "
                     f"in {outcome.label} ({outcome.reason})"
                 )
     return reports
