@@ -12,7 +12,7 @@ from pathlib import Path
 
 from codegen.lint.containers import check_container
 from codegen.lint.findings import Finding, Fix
-from codegen.lint.house import load_container, model_packages
+from codegen.lint.house import load_container, model_packages, package_files
 from codegen.lint.read import AstContainer, AstEntry, Unreadable, parse_file, top_level_names
 from codegen.lint.resolve import module_file
 from codegen.targets.model import Registry, Target
@@ -55,6 +55,9 @@ def check_target(target: Target, repo: Path) -> list[Finding]:
             for value in entry.values or ():
                 mentioned.update(re.split(r"[.:]", value))
             findings += _resolve(repo, path, registry, entry)
+    if target.models_dir is not None:  # the package checks house lint does, here too
+        if (repo / target.models_dir).is_dir():
+            findings += package_files(repo / target.models_dir, target.marker)
     if target.models_dir is not None:
         models = repo / target.models_dir
         for package in model_packages(models, target.marker) if models.is_dir() else []:

@@ -225,3 +225,22 @@ def test_a_model_folder_without_spec_and_unparsable_package_files_are_reported(
         "nothing registers it",
         "models/qwen2/model.py:2: CG007 syntax error: '(' was never closed",
     ]
+
+
+def test_a_framework_models_dir_gets_the_package_checks_too(framework, cli):
+    repo, registry = framework("archon", "archon_lines_init.py.txt")
+    models = repo / "areal/experimental/models/archon"
+    for name in ("qwen2", "qwen3"):
+        (models / name).mkdir()
+        (models / name / "spec.py").write_text("spec = None\n")
+    (models / "llama").mkdir()
+    (models / "llama" / "model.py").write_text("class Llama:\n    pass\n")
+    (models / "qwen3" / "args.py").write_text("x = (\n")
+    code, out, _ = cli("lint", "--target", "archon", "--repo", repo)
+    assert code == 1
+    assert [line.split(f"{repo}/", 1)[-1] for line in out.splitlines()] == [
+        "areal/experimental/models/archon/llama/model.py:1: CG008 model package 'llama' has "
+        "model.py but no spec.py: nothing registers it",
+        "areal/experimental/models/archon/qwen3/args.py:1: CG007 syntax error: "
+        "'(' was never closed",
+    ]
