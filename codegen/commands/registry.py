@@ -27,7 +27,22 @@ def registry():
     "--check", is_flag=True, help="Exit 1 if the entry is missing or differs; write nothing."
 )
 @click.option("--section", help="Insert under the section comment containing this text.")
-def add(file: Path, container: str, key: str, values: tuple[str, ...], show_diff, check, section):
+@click.option(
+    "--expr",
+    "expression",
+    is_flag=True,
+    help="The one VALUE is a Python expression, e.g. '_HfExamplesInfo(\"org/model\")'.",
+)
+def add(
+    file: Path,
+    container: str,
+    key: str,
+    values: tuple[str, ...],
+    show_diff,
+    check,
+    section,
+    expression,
+):
     """Add KEY (with VALUEs) to CONTAINER in FILE.
 
     CONTAINER is NAME, Class.NAME, 'from PKG' (side-effect imports) or 'if NAME' (an
@@ -37,7 +52,9 @@ def add(file: Path, container: str, key: str, values: tuple[str, ...], show_diff
     """
     source = read_source(file)
     try:
-        outcome = add_entry(source, container, key, values, path=str(file), section=section)
+        outcome = add_entry(
+            source, container, key, values, path=str(file), section=section, expression=expression
+        )
     except Conflict as conflict:
         if not check:
             raise

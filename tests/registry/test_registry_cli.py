@@ -180,3 +180,22 @@ def test_each_framework_shape(tmp_path, cli, name, container, args, expected):
     compile(new, name, "exec")
     code, out, _ = cli("registry", "add", path.name, container, *args, cwd=tmp_path)
     assert code == 0 and "already in" in out and path.read_text() == new
+
+
+def test_an_expression_value_for_vllms_example_registry(tmp_path, cli):
+    path = fixture(tmp_path, "vllm_0_33_examples.py.txt")
+    args = ["registry", "add", path.name, "_TEXT_GENERATION_EXAMPLE_MODELS", "--expr"]
+    value = '_HfExamplesInfo("Qwen/Qwen3-30B-A3B", trust_remote_code=True)'
+    code, out, err = cli(*args, "Qwen3MoeForCausalLM", value, cwd=tmp_path)
+    assert (code, err) == (0, ""), err
+    assert (  # 91 columns on one line: wrapped as ruff wraps a call
+        '    "Qwen3MoeForCausalLM": _HfExamplesInfo(\n'
+        '        "Qwen/Qwen3-30B-A3B", trust_remote_code=True\n'
+        "    ),\n"
+    ) in path.read_text()
+    code, out, _ = cli(*args, "Qwen3MoeForCausalLM", value, cwd=tmp_path)
+    assert code == 0 and "already in" in out
+    code, out, _ = cli(
+        *args, "Qwen3MoeForCausalLM", '_HfExamplesInfo("x/y")', "--check", cwd=tmp_path
+    )
+    assert code == 1 and "differs" in out
