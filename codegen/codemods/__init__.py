@@ -12,9 +12,11 @@ One codemod per file, each documented by its docstring and tested beside it:
 
 Shared helpers: `selector` (the CONTAINER grammar), `locate` / `import_sites` (finding the
 container), `order` (sorted / family / end), `shape` (entry shape from the neighbours),
-`sequence` (splicing into bracketed sequences), `base` / `bracketed` (the insert plan),
-`rename` (model-name swapping), `files` (parse, diff, atomic write). The entry point is
-`codegen.codemods.add.add_entry`.
+`layout` / `style` (line breaks as the formatter would, at the repository's line length),
+`imports` (the import a class value or copied branch needs), `sequence` (splicing into
+bracketed sequences), `base` / `bracketed` (the insert plan), `rename` (model-name
+swapping), `reorder` (`lint --fix` for CG005), `files` (parse, diff, atomic write). The
+entry point is `codegen.codemods.add.add_entry`.
 
 This package's `__init__` imports nothing, so `codegen lint` can use `selector` and `order`
 without loading libcst.
