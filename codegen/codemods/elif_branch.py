@@ -176,11 +176,18 @@ class _Names(cst.CSTVisitor):
     def visit_Name(self, node: cst.Name) -> None:
         self.loaded.add(node.value)
 
-    def visit_ImportAlias(self, node: cst.ImportAlias) -> None:
+    def visit_ImportAlias(self, node: cst.ImportAlias) -> bool:
         if node.asname is not None and isinstance(node.asname.name, cst.Name):
             self.bound.add(node.asname.name.value)
-        elif isinstance(node.name, cst.Name):
-            self.bound.add(node.name.value)
+        else:
+            self.bound.add(cst.Module([]).code_for_node(node.name).split(".")[0])
+        return False  # the imported path is not a name this scope loads
+
+    def visit_ImportFrom(self, node: cst.ImportFrom) -> bool:
+        if not isinstance(node.names, cst.ImportStar):
+            for alias in node.names:
+                alias.visit(self)
+        return False
 
     def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
         if isinstance(node.target, cst.Name):

@@ -1,6 +1,7 @@
 """Before/after cases for `elif_branch`: `if model_type == ...` dispatch chains."""
 
-from codegen.codemods.testing import assert_adds, assert_refuses
+from codegen.codemods.add import add_entry
+from codegen.codemods.testing import assert_adds, assert_refuses, code
 
 CHAIN = """
     def build(model_type, config):
@@ -109,3 +110,26 @@ def test_other_elif_tests_are_kept_and_skipped():
             raise KeyError(model_type)
         """,
     )
+
+
+def test_an_import_inside_the_given_statements_binds_the_class():
+    source = code(
+        """
+        def build(config):
+            if config.model_type == "llama":
+                return LlamaModel(config)
+            else:
+                raise ValueError(config.model_type)
+        """
+    )
+    outcome = add_entry(
+        source,
+        "if config.model_type",
+        "qwen3",
+        ["from pkg.models.qwen3 import Qwen3Model", "return Qwen3Model(config)"],
+    )
+    assert outcome.notes == []
+    outcome = add_entry(source, "if config.model_type", "qwen3", ["return Qwen3Model(config)"])
+    assert outcome.notes == [
+        "Qwen3Model is used by the new branch but not imported in <string>: add its import"
+    ]
