@@ -16,9 +16,11 @@ field is a switch.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field, replace
+from functools import cache
 from typing import Any
 
 import libcst as cst
@@ -465,7 +467,7 @@ class _Scanner:
 
     def scan(self, unit: _Unit, attrs: dict[str, _Ref]) -> None:
         env = self.env(unit, attrs)
-        unit.fn.visit(_Visitor(self, unit, env))
+        _Visitor(self, unit, env).run(unit.fn)
 
 
 def _value(test: str, operand=None) -> SwitchValue:
@@ -497,46 +499,55 @@ def _params(fn: cst.FunctionDef) -> list[cst.Param]:
 
 def _assignments(fn: cst.FunctionDef):
     """(target, value) of every simple assignment in `fn` (nested blocks included)."""
+    found = _ASSIGNS.get(id(fn))
+    if found is not None and found[0] is fn:
+        return found[1]
     out = []
-
-    class V(cst.CSTVisitor):
-        def visit_Assign(self, node: cst.Assign) -> None:
-            for t in node.targets:
-                out.append((t.target, node.value))
-
-        def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
-            if node.value is not None:
-                out.append((node.target, node.value))
-
-        def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
-            return node is fn
-
-        def visit_ClassDef(self, node: cst.ClassDef) -> bool:
-            return False
-
-    fn.visit(V())
+    for node in _walk(fn, _nested_def):
+        if isinstance(node, cst.Assign):
+            out.extend((t.target, node.value) for t in node.targets)
+        elif isinstance(node, cst.AnnAssign) and node.value is not None:
+            out.append((node.target, node.value))
+    if len(_ASSIGNS) > 4096:  # keeps the functions (and their trees) alive: bounded
+        _ASSIGNS.clear()
+    _ASSIGNS[id(fn)] = (fn, out)
     return out
 
 
-class _Visitor(cst.CSTVisitor):
+_ASSIGNS: dict[int, tuple] = {}  # id(fn) -> (fn, assignments); parsed trees are shared
+
+
+class _Visitor:
+    """Walks one function (not its nested definitions), handling each test it meets."""
+
     def __init__(self, scanner: _Scanner, unit: _Unit, env: dict) -> None:
         self.s = scanner
         self.unit = unit
         self.env = env
         self.in_test: set[int] = set()
         self.targets: list[str] = []  # enclosing assignment targets (for wording)
+        self.handlers = {
+            cst.If: self.visit_If,
+            cst.IfExp: self.visit_IfExp,
+            cst.CompFor: self.visit_CompFor,
+            cst.BooleanOperation: self.visit_BooleanOperation,
+            cst.Arg: self.visit_Arg,
+            cst.Call: self.visit_Call,
+        }
 
-    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
-        return node is self.unit.fn
-
-    def visit_ClassDef(self, node: cst.ClassDef) -> bool:
-        return False
-
-    def visit_Assign(self, node: cst.Assign) -> None:
-        self.targets.append(_target_name(node.targets[0].target))
-
-    def leave_Assign(self, node: cst.Assign) -> None:
-        self.targets.pop()
+    def run(self, node: cst.CSTNode) -> None:
+        if node is not self.unit.fn and _nested_def(node):
+            return
+        handler = self.handlers.get(type(node))
+        if handler is not None:
+            handler(node)
+        assign = isinstance(node, cst.Assign)
+        if assign:
+            self.targets.append(_target_name(node.targets[0].target))
+        for child in _children(node):
+            self.run(child)
+        if assign:
+            self.targets.pop()
 
     def _mark(self, test: cst.CSTNode) -> None:
         for sub in _walk(test):
@@ -682,12 +693,45 @@ def _first_op(test) -> str | None:
     return None
 
 
-def _walk(node: cst.CSTNode):
+_LAYOUT = {"lpar", "rpar", "leading_lines", "lines_after_decorators", "comma", "semicolon"}
+_LAYOUT |= {"header", "footer", "equal", "dot", "colon", "star", "asynchronous"}
+
+
+@cache
+def _fields(cls: type) -> tuple[str, ...]:
+    """Child fields of a libcst node class, without whitespace and punctuation."""
+    return tuple(
+        f.name
+        for f in dataclasses.fields(cls)
+        if "whitespace" not in f.name and f.name not in _LAYOUT
+    )
+
+
+def _children(node: cst.CSTNode) -> list[cst.CSTNode]:
+    """The node's children in source order, read from its fields (libcst's own `children`
+    and visitors rebuild every node, which made this analysis several times slower)."""
+    out: list[cst.CSTNode] = []
+    for name in _fields(type(node)):
+        value = getattr(node, name)
+        if isinstance(value, cst.CSTNode):
+            out.append(value)
+        elif isinstance(value, tuple | list):
+            out.extend(v for v in value if isinstance(v, cst.CSTNode))
+    return out
+
+
+def _walk(node: cst.CSTNode, prune=None):
+    """Pre-order, source order; `prune(n)` true: `n` is yielded but not entered."""
     stack = [node]
     while stack:
         current = stack.pop()
         yield current
-        stack.extend(current.children)
+        if prune is None or current is node or not prune(current):
+            stack.extend(reversed(_children(current)))
+
+
+def _nested_def(node: cst.CSTNode) -> bool:
+    return isinstance(node, cst.FunctionDef | cst.ClassDef | cst.Lambda)
 
 
 def _target_name(target: cst.BaseExpression) -> str:
@@ -720,28 +764,23 @@ _TRIVIAL_CALLS = {"view", "reshape", "transpose", "contiguous", "size", "to", "f
 def _describe_block(sf: SourceFile, body) -> str:
     """`creates q_a_proj, q_b_proj; calls clamp_` for a branch body."""
     created, removed, called = [], [], []
-
-    class V(cst.CSTVisitor):
-        def visit_Assign(self, node: cst.Assign) -> None:
-            for t in node.targets:
-                name = _target_name(t.target)
-                if not isinstance(t.target, cst.Attribute) or not name:
-                    continue
-                ok, value = _const(node.value)
-                if ok and value is None:
-                    removed.append(name)
-                elif isinstance(node.value, cst.Call) and _callee(node.value)[:1].isupper():
-                    created.append(f"{name} ({_callee(node.value)})")
-
-        def visit_Call(self, node: cst.Call) -> None:
-            name = _callee(node)
-            if name[:1].isupper() or name in _TRIVIAL_CALLS or name == "super":
-                return
-            if name not in called:
-                called.append(name)
-
     for stmt in body:
-        stmt.visit(V())
+        for node in _walk(stmt, _nested_def):
+            if isinstance(node, cst.Assign):
+                for t in node.targets:
+                    name = _target_name(t.target)
+                    if not isinstance(t.target, cst.Attribute) or not name:
+                        continue
+                    ok, value = _const(node.value)
+                    if ok and value is None:
+                        removed.append(name)
+                    elif isinstance(node.value, cst.Call) and _callee(node.value)[:1].isupper():
+                        created.append(f"{name} ({_callee(node.value)})")
+            elif isinstance(node, cst.Call):
+                name = _callee(node)
+                trivial = name[:1].isupper() or name in _TRIVIAL_CALLS or name == "super"
+                if not trivial and name not in called:
+                    called.append(name)
     parts = []
     if created:
         parts.append("creates " + ", ".join(dict.fromkeys(created)))
