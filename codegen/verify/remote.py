@@ -155,6 +155,11 @@ def remote_toy_config(remote: RemoteModel, **overrides):
         full = remote.config_class(**values).to_dict()
         toy = shrink_legacy(full, getattr(remote.config_class, "attribute_map", None) or {})
         toy.pop("model_type", None)
+        if overrides and "layer_types" not in overrides:
+            # a flipped switch is another checkpoint: its config class derives the layer
+            # pattern again (as `tiny_config` does by name), the folder's pattern is for its
+            # own setting (a window pattern kept with the window switched off is invalid)
+            toy.pop("layer_types", None)
         toy.update(overrides)
         return remote.config_class(**toy)
 
