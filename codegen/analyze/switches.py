@@ -192,6 +192,9 @@ class _Scanner:
         self.known = known  # config field -> configured value (None: accept every read)
         self.found: dict[tuple[str, str, bool], _Found] = {}
         self.attr_maps: dict[int, dict[str, _Ref]] = {}  # id(ClassInfo) -> attr -> ref
+        # keyword -> the config field a call passes under it (`softcap=self.attn_softcap`):
+        # a module function's parameter of that name carries the field into its tests
+        self.bindings: dict[str, _Ref] = {}
 
     # -- config objects and reads ---------------------------------------------------------
     def config_names(self, unit: _Unit) -> set[str]:
@@ -465,8 +468,12 @@ class _Scanner:
         if ref.read_at and ref.read_at not in found.reads:
             found.reads.append(f"{ref.read_at} ({ref.via})")
 
-    def scan(self, unit: _Unit, attrs: dict[str, _Ref]) -> None:
+    def scan(self, unit: _Unit, attrs: dict[str, _Ref], bound: dict | None = None) -> None:
         env = self.env(unit, attrs)
+        for param in _params(unit.fn) if bound else ():
+            ref = bound.get(param.name.value)
+            if ref is not None and param.name.value not in env["locals"]:
+                env["locals"][param.name.value] = ref
         _Visitor(self, unit, env).run(unit.fn)
 
 
@@ -638,6 +645,10 @@ class _Visitor:
         if id(node) in self.in_test or node.keyword is None:
             return
         ref = self.s.read(node.value, self.env)
+        if ref is not None and not ref.item and self.unit.cls is not None:
+            via = node.keyword.value  # the parameter it is passed as
+            bound = replace(ref, via=via, read_at=self.unit.cite(node.value))
+            self.s.bindings.setdefault(node.keyword.value, bound)
         if ref is None or ref.item or ref.key or not self.s.is_bool(ref.field):
             return
         where = self.targets[-1] if self.targets and self.targets[-1] else "the module"
@@ -866,8 +877,8 @@ def find_switches(
         attrs = scanner.attr_map(project, cls, units_of)
         for unit in _units(project, cls):
             scanner.scan(unit, attrs)
-    for sf, fn in functions:
-        scanner.scan(_Unit(sf, fn, fn, None), {})
+    for sf, fn in functions:  # after the classes: their calls bind these functions' params
+        scanner.scan(_Unit(sf, fn, fn, None), {}, bound=scanner.bindings)
     for cfg_cls in config_classes:
         for c in project.mro(cfg_cls):
             for unit in _units(project, c, config_self=True):

@@ -81,7 +81,11 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
         "attention_bias": {"true", "false"},
         "rope_parameters.partial_rotary_factor": {"cmp"},
     },
-    "gemma2": {"final_logit_softcapping": {"none", "set"}, "layer_types": {"layers"}},
+    "gemma2": {
+        "final_logit_softcapping": {"none", "set"},
+        "attn_logit_softcapping": {"none", "set"},  # passed as softcap= to a function
+        "layer_types": {"layers"},
+    },
     "falcon": {
         "parallel_attn": {"true", "false"},
         "new_decoder_architecture": {"true", "false"},
@@ -263,6 +267,7 @@ class SnipConfig(PreTrainedConfig):
     rotary_part: float = 1.0
     block_kinds: list[str] | None = None
     train_noise: float = 0.0
+    score_cap: float | None = None
 """
 
 SNIPPET = """
@@ -272,6 +277,12 @@ from torch import nn
 from .configuration_snip import SnipConfig
 
 TABLE = {"plain": None}
+
+
+def capped(x, cap=None):
+    if cap is not None:  # L:param
+        x = torch.tanh(x / cap) * cap
+    return x
 
 
 class SnipBlock(nn.Module):
@@ -297,6 +308,7 @@ class SnipBlock(nn.Module):
         if self.kind == "wide":  # L:perlayer
             self.wide = nn.Linear(64, 128)
         self.noise = config.train_noise
+        self.score_cap = config.score_cap
         if getattr(config, "not_a_field", False):  # L:unknown
             self.never = nn.Linear(1, 1)
         if config._attn_implementation == "eager":  # L:private
@@ -308,6 +320,7 @@ class SnipBlock(nn.Module):
     def forward(self, x):
         if self.training and self.noise > 0:  # L:training
             x = x + torch.randn_like(x)
+        x = capped(x, cap=self.score_cap)
         if x.shape[1] > self.low_rank_len():
             x = x
         return x
@@ -383,6 +396,7 @@ def _cites(switch: Switch, test: str | None = None) -> set[int]:
         ("block_kinds", "perlayer", {"layers"}, "per_layer"),
         ("dense_layers", "comp", {"empty", "nonempty"}, "layer_list"),
         ("mixer_kind", "choice", {"eq", "other"}, "choice"),
+        ("score_cap", "param", {"none", "set"}, "optional"),
     ],
 )
 def test_each_idiom_is_found(snippet, name, mark, tests, kind) -> None:
@@ -412,6 +426,10 @@ def test_idiom_details(snippet) -> None:
     assert any("self.use_gate_norm" in r for r in switches["use_gate_norm"].reads)
     bias = next(v for v in switches["proj_bias"].values if v.test == "true")
     assert bias.selects == "bias on proj"
+    # through `self.score_cap = config.score_cap`, then `capped(x, cap=self.score_cap)`
+    cap = switches["score_cap"]
+    assert any(r.endswith("(cap)") for r in cap.reads)
+    assert "tanh" in next(v for v in cap.values if v.test == "set").selects
 
 
 def test_what_is_not_a_switch(snippet) -> None:
