@@ -754,6 +754,8 @@ def _target_name(target: cst.BaseExpression) -> str:
 
 
 def _callee(node: cst.Call) -> str:
+    if isinstance(node.func, cst.Subscript):  # `ACT2FN[name](x)`
+        return f"{dotted(node.func.value) or 'table'}[...]"
     name = dotted(node.func)
     if name is None and isinstance(node.func, cst.Attribute):
         name = node.func.attr.value
