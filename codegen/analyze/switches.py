@@ -192,6 +192,7 @@ class _Scanner:
         self.known = known  # config field -> configured value (None: accept every read)
         self.found: dict[tuple[str, str, bool], _Found] = {}
         self.attr_maps: dict[int, dict[str, _Ref]] = {}  # id(ClassInfo) -> attr -> ref
+        self.derived_maps: dict[int, dict] = {}  # id(ClassInfo) -> attr -> (test, env)
         # keyword -> the config field a call passes under it (`softcap=self.attn_softcap`):
         # a module function's parameter of that name carries the field into its tests
         self.bindings: dict[str, _Ref] = {}
@@ -305,6 +306,7 @@ class _Scanner:
             return self.attr_maps[key]
         self.attr_maps[key] = {}
         out: dict[str, _Ref] = {}
+        derived = self.derived_maps.setdefault(key, {})
         for base in reversed(project.mro(cls)):
             for unit in units_of(base):
                 env = self.env(unit, attrs=out)
@@ -315,21 +317,31 @@ class _Scanner:
                             and isinstance(target.value, cst.Name)
                             and target.value.value == "self"
                         ):
+                            name = target.attr.value
                             ref = self.value_ref(value, env)
-                            if ref is not None and target.attr.value not in out:
-                                out[target.attr.value] = replace(
-                                    ref, via=f"self.{target.attr.value}", read_at=unit.cite(value)
+                            if ref is not None and name not in out:
+                                out[name] = replace(
+                                    ref, via=f"self.{name}", read_at=unit.cite(value)
                                 )
+                            elif _is_condition(value) and name not in derived:
+                                # `self.is_x = cfg.k == "x"`
+                                derived[name] = (value, env, f"self.{name}", unit.cite(value))
         self.attr_maps[key] = out
         return out
 
-    def env(self, unit: _Unit, attrs: dict[str, _Ref]) -> dict:
+    def derived(self, cls: ClassInfo) -> dict:
+        """self.attr -> (test, its env, via, site) for attributes assigned a config test."""
+        return self.derived_maps.get(id(cls), {})
+
+    def env(self, unit: _Unit, attrs: dict[str, _Ref], derived: dict | None = None) -> dict:
         env = {
             "config": self.config_names(unit),
             "config_self": unit.config_self,
             "init": unit.fn.name.value in ("__init__", "__post_init__"),
             "attrs": attrs,
             "locals": {},
+            "derived": derived or {},  # self.attr -> (test, env, via, site)
+            "derived_locals": {},  # local -> (test, env, via, site)
         }
         params = {p.name.value for p in _params(unit.fn)}
         assigned = _assignments(unit.fn)
@@ -348,10 +360,23 @@ class _Scanner:
                     env["locals"][target.value] = replace(
                         ref, via=target.value, read_at=unit.cite(value)
                     )
+                elif _is_condition(value):
+                    site = unit.cite(value)
+                    env["derived_locals"][target.value] = (value, env, target.value, site)
         return env
 
     # -- conditions ---------------------------------------------------------------------------
     def atoms(self, test: cst.BaseExpression, env: dict) -> list[_Atom]:
+        stored = None
+        if isinstance(test, cst.Attribute) and dotted(test.value) == "self":
+            stored = env["derived"].get(test.attr.value)
+        elif isinstance(test, cst.Name):
+            stored = env["derived_locals"].get(test.value)
+        if stored is not None and env.get("depth", 0) < 3:
+            # a name holding an earlier test (`self.is_sliding`): that test's atoms, cited here
+            expr, where, via, site = stored
+            inner = self.atoms(expr, {**where, "depth": env.get("depth", 0) + 1})
+            return [replace(a, node=test, ref=replace(a.ref, via=via, read_at=site)) for a in inner]
         if isinstance(test, cst.UnaryOperation) and isinstance(test.operator, cst.Not):
             return [
                 _Atom(a.ref, a.no, a.yes, a.node) if a.no is not None else a
@@ -468,8 +493,10 @@ class _Scanner:
         if ref.read_at and ref.read_at not in found.reads:
             found.reads.append(f"{ref.read_at} ({ref.via})")
 
-    def scan(self, unit: _Unit, attrs: dict[str, _Ref], bound: dict | None = None) -> None:
-        env = self.env(unit, attrs)
+    def scan(
+        self, unit: _Unit, attrs: dict[str, _Ref], bound: dict | None = None, derived=None
+    ) -> None:
+        env = self.env(unit, attrs, derived)
         for param in _params(unit.fn) if bound else ():
             ref = bound.get(param.name.value)
             if ref is not None and param.name.value not in env["locals"]:
@@ -551,6 +578,9 @@ class _Visitor:
         assign = isinstance(node, cst.Assign)
         if assign:
             self.targets.append(_target_name(node.targets[0].target))
+            if _is_condition(node.value) and id(node.value) not in self.in_test:
+                name = self.targets[-1] or "the result"
+                self._test(node.value, f"{name} = True", f"{name} = False", True)
         for child in _children(node):
             self.run(child)
         if assign:
@@ -678,6 +708,17 @@ class _Visitor:
                     ref, replace(_cmp(">=", 1), selects=f"all of {whole}"), self.unit, node
                 )
                 return
+
+
+def _is_condition(node: cst.BaseExpression) -> bool:
+    """A boolean test: a comparison, `not x`, or `and`/`or` of those."""
+    if isinstance(node, cst.Comparison):
+        return True
+    if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Not):
+        return True
+    if isinstance(node, cst.BooleanOperation):
+        return _is_condition(node.left) and _is_condition(node.right)
+    return False
 
 
 def _raises(body) -> bool:
@@ -878,7 +919,7 @@ def find_switches(
     for cls in classes:
         attrs = scanner.attr_map(project, cls, units_of)
         for unit in _units(project, cls):
-            scanner.scan(unit, attrs)
+            scanner.scan(unit, attrs, derived=scanner.derived(cls))
     for sf, fn in functions:  # after the classes: their calls bind these functions' params
         scanner.scan(_Unit(sf, fn, fn, None), {}, bound=scanner.bindings)
     for cfg_cls in config_classes:

@@ -268,6 +268,7 @@ class SnipConfig(PreTrainedConfig):
     block_kinds: list[str] | None = None
     train_noise: float = 0.0
     score_cap: float | None = None
+    gate_kind: str = "soft"
 """
 
 SNIPPET = """
@@ -309,6 +310,7 @@ class SnipBlock(nn.Module):
             self.wide = nn.Linear(64, 128)
         self.noise = config.train_noise
         self.score_cap = config.score_cap
+        self.hard_gate = config.gate_kind == "hard"  # L:derivedset
         if getattr(config, "not_a_field", False):  # L:unknown
             self.never = nn.Linear(1, 1)
         if config._attn_implementation == "eager":  # L:private
@@ -321,6 +323,8 @@ class SnipBlock(nn.Module):
         if self.training and self.noise > 0:  # L:training
             x = x + torch.randn_like(x)
         x = capped(x, cap=self.score_cap)
+        if self.hard_gate:  # L:derived
+            x = torch.sign(x)
         if x.shape[1] > self.low_rank_len():
             x = x
         return x
@@ -397,6 +401,7 @@ def _cites(switch: Switch, test: str | None = None) -> set[int]:
         ("dense_layers", "comp", {"empty", "nonempty"}, "layer_list"),
         ("mixer_kind", "choice", {"eq", "other"}, "choice"),
         ("score_cap", "param", {"none", "set"}, "optional"),
+        ("gate_kind", "derived", {"eq", "other"}, "choice"),
     ],
 )
 def test_each_idiom_is_found(snippet, name, mark, tests, kind) -> None:
@@ -430,6 +435,13 @@ def test_idiom_details(snippet) -> None:
     cap = switches["score_cap"]
     assert any(r.endswith("(cap)") for r in cap.reads)
     assert "tanh" in next(v for v in cap.values if v.test == "set").selects
+    # a test stored in an attribute (`self.hard_gate = config.gate_kind == "hard"`) is a test
+    # where it is made and where the attribute is tested
+    gate = switches["gate_kind"]
+    assert {marks["derivedset"], marks["derived"]} <= _cites(gate, "eq")
+    hard = next(v for v in gate.values if v.test == "eq")
+    assert hard.operand == "hard" and "sign" in hard.selects and "hard_gate = True" in hard.selects
+    assert any(r.endswith("(self.hard_gate)") for r in gate.reads)
 
 
 def test_what_is_not_a_switch(snippet) -> None:
