@@ -110,6 +110,9 @@ def _limit_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
 
 
+STATUSES = ("pass", "skipped", "refused", "fail")  # a switch setting's worst status wins
+
+
 def _verdict(results: list[dict]) -> dict:
     """Pass when no case fails; a switch setting the package refuses in one line is a gap
     counted apart, not a failure."""
@@ -120,14 +123,14 @@ def _verdict(results: list[dict]) -> dict:
     for r in results:
         if "+" in r["case"]:
             worst = settings.get(r["case"], "pass")
-            settings[r["case"]] = max(worst, r["status"], key=["pass", "refused", "fail"].index)
+            settings[r["case"]] = max(worst, r["status"], key=STATUSES.index)
     verdict = {
         "passed": bool(results) and not failed,
         "cosine": min(cosines) if cosines else None,
         "max_abs_diff": max(diffs) if diffs else None,
         "switch_settings": {
             status: sorted(case for case, s in settings.items() if s == status)
-            for status in ("pass", "refused", "fail")
+            for status in STATUSES
         },
     }
     if failed:
@@ -143,7 +146,7 @@ def _why(result: dict) -> str:
         return where + f"keys: missing {missing}, unexpected {unexpected}"
     if result["first_gradient_divergence"]:
         return where + f"gradients differ first at {result['first_gradient_divergence']}"
-    if result["export_exact"] is False:
+    if result["export_matches"] is False:
         return where + "export through to_hf does not reproduce HF"
     return where + f"logits differ; first divergence: {result['first_divergence']}"
 

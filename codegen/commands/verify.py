@@ -153,6 +153,7 @@ def _print_line(name: str, dtype: str, results) -> None:
     package refuses in one line is counted, not failed)."""
     passed = not any(r.status == "fail" for r in results)
     refused = [r for r in results if r.status == "refused"]
+    skipped = [r for r in results if r.status == "skipped"]
     cosines = [r.cosine for r in results if r.cosine is not None]
     diffs = [r.max_abs_diff for r in results if r.max_abs_diff is not None]
     seconds = sum(r.seconds for r in results)
@@ -162,10 +163,14 @@ def _print_line(name: str, dtype: str, results) -> None:
     line += f"  cases={len(results)}"
     if refused:
         line += f" refused={len(refused)}"
+    if skipped:
+        line += f" skipped={len(skipped)}"
     click.echo(line + f"  {seconds:.1f}s")
     for result in results:
         if result.status == "refused":
             click.echo(f"      {result.case}: refused: {result.refused}")
+        elif result.status == "skipped":
+            click.echo(f"      {result.case}: skipped: {result.skipped}")
         elif result.status == "fail":
             click.echo(f"      {result.case}: {_why(result)}")
 
@@ -180,7 +185,7 @@ def _why(result) -> str:
         reasons.append(f"unexpected keys {result.unexpected_keys[:4]}")
     if result.roundtrip_exact is False:
         reasons.append("adapter round trip not exact")
-    if result.export_exact is False:
+    if result.export_matches is False:
         reasons.append("export through to_hf + from_pretrained does not give HF's logits")
     if result.first_gradient_divergence:
         reasons.append(f"first gradient divergence: {result.first_gradient_divergence}")

@@ -131,7 +131,29 @@ def _naming_steps(target) -> list[Step]:
             },
         ),
         Step("align_config_fields", {"fields": fields, "config": _settings(target.config)}),
+        Step("guard_switches", _guard_params(target)),
     ]
+
+
+def _guard_params(target) -> dict:
+    settings = _switch_settings(target)
+    derived = {field: sorted(target.derived_fields.get(field, ())) for field in settings}
+    return {"settings": settings, "derived": derived}
+
+
+def _switch_settings(target) -> dict:
+    """Each top-level config switch of the HF source -> its value in the config the package
+    is planned for; `guard_switches` fixes those the generated code does not read. Only
+    values that name a setting (a flag, a choice, None) are pinned: a toy size (a window of
+    8, a head_dim) is no setting to hold real checkpoints to."""
+    settings = {}
+    for switch in getattr(target.features, "switches", ()):
+        if switch.container or switch.field not in target.config:
+            continue
+        value = target.config[switch.field]
+        if isinstance(value, (bool, str)) or value is None:
+            settings[switch.field] = value
+    return settings
 
 
 def _bare(key: str) -> str:

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import libcst as cst
+
 from codegen.analyze.analysis import analyze_target
+from codegen.analyze.derived_fields import derived_fields
 from codegen.analyze.features import Features
 from codegen.analyze.locate import resolve
 from codegen.analyze.model import load_model
@@ -27,6 +30,9 @@ class Target:
     features: Features
     config: dict  # the toy config values the features were read under
     config_fields: frozenset[str]  # every field name the target's config class answers to
+    # config field -> the fields the config class derives from it (use_sliding_window ->
+    # layer_types): a package reading a derived field realises the switch
+    derived_fields: dict = field(default_factory=dict)
 
 
 def load_target(target: str, config_path: str | None = None) -> Target:
@@ -44,7 +50,16 @@ def load_target(target: str, config_path: str | None = None) -> Target:
         path = Path(directory) / "config.json"
         path.write_text(json.dumps(toy, default=_plain))
         features = analyze_target(resolve(target, str(path)), project)
-    return Target(features, toy, fields)
+    return Target(features, toy, fields, _derived(model.target.configuration_path))
+
+
+def _derived(path: str | None) -> dict:
+    if not path:
+        return {}
+    try:
+        return derived_fields(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, cst.ParserSyntaxError):
+        return {}
 
 
 def _plain(value):

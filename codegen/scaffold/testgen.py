@@ -17,11 +17,15 @@ SPEC = load_spec("{name}", Path(__file__).resolve().parents[1])
 
 @pytest.mark.parametrize("case", default_cases(SPEC), ids=lambda case: case.label)
 def test_parity_with_transformers(case):
+    """The default config and every config switch setting: parity, or (for a setting
+    only) a one-line refusal from from_hf_config."""
     for result in verify_case(SPEC, case, ["fp32", "bf16"]):
+        if result.status == "refused":
+            continue
         assert not result.missing_keys, result.missing_keys
         assert not result.unexpected_keys, result.unexpected_keys
         assert result.roundtrip_exact
-        assert result.passed, result
+        assert result.status != "fail", result
 '''
 
 

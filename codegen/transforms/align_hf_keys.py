@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import libcst as cst
+import libcst.matchers as m
+
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import EditDict, run
 
@@ -16,8 +19,9 @@ class AlignHfKeys(Transform):
     A key the target has is kept. Otherwise the target key whose dotted components belong
     to the same synonym groups (`rules/names.py`, e.g. `mlp.gate_proj` ~
     `block_sparse_moe.w1`) replaces it. A row left with no target key at all is dead for
-    this checkpoint and removed; a reference row that matches ambiguously is left for
-    verify to report.
+    this checkpoint and removed, unless it is the bias of a projection the model builds
+    with a config-switched bias (`bias=args.attention_bias`): checkpoints with the switch on
+    carry it. A reference row that matches ambiguously is left for verify to report.
     """
 
     name = "align_hf_keys"
@@ -33,6 +37,9 @@ class AlignHfKeys(Transform):
         for key in targets:
             by_shape.setdefault(_shape(key, canonical), []).append(key)
         wanted = set(targets)
+        model = package.files.get("model.py")
+        switched = switched_biases(model) if model is not None else set()
+        built = built_modules(model) if model is not None else set()
 
         def rewrite(key: str, value: str):
             hf_key = json.loads(key)
@@ -45,8 +52,8 @@ class AlignHfKeys(Transform):
             ]
             if len(candidates) == 1:
                 return [(json.dumps(candidates[0]), value)]
-            if not candidates:
-                return []  # the target checkpoint has no such weight
+            if not candidates:  # the toy checkpoint has no such weight
+                return [(key, value)] if _live_for_some_setting(value, switched, built) else []
             return [(key, value)]
 
         run(package, "state_dict_adapter.py", EditDict("from_hf_map", rewrite))
@@ -62,3 +69,45 @@ def _relayer(key: str, layer_prefix: str) -> str:
 
 def _shape(key: str, canonical: dict[str, str]) -> tuple[str, ...]:
     return tuple(canonical.get(part, part) for part in key.split("."))
+
+
+def _live_for_some_setting(value: str, switched: set[str], built: set[str]) -> bool:
+    """A row the toy checkpoint lacks but another switch setting creates: the bias of a
+    projection built with `bias=<config>`, or a module the model builds on a branch (a
+    direct `wq` when `q_lora_rank` is None)."""
+    house = json.loads(value) if value != "None" else ""
+    parts = house.split(".")
+    if len(parts) < 2:
+        return False
+    if parts[-1] == "bias":
+        return parts[-2] in switched
+    return parts[-2] in built
+
+
+def built_modules(module: cst.Module) -> set[str]:
+    """Attributes assigned `self.<name> = <call>` inside an `if` (built for some configs)."""
+    found: set[str] = set()
+    for branch in m.findall(module, m.If()):
+        for node in m.findall(
+            branch,
+            m.Assign(targets=[m.AssignTarget(m.Attribute(value=m.Name("self")))], value=m.Call()),
+        ):
+            found.add(node.targets[0].target.attr.value)
+    return found
+
+
+def switched_biases(module: cst.Module) -> set[str]:
+    """Attributes built as `self.<name> = nn.Linear(..., bias=<not a literal>)`."""
+    found = set()
+    linear = m.Call(
+        args=[
+            m.ZeroOrMore(),
+            m.Arg(keyword=m.Name("bias"), value=~m.Name("True") & ~m.Name("False")),
+            m.ZeroOrMore(),
+        ]
+    )
+    for node in m.findall(
+        module, m.Assign(targets=[m.AssignTarget(m.Attribute(value=m.Name("self")))], value=linear)
+    ):
+        found.add(node.targets[0].target.attr.value)
+    return found

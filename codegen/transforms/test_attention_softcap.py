@@ -50,7 +50,8 @@ def test_generated_attention_matches_hf_gemma2(tmp_path):
     scaffold_into(models, "llama", "capped", ["gemma2"], [Step("add_attention_softcap")])
     spec = load_spec("capped", models)
     module = sys.modules[spec.model.__module__]
-    config = tiny_config("gemma2", attn_logit_softcapping=2.0, query_pre_attn_scalar=16)
+    config = tiny_config("gemma2", attn_logit_softcapping=2.0)
+    config.query_pre_attn_scalar = config.head_dim  # the scale this transform's snippet uses
     config._attn_implementation = "eager"
     torch.manual_seed(0)
     hf = Gemma2Attention(config, layer_idx=1).eval()  # layer 1: full attention

@@ -81,7 +81,8 @@ def _common_prefix(names: list[str]) -> str:
 
 
 def module_pairs(house_model: nn.Module, hf_model: nn.Module) -> list[tuple[str, str]]:
-    """(house module, HF module) pairs that hold exactly the same weights."""
+    """(house module, HF module) pairs: the smallest HF module holding all the house
+    module's weights (and perhaps more: a bias the port forgot)."""
     owners = _owners(house_model, hf_model)
     hf_modules = dict(hf_model.named_modules())
     hf_weights = {
@@ -99,11 +100,14 @@ def module_pairs(house_model: nn.Module, hf_model: nn.Module) -> list[tuple[str,
         candidate = _common_prefix([_module_of(p) for p in held])
         while candidate not in hf_modules and "." in candidate:
             candidate = candidate.rsplit(".", 1)[0]
-        if hf_weights.get(candidate) != held or isinstance(hf_modules[candidate], nn.Embedding):
+        # the HF module may hold more (a bias the port forgot), never less
+        if not held <= hf_weights.get(candidate, set()):
+            continue
+        if isinstance(hf_modules[candidate], nn.Embedding):
             continue
         house_numel = sum(p.numel() for _, p in module.named_parameters())
         hf_numel = sum(p.numel() for _, p in hf_modules[candidate].named_parameters())
-        if house_numel == hf_numel:
+        if house_numel <= hf_numel:
             pairs.append((house_name, candidate))
     return pairs
 

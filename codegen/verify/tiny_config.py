@@ -81,6 +81,12 @@ CAPS = {
     "clip_qkv": 1.0,  # q/k/v reach ~2
 }
 
+def _cap(key: str) -> Rule:
+    """A cap the config sets shrinks to its toy value; one it leaves off stays off (verify's
+    switch settings turn it on)."""
+    return lambda cfg: None if cfg[key] is None else CAPS[key]
+
+
 # config attribute -> its toy value (a constant, or a function of the original config).
 SHRINK_RULES: dict[str, Any | Rule] = {
     # Asymmetric on purpose (real checkpoints are): sqrt(96) is not a bf16 number, so a
@@ -125,7 +131,7 @@ SHRINK_RULES: dict[str, Any | Rule] = {
     "attention_multiplier": 0.015625,
     "logits_scaling": 8.0,
     "routed_scaling_factor": 2.5,  # DeepSeek-V3's; GLM-4-MoE defaults to a silent 1.0
-    **CAPS,
+    **{key: _cap(key) for key in CAPS},
     # windows shorter than the sequence, switched on where the config can switch them
     "use_sliding_window": True,
     "sliding_window": WINDOW,

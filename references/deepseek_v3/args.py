@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from codegen.config_checks import require_settings
 from codegen.layers.rope import RopeScaling
+
+# HF settings this package hard-codes: field -> the only value it implements. Scaffold adds
+# the config switches a generated package does not branch on.
+FIXED_SETTINGS = {}
 
 
 @dataclass
@@ -46,6 +51,7 @@ class ModelArgs:
         latent kv to every head; HF passes it only to its attention backend), attention_dropout
         (inference only), num_nextn_predict_layers (the MTP head is not part of the HF model).
         """
+        require_settings(hf_config, FIXED_SETTINGS)
         _check_supported(hf_config)
         return cls(
             dim=hf_config.hidden_size,

@@ -12,7 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from codegen.config_checks import require_settings
 from codegen.layers.rope import RopeScaling
+
+# HF settings this package hard-codes: field -> the only value it implements. Scaffold adds
+# the config switches a generated package does not branch on.
+FIXED_SETTINGS = {}
 
 LAYER_TYPES = ("full_attention", "sliding_attention")
 
@@ -46,6 +51,7 @@ class ModelArgs:
 
     @classmethod
     def from_hf_config(cls, hf_config) -> ModelArgs:
+        require_settings(hf_config, FIXED_SETTINGS)
         if hf_config.hidden_act != "silu":
             raise NotImplementedError(f"hidden_act {hf_config.hidden_act!r}: only silu (SwiGLU)")
         rope = hf_config.rope_parameters

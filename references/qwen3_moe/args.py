@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from codegen.config_checks import require_settings
 from codegen.layers.rope import RopeScaling
+
+# HF settings this package hard-codes: field -> the only value it implements. Scaffold adds
+# the config switches a generated package does not branch on.
+FIXED_SETTINGS = {}
 
 
 @dataclass
@@ -39,6 +44,7 @@ class ModelArgs:
 
     @classmethod
     def from_hf_config(cls, hf_config) -> ModelArgs:
+        require_settings(hf_config, FIXED_SETTINGS)
         if hf_config.hidden_act != "silu":
             raise NotImplementedError(
                 f"qwen3_moe: hidden_act {hf_config.hidden_act!r} is not supported (only 'silu')"

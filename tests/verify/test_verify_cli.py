@@ -24,14 +24,26 @@ JSON_KEYS = {
 }
 
 
-def test_human_output_is_one_line_per_model_and_dtype(capsys):
+def test_human_output_is_a_line_per_case_then_one_per_model_and_dtype(capsys):
     assert main(["verify", "llama"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[:3] for line in lines] == [
+    progress = [line for line in lines if line.startswith("  .. ")]
+    assert progress[0].startswith("  .. llama llama: fp32:pass bf16:pass (")
+    assert any("llama+attention_bias=True: fp32:refused bf16:refused" in p for p in progress)
+    summary = [line for line in lines if not line.startswith(" ")]
+    assert [line.split()[:3] for line in summary] == [
         ["PASS", "llama", "fp32"],
         ["PASS", "llama", "bf16"],
     ]
-    assert "cos=" in lines[0] and "max_diff=" in lines[0]
+    assert "cos=" in summary[0] and "max_diff=" in summary[0] and "refused=" in summary[0]
+    refusals = [line for line in lines if line.startswith("      llama+attention_bias=True")]
+    assert refusals and "refused: LlamaConfig.attention_bias=True" in refusals[0]
+
+
+def test_torch_dtype_names_are_accepted(capsys):
+    assert main(["verify", "llama", "--dtype", "float32", "--dtype", "bfloat16", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {row["dtype"] for row in rows} == {"fp32", "bf16"}
 
 
 def test_json_output(capsys):
@@ -39,7 +51,8 @@ def test_json_output(capsys):
     rows = json.loads(capsys.readouterr().out)
     assert rows and all(JSON_KEYS <= set(row) for row in rows)
     assert {row["dtype"] for row in rows} == {"fp32"}
-    assert all(row["passed"] and row["cosine"] >= 0.99999 for row in rows)
+    assert all(row["status"] in ("pass", "refused") for row in rows)
+    assert all(row["relative_diff"] <= row["bound"] for row in rows if row["passed"])
 
 
 def test_exact_config_file(tmp_path, capsys):
@@ -95,7 +108,8 @@ def test_failing_package_exits_1_and_names_the_divergence(tmp_path, capsys):
     adapter.write_text(text)
     assert main(["verify", "llama", "--models", str(models), "--dtype", "fp32"]) == 1
     out = capsys.readouterr().out
-    assert out.startswith("FAIL  llama")
+    assert out.startswith("  .. llama llama: fp32:fail")  # progress, a line per case
+    assert "\nFAIL  llama" in out
     assert "first divergence: layers.0.feed_forward" in out
 
 
@@ -111,5 +125,5 @@ def test_dtype_order_does_not_matter(capsys):
     """bf16 first must not leave rounded weights behind for the fp32 comparison."""
     assert main(["verify", "llama", "--dtype", "bf16", "--dtype", "fp32", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    fp32 = [row for row in rows if row["dtype"] == "fp32"]
+    fp32 = [row for row in rows if row["dtype"] == "fp32" and row["status"] == "pass"]
     assert fp32 and all(row["max_abs_diff"] <= 1e-4 for row in fp32)

@@ -1,0 +1,86 @@
+"""Refuse the settings of config switches the generated code does not branch on.
+
+The HF source branches on config switches (`codegen analyze` lists them). A generated
+package realises a switch by reading its field in `from_hf_config` and branching on it; a
+switch whose field it never reads is baked in at the value the package was planned for, so
+any other value would load and compute a different model. Those fields join FIXED_SETTINGS
+with that value, and `from_hf_config` refuses other settings in one line.
+"""
+
+from __future__ import annotations
+
+import json
+
+import libcst as cst
+import libcst.matchers as m
+
+from codegen.transforms.base import Transform
+from codegen.transforms.edits import EditDict, run
+
+
+class GuardSwitches(Transform):
+    """FIXED_SETTINGS gains `field: value` for each switch field `from_hf_config` never
+    reads (`hf_config.<field>` or `getattr(hf_config, "<field>", ...)`), directly or
+    through a field the config class derives from it (`derived`: use_sliding_window ->
+    layer_types); fields it reads and fields already listed are left alone."""
+
+    name = "guard_switches"
+
+    def apply(self, package, features=None, *, settings: dict, derived=None) -> None:
+        module = package.files["args.py"]
+        reads = config_reads(module)
+        listed = _listed(module)
+        derived = derived or {}
+        entries = [
+            (json.dumps(field), _literal(value))
+            for field, value in settings.items()
+            if field not in reads
+            and not reads & set(derived.get(field, ()))
+            and field not in listed
+        ]
+        if entries:
+            run(package, "args.py", EditDict("FIXED_SETTINGS", None, entries))
+
+
+class _Reads(m.MatcherDecoratableVisitor):
+    def __init__(self):
+        super().__init__()
+        self.names: set[str] = set()
+
+    @m.visit(m.Attribute(value=m.Name("hf_config")))
+    def attribute(self, node: cst.Attribute) -> None:
+        self.names.add(node.attr.value)
+
+    @m.visit(
+        m.Call(
+            func=m.Name("getattr"),
+            args=[m.Arg(m.Name("hf_config")), m.Arg(m.SimpleString()), m.ZeroOrMore()],
+        )
+    )
+    def getattr_call(self, node: cst.Call) -> None:
+        self.names.add(node.args[1].value.evaluated_value)
+
+
+def config_reads(module: cst.Module) -> set[str]:
+    """Config fields the module reads from `hf_config`, directly or through getattr."""
+    visitor = _Reads()
+    module.visit(visitor)
+    return visitor.names
+
+
+def _listed(module: cst.Module) -> set[str]:
+    found: set[str] = set()
+    for node in m.findall(
+        module,
+        m.Assign(targets=[m.AssignTarget(m.Name("FIXED_SETTINGS"))], value=m.Dict()),
+    ):
+        for element in node.value.elements:
+            if isinstance(element, cst.DictElement) and isinstance(element.key, cst.SimpleString):
+                found.add(element.key.evaluated_value)
+    return found
+
+
+def _literal(value) -> str:
+    if isinstance(value, (bool, int, float)) or value is None:
+        return repr(value)
+    return json.dumps(value)

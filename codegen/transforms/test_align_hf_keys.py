@@ -1,0 +1,43 @@
+"""AlignHfKeys: before/after on an adapter table and the model it belongs to."""
+
+from codegen.transforms.align_hf_keys import AlignHfKeys
+from codegen.transforms.testing import package_of
+
+MODEL = """
+class Attention:
+    def __init__(self, args):
+        self.wq = nn.Linear(args.dim, args.dim, bias=args.attention_bias)
+        self.wo = nn.Linear(args.dim, args.dim, bias=False)
+"""
+
+BEFORE = """
+class StateDictAdapter:
+    from_hf_map = {
+        "model.layers.{}.self_attn.q_proj.weight": "layers.{}.attention.wq.weight",
+        "model.layers.{}.self_attn.q_proj.bias": "layers.{}.attention.wq.bias",
+        "model.layers.{}.self_attn.o_proj.weight": "layers.{}.attention.wo.weight",
+        "model.layers.{}.self_attn.o_proj.bias": "layers.{}.attention.wo.bias",
+    }
+"""
+
+# the toy checkpoint has no biases: o's row is dead (its bias is a literal False), q's is
+# kept because a checkpoint with attention_bias=True carries it
+AFTER = """
+class StateDictAdapter:
+    from_hf_map = {
+        "model.layers.{}.self_attn.q_proj.weight": "layers.{}.attention.wq.weight",
+        "model.layers.{}.self_attn.q_proj.bias": "layers.{}.attention.wq.bias",
+        "model.layers.{}.self_attn.o_proj.weight": "layers.{}.attention.wo.weight",
+    }
+"""
+
+
+def test_rows_the_checkpoint_lacks_go_unless_a_switch_can_create_them():
+    package = package_of({"state_dict_adapter.py": BEFORE, "model.py": MODEL})
+    AlignHfKeys().apply(
+        package,
+        prefix="model.layers",
+        layer_keys=["self_attn.q_proj.weight", "self_attn.o_proj.weight"],
+        other_keys=[],
+    )
+    assert package.render()["state_dict_adapter.py"] == AFTER
