@@ -10,6 +10,7 @@ RULES = [
         transform="partial_rotary",
         description="only the leading int(head_dim * partial_rotary_factor) dims of q/k rotate",
         native_in=("deepseek_v3",),
+        switch="partial_rotary_factor",
     ),
     Rule(
         id="interleaved_rope",

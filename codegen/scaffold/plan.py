@@ -85,10 +85,26 @@ def _plan_from(target, name: str | None, reference: str) -> Plan:
         for rule in matching:
             reason = f"{feature} = {value!r} ({_evidence(features, feature)})"
             steps.append(Step(rule.transform, rule.resolve(features), rule.id, reason))
+    steps += _switch_steps(features, reference, rules, {step.rule for step in steps})
     steps.sort(key=lambda step: _rule_order(rules, step.rule))
     steps += _naming_steps(target)
     model_types = (features.model_type,) if features.model_type else (name,)
     return Plan(name, model_types, reference, tuple(steps), tuple(gaps), features.unsupported)
+
+
+def _switch_steps(features, reference: str, rules, planned: set[str]) -> list[Step]:
+    """Rules that realise a config switch of the HF source in all its settings, where the
+    analysed config happens to sit on the reference's side of it."""
+    switched = {switch.field: switch for switch in getattr(features, "switches", ())}
+    steps = []
+    for rule in rules:
+        switch = switched.get(rule.switch) if rule.switch else None
+        if switch is None or rule.id in planned or reference in rule.native_in:
+            continue
+        evidence = ", ".join(e for value in switch.values for e in value.evidence[:1])
+        reason = f"config switch {switch.name} ({evidence or 'HF source'})"
+        steps.append(Step(rule.transform, rule.resolve(features), rule.id, reason))
+    return steps
 
 
 def package_name(model_type: str | None) -> str | None:
@@ -144,14 +160,16 @@ def _guard_params(target) -> dict:
 def _switch_settings(target) -> dict:
     """Each top-level config switch of the HF source -> its value in the config the package
     is planned for; `guard_switches` fixes those the generated code does not read. Only
-    values that name a setting (a flag, a choice, None) are pinned: a toy size (a window of
-    8, a head_dim) is no setting to hold real checkpoints to."""
+    values that name a setting (a flag, a choice, None, the side of a threshold such as
+    `partial_rotary_factor < 1`) are pinned: a toy size (a window of 8, a head_dim) is no
+    setting to hold real checkpoints to."""
     settings = {}
     for switch in getattr(target.features, "switches", ()):
         if switch.container or switch.field not in target.config:
             continue
         value = target.config[switch.field]
-        if isinstance(value, (bool, str)) or value is None:
+        numeric_side = switch.kind == "threshold" and isinstance(value, (int, float))
+        if isinstance(value, (bool, str)) or value is None or numeric_side:
             settings[switch.field] = value
     return settings
 

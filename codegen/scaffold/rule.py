@@ -25,6 +25,10 @@ class Rule:
     description: str  # one line: what the generated code does differently
     params: dict[str, Any] = field(default_factory=dict)
     native_in: tuple[str, ...] = ()  # references that already have these values
+    # a config switch this rule realises in every setting: when the target's HF source
+    # branches on `switch` (e.g. partial_rotary_factor), the rule runs even though the
+    # analysed config sits on the side the reference already has (factor 1.0)
+    switch: str = ""
 
     def resolve(self, features) -> dict[str, Any]:
         return {

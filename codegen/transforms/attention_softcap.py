@@ -7,11 +7,14 @@ from codegen.transforms.base import Transform
 from codegen.transforms.edits import InsertStatements, run, starts_with
 
 FIELD = """
-# Attention scores become tanh(scores / cap) * cap before masking and softmax.
-attn_softcap: float = 50.0
+# Attention scores become tanh(scores / cap) * cap before masking and softmax; None: no cap.
+attn_softcap: float | None = 50.0
 """
 
-CAP = "scores = torch.tanh(scores / self.softcap) * self.softcap"
+CAP = """
+if self.softcap is not None:
+    scores = torch.tanh(scores / self.softcap) * self.softcap
+"""
 
 
 class AddAttentionSoftcap(Transform):

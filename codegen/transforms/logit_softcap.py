@@ -11,6 +11,8 @@ from codegen.transforms.edits import EditError
 SOFTCAP = """
 logits = {logits}
 cap = self.args.{field}
+if cap is None:  # the config switches the cap off
+    return logits
 return torch.tanh(logits / cap) * cap
 """
 
@@ -32,7 +34,7 @@ class LogitSoftcap(Transform):
         add_args_field(
             package,
             field,
-            "float = 30.0  # logits = tanh(logits / cap) * cap",
+            "float | None = 30.0  # logits = tanh(logits / cap) * cap; None: no cap",
             f"hf_config.{field}",
         )
         rewrite_return(

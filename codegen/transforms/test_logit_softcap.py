@@ -15,10 +15,12 @@ def test_logits_are_capped_with_the_mapped_field():
     assert files["model.py"].endswith(
         "        logits = self.output(self.norm(h))\n"
         "        cap = self.args.final_logit_softcapping\n"
+        "        if cap is None:  # the config switches the cap off\n"
+        "            return logits\n"
         "        return torch.tanh(logits / cap) * cap\n"
     )
     assert (
-        "final_logit_softcapping: float = 30.0  # logits = tanh(logits / cap) * cap"
+        "final_logit_softcapping: float | None = 30.0  # logits = tanh(logits / cap) * cap;"
         in (files["args.py"])
     )
     assert "final_logit_softcapping=hf_config.final_logit_softcapping," in files["args.py"]

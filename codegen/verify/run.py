@@ -28,6 +28,7 @@ from codegen.verify.compare import (
     DIVERGENCE_TOLERANCE,
     DTYPES,
     GRADIENT_TOLERANCE,
+    Comparison,
     bound,
     compare,
 )
@@ -229,6 +230,28 @@ def _hf_logits(model, inputs: list[Inputs]) -> list[torch.Tensor]:
         ]
 
 
+def _dtype_noise(directory, dtype, hf_model, inputs, reference) -> list[Comparison]:
+    """What the dtype alone costs HF, per input: the worse of its two attention kernels
+    against fp32. One sample understates it where rounding flips discrete choices (an MoE
+    router's top-k), so the second kernel's rounding is a second sample."""
+    samples = [_hf_logits(hf_model, inputs)]
+    try:
+        samples.append(_hf_logits(_load_hf(directory, dtype, "eager"), inputs))
+    except Exception:  # one attention kernel only
+        pass
+    noises = []
+    for index, want in enumerate(reference):
+        found = [compare(sample[index], want) for sample in samples]
+        noises.append(
+            Comparison(
+                cosine=min(c.cosine for c in found),
+                max_abs_diff=max(c.max_abs_diff for c in found),
+                scale=found[0].scale,
+            )
+        )
+    return noises
+
+
 def _house_logits(model, item: Inputs) -> torch.Tensor:
     if item.positions is None:
         return model(item.tokens)
@@ -245,8 +268,7 @@ def _compare_in_dtype(result, directory, house_model, house_state, inputs, hf_fp
             hf_model, noises = hf32, noise32
         else:
             hf_model = _load_hf(directory, dtype)
-            hf_logits = _hf_logits(hf_model, inputs)
-            noises = [compare(a, b) for a, b in zip(hf_logits, reference, strict=True)]
+            noises = _dtype_noise(directory, dtype, hf_model, inputs, reference)
         house_model.to(dtype)
         with torch.no_grad():
             logits = [_house_logits(house_model, item).float() for item in inputs]
