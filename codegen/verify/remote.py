@@ -237,9 +237,10 @@ class _building:
         message = str(err).strip().splitlines()[0] if str(err).strip() else ""
         where = _folder_frame(tb, self.folder)
         location = f"{where}: " if where else f"{self.folder}: "
+        doing = "importing" if what == "import" else "building or running the toy model of"
         raise CodegenError(
-            f"{location}the folder's code cannot be built by the installed transformers "
-            f"({_version()}): {what} failed: {type(err).__name__}: {message}"
+            f"{location}{doing} the folder's code with the installed {_version()}: "
+            f"{what} failed: {type(err).__name__}: {message}"
         ) from None
 
 
