@@ -100,7 +100,7 @@ def load_remote(folder: Path, trust_remote_code: bool) -> RemoteModel:
             "config.json has no auto_map['AutoModelForCausalLM']: not a remote-code causal LM",
             path=str(folder / "config.json"),
         )
-    os.environ["HF_HUB_OFFLINE"] = "1"  # a local folder needs nothing from the hub
+    _offline()
     from transformers import CONFIG_MAPPING, AutoConfig, AutoModelForCausalLM
     from transformers.dynamic_module_utils import get_class_from_dynamic_module
     from transformers.utils import logging
@@ -132,6 +132,15 @@ def load_remote(folder: Path, trust_remote_code: bool) -> RemoteModel:
         AutoConfig.register(model_type, config_class, exist_ok=True)
         AutoModelForCausalLM.register(config_class, model_class, exist_ok=True)
     return RemoteModel(folder, model_type, config_class, model_class)
+
+
+def _offline() -> None:
+    """A local folder needs nothing from the hub: no request leaves this process. The
+    variable is read when huggingface_hub is imported, so its constant is set as well."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    from huggingface_hub import constants
+
+    constants.HF_HUB_OFFLINE = True
 
 
 def _local(reference: str) -> str:

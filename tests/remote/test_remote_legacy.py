@@ -103,3 +103,12 @@ def test_a_folder_without_config_json_is_one_line(tmp_path: Path) -> None:
 
     with pytest.raises(CodegenError, match="no config.json"):
         load_remote(tmp_path, trust_remote_code=True)
+
+
+def test_loading_a_folder_is_offline(tmp_path, monkeypatch) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    load_remote(legacy_folder(tmp_path), trust_remote_code=True)
+    assert constants.is_offline_mode()
