@@ -37,10 +37,12 @@ def _kv_heads(cfg: dict[str, Any]) -> int:
 
 
 def _layers(cfg: dict[str, Any]) -> int:
+    """4 layers, or enough to hold every kind of a layer pattern; never more than the
+    original has (its per-layer lists would not cover them)."""
     pattern = cfg.get("layer_types")
-    if pattern and len(set(pattern)) > 1:
-        return max(4, _first_repeat(pattern))
-    return 4
+    layers = max(4, _first_repeat(pattern)) if pattern and len(set(pattern)) > 1 else 4
+    original = cfg.get("num_hidden_layers")
+    return min(layers, original) if isinstance(original, int) and original > 0 else layers
 
 
 def _first_repeat(pattern: list[str]) -> int:

@@ -228,7 +228,7 @@ def test_scale_folded_at_load_and_not_unfolded_on_export():
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory) -> Path:
     models = tmp_path_factory.mktemp("teeth") / "models"
-    for model_type in ("gemma", "gemma2", "mixtral", "gpt_oss"):
+    for model_type in ("gemma", "gemma2", "mixtral", "gpt_oss", "qwen2_moe"):
         assert main(["scaffold", model_type, "--out", str(models)]) == 0
     return models
 
@@ -329,3 +329,42 @@ def test_stacking_in_string_order_is_what_the_adapter_avoids():
 
     assert stacked == "codegen.adapter"
     assert _stack_experts("k", tensors).flatten().tolist() == [float(i) for i in range(16)]
+
+
+# --- the pitfall list of ARCHITECTURE.md, on generated packages ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "replacement", "where"),
+    [
+        (  # norm weight offset (1 + w) missed
+            "gemma",
+            "(normed * (1.0 + self.weight.float())).type_as(x)",
+            "(normed * self.weight.float()).type_as(x)",
+            "layers.0.attention_norm",
+        ),
+        (  # embedding scaling missed
+            "gemma",
+            "h = h * torch.tensor(self.args.dim**0.5, dtype=h.dtype)",
+            "h = h",
+            "embedding",
+        ),
+        (  # shared-expert gate missing
+            "qwen2_moe",
+            "out = out + F.sigmoid(self.shared_expert_gate(x)) * self.shared_experts(x)",
+            "out = out + self.shared_experts(x)",
+            "moe",
+        ),
+        (  # fused gate/up read concatenated where the checkpoint interleaves them
+            "gpt_oss",
+            "gate, up = gate_up[..., ::2], gate_up[..., 1::2]",
+            "gate, up = gate_up.chunk(2, dim=-1)",
+            "experts",
+        ),
+    ],
+    ids=["norm-offset", "embedding-scale", "shared-expert-gate", "gate-up-interleaved"],
+)
+def test_pitfalls(generated, tmp_path, name, text, replacement, where):
+    spec = seeded(generated, tmp_path, name, text, replacement)
+    results = run(spec, tiny_config(name), gradients=False, export=False)
+    assert_caught(results, where)

@@ -81,3 +81,11 @@ def test_other_per_layer_settings_follow_the_layer_count():
     )
     assert toy["mlp_layer_types"] == ["dense", "dense", "dense", "sparse"]
     assert toy["per_layer_config"] == {"0": {"a": 1}}
+
+
+def test_a_config_with_fewer_layers_than_the_toy_keeps_its_own_count():
+    """A 2-layer checkpoint: the toy cannot have 4 layers that its per-layer lists (layer
+    types derived by the config class) do not cover."""
+    pattern = ["full_attention", "full_attention"]
+    toy = shrink({"num_hidden_layers": 2, "layer_types": pattern}, keep_pattern=True)
+    assert toy["num_hidden_layers"] == 2 and toy["layer_types"] == pattern
