@@ -85,3 +85,34 @@ def test_tidy_is_idempotent():
     package = SourcePackage("x", {"model.py": cst.parse_module(MODEL_AFTER)})
     tidy(package)
     assert package.render()["model.py"] == MODEL_AFTER
+
+
+def test_ruff_formats_without_ruff_on_path(monkeypatch):
+    """ruff is a runtime dependency: the binary its package ships is found with an empty
+    PATH, so generated code is never left unformatted."""
+    from codegen.scaffold.tidy import ruff_format
+
+    monkeypatch.setenv("PATH", "")
+    files = ruff_format({"m.py": "import os\nx=( 1,\n 2)\nprint(os, x)\n"})
+    assert files["m.py"] == "import os\n\nx = (1, 2)\nprint(os, x)\n"
+
+
+def test_without_ruff_anywhere_scaffold_says_so(monkeypatch):
+    import builtins
+
+    import pytest
+
+    from codegen.errors import CodegenError
+    from codegen.scaffold import tidy
+
+    real_import = builtins.__import__
+
+    def no_ruff(name, *args, **kwargs):
+        if name.startswith("ruff"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ruff)
+    monkeypatch.setenv("PATH", "")
+    with pytest.raises(CodegenError, match="ruff is required"):
+        tidy.ruff_format({"m.py": "x = 1\n"})

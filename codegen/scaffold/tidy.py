@@ -12,6 +12,7 @@ import subprocess
 
 import libcst as cst
 
+from codegen.errors import CodegenError
 from codegen.scaffold.source import SourcePackage
 from codegen.transforms.edits import field_name
 
@@ -193,11 +194,25 @@ _RUFF_STEPS = (
 )
 
 
+def ruff_binary() -> str:
+    """The ruff executable: the one the `ruff` package (a runtime dependency) ships, found
+    without PATH, else one on PATH. Formatting is not optional: without ruff, one line."""
+    try:
+        from ruff.__main__ import find_ruff_bin
+
+        return str(find_ruff_bin())
+    except (ImportError, FileNotFoundError):
+        found = shutil.which("ruff")
+        if found is None:
+            raise CodegenError(
+                "ruff is required to format generated code; install it (pip install ruff)"
+            ) from None
+        return found
+
+
 def ruff_format(files: dict[str, str]) -> dict[str, str]:
-    """Sort imports and format each file with ruff when it is installed (else as is)."""
-    ruff = shutil.which("ruff")
-    if ruff is None:
-        return files
+    """Sort imports and format each file with ruff."""
+    ruff = ruff_binary()
     formatted = {}
     for filename, text in files.items():
         for step in _RUFF_STEPS:
