@@ -75,8 +75,11 @@ LEGACY_NAMES: dict[str, tuple[str, ...]] = {
     "layer_norm_eps": ("layer_norm_epsilon",),
     "rms_norm_eps": ("layer_norm_epsilon",),
     "intermediate_size": ("ffn_hidden_size", "n_inner"),
+    "vocab_size": ("padded_vocab_size",),
     "head_dim": ("kv_channels",),
     "num_key_value_heads": ("num_kv_heads", "n_head_kv"),
+    "num_experts": ("moe_num_experts",),
+    "num_experts_per_tok": ("moe_top_k",),
     "rope_theta": ("rotary_emb_base",),
     "partial_rotary_factor": ("rotary_pct",),
 }

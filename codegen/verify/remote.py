@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from codegen.analyze.config import LEGACY_NAMES as STANDARD_TO_LEGACY
 from codegen.errors import CodegenError
 
 TRUST_MESSAGE = (
@@ -32,29 +33,12 @@ TRUST_MESSAGE = (
     "that is your explicit choice: add --trust-remote-code"
 )
 
-# legacy config name -> the standard name the shrink rules (tiny_config.SHRINK_RULES) use.
-# Several legacy names can stand for one standard name; the first present one is shrunk.
+# legacy config name -> the standard name the shrink rules (tiny_config.SHRINK_RULES) use:
+# the analyzer's table (one source for both), plus ChatGLM's group count, which the shrink
+# may treat as a key/value head count (the analyzer reads it only with multi_query_attention)
 LEGACY_NAMES: dict[str, str] = {
-    "n_embd": "hidden_size",
-    "d_model": "hidden_size",
-    "n_head": "num_attention_heads",
-    "num_heads": "num_attention_heads",
-    "n_layer": "num_hidden_layers",
-    "num_layers": "num_hidden_layers",
-    "n_layers": "num_hidden_layers",
-    "seq_length": "max_position_embeddings",
-    "n_positions": "max_position_embeddings",
-    "max_sequence_length": "max_position_embeddings",
-    "ffn_hidden_size": "intermediate_size",
-    "n_inner": "intermediate_size",
-    "padded_vocab_size": "vocab_size",
-    "kv_channels": "head_dim",
-    "multi_query_group_num": "num_key_value_heads",
-    "num_kv_heads": "num_key_value_heads",
-    "n_head_kv": "num_key_value_heads",
-    "moe_num_experts": "num_experts",
-    "moe_top_k": "num_experts_per_tok",
-}
+    old: standard for standard, olds in STANDARD_TO_LEGACY.items() for old in olds
+} | {"multi_query_group_num": "num_key_value_heads"}
 
 
 @dataclass(frozen=True)
