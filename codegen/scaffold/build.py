@@ -10,6 +10,7 @@ from codegen.errors import CodegenError
 from codegen.models import references_dir
 from codegen.scaffold.describe import describe
 from codegen.scaffold.source import SourcePackage
+from codegen.scaffold.standalone import vendor
 from codegen.scaffold.tidy import ruff_format, tidy
 from codegen.transforms.catalog import TRANSFORMS
 from codegen.transforms.edits import EditError
@@ -54,7 +55,7 @@ def build_package(
         package.applied.append(step.rule or step.transform)
     describe(package, reference, title, steps)
     tidy(package)
-    return ruff_format(package.render())
+    return ruff_format(vendor(package.render()))
 
 
 def read_reference_files(reference: str) -> dict[str, str]:
