@@ -30,11 +30,16 @@ def scaffold_into(
     return install_package(models_dir, name, files, force=force)
 
 
-def verify_generated(models_dir: Path, name: str, dtypes=("fp32",)):
-    """verify_case over the default cases of a generated package (for tests and sweeps)."""
+def verify_generated(models_dir: Path, name: str, dtypes=("fp32",), switches: bool = True):
+    """verify_case over the default cases of a generated package (for tests and sweeps).
+
+    `switches=False`: the config class defaults only, for a package built from a hand-picked
+    step list (the planner's `guard_switches` step, which refuses unrealised switch
+    settings, is not among them)."""
     from codegen.models import load_spec
     from codegen.verify.cases import default_cases
     from codegen.verify.run import verify_case
 
     spec = load_spec(name, models_dir)
-    return [r for case in default_cases(spec) for r in verify_case(spec, case, list(dtypes))]
+    cases = default_cases(spec, switches=switches)
+    return [r for case in cases for r in verify_case(spec, case, list(dtypes))]

@@ -43,14 +43,18 @@ def vendor(files: dict[str, str], test_file: str | None = None) -> dict[str, str
     """`files` with codegen imports made relative and the imported modules added."""
     needed: set[str] = set()
     out = dict(files)
+    # a package's own module of the same name (deepseek's rope.py) keeps its name
+    local = {
+        module: name if name not in files else f"shared_{name}" for module, name in VENDORED.items()
+    }
     for filename, text in files.items():
         if filename in GLUE or filename == test_file:
             continue
-        rewriter = _Relative()
+        rewriter = _Relative(local)
         out[filename] = cst.parse_module(text).visit(rewriter).code
         needed |= rewriter.used
     for module in sorted(needed):
-        out[VENDORED[module]] = _source(module)
+        out[local[module]] = _source(module)
     if "__init__.py" in out:
         out["__init__.py"] = _lazy_spec(out["__init__.py"])
     return out
@@ -83,18 +87,19 @@ def _source(module: str) -> str:
 
 
 class _Relative(cst.CSTTransformer):
-    def __init__(self):
+    def __init__(self, local: dict[str, str]):
         super().__init__()
+        self.local = local
         self.used: set[str] = set()
 
     def leave_ImportFrom(self, original, updated):
         if updated.relative or updated.module is None:
             return updated
         name = _dotted(updated.module)
-        if name not in VENDORED:
+        if name not in self.local:
             return updated
         self.used.add(name)
-        local = VENDORED[name].removesuffix(".py")
+        local = self.local[name].removesuffix(".py")
         return updated.with_changes(module=cst.Name(local), relative=[cst.Dot()])
 
 

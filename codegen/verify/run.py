@@ -77,6 +77,15 @@ class VerifyResult:
         return {**asdict(self), "status": self.status}
 
 
+def declined(results: list[VerifyResult]) -> str | None:
+    """The reason when a switch setting was not compared at all: the package refused it in
+    one line, or transformers itself cannot build it (for tests to report as a skip)."""
+    if results and all(r.status in ("refused", "skipped") for r in results):
+        first = results[0]
+        return f"{first.case}: {first.status}: {first.refused or first.skipped}"
+    return None
+
+
 @dataclass
 class Case:
     """One HF config to verify against, with a short label (e.g. "tied").

