@@ -289,9 +289,12 @@ def _compare_in_dtype(result, directory, house_model, house_state, inputs, hf_fp
         comparison, limit = compare(got, want), bound(result.dtype, noise)
         verdicts.append((limit.admits(comparison), comparison, limit, item))
     failing = [v for v in verdicts if not v[0]]
-    _, comparison, limit, item = max(
+    _, comparison, limit, _ = max(
         verdicts, key=lambda v: (not v[0], v[1].relative / max(v[2].relative, 1e-30))
     )
+    # the culprit is looked for on the longest failing input: its tokens take the most paths
+    # (experts, windows), so a defect shows in the first layer that has it
+    item = failing[-1][3] if failing else verdicts[-1][3]
     result.cosine = min(v[1].cosine for v in verdicts)
     result.max_abs_diff = max(v[1].max_abs_diff for v in verdicts)
     result.relative_diff, result.bound = comparison.relative, limit.relative
