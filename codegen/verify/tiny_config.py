@@ -83,6 +83,7 @@ CAPS = {
     "clip_qkv": 1.0,  # q/k/v reach ~2
 }
 
+
 def _cap(key: str) -> Rule:
     """A cap the config sets shrinks to its toy value; one it leaves off stays off (verify's
     switch settings turn it on)."""

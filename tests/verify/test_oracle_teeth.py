@@ -77,7 +77,7 @@ def test_attention_scale_from_hidden_over_heads_instead_of_head_dim(monkeypatch)
 
 
 def test_experts_stacked_in_string_order(monkeypatch):
-    """"10" < "2": with 16 experts, stacking by the key's text order swaps experts."""
+    """With 16 experts, stacking by the key's text order ("10" < "2") swaps experts."""
     import codegen.adapter as adapter_module
 
     def stack(key, by_index):
