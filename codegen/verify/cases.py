@@ -22,20 +22,49 @@ from codegen.verify.tiny_config import config_from_file, tiny_config, tiny_confi
 def default_cases(spec: ModelSpec, switches: bool = True) -> list[Case]:
     cases = []
     for model_type in sorted(spec.supported_model_types):
-        base = tiny_config(model_type)
+        base, fixed = base_config(model_type)
         cases.append(Case(model_type, base))
         if switches:
-            cases += switch_cases(model_type, base)
+            cases += switch_cases(model_type, base, fixed)
     return cases
 
 
-def switch_cases(model_type: str, base) -> list[Case]:
+def base_config(model_type: str):
+    """The toy config, and the overrides it needed to be one transformers can run.
+
+    The toy's head_dim differs from hidden / heads on purpose. A few HF classes declare
+    `head_dim` but size a projection from hidden (helium's o_proj): they cannot run such a
+    config, so neither can any real checkpoint of theirs; for them the toy keeps
+    head_dim = hidden / heads.
+    """
+    toy = tiny_config(model_type)
+    derived = toy.hidden_size // toy.num_attention_heads
+    if getattr(toy, "head_dim", None) in (None, derived) or _hf_runs(toy):
+        return toy, {}
+    fixed = {"head_dim": derived}
+    return tiny_config(model_type, **fixed), fixed
+
+
+def _hf_runs(config) -> bool:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    try:
+        with torch.no_grad():
+            model = AutoModelForCausalLM.from_config(config)
+            model(input_ids=torch.zeros(1, 4, dtype=torch.long))
+    except Exception:  # any failure of HF's own code on this config
+        return False
+    return True
+
+
+def switch_cases(model_type: str, base, fixed: dict | None = None) -> list[Case]:
     """One case per config switch setting the base toy does not already exercise."""
     from codegen.verify.switch_settings import switch_settings
 
     cases = []
     for setting in switch_settings(model_type, base.to_dict()):
-        config = tiny_config(model_type, **setting.overrides)
+        config = tiny_config(model_type, **{**(fixed or {}), **setting.overrides})
         cases.append(Case(f"{model_type}+{setting.label}", config, may_refuse=True))
     return cases
 

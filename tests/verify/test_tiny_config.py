@@ -89,3 +89,15 @@ def test_a_config_with_fewer_layers_than_the_toy_keeps_its_own_count():
     pattern = ["full_attention", "full_attention"]
     toy = shrink({"num_hidden_layers": 2, "layer_types": pattern}, keep_pattern=True)
     assert toy["num_hidden_layers"] == 2 and toy["layer_types"] == pattern
+
+
+def test_the_toy_keeps_head_dim_asymmetric_where_transformers_can_run_it():
+    """helium declares head_dim but sizes o_proj from hidden: transformers cannot run an
+    asymmetric head_dim there (nor can any real checkpoint), so its toy stays symmetric;
+    llama's does not."""
+    from codegen.verify.cases import base_config
+
+    helium, fixed = base_config("helium")
+    assert fixed and helium.head_dim == helium.hidden_size // helium.num_attention_heads
+    llama, fixed = base_config("llama")
+    assert not fixed and llama.head_dim != llama.hidden_size // llama.num_attention_heads
