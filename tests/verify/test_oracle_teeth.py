@@ -368,3 +368,11 @@ def test_pitfalls(generated, tmp_path, name, text, replacement, where):
     spec = seeded(generated, tmp_path, name, text, replacement)
     results = run(spec, tiny_config(name), gradients=False, export=False)
     assert_caught(results, where)
+
+
+def test_empty_tensors_agree():
+    """A zero-size parameter (dots1's toy has one) compares as equal, not as a crash."""
+    from codegen.verify.divergence import relative_diff
+
+    assert relative_diff(torch.zeros(0, 4), torch.zeros(0, 4)) == 0.0
+    assert relative_diff(torch.zeros(0, 4), torch.zeros(4, 0)) == float("inf")
