@@ -34,7 +34,7 @@ class ModelArgs:
     n_dense_layers: int = 3
     n_routed_experts: int = 256
     n_activated_experts: int = 8  # top-k
-    moe_hidden_dim: int = 2048  # each expert's SwiGLU inner size
+    moe_hidden_dim: int = 2048  # each expert's feed-forward inner size
     n_shared_experts: int = 1  # one always-on SwiGLU of n_shared_experts * moe_hidden_dim
     n_expert_groups: int = 8  # experts are picked only from the best n_limited_groups groups
     n_limited_groups: int = 4

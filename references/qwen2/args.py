@@ -27,9 +27,9 @@ class ModelArgs:
     dim: int = 3584
     n_layers: int = 28
     n_heads: int = 28
-    n_kv_heads: int = 4  # < n_heads: grouped-query attention
+    n_kv_heads: int = 4  # each shared by n_heads // n_kv_heads query heads
     head_dim: int = 128
-    hidden_dim: int = 18944  # SwiGLU inner size
+    hidden_dim: int = 18944  # feed-forward inner size
     vocab_size: int = 152064
     norm_eps: float = 1e-6
     rope: RopeScaling = field(default_factory=lambda: RopeScaling(theta=1000000.0))

@@ -27,9 +27,9 @@ class ModelArgs:
     dim: int = 4096
     n_layers: int = 36
     n_heads: int = 32
-    n_kv_heads: int = 8  # < n_heads: grouped-query attention
+    n_kv_heads: int = 8  # each shared by n_heads // n_kv_heads query heads
     head_dim: int = 128  # explicit: n_heads * head_dim need not equal dim
-    hidden_dim: int = 12288  # SwiGLU inner size
+    hidden_dim: int = 12288  # feed-forward inner size
     vocab_size: int = 151936
     norm_eps: float = 1e-6  # every RMSNorm, q_norm and k_norm included
     rope: RopeScaling = field(default_factory=lambda: RopeScaling(theta=1000000.0))

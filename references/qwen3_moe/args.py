@@ -17,11 +17,11 @@ class ModelArgs:
     dim: int = 2048
     n_layers: int = 48
     n_heads: int = 32
-    n_kv_heads: int = 4  # < n_heads: grouped-query attention
-    head_dim: int = 128  # not hidden_size // n_heads in the real checkpoints (2048 / 32 = 64)
-    hidden_dim: int = 6144  # SwiGLU inner size of the dense layers
+    n_kv_heads: int = 4  # each shared by n_heads // n_kv_heads query heads
+    head_dim: int = 128  # explicit: n_heads * head_dim need not equal dim
+    hidden_dim: int = 6144  # feed-forward inner size of the dense layers
     vocab_size: int = 151936
-    norm_eps: float = 1e-6  # also the eps of the per-head q_norm / k_norm
+    norm_eps: float = 1e-6  # every RMSNorm's epsilon
     rope: RopeScaling = field(default_factory=lambda: RopeScaling(theta=1000000.0))
     attention_bias: bool = False
     sliding_window: int | None = None  # every layer attends to at most this many keys
@@ -29,7 +29,7 @@ class ModelArgs:
     # mixture of experts
     num_experts: int = 128  # 0: every layer is dense
     top_k: int = 8  # experts per token
-    moe_hidden_dim: int = 768  # SwiGLU inner size of each expert
+    moe_hidden_dim: int = 768  # feed-forward inner size of each expert
     norm_topk_prob: bool = True  # renormalise the top-k softmax probabilities to sum to 1
     decoder_sparse_step: int = 1  # layer i is MoE when (i + 1) % step == 0 ...
     mlp_only_layers: tuple[int, ...] = ()  # ... and i is not listed here
@@ -66,7 +66,7 @@ class ModelArgs:
             norm_eps=hf_config.rms_norm_eps,
             rope=RopeScaling.from_hf(hf_config.rope_parameters, hf_config.max_position_embeddings),
             attention_bias=hf_config.attention_bias,
-            # HF reads only `sliding_window` (the config sets it to None unless
+            # HF Qwen3-MoE reads only `sliding_window` (Qwen3MoeConfig sets it to None unless
             # use_sliding_window) and applies it to every layer; max_window_layers is unused.
             sliding_window=hf_config.sliding_window,
             tie_word_embeddings=hf_config.tie_word_embeddings,
