@@ -16,9 +16,9 @@ class ModelArgs:
     dim: int = 4096
     n_layers: int = 32
     n_heads: int = 32
-    n_kv_heads: int = 8  # < n_heads: grouped-query attention
+    n_kv_heads: int = 8  # each shared by n_heads // n_kv_heads query heads
     head_dim: int = 128
-    hidden_dim: int = 14336  # SwiGLU inner size
+    hidden_dim: int = 14336  # feed-forward inner size
     vocab_size: int = 128256
     norm_eps: float = 1e-5
     rope: RopeScaling = field(default_factory=lambda: RopeScaling(theta=500000.0))
