@@ -32,12 +32,27 @@ from codegen.targets import TARGETS
     help="Repository of --target (default: .).",
 )
 @click.option("--fix", is_flag=True, help="Apply the codemods for fixable findings (CG001).")
-def lint(paths, models, target, repo, fix):
+@click.option(
+    "--dead-code",
+    is_flag=True,
+    help="Instead: the dead-code check (DC1 constant conditions, DC2 unreachable branches, "
+    "DC3 unread ModelArgs fields) of the model packages PATHS (or the packages in them).",
+)
+def lint(paths, models, target, repo, fix, dead_code):
     """Check registries against the model packages on disk; print `file:line: CODE message`.
 
     PATHS (e.g. the files pre-commit passes) narrow the check to the registries they belong
     to. Exit 1 on findings, 0 when clean.
     """
+    if dead_code:
+        from codegen.quality.check import check_folders
+
+        findings = check_folders([Path(p) for p in paths])
+        for finding in findings:
+            click.echo(finding.render())
+        if findings:
+            raise SystemExit(1)
+        return
     scope = resolve_scope(tuple(paths), tuple(models), target, repo, Path.cwd())
     findings = run_checks(scope)
     if fix and any(f.fix for f in findings):

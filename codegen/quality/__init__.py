@@ -1,0 +1,12 @@
+"""Dead-code check for generated model packages.
+
+Small rules in the spirit of Fixit (`codegen/quality/rules/`, one per file), each carrying
+VALID and INVALID example packages that are its tests: constant conditions, ModelArgs
+fields nothing reads, and branches no config accepted by `from_hf_config` can reach. The
+static facts they share (which ModelArgs fields every accepted config pins to one value,
+and where the package reads them) live in `facts.py`; `evaluate.py` folds small
+expressions. `codegen lint --dead-code DIR` and `python -m codegen.quality DIR` run it;
+scaffold's `fold_constant_branches` transform makes generated packages pass it.
+
+Light: libcst only (no torch, no transformers).
+"""

@@ -1,0 +1,147 @@
+"""Where a module's conditions are decided: tests of `if`/`elif`/`while`/`x if c else y`
+whose truth never changes, and operands of `and`/`or` chains that never matter.
+
+Shared by the rules (which report them) and the `fold_constant_branches` transform (which
+removes them), so the check and the fix cannot disagree. An operand is considered where
+its truth is all that counts: the first operand of a chain always, later ones only where the
+chain itself is a condition or all its operands are bools (`x or None` as a value keeps its
+`None`). `while True:` is an
+idiom, not dead code: a `while` is reported only when it never runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import libcst as cst
+import libcst.matchers as m
+
+from codegen.quality.evaluate import UNKNOWN, Lookup, _no_lookup, truth
+
+
+@dataclass(frozen=True)
+class Decision:
+    node: cst.BaseExpression  # the decided test or operand
+    owner: cst.CSTNode  # If / While / IfExp, or the BooleanOperation chain
+    truth: bool
+
+    @property
+    def neutral(self) -> bool:
+        """An operand that leaves the chain's outcome to the others (`True and x`)."""
+        return isinstance(self.owner, cst.BooleanOperation) and self.truth == isinstance(
+            self.owner.operator, cst.And
+        )
+
+
+def decisions(module: cst.Module, lookup: Lookup = _no_lookup) -> list[Decision]:
+    finder = _Finder(lookup)
+    module.visit(finder)
+    return finder.found
+
+
+class _Finder(cst.CSTVisitor):
+    def __init__(self, lookup: Lookup):
+        super().__init__()
+        self.lookup = lookup
+        self.found: list[Decision] = []
+        self.conditions: set[cst.CSTNode] = set()  # expressions used for their truth
+        self.chained: set[cst.CSTNode] = set()  # inner links of a longer and/or chain
+        self.decided: set[cst.CSTNode] = set()
+        self.inside_decided = 0
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        if node in self.decided:
+            self.inside_decided += 1
+        return super().on_visit(node)
+
+    def on_leave(self, original_node: cst.CSTNode) -> None:
+        super().on_leave(original_node)
+        if original_node in self.decided:
+            self.inside_decided -= 1
+
+    def _test(self, owner: cst.CSTNode, test: cst.BaseExpression, report=(True, False)):
+        if self.inside_decided:
+            return
+        known = truth(test, self.lookup)
+        if known is UNKNOWN:
+            self.conditions.add(test)
+            return
+        self.decided.add(test)
+        if known in report:
+            self.found.append(Decision(test, owner, known))
+
+    def visit_If(self, node):
+        self._test(node, node.test)
+
+    def visit_IfExp(self, node):
+        self._test(node, node.test)
+
+    def visit_While(self, node):
+        self._test(node, node.test, report=(False,))
+
+    def visit_Assert(self, node):
+        self.conditions.add(node.test)
+
+    def visit_UnaryOperation(self, node):
+        if isinstance(node.operator, cst.Not):
+            self.conditions.add(node.expression)
+
+    def visit_BooleanOperation(self, node):
+        if node in self.chained or self.inside_decided:
+            return
+        operands = _chain(node)
+        for inner in operands[1]:
+            self.chained.add(inner)
+        as_condition = node in self.conditions or all(map(_boolean, operands[0]))
+        if as_condition:
+            self.conditions.update(operands[0])
+        for position, operand in enumerate(operands[0]):
+            if position and not as_condition:
+                break
+            known = truth(operand, self.lookup)
+            if known is not UNKNOWN:
+                self.found.append(Decision(operand, _owner(node, operand), known))
+
+
+def _boolean(node: cst.BaseExpression) -> bool:
+    """Whether `node` always evaluates to a bool (then a chain of such is its own truth)."""
+    if isinstance(node, cst.Comparison):
+        return True
+    if isinstance(node, cst.UnaryOperation):
+        return isinstance(node.operator, cst.Not)
+    if isinstance(node, cst.Name):
+        return node.value in ("True", "False")
+    if isinstance(node, cst.BooleanOperation):
+        return _boolean(node.left) and _boolean(node.right)
+    return isinstance(node, cst.Call) and m.matches(
+        node.func, m.Name("bool") | m.Name("isinstance")
+    )
+
+
+def _chain(node: cst.BooleanOperation) -> tuple[list, list]:
+    """The operands of `a and b and c` (parsed `(a and b) and c`), and its inner links."""
+    operands: list = []
+    links: list = []
+    kind = type(node.operator)
+    current: cst.BaseExpression = node
+    rights = []
+    while (
+        isinstance(current, cst.BooleanOperation)
+        and isinstance(current.operator, kind)
+        and (current is node or not current.lpar)
+    ):
+        if current is not node:
+            links.append(current)
+        rights.append(current.right)
+        current = current.left
+    operands.append(current)
+    operands.extend(reversed(rights))
+    return operands, links
+
+
+def _owner(chain: cst.BooleanOperation, operand: cst.BaseExpression) -> cst.BooleanOperation:
+    """The link whose left or right the operand is (what a fix rewrites)."""
+    current = chain
+    while current.left is not operand and current.right is not operand:
+        current = current.left
+    return current

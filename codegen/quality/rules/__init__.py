@@ -1,0 +1,7 @@
+"""The dead-code rules, one per module; `RULES` lists them in report order."""
+
+from codegen.quality.rules.constant_condition import ConstantCondition
+from codegen.quality.rules.unreachable_branch import UnreachableBranch
+from codegen.quality.rules.unread_field import UnreadField
+
+RULES = (ConstantCondition, UnreachableBranch, UnreadField)
