@@ -11,14 +11,16 @@ RULES = [
         params={"enabled": FromFeature("attention.qkv_bias")},
         description="q/k/v projections carry a bias (mapped from the checkpoint)",
         native_in=("qwen2",),
+        fixes="attention_bias",
     ),
     Rule(
         id="o_bias",
         feature="attention.o_bias",
-        values=(True,),
+        values=(True, False),
         transform="set_o_bias",
-        params={"enabled": True},
-        description="the attention output projection carries a bias",
+        params={"enabled": FromFeature("attention.o_bias")},
+        description="the attention output projection carries a bias, or not (q/k/v's may)",
+        fixes="attention_bias",
     ),
 ]
 

@@ -13,8 +13,9 @@ RULES = [
         feature="ffn.bias",
         values=(True,),
         transform="set_ffn_bias",
-        params={"enabled": True},
+        params={"enabled": FromFeature("ffn.bias")},
         description="the feed-forward projections carry biases (mapped from the checkpoint)",
+        fixes="mlp_bias",
     ),
     Rule(
         id="ffn_geglu",

@@ -120,11 +120,13 @@ _DENSE_COMMON.update(_MOE_BASE)
 _MOE_COMMON: dict[str, tuple] = {"moe": (True,), **_MOE_BASE}
 
 REFERENCES: dict[str, dict[str, tuple]] = {
-    # dense GQA, SwiGLU, RMSNorm pre-norm, RoPE incl. scaling; no biases (refused if configured)
+    # dense GQA, SwiGLU, RMSNorm pre-norm, RoPE incl. scaling; attention_bias switches
+    # q/k/v/o biases together, mlp_bias gate/up/down
     "llama": {
         **_DENSE_COMMON,
-        "attention.qkv_bias": (False,),
-        "attention.o_bias": (False,),
+        "attention.qkv_bias": (False, True),
+        "attention.o_bias": ("same_as_qkv",),
+        "ffn.bias": (False, True),
     },
     # llama + bias on q/k/v (not o); sliding window where the config enables it
     "qwen2": {

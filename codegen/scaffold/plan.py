@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from codegen.analyze import reference as references
 from codegen.errors import CodegenError
 from codegen.scaffold.build import Step
-from codegen.scaffold.table import load_rules
+from codegen.scaffold.table import load_names, load_rules
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,8 @@ def make_plan(target, name: str | None = None, reference: str | None = None) -> 
 
 
 def _rule_steps(plan: Plan) -> list[Step]:
-    return [step for step in plan.steps if step.rule]
+    """The steps that close a feature gap (hard-coding a switch the target lacks is not one)."""
+    return [step for step in plan.steps if step.rule and not step.reason.startswith(_FIXING)]
 
 
 def _plan_from(target, name: str | None, reference: str) -> Plan:
@@ -86,6 +87,7 @@ def _plan_from(target, name: str | None, reference: str) -> Plan:
             reason = f"{feature} = {value!r} ({_evidence(features, feature)})"
             steps.append(Step(rule.transform, rule.resolve(features), rule.id, reason))
     steps += _switch_steps(features, reference, rules, {step.rule for step in steps})
+    steps += _fixing_steps(target, reference, rules, {step.rule for step in steps})
     steps.sort(key=lambda step: _rule_order(rules, step.rule))
     steps += _naming_steps(target)
     model_types = (features.model_type,) if features.model_type else (name,)
@@ -105,6 +107,44 @@ def _switch_steps(features, reference: str, rules, planned: set[str]) -> list[St
         reason = f"config switch {switch.name} ({evidence or 'HF source'})"
         steps.append(Step(rule.transform, rule.resolve(features), rule.id, reason))
     return steps
+
+
+_FIXING = "no config field "
+
+
+def _fixing_steps(target, reference: str, rules, planned: set[str]) -> list[Step]:
+    """Rules that hard-code a feature the reference switches on a config field (`fixes`)
+    where the target's config class has no such field: mistral has no `attention_bias`, so
+    its projections are built without biases rather than from a field no config sets."""
+    features = target.features
+    reads = _reference_reads(reference)
+    aliases = load_names().CONFIG_ALIASES
+    steps = []
+    for rule in rules:
+        field = rule.fixes
+        if not field or field not in reads or rule.id in planned:
+            continue
+        if any(name in target.config_fields for name in (field, *aliases.get(field, ()))):
+            continue
+        value = features.get(rule.feature)
+        if not isinstance(value, bool):
+            continue
+        params = {**rule.resolve(features), "enabled": value}
+        reason = (
+            f"{_FIXING}{field}: {rule.feature} = {value!r} ({_evidence(features, rule.feature)})"
+        )
+        steps.append(Step(rule.transform, params, rule.id, reason))
+    return steps
+
+
+def _reference_reads(reference: str) -> set[str]:
+    """The config fields the reference's `from_hf_config` reads."""
+    import libcst as cst
+
+    from codegen.scaffold.build import read_reference_files
+    from codegen.transforms.guard_switches import config_reads
+
+    return config_reads(cst.parse_module(read_reference_files(reference)["args.py"]))
 
 
 def package_name(model_type: str | None) -> str | None:

@@ -29,6 +29,10 @@ class Rule:
     # branches on `switch` (e.g. partial_rotary_factor), the rule runs even though the
     # analysed config sits on the side the reference already has (factor 1.0)
     switch: str = ""
+    # a config field the reference reads as a switch for this feature (attention_bias): where
+    # the target's config class has no such field, the rule runs with the target's value, so
+    # the package hard-codes it instead of carrying a field every checkpoint sets alike
+    fixes: str = ""
 
     def resolve(self, features) -> dict[str, Any]:
         return {

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from codegen.transforms import _moe_edits as moe_edits
 from codegen.transforms._attention_edits import ensure_layer_id
+from codegen.transforms._ffn_edits import self_assignment
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import (
     EditError,
@@ -111,7 +112,8 @@ IS_MOE = {
 
 # HF per-expert projection -> house stacked weight
 EXPERT_KEYS = (("gate_proj", "w1"), ("up_proj", "w3"), ("down_proj", "w2"))
-DENSE_BUILD = "self.feed_forward = FeedForward(args.dim, args.hidden_dim)"
+# the dense build statement, matched by its start (a reference may pass more, e.g. a bias)
+DENSE_BUILD = "self.feed_forward = FeedForward(args.dim, args.hidden_dim"
 DENSE_DOWN_ROW = "layers.{}.feed_forward.w2.weight"
 _CALLS_FFN = re.compile(r"(?<![\w.])ffn\(")
 
@@ -235,6 +237,14 @@ def _add_classes(package, norm_topk_prob: str) -> None:
         moe_edits.replace_statement(package, "model.py", "MoE", "route", RENORMALISE, "")
 
 
+def _dense_build(package) -> str:
+    """The block's `self.feed_forward = FeedForward(...)` statement as the reference has it."""
+    value = self_assignment(package, "model.py", "TransformerBlock", "__init__", "feed_forward")
+    if value is None:
+        raise EditError("TransformerBlock.__init__ builds no self.feed_forward")
+    return f"self.feed_forward = {code_of(value)}"
+
+
 def _wire_block(package, dense_rule: str) -> None:
     if dense_rule == "all":
         moe_edits.replace_statement(
@@ -245,13 +255,14 @@ def _wire_block(package, dense_rule: str) -> None:
         )
         moe_edits.remove_class(package, "model.py", "FeedForward")
         return
+    dense = _dense_build(package)
     layer_id = ensure_layer_id(package)
     build = (
         f"self.is_moe = {IS_MOE[dense_rule].format(layer_id=layer_id)}\n"
         "if self.is_moe:\n"
         "    self.moe = MoE(args)\n"
         "else:\n"
-        f"    {DENSE_BUILD}"
+        f"    {dense}"
     )
     moe_edits.replace_statement(
         package, "model.py", "TransformerBlock", "__init__", DENSE_BUILD, build

@@ -52,7 +52,8 @@ def test_sparse_step_keeps_dense_layers_and_gives_blocks_their_index():
         "        if self.is_moe:\n"
         "            self.moe = MoE(args)\n"
         "        else:\n"
-        "            self.feed_forward = FeedForward(args.dim, args.hidden_dim)\n"
+        "            self.feed_forward = FeedForward("
+        "args.dim, args.hidden_dim, bias=args.mlp_bias)\n"
     ) in model
     assert (
         "        ffn = self.moe if self.is_moe else self.feed_forward\n"

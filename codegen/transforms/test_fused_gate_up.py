@@ -77,6 +77,6 @@ def test_on_the_llama_reference():
     package = SourcePackage.from_directory(references_dir() / "llama")
     FuseGateUp().apply(package, layout="concat")
     files = package.render()
-    assert "self.w13 = nn.Linear(dim, 2 * hidden_dim, bias=False)" in files["model.py"]
+    assert "self.w13 = nn.Linear(dim, 2 * hidden_dim, bias=bias)" in files["model.py"]
     assert "self.w1 " not in files["model.py"] and "self.w3" not in files["model.py"]
     assert "mlp.gate_up_proj.weight" in files["state_dict_adapter.py"]

@@ -23,7 +23,7 @@ def test_one_projection_split_after_the_matmul():
     assert "self.wq =" not in model and "self.wk =" not in model and "self.wv =" not in model
     assert (
         "self.wqkv = nn.Linear(args.dim, (args.n_heads + 2 * args.n_kv_heads) * args.head_dim, "
-        "bias=False)" in model
+        "bias=args.attention_bias)" in model
     )
     split = "q, k, v = self.wqkv(x).split([self.n_heads * self.head_dim, kv_size, kv_size], dim=-1)"
     assert split in model

@@ -6,6 +6,9 @@ import torch
 from codegen.models import references_dir
 from codegen.scaffold.source import SourcePackage
 from codegen.scaffold.tidy import ruff_format
+from codegen.transforms.ffn_bias import SetFeedForwardBias
+from codegen.transforms.o_bias import SetOutputBias
+from codegen.transforms.qkv_bias import SetQkvBias
 from codegen.transforms.sliding_window import MASK_FUNCTION_OPTIONAL, SetSlidingWindow
 
 
@@ -20,13 +23,15 @@ def _code(text):  # formatted, without the module docstring
 
 def test_pattern_from_llama_reproduces_the_qwen2_reference():
     package = _package("llama")
+    # qwen2 has fixed q/k/v biases where llama has config switches: its plan's bias steps
+    for step, enabled in ((SetQkvBias(), True), (SetOutputBias(), False)):
+        step.apply(package, enabled=enabled)
+    SetFeedForwardBias().apply(package, enabled=False)
     SetSlidingWindow().apply(package, mode="pattern")
     model = _code(package.render()["model.py"])
     reference = _code(_package("qwen2").render()["model.py"])
-    # qwen2 also has QKV biases and names `seq` once; otherwise the same code
-    reference = reference.replace("bias=True", "bias=False").replace(
-        "        seq = tokens.shape[1]\n", ""
-    )
+    # qwen2 also names `seq` once; otherwise the same code
+    reference = reference.replace("        seq = tokens.shape[1]\n", "")
     model = model.replace("tokens.shape[1]", "seq")
     reference = reference.replace("tokens.shape[1]", "seq")
     assert model == reference

@@ -8,7 +8,7 @@ from codegen.config_checks import require_settings
 from codegen.layers.rope import RopeScaling
 
 # HF settings this package hard-codes: field -> the only value it implements
-FIXED_SETTINGS = {"attention_bias": False, "mlp_bias": False, "hidden_act": "silu"}
+FIXED_SETTINGS = {"hidden_act": "silu"}
 
 
 @dataclass
@@ -22,6 +22,8 @@ class ModelArgs:
     vocab_size: int = 128256
     norm_eps: float = 1e-5
     rope: RopeScaling = field(default_factory=lambda: RopeScaling(theta=500000.0))
+    attention_bias: bool = False  # q/k/v/o biases
+    mlp_bias: bool = False  # gate/up/down biases
     tie_word_embeddings: bool = False
 
     def __post_init__(self):
@@ -44,5 +46,7 @@ class ModelArgs:
             vocab_size=hf_config.vocab_size,
             norm_eps=hf_config.rms_norm_eps,
             rope=RopeScaling.from_hf(hf_config.rope_parameters, hf_config.max_position_embeddings),
+            attention_bias=hf_config.attention_bias,
+            mlp_bias=hf_config.mlp_bias,
             tie_word_embeddings=hf_config.tie_word_embeddings,
         )
