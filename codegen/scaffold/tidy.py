@@ -1,7 +1,9 @@
 """Make a transformed package read like hand-written code.
 
-After the transforms: ModelArgs fields nothing reads any more are dropped together with
-their `from_hf_config` mapping (no dead options), imports nothing uses are removed, and the
+After the transforms: branches no accepted config reaches are folded away
+(`fold_constant_branches`, `drop_pinned_attributes`: what `codegen lint --dead-code`
+checks), ModelArgs fields nothing reads any more are dropped together with their
+`from_hf_config` mapping (no dead options), imports nothing uses are removed, and the
 files are formatted with ruff (line length 100, as the project itself).
 """
 
@@ -14,13 +16,17 @@ import libcst as cst
 
 from codegen.errors import CodegenError
 from codegen.scaffold.source import SourcePackage
+from codegen.transforms.drop_pinned_attributes import DropPinnedAttributes
 from codegen.transforms.edits import field_name
+from codegen.transforms.fold_constant_branches import FoldConstantBranches
 
 # read by codegen itself (the adapter base), not by the package's own code
 _ALWAYS_USED = {"tie_word_embeddings"}
 
 
 def tidy(package: SourcePackage) -> None:
+    FoldConstantBranches().apply(package)  # dead branches first: they keep fields read
+    DropPinnedAttributes().apply(package)
     drop_unused_fields(package)
     for filename, module in package.files.items():
         package.files[filename] = _remove_unused_imports(module)
