@@ -3,7 +3,8 @@
 KEY_SYNONYMS groups the module names checkpoints use for one role; `align_hf_keys` pairs a
 reference key with a target key when every dotted component belongs to the same group.
 CONFIG_ALIASES lists, for a config field the references read, the other names configs use
-for it (in preference order); CONFIG_FALLBACKS says what a missing field means.
+for it (in preference order; the legacy names of `codegen.analyze.config.LEGACY_NAMES` come
+after them); CONFIG_DERIVATIONS and CONFIG_FALLBACKS say what a missing field means.
 """
 
 KEY_SYNONYMS: tuple[tuple[str, ...], ...] = (
@@ -38,7 +39,7 @@ CONFIG_ALIASES: dict[str, tuple[str, ...]] = {
         "rms_norm_epsilon",
     ),
     "layer_norm_eps": ("rms_norm_eps", "norm_eps", "layer_norm_epsilon"),
-    "num_key_value_heads": ("num_kv_heads", "multi_query_group_num"),
+    "num_key_value_heads": ("num_kv_heads",),
     "intermediate_size": ("ffn_hidden_size", "n_inner"),
     "num_local_experts": ("num_experts", "n_routed_experts"),
     "num_experts": ("num_local_experts", "n_routed_experts"),
@@ -53,6 +54,42 @@ CONFIG_FROM_FEATURES: dict[str, str] = {
     "norm_topk_prob": "moe.norm_topk_prob",
     "attention_bias": "attention.qkv_bias",
     "mlp_bias": "ffn.bias",
+}
+
+# field -> what a config that has neither the field nor an alias stores instead (legacy
+# remote-code configs): the first (fields it needs, expression) whose fields the config has
+# wins, before CONFIG_FALLBACKS. Reads inside the expression are resolved the same way.
+CONFIG_DERIVATIONS: dict[str, tuple[tuple[tuple[str, ...], str], ...]] = {
+    "num_key_value_heads": (
+        (
+            ("multi_query_attention", "multi_query_group_num"),
+            "hf_config.multi_query_group_num if hf_config.multi_query_attention"
+            " else hf_config.num_attention_heads",
+        ),
+        (("multi_query",), "1 if hf_config.multi_query else hf_config.num_attention_heads"),
+    ),
+    "head_dim": (
+        (
+            ("kv_channels",),
+            "hf_config.kv_channels or hf_config.hidden_size // hf_config.num_attention_heads",
+        ),
+    ),  # kv_channels may be None: then heads split the hidden size
+    "partial_rotary_factor": ((("rotary_dim",), "hf_config.rotary_dim / hf_config.head_dim"),),
+    # no standardised rope_parameters: assembled from the top-level fields, as transformers
+    # does for configs that declare them (`rope_scaling` may carry a legacy `type` key)
+    "rope_parameters": (
+        (
+            ("rope_scaling",),
+            '{"rope_type": "default", "rope_theta": hf_config.rope_theta,'
+            ' "partial_rotary_factor": hf_config.partial_rotary_factor,'
+            " **(hf_config.rope_scaling or {})}",
+        ),
+        (
+            (),
+            '{"rope_type": "default", "rope_theta": hf_config.rope_theta,'
+            ' "partial_rotary_factor": hf_config.partial_rotary_factor}',
+        ),
+    ),
 }
 
 # field -> expression used when the config has neither the field nor an alias
@@ -70,4 +107,6 @@ CONFIG_FALLBACKS: dict[str, str] = {
     "decoder_sparse_step": "1",  # no step: every layer is an MoE layer
     "mlp_only_layers": "()",
     "first_k_dense_replace": "0",
+    "rope_theta": "10000.0",  # transformers' default base
+    "partial_rotary_factor": "1.0",
 }

@@ -39,7 +39,8 @@ class RopeScaling:
 
     @classmethod
     def from_hf(cls, rope_parameters: dict, max_position_embeddings: int) -> RopeScaling:
-        rope_type = rope_parameters.get("rope_type", "default")
+        # older configs name the kind `type`
+        rope_type = rope_parameters.get("rope_type", rope_parameters.get("type", "default"))
         if rope_type not in FREQUENCY_RULES:
             raise NotImplementedError(f"rope_type {rope_type!r} is not supported")
         return cls(

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import re
 
 import libcst as cst
+import libcst.matchers as m
 
+from codegen.analyze.config import LEGACY_NAMES
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import EditDict, expression, run
 
@@ -16,35 +17,90 @@ _ADOPTED = ("attention_bias", "mlp_bias")
 
 
 class AlignConfigFields(Transform):
-    """A config read the target lacks becomes its alias (`rules/names.py`) or its fallback;
-    FIXED_SETTINGS drops fields the target config does not have and adopts its biases."""
+    """A config read the target lacks becomes its alias (`rules/names.py`, then the legacy
+    names remote code uses), a derivation from the fields it does have (`multi_query`,
+    `kv_channels`, `rotary_dim`, top-level RoPE fields) or its fallback; FIXED_SETTINGS drops
+    fields the target config does not have and adopts its biases."""
 
     name = "align_config_fields"
 
     def apply(self, package, features=None, *, fields: list[str], config: dict) -> None:
         from codegen.scaffold.table import load_names
 
-        names = load_names()
-        available = set(fields)
-        replacements = {}
-        for read in sorted(_config_reads(package.files["args.py"])):
-            if read in available:
-                continue
-            alias = next((a for a in names.CONFIG_ALIASES.get(read, ()) if a in available), None)
-            known = _feature_value(features, names.CONFIG_FROM_FEATURES.get(read))
-            if alias is not None:
-                replacements[read] = f"hf_config.{alias}"
-            elif known is not None:
-                replacements[read] = repr(known)
-            elif read in names.CONFIG_FALLBACKS:
-                replacements[read] = names.CONFIG_FALLBACKS[read]
-        replacements = {read: _resolve(expr, replacements) for read, expr in replacements.items()}
-        if replacements:
-            package.edit("args.py", _Replace(replacements))
+        resolver = _Resolver(load_names(), set(fields), features)
+        module = package.files["args.py"]
+        replacements = {
+            read: expr
+            for read in sorted(_config_reads(module))
+            if (expr := resolver.expression(read)) is not None
+        }
+        # an optional read's default already says what a missing field means: only a field
+        # the config stores under another name, or derives from one it has, replaces it
+        optional = {
+            read: expr
+            for read in sorted(_optional_reads(module) - set(replacements))
+            if (expr := resolver.optional(read)) is not None
+        }
+        if replacements or optional:
+            package.edit("args.py", _Replace(replacements, optional))
         if "FIXED_SETTINGS" in package.files["args.py"].code:
             run(
-                package, "args.py", EditDict("FIXED_SETTINGS", _settings_rewrite(available, config))
+                package,
+                "args.py",
+                EditDict("FIXED_SETTINGS", _settings_rewrite(set(fields), config)),
             )
+
+
+class _Resolver:
+    """What a read of config field `read` becomes for a config holding `available`."""
+
+    def __init__(self, names, available: set[str], features):
+        self.names, self.available, self.features = names, available, features
+
+    def expression(self, read: str, seen: frozenset = frozenset()) -> cst.BaseExpression | None:
+        """`hf_config.<read>` -> an alias read, a value the analysis found, a derivation from
+        fields the config has, a legacy name, or the fallback (None: leave it)."""
+        if read in self.available or read in seen:
+            return None
+        found = (
+            self._alias(self.names.CONFIG_ALIASES.get(read, ()))
+            or self._known(read)
+            or self._derived(read, seen)
+            or self._alias(LEGACY_NAMES.get(read, ()))
+        )
+        if found is None and read in self.names.CONFIG_FALLBACKS:
+            found = self._resolved(self.names.CONFIG_FALLBACKS[read], seen | {read})
+        return found
+
+    def optional(self, read: str) -> cst.BaseExpression | None:
+        """`getattr(hf_config, "<read>", default)` -> the same read of an alias, or a
+        derivation; the default already says what a missing field means."""
+        if read in self.available:
+            return None
+        aliases = (*self.names.CONFIG_ALIASES.get(read, ()), *LEGACY_NAMES.get(read, ()))
+        alias = next((a for a in aliases if a in self.available), None)
+        if alias is not None:
+            return ("rename", alias)
+        return self._derived(read, frozenset())
+
+    def _alias(self, aliases) -> cst.BaseExpression | None:
+        alias = next((a for a in aliases if a in self.available), None)
+        return None if alias is None else expression(f"hf_config.{alias}")
+
+    def _known(self, read: str) -> cst.BaseExpression | None:
+        known = _feature_value(self.features, self.names.CONFIG_FROM_FEATURES.get(read))
+        return None if known is None else expression(repr(known))
+
+    def _derived(self, read: str, seen: frozenset) -> cst.BaseExpression | None:
+        for needs, text in self.names.CONFIG_DERIVATIONS.get(read, ()):
+            if set(needs) <= self.available:
+                return self._resolved(text, seen | {read})
+        return None
+
+    def _resolved(self, text: str, seen: frozenset) -> cst.BaseExpression:
+        derived = expression(text)
+        inner = {r: e for r in _config_reads(derived) if (e := self.expression(r, seen))}
+        return derived.visit(_Replace(inner)) if inner else derived
 
 
 def _feature_value(features, path: str | None):
@@ -53,15 +109,6 @@ def _feature_value(features, path: str | None):
         return None
     value = features.get(path)
     return value if isinstance(value, bool | int | float) else None
-
-
-def _resolve(expression_text: str, replacements: dict[str, str]) -> str:
-    """Apply the replacements inside a fallback expression too (one level is enough)."""
-
-    def substitute(match: re.Match) -> str:
-        return f"({replacements[match.group(1)]})" if match.group(1) in replacements else match[0]
-
-    return re.sub(r"hf_config\.(\w+)", substitute, expression_text)
 
 
 def _settings_rewrite(available: set[str], config: dict):
@@ -76,35 +123,70 @@ def _settings_rewrite(available: set[str], config: dict):
     return rewrite
 
 
-class _Reads(cst.CSTVisitor):
-    def __init__(self):
-        self.names: set[str] = set()
-
-    def visit_Attribute(self, node):
-        if isinstance(node.value, cst.Name) and node.value.value == "hf_config":
-            self.names.add(node.attr.value)
-
-    def visit_Call(self, node):
-        # getattr(hf_config, "head_dim", None) is an optional read: not required
-        return True
+_HF_READ = m.Attribute(value=m.Name("hf_config"))
+# getattr(hf_config, "head_dim", None): a read the config may answer, or not
+_OPTIONAL_READ = m.Call(
+    func=m.Name("getattr"),
+    args=[m.Arg(m.Name("hf_config")), m.Arg(m.SimpleString()), m.ZeroOrMore()],
+)
 
 
-def _config_reads(module: cst.Module) -> set[str]:
-    visitor = _Reads()
-    module.visit(visitor)
-    return visitor.names
+# expressions an operator can take without parentheses
+_ATOM = (
+    m.Name() | m.Attribute() | m.Call() | m.Subscript() | m.Integer() | m.Float() | m.SimpleString()
+)
+
+
+def _config_reads(node: cst.CSTNode) -> set[str]:
+    """Fields read as `hf_config.<field>`."""
+    return {found.attr.value for found in m.findall(node, _HF_READ)}
+
+
+def _optional_reads(node: cst.CSTNode) -> set[str]:
+    """Fields read as `getattr(hf_config, "<field>", default)`."""
+    return {found.args[1].value.evaluated_value for found in m.findall(node, _OPTIONAL_READ)}
 
 
 class _Replace(cst.CSTTransformer):
-    def __init__(self, replacements: dict[str, str]):
+    """`hf_config.<read>` -> its replacement; `getattr(hf_config, "<read>", d)` -> the
+    replacement of an optional read."""
+
+    def __init__(
+        self,
+        replacements: dict[str, cst.BaseExpression],
+        optional: dict[str, cst.BaseExpression] | None = None,
+    ):
         super().__init__()
-        self.replacements = {k: expression(v) for k, v in replacements.items()}
+        self.replacements, self.optional = replacements, optional or {}
+
+        self.operands: set[cst.CSTNode] = set()  # reads an operator binds to
+
+    def visit_BinaryOperation(self, node):
+        self.operands.update((node.left, node.right))
+
+    def visit_BooleanOperation(self, node):
+        self.operands.update((node.left, node.right))
+
+    def visit_UnaryOperation(self, node):
+        self.operands.add(node.expression)
+
+    def visit_Comparison(self, node):
+        self.operands.update((node.left, *(target.comparator for target in node.comparisons)))
 
     def leave_Attribute(self, original, updated):
-        if (
-            isinstance(updated.value, cst.Name)
-            and updated.value.value == "hf_config"
-            and updated.attr.value in self.replacements
-        ):
-            return self.replacements[updated.attr.value]
-        return updated
+        if not (m.matches(updated, _HF_READ) and updated.attr.value in self.replacements):
+            return updated
+        new = self.replacements[updated.attr.value]
+        if original in self.operands and not m.matches(new, _ATOM):
+            return new.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+        return new
+
+    def leave_Call(self, original, updated):
+        if not m.matches(original, _OPTIONAL_READ):
+            return updated
+        new = self.optional.get(original.args[1].value.evaluated_value)
+        if isinstance(new, tuple):  # ("rename", alias): the same optional read of the alias
+            args = [*original.args]
+            args[1] = args[1].with_changes(value=cst.SimpleString(f'"{new[1]}"'))
+            return original.with_changes(args=args)
+        return updated if new is None else new

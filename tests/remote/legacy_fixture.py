@@ -75,11 +75,14 @@ class OldNetRMSNorm(nn.Module):
 class OldNetRotary(nn.Module):
     def __init__(self, dim, base, scaling=None):
         super().__init__()
-        inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2).float() / dim))
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.dim, self.base = dim, base
+        self.register_buffer("inv_freq", self.frequencies(), persistent=False)
         self.factor = 1.0
         if scaling is not None and scaling.get("type", scaling.get("rope_type")) == "linear":
             self.factor = scaling["factor"]
+
+    def frequencies(self):
+        return 1.0 / (self.base ** (torch.arange(0, self.dim, 2).float() / self.dim))
 
     def forward(self, x, position_ids):
         t = position_ids.float() / self.factor
@@ -162,6 +165,8 @@ class OldNetPreTrainedModel(PreTrainedModel):
             module.weight.data.normal_(mean=0.0, std=0.02)
         elif isinstance(module, OldNetRMSNorm):
             module.weight.data.fill_(1.0)
+        elif isinstance(module, OldNetRotary):  # models are built on the meta device
+            module.inv_freq.copy_(module.frequencies())
 
 
 class OldNetModel(OldNetPreTrainedModel):

@@ -5,6 +5,7 @@ and the toy shrink understand `n_embd`/`n_head`/`n_layer`, `seq_length`,
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from legacy_fixture import CONFIG, legacy_folder
 
 from codegen.analyze.analysis import analyze
 from codegen.analyze.config import legacy
+from codegen.cli import main
 from codegen.verify.remote import load_remote, remote_toy_config, shrink_legacy
 from codegen.verify.tiny_config import SHRINK_RULES
 
@@ -112,3 +114,38 @@ def test_loading_a_folder_is_offline(tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     load_remote(legacy_folder(tmp_path), trust_remote_code=True)
     assert constants.is_offline_mode()
+
+
+def _rows(args: list[str], capsys) -> dict[str, dict]:
+    capsys.readouterr()
+    main(["verify", *args, "--json"])
+    rows = json.loads(capsys.readouterr().out)
+    return {(row["case"].partition("+")[2], row["dtype"]): row for row in rows}
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {},  # multi-query, kv_channels, rotary_pct, top-level rope_theta, rope_scaling `type`
+        {"multi_query": False, "kv_channels": None, "rope_scaling": None, "rotary_pct": 0.25},
+    ],
+    ids=["as-shipped", "multi-head-no-scaling"],
+)
+def test_a_legacy_folder_scaffolds_and_verifies_in_every_switch_setting(
+    config, tmp_path, capsys
+) -> None:
+    """The package reads the legacy names the folder's config stores (`n_embd`, `multi_query`,
+    `kv_channels`, `rotary_pct`, `seq_length`, top-level `rope_theta`/`rope_scaling`): every
+    switch setting (one kv head or one per head, a rotated fraction of 1) passes, none is
+    pinned and refused."""
+    folder = legacy_folder(tmp_path / "hub", **config)
+    out = tmp_path / "models"
+    assert main(["scaffold", str(folder), "--out", str(out)]) == 0
+    args = (out / "oldnet" / "args.py").read_text()
+    assert "hf_config.n_embd" in args and "hf_config.hidden_size" not in args
+    rows = _rows([str(folder), "--models", str(out), "--trust-remote-code"], capsys)
+    settings = {setting for setting, _ in rows}
+    assert {"", "rotary_pct=1.0"} <= settings
+    assert any(setting.startswith("multi_query=") for setting in settings)
+    for (setting, dtype), row in rows.items():
+        assert row["status"] == "pass", (setting, dtype, row)

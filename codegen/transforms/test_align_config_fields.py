@@ -1,0 +1,131 @@
+"""AlignConfigFields: before/after for standard, renamed, legacy and derived config fields."""
+
+import subprocess
+
+from codegen.transforms.align_config_fields import AlignConfigFields
+from codegen.transforms.testing import package_of
+
+BEFORE = """
+FIXED_SETTINGS = {"hidden_act": "silu", "attention_bias": False}
+
+
+def from_hf_config(hf_config):
+    require_settings(hf_config, FIXED_SETTINGS)
+    return Args(
+        dim=hf_config.hidden_size,
+        n_kv_heads=hf_config.num_key_value_heads,
+        head_dim=getattr(hf_config, "head_dim", None)
+        or hf_config.hidden_size // hf_config.num_attention_heads,
+        rope=Rope.from_hf(hf_config.rope_parameters, hf_config.max_position_embeddings),
+    )
+"""
+
+# a transformers-style config: every read is answered, nothing changes but FIXED_SETTINGS
+STANDARD = [
+    "hidden_size",
+    "num_key_value_heads",
+    "num_attention_heads",
+    "head_dim",
+    "rope_parameters",
+    "max_position_embeddings",
+    "hidden_act",
+]
+
+# an older remote-code config (n_embd / n_head, multi_query, kv_channels, top-level RoPE fields)
+LEGACY = [
+    "n_embd",
+    "n_head",
+    "multi_query",
+    "kv_channels",
+    "rotary_pct",
+    "rope_theta",
+    "rope_scaling",
+    "seq_length",
+]
+
+LEGACY_AFTER = """
+FIXED_SETTINGS = {}
+
+
+def from_hf_config(hf_config):
+    require_settings(hf_config, FIXED_SETTINGS)
+    return Args(
+        dim=hf_config.n_embd,
+        n_kv_heads=1 if hf_config.multi_query else hf_config.n_head,
+        head_dim=getattr(hf_config, "kv_channels", None) or hf_config.n_embd // hf_config.n_head,
+        rope=Rope.from_hf(
+            {
+                "rope_type": "default",
+                "rope_theta": hf_config.rope_theta,
+                "partial_rotary_factor": hf_config.rotary_pct,
+                **(hf_config.rope_scaling or {}),
+            },
+            hf_config.seq_length,
+        ),
+    )
+"""
+
+
+def _apply(fields, config=None):
+    package = package_of({"args.py": BEFORE})
+    AlignConfigFields().apply(package, fields=fields, config=config or {})
+    return _formatted(package.render()["args.py"])
+
+
+def _formatted(code: str) -> str:
+    """As scaffold writes it (ruff format runs last)."""
+    from codegen.scaffold.tidy import ruff_binary
+
+    done = subprocess.run(
+        [ruff_binary(), "format", "-"], input=code, capture_output=True, text=True, check=True
+    )
+    return done.stdout
+
+
+def test_a_standard_config_keeps_every_read():
+    after = _apply(STANDARD, {"attention_bias": True})
+    # attention_bias is not a field of this config: dropped; hidden_act kept
+    assert 'FIXED_SETTINGS = {"hidden_act": "silu"}' in after
+    assert after.split("def from_hf_config")[1] == BEFORE.split("def from_hf_config")[1]
+
+
+def test_legacy_fields_are_read_under_their_own_names_and_derived():
+    assert _apply(LEGACY) == LEGACY_AFTER.lstrip()
+
+
+def test_group_count_of_multi_query_attention():
+    fields = ["hidden_size", "num_attention_heads", "multi_query_attention"]
+    fields.append("multi_query_group_num")
+    after = " ".join(_apply(fields).split())
+    assert (
+        "n_kv_heads=hf_config.multi_query_group_num if hf_config.multi_query_attention "
+        "else hf_config.num_attention_heads" in after
+    )
+
+
+def test_rotary_dim_is_a_fraction_of_the_resolved_head_dim():
+    fields = ["hidden_size", "num_attention_heads", "rotary_dim", "rope_theta"]
+    after = _apply(fields)
+    namespace = {"hidden_size": 96, "num_attention_heads": 4, "rotary_dim": 12, "rope_theta": 1e4}
+    rope = _rope_argument(after, namespace)
+    assert rope["partial_rotary_factor"] == 0.5  # 12 of head_dim 24, not 12 / 96 // 4
+
+
+def test_no_window_field_falls_back_to_no_window_but_an_optional_read_keeps_its_default():
+    after = _apply(["hidden_size", "num_attention_heads", "rope_parameters"])
+    assert 'getattr(hf_config, "head_dim", None)' in after  # its default already says it
+    assert "n_kv_heads=hf_config.num_attention_heads" in after  # no kv field: one per head
+
+
+def _rope_argument(code: str, values: dict) -> dict:
+    """Evaluate the first argument of Rope.from_hf(...) in `code` on a config of `values`."""
+    import ast
+    import types
+
+    call = next(
+        node
+        for node in ast.walk(ast.parse(code))
+        if isinstance(node, ast.Call) and ast.unparse(node.func) == "Rope.from_hf"
+    )
+    config = types.SimpleNamespace(rope_scaling=None, **values)
+    return eval(ast.unparse(call.args[0]), {"hf_config": config})  # noqa: S307
