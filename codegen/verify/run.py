@@ -450,6 +450,15 @@ def _roundtrip_exact(adapter, checkpoint: dict[str, torch.Tensor]) -> bool:
     return all(torch.equal(back[key], checkpoint[key]) for key in checkpoint)
 
 
+# an error is reported on one line: longer messages (torch lists every mismatched tensor)
+# keep their first sentences and say how much was left out
+ERROR_CHARACTERS = 300
+
+
 def _one_line(err: BaseException, with_type: bool = True) -> str:
     text = " ".join(str(err).split()) or type(err).__name__
+    if len(text) > ERROR_CHARACTERS:
+        cut = text.rfind(". ", 0, ERROR_CHARACTERS)
+        kept = text[: cut + 1] if cut > 0 else text[:ERROR_CHARACTERS]
+        text = f"{kept} ... (+{len(text) - len(kept)} characters)"
     return f"{type(err).__name__}: {text}" if with_type else text
