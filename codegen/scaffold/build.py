@@ -42,7 +42,8 @@ def build_package(
     package = SourcePackage.from_directory(directory)
     title = title or name
     rename = Step("rename_model", {"name": name, "model_types": model_types, "title": title})
-    for step in [*steps, rename]:
+    retarget = Step("retarget_text", _retarget_params(name, title, model_types, features))
+    for step in [*steps, rename, retarget]:
         transform = TRANSFORMS.get(step.transform)
         if transform is None:
             raise CodegenError(f"rule {step.rule or step.transform!r}: unknown transform")
@@ -53,9 +54,23 @@ def build_package(
                 f"transform {step.transform} cannot apply to the {reference} reference: {err}"
             ) from None
         package.applied.append(step.rule or step.transform)
-    describe(package, reference, title, steps)
+    describe(package, title, steps, features)
     tidy(package)
     return ruff_format(vendor(package.render()))
+
+
+def _retarget_params(name: str, title: str, model_types, features) -> dict:
+    """Every reference's name is foreign to the package, except the target's own."""
+    from codegen.analyze.reference import ORDER
+
+    own = {name, *model_types}
+    source = getattr(features, "source", None)
+    return {
+        "name": name,
+        "title": title,
+        "references": [ref for ref in ORDER if ref not in own],
+        "config_class": getattr(source, "config_class", None),
+    }
 
 
 def read_reference_files(reference: str) -> dict[str, str]:

@@ -81,10 +81,10 @@ def _plan_from(target, name: str | None, reference: str) -> Plan:
         value = references.compared_value(features, feature)
         matching = [r for r in rules if r.feature == feature and value in r.values]
         if not matching:
-            gaps.append(Gap(feature, value, _evidence(features, feature)))
+            gaps.append(Gap(feature, value, _evidence(target, feature)))
             continue
         for rule in matching:
-            reason = f"{feature} = {value!r} ({_evidence(features, feature)})"
+            reason = f"{feature} = {value!r} ({_evidence(target, feature)})"
             steps.append(Step(rule.transform, rule.resolve(features), rule.id, reason))
     steps += _switch_steps(features, reference, rules, {step.rule for step in steps})
     steps += _fixing_steps(target, reference, rules, {step.rule for step in steps})
@@ -157,13 +157,45 @@ def package_name(model_type: str | None) -> str | None:
     return f"m_{name}" if name[:1].isdigit() else name or None
 
 
-def _evidence(features, feature: str) -> str:
+def _evidence(source, feature: str) -> str:
+    """The feature's evidence under the real config (what the package may cite), else its
+    evidence under the toy with the toy's values left out (config fields are cited with the
+    real config's values): a toy size is no fact about the target.
+
+    `source` is a `Target`, or bare toy `Features` (then no real value is known)."""
+    target = source if hasattr(source, "features") else None
+    features = target.features if target is not None else source
+    real = _lookup(target.evidence if target is not None else {}, feature)
+    if real is not None:
+        return real
+    toy = _lookup(features.evidence, feature)
+    if toy is None:
+        return "?"
+    defaults = target.defaults if target is not None else {}
+    return "; ".join(_without_toy_values(item, defaults) for item in toy.split("; "))
+
+
+def _lookup(evidence: dict, feature: str) -> str | None:
     """The feature's own evidence, else the first evidence of its section (e.g. for `moe`)."""
-    if feature in features.evidence:
-        return features.evidence[feature]
+    if feature in evidence:
+        return evidence[feature]
     prefix = feature + "."
-    found = [value for key, value in features.evidence.items() if key.startswith(prefix)]
-    return found[0] if found else "?"
+    found = [value for key, value in evidence.items() if key.startswith(prefix)]
+    return found[0] if found else None
+
+
+def _without_toy_values(item: str, defaults: dict) -> str:
+    """`config:sliding_window=8` -> `config:sliding_window=4096` (the real value);
+    `modeling_x.py:12 (x 9.79796)` -> `modeling_x.py:12`."""
+    if not item.startswith("config:"):
+        return item.split(" (", 1)[0]
+    path = item.removeprefix("config:").split("=", 1)[0]
+    value = defaults
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return f"config:{path}"
+        value = value[part]
+    return f"config:{path}={value!r}"
 
 
 def _rule_order(rules, rule_id: str) -> int:
@@ -188,6 +220,7 @@ def _naming_steps(target) -> list[Step]:
         ),
         Step("align_config_fields", {"fields": fields, "config": _settings(target.config)}),
         Step("guard_switches", _guard_params(target)),
+        Step("set_arg_defaults", {"config": getattr(target, "defaults", {})}),
     ]
 
 

@@ -5,6 +5,10 @@ config class defaults (tiny_config's shrink rules): every optional structural fe
 switched on there (a sliding-window pattern, dense and MoE layers...), so the generated code
 carries it and stays correct when a real checkpoint switches it off. Everything here is
 static (libcst): no torch, no transformers, no execution of the target's code.
+
+What the package *says* is about the real config, never the toy: the same analysis runs
+under the config class defaults (or the given config.json), and its evidence, with the
+values a real checkpoint of the class has, is what docstrings cite.
 """
 
 from __future__ import annotations
@@ -33,6 +37,11 @@ class Target:
     # config field -> the fields the config class derives from it (use_sliding_window ->
     # layer_types): a package reading a derived field realises the switch
     derived_fields: dict = field(default_factory=dict)
+    # the config class defaults (or the given config.json): what ModelArgs defaults and
+    # docstring values are taken from
+    defaults: dict = field(default_factory=dict)
+    # feature -> evidence under `defaults` (no toy value in it); {} when that analysis fails
+    evidence: dict = field(default_factory=dict)
 
 
 def load_target(target: str, config_path: str | None = None) -> Target:
@@ -50,7 +59,28 @@ def load_target(target: str, config_path: str | None = None) -> Target:
         path = Path(directory) / "config.json"
         path.write_text(json.dumps(toy, default=_plain))
         features = analyze_target(resolve(target, str(path)), project)
-    return Target(features, toy, fields, _derived(model.target.configuration_path))
+    return Target(
+        features,
+        toy,
+        fields,
+        _derived(model.target.configuration_path),
+        defaults=_with_aliases(values, model.config.attribute_map),
+        evidence=_real_evidence(target, config_path, project),
+    )
+
+
+def _with_aliases(values: dict, attribute_map: dict) -> dict:
+    """The config's values, also under the names its attribute_map answers to."""
+    aliases = {alias: values[key] for alias, key in attribute_map.items() if key in values}
+    return {**aliases, **values}
+
+
+def _real_evidence(target: str, config_path: str | None, project: Project) -> dict:
+    """The analysis's evidence under the real config (it cites that config's values)."""
+    try:
+        return dict(analyze_target(resolve(target, config_path), project).evidence)
+    except Exception:  # noqa: BLE001 - the toy analysis succeeded; text falls back to it
+        return {}
 
 
 def _derived(path: str | None) -> dict:

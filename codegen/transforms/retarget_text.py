@@ -1,0 +1,215 @@
+"""Make a package's prose about its target: no reference's name survives the scaffold.
+
+A reference's docstrings, comments and messages speak about that reference (its tagline,
+its HF config class, its error prefix, its HF classes' behaviour). In a package generated
+for another model they would be false, so each kind of text is handled by what it is:
+
+- a module docstring keeps its summary line, reworded for the target; its other
+  paragraphs go when they name a reference (they describe that reference);
+- a class or function docstring, or a comment block, that names a reference goes;
+- any other string (an error message) is reworded: `qwen3_moe: ...` -> `mixtral: ...`,
+  `Qwen3MoeConfig` -> `MixtralConfig`.
+
+A reference's name is recognised in all its spellings (`qwen3_moe`, `Qwen3-MoE`,
+`Qwen3MoeConfig`) by `reference_word`; `llama3` (a RoPE kind) is no spelling of `llama`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import libcst as cst
+import libcst.matchers as m
+
+from codegen.transforms.base import Transform
+
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_\-]*[A-Za-z0-9]|[A-Za-z]")
+# the node fields that hold whole comment lines (EmptyLine sequences)
+_LINE_LISTS = ("leading_lines", "empty_lines", "header", "footer", "lines_after_decorators")
+_DOCSTRING = m.SimpleStatementLine(body=[m.Expr(value=m.SimpleString())])
+
+
+class RetargetText(Transform):
+    """Reword the reference's prose for the target; drop what only held for the reference."""
+
+    name = "retarget_text"
+
+    def apply(
+        self,
+        package,
+        features=None,
+        *,
+        name: str,
+        title: str,
+        references: Sequence[str],
+        config_class: str | None = None,
+    ) -> None:
+        words = Words(name, title, references, config_class)
+        if not words.foreign:
+            return
+        for filename in list(package.files):
+            package.edit(filename, _Retarget(words))
+
+
+class Words:
+    """The spellings of the foreign references and what each becomes in the target."""
+
+    def __init__(self, name, title, references, config_class=None):
+        self.name, self.title = name, title
+        self.config_class = config_class or f"{_camel(name)}Config"
+        self.prefix = self.config_class.removesuffix("Config") or _camel(name)
+        own = {_norm(name)}
+        self.known = sorted({_norm(r) for r in references} | own, key=len, reverse=True)
+        self.foreign = [n for n in self.known if n not in own]
+
+    def owner(self, word: str) -> tuple[str, str] | None:
+        """(normalised reference, the rest of the word) when `word` spells a reference."""
+        for known in self.known:  # longest first: Qwen3MoeConfig is qwen3_moe's, not qwen3's
+            rest = reference_word(word, known)
+            if rest is not None:
+                return (known, rest) if known in self.foreign else None
+        return None
+
+    def mentions(self, text: str) -> bool:
+        return any(self.owner(word) for word in _WORD.findall(text))
+
+    def reword(self, text: str) -> str:
+        def replace(match: re.Match) -> str:
+            found = self.owner(match[0])
+            if found is None:
+                return match[0]
+            rest = found[1]
+            if not rest or rest[0] in "_-":
+                return self.title + rest
+            return self.config_class if rest == "Config" else self.prefix + rest
+
+        return _WORD.sub(replace, text)
+
+
+def reference_word(word: str, known: str) -> str | None:
+    """The rest of `word` after a spelling of `known` (normalised: `qwen3moe`), or None.
+
+    The spelling must end at a word boundary: the word's end, `_` or `-`, or a capital
+    (`Qwen3MoeDecoderLayer` -> `DecoderLayer`); `llama3` and `qwen2x` are other words."""
+    seen = ""
+    for index, char in enumerate(word):
+        if char.isalnum():
+            seen += char.lower()
+        if seen == known:
+            rest = word[index + 1 :]
+            if not rest or rest[0] in "_-" or rest[0].isupper():
+                return rest
+            return None
+        if not known.startswith(seen):
+            return None
+    return None
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def _camel(name: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in re.split(r"[_\-]", name))
+
+
+class _Retarget(cst.CSTTransformer):
+    def __init__(self, words: Words):
+        super().__init__()
+        self.words = words
+        self.docstrings: set[int] = set()  # ids of docstring nodes (not reworded in place)
+
+    # -- docstrings ---------------------------------------------------------------------
+    def visit_Module(self, node):
+        self._note_docstring(node.body)
+
+    def visit_ClassDef(self, node):
+        self._note_docstring(getattr(node.body, "body", ()))
+
+    def visit_FunctionDef(self, node):
+        self._note_docstring(getattr(node.body, "body", ()))
+
+    def _note_docstring(self, body) -> None:
+        if body and m.matches(body[0], _DOCSTRING):
+            self.docstrings.add(id(body[0].body[0].value))
+
+    def leave_Module(self, original, updated):
+        if not (updated.body and m.matches(updated.body[0], _DOCSTRING)):
+            return updated
+        first = updated.body[0]
+        string = first.body[0].value
+        text = self._module_docstring(string.value)
+        expr = first.body[0].with_changes(value=string.with_changes(value=text))
+        line = first.with_changes(body=[expr])
+        return updated.with_changes(body=[line, *updated.body[1:]])
+
+    def _module_docstring(self, literal: str) -> str:
+        quote = literal[:3] if literal[:3] in ('"""', "'''") else literal[0]
+        inner = literal[len(quote) : -len(quote)]
+        paragraphs = inner.strip("\n").split("\n\n")
+        kept = [self.words.reword(paragraphs[0])]
+        kept += [p for p in paragraphs[1:] if not self.words.mentions(p)]
+        text = "\n\n".join(kept)
+        closing = "\n" if "\n" in text else ""
+        return f"{quote}{text}{closing}{quote}"
+
+    def leave_ClassDef(self, original, updated):
+        return self._drop_docstring(updated)
+
+    def leave_FunctionDef(self, original, updated):
+        return self._drop_docstring(updated)
+
+    def _drop_docstring(self, node):
+        body = getattr(node.body, "body", ())
+        if len(body) > 1 and m.matches(body[0], _DOCSTRING):
+            if self.words.mentions(body[0].body[0].value.value):
+                first = body[1]
+                lines = list(first.leading_lines)
+                while lines and lines[0].comment is None:
+                    lines.pop(0)  # the block now starts at its first statement
+                rest = [first.with_changes(leading_lines=lines), *body[2:]]
+                return node.with_changes(body=node.body.with_changes(body=rest))
+        return node
+
+    # -- other strings ------------------------------------------------------------------
+    def leave_SimpleString(self, original, updated):
+        if id(original) in self.docstrings:
+            return updated
+        return updated.with_changes(value=self.words.reword(updated.value))
+
+    def leave_FormattedStringText(self, original, updated):
+        return updated.with_changes(value=self.words.reword(updated.value))
+
+    # -- comments -----------------------------------------------------------------------
+    def leave_TrailingWhitespace(self, original, updated):
+        if updated.comment is not None and self.words.mentions(updated.comment.value):
+            return updated.with_changes(comment=None, whitespace=cst.SimpleWhitespace(""))
+        return updated
+
+    def on_leave(self, original, updated):
+        updated = super().on_leave(original, updated)
+        if not isinstance(updated, cst.CSTNode):
+            return updated
+        changes = {}
+        for attribute in _LINE_LISTS:
+            lines = getattr(updated, attribute, None)
+            if isinstance(lines, Sequence) and lines and isinstance(lines[0], cst.EmptyLine):
+                kept = self._without_blocks(lines)
+                if len(kept) != len(lines):
+                    changes[attribute] = kept
+        return updated.with_changes(**changes) if changes else updated
+
+    def _without_blocks(self, lines: Sequence[cst.EmptyLine]) -> list[cst.EmptyLine]:
+        """Drop each run of comment lines in which one line names a reference."""
+        kept, block = [], []
+        for line in [*lines, None]:
+            if line is not None and line.comment is not None:
+                block.append(line)
+                continue
+            if not any(self.words.mentions(b.comment.value) for b in block):
+                kept += block
+            block = []
+            if line is not None:
+                kept.append(line)
+        return kept

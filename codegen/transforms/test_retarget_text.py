@@ -1,0 +1,95 @@
+"""RetargetText: before/after on a package written for a reference, retargeted to mixtral."""
+
+import pytest
+
+from codegen.transforms.retarget_text import RetargetText, reference_word
+from codegen.transforms.testing import package_of
+
+BEFORE = '''"""Qwen3-MoE model arguments and their mapping from an HF Qwen3MoeConfig.
+
+Qwen3MoeConfig resolves its window switches itself.
+
+Fields are the house names.
+"""
+
+# HF qwen3_moe reads this field
+# only when the flag is set
+LIMIT = 2  # llama3 rope kind, Qwen3 says
+
+
+class ModelArgs:
+    """HF Qwen3MoeDecoderLayer's rule, verbatim."""
+
+    dim: int = 2048  # hidden size
+
+    def check(self, hf_config):
+        """Refuse what qwen3_moe does not build."""
+        if hf_config.flag:
+            raise ValueError(f"qwen3_moe: flag {hf_config.flag} (Qwen3MoeConfig)")
+        return call(
+            a=1,
+            # Qwen3-MoE sets this itself
+            b=2,
+        )
+'''
+
+AFTER = '''"""mixtral model arguments and their mapping from an HF MixtralConfig.
+
+Fields are the house names.
+"""
+
+LIMIT = 2
+
+
+class ModelArgs:
+    dim: int = 2048  # hidden size
+
+    def check(self, hf_config):
+        if hf_config.flag:
+            raise ValueError(f"mixtral: flag {hf_config.flag} (MixtralConfig)")
+        return call(
+            a=1,
+            b=2,
+        )
+'''
+
+
+def test_reference_prose_is_reworded_or_dropped():
+    package = package_of({"args.py": BEFORE})
+    RetargetText().apply(
+        package,
+        name="mixtral",
+        title="mixtral",
+        references=["llama", "qwen3", "qwen3_moe"],
+        config_class="MixtralConfig",
+    )
+    assert package.render()["args.py"] == AFTER
+
+
+def test_the_target_own_name_is_kept():
+    source = '"""Qwen3: llama with QK-norm."""\n\nX = "qwen3: x"  # Qwen3Config says\n'
+    package = package_of({"args.py": source})
+    RetargetText().apply(
+        package, name="qwen3", title="qwen3", references=["llama"], config_class="Qwen3Config"
+    )
+    assert package.render()["args.py"] == (
+        '"""Qwen3: qwen3 with QK-norm."""\n\nX = "qwen3: x"  # Qwen3Config says\n'
+    )
+
+
+@pytest.mark.parametrize(
+    ("word", "known", "rest"),
+    [
+        ("qwen3_moe", "qwen3moe", ""),
+        ("Qwen3-MoE", "qwen3moe", ""),
+        ("Qwen3MoeConfig", "qwen3moe", "Config"),
+        ("Qwen3MoeConfig", "qwen3", "MoeConfig"),
+        ("DeepSeek-V3", "deepseekv3", ""),
+        ("llama3", "llama", None),
+        ("Llamas", "llama", None),
+        ("qwen2x", "qwen2", None),
+        ("LlamaForCausalLM", "llama", "ForCausalLM"),
+    ],
+)
+def test_reference_word_spellings(word, known, rest):
+    assert reference_word(word, known) == rest
