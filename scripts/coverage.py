@@ -2,7 +2,9 @@
 
 For each model_type with a causal-LM class: analyze it under its toy config (static), plan
 from the closest reference, and when every difference has a rule, scaffold it into a temp
-models package and verify it against transformers (fp32). Decoder-only models are the
+models package (with ruff's folder removed from PATH), check it (`ruff check`,
+`ruff format --check`, `codegen lint --dead-code`: row["checks"]) and verify it against
+transformers (fp32). Decoder-only models are the
 scope; hybrids, encoders and multimodal models are listed with their category and skipped.
 
 Writes coverage.json (a list of rows: model_type, category, reference, rules, unsupported,
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -23,6 +26,9 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+
+from codegen.quality.style import path_without_ruff
+from codegen.quality.style import summary as checks_summary
 
 
 def causal_lm_types() -> list[str]:
@@ -43,6 +49,7 @@ def causal_lm_types() -> list[str]:
 
 
 def sweep_one(model_type: str, models_dir: Path, verify: bool) -> dict:
+    from codegen.quality.style import package_checks
     from codegen.scaffold.pipeline import scaffold_into
     from codegen.scaffold.plan import make_plan
     from codegen.scaffold.target import load_target
@@ -67,7 +74,7 @@ def sweep_one(model_type: str, models_dir: Path, verify: bool) -> dict:
         row["reference"] = plan.reference
         row["rules"] = [step.rule for step in plan.steps if step.rule]
         row["unsupported"] = [str(gap) for gap in plan.gaps]
-        if not plan.complete or not verify:
+        if not plan.complete:
             return _done(row, started)
         scaffold_into(
             models_dir,
@@ -77,7 +84,9 @@ def sweep_one(model_type: str, models_dir: Path, verify: bool) -> dict:
             list(plan.steps),
             features=features,
         )
-        row["verify"] = verify_isolated(models_dir, plan.name)
+        row["checks"] = package_checks(models_dir / plan.name)  # ruff, ruff format, dead code
+        if verify:
+            row["verify"] = verify_isolated(models_dir, plan.name)
     except Exception as err:  # one model's failure is a row of the report, not a crash
         row["verify"] = {"passed": False, "error": f"{type(err).__name__}: {err}"[:300]}
     return _done(row, started)
@@ -183,6 +192,8 @@ def markdown(rows: list[dict]) -> str:
         "",
         summary(rows),
         "",
+        checks_summary(rows),
+        "",
         "Categories: " + ", ".join(f"{k}: {v}" for k, v in sorted(categories.items(), key=str)),
         "",
         "| model_type | reference | rules | verify | switch settings pass/refused/fail | why not |",
@@ -212,9 +223,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("coverage-report"))
     parser.add_argument("--only", nargs="*", help="Sweep only these model types.")
-    parser.add_argument("--no-verify", action="store_true", help="Analyze and plan only.")
+    parser.add_argument(
+        "--no-verify", action="store_true", help="Analyze, plan, scaffold and check; no verify."
+    )
     args = parser.parse_args()
     types = args.only or causal_lm_types()
+    # scaffold must format without ruff on PATH (codegen finds the binary the package ships)
+    os.environ["PATH"] = path_without_ruff(os.environ.get("PATH", ""))
     rows = []
     with tempfile.TemporaryDirectory() as directory:
         models_dir = Path(directory) / "generated"
@@ -224,6 +239,7 @@ def main() -> None:
     (args.out / "coverage.json").write_text(json.dumps(rows, indent=2, default=str))
     (args.out / "coverage.md").write_text(markdown(rows))
     print(summary(rows))
+    print(checks_summary(rows))
 
 
 def _progress(items):
