@@ -106,7 +106,10 @@ RULES += [
         feature="attention.fused_qkv",
         values=(True,),
         transform="fuse_qkv",
-        params={"hf_name": "qkv_proj"},
-        description="one wqkv projection (q | k | v rows) split after the matmul",
+        params={"hf_name": "qkv_proj", "layout": FromFeature("attention.qkv_layout")},
+        description=(
+            "one wqkv projection split after the matmul in the checkpoint's row layout "
+            "(q | k | v, grouped per kv head, or interleaved per head)"
+        ),
     ),
 ]

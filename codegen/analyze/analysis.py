@@ -149,7 +149,7 @@ def _run(ctx: Ctx) -> Features:
         ctx.cite("block.residual_scale", ctx.evidence.get("norm.placement"))
     elif norm_facts:
         ctx.cite("block.residual_scale", ctx.evidence.get("norm.placement"))
-    _ignored_config_keys(ctx)
+    ignored = _ignored_config_keys(ctx)
     architectures = _architectures(model)
     source = Source(
         modeling=model.target.modeling_path,
@@ -180,11 +180,19 @@ def _run(ctx: Ctx) -> Features:
         switches=switches.switches_of_model(model),
     )
     closest, delta = reference.closest(draft)
+    unknown = tuple(reference.undetermined(draft))
+    if ignored and (unknown or not model.layers):
+        # "not read" is only a finding when the code was understood
+        ignored = [
+            f"config keys not checked for use: the analysis left {len(unknown)} "
+            "compared features undetermined"
+            if model.layers
+            else "config keys not checked for use: no decoder stack was found"
+        ]
     draft = dataclasses.replace(
         draft,
-        reference=Reference(
-            closest=closest, delta=tuple(delta), unknown=tuple(reference.undetermined(draft))
-        ),
+        notes=tuple(dict.fromkeys([*draft.notes, *ignored])),
+        reference=Reference(closest=closest, delta=tuple(delta), unknown=unknown),
     )
     return dataclasses.replace(draft, unsupported=support.unsupported(draft, ctx.extras))
 
@@ -243,12 +251,13 @@ def _expert_layout(ctx: Ctx, moe, ffn, sd, info):
     return moe, ffn
 
 
-def _ignored_config_keys(ctx: Ctx) -> None:
-    """config.json keys that the modeling code never reads."""
+def _ignored_config_keys(ctx: Ctx) -> list[str]:
+    """Notes on the config.json keys that the modeling code never reads."""
     model = ctx.model
     values = model.target.config_values
+    out: list[str] = []
     if not values:
-        return
+        return out
     read = set()
     for cfg in _configs(model.config):
         read |= {k.split(".")[-1] for k in (cfg.read_log or [])}
@@ -258,7 +267,7 @@ def _ignored_config_keys(ctx: Ctx) -> None:
         sub = values.get(prefix.rstrip("."))
         scope = sub if isinstance(sub, dict) else values
     if not model.config.read_log:
-        return
+        return out
     cfg = model.config
     for key, value in scope.items():
         mapped = cfg.key(key)
@@ -275,7 +284,8 @@ def _ignored_config_keys(ctx: Ctx) -> None:
             shown = type(value).__name__
         else:
             shown = repr(value)
-        ctx.notes.append(f"config:{prefix}{key}={shown} is not read by the modeling code")
+        out.append(f"config:{prefix}{key}={shown} is not read by the modeling code")
+    return out
 
 
 def _configs(cfg: ConfigObj):

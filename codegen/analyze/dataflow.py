@@ -229,6 +229,7 @@ class Tracer(Interp):
         self.terms: list[Term] = []  # every term created, in order
         self.func_calls: list[tuple[FuncRef, list]] = []  # analysed functions applied to terms
         self.uncertain_ifs: list[Site] = []
+        self.views: dict[int, list[tuple]] = {}  # id(term) -> the shapes it was viewed as
         self._inlining = 0
 
     def new(self, *args, **kwargs) -> Term:
@@ -499,7 +500,28 @@ class Tracer(Interp):
                 self._inlining -= 1
             if result is not None and result is not UNKNOWN:
                 return result
+        if rec.cls is not None:
+            args, kwargs = self._value_inputs(rec, args, kwargs)
         return self.new("call", tuple(args), module=rec, kwargs=dict(kwargs), site=site)
+
+    def _value_inputs(self, rec: ModuleRec, args, kwargs) -> tuple[list, dict]:
+        """The arguments whose values the module uses: `rotary_emb(value_states, seq_len)`
+        reads only the dtype and device of `value_states`, so v does not flow into cos/sin
+        (nor, through them, into q and k)."""
+        found = self.project.find_method(rec.cls, "forward")
+        if found is None:
+            return list(args), dict(kwargs)
+        fn = found[1]
+        meta = _metadata_only(fn, self.roles.__dict__.setdefault("_metadata_only", {}))
+        if not meta:
+            return list(args), dict(kwargs)
+        params = [p.name.value for p in fn.params.params][1:]
+        args = [
+            None if i < len(params) and params[i] in meta and isinstance(a, Term) else a
+            for i, a in enumerate(args)
+        ]
+        kwargs = {k: (None if k in meta and isinstance(v, Term) else v) for k, v in kwargs.items()}
+        return args, kwargs
 
     def _bind_inputs(self, rec: ModuleRec, args, kwargs) -> dict:
         found = self.project.find_method(rec.cls, "forward")
@@ -538,11 +560,46 @@ class Tracer(Interp):
 
     def term_method(self, method: _TermMethod, args, kwargs, site):
         name = method.name
+        if name in ("view", "reshape", "unflatten"):
+            shape = tuple(args[0]) if len(args) == 1 and isinstance(args[0], tuple | list) else args
+            if name == "unflatten" and len(args) == 2 and isinstance(args[1], tuple | list):
+                shape = (name, args[0], *args[1])
+            self.views.setdefault(id(method.term), []).append(tuple(shape))
         if name in PASSTHROUGH_METHODS:
             return method.term
         if name in _SPLITS:
             return self.new("split", (method.term, *args), name=name, site=site)
         return self.new("fn", (method.term, *args), name=name, kwargs=dict(kwargs), site=site)
+
+
+_METADATA = {"dtype", "device", "shape", "ndim", "size", "dim", "is_cuda", "is_floating_point"}
+
+
+def _metadata_only(fn: cst.FunctionDef, cache: dict) -> frozenset:
+    """Parameters of `fn` read only for their metadata (`x.dtype`, `x.device`, `x.shape`);
+    `cache` lives as long as the analysis (keyed by node id)."""
+    key = id(fn)
+    if key not in cache:
+        names = {p.name.value for p in fn.params.params[1:]} | {
+            p.name.value for p in fn.params.kwonly_params
+        }
+        uses: dict[str, int] = {}
+        meta: dict[str, int] = {}
+
+        class V(cst.CSTVisitor):
+            def visit_Name(self, node: cst.Name) -> None:
+                if node.value in names:
+                    uses[node.value] = uses.get(node.value, 0) + 1
+
+            def visit_Attribute(self, node: cst.Attribute) -> None:
+                value = node.value
+                if isinstance(value, cst.Name) and value.value in names:
+                    if node.attr.value in _METADATA:
+                        meta[value.value] = meta.get(value.value, 0) + 1
+
+        fn.body.visit(V())
+        cache[key] = frozenset(n for n, count in meta.items() if uses.get(n) == count)
+    return cache[key]
 
 
 def is_attention_name(name: str) -> bool:

@@ -225,10 +225,13 @@ def analyse_instance(ctx: Ctx, rec: ModuleRec, path: str) -> AttnInfo:
         elif info.window == "absent":
             info.window = None
     # RoPE applied inside this attention?
-    for func, _args in trace.tracer.func_calls:
-        if _is_rope_function(ctx, func):
-            info.rope_fn = func
-            break
+    # (a method of this attention that merely calls the rotation, such as a `project` helper
+    # holding cos and sin, is not the rotation itself: a function it calls is preferred)
+    candidates = [f for f, _args in trace.tracer.func_calls if _is_rope_function(ctx, f)]
+    own = [f for f in candidates if f.bound is rec]
+    info.rope_fn = next((f for f in candidates if f.bound is not rec), None) or next(
+        iter(own), None
+    )
     if info.rope_fn is None:
         for t in trace.terms:
             if (
@@ -394,6 +397,20 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
         where = ctx.site(k_last) if k_last is not None and not fused else cite_rec
         ctx.cite("attention.kind", f"{where} ({num_heads} heads, {num_kv} kv heads)")
 
+    qkv_layout = UNKNOWN if fused_qkv == UNKNOWN else "none"
+    if fused:
+        fused_terms = [t for t in rep.q_lins or [] if t.module is fused[0]]
+        views = [v for t in fused_terms for v in rep.trace.tracer.views.get(id(t), [])]
+        qkv_layout = _qkv_layout(views, num_heads, num_kv, head_dim)
+        shapes = ", ".join(
+            "(" + ", ".join(str(d) if isinstance(d, int | str) else "?" for d in v) + ")"
+            for v in views
+        )
+        shapes = shapes or "no head axis"
+        ctx.cite("attention.qkv_layout", f"{ctx.site(fused[0])} (output viewed as {shapes})")
+    elif fused_qkv is False:
+        ctx.cite("attention.qkv_layout", ctx.evidence.get("attention.fused_qkv", cite_rec))
+
     # -- QK norm ----------------------------------------------------------------------------------
     qk_norm = "none"
     norm = rep.q_norm or rep.k_norm
@@ -502,6 +519,7 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
             qkv_bias=qkv_bias,
             o_bias=o_bias,
             fused_qkv=fused_qkv,
+            qkv_layout=qkv_layout,
             sliding_window=sliding_window,
             sinks=sinks,
             softcap=softcap,
@@ -514,6 +532,35 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
         ),
         shared,
     )
+
+
+def _qkv_layout(views: list[tuple], heads, kv, head_dim) -> str:
+    """Row layout of a fused q/k/v projection, from the shapes its output is viewed as
+    before the split: none with a head axis -> contiguous `[q | k | v]`; a kv-head axis
+    (`view(b, t, kv, group + 2, d)`) -> grouped; a head axis of q, k, v triples
+    (`view(b, t, heads, 3 * d)`) -> interleaved."""
+    if not all(isinstance(n, int) for n in (heads, kv, head_dim)) or not kv:
+        return UNKNOWN
+    group = heads // kv
+    headed = []
+    for shape in views:
+        if shape and shape[0] == "unflatten":
+            sizes = [d for d in shape[2:] if isinstance(d, int)]
+            if sizes and sizes[0] == 3:
+                return "contiguous"  # (3, hidden): the three blocks one after another
+            headed.append(sizes)
+        elif len(shape) >= 4:
+            headed.append([d for d in shape[2:] if isinstance(d, int) and not isinstance(d, bool)])
+    if not headed:
+        return "contiguous"
+    for dims in headed:
+        if heads + 2 * kv in dims:
+            return "contiguous"  # a head axis over q heads, then k heads, then v heads
+        if kv != heads and ({kv, group + 2, (group + 2) * head_dim} & set(dims)):
+            return "grouped"
+        if kv == heads and ({3, 3 * head_dim} & set(dims)):
+            return "interleaved"
+    return UNKNOWN
 
 
 def _last_projection(lins, ctx: Ctx) -> ModuleRec | None:

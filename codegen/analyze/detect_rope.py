@@ -2,12 +2,13 @@
 
 * applied or not: the traced attention forward calls a function that rotates with cos/sin
   (or a complex `view_as_complex`/`polar` product), or a rotary module, per layer;
-* type: `rope_parameters.rope_type` of the config, when the rotary module dispatches on it;
+* type: `rope_parameters.rope_type` of the config, when the rotary module dispatches on it
+  (transformers' rope-init table, or the code compares with the configured type's name);
 * partial rotary: the rotary dimension is evaluated from the rotary module's inverse-frequency
   `torch.arange(0, dim, 2)` with the config, and divided by the attention head dim (the q/k
   head dim that RoPE is applied to);
 * interleaved: the rotation works on even/odd pairs (`x[..., ::2]`, `repeat_interleave`,
-  complex views) rather than on halves (`rotate_half`).
+  complex views, `view(..., d // 2, 2)`) rather than on halves (`rotate_half`).
 """
 
 from __future__ import annotations
@@ -66,12 +67,26 @@ def rotary_dim(ctx: Ctx, rotary: ModuleRec, cfg: ConfigObj, layer_type: str | No
             }
             if "layer_type" in params and layer_type is not None:
                 kwargs["layer_type"] = layer_type
-            args = [cfg] if name != "__init__" else [rotary, cfg]
             interp = ctx.model.interp
-            try:
-                frame = interp.capture(func, args, kwargs)
-                value = interp.eval(end, frame)
-            except Unknown:
+            first = fn.params.params[0].name.value if fn.params.params else None
+            is_method = first == "self" or name == "__init__"
+            if is_method and name != "__init__":
+                calls = [([rotary], kwargs)]  # e.g. `arange(0, self.dim, 2)` in forward
+            else:
+                calls = [([rotary, cfg] if is_method else [cfg], kwargs)]
+            if name == "__init__" and (rotary.args or rotary.kwargs):
+                # built from explicit sizes (`Rotary(head_dim, base=theta)`): its own arguments
+                calls.insert(0, ([rotary, *rotary.args], dict(rotary.kwargs)))
+            value = None
+            for args, call_kwargs in calls:
+                try:
+                    frame = interp.capture(func, args, call_kwargs)
+                    value = interp.eval(end, frame)
+                except Unknown:
+                    continue
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    break
+            if not (isinstance(value, int | float) and not isinstance(value, bool)):
                 try:
                     value = interp.eval(end, Frame(cls.sf, dict(rotary.attrs), owner=cls))
                 except Unknown:
@@ -93,6 +108,29 @@ def _uses_rope_type(ctx: Ctx, rotary: ModuleRec) -> bool:
     return "ROPE_INIT_FUNCTIONS" in sig.names or "rope_type" in sig.self_attrs
 
 
+def _compares_to(ctx: Ctx, value: str) -> str | None:
+    """Where the modeling code compares something with the string `value`
+    (`scaling["type"] == "dynamic"`, `kind in ("linear", "dynamic")`): remote code that
+    dispatches on the configured rope type by hand."""
+    sf = ctx.model.modeling
+    found: list[cst.CSTNode] = []
+
+    def literal(node) -> bool:
+        if isinstance(node, cst.SimpleString):
+            return node.evaluated_value == value
+        if isinstance(node, cst.Tuple | cst.List | cst.Set):
+            return any(literal(el.value) for el in node.elements)
+        return False
+
+    class V(cst.CSTVisitor):
+        def visit_Comparison(self, node: cst.Comparison) -> None:
+            if literal(node.left) or any(literal(c.comparator) for c in node.comparisons):
+                found.append(node)
+
+    sf.module.visit(V())
+    return sf.cite(found[0]) if found else None
+
+
 def _interleaved(ctx: Ctx, fn) -> bool:
     if isinstance(fn, FuncRef):
         sig = ctx.roles.function_signals(fn.sf, fn.node)
@@ -100,7 +138,7 @@ def _interleaved(ctx: Ctx, fn) -> bool:
         sig = ctx.roles.method_signals(fn.cls)
     else:
         return False
-    if sig.step2 or sig.ops & {"repeat_interleave", "view_as_complex", "polar"}:
+    if sig.step2 or sig.pairs or sig.ops & {"repeat_interleave", "view_as_complex", "polar"}:
         return True
     return {"stack", "flatten"} <= sig.ops
 
@@ -163,6 +201,10 @@ def detect(ctx: Ctx, shared: dict) -> Rope:
         if len(set(types.values())) > 1:
             ctx.notes.append(f"rope: rope_type differs per layer type: {types}")
         rope_type = chosen if chosen in KNOWN_TYPES else "other"
+        dispatch = None if honours or rope_type == "default" else _compares_to(ctx, chosen)
+        if dispatch is not None:
+            honours = True
+            ctx.notes.append(f"rope: rope_type={chosen!r} dispatched by hand at {dispatch}")
         if not honours and rope_type != "default":
             ctx.notes.append(
                 f"rope: config rope_type={chosen!r} but the rotary module does not dispatch on it"

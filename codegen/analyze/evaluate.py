@@ -1048,6 +1048,13 @@ class Interp:
             rec.args = tuple(args)
             rec.kwargs = dict(kwargs)
             return rec
+        if args and (
+            isinstance(args[0], ClassRef)
+            or (isinstance(args[0], ExtRef) and args[0].last in _TORCH_MODULES)
+        ):
+            # `skip_init(nn.Linear, d, d)`, `init_method(Cls, ...)`: a helper handed a module
+            # class and its arguments builds that module
+            return self.call_value(args[0], list(args[1:]), kwargs, site, None)
         if last.startswith("is_") and last.endswith(("_available", "_requested", "_compiling")):
             # Feature probes (`is_flash_attention_requested`, `is_torch_fx_available`): the
             # analysis follows the plain eager PyTorch path.

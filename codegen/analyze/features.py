@@ -48,6 +48,7 @@ VOCAB: dict[str, tuple] = {
     "category": ("decoder", "hybrid", "encoder", "multimodal", "other"),
     "attention.kind": ("mha", "gqa", "mqa", "mla"),
     "attention.qk_norm": ("none", "per_head", "full"),
+    "attention.qkv_layout": ("contiguous", "grouped", "interleaved", "none"),
     "attention.sliding_window": ("none", "all", "pattern"),
     "attention.scale": ("default", "custom"),
     "rope.type": ("default", "linear", "dynamic", "yarn", "llama3", "longrope", "none", "other"),
@@ -70,6 +71,9 @@ class Attention:
     qkv_bias: bool | str = UNKNOWN
     o_bias: bool | str = UNKNOWN
     fused_qkv: bool | str = UNKNOWN  # one projection produces q, k and v
+    # rows of the fused projection: contiguous (all q, then k, then v) | grouped (per kv
+    # head: its q heads, then k, then v) | interleaved (per head: q, k, v) | none (not fused)
+    qkv_layout: str = UNKNOWN
     sliding_window: str = UNKNOWN  # none | all | pattern (per-layer mix)
     sinks: bool | str = UNKNOWN  # learned per-head sink logits
     softcap: bool | str = UNKNOWN  # tanh soft-capping of attention scores

@@ -35,6 +35,8 @@ from codegen.analyze.roles import (
 from codegen.analyze.source import ClassInfo, Project, SourceFile
 from codegen.errors import CodegenError
 
+# auto_map entries naming the class a user loads, in order of preference
+_AUTO_MAP_KEYS = ("AutoModelForCausalLM", "AutoModelForSeq2SeqLM", "AutoModel")
 # Preference among the model classes of a file (HF naming conventions, not model names).
 _ENTRY_SUFFIXES = (
     "ForCausalLM",
@@ -116,14 +118,36 @@ def _entry_score(name: str) -> int:
     return 0
 
 
+def _auto_map_classes(auto_map, sf: SourceFile) -> list[str]:
+    """The classes config.json's `auto_map` names in this modeling file, the causal LM first
+    (`"AutoModelForCausalLM": "modeling_x.XGenerator"`, also `"repo--modeling_x.X"`)."""
+    if not isinstance(auto_map, dict):
+        return []
+    stem = os.path.splitext(os.path.basename(sf.path))[0]
+    out = []
+    for key in _AUTO_MAP_KEYS:
+        ref = auto_map.get(key)
+        ref = ref[0] if isinstance(ref, list | tuple) and ref else ref
+        if isinstance(ref, str):
+            module, _, name = ref.split("--")[-1].rpartition(".")
+            if module == stem:
+                out.append(name)
+    return out
+
+
 def choose_entry(
-    project: Project, sf: SourceFile, config_class_name: str | None, architectures
+    project: Project,
+    sf: SourceFile,
+    config_class_name: str | None,
+    architectures,
+    auto_map=None,
 ) -> ClassInfo:
     classes = model_classes(project, sf)
-    if isinstance(architectures, list):
-        for arch in architectures:
-            if isinstance(arch, str) and arch in sf.classes:
-                return sf.classes[arch]
+    for arch in _auto_map_classes(auto_map, sf) + (
+        architectures if isinstance(architectures, list) else []
+    ):
+        if isinstance(arch, str) and arch in sf.classes:
+            return sf.classes[arch]
     if not classes:
         raise NoModelClass("no PreTrainedModel subclass found", path=sf.path)
     exported = set(sf.all_names)
@@ -189,6 +213,7 @@ def load_model(target: Target, project: Project | None = None) -> Model:
         sf,
         config_cls.name if config_cls is not None else target.config_class_name,
         values.get("architectures"),
+        values.get("auto_map"),
     )
     entry_cfg_cls = config_class_of(project, entry)
     if entry_cfg_cls is not None:

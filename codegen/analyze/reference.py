@@ -47,6 +47,7 @@ COMPARED: dict[str, Any] = {
     "attention.qkv_bias": None,
     "attention.o_bias": None,
     "attention.fused_qkv": None,
+    "attention.qkv_layout": None,  # realised by the fused_qkv rule's parameter: no row lists it
     "attention.sliding_window": None,
     "attention.sinks": None,
     "attention.softcap": None,

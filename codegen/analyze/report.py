@@ -18,6 +18,7 @@ ROWS = (
     ("attention.qkv_bias", "QKV bias"),
     ("attention.o_bias", "O bias"),
     ("attention.fused_qkv", "fused QKV"),
+    ("attention.qkv_layout", "fused QKV layout"),
     ("attention.sliding_window", "sliding window"),
     ("attention.sinks", "attention sinks"),
     ("attention.softcap", "attention softcap"),
@@ -74,6 +75,8 @@ def render_text(features: Features) -> str:
     for name, label in ROWS:
         if name.startswith("moe.") and features.moe is None:
             continue
+        if name == "attention.qkv_layout" and features.attention.fused_qkv is not True:
+            continue  # only a fused projection has a row layout
         value = features.get(name)
         if name == "attention.kind":
             a = features.attention

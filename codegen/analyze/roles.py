@@ -74,6 +74,12 @@ _MIXER_HINTS = (
 _ATTENTION_CALLS = ("get_interface", "scaled_dot_product_attention", "flash_attn", "flex_attention")
 
 
+def attention_calls(ops: set[str]) -> set[str]:
+    """The softmax-attention kernels among `ops`: `flash_attn_func`, `flash_attn_varlen_func`
+    and the like count as `flash_attn` (a flash-only class is still softmax attention)."""
+    return {op for op in ops if op.startswith(_ATTENTION_CALLS)}
+
+
 @dataclass
 class Signals:
     """What a class's forward (and the helpers it calls) does, as sets of names."""
@@ -84,6 +90,7 @@ class Signals:
     names: set[str] = field(default_factory=set)
     matmul: bool = False
     step2: bool = False  # x[..., ::2] style slicing
+    pairs: bool = False  # x.view(..., d // 2, 2): adjacent pairs moved to a last dim of 2
     params: set[str] = field(default_factory=set)  # parameter names of the functions
 
 
@@ -101,6 +108,12 @@ class _Collector(cst.CSTVisitor):
             return
         last = name.rsplit(".", 1)[-1]
         self.sig.ops.add(last)
+        if last in ("view", "reshape", "unflatten") and node.args:
+            final = node.args[-1].value
+            if isinstance(final, cst.Tuple | cst.List) and final.elements:
+                final = final.elements[-1].value
+            if isinstance(final, cst.Integer) and final.value == "2":
+                self.sig.pairs = True
         if name.startswith("self.") and name.count(".") == 1:
             self.self_calls.add(last)
         elif "." not in name:
@@ -229,9 +242,9 @@ class RoleBook:
             return MOE
         if ROUTER in child_roles and (three_d or lists or child_roles & {EXPERTS, MLP}):
             return MOE
-        if "topk" in sig.ops and (linears or params) and not (sig.ops & set(_ATTENTION_CALLS)):
+        if "topk" in sig.ops and (linears or params) and not attention_calls(sig.ops):
             return ROUTER
-        attention_like = bool(sig.ops & set(_ATTENTION_CALLS)) or any(
+        attention_like = bool(attention_calls(sig.ops)) or any(
             "attention" in f.lower() and "forward" in f.lower() for f in sig.functions
         )
         products = sig.matmul or bool(sig.ops & {"matmul", "bmm", "baddbmm", "einsum"})
@@ -240,7 +253,7 @@ class RoleBook:
             attention_like = True
         hinted_mixer = any(h in op.lower() for op in sig.ops | sig.functions for h in _MIXER_HINTS)
         if attention_like and (linears or params or child_roles & {LINEAR}):
-            if hinted_mixer and not (sig.ops & set(_ATTENTION_CALLS)):
+            if hinted_mixer and not attention_calls(sig.ops):
                 return MIXER
             return ATTENTION
         # sequence mixing without softmax: k^T v products / decays over projected q, k, v
@@ -296,3 +309,4 @@ def _merge(into: Signals, other: Signals) -> None:
     into.names |= other.names
     into.matmul = into.matmul or other.matmul
     into.step2 = into.step2 or other.step2
+    into.pairs = into.pairs or other.pairs

@@ -217,9 +217,13 @@ def parse_file(path: str, positions: bool = True) -> SourceFile:
     return sf
 
 
-def _index(sf: SourceFile) -> None:
-    for stmt in sf.module.body:
-        if isinstance(stmt, cst.ClassDef):
+def _index(sf: SourceFile, body=None) -> None:
+    for stmt in sf.module.body if body is None else body:
+        if isinstance(stmt, cst.Try):
+            # `try: from flash_attn import ... except ImportError: ...`: index the path that
+            # runs on this machine (found by module lookup, nothing is imported).
+            _index(sf, _try_path(stmt))
+        elif isinstance(stmt, cst.ClassDef):
             sf.classes[stmt.name.value] = _class_info(sf, stmt)
         elif isinstance(stmt, cst.FunctionDef):
             sf.functions[stmt.name.value] = stmt
@@ -237,6 +241,36 @@ def _index(sf: SourceFile) -> None:
                     sf.classes.setdefault(inner.name.value, _class_info(sf, inner))
                 elif isinstance(inner, cst.FunctionDef):
                     sf.functions.setdefault(inner.name.value, inner)
+
+
+def _try_path(stmt: cst.Try) -> list:
+    """The statements of a module-level `try` that run here: its body (and `else`) when every
+    absolute module it imports can be found, else its first handler."""
+    body = list(stmt.body.body)
+    missing = False
+    for inner in body:
+        if not isinstance(inner, cst.SimpleStatementLine):
+            continue
+        for small in inner.body:
+            if isinstance(small, cst.ImportFrom) and not small.relative and small.module:
+                missing = missing or not _findable(dotted(small.module) or "")
+            elif isinstance(small, cst.Import):
+                missing = missing or any(
+                    not _findable(dotted(alias.name) or "") for alias in small.names
+                )
+    if missing and stmt.handlers:
+        return list(stmt.handlers[0].body.body)
+    return body + (list(stmt.orelse.body.body) if stmt.orelse is not None else [])
+
+
+def _findable(module: str) -> bool:
+    top = module.split(".")[0]
+    if not top:
+        return True
+    try:
+        return importlib.util.find_spec(top) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _index_small(sf: SourceFile, small: cst.BaseSmallStatement) -> None:

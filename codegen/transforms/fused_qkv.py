@@ -30,17 +30,34 @@ q, k, v = self.wqkv(x).split([self.n_heads * self.head_dim, kv_size, kv_size], d
 """
 
 
+# rows grouped per kv head (each group: its q heads, then one k and one v head), or per head
+# (q, k, v of one head; the same code with groups of one): split on a kv-head axis, so the
+# checkpoint's tensor loads as it is
+GROUPED_SPLIT = """
+qkv = self.wqkv(x).view(batch, seq, self.n_kv_heads, -1, self.head_dim)
+group = self.n_heads // self.n_kv_heads
+q, k, v = (part.reshape(batch, seq, -1) for part in qkv.split([group, 1, 1], dim=3))
+"""
+LAYOUTS = {"contiguous": SPLIT, "grouped": GROUPED_SPLIT, "interleaved": GROUPED_SPLIT}
+
+
 class FuseQkv(Transform):
-    """q/k/v come from one projection `wqkv` (rows: all q heads, then k, then v, as phi3's
-    `qkv_proj`), split after the matmul; the adapter maps the single fused key (and its bias
-    when the projections have one) instead of three.
+    """q/k/v come from one projection `wqkv`, split after the matmul in the checkpoint's row
+    layout: `contiguous` (all q heads, then k, then v, as phi3's `qkv_proj`), `grouped` (per
+    kv head: its q heads, then k, then v) or `interleaved` (per head: q, k, v). The adapter
+    maps the single fused key (and its bias when the projections have one) instead of three.
 
     `hf_name` is the fused module's name in the checkpoint (`qkv_proj` for phi3).
     """
 
     name = "fuse_qkv"
 
-    def apply(self, package, features=None, *, hf_name: str = "qkv_proj") -> None:
+    def apply(
+        self, package, features=None, *, hf_name: str = "qkv_proj", layout: str = "contiguous"
+    ) -> None:
+        if layout not in LAYOUTS:
+            known = ", ".join(LAYOUTS)
+            raise EditError(f"fused q/k/v row layout {layout!r} is not one of {known}")
         init = edits.find_method(package.module("model.py"), "Attention", "__init__")
         wq = (
             next((s for s in init.body.body if code_of(s).startswith("self.wq =")), None)
@@ -65,7 +82,9 @@ class FuseQkv(Transform):
         run(
             package,
             "model.py",
-            InsertStatements("Attention", "forward", _first_projection, SPLIT, before=True),
+            InsertStatements(
+                "Attention", "forward", _first_projection, LAYOUTS[layout], before=True
+            ),
         )
         for p in "qkv":
             edits.replace_expressions(

@@ -55,3 +55,19 @@ def test_a_package_without_wq_is_an_error():
     package = package_of({"model.py": "class Attention:\n    def __init__(self):\n        pass\n"})
     with pytest.raises(EditError):
         FuseQkv().apply(package)
+
+
+def test_grouped_rows_split_on_a_kv_head_axis():
+    """A checkpoint whose fused rows are grouped per kv head is split per group, not as
+    q | k | v (the adapter row stays one to one)."""
+    package = _llama()
+    FuseQkv().apply(package, layout="grouped")
+    model = package.render()["model.py"]
+    assert "qkv = self.wqkv(x).view(batch, seq, self.n_kv_heads, -1, self.head_dim)" in model
+    assert "qkv.split([group, 1, 1], dim=3)" in model
+    assert ".split([self.n_heads * self.head_dim, kv_size, kv_size], dim=-1)" not in model
+
+
+def test_an_unknown_layout_is_an_error():
+    with pytest.raises(EditError, match="row layout"):
+        FuseQkv().apply(_llama(), layout="unknown")

@@ -1,0 +1,5 @@
+"""Our own remote-code style fixtures, one module per group of idioms (issue 9)."""
+
+from tests.analyze.idioms import flashy, packed
+
+FIXTURES = [flashy, packed]
