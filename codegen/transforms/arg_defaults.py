@@ -6,7 +6,7 @@ In a generated package they would describe another model, so each field mapped i
 The mapping is read from the package itself (its `cls(...)` keywords, after every other
 transform), evaluated over the plain config values: no transformers, no torch. A field whose
 mapping cannot be evaluated that way keeps its default; so does a field whose value is no
-literal (`RopeScaling` only takes its `theta`).
+literal (`RopeScaling` only takes its `theta`), or None where the field's type has no None.
 """
 
 from __future__ import annotations
@@ -128,6 +128,8 @@ class _Defaults(cst.CSTTransformer):
         if field not in self.values or updated.value is None:
             return updated
         value = self.values[field]
+        if value is None and not m.findall(updated.annotation, m.Name("None")):
+            return updated  # the class leaves it unset (deepseek_v2's top-k): no default to take
         if isinstance(value, _Rope):
             return updated.with_changes(value=updated.value.visit(_Theta(value.theta)))
         literal = _literal(value, tuple_default=m.matches(updated.value, m.Tuple()))

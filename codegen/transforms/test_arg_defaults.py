@@ -80,3 +80,11 @@ def test_a_reference_from_its_own_config_class_keeps_its_mapping():
     assert "vocab_size: int = 32000" in args
     assert "hidden_dim: int = 11008" in args
     assert "RopeScaling(theta=10000.0)" in args
+
+
+def test_none_stays_out_of_a_field_whose_type_has_no_none():
+    package = package_of({"args.py": BEFORE})
+    SetArgDefaults().apply(package, config={**CONFIG, "hidden_size": None, "sliding_window": None})
+    args = package.render()["args.py"]
+    assert "    dim: int = 4096\n" in args  # unset in the class: the field keeps a usable value
+    assert "    window: int | None = None\n" in args
