@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import libcst as cst
+import libcst.matchers as m
 
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import expression, run
@@ -28,7 +29,7 @@ class _SpecFields(cst.CSTTransformer):
         self.hits = 0
 
     def leave_Arg(self, original, updated):
-        if updated.keyword is not None and updated.keyword.value in self.values:
+        if m.matches(updated, m.Arg(keyword=m.Name(m.MatchIfTrue(self.values.__contains__)))):
             self.hits += 1
             return updated.with_changes(value=expression(self.values[updated.keyword.value]))
         return updated
