@@ -33,40 +33,36 @@ class Decision:
         )
 
 
-def decisions(module: cst.Module, lookup: Lookup = _no_lookup) -> list[Decision]:
+def decisions(module_facts, lookup: Lookup = _no_lookup) -> list[Decision]:
+    """The decided conditions of a module (`codegen.quality.facts.ModuleFacts`, whose scan
+    listed its condition-bearing nodes in source order)."""
     finder = _Finder(lookup)
-    module.visit(finder)
+    for node in module_facts.conditionals:
+        if node in finder.skipped:
+            continue
+        handler = getattr(finder, f"visit_{type(node).__name__}", None)
+        if handler is not None:
+            handler(node)
     return finder.found
 
 
-class _Finder(cst.CSTVisitor):
+CONDITIONALS = (cst.If, cst.IfExp, cst.While, cst.Assert, cst.UnaryOperation, cst.BooleanOperation)
+
+
+class _Finder:
     def __init__(self, lookup: Lookup):
-        super().__init__()
         self.lookup = lookup
         self.found: list[Decision] = []
         self.conditions: set[cst.CSTNode] = set()  # expressions used for their truth
         self.chained: set[cst.CSTNode] = set()  # inner links of a longer and/or chain
-        self.decided: set[cst.CSTNode] = set()
-        self.inside_decided = 0
-
-    def on_visit(self, node: cst.CSTNode) -> bool:
-        if node in self.decided:
-            self.inside_decided += 1
-        return super().on_visit(node)
-
-    def on_leave(self, original_node: cst.CSTNode) -> None:
-        super().on_leave(original_node)
-        if original_node in self.decided:
-            self.inside_decided -= 1
+        self.skipped: set[cst.CSTNode] = set()  # inside a decided test: reported with it
 
     def _test(self, owner: cst.CSTNode, test: cst.BaseExpression, report=(True, False)):
-        if self.inside_decided:
-            return
         known = truth(test, self.lookup)
         if known is UNKNOWN:
             self.conditions.add(test)
             return
-        self.decided.add(test)
+        self.skipped.update(_descendants(test))
         if known in report:
             self.found.append(Decision(test, owner, known))
 
@@ -87,7 +83,7 @@ class _Finder(cst.CSTVisitor):
             self.conditions.add(node.expression)
 
     def visit_BooleanOperation(self, node):
-        if node in self.chained or self.inside_decided:
+        if node in self.chained:
             return
         operands = _chain(node)
         for inner in operands[1]:
@@ -145,3 +141,11 @@ def _owner(chain: cst.BooleanOperation, operand: cst.BaseExpression) -> cst.Bool
     while current.left is not operand and current.right is not operand:
         current = current.left
     return current
+
+
+def _descendants(node: cst.CSTNode):
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        yield current
+        stack.extend(current.children)

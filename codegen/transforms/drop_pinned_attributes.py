@@ -10,19 +10,14 @@ name; module attributes holding weights are calls and are never candidates.
 
 from __future__ import annotations
 
+import ast
 import functools
 
 import libcst as cst
-import libcst.matchers as m
-from libcst.metadata import ExpressionContext
 
 from codegen.quality.evaluate import UNKNOWN, value
 from codegen.quality.facts import package_facts
 from codegen.transforms.base import Transform
-
-_SELF_STORE = m.SimpleStatementLine(
-    body=[m.Assign(targets=[m.AssignTarget(target=m.Attribute(value=m.Name("self")))])]
-)
 
 
 class DropPinnedAttributes(Transform):
@@ -34,32 +29,30 @@ class DropPinnedAttributes(Transform):
         facts = package_facts(package.files)
         loaded = _shared_loads()
         for module_facts in facts.files.values():
-            for node, context in module_facts.contexts.items():
-                if (
-                    isinstance(node, cst.Attribute)
-                    and context is ExpressionContext.LOAD
-                    and not module_facts.reads.get(node, (None, ""))[1].startswith("ModelArgs.")
-                ):
-                    loaded.add(node.attr.value)  # a pinned field's read is not one of `x`
+            for node in module_facts.loads():
+                label = module_facts.reads.get(node, (None, ""))[1]
+                if not label.startswith("ModelArgs."):  # a pinned field's read is not one of x
+                    loaded.add(node.attr.value)
         for filename, module in list(package.files.items()):
             lookup = facts.lookup(filename)
             dead = {
-                line
-                for line in m.findall(module, _SELF_STORE)
-                if line.body[0].targets[0].target.attr.value not in loaded
-                and value(line.body[0].value, lookup) is not UNKNOWN
+                store.assign
+                for store in facts.files[filename].self_stores
+                if store.assign is not None
+                and store.attr not in loaded
+                and value(store.assign.value, lookup) is not UNKNOWN
             }
             if dead:
                 package.files[filename] = module.visit(_Remove(dead))
 
 
 class _Remove(cst.CSTTransformer):
-    def __init__(self, lines):
+    def __init__(self, assigns):
         super().__init__()
-        self.lines = lines
+        self.assigns = assigns
 
     def leave_SimpleStatementLine(self, original, updated):
-        return cst.RemoveFromParent() if original in self.lines else updated
+        return cst.RemoveFromParent() if original.body[0] in self.assigns else updated
 
 
 def _shared_loads() -> set[str]:
@@ -69,10 +62,12 @@ def _shared_loads() -> set[str]:
 
 @functools.cache
 def _shared_names() -> frozenset[str]:
+    # read-only and outside the package: the stdlib parser is enough, and ten times faster
     from codegen.scaffold.standalone import VENDORED, _source
 
-    names: set[str] = set()
-    for module in VENDORED:
-        for node in m.findall(cst.parse_module(_source(module)), m.Attribute()):
-            names.add(node.attr.value)
-    return frozenset(names)
+    return frozenset(
+        node.attr
+        for module in VENDORED
+        for node in ast.walk(ast.parse(_source(module)))
+        if isinstance(node, ast.Attribute)
+    )

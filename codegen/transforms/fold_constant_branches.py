@@ -32,7 +32,7 @@ class FoldConstantBranches(Transform):
             facts = package_facts(package.files)
             changed = False
             for filename, module in list(package.files.items()):
-                found = decisions(module, facts.lookup(filename))
+                found = decisions(facts.files[filename], facts.lookup(filename))
                 if found:
                     package.files[filename] = module.visit(_Fold(found))
                     changed = True

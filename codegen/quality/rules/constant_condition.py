@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from codegen.quality.conditions import decisions
-from codegen.quality.facts import _code
+from codegen.quality.facts import code
 from codegen.quality.rule import Finding, Rule
 
 
@@ -37,10 +37,10 @@ class ConstantCondition(Rule):
 
     def check(self, facts):
         for filename, module_facts in facts.files.items():
-            for decision in decisions(module_facts.module):
+            for decision in decisions(module_facts):
                 yield Finding(
                     filename,
                     module_facts.line(decision.node),
                     self.code,
-                    f"`{_code(decision.node)}` is always {decision.truth}",
+                    f"`{code(decision.node)}` is always {decision.truth}",
                 )

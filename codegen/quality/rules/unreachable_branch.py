@@ -5,7 +5,7 @@ from __future__ import annotations
 import libcst.matchers as m
 
 from codegen.quality.conditions import decisions
-from codegen.quality.facts import _code
+from codegen.quality.facts import code
 from codegen.quality.rule import Finding, Rule
 
 _ARGS = """from dataclasses import dataclass
@@ -89,8 +89,8 @@ class UnreachableBranch(Rule):
 
     def check(self, facts):
         for filename, module_facts in facts.files.items():
-            literal = {d.node for d in decisions(module_facts.module)}
-            for decision in decisions(module_facts.module, facts.lookup(filename)):
+            literal = {d.node for d in decisions(module_facts)}
+            for decision in decisions(module_facts, facts.lookup(filename)):
                 if decision.node in literal:
                     continue  # DC1's
                 reads = module_facts.reads
@@ -99,6 +99,6 @@ class UnreachableBranch(Rule):
                     filename,
                     module_facts.line(decision.node),
                     self.code,
-                    f"`{_code(decision.node)}` is always {decision.truth}"
+                    f"`{code(decision.node)}` is always {decision.truth}"
                     + (f" ({'; '.join(dict.fromkeys(why))})" if why else ""),
                 )

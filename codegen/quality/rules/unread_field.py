@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import libcst as cst
 import libcst.matchers as m
-from libcst.metadata import ExpressionContext
 
 from codegen.quality.rule import Finding, Rule
-
-# `getattr(obj, "name", ...)`: a read by name (the adapter base reads tie_word_embeddings so)
-_GETATTR = m.Call(
-    func=m.Name("getattr"), args=[m.Arg(), m.Arg(value=m.SimpleString()), m.ZeroOrMore()]
-)
 
 _ARGS = """from dataclasses import dataclass
 
@@ -54,16 +47,12 @@ class UnreadField(Rule):
 
     def check(self, facts):
         read: set[str] = set()
+        config = m.Name(facts.hf_param or "hf_config")  # `hf_config.x` is the HF side
         for module_facts in facts.files.values():
-            for node, context in module_facts.contexts.items():
-                if (
-                    isinstance(node, cst.Attribute)
-                    and context is ExpressionContext.LOAD
-                    and not m.matches(node.value, m.Name(facts.hf_param or "hf_config"))
-                ):
-                    read.add(node.attr.value)
-            for call in m.findall(module_facts.module, _GETATTR):
-                read.add(call.args[1].value.evaluated_value)
+            read.update(
+                n.attr.value for n in module_facts.loads() if not m.matches(n.value, config)
+            )
+            read |= module_facts.getattr_names
         args = facts.files.get("args.py")
         for name, statement in facts.fields.items():
             if name not in read:
