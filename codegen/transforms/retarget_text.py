@@ -17,6 +17,7 @@ A reference's name is recognised in all its spellings (`qwen3_moe`, `Qwen3-MoE`,
 from __future__ import annotations
 
 import re
+import textwrap
 from collections.abc import Sequence
 
 import libcst as cst
@@ -25,6 +26,7 @@ import libcst.matchers as m
 from codegen.transforms.base import Transform
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9_\-]*[A-Za-z0-9]|[A-Za-z]")
+_WIDTH = 96  # a module docstring's lines, with its quotes, in a 100-column file
 # the node fields that hold whole comment lines (EmptyLine sequences)
 _LINE_LISTS = ("leading_lines", "empty_lines", "header", "footer", "lines_after_decorators")
 _DOCSTRING = m.SimpleStatementLine(body=[m.Expr(value=m.SimpleString())])
@@ -148,7 +150,10 @@ class _Retarget(cst.CSTTransformer):
         quote = literal[:3] if literal[:3] in ('"""', "'''") else literal[0]
         inner = literal[len(quote) : -len(quote)]
         paragraphs = inner.strip("\n").split("\n\n")
-        kept = [self.words.reword(paragraphs[0])]
+        summary = self.words.reword(paragraphs[0])
+        if summary != paragraphs[0] and max(map(len, summary.splitlines())) > _WIDTH:
+            summary = textwrap.fill(" ".join(summary.split()), _WIDTH, break_on_hyphens=False)
+        kept = [summary]
         kept += [p for p in paragraphs[1:] if not self.words.mentions(p)]
         text = "\n\n".join(kept)
         closing = "\n" if "\n" in text else ""

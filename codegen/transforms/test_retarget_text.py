@@ -77,6 +77,21 @@ def test_the_target_own_name_is_kept():
     )
 
 
+def test_a_summary_that_grows_past_the_line_is_rewrapped():
+    summary = (
+        "HF Llama checkpoint keys <-> house keys (the table of llama with no biases at all here)."
+    )
+    package = package_of({"state_dict_adapter.py": f'"""{summary}"""\n'})
+    RetargetText().apply(
+        package, name="granitemoehybrid", title="granitemoehybrid", references=["llama"]
+    )
+    text = package.render()["state_dict_adapter.py"]
+    first, second = text.splitlines()[:2]
+    assert first.startswith('"""HF granitemoehybrid checkpoint keys') and len(first) <= 100
+    assert second == "at all here)."
+    assert text.endswith('here).\n"""\n')
+
+
 @pytest.mark.parametrize(
     ("word", "known", "rest"),
     [
