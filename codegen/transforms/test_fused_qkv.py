@@ -27,7 +27,7 @@ def test_one_projection_split_after_the_matmul():
     )
     split = "q, k, v = self.wqkv(x).split([self.n_heads * self.head_dim, kv_size, kv_size], dim=-1)"
     assert split in model
-    assert "q = q.view(batch, seq, self.n_heads, self.head_dim).transpose(1, 2)" in model
+    assert "q = q.view(batch, seq, -1, self.head_dim).transpose(1, 2)" in model
     adapter = files["state_dict_adapter.py"]
     assert '"model.layers.{}.self_attn.qkv_proj.weight": "layers.{}.attention.wqkv.weight"' in (
         adapter
@@ -43,7 +43,7 @@ def test_fused_bias_and_qk_norm_compose():
     files = package.render()
     assert "* args.head_dim, bias=True)" in files["model.py"]
     assert (
-        "q = self.q_norm(q.view(batch, seq, self.n_heads, self.head_dim)).transpose(1, 2)"
+        "q = self.q_norm(q.view(batch, seq, -1, self.head_dim)).transpose(1, 2)"
         in (files["model.py"])
     )
     adapter = files["state_dict_adapter.py"]

@@ -24,8 +24,7 @@ def test_per_head_norms_each_head_before_rope():
     assert "self.q_norm = RMSNorm(args.head_dim, args.norm_eps)" in model
     assert "self.k_norm = RMSNorm(args.head_dim, args.norm_eps)" in model
     assert (
-        "q = self.q_norm(self.wq(x).view(batch, seq, self.n_heads, self.head_dim)).transpose(1, 2)"
-        in model
+        "q = self.q_norm(self.wq(x).view(batch, seq, -1, self.head_dim)).transpose(1, 2)" in model
     )
     assert model.index("self.k_norm(self.wk(x)") < model.index("apply_rotary(q")
     assert all(row in files["state_dict_adapter.py"] for row in ROWS)
@@ -37,7 +36,7 @@ def test_full_norms_the_whole_projection_before_the_view():
     model = package.render()["model.py"]
     assert "self.q_norm = RMSNorm(args.n_heads * args.head_dim, args.norm_eps)" in model
     assert "self.k_norm = RMSNorm(args.n_kv_heads * args.head_dim, args.norm_eps)" in model
-    assert "q = self.q_norm(self.wq(x)).view(batch, seq, self.n_heads, self.head_dim)" in model
+    assert "q = self.q_norm(self.wq(x)).view(batch, seq, -1, self.head_dim)" in model
 
 
 def test_none_removes_qwen3s_norms_and_rows():
@@ -47,8 +46,7 @@ def test_none_removes_qwen3s_norms_and_rows():
     # (the module docstring is rewritten by the pipeline's describe step)
     assert "self.q_norm" not in files["model.py"] and "self.k_norm" not in files["model.py"]
     assert (
-        "q = self.wq(x).view(batch, seq, self.n_heads, self.head_dim).transpose(1, 2)"
-        in (files["model.py"])
+        "q = self.wq(x).view(batch, seq, -1, self.head_dim).transpose(1, 2)" in (files["model.py"])
     )
     assert not any(row in files["state_dict_adapter.py"] for row in ROWS)
     assert "q_norm" not in files["args.py"]  # the norm_eps comment that named them

@@ -64,16 +64,17 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         batch, seq, _ = x.shape
         q = self.wq(x) if self.q_lora_rank is None else self.wq_b(self.q_norm(self.wq_a(x)))
-        q = q.view(batch, seq, self.n_heads, -1).transpose(1, 2)
+        q = q.view(batch, seq, -1, self.nope_dim + self.rope_dim).transpose(1, 2)
         q_nope, q_pe = q.split([self.nope_dim, self.rope_dim], dim=-1)
         kv, k_pe = self.wkv_a(x).split([self.kv_lora_rank, self.rope_dim], dim=-1)
-        kv = self.wkv_b(self.kv_norm(kv)).view(batch, seq, self.n_heads, -1).transpose(1, 2)
+        kv = self.wkv_b(self.kv_norm(kv)).view(batch, seq, -1, self.nope_dim + self.v_head_dim)
+        kv = kv.transpose(1, 2)
         k_nope, v = kv.split([self.nope_dim, self.v_head_dim], dim=-1)
         cos, sin = rope
         q_pe = self.rotate(q_pe, cos, sin)
         k_pe = self.rotate(k_pe.unsqueeze(1), cos, sin)  # one rope key for all heads
         q = torch.cat((q_nope, q_pe), dim=-1)
-        k = torch.cat((k_nope, k_pe.expand(-1, self.n_heads, -1, -1)), dim=-1)
+        k = torch.cat((k_nope, k_pe.expand(-1, q.shape[1], -1, -1)), dim=-1)
         out = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale)
         return self.wo(out.transpose(1, 2).reshape(batch, seq, -1))
 

@@ -1,0 +1,270 @@
+"""Apply a model package's shard plan with PyTorch's own distributed APIs.
+
+A plan is a table: module (or parameter) path pattern -> style name, `*` standing for one
+path segment (`layers.*.attention.wq`). The styles are PyTorch's tensor-parallel styles
+(`parallelize_module` with Colwise/Rowwise/SequenceParallel), routed experts sharded over
+`tp` (hidden dim) or `ep` (expert dim), and FSDP2 `fully_shard` per block, then the root.
+The mesh names its dims `tp`, `dp_shard` and `ep`; a dim that is absent has size 1.
+
+The plan is checked before anything is sharded, so a bad plan fails loudly at apply time:
+an entry that matches no module or parameter, a parameter no entry covers, or a style put on
+a module of the wrong kind raises `PlanError` naming it.
+
+Tensor parallelism keeps the residual stream replicated (no sequence parallelism): norms
+and routers hold full weights on every rank and see full activations. Under `tp` or `ep`
+the routed experts see every token of the batch (an all-gather dispatch: the tokens are
+already replicated), each rank runs only its shard (its experts, or its slice of every
+expert's hidden dim) and the partial outputs are combined by a sum all-reduce; the input
+gradients are summed back the same way.
+
+Imports torch and the standard library only: a generated package carries this file.
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+STYLES = {
+    "colwise": "nn.Linear split on its output features (q/k/v, gate/up)",
+    "rowwise": "nn.Linear split on its input features, outputs summed (o, down)",
+    "vocab_embedding": "nn.Embedding split over the vocabulary, outputs summed",
+    "vocab_head": "output nn.Linear split over the vocabulary, logits gathered",
+    "per_head_norm": "a norm over head_dim applied to the local heads; weight replicated",
+    "replicate": "full weights on every rank (norms, routers, small latent projections)",
+    "rope_key_tail": "replicated nn.Linear whose last `rope_dim` outputs (its attention's "
+    "`rope_dim`) are one key shared by every head: their gradient is summed over the ranks",
+    "experts": "routed experts: dispatch to the rank's shard, combine by a sum all-reduce",
+    "expert_colwise": "stacked expert weight [experts, hidden, dim]",
+    "expert_rowwise": "stacked expert weight [experts, dim, hidden]",
+}
+# which tensor dim a stacked expert weight is split on under tp (its hidden dim)
+_EXPERT_TP_DIM = {"expert_colwise": 1, "expert_rowwise": 2}
+_LINEAR_STYLES = ("colwise", "rowwise", "vocab_head", "rope_key_tail")
+
+
+class PlanError(ValueError):
+    """A shard plan that does not fit the model it is applied to."""
+
+
+def mesh_size(mesh, name: str) -> int:
+    """The size of the mesh dim `name`, 1 when the mesh has no such dim."""
+    names = mesh.mesh_dim_names or ()
+    return mesh[name].size() if name in names else 1
+
+
+def apply_plan(
+    model: nn.Module,
+    mesh,
+    plan: dict[str, str],
+    blocks: tuple[str, ...] = ("layers.*",),
+    optional: frozenset[str] = frozenset(),
+) -> nn.Module:
+    """Shard `model` in place over `mesh` by `plan`; FSDP2 wraps each of `blocks`, then
+    the root. `optional` names plan entries a config switch may leave without a match."""
+    modules, params = check_plan(model, plan, optional)
+    tp, ep, dp = (mesh_size(mesh, name) for name in ("tp", "ep", "dp_shard"))
+    if tp > 1 and ep > 1:
+        raise PlanError("tp and ep both above 1: experts are sharded over one of them")
+    tied = _aliases(model)
+    if tp > 1:
+        _tensor_parallel(model, mesh["tp"], modules)
+    if tp > 1 or ep > 1:
+        _expert_parallel(model, mesh["tp" if tp > 1 else "ep"], modules, params, by_expert=ep > 1)
+    _retie(model, tied)
+    if dp > 1:
+        from torch.distributed.fsdp import fully_shard
+
+        for name in _matching([n for n, _ in model.named_modules()], blocks):
+            fully_shard(model.get_submodule(name), mesh=mesh["dp_shard"])
+        fully_shard(model, mesh=mesh["dp_shard"])
+    return model
+
+
+def check_plan(model: nn.Module, plan: dict[str, str], optional=frozenset()):
+    """(module name -> style, parameter name -> style) resolved from the plan; PlanError
+    when an entry matches nothing, a style is unknown or misplaced, or a parameter is left
+    out."""
+    module_names = [name for name, _ in model.named_modules() if name]
+    param_names = [name for name, _ in model.named_parameters(remove_duplicate=False)]
+    modules: dict[str, str] = {}
+    params: dict[str, str] = {}
+    for pattern, style in plan.items():
+        if style not in STYLES:
+            raise PlanError(f"plan entry {pattern!r}: unknown style {style!r}")
+        found_modules = _matching(module_names, [pattern])
+        found_params = _matching(param_names, [pattern])
+        if not found_modules and not found_params and pattern not in optional:
+            raise PlanError(
+                f"plan entry {pattern!r} names no module or parameter of {type(model).__name__}"
+            )
+        for name in found_modules:
+            _check_kind(model.get_submodule(name), name, style)
+            modules[name] = style
+        for name in found_params:
+            if not style.startswith("expert_"):
+                raise PlanError(f"plan entry {pattern!r}: {style!r} is a module style")
+            params[name] = style
+    for name in param_names:
+        owner = name.rpartition(".")[0]
+        if name not in params and owner not in modules:
+            raise PlanError(f"parameter {name} is not covered by the plan")
+    return modules, params
+
+
+def _check_kind(module: nn.Module, name: str, style: str) -> None:
+    want = {"vocab_embedding": nn.Embedding, **dict.fromkeys(_LINEAR_STYLES, nn.Linear)}
+    if style in want and not isinstance(module, want[style]):
+        raise PlanError(f"{name}: style {style!r} needs an {want[style].__name__}")
+    if style.startswith("expert_"):
+        raise PlanError(f"{name}: {style!r} names a stacked expert parameter, not a module")
+
+
+def _matching(names: list[str], patterns) -> list[str]:
+    regexes = [
+        re.compile("\\.".join("[^.]+" if s == "*" else re.escape(s) for s in p.split(".")))
+        for p in patterns
+    ]
+    return [name for name in names if any(r.fullmatch(name) for r in regexes)]
+
+
+def _tensor_parallel(model: nn.Module, tp_mesh, modules: dict[str, str]) -> None:
+    from torch.distributed.tensor import Replicate
+    from torch.distributed.tensor.parallel import (
+        ColwiseParallel,
+        RowwiseParallel,
+        SequenceParallel,
+        parallelize_module,
+    )
+
+    styles = {
+        "colwise": ColwiseParallel(),
+        "rowwise": RowwiseParallel(),
+        "vocab_embedding": RowwiseParallel(input_layouts=Replicate()),
+        "vocab_head": ColwiseParallel(output_layouts=Replicate()),
+        # the local heads (batch, seq, heads, head_dim) as a shard of dim 2: the weight
+        # becomes a replicated DTensor whose gradient is summed over the ranks' heads
+        "per_head_norm": SequenceParallel(sequence_dim=2, use_local_output=True),
+    }
+    plan = {name: styles[style] for name, style in modules.items() if style in styles}
+    parallelize_module(model, tp_mesh, plan)
+    for name, style in modules.items():
+        if style == "rope_key_tail":
+            _sum_tail_grads(model, name, tp_mesh)
+
+
+def _sum_tail_grads(model: nn.Module, name: str, mesh) -> None:
+    """MLA's kv down-projection gives [latent | rope key]: each rank's heads use all of the
+    rope key, so its gradient is partial per rank; the latent's is already whole (the
+    column-wise up-projection sums its input gradient)."""
+    parent = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
+    width = getattr(parent, "rope_dim", None)
+    if not isinstance(width, int):
+        raise PlanError(f"{name}: 'rope_key_tail' needs its attention's int `rope_dim`")
+
+    def hook(module, args, out):
+        head, tail = out.split([out.shape[-1] - width, width], dim=-1)
+        return torch.cat((head, _sum_grads(tail, mesh)), dim=-1)
+
+    model.get_submodule(name).register_forward_hook(hook)
+
+
+def _expert_parallel(model, mesh, modules, params, by_expert: bool) -> None:
+    """Shard stacked expert weights (dim 0 under ep, the hidden dim under tp) and wrap each
+    `experts` module so it computes its shard and sums the partial outputs."""
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    for name, style in params.items():
+        owner, _, attr = name.rpartition(".")
+        module = model.get_submodule(owner)
+        dim = 0 if by_expert else _EXPERT_TP_DIM[style]
+        weight = getattr(module, attr)
+        if weight.shape[dim] % mesh.size():
+            raise PlanError(
+                f"{name}: dim {dim} ({weight.shape[dim]}) not divisible by {mesh.size()}"
+            )
+        sharded = distribute_tensor(weight.detach(), mesh, [Shard(dim)])
+        module.register_parameter(attr, nn.Parameter(sharded, weight.requires_grad))
+    for name, style in modules.items():
+        if style == "experts":
+            _wrap_experts(model.get_submodule(name), name, mesh, by_expert)
+
+
+def _wrap_experts(module: nn.Module, name: str, mesh, by_expert: bool) -> None:
+    """Experts' forward(x, indices, weights) on this rank's shard; outputs summed."""
+    forward = module.forward
+    stacked = [n for n, p in module.named_parameters(recurse=False) if p.dim() == 3]
+    if not stacked:
+        raise PlanError(f"{name}: 'experts' needs stacked 3-D expert weights")
+    total = getattr(module, stacked[0]).shape[0]
+    local = total // mesh.size() if by_expert else total
+    start = mesh.get_local_rank() * local if by_expert else 0
+
+    def sharded_forward(x, indices, weights, *args, **kwargs):
+        x, weights = _sum_grads(x, mesh), _sum_grads(weights, mesh)
+        if by_expert:  # pairs routed elsewhere go to expert 0 with weight 0
+            mine = (indices >= start) & (indices < start + local)
+            indices = torch.where(mine, indices - start, 0)
+            weights = torch.where(mine, weights, 0)
+        with _local_weights(module, stacked, local):
+            out = forward(x, indices, weights, *args, **kwargs)
+        return _sum_outputs(out, mesh)
+
+    module.forward = sharded_forward
+
+
+@contextmanager
+def _local_weights(module: nn.Module, names: list[str], num_experts: int):
+    """The module's forward sees its local shards (plain tensors, gradients flowing back to
+    the DTensor parameters) and its local expert count."""
+    saved = module.__dict__.get("num_experts")
+    try:
+        for attr in names:
+            module.__dict__[attr] = getattr(module, attr).to_local()
+        if saved is not None:
+            module.__dict__["num_experts"] = num_experts
+        yield
+    finally:
+        for attr in names:
+            module.__dict__.pop(attr, None)
+        if saved is not None:
+            module.__dict__["num_experts"] = saved
+
+
+def _sum_grads(tensor: torch.Tensor, mesh) -> torch.Tensor:
+    """Identity forward; the backward sums the ranks' partial gradients."""
+    from torch.distributed.tensor import DTensor, Partial, Replicate
+
+    replicated = DTensor.from_local(tensor, mesh, [Replicate()], run_check=False)
+    return replicated.to_local(grad_placements=[Partial()])
+
+
+def _sum_outputs(tensor: torch.Tensor, mesh) -> torch.Tensor:
+    """Sum all-reduce of the ranks' partial outputs (the backward passes the gradient on)."""
+    from torch.distributed.tensor import DTensor, Partial, Replicate
+
+    partial = DTensor.from_local(tensor, mesh, [Partial()], run_check=False)
+    return partial.redistribute(mesh, [Replicate()]).to_local()
+
+
+def _aliases(model: nn.Module) -> list[list[str]]:
+    """Groups of names sharing one parameter (a tied output head)."""
+    groups: dict[int, list[str]] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        groups.setdefault(id(param), []).append(name)
+    return [names for names in groups.values() if len(names) > 1]
+
+
+def _retie(model: nn.Module, groups: list[list[str]]) -> None:
+    """Sharding replaces parameters one module at a time: tie the copies again."""
+    for first, *others in groups:
+        param = model.get_parameter(first)
+        for name in others:
+            owner, _, attr = name.rpartition(".")
+            old = model.get_parameter(name)
+            if getattr(old, "placements", None) != getattr(param, "placements", None):
+                raise PlanError(f"{name} is tied to {first} but sharded differently")
+            setattr(model.get_submodule(owner), attr, param)

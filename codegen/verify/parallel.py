@@ -1,0 +1,279 @@
+"""`verify --parallel`: a package's shard plan proven against the same package on one device.
+
+Two CPU processes (gloo) each build the package from the same fp32 weights, apply the
+package's `parallelize(model, mesh)` over a 2-rank mesh (`tp`, `dp_shard` or `ep`), run the
+long verify input forward and the next-token loss backward. The logits and every
+parameter's gradient, gathered to full tensors, are compared with the single-device package
+in this process. Under `fsdp` each rank takes its own half of the batch (data parallel, the
+gradients averaged by FSDP2), under `tp` and `ep` both ranks see the whole batch.
+
+A rank that fails (a plan that does not fit, a shape error in a sharded module) reports
+one line naming the module it was in; the other rank is stopped.
+"""
+
+from __future__ import annotations
+
+import importlib
+import socket
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import torch
+
+from codegen.errors import CodegenError
+
+# the command line's names for the mesh dims the plans use
+DIM_NAMES = {"tp": "tp", "fsdp": "dp_shard", "dp_shard": "dp_shard", "ep": "ep"}
+WORLD_SIZE = 2
+TOLERANCE = 1e-4  # max |parallel - single| / max |single|, per tensor, fp32
+TIMEOUT = timedelta(seconds=60)
+
+
+@dataclass
+class ParallelResult:
+    model: str
+    setting: str  # "tp=2"
+    passed: bool = False
+    logits_diff: float | None = None  # relative, as TOLERANCE
+    worst_gradient: tuple[str, float] | None = None
+    error: str | None = None
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        if self.passed:
+            name, diff = self.worst_gradient or ("-", 0.0)
+            return (
+                f"PASS  {self.model:<14} {self.setting:<6} logits {self.logits_diff:.1e}  "
+                f"worst grad {diff:.1e} ({name})  {self.seconds:.1f}s"
+            )
+        return f"FAIL  {self.model:<14} {self.setting:<6} {self.error}  {self.seconds:.1f}s"
+
+
+def parse_setting(text: str) -> dict[str, int]:
+    """ "tp=2" -> {"tp": 2}; the sizes multiply to the 2 ranks this check runs on."""
+    dims: dict[str, int] = {}
+    for part in filter(None, text.split(",")):
+        key, _, value = part.partition("=")
+        if key.strip() not in DIM_NAMES or not value.strip().isdigit():
+            known = ", ".join(sorted(DIM_NAMES))
+            raise CodegenError(f"--parallel {text!r}: expected DIM=SIZE with DIM one of {known}")
+        dims[DIM_NAMES[key.strip()]] = int(value)
+    size = 1
+    for value in dims.values():
+        size *= value
+    if size != WORLD_SIZE:
+        raise CodegenError(f"--parallel {text!r}: the sizes must multiply to {WORLD_SIZE}")
+    return {name: value for name, value in dims.items() if value > 1}
+
+
+def plan_module(spec):
+    """The package's parallelize module (its PLAN table and parallelize function)."""
+    package = spec.model.__module__.rpartition(".")[0]
+    try:
+        return importlib.import_module(f"{package}.parallelize")
+    except ModuleNotFoundError as err:
+        if err.name != f"{package}.parallelize":
+            raise
+        raise CodegenError(f"{spec.name} has no parallelize.py: no shard plan to verify") from None
+
+
+def verify_parallel(spec, config, setting: str, plan: dict | None = None, seed: int = 0):
+    """Run the check for one package, config and setting; `plan` replaces the package's."""
+    started = time.perf_counter()
+    dims = parse_setting(setting)
+    result = ParallelResult(spec.name, setting)
+    parallelize = plan_module(spec).parallelize
+    state, tokens, positions = _weights_and_inputs(spec, config, seed)
+    reference = _single_device(spec, config, state, tokens, positions)
+    with tempfile.TemporaryDirectory() as directory:
+        out = Path(directory)
+        try:
+            torch.multiprocessing.start_processes(
+                _worker,
+                args=(
+                    spec,
+                    config,
+                    state,
+                    tokens,
+                    positions,
+                    dims,
+                    parallelize,
+                    plan,
+                    out,
+                    _port(),
+                ),
+                nprocs=WORLD_SIZE,
+                start_method="fork",
+            )
+        except Exception:  # a rank failed: its own line is in its error file
+            pass
+        errors = sorted(out.glob("error-*.txt"))
+        if errors:
+            result.error = errors[0].read_text()
+        elif not (out / "rank0.pt").is_file():
+            result.error = "a rank exited without a result"
+        else:
+            _compare(result, reference, torch.load(out / "rank0.pt"))
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _weights_and_inputs(spec, config, seed):
+    """Seeded fp32 weights for every parameter (1-D ones around 1) and the long input."""
+    from codegen.verify.run import make_inputs
+
+    torch.manual_seed(seed)
+    _, model, _ = spec.build(config)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.copy_(torch.randn_like(param) * (0.1 if param.dim() == 1 else 0.05))
+            if param.dim() == 1:
+                param.add_(1.0)
+    item = make_inputs(config.vocab_size, seed)[-1]
+    return model.float().state_dict(), item.tokens, item.positions
+
+
+def _build(spec, config, state):
+    _, model, _ = spec.build(config)
+    model.float().load_state_dict(state)
+    return model
+
+
+def _loss(logits, tokens):
+    return torch.nn.functional.cross_entropy(
+        logits[:, :-1].flatten(0, 1).float(), tokens[:, 1:].flatten()
+    )
+
+
+def _single_device(spec, config, state, tokens, positions):
+    model = _build(spec, config, state)
+    logits = model(tokens, positions)
+    _loss(logits, tokens).backward()
+    grads = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
+    return {"logits": logits.detach(), "grads": grads}
+
+
+def _compare(result: ParallelResult, reference: dict, parallel: dict) -> None:
+    result.logits_diff = _relative(parallel["logits"], reference["logits"])
+    if result.logits_diff > TOLERANCE:
+        result.error = f"logits differ by {result.logits_diff:.2e} of max|logit|"
+    worst = ("-", 0.0)
+    for name, expected in reference["grads"].items():  # forward order: the first that differs
+        got = parallel["grads"].get(name)
+        if got is None:
+            result.error = result.error or f"parameter {name} got no gradient"
+            continue
+        diff = _relative(got, expected)
+        if diff > worst[1]:
+            worst = (name, diff)
+        if diff > TOLERANCE and (result.error is None or result.error.startswith("logits")):
+            where = f"first differing gradient: {name} ({diff:.2e} of its max)"
+            result.error = f"{result.error}; {where}" if result.error else where
+    result.worst_gradient = worst
+    result.passed = result.error is None
+
+
+def _relative(got: torch.Tensor, expected: torch.Tensor) -> float:
+    if got.shape != expected.shape:
+        return float("inf")
+    scale = expected.abs().max().clamp_min(1e-12)
+    return float((got.float() - expected.float()).abs().max() / scale)
+
+
+def _port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _worker(rank, spec, config, state, tokens, positions, dims, parallelize, plan, out, port):
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=WORLD_SIZE,
+        timeout=TIMEOUT,
+    )
+    where = {"module": None}
+    try:
+        names = list(dims) or ["dp_shard"]
+        mesh = init_device_mesh(
+            "cpu", tuple(dims.get(n, WORLD_SIZE) for n in names), mesh_dim_names=tuple(names)
+        )
+        model = _build(spec, config, state)
+        _track_modules(model, where)
+        try:
+            parallelize(model, mesh, plan)
+        except Exception as err:
+            raise _Failure(f"the plan does not apply: {_one_line(err)}") from None
+        dp = dims.get("dp_shard", 1)
+        if dp > 1:  # data parallel: this rank's rows of the batch
+            rows = tokens.shape[0] // dp
+            tokens = tokens[rank * rows : (rank + 1) * rows]
+            positions = None if positions is None else positions[rank * rows : (rank + 1) * rows]
+        logits = model(tokens, positions)
+        _loss(logits, tokens).backward()
+        where["module"] = None
+        if dp > 1:
+            parts = [torch.empty_like(logits) for _ in range(dp)]
+            dist.all_gather(parts, logits.detach().contiguous())
+            logits = torch.cat(parts)
+        grads = {}
+        for name, param in model.named_parameters():
+            grad = param.grad
+            if grad is not None and hasattr(grad, "full_tensor"):
+                grad = grad.full_tensor()  # collective: every rank takes part
+            grads[name] = grad
+        if rank == 0:
+            torch.save({"logits": logits.detach(), "grads": grads}, out / "rank0.pt")
+    except Exception as err:
+        line = err.line if isinstance(err, _Failure) else _one_line(err)
+        if where["module"] and not isinstance(err, _Failure):
+            line = f"in {where['module']}: {line}"
+        (out / f"error-{rank}.txt").write_text(f"rank {rank}: {line}")
+        raise SystemExit(1) from None
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+class _Failure(Exception):
+    def __init__(self, line: str):
+        super().__init__(line)
+        self.line = line
+
+
+def _track_modules(model, where: dict) -> None:
+    """Keep `where["module"]` the innermost module running (a stack: pushed before each
+    forward, popped after it), to name it when a rank fails."""
+    stack: list[str] = []
+
+    def enter(name):
+        stack.append(name)
+        where["module"] = name
+
+    def leave(name):
+        if stack and stack[-1] == name:
+            stack.pop()
+        where["module"] = stack[-1] if stack else None
+
+    for name, module in model.named_modules():
+        if name:
+            module.register_forward_pre_hook(lambda *_, name=name: enter(name))
+            module.register_forward_hook(lambda *_, name=name: leave(name))
+
+
+def _one_line(err: Exception) -> str:
+    text = str(err).strip().splitlines()
+    if not text:
+        frame = traceback.extract_tb(err.__traceback__)[-1]
+        return f"{type(err).__name__} at {Path(frame.filename).name}:{frame.lineno}"
+    return f"{type(err).__name__}: {text[0][:300]}"
