@@ -33,6 +33,20 @@ class Decision:
         )
 
 
+def describe(decision: Decision, text: str) -> str:
+    """A finding's message; `text` is the decided expression's source."""
+    owner = decision.owner
+    if isinstance(owner, cst.BooleanOperation):
+        word = "and" if isinstance(owner.operator, cst.And) else "or"
+        if decision.neutral:
+            return f"`{text}` is always {decision.truth}: an operand `{word}` ignores"
+        return f"`{text}` is always {decision.truth}: it decides its `{word}` alone"
+    if isinstance(owner, cst.While):
+        return f"`while {text}` never runs"
+    dead = "the else branch" if decision.truth else "the branch"
+    return f"`{text}` is always {decision.truth}: {dead} is dead"
+
+
 def decisions(module_facts, lookup: Lookup = _no_lookup) -> list[Decision]:
     """The decided conditions of a module (`codegen.quality.facts.ModuleFacts`, whose scan
     listed its condition-bearing nodes in source order)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from codegen.quality.conditions import decisions
+from codegen.quality.conditions import decisions, describe
 from codegen.quality.facts import code
 from codegen.quality.rule import Finding, Rule
 
@@ -42,5 +42,5 @@ class ConstantCondition(Rule):
                     filename,
                     module_facts.line(decision.node),
                     self.code,
-                    f"`{code(decision.node)}` is always {decision.truth}",
+                    describe(decision, code(decision.node)),
                 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import libcst.matchers as m
 
-from codegen.quality.conditions import decisions
+from codegen.quality.conditions import decisions, describe
 from codegen.quality.facts import code
 from codegen.quality.rule import Finding, Rule
 
@@ -99,6 +99,6 @@ class UnreachableBranch(Rule):
                     filename,
                     module_facts.line(decision.node),
                     self.code,
-                    f"`{code(decision.node)}` is always {decision.truth}"
+                    describe(decision, code(decision.node))
                     + (f" ({'; '.join(dict.fromkeys(why))})" if why else ""),
                 )
