@@ -88,7 +88,7 @@ def test_a_summary_that_grows_past_the_line_is_rewrapped():
     text = package.render()["state_dict_adapter.py"]
     first, second = text.splitlines()[:2]
     assert first.startswith('"""HF granitemoehybrid checkpoint keys') and len(first) <= 100
-    assert second == "at all here)."
+    assert second == "biases at all here)."
     assert text.endswith('here).\n"""\n')
 
 
