@@ -27,7 +27,7 @@ def describe(package, title: str, steps, features=None) -> None:
     text = '"""' + "\n".join(lines).replace('"""', "'''") + '\n"""'
     package.files["model.py"] = _with_docstring(package.files["model.py"], text)
     if features is not None and "__init__.py" in package.files:
-        # WIDTH - 2: a one-line docstring closes on its own line
+        # WIDTH - 2: a one-line docstring closes on the same line
         tagline = textwrap.fill(tagline_of(title, features), WIDTH - 2, break_on_hyphens=False)
         tagline = '"""' + tagline + ('\n"""' if "\n" in tagline else '"""')
         package.files["__init__.py"] = _with_docstring(package.files["__init__.py"], tagline)
