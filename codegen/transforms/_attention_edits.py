@@ -8,12 +8,24 @@ anchor is missing raises `EditError` through `run`.
 
 from __future__ import annotations
 
+import ast
 import json
 from collections.abc import Callable
 
 import libcst as cst
+import libcst.matchers as m
 
-from codegen.transforms.edits import EditDict, EditError, code_of, expression, field_name, run
+from codegen.transforms.edits import (
+    EditDict,
+    EditError,
+    calls,
+    code_of,
+    dotted,
+    expression,
+    field_name,
+    is_statement,
+    run,
+)
 from codegen.transforms.edits import ScopedTransformer as InMethod
 
 
@@ -43,12 +55,23 @@ def replace_expressions(package, filename, class_name, method, match, rewrite, *
 
 
 def is_code(text: str) -> Callable[[cst.CSTNode], bool]:
-    return lambda node: code_of(node) == text
+    """Matches the expression `text`, compared as syntax trees (layout aside)."""
+    wanted = ast.dump(ast.parse(text, mode="eval"))
+
+    def matches(node: cst.CSTNode) -> bool:
+        if not isinstance(node, cst.BaseExpression):
+            return False
+        try:
+            return ast.dump(ast.parse(code_of(node), mode="eval")) == wanted
+        except SyntaxError:
+            return False
+
+    return matches
 
 
 def call_of(func: str) -> Callable[[cst.CSTNode], bool]:
-    """Matches a call whose callee renders as `func` (e.g. "self.attention")."""
-    return lambda node: isinstance(node, cst.Call) and code_of(node.func) == func
+    """Matches a call of `func` (e.g. "self.attention")."""
+    return lambda node: m.matches(node, m.Call(func=dotted(func)))
 
 
 def statements(code: str) -> list[cst.BaseStatement]:
@@ -603,7 +626,7 @@ def make_attention_explicit(package) -> None:
     run(
         package,
         "model.py",
-        _ReplaceStatement("Attention", "forward", lambda s: _SDPA in code_of(s), code),
+        _ReplaceStatement("Attention", "forward", calls(_SDPA), code),
     )
 
 
@@ -612,14 +635,10 @@ def set_attention_masking(package, with_mask: bool) -> None:
     SDPA's `attn_mask`/`is_causal`, or the explicit masking lines."""
     if attention_is_explicit(package):
         old, new = (CAUSAL_MASKING, MASK_MASKING) if with_mask else (MASK_MASKING, CAUSAL_MASKING)
-        first = code_of(statements(old)[0])
-        run(
-            package,
-            "model.py",
-            _ReplaceStatement("Attention", "forward", lambda s: code_of(s) == first, new),
-        )
-        last = code_of(statements(old)[-1])
-        remove_statements(package, "model.py", "Attention", "forward", lambda s: code_of(s) == last)
+        first = is_statement(code_of(statements(old)[0]))
+        run(package, "model.py", _ReplaceStatement("Attention", "forward", first, new))
+        last = is_statement(code_of(statements(old)[-1]))
+        remove_statements(package, "model.py", "Attention", "forward", last)
         return
     if with_mask:
 

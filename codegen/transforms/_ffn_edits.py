@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 
 import libcst as cst
+import libcst.matchers as m
 
 from codegen.transforms.edits import EditDict, EditError, code_of, expression, run, statements
 from codegen.transforms.edits import ScopedTransformer as Scoped
@@ -316,11 +317,11 @@ class _RetargetActivationGuard(cst.CSTTransformer):
         self._depth = 0
 
     def visit_If(self, node):
-        if "hidden_act" in code_of(node.test):
+        if _tests_activation(node):
             self._depth += 1
 
     def leave_If(self, original, updated):
-        if "hidden_act" in code_of(original.test):
+        if _tests_activation(original):
             self._depth -= 1
             self.hits += 1
         return updated
@@ -340,3 +341,8 @@ def retarget_activation_guard(package, activation: str) -> None:
     llama's FIXED_SETTINGS is handled by set_fixed_setting). No-op without such a guard."""
     if "args.py" in package.files:
         run(package, "args.py", _RetargetActivationGuard(activation), required=False)
+
+
+def _tests_activation(node: cst.If) -> bool:
+    """`if hf_config.hidden_act != "silu":` (the reference's activation guard)."""
+    return bool(m.findall(node.test, m.Attribute(attr=m.Name("hidden_act"))))

@@ -14,10 +14,8 @@ from codegen.transforms.edits import (
     InsertStatements,
     ReplaceStatements,
     ScopedTransformer,
-    code_of,
     expression,
     run,
-    starts_with,
     statements,
 )
 
@@ -72,25 +70,25 @@ def replace_self_attribute(package, class_name: str, method: str, attr: str, new
     run(package, "model.py", _ReplaceSelfAttr(class_name, method, attr, expression(new)))
 
 
-def replace_statement(package, filename, class_name, method, prefix: str, code: str) -> None:
-    """Replace the statements of `class_name.method` starting with `prefix` by `code`
-    (comment lines above its first statement kept)."""
-    edit = ReplaceStatements(class_name, method, starts_with(prefix), code)
+def replace_statement(package, filename, class_name, method, anchor, code: str) -> None:
+    """Replace the statements of `class_name.method` matching `anchor` (an `edits` anchor)
+    by `code` (comment lines above its first statement kept)."""
+    edit = ReplaceStatements(class_name, method, anchor, code)
     edit.new = commented_statements(code) if code.strip() else []
     run(package, filename, edit)
 
 
-def insert_statements(package, class_name, method, prefix: str, code: str, before=False):
+def insert_statements(package, class_name, method, anchor, code: str, before=False):
     """Insert `code` into model.py's `class_name.method` after (or before) the statement
-    starting with `prefix` (comment lines above its first statement kept)."""
-    edit = InsertStatements(class_name, method, starts_with(prefix), code, before=before)
+    matching `anchor` (comment lines above its first statement kept)."""
+    edit = InsertStatements(class_name, method, anchor, code, before=before)
     edit.new = commented_statements(code)
     run(package, "model.py", edit)
 
 
-def replace_leading_statements(package, class_name, method, stop: tuple[str, ...], code: str):
+def replace_leading_statements(package, class_name, method, stop, code: str):
     """In model.py's `class_name.method`, replace the statements after the docstring up to
-    the first one starting with a `stop` prefix by `code` (so running twice converges)."""
+    the first one matching the anchor `stop` by `code` (so running twice converges)."""
     run(package, "model.py", _ReplaceLeading(class_name, method, stop, commented_statements(code)))
 
 
@@ -276,9 +274,7 @@ class _ReplaceLeading(cst.CSTTransformer):
             return updated
         body = list(updated.body.body)
         start = 1 if body and _is_docstring(body[0]) else 0
-        end = next(
-            (i for i in range(start, len(body)) if code_of(body[i]).startswith(self.stop)), None
-        )
+        end = next((i for i in range(start, len(body)) if self.stop(body[i])), None)
         if end is None or end == start:
             return updated
         self.hits += 1

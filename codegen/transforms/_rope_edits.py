@@ -17,7 +17,15 @@ from pathlib import Path
 
 import libcst as cst
 
-from codegen.transforms.edits import EditError, code_of, expression, field_name, run, statements
+from codegen.transforms.edits import (
+    EditError,
+    calls_super_init,
+    code_of,
+    expression,
+    field_name,
+    run,
+    statements,
+)
 from codegen.transforms.edits import ScopedTransformer as InMethod
 
 
@@ -108,7 +116,7 @@ def insert_after(package, filename: str, class_name: str, method: str, anchor, c
 
 
 def is_super_init(statement) -> bool:
-    return code_of(statement) == "super().__init__()"
+    return calls_super_init(statement)
 
 
 # ---- ModelArgs ---------------------------------------------------------------------------

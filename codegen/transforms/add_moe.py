@@ -12,9 +12,11 @@ from codegen.transforms.base import Transform
 from codegen.transforms.edits import (
     EditError,
     InsertStatements,
+    assigns,
+    calls,
     code_of,
+    is_statement,
     run,
-    starts_with,
 )
 
 # Which layers get the MoE block (HF's decoder-layer condition); "auto": from Features.
@@ -113,9 +115,8 @@ IS_MOE = {
 # HF per-expert projection -> house stacked weight
 EXPERT_KEYS = (("gate_proj", "w1"), ("up_proj", "w3"), ("down_proj", "w2"))
 # the dense build statement, matched by its start (a reference may pass more, e.g. a bias)
-DENSE_BUILD = "self.feed_forward = FeedForward(args.dim, args.hidden_dim"
+DENSE_BUILD = assigns("self.feed_forward", calling="FeedForward")
 DENSE_DOWN_ROW = "layers.{}.feed_forward.w2.weight"
-_CALLS_FFN = re.compile(r"(?<![\w.])ffn\(")
 
 
 class AddMoe(Transform):
@@ -221,7 +222,7 @@ def _add_classes(package, norm_topk_prob: str) -> None:
     moe_edits.insert_after_class(package, "model.py", "FeedForward", EXPERTS + MOE)
     if norm_topk_prob == "config":
         moe_edits.replace_statement(
-            package, "model.py", "MoE", "route", RENORMALISE, RENORMALISE_IF
+            package, "model.py", "MoE", "route", is_statement(RENORMALISE), RENORMALISE_IF
         )
         run(
             package,
@@ -229,12 +230,14 @@ def _add_classes(package, norm_topk_prob: str) -> None:
             InsertStatements(
                 "MoE",
                 "__init__",
-                starts_with("self.top_k ="),
+                assigns("self.top_k"),
                 "self.norm_topk_prob = args.norm_topk_prob",
             ),
         )
     elif norm_topk_prob == "never":
-        moe_edits.replace_statement(package, "model.py", "MoE", "route", RENORMALISE, "")
+        moe_edits.replace_statement(
+            package, "model.py", "MoE", "route", is_statement(RENORMALISE), ""
+        )
 
 
 def _dense_build(package) -> str:
@@ -274,7 +277,7 @@ def _wire_block(package, dense_rule: str) -> None:
         InsertStatements(
             "TransformerBlock",
             "forward",
-            lambda node: _CALLS_FFN.search(code_of(node)) is not None,
+            calls("ffn"),
             "ffn = self.moe if self.is_moe else self.feed_forward",
             before=True,
         ),

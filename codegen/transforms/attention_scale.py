@@ -14,7 +14,14 @@ from codegen.transforms._rope_edits import (
     is_super_init,
 )
 from codegen.transforms.base import Transform
-from codegen.transforms.edits import EditError, code_of, expression, run, set_call_keyword
+from codegen.transforms.edits import (
+    EditError,
+    assigns,
+    code_of,
+    expression,
+    run,
+    set_call_keyword,
+)
 
 # HF `self.scaling = config.<field>` or `config.<field>**-0.5`
 _HF_SCALING = re.compile(r"self\.scaling\s*=\s*config\.(\w+)\s*(\*\*\s*\(?\s*-0\.5\s*\)?)?")
@@ -67,7 +74,7 @@ def detect(features) -> tuple[str, str]:
 
 
 def _is_head_dim(statement) -> bool:
-    return code_of(statement).startswith("self.head_dim = ")
+    return assigns("self.head_dim")(statement)
 
 
 def _head_dim_default(package) -> str:

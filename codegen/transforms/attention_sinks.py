@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from codegen.transforms import _attention_edits as edits
 from codegen.transforms.base import Transform
-from codegen.transforms.edits import InsertStatements, ReplaceStatements, run, starts_with
+from codegen.transforms.edits import (
+    InsertStatements,
+    ReplaceStatements,
+    assigns,
+    run,
+)
 
 SINKS = "self.sinks = nn.Parameter(torch.zeros(args.n_heads))  # one learned logit per head"
 
@@ -34,7 +39,7 @@ class AddAttentionSinks(Transform):
         run(
             package,
             "model.py",
-            InsertStatements("Attention", "__init__", starts_with("self.wo ="), SINKS),
+            InsertStatements("Attention", "__init__", assigns("self.wo"), SINKS),
         )
         edits.make_attention_explicit(package)
         run(
@@ -43,7 +48,7 @@ class AddAttentionSinks(Transform):
             ReplaceStatements(
                 "Attention",
                 "forward",
-                starts_with("probs = torch.softmax(scores"),
+                assigns("probs", calling="torch.softmax"),
                 SOFTMAX_WITH_SINKS,
             ),
         )

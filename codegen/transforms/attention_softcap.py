@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from codegen.transforms import _attention_edits as edits
 from codegen.transforms.base import Transform
-from codegen.transforms.edits import InsertStatements, run, starts_with
+from codegen.transforms.edits import (
+    InsertStatements,
+    assigns,
+    run,
+)
 
 FIELD = """
 # Attention scores become tanh(scores / cap) * cap before masking and softmax; None: no cap.
@@ -35,7 +39,7 @@ class AddAttentionSoftcap(Transform):
             InsertStatements(
                 "Attention",
                 "__init__",
-                starts_with("self.head_dim ="),
+                assigns("self.head_dim"),
                 "self.softcap = args.attn_softcap",
             ),
         )
@@ -43,5 +47,5 @@ class AddAttentionSoftcap(Transform):
         run(
             package,
             "model.py",
-            InsertStatements("Attention", "forward", starts_with("scores = q @ k"), CAP),
+            InsertStatements("Attention", "forward", assigns("scores"), CAP),
         )

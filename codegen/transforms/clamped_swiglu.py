@@ -12,7 +12,7 @@ from codegen.errors import CodegenError
 from codegen.transforms import _moe_edits as moe_edits
 from codegen.transforms._ffn_edits import Scoped, SetClassDocstring
 from codegen.transforms.base import Transform
-from codegen.transforms.edits import EditError, code_of, expression, run
+from codegen.transforms.edits import EditError, assigns, code_of, expression, run
 
 CLAMPED_SWIGLU = '''
 def clamped_swiglu(
@@ -65,7 +65,7 @@ class SetClampedSwiglu(Transform):
             package,
             "Experts",
             "__init__",
-            "self.num_experts =",
+            assigns("self.num_experts"),
             "self.alpha = alpha\nself.limit = limit",
         )
         run(package, "model.py", _ExtendCall("Experts", ("args.swiglu_alpha", "args.swiglu_limit")))

@@ -2,15 +2,19 @@
 
 House packages share a vocabulary (`Attention.__init__` builds `self.wq`, `ModelArgs` is a
 dataclass with `from_hf_config`, the adapter has a `from_hf_map` dict), so an edit names
-its anchor as "class, method, statement that starts with ...". An edit whose anchor is
-missing raises `EditError`: a transform never silently does nothing.
+its anchor as "class, method, statement that assigns / calls / returns ...", matched on the
+syntax tree (libcst matchers), never on rendered text, so an earlier rule reformatting a
+line does not move an anchor. An edit whose anchor is missing raises `EditError`: a
+transform never silently does nothing.
 """
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Callable
 
 import libcst as cst
+import libcst.matchers as m
 
 _RENDER = cst.Module(body=[])
 
@@ -32,7 +36,89 @@ def expression(code: str) -> cst.BaseExpression:
 
 
 def starts_with(prefix: str) -> Callable[[cst.CSTNode], bool]:
+    """Text anchor, being replaced by the structural anchors below."""
     return lambda node: code_of(node).startswith(prefix)
+
+
+def dotted(name: str) -> m.BaseMatcherNode:
+    """A matcher for the expression `a.b.c` (a Name, or Attributes over a Name)."""
+    *head, last = name.split(".")
+    if not head:
+        return m.Name(last)
+    return m.Attribute(value=dotted(".".join(head)), attr=m.Name(last))
+
+
+def is_name(node: cst.CSTNode, name: str) -> bool:
+    """`node` is the expression `name` (e.g. "self.wq", "F.silu")."""
+    return m.matches(node, dotted(name))
+
+
+def _first_small(statement: cst.CSTNode) -> cst.CSTNode | None:
+    if isinstance(statement, cst.SimpleStatementLine) and statement.body:
+        return statement.body[0]
+    return None
+
+
+def assigns(*targets: str, calling: str | None = None) -> Callable[[cst.CSTNode], bool]:
+    """Anchor: a statement assigning one of `targets` (`x = ...`, `x: T = ...`), optionally
+    only when the assigned value calls `calling` (`probs = torch.softmax(...).to(...)`)."""
+    target = m.OneOf(*(dotted(t) for t in targets)) if len(targets) > 1 else dotted(targets[0])
+    assign = m.Assign(targets=[m.AssignTarget(target=target)]) | m.AnnAssign(target=target)
+
+    def matches(statement: cst.CSTNode) -> bool:
+        node = _first_small(statement)
+        if not m.matches(node, assign):
+            return False
+        return calling is None or bool(m.findall(node.value, m.Call(func=dotted(calling))))
+
+    return matches
+
+
+def sets(target: str) -> Callable[[cst.CSTNode], bool]:
+    """Anchor: a statement that assigns `target` anywhere inside it (an `if` whose branch
+    builds `self.feed_forward` counts)."""
+    return lambda statement: bool(m.findall(statement, m.AssignTarget(target=dotted(target))))
+
+
+def returns(name: str) -> Callable[[cst.CSTNode], bool]:
+    """Anchor: a `return` statement whose value reads `name` (`return weights.to(...), i`)."""
+
+    def matches(statement: cst.CSTNode) -> bool:
+        node = _first_small(statement)
+        return m.matches(node, m.Return()) and bool(m.findall(node, dotted(name)))
+
+    return matches
+
+
+def calls(name: str) -> Callable[[cst.CSTNode], bool]:
+    """Anchor: a statement that calls `name` anywhere inside it."""
+    return lambda statement: bool(m.findall(statement, m.Call(func=dotted(name))))
+
+
+def uses(name: str) -> Callable[[cst.CSTNode], bool]:
+    """Anchor: a statement that reads the name or attribute `name` anywhere inside it."""
+    return lambda statement: bool(m.findall(statement, dotted(name)))
+
+
+def is_statement(code: str) -> Callable[[cst.CSTNode], bool]:
+    """Anchor: the statement `code`, compared as syntax trees (layout and comments aside)."""
+    wanted = ast.dump(ast.parse(code.strip()))
+
+    def matches(statement: cst.CSTNode) -> bool:
+        try:
+            return ast.dump(ast.parse(code_of(statement))) == wanted
+        except SyntaxError:  # a compound statement's header alone does not parse
+            return False
+
+    return matches
+
+
+SUPER_INIT = m.Call(func=m.Attribute(value=m.Call(func=m.Name("super")), attr=m.Name("__init__")))
+
+
+def calls_super_init(statement: cst.CSTNode) -> bool:
+    """Anchor: `super().__init__(...)`."""
+    return m.matches(_first_small(statement), m.Expr(value=SUPER_INIT))
 
 
 class ScopedTransformer(cst.CSTTransformer):

@@ -7,7 +7,7 @@ import libcst as cst
 from codegen.transforms import _moe_edits as moe_edits
 from codegen.transforms._ffn_edits import Scoped, adapter_rows
 from codegen.transforms.base import Transform
-from codegen.transforms.edits import EditError, code_of, expression, run
+from codegen.transforms.edits import EditError, assigns, code_of, expression, run
 
 EXPERT_OF_ROW = "experts = indices.flatten()[order]  # the expert of each sorted row"
 
@@ -36,8 +36,10 @@ class SetExpertBias(Transform):
             num_experts, out_in = shapes[weight][0], shapes[weight][1:]
             out = out_in[1] if transposed else out_in[0]
             bias = f"self.{weight}_bias = nn.Parameter(torch.empty({num_experts}, {out}))"
-            moe_edits.insert_statements(package, "Experts", "__init__", f"self.{weight} =", bias)
-        moe_edits.insert_statements(package, "Experts", "forward", "order =", EXPERT_OF_ROW)
+            moe_edits.insert_statements(
+                package, "Experts", "__init__", assigns(f"self.{weight}"), bias
+            )
+        moe_edits.insert_statements(package, "Experts", "forward", assigns("order"), EXPERT_OF_ROW)
         run(package, "model.py", _AddBias())
         _add_rows(package, finder.weights)
 

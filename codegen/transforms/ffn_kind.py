@@ -6,6 +6,7 @@ import json
 import re
 
 import libcst as cst
+import libcst.matchers as m
 
 from codegen.transforms._ffn_edits import (
     EditCalls,
@@ -25,9 +26,10 @@ from codegen.transforms.edits import (
     EditError,
     ReplaceStatements,
     SetKeyword,
+    assigns,
     code_of,
+    dotted,
     run,
-    starts_with,
 )
 from codegen.transforms.qkv_bias import set_adapter_rows
 
@@ -105,7 +107,7 @@ def _drop_up_projection(package) -> None:
     rows = adapter_rows(package)
     if not any(house_parameter(house, f"{_FFN}.w3") for _, house in rows):
         raise EditError("the adapter has no feed_forward.w3 rows (gate and up fused?)")
-    drop_w3 = ReplaceStatements("FeedForward", "__init__", starts_with("self.w3 ="), "")
+    drop_w3 = ReplaceStatements("FeedForward", "__init__", assigns("self.w3"), "")
     run(package, "model.py", drop_w3)
     run(package, "model.py", _DropGateProduct("FeedForward", "forward"))
 
@@ -126,7 +128,7 @@ class _DropGateProduct(Scoped):
         if (
             self.in_scope()
             and isinstance(original.operator, cst.Multiply)
-            and code_of(original.right).startswith("self.w3(")
+            and m.matches(original.right, m.Call(func=dotted("self.w3")))
         ):
             self.hits += 1
             return updated.left

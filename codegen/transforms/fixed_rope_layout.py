@@ -5,10 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from codegen.transforms.base import Transform
-from codegen.transforms.edits import ReplaceStatements, run, starts_with
+from codegen.transforms.edits import (
+    ReplaceStatements,
+    assigns,
+    run,
+)
 
 SWITCH = "rope_interleave"
-ROTATE = "self.rotate ="
+ROTATE = assigns("self.rotate")
 FIXED = {
     True: "self.rotate = apply_rotary_interleaved  # rope dims are interleaved pairs, always",
     False: "self.rotate = apply_rotary  # rope dims are two halves, always",
@@ -35,7 +39,7 @@ class FixRopeLayout(Transform):
             return
         if interleaved not in FIXED:
             raise ValueError(f"interleaved {interleaved!r}: True or False")
-        edit = ReplaceStatements("Attention", "__init__", starts_with(ROTATE), FIXED[interleaved])
+        edit = ReplaceStatements("Attention", "__init__", ROTATE, FIXED[interleaved])
         run(package, "model.py", edit)
 
 

@@ -17,7 +17,13 @@ from codegen.transforms._ffn_edits import (
     rewrite_adapter,
 )
 from codegen.transforms.base import Transform
-from codegen.transforms.edits import EditError, ReplaceStatements, code_of, run, starts_with
+from codegen.transforms.edits import (
+    EditError,
+    ReplaceStatements,
+    assigns,
+    code_of,
+    run,
+)
 
 # how the fused gate_up output splits into (gate, up), per checkpoint layout
 SPLITS = {
@@ -139,17 +145,15 @@ def _fuse_weights(package, transposed: bool) -> None:
     run(
         package,
         "model.py",
-        ReplaceStatements(
-            *init, starts_with("self.w1 ="), f"self.w13 = nn.Parameter(torch.empty{w13})"
-        ),
+        ReplaceStatements(*init, assigns("self.w1"), f"self.w13 = nn.Parameter(torch.empty{w13})"),
     )
-    run(package, "model.py", ReplaceStatements(*init, starts_with("self.w3 ="), ""))
+    run(package, "model.py", ReplaceStatements(*init, assigns("self.w3"), ""))
     if transposed:
         run(
             package,
             "model.py",
             ReplaceStatements(
-                *init, starts_with("self.w2 ="), f"self.w2 = nn.Parameter(torch.empty{w2})"
+                *init, assigns("self.w2"), f"self.w2 = nn.Parameter(torch.empty{w2})"
             ),
         )
 

@@ -19,10 +19,11 @@ from codegen.transforms.edits import (
     EditError,
     InsertStatements,
     ReplaceStatements,
+    assigns,
+    calls,
     code_of,
     expression,
     run,
-    starts_with,
 )
 
 # how one fused output splits into (gate, up), per checkpoint layout
@@ -61,9 +62,9 @@ class FuseGateUp(Transform):
         run(
             package,
             "model.py",
-            ReplaceStatements(*init, starts_with("self.w1 ="), f"self.w13 = {fused}"),
+            ReplaceStatements(*init, assigns("self.w1"), f"self.w13 = {fused}"),
         )
-        run(package, "model.py", ReplaceStatements(*init, starts_with("self.w3 ="), ""))
+        run(package, "model.py", ReplaceStatements(*init, assigns("self.w3"), ""))
         x = _gate_input(package)
         split, gate_part = SPLITS[layout]
         run(
@@ -72,7 +73,7 @@ class FuseGateUp(Transform):
             InsertStatements(
                 "FeedForward",
                 "forward",
-                lambda node: "self.w1(" in code_of(node),
+                calls("self.w1"),
                 split.format(x=x),
                 before=True,
             ),

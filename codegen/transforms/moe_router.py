@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+import libcst as cst
+import libcst.matchers as m
+
 from codegen.transforms import _moe_edits as moe_edits
 from codegen.transforms.base import Transform
-from codegen.transforms.edits import EditError
+from codegen.transforms.edits import EditError, assigns, dotted, uses
 
 ROUTERS = ("softmax_topk", "sigmoid_topk", "grouped_topk")
 SCORES = {
     "softmax": "scores = F.softmax(logits, dim=-1, dtype=torch.float32)",
     "sigmoid": "scores = logits.float().sigmoid()  # each expert scored on its own",
 }
-# where the selection ends in `MoE.route`: renormalisation, scaling, return
-SELECTION_END = ("if self.norm_topk_prob", "weights = weights", "return ")
+
+
+def _selection_end(statement) -> bool:
+    """Where the selection ends: the renormalisation (`if self.norm_topk_prob:` or
+    `weights = weights ...`) or the return."""
+    first = statement.body[0] if isinstance(statement, cst.SimpleStatementLine) else None
+    return (
+        m.matches(statement, m.If(test=dotted("self.norm_topk_prob")))
+        or (assigns("weights")(statement) and uses("weights")(first.value))
+        or m.matches(first, m.Return())
+    )
+
 
 BIASED = "scores + self.e_score_correction_bias"
 PICK = "weights, indices = scores.topk(self.top_k, dim=-1)"
@@ -80,8 +93,8 @@ class SetMoeRouter(Transform):
         else:
             pick = PICK_BIASED if correction_bias else PICK
         code = SCORES[score_func] + "\n" + pick.strip()
-        moe_edits.replace_leading_statements(package, "MoE", "route", SELECTION_END, code)
-        if correction_bias and "e_score_correction_bias" not in _init_code(package):
+        moe_edits.replace_leading_statements(package, "MoE", "route", _selection_end, code)
+        if correction_bias and not _init_defines(package, "e_score_correction_bias"):
             _at_gate(package, BIAS_BUFFER)
             moe_edits.insert_rows_after(
                 package,
@@ -93,7 +106,7 @@ class SetMoeRouter(Transform):
                     )
                 ],
             )
-        if grouped and "self.n_groups" not in _init_code(package):
+        if grouped and not _init_defines(package, "n_groups"):
             moe_edits.add_args_fields(package, GROUP_FIELDS)
             moe_edits.add_config_kwargs(
                 package, {"n_groups": "hf_config.n_group", "topk_groups": "hf_config.topk_group"}
@@ -101,9 +114,25 @@ class SetMoeRouter(Transform):
             _at_gate(package, GROUP_INIT, before=True)
 
 
-def _init_code(package) -> str:
-    return package.module("model.py").code.split("class MoE", 1)[1].split("def route", 1)[0]
+def _init_defines(package, name: str) -> bool:
+    """`MoE.__init__` already sets `self.<name>` or registers a buffer called `name`."""
+    init = m.findall(
+        package.module("model.py"),
+        m.ClassDef(name=m.Name("MoE")),
+    )
+    methods = [f for c in init for f in m.findall(c, m.FunctionDef(name=m.Name("__init__")))]
+    attribute = m.AssignTarget(target=dotted(f"self.{name}"))
+    buffer = m.Call(
+        func=dotted("self.register_buffer"),
+        args=[
+            m.Arg(m.SimpleString(value=m.MatchIfTrue(lambda v: v[1:-1] == name))),
+            m.ZeroOrMore(),
+        ],
+    )
+    return any(m.findall(method, attribute | buffer) for method in methods)
 
 
 def _at_gate(package, code: str, before: bool = False) -> None:
-    moe_edits.insert_statements(package, "MoE", "__init__", "self.gate =", code, before=before)
+    moe_edits.insert_statements(
+        package, "MoE", "__init__", assigns("self.gate"), code, before=before
+    )

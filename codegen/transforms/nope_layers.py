@@ -6,7 +6,12 @@ import libcst as cst
 
 from codegen.transforms import _attention_edits as edits
 from codegen.transforms.base import Transform
-from codegen.transforms.edits import InsertStatements, code_of, run, starts_with
+from codegen.transforms.edits import (
+    InsertStatements,
+    calls_super_init,
+    code_of,
+    run,
+)
 
 FIELD = "nope_layers: tuple[int, ...] = ()  # layers whose attention applies no RoPE (NoPE)"
 
@@ -33,7 +38,7 @@ class AddNopeLayers(Transform):
             InsertStatements(
                 "TransformerBlock",
                 "__init__",
-                starts_with("super().__init__()"),
+                calls_super_init,
                 f"self.use_rope = {layer_id} not in args.nope_layers",
             ),
         )

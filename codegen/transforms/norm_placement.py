@@ -20,10 +20,12 @@ from codegen.transforms.edits import (
     EditError,
     InsertStatements,
     ReplaceStatements,
+    assigns,
     code_of,
     expression,
     run,
-    starts_with,
+    sets,
+    uses,
 )
 
 # house norms in block order
@@ -114,8 +116,8 @@ def _scheme(placement: str, features) -> dict[str, str]:
 def _wrap_sublayers(package, norm: str, keep_pre: bool) -> None:
     """post / sandwich: `self.attention(...)` -> `self.post_attention_norm(self.attention(...))`."""
     for pre, post, anchor in (
-        ("attention_norm", "post_attention_norm", "self.attention ="),
-        ("ffn_norm", "post_ffn_norm", "self.feed_forward ="),
+        ("attention_norm", "post_attention_norm", sets("self.attention")),
+        ("ffn_norm", "post_ffn_norm", sets("self.feed_forward")),
     ):
         run(
             package,
@@ -124,9 +126,8 @@ def _wrap_sublayers(package, norm: str, keep_pre: bool) -> None:
         )
         init = (_BLOCK, "__init__")
         if not keep_pre:
-            run(package, "model.py", ReplaceStatements(*init, starts_with(f"self.{pre} ="), ""))
-        after = lambda node, anchor=anchor: anchor in code_of(node)  # noqa: E731
-        run(package, "model.py", InsertStatements(*init, after, f"self.{post} = {norm}"))
+            run(package, "model.py", ReplaceStatements(*init, assigns(f"self.{pre}"), ""))
+        run(package, "model.py", InsertStatements(*init, anchor, f"self.{post} = {norm}"))
 
 
 def _wrapper(pre: str, post: str, keep_pre: bool):
@@ -166,12 +167,12 @@ def _parallel(package, shared: bool) -> None:
         "model.py",
         InsertStatements(
             *forward,
-            lambda node: "normed" in code_of(node),
+            uses("normed"),
             f"normed = self.attention_norm({x})",
             before=True,
         ),
     )
-    drop = ReplaceStatements(_BLOCK, "__init__", starts_with("self.ffn_norm ="), "")
+    drop = ReplaceStatements(_BLOCK, "__init__", assigns("self.ffn_norm"), "")
     run(package, "model.py", drop)
 
 

@@ -6,7 +6,12 @@ import libcst as cst
 
 from codegen.transforms import _attention_edits as edits
 from codegen.transforms.base import Transform
-from codegen.transforms.edits import InsertStatements, expression, run, starts_with
+from codegen.transforms.edits import (
+    InsertStatements,
+    assigns,
+    expression,
+    run,
+)
 
 KINDS = ("none", "per_head", "full")
 
@@ -55,7 +60,7 @@ def _add(package, kind: str) -> None:
         InsertStatements(
             "Attention",
             "__init__",
-            starts_with("self.wo ="),
+            assigns("self.wo"),
             PER_HEAD if kind == "per_head" else FULL,
         ),
     )

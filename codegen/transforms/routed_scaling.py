@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from codegen.transforms import _moe_edits as moe_edits
 from codegen.transforms.base import Transform
-from codegen.transforms.edits import InsertStatements, run, starts_with
+from codegen.transforms.edits import (
+    InsertStatements,
+    assigns,
+    returns,
+    run,
+)
 
 FIELD = "routed_scaling: float = 1.0  # the k routing weights are multiplied by this"
 
@@ -24,7 +29,7 @@ class SetRoutedScaling(Transform):
             InsertStatements(
                 "MoE",
                 "__init__",
-                starts_with("self.top_k ="),
+                assigns("self.top_k"),
                 "self.routed_scaling = args.routed_scaling",
             ),
         )
@@ -34,7 +39,7 @@ class SetRoutedScaling(Transform):
             InsertStatements(
                 "MoE",
                 "route",
-                starts_with("return weights"),
+                returns("weights"),
                 "weights = weights * self.routed_scaling",
                 before=True,
             ),

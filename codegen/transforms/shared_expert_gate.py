@@ -6,7 +6,7 @@ import json
 
 from codegen.transforms import _moe_edits as moe_edits
 from codegen.transforms.base import Transform
-from codegen.transforms.edits import EditDict, EditError, run
+from codegen.transforms.edits import EditDict, EditError, assigns, is_statement, run
 
 ADD = "out = out + self.shared_experts(x)"
 ADD_GATED = "out = out + F.sigmoid(self.shared_expert_gate(x)) * self.shared_experts(x)"
@@ -26,8 +26,12 @@ class AddSharedExpertGate(Transform):
     name = "add_shared_expert_gate"
 
     def apply(self, package, features=None) -> None:
-        moe_edits.insert_statements(package, "MoE", "__init__", "self.shared_experts =", BUILD_GATE)
-        moe_edits.replace_statement(package, "model.py", "MoE", "forward", ADD, ADD_GATED)
+        moe_edits.insert_statements(
+            package, "MoE", "__init__", assigns("self.shared_experts"), BUILD_GATE
+        )
+        moe_edits.replace_statement(
+            package, "model.py", "MoE", "forward", is_statement(ADD), ADD_GATED
+        )
         key = f"{_moe_module(package)}.shared_expert_gate.weight"
         moe_edits.insert_rows_after(
             package,

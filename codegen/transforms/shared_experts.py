@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from codegen.transforms import _moe_edits as moe_edits
 from codegen.transforms.base import Transform
-from codegen.transforms.edits import EditError
+from codegen.transforms.edits import EditError, assigns
 
 # where HF reads the shared expert's inner size
 SIZES = {
@@ -31,7 +31,7 @@ class FeedForward(nn.Module):
 
 BUILD = "self.shared_experts = FeedForward(args.dim, args.shared_hidden_dim)"
 ADD = "out = out + self.shared_experts(x)"
-ROUTED = "out = self.experts("
+ROUTED = assigns("out", calling="self.experts")
 PROJECTIONS = (("gate_proj", "w1"), ("up_proj", "w3"), ("down_proj", "w2"))
 
 
@@ -59,7 +59,7 @@ class AddSharedExperts(Transform):
         moe_edits.add_config_kwargs(package, {"shared_hidden_dim": SIZES[size]})
         if not moe_edits.has_class(package, "model.py", "FeedForward"):
             moe_edits.insert_before_class(package, "model.py", "Experts", FEED_FORWARD)
-        moe_edits.insert_statements(package, "MoE", "__init__", "self.experts =", BUILD)
+        moe_edits.insert_statements(package, "MoE", "__init__", assigns("self.experts"), BUILD)
         moe_edits.insert_statements(package, "MoE", "forward", ROUTED, ADD)
         rows = [
             moe_edits.row(

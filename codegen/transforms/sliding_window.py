@@ -7,7 +7,13 @@ import libcst as cst
 
 from codegen.transforms import _attention_edits as edits
 from codegen.transforms.base import Transform
-from codegen.transforms.edits import InsertStatements, code_of, run, starts_with
+from codegen.transforms.edits import (
+    InsertStatements,
+    assigns,
+    calls_super_init,
+    code_of,
+    run,
+)
 
 MODES = ("none", "all", "pattern")
 
@@ -127,16 +133,14 @@ def _add(package, mode: str) -> None:
         run(
             package,
             "model.py",
-            InsertStatements(
-                "TransformerBlock", "__init__", starts_with("super().__init__()"), sliding
-            ),
+            InsertStatements("TransformerBlock", "__init__", calls_super_init, sliding),
         )
     # the model builds the mask once
     edits.insert_definition(
         package, "model.py", MASK_FUNCTION if pattern else MASK_FUNCTION_OPTIONAL, before="Model"
     )
     forward = edits.find_method(package.module("model.py"), "Model", "forward")
-    seq = "seq" if "seq = tokens.shape[1]" in code_of(forward) else "tokens.shape[1]"
+    seq = "seq" if any(assigns("seq")(s) for s in forward.body.body) else "tokens.shape[1]"
     build = (PATTERN_MASK if pattern else ALL_MASK).format(seq=seq)
     run(package, "model.py", InsertStatements("Model", "forward", _layer_loop, build, before=True))
     argument = "window if layer.sliding else None" if pattern else "mask"
@@ -184,7 +188,7 @@ def _remove(package) -> None:
         "model.py",
         "TransformerBlock",
         "__init__",
-        starts_with("self.sliding ="),
+        assigns("self.sliding"),
         required=False,
     )
     edits.drop_layer_id_if_unused(package)
