@@ -8,6 +8,18 @@ house model one 3-D tensor (`...experts.w1`) stacked along dim 0 in expert order
 
 Anything the table does not cover is reported, never silently skipped: a dropped weight is
 the most common onboarding bug.
+
+FP8 block-scaled checkpoints (fp8 releases of large MoE models): a `float8_e4m3fn` weight comes with
+an fp32 scale per `weight_block_size` block (`weight_scale_inv`; some releases say
+`weight_scale` or `.scale`), the last block of a row or column ragged when the block size
+does not divide the shape. Given the checkpoint's `quantization_config`, `from_hf` applies
+each tensor's scales before experts are stacked and returns the package's dtype, or with
+`keep_fp8=True` keeps the fp8 weights and their scales (house key + `_scale_inv`, stacked
+like their experts) for an engine that runs fp8; `to_hf` then writes them back bit for bit
+under the names they were loaded with. A fp8 weight without its scale, a scale without its
+weight or a scale grid that does not fit is one line naming the tensor: raw fp8 values are
+never used as weights. Layers past `args.n_layers` (multi-token-prediction layers) are
+skipped and listed in `ignored`, as are the scales of weights the table drops.
 """
 
 from __future__ import annotations
@@ -38,6 +50,75 @@ class _Row:
         return self.house is not None and self.hf.count("{}") == self.house.count("{}") + 1
 
 
+class Fp8CheckpointError(ValueError):
+    """An FP8 checkpoint tensor the adapter cannot dequantize faithfully (one line, naming it)."""
+
+
+# how real releases name the block scale of `<module>.weight`: (suffix replaced, its scale)
+SCALE_NAMES = (("weight", "weight_scale_inv"), ("weight", "weight_scale"), ("weight", "scale"))
+HOUSE_SCALE_SUFFIX = "_scale_inv"  # house key of a kept scale: the weight's key + this
+_LAYER_INDEX = re.compile(r"(?:^|\.)layers\.(\d+)\.")
+
+
+def is_fp8(tensor: Any) -> bool:
+    return str(getattr(tensor, "dtype", "")).removeprefix("torch.").startswith("float8_")
+
+
+def scale_keys(weight_key: str) -> list[str]:
+    """The keys a weight's block scale may have in a checkpoint, most common first."""
+    return [
+        weight_key[: -len(suffix)] + scale
+        for suffix, scale in SCALE_NAMES
+        if weight_key.endswith(suffix)
+    ]
+
+
+def check_scale_grid(key: str, weight: Any, scale: Any, block: tuple[int, int] | None) -> None:
+    """The scale grid a block-quantized weight needs: ceil(rows / block) x ceil(cols / block)
+    per matrix (the last block ragged), or one per-tensor scale."""
+    if not scale.is_floating_point():
+        raise Fp8CheckpointError(f"{key}: scale dtype {scale.dtype} is not a float scale")
+    if scale.numel() == 1 and scale.dim() <= 1:
+        return
+    if block is None:
+        raise Fp8CheckpointError(
+            f"{key}: block scales {tuple(scale.shape)} but the quantization_config has no "
+            "weight_block_size"
+        )
+    *lead, rows, cols = weight.shape
+    want = (*lead, -(-rows // block[0]), -(-cols // block[1]))
+    if tuple(scale.shape) != want:
+        raise Fp8CheckpointError(
+            f"{key}: scale grid {tuple(scale.shape)} does not fit weight {tuple(weight.shape)} "
+            f"with weight_block_size {list(block)} (expected {want})"
+        )
+
+
+def dequantize_fp8(weight: Any, scale: Any, block: tuple[int, int] | None, dtype: Any = None):
+    """weight * its block's scale, in fp32, then `dtype` (torch's default when None)."""
+    import torch
+
+    rows, cols = weight.shape[-2:]
+    values = weight.to(torch.float32)
+    scale = scale.to(torch.float32)
+    if scale.numel() == 1 and scale.dim() <= 1:
+        grid = scale.reshape(())
+    else:
+        grid = scale.repeat_interleave(block[0], dim=-2)[..., :rows, :]
+        grid = grid.repeat_interleave(block[1], dim=-1)[..., :cols]
+    return (values * grid).to(dtype or torch.get_default_dtype())
+
+
+def _block_size(quantization_config: Any) -> tuple[int, int] | None:
+    if quantization_config is None:
+        return None
+    if not isinstance(quantization_config, dict):
+        to_dict = getattr(quantization_config, "to_dict", None)
+        quantization_config = to_dict() if to_dict else vars(quantization_config)
+    block = quantization_config.get("weight_block_size")
+    return None if block is None else (int(block[0]), int(block[1]))
+
+
 def _pattern(template: str) -> re.Pattern:
     return re.compile("^" + re.escape(template).replace(r"\{\}", r"(\d+)") + "$")
 
@@ -53,8 +134,22 @@ class StateDictAdapter:
     embedding_key: ClassVar[str] = "tok_embeddings.weight"
     output_key: ClassVar[str] = "output.weight"
 
-    def __init__(self, args: Any):
+    def __init__(
+        self,
+        args: Any,
+        quantization_config: Any = None,
+        keep_fp8: bool = False,
+        dtype: Any = None,
+    ):
         self.args = args
+        # FP8 checkpoints: the checkpoint's quantization_config (dict or HF config object),
+        # whether fp8 weights stay fp8 with their scales, the dtype dequantized weights get
+        self.quantization_config = quantization_config
+        self.block_size = _block_size(quantization_config)
+        self.keep_fp8 = keep_fp8
+        self.dtype = dtype
+        self.ignored: list[str] = []  # checkpoint keys the last from_hf skipped, sorted
+        self._scale_key: dict[str, str] = {}  # HF weight key -> its scale's key as loaded
         self._rows = [
             _Row(hf, house, _pattern(hf), None if house is None else _pattern(house))
             for hf, house in self.from_hf_map.items()
@@ -72,11 +167,73 @@ class StateDictAdapter:
         return None
 
     def unmapped_keys(self, hf_keys) -> list[str]:
-        """HF keys that no table row matches (would be silently dropped otherwise)."""
-        return sorted(key for key in hf_keys if self._match_hf(key) is None)
+        """HF keys that no table row matches (would be silently dropped otherwise). Layers
+        past `args.n_layers` and the block scales of mapped weights are not unmapped."""
+        keys = set(hf_keys)
+        skipped = set(self.ignored_keys(keys))
+        return sorted(
+            key
+            for key in keys - skipped
+            if self._match_hf(key) is None and not self._is_scale_of_mapped(key, keys)
+        )
+
+    def ignored_keys(self, hf_keys) -> list[str]:
+        """Keys of layers past `args.n_layers`: the multi-token-prediction layers real
+        releases ship (`model.layers.{n_layers}` and up), which the model does not run."""
+        layers = getattr(self.args, "n_layers", None)
+        if not isinstance(layers, int):
+            return []
+        found = ((key, _LAYER_INDEX.search(key)) for key in hf_keys)
+        return sorted(key for key, index in found if index and int(index.group(1)) >= layers)
+
+    def _is_scale_of_mapped(self, key: str, keys: set[str]) -> bool:
+        return any(
+            key.endswith(scale) and key[: -len(scale)] + suffix in keys
+            for suffix, scale in SCALE_NAMES
+            if self._match_hf(key[: -len(scale)] + suffix) is not None
+        )
+
+    def _split_scales(self, hf_state_dict: dict[str, Any]) -> dict[str, Any]:
+        """Pop every fp8 weight's scale out of `hf_state_dict` (in place): weight key ->
+        scale. A fp8 weight without exactly one scale, or a leftover scale, raises."""
+        scales: dict[str, Any] = {}
+        for key, tensor in list(hf_state_dict.items()):
+            if not is_fp8(tensor):
+                continue
+            found = [name for name in scale_keys(key) if name in hf_state_dict]
+            if len(found) != 1:
+                looked = ", ".join(scale_keys(key)) or "a key ending in weight"
+                problem = "no block scale" if not found else f"{len(found)} scales"
+                raise Fp8CheckpointError(
+                    f"{key}: {tensor.dtype} weight with {problem} (looked for {looked}); "
+                    "raw fp8 values are never loaded as weights"
+                )
+            scale = hf_state_dict.pop(found[0])
+            check_scale_grid(found[0], tensor, scale, self.block_size)
+            scales[key] = scale
+            self._scale_key[key] = found[0]
+        for key in hf_state_dict:
+            for suffix, scale in SCALE_NAMES[:2]:  # a bare `.scale` may be a real parameter
+                if key.endswith(scale) and self._match_hf(key) is None:
+                    weight = key[: -len(scale)] + suffix
+                    raise Fp8CheckpointError(
+                        f"{key}: a block scale whose weight {weight} is "
+                        + ("not fp8" if weight in hf_state_dict else "not in the checkpoint")
+                    )
+        return scales
 
     def from_hf(self, hf_state_dict: dict[str, Any]) -> dict[str, Any]:
         """HF checkpoint (as on disk) -> house state dict. Raises on unmapped keys."""
+        hf_state_dict = dict(hf_state_dict)
+        self.ignored = self.ignored_keys(hf_state_dict)
+        for key in self.ignored:
+            del hf_state_dict[key]
+        scales = self._split_scales(hf_state_dict)
+        if not self.keep_fp8:
+            for key, scale in scales.items():
+                hf_state_dict[key] = dequantize_fp8(
+                    hf_state_dict[key], scale, self.block_size, self.dtype
+                )
         unmapped = self.unmapped_keys(hf_state_dict)
         if unmapped:
             raise UnmappedKeysError(unmapped)
@@ -85,12 +242,19 @@ class StateDictAdapter:
         for key, tensor in hf_state_dict.items():
             row, groups = self._match_hf(key)
             if row.house is None:
+                if key in scales:  # the scale of a weight the table drops
+                    self.ignored.append(self._scale_key[key])
                 continue
-            if row.stacked:
-                *outer, expert = groups
-                experts[row.house.format(*outer)][int(expert)] = tensor
-            else:
-                state_dict[row.house.format(*groups)] = tensor
+            kept = {"": tensor}
+            if self.keep_fp8 and key in scales:
+                kept[HOUSE_SCALE_SUFFIX] = scales[key]
+            for suffix, value in kept.items():
+                if row.stacked:
+                    *outer, expert = groups
+                    experts[row.house.format(*outer) + suffix][int(expert)] = value
+                else:
+                    state_dict[row.house.format(*groups) + suffix] = value
+        self.ignored.sort()
         for key, by_index in experts.items():
             state_dict[key] = _stack_experts(key, by_index)
         if self.tied and self.output_key not in state_dict and self.embedding_key in state_dict:
@@ -101,6 +265,12 @@ class StateDictAdapter:
         """One house tensor -> its HF (key, tensor) pairs (several for stacked experts)."""
         if self.tied and name == self.output_key:
             return []
+        if name.endswith(HOUSE_SCALE_SUFFIX) and not self._house_key_maps(name):
+            weight = name[: -len(HOUSE_SCALE_SUFFIX)]
+            return [
+                (self._scale_key.get(key, key + HOUSE_SCALE_SUFFIX), scale)
+                for key, scale in self.convert_single_to_hf(weight, tensor)
+            ]
         for row in self._rows:
             if row.house_pattern is None:
                 continue
@@ -115,6 +285,24 @@ class StateDictAdapter:
                 ]
             return [(row.hf.format(*groups), tensor)]
         raise KeyError(f"house key {name!r} has no HF mapping")
+
+    def _house_key_maps(self, name: str) -> bool:
+        return any(r.house_pattern and r.house_pattern.match(name) for r in self._rows)
+
+    def dequantize_state(self, state_dict: dict[str, Any]) -> dict[str, Any]:
+        """A `keep_fp8` house state dict with every fp8 weight dequantized by its kept
+        scales (stacked experts scale each expert by its own grid)."""
+        out: dict[str, Any] = {}
+        for name, tensor in state_dict.items():
+            if name.endswith(HOUSE_SCALE_SUFFIX) and name[: -len(HOUSE_SCALE_SUFFIX)] in state_dict:
+                continue
+            scale = state_dict.get(name + HOUSE_SCALE_SUFFIX)
+            if is_fp8(tensor):
+                if scale is None:
+                    raise Fp8CheckpointError(f"{name}: {tensor.dtype} weight with no scale")
+                tensor = dequantize_fp8(tensor, scale, self.block_size, self.dtype)
+            out[name] = tensor
+        return out
 
     def to_hf(self, state_dict: dict[str, Any]) -> dict[str, Any]:
         """House state dict -> HF checkpoint layout (per-expert keys, tied head omitted)."""

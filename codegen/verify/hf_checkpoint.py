@@ -19,8 +19,9 @@ WEIGHT_NOISE = 0.05
 VECTOR_NOISE = 0.1
 
 
-def random_hf_model(config, seed: int = 0):
-    """The real transformers causal LM for `config`, in eval mode, with random weights."""
+def random_hf_model(config, seed: int = 0, weight_noise: float = WEIGHT_NOISE):
+    """The real transformers causal LM for `config`, in eval mode, with random weights.
+    `weight_noise` is the matrices' extra std (0: HF's own initialisation scale)."""
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
@@ -30,7 +31,7 @@ def random_hf_model(config, seed: int = 0):
     with torch.no_grad():
         for _, tensor in _float_state(model):
             noise = torch.randn(tensor.shape, generator=generator)
-            tensor.add_(noise * (WEIGHT_NOISE if tensor.dim() > 1 else VECTOR_NOISE))
+            tensor.add_(noise * (weight_noise if tensor.dim() > 1 else VECTOR_NOISE))
     return model
 
 

@@ -1,0 +1,469 @@
+"""`codegen verify NAME --fp8`: FP8 block-scaled checkpoints through the package's adapter.
+
+The random HF model of a toy config is quantized the way DeepSeek-V3/R1 and Qwen3-FP8 are
+released: every projection inside the decoder layers (routers, embeddings, norms and the
+head stay high precision, stored bf16) as `float8_e4m3fn` with one fp32 `weight_scale_inv`
+per block, per expert for MoE, sharded safetensors with an index, `quantization_config`
+in config.json, and a multi-token-prediction layer past `num_hidden_layers`. Then:
+
+1. the adapter dequantizes it (`from_hf`), and each house tensor must equal, bit for bit,
+   the adapter's plain load of the same checkpoint dequantized by the reference below (one
+   block at a time, independent of the adapter's code): the first tensor that differs is
+   named;
+2. the package's logits must match transformers loading the same fp8 checkpoint (its
+   FineGrainedFP8 quantizer dequantizes on CPU), within HF's own fp32 noise, and have
+   cosine >= 0.99 against the unquantized model (ATOM's bound);
+3. `keep_fp8=True` keeps fp8 weights and scales, `to_hf` writes them back bit for bit,
+   and dequantizing the kept state gives step 1's tensors.
+
+Two block sizes per config: the largest power of two that divides every quantized shape
+(transformers' oracle), and twice that, where some last blocks are ragged as in real
+releases (DeepSeek-V3's 576-row kv_a_proj_with_mqa over 128-blocks). Transformers 5.23
+cannot dequantize ragged blocks (it derives the block from the grid: it raises, or
+silently uses a smaller block when the grid count divides the shape), so there the oracle
+is transformers running the reference-dequantized weights; what transformers did is
+recorded in `transformers`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import math
+import re
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from codegen.adapter import SCALE_NAMES, is_fp8
+from codegen.spec import ModelSpec
+from codegen.verify.compare import bound, compare
+from codegen.verify.hf_checkpoint import load_checkpoint, random_hf_model, save_checkpoint
+from codegen.verify.run import Case, _hf_logits, _house_logits, _one_line, make_inputs
+
+FP8 = torch.float8_e4m3fn
+FP8_MAX = 448.0  # largest finite float8_e4m3fn
+COSINE_BOUND = 0.99  # ATOM's bound against the unquantized model
+REAL_BLOCK = 128  # DeepSeek-V3 / Qwen3-FP8 weight_block_size
+ROUTERS = ("gate", "router")  # a layer's router stays high precision in real releases
+SHARDS = 2
+# The matrices keep HF's initialisation scale (initializer_range), the scale of real weights:
+# the main protocol's extra noise (sized to reach softcaps) makes a toy chaotic, so that
+# fp8 rounding alone moves deepseek_v3's toy logits to cosine 0.944 (0.9993 without it).
+WEIGHT_NOISE = 0.0
+
+
+@dataclass
+class Fp8Result:
+    model: str
+    case: str
+    block: int
+    ragged: list[str] = field(default_factory=list)  # quantized tensors with ragged blocks
+    passed: bool = False
+    error: str | None = None
+    first_mismatch: str | None = None  # first house tensor unlike the reference dequant
+    cosine_vs_transformers: float | None = None
+    relative_diff: float | None = None
+    bound: float | None = None
+    cosine_vs_unquantized: float | None = None
+    transformers: str = ""  # how transformers loaded the fp8 checkpoint
+    ignored: list[str] = field(default_factory=list)
+    missing_keys: list[str] = field(default_factory=list)
+    unexpected_keys: list[str] = field(default_factory=list)
+    roundtrip_exact: bool | None = None
+    keep_matches: bool | None = None
+    seconds: float = 0.0
+
+    @property
+    def status(self) -> str:
+        return "pass" if self.passed else "fail"
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "status": self.status}
+
+
+# --- the release layout -------------------------------------------------------------------
+
+
+def quantized(key: str, tensor: torch.Tensor) -> bool:
+    """A projection inside a decoder layer: what FP8 releases store in fp8."""
+    if tensor.dim() != 2 or not key.endswith(".weight") or ".layers." not in f".{key}":
+        return False
+    return key.rsplit(".", 2)[-2] not in ROUTERS
+
+
+def quantize_blocks(weight: torch.Tensor, block: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """fp8 values and the fp32 scale per block (amax / 448), the last blocks ragged."""
+    rows, cols = weight.shape
+    grid = (math.ceil(rows / block), math.ceil(cols / block))
+    padded = torch.zeros(grid[0] * block, grid[1] * block)
+    padded[:rows, :cols] = weight.float()
+    blocks = padded.reshape(grid[0], block, grid[1], block)
+    scale = blocks.abs().amax(dim=(1, 3)).clamp(min=1e-12) / FP8_MAX
+    values = (blocks / scale[:, None, :, None]).reshape_as(padded)[:rows, :cols]
+    return values.to(FP8), scale
+
+
+def reference_dequantize(values: torch.Tensor, scale: torch.Tensor, block: int) -> torch.Tensor:
+    """One block at a time: the oracle the adapter's vectorised dequantize is held to."""
+    out = values.to(torch.float32)
+    for i in range(scale.shape[0]):
+        for j in range(scale.shape[1]):
+            out[i * block : (i + 1) * block, j * block : (j + 1) * block] *= scale[i, j]
+    return out
+
+
+def block_sizes(state: dict[str, torch.Tensor]) -> tuple[int, int]:
+    """(the largest power of two <= 128 dividing every quantized dim, twice that)."""
+    dims = {d for key, t in state.items() if quantized(key, t) for d in t.shape}
+    block = REAL_BLOCK
+    while any(d % block for d in dims):
+        block //= 2
+    return block, block * 2
+
+
+def mtp_layer(state: dict[str, torch.Tensor], layers: int) -> dict[str, torch.Tensor]:
+    """A multi-token-prediction layer at index `layers`, laid out as DeepSeek-V3 ships it:
+    a copy of the last decoder layer plus its own norms and projection."""
+    last = f"model.layers.{layers - 1}."
+    extra = {
+        f"model.layers.{layers}." + key[len(last) :]: tensor.clone()
+        for key, tensor in state.items()
+        if key.startswith(last)
+    }
+    hidden = state["model.embed_tokens.weight"].shape[1]
+    generator = torch.Generator().manual_seed(7)
+    prefix = f"model.layers.{layers}."
+    extra[prefix + "enorm.weight"] = torch.ones(hidden)
+    extra[prefix + "hnorm.weight"] = torch.ones(hidden)
+    extra[prefix + "eh_proj.weight"] = torch.randn(hidden, 2 * hidden, generator=generator) / 20
+    extra[prefix + "shared_head.norm.weight"] = torch.ones(hidden)
+    return extra
+
+
+def fp8_state(
+    state: dict[str, torch.Tensor], block: int, fp32: tuple[str, ...] = ()
+) -> dict[str, torch.Tensor]:
+    """The release's tensors: fp8 + `weight_scale_inv` for projections, bf16 for the rest
+    but the modules HF keeps in fp32 (DeepSeek-V3's router correction bias ships fp32)."""
+    out: dict[str, torch.Tensor] = {}
+    for key, tensor in state.items():
+        if quantized(key, tensor):
+            out[key], out[key + "_scale_inv"] = quantize_blocks(tensor, block)
+        elif tensor.is_floating_point() and not any(name in key for name in fp32):
+            out[key] = tensor.to(torch.bfloat16)
+        else:
+            out[key] = tensor
+    return out
+
+
+def fp32_modules(hf_model) -> tuple[str, ...]:
+    names = [
+        *(getattr(hf_model, "_keep_in_fp32_modules", None) or ()),
+        *(getattr(hf_model, "_keep_in_fp32_modules_strict", None) or ()),
+    ]
+    return tuple(names)
+
+
+def write_release(state: dict[str, torch.Tensor], config: dict, block: int, folder: Path) -> None:
+    """Sharded safetensors + index + config.json with the release's quantization_config."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True)
+    keys = sorted(state, key=_natural)
+    per_shard = math.ceil(len(keys) / SHARDS)
+    weight_map = {}
+    for index in range(SHARDS):
+        name = f"model-{index + 1:05d}-of-{SHARDS:05d}.safetensors"
+        part = keys[index * per_shard : (index + 1) * per_shard]
+        save_file({k: state[k].contiguous() for k in part}, folder / name, {"format": "pt"})
+        weight_map.update(dict.fromkeys(part, name))
+    index_file = {"metadata": {}, "weight_map": weight_map}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index_file, indent=1))
+    config = {**config, "quantization_config": quantization_config(block)}
+    (folder / "config.json").write_text(json.dumps(config, indent=1))
+
+
+def quantization_config(block: int) -> dict:
+    return {
+        "quant_method": "fp8",
+        "fmt": "e4m3",
+        "activation_scheme": "dynamic",
+        "weight_block_size": [block, block],
+    }
+
+
+def plain_dequantized(checkpoint: dict[str, torch.Tensor], block: int) -> dict:
+    """The fp8 checkpoint with every weight dequantized by the reference, scales dropped."""
+    scale_of = {w[: -len(s)] + suffix: w for w in checkpoint for suffix, s in SCALE_NAMES}
+    scale_of = {w: s for w, s in scale_of.items() if w in checkpoint and s != w}
+    out = {}
+    for key, tensor in checkpoint.items():
+        if key in scale_of.values() and is_fp8(checkpoint.get(_weight_of(key), tensor)):
+            continue
+        if is_fp8(tensor):
+            tensor = reference_dequantize(tensor, checkpoint[scale_of[key]], block)
+        out[key] = tensor.float()
+    return out
+
+
+def _weight_of(scale_key: str) -> str:
+    for suffix, scale in SCALE_NAMES:
+        if scale_key.endswith(scale):
+            return scale_key[: -len(scale)] + suffix
+    return scale_key
+
+
+# --- transformers' side -------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _fp8_on_cpu():
+    """transformers' FineGrainedFP8 quantizer asks for accelerate before dequantizing even
+    though its CPU dequantize path does not use it; without accelerate installed the check
+    alone is lifted, for this call only."""
+    import transformers.quantizers.quantizer_finegrained_fp8 as quantizer
+
+    if importlib.util.find_spec("accelerate") is not None:
+        yield
+        return
+    saved = quantizer.is_accelerate_available
+    quantizer.is_accelerate_available = lambda: True
+    try:
+        yield
+    finally:
+        quantizer.is_accelerate_available = saved
+
+
+def _load_hf(folder: Path, attention: str | None = None):
+    from transformers import AutoModelForCausalLM
+
+    kwargs = {"dtype": torch.float32}
+    if attention:
+        kwargs["attn_implementation"] = attention
+    with _fp8_on_cpu():
+        model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
+    # the quantizer leaves the tensors it does not dequantize in their stored bf16
+    return model.to(torch.float32).eval()
+
+
+def _quiet() -> None:
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+
+
+# --- the protocol -------------------------------------------------------------------------
+
+
+def verify_fp8_case(
+    spec: ModelSpec,
+    case: Case,
+    block: int | None = None,
+    seed: int = 0,
+    mutate: Callable[[dict[str, torch.Tensor]], None] | None = None,
+) -> list[Fp8Result]:
+    """One result per block size (both of `block_sizes`, or just `block`). `mutate` edits
+    the fp8 checkpoint before it is written (seeded checkpoint defects)."""
+    _quiet()
+    config = case.config
+    hf_model = random_hf_model(config, seed, weight_noise=WEIGHT_NOISE)
+    inputs = make_inputs(config.vocab_size, seed)
+    unquantized = _hf_logits(hf_model, inputs)
+    fp32 = fp32_modules(hf_model)
+    with tempfile.TemporaryDirectory() as directory:
+        directory = Path(directory)
+        save_checkpoint(hf_model, directory / "hf")
+        state = load_checkpoint(directory / "hf")
+        config_dict = json.loads((directory / "hf" / "config.json").read_text())
+        blocks = [block] if block else list(block_sizes(state))
+        results = []
+        for size in blocks:
+            result = Fp8Result(spec.name, case.label, size)
+            started = time.perf_counter()
+            try:
+                _run(spec, config, state, config_dict, size, directory / f"b{size}", result,
+                     inputs, unquantized, mutate, fp32)  # fmt: skip
+            except Exception as err:  # a broken package: a FAIL line, not a traceback
+                result.error = result.error or _one_line(err)
+            result.passed = result.passed and not result.error
+            result.seconds = time.perf_counter() - started
+            results.append(result)
+    return results
+
+
+def _run(
+    spec, config, state, config_dict, block, folder, result, inputs, unquantized, mutate, fp32
+):
+    layers = config.num_hidden_layers
+    release = fp8_state({**state, **mtp_layer(state, layers)}, block, fp32)
+    result.ragged = sorted(
+        key
+        for key, tensor in release.items()
+        if is_fp8(tensor)
+        and any(d > block and d % block for d in tensor.shape)
+        and not key.startswith(f"model.layers.{layers}.")
+    )
+    if mutate:
+        mutate(release)
+    write_release(release, config_dict, block, folder / "fp8")
+    checkpoint = load_checkpoint(folder / "fp8")
+    qconfig = quantization_config(block)
+    args = spec.args.from_hf_config(config)
+
+    # 1. the adapter's dequantize against the reference, tensor by tensor
+    adapter = spec.adapter(args, quantization_config=qconfig, dtype=torch.float32)
+    house_state = adapter.from_hf(checkpoint)
+    result.ignored = list(adapter.ignored)
+    beyond = sorted(k for k in checkpoint if re.match(rf"model\.layers\.{layers}\.", k))
+    if result.ignored != beyond:
+        result.error = (
+            f"ignored {len(result.ignored)} keys, expected the {len(beyond)} of layer {layers}"
+        )
+    plain = {k: v for k, v in plain_dequantized(checkpoint, block).items() if k not in beyond}
+    expected = spec.adapter(args).from_hf(plain)
+    result.first_mismatch = _first_mismatch(adapter, house_state, expected)
+
+    # 2. logits: the package against transformers on the same checkpoint, and unquantized
+    house = spec.model(args)
+    missing, unexpected = house.load_state_dict(house_state, strict=False)
+    result.missing_keys, result.unexpected_keys = sorted(missing), sorted(unexpected)
+    house.eval()
+    with torch.no_grad():
+        logits = [_house_logits(house, item).float() for item in inputs]
+    oracle = _transformers_oracle(folder, plain, config_dict, result, inputs)
+    reference = _hf_logits(oracle, inputs)
+    try:
+        eager = _hf_logits(_reload(oracle, folder, result), inputs)
+    except Exception:  # one attention kernel only
+        eager = reference
+    verdicts = []
+    for got, want, other in zip(logits, reference, eager, strict=True):
+        comparison, limit = compare(got, want), bound("fp32", compare(other, want))
+        verdicts.append((limit.admits(comparison), comparison, limit))
+    worst = max(verdicts, key=lambda v: (not v[0], v[1].relative / max(v[2].relative, 1e-30)))
+    result.cosine_vs_transformers = min(v[1].cosine for v in verdicts)
+    result.relative_diff, result.bound = worst[1].relative, worst[2].relative
+    result.cosine_vs_unquantized = min(
+        compare(got, want).cosine for got, want in zip(logits, unquantized, strict=True)
+    )
+
+    # 3. fp8 kept with its scales: written back bit for bit, and the same weights
+    keeper = spec.adapter(args, quantization_config=qconfig, keep_fp8=True, dtype=torch.float32)
+    kept = keeper.from_hf(checkpoint)
+    back = keeper.to_hf(kept)
+    wanted = {k: v for k, v in checkpoint.items() if k not in keeper.ignored}
+    result.roundtrip_exact = set(back) == set(wanted) and all(
+        _bits_equal(back[k], wanted[k]) for k in wanted
+    )
+    dequantized = keeper.dequantize_state(kept)
+    result.keep_matches = set(dequantized) == set(house_state) and all(
+        _bits_equal(dequantized[k], house_state[k]) for k in house_state
+    )
+    result.passed = (
+        all(v[0] for v in verdicts)
+        and result.first_mismatch is None
+        and not missing
+        and not unexpected
+        and result.cosine_vs_unquantized >= COSINE_BOUND
+        and result.roundtrip_exact
+        and result.keep_matches
+    )
+
+
+def _transformers_oracle(folder: Path, plain: dict, config_dict: dict, result, inputs):
+    """transformers' own fp8 load when its dequantize is right for this checkpoint (no
+    ragged block), else transformers running the reference-dequantized weights."""
+    try:
+        model, outcome = _load_hf(folder / "fp8"), None
+    except Exception as err:
+        model, outcome = None, f"cannot load it: {_transformers_error(folder, result, err)}"
+    if model is not None and not result.ragged:
+        result.transformers = "dequantized the fp8 checkpoint on CPU (the oracle)"
+        return model
+    from safetensors.torch import save_file
+
+    target = folder / "dequant"
+    target.mkdir()
+    save_file({k: v.contiguous() for k, v in plain.items()}, target / "model.safetensors")
+    (target / "config.json").write_text(json.dumps(config_dict))
+    oracle = _load_hf(target)
+    if model is not None:
+        cosine = min(
+            compare(a, b).cosine
+            for a, b in zip(_hf_logits(model, inputs), _hf_logits(oracle, inputs), strict=True)
+        )
+        outcome = f"loads it, cosine {cosine:.6f} against the reference dequant"
+    result.transformers = f"{outcome}; oracle: transformers on the reference dequant"
+    return oracle
+
+
+def _transformers_error(folder: Path, result: Fp8Result, err: Exception) -> str:
+    """Why transformers' load failed: its loading report keeps the dequantize error in a
+    log, so the ragged tensors go through its dequantize op again: the first that raises,
+    and how many it dequantizes silently with a block other than the release's."""
+    from transformers.integrations.finegrained_fp8 import Fp8Dequantize
+
+    checkpoint = load_checkpoint(folder / "fp8")
+    block = result.block
+    raised, wrong = None, 0
+    for key in result.ragged:
+        values, scale = checkpoint[key], checkpoint[key + "_scale_inv"]
+        try:
+            got = Fp8Dequantize(None)._dequantize_one(values, scale, output_dtype=torch.float32)
+        except Exception as inner:
+            raised = raised or f"{key}: {_one_line(inner)}"
+            continue
+        wrong += not torch.equal(got, reference_dequantize(values, scale, block))
+    if raised is None:
+        return _one_line(err)
+    return raised + (f" ({wrong} other ragged tensors dequantized wrongly)" if wrong else "")
+
+
+def _reload(model, folder: Path, result: Fp8Result):
+    source = folder / ("fp8" if result.transformers.startswith("dequantized") else "dequant")
+    return _load_hf(source, "eager")
+
+
+def _first_mismatch(adapter, got: dict, want: dict) -> str | None:
+    """The first house tensor (in checkpoint order) unlike the reference, with its HF key."""
+    for name in sorted(set(got) | set(want), key=_natural):
+        if name not in got or name not in want:
+            return f"{name}: {'missing from' if name not in got else 'extra in'} the fp8 load"
+        a, b = got[name], want[name]
+        if a.shape != b.shape or not torch.equal(a.float(), b.float()):
+            return _name_mismatch(adapter, name, a, b)
+    return None
+
+
+def _name_mismatch(adapter, name: str, got: torch.Tensor, want: torch.Tensor) -> str:
+    if got.shape != want.shape:
+        return f"{name}: shape {tuple(got.shape)} against {tuple(want.shape)}"
+    hf_key = ""
+    try:
+        pairs = adapter.convert_single_to_hf(name, got)
+        wants = dict(adapter.convert_single_to_hf(name, want))
+        bad = [key for key, tensor in pairs if not torch.equal(tensor.float(), wants[key].float())]
+        hf_key = f" ({bad[0]})" if bad else ""
+    except Exception:  # an adapter that converts only whole state dicts
+        pass
+    diff = (got.float() - want.float()).abs().max().item()
+    return f"{name}{hf_key}: max diff {diff:.3g} from the reference dequantize"
+
+
+def _bits_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    if is_fp8(a):
+        return torch.equal(a.view(torch.uint8), b.view(torch.uint8))
+    return torch.equal(a, b)
+
+
+def _natural(key: str):
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", key)]
