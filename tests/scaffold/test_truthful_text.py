@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import importlib
 import re
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pytest
 from codegen.analyze.reference import ORDER
 from codegen.cli import main
 from codegen.models import references_dir
+from codegen.scaffold.standalone import VENDORED
 
 TARGETS = ("mixtral", "deepseek_v2", "gemma2", "phi3", "olmo2", "mistral", "starcoder2")
 
@@ -64,6 +66,18 @@ def test_no_reference_name_tagline_or_config_class_survives(models, target):
         # an error message names the package, never a reference
         for prefix in re.findall(r'f?"(\w+): ', text):
             assert prefix not in foreign, f"{path.name}: error prefix {prefix!r}"
+
+
+@pytest.mark.parametrize("module", sorted(VENDORED))
+def test_shared_layers_name_no_reference(module):
+    """What scaffold copies into every package verbatim must be model-neutral (a RoPE kind
+    such as `llama3` is a name of the kind, not of the reference)."""
+    path = Path(importlib.import_module(module).__file__)
+    text = path.read_text()
+    for ref in ORDER:
+        for pattern in _forbidden(ref):
+            found = pattern.search(text)
+            assert found is None, f"{path.name}: {found[0]!r} names the {ref} reference"
 
 
 def _config_class(target: str):
