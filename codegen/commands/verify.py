@@ -44,7 +44,23 @@ from codegen.errors import CodegenError
 )
 @click.option("--name", help="For a checkpoint FOLDER: the package (default: its model_type).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of results.")
-def verify(models, dtypes, config_path, shrink_path, models_dir, trust_remote_code, name, as_json):
+@click.option(
+    "--fp8",
+    is_flag=True,
+    help="Instead: load an FP8 block-scaled checkpoint (release layout) of each model's toy "
+    "config through the adapter; compare with transformers and the unquantized model.",
+)
+def verify(
+    models,
+    dtypes,
+    config_path,
+    shrink_path,
+    models_dir,
+    trust_remote_code,
+    name,
+    as_json,
+    fp8,
+):
     """Prove each MODEL's package matches the real transformers model.
 
     A random HF model is saved as safetensors, loaded through the package's state-dict
@@ -68,6 +84,11 @@ def verify(models, dtypes, config_path, shrink_path, models_dir, trust_remote_co
         load_spec(_package_name(folders[model], name) if folders[model] else model, models_dir)
         for model in models
     ]
+    if fp8:
+        if any(folders.values()) or config_path or shrink_path:
+            raise CodegenError("--fp8 verifies the toy config of each MODEL name; drop the rest")
+        _verify_fp8(specs, as_json)
+        return
     if config_path or shrink_path:  # a config of another model_type fails before any run
         for spec in specs:
             _same_model_type(spec, config_path or shrink_path)
@@ -96,6 +117,68 @@ def verify(models, dtypes, config_path, shrink_path, models_dir, trust_remote_co
         click.echo(json.dumps([r.to_json() for r in results], indent=2))
     if any(r.status == "fail" for r in results):
         raise SystemExit(1)
+
+
+def _verify_fp8(specs, as_json: bool) -> None:
+    """One line per model, config and block size; exit 1 if any fails."""
+    from codegen.verify.cases import base_config
+    from codegen.verify.fp8 import verify_fp8_case
+    from codegen.verify.run import Case
+
+    results = []
+    for spec in specs:
+        for model_type in sorted(spec.supported_model_types):
+            config, _ = base_config(model_type)
+            for result in verify_fp8_case(spec, Case(model_type, config)):
+                results.append(result)
+                if not as_json:
+                    click.echo(_fp8_line(result))
+    if as_json:
+        click.echo(json.dumps([r.to_json() for r in results], indent=2))
+    if any(not r.passed for r in results):
+        raise SystemExit(1)
+
+
+def _fp8_line(result) -> str:
+    def number(value, spec):
+        return "-" if value is None else format(value, spec)
+
+    line = (
+        f"{'PASS' if result.passed else 'FAIL'}  {result.model:<14} fp8   block={result.block:<3}"
+        f" ragged={len(result.ragged):<3}"
+        f" cos(hf fp8)={number(result.cosine_vs_transformers, '.6f')}"
+        f"  cos(unquantized)={number(result.cosine_vs_unquantized, '.4f')}"
+        f"  ignored={len(result.ignored)}  {result.seconds:.1f}s"
+    )
+    lines = [line, f"      transformers: {result.transformers}"] if result.transformers else [line]
+    if not result.passed:
+        lines.append(f"      {result.case}: {_fp8_why(result)}")
+    return "\n".join(lines)
+
+
+def _fp8_why(result) -> str:
+    from codegen.verify.fp8 import COSINE_BOUND
+
+    if result.error:
+        return result.error
+    reasons = []
+    if result.first_mismatch:
+        reasons.append(f"first mismatch: {result.first_mismatch}")
+    if result.missing_keys or result.unexpected_keys:
+        reasons.append(f"missing {result.missing_keys[:4]} unexpected {result.unexpected_keys[:4]}")
+    if result.relative_diff is not None and result.relative_diff > result.bound:
+        reasons.append(
+            f"logits differ from transformers by {result.relative_diff:.2e} of max|logit|, "
+            f"bound {result.bound:.2e}"
+        )
+    cosine = result.cosine_vs_unquantized
+    if cosine is not None and cosine < COSINE_BOUND:
+        reasons.append(f"cosine {cosine:.4f} against the unquantized model, below {COSINE_BOUND}")
+    if result.roundtrip_exact is False:
+        reasons.append("keep_fp8 round trip through to_hf not bit exact")
+    if result.keep_matches is False:
+        reasons.append("keep_fp8 weights dequantized differ from the dequantizing load")
+    return "; ".join(reasons) or "failed"
 
 
 def _same_model_type(spec, path) -> None:
