@@ -45,6 +45,14 @@ from codegen.errors import CodegenError
 @click.option("--name", help="For a checkpoint FOLDER: the package (default: its model_type).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of results.")
 @click.option(
+    "--parallel",
+    "parallel",
+    multiple=True,
+    metavar="DIM=2",
+    help="Instead: prove the package's shard plan on 2 CPU ranks (tp=2, fsdp=2, ep=2; "
+    "repeatable) against the package on one device.",
+)
+@click.option(
     "--fp8",
     is_flag=True,
     help="Instead: load an FP8 block-scaled checkpoint (release layout) of each model's toy "
@@ -59,6 +67,7 @@ def verify(
     trust_remote_code,
     name,
     as_json,
+    parallel,
     fp8,
 ):
     """Prove each MODEL's package matches the real transformers model.
@@ -93,6 +102,14 @@ def verify(
         for spec in specs:
             _same_model_type(spec, config_path or shrink_path)
         given = file_cases(config_path or shrink_path, shrink=bool(shrink_path))
+    if parallel:
+        from codegen.verify.parallel import run_parallel
+
+        config = given[0].config if config_path or shrink_path else None
+        results = run_parallel(specs, parallel, config, echo=None if as_json else click.echo)
+        if as_json:
+            click.echo(json.dumps([r.to_json() for r in results], indent=2))
+        raise SystemExit(1 if any(r.status == "fail" for r in results) else 0)
     results = []
     for model, spec in zip(models, specs, strict=True):
         if folders[model]:

@@ -14,22 +14,26 @@ one line naming the module it was in; the other rank is stopped.
 from __future__ import annotations
 
 import importlib
+import logging
 import socket
 import tempfile
 import time
 import traceback
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import torch
 
 from codegen.errors import CodegenError
+from codegen.verify.compare import GRADIENT_TOLERANCE
+from codegen.verify.divergence import relative_diff
 
 # the command line's names for the mesh dims the plans use
 DIM_NAMES = {"tp": "tp", "fsdp": "dp_shard", "dp_shard": "dp_shard", "ep": "ep"}
 WORLD_SIZE = 2
-TOLERANCE = 1e-4  # max |parallel - single| / max |single|, per tensor, fp32
+TOLERANCE = GRADIENT_TOLERANCE  # max |parallel - single| / max |single|, per tensor, fp32
 TIMEOUT = timedelta(seconds=60)
 
 
@@ -37,20 +41,52 @@ TIMEOUT = timedelta(seconds=60)
 class ParallelResult:
     model: str
     setting: str  # "tp=2"
+    case: str = ""  # the config's label ("qwen3", "llama+tie_word_embeddings=True")
     passed: bool = False
     logits_diff: float | None = None  # relative, as TOLERANCE
     worst_gradient: tuple[str, float] | None = None
+    refused: str | None = None  # the package declines this switch setting (not a failure)
     error: str | None = None
     seconds: float = 0.0
 
+    @property
+    def status(self) -> str:
+        return "pass" if self.passed else "refused" if self.refused else "fail"
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "status": self.status}
+
     def line(self) -> str:
+        head = f"{self.status.upper():<7} {self.setting:<6} {self.case or self.model}"
         if self.passed:
             name, diff = self.worst_gradient or ("-", 0.0)
             return (
-                f"PASS  {self.model:<14} {self.setting:<6} logits {self.logits_diff:.1e}  "
-                f"worst grad {diff:.1e} ({name})  {self.seconds:.1f}s"
+                f"{head}: logits {self.logits_diff:.1e}, worst gradient {diff:.1e} ({name})  "
+                f"{self.seconds:.1f}s"
             )
-        return f"FAIL  {self.model:<14} {self.setting:<6} {self.error}  {self.seconds:.1f}s"
+        return f"{head}: {self.refused or self.error}  {self.seconds:.1f}s"
+
+
+def run_parallel(specs, settings, config=None, echo=None) -> list[ParallelResult]:
+    """Every package under every setting (all parsed first: a bad one fails before any run),
+    with `config`, or else the package's verify cases (its toy config and one per config
+    switch setting); `echo` gets a line per result."""
+    from codegen.verify.cases import default_cases
+    from codegen.verify.run import Case
+
+    for setting in settings:
+        parse_setting(setting)
+    results = []
+    for spec in specs:
+        cases = [Case(config.model_type, config)] if config else default_cases(spec)
+        for case in cases:
+            for setting in settings:
+                result = verify_parallel(spec, case.config, setting, may_refuse=case.may_refuse)
+                result.case = case.label
+                results.append(result)
+                if echo:
+                    echo(result.line())
+    return results
 
 
 def parse_setting(text: str) -> dict[str, int]:
@@ -81,15 +117,25 @@ def plan_module(spec):
         raise CodegenError(f"{spec.name} has no parallelize.py: no shard plan to verify") from None
 
 
-def verify_parallel(spec, config, setting: str, plan: dict | None = None, seed: int = 0):
-    """Run the check for one package, config and setting; `plan` replaces the package's."""
+def verify_parallel(
+    spec, config, setting: str, plan: dict | None = None, seed: int = 0, may_refuse=False
+) -> ParallelResult:
+    """Run the check for one package, config and setting; `plan` replaces the package's.
+    `may_refuse`: a config switch setting the package may decline in `from_hf_config`."""
     started = time.perf_counter()
     dims = parse_setting(setting)
     result = ParallelResult(spec.name, setting)
     parallelize = plan_module(spec).parallelize
-    state, tokens, positions = _weights_and_inputs(spec, config, seed)
+    try:
+        state, tokens, positions = _weights_and_inputs(spec, config, seed)
+    except NotImplementedError as err:
+        if not may_refuse:
+            raise CodegenError(f"{spec.name} refuses its own default config: {err}") from None
+        result.refused = str(err).splitlines()[0] if str(err) else type(err).__name__
+        result.seconds = time.perf_counter() - started
+        return result
     reference = _single_device(spec, config, state, tokens, positions)
-    with tempfile.TemporaryDirectory() as directory:
+    with tempfile.TemporaryDirectory() as directory, _quiet("torch.multiprocessing.spawn"):
         out = Path(directory)
         try:
             torch.multiprocessing.start_processes(
@@ -158,30 +204,38 @@ def _single_device(spec, config, state, tokens, positions):
 
 
 def _compare(result: ParallelResult, reference: dict, parallel: dict) -> None:
-    result.logits_diff = _relative(parallel["logits"], reference["logits"])
+    """Logits, then every gradient in backward order (nearest the loss first, as verify
+    does): the first one that differs is where the sharded backward went wrong."""
+    result.logits_diff = relative_diff(parallel["logits"], reference["logits"])
+    problems = []
     if result.logits_diff > TOLERANCE:
-        result.error = f"logits differ by {result.logits_diff:.2e} of max|logit|"
+        problems.append(f"logits differ by {result.logits_diff:.2e} of max|logit|")
     worst = ("-", 0.0)
-    for name, expected in reference["grads"].items():  # forward order: the first that differs
+    first = None
+    for name, expected in reversed(reference["grads"].items()):
         got = parallel["grads"].get(name)
-        if got is None:
-            result.error = result.error or f"parameter {name} got no gradient"
-            continue
-        diff = _relative(got, expected)
-        if diff > worst[1]:
+        diff = relative_diff(got, expected)
+        if got is not None and diff > worst[1]:
             worst = (name, diff)
-        if diff > TOLERANCE and (result.error is None or result.error.startswith("logits")):
-            where = f"first differing gradient: {name} ({diff:.2e} of its max)"
-            result.error = f"{result.error}; {where}" if result.error else where
+        if diff > TOLERANCE and first is None:
+            first = f"{name} (no gradient)" if got is None else f"{name} ({diff:.2e} of its max)"
+    if first:
+        problems.append(f"first differing gradient: {first}")
     result.worst_gradient = worst
-    result.passed = result.error is None
+    result.error = "; ".join(problems) or None
+    result.passed = not problems
 
 
-def _relative(got: torch.Tensor, expected: torch.Tensor) -> float:
-    if got.shape != expected.shape:
-        return float("inf")
-    scale = expected.abs().max().clamp_min(1e-12)
-    return float((got.float() - expected.float()).abs().max() / scale)
+@contextmanager
+def _quiet(name: str):
+    """The spawn helper logs a warning for each rank it stops after another failed."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _port() -> int:
@@ -195,6 +249,8 @@ def _worker(rank, spec, config, state, tokens, positions, dims, parallelize, pla
     from torch.distributed.device_mesh import init_device_mesh
 
     torch.set_num_threads(1)
+    # a failing op is reported in one line below, not by torch's own traceback logging
+    logging.getLogger("torch._subclasses.fake_tensor").setLevel(logging.CRITICAL)
     dist.init_process_group(
         "gloo",
         init_method=f"tcp://127.0.0.1:{port}",
