@@ -12,6 +12,7 @@ RULES = [
         description="q/k/v projections carry a bias (mapped from the checkpoint)",
         native_in=("qwen2",),
         fixes="attention_bias",
+        bias_of=("q_proj", "k_proj", "v_proj"),
     ),
     Rule(
         id="o_bias",
@@ -21,6 +22,7 @@ RULES = [
         params={"enabled": FromFeature("attention.o_bias")},
         description="the attention output projection carries a bias, or not (q/k/v's may)",
         fixes="attention_bias",
+        bias_of=("o_proj",),
     ),
 ]
 
@@ -111,5 +113,13 @@ RULES += [
             "one wqkv projection split after the matmul in the checkpoint's row layout "
             "(q | k | v, grouped per kv head, or interleaved per head)"
         ),
+    ),
+    Rule(
+        id="clip_qkv",
+        feature="attention.qkv_clip",
+        values=(),  # not a constant feature: realised wherever the source switches on it
+        transform="clip_qkv",
+        description="q/k/v are clamped to [-clip_qkv, clip_qkv] when the config sets it",
+        switch="clip_qkv",
     ),
 ]

@@ -16,6 +16,7 @@ RULES = [
         params={"enabled": FromFeature("ffn.bias")},
         description="the feed-forward projections carry biases (mapped from the checkpoint)",
         fixes="mlp_bias",
+        bias_of=("gate_proj", "up_proj", "down_proj"),
     ),
     Rule(
         id="ffn_geglu",

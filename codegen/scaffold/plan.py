@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from codegen.analyze import reference as references
 from codegen.errors import CodegenError
 from codegen.scaffold.build import Step
-from codegen.scaffold.table import load_names, load_rules
+from codegen.scaffold.table import load_rules
 
 
 @dataclass(frozen=True)
@@ -109,32 +109,56 @@ def _switch_steps(features, reference: str, rules, planned: set[str]) -> list[St
     return steps
 
 
-_FIXING = "no config field "
+_FIXING = "no config switch: "
 
 
 def _fixing_steps(target, reference: str, rules, planned: set[str]) -> list[Step]:
-    """Rules that hard-code a feature the reference switches on a config field (`fixes`)
-    where the target's config class has no such field: mistral has no `attention_bias`, so
-    its projections are built without biases rather than from a field no config sets."""
+    """Bias rules (`fixes`, `bias_of`) where the reference switches the biases on a config
+    field: the target's own bool switch for exactly those biases is read instead
+    (StableLM's `use_qkv_bias`); where no switch of the target covers them (mistral has no
+    `attention_bias`, helium's switches q/k/v but never o_proj) the analysed value is
+    hard-coded, so a field never decides biases the HF code does not switch."""
     features = target.features
     reads = _reference_reads(reference)
-    aliases = load_names().CONFIG_ALIASES
     steps = []
     for rule in rules:
-        field = rule.fixes
-        if not field or field not in reads or rule.id in planned:
+        if not rule.fixes or rule.fixes not in reads or rule.id in planned:
             continue
-        if any(name in target.config_fields for name in (field, *aliases.get(field, ()))):
-            continue
-        value = features.get(rule.feature)
-        if not isinstance(value, bool):
-            continue
-        params = {**rule.resolve(features), "enabled": value}
-        reason = (
-            f"{_FIXING}{field}: {rule.feature} = {value!r} ({_evidence(features, rule.feature)})"
-        )
+        switch = _bias_switch(features, rule.bias_of)
+        if switch is not None and switch.field == rule.fixes:
+            continue  # the reference's own reading realises it
+        if switch is not None:
+            params = {**rule.resolve(features), "enabled": switch.field}
+            evidence = ", ".join(switch.values[0].evidence[:1])
+            reason = f"config switch {switch.field} ({evidence})"
+        else:
+            value = features.get(rule.feature)
+            if not isinstance(value, bool):
+                continue
+            params = {**rule.resolve(features), "enabled": value}
+            evidence = _evidence(features, rule.feature)
+            reason = f"{_FIXING}{rule.feature} = {value!r} ({evidence})"
         steps.append(Step(rule.transform, params, rule.id, reason))
     return steps
+
+
+def _bias_switch(features, projections: tuple[str, ...]):
+    """The target's bool switch whose True setting biases (at least) `projections`."""
+    for switch in getattr(features, "switches", ()):
+        if switch.kind != "bool" or switch.container:
+            continue
+        for value in switch.values:
+            if value.label == "True" and set(projections) <= _biased(value.selects):
+                return switch
+    return None
+
+
+def _biased(selects: str) -> set[str]:
+    """`bias on q_proj, k_proj, v_proj; ...` (the analyzer's description) -> the names."""
+    for part in selects.split("; "):
+        if part.startswith("bias on "):
+            return {name.strip() for name in part.removeprefix("bias on ").split(",")}
+    return set()
 
 
 def _reference_reads(reference: str) -> set[str]:

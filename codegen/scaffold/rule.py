@@ -29,10 +29,13 @@ class Rule:
     # branches on `switch` (e.g. partial_rotary_factor), the rule runs even though the
     # analysed config sits on the side the reference already has (factor 1.0)
     switch: str = ""
-    # a config field the reference reads as a switch for this feature (attention_bias): where
-    # the target's config class has no such field, the rule runs with the target's value, so
-    # the package hard-codes it instead of carrying a field every checkpoint sets alike
+    # a config field the reference reads as a switch for this feature (attention_bias) and
+    # the HF projections whose bias the rule sets: the rule runs with the target's own bool
+    # switch for exactly these biases (StableLM's use_qkv_bias), else, where the target has
+    # no switch for them (mistral; helium's o_proj), with the analysed value, so the package
+    # never reads a field that does not switch them
     fixes: str = ""
+    bias_of: tuple[str, ...] = ()
 
     def resolve(self, features) -> dict[str, Any]:
         return {

@@ -27,6 +27,11 @@ class GuardSwitches(Transform):
     name = "guard_switches"
 
     def apply(self, package, features=None, *, settings: dict, derived=None) -> None:
+        from codegen.scaffold.tidy import drop_unused_fields
+
+        # a field the transforms left unused (mlp_bias once the biases are fixed) is read
+        # now but dropped by tidy: it realises nothing
+        drop_unused_fields(package)
         module = package.files["args.py"]
         reads = config_reads(module)
         listed = _listed(module)
