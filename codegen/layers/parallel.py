@@ -120,7 +120,7 @@ def check_plan(model: nn.Module, plan: dict[str, str], optional=frozenset()):
 def _check_kind(module: nn.Module, name: str, style: str) -> None:
     want = {"vocab_embedding": nn.Embedding, **dict.fromkeys(_LINEAR_STYLES, nn.Linear)}
     if style in want and not isinstance(module, want[style]):
-        raise PlanError(f"{name}: style {style!r} needs an {want[style].__name__}")
+        raise PlanError(f"{name}: style {style!r} needs an nn.{want[style].__name__}")
     if style.startswith("expert_"):
         raise PlanError(f"{name}: {style!r} names a stacked expert parameter, not a module")
 
