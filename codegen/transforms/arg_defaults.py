@@ -158,5 +158,15 @@ def _literal(value, tuple_default: bool = False) -> str | None:
     if isinstance(value, float):
         return repr(value) if math.isfinite(value) else None
     if isinstance(value, tuple) and all(_literal(v) is not None for v in value):
-        return repr(value)
+        return _repeated(value)
     return None
+
+
+def _repeated(value: tuple) -> str:
+    """A tuple as its shortest repeating unit times a count, as one writes it by hand:
+    `("full_attention",) * 30`, `("sliding_attention", "full_attention") * 13`."""
+    for period in range(1, len(value) // 2 + 1):
+        count, rest = divmod(len(value), period)
+        if not rest and value == value[:period] * count:
+            return f"{value[:period]!r} * {count}"
+    return repr(value)

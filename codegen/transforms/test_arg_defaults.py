@@ -88,3 +88,16 @@ def test_none_stays_out_of_a_field_whose_type_has_no_none():
     args = package.render()["args.py"]
     assert "    dim: int = 4096\n" in args  # unset in the class: the field keeps a usable value
     assert "    window: int | None = None\n" in args
+
+
+def test_a_repeating_tuple_is_written_as_its_unit_times_a_count():
+    source = BEFORE.replace("layers: tuple[int, ...] = ()", "layers: tuple[str, ...] | None = None")
+    package = package_of({"args.py": source})
+    types = ["sliding", "full"] * 13
+    SetArgDefaults().apply(package, config={**CONFIG, "mlp_only_layers": types})
+    assert (
+        "layers: tuple[str, ...] | None = ('sliding', 'full') * 13\n" in package.render()["args.py"]
+    )
+    package = package_of({"args.py": source})
+    SetArgDefaults().apply(package, config={**CONFIG, "mlp_only_layers": [1, 1, 2]})
+    assert "layers: tuple[str, ...] | None = (1, 1, 2)\n" in package.render()["args.py"]
