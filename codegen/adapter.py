@@ -231,9 +231,7 @@ class StateDictAdapter:
         scales = self._split_scales(hf_state_dict)
         if not self.keep_fp8:
             for key, scale in scales.items():
-                hf_state_dict[key] = dequantize_fp8(
-                    hf_state_dict[key], scale, self.block_size, self.dtype
-                )
+                hf_state_dict[key] = self.dequantize(key, hf_state_dict[key], scale)
         unmapped = self.unmapped_keys(hf_state_dict)
         if unmapped:
             raise UnmappedKeysError(unmapped)
@@ -286,6 +284,10 @@ class StateDictAdapter:
             return [(row.hf.format(*groups), tensor)]
         raise KeyError(f"house key {name!r} has no HF mapping")
 
+    def dequantize(self, key: str, weight: Any, scale: Any):
+        """One checkpoint weight times its block scales, in the adapter's dtype."""
+        return dequantize_fp8(weight, scale, self.block_size, self.dtype)
+
     def _house_key_maps(self, name: str) -> bool:
         return any(r.house_pattern and r.house_pattern.match(name) for r in self._rows)
 
@@ -300,7 +302,7 @@ class StateDictAdapter:
             if is_fp8(tensor):
                 if scale is None:
                     raise Fp8CheckpointError(f"{name}: {tensor.dtype} weight with no scale")
-                tensor = dequantize_fp8(tensor, scale, self.block_size, self.dtype)
+                tensor = self.dequantize(name, tensor, scale)
             out[name] = tensor
         return out
 

@@ -328,10 +328,11 @@ def _run(
         )
     plain = {k: v for k, v in plain_dequantized(checkpoint, block).items() if k not in beyond}
     expected = spec.adapter(args).from_hf(plain)
-    result.first_mismatch = _first_mismatch(adapter, house_state, expected)
+    house = spec.model(args)
+    order = list(house.state_dict())
+    result.first_mismatch = _first_mismatch(adapter, house_state, expected, order)
 
     # 2. logits: the package against transformers on the same checkpoint, and unquantized
-    house = spec.model(args)
     missing, unexpected = house.load_state_dict(house_state, strict=False)
     result.missing_keys, result.unexpected_keys = sorted(missing), sorted(unexpected)
     house.eval()
@@ -431,9 +432,10 @@ def _reload(model, folder: Path, result: Fp8Result):
     return _load_hf(source, "eager")
 
 
-def _first_mismatch(adapter, got: dict, want: dict) -> str | None:
-    """The first house tensor (in checkpoint order) unlike the reference, with its HF key."""
-    for name in sorted(set(got) | set(want), key=_natural):
+def _first_mismatch(adapter, got: dict, want: dict, order: list[str]) -> str | None:
+    """The first house tensor (in the model's order) unlike the reference, with its HF key."""
+    names = set(got) | set(want)
+    for name in [n for n in order if n in names] + sorted(names - set(order), key=_natural):
         if name not in got or name not in want:
             return f"{name}: {'missing from' if name not in got else 'extra in'} the fp8 load"
         a, b = got[name], want[name]
