@@ -241,6 +241,10 @@ def analyse_instance(ctx: Ctx, rec: ModuleRec, path: str) -> AttnInfo:
             ):
                 info.rope_fn = t.module
                 break
+    if info.rope_fn is None and rec.cls is not None and kernel is not None:
+        # cos/sin computed and applied inline in the attention's own forward
+        if {"cos", "sin"} <= roles.method_signals(rec.cls).ops:
+            info.rope_fn = rec
     return info
 
 
@@ -614,16 +618,66 @@ def _extras(ctx: Ctx, rep: AttnInfo) -> None:
             ctx.unsupported(
                 "attention.position_bias", key, rep.kernel.site.cite() if rep.kernel.site else None
             )
+    slopes = _alibi_slopes(ctx) if rep.rope_fn is None else None
     if any(
         isinstance(a, Term) and a.op == "input" and a.name == "alibi"
         for a in terms_in(list(rep.kernel.args))
-    ):
+    ) or (slopes and _score_bias_inputs(rep)):
+        where = rep.kernel.site.cite() if rep.kernel.site else None
         ctx.unsupported(
             "attention.alibi",
-            "ALiBi position bias",
-            rep.kernel.site.cite() if rep.kernel.site else None,
+            "ALiBi position bias" + (f" (per-head slopes at {slopes})" if slopes else ""),
+            where,
         )
+    # logn scaling: queries multiplied by a log of the positions (not data-dependent)
+    q = _qkv(rep.kernel)[0] if len(_qkv(rep.kernel)) == 3 else None
+    if q is not None and rep.q_lins:
+        for t in walk(q):
+            if t.op != "mul":
+                continue
+            for a in t.args:
+                if not isinstance(a, Term) or any(depends(a, lin) for lin in rep.q_lins):
+                    continue
+                if any(x.op == "fn" and x.name.rsplit(".", 1)[-1] in _LOGS for x in walk(a)):
+                    ctx.unsupported(
+                        "attention.logn_scale",
+                        "queries scaled by a log of the position (logn attention)",
+                        t.site.cite() if t.site else ctx.class_site(rep.rec),
+                    )
+                    break
     _ = roles
+
+
+_LOGS = ("log", "log2", "log1p", "log10")
+
+
+def _score_bias_inputs(rep: AttnInfo) -> list[Term]:
+    """Inputs of the attention (other than the hidden states) added to its scores or handed
+    to the kernel as its mask."""
+    kernel = rep.kernel
+    out = []
+    if kernel.name == "<inline softmax attention>":
+        for t in walk(kernel.kwargs.get("_anchor", kernel)):
+            if t.op == "add":
+                out += [a for a in t.args if isinstance(a, Term) and a.op == "input"]
+    else:
+        out += [a for a in terms_in(list(kernel.args)[3:]) if a.op == "input"]
+        out += [a for a in terms_in(list(kernel.kwargs.values())) if a.op == "input"]
+    return [a for a in out if not a.kwargs.get("primary")]
+
+
+def _alibi_slopes(ctx: Ctx) -> str | None:
+    """A function of the modeling file computing ALiBi slopes: powers of two from log2 of the
+    head count over a range (`2 ** (-8 / n * arange(1, n + 1))` and its variants)."""
+    sf = ctx.model.modeling
+    functions = list(sf.functions.values())
+    for cls in sf.classes.values():
+        functions += list(cls.methods.values())
+    for fn in functions:
+        sig = ctx.roles.function_signals(sf, fn)
+        if "arange" in sig.ops and "log2" in sig.ops and (sig.power or "pow" in sig.ops):
+            return sf.cite(fn)
+    return None
 
 
 def depends(term: Term, target: Term) -> bool:

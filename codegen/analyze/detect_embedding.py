@@ -5,7 +5,10 @@
 * embedding scale: the embedding module's own forward multiplies its output, or the backbone
   multiplies the embeddings before the first layer;
 * logit softcap: `tanh` applied to the logits in the head's forward (as configured);
-* logit scale: the logits multiplied or divided by a value (other than the softcap pair).
+* logit scale: the logits (or the hidden states going into the head) multiplied or divided
+  by a value (other than the softcap pair);
+* a head that is not an nn.Linear (its own class applying one 2-D weight) is the head too;
+  one that normalises its weight rows is reported unsupported.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import Term, primary_input, walk
 from codegen.analyze.evaluate import ModuleRec, ParamRec, Unknown
 from codegen.analyze.features import UNKNOWN, Embedding, Head
-from codegen.analyze.roles import EMBEDDING, LAYER, LINEAR
+from codegen.analyze.roles import CONTAINER, EMBEDDING, LAYER, LINEAR, OTHER
 
 
 def _embedding(ctx: Ctx) -> tuple[str | None, ModuleRec | None]:
@@ -36,7 +39,43 @@ def _head(ctx: Ctx) -> tuple[str | None, ModuleRec | None]:
             continue
         if isinstance(child, ModuleRec) and ctx.roles.role(child) == LINEAR:
             return name, child
+    for name, child in entry.children():
+        if name != owner_root and isinstance(child, ModuleRec) and _custom_head(ctx, child):
+            return name, child
     return None, None
+
+
+def _custom_head(ctx: Ctx, rec: ModuleRec) -> bool:
+    """A module of its own class that owns one 2-D weight and applies it as a projection
+    (`F.linear(h, w)`, `h @ w.T`): an output head that is not a plain nn.Linear."""
+    if rec.cls is None or ctx.roles.role(rec) not in (OTHER, CONTAINER):
+        return False
+    weights = [v for v in rec.attrs.values() if isinstance(v, ParamRec) and v.kind == "parameter"]
+    if len(weights) != 1 or len(weights[0].shape) != 2:
+        return False
+    sig = ctx.roles.method_signals(rec.cls)
+    return bool(sig.matmul or sig.ops & {"linear", "matmul", "mm"})
+
+
+def _normalised_head(ctx: Ctx, rec: ModuleRec) -> bool:
+    """The head's weight rows are normalised in its forward (`F.normalize(self.weight)`)."""
+    if rec.cls is None:
+        return False
+    return bool(ctx.roles.method_signals(rec.cls).ops & {"normalize", "norm"})
+
+
+def _before_head(term: Term):
+    """The terms computed on the head's input in the head owner's forward (its backbone and
+    other module calls are not entered)."""
+    seen: set[int] = set()
+    stack = [a for a in term.args if isinstance(a, Term)]
+    while stack:
+        t = stack.pop()
+        if id(t) in seen or t.op in ("call", "input"):
+            continue
+        seen.add(id(t))
+        yield t
+        stack.extend(a for a in t.args if isinstance(a, Term))
 
 
 def _scale_factor(term: Term):
@@ -200,6 +239,24 @@ def detect(ctx: Ctx) -> tuple[Embedding, Head]:
                         f"(logits {'x' if t.op == 'mul' else '/'} {_describe(factor)})",
                     )
                     break
+        if logit_scale is False:
+            # hidden states scaled on their way into the head: the logits scale the same
+            for t in (x for call in head_calls for x in _before_head(call)):
+                factor = _scale_factor(t) if t.op in ("mul", "div") else None
+                if factor is not None and (factor != 1 or isinstance(factor, _Configured)):
+                    logit_scale = True
+                    ctx.cite(
+                        "head.logit_scale",
+                        f"{_where(t, model.entry_cls.cite())} (head input "
+                        f"{'x' if t.op == 'mul' else '/'} {_describe(factor)})",
+                    )
+                    break
+        if head.cls is not None and _normalised_head(ctx, head):
+            ctx.unsupported(
+                "head.normalized",
+                "output head weight rows normalised before the product (a NormHead)",
+                ctx.class_site(head),
+            )
         head_site = ctx.attr_site(model.entry, head_name)
         ctx.cite("head.logit_softcap", ctx.evidence.get("head.logit_softcap") or head_site)
         ctx.cite("head.logit_scale", ctx.evidence.get("head.logit_scale") or head_site)

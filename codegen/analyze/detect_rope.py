@@ -20,7 +20,7 @@ from codegen.analyze.context import Ctx
 from codegen.analyze.evaluate import ConfigObj, Frame, FuncRef, ModuleRec, Unknown
 from codegen.analyze.features import UNKNOWN, Rope, layer_ranges
 from codegen.analyze.model import walk_tree
-from codegen.analyze.roles import EMBEDDING, ROTARY
+from codegen.analyze.roles import ATTENTION, EMBEDDING, ROTARY
 from codegen.analyze.source import dotted
 
 KNOWN_TYPES = ("default", "linear", "dynamic", "yarn", "llama3", "longrope")
@@ -132,13 +132,16 @@ def _compares_to(ctx: Ctx, value: str) -> str | None:
 
 
 def _interleaved(ctx: Ctx, fn) -> bool:
+    pair_ops = {"repeat_interleave", "view_as_complex", "polar"}
     if isinstance(fn, FuncRef):
         sig = ctx.roles.function_signals(fn.sf, fn.node)
     elif isinstance(fn, ModuleRec) and fn.cls is not None:
         sig = ctx.roles.method_signals(fn.cls)
+        if ctx.roles.role(fn) == ATTENTION:  # RoPE inline: repeat_interleave expands kv heads
+            pair_ops = pair_ops - {"repeat_interleave"}
     else:
         return False
-    if sig.step2 or sig.pairs or sig.ops & {"repeat_interleave", "view_as_complex", "polar"}:
+    if sig.step2 or sig.pairs or sig.ops & pair_ops:
         return True
     return {"stack", "flatten"} <= sig.ops
 
@@ -156,8 +159,14 @@ def detect(ctx: Ctx, shared: dict) -> Rope:
     rotaries = _rotary_modules(ctx)
     if not with_rope:
         where = ctx.class_site(rep.rec)
+        alibi = any(u.feature == "attention.alibi" for u in ctx.extras)
+        why = (
+            "positions by ALiBi, no rotary embedding"
+            if alibi
+            else "no rotary position embedding applied"
+        )
         for key in ("rope.type", "rope.partial_rotary", "rope.interleaved", "rope.nope_layers"):
-            ctx.cite(key, f"{where} (no rotary position embedding applied)")
+            ctx.cite(key, f"{where} ({why})")
         owner = model.stack_owner
         if owner is not None:
             embeddings = [
@@ -192,6 +201,8 @@ def detect(ctx: Ctx, shared: dict) -> Rope:
     groups = nested or ({"all": params} if params else {})
     types = {k: v.get("rope_type", v.get("type", "default")) for k, v in groups.items()}
     rotary = rotaries[0][1] if rotaries else None
+    if rotary is None and isinstance(fn, ModuleRec) and ctx.roles.role(fn) == ATTENTION:
+        rotary = fn  # RoPE computed inline: its frequencies are evaluated in the attention
     honours = rotary is not None and _uses_rope_type(ctx, rotary)
     if not types:
         rope_type = "default"

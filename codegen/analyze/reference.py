@@ -47,7 +47,7 @@ COMPARED: dict[str, Any] = {
     "attention.qkv_bias": None,
     "attention.o_bias": None,
     "attention.fused_qkv": None,
-    "attention.qkv_layout": None,  # realised by the fused_qkv rule's parameter: no row lists it
+    "attention.qkv_layout": None,
     "attention.sliding_window": None,
     "attention.sinks": None,
     "attention.softcap": None,
@@ -84,6 +84,8 @@ _DENSE_COMMON: dict[str, tuple] = {
     "attention.kind": _GQA,
     "attention.qk_norm": ("none",),
     "attention.fused_qkv": (False,),
+    # any row layout: the fused_qkv rule splits in the layout it is given
+    "attention.qkv_layout": ("none", "contiguous", "grouped", "interleaved"),
     "attention.sliding_window": ("none",),
     "attention.sinks": (False,),
     "attention.softcap": (False,),

@@ -91,6 +91,7 @@ class Signals:
     matmul: bool = False
     step2: bool = False  # x[..., ::2] style slicing
     pairs: bool = False  # x.view(..., d // 2, 2): adjacent pairs moved to a last dim of 2
+    power: bool = False  # a `**` in the body
     params: set[str] = field(default_factory=set)  # parameter names of the functions
 
 
@@ -130,6 +131,8 @@ class _Collector(cst.CSTVisitor):
     def visit_BinaryOperation(self, node: cst.BinaryOperation) -> None:
         if isinstance(node.operator, cst.MatrixMultiply):
             self.sig.matmul = True
+        elif isinstance(node.operator, cst.Power):
+            self.sig.power = True
 
     def visit_Slice(self, node: cst.Slice) -> None:
         if isinstance(node.step, cst.Integer) and node.step.value == "2":
@@ -230,6 +233,10 @@ class RoleBook:
         ):
             return ROTARY
         three_d = [p for p in params if len(p.shape) == 3]
+        if ROUTER in child_roles and any(
+            isinstance(g, ModuleRec) and self.role(g) == MLP for lst in lists for g in lst.items
+        ):
+            return MOE  # a router module beside a list of expert MLPs (hand-written MoE)
         expert_loop = bool(sig.ops & {"index_add_", "one_hot", "grouped_mm", "_grouped_mm"})
         if expert_loop and (three_d or lists or params or child_roles & {MLP}):
             if not sig.ops & {"topk"} or three_d:
@@ -310,3 +317,4 @@ def _merge(into: Signals, other: Signals) -> None:
     into.matmul = into.matmul or other.matmul
     into.step2 = into.step2 or other.step2
     into.pairs = into.pairs or other.pairs
+    into.power = into.power or other.power

@@ -53,6 +53,13 @@ def build_package(
             raise CodegenError(
                 f"transform {step.transform} cannot apply to the {reference} reference: {err}"
             ) from None
+        except Exception as err:  # noqa: BLE001 - an unexpected source is a gap, not a crash
+            why = f" ({step.reason})" if step.reason else ""
+            raise CodegenError(
+                f"rule {step.rule or step.transform}{why} cannot be realised: transform "
+                f"{step.transform} failed on this source ({type(err).__name__}: {err}); "
+                "nothing written"
+            ) from None
         package.applied.append(step.rule or step.transform)
     describe(package, title, steps, features)
     tidy(package)

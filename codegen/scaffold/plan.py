@@ -3,9 +3,10 @@
 The gap is the analyzer's delta between the target's Features and the reference's row
 (`codegen.analyze.reference`). Each differing feature must be realised by a rule of the
 table in `rules/` whose values include the target's; a feature no rule realises stops the
-plan (nothing is written), named with its evidence. After the feature rules come the steps
-every package needs: the target checkpoint's key names and config field names, and the
-settings the generated code hard-codes.
+plan (nothing is written), named with its evidence. So does a compared feature the analyzer
+left `unknown`, and a finding no feature represents (ALiBi, a normalised output head).
+After the feature rules come the steps every package needs: the target checkpoint's key
+names and config field names, and the settings the generated code hard-codes.
 """
 
 from __future__ import annotations
@@ -86,6 +87,15 @@ def _plan_from(target, name: str | None, reference: str) -> Plan:
         for rule in matching:
             reason = f"{feature} = {value!r} ({_evidence(target, feature)})"
             steps.append(Step(rule.transform, rule.resolve(features), rule.id, reason))
+    # an undetermined feature is no match: the package would silently assume the reference's
+    # value, so it stops the plan with what the analyzer could not read
+    for feature in references.undetermined(features):
+        gaps.append(Gap(feature, "unknown", _evidence(target, feature)))
+    # findings no compared feature represents (ALiBi, a normalised head...): nothing realises them
+    compared = set(references.COMPARED)
+    for finding in getattr(features, "unsupported", ()):
+        if finding.feature not in compared:
+            gaps.append(Gap(finding.feature, finding.detail, finding.evidence))
     steps += _switch_steps(features, reference, rules, {step.rule for step in steps})
     steps += _fixing_steps(target, reference, rules, {step.rule for step in steps})
     steps.sort(key=lambda step: _rule_order(rules, step.rule))

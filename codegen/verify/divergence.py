@@ -192,8 +192,12 @@ def relative_diff(a, b) -> float:
 
 
 def _layers_name(model: nn.Module) -> str | None:
-    """The ModuleList of decoder layers: the longest ModuleList of the model."""
-    lists = [(len(m), n) for n, m in model.named_modules() if isinstance(m, nn.ModuleList)]
+    """The ModuleList of decoder layers: the longest ModuleList of the model that is not
+    inside another one (a hand-written MoE keeps more experts in a list than there are
+    layers)."""
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.ModuleList)]
+    outer = [n for n in names if not any(n.startswith(o + ".") for o in names if o != n)]
+    lists = [(len(model.get_submodule(n)), n) for n in outer]
     return max(lists)[1] if lists else None
 
 

@@ -1,5 +1,5 @@
 """Our own remote-code style fixtures, one module per group of idioms (issue 9)."""
 
-from tests.analyze.idioms import flashy, packed
+from tests.analyze.idioms import alibi, flashy, handmoe, packed
 
-FIXTURES = [flashy, packed]
+FIXTURES = [flashy, packed, alibi, handmoe]

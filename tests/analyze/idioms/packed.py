@@ -87,7 +87,8 @@ class PackedAttention(nn.Module):
         self.head_dim = config.hidden_size // config.num_attention_heads
         self.group = self.heads // self.kv_heads
         width = (self.heads + 2 * self.kv_heads) * self.head_dim
-        self.qkv = init_method(nn.Linear, config.hidden_size, width, bias=config.qkv_bias)
+        bias = config.qkv_bias
+        self.query_key_value = init_method(nn.Linear, config.hidden_size, width, bias=bias)
         width = self.heads * self.head_dim
         self.dense = init_method(nn.Linear, width, config.hidden_size, bias=False)
         self.rotary = PackedRotary(
@@ -96,7 +97,7 @@ class PackedAttention(nn.Module):
 
     def forward(self, x, position_ids):
         b, t, _ = x.shape
-        mixed = self.qkv(x).view(b, t, self.kv_heads, self.group + 2, self.head_dim)
+        mixed = self.query_key_value(x).view(b, t, self.kv_heads, self.group + 2, self.head_dim)
         q = mixed[:, :, :, : self.group].reshape(b, t, self.heads, self.head_dim).transpose(1, 2)
         k = mixed[:, :, :, self.group].transpose(1, 2)
         v = mixed[:, :, :, self.group + 1].transpose(1, 2)
@@ -125,14 +126,14 @@ class PackedMLP(nn.Module):
 class PackedBlock(nn.Module):
     def __init__(self, config, init_method):
         super().__init__()
-        self.ln_attn = PackedNorm(config.hidden_size, config.rms_norm_eps)
+        self.ln_1 = PackedNorm(config.hidden_size, config.rms_norm_eps)
         self.attn = PackedAttention(config, init_method=init_method)
-        self.ln_mlp = PackedNorm(config.hidden_size, config.rms_norm_eps)
+        self.ln_2 = PackedNorm(config.hidden_size, config.rms_norm_eps)
         self.mlp = PackedMLP(config)
 
     def forward(self, x, position_ids):
-        x = x + self.attn(self.ln_attn(x), position_ids)
-        return x + self.mlp(self.ln_mlp(x))
+        x = x + self.attn(self.ln_1(x), position_ids)
+        return x + self.mlp(self.ln_2(x))
 
 
 class PackedPreTrainedModel(PreTrainedModel):
@@ -173,16 +174,17 @@ class PackedModel(PackedPreTrainedModel):
 
 
 class PackedGenerator(PackedPreTrainedModel, GenerationMixin):
-    _tied_weights_keys = {"lm_out.weight": "transformer.wte.weight"}
+    _tied_weights_keys = {"embed_out.weight": "transformer.wte.weight"}
 
     def __init__(self, config):
         super().__init__(config)
         self.transformer = PackedModel(config)
-        self.lm_out = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.embed_out = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
 
     def forward(self, input_ids=None, position_ids=None, attention_mask=None, **kwargs):
-        return CausalLMOutputWithPast(logits=self.lm_out(self.transformer(input_ids, position_ids)))
+        hidden_states = self.transformer(input_ids, position_ids)
+        return CausalLMOutputWithPast(logits=self.embed_out(hidden_states))
 """
 
 CONFIG = {
