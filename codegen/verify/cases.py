@@ -64,9 +64,23 @@ def switch_cases(model_type: str, base, fixed: dict | None = None) -> list[Case]
 
     cases = []
     for setting in switch_settings(model_type, base.to_dict()):
-        config = tiny_config(model_type, **{**(fixed or {}), **setting.overrides})
-        cases.append(Case(f"{model_type}+{setting.label}", config, may_refuse=True))
+        overrides = {**(fixed or {}), **setting.overrides}
+        cases.append(
+            _setting_case(f"{model_type}+{setting.label}", tiny_config, model_type, overrides)
+        )
     return cases
+
+
+def _setting_case(label: str, build, source, overrides: dict) -> Case:
+    """The case of one switch setting; a setting the config class itself rejects (its
+    validation raises) is a skipped case, not an abort of the whole run."""
+    try:
+        config = build(source, **overrides)
+    except Exception as err:  # the config class's own validation, whatever it raises
+        from codegen.verify.run import _one_line
+
+        return Case(label, None, may_refuse=True, rejected=_one_line(err))
+    return Case(label, config, may_refuse=True)
 
 
 def file_cases(path: Path, shrink: bool) -> list[Case]:
@@ -96,6 +110,8 @@ def folder_cases(folder: Path, trust_remote_code: bool) -> list[Case]:
     switches = switches_of_model(load_model(resolve(str(folder))))
     toy = {k: v for k, v in base.to_dict().items() if k not in ("model_type", "auto_map")}
     for setting in switch_settings(switches, toy, config_class=remote.config_class):
-        config = remote_toy_config(remote, **setting.overrides)
-        cases.append(Case(f"{label}+{setting.label}", config, may_refuse=True))
+        overrides = setting.overrides
+        cases.append(
+            _setting_case(f"{label}+{setting.label}", remote_toy_config, remote, overrides)
+        )
     return cases

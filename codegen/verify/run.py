@@ -97,6 +97,9 @@ class Case:
     label: str
     config: object
     may_refuse: bool = False
+    # why the setting has no config: the config class itself rejects it (reported as
+    # skipped, like a setting transformers cannot build)
+    rejected: str | None = None
 
 
 @dataclass(frozen=True)
@@ -133,7 +136,9 @@ def verify_case(
     _quiet_transformers()
     started = time.perf_counter()
     config = case.config
-    results = [VerifyResult(spec.name, config.model_type, case.label, dtype) for dtype in dtypes]
+    model_type = case.label.partition(":")[0].partition("+")[0]
+    model_type = getattr(config, "model_type", model_type)
+    results = [VerifyResult(spec.name, model_type, case.label, dtype) for dtype in dtypes]
 
     def finish(
         error: str | None = None, refused: str | None = None, skipped: str | None = None
@@ -145,6 +150,8 @@ def verify_case(
             result.seconds = time.perf_counter() - started
         return results
 
+    if case.rejected is not None:
+        return finish(skipped=f"the config class rejects this setting: {case.rejected}")
     with tempfile.TemporaryDirectory() as directory:
         directory = Path(directory)
         try:
