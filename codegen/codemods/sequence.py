@@ -129,9 +129,7 @@ def insert(
     items = list(elements(node))
     count = len(items)
     if count == 0:
-        return node.with_changes(
-            **{_LAYOUT[type(node)][0]: [new.with_changes(comma=cst.MaybeSentinel.DEFAULT)]}
-        )
+        return _first(node, new)
     comma_before = (
         template.comma.whitespace_before
         if isinstance(template.comma, cst.Comma)
@@ -162,6 +160,33 @@ def insert(
         items.insert(index, new.with_changes(comma=comma(after)))
         return node.with_changes(**{_LAYOUT[type(node)][0]: items})
     return _append(node, items, new, comma, comment)
+
+
+def _first(node: cst.CSTNode, new: cst.CSTNode) -> cst.CSTNode:
+    """The only element of an empty container: inline for `{}`, on its own indented line
+    with a trailing comma when the brackets are on separate lines (`{\n}`)."""
+    attr = _LAYOUT[type(node)][0]
+    gap = _open(node)
+    if not isinstance(gap, cst.ParenthesizedWhitespace):
+        return node.with_changes(**{attr: [new.with_changes(comma=cst.MaybeSentinel.DEFAULT)]})
+    closing = gap.last_line.value  # the closing bracket's indent
+    node = _with_open(node, gap.with_changes(last_line=cst.SimpleWhitespace(closing + "    ")))
+    line_break = cst.ParenthesizedWhitespace(
+        first_line=PLAIN_LINE, indent=gap.indent, last_line=cst.SimpleWhitespace(closing)
+    )
+    node = _with_close(node, cst.SimpleWhitespace(""))
+    return node.with_changes(
+        **{attr: [new.with_changes(comma=cst.Comma(whitespace_after=line_break))]}
+    )
+
+
+def _with_open(node: cst.CSTNode, whitespace) -> cst.CSTNode:
+    attr = _LAYOUT[type(node)][1]
+    bracket = getattr(node, attr)
+    if isinstance(bracket, Sequence):  # Tuple.lpar: innermost paren is last
+        inner = bracket[-1].with_changes(whitespace_after=whitespace)
+        return node.with_changes(**{attr: [*bracket[:-1], inner]})
+    return node.with_changes(**{attr: bracket.with_changes(whitespace_after=whitespace)})
 
 
 def _append(node, items, new, comma, comment) -> cst.CSTNode:

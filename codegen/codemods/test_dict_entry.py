@@ -323,6 +323,35 @@ def test_empty_dict_gets_a_plain_entry():
     )
 
 
+def test_an_empty_dict_with_its_brackets_on_two_lines_gets_an_indented_line():
+    assert_adds(
+        "SPECS = {\n}\n",
+        "SPECS",
+        "llama",
+        ["llama.spec:SPEC"],
+        after='SPECS = {\n    "llama": "llama.spec:SPEC",\n}\n',
+    )
+
+
+def test_an_empty_nested_dict_is_indented_from_its_own_line():
+    assert_adds(
+        """
+        class Registry:
+            SPECS = {
+            }
+        """,
+        "SPECS",
+        "llama",
+        ["llama.spec:SPEC"],
+        after="""
+        class Registry:
+            SPECS = {
+                "llama": "llama.spec:SPEC",
+            }
+        """,
+    )
+
+
 def test_identical_entry_is_a_no_op_and_a_different_value_is_refused():
     before = code(
         """
