@@ -35,6 +35,7 @@ from codegen.analyze.evaluate import (
     _Return,
 )
 from codegen.analyze.roles import CONTAINER, OTHER, PASSTHROUGH, RoleBook
+from codegen.analyze.walk import visit as read_only_visit
 
 # tensor methods that keep the values (shape/dtype/device changes only)
 PASSTHROUGH_METHODS = {
@@ -597,7 +598,7 @@ def _metadata_only(fn: cst.FunctionDef, cache: dict) -> frozenset:
                     if node.attr.value in _METADATA:
                         meta[value.value] = meta.get(value.value, 0) + 1
 
-        fn.body.visit(V())
+        read_only_visit(fn.body, V())
         cache[key] = frozenset(n for n, count in meta.items() if uses.get(n) == count)
     return cache[key]
 

@@ -14,6 +14,7 @@ import libcst as cst
 
 from codegen.analyze.evaluate import ActRec, ModuleListRec, ModuleRec, ParamRec
 from codegen.analyze.source import ClassInfo, Project, SourceFile, dotted
+from codegen.analyze.walk import visit as read_only_visit
 
 NORM = "norm"
 ATTENTION = "attention"
@@ -147,6 +148,7 @@ class RoleBook:
         self._signals: dict[int, Signals] = {}
         self._roles: dict[int, str] = {}
         self._fn_signals: dict[int, Signals] = {}
+        self._self_calls: dict[int, set[str]] = {}  # function id -> helpers it calls on self
 
     # -- signals -----------------------------------------------------------------------
     def function_signals(self, sf: SourceFile, fn: cst.FunctionDef, depth: int = 0) -> Signals:
@@ -156,7 +158,8 @@ class RoleBook:
         sig = Signals()
         self._fn_signals[key] = sig
         collector = _Collector(sig)
-        fn.body.visit(collector)
+        read_only_visit(fn.body, collector)
+        self._self_calls[key] = collector.self_calls
         sig.params |= {p.name.value for p in fn.params.params}
         if depth < 2:
             for name in collector.func_calls:
@@ -176,11 +179,9 @@ class RoleBook:
         if found is None:
             return sig
         owner, fn = found
-        collector = _Collector(Signals())
-        fn.body.visit(collector)
         _merge(sig, self.function_signals(owner.sf, fn))
         # helpers called on self (self._split_heads, self.route_tokens_to_experts)
-        for helper in collector.self_calls:
+        for helper in self._self_calls[id(fn)]:
             if helper != name and self.project.find_method(cls, helper) is not None:
                 _merge(sig, self.method_signals(cls, helper))
         return sig

@@ -132,8 +132,7 @@ class SourceFile:
         self._scoped.add(id(scope))
         if anchor is None or not isinstance(scope, cst.ClassDef | cst.FunctionDef):
             return
-        sub = cst.Module(body=[scope])
-        found = MetadataWrapper(sub, unsafe_skip_copy=True).resolve(PositionProvider)
+        found = _positions(cst.Module(body=[scope]))
         name_pos = found.get(scope.name)
         if name_pos is None:
             return
@@ -164,7 +163,7 @@ class SourceFile:
 
     def _resolve_all(self) -> None:
         self._full = True
-        found = MetadataWrapper(self.module, unsafe_skip_copy=True).resolve(PositionProvider)
+        found = _positions(self.module)
         for node, pos in found.items():
             self.positions.setdefault(node, pos.start.line)
 
@@ -173,6 +172,19 @@ class SourceFile:
 
     def code(self, node: cst.CSTNode) -> str:
         return self.module.code_for_node(node).strip()
+
+
+def _positions(module: cst.Module) -> dict:
+    """node -> CodeRange for every node of `module`. The provider's code generation alone:
+    `MetadataWrapper.resolve` first walks the whole tree through libcst's visit machinery,
+    which rebuilds every node and costs as much again (the tree is not modified here)."""
+    provider = PositionProvider()
+    try:
+        provider._computed = {}
+        provider._gen_impl(module)
+        return provider._computed
+    except AttributeError:  # another libcst version: the public route
+        return dict(MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider))
 
 
 def _offset_of_line(text: str, line: int) -> int:
@@ -189,10 +201,23 @@ def _decorator_name(dec: cst.Decorator) -> str:
     return dotted(expr) or ""
 
 
+# Larger files are refused before parsing: libcst's memory and time grow steeply with size
+# (a 20 MB input took 250 s and 10 GB), and the largest installed modeling file is ~0.2 MB.
+MAX_SOURCE_BYTES = 2 << 20
+
+
 def parse_file(path: str, positions: bool = True) -> SourceFile:
     """Parse `path` with libcst; a syntax error or missing file becomes one CodegenError line.
     `positions=False` skips line numbers (for files that are read but never cited)."""
     try:
+        size = os.path.getsize(path)
+        if size > MAX_SOURCE_BYTES:
+            raise CodegenError(
+                f"{size / 2**20:.1f} MB is over the {MAX_SOURCE_BYTES >> 20} MB the analyzer "
+                "reads (a modeling file is a few hundred kB); point it at the model's own "
+                "modeling file",
+                path=path,
+            )
         with open(path, encoding="utf-8") as fh:
             text = fh.read()
     except FileNotFoundError:

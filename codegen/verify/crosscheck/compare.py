@@ -1,0 +1,78 @@
+"""The static analysis in the observer's terms, and the per-field comparison.
+
+`expected(features)` maps `Features` onto the observed field names (`observe.py`): most are
+the analyzer's own dotted names; `ffn.gated` folds `ffn.kind` (swiglu/geglu are gated), key
+sets drop the "[layers ...]" note. A field is compared only when the observer measured it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from codegen.analyze.features import Features
+
+_LAYER_NOTE = re.compile(r"\s*\[layers? [^\]]*\]$")
+
+
+def expected(features: Features) -> dict[str, Any]:
+    sd = features.state_dict
+    out: dict[str, Any] = {
+        "state_dict.layer_keys": _keys(sd.layer_keys),
+        "state_dict.other_keys": _keys(sd.other_keys),
+        "state_dict.checkpoint.layer_keys": _keys(sd.checkpoint_layer_keys or sd.layer_keys),
+        "state_dict.checkpoint.other_keys": _keys(sd.checkpoint_other_keys or sd.other_keys)
+        - frozenset(sd.tied_keys),
+    }
+    a, ffn, norm = features.attention, features.ffn, features.norm
+    for name in ("fused_qkv", "qkv_bias", "o_bias", "qk_norm", "sinks"):
+        out[f"attention.{name}"] = getattr(a, name)
+    out["ffn.gated"] = {"swiglu": True, "geglu": True, "gelu_mlp": False, "relu2": False}.get(
+        ffn.kind, ffn.kind
+    )
+    out["ffn.fused_gate_up"] = ffn.fused_gate_up
+    out["ffn.bias"] = ffn.bias
+    moe = features.moe
+    if moe is not None:
+        out["moe.num_experts"] = moe.num_experts
+        out["moe.router_bias"] = moe.router_bias
+        out["moe.shared_experts"] = bool(moe.shared_experts)
+        out["moe.shared_expert_gate"] = moe.shared_expert_gate
+        out["moe.expert_layout"] = moe.expert_layout
+        out["moe.module_layout"] = moe.module_layout
+    out["norm.kind"] = norm.kind
+    out["norm.bias"] = norm.bias
+    out["rope.partial_rotary"] = _fraction(features.rope.partial_rotary)
+    out["embedding.tied"] = features.embedding.tied
+    out["embedding.scale"] = features.embedding.scale
+    out["head.logit_scale"] = features.head.logit_scale
+    out["head.logit_softcap"] = features.head.logit_softcap
+    return out
+
+
+def _keys(keys) -> frozenset[str]:
+    return frozenset(_LAYER_NOTE.sub("", k) for k in keys)
+
+
+def _fraction(value):
+    return (
+        round(value, 4) if isinstance(value, float | int) and not isinstance(value, bool) else value
+    )
+
+
+def compare(static: dict[str, Any], observed: dict[str, Any]) -> dict[str, tuple[bool, str]]:
+    """field -> (agrees, detail) for every observed field."""
+    out: dict[str, tuple[bool, str]] = {}
+    for name, seen in sorted(observed.items()):
+        if name.startswith("moe.") and name not in static:
+            out[name] = (False, f"observed {seen!r}, static: no MoE")
+            continue
+        said = static.get(name, "missing")
+        if isinstance(seen, frozenset):
+            said = said if isinstance(said, frozenset) else frozenset()
+            missing, extra = sorted(seen - said), sorted(said - seen)
+            detail = f"not predicted {missing[:4]}, predicted but absent {extra[:4]}"
+            out[name] = (not missing and not extra, detail)
+        else:
+            out[name] = (said == seen, f"static {said!r}, observed {seen!r}")
+    return out

@@ -1,0 +1,301 @@
+"""What a built tiny model shows about itself, without reading its source.
+
+Everything here is read off the live `nn.Module` (state-dict keys and shapes, module
+structure, shared storage) or measured by running small pieces of it (a norm on a constant
+input, a forward pass with hooks). Each observation is a value in the analyzer's vocabulary
+(`codegen.analyze.features`), or absent when the probe cannot tell; absent fields are not
+counted by the cross-check. Attribute names (`self_attn`, `mlp`...) are used only to find
+the scope a key belongs to, never as the observed fact: renamed remote-code copies keep
+them, so the observation is the same for both.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import torch
+
+_ATTN = re.compile(r"attn|attention|mixer")
+_MLP = re.compile(r"mlp|feed_forward|ffn|moe")
+_LAYER_INDEX = re.compile(r"\.(\d+)\.")
+
+
+def observe(model, config, checkpoint_keys: set[str] | None = None) -> dict[str, Any]:
+    """Observed field values (dotted analyzer names) of a built causal LM."""
+    out: dict[str, Any] = {}
+    state = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    layers_name, layers = _layers(model, config)
+    if layers_name is None:
+        return out
+    out.update(_keys(state, layers_name, "state_dict"))
+    if checkpoint_keys is not None:
+        disk = {k: () for k in checkpoint_keys}
+        out.update(_keys(disk, layers_name, "state_dict.checkpoint"))
+        out.update(_expert_layout(checkpoint_keys, "moe.expert_layout"))
+    out.update(_expert_layout(set(state), "moe.module_layout"))
+    hidden = _hidden_size(model)
+    layer_state = _layer_state(state, layers_name)
+    out.update(_attention(layer_state, config, hidden))
+    out.update(_ffn(layer_state, hidden))
+    out.update(_moe(layer_state))
+    out.update(_norm(layers[0], hidden))
+    out.update(_rope(model, config))
+    out.update(_tied(model))
+    out.update(_forward_probes(model, config, layers[0]))
+    return out
+
+
+def _layers(model, config):
+    count = getattr(config, "num_hidden_layers", None)
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == count and count:
+            if all(len(list(child.children())) for child in module):
+                return name, module
+    return None, None
+
+
+def _hidden_size(model) -> int:
+    return model.get_input_embeddings().weight.shape[-1]
+
+
+def _keys(state: dict, prefix: str, field: str) -> dict[str, Any]:
+    layer_keys, other_keys = set(), set()
+    for key in state:
+        if key.startswith(prefix + "."):
+            layer_keys.add(key[len(prefix) + 1 :].split(".", 1)[1])
+        else:
+            other_keys.add(key)
+    return {
+        f"{field}.layer_keys": frozenset(_LAYER_INDEX.sub(".{}.", k) for k in layer_keys),
+        f"{field}.other_keys": frozenset(other_keys),
+    }
+
+
+def _layer_state(state: dict, prefix: str) -> dict[str, tuple]:
+    """Keys of every layer (index dropped), with their shapes: MoE and dense layers mix."""
+    out: dict[str, tuple] = {}
+    for key, shape in state.items():
+        if key.startswith(prefix + "."):
+            out.setdefault(key[len(prefix) + 1 :].split(".", 1)[1], shape)
+    return out
+
+
+def _expert_layout(keys: set[str], field: str) -> dict[str, Any]:
+    expert_keys = [k for k in keys if ".experts." in k]
+    if not expert_keys:
+        return {}
+    per_expert = any(re.search(r"\.experts\.\d+\.", k) for k in expert_keys)
+    return {field: "per_expert" if per_expert else "fused"}
+
+
+def _scope(layer_state: dict, pattern: re.Pattern) -> dict[str, tuple]:
+    """Keys under the layer's children whose name matches (norms around them excluded)."""
+    return {
+        k: s
+        for k, s in layer_state.items()
+        if pattern.search(k.split(".", 1)[0]) and "norm" not in k.split(".", 1)[0]
+    }
+
+
+def _attention(layer_state: dict, config, hidden: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    attn = _scope(layer_state, _ATTN)
+    if not attn or getattr(config, "kv_lora_rank", None):
+        return out  # no attention, or MLA (its projections are low-rank, not q/k/v)
+    heads = getattr(config, "num_attention_heads", None)
+    kv = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or (hidden // heads if heads else None)
+    if not heads or not head_dim:
+        return out
+    q, k_, total = heads * head_dim, kv * head_dim, (heads + 2 * kv) * head_dim
+    inputs = {k: s for k, s in attn.items() if k.endswith(".weight") and len(s) == 2}
+    from_hidden = {k: s for k, s in inputs.items() if s[1] == hidden}
+    fused = [k for k, s in from_hidden.items() if s[0] == total]
+    separate = [k for k, s in from_hidden.items() if s[0] in (q, k_)]
+    if fused and not separate:
+        out["attention.fused_qkv"] = True
+        projections = fused
+    elif separate and not fused and len(separate) >= 3 - (q == k_ and len(separate) == 3):
+        out["attention.fused_qkv"] = False
+        projections = separate
+    else:
+        projections = []
+    if projections:
+        out["attention.qkv_bias"] = all(_bias(k) in attn for k in projections)
+    outputs = [k for k, s in inputs.items() if s == (hidden, q) and k not in projections]
+    if len(outputs) == 1:
+        out["attention.o_bias"] = _bias(outputs[0]) in attn
+    norms = [k for k, s in attn.items() if k.endswith("norm.weight") and len(s) == 1]
+    if not norms:
+        out["attention.qk_norm"] = "none"
+    elif all(s == (head_dim,) for k, s in attn.items() if k in norms):
+        out["attention.qk_norm"] = "per_head"
+    elif all(s[0] in (q, k_) for k, s in attn.items() if k in norms):
+        out["attention.qk_norm"] = "full"
+    sinks = [k for k, s in attn.items() if k.rsplit(".", 1)[-1] == "sinks"]
+    out["attention.sinks"] = bool(sinks)
+    return out
+
+
+def _bias(weight_key: str) -> str:
+    return weight_key[: -len("weight")] + "bias"
+
+
+def _ffn(layer_state: dict, hidden: int) -> dict[str, Any]:
+    """The dense MLP of the layers (MoE layers' experts are `_moe`'s)."""
+    mlp = {k: s for k, s in _scope(layer_state, _MLP).items() if ".experts" not in k}
+    mlp = {k: s for k, s in mlp.items() if not re.search(r"shared|gate\.weight$|router", k)}
+    weights = {k: s for k, s in mlp.items() if k.endswith(".weight") and len(s) == 2}
+    ups = {k: s for k, s in weights.items() if s[1] == hidden}
+    downs = {k: s for k, s in weights.items() if s[0] == hidden and s[1] != hidden}
+    if not ups or len(downs) != 1:
+        return {}
+    inner = next(iter(downs.values()))[1]
+    out: dict[str, Any] = {}
+    sizes = sorted(s[0] for s in ups.values())
+    if sizes == [inner, inner]:
+        out["ffn.gated"], out["ffn.fused_gate_up"] = True, False
+    elif sizes == [2 * inner]:
+        out["ffn.gated"], out["ffn.fused_gate_up"] = True, True
+    elif sizes == [inner]:
+        out["ffn.gated"] = False
+    else:
+        return {}
+    out["ffn.bias"] = all(_bias(k) in mlp for k in list(ups) + list(downs))
+    return out
+
+
+def _moe(layer_state: dict) -> dict[str, Any]:
+    experts = {k: s for k, s in layer_state.items() if ".experts." in k}
+    if not experts:
+        return {}
+    out: dict[str, Any] = {}
+    counts = {int(m.group(1)) for k in experts if (m := re.search(r"\.experts\.(\d+)\.", k))}
+    if counts:
+        out["moe.num_experts"] = max(counts) + 1
+    else:
+        firsts = {s[0] for s in experts.values() if len(s) >= 2}
+        if len(firsts) == 1:
+            out["moe.num_experts"] = firsts.pop()
+    out["moe.router_bias"] = any("e_score_correction_bias" in k for k in layer_state)
+    shared = {k for k in layer_state if re.search(r"shared_expert", k)}
+    out["moe.shared_experts"] = bool(shared - {k for k in shared if "gate" in k.split(".")[-2]})
+    out["moe.shared_expert_gate"] = any(
+        re.search(r"shared_expert_gate\.weight$", k) for k in layer_state
+    )
+    return out
+
+
+def _norm(layer, hidden: int) -> dict[str, Any]:
+    """Kind, bias and `1 + w` offset of the layer's first hidden-size norm, measured."""
+    for module in layer.modules():
+        weight = getattr(module, "weight", None)
+        if list(module.children()) or not isinstance(weight, torch.Tensor):
+            continue
+        if (
+            weight.dim() != 1
+            or weight.shape[0] != hidden
+            or "norm" not in type(module).__name__.lower()
+        ):
+            continue
+        bias = getattr(module, "bias", None)
+        out: dict[str, Any] = {"norm.bias": isinstance(bias, torch.Tensor)}
+        try:
+            with torch.no_grad():
+                saved = weight.detach().clone()
+                saved_bias = bias.detach().clone() if isinstance(bias, torch.Tensor) else None
+                if saved_bias is not None:
+                    bias.zero_()
+                weight.zero_()
+                x = torch.randn(1, 3, hidden)
+                offset = _norm_out(module, x).abs().max().item() > 1e-3
+                weight.fill_(0.0 if offset else 1.0)
+                constant = _norm_out(module, torch.full((1, 3, hidden), 2.0))
+                centred = constant.abs().max().item() < 1e-3
+                weight.copy_(saved)
+                if saved_bias is not None:
+                    bias.copy_(saved_bias)
+        except Exception:  # noqa: BLE001 - a norm with another call signature: no probe
+            return out
+        out["norm.kind"] = "layernorm" if centred else ("rmsnorm_offset" if offset else "rmsnorm")
+        return out
+    return {}
+
+
+def _norm_out(module, x):
+    y = module(x)
+    return y[0] if isinstance(y, tuple) else y
+
+
+def _rope(model, config) -> dict[str, Any]:
+    """Partial rotary from the length of `inv_freq` against the head dim."""
+    freqs = [b for n, b in model.named_buffers() if n.endswith("inv_freq")]
+    heads = getattr(config, "num_attention_heads", None)
+    hidden = _hidden_size(model)
+    head_dim = getattr(config, "head_dim", None) or (hidden // heads if heads else None)
+    if len(freqs) != 1 or not head_dim or getattr(config, "kv_lora_rank", None):
+        return {}
+    return {"rope.partial_rotary": round(2 * freqs[0].numel() / head_dim, 4)}
+
+
+def _tied(model) -> dict[str, Any]:
+    head = model.get_output_embeddings()
+    if head is None or not isinstance(getattr(head, "weight", None), torch.Tensor):
+        return {}
+    embed = model.get_input_embeddings().weight
+    return {"embedding.tied": head.weight.data_ptr() == embed.data_ptr()}
+
+
+def _forward_probes(model, config, first_layer) -> dict[str, Any]:
+    """Embedding scale (embedding output vs the first layer's input) and what happens after
+    the head (logits vs the head's own output: a constant ratio is a logit scale, a bounded
+    non-linear one a softcap)."""
+    seen: dict[str, torch.Tensor] = {}
+    head = model.get_output_embeddings()
+    embed = model.get_input_embeddings()
+    hooks = [
+        first_layer.register_forward_pre_hook(_first_input(seen), with_kwargs=True),
+        head.register_forward_hook(lambda m, a, o: seen.setdefault("head", o)),
+    ]
+    vocab = embed.weight.shape[0]
+    ids = torch.randint(0, vocab, (1, 8), generator=torch.Generator().manual_seed(0))
+    try:
+        with torch.no_grad():
+            logits = model(input_ids=ids, use_cache=False).logits
+    except Exception:  # noqa: BLE001 - a model that needs other inputs: no probe
+        return {}
+    finally:
+        for hook in hooks:
+            hook.remove()
+    out: dict[str, Any] = {}
+    rows = embed.weight[ids]  # the table's rows, before any scale the module applies
+    if "layer" in seen and rows.shape == seen["layer"].shape:
+        ratio = _ratio(seen["layer"], rows)
+        if ratio is not None:
+            out["embedding.scale"] = abs(ratio - 1) > 1e-4
+    if "head" in seen and seen["head"].shape == logits.shape:
+        ratio = _ratio(logits, seen["head"])
+        if ratio is not None:
+            out["head.logit_scale"], out["head.logit_softcap"] = abs(ratio - 1) > 1e-4, False
+        else:
+            out["head.logit_softcap"] = bool(logits.abs().max() < seen["head"].abs().max())
+    return out
+
+
+def _first_input(seen):
+    def hook(module, args, kwargs):
+        value = args[0] if args else kwargs.get("hidden_states")
+        if isinstance(value, torch.Tensor):
+            seen.setdefault("layer", value)
+
+    return hook
+
+
+def _ratio(a: torch.Tensor, b: torch.Tensor) -> float | None:
+    """The constant c with a == c * b, or None when the two are not proportional."""
+    a, b = a.detach().double().flatten(), b.detach().double().flatten()
+    scale = (a @ b) / (b @ b).clamp_min(1e-30)
+    if torch.allclose(a, scale * b, rtol=1e-4, atol=1e-5 * float(b.abs().max())):
+        return float(scale)
+    return None
