@@ -181,7 +181,7 @@ def _run(ctx: Ctx) -> Features:
     )
     closest, delta = reference.closest(draft)
     unknown = tuple(reference.undetermined(draft))
-    if ignored and (unknown or not model.layers):
+    if model.target.config_values and (unknown or not model.layers):
         # "not read" is only a finding when the code was understood
         ignored = [
             f"config keys not checked for use: the analysis left {len(unknown)} "

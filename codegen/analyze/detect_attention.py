@@ -540,31 +540,33 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
 
 def _qkv_layout(views: list[tuple], heads, kv, head_dim) -> str:
     """Row layout of a fused q/k/v projection, from the shapes its output is viewed as
-    before the split: none with a head axis -> contiguous `[q | k | v]`; a kv-head axis
-    (`view(b, t, kv, group + 2, d)`) -> grouped; a head axis of q, k, v triples
-    (`view(b, t, heads, 3 * d)`) -> interleaved."""
+    before the split (read from the last axes, whatever the leading ones): none with a head
+    axis -> contiguous `[q | k | v]`; `(heads + 2 * kv, d)` -> contiguous by heads;
+    `(kv, group + 2, d)` -> grouped per kv head; `(heads, 3, d)` or `(heads, 3 * d)` ->
+    interleaved per head."""
     if not all(isinstance(n, int) for n in (heads, kv, head_dim)) or not kv:
         return UNKNOWN
     group = heads // kv
-    headed = []
     for shape in views:
         if shape and shape[0] == "unflatten":
             sizes = [d for d in shape[2:] if isinstance(d, int)]
-            if sizes and sizes[0] == 3:
+            if sizes and sizes[0] == 3 and len(sizes) == 2:
                 return "contiguous"  # (3, hidden): the three blocks one after another
-            headed.append(sizes)
-        elif len(shape) >= 4:
-            headed.append([d for d in shape[2:] if isinstance(d, int) and not isinstance(d, bool)])
-    if not headed:
-        return "contiguous"
-    for dims in headed:
-        if heads + 2 * kv in dims:
-            return "contiguous"  # a head axis over q heads, then k heads, then v heads
-        if kv != heads and ({kv, group + 2, (group + 2) * head_dim} & set(dims)):
+            shape = tuple(shape[2:])
+        dims = [d if isinstance(d, int) and not isinstance(d, bool) else None for d in shape]
+        last = dims[-1] if dims else None
+        before = dims[-2] if len(dims) >= 2 else None
+        if last == head_dim and before == heads + 2 * kv:
+            return "contiguous"
+        if kv != heads and (
+            (last == head_dim and before == group + 2) or last == (group + 2) * head_dim
+        ):
             return "grouped"
-        if kv == heads and ({3, 3 * head_dim} & set(dims)):
+        if kv == heads and ((last == head_dim and before == 3) or last == 3 * head_dim):
             return "interleaved"
-    return UNKNOWN
+    if any(len(shape) >= 4 for shape in views):
+        return UNKNOWN  # a head axis this reading does not know
+    return "contiguous"
 
 
 def _last_projection(lins, ctx: Ctx) -> ModuleRec | None:
