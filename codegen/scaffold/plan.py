@@ -113,7 +113,7 @@ def _switch_steps(features, reference: str, rules, planned: set[str]) -> list[St
         switch = switched.get(rule.switch) if rule.switch else None
         if switch is None or rule.id in planned or reference in rule.native_in:
             continue
-        evidence = ", ".join(e for value in switch.values for e in value.evidence[:1])
+        evidence = ", ".join(dict.fromkeys(e for v in switch.values for e in v.evidence[:1]))
         reason = f"config switch {switch.name} ({evidence or 'HF source'})"
         steps.append(Step(rule.transform, rule.resolve(features), rule.id, reason))
     return steps
@@ -199,14 +199,19 @@ def _evidence(source, feature: str) -> str:
     `source` is a `Target`, or bare toy `Features` (then no real value is known)."""
     target = source if hasattr(source, "features") else None
     features = target.features if target is not None else source
+    defaults = target.defaults if target is not None else {}
     real = _lookup(target.evidence if target is not None else {}, feature)
-    if real is not None:
-        return real
+    if real is not None:  # its config values are the real ones; a bare field gets its value
+        items = real.split("; ")
+        return "; ".join(_cited(i, defaults) if _bare_field(i) else i for i in items)
     toy = _lookup(features.evidence, feature)
     if toy is None:
         return "?"
-    defaults = target.defaults if target is not None else {}
     return "; ".join(_without_toy_values(item, defaults) for item in toy.split("; "))
+
+
+def _bare_field(item: str) -> bool:
+    return item.startswith("config:") and "=" not in item and " " not in item
 
 
 def _lookup(evidence: dict, feature: str) -> str | None:
@@ -223,13 +228,20 @@ def _without_toy_values(item: str, defaults: dict) -> str:
     `modeling_x.py:12 (x 9.79796)` -> `modeling_x.py:12`."""
     if not item.startswith("config:"):
         return item.split(" (", 1)[0]
-    path = item.removeprefix("config:").split("=", 1)[0]
+    return _cited(item.split("=", 1)[0], defaults)
+
+
+def _cited(item: str, defaults: dict) -> str:
+    """`config:sliding_window` -> `config:sliding_window=4096`: the real config's value, when
+    it is a plain one (a 26-entry `layer_types` stays a bare field)."""
+    path = item.removeprefix("config:")
     value = defaults
     for part in path.split("."):
         if not isinstance(value, dict) or part not in value:
             return f"config:{path}"
         value = value[part]
-    return f"config:{path}={value!r}"
+    plain = value is None or isinstance(value, bool | int | float | str)
+    return f"config:{path}={value!r}" if plain else f"config:{path}"
 
 
 def _rule_order(rules, rule_id: str) -> int:
