@@ -108,6 +108,36 @@ def _uses_rope_type(ctx: Ctx, rotary: ModuleRec) -> bool:
     return "ROPE_INIT_FUNCTIONS" in sig.names or "rope_type" in sig.self_attrs
 
 
+def _runtime_ntk(ctx: Ctx, rotary: ModuleRec | None) -> str | None:
+    """Where a method of the rotary module other than `__init__` raises something to the
+    NTK exponent `dim / (dim - 2)`: the base rescaled at run time (dynamic NTK)."""
+    if rotary is None or rotary.cls is None:
+        return None
+    found: list[cst.CSTNode] = []
+
+    class V(cst.CSTVisitor):
+        def visit_BinaryOperation(self, node: cst.BinaryOperation) -> None:
+            exponent = node.right
+            if (
+                isinstance(node.operator, cst.Power)
+                and isinstance(exponent, cst.BinaryOperation)
+                and isinstance(exponent.operator, cst.Divide)
+                and isinstance(exponent.right, cst.BinaryOperation)
+                and isinstance(exponent.right.operator, cst.Subtract)
+                and isinstance(exponent.right.right, cst.Integer)
+                and exponent.right.right.value == "2"
+            ):
+                found.append(node)
+
+    for cls in ctx.model.project.mro(rotary.cls):
+        for name, fn in cls.methods.items():
+            if name != "__init__":
+                fn.body.visit(V())
+                if found:
+                    return cls.sf.cite(found[0])
+    return None
+
+
 def _compares_to(ctx: Ctx, value: str) -> str | None:
     """Where the modeling code compares something with the string `value`
     (`scaling["type"] == "dynamic"`, `kind in ("linear", "dynamic")`): remote code that
@@ -223,6 +253,14 @@ def detect(ctx: Ctx, shared: dict) -> Rope:
             rope_type = UNKNOWN
         key = "rope_parameters.full_attention.rope_type" if nested else "rope_parameters.rope_type"
         ctx.cite("rope.type", ctx.cite_config(key, chosen))
+    if rope_type == "default":
+        ntk = _runtime_ntk(ctx, rotary)
+        if ntk is not None:
+            # the base grows with the sequence length in the code itself (a use_dynamic_ntk
+            # flag, not rope_scaling): no rope type of the references computes it this way
+            rope_type = "other"
+            ctx.notes.append(f"rope: the base is rescaled with the sequence length at {ntk}")
+            ctx.cite("rope.type", f"{ntk} (dynamic NTK written in the code)")
     theta = None
     group = groups.get("full_attention") or next(iter(groups.values()), {})
     if isinstance(group, dict) and isinstance(group.get("rope_theta"), int | float):

@@ -149,3 +149,25 @@ def test_scaffolded_and_verified_from_the_folders_code(module, tmp_path, capsys)
     base = [row for row in rows if "+" not in row["case"]]
     assert base and base[0]["status"] == "pass", base
     assert all(row["status"] in ("pass", "refused", "skipped") for row in rows), rows
+
+
+def test_dynamic_ntk_written_in_the_code_is_not_plain_rope(tmp_path) -> None:
+    """A rotary module that grows its base with the sequence length by itself (a flag, no
+    rope_scaling) is not the default RoPE: the type is `other`, so the plan stops."""
+    folder = flashy.folder(tmp_path)
+    modeling = folder / "modeling_flashy.py"
+    text = modeling.read_text()
+    plain = "        inv_freq = 1.0 / (self.base ** (steps / self.dim))\n"
+    assert plain in text
+    dynamic = (
+        "        base = self.base\n"
+        "        if seq_len > 64:\n"
+        "            alpha = 2 ** math.ceil(math.log(seq_len / 64, 2) + 1) - 1\n"
+        "            base = base * alpha ** (self.dim / (self.dim - 2))\n"
+        "        inv_freq = 1.0 / (base ** (steps / self.dim))\n"
+    )
+    modeling.write_text(text.replace(plain, dynamic))
+    features = analyze(str(folder))
+    assert features.rope.type == "other"
+    assert "dynamic NTK" in features.evidence["rope.type"]
+    assert "rope.type" in {u.feature for u in features.unsupported}
