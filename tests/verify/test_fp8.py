@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 from types import SimpleNamespace
@@ -224,3 +225,19 @@ def test_the_wrong_block_size_is_one_line_naming_the_tensor():
         r"does not fit weight \(\d+, \d+\) with weight_block_size \[128, 128\]",
         result.error,
     ), result.error
+
+
+@pytest.mark.parametrize("dtype", [torch.float8_e4m3fn, torch.float8_e5m2])
+def test_the_fp8_code_table_gives_torchs_own_values_for_all_256_codes(dtype):
+    codes = torch.arange(256, dtype=torch.uint8).view(dtype).reshape(16, 16)
+    got = dequantize_fp8(codes, torch.ones(1, 1), (16, 16), torch.float32)
+    want = codes.to(torch.float32)
+    assert torch.equal(got.isnan(), want.isnan())
+    assert torch.equal(got[~got.isnan()], want[~want.isnan()])
+
+
+def test_cli_fp8_json_has_a_result_per_block(capsys):
+    assert main(["verify", "qwen3", "--fp8", "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [(r["model"], r["status"]) for r in results] == [("qwen3", "pass")] * 2
+    assert results[1]["ragged"] and results[1]["ignored"]
