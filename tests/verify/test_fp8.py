@@ -107,6 +107,17 @@ def test_a_grid_that_does_not_fit_the_block_size_names_the_scale():
         loader.from_hf(tiny_checkpoint())
 
 
+def test_scales_are_not_unmapped_keys_but_a_scale_without_its_weight_is_an_error():
+    checkpoint = tiny_checkpoint()
+    assert adapter().unmapped_keys(checkpoint) == []
+    checkpoint["model.layers.0.gone.weight_scale_inv"] = torch.ones(2, 3)
+    assert adapter().unmapped_keys(checkpoint) == ["model.layers.0.gone.weight_scale_inv"]
+    with pytest.raises(
+        Fp8CheckpointError, match=r"^model\.layers\.0\.gone\.weight_scale_inv: .*not in"
+    ):
+        adapter().from_hf(checkpoint)
+
+
 def test_fp8_without_a_block_size_is_refused():
     with pytest.raises(Fp8CheckpointError, match="no weight_block_size"):
         Tiny(SimpleNamespace(n_layers=1)).from_hf(tiny_checkpoint())
