@@ -38,4 +38,13 @@ RULES = [
         params={"placement": FromFeature("norm.placement")},
         description="block norms after (post) or around (sandwich) sublayers, or a parallel block",
     ),
+    Rule(
+        id="parallel_residual_switch",
+        feature="norm.placement",
+        values=(),  # not a constant feature: realised wherever the source switches on it
+        transform="parallel_residual_switch",
+        params={"field": "use_parallel_residual"},
+        description="the block branches on the flag: attention and MLP off one norm, or pre-norm",
+        switch="use_parallel_residual",
+    ),
 ]

@@ -108,10 +108,15 @@ def _switch_steps(features, reference: str, rules, planned: set[str]) -> list[St
     """Rules that realise a config switch of the HF source in all its settings, where the
     analysed config happens to sit on the reference's side of it."""
     switched = {switch.field: switch for switch in getattr(features, "switches", ())}
+    # a feature a planned rule already changes sits on the other side of the switch there
+    # (gpt-neox is parallel by default): that rule's layout stands, the switch is guarded
+    changed = {rule.feature for rule in rules if rule.id in planned}
     steps = []
     for rule in rules:
         switch = switched.get(rule.switch) if rule.switch else None
         if switch is None or rule.id in planned or reference in rule.native_in:
+            continue
+        if rule.feature in changed:
             continue
         evidence = ", ".join(dict.fromkeys(e for v in switch.values for e in v.evidence[:1]))
         reason = f"config switch {switch.name} ({evidence or 'HF source'})"
@@ -130,11 +135,12 @@ def _fixing_steps(target, reference: str, rules, planned: set[str]) -> list[Step
     hard-coded, so a field never decides biases the HF code does not switch."""
     features = target.features
     reads = _reference_reads(reference)
+    covered = {name for rule in rules for name in rule.bias_of}
     steps = []
     for rule in rules:
         if not rule.fixes or rule.fixes not in reads or rule.id in planned:
             continue
-        switch = _bias_switch(features, rule.bias_of)
+        switch = _bias_switch(features, rule.bias_of, covered)
         if switch is not None and switch.field == rule.fixes:
             continue  # the reference's own reading realises it
         if switch is not None:
@@ -152,13 +158,16 @@ def _fixing_steps(target, reference: str, rules, planned: set[str]) -> list[Step
     return steps
 
 
-def _bias_switch(features, projections: tuple[str, ...]):
-    """The target's bool switch whose True setting biases (at least) `projections`."""
+def _bias_switch(features, projections: tuple[str, ...], covered: set[str]):
+    """The target's bool switch whose True setting biases (at least) `projections`, and
+    only projections some bias rule sets (StarCoder2's `use_bias` also biases c_fc/c_proj:
+    read for attention alone, its other setting would load half a model)."""
     for switch in getattr(features, "switches", ()):
         if switch.kind != "bool" or switch.container:
             continue
         for value in switch.values:
-            if value.label == "True" and set(projections) <= _biased(value.selects):
+            biased = _biased(value.selects)
+            if value.label == "True" and set(projections) <= biased <= covered:
                 return switch
     return None
 

@@ -232,8 +232,8 @@ CHECKPOINTS: dict[str, tuple[str, dict]] = {
 REFUSED: dict[str, str] = {
     # per-head LayerNorm on q and k (weights [heads, head_dim])
     "CohereForAI/c4ai-command-r-plus": "CohereConfig.use_qk_norm=True is not supported",
-    # per-head LayerNorm on q and k, and attention + MLP in parallel off one norm
-    "stabilityai/stablelm-2-12b": "StableLmConfig.",
+    # per-head LayerNorm on q and k (its parallel residual is realised)
+    "stabilityai/stablelm-2-12b": "StableLmConfig.qk_layernorm=True is not supported",
 }
 
 

@@ -1,0 +1,89 @@
+"""Keep both block layouts when a config flag switches them (StableLM's use_parallel_residual).
+
+Off: the pre-norm block as the reference has it. On: attention and feed-forward both read
+the one `attention_norm(x)` and add to x, and the checkpoint has no second block norm. The
+block branches on the flag; `ffn_norm` is built only for the sequential layout, so the
+adapter keeps its rows for the checkpoints that carry it.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+import libcst.matchers as m
+
+from codegen.scaffold.source import SourcePackage
+from codegen.transforms import _moe_edits as moe_edits
+from codegen.transforms.base import Transform
+from codegen.transforms.edits import EditError, expression
+from codegen.transforms.norm_placement import _parallel
+
+_BLOCK = "TransformerBlock"
+
+
+class ParallelResidualSwitch(Transform):
+    """TransformerBlock branches on `field`: a parallel block off one norm, or the
+    reference's sequential pre-norm block."""
+
+    name = "parallel_residual_switch"
+
+    def apply(self, package, features=None, *, field: str = "use_parallel_residual") -> None:
+        parallel = SourcePackage(package.name, dict(package.files))
+        _parallel(parallel, shared=True)
+        body = _method(parallel.files["model.py"], "forward").body.body
+        package.edit("model.py", _Branch(body, field))
+        moe_edits.add_args_fields(
+            package, f"{field}: bool = False  # attention and MLP in parallel off one norm"
+        )
+        moe_edits.add_config_kwargs(package, {field: f"hf_config.{field}"})
+
+
+def _method(module: cst.Module, name: str) -> cst.FunctionDef:
+    for node in m.findall(module, m.ClassDef(name=m.Name(_BLOCK))):
+        for item in node.body.body:
+            if isinstance(item, cst.FunctionDef) and item.name.value == name:
+                return item
+    raise EditError(f"model.py has no {_BLOCK}.{name}")
+
+
+class _Branch(cst.CSTTransformer):
+    """`__init__`: `self.parallel = args.<field>`, `ffn_norm` built only when not parallel;
+    `forward`: `if self.parallel: <parallel body>` before the sequential body."""
+
+    def __init__(self, parallel_body, field: str):
+        super().__init__()
+        self.parallel_body, self.field = parallel_body, field
+        self.block = False
+
+    def visit_ClassDef(self, node):
+        self.block = node.name.value == _BLOCK
+
+    def leave_FunctionDef(self, original, updated):
+        if not self.block:
+            return updated
+        body = list(updated.body.body)
+        if updated.name.value == "__init__":
+            body = self._init(body)
+        elif updated.name.value == "forward":
+            branch = cst.If(
+                test=expression("self.parallel"),
+                body=cst.IndentedBlock(body=list(self.parallel_body)),
+            )
+            body = [branch, *body]
+        return updated.with_changes(body=updated.body.with_changes(body=body))
+
+    def _init(self, body: list) -> list:
+        ffn_norm = m.SimpleStatementLine(
+            body=[
+                m.Assign(targets=[m.AssignTarget(m.Attribute(m.Name("self"), m.Name("ffn_norm")))])
+            ]
+        )
+        found = [i for i, statement in enumerate(body) if m.matches(statement, ffn_norm)]
+        if len(found) != 1:
+            raise EditError(f"{_BLOCK}.__init__ builds no single self.ffn_norm")
+        at = found[0]
+        guarded = cst.If(
+            test=expression("not self.parallel"),
+            body=cst.IndentedBlock(body=[body[at].with_changes(leading_lines=[])]),
+        )
+        flag = cst.parse_statement(f"self.parallel = args.{self.field}")
+        return [body[0], flag, *body[1:at], guarded, *body[at + 1 :]]
