@@ -34,6 +34,8 @@ STYLES = {
     "vocab_embedding": "nn.Embedding split over the vocabulary, outputs summed",
     "vocab_head": "output nn.Linear split over the vocabulary, logits gathered",
     "per_head_norm": "a norm over head_dim applied to the local heads; weight replicated",
+    "sharded_norm": "a norm over a whole column-wise projection (all heads): its weight "
+    "split like the features, the mean of squares summed over the ranks",
     "replicate": "full weights on every rank (norms, routers, small latent projections)",
     "rope_key_tail": "replicated nn.Linear whose last `rope_dim` outputs (its attention's "
     "`rope_dim`) are one key shared by every head: their gradient is summed over the ranks",
@@ -156,6 +158,28 @@ def _tensor_parallel(model: nn.Module, tp_mesh, modules: dict[str, str]) -> None
     for name, style in modules.items():
         if style == "rope_key_tail":
             _sum_tail_grads(model, name, tp_mesh)
+        elif style == "sharded_norm":
+            _shard_norm(model.get_submodule(name), tp_mesh)
+
+
+def _shard_norm(module: nn.Module, mesh) -> None:
+    """The norm sees its rank's features as a shard of the last dim: DTensor sums the
+    squares over the ranks, each rank keeps its slice of the weight (and bias)."""
+    from torch.distributed.tensor import DTensor, Shard, distribute_module, distribute_tensor
+
+    def partition(name, module, mesh):
+        for attr, param in list(module.named_parameters(recurse=False)):
+            sharded = distribute_tensor(param.detach(), mesh, [Shard(0)])
+            module.register_parameter(attr, nn.Parameter(sharded, param.requires_grad))
+
+    def inputs(module, args, mesh):
+        x = args[0]
+        return (DTensor.from_local(x, mesh, [Shard(x.dim() - 1)], run_check=False), *args[1:])
+
+    def outputs(module, out, mesh):
+        return out.to_local()
+
+    distribute_module(module, mesh, partition, inputs, outputs)
 
 
 def _sum_tail_grads(model: nn.Module, name: str, mesh) -> None:

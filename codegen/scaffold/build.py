@@ -43,7 +43,8 @@ def build_package(
     title = title or name
     rename = Step("rename_model", {"name": name, "model_types": model_types, "title": title})
     retarget = Step("retarget_text", _retarget_params(name, title, model_types, features))
-    for step in [*steps, rename, retarget]:
+    shards = Step("sync_shard_plan", _shard_params(steps))
+    for step in [*steps, shards, rename, retarget]:
         transform = TRANSFORMS.get(step.transform)
         if transform is None:
             raise CodegenError(f"rule {step.rule or step.transform!r}: unknown transform")
@@ -64,6 +65,19 @@ def build_package(
     describe(package, title, steps, features)
     tidy(package)
     return ruff_format(vendor(package.render()))
+
+
+def _shard_params(steps: list[Step]) -> dict:
+    """The plan entries the steps' rules add (`rules/sharding.py`), later ones winning."""
+    from codegen.scaffold.table import load_sharding
+
+    shards_of = load_sharding().shards_of
+    adds, optional = {}, set()
+    for step in steps:
+        for row in shards_of(step.transform, step.params):
+            adds.update(row.adds)
+            optional.update(row.optional)
+    return {"adds": adds, "optional": sorted(optional)}
 
 
 def _retarget_params(name: str, title: str, model_types, features) -> dict:

@@ -17,6 +17,7 @@ PACKAGE_FILES = (
     "rope.py",
     "state_dict_adapter.py",
     "spec.py",
+    "parallelize.py",  # the shard plan (a table) the package's engines apply
 )
 
 

@@ -23,6 +23,7 @@ VENDORED = {
     "codegen.layers.rope": "rope.py",
     "codegen.adapter": "adapter_base.py",
     "codegen.config_checks": "config_checks.py",
+    "codegen.layers.parallel": "parallel.py",
 }
 GLUE = ("spec.py",)  # keeps its codegen import: it is the registry's own interface
 

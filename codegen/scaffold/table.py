@@ -35,6 +35,12 @@ def load_names():
     return importlib.import_module("codegen.rules.names")
 
 
+def load_sharding():
+    """How the modules rules add are sharded (`rules/sharding.py`)."""
+    _rules_package()
+    return importlib.import_module("codegen.rules.sharding")
+
+
 def load_rules():
     """Every Rule row, in table order. Imported as `codegen.rules` wherever it lives."""
     return _rules_package().all_rules()

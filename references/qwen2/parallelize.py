@@ -25,8 +25,9 @@ PLAN = {
     "output": "vocab_head",
 }
 FSDP_BLOCKS = ("layers.*",)
+OPTIONAL: frozenset[str] = frozenset()  # entries a config switch may leave unmatched
 
 
 def parallelize(model, mesh, plan: dict[str, str] | None = None):
     """Shard `model` in place over `mesh` (dims `tp`, `dp_shard`; absent = 1) and return it."""
-    return apply_plan(model, mesh, PLAN if plan is None else plan, FSDP_BLOCKS)
+    return apply_plan(model, mesh, PLAN if plan is None else plan, FSDP_BLOCKS, OPTIONAL)

@@ -34,7 +34,9 @@ PLAN = {
 }
 FSDP_BLOCKS = ("layers.*",)
 # entries a config may leave without a match (every layer MoE: no dense feed_forward)
-OPTIONAL = frozenset(k for k in PLAN if ".feed_forward." in k)
+OPTIONAL = frozenset(
+    {"layers.*.feed_forward.w1", "layers.*.feed_forward.w3", "layers.*.feed_forward.w2"}
+)
 
 
 def parallelize(model, mesh, plan: dict[str, str] | None = None):

@@ -55,7 +55,8 @@ def test_scaffold_writes_registers_and_verifies(tmp_path, capsys):
     files = sorted(p.name for p in (models / "qwen2").iterdir())
     assert files == sorted(
         ["__init__.py", "args.py", "model.py", "spec.py", "state_dict_adapter.py", "test_qwen2.py"]
-        + ["adapter_base.py", "config_checks.py", "norm.py", "rope.py"]  # the shared layers
+        + ["parallelize.py"]  # the shard plan
+        + ["adapter_base.py", "config_checks.py", "norm.py", "rope.py", "parallel.py"]  # shared
     )
     assert '"qwen2": "qwen2.spec:SPEC"' in (models / "__init__.py").read_text()
     capsys.readouterr()

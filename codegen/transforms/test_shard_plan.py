@@ -1,0 +1,75 @@
+"""SyncShardPlan: before/after on reference packages."""
+
+from __future__ import annotations
+
+import ast
+
+from codegen.models import references_dir
+from codegen.scaffold.source import SourcePackage
+from codegen.scaffold.table import load_sharding
+from codegen.transforms.add_moe import AddMoe
+from codegen.transforms.qk_norm import SetQkNorm
+from codegen.transforms.shard_plan import SyncShardPlan
+
+
+def _tables(package) -> tuple[dict, set]:
+    """PLAN and OPTIONAL as the rendered parallelize.py defines them."""
+    values = {}
+    for node in ast.parse(package.render()["parallelize.py"]).body:
+        target = getattr(node, "target", None) or (
+            node.targets[0] if hasattr(node, "targets") else None
+        )
+        if isinstance(target, ast.Name) and target.id in ("PLAN", "OPTIONAL"):
+            values[target.id] = node.value
+    optional = values["OPTIONAL"]
+    strings = {n.value for n in ast.walk(optional) if isinstance(n, ast.Constant)}
+    return ast.literal_eval(values["PLAN"]), strings
+
+
+def _sync(package, steps) -> None:
+    adds, optional = {}, []
+    for transform, params in steps:
+        for row in load_sharding().shards_of(transform, params):
+            adds.update(row.adds)
+            optional += row.optional
+    SyncShardPlan().apply(package, adds=adds, optional=optional)
+
+
+def test_entries_of_removed_modules_are_dropped():
+    package = SourcePackage.from_directory(references_dir() / "qwen3")
+    before, _ = _tables(package)
+    assert before["layers.*.attention.q_norm"] == "per_head_norm"
+    SetQkNorm().apply(package, kind="none")
+    _sync(package, [("set_qk_norm", {"kind": "none"})])
+    after, optional = _tables(package)
+    dropped = ("layers.*.attention.q_norm", "layers.*.attention.k_norm")
+    assert after == {key: style for key, style in before.items() if key not in dropped}
+    assert optional == set()
+
+
+def test_a_rule_adding_modules_brings_their_styles():
+    package = SourcePackage.from_directory(references_dir() / "llama")
+    params = {"dense_rule": "sparse_step", "norm_topk_prob": "config"}
+    AddMoe().apply(package, **params)
+    _sync(package, [("add_moe", params)])
+    plan, optional = _tables(package)
+    assert plan["layers.*.moe.experts"] == "experts"
+    assert plan["layers.*.moe.experts.w2"] == "expert_rowwise"
+    assert plan["layers.*.moe.gate"] == "replicate"
+    assert plan["layers.*.feed_forward.w1"] == "colwise"  # dense layers keep theirs
+    assert "layers.*.feed_forward.w1" in optional
+
+
+def test_full_qk_norm_is_sharded_with_its_projection():
+    package = SourcePackage.from_directory(references_dir() / "llama")
+    SetQkNorm().apply(package, kind="full")
+    _sync(package, [("set_qk_norm", {"kind": "full"})])
+    plan, _ = _tables(package)
+    assert plan["layers.*.attention.q_norm"] == "sharded_norm"
+
+
+def test_a_package_without_a_plan_is_left_alone():
+    package = SourcePackage.from_directory(references_dir() / "llama")
+    del package.files["parallelize.py"]
+    SyncShardPlan().apply(package, adds={"layers.*.x": "replicate"})
+    assert "parallelize.py" not in package.files

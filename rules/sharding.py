@@ -1,0 +1,74 @@
+"""How the modules a rule's transform adds are sharded: the shard-plan side of the table.
+
+A reference's `parallelize.py` holds its plan (module path pattern -> style, see
+`codegen/layers/parallel.py`). A transform that adds a module says here how it is split;
+`scaffold` writes these entries into the generated package's plan (`sync_shard_plan`), and
+drops the entries whose modules the transforms removed. A transform that adds a module and
+has no row here leaves it out of the plan, so applying the plan fails loudly, naming it.
+
+Each row: the transform, the parameter values it must have been given (empty: any), the plan
+entries it adds, and the entries a config switch may leave without a match (`optional`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Shards:
+    transform: str
+    adds: dict[str, str]
+    when: dict[str, object] = field(default_factory=dict)
+    optional: tuple[str, ...] = ()
+
+
+_EXPERTS = {
+    "layers.*.moe.gate": "replicate",
+    "layers.*.moe.experts": "experts",
+    "layers.*.moe.experts.w1": "expert_colwise",
+    "layers.*.moe.experts.w3": "expert_colwise",
+    "layers.*.moe.experts.w2": "expert_rowwise",
+}
+_DENSE = ("layers.*.feed_forward.w1", "layers.*.feed_forward.w3", "layers.*.feed_forward.w2")
+
+SHARDS = [
+    Shards(
+        "set_qk_norm",
+        {
+            "layers.*.attention.q_norm": "per_head_norm",
+            "layers.*.attention.k_norm": "per_head_norm",
+        },
+        when={"kind": "per_head"},
+    ),
+    Shards(
+        "set_qk_norm",
+        {"layers.*.attention.q_norm": "sharded_norm", "layers.*.attention.k_norm": "sharded_norm"},
+        when={"kind": "full"},
+    ),
+    Shards(
+        "set_norm_placement",
+        {"layers.*.post_attention_norm": "replicate", "layers.*.post_ffn_norm": "replicate"},
+    ),
+    # the dense feed-forward stays on the layers the dense rule keeps (maybe none)
+    Shards("add_moe", _EXPERTS, optional=_DENSE),
+    Shards(
+        "add_shared_experts",
+        {
+            "layers.*.moe.shared_experts.w1": "colwise",
+            "layers.*.moe.shared_experts.w3": "colwise",
+            "layers.*.moe.shared_experts.w2": "rowwise",
+        },
+    ),
+    Shards("add_shared_expert_gate", {"layers.*.moe.shared_expert_gate": "replicate"}),
+]
+
+
+def shards_of(transform: str, params: dict) -> list[Shards]:
+    """The rows a step (transform + its parameters) brings into the plan."""
+    return [
+        row
+        for row in SHARDS
+        if row.transform == transform
+        and all(params.get(key) == value for key, value in row.when.items())
+    ]
