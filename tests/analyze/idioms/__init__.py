@@ -1,5 +1,5 @@
 """Our own remote-code style fixtures, one module per group of idioms (issue 9)."""
 
-from tests.analyze.idioms import alibi, flashy, handmoe, packed
+from tests.analyze.idioms import alibi, flashy, handmoe, heldout, packed
 
-FIXTURES = [flashy, packed, alibi, handmoe]
+FIXTURES = [flashy, packed, alibi, handmoe, heldout]
