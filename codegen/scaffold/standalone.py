@@ -20,6 +20,7 @@ import codegen
 # codegen module -> the file it becomes inside a generated package
 VENDORED = {
     "codegen.layers.norm": "norm.py",
+    "codegen.layers.experts": "experts.py",
     "codegen.layers.rope": "rope.py",
     "codegen.adapter": "adapter_base.py",
     "codegen.config_checks": "config_checks.py",

@@ -6,8 +6,12 @@ They name their anchors the way `edits.py` does (class, method, statement) and r
 
 from __future__ import annotations
 
-import libcst as cst
+from pathlib import Path
 
+import libcst as cst
+import libcst.matchers as m
+
+from codegen.transforms._ffn_edits import drop_import
 from codegen.transforms.edits import (
     EditDict,
     EditError,
@@ -288,3 +292,22 @@ def _is_docstring(statement) -> bool:
         and isinstance(statement.body[0], cst.Expr)
         and isinstance(statement.body[0].value, cst.SimpleString | cst.ConcatenatedString)
     )
+
+
+SHARED_EXPERTS_MODULE = "codegen.layers.experts"
+
+
+def own_experts(package) -> None:
+    """Make model.py hold its own `Experts` class to edit: a package that imports the shared
+    one (`codegen.layers.experts`) gets a copy of it in place of the import, right before
+    `MoE`. A transform that changes the experts' maths for one target calls this first."""
+    if has_class(package, "model.py", "Experts"):
+        return
+    from codegen.layers import experts
+
+    shared = cst.parse_module(Path(experts.__file__).read_text())
+    (experts_class,) = [s for s in shared.body if m.matches(s, m.ClassDef(name=m.Name("Experts")))]
+    if not has_class(package, "model.py", "MoE"):
+        raise EditError("model.py has no Experts class and no MoE class (run add_moe first)")
+    run(package, "model.py", _AfterClass("MoE", [experts_class], before=True))
+    drop_import(package, "model.py", SHARED_EXPERTS_MODULE, "Experts")

@@ -12,6 +12,7 @@ from codegen.transforms.base import Transform
 from codegen.transforms.edits import (
     EditError,
     InsertStatements,
+    add_import,
     assigns,
     calls,
     code_of,
@@ -23,38 +24,6 @@ from codegen.transforms.edits import (
 DENSE_RULES = ("all", "sparse_step", "first_k")
 # How the k softmax weights are renormalised: a config switch, always (mixtral), never.
 NORM_TOPK = ("config", "always", "never")
-
-EXPERTS = '''
-class Experts(nn.Module):
-    """`num_experts` SwiGLU experts held as stacked weights [num_experts, out, in].
-
-    Every (token, slot) pair is sorted by its expert, so each expert's rows are contiguous;
-    one `F.grouped_mm` per projection then multiplies every block by its own expert's
-    weight (`offsets`: end row of each expert). No loop over experts or tokens, no host sync.
-    """
-
-    def __init__(self, num_experts: int, dim: int, hidden_dim: int):
-        super().__init__()
-        self.num_experts = num_experts
-        self.w1 = nn.Parameter(torch.empty(num_experts, hidden_dim, dim))
-        self.w2 = nn.Parameter(torch.empty(num_experts, dim, hidden_dim))
-        self.w3 = nn.Parameter(torch.empty(num_experts, hidden_dim, dim))
-
-    def forward(
-        self, x: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor
-    ) -> torch.Tensor:
-        """x (tokens, dim); indices, weights (tokens, top_k) -> (tokens, dim)."""
-        top_k = indices.shape[1]
-        order = indices.flatten().argsort(stable=True)
-        counts = torch.bincount(indices.flatten(), minlength=self.num_experts)
-        offsets = counts.cumsum(0, dtype=torch.int32)
-        rows = x[order // top_k]
-        hidden = F.silu(F.grouped_mm(rows, self.w1.mT, offs=offsets))
-        hidden = hidden * F.grouped_mm(rows, self.w3.mT, offs=offsets)
-        out = F.grouped_mm(hidden, self.w2.mT, offs=offsets) * weights.flatten()[order, None]
-        out = torch.empty_like(out).index_copy_(0, order, out)  # back to (token, slot) order
-        return out.view(-1, top_k, x.shape[-1]).sum(dim=1).to(x.dtype)
-'''
 
 MOE = '''
 class MoE(nn.Module):
@@ -219,7 +188,8 @@ def _add_args(package, dense_rule: str, norm_topk_prob: str) -> None:
 
 
 def _add_classes(package, norm_topk_prob: str) -> None:
-    moe_edits.insert_after_class(package, "model.py", "FeedForward", EXPERTS + MOE)
+    moe_edits.insert_after_class(package, "model.py", "FeedForward", MOE)
+    add_import(package, "model.py", moe_edits.SHARED_EXPERTS_MODULE, "Experts")
     if norm_topk_prob == "config":
         moe_edits.replace_statement(
             package, "model.py", "MoE", "route", is_statement(RENORMALISE), RENORMALISE_IF

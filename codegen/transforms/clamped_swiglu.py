@@ -56,8 +56,7 @@ class SetClampedSwiglu(Transform):
 
     def apply(self, package, features=None) -> None:
         alpha_field, limit_field = config_fields_of(features)
-        if not moe_edits.has_class(package, "model.py", "Experts"):
-            raise EditError("model.py has no Experts class (run add_moe first)")
+        moe_edits.own_experts(package)  # this target's experts differ from the shared ones
         run(package, "model.py", _UseClampedSwiglu())
         moe_edits.insert_before_class(package, "model.py", "Experts", CLAMPED_SWIGLU)
         run(package, "model.py", _AddParameters("Experts", ("alpha: float", "limit: float")))

@@ -370,3 +370,39 @@ def run(package, filename: str, transformer, *, required: bool = True) -> int:
     if required and not transformer.hits:
         raise EditError(f"{type(transformer).__name__} found no anchor in {filename}")
     return transformer.hits
+
+
+def add_import(package, filename: str, module: str, name: str) -> None:
+    """`from module import name` in `filename`, before its first relative import (no-op when
+    it is already imported); tidy sorts the block."""
+    run(package, filename, _AddImport(module, name), required=False)
+
+
+def _imports(module: str, name: str) -> m.BaseMatcherNode:
+    return m.SimpleStatementLine(
+        body=[
+            m.ImportFrom(
+                module=dotted(module),
+                names=[m.ZeroOrMore(), m.ImportAlias(name=m.Name(name)), m.ZeroOrMore()],
+            )
+        ]
+    )
+
+
+class _AddImport(cst.CSTTransformer):
+    def __init__(self, module: str, name: str):
+        super().__init__()
+        self.module, self.name, self.hits = module, name, 0
+
+    def leave_Module(self, original, updated):
+        body = list(updated.body)
+        if any(m.matches(s, _imports(self.module, self.name)) for s in body):
+            return updated
+        relative = m.SimpleStatementLine(body=[m.ImportFrom(relative=[m.AtLeastN(n=1)])])
+        at = next((i for i, s in enumerate(body) if m.matches(s, relative)), None)
+        if at is None:  # after the last import
+            imports = m.SimpleStatementLine(body=[m.ImportFrom() | m.Import()])
+            at = max((i + 1 for i, s in enumerate(body) if m.matches(s, imports)), default=0)
+        self.hits += 1
+        new = statements(f"from {self.module} import {self.name}")
+        return updated.with_changes(body=body[:at] + new + body[at:])

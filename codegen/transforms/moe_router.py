@@ -121,7 +121,10 @@ def _init_defines(package, name: str) -> bool:
         m.ClassDef(name=m.Name("MoE")),
     )
     methods = [f for c in init for f in m.findall(c, m.FunctionDef(name=m.Name("__init__")))]
-    attribute = m.AssignTarget(target=dotted(f"self.{name}"))
+    target = dotted(f"self.{name}")  # alone or in a tuple (`self.a, self.b = ...`)
+    attribute = m.AssignTarget(
+        target=target | m.Tuple(elements=[m.ZeroOrMore(), m.Element(target), m.ZeroOrMore()])
+    )
     buffer = m.Call(
         func=dotted("self.register_buffer"),
         args=[

@@ -58,7 +58,7 @@ class AddSharedExperts(Transform):
         moe_edits.add_args_fields(package, FIELD)
         moe_edits.add_config_kwargs(package, {"shared_hidden_dim": SIZES[size]})
         if not moe_edits.has_class(package, "model.py", "FeedForward"):
-            moe_edits.insert_before_class(package, "model.py", "Experts", FEED_FORWARD)
+            moe_edits.insert_before_class(package, "model.py", "MoE", FEED_FORWARD)
         moe_edits.insert_statements(package, "MoE", "__init__", assigns("self.experts"), BUILD)
         moe_edits.insert_statements(package, "MoE", "forward", ROUTED, ADD)
         rows = [

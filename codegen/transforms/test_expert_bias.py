@@ -45,7 +45,12 @@ def test_per_expert_weights_get_stacked_biases():
     model = files["model.py"]
     for weight, out in (("w1", "hidden_dim"), ("w2", "dim"), ("w3", "hidden_dim")):
         assert f"self.{weight}_bias = nn.Parameter(torch.empty(num_experts, {out}))" in model
-    assert "up = F.grouped_mm(rows, self.w3.mT, offs=offsets) + self.w3_bias[experts]" in model
+    assert (
+        "hidden = hidden * (F.grouped_mm(rows, self.w3.mT, offs=offsets) + self.w3_bias[experts])"
+        in model
+    )
+    # the shared experts stay plain: the package edits its own copy
+    assert "class Experts" in model and "codegen.layers.experts" not in model
     adapter = files["state_dict_adapter.py"]
     assert (
         '"model.layers.{}.mlp.experts.{}.gate_proj.bias": "layers.{}.moe.experts.w1_bias",'

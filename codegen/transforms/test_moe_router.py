@@ -76,3 +76,15 @@ def test_needs_a_moe_block_and_a_known_router():
         )
     with pytest.raises(ValueError, match="router"):
         SetMoeRouter().apply(moe_package(), router="expert_choice")
+
+
+def test_running_twice_adds_the_group_fields_once():
+    """A plan may apply the router step and a router-bias step that re-runs it (dots1): the
+    group fields and their init line are added once."""
+    package = SourcePackage.from_directory(references_dir() / "qwen3_moe")
+    SetMoeRouter().apply(package, router="grouped_topk", correction_bias=True)
+    SetMoeRouter().apply(package, router="grouped_topk", correction_bias=True)
+    files = package.render()
+    assert files["model.py"].count("self.n_groups, self.topk_groups =") == 1
+    assert files["model.py"].count('register_buffer("e_score_correction_bias"') == 1
+    assert files["args.py"].count("n_groups=") == 1

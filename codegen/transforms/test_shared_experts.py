@@ -44,7 +44,7 @@ def test_all_layer_moe_gets_its_feed_forward_class_back():
     assert "class FeedForward" not in package.render()["model.py"]
     AddSharedExperts().apply(package, size="shared_expert_intermediate_size")
     model = package.render()["model.py"]
-    assert model.index("class FeedForward") < model.index("class Experts")
+    assert model.index("class FeedForward") < model.index("class MoE")
     assert (
         "shared_hidden_dim=hf_config.shared_expert_intermediate_size,"
         in (package.render()["args.py"])

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from codegen.layers.experts import Experts
 from codegen.layers.norm import RMSNorm
 from codegen.layers.rope import RotaryEmbedding, apply_rotary
 
@@ -125,36 +126,6 @@ class Gate(nn.Module):
         if self.norm_topk_prob:
             weights = weights / (weights.sum(dim=-1, keepdim=True) + 1e-20)
         return logits, weights * self.route_scale, indices
-
-
-class Experts(nn.Module):
-    """SwiGLU experts as stacked weights [num_experts, out, in].
-
-    The (token, slot) pairs are sorted by expert and every expert's weight is applied to its
-    contiguous block of rows by one `F.grouped_mm` per projection (offsets = end row of each
-    expert): no Python loop, no host sync, and what HF itself runs here (it is exact on CPU).
-    Weighted outputs are summed over the k slots in fp32, as HF does.
-    """
-
-    def __init__(self, num_experts: int, dim: int, hidden_dim: int):
-        super().__init__()
-        self.num_experts = num_experts
-        self.w1 = nn.Parameter(torch.empty(num_experts, hidden_dim, dim))
-        self.w2 = nn.Parameter(torch.empty(num_experts, dim, hidden_dim))
-        self.w3 = nn.Parameter(torch.empty(num_experts, hidden_dim, dim))
-
-    def forward(self, x: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor):
-        """x (tokens, dim); indices, weights (tokens, k) -> (tokens, dim)."""
-        top_k = indices.shape[1]
-        order = indices.flatten().argsort(stable=True)
-        counts = torch.bincount(indices.flatten(), minlength=self.num_experts)
-        offsets = counts.cumsum(0, dtype=torch.int32)
-        rows = x[order // top_k]
-        hidden = F.silu(F.grouped_mm(rows, self.w1.mT, offs=offsets))
-        hidden = hidden * F.grouped_mm(rows, self.w3.mT, offs=offsets)
-        out = F.grouped_mm(hidden, self.w2.mT, offs=offsets) * weights.flatten()[order, None]
-        out = torch.empty_like(out).index_copy_(0, order, out)  # back to (token, slot) order
-        return out.view(-1, top_k, x.shape[-1]).sum(dim=1).to(x.dtype)
 
 
 class MoE(nn.Module):

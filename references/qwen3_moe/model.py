@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from codegen.layers.experts import Experts
 from codegen.layers.norm import RMSNorm
 from codegen.layers.rope import RotaryEmbedding, apply_rotary
 
@@ -72,42 +73,6 @@ class FeedForward(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.w2(F.silu(self.w1(x)) * self.w3(x))
-
-
-class Experts(nn.Module):
-    """`num_experts` SwiGLU experts as stacked weights [num_experts, out, in].
-
-    The (token, expert) pairs are sorted by expert and each weight is applied to its
-    contiguous block of rows with one `F.grouped_mm` call (offsets = end row of each
-    expert). On CPU in torch 2.13 it is exact (bit-equal to per-expert matmuls, fp32 and
-    bf16), is what HF itself dispatches to here, and was as fast as a sort + loop over
-    the experts that received tokens while avoiding per-expert Python and host syncs; a
-    gather-based bmm would materialise one weight copy per (token, expert) pair.
-    """
-
-    def __init__(self, num_experts: int, dim: int, hidden_dim: int):
-        super().__init__()
-        self.num_experts = num_experts
-        self.w1 = nn.Parameter(torch.randn(num_experts, hidden_dim, dim) * 0.02)
-        self.w2 = nn.Parameter(torch.randn(num_experts, dim, hidden_dim) * 0.02)
-        self.w3 = nn.Parameter(torch.randn(num_experts, hidden_dim, dim) * 0.02)
-
-    def forward(
-        self, x: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor
-    ) -> torch.Tensor:
-        """x (tokens, dim); indices, weights (tokens, top_k) -> (tokens, dim)."""
-        top_k = indices.shape[1]
-        order = indices.flatten().argsort(stable=True)  # (token, slot) pairs grouped by expert
-        counts = torch.bincount(indices.flatten(), minlength=self.num_experts)
-        offsets = counts.cumsum(0, dtype=torch.int32)
-        rows = x[order // top_k]
-        gate = F.grouped_mm(rows, self.w1.mT, offs=offsets)
-        up = F.grouped_mm(rows, self.w3.mT, offs=offsets)
-        out = F.grouped_mm(F.silu(gate) * up, self.w2.mT, offs=offsets)
-        out = out * weights.flatten()[order, None]
-        # back to (token, slot) order, then sum each token's k expert outputs
-        out = torch.empty_like(out).index_copy_(0, order, out)
-        return out.view(-1, top_k, x.shape[-1]).sum(1)
 
 
 class MoE(nn.Module):

@@ -1,0 +1,47 @@
+"""Routed SwiGLU experts held as stacked weights, run with one grouped matmul per projection.
+
+One implementation for every MoE package: the references import it, `add_moe` wires it in,
+and a generated package gets a copy (`experts.py`). A transform that changes the experts'
+maths for one target (clamped SwiGLU, biases, a fused gate/up weight) first copies this
+class into the package's model.py and edits that copy, so the shared class stays plain.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Experts(nn.Module):
+    """`num_experts` SwiGLU experts as stacked weights [num_experts, out, in].
+
+    Every (token, slot) pair is sorted by its expert, so each expert's rows are contiguous;
+    one `F.grouped_mm` per projection then multiplies every block by its own expert's weight
+    (`offsets`: end row of each expert). No loop over experts or tokens and no host sync; on
+    CPU it is exact (bit-equal to per-expert matmuls) and is what HF itself dispatches to.
+    The k weighted outputs of a token are summed in the routing weights' dtype (fp32 for a
+    router that keeps its scores in fp32), then cast back.
+    """
+
+    def __init__(self, num_experts: int, dim: int, hidden_dim: int):
+        super().__init__()
+        self.num_experts = num_experts
+        self.w1 = nn.Parameter(torch.empty(num_experts, hidden_dim, dim))
+        self.w2 = nn.Parameter(torch.empty(num_experts, dim, hidden_dim))
+        self.w3 = nn.Parameter(torch.empty(num_experts, hidden_dim, dim))
+
+    def forward(
+        self, x: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor
+    ) -> torch.Tensor:
+        """x (tokens, dim); indices, weights (tokens, top_k) -> (tokens, dim)."""
+        top_k = indices.shape[1]
+        order = indices.flatten().argsort(stable=True)
+        counts = torch.bincount(indices.flatten(), minlength=self.num_experts)
+        offsets = counts.cumsum(0, dtype=torch.int32)
+        rows = x[order // top_k]
+        hidden = F.silu(F.grouped_mm(rows, self.w1.mT, offs=offsets))
+        hidden = hidden * F.grouped_mm(rows, self.w3.mT, offs=offsets)
+        out = F.grouped_mm(hidden, self.w2.mT, offs=offsets) * weights.flatten()[order, None]
+        out = torch.empty_like(out).index_copy_(0, order, out)  # back to (token, slot) order
+        return out.view(-1, top_k, x.shape[-1]).sum(dim=1).to(x.dtype)
