@@ -35,11 +35,6 @@ def expression(code: str) -> cst.BaseExpression:
     return cst.parse_expression(code)
 
 
-def starts_with(prefix: str) -> Callable[[cst.CSTNode], bool]:
-    """Text anchor, being replaced by the structural anchors below."""
-    return lambda node: code_of(node).startswith(prefix)
-
-
 def dotted(name: str) -> m.BaseMatcherNode:
     """A matcher for the expression `a.b.c` (a Name, or Attributes over a Name)."""
     *head, last = name.split(".")

@@ -13,9 +13,9 @@ from codegen.transforms.edits import (
     EditError,
     InsertStatements,
     ReplaceStatements,
-    code_of,
+    assigns,
+    calls,
     run,
-    starts_with,
 )
 
 WQKV = (
@@ -59,25 +59,19 @@ class FuseQkv(Transform):
             known = ", ".join(LAYOUTS)
             raise EditError(f"fused q/k/v row layout {layout!r} is not one of {known}")
         init = edits.find_method(package.module("model.py"), "Attention", "__init__")
-        wq = (
-            next((s for s in init.body.body if code_of(s).startswith("self.wq =")), None)
-            if init
-            else None
-        )
+        wq = next((s for s in init.body.body if assigns("self.wq")(s)), None) if init else None
         if wq is None:
             raise EditError("model.py: Attention.__init__ builds no self.wq")
         bias = edits.arg_value(wq.body[0].value, "bias") or "True"
         run(
             package,
             "model.py",
-            ReplaceStatements(
-                "Attention", "__init__", starts_with("self.wq ="), WQKV.format(bias=bias)
-            ),
+            ReplaceStatements("Attention", "__init__", assigns("self.wq"), WQKV.format(bias=bias)),
         )
         run(
             package,
             "model.py",
-            ReplaceStatements("Attention", "__init__", starts_with(("self.wk =", "self.wv =")), ""),
+            ReplaceStatements("Attention", "__init__", assigns("self.wk", "self.wv"), ""),
         )
         run(
             package,
@@ -98,8 +92,7 @@ class FuseQkv(Transform):
         _fuse_rows(package, hf_name)
 
 
-def _first_projection(statement) -> bool:
-    return "self.wq(" in code_of(statement)
+_first_projection = calls("self.wq")
 
 
 def _fuse_rows(package, hf_name: str) -> None:
