@@ -23,6 +23,7 @@ from codegen.transforms.edits import (
     dotted,
     expression,
     field_name,
+    is_name,
     is_statement,
     run,
 )
@@ -369,7 +370,7 @@ def add_hf_kwarg(package, hf_kwarg: str) -> None:
         "args.py",
         "ModelArgs",
         "from_hf_config",
-        lambda node: isinstance(node, cst.Call) and code_of(node.func) == "cls",
+        lambda node: isinstance(node, cst.Call) and is_name(node.func, "cls"),
         lambda call: with_arg(call, value, keyword=name, before="tie_word_embeddings"),
     )
 
@@ -394,7 +395,7 @@ def remove_args_field(package, name: str) -> None:
         "from_hf_config",
         lambda node: (
             isinstance(node, cst.Call)
-            and code_of(node.func) == "cls"
+            and is_name(node.func, "cls")
             and arg_value(node, name) is not None
         ),
         lambda call: without_arg(call, keyword=name),
@@ -494,7 +495,7 @@ def ensure_layer_id(package) -> str:
     def rewrite(node: cst.BaseExpression):
         generator = node
         target = generator.for_in.target
-        index = "i" if code_of(target) == "_" else code_of(target)
+        index = "i" if is_name(target, "_") else code_of(target)
         element = with_arg(generator.elt, index)
         for_in = generator.for_in.with_changes(target=cst.Name(index))
         return generator.with_changes(elt=element, for_in=for_in)

@@ -19,6 +19,7 @@ from codegen.transforms.edits import (
     assigns,
     code_of,
     expression,
+    is_name,
     run,
     set_call_keyword,
 )
@@ -85,7 +86,7 @@ def _head_dim_default(package) -> str:
                 if not isinstance(line, cst.SimpleStatementLine):
                     continue
                 node = line.body[0]
-                if isinstance(node, cst.AnnAssign) and code_of(node.target) == "head_dim":
+                if isinstance(node, cst.AnnAssign) and is_name(node.target, "head_dim"):
                     return code_of(node.value)
     return "128"
 
@@ -98,7 +99,7 @@ class _UseScale(InMethod):
         super().__init__("Attention", "forward")
 
     def leave_Call(self, original, updated):
-        if self.inside and code_of(updated.func) == "F.scaled_dot_product_attention":
+        if self.inside and is_name(updated.func, "F.scaled_dot_product_attention"):
             self.hits += 1
             return set_call_keyword(updated, "scale", expression("self.scale"))
         return updated

@@ -12,7 +12,14 @@ from codegen.errors import CodegenError
 from codegen.transforms import _moe_edits as moe_edits
 from codegen.transforms._ffn_edits import Scoped, SetClassDocstring
 from codegen.transforms.base import Transform
-from codegen.transforms.edits import EditError, assigns, code_of, expression, run
+from codegen.transforms.edits import (
+    EditError,
+    assigns,
+    code_of,
+    expression,
+    is_name,
+    run,
+)
 
 CLAMPED_SWIGLU = '''
 def clamped_swiglu(
@@ -166,7 +173,7 @@ class _UseClampedSwiglu(Scoped):
             self.in_scope()
             and isinstance(updated.operator, cst.Multiply)
             and isinstance(left, cst.Call)
-            and code_of(left.func) == "F.silu"
+            and is_name(left.func, "F.silu")
             and len(left.args) == 1
         ):
             return updated

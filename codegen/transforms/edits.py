@@ -248,7 +248,7 @@ class SetKeyword(ScopedTransformer):
         target = updated.targets[0].target
         if not (
             isinstance(target, cst.Attribute)
-            and code_of(target.value) == "self"
+            and is_name(target.value, "self")
             and target.attr.value in self.attrs
             and isinstance(updated.value, cst.Call)
         ):

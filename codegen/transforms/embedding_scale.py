@@ -15,7 +15,13 @@ from codegen.transforms._rope_edits import (
     scaled_operand,
 )
 from codegen.transforms.base import Transform
-from codegen.transforms.edits import EditError, code_of, run, statements
+from codegen.transforms.edits import (
+    EditError,
+    code_of,
+    is_name,
+    run,
+    statements,
+)
 
 # gemma: the scale is rounded to the model dtype before the multiply (HF's
 # `embed_scale.to(self.weight.dtype)`); in bf16 sqrt(3072) = 55.43 becomes 55.5.
@@ -76,7 +82,7 @@ class _ScaleEmbeddings(InMethod):
             self.inside
             and isinstance(statement, cst.Assign)
             and isinstance(statement.value, cst.Call)
-            and code_of(statement.value.func) == "self.tok_embeddings"
+            and is_name(statement.value.func, "self.tok_embeddings")
         ):
             return updated
         self.hits += 1

@@ -10,6 +10,7 @@ from codegen.transforms.edits import (
     InsertStatements,
     calls_super_init,
     code_of,
+    is_name,
     run,
 )
 
@@ -46,7 +47,7 @@ class AddNopeLayers(Transform):
         def rope_or_none(call: cst.Call) -> cst.Call:
             args = [
                 a.with_changes(value=edits.expression("rope if self.use_rope else None"))
-                if code_of(a.value) == "rope"
+                if is_name(a.value, "rope")
                 else a
                 for a in call.args
             ]

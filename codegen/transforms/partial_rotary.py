@@ -6,7 +6,12 @@ import libcst as cst
 
 from codegen.transforms._rope_edits import InMethod, rewrite_expressions
 from codegen.transforms.base import Transform
-from codegen.transforms.edits import code_of, expression, run
+from codegen.transforms.edits import (
+    code_of,
+    expression,
+    is_name,
+    run,
+)
 
 
 class PartialRotary(Transform):
@@ -34,7 +39,7 @@ class PartialRotary(Transform):
 
 def _rotary_dim(node):
     """`RotaryEmbedding(rope, dim)` -> `RotaryEmbedding(rope, rope.rotary_dim(dim))`."""
-    if not (isinstance(node, cst.Call) and code_of(node.func) == "RotaryEmbedding"):
+    if not (isinstance(node, cst.Call) and is_name(node.func, "RotaryEmbedding")):
         return None
     rope, dim = node.args[0], node.args[1]
     if code_of(dim.value).startswith(f"{code_of(rope.value)}.rotary_dim("):
@@ -45,7 +50,7 @@ def _rotary_dim(node):
 
 def _with_factor(factor: str):
     def rewrite(node):
-        if not (isinstance(node, cst.Call) and code_of(node.func) == "RopeScaling.from_hf"):
+        if not (isinstance(node, cst.Call) and is_name(node.func, "RopeScaling.from_hf")):
             return None
         first = node.args[0]
         merged = expression(f'{{**{code_of(first.value)}, "partial_rotary_factor": {factor}}}')

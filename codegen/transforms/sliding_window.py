@@ -12,6 +12,7 @@ from codegen.transforms.edits import (
     assigns,
     calls_super_init,
     code_of,
+    is_name,
     run,
 )
 
@@ -213,4 +214,4 @@ def _first(statement: cst.CSTNode) -> bool:
 
 
 def _layer_loop(statement: cst.CSTNode) -> bool:
-    return isinstance(statement, cst.For) and code_of(statement.iter) == "self.layers"
+    return isinstance(statement, cst.For) and is_name(statement.iter, "self.layers")
