@@ -11,7 +11,11 @@ Writes coverage.json (a list of rows: model_type, category, reference, rules, un
 verify = {passed, cosine, max_abs_diff, error}, seconds) and coverage.md, and prints one
 summary line:
 
-    python scripts/coverage.py [--out DIR] [--only TYPE ...] [--no-verify]
+    python scripts/coverage.py [--out DIR] [--only TYPE ...] [--no-verify] [--no-crosscheck]
+
+After verify it prints the dynamic cross-check of the analysis per field (own names and
+renamed copies) and how many passing architectures pass as renamed remote-code folders
+(`codegen.verify.crosscheck.sweep`; crosscheck.json).
 """
 
 from __future__ import annotations
@@ -226,6 +230,11 @@ def main() -> None:
     parser.add_argument(
         "--no-verify", action="store_true", help="Analyze, plan, scaffold and check; no verify."
     )
+    parser.add_argument(
+        "--no-crosscheck",
+        action="store_true",
+        help="Skip the dynamic cross-check and the renamed remote-code folders.",
+    )
     args = parser.parse_args()
     types = args.only or causal_lm_types()
     # scaffold must format without ruff on PATH (codegen finds the binary the package ships)
@@ -240,6 +249,10 @@ def main() -> None:
     (args.out / "coverage.md").write_text(markdown(rows))
     print(summary(rows))
     print(checks_summary(rows))
+    if not (args.no_verify or args.no_crosscheck):
+        from codegen.verify.crosscheck.sweep import sweep_extras
+
+        print("\n".join(sweep_extras(rows, args.out)), flush=True)
 
 
 def _progress(items):

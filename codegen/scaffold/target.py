@@ -49,10 +49,10 @@ def load_target(target: str, config_path: str | None = None) -> Target:
     model = load_model(resolve(target, config_path), project)
     values = {key: value for key, value in model.config.attrs.items() if not key.startswith("_")}
     fields = frozenset(values) | frozenset(model.config.attribute_map)
-    if config_path is None:
-        toy = shrink(values, keep_pattern=False)
-    else:
-        toy = shrink(values, keep_pattern=True)
+    # the class's own names (ernie: num_experts -> moe_num_experts): the toy shrinks the
+    # field the code reads, as tiny_config does for the HF side
+    names = dict(model.config.attribute_map)
+    toy = shrink(values, keep_pattern=config_path is not None, attribute_map=names)
     model_type = model.target.model_type or values.get("model_type")
     toy["model_type"] = model_type
     with tempfile.TemporaryDirectory() as directory:

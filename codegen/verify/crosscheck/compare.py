@@ -1,7 +1,7 @@
 """The static analysis in the observer's terms, and the per-field comparison.
 
 `expected(features)` maps `Features` onto the observed field names (`observe.py`): most are
-the analyzer's own dotted names; `ffn.gated` folds `ffn.kind` (swiglu/geglu are gated), key
+the analyzer's own dotted names; `ffn.gated` folds `ffn.gate_up_layout` ("none" is ungated), key
 sets drop the "[layers ...]" note. A field is compared only when the observer measured it.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from codegen.analyze.features import Features
+from codegen.analyze.features import UNKNOWN, Features
 
 _LAYER_NOTE = re.compile(r"\s*\[layers? [^\]]*\]$")
 
@@ -27,9 +27,8 @@ def expected(features: Features) -> dict[str, Any]:
     a, ffn, norm = features.attention, features.ffn, features.norm
     for name in ("fused_qkv", "qkv_bias", "o_bias", "qk_norm", "sinks"):
         out[f"attention.{name}"] = getattr(a, name)
-    out["ffn.gated"] = {"swiglu": True, "geglu": True, "gelu_mlp": False, "relu2": False}.get(
-        ffn.kind, ffn.kind
-    )
+    layout = ffn.gate_up_layout
+    out["ffn.gated"] = layout if layout == UNKNOWN else layout != "none"
     out["ffn.fused_gate_up"] = ffn.fused_gate_up
     out["ffn.bias"] = ffn.bias
     moe = features.moe

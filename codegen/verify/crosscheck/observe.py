@@ -109,29 +109,28 @@ def _attention(layer_state: dict, config, hidden: int) -> dict[str, Any]:
     if not heads or not head_dim:
         return out
     q, k_, total = heads * head_dim, kv * head_dim, (heads + 2 * kv) * head_dim
-    inputs = {k: s for k, s in attn.items() if k.endswith(".weight") and len(s) == 2}
-    from_hidden = {k: s for k, s in inputs.items() if s[1] == hidden}
-    fused = [k for k, s in from_hidden.items() if s[0] == total]
-    separate = [k for k, s in from_hidden.items() if s[0] in (q, k_)]
-    if fused and not separate:
-        out["attention.fused_qkv"] = True
-        projections = fused
-    elif separate and not fused and len(separate) >= 3 - (q == k_ and len(separate) == 3):
-        out["attention.fused_qkv"] = False
-        projections = separate
+    # registration order: the input projections come before the output projection
+    inputs = [(k, s) for k, s in attn.items() if k.endswith(".weight") and len(s) == 2]
+    from_hidden = [(k, s) for k, s in inputs if s[1] == hidden]
+    projections: list[str] = []
+    if from_hidden and from_hidden[0][1][0] == total:
+        out["attention.fused_qkv"], projections = True, [from_hidden[0][0]]
     else:
-        projections = []
+        first = [k for k, s in from_hidden if s[0] in (q, k_)][:3]
+        if len(first) == 3:
+            out["attention.fused_qkv"], projections = False, first
     if projections:
         out["attention.qkv_bias"] = all(_bias(k) in attn for k in projections)
-    outputs = [k for k, s in inputs.items() if s == (hidden, q) and k not in projections]
-    if len(outputs) == 1:
-        out["attention.o_bias"] = _bias(outputs[0]) in attn
-    norms = [k for k, s in attn.items() if k.endswith("norm.weight") and len(s) == 1]
+    outputs = [k for k, s in inputs if s == (hidden, q) and k not in projections]
+    if outputs:
+        out["attention.o_bias"] = _bias(outputs[-1]) in attn
+    # q/k norms come in pairs: one norm alone (a sub-norm before the output) is not one
+    norms = [s for k, s in attn.items() if k.endswith("norm.weight") and len(s) == 1]
     if not norms:
-        out["attention.qk_norm"] = "none"
-    elif all(s == (head_dim,) for k, s in attn.items() if k in norms):
+        out["attention.qk_norm"] = "none"  # (a norm without weights is invisible here)
+    elif len(norms) >= 2 and all(s == (head_dim,) for s in norms):
         out["attention.qk_norm"] = "per_head"
-    elif all(s[0] in (q, k_) for k, s in attn.items() if k in norms):
+    elif len(norms) == 2 and sorted(s[0] for s in norms) == sorted([q, k_]):
         out["attention.qk_norm"] = "full"
     sinks = [k for k, s in attn.items() if k.rsplit(".", 1)[-1] == "sinks"]
     out["attention.sinks"] = bool(sinks)
@@ -179,7 +178,7 @@ def _moe(layer_state: dict) -> dict[str, Any]:
         if len(firsts) == 1:
             out["moe.num_experts"] = firsts.pop()
     out["moe.router_bias"] = any("e_score_correction_bias" in k for k in layer_state)
-    shared = {k for k in layer_state if re.search(r"shared_expert", k)}
+    shared = {k for k in layer_state if ".experts" not in k and re.search(r"shared", k)}
     out["moe.shared_experts"] = bool(shared - {k for k in shared if "gate" in k.split(".")[-2]})
     out["moe.shared_expert_gate"] = any(
         re.search(r"shared_expert_gate\.weight$", k) for k in layer_state
@@ -257,6 +256,8 @@ def _forward_probes(model, config, first_layer) -> dict[str, Any]:
     hooks = [
         first_layer.register_forward_pre_hook(_first_input(seen), with_kwargs=True),
         head.register_forward_hook(lambda m, a, o: seen.setdefault("head", o)),
+        head.register_forward_pre_hook(lambda m, a: seen.setdefault("head_in", a[0])),
+        model.base_model.register_forward_hook(_base_output(seen)),
     ]
     vocab = embed.weight.shape[0]
     ids = torch.randint(0, vocab, (1, 8), generator=torch.Generator().manual_seed(0))
@@ -274,13 +275,28 @@ def _forward_probes(model, config, first_layer) -> dict[str, Any]:
         ratio = _ratio(seen["layer"], rows)
         if ratio is not None:
             out["embedding.scale"] = abs(ratio - 1) > 1e-4
-    if "head" in seen and seen["head"].shape == logits.shape:
+    before = None  # hidden states scaled on their way into the head
+    if "base" in seen and "head_in" in seen and seen["base"].shape == seen["head_in"].shape:
+        before = _ratio(seen["head_in"], seen["base"])
+    if "head" in seen and seen["head"].shape == logits.shape and before is not None:
         ratio = _ratio(logits, seen["head"])
         if ratio is not None:
-            out["head.logit_scale"], out["head.logit_softcap"] = abs(ratio - 1) > 1e-4, False
+            scaled = abs(ratio - 1) > 1e-4 or abs(before - 1) > 1e-4
+            out["head.logit_scale"], out["head.logit_softcap"] = scaled, False
         else:
             out["head.logit_softcap"] = bool(logits.abs().max() < seen["head"].abs().max())
     return out
+
+
+def _base_output(seen):
+    def hook(module, args, output):
+        value = getattr(output, "last_hidden_state", None)
+        if value is None and isinstance(output, tuple) and output:
+            value = output[0]
+        if isinstance(value, torch.Tensor):
+            seen.setdefault("base", value)
+
+    return hook
 
 
 def _first_input(seen):
