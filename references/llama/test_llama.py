@@ -89,12 +89,29 @@ def test_args_map_every_structural_field():
     assert (args.rope.rope_type, args.rope.theta, args.rope.factor) == ("linear", 5e5, 2.0)
 
 
-@pytest.mark.parametrize(
-    "setting", [{"attention_bias": True}, {"mlp_bias": True}, {"hidden_act": "gelu"}]
-)
-def test_settings_llama_does_not_implement_are_refused(setting):
-    """Biases and other activations exist in LlamaConfig; the reference refuses them loudly
-    rather than loading a checkpoint whose bias tensors it would drop."""
-    config = tiny_config("llama", **setting)
-    with pytest.raises(NotImplementedError, match=next(iter(setting))):
+def test_settings_llama_does_not_implement_are_refused():
+    """Other activations exist in LlamaConfig; the reference refuses them loudly rather
+    than computing SwiGLU with them."""
+    config = tiny_config("llama", hidden_act="gelu")
+    with pytest.raises(NotImplementedError, match="hidden_act"):
         SPEC.args.from_hf_config(config)
+
+
+@pytest.mark.parametrize(
+    ("field", "modules"),
+    [
+        ("attention_bias", ("attention.wq", "attention.wk", "attention.wv", "attention.wo")),
+        ("mlp_bias", ("feed_forward.w1", "feed_forward.w2", "feed_forward.w3")),
+    ],
+)
+def test_config_biases_are_built_and_mapped(field, modules):
+    """HF llama switches q/k/v/o biases with attention_bias and gate/up/down with mlp_bias;
+    the reference builds exactly those (parity runs in the default cases' switch settings)."""
+    labels = {case.label for case in default_cases(SPEC)}
+    assert f"llama+{field}=True" in labels
+    for on in (True, False):
+        model = SPEC.model(SPEC.args.from_hf_config(tiny_config("llama", **{field: on})))
+        biases = {name for name, _ in model.named_parameters() if name.endswith(".bias")}
+        assert biases == (
+            {f"layers.{i}.{m}.bias" for i in range(4) for m in modules} if on else set()
+        )
