@@ -46,9 +46,13 @@ SHARDS = [
         {"layers.*.attention.q_norm": "sharded_norm", "layers.*.attention.k_norm": "sharded_norm"},
         when={"kind": "full"},
     ),
-    Shards(
-        "set_norm_placement",
-        {"layers.*.post_attention_norm": "replicate", "layers.*.post_ffn_norm": "replicate"},
+    *(
+        Shards(
+            "set_norm_placement",
+            {"layers.*.post_attention_norm": "replicate", "layers.*.post_ffn_norm": "replicate"},
+            when={"placement": placement},
+        )
+        for placement in ("post", "sandwich")
     ),
     # the dense feed-forward stays on the layers the dense rule keeps (maybe none)
     Shards("add_moe", _EXPERTS, optional=_DENSE),

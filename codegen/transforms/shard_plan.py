@@ -14,7 +14,7 @@ _FILE = "parallelize.py"
 class SyncShardPlan(Transform):
     """parallelize.py's `PLAN` gets the entries the applied rules add (`adds`: pattern ->
     style, from `rules/sharding.py`) and loses every entry naming a module or parameter that
-    model.py no longer builds (a path segment no `self.<name> = ...` assigns); `optional`
+    model.py no longer builds (a path segment its class does not assign); `optional`
     patterns join `OPTIONAL`. A package without parallelize.py is left alone.
     """
 
@@ -23,23 +23,58 @@ class SyncShardPlan(Transform):
     def apply(self, package, features=None, *, adds=None, optional=()) -> None:
         if _FILE not in package.files:
             return
-        built = _assigned_attributes(package.module("model.py"))
-        editor = _PlanEditor(dict(adds or {}), set(optional), built)
+        structure = _Structure(package.module("model.py"))
+        editor = _PlanEditor(dict(adds or {}), set(optional), structure)
         package.edit(_FILE, editor)
         if not editor.found:
             raise EditError(f"{_FILE} has no PLAN dict literal")
 
 
-def _assigned_attributes(module: cst.Module) -> set[str]:
-    """Every name assigned as `self.<name> = ...` anywhere in the module."""
-    target = m.Attribute(value=m.Name("self"), attr=m.Name())
-    names = set()
-    for node in m.findall(module, m.Assign() | m.AnnAssign()):
-        targets = (
-            [t.target for t in node.targets] if isinstance(node, cst.Assign) else [node.target]
-        )
-        names |= {t.attr.value for t in targets if m.matches(t, target)}
-    return names
+class _Structure:
+    """Which attributes each class of model.py assigns (`self.<name> = ...`) and which of
+    the file's classes each attribute builds (`self.attention = Attention(args)`, also
+    inside `nn.ModuleList(TransformerBlock(...) for ...)`)."""
+
+    def __init__(self, module: cst.Module):
+        self.assigns: dict[str, set[str]] = {}
+        self.builds: dict[tuple[str, str], set[str]] = {}
+        classes = m.findall(module, m.ClassDef())
+        local = {c.name.value for c in classes}
+        target = m.Attribute(value=m.Name("self"), attr=m.Name())
+        for cls in classes:
+            names = self.assigns.setdefault(cls.name.value, set())
+            for node in m.findall(cls, m.Assign() | m.AnnAssign()):
+                targets = (
+                    [t.target for t in node.targets]
+                    if isinstance(node, cst.Assign)
+                    else [node.target]
+                )
+                for t in targets:
+                    if m.matches(t, target) and node.value is not None:
+                        names.add(t.attr.value)
+                        called = {
+                            c.func.value
+                            for c in m.findall(node.value, m.Call(func=m.Name()))
+                            if c.func.value in local
+                        }
+                        self.builds.setdefault((cls.name.value, t.attr.value), set()).update(called)
+        self.root = "Model" if "Model" in local else None
+
+    def live(self, pattern: str) -> bool:
+        """Every named segment is assigned by a class the path can reach from the root
+        (a class the file does not define, e.g. nn.Linear, ends the check: it is live)."""
+        if self.root is None:
+            return True
+        current = {self.root}
+        for part in pattern.split("."):
+            if part == "*":
+                continue
+            if not current:
+                return True  # below a module class this file does not define
+            if not any(part in self.assigns.get(c, ()) for c in current):
+                return False
+            current = set().union(*(self.builds.get((c, part), set()) for c in current))
+        return True
 
 
 def _string(node) -> str | None:
@@ -47,13 +82,13 @@ def _string(node) -> str | None:
 
 
 class _PlanEditor(cst.CSTTransformer):
-    def __init__(self, adds: dict[str, str], optional: set[str], built: set[str]):
+    def __init__(self, adds: dict[str, str], optional: set[str], structure: _Structure):
         super().__init__()
-        self.adds, self.optional, self.built = adds, optional, built
+        self.adds, self.optional, self.structure = adds, optional, structure
         self.found = False
 
     def _live(self, pattern: str) -> bool:
-        return all(part == "*" or part in self.built for part in pattern.split("."))
+        return self.structure.live(pattern)
 
     def leave_Assign(self, original, updated):
         name = updated.targets[0].target
@@ -82,6 +117,8 @@ class _PlanEditor(cst.CSTTransformer):
                 element = element.with_changes(value=cst.SimpleString(repr(self.adds.pop(key))))
             elements.append(element.with_changes(comma=cst.Comma()))
         for key, style in self.adds.items():
+            if not self._live(key):  # added by one rule, removed by a later one (fused)
+                continue
             elements.append(
                 cst.DictElement(
                     cst.SimpleString(repr(key)), cst.SimpleString(repr(style)), comma=cst.Comma()

@@ -73,3 +73,17 @@ def test_a_package_without_a_plan_is_left_alone():
     del package.files["parallelize.py"]
     SyncShardPlan().apply(package, adds={"layers.*.x": "replicate"})
     assert "parallelize.py" not in package.files
+
+
+def test_entries_are_pruned_by_the_class_that_builds_them():
+    # fused experts hold w13: the experts' w1/w3 entries go, the dense FeedForward's w1 stays
+    from codegen.transforms.fused_experts import FuseExperts
+
+    package = SourcePackage.from_directory(references_dir() / "qwen3_moe")
+    FuseExperts().apply(package, layout="concat", transposed=False)
+    _sync(package, [])
+    plan, optional = _tables(package)
+    assert "layers.*.moe.experts.w1" not in plan and "layers.*.moe.experts.w3" not in plan
+    assert plan["layers.*.moe.experts.w2"] == "expert_rowwise"
+    assert plan["layers.*.feed_forward.w1"] == "colwise"
+    assert "layers.*.feed_forward.w1" in optional
