@@ -28,6 +28,8 @@ KEY_SYNONYMS: tuple[tuple[str, ...], ...] = (
     ("lm_head", "embed_out", "output"),
     ("router", "gate"),
     ("shared_experts", "shared_expert", "shared_mlp"),
+    ("q_norm", "query_layernorm", "q_layernorm"),
+    ("k_norm", "key_layernorm", "k_layernorm"),
 )
 
 CONFIG_ALIASES: dict[str, tuple[str, ...]] = {

@@ -41,3 +41,23 @@ def test_rows_the_checkpoint_lacks_go_unless_a_switch_can_create_them():
         other_keys=[],
     )
     assert package.render()["state_dict_adapter.py"] == AFTER
+
+
+QK_NORM = """
+class StateDictAdapter:
+    from_hf_map = {
+        "model.layers.{}.self_attn.q_norm.weight": "layers.{}.attention.q_norm.weight",
+        "model.layers.{}.self_attn.k_norm.weight": "layers.{}.attention.k_norm.weight",
+    }
+"""
+
+
+def test_qk_norm_rows_follow_the_checkpoints_names():
+    """HunYuan names them query_layernorm/key_layernorm, persimmon q_layernorm/k_layernorm."""
+    for q, k in (("query_layernorm", "key_layernorm"), ("q_layernorm", "k_layernorm")):
+        package = package_of({"state_dict_adapter.py": QK_NORM, "model.py": MODEL})
+        layer_keys = [f"self_attn.{q}.weight", f"self_attn.{k}.weight"]
+        AlignHfKeys().apply(package, prefix="model.layers", layer_keys=layer_keys, other_keys=[])
+        adapter = package.render()["state_dict_adapter.py"]
+        assert f'"model.layers.{{}}.self_attn.{q}.weight": "layers.{{}}.attention.q_norm' in adapter
+        assert f'"model.layers.{{}}.self_attn.{k}.weight": "layers.{{}}.attention.k_norm' in adapter
