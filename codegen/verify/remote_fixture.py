@@ -62,7 +62,7 @@ def remote_folder(
         _copy(path, source_dir, folder, renames, copied)
     new_camel = renames[old_camel]
     config = toy_config_dict(model_type)
-    causal_lm = _causal_lm_class(Path(modeling))
+    causal_lm = _causal_lm_class(Path(modeling), model_type)
     config_module = Path(copied[Path(configuration).name]).stem if configuration else None
     modeling_module = Path(copied[Path(modeling).name]).stem
     config.update(
@@ -152,9 +152,31 @@ def _rename_outside_imports(line: str, renames: dict[str, str]) -> str:
     return "".join(part if i % 2 else _rename(part, renames) for i, part in enumerate(parts))
 
 
-def _causal_lm_class(modeling: Path) -> str | None:
-    found = re.findall(r"^class (\w+ForCausalLM)\b", modeling.read_text(encoding="utf-8"), re.M)
-    return found[0] if found else None
+def _causal_lm_class(modeling: Path, model_type: str | None = None) -> str | None:
+    """The file's `...ForCausalLM` class, else the class transformers' auto mapping names
+    for the model_type (`GPT2LMHeadModel`), when the file defines it."""
+    text = modeling.read_text(encoding="utf-8")
+    found = re.findall(r"^class (\w+ForCausalLM)\b", text, re.M)
+    if found:
+        return found[0]
+    named = _causal_lm_names().get(model_type or "")
+    return named if named and re.search(rf"^class {named}\b", text, re.M) else None
+
+
+def _causal_lm_names() -> dict[str, str]:
+    """model_type -> causal-LM class name, read statically from transformers' auto mapping."""
+    import ast
+
+    from codegen.analyze.locate import transformers_dir
+
+    path = Path(transformers_dir()) / "models" / "auto" / "modeling_auto.py"
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Assign) and any(
+            getattr(t, "id", None) == "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES" for t in node.targets
+        ):
+            pairs = ast.literal_eval(node.value.args[0])
+            return {k: v for k, v in pairs if isinstance(v, str)}
+    return {}
 
 
 def _write(path: Path, text: str) -> None:

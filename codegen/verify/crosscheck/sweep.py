@@ -45,6 +45,9 @@ def sweep_extras(rows: list[dict], out: Path, jobs: int = 2) -> list[str]:
 
 def renamed_folders(model_types: list[str], jobs: int = 2) -> dict[str, str]:
     """model_type -> "pass" or the failing step's line; each check runs its own processes."""
+    import transformers
+
+    transformers.CONFIG_MAPPING  # noqa: B018 - resolve the lazy module once, not in two threads
     with tempfile.TemporaryDirectory() as directory:
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             outcomes = pool.map(lambda mt: check_remote(mt, Path(directory) / mt), model_types)
