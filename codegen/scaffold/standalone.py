@@ -25,6 +25,7 @@ VENDORED = {
     "codegen.adapter": "adapter_base.py",
     "codegen.config_checks": "config_checks.py",
     "codegen.layers.parallel": "parallel.py",
+    "codegen.layers.lifecycle": "lifecycle.py",
 }
 GLUE = ("spec.py",)  # keeps its codegen import: it is the registry's own interface
 

@@ -20,6 +20,9 @@ class OffsetRMSNorm(nn.Module):
         self.eps = eps
         self.weight = nn.Parameter(torch.zeros(dim))
 
+    def init_parameters(self, std: float) -> None:
+        nn.init.zeros_(self.weight)  # the scale is 1 + weight: it starts at 1
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x32 = x.float()
         normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)

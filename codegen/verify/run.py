@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from codegen.spec import ModelSpec
+from codegen.verify import lifecycle
 from codegen.verify.compare import (
     DIVERGENCE_TOLERANCE,
     DTYPES,
@@ -58,6 +59,9 @@ class VerifyResult:
     gradients_match: bool | None = None
     first_gradient_divergence: str | None = None
     first_divergence: str | None = None
+    # meta -> to_empty -> init_buffers -> load gives the same model, init_weights starts as HF
+    lifecycle_ok: bool | None = None
+    lifecycle_failure: str | None = None  # the first buffer/parameter/group that differs
     refused: str | None = None  # the package's own one-line refusal of this config
     skipped: str | None = None  # a switch setting transformers itself cannot build or run
     error: str | None = None
@@ -180,6 +184,12 @@ def verify_case(
             return finish(_one_line(err))
         inputs = make_inputs(config.vocab_size, seed)
         try:
+            lifecycle_failure = lifecycle.check(
+                spec, config, house_model, house_state, adapter, inputs, seed
+            )
+        except Exception as err:
+            lifecycle_failure = f"lifecycle: {_one_line(err)}"
+        try:
             hf32, reference, noise32 = _hf_reference(directory / "hf", inputs)
         except Exception as err:
             reason = f"transformers cannot run this config: {_one_line(err)}"
@@ -211,6 +221,10 @@ def verify_case(
                 gradients,
                 export,
             )
+        for result in results:
+            result.lifecycle_ok = lifecycle_failure is None
+            result.lifecycle_failure = lifecycle_failure
+            result.passed = result.passed and lifecycle_failure is None
     return finish()
 
 

@@ -20,6 +20,7 @@ class ModelArgs:
     vocab_size: int = 129280
     norm_eps: float = 1e-6  # block and final norms; the latent q/kv norms always use 1e-6
     tie_word_embeddings: bool = False
+    initializer_range: float = 0.02  # std of HF's normal init (init_weights)
     # multi-head latent attention
     q_lora_rank: int | None = 1536  # None: one wq instead of wq_a -> q_norm -> wq_b
     kv_lora_rank: int = 512  # compressed kv latent, expanded per head by wkv_b
@@ -60,6 +61,7 @@ class ModelArgs:
             vocab_size=hf_config.vocab_size,
             norm_eps=hf_config.rms_norm_eps,
             tie_word_embeddings=hf_config.tie_word_embeddings,
+            initializer_range=getattr(hf_config, "initializer_range", 0.02),
             q_lora_rank=hf_config.q_lora_rank,
             kv_lora_rank=hf_config.kv_lora_rank,
             qk_nope_head_dim=hf_config.qk_nope_head_dim,

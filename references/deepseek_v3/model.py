@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from codegen.layers.experts import Experts
+from codegen.layers.lifecycle import init_module_buffers, init_module_weights
 from codegen.layers.norm import RMSNorm
 from codegen.layers.rope import RotaryEmbedding, apply_rotary
 
@@ -109,7 +110,10 @@ class Gate(nn.Module):
         # like HF's _keep_in_fp32_modules_strict: `.to(bf16)` moves the bias but keeps fp32
         bias = self.e_score_correction_bias
         super()._apply(fn, recurse)
-        self.e_score_correction_bias = bias.to(self.e_score_correction_bias.device)
+        device = self.e_score_correction_bias.device
+        # a bias on the meta device has no data to move: `to_empty` gets fresh fp32 memory
+        moved = torch.empty_like(bias, device=device) if bias.is_meta else bias.to(device)
+        self.e_score_correction_bias = moved
         return self
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -170,6 +174,14 @@ class Model(nn.Module):
         self.output = nn.Linear(args.dim, args.vocab_size, bias=False)
         if args.tie_word_embeddings:
             self.output.weight = self.tok_embeddings.weight
+
+    def init_buffers(self, buffer_device: torch.device | str | None = None) -> None:
+        """Rebuild the non-persistent buffers after `to_empty` (built on the meta device)."""
+        init_module_buffers(self, buffer_device)
+
+    def init_weights(self, buffer_device: torch.device | str | None = None) -> None:
+        """Initialise as HF's `_init_weights` does, with the config's initializer_range."""
+        init_module_weights(self, self.args.initializer_range, buffer_device)
 
     def forward(self, tokens: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
         if positions is None:

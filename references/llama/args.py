@@ -25,6 +25,7 @@ class ModelArgs:
     attention_bias: bool = False  # q/k/v/o biases
     mlp_bias: bool = False  # gate/up/down biases
     tie_word_embeddings: bool = False
+    initializer_range: float = 0.02  # std of HF's normal init (init_weights)
 
     def __post_init__(self):
         # HF llama's default RoPE ignores partial_rotary_factor; its scaled types would shrink
@@ -49,4 +50,5 @@ class ModelArgs:
             attention_bias=hf_config.attention_bias,
             mlp_bias=hf_config.mlp_bias,
             tie_word_embeddings=hf_config.tie_word_embeddings,
+            initializer_range=getattr(hf_config, "initializer_range", 0.02),
         )

@@ -38,6 +38,7 @@ class ModelArgs:
     sliding_window: int | None = None
     layer_types: tuple[str, ...] | None = None  # one of LAYER_TYPES per layer; None: all full
     tie_word_embeddings: bool = False
+    initializer_range: float = 0.02  # std of HF's normal init (init_weights)
 
     def __post_init__(self):
         self.layer_types = tuple(self.layer_types or ("full_attention",) * self.n_layers)
@@ -74,4 +75,5 @@ class ModelArgs:
             sliding_window=hf_config.sliding_window,
             layer_types=tuple(hf_config.layer_types),
             tie_word_embeddings=hf_config.tie_word_embeddings,
+            initializer_range=getattr(hf_config, "initializer_range", 0.02),
         )

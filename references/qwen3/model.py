@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from codegen.layers.lifecycle import init_module_buffers, init_module_weights
 from codegen.layers.norm import RMSNorm
 from codegen.layers.rope import RotaryEmbedding, apply_rotary
 
@@ -107,6 +108,14 @@ class Model(nn.Module):
         self.output = nn.Linear(args.dim, args.vocab_size, bias=False)
         if args.tie_word_embeddings:
             self.output.weight = self.tok_embeddings.weight
+
+    def init_buffers(self, buffer_device: torch.device | str | None = None) -> None:
+        """Rebuild the non-persistent buffers after `to_empty` (built on the meta device)."""
+        init_module_buffers(self, buffer_device)
+
+    def init_weights(self, buffer_device: torch.device | str | None = None) -> None:
+        """Initialise as HF's `_init_weights` does, with the config's initializer_range."""
+        init_module_weights(self, self.args.initializer_range, buffer_device)
 
     def forward(self, tokens: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
         seq = tokens.shape[1]

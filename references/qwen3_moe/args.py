@@ -26,6 +26,7 @@ class ModelArgs:
     attention_bias: bool = False
     sliding_window: int | None = None  # every layer attends to at most this many keys
     tie_word_embeddings: bool = False
+    initializer_range: float = 0.02  # std of HF's normal init (init_weights)
     # mixture of experts
     num_experts: int = 128  # 0: every layer is dense
     top_k: int = 8  # experts per token
@@ -70,6 +71,7 @@ class ModelArgs:
             # use_sliding_window) and applies it to every layer; max_window_layers is unused.
             sliding_window=hf_config.sliding_window,
             tie_word_embeddings=hf_config.tie_word_embeddings,
+            initializer_range=getattr(hf_config, "initializer_range", 0.02),
             num_experts=hf_config.num_experts,
             top_k=hf_config.num_experts_per_tok,
             moe_hidden_dim=hf_config.moe_intermediate_size,

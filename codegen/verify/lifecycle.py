@@ -1,0 +1,114 @@
+"""Verify the meta-device lifecycle engines use, and that `init_weights` starts like HF.
+
+1. Built on `meta`, `to_empty`, `init_buffers`, then the checkpoint loaded: every buffer and
+   parameter equals the normally built model's, and so do the logits, bit for bit (a RoPE
+   table computed in `__init__` that `init_buffers` does not rebuild is named here).
+2. `init_weights` on a meta-built model: per parameter group (layer indices folded, names in
+   checkpoint layout through the adapter), the mean and std match HF's own `_init_weights`
+   on the same config within sampling tolerance (a `1 + w` norm started at one is named).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tempfile
+from pathlib import Path
+
+import torch
+
+from codegen.verify.hf_checkpoint import load_checkpoint, save_checkpoint
+
+# |std ours / std HF - 1| allowed beyond sampling error; sampling error in std units
+STD_SLACK = 0.05
+SIGMAS = 5.0
+
+
+def check(spec, config, house_model, house_state, adapter, inputs, seed: int = 0) -> str | None:
+    """None when both checks hold, else one line naming the first tensor that differs."""
+    return meta_parity(spec, config, house_model, house_state, inputs) or init_statistics(
+        spec, config, adapter, seed
+    )
+
+
+def _meta_built(spec, config):
+    args = spec.args.from_hf_config(config)
+    with torch.device("meta"):
+        model = spec.model(args)
+    model.to_empty(device="cpu")
+    return model
+
+
+def meta_parity(spec, config, house_model, house_state, inputs) -> str | None:
+    """meta -> to_empty -> init_buffers -> load gives the normally built model, exactly."""
+    model = _meta_built(spec, config)
+    model.init_buffers("cpu")
+    model.load_state_dict(house_state, strict=False)
+    model.eval()
+    built = dict(house_model.named_buffers())
+    rebuilt = dict(model.named_buffers())
+    for name, buffer in built.items():
+        if name not in rebuilt or not torch.equal(rebuilt[name], buffer):
+            return f"buffer {name} differs after to_empty + init_buffers"
+    params = dict(model.named_parameters())
+    for name, param in house_model.named_parameters():
+        if name not in params or not torch.equal(params[name], param):
+            return f"parameter {name} differs after to_empty + load (not in the checkpoint?)"
+    with torch.no_grad():
+        for item in inputs:
+            kwargs = {} if item.positions is None else {"positions": item.positions}
+            got, want = model(item.tokens, **kwargs), house_model(item.tokens, **kwargs)
+            if not torch.equal(got, want):
+                diff = (got - want).abs().max().item()
+                return f"logits after meta build differ on the {item.label} input ({diff:.2e})"
+    return None
+
+
+def _group(key: str) -> str:
+    return re.sub(r"\.\d+(?=\.|$)", ".*", key)
+
+
+def _grouped(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    groups: dict[str, list[torch.Tensor]] = {}
+    for key, tensor in state.items():
+        if tensor.is_floating_point():
+            groups.setdefault(_group(key), []).append(tensor.detach().double().flatten())
+    return {name: torch.cat(parts) for name, parts in groups.items()}
+
+
+def _stats(values: torch.Tensor) -> tuple[float, float]:
+    return values.mean().item(), values.std(unbiased=False).item()
+
+
+def differs(ours: torch.Tensor, theirs: torch.Tensor) -> bool:
+    """Two samples of one initialisation? Constants must agree; normals within sampling error."""
+    (mean, std), (want_mean, want_std) = _stats(ours), _stats(theirs)
+    if want_std == 0:
+        return std > 1e-12 or abs(mean - want_mean) > 1e-6
+    n = min(ours.numel(), theirs.numel())
+    mean_error = SIGMAS * want_std * math.sqrt(2 / n)
+    std_error = STD_SLACK + SIGMAS / math.sqrt(n)
+    return abs(mean - want_mean) > mean_error or abs(std / want_std - 1) > std_error
+
+
+def init_statistics(spec, config, adapter, seed: int = 0) -> str | None:
+    """`init_weights` on a meta-built model against HF's initialisation of the same config."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = _meta_built(spec, config)
+    model.init_weights()
+    ours = _grouped(adapter.to_hf({k: v.detach() for k, v in model.state_dict().items()}))
+    torch.manual_seed(seed)
+    hf_model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    with tempfile.TemporaryDirectory() as directory:  # the checkpoint layout the adapter speaks
+        save_checkpoint(hf_model, Path(directory))
+        theirs = _grouped(load_checkpoint(Path(directory)))
+    for name in sorted(set(ours) & set(theirs)):
+        if differs(ours[name], theirs[name]):
+            (mean, std), (want_mean, want_std) = _stats(ours[name]), _stats(theirs[name])
+            return (
+                f"init_weights: {name} starts at mean {mean:.4g} std {std:.4g}, "
+                f"HF at mean {want_mean:.4g} std {want_std:.4g}"
+            )
+    return None
