@@ -8,10 +8,13 @@ transformers (fp32). Decoder-only models are the
 scope; hybrids, encoders and multimodal models are listed with their category and skipped.
 
 Writes coverage.json (a list of rows: model_type, category, reference, rules, unsupported,
-verify = {passed, cosine, max_abs_diff, error}, seconds) and coverage.md, and prints one
+verify = {passed, cosine, max_abs_diff, error}, parallel = {setting: pass or "fail: why"}
+for each verified package's shard plan (`verify --parallel`, default tp=2), seconds) and
+coverage.md, and prints one
 summary line:
 
     python scripts/coverage.py [--out DIR] [--only TYPE ...] [--no-verify] [--no-crosscheck]
+                               [--parallel SETTING ...]
 
 After verify it prints the dynamic cross-check of the analysis per field (own names and
 renamed copies) and how many passing architectures pass as renamed remote-code folders
@@ -52,7 +55,7 @@ def causal_lm_types() -> list[str]:
     raise RuntimeError("MODEL_FOR_CAUSAL_LM_MAPPING_NAMES not found")
 
 
-def sweep_one(model_type: str, models_dir: Path, verify: bool) -> dict:
+def sweep_one(model_type: str, models_dir: Path, verify: bool, parallel=()) -> dict:
     from codegen.quality.style import package_checks
     from codegen.scaffold.pipeline import scaffold_into
     from codegen.scaffold.plan import make_plan
@@ -91,6 +94,8 @@ def sweep_one(model_type: str, models_dir: Path, verify: bool) -> dict:
         row["checks"] = package_checks(models_dir / plan.name)  # ruff, ruff format, dead code
         if verify:
             row["verify"] = verify_isolated(models_dir, plan.name)
+            if parallel:
+                row["parallel"] = parallel_isolated(models_dir, plan.name, parallel)
     except Exception as err:  # one model's failure is a row of the report, not a crash
         row["verify"] = {"passed": False, "error": f"{type(err).__name__}: {err}"[:300]}
     return _done(row, started)
@@ -117,6 +122,35 @@ def verify_isolated(models_dir: Path, name: str) -> dict:
         lines = (done.stderr or done.stdout).strip().splitlines()
         return {"passed": False, "error": lines[-1][:300] if lines else f"exit {done.returncode}"}
     return _verdict(results)
+
+
+def parallel_isolated(models_dir: Path, name: str, settings) -> dict:
+    """`codegen verify NAME --parallel S... --json` in a subprocess: per setting, pass or
+    the first failing case's line (every verify case of the package, 2 gloo ranks)."""
+    command = [sys.executable, "-m", "codegen.cli", "verify", name, "--models", str(models_dir)]
+    for setting in settings:
+        command += ["--parallel", setting]
+    try:
+        done = subprocess.run(
+            command + ["--json"],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            preexec_fn=_limit_memory,
+        )
+        results = json.loads(done.stdout)
+    except subprocess.TimeoutExpired:
+        return dict.fromkeys(settings, f"fail: took over {TIMEOUT} s")
+    except json.JSONDecodeError:
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        return dict.fromkeys(settings, "fail: " + (lines[-1][:200] if lines else "no output"))
+    verdict = {}
+    for setting in settings:
+        failed = [r for r in results if r["setting"] == setting and r["status"] == "fail"]
+        verdict[setting] = (
+            f"fail: {failed[0]['case']}: {failed[0]['error']}"[:300] if failed else "pass"
+        )
+    return verdict
 
 
 def _limit_memory() -> None:
@@ -177,11 +211,18 @@ def summary(rows: list[dict]) -> str:
     for row in decoders:
         for status, cases in _settings(row).items():
             counts[status] += len(cases)
+    settings = dict.fromkeys(s for row in passed for s in row.get("parallel") or {})
+    shards = "".join(
+        f"; parallel {setting}: "
+        f"{sum((r.get('parallel') or {}).get(setting) == 'pass' for r in passed)}"
+        f"/{len(passed)} verified"
+        for setting in settings
+    )
     return (
         f"coverage: {len(passed)}/{len(decoders)} decoder-only causal LMs scaffold + verify "
         f"(fp32, every config switch setting); {len(planned)} fully planned; "
         f"{len(rows)} causal-LM model types swept; switch settings: {counts['pass']} pass, "
-        f"{counts['refused']} refused, {counts['fail']} fail"
+        f"{counts['refused']} refused, {counts['fail']} fail{shards}"
     )
 
 
@@ -200,8 +241,9 @@ def markdown(rows: list[dict]) -> str:
         "",
         "Categories: " + ", ".join(f"{k}: {v}" for k, v in sorted(categories.items(), key=str)),
         "",
-        "| model_type | reference | rules | verify | switch settings pass/refused/fail | why not |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| model_type | reference | rules | verify | switch settings pass/refused/fail | parallel "
+        "| why not |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
         if row["category"] != "decoder":
@@ -213,8 +255,13 @@ def markdown(rows: list[dict]) -> str:
         rules = ", ".join(row["rules"]) or "-"
         settings = _settings(row)
         counts = "/".join(str(len(settings.get(s, []))) for s in ("pass", "refused", "fail"))
+        shards = ", ".join(
+            f"{setting} {result.split(':')[0]}"
+            for setting, result in (row.get("parallel") or {}).items()
+        )
         lines.append(
-            f"| {row['model_type']} | {row['reference']} | {rules} | {status} | {counts} | {why} |"
+            f"| {row['model_type']} | {row['reference']} | {rules} | {status} | {counts} "
+            f"| {shards or '-'} | {why} |"
         )
     others = sorted(
         (r["category"] or "error", r["model_type"]) for r in rows if r["category"] != "decoder"
@@ -231,6 +278,13 @@ def main() -> None:
         "--no-verify", action="store_true", help="Analyze, plan, scaffold and check; no verify."
     )
     parser.add_argument(
+        "--parallel",
+        nargs="*",
+        default=["tp=2"],
+        help="Shard-plan settings verified per package (verify --parallel; default tp=2; "
+        "none: skip).",
+    )
+    parser.add_argument(
         "--no-crosscheck",
         action="store_true",
         help="Skip the dynamic cross-check and the renamed remote-code folders.",
@@ -243,7 +297,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as directory:
         models_dir = Path(directory) / "generated"
         for model_type in _progress(types):
-            rows.append(sweep_one(model_type, models_dir, not args.no_verify))
+            rows.append(sweep_one(model_type, models_dir, not args.no_verify, args.parallel))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "coverage.json").write_text(json.dumps(rows, indent=2, default=str))
     (args.out / "coverage.md").write_text(markdown(rows))
