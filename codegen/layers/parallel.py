@@ -31,6 +31,8 @@ from torch import nn
 STYLES = {
     "colwise": "nn.Linear split on its output features (q/k/v, gate/up)",
     "rowwise": "nn.Linear split on its input features, outputs summed (o, down)",
+    "colwise_gate_up": "one nn.Linear whose output is [gate | up]: each rank takes its slice "
+    "of both halves (a strided shard), so the local output still chunks into gate and up",
     "vocab_embedding": "nn.Embedding split over the vocabulary, outputs summed",
     "vocab_head": "output nn.Linear split over the vocabulary, logits gathered",
     "per_head_norm": "a norm over head_dim applied to the local heads; weight replicated",
@@ -45,7 +47,7 @@ STYLES = {
 }
 # which tensor dim a stacked expert weight is split on under tp (its hidden dim)
 _EXPERT_TP_DIM = {"expert_colwise": 1, "expert_rowwise": 2}
-_LINEAR_STYLES = ("colwise", "rowwise", "vocab_head", "rope_key_tail")
+_LINEAR_STYLES = ("colwise", "colwise_gate_up", "rowwise", "vocab_head", "rope_key_tail")
 
 
 class PlanError(ValueError):
@@ -160,6 +162,33 @@ def _tensor_parallel(model: nn.Module, tp_mesh, modules: dict[str, str]) -> None
             _sum_tail_grads(model, name, tp_mesh)
         elif style == "sharded_norm":
             _shard_norm(model.get_submodule(name), tp_mesh)
+        elif style == "colwise_gate_up":
+            _fused_colwise(model.get_submodule(name), name, tp_mesh, parts=2)
+
+
+def _fused_colwise(module: nn.Module, name: str, mesh, parts: int) -> None:
+    """A Linear whose output is `parts` equal blocks: rank r holds block slice r of each
+    (DTensor `_StridedShard`), runs the Linear on its local rows and sums the input
+    gradient over the ranks, as ColwiseParallel does."""
+    from torch.distributed.tensor import distribute_tensor
+    from torch.distributed.tensor.placement_types import _StridedShard
+
+    if module.out_features % (parts * mesh.size()):
+        raise PlanError(
+            f"{name}: {module.out_features} outputs do not split {parts} x {mesh.size()}"
+        )
+    names = [attr for attr, _ in module.named_parameters(recurse=False)]
+    for attr in names:
+        param = getattr(module, attr)
+        sharded = distribute_tensor(param.detach(), mesh, [_StridedShard(0, split_factor=parts)])
+        module.register_parameter(attr, nn.Parameter(sharded, param.requires_grad))
+    forward = module.forward
+
+    def local_forward(x, *args, **kwargs):
+        with _local_weights(module, names, None):
+            return forward(_sum_grads(x, mesh), *args, **kwargs)
+
+    module.forward = local_forward
 
 
 def _shard_norm(module: nn.Module, mesh) -> None:
@@ -243,10 +272,10 @@ def _wrap_experts(module: nn.Module, name: str, mesh, by_expert: bool) -> None:
 
 
 @contextmanager
-def _local_weights(module: nn.Module, names: list[str], num_experts: int):
+def _local_weights(module: nn.Module, names: list[str], num_experts: int | None):
     """The module's forward sees its local shards (plain tensors, gradients flowing back to
-    the DTensor parameters) and its local expert count."""
-    saved = module.__dict__.get("num_experts")
+    the DTensor parameters) and, for experts, its local expert count."""
+    saved = module.__dict__.get("num_experts") if num_experts is not None else None
     try:
         for attr in names:
             module.__dict__[attr] = getattr(module, attr).to_local()

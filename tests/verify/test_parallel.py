@@ -115,3 +115,14 @@ def test_bad_setting_is_one_line(text, capsys):
 def test_settings_name_the_mesh_dims():
     assert parse_setting("fsdp=2") == {"dp_shard": 2}
     assert parse_setting("tp=2,ep=1") == {"tp": 2}
+
+
+def test_a_scaffolded_package_carries_its_plan(tmp_path):
+    """glm4 from qwen2: the fused [gate | up] projection's rule adds its strided split."""
+    assert main(["scaffold", "glm4", "--out", str(tmp_path)]) == 0
+    text = (tmp_path / "glm4" / "parallelize.py").read_text()
+    assert '"layers.*.feed_forward.w13": "colwise_gate_up"' in text
+    assert "from .parallel import apply_plan" in text
+    spec = load_spec("glm4", tmp_path)
+    result = verify_parallel(spec, base_config("glm4")[0], "tp=2")
+    assert result.passed, result.line()
