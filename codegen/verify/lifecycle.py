@@ -36,6 +36,10 @@ def _meta_built(spec, config):
     with torch.device("meta"):
         model = spec.model(args)
     model.to_empty(device="cpu")
+    with torch.no_grad():  # uninitialised memory, made loud: whatever is not rebuilt shows
+        for tensor in [*model.parameters(), *model.buffers()]:
+            if tensor.is_floating_point():
+                tensor.fill_(float("nan"))
     return model
 
 
@@ -83,6 +87,8 @@ def _stats(values: torch.Tensor) -> tuple[float, float]:
 def differs(ours: torch.Tensor, theirs: torch.Tensor) -> bool:
     """Two samples of one initialisation? Constants must agree; normals within sampling error."""
     (mean, std), (want_mean, want_std) = _stats(ours), _stats(theirs)
+    if not math.isfinite(mean + std):  # a tensor init_weights left uninitialised
+        return True
     if want_std == 0:
         return std > 1e-12 or abs(mean - want_mean) > 1e-6
     n = min(ours.numel(), theirs.numel())
