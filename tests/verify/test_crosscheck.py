@@ -1,0 +1,101 @@
+"""The dynamic cross-check: a built tiny model's observations against the static analysis.
+
+The probes must see what the model really has (llama: separate unbiased q/k/v, RMSNorm
+without offset, untied head; gemma: an offset norm and scaled embeddings; qwen2: q/k/v
+biases), and a static value that differs from the model must show as a disagreement."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from codegen.verify.crosscheck.compare import compare, expected
+from codegen.verify.crosscheck.run import agreement, check_one, report
+
+
+def test_compare_counts_only_observed_fields_and_names_the_difference() -> None:
+    static = {"attention.qkv_bias": True, "norm.kind": "rmsnorm", "ffn.bias": False}
+    observed = {"attention.qkv_bias": False, "norm.kind": "rmsnorm"}
+    results = compare(static, observed)
+    assert set(results) == set(observed)
+    assert results["norm.kind"][0] and not results["attention.qkv_bias"][0]
+    assert "static True, observed False" in results["attention.qkv_bias"][1]
+
+
+def test_key_sets_differ_by_name() -> None:
+    static = {"state_dict.layer_keys": frozenset({"a.weight", "b.weight"})}
+    observed = {"state_dict.layer_keys": frozenset({"a.weight", "c.weight"})}
+    ok, detail = compare(static, observed)["state_dict.layer_keys"]
+    assert not ok and "c.weight" in detail and "b.weight" in detail
+
+
+def test_agreement_per_field_and_overall() -> None:
+    rows = [
+        {"model_type": "a", "fields": {"x": [True, ""], "y": [False, "d"]}},
+        {"model_type": "b", "fields": {"x": [True, ""]}},
+    ]
+    per_field, agree, seen = agreement(rows)
+    assert per_field == {"x": (2, 2), "y": (0, 1)} and (agree, seen) == (2, 3)
+    assert report(rows, "t")[-1].startswith("cross-check (t): 2/3 observable fields agree")
+
+
+@pytest.mark.parametrize(
+    ("model_type", "facts"),
+    [
+        ("llama", {"attention.qkv_bias": False, "norm.kind": "rmsnorm", "ffn.gated": True}),
+        ("qwen2", {"attention.qkv_bias": True, "attention.o_bias": False}),
+        ("gemma", {"norm.kind": "rmsnorm_offset", "embedding.scale": True}),
+    ],
+)
+def test_probes_see_the_model_and_agree_with_the_analysis(model_type, facts) -> None:
+    row = check_one(model_type)
+    assert row["error"] is None
+    fields = row["fields"]
+    for name, value in facts.items():
+        assert name in fields and fields[name][0], (name, fields.get(name))
+        assert f"observed {value!r}" in fields[name][1]
+    assert all(ok for ok, _ in fields.values()), {k: v for k, v in fields.items() if not v[0]}
+
+
+def test_a_wrong_static_value_is_a_disagreement() -> None:
+    from codegen.scaffold.target import load_target
+    from codegen.verify.crosscheck.observe import observe
+    from codegen.verify.crosscheck.run import _build
+
+    features = load_target("llama").features
+    wrong = dataclasses.replace(
+        features, attention=dataclasses.replace(features.attention, qkv_bias=True)
+    )
+    import tempfile
+    from pathlib import Path
+
+    _, model, config = _build("llama", Path(tempfile.mkdtemp()), renamed=False)
+    results = compare(expected(wrong), observe(model, config))
+    assert not results["attention.qkv_bias"][0]
+    assert sum(not ok for ok, _ in results.values()) == 1
+
+
+def test_a_renamed_copy_is_observed_and_agrees() -> None:
+    row = check_one("llama", renamed=True)
+    assert row["error"] is None and row["fields"]
+    assert all(ok for ok, _ in row["fields"].values())
+
+
+def test_renamed_folder_count_names_what_failed() -> None:
+    from codegen.verify.crosscheck.sweep import renamed_folders
+
+    outcomes = renamed_folders(["no_such_model_type"])
+    assert outcomes["no_such_model_type"].startswith("fixture: ")
+
+
+def test_the_fixture_names_a_causal_lm_not_called_for_causal_lm(tmp_path) -> None:
+    import json
+
+    from codegen.verify.remote_fixture import remote_folder
+
+    folder = remote_folder("gpt2", tmp_path, name="zephtest")
+    auto_map = json.loads((folder / "config.json").read_text())["auto_map"]
+    module, cls = auto_map["AutoModelForCausalLM"].split(".")
+    assert cls.endswith("LMHeadModel") and "GPT2" not in cls
+    assert f"class {cls}(" in (folder / f"{module}.py").read_text()
