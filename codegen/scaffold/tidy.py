@@ -37,9 +37,13 @@ def tidy(package: SourcePackage) -> None:
 def drop_unused_fields(package: SourcePackage) -> None:
     if "args.py" not in package.files:
         return
+    # only args.py changes in the loop: the other files' reads are collected once
+    others = _attribute_names(
+        {name: module for name, module in package.files.items() if name != "args.py"}
+    )
     while True:
         fields = _dataclass_fields(package.files["args.py"])
-        used = _attribute_names(package)
+        used = others | _attribute_names({"args.py": package.files["args.py"]})
         unused = {name for name in fields if name not in used and name not in _ALWAYS_USED}
         if not unused:
             return
@@ -63,9 +67,9 @@ class _AttributeCollector(cst.CSTVisitor):
             self.names.add(node.attr.value)
 
 
-def _attribute_names(package: SourcePackage) -> set[str]:
+def _attribute_names(files: dict[str, cst.Module]) -> set[str]:
     collector = _AttributeCollector()
-    for module in package.files.values():
+    for module in files.values():
         module.visit(collector)
     return collector.names
 
