@@ -23,12 +23,14 @@ from transformers import AutoConfig
 from {name}.args import ModelArgs
 from {name}.model import Model
 from {name}.state_dict_adapter import StateDictAdapter
+from {name}.parallelize import PLAN, parallelize  # the shard plan and its applier
 
 config = AutoConfig.for_model(**json.loads(sys.argv[2]))
 args = ModelArgs.from_hf_config(config)
 model = Model(args)
 adapter = StateDictAdapter(args)
 assert adapter.to_hf(model.state_dict())
+assert callable(parallelize) and PLAN
 print(tuple(model(torch.zeros(1, 5, dtype=torch.long)).shape))
 """
 
