@@ -293,6 +293,8 @@ def _why(result) -> str:
         reasons.append(f"first divergence: {result.first_divergence}")
     if result.lifecycle_failure:
         reasons.append(f"meta-device lifecycle: {result.lifecycle_failure}")
+    if result.packed_failure:
+        reasons.append(f"packed sequences: {result.packed_failure}")
     if result.relative_diff is not None and result.bound is not None:
         if result.relative_diff > result.bound:
             reasons.append(

@@ -26,6 +26,7 @@ VENDORED = {
     "codegen.config_checks": "config_checks.py",
     "codegen.layers.parallel": "parallel.py",
     "codegen.layers.lifecycle": "lifecycle.py",
+    "codegen.layers.packing": "packing.py",
 }
 GLUE = ("spec.py",)  # keeps its codegen import: it is the registry's own interface
 

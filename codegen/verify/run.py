@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from codegen.spec import ModelSpec
-from codegen.verify import lifecycle
+from codegen.verify import lifecycle, packing
 from codegen.verify.compare import (
     DIVERGENCE_TOLERANCE,
     DTYPES,
@@ -62,6 +62,9 @@ class VerifyResult:
     # meta -> to_empty -> init_buffers -> load gives the same model, init_weights starts as HF
     lifecycle_ok: bool | None = None
     lifecycle_failure: str | None = None  # the first buffer/parameter/group that differs
+    # documents packed with cu_seqlens give HF's logits of each document run alone
+    packed_ok: bool | None = None
+    packed_failure: str | None = None
     refused: str | None = None  # the package's own one-line refusal of this config
     skipped: str | None = None  # a switch setting transformers itself cannot build or run
     error: str | None = None
@@ -194,6 +197,10 @@ def verify_case(
         except Exception as err:
             reason = f"transformers cannot run this config: {_one_line(err)}"
             return finish(skipped=reason) if case.may_refuse else finish(reason)
+        try:
+            packed_failure = packing.check(house_model, hf32, config.vocab_size, noise32[-1], seed)
+        except Exception as err:
+            packed_failure = f"packed: {_one_line(err)}"
         for result in results:
             result.missing_keys = sorted(missing)
             result.unexpected_keys = sorted(unexpected) + sorted(extra)
@@ -224,7 +231,9 @@ def verify_case(
         for result in results:
             result.lifecycle_ok = lifecycle_failure is None
             result.lifecycle_failure = lifecycle_failure
-            result.passed = result.passed and lifecycle_failure is None
+            result.packed_ok = packed_failure is None
+            result.packed_failure = packed_failure
+            result.passed = result.passed and lifecycle_failure is None and packed_failure is None
     return finish()
 
 

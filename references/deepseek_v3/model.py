@@ -29,6 +29,7 @@ from torch import nn
 from codegen.layers.experts import Experts
 from codegen.layers.lifecycle import init_module_buffers, init_module_weights
 from codegen.layers.norm import RMSNorm
+from codegen.layers.packing import forward_packed
 from codegen.layers.rope import RotaryEmbedding, apply_rotary
 
 from .args import ModelArgs
@@ -183,7 +184,18 @@ class Model(nn.Module):
         """Initialise as HF's `_init_weights` does, with the config's initializer_range."""
         init_module_weights(self, self.args.initializer_range, buffer_device)
 
-    def forward(self, tokens: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        positions: torch.Tensor | None = None,
+        cu_seqlens: torch.Tensor | None = None,
+        max_seqlen: int | None = None,
+    ) -> torch.Tensor:
+        """`cu_seqlens`: documents packed in the flattened batch (varlen layout); attention
+        stays inside each document and positions restart there. `max_seqlen` is accepted
+        for engines that pass it."""
+        if cu_seqlens is not None:
+            return forward_packed(self, tokens, positions, cu_seqlens)
         if positions is None:
             positions = torch.arange(tokens.shape[1], device=tokens.device).expand_as(tokens)
         h = self.tok_embeddings(tokens)
