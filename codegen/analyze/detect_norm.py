@@ -13,6 +13,8 @@ where each norm sits relative to the sublayer call and the residual add.
 
 from __future__ import annotations
 
+import libcst as cst
+
 from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import (
     Term,
@@ -27,6 +29,18 @@ from codegen.analyze.evaluate import ModuleRec, ParamRec
 from codegen.analyze.features import UNKNOWN, Norm
 from codegen.analyze.model import layer_slots
 from codegen.analyze.roles import ATTENTION, MIXER, MLP, MOE, NORM
+
+
+def _default(rec: ModuleRec, name: str):
+    """The default of `name` in the norm class's own `__init__` (nn.LayerNorm's: True);
+    "unknown" when it is not a literal."""
+    init = rec.cls.methods.get("__init__") if rec.cls is not None else None
+    for param in init.params.params + init.params.kwonly_params if init is not None else ():
+        if param.name.value == name and param.default is not None:
+            if isinstance(param.default, cst.Name) and param.default.value in ("True", "False"):
+                return param.default.value == "True"
+            return UNKNOWN
+    return True
 
 
 def norm_kind(ctx: Ctx, rec: ModuleRec) -> tuple[str, bool | str]:
@@ -72,6 +86,9 @@ def norm_kind(ctx: Ctx, rec: ModuleRec) -> tuple[str, bool | str]:
                 offset = True
     params = [p for p in rec.attrs.values() if isinstance(p, ParamRec) and p.kind == "parameter"]
     has_bias = len(params) >= 2
+    if not params and rec.ext_base == "LayerNorm":  # nn.LayerNorm's __init__ made them
+        values = [rec.kwargs.get(n, _default(rec, n)) for n in ("bias", "elementwise_affine")]
+        has_bias = False if False in values else (True if values == [True, True] else UNKNOWN)
     if layer or centred:
         return "layernorm", has_bias
     if rms:
