@@ -65,6 +65,7 @@ SHARDS = [
         },
     ),
     Shards("add_shared_expert_gate", {"layers.*.moe.shared_expert_gate": "replicate"}),
+    Shards("add_attention_sinks", {"layers.*.attention.sinks": "head_param"}),
     # [gate | up] halves: a strided shard; alternating gate/up rows: a plain column split
     Shards(
         "fuse_gate_up", {"layers.*.feed_forward.w13": "colwise_gate_up"}, when={"layout": "concat"}

@@ -42,11 +42,14 @@ STYLES = {
     "rope_key_tail": "replicated nn.Linear whose last `rope_dim` outputs (its attention's "
     "`rope_dim`) are one key shared by every head: their gradient is summed over the ranks",
     "experts": "routed experts: dispatch to the rank's shard, combine by a sum all-reduce",
+    "head_param": "a parameter with one entry per head (attention sinks): split over tp "
+    "with the heads; its module computes with its rank's entries",
     "expert_colwise": "stacked expert weight [experts, hidden, dim]",
     "expert_rowwise": "stacked expert weight [experts, dim, hidden]",
 }
 # which tensor dim a stacked expert weight is split on under tp (its hidden dim)
 _EXPERT_TP_DIM = {"expert_colwise": 1, "expert_rowwise": 2}
+_PARAM_STYLES = ("expert_colwise", "expert_rowwise", "head_param")  # name parameters
 _LINEAR_STYLES = ("colwise", "colwise_gate_up", "rowwise", "vocab_head", "rope_key_tail")
 
 
@@ -78,6 +81,7 @@ def apply_plan(
     tied = _aliases(model)
     if tp > 1:
         _tensor_parallel(model, mesh["tp"], modules)
+        _head_params(model, mesh["tp"], params)
     if tp > 1 or ep > 1:
         _expert_parallel(model, mesh["tp" if tp > 1 else "ep"], modules, params, by_expert=ep > 1)
     _retie(model, tied)
@@ -111,7 +115,7 @@ def check_plan(model: nn.Module, plan: dict[str, str], optional=frozenset()):
             _check_kind(model.get_submodule(name), name, style)
             modules[name] = style
         for name in found_params:
-            if not style.startswith("expert_"):
+            if style not in _PARAM_STYLES:
                 raise PlanError(f"plan entry {pattern!r}: {style!r} is a module style")
             params[name] = style
     for name in param_names:
@@ -125,8 +129,8 @@ def _check_kind(module: nn.Module, name: str, style: str) -> None:
     want = {"vocab_embedding": nn.Embedding, **dict.fromkeys(_LINEAR_STYLES, nn.Linear)}
     if style in want and not isinstance(module, want[style]):
         raise PlanError(f"{name}: style {style!r} needs an nn.{want[style].__name__}")
-    if style.startswith("expert_"):
-        raise PlanError(f"{name}: {style!r} names a stacked expert parameter, not a module")
+    if style in _PARAM_STYLES:
+        raise PlanError(f"{name}: {style!r} is a parameter style, not a module one")
 
 
 def _matching(names: list[str], patterns) -> list[str]:
@@ -233,6 +237,8 @@ def _expert_parallel(model, mesh, modules, params, by_expert: bool) -> None:
     from torch.distributed.tensor import Shard, distribute_tensor
 
     for name, style in params.items():
+        if style not in _EXPERT_TP_DIM:
+            continue
         owner, _, attr = name.rpartition(".")
         module = model.get_submodule(owner)
         dim = 0 if by_expert else _EXPERT_TP_DIM[style]
@@ -246,6 +252,39 @@ def _expert_parallel(model, mesh, modules, params, by_expert: bool) -> None:
     for name, style in modules.items():
         if style == "experts":
             _wrap_experts(model.get_submodule(name), name, mesh, by_expert)
+
+
+def _head_params(model: nn.Module, mesh, params: dict[str, str]) -> None:
+    """Per-head parameters split on dim 0 like the heads; the owning module's forward sees
+    its local entries (gradients flow back to the DTensor parameter)."""
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    owners: dict[str, list[str]] = {}
+    for name, style in params.items():
+        if style == "head_param":
+            owner, _, attr = name.rpartition(".")
+            owners.setdefault(owner, []).append(attr)
+    for owner, attrs in owners.items():
+        module = model.get_submodule(owner)
+        for attr in attrs:
+            param = getattr(module, attr)
+            if param.shape[0] % mesh.size():
+                raise PlanError(
+                    f"{owner}.{attr}: {param.shape[0]} heads do not split {mesh.size()}"
+                )
+            sharded = distribute_tensor(param.detach(), mesh, [Shard(0)])
+            module.register_parameter(attr, nn.Parameter(sharded, param.requires_grad))
+        _run_locally(module, attrs)
+
+
+def _run_locally(module: nn.Module, attrs: list[str]) -> None:
+    forward = module.forward
+
+    def local_forward(*args, **kwargs):
+        with _local_weights(module, attrs, None):
+            return forward(*args, **kwargs)
+
+    module.forward = local_forward
 
 
 def _wrap_experts(module: nn.Module, name: str, mesh, by_expert: bool) -> None:

@@ -126,3 +126,17 @@ def test_a_scaffolded_package_carries_its_plan(tmp_path):
     spec = load_spec("glm4", tmp_path)
     result = verify_parallel(spec, base_config("glm4")[0], "tp=2")
     assert result.passed, result.line()
+
+
+def test_attention_sinks_are_split_with_the_heads(tmp_path):
+    """llama + the sinks rule: its row in rules/sharding.py splits `sinks` per head."""
+    from codegen.scaffold.build import Step, build_package
+
+    files = build_package("llama", "sinky", ["llama"], [Step("add_attention_sinks", {})])
+    assert '"layers.*.attention.sinks": "head_param"' in files["parallelize.py"]
+    (tmp_path / "sinky").mkdir()
+    (tmp_path / "__init__.py").write_text('MODEL_SPECS = {"sinky": "sinky.spec:SPEC"}\n')
+    for name, text in files.items():
+        (tmp_path / "sinky" / name).write_text(text)
+    result = verify_parallel(load_spec("sinky", tmp_path), base_config("llama")[0], "tp=2")
+    assert result.passed, result.line()
