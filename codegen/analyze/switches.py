@@ -342,6 +342,13 @@ class _Scanner:
             "locals": {},
             "derived": derived or {},  # self.attr -> (test, env, via, site)
             "derived_locals": {},  # local -> (test, env, via, site)
+            # module flags that are False here (`HAS_FLASH = False` on the `except
+            # ImportError` path): `cfg.x and HAS_FLASH` never holds, so x switches nothing
+            "never": {
+                name
+                for name, value in unit.sf.assigns.items()
+                if isinstance(value, cst.Name) and value.value == "False"
+            },
         }
         params = {p.name.value for p in _params(unit.fn)}
         assigned = _assignments(unit.fn)
@@ -385,6 +392,11 @@ class _Scanner:
         if isinstance(test, cst.BooleanOperation):
             if isinstance(test.operator, cst.And) and _training(test):
                 return []  # `self.training and ...`: only in training, not a model switch
+            if isinstance(test.operator, cst.And) and any(
+                isinstance(side, cst.Name) and side.value in env.get("never", ())
+                for side in (test.left, test.right)
+            ):
+                return []  # `cfg.x and HAS_FLASH` with the flag False here: never true
             return self.atoms(test.left, env) + self.atoms(test.right, env)
         if isinstance(test, cst.Comparison):
             out = []

@@ -37,6 +37,8 @@ def test_flash_import_fallback_and_value_passed_for_dtype(tmp_path) -> None:
     features = analyze(str(flashy.folder(tmp_path)))
     assert features.attention.fused_qkv is False and features.attention.num_kv_heads == 4
     assert features.evidence["attention.kind"].startswith("modeling_flashy.py:")
+    # `config.use_flash_attn and HAS_FLASH` never holds here: the field switches nothing
+    assert "use_flash_attn" not in {switch.field for switch in features.switches}
     # the flash-only class (flash_attn_func and nothing else) is softmax attention too
     folder = flashy.folder(tmp_path / "forced")
     modeling = folder / "modeling_flashy.py"
