@@ -3,10 +3,11 @@
 `init_weights` starts every parameter the way HF's `_init_weights` does, by one table of
 rules: normal(0, std) for matrices, embeddings, experts, router weights and attention sinks,
 zeros for biases and persistent buffers (a router's correction bias), ones for a norm's scale.
-A module whose parameters start otherwise says so itself with `init_parameters(std)` (an
-offset `1 + w` norm starts at zero). `init_buffers` rebuilds the non-persistent buffers a
-module declares through `init_buffers(device)`; the RoPE tables here are computed per forward,
-so they need none.
+A module whose parameters start otherwise says so itself: `init_parameters(std)` (an offset
+`1 + w` norm starts at zero), or `normal_init`, the names of its tensors HF draws normal where
+the table says zero (gpt_oss's router bias); both run after the table. `init_buffers`
+rebuilds the non-persistent buffers a module declares through `init_buffers(device)`; the
+RoPE tables here are computed per forward, so they need none.
 """
 
 from __future__ import annotations
@@ -73,11 +74,14 @@ def init_module_weights(model: nn.Module, std: float, buffer_device=None) -> Non
     init_module_buffers(model, buffer_device)
     with torch.no_grad():
         for module in model.modules():
-            own = getattr(module, "init_parameters", None)
             rule = next((r for kind, r in TORCH_RULES if isinstance(module, kind)), None)
-            if own is not None:
-                own(std)
-            elif rule is not None:
+            if rule is not None:
                 rule(module, std)
             else:
                 _own_tensors(module, std)
+        for module in model.modules():  # a module's own word wins over the table
+            if hasattr(module, "init_parameters"):
+                module.init_parameters(std)
+            if hasattr(module, "normal_init"):  # an attribute read: tidy keeps the line
+                for name in module.normal_init:
+                    nn.init.normal_(module.get_parameter(name), mean=0.0, std=std)

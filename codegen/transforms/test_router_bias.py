@@ -19,6 +19,7 @@ def test_router_linear_bias():
     SetRouterLinearBias().apply(package)
     files = package.render()
     assert "self.gate = nn.Linear(args.dim, args.num_experts, bias=True)" in files["model.py"]
+    assert 'self.normal_init = ("gate.bias",)' in files["model.py"]
     adapter = files["state_dict_adapter.py"]
     assert '"model.layers.{}.mlp.gate.bias": "layers.{}.moe.gate.bias",' in adapter
     assert adapter.index("moe.gate.weight") < adapter.index("moe.gate.bias")
