@@ -723,6 +723,9 @@ class Interp:
             ):
                 return ParamRec("parameter", (), True, obj.site)
             raise Unknown(f"module has no {name}")
+        if isinstance(obj, ModuleListRec) and obj.keys is None and name in _LIST_GROWTH:
+            # `self.layers = nn.ModuleList()` then `self.layers.append(Block(...))` in a loop
+            return NativeMethod(_LIST_GROWTH[name], obj)
         if isinstance(obj, Obj):
             if name in obj.attrs:
                 return obj.attrs[name]
@@ -1506,6 +1509,14 @@ class _BuiltinFn:
     def b_zip(self, interp, args, kwargs, frame):
         return list(zip(*[interp.iterate(a) for a in args], strict=False))
 
+    def b_map(self, interp, args, kwargs, frame):
+        """`map(lambda i: Block(config, i), range(n))`: the calls made, eagerly."""
+        if len(args) < 2:
+            raise Unknown("map")
+        site = frame.site(frame.method) if frame is not None and frame.method else None
+        rows = zip(*[interp.iterate(a) for a in args[1:]], strict=False)
+        return [interp.call_value(args[0], list(row), {}, site, frame) for row in rows]
+
     def b_any(self, interp, args, kwargs, frame):
         return any(interp.truth(v) for v in interp.iterate(args[0]))
 
@@ -1595,3 +1606,20 @@ _TYPE_NAMES = {
     "set": set,
 }
 _BUILTINS = {name[2:] for name in dir(_BuiltinFn) if name.startswith("b_")}
+
+
+def _list_append(interp, rec: ModuleListRec, args, kwargs) -> None:
+    rec.items.append(args[0] if args else kwargs.get("module"))
+
+
+def _list_extend(interp, rec: ModuleListRec, args, kwargs) -> None:
+    rec.items.extend(interp.iterate(args[0]) if args else [])
+
+
+def _list_insert(interp, rec: ModuleListRec, args, kwargs) -> None:
+    if len(args) != 2 or not isinstance(args[0], int):
+        raise Unknown("insert")
+    rec.items.insert(args[0], args[1])
+
+
+_LIST_GROWTH = {"append": _list_append, "extend": _list_extend, "insert": _list_insert}

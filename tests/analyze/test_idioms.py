@@ -173,3 +173,31 @@ def test_dynamic_ntk_written_in_the_code_is_not_plain_rope(tmp_path) -> None:
     assert features.rope.type == "other"
     assert "dynamic NTK" in features.evidence["rope.type"]
     assert "rope.type" in {u.feature for u in features.unsupported}
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        "        self.layers = nn.ModuleList()\n"
+        "        for i in range(config.num_hidden_layers):\n"
+        "            self.layers.append(build_layer(config, i))",
+        "        self.layers = nn.ModuleList(\n"
+        "            map(lambda i: build_layer(config, i), range(config.num_hidden_layers))\n"
+        "        )",
+    ],
+    ids=["append-loop", "map-lambda"],
+)
+def test_layer_lists_grown_by_append_or_map(build, tmp_path) -> None:
+    folder = flashy.folder(tmp_path)
+    modeling = folder / "modeling_flashy.py"
+    text = modeling.read_text()
+    comprehension = (
+        "        self.layers = nn.ModuleList(\n"
+        "            [build_layer(config, i) for i in range(config.num_hidden_layers)]\n"
+        "        )"
+    )
+    assert comprehension in text
+    modeling.write_text(text.replace(comprehension, build))
+    features = analyze(str(folder))
+    assert features.category == "decoder" and features.block.num_layers == 4
+    assert features.attention.kind == "gqa" and features.state_dict.prefix == "model.layers"
