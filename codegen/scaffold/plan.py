@@ -133,16 +133,20 @@ def _fixing_steps(target, reference: str, rules, planned: set[str]) -> list[Step
     (StableLM's `use_qkv_bias`); where no switch of the target covers them (mistral has no
     `attention_bias`, helium's switches q/k/v but never o_proj) the analysed value is
     hard-coded, so a field never decides biases the HF code does not switch."""
+    from codegen.transforms.catalog import TRANSFORMS
+
     features = target.features
-    reads = _reference_reads(reference)
+    reads, switched = _reference_switches(reference)
     covered = {name for rule in rules for name in rule.bias_of}
     steps = []
     for rule in rules:
         if not rule.fixes or rule.fixes not in reads or rule.id in planned:
             continue
-        switch = _bias_switch(features, rule.bias_of, covered)
-        if switch is not None and switch.field == rule.fixes:
+        if not set(getattr(TRANSFORMS.get(rule.transform), "modules", ())) <= switched:
+            continue  # the reference's field switches other projections (DeepSeek's wq_a)
+        if _bias_switch(features, rule.bias_of, field=rule.fixes) is not None:
             continue  # the reference's own reading realises it
+        switch = _bias_switch(features, rule.bias_of, covered=covered)
         if switch is not None:
             params = {**rule.resolve(features), "enabled": switch.field}
             evidence = ", ".join(switch.values[0].evidence[:1])
@@ -158,16 +162,19 @@ def _fixing_steps(target, reference: str, rules, planned: set[str]) -> list[Step
     return steps
 
 
-def _bias_switch(features, projections: tuple[str, ...], covered: set[str]):
-    """The target's bool switch whose True setting biases (at least) `projections`, and
-    only projections some bias rule sets (StarCoder2's `use_bias` also biases c_fc/c_proj:
-    read for attention alone, its other setting would load half a model)."""
+def _bias_switch(features, projections: tuple[str, ...], *, field=None, covered=None):
+    """The target's bool switch (named `field`, if given) whose True setting biases (at
+    least) `projections`; with `covered`, only one that biases nothing else than those
+    (StarCoder2's `use_bias` also biases c_fc/c_proj: read for attention alone, its other
+    setting would load half a model)."""
     for switch in getattr(features, "switches", ()):
-        if switch.kind != "bool" or switch.container:
+        if switch.kind != "bool" or switch.container or field not in (None, switch.field):
             continue
         for value in switch.values:
             biased = _biased(value.selects)
-            if value.label == "True" and set(projections) <= biased <= covered:
+            if value.label != "True" or not set(projections) <= biased:
+                continue
+            if covered is None or biased <= covered:
                 return switch
     return None
 
@@ -180,14 +187,18 @@ def _biased(selects: str) -> set[str]:
     return set()
 
 
-def _reference_reads(reference: str) -> set[str]:
-    """The config fields the reference's `from_hf_config` reads."""
+def _reference_switches(reference: str) -> tuple[set[str], set[str]]:
+    """The config fields the reference's `from_hf_config` reads, and the projections its
+    model builds with a bias that is not a literal (`bias=args.attention_bias`)."""
     import libcst as cst
 
     from codegen.scaffold.build import read_reference_files
+    from codegen.transforms.align_hf_keys import switched_biases
     from codegen.transforms.guard_switches import config_reads
 
-    return config_reads(cst.parse_module(read_reference_files(reference)["args.py"]))
+    files = read_reference_files(reference)
+    model = cst.parse_module(files["model.py"])
+    return config_reads(cst.parse_module(files["args.py"])), switched_biases(model)
 
 
 def package_name(model_type: str | None) -> str | None:

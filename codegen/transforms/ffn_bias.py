@@ -25,6 +25,7 @@ class SetFeedForwardBias(Transform):
     FeedForward, if any, is removed with the arguments passed to it); adapter rows follow."""
 
     name = "set_ffn_bias"
+    modules = ("w1", "w2", "w3")  # the house projections whose bias it sets
 
     def apply(self, package, features=None, *, enabled: bool) -> None:
         run(

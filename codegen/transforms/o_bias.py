@@ -14,6 +14,7 @@ class SetOutputBias(Transform):
     row exists exactly when the bias can."""
 
     name = "set_o_bias"
+    modules = ("wo",)  # the house projection whose bias it sets
 
     def apply(self, package, features=None, *, enabled: bool | str) -> None:
         value = bias_setting(package, enabled, "output projection bias")

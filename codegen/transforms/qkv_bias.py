@@ -23,6 +23,7 @@ class SetQkvBias(Transform):
     the adapter maps their biases exactly when they can exist."""
 
     name = "set_qkv_bias"
+    modules = ("wq", "wk", "wv")  # the house projections whose bias it sets
 
     def apply(self, package, features=None, *, enabled: bool | str) -> None:
         value = bias_setting(package, enabled, "q/k/v biases")
