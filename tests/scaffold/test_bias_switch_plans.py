@@ -1,0 +1,34 @@
+"""Bias switches in plans: read where the target switches them, fixed where it cannot.
+
+llama's reference switches q/k/v/o biases on `attention_bias` and gate/up/down on
+`mlp_bias`. A target reads its own switch for the same projections, or gets the analysed
+value hard-coded where no switch of its config covers them.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from codegen.scaffold.plan import make_plan
+from codegen.scaffold.target import load_target
+
+# model_type -> {rule id: the `enabled` parameter of its step}; absent: no step
+EXPECTED = {
+    "granite": {},  # attention_bias / mlp_bias switch exactly llama's projections
+    "mistral": {"qkv_bias": False, "o_bias": False, "ffn_bias": False},  # no such fields
+    "helium": {"o_bias": False},  # its attention_bias never biases o_proj
+    "stablelm": {"qkv_bias": "use_qkv_bias", "o_bias": False, "ffn_bias": False},
+    "arcee": {"ffn_bias": False},  # mlp_bias biases up/down of an ungated MLP only
+    "deepseek_v3": {},  # the reference's attention_bias biases wq_a/wkv_a/wo, as HF
+}
+
+
+@pytest.mark.parametrize("model_type", sorted(EXPECTED))
+def test_bias_steps(model_type):
+    plan = make_plan(load_target(model_type))
+    steps = {
+        step.rule: step.params["enabled"]
+        for step in plan.steps
+        if step.rule in ("qkv_bias", "o_bias", "ffn_bias")
+    }
+    assert steps == EXPECTED[model_type]
