@@ -19,6 +19,7 @@ import socket
 import tempfile
 import time
 import traceback
+import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import timedelta
@@ -32,7 +33,8 @@ from codegen.verify.divergence import relative_diff
 
 # the command line's names for the mesh dims the plans use
 DIM_NAMES = {"tp": "tp", "fsdp": "dp_shard", "dp_shard": "dp_shard", "ep": "ep"}
-WORLD_SIZE = 2
+WORLD_SIZES = (2, 4)  # ranks this check runs: 2 for one dim, 4 for tp=2,fsdp=2 (2-D)
+MESH_ORDER = ("dp_shard", "ep", "tp")  # outer to inner, as engines lay the mesh out
 TOLERANCE = GRADIENT_TOLERANCE  # max |parallel - single| / max |single|, per tensor, fp32
 TIMEOUT = timedelta(seconds=60)
 
@@ -101,9 +103,9 @@ def parse_setting(text: str) -> dict[str, int]:
     size = 1
     for value in dims.values():
         size *= value
-    if size != WORLD_SIZE:
-        raise CodegenError(f"--parallel {text!r}: the sizes must multiply to {WORLD_SIZE}")
-    return {name: value for name, value in dims.items() if value > 1}
+    if size not in WORLD_SIZES:
+        raise CodegenError(f"--parallel {text!r}: the sizes must multiply to 2 (or 4, 2-D)")
+    return {name: dims[name] for name in MESH_ORDER if dims.get(name, 1) > 1}
 
 
 def plan_module(spec):
@@ -152,7 +154,7 @@ def verify_parallel(
                     out,
                     _port(),
                 ),
-                nprocs=WORLD_SIZE,
+                nprocs=_world(dims),
                 start_method="fork",
             )
         except Exception:  # a rank failed: its own line is in its error file
@@ -238,6 +240,13 @@ def _quiet(name: str):
         logger.setLevel(level)
 
 
+def _world(dims: dict[str, int]) -> int:
+    size = 1
+    for value in dims.values():
+        size *= value
+    return size
+
+
 def _port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -251,19 +260,21 @@ def _worker(rank, spec, config, state, tokens, positions, dims, parallelize, pla
     torch.set_num_threads(1)
     # a failing op is reported in one line below, not by torch's own traceback logging
     logging.getLogger("torch._subclasses.fake_tensor").setLevel(logging.CRITICAL)
+    # gathering 2-D (tp x dp_shard) gradients for the comparison takes two all-gathers;
+    # the logits are read, never edited in place, so FSDP2's view warning does not apply
+    logging.getLogger("torch.distributed.tensor._redistribute").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message="FSDP2-wrapped module")
     dist.init_process_group(
         "gloo",
         init_method=f"tcp://127.0.0.1:{port}",
         rank=rank,
-        world_size=WORLD_SIZE,
+        world_size=_world(dims),
         timeout=TIMEOUT,
     )
     where = {"module": None}
     try:
-        names = list(dims) or ["dp_shard"]
-        mesh = init_device_mesh(
-            "cpu", tuple(dims.get(n, WORLD_SIZE) for n in names), mesh_dim_names=tuple(names)
-        )
+        names = tuple(dims)
+        mesh = init_device_mesh("cpu", tuple(dims.values()), mesh_dim_names=names)
         model = _build(spec, config, state)
         _track_modules(model, where)
         try:
@@ -271,16 +282,18 @@ def _worker(rank, spec, config, state, tokens, positions, dims, parallelize, pla
         except Exception as err:
             raise _Failure(f"the plan does not apply: {_one_line(err)}") from None
         dp = dims.get("dp_shard", 1)
-        if dp > 1:  # data parallel: this rank's rows of the batch
+        if dp > 1:  # data parallel: this rank's rows of the batch (by its dp coordinate)
+            index = mesh["dp_shard"].get_local_rank()
             rows = tokens.shape[0] // dp
-            tokens = tokens[rank * rows : (rank + 1) * rows]
-            positions = None if positions is None else positions[rank * rows : (rank + 1) * rows]
+            tokens = tokens[index * rows : (index + 1) * rows]
+            positions = None if positions is None else positions[index * rows : (index + 1) * rows]
         logits = model(tokens, positions)
         _loss(logits, tokens).backward()
         where["module"] = None
         if dp > 1:
             parts = [torch.empty_like(logits) for _ in range(dp)]
-            dist.all_gather(parts, logits.detach().contiguous())
+            group = mesh["dp_shard"].get_group()
+            dist.all_gather(parts, logits.detach().contiguous(), group=group)
             logits = torch.cat(parts)
         grads = {}
         for name, param in model.named_parameters():

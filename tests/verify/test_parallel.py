@@ -103,7 +103,7 @@ def test_expert_parallel_on_a_dense_model_fails():
     assert "ep=2 but the plan shards no experts" in result.error
 
 
-@pytest.mark.parametrize("text", ["tp=4", "pp=2", "tp", "tp=2,fsdp=2"])
+@pytest.mark.parametrize("text", ["tp=8", "pp=2", "tp", "tp=2,fsdp=4"])
 def test_bad_setting_is_one_line(text, capsys):
     with pytest.raises(CodegenError):
         parse_setting(text)
@@ -115,6 +115,12 @@ def test_bad_setting_is_one_line(text, capsys):
 def test_settings_name_the_mesh_dims():
     assert parse_setting("fsdp=2") == {"dp_shard": 2}
     assert parse_setting("tp=2,ep=1") == {"tp": 2}
+    assert list(parse_setting("tp=2,fsdp=2")) == ["dp_shard", "tp"]  # outer to inner
+
+
+def test_tensor_parallel_inside_fsdp_on_four_ranks():
+    result = _run("qwen3", "tp=2,fsdp=2")
+    assert result.passed, result.line()
 
 
 def test_a_scaffolded_package_carries_its_plan(tmp_path):
