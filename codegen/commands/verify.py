@@ -49,8 +49,8 @@ from codegen.errors import CodegenError
     "parallel",
     multiple=True,
     metavar="DIM=2",
-    help="Instead: prove the package's shard plan on 2 CPU ranks (tp=2, fsdp=2, ep=2; "
-    "repeatable) against the package on one device.",
+    help="Instead: prove the package's shard plan on CPU ranks (tp=2, fsdp=2, ep=2; "
+    "tp=2,fsdp=2 on 4; repeatable) against the package on one device.",
 )
 @click.option(
     "--fp8",

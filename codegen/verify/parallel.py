@@ -1,14 +1,15 @@
 """`verify --parallel`: a package's shard plan proven against the same package on one device.
 
-Two CPU processes (gloo) each build the package from the same fp32 weights, apply the
-package's `parallelize(model, mesh)` over a 2-rank mesh (`tp`, `dp_shard` or `ep`), run the
-long verify input forward and the next-token loss backward. The logits and every
-parameter's gradient, gathered to full tensors, are compared with the single-device package
-in this process. Under `fsdp` each rank takes its own half of the batch (data parallel, the
-gradients averaged by FSDP2), under `tp` and `ep` both ranks see the whole batch.
+Forked CPU processes (gloo; 2 for one mesh dim, 4 for `tp=2,fsdp=2` or `fsdp=2,ep=2`) each
+build the package from the same fp32 weights, apply the package's `parallelize(model,
+mesh)` over a mesh with dims `dp_shard`, `ep`, `tp`, run the long verify input forward and
+the next-token loss backward. The logits and every parameter's gradient, gathered to full
+tensors, are compared with the single-device package in this process. Along `dp_shard`
+each rank takes its own rows of the batch (data parallel, gradients averaged by FSDP2);
+along `tp` and `ep` the ranks see the same rows.
 
 A rank that fails (a plan that does not fit, a shape error in a sharded module) reports
-one line naming the module it was in; the other rank is stopped.
+one line naming the module it was in; the other ranks are stopped.
 """
 
 from __future__ import annotations
