@@ -16,6 +16,7 @@ from torch.overrides import TorchFunctionMode
 from transformers import Qwen3MoeConfig
 from transformers.models.qwen3_moe.modeling_qwen3_moe import Qwen3MoeSparseMoeBlock
 
+from codegen.layers.lifecycle import init_module_weights
 from codegen.layers.rope import RopeScaling
 from codegen.verify.cases import default_cases
 from codegen.verify.run import Case, declined, verify_case
@@ -283,6 +284,8 @@ def test_experts_run_as_three_grouped_gemms_whatever_the_token_count(tokens):
 def test_batched_experts_equal_a_per_token_loop():
     args = ModelArgs(dim=32, num_experts=8, top_k=3, moe_hidden_dim=16, norm_topk_prob=False)
     moe = MoE(args).eval()
+    torch.manual_seed(0)
+    init_module_weights(moe, std=0.1)  # __init__ leaves the expert stacks uninitialised
     x = torch.randn(40, args.dim, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         weights, indices = moe.route(moe.gate(x))
