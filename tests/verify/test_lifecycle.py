@@ -79,29 +79,33 @@ def test_sampling_tolerance():
 
 
 @pytest.fixture(scope="module")
-def gemma(tmp_path_factory):
+def generated(tmp_path_factory):
+    """gemma (offset `1 + w` norms) and gpt_oss (sinks, a router bias HF draws normal)."""
     from codegen.cli import main
 
     out = tmp_path_factory.mktemp("lifecycle_models")
-    assert main(["scaffold", "gemma", "--out", str(out)]) == 0
-    return load_spec("gemma", out)
+    for name in ("gemma", "gpt_oss"):
+        assert main(["scaffold", name, "--out", str(out)]) == 0
+    return out
 
 
-def test_generated_offset_norms_start_at_zero(gemma):
-    config = tiny_config("gemma")
-    adapter = gemma.adapter(gemma.args.from_hf_config(config))
-    assert lifecycle.init_statistics(gemma, config, adapter) is None
+@pytest.mark.parametrize("name", ["gemma", "gpt_oss"])
+def test_generated_package_builds_on_meta_and_starts_like_hf(generated, name):
+    spec, config = load_spec(name, generated), tiny_config(name)
+    model, state, adapter = _built(spec, config)
+    inputs = make_inputs(config.vocab_size)
+    assert lifecycle.check(spec, config, model, state, adapter, inputs) is None
 
 
-def test_offset_norm_initialised_to_one_fails_naming_it(gemma, monkeypatch):
+def test_offset_norm_initialised_to_one_fails_naming_it(generated, monkeypatch):
     import sys
 
+    gemma = load_spec("gemma", generated)
     norm = sys.modules[gemma.model.__module__].OffsetRMSNorm
     monkeypatch.setattr(norm, "init_parameters", lambda self, std: self.weight.data.fill_(1.0))
     config = tiny_config("gemma")
-    failure = lifecycle.init_statistics(
-        gemma, config, gemma.adapter(gemma.args.from_hf_config(config))
-    )
+    adapter = gemma.adapter(gemma.args.from_hf_config(config))
+    failure = lifecycle.init_statistics(gemma, config, adapter)
     assert failure.startswith(
         "init_weights: model.layers.*.input_layernorm.weight starts at mean 1"
     )
