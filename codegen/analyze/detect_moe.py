@@ -169,6 +169,8 @@ def detect(ctx: Ctx) -> Moe | None:
         if t.op != "add":
             continue
         params = [a for a in t.args if isinstance(a, Term) and _param_like(a)]
+        if not params and _passes_param(router_calls):  # `self.gate(x, self.bias)`
+            params = [a for a in t.args if isinstance(a, Term) and _extra_input(a)]
         scored = [
             a
             for a in t.args
@@ -305,6 +307,20 @@ def detect(ctx: Ctx) -> Moe | None:
         module_layout=module_layout,
         expert_bias=expert_bias,
     )
+
+
+def _passes_param(calls: list[Term]) -> bool:
+    """A router module called with a parameter or buffer besides the hidden states."""
+    return any(
+        isinstance(a, ParamRec) or (isinstance(a, Term) and _param_like(a))
+        for call in calls
+        for a in list(call.args) + list(call.kwargs.values())
+    )
+
+
+def _extra_input(term: Term) -> bool:
+    """An argument of the router's forward other than the hidden states."""
+    return term.op == "input" and not term.kwargs.get("primary")
 
 
 def _param_like(term: Term) -> bool:

@@ -99,3 +99,12 @@ def test_the_fixture_names_a_causal_lm_not_called_for_causal_lm(tmp_path) -> Non
     module, cls = auto_map["AutoModelForCausalLM"].split(".")
     assert cls.endswith("LMHeadModel") and "GPT2" not in cls
     assert f"class {cls}(" in (folder / f"{module}.py").read_text()
+
+
+def test_a_correction_bias_passed_into_the_router_module_is_a_router_bias() -> None:
+    """minimax_m2 hands its buffer to the gate (`self.gate(x, self.e_score_correction_bias)`);
+    the cross-check saw the buffer while the analysis said no router bias."""
+    from codegen.analyze.analysis import analyze
+
+    assert analyze("minimax_m2").moe.router_bias is True
+    assert analyze("qwen3_moe").moe.router_bias is False
