@@ -6,6 +6,7 @@ They name their anchors the way `edits.py` does (class, method, statement) and r
 
 from __future__ import annotations
 
+from importlib.util import find_spec
 from pathlib import Path
 
 import libcst as cst
@@ -303,9 +304,8 @@ def own_experts(package) -> None:
     `MoE`. A transform that changes the experts' maths for one target calls this first."""
     if has_class(package, "model.py", "Experts"):
         return
-    from codegen.layers import experts
-
-    shared = cst.parse_module(Path(experts.__file__).read_text())
+    # located, not imported: scaffold stays free of torch
+    shared = cst.parse_module(Path(find_spec(SHARED_EXPERTS_MODULE).origin).read_text())
     (experts_class,) = [s for s in shared.body if m.matches(s, m.ClassDef(name=m.Name("Experts")))]
     if not has_class(package, "model.py", "MoE"):
         raise EditError("model.py has no Experts class and no MoE class (run add_moe first)")
