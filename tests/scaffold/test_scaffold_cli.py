@@ -36,8 +36,9 @@ def test_from_picks_another_reference(capsys):
     assert main(["scaffold", "qwen2", "--from", "llama", "--explain", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["reference"] == "llama"
+    # a rule's reason names its feature, after what kind of difference it is
     assert "attention.qkv_bias" in {gap["feature"] for gap in plan["gaps"]} | {
-        rule["reason"].split(" =")[0] for rule in plan["rules"]
+        rule["reason"].split(" =")[0].rsplit(": ", 1)[-1] for rule in plan["rules"]
     }
 
 
