@@ -86,6 +86,8 @@ def _stats(values: torch.Tensor) -> tuple[float, float]:
 
 def differs(ours: torch.Tensor, theirs: torch.Tensor) -> bool:
     """Two samples of one initialisation? Constants must agree; normals within sampling error."""
+    if theirs.numel() == 0 or ours.numel() == 0:  # an empty weight (a zero-width layer)
+        return theirs.numel() != ours.numel()
     (mean, std), (want_mean, want_std) = _stats(ours), _stats(theirs)
     if not math.isfinite(mean + std):  # a tensor init_weights left uninitialised
         return True

@@ -76,6 +76,7 @@ def test_sampling_tolerance():
     assert lifecycle.differs(a + 0.01, b)  # wrong mean
     assert lifecycle.differs(torch.ones(8), torch.zeros(8))  # 1 + w norm started at one
     assert lifecycle.differs(torch.full((8,), float("nan")), torch.zeros(8))  # left empty
+    assert not lifecycle.differs(torch.zeros(0), torch.zeros(0))  # a zero-width layer
 
 
 @pytest.fixture(scope="module")
