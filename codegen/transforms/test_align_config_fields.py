@@ -129,3 +129,12 @@ def _rope_argument(code: str, values: dict) -> dict:
     )
     config = types.SimpleNamespace(rope_scaling=None, **values)
     return eval(ast.unparse(call.args[0]), {"hf_config": config})  # noqa: S307
+
+
+def test_initializer_range_is_read_as_init_std_where_a_config_calls_it_so():
+    source = (
+        'def from_hf_config(hf_config):\n    return getattr(hf_config, "initializer_range", 0.02)\n'
+    )
+    package = package_of({"args.py": source})
+    AlignConfigFields().apply(package, fields=["hidden_size", "init_std"], config={})
+    assert 'getattr(hf_config, "init_std", 0.02)' in package.render()["args.py"]
