@@ -8,7 +8,7 @@ transformers (fp32). Decoder-only models are the
 scope; hybrids, encoders and multimodal models are listed with their category and skipped.
 
 Writes coverage.json (a list of rows: model_type, category, reference, rules, unsupported,
-verify = {passed, cosine, max_abs_diff, error}, parallel = {setting: pass or "fail: why"}
+verify = {passed, cosine, max_abs_diff, error, lifecycle, packed}, parallel = {setting: pass or "fail: why"}
 for each verified package's shard plan (`verify --parallel`, default tp=2), seconds) and
 coverage.md, and prints one
 summary line:
@@ -180,6 +180,10 @@ def _verdict(results: list[dict]) -> dict:
             for status in STATUSES
         },
     }
+    compared = [r for r in results if r["status"] in ("pass", "fail")]
+    if compared:  # engine readiness: meta-device lifecycle and packed sequences, every case
+        verdict["lifecycle"] = all(r.get("lifecycle_ok") for r in compared)
+        verdict["packed"] = all(r.get("packed_ok") for r in compared)
     if failed:
         first = failed[0]
         verdict["error"] = first["error"] or _why(first)
@@ -195,6 +199,10 @@ def _why(result: dict) -> str:
         return where + f"gradients differ first at {result['first_gradient_divergence']}"
     if result["export_matches"] is False:
         return where + "export through to_hf does not reproduce HF"
+    if result.get("lifecycle_failure"):
+        return where + f"meta-device lifecycle: {result['lifecycle_failure']}"
+    if result.get("packed_failure"):
+        return where + f"packed sequences: {result['packed_failure']}"
     return where + f"logits differ; first divergence: {result['first_divergence']}"
 
 
@@ -218,11 +226,16 @@ def summary(rows: list[dict]) -> str:
         f"/{len(passed)} verified"
         for setting in settings
     )
+    verified = [r["verify"] for r in decoders if r["verify"] and "lifecycle" in r["verify"]]
+    engine = (
+        f"; meta lifecycle {sum(v['lifecycle'] for v in verified)}/{len(verified)}, "
+        f"packed sequences {sum(v['packed'] for v in verified)}/{len(verified)}"
+    )
     return (
         f"coverage: {len(passed)}/{len(decoders)} decoder-only causal LMs scaffold + verify "
         f"(fp32, every config switch setting); {len(planned)} fully planned; "
         f"{len(rows)} causal-LM model types swept; switch settings: {counts['pass']} pass, "
-        f"{counts['refused']} refused, {counts['fail']} fail{shards}"
+        f"{counts['refused']} refused, {counts['fail']} fail{shards}{engine}"
     )
 
 
