@@ -11,6 +11,7 @@ them, so the observation is the same for both.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -177,13 +178,27 @@ def _moe(layer_state: dict) -> dict[str, Any]:
         firsts = {s[0] for s in experts.values() if len(s) >= 2}
         if len(firsts) == 1:
             out["moe.num_experts"] = firsts.pop()
-    out["moe.router_bias"] = any("e_score_correction_bias" in k for k in layer_state)
+    out["moe.router_bias"] = _selection_bias(layer_state, out.get("moe.num_experts"))
     shared = {k for k in layer_state if ".experts" not in k and re.search(r"shared", k)}
     out["moe.shared_experts"] = bool(shared - {k for k in shared if "gate" in k.split(".")[-2]})
     out["moe.shared_expert_gate"] = any(
         re.search(r"shared_expert_gate\.weight$", k) for k in layer_state
     )
     return out
+
+
+def _selection_bias(layer_state: dict, experts: int | None) -> bool:
+    """A vector with one entry per expert outside the experts that is neither a Linear's
+    bias (the router projection's) nor a norm weight: a correction added for selection."""
+    for key, shape in layer_state.items():
+        if not shape or shape[-1] != experts or math.prod(shape) != experts:
+            continue
+        if ".experts." in key or "norm" in key:
+            continue
+        if key.endswith(".bias") and len(layer_state.get(key[:-4] + "weight", ())) == 2:
+            continue
+        return True
+    return False
 
 
 def _norm(layer, hidden: int) -> dict[str, Any]:
