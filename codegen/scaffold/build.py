@@ -91,6 +91,7 @@ def _retarget_params(name: str, title: str, model_types, features) -> dict:
         "title": title,
         "references": [ref for ref in ORDER if ref not in own],
         "config_class": getattr(source, "config_class", None),
+        "own": sorted(own),
     }
 
 

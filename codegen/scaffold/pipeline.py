@@ -24,10 +24,23 @@ def scaffold_into(
     """Write `models_dir/name/` (package + its parity test) and register it there, all or
     nothing (see `codegen.scaffold.write`)."""
     title = title or name
+    if not any(step.transform == "align_config_fields" for step in steps):
+        steps, features = _with_config_alignment(steps, model_types, features)
     files = build_package(reference, name, model_types, steps, features=features, title=title)
     filename, text = test_file(name, title)
     files[filename] = text
     return install_package(models_dir, name, files, force=force)
+
+
+def _with_config_alignment(steps: list[Step], model_types: list[str], features):
+    """A hand-picked step list (tests, experiments) gets the planner's config-field step:
+    the reference's config reads (llama's `attention_bias`) become what the target's
+    config has or the value its code fixes, as in every planned scaffold."""
+    from codegen.scaffold.plan import config_alignment
+    from codegen.scaffold.target import load_target
+
+    target = load_target(model_types[0])
+    return [*steps, config_alignment(target)], features or target.features
 
 
 def verify_generated(models_dir: Path, name: str, dtypes=("fp32",), switches: bool = True):

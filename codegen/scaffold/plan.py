@@ -271,6 +271,15 @@ def _rule_order(rules, rule_id: str) -> int:
     return len(rules)
 
 
+def config_alignment(target) -> Step:
+    """The planner's config-field step alone, for a hand-picked step list: the reference's
+    config reads become what `target`'s config has (or the value its code fixes)."""
+    return Step(
+        "align_config_fields",
+        {"fields": sorted(target.config_fields), "config": _settings(target.config)},
+    )
+
+
 def _naming_steps(target) -> list[Step]:
     """Key names, config fields and fixed settings: computed from the package as transformed."""
     fields = sorted(target.config_fields)

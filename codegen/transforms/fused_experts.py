@@ -209,7 +209,8 @@ def _docstring(layout: str, transposed: bool):
 
     def rewrite(old: str | None) -> str:
         first, _, rest = (old or "Routed experts.").partition("\n")
-        first = re.sub(r" held as .*", "", first.rstrip("."))
+        # the layout clause of the first line is replaced, whichever words it used
+        first = re.sub(r" (?:held as|as stacked weights) .*", "", first.rstrip("."))
         indent = re.match(r"\n*( *)", rest).group(1) if rest else "    "
         return (
             f"{first} held as stored on disk, {order}.\n\n"

@@ -46,8 +46,9 @@ class RetargetText(Transform):
         title: str,
         references: Sequence[str],
         config_class: str | None = None,
+        own: Sequence[str] = (),
     ) -> None:
-        words = Words(name, title, references, config_class)
+        words = Words(name, title, references, config_class, own)
         if not words.foreign:
             return
         for filename in list(package.files):
@@ -57,11 +58,12 @@ class RetargetText(Transform):
 class Words:
     """The spellings of the foreign references and what each becomes in the target."""
 
-    def __init__(self, name, title, references, config_class=None):
+    def __init__(self, name, title, references, config_class=None, own_names=()):
         self.name, self.title = name, title
         self.config_class = config_class or f"{_camel(name)}Config"
         self.prefix = self.config_class.removesuffix("Config") or _camel(name)
-        own = {_norm(name)}
+        # the target's own names (its model types: `qwen2_moe` is not qwen2's) stay as written
+        own = {_norm(name), *(_norm(n) for n in own_names)}
         self.known = sorted({_norm(r) for r in references} | own, key=len, reverse=True)
         self.foreign = [n for n in self.known if n not in own]
 

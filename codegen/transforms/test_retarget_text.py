@@ -108,3 +108,16 @@ def test_a_summary_that_grows_past_the_line_is_rewrapped():
 )
 def test_reference_word_spellings(word, known, rest):
     assert reference_word(word, known) == rest
+
+
+def test_the_targets_own_model_type_is_never_reworded():
+    """qwen2_moe starts with the qwen2 reference's name but is the target's own word."""
+    from codegen.transforms.retarget_text import Words
+
+    words = Words(
+        "qwen2_moe_from_llama", "qwen2_moe_from_llama", ["qwen2"], own_names=["qwen2_moe"]
+    )
+    assert words.reword('supported_model_types=frozenset({"qwen2_moe"})') == (
+        'supported_model_types=frozenset({"qwen2_moe"})'
+    )
+    assert words.reword("qwen2: a bias on q/k/v") == "qwen2_moe_from_llama: a bias on q/k/v"

@@ -12,6 +12,8 @@ import torch
 from codegen.models import load_spec
 from codegen.scaffold.build import Step
 from codegen.scaffold.pipeline import scaffold_into, verify_generated
+from codegen.scaffold.plan import make_plan
+from codegen.scaffold.target import load_target
 from codegen.verify.cases import default_cases
 from codegen.verify.run import Case, verify_case
 from codegen.verify.tiny_config import tiny_config
@@ -26,19 +28,28 @@ QKV_BIAS = Step("set_qkv_bias", {"enabled": True}, rule="qkv_bias")
 QWEN2_SETTINGS = Step("set_fixed_settings", {"settings": {"hidden_act": "silu"}})
 NOPE = Step("add_nope_layers", rule="nope_layers")
 
-# (reference, target model type, steps, the key step whose absence must fail verify)
+# target model type -> (reference, the rule whose step's absence must fail verify); the
+# steps are the planner's own for that reference
 CASES = {
-    "mistral": ("llama", [WINDOW_ALL], WINDOW_ALL),
-    "qwen2": ("llama", [QKV_BIAS, WINDOW_PATTERN, QWEN2_SETTINGS], WINDOW_PATTERN),
-    "qwen3": ("llama", [QK_NORM, WINDOW_PATTERN], QK_NORM),
-    "llama": ("qwen3", [NO_QK_NORM, NO_WINDOW], NO_WINDOW),
+    "mistral": ("llama", "sliding_window_all"),
+    "qwen2": ("llama", "sliding_window_pattern"),
+    "qwen3": ("llama", "qk_norm_per_head"),
+    "llama": ("qwen3", "no_qk_norm"),
 }
+
+
+def _steps(model_type: str) -> list[Step]:
+    reference, _ = CASES[model_type]
+    plan = make_plan(load_target(model_type), reference=reference)
+    assert plan.complete, plan.gaps
+    return list(plan.steps)
 
 
 def _scaffold(tmp_path, model_type, steps, name=None):
     reference = CASES[model_type][0]
     name = name or f"gen_{model_type}"
-    scaffold_into(tmp_path / "models", reference, name, [model_type], steps)
+    features = load_target(model_type).features
+    scaffold_into(tmp_path / "models", reference, name, [model_type], steps, features=features)
     return tmp_path / "models", name
 
 
@@ -50,11 +61,9 @@ def _first_case_passes(models, name) -> bool:
 
 @pytest.mark.parametrize("model_type", sorted(CASES))
 def test_scaffolded_model_verifies(tmp_path, model_type):
-    _, steps, _ = CASES[model_type]
-    models, name = _scaffold(tmp_path, model_type, steps)
+    models, name = _scaffold(tmp_path, model_type, _steps(model_type))
     if model_type == "qwen3":  # every default case (tied and untied), fp32 and bf16
-        # hand-picked steps (no guard_switches): the config class defaults only
-        results = verify_generated(models, name, ("fp32", "bf16"), switches=False)
+        results = verify_generated(models, name, ("fp32", "bf16"))
     else:
         spec = load_spec(name, models)
         results = verify_case(spec, default_cases(spec)[0], ["fp32"])
@@ -65,15 +74,16 @@ def test_scaffolded_model_verifies(tmp_path, model_type):
 
 @pytest.mark.parametrize("model_type", sorted(CASES))
 def test_without_the_key_step_verify_fails(tmp_path, model_type):
-    _, steps, key = CASES[model_type]
+    key = CASES[model_type][1]
     torch.manual_seed(0)
-    models, name = _scaffold(tmp_path, model_type, [s for s in steps if s is not key])
+    steps = [s for s in _steps(model_type) if s.rule != key]
+    models, name = _scaffold(tmp_path, model_type, steps)
     spec = load_spec(name, models)
     assert not any(r.passed for r in verify_case(spec, default_cases(spec)[0], ["fp32"]))
 
 
 def test_generated_code_is_ruff_clean(tmp_path):
-    models, name = _scaffold(tmp_path, "qwen3", CASES["qwen3"][1])
+    models, name = _scaffold(tmp_path, "qwen3", _steps("qwen3"))
     for command in (["check"], ["format", "--check"]):
         done = subprocess.run(
             [sys.executable, "-m", "ruff", *command, str(models / name)],
