@@ -41,6 +41,8 @@ GATE_UP_INTERLEAVED = Step("fuse_gate_up", {"layout": "interleaved"}, rule="fuse
 PARTIAL_ROTARY = Step("partial_rotary", rule="partial_rotary")
 INTERLEAVED_ROPE = Step("interleaved_rope", rule="interleaved_rope")
 QKV_BIAS = Step("set_qkv_bias", {"enabled": True}, rule="qkv_bias")
+# llama's attention_bias biases o too; these targets bias q/k/v only
+NO_O_BIAS = Step("set_o_bias", {"enabled": False}, rule="o_bias")
 O_BIAS = Step("set_o_bias", {"enabled": True}, rule="o_bias")
 WINDOW_ALL = Step("set_sliding_window", {"mode": "all"}, rule="sliding_window_all")
 QK_NORM_FULL = Step("set_qk_norm", {"kind": "full"}, rule="qk_norm_full")
@@ -83,7 +85,15 @@ CASES = {
     ),
 }
 # glm4's sandwich names its norms unlike gemma2: the scheme comes from the analyzed features
-GLM4_STEPS = [QKV_BIAS, PARTIAL_ROTARY, INTERLEAVED_ROPE, GATE_UP, SANDWICH, GLM4_SETTINGS]
+GLM4_STEPS = [
+    QKV_BIAS,
+    NO_O_BIAS,
+    PARTIAL_ROTARY,
+    INTERLEAVED_ROPE,
+    GATE_UP,
+    SANDWICH,
+    GLM4_SETTINGS,
+]
 
 
 def _scaffold(tmp_path, model_type, steps, reference="llama", features=None):

@@ -83,6 +83,7 @@ PLANS: dict[str, tuple[str, list[Step]]] = {
         "llama",
         [
             Step("set_qkv_bias", {"enabled": True}, rule="qkv_bias"),
+            Step("set_o_bias", {"enabled": False}, rule="o_bias"),  # llama's switch biases o too
             Step("set_fixed_settings", {"settings": {"hidden_act": "silu"}}),
             Step("set_sliding_window", {"mode": "pattern"}, rule="sliding_window_pattern"),
             Step("add_moe", {"dense_rule": "sparse_step", "norm_topk_prob": "config"}, "moe"),

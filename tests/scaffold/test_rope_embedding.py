@@ -40,6 +40,7 @@ GRANITE_MULTIPLIERS = {
 
 GLM = [
     Step("set_qkv_bias", {"enabled": True}, rule="qkv_bias"),
+    Step("set_o_bias", {"enabled": False}, rule="o_bias"),  # llama's switch biases o too
     Step(
         "set_fixed_settings",
         {"settings": {"attention_bias": True, "hidden_act": "silu"}},
