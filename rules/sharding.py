@@ -54,8 +54,9 @@ SHARDS = [
         )
         for placement in ("post", "sandwich")
     ),
-    # the dense feed-forward stays on the layers the dense rule keeps (maybe none)
-    Shards("add_moe", _EXPERTS, optional=_DENSE),
+    # the dense feed-forward stays on the layers the dense rule keeps (maybe none), and a
+    # config may keep no MoE layer at all (a sparse step with `num_experts=0`)
+    Shards("add_moe", _EXPERTS, optional=(*_DENSE, *_EXPERTS)),
     Shards(
         "add_shared_experts",
         {
@@ -63,8 +64,15 @@ SHARDS = [
             "layers.*.moe.shared_experts.w3": "colwise",
             "layers.*.moe.shared_experts.w2": "rowwise",
         },
+        optional=tuple(f"layers.*.moe.shared_experts.w{i}" for i in (1, 3, 2)),
     ),
-    Shards("add_shared_expert_gate", {"layers.*.moe.shared_expert_gate": "replicate"}),
+    Shards(
+        "add_shared_expert_gate",
+        {"layers.*.moe.shared_expert_gate": "replicate"},
+        optional=("layers.*.moe.shared_expert_gate",),
+    ),
+    # the parallel layout (a config switch) builds no second norm
+    Shards("parallel_residual_switch", {}, optional=("layers.*.ffn_norm",)),
     Shards("add_attention_sinks", {"layers.*.attention.sinks": "head_param"}),
     # [gate | up] halves: a strided shard; alternating gate/up rows: a plain column split
     Shards(

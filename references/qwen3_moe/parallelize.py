@@ -33,9 +33,11 @@ PLAN = {
     "output": "vocab_head",
 }
 FSDP_BLOCKS = ("layers.*",)
-# entries a config may leave without a match (every layer MoE: no dense feed_forward)
+# entries a config may leave without a match: every layer MoE (no dense feed_forward), or
+# num_experts=0 (every layer dense, no MoE)
 OPTIONAL = frozenset(
     {"layers.*.feed_forward.w1", "layers.*.feed_forward.w3", "layers.*.feed_forward.w2"}
+    | {name for name in PLAN if name.startswith("layers.*.moe.")}
 )
 
 
