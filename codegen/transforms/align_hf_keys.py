@@ -31,6 +31,11 @@ class AlignHfKeys(Transform):
 
         groups = synonyms or load_names().KEY_SYNONYMS
         canonical = {alias: group[0] for group in groups for alias in group}
+        # the module the analysis found the layers in is the base model, whatever its name
+        # (a new architecture's own base_model_prefix): it pairs with the reference's
+        base = prefix.split(".")[0] if prefix else ""
+        if base and base not in canonical and "model" in canonical:
+            canonical[base] = canonical["model"]
         layer_prefix = f"{prefix}.{_LAYER}." if prefix else ""
         targets = [layer_prefix + key for key in layer_keys] + list(other_keys)
         by_shape: dict[tuple, list[str]] = {}

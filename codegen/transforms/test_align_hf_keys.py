@@ -61,3 +61,29 @@ def test_qk_norm_rows_follow_the_checkpoints_names():
         adapter = package.render()["state_dict_adapter.py"]
         assert f'"model.layers.{{}}.self_attn.{q}.weight": "layers.{{}}.attention.q_norm' in adapter
         assert f'"model.layers.{{}}.self_attn.{k}.weight": "layers.{{}}.attention.k_norm' in adapter
+
+
+EMBEDDING = """
+class StateDictAdapter:
+    from_hf_map = {
+        "model.embed_tokens.weight": "tok_embeddings.weight",
+        "model.layers.{}.self_attn.o_proj.weight": "layers.{}.attention.wo.weight",
+    }
+"""
+
+
+def test_a_base_model_prefix_never_seen_before_pairs_with_the_references():
+    """A new architecture's base model (here `zephyrnet`, where the analysis found its
+    layers) holds the embedding too: no table needs to know the name."""
+    package = package_of({"state_dict_adapter.py": EMBEDDING, "model.py": MODEL})
+    AlignHfKeys().apply(
+        package,
+        prefix="zephyrnet.layers",
+        layer_keys=["attention.dense.weight"],
+        other_keys=["zephyrnet.embed_in.weight"],
+    )
+    adapter = package.render()["state_dict_adapter.py"]
+    assert '"zephyrnet.embed_in.weight": "tok_embeddings.weight"' in adapter
+    assert (
+        '"zephyrnet.layers.{}.attention.dense.weight": "layers.{}.attention.wo.weight"' in adapter
+    )

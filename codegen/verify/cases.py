@@ -103,15 +103,35 @@ def folder_cases(folder: Path, trust_remote_code: bool) -> list[Case]:
     from codegen.verify.switch_settings import switch_settings
 
     remote = load_remote(Path(folder), trust_remote_code)
-    base = remote_toy_config(remote)
-    check_builds(remote, base)
+    base, fixed = _buildable_toy(remote, remote_toy_config, check_builds)
     label = f"{remote.model_type}:{Path(folder).name}"
     cases = [Case(label, base)]
     switches = switches_of_model(load_model(resolve(str(folder))))
     toy = {k: v for k, v in base.to_dict().items() if k not in ("model_type", "auto_map")}
     for setting in switch_settings(switches, toy, config_class=remote.config_class):
-        overrides = setting.overrides
+        overrides = {**fixed, **setting.overrides}
         cases.append(
             _setting_case(f"{label}+{setting.label}", remote_toy_config, remote, overrides)
         )
     return cases
+
+
+def _buildable_toy(remote, toy_config, check_builds):
+    """The folder's toy and the overrides it needed: as for an installed class (see
+    `base_config`), code that sizes a projection from hidden cannot run a head_dim other
+    than hidden / heads, so neither can any checkpoint of it; the toy keeps it symmetric."""
+    from codegen.errors import CodegenError
+
+    base = toy_config(remote)
+    try:
+        check_builds(remote, base)
+        return base, {}
+    except CodegenError:
+        heads = getattr(base, "num_attention_heads", None)
+        head_dim = getattr(base, "head_dim", None)
+        if not heads or head_dim in (None, base.hidden_size // heads):
+            raise
+    fixed = {"head_dim": base.hidden_size // heads}
+    symmetric = toy_config(remote, **fixed)
+    check_builds(remote, symmetric)  # still failing: that one-line error stands
+    return symmetric, fixed

@@ -18,7 +18,10 @@ from codegen.cli import main
 from codegen.models import load_spec
 from codegen.verify.remote_fixture import neutral_name, remote_folder
 
+# helium: its code cannot run head_dim != hidden/heads (the toy keeps it symmetric);
+# gpt_neox: its base model prefix is renamed with it (keys pair by where the layers are)
 ARCHITECTURES = ["llama", "qwen2", "qwen3", "mistral", "gemma2", "qwen3_moe", "mixtral"]
+ARCHITECTURES += ["helium", "gpt_neox"]
 
 
 def _scaffold(target: Path | str, out: Path, *extra: str) -> None:
