@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cache
 
 from codegen.analyze import reference as references
 from codegen.errors import CodegenError
@@ -187,7 +188,8 @@ def _biased(selects: str) -> set[str]:
     return set()
 
 
-def _reference_switches(reference: str) -> tuple[set[str], set[str]]:
+@cache
+def _reference_switches(reference: str) -> tuple[frozenset[str], frozenset[str]]:
     """The config fields the reference's `from_hf_config` reads, and the projections its
     model builds with a bias that is not a literal (`bias=args.attention_bias`)."""
     import libcst as cst
@@ -198,7 +200,8 @@ def _reference_switches(reference: str) -> tuple[set[str], set[str]]:
 
     files = read_reference_files(reference)
     model = cst.parse_module(files["model.py"])
-    return config_reads(cst.parse_module(files["args.py"])), switched_biases(model)
+    reads = config_reads(cst.parse_module(files["args.py"]))
+    return frozenset(reads), frozenset(switched_biases(model))
 
 
 def package_name(model_type: str | None) -> str | None:

@@ -103,16 +103,29 @@ def built_modules(module: cst.Module) -> set[str]:
 
 def switched_biases(module: cst.Module) -> set[str]:
     """Attributes built as `self.<name> = nn.Linear(..., bias=<not a literal>)`."""
-    found = set()
-    linear = m.Call(
-        args=[
-            m.ZeroOrMore(),
-            m.Arg(keyword=m.Name("bias"), value=~m.Name("True") & ~m.Name("False")),
-            m.ZeroOrMore(),
-        ]
-    )
-    for node in m.findall(
-        module, m.Assign(targets=[m.AssignTarget(m.Attribute(value=m.Name("self")))], value=linear)
-    ):
-        found.add(node.targets[0].target.attr.value)
-    return found
+    finder = _SwitchedBiases()
+    module.visit(finder)
+    return finder.found
+
+
+class _SwitchedBiases(cst.CSTVisitor):
+    """A plain visitor (matchers' findall cost 0.07 s per model.py, run for every
+    reference the planner weighs)."""
+
+    def __init__(self):
+        self.found: set[str] = set()
+
+    def visit_Assign(self, node: cst.Assign) -> None:
+        target = node.targets[0].target if len(node.targets) == 1 else None
+        if not (
+            isinstance(target, cst.Attribute)
+            and isinstance(target.value, cst.Name)
+            and target.value.value == "self"
+            and isinstance(node.value, cst.Call)
+        ):
+            return
+        for arg in node.value.args:
+            if arg.keyword is not None and arg.keyword.value == "bias":
+                literal = isinstance(arg.value, cst.Name) and arg.value.value in ("True", "False")
+                if not literal:
+                    self.found.add(target.attr.value)
