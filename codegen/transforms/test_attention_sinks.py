@@ -2,6 +2,7 @@
 against HF gpt_oss's eager attention (the only path HF runs for sinks)."""
 
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -86,3 +87,17 @@ def test_generated_attention_matches_hf_gpt_oss(tmp_path, window):
         rope = (torch.ones(2, seq, 2 * half), torch.zeros(2, seq, 2 * half))
         got = ours(x, rope, None if window is None else allowed)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("init_line", "zeroed"),
+    [("init.zeros_(module.sinks)", True), ("init.normal_(module.sinks, mean=0.0, std=std)", False)],
+)
+def test_sinks_start_as_hf_initialises_them(tmp_path, init_line, zeroed):
+    source = tmp_path / "modeling_x.py"
+    source.write_text(f"def _init_weights(self, module):\n    {init_line}\n")
+    features = SimpleNamespace(source=SimpleNamespace(modeling=str(source)))
+    package = _llama()
+    AddAttentionSinks().apply(package, features)
+    model = package.render()["model.py"]
+    assert ("nn.init.zeros_(self.sinks)" in model) is zeroed
