@@ -4,14 +4,13 @@ For each model_type with a causal-LM class: analyze it under its toy config (sta
 from the closest reference, and when every difference has a rule, scaffold it into a temp
 models package (with ruff's folder removed from PATH), check it (`ruff check`,
 `ruff format --check`, `codegen lint --dead-code`: row["checks"]) and verify it against
-transformers (fp32). Decoder-only models are the
-scope; hybrids, encoders and multimodal models are listed with their category and skipped.
+transformers (fp32 and bf16). Decoder-only models are the scope; hybrids, encoders and
+multimodal models are listed with their category and skipped.
 
 Writes coverage.json (a list of rows: model_type, category, reference, rules, unsupported,
-verify = {passed, cosine, max_abs_diff, error, lifecycle, packed}, parallel = {setting: pass or "fail: why"}
-for each verified package's shard plan (`verify --parallel`, default tp=2), seconds) and
-coverage.md, and prints one
-summary line:
+verify = {passed, cosine, max_abs_diff, error, lifecycle, packed}, parallel = {setting: pass
+or "fail: why"} for each verified package's shard plan (`verify --parallel`, default tp=2),
+seconds) and coverage.md, and prints one summary line:
 
     python scripts/coverage.py [--out DIR] [--only TYPE ...] [--no-verify] [--no-crosscheck]
                                [--parallel SETTING ...]
@@ -106,10 +105,10 @@ TIMEOUT = 300  # seconds per verify
 
 
 def verify_isolated(models_dir: Path, name: str) -> dict:
-    """`codegen verify NAME --json` (fp32) in a subprocess with memory and time limits, so
+    """`codegen verify NAME --json` (fp32 and bf16) in a subprocess with memory and time limits, so
     one model cannot take the sweep down and nothing leaks from one model to the next."""
     command = [sys.executable, "-m", "codegen.cli", "verify", name, "--models", str(models_dir)]
-    command += ["--dtype", "fp32", "--json"]
+    command += ["--dtype", "fp32", "--dtype", "bf16", "--json"]
     try:
         done = subprocess.run(
             command, capture_output=True, text=True, timeout=TIMEOUT, preexec_fn=_limit_memory
@@ -233,7 +232,7 @@ def summary(rows: list[dict]) -> str:
     )
     return (
         f"coverage: {len(passed)}/{len(decoders)} decoder-only causal LMs scaffold + verify "
-        f"(fp32, every config switch setting); {len(planned)} fully planned; "
+        f"(fp32 and bf16, every config switch setting); {len(planned)} fully planned; "
         f"{len(rows)} causal-LM model types swept; switch settings: {counts['pass']} pass, "
         f"{counts['refused']} refused, {counts['fail']} fail{shards}{engine}"
     )
