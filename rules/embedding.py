@@ -42,4 +42,11 @@ RULES = [
         transform="logit_scale",
         description="final logits multiplied (cohere) or divided (granite) by a config value",
     ),
+    Rule(
+        id="head_bias",
+        feature="head.bias",
+        values=(True,),
+        transform="set_head_bias",
+        description="the output head adds a bias to the logits (mapped from the checkpoint)",
+    ),
 ]

@@ -18,6 +18,7 @@ from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import Term, primary_input, walk
 from codegen.analyze.evaluate import ModuleRec, ParamRec, Unknown
 from codegen.analyze.features import UNKNOWN, Embedding, Head
+from codegen.analyze.model import linear_bias
 from codegen.analyze.roles import CONTAINER, EMBEDDING, LAYER, LINEAR, OTHER
 
 
@@ -208,7 +209,12 @@ def detect(ctx: Ctx) -> tuple[Embedding, Head]:
     # -- head -------------------------------------------------------------------------------------
     softcap: bool | str = False
     logit_scale: bool | str = False
+    head_bias: bool | str = False
     if head is not None:
+        if ctx.roles.role(head) == LINEAR:
+            flag = linear_bias(head)
+            head_bias = UNKNOWN if flag is None else flag
+        ctx.cite("head.bias", ctx.site(head))
         trace = ctx.trace(model.entry, inline=False)
         head_calls = [t for t in trace.terms if t.op == "call" and t.module is head]
         if not head_calls:
@@ -263,4 +269,6 @@ def detect(ctx: Ctx) -> tuple[Embedding, Head]:
     else:
         ctx.cite("head.logit_softcap", model.entry_cls.cite())
         ctx.cite("head.logit_scale", model.entry_cls.cite())
-    return Embedding(tied=tied, scale=scale), Head(logit_softcap=softcap, logit_scale=logit_scale)
+        ctx.cite("head.bias", model.entry_cls.cite())
+    head_features = Head(logit_softcap=softcap, logit_scale=logit_scale, bias=head_bias)
+    return Embedding(tied=tied, scale=scale), head_features

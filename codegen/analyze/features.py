@@ -142,6 +142,7 @@ class Embedding:
 class Head:
     logit_softcap: bool | str = UNKNOWN
     logit_scale: bool | str = UNKNOWN
+    bias: bool | str = UNKNOWN  # the output projection adds a bias
 
 
 @dataclass(frozen=True)

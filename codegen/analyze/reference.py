@@ -74,6 +74,7 @@ COMPARED: dict[str, Any] = {
     "embedding.scale": None,
     "head.logit_softcap": None,
     "head.logit_scale": None,
+    "head.bias": None,
     "block.residual_scale": None,
 }
 
@@ -104,6 +105,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "embedding.scale": (False,),
     "head.logit_softcap": (False,),
     "head.logit_scale": (False,),
+    "head.bias": (False,),
     "block.residual_scale": (False,),
 }
 # What an MoE block grafted onto a dense reference starts as (the `add_moe` transform): the

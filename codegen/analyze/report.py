@@ -46,6 +46,7 @@ ROWS = (
     ("embedding.scale", "embedding scale"),
     ("head.logit_softcap", "logit softcap"),
     ("head.logit_scale", "logit scale"),
+    ("head.bias", "output head bias"),
     ("block.residual_scale", "residual scale"),
 )
 

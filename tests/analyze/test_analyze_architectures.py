@@ -58,6 +58,7 @@ _DENSE_LLAMA = {
     "embedding.scale": False,
     "head.logit_softcap": False,
     "head.logit_scale": False,
+    "head.bias": False,
     "block.residual_scale": False,
 }
 
@@ -415,6 +416,12 @@ def test_tied_head_is_absent_from_the_checkpoint(analysed: dict) -> None:
     assert "lm_head.weight" not in gemma.state_dict.checkpoint_other_keys
     llama = _features(analysed, "llama")
     assert "lm_head.weight" in llama.state_dict.checkpoint_other_keys
+
+
+def test_a_biased_output_head_is_found(analysed: dict) -> None:
+    features = _features(analysed, "phi")
+    assert features.head.bias is True
+    assert features.evidence["head.bias"].startswith("modeling_phi.py:")
 
 
 def test_multimodal_follows_the_text_model(analysed: dict) -> None:
