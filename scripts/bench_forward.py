@@ -6,7 +6,14 @@ in one process (median of --repeat runs after a warm-up); peak memory is the gro
 process's RSS high-water mark during one forward, each model in a fresh subprocess so the
 two peaks cannot mask each other. A ratio <= 1.0 means the house model is no worse.
 
-    python scripts/bench_forward.py [MODEL ...] [--seq 512] [--batch 2] [--repeat 5] [--json]
+Any package works, not only the references: `--models DIR` benchmarks packages written by
+`codegen scaffold --out DIR`; `--sweep COVERAGE_JSON` scaffolds every architecture the coverage
+sweep verified (into a temporary folder) and benchmarks each, then prints how many stay
+within 1.0 on both ratios.
+
+    python scripts/bench_forward.py [MODEL ...] [--models DIR] [--seq 512] [--batch 2]
+                                    [--repeat 5] [--json]
+    python scripts/bench_forward.py --sweep /tmp/cov/coverage.json
 """
 
 from __future__ import annotations
@@ -16,7 +23,9 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 REFERENCES = ["llama", "qwen2", "qwen3", "qwen3_moe", "deepseek_v3"]
 
@@ -47,7 +56,7 @@ def build(name: str, seq: int):
     from codegen.verify.hf_checkpoint import random_hf_model
     from codegen.verify.tiny_config import hf_config_class, tiny_config
 
-    spec = load_spec(name)
+    spec = load_spec(name, ARGS.models_dir)
     model_type = name if name in spec.supported_model_types else min(spec.supported_model_types)
     toy = tiny_config(model_type).to_dict()
     toy.update({k: v for k, v in BENCH_SIZES.items() if k in toy})
@@ -136,6 +145,8 @@ def _status_kib(field: str) -> int:
 def peak_memory(name: str, which: str) -> float:
     command = [sys.executable, __file__, name, "--worker", which, "--seq", str(ARGS.seq)]
     command += ["--batch", str(ARGS.batch)]
+    if ARGS.models_dir is not None:
+        command += ["--models", str(ARGS.models_dir)]
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])["peak_mib"]
 
@@ -148,10 +159,39 @@ def main() -> None:
 
     logging.set_verbosity_error()
     logging.disable_progress_bar()
+    if ARGS.sweep is not None:
+        with tempfile.TemporaryDirectory() as directory:
+            ARGS.models_dir = Path(directory) / "models"
+            names = scaffold_verified(ARGS.sweep, ARGS.models_dir)
+            report(measure(names))
+        return
+    report(measure(ARGS.models or REFERENCES))
+
+
+def scaffold_verified(coverage_json: Path, models_dir: Path) -> list[str]:
+    """Scaffold every architecture coverage.json marks verified; their package names."""
+    rows = json.loads(coverage_json.read_text())
+    names = [row["model_type"] for row in rows if (row.get("verify") or {}).get("passed")]
+    written = []
+    for name in names:
+        command = [sys.executable, "-m", "codegen.cli", "scaffold", name]
+        done = subprocess.run(command + ["--out", str(models_dir)], capture_output=True)
+        if done.returncode == 0:
+            written.append(name)
+        else:
+            print(f"{name}: scaffold failed, not benchmarked", file=sys.stderr)
+    return written
+
+
+def measure(names: list[str]) -> list[dict]:
     rows = []
-    for name in ARGS.models or REFERENCES:
-        house_s, hf_s = time_pair(name)
-        house_mib, hf_mib = peak_memory(name, "house"), peak_memory(name, "hf")
+    for name in names:
+        try:
+            house_s, hf_s = time_pair(name)
+            house_mib, hf_mib = peak_memory(name, "house"), peak_memory(name, "hf")
+        except Exception as err:  # noqa: BLE001 - one model's failure is a row, not a crash
+            print(f"{name}: not measured: {type(err).__name__}: {err}"[:300], file=sys.stderr)
+            continue
         rows.append(
             {
                 "model": name,
@@ -171,13 +211,28 @@ def main() -> None:
                 f"{hf_mib:6.1f} MiB ratio {row['memory_ratio']:.2f}",
                 flush=True,
             )
+    return rows
+
+
+def report(rows: list[dict]) -> None:
     if ARGS.json:
         print(json.dumps(rows, indent=2))
+        return
+    within = [r for r in rows if r["time_ratio"] <= 1.0 and r["memory_ratio"] <= 1.0]
+    print(f"{len(within)}/{len(rows)} packages within 1.0 of HF on both time and peak memory")
+    for row in rows:
+        if row not in within:
+            print(
+                f"  over: {row['model']} time {row['time_ratio']:.2f} "
+                f"memory {row['memory_ratio']:.2f}"
+            )
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*")
+    parser.add_argument("--models", dest="models_dir", type=Path, help="a models package")
+    parser.add_argument("--sweep", type=Path, help="coverage.json of a coverage sweep")
     parser.add_argument("--seq", type=int, default=512)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=5)
