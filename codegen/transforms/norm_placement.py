@@ -52,6 +52,12 @@ HF_NAMES = {
             "ffn_norm": "post_attention_layernorm",
             "post_ffn_norm": "post_mlp_layernorm",
         },
+        {  # peri-LN: numbered post norms around the pre-norms
+            "attention_norm": "input_layernorm",
+            "post_attention_norm": "post_norm1",
+            "ffn_norm": "post_attention_layernorm",
+            "post_ffn_norm": "post_norm2",
+        },
     ),
     "parallel": (
         {"attention_norm": "input_layernorm"},  # cohere, gpt-j, stablelm: one shared norm

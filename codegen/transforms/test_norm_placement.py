@@ -144,6 +144,22 @@ def test_sandwich_picks_glm4_names_from_the_checkpoint_keys():
     assert rows["post_mlp_layernorm.weight"] == "post_ffn_norm.weight"
 
 
+def test_sandwich_picks_numbered_post_norm_names_from_the_checkpoint_keys():
+    package = _package()
+    features = _features(
+        "input_layernorm.weight",
+        "post_attention_layernorm.weight",
+        "post_norm1.weight",
+        "post_norm2.weight",
+    )
+    SetNormPlacement().apply(package, features, placement="sandwich")
+    rows = _rows(package.render()["state_dict_adapter.py"])
+    assert rows["input_layernorm.weight"] == "attention_norm.weight"
+    assert rows["post_norm1.weight"] == "post_attention_norm.weight"
+    assert rows["post_attention_layernorm.weight"] == "ffn_norm.weight"
+    assert rows["post_norm2.weight"] == "post_ffn_norm.weight"
+
+
 def test_parallel_shares_one_input_norm():
     package = _package()
     SetNormPlacement().apply(package, placement="parallel")
