@@ -51,7 +51,7 @@ def scaffold(target, reference, name, models_dir, config_path, explain, dry_run,
         raise CodegenError(f"{target}: no rule realises {gaps}; nothing written")
     models_dir = models_dir or references_dir()
     if dry_run:
-        _dry_run(plan, models_dir, loaded.features)
+        _dry_run(plan, models_dir, loaded)
         return
     from codegen.scaffold.pipeline import scaffold_into
 
@@ -63,6 +63,7 @@ def scaffold(target, reference, name, models_dir, config_path, explain, dry_run,
         list(plan.steps),
         features=loaded.features,
         force=force,
+        target=loaded,
     )
     click.echo(f"wrote {path} from {plan.reference} ({len(_rules(plan))} rules); registered")
     click.echo(f"next: codegen verify {plan.name} --models {models_dir}")
@@ -100,12 +101,17 @@ def _plan_json(plan) -> dict:
     }
 
 
-def _dry_run(plan, models_dir: Path, features) -> None:
+def _dry_run(plan, models_dir: Path, target) -> None:
     from codegen.scaffold.build import build_package
     from codegen.scaffold.testgen import test_file
 
     files = build_package(
-        plan.reference, plan.name, list(plan.model_types), list(plan.steps), features=features
+        plan.reference,
+        plan.name,
+        list(plan.model_types),
+        list(plan.steps),
+        features=target.features,
+        target=target,
     )
     filename, text = test_file(plan.name, plan.name)
     files[filename] = text

@@ -34,8 +34,10 @@ def build_package(
     *,
     features: Any = None,
     title: str | None = None,
+    target: Any = None,
 ) -> dict[str, str]:
-    """The rendered files of the new package (nothing is written)."""
+    """The rendered files of the new package (nothing is written). `target` (a
+    `codegen.scaffold.target.Target`) gives the config class defaults the text describes."""
     directory = references_dir() / reference
     if not (directory / "model.py").is_file():
         raise CodegenError(f"no reference named {reference!r}", path=str(references_dir()))
@@ -62,7 +64,7 @@ def build_package(
                 "nothing written"
             ) from None
         package.applied.append(step.rule or step.transform)
-    describe(package, title, steps, features)
+    describe(package, title, steps, features, target)
     tidy(package)
     return ruff_format(vendor(package.render()))
 

@@ -1,16 +1,42 @@
-"""The generated model.py's docstring: the rules applied to it, and why."""
+"""The generated package's docstrings: what the model is, the rules applied to it, and why.
+
+Everything said is about the target as its HF config class defaults configure it (not the
+toy verify runs, whose values switch every optional feature on): the toy only tells which
+features a config of the class can switch on, and those are called configurable, with the
+switch the HF source branches on, when the package reads that switch.
+"""
 
 from __future__ import annotations
 
 import textwrap
+from dataclasses import dataclass
 
 import libcst as cst
 
 WIDTH = 96  # the docstring sits in a 100-column file
 
 
-def describe(package, title: str, steps, features=None) -> None:
-    """Replace model.py's module docstring with the rules applied and their evidence.
+@dataclass(frozen=True)
+class _Extra:
+    """An attention feature the summary names when it is on (`sliding window`)."""
+
+    label: str
+    on: object  # Attention -> bool
+    word: str  # what a switch's `selects` says when it turns the feature on
+
+
+_EXTRAS = (
+    _Extra("QK-norm", lambda a: a.qk_norm not in ("none", None, False), "QK-norm"),
+    _Extra("sliding window", lambda a: a.sliding_window not in ("none", None), "sliding"),
+    _Extra("softcap", lambda a: a.softcap is True, "softcap"),
+    _Extra("sinks", lambda a: a.sinks is True, "sink"),
+)
+
+
+def describe(package, title: str, steps, features=None, target=None) -> None:
+    """Replace model.py's module docstring with the rules applied and their evidence, and
+    `__init__.py`'s with the model's summary (`target`: a `codegen.scaffold.target.Target`,
+    whose config class defaults the summary describes; without it, `features`).
 
     The text is about the target only: the reference the package started from is a
     detail of how codegen built it, not a fact about the model, so it is not named."""
@@ -27,36 +53,194 @@ def describe(package, title: str, steps, features=None) -> None:
     text = '"""' + "\n".join(lines).replace('"""', "'''") + '\n"""'
     package.files["model.py"] = _with_docstring(package.files["model.py"], text)
     if features is not None and "__init__.py" in package.files:
-        # WIDTH - 2: a one-line docstring closes on the same line
-        tagline = textwrap.fill(tagline_of(title, features), WIDTH - 2, break_on_hyphens=False)
-        tagline = '"""' + tagline + ('\n"""' if "\n" in tagline else '"""')
-        package.files["__init__.py"] = _with_docstring(package.files["__init__.py"], tagline)
+        described = getattr(target, "described", None) or features
+        reads = _config_reads(package.files.get("args.py"))
+        text = summary_of(title, described, features, reads, _config_class(described))
+        package.files["__init__.py"] = _with_docstring(package.files["__init__.py"], text)
 
 
-def tagline_of(title: str, features) -> str:
-    """The package's summary, from the features it realises (`mixtral: decoder, generated
-    by codegen; gqa attention (sliding window), default RoPE, swiglu experts routed by
-    softmax_topk, rmsnorm pre-norm.`): the reference's tagline would describe another model."""
+def summary_of(title: str, described, toy=None, reads=frozenset(), config_class="") -> str:
+    """`__init__.py`'s docstring literal: the tagline, then each feature it names with its
+    evidence in the HF source, and the features a config switch the package reads turns on."""
+    toy = toy or described
+    configurable = _configurable(described, toy, reads)
+    labels = [extra.label for extra, _ in configurable]
+    if toy.attention.kind != described.attention.kind:  # llama: mha by default, gqa reachable
+        labels.insert(0, f"{toy.attention.kind} attention")
+    tagline = tagline_of(title, described, labels)
+    # WIDTH - 2: a one-line docstring closes on the same line
+    paragraphs = [textwrap.fill(tagline, WIDTH - 2, break_on_hyphens=False)]
+    items = _evidence_items(described, configurable)
+    if items:
+        whose = f"{config_class}'s defaults" if config_class else "the config's values"
+        lines = [f"As {whose} configure it, with the evidence in the HF source:"]
+        for item in items:
+            lines += textwrap.wrap(f"- {item}", WIDTH, subsequent_indent="  ")
+        paragraphs.append("\n".join(lines))
+    switches = _switch_items(described, reads)
+    if switches:
+        lines = ["Config switches from_hf_config reads (the package builds each setting):"]
+        for item in switches:
+            lines += textwrap.wrap(f"- {item}", WIDTH, subsequent_indent="  ")
+        paragraphs.append("\n".join(lines))
+    text = "\n\n".join(paragraphs).replace('"""', "'''")
+    return '"""' + text + ('\n"""' if "\n" in text else '"""')
+
+
+def tagline_of(title: str, features, configurable=()) -> str:
+    """The package's summary, from the features the config describes (`mixtral: decoder,
+    generated by codegen; gqa attention, default RoPE, swiglu experts routed by softmax_topk,
+    rmsnorm pre-norm; configurable: sliding window.`): the reference's tagline would describe
+    another model, and the toy's features another config."""
     attention = features.attention
-    extras = [
-        name
-        for name, on in (
-            ("QK-norm", attention.qk_norm not in ("none", None, False)),
-            ("sliding window", attention.sliding_window not in ("none", None)),
-            ("softcap", attention.softcap is True),
-            ("sinks", attention.sinks is True),
-        )
-        if on
-    ]
+    extras = [extra.label for extra in _EXTRAS if extra.on(attention)]
     parts = [f"{attention.kind} attention" + (f" ({', '.join(extras)})" if extras else "")]
-    parts.append(f"{features.rope.type} RoPE")
-    moe = features.moe
-    ffn = (
-        f"{features.ffn.kind} experts routed by {moe.router}" if moe else f"{features.ffn.kind} MLP"
-    )
-    parts.append(ffn)
+    parts.append(f"{features.rope.type} RoPE{_rope_extras(features.rope)}")
+    parts.append(_ffn(features))
     parts.append(f"{features.norm.kind} {features.norm.placement}-norm")
-    return f"{title}: {features.category}, generated by codegen; {', '.join(parts)}."
+    text = f"{title}: {features.category}, generated by codegen; {', '.join(parts)}"
+    if configurable:
+        text += f"; configurable: {', '.join(configurable)}"
+    return text + "."
+
+
+def _rope_extras(rope) -> str:
+    extras = []
+    if isinstance(rope.partial_rotary, float) and rope.partial_rotary < 1:
+        extras.append(f"partial rotary {rope.partial_rotary:g}")
+    if rope.interleaved is True:
+        extras.append("interleaved pairs")
+    return f" ({', '.join(extras)})" if extras else ""
+
+
+def _ffn(features) -> str:
+    moe = features.moe
+    if moe:
+        return f"{features.ffn.kind} experts routed by {moe.router}"
+    return f"{features.ffn.kind} MLP"
+
+
+def _configurable(described, toy, reads) -> list[tuple[_Extra, list]]:
+    """The extras off in `described` that a config of the class can turn on, each with the
+    switch settings turning it on whose field the package reads (`reads`). A feature only
+    switches the package does not read turn on is no feature of the package: it refuses
+    those settings."""
+    found = []
+    for extra in _EXTRAS:
+        if extra.on(described.attention):
+            continue
+        turning_on = [
+            (switch, value)
+            for switch in getattr(toy, "switches", ())
+            for value in switch.values
+            if _turns_on(value.selects, extra.word)
+        ]
+        read = [(switch, value) for switch, value in turning_on if switch.field in reads]
+        if read or (extra.on(toy.attention) and not turning_on):
+            found.append((extra, read))
+    return found
+
+
+def _turns_on(selects: str, word: str) -> bool:
+    """Whether a switch value's description (`sliding window; ...`) turns `word` on, not off
+    (`no sliding window`, `sliding_window: None`)."""
+    first = selects.split("; ")[0]
+    return word in first and not first.startswith("no ") and not first.endswith(": None")
+
+
+def _evidence_items(features, configurable) -> list[str]:
+    evidence = getattr(features, "evidence", {}) or {}
+    attention = features.attention
+    items = []
+
+    def item(label: str, *keys: str) -> None:
+        cited = [evidence[key] for key in keys if evidence.get(key)]
+        if cited:
+            items.append(f"{label}: {'; '.join(dict.fromkeys(cited))}")
+
+    item(f"{attention.kind} attention", "attention.kind")
+    for extra in _EXTRAS:
+        if extra.on(attention):
+            key = {"QK-norm": "qk_norm"}.get(extra.label, extra.label.replace(" ", "_"))
+            item(extra.label, f"attention.{key}")
+    for extra, switches in configurable:
+        if not switches:
+            items.append(f"{extra.label}: off by default, on in other configs of the class")
+            continue
+        named = [
+            f"{switch.field} {value.label} ({', '.join(value.evidence[:1]) or 'HF source'})"
+            for switch, value in switches
+        ]
+        items.append(f"{extra.label}: off by default; on with {'; '.join(named)}")
+    item(f"{features.rope.type} RoPE", "rope.type")
+    if _rope_extras(features.rope):
+        item("rotary part and layout", "rope.partial_rotary", "rope.interleaved")
+    if features.moe:
+        item(f"{features.ffn.kind} experts", "ffn.kind")
+        item(f"routed by {features.moe.router}", "moe.router")
+    else:
+        item(f"{features.ffn.kind} MLP", "ffn.kind")
+    item(f"{features.norm.kind}", "norm.kind")
+    item(f"{features.norm.placement}-norm", "norm.placement")
+    return items
+
+
+def _switch_items(features, reads) -> list[str]:
+    """`use_parallel_residual = False by default: sequential residuals; True: parallel
+    attention and MLP residual (modeling_stablelm.py:328)` per switch the package reads."""
+    items = []
+    for switch in getattr(features, "switches", ()):
+        if switch.container or switch.field not in reads:
+            continue
+        default = [v for v in switch.values if _holds(v, switch.configured)]
+        told = [
+            value
+            for value in switch.values
+            if value.selects and not value.selects.startswith("calls ") and value not in default
+        ]
+        if not told:
+            continue
+        head = f"{switch.field} = {switch.configured!r} by default"
+        if len(repr(switch.configured)) > 40:
+            head = f"{switch.field} ({default[0].label} by default)" if default else switch.field
+        parts = []
+        for value in told:
+            where = f" ({value.evidence[0]})" if value.evidence else ""
+            selects = value.selects.split("; ")[0].split(" ({")[0]
+            parts.append(f"{value.label}: {selects}{where}")
+        items.append(f"{head}; {'; '.join(parts)}")
+    return items
+
+
+def _holds(value, configured) -> bool:
+    """Whether the configured value falls in a switch value's class (None, True, > 0...)."""
+    test = value.test
+    if test in ("none", "set"):
+        return (configured is None) == (test == "none")
+    if test in ("true", "false"):
+        return configured is (test == "true")
+    if test == "eq":
+        return configured == value.operand
+    if test in ("empty", "nonempty"):
+        return bool(configured) == (test == "nonempty")
+    if test == "cmp" and isinstance(configured, (int, float)) and value.operand is not None:
+        compare = {"<": float.__lt__, "<=": float.__le__, ">": float.__gt__, ">=": float.__ge__}
+        compare |= {"==": float.__eq__, "!=": float.__ne__}
+        found = compare.get(value.op)
+        return bool(found and found(float(configured), float(value.operand)))
+    return False
+
+
+def _config_class(features) -> str:
+    source = getattr(features, "source", None)
+    return getattr(source, "config_class", None) or ""
+
+
+def _config_reads(module: cst.Module | None) -> frozenset[str]:
+    """The HF config fields args.py's `from_hf_config` reads (the switches it realises)."""
+    from codegen.transforms.guard_switches import config_reads
+
+    return frozenset(config_reads(module)) if module is not None else frozenset()
 
 
 def _with_docstring(module: cst.Module, text: str) -> cst.Module:

@@ -20,13 +20,19 @@ def scaffold_into(
     features: Any = None,
     title: str | None = None,
     force: bool = False,
+    target: Any = None,
 ) -> Path:
     """Write `models_dir/name/` (package + its parity test) and register it there, all or
     nothing (see `codegen.scaffold.write`)."""
     title = title or name
     if not any(step.transform == "align_config_fields" for step in steps):
-        steps, features = _with_config_alignment(steps, model_types, features)
-    files = build_package(reference, name, model_types, steps, features=features, title=title)
+        given = features
+        steps, features, loaded = _with_config_alignment(steps, model_types, features)
+        if given is None:  # the target's own features: its defaults are what the text says
+            target = target or loaded
+    files = build_package(
+        reference, name, model_types, steps, features=features, title=title, target=target
+    )
     filename, text = test_file(name, title)
     files[filename] = text
     return install_package(models_dir, name, files, force=force)
@@ -40,7 +46,7 @@ def _with_config_alignment(steps: list[Step], model_types: list[str], features):
     from codegen.scaffold.target import load_target
 
     target = load_target(model_types[0])
-    return [*steps, config_alignment(target)], features or target.features
+    return [*steps, config_alignment(target)], features or target.features, target
 
 
 def verify_generated(models_dir: Path, name: str, dtypes=("fp32",), switches: bool = True):

@@ -42,6 +42,9 @@ class Target:
     defaults: dict = field(default_factory=dict)
     # feature -> evidence under `defaults` (no toy value in it); {} when that analysis fails
     evidence: dict = field(default_factory=dict)
+    # the Features under `defaults`: what the package's text describes (None when that
+    # analysis fails)
+    described: Features | None = None
 
 
 def load_target(target: str, config_path: str | None = None) -> Target:
@@ -59,13 +62,15 @@ def load_target(target: str, config_path: str | None = None) -> Target:
         path = Path(directory) / "config.json"
         path.write_text(json.dumps(toy, default=_plain))
         features = analyze_target(resolve(target, str(path)), project)
+    described = _described(target, config_path, project)
     return Target(
         features,
         toy,
         fields,
         _derived(model.target.configuration_path),
         defaults=_with_aliases(values, model.config.attribute_map),
-        evidence=_real_evidence(target, config_path, project),
+        evidence=dict(described.evidence) if described is not None else {},
+        described=described,
     )
 
 
@@ -75,12 +80,12 @@ def _with_aliases(values: dict, attribute_map: dict) -> dict:
     return {**aliases, **values}
 
 
-def _real_evidence(target: str, config_path: str | None, project: Project) -> dict:
-    """The analysis's evidence under the real config (it cites that config's values)."""
+def _described(target: str, config_path: str | None, project: Project) -> Features | None:
+    """The analysis under the real config: its values and evidence are what the text cites."""
     try:
-        return dict(analyze_target(resolve(target, config_path), project).evidence)
+        return analyze_target(resolve(target, config_path), project)
     except Exception:  # noqa: BLE001 - the toy analysis succeeded; text falls back to it
-        return {}
+        return None
 
 
 def _derived(path: str | None) -> dict:
