@@ -8,6 +8,7 @@ from pathlib import Path
 import libcst as cst
 
 from codegen.errors import CodegenError
+from codegen.transforms import pruned_visit
 
 # the files of the house layout that transforms may edit, in reading order
 PACKAGE_FILES = (
@@ -28,6 +29,8 @@ class SourcePackage:
     name: str
     files: dict[str, cst.Module] = field(default_factory=dict)
     applied: list[str] = field(default_factory=list)  # rule ids, in order, for the docstring
+    # which node types each subtree holds, shared by the edits (see `visit`)
+    index: pruned_visit.TypeIndex = field(default_factory=pruned_visit.TypeIndex, repr=False)
 
     @classmethod
     def from_directory(cls, directory: Path, name: str | None = None) -> SourcePackage:
@@ -50,7 +53,12 @@ class SourcePackage:
 
     def edit(self, filename: str, transformer: cst.CSTTransformer) -> None:
         """Run one libcst transformer over one file."""
-        self.files[filename] = self.module(filename).visit(transformer)
+        self.files[filename] = self.visit(self.module(filename), transformer)
+
+    def visit(self, node, visitor):
+        """`node.visit(visitor)` for a node of this package, entering only the subtrees
+        that hold a node type the visitor handles (`codegen.transforms.pruned_visit`)."""
+        return pruned_visit.visit(node, visitor, self.index)
 
     def render(self) -> dict[str, str]:
         return {filename: module.code for filename, module in self.files.items()}

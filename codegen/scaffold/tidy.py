@@ -31,7 +31,7 @@ def tidy(package: SourcePackage) -> None:
     DropPinnedAttributes().apply(package)
     drop_unused_fields(package)
     for filename, module in package.files.items():
-        package.files[filename] = _remove_unused_imports(module)
+        package.files[filename] = _remove_unused_imports(module, package.visit)
 
 
 def drop_unused_fields(package: SourcePackage) -> None:
@@ -39,15 +39,16 @@ def drop_unused_fields(package: SourcePackage) -> None:
         return
     # only args.py changes in the loop: the other files' reads are collected once
     others = _attribute_names(
-        {name: module for name, module in package.files.items() if name != "args.py"}
+        {name: module for name, module in package.files.items() if name != "args.py"},
+        package.visit,
     )
     while True:
         fields = _dataclass_fields(package.files["args.py"])
-        used = others | _attribute_names({"args.py": package.files["args.py"]})
+        used = others | _attribute_names({"args.py": package.files["args.py"]}, package.visit)
         unused = {name for name in fields if name not in used and name not in _ALWAYS_USED}
         if not unused:
             return
-        package.files["args.py"] = package.files["args.py"].visit(_DropFields(unused))
+        package.edit("args.py", _DropFields(unused))
 
 
 def _dataclass_fields(module: cst.Module) -> set[str]:
@@ -67,10 +68,10 @@ class _AttributeCollector(cst.CSTVisitor):
             self.names.add(node.attr.value)
 
 
-def _attribute_names(files: dict[str, cst.Module]) -> set[str]:
+def _attribute_names(files: dict[str, cst.Module], visit=cst.Module.visit) -> set[str]:
     collector = _AttributeCollector()
     for module in files.values():
-        module.visit(collector)
+        visit(module, collector)
     return collector.names
 
 
@@ -100,15 +101,15 @@ class _DropFields(cst.CSTTransformer):
         return updated.with_changes(args=args)
 
 
-def _remove_unused_imports(module: cst.Module) -> cst.Module:
+def _remove_unused_imports(module: cst.Module, visit=cst.Module.visit) -> cst.Module:
     """Drop imported names the module never mentions (and imports left empty).
 
     Generated modules are plain (no `__getattr__`, no star imports), so a name is used
     exactly when it appears as an identifier outside import statements or in `__all__`.
     A deliberate side-effect import (`# noqa: F401`) is kept.
     """
-    used = _used_names(module)
-    return module.visit(_DropUnusedImports(used))
+    used = _used_names(module, visit)
+    return visit(module, _DropUnusedImports(used))
 
 
 class _NameCollector(cst.CSTVisitor):
@@ -128,9 +129,9 @@ class _NameCollector(cst.CSTVisitor):
         self.names.add(node.evaluated_value)  # names listed in __all__
 
 
-def _used_names(module: cst.Module) -> set[str]:
+def _used_names(module: cst.Module, visit=cst.Module.visit) -> set[str]:
     collector = _NameCollector()
-    module.visit(collector)
+    visit(module, collector)
     return collector.names
 
 

@@ -43,7 +43,7 @@ class DropPinnedAttributes(Transform):
                 and value(store.assign.value, lookup) is not UNKNOWN
             }
             if dead:
-                package.files[filename] = module.visit(_Remove(dead))
+                package.files[filename] = package.visit(module, _Remove(dead))
 
 
 class _Remove(cst.CSTTransformer):

@@ -34,7 +34,7 @@ class FoldConstantBranches(Transform):
             for filename, module in list(package.files.items()):
                 found = decisions(facts.files[filename], facts.lookup(filename))
                 if found:
-                    package.files[filename] = module.visit(_Fold(found))
+                    package.files[filename] = package.visit(module, _Fold(found))
                     changed = True
             if not changed:
                 return
