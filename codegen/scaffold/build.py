@@ -66,7 +66,7 @@ def build_package(
         package.applied.append(step.rule or step.transform)
     describe(package, title, steps, features, target)
     tidy(package)
-    return ruff_format(vendor(package.render()))
+    return ruff_format(vendor(package.files, index=package.index))
 
 
 def _shard_params(steps: list[Step]) -> dict:
@@ -85,15 +85,20 @@ def _shard_params(steps: list[Step]) -> dict:
 def _retarget_params(name: str, title: str, model_types, features) -> dict:
     """Every reference's name is foreign to the package, except the target's own."""
     from codegen.analyze.reference import ORDER
+    from codegen.transforms.retarget_text import foreign_hf_names
 
     own = {name, *model_types}
     source = getattr(features, "source", None)
+    references = [ref for ref in ORDER if ref not in own]
+    modeling, configuration = getattr(source, "modeling", ""), getattr(source, "configuration", "")
     return {
         "name": name,
         "title": title,
-        "references": [ref for ref in ORDER if ref not in own],
+        "references": references,
         "config_class": getattr(source, "config_class", None),
         "own": sorted(own),
+        # the references' HF field and function names the target's source lacks
+        "foreign_names": foreign_hf_names(ORDER, modeling, configuration),
     }
 
 

@@ -12,13 +12,23 @@ for another model they would be false, so each kind of text is handled by what i
 
 A reference's name is recognised in all its spellings (`qwen3_moe`, `Qwen3-MoE`,
 `Qwen3MoeConfig`) by `reference_word`; `llama3` (a RoPE kind) is no spelling of `llama`.
+
+A reference's prose also names its HF config's fields and HF functions (`rope_interleave`,
+`apply_rotary_pos_emb_interleave`, `num_nextn_predict_layers`). Those the target's HF source
+lacks (`foreign_names`, from `foreign_hf_names`) are just as false for the target: a
+parenthesis naming only such things goes, and so does the prose that still names one
+(a bullet of a module docstring, a class or function docstring, a comment block). A name
+the package's own code uses (`head_dim`, `num_experts`) is the package's word, not the HF one.
 """
 
 from __future__ import annotations
 
+import ast
 import re
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from functools import cache
+from pathlib import Path
 
 import libcst as cst
 import libcst.matchers as m
@@ -26,6 +36,8 @@ import libcst.matchers as m
 from codegen.transforms.base import Transform
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9_\-]*[A-Za-z0-9]|[A-Za-z]")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*[A-Za-z0-9_]|[A-Za-z]")
+_PARENTHESIS = re.compile(r" ?\(([^()]*)\)")
 _WIDTH = 94  # a module docstring line, with both its quotes, in a 100-column file
 # the node fields that hold whole comment lines (EmptyLine sequences)
 _LINE_LISTS = ("leading_lines", "empty_lines", "header", "footer", "lines_after_decorators")
@@ -47,9 +59,13 @@ class RetargetText(Transform):
         references: Sequence[str],
         config_class: str | None = None,
         own: Sequence[str] = (),
+        foreign_names: Sequence[str] = (),
     ) -> None:
         words = Words(name, title, references, config_class, own)
-        if not words.foreign:
+        if foreign_names:
+            used = _identifiers(package.files.values())
+            words.foreign_names = frozenset(foreign_names) - used
+        if not words.foreign and not words.foreign_names:
             return
         for filename in list(package.files):
             package.edit(filename, _Retarget(words))
@@ -66,6 +82,7 @@ class Words:
         own = {_norm(name), *(_norm(n) for n in own_names)}
         self.known = sorted({_norm(r) for r in references} | own, key=len, reverse=True)
         self.foreign = [n for n in self.known if n not in own]
+        self.foreign_names: frozenset[str] = frozenset()  # HF names the target lacks
 
     def owner(self, word: str) -> tuple[str, str] | None:
         """(normalised reference, the rest of the word) when `word` spells a reference."""
@@ -76,7 +93,23 @@ class Words:
         return None
 
     def mentions(self, text: str) -> bool:
-        return any(self.owner(word) for word in _WORD.findall(text))
+        """Whether `text` names a reference or an HF name the target's source lacks."""
+        return any(
+            self.owner(word) or word in self.foreign_names for word in _IDENTIFIER.findall(text)
+        )
+
+    def prose(self, text: str) -> str | None:
+        """`text` without the parentheses that only name foreign HF things (`rope_interleave`
+        and HF `apply_rotary_pos_emb_interleave` in one), or None when it still names one."""
+        if self.foreign_names:
+            text = _PARENTHESIS.sub(lambda found: self._parenthesis(found), text)
+        return None if self.mentions(text) else text
+
+    def _parenthesis(self, found: re.Match) -> str:
+        names = _IDENTIFIER.findall(found[1])
+        foreign = [n for n in names if n in self.foreign_names]
+        rest = [n for n in names if n not in self.foreign_names and n != "HF"]
+        return "" if foreign and not rest else found[0]
 
     def reword(self, text: str) -> str:
         def replace(match: re.Match) -> str:
@@ -156,10 +189,27 @@ class _Retarget(cst.CSTTransformer):
         if summary != paragraphs[0] and max(map(len, summary.splitlines())) > _WIDTH:
             summary = textwrap.fill(" ".join(summary.split()), _WIDTH, break_on_hyphens=False)
         kept = [summary]
-        kept += [p for p in paragraphs[1:] if not self.words.mentions(p)]
+        kept += [p for p in map(self._paragraph, paragraphs[1:]) if p]
         text = "\n\n".join(kept)
         closing = "\n" if "\n" in text else ""
         return f"{quote}{text}{closing}{quote}"
+
+    def _paragraph(self, paragraph: str) -> str:
+        """The paragraph as it holds for the target ("" when nothing does): a bullet list
+        loses only the bullets naming a foreign thing."""
+        items = re.split(r"\n(?=- )", paragraph) if paragraph.startswith("- ") else [paragraph]
+        kept = []
+        for item in items:
+            text = self.words.prose(item)
+            if text is not None and text != item:  # a parenthesis went: the lines are refilled
+                bullet = "  " if text.startswith("- ") else ""
+                flat = " ".join(text.split())
+                text = textwrap.fill(
+                    flat, _WIDTH + 2, subsequent_indent=bullet, break_on_hyphens=False
+                )
+            if text is not None:
+                kept.append(text)
+        return "\n".join(kept)
 
     def leave_ClassDef(self, original, updated):
         return self._drop_docstring(updated)
@@ -170,7 +220,13 @@ class _Retarget(cst.CSTTransformer):
     def _drop_docstring(self, node):
         body = getattr(node.body, "body", ())
         if len(body) > 1 and m.matches(body[0], _DOCSTRING):
-            if self.words.mentions(body[0].body[0].value.value):
+            string = body[0].body[0].value
+            text = self.words.prose(string.value)
+            if text is not None and text != string.value:
+                expr = body[0].body[0].with_changes(value=string.with_changes(value=text))
+                line = body[0].with_changes(body=[expr])
+                return node.with_changes(body=node.body.with_changes(body=[line, *body[1:]]))
+            if text is None:
                 first = body[1]
                 lines = list(first.leading_lines)
                 while lines and lines[0].comment is None:
@@ -220,3 +276,88 @@ class _Retarget(cst.CSTTransformer):
             if line is not None:
                 kept.append(line)
         return kept
+
+
+class _Identifiers(cst.CSTVisitor):
+    def __init__(self):
+        super().__init__()
+        self.names: set[str] = set()
+
+    def visit_Name(self, node):
+        self.names.add(node.value)
+
+    def visit_Param(self, node):
+        self.names.add(node.name.value)
+
+
+def _identifiers(modules: Iterable[cst.Module]) -> frozenset[str]:
+    """Every name the package's code uses (its own words, whatever HF calls them)."""
+    visitor = _Identifiers()
+    for module in modules:
+        module.visit(visitor)
+    return frozenset(visitor.names)
+
+
+def foreign_hf_names(references: Sequence[str], modeling: str | None, configuration: str | None):
+    """The config fields and module-level HF functions of the references' HF sources that the
+    target's (`modeling`, `configuration`: file paths) lack, sorted. Static: files are read,
+    never imported; a reference whose source is not installed contributes nothing."""
+    from codegen.analyze.source import transformers_dir
+
+    root = transformers_dir()
+    if root is None or not modeling:
+        return []
+    theirs: set[str] = set()
+    for reference in references:
+        folder = Path(root) / "models" / reference
+        theirs |= _config_names(str(folder / f"configuration_{reference}.py"))
+        theirs |= _function_names(str(folder / f"modeling_{reference}.py"))
+    ours = _config_names(configuration or "") | _function_names(modeling)
+    return sorted(theirs - ours)
+
+
+@cache
+def _config_names(path: str) -> frozenset[str]:
+    """Field names a configuration file's config classes declare: class-level annotations,
+    `self.x = ...` stores, `__init__` parameters and both sides of attribute_map."""
+    module = _parse(path)
+    if module is None:
+        return frozenset()
+    names: set[str] = set()
+    for cls in module.body:
+        if not (isinstance(cls, ast.ClassDef) and cls.name.endswith("Config")):
+            continue
+        for node in ast.walk(cls):
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                names.add(node.target.id)
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+                if isinstance(node.value, ast.Name) and node.value.id == "self":
+                    names.add(node.attr)
+            elif isinstance(node, ast.FunctionDef) and node.name == "__init__":
+                names |= {arg.arg for arg in node.args.args + node.args.kwonlyargs}
+            elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict):
+                if any(isinstance(t, ast.Name) and t.id == "attribute_map" for t in node.targets):
+                    names |= {  # both the alias and the field it names
+                        item.value
+                        for item in [*node.value.keys, *node.value.values]
+                        if isinstance(item, ast.Constant) and isinstance(item.value, str)
+                    }
+    return frozenset(names - {"self", "kwargs"})
+
+
+@cache
+def _function_names(path: str) -> frozenset[str]:
+    """Module-level functions of a modeling file (a line scan: these files are large)."""
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError):
+        return frozenset()
+    return frozenset(re.findall(r"^def (\w+)", text, re.MULTILINE))
+
+
+def _parse(path: str) -> ast.Module | None:
+    """ast, not libcst: only names are read (scaffold stays fast)."""
+    try:
+        return ast.parse(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, SyntaxError, ValueError):
+        return None

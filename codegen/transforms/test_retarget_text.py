@@ -121,3 +121,69 @@ def test_the_targets_own_model_type_is_never_reworded():
         'supported_model_types=frozenset({"qwen2_moe"})'
     )
     assert words.reword("qwen2: a bias on q/k/v") == "qwen2_moe_from_llama: a bias on q/k/v"
+
+
+FOREIGN_BEFORE = '''"""deepseek_v2's RoPE deltas.
+
+- Interleaved pairs (`rope_interleave`, HF `apply_rotary_pos_emb_interleave`): rotated
+  pair by pair.
+- The window: `use_sliding_window` turns it on.
+- The scale: `qk_head_dim ** -0.5` (HF `yarn_get_mscale`).
+"""
+
+
+def f(head_dim):
+    """Not mapped: num_nextn_predict_layers (the MTP head)."""
+    # `max_window_layers` is unused
+    x = 1
+    return head_dim + x  # head_dim is the package's own word
+'''
+
+FOREIGN_AFTER = '''"""deepseek_v2's RoPE deltas.
+
+- Interleaved pairs: rotated pair by pair.
+- The scale: `qk_head_dim ** -0.5` (HF `yarn_get_mscale`).
+"""
+
+
+def f(head_dim):
+    x = 1
+    return head_dim + x  # head_dim is the package's own word
+'''
+
+
+def test_hf_names_the_target_lacks_leave_the_prose():
+    """A parenthesis naming only foreign HF names goes; a bullet, docstring or comment that
+    still names one goes; a name the package's code uses is its own word."""
+    package = package_of({"rope.py": FOREIGN_BEFORE})
+    RetargetText().apply(
+        package,
+        name="deepseek_v2",
+        title="deepseek_v2",
+        references=["deepseek_v3"],
+        foreign_names=[
+            "rope_interleave",
+            "apply_rotary_pos_emb_interleave",
+            "use_sliding_window",
+            "num_nextn_predict_layers",
+            "max_window_layers",
+            "head_dim",
+        ],
+    )
+    assert package.render()["rope.py"] == FOREIGN_AFTER
+
+
+def test_foreign_hf_names_are_the_references_fields_and_functions_the_target_lacks(tmp_path):
+    from codegen.transforms import retarget_text
+
+    config = tmp_path / "configuration_t.py"
+    config.write_text(
+        "class TConfig:\n    attribute_map = {'n_experts': 'num_local_experts'}\n"
+        "    hidden_size: int = 8\n"
+    )
+    modeling = tmp_path / "modeling_t.py"
+    modeling.write_text("def rotate_half(x):\n    return x\n")
+    names = retarget_text.foreign_hf_names(["deepseek_v3"], str(modeling), str(config))
+    assert "rope_interleave" in names and "num_nextn_predict_layers" in names
+    assert "apply_rotary_pos_emb_interleave" in names
+    assert not {"hidden_size", "num_local_experts", "rotate_half"} & set(names)
