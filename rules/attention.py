@@ -82,6 +82,17 @@ RULES += [
         native_in=("llama", "deepseek_v3"),
     ),
     Rule(
+        # after the window rules: sliding blocks take the sliding table
+        id="rope_per_layer_type",
+        feature="rope.per_layer_type",
+        values=(True,),
+        transform="rope_per_layer_type",
+        description=(
+            "rope_parameters nested per layer type: one cos/sin table per type (full_attention"
+            " from its entry; sliding_attention layers from theirs where the package slides)"
+        ),
+    ),
+    Rule(
         id="attention_softcap",
         feature="attention.softcap",
         values=(True,),
@@ -101,7 +112,11 @@ RULES += [
         feature="rope.nope_layers",
         values=(True,),
         transform="add_nope_layers",
-        description="layers in nope_layers skip RoPE (smollm3 no_rope_layers)",
+        params={"rope_rule": FromFeature("rope.nope_rule")},
+        description=(
+            "layers in nope_layers skip RoPE: those where the source's guard around the"
+            " rotation, restated over the config, is false"
+        ),
     ),
     Rule(
         id="fused_qkv",

@@ -19,6 +19,7 @@ from codegen.analyze.config import attr
 from codegen.analyze.context import Ctx
 from codegen.analyze.evaluate import ConfigObj, Frame, FuncRef, ModuleRec, Unknown
 from codegen.analyze.features import UNKNOWN, Rope, layer_ranges
+from codegen.analyze.layer_rule import guard_rule
 from codegen.analyze.model import walk_tree
 from codegen.analyze.roles import ATTENTION, EMBEDDING, ROTARY
 from codegen.analyze.source import dotted
@@ -195,7 +196,13 @@ def detect(ctx: Ctx, shared: dict) -> Rope:
             if alibi
             else "no rotary position embedding applied"
         )
-        for key in ("rope.type", "rope.partial_rotary", "rope.interleaved", "rope.nope_layers"):
+        for key in (
+            "rope.type",
+            "rope.partial_rotary",
+            "rope.interleaved",
+            "rope.nope_layers",
+            "rope.per_layer_type",
+        ):
             ctx.cite(key, f"{where} ({why})")
         owner = model.stack_owner
         if owner is not None:
@@ -241,6 +248,10 @@ def detect(ctx: Ctx, shared: dict) -> Rope:
         chosen = types.get("full_attention", next(iter(types.values())))
         if len(set(types.values())) > 1:
             ctx.notes.append(f"rope: rope_type differs per layer type: {types}")
+    ctx.cite(
+        "rope.per_layer_type",
+        ctx.cite_config("rope_parameters", sorted(nested)) if nested else fn_site,
+    )
         rope_type = chosen if chosen in KNOWN_TYPES else "other"
         dispatch = None if honours or rope_type == "default" else _compares_to(ctx, chosen)
         if dispatch is not None:
@@ -293,11 +304,14 @@ def detect(ctx: Ctx, shared: dict) -> Rope:
                 f"{ctx.class_site(rotary) if rotary else fn_site} (rotary dim not evaluated)",
             )
     configured = group.get("partial_rotary_factor") if isinstance(group, dict) else None
+    nope_rule = None
     if isinstance(configured, int | float) and isinstance(partial, float):
         if abs(configured - partial) > 1e-6 and not (rep.mla):
             ctx.notes.append(
                 f"rope: config partial_rotary_factor={configured} "
                 f"but the code rotates {partial} of the head"
+        nope_rule = _nope_rule(ctx, per_layer, fn)
+        ctx.cite("rope.nope_rule", f"{fn_site} (RoPE where {nope_rule or 'not restated'})")
             )
 
     # -- interleaving, per-layer ------------------------------------------------------------------
@@ -305,11 +319,22 @@ def detect(ctx: Ctx, shared: dict) -> Rope:
     ctx.cite("rope.interleaved", fn_site)
     no_rope = [p["index"] for p in per_layer if not p["rope"]]
     nope_layers = bool(no_rope)
+        nope_rule=nope_rule,
+        per_layer_type=bool(nested),
     if nope_layers:
         ctx.cite(
             "rope.nope_layers",
             f"{ctx.class_site(rep.rec)} (layers without RoPE: {layer_ranges(no_rope)})",
         )
+def _nope_rule(ctx: Ctx, per_layer: list[dict], fn) -> str | None:
+    """Which layers rotate, as the guard around the rotation restated over the config."""
+    recs = [p["info"].rec for p in per_layer]
+    if any(r.cls is not recs[0].cls for r in recs):
+        return None  # different attention classes: no single guard
+    layers = [(p["index"], p["info"].rec, p["rope"]) for p in per_layer]
+    return guard_rule(ctx, recs[0], fn, layers)
+
+
     else:
         ctx.cite("rope.nope_layers", fn_site)
     return Rope(

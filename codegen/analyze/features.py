@@ -92,6 +92,11 @@ class Rope:
     interleaved: bool | str = UNKNOWN  # pairs (x0, x1), (x2, x3) rather than halves
     nope_layers: bool | str = UNKNOWN  # some attention layers apply no RoPE
     theta: float | None = None
+    # when nope_layers: the condition for layer `i` to apply RoPE, over `hf_config` (None: the
+    # source's condition could not be restated over the config)
+    nope_rule: str | None = None
+    # rope_parameters nested per layer type ({"full_attention": {...}, ...}): one table each
+    per_layer_type: bool = False
     parameters: dict = field(default_factory=dict)  # rope_parameters (per layer type if nested)
 
 

@@ -1,8 +1,11 @@
-"""Skip RoPE on some layers (NoPE layers, smollm3 `no_rope_layers`)."""
+"""Skip RoPE on some layers (NoPE layers), chosen by the condition the source guards the
+rotation with, restated over the config (`Features.rope.nope_rule`): smollm3's
+`no_rope_layers[i]`, cohere2's sliding layers, exaone4's "no window, or a sliding layer"."""
 
 from __future__ import annotations
 
 import libcst as cst
+import libcst.matchers as m
 
 from codegen.transforms import _attention_edits as edits
 from codegen.transforms.base import Transform
@@ -16,22 +19,34 @@ from codegen.transforms.edits import (
 
 FIELD = "nope_layers: tuple[int, ...] = ()  # layers whose attention applies no RoPE (NoPE)"
 
-# smollm3: no_rope_layers[i] is 1 where layer i uses RoPE
-SMOLLM3 = "tuple(i for i, rope in enumerate(hf_config.no_rope_layers) if not rope)"
+# the NoPE layers: those where the source's condition for rotating does not hold
+NOPE_LAYERS = "tuple(i for i in range(hf_config.num_hidden_layers) if not {rule})"
+
+_ATOM = m.Name() | m.Attribute() | m.Call() | m.Subscript()
 
 GUARD = "if rope is not None:  # None: a NoPE layer\n    pass"
 
 
 class AddNopeLayers(Transform):
     """Layers listed in `args.nope_layers` attend without rotary embeddings: the block hands
-    its attention `rope=None` and the attention then skips the rotation (smollm3's
-    `no_rope_layers`, 1 = RoPE). `hf_expression` reads the NoPE layer indices from the
-    config."""
+    its attention `rope=None` and the attention then skips the rotation. `rope_rule` is the
+    condition, over `hf_config` and the layer index `i`, under which the source rotates
+    (`hf_config.no_rope_layers[i]` for smollm3); without one the plan cannot say which
+    layers skip RoPE and stops."""
 
     name = "add_nope_layers"
 
-    def apply(self, package, features=None, *, hf_expression: str = SMOLLM3) -> None:
-        edits.add_args_field(package, FIELD, f"nope_layers={hf_expression}")
+    def apply(self, package, features=None, *, rope_rule: str | None = None) -> None:
+        if not rope_rule:
+            raise ValueError(
+                "which layers skip RoPE: the source's condition around the rotation could not"
+                " be restated over the config"
+            )
+        rule = edits.expression(rope_rule)
+        if not m.matches(rule, _ATOM) and not rule.lpar:
+            rule = rule.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+        nope = NOPE_LAYERS.format(rule=code_of(rule))
+        edits.add_args_field(package, FIELD, f"nope_layers={nope}")
         layer_id = edits.ensure_layer_id(package)
         run(
             package,
@@ -91,5 +106,6 @@ class _GuardRotation(edits.InMethod):
 
 
 def _uses_rope(statement) -> bool:
-    code = code_of(statement)
-    return code.startswith("cos, sin = rope") or "apply_rotary(" in code
+    """The statement reads the rotary table or its halves (`cos, sin = rope`, any rotation
+    of q/k with them, whatever the rotation is called)."""
+    return bool(m.findall(statement, m.Name("rope") | m.Name("cos") | m.Name("sin")))

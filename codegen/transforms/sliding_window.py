@@ -64,7 +64,7 @@ unknown = sorted(set(self.layer_types) - set(LAYER_TYPES))
 if unknown:
     raise NotImplementedError(f"layer_types {unknown} are not supported")
 if "sliding_attention" in self.layer_types and self.sliding_window is None:
-    raise ValueError("layer_types has sliding_attention layers but sliding_window is None")
+    raise NotImplementedError("sliding_attention layers without a sliding_window")
 """
 
 PATTERN_MASK = """

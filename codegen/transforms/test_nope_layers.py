@@ -1,5 +1,7 @@
 """AddNopeLayers: before/after on the llama reference."""
 
+import pytest
+
 from codegen.models import references_dir
 from codegen.scaffold.source import SourcePackage
 from codegen.transforms.nope_layers import AddNopeLayers
@@ -8,7 +10,7 @@ from codegen.transforms.sliding_window import SetSlidingWindow
 
 def test_nope_layers_get_no_rope():
     package = SourcePackage.from_directory(references_dir() / "llama")
-    AddNopeLayers().apply(package)
+    AddNopeLayers().apply(package, rope_rule="hf_config.no_rope_layers[i]")
     files = package.render()
     model = files["model.py"]
     assert "def __init__(self, args: ModelArgs, layer_id: int):" in model
@@ -23,15 +25,38 @@ def test_nope_layers_get_no_rope():
     ]
     assert "TransformerBlock(args, i) for i in range(args.n_layers)" in model
     assert (
-        "nope_layers=tuple(i for i, rope in enumerate(hf_config.no_rope_layers) if not rope)"
-        in (files["args.py"])
+        "nope_layers=tuple(\n"
+        "                i for i in range(hf_config.num_hidden_layers)"
+        " if not hf_config.no_rope_layers[i]\n"
+        "            )"
+    ) in files["args.py"] or (
+        "nope_layers=tuple(i for i in range(hf_config.num_hidden_layers)"
+        " if not hf_config.no_rope_layers[i])"
+    ) in files["args.py"]
+
+
+def test_a_compound_rule_is_negated_whole():
+    """cohere2-style: RoPE only where the layer keeps a window; the NoPE layers are the rest."""
+    package = SourcePackage.from_directory(references_dir() / "llama")
+    rule = (
+        '(hf_config.sliding_window if hf_config.layer_types[i] == "sliding_attention"'
+        " else None) is not None"
     )
+    AddNopeLayers().apply(package, rope_rule=rule)
+    args = " ".join(package.render()["args.py"].split())
+    assert f"if not ({rule})" in args.replace("( ", "(").replace(" )", ")")
+
+
+def test_without_a_rule_the_transform_refuses():
+    package = SourcePackage.from_directory(references_dir() / "llama")
+    with pytest.raises(ValueError, match="which layers skip RoPE"):
+        AddNopeLayers().apply(package, rope_rule=None)
 
 
 def test_nope_layers_share_the_layer_index_with_a_window_pattern():
     package = SourcePackage.from_directory(references_dir() / "llama")
     SetSlidingWindow().apply(package, mode="pattern")
-    AddNopeLayers().apply(package)
+    AddNopeLayers().apply(package, rope_rule="hf_config.no_rope_layers[i]")
     model = package.render()["model.py"]
     assert model.count("layer_id: int") == 1
     assert "self.attention(self.attention_norm(x), rope if self.use_rope else None, mask)" in model

@@ -26,7 +26,7 @@ NO_QK_NORM = Step("set_qk_norm", {"kind": "none"}, rule="no_qk_norm")
 QKV_BIAS = Step("set_qkv_bias", {"enabled": True}, rule="qkv_bias")
 # Qwen2Config has no attention_bias / mlp_bias: only the activation stays fixed
 QWEN2_SETTINGS = Step("set_fixed_settings", {"settings": {"hidden_act": "silu"}})
-NOPE = Step("add_nope_layers", rule="nope_layers")
+NOPE = Step("add_nope_layers", {"rope_rule": "hf_config.no_rope_layers[i]"}, rule="nope_layers")
 
 # target model type -> (reference, the rule whose step's absence must fail verify); the
 # steps are the planner's own for that reference

@@ -1,0 +1,133 @@
+"""RoPE per layer type: `rope_parameters` nested as {"full_attention": {...},
+"sliding_attention": {...}} (gemma3, olmo3, mellum), each type with its own theta and scaling.
+
+A reference reads one flat `rope_parameters` dict. Here `rope` is built from the
+full-attention entry and, where the package has a window pattern (its blocks know whether
+they slide), `sliding_rope` from the sliding entry: the model builds one cos/sin table per
+type and hands each block the table of its own type, as HF does.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+import libcst.matchers as m
+
+from codegen.transforms import _attention_edits as edits
+from codegen.transforms.base import Transform
+from codegen.transforms.edits import InsertStatements, assigns, code_of, is_name, run
+
+FULL, SLIDING = "full_attention", "sliding_attention"
+
+FIELD = """
+# "sliding_attention" layers' RoPE when rope_parameters differ per layer type; None: `rope`
+sliding_rope: RopeScaling | None = None
+"""
+
+_FROM_HF = m.Call(func=m.Attribute(value=m.Name("RopeScaling"), attr=m.Name("from_hf")))
+
+
+class SetRopePerLayerType(Transform):
+    """`rope` from the full-attention parameters, `sliding_rope` (with a window pattern) from
+    the sliding ones; sliding blocks rotate with the sliding table."""
+
+    name = "rope_per_layer_type"
+
+    def apply(self, package, features=None) -> None:
+        built = _rope_kwarg(package)
+        if built is None:
+            raise ValueError("from_hf_config builds no RopeScaling.from_hf(...) to split per type")
+        edits.replace_expressions(
+            package,
+            "args.py",
+            "ModelArgs",
+            "from_hf_config",
+            lambda node: m.matches(node, _FROM_HF),
+            lambda call: _of_type(call, FULL),
+        )
+        if not _slides(package):
+            return  # every layer attends fully: the full-attention table is the only one
+        edits.add_args_field(package, FIELD, f"sliding_rope={code_of(_of_type(built, SLIDING))}")
+        model = package.module("model.py")
+        rotary = _statement(model, "Model", "__init__", "self.rotary")
+        table = _statement(model, "Model", "forward", "rope")
+        if rotary is None or table is None:
+            raise ValueError("the model builds no `self.rotary` table to duplicate per type")
+        run(
+            package,
+            "model.py",
+            InsertStatements("Model", "__init__", assigns("self.rotary"), _sliding_rotary(rotary)),
+        )
+        run(
+            package,
+            "model.py",
+            InsertStatements("Model", "forward", assigns("rope"), _sliding_table(table)),
+        )
+
+        def per_type(call: cst.Call) -> cst.Call:
+            args = [
+                a.with_changes(value=edits.expression("sliding_rope if layer.sliding else rope"))
+                if is_name(a.value, "rope")
+                else a
+                for a in call.args
+            ]
+            return call.with_changes(args=args)
+
+        edits.replace_expressions(
+            package, "model.py", "Model", "forward", edits.call_of("layer"), per_type
+        )
+
+
+def _rope_kwarg(package) -> cst.Call | None:
+    """The `RopeScaling.from_hf(...)` call of `from_hf_config`."""
+    method = edits.find_method(package.module("args.py"), "ModelArgs", "from_hf_config")
+    found = m.findall(method, _FROM_HF) if method is not None else []
+    return found[0] if found else None
+
+
+def _of_type(call: cst.Call, layer_type: str) -> cst.Call:
+    """`RopeScaling.from_hf(p, ...)` -> `RopeScaling.from_hf(p["<layer_type>"], ...)`."""
+    first = call.args[0]
+    key = cst.SubscriptElement(cst.Index(cst.SimpleString(f'"{layer_type}"')))
+    value = cst.Subscript(value=first.value, slice=[key])
+    return call.with_changes(args=[first.with_changes(value=value), *call.args[1:]])
+
+
+def _slides(package) -> bool:
+    """The blocks know whether they slide (`self.sliding = ...`, the window pattern)."""
+    init = edits.find_method(package.module("model.py"), "TransformerBlock", "__init__")
+    target = m.AssignTarget(target=m.Attribute(value=m.Name("self"), attr=m.Name("sliding")))
+    return init is not None and bool(m.findall(init, target))
+
+
+def _statement(module, cls: str, method: str, target: str):
+    fn = edits.find_method(module, cls, method)
+    if fn is None:
+        return None
+    return next((s for s in fn.body.body if assigns(target)(s)), None)
+
+
+def _sliding_rotary(statement) -> str:
+    """`self.rotary = RotaryEmbedding(args.rope, dim)` -> the same over the sliding table."""
+    assign = statement.body[0]
+    call = assign.value
+    first = call.args[0].with_changes(value=edits.expression("args.sliding_rope or args.rope"))
+    value = call.with_changes(args=[first, *call.args[1:]])
+    return f"self.sliding_rotary = {code_of(value)}"
+
+
+def _sliding_table(statement) -> str:
+    """`rope = self.rotary(positions)` -> `sliding_rope = self.sliding_rotary(positions)`."""
+    value = statement.body[0].value
+    renamed = value.visit(_Rename("rotary", "sliding_rotary"))
+    return f"sliding_rope = {code_of(renamed)}"
+
+
+class _Rename(cst.CSTTransformer):
+    def __init__(self, old: str, new: str):
+        super().__init__()
+        self.old, self.new = old, new
+
+    def leave_Attribute(self, original, updated):
+        if is_name(updated.value, "self") and updated.attr.value == self.old:
+            return updated.with_changes(attr=cst.Name(self.new))
+        return updated

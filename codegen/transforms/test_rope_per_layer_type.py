@@ -1,0 +1,105 @@
+"""SetRopePerLayerType: before/after on the references, and the two tables it builds."""
+
+import importlib
+import sys
+
+import libcst as cst
+import pytest
+import torch
+
+from codegen.models import references_dir
+from codegen.scaffold.source import SourcePackage
+from codegen.transforms.rope_per_layer_type import SetRopePerLayerType
+from codegen.transforms.sliding_window import SetSlidingWindow
+
+
+def _package(reference):
+    return SourcePackage.from_directory(references_dir() / reference)
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.replace("(\n", "(").replace(",\n", ", ").split()).replace("( ", "(")
+
+
+def test_a_sliding_package_gets_a_table_per_layer_type():
+    package = _package("qwen3")  # qwen3 has the window pattern natively
+    before = package.render()
+    assert 'rope["full_attention"]' not in before["args.py"]
+    SetRopePerLayerType().apply(package)
+    files = package.render()
+    args, model = _flat(files["args.py"]), files["model.py"]
+    assert (
+        'rope=RopeScaling.from_hf(rope["full_attention"], hf_config.max_position_embeddings)'
+        in args
+    )
+    assert (
+        'sliding_rope=RopeScaling.from_hf(rope["sliding_attention"],'
+        " hf_config.max_position_embeddings)" in args
+    )
+    assert "sliding_rope: RopeScaling | None = None" in files["args.py"]
+    assert (
+        "self.sliding_rotary = RotaryEmbedding(args.sliding_rope or args.rope, args.head_dim)"
+        in (model)
+    )
+    assert "sliding_rope = self.sliding_rotary(positions)" in model
+    assert (
+        "layer(h, sliding_rope if layer.sliding else rope, window if layer.sliding else None)"
+        in (model)
+    )
+
+
+def test_without_a_window_pattern_only_the_full_table_is_read():
+    package = _package("llama")
+    SetRopePerLayerType().apply(package)
+    files = package.render()
+    assert 'hf_config.rope_parameters["full_attention"]' in _flat(files["args.py"])
+    assert "sliding_rope" not in files["args.py"] + files["model.py"]
+
+
+def test_the_sliding_layers_rotate_with_their_own_theta(tmp_path):
+    """Built from a nested config: the full and sliding tables differ where the thetas do."""
+    package = _package("llama")
+    SetSlidingWindow().apply(package, mode="pattern")
+    SetRopePerLayerType().apply(package)
+    folder = tmp_path / "gen_rope_types"
+    folder.mkdir()
+    for filename, text in package.render().items():
+        (folder / filename).write_text(text)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        args_module = importlib.import_module("gen_rope_types.args")
+        model_module = importlib.import_module("gen_rope_types.model")
+    finally:
+        sys.path.remove(str(tmp_path))
+
+    class Config:
+        hidden_size, num_hidden_layers, num_attention_heads, num_key_value_heads = 32, 2, 4, 2
+        intermediate_size, vocab_size, rms_norm_eps, max_position_embeddings = 64, 50, 1e-6, 64
+        attention_bias = mlp_bias = tie_word_embeddings = False
+        hidden_act, sliding_window = "silu", 4
+        layer_types = ["sliding_attention", "full_attention"]
+        rope_parameters = {
+            "full_attention": {"rope_type": "default", "rope_theta": 1000000.0},
+            "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+        }
+
+    args = args_module.ModelArgs.from_hf_config(Config())
+    assert (args.rope.theta, args.sliding_rope.theta) == (1000000.0, 10000.0)
+    model = model_module.Model(args)
+    positions = torch.arange(8)[None]
+    full, sliding = model.rotary(positions), model.sliding_rotary(positions)
+    assert not torch.allclose(full[0], sliding[0])
+
+
+def test_a_package_without_a_rope_call_is_refused():
+    package = _package("llama")
+    package.files["args.py"] = package.files["args.py"].visit(_DropFromHf())
+    with pytest.raises(ValueError, match="no RopeScaling.from_hf"):
+        SetRopePerLayerType().apply(package)
+
+
+class _DropFromHf(cst.CSTTransformer):
+    def leave_Attribute(self, original, updated):
+        if updated.attr.value == "from_hf":
+            return updated.with_changes(attr=updated.attr.with_changes(value="build"))
+        return updated
