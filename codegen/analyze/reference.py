@@ -41,43 +41,6 @@ def _scaled(value) -> Any:
 
 
 # Compared features: dotted name -> projection of the value used for comparison.
-def _any(value) -> Any:
-    """A list of keys compared as empty (False) or not (True)."""
-    return bool(value) if isinstance(value, tuple | list) else value
-
-
-# The MoE layer conditions (as the analysis restates them) the references' named rules stand
-# for; any other condition is evaluated as written (`set_moe_layers`).
-MOE_LAYER_RULES = {
-    "sparse_step": (
-        "layer_idx not in config.mlp_only_layers"
-        " and (config.num_experts > 0 and (layer_idx + 1) % config.decoder_sparse_step == 0)"
-    ),
-    "first_k": "layer_idx >= config.first_k_dense_replace",
-}
-
-
-def moe_layer_rule(condition) -> Any:
-    """The MoE layer condition compared as the rule it spells: every layer MoE ("all"),
-    DeepSeek's first k dense ("first_k"), Qwen's step and dense list ("sparse_step"), or
-    another condition ("condition")."""
-    if condition is None:
-        return "all"
-    if condition == "unknown":
-        return condition
-    for rule, known in MOE_LAYER_RULES.items():
-        if _same_expression(condition, known):
-            return rule
-    return "condition"
-
-
-def _same_expression(a: str, b: str) -> bool:
-    try:
-        return ast.dump(ast.parse(a, mode="eval")) == ast.dump(ast.parse(b, mode="eval"))
-    except SyntaxError:
-        return False
-
-
 COMPARED: dict[str, Any] = {
     "attention.kind": None,
     "attention.qk_norm": None,
@@ -93,8 +56,8 @@ COMPARED: dict[str, Any] = {
     "rope.partial_rotary": _partial,
     "rope.interleaved": None,
     "rope.nope_layers": None,
-    "ffn.kind": None,
     "rope.per_layer_type": None,
+    "ffn.kind": None,
     "ffn.bias": None,
     "ffn.fused_gate_up": None,
     "moe": _moe_present,
@@ -107,7 +70,6 @@ COMPARED: dict[str, Any] = {
     "moe.expert_layout": None,
     "moe.expert_bias": None,
     "norm.kind": None,
-    "moe.layer_condition": moe_layer_rule,
     "norm.placement": None,
     "norm.bias": None,
     "embedding.scale": None,
@@ -134,11 +96,11 @@ _DENSE_COMMON: dict[str, tuple] = {
     "rope.partial_rotary": ("full",),
     "rope.interleaved": (False,),
     "rope.nope_layers": (False,),
+    "rope.per_layer_type": (False,),
     "ffn.kind": ("swiglu",),
     "ffn.bias": (False,),
     "ffn.fused_gate_up": (False,),
     "moe": (False,),
-    "rope.per_layer_type": (False,),
     "norm.kind": ("rmsnorm",),
     "norm.placement": ("pre",),
     "norm.bias": (False,),
