@@ -248,10 +248,6 @@ def detect(ctx: Ctx, shared: dict) -> Rope:
         chosen = types.get("full_attention", next(iter(types.values())))
         if len(set(types.values())) > 1:
             ctx.notes.append(f"rope: rope_type differs per layer type: {types}")
-    ctx.cite(
-        "rope.per_layer_type",
-        ctx.cite_config("rope_parameters", sorted(nested)) if nested else fn_site,
-    )
         rope_type = chosen if chosen in KNOWN_TYPES else "other"
         dispatch = None if honours or rope_type == "default" else _compares_to(ctx, chosen)
         if dispatch is not None:
@@ -264,6 +260,10 @@ def detect(ctx: Ctx, shared: dict) -> Rope:
             rope_type = UNKNOWN
         key = "rope_parameters.full_attention.rope_type" if nested else "rope_parameters.rope_type"
         ctx.cite("rope.type", ctx.cite_config(key, chosen))
+    ctx.cite(
+        "rope.per_layer_type",
+        ctx.cite_config("rope_parameters", sorted(nested)) if nested else fn_site,
+    )
     if rope_type == "default":
         ntk = _runtime_ntk(ctx, rotary)
         if ntk is not None:
@@ -304,14 +304,11 @@ def detect(ctx: Ctx, shared: dict) -> Rope:
                 f"{ctx.class_site(rotary) if rotary else fn_site} (rotary dim not evaluated)",
             )
     configured = group.get("partial_rotary_factor") if isinstance(group, dict) else None
-    nope_rule = None
     if isinstance(configured, int | float) and isinstance(partial, float):
         if abs(configured - partial) > 1e-6 and not (rep.mla):
             ctx.notes.append(
                 f"rope: config partial_rotary_factor={configured} "
                 f"but the code rotates {partial} of the head"
-        nope_rule = _nope_rule(ctx, per_layer, fn)
-        ctx.cite("rope.nope_rule", f"{fn_site} (RoPE where {nope_rule or 'not restated'})")
             )
 
     # -- interleaving, per-layer ------------------------------------------------------------------
@@ -319,22 +316,14 @@ def detect(ctx: Ctx, shared: dict) -> Rope:
     ctx.cite("rope.interleaved", fn_site)
     no_rope = [p["index"] for p in per_layer if not p["rope"]]
     nope_layers = bool(no_rope)
-        nope_rule=nope_rule,
-        per_layer_type=bool(nested),
+    nope_rule = None
     if nope_layers:
         ctx.cite(
             "rope.nope_layers",
             f"{ctx.class_site(rep.rec)} (layers without RoPE: {layer_ranges(no_rope)})",
         )
-def _nope_rule(ctx: Ctx, per_layer: list[dict], fn) -> str | None:
-    """Which layers rotate, as the guard around the rotation restated over the config."""
-    recs = [p["info"].rec for p in per_layer]
-    if any(r.cls is not recs[0].cls for r in recs):
-        return None  # different attention classes: no single guard
-    layers = [(p["index"], p["info"].rec, p["rope"]) for p in per_layer]
-    return guard_rule(ctx, recs[0], fn, layers)
-
-
+        nope_rule = _nope_rule(ctx, per_layer, fn)
+        ctx.cite("rope.nope_rule", f"{fn_site} (RoPE where {nope_rule or 'not restated'})")
     else:
         ctx.cite("rope.nope_layers", fn_site)
     return Rope(
@@ -342,9 +331,20 @@ def _nope_rule(ctx: Ctx, per_layer: list[dict], fn) -> str | None:
         partial_rotary=partial,
         interleaved=interleaved,
         nope_layers=nope_layers,
+        nope_rule=nope_rule,
+        per_layer_type=bool(nested),
         theta=theta,
         parameters=params,
     )
+
+
+def _nope_rule(ctx: Ctx, per_layer: list[dict], fn) -> str | None:
+    """Which layers rotate, as the guard around the rotation restated over the config."""
+    recs = [p["info"].rec for p in per_layer]
+    if any(r.cls is not recs[0].cls for r in recs):
+        return None  # different attention classes: no single guard
+    layers = [(p["index"], p["info"].rec, p["rope"]) for p in per_layer]
+    return guard_rule(ctx, recs[0], fn, layers)
 
 
 def _sliced_rotary_dim(info) -> tuple[int | None, str | None]:
