@@ -149,6 +149,9 @@ class StateDictAdapter:
     """
 
     from_hf_map: ClassVar[dict[str, str | None]] = {}
+    # checkpoint key templates whose tensor is stored transposed ([in, out]: the Conv1D of
+    # GPT-2-style checkpoints) against the house nn.Linear ([out, in])
+    transposed: ClassVar[frozenset[str]] = frozenset()
     embedding_key: ClassVar[str] = "tok_embeddings.weight"
     output_key: ClassVar[str] = "output.weight"
 
@@ -269,6 +272,8 @@ class StateDictAdapter:
                     *outer, expert = groups
                     experts[row.house.format(*outer) + suffix][int(expert)] = value
                 else:
+                    if row.hf in self.transposed and not suffix:
+                        value = value.t().contiguous()
                     state_dict[row.house.format(*groups) + suffix] = value
         self.ignored.sort()
         for key, by_index in experts.items():
@@ -299,6 +304,8 @@ class StateDictAdapter:
                     (row.hf.format(*groups, index), expert)
                     for index, expert in enumerate(tensor.unbind(0))
                 ]
+            if row.hf in self.transposed:
+                tensor = tensor.t().contiguous()
             return [(row.hf.format(*groups), tensor)]
         raise KeyError(f"house key {name!r} has no HF mapping")
 

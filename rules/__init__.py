@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 
-GROUPS = ("rope", "attention", "ffn", "norm", "moe", "experts", "router", "embedding")
+GROUPS = ("rope", "attention", "ffn", "norm", "moe", "experts", "router", "embedding", "positions")
 
 
 def all_rules():

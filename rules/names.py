@@ -43,7 +43,7 @@ CONFIG_ALIASES: dict[str, tuple[str, ...]] = {
     "layer_norm_eps": ("rms_norm_eps", "norm_eps", "layer_norm_epsilon"),
     "num_key_value_heads": ("num_kv_heads",),
     "initializer_range": ("init_std",),  # HF _init_weights reads init_std when it is absent
-    "intermediate_size": ("ffn_hidden_size", "n_inner"),
+    "intermediate_size": ("ffn_hidden_size",),
     "num_local_experts": ("num_experts", "n_routed_experts"),
     "num_experts": ("num_local_experts", "n_routed_experts"),
     "n_routed_experts": ("num_experts", "num_local_experts"),
@@ -78,6 +78,8 @@ CONFIG_DERIVATIONS: dict[str, tuple[tuple[tuple[str, ...], str], ...]] = {
         ),
     ),  # kv_channels may be None: then heads split the hidden size
     "partial_rotary_factor": ((("rotary_dim",), "hf_config.rotary_dim / hf_config.head_dim"),),
+    # GPT-2-style configs: n_inner None means four times the hidden size
+    "intermediate_size": ((("n_inner",), "hf_config.n_inner or 4 * hf_config.hidden_size"),),
     # no standardised rope_parameters: assembled from the top-level fields, as transformers
     # does for configs that declare them (`rope_scaling` may carry a legacy `type` key)
     "rope_parameters": (

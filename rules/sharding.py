@@ -74,6 +74,7 @@ SHARDS = [
     # the parallel layout (a config switch) builds no second norm
     Shards("parallel_residual_switch", {}, optional=("layers.*.ffn_norm",)),
     Shards("add_attention_sinks", {"layers.*.attention.sinks": "head_param"}),
+    Shards("learned_positions", {"pos_embeddings": "replicate"}),
     # [gate | up] halves: a strided shard; alternating gate/up rows: a plain column split
     Shards(
         "fuse_gate_up", {"layers.*.feed_forward.w13": "colwise_gate_up"}, when={"layout": "concat"}

@@ -10,7 +10,9 @@ UNSUPPORTED: dict[tuple[str, object], str] = {
     ("rope.type", "longrope"): (
         "two frequency tables switched by sequence length (phi3 long context): no rule yet"
     ),
-    ("rope.type", "none"): "positionless or learned absolute positions: no reference uses them",
+    ("embedding.positions", "sinusoidal"): (
+        "a sin/cos position table added to the embeddings (xglm, ctrl): no rule yet"
+    ),
     ("rope.type", "other"): "a position encoding the analyzer does not recognise",
     ("moe.router", "other"): "a routing function the analyzer does not recognise",
 }

@@ -10,6 +10,8 @@ from codegen.analyze import (
     detect_category,
     detect_embedding,
     detect_ffn,
+    detect_init,
+    detect_layout,
     detect_moe,
     detect_norm,
     detect_rope,
@@ -118,6 +120,7 @@ def _run(ctx: Ctx) -> Features:
     embedding, head = detect_embedding.detect(ctx)
     category = detect_category.detect(ctx, shared)
     sd, sd_info = state_dict.detect(ctx, ctx.roles)
+    sd = dataclasses.replace(sd, transposed_keys=detect_layout.transposed_keys(ctx))
 
     # -- on-disk expert layout (needs the checkpoint keys) ---------------------------------
     if moe is not None:
@@ -144,6 +147,7 @@ def _run(ctx: Ctx) -> Features:
             )
         ),
         residual_scale=norm_facts.get("residual_scale", UNKNOWN) if norm_facts else UNKNOWN,
+        scaled_residual_init=detect_init.scaled_residual_init(ctx),
     )
     if block.residual_scale is True:
         ctx.cite("block.residual_scale", ctx.evidence.get("norm.placement"))

@@ -7,6 +7,10 @@
 * logit softcap: `tanh` applied to the logits in the head's forward (as configured);
 * logit scale: the logits (or the hidden states going into the head) multiplied or divided
   by a value (other than the softcap pair);
+* absolute positions: a second embedding table of the decoder stack sized by the config's
+  `max_position_embeddings` (plus a constant offset: OPT's table starts its positions at 2)
+  is a learned position table; a sinusoidal table computed with sin and cos in the modeling
+  file where no rotary embedding is applied is `sinusoidal`;
 * a head that is not an nn.Linear (its own class applying one 2-D weight) is the head too;
   one that normalises its weight rows is reported unsupported.
 """
@@ -271,4 +275,51 @@ def detect(ctx: Ctx) -> tuple[Embedding, Head]:
         ctx.cite("head.logit_scale", model.entry_cls.cite())
         ctx.cite("head.bias", model.entry_cls.cite())
     head_features = Head(logit_softcap=softcap, logit_scale=logit_scale, bias=head_bias)
-    return Embedding(tied=tied, scale=scale), head_features
+    positions, offset, table = _positions(ctx, emb_name)
+    embedding = Embedding(
+        tied=tied, scale=scale, positions=positions, position_offset=offset, position_table=table
+    )
+    return embedding, head_features
+
+
+def _positions(ctx: Ctx, token_name: str | None) -> tuple[str, int, str]:
+    """(kind, offset, module path) of the absolute positions added to the token embeddings."""
+    model = ctx.model
+    owner = model.stack_owner
+    rows = attr(model.config, "max_position_embeddings")
+    if owner is not None and isinstance(rows, int):
+        for name, child in owner.children():
+            if name == token_name or not isinstance(child, ModuleRec):
+                continue
+            if ctx.roles.role(child) != EMBEDDING or len(child.args) < 2:
+                continue
+            size = child.args[0]
+            if isinstance(size, int) and 0 <= size - rows <= 2:
+                path = ".".join(p for p in (model.stack_owner_path, name) if p)
+                where = ctx.attr_site(owner, name)
+                ctx.cite("embedding.positions", f"{where} (learned table {name})")
+                return "learned", size - rows, path
+    sinusoid = _sinusoid(ctx) if not _has_rotary(ctx) else None
+    if sinusoid is not None:
+        ctx.cite("embedding.positions", f"{sinusoid} (sinusoidal table)")
+        return "sinusoidal", 0, ""
+    ctx.cite("embedding.positions", ctx.class_site(owner) if owner is not None else "?")
+    return "none", 0, ""
+
+
+def _has_rotary(ctx: Ctx) -> bool:
+    """The attention rotates q/k (the rope detector's evidence says whether it does)."""
+    return "no rotary" not in ctx.evidence.get("rope.type", "")
+
+
+def _sinusoid(ctx: Ctx) -> str | None:
+    """A function or method of the modeling file computing a sin/cos position table."""
+    sf = ctx.model.modeling
+    functions = [(fn, None) for fn in sf.functions.values()]
+    for cls in sf.classes.values():
+        functions += [(fn, cls) for fn in cls.methods.values()]
+    for fn, _ in functions:
+        ops = ctx.roles.function_signals(sf, fn).ops
+        if {"sin", "cos"} <= ops:
+            return sf.cite(fn)
+    return None

@@ -21,7 +21,7 @@ from codegen.analyze.evaluate import ConfigObj, Frame, FuncRef, ModuleRec, Unkno
 from codegen.analyze.features import UNKNOWN, Rope, layer_ranges
 from codegen.analyze.layer_rule import guard_rule
 from codegen.analyze.model import walk_tree
-from codegen.analyze.roles import ATTENTION, EMBEDDING, ROTARY
+from codegen.analyze.roles import ATTENTION, ROTARY
 from codegen.analyze.source import dotted
 
 KNOWN_TYPES = ("default", "linear", "dynamic", "yarn", "llama3", "longrope")
@@ -204,19 +204,7 @@ def detect(ctx: Ctx, shared: dict) -> Rope:
             "rope.per_layer_type",
         ):
             ctx.cite(key, f"{where} ({why})")
-        owner = model.stack_owner
-        if owner is not None:
-            embeddings = [
-                (n, c)
-                for n, c in owner.children()
-                if isinstance(c, ModuleRec) and ctx.roles.role(c) == EMBEDDING
-            ]
-            if len(embeddings) >= 2:
-                ctx.unsupported(
-                    "position.absolute",
-                    f"learned absolute position embeddings ({embeddings[1][0]})",
-                    ctx.attr_site(owner, embeddings[1][0]),
-                )
+        # absolute positions added to the embeddings: `embedding.positions` (detect_embedding)
         return Rope(type="none", partial_rotary=1.0, interleaved=False, nope_layers=False)
 
     info = with_rope[0]["info"]

@@ -60,6 +60,7 @@ VOCAB: dict[str, tuple] = {
     "moe.module_layout": ("per_expert", "fused"),
     "norm.kind": ("rmsnorm", "rmsnorm_offset", "layernorm"),
     "norm.placement": ("pre", "post", "sandwich", "parallel"),
+    "embedding.positions": ("none", "learned", "sinusoidal"),
     "reference.closest": ("llama", "qwen2", "qwen3", "qwen3_moe", "deepseek_v3"),
 }
 
@@ -141,6 +142,11 @@ class Norm:
 class Embedding:
     tied: bool | str = UNKNOWN
     scale: bool | str = UNKNOWN  # embeddings multiplied before the first layer
+    # absolute positions added to the token embeddings: none | learned (a table indexed by
+    # position + position_offset, the module at position_table) | sinusoidal
+    positions: str = UNKNOWN
+    position_offset: int = 0
+    position_table: str = ""  # e.g. "transformer.wpe"
 
 
 @dataclass(frozen=True)
@@ -155,6 +161,8 @@ class Block:
     num_layers: int | None = None
     mixers: tuple[str, ...] = ()  # token mixer kinds present: attention, and e.g. mamba-style
     residual_scale: bool | str = UNKNOWN  # sublayer output (or residual) scaled before the add
+    # the attention and MLP output projections start at std / sqrt(2 * n_layers) (GPT-2 init)
+    scaled_residual_init: bool | str = False
 
 
 @dataclass(frozen=True)
@@ -167,6 +175,8 @@ class StateDict:
     checkpoint_layer_keys: tuple[str, ...] = ()  # on disk, after transformers' conversion
     checkpoint_other_keys: tuple[str, ...] = ()
     tied_keys: tuple[str, ...] = ()  # module keys absent from the checkpoint (tied)
+    # layer keys of projections stored [in, out] (transformers' Conv1D), not nn.Linear's [out, in]
+    transposed_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,11 @@ def _scaled(value) -> Any:
     return "yes" if isinstance(value, int | float) else value
 
 
+def _any(value) -> Any:
+    """A list of keys compared as empty (False) or not (True)."""
+    return bool(value) if isinstance(value, tuple | list) else value
+
+
 # Compared features: dotted name -> projection of the value used for comparison.
 COMPARED: dict[str, Any] = {
     "attention.kind": None,
@@ -73,10 +78,13 @@ COMPARED: dict[str, Any] = {
     "norm.placement": None,
     "norm.bias": None,
     "embedding.scale": None,
+    "embedding.positions": None,
+    "state_dict.transposed_keys": _any,
     "head.logit_softcap": None,
     "head.logit_scale": None,
     "head.bias": None,
     "block.residual_scale": None,
+    "block.scaled_residual_init": None,
 }
 
 _GQA = ("mha", "gqa", "mqa")  # grouped-query attention covers MHA (kv = heads) and MQA (kv = 1)
@@ -105,10 +113,13 @@ _DENSE_COMMON: dict[str, tuple] = {
     "norm.placement": ("pre",),
     "norm.bias": (False,),
     "embedding.scale": (False,),
+    "embedding.positions": ("none",),  # RoPE (or nothing) in the attention, no absolute table
+    "state_dict.transposed_keys": (False,),  # nn.Linear weights stored [out, in]
     "head.logit_softcap": (False,),
     "head.logit_scale": (False,),
     "head.bias": (False,),
     "block.residual_scale": (False,),
+    "block.scaled_residual_init": (False,),
 }
 # What an MoE block grafted onto a dense reference starts as (the `add_moe` transform): the
 # dense rows list these too, so a target's other MoE features show up as deltas.

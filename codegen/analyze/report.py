@@ -44,6 +44,7 @@ ROWS = (
     ("norm.placement", "norm placement"),
     ("embedding.tied", "tied embeddings"),
     ("embedding.scale", "embedding scale"),
+    ("embedding.positions", "absolute positions"),
     ("head.logit_softcap", "logit softcap"),
     ("head.logit_scale", "logit scale"),
     ("head.bias", "output head bias"),

@@ -46,22 +46,55 @@ class AlignHfKeys(Transform):
         switched = switched_biases(model) if model is not None else set()
         built = built_modules(model) if model is not None else set()
 
-        def rewrite(key: str, value: str):
-            hf_key = json.loads(key)
-            if hf_key in wanted:
-                return [(key, value)]
-            candidates = [
+        def pair(hf_key: str) -> list[str]:
+            return [
                 c
                 for c in by_shape.get(_shape(_relayer(hf_key, layer_prefix), canonical), [])
                 if c.count(_LAYER) == hf_key.count(_LAYER)
             ]
+
+        def rewrite(key: str, value: str):
+            hf_key = json.loads(key)
+            if hf_key in wanted:
+                return [(key, value)]
+            candidates = pair(hf_key) or leftovers.get(hf_key, [])
             if len(candidates) == 1:
                 return [(json.dumps(candidates[0]), value)]
             if not candidates:  # the toy checkpoint has no such weight
                 return [(key, value)] if _live_for_some_setting(value, switched, built) else []
             return [(key, value)]
 
+        leftovers = _leftovers(package, targets, pair, layer_prefix, canonical)
         run(package, "state_dict_adapter.py", EditDict("from_hf_map", rewrite))
+
+
+def _leftovers(package, targets, pair, layer_prefix, canonical) -> dict[str, list[str]]:
+    """Reference keys no synonym pairs, each with the one target key no row took that
+    differs from it in a single component (`attn.c_proj` is GPT-2's o_proj, though `c_proj`
+    names the down projection elsewhere): a name shared by two roles pairs by elimination."""
+    rows = []
+
+    def collect(key, value):
+        rows.append(key)
+        return [(key, value)]
+
+    run(package, "state_dict_adapter.py", EditDict("from_hf_map", collect))
+    keys = [json.loads(k) for k in rows]
+    taken = {c for key in keys for c in ([key] if key in targets else pair(key))}
+    free = [t for t in targets if t not in taken]
+    unpaired = [k for k in keys if k not in targets and not pair(k)]
+
+    def near(a: str, b: str) -> bool:
+        x = _shape(_relayer(a, layer_prefix), canonical)
+        y = _shape(b, canonical)
+        return len(x) == len(y) and sum(p != q for p, q in zip(x, y, strict=True)) == 1
+
+    out = {}
+    for key in unpaired:
+        found = [t for t in free if t.count(_LAYER) == key.count(_LAYER) and near(key, t)]
+        if len(found) == 1 and sum(near(k, found[0]) for k in unpaired) == 1:
+            out[key] = found
+    return out
 
 
 def _relayer(key: str, layer_prefix: str) -> str:

@@ -1,0 +1,29 @@
+"""Start the residual-stream projections at std / sqrt(2 * n_layers) (GPT-2's init)."""
+
+from __future__ import annotations
+
+from codegen.transforms import _attention_edits as edits
+from codegen.transforms.base import Transform
+from codegen.transforms.edits import EditError
+
+# after the plain table: each block's two projections onto the residual stream
+SCALED = """
+# the two projections per layer onto the residual stream start smaller
+residual_std = self.args.initializer_range / (2 * self.args.n_layers) ** 0.5
+for layer in self.layers:
+    for projection in (layer.attention.wo, layer.feed_forward.w2):
+        nn.init.normal_(projection.weight, mean=0.0, std=residual_std)
+"""
+
+
+class ScaledResidualInit(Transform):
+    """`Model.init_weights` draws the attention output (`wo`) and the feed-forward output
+    (`w2`) weights of every layer with std initializer_range / sqrt(2 * n_layers), after the
+    plain init, as HF's `_init_weights` does for GPT-2-style models."""
+
+    name = "scaled_residual_init"
+
+    def apply(self, package, features=None) -> None:
+        if edits.find_method(package.module("model.py"), "Model", "init_weights") is None:
+            raise EditError("model.py: Model has no init_weights")
+        edits.append_to_method(package, "model.py", "Model", "init_weights", SCALED)

@@ -1,0 +1,29 @@
+"""ScaledResidualInit: wo and w2 start at std / sqrt(2 * n_layers) after the plain init."""
+
+import pytest
+
+from codegen.models import references_dir
+from codegen.scaffold.source import SourcePackage
+from codegen.transforms.edits import EditError
+from codegen.transforms.scaled_residual_init import ScaledResidualInit
+from codegen.transforms.testing import package_of
+
+
+def test_init_weights_redraws_the_output_projections():
+    package = SourcePackage.from_directory(references_dir() / "llama")
+    ScaledResidualInit().apply(package)
+    model = package.render()["model.py"]
+    assert (
+        "        init_module_weights(self, self.args.initializer_range, buffer_device)\n"
+        "        # the two projections per layer onto the residual stream start smaller\n"
+        "        residual_std = self.args.initializer_range / (2 * self.args.n_layers) ** 0.5\n"
+        "        for layer in self.layers:\n"
+        "            for projection in (layer.attention.wo, layer.feed_forward.w2):\n"
+        "                nn.init.normal_(projection.weight, mean=0.0, std=residual_std)\n"
+    ) in model
+
+
+def test_a_model_without_init_weights_is_refused():
+    package = package_of({"model.py": "class Model:\n    def forward(self):\n        pass\n"})
+    with pytest.raises(EditError):
+        ScaledResidualInit().apply(package)

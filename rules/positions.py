@@ -1,0 +1,44 @@
+"""Rules for positions other than RoPE: the rotation taken out, an absolute position table
+added to the embeddings, and checkpoints that store their projections transposed (the
+GPT-2 family's Conv1D, which travels with its learned positions)."""
+
+from codegen.scaffold.rule import FromFeature, Rule
+
+RULES = [
+    Rule(
+        id="no_rope",
+        feature="rope.type",
+        values=("none",),
+        transform="no_rope",
+        description="q/k not rotated: positions come from a table, a bias, or nowhere",
+    ),
+    Rule(
+        id="learned_positions",
+        feature="embedding.positions",
+        values=("learned",),
+        transform="learned_positions",
+        description="a learned table's row per position (from row `offset`) added to embeddings",
+        params={
+            "table": FromFeature("embedding.position_table"),
+            "offset": FromFeature("embedding.position_offset"),
+        },
+    ),
+    Rule(
+        id="transposed_linears",
+        feature="state_dict.transposed_keys",
+        values=(True,),
+        transform="transposed_linears",
+        description="projections stored [in, out] in the checkpoint (Conv1D) transposed on load",
+        params={
+            "keys": FromFeature("state_dict.transposed_keys"),
+            "prefix": FromFeature("state_dict.prefix"),
+        },
+    ),
+    Rule(
+        id="scaled_residual_init",
+        feature="block.scaled_residual_init",
+        values=(True,),
+        transform="scaled_residual_init",
+        description="attention/MLP output weights start at std / sqrt(2 * n_layers) (GPT-2 init)",
+    ),
+]
