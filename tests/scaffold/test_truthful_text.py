@@ -1,9 +1,11 @@
 """What a generated package says is about its target (issue 8, "text that tells the truth").
 
 Each target is scaffolded from its closest reference. Then: no reference's name, tagline,
-config class or error prefix appears in any file; the values the model docstring cites
-for config fields are the config class defaults (not the toy verify runs); and ModelArgs()
-equals `from_hf_config(ConfigClass())`, field by field.
+config class or error prefix appears in any file; no comment or docstring names a field of
+a reference's HF config that the target's config class lacks; the package summary
+describes the config class defaults (a feature they leave off is only "configurable"); the
+values the docstrings cite for config fields are the config class defaults (not the toy
+verify runs); and ModelArgs() equals `from_hf_config(ConfigClass())`, field by field.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from __future__ import annotations
 import ast
 import dataclasses
 import importlib
+import io
 import re
+import tokenize
 from pathlib import Path
 
 import pytest
@@ -33,6 +37,9 @@ TARGETS = (
     "mistral",
     "starcoder2",
     "qwen3_moe",
+    "glm4",
+    "olmoe",
+    "stablelm",
 )
 
 
@@ -120,11 +127,71 @@ def _config_value(config, path: str):
 
 
 @pytest.mark.parametrize("target", TARGETS)
-def test_docstring_cites_the_config_class_defaults(models, target):
-    docstring = ast.get_docstring(ast.parse((models / target / "model.py").read_text()))
+@pytest.mark.parametrize("filename", ["model.py", "__init__.py"])
+def test_docstring_cites_the_config_class_defaults(models, target, filename):
+    docstring = ast.get_docstring(ast.parse((models / target / filename).read_text()))
     config = _config_class(target)()
     for path, value in _cited_values(docstring):
         assert _config_value(config, path) == value, f"{target}: config:{path}={value!r}"
+
+
+def _config_fields(model_type: str) -> set[str]:
+    config = _config_class(model_type)()
+    return {*config.to_dict(), *vars(config), *type(config).attribute_map}
+
+
+def _prose(text: str):
+    """(line, text) of every comment and docstring of a module."""
+    for token in tokenize.generate_tokens(io.StringIO(text).readline):
+        if token.type == tokenize.COMMENT:
+            yield token.start[0], token.string
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef)):
+            docstring = ast.get_docstring(node)
+            if docstring:
+                yield getattr(node, "lineno", 1), docstring
+
+
+def _code_names(text: str) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.Name):
+            names.add(node.id)
+        elif isinstance(node, ast.Attribute):
+            names.add(node.attr)
+        elif isinstance(node, ast.arg):
+            names.add(node.arg)
+    return names
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_prose_names_no_config_field_the_target_lacks(models, target):
+    """A reference's prose speaks of its HF config (`num_nextn_predict_layers`,
+    `max_window_layers`); where the target's config class has no such field it is false.
+    A name the package's own code uses (`head_dim`, `num_experts`) is the package's word."""
+    foreign = set().union(*(_config_fields(ref) for ref in ORDER)) - _config_fields(target)
+    files = sorted((models / target).glob("*.py"))
+    used = set().union(*(_code_names(path.read_text()) for path in files))
+    for path in files:
+        for line, prose in _prose(path.read_text()):
+            named = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", prose)) & foreign - used
+            assert not named, f"{target}/{path.name}:{line} names {sorted(named)}: {prose!r}"
+
+
+@pytest.mark.parametrize(
+    ("target", "configurable", "not_said"),
+    [
+        ("mixtral", "sliding window", "(sliding window"),  # MixtralConfig: sliding_window=None
+        ("qwen3_moe", "sliding window", "(QK-norm, sliding window"),  # use_sliding_window=False
+        ("gemma2", "", "configurable: sliding window"),  # a real window pattern by default
+    ],
+)
+def test_summary_describes_the_config_class_defaults(models, target, configurable, not_said):
+    summary = ast.get_docstring(ast.parse((models / target / "__init__.py").read_text()))
+    tagline = " ".join(summary.split("\n\n")[0].split())
+    assert not_said not in tagline, tagline
+    if configurable:
+        assert f"configurable: {configurable}" in tagline or f", {configurable}." in tagline
 
 
 def test_gemma2_docstring_has_the_real_values_not_the_toy(models):
