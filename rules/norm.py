@@ -15,6 +15,14 @@ RULES = [
         description="nn.LayerNorm (bias=False until norm_bias) for every norm, QK-norms included",
     ),
     Rule(
+        id="norm_layernorm_offset",
+        feature="norm.kind",
+        values=("layernorm_offset",),
+        transform="set_norm_kind",
+        params={"kind": "layernorm_offset"},
+        description="LayerNorm scaled by (1 + weight) (bias=False until norm_bias) for every norm",
+    ),
+    Rule(
         id="norm_offset",
         feature="norm.kind",
         values=("rmsnorm_offset",),

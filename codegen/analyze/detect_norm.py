@@ -1,9 +1,10 @@
-"""Norms: kind (RMSNorm, RMSNorm with `1 + w`, LayerNorm), placement in the block, bias.
+"""Norms: kind (RMSNorm or LayerNorm, each plain or with `1 + w`), placement in the block, bias.
 
-Kind comes from the norm's own forward (traced): a mean subtracted from the input is a
-LayerNorm; a reciprocal root of the mean square without it is an RMSNorm; a weight used as
-`1 + w` is the offset variant. Placement comes from the decoder layer's forward (traced):
-where each norm sits relative to the sublayer call and the residual add.
+Kind comes from the norm's own forward (traced): a mean subtracted from the input (or a
+call of layer_norm) is a LayerNorm; a reciprocal root of the mean square without it is an
+RMSNorm; a weight used as `1 + w` is the offset variant of either. Placement comes from
+the decoder layer's forward (traced): where each norm sits relative to the sublayer call
+and the residual add.
 
     pre       x + f(norm(x))
     post      norm(x + f(x))          (or the residual stream itself is normalised)
@@ -90,7 +91,7 @@ def norm_kind(ctx: Ctx, rec: ModuleRec) -> tuple[str, bool | str]:
         values = [rec.kwargs.get(n, _default(rec, n)) for n in ("bias", "elementwise_affine")]
         has_bias = False if False in values else (True if values == [True, True] else UNKNOWN)
     if layer or centred:
-        return "layernorm", has_bias
+        return ("layernorm_offset" if offset else "layernorm"), has_bias
     if rms:
         return ("rmsnorm_offset" if offset else "rmsnorm"), has_bias
     return UNKNOWN, has_bias

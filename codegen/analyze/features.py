@@ -58,7 +58,7 @@ VOCAB: dict[str, tuple] = {
     "moe.score_func": ("softmax", "sigmoid", "other"),
     "moe.expert_layout": ("per_expert", "fused"),
     "moe.module_layout": ("per_expert", "fused"),
-    "norm.kind": ("rmsnorm", "rmsnorm_offset", "layernorm"),
+    "norm.kind": ("rmsnorm", "rmsnorm_offset", "layernorm", "layernorm_offset"),
     "norm.placement": ("pre", "post", "sandwich", "parallel"),
     "embedding.positions": ("none", "learned", "sinusoidal"),
     "reference.closest": ("llama", "qwen2", "qwen3", "qwen3_moe", "deepseek_v3"),
@@ -133,7 +133,7 @@ class Moe:
 
 @dataclass(frozen=True)
 class Norm:
-    kind: str = UNKNOWN  # rmsnorm | rmsnorm_offset (x * (1 + w)) | layernorm
+    kind: str = UNKNOWN  # rmsnorm | rmsnorm_offset (x * (1 + w)) | layernorm | layernorm_offset
     placement: str = UNKNOWN  # pre | post | sandwich | parallel
     bias: bool | str = UNKNOWN
 

@@ -8,6 +8,7 @@ references in `references/`; it is the only place that knows them.
 
 from __future__ import annotations
 
+import ast
 from typing import Any
 
 from codegen.analyze.features import Features
@@ -38,6 +39,38 @@ def _scaled(value) -> Any:
     if value is None:
         return "no"
     return "yes" if isinstance(value, int | float) else value
+
+
+# The MoE layer conditions (as the analysis restates them) the references' named rules stand
+# for; any other condition is evaluated as written (`set_moe_layers`).
+MOE_LAYER_RULES = {
+    "sparse_step": (
+        "layer_idx not in config.mlp_only_layers"
+        " and (config.num_experts > 0 and (layer_idx + 1) % config.decoder_sparse_step == 0)"
+    ),
+    "first_k": "layer_idx >= config.first_k_dense_replace",
+}
+
+
+def moe_layer_rule(condition) -> Any:
+    """The MoE layer condition compared as the rule it spells: every layer MoE ("all"),
+    DeepSeek's first k dense ("first_k"), Qwen's step and dense list ("sparse_step"), or
+    another condition ("condition")."""
+    if condition is None:
+        return "all"
+    if condition == "unknown":
+        return condition
+    for rule, known in MOE_LAYER_RULES.items():
+        if _same_expression(condition, known):
+            return rule
+    return "condition"
+
+
+def _same_expression(a: str, b: str) -> bool:
+    try:
+        return ast.dump(ast.parse(a, mode="eval")) == ast.dump(ast.parse(b, mode="eval"))
+    except SyntaxError:
+        return False
 
 
 def _any(value) -> Any:
@@ -74,6 +107,7 @@ COMPARED: dict[str, Any] = {
     "moe.shared_expert_gate": None,
     "moe.expert_layout": None,
     "moe.expert_bias": None,
+    "moe.layer_condition": moe_layer_rule,
     "norm.kind": None,
     "norm.placement": None,
     "norm.bias": None,
@@ -171,6 +205,7 @@ REFERENCES: dict[str, dict[str, tuple]] = {
         "attention.qk_norm": ("per_head",),
         "attention.sliding_window": ("none", "all"),  # every layer, when configured
         "ffn.fused_gate_up": (False, True),  # dense layers separate; fused only as experts
+        "moe.layer_condition": ("all", "sparse_step"),
     },
     # MLA (q/kv LoRA, rope/nope split, interleaved rope, yarn with mscale); sigmoid router with
     # correction bias, grouped top-k, routed scaling, shared experts, dense first layers
@@ -187,6 +222,7 @@ REFERENCES: dict[str, dict[str, tuple]] = {
         "moe.router_bias": (True, False),
         "moe.shared_experts": ("yes", "no"),
         "moe.routed_scaling": ("yes", "no"),
+        "moe.layer_condition": ("all", "first_k"),
     },
 }
 

@@ -7,7 +7,7 @@ import libcst as cst
 from codegen.transforms._ffn_edits import EditCalls
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import EditError, expression
-from codegen.transforms.norm_kind import norm_bias_rows
+from codegen.transforms.norm_kind import LAYERNORM_CLASSES, norm_bias_rows
 from codegen.transforms.qkv_bias import set_adapter_rows
 
 _NO_BIAS = cst.Arg(
@@ -21,8 +21,9 @@ _COMMA = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
 
 
 class SetNormBias(Transform):
-    """Every `nn.LayerNorm(...)` of model.py gets a bias when `enabled` (nn.LayerNorm's
-    default, so the keyword goes) or `bias=False`; every norm's `.bias` row follows.
+    """Every `nn.LayerNorm(...)` (or `OffsetLayerNorm(...)`) of model.py gets a bias when
+    `enabled` (nn.LayerNorm's default, so the keyword goes) or `bias=False`; every norm's
+    `.bias` row follows.
 
     Runs after `set_norm_kind` made the norms LayerNorms: an RMSNorm has no bias to set.
     """
@@ -39,8 +40,11 @@ class SetNormBias(Transform):
             ]
             return updated.with_changes(args=args)
 
-        found = EditCalls(None, None, "nn.LayerNorm", rewrite)
-        package.edit("model.py", found)
-        if not found.hits:
-            raise EditError("model.py builds no nn.LayerNorm (set_norm_kind runs first)")
+        hits = 0
+        for cls in LAYERNORM_CLASSES.values():
+            found = EditCalls(None, None, cls, rewrite)
+            package.edit("model.py", found)
+            hits += found.hits
+        if not hits:
+            raise EditError("model.py builds no LayerNorm (set_norm_kind runs first)")
         set_adapter_rows(package, norm_bias_rows(package), enabled)

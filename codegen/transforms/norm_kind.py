@@ -29,16 +29,29 @@ class OffsetRMSNorm(nn.Module):
         return (normed * (1.0 + self.weight.float())).type_as(x)
 '''
 
-KINDS = ("layernorm", "rmsnorm_offset")
+# HF LayerNorm1P: nn.LayerNorm whose scale is (1 + weight). HF's init starts the weight at
+# one like any LayerNorm's (a scale of 2), so init_weights' LayerNorm row holds for it too.
+OFFSET_LAYERNORM = '''
+class OffsetLayerNorm(nn.LayerNorm):
+    """LayerNorm scaled by (1 + weight) (HF LayerNorm1P)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, self.normalized_shape, self.weight + 1.0, self.bias, self.eps)
+'''
+
+KINDS = ("layernorm", "layernorm_offset", "rmsnorm_offset")
+# the class each LayerNorm kind builds (set_norm_bias edits calls of these)
+LAYERNORM_CLASSES = {"layernorm": "nn.LayerNorm", "layernorm_offset": "OffsetLayerNorm"}
 
 
 class SetNormKind(Transform):
     """Every `RMSNorm(dim, eps)` of model.py becomes the target's norm; adapter rows follow.
 
     `layernorm`: `nn.LayerNorm(dim, eps=eps)`, with a bias (mapped for every norm) when
-    `bias`, else `bias=False`. `rmsnorm_offset`: the `OffsetRMSNorm` class above, added to
-    model.py. QK-norms built with RMSNorm change too: models with these norm kinds build
-    their q/k norms from the same class (cohere's LayerNorm, gemma3's offset RMSNorm).
+    `bias`, else `bias=False`; `layernorm_offset`: the same with `OffsetLayerNorm` (above).
+    `rmsnorm_offset`: the `OffsetRMSNorm` class above, added to model.py. QK-norms built
+    with RMSNorm change too: models with these norm kinds build their q/k norms from the
+    same class (cohere's LayerNorm, gemma3's offset RMSNorm).
     """
 
     name = "set_norm_kind"
@@ -48,16 +61,19 @@ class SetNormKind(Transform):
             raise ValueError(f"norm kind {kind!r} is not one of {KINDS}")
         if kind == "rmsnorm_offset" and bias:
             raise ValueError("an offset RMSNorm has no bias")
-        if kind == "layernorm":
+        if kind in LAYERNORM_CLASSES:
             suffix = "" if bias else ", bias=False"
+            cls = LAYERNORM_CLASSES[kind]
 
             def rewrite(original, updated):
                 if len(updated.args) != 2:
                     raise EditError(f"{code_of(updated)}: expected RMSNorm(dim, eps)")
                 dim, eps = (code_of(arg.value) for arg in updated.args)
-                return expression(f"nn.LayerNorm({dim}, eps={eps}{suffix})")
+                return expression(f"{cls}({dim}, eps={eps}{suffix})")
 
             run(package, "model.py", EditCalls(None, None, "RMSNorm", rewrite))
+            if kind == "layernorm_offset":
+                run(package, "model.py", InsertClassBefore(OFFSET_LAYERNORM))
             set_adapter_rows(package, norm_bias_rows(package), bias)
         else:
             rename = EditCalls(

@@ -34,3 +34,12 @@ def test_rmsnorm_has_no_bias_to_set():
     package = package_of({"model.py": MODEL, "state_dict_adapter.py": ADAPTER})
     with pytest.raises(EditError):
         SetNormBias().apply(package, enabled=True)
+
+
+def test_offset_layernorms_get_the_bias_too():
+    package = package_of({"model.py": MODEL, "state_dict_adapter.py": ADAPTER})
+    SetNormKind().apply(package, kind="layernorm_offset")
+    SetNormBias().apply(package, enabled=True)
+    files = package.render()
+    assert "self.norm = OffsetLayerNorm(args.dim, eps=args.norm_eps)\n" in files["model.py"]
+    assert files["state_dict_adapter.py"] == ADAPTER_WITH_BIAS

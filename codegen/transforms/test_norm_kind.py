@@ -5,7 +5,7 @@ import torch
 
 from codegen.models import references_dir
 from codegen.scaffold.source import SourcePackage
-from codegen.transforms.norm_kind import OFFSET_RMSNORM, SetNormKind
+from codegen.transforms.norm_kind import OFFSET_LAYERNORM, OFFSET_RMSNORM, SetNormKind
 from codegen.transforms.testing import package_of
 
 MODEL = """
@@ -129,3 +129,31 @@ def test_on_the_qwen3_reference_qk_norms_follow():
     for hf in ("self_attn.k_norm", "input_layernorm", "post_attention_layernorm"):
         assert f'"model.layers.{{}}.{hf}.bias"' in adapter
     assert '"model.norm.bias": "norm.bias"' in adapter
+
+
+def test_offset_layernorm_class_replaces_every_rmsnorm():
+    package = _package()
+    SetNormKind().apply(package, kind="layernorm_offset", bias=False)
+    files = package.render()
+    model = files["model.py"]
+    assert model.count("OffsetLayerNorm(args.") == 2
+    assert "self.norm = OffsetLayerNorm(args.dim, eps=args.norm_eps, bias=False)" in model
+    assert model.index("class OffsetLayerNorm") < model.index("class Attention")
+    assert files["state_dict_adapter.py"] == ADAPTER
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_offset_layernorm_matches_hf_layernorm1p(dtype):
+    from transformers.models.nemotron.modeling_nemotron import NemotronLayerNorm1P
+
+    namespace = {"torch": torch, "nn": torch.nn, "F": torch.nn.functional}
+    exec(OFFSET_LAYERNORM, namespace)
+    ours, theirs = namespace["OffsetLayerNorm"](64, eps=1e-5), NemotronLayerNorm1P(64, eps=1e-5)
+    torch.manual_seed(0)
+    for name in ("weight", "bias"):
+        value = torch.randn(64)
+        getattr(ours, name).data.copy_(value)
+        getattr(theirs, name).data.copy_(value)
+    x = torch.randn(2, 5, 64).to(dtype)
+    ours, theirs = ours.to(dtype), theirs.to(dtype)
+    assert torch.equal(ours(x), theirs(x))

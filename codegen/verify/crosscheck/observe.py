@@ -232,7 +232,8 @@ def _norm(layer, hidden: int) -> dict[str, Any]:
                     bias.copy_(saved_bias)
         except Exception:  # noqa: BLE001 - a norm with another call signature: no probe
             return out
-        out["norm.kind"] = "layernorm" if centred else ("rmsnorm_offset" if offset else "rmsnorm")
+        kind = "layernorm" if centred else "rmsnorm"
+        out["norm.kind"] = f"{kind}_offset" if offset else kind
         return out
     return {}
 
