@@ -126,6 +126,11 @@ class Moe:
     shared_expert_gate: bool = False
     dense_layers: tuple[int, ...] | str = ()  # layers with a dense FFN instead of MoE
     dense_rule: str | None = None  # the source condition that selects them
+    # that condition restated as "layer `layer_idx` is MoE" over `config` fields (None: every
+    # layer is MoE; unknown: it reads something a package could not evaluate)
+    layer_condition: str | None = None
+    # the shared expert's inner size as HF computes it over `config` fields
+    shared_size: str | None = None
     expert_layout: str = UNKNOWN  # per_expert | fused (on disk)
     module_layout: str = UNKNOWN  # per_expert | fused (transformers module)
     expert_bias: bool | str = False
