@@ -16,6 +16,7 @@ import libcst as cst
 import libcst.matchers as m
 
 import codegen
+from codegen.transforms import pruned_visit
 
 # codegen module -> the file it becomes inside a generated package
 VENDORED = {
@@ -43,25 +44,36 @@ def __getattr__(name: str):
 """
 
 
-def vendor(files: dict[str, str], test_file: str | None = None) -> dict[str, str]:
-    """`files` with codegen imports made relative and the imported modules added."""
+def vendor(
+    files: dict[str, str | cst.Module],
+    test_file: str | None = None,
+    index: pruned_visit.TypeIndex | None = None,
+) -> dict[str, str]:
+    """`files` (texts, or the parsed modules of a `SourcePackage`, whose `index` spares
+    re-walking them) with codegen imports made relative and the imported modules added."""
     needed: set[str] = set()
-    out = dict(files)
+    out: dict[str, str] = {}
     # a package's own module of the same name (deepseek's rope.py) keeps its name
     local = {
         module: name if name not in files else f"shared_{name}" for module, name in VENDORED.items()
     }
     for filename, text in files.items():
         if filename in GLUE or filename == test_file:
+            out[filename] = _text(text)
             continue
         rewriter = _Relative(local)
-        out[filename] = cst.parse_module(text).visit(rewriter).code
+        module = cst.parse_module(text) if isinstance(text, str) else text
+        out[filename] = pruned_visit.visit(module, rewriter, index).code
         needed |= rewriter.used
     for module in sorted(needed):
         out[local[module]] = _source(module)
     if "__init__.py" in out:
         out["__init__.py"] = _lazy_spec(out["__init__.py"])
     return out
+
+
+def _text(module: str | cst.Module) -> str:
+    return module if isinstance(module, str) else module.code
 
 
 def _lazy_spec(text: str) -> str:
