@@ -8,12 +8,18 @@ is the boolean a condition takes, which is sometimes known when its value is not
 
 Integer arithmetic is assumed where an unknown operand meets `% 1` (layer indices), the one
 identity beyond plain constant folding.
+
+A sequence of unknown length can still be known element-wise: `["full_attention"] *
+hf_config.num_hidden_layers` is `Items({"full_attention"})`, whose entries are all
+"full_attention". Membership (`"sliding_attention" in items`), indexing (`items[i]` when
+every entry is one value), `tuple()`/`list()` and `a or b` of two such keep what is known.
 """
 
 from __future__ import annotations
 
 import operator
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import libcst as cst
@@ -26,6 +32,32 @@ class _Unknown:
 
 UNKNOWN: Any = _Unknown()
 Lookup = Callable[[cst.BaseExpression], Any]
+
+
+@dataclass(frozen=True)
+class Items:
+    """A tuple or list of unknown length (maybe empty) whose every entry is in `values`."""
+
+    values: frozenset
+
+    def __bool__(self):
+        raise TypeError("the truth of a sequence of unknown length is unknown")
+
+    def __repr__(self) -> str:
+        return f"Items({sorted(self.values, key=repr)!r})"
+
+
+def _items(known: Any) -> Items | None:
+    """`known` as Items: a known tuple or list of hashable entries, or Items itself."""
+    if isinstance(known, Items):
+        return known
+    if isinstance(known, (tuple, list)):
+        try:
+            return Items(frozenset(known))
+        except TypeError:
+            return None
+    return None
+
 
 _CONSTANT_NAMES = {"True": True, "False": False, "None": None}
 _COMPARE = {
@@ -86,6 +118,9 @@ def value(node: cst.BaseExpression, lookup: Lookup = _no_lookup) -> Any:
         left = value(node.left, lookup)
         if left is UNKNOWN:
             return UNKNOWN
+        if isinstance(left, Items):  # either side may be the value: what both have in common
+            right = _items(value(node.right, lookup))
+            return UNKNOWN if right is None else Items(left.values | right.values)
         if isinstance(node.operator, cst.And):
             return value(node.right, lookup) if left else left
         return left if left else value(node.right, lookup)
@@ -100,6 +135,18 @@ def value(node: cst.BaseExpression, lookup: Lookup = _no_lookup) -> Any:
         return value(node.body if test else node.orelse, lookup)
     if isinstance(node, cst.Call):
         return _call(node, lookup)
+    if isinstance(node, cst.Subscript):
+        return _subscript(node, lookup)
+    return UNKNOWN
+
+
+def _subscript(node: cst.Subscript, lookup: Lookup) -> Any:
+    """`items[i]` where every entry is one value (an index out of range raises anyway)."""
+    if len(node.slice) != 1 or not isinstance(node.slice[0].slice, cst.Index):
+        return UNKNOWN
+    base = value(node.value, lookup)
+    if isinstance(base, Items) and len(base.values) == 1:
+        return next(iter(base.values))
     return UNKNOWN
 
 
@@ -142,6 +189,15 @@ def _compare(node: cst.Comparison, lookup: Lookup) -> Any:
 def _compare_one(op: cst.BaseCompOp, left: Any, right: Any) -> Any:
     if isinstance(op, (cst.In, cst.NotIn)) and isinstance(right, (tuple, list)) and not right:
         return isinstance(op, cst.NotIn)  # nothing is in an empty container
+    if isinstance(left, Items) or isinstance(right, Items):
+        if isinstance(op, (cst.In, cst.NotIn)) and isinstance(right, Items):
+            if left is not UNKNOWN and not isinstance(left, Items):
+                try:
+                    if left not in right.values:
+                        return isinstance(op, cst.NotIn)
+                except TypeError:
+                    return UNKNOWN
+        return UNKNOWN  # present, or a comparison of the whole sequence: not known
     if left is UNKNOWN or right is UNKNOWN:
         return UNKNOWN
     if isinstance(op, (cst.Is, cst.IsNot)):
@@ -162,6 +218,14 @@ def _arithmetic(node: cst.BinaryOperation, lookup: Lookup) -> Any:
     left, right = value(node.left, lookup), value(node.right, lookup)
     if isinstance(node.operator, cst.Modulo) and right == 1 and not isinstance(right, float):
         return 0  # integer operands (layer indices): anything % 1 == 0
+    if isinstance(node.operator, cst.Multiply):  # `[x] * n`: n copies of what is known
+        for sequence, count in ((left, right), (right, left)):
+            items = _items(sequence)
+            if items is not None and (count is UNKNOWN or isinstance(sequence, Items)):
+                if count is UNKNOWN or (isinstance(count, int) and not isinstance(count, bool)):
+                    return items
+    if isinstance(left, Items) or isinstance(right, Items):
+        return UNKNOWN
     compute = _ARITHMETIC.get(type(node.operator))
     if compute is None or left is UNKNOWN or right is UNKNOWN:
         return UNKNOWN
@@ -179,6 +243,8 @@ def _call(node: cst.Call, lookup: Lookup) -> Any:
     argument = value(node.args[0].value, lookup)
     if argument is UNKNOWN:
         return UNKNOWN
+    if isinstance(argument, Items):  # a copy has the same entries; its length is unknown
+        return argument if node.func.value == "tuple" else UNKNOWN
     try:
         return _BUILTINS[node.func.value](argument)
     except TypeError:

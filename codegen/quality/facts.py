@@ -34,6 +34,9 @@ _ANNOTATED_ARGS = m.Param(
 _REBUILDS = m.Call(
     func=m.Name(ARGS_CLASS) | m.Name("replace") | m.Attribute(attr=m.Name("replace"))
 )
+_SELF_STORE = m.SimpleStatementLine(
+    body=[m.Assign(targets=[m.AssignTarget(target=m.Attribute(value=m.Name("self")))])]
+)
 # `getattr(obj, "name", ...)`: a read by name (the adapter base reads tie_word_embeddings so)
 _GETATTR = m.Call(
     func=m.Name("getattr"), args=[m.Arg(), m.Arg(value=m.SimpleString()), m.ZeroOrMore()]
@@ -66,6 +69,8 @@ class ModuleFacts:
     self_stores: list[_SelfStore] = field(default_factory=list)
     rebuilt: set[str] = field(default_factory=set)  # keywords of ModelArgs(...)/replace(...)
     getattr_names: set[str] = field(default_factory=set)
+    # ModelArgs.__post_init__'s top-level `self.x = value` lines: (x, value)
+    post_init: list[tuple[str, cst.BaseExpression]] = field(default_factory=list)
     conditionals: list[cst.CSTNode] = field(default_factory=list)  # see quality.conditions
     # node -> (value, label) for each read of a pinned field or attribute
     reads: dict[cst.CSTNode, tuple[Any, str]] = field(default_factory=dict)
@@ -170,6 +175,7 @@ def _pinned(fields, call, files) -> dict[str, Pinned]:
         return {}  # positional or ** arguments: which field gets what is not static
     passed = {arg.keyword.value: arg.value for arg in call.args}
     free = set()  # fields something other than from_hf_config may set
+    stores: dict[str, int] = {}  # stores that free a field, per field
     for module_facts in files.values():
         free |= module_facts.rebuilt
         for node, cls, _ in module_facts.attributes:
@@ -177,6 +183,16 @@ def _pinned(fields, call, files) -> dict[str, Pinned]:
                 cls == ARGS_CLASS or not m.matches(node.value, m.Name("self"))
             ):
                 free.add(node.attr.value)  # `self.x = ...` of another class is its own x
+                stores[node.attr.value] = stores.get(node.attr.value, 0) + 1
+    # `__post_init__`'s one plain `self.x = f(self.x, ...)` per field: x is pinned when f of
+    # the pinned values is (a normalisation: `tuple(self.layer_types or ...)`)
+    normalised = [
+        (name, expression)
+        for module_facts in files.values()
+        for name, expression in module_facts.post_init
+        if stores.get(name) == 1
+    ]
+    free -= {name for name, _ in normalised}
     pinned = {}
     for name, statement in fields.items():
         if name in free:
@@ -191,6 +207,20 @@ def _pinned(fields, call, files) -> dict[str, Pinned]:
             continue
         if known is not UNKNOWN:
             pinned[name] = Pinned(known, why)
+    for name, expression in normalised:
+        if name not in pinned:
+            continue
+
+        def own(node, pinned=pinned):
+            is_field = m.matches(node, m.Attribute(value=m.Name("self")))
+            found = pinned.get(node.attr.value) if is_field else None
+            return UNKNOWN if found is None else found.value
+
+        known = value(expression, own)
+        if known is UNKNOWN:
+            del pinned[name]
+        else:
+            pinned[name] = Pinned(known, f"{pinned[name].why}, kept by __post_init__")
     return pinned
 
 
@@ -275,6 +305,11 @@ class _Scan(cst.CSTVisitor):
             for line in node.body.body:
                 if m.matches(line, m.SimpleStatementLine(body=[m.Assign()])):
                     self.top_level.add(line.body[0])
+        if in_args_class and node.name.value == "__post_init__":
+            for line in node.body.body:
+                if m.matches(line, _SELF_STORE):
+                    assign = line.body[0]
+                    self.facts.post_init.append((assign.targets[0].target.attr.value, assign.value))
 
     def leave_FunctionDef(self, node):
         self.functions.pop()

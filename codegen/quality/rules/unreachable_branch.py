@@ -33,6 +33,35 @@ def _package(model: str, passed: str = "", step: str = _STEP) -> dict[str, str]:
     return {"args.py": _ARGS.format(step=step, passed=passed), "model.py": model}
 
 
+# a per-layer pattern normalised by __post_init__ (the sliding-window layout)
+_PATTERN_ARGS = """from dataclasses import dataclass
+
+
+@dataclass
+class ModelArgs:
+    n_layers: int = 2
+    sliding_window: int | None = None
+    layer_types: tuple[str, ...] | None = None
+
+    def __post_init__(self):
+        self.layer_types = tuple(self.layer_types or ("full_attention",) * self.n_layers)
+
+    @classmethod
+    def from_hf_config(cls, hf_config):
+        return cls(n_layers=hf_config.num_hidden_layers, layer_types={layer_types})
+"""
+_SLIDING_MODEL = (
+    "class M:\n    def __init__(self, args: ModelArgs):\n        self.args = args\n"
+    "    def forward(self, x):\n        window = None\n"
+    '        if "sliding_attention" in self.args.layer_types:\n'
+    "            window = self.args.sliding_window\n        return x, window\n"
+)
+
+
+def _pattern(layer_types: str, model: str = _SLIDING_MODEL) -> dict[str, str]:
+    return {"args.py": _PATTERN_ARGS.format(layer_types=layer_types), "model.py": model}
+
+
 class UnreachableBranch(Rule):
     """A branch no config `from_hf_config` accepts can reach.
 
@@ -41,6 +70,9 @@ class UnreachableBranch(Rule):
     `mlp_only_layers` and `decoder_sparse_step`, which Mixtral's config has not). A
     condition that such fields decide, read directly (`args.x`, `self.args.x`) or through
     an attribute `__init__` set from one (`self.norm_topk_prob`), has a dead branch.
+    A constant may be known entry by entry only: `["full_attention"] * n_layers`, kept so
+    by `__post_init__`, has no "sliding_attention" layer (glm4 scaffolded from qwen2 kept a
+    window path no Glm4Config reaches).
     """
 
     code = "DC2"
@@ -63,6 +95,16 @@ class UnreachableBranch(Rule):
             "        self.n = args.norm_topk_prob\n    def reset(self):\n        self.n = False\n"
             "    def f(self, x):\n        return x / 2 if self.n else x\n"
         ),
+        # the config gives the pattern: any layer may slide
+        _pattern("tuple(hf_config.layer_types)"),
+        # known entries, unknown length: a full layer may or may not exist
+        _pattern(
+            '["full_attention"] * hf_config.num_hidden_layers',
+            "def f(args: ModelArgs):\n"
+            '    if "full_attention" in args.layer_types:\n        return 1\n    return 0\n',
+        ),
+        # a pattern either kind may fill
+        _pattern('["full_attention", "sliding_attention"] * (hf_config.num_hidden_layers // 2)'),
     ]
     INVALID = [
         _package(
@@ -84,6 +126,14 @@ class UnreachableBranch(Rule):
             "def f(args: ModelArgs):\n"
             "    if args.norm_topk_prob:\n        return 1\n    return 0\n",
             passed=", norm_topk_prob=True",
+        ),
+        # every layer full whatever the length: the window path is dead (glm4 from qwen2)
+        _pattern('tuple(["full_attention"] * hf_config.num_hidden_layers)'),
+        _pattern(
+            '["full_attention"] * hf_config.num_hidden_layers',
+            "class B:\n    def __init__(self, args: ModelArgs, i: int):\n"
+            '        self.sliding = args.layer_types[i] == "sliding_attention"\n'
+            "    def forward(self, x):\n        return x + 1 if self.sliding else x\n",
         ),
     ]
 
