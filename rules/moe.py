@@ -21,6 +21,20 @@ RULES = [
         native_in=("qwen3_moe", "deepseek_v3"),
     ),
     Rule(
+        # a MoE reference's own layer rule (qwen3_moe's decoder_sparse_step, deepseek_v3's
+        # first_k_dense_replace) replaced by the target's; `add_moe` realises it on dense ones
+        id="moe_layers",
+        feature="moe.layer_condition",
+        values=("condition", "first_k", "sparse_step"),
+        transform="set_moe_layers",
+        params={"condition": FromFeature("moe.layer_condition")},
+        description=(
+            "the layers HF's condition makes MoE (mlp_layer_types, an interval with start and "
+            "end layers...) are chosen by ModelArgs.is_moe_layer evaluating the same condition "
+            "over the same config fields"
+        ),
+    ),
+    Rule(
         id="moe_router",
         feature="moe.router",
         values=("sigmoid_topk", "grouped_topk"),

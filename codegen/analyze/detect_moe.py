@@ -9,6 +9,9 @@ correction bias used for choice only), a division of the selected weights by the
 
 from __future__ import annotations
 
+import libcst as cst
+import libcst.matchers as cm
+
 from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import Term, walk
 from codegen.analyze.detect_ffn import experts_of, ffn_modules, shared_mlps
@@ -303,6 +306,8 @@ def detect(ctx: Ctx) -> Moe | None:
         shared_expert_gate=shared_gate,
         dense_layers=dense,
         dense_rule=rule[0] if rule else None,
+        layer_condition=_moe_condition(ctx, moe) if rule else None,
+        shared_size=_shared_size(ctx, moe, shared[0][1]) if shared else None,
         expert_layout=UNKNOWN,  # decided from checkpoint keys (see state_dict)
         module_layout=module_layout,
         expert_bias=expert_bias,
@@ -380,9 +385,232 @@ def _dense_rule(ctx: Ctx):
     return None
 
 
-def _enclosing_if(fn, target):
+def _shared_size(ctx: Ctx, moe: ModuleRec, shared: ModuleRec) -> str:
+    """The shared expert's inner size as HF computes it, over `config` fields
+    (`config.moe_intermediate_size * config.num_shared_experts`): among the config
+    expressions (a field, or a product of fields and numbers) written in the MoE block's and
+    the shared expert's `__init__`, one whose value under this config is the width the
+    shared expert was built with; one reading a `shared` field first, then a product.
+    "unknown" when none has that value."""
+    width = _inner_width(ctx, shared)
+    if width is None:
+        return UNKNOWN
+    candidates = []
+    for rec in (moe, shared):
+        found = rec.cls and ctx.model.project.find_method(rec.cls, "__init__")
+        if not found:
+            continue
+        params = [p.name.value for p in found[1].params.params][1:]
+        if not params:
+            continue
+        restate = _Restate(params[0], "", {})
+        for node in cm.findall(found[1].body, cm.BinaryOperation() | cm.Attribute()):
+            expr = node.visit(restate)
+            if _config_product(expr) and _value(ctx, expr) == width:
+                candidates.append(" ".join(cst.Module([]).code_for_node(expr).split()))
+    if not candidates:
+        return UNKNOWN
+    candidates.sort(key=lambda c: ("shared" not in c, " * " not in c))
+    return candidates[0]
+
+
+def _inner_width(ctx: Ctx, mlp: ModuleRec) -> int | None:
+    """The out_features of the shared expert's first projection."""
+    for _, child in mlp.children():
+        if isinstance(child, ModuleRec) and ctx.roles.role(child) == LINEAR:
+            args = list(child.args)
+            out = args[1] if len(args) > 1 else child.kwargs.get("out_features")
+            if isinstance(out, int):
+                return out
+    return None
+
+
+def _config_product(expr) -> bool:
+    """`config.X`, or a product of such fields and integers."""
+    if isinstance(expr, cst.Attribute):
+        return cm.matches(expr.value, cm.Name("config"))
+    if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, cst.Multiply):
+        sides = (expr.left, expr.right)
+        return all(isinstance(x, cst.Integer) or _config_product(x) for x in sides) and any(
+            not isinstance(x, cst.Integer) for x in sides
+        )
+    return False
+
+
+def _value(ctx: Ctx, expr):
+    """A config product's value under the analysed config (None if a field is unset)."""
+    if isinstance(expr, cst.Integer):
+        return int(expr.value)
+    if isinstance(expr, cst.Attribute):
+        config = ctx.model.config
+        value = config.attrs.get(config.key(expr.attr.value))
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+    left, right = _value(ctx, expr.left), _value(ctx, expr.right)
+    return None if left is None or right is None else left * right
+
+
+def _layer_slot_site(ctx: Ctx):
+    """The decoder layer's assignment of its feed-forward slot, and the layer's __init__."""
+    layer = ctx.model.layers[0] if ctx.model.layers else None
+    if layer is None or layer.cls is None:
+        return None, None
+    sites = [layer.assign_sites.get(n) for n in ("mlp", "feed_forward", "ffn", "block_sparse_moe")]
+    sites += [
+        layer.assign_sites.get(n)
+        for n, c in layer.children()
+        if isinstance(c, ModuleRec) and ctx.roles.role(c) in (MLP, MOE)
+    ]
+    site = next((s for s in sites if s is not None), None)
+    found = ctx.model.project.find_method(layer.cls, "__init__")
+    return site, (found[1] if found else None)
+
+
+def _moe_condition(ctx: Ctx, moe: ModuleRec) -> str:
+    """HF's choice of MoE vs dense feed-forward restated as "layer `layer_idx` is MoE", over
+    `config` fields (`config.mlp_layer_types[layer_idx] == "sparse"`): the side of the
+    condition that builds the MoE class decides its polarity, a `self.X` flag the same
+    `__init__` assigned earlier is replaced by its expression. "unknown" when the condition
+    reads anything else (the package could not evaluate it from its ModelArgs)."""
+    site, fn = _layer_slot_site(ctx)
+    if site is None or fn is None or moe.cls is None:
+        return UNKNOWN
+    params = [p.name.value for p in fn.params.params][1:]
+    if len(params) < 2:
+        return UNKNOWN
+    config, layer_idx = params[0], params[1]
+    ternary = cm.findall(site.node, cm.IfExp())
+    if ternary:
+        test = ternary[0].test
+        polarity = _builds(ternary[0].body, moe.cls.name)
+        if polarity is None:
+            other = _builds(ternary[0].orelse, moe.cls.name)
+            polarity = None if other is None else not other
+    else:
+        test, in_body = _enclosing_test(fn, site.node)
+        built = cm.findall(site.node, cm.Call())
+        moe_here = _builds(built[0], moe.cls.name) if built else None
+        polarity = None if in_body is None or moe_here is None else in_body == moe_here
+    if test is None or polarity is None:
+        return UNKNOWN
+    flags = {
+        t.target.attr.value: a.value
+        for a in cm.findall(
+            fn.body, cm.Assign(targets=[cm.AssignTarget(cm.Attribute(cm.Name("self")))])
+        )
+        for t in a.targets
+    }
+    restated = test.visit(_Restate(config, layer_idx, flags))
+    attrs = {id(a.attr) for a in cm.findall(restated, cm.Attribute())}
+    names = {n.value for n in cm.findall(restated, cm.Name()) if id(n) not in attrs}
+    if names - {"config", "layer_idx", "len", "True", "False", "None"}:
+        return UNKNOWN
+    if any(
+        not cm.matches(a.value, cm.Name("config")) for a in cm.findall(restated, cm.Attribute())
+    ):
+        return UNKNOWN
+    if not polarity:
+        restated = _negate(restated)
+    return " ".join(cst.Module([]).code_for_node(restated).split())
+
+
+def _builds(expr, class_name: str) -> bool | None:
+    """True when `expr` is a call of `class_name`, False for another call, None otherwise."""
+    if not isinstance(expr, cst.Call):
+        return None
+    func = expr.func
+    name = func.attr.value if isinstance(func, cst.Attribute) else getattr(func, "value", None)
+    return name == class_name
+
+
+_INVERSE = {
+    "Equal": "NotEqual",
+    "NotEqual": "Equal",
+    "In": "NotIn",
+    "NotIn": "In",
+    "LessThan": "GreaterThanEqual",
+    "GreaterThanEqual": "LessThan",
+    "GreaterThan": "LessThanEqual",
+    "LessThanEqual": "GreaterThan",
+}
+
+
+def _negate(expr):
+    """`not expr`, a single comparison by its inverse operator."""
+    if isinstance(expr, cst.Comparison) and len(expr.comparisons) == 1 and not expr.lpar:
+        target = expr.comparisons[0]
+        inverse = _INVERSE.get(type(target.operator).__name__)
+        if inverse is not None:
+            operator = getattr(cst, inverse)()
+            return expr.with_changes(comparisons=[target.with_changes(operator=operator)])
+    return cst.UnaryOperation(
+        operator=cst.Not(),
+        expression=expr.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()]),
+    )
+
+
+class _Restate(cst.CSTTransformer):
+    """Config and layer-index parameters renamed `config` / `layer_idx`; `self.X` flags
+    replaced by their (restated) expression."""
+
+    def __init__(self, config: str, layer_idx: str, flags: dict) -> None:
+        super().__init__()
+        self.config, self.layer_idx, self.flags = config, layer_idx, flags
+
+    def leave_Attribute(self, original, updated):
+        if isinstance(updated.value, cst.Name) and updated.value.value == "self":
+            flag = self.flags.get(updated.attr.value)
+            if flag is not None:
+                restated = flag.visit(_Restate(self.config, self.layer_idx, {}))
+                return restated.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+        return updated
+
+    def leave_Name(self, original, updated):
+        if updated.value == self.config:
+            return updated.with_changes(value="config")
+        if updated.value == self.layer_idx:
+            return updated.with_changes(value="layer_idx")
+        return updated
+
+
+def _enclosing_test(fn, target):
+    """The test of the innermost `if` around `target` in `fn`, and whether `target` sits in
+    its body (True) or its else branch (False); (None, None) outside any `if`."""
     import libcst as cst
 
+    result = []
+
+    class V(cst.CSTVisitor):
+        def __init__(self):
+            self.stack = []
+
+        def visit_If(self, node):
+            self.stack.append(node)
+
+        def leave_If(self, node):
+            self.stack.pop()
+
+        def on_visit(self, node):
+            if node is target and self.stack:
+                result.append(self.stack[-1])
+            return super().on_visit(node)
+
+    fn.body.visit(V())
+    if not result:
+        return None, None
+    node = result[0]
+    inside = []
+
+    class Find(cst.CSTVisitor):
+        def on_visit(self, n):
+            if n is target:
+                inside.append(True)
+            return not inside
+
+    node.body.visit(Find())
+    return node.test, bool(inside)
+
+
+def _enclosing_if(fn, target):
     result = []
 
     class V(cst.CSTVisitor):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from codegen.analyze.reference import moe_layer_rule
 from codegen.transforms import _moe_edits as moe_edits
 from codegen.transforms._attention_edits import ensure_layer_id
 from codegen.transforms._ffn_edits import self_assignment
@@ -19,9 +20,11 @@ from codegen.transforms.edits import (
     is_statement,
     run,
 )
+from codegen.transforms.moe_layers import install_condition
 
 # Which layers get the MoE block (HF's decoder-layer condition); "auto": from Features.
-DENSE_RULES = ("all", "sparse_step", "first_k")
+# `condition`: any other condition, evaluated by ModelArgs.is_moe_layer (see moe_layers).
+DENSE_RULES = ("all", "sparse_step", "first_k", "condition")
 # How the k softmax weights are renormalised: a config switch, always (mixtral), never.
 NORM_TOPK = ("config", "always", "never")
 
@@ -78,6 +81,7 @@ def is_moe_layer(self, layer_id: int) -> bool:
 
 IS_MOE = {
     "sparse_step": "args.is_moe_layer({layer_id})",
+    "condition": "args.is_moe_layer({layer_id})",
     "first_k": "{layer_id} >= args.n_dense_layers",
 }
 
@@ -94,8 +98,10 @@ class AddMoe(Transform):
 
     Parameters: `dense_rule` (`all` layers, qwen-style `sparse_step` =
     decoder_sparse_step + mlp_only_layers, deepseek-style `first_k` =
-    first_k_dense_replace), `norm_topk_prob` (`config` switch, `always` as mixtral, `never`);
-    `auto` reads either from the target's Features (`moe.dense_rule`, the source condition;
+    first_k_dense_replace, or `condition`: HF's own condition `condition` over `config` and
+    `layer_idx`, evaluated by ModelArgs.is_moe_layer), `norm_topk_prob` (`config` switch,
+    `always` as mixtral, `never`);
+    `auto` reads either from the target's Features (`moe.layer_condition`, the condition;
     `moe.norm_topk_prob`, a config switch when the config class has the field).
     ModelArgs reads the Qwen-MoE config names (num_experts, num_experts_per_tok,
     moe_intermediate_size, ...); `map_config_fields` points them elsewhere. The adapter maps
@@ -106,10 +112,17 @@ class AddMoe(Transform):
     name = "add_moe"
 
     def apply(
-        self, package, features=None, *, dense_rule: str = "all", norm_topk_prob: str = "config"
+        self,
+        package,
+        features=None,
+        *,
+        dense_rule: str = "all",
+        norm_topk_prob: str = "config",
+        condition: str | None = None,
     ) -> None:
         if dense_rule == "auto":
             dense_rule = dense_rule_of(features)
+            condition = features.get("moe.layer_condition")
         if norm_topk_prob == "auto":
             norm_topk_prob = norm_topk_of(features)
         if dense_rule not in DENSE_RULES:
@@ -119,21 +132,21 @@ class AddMoe(Transform):
         if moe_edits.has_class(package, "model.py", "MoE"):
             raise EditError("model.py already has a MoE class")
         _add_args(package, dense_rule, norm_topk_prob)
+        if dense_rule == "condition":
+            install_condition(package, condition)
         _add_classes(package, norm_topk_prob)
         _wire_block(package, dense_rule)
         _add_rows(package, dense_rule)
 
 
 def dense_rule_of(features) -> str:
-    """The `dense_rule` HF's decoder-layer condition (`Features.moe.dense_rule`) spells."""
-    condition = features.get("moe.dense_rule") if features is not None else "(no features)"
-    if condition is None:
-        return "all"
-    if "first_k_dense_replace" in condition:
-        return "first_k"
-    if "decoder_sparse_step" in condition or "mlp_only_layers" in condition:
-        return "sparse_step"
-    raise ValueError(f"MoE layer condition {condition!r} has no dense_rule")
+    """The `dense_rule` HF's decoder-layer condition (`Features.moe.layer_condition`, the
+    condition restated as "layer_idx is MoE") spells: a named rule when it is exactly that
+    rule's condition, else `condition`."""
+    if features is None:
+        raise ValueError("dense_rule='auto' needs the target's Features")
+    rule = moe_layer_rule(features.get("moe.layer_condition"))
+    return "condition" if rule == "unknown" else rule
 
 
 def norm_topk_of(features) -> str:

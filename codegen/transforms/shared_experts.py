@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import libcst as cst
+import libcst.matchers as m
+
 from codegen.transforms import _moe_edits as moe_edits
+from codegen.transforms._ffn_edits import _method_body as method_body
 from codegen.transforms.base import Transform
-from codegen.transforms.edits import EditError, assigns
+from codegen.transforms.edits import EditError, assigns, code_of
 
 # where HF reads the shared expert's inner size
 SIZES = {
@@ -32,6 +36,12 @@ class FeedForward(nn.Module):
 BUILD = "self.shared_experts = FeedForward(args.dim, args.shared_hidden_dim)"
 ADD = "out = out + self.shared_experts(x)"
 ROUTED = assigns("out", calling="self.experts")
+# `return self.experts(...).view(...)` (qwen3_moe): the routed output is named first
+RETURN_ROUTED = m.Return(
+    value=m.Call(
+        func=m.Attribute(value=m.Call(func=m.Attribute(m.Name("self"), m.Name("experts"))))
+    )
+)
 PROJECTIONS = (("gate_proj", "w1"), ("up_proj", "w3"), ("down_proj", "w2"))
 
 
@@ -50,15 +60,20 @@ class AddSharedExperts(Transform):
         self, package, features=None, *, size: str = "auto", hf_name: str = "shared_experts"
     ) -> None:
         if size == "auto":
-            size = size_field_of(features)
-        if size not in SIZES:
-            raise ValueError(f"size {size!r}: one of {sorted(SIZES)}")
+            size = size_of(features)
+        if size in SIZES:
+            mapping = SIZES[size]
+        elif size.startswith("config."):
+            mapping = code_of(cst.parse_expression(size).visit(_OverHfConfig()))
+        else:
+            raise ValueError(f"size {size!r}: one of {sorted(SIZES)} or an expression over config")
         if not moe_edits.has_class(package, "model.py", "MoE"):
             raise EditError("model.py has no MoE class (run add_moe first)")
         moe_edits.add_args_fields(package, FIELD)
-        moe_edits.add_config_kwargs(package, {"shared_hidden_dim": SIZES[size]})
+        moe_edits.add_config_kwargs(package, {"shared_hidden_dim": mapping})
         if not moe_edits.has_class(package, "model.py", "FeedForward"):
             moe_edits.insert_before_class(package, "model.py", "MoE", FEED_FORWARD)
+        _name_routed_output(package)
         moe_edits.insert_statements(package, "MoE", "__init__", assigns("self.experts"), BUILD)
         moe_edits.insert_statements(package, "MoE", "forward", ROUTED, ADD)
         rows = [
@@ -71,10 +86,14 @@ class AddSharedExperts(Transform):
         moe_edits.insert_rows_after(package, "layers.{}.moe.experts.w2", rows)
 
 
-def size_field_of(features) -> str:
-    """The config field the target's config class sizes its shared expert with."""
+def size_of(features) -> str:
+    """How HF sizes the shared expert: the analysed expression over `config`
+    (`Features.moe.shared_size`), else the config field the target's config class has."""
     if features is None or not features.model_type:
         raise ValueError("size='auto' needs the target's Features")
+    analysed = features.get("moe.shared_size")
+    if analysed and analysed != "unknown":
+        return analysed
     from codegen.transforms.add_moe import _config_declares
 
     for field in SIZES:
@@ -82,3 +101,37 @@ def size_field_of(features) -> str:
             return field
     config_class = features.source.config_class or features.model_type
     raise ValueError(f"{config_class} has none of {sorted(SIZES)}")
+
+
+class _OverHfConfig(cst.CSTTransformer):
+    """`config.X` -> `hf_config.X`."""
+
+    def leave_Attribute(self, original, updated):
+        if m.matches(updated.value, m.Name("config")):
+            return updated.with_changes(value=cst.Name("hf_config"))
+        return updated
+
+
+def _name_routed_output(package) -> None:
+    """`return self.experts(...).view(...)` becomes `out = self.experts(...)` and
+    `return out.view(...)`, so the shared output can join `out`."""
+    body = method_body(package.module("model.py"), "MoE", "forward")
+    if any(ROUTED(statement) for statement in body):
+        return
+    for statement in body:
+        node = _returned(statement)
+        if node is not None:
+            routed = node.value.func.value
+            view = node.value.with_changes(func=node.value.func.with_changes(value=cst.Name("out")))
+            code = f"out = {code_of(routed)}\nreturn {code_of(view)}"
+            moe_edits.replace_statement(
+                package, "model.py", "MoE", "forward", lambda s: _returned(s) is not None, code
+            )
+            return
+    raise EditError("MoE.forward neither names the routed output `out` nor returns it")
+
+
+def _returned(statement):
+    """The `return self.experts(...).view(...)` node of `statement`, if it is one."""
+    node = statement.body[0] if isinstance(statement, cst.SimpleStatementLine) else None
+    return node if m.matches(node, RETURN_ROUTED) else None

@@ -97,7 +97,7 @@ def test_refuses_a_package_that_already_has_moe_and_bad_parameters():
 
 def _features(model_type, dense_rule, norm_topk_prob):
     moe = types.SimpleNamespace(dense_rule=dense_rule, norm_topk_prob=norm_topk_prob)
-    values = {"moe.dense_rule": dense_rule, "moe.norm_topk_prob": norm_topk_prob}
+    values = {"moe.layer_condition": dense_rule, "moe.norm_topk_prob": norm_topk_prob}
     source = types.SimpleNamespace(configuration=_configuration(model_type), config_class=None)
     return types.SimpleNamespace(model_type=model_type, moe=moe, get=values.get, source=source)
 
@@ -109,12 +109,21 @@ def _configuration(model_type: str) -> str:
     return model_type_files(model_type)[1]
 
 
+QWEN_CONDITION = (
+    "(layer_idx not in config.mlp_only_layers) and "
+    "( config.num_experts > 0 and (layer_idx + 1) % config.decoder_sparse_step == 0 )"
+)
+
+
 @pytest.mark.parametrize(
     "model_type, condition, norm, expected",
     [
-        ("qwen3_moe", "(layer_idx not in config.mlp_only_layers) and (...)", False, "sparse_step"),
+        ("qwen3_moe", QWEN_CONDITION, False, "sparse_step"),
         ("glm4_moe", "layer_idx >= config.first_k_dense_replace", True, "first_k"),
         ("mixtral", None, True, "all"),
+        # any other condition is evaluated as written
+        ("exaone_moe", 'config.mlp_layer_types[layer_idx] == "sparse"', True, "condition"),
+        ("glm4_moe", "layer_idx >= config.first_k_dense_replace + 1", True, "condition"),
     ],
 )
 def test_auto_parameters_from_features(model_type, condition, norm, expected):
@@ -122,3 +131,12 @@ def test_auto_parameters_from_features(model_type, condition, norm, expected):
     assert dense_rule_of(features) == expected
     # qwen3_moe / glm4_moe configs have a norm_topk_prob switch; mixtral always renormalises
     assert norm_topk_of(features) == ("always" if model_type == "mixtral" else "config")
+
+
+def test_condition_rule_is_read_from_features():
+    condition = 'config.mlp_layer_types[layer_idx] == "sparse"'
+    features = _features("exaone_moe", condition, True)
+    package = reference()
+    AddMoe().apply(package, features, dense_rule="auto", norm_topk_prob="config")
+    args = package.render()["args.py"]
+    assert 'return self.mlp_layer_types[layer_id] == "sparse"' in args

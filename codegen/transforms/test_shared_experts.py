@@ -10,7 +10,7 @@ from codegen.models import references_dir
 from codegen.scaffold.source import SourcePackage
 from codegen.transforms.add_moe import AddMoe
 from codegen.transforms.edits import EditError
-from codegen.transforms.shared_experts import AddSharedExperts, size_field_of
+from codegen.transforms.shared_experts import AddSharedExperts, size_of
 
 
 def moe_package(dense_rule: str) -> SourcePackage:
@@ -58,15 +58,45 @@ def test_preconditions():
         )
 
 
-def _features(model_type: str):
+def _features(model_type: str, shared_size: str | None = None):
     from codegen.analyze.locate import model_type_files
 
     source = types.SimpleNamespace(
         configuration=model_type_files(model_type)[1], config_class=model_type
     )
-    return types.SimpleNamespace(model_type=model_type, source=source)
+    values = {"moe.shared_size": shared_size}
+    return types.SimpleNamespace(model_type=model_type, source=source, get=values.get)
 
 
 def test_size_field_from_the_config_source():
-    assert size_field_of(_features("qwen2_moe")) == "shared_expert_intermediate_size"
-    assert size_field_of(_features("glm4_moe")) == "n_shared_experts"
+    assert size_of(_features("qwen2_moe")) == "shared_expert_intermediate_size"
+    assert size_of(_features("glm4_moe")) == "n_shared_experts"
+
+
+def test_size_the_analysis_read_comes_first():
+    # a config with neither named field (the shared size is moe_num_shared_experts wide)
+    expression = "config.intermediate_size * config.moe_num_shared_experts"
+    assert size_of(_features("qwen2_moe", expression)) == expression
+    package = moe_package("all")
+    AddSharedExperts().apply(package, _features("qwen2_moe", expression))
+    assert (
+        "shared_hidden_dim=hf_config.intermediate_size * hf_config.moe_num_shared_experts,"
+        in package.render()["args.py"]
+    )
+    with pytest.raises(ValueError, match="expression over config"):
+        AddSharedExperts().apply(moe_package("all"), size="2 * intermediate_size")
+
+
+def test_a_returned_routed_output_is_named_first():
+    """The qwen3_moe reference returns `self.experts(...).view(...)` directly."""
+    package = SourcePackage.from_directory(references_dir() / "qwen3_moe")
+    before = package.render()["model.py"]
+    assert "        return self.experts(x, indices, weights).view(batch, seq, dim)\n" in before
+    AddSharedExperts().apply(package, size="config.shared_expert_intermediate_size")
+    model = package.render()["model.py"]
+    assert (
+        "        out = self.experts(x, indices, weights)\n"
+        "        out = out + self.shared_experts(x)\n"
+        "        return out.view(batch, seq, dim)\n"
+    ) in model
+    assert model.count("class FeedForward") == 1  # the reference's dense one is reused
