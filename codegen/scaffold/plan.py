@@ -99,6 +99,7 @@ def _plan_from(target, name: str | None, reference: str) -> Plan:
             gaps.append(Gap(finding.feature, finding.detail, finding.evidence))
     steps += _switch_steps(features, reference, rules, {step.rule for step in steps})
     steps += _fixing_steps(target, reference, rules, {step.rule for step in steps})
+    steps += _unreachable_steps(target, reference, rules, {step.rule for step in steps})
     steps.sort(key=lambda step: _rule_order(rules, step.rule))
     steps += _naming_steps(target)
     model_types = (features.model_type,) if features.model_type else (name,)
@@ -160,6 +161,29 @@ def _fixing_steps(target, reference: str, rules, planned: set[str]) -> list[Step
             evidence = _evidence(features, rule.feature)
             reason = f"{_FIXING}{rule.feature} = {value!r} ({evidence})"
         steps.append(Step(rule.transform, params, rule.id, reason))
+    return steps
+
+
+def _unreachable_steps(target, reference: str, rules, planned: set[str]) -> list[Step]:
+    """Rules that remove reference code no config of the target reaches (`reached_by`):
+    qwen2 reads `sliding_window`/`layer_types`, Glm4Config has neither and the Glm4 source
+    branches on no window field, so qwen2's window path would be dead code in glm4."""
+    features = target.features
+    reads, _ = _reference_switches(reference)
+    switched = {switch.field for switch in getattr(features, "switches", ())}
+    steps = []
+    for rule in rules:
+        fields = set(rule.reached_by)
+        if not fields or rule.id in planned or reference in rule.native_in:
+            continue
+        if not reads & fields or switched & fields:
+            continue
+        value = references.compared_value(features, rule.feature)
+        if value not in rule.values:
+            continue
+        evidence = _evidence(target, rule.feature)
+        reason = f"{_FIXING}{rule.feature} = {value!r} ({evidence})"
+        steps.append(Step(rule.transform, rule.resolve(features), rule.id, reason))
     return steps
 
 
@@ -226,11 +250,13 @@ def _evidence(source, feature: str) -> str:
     real = _lookup(target.evidence if target is not None else {}, feature)
     if real is not None:  # its config values are the real ones; a bare field gets its value
         items = real.split("; ")
-        return "; ".join(_cited(i, defaults) if _bare_field(i) else i for i in items)
+        cited = [_cited(i, defaults) if _bare_field(i) else i for i in items]
+        return "; ".join(filter(None, cited)) or "?"
     toy = _lookup(features.evidence, feature)
     if toy is None:
         return "?"
-    return "; ".join(_without_toy_values(item, defaults) for item in toy.split("; "))
+    cited = [_without_toy_values(item, defaults) for item in toy.split("; ")]
+    return "; ".join(filter(None, cited)) or "?"
 
 
 def _bare_field(item: str) -> bool:
@@ -256,8 +282,11 @@ def _without_toy_values(item: str, defaults: dict) -> str:
 
 def _cited(item: str, defaults: dict) -> str:
     """`config:sliding_window` -> `config:sliding_window=4096`: the real config's value, when
-    it is a plain one (a 26-entry `layer_types` stays a bare field)."""
+    it is a plain one (a 26-entry `layer_types` stays a bare field); "" for a field the
+    config does not have (Glm4Config has no `sliding_window`: no evidence about it)."""
     path = item.removeprefix("config:")
+    if defaults and path.split(".")[0] not in defaults:
+        return ""
     value = defaults
     for part in path.split("."):
         if not isinstance(value, dict) or part not in value:
