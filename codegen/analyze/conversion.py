@@ -15,6 +15,7 @@ import os
 import re
 from functools import lru_cache
 
+from codegen.analyze.conversion_slice import sliced_source
 from codegen.analyze.evaluate import CallRec, Frame, Interp, Unknown
 from codegen.analyze.source import Project, transformers_dir
 
@@ -51,13 +52,19 @@ def mentions(name: str) -> bool:
     return f'"{name}"' in _mapping_text()
 
 
-@lru_cache(maxsize=1)
-def _mapping() -> dict:
+@lru_cache(maxsize=8)
+def _mapping(names: frozenset[str] | None = None) -> dict:
+    """The interpreted mapping: every entry, or (`names`) at least those entries, computed
+    from the slice of the function they depend on (`conversion_slice`)."""
     path = _mapping_path()
     if path is None:
         return {}
     project = Project()
-    sf = project.load(path, positions=False)
+    sliced = sliced_source(_mapping_text(), set(names)) if names is not None else None
+    if sliced is None:
+        sf = project.load(path, positions=False)
+    else:
+        sf = project.adopt(path, sliced)
     fn = sf.functions.get("_build_checkpoint_conversion_mapping")
     if fn is None:
         return {}
@@ -70,14 +77,17 @@ def _mapping() -> dict:
     except Unknown:
         return {}
     _ = Frame
-    return result if isinstance(result, dict) else {}
+    if not isinstance(result, dict):
+        return {}
+    return result if names is None else {k: v for k, v in result.items() if k in names}
 
 
 def conversions_for(names: list[str]) -> tuple[str | None, list[CallRec]]:
     """(key found, transforms) for the first of `names` (class names, then model_type)."""
+    mentioned = frozenset(name for name in names if name and mentions(name))
     for name in names:
-        if name and mentions(name):
-            table = _mapping()
+        if name in mentioned:
+            table = _mapping(mentioned)
             if name in table and isinstance(table[name], list):
                 return name, [c for c in table[name] if isinstance(c, CallRec)]
     return None, []

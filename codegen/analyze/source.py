@@ -415,6 +415,20 @@ class Project:
             self._files[path] = sf
         return sf
 
+    def adopt(self, path: str, text: str) -> SourceFile:
+        """`text` (a cut-down version of the file, never cited) stands for `path` in this
+        project: names and relative imports resolve as from `path` itself."""
+        path = os.path.abspath(path)
+        try:
+            module = cst.parse_module(text)
+        except cst.ParserSyntaxError as err:
+            raise CodegenError(f"syntax error: {err.message}", path=path) from None
+        sf = SourceFile(path=path, module=module, text=text)
+        sf._full = True  # never cited: line numbers stay 0
+        _index(sf)
+        self._files[path] = sf
+        return sf
+
     def try_load(self, path: str) -> SourceFile | None:
         if not os.path.isfile(path):
             return None
