@@ -29,10 +29,10 @@ RULES = [
     ),
     Rule(
         id="experts_clamped_swiglu",
-        # the analyzer reports gpt_oss's expert activation as "other"; the transform reads
+        # the analyzer names a sigmoid-gated product of clamped branches; the transform reads
         # the modeling source and refuses unless it is exactly the clamped SwiGLU
         feature="ffn.kind",
-        values=("other",),
+        values=("clamped_swiglu",),
         transform="set_clamped_swiglu",
         description=(
             "experts use gpt_oss's clamped SwiGLU: (up.clamp(-l, l) + 1) * g * sigmoid(alpha * g), "

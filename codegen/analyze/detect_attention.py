@@ -601,6 +601,18 @@ def _extras(ctx: Ctx, rep: AttnInfo) -> None:
                                 "attention output multiplied by a sigmoid gate before o_proj",
                                 t.site.cite() if t.site else ctx.class_site(rep.rec),
                             )
+    # differential attention: one part of the attention output subtracted from another
+    for t in trace.terms:
+        if t.op == "sub" and all(
+            isinstance(a, Term) and depends(a, rep.kernel) for a in t.args[:2]
+        ):
+            ctx.unsupported(
+                "attention.differential",
+                "differential attention: one part of the attention output (scaled by learned "
+                "parameters) subtracted from the other",
+                t.site.cite() if t.site else ctx.class_site(rep.rec),
+            )
+            break
     # clipping of q/k/v
     for t in trace.terms:
         bounds = [t.kwargs.get("min"), t.kwargs.get("max"), *t.args[1:]]

@@ -2,8 +2,9 @@
 
 The FFN forward is traced. A product of two branches that come from *different* projections
 (or different halves / even-odd slices of one fused projection) is a gate; the activation on
-the gate branch names the kind (silu -> swiglu, gelu -> geglu). `x * sigmoid(x)`-style products
-of one branch with itself are activations, not gates.
+the gate branch names the kind (silu -> swiglu, gelu -> geglu; a sigmoid with clamped branches
+-> clamped_swiglu). `x * sigmoid(x)`-style products of one branch with itself are
+activations, not gates.
 """
 
 from __future__ import annotations
@@ -174,7 +175,10 @@ def analyse(ctx: Ctx, rec: ModuleRec, inputs: dict | None = None) -> FfnInfo:
         if act is None and custom:
             act = "custom"
         info.activation = act or UNKNOWN
-        if act in _SILU and not custom:
+        clamped = any(x.op == "fn" and x.name == "clamp" for x in (*walk(a), *walk(b)))
+        if act == "sigmoid" and clamped:
+            info.kind = "clamped_swiglu"  # gate * sigmoid(alpha * gate) on clamped gate/up
+        elif act in _SILU and not custom:
             info.kind = "swiglu"
         elif act is not None and act.startswith("gelu") and not custom:
             info.kind = "geglu"
@@ -337,8 +341,9 @@ def detect(ctx: Ctx) -> tuple[Ffn, dict]:
             source = "experts"
     if info is None:
         return Ffn(), shared
-    for key in ("ffn.kind", "ffn.activation", "ffn.fused_gate_up", "ffn.gate_up_layout"):
+    for key in ("ffn.activation", "ffn.fused_gate_up", "ffn.gate_up_layout"):
         ctx.cite(key, info.site)
+    ctx.cite("ffn.kind", _kind_evidence(info))
     ctx.cite("ffn.bias", info.site)
     shared["info"] = info
     return (
@@ -353,6 +358,14 @@ def detect(ctx: Ctx) -> tuple[Ffn, dict]:
         ),
         shared,
     )
+
+
+def _kind_evidence(info: FfnInfo) -> str:
+    """The site, and for a kind no rule names ("other") what it is instead."""
+    if info.kind != "other":
+        return info.site
+    gated = "gated" if info.layout not in ("none", UNKNOWN) else "ungated"
+    return f"{info.site} ({gated}, activation {info.activation})"
 
 
 def analyse_experts(ctx: Ctx, experts: ModuleRec) -> FfnInfo:

@@ -118,11 +118,52 @@ def _without_split(body: list[ast.stmt]) -> list[ast.stmt]:
     return body
 
 
+def _returned_directly(body: list[ast.stmt]) -> list[ast.stmt]:
+    """`v = <expr>; return v` -> `return <expr>` (the same maths, written either way)."""
+    if (
+        len(body) >= 2
+        and isinstance(body[-1], ast.Return)
+        and isinstance(body[-1].value, ast.Name)
+        and isinstance(body[-2], ast.Assign)
+        and len(body[-2].targets) == 1
+        and isinstance(body[-2].targets[0], ast.Name)
+        and body[-2].targets[0].id == body[-1].value.id
+    ):
+        return [*body[:-2], ast.Return(body[-2].value)]
+    return body
+
+
+class _Canonical(ast.NodeTransformer):
+    """Spellings of the same call or constant made one: `x.clamp(lo, hi)` and
+    `x.clamp(min=None, max=hi)` -> keywords without None; `1.0` -> `1`."""
+
+    def visit_Call(self, node):
+        self.generic_visit(node)
+        func = node.func
+        if isinstance(func, ast.Attribute) and func.attr == "clamp":
+            keywords = [ast.keyword(n, a) for n, a in zip(("min", "max"), node.args, strict=False)]
+            keywords += node.keywords
+            node.args = []
+            node.keywords = [
+                k
+                for k in keywords
+                if not (isinstance(k.value, ast.Constant) and k.value.value is None)
+            ]
+        return node
+
+    def visit_Constant(self, node):
+        if isinstance(node.value, float) and node.value.is_integer():
+            return ast.Constant(int(node.value))
+        return node
+
+
 def _normalised(body: list[ast.stmt]) -> tuple[str, tuple[str, ...]]:
     """The statements' source with local names and `self.` attributes renamed by first
-    appearance (v0, v1.. / s0, s1..), and the original attribute names in that order."""
+    appearance (v0, v1.. / s0, s1..), and the original attribute names in that order;
+    a value returned through a name and equivalent call spellings compare equal."""
     names: dict[str, str] = {}
     attrs: dict[str, str] = {}
+    body = [_Canonical().visit(copy.deepcopy(s)) for s in _returned_directly(body)]
 
     class _Rename(ast.NodeTransformer):
         def visit_Attribute(self, node):

@@ -75,6 +75,33 @@ def test_reads_the_config_fields_and_refuses_other_maths(tmp_path):
         config_fields_of(features_of(tmp_path, no_clamp))
 
 
+CHUNKED_EXPERTS = """
+class Experts(nn.Module):
+    def __init__(self, config):
+        self.swiglu_limit = config.limit_field
+        self.swiglu_alpha = config.alpha_field
+
+    def _apply_gate(self, gate_up):
+        # not interleaved: gate and up are the two halves
+        gate, up = gate_up.chunk(2, dim=-1)
+        gate = gate.clamp(max=self.swiglu_limit)
+        up = up.clamp(-self.swiglu_limit, self.swiglu_limit)
+        glu = gate * torch.sigmoid(gate * self.swiglu_alpha)
+        return (up + 1.0) * glu
+"""
+
+
+def test_the_same_maths_spelt_otherwise_is_recognised(tmp_path):
+    # positional clamp bounds, no `min=None`, `1.0`, the product returned directly
+    assert config_fields_of(features_of(tmp_path, CHUNKED_EXPERTS)) == (
+        "alpha_field",
+        "limit_field",
+    )
+    other = CHUNKED_EXPERTS.replace("(up + 1.0) * glu", "(up + 2.0) * glu")
+    with pytest.raises(CodegenError, match="no method computes"):
+        config_fields_of(features_of(tmp_path, other))
+
+
 def test_snippet_matches_hf_gpt_oss_maths():
     from transformers import GptOssConfig
     from transformers.models.gpt_oss.modeling_gpt_oss import GptOssExperts

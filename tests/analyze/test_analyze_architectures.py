@@ -213,7 +213,7 @@ EXPECTED: dict[str, dict] = {
         attention__sliding_window="pattern",
         attention__sinks=True,
         rope__type="yarn",
-        ffn__kind="other",
+        ffn__kind="clamped_swiglu",
         ffn__bias=True,
         ffn__fused_gate_up=True,
         ffn__gate_up_layout="interleaved",
@@ -422,6 +422,28 @@ def test_a_biased_output_head_is_found(analysed: dict) -> None:
     features = _features(analysed, "phi")
     assert features.head.bias is True
     assert features.evidence["head.bias"].startswith("modeling_phi.py:")
+
+
+@pytest.mark.parametrize(
+    ("model_type", "kind", "evidence"),
+    [
+        ("minimax_m3_vl_text", "clamped_swiglu", ""),
+        ("apertus", "other", "(ungated, activation xielu)"),
+        ("bitnet", "other", "(gated, activation relu2)"),
+    ],
+)
+def test_an_ffn_no_rule_names_says_what_it_is(analysed, model_type, kind, evidence):
+    features = _features(analysed, model_type)
+    assert features.ffn.kind == kind
+    assert features.evidence["ffn.kind"].endswith(evidence)
+
+
+def test_differential_attention_is_reported_unsupported(analysed: dict) -> None:
+    found = {u.feature for u in _features(analysed, "diffllama").unsupported}
+    assert "attention.differential" in found
+    assert "attention.differential" not in {
+        u.feature for u in _features(analysed, "llama").unsupported
+    }
 
 
 def test_multimodal_follows_the_text_model(analysed: dict) -> None:
