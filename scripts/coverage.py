@@ -89,6 +89,7 @@ def sweep_one(model_type: str, models_dir: Path, verify: bool, parallel=()) -> d
             list(plan.model_types),
             list(plan.steps),
             features=features,
+            target=target,
         )
         row["checks"] = package_checks(models_dir / plan.name)  # ruff, ruff format, dead code
         if verify:
