@@ -168,6 +168,7 @@ def detect(ctx: Ctx) -> Moe | None:
 
     # -- selection-only bias, renormalisation, scaling --------------------------------------------
     router_bias: bool | str = False
+    bias_param = None
     for t in rterms:
         if t.op != "add":
             continue
@@ -181,6 +182,8 @@ def detect(ctx: Ctx) -> Moe | None:
         ]
         if params and scored and any(any(x is t for x in walk(k)) for k in topks):
             router_bias = True
+            unscored = [a for a in params if not any(a is b for b in scored)]
+            bias_param = _bias_param(unscored, router_calls)
             ctx.cite("moe.router_bias", t.site.cite() if t.site else where)
             break
     if "moe.router_bias" not in ctx.evidence:
@@ -308,10 +311,47 @@ def detect(ctx: Ctx) -> Moe | None:
         dense_rule=rule[0] if rule else None,
         layer_condition=_moe_condition(ctx, moe) if rule else None,
         shared_size=_shared_size(ctx, moe, shared[0][1]) if shared else None,
+        router_bias_key=_path_in(moe, bias_param) if bias_param is not None else None,
+        router_bias_shape=tuple(bias_param.shape) if bias_param is not None else (),
         expert_layout=UNKNOWN,  # decided from checkpoint keys (see state_dict)
         module_layout=module_layout,
         expert_bias=expert_bias,
     )
+
+
+def _bias_param(params: list[Term], calls: list[Term]) -> ParamRec | None:
+    """The parameter or buffer behind the selection bias: read in the added term, or passed
+    into the router module (`self.gate(x, self.e_score_correction_bias)`)."""
+    for term in params:
+        for x in walk(term):
+            if x.op == "param" and isinstance(x.module, ParamRec):
+                return x.module
+    for call in calls:
+        for a in list(call.args) + list(call.kwargs.values()):
+            if isinstance(a, ParamRec):
+                return a
+            if isinstance(a, Term):
+                found = _bias_param([a], [])
+                if found is not None:
+                    return found
+    return None
+
+
+def _path_in(rec: ModuleRec, target) -> str | None:
+    """The shortest dotted attribute path of `target` under module `rec` (a tensor two
+    modules share is saved under the outer one: `moe_statics.bias`, not `gate.moe_statics.bias`)."""
+    level = [("", rec)]
+    while level:
+        below = []
+        for prefix, module in level:
+            for name, child in module.children():
+                path = f"{prefix}{name}"
+                if child is target:
+                    return path
+                if isinstance(child, ModuleRec):
+                    below.append((f"{path}.", child))
+        level = below
+    return None
 
 
 def _passes_param(calls: list[Term]) -> bool:

@@ -92,12 +92,12 @@ class Rope:
     partial_rotary: float | str = UNKNOWN  # fraction of the q/k head dim that is rotated
     interleaved: bool | str = UNKNOWN  # pairs (x0, x1), (x2, x3) rather than halves
     nope_layers: bool | str = UNKNOWN  # some attention layers apply no RoPE
-    theta: float | None = None
     # when nope_layers: the condition for layer `i` to apply RoPE, over `hf_config` (None: the
     # source's condition could not be restated over the config)
     nope_rule: str | None = None
     # rope_parameters nested per layer type ({"full_attention": {...}, ...}): one table each
     per_layer_type: bool = False
+    theta: float | None = None
     parameters: dict = field(default_factory=dict)  # rope_parameters (per layer type if nested)
 
 
@@ -131,6 +131,9 @@ class Moe:
     layer_condition: str | None = None
     # the shared expert's inner size as HF computes it over `config` fields
     shared_size: str | None = None
+    # the selection bias's checkpoint path under the MoE module and its shape there
+    router_bias_key: str | None = None
+    router_bias_shape: tuple = ()
     expert_layout: str = UNKNOWN  # per_expert | fused (on disk)
     module_layout: str = UNKNOWN  # per_expert | fused (transformers module)
     expert_bias: bool | str = False
@@ -141,6 +144,8 @@ class Norm:
     kind: str = UNKNOWN  # rmsnorm | rmsnorm_offset (x * (1 + w)) | layernorm | layernorm_offset
     placement: str = UNKNOWN  # pre | post | sandwich | parallel
     bias: bool | str = UNKNOWN
+    # the epsilon the code adds where no config field holds it (OLMo's fixed 1e-5), else None
+    eps: float | None = None
 
 
 @dataclass(frozen=True)

@@ -47,8 +47,9 @@ weights = scores.gather(1, indices)
 
 BIAS_BUFFER = """
 # added to the scores to pick experts, never to weight them (load-balancing bias)
-self.register_buffer("e_score_correction_bias", torch.zeros(args.num_experts))
+self.register_buffer("e_score_correction_bias", torch.zeros({shape}))
 """
+BIAS_KEY = "mlp.gate.e_score_correction_bias"  # where deepseek-style checkpoints keep it
 GROUP_FIELDS = """
 n_groups: int = 1  # experts split into n_groups groups ...
 topk_groups: int = 1  # ... and only the best topk_groups groups are searched
@@ -95,14 +96,15 @@ class SetMoeRouter(Transform):
         code = SCORES[score_func] + "\n" + pick.strip()
         moe_edits.replace_leading_statements(package, "MoE", "route", _selection_end, code)
         if correction_bias and not _init_defines(package, "e_score_correction_bias"):
-            _at_gate(package, BIAS_BUFFER)
+            key, rows = bias_layout(features)
+            shape = "1, args.num_experts" if rows else "args.num_experts"
+            _at_gate(package, BIAS_BUFFER.format(shape=shape))
             moe_edits.insert_rows_after(
                 package,
                 "layers.{}.moe.gate.weight",
                 [
                     moe_edits.row(
-                        "model.layers.{}.mlp.gate.e_score_correction_bias",
-                        "layers.{}.moe.e_score_correction_bias",
+                        f"model.layers.{{}}.{key}", "layers.{}.moe.e_score_correction_bias"
                     )
                 ],
             )
@@ -112,6 +114,43 @@ class SetMoeRouter(Transform):
                 package, {"n_groups": "hf_config.n_group", "topk_groups": "hf_config.topk_group"}
             )
             _at_gate(package, GROUP_INIT, before=True)
+
+
+def bias_layout(features) -> tuple[str, bool]:
+    """Where the target's checkpoint keeps the selection bias (layer-relative key) and
+    whether it is stored as one row `[1, num_experts]`. The key is the analysed bias
+    tensor's module key when the checkpoint has it; else the one checkpoint key of the same
+    block the conversion renamed that is no projection and no expert (exaone's
+    `mlp.e_score_correction_bias` for the router's `mlp.gate.e_score_correction_bias`).
+    Without Features: deepseek's key, one vector."""
+    path = features.get("moe.router_bias_key") if features is not None else None
+    if not path:
+        return BIAS_KEY, False
+    shape = tuple(features.get("moe.router_bias_shape") or ())
+    rows = len(shape) == 2 and shape[0] == 1
+    state = features.state_dict
+    module = [_key(k) for k in state.layer_keys]
+    disk = [_key(k) for k in state.checkpoint_layer_keys]
+    own = [k for k in module if k == path or k.endswith("." + path)]
+    if len(own) != 1:
+        return BIAS_KEY, rows
+    if own[0] in disk:
+        return own[0], rows
+    block = own[0].split(".")[0]
+    moved = [
+        k
+        for k in disk
+        if k not in module
+        and "{}" not in k
+        and k.split(".")[0] == block
+        and not k.endswith((".weight", ".bias"))
+    ]
+    return (moved[0] if len(moved) == 1 else own[0]), rows
+
+
+def _key(annotated: str) -> str:
+    """`mlp.gate.weight [layers 1-3]` -> `mlp.gate.weight`."""
+    return annotated.split(" [", 1)[0]
 
 
 def _init_defines(package, name: str) -> bool:
