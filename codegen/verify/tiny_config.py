@@ -185,15 +185,15 @@ def shrink(
         toy["layer_types"] = list(pattern[: toy["num_hidden_layers"]])
     else:
         toy.pop("layer_types", None)
-    _shrink_per_layer(original, toy)
+    _shrink_per_layer(original, toy, stored.get("num_hidden_layers", "num_hidden_layers"))
     return toy
 
 
-def _shrink_per_layer(original: dict[str, Any], toy: dict[str, Any]) -> None:
+def _shrink_per_layer(original: dict[str, Any], toy: dict[str, Any], layers_key: str) -> None:
     """Other per-layer settings (`mlp_layer_types`, `per_layer_config`...) follow the layer
     count: lists one entry per layer keep their first entries, dicts keyed by layer index
     keep the layers that still exist."""
-    layers, new_layers = original.get("num_hidden_layers"), toy.get("num_hidden_layers")
+    layers, new_layers = original.get("num_hidden_layers"), toy.get(layers_key)
     if not isinstance(layers, int) or not isinstance(new_layers, int):
         return
     for key, value in original.items():
@@ -201,8 +201,28 @@ def _shrink_per_layer(original: dict[str, Any], toy: dict[str, Any]) -> None:
             continue
         if isinstance(value, list) and len(value) == layers and layers != new_layers:
             toy[key] = value[:new_layers]
+        elif layers != new_layers and len(expanded := _run_length(value)) == layers:
+            toy[key] = [[expanded[:new_layers], 1]]  # gpt_neo's [[["global", "local"], 12]]
         elif isinstance(value, dict) and value and all(_is_index(k) for k in value):
             toy[key] = {k: v for k, v in value.items() if int(k) < new_layers}
+
+
+def _run_length(value) -> list:
+    """`[[pattern, repeats], ...]` written out (a per-layer pattern in run-length form), else
+    []."""
+    if not isinstance(value, list) or not value:
+        return []
+    out: list = []
+    for item in value:
+        if not (
+            isinstance(item, list | tuple)
+            and len(item) == 2
+            and isinstance(item[0], list | tuple)
+            and isinstance(item[1], int)
+        ):
+            return []
+        out += list(item[0]) * item[1]
+    return out
 
 
 def _is_index(key) -> bool:

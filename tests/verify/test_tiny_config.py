@@ -83,6 +83,19 @@ def test_other_per_layer_settings_follow_the_layer_count():
     assert toy["per_layer_config"] == {"0": {"a": 1}}
 
 
+def test_a_run_length_pattern_under_a_renamed_layer_count_follows_it():
+    """gpt_neo: `attention_types` [[pattern, repeats]] must expand to `num_layers` (its
+    name for num_hidden_layers): the toy keeps the pattern's first layers."""
+    toy = shrink(
+        {"num_layers": 24, "attention_types": [[["global", "local"], 12]]},
+        keep_pattern=False,
+        attribute_map={"num_hidden_layers": "num_layers"},
+    )
+    assert toy["num_layers"] == 4
+    assert toy["attention_types"] == [[["global", "local", "global", "local"], 1]]
+    assert tiny_config("gpt_neo").attention_layers == ["global", "local", "global", "local"]
+
+
 def test_a_config_with_fewer_layers_than_the_toy_keeps_its_own_count():
     """A 2-layer checkpoint: the toy cannot have 4 layers that its per-layer lists (layer
     types derived by the config class) do not cover."""
