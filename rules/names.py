@@ -57,6 +57,13 @@ CONFIG_FROM_FEATURES: dict[str, str] = {
     "norm_topk_prob": "moe.norm_topk_prob",
     "attention_bias": "attention.qkv_bias",
     "mlp_bias": "ffn.bias",
+    # a norm whose epsilon is a constant of the code (OLMo's non-parametric LayerNorm: 1e-5)
+    "rms_norm_eps": "norm.eps",
+    "layer_norm_eps": "norm.eps",
+    # an activation the code calls by name (lfm2's F.silu) where the config names none
+    "hidden_act": "ffn.activation",
+    # MLA configs that always rotate in interleaved pairs and have no switch for it
+    "rope_interleave": "rope.interleaved",
 }
 
 # field -> what a config that has neither the field nor an alias stores instead (legacy
@@ -78,8 +85,15 @@ CONFIG_DERIVATIONS: dict[str, tuple[tuple[tuple[str, ...], str], ...]] = {
         ),
     ),  # kv_channels may be None: then heads split the hidden size
     "partial_rotary_factor": ((("rotary_dim",), "hf_config.rotary_dim / hf_config.head_dim"),),
-    # GPT-2-style configs: n_inner None means four times the hidden size
-    "intermediate_size": ((("n_inner",), "hf_config.n_inner or 4 * hf_config.hidden_size"),),
+    "intermediate_size": (
+        # GPT-2-style configs: n_inner None means four times the hidden size
+        (("n_inner",), "hf_config.n_inner or 4 * hf_config.hidden_size"),
+        # the FFN width as a multiple of the hidden size (gpt_neox_japanese)
+        (
+            ("intermediate_multiple_size",),
+            "int(hf_config.hidden_size * hf_config.intermediate_multiple_size)",
+        ),
+    ),
     # no standardised rope_parameters: assembled from the top-level fields, as transformers
     # does for configs that declare them (`rope_scaling` may carry a legacy `type` key)
     "rope_parameters": (

@@ -15,6 +15,7 @@ from codegen.analyze import (
     detect_moe,
     detect_norm,
     detect_rope,
+    key_selection,
     reference,
     state_dict,
     support,
@@ -114,6 +115,7 @@ def _run(ctx: Ctx) -> Features:
     model = ctx.model
     attention, shared = detect_attention.detect(ctx)
     rope = detect_rope.detect(ctx, shared) if "rep" in shared else _no_rope(ctx)
+    key_selection.detect(ctx, shared)
     ffn, ffn_shared = detect_ffn.detect(ctx)
     moe = detect_moe.detect(ctx)
     norm, norm_facts = detect_norm.detect(ctx)

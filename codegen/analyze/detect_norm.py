@@ -29,6 +29,7 @@ from codegen.analyze.dataflow import (
 from codegen.analyze.evaluate import ModuleRec, ParamRec
 from codegen.analyze.features import UNKNOWN, Norm
 from codegen.analyze.model import layer_slots
+from codegen.analyze.norm_eps import norm_eps
 from codegen.analyze.roles import ATTENTION, MIXER, MLP, MOE, NORM
 
 
@@ -284,4 +285,21 @@ def detect(ctx: Ctx) -> tuple[Norm, dict]:
             break
     ctx.cite("norm.placement", site or where)
     _ = terms_in
-    return Norm(kind=kind, placement=place, bias=bias), facts
+    eps = _constant_eps(ctx, norms[0][1]) if norms else None
+    if eps is not None:
+        ctx.cite("norm.eps", f"{ctx.class_site(norms[0][1])} (eps {eps} in the code)")
+    return Norm(kind=kind, placement=place, bias=bias, eps=eps), facts
+
+
+def _constant_eps(ctx: Ctx, rec: ModuleRec) -> float | None:
+    """The norm's epsilon when it is the code's own constant: no config field holds it."""
+    eps = norm_eps(ctx, rec)
+    config = ctx.model.config
+    values = config.attrs.values() if config is not None else ()
+    if eps is None or any(_same_number(value, eps) for value in values):
+        return None
+    return eps
+
+
+def _same_number(value, eps: float) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == eps

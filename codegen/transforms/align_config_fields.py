@@ -8,6 +8,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from codegen.analyze.config import LEGACY_NAMES
+from codegen.analyze.features import UNKNOWN
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import EditDict, expression, run
 
@@ -43,6 +44,8 @@ class AlignConfigFields(Transform):
         }
         if replacements or optional:
             package.edit("args.py", _Replace(replacements, optional))
+        # `for name in ("a", "b"): getattr(hf_config, name)`: each named field is a read too
+        package.edit("args.py", _NamedReads(resolver))
         if "FIXED_SETTINGS" in package.files["args.py"].code:
             run(
                 package,
@@ -83,6 +86,13 @@ class _Resolver:
             return ("rename", alias)
         return self._derived(read, frozenset())
 
+    def renamed(self, read: str) -> str | None:
+        """The name the config holds `read` under (itself or an alias), or None."""
+        if read in self.available:
+            return read
+        aliases = (*self.names.CONFIG_ALIASES.get(read, ()), *LEGACY_NAMES.get(read, ()))
+        return next((a for a in aliases if a in self.available), None)
+
     def _alias(self, aliases) -> cst.BaseExpression | None:
         alias = next((a for a in aliases if a in self.available), None)
         return None if alias is None else expression(f"hf_config.{alias}")
@@ -104,10 +114,12 @@ class _Resolver:
 
 
 def _feature_value(features, path: str | None):
-    """A plain bool/number the analysis found for `path`, else None."""
+    """A plain bool/number/name the analysis found for `path`, else None ("unknown" too)."""
     if features is None or path is None:
         return None
     value = features.get(path)
+    if isinstance(value, str):
+        return None if value == UNKNOWN else value
     return value if isinstance(value, bool | int | float) else None
 
 
@@ -145,6 +157,43 @@ def _config_reads(node: cst.CSTNode) -> set[str]:
 def _optional_reads(node: cst.CSTNode) -> set[str]:
     """Fields read as `getattr(hf_config, "<field>", default)`."""
     return {found.args[1].value.evaluated_value for found in m.findall(node, _OPTIONAL_READ)}
+
+
+class _NamedReads(cst.CSTTransformer):
+    """A loop over field names that reads each with `getattr(hf_config, name)`: a name the
+    config has under an alias is read under it; one it lacks is dropped (a check of a field
+    the config does not have has nothing to check); a loop left with no name goes."""
+
+    def __init__(self, resolver: _Resolver):
+        super().__init__()
+        self.resolver = resolver
+
+    def leave_For(self, original, updated):
+        names = updated.iter
+        if not (
+            m.matches(updated.target, m.Name())
+            and m.matches(names, m.Tuple() | m.List())
+            and all(m.matches(e.value, m.SimpleString()) for e in names.elements)
+        ):
+            return updated
+        read = m.Call(
+            func=m.Name("getattr"),
+            args=[m.Arg(m.Name("hf_config")), m.Arg(m.Name(updated.target.value))],
+        )
+        if not m.findall(updated.body, read):
+            return updated
+        kept = []
+        for element in names.elements:
+            field = element.value.evaluated_value
+            renamed = self.resolver.renamed(field)
+            if renamed is not None:
+                kept.append(element.with_changes(value=cst.SimpleString(f'"{renamed}"')))
+        if not kept:
+            return cst.RemoveFromParent()
+        if len(kept) == len(names.elements):
+            return updated.with_changes(iter=names.with_changes(elements=kept))
+        last = kept[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+        return updated.with_changes(iter=names.with_changes(elements=[*kept[:-1], last]))
 
 
 class _Replace(cst.CSTTransformer):

@@ -138,3 +138,83 @@ def test_initializer_range_is_read_as_init_std_where_a_config_calls_it_so():
     package = package_of({"args.py": source})
     AlignConfigFields().apply(package, fields=["hidden_size", "init_std"], config={})
     assert 'getattr(hf_config, "init_std", 0.02)' in package.render()["args.py"]
+
+
+class _Features:
+    """Analysis values by dotted path, as `Features.get` answers them."""
+
+    def __init__(self, **values):
+        self.values = {path.replace("__", "."): value for path, value in values.items()}
+
+    def get(self, path):
+        return self.values.get(path)
+
+
+CODE_FIXES = """
+def from_hf_config(hf_config):
+    if hf_config.hidden_act != "silu":
+        raise NotImplementedError(hf_config.hidden_act)
+    return Args(
+        norm_eps=hf_config.rms_norm_eps,
+        rope_interleave=bool(hf_config.rope_interleave),
+        hidden_dim=hf_config.intermediate_size,
+    )
+"""
+
+
+def _code_fixes(fields, features):
+    package = package_of({"args.py": CODE_FIXES})
+    AlignConfigFields().apply(package, features, fields=fields, config={})
+    return package.render()["args.py"]
+
+
+def test_a_value_the_code_fixes_stands_for_a_field_the_config_lacks():
+    """OLMo fixes its epsilon in the norm, lfm2 calls F.silu, DeepSeek-V3.2 always rotates
+    in pairs: the analysed value is what the package reads."""
+    features = _Features(norm__eps=1e-05, ffn__activation="silu", rope__interleaved=True)
+    after = _code_fixes(["hidden_size", "intermediate_size"], features)
+    assert "norm_eps=1e-05" in after
+    assert "rope_interleave=bool(True)" in after
+    assert "if 'silu' != \"silu\":" in after  # folded later by fold_constant_branches
+    assert "hf_config.intermediate_size" in after
+
+
+def test_the_config_field_wins_over_the_code_value_and_unknown_is_no_value():
+    features = _Features(norm__eps=1e-05, ffn__activation="unknown", rope__interleaved=True)
+    after = _code_fixes(["layer_norm_epsilon", "rope_interleave", "intermediate_size"], features)
+    assert "norm_eps=hf_config.layer_norm_epsilon" in after  # an alias the config has
+    assert "rope_interleave=bool(hf_config.rope_interleave)" in after
+    assert "hf_config.hidden_act" in after  # "unknown" stands for nothing: left to fail loudly
+
+
+def test_a_width_given_as_a_multiple_of_the_hidden_size_is_derived():
+    after = _code_fixes(["hidden_size", "intermediate_multiple_size"], _Features())
+    assert "hidden_dim=int(hf_config.hidden_size * hf_config.intermediate_multiple_size)" in after
+
+
+LOOP = """
+def check(hf_config):
+    for name in ("n_group", "first_k_dense_replace", "num_experts_per_tok"):
+        if getattr(hf_config, name) is None:
+            fail(name)
+"""
+
+
+def test_a_loop_over_field_names_keeps_the_fields_the_config_has():
+    package = package_of({"args.py": LOOP})
+    fields = ["n_group", "num_experts_per_tok"]  # no first_k_dense_replace (axk1)
+    AlignConfigFields().apply(package, fields=fields, config={})
+    assert 'for name in ("n_group", "num_experts_per_tok"):' in package.render()["args.py"]
+
+
+def test_a_loop_left_with_no_field_goes():
+    package = package_of({"args.py": LOOP})
+    AlignConfigFields().apply(package, fields=["hidden_size"], config={})
+    assert "for name in" not in package.render()["args.py"]
+
+
+def test_a_loop_reads_an_alias_under_its_name():
+    package = package_of({"args.py": LOOP.replace('"n_group", ', "")})
+    fields = ["first_k_dense_replace", "num_experts"]  # num_experts_per_tok: no alias
+    AlignConfigFields().apply(package, fields=fields, config={})
+    assert 'for name in ("first_k_dense_replace",):' in package.render()["args.py"]

@@ -1,0 +1,44 @@
+"""The epsilon a decoder's norms add, as the code has it (a config field or a constant).
+
+A config without an epsilon field (OLMo's non-parametric LayerNorm fixes 1e-5 in its
+forward) still needs one in a generated package: the value the code uses stands for it.
+Read from the norm instance: an `eps` / `variance_epsilon` attribute or constructor argument,
+else the `eps=` of a functional `layer_norm` / `rms_norm` call, else the small constant added
+before a square root (`variance + 1e-6`).
+"""
+
+from __future__ import annotations
+
+from codegen.analyze.evaluate import ModuleRec
+
+_NAMES = ("eps", "variance_epsilon", "epsilon", "layer_norm_eps")
+_FUNCTIONAL = ("layer_norm", "rms_norm", "group_norm")
+
+
+def norm_eps(ctx, rec: ModuleRec) -> float | None:
+    """The epsilon of norm `rec`, or None when the code does not show a number."""
+    for name in _NAMES:
+        for value in (rec.attrs.get(name), rec.kwargs.get(name)):
+            if _number(value):
+                return float(value)
+    if rec.ext_base in ("LayerNorm", "RMSNorm") or rec.kind in ("LayerNorm", "RMSNorm"):
+        if len(rec.args) > 1 and _number(rec.args[1]):
+            return float(rec.args[1])
+    if rec.cls is None:
+        return None
+    terms = ctx.trace(rec).terms
+    for term in terms:
+        if term.op == "fn" and term.name.rsplit(".", 1)[-1] in _FUNCTIONAL:
+            value = term.kwargs.get("eps")
+            if _number(value):
+                return float(value)
+    for term in terms:
+        if term.op == "add":
+            small = [a for a in term.args if _number(a) and 0 < a < 1e-2]
+            if small:
+                return float(small[0])
+    return None
+
+
+def _number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
