@@ -311,6 +311,7 @@ def detect(ctx: Ctx) -> Moe | None:
         dense_rule=rule[0] if rule else None,
         layer_condition=_moe_condition(ctx, moe) if rule else None,
         shared_size=_shared_size(ctx, moe, shared[0][1]) if shared else None,
+        shared_optional=bool(shared) and _built_under_if(ctx, moe, shared[0][0].split(".")[0]),
         router_bias_key=_path_in(moe, bias_param) if bias_param is not None else None,
         router_bias_shape=tuple(bias_param.shape) if bias_param is not None else (),
         expert_layout=UNKNOWN,  # decided from checkpoint keys (see state_dict)
@@ -452,6 +453,16 @@ def _shared_size(ctx: Ctx, moe: ModuleRec, shared: ModuleRec) -> str:
         return UNKNOWN
     candidates.sort(key=lambda c: ("shared" not in c, " * " not in c))
     return candidates[0]
+
+
+def _built_under_if(ctx: Ctx, moe: ModuleRec, name: str) -> bool:
+    """Whether the MoE block's `__init__` builds `self.<name>` inside an `if` (ernie's
+    `if config.moe_num_shared_experts > 0:`): some configs have no such module."""
+    site = moe.assign_sites.get(name)
+    found = moe.cls and ctx.model.project.find_method(moe.cls, "__init__")
+    if site is None or not found:
+        return False
+    return _enclosing_test(found[1], site.node)[0] is not None
 
 
 def _inner_width(ctx: Ctx, mlp: ModuleRec) -> int | None:

@@ -131,6 +131,7 @@ class Moe:
     layer_condition: str | None = None
     # the shared expert's inner size as HF computes it over `config` fields
     shared_size: str | None = None
+    shared_optional: bool = False  # built only under a config condition
     # the selection bias's checkpoint path under the MoE module and its shape there
     router_bias_key: str | None = None
     router_bias_shape: tuple = ()

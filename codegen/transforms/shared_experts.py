@@ -35,6 +35,14 @@ class FeedForward(nn.Module):
 
 BUILD = "self.shared_experts = FeedForward(args.dim, args.shared_hidden_dim)"
 ADD = "out = out + self.shared_experts(x)"
+# where HF builds the shared expert only under a config condition: no module, no keys
+BUILD_OPTIONAL = """
+# no shared expert (and no checkpoint keys) where the config sizes it 0
+self.shared_experts = (
+    FeedForward(args.dim, args.shared_hidden_dim) if args.shared_hidden_dim > 0 else None
+)
+"""
+ADD_OPTIONAL = f"if self.shared_experts is not None:\n    {ADD}"
 ROUTED = assigns("out", calling="self.experts")
 # `return self.experts(...).view(...)` (qwen3_moe): the routed output is named first
 RETURN_ROUTED = m.Return(
@@ -51,14 +59,24 @@ class AddSharedExperts(Transform):
     `size`: the config field HF sizes it from (`shared_expert_intermediate_size`, or
     `n_shared_experts` x moe_intermediate_size as deepseek; `auto`: whichever the target's
     config class has). `hf_name`: the checkpoint's module name (`shared_experts` deepseek,
-    `shared_expert` qwen2_moe).
+    `shared_expert` qwen2_moe). `optional`: HF builds it only under a config condition
+    (ernie's `moe_num_shared_experts > 0`), so a config sizing it 0 has no module and no
+    keys (default: the analysed `moe.shared_optional`).
     """
 
     name = "add_shared_experts"
 
     def apply(
-        self, package, features=None, *, size: str = "auto", hf_name: str = "shared_experts"
+        self,
+        package,
+        features=None,
+        *,
+        size: str = "auto",
+        hf_name: str = "shared_experts",
+        optional: bool | None = None,
     ) -> None:
+        if optional is None:
+            optional = bool(features is not None and features.get("moe.shared_optional"))
         if size == "auto":
             size = size_of(features)
         if size in SIZES:
@@ -74,8 +92,9 @@ class AddSharedExperts(Transform):
         if not moe_edits.has_class(package, "model.py", "FeedForward"):
             moe_edits.insert_before_class(package, "model.py", "MoE", FEED_FORWARD)
         _name_routed_output(package)
-        moe_edits.insert_statements(package, "MoE", "__init__", assigns("self.experts"), BUILD)
-        moe_edits.insert_statements(package, "MoE", "forward", ROUTED, ADD)
+        build, add = (BUILD_OPTIONAL, ADD_OPTIONAL) if optional else (BUILD, ADD)
+        moe_edits.insert_statements(package, "MoE", "__init__", assigns("self.experts"), build)
+        moe_edits.insert_statements(package, "MoE", "forward", ROUTED, add)
         rows = [
             moe_edits.row(
                 f"model.layers.{{}}.mlp.{hf_name}.{hf}.weight",

@@ -100,3 +100,17 @@ def test_a_returned_routed_output_is_named_first():
         "        return out.view(batch, seq, dim)\n"
     ) in model
     assert model.count("class FeedForward") == 1  # the reference's dense one is reused
+
+
+def test_an_optional_shared_expert_is_built_only_when_sized():
+    package = moe_package("all")
+    AddSharedExperts().apply(package, size="n_shared_experts", optional=True)
+    model = package.render()["model.py"]
+    assert "if args.shared_hidden_dim > 0 else None" in model
+    assert (
+        "        if self.shared_experts is not None:\n"
+        "            out = out + self.shared_experts(x)\n"
+    ) in model
+    plain = moe_package("all")
+    AddSharedExperts().apply(plain, size="n_shared_experts")
+    assert "self.shared_experts is not None" not in plain.render()["model.py"]
