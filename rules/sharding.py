@@ -82,6 +82,32 @@ SHARDS = [
     Shards(
         "fuse_gate_up", {"layers.*.feed_forward.w13": "colwise"}, when={"layout": "interleaved"}
     ),
+    # fused q/k/v: rows grouped per kv head (or per head) split as they lie, each rank's
+    # groups together; [q | k | v] of unequal sizes needs the rank's rows picked from each
+    Shards("fuse_qkv", {"layers.*.attention.wqkv": "colwise_qkv"}, when={"layout": "contiguous"}),
+    *(
+        Shards("fuse_qkv", {"layers.*.attention.wqkv": "colwise"}, when={"layout": layout})
+        for layout in ("grouped", "interleaved")
+    ),
+    # fused experts: alternating gate/up features split as they lie, [gate | up] strided
+    Shards(
+        "fuse_experts",
+        {"layers.*.moe.experts.w13": "expert_colwise"},
+        when={"layout": "interleaved"},
+        optional=("layers.*.moe.experts.w13",),
+    ),
+    Shards(
+        "fuse_experts",
+        {"layers.*.moe.experts.w13": "expert_colwise_gate_up"},
+        when={"layout": "concat"},
+        optional=("layers.*.moe.experts.w13",),
+    ),
+    # a per-expert bias follows its weight (the entries of weights the model lacks drop out)
+    Shards(
+        "set_expert_bias",
+        {f"layers.*.moe.experts.{w}_bias": "expert_bias" for w in ("w1", "w3", "w13", "w2")},
+        optional=tuple(f"layers.*.moe.experts.{w}_bias" for w in ("w1", "w3", "w13", "w2")),
+    ),
 ]
 
 

@@ -41,16 +41,33 @@ STYLES = {
     "replicate": "full weights on every rank (norms, routers, small latent projections)",
     "rope_key_tail": "replicated nn.Linear whose last `rope_dim` outputs (its attention's "
     "`rope_dim`) are one key shared by every head: their gradient is summed over the ranks",
-    "experts": "routed experts: dispatch to the rank's shard, combine by a sum all-reduce",
+    "colwise_qkv": "one nn.Linear whose output is [q | k | v] (all q heads, then k, then v; "
+    "its attention's `n_heads` and `n_kv_heads` give the sizes): stored split in rows "
+    "like `colwise`, gathered in the forward, and each rank multiplies by its own heads' "
+    "q, k and v rows",
+    "experts": "routed experts: dispatch to the rank's shard, combine by a sum all-reduce; "
+    "each of its parameters needs its own expert_* entry",
     "head_param": "a parameter with one entry per head (attention sinks): split over tp "
     "with the heads; its module computes with its rank's entries",
-    "expert_colwise": "stacked expert weight [experts, hidden, dim]",
-    "expert_rowwise": "stacked expert weight [experts, dim, hidden]",
+    "expert_colwise": "stacked expert weight with the hidden dim on its output side (gate, "
+    "up, or gate/up alternating), [experts, hidden, dim] or stored as [experts, dim, hidden]",
+    "expert_colwise_gate_up": "stacked expert weight [gate | up] on its output side: under "
+    "tp each rank takes its slice of both halves (a strided shard)",
+    "expert_rowwise": "stacked expert weight with the hidden dim on its input side (down), "
+    "[experts, dim, hidden] or stored as [experts, hidden, dim]",
+    "expert_bias": "per-expert bias `<weight>_bias` [experts, out], split as its weight "
+    "(a down bias is whole on every tp rank and added by one of them)",
 }
-# which tensor dim a stacked expert weight is split on under tp (its hidden dim)
-_EXPERT_TP_DIM = {"expert_colwise": 1, "expert_rowwise": 2}
-_PARAM_STYLES = ("expert_colwise", "expert_rowwise", "head_param")  # name parameters
-_LINEAR_STYLES = ("colwise", "colwise_gate_up", "rowwise", "vocab_head", "rope_key_tail")
+_EXPERT_STYLES = ("expert_colwise", "expert_colwise_gate_up", "expert_rowwise", "expert_bias")
+_PARAM_STYLES = (*_EXPERT_STYLES, "head_param")  # styles that name parameters
+_LINEAR_STYLES = (
+    "colwise",
+    "colwise_gate_up",
+    "colwise_qkv",
+    "rowwise",
+    "vocab_head",
+    "rope_key_tail",
+)
 
 
 class PlanError(ValueError):
@@ -120,8 +137,10 @@ def check_plan(model: nn.Module, plan: dict[str, str], optional=frozenset()):
             params[name] = style
     for name in param_names:
         owner = name.rpartition(".")[0]
-        if name not in params and owner not in modules:
+        if name not in params and (owner not in modules or modules[owner] == "experts"):
             raise PlanError(f"parameter {name} is not covered by the plan")
+        if params.get(name) in _EXPERT_STYLES and modules.get(owner) != "experts":
+            raise PlanError(f"{name}: {params[name]!r} needs its module styled 'experts'")
     return modules, params
 
 
@@ -168,6 +187,8 @@ def _tensor_parallel(model: nn.Module, tp_mesh, modules: dict[str, str]) -> None
             _shard_norm(model.get_submodule(name), tp_mesh)
         elif style == "colwise_gate_up":
             _fused_colwise(model.get_submodule(name), name, tp_mesh, parts=2)
+        elif style == "colwise_qkv":
+            _fused_qkv(model, name, tp_mesh)
 
 
 def _fused_colwise(module: nn.Module, name: str, mesh, parts: int) -> None:
@@ -191,6 +212,52 @@ def _fused_colwise(module: nn.Module, name: str, mesh, parts: int) -> None:
     def local_forward(x, *args, **kwargs):
         with _local_weights(module, names, None):
             return forward(_sum_grads(x, mesh), *args, **kwargs)
+
+    module.forward = local_forward
+
+
+def _fused_qkv(model: nn.Module, name: str, mesh) -> None:
+    """[q | k | v] rows of unequal sizes (grouped-query heads): no DTensor placement puts a
+    rank's q, k and v rows together, so the weight (and bias) is stored as a plain row
+    split, all-gathered in the forward, and the rank multiplies by its own heads' rows
+    (the gradient of the gathered weight is reduce-scattered back to the row shards)."""
+    from torch.distributed.tensor import Partial, Replicate, Shard, distribute_tensor
+
+    module = model.get_submodule(name)
+    attention = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
+    heads, kv_heads = (getattr(attention, a, None) for a in ("n_heads", "n_kv_heads"))
+    if not isinstance(heads, int) or not isinstance(kv_heads, int) or heads % kv_heads:
+        raise PlanError(f"{name}: 'colwise_qkv' needs its attention's int n_heads, n_kv_heads")
+    size, rank = mesh.size(), mesh.get_local_rank()
+    if kv_heads % size:
+        raise PlanError(f"{name}: {kv_heads} kv heads do not split over {size} ranks")
+    kv = module.out_features // (heads // kv_heads + 2)
+    q = module.out_features - 2 * kv
+    rows = torch.cat(
+        [
+            torch.arange(start + rank * part // size, start + (rank + 1) * part // size)
+            for start, part in ((0, q), (q, kv), (q + kv, kv))
+        ]
+    )
+    names = [attr for attr, _ in module.named_parameters(recurse=False)]
+    for attr in names:
+        param = getattr(module, attr)
+        sharded = distribute_tensor(param.detach(), mesh, [Shard(0)])
+        module.register_parameter(attr, nn.Parameter(sharded, param.requires_grad))
+    forward = module.forward
+
+    def own_rows(attr):
+        full = getattr(module, attr).redistribute(mesh, [Replicate()])
+        return full.to_local(grad_placements=[Partial()])[rows]
+
+    def local_forward(x, *args, **kwargs):
+        try:
+            for attr in names:
+                module.__dict__[attr] = own_rows(attr)
+            return forward(_sum_grads(x, mesh), *args, **kwargs)
+        finally:
+            for attr in names:
+                module.__dict__.pop(attr, None)
 
     module.forward = local_forward
 
@@ -232,26 +299,92 @@ def _sum_tail_grads(model: nn.Module, name: str, mesh) -> None:
 
 
 def _expert_parallel(model, mesh, modules, params, by_expert: bool) -> None:
-    """Shard stacked expert weights (dim 0 under ep, the hidden dim under tp) and wrap each
-    `experts` module so it computes its shard and sums the partial outputs."""
-    from torch.distributed.tensor import Shard, distribute_tensor
-
-    for name, style in params.items():
-        if style not in _EXPERT_TP_DIM:
-            continue
-        owner, _, attr = name.rpartition(".")
-        module = model.get_submodule(owner)
-        dim = 0 if by_expert else _EXPERT_TP_DIM[style]
-        weight = getattr(module, attr)
-        if weight.shape[dim] % mesh.size():
-            raise PlanError(
-                f"{name}: dim {dim} ({weight.shape[dim]}) not divisible by {mesh.size()}"
-            )
-        sharded = distribute_tensor(weight.detach(), mesh, [Shard(dim)])
-        module.register_parameter(attr, nn.Parameter(sharded, weight.requires_grad))
+    """Shard each `experts` module's parameters (dim 0 under ep, the hidden dim under tp)
+    and wrap it so it computes its shard and sums the partial outputs."""
     for name, style in modules.items():
         if style == "experts":
-            _wrap_experts(model.get_submodule(name), name, mesh, by_expert)
+            module = model.get_submodule(name)
+            own = {
+                attr: params[f"{name}.{attr}"] for attr, _ in module.named_parameters(recurse=False)
+            }
+            once = _shard_experts(module, name, mesh, own, by_expert)
+            _wrap_experts(module, name, mesh, by_expert, list(own), once)
+
+
+def _shard_experts(module, name, mesh, own: dict[str, str], by_expert: bool) -> list[str]:
+    """Distribute the experts' parameters; returns the down biases that stay whole on every
+    tp rank (added by rank 0 only)."""
+    from torch.distributed.tensor import Replicate, Shard, distribute_tensor
+    from torch.distributed.tensor.placement_types import _StridedShard
+
+    weights = {attr: s for attr, s in own.items() if s != "expert_bias"}
+    hidden = {} if by_expert else _hidden_dims(module, name, weights)
+    once = []
+    for attr, style in own.items():
+        param = getattr(module, attr)
+        if style == "expert_bias":
+            weight = attr.removesuffix("_bias")
+            if weight == attr or weight not in weights:
+                raise PlanError(f"{name}.{attr}: 'expert_bias' needs its weight {weight}")
+            style, dim = weights[weight], 1
+        else:
+            dim = hidden.get(attr, 0)
+        if param.dim() not in (2, 3):
+            raise PlanError(f"{name}.{attr}: expert parameters are stacked [experts, ...]")
+        if by_expert:
+            dim = 0
+            placement = Shard(0)
+        elif style == "expert_rowwise" and param.dim() == 2:
+            placement, dim = Replicate(), None
+            once.append(attr)
+        elif style == "expert_colwise_gate_up":
+            placement = _StridedShard(dim, split_factor=2)
+        else:
+            placement = Shard(dim)
+        parts = mesh.size() * (2 if isinstance(placement, _StridedShard) else 1)
+        if dim is not None and param.shape[dim] % parts:
+            raise PlanError(f"{name}.{attr}: dim {dim} ({param.shape[dim]}) does not split {parts}")
+        sharded = distribute_tensor(param.detach(), mesh, [placement])
+        module.register_parameter(attr, nn.Parameter(sharded, param.requires_grad))
+    return once
+
+
+def _hidden_dims(module, name, weights: dict[str, str]) -> dict[str, int]:
+    """The hidden dim of each stacked weight: the house's [experts, out, in] (the forward
+    multiplies by `self.<w>.mT`) or the checkpoint's [experts, in, out] (by `self.<w>`)."""
+    transposed = _transposed_in_forward(type(module))
+    dims = {}
+    for attr, style in weights.items():
+        if getattr(module, attr).dim() != 3:
+            raise PlanError(f"{name}.{attr}: expert weights are stacked 3-D tensors")
+        if attr not in transposed:
+            raise PlanError(f"{name}.{attr}: {type(module).__name__}.forward never reads it")
+        output_side = style != "expert_rowwise"
+        dims[attr] = 1 if transposed[attr] == output_side else 2
+    return dims
+
+
+def _transposed_in_forward(cls) -> dict[str, bool]:
+    """attribute -> whether `cls.forward` reads it as `self.<attr>.mT` (else as stored)."""
+    import ast
+    import inspect
+    import textwrap
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls.forward)))
+    found: dict[str, bool] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            if node.value.id == "self":
+                found.setdefault(node.attr, False)
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr == "mT"
+            and isinstance(node.value, ast.Attribute)
+            and isinstance(node.value.value, ast.Name)
+            and node.value.value.id == "self"
+        ):
+            found[node.value.attr] = True
+    return found
 
 
 def _head_params(model: nn.Module, mesh, params: dict[str, str]) -> None:
@@ -287,15 +420,14 @@ def _run_locally(module: nn.Module, attrs: list[str]) -> None:
     module.forward = local_forward
 
 
-def _wrap_experts(module: nn.Module, name: str, mesh, by_expert: bool) -> None:
-    """Experts' forward(x, indices, weights) on this rank's shard; outputs summed."""
+def _wrap_experts(module, name, mesh, by_expert: bool, attrs: list[str], once) -> None:
+    """Experts' forward(x, indices, weights) on this rank's shard; outputs summed. A bias in
+    `once` (whole on every rank) is added by rank 0; its gradient is summed over ranks."""
     forward = module.forward
-    stacked = [n for n, p in module.named_parameters(recurse=False) if p.dim() == 3]
-    if not stacked:
-        raise PlanError(f"{name}: 'experts' needs stacked 3-D expert weights")
-    total = getattr(module, stacked[0]).shape[0]
+    total = getattr(module, attrs[0]).shape[0]  # a DTensor's shape is the global one
     local = total // mesh.size() if by_expert else total
     start = mesh.get_local_rank() * local if by_expert else 0
+    sharded = [attr for attr in attrs if attr not in once]
 
     def sharded_forward(x, indices, weights, *args, **kwargs):
         x, weights = _sum_grads(x, mesh), _sum_grads(weights, mesh)
@@ -303,11 +435,25 @@ def _wrap_experts(module: nn.Module, name: str, mesh, by_expert: bool) -> None:
             mine = (indices >= start) & (indices < start + local)
             indices = torch.where(mine, indices - start, 0)
             weights = torch.where(mine, weights, 0)
-        with _local_weights(module, stacked, local):
-            out = forward(x, indices, weights, *args, **kwargs)
+        with _local_weights(module, sharded, local):
+            for attr in once:
+                bias = _summed_local(getattr(module, attr))
+                module.__dict__[attr] = bias if mesh.get_local_rank() == 0 else bias * 0
+            try:
+                out = forward(x, indices, weights, *args, **kwargs)
+            finally:
+                for attr in once:
+                    module.__dict__.pop(attr, None)
         return _sum_outputs(out, mesh)
 
     module.forward = sharded_forward
+
+
+def _summed_local(param):
+    """A replicated DTensor's local tensor whose gradient is summed over the ranks."""
+    from torch.distributed.tensor import Partial
+
+    return param.to_local(grad_placements=[Partial()])
 
 
 @contextmanager

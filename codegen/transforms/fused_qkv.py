@@ -7,6 +7,7 @@ import json
 import libcst as cst
 
 from codegen.transforms import _attention_edits as edits
+from codegen.transforms._kv_heads import set_kv_heads_from_source
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import (
     EditDict,
@@ -23,19 +24,21 @@ WQKV = (
     "args.dim, (args.n_heads + 2 * args.n_kv_heads) * args.head_dim, bias={bias})"
 )
 
-# gpt-fast style: one matmul, then q | k | v along the last dim (HF's concatenated layout)
+# gpt-fast style: one matmul, then q | k | v along the last dim (HF's concatenated layout);
+# the sizes come from the output's width, so a rank holding its heads' rows splits its own
 SPLIT = """
-kv_size = self.n_kv_heads * self.head_dim
-q, k, v = self.wqkv(x).split([self.n_heads * self.head_dim, kv_size, kv_size], dim=-1)
+qkv = self.wqkv(x)
+kv_size = qkv.shape[-1] // (self.n_heads // self.n_kv_heads + 2)
+q, k, v = qkv.split([qkv.shape[-1] - 2 * kv_size, kv_size, kv_size], dim=-1)
 """
 
 
 # rows grouped per kv head (each group: its q heads, then one k and one v head), or per head
-# (q, k, v of one head; the same code with groups of one): split on a kv-head axis, so the
-# checkpoint's tensor loads as it is
+# (q, k, v of one head; the same code with groups of one): split on a kv-head axis (-1: a
+# rank holding its kv heads' groups views its own), so the checkpoint's tensor loads as it is
 GROUPED_SPLIT = """
-qkv = self.wqkv(x).view(batch, seq, self.n_kv_heads, -1, self.head_dim)
 group = self.n_heads // self.n_kv_heads
+qkv = self.wqkv(x).view(batch, seq, -1, group + 2, self.head_dim)
 q, k, v = (part.reshape(batch, seq, -1) for part in qkv.split([group, 1, 1], dim=3))
 """
 LAYOUTS = {"contiguous": SPLIT, "grouped": GROUPED_SPLIT, "interleaved": GROUPED_SPLIT}
@@ -47,7 +50,9 @@ class FuseQkv(Transform):
     kv head: its q heads, then k, then v) or `interleaved` (per head: q, k, v). The adapter
     maps the single fused key (and its bias when the projections have one) instead of three.
 
-    `hf_name` is the fused module's name in the checkpoint (`qkv_proj` for phi3).
+    `hf_name` is the fused module's name in the checkpoint (`qkv_proj` for phi3). Where the
+    target's attention computes its kv head count from switches (falcon's multi_query),
+    `from_hf_config` computes it the same way (`_kv_heads`).
     """
 
     name = "fuse_qkv"
@@ -90,6 +95,7 @@ class FuseQkv(Transform):
                 lambda node, p=p: cst.Name(p),
             )
         _fuse_rows(package, hf_name)
+        set_kv_heads_from_source(package, features)
 
 
 _first_projection = calls("self.wq")

@@ -240,9 +240,13 @@ def _gradient_diff(got, expected, floor: float) -> float:
     """max |got - expected| over max(max |expected|, floor); inf when a gradient is missing."""
     if got is None:
         return float("inf")
-    scale = max(float(expected.abs().max()) if expected.numel() else 0.0, floor)
+    if got.shape != expected.shape:
+        return float("inf")
+    if not expected.numel():  # an empty weight (a zero-width layer) has nothing to differ
+        return 0.0
+    scale = max(float(expected.abs().max()), floor)
     if scale == 0.0:
-        return 0.0 if not got.numel() or float(got.abs().max()) == 0.0 else float("inf")
+        return 0.0 if float(got.abs().max()) == 0.0 else float("inf")
     return float((got.float() - expected.float()).abs().max()) / scale
 
 

@@ -36,8 +36,16 @@ FSDP_BLOCKS = ("layers.*",)
 # entries a config may leave without a match: every layer MoE (no dense feed_forward), or
 # num_experts=0 (every layer dense, no MoE)
 OPTIONAL = frozenset(
-    {"layers.*.feed_forward.w1", "layers.*.feed_forward.w3", "layers.*.feed_forward.w2"}
-    | {name for name in PLAN if name.startswith("layers.*.moe.")}
+    {
+        "layers.*.feed_forward.w1",
+        "layers.*.feed_forward.w3",
+        "layers.*.feed_forward.w2",
+        "layers.*.moe.gate",
+        "layers.*.moe.experts",
+        "layers.*.moe.experts.w1",
+        "layers.*.moe.experts.w3",
+        "layers.*.moe.experts.w2",
+    }
 )
 
 
