@@ -54,12 +54,33 @@ def make_plan(target, name: str | None = None, reference: str | None = None) -> 
     then the analyzer's order); if none is complete, the analyzer's closest, with its gaps.
     """
     if reference is None:
-        candidates = [_plan_from(target, name, ref) for ref in references.ORDER]
-        complete = [plan for plan in candidates if plan.complete]
-        if complete:
-            return min(complete, key=lambda plan: len(_rule_steps(plan)))
+        best = _fewest_rules(target, name)
+        if best is not None:
+            return best
         reference = target.features.reference.closest
     return _plan_from(target, name, reference)
+
+
+def _fewest_rules(target, name: str | None) -> Plan | None:
+    """The complete plan with the fewest rules, the analyzer's order breaking ties.
+
+    A plan's steps that depend on the reference's own code (`_fixing_steps`,
+    `_unreachable_steps`: they read its files) only add to the steps without them, so those
+    cheaper partial plans bound each reference's count from below: a reference whose bound
+    cannot beat the best full plan so far is never planned in full."""
+    partial = [_plan_from(target, name, ref, own_code=False) for ref in references.ORDER]
+    bounds = sorted(
+        (len(_rule_steps(plan)), index) for index, plan in enumerate(partial) if plan.complete
+    )
+    best, best_key = None, None
+    for bound, index in bounds:
+        if best_key is not None and (bound, index) > best_key:
+            break
+        plan = _plan_from(target, name, references.ORDER[index])
+        key = (len(_rule_steps(plan)), index)
+        if best_key is None or key < best_key:
+            best, best_key = plan, key
+    return best
 
 
 def _rule_steps(plan: Plan) -> list[Step]:
@@ -67,7 +88,7 @@ def _rule_steps(plan: Plan) -> list[Step]:
     return [step for step in plan.steps if step.rule and not step.reason.startswith(_FIXING)]
 
 
-def _plan_from(target, name: str | None, reference: str) -> Plan:
+def _plan_from(target, name: str | None, reference: str, *, own_code: bool = True) -> Plan:
     features = target.features
     name = name or package_name(features.model_type)
     if isinstance(name, str) and not name.isidentifier():
@@ -98,8 +119,9 @@ def _plan_from(target, name: str | None, reference: str) -> Plan:
         if finding.feature not in compared:
             gaps.append(Gap(finding.feature, finding.detail, finding.evidence))
     steps += _switch_steps(features, reference, rules, {step.rule for step in steps})
-    steps += _fixing_steps(target, reference, rules, {step.rule for step in steps})
-    steps += _unreachable_steps(target, reference, rules, {step.rule for step in steps})
+    if own_code:  # the steps that read the reference's files (see `_fewest_rules`)
+        steps += _fixing_steps(target, reference, rules, {step.rule for step in steps})
+        steps += _unreachable_steps(target, reference, rules, {step.rule for step in steps})
     steps.sort(key=lambda step: _rule_order(rules, step.rule))
     steps += _naming_steps(target)
     model_types = (features.model_type,) if features.model_type else (name,)
@@ -212,20 +234,25 @@ def _biased(selects: str) -> set[str]:
     return set()
 
 
-@cache
 def _reference_switches(reference: str) -> tuple[frozenset[str], frozenset[str]]:
     """The config fields the reference's `from_hf_config` reads, and the projections its
     model builds with a bias that is not a literal (`bias=args.attention_bias`)."""
-    import libcst as cst
-
     from codegen.scaffold.build import read_reference_files
+
+    files = read_reference_files(reference)
+    return _switches_of(files["model.py"], files["args.py"])
+
+
+@cache
+def _switches_of(model_text: str, args_text: str) -> tuple[frozenset[str], frozenset[str]]:
+    """`_reference_switches` of these file contents (parsed once per process, shared with
+    the build of the package: `parse_source`)."""
+    from codegen.scaffold.source import parse_source
     from codegen.transforms.align_hf_keys import switched_biases
     from codegen.transforms.guard_switches import config_reads
 
-    files = read_reference_files(reference)
-    model = cst.parse_module(files["model.py"])
-    reads = config_reads(cst.parse_module(files["args.py"]))
-    return frozenset(reads), frozenset(switched_biases(model))
+    reads = config_reads(parse_source(args_text))
+    return frozenset(reads), frozenset(switched_biases(parse_source(model_text)))
 
 
 def package_name(model_type: str | None) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import libcst as cst
@@ -22,6 +23,13 @@ PACKAGE_FILES = (
 )
 
 
+@lru_cache(maxsize=64)
+def parse_source(text: str) -> cst.Module:
+    """`cst.parse_module(text)`, once per text: libcst trees are immutable (edits return new
+    ones), so the planner's read of a reference and the build's copy share one parse."""
+    return cst.parse_module(text)
+
+
 @dataclass
 class SourcePackage:
     """The files of one model package, parsed; `name` is the package (model) name."""
@@ -39,7 +47,7 @@ class SourcePackage:
             path = directory / filename
             if path.is_file():
                 try:
-                    package.files[filename] = cst.parse_module(path.read_text())
+                    package.files[filename] = parse_source(path.read_text())
                 except cst.ParserSyntaxError as err:
                     raise CodegenError(str(err).splitlines()[0], path=str(path)) from None
         if "model.py" not in package.files:

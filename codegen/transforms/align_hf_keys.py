@@ -7,6 +7,7 @@ import json
 import libcst as cst
 import libcst.matchers as m
 
+from codegen.analyze import walk
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import EditDict, run
 
@@ -137,7 +138,7 @@ def built_modules(module: cst.Module) -> set[str]:
 def switched_biases(module: cst.Module) -> set[str]:
     """Attributes built as `self.<name> = nn.Linear(..., bias=<not a literal>)`."""
     finder = _SwitchedBiases()
-    module.visit(finder)
+    walk.visit(module, finder)  # reads only: no rebuilt tree
     return finder.found
 
 

@@ -14,6 +14,7 @@ import json
 import libcst as cst
 import libcst.matchers as m
 
+from codegen.analyze import walk
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import EditDict, run
 
@@ -78,7 +79,7 @@ class _Reads(cst.CSTVisitor):
 def config_reads(module: cst.Module) -> set[str]:
     """Config fields the module reads from `hf_config`, directly or through getattr."""
     visitor = _Reads()
-    module.visit(visitor)
+    walk.visit(module, visitor)  # reads only: no rebuilt tree
     return visitor.names
 
 
