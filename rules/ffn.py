@@ -35,6 +35,14 @@ RULES = [
         description="ungated 2-layer MLP w2(act(w1(x))) (c_fc -> act -> c_proj)",
     ),
     Rule(
+        id="ffn_mlp",
+        feature="ffn.kind",
+        values=("mlp",),
+        transform="set_ffn_kind",
+        params={"kind": "mlp", "activation": FromFeature("ffn.activation")},
+        description="ungated 2-layer MLP with another activation: w2(relu(w1(x))) (OPT fc1/fc2)",
+    ),
+    Rule(
         id="ffn_relu2",
         feature="ffn.kind",
         values=("relu2",),

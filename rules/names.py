@@ -43,7 +43,7 @@ CONFIG_ALIASES: dict[str, tuple[str, ...]] = {
     "layer_norm_eps": ("rms_norm_eps", "norm_eps", "layer_norm_epsilon"),
     "num_key_value_heads": ("num_kv_heads",),
     "initializer_range": ("init_std",),  # HF _init_weights reads init_std when it is absent
-    "intermediate_size": ("ffn_hidden_size",),
+    "intermediate_size": ("ffn_hidden_size", "ffn_dim"),
     "num_local_experts": ("num_experts", "n_routed_experts"),
     "num_experts": ("num_local_experts", "n_routed_experts"),
     "n_routed_experts": ("num_experts", "num_local_experts"),

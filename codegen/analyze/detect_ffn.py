@@ -29,6 +29,7 @@ _GELU = (
 )
 _SILU = ("silu", "swish")
 _RELU2 = ("relu2", "relu_squared", "relu2_fn", "squared_relu")
+_PLAIN = ("relu", "relu6", "tanh", "sigmoid", "silu", "swish")  # ungated: an `mlp`
 
 
 @dataclass
@@ -207,6 +208,8 @@ def analyse(ctx: Ctx, rec: ModuleRec, inputs: dict | None = None) -> FfnInfo:
             info.kind = "relu2"
         elif act is not None and act.startswith("gelu"):
             info.kind = "gelu_mlp"
+        elif act in _PLAIN:
+            info.kind = "mlp"  # the same two layers with another elementwise activation (OPT)
         elif act is not None:
             info.kind = "other"
         info.fused = False

@@ -34,7 +34,7 @@ from codegen.transforms.edits import (
 from codegen.transforms.qkv_bias import set_adapter_rows
 
 GATED = {"swiglu": "SwiGLU", "geglu": "GeGLU"}
-UNGATED = {"gelu_mlp": "GELU MLP", "relu2": "ReLU-squared MLP"}
+UNGATED = {"gelu_mlp": "GELU MLP", "relu2": "ReLU-squared MLP", "mlp": "MLP"}
 KINDS = {**GATED, **UNGATED}
 _FFN = "feed_forward"
 

@@ -131,6 +131,15 @@ def test_relu2_squares_the_relu():
     assert '"""ReLU-squared MLP: w2(relu2(w1(x)))."""' in model
 
 
+def test_plain_mlp_takes_its_activation():
+    package = _package()
+    SetFfnKind().apply(package, kind="mlp", activation="relu", bias=True)
+    model = package.render()["model.py"]
+    assert "return self.w2(F.relu(self.w1(x)))" in model
+    assert "self.w3" not in model
+    assert '"""MLP: w2(relu(w1(x)))."""' in model
+
+
 def test_activation_follows_a_fused_gate():
     package = _package()
     FuseGateUp().apply(package, layout="concat")

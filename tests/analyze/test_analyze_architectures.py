@@ -438,6 +438,39 @@ def test_an_ffn_no_rule_names_says_what_it_is(analysed, model_type, kind, eviden
     assert features.evidence["ffn.kind"].endswith(evidence)
 
 
+def test_an_ungated_mlp_with_a_plain_activation_is_an_mlp(analysed) -> None:
+    features = _features(analysed, "opt")
+    assert (features.ffn.kind, features.ffn.activation) == ("mlp", "relu")
+
+
+@pytest.mark.parametrize(
+    ("model_type", "positions", "offset", "table"),
+    [
+        ("gpt2", "learned", 0, "transformer.wpe"),
+        ("opt", "learned", 2, "model.decoder.embed_positions"),
+        ("xglm", "sinusoidal", 0, ""),
+        ("llama", "none", 0, ""),
+    ],
+)
+def test_absolute_positions(analysed, model_type, positions, offset, table) -> None:
+    embedding = _features(analysed, model_type).embedding
+    assert (embedding.positions, embedding.position_offset) == (positions, offset)
+    assert embedding.position_table == table
+
+
+def test_conv1d_projections_are_stored_transposed_and_init_is_gpt2s(analysed) -> None:
+    features = _features(analysed, "gpt2")
+    assert features.state_dict.transposed_keys == (
+        "attn.c_attn.weight",
+        "attn.c_proj.weight",
+        "mlp.c_fc.weight",
+        "mlp.c_proj.weight",
+    )
+    assert features.block.scaled_residual_init is True
+    assert _features(analysed, "opt").state_dict.transposed_keys == ()
+    assert _features(analysed, "llama").block.scaled_residual_init is False
+
+
 def test_differential_attention_is_reported_unsupported(analysed: dict) -> None:
     found = {u.feature for u in _features(analysed, "diffllama").unsupported}
     assert "attention.differential" in found

@@ -33,7 +33,7 @@ REQUIRED_KEYS = {
     "rope.partial_rotary": None,
     "rope.interleaved": {True, False},
     "rope.nope_layers": {True, False},
-    "ffn.kind": {"swiglu", "geglu", "gelu_mlp", "relu2", "other"},
+    "ffn.kind": {"swiglu", "geglu", "gelu_mlp", "relu2", "mlp", "other"},
     "ffn.bias": {True, False},
     "ffn.fused_gate_up": {True, False},
     "moe": None,
