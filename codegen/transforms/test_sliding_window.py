@@ -80,6 +80,21 @@ def test_switching_pattern_to_all_leaves_one_window():
     assert "layer_types" not in files["args.py"]
 
 
+def test_pattern_replaces_the_moe_references_every_layer_window():
+    """qwen3_moe's window (every layer, when configured) is built in, with no mask note."""
+    package = _package("qwen3_moe")
+    assert "sliding_window_mask(tokens.shape[1], self.args.sliding_window" in _code(
+        package.render()["model.py"]
+    )
+    SetSlidingWindow().apply(package, mode="pattern")
+    files = package.render()
+    body = _code(files["model.py"])
+    assert body.count("def sliding_window_mask") == 1
+    assert 'self.sliding = args.layer_types[layer_id] == "sliding_attention"' in body
+    assert "h = layer(h, rope, window if layer.sliding else None)" in body
+    assert "layer_types=tuple(hf_config.layer_types)," in files["args.py"]
+
+
 def test_unknown_mode_is_refused():
     with pytest.raises(ValueError):
         SetSlidingWindow().apply(_package("llama"), mode="chunked")
