@@ -4,7 +4,8 @@ Both models get the same config (4 layers, hidden 512, 8 heads, seq 512, batch 2
 default), the same weights and the same tokens. Wall time alternates house and HF forwards
 in one process (median of --repeat runs after a warm-up); peak memory is the growth of the
 process's RSS high-water mark during one forward, each model in a fresh subprocess so the
-two peaks cannot mask each other. A ratio <= 1.0 means the house model is no worse.
+two peaks cannot mask each other (with glibc's mmap threshold pinned, so freed tensors
+leave the resident set). A ratio <= 1.0 means the house model is no worse.
 
 Any package works, not only the references: `--models DIR` benchmarks packages written by
 `codegen scaffold --out DIR`; `--sweep COVERAGE_JSON` scaffolds every architecture the coverage
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -147,7 +149,11 @@ def peak_memory(name: str, which: str) -> float:
     command += ["--batch", str(ARGS.batch)]
     if ARGS.models_dir is not None:
         command += ["--models", str(ARGS.models_dir)]
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    # glibc's mmap threshold grows with what a process has freed, so freed tensors may stay
+    # in the heap and count as resident; pinning it (both models alike) makes the RSS peak
+    # track the tensors alive at once, not the allocator's history.
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
+    done = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
     return json.loads(done.stdout.strip().splitlines()[-1])["peak_mib"]
 
 

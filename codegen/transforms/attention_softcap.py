@@ -16,8 +16,9 @@ attn_softcap: float | None = 50.0
 """
 
 CAP = """
-if self.softcap is not None:
-    scores = torch.tanh(scores / self.softcap) * self.softcap
+if self.softcap is not None:  # tanh in place: one scores-sized temporary, not two
+    scores = (scores / self.softcap).tanh_()
+    scores = scores * self.softcap
 """
 
 

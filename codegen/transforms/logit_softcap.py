@@ -13,7 +13,8 @@ logits = {logits}
 cap = self.args.{field}
 if cap is None:  # the config switches the cap off
     return logits
-return torch.tanh(logits / cap) * cap
+logits = (logits / cap).tanh_()  # in place: two logit-sized tensors at most
+return logits * cap
 """
 
 # HF: `logits = logits / self.config.final_logit_softcapping; logits = torch.tanh(logits); ...`

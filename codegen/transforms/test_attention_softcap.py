@@ -19,10 +19,11 @@ def test_softcap_caps_scores_before_the_mask():
     AddAttentionSoftcap().apply(package)
     files = package.render()
     lines = [line.strip() for line in files["model.py"].splitlines()]
-    cap = lines.index("scores = torch.tanh(scores / self.softcap) * self.softcap")
-    assert lines[cap - 1] == "if self.softcap is not None:"  # the config can switch it off
+    cap = lines.index("scores = (scores / self.softcap).tanh_()")
+    assert lines[cap + 1] == "scores = scores * self.softcap"
+    assert lines[cap - 1].startswith("if self.softcap is not None:")  # the config switches it
     assert lines[cap - 2] == "scores = q @ k.transpose(2, 3) * self.head_dim**-0.5"
-    assert lines[cap + 1].startswith("causal = torch.ones(seq, seq")
+    assert lines[cap + 2].startswith("causal = torch.ones(seq, seq")
     assert "self.softcap = args.attn_softcap" in lines
     assert "attn_softcap=hf_config.attn_logit_softcapping," in files["args.py"]
     assert "attn_softcap: float | None = 50.0" in files["args.py"]
@@ -38,7 +39,7 @@ def test_softcap_keeps_a_custom_sdpa_scale_and_composes_with_sinks():
     AddAttentionSinks().apply(package)
     model = package.render()["model.py"]
     assert "scores = q @ k.transpose(2, 3) * self.scale" in model
-    assert model.count("scores = torch.tanh(") == 1
+    assert model.count(".tanh_()") == 1
     assert "logits = torch.cat([scores, sinks], dim=-1)" in model
 
 

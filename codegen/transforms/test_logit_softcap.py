@@ -17,7 +17,8 @@ def test_logits_are_capped_with_the_mapped_field():
         "        cap = self.args.final_logit_softcapping\n"
         "        if cap is None:  # the config switches the cap off\n"
         "            return logits\n"
-        "        return torch.tanh(logits / cap) * cap\n"
+        "        logits = (logits / cap).tanh_()  # in place: two logit-sized tensors at most\n"
+        "        return logits * cap\n"
     )
     assert (
         "final_logit_softcapping: float | None = 30.0  # logits = tanh(logits / cap) * cap;"
