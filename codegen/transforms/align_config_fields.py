@@ -61,15 +61,16 @@ class _Resolver:
         self.names, self.available, self.features = names, available, features
 
     def expression(self, read: str, seen: frozenset = frozenset()) -> cst.BaseExpression | None:
-        """`hf_config.<read>` -> an alias read, a value the analysis found, a derivation from
-        fields the config has, a legacy name, or the fallback (None: leave it)."""
+        """`hf_config.<read>` -> an alias read, a derivation from fields the config has, a
+        legacy name, a value the analysis found in the code (only where the config holds the
+        value under no name), or the fallback (None: leave it)."""
         if read in self.available or read in seen:
             return None
         found = (
             self._alias(self.names.CONFIG_ALIASES.get(read, ()))
-            or self._known(read)
             or self._derived(read, seen)
             or self._alias(LEGACY_NAMES.get(read, ()))
+            or self._known(read)
         )
         if found is None and read in self.names.CONFIG_FALLBACKS:
             found = self._resolved(self.names.CONFIG_FALLBACKS[read], seen | {read})
