@@ -91,7 +91,10 @@ def sweep_one(model_type: str, models_dir: Path, verify: bool, parallel=()) -> d
             features=features,
             target=target,
         )
-        row["checks"] = package_checks(models_dir / plan.name)  # ruff, ruff format, dead code
+        # ruff, ruff format, dead code, prose
+        row["checks"] = package_checks(
+            models_dir / plan.name, features.source.configuration or "", plan.model_types
+        )
         if verify:
             row["verify"] = verify_isolated(models_dir, plan.name)
             if parallel:

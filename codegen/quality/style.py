@@ -1,5 +1,7 @@
-"""The checks the coverage sweep runs on every package it writes: ruff lint, ruff format
-and the dead-code rules, with the ruff binary the `ruff` package ships (PATH not needed).
+"""The checks the coverage sweep runs on every package it writes: ruff lint, ruff format,
+the dead-code rules and, given the target's configuration file, the prose check (no comment
+or docstring names a reference or an HF config field the target lacks), with the ruff
+binary the `ruff` package ships (PATH not needed).
 
 `HOUSE_LINT` is the project's own ruff selection (pyproject's `[tool.ruff]`), spelled out
 so the check means the same from a wheel or a temp folder with no config around it.
@@ -40,9 +42,12 @@ def path_without_ruff(path: str) -> str:
     return os.pathsep.join(kept)
 
 
-def package_checks(directory: Path) -> dict[str, list[str]]:
-    """{check: findings} for `ruff_check`, `ruff_format` (files it would reformat) and
-    `dead_code`; every list is empty for a clean package."""
+def package_checks(
+    directory: Path, configuration: str | None = None, own: tuple[str, ...] = ()
+) -> dict[str, list[str]]:
+    """{check: findings} for `ruff_check`, `ruff_format` (files it would reformat),
+    `dead_code` and, with the target's `configuration` file (`own`: its model types),
+    `prose`; every list is empty for a clean package."""
     ruff = ruff_binary()
     lint = subprocess.run(
         [ruff, "check", *HOUSE_LINT, "--output-format", "concise", "--quiet", str(directory)],
@@ -54,11 +59,23 @@ def package_checks(directory: Path) -> dict[str, list[str]]:
         capture_output=True,
         text=True,
     )
-    return {
+    checks = {
         "ruff_check": _lines(lint, directory),
         "ruff_format": _lines(fmt, directory),
         "dead_code": [finding.render() for finding in check_package(directory)],
     }
+    if configuration is not None:
+        from codegen.analyze.reference import ORDER
+        from codegen.quality.prose import foreign_mentions
+
+        files = {
+            path.name: path.read_text()
+            for path in sorted(directory.glob("*.py"))
+            if not path.name.startswith("test_")
+        }
+        found = foreign_mentions(files, directory.name, configuration, list(ORDER), own)
+        checks["prose"] = [f"{directory.name}/{line}" for line in found]
+    return checks
 
 
 def _lines(done: subprocess.CompletedProcess, directory: Path) -> list[str]:
@@ -72,8 +89,10 @@ def summary(rows: list[dict]) -> str:
     """One line: how many written packages pass each check, and which fail."""
     checked = [r for r in rows if r.get("checks") is not None]
     parts = []
-    for check in ("ruff_check", "ruff_format", "dead_code"):
-        failing = sorted(r["model_type"] for r in checked if r["checks"][check])
+    for check in ("ruff_check", "ruff_format", "dead_code", "prose"):
+        if not any(check in r["checks"] for r in checked):
+            continue
+        failing = sorted(r["model_type"] for r in checked if r["checks"].get(check))
         part = f"{check.replace('_', ' ')} {len(checked) - len(failing)}/{len(checked)}"
         parts.append(part + (f" (fails: {', '.join(failing)})" if failing else ""))
     return "package checks (ruff not on PATH): " + "; ".join(parts)

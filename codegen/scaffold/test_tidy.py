@@ -128,3 +128,14 @@ def test_a_line_only_a_long_string_makes_long_is_marked_not_left_failing():
     assert len(line) > 100 and line.endswith("# noqa: E501")
     short = ruff_format({"a.py": "X = {'a': 1}\n"})["a.py"]
     assert "noqa" not in short
+
+
+def test_tidy_removes_a_function_whose_last_call_was_folded_away():
+    model = (
+        "def window_mask(n):\n    return n\n\n\nclass Model:\n"
+        "    def forward(self, x):\n        mask = None\n        return x, mask\n"
+    )
+    package = SourcePackage("x", {"model.py": cst.parse_module(model)})
+    tidy(package)
+    assert "window_mask" not in package.render()["model.py"]
+    assert "class Model" in package.render()["model.py"]

@@ -29,9 +29,30 @@ _ALWAYS_USED = {"tie_word_embeddings"}
 def tidy(package: SourcePackage) -> None:
     FoldConstantBranches().apply(package)  # dead branches first: they keep fields read
     DropPinnedAttributes().apply(package)
+    drop_unused_definitions(package)
     drop_unused_fields(package)
     for filename, module in package.files.items():
         package.files[filename] = _remove_unused_imports(module, package.visit)
+
+
+def drop_unused_definitions(package: SourcePackage) -> None:
+    """Remove model.py/args.py functions nothing uses any more (a window mask whose only
+    call was folded away), as the dead-code check's DC4 finds them."""
+    from codegen.quality.rules.unused_definition import unused_definitions
+
+    while True:
+        found = unused_definitions(package.files)
+        if not found:
+            return
+        functions = {
+            filename: [node for node in dead if isinstance(node, cst.FunctionDef)]
+            for filename, dead in found.items()
+        }
+        if not any(functions.values()):
+            return  # an unused class may be API a test builds: DC4 reports it
+        for filename, dead in functions.items():
+            body = [s for s in package.files[filename].body if s not in dead]
+            package.files[filename] = package.files[filename].with_changes(body=body)
 
 
 def drop_unused_fields(package: SourcePackage) -> None:

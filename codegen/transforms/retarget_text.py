@@ -310,14 +310,14 @@ def foreign_hf_names(references: Sequence[str], modeling: str | None, configurat
     theirs: set[str] = set()
     for reference in references:
         folder = Path(root) / "models" / reference
-        theirs |= _config_names(str(folder / f"configuration_{reference}.py"))
+        theirs |= config_field_names(str(folder / f"configuration_{reference}.py"))
         theirs |= _function_names(str(folder / f"modeling_{reference}.py"))
-    ours = _config_names(configuration or "") | _function_names(modeling)
+    ours = config_field_names(configuration or "") | _function_names(modeling)
     return sorted(theirs - ours)
 
 
 @cache
-def _config_names(path: str) -> frozenset[str]:
+def config_field_names(path: str) -> frozenset[str]:
     """Field names a configuration file's config classes declare: class-level annotations,
     `self.x = ...` stores, `__init__` parameters and both sides of attribute_map."""
     module = _parse(path)

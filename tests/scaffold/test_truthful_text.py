@@ -13,9 +13,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import importlib
-import io
 import re
-import tokenize
 from pathlib import Path
 
 import pytest
@@ -23,6 +21,7 @@ import pytest
 from codegen.analyze.reference import ORDER
 from codegen.cli import main
 from codegen.models import references_dir
+from codegen.quality.prose import code_names, prose, said_names
 from codegen.scaffold.standalone import VENDORED
 
 # neighbours of every reference: llama (gemma2, phi3, olmo2, mistral), qwen2 (starcoder2),
@@ -140,30 +139,6 @@ def _config_fields(model_type: str) -> set[str]:
     return {*config.to_dict(), *vars(config), *type(config).attribute_map}
 
 
-def _prose(text: str):
-    """(line, text) of every comment and docstring of a module."""
-    for token in tokenize.generate_tokens(io.StringIO(text).readline):
-        if token.type == tokenize.COMMENT:
-            yield token.start[0], token.string
-    for node in ast.walk(ast.parse(text)):
-        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef)):
-            docstring = ast.get_docstring(node)
-            if docstring:
-                yield getattr(node, "lineno", 1), docstring
-
-
-def _code_names(text: str) -> set[str]:
-    names = set()
-    for node in ast.walk(ast.parse(text)):
-        if isinstance(node, ast.Name):
-            names.add(node.id)
-        elif isinstance(node, ast.Attribute):
-            names.add(node.attr)
-        elif isinstance(node, ast.arg):
-            names.add(node.arg)
-    return names
-
-
 @pytest.mark.parametrize("target", TARGETS)
 def test_prose_names_no_config_field_the_target_lacks(models, target):
     """A reference's prose speaks of its HF config (`num_nextn_predict_layers`,
@@ -171,11 +146,11 @@ def test_prose_names_no_config_field_the_target_lacks(models, target):
     A name the package's own code uses (`head_dim`, `num_experts`) is the package's word."""
     foreign = set().union(*(_config_fields(ref) for ref in ORDER)) - _config_fields(target)
     files = sorted((models / target).glob("*.py"))
-    used = set().union(*(_code_names(path.read_text()) for path in files))
+    used = set().union(*(code_names(path.read_text()) for path in files))
     for path in files:
-        for line, prose in _prose(path.read_text()):
-            named = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", prose)) & foreign - used
-            assert not named, f"{target}/{path.name}:{line} names {sorted(named)}: {prose!r}"
+        for line, said in prose(path.read_text()):
+            named = said_names(said) & foreign - used
+            assert not named, f"{target}/{path.name}:{line} names {sorted(named)}: {said!r}"
 
 
 @pytest.mark.parametrize(

@@ -3,5 +3,6 @@
 from codegen.quality.rules.constant_condition import ConstantCondition
 from codegen.quality.rules.unreachable_branch import UnreachableBranch
 from codegen.quality.rules.unread_field import UnreadField
+from codegen.quality.rules.unused_definition import UnusedDefinition
 
-RULES = (ConstantCondition, UnreachableBranch, UnreadField)
+RULES = (ConstantCondition, UnreachableBranch, UnreadField, UnusedDefinition)
