@@ -180,7 +180,15 @@ def _tensor_parallel(model: nn.Module, tp_mesh, modules: dict[str, str]) -> None
     }
     plan = {name: styles[style] for name, style in modules.items() if style in styles}
     parallelize_module(model, tp_mesh, plan)
+    size, rank = tp_mesh.size(), tp_mesh.get_local_rank()
     for name, style in modules.items():
+        module = model.get_submodule(name)
+        if style == "colwise":
+            module.shard_features = ("output", _blocks(module.out_features, 1, size, rank))
+        elif style == "rowwise":
+            module.shard_features = ("input", _blocks(module.in_features, 1, size, rank))
+        elif style == "colwise_gate_up":
+            module.shard_features = ("output", _blocks(module.out_features, 2, size, rank))
         if style == "rope_key_tail":
             _sum_tail_grads(model, name, tp_mesh)
         elif style == "sharded_norm":
@@ -189,6 +197,17 @@ def _tensor_parallel(model: nn.Module, tp_mesh, modules: dict[str, str]) -> None
             _fused_colwise(model.get_submodule(name), name, tp_mesh, parts=2)
         elif style == "colwise_qkv":
             _fused_qkv(model, name, tp_mesh)
+
+
+def _blocks(features: int, parts: int, size: int, rank: int) -> torch.Tensor:
+    """The features rank `rank` holds when each of `parts` equal blocks is split `size`
+    ways; set as `shard_features` (side, indices) on a sharded Linear, so a check can
+    compare its local activations with the one-device ones."""
+    block = features // parts
+    step = block // size
+    return torch.cat(
+        [torch.arange(b * block + rank * step, b * block + (rank + 1) * step) for b in range(parts)]
+    )
 
 
 def _fused_colwise(module: nn.Module, name: str, mesh, parts: int) -> None:
@@ -239,6 +258,7 @@ def _fused_qkv(model: nn.Module, name: str, mesh) -> None:
             for start, part in ((0, q), (q, kv), (q + kv, kv))
         ]
     )
+    module.shard_features = ("output", rows)
     names = [attr for attr, _ in module.named_parameters(recurse=False)]
     for attr in names:
         param = getattr(module, attr)

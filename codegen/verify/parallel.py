@@ -202,10 +202,53 @@ def _loss(logits, tokens):
 
 def _single_device(spec, config, state, tokens, positions):
     model = _build(spec, config, state)
+    seen: dict[str, dict] = {}
+
+    def keep(module, args, out, name):  # the first call of each Linear
+        if name not in seen:
+            seen[name] = {"input": args[0].detach(), "output": out.detach()}
+
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear):
+            module.register_forward_hook(lambda m, args, out, name=name: keep(m, args, out, name))
     logits = model(tokens, positions)
     _loss(logits, tokens).backward()
     grads = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
-    return {"logits": logits.detach(), "grads": grads}
+    return {"logits": logits.detach(), "grads": grads, "activations": seen}
+
+
+def _record_sharded(model, record: list) -> None:
+    """Append (name, side, local tensor, features) at each sharded Linear's first call:
+    the local input of a row-wise one, the local output of a column-wise one."""
+    for name, module in model.named_modules():
+        marked = getattr(module, "shard_features", None)
+        if marked is None:
+            continue
+
+        def hook(m, args, out, name=name, side=marked[0], index=marked[1]):
+            if not any(entry[0] == name for entry in record):
+                tensor = args[0] if side == "input" else out
+                record.append((name, side, tensor.detach().clone(), index))
+
+        module.register_forward_hook(hook)
+
+
+def _first_activation(reference: dict, record: list) -> str | None:
+    """Where the sharded forward first leaves the one-device one, in forward order: the
+    sharded Linear whose local activation differs, and the last one before it that agreed
+    (what runs between them reads the shards differently than the plan splits them)."""
+    agreed = None
+    for name, side, local, index in record:
+        full = reference.get(name, {}).get(side)
+        if full is None:
+            continue
+        expected = full[..., index]
+        if expected.shape != local.shape or relative_diff(local, expected) > TOLERANCE:
+            after = f" after {agreed}'s output agreed" if agreed else ""
+            return f"the forward first differs at the {side} of {name}{after}"
+        if side == "output":
+            agreed = name
+    return None
 
 
 def _compare(result: ParallelResult, reference: dict, parallel: dict) -> None:
@@ -215,6 +258,9 @@ def _compare(result: ParallelResult, reference: dict, parallel: dict) -> None:
     problems = []
     if result.logits_diff > TOLERANCE:
         problems.append(f"logits differ by {result.logits_diff:.2e} of max|logit|")
+        where = _first_activation(reference["activations"], parallel.get("activations", []))
+        if where:
+            problems.append(where)
     worst = ("-", 0.0)
     first = None
     # a tensor whose gradient is itself at rounding level (a key bias: softmax ignores a
@@ -304,6 +350,9 @@ def _worker(rank, spec, config, state, tokens, positions, dims, parallelize, pla
         except Exception as err:
             raise _Failure(f"the plan does not apply: {_one_line(err)}") from None
         dp = dims.get("dp_shard", 1)
+        record: list = []
+        if dp == 1:  # every rank sees the whole batch: its activations compare directly
+            _record_sharded(model, record)
         if dp > 1:  # data parallel: this rank's rows of the batch (by its dp coordinate)
             index = mesh["dp_shard"].get_local_rank()
             rows = tokens.shape[0] // dp
@@ -324,7 +373,8 @@ def _worker(rank, spec, config, state, tokens, positions, dims, parallelize, pla
                 grad = grad.full_tensor()  # collective: every rank takes part
             grads[name] = grad
         if rank == 0:
-            torch.save({"logits": logits.detach(), "grads": grads}, out / "rank0.pt")
+            saved = {"logits": logits.detach(), "grads": grads, "activations": record}
+            torch.save(saved, out / "rank0.pt")
     except Exception as err:
         line = err.line if isinstance(err, _Failure) else _one_line(err)
         if where["module"] and not isinstance(err, _Failure):

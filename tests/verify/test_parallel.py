@@ -10,6 +10,8 @@ checked in-process, before anything is sharded.
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 
 from codegen.cli import main
@@ -134,15 +136,102 @@ def test_a_scaffolded_package_carries_its_plan(tmp_path):
     assert result.passed, result.line()
 
 
-def test_attention_sinks_are_split_with_the_heads(tmp_path):
-    """llama + the sinks rule: its row in rules/sharding.py splits `sinks` per head."""
+def _package(tmp_path, reference: str, name: str, steps: list[tuple[str, dict]]):
+    """`reference` + the steps, written under tmp_path; (spec, parallelize.py's text)."""
     from codegen.scaffold.build import Step, build_package
 
-    files = build_package("llama", "sinky", ["llama"], [Step("add_attention_sinks", {})])
-    assert '"layers.*.attention.sinks": "head_param"' in files["parallelize.py"]
-    (tmp_path / "sinky").mkdir()
-    (tmp_path / "__init__.py").write_text('MODEL_SPECS = {"sinky": "sinky.spec:SPEC"}\n')
-    for name, text in files.items():
-        (tmp_path / "sinky" / name).write_text(text)
-    result = verify_parallel(load_spec("sinky", tmp_path), base_config("llama")[0], "tp=2")
+    files = build_package(reference, name, [reference], [Step(t, p) for t, p in steps])
+    (tmp_path / name).mkdir()
+    (tmp_path / "__init__.py").write_text(f'MODEL_SPECS = {{"{name}": "{name}.spec:SPEC"}}\n')
+    for file, text in files.items():
+        (tmp_path / name / file).write_text(text)
+    return load_spec(name, tmp_path), files["parallelize.py"]
+
+
+def test_attention_sinks_are_split_with_the_heads(tmp_path):
+    """llama + the sinks rule: its row in rules/sharding.py splits `sinks` per head."""
+    spec, plan = _package(tmp_path, "llama", "sinky", [("add_attention_sinks", {})])
+    assert '"layers.*.attention.sinks": "head_param"' in plan
+    result = verify_parallel(spec, base_config("llama")[0], "tp=2")
     assert result.passed, result.line()
+
+
+@pytest.mark.parametrize(
+    ("layout", "style"),
+    [("contiguous", "colwise_qkv"), ("grouped", "colwise"), ("interleaved", "colwise")],
+)
+def test_fused_qkv_is_split_by_its_row_layout(tmp_path, layout, style):
+    """llama's toy has 4 heads over 2 kv heads: each rank holds one kv head's q, k and v,
+    whether the fused rows are [q | k | v] (phi3) or grouped per kv head (gpt_neox)."""
+    spec, plan = _package(tmp_path, "llama", "fused", [("fuse_qkv", {"layout": layout})])
+    assert f'"layers.*.attention.wqkv": "{style}"' in plan
+    result = verify_parallel(spec, base_config("llama")[0], "tp=2")
+    assert result.passed, result.line()
+
+
+def test_grouped_qkv_sharded_as_contiguous_fails_naming_it(tmp_path):
+    spec, _ = _package(tmp_path, "llama", "fused", [("fuse_qkv", {"layout": "grouped"})])
+    plan = {**plan_module(spec).PLAN, "layers.*.attention.wqkv": "colwise_qkv"}
+    result = verify_parallel(spec, base_config("llama")[0], "tp=2", plan=plan)
+    assert not result.passed
+    assert (
+        "the forward first differs at the input of layers.0.attention.wo after "
+        "layers.0.attention.wqkv's output agreed"
+    ) in result.error
+
+
+FUSED_EXPERTS = [
+    ("concat", "tp=2"),  # [gate | up]: each rank its slice of both halves
+    ("interleaved", "tp=2"),  # gpt_oss: alternating gate/up features split as they lie
+    ("concat", "ep=2"),
+]
+
+
+@pytest.mark.parametrize(("layout", "setting"), FUSED_EXPERTS)
+def test_fused_biased_experts_are_split_by_their_layout(tmp_path, layout, setting):
+    """qwen3_moe's experts held as the checkpoint's transposed fused tensors with biases
+    (gpt_oss's form): the hidden dim is found from the forward, the down bias is added
+    once under tp."""
+    steps = [("fuse_experts", {"layout": layout, "transposed": True}), ("set_expert_bias", {})]
+    spec, plan = _package(tmp_path, "qwen3_moe", "fusedmoe", steps)
+    want = "expert_colwise_gate_up" if layout == "concat" else "expert_colwise"
+    assert f'"layers.*.moe.experts.w13": "{want}"' in plan
+    assert '"layers.*.moe.experts.w2_bias": "expert_bias"' in plan
+    result = verify_parallel(spec, base_config("qwen3_moe")[0], setting)
+    assert result.passed, result.line()
+
+
+def test_down_bias_added_on_every_rank_fails(tmp_path, monkeypatch):
+    import codegen.layers.parallel as parallel
+
+    steps = [("fuse_experts", {"layout": "concat", "transposed": True}), ("set_expert_bias", {})]
+    spec, _ = _package(tmp_path, "qwen3_moe", "fusedmoe", steps)
+    # the package runs its own copy of parallel.py: seed the defect there
+    vendored = importlib.import_module(spec.model.__module__.rpartition(".")[0] + ".parallel")
+    for module in (parallel, vendored):
+        monkeypatch.setattr(module, "_shard_experts", _every_rank_adds_the_bias(module))
+    result = verify_parallel(spec, base_config("qwen3_moe")[0], "tp=2")
+    assert not result.passed
+    assert result.error.startswith("logits differ")
+
+
+def _every_rank_adds_the_bias(module):
+    original = module._shard_experts
+
+    def shard(*args, **kwargs):
+        original(*args, **kwargs)
+        return []  # no bias kept for rank 0 alone
+
+    return shard
+
+
+def test_an_experts_parameter_left_out_of_the_plan_fails(tmp_path):
+    from codegen.layers.parallel import PlanError, check_plan
+
+    steps = [("fuse_experts", {"layout": "concat", "transposed": True}), ("set_expert_bias", {})]
+    spec, _ = _package(tmp_path, "qwen3_moe", "fusedmoe", steps)
+    plan = dict(plan_module(spec).PLAN)
+    del plan["layers.*.moe.experts.w13_bias"]
+    _, built, _ = spec.build(base_config("qwen3_moe")[0])
+    with pytest.raises(PlanError, match="parameter layers.1.moe.experts.w13_bias is not covered"):
+        check_plan(built, plan)
