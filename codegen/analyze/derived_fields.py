@@ -15,12 +15,18 @@ from collections import defaultdict
 import libcst as cst
 import libcst.matchers as m
 
+from codegen.analyze import walk
 
-def derived_fields(source: str) -> dict[str, frozenset[str]]:
-    """field -> every field derived from it, directly or through others."""
+
+def derived_fields(source: str | cst.Module) -> dict[str, frozenset[str]]:
+    """field -> every field derived from it, directly or through others (`source`: the
+    configuration file's text, or its parsed module)."""
     direct: dict[str, set[str]] = defaultdict(set)
-    module = cst.parse_module(source)
-    for node in m.findall(module, m.Assign(targets=[m.AssignTarget(_SELF_ATTRIBUTE)])):
+    module = cst.parse_module(source) if isinstance(source, str) else source
+    assigns = _Assigns()
+    walk.visit(module, assigns)  # reads only: matchers' findall would rebuild the tree
+    pattern = m.Assign(targets=[m.AssignTarget(_SELF_ATTRIBUTE)])
+    for node in (node for node in assigns.found if m.matches(node, pattern)):
         target = node.targets[0].target.attr.value
         for used in _used(node.value):
             if used != target:
@@ -39,6 +45,15 @@ def derived_fields(source: str) -> dict[str, frozenset[str]]:
 
 
 _SELF_ATTRIBUTE = m.Attribute(value=m.Name("self"))
+
+
+class _Assigns(cst.CSTVisitor):
+    def __init__(self):
+        super().__init__()
+        self.found: list[cst.Assign] = []
+
+    def visit_Assign(self, node: cst.Assign) -> None:
+        self.found.append(node)
 
 
 def _used(expression: cst.BaseExpression) -> set[str]:

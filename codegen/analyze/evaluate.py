@@ -22,7 +22,7 @@ from typing import Any
 
 import libcst as cst
 
-from codegen.analyze.source import ClassInfo, Project, SourceFile
+from codegen.analyze.source import ClassInfo, Project, SourceFile, literal
 
 
 class Unknown(Exception):
@@ -609,16 +609,16 @@ class Interp:
         return method(node, frame)
 
     def eval_Integer(self, node, frame):
-        return node.evaluated_value
+        return literal(node)
 
     def eval_Float(self, node, frame):
-        return node.evaluated_value
+        return literal(node)
 
     def eval_Imaginary(self, node, frame):
         raise Unknown("complex")
 
     def eval_SimpleString(self, node, frame):
-        value = node.evaluated_value
+        value = literal(node)
         if isinstance(value, bytes):
             raise Unknown("bytes")
         return value

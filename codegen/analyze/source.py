@@ -194,6 +194,17 @@ def _offset_of_line(text: str, line: int) -> int:
     return offset
 
 
+def literal(node: cst.SimpleString | cst.Integer | cst.Float):
+    """`node.evaluated_value`, computed once per literal text: libcst runs
+    `ast.literal_eval` (a compile) at every call, thousands per analysis."""
+    return _literal_eval(node.value)
+
+
+@lru_cache(maxsize=8192)
+def _literal_eval(text: str):
+    return ast.literal_eval(text)
+
+
 def _decorator_name(dec: cst.Decorator) -> str:
     expr = dec.decorator
     if isinstance(expr, cst.Call):

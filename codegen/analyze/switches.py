@@ -25,7 +25,7 @@ from typing import Any
 
 import libcst as cst
 
-from codegen.analyze.source import ClassInfo, Project, SourceFile, dotted
+from codegen.analyze.source import ClassInfo, Project, SourceFile, dotted, literal
 
 # test vocabulary of SwitchValue.test
 TESTS = (
@@ -150,10 +150,10 @@ class _Found:
 def _const(node: cst.BaseExpression):
     """(True, value) for a literal string/number/None/bool, else (False, None)."""
     if isinstance(node, cst.SimpleString | cst.ConcatenatedString):
-        value = node.evaluated_value
+        value = literal(node) if isinstance(node, cst.SimpleString) else node.evaluated_value
         return (isinstance(value, str), value)
     if isinstance(node, cst.Integer | cst.Float):
-        return True, node.evaluated_value
+        return True, literal(node)
     if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Minus):
         ok, value = _const(node.expression)
         if ok and isinstance(value, int | float) and not isinstance(value, bool):

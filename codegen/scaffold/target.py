@@ -26,6 +26,7 @@ from codegen.analyze.features import Features
 from codegen.analyze.locate import resolve
 from codegen.analyze.model import load_model
 from codegen.analyze.source import Project
+from codegen.errors import CodegenError
 from codegen.verify.tiny_config import shrink
 
 
@@ -67,7 +68,7 @@ def load_target(target: str, config_path: str | None = None) -> Target:
         features,
         toy,
         fields,
-        _derived(model.target.configuration_path),
+        _derived(model.target.configuration_path, project),
         defaults=_with_aliases(values, model.config.attribute_map),
         evidence=dict(described.evidence) if described is not None else {},
         described=described,
@@ -88,12 +89,12 @@ def _described(target: str, config_path: str | None, project: Project) -> Featur
         return None
 
 
-def _derived(path: str | None) -> dict:
+def _derived(path: str | None, project: Project) -> dict:
     if not path:
         return {}
-    try:
-        return derived_fields(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, cst.ParserSyntaxError):
+    try:  # the analysis parsed the file already
+        return derived_fields(project.load(path).module)
+    except (OSError, UnicodeDecodeError, cst.ParserSyntaxError, CodegenError):
         return {}
 
 
