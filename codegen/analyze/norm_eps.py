@@ -24,6 +24,8 @@ def norm_eps(ctx, rec: ModuleRec) -> float | None:
     if rec.ext_base in ("LayerNorm", "RMSNorm") or rec.kind in ("LayerNorm", "RMSNorm"):
         if len(rec.args) > 1 and _number(rec.args[1]):
             return float(rec.args[1])
+    if rec.external == "LayerNorm" and len(rec.args) <= 1 and "eps" not in rec.kwargs:
+        return 1e-5  # torch.nn.LayerNorm built without one: torch's default (OPT)
     if rec.cls is None:
         return None
     terms = ctx.trace(rec).terms

@@ -71,8 +71,9 @@ class AlignHfKeys(Transform):
 
 def _leftovers(package, targets, pair, layer_prefix, canonical) -> dict[str, list[str]]:
     """Reference keys no synonym pairs, each with the one target key no row took that
-    differs from it in a single component (`attn.c_proj` is GPT-2's o_proj, though `c_proj`
-    names the down projection elsewhere): a name shared by two roles pairs by elimination."""
+    differs from it by a single component (`attn.c_proj` is GPT-2's o_proj, though `c_proj`
+    names the down projection elsewhere): a name shared by two roles, or a level one side
+    lacks, pairs by elimination."""
     rows = []
 
     def collect(key, value):
@@ -86,9 +87,7 @@ def _leftovers(package, targets, pair, layer_prefix, canonical) -> dict[str, lis
     unpaired = [k for k in keys if k not in targets and not pair(k)]
 
     def near(a: str, b: str) -> bool:
-        x = _shape(_relayer(a, layer_prefix), canonical)
-        y = _shape(b, canonical)
-        return len(x) == len(y) and sum(p != q for p, q in zip(x, y, strict=True)) == 1
+        return _one_edit(_shape(_relayer(a, layer_prefix), canonical), _shape(b, canonical))
 
     out = {}
     for key in unpaired:
@@ -96,6 +95,24 @@ def _leftovers(package, targets, pair, layer_prefix, canonical) -> dict[str, lis
         if len(found) == 1 and sum(near(k, found[0]) for k in unpaired) == 1:
             out[key] = found
     return out
+
+
+def _one_edit(x: tuple, y: tuple) -> bool:
+    """The component paths differ by one component: renamed (`attn.c_proj` for `o_proj`),
+    or one more level on either side (OPT's `model.decoder.embed_tokens`, its `fc1` with no
+    `mlp` container)."""
+    if len(x) == len(y):
+        changed = [(p, q) for p, q in zip(x, y, strict=True) if p != q]
+        return len(changed) == 1 and _is_norm(changed[0][0]) == _is_norm(changed[0][1])
+    short, long = sorted((x, y), key=len)
+    if len(long) != len(short) + 1:
+        return False
+    return any(long[:i] + long[i + 1 :] == short for i in range(len(long)))
+
+
+def _is_norm(component: str) -> bool:
+    """A norm's name (a renamed norm pairs with a norm, a projection with a projection)."""
+    return "norm" in component or component.startswith("ln")
 
 
 def _relayer(key: str, layer_prefix: str) -> str:

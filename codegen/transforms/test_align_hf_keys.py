@@ -87,3 +87,57 @@ def test_a_base_model_prefix_never_seen_before_pairs_with_the_references():
     assert (
         '"zephyrnet.layers.{}.attention.dense.weight": "layers.{}.attention.wo.weight"' in adapter
     )
+
+
+ELIMINATION = """
+class StateDictAdapter:
+    from_hf_map = {
+        "model.embed_tokens.weight": "tok_embeddings.weight",
+        "model.layers.{}.self_attn.o_proj.weight": "layers.{}.attention.wo.weight",
+        "model.layers.{}.mlp.up_proj.weight": "layers.{}.feed_forward.w1.weight",
+        "model.layers.{}.mlp.down_proj.weight": "layers.{}.feed_forward.w2.weight",
+        "model.layers.{}.post_attention_layernorm.weight": "layers.{}.ffn_norm.weight",
+        "model.norm.weight": "norm.weight",
+    }
+"""
+
+
+def test_gpt2_c_proj_under_attn_is_o_proj_by_elimination():
+    """`c_proj` names GPT-2's down projection and its attention output: the MLP's pairs by
+    synonym, the attention's is the one key left that differs from o_proj by one name."""
+    package = package_of({"state_dict_adapter.py": ELIMINATION, "model.py": MODEL})
+    AlignHfKeys().apply(
+        package,
+        prefix="transformer.h",
+        layer_keys=["attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight", "ln_2.weight"],
+        other_keys=["transformer.wte.weight", "transformer.ln_f.weight"],
+    )
+    table = package.render()["state_dict_adapter.py"]
+    assert '"transformer.h.{}.attn.c_proj.weight": "layers.{}.attention.wo.weight"' in table
+    assert '"transformer.h.{}.mlp.c_proj.weight": "layers.{}.feed_forward.w2.weight"' in table
+
+
+def test_a_level_one_side_lacks_pairs_by_elimination_norms_with_norms():
+    """OPT: the stack sits under model.decoder, fc1/fc2 have no mlp container, and the
+    layer's second norm is called final_layer_norm like the model's last one."""
+    package = package_of({"state_dict_adapter.py": ELIMINATION, "model.py": MODEL})
+    AlignHfKeys().apply(
+        package,
+        prefix="model.decoder.layers",
+        layer_keys=[
+            "self_attn.out_proj.weight",
+            "fc1.weight",
+            "fc2.weight",
+            "final_layer_norm.weight",
+        ],
+        other_keys=["model.decoder.embed_tokens.weight", "model.decoder.final_layer_norm.weight"],
+    )
+    table = package.render()["state_dict_adapter.py"]
+    for row in (
+        '"model.decoder.embed_tokens.weight": "tok_embeddings.weight"',
+        '"model.decoder.layers.{}.fc1.weight": "layers.{}.feed_forward.w1.weight"',
+        '"model.decoder.layers.{}.fc2.weight": "layers.{}.feed_forward.w2.weight"',
+        '"model.decoder.layers.{}.final_layer_norm.weight": "layers.{}.ffn_norm.weight"',
+        '"model.decoder.final_layer_norm.weight": "norm.weight"',
+    ):
+        assert row in table

@@ -106,6 +106,10 @@ SHRINK_RULES: dict[str, Any | Rule] = {
         8 if "qk_rope_head_dim" in cfg else 40
     ),  # MLA: head_dim is the rope part
     "vocab_size": 512,
+    # OPT: embeddings as wide as the hidden states unless a checkpoint projects them in/out
+    "word_embed_proj_dim": lambda cfg: (
+        96 if cfg["word_embed_proj_dim"] == cfg.get("hidden_size") else 64
+    ),
     "num_hidden_layers": _layers,
     "max_position_embeddings": _max_positions,
     "rope_parameters": _rope,

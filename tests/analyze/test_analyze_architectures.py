@@ -428,7 +428,7 @@ def test_a_biased_output_head_is_found(analysed: dict) -> None:
     ("model_type", "kind", "evidence"),
     [
         ("minimax_m3_vl_text", "clamped_swiglu", ""),
-        ("apertus", "other", "(ungated, activation xielu)"),
+        ("apertus", "xielu_mlp", ""),
         ("bitnet", "other", "(gated, activation relu2)"),
     ],
 )
@@ -441,6 +441,7 @@ def test_an_ffn_no_rule_names_says_what_it_is(analysed, model_type, kind, eviden
 def test_an_ungated_mlp_with_a_plain_activation_is_an_mlp(analysed) -> None:
     features = _features(analysed, "opt")
     assert (features.ffn.kind, features.ffn.activation) == ("mlp", "relu")
+    assert features.norm.eps == 1e-5  # nn.LayerNorm built without eps: torch's default
 
 
 @pytest.mark.parametrize(
@@ -469,6 +470,11 @@ def test_conv1d_projections_are_stored_transposed_and_init_is_gpt2s(analysed) ->
     assert features.block.scaled_residual_init is True
     assert _features(analysed, "opt").state_dict.transposed_keys == ()
     assert _features(analysed, "llama").block.scaled_residual_init is False
+
+
+def test_an_activation_with_tensors_has_checkpoint_keys(analysed: dict) -> None:
+    keys = _features(analysed, "apertus").state_dict.layer_keys
+    assert {f"mlp.act_fn.{t}" for t in ("alpha_p", "alpha_n", "beta", "eps")} <= set(keys)
 
 
 def test_differential_attention_is_reported_unsupported(analysed: dict) -> None:

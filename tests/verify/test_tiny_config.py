@@ -96,6 +96,12 @@ def test_a_run_length_pattern_under_a_renamed_layer_count_follows_it():
     assert tiny_config("gpt_neo").attention_layers == ["global", "local", "global", "local"]
 
 
+def test_embeddings_as_wide_as_the_hidden_states_stay_so():
+    """OPT projects its embeddings in and out only where word_embed_proj_dim differs."""
+    config = tiny_config("opt")
+    assert config.word_embed_proj_dim == config.hidden_size
+
+
 def test_a_config_with_fewer_layers_than_the_toy_keeps_its_own_count():
     """A 2-layer checkpoint: the toy cannot have 4 layers that its per-layer lists (layer
     types derived by the config class) do not cover."""
