@@ -87,3 +87,31 @@ def test_entries_are_pruned_by_the_class_that_builds_them():
     assert plan["layers.*.moe.experts.w2"] == "expert_rowwise"
     assert plan["layers.*.feed_forward.w1"] == "colwise"
     assert "layers.*.feed_forward.w1" in optional
+
+
+def test_fused_qkv_entries_follow_the_row_layout():
+    from codegen.transforms.fused_qkv import FuseQkv
+
+    for layout, style in (("contiguous", "colwise_qkv"), ("grouped", "colwise")):
+        package = SourcePackage.from_directory(references_dir() / "llama")
+        FuseQkv().apply(package, layout=layout)
+        _sync(package, [("fuse_qkv", {"layout": layout})])
+        plan, _ = _tables(package)
+        assert plan["layers.*.attention.wqkv"] == style
+        assert not {"layers.*.attention.wq", "layers.*.attention.wk"} & set(plan)
+
+
+def test_expert_biases_follow_the_weights_the_experts_hold():
+    from codegen.transforms.expert_bias import SetExpertBias
+    from codegen.transforms.fused_experts import FuseExperts
+
+    package = SourcePackage.from_directory(references_dir() / "qwen3_moe")
+    FuseExperts().apply(package, layout="interleaved", transposed=True)
+    SetExpertBias().apply(package)
+    steps = [("fuse_experts", {"layout": "interleaved"}), ("set_expert_bias", {})]
+    _sync(package, steps)
+    plan, optional = _tables(package)
+    assert plan["layers.*.moe.experts.w13"] == "expert_colwise"
+    biases = {key for key in plan if key.endswith("_bias")}
+    assert biases == {"layers.*.moe.experts.w13_bias", "layers.*.moe.experts.w2_bias"}
+    assert biases <= optional  # a config may keep no MoE layer
