@@ -51,6 +51,13 @@ RULES = [
         description="ungated 2-layer MLP with a squared ReLU: w2(relu(w1(x)) ** 2)",
     ),
     Rule(
+        id="ffn_xielu",
+        feature="ffn.kind",
+        values=("xielu_mlp",),
+        transform="set_xielu_mlp",
+        description="ungated 2-layer MLP with xIELU (slopes learned per layer): w2(xielu(w1(x)))",
+    ),
+    Rule(
         id="fused_gate_up",
         feature="ffn.fused_gate_up",
         values=(True,),

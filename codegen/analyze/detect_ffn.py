@@ -208,6 +208,8 @@ def analyse(ctx: Ctx, rec: ModuleRec, inputs: dict | None = None) -> FfnInfo:
             info.kind = "relu2"
         elif act is not None and act.startswith("gelu"):
             info.kind = "gelu_mlp"
+        elif act == "xielu":
+            info.kind = "xielu_mlp"  # its activation carries learned slopes
         elif act in _PLAIN:
             info.kind = "mlp"  # the same two layers with another elementwise activation (OPT)
         elif act is not None:

@@ -52,7 +52,16 @@ VOCAB: dict[str, tuple] = {
     "attention.sliding_window": ("none", "all", "pattern"),
     "attention.scale": ("default", "custom"),
     "rope.type": ("default", "linear", "dynamic", "yarn", "llama3", "longrope", "none", "other"),
-    "ffn.kind": ("swiglu", "geglu", "clamped_swiglu", "gelu_mlp", "relu2", "mlp", "other"),
+    "ffn.kind": (
+        "swiglu",
+        "geglu",
+        "clamped_swiglu",
+        "gelu_mlp",
+        "relu2",
+        "mlp",
+        "xielu_mlp",
+        "other",
+    ),
     "ffn.gate_up_layout": ("separate", "concat", "interleaved", "none"),
     "moe.router": ("softmax_topk", "sigmoid_topk", "grouped_topk", "other"),
     "moe.score_func": ("softmax", "sigmoid", "other"),
@@ -103,7 +112,8 @@ class Rope:
 
 @dataclass(frozen=True)
 class Ffn:
-    kind: str = UNKNOWN  # swiglu | geglu | clamped_swiglu | gelu_mlp | relu2 | mlp | other
+    # swiglu | geglu | clamped_swiglu | gelu_mlp | relu2 | mlp | xielu_mlp | other
+    kind: str = UNKNOWN
     activation: str = UNKNOWN  # activation name as configured (silu, gelu_pytorch_tanh...)
     bias: bool | str = UNKNOWN
     fused_gate_up: bool | str = UNKNOWN  # gate and up in one tensor (as stored on disk)

@@ -13,10 +13,13 @@ import re
 
 from codegen.analyze import conversion
 from codegen.analyze.context import Ctx
-from codegen.analyze.evaluate import ModuleListRec, ModuleRec, ParamRec
+from codegen.analyze.evaluate import ActRec, ModuleListRec, ModuleRec, ParamRec
 from codegen.analyze.features import StateDict, layer_ranges
 from codegen.analyze.model import param_leaves
 from codegen.analyze.roles import RoleBook
+
+# transformers activations (ACT2CLS) that hold tensors: parameters and persistent buffers
+ACTIVATION_TENSORS = {"xielu": ("alpha_p", "alpha_n", "beta", "eps")}
 
 
 def module_keys(rec, prefix: str = "", stack: tuple = ()) -> list[str]:
@@ -28,6 +31,9 @@ def module_keys(rec, prefix: str = "", stack: tuple = ()) -> list[str]:
     if isinstance(rec, ModuleRec):
         for name, _ in param_leaves(rec):
             out.append(f"{prefix}{name}")
+        for name, value in rec.attrs.items():
+            if isinstance(value, ActRec) and isinstance(value.name, str):
+                out += [f"{prefix}{name}.{t}" for t in ACTIVATION_TENSORS.get(value.name, ())]
         for name, child in rec.children():
             if isinstance(child, ParamRec):
                 continue

@@ -71,7 +71,7 @@ class SetFfnKind(Transform):
         )
         projections = {"w1", "w2", "w3"}
         if kind in UNGATED:
-            _drop_up_projection(package)
+            drop_up_projection(package)
             projections = {"w1", "w2"}
         if bias is not None:
             run(
@@ -102,7 +102,7 @@ def _docstring(kind: str, activation: str):
     return rewrite
 
 
-def _drop_up_projection(package) -> None:
+def drop_up_projection(package) -> None:
     """`w2(act(w1(x)) * w3(x))` -> `w2(act(w1(x)))`; w3 and its rows go, w1 reads up_proj."""
     rows = adapter_rows(package)
     if not any(house_parameter(house, f"{_FFN}.w3") for _, house in rows):
