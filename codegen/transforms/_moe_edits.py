@@ -6,6 +6,7 @@ They name their anchors the way `edits.py` does (class, method, statement) and r
 
 from __future__ import annotations
 
+import json
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -311,3 +312,46 @@ def own_experts(package) -> None:
         raise EditError("model.py has no Experts class and no MoE class (run add_moe first)")
     run(package, "model.py", _AfterClass("MoE", [experts_class], before=True))
     drop_import(package, "model.py", SHARED_EXPERTS_MODULE, "Experts")
+
+
+def rows_on_disk(package, features) -> None:
+    """MoE rows (house keys under `.moe.`) keyed where the target's checkpoint keeps the
+    tensor: a row whose HF key names (up to key synonyms) a module tensor the checkpoint
+    stores under another name gets that name, as transformers' conversion mapping renames
+    it on load (aria's `mlp.experts.gate_up_proj` is `mlp.experts.fc1.weight` on disk,
+    granitemoe's router `block_sparse_moe.router.weight` is `...router.layer.weight`).
+    Read from the analysed module keys and the conversion, so a renamed copy of the
+    modeling code (no conversion) keeps its module keys. Without Features: unchanged."""
+    state = getattr(features, "state_dict", None)
+    if state is None or not state.prefix or not features.model_type:
+        return
+    from codegen.analyze.conversion import conversions_for, to_checkpoint
+    from codegen.scaffold.table import load_names
+
+    _, conversions = conversions_for([features.model_type])
+    if not conversions:
+        return
+    canonical = {a: group[0] for group in load_names().KEY_SYNONYMS for a in group}
+
+    def shape(key: str) -> tuple[str, ...]:
+        return tuple(canonical.get(part, part) for part in key.split("."))
+
+    module = [k.split(" [", 1)[0] for k in state.layer_keys]
+    disk = {k.split(" [", 1)[0] for k in state.checkpoint_layer_keys}
+    layer = f"{state.prefix}.{{}}."
+
+    def rewrite(key, value):
+        hf = json.loads(key)
+        if ".moe." not in value or ".{}." not in hf:
+            return [(key, value)]
+        relative = hf.split(".{}.", 1)[1]
+        paired = [k for k in module if shape(k) == shape(relative)]
+        if len(paired) != 1 or paired[0] in disk:
+            return [(key, value)]
+        found, _ = to_checkpoint([layer + paired[0]], conversions)
+        moved = [k for k in found if k.startswith(layer) and k[len(layer) :] in disk]
+        if len(moved) != 1:
+            return [(key, value)]
+        return [(json.dumps(moved[0]), value)]
+
+    run(package, "state_dict_adapter.py", EditDict("from_hf_map", rewrite))

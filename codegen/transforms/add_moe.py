@@ -137,6 +137,7 @@ class AddMoe(Transform):
         _add_classes(package, norm_topk_prob)
         _wire_block(package, dense_rule)
         _add_rows(package, dense_rule)
+        moe_edits.rows_on_disk(package, features)
 
 
 def dense_rule_of(features) -> str:

@@ -79,6 +79,7 @@ class FuseExperts(Transform):
         _fuse_forward(package, layout, transposed)
         run(package, "model.py", SetClassDocstring("Experts", _docstring(layout, transposed)))
         _fuse_rows(package, hf_name)
+        moe_edits.rows_on_disk(package, features)
 
 
 def transposed_of(features) -> bool:

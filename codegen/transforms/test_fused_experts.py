@@ -80,3 +80,41 @@ def test_refuses_without_experts_or_with_an_unknown_layout():
         FuseExperts().apply(dense, layout="interleaved", transposed=True)
     with pytest.raises(ValueError, match="layout"):
         FuseExperts().apply(moe_package(), layout="zigzag", transposed=True)
+
+
+def _checkpoint(model_type: str, module: tuple, disk: tuple):
+    state = types.SimpleNamespace(
+        prefix="model.layers", layer_keys=module, checkpoint_layer_keys=disk
+    )
+    return types.SimpleNamespace(model_type=model_type, state_dict=state, get=lambda dotted: None)
+
+
+def test_rows_follow_the_checkpoints_conversion():
+    """granitemoe keeps its router as `router.layer` and its fused experts as
+    `input_linear` / `output_linear` on disk (transformers renames them on load)."""
+    module = (
+        "block_sparse_moe.router.weight",
+        "block_sparse_moe.experts.gate_up_proj",
+        "block_sparse_moe.experts.down_proj",
+    )
+    disk = (
+        "block_sparse_moe.router.layer.weight",
+        "block_sparse_moe.input_linear.weight",
+        "block_sparse_moe.output_linear.weight",
+    )
+    package = moe_package("qwen3_moe")
+    features = _checkpoint("granitemoe", module, disk)
+    FuseExperts().apply(package, features, layout="concat", transposed=False)
+    adapter = package.render()["state_dict_adapter.py"]
+    for key, house in (
+        ("block_sparse_moe.router.layer.weight", "moe.gate.weight"),
+        ("block_sparse_moe.input_linear.weight", "moe.experts.w13"),
+        ("block_sparse_moe.output_linear.weight", "moe.experts.w2"),
+    ):
+        assert f'"model.layers.{{}}.{key}": "layers.{{}}.{house}",' in adapter
+    # a renamed copy of the code has no conversion: the module keys are the checkpoint's
+    renamed = moe_package("qwen3_moe")
+    FuseExperts().apply(
+        renamed, _checkpoint("renamed_x", module, module), layout="concat", transposed=False
+    )
+    assert '"model.layers.{}.mlp.gate.weight"' in renamed.render()["state_dict_adapter.py"]
