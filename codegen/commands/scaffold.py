@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
+import functools
+import gc
 import json
 from pathlib import Path
 
 import click
 
 from codegen.errors import CodegenError
+
+
+def _collector_paused(command):
+    """Run `command` without Python's cyclic garbage collector: a scaffold allocates some
+    10^6 short-lived libcst nodes, freed by reference counting, and the collector's passes
+    over them cost a tenth of its time while finding next to nothing to free."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return command(*args, **kwargs)
+        finally:
+            if enabled:
+                gc.enable()
+
+    return run
 
 
 @click.command()
@@ -29,6 +49,7 @@ from codegen.errors import CodegenError
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing package of that name.")
 @click.option("--json", "as_json", is_flag=True, help="With --explain: the plan as JSON.")
+@_collector_paused
 def scaffold(target, reference, name, models_dir, config_path, explain, dry_run, force, as_json):
     """Generate a complete model package for TARGET and register it.
 

@@ -63,18 +63,32 @@ class TypeIndex:
         hit = self._memo.get(id(node))
         if hit is not None and hit[0] is node:
             return hit[1]
-        names = {type(node).__name__}
-        for name in _fields(type(node)):
+        kind = type(node)
+        names = {kind.__name__}
+        for name in _fields(kind):
             value = getattr(node, name)
-            if isinstance(value, cst.CSTNode):
-                names |= self.types(value)
-            elif isinstance(value, tuple | list):
+            if type(value) in _SEQUENCES:
                 for item in value:
-                    if isinstance(item, cst.CSTNode):
+                    if _is_node(type(item)):
                         names |= self.types(item)
-        found = frozenset(names)
+            elif _is_node(type(value)):
+                names |= self.types(value)
+        found = _interned.setdefault(frozenset(names), frozenset(names))
         self._memo[id(node)] = (node, found)
         return found
+
+
+_SEQUENCES = (tuple, list)
+_NODE_KINDS: dict[type, bool] = {}
+_interned: dict[frozenset, frozenset] = {}  # one set object per distinct content
+
+
+def _is_node(kind: type) -> bool:
+    """issubclass(kind, CSTNode), once per class (CSTNode is an ABC: isinstance is slow)."""
+    found = _NODE_KINDS.get(kind)
+    if found is None:
+        found = _NODE_KINDS[kind] = issubclass(kind, cst.CSTNode)
+    return found
 
 
 def visit(node, visitor, index: TypeIndex | None = None):
