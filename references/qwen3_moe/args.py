@@ -68,7 +68,7 @@ class ModelArgs:
             rope=RopeScaling.from_hf(hf_config.rope_parameters, hf_config.max_position_embeddings),
             attention_bias=hf_config.attention_bias,
             # HF Qwen3-MoE reads only `sliding_window` (Qwen3MoeConfig sets it to None unless
-            # use_sliding_window) and applies it to every layer; max_window_layers is unused.
+            # use_sliding_window) and applies it to every layer.
             sliding_window=hf_config.sliding_window,
             tie_word_embeddings=hf_config.tie_word_embeddings,
             initializer_range=getattr(hf_config, "initializer_range", 0.02),
