@@ -601,6 +601,21 @@ def _extras(ctx: Ctx, rep: AttnInfo) -> None:
                                 "attention output multiplied by a sigmoid gate before o_proj",
                                 t.site.cite() if t.site else ctx.class_site(rep.rec),
                             )
+    # a norm on the attention output before o_proj
+    for oc in (t for t in trace.terms if t.op == "call" and t.module is rep.o_lin):
+        normed = [
+            t
+            for t in walk(oc)
+            if t is not oc
+            and t.op == "call"
+            and isinstance(t.module, ModuleRec)
+            and roles.role(t.module) == NORM
+            and depends(t, rep.kernel)
+        ]
+        if normed:
+            where = normed[0].site.cite() if normed[0].site else ctx.class_site(rep.rec)
+            ctx.unsupported("attention.sub_norm", "attention output normed before o_proj", where)
+            break
     # differential attention: one part of the attention output subtracted from another
     for t in trace.terms:
         if t.op == "sub" and all(

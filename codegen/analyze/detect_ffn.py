@@ -16,7 +16,7 @@ from codegen.analyze.dataflow import Term, primary_input, terms_in, walk
 from codegen.analyze.evaluate import ActRec, ModuleListRec, ModuleRec, ParamRec
 from codegen.analyze.features import UNKNOWN, Ffn
 from codegen.analyze.model import layer_slots, linear_bias
-from codegen.analyze.roles import ACT, EXPERTS, LINEAR, MLP, MOE, OTHER
+from codegen.analyze.roles import ACT, EXPERTS, LINEAR, MLP, MOE, NORM, OTHER
 
 _GELU = (
     "gelu",
@@ -166,6 +166,12 @@ def analyse(ctx: Ctx, rec: ModuleRec, inputs: dict | None = None) -> FfnInfo:
         if not any(_is_weight_product(t) for t in terms):
             return info
     act_terms = [t for t in terms if t.op in ("act", "fn", "call")]
+    own = ctx.roles.role(rec) in (MLP, EXPERTS)  # not a decoder layer holding it inline
+    for t in terms if own else ():  # a norm inside the feed-forward (before down)
+        if t.op == "call" and isinstance(t.module, ModuleRec) and ctx.roles.role(t.module) == NORM:
+            where = t.site.cite() if t.site else info.site
+            ctx.unsupported("ffn.sub_norm", "a norm inside the feed-forward (before down)", where)
+            break
     if gate_pairs:
         t, a, b, sa, sb = gate_pairs[0]
         info.site = t.site.cite() if t.site else info.site

@@ -477,6 +477,14 @@ def test_an_activation_with_tensors_has_checkpoint_keys(analysed: dict) -> None:
     assert {f"mlp.act_fn.{t}" for t in ("alpha_p", "alpha_n", "beta", "eps")} <= set(keys)
 
 
+def test_sub_norms_before_the_output_projections_are_reported(analysed: dict) -> None:
+    found = {u.feature for u in _features(analysed, "bitnet").unsupported}
+    assert {"attention.sub_norm", "ffn.sub_norm"} <= found
+    for model_type in ("llama", "qwen3", "olmo2"):  # QK-norms and block norms are not these
+        others = {u.feature for u in _features(analysed, model_type).unsupported}
+        assert not others & {"attention.sub_norm", "ffn.sub_norm"}
+
+
 def test_differential_attention_is_reported_unsupported(analysed: dict) -> None:
     found = {u.feature for u in _features(analysed, "diffllama").unsupported}
     assert "attention.differential" in found
