@@ -9,7 +9,7 @@ import libcst.matchers as m
 
 from codegen.analyze import walk
 from codegen.transforms.base import Transform
-from codegen.transforms.edits import EditDict, run
+from codegen.transforms.edits import EditDict, findall, run
 
 _LAYER = "{}"
 
@@ -143,8 +143,8 @@ def _live_for_some_setting(value: str, switched: set[str], built: set[str]) -> b
 def built_modules(module: cst.Module) -> set[str]:
     """Attributes assigned `self.<name> = <call>` inside an `if` (built for some configs)."""
     found: set[str] = set()
-    for branch in m.findall(module, m.If()):
-        for node in m.findall(
+    for branch in findall(module, m.If()):
+        for node in findall(
             branch,
             m.Assign(targets=[m.AssignTarget(m.Attribute(value=m.Name("self")))], value=m.Call()),
         ):

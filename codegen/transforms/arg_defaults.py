@@ -19,7 +19,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from codegen.transforms.base import Transform
-from codegen.transforms.edits import code_of, expression
+from codegen.transforms.edits import code_of, expression, findall
 
 # what a mapping may call while it is evaluated (all pure)
 _BUILTINS = {
@@ -46,7 +46,7 @@ class SetArgDefaults(Transform):
 
 def _mapping(module: cst.Module):
     """(the statements of from_hf_config before its return, the cls(...) keywords)."""
-    for fn in m.findall(module, m.FunctionDef(name=m.Name("from_hf_config"))):
+    for fn in findall(module, m.FunctionDef(name=m.Name("from_hf_config"))):
         body = list(fn.body.body)
         for index, statement in enumerate(body):
             found = m.findall(statement, _CLS_CALL)

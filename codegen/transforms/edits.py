@@ -11,12 +11,61 @@ transform never silently does nothing.
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Callable
 
 import libcst as cst
 import libcst.matchers as m
 
+from codegen.transforms import pruned_visit
+
 _RENDER = cst.Module(body=[])
+
+
+def findall(tree: cst.CSTNode, matcher, index=None) -> list[cst.CSTNode]:
+    """`m.findall(tree, matcher)`, the same nodes in the same order, for a matcher of node
+    types (`m.Assign(...)`, `m.Assign() | m.AnnAssign()`): only subtrees holding such a
+    node are entered (`pruned_visit`; libcst's own findall rebuilds the whole tree). Any
+    other matcher goes to libcst."""
+    kinds = _matcher_kinds(matcher)
+    if kinds is None:
+        return list(m.findall(tree, matcher))
+    finder = _finder(kinds)(matcher)
+    pruned_visit.visit(tree, finder, index)
+    return finder.found
+
+
+def _matcher_kinds(matcher) -> tuple[str, ...] | None:
+    options = matcher.options if isinstance(matcher, m.OneOf) else (matcher,)
+    kinds = []
+    for option in options:
+        name = type(option).__name__
+        node = getattr(cst, name, None)
+        if not (isinstance(node, type) and issubclass(node, cst.CSTNode)):
+            return None
+        if type(option).__module__ != m.__name__:
+            return None
+        kinds.append(name)
+    return tuple(sorted(set(kinds)))
+
+
+@functools.cache
+def _finder(kinds: tuple[str, ...]) -> type:
+    """A visitor class collecting the matching nodes of `kinds`, in visit order."""
+
+    def collect(self, node):
+        if m.matches(node, self.matcher):
+            self.found.append(node)
+
+    handlers = {f"visit_{kind}": collect for kind in kinds}
+    return type("_FindAll", (_Finder,), handlers)
+
+
+class _Finder(cst.CSTVisitor):
+    def __init__(self, matcher):
+        super().__init__()
+        self.matcher = matcher
+        self.found: list[cst.CSTNode] = []
 
 
 class EditError(LookupError):

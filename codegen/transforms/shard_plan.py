@@ -6,7 +6,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from codegen.transforms.base import Transform
-from codegen.transforms.edits import EditError
+from codegen.transforms.edits import EditError, findall
 
 _FILE = "parallelize.py"
 
@@ -23,7 +23,7 @@ class SyncShardPlan(Transform):
     def apply(self, package, features=None, *, adds=None, optional=()) -> None:
         if _FILE not in package.files:
             return
-        structure = _Structure(package.module("model.py"))
+        structure = _Structure(package.module("model.py"), package.index)
         editor = _PlanEditor(dict(adds or {}), set(optional), structure)
         package.edit(_FILE, editor)
         if not editor.found:
@@ -35,15 +35,15 @@ class _Structure:
     the file's classes each attribute builds (`self.attention = Attention(args)`, also
     inside `nn.ModuleList(TransformerBlock(...) for ...)`)."""
 
-    def __init__(self, module: cst.Module):
+    def __init__(self, module: cst.Module, index=None):
         self.assigns: dict[str, set[str]] = {}
         self.builds: dict[tuple[str, str], set[str]] = {}
-        classes = m.findall(module, m.ClassDef())
+        classes = findall(module, m.ClassDef(), index)
         local = {c.name.value for c in classes}
         target = m.Attribute(value=m.Name("self"), attr=m.Name())
         for cls in classes:
             names = self.assigns.setdefault(cls.name.value, set())
-            for node in m.findall(cls, m.Assign() | m.AnnAssign()):
+            for node in findall(cls, m.Assign() | m.AnnAssign(), index):
                 targets = (
                     [t.target for t in node.targets]
                     if isinstance(node, cst.Assign)
@@ -54,7 +54,7 @@ class _Structure:
                         names.add(t.attr.value)
                         called = {
                             c.func.value
-                            for c in m.findall(node.value, m.Call(func=m.Name()))
+                            for c in findall(node.value, m.Call(func=m.Name()), index)
                             if c.func.value in local
                         }
                         self.builds.setdefault((cls.name.value, t.attr.value), set()).update(called)

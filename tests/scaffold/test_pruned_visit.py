@@ -88,3 +88,21 @@ def test_an_index_shared_between_edits_stays_true():
     once = pruned_visit.visit(module, _Rename(), index)
     twice = pruned_visit.visit(once, _Comments(), index)
     assert twice.code == once.visit(_Comments()).code
+
+
+def test_findall_finds_what_libcst_finds_in_its_order():
+    import libcst.matchers as m
+
+    from codegen.transforms.edits import findall
+
+    module = cst.parse_module(SOURCE)
+    for matcher in (
+        m.Name(),
+        m.Assign() | m.Return(),
+        m.Call(func=m.Attribute(attr=m.Name("relu"))),
+        m.MatchIfTrue(lambda node: isinstance(node, cst.Integer)),  # libcst's own route
+    ):
+        expected = m.findall(module, matcher)
+        found = findall(module, matcher)
+        assert len(found) == len(expected) > 0
+        assert all(a is b for a, b in zip(found, expected, strict=True))
