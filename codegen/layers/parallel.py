@@ -11,10 +11,11 @@ an entry that matches no module or parameter, a parameter no entry covers, or a 
 a module of the wrong kind raises `PlanError` naming it.
 
 Tensor parallelism keeps the residual stream replicated (no sequence parallelism): norms
-and routers hold full weights on every rank and see full activations. Under `tp` or `ep`
-the routed experts see every token of the batch (an all-gather dispatch: the tokens are
-already replicated), each rank runs only its shard (its experts, or its slice of every
-expert's hidden dim) and the partial outputs are combined by a sum all-reduce; the input
+and routers hold full weights on every rank and see full activations. Under `ep` each rank
+takes its share of the tokens, an all-to-all sends every (token, expert) pair to the rank
+holding that expert and another brings the weighted outputs back, and the token shares are
+all-gathered. Under `tp` the routed experts see every token, each rank runs its slice of
+every expert's hidden dim and the partial outputs are summed (all-reduce); the input
 gradients are summed back the same way.
 
 Imports torch and the standard library only: a generated package carries this file.
@@ -45,7 +46,8 @@ STYLES = {
     "its attention's `n_heads` and `n_kv_heads` give the sizes): stored split in rows "
     "like `colwise`, gathered in the forward, and each rank multiplies by its own heads' "
     "q, k and v rows",
-    "experts": "routed experts: dispatch to the rank's shard, combine by a sum all-reduce; "
+    "experts": "routed experts: all-to-all dispatch and combine under ep, a sum all-reduce "
+    "of the hidden-dim shards' outputs under tp; "
     "each of its parameters needs its own expert_* entry",
     "head_param": "a parameter with one entry per head (attention sinks): split over tp "
     "with the heads; its module computes with its rank's entries",
@@ -441,20 +443,19 @@ def _run_locally(module: nn.Module, attrs: list[str]) -> None:
 
 
 def _wrap_experts(module, name, mesh, by_expert: bool, attrs: list[str], once) -> None:
-    """Experts' forward(x, indices, weights) on this rank's shard; outputs summed. A bias in
-    `once` (whole on every rank) is added by rank 0; its gradient is summed over ranks."""
+    """Experts' forward(x, indices, weights) on this rank's shard: under ep by all-to-all
+    dispatch and combine, under tp on every token with the outputs summed. A bias in `once`
+    (whole on every rank) is added by rank 0; its gradient is summed over ranks."""
     forward = module.forward
     total = getattr(module, attrs[0]).shape[0]  # a DTensor's shape is the global one
     local = total // mesh.size() if by_expert else total
-    start = mesh.get_local_rank() * local if by_expert else 0
     sharded = [attr for attr in attrs if attr not in once]
 
     def sharded_forward(x, indices, weights, *args, **kwargs):
         x, weights = _sum_grads(x, mesh), _sum_grads(weights, mesh)
-        if by_expert:  # pairs routed elsewhere go to expert 0 with weight 0
-            mine = (indices >= start) & (indices < start + local)
-            indices = torch.where(mine, indices - start, 0)
-            weights = torch.where(mine, weights, 0)
+        if by_expert:
+            with _local_weights(module, sharded, local):
+                return _dispatch_combine(forward, x, indices, weights, local, mesh)
         with _local_weights(module, sharded, local):
             for attr in once:
                 bias = _summed_local(getattr(module, attr))
@@ -467,6 +468,80 @@ def _wrap_experts(module, name, mesh, by_expert: bool, attrs: list[str], once) -
         return _sum_outputs(out, mesh)
 
     module.forward = sharded_forward
+
+
+def _dispatch_combine(forward, x, indices, weights, local: int, mesh) -> torch.Tensor:
+    """Expert parallel: this rank takes its share of the tokens (the residual stream is
+    replicated over `ep`), sends each (token, expert) pair to the rank holding that expert
+    (all-to-all dispatch), runs its experts on the pairs it receives (one slot each, the
+    routing weight travelling with the pair), sends the weighted outputs back (all-to-all
+    combine), sums each token's pairs and all-gathers the token shares."""
+    size, rank, group = mesh.size(), mesh.get_local_rank(), mesh.get_group()
+    tokens, top_k = indices.shape
+    share = -(-tokens // size)  # ceil: the last rank may hold fewer
+    lo, hi = min(rank * share, tokens), min((rank + 1) * share, tokens)
+    experts, pair_weights = indices[lo:hi].flatten(), weights[lo:hi].flatten()
+    order = experts.argsort(stable=True)  # by expert, so by the rank holding it
+    send = torch.bincount(_owner(experts[order], local), minlength=size)
+    receive = torch.empty_like(send)
+    torch.distributed.all_to_all_single(receive, send, group=group)
+    send, receive = send.tolist(), receive.tolist()
+    rows = _AllToAll.apply(x[lo:hi].repeat_interleave(top_k, 0)[order], receive, send, group)
+    got_weights = _AllToAll.apply(pair_weights[order], receive, send, group)
+    got_experts = _AllToAll.apply(experts[order], receive, send, group) - rank * local
+    out = forward(rows, got_experts[:, None], got_weights[:, None])
+    back = _AllToAll.apply(out, send, receive, group)
+    pairs = torch.empty_like(back).index_copy(0, order, back)
+    mine = pairs.view(hi - lo, top_k, -1).sum(dim=1)
+    return _GatherShares.apply(mine, share, tokens, group)
+
+
+def _owner(experts: torch.Tensor, local: int) -> torch.Tensor:
+    """The ep rank holding each expert (rank r holds experts r*local ... r*local+local-1)."""
+    return experts // local
+
+
+class _AllToAll(torch.autograd.Function):
+    """all_to_all_single over rows with the given split sizes; the backward sends the
+    gradients back the way the rows came."""
+
+    @staticmethod
+    def forward(ctx, tensor, out_sizes, in_sizes, group):
+        ctx.sizes, ctx.group = (out_sizes, in_sizes), group
+        out = tensor.new_empty((sum(out_sizes), *tensor.shape[1:]))
+        torch.distributed.all_to_all_single(
+            out, tensor.contiguous(), out_sizes, in_sizes, group=group
+        )
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        out_sizes, in_sizes = ctx.sizes
+        back = grad.new_empty((sum(in_sizes), *grad.shape[1:]))
+        torch.distributed.all_to_all_single(
+            back, grad.contiguous(), in_sizes, out_sizes, group=ctx.group
+        )
+        return back, None, None, None
+
+
+class _GatherShares(torch.autograd.Function):
+    """Every rank's token share gathered in rank order (padded to `share` rows); every rank
+    then computes the same replicated loss, so the backward keeps its own share's rows."""
+
+    @staticmethod
+    def forward(ctx, mine, share, tokens, group):
+        rank = torch.distributed.get_rank(group)
+        ctx.rows = (rank * share, rank * share + mine.shape[0])
+        padded = mine.new_zeros((share, *mine.shape[1:]))
+        padded[: mine.shape[0]] = mine
+        parts = [torch.empty_like(padded) for _ in range(torch.distributed.get_world_size(group))]
+        torch.distributed.all_gather(parts, padded, group=group)
+        return torch.cat(parts)[:tokens]
+
+    @staticmethod
+    def backward(ctx, grad):
+        lo, hi = ctx.rows
+        return grad[lo:hi], None, None, None
 
 
 def _summed_local(param):

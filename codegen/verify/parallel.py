@@ -228,6 +228,8 @@ def _record_sharded(model, record: list) -> None:
         def hook(m, args, out, name=name, side=marked[0], index=marked[1]):
             if not any(entry[0] == name for entry in record):
                 tensor = args[0] if side == "input" else out
+                if hasattr(tensor, "to_local"):  # a row-wise Linear's input as a DTensor
+                    tensor = tensor.to_local()
                 record.append((name, side, tensor.detach().clone(), index))
 
         module.register_forward_hook(hook)

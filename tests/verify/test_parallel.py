@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 
 import pytest
+import torch
 
 from codegen.cli import main
 from codegen.errors import CodegenError
@@ -60,13 +61,39 @@ def test_mla_rope_key_without_gradient_sum_fails_naming_it():
 
 
 def test_experts_outputs_never_summed_fail(monkeypatch):
-    # the forked ranks inherit the defect: each keeps its own experts' partial outputs
+    # the forked ranks inherit the defect: each keeps its hidden-dim shard's partial outputs
     import codegen.layers.parallel as parallel
 
     monkeypatch.setattr(parallel, "_sum_outputs", lambda tensor, mesh: tensor)
-    result = _run("qwen3_moe", "ep=2")
+    result = _run("qwen3_moe", "tp=2")
     assert not result.passed
     assert result.error.startswith("logits differ")
+
+
+def test_pairs_dispatched_to_the_wrong_rank_fail(monkeypatch):
+    # expert parallel: each (token, expert) pair goes to the other rank than its expert's
+    import codegen.layers.parallel as parallel
+
+    monkeypatch.setattr(parallel, "_owner", lambda experts, local: 1 - experts // local)
+    result = _run("qwen3_moe", "ep=2")
+    assert not result.passed
+    assert "layers.1.moe.experts" in result.error
+
+
+def test_token_shares_gathered_with_summed_gradients_fail(monkeypatch):
+    # the backward of the share gather must keep the rank's rows, not sum them (every rank
+    # computes the same replicated loss): summing would count each gradient twice
+    import codegen.layers.parallel as parallel
+
+    def summed(ctx, grad):
+        torch.distributed.all_reduce(grad)
+        lo, hi = ctx.rows
+        return grad[lo:hi], None, None, None
+
+    monkeypatch.setattr(parallel._GatherShares, "backward", staticmethod(summed))
+    result = _run("qwen3_moe", "ep=2")
+    assert not result.passed
+    assert "first differing gradient: layers.3.moe.experts" in result.error
 
 
 def _plan_error(model: str, plan: dict) -> str:
