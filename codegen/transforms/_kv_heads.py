@@ -49,7 +49,11 @@ def kv_heads_expression(features) -> str | None:
                 and len(node.targets) == 1
                 and _self_attribute(node.targets[0]) in _COUNT_ATTRIBUTES
                 and _config_field(node.value) is None  # a plain field: config alignment's job
-                and any(_kv_field(f) for f in _fields_read(node.value) | _self_read(node, init))
+                and (
+                    any(_kv_field(f) for f in _fields_read(node.value) | _self_read(node, init))
+                    # gpt_bigcode: `1 if self.multi_query else self.num_heads`
+                    or isinstance(node.value, ast.IfExp)
+                )
             ):
                 return _restated(node.value, init, cls, tree, configured)
     return None

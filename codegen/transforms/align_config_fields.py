@@ -54,6 +54,10 @@ class AlignConfigFields(Transform):
             )
 
 
+# Features set only where the code holds the value itself, no config field (norm.eps)
+_CODE_CONSTANTS = ("norm.eps",)
+
+
 class _Resolver:
     """What a read of config field `read` becomes for a config holding `available`."""
 
@@ -67,7 +71,8 @@ class _Resolver:
         if read in self.available or read in seen:
             return None
         found = (
-            self._alias(self.names.CONFIG_ALIASES.get(read, ()))
+            self._code_constant(read)
+            or self._alias(self.names.CONFIG_ALIASES.get(read, ()))
             or self._derived(read, seen)
             or self._alias(LEGACY_NAMES.get(read, ()))
             or self._known(read)
@@ -97,6 +102,12 @@ class _Resolver:
     def _alias(self, aliases) -> cst.BaseExpression | None:
         alias = next((a for a in aliases if a in self.available), None)
         return None if alias is None else expression(f"hf_config.{alias}")
+
+    def _code_constant(self, read: str) -> cst.BaseExpression | None:
+        """A value the code fixes although the config has a field of that name (BioGPT's
+        nn.LayerNorm at 1e-5 beside an unread layer_norm_eps=1e-12): the code's wins."""
+        path = self.names.CONFIG_FROM_FEATURES.get(read)
+        return self._known(read) if path in _CODE_CONSTANTS else None
 
     def _known(self, read: str) -> cst.BaseExpression | None:
         known = _feature_value(self.features, self.names.CONFIG_FROM_FEATURES.get(read))

@@ -27,12 +27,16 @@ from codegen.transforms.edits import (
 # `embed_scale.to(self.weight.dtype)`); in bf16 sqrt(3072) = 55.43 becomes 55.5.
 SQRT_DIM = "{h} = {h} * torch.tensor(self.args.dim**0.5, dtype={h}.dtype)"
 
-KINDS = ("sqrt_dim", "config")
+# BioGPT, XGLM: `math.sqrt(config.hidden_size)` as a Python float, not rounded to the dtype
+SQRT_DIM_FLOAT = "{h} = {h} * self.args.dim**0.5"
+
+KINDS = ("sqrt_dim", "sqrt_dim_float", "config")
 
 
 class EmbeddingScale(Transform):
     """`Model.forward` multiplies the embeddings: by sqrt(dim) rounded to the model dtype
-    (`kind="sqrt_dim"`, gemma) or by a config value (`kind="config"`, `field` e.g. granite's
+    (`kind="sqrt_dim"`, gemma), by sqrt(dim) as a float (`kind="sqrt_dim_float"`, BioGPT's
+    `math.sqrt(config.hidden_size)`) or by a config value (`kind="config"`, `field` e.g. granite's
     "embedding_multiplier", which becomes a ModelArgs field of the same name).
 
     Without params the kind and field are read from the target's HF source line that
@@ -66,6 +70,10 @@ def detect(features) -> tuple[str, str | None]:
         return "config", field
     if re.search(r"hidden_size\s*\*\*\s*0\.5", hf_source(features)):
         return "sqrt_dim", None
+    if re.search(
+        r"sqrt\(\s*(self\.)?config\.(hidden_size|d_model|n_embd)\s*\)", hf_source(features)
+    ):
+        return "sqrt_dim_float", None
     raise EditError(f"cannot tell how the embeddings are scaled from {line!r}")
 
 
@@ -90,4 +98,5 @@ class _ScaleEmbeddings(InMethod):
         if self.kind == "config":
             scaled = f"{target} = {code_of(statement.value)} * self.args.{self.field}"
             return updated.with_changes(body=statements(scaled)[0].body)
-        return cst.FlattenSentinel([updated, *statements(SQRT_DIM.format(h=target))])
+        scale = SQRT_DIM if self.kind == "sqrt_dim" else SQRT_DIM_FLOAT
+        return cst.FlattenSentinel([updated, *statements(scale.format(h=target))])

@@ -179,10 +179,12 @@ def test_a_value_the_code_fixes_stands_for_a_field_the_config_lacks():
     assert "hf_config.intermediate_size" in after
 
 
-def test_the_config_field_wins_over_the_code_value_and_unknown_is_no_value():
+def test_config_fields_win_but_a_constant_the_code_fixes_and_unknown_is_no_value():
     features = _Features(norm__eps=1e-05, ffn__activation="unknown", rope__interleaved=True)
     after = _code_fixes(["layer_norm_epsilon", "rope_interleave", "intermediate_size"], features)
-    assert "norm_eps=hf_config.layer_norm_epsilon" in after  # an alias the config has
+    # norm.eps is found only where no config value is the code's epsilon: the config's
+    # field is one the code never reads (BioGPT's layer_norm_eps beside nn.LayerNorm's 1e-5)
+    assert "norm_eps=1e-05" in after
     assert "rope_interleave=bool(hf_config.rope_interleave)" in after
     assert "hf_config.hidden_act" in after  # "unknown" stands for nothing: left to fail loudly
 

@@ -82,3 +82,20 @@ def test_detects_gemma_style_sqrt(tmp_path):
 def test_without_source_detection_fails_loudly():
     with pytest.raises(EditError):
         EmbeddingScale().apply(_llama())
+
+
+def test_sqrt_dim_float_is_not_rounded():
+    package = _llama()
+    EmbeddingScale().apply(package, kind="sqrt_dim_float")
+    model = package.render()["model.py"]
+    assert "h = self.tok_embeddings(tokens)\n        h = h * self.args.dim**0.5\n" in model
+
+
+def test_detects_biogpt_style_math_sqrt(tmp_path):
+    source = (
+        "class E:\n"
+        "    def forward(self, ids):\n"
+        "        return super().forward(ids) * self.embed_scale\n"
+        "scale = math.sqrt(config.hidden_size) if config.scale_embedding else 1.0\n"
+    )
+    assert embedding_scale.detect(_features(tmp_path, source, 3)) == ("sqrt_dim_float", None)
