@@ -53,9 +53,12 @@ def describe(package, title: str, steps, features=None, target=None) -> None:
     text = '"""' + "\n".join(lines).replace('"""', "'''") + '\n"""'
     package.files["model.py"] = _with_docstring(package.files["model.py"], text)
     if features is not None and "__init__.py" in package.files:
-        described = getattr(target, "described", None) or features
-        reads = _config_reads(package.files.get("args.py"))
-        text = summary_of(title, described, features, reads, _config_class(described))
+        described = getattr(target, "described", None)
+        if described is None:  # no analysis under the config's own values: the tagline only
+            text = _literal(tagline_of(title, features))
+        else:
+            reads = _config_reads(package.files.get("args.py"))
+            text = summary_of(title, described, features, reads, _config_class(described))
         package.files["__init__.py"] = _with_docstring(package.files["__init__.py"], text)
 
 
@@ -83,7 +86,14 @@ def summary_of(title: str, described, toy=None, reads=frozenset(), config_class=
         for item in switches:
             lines += textwrap.wrap(f"- {item}", WIDTH, subsequent_indent="  ")
         paragraphs.append("\n".join(lines))
-    text = "\n\n".join(paragraphs).replace('"""', "'''")
+    return _literal("\n\n".join(paragraphs))
+
+
+def _literal(text: str) -> str:
+    """A docstring literal: one line closes on it, more close on their own line."""
+    if "\n" not in text:
+        text = textwrap.fill(text, WIDTH - 2, break_on_hyphens=False)
+    text = text.replace('"""', "'''")
     return '"""' + text + ('\n"""' if "\n" in text else '"""')
 
 

@@ -159,6 +159,9 @@ def test_prose_names_no_config_field_the_target_lacks(models, target):
         ("mixtral", "sliding window", "(sliding window"),  # MixtralConfig: sliding_window=None
         ("qwen3_moe", "sliding window", "(QK-norm, sliding window"),  # use_sliding_window=False
         ("gemma2", "", "configurable: sliding window"),  # a real window pattern by default
+        # StableLmConfig: 32 kv heads of 32; qk_layernorm is refused (FIXED_SETTINGS), so
+        # QK-norm is no feature of the package, not even a configurable one
+        ("stablelm", "gqa attention", "QK-norm"),
     ],
 )
 def test_summary_describes_the_config_class_defaults(models, target, configurable, not_said):
@@ -167,6 +170,19 @@ def test_summary_describes_the_config_class_defaults(models, target, configurabl
     assert not_said not in tagline, tagline
     if configurable:
         assert f"configurable: {configurable}" in tagline or f", {configurable}." in tagline
+
+
+def test_summary_cites_only_what_the_defaults_have(models):
+    """The summary's evidence is the analysis under the config class defaults: no toy
+    value (mixtral's toy window is 8) and the window only as a switch of the package."""
+    summary = ast.get_docstring(ast.parse((models / "mixtral" / "__init__.py").read_text()))
+    flat = " ".join(summary.split())
+    assert "As MixtralConfig's defaults configure it" in flat
+    assert (
+        "sliding window: off by default; on with sliding_window set (modeling_mixtral.py:" in flat
+    )
+    assert "sliding_window = None by default" in flat
+    assert "sliding_window=8" not in flat
 
 
 def test_gemma2_docstring_has_the_real_values_not_the_toy(models):
