@@ -107,9 +107,12 @@ def apply_plan(
     if dp > 1:
         from torch.distributed.fsdp import fully_shard
 
+        # an empty parameter (a zero-width layer of a toy config) has nothing to shard and
+        # FSDP2's gradient reduce-scatter refuses it
+        empty = {param for param in model.parameters() if not param.numel()}
         for name in _matching([n for n, _ in model.named_modules()], blocks):
-            fully_shard(model.get_submodule(name), mesh=mesh["dp_shard"])
-        fully_shard(model, mesh=mesh["dp_shard"])
+            fully_shard(model.get_submodule(name), mesh=mesh["dp_shard"], ignored_params=empty)
+        fully_shard(model, mesh=mesh["dp_shard"], ignored_params=empty)
     return model
 
 
