@@ -167,8 +167,15 @@ def analyse(ctx: Ctx, rec: ModuleRec, inputs: dict | None = None) -> FfnInfo:
             return info
     act_terms = [t for t in terms if t.op in ("act", "fn", "call")]
     own = ctx.roles.role(rec) in (MLP, EXPERTS)  # not a decoder layer holding it inline
+    linear_calls = [t for t in terms if t.op == "call" and id(t.module) in lin_mods]
     for t in terms if own else ():  # a norm inside the feed-forward (before down)
-        if t.op == "call" and isinstance(t.module, ModuleRec) and ctx.roles.role(t.module) == NORM:
+        if (
+            t.op == "call"
+            and isinstance(t.module, ModuleRec)
+            and ctx.roles.role(t.module) == NORM
+            # after a projection: the norm a layer applies to its input first is the pre-norm
+            and any(x is lin for lin in linear_calls for x in walk(t) if x is not t)
+        ):
             where = t.site.cite() if t.site else info.site
             ctx.unsupported("ffn.sub_norm", "a norm inside the feed-forward (before down)", where)
             break

@@ -480,7 +480,9 @@ def test_an_activation_with_tensors_has_checkpoint_keys(analysed: dict) -> None:
 def test_sub_norms_before_the_output_projections_are_reported(analysed: dict) -> None:
     found = {u.feature for u in _features(analysed, "bitnet").unsupported}
     assert {"attention.sub_norm", "ffn.sub_norm"} <= found
-    for model_type in ("llama", "qwen3", "olmo2"):  # QK-norms and block norms are not these
+    # QK-norms and block norms are not these, nor the pre-norm of a layer holding its
+    # feed-forward inline (biogpt's final_layer_norm before fc1)
+    for model_type in ("llama", "qwen3", "olmo2", "biogpt"):
         others = {u.feature for u in _features(analysed, model_type).unsupported}
         assert not others & {"attention.sub_norm", "ffn.sub_norm"}
 
