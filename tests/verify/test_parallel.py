@@ -262,3 +262,15 @@ def test_an_experts_parameter_left_out_of_the_plan_fails(tmp_path):
     _, built, _ = spec.build(base_config("qwen3_moe")[0])
     with pytest.raises(PlanError, match="parameter layers.1.moe.experts.w13_bias is not covered"):
         check_plan(built, plan)
+
+
+def test_an_empty_parameter_is_left_out_of_fsdp():
+    """deepseek_v3 with no shared experts builds them zero-wide (as dots1's toy does):
+    FSDP2's gradient reduce-scatter refuses an empty tensor, so it is not sharded."""
+    spec = load_spec("deepseek_v3")
+    config = base_config("deepseek_v3")[0]
+    config.n_shared_experts = 0
+    _, built, _ = spec.build(config)
+    assert any(not param.numel() for param in built.parameters())
+    result = verify_parallel(spec, config, "fsdp=2")
+    assert result.passed, result.line()
