@@ -14,6 +14,11 @@ from dataclasses import dataclass
 import libcst as cst
 
 WIDTH = 96  # the docstring sits in a 100-column file
+# what model.py's code is (the package trains, shards and packs, so "inference-only" is false)
+_PLUMBING = (
+    "No KV cache: the forward runs whole sequences (training and prefill); sharding is applied\n"
+    "from outside, by parallelize.py."
+)
 
 
 @dataclass(frozen=True)
@@ -49,7 +54,7 @@ def describe(package, title: str, steps, features=None, target=None) -> None:
             lines += textwrap.wrap(f"- {step.rule}{reason}", WIDTH, subsequent_indent="  ")
     else:
         lines += ["", "No architectural rule applied: the house layout, with the target's names."]
-    lines += ["", "Single-device and inference-only: no KV cache, no parallelism plumbing."]
+    lines += ["", _PLUMBING]
     text = '"""' + "\n".join(lines).replace('"""', "'''") + '\n"""'
     package.files["model.py"] = _with_docstring(package.files["model.py"], text)
     if features is not None and "__init__.py" in package.files:
