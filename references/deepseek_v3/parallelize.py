@@ -6,8 +6,9 @@ every head shares (its gradient summed over the ranks' heads); the per-head up-p
 (`wq_b` or `wq`, `wkv_b`) are column-wise, so each rank expands only its own heads, and
 `wo` is row-wise. Dense and shared-expert SwiGLUs are column-wise gate/up, row-wise down.
 The router (with its correction bias) is replicated; the stacked routed experts are split
-over `ep` by expert, or over `tp` by their hidden dim, every rank seeing every token and
-the partial outputs summed. FSDP2 shards each block, then the root.
+over `ep` by expert (tokens dispatched and combined by all-to-all), or over `tp` by their
+hidden dim (every rank seeing every token, the partial outputs summed). FSDP2 shards each
+block, then the root.
 """
 
 from __future__ import annotations

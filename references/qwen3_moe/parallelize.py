@@ -2,9 +2,10 @@
 
 Attention as qwen3 (column-wise q/k/v, row-wise o, QK-norm over head_dim on each rank's
 heads); dense layers' SwiGLU column-wise gate/up and row-wise down. The router is
-replicated. The stacked routed experts are split over `ep` by expert, or over `tp` by
-their hidden dim; either way every rank sees every token, runs its shard and the partial
-outputs are summed. FSDP2 shards each block, then the root.
+replicated. The stacked routed experts are split over `ep` by expert (tokens dispatched
+to their experts' ranks and combined by all-to-all), or over `tp` by their hidden dim
+(every rank sees every token, the partial outputs are summed). FSDP2 shards each block,
+then the root.
 """
 
 from __future__ import annotations
