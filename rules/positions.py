@@ -24,6 +24,14 @@ RULES = [
         },
     ),
     Rule(
+        id="sinusoidal_positions",
+        feature="embedding.positions",
+        values=("sinusoidal",),
+        transform="sinusoidal_positions",
+        description="tensor2tensor's fixed [sin | cos] table row per position added to embeddings",
+        params={"offset": FromFeature("embedding.position_offset")},
+    ),
+    Rule(
         id="transposed_linears",
         feature="state_dict.transposed_keys",
         values=(True,),

@@ -10,8 +10,9 @@ UNSUPPORTED: dict[tuple[str, object], str] = {
     ("rope.type", "longrope"): (
         "two frequency tables switched by sequence length (phi3 long context): no rule yet"
     ),
-    ("embedding.positions", "sinusoidal"): (
-        "a sin/cos position table added to the embeddings (xglm, ctrl): no rule yet"
+    ("embedding.positions", "sinusoidal_other"): (
+        "a sin/cos position table other than tensor2tensor's (ctrl's sin of even, cos of odd"
+        " angles over 10000^(2k/d)): no rule yet"
     ),
     ("rope.type", "other"): "a position encoding the analyzer does not recognise",
     ("moe.router", "other"): "a routing function the analyzer does not recognise",

@@ -299,10 +299,13 @@ def _positions(ctx: Ctx, token_name: str | None) -> tuple[str, int, str]:
                 where = ctx.attr_site(owner, name)
                 ctx.cite("embedding.positions", f"{where} (learned table {name})")
                 return "learned", size - rows, path
-    sinusoid = _sinusoid(ctx) if not _has_rotary(ctx) else None
-    if sinusoid is not None:
-        ctx.cite("embedding.positions", f"{sinusoid} (sinusoidal table)")
-        return "sinusoidal", 0, ""
+    found = _sinusoid(ctx) if not _has_rotary(ctx) else None
+    if found is not None:
+        where, tensor2tensor = found
+        kind = "sinusoidal" if tensor2tensor else "sinusoidal_other"
+        offset = _offset(owner, token_name)
+        ctx.cite("embedding.positions", f"{where} ({kind} table from row {offset})")
+        return kind, offset, ""
     ctx.cite("embedding.positions", ctx.class_site(owner) if owner is not None else "?")
     return "none", 0, ""
 
@@ -312,14 +315,31 @@ def _has_rotary(ctx: Ctx) -> bool:
     return "no rotary" not in ctx.evidence.get("rope.type", "")
 
 
-def _sinusoid(ctx: Ctx) -> str | None:
-    """A function or method of the modeling file computing a sin/cos position table."""
+def _sinusoid(ctx: Ctx) -> tuple[str, bool] | None:
+    """(site, tensor2tensor form) of the function or method of the modeling file computing a
+    sin/cos position table. The tensor2tensor form (fairseq, XGLM): [sin | cos] of position
+    times exp(-k * log(10000) / (dim / 2 - 1)); any other spelling is reported apart."""
+    import libcst.matchers as m
+
     sf = ctx.model.modeling
     functions = [(fn, None) for fn in sf.functions.values()]
     for cls in sf.classes.values():
         functions += [(fn, cls) for fn in cls.methods.values()]
+    over_half_less_one = m.BinaryOperation(
+        operator=m.Divide(), right=m.BinaryOperation(operator=m.Subtract(), right=m.Integer("1"))
+    )
     for fn, _ in functions:
         ops = ctx.roles.function_signals(sf, fn).ops
         if {"sin", "cos"} <= ops:
-            return sf.cite(fn)
+            tensor2tensor = "log" in ops and bool(m.findall(fn, over_half_less_one))
+            return sf.cite(fn), tensor2tensor
     return None
+
+
+def _offset(owner, token_name: str | None) -> int:
+    """The row of position 0 in a computed table: its module's integer `offset` (XGLM: 2)."""
+    for name, child in owner.children() if owner is not None else ():
+        value = getattr(child, "attrs", {}).get("offset") if name != token_name else None
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return 0

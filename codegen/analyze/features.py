@@ -69,7 +69,7 @@ VOCAB: dict[str, tuple] = {
     "moe.module_layout": ("per_expert", "fused"),
     "norm.kind": ("rmsnorm", "rmsnorm_offset", "layernorm", "layernorm_offset"),
     "norm.placement": ("pre", "post", "sandwich", "parallel"),
-    "embedding.positions": ("none", "learned", "sinusoidal"),
+    "embedding.positions": ("none", "learned", "sinusoidal", "sinusoidal_other"),
     "reference.closest": ("llama", "qwen2", "qwen3", "qwen3_moe", "deepseek_v3"),
 }
 
@@ -164,7 +164,8 @@ class Embedding:
     tied: bool | str = UNKNOWN
     scale: bool | str = UNKNOWN  # embeddings multiplied before the first layer
     # absolute positions added to the token embeddings: none | learned (a table indexed by
-    # position + position_offset, the module at position_table) | sinusoidal
+    # position + position_offset, the module at position_table) | sinusoidal (tensor2tensor's
+    # [sin | cos] table, row position + position_offset) | sinusoidal_other (another sin/cos)
     positions: str = UNKNOWN
     position_offset: int = 0
     position_table: str = ""  # e.g. "transformer.wpe"

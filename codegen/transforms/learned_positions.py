@@ -13,7 +13,7 @@ from codegen.transforms.edits import EditDict, EditError, InsertStatements, assi
 FIELD = "max_position_embeddings: int = 2048  # rows of the learned position table"
 TABLE = "self.pos_embeddings = nn.Embedding(args.max_position_embeddings{plus}, args.dim)"
 # OPT, BioGPT: the table has `offset` more rows and position p reads row p + offset
-OFFSET = "POSITION_OFFSET = {offset}  # the checkpoint's table starts positions at this row"
+OFFSET = "POSITION_OFFSET = {offset}  # position p is row p + POSITION_OFFSET of HF's table"
 ADD = "{h} = {h} + self.pos_embeddings(positions{plus})"
 HOUSE_KEY = "pos_embeddings.weight"
 

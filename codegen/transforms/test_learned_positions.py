@@ -38,7 +38,7 @@ def test_offset_table_has_more_rows_and_reads_from_the_offset():
     package = _llama()
     LearnedPositions().apply(package, table="model.decoder.embed_positions", offset=2)
     model = package.render()["model.py"]
-    constant = "\nPOSITION_OFFSET = 2  # the checkpoint's table starts positions at this row\n"
+    constant = "\nPOSITION_OFFSET = 2  # position p is row p + POSITION_OFFSET of HF's table\n"
     assert model.index("from .args import ModelArgs") < model.index(constant)
     assert model.index(constant) < model.index("class Attention")
     assert "nn.Embedding(args.max_position_embeddings + POSITION_OFFSET, args.dim)" in model

@@ -449,7 +449,8 @@ def test_an_ungated_mlp_with_a_plain_activation_is_an_mlp(analysed) -> None:
     [
         ("gpt2", "learned", 0, "transformer.wpe"),
         ("opt", "learned", 2, "model.decoder.embed_positions"),
-        ("xglm", "sinusoidal", 0, ""),
+        ("xglm", "sinusoidal", 2, ""),
+        ("ctrl", "sinusoidal_other", 0, ""),
         ("llama", "none", 0, ""),
     ],
 )
