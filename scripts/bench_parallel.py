@@ -7,12 +7,14 @@ gradient gathered and compared with the package on one device). The ratio says w
 proving the shard plan costs next to proving the package.
 
     python scripts/bench_parallel.py [MODEL ...]        (default: llama qwen3_moe)
+    python scripts/bench_parallel.py phi3 gpt_oss --models /tmp/p11/models   (scaffolded)
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 
 def single_seconds(spec, case) -> tuple[float, bool]:
@@ -34,6 +36,7 @@ def parallel_seconds(spec, case, setting: str) -> tuple[float, bool]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", default=["llama", "qwen3_moe"])
+    parser.add_argument("--models", dest="directory", help="models package (default: references)")
     args = parser.parse_args()
     import torch
 
@@ -43,7 +46,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     for name in args.models:
-        spec = load_spec(name)
+        spec = load_spec(name, Path(args.directory)) if args.directory else load_spec(name)
         case = default_cases(spec, switches=False)[0]
         plan_module(spec)  # no plan: one line before anything runs
         single_seconds(spec, case)  # warm-up: first-call imports and kernel setup
