@@ -16,6 +16,7 @@ from pathlib import Path
 
 import libcst as cst
 
+from codegen.analyze import walk
 from codegen.errors import CodegenError
 from codegen.scaffold.source import SourcePackage
 from codegen.transforms.drop_pinned_attributes import DropPinnedAttributes
@@ -61,11 +62,11 @@ def drop_unused_fields(package: SourcePackage) -> None:
     # only args.py changes in the loop: the other files' reads are collected once
     others = _attribute_names(
         {name: module for name, module in package.files.items() if name != "args.py"},
-        package.visit,
+        walk.visit,  # reads only: no rebuilt tree
     )
     while True:
         fields = _dataclass_fields(package.files["args.py"])
-        used = others | _attribute_names({"args.py": package.files["args.py"]}, package.visit)
+        used = others | _attribute_names({"args.py": package.files["args.py"]}, walk.visit)
         unused = {name for name in fields if name not in used and name not in _ALWAYS_USED}
         if not unused:
             return
@@ -129,7 +130,7 @@ def _remove_unused_imports(module: cst.Module, visit=cst.Module.visit) -> cst.Mo
     exactly when it appears as an identifier outside import statements or in `__all__`.
     A deliberate side-effect import (`# noqa: F401`) is kept.
     """
-    used = _used_names(module, visit)
+    used = _used_names(module, walk.visit)  # reads only: no rebuilt tree
     return visit(module, _DropUnusedImports(used))
 
 

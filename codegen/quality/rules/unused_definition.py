@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import libcst as cst
 
+from codegen.analyze import walk
 from codegen.quality.rule import Finding, Rule
 
 # the files transforms edit; the shared layers written into a package are a library
@@ -35,7 +36,7 @@ def unused_definitions(modules: dict[str, cst.Module]) -> dict[str, list[cst.CST
     for module in modules.values():
         for statement in module.body:
             visitor = _Used()
-            statement.visit(visitor)
+            walk.visit(statement, visitor)  # reads only: no rebuilt tree
             own = isinstance(statement, (cst.FunctionDef, cst.ClassDef))
             uses.append((statement if own else None, visitor.names))
     found = {}
