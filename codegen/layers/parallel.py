@@ -95,7 +95,9 @@ def apply_plan(
     tp, ep, dp = (mesh_size(mesh, name) for name in ("tp", "ep", "dp_shard"))
     if tp > 1 and ep > 1:
         raise PlanError("tp and ep both above 1: experts are sharded over one of them")
-    if ep > 1 and "experts" not in modules.values():
+    # a plan without experts cannot use ep; a config that builds no MoE layer (its experts
+    # entries optional) leaves the model replicated over ep
+    if ep > 1 and "experts" not in plan.values():
         raise PlanError(f"ep={ep} but the plan shards no experts of {type(model).__name__}")
     tied = _aliases(model)
     if tp > 1:

@@ -274,3 +274,12 @@ def test_an_empty_parameter_is_left_out_of_fsdp():
     assert any(not param.numel() for param in built.parameters())
     result = verify_parallel(spec, config, "fsdp=2")
     assert result.passed, result.line()
+
+
+def test_a_config_without_moe_layers_is_replicated_over_ep():
+    """qwen3_moe with num_experts=0: its plan's experts entries are optional, nothing is
+    split over ep (a dense plan under ep still fails, above)."""
+    config = base_config("qwen3_moe")[0]
+    config.num_experts = 0
+    result = verify_parallel(load_spec("qwen3_moe"), config, "ep=2")
+    assert result.passed, result.line()
