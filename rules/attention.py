@@ -80,7 +80,7 @@ RULES += [
         params={"mode": "none"},
         description="the reference's sliding window is removed (plain causal attention)",
         native_in=("llama", "deepseek_v3"),
-        reached_by=("sliding_window", "layer_types"),
+        reached_by=("sliding_window", "layer_types", "use_sliding_window"),
     ),
     Rule(
         # after the window rules: sliding blocks take the sliding table

@@ -198,7 +198,7 @@ def _unreachable_steps(target, reference: str, rules, planned: set[str]) -> list
         fields = set(rule.reached_by)
         if not fields or rule.id in planned or reference in rule.native_in:
             continue
-        if not fields <= reads or switched & fields:
+        if not reads & fields or switched & fields:
             continue
         value = references.compared_value(features, rule.feature)
         if value not in rule.values:

@@ -37,11 +37,10 @@ class Rule:
     fixes: str = ""
     bias_of: tuple[str, ...] = ()
     # config fields through which a reference's code for the feature's other values is
-    # reached (qwen2's window pattern: sliding_window, layer_types): where the reference
-    # reads them all and the target's source branches on none, no target config reaches
-    # that code, so the rule removes it although the reference's row accepts the target's
-    # value (glm4). A reference reading fewer (qwen3_moe: sliding_window alone) has a
-    # single test there, which tidy folds away with the dead-code check.
+    # reached (a window: sliding_window, layer_types): where the reference reads one and
+    # the target's source branches on none, no target config reaches that code, so the
+    # rule removes it although the reference's row accepts the target's value (glm4 from
+    # qwen2, olmoe from qwen3_moe)
     reached_by: tuple[str, ...] = ()
 
     def resolve(self, features) -> dict[str, Any]:
