@@ -112,10 +112,27 @@ def apply_plan(
         # an empty parameter (a zero-width layer of a toy config) has nothing to shard and
         # FSDP2's gradient reduce-scatter refuses it
         empty = {param for param in model.parameters() if not param.numel()}
+        options = {"mesh": mesh["dp_shard"], "ignored_params": empty, "shard_placement_fn": _dp_dim}
         for name in _matching([n for n, _ in model.named_modules()], blocks):
-            fully_shard(model.get_submodule(name), mesh=mesh["dp_shard"], ignored_params=empty)
-        fully_shard(model, mesh=mesh["dp_shard"], ignored_params=empty)
+            fully_shard(model.get_submodule(name), **options)
+        fully_shard(model, **options)
     return model
+
+
+def _dp_dim(param):
+    """FSDP2's dim for a parameter: dim 0 (its default), except for a weight whose tp
+    shard is strided on dim 0 ([gate | up] slices): FSDP2 cannot stack its own split on
+    that one, so it takes dim 1."""
+    from torch.distributed.tensor import Shard
+    from torch.distributed.tensor.placement_types import _StridedShard
+
+    placements = getattr(param, "placements", ())
+    strided = any(isinstance(p, _StridedShard) and p.dim == 0 for p in placements)
+    if strided and param.dim() > 1:
+        return Shard(1)
+    if strided:
+        raise PlanError(f"a 1-D parameter of shape {tuple(param.shape)} is strided over tp")
+    return None
 
 
 def check_plan(model: nn.Module, plan: dict[str, str], optional=frozenset()):

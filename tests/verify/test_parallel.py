@@ -283,3 +283,15 @@ def test_a_config_without_moe_layers_is_replicated_over_ep():
     config.num_experts = 0
     result = verify_parallel(load_spec("qwen3_moe"), config, "ep=2")
     assert result.passed, result.line()
+
+
+@pytest.mark.parametrize(
+    "step",
+    [("fuse_qkv", {"layout": "contiguous"}), ("fuse_gate_up", {"layout": "concat"})],
+)
+def test_fused_projections_under_tp_inside_fsdp(tmp_path, step):
+    """4 ranks: FSDP2 cannot split a [gate | up] weight again on the dim tp strided, so it
+    takes dim 1; the gathered [q | k | v] is a plain row split FSDP2 stacks on."""
+    spec, _ = _package(tmp_path, "llama", "fused", [step])
+    result = verify_parallel(spec, base_config("llama")[0], "tp=2,fsdp=2")
+    assert result.passed, result.line()
