@@ -344,7 +344,11 @@ def embedding_stage(house_model, hf_model, tokens) -> Divergence | None:
     finally:
         house.close()
         hf.close()
-    (house_in, _), (hf_in, _) = house.records[f"{house_layers}.0"], hf.records[f"{hf_layers}.0"]
+    house_first = house.records.get(f"{house_layers}.0")
+    hf_first = hf.records.get(f"{hf_layers}.0")
+    if house_first is None or hf_first is None:  # a first layer the forward never called
+        return None
+    (house_in, _), (hf_in, _) = house_first, hf_first
     if house_in is None or hf_in is None or house_in.shape != hf_in.shape:
         return None
     if torch.equal(house_in, hf_in.to(house_in.dtype)):
