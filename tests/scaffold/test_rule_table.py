@@ -17,6 +17,7 @@ PROJECTED = {
     "moe.shared_experts": ("yes", "no"),
     "moe.routed_scaling": ("yes", "no"),
     "moe": (True, False),
+    "moe.layer_condition": ("all", "first_k", "sparse_step", "condition"),
 }
 
 
