@@ -295,3 +295,42 @@ def test_fused_projections_under_tp_inside_fsdp(tmp_path, step):
     spec, _ = _package(tmp_path, "llama", "fused", [step])
     result = verify_parallel(spec, base_config("llama")[0], "tp=2,fsdp=2")
     assert result.passed, result.line()
+
+
+def _compared(got: float, noise: float):
+    from codegen.verify.parallel import ParallelResult, _compare
+
+    logits = torch.ones(1, 2, 3)
+    reference = {
+        "logits": logits,
+        "grads": {"big": torch.tensor([1.0]), "cancelled": torch.tensor([1e-2])},
+        "activations": {},
+        "noise": {"cancelled": noise},
+    }
+    parallel = {"logits": logits, "grads": {"big": torch.tensor([1.0]), "cancelled": got}}
+    result = ParallelResult("toy", "tp=2")
+    _compare(result, reference, parallel)
+    return result
+
+
+def test_a_gradient_off_by_its_own_fp32_rounding_passes():
+    """A gradient that is a cancellation (a NoPE query against a key bias) is rounding in
+    fp32 already: the sharded one may differ by a few times that, not by more."""
+    off = torch.tensor([1e-2 + 3e-6])  # 3e-4 of its own max, 3e-6 of the model's
+    assert not _compared(off, noise=0.0).passed
+    assert _compared(off, noise=1e-6).passed
+    assert not _compared(torch.tensor([2e-2]), noise=1e-6).passed  # a real error still fails
+
+
+def test_a_setting_the_config_class_rejects_is_skipped(monkeypatch):
+    """No config to build (the config class's own validation refused it): reported, not run."""
+    import codegen.verify.cases as cases
+    from codegen.verify.parallel import run_parallel
+    from codegen.verify.run import Case
+
+    case = Case("toy+x=1", None, may_refuse=True, rejected="ValueError: x must be 0")
+    monkeypatch.setattr(cases, "default_cases", lambda spec: [case])
+    spec = load_spec("llama")
+    results = run_parallel([spec], ["tp=2"])
+    assert [r.status for r in results] == ["refused"]
+    assert "x must be 0" in results[0].refused
