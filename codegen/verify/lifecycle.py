@@ -6,6 +6,15 @@
 2. `init_weights` on a meta-built model: per parameter group (layer indices folded, names in
    checkpoint layout through the adapter), the mean and std match HF's own `_init_weights`
    on the same config within sampling tolerance (a `1 + w` norm started at one is named).
+
+For a remote-code folder the reference is the folder's `_init_weights` applied to every module,
+as transformers applies its own models' (`_as_installed_code`). Transformers' guard for custom
+code (`PreTrainedModel._initialize_weights` with `is_custom_code()`) skips a module whose own
+tensors are all marked loaded; that is vacuously true for a module without tensors of its own,
+so a branch keyed on a container (GPT-2's attention/MLP re-drawing `c_proj` at
+`initializer_range / sqrt(2 * n_layer)`) never runs when the same file is remote code. That is a
+loading-path side effect, not the folder's initialisation: nothing is loaded in `from_config`,
+and the package, generated from the code alone, starts as the code says, by name or renamed.
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ from __future__ import annotations
 import math
 import re
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -101,14 +111,11 @@ def differs(ours: torch.Tensor, theirs: torch.Tensor) -> bool:
 
 def init_statistics(spec, config, adapter, seed: int = 0) -> str | None:
     """`init_weights` on a meta-built model against HF's initialisation of the same config."""
-    from transformers import AutoModelForCausalLM
-
     torch.manual_seed(seed)
     model = _meta_built(spec, config)
     model.init_weights()
     ours = _grouped(adapter.to_hf({k: v.detach() for k, v in model.state_dict().items()}))
-    torch.manual_seed(seed)
-    hf_model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    hf_model = hf_initialised(config, seed)
     with tempfile.TemporaryDirectory() as directory:  # the checkpoint layout the adapter speaks
         save_checkpoint(hf_model, Path(directory))
         theirs = _grouped(load_checkpoint(Path(directory)))
@@ -120,3 +127,26 @@ def init_statistics(spec, config, adapter, seed: int = 0) -> str | None:
                 f"HF at mean {want_mean:.4g} std {want_std:.4g}"
             )
     return None
+
+
+def hf_initialised(config, seed: int = 0):
+    """HF's model for `config` as its `_init_weights` starts it, a folder's code included."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    with _as_installed_code():
+        return AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+
+
+@contextmanager
+def _as_installed_code():
+    """Dispatch `_init_weights` to every module, also for a folder's (custom) code: see the
+    module docstring for why transformers' custom-code guard is not the folder's init."""
+    from transformers import PreTrainedModel
+
+    saved = PreTrainedModel.__dict__["is_custom_code"]
+    PreTrainedModel.is_custom_code = classmethod(lambda cls: False)
+    try:
+        yield
+    finally:
+        PreTrainedModel.is_custom_code = saved
