@@ -83,6 +83,18 @@ RULES = [
         description="the router projection itself carries a bias (gpt_oss)",
     ),
     Rule(
+        # after moe_router_linear_bias: the fp32 projection passes the router's bias too
+        id="moe_router_fp32",
+        feature="moe.router_fp32",
+        values=(True,),
+        transform="set_router_fp32",
+        description=(
+            "the router projection runs in fp32 (input, weight and bias upcast), so a bf16 "
+            "model scores and picks experts from unrounded logits as HF does"
+        ),
+        native_in=("deepseek_v3",),
+    ),
+    Rule(
         id="moe_shared_experts",
         feature="moe.shared_experts",
         values=("yes",),

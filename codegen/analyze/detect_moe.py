@@ -19,6 +19,7 @@ from codegen.analyze.evaluate import ModuleListRec, ModuleRec, ParamRec
 from codegen.analyze.features import UNKNOWN, Moe
 from codegen.analyze.model import linear_bias
 from codegen.analyze.roles import CONTAINER, LINEAR, MLP, MOE, OTHER, ROUTER
+from codegen.analyze.router_dtype import fp32_projection
 
 
 def _last(name: str) -> str:
@@ -235,6 +236,9 @@ def detect(ctx: Ctx) -> Moe | None:
             if linear_b and used[0].site is not None:
                 ctx.cite("moe.router_linear_bias", used[0].site.cite())
 
+    fp32, fp32_site = _router_fp32(ctx, moe, router_name, router)
+    ctx.cite("moe.router_fp32", fp32_site or where)
+
     # -- shared experts ----------------------------------------------------------------------------
     shared_gate = False
     for name, child in moe.children():
@@ -303,6 +307,7 @@ def detect(ctx: Ctx) -> Moe | None:
         score_func=score,
         router_bias=router_bias,
         router_linear_bias=linear_b,
+        router_fp32=fp32,
         norm_topk_prob=norm,
         routed_scaling=scaling,
         shared_experts=len(shared),
@@ -318,6 +323,49 @@ def detect(ctx: Ctx) -> Moe | None:
         module_layout=module_layout,
         expert_bias=expert_bias,
     )
+
+
+def _router_fp32(ctx: Ctx, moe: ModuleRec, name, router) -> tuple[bool, str | None]:
+    """Whether the router's logits are computed in fp32 (its projection's input upcast, in
+    the router's forward or where the MoE block calls it), with the site of that projection."""
+    project = ctx.model.project
+    if router is None:
+        return False, None
+    places = []
+    if (
+        isinstance(router, ModuleRec)
+        and router.cls is not None
+        and ctx.roles.role(router) != LINEAR
+    ):
+        linears = frozenset(
+            n
+            for n, c in router.children()
+            if isinstance(c, ModuleRec) and ctx.roles.role(c) == LINEAR
+        )
+        places.append((router.cls, linears, None))
+    if moe.cls is not None:
+        own = frozenset({name}) if isinstance(router, ModuleRec) and name else frozenset()
+        places.append((moe.cls, own, name))
+    for cls, projections, weight_of in places:
+        found = project.find_method(cls, "forward")
+        if not found:
+            continue
+        owner, fn = found
+        call = fp32_projection(fn, projections)
+        if call is not None and weight_of and not _reads_self(call, weight_of, projections):
+            call = None  # an F.linear of the block that is not the router's
+        if call is not None:
+            return True, owner.cite(call)
+    return False, None
+
+
+def _reads_self(call: cst.Call, name: str, projections: frozenset) -> bool:
+    """The call is a router module call, or reads `self.<name>` in its arguments."""
+    func = call.func
+    if isinstance(func, cst.Attribute) and func.attr.value in projections:
+        return True
+    attr = cm.Attribute(value=cm.Name("self"), attr=cm.Name(name))
+    return any(cm.findall(a.value, attr) or cm.matches(a.value, attr) for a in call.args[1:])
 
 
 def _bias_param(params: list[Term], calls: list[Term]) -> ParamRec | None:

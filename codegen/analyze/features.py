@@ -130,6 +130,8 @@ class Moe:
     score_func: str = UNKNOWN  # softmax | sigmoid | other
     router_bias: bool | str = UNKNOWN  # score-correction bias used for selection only
     router_linear_bias: bool | str = UNKNOWN  # bias of the router projection itself
+    # router logits computed in fp32: the projection's input (and weight) upcast before it
+    router_fp32: bool = False
     norm_topk_prob: bool | str = UNKNOWN  # selected weights renormalised
     routed_scaling: float | None = None  # routed weights multiplied by this
     shared_experts: int = 0

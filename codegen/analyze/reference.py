@@ -102,6 +102,7 @@ COMPARED: dict[str, Any] = {
     "moe.router": None,
     "moe.router_bias": None,
     "moe.router_linear_bias": None,
+    "moe.router_fp32": None,
     "moe.shared_experts": _shared,
     "moe.routed_scaling": _scaled,
     "moe.shared_expert_gate": None,
@@ -161,6 +162,7 @@ _MOE_BASE: dict[str, tuple] = {
     "moe.router": ("softmax_topk",),
     "moe.router_bias": (False,),
     "moe.router_linear_bias": (False,),
+    "moe.router_fp32": (False,),  # the router Linear runs in the model's dtype
     "moe.shared_experts": ("no",),
     "moe.shared_expert_gate": (False,),
     "moe.routed_scaling": ("no",),
@@ -220,6 +222,9 @@ REFERENCES: dict[str, dict[str, tuple]] = {
         "rope.interleaved": (True, False),
         "moe.router": ("grouped_topk", "sigmoid_topk"),
         "moe.router_bias": (True, False),
+        # its Gate projects in fp32; a target routing in the model's dtype keeps that (no
+        # rule turns the fp32 router back to half precision)
+        "moe.router_fp32": (True, False),
         "moe.shared_experts": ("yes", "no"),
         "moe.routed_scaling": ("yes", "no"),
         "moe.layer_condition": ("all", "first_k"),

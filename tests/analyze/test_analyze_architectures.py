@@ -85,6 +85,7 @@ EXPECTED: dict[str, dict] = {
             "router": "softmax_topk",
             "score_func": "softmax",
             "router_bias": False,
+            "router_fp32": False,
             "norm_topk_prob": False,
             "shared_experts": 0,
             "shared_expert_gate": False,
@@ -149,6 +150,7 @@ EXPECTED: dict[str, dict] = {
             "top_k": 2,
             "router": "softmax_topk",
             "router_bias": False,
+            "router_fp32": False,
             "norm_topk_prob": True,
             "shared_experts": 0,
             "dense_layers": (),
@@ -163,6 +165,7 @@ EXPECTED: dict[str, dict] = {
             "top_k": 4,
             "router": "softmax_topk",
             "router_bias": False,
+            "router_fp32": False,
             "norm_topk_prob": False,
             "shared_experts": 1,
             "shared_expert_gate": True,
@@ -180,6 +183,7 @@ EXPECTED: dict[str, dict] = {
             "top_k": "unknown",  # num_experts_per_tok defaults to None in DeepseekV2Config
             "router": "softmax_topk",
             "router_bias": False,
+            "router_fp32": True,  # hidden states and weight upcast before F.linear
             "routed_scaling": 1.0,
             "shared_experts": 1,
             "dense_layers": (),
@@ -197,6 +201,7 @@ EXPECTED: dict[str, dict] = {
             "router": "grouped_topk",
             "score_func": "sigmoid",
             "router_bias": True,
+            "router_fp32": True,
             "norm_topk_prob": True,
             "routed_scaling": 2.5,
             "shared_experts": 1,
@@ -395,6 +400,22 @@ def test_moe_dense_rule_and_evidence(analysed: dict) -> None:
     # the qwen3_moe rule combines mlp_only_layers and decoder_sparse_step
     q = _features(analysed, "qwen3_moe")
     assert "decoder_sparse_step" in q.moe.dense_rule and "mlp_only_layers" in q.moe.dense_rule
+
+
+def test_router_fp32_cites_the_upcast_projection(analysed: dict) -> None:
+    """The evidence of an fp32 router is the line projecting the upcast input; a router
+    projecting in the model's dtype cites its router, not a cast elsewhere."""
+    import linecache
+
+    import transformers
+
+    ds = _features(analysed, "deepseek_v2")
+    name, line = ds.evidence["moe.router_fp32"].split(":")
+    path = f"{transformers.__path__[0]}/models/deepseek_v2/{name}"
+    assert "linear(" in linecache.getline(path, int(line)), linecache.getline(path, int(line))
+    assert "float32" in linecache.getline(path, int(line))
+    mixtral = _features(analysed, "mixtral")
+    assert mixtral.evidence["moe.router_fp32"].startswith("modeling_mixtral.py:")
 
 
 def test_checkpoint_keys_follow_transformers_conversion(analysed: dict) -> None:

@@ -1,0 +1,63 @@
+"""Whether a MoE router computes its logits in fp32: the projection's input is upcast first.
+
+The data-flow trace treats casts as pass-through (they keep values), so this reads the source
+instead: in the router's forward and the MoE block's forward, a linear projection (`F.linear`,
+or a call of the router / one of its Linear children) whose input is cast to float32
+(`.float()`, `.type(torch.float32)`, `.to(torch.float32)`, `.to(dtype=torch.float)`, through
+reshapes, or a local assigned from such a cast). A cast of the logits *after* a half-precision
+projection (`F.linear(x, w).float()`) is not one: the logits were already rounded.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+import libcst.matchers as m
+
+_FP32 = m.Attribute(value=m.Name("torch"), attr=m.Name("float32") | m.Name("float"))
+_CASTS = ("to", "type")
+_RESHAPES = ("view", "reshape", "flatten", "contiguous", "squeeze", "unsqueeze", "view_as")
+
+
+def upcast(expr: cst.BaseExpression, locals_: frozenset[str] = frozenset()) -> bool:
+    """`expr` is a float32 cast of a tensor (possibly reshaped after), or a name in `locals_`
+    (names assigned from such a cast)."""
+    if isinstance(expr, cst.Name):
+        return expr.value in locals_
+    if not (isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute)):
+        return False
+    method = expr.func.attr.value
+    if method == "float" and not expr.args:
+        return True
+    if method in _CASTS and any(m.matches(a.value, _FP32) for a in expr.args):
+        return True
+    if method in _RESHAPES:
+        return upcast(expr.func.value, locals_)
+    return False
+
+
+def _cast_locals(fn: cst.FunctionDef) -> frozenset[str]:
+    """Local names assigned (once or more) from an fp32 cast in `fn`."""
+    names: set[str] = set()
+    for node in m.findall(fn, m.Assign(targets=[m.AssignTarget(target=m.Name())])):
+        if upcast(node.value, frozenset(names)):
+            names.add(node.targets[0].target.value)
+    return frozenset(names)
+
+
+def fp32_projection(fn: cst.FunctionDef, projections: frozenset[str]) -> cst.Call | None:
+    """The first call in `fn` that projects an upcast input: `F.linear(<fp32>, ...)` (any
+    spelling ending in `linear`) or `self.<p>(<fp32>)` for `p` in `projections`."""
+    casts = _cast_locals(fn)
+    for call in m.findall(fn, m.Call()):
+        func = call.func
+        if not call.args:
+            continue
+        linear = (isinstance(func, cst.Attribute) and func.attr.value == "linear") or m.matches(
+            func, m.Name("linear")
+        )
+        module = m.matches(func, m.Attribute(value=m.Name("self"))) and (
+            func.attr.value in projections
+        )
+        if (linear or module) and upcast(call.args[0].value, casts):
+            return call
+    return None
