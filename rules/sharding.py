@@ -75,6 +75,8 @@ SHARDS = [
     Shards("parallel_residual_switch", {}, optional=("layers.*.ffn_norm",)),
     Shards("add_attention_sinks", {"layers.*.attention.sinks": "head_param"}),
     Shards("learned_positions", {"pos_embeddings": "replicate"}),
+    # xIELU's learned slopes act on the column-wise up projection's local features
+    Shards("set_xielu_mlp", {"layers.*.feed_forward.act": "sharded_elementwise"}),
     # [gate | up] halves: a strided shard; alternating gate/up rows: a plain column split
     Shards(
         "fuse_gate_up", {"layers.*.feed_forward.w13": "colwise_gate_up"}, when={"layout": "concat"}

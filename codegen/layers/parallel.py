@@ -40,6 +40,8 @@ STYLES = {
     "sharded_norm": "a norm over a whole column-wise projection (all heads): its weight "
     "split like the features, the mean of squares summed over the ranks",
     "replicate": "full weights on every rank (norms, routers, small latent projections)",
+    "sharded_elementwise": "an elementwise module with learned scalars (xIELU's slopes) "
+    "applied to a column-wise shard: weights whole on every rank, gradient summed over them",
     "rope_key_tail": "replicated nn.Linear whose last `rope_dim` outputs (its attention's "
     "`rope_dim`) are one key shared by every head: their gradient is summed over the ranks",
     "colwise_qkv": "one nn.Linear whose output is [q | k | v] (all q heads, then k, then v; "
@@ -201,6 +203,8 @@ def _tensor_parallel(model: nn.Module, tp_mesh, modules: dict[str, str]) -> None
         # the local heads (batch, seq, heads, head_dim) as a shard of dim 2: the weight
         # becomes a replicated DTensor whose gradient is summed over the ranks' heads
         "per_head_norm": SequenceParallel(sequence_dim=2, use_local_output=True),
+        # the local features (batch, seq, features) as a shard of the last dim, likewise
+        "sharded_elementwise": SequenceParallel(sequence_dim=-1, use_local_output=True),
     }
     plan = {name: styles[style] for name, style in modules.items() if style in styles}
     parallelize_module(model, tp_mesh, plan)

@@ -334,3 +334,18 @@ def test_a_setting_the_config_class_rejects_is_skipped(monkeypatch):
     results = run_parallel([spec], ["tp=2"])
     assert [r.status for r in results] == ["refused"]
     assert "x must be 0" in results[0].refused
+
+
+@pytest.mark.parametrize(("style", "passes"), [("sharded_elementwise", True), ("replicate", False)])
+def test_learned_activation_slopes_sum_their_gradient_over_the_ranks(tmp_path, style, passes):
+    """qwen3 + xIELU (apertus's MLP): the slopes act on the up projection's local
+    features, so each rank's gradient is a part of theirs; left replicated it is not summed."""
+    spec, plan = _package(tmp_path, "qwen3", "xielu", [("set_xielu_mlp", {})])
+    assert '"layers.*.feed_forward.act": "sharded_elementwise"' in plan
+    config = base_config("qwen3")[0]
+    config.hidden_act = "xielu"
+    changed = {**plan_module(spec).PLAN, "layers.*.feed_forward.act": style}
+    result = verify_parallel(spec, config, "tp=2", plan=changed)
+    assert result.passed is passes, result.line()
+    if not passes:
+        assert "feed_forward.act.alpha" in result.error
