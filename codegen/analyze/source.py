@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import libcst as cst
-from libcst.metadata import MetadataWrapper, PositionProvider
+from libcst._nodes.internal import CodegenState  # the base of PositionProvider's state
 
 from codegen.errors import CodegenError
 
@@ -136,9 +136,9 @@ class SourceFile:
         name_pos = found.get(scope.name)
         if name_pos is None:
             return
-        offset = anchor - name_pos.start.line
-        for node, pos in found.items():
-            self.positions.setdefault(node, pos.start.line + offset)
+        offset = anchor - name_pos
+        for node, line in found.items():
+            self.positions.setdefault(node, line + offset)
 
     def _def_line(self, scope, after: int = 0) -> int | None:
         """Line of `class Name` / `def name` in the text (the keyword line). With `after`, the
@@ -163,9 +163,8 @@ class SourceFile:
 
     def _resolve_all(self) -> None:
         self._full = True
-        found = _positions(self.module)
-        for node, pos in found.items():
-            self.positions.setdefault(node, pos.start.line)
+        for node, line in _positions(self.module).items():
+            self.positions.setdefault(node, line)
 
     def cite(self, node: cst.CSTNode, scope=None, method=None) -> str:
         return f"{self.name}:{self.line(node, scope, method)}"
@@ -175,16 +174,72 @@ class SourceFile:
 
 
 def _positions(module: cst.Module) -> dict:
-    """node -> CodeRange for every node of `module`. The provider's code generation alone:
-    `MetadataWrapper.resolve` first walks the whole tree through libcst's visit machinery,
-    which rebuilds every node and costs as much again (the tree is not modified here)."""
-    provider = PositionProvider()
-    try:
-        provider._computed = {}
-        provider._gen_impl(module)
-        return provider._computed
-    except AttributeError:  # another libcst version: the public route
-        return dict(MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider))
+    """node -> 1-based start line of every node of `module`, as libcst's PositionProvider
+    reports `start.line`: the provider's code generation, with a state that only counts line
+    breaks. `MetadataWrapper.resolve` would first walk the whole tree through libcst's visit
+    machinery (rebuilding every node), and the provider's own state builds a CodePosition
+    per node and token and a generator per node; lines need neither
+    (tests/analyze/test_source_lines.py checks the two agree)."""
+    state = _LineState(default_indent=module.default_indent, default_newline=module.default_newline)
+    module._codegen(state)
+    return state.lines
+
+
+_NEWLINE = re.compile(r"\r\n?|\n")  # a line break as the provider counts them
+
+
+class _Record:
+    """What `record_syntactic_position` returns: on exit the node gets its start line (the
+    one of `start_node` when given, as with the provider)."""
+
+    __slots__ = ("state",)
+
+    def __init__(self, state: _LineState) -> None:
+        self.state = state
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc) -> bool:
+        state = self.state
+        node, start_node, line = state.pending.pop()
+        state.lines[node] = state.lines[start_node] if start_node is not None else line
+        return False
+
+
+@dataclass
+class _LineState(CodegenState):
+    """libcst's code generation state, recording each node's start line instead of tokens.
+    A node that records no syntactic position gets its whitespace-inclusive start, as with
+    the provider."""
+
+    lines: dict = field(default_factory=dict)
+    line: int = 1
+    stack: list = field(default_factory=list)
+    pending: list = field(default_factory=list)
+    record: _Record | None = None
+
+    def __post_init__(self) -> None:
+        self.record = _Record(self)
+
+    def add_indent_tokens(self) -> None:
+        pass  # indentation holds no line break
+
+    def add_token(self, value: str) -> None:
+        if "\n" in value or "\r" in value:
+            self.line += len(_NEWLINE.findall(value))
+
+    def before_codegen(self, node: cst.CSTNode) -> None:
+        self.stack.append(self.line)
+
+    def after_codegen(self, node: cst.CSTNode) -> None:
+        line = self.stack.pop()
+        if node not in self.lines:
+            self.lines[node] = line
+
+    def record_syntactic_position(self, node, *, start_node=None, end_node=None) -> _Record:
+        self.pending.append((node, start_node, self.line))
+        return self.record
 
 
 def _offset_of_line(text: str, line: int) -> int:
