@@ -276,16 +276,26 @@ def _fused_qkv(model: nn.Module, name: str, mesh) -> None:
     if not isinstance(heads, int) or not isinstance(kv_heads, int) or heads % kv_heads:
         raise PlanError(f"{name}: 'colwise_qkv' needs its attention's int n_heads, n_kv_heads")
     size, rank = mesh.size(), mesh.get_local_rank()
-    if kv_heads % size:
-        raise PlanError(f"{name}: {kv_heads} kv heads do not split over {size} ranks")
+    if heads % size or (kv_heads % size and size % kv_heads):
+        raise PlanError(f"{name}: {heads} heads over {kv_heads} kv heads do not split over {size}")
     kv = module.out_features // (heads // kv_heads + 2)
     q = module.out_features - 2 * kv
+    # fewer kv heads than ranks (multi-query): each rank keeps the one its q heads read
+    kv_parts = min(kv_heads, size)
+    kv_part = rank * kv_parts // size
     rows = torch.cat(
         [
-            torch.arange(start + rank * part // size, start + (rank + 1) * part // size)
-            for start, part in ((0, q), (q, kv), (q + kv, kv))
+            torch.arange(q * rank // size, q * (rank + 1) // size),
+            *(
+                torch.arange(
+                    start + kv * kv_part // kv_parts, start + kv * (kv_part + 1) // kv_parts
+                )
+                for start in (q, q + kv)
+            ),
         ]
     )
+    if kv_parts < size:  # the forward's q/k/v sizes come from the local head counts
+        attention.n_heads, attention.n_kv_heads = heads // size, 1
     module.shard_features = ("output", rows)
     names = [attr for attr, _ in module.named_parameters(recurse=False)]
     for attr in names:
