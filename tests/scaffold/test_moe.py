@@ -229,7 +229,13 @@ def moe_rule_steps(features, reference: str) -> list[Step]:
         (
             "glm4_moe",
             "llama",
-            ["add_moe", "set_moe_router", "set_routed_scaling", "add_shared_experts"],
+            [
+                "add_moe",
+                "set_moe_router",
+                "set_routed_scaling",
+                "set_router_fp32",
+                "add_shared_experts",
+            ],
         ),
     ],
 )
@@ -253,6 +259,25 @@ def test_moe_rules_with_analyzer_features_pass_verify(tmp_path, name, reference,
 
 
 # --- teeth: the same plans with the MoE delta seeded wrong must fail -----------------------
+
+
+def test_bf16_router_without_the_fp32_upcast_fails(tmp_path):
+    """HF projects glm4_moe's router input in fp32; the planned package without the
+    moe_router_fp32 row rounds the logits to bf16 first and routes some near-tied token to
+    another expert: the full-rotary setting fails in bf16 (the flip surfaces downstream)."""
+    from codegen.scaffold.plan import make_plan
+    from codegen.scaffold.target import load_target
+
+    target = load_target("glm4_moe")
+    steps = [s for s in make_plan(target, reference="llama").steps if s.rule != "moe_router_fp32"]
+    assert len(steps) == len(make_plan(target, reference="llama").steps) - 1
+    models = tmp_path / "models"
+    scaffold_into(models, "llama", "glm4_moe", ["glm4_moe"], steps, features=target.features)
+    spec = load_spec("glm4_moe", models)
+    (case,) = [c for c in default_cases(spec) if c.label.endswith("partial_rotary_factor=1.0")]
+    (result,) = verify_case(spec, case, ["bf16"])
+    assert not result.passed, "a bf16 router went unnoticed"
+    assert result.first_divergence
 
 
 def test_qwen3_moe_with_experts_reordered_fails(good_models):
