@@ -34,6 +34,7 @@ ROWS = (
     ("moe.top_k", "top-k"),
     ("moe.router", "router"),
     ("moe.router_bias", "router correction bias"),
+    ("moe.router_fp32", "router logits in fp32"),
     ("moe.norm_topk_prob", "renormalise top-k"),
     ("moe.routed_scaling", "routed scaling"),
     ("moe.shared_experts", "shared experts"),
