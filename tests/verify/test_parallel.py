@@ -349,3 +349,13 @@ def test_learned_activation_slopes_sum_their_gradient_over_the_ranks(tmp_path, s
     assert result.passed is passes, result.line()
     if not passes:
         assert "feed_forward.act.alpha" in result.error
+
+
+def test_a_single_kv_head_is_kept_whole_on_every_rank(tmp_path):
+    """Multi-query [q | k | v] (falcon, gpt_bigcode): one kv head does not split over 2
+    ranks; q is split, k and v kept whole and their gradients summed."""
+    spec, _ = _package(tmp_path, "llama", "fused", [("fuse_qkv", {"layout": "contiguous"})])
+    config = base_config("llama")[0]
+    config.num_key_value_heads = 1
+    result = verify_parallel(spec, config, "tp=2")
+    assert result.passed, result.line()
