@@ -71,6 +71,9 @@ RULES += [
         params={"mode": "pattern"},
         description='layers marked "sliding_attention" in layer_types attend to a window',
         native_in=("qwen2", "qwen3"),
+        # a source that windows layers by type needs the pattern in every setting, also
+        # where the analysed config types none sliding but sets `sliding_window`
+        switch="layer_types=sliding_attention",
     ),
     Rule(
         id="no_sliding_window",

@@ -137,7 +137,10 @@ def _switch_steps(features, reference: str, rules, planned: set[str]) -> list[St
     changed = {rule.feature for rule in rules if rule.id in planned}
     steps = []
     for rule in rules:
-        switch = switched.get(rule.switch) if rule.switch else None
+        field, _, operand = rule.switch.partition("=")
+        switch = switched.get(field) if field else None
+        if operand and switch is not None and operand not in {v.operand for v in switch.values}:
+            switch = None  # the field switches something else here (linear-attention layers)
         if switch is None or rule.id in planned or reference in rule.native_in:
             continue
         if rule.feature in changed:

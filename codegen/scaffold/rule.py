@@ -27,7 +27,9 @@ class Rule:
     native_in: tuple[str, ...] = ()  # references that already have these values
     # a config switch this rule realises in every setting: when the target's HF source
     # branches on `switch` (e.g. partial_rotary_factor), the rule runs even though the
-    # analysed config sits on the side the reference already has (factor 1.0)
+    # analysed config sits on the side the reference already has (factor 1.0);
+    # `field=value`: only where one setting the source branches on is that value
+    # (layer_types=sliding_attention: a window pattern, not linear-attention layers)
     switch: str = ""
     # a config field the reference reads as a switch for this feature (attention_bias) and
     # the HF projections whose bias the rule sets: the rule runs with the target's own bool
