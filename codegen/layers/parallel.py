@@ -137,6 +137,19 @@ def _dp_dim(param):
     return None
 
 
+def _over_empty_container(model: nn.Module, pattern: str) -> bool:
+    """`layers.*.x` where `layers` holds no entry (a config with no decoder layer): the entry
+    has nothing to shard, which is not a misnamed module."""
+    head, star, _ = pattern.partition(".*")
+    if not star:
+        return False
+    try:
+        container = model.get_submodule(head)
+    except AttributeError:
+        return False
+    return isinstance(container, nn.ModuleList | nn.ModuleDict) and len(container) == 0
+
+
 def check_plan(model: nn.Module, plan: dict[str, str], optional=frozenset()):
     """(module name -> style, parameter name -> style) resolved from the plan; PlanError
     when an entry matches nothing, a style is unknown or misplaced, or a parameter is left
@@ -150,7 +163,8 @@ def check_plan(model: nn.Module, plan: dict[str, str], optional=frozenset()):
             raise PlanError(f"plan entry {pattern!r}: unknown style {style!r}")
         found_modules = _matching(module_names, [pattern])
         found_params = _matching(param_names, [pattern])
-        if not found_modules and not found_params and pattern not in optional:
+        empty = _over_empty_container(model, pattern)
+        if not found_modules and not found_params and pattern not in optional and not empty:
             raise PlanError(
                 f"plan entry {pattern!r} names no module or parameter of {type(model).__name__}"
             )

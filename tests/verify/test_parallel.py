@@ -113,6 +113,18 @@ def test_plan_entry_naming_no_module_fails():
     )
 
 
+def test_plan_over_a_model_without_layers_applies():
+    """num_hidden_layers=0 (a switch setting verify runs) leaves `layers.*` entries nothing to
+    shard; that is not a misnamed module (hy_v3's setting failed here)."""
+    from codegen.layers.parallel import check_plan
+
+    spec = load_spec("llama")
+    config = base_config("llama")[0]
+    config.num_hidden_layers = 0
+    _, built, _ = spec.build(config)
+    check_plan(built, plan_module(spec).PLAN)  # raises PlanError on a bad plan
+
+
 def test_parameter_left_out_of_the_plan_fails():
     plan = dict(plan_module(load_spec("qwen3")).PLAN)
     del plan["layers.*.attention.k_norm"]
