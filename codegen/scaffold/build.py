@@ -45,7 +45,7 @@ def build_package(
     title = title or name
     rename = Step("rename_model", {"name": name, "model_types": model_types, "title": title})
     retarget = Step("retarget_text", _retarget_params(name, title, model_types, features))
-    shards = Step("sync_shard_plan", _shard_params(steps))
+    shards = Step("sync_shard_plan", _shard_params(steps, features))
     for step in [*steps, shards, rename, retarget]:
         transform = TRANSFORMS.get(step.transform)
         if transform is None:
@@ -69,14 +69,17 @@ def build_package(
     return ruff_format(vendor(package.files, index=package.index))
 
 
-def _shard_params(steps: list[Step]) -> dict:
-    """The plan entries the steps' rules add (`rules/sharding.py`), later ones winning."""
+def _shard_params(steps: list[Step], features: Any = None) -> dict:
+    """The plan entries the steps' rules add (`rules/sharding.py`), later ones winning, keyed
+    on each step's parameters as its transform resolves them."""
     from codegen.scaffold.table import load_sharding
 
     shards_of = load_sharding().shards_of
     adds, optional = {}, set()
     for step in steps:
-        for row in shards_of(step.transform, step.params):
+        transform = TRANSFORMS.get(step.transform)
+        params = transform().resolved_params(step.params, features) if transform else step.params
+        for row in shards_of(step.transform, params):
             adds.update(row.adds)
             optional.update(row.optional)
     return {"adds": adds, "optional": sorted(optional)}

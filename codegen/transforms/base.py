@@ -19,6 +19,11 @@ class Transform:
     def apply(self, package, features: Any = None, **params) -> None:
         raise NotImplementedError
 
+    def resolved_params(self, params: dict, features: Any = None) -> dict:
+        """`params` as `apply` will read them (a value the transform settles from the source
+        replaced by what it settles on), for the tables keyed on them (the shard plan)."""
+        return params
+
     @classmethod
     def summary(cls) -> str:
         return (cls.__doc__ or cls.name).strip().splitlines()[0]

@@ -57,6 +57,11 @@ class FuseExperts(Transform):
 
     name = "fuse_experts"
 
+    def resolved_params(self, params: dict, features=None) -> dict:
+        if params.get("layout") == "separate":  # the FFN feature describes a dense MLP beside
+            return {**params, "layout": layout_of(features)}  # the experts: read theirs
+        return params
+
     def apply(
         self,
         package,
@@ -66,8 +71,7 @@ class FuseExperts(Transform):
         transposed: bool | str = "auto",
         hf_name: str = "gate_up_proj",
     ) -> None:
-        if layout == "separate":  # the FFN feature describes a dense MLP beside the experts
-            layout = layout_of(features)
+        layout = self.resolved_params({"layout": layout}, features)["layout"]
         if layout not in SPLITS:
             raise ValueError(f"gate/up layout {layout!r} is not one of {sorted(SPLITS)}")
         if transposed == "auto":

@@ -118,3 +118,19 @@ def test_rows_follow_the_checkpoints_conversion():
         renamed, _checkpoint("renamed_x", module, module), layout="concat", transposed=False
     )
     assert '"model.layers.{}.mlp.gate.weight"' in renamed.render()["state_dict_adapter.py"]
+
+
+def test_a_separate_layout_resolves_from_the_experts_module_for_the_shard_plan(tmp_path):
+    """A dense FFN beside the experts (`separate`) leaves the experts' own split to the source;
+    the shard plan is keyed on what the transform settles on, so the fused weight is covered
+    (aria_text's tp=2 plan missed `experts.w13`)."""
+    from codegen.scaffold.build import Step, _shard_params
+
+    features = modeling(
+        tmp_path,
+        "@use_experts_implementation()\nclass E:\n    def f(self, x):\n        return x.chunk(2)",
+    )
+    step = Step("fuse_experts", {"layout": "separate", "transposed": "auto"})
+    assert FuseExperts().resolved_params(step.params, features)["layout"] == "concat"
+    adds = _shard_params([step], features)["adds"]
+    assert adds["layers.*.moe.experts.w13"] == "expert_colwise_gate_up"
