@@ -468,7 +468,7 @@ def _dense_rule(ctx: Ctx):
     found = layer.cls.sf and ctx.model.project.find_method(layer.cls, "__init__")
     if found:
         owner, fn = found
-        test = _enclosing_if(fn, site.node)
+        test, _ = _enclosing_test(fn, site.node)
         if test is not None:
             return " ".join(owner.sf.code(test).split()), owner.cite(test)
     return None
@@ -707,25 +707,3 @@ def _enclosing_test(fn, target):
 
     node.body.visit(Find())
     return node.test, bool(inside)
-
-
-def _enclosing_if(fn, target):
-    result = []
-
-    class V(cst.CSTVisitor):
-        def __init__(self):
-            self.stack = []
-
-        def visit_If(self, node):
-            self.stack.append(node)
-
-        def leave_If(self, node):
-            self.stack.pop()
-
-        def on_visit(self, node):
-            if node is target and self.stack:
-                result.append(self.stack[-1].test)
-            return super().on_visit(node)
-
-    fn.body.visit(V())
-    return result[0] if result else None
