@@ -84,6 +84,22 @@ CAPS = {
 }
 
 
+def _rotary_dim(cfg: dict[str, Any]) -> int | None:
+    """An absolute rotary width (gptj's `rotary_dim`) keeps its fraction of the head in the
+    toy (64 of 256 -> 6 of 24), so partial rotary stays partial and never exceeds the head."""
+    value = cfg["rotary_dim"]
+    hidden, heads = cfg.get("hidden_size"), cfg.get("num_attention_heads")
+    head = cfg.get("head_dim") or (hidden // heads if hidden and heads else None)
+    if not isinstance(value, int) or not isinstance(head, int) or head <= 0:
+        return value
+    toy_head = (
+        SHRINK_RULES["head_dim"](cfg)
+        if cfg.get("head_dim")
+        else SHRINK_RULES["hidden_size"] // SHRINK_RULES["num_attention_heads"]
+    )
+    return max(2, round(value / head * toy_head / 2) * 2)
+
+
 def _cap(key: str) -> Rule:
     """A cap the config sets shrinks to its toy value; one it leaves off stays off (verify's
     switch settings turn it on)."""
@@ -112,6 +128,7 @@ SHRINK_RULES: dict[str, Any | Rule] = {
     ),
     "num_hidden_layers": _layers,
     "max_position_embeddings": _max_positions,
+    "rotary_dim": _rotary_dim,
     "rope_parameters": _rope,
     # experts: 16, so experts stacked in string order ("10" < "2") show; top-k > 1
     "num_local_experts": 16,

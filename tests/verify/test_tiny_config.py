@@ -120,3 +120,16 @@ def test_the_toy_keeps_head_dim_asymmetric_where_transformers_can_run_it():
     assert fixed and helium.head_dim == helium.hidden_size // helium.num_attention_heads
     llama, fixed = base_config("llama")
     assert not fixed and llama.head_dim != llama.hidden_size // llama.num_attention_heads
+
+
+def test_an_absolute_rotary_dim_keeps_its_fraction_of_the_toy_head():
+    """gptj rotates 64 of 256 head dims: the toy's head is 24, so a kept 64 would be wider
+    than the head (and partial rotary would turn full); a quarter of 24 stays a quarter."""
+    toy = shrink(
+        {"n_embd": 4096, "n_head": 16, "rotary_dim": 64},
+        keep_pattern=False,
+        attribute_map={"hidden_size": "n_embd", "num_attention_heads": "n_head"},
+    )
+    assert toy["n_embd"] // toy["n_head"] == 24 and toy["rotary_dim"] == 6
+    assert shrink({"rotary_dim": None}, keep_pattern=False)["rotary_dim"] is None
+    assert tiny_config("gptj").rotary_dim == 6
