@@ -68,6 +68,13 @@ CONFIG_FROM_FEATURES: dict[str, str] = {
     "rope_interleave": "rope.interleaved",
 }
 
+# field -> the Features value naming the config field the code reads for it, which wins over
+# the field itself (a config may declare both epsilons and leave the unread one None)
+CONFIG_FIELD_FROM_FEATURES: dict[str, str] = {
+    "rms_norm_eps": "norm.eps_field",
+    "layer_norm_eps": "norm.eps_field",
+}
+
 # field -> what a config that has neither the field nor an alias stores instead (legacy
 # remote-code configs): the first (fields it needs, expression) whose fields the config has
 # wins, before CONFIG_FALLBACKS. Reads inside the expression are resolved the same way.

@@ -29,7 +29,7 @@ from codegen.analyze.dataflow import (
 from codegen.analyze.evaluate import ModuleRec, ParamRec
 from codegen.analyze.features import UNKNOWN, Norm
 from codegen.analyze.model import layer_slots
-from codegen.analyze.norm_eps import norm_eps
+from codegen.analyze.norm_eps import eps_field, norm_eps
 from codegen.analyze.roles import ATTENTION, MIXER, MLP, MOE, NORM
 
 
@@ -288,7 +288,10 @@ def detect(ctx: Ctx) -> tuple[Norm, dict]:
     eps = _constant_eps(ctx, norms[0][1]) if norms else None
     if eps is not None:
         ctx.cite("norm.eps", f"{ctx.class_site(norms[0][1])} (eps {eps} in the code)")
-    return Norm(kind=kind, placement=place, bias=bias, eps=eps), facts
+    field = eps_field(ctx, norms[0][1]) if norms else None
+    if field is not None:
+        ctx.cite("norm.eps_field", f"{ctx.site(norms[0][1])} (eps=config.{field})")
+    return Norm(kind=kind, placement=place, bias=bias, eps=eps, eps_field=field), facts
 
 
 def _constant_eps(ctx: Ctx, rec: ModuleRec) -> float | None:

@@ -5,9 +5,15 @@ forward) still needs one in a generated package: the value the code uses stands 
 Read from the norm instance: an `eps` / `variance_epsilon` attribute or constructor argument,
 else the `eps=` of a functional `layer_norm` / `rms_norm` call, else the small constant added
 before a square root (`variance + 1e-6`).
+
+`eps_field` names the config field the norm's constructor reads its epsilon from
+(`eps=config.layer_norm_eps`): a config may declare more than one (cohere2_moe's unset
+`rms_norm_eps` beside `layer_norm_eps`), and only the one the code reads is the norm's.
 """
 
 from __future__ import annotations
+
+import libcst as cst
 
 from codegen.analyze.evaluate import ModuleRec
 
@@ -40,6 +46,36 @@ def norm_eps(ctx, rec: ModuleRec) -> float | None:
             if small:
                 return float(small[0])
     return None
+
+
+def eps_field(ctx, rec: ModuleRec) -> str | None:
+    """The config field passed as the epsilon where `rec` is built (`eps=config.X`, or the
+    second positional argument of a torch norm), when the config has it; else None."""
+    call = rec.site.node if rec.site is not None else None
+    if not isinstance(call, cst.Call):
+        return None
+    args = [a.value for a in call.args if a.keyword is not None and a.keyword.value in _NAMES]
+    positional = [a.value for a in call.args if a.keyword is None and not a.star]
+    torch_norm = {rec.external, rec.ext_base} & {"LayerNorm", "RMSNorm"}
+    if not args and torch_norm and len(positional) > 1:
+        args = [positional[1]]
+    config = ctx.model.config
+    for value in args:
+        if (
+            isinstance(value, cst.Attribute)
+            and _names_config(value.value)
+            and config is not None
+            and config.key(value.attr.value) in config.attrs
+        ):
+            return config.key(value.attr.value)
+    return None
+
+
+def _names_config(node: cst.BaseExpression) -> bool:
+    """`config` or `<anything>.config` (`self.config`)."""
+    if isinstance(node, cst.Name):
+        return node.value == "config"
+    return isinstance(node, cst.Attribute) and node.attr.value == "config"
 
 
 def _number(value) -> bool:

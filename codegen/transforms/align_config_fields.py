@@ -68,6 +68,9 @@ class _Resolver:
         """`hf_config.<read>` -> an alias read, a derivation from fields the config has, a
         legacy name, a value the analysis found in the code (only where the config holds the
         value under no name), or the fallback (None: leave it)."""
+        read_instead = self._field_read(read)
+        if read_instead is not None:
+            return read_instead
         if read in self.available or read in seen:
             return None
         found = (
@@ -98,6 +101,16 @@ class _Resolver:
             return read
         aliases = (*self.names.CONFIG_ALIASES.get(read, ()), *LEGACY_NAMES.get(read, ()))
         return next((a for a in aliases if a in self.available), None)
+
+    def _field_read(self, read: str) -> cst.BaseExpression | None:
+        """The config field the analysis saw the code read for `read`, when the config has
+        it under another name (cohere2_moe's norms read layer_norm_eps; its rms_norm_eps is
+        None)."""
+        path = self.names.CONFIG_FIELD_FROM_FEATURES.get(read)
+        field = _feature_value(self.features, path)
+        if isinstance(field, str) and field != read and field in self.available:
+            return expression(f"hf_config.{field}")
+        return None
 
     def _alias(self, aliases) -> cst.BaseExpression | None:
         alias = next((a for a in aliases if a in self.available), None)

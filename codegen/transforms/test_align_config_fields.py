@@ -189,6 +189,19 @@ def test_config_fields_win_but_a_constant_the_code_fixes_and_unknown_is_no_value
     assert "hf_config.hidden_act" in after  # "unknown" stands for nothing: left to fail loudly
 
 
+def test_the_epsilon_field_the_norms_read_wins_over_a_declared_one():
+    """cohere2_moe declares rms_norm_eps (None) beside the layer_norm_eps its LayerNorms
+    read: the package reads the field the analysis saw the code pass."""
+    fields = ["rms_norm_eps", "layer_norm_eps", "intermediate_size"]
+    before = _code_fixes(fields, _Features())
+    assert "norm_eps=hf_config.rms_norm_eps" in before
+    after = _code_fixes(fields, _Features(norm__eps_field="layer_norm_eps"))
+    assert "norm_eps=hf_config.layer_norm_eps" in after
+    # a field the config does not have is no read: the declared one stays
+    missing = _code_fixes(fields, _Features(norm__eps_field="norm_epsilon"))
+    assert "norm_eps=hf_config.rms_norm_eps" in missing
+
+
 def test_a_width_given_as_a_multiple_of_the_hidden_size_is_derived():
     after = _code_fixes(["hidden_size", "intermediate_multiple_size"], _Features())
     assert "hidden_dim=int(hf_config.hidden_size * hf_config.intermediate_multiple_size)" in after

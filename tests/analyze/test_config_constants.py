@@ -2,6 +2,8 @@
 
 * `norm.eps`: the epsilon a norm adds when it is the code's own constant (OLMo's
   non-parametric LayerNorm: 1e-5); None where a config field holds it (llama's rms_norm_eps).
+* `norm.eps_field`: the config field the norms' constructor passes as epsilon
+  (cohere2_moe's layer_norm_eps, beside the rms_norm_eps its config leaves None).
 * `attention.key_selection`: DeepSeek-V3.2-style attention keeps the top-k keys a learned
   indexer scores; no reference does, so it is an unsupported finding (the plan stops), on a
   renamed copy too, and plain MLA is not flagged.
@@ -23,6 +25,14 @@ def test_a_constant_epsilon_is_read_from_the_code():
 
 def test_an_epsilon_the_config_holds_is_left_to_the_config():
     assert analyze("llama").norm.eps is None
+
+
+def test_the_epsilon_field_is_the_one_the_norm_is_built_with():
+    features = analyze("cohere2_moe")
+    assert features.norm.eps_field == "layer_norm_eps"
+    assert features.evidence["norm.eps_field"].startswith("modeling_cohere2_moe.py:")
+    assert analyze("llama").norm.eps_field == "rms_norm_eps"
+    assert analyze("olmo").norm.eps_field is None  # a constant of the code, no field
 
 
 def _key_selection(features):
