@@ -112,6 +112,21 @@ RULES += [
         description="a learned per-head sink logit joins the softmax and is dropped after it",
     ),
     Rule(
+        id="output_gate",
+        feature="attention.output_gate",
+        values=("sigmoid",),
+        transform="add_output_gate",
+        params={
+            "projection": FromFeature("attention.gate_proj"),
+            "bias": FromFeature("attention.gate_bias"),
+            "head_bias": FromFeature("attention.gate_head_bias"),
+        },
+        description=(
+            "the attention output times sigmoid(wg(x)) before wo, wg a projection of its own"
+            " (plus a learned per-head bias where the source adds one)"
+        ),
+    ),
+    Rule(
         id="nope_layers",
         feature="rope.nope_layers",
         values=(True,),

@@ -74,6 +74,12 @@ SHARDS = [
     # the parallel layout (a config switch) builds no second norm
     Shards("parallel_residual_switch", {}, optional=("layers.*.ffn_norm",)),
     Shards("add_attention_sinks", {"layers.*.attention.sinks": "head_param"}),
+    # the gate's features follow the heads of the column-wise q projection
+    Shards(
+        "add_output_gate",
+        {"layers.*.attention.wg": "colwise", "layers.*.attention.gate_bias": "head_param"},
+        optional=("layers.*.attention.gate_bias",),
+    ),
     Shards("learned_positions", {"pos_embeddings": "replicate"}),
     # xIELU's learned slopes act on the column-wise up projection's local features
     Shards("set_xielu_mlp", {"layers.*.feed_forward.act": "sharded_elementwise"}),

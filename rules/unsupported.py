@@ -14,6 +14,14 @@ UNSUPPORTED: dict[tuple[str, object], str] = {
         "a sin/cos position table other than tensor2tensor's (ctrl's sin of even, cos of odd"
         " angles over 10000^(2k/d)): no rule yet"
     ),
+    ("attention.output_gate", "sigmoid_fused_q"): (
+        "a sigmoid output gate chunked out of the query projection (q_proj rows interleaved"
+        " per head with the gate's): no rule yet"
+    ),
+    ("attention.output_gate", "other"): (
+        "an attention output gate other than sigmoid(projection of the input) (+ a per-head"
+        " bias): no rule yet"
+    ),
     ("rope.type", "other"): "a position encoding the analyzer does not recognise",
     ("moe.router", "other"): "a routing function the analyzer does not recognise",
     ("ffn.kind", "other"): (

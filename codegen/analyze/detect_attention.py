@@ -533,9 +533,71 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
             head_dim=head_dim,
             window=window,
             layer_types=layer_types,
+            **_output_gate(ctx, rep, q_mods),
         ),
         shared,
     )
+
+
+def _output_gate(ctx: Ctx, rep: AttnInfo, q_mods: list) -> dict:
+    """The attention output multiplied by `sigmoid(gate)` before the output projection.
+
+    `sigmoid` when the gate is a projection of its own of the attention input (AFMoE's
+    `gate_proj`), optionally plus a learned per-head bias added before the sigmoid;
+    `sigmoid_fused_q` when the gate comes out of the query projection; `other` for a gate
+    of another shape. Read from the data flow, so any attribute names do."""
+    trace = rep.trace
+    if trace is None or rep.kernel is None:
+        return {"output_gate": UNKNOWN}
+    where = rep.kernel.site.cite() if rep.kernel.site else ctx.class_site(rep.rec)
+    gates = []
+    for oc in (t for t in trace.terms if t.op == "call" and t.module is rep.o_lin):
+        for t in walk(oc):
+            if t.op != "mul" or not any(x is rep.kernel for x in walk(t)):
+                continue
+            for a in t.args:
+                if not isinstance(a, Term) or depends(a, rep.kernel):
+                    continue
+                sig = [x for x in walk(a) if x.op == "fn" and x.name.endswith("sigmoid")]
+                if sig:
+                    gates.append((t, sig[0]))
+    if not gates:
+        ctx.cite("attention.output_gate", where)
+        return {"output_gate": "none"}
+    mul, sig = gates[0]
+    ctx.cite("attention.output_gate", mul.site.cite() if mul.site else where)
+    lins = _linears(sig, ctx)
+    if any(lin.module is q for lin in lins for q in q_mods):
+        return {"output_gate": "sigmoid_fused_q"}
+    names = {id(c): n for n, c in rep.rec.children()}
+    if len(lins) != 1 or id(lins[0].module) not in names:
+        return {"output_gate": "other"}
+    gate = lins[0].module
+    # what else reaches the sigmoid: nothing, or one per-head parameter added to the gate
+    head_bias = None
+    for t in walk(sig):
+        if t.op == "param":
+            param = t.module
+            shape = getattr(param, "shape", ())
+            name = names.get(id(param))
+            if (
+                name is None
+                or len(shape) != 1
+                or not any(x.op == "add" and any(y is t for y in walk(x)) for x in walk(sig))
+            ):
+                return {"output_gate": "other"}
+            head_bias = name
+        elif t.op in ("mul", "div", "sub", "matmul", "call") and t is not lins[0]:
+            if t.op != "call" or any(x is lins[0] for x in walk(t)):
+                return {"output_gate": "other"}
+    bias = linear_bias(gate)
+    ctx.cite("attention.gate_proj", ctx.site(gate))
+    return {
+        "output_gate": "sigmoid",
+        "gate_proj": names[id(gate)],
+        "gate_bias": UNKNOWN if bias is None else bias,
+        "gate_head_bias": head_bias,
+    }
 
 
 def _qkv_layout(views: list[tuple], heads, kv, head_dim) -> str:
@@ -585,22 +647,6 @@ def _extras(ctx: Ctx, rep: AttnInfo) -> None:
     if trace is None or rep.kernel is None:
         return
     roles = ctx.roles
-    # output gate: sigmoid(linear(x)) multiplied into the attention output before o_proj
-    if rep.o_lin is not None:
-        o_calls = [t for t in trace.terms if t.op == "call" and t.module is rep.o_lin]
-        for oc in o_calls:
-            for t in walk(oc):
-                if t.op == "mul" and any(x is rep.kernel for x in walk(t)):
-                    others = [
-                        a for a in t.args if isinstance(a, Term) and not depends(a, rep.kernel)
-                    ]
-                    for a in others:
-                        if any(x.op == "fn" and x.name.endswith("sigmoid") for x in walk(a)):
-                            ctx.unsupported(
-                                "attention.output_gate",
-                                "attention output multiplied by a sigmoid gate before o_proj",
-                                t.site.cite() if t.site else ctx.class_site(rep.rec),
-                            )
     # a norm on the attention output before o_proj
     for oc in (t for t in trace.terms if t.op == "call" and t.module is rep.o_lin):
         normed = [

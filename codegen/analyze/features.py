@@ -51,6 +51,7 @@ VOCAB: dict[str, tuple] = {
     "attention.qkv_layout": ("contiguous", "grouped", "interleaved", "none"),
     "attention.sliding_window": ("none", "all", "pattern"),
     "attention.scale": ("default", "custom"),
+    "attention.output_gate": ("none", "sigmoid", "sigmoid_fused_q", "other"),
     "rope.type": ("default", "linear", "dynamic", "yarn", "llama3", "longrope", "none", "other"),
     "ffn.kind": (
         "swiglu",
@@ -92,6 +93,12 @@ class Attention:
     num_kv_heads: int | None = None
     head_dim: int | None = None
     window: int | None = None  # sliding window size, when any layer slides
+    # the attention output times sigmoid(gate) before the output projection: none |
+    # sigmoid (the gate a projection of its own) | sigmoid_fused_q (chunked out of q) | other
+    output_gate: str = UNKNOWN
+    gate_proj: str | None = None  # the gate projection's attribute in the attention module
+    gate_bias: bool | str = False  # whether that projection has a bias (under this config)
+    gate_head_bias: str | None = None  # a per-head parameter added to the gate, by name
     layer_types: tuple[str, ...] = ()  # per layer: full | sliding | <mixer class> (hybrids)
 
 

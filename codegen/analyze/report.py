@@ -23,6 +23,7 @@ ROWS = (
     ("attention.sinks", "attention sinks"),
     ("attention.softcap", "attention softcap"),
     ("attention.scale", "attention scale"),
+    ("attention.output_gate", "output gate"),
     ("rope.type", "RoPE"),
     ("rope.partial_rotary", "partial rotary"),
     ("rope.interleaved", "RoPE interleaved"),
@@ -87,6 +88,11 @@ def render_text(features: Features) -> str:
             value = f"{a.kind}{extra}"
         elif name == "attention.sliding_window" and features.attention.window:
             value = f"{features.attention.sliding_window} (window {features.attention.window})"
+        elif name == "attention.output_gate" and features.attention.gate_proj:
+            a = features.attention
+            parts = [a.gate_proj] + (["bias"] if a.gate_bias is True else [])
+            parts += [f"+ per-head {a.gate_head_bias}"] if a.gate_head_bias else []
+            value = f"{a.output_gate} ({' '.join(parts)})"
         elif name == "rope.type" and features.rope.theta:
             value = f"{features.rope.type} (theta {features.rope.theta:g})"
         evidence = features.evidence.get(name, "")

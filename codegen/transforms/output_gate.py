@@ -1,0 +1,125 @@
+"""Gate the attention output: `wo(out * sigmoid(wg(x)))`, the gate a projection of its own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import libcst as cst
+import libcst.matchers as m
+
+from codegen.transforms import _attention_edits as edits
+from codegen.transforms import _moe_edits as moe_edits
+from codegen.transforms.base import Transform
+from codegen.transforms.edits import InsertStatements, assigns, dotted, expression, run
+from codegen.transforms.qkv_bias import bias_setting
+
+GATE = "self.wg = nn.Linear(args.dim, args.n_heads * args.head_dim, bias={bias})"
+HEAD_BIAS = "self.gate_bias = nn.Parameter(torch.zeros(args.n_heads))  # added to each head's gate"
+PLAIN = "torch.sigmoid(self.wg({x}))"
+# the per-head bias broadcast over head_dim, then the heads flattened as `out` is
+PER_HEAD = (
+    "torch.sigmoid(self.wg({x}).unflatten(-1, (-1, self.head_dim)) + self.gate_bias[:, None])"
+    ".flatten(-2)"
+)
+
+ZERO_INIT = """
+def init_parameters(self, std: float) -> None:
+    nn.init.zeros_(self.gate_bias)  # HF's _init_weights starts the gate bias at zero
+"""
+
+
+class AddOutputGate(Transform):
+    """The attention output is multiplied by `sigmoid(wg(x))` before `wo` (AFMoE, Beam,
+    HRM): `wg` projects the attention input to one gate per output feature; with
+    `head_bias`, a learned per-head bias is added to the gate before the sigmoid.
+
+    `projection` and `head_bias` are the HF attribute names the analysis found (the adapter
+    maps `self_attn.<projection>` and `self_attn.<head_bias>`); `bias` is the gate
+    projection's bias as analysed, read from the target's bool config switch instead where
+    one biases it (HRM's `attention_bias`). `gate_bias` starts at zero where the target's
+    `_init_weights` zeroes it.
+    """
+
+    name = "add_output_gate"
+
+    def apply(
+        self,
+        package,
+        features=None,
+        *,
+        projection: str,
+        bias: bool | str = False,
+        head_bias: str | None = None,
+    ) -> None:
+        switch = _bias_switch(features, projection)
+        enabled = switch or (bias is True)
+        value = bias_setting(package, enabled, "attention output gate bias")
+        new = GATE.format(bias=value)
+        if head_bias:
+            new += "\n" + HEAD_BIAS
+        anchor = assigns("self.wo")
+        run(package, "model.py", InsertStatements("Attention", "__init__", anchor, new))
+        x = edits.param_names(package, "Attention", "forward")[1]
+        gate = (PER_HEAD if head_bias else PLAIN).format(x=x)
+
+        def rewrite(call: cst.Call) -> cst.Call:
+            out = call.args[0].value
+            gated = cst.BinaryOperation(
+                left=out if isinstance(out, cst.Name | cst.Call | cst.Attribute) else _paren(out),
+                operator=cst.Multiply(),
+                right=expression(gate),
+            )
+            return call.with_changes(args=[call.args[0].with_changes(value=gated)])
+
+        edits.replace_expressions(
+            package,
+            "model.py",
+            "Attention",
+            "forward",
+            lambda node: m.matches(node, m.Call(func=dotted("self.wo"))),
+            rewrite,
+        )
+        hf = f"model.layers.{{}}.self_attn.{projection}"
+        rows = [(f"{hf}.weight", "layers.{}.attention.wg.weight")]
+        if enabled:
+            rows.append((f"{hf}.bias", "layers.{}.attention.wg.bias"))
+        if head_bias:
+            own = f"model.layers.{{}}.self_attn.{head_bias}"
+            rows.append((own, "layers.{}.attention.gate_bias"))
+        adapter = package.module("state_dict_adapter.py").code
+        wo = "attention.wo.bias" if "attention.wo.bias" in adapter else "attention.wo.weight"
+        edits.insert_rows_after(package, f"layers.{{}}.{wo}", rows)
+        if head_bias and zeroed_by_hf(features, head_bias):
+            moe_edits.add_method(package, "model.py", "Attention", ZERO_INIT)
+
+
+def _paren(node: cst.BaseExpression) -> cst.BaseExpression:
+    return node.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+
+
+def _bias_switch(features, projection: str) -> str | None:
+    """The target's bool config field whose True setting biases the gate projection."""
+    for switch in getattr(features, "switches", ()):
+        if switch.kind != "bool" or switch.container:
+            continue
+        for value in switch.values:
+            if value.label != "True":
+                continue
+            for part in value.selects.split("; "):
+                names = part.removeprefix("bias on ").split(",")
+                if part.startswith("bias on ") and projection in {n.strip() for n in names}:
+                    return switch.field
+    return None
+
+
+def zeroed_by_hf(features, name: str) -> bool:
+    """Whether the target's HF modeling source zeroes `<module>.<name>` in its weight init
+    (`init.zeros_(module.gate_bias)`, any `zeros_` spelling)."""
+    path = getattr(getattr(features, "source", None), "modeling", "")
+    if not path or not Path(path).is_file():
+        return False
+    zeros = m.Call(
+        func=m.Attribute(attr=m.Name("zeros_")),
+        args=[m.Arg(m.Attribute(attr=m.Name(name))), m.ZeroOrMore()],
+    )
+    return bool(m.findall(cst.parse_module(Path(path).read_text()), zeros))

@@ -1,0 +1,160 @@
+"""AddOutputGate: before/after on the llama and qwen3 references, and the generated attention
+against HF's gated attentions (HRM: a plain gate projection; Beam: plus a per-head bias)."""
+
+import sys
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from codegen.analyze.switches import Switch, SwitchValue
+from codegen.models import load_spec, references_dir
+from codegen.scaffold.build import Step
+from codegen.scaffold.pipeline import scaffold_into
+from codegen.scaffold.source import SourcePackage
+from codegen.transforms.output_gate import AddOutputGate
+
+
+def _reference(name="llama"):
+    return SourcePackage.from_directory(references_dir() / name)
+
+
+def test_plain_gate_multiplies_the_attention_output_before_wo():
+    package = _reference()
+    before = package.render()["model.py"]
+    assert "self.wg" not in before
+    AddOutputGate().apply(package, projection="gate_proj")
+    files = package.render()
+    model = files["model.py"]
+    assert "self.wg = nn.Linear(args.dim, args.n_heads * args.head_dim, bias=False)" in model
+    assert (
+        "self.wo(out.transpose(1, 2).reshape(batch, seq, -1) * torch.sigmoid(self.wg(x)))" in model
+    )
+    assert "gate_bias" not in model
+    adapter = files["state_dict_adapter.py"]
+    row = '"model.layers.{}.self_attn.gate_proj.weight": "layers.{}.attention.wg.weight"'
+    assert row in adapter
+    assert "wg.bias" not in adapter
+
+
+def test_renamed_projection_and_head_bias_are_mapped_by_their_names():
+    package = _reference("qwen3")
+    AddOutputGate().apply(package, projection="g", head_bias="g_bias")
+    files = package.render()
+    model = files["model.py"]
+    assert "self.gate_bias = nn.Parameter(torch.zeros(args.n_heads))" in model
+    assert "self.gate_bias[:, None]" in model
+    assert "init_parameters" not in model  # the source zeroes nothing: the table's default
+    adapter = files["state_dict_adapter.py"]
+    assert '"model.layers.{}.self_attn.g.weight": "layers.{}.attention.wg.weight"' in adapter
+    assert '"model.layers.{}.self_attn.g_bias": "layers.{}.attention.gate_bias"' in adapter
+
+
+def _bias_switch(field: str, biased: str) -> Switch:
+    return Switch(
+        field,
+        "bool",
+        (SwitchValue("True", "truthy", selects=f"bias on {biased}"), SwitchValue("False", "falsy")),
+    )
+
+
+@pytest.mark.parametrize(
+    ("switches", "bias", "expected"),
+    [
+        ((_bias_switch("attention_bias", "q_proj, gate_proj"),), False, "args.attention_bias"),
+        ((_bias_switch("attention_bias", "q_proj, o_proj"),), False, "False"),
+        ((), True, "True"),
+    ],
+)
+def test_gate_bias_follows_the_switch_that_biases_it(switches, bias, expected):
+    package = _reference("qwen3")
+    features = SimpleNamespace(switches=switches, source=SimpleNamespace(modeling=""))
+    AddOutputGate().apply(package, features, projection="gate_proj", bias=bias)
+    files = package.render()
+    assert f"args.dim, args.n_heads * args.head_dim, bias={expected})" in files["model.py"]
+    row = '"model.layers.{}.self_attn.gate_proj.bias": "layers.{}.attention.wg.bias"'
+    assert (row in files["state_dict_adapter.py"]) is (expected != "False")
+
+
+def test_gate_bias_starts_at_zero_where_hf_zeroes_it(tmp_path):
+    source = tmp_path / "modeling_x.py"
+    source.write_text("def _init_weights(self, module):\n    init.zeros_(module.g_bias)\n")
+    features = SimpleNamespace(switches=(), source=SimpleNamespace(modeling=str(source)))
+    package = _reference()
+    AddOutputGate().apply(package, features, projection="g", head_bias="g_bias")
+    assert "nn.init.zeros_(self.gate_bias)" in package.render()["model.py"]
+
+
+def _ours(tmp_path, reference, steps, model_type, config):
+    models = tmp_path / "models"
+    scaffold_into(models, reference, "gated", [model_type], steps)
+    spec = load_spec("gated", models)
+    module = sys.modules[spec.model.__module__]
+    args = spec.args(
+        dim=config.hidden_size,
+        n_heads=config.num_attention_heads,
+        n_kv_heads=getattr(config, "num_key_value_heads", config.num_attention_heads),
+        head_dim=config.head_dim,
+        n_layers=1,
+    )
+    return module.Attention(args).eval()
+
+
+def _identity_rope(seq, head_dim):
+    return torch.ones(2, seq, head_dim), torch.zeros(2, seq, head_dim)
+
+
+def test_generated_attention_matches_hf_hrm_text(tmp_path):
+    from transformers.models.hrm_text.modeling_hrm_text import HrmTextAttention
+
+    from codegen.verify.tiny_config import tiny_config
+
+    config = tiny_config("hrm_text", attention_bias=False)
+    config._attn_implementation = "eager"
+    torch.manual_seed(0)
+    hf = HrmTextAttention(config, layer_idx=0).eval()
+    step = Step("add_output_gate", {"projection": "gate_proj"})
+    ours = _ours(tmp_path, "llama", [step], "hrm_text", config)
+    names = {"wq": "q_proj", "wk": "k_proj", "wv": "v_proj", "wo": "o_proj", "wg": "gate_proj"}
+    ours.load_state_dict(
+        {f"{house}.weight": getattr(hf, name).weight for house, name in names.items()}, strict=True
+    )
+    seq = 7
+    x = torch.randn(2, seq, config.hidden_size)
+    causal = torch.full((seq, seq), float("-inf")).triu(1)[None, None]
+    rope = _identity_rope(seq, config.head_dim)
+    with torch.no_grad():
+        expected, _ = hf(x, rope, causal)
+        got = ours(x, rope)
+        ours.wg.weight.zero_()  # sigmoid(0) = 1/2 everywhere: the gate no longer selects
+        flat = ours(x, rope)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(flat, expected, atol=1e-4)
+
+
+def test_generated_attention_matches_hf_beam_with_head_bias(tmp_path):
+    from transformers.models.beam.modeling_beam import BeamAttention
+
+    from codegen.verify.tiny_config import tiny_config
+
+    config = tiny_config("beam", attention_bias=False)
+    config._attn_implementation = "eager"
+    torch.manual_seed(0)
+    hf = BeamAttention(config, layer_idx=config.layer_types.index("full_attention")).eval()
+    torch.nn.init.normal_(hf.gate_bias)
+    step = Step("add_output_gate", {"projection": "gate_proj", "head_bias": "gate_bias"})
+    ours = _ours(tmp_path, "qwen3", [step], "beam", config)
+    names = {"wq": "q_proj", "wk": "k_proj", "wv": "v_proj", "wo": "o_proj", "wg": "gate_proj"}
+    state = {f"{house}.weight": getattr(hf, name).weight for house, name in names.items()}
+    state |= {"q_norm.weight": hf.q_norm.weight, "k_norm.weight": hf.k_norm.weight}
+    ours.load_state_dict({**state, "gate_bias": hf.gate_bias}, strict=True)
+    seq = 7
+    x = torch.randn(2, seq, config.hidden_size)
+    causal = torch.full((seq, seq), float("-inf")).triu(1)[None, None]
+    rope = _identity_rope(seq, config.head_dim)
+    with torch.no_grad():
+        expected, _ = hf(x, rope, causal)
+        got = ours(x, rope, None)
+        without_bias = ours.gate_bias.zero_() is not None and ours(x, rope, None)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(without_bias, expected, atol=1e-4)  # the bias is load-bearing

@@ -1,0 +1,57 @@
+"""The attention output gate is read from the data flow: its kind, its projection and
+per-head bias by attribute name, whatever the model and attributes are called."""
+
+from __future__ import annotations
+
+import pytest
+from analyze_helpers import rename_model
+
+from codegen.analyze.analysis import analyze
+
+
+@pytest.mark.parametrize(
+    ("model_type", "kind", "projection", "head_bias"),
+    [
+        ("afmoe", "sigmoid", "gate_proj", None),
+        ("hrm_text", "sigmoid", "gate_proj", None),
+        ("beam", "sigmoid", "gate_proj", "gate_bias"),
+        ("qwen3_next", "sigmoid_fused_q", None, None),  # the gate is chunked out of q_proj
+        ("llama", "none", None, None),
+    ],
+)
+def test_output_gate_of_installed_models(model_type, kind, projection, head_bias):
+    attention = analyze(model_type).attention
+    assert (attention.output_gate, attention.gate_proj) == (kind, projection)
+    assert attention.gate_head_bias == head_bias
+    assert attention.gate_bias is False
+
+
+def test_output_gate_evidence_cites_the_gating_line():
+    features = analyze("afmoe")
+    where = features.evidence["attention.output_gate"]
+    line = int(where.rsplit(":", 1)[1])
+    source = open(features.source.modeling, encoding="utf-8").read().splitlines()
+    assert "sigmoid" in source[line - 1]
+    assert features.evidence["attention.gate_proj"].startswith("modeling_afmoe.py:")
+
+
+def test_renamed_copy_with_renamed_gate_attributes(tmp_path):
+    modeling, _ = rename_model("beam", "zorblax", str(tmp_path))
+    text = open(modeling, encoding="utf-8").read()
+    # only the attention's gate attributes are renamed (the MLP keeps its gate_proj)
+    edits = {
+        "self.gate_proj = nn.Linear(config.hidden_size, config.num_attention_heads": (
+            "self.out_gate = nn.Linear(config.hidden_size, config.num_attention_heads"
+        ),
+        "gate = self.gate_proj(hidden_states).view_as(attn_output) + self.gate_bias": (
+            "gate = self.out_gate(hidden_states).view_as(attn_output) + self.head_shift"
+        ),
+        "self.gate_bias = nn.Parameter": "self.head_shift = nn.Parameter",
+    }
+    for old, new in edits.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    open(modeling, "w", encoding="utf-8").write(text)
+    attention = analyze(modeling).attention
+    assert attention.output_gate == "sigmoid"
+    assert (attention.gate_proj, attention.gate_head_bias) == ("out_gate", "head_shift")
