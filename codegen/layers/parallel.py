@@ -45,9 +45,11 @@ STYLES = {
     "rope_key_tail": "replicated nn.Linear whose last `rope_dim` outputs (its attention's "
     "`rope_dim`) are one key shared by every head: their gradient is summed over the ranks",
     "colwise_qkv": "one nn.Linear whose output is [q | k | v] (all q heads, then k, then v; "
-    "its attention's `n_heads` and `n_kv_heads` give the sizes): stored split in rows "
-    "like `colwise`, gathered in the forward, and each rank multiplies by its own heads' "
-    "q, k and v rows",
+    "its attention's `n_heads` and `n_kv_heads` give the sizes): each rank holds its q "
+    "heads' rows, then its kv heads' k and v rows, and computes with them alone",
+    "colwise_kv": "a separate k or v nn.Linear: split by kv heads like `colwise`; with fewer "
+    "kv heads than ranks (multi-query) each rank holds the kv head its q heads read, "
+    "gradients summed over the ranks sharing it",
     "experts": "routed experts: all-to-all dispatch and combine under ep, a sum all-reduce "
     "of the hidden-dim shards' outputs under tp; "
     "each of its parameters needs its own expert_* entry",
@@ -68,6 +70,7 @@ _LINEAR_STYLES = (
     "colwise",
     "colwise_gate_up",
     "colwise_qkv",
+    "colwise_kv",
     "rowwise",
     "vocab_head",
     "rope_key_tail",
@@ -239,6 +242,8 @@ def _tensor_parallel(model: nn.Module, tp_mesh, modules: dict[str, str]) -> None
             _fused_colwise(model.get_submodule(name), name, tp_mesh, parts=2)
         elif style == "colwise_qkv":
             _fused_qkv(model, name, tp_mesh)
+        elif style == "colwise_kv":
+            _colwise_kv(model, name, tp_mesh)
 
 
 def _blocks(features: int, parts: int, size: int, rank: int) -> torch.Tensor:
@@ -277,61 +282,146 @@ def _fused_colwise(module: nn.Module, name: str, mesh, parts: int) -> None:
     module.forward = local_forward
 
 
-def _fused_qkv(model: nn.Module, name: str, mesh) -> None:
-    """[q | k | v] rows of unequal sizes (grouped-query heads): no DTensor placement puts a
-    rank's q, k and v rows together, so the weight (and bias) is stored as a plain row
-    split, all-gathered in the forward, and the rank multiplies by its own heads' rows
-    (the gradient of the gathered weight is reduce-scattered back to the row shards)."""
-    from torch.distributed.tensor import Partial, Replicate, Shard, distribute_tensor
-
-    module = model.get_submodule(name)
+def _head_counts(model: nn.Module, name: str, style: str, size: int) -> tuple:
+    """(attention module, n_heads, n_kv_heads) of the attention owning `name`; PlanError
+    unless the heads split over `size` ranks and the kv heads either split or divide it."""
     attention = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
     heads, kv_heads = (getattr(attention, a, None) for a in ("n_heads", "n_kv_heads"))
     if not isinstance(heads, int) or not isinstance(kv_heads, int) or heads % kv_heads:
-        raise PlanError(f"{name}: 'colwise_qkv' needs its attention's int n_heads, n_kv_heads")
-    size, rank = mesh.size(), mesh.get_local_rank()
+        raise PlanError(f"{name}: {style!r} needs its attention's int n_heads, n_kv_heads")
     if heads % size or (kv_heads % size and size % kv_heads):
         raise PlanError(f"{name}: {heads} heads over {kv_heads} kv heads do not split over {size}")
+    return attention, heads, kv_heads
+
+
+def _kv_rows(kv: int, kv_heads: int, size: int, rank: int) -> torch.Tensor:
+    """Of `kv` rows (kv_heads heads), those of the kv heads rank `rank`'s q heads read (its
+    1/size of the q heads). With fewer kv heads than ranks each kv head is held by
+    size // kv_heads ranks (replicas), as serving engines do."""
+    parts = min(kv_heads, size)
+    part = rank * parts // size
+    return torch.arange(kv * part // parts, kv * (part + 1) // parts)
+
+
+def _fused_qkv(model: nn.Module, name: str, mesh) -> None:
+    """[q | k | v] rows of unequal sizes (grouped-query heads): rank r holds exactly its q
+    heads' rows, then its kv heads' k rows and v rows ([q_r | k_r | v_r], the layout its
+    forward splits by the local head counts); no weight is gathered."""
+    module = model.get_submodule(name)
+    size = mesh.size()
+    attention, heads, kv_heads = _head_counts(model, name, "colwise_qkv", size)
     kv = module.out_features // (heads // kv_heads + 2)
     q = module.out_features - 2 * kv
-    # fewer kv heads than ranks (multi-query): each rank keeps the one its q heads read
-    kv_parts = min(kv_heads, size)
-    kv_part = rank * kv_parts // size
-    rows = torch.cat(
-        [
-            torch.arange(q * rank // size, q * (rank + 1) // size),
-            *(
-                torch.arange(
-                    start + kv * kv_part // kv_parts, start + kv * (kv_part + 1) // kv_parts
-                )
-                for start in (q, q + kv)
-            ),
-        ]
-    )
-    if kv_parts < size:  # the forward's q/k/v sizes come from the local head counts
+
+    def rows(r):
+        kv_rows = _kv_rows(kv, kv_heads, size, r)
+        return torch.cat(
+            [torch.arange(q * r // size, q * (r + 1) // size), q + kv_rows, q + kv + kv_rows]
+        )
+
+    _local_heads(attention, heads, kv_heads, size)
+    _row_shard(module, name, mesh, rows)
+
+
+def _colwise_kv(model: nn.Module, name: str, mesh) -> None:
+    """A separate k or v projection: split by kv heads like `colwise` when they divide over
+    the ranks; with fewer kv heads than ranks each rank holds the kv head its q heads read
+    (the projection's rows replicated, gradients summed over the ranks sharing them)."""
+    module = model.get_submodule(name)
+    size = mesh.size()
+    attention, heads, kv_heads = _head_counts(model, name, "colwise_kv", size)
+    if module.out_features % kv_heads:
+        raise PlanError(f"{name}: {module.out_features} outputs are not {kv_heads} kv heads")
+    _local_heads(attention, heads, kv_heads, size)
+    _row_shard(module, name, mesh, lambda r: _kv_rows(module.out_features, kv_heads, size, r))
+
+
+def _local_heads(attention: nn.Module, heads: int, kv_heads: int, size: int) -> None:
+    """With kv heads replicated the local q-per-kv ratio changes: the attention's counts
+    become the rank's own (engines keep local head counts), so its forward splits right."""
+    if kv_heads < size:
         attention.n_heads, attention.n_kv_heads = heads // size, 1
-    module.shard_features = ("output", rows)
+
+
+def _row_shard(module: nn.Module, name: str, mesh, rows_of) -> None:
+    """Rank r holds the output rows `rows_of(r)` of the Linear's weight (and bias), in that
+    order, and computes with them alone. Stored as a DTensor split on dim 0 of the ranks'
+    rows laid end to end (`tp_rows`: its row -> the Linear's row; a row several ranks hold
+    appears once per rank, as in vLLM's QKVParallelLinear), so FSDP2 and `full_tensor`
+    work on it; `full_rows` turns a gathered tensor back into the Linear's layout. A row
+    several ranks hold gets its gradient summed over them."""
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    size, rank = mesh.size(), mesh.get_local_rank()
+    per_rank = [rows_of(r) for r in range(size)]
+    if len({len(r) for r in per_rank}) != 1:
+        raise PlanError(f"{name}: its ranks would hold unequal numbers of rows")
+    order = torch.cat(per_rank)
+    if not torch.equal(order.unique(), torch.arange(module.out_features)):
+        raise PlanError(f"{name}: the plan leaves rows of its {module.out_features} unheld")
+    counts = torch.bincount(order, minlength=module.out_features)
+    mine = per_rank[rank]
+    shared = (counts[mine] > 1).nonzero().flatten()
+    slots = torch.searchsorted((counts > 1).nonzero().flatten(), mine[shared])
+    width = int((counts > 1).sum())
+    module.shard_features = ("output", mine)
+    module.tp_rows = order
     names = [attr for attr, _ in module.named_parameters(recurse=False)]
     for attr in names:
         param = getattr(module, attr)
-        sharded = distribute_tensor(param.detach(), mesh, [Shard(0)])
+        sharded = distribute_tensor(param.detach()[order], mesh, [Shard(0)])
         module.register_parameter(attr, nn.Parameter(sharded, param.requires_grad))
     forward = module.forward
+    group = mesh.get_group()
 
-    def own_rows(attr):
-        full = getattr(module, attr).redistribute(mesh, [Replicate()])
-        return full.to_local(grad_placements=[Partial()])[rows]
+    def local(attr):
+        tensor = getattr(module, attr).to_local()
+        return _SumShared.apply(tensor, shared, slots, width, group) if width else tensor
 
     def local_forward(x, *args, **kwargs):
         try:
             for attr in names:
-                module.__dict__[attr] = own_rows(attr)
+                module.__dict__[attr] = local(attr)
             return forward(_sum_grads(x, mesh), *args, **kwargs)
         finally:
             for attr in names:
                 module.__dict__.pop(attr, None)
 
     module.forward = local_forward
+
+
+def full_rows(module: nn.Module, tensor: torch.Tensor) -> torch.Tensor:
+    """A gathered parameter (or gradient) of a Linear sharded by held rows (`tp_rows`, the
+    `colwise_qkv` and `colwise_kv` styles) in the Linear's own row order; other tensors as
+    they are. A row held by several ranks is taken from its first holder."""
+    order = getattr(module, "tp_rows", None)
+    if order is None or tensor.shape[0] != len(order):
+        return tensor
+    counts = torch.bincount(order)
+    first = order.argsort(stable=True)[counts.cumsum(0) - counts]
+    return tensor[first]
+
+
+class _SumShared(torch.autograd.Function):
+    """Identity forward; the backward sums the gradient of the local rows at `positions`
+    (held by several ranks, `slots` their place among the `width` shared rows) over the
+    ranks holding them: each rank's copy only saw its own q heads."""
+
+    @staticmethod
+    def forward(ctx, tensor, positions, slots, width, group):
+        ctx.save_for_backward(positions, slots)
+        ctx.width, ctx.group = width, group
+        return tensor.view_as(tensor)
+
+    @staticmethod
+    def backward(ctx, grad):
+        positions, slots = ctx.saved_tensors
+        total = grad.new_zeros((ctx.width, *grad.shape[1:]))
+        total.index_add_(0, slots, grad[positions])
+        torch.distributed.all_reduce(total, group=ctx.group)
+        grad = grad.clone()
+        grad[positions] = total[slots]
+        return grad, None, None, None, None
 
 
 def _shard_norm(module: nn.Module, mesh) -> None:

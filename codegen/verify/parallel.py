@@ -361,6 +361,8 @@ def _worker(rank, spec, config, state, tokens, positions, dims, parallelize, pla
     import torch.distributed as dist
     from torch.distributed.device_mesh import init_device_mesh
 
+    from codegen.layers.parallel import full_rows
+
     torch.set_num_threads(1)
     # a failing op is reported in one line below, not by torch's own traceback logging
     logging.getLogger("torch._subclasses.fake_tensor").setLevel(logging.CRITICAL)
@@ -407,6 +409,8 @@ def _worker(rank, spec, config, state, tokens, positions, dims, parallelize, pla
             grad = param.grad
             if grad is not None and hasattr(grad, "full_tensor"):
                 grad = grad.full_tensor()  # collective: every rank takes part
+                # a Linear sharded by held rows ([q_r | k_r | v_r] per rank) in its own order
+                grad = full_rows(model.get_submodule(name.rpartition(".")[0]), grad)
             grads[name] = grad
         if rank == 0:
             saved = {"logits": logits.detach(), "grads": grads, "activations": record}

@@ -371,3 +371,107 @@ def test_a_single_kv_head_is_kept_whole_on_every_rank(tmp_path):
     config.num_key_value_heads = 1
     result = verify_parallel(spec, config, "tp=2")
     assert result.passed, result.line()
+
+
+def _vendored(spec):
+    """The package's own copy of parallel.py (a scaffolded package imports that one)."""
+    return importlib.import_module(spec.model.__module__.rpartition(".")[0] + ".parallel")
+
+
+def _seed(monkeypatch, spec, name: str, make):
+    """Replace `name` in codegen's parallel.py and the package's copy (forked ranks inherit)."""
+    import codegen.layers.parallel as parallel
+
+    for module in {parallel, _vendored(spec)}:
+        monkeypatch.setattr(module, name, make(module))
+
+
+def test_fused_qkv_ranks_hold_only_their_heads_rows(tmp_path, monkeypatch):
+    """[q | k | v] with 4 heads over 2 kv heads (phi3's layout): rank r's weight is exactly
+    [q rows of heads 2r, 2r+1 | k rows of kv head r | v rows of kv head r], no more."""
+    from codegen.verify.parallel import _weights_and_inputs
+
+    spec, _ = _package(tmp_path, "llama", "fused", [("fuse_qkv", {"layout": "contiguous"})])
+    config = base_config("llama")[0]
+    held = tmp_path / "held"
+    held.mkdir()
+
+    def recording(module):
+        original = module._row_shard
+
+        def shard(linear, name, mesh, rows_of):
+            original(linear, name, mesh, rows_of)
+            local = linear.weight.to_local().detach()
+            torch.save(local, held / f"{name}.{mesh.get_local_rank()}.pt")
+
+        return shard
+
+    _seed(monkeypatch, spec, "_row_shard", recording)
+    result = verify_parallel(spec, config, "tp=2")
+    assert result.passed, result.line()
+    weight = _weights_and_inputs(spec, config, 0)[0]["layers.0.attention.wqkv.weight"]
+    head = config.head_dim
+    q, kv = 4 * head, 2 * head
+    for rank in (0, 1):
+        local = torch.load(held / f"layers.0.attention.wqkv.{rank}.pt")
+        q_rows = weight[rank * q // 2 : (rank + 1) * q // 2]
+        k_rows = weight[q + rank * head : q + (rank + 1) * head]
+        v_rows = weight[q + kv + rank * head : q + kv + (rank + 1) * head]
+        assert torch.equal(local, torch.cat([q_rows, k_rows, v_rows]))
+
+
+def test_fused_qkv_ranks_reading_the_other_kv_head_fail(tmp_path, monkeypatch):
+    """Rank r holding its q heads but the other rank's k and v rows: its wqkv rows are the
+    ones it claims, but its heads attend with the wrong key, so wo's input differs."""
+    spec, _ = _package(tmp_path, "llama", "fused", [("fuse_qkv", {"layout": "contiguous"})])
+
+    def swapped(module):
+        original = module._kv_rows
+        return lambda kv, kv_heads, size, rank: original(kv, kv_heads, size, size - 1 - rank)
+
+    _seed(monkeypatch, spec, "_kv_rows", swapped)
+    result = verify_parallel(spec, base_config("llama")[0], "tp=2")
+    assert not result.passed
+    assert (
+        "the forward first differs at the input of layers.0.attention.wo after "
+        "layers.0.attention.wqkv's output agreed"
+    ) in result.error
+
+
+def test_separate_kv_with_one_kv_head_is_replicated(tmp_path):
+    """llama-style q/k/v with num_key_value_heads=1 on 2 ranks: q split, k and v whole on
+    each rank ('colwise_kv'); a plain column split cannot form one head."""
+    spec = load_spec("llama")
+    config = base_config("llama")[0]
+    config.num_key_value_heads = 1
+    assert plan_module(spec).PLAN["layers.*.attention.wk"] == "colwise_kv"
+    assert verify_parallel(spec, config, "tp=2").passed
+    plain = {**plan_module(spec).PLAN, "layers.*.attention.wk": "colwise"}
+    plain["layers.*.attention.wv"] = "colwise"
+    result = verify_parallel(spec, config, "tp=2", plan=plain)
+    assert not result.passed
+    assert "in layers.0.attention: RuntimeError: shape" in result.error
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_a_replicated_kv_head_without_its_gradient_sum_fails(tmp_path, monkeypatch, fused):
+    """Each rank's copy of the one kv head sees only its own q heads: its gradient is a
+    part, summed over the ranks holding it. Left unsummed, the k/v gradient is named."""
+    steps = [("fuse_qkv", {"layout": "contiguous"})] if fused else []
+    spec, _ = _package(tmp_path, "llama", "mq", steps)
+    config = base_config("llama")[0]
+    config.num_key_value_heads = 1
+
+    def unsummed(module):
+        class Unsummed(module._SumShared):
+            @staticmethod
+            def backward(ctx, grad):
+                return grad, None, None, None, None
+
+        return Unsummed
+
+    _seed(monkeypatch, spec, "_SumShared", unsummed)
+    result = verify_parallel(spec, config, "tp=2")
+    assert not result.passed
+    weight = "wqkv" if fused else "wv"
+    assert result.error.startswith(f"first differing gradient: layers.3.attention.{weight}.")
