@@ -8,6 +8,7 @@ switch the HF source branches on, when the package reads that switch.
 
 from __future__ import annotations
 
+import re
 import textwrap
 from dataclasses import dataclass
 
@@ -221,10 +222,35 @@ def _switch_items(features, reads) -> list[str]:
         parts = []
         for value in told:
             where = f" ({value.evidence[0]})" if value.evidence else ""
-            selects = value.selects.split("; ")[0].split(" ({")[0]
+            selects = _plain(value.selects.split("; ")[0].split(" ({")[0], switch)
             parts.append(f"{value.label}: {selects}{where}")
         items.append(f"{head}; {'; '.join(parts)}")
     return items
+
+
+_ASSIGNED = re.compile(
+    r"^(?P<prefix>.*?)(?P<name>[A-Za-z_]\w*): (?P<code>config\.[\w.]+|[\[{(].*)$"
+)
+
+
+def _plain(selects: str, switch) -> str:
+    """The analysis's wording of what a value selects, as a sentence rather than code:
+    `used` says what it is used instead of, and `sliding_window: config.sliding_window` (an
+    assignment the branch makes) reads `sliding_window from config.sliding_window`."""
+    if selects == "used":
+        fallbacks = [
+            v.selects.removeprefix("falls back to ")
+            for v in switch.values
+            if v.selects.startswith("falls back to ")
+        ]
+        return f"used instead of {fallbacks[0]}" if fallbacks else "the value is used"
+    found = _ASSIGNED.match(selects)
+    if found is None:
+        return selects
+    code = found["code"]
+    if code.startswith("config."):
+        return f"{found['prefix']}{found['name']} from {code}"
+    return f"{found['prefix']}{found['name']} taken as {code}"
 
 
 def _holds(value, configured) -> bool:

@@ -185,6 +185,18 @@ def test_summary_cites_only_what_the_defaults_have(models):
     assert "sliding_window=8" not in flat
 
 
+@pytest.mark.parametrize("target", TARGETS)
+def test_switch_lines_read_as_sentences_not_code(models, target):
+    """A switch's effect is said in words: no `name: config.field` assignment copied from the
+    analysis, and a value that is "used" says what it replaces (mixtral's head_dim)."""
+    summary = ast.get_docstring(ast.parse((models / target / "__init__.py").read_text()))
+    switches = " ".join(summary.split("Config switches", 1)[-1].split())
+    assert not re.search(r"\w: config\.", switches), switches
+    assert not re.search(r": used(?! instead of)", switches), switches
+    if target == "mixtral":
+        assert "head_dim = None by default; set: used instead of config.hidden_size //" in switches
+
+
 def test_gemma2_docstring_has_the_real_values_not_the_toy(models):
     docstring = ast.get_docstring(ast.parse((models / "gemma2" / "model.py").read_text()))
     flat = " ".join(docstring.split())
