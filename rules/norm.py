@@ -1,6 +1,7 @@
 """Rules for normalisation: the norm kind (every norm of the model), its bias, its placement.
 
-Rows run in this order: the kind makes LayerNorms before norm_bias gives them a bias.
+Rows run in this order: the kind makes LayerNorms before norm_bias gives them a bias; the
+q/k norms move behind RoPE after the attention rules have made them.
 """
 
 from codegen.scaffold.rule import FromFeature, Rule
@@ -39,6 +40,14 @@ RULES = [
         description="every LayerNorm carries a bias (mapped from the checkpoint)",
     ),
     Rule(
+        id="norm_no_weight",
+        feature="norm.weight",
+        values=(False,),
+        transform="drop_norm_weight",
+        params={},
+        description="non-parametric LayerNorms: no learned scale or bias (OLMo)",
+    ),
+    Rule(
         id="norm_placement",
         feature="norm.placement",
         values=("post", "sandwich", "parallel"),
@@ -54,5 +63,12 @@ RULES = [
         params={"field": "use_parallel_residual"},
         description="the block branches on the flag: attention and MLP off one norm, or pre-norm",
         switch="use_parallel_residual",
+    ),
+    Rule(
+        id="qk_norm_after_rope",
+        feature="rope.qk_norm_after_rope",
+        values=(True,),
+        transform="qk_norm_after_rope",
+        description="the q/k norms take the rotated q/k (after RoPE), not the projections",
     ),
 ]

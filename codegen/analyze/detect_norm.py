@@ -98,6 +98,21 @@ def norm_kind(ctx: Ctx, rec: ModuleRec) -> tuple[str, bool | str]:
     return UNKNOWN, has_bias
 
 
+def has_weight(ctx: Ctx, rec: ModuleRec) -> bool | str:
+    """Whether norm `rec` holds a learned scale: a torch norm unless built with
+    `elementwise_affine=False`; a norm of the code's own when it declares a parameter."""
+    affine = rec.kwargs.get("elementwise_affine", rec.kwargs.get("affine", True))
+    if rec.cls is None or not _own_forward(ctx, rec):
+        return affine is not False if rec.kind in ("LayerNorm", "RMSNorm", "GroupNorm") else UNKNOWN
+    params = [p for p in rec.attrs.values() if isinstance(p, ParamRec) and p.kind == "parameter"]
+    if params:
+        return True
+    if rec.ext_base in ("LayerNorm", "RMSNorm"):  # nn.LayerNorm's __init__ made them
+        default = _default(rec, "elementwise_affine")
+        return rec.kwargs.get("elementwise_affine", default)
+    return False
+
+
 def _own_forward(ctx: Ctx, rec: ModuleRec) -> bool:
     return rec.cls is not None and ctx.model.project.find_method(rec.cls, "forward") is not None
 
@@ -276,6 +291,9 @@ def detect(ctx: Ctx) -> tuple[Norm, dict]:
         )
     else:
         ctx.cite("norm.kind", where)
+    weight = has_weight(ctx, norms[0][1]) if norms else UNKNOWN
+    if norms:
+        ctx.cite("norm.weight", ctx.class_site(norms[0][1]) or ctx.site(norms[0][1]))
     place, facts = placement(ctx, layer)
     site = None
     for key in ("attention", "mlp"):
@@ -291,7 +309,9 @@ def detect(ctx: Ctx) -> tuple[Norm, dict]:
     field = eps_field(ctx, norms[0][1]) if norms else None
     if field is not None:
         ctx.cite("norm.eps_field", f"{ctx.site(norms[0][1])} (eps=config.{field})")
-    return Norm(kind=kind, placement=place, bias=bias, eps=eps, eps_field=field), facts
+    return Norm(
+        kind=kind, placement=place, bias=bias, weight=weight, eps=eps, eps_field=field
+    ), facts
 
 
 def _constant_eps(ctx: Ctx, rec: ModuleRec) -> float | None:

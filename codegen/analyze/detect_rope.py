@@ -110,7 +110,7 @@ def _uses_rope_type(ctx: Ctx, rotary: ModuleRec) -> bool:
 
 
 def _runtime_ntk(ctx: Ctx, rotary: ModuleRec | None) -> str | None:
-    """Where a method of the rotary module other than `__init__` raises something to the
+    """Where a method of the rotary module that runs after `__init__` raises something to the
     NTK exponent `dim / (dim - 2)`: the base rescaled at run time (dynamic NTK)."""
     if rotary is None or rotary.cls is None:
         return None
@@ -130,9 +130,12 @@ def _runtime_ntk(ctx: Ctx, rotary: ModuleRec | None) -> str | None:
             ):
                 found.append(node)
 
+    # methods `__init__` refers to (`rope_init_fn = self.compute_..._parameters`) build the
+    # frequencies once: a base raised there is a fixed NTK factor (an `alpha`), not dynamic
+    at_init = {"__init__"} | ctx.roles.method_signals(rotary.cls, "__init__").self_attrs
     for cls in ctx.model.project.mro(rotary.cls):
         for name, fn in cls.methods.items():
-            if name != "__init__":
+            if name not in at_init:
                 fn.body.visit(V())
                 if found:
                     return cls.sf.cite(found[0])
@@ -314,6 +317,11 @@ def detect(ctx: Ctx, shared: dict) -> Rope:
         ctx.cite("rope.nope_rule", f"{fn_site} (RoPE where {nope_rule or 'not restated'})")
     else:
         ctx.cite("rope.nope_layers", fn_site)
+    after = _norm_after_rope(rep)
+    if after:
+        ctx.cite("rope.qk_norm_after_rope", f"{after} (the q/k norm takes the rotated q/k)")
+    elif rep.q_norm is not None or rep.k_norm is not None:
+        ctx.cite("rope.qk_norm_after_rope", ctx.evidence.get("attention.qk_norm", fn_site))
     return Rope(
         type=rope_type,
         partial_rotary=partial,
@@ -323,7 +331,24 @@ def detect(ctx: Ctx, shared: dict) -> Rope:
         per_layer_type=bool(nested),
         theta=theta,
         parameters=params,
+        qk_norm_after_rope=bool(after),
     )
+
+
+def _norm_after_rope(rep) -> str | None:
+    """Where a q/k norm is applied to the rotated q/k: the norm's input carries an input of
+    the attention other than its hidden states (the position embeddings or ids)."""
+    from codegen.analyze.dataflow import terms_in, walk
+    from codegen.analyze.detect_attention import _qkv
+
+    if rep.kernel is None or (rep.q_norm is None and rep.k_norm is None):
+        return None
+    for path, norm in zip(_qkv(rep.kernel), (rep.q_norm, rep.k_norm), strict=False):
+        for call in (t for t in walk(path) if t.op == "call" and t.module is norm):
+            for arg in terms_in(list(call.args)):
+                if any(x.op == "input" and not x.kwargs.get("primary") for x in walk(arg)):
+                    return call.site.cite() if call.site else "?"
+    return None
 
 
 def _nope_rule(ctx: Ctx, per_layer: list[dict], fn) -> str | None:

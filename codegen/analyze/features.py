@@ -115,6 +115,8 @@ class Rope:
     per_layer_type: bool = False
     theta: float | None = None
     parameters: dict = field(default_factory=dict)  # rope_parameters (per layer type if nested)
+    # the q/k norms take the rotated q/k (HunYuan), not the projections before RoPE (Qwen3)
+    qk_norm_after_rope: bool | str = False
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,7 @@ COMPARED: dict[str, Any] = {
     "rope.interleaved": None,
     "rope.nope_layers": None,
     "rope.per_layer_type": None,
+    "rope.qk_norm_after_rope": None,
     "ffn.kind": None,
     "ffn.bias": None,
     "ffn.fused_gate_up": None,
@@ -142,6 +143,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "rope.interleaved": (False,),
     "rope.nope_layers": (False,),
     "rope.per_layer_type": (False,),
+    "rope.qk_norm_after_rope": (False,),  # q/k norms (qwen3) take q/k before the rotation
     "ffn.kind": ("swiglu",),
     "ffn.bias": (False,),
     "ffn.fused_gate_up": (False,),

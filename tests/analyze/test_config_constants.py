@@ -2,6 +2,7 @@
 
 * `norm.eps`: the epsilon a norm adds when it is the code's own constant (OLMo's
   non-parametric LayerNorm: 1e-5); None where a config field holds it (llama's rms_norm_eps).
+* `norm.weight`: whether the norms hold a learned scale (OLMo's LayerNorm has none).
 * `norm.eps_field`: the config field the norms' constructor passes as epsilon
   (cohere2_moe's layer_norm_eps, beside the rms_norm_eps its config leaves None).
 * `attention.key_selection`: DeepSeek-V3.2-style attention keeps the top-k keys a learned
@@ -33,6 +34,13 @@ def test_the_epsilon_field_is_the_one_the_norm_is_built_with():
     assert features.evidence["norm.eps_field"].startswith("modeling_cohere2_moe.py:")
     assert analyze("llama").norm.eps_field == "rms_norm_eps"
     assert analyze("olmo").norm.eps_field is None  # a constant of the code, no field
+
+
+def test_a_norm_without_tensors_has_no_weight():
+    features = analyze("olmo")
+    assert features.norm.weight is False
+    assert features.evidence["norm.weight"].startswith("modeling_olmo.py:")
+    assert analyze("llama").norm.weight is True
 
 
 def _key_selection(features):

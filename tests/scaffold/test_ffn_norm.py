@@ -22,6 +22,7 @@ PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 # this group's steps
 LAYERNORM = Step("set_norm_kind", {"kind": "layernorm"}, rule="norm_layernorm")
 NORM_BIAS = Step("set_norm_bias", {"enabled": True}, rule="norm_bias")
+NO_NORM_WEIGHT = Step("drop_norm_weight", rule="norm_no_weight")
 OFFSET_NORM = Step("set_norm_kind", {"kind": "rmsnorm_offset"}, rule="norm_offset")
 POST_NORM = Step("set_norm_placement", {"placement": "post"}, rule="norm_placement")
 SANDWICH = Step("set_norm_placement", {"placement": "sandwich"}, rule="norm_placement")
@@ -48,6 +49,7 @@ WINDOW_ALL = Step("set_sliding_window", {"mode": "all"}, rule="sliding_window_al
 QK_NORM_FULL = Step("set_qk_norm", {"kind": "full"}, rule="qk_norm_full")
 EMBEDDING_SCALE = Step("embedding_scale", {"kind": "sqrt_dim"}, rule="embedding_scale")
 LOGIT_SCALE = Step("logit_scale", {"field": "logit_scale", "op": "*"}, rule="logit_scale")
+CLIP_QKV = Step("clip_qkv", rule="clip_qkv")
 
 
 def _eps(field):
@@ -77,6 +79,18 @@ CASES = {
         [GELU_MLP],
     ),
     "olmo2": ("llama", [QK_NORM_FULL, POST_NORM], [POST_NORM]),
+    # non-parametric LayerNorms: the checkpoint holds no norm tensor; the epsilon is the
+    # code's constant (the planner reads it from norm.eps)
+    "olmo": (
+        "llama",
+        [
+            CLIP_QKV,
+            LAYERNORM,
+            NO_NORM_WEIGHT,
+            Step("map_config_fields", {"fields": {"rms_norm_eps": "1e-5"}}),
+        ],
+        [NO_NORM_WEIGHT],
+    ),
     "gemma": ("llama", [GEGLU, OFFSET_NORM, EMBEDDING_SCALE], [OFFSET_NORM]),
     "cohere": (
         "llama",
