@@ -110,4 +110,11 @@ RULES = [
         transform="add_shared_expert_gate",
         description="the shared expert's output is scaled by sigmoid(Linear(dim, 1)) (qwen2_moe)",
     ),
+    Rule(
+        id="moe_router_zero_init",
+        feature="moe.router_zero_init",
+        values=(True,),
+        transform="zero_init_router",
+        description="init_weights starts the router weight at zero, as HF's _init_weights does",
+    ),
 ]

@@ -26,3 +26,39 @@ def scaled_residual_init(ctx: Ctx) -> bool:
             return True
     ctx.cite("block.scaled_residual_init", "no scaled init of the residual projections")
     return False
+
+
+def _isinstance_of(test: cst.BaseExpression, owner: str) -> bool:
+    """`isinstance(module, Owner)` or `isinstance(module, (A, Owner))`."""
+    if not m.matches(test, m.Call(func=m.Name("isinstance"))) or len(test.args) != 2:
+        return False
+    kinds = test.args[1].value
+    names = [e.value for e in kinds.elements] if isinstance(kinds, cst.Tuple) else [kinds]
+    return any(m.matches(n, m.Name(owner) | m.Attribute(attr=m.Name(owner))) for n in names)
+
+
+def _attribute_path(node: cst.BaseExpression) -> str | None:
+    """`module.gate.weight` -> "gate.weight" (the chain below the `_init_weights` argument)."""
+    parts = []
+    while isinstance(node, cst.Attribute):
+        parts.append(node.attr.value)
+        node = node.value
+    return ".".join(reversed(parts)) if isinstance(node, cst.Name) and parts else None
+
+
+def zeroed_by_init(ctx: Ctx, owner: str, path: str) -> str | None:
+    """Where `_init_weights` zeroes `<module>.<path>` for modules of class `owner`
+    (`if isinstance(module, Owner): init.zeros_(module.gate.weight)`), else None."""
+    sf = ctx.model.modeling
+    zeros = m.Call(func=m.Attribute(attr=m.Name("zeros_")) | m.Name("zeros_"))
+    for cls in sf.classes.values():
+        method = cls.methods.get("_init_weights")
+        if not isinstance(method, cst.FunctionDef):
+            continue
+        for branch in m.findall(method, m.If()):
+            if not _isinstance_of(branch.test, owner):
+                continue
+            for call in m.findall(branch.body, zeros):
+                if call.args and _attribute_path(call.args[0].value) == path:
+                    return sf.cite(call)
+    return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import libcst as cst
 import libcst.matchers as cm
 
+from codegen.analyze import detect_init
 from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import Term, walk
 from codegen.analyze.detect_ffn import experts_of, ffn_modules, shared_mlps
@@ -237,6 +238,8 @@ def detect(ctx: Ctx) -> Moe | None:
                 ctx.cite("moe.router_linear_bias", used[0].site.cite())
 
     fp32, fp32_site = _router_fp32(ctx, moe, router_name, router)
+    zero_init = _router_zero_init(ctx, moe, router_name, router)
+    ctx.cite("moe.router_zero_init", zero_init or where)
     ctx.cite("moe.router_fp32", fp32_site or where)
 
     # -- shared experts ----------------------------------------------------------------------------
@@ -307,6 +310,7 @@ def detect(ctx: Ctx) -> Moe | None:
         score_func=score,
         router_bias=router_bias,
         router_linear_bias=linear_b,
+        router_zero_init=zero_init is not None,
         router_fp32=fp32,
         norm_topk_prob=norm,
         routed_scaling=scaling,
@@ -323,6 +327,25 @@ def detect(ctx: Ctx) -> Moe | None:
         module_layout=module_layout,
         expert_bias=expert_bias,
     )
+
+
+def _router_zero_init(ctx: Ctx, moe: ModuleRec, name, router) -> str | None:
+    """Where HF's `_init_weights` starts the router's projection weight at zero (AFMoE's
+    `init.zeros_(module.gate.weight)` for its router class), else None."""
+    if isinstance(router, ParamRec) or (
+        isinstance(router, ModuleRec) and ctx.roles.role(router) == LINEAR
+    ):
+        owner, path = moe.cls, f"{name}.weight" if isinstance(router, ModuleRec) else name
+    elif isinstance(router, ModuleRec):
+        owner = router.cls
+        inner = [n for n, c in router.children() if isinstance(c, ModuleRec)]
+        weights = [n for n, c in router.children() if isinstance(c, ParamRec) and len(c.shape) == 2]
+        path = f"{inner[0]}.weight" if len(inner) == 1 else (weights[0] if weights else None)
+    else:
+        return None
+    if owner is None or path is None:
+        return None
+    return detect_init.zeroed_by_init(ctx, owner.name, path)
 
 
 def _router_fp32(ctx: Ctx, moe: ModuleRec, name, router) -> tuple[bool, str | None]:

@@ -141,6 +141,8 @@ class Moe:
     router_linear_bias: bool | str = UNKNOWN  # bias of the router projection itself
     # router logits computed in fp32: the projection's input (and weight) upcast before it
     router_fp32: bool = False
+    # HF's _init_weights starts the router projection's weight at zero (AFMoE)
+    router_zero_init: bool = False
     norm_topk_prob: bool | str = UNKNOWN  # selected weights renormalised
     routed_scaling: float | None = None  # routed weights multiplied by this
     shared_experts: int = 0

@@ -105,6 +105,7 @@ COMPARED: dict[str, Any] = {
     "moe.router_bias": None,
     "moe.router_linear_bias": None,
     "moe.router_fp32": None,
+    "moe.router_zero_init": None,
     "moe.shared_experts": _shared,
     "moe.routed_scaling": _scaled,
     "moe.shared_expert_gate": None,
@@ -167,6 +168,7 @@ _MOE_BASE: dict[str, tuple] = {
     "moe.router_bias": (False,),
     "moe.router_linear_bias": (False,),
     "moe.router_fp32": (False,),  # the router Linear runs in the model's dtype
+    "moe.router_zero_init": (False,),  # the router weight starts normal(0, std)
     "moe.shared_experts": ("no",),
     "moe.shared_expert_gate": (False,),
     "moe.routed_scaling": ("no",),

@@ -52,6 +52,12 @@ HF_NAMES = {
             "ffn_norm": "post_attention_layernorm",
             "post_ffn_norm": "post_mlp_layernorm",
         },
+        {  # afmoe: the MLP's pair named after it
+            "attention_norm": "input_layernorm",
+            "post_attention_norm": "post_attention_layernorm",
+            "ffn_norm": "pre_mlp_layernorm",
+            "post_ffn_norm": "post_mlp_layernorm",
+        },
         {  # peri-LN: numbered post norms around the pre-norms
             "attention_norm": "input_layernorm",
             "post_attention_norm": "post_norm1",

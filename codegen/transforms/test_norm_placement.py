@@ -144,6 +144,21 @@ def test_sandwich_picks_glm4_names_from_the_checkpoint_keys():
     assert rows["post_mlp_layernorm.weight"] == "post_ffn_norm.weight"
 
 
+def test_sandwich_picks_mlp_named_norms_from_the_checkpoint_keys():
+    package = _package()
+    features = _features(
+        "input_layernorm.weight",
+        "post_attention_layernorm.weight",
+        "pre_mlp_layernorm.weight",
+        "post_mlp_layernorm.weight",
+    )
+    SetNormPlacement().apply(package, features, placement="sandwich")
+    rows = _rows(package.render()["state_dict_adapter.py"])
+    assert rows["post_attention_layernorm.weight"] == "post_attention_norm.weight"
+    assert rows["pre_mlp_layernorm.weight"] == "ffn_norm.weight"
+    assert rows["post_mlp_layernorm.weight"] == "post_ffn_norm.weight"
+
+
 def test_sandwich_picks_numbered_post_norm_names_from_the_checkpoint_keys():
     package = _package()
     features = _features(
