@@ -170,6 +170,8 @@ class Norm:
     bias: bool | str = UNKNOWN
     # the epsilon the code adds where no config field holds it (OLMo's fixed 1e-5), else None
     eps: float | None = None
+    # the norms scale by a learned weight (False: OLMo's non-parametric LayerNorm)
+    weight: bool | str = True
     # the config field the block norms read their epsilon from (cohere2_moe's layer_norm_eps
     # beside an unset rms_norm_eps), when the code passes one
     eps_field: str | None = None

@@ -115,6 +115,7 @@ COMPARED: dict[str, Any] = {
     "norm.kind": None,
     "norm.placement": None,
     "norm.bias": None,
+    "norm.weight": None,
     "embedding.scale": None,
     "embedding.positions": None,
     "state_dict.transposed_keys": _any,
@@ -152,6 +153,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "norm.kind": ("rmsnorm",),
     "norm.placement": ("pre",),
     "norm.bias": (False,),
+    "norm.weight": (True,),  # every norm scales by a learned weight
     "embedding.scale": (False,),
     "embedding.positions": ("none",),  # RoPE (or nothing) in the attention, no absolute table
     "state_dict.transposed_keys": (False,),  # nn.Linear weights stored [out, in]
