@@ -21,6 +21,16 @@ RULES = [
         native_in=("qwen3_moe", "deepseek_v3"),
     ),
     Rule(
+        id="dense_ffn",
+        feature="moe",
+        values=(False,),
+        transform="drop_moe",
+        description=(
+            "no experts: every layer keeps the dense feed-forward (a MoE reference's MoE block,"
+            " router and expert rows removed)"
+        ),
+    ),
+    Rule(
         # a MoE reference's own layer rule (qwen3_moe's decoder_sparse_step, deepseek_v3's
         # first_k_dense_replace) replaced by the target's; `add_moe` realises it on dense ones
         id="moe_layers",
