@@ -123,6 +123,9 @@ def _run(ctx: Ctx) -> Features:
     category = detect_category.detect(ctx, shared)
     sd, sd_info = state_dict.detect(ctx, ctx.roles)
     sd = dataclasses.replace(sd, transposed_keys=detect_layout.transposed_keys(ctx))
+    if norm.block_names:  # the checkpoint's names for the block norms
+        disk = tuple((h, state_dict.on_disk_module(sd, sd_info, n)) for h, n in norm.block_names)
+        norm = dataclasses.replace(norm, block_names=disk)
 
     # -- on-disk expert layout (needs the checkpoint keys) ---------------------------------
     if moe is not None:

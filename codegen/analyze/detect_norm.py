@@ -189,7 +189,7 @@ def placement(ctx: Ctx, layer: ModuleRec) -> tuple[str, dict]:
                 node = parent
                 continue
             if _is_norm_call(ctx, parent):
-                post_out = True
+                post_out = parent
                 node = parent
                 continue
             if parent.op in ("mul", "div"):
@@ -220,13 +220,15 @@ def placement(ctx: Ctx, layer: ModuleRec) -> tuple[str, dict]:
                     scaled = True
             ps = [p for p in up.get(id(add), []) if p.op != "index"]
             if ps and _is_norm_call(ctx, ps[0]):
-                post_add = True
+                post_add = ps[0]
         if scaled:
             facts["residual_scale"] = True
         result[label] = {
             "pre": pre,
-            "post_out": post_out,
-            "post_add": post_add,
+            "post_out": bool(post_out),
+            "post_add": bool(post_add),
+            # the norm call after the sublayer (on its output, or on the residual sum)
+            "post_norm": post_out or post_add or None,
             "stream_normed": stream_normed,
             "call": call,
             "input": inp,
@@ -265,6 +267,40 @@ def placement(ctx: Ctx, layer: ModuleRec) -> tuple[str, dict]:
         )
         return kinds[0], facts
     return UNKNOWN, facts
+
+
+# house block norms (codegen.transforms.norm_placement.HOUSE_NORMS) by where they sit
+_POSITIONS = (
+    ("attention", "input", "attention_norm"),
+    ("attention", "post_norm", "post_attention_norm"),
+    ("mlp", "input", "ffn_norm"),
+    ("mlp", "post_norm", "post_ffn_norm"),
+)
+
+
+def block_names(ctx: Ctx, norms: list, facts: dict) -> tuple[tuple[str, str], ...]:
+    """(house norm, the layer's attribute name for it) for each norm the layer calls before
+    or after a sublayer, read from where the calls sit (glm4's `post_attention_layernorm` is
+    the norm before its MLP)."""
+    names = {name for name, _ in norms}
+    found = []
+    for sublayer, key, house in _POSITIONS:
+        call = facts.get(sublayer, {}).get(key) if isinstance(facts.get(sublayer), dict) else None
+        call = strip(call) if call is not None else None
+        if isinstance(call, Term) and _is_norm_call(ctx, call):
+            name = _called_attribute(call)
+            if name in names:
+                found.append((house, name))
+    return tuple(found)
+
+
+def _called_attribute(call: Term) -> str | None:
+    """`self.<name>(...)` at the call's site: the layer attribute called (records of
+    modules built alike are shared, so the record does not tell the norms apart)."""
+    node = call.site.node if call.site is not None else None
+    if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute):
+        return node.func.attr.value
+    return None
 
 
 def detect(ctx: Ctx) -> tuple[Norm, dict]:
@@ -310,7 +346,13 @@ def detect(ctx: Ctx) -> tuple[Norm, dict]:
     if field is not None:
         ctx.cite("norm.eps_field", f"{ctx.site(norms[0][1])} (eps=config.{field})")
     return Norm(
-        kind=kind, placement=place, bias=bias, weight=weight, eps=eps, eps_field=field
+        kind=kind,
+        placement=place,
+        bias=bias,
+        weight=weight,
+        eps=eps,
+        eps_field=field,
+        block_names=block_names(ctx, norms, facts),
     ), facts
 
 

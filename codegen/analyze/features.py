@@ -175,6 +175,9 @@ class Norm:
     # the config field the block norms read their epsilon from (cohere2_moe's layer_norm_eps
     # beside an unset rms_norm_eps), when the code passes one
     eps_field: str | None = None
+    # (house block norm, the checkpoint's module name for it) by where each norm sits:
+    # attention_norm / post_attention_norm / ffn_norm / post_ffn_norm
+    block_names: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

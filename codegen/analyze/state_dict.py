@@ -130,6 +130,7 @@ def detect(ctx: Ctx, roles: RoleBook) -> tuple[StateDict, dict]:
             names.append(model.stack_owner.cls.name)
         names.append(model.model_type or "")
         found, transforms = conversion.conversions_for(names)
+        info["conversions"] = transforms
         if transforms:
             notes: list[str] = []
             converted: list[tuple[str, list[int]]] = []
@@ -159,6 +160,20 @@ def detect(ctx: Ctx, roles: RoleBook) -> tuple[StateDict, dict]:
         ),
         info,
     )
+
+
+def on_disk_module(sd: StateDict, info: dict, name: str) -> str:
+    """A layer module's name in the checkpoint: transformers' load-time renames reversed
+    (kolibri1 stores `post_self_attn_layernorm` as `post_attn_norm`)."""
+    transforms = info.get("conversions")
+    if not transforms:
+        return name
+    key = f"{sd.prefix}.{{}}.{name}.weight"
+    keys, _ = conversion.to_checkpoint([key], transforms)
+    head, tail = f"{sd.prefix}.{{}}.", ".weight"
+    if len(keys) == 1 and keys[0].startswith(head) and keys[0].endswith(tail):
+        return keys[0][len(head) : -len(tail)]
+    return name
 
 
 def _is_tower(roles: RoleBook, rec: ModuleRec) -> bool:

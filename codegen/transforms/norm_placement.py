@@ -116,13 +116,33 @@ class SetNormPlacement(Transform):
 
 
 def _scheme(placement: str, features) -> dict[str, str]:
-    """The naming scheme whose HF names all appear in the target checkpoint's layer keys."""
+    """The names the analysis read from where each norm sits (`norm.block_names`), when it
+    found every norm of the placement in the checkpoint; else the naming scheme whose HF
+    names all appear in the target checkpoint's layer keys."""
     keys = set(getattr(getattr(features, "state_dict", None), "checkpoint_layer_keys", ()) or ())
+    found = _analysed(placement, features, keys)
+    if found is not None:
+        return found
     schemes = sorted(HF_NAMES[placement], key=len, reverse=True)
     for scheme in schemes:
         if keys and all(f"{name}.weight" in keys for name in scheme.values()):
             return scheme
     return HF_NAMES[placement][0]
+
+
+def _analysed(placement: str, features, keys: set[str]) -> dict[str, str] | None:
+    """`norm.block_names` as a scheme: all four norms for a sandwich, the two post-norms for
+    post, the input norms for parallel (one when both sublayers share it)."""
+    names = dict(getattr(getattr(features, "norm", None), "block_names", ()) or ())
+    if placement == "parallel" and names.get("ffn_norm") == names.get("attention_norm"):
+        names.pop("ffn_norm", None)
+    needed = set(HF_NAMES[placement][0])
+    if placement == "parallel":
+        needed = {"attention_norm"} | ({"ffn_norm"} if "ffn_norm" in names else set())
+    names = {house: hf for house, hf in names.items() if house in needed}
+    if set(names) != needed or not all(f"{hf}.weight" in keys for hf in names.values()):
+        return None
+    return names
 
 
 def _wrap_sublayers(package, norm: str, keep_pre: bool) -> None:

@@ -175,6 +175,44 @@ def test_sandwich_picks_numbered_post_norm_names_from_the_checkpoint_keys():
     assert rows["post_norm2.weight"] == "post_ffn_norm.weight"
 
 
+def test_sandwich_names_come_from_where_the_analysis_saw_each_norm():
+    """kolibri1's checkpoint renames its post norms (post_attn_norm, post_ffn_norm): no
+    table scheme holds those names, the analysed positions do."""
+    package = _package()
+    keys = ("input_layernorm.weight", "post_attention_layernorm.weight")
+    keys += ("post_attn_norm.weight", "post_ffn_norm.weight")
+    names = (
+        ("attention_norm", "input_layernorm"),
+        ("post_attention_norm", "post_attn_norm"),
+        ("ffn_norm", "post_attention_layernorm"),
+        ("post_ffn_norm", "post_ffn_norm"),
+    )
+    features = _features(*keys)
+    features.norm = SimpleNamespace(block_names=names)
+    SetNormPlacement().apply(package, features, placement="sandwich")
+    rows = _rows(package.render()["state_dict_adapter.py"])
+    assert rows["post_attn_norm.weight"] == "post_attention_norm.weight"
+    assert rows["post_attention_layernorm.weight"] == "ffn_norm.weight"
+    assert rows["post_ffn_norm.weight"] == "post_ffn_norm.weight"
+    # names the checkpoint does not hold are no scheme: the table's default is used
+    package = _package()
+    features = _features(*keys[:2])
+    features.norm = SimpleNamespace(block_names=names)
+    SetNormPlacement().apply(package, features, placement="sandwich")
+    rows = _rows(package.render()["state_dict_adapter.py"])
+    assert rows["post_attention_layernorm.weight"] == "post_attention_norm.weight"
+
+
+def test_parallel_with_one_analysed_norm_for_both_sublayers_shares_it():
+    package = _package()
+    features = _features("input_layernorm.weight", "post_attention_layernorm.weight")
+    features.norm = SimpleNamespace(
+        block_names=(("attention_norm", "input_layernorm"), ("ffn_norm", "input_layernorm"))
+    )
+    SetNormPlacement().apply(package, features, placement="parallel")
+    assert package.render()["model.py"] == PARALLEL
+
+
 def test_parallel_shares_one_input_norm():
     package = _package()
     SetNormPlacement().apply(package, placement="parallel")
