@@ -1,6 +1,6 @@
-"""Rules for rotary position embeddings: partial rotary and interleaved pairs."""
+"""Rules for rotary position embeddings: partial rotary, interleaved pairs, a fixed NTK alpha."""
 
-from codegen.scaffold.rule import Rule
+from codegen.scaffold.rule import FromFeature, Rule
 
 RULES = [
     Rule(
@@ -19,5 +19,16 @@ RULES = [
         transform="interleaved_rope",
         description="q/k rotate in adjacent pairs (x0, x1), (x2, x3), ... (glm4 / cohere)",
         native_in=("deepseek_v3",),
+    ),
+    Rule(
+        id="ntk_alpha_rope",
+        feature="rope.ntk_alpha",
+        values=(True,),
+        transform="ntk_alpha_rope",
+        params={"key": FromFeature("rope.ntk_alpha")},
+        description=(
+            "a 'dynamic' rope with a fixed alpha: base * alpha ** (d / (d - 2)) once (HunYuan),"
+            " not the sequence-length NTK"
+        ),
     ),
 ]

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import libcst as cst
+import libcst.matchers as m
 
 from codegen.analyze.config import attr
 from codegen.analyze.context import Ctx
@@ -139,6 +140,34 @@ def _runtime_ntk(ctx: Ctx, rotary: ModuleRec | None) -> str | None:
                 fn.body.visit(V())
                 if found:
                     return cls.sf.cite(found[0])
+    return None
+
+
+def _fixed_ntk_key(ctx: Ctx, rotary: ModuleRec | None) -> tuple[str, str] | None:
+    """The `rope_parameters` key whose value stretches the base once, at init, by the NTK
+    exponent (`theta * rope_parameters["alpha"] ** (dim / (dim - 2))`, HunYuan's fixed-alpha
+    "dynamic" rope), with where; None when no init-time method of the rotary module does."""
+    if rotary is None or rotary.cls is None:
+        return None
+    key = m.Subscript(
+        value=m.Attribute(attr=m.Name("rope_parameters")),
+        slice=[m.SubscriptElement(slice=m.Index(value=m.SimpleString()))],
+    )
+    power = m.BinaryOperation(
+        left=key,
+        operator=m.Power(),
+        right=m.BinaryOperation(
+            operator=m.Divide(),
+            right=m.BinaryOperation(operator=m.Subtract(), right=m.Integer("2")),
+        ),
+    )
+    at_init = ctx.roles.method_signals(rotary.cls, "__init__").self_attrs
+    for cls in ctx.model.project.mro(rotary.cls):
+        for name, fn in cls.methods.items():
+            if name not in at_init:
+                continue
+            for node in m.findall(fn, power):
+                return node.left.slice[0].slice.value.evaluated_value, cls.sf.cite(node)
     return None
 
 
@@ -317,6 +346,13 @@ def detect(ctx: Ctx, shared: dict) -> Rope:
         ctx.cite("rope.nope_rule", f"{fn_site} (RoPE where {nope_rule or 'not restated'})")
     else:
         ctx.cite("rope.nope_layers", fn_site)
+    fixed_ntk = _fixed_ntk_key(ctx, rotary)
+    if fixed_ntk is not None:
+        ctx.cite(
+            "rope.ntk_alpha",
+            f"{fixed_ntk[1]} (base * rope_parameters[{fixed_ntk[0]!r}]"
+            " ** (d / (d - 2)), once at init)",
+        )
     after = _norm_after_rope(rep)
     if after:
         ctx.cite("rope.qk_norm_after_rope", f"{after} (the q/k norm takes the rotated q/k)")
@@ -332,6 +368,7 @@ def detect(ctx: Ctx, shared: dict) -> Rope:
         theta=theta,
         parameters=params,
         qk_norm_after_rope=bool(after),
+        ntk_alpha=fixed_ntk[0] if fixed_ntk else None,
     )
 
 

@@ -117,6 +117,9 @@ class Rope:
     parameters: dict = field(default_factory=dict)  # rope_parameters (per layer type if nested)
     # the q/k norms take the rotated q/k (HunYuan), not the projections before RoPE (Qwen3)
     qk_norm_after_rope: bool | str = False
+    # the rope_parameters key (HunYuan's "alpha") that stretches the base once by
+    # key ** (d / (d - 2)) when a "dynamic" rope sets it, instead of dynamic NTK
+    ntk_alpha: str | None = None
 
 
 @dataclass(frozen=True)

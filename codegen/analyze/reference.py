@@ -97,6 +97,7 @@ COMPARED: dict[str, Any] = {
     "rope.nope_layers": None,
     "rope.per_layer_type": None,
     "rope.qk_norm_after_rope": None,
+    "rope.ntk_alpha": lambda key: key is not None,
     "ffn.kind": None,
     "ffn.bias": None,
     "ffn.fused_gate_up": None,
@@ -146,6 +147,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "rope.nope_layers": (False,),
     "rope.per_layer_type": (False,),
     "rope.qk_norm_after_rope": (False,),  # q/k norms (qwen3) take q/k before the rotation
+    "rope.ntk_alpha": (False,),  # a "dynamic" rope is the sequence-length NTK
     "ffn.kind": ("swiglu",),
     "ffn.bias": (False,),
     "ffn.fused_gate_up": (False,),
