@@ -11,12 +11,13 @@ an entry that matches no module or parameter, a parameter no entry covers, or a 
 a module of the wrong kind raises `PlanError` naming it.
 
 Tensor parallelism keeps the residual stream replicated (no sequence parallelism): norms
-and routers hold full weights on every rank and see full activations. Under `ep` each rank
-takes its share of the tokens, an all-to-all sends every (token, expert) pair to the rank
-holding that expert and another brings the weighted outputs back, and the token shares are
-all-gathered. Under `tp` the routed experts see every token, each rank runs its slice of
-every expert's hidden dim and the partial outputs are summed (all-reduce); the input
-gradients are summed back the same way.
+and routers hold full weights on every rank and see full activations. `ep` is a data
+parallel dim, as in torchtitan: each ep rank runs its own tokens through the whole model,
+an all-to-all sends every (token, expert) pair to the rank holding that expert and another
+brings the weighted outputs back; dense parameters are FSDP2-sharded over dp_shard x ep
+(gradients averaged), experts over dp_shard. Under `tp` the routed experts see every
+token, each rank runs its slice of every expert's hidden dim and the partial outputs are
+summed (all-reduce); the input gradients are summed back the same way.
 
 Imports torch and the standard library only: a generated package carries this file.
 """
@@ -111,17 +112,40 @@ def apply_plan(
     if tp > 1 or ep > 1:
         _expert_parallel(model, mesh["tp" if tp > 1 else "ep"], modules, params, by_expert=ep > 1)
     _retie(model, tied)
-    if dp > 1:
-        from torch.distributed.fsdp import fully_shard
-
-        # an empty parameter (a zero-width layer of a toy config) has nothing to shard and
-        # FSDP2's gradient reduce-scatter refuses it
-        empty = {param for param in model.parameters() if not param.numel()}
-        options = {"mesh": mesh["dp_shard"], "ignored_params": empty, "shard_placement_fn": _dp_dim}
-        for name in _matching([n for n, _ in model.named_modules()], blocks):
-            fully_shard(model.get_submodule(name), **options)
-        fully_shard(model, **options)
+    if dp > 1 or ep > 1:
+        _data_parallel(model, mesh, blocks, [n for n, s in modules.items() if s == "experts"])
     return model
+
+
+def _data_parallel(model: nn.Module, mesh, blocks, experts: list[str]) -> None:
+    """FSDP2 over the data-parallel ranks: `dp_shard` and, as in torchtitan, `ep` (each ep
+    rank runs its own tokens). Dense parameters are sharded and their gradients averaged
+    over dp_shard x ep; routed experts, already split over ep, get their own FSDP2 over
+    dp_shard only (their gradient is already summed over ep by the all-to-all and divided
+    by ep in the experts' forward)."""
+    from torch.distributed.fsdp import fully_shard
+
+    dp, ep = mesh_size(mesh, "dp_shard"), mesh_size(mesh, "ep")
+    # an empty parameter (a zero-width layer of a toy config) has nothing to shard and
+    # FSDP2's gradient reduce-scatter refuses it
+    empty = {param for param in model.parameters() if not param.numel()}
+    ignored = set(empty)
+    if ep > 1:
+        dense = mesh["ep"] if dp == 1 else mesh["dp_shard", "ep"]._flatten("dp_shard_ep")
+        for name in experts:
+            module = model.get_submodule(name)
+            if dp > 1:
+                fully_shard(
+                    module, mesh=mesh["dp_shard"], ignored_params=empty, shard_placement_fn=_dp_dim
+                )
+            else:  # split over ep, whole over the (absent) dp_shard: nothing for FSDP2
+                ignored.update(module.parameters())
+    else:
+        dense = mesh["dp_shard"]
+    options = {"mesh": dense, "ignored_params": ignored, "shard_placement_fn": _dp_dim}
+    for name in _matching([n for n, _ in model.named_modules()], blocks):
+        fully_shard(model.get_submodule(name), **options)
+    fully_shard(model, **options)
 
 
 def _dp_dim(param):
@@ -592,10 +616,12 @@ def _wrap_experts(module, name, mesh, by_expert: bool, attrs: list[str], once) -
     sharded = [attr for attr in attrs if attr not in once]
 
     def sharded_forward(x, indices, weights, *args, **kwargs):
-        x, weights = _sum_grads(x, mesh), _sum_grads(weights, mesh)
-        if by_expert:
+        if by_expert:  # this rank's own tokens; their gradients come back by all-to-all
             with _local_weights(module, sharded, local):
+                for attr in sharded:  # summed over the ep ranks' tokens: their mean
+                    module.__dict__[attr] = _MeanGrad.apply(module.__dict__[attr], mesh.size())
                 return _dispatch_combine(forward, x, indices, weights, local, mesh)
+        x, weights = _sum_grads(x, mesh), _sum_grads(weights, mesh)
         with _local_weights(module, sharded, local):
             for attr in once:
                 bias = _summed_local(getattr(module, attr))
@@ -611,29 +637,25 @@ def _wrap_experts(module, name, mesh, by_expert: bool, attrs: list[str], once) -
 
 
 def _dispatch_combine(forward, x, indices, weights, local: int, mesh) -> torch.Tensor:
-    """Expert parallel: this rank takes its share of the tokens (the residual stream is
-    replicated over `ep`), sends each (token, expert) pair to the rank holding that expert
-    (all-to-all dispatch), runs its experts on the pairs it receives (one slot each, the
-    routing weight travelling with the pair), sends the weighted outputs back (all-to-all
-    combine), sums each token's pairs and all-gathers the token shares."""
+    """Expert parallel over this rank's own tokens: each (token, expert) pair goes to the
+    rank holding that expert (all-to-all dispatch), which runs its experts on the pairs it
+    receives (one slot each, the routing weight travelling with the pair) and sends the
+    weighted outputs back (all-to-all combine); each token's pairs are summed."""
     size, rank, group = mesh.size(), mesh.get_local_rank(), mesh.get_group()
     tokens, top_k = indices.shape
-    share = -(-tokens // size)  # ceil: the last rank may hold fewer
-    lo, hi = min(rank * share, tokens), min((rank + 1) * share, tokens)
-    experts, pair_weights = indices[lo:hi].flatten(), weights[lo:hi].flatten()
+    experts, pair_weights = indices.flatten(), weights.flatten()
     order = experts.argsort(stable=True)  # by expert, so by the rank holding it
     send = torch.bincount(_owner(experts[order], local), minlength=size)
     receive = torch.empty_like(send)
     torch.distributed.all_to_all_single(receive, send, group=group)
     send, receive = send.tolist(), receive.tolist()
-    rows = _AllToAll.apply(x[lo:hi].repeat_interleave(top_k, 0)[order], receive, send, group)
+    rows = _AllToAll.apply(x.repeat_interleave(top_k, 0)[order], receive, send, group)
     got_weights = _AllToAll.apply(pair_weights[order], receive, send, group)
     got_experts = _AllToAll.apply(experts[order], receive, send, group) - rank * local
     out = forward(rows, got_experts[:, None], got_weights[:, None])
     back = _AllToAll.apply(out, send, receive, group)
     pairs = torch.empty_like(back).index_copy(0, order, back)
-    mine = pairs.view(hi - lo, top_k, -1).sum(dim=1)
-    return _GatherShares.apply(mine, share, tokens, group)
+    return pairs.view(tokens, top_k, -1).sum(dim=1)
 
 
 def _owner(experts: torch.Tensor, local: int) -> torch.Tensor:
@@ -664,24 +686,17 @@ class _AllToAll(torch.autograd.Function):
         return back, None, None, None
 
 
-class _GatherShares(torch.autograd.Function):
-    """Every rank's token share gathered in rank order (padded to `share` rows); every rank
-    then computes the same replicated loss, so the backward keeps its own share's rows."""
+class _MeanGrad(torch.autograd.Function):
+    """Identity forward; the backward divides the gradient by `parts`."""
 
     @staticmethod
-    def forward(ctx, mine, share, tokens, group):
-        rank = torch.distributed.get_rank(group)
-        ctx.rows = (rank * share, rank * share + mine.shape[0])
-        padded = mine.new_zeros((share, *mine.shape[1:]))
-        padded[: mine.shape[0]] = mine
-        parts = [torch.empty_like(padded) for _ in range(torch.distributed.get_world_size(group))]
-        torch.distributed.all_gather(parts, padded, group=group)
-        return torch.cat(parts)[:tokens]
+    def forward(ctx, tensor, parts):
+        ctx.parts = parts
+        return tensor.view_as(tensor)
 
     @staticmethod
     def backward(ctx, grad):
-        lo, hi = ctx.rows
-        return grad[lo:hi], None, None, None
+        return grad / ctx.parts, None
 
 
 def _summed_local(param):

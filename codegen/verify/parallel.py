@@ -5,8 +5,8 @@ build the package from the same fp32 weights, apply the package's `parallelize(m
 mesh)` over a mesh with dims `dp_shard`, `ep`, `tp`, run the long verify input forward and
 the next-token loss backward. The logits and every parameter's gradient, gathered to full
 tensors, are compared with the single-device package in this process. Along `dp_shard`
-each rank takes its own rows of the batch (data parallel, gradients averaged by FSDP2);
-along `tp` and `ep` the ranks see the same rows.
+and `ep` each rank takes its own rows of the batch (data parallel, gradients averaged by
+FSDP2; the experts' tokens travel by all-to-all); along `tp` the ranks see the same rows.
 
 A rank that fails (a plan that does not fit, a shape error in a sharded module) reports
 one line naming the module it was in; the other ranks are stopped.
@@ -138,7 +138,8 @@ def verify_parallel(
     result = ParallelResult(spec.name, setting)
     parallelize = plan_module(spec).parallelize
     try:
-        state, tokens, positions = _weights_and_inputs(spec, config, seed)
+        rows = dims.get("dp_shard", 1) * dims.get("ep", 1)
+        state, tokens, positions = _weights_and_inputs(spec, config, seed, rows)
     except NotImplementedError as err:
         if not may_refuse:
             raise CodegenError(f"{spec.name} refuses its own default config: {err}") from None
@@ -168,9 +169,12 @@ def verify_parallel(
             )
         except Exception:  # a rank failed: its own line is in its error file
             pass
-        errors = sorted(out.glob("error-*.txt"))
-        if errors:
-            result.error = errors[0].read_text()
+        # the first rank to fail wrote first (the others then lost their peer); a rank
+        # stopped while writing its line leaves an empty file
+        files = sorted(out.glob("error-*.txt"), key=lambda path: path.stat().st_mtime_ns)
+        errors = [text for path in files if (text := path.read_text())]
+        if files:
+            result.error = errors[0] if errors else "a rank failed without a message"
         elif not (out / "rank0.pt").is_file():
             result.error = "a rank exited without a result"
         else:
@@ -179,8 +183,9 @@ def verify_parallel(
     return result
 
 
-def _weights_and_inputs(spec, config, seed):
-    """Seeded fp32 weights for every parameter (1-D ones around 1) and the long input."""
+def _weights_and_inputs(spec, config, seed, rows: int = 1):
+    """Seeded fp32 weights for every parameter (1-D ones around 1) and the long input, with
+    at least `rows` rows (one per data shard; more drawn alike when verify's batch is short)."""
     from codegen.verify.run import make_inputs
 
     torch.manual_seed(seed)
@@ -191,7 +196,12 @@ def _weights_and_inputs(spec, config, seed):
             if param.dim() == 1:
                 param.add_(1.0)
     item = make_inputs(config.vocab_size, seed)[-1]
-    return model.float().state_dict(), item.tokens, item.positions
+    tokens, positions = item.tokens, item.positions
+    if tokens.shape[0] % rows:
+        generator = torch.Generator().manual_seed(seed)
+        tokens = torch.randint(0, config.vocab_size, (rows, tokens.shape[1]), generator=generator)
+        positions = None if positions is None else positions[:1].expand(rows, -1)
+    return model.float().state_dict(), tokens, positions
 
 
 def _build(spec, config, state):
@@ -387,23 +397,24 @@ def _worker(rank, spec, config, state, tokens, positions, dims, parallelize, pla
             parallelize(model, mesh, plan)
         except Exception as err:
             raise _Failure(f"the plan does not apply: {_one_line(err)}") from None
-        dp = dims.get("dp_shard", 1)
+        shards, index = _data_shard(mesh, dims)
         record: list = []
-        if dp == 1:  # every rank sees the whole batch: its activations compare directly
+        if shards == 1:  # every rank sees the whole batch: its activations compare directly
             _record_sharded(model, record)
-        if dp > 1:  # data parallel: this rank's rows of the batch (by its dp coordinate)
-            index = mesh["dp_shard"].get_local_rank()
-            rows = tokens.shape[0] // dp
+        else:  # data parallel (dp_shard and ep): this rank's rows of the batch
+            rows = tokens.shape[0] // shards
             tokens = tokens[index * rows : (index + 1) * rows]
             positions = None if positions is None else positions[index * rows : (index + 1) * rows]
         logits = model(tokens, positions)
         _loss(logits, tokens).backward()
         where["module"] = None
-        if dp > 1:
-            parts = [torch.empty_like(logits) for _ in range(dp)]
-            group = mesh["dp_shard"].get_group()
-            dist.all_gather(parts, logits.detach().contiguous(), group=group)
-            logits = torch.cat(parts)
+        if shards > 1:  # every rank's rows, in data-shard order (tp ranks hold copies)
+            parts = [torch.empty_like(logits) for _ in range(_world(dims))]
+            dist.all_gather(parts, logits.detach().contiguous())
+            indices = [torch.empty(1, dtype=torch.long) for _ in parts]
+            dist.all_gather(indices, torch.tensor([index]))
+            first = {int(i): part for i, part in reversed(list(zip(indices, parts, strict=True)))}
+            logits = torch.cat([first[i] for i in range(shards)])
         grads = {}
         for name, param in model.named_parameters():
             grad = param.grad
@@ -424,6 +435,16 @@ def _worker(rank, spec, config, state, tokens, positions, dims, parallelize, pla
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _data_shard(mesh, dims: dict[str, int]) -> tuple[int, int]:
+    """(how many data shards, this rank's): the ranks split the batch over `dp_shard` and
+    `ep` (each ep rank runs its own tokens), outer to inner as the mesh lays them out."""
+    shards, index = 1, 0
+    for name in ("dp_shard", "ep"):
+        if name in dims:
+            shards, index = shards * dims[name], index * dims[name] + mesh[name].get_local_rank()
+    return shards, index
 
 
 class _Failure(Exception):

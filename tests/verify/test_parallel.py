@@ -80,20 +80,44 @@ def test_pairs_dispatched_to_the_wrong_rank_fail(monkeypatch):
     assert "layers.1.moe.experts" in result.error
 
 
-def test_token_shares_gathered_with_summed_gradients_fail(monkeypatch):
-    # the backward of the share gather must keep the rank's rows, not sum them (every rank
-    # computes the same replicated loss): summing would count each gradient twice
+def test_expert_gradients_not_averaged_over_ep_fail(monkeypatch):
+    # each ep rank runs its own tokens: an expert's gradient, summed over the ranks' tokens
+    # by the all-to-all, must be divided by ep like the dense ones FSDP2 averages
     import codegen.layers.parallel as parallel
 
-    def summed(ctx, grad):
-        torch.distributed.all_reduce(grad)
-        lo, hi = ctx.rows
-        return grad[lo:hi], None, None, None
-
-    monkeypatch.setattr(parallel._GatherShares, "backward", staticmethod(summed))
+    monkeypatch.setattr(parallel._MeanGrad, "backward", staticmethod(lambda ctx, g: (g, None)))
     result = _run("qwen3_moe", "ep=2")
     assert not result.passed
-    assert "first differing gradient: layers.3.moe.experts" in result.error
+    assert result.error.startswith("first differing gradient: layers.3.moe.experts")
+
+
+def test_dense_gradients_not_averaged_over_ep_fail(monkeypatch):
+    # without data parallelism over ep the dense parameters keep their rank's tokens' part
+    import codegen.layers.parallel as parallel
+
+    monkeypatch.setattr(parallel, "_data_parallel", lambda *args: None)
+    result = _run("qwen3_moe", "ep=2")
+    assert not result.passed
+    assert result.error.startswith("first differing gradient: output.weight")
+
+
+def test_ep_ranks_run_their_own_tokens(tmp_path, monkeypatch):
+    """Under ep=2 each rank routes its own half of the batch (one 32-token row of two),
+    not a copy of the whole batch."""
+    import codegen.layers.parallel as parallel
+
+    original = parallel._dispatch_combine
+
+    def spy(forward, x, indices, weights, local, mesh):
+        seen = tmp_path / f"rank{mesh.get_local_rank()}"
+        if not seen.exists():
+            seen.write_text(str(x.shape[0]))
+        return original(forward, x, indices, weights, local, mesh)
+
+    monkeypatch.setattr(parallel, "_dispatch_combine", spy)
+    result = _run("qwen3_moe", "ep=2")
+    assert result.passed, result.line()
+    assert [(tmp_path / f"rank{r}").read_text() for r in (0, 1)] == ["32", "32"]
 
 
 def _plan_error(model: str, plan: dict) -> str:
