@@ -9,11 +9,20 @@ import libcst.matchers as m
 
 from codegen.transforms import _attention_edits as edits
 from codegen.transforms import _moe_edits as moe_edits
+from codegen.transforms._ffn_edits import self_assignment
 from codegen.transforms.base import Transform
-from codegen.transforms.edits import InsertStatements, assigns, dotted, expression, run
+from codegen.transforms.edits import (
+    EditError,
+    InsertStatements,
+    assigns,
+    code_of,
+    dotted,
+    expression,
+    run,
+)
 from codegen.transforms.qkv_bias import bias_setting
 
-GATE = "self.wg = nn.Linear(args.dim, args.n_heads * args.head_dim, bias={bias})"
+GATE = "self.wg = nn.Linear(args.dim, {features}, bias={bias})"
 HEAD_BIAS = "self.gate_bias = nn.Parameter(torch.zeros(args.n_heads))  # added to each head's gate"
 PLAIN = "torch.sigmoid(self.wg({x}))"
 # the per-head bias broadcast over head_dim, then the heads flattened as `out` is
@@ -54,7 +63,7 @@ class AddOutputGate(Transform):
         switch = _bias_switch(features, projection)
         enabled = switch or (bias is True)
         value = bias_setting(package, enabled, "attention output gate bias")
-        new = GATE.format(bias=value)
+        new = GATE.format(features=_output_features(package, head_bias), bias=value)
         if head_bias:
             new += "\n" + HEAD_BIAS
         anchor = assigns("self.wo")
@@ -91,6 +100,17 @@ class AddOutputGate(Transform):
         edits.insert_rows_after(package, f"layers.{{}}.{wo}", rows)
         if head_bias and zeroed_by_hf(features, head_bias):
             moe_edits.add_method(package, "model.py", "Attention", ZERO_INIT)
+
+
+def _output_features(package, head_bias) -> str:
+    """The gate's width: `wo`'s input features (n_heads * v_head_dim under MLA); a per-head
+    bias splits it by `self.head_dim`, which only a reference with one head size has."""
+    wo = self_assignment(package, "model.py", "Attention", "__init__", "wo")
+    if not m.matches(wo, m.Call(args=[m.Arg(), m.Arg(), m.ZeroOrMore()])):
+        raise EditError("Attention.__init__ builds no `self.wo = nn.Linear(in, out, ...)`")
+    if head_bias and not self_assignment(package, "model.py", "Attention", "__init__", "head_dim"):
+        raise EditError("a per-head gate bias needs Attention.head_dim (one head size)")
+    return code_of(wo.args[0].value)
 
 
 def _paren(node: cst.BaseExpression) -> cst.BaseExpression:

@@ -12,6 +12,7 @@ from codegen.models import load_spec, references_dir
 from codegen.scaffold.build import Step
 from codegen.scaffold.pipeline import scaffold_into
 from codegen.scaffold.source import SourcePackage
+from codegen.transforms.edits import EditError
 from codegen.transforms.output_gate import AddOutputGate
 
 
@@ -48,6 +49,15 @@ def test_renamed_projection_and_head_bias_are_mapped_by_their_names():
     adapter = files["state_dict_adapter.py"]
     assert '"model.layers.{}.self_attn.g.weight": "layers.{}.attention.wg.weight"' in adapter
     assert '"model.layers.{}.self_attn.g_bias": "layers.{}.attention.gate_bias"' in adapter
+
+
+def test_gate_under_mla_is_as_wide_as_the_value_heads():
+    package = _reference("deepseek_v3")
+    AddOutputGate().apply(package, projection="g_proj")
+    model = package.render()["model.py"]
+    assert "self.wg = nn.Linear(args.dim, args.n_heads * self.v_head_dim, bias=False)" in model
+    with pytest.raises(EditError):  # no single head size to split a per-head bias by
+        AddOutputGate().apply(_reference("deepseek_v3"), projection="g", head_bias="g_bias")
 
 
 def _bias_switch(field: str, biased: str) -> Switch:
