@@ -156,4 +156,15 @@ RULES += [
         description="q/k/v are clamped to [-clip_qkv, clip_qkv] when the config sets it",
         switch="clip_qkv",
     ),
+    Rule(
+        id="logn_attention",
+        feature="attention.logn",
+        values=(True,),
+        transform="logn_attention",
+        params={"logn": FromFeature("attention.logn")},
+        description=(
+            "rotated queries times 1 + beta * log(1 + floor(position / period)), beta and"
+            " period read from the config fields HF reads"
+        ),
+    ),
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from codegen.analyze import logn_scale
 from codegen.analyze.config import attr
 from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import Term, primary_input, strip, terms_in, walk
@@ -486,7 +487,11 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
                     consts = [
                         a for a in t.args if isinstance(a, int | float) and not isinstance(a, bool)
                     ]
-                    if len(consts) == 1 and len(t.args) == 2:
+                    on_q = any(  # the queries themselves, not a factor of a multiplier
+                        isinstance(a, Term) and any(depends(a, lin) for lin in rep.q_lins or [])
+                        for a in t.args
+                    )
+                    if len(consts) == 1 and len(t.args) == 2 and on_q:
                         scaling = scaling * consts[0]
         q_head = (q_out // num_heads) if (q_out and num_heads) else head_dim
         if isinstance(scaling, int | float) and q_head:
@@ -512,7 +517,7 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
     if "attention.scale" not in ctx.evidence:
         ctx.cite("attention.scale", where)
 
-    _extras(ctx, rep)
+    logn = _extras(ctx, rep)
     layer_types = tuple(
         p["type"] if p["type"] != "mixer" else p.get("mixer", "mixer") for p in per_layer
     )
@@ -533,6 +538,7 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
             head_dim=head_dim,
             window=window,
             layer_types=layer_types,
+            logn=logn,
             **_output_gate(ctx, rep, q_mods),
         ),
         shared,
@@ -641,11 +647,13 @@ def _last_projection(lins, ctx: Ctx) -> ModuleRec | None:
     return lins[0].module
 
 
-def _extras(ctx: Ctx, rep: AttnInfo) -> None:
-    """Attention features that no field represents."""
+def _extras(ctx: Ctx, rep: AttnInfo) -> dict | None:
+    """Attention features that no field represents; returns the logn query scale (its
+    constants as config fields) where the queries have one of the form `logn_scale` reads."""
     trace = rep.trace
+    logn = None
     if trace is None or rep.kernel is None:
-        return
+        return logn
     roles = ctx.roles
     # a norm on the attention output before o_proj
     for oc in (t for t in trace.terms if t.op == "call" and t.module is rep.o_lin):
@@ -708,19 +716,44 @@ def _extras(ctx: Ctx, rep: AttnInfo) -> None:
     q = _qkv(rep.kernel)[0] if len(_qkv(rep.kernel)) == 3 else None
     if q is not None and rep.q_lins:
         for t in walk(q):
-            if t.op != "mul":
-                continue
+            if t.op != "mul" or not any(
+                isinstance(a, Term) and any(depends(a, lin) for lin in rep.q_lins) for a in t.args
+            ):
+                continue  # not a product with the queries (a factor inside the multiplier)
             for a in t.args:
                 if not isinstance(a, Term) or any(depends(a, lin) for lin in rep.q_lins):
                     continue
                 if any(x.op == "fn" and x.name.rsplit(".", 1)[-1] in _LOGS for x in walk(a)):
-                    ctx.unsupported(
-                        "attention.logn_scale",
-                        "queries scaled by a log of the position (logn attention)",
-                        t.site.cite() if t.site else ctx.class_site(rep.rec),
-                    )
+                    where = t.site.cite() if t.site else ctx.class_site(rep.rec)
+                    logn = _logn(ctx, a, where, t.site)
+                    if logn is None:
+                        ctx.unsupported(
+                            "attention.logn_scale",
+                            "queries scaled by a log of the position (logn attention)",
+                            where,
+                        )
                     break
     _ = roles
+    return logn
+
+
+def _logn(ctx: Ctx, scale: Term, where: str, site) -> dict | None:
+    """The query multiplier as `logn_scale` reads it, with its constants named by the config
+    reads of the method that multiplies holding them; None when either part is missing."""
+    parsed = logn_scale.parse(scale)
+    if parsed is None or site is None:
+        return None
+    beta, period, offset = parsed
+    method = site.method or site.scope or site.node
+    reads = logn_scale.config_reads(ctx.model.config, method)
+    fields = [logn_scale.config_field(value, reads) for value in (beta, period)]
+    if None in fields:
+        return None
+    ctx.cite(
+        "attention.logn",
+        f"{where} (q * (1 + {fields[0]} * log(1 + floor((pos + {offset:g}) / {fields[1]}))))",
+    )
+    return {"beta": fields[0], "period": fields[1], "offset": offset}
 
 
 _LOGS = ("log", "log2", "log1p", "log10")

@@ -100,6 +100,9 @@ class Attention:
     gate_bias: bool | str = False  # whether that projection has a bias (under this config)
     gate_head_bias: str | None = None  # a per-head parameter added to the gate, by name
     layer_types: tuple[str, ...] = ()  # per layer: full | sliding | <mixer class> (hybrids)
+    # queries times 1 + beta * log(1 + floor((pos + offset) / period)) (Ministral3, Llama4):
+    # {"beta": <hf_config expression>, "period": <hf_config expression>, "offset": float}
+    logn: dict | None = None
 
 
 @dataclass(frozen=True)

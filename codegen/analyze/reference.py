@@ -91,6 +91,7 @@ COMPARED: dict[str, Any] = {
     "attention.softcap": None,
     "attention.scale": None,
     "attention.output_gate": None,
+    "attention.logn": lambda logn: logn is not None,
     "rope.type": None,
     "rope.partial_rotary": _partial,
     "rope.interleaved": None,
@@ -141,6 +142,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "attention.softcap": (False,),
     "attention.scale": ("default",),
     "attention.output_gate": ("none",),
+    "attention.logn": (False,),  # queries not scaled by position
     "rope.type": _LLAMA_ROPE,
     "rope.partial_rotary": ("full",),
     "rope.interleaved": (False,),

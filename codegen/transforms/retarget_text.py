@@ -155,7 +155,8 @@ class _Retarget(cst.CSTTransformer):
     def __init__(self, words: Words):
         super().__init__()
         self.words = words
-        self.docstrings: set[int] = set()  # ids of docstring nodes (not reworded in place)
+        # ids of docstring nodes (not reworded in place) and of strings used as keys (kept)
+        self.docstrings: set[int] = set()
 
     # -- docstrings ---------------------------------------------------------------------
     def visit_Module(self, node):
@@ -236,6 +237,16 @@ class _Retarget(cst.CSTTransformer):
         return node
 
     # -- other strings ------------------------------------------------------------------
+    def visit_SubscriptElement(self, node):
+        # a key (`rope_parameters["llama_4_scaling_beta"]`) names data, not the reference
+        if isinstance(node.slice, cst.Index) and isinstance(node.slice.value, cst.SimpleString):
+            self.docstrings.add(id(node.slice.value))
+
+    def visit_Call(self, node):
+        if m.matches(node.func, m.Attribute(attr=m.Name("get"))) and node.args:
+            if isinstance(node.args[0].value, cst.SimpleString):
+                self.docstrings.add(id(node.args[0].value))  # `.get("key")`: a key too
+
     def leave_SimpleString(self, original, updated):
         if id(original) in self.docstrings:
             return updated

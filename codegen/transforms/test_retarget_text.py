@@ -187,3 +187,21 @@ def test_foreign_hf_names_are_the_references_fields_and_functions_the_target_lac
     assert "rope_interleave" in names and "num_nextn_predict_layers" in names
     assert "apply_rotary_pos_emb_interleave" in names
     assert not {"hidden_size", "num_local_experts", "rotate_half"} & set(names)
+
+
+def test_config_keys_naming_a_reference_are_data_and_stay():
+    """Ministral3 reads `rope_parameters["llama_4_scaling_beta"]`: a key, not prose."""
+    source = (
+        'BETA = rope["llama_4_scaling_beta"]\n'
+        'SCALE = rope.get("llama_4_scaling_beta", 0.0)\n'
+        'MESSAGE = "llama: no"\n'
+    )
+    package = package_of({"args.py": source})
+    RetargetText().apply(
+        package, name="ministral3", title="ministral3", references=["llama"], config_class=None
+    )
+    assert package.render()["args.py"] == (
+        'BETA = rope["llama_4_scaling_beta"]\n'
+        'SCALE = rope.get("llama_4_scaling_beta", 0.0)\n'
+        'MESSAGE = "ministral3: no"\n'
+    )

@@ -1,0 +1,66 @@
+"""Logn attention: the rotated queries scaled by 1 + beta * log(1 + floor((pos + offset) /
+period)), a factor that grows with the position (Ministral3)."""
+
+from __future__ import annotations
+
+from codegen.transforms import _attention_edits as edits
+from codegen.transforms._rope_edits import add_args_field
+from codegen.transforms.base import Transform
+from codegen.transforms.edits import EditError, InsertStatements, assigns, run
+from codegen.transforms.qk_norm_after_rope import rotates
+
+BETA = "float = 0.0  # queries times 1 + logn_beta * log(1 + floor(position / logn_period))"
+PERIOD = "float = 1.0  # positions per step of the logn query scale"
+SCALE = (
+    "q_scale = (1 + self.args.logn_beta * torch.log1p(torch.floor("
+    "{positions} / self.args.logn_period)))[:, None, :, None]"
+    "  # (batch, 1, seq, 1): per position, for every head"
+)
+
+
+class LognAttention(Transform):
+    """`Model.forward` computes the per-position query scale from `positions` next to the
+    RoPE tables and hands it through each block to `Attention.forward`, which multiplies
+    the rotated queries by it (in their dtype, as HF does). `logn` is the analysed
+    `attention.logn`: `beta` and `period` the `hf_config` expressions the two constants are
+    read from (Ministral3: `rope_parameters["llama_4_scaling_beta"]` and
+    `["original_max_position_embeddings"]`), `offset` added to the positions first."""
+
+    name = "logn_attention"
+
+    def apply(self, package, features=None, *, logn: dict | None = None):
+        beta, period = (logn or {}).get("beta"), (logn or {}).get("period")
+        if not (beta and period):
+            raise EditError("logn attention needs the config fields of beta and period")
+        offset = logn.get("offset") or 0.0
+        add_args_field(package, "logn_beta", BETA, beta)
+        add_args_field(package, "logn_period", PERIOD, period)
+        positions = f"(positions + {offset:g})" if offset else "positions"
+        run(
+            package,
+            "model.py",
+            InsertStatements(
+                "Model", "forward", assigns("rope"), SCALE.format(positions=positions)
+            ),
+        )
+        for cls in ("Attention", "TransformerBlock"):
+            edits.add_param(package, cls, "forward", "q_scale: torch.Tensor")
+        _pass_along(package, "TransformerBlock", "forward", "self.attention")
+        _pass_along(package, "Model", "forward", "layer")
+        run(
+            package,
+            "model.py",
+            InsertStatements("Attention", "forward", rotates, "q = q * q_scale.to(q.dtype)"),
+        )
+
+
+def _pass_along(package, class_name: str, method: str, callee: str) -> None:
+    """Calls of `callee` in `class_name.method` get `q_scale=q_scale`."""
+    edits.replace_expressions(
+        package,
+        "model.py",
+        class_name,
+        method,
+        edits.call_of(callee),
+        lambda call: edits.with_arg(call, "q_scale", keyword="q_scale", before=""),  # last
+    )

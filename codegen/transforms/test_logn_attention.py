@@ -1,0 +1,59 @@
+"""LognAttention: before/after on the llama reference."""
+
+import ast
+
+import pytest
+
+from codegen.models import references_dir
+from codegen.scaffold.source import SourcePackage
+from codegen.transforms.edits import EditError
+from codegen.transforms.logn_attention import LognAttention
+
+LOGN = {
+    "beta": 'hf_config.rope_parameters["llama_4_scaling_beta"]',
+    "period": 'hf_config.rope_parameters["original_max_position_embeddings"]',
+    "offset": 0.0,
+}
+
+
+def _package():
+    return SourcePackage.from_directory(references_dir() / "llama")
+
+
+def _method(model: str, cls: str, name: str) -> list[str]:
+    tree = ast.parse(model)
+    owner = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls)
+    method = next(n for n in owner.body if isinstance(n, ast.FunctionDef) and n.name == name)
+    return [ast.unparse(s) for s in method.body]
+
+
+def test_the_rotated_queries_are_scaled_per_position():
+    assert "q_scale" not in _package().render()["model.py"]
+    package = _package()
+    LognAttention().apply(package, logn=LOGN)
+    files = package.render()
+    model = files["model.py"]
+    attention = _method(model, "Attention", "forward")
+    rotate = attention.index("q, k = (apply_rotary(q, cos, sin), apply_rotary(k, cos, sin))")
+    assert attention[rotate + 1] == "q = q * q_scale.to(q.dtype)"
+    forward = _method(model, "Model", "forward")
+    scale = next(s for s in forward if s.startswith("q_scale = "))
+    assert "torch.log1p(torch.floor(positions / self.args.logn_period))" in scale
+    assert forward.index(scale) == forward.index("rope = self.rotary(positions)") + 1
+    assert "h = layer(h, rope, q_scale=q_scale)" in "\n".join(forward)
+    block = "\n".join(_method(model, "TransformerBlock", "forward"))
+    assert "self.attention(self.attention_norm(x), rope, q_scale=q_scale)" in block
+    args = files["args.py"]
+    assert 'logn_beta=hf_config.rope_parameters["llama_4_scaling_beta"]' in args
+    assert 'logn_period=hf_config.rope_parameters["original_max_position_embeddings"]' in args
+
+
+def test_an_offset_is_added_to_the_positions():
+    package = _package()
+    LognAttention().apply(package, logn={**LOGN, "offset": 1.0})
+    assert "torch.floor((positions + 1) / self.args.logn_period)" in package.render()["model.py"]
+
+
+def test_missing_fields_are_an_error():
+    with pytest.raises(EditError):
+        LognAttention().apply(_package(), logn={"beta": None, "period": None})
