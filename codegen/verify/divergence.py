@@ -16,7 +16,10 @@ The stages, in execution order:
 - `output head`: the head's own output, then `output head post-processing`: the final
   logits, so a dropped final softcap or logit scale is named as itself.
 The culprit is the stage whose input still agrees but whose output does not; inside the
-earliest diverging layer the deepest culprit wins.
+earliest diverging layer the deepest culprit wins. Judged against HF's own noise in a low
+precision, a package whose logits fail may have no stage beyond its per-stage bound (the
+excess accumulates a little at many stages): then the stage that adds the most excess over
+HF's noise (its output's excess over its input's) is named, marked as such.
 """
 
 from __future__ import annotations
@@ -36,9 +39,16 @@ class Divergence:
     house_module: str
     hf_module: str
     relative_diff: float
+    # set when no stage exceeded its bound: how much the named stage grows the excess
+    growth: float | None = None
 
     def __str__(self) -> str:
-        return f"{self.house_module} (HF {self.hf_module}), relative diff {self.relative_diff:.2e}"
+        text = f"{self.house_module} (HF {self.hf_module}), relative diff {self.relative_diff:.2e}"
+        if self.growth is not None:
+            text += (
+                f" (no stage beyond HF's noise; this one grows the excess most, x{self.growth:.1f})"
+            )
+        return text
 
 
 def _owners(house_model: nn.Module, hf_model: nn.Module) -> dict[str, str]:
@@ -254,13 +264,16 @@ def find_divergence(
     positions=None,
     hf_noise_model=None,
     noise_multiple: float = 4.0,
+    pairs: list[tuple[str, str]] | None = None,
 ) -> Divergence | None:
     """Run both models once with hooks; return the first culprit stage, if any.
 
     `hf_noise_model`: HF in the package's dtype when `hf_model` is the fp32 truth; each
-    stage is then judged against the noise HF itself shows there.
+    stage is then judged against the noise HF itself shows there. `pairs`: the module
+    pairs, found while the package still held fp32 weights (rounded to bf16, its values
+    are no longer HF's fp32 ones).
     """
-    pairs = module_pairs(house_model, hf_model)
+    pairs = module_pairs(house_model, hf_model) if pairs is None else pairs
     vocab = getattr(hf_model.config, "vocab_size", int(tokens.max()) + 1)
     house_layers, hf_layers = _layers_name(house_model), _layers_name(hf_model)
     house_head = _head_name(house_model, vocab, hf=False)
@@ -323,7 +336,33 @@ def find_divergence(
         )
     if final > limit:
         return Divergence(f"{POST_STAGE} (after {house_head})", f"after {hf_head}", final)
+    if noise is not None:
+        return _largest_growth(house, hf, noise, hf_of, pairs_order=house.order)
     return None
+
+
+def _largest_growth(house, hf, noise, hf_of, pairs_order) -> Divergence | None:
+    """The paired stage whose output departs from HF by the most more HF's own noise than
+    its input does (diff / noise at the output over the same at the input)."""
+    best = None
+    for house_name in pairs_order:
+        hf_name = hf_of.get(house_name)
+        if hf_name is None or hf_name not in hf.records or hf_name not in noise.records:
+            continue
+        (house_in, house_outs), (hf_in, hf_outs) = house.records[house_name], hf.records[hf_name]
+        noise_in, noise_outs = noise.records[hf_name]
+        out_diff = _outputs_diff(house_outs, hf_outs)
+        if out_diff is None:
+            continue
+        out_excess = out_diff / max(_diff_any(noise_outs, hf_outs), 1e-12)
+        in_excess = relative_diff(house_in, hf_in) / max(relative_diff(noise_in, hf_in), 1e-12)
+        growth = out_excess / max(in_excess, 1.0)
+        if out_excess > 1.0 and (best is None or growth > best[0]):
+            best = (growth, house_name, hf_name, out_diff)
+    if best is None:
+        return None
+    growth, house_name, hf_name, diff = best
+    return Divergence(house_name, hf_name, diff, growth=growth)
 
 
 def embedding_stage(house_model, hf_model, tokens) -> Divergence | None:

@@ -33,7 +33,12 @@ from codegen.verify.compare import (
     bound,
     compare,
 )
-from codegen.verify.divergence import embedding_stage, find_divergence, relative_diff
+from codegen.verify.divergence import (
+    embedding_stage,
+    find_divergence,
+    module_pairs,
+    relative_diff,
+)
 from codegen.verify.hf_checkpoint import load_checkpoint, random_hf_model, save_checkpoint
 from codegen.verify.parallel import GRADIENT_FLOOR
 from codegen.verify.tiny_config import POSITION_OFFSET, SEQ_LEN, SHORT_SEQ_LEN
@@ -349,8 +354,14 @@ def _locate(dtype: str, directory: Path, house_model, house_state, item: Inputs,
     looked for in bf16, each stage judged against HF's own bf16 noise at that stage."""
     hf32 = _load_hf(directory, torch.float32)
     house_model.to(torch.float32).load_state_dict(house_state, strict=False)
+    pairs = module_pairs(house_model, hf32)
     found = find_divergence(
-        house_model, hf32, item.tokens, DIVERGENCE_TOLERANCE["fp32"], positions=item.positions
+        house_model,
+        hf32,
+        item.tokens,
+        DIVERGENCE_TOLERANCE["fp32"],
+        positions=item.positions,
+        pairs=pairs,
     )
     if found is None and dtype != "fp32":
         house_model.to(DTYPES[dtype])  # rounded from the fp32 weights, as in the comparison
@@ -361,6 +372,7 @@ def _locate(dtype: str, directory: Path, house_model, house_state, item: Inputs,
             DIVERGENCE_TOLERANCE["fp32"],
             positions=item.positions,
             hf_noise_model=hf_in_dtype or _load_hf(directory, DTYPES[dtype]),
+            pairs=pairs,
         )
     return None if found is None else f"{found} on the {item.label} input"
 

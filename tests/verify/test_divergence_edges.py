@@ -42,3 +42,75 @@ def test_a_first_layer_that_runs_is_compared():
         model.layers.append(nn.Identity())
     divergence = embedding_stage(house, hf, torch.tensor([[1, 2, 3]]))
     assert divergence is not None and divergence.house_module.startswith("embedding")
+
+
+class _Block(nn.Module):
+    def __init__(self, nudge: float):
+        super().__init__()
+        self.linear = nn.Linear(32, 32)
+        self.scale = nn.Parameter(torch.rand(32) + 0.5)  # the block holds a weight of its own
+        self.nudge = nudge
+
+    def forward(self, h):
+        return h + self.linear(h * self.scale) * self.nudge
+
+
+class _Stack(nn.Module):
+    """Three residual blocks and a head; `nudge` scales block 1's update (a tiny defect)."""
+
+    def __init__(self, nudge: float = 1.0):
+        super().__init__()
+        self.embed = nn.Embedding(16, 32)
+        self.layers = nn.ModuleList(_Block(nudge if i == 1 else 1.0) for i in range(3))
+        self.head = nn.Linear(32, 16)
+        self.config = SimpleNamespace(vocab_size=16)
+
+    def forward(self, tokens=None, input_ids=None, position_ids=None, positions=None):
+        h = self.embed(tokens if tokens is not None else input_ids)
+        for layer in self.layers:
+            h = layer(h)
+        logits = self.head(h)
+        return logits if tokens is not None else SimpleNamespace(logits=logits)
+
+
+def _stacks(nudge: float):
+    torch.manual_seed(0)
+    hf = _Stack()
+    house = _Stack(nudge=nudge)
+    house.load_state_dict(hf.state_dict())
+    return house, hf
+
+
+def test_bf16_weights_pair_only_through_the_fp32_pairs():
+    """Rounded to bf16 the package's weights are no longer HF's fp32 values: the pairs are
+    found before the cast (as verify's _locate does) and still name the stage."""
+    from codegen.verify.divergence import find_divergence, module_pairs
+
+    house, hf = _stacks(nudge=1.5)
+    pairs = module_pairs(house, hf)
+    assert ("layers.1.linear", "layers.1.linear") in pairs
+    house.to(torch.bfloat16)
+    assert ("layers.1.linear", "layers.1.linear") not in module_pairs(house, hf)
+    noise = _Stack().to(torch.bfloat16)
+    noise.load_state_dict(hf.state_dict())
+    tokens = torch.tensor([[1, 2, 3, 4, 5]])
+    found = find_divergence(house, hf, tokens, 1e-4, hf_noise_model=noise, pairs=pairs)
+    assert found is not None and found.house_module == "layers.1" and found.growth is None
+
+
+def test_an_excess_under_every_stage_bound_is_still_named():
+    """A defect a few times HF's own bf16 noise: no stage passes the per-stage multiple,
+    the stage that grows the excess most is named, marked as such."""
+    from codegen.verify.divergence import find_divergence, module_pairs
+
+    house, hf = _stacks(nudge=1.03)
+    pairs = module_pairs(house, hf)
+    house.to(torch.bfloat16)
+    noise = _Stack().to(torch.bfloat16)
+    noise.load_state_dict(hf.state_dict())
+    tokens = torch.tensor([[1, 2, 3, 4, 5]])
+    found = find_divergence(
+        house, hf, tokens, 1e-4, hf_noise_model=noise, pairs=pairs, noise_multiple=1e3
+    )
+    assert found is not None and found.house_module == "layers.1"
+    assert found.growth is not None and "grows the excess" in str(found)
