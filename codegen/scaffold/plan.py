@@ -379,7 +379,12 @@ def _switch_settings(target) -> dict:
             continue
         value = target.config[switch.field]
         numeric_side = switch.kind == "threshold" and isinstance(value, (int, float))
-        if isinstance(value, (bool, str)) or value is None or numeric_side:
+        # a number a choice names as a case of its own (shared_intermediate_size == 0: no
+        # shared MLP), not a size that merely falls in its "other" branch
+        named_number = switch.kind == "choice" and any(
+            v.operand == value and not isinstance(v.operand, bool) for v in switch.values
+        )
+        if isinstance(value, (bool, str)) or value is None or numeric_side or named_number:
             settings[switch.field] = value
     return settings
 

@@ -32,3 +32,12 @@ def test_bias_steps(model_type):
         if step.rule in ("qkv_bias", "o_bias", "ffn_bias")
     }
     assert steps == EXPECTED[model_type]
+
+
+def test_a_number_a_choice_names_is_a_setting_to_guard():
+    """granitemoeshared branches on `shared_intermediate_size == 0` (no shared MLP): the
+    planned package, which builds none, pins that case; a size is no such setting."""
+    plan = make_plan(load_target("granitemoeshared"))
+    guard = next(step for step in plan.steps if step.transform == "guard_switches")
+    assert guard.params["settings"]["shared_intermediate_size"] == 0
+    assert "hidden_size" not in guard.params["settings"]
