@@ -90,13 +90,14 @@ SHARDS = [
     Shards(
         "fuse_gate_up", {"layers.*.feed_forward.w13": "colwise"}, when={"layout": "interleaved"}
     ),
-    # fused q/k/v: rows grouped per kv head (or per head) split as they lie, each rank's
-    # groups together; [q | k | v] of unequal sizes needs the rank's rows picked from each
+    # fused q/k/v: each rank holds its q heads' rows and its kv heads' k and v rows (a kv
+    # head several ranks read is held by each); rows per head (q, k, v of one head) split
+    # as they lie
     Shards("fuse_qkv", {"layers.*.attention.wqkv": "colwise_qkv"}, when={"layout": "contiguous"}),
-    *(
-        Shards("fuse_qkv", {"layers.*.attention.wqkv": "colwise"}, when={"layout": layout})
-        for layout in ("grouped", "interleaved")
+    Shards(
+        "fuse_qkv", {"layers.*.attention.wqkv": "colwise_qkv_grouped"}, when={"layout": "grouped"}
     ),
+    Shards("fuse_qkv", {"layers.*.attention.wqkv": "colwise"}, when={"layout": "interleaved"}),
     # fused experts: alternating gate/up features split as they lie, [gate | up] strided
     Shards(
         "fuse_experts",

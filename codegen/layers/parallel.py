@@ -48,6 +48,9 @@ STYLES = {
     "colwise_qkv": "one nn.Linear whose output is [q | k | v] (all q heads, then k, then v; "
     "its attention's `n_heads` and `n_kv_heads` give the sizes): each rank holds its q "
     "heads' rows, then its kv heads' k and v rows, and computes with them alone",
+    "colwise_qkv_grouped": "one nn.Linear whose rows are grouped per kv head (its q heads, "
+    "then k, then v): each rank holds its kv heads' groups cut to its q heads; with fewer kv "
+    "heads than ranks a group's k and v are held by every rank whose q heads read them",
     "colwise_kv": "a separate k or v nn.Linear: split by kv heads like `colwise`; with fewer "
     "kv heads than ranks (multi-query) each rank holds the kv head its q heads read, "
     "gradients summed over the ranks sharing it",
@@ -71,6 +74,7 @@ _LINEAR_STYLES = (
     "colwise",
     "colwise_gate_up",
     "colwise_qkv",
+    "colwise_qkv_grouped",
     "colwise_kv",
     "rowwise",
     "vocab_head",
@@ -264,8 +268,8 @@ def _tensor_parallel(model: nn.Module, tp_mesh, modules: dict[str, str]) -> None
             _shard_norm(model.get_submodule(name), tp_mesh)
         elif style == "colwise_gate_up":
             _fused_colwise(model.get_submodule(name), name, tp_mesh, parts=2)
-        elif style == "colwise_qkv":
-            _fused_qkv(model, name, tp_mesh)
+        elif style in ("colwise_qkv", "colwise_qkv_grouped"):
+            _fused_qkv(model, name, tp_mesh, grouped=style == "colwise_qkv_grouped")
         elif style == "colwise_kv":
             _colwise_kv(model, name, tp_mesh)
 
@@ -327,21 +331,34 @@ def _kv_rows(kv: int, kv_heads: int, size: int, rank: int) -> torch.Tensor:
     return torch.arange(kv * part // parts, kv * (part + 1) // parts)
 
 
-def _fused_qkv(model: nn.Module, name: str, mesh) -> None:
-    """[q | k | v] rows of unequal sizes (grouped-query heads): rank r holds exactly its q
-    heads' rows, then its kv heads' k rows and v rows ([q_r | k_r | v_r], the layout its
-    forward splits by the local head counts); no weight is gathered."""
+def _fused_qkv(model: nn.Module, name: str, mesh, grouped: bool = False) -> None:
+    """q/k/v rows of one Linear: rank r holds exactly its q heads' rows and its kv heads' k
+    and v rows, in the layout its forward splits by the local head counts, and no weight is
+    gathered. [q | k | v] (grouped-query heads): [q_r | k_r | v_r]. `grouped` (per kv head:
+    its q heads, then k, then v): the rank's groups, each cut to the rank's q heads."""
     module = model.get_submodule(name)
     size = mesh.size()
-    attention, heads, kv_heads = _head_counts(model, name, "colwise_qkv", size)
-    kv = module.out_features // (heads // kv_heads + 2)
+    style = "colwise_qkv_grouped" if grouped else "colwise_qkv"
+    attention, heads, kv_heads = _head_counts(model, name, style, size)
+    group = heads // kv_heads
+    head = module.out_features // (heads + 2 * kv_heads)
+    kv = kv_heads * head
     q = module.out_features - 2 * kv
 
     def rows(r):
+        q_rows = torch.arange(q * r // size, q * (r + 1) // size)
         kv_rows = _kv_rows(kv, kv_heads, size, r)
-        return torch.cat(
-            [torch.arange(q * r // size, q * (r + 1) // size), q + kv_rows, q + kv + kv_rows]
-        )
+        if not grouped:
+            return torch.cat([q_rows, q + kv_rows, q + kv + kv_rows])
+        parts = []
+        for g in kv_rows[::head].div(head, rounding_mode="floor").tolist():
+            start = g * (group + 2) * head  # the group's rows: its q heads, k, v
+            mine = q_rows[(q_rows >= g * group * head) & (q_rows < (g + 1) * group * head)]
+            parts += [
+                start + mine - g * group * head,
+                torch.arange(start + group * head, start + (group + 2) * head),
+            ]
+        return torch.cat(parts)
 
     _local_heads(attention, heads, kv_heads, size)
     _row_shard(module, name, mesh, rows)

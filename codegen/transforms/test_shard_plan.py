@@ -92,7 +92,7 @@ def test_entries_are_pruned_by_the_class_that_builds_them():
 def test_fused_qkv_entries_follow_the_row_layout():
     from codegen.transforms.fused_qkv import FuseQkv
 
-    for layout, style in (("contiguous", "colwise_qkv"), ("grouped", "colwise")):
+    for layout, style in (("contiguous", "colwise_qkv"), ("grouped", "colwise_qkv_grouped")):
         package = SourcePackage.from_directory(references_dir() / "llama")
         FuseQkv().apply(package, layout=layout)
         _sync(package, [("fuse_qkv", {"layout": layout})])

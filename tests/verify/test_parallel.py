@@ -220,15 +220,23 @@ def test_attention_sinks_are_split_with_the_heads(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("layout", "style"),
-    [("contiguous", "colwise_qkv"), ("grouped", "colwise"), ("interleaved", "colwise")],
+    ("layout", "style", "kv_heads"),
+    [
+        ("contiguous", "colwise_qkv", 2),
+        ("grouped", "colwise_qkv_grouped", 2),
+        ("grouped", "colwise_qkv_grouped", 1),
+        ("interleaved", "colwise", 4),
+    ],
 )
-def test_fused_qkv_is_split_by_its_row_layout(tmp_path, layout, style):
-    """llama's toy has 4 heads over 2 kv heads: each rank holds one kv head's q, k and v,
-    whether the fused rows are [q | k | v] (phi3) or grouped per kv head (gpt_neox)."""
+def test_fused_qkv_is_split_by_its_row_layout(tmp_path, layout, style, kv_heads):
+    """llama's toy has 4 heads: over 2 kv heads each rank holds one kv head's q, k and v,
+    whether the fused rows are [q | k | v] (phi3) or grouped per kv head; over one kv head
+    (grouped, multi-query) each rank holds its q heads and the whole group's k and v."""
     spec, plan = _package(tmp_path, "llama", "fused", [("fuse_qkv", {"layout": layout})])
     assert f'"layers.*.attention.wqkv": "{style}"' in plan
-    result = verify_parallel(spec, base_config("llama")[0], "tp=2")
+    config = base_config("llama")[0]
+    config.num_key_value_heads = kv_heads
+    result = verify_parallel(spec, config, "tp=2")
     assert result.passed, result.line()
 
 
@@ -241,6 +249,18 @@ def test_grouped_qkv_sharded_as_contiguous_fails_naming_it(tmp_path):
         "the forward first differs at the input of layers.0.attention.wo after "
         "layers.0.attention.wqkv's output agreed"
     ) in result.error
+
+
+def test_one_kv_group_split_as_it_lies_fails(tmp_path):
+    """Grouped rows with one kv head are [q | k | v] of one group: a plain row split gives
+    rank 1 the tail of q with k and v, and its attention cannot form a head."""
+    spec, _ = _package(tmp_path, "llama", "fused", [("fuse_qkv", {"layout": "grouped"})])
+    config = base_config("llama")[0]
+    config.num_key_value_heads = 1
+    plan = {**plan_module(spec).PLAN, "layers.*.attention.wqkv": "colwise"}
+    result = verify_parallel(spec, config, "tp=2", plan=plan)
+    assert not result.passed
+    assert "in layers.0.attention" in result.error
 
 
 FUSED_EXPERTS = [
