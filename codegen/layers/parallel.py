@@ -456,7 +456,7 @@ class _SumShared(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        positions, slots = ctx.saved_tensors
+        positions, slots = (index.to(grad.device) for index in ctx.saved_tensors)
         total = grad.new_zeros((ctx.width, *grad.shape[1:]))
         total.index_add_(0, slots, grad[positions])
         torch.distributed.all_reduce(total, group=ctx.group)

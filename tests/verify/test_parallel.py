@@ -519,3 +519,16 @@ def test_a_replicated_kv_head_without_its_gradient_sum_fails(tmp_path, monkeypat
     assert not result.passed
     weight = "wqkv" if fused else "wv"
     assert result.error.startswith(f"first differing gradient: layers.3.attention.{weight}.")
+
+
+def test_full_rows_puts_held_rows_back_in_the_linears_order():
+    """Rows laid end to end per rank ([q_0 | kv | q_1 | kv], the kv row held by both) come
+    back as the Linear's rows, a shared row from its first holder."""
+    from codegen.layers.parallel import full_rows
+
+    linear = torch.nn.Linear(1, 3)
+    linear.tp_rows = torch.tensor([0, 2, 1, 2])
+    gathered = torch.tensor([[10.0], [12.0], [11.0], [99.0]])
+    assert full_rows(linear, gathered).flatten().tolist() == [10.0, 11.0, 12.0]
+    plain = torch.nn.Linear(1, 3)
+    assert full_rows(plain, gathered) is gathered
