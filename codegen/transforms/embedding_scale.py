@@ -65,7 +65,13 @@ class EmbeddingScale(Transform):
 def detect(features) -> tuple[str, str | None]:
     line = evidence_line(features, "embedding.scale")
     found = scaled_operand(line, "*")
-    field = hf_config_read(hf_source(features), found[1]) if found else None
+    operand = re.sub(r"\.(to|type_as)$", "", found[1]) if found else None  # a cast: same value
+    field = hf_config_read(hf_source(features), operand) if operand else None
+    if field is None and operand and operand.startswith("self."):
+        # a scaled-embedding module built with its scale: `Embedding(..., embed_scale=config.x)`
+        attr = operand.split(".")[-1]
+        built = re.search(rf"\b{attr}\s*=\s*(?:self\.)?config\.(\w+)\s*[,)]", hf_source(features))
+        field = built.group(1) if built else None
     if field is not None:
         return "config", field
     if re.search(r"hidden_size\s*\*\*\s*0\.5", hf_source(features)):

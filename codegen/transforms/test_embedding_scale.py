@@ -99,3 +99,14 @@ def test_detects_biogpt_style_math_sqrt(tmp_path):
         "scale = math.sqrt(config.hidden_size) if config.scale_embedding else 1.0\n"
     )
     assert embedding_scale.detect(_features(tmp_path, source, 3)) == ("sqrt_dim_float", None)
+
+
+def test_detects_a_scaled_embedding_module_built_with_a_config_field(tmp_path):
+    """MiniCPM3's ScaledWordEmbedding multiplies by its own buffer, built from scale_emb."""
+    source = (
+        "class E:\n"
+        "    def forward(self, ids):\n"
+        "        return super().forward(ids) * self.embed_scale.to(self.weight.dtype)\n"
+        "x = E(3, 4, 0, embed_scale=config.scale_emb)\n"
+    )
+    assert embedding_scale.detect(_features(tmp_path, source, 3)) == ("config", "scale_emb")

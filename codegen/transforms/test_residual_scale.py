@@ -41,4 +41,27 @@ def test_detects_the_field(tmp_path):
         "hidden_states = residual + hidden_states * self.residual_multiplier\n"
     )
     features = SimpleNamespace(source=SimpleNamespace(modeling=str(path)))
-    assert residual_scale.detect(features) == "residual_multiplier"
+    assert residual_scale.detect(features) == (
+        "residual_multiplier",
+        "hf_config.residual_multiplier",
+    )
+
+
+def test_detects_an_expression_over_config_fields(tmp_path):
+    """MiniCPM3: the multiplier is computed from two fields; reading only the first one
+    would drop the / sqrt(layers)."""
+    path = tmp_path / "modeling_x.py"
+    path.write_text(
+        "self.residual_scale = config.scale_depth / math.sqrt(config.num_hidden_layers)\n"
+        "hidden_states = residual + hidden_states * self.residual_scale\n"
+    )
+    features = SimpleNamespace(source=SimpleNamespace(modeling=str(path)))
+    assert residual_scale.detect(features) == (
+        "residual_scale",
+        "hf_config.scale_depth / sqrt(hf_config.num_hidden_layers)",
+    )
+    package = SourcePackage.from_directory(references_dir() / "llama")
+    ResidualScale().apply(package, features)
+    args = package.render()["args.py"]
+    assert "from math import sqrt" in args
+    assert "residual_scale=hf_config.scale_depth / sqrt(hf_config.num_hidden_layers)" in args
