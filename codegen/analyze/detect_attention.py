@@ -554,6 +554,7 @@ def _output_gate(ctx: Ctx, rep: AttnInfo, q_mods: list) -> dict:
     of another shape. Read from the data flow, so any attribute names do."""
     trace = rep.trace
     if trace is None or rep.kernel is None:
+        ctx.cite("attention.output_gate", ctx.class_site(rep.rec))
         return {"output_gate": UNKNOWN}
     where = rep.kernel.site.cite() if rep.kernel.site else ctx.class_site(rep.rec)
     gates = []
