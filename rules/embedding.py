@@ -4,7 +4,7 @@ The transforms read which config field a scale comes from (and whether it multip
 divides) from the target's HF source, at the line the feature's evidence points to.
 """
 
-from codegen.scaffold.rule import Rule
+from codegen.scaffold.rule import FromFeature, Rule
 
 RULES = [
     Rule(
@@ -48,5 +48,13 @@ RULES = [
         values=(True,),
         transform="set_head_bias",
         description="the output head adds a bias to the logits (mapped from the checkpoint)",
+    ),
+    Rule(
+        id="embedding_init_std",
+        feature="embedding.init_std",
+        values=(True,),
+        transform="embedding_init_std",
+        params={"std": FromFeature("embedding.init_std")},
+        description="token embeddings start at HF's own std for them, not initializer_range",
     ),
 ]

@@ -750,10 +750,9 @@ def _logn(ctx: Ctx, scale: Term, where: str, site) -> dict | None:
     fields = [logn_scale.config_field(value, reads) for value in (beta, period)]
     if None in fields:
         return None
-    ctx.cite(
-        "attention.logn",
-        f"{where} (q * (1 + {fields[0]} * log(1 + floor((pos + {offset:g}) / {fields[1]}))))",
-    )
+    # the fields stay out of the evidence: it becomes the package's prose, and a key may
+    # carry another model's name (Ministral3's "llama_4_scaling_beta")
+    ctx.cite("attention.logn", f"{where} (q * (1 + beta * log(1 + floor(position / period))))")
     return {"beta": fields[0], "period": fields[1], "offset": offset}
 
 

@@ -22,6 +22,7 @@ from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import Term, primary_input, walk
 from codegen.analyze.evaluate import ModuleRec, ParamRec, Unknown
 from codegen.analyze.features import UNKNOWN, Embedding, Head
+from codegen.analyze.init_std import embedding_init_std
 from codegen.analyze.model import linear_bias
 from codegen.analyze.roles import CONTAINER, EMBEDDING, LAYER, LINEAR, OTHER
 
@@ -277,7 +278,12 @@ def detect(ctx: Ctx) -> tuple[Embedding, Head]:
     head_features = Head(logit_softcap=softcap, logit_scale=logit_scale, bias=head_bias)
     positions, offset, table = _positions(ctx, emb_name)
     embedding = Embedding(
-        tied=tied, scale=scale, positions=positions, position_offset=offset, position_table=table
+        tied=tied,
+        scale=scale,
+        positions=positions,
+        position_offset=offset,
+        position_table=table,
+        init_std=embedding_init_std(ctx),
     )
     return embedding, head_features
 

@@ -196,6 +196,9 @@ class Embedding:
     positions: str = UNKNOWN
     position_offset: int = 0
     position_table: str = ""  # e.g. "transformer.wpe"
+    # HF's _init_weights starts the token embeddings at this std (an hf_config expression),
+    # not initializer_range (Youtu); None: the plain initializer_range
+    init_std: str | None = None
 
 
 @dataclass(frozen=True)

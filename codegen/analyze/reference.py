@@ -120,6 +120,7 @@ COMPARED: dict[str, Any] = {
     "norm.weight": None,
     "embedding.scale": None,
     "embedding.positions": None,
+    "embedding.init_std": lambda std: std is not None,
     "state_dict.transposed_keys": _any,
     "head.logit_softcap": None,
     "head.logit_scale": None,
@@ -160,6 +161,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "norm.weight": (True,),  # every norm scales by a learned weight
     "embedding.scale": (False,),
     "embedding.positions": ("none",),  # RoPE (or nothing) in the attention, no absolute table
+    "embedding.init_std": (False,),  # embeddings start at initializer_range like the rest
     "state_dict.transposed_keys": (False,),  # nn.Linear weights stored [out, in]
     "head.logit_softcap": (False,),
     "head.logit_scale": (False,),
