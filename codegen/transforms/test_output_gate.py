@@ -168,3 +168,31 @@ def test_generated_attention_matches_hf_beam_with_head_bias(tmp_path):
         without_bias = ours.gate_bias.zero_() is not None and ours(x, rope, None)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
     assert not torch.allclose(without_bias, expected, atol=1e-4)  # the bias is load-bearing
+
+
+def _gated_package(tmp_path, step: Step):
+    from codegen.scaffold.build import build_package
+
+    files = build_package("qwen3", "gated", ["qwen3"], [step])
+    (tmp_path / "gated").mkdir()
+    (tmp_path / "__init__.py").write_text('MODEL_SPECS = {"gated": "gated.spec:SPEC"}\n')
+    for file, text in files.items():
+        (tmp_path / "gated" / file).write_text(text)
+    return load_spec("gated", tmp_path), files["parallelize.py"]
+
+
+def test_gate_and_head_bias_are_split_with_the_heads_on_tp2(tmp_path):
+    """The shard rows of rules/sharding.py: wg column-wise, gate_bias per head; seeded
+    defect: the bias left whole on every rank no longer fits the rank's heads."""
+    from codegen.verify.cases import base_config
+    from codegen.verify.parallel import plan_module, verify_parallel
+
+    step = Step("add_output_gate", {"projection": "gate_proj", "head_bias": "gate_bias"})
+    spec, plan = _gated_package(tmp_path, step)
+    assert '"layers.*.attention.wg": "colwise"' in plan
+    assert '"layers.*.attention.gate_bias": "head_param"' in plan
+    config = base_config("qwen3")[0]
+    result = verify_parallel(spec, config, "tp=2")
+    assert result.passed, result.line()
+    whole = {**plan_module(spec).PLAN, "layers.*.attention.gate_bias": "replicate"}
+    assert not verify_parallel(spec, config, "tp=2", plan=whole).passed
