@@ -284,6 +284,21 @@ def _norm_dim(norm: ModuleRec) -> int | None:
     return None
 
 
+def _weightless(norm: ModuleRec) -> bool:
+    """The norm module holds no parameter (and no child module that could)."""
+    return not any(isinstance(v, ParamRec | ModuleRec) for v in norm.attrs.values())
+
+
+def _viewed_per_head(rep: AttnInfo, head_dim) -> bool:
+    """The q projection's output is viewed with head_dim as its last axis."""
+    if not isinstance(head_dim, int) or rep.trace is None:
+        return False
+    views = rep.trace.tracer.views
+    return any(
+        shape and shape[-1] == head_dim for t in rep.q_lins or [] for shape in views.get(id(t), [])
+    )
+
+
 def detect(ctx: Ctx) -> tuple[Attention, dict]:
     """Returns the Attention feature and per-layer facts shared with other detectors."""
     model = ctx.model
@@ -433,8 +448,12 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
             and dim >= head_dim * min(num_kv or num_heads, num_heads)
         ):
             qk_norm = "full"
+        elif dim is None and _weightless(norm) and _viewed_per_head(rep, head_dim):
+            # no size to read (nanochat's parameter-free RMSNorm): it norms the last axis of
+            # q after the view to heads, so each head on its own
+            qk_norm = "per_head"
         else:
-            qk_norm = "per_head" if dim is not None and dim == head_dim else UNKNOWN
+            qk_norm = UNKNOWN
         if (rep.q_norm is None) != (rep.k_norm is None):
             ctx.notes.append("attention: a norm is applied to only one of q and k")
         ctx.cite("attention.qk_norm", ctx.site(norm))

@@ -45,3 +45,11 @@ def test_renamed_copy(tmp_path):
     open(modeling, "w", encoding="utf-8").write(text)
     rope = analyze(modeling).rope
     assert rope.qk_norm_after_rope is True and rope.ntk_alpha == "stretch"
+
+
+def test_a_weightless_qk_norm_after_the_head_view_is_per_head():
+    """nanochat's q/k RMSNorm holds no weight (no size to read): it norms q after the view
+    to heads, so each head alone; and after RoPE."""
+    features = analyze("nanochat")
+    assert features.attention.qk_norm == "per_head"
+    assert features.rope.qk_norm_after_rope is True
