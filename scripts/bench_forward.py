@@ -1,11 +1,12 @@
 """Forward speed and peak memory of each reference vs the transformers model, as ratios.
 
 Both models get the same config (4 layers, hidden 512, 8 heads, seq 512, batch 2, fp32 by
-default), the same weights and the same tokens. Wall time alternates house and HF forwards
-in one process (median of --repeat runs after a warm-up); peak memory is the growth of the
-process's RSS high-water mark during one forward, each model in a fresh subprocess so the
-two peaks cannot mask each other (with glibc's mmap threshold pinned, so freed tensors
-leave the resident set). A ratio <= 1.0 means the house model is no worse.
+default), the same weights and the same tokens. Time is the CPU time of a forward (the
+process's, so every torch thread counts; a busy machine inflates it far less than wall
+time), alternating house and HF forwards in one process (median of --repeat runs after a
+warm-up); peak memory is the growth of the process's RSS high-water mark during one
+forward, each model in a fresh subprocess so the two peaks cannot mask each other (with
+glibc's mmap threshold pinned, so freed tensors leave the resident set). A ratio <= 1.0 means the house model is no worse.
 
 Any package works, not only the references: `--models DIR` benchmarks packages written by
 `codegen scaffold --out DIR`; `--sweep COVERAGE_JSON` scaffolds every architecture the coverage
@@ -98,6 +99,9 @@ def run_hf(model, tokens):
 
 
 def time_pair(name: str) -> tuple[float, float]:
+    """Median CPU seconds of one forward, house and HF: the process's CPU time (every torch
+    thread counted) measures the work a forward does; on a shared machine wall time mostly
+    measures who else was running."""
     import torch
 
     house_model, hf_model, tokens = build(name, ARGS.seq)
@@ -106,9 +110,9 @@ def time_pair(name: str) -> tuple[float, float]:
         run_house(house_model, tokens), run_hf(hf_model, tokens)  # warm-up
         for _ in range(ARGS.repeat):
             for label, model, fn in (("house", house_model, run_house), ("hf", hf_model, run_hf)):
-                started = time.perf_counter()
+                started = time.process_time()
                 fn(model, tokens)
-                timings[label].append(time.perf_counter() - started)
+                timings[label].append(time.process_time() - started)
     return statistics.median(timings["house"]), statistics.median(timings["hf"])
 
 
@@ -212,7 +216,7 @@ def measure(names: list[str]) -> list[dict]:
         row = rows[-1]
         if not ARGS.json:
             print(
-                f"{name:<12} time {row['house_ms']:7.1f} ms vs HF {row['hf_ms']:7.1f} ms "
+                f"{name:<12} cpu {row['house_ms']:7.1f} ms vs HF {row['hf_ms']:7.1f} ms "
                 f"ratio {row['time_ratio']:.2f}   peak {house_mib:6.1f} MiB vs HF "
                 f"{hf_mib:6.1f} MiB ratio {row['memory_ratio']:.2f}",
                 flush=True,
