@@ -443,6 +443,27 @@ def full_rows(module: nn.Module, tensor: torch.Tensor) -> torch.Tensor:
     return tensor[first]
 
 
+def load_full_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Copy a full state dict (unsharded tensors in the package's own layout) into a model
+    `apply_plan` sharded, as an engine does after `to_empty`: each DTensor parameter takes
+    its rank's part (a Linear sharded by held rows gets its rows put in the per-rank order
+    first), a plain one the whole tensor. Collective: every rank calls it."""
+    from torch.distributed.tensor import DTensor, distribute_tensor
+
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            full = state[name]
+            owner = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
+            order = getattr(owner, "tp_rows", None)
+            if order is not None:
+                full = full[order]
+            if isinstance(param, DTensor):
+                part = distribute_tensor(full.to(param.dtype), param.device_mesh, param.placements)
+                param.to_local().copy_(part.to_local())
+            else:
+                param.copy_(full)
+
+
 class _SumShared(torch.autograd.Function):
     """Identity forward; the backward sums the gradient of the local rows at `positions`
     (held by several ranks, `slots` their place among the `width` shared rows) over the

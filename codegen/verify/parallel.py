@@ -1,8 +1,9 @@
 """`verify --parallel`: a package's shard plan proven against the same package on one device.
 
 Forked CPU processes (gloo; 2 for one mesh dim, 4 for `tp=2,fsdp=2` or `fsdp=2,ep=2`) each
-build the package from the same fp32 weights, apply the package's `parallelize(model,
-mesh)` over a mesh with dims `dp_shard`, `ep`, `tp`, run the long verify input forward and
+build the package, apply its `parallelize(model, mesh)` over a mesh with dims `dp_shard`,
+`ep`, `tp`, load the same fp32 weights into the sharded model (`load_full_state_dict`, as
+an engine loads after sharding), run the long verify input forward and
 the next-token loss backward. The logits and every parameter's gradient, gathered to full
 tensors, are compared with the single-device package in this process. Along `dp_shard`
 and `ep` each rank takes its own rows of the batch (data parallel, gradients averaged by
@@ -371,7 +372,7 @@ def _worker(rank, spec, config, state, tokens, positions, dims, parallelize, pla
     import torch.distributed as dist
     from torch.distributed.device_mesh import init_device_mesh
 
-    from codegen.layers.parallel import full_rows
+    from codegen.layers.parallel import full_rows, load_full_state_dict
 
     torch.set_num_threads(1)
     # a failing op is reported in one line below, not by torch's own traceback logging
@@ -391,12 +392,18 @@ def _worker(rank, spec, config, state, tokens, positions, dims, parallelize, pla
     try:
         names = tuple(dims)
         mesh = init_device_mesh("cpu", tuple(dims.values()), mesh_dim_names=names)
-        model = _build(spec, config, state)
+        # as an engine: built (its own random weights), sharded, then the weights loaded
+        _, model, _ = spec.build(config)
+        model = model.float()
         _track_modules(model, where)
         try:
             parallelize(model, mesh, plan)
         except Exception as err:
             raise _Failure(f"the plan does not apply: {_one_line(err)}") from None
+        try:
+            load_full_state_dict(model, state)
+        except Exception as err:
+            raise _Failure(f"the weights do not load after sharding: {_one_line(err)}") from None
         shards, index = _data_shard(mesh, dims)
         record: list = []
         if shards == 1:  # every rank sees the whole batch: its activations compare directly

@@ -441,23 +441,23 @@ def test_fused_qkv_ranks_hold_only_their_heads_rows(tmp_path, monkeypatch):
     held.mkdir()
 
     def recording(module):
-        original = module._row_shard
+        original = module.load_full_state_dict
 
-        def shard(linear, name, mesh, rows_of):
-            original(linear, name, mesh, rows_of)
-            local = linear.weight.to_local().detach()
-            torch.save(local, held / f"{name}.{mesh.get_local_rank()}.pt")
+        def load(model, state):
+            original(model, state)
+            local = model.get_submodule("layers.0.attention.wqkv").weight.to_local()
+            torch.save(local.detach(), held / f"wqkv.{torch.distributed.get_rank()}.pt")
 
-        return shard
+        return load
 
-    _seed(monkeypatch, spec, "_row_shard", recording)
+    _seed(monkeypatch, spec, "load_full_state_dict", recording)
     result = verify_parallel(spec, config, "tp=2")
     assert result.passed, result.line()
     weight = _weights_and_inputs(spec, config, 0)[0]["layers.0.attention.wqkv.weight"]
     head = config.head_dim
     q, kv = 4 * head, 2 * head
     for rank in (0, 1):
-        local = torch.load(held / f"layers.0.attention.wqkv.{rank}.pt")
+        local = torch.load(held / f"wqkv.{rank}.pt")
         q_rows = weight[rank * q // 2 : (rank + 1) * q // 2]
         k_rows = weight[q + rank * head : q + (rank + 1) * head]
         v_rows = weight[q + kv + rank * head : q + kv + (rank + 1) * head]
@@ -532,3 +532,24 @@ def test_full_rows_puts_held_rows_back_in_the_linears_order():
     assert full_rows(linear, gathered).flatten().tolist() == [10.0, 11.0, 12.0]
     plain = torch.nn.Linear(1, 3)
     assert full_rows(plain, gathered) is gathered
+
+
+def test_weights_loaded_in_the_linears_row_order_fail(tmp_path, monkeypatch):
+    """Loading after sharding must put a head-sharded [q | k | v] weight in its per-rank
+    order; distributed in the Linear's own order, rank 1 gets k/v rows as q heads."""
+    import codegen.layers.parallel as parallel
+
+    spec, _ = _package(tmp_path, "llama", "fused", [("fuse_qkv", {"layout": "contiguous"})])
+    original = parallel.load_full_state_dict
+
+    def unordered(model, state):
+        modules = [m for m in model.modules() if "tp_rows" in m.__dict__]
+        saved = [m.__dict__.pop("tp_rows") for m in modules]
+        original(model, state)
+        for module, order in zip(modules, saved, strict=True):
+            module.tp_rows = order
+
+    monkeypatch.setattr(parallel, "load_full_state_dict", unordered)
+    result = verify_parallel(spec, base_config("llama")[0], "tp=2")
+    assert not result.passed
+    assert result.error.startswith("logits differ")
