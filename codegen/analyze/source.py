@@ -83,6 +83,7 @@ class SourceFile:
     positions: dict | None = field(default=None, repr=False)  # node -> line, filled lazily
     _scoped: set = field(default_factory=set, repr=False)
     _full: bool = False
+    _defs: dict | None = field(default=None, repr=False)  # see `_def_index`
     classes: dict[str, ClassInfo] = field(default_factory=dict)
     functions: dict[str, cst.FunctionDef] = field(default_factory=dict)
     assigns: dict[str, cst.BaseExpression] = field(default_factory=dict)
@@ -145,21 +146,30 @@ class SourceFile:
         first match after that line (a method of the class starting there); otherwise the
         unique (or only top-level) definition."""
         keyword = "class" if isinstance(scope, cst.ClassDef) else "def"
-        name = re.escape(scope.name.value)
-        pattern = re.compile(rf"^[ \t]*(?:async[ \t]+)?{keyword}[ \t]+{name}\b", re.M)
+        matches = self._def_index().get((keyword, scope.name.value), ())
         if after:
-            start = _offset_of_line(self.text, after)
-            m = pattern.search(self.text, start)
-            return self.text.count("\n", 0, m.start()) + 1 if m else None
-        matches = list(pattern.finditer(self.text))
+            return next((line for line, _ in matches if line >= after), None)
         if not matches:
             return None
         if len(matches) > 1:
-            top = [m for m in matches if not m.group(0)[:1].isspace()]
+            top = [m for m in matches if m[1]]
             if len(top) != 1:
                 return None  # ambiguous (redefinition): fall back to full positions
             matches = top
-        return self.text.count("\n", 0, matches[0].start()) + 1
+        return matches[0][0]
+
+    def _def_index(self) -> dict:
+        """(keyword, name) -> [(line, top level)] of every `class`/`def` line, in order: one
+        pass over the text instead of one search of the whole file per definition cited."""
+        if self._defs is None:
+            self._defs = {}
+            line, last = 1, 0
+            for m in _DEF_LINE.finditer(self.text):
+                line += self.text.count("\n", last, m.start())
+                last = m.start()
+                top = not m.group(0)[:1].isspace()
+                self._defs.setdefault((m.group(1), m.group(2)), []).append((line, top))
+        return self._defs
 
     def _resolve_all(self) -> None:
         self._full = True
@@ -242,11 +252,8 @@ class _LineState(CodegenState):
         return self.record
 
 
-def _offset_of_line(text: str, line: int) -> int:
-    offset = 0
-    for _ in range(line - 1):
-        offset = text.index("\n", offset) + 1
-    return offset
+# a `class`/`def` keyword line, as `SourceFile._def_line` looks them up
+_DEF_LINE = re.compile(r"^[ \t]*(?:async[ \t]+)?(class|def)[ \t]+(\w+)", re.M)
 
 
 def literal(node: cst.SimpleString | cst.Integer | cst.Float):

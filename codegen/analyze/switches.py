@@ -112,7 +112,25 @@ class _Ref:
     key: str = ""  # dict key under `field` (rope_parameters["rope_type"])
     item: bool = False  # one element of a per-layer list (layer_types[layer_idx])
     via: str = ""  # self.attr / local name it came through
-    read_at: str = ""  # file:line of that assignment
+    read_at: _Site | str = ""  # file:line of that assignment
+
+
+class _Site:
+    """`file:line` of a node, worked out when first printed: most reads are never reported,
+    and a line number costs a code generation of the method around the node."""
+
+    __slots__ = ("unit", "node", "text")
+
+    def __init__(self, unit: _Unit, node: cst.CSTNode) -> None:
+        self.unit, self.node, self.text = unit, node, None
+
+    def __str__(self) -> str:
+        if self.text is None:
+            self.text = self.unit.cite(self.node)
+        return self.text
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
 
 
 @dataclass
@@ -128,6 +146,9 @@ class _Unit:
     def cite(self, node: cst.CSTNode) -> str:
         method = self.fn if self.cls is not None else None
         return f"{self.sf.name}:{self.sf.line(node, self.scope, method)}"
+
+    def site(self, node: cst.CSTNode) -> _Site:
+        return _Site(self, node)
 
 
 @dataclass
@@ -196,9 +217,16 @@ class _Scanner:
         # keyword -> the config field a call passes under it (`softcap=self.attn_softcap`):
         # a module function's parameter of that name carries the field into its tests
         self.bindings: dict[str, _Ref] = {}
+        self._config_names: dict[int, tuple] = {}  # id(fn) -> (fn, names)
+        self._never: dict[int, tuple] = {}  # id(SourceFile) -> (sf, names)
 
     # -- config objects and reads ---------------------------------------------------------
     def config_names(self, unit: _Unit) -> set[str]:
+        """Parameters that hold a config (by name or annotation); read-only, so cached per
+        function (every unit's environment is built more than once)."""
+        found = self._config_names.get(id(unit.fn))
+        if found is not None and found[0] is unit.fn:
+            return found[1]
         names = set()
         for param in _params(unit.fn):
             name = param.name.value
@@ -210,7 +238,20 @@ class _Scanner:
                 part.strip().rsplit(".", 1)[-1].endswith("Config") for part in text.split("|")
             ):
                 names.add(name)
+        self._config_names[id(unit.fn)] = (unit.fn, names)
         return names
+
+    def never(self, sf: SourceFile) -> set[str]:
+        """Module flags that are False here (`HAS_FLASH = False`), per file."""
+        found = self._never.get(id(sf))
+        if found is None or found[0] is not sf:
+            names = {
+                name
+                for name, value in sf.assigns.items()
+                if isinstance(value, cst.Name) and value.value == "False"
+            }
+            found = self._never[id(sf)] = (sf, names)
+        return found[1]
 
     def is_config(self, node: cst.BaseExpression, env: dict) -> bool:
         if isinstance(node, cst.Name):
@@ -321,11 +362,11 @@ class _Scanner:
                             ref = self.value_ref(value, env)
                             if ref is not None and name not in out:
                                 out[name] = replace(
-                                    ref, via=f"self.{name}", read_at=unit.cite(value)
+                                    ref, via=f"self.{name}", read_at=unit.site(value)
                                 )
                             elif _is_condition(value) and name not in derived:
                                 # `self.is_x = cfg.k == "x"`
-                                derived[name] = (value, env, f"self.{name}", unit.cite(value))
+                                derived[name] = (value, env, f"self.{name}", unit.site(value))
         self.attr_maps[key] = out
         return out
 
@@ -344,11 +385,7 @@ class _Scanner:
             "derived_locals": {},  # local -> (test, env, via, site)
             # module flags that are False here (`HAS_FLASH = False` on the `except
             # ImportError` path): `cfg.x and HAS_FLASH` never holds, so x switches nothing
-            "never": {
-                name
-                for name, value in unit.sf.assigns.items()
-                if isinstance(value, cst.Name) and value.value == "False"
-            },
+            "never": self.never(unit.sf),
         }
         params = {p.name.value for p in _params(unit.fn)}
         assigned = _assignments(unit.fn)
@@ -365,10 +402,10 @@ class _Scanner:
                 ref = self.value_ref(value, env)
                 if ref is not None:
                     env["locals"][target.value] = replace(
-                        ref, via=target.value, read_at=unit.cite(value)
+                        ref, via=target.value, read_at=unit.site(value)
                     )
                 elif _is_condition(value):
-                    site = unit.cite(value)
+                    site = unit.site(value)
                     env["derived_locals"][target.value] = (value, env, target.value, site)
         return env
 
@@ -602,11 +639,15 @@ class _Visitor:
         for sub in _walk(test):
             self.in_test.add(id(sub))
 
-    def _test(
-        self, test, yes_text: str, no_text: str | None, has_else: bool, other_nodes=()
-    ) -> None:
+    def _test(self, test, yes_text, no_text, has_else: bool, other_nodes=()) -> None:
+        """`yes_text`/`no_text`: what each side selects, or a function making it (described
+        only for a test that reads the config, most tests do not)."""
         self._mark(test)
         atoms = self.s.atoms(test, self.env)
+        if not atoms:
+            return
+        yes_text = yes_text() if callable(yes_text) else yes_text
+        no_text = no_text() if callable(no_text) else no_text
         single = len(atoms) == 1 and not isinstance(test, cst.BooleanOperation)
         conj = isinstance(test, cst.BooleanOperation) and isinstance(test.operator, cst.And)
         for atom in atoms:
@@ -641,11 +682,12 @@ class _Visitor:
             self._mark(node.test)  # a validation (the value is an error), not a switch
             return
         orelse = node.orelse
+        sf = self.unit.sf
         no_text = None
         if isinstance(orelse, cst.Else):  # (an `elif` selects by its own test)
-            no_text = _describe_block(self.unit.sf, orelse.body.body)
+            no_text = lambda: _describe_block(sf, orelse.body.body)  # noqa: E731
         has_else = orelse is not None
-        yes_text = _describe_block(self.unit.sf, node.body.body)
+        yes_text = lambda: _describe_block(sf, node.body.body)  # noqa: E731
         # `!=`: the body runs for "other"; `==`: the else branch does
         ops = _first_op(node.test)
         if ops == "!=":
@@ -657,10 +699,11 @@ class _Visitor:
 
     def visit_IfExp(self, node: cst.IfExp) -> None:
         prefix = f"{self.targets[-1]}: " if self.targets and self.targets[-1] else ""
+        sf = self.unit.sf
         self._test(
             node.test,
-            prefix + _describe_expr(self.unit.sf, node.body),
-            prefix + _describe_expr(self.unit.sf, node.orelse),
+            lambda: prefix + _describe_expr(sf, node.body),
+            lambda: prefix + _describe_expr(sf, node.orelse),
             True,
         )
 
@@ -689,7 +732,7 @@ class _Visitor:
         ref = self.s.read(node.value, self.env)
         if ref is not None and not ref.item and self.unit.cls is not None:
             via = node.keyword.value  # the parameter it is passed as
-            bound = replace(ref, via=via, read_at=self.unit.cite(node.value))
+            bound = replace(ref, via=via, read_at=self.unit.site(node.value))
             self.s.bindings.setdefault(node.keyword.value, bound)
         if ref is None or ref.item or ref.key or not self.s.is_bool(ref.field):
             return
@@ -773,15 +816,23 @@ def _fields(cls: type) -> tuple[str, ...]:
 
 def _children(node: cst.CSTNode) -> list[cst.CSTNode]:
     """The node's children in source order, read from its fields (libcst's own `children`
-    and visitors rebuild every node, which made this analysis several times slower)."""
+    and visitors rebuild every node, which made this analysis several times slower). Types
+    are tested by exact type against a per-type table: `isinstance(x, cst.CSTNode)` goes
+    through ABCMeta, and this runs for every field of every node walked."""
     out: list[cst.CSTNode] = []
     for name in _fields(type(node)):
         value = getattr(node, name)
-        if isinstance(value, cst.CSTNode):
+        kind = type(value)
+        if kind is tuple or kind is list:
+            out.extend(v for v in value if _is_node(type(v)))
+        elif value is not None and _is_node(kind):
             out.append(value)
-        elif isinstance(value, tuple | list):
-            out.extend(v for v in value if isinstance(v, cst.CSTNode))
     return out
+
+
+@cache
+def _is_node(kind: type) -> bool:
+    return issubclass(kind, cst.CSTNode)
 
 
 def _walk(node: cst.CSTNode, prune=None):
@@ -791,11 +842,16 @@ def _walk(node: cst.CSTNode, prune=None):
         current = stack.pop()
         yield current
         if prune is None or current is node or not prune(current):
-            stack.extend(reversed(_children(current)))
+            children = _children(current)
+            children.reverse()
+            stack.extend(children)
+
+
+_DEFS = frozenset((cst.FunctionDef, cst.ClassDef, cst.Lambda))
 
 
 def _nested_def(node: cst.CSTNode) -> bool:
-    return isinstance(node, cst.FunctionDef | cst.ClassDef | cst.Lambda)
+    return type(node) in _DEFS
 
 
 def _target_name(target: cst.BaseExpression) -> str:
