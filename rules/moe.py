@@ -53,6 +53,7 @@ RULES = [
             "router": FromFeature("moe.router"),
             "score_func": FromFeature("moe.score_func"),
             "correction_bias": FromFeature("moe.router_bias"),
+            "bias_on": FromFeature("moe.router_bias_on"),
         },
         description=(
             "the router scores experts with softmax or sigmoid and picks the top k, "
@@ -69,12 +70,26 @@ RULES = [
             "router": FromFeature("moe.router"),
             "score_func": FromFeature("moe.score_func"),
             "correction_bias": FromFeature("moe.router_bias"),
+            "bias_on": FromFeature("moe.router_bias_on"),
         },
         description=(
             "a per-expert e_score_correction_bias steers which experts are picked, "
             "never their weights"
         ),
         native_in=("deepseek_v3",),
+    ),
+    Rule(
+        id="moe_router_bias_logits",
+        feature="moe.router_bias_on",
+        values=("logits",),
+        transform="set_moe_router",
+        params={
+            "router": FromFeature("moe.router"),
+            "score_func": FromFeature("moe.score_func"),
+            "correction_bias": FromFeature("moe.router_bias"),
+            "bias_on": FromFeature("moe.router_bias_on"),
+        },
+        description="the selection bias is added to the raw logits, scored apart (kolibri1)",
     ),
     Rule(
         id="moe_routed_scaling",

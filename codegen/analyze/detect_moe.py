@@ -170,6 +170,7 @@ def detect(ctx: Ctx) -> Moe | None:
 
     # -- selection-only bias, renormalisation, scaling --------------------------------------------
     router_bias: bool | str = False
+    router_bias_on = "scores"
     bias_param = None
     for t in rterms:
         if t.op != "add":
@@ -182,14 +183,26 @@ def detect(ctx: Ctx) -> Moe | None:
             for a in t.args
             if isinstance(a, Term) and any(_fn(x, "sigmoid", "softmax") for x in walk(a))
         ]
-        if params and scored and any(any(x is t for x in walk(k)) for k in topks):
+        picks = any(any(x is t for x in walk(k)) for k in topks)
+        if params and scored and picks:
             router_bias = True
             unscored = [a for a in params if not any(a is b for b in scored)]
             bias_param = _bias_param(unscored, router_calls)
             ctx.cite("moe.router_bias", t.site.cite() if t.site else where)
             break
+        tensors = [a for a in params if _only_tensors(a)]
+        if tensors and picks and _scored_apart(t, softmax + sigmoid, topks):
+            # added to the raw logits, which are scored apart from it (kolibri1): the bias
+            # picks the experts, the unbiased logits weight them
+            router_bias, router_bias_on = True, "logits"
+            bias_param = _bias_param(tensors, router_calls)
+            ctx.cite("moe.router_bias", t.site.cite() if t.site else where)
+            ctx.cite("moe.router_bias_on", t.site.cite() if t.site else where)
+            break
     if "moe.router_bias" not in ctx.evidence:
         ctx.cite("moe.router_bias", where)
+    if "moe.router_bias_on" not in ctx.evidence:
+        ctx.cite("moe.router_bias_on", ctx.evidence.get("moe.router_bias", where))
     norm = False
     for t in rterms:
         if t.op == "div" and topks:
@@ -309,6 +322,7 @@ def detect(ctx: Ctx) -> Moe | None:
         router=router_kind,
         score_func=score,
         router_bias=router_bias,
+        router_bias_on=router_bias_on,
         router_linear_bias=linear_b,
         router_zero_init=zero_init is not None,
         router_fp32=fp32,
@@ -389,6 +403,37 @@ def _reads_self(call: cst.Call, name: str, projections: frozenset) -> bool:
         return True
     attr = cm.Attribute(value=cm.Name("self"), attr=cm.Name(name))
     return any(cm.findall(a.value, attr) or cm.matches(a.value, attr) for a in call.args[1:])
+
+
+def _only_tensors(term: Term) -> bool:
+    """A parameter or buffer (perhaps reshaped or cast), no input flowing into it."""
+    found = list(walk(term))
+    return any(x.op == "param" for x in found) and not any(
+        x.op in ("input", "call", "act") for x in found
+    )
+
+
+def _scored_apart(add: Term, scorers: list[Term], topks: list[Term]) -> bool:
+    """Some sigmoid/softmax scores the logits and none reads `add` other than through the
+    indices a top-k picked (`logits.gather(1, indices).sigmoid()`): the biased logits only
+    pick."""
+    return bool(scorers) and not any(_reads(s, add, topks) for s in scorers)
+
+
+def _reads(term, target: Term, stops: list[Term]) -> bool:
+    """`term` is computed from `target` without passing through one of `stops`."""
+    seen: set[int] = set()
+    todo = [term]
+    while todo:
+        x = todo.pop()
+        if not isinstance(x, Term) or id(x) in seen or any(x is s for s in stops):
+            continue
+        if x is target:
+            return True
+        seen.add(id(x))
+        todo.extend(x.args)
+        todo.extend(x.kwargs.values())
+    return False
 
 
 def _bias_param(params: list[Term], calls: list[Term]) -> ParamRec | None:

@@ -66,6 +66,7 @@ VOCAB: dict[str, tuple] = {
     "ffn.gate_up_layout": ("separate", "concat", "interleaved", "none"),
     "moe.router": ("softmax_topk", "sigmoid_topk", "grouped_topk", "other"),
     "moe.score_func": ("softmax", "sigmoid", "other"),
+    "moe.router_bias_on": ("scores", "logits"),
     "moe.expert_layout": ("per_expert", "fused"),
     "moe.module_layout": ("per_expert", "fused"),
     "norm.kind": ("rmsnorm", "rmsnorm_offset", "layernorm", "layernorm_offset"),
@@ -144,6 +145,8 @@ class Moe:
     router: str = UNKNOWN  # softmax_topk | sigmoid_topk | grouped_topk | other
     score_func: str = UNKNOWN  # softmax | sigmoid | other
     router_bias: bool | str = UNKNOWN  # score-correction bias used for selection only
+    # what that bias is added to before the pick: scores | logits (scored after, kolibri1)
+    router_bias_on: str = "scores"
     router_linear_bias: bool | str = UNKNOWN  # bias of the router projection itself
     # router logits computed in fp32: the projection's input (and weight) upcast before it
     router_fp32: bool = False

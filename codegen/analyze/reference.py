@@ -105,6 +105,7 @@ COMPARED: dict[str, Any] = {
     "moe": _moe_present,
     "moe.router": None,
     "moe.router_bias": None,
+    "moe.router_bias_on": None,
     "moe.router_linear_bias": None,
     "moe.router_fp32": None,
     "moe.router_zero_init": None,
@@ -174,6 +175,7 @@ _DENSE_COMMON: dict[str, tuple] = {
 _MOE_BASE: dict[str, tuple] = {
     "moe.router": ("softmax_topk",),
     "moe.router_bias": (False,),
+    "moe.router_bias_on": ("scores",),  # a selection bias, if any, is added to the scores
     "moe.router_linear_bias": (False,),
     "moe.router_fp32": (False,),  # the router Linear runs in the model's dtype
     "moe.router_zero_init": (False,),  # the router weight starts normal(0, std)

@@ -28,10 +28,12 @@ def _selection_end(statement) -> bool:
 
 
 BIASED = "scores + self.e_score_correction_bias"
+# the bias added to the raw logits, which are scored apart (kolibri1)
+BIASED_LOGITS = "logits.float() + self.e_score_correction_bias"
 PICK = "weights, indices = scores.topk(self.top_k, dim=-1)"
-PICK_BIASED = f"""
+PICK_BIASED = """
 # the correction bias steers which experts are picked, the weights stay unbiased
-indices = ({BIASED}).topk(self.top_k, dim=-1)[1]
+indices = ({biased}).topk(self.top_k, dim=-1)[1]
 weights = scores.gather(1, indices)
 """
 PICK_GROUPED = """
@@ -65,7 +67,9 @@ class SetMoeRouter(Transform):
 
     `correction_bias`: a per-expert `e_score_correction_bias` buffer (checkpoint key
     `mlp.gate.e_score_correction_bias`) added to the scores to pick experts; the k weights
-    are always the chosen experts' unbiased scores. Renormalisation (add_moe's
+    are always the chosen experts' unbiased scores. `bias_on="logits"`: the bias is added
+    to the raw logits instead of the scores (the pick only; a sigmoid is monotonic, the sum
+    is not). Renormalisation (add_moe's
     `norm_topk_prob`) and scaling (`set_routed_scaling`) after the selection are kept.
     Running it twice with the same parameters gives the same code.
     """
@@ -80,6 +84,7 @@ class SetMoeRouter(Transform):
         router: str = "softmax_topk",
         score_func: str | None = None,
         correction_bias: bool = False,
+        bias_on: str = "scores",
     ) -> None:
         if router not in ROUTERS:
             raise ValueError(f"router {router!r}: one of {ROUTERS}")
@@ -89,10 +94,13 @@ class SetMoeRouter(Transform):
         if not moe_edits.has_class(package, "model.py", "MoE"):
             raise EditError("model.py has no MoE class (run add_moe first)")
         grouped = router == "grouped_topk"
+        if bias_on not in ("scores", "logits"):
+            raise ValueError(f"bias_on {bias_on!r}: scores or logits")
+        biased = BIASED_LOGITS if bias_on == "logits" else BIASED
         if grouped:
-            pick = PICK_GROUPED.format(scores=BIASED if correction_bias else "scores")
+            pick = PICK_GROUPED.format(scores=biased if correction_bias else "scores")
         else:
-            pick = PICK_BIASED if correction_bias else PICK
+            pick = PICK_BIASED.format(biased=biased) if correction_bias else PICK
         code = SCORES[score_func] + "\n" + pick.strip()
         moe_edits.replace_leading_statements(package, "MoE", "route", _selection_end, code)
         if correction_bias and not _init_defines(package, "e_score_correction_bias"):
@@ -121,7 +129,8 @@ def bias_layout(features) -> tuple[str, bool]:
     whether it is stored as one row `[1, num_experts]`. The key is the analysed bias
     tensor's module key when the checkpoint has it; else the one checkpoint key of the same
     block the conversion renamed that is no projection and no expert (exaone's
-    `mlp.e_score_correction_bias` for the router's `mlp.gate.e_score_correction_bias`).
+    `mlp.e_score_correction_bias` for the router's `mlp.gate.e_score_correction_bias`), or
+    of any block when the block has none (kolibri1's `moe.router.expert_bias`).
     Without Features: deepseek's key, one vector."""
     path = features.get("moe.router_bias_key") if features is not None else None
     if not path:
@@ -137,14 +146,12 @@ def bias_layout(features) -> tuple[str, bool]:
     if own[0] in disk:
         return own[0], rows
     block = own[0].split(".")[0]
-    moved = [
+    renamed = [
         k
         for k in disk
-        if k not in module
-        and "{}" not in k
-        and k.split(".")[0] == block
-        and not k.endswith((".weight", ".bias"))
+        if k not in module and "{}" not in k and not k.endswith((".weight", ".bias"))
     ]
+    moved = [k for k in renamed if k.split(".")[0] == block] or renamed
     return (moved[0] if len(moved) == 1 else own[0]), rows
 
 

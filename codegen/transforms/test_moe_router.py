@@ -69,6 +69,23 @@ def test_softmax_with_correction_bias_and_running_twice_converges():
     assert "indices = (scores + self.e_score_correction_bias).topk(self.top_k, dim=-1)[1]" in route
 
 
+def test_a_bias_on_the_raw_logits_picks_and_the_scores_weight():
+    """kolibri1: topk(logits + bias) picks, sigmoid(logits) of the picked weights them; a
+    sigmoid is monotonic but adding after it picks other experts than adding before it."""
+    package = moe_package()
+    SetMoeRouter().apply(package, router="sigmoid_topk", correction_bias=True)
+    assert "(scores + self.e_score_correction_bias)" in route_of(package.render()["model.py"])
+    package = moe_package()
+    SetMoeRouter().apply(package, router="sigmoid_topk", correction_bias=True, bias_on="logits")
+    route = route_of(package.render()["model.py"])
+    assert "scores = logits.float().sigmoid()" in route
+    picked = "indices = (logits.float() + self.e_score_correction_bias).topk(self.top_k, dim=-1)[1]"
+    assert picked in route
+    assert "weights = scores.gather(1, indices)" in route
+    with pytest.raises(ValueError):
+        SetMoeRouter().apply(package, router="sigmoid_topk", correction_bias=True, bias_on="x")
+
+
 def test_needs_a_moe_block_and_a_known_router():
     with pytest.raises(EditError):
         SetMoeRouter().apply(
