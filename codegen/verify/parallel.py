@@ -54,12 +54,15 @@ class ParallelResult:
     logits_diff: float | None = None  # relative, as TOLERANCE
     worst_gradient: tuple[str, float] | None = None
     refused: str | None = None  # the package declines this switch setting (not a failure)
+    skipped: str | None = None  # transformers itself cannot build it: verify skips it too
     error: str | None = None
     seconds: float = 0.0
 
     @property
     def status(self) -> str:
-        return "pass" if self.passed else "refused" if self.refused else "fail"
+        if self.passed:
+            return "pass"
+        return "refused" if self.refused else "skipped" if self.skipped else "fail"
 
     def to_json(self) -> dict:
         return {**asdict(self), "status": self.status}
@@ -72,7 +75,7 @@ class ParallelResult:
                 f"{head}: logits {self.logits_diff:.1e}, worst gradient {diff:.1e} ({name})  "
                 f"{self.seconds:.1f}s"
             )
-        return f"{head}: {self.refused or self.error}  {self.seconds:.1f}s"
+        return f"{head}: {self.refused or self.skipped or self.error}  {self.seconds:.1f}s"
 
 
 def run_parallel(specs, settings, config=None, echo=None) -> list[ParallelResult]:
@@ -91,7 +94,9 @@ def run_parallel(specs, settings, config=None, echo=None) -> list[ParallelResult
             for setting in settings:
                 if case.rejected is not None:  # no config to build: skipped, as verify does
                     result = ParallelResult(spec.name, setting)
-                    result.refused = f"the config class rejects this setting: {case.rejected}"
+                    result.skipped = f"the config class rejects this setting: {case.rejected}"
+                elif case.may_refuse and (unbuildable := _hf_cannot_build(case.config)):
+                    result = ParallelResult(spec.name, setting, skipped=unbuildable)
                 else:
                     result = verify_parallel(spec, case.config, setting, may_refuse=case.may_refuse)
                 result.case = case.label
@@ -99,6 +104,18 @@ def run_parallel(specs, settings, config=None, echo=None) -> list[ParallelResult
                 if echo:
                     echo(result.line())
     return results
+
+
+def _hf_cannot_build(config) -> str | None:
+    """Why transformers cannot build a switch setting's model (verify skips such a setting:
+    there is no HF model to be right against), or None."""
+    from codegen.verify.hf_checkpoint import random_hf_model
+
+    try:
+        random_hf_model(config)
+    except Exception as err:  # noqa: BLE001 - any failure of transformers' own build
+        return f"transformers cannot build this config: {_one_line(err)}"
+    return None
 
 
 def parse_setting(text: str) -> dict[str, int]:

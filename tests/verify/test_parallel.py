@@ -388,8 +388,25 @@ def test_a_setting_the_config_class_rejects_is_skipped(monkeypatch):
     monkeypatch.setattr(cases, "default_cases", lambda spec: [case])
     spec = load_spec("llama")
     results = run_parallel([spec], ["tp=2"])
-    assert [r.status for r in results] == ["refused"]
-    assert "x must be 0" in results[0].refused
+    assert [r.status for r in results] == ["skipped"]
+    assert "x must be 0" in results[0].skipped
+
+
+def test_a_setting_transformers_cannot_build_is_skipped_as_verify_skips_it(monkeypatch):
+    """A switch setting the config class takes but transformers' model cannot be built from
+    (afmoe's head_dim=None) has no HF model to be right against: verify skips it, and so
+    does the parallel check, rather than fail on the package's build of it."""
+    import codegen.verify.cases as cases
+    from codegen.verify.parallel import run_parallel
+    from codegen.verify.run import Case
+    from codegen.verify.tiny_config import tiny_config
+
+    config = tiny_config("llama")
+    config.num_attention_heads = 0  # transformers divides by it
+    monkeypatch.setattr(cases, "default_cases", lambda spec: [Case("llama+heads=0", config, True)])
+    results = run_parallel([load_spec("llama")], ["tp=2"])
+    assert [r.status for r in results] == ["skipped"]
+    assert results[0].skipped.startswith("transformers cannot build this config")
 
 
 @pytest.mark.parametrize(("style", "passes"), [("sharded_elementwise", True), ("replicate", False)])
