@@ -1,13 +1,32 @@
-"""Make every LayerNorm of the model non-parametric: no learned scale, no bias (OLMo)."""
+"""Make every norm of the model non-parametric: no learned scale, no bias (OLMo, nanochat)."""
 
 from __future__ import annotations
 
 import libcst as cst
 
-from codegen.transforms._ffn_edits import EditCalls, rewrite_adapter
+from codegen.transforms._ffn_edits import (
+    EditCalls,
+    InsertClassBefore,
+    drop_import,
+    rewrite_adapter,
+)
 from codegen.transforms.base import Transform
-from codegen.transforms.edits import EditError
+from codegen.transforms.edits import EditError, expression, run
 from codegen.transforms.norm_kind import LAYERNORM_CLASSES
+
+# HF's weightless RMSNorm (nanochat): normalise in fp32, cast back; nothing to learn
+PLAIN_RMSNORM = '''
+class PlainRMSNorm(nn.Module):
+    """RMSNorm without a learned scale: normalised in fp32, cast back to the input's dtype."""
+
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)).type_as(x)
+'''
 
 _NOT_AFFINE = cst.Arg(
     value=cst.Name("False"),
@@ -23,10 +42,11 @@ _AFFINE_KEYWORDS = ("bias", "elementwise_affine")
 
 class DropNormWeight(Transform):
     """Every `nn.LayerNorm(...)` of model.py is built `elementwise_affine=False` (it only
-    centres and scales by the standard deviation); the norms' adapter rows go, since the
-    checkpoint holds no tensor for them.
+    centres and scales by the standard deviation), every house `RMSNorm(dim, eps)` becomes
+    the weightless `PlainRMSNorm` above; the norms' adapter rows go, since the checkpoint
+    holds no tensor for them.
 
-    Runs after `set_norm_kind` made the norms LayerNorms; an RMSNorm is not edited.
+    Runs after `set_norm_kind` (LayerNorms get their kind first).
     """
 
     name = "drop_norm_weight"
@@ -47,9 +67,19 @@ class DropNormWeight(Transform):
             found = EditCalls(None, None, cls, rewrite)
             package.edit("model.py", found)
             hits += found.hits
-        if not hits:
-            raise EditError("model.py builds no LayerNorm (set_norm_kind runs first)")
+        plain = EditCalls(
+            None, None, "RMSNorm", lambda o, updated: updated.with_changes(func=_PLAIN)
+        )
+        package.edit("model.py", plain)
+        if plain.hits:
+            run(package, "model.py", InsertClassBefore(PLAIN_RMSNORM))
+            drop_import(package, "model.py", "codegen.layers.norm", "RMSNorm")
+        if not hits + plain.hits:
+            raise EditError("model.py builds no LayerNorm or RMSNorm")
         rewrite_adapter(package, lambda hf, house: [] if _norm_tensor(house) else [(hf, house)])
+
+
+_PLAIN = expression("PlainRMSNorm")
 
 
 def _norm_tensor(house: str | None) -> bool:

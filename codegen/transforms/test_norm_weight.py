@@ -46,10 +46,36 @@ def test_a_norm_with_a_bias_loses_it_too():
     assert "bias" not in files["state_dict_adapter.py"]
 
 
-def test_rmsnorm_is_not_edited():
+def test_rmsnorms_become_weightless_rmsnorms():
     package = package_of({"model.py": MODEL, "state_dict_adapter.py": ADAPTER})
+    DropNormWeight().apply(package)
+    files = package.render()
+    model = files["model.py"]
+    assert "self.q_norm = PlainRMSNorm(args.head_dim, args.norm_eps)" in model
+    assert "self.norm = PlainRMSNorm(args.dim, args.norm_eps)" in model
+    assert "class PlainRMSNorm(nn.Module):" in model
+    assert "codegen.layers.norm" not in model
+    assert files["state_dict_adapter.py"] == ADAPTER_WITHOUT_NORMS
+
+
+def test_a_model_without_norms_is_refused():
+    package = package_of({"model.py": "x = 1\n", "state_dict_adapter.py": ADAPTER})
     with pytest.raises(EditError):
         DropNormWeight().apply(package)
+
+
+def test_plain_rmsnorm_is_hf_weightless_rmsnorm_in_bf16():
+    """HF nanochat's norm: x * rsqrt(mean(x^2) + eps) in fp32, cast back; bit for bit."""
+    from codegen.transforms.norm_weight import PLAIN_RMSNORM
+
+    space = {"torch": torch, "nn": nn}
+    exec(PLAIN_RMSNORM, space)  # noqa: S102 - the class the transform writes
+    norm = space["PlainRMSNorm"](12, eps=1e-6)
+    assert list(norm.parameters()) == []
+    x = torch.randn(3, 12).to(torch.bfloat16)
+    x32 = x.float()
+    want = (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + 1e-6)).type_as(x)
+    assert torch.equal(norm(x), want)
 
 
 def test_the_built_norm_is_a_layer_norm_without_tensors():
