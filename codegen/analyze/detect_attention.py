@@ -654,7 +654,15 @@ def _qkv_layout(views: list[tuple], heads, kv, head_dim) -> str:
             return "interleaved"
     if any(len(shape) >= 4 for shape in views):
         return UNKNOWN  # a head axis this reading does not know
+    if any(not any(_size(d) for d in shape) for shape in views):
+        # viewed as a shape none of whose sizes was evaluated (`x.size()[:-1] + (4, -1)`):
+        # some split the reading cannot see, not the plain [q | k | v]
+        return UNKNOWN
     return "contiguous"
+
+
+def _size(dim) -> bool:
+    return isinstance(dim, int) and not isinstance(dim, bool)
 
 
 def _last_projection(lins, ctx: Ctx) -> ModuleRec | None:
