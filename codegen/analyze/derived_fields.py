@@ -16,6 +16,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from codegen.analyze import walk
+from codegen.analyze.walk import findall
 
 
 def derived_fields(source: str | cst.Module) -> dict[str, frozenset[str]]:
@@ -57,6 +58,6 @@ class _Assigns(cst.CSTVisitor):
 
 
 def _used(expression: cst.BaseExpression) -> set[str]:
-    names = {node.attr.value for node in m.findall(expression, _SELF_ATTRIBUTE)}
-    names |= {node.value for node in m.findall(expression, m.Name())}
+    names = {node.attr.value for node in findall(expression, _SELF_ATTRIBUTE)}
+    names |= {node.value for node in findall(expression, m.Name())}
     return names - {"self"}

@@ -25,6 +25,7 @@ from codegen.analyze.features import UNKNOWN, Embedding, Head
 from codegen.analyze.init_std import embedding_init_std
 from codegen.analyze.model import linear_bias
 from codegen.analyze.roles import CONTAINER, EMBEDDING, LAYER, LINEAR, OTHER
+from codegen.analyze.walk import findall
 
 
 def _embedding(ctx: Ctx) -> tuple[str | None, ModuleRec | None]:
@@ -337,7 +338,7 @@ def _sinusoid(ctx: Ctx) -> tuple[str, bool] | None:
     for fn, _ in functions:
         ops = ctx.roles.function_signals(sf, fn).ops
         if {"sin", "cos"} <= ops:
-            tensor2tensor = "log" in ops and bool(m.findall(fn, over_half_less_one))
+            tensor2tensor = "log" in ops and bool(findall(fn, over_half_less_one))
             return sf.cite(fn), tensor2tensor
     return None
 

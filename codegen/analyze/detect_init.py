@@ -8,6 +8,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from codegen.analyze.context import Ctx
+from codegen.analyze.walk import findall
 
 # `math.sqrt(2 * <layers>)`
 _SQRT_TWO_LAYERS = m.Call(
@@ -21,7 +22,7 @@ def scaled_residual_init(ctx: Ctx) -> bool:
     sf = ctx.model.modeling
     for cls in sf.classes.values():
         method = cls.methods.get("_init_weights")
-        if isinstance(method, cst.FunctionDef) and m.findall(method, _SQRT_TWO_LAYERS):
+        if isinstance(method, cst.FunctionDef) and findall(method, _SQRT_TWO_LAYERS):
             ctx.cite("block.scaled_residual_init", f"{sf.cite(method)} (std / sqrt(2 * layers))")
             return True
     ctx.cite("block.scaled_residual_init", "no scaled init of the residual projections")
@@ -55,10 +56,10 @@ def zeroed_by_init(ctx: Ctx, owner: str, path: str) -> str | None:
         method = cls.methods.get("_init_weights")
         if not isinstance(method, cst.FunctionDef):
             continue
-        for branch in m.findall(method, m.If()):
+        for branch in findall(method, m.If()):
             if not _isinstance_of(branch.test, owner):
                 continue
-            for call in m.findall(branch.body, zeros):
+            for call in findall(branch.body, zeros):
                 if call.args and _attribute_path(call.args[0].value) == path:
                     return sf.cite(call)
     return None

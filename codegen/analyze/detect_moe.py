@@ -21,6 +21,7 @@ from codegen.analyze.features import UNKNOWN, Moe
 from codegen.analyze.model import linear_bias
 from codegen.analyze.roles import CONTAINER, LINEAR, MLP, MOE, OTHER, ROUTER
 from codegen.analyze.router_dtype import fp32_projection
+from codegen.analyze.walk import findall
 
 
 def _last(name: str) -> str:
@@ -402,7 +403,7 @@ def _reads_self(call: cst.Call, name: str, projections: frozenset) -> bool:
     if isinstance(func, cst.Attribute) and func.attr.value in projections:
         return True
     attr = cm.Attribute(value=cm.Name("self"), attr=cm.Name(name))
-    return any(cm.findall(a.value, attr) or cm.matches(a.value, attr) for a in call.args[1:])
+    return any(findall(a.value, attr) or cm.matches(a.value, attr) for a in call.args[1:])
 
 
 def _only_tensors(term: Term) -> bool:
@@ -561,7 +562,7 @@ def _shared_size(ctx: Ctx, moe: ModuleRec, shared: ModuleRec) -> str:
         if not params:
             continue
         restate = _Restate(params[0], "", {})
-        for node in cm.findall(found[1].body, cm.BinaryOperation() | cm.Attribute()):
+        for node in findall(found[1].body, cm.BinaryOperation() | cm.Attribute()):
             expr = node.visit(restate)
             if _config_product(expr) and _value(ctx, expr) == width:
                 candidates.append(" ".join(cst.Module([]).code_for_node(expr).split()))
@@ -645,7 +646,7 @@ def _moe_condition(ctx: Ctx, moe: ModuleRec) -> str:
     if len(params) < 2:
         return UNKNOWN
     config, layer_idx = params[0], params[1]
-    ternary = cm.findall(site.node, cm.IfExp())
+    ternary = findall(site.node, cm.IfExp())
     if ternary:
         test = ternary[0].test
         polarity = _builds(ternary[0].body, moe.cls.name)
@@ -654,26 +655,24 @@ def _moe_condition(ctx: Ctx, moe: ModuleRec) -> str:
             polarity = None if other is None else not other
     else:
         test, in_body = _enclosing_test(fn, site.node)
-        built = cm.findall(site.node, cm.Call())
+        built = findall(site.node, cm.Call())
         moe_here = _builds(built[0], moe.cls.name) if built else None
         polarity = None if in_body is None or moe_here is None else in_body == moe_here
     if test is None or polarity is None:
         return UNKNOWN
     flags = {
         t.target.attr.value: a.value
-        for a in cm.findall(
+        for a in findall(
             fn.body, cm.Assign(targets=[cm.AssignTarget(cm.Attribute(cm.Name("self")))])
         )
         for t in a.targets
     }
     restated = test.visit(_Restate(config, layer_idx, flags))
-    attrs = {id(a.attr) for a in cm.findall(restated, cm.Attribute())}
-    names = {n.value for n in cm.findall(restated, cm.Name()) if id(n) not in attrs}
+    attrs = {id(a.attr) for a in findall(restated, cm.Attribute())}
+    names = {n.value for n in findall(restated, cm.Name()) if id(n) not in attrs}
     if names - {"config", "layer_idx", "len", "True", "False", "None"}:
         return UNKNOWN
-    if any(
-        not cm.matches(a.value, cm.Name("config")) for a in cm.findall(restated, cm.Attribute())
-    ):
+    if any(not cm.matches(a.value, cm.Name("config")) for a in findall(restated, cm.Attribute())):
         return UNKNOWN
     if not polarity:
         restated = _negate(restated)

@@ -24,6 +24,7 @@ from codegen.analyze.layer_rule import guard_rule
 from codegen.analyze.model import walk_tree
 from codegen.analyze.roles import ATTENTION, ROTARY
 from codegen.analyze.source import dotted
+from codegen.analyze.walk import findall
 
 KNOWN_TYPES = ("default", "linear", "dynamic", "yarn", "llama3", "longrope")
 
@@ -166,7 +167,7 @@ def _fixed_ntk_key(ctx: Ctx, rotary: ModuleRec | None) -> tuple[str, str] | None
         for name, fn in cls.methods.items():
             if name not in at_init:
                 continue
-            for node in m.findall(fn, power):
+            for node in findall(fn, power):
                 return node.left.slice[0].slice.value.evaluated_value, cls.sf.cite(node)
     return None
 

@@ -17,6 +17,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from codegen.analyze.evaluate import FuncRef, ModuleRec, Unknown
+from codegen.analyze.walk import findall
 
 CONFIG = "hf_config"  # the names the rule is written with
 LAYER = "i"
@@ -152,14 +153,14 @@ class _Inliner:
             break  # a super().__init__ that sets attributes is not followed
 
     def _collect(self, init: cst.FunctionDef) -> None:
-        for statement in m.findall(init.body, m.Assign()):
+        for statement in findall(init.body, m.Assign()):
             for target in statement.targets:
                 node = target.target
                 if m.matches(node, m.Attribute(value=m.Name("self"))):
                     self.attrs.setdefault(node.attr.value, []).append(statement.value)
                 elif isinstance(node, cst.Name):
                     self.locals.setdefault(node.value, []).append(statement.value)
-        for statement in m.findall(init.body, m.AnnAssign() | m.AugAssign()):
+        for statement in findall(init.body, m.AnnAssign() | m.AugAssign()):
             node = statement.target
             if m.matches(node, m.Attribute(value=m.Name("self"))):
                 self.attrs.setdefault(node.attr.value, []).extend([None, None])
@@ -210,9 +211,9 @@ class _Substitute(cst.CSTTransformer):
 
 def _variables(node: cst.CSTNode) -> set[str]:
     """Names used as variables (not the `<name>` of `x.<name>`, nor a keyword)."""
-    skip = {id(a.attr) for a in m.findall(node, m.Attribute())}
-    skip |= {id(a.keyword) for a in m.findall(node, m.Arg()) if a.keyword is not None}
-    return {n.value for n in m.findall(node, m.Name()) if id(n) not in skip}
+    skip = {id(a.attr) for a in findall(node, m.Attribute())}
+    skip |= {id(a.keyword) for a in findall(node, m.Arg()) if a.keyword is not None}
+    return {n.value for n in findall(node, m.Name()) if id(n) not in skip}
 
 
 class _Rename(cst.CSTTransformer):

@@ -15,6 +15,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from codegen.analyze.dataflow import Term
+from codegen.analyze.walk import findall
 
 _LOG = ("log", "log1p")
 
@@ -64,11 +65,11 @@ def config_reads(config, *nodes: cst.CSTNode) -> dict[str, object]:
     rope = attrs.get("rope_parameters") if isinstance(attrs.get("rope_parameters"), dict) else {}
     reads: dict[str, object] = {}
     for node in nodes:
-        for key in m.findall(node, _ROPE_KEY):
+        for key in findall(node, _ROPE_KEY):
             name = _rope_key(key)
             if name is not None and name in rope:
                 reads[f'hf_config.rope_parameters["{name}"]'] = rope[name]
-        for read in m.findall(node, _FIELD):
+        for read in findall(node, _FIELD):
             if read.attr.value in attrs and read.attr.value != "rope_parameters":
                 reads[f"hf_config.{read.attr.value}"] = attrs[read.attr.value]
     return reads

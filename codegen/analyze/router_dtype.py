@@ -13,6 +13,8 @@ from __future__ import annotations
 import libcst as cst
 import libcst.matchers as m
 
+from codegen.analyze.walk import findall
+
 _FP32 = m.Attribute(value=m.Name("torch"), attr=m.Name("float32") | m.Name("float"))
 _CASTS = ("to", "type")
 _RESHAPES = ("view", "reshape", "flatten", "contiguous", "squeeze", "unsqueeze", "view_as")
@@ -38,7 +40,7 @@ def upcast(expr: cst.BaseExpression, locals_: frozenset[str] = frozenset()) -> b
 def _cast_locals(fn: cst.FunctionDef) -> frozenset[str]:
     """Local names assigned (once or more) from an fp32 cast in `fn`."""
     names: set[str] = set()
-    for node in m.findall(fn, m.Assign(targets=[m.AssignTarget(target=m.Name())])):
+    for node in findall(fn, m.Assign(targets=[m.AssignTarget(target=m.Name())])):
         if upcast(node.value, frozenset(names)):
             names.add(node.targets[0].target.value)
     return frozenset(names)
@@ -48,7 +50,7 @@ def fp32_projection(fn: cst.FunctionDef, projections: frozenset[str]) -> cst.Cal
     """The first call in `fn` that projects an upcast input: `F.linear(<fp32>, ...)` (any
     spelling ending in `linear`) or `self.<p>(<fp32>)` for `p` in `projections`."""
     casts = _cast_locals(fn)
-    for call in m.findall(fn, m.Call()):
+    for call in findall(fn, m.Call()):
         func = call.func
         if not call.args:
             continue

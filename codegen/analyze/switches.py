@@ -581,23 +581,60 @@ def _params(fn: cst.FunctionDef) -> list[cst.Param]:
 
 
 def _assignments(fn: cst.FunctionDef):
-    """(target, value) of every simple assignment in `fn` (nested blocks included)."""
+    """(target, value) of every simple assignment in `fn` (nested blocks included, nested
+    definitions not)."""
+    return _facts(fn)[0]
+
+
+def _facts(fn: cst.FunctionDef) -> tuple[list, set[str]]:
+    """`fn`'s assignments and every name it mentions (nested definitions included), from
+    one walk: the scan needs both of every reachable function."""
     found = _ASSIGNS.get(id(fn))
     if found is not None and found[0] is fn:
-        return found[1]
+        return found[1], found[2]
     out = []
-    for node in _walk(fn, _nested_def):
-        if isinstance(node, cst.Assign):
+    names: set[str] = set()
+    stack = [(fn, False)]
+    while stack:
+        node, nested = stack.pop()
+        kind = type(node)
+        if kind is cst.Name:
+            names.add(node.value)
+        elif nested:
+            pass
+        elif kind is cst.Assign:
             out.extend((t.target, node.value) for t in node.targets)
-        elif isinstance(node, cst.AnnAssign) and node.value is not None:
+        elif kind is cst.AnnAssign and node.value is not None:
             out.append((node.target, node.value))
+        children = _children(node)
+        children.reverse()
+        inner = nested or (node is not fn and kind in _DEFS)
+        stack.extend((child, inner) for child in children)
     if len(_ASSIGNS) > 4096:  # keeps the functions (and their trees) alive: bounded
         _ASSIGNS.clear()
-    _ASSIGNS[id(fn)] = (fn, out)
-    return out
+    _ASSIGNS[id(fn)] = (fn, out, names)
+    return out, names
 
 
-_ASSIGNS: dict[int, tuple] = {}  # id(fn) -> (fn, assignments); parsed trees are shared
+def _names(node: cst.CSTNode) -> set[str]:
+    """Every name `node` mentions; a class's methods through `_facts`."""
+    if type(node) is cst.FunctionDef:
+        return _facts(node)[1]
+    names: set[str] = set()
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        kind = type(current)
+        if kind is cst.Name:
+            names.add(current.value)
+        if kind is cst.FunctionDef and current is not node:
+            names |= _facts(current)[1]
+            continue
+        stack.extend(_children(current))
+    return names
+
+
+_ASSIGNS: dict[int, tuple] = {}  # id(fn) -> (fn, assignments, names); parsed trees are shared
 
 
 class _Visitor:
@@ -619,12 +656,13 @@ class _Visitor:
         }
 
     def run(self, node: cst.CSTNode) -> None:
-        if node is not self.unit.fn and _nested_def(node):
+        kind = type(node)
+        if kind in _DEFS and node is not self.unit.fn:
             return
-        handler = self.handlers.get(type(node))
+        handler = self.handlers.get(kind)
         if handler is not None:
             handler(node)
-        assign = isinstance(node, cst.Assign)
+        assign = kind is cst.Assign
         if assign:
             self.targets.append(_target_name(node.targets[0].target))
             if _is_condition(node.value) and id(node.value) not in self.in_test:
@@ -948,7 +986,7 @@ def _reachable(project: Project, start: list[ClassInfo]) -> tuple[list[ClassInfo
         add_class(cls)
     while todo:
         sf, node, _ = todo.pop()
-        names = {n.value for n in _walk(node) if isinstance(n, cst.Name)}
+        names = _names(node)
         for name in sorted(names):
             kind, value = project.resolve_name(sf, name)
             if kind == "class" and not _is_config_cls(project, value):
