@@ -479,6 +479,7 @@ class Project:
 
     def __init__(self) -> None:
         self._files: dict[str, SourceFile] = {}
+        self._mros: dict[int, tuple[ClassInfo, list[ClassInfo]]] = {}
 
     def load(self, path: str, positions: bool = True) -> SourceFile:
         path = os.path.abspath(path)
@@ -586,7 +587,12 @@ class Project:
         return out
 
     def mro(self, cls: ClassInfo) -> list[ClassInfo]:
-        """Project classes in (approximate) method resolution order, `cls` first."""
+        """Project classes in (approximate) method resolution order, `cls` first. Computed
+        once per class (asked tens of thousands of times per analysis, each resolving every
+        base by name); the list is shared: read it, do not change it."""
+        found = self._mros.get(id(cls))
+        if found is not None and found[0] is cls:
+            return found[1]
         seen: list[ClassInfo] = []
         stack = [cls]
         while stack:
@@ -595,6 +601,7 @@ class Project:
                 continue
             seen.append(current)
             stack = [b for b in self.bases_of(current) if isinstance(b, ClassInfo)] + stack
+        self._mros[id(cls)] = (cls, seen)
         return seen
 
     def external_bases(self, cls: ClassInfo) -> list[str]:
