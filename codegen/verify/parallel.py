@@ -110,12 +110,13 @@ def _hf_cannot_build(config) -> str | None:
     """Why transformers cannot build a switch setting's model (verify skips such a setting:
     there is no HF model to be right against), or None."""
     from codegen.verify.hf_checkpoint import random_hf_model
+    from codegen.verify.run import DEGENERATE, _no_width
 
     try:
-        random_hf_model(config)
+        hf_model = random_hf_model(config)
     except Exception as err:  # noqa: BLE001 - any failure of transformers' own build
         return f"transformers cannot build this config: {_one_line(err)}"
-    return None
+    return DEGENERATE if _no_width(hf_model) else None
 
 
 def parse_setting(text: str) -> dict[str, int]:

@@ -114,3 +114,17 @@ def test_an_excess_under_every_stage_bound_is_still_named():
     )
     assert found is not None and found.house_module == "layers.1"
     assert found.growth is not None and "grows the excess" in str(found)
+
+
+def test_a_setting_of_width_zero_is_skipped_as_degenerate():
+    """A config branch on `hidden_size != 0` (youtu's initializer_range) makes hidden_size=0
+    a switch setting; transformers builds that model, but every logit is 0 on both sides:
+    verify skips it, saying why, instead of failing a comparison of nothing."""
+    from codegen.models import load_spec
+    from codegen.verify.run import DEGENERATE, Case, verify_case
+    from codegen.verify.tiny_config import tiny_config
+
+    config = tiny_config("llama")
+    config.hidden_size = 0
+    results = verify_case(load_spec("llama"), Case("llama+hidden_size=0", config, True), ["fp32"])
+    assert [r.skipped for r in results] == [DEGENERATE]
