@@ -794,11 +794,21 @@ def _score_bias_inputs(rep: AttnInfo) -> list[Term]:
     if kernel.name == "<inline softmax attention>":
         for t in walk(kernel.kwargs.get("_anchor", kernel)):
             if t.op == "add":
-                out += [a for a in t.args if isinstance(a, Term) and a.op == "input"]
+                # a bias cropped to the query/key lengths first (`bias[:, q0:, k0:]`) is that input
+                out += [
+                    a for a in map(_unsliced, t.args) if isinstance(a, Term) and a.op == "input"
+                ]
     else:
         out += [a for a in terms_in(list(kernel.args)[3:]) if a.op == "input"]
         out += [a for a in terms_in(list(kernel.kwargs.values())) if a.op == "input"]
     return [a for a in out if not a.kwargs.get("primary")]
+
+
+def _unsliced(term):
+    """The tensor a chain of subscripts (`x[:, a:, b:]`) reads from."""
+    while isinstance(term, Term) and term.op == "index" and term.args:
+        term = term.args[0]
+    return term
 
 
 def _alibi_slopes(ctx: Ctx) -> str | None:
