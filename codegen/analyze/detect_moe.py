@@ -204,7 +204,7 @@ def detect(ctx: Ctx) -> Moe | None:
         ctx.cite("moe.router_bias", where)
     if "moe.router_bias_on" not in ctx.evidence:
         ctx.cite("moe.router_bias_on", ctx.evidence.get("moe.router_bias", where))
-    norm = False
+    norm, norm_by = False, "none"
     for t in rterms:
         if t.op == "div" and topks:
             num, den = (t.args + (None, None))[:2]
@@ -212,16 +212,17 @@ def detect(ctx: Ctx) -> Moe | None:
                 if any(any(x is k for x in walk(num)) for k in topks) and any(
                     _fn(x, "sum", "norm", "clamp") for x in walk(den)
                 ):
-                    norm = True
+                    norm, norm_by = True, "division"
                     ctx.cite("moe.norm_topk_prob", t.site.cite() if t.site else where)
                     break
     if not norm:
         for s in softmax:  # softmax over the selected logits
             if any(any(x is k for x in walk(s)) for k in topks):
-                norm = True
+                norm, norm_by = True, "softmax"
                 ctx.cite("moe.norm_topk_prob", s.site.cite() if s.site else where)
     if "moe.norm_topk_prob" not in ctx.evidence:
         ctx.cite("moe.norm_topk_prob", where)
+    ctx.cite("moe.norm_topk_by", ctx.evidence.get("moe.norm_topk_prob"))
     scaling = None
     for t in rterms:
         if t.op == "mul" and topks and any(any(x is k for x in walk(t)) for k in topks):
@@ -328,6 +329,7 @@ def detect(ctx: Ctx) -> Moe | None:
         router_zero_init=zero_init is not None,
         router_fp32=fp32,
         norm_topk_prob=norm,
+        norm_topk_by=norm_by,
         routed_scaling=scaling,
         shared_experts=len(shared),
         shared_expert_gate=shared_gate,

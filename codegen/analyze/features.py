@@ -153,6 +153,10 @@ class Moe:
     # HF's _init_weights starts the router projection's weight at zero (AFMoE)
     router_zero_init: bool = False
     norm_topk_prob: bool | str = UNKNOWN  # selected weights renormalised
+    # how they are: `division` (divided by their sum, which a config flag may gate), `softmax`
+    # (a softmax over the k selected logits: renormalised by construction, no flag can turn
+    # it off, cohere2_moe's softmax branch), `none`
+    norm_topk_by: str = "none"
     routed_scaling: float | None = None  # routed weights multiplied by this
     shared_experts: int = 0
     shared_expert_gate: bool = False
@@ -202,6 +206,7 @@ class Embedding:
     # HF's _init_weights starts the token embeddings at this std (an hf_config expression),
     # not initializer_range (Youtu); None: the plain initializer_range
     init_std: str | None = None
+    norm: bool = False  # the embeddings pass through a norm before the first layer (nanochat)
 
 
 @dataclass(frozen=True)
@@ -218,6 +223,8 @@ class Block:
     residual_scale: bool | str = UNKNOWN  # sublayer output (or residual) scaled before the add
     # the attention and MLP output projections start at std / sqrt(2 * n_layers) (GPT-2 init)
     scaled_residual_init: bool | str = False
+    # which of the two ("attention", "ffn") that init scales: GPT-2 both, nanochat attention only
+    scaled_residual_projections: tuple[str, ...] = ("attention", "ffn")
 
 
 @dataclass(frozen=True)

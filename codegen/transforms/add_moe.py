@@ -152,9 +152,13 @@ def dense_rule_of(features) -> str:
 
 def norm_topk_of(features) -> str:
     """`config` when the target's config class has a norm_topk_prob switch, else the
-    constant behaviour its code has (`Features.moe.norm_topk_prob`)."""
+    constant behaviour its code has (`Features.moe.norm_topk_prob`). A softmax over the k
+    selected logits (`Features.moe.norm_topk_by`) renormalises whatever a declared flag
+    says, so the flag is no switch there: `always`."""
     if features is None:
         raise ValueError("norm_topk_prob='auto' needs the target's Features")
+    if features.get("moe.norm_topk_by") == "softmax":
+        return "always"
     if _config_declares(features, "norm_topk_prob"):
         return "config"
     value = features.get("moe.norm_topk_prob")

@@ -140,3 +140,19 @@ def test_condition_rule_is_read_from_features():
     AddMoe().apply(package, features, dense_rule="auto", norm_topk_prob="config")
     args = package.render()["args.py"]
     assert 'return self.mlp_layer_types[layer_id] == "sparse"' in args
+
+
+def test_softmax_over_the_selected_logits_renormalises_whatever_the_flag():
+    """cohere2_moe's config declares norm_topk_prob, but its softmax branch scores the k
+    selected logits: renormalised by construction, so the package must not read the flag."""
+    features = _features("cohere2_moe", None, True)
+    assert norm_topk_of(features) == "config"  # without the finding the declared flag wins
+    values = {"moe.layer_condition": None, "moe.norm_topk_prob": True}
+    values["moe.norm_topk_by"] = "softmax"
+    features.get = values.get
+    assert norm_topk_of(features) == "always"
+    package = reference()
+    AddMoe().apply(package, features, dense_rule="auto", norm_topk_prob="auto")
+    files = package.render()
+    assert "norm_topk_prob" not in files["model.py"] + files["args.py"]
+    assert "weights = weights / weights.sum(dim=-1, keepdim=True)" in files["model.py"]
