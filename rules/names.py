@@ -102,6 +102,8 @@ CONFIG_DERIVATIONS: dict[str, tuple[tuple[tuple[str, ...], str], ...]] = {
             ("intermediate_multiple_size",),
             "int(hf_config.hidden_size * hf_config.intermediate_multiple_size)",
         ),
+        # the same multiple under MPT-style configs' name for it
+        (("expansion_ratio",), "int(hf_config.expansion_ratio * hf_config.hidden_size)"),
     ),
     # no standardised rope_parameters: assembled from the top-level fields, as transformers
     # does for configs that declare them (`rope_scaling` may carry a legacy `type` key)

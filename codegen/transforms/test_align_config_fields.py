@@ -207,6 +207,11 @@ def test_a_width_given_as_a_multiple_of_the_hidden_size_is_derived():
     assert "hidden_dim=int(hf_config.hidden_size * hf_config.intermediate_multiple_size)" in after
 
 
+def test_a_width_given_as_an_expansion_ratio_is_derived():
+    after = _code_fixes(["hidden_size", "expansion_ratio"], _Features())
+    assert "hidden_dim=int(hf_config.expansion_ratio * hf_config.hidden_size)" in after
+
+
 LOOP = """
 def check(hf_config):
     for name in ("n_group", "first_k_dense_replace", "num_experts_per_tok"):
