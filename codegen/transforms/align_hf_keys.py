@@ -129,15 +129,16 @@ def _shape(key: str, canonical: dict[str, str]) -> tuple[str, ...]:
 
 def _live_for_some_setting(value: str, switched: set[str], built: set[str]) -> bool:
     """A row the toy checkpoint lacks but another switch setting creates: the bias of a
-    projection built with `bias=<config>`, or a module the model builds on a branch (a
-    direct `wq` when `q_lora_rank` is None)."""
+    projection built with `bias=<config>`, or a weight of a module the model builds on a
+    branch, directly (a `wq` when `q_lora_rank` is None) or inside it (`feed_forward.w1`
+    of the dense FFN a block builds when its layer is not MoE)."""
     house = json.loads(value) if value != "None" else ""
     parts = house.split(".")
     if len(parts) < 2:
         return False
-    if parts[-1] == "bias":
-        return parts[-2] in switched
-    return parts[-2] in built
+    if parts[-1] == "bias" and parts[-2] in switched:
+        return True
+    return any(part in built for part in parts[:-1])
 
 
 def built_modules(module: cst.Module) -> set[str]:

@@ -141,3 +141,41 @@ def test_a_level_one_side_lacks_pairs_by_elimination_norms_with_norms():
         '"model.decoder.final_layer_norm.weight": "norm.weight"',
     ):
         assert row in table
+
+
+BRANCHED_BLOCK = """
+class TransformerBlock:
+    def __init__(self, args, layer_id):
+        if args.is_moe_layer(layer_id):
+            self.moe = MoE(args)
+        else:
+            self.feed_forward = FeedForward(args.dim, args.hidden_dim)
+        self.attention_norm = nn.LayerNorm(args.dim)
+"""
+
+DENSE_AND_MOE_ROWS = """
+class StateDictAdapter:
+    from_hf_map = {
+        "model.layers.{}.mlp.gate.weight": "layers.{}.moe.gate.weight",
+        "model.layers.{}.mlp.gate_proj.weight": "layers.{}.feed_forward.w1.weight",
+        "model.layers.{}.post_attention_layernorm.weight": "layers.{}.ffn_norm.weight",
+    }
+"""
+
+# the toy's layers are all MoE: the dense FFN's row stays (a setting with dense layers
+# builds it), the norm the block never builds goes
+DENSE_KEPT = """
+class StateDictAdapter:
+    from_hf_map = {
+        "model.layers.{}.mlp.gate.weight": "layers.{}.moe.gate.weight",
+        "model.layers.{}.mlp.gate_proj.weight": "layers.{}.feed_forward.w1.weight",
+    }
+"""
+
+
+def test_weights_inside_a_module_built_on_a_branch_stay():
+    package = package_of({"state_dict_adapter.py": DENSE_AND_MOE_ROWS, "model.py": BRANCHED_BLOCK})
+    AlignHfKeys().apply(
+        package, prefix="model.layers", layer_keys=["mlp.gate.weight"], other_keys=[]
+    )
+    assert package.render()["state_dict_adapter.py"] == DENSE_KEPT
