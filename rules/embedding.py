@@ -15,6 +15,13 @@ RULES = [
         description="embeddings times sqrt(dim) in the model dtype (gemma) or a config value",
     ),
     Rule(
+        id="embedding_norm",
+        feature="embedding.norm",
+        values=(True,),
+        transform="embedding_norm",
+        description="embeddings pass through the final norm module before the first layer",
+    ),
+    Rule(
         id="attention_scale",
         feature="attention.scale",
         values=("custom",),

@@ -48,5 +48,6 @@ RULES = [
         values=(True,),
         transform="scaled_residual_init",
         description="attention/MLP output weights start at std / sqrt(2 * n_layers) (GPT-2 init)",
+        params={"projections": FromFeature("block.scaled_residual_projections")},
     ),
 ]

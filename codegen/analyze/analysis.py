@@ -153,6 +153,7 @@ def _run(ctx: Ctx) -> Features:
         ),
         residual_scale=norm_facts.get("residual_scale", UNKNOWN) if norm_facts else UNKNOWN,
         scaled_residual_init=detect_init.scaled_residual_init(ctx),
+        scaled_residual_projections=detect_init.scaled_residual_projections(ctx),
     )
     if block.residual_scale is True:
         ctx.cite("block.residual_scale", ctx.evidence.get("norm.placement"))

@@ -4,6 +4,8 @@
   true (transformers ties only then), or the logits are computed from the embedding weight;
 * embedding scale: the embedding module's own forward multiplies its output, or the backbone
   multiplies the embeddings before the first layer;
+* embedding norm: the backbone passes the embeddings through a norm module before the first
+  layer (nanochat's weightless RMSNorm, the same module as the final norm);
 * logit softcap: `tanh` applied to the logits in the head's forward (as configured);
 * logit scale: the logits (or the hidden states going into the head) multiplied or divided
   by a value (other than the softcap pair);
@@ -24,7 +26,7 @@ from codegen.analyze.evaluate import ModuleRec, ParamRec, Unknown
 from codegen.analyze.features import UNKNOWN, Embedding, Head
 from codegen.analyze.init_std import embedding_init_std
 from codegen.analyze.model import linear_bias
-from codegen.analyze.roles import CONTAINER, EMBEDDING, LAYER, LINEAR, OTHER
+from codegen.analyze.roles import CONTAINER, EMBEDDING, LAYER, LINEAR, NORM, OTHER
 from codegen.analyze.walk import findall
 
 
@@ -285,8 +287,37 @@ def detect(ctx: Ctx) -> tuple[Embedding, Head]:
         position_offset=offset,
         position_table=table,
         init_std=embedding_init_std(ctx),
+        norm=_embedding_norm(ctx, emb),
     )
     return embedding, head_features
+
+
+def _embedding_norm(ctx: Ctx, emb: ModuleRec | None) -> bool:
+    """The first layer's input is a norm module applied to the embeddings' output."""
+    owner = ctx.model.stack_owner
+    site = ctx.class_site(owner) if owner is not None else None
+    if owner is None or emb is None:
+        ctx.cite("embedding.norm", site or "no decoder stack")
+        return False
+    trace = ctx.trace(owner, inline=False)
+    layers = [
+        t
+        for t in trace.terms
+        if t.op == "call" and isinstance(t.module, ModuleRec) and ctx.roles.role(t.module) == LAYER
+    ]
+    inp = primary_input(layers[0]) if layers else None
+    if isinstance(inp, Term):
+        for t in walk(inp):
+            if (
+                t.op == "call"
+                and isinstance(t.module, ModuleRec)
+                and ctx.roles.role(t.module) == NORM
+                and any(x.op == "call" and x.module is emb for x in walk(t))
+            ):
+                ctx.cite("embedding.norm", f"{_where(t, site)} (norm before the first layer)")
+                return True
+    ctx.cite("embedding.norm", f"{site} (embeddings reach the first layer unnormalised)")
+    return False
 
 
 def _positions(ctx: Ctx, token_name: str | None) -> tuple[str, int, str]:

@@ -8,6 +8,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from codegen.analyze.context import Ctx
+from codegen.analyze.roles import attention_calls
 from codegen.analyze.walk import findall
 
 # `math.sqrt(2 * <layers>)`
@@ -29,13 +30,58 @@ def scaled_residual_init(ctx: Ctx) -> bool:
     return False
 
 
+def scaled_residual_projections(ctx: Ctx) -> tuple[str, ...]:
+    """Which residual projections the scaled init reaches. A `sqrt(2 * layers)` under
+    `if isinstance(module, A)` or `(A, B)` reaches the attention output for an attention
+    class (its forward calls an attention kernel) and the MLP output for any other; one
+    outside such a branch (GPT-2's by-name loop) reaches both."""
+    sf = ctx.model.modeling
+    attention = set(_attention_classes(ctx))
+    kinds: set[str] = set()
+    for cls in sf.classes.values():
+        method = cls.methods.get("_init_weights")
+        if not isinstance(method, cst.FunctionDef):
+            continue
+        guarded = []
+        for branch in findall(method, m.If()):
+            inside = findall(branch.body, _SQRT_TWO_LAYERS)
+            owners = _isinstance_owners(branch.test)
+            if inside and owners:
+                guarded.extend(inside)
+                kinds |= {"attention" if o in attention else "ffn" for o in owners}
+        if any(not any(s is g for g in guarded) for s in findall(method, _SQRT_TWO_LAYERS)):
+            kinds |= {"attention", "ffn"}
+    return tuple(k for k in ("attention", "ffn") if k in kinds) or ("attention", "ffn")
+
+
+def _attention_classes(ctx: Ctx) -> list[str]:
+    """Classes of the modeling file whose forward calls a softmax-attention kernel."""
+    sf = ctx.model.modeling
+    return [
+        name
+        for name, cls in sf.classes.items()
+        if "forward" in cls.methods and attention_calls(ctx.roles.method_signals(cls).ops)
+    ]
+
+
 def _isinstance_of(test: cst.BaseExpression, owner: str) -> bool:
     """`isinstance(module, Owner)` or `isinstance(module, (A, Owner))`."""
+    return owner in _isinstance_owners(test)
+
+
+def _isinstance_owners(test: cst.BaseExpression) -> list[str]:
+    """The class names `isinstance(module, A)` / `isinstance(module, (A, b.B))` tests."""
     if not m.matches(test, m.Call(func=m.Name("isinstance"))) or len(test.args) != 2:
-        return False
+        return []
     kinds = test.args[1].value
     names = [e.value for e in kinds.elements] if isinstance(kinds, cst.Tuple) else [kinds]
-    return any(m.matches(n, m.Name(owner) | m.Attribute(attr=m.Name(owner))) for n in names)
+    found = []
+    for n in names:
+        if isinstance(n, cst.Attribute):
+            n = n.attr
+        if isinstance(n, cst.Name):
+            found.append(n.value)
+    return found
 
 
 def _attribute_path(node: cst.BaseExpression) -> str | None:

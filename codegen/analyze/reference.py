@@ -122,6 +122,7 @@ COMPARED: dict[str, Any] = {
     "embedding.scale": None,
     "embedding.positions": None,
     "embedding.init_std": lambda std: std is not None,
+    "embedding.norm": None,
     "state_dict.transposed_keys": _any,
     "head.logit_softcap": None,
     "head.logit_scale": None,
@@ -163,6 +164,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "embedding.scale": (False,),
     "embedding.positions": ("none",),  # RoPE (or nothing) in the attention, no absolute table
     "embedding.init_std": (False,),  # embeddings start at initializer_range like the rest
+    "embedding.norm": (False,),  # embeddings reach the first layer as they are
     "state_dict.transposed_keys": (False,),  # nn.Linear weights stored [out, in]
     "head.logit_softcap": (False,),
     "head.logit_scale": (False,),

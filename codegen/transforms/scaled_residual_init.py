@@ -6,24 +6,33 @@ from codegen.transforms import _attention_edits as edits
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import EditError
 
-# after the plain table: each block's two projections onto the residual stream
+# after the plain table: each block's projections onto the residual stream
 SCALED = """
-# the two projections per layer onto the residual stream start smaller
+# the projections per layer onto the residual stream start smaller
 residual_std = self.args.initializer_range / (2 * self.args.n_layers) ** 0.5
 for layer in self.layers:
-    for projection in (layer.attention.wo, layer.feed_forward.w2):
+    for projection in ({projections}):
         nn.init.normal_(projection.weight, mean=0.0, std=residual_std)
 """
+# the house module of each projection HF may scale
+PROJECTIONS = {"attention": "layer.attention.wo", "ffn": "layer.feed_forward.w2"}
 
 
 class ScaledResidualInit(Transform):
     """`Model.init_weights` draws the attention output (`wo`) and the feed-forward output
     (`w2`) weights of every layer with std initializer_range / sqrt(2 * n_layers), after the
-    plain init, as HF's `_init_weights` does for GPT-2-style models."""
+    plain init, as HF's `_init_weights` does for GPT-2-style models; `projections` names
+    the ones HF scales (nanochat: ("attention",), its MLP output keeps the plain std)."""
 
     name = "scaled_residual_init"
 
-    def apply(self, package, features=None) -> None:
+    def apply(self, package, features=None, *, projections=("attention", "ffn")) -> None:
+        unknown = set(projections) - set(PROJECTIONS)
+        if unknown or not projections:
+            raise ValueError(f"scaled_residual_init projections {projections!r}: of {PROJECTIONS}")
+        chosen = [PROJECTIONS[p] for p in PROJECTIONS if p in projections]
+        modules = ", ".join(chosen) + ("," if len(chosen) == 1 else "")  # a tuple either way
         if edits.find_method(package.module("model.py"), "Model", "init_weights") is None:
             raise EditError("model.py: Model has no init_weights")
-        edits.append_to_method(package, "model.py", "Model", "init_weights", SCALED)
+        code = SCALED.format(projections=modules)
+        edits.append_to_method(package, "model.py", "Model", "init_weights", code)

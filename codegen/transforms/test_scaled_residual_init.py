@@ -15,12 +15,26 @@ def test_init_weights_redraws_the_output_projections():
     model = package.render()["model.py"]
     assert (
         "        init_module_weights(self, self.args.initializer_range, buffer_device)\n"
-        "        # the two projections per layer onto the residual stream start smaller\n"
+        "        # the projections per layer onto the residual stream start smaller\n"
         "        residual_std = self.args.initializer_range / (2 * self.args.n_layers) ** 0.5\n"
         "        for layer in self.layers:\n"
         "            for projection in (layer.attention.wo, layer.feed_forward.w2):\n"
         "                nn.init.normal_(projection.weight, mean=0.0, std=residual_std)\n"
     ) in model
+
+
+def test_only_the_attention_output_when_hf_scales_only_that():
+    package = SourcePackage.from_directory(references_dir() / "llama")
+    ScaledResidualInit().apply(package, projections=("attention",))
+    model = package.render()["model.py"]
+    assert "            for projection in (layer.attention.wo,):\n" in model
+    assert "layer.feed_forward.w2" not in model
+
+
+def test_an_unknown_projection_is_refused():
+    package = SourcePackage.from_directory(references_dir() / "llama")
+    with pytest.raises(ValueError):
+        ScaledResidualInit().apply(package, projections=("router",))
 
 
 def test_a_model_without_init_weights_is_refused():

@@ -490,8 +490,19 @@ def test_conv1d_projections_are_stored_transposed_and_init_is_gpt2s(analysed) ->
         "mlp.c_proj.weight",
     )
     assert features.block.scaled_residual_init is True
+    assert features.block.scaled_residual_projections == ("attention", "ffn")
     assert _features(analysed, "opt").state_dict.transposed_keys == ()
     assert _features(analysed, "llama").block.scaled_residual_init is False
+
+
+def test_nanochat_scales_only_the_attention_output_and_norms_the_embeddings(analysed) -> None:
+    features = _features(analysed, "nanochat")
+    # _init_weights: `if isinstance(module, NanoChatAttention): ... sqrt(2 * layers)` only
+    assert features.block.scaled_residual_init is True
+    assert features.block.scaled_residual_projections == ("attention",)
+    assert features.embedding.norm is True
+    assert features.evidence["embedding.norm"].startswith("modeling_nanochat.py:")
+    assert _features(analysed, "llama").embedding.norm is False
 
 
 def test_an_activation_with_tensors_has_checkpoint_keys(analysed: dict) -> None:
