@@ -50,4 +50,13 @@ RULES = [
         description="attention/MLP output weights start at std / sqrt(2 * n_layers) (GPT-2 init)",
         params={"projections": FromFeature("block.scaled_residual_projections")},
     ),
+    # in the last group: it rewrites `apply_rotary(q, cos, sin)`, which rope/attention/norm
+    # transforms (qk_norm_after_rope, NoPE layers) find by that shape
+    Rule(
+        id="reversed_rope",
+        feature="rope.reversed",
+        values=(True,),
+        transform="reversed_rope",
+        description="q/k halves turn by -angle: rotate_half is cat((x2, -x1)) (nanochat)",
+    ),
 ]

@@ -195,6 +195,30 @@ def _compares_to(ctx: Ctx, value: str) -> str | None:
     return sf.cite(found[0]) if found else None
 
 
+# `torch.cat((a, b), dim=-1)`: the halves of the rotation helper put back together
+_CAT_PAIR = m.Call(
+    func=m.Attribute(attr=m.Name("cat")) | m.Name("cat"),
+    args=[m.Arg(m.Tuple(elements=[m.Element(), m.Element()])), m.ZeroOrMore()],
+)
+_NEGATED = m.UnaryOperation(operator=m.Minus())
+
+
+def _reversed(fn) -> str | None:
+    """Where the half-rotation helper the RoPE function calls returns `cat((x2, -x1))`
+    (turning by -angle, nanochat) instead of llama's `cat((-x2, x1))`; else None."""
+    if not isinstance(fn, FuncRef) or not isinstance(fn.node, cst.FunctionDef):
+        return None
+    for call in findall(fn.node, m.Call(func=m.Name())):
+        helper = fn.sf.functions.get(call.func.value)
+        if helper is None or helper is fn.node:
+            continue
+        for cat in findall(helper, _CAT_PAIR):
+            first, second = (e.value for e in cat.args[0].value.elements)
+            if m.matches(second, _NEGATED) and not m.matches(first, _NEGATED):
+                return fn.sf.cite(cat)
+    return None
+
+
 def _interleaved(ctx: Ctx, fn) -> bool:
     pair_ops = {"repeat_interleave", "view_as_complex", "polar"}
     if isinstance(fn, FuncRef):
@@ -335,6 +359,8 @@ def detect(ctx: Ctx, shared: dict) -> Rope:
     # -- interleaving, per-layer ------------------------------------------------------------------
     interleaved = _interleaved(ctx, fn)
     ctx.cite("rope.interleaved", fn_site)
+    turned_back = _reversed(fn) if not interleaved else None
+    ctx.cite("rope.reversed", f"{turned_back} (cat((x2, -x1)))" if turned_back else fn_site)
     no_rope = [p["index"] for p in per_layer if not p["rope"]]
     nope_layers = bool(no_rope)
     nope_rule = None
@@ -363,6 +389,7 @@ def detect(ctx: Ctx, shared: dict) -> Rope:
         type=rope_type,
         partial_rotary=partial,
         interleaved=interleaved,
+        reversed=turned_back is not None,
         nope_layers=nope_layers,
         nope_rule=nope_rule,
         per_layer_type=bool(nested),

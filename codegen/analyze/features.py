@@ -111,6 +111,8 @@ class Rope:
     type: str = UNKNOWN  # default | linear | dynamic | yarn | llama3 | longrope | none | other
     partial_rotary: float | str = UNKNOWN  # fraction of the q/k head dim that is rotated
     interleaved: bool | str = UNKNOWN  # pairs (x0, x1), (x2, x3) rather than halves
+    # the halves turn by -angle: rotate_half returns cat((x2, -x1)), not cat((-x2, x1)) (nanochat)
+    reversed: bool = False
     nope_layers: bool | str = UNKNOWN  # some attention layers apply no RoPE
     # when nope_layers: the condition for layer `i` to apply RoPE, over `hf_config` (None: the
     # source's condition could not be restated over the config)

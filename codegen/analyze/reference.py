@@ -95,6 +95,7 @@ COMPARED: dict[str, Any] = {
     "rope.type": None,
     "rope.partial_rotary": _partial,
     "rope.interleaved": None,
+    "rope.reversed": None,
     "rope.nope_layers": None,
     "rope.per_layer_type": None,
     "rope.qk_norm_after_rope": None,
@@ -149,6 +150,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "rope.type": _LLAMA_ROPE,
     "rope.partial_rotary": ("full",),
     "rope.interleaved": (False,),
+    "rope.reversed": (False,),  # rotate_half is cat((-x2, x1))
     "rope.nope_layers": (False,),
     "rope.per_layer_type": (False,),
     "rope.qk_norm_after_rope": (False,),  # q/k norms (qwen3) take q/k before the rotation

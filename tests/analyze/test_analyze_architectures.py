@@ -503,6 +503,10 @@ def test_nanochat_scales_only_the_attention_output_and_norms_the_embeddings(anal
     assert features.embedding.norm is True
     assert features.evidence["embedding.norm"].startswith("modeling_nanochat.py:")
     assert _features(analysed, "llama").embedding.norm is False
+    # its rotate_half returns cat((x2, -x1)): q/k turn the other way
+    assert features.rope.reversed is True
+    assert features.evidence["rope.reversed"].startswith("modeling_nanochat.py:")
+    assert _features(analysed, "llama").rope.reversed is False
 
 
 def test_an_activation_with_tensors_has_checkpoint_keys(analysed: dict) -> None:
