@@ -124,6 +124,19 @@ class SourceFile:
             pos = self.positions.get(node)
             if pos is not None:
                 return pos
+        if scope is None and isinstance(node, cst.FunctionDef):
+            # a method cited without its class (its name is defined more than once): the
+            # positions of that class, not of the whole module
+            owner = next(
+                (
+                    c.node
+                    for c in self.classes.values()
+                    if any(fn is node for fn in c.methods.values())
+                ),
+                None,
+            )
+            if owner is not None:
+                return self.line(node, owner)
         if not self._full:
             self._resolve_all()
         return self.positions.get(node, 0)
