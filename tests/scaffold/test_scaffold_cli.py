@@ -84,11 +84,12 @@ def test_existing_package_is_never_overwritten_without_force(tmp_path, capsys):
 
 
 def test_a_feature_without_a_rule_stops_before_writing(tmp_path, capsys):
-    """Scaffolding mistral from qwen3_moe would need to remove the MoE: no rule does that."""
+    """Scaffolding mistral from deepseek_v3 would need to turn MLA into grouped-query
+    attention: no rule does that."""
     models = tmp_path / "models"
-    assert main(["scaffold", "mistral", "--from", "qwen3_moe", "--out", str(models)]) == 2
+    assert main(["scaffold", "mistral", "--from", "deepseek_v3", "--out", str(models)]) == 2
     err = capsys.readouterr().err
-    assert "no rule realises" in err and "moe" in err and "nothing written" in err
+    assert "no rule realises attention.kind = 'gqa'" in err and "nothing written" in err
     assert not models.exists()
 
 
