@@ -129,6 +129,17 @@ RULES = [
         native_in=("deepseek_v3",),
     ),
     Rule(
+        # after moe_shared_experts: halves the sum it writes
+        id="moe_shared_average",
+        feature="moe.shared_combine",
+        values=("average",),
+        transform="average_shared_experts",
+        description=(
+            "the shared experts' output is averaged with the routed one, (routed + shared) / 2 "
+            "(cohere2_moe)"
+        ),
+    ),
+    Rule(
         id="moe_shared_expert_gate",
         feature="moe.shared_expert_gate",
         values=(True,),

@@ -272,6 +272,14 @@ def detect(ctx: Ctx) -> Moe | None:
         ctx.cite("moe.shared_experts", moe_site)
     if not shared_gate:
         ctx.cite("moe.shared_expert_gate", moe_site)
+    shared_combine = "sum"
+    for t in terms:
+        if _averages(t, shared_calls):
+            shared_combine = "average"
+            ctx.cite("moe.shared_combine", t.site.cite() if t.site else moe_site)
+            break
+    if "moe.shared_combine" not in ctx.evidence:
+        ctx.cite("moe.shared_combine", ctx.evidence.get("moe.shared_experts", moe_site))
 
     # -- dense layers ------------------------------------------------------------------------------
     dense = tuple(i for i, (role, _, _) in sorted(modules.items()) if role in (MLP, "inline"))
@@ -333,6 +341,7 @@ def detect(ctx: Ctx) -> Moe | None:
         routed_scaling=scaling,
         shared_experts=len(shared),
         shared_expert_gate=shared_gate,
+        shared_combine=shared_combine,
         dense_layers=dense,
         dense_rule=rule[0] if rule else None,
         layer_condition=_moe_condition(ctx, moe) if rule else None,
@@ -343,6 +352,20 @@ def detect(ctx: Ctx) -> Moe | None:
         expert_layout=UNKNOWN,  # decided from checkpoint keys (see state_dict)
         module_layout=module_layout,
         expert_bias=expert_bias,
+    )
+
+
+def _averages(term: Term, shared_calls: list[Term]) -> bool:
+    """`(routed + shared) / 2`: a sum holding a shared expert's output, halved."""
+    if term.op != "div" or len(term.args) != 2:
+        return False
+    total, by = term.args
+    return (
+        isinstance(total, Term)
+        and total.op == "add"
+        and by == 2
+        and not isinstance(by, bool)
+        and any(any(x is call for x in walk(total)) for call in shared_calls)
     )
 
 

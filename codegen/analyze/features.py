@@ -67,6 +67,7 @@ VOCAB: dict[str, tuple] = {
     "moe.router": ("softmax_topk", "sigmoid_topk", "grouped_topk", "other"),
     "moe.score_func": ("softmax", "sigmoid", "other"),
     "moe.router_bias_on": ("scores", "logits"),
+    "moe.shared_combine": ("sum", "average"),
     "moe.expert_layout": ("per_expert", "fused"),
     "moe.module_layout": ("per_expert", "fused"),
     "norm.kind": ("rmsnorm", "rmsnorm_offset", "layernorm", "layernorm_offset"),
@@ -162,6 +163,9 @@ class Moe:
     routed_scaling: float | None = None  # routed weights multiplied by this
     shared_experts: int = 0
     shared_expert_gate: bool = False
+    # how the shared experts' output joins the routed one: `sum`, or `average`
+    # ((routed + shared) / 2, cohere2_moe's shared_expert_combination_strategy)
+    shared_combine: str = "sum"
     dense_layers: tuple[int, ...] | str = ()  # layers with a dense FFN instead of MoE
     dense_rule: str | None = None  # the source condition that selects them
     # that condition restated as "layer `layer_idx` is MoE" over `config` fields (None: every

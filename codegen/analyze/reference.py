@@ -113,6 +113,7 @@ COMPARED: dict[str, Any] = {
     "moe.shared_experts": _shared,
     "moe.routed_scaling": _scaled,
     "moe.shared_expert_gate": None,
+    "moe.shared_combine": None,
     "moe.expert_layout": None,
     "moe.expert_bias": None,
     "moe.layer_condition": moe_layer_rule,
@@ -185,6 +186,7 @@ _MOE_BASE: dict[str, tuple] = {
     "moe.router_zero_init": (False,),  # the router weight starts normal(0, std)
     "moe.shared_experts": ("no",),
     "moe.shared_expert_gate": (False,),
+    "moe.shared_combine": ("sum",),  # a shared expert, if any, is added to the routed output
     "moe.routed_scaling": ("no",),
     "moe.expert_layout": ("per_expert",),
     "moe.expert_bias": (False,),

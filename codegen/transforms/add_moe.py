@@ -25,8 +25,10 @@ from codegen.transforms.moe_layers import install_condition
 # Which layers get the MoE block (HF's decoder-layer condition); "auto": from Features.
 # `condition`: any other condition, evaluated by ModelArgs.is_moe_layer (see moe_layers).
 DENSE_RULES = ("all", "sparse_step", "first_k", "condition")
-# How the k softmax weights are renormalised: a config switch, always (mixtral), never.
-NORM_TOPK = ("config", "always", "never")
+# How the k softmax weights are renormalised: a config switch, always (mixtral), never, or
+# by a softmax over the k selected logits (`selected`, cohere2_moe: HF's own order of
+# operations, so bf16 weights round as HF's do).
+NORM_TOPK = ("config", "always", "never", "selected")
 
 MOE = '''
 class MoE(nn.Module):
@@ -54,6 +56,10 @@ class MoE(nn.Module):
 '''
 
 RENORMALISE = "weights = weights / weights.sum(dim=-1, keepdim=True)"
+SCORE_ALL = "probs = F.softmax(logits, dim=-1, dtype=torch.float32)"
+PICK = "weights, indices = probs.topk(self.top_k, dim=-1)"
+PICK_LOGITS = "weights, indices = logits.topk(self.top_k, dim=-1)"
+SCORE_PICKED = "weights = F.softmax(weights, dim=-1, dtype=torch.float32)"
 RENORMALISE_IF = f"if self.norm_topk_prob:\n    {RENORMALISE}"
 
 FIELDS = """
@@ -154,11 +160,11 @@ def norm_topk_of(features) -> str:
     """`config` when the target's config class has a norm_topk_prob switch, else the
     constant behaviour its code has (`Features.moe.norm_topk_prob`). A softmax over the k
     selected logits (`Features.moe.norm_topk_by`) renormalises whatever a declared flag
-    says, so the flag is no switch there: `always`."""
+    says, so the flag is no switch there: `selected`."""
     if features is None:
         raise ValueError("norm_topk_prob='auto' needs the target's Features")
     if features.get("moe.norm_topk_by") == "softmax":
-        return "always"
+        return "selected"
     if _config_declares(features, "norm_topk_prob"):
         return "config"
     value = features.get("moe.norm_topk_prob")
@@ -226,6 +232,11 @@ def _add_classes(package, norm_topk_prob: str) -> None:
         moe_edits.replace_statement(
             package, "model.py", "MoE", "route", is_statement(RENORMALISE), ""
         )
+    elif norm_topk_prob == "selected":
+        for anchor, code in ((SCORE_ALL, PICK_LOGITS), (PICK, SCORE_PICKED), (RENORMALISE, "")):
+            moe_edits.replace_statement(
+                package, "model.py", "MoE", "route", is_statement(anchor), code
+            )
 
 
 def _dense_build(package) -> str:

@@ -46,6 +46,10 @@ class AlignHfKeys(Transform):
         model = package.files.get("model.py")
         switched = switched_biases(model) if model is not None else set()
         built = built_modules(model) if model is not None else set()
+        # a weight inside a branch-built module counts only where HF's layers themselves
+        # branch on their FFN (`moe.dense_rule`: cohere2_moe's mlp_layer_types); a
+        # reference's dense branch a target never takes (mixtral) carries no live rows
+        nested = bool(features is not None and features.get("moe.dense_rule"))
 
         def pair(hf_key: str) -> list[str]:
             return [
@@ -62,7 +66,8 @@ class AlignHfKeys(Transform):
             if len(candidates) == 1:
                 return [(json.dumps(candidates[0]), value)]
             if not candidates:  # the toy checkpoint has no such weight
-                return [(key, value)] if _live_for_some_setting(value, switched, built) else []
+                live = _live_for_some_setting(value, switched, built, nested)
+                return [(key, value)] if live else []
             return [(key, value)]
 
         leftovers = _leftovers(package, targets, pair, layer_prefix, canonical)
@@ -127,18 +132,18 @@ def _shape(key: str, canonical: dict[str, str]) -> tuple[str, ...]:
     return tuple(canonical.get(part, part) for part in key.split("."))
 
 
-def _live_for_some_setting(value: str, switched: set[str], built: set[str]) -> bool:
+def _live_for_some_setting(value: str, switched: set[str], built: set[str], nested: bool) -> bool:
     """A row the toy checkpoint lacks but another switch setting creates: the bias of a
     projection built with `bias=<config>`, or a weight of a module the model builds on a
-    branch, directly (a `wq` when `q_lora_rank` is None) or inside it (`feed_forward.w1`
-    of the dense FFN a block builds when its layer is not MoE)."""
+    branch, directly (a `wq` when `q_lora_rank` is None) or, with `nested`, inside it
+    (`feed_forward.w1` of the dense FFN a block builds when its layer is not MoE)."""
     house = json.loads(value) if value != "None" else ""
     parts = house.split(".")
     if len(parts) < 2:
         return False
     if parts[-1] == "bias" and parts[-2] in switched:
         return True
-    return any(part in built for part in parts[:-1])
+    return any(part in built for part in (parts[:-1] if nested else parts[-2:-1]))
 
 
 def built_modules(module: cst.Module) -> set[str]:

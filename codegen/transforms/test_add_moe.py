@@ -150,9 +150,14 @@ def test_softmax_over_the_selected_logits_renormalises_whatever_the_flag():
     values = {"moe.layer_condition": None, "moe.norm_topk_prob": True}
     values["moe.norm_topk_by"] = "softmax"
     features.get = values.get
-    assert norm_topk_of(features) == "always"
+    assert norm_topk_of(features) == "selected"
     package = reference()
     AddMoe().apply(package, features, dense_rule="auto", norm_topk_prob="auto")
     files = package.render()
     assert "norm_topk_prob" not in files["model.py"] + files["args.py"]
-    assert "weights = weights / weights.sum(dim=-1, keepdim=True)" in files["model.py"]
+    # HF's order: pick the k largest logits, then softmax over those k
+    route = files["model.py"].split("def route", 1)[1].split("def forward", 1)[0]
+    assert route.index("weights, indices = logits.topk(self.top_k, dim=-1)") < route.index(
+        "weights = F.softmax(weights, dim=-1, dtype=torch.float32)"
+    )
+    assert "probs" not in route and "weights.sum" not in route

@@ -1,5 +1,9 @@
 """AlignHfKeys: before/after on an adapter table and the model it belongs to."""
 
+import types
+
+import pytest
+
 from codegen.transforms.align_hf_keys import AlignHfKeys
 from codegen.transforms.testing import package_of
 
@@ -173,9 +177,34 @@ class StateDictAdapter:
 """
 
 
-def test_weights_inside_a_module_built_on_a_branch_stay():
+MOE_ONLY = """
+class StateDictAdapter:
+    from_hf_map = {
+        "model.layers.{}.mlp.gate.weight": "layers.{}.moe.gate.weight",
+    }
+"""
+
+
+def _dense_rule(rule):
+    return types.SimpleNamespace(get={"moe.dense_rule": rule}.get)
+
+
+@pytest.mark.parametrize(
+    "rule, after",
+    [
+        # HF's layers choose their FFN (cohere2_moe): the dense FFN's row stays
+        ('config.mlp_layer_types[layer_idx] == "dense"', DENSE_KEPT),
+        # every HF layer is MoE (mixtral): the reference's dense branch is never taken
+        (None, MOE_ONLY),
+    ],
+)
+def test_weights_inside_a_module_built_on_a_branch_stay_where_hf_layers_branch(rule, after):
     package = package_of({"state_dict_adapter.py": DENSE_AND_MOE_ROWS, "model.py": BRANCHED_BLOCK})
     AlignHfKeys().apply(
-        package, prefix="model.layers", layer_keys=["mlp.gate.weight"], other_keys=[]
+        package,
+        _dense_rule(rule),
+        prefix="model.layers",
+        layer_keys=["mlp.gate.weight"],
+        other_keys=[],
     )
-    assert package.render()["state_dict_adapter.py"] == DENSE_KEPT
+    assert package.render()["state_dict_adapter.py"] == after

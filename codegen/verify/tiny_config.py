@@ -140,6 +140,9 @@ SHRINK_RULES: dict[str, Any | Rule] = {
     "n_group": 4,
     "topk_group": 1,
     "n_shared_experts": lambda cfg: min(cfg["n_shared_experts"] or 0, 2),
+    # a shared expert the class leaves off (cohere2_moe's 0) is switched on: its rows and
+    # its combination with the routed output are part of the package
+    "num_shared_experts": lambda cfg: cfg["num_shared_experts"] or 1,
     # dense and MoE layers both present
     "first_k_dense_replace": 1,
     "mlp_only_layers": lambda cfg: cfg["mlp_only_layers"] or [0],
