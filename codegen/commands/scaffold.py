@@ -65,7 +65,11 @@ def scaffold(target, reference, name, models_dir, config_path, explain, dry_run,
     loaded = load_target(target, config_path)
     plan = make_plan(loaded, name=name, reference=reference)
     if explain:
-        click.echo(json.dumps(_plan_json(plan), indent=2) if as_json else _explain(plan))
+        refused = _refused_settings(plan, loaded) if plan.complete else []
+        if as_json:
+            click.echo(json.dumps(_plan_json(plan, refused), indent=2))
+        else:
+            click.echo(_explain(plan, refused))
         return
     if not plan.complete:
         gaps = "; ".join(str(gap) for gap in plan.gaps)
@@ -94,7 +98,7 @@ def _rules(plan):
     return [step for step in plan.steps if step.rule]
 
 
-def _explain(plan) -> str:
+def _explain(plan, refused=()) -> str:
     lines = [f"{plan.name}: from the {plan.reference} reference"]
     for step in _rules(plan):
         lines.append(f"  rule {step.rule:<22} -> {step.transform}  {step.reason}")
@@ -103,11 +107,57 @@ def _explain(plan) -> str:
             lines.append(f"  then {step.transform}")
     for gap in plan.gaps:
         lines.append(f"  NO RULE for {gap}")
-    lines.append("complete: every difference has a rule" if plan.complete else "incomplete")
+    for item in refused:
+        where = f" ({item['evidence']})" if item["evidence"] else ""
+        lines.append(
+            f"  REFUSES {item['field']} other than {item['value']!r}: the package does not"
+            f" realise this setting{where}"
+        )
+    if not plan.complete:
+        lines.append("incomplete")
+    elif refused:
+        lines.append(
+            f"complete: every difference has a rule; {len(refused)} setting(s) refused in"
+            " from_hf_config (gaps: no rule realises them)"
+        )
+    else:
+        lines.append("complete: every difference has a rule")
     return "\n".join(lines)
 
 
-def _plan_json(plan) -> dict:
+def _refused_settings(plan, target) -> list[dict]:
+    """The config settings the package would refuse in `from_hf_config` (its FIXED_SETTINGS,
+    read from the package built in memory: which switches it realises is known only once
+    the transforms ran), each with where the HF source branches on it."""
+    import ast
+
+    from codegen.scaffold.build import build_package
+
+    files = build_package(
+        plan.reference,
+        plan.name,
+        list(plan.model_types),
+        list(plan.steps),
+        features=target.features,
+        target=target,
+    )
+    fixed = {}
+    for node in ast.parse(files["args.py"]).body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "FIXED_SETTINGS" for t in node.targets
+        ):
+            fixed = ast.literal_eval(node.value)
+    evidence = {}
+    for switch in getattr(target.features, "switches", ()):
+        cited = [e for value in switch.values for e in value.evidence] + list(switch.reads)
+        evidence.setdefault(switch.field, cited[0] if cited else "")
+    return [
+        {"field": field, "value": value, "evidence": evidence.get(field, "")}
+        for field, value in fixed.items()
+    ]
+
+
+def _plan_json(plan, refused=()) -> dict:
     return {
         "name": plan.name,
         "model_types": list(plan.model_types),
@@ -118,6 +168,7 @@ def _plan_json(plan) -> dict:
         "gaps": [
             {"feature": g.feature, "value": g.value, "evidence": g.evidence} for g in plan.gaps
         ],
+        "refused": list(refused),
         "complete": plan.complete,
     }
 

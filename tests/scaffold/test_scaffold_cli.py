@@ -32,6 +32,21 @@ def test_explain_json(capsys):
     assert plan["reference"] == "deepseek_v3" and plan["complete"] and plan["gaps"] == []
 
 
+def test_explain_lists_the_settings_the_package_refuses_as_gaps(capsys):
+    """A switch the package does not realise is refused in from_hf_config; --explain says
+    so before anything is written, with where the HF source branches on it."""
+    assert main(["scaffold", "stablelm", "--explain"]) == 0
+    out = capsys.readouterr().out
+    assert "  REFUSES qk_layernorm other than False: the package does not realise this" in out
+    assert "(modeling_stablelm.py:" in out.split("REFUSES qk_layernorm", 1)[1].splitlines()[0]
+    assert "setting(s) refused in from_hf_config" in out.splitlines()[-1]
+    assert main(["scaffold", "stablelm", "--explain", "--json"]) == 0
+    refused = json.loads(capsys.readouterr().out)["refused"]
+    assert {"field": "qk_layernorm", "value": False} in [
+        {k: item[k] for k in ("field", "value")} for item in refused
+    ]
+
+
 def test_from_picks_another_reference(capsys):
     assert main(["scaffold", "qwen2", "--from", "llama", "--explain", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
