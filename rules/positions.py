@@ -13,6 +13,13 @@ RULES = [
         description="q/k not rotated: positions come from a table, a bias, or nowhere",
     ),
     Rule(
+        id="alibi",
+        feature="attention.alibi",
+        values=(True,),
+        transform="alibi",
+        description="each head adds slope * key position to its scores (ALiBi: mpt, bloom)",
+    ),
+    Rule(
         id="learned_positions",
         feature="embedding.positions",
         values=("learned",),

@@ -81,6 +81,8 @@ SHARDS = [
         optional=("layers.*.attention.gate_bias",),
     ),
     Shards("learned_positions", {"pos_embeddings": "replicate"}),
+    # ALiBi's bias has one entry per head: each rank keeps its heads'
+    Shards("alibi", {"layers.*.attention.alibi": "head_slice"}),
     # xIELU's learned slopes act on the column-wise up projection's local features
     Shards("set_xielu_mlp", {"layers.*.feed_forward.act": "sharded_elementwise"}),
     # [gate | up] halves: a strided shard; alternating gate/up rows: a plain column split

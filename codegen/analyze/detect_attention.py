@@ -537,6 +537,7 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
         ctx.cite("attention.scale", where)
 
     logn = _extras(ctx, rep)
+    alibi = _alibi(ctx, rep)
     layer_types = tuple(
         p["type"] if p["type"] != "mixer" else p.get("mixer", "mixer") for p in per_layer
     )
@@ -558,6 +559,7 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
             window=window,
             layer_types=layer_types,
             logn=logn,
+            alibi=alibi,
             **_output_gate(ctx, rep, q_mods),
         ),
         shared,
@@ -729,17 +731,6 @@ def _extras(ctx: Ctx, rep: AttnInfo) -> dict | None:
             ctx.unsupported(
                 "attention.position_bias", key, rep.kernel.site.cite() if rep.kernel.site else None
             )
-    slopes = _alibi_slopes(ctx) if rep.rope_fn is None else None
-    if any(
-        isinstance(a, Term) and a.op == "input" and a.name == "alibi"
-        for a in terms_in(list(rep.kernel.args))
-    ) or (slopes and _score_bias_inputs(rep)):
-        where = rep.kernel.site.cite() if rep.kernel.site else None
-        ctx.unsupported(
-            "attention.alibi",
-            "ALiBi position bias" + (f" (per-head slopes at {slopes})" if slopes else ""),
-            where,
-        )
     # logn scaling: queries multiplied by a log of the positions (not data-dependent)
     q = _qkv(rep.kernel)[0] if len(_qkv(rep.kernel)) == 3 else None
     if q is not None and rep.q_lins:
@@ -763,6 +754,22 @@ def _extras(ctx: Ctx, rep: AttnInfo) -> dict | None:
                     break
     _ = roles
     return logn
+
+
+def _alibi(ctx: Ctx, rep: AttnInfo) -> bool:
+    """An ALiBi bias on the scores: an `alibi` input of the kernel, or, where the file computes
+    ALiBi slopes and applies no rotary, an input added to the scores (cited at the kernel)."""
+    if rep.trace is None or rep.kernel is None:
+        return False
+    slopes = _alibi_slopes(ctx) if rep.rope_fn is None else None
+    if any(
+        isinstance(a, Term) and a.op == "input" and a.name == "alibi"
+        for a in terms_in(list(rep.kernel.args))
+    ) or (slopes and _score_bias_inputs(rep)):
+        where = rep.kernel.site.cite() if rep.kernel.site else ctx.class_site(rep.rec)
+        ctx.cite("attention.alibi", where + (f" (per-head slopes at {slopes})" if slopes else ""))
+        return True
+    return False
 
 
 def _logn(ctx: Ctx, scale: Term, where: str, site) -> dict | None:

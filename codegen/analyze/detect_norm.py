@@ -28,7 +28,7 @@ from codegen.analyze.dataflow import (
 )
 from codegen.analyze.evaluate import ModuleRec, ParamRec
 from codegen.analyze.features import UNKNOWN, Norm
-from codegen.analyze.model import layer_slots
+from codegen.analyze.model import dropped, layer_slots
 from codegen.analyze.norm_eps import eps_field, norm_eps
 from codegen.analyze.roles import ATTENTION, MIXER, MLP, MOE, NORM
 
@@ -57,6 +57,7 @@ def norm_kind(ctx: Ctx, rec: ModuleRec) -> tuple[str, bool | str]:
             has_bias = (
                 rec.kwargs.get("bias", True) is not False
                 and rec.kwargs.get("elementwise_affine", True) is not False
+                and not dropped(rec, "bias")
             )
             return "layernorm", has_bias
         if kind == "RMSNorm" or rec.ext_base == "RMSNorm":

@@ -247,7 +247,7 @@ def detect(ctx: Ctx, shared: dict) -> Rope:
     rotaries = _rotary_modules(ctx)
     if not with_rope:
         where = ctx.class_site(rep.rec)
-        alibi = any(u.feature == "attention.alibi" for u in ctx.extras)
+        alibi = "attention.alibi" in ctx.evidence
         why = (
             "positions by ALiBi, no rotary embedding"
             if alibi

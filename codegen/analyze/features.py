@@ -105,6 +105,9 @@ class Attention:
     # queries times 1 + beta * log(1 + floor((pos + offset) / period)) (Ministral3, Llama4):
     # {"beta": <hf_config expression>, "period": <hf_config expression>, "offset": float}
     logn: dict | None = None
+    # ALiBi: each head adds slope * key position to its scores (no rotary), the slopes
+    # 2 ** (-8 k / n) of Press et al. (mpt, bloom)
+    alibi: bool = False
 
 
 @dataclass(frozen=True)

@@ -425,14 +425,14 @@ def param_leaves(rec: ModuleRec) -> list[tuple[str, ParamRec | None]]:
     if rec.cls is None or rec.ext_base is not None:
         if kind in ("Linear", "Conv1D", "Conv1d", "Conv2d", "Conv3d"):
             out.append(("weight", None))
-            if _bias_flag(rec) is not False:
+            if _bias_flag(rec) is not False and not dropped(rec, "bias"):
                 out.append(("bias", None))
         elif kind in ("Embedding", "EmbeddingBag"):
             out.append(("weight", None))
         elif kind in ("LayerNorm", "GroupNorm"):
             if rec.kwargs.get("elementwise_affine", True) is not False:
                 out.append(("weight", None))
-                if rec.kwargs.get("bias", True) is not False:
+                if rec.kwargs.get("bias", True) is not False and not dropped(rec, "bias"):
                     out.append(("bias", None))
         elif kind == "RMSNorm":
             if rec.kwargs.get("elementwise_affine", True) is not False:
@@ -442,6 +442,12 @@ def param_leaves(rec: ModuleRec) -> list[tuple[str, ParamRec | None]]:
             if value.kind == "parameter" or value.persistent:
                 out.append((name, value))
     return out
+
+
+def dropped(rec: ModuleRec, name: str) -> bool:
+    """Whether the tensor `name` the module built is set to None after it (`self.norm_1.bias
+    = None` in the owner's __init__, mpt): it is neither a parameter nor in the checkpoint."""
+    return name in rec.attrs and rec.attrs[name] is None
 
 
 def _bias_flag(rec: ModuleRec):

@@ -92,6 +92,7 @@ COMPARED: dict[str, Any] = {
     "attention.scale": None,
     "attention.output_gate": None,
     "attention.logn": lambda logn: logn is not None,
+    "attention.alibi": None,
     "rope.type": None,
     "rope.partial_rotary": _partial,
     "rope.interleaved": None,
@@ -148,6 +149,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "attention.scale": ("default",),
     "attention.output_gate": ("none",),
     "attention.logn": (False,),  # queries not scaled by position
+    "attention.alibi": (False,),  # no ALiBi bias on the scores
     "rope.type": _LLAMA_ROPE,
     "rope.partial_rotary": ("full",),
     "rope.interleaved": (False,),

@@ -59,6 +59,8 @@ STYLES = {
     "each of its parameters needs its own expert_* entry",
     "head_param": "a parameter with one entry per head (attention sinks): split over tp "
     "with the heads; its module computes with its rank's entries",
+    "head_slice": "a module without weights whose output has one entry per head on dim 1 "
+    "(ALiBi's score bias): each rank keeps the entries of its own heads",
     "expert_colwise": "stacked expert weight with the hidden dim on its output side (gate, "
     "up, or gate/up alternating), [experts, hidden, dim] or stored as [experts, dim, hidden]",
     "expert_colwise_gate_up": "stacked expert weight [gate | up] on its output side: under "
@@ -272,6 +274,21 @@ def _tensor_parallel(model: nn.Module, tp_mesh, modules: dict[str, str]) -> None
             _fused_qkv(model, name, tp_mesh, grouped=style == "colwise_qkv_grouped")
         elif style == "colwise_kv":
             _colwise_kv(model, name, tp_mesh)
+        elif style == "head_slice":
+            _slice_heads(module, name, size, rank)
+
+
+def _slice_heads(module: nn.Module, name: str, size: int, rank: int) -> None:
+    """The module's output (batch, heads, ...) cut to rank `rank`'s heads, the contiguous
+    1/size of them its column-wise q rows hold."""
+
+    def local(module, args, out):
+        if out.shape[1] % size:
+            raise PlanError(f"{name}: {out.shape[1]} heads do not split over {size}")
+        step = out.shape[1] // size
+        return out[:, rank * step : (rank + 1) * step]
+
+    module.register_forward_hook(local)
 
 
 def _blocks(features: int, parts: int, size: int, rank: int) -> torch.Tensor:

@@ -23,6 +23,7 @@ VENDORED = {
     "codegen.layers.norm": "norm.py",
     "codegen.layers.experts": "experts.py",
     "codegen.layers.rope": "rope.py",
+    "codegen.layers.alibi": "alibi.py",
     "codegen.adapter": "adapter_base.py",
     "codegen.config_checks": "config_checks.py",
     "codegen.layers.parallel": "parallel.py",

@@ -570,3 +570,14 @@ def test_weights_loaded_in_the_linears_row_order_fail(tmp_path, monkeypatch):
     result = verify_parallel(spec, base_config("llama")[0], "tp=2")
     assert not result.passed
     assert result.error.startswith("logits differ")
+
+
+def test_alibi_bias_is_cut_to_each_ranks_heads(tmp_path):
+    """llama without RoPE + ALiBi: each rank adds the slopes of its own heads (head_slice);
+    left out of the plan, a rank's scores get every head's bias and the run fails."""
+    spec, plan = _package(tmp_path, "llama", "alibied", [("no_rope", {}), ("alibi", {})])
+    assert '"layers.*.attention.alibi": "head_slice"' in plan
+    result = verify_parallel(spec, base_config("llama")[0], "tp=2")
+    assert result.passed, result.line()
+    whole = {k: v for k, v in plan_module(spec).PLAN.items() if not k.endswith(".alibi")}
+    assert not verify_parallel(spec, base_config("llama")[0], "tp=2", plan=whole).passed
