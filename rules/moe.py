@@ -140,6 +140,15 @@ RULES = [
         ),
     ),
     Rule(
+        # after the shared-expert rules: it normalises the sum they write
+        id="moe_output_norm",
+        feature="moe.output_norm",
+        values=(True,),
+        transform="add_moe_output_norm",
+        params={"name": FromFeature("moe.output_norm")},
+        description="the MoE block's output is normalised before the residual add (axk1)",
+    ),
+    Rule(
         id="moe_shared_expert_gate",
         feature="moe.shared_expert_gate",
         values=(True,),

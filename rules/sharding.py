@@ -67,6 +67,9 @@ SHARDS = [
         optional=tuple(f"layers.*.moe.shared_experts.w{i}" for i in (1, 3, 2)),
     ),
     Shards(
+        "add_moe_output_norm", {"layers.*.moe.norm": "replicate"}, optional=("layers.*.moe.norm",)
+    ),
+    Shards(
         "add_shared_expert_gate",
         {"layers.*.moe.shared_expert_gate": "replicate"},
         optional=("layers.*.moe.shared_expert_gate",),

@@ -14,12 +14,12 @@ import libcst.matchers as cm
 
 from codegen.analyze import detect_init
 from codegen.analyze.context import Ctx
-from codegen.analyze.dataflow import Term, walk
+from codegen.analyze.dataflow import Term, first_output, strip, walk
 from codegen.analyze.detect_ffn import experts_of, ffn_modules, shared_mlps
 from codegen.analyze.evaluate import ModuleListRec, ModuleRec, ParamRec
 from codegen.analyze.features import UNKNOWN, Moe
 from codegen.analyze.model import linear_bias
-from codegen.analyze.roles import CONTAINER, LINEAR, MLP, MOE, OTHER, ROUTER
+from codegen.analyze.roles import CONTAINER, LINEAR, MLP, MOE, NORM, OTHER, ROUTER
 from codegen.analyze.router_dtype import fp32_projection
 from codegen.analyze.walk import findall
 
@@ -281,6 +281,9 @@ def detect(ctx: Ctx) -> Moe | None:
     if "moe.shared_combine" not in ctx.evidence:
         ctx.cite("moe.shared_combine", ctx.evidence.get("moe.shared_experts", moe_site))
 
+    output_norm = _output_norm(ctx, moe, block)
+    ctx.cite("moe.output_norm", output_norm[1] if output_norm else moe_site)
+
     # -- dense layers ------------------------------------------------------------------------------
     dense = tuple(i for i, (role, _, _) in sorted(modules.items()) if role in (MLP, "inline"))
     rule = _dense_rule(ctx)
@@ -342,6 +345,7 @@ def detect(ctx: Ctx) -> Moe | None:
         shared_experts=len(shared),
         shared_expert_gate=shared_gate,
         shared_combine=shared_combine,
+        output_norm=output_norm[0] if output_norm else None,
         dense_layers=dense,
         dense_rule=rule[0] if rule else None,
         layer_condition=_moe_condition(ctx, moe) if rule else None,
@@ -353,6 +357,23 @@ def detect(ctx: Ctx) -> Moe | None:
         module_layout=module_layout,
         expert_bias=expert_bias,
     )
+
+
+def _output_norm(ctx: Ctx, moe: ModuleRec, block) -> tuple[str, str] | None:
+    """(attribute, site) of a norm module of the block that its returned value is the output
+    of: `return self.post_mlp_layernorm(routed + shared)`."""
+    out = strip(first_output(block.result))
+    if not (
+        isinstance(out, Term)
+        and out.op == "call"
+        and isinstance(out.module, ModuleRec)
+        and ctx.roles.role(out.module) == NORM
+    ):
+        return None
+    name = next((n for n, child in moe.children() if child is out.module), None)
+    if name is None:
+        return None
+    return name, out.site.cite() if out.site else ctx.attr_site(moe, name)
 
 
 def _averages(term: Term, shared_calls: list[Term]) -> bool:

@@ -1339,6 +1339,10 @@ class _ExternalSuper:
         hook = getattr(interp, "external_super_" + self.name.strip("_"), None)
         if hook is not None and isinstance(self.obj, ConfigObj):
             return hook(self.obj, self.owner, args, kwargs, site)
+        native = interp.native_config_methods.get(self.name)
+        if native is not None and isinstance(self.obj, ConfigObj):
+            # a config override ending in `super().convert_rope_params_to_dict(**kwargs)`
+            return native(interp, self.obj, args, kwargs)
         if self.name == "__init__" and isinstance(self.obj, ModuleRec) and self.owner is not None:
             for base in interp.project.external_bases(self.owner):
                 last = base.rsplit(".", 1)[-1]

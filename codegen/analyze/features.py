@@ -179,6 +179,9 @@ class Moe:
     shared_optional: bool = False  # built only under a config condition
     # the selection bias's checkpoint path under the MoE module and its shape there
     router_bias_key: str | None = None
+    # the MoE block's output goes through a norm of its own before the residual add (axk1's
+    # `post_mlp_layernorm` inside its MoE): the norm's attribute on the block, else None
+    output_norm: str | None = None
     router_bias_shape: tuple = ()
     expert_layout: str = UNKNOWN  # per_expert | fused (on disk)
     module_layout: str = UNKNOWN  # per_expert | fused (transformers module)

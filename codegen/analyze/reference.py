@@ -117,6 +117,7 @@ COMPARED: dict[str, Any] = {
     "moe.shared_combine": None,
     "moe.expert_layout": None,
     "moe.expert_bias": None,
+    "moe.output_norm": lambda name: name is not None,
     "moe.layer_condition": moe_layer_rule,
     "norm.kind": None,
     "norm.placement": None,
@@ -193,6 +194,7 @@ _MOE_BASE: dict[str, tuple] = {
     "moe.expert_layout": ("per_expert",),
     "moe.expert_bias": (False,),
 }
+    "moe.output_norm": (False,),  # the block's output reaches the residual add unnormed
 _DENSE_COMMON.update(_MOE_BASE)
 
 _MOE_COMMON: dict[str, tuple] = {"moe": (True,), **_MOE_BASE}

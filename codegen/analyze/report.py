@@ -40,6 +40,7 @@ ROWS = (
     ("moe.routed_scaling", "routed scaling"),
     ("moe.shared_experts", "shared experts"),
     ("moe.shared_expert_gate", "shared expert gate"),
+    ("moe.output_norm", "MoE output norm"),
     ("moe.dense_layers", "dense layers"),
     ("moe.expert_layout", "expert layout (disk)"),
     ("norm.kind", "norm"),
