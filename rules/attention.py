@@ -24,6 +24,14 @@ RULES = [
         fixes="attention_bias",
         bias_of=("o_proj",),
     ),
+    Rule(
+        id="attention_sub_norm",
+        feature="attention.sub_norm",
+        values=(True,),
+        transform="add_sub_norm",
+        params={"site": "attention"},
+        description="the attention output normed before the output projection (bitnet)",
+    ),
 ]
 
 # Order matters: the window and softcap/sinks edit the SDPA call (softcap/sinks write the

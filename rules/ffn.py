@@ -27,6 +27,14 @@ RULES = [
         description="gated MLP with a GELU variant on the gate: w2(gelu(w1(x)) * w3(x))",
     ),
     Rule(
+        id="ffn_glu",
+        feature="ffn.kind",
+        values=("glu",),
+        transform="set_ffn_kind",
+        params={"kind": "glu", "activation": FromFeature("ffn.activation")},
+        description="gated MLP with another activation on the gate: w2(act(w1(x)) * w3(x))",
+    ),
+    Rule(
         id="ffn_gelu_mlp",
         feature="ffn.kind",
         values=("gelu_mlp",),
@@ -56,6 +64,14 @@ RULES = [
         values=("xielu_mlp",),
         transform="set_xielu_mlp",
         description="ungated 2-layer MLP with xIELU (slopes learned per layer): w2(xielu(w1(x)))",
+    ),
+    Rule(
+        id="ffn_sub_norm",
+        feature="ffn.sub_norm",
+        values=(True,),
+        transform="add_sub_norm",
+        params={"site": "ffn"},
+        description="a norm over the inner activations before the down projection (bitnet)",
     ),
     Rule(
         id="fused_gate_up",

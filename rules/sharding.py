@@ -84,6 +84,10 @@ SHARDS = [
         optional=("layers.*.attention.gate_bias",),
     ),
     Shards("learned_positions", {"pos_embeddings": "replicate"}),
+    # a sub-norm spans every feature of the column-wise shards it follows (all heads, or the
+    # whole inner width): its weight split like them, the mean of squares summed over ranks
+    Shards("add_sub_norm", {"layers.*.attention.sub_norm": "sharded_norm"}, {"site": "attention"}),
+    Shards("add_sub_norm", {"layers.*.feed_forward.sub_norm": "sharded_norm"}, {"site": "ffn"}),
     # ALiBi's bias has one entry per head: each rank keeps its heads'
     Shards("alibi", {"layers.*.attention.alibi": "head_slice"}),
     # xIELU's learned slopes act on the column-wise up projection's local features

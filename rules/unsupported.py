@@ -25,7 +25,7 @@ UNSUPPORTED: dict[tuple[str, object], str] = {
     ("rope.type", "other"): "a position encoding the analyzer does not recognise",
     ("moe.router", "other"): "a routing function the analyzer does not recognise",
     ("ffn.kind", "other"): (
-        "a feed-forward of no named kind (its evidence says gated or not, and the activation:"
-        " bitnet's gated relu2): no rule yet"
+        "a feed-forward of no named kind (its evidence says gated or not, and the"
+        " activation): no rule yet"
     ),
 }

@@ -536,6 +536,9 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
     if "attention.scale" not in ctx.evidence:
         ctx.cite("attention.scale", where)
 
+    sub_norm = _sub_norm(ctx, rep)
+    if not sub_norm:
+        ctx.cite("attention.sub_norm", where)
     logn = _extras(ctx, rep)
     alibi = _alibi(ctx, rep)
     layer_types = tuple(
@@ -559,6 +562,7 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
             window=window,
             layer_types=layer_types,
             logn=logn,
+            sub_norm=sub_norm,
             alibi=alibi,
             **_output_gate(ctx, rep, q_mods),
         ),
@@ -677,15 +681,13 @@ def _last_projection(lins, ctx: Ctx) -> ModuleRec | None:
     return lins[0].module
 
 
-def _extras(ctx: Ctx, rep: AttnInfo) -> dict | None:
-    """Attention features that no field represents; returns the logn query scale (its
-    constants as config fields) where the queries have one of the form `logn_scale` reads."""
+def _sub_norm(ctx: Ctx, rep: AttnInfo) -> bool:
+    """A norm module applied to the attention output before the output projection
+    (BitNet's attn_sub_norm), cited where it is called."""
     trace = rep.trace
-    logn = None
     if trace is None or rep.kernel is None:
-        return logn
+        return False
     roles = ctx.roles
-    # a norm on the attention output before o_proj
     for oc in (t for t in trace.terms if t.op == "call" and t.module is rep.o_lin):
         normed = [
             t
@@ -698,8 +700,18 @@ def _extras(ctx: Ctx, rep: AttnInfo) -> dict | None:
         ]
         if normed:
             where = normed[0].site.cite() if normed[0].site else ctx.class_site(rep.rec)
-            ctx.unsupported("attention.sub_norm", "attention output normed before o_proj", where)
-            break
+            ctx.cite("attention.sub_norm", where)
+            return True
+    return False
+
+
+def _extras(ctx: Ctx, rep: AttnInfo) -> dict | None:
+    """Attention features that no field represents; returns the logn query scale (its
+    constants as config fields) where the queries have one of the form `logn_scale` reads."""
+    trace = rep.trace
+    logn = None
+    if trace is None or rep.kernel is None:
+        return logn
     # differential attention: one part of the attention output subtracted from another
     for t in trace.terms:
         if t.op == "sub" and all(
@@ -752,7 +764,6 @@ def _extras(ctx: Ctx, rep: AttnInfo) -> dict | None:
                             where,
                         )
                     break
-    _ = roles
     return logn
 
 

@@ -41,6 +41,7 @@ class FfnInfo:
     layout: str = UNKNOWN
     intermediate: int | None = None
     site: str | None = None
+    sub_norm: str | None = None  # where a norm inside the feed-forward is called
 
 
 class _Sources:
@@ -176,8 +177,7 @@ def analyse(ctx: Ctx, rec: ModuleRec, inputs: dict | None = None) -> FfnInfo:
             # after a projection: the norm a layer applies to its input first is the pre-norm
             and any(x is lin for lin in linear_calls for x in walk(t) if x is not t)
         ):
-            where = t.site.cite() if t.site else info.site
-            ctx.unsupported("ffn.sub_norm", "a norm inside the feed-forward (before down)", where)
+            info.sub_norm = t.site.cite() if t.site else info.site
             break
     if gate_pairs:
         t, a, b, sa, sb = gate_pairs[0]
@@ -196,6 +196,8 @@ def analyse(ctx: Ctx, rec: ModuleRec, inputs: dict | None = None) -> FfnInfo:
             info.kind = "swiglu"
         elif act is not None and act.startswith("gelu") and not custom:
             info.kind = "geglu"
+        elif act in _RELU2 + _PLAIN and not custom:
+            info.kind = "glu"  # gated, with another elementwise activation (bitnet's relu2)
         else:
             info.kind = "other" if act is not None else UNKNOWN
         fused = bool(_base(sa) & _base(sb))
@@ -363,6 +365,9 @@ def detect(ctx: Ctx) -> tuple[Ffn, dict]:
         ctx.cite(key, info.site)
     ctx.cite("ffn.kind", _kind_evidence(info))
     ctx.cite("ffn.bias", info.site)
+    ctx.cite("ffn.sub_norm", info.sub_norm or info.site)
+    if info.sub_norm and source not in ("dense", "inline"):
+        ctx.unsupported("ffn.sub_norm", "a norm inside the shared or routed experts", info.sub_norm)
     shared["info"] = info
     return (
         Ffn(
@@ -373,6 +378,7 @@ def detect(ctx: Ctx) -> tuple[Ffn, dict]:
             gate_up_layout=info.layout,
             intermediate_size=info.intermediate,
             source=source,
+            sub_norm=bool(info.sub_norm) and source in ("dense", "inline"),
         ),
         shared,
     )

@@ -60,6 +60,7 @@ VOCAB: dict[str, tuple] = {
         "gelu_mlp",
         "relu2",
         "mlp",
+        "glu",
         "xielu_mlp",
         "other",
     ),
@@ -105,6 +106,7 @@ class Attention:
     # queries times 1 + beta * log(1 + floor((pos + offset) / period)) (Ministral3, Llama4):
     # {"beta": <hf_config expression>, "period": <hf_config expression>, "offset": float}
     logn: dict | None = None
+    sub_norm: bool | str = False  # the attention output normed before the output projection
     # ALiBi: each head adds slope * key position to its scores (no rotary), the slopes
     # 2 ** (-8 k / n) of Press et al. (mpt, bloom)
     alibi: bool = False
@@ -134,7 +136,8 @@ class Rope:
 
 @dataclass(frozen=True)
 class Ffn:
-    # swiglu | geglu | clamped_swiglu | gelu_mlp | relu2 | mlp | xielu_mlp | other
+    # swiglu | geglu | clamped_swiglu | gelu_mlp | relu2 | mlp | glu (gated, another
+    # activation: bitnet's relu2) | xielu_mlp | other
     kind: str = UNKNOWN
     activation: str = UNKNOWN  # activation name as configured (silu, gelu_pytorch_tanh...)
     bias: bool | str = UNKNOWN
@@ -142,6 +145,7 @@ class Ffn:
     gate_up_layout: str = UNKNOWN  # separate | concat | interleaved | none (ungated)
     intermediate_size: int | None = None
     source: str = ""  # which module was described: dense | shared_expert | experts
+    sub_norm: bool | str = False  # a norm on the inner activations, before the down projection
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,7 @@ COMPARED: dict[str, Any] = {
     "attention.scale": None,
     "attention.output_gate": None,
     "attention.logn": lambda logn: logn is not None,
+    "attention.sub_norm": None,
     "attention.alibi": None,
     "rope.type": None,
     "rope.partial_rotary": _partial,
@@ -104,6 +105,7 @@ COMPARED: dict[str, Any] = {
     "ffn.kind": None,
     "ffn.bias": None,
     "ffn.fused_gate_up": None,
+    "ffn.sub_norm": None,
     "moe": _moe_present,
     "moe.router": None,
     "moe.router_bias": None,
@@ -150,6 +152,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "attention.scale": ("default",),
     "attention.output_gate": ("none",),
     "attention.logn": (False,),  # queries not scaled by position
+    "attention.sub_norm": (False,),  # the attention output goes to o_proj as it is
     "attention.alibi": (False,),  # no ALiBi bias on the scores
     "rope.type": _LLAMA_ROPE,
     "rope.partial_rotary": ("full",),
@@ -162,6 +165,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "ffn.kind": ("swiglu",),
     "ffn.bias": (False,),
     "ffn.fused_gate_up": (False,),
+    "ffn.sub_norm": (False,),  # the inner activations go to the down projection as they are
     "moe": (False,),
     "norm.kind": ("rmsnorm",),
     "norm.placement": ("pre",),
@@ -190,11 +194,11 @@ _MOE_BASE: dict[str, tuple] = {
     "moe.shared_experts": ("no",),
     "moe.shared_expert_gate": (False,),
     "moe.shared_combine": ("sum",),  # a shared expert, if any, is added to the routed output
+    "moe.output_norm": (False,),  # the block's output reaches the residual add unnormed
     "moe.routed_scaling": ("no",),
     "moe.expert_layout": ("per_expert",),
     "moe.expert_bias": (False,),
 }
-    "moe.output_norm": (False,),  # the block's output reaches the residual add unnormed
 _DENSE_COMMON.update(_MOE_BASE)
 
 _MOE_COMMON: dict[str, tuple] = {"moe": (True,), **_MOE_BASE}

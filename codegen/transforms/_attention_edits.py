@@ -91,7 +91,7 @@ def with_arg(call: cst.Call, value: str, keyword: str | None = None, before: str
     new = cst.Arg(expression(value))
     if keyword is not None:
         new = cst.Arg(expression(value), keyword=cst.Name(keyword), equal=_EQUAL)
-        at = next((i for i, a in enumerate(args) if _keyword(a) == before), len(args))
+        at = next((i for i, a in enumerate(args) if before and _keyword(a) == before), len(args))
     else:
         at = next((i for i, a in enumerate(args) if a.keyword is not None), len(args))
     inner = args[0].comma if len(args) > 1 else _COMMA

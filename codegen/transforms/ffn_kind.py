@@ -33,7 +33,7 @@ from codegen.transforms.edits import (
 )
 from codegen.transforms.qkv_bias import set_adapter_rows
 
-GATED = {"swiglu": "SwiGLU", "geglu": "GeGLU"}
+GATED = {"swiglu": "SwiGLU", "geglu": "GeGLU", "glu": "GLU"}
 UNGATED = {"gelu_mlp": "GELU MLP", "relu2": "ReLU-squared MLP", "mlp": "MLP"}
 KINDS = {**GATED, **UNGATED}
 _FFN = "feed_forward"
@@ -42,9 +42,10 @@ _FFN = "feed_forward"
 class SetFfnKind(Transform):
     """FeedForward becomes `kind` with HF activation `activation`; adapter rows follow.
 
-    Gated kinds (swiglu, geglu) keep w1 (gate), w3 (up) and w2 (down) and swap the
-    activation on the gate. Ungated kinds (gelu_mlp, relu2) drop w3: `w2(act(w1(x)))`, with
-    w1 read from the checkpoint's `mlp.up_proj` (`c_fc`, `fc1`... after the key renames).
+    Gated kinds (swiglu, geglu, glu: any other activation) keep w1 (gate), w3 (up) and w2
+    (down) and swap the activation on the gate. Ungated kinds (gelu_mlp, relu2) drop w3:
+    `w2(act(w1(x)))`, with w1 read from the checkpoint's `mlp.up_proj` (`c_fc`, `fc1`...
+    after the key renames).
     `bias` (optional) sets the bias of every projection and its adapter rows, like
     `set_ffn_bias`; biases `set_ffn_bias` added before this step follow the same way.
     The reference's FIXED_SETTINGS `hidden_act` (and `mlp_bias`), or its explicit

@@ -131,6 +131,16 @@ def test_relu2_squares_the_relu():
     assert '"""ReLU-squared MLP: w2(relu2(w1(x)))."""' in model
 
 
+def test_gated_relu2_keeps_the_up_projection():
+    package = _package()
+    SetFfnKind().apply(package, kind="glu", activation="relu2")
+    files = package.render()
+    assert "return self.w2(F.relu(self.w1(x)).square() * self.w3(x))" in files["model.py"]
+    assert '"""GLU: w2(relu2(w1(x)) * w3(x))."""' in files["model.py"]
+    assert files["state_dict_adapter.py"] == ADAPTER  # gate, up and down rows all stay
+    assert '"hidden_act": "relu2"' in files["args.py"]
+
+
 def test_plain_mlp_takes_its_activation():
     package = _package()
     SetFfnKind().apply(package, kind="mlp", activation="relu", bias=True)

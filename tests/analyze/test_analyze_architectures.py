@@ -450,7 +450,7 @@ def test_a_biased_output_head_is_found(analysed: dict) -> None:
     [
         ("minimax_m3_vl_text", "clamped_swiglu", ""),
         ("apertus", "xielu_mlp", ""),
-        ("bitnet", "other", "(gated, activation relu2)"),
+        ("bitnet", "glu", ""),  # gated, relu2 on the gate
     ],
 )
 def test_an_ffn_no_rule_names_says_what_it_is(analysed, model_type, kind, evidence):
@@ -514,14 +514,19 @@ def test_an_activation_with_tensors_has_checkpoint_keys(analysed: dict) -> None:
     assert {f"mlp.act_fn.{t}" for t in ("alpha_p", "alpha_n", "beta", "eps")} <= set(keys)
 
 
-def test_sub_norms_before_the_output_projections_are_reported(analysed: dict) -> None:
-    found = {u.feature for u in _features(analysed, "bitnet").unsupported}
-    assert {"attention.sub_norm", "ffn.sub_norm"} <= found
+def test_sub_norms_before_the_output_projections_are_found(analysed: dict) -> None:
+    features = _features(analysed, "bitnet")
+    assert features.attention.sub_norm is True
+    assert features.ffn.sub_norm is True
+    assert features.ffn.activation == "relu2"
+    assert features.evidence["attention.sub_norm"].startswith("modeling_bitnet.py:")
+    assert features.evidence["ffn.sub_norm"].startswith("modeling_bitnet.py:")
     # QK-norms and block norms are not these, nor the pre-norm of a layer holding its
     # feed-forward inline (biogpt's final_layer_norm before fc1)
     for model_type in ("llama", "qwen3", "olmo2", "biogpt"):
-        others = {u.feature for u in _features(analysed, model_type).unsupported}
-        assert not others & {"attention.sub_norm", "ffn.sub_norm"}
+        others = _features(analysed, model_type)
+        assert (others.attention.sub_norm, others.ffn.sub_norm) == (False, False)
+
 
 
 def test_differential_attention_is_reported_unsupported(analysed: dict) -> None:
