@@ -39,6 +39,14 @@ RULES = [
         params={"offset": FromFeature("embedding.position_offset")},
     ),
     Rule(
+        id="sinusoidal_pow_positions",
+        feature="embedding.positions",
+        values=("sinusoidal_pow",),
+        transform="sinusoidal_positions",
+        description="CTRL's fixed [sin | cos] table over 10000^(2k/dim) added to embeddings",
+        params={"offset": FromFeature("embedding.position_offset"), "form": "pow"},
+    ),
+    Rule(
         id="transposed_linears",
         feature="state_dict.transposed_keys",
         values=(True,),

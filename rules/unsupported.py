@@ -11,8 +11,7 @@ UNSUPPORTED: dict[tuple[str, object], str] = {
         "two frequency tables switched by sequence length (phi3 long context): no rule yet"
     ),
     ("embedding.positions", "sinusoidal_other"): (
-        "a sin/cos position table other than tensor2tensor's (ctrl's sin of even, cos of odd"
-        " angles over 10000^(2k/d)): no rule yet"
+        "a sin/cos position table other than tensor2tensor's or CTRL's: no rule yet"
     ),
     ("attention.output_gate", "sigmoid_fused_q"): (
         "a sigmoid output gate chunked out of the query projection (q_proj rows interleaved"

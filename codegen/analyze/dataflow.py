@@ -469,6 +469,14 @@ class Tracer(Interp):
         if isinstance(func, CallRec):
             kind = "attn" if is_attention_name(func.name) else "fn"
             return self.new(kind, tuple(args), name=func.name, kwargs=dict(kwargs), site=site)
+        if isinstance(func, ExtRef) and args and isinstance(args[0], FuncRef) and has_terms:
+            # an external helper handed a method of the module and tensors applies it to the
+            # last tensors, one per parameter (transformers' apply_chunking_to_forward runs
+            # the feed-forward chunk by chunk along the sequence: the same function)
+            method = args[0]
+            wanted = _arity(method)
+            if method.bound is not None and wanted and len(args) > wanted:
+                return self.function_call(method, list(args[-wanted:]), {}, site)
         if isinstance(func, ExtRef):
             if func.last == "get_interface":
                 return CallRec(func.name, tuple(args), dict(kwargs))
@@ -574,6 +582,16 @@ class Tracer(Interp):
 
 
 _METADATA = {"dtype", "device", "shape", "ndim", "size", "dim", "is_cuda", "is_floating_point"}
+
+
+def _arity(func: FuncRef) -> int:
+    """Positional parameters of a method after `self` (0 when it takes *args)."""
+    node = func.node
+    if not isinstance(node, cst.FunctionDef) or not isinstance(
+        node.params.star_arg, cst.MaybeSentinel
+    ):
+        return 0
+    return max(len(node.params.params) - 1, 0)
 
 
 def _metadata_only(fn: cst.FunctionDef, cache: dict) -> frozenset:

@@ -299,6 +299,40 @@ def _viewed_per_head(rep: AttnInfo, head_dim) -> bool:
     )
 
 
+def _output_in_parent(ctx: Ctx, layer: ModuleRec, rec: ModuleRec, path: str):
+    """The output projection applied by the module holding the attention, when the attention
+    returns before it (BERT's `attention.self`, whose sibling `attention.output` projects):
+    the first linear of the parent's forward that takes the attention's output."""
+    if "." not in path:
+        return None
+    parent = layer
+    for part in path.split(".")[:-1]:
+        parent = parent.attrs.get(part) if isinstance(parent, ModuleRec) else None
+    if not isinstance(parent, ModuleRec) or parent is rec:
+        return None
+    terms = ctx.trace(parent).terms
+    calls = [t for t in terms if t.op == "call" and t.module is rec]
+    for t in terms:
+        if (
+            t.op == "call"
+            and isinstance(t.module, ModuleRec)
+            and ctx.roles.role(t.module) == LINEAR
+            and not _under(t.module, rec)
+            and any(x is c for c in calls for x in walk(t) if x is not t)
+        ):
+            return t.module
+    return None
+
+
+def _under(module: ModuleRec, rec: ModuleRec, depth: int = 0) -> bool:
+    """`module` is `rec` or one of its submodules."""
+    if module is rec:
+        return True
+    return depth < 3 and any(
+        isinstance(c, ModuleRec) and _under(module, c, depth + 1) for _, c in rec.children()
+    )
+
+
 def detect(ctx: Ctx) -> tuple[Attention, dict]:
     """Returns the Attention feature and per-layer facts shared with other detectors."""
     model = ctx.model
@@ -315,6 +349,8 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
             continue
         if id(rec) not in infos:
             infos[id(rec)] = analyse_instance(ctx, rec, path)
+            if infos[id(rec)].o_lin is None and infos[id(rec)].kernel is not None:
+                infos[id(rec)].o_lin = _output_in_parent(ctx, model.layers[i], rec, path)
         info = infos[id(rec)]
         win = info.window
         per_layer.append(

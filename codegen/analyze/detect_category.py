@@ -5,16 +5,17 @@
   or a non-text model (images/audio only);
 * encoder: the attention is bidirectional (`is_causal` false) or the head is a masked LM;
 * hybrid: some decoder layers mix tokens with something other than softmax attention
-  (state-space, linear attention, recurrence);
+  (state-space, linear attention, recurrence), instead of or beside their attention;
 * decoder: a causal stack of attention layers.
 """
 
 from __future__ import annotations
 
 from codegen.analyze.context import Ctx
+from codegen.analyze.detect_attention import mixer_kind
 from codegen.analyze.evaluate import ModuleRec
 from codegen.analyze.model import layer_slots
-from codegen.analyze.roles import ATTENTION
+from codegen.analyze.roles import ATTENTION, MIXER
 
 _MEDIA_INPUTS = {
     "pixel_values",
@@ -89,5 +90,22 @@ def detect(ctx: Ctx, shared: dict) -> str:
         site = ctx.class_site(rec) if isinstance(rec, ModuleRec) else where
         ctx.cite("category", f"{site} (token mixers: attention + {', '.join(kinds)})")
         return "hybrid"
+    beside = _mixers_beside_attention(ctx)
+    if beside:
+        site, kinds = beside
+        ctx.cite("category", f"{site} (token mixers in parallel: attention + {kinds})")
+        return "hybrid"
     ctx.cite("category", f"{where} (causal attention stack)")
     return "decoder"
+
+
+def _mixers_beside_attention(ctx: Ctx) -> tuple[str, str] | None:
+    """(site, kinds) of a non-attention token mixer a layer holds beside its attention
+    (falcon_h1's mamba mixer run in parallel with self_attn), or None."""
+    for layer in ctx.model.layers:
+        slots = layer_slots(ctx.model, layer)
+        others = [rec for _, rec in slots.get(MIXER, [])]
+        if slots.get(ATTENTION) and others:
+            kinds = ", ".join(sorted({mixer_kind(ctx, rec) for rec in others}))
+            return ctx.class_site(others[0]), kinds
+    return None

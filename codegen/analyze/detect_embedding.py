@@ -12,7 +12,8 @@
 * absolute positions: a second embedding table of the decoder stack sized by the config's
   `max_position_embeddings` (plus a constant offset: OPT's table starts its positions at 2)
   is a learned position table; a sinusoidal table computed with sin and cos in the modeling
-  file where no rotary embedding is applied is `sinusoidal`;
+  file where no rotary embedding is applied is `sinusoidal` (tensor2tensor's) or
+  `sinusoidal_pow` (10000^(2k/d), CTRL's);
 * a head that is not an nn.Linear (its own class applying one 2-D weight) is the head too;
   one that normalises its weight rows is reported unsupported.
 """
@@ -339,8 +340,7 @@ def _positions(ctx: Ctx, token_name: str | None) -> tuple[str, int, str]:
                 return "learned", size - rows, path
     found = _sinusoid(ctx) if not _has_rotary(ctx) else None
     if found is not None:
-        where, tensor2tensor = found
-        kind = "sinusoidal" if tensor2tensor else "sinusoidal_other"
+        where, kind = found
         offset = _offset(owner, token_name)
         ctx.cite("embedding.positions", f"{where} ({kind} table from row {offset})")
         return kind, offset, ""
@@ -353,10 +353,12 @@ def _has_rotary(ctx: Ctx) -> bool:
     return "no rotary" not in ctx.evidence.get("rope.type", "")
 
 
-def _sinusoid(ctx: Ctx) -> tuple[str, bool] | None:
-    """(site, tensor2tensor form) of the function or method of the modeling file computing a
-    sin/cos position table. The tensor2tensor form (fairseq, XGLM): [sin | cos] of position
-    times exp(-k * log(10000) / (dim / 2 - 1)); any other spelling is reported apart."""
+def _sinusoid(ctx: Ctx) -> tuple[str, str] | None:
+    """(site, kind) of the function or method of the modeling file computing a sin/cos
+    position table. `sinusoidal`: tensor2tensor's form (fairseq, XGLM), [sin | cos] of
+    position times exp(-k * log(10000) / (dim / 2 - 1)); `sinusoidal_pow`: [sin | cos]
+    halves of position / 10000^(2 * (i // 2) / dim) (CTRL's even and odd columns); any other
+    spelling is `sinusoidal_other`."""
     import libcst.matchers as m
 
     sf = ctx.model.modeling
@@ -367,11 +369,36 @@ def _sinusoid(ctx: Ctx) -> tuple[str, bool] | None:
         operator=m.Divide(), right=m.BinaryOperation(operator=m.Subtract(), right=m.Integer("1"))
     )
     for fn, _ in functions:
-        ops = ctx.roles.function_signals(sf, fn).ops
+        signals = ctx.roles.function_signals(sf, fn)
+        ops = signals.ops
         if {"sin", "cos"} <= ops:
-            tensor2tensor = "log" in ops and bool(findall(fn, over_half_less_one))
-            return sf.cite(fn), tensor2tensor
+            if "log" in ops and bool(findall(fn, over_half_less_one)):
+                return sf.cite(fn), "sinusoidal"
+            if _pow_halves(sf, fn, signals):
+                return sf.cite(fn), "sinusoidal_pow"
+            return sf.cite(fn), "sinusoidal_other"
     return None
+
+
+def _pow_halves(sf, fn, signals) -> bool:
+    """The table is cat([sin(a[:, 0::2]), cos(a[:, 1::2])]) with the angle `a` of column i
+    position / 10000^(2 * (i // 2) / dim), in `fn` or a module function it calls."""
+    import libcst.matchers as m
+
+    pair_index = m.BinaryOperation(
+        operator=m.Multiply(),
+        left=m.Integer("2"),
+        right=m.BinaryOperation(operator=m.FloorDivide(), right=m.Integer("2")),
+    )
+    exponent = m.BinaryOperation(operator=m.Divide(), left=pair_index)
+    bodies = [fn] + [sf.functions[name] for name in signals.functions if name in sf.functions]
+    base_10000 = m.Call(args=[m.Arg(value=m.Integer("10000")), m.Arg(value=exponent)])
+    return (
+        "cat" in signals.ops
+        and signals.step2
+        and {"pow", "power"} & signals.ops != set()
+        and any(findall(body, base_10000) for body in bodies)
+    )
 
 
 def _offset(owner, token_name: str | None) -> int:

@@ -16,7 +16,7 @@ from codegen.analyze.dataflow import Term, primary_input, terms_in, walk
 from codegen.analyze.evaluate import ActRec, ModuleListRec, ModuleRec, ParamRec
 from codegen.analyze.features import UNKNOWN, Ffn
 from codegen.analyze.model import layer_slots, linear_bias
-from codegen.analyze.roles import ACT, EXPERTS, LINEAR, MLP, MOE, NORM, OTHER
+from codegen.analyze.roles import ACT, ATTENTION, EXPERTS, LINEAR, MIXER, MLP, MOE, NORM, OTHER
 
 _GELU = (
     "gelu",
@@ -369,8 +369,10 @@ def detect(ctx: Ctx) -> tuple[Ffn, dict]:
     if info.sub_norm and source not in ("dense", "inline"):
         ctx.unsupported("ffn.sub_norm", "a norm inside the shared or routed experts", info.sub_norm)
     shared["info"] = info
+    names = _block_names(ctx, dense[0][1], dense[0][2], info) if dense else ()
     return (
         Ffn(
+            block_names=names,
             kind=info.kind,
             activation=info.activation,
             bias=info.bias,
@@ -381,6 +383,51 @@ def detect(ctx: Ctx) -> tuple[Ffn, dict]:
             sub_norm=bool(info.sub_norm) and source in ("dense", "inline"),
         ),
         shared,
+    )
+
+
+def _block_names(ctx: Ctx, rec: ModuleRec, path: str, info: FfnInfo) -> tuple:
+    """(canonical projection, its module path in the layer) of an ungated two-layer FFN: the
+    linear called first is the up projection, the other the down one (CTRL's `ffn.0` and
+    `ffn.2`, BERT's `intermediate.dense` and `output.dense`). An FFN written inline in the
+    layer counts the linears outside the subtrees that hold the attention."""
+    if info.layout != "none":
+        return ()
+    paths = dict(_ffn_linears(ctx, rec, f"{path}." if path else ""))
+    order = []
+    for t in ctx.trace(rec).terms:
+        if t.op == "call" and id(t.module) in paths and paths[id(t.module)] not in order:
+            order.append(paths[id(t.module)])
+    if len(order) != 2 or len(paths) != 2:
+        return ()
+    return (("up_proj", order[0]), ("down_proj", order[1]))
+
+
+def _ffn_linears(ctx: Ctx, rec: ModuleRec, prefix: str, depth: int = 0) -> list:
+    """(id, path) of the linear modules under `rec`, skipping subtrees that hold attention."""
+    out = []
+    for name, child in rec.children():
+        items = (
+            [(f"{name}.{i}", x) for i, x in enumerate(child.items)]
+            if isinstance(child, ModuleListRec)
+            else [(name, child)]
+        )
+        for sub, item in items:
+            if not isinstance(item, ModuleRec):
+                continue
+            role = ctx.roles.role(item)
+            if role == LINEAR:
+                out.append((id(item), prefix + sub))
+            elif depth < 2 and role not in (MOE, EXPERTS, NORM) and not _holds_mixer(ctx, item):
+                out += _ffn_linears(ctx, item, f"{prefix}{sub}.", depth + 1)
+    return out
+
+
+def _holds_mixer(ctx: Ctx, rec: ModuleRec, depth: int = 0) -> bool:
+    if ctx.roles.role(rec) in (ATTENTION, MIXER):
+        return True
+    return depth < 2 and any(
+        isinstance(c, ModuleRec) and _holds_mixer(ctx, c, depth + 1) for _, c in rec.children()
     )
 
 

@@ -73,7 +73,7 @@ VOCAB: dict[str, tuple] = {
     "moe.module_layout": ("per_expert", "fused"),
     "norm.kind": ("rmsnorm", "rmsnorm_offset", "layernorm", "layernorm_offset"),
     "norm.placement": ("pre", "post", "sandwich", "parallel"),
-    "embedding.positions": ("none", "learned", "sinusoidal", "sinusoidal_other"),
+    "embedding.positions": ("none", "learned", "sinusoidal", "sinusoidal_pow", "sinusoidal_other"),
     "reference.closest": ("llama", "qwen2", "qwen3", "qwen3_moe", "deepseek_v3"),
 }
 
@@ -145,6 +145,9 @@ class Ffn:
     gate_up_layout: str = UNKNOWN  # separate | concat | interleaved | none (ungated)
     intermediate_size: int | None = None
     source: str = ""  # which module was described: dense | shared_expert | experts
+    # (canonical projection, the layer's module path for it) of an ungated two-layer FFN
+    # whose names no synonym pairs (CTRL's ("up_proj", "ffn.0"), ("down_proj", "ffn.2"))
+    block_names: tuple[tuple[str, str], ...] = ()
     sub_norm: bool | str = False  # a norm on the inner activations, before the down projection
 
 
@@ -215,7 +218,8 @@ class Embedding:
     scale: bool | str = UNKNOWN  # embeddings multiplied before the first layer
     # absolute positions added to the token embeddings: none | learned (a table indexed by
     # position + position_offset, the module at position_table) | sinusoidal (tensor2tensor's
-    # [sin | cos] table, row position + position_offset) | sinusoidal_other (another sin/cos)
+    # [sin | cos] table, row position + position_offset) | sinusoidal_pow ([sin | cos] halves
+    # of position / 10000^(2 * (i // 2) / dim), CTRL) | sinusoidal_other (another sin/cos)
     positions: str = UNKNOWN
     position_offset: int = 0
     position_table: str = ""  # e.g. "transformer.wpe"

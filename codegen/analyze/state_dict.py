@@ -40,13 +40,20 @@ def module_keys(rec, prefix: str = "", stack: tuple = ()) -> list[str]:
             out.extend(module_keys(child, f"{prefix}{name}.", stack))
     elif isinstance(rec, ModuleListRec):
         seen: set[int] = set()
+        # a pipeline of different modules (nn.Sequential(Linear, ReLU, Linear), CTRL's FFN)
+        # keeps its indices: item 0 and item 2 are different weights, not one per repeat
+        pipeline = len({_item_kind(item) for item in rec.items}) > 1
         for i, item in enumerate(rec.items):
             if id(item) in seen:
                 continue
             seen.add(id(item))
-            key = rec.keys[i] if rec.keys is not None else "{}"
+            key = rec.keys[i] if rec.keys is not None else str(i) if pipeline else "{}"
             out.extend(module_keys(item, f"{prefix}{key}.", stack))
     return _dedupe(out)
+
+
+def _item_kind(item) -> str:
+    return item.kind if isinstance(item, ModuleRec) else type(item).__name__
 
 
 def _dedupe(keys: list[str]) -> list[str]:

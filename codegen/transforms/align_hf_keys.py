@@ -10,6 +10,7 @@ import libcst.matchers as m
 from codegen.analyze import walk
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import EditDict, findall, run
+from codegen.transforms.hf_key_names import rename_key
 
 _LAYER = "{}"
 
@@ -39,9 +40,16 @@ class AlignHfKeys(Transform):
             canonical[base] = canonical["model"]
         layer_prefix = f"{prefix}.{_LAYER}." if prefix else ""
         targets = [layer_prefix + key for key in layer_keys] + list(other_keys)
+        roles = module_roles(features, canonical)
+        as_role = {
+            key: layer_prefix + rename_key(key[len(layer_prefix) :], roles)
+            if layer_prefix and key.startswith(layer_prefix)
+            else key
+            for key in targets
+        }
         by_shape: dict[tuple, list[str]] = {}
         for key in targets:
-            by_shape.setdefault(_shape(key, canonical), []).append(key)
+            by_shape.setdefault(_shape(as_role[key], canonical), []).append(key)
         wanted = set(targets)
         model = package.files.get("model.py")
         switched = switched_biases(model) if model is not None else set()
@@ -70,11 +78,28 @@ class AlignHfKeys(Transform):
                 return [(key, value)] if live else []
             return [(key, value)]
 
-        leftovers = _leftovers(package, targets, pair, layer_prefix, canonical)
+        leftovers = _leftovers(package, targets, pair, layer_prefix, canonical, as_role)
         run(package, "state_dict_adapter.py", EditDict("from_hf_map", rewrite))
 
 
-def _leftovers(package, targets, pair, layer_prefix, canonical) -> dict[str, list[str]]:
+def module_roles(features, canonical: dict[str, str]) -> list[tuple[str, str]]:
+    """(the target layer's module path, the canonical path of its role), longest first, from
+    where the analysis found each block norm and FFN projection (`norm.block_names`,
+    `ffn.block_names`): CTRL's `layernorm1` is the input norm, its `ffn.0` the up projection.
+    A norm whose name already belongs to a synonym group keeps it."""
+    if features is None:
+        return []
+    found = {}
+    for house, hf in features.get("norm.block_names") or ():
+        if house in canonical and hf not in canonical:
+            found[hf] = canonical[house]
+    mlp = canonical.get("mlp", "mlp")
+    for role, path in features.get("ffn.block_names") or ():
+        found[path] = f"{mlp}.{canonical.get(role, role)}"
+    return sorted(found.items(), key=lambda item: -len(item[0]))
+
+
+def _leftovers(package, targets, pair, layer_prefix, canonical, as_role) -> dict[str, list[str]]:
     """Reference keys no synonym pairs, each with the one target key no row took that
     differs from it by a single component (`attn.c_proj` is GPT-2's o_proj, though `c_proj`
     names the down projection elsewhere): a name shared by two roles, or a level one side
@@ -92,7 +117,9 @@ def _leftovers(package, targets, pair, layer_prefix, canonical) -> dict[str, lis
     unpaired = [k for k in keys if k not in targets and not pair(k)]
 
     def near(a: str, b: str) -> bool:
-        return _one_edit(_shape(_relayer(a, layer_prefix), canonical), _shape(b, canonical))
+        return _one_edit(
+            _shape(_relayer(a, layer_prefix), canonical), _shape(as_role[b], canonical)
+        )
 
     out = {}
     for key in unpaired:

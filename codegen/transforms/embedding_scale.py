@@ -78,9 +78,17 @@ def detect(features) -> tuple[str, str | None]:
         return "sqrt_dim", None
     if re.search(
         r"sqrt\(\s*(self\.)?config\.(hidden_size|d_model|n_embd)\s*\)", hf_source(features)
-    ):
+    ) or _sqrt_of_width_attr(line, hf_source(features)):
         return "sqrt_dim_float", None
     raise EditError(f"cannot tell how the embeddings are scaled from {line!r}")
+
+
+def _sqrt_of_width_attr(line: str, source: str) -> bool:
+    """`h *= np.sqrt(self.width)` where the module set `self.width = config.n_embd` (CTRL)."""
+    found = re.search(r"sqrt\(\s*self\.(\w+)\s*\)", line)
+    return bool(found) and bool(
+        re.search(rf"self\.{found.group(1)}\s*=\s*config\.(hidden_size|d_model|n_embd)\b", source)
+    )
 
 
 class _ScaleEmbeddings(InMethod):

@@ -208,3 +208,48 @@ def test_weights_inside_a_module_built_on_a_branch_stay_where_hf_layers_branch(r
         other_keys=[],
     )
     assert package.render()["state_dict_adapter.py"] == after
+
+
+FFN_AND_NORMS = """
+class StateDictAdapter:
+    from_hf_map = {
+        "model.layers.{}.input_layernorm.weight": "layers.{}.attention_norm.weight",
+        "model.layers.{}.post_attention_layernorm.weight": "layers.{}.ffn_norm.weight",
+        "model.layers.{}.mlp.up_proj.weight": "layers.{}.feed_forward.w1.weight",
+        "model.layers.{}.mlp.down_proj.weight": "layers.{}.feed_forward.w2.weight",
+    }
+"""
+
+
+class _Found:
+    """The analysis' module roles: where each block norm and FFN projection sits."""
+
+    def __init__(self, norms=(), ffn=()):
+        self.values = {"norm.block_names": norms, "ffn.block_names": ffn}
+
+    def get(self, dotted):
+        return self.values.get(dotted)
+
+
+def test_module_roles_from_the_analysis_pair_names_no_synonym_knows():
+    """CTRL: `layernorm1`/`layernorm2` and the Sequential's `ffn.0`/`ffn.2` (both one edit
+    from up_proj and from down_proj: no elimination can tell them apart)."""
+    keys = ["layernorm1.weight", "layernorm2.weight", "ffn.0.weight", "ffn.2.weight"]
+    found = _Found(
+        norms=(("attention_norm", "layernorm1"), ("ffn_norm", "layernorm2")),
+        ffn=(("up_proj", "ffn.0"), ("down_proj", "ffn.2")),
+    )
+    package = package_of({"state_dict_adapter.py": FFN_AND_NORMS})
+    AlignHfKeys().apply(package, found, prefix="transformer.h", layer_keys=keys, other_keys=[])
+    rows = package.render()["state_dict_adapter.py"]
+    for hf, house in (
+        ("layernorm1", "attention_norm"),
+        ("layernorm2", "ffn_norm"),
+        ("ffn.0", "feed_forward.w1"),
+        ("ffn.2", "feed_forward.w2"),
+    ):
+        assert f'"transformer.h.{{}}.{hf}.weight": "layers.{{}}.{house}.weight"' in rows
+    # without the roles the FFN rows pair with nothing and go
+    package = package_of({"state_dict_adapter.py": FFN_AND_NORMS})
+    AlignHfKeys().apply(package, prefix="transformer.h", layer_keys=keys, other_keys=[])
+    assert "ffn.0" not in package.render()["state_dict_adapter.py"]

@@ -110,3 +110,27 @@ def test_detects_a_scaled_embedding_module_built_with_a_config_field(tmp_path):
         "x = E(3, 4, 0, embed_scale=config.scale_emb)\n"
     )
     assert embedding_scale.detect(_features(tmp_path, source, 3)) == ("config", "scale_emb")
+
+
+def test_detects_ctrl_style_sqrt_of_a_width_attribute(tmp_path):
+    """CTRL: `inputs_embeds *= np.sqrt(self.d_model_size)`, the attribute set from n_embd."""
+    source = (
+        "class M:\n"
+        "    def __init__(self, config):\n"
+        "        self.d_model_size = config.n_embd\n"
+        "    def forward(self, inputs_embeds):\n"
+        "        inputs_embeds *= np.sqrt(self.d_model_size)\n"
+    )
+    assert embedding_scale.detect(_features(tmp_path, source, 5)) == ("sqrt_dim_float", None)
+
+
+def test_sqrt_of_an_attribute_not_set_from_the_width_is_not_the_width(tmp_path):
+    source = (
+        "class M:\n"
+        "    def __init__(self, config):\n"
+        "        self.d_model_size = config.n_head\n"
+        "    def forward(self, inputs_embeds):\n"
+        "        inputs_embeds *= np.sqrt(self.d_model_size)\n"
+    )
+    with pytest.raises(EditError):
+        embedding_scale.detect(_features(tmp_path, source, 5))

@@ -63,3 +63,34 @@ def test_rows_are_tensor2tensors_table(dim):
 def test_a_negative_offset_is_refused():
     with pytest.raises(EditError):
         SinusoidalPositions().apply(_llama(), offset=-1)
+
+
+def _pow_table_function():
+    package = _llama()
+    SinusoidalPositions().apply(package, form="pow")
+    source = package.render()["model.py"]
+    start = source.index("def sinusoidal_positions(")
+    end = source.index("class Attention")
+    namespace = {"torch": torch}
+    exec(source[start:end], namespace)  # noqa: S102 - the generated function itself
+    return namespace["sinusoidal_positions"]
+
+
+@pytest.mark.parametrize("dim", [16, 17])
+def test_pow_rows_are_ctrls_table(dim):
+    """The reference maths, written out in float64: column i of p / 10000^(2 * (i // 2) / dim),
+    sin of the even columns then cos of the odd ones."""
+    rows = torch.arange(12, dtype=torch.float64)
+    column = torch.arange(dim, dtype=torch.float64)
+    angle = rows[:, None] / 10000 ** (2 * (column // 2) / dim)[None]
+    want = torch.cat([torch.sin(angle[:, 0::2]), torch.cos(angle[:, 1::2])], dim=1)
+    got = _pow_table_function()(torch.arange(12)[None], dim)[0]
+    assert got.shape == (12, dim)
+    torch.testing.assert_close(got.double(), want, rtol=0, atol=2e-6)
+    # and it is not tensor2tensor's table
+    assert not torch.allclose(got, _table_function()(torch.arange(12)[None], dim)[0])
+
+
+def test_an_unknown_table_form_is_refused():
+    with pytest.raises(EditError):
+        SinusoidalPositions().apply(_llama(), form="interleaved")

@@ -554,6 +554,7 @@ def test_multimodal_follows_the_text_model(analysed: dict) -> None:
     [
         ("mamba", "hybrid"),
         ("jamba", "hybrid"),
+        ("falcon_h1", "hybrid"),  # a mamba mixer beside the attention in every layer
         ("bert", "encoder"),
         ("t5", "other"),
         ("vit", "other"),
