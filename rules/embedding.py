@@ -19,7 +19,9 @@ RULES = [
         feature="embedding.norm",
         values=(True,),
         transform="embedding_norm",
-        description="embeddings pass through the final norm module before the first layer",
+        params={"module": FromFeature("embedding.norm_module")},
+        description="embeddings pass through a norm before the first layer (the final one, or"
+        " their own: bloom)",
     ),
     Rule(
         id="attention_scale",

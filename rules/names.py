@@ -68,6 +68,12 @@ CONFIG_FROM_FEATURES: dict[str, str] = {
     "rope_interleave": "rope.interleaved",
 }
 
+# field -> (Features value, config field): a size the code fixes as a whole multiple of that
+# field, read so where the config holds the size under no name (bloom's FFN: 4 * hidden)
+CONFIG_MULTIPLES: dict[str, tuple[str, str]] = {
+    "intermediate_size": ("ffn.intermediate_size", "hidden_size"),
+}
+
 # field -> the Features value naming the config field the code reads for it, which wins over
 # the field itself (a config may declare both epsilons and leave the unread one None)
 CONFIG_FIELD_FROM_FEATURES: dict[str, str] = {

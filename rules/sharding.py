@@ -84,6 +84,7 @@ SHARDS = [
         optional=("layers.*.attention.gate_bias",),
     ),
     Shards("learned_positions", {"pos_embeddings": "replicate"}),
+    Shards("embedding_norm", {"embedding_norm": "replicate"}),
     # a sub-norm spans every feature of the column-wise shards it follows (all heads, or the
     # whole inner width): its weight split like them, the mean of squares summed over ranks
     Shards("add_sub_norm", {"layers.*.attention.sub_norm": "sharded_norm"}, {"site": "attention"}),

@@ -289,6 +289,7 @@ def detect(ctx: Ctx) -> tuple[Embedding, Head]:
         position_table=table,
         init_std=embedding_init_std(ctx),
         norm=_embedding_norm(ctx, emb),
+        norm_module=_embedding_norm_module(ctx, emb),
     )
     return embedding, head_features
 
@@ -319,6 +320,35 @@ def _embedding_norm(ctx: Ctx, emb: ModuleRec | None) -> bool:
                 return True
     ctx.cite("embedding.norm", f"{site} (embeddings reach the first layer unnormalised)")
     return False
+
+
+def _embedding_norm_module(ctx: Ctx, emb: ModuleRec | None) -> str:
+    """The HF module path of the norm applied to the embeddings before the first layer when
+    the backbone calls it once (a module of its own, bloom); "" when there is none or the
+    backbone applies the same module again (the final norm, nanochat)."""
+    owner = ctx.model.stack_owner
+    if owner is None or emb is None:
+        return ""
+    terms = ctx.trace(owner, inline=False).terms
+    layers = [
+        t
+        for t in terms
+        if t.op == "call" and isinstance(t.module, ModuleRec) and ctx.roles.role(t.module) == LAYER
+    ]
+    inp = primary_input(layers[0]) if layers else None
+    for t in walk(inp) if isinstance(inp, Term) else ():
+        if not (
+            t.op == "call"
+            and isinstance(t.module, ModuleRec)
+            and ctx.roles.role(t.module) == NORM
+            and any(x.op == "call" and x.module is emb for x in walk(t))
+        ):
+            continue
+        calls = sum(1 for x in terms if x.op == "call" and x.module is t.module)
+        name = next((n for n, child in owner.children() if child is t.module), None)
+        if calls == 1 and name is not None:
+            return ".".join(p for p in (ctx.model.stack_owner_path, name) if p)
+    return ""
 
 
 def _positions(ctx: Ctx, token_name: str | None) -> tuple[str, int, str]:

@@ -15,6 +15,7 @@ from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import Term, primary_input, terms_in, walk
 from codegen.analyze.evaluate import ActRec, ModuleListRec, ModuleRec, ParamRec
 from codegen.analyze.features import UNKNOWN, Ffn
+from codegen.analyze.gelu_tanh import computes_gelu_tanh
 from codegen.analyze.model import layer_slots, linear_bias
 from codegen.analyze.roles import ACT, ATTENTION, EXPERTS, LINEAR, MIXER, MLP, MOE, NORM, OTHER
 
@@ -131,6 +132,8 @@ def _act_name(ctx: Ctx, terms: list[Term]) -> str | None:
             and t.module.cls is not None
             and ctx.roles.role(t.module) in (ACT, OTHER)
         ):
+            if computes_gelu_tanh(t.module.cls.sf, t.module.cls):
+                return "gelu_pytorch_tanh"  # written out by hand (bloom)
             return "custom"  # an activation module of the model's own (e.g. xIELU)
     return None
 

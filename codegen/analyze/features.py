@@ -227,6 +227,9 @@ class Embedding:
     # not initializer_range (Youtu); None: the plain initializer_range
     init_std: str | None = None
     norm: bool = False  # the embeddings pass through a norm before the first layer (nanochat)
+    # that norm's HF module path when it is a module of its own (bloom's
+    # "transformer.word_embeddings_layernorm"); "" when it is the final norm, applied twice
+    norm_module: str = ""
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ class AlignConfigFields(Transform):
     def apply(self, package, features=None, *, fields: list[str], config: dict) -> None:
         from codegen.scaffold.table import load_names
 
-        resolver = _Resolver(load_names(), set(fields), features)
+        resolver = _Resolver(load_names(), set(fields), features, config)
         module = package.files["args.py"]
         replacements = {
             read: expr
@@ -61,8 +61,9 @@ _CODE_CONSTANTS = ("norm.eps",)
 class _Resolver:
     """What a read of config field `read` becomes for a config holding `available`."""
 
-    def __init__(self, names, available: set[str], features):
+    def __init__(self, names, available: set[str], features, config: dict | None = None):
         self.names, self.available, self.features = names, available, features
+        self.config = config or {}
 
     def expression(self, read: str, seen: frozenset = frozenset()) -> cst.BaseExpression | None:
         """`hf_config.<read>` -> an alias read, a derivation from fields the config has, a
@@ -78,6 +79,7 @@ class _Resolver:
             or self._alias(self.names.CONFIG_ALIASES.get(read, ()))
             or self._derived(read, seen)
             or self._alias(LEGACY_NAMES.get(read, ()))
+            or self._multiple(read)
             or self._known(read)
         )
         if found is None and read in self.names.CONFIG_FALLBACKS:
@@ -121,6 +123,19 @@ class _Resolver:
         nn.LayerNorm at 1e-5 beside an unread layer_norm_eps=1e-12): the code's wins."""
         path = self.names.CONFIG_FROM_FEATURES.get(read)
         return self._known(read) if path in _CODE_CONSTANTS else None
+
+    def _multiple(self, read: str) -> cst.BaseExpression | None:
+        """A size the code fixes as a whole multiple of a config field the config has (bloom's
+        FFN: `4 * hidden_size`), read where the config holds the size under no name:
+        `k * hf_config.<field>`, k from the value the analysis found over the field's."""
+        path, field = self.names.CONFIG_MULTIPLES.get(read, (None, None))
+        size = _feature_value(self.features, path)
+        unit = self.config.get(field)
+        if field not in self.available or not isinstance(size, int) or isinstance(size, bool):
+            return None
+        if not isinstance(unit, int) or unit <= 0 or size % unit:
+            return None
+        return expression(f"{size // unit} * hf_config.{field}")
 
     def _known(self, read: str) -> cst.BaseExpression | None:
         known = _feature_value(self.features, self.names.CONFIG_FROM_FEATURES.get(read))

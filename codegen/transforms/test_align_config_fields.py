@@ -238,3 +238,19 @@ def test_a_loop_reads_an_alias_under_its_name():
     fields = ["first_k_dense_replace", "num_experts"]  # num_experts_per_tok: no alias
     AlignConfigFields().apply(package, fields=fields, config={})
     assert 'for name in ("first_k_dense_replace",):' in package.render()["args.py"]
+
+
+def test_a_width_the_code_fixes_as_a_multiple_of_the_hidden_size_is_read_so():
+    """bloom's MLP is `4 * hidden_size` and its config has no width field: the package reads
+    four times the hidden size, the multiple taken from the analysed width over the config's."""
+    package = package_of({"args.py": CODE_FIXES})
+    features = _Features(ffn__intermediate_size=256)
+    AlignConfigFields().apply(package, features, fields=["hidden_size"], config={"hidden_size": 64})
+    assert "hidden_dim=4 * hf_config.hidden_size" in package.render()["args.py"]
+    # not a whole multiple, or a config holding the width: no multiple is read
+    package = package_of({"args.py": CODE_FIXES})
+    odd = _Features(ffn__intermediate_size=100)
+    AlignConfigFields().apply(package, odd, fields=["hidden_size"], config={"hidden_size": 64})
+    assert "* hf_config.hidden_size" not in package.render()["args.py"]
+    after = _code_fixes(["hidden_size", "intermediate_size"], features)
+    assert "hidden_dim=hf_config.intermediate_size" in after

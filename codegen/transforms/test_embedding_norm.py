@@ -53,3 +53,17 @@ def test_a_model_without_the_embedding_call_is_refused():
     package = package_of({"model.py": "class Model:\n    def forward(self):\n        pass\n"})
     with pytest.raises(EditError):
         EmbeddingNorm().apply(package)
+
+
+def test_a_norm_of_their_own_is_built_like_the_final_one_and_mapped():
+    """bloom: `word_embeddings_layernorm` is a module of its own, called once."""
+    package = _llama()
+    EmbeddingNorm().apply(package, module="transformer.word_embeddings_layernorm")
+    files = package.render()
+    model = files["model.py"]
+    assert "        h = self.embedding_norm(self.tok_embeddings(tokens))\n" in model
+    final = next(line for line in model.splitlines() if "self.norm = " in line).split("= ")[1]
+    assert f"self.embedding_norm = {final}" in model
+    adapter = files["state_dict_adapter.py"]
+    assert '"transformer.word_embeddings_layernorm.weight": "embedding_norm.weight"' in adapter
+    assert "embedding_norm.bias" not in adapter  # llama's norms have no bias
