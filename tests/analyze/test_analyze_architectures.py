@@ -471,7 +471,7 @@ def test_an_ungated_mlp_with_a_plain_activation_is_an_mlp(analysed) -> None:
         ("gpt2", "learned", 0, "transformer.wpe"),
         ("opt", "learned", 2, "model.decoder.embed_positions"),
         ("xglm", "sinusoidal", 2, ""),
-        ("ctrl", "sinusoidal_other", 0, ""),
+        ("ctrl", "sinusoidal_pow", 0, ""),
         ("llama", "none", 0, ""),
     ],
 )
@@ -479,6 +479,18 @@ def test_absolute_positions(analysed, model_type, positions, offset, table) -> N
     embedding = _features(analysed, model_type).embedding
     assert (embedding.positions, embedding.position_offset) == (positions, offset)
     assert embedding.position_table == table
+
+
+def test_a_sequential_ffn_keeps_its_indices_and_names_its_projections(analysed) -> None:
+    """CTRL's FFN is nn.Sequential(Linear, ReLU, Linear): items 0 and 2 are two weights (not
+    one per repeat), the first called is the up projection; its input norm is named by where
+    it sits."""
+    features = _features(analysed, "ctrl")
+    assert "ffn.0.weight" in features.state_dict.checkpoint_layer_keys
+    assert "ffn.2.weight" in features.state_dict.checkpoint_layer_keys
+    assert not any("{}" in k for k in features.state_dict.checkpoint_layer_keys)
+    assert features.ffn.block_names == (("up_proj", "ffn.0"), ("down_proj", "ffn.2"))
+    assert dict(features.norm.block_names)["attention_norm"] == "layernorm1"
 
 
 def test_conv1d_projections_are_stored_transposed_and_init_is_gpt2s(analysed) -> None:
