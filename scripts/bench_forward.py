@@ -260,7 +260,7 @@ def report(rows: list[dict]) -> None:
         print(json.dumps(rows, indent=2))
         return
     within = [r for r in rows if r["time_ratio"] <= 1.0 and r["memory_ratio"] <= 1.0]
-    within_noise = [r for r in rows if within_noise(r) and r["memory_ratio"] <= 1.0]
+    indistinct = [r for r in rows if within_noise(r) and r["memory_ratio"] <= 1.0]
     aa_offsets = [abs(row["aa_time_ratio"] - 1.0) for row in rows]
     if aa_offsets:
         print(
@@ -269,7 +269,7 @@ def report(rows: list[dict]) -> None:
         )
     print(f"{len(within)}/{len(rows)} packages within 1.0 of HF on both time and peak memory")
     print(
-        f"{len(within_noise)}/{len(rows)} packages within 1.0 on peak memory and, on time, "
+        f"{len(indistinct)}/{len(rows)} packages within 1.0 on peak memory and, on time, "
         "within 1.0 or within their own A/A noise of it"
     )
     for row in rows:
