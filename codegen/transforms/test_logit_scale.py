@@ -65,3 +65,24 @@ def test_detects_operator_and_field_from_the_evidence_line(tmp_path, lines, expe
         evidence={"head.logit_scale": "modeling_x.py:2 (logits x 0.0625)"},
     )
     assert logit_scale.detect(features) == expected
+
+
+@pytest.mark.parametrize(
+    ("assignment", "expected"),
+    [
+        ("self.logit_scale = config.logit_scale if config.logit_scale is not None else 1.0", "1.0"),
+        ("self.logit_scale = config.logit_scale", None),
+        ("self.logit_scale = config.logit_scale if config.other is not None else 1.0", None),
+    ],
+)
+def test_the_scale_hf_uses_for_an_unset_field_is_read(assignment, expected):
+    source = f"class M:\n    def __init__(self, config):\n        {assignment}\n"
+    assert logit_scale.unset_value(source, "logit_scale") == expected
+
+
+def test_an_unset_field_maps_to_the_value_hf_uses():
+    package = _llama()
+    LogitScale().apply(package, field="logit_scale", op="*", unset="1.0")
+    args = package.render()["args.py"]
+    expected = "logit_scale=hf_config.logit_scale if hf_config.logit_scale is not None else 1.0,"
+    assert expected in args

@@ -21,6 +21,7 @@ SHORT_SEQ_LEN = 6  # the short one: shorter than every window and original conte
 WINDOW = 8
 ORIGINAL_CONTEXT = 16
 POSITION_OFFSET = 5  # the long sequence's explicit positions start here, not at 0
+DEFAULT_THETA = 10_000.0  # transformers' default RoPE base
 
 Rule = Callable[[dict[str, Any]], Any]
 
@@ -54,8 +55,21 @@ def _first_repeat(pattern: list[str]) -> int:
     return len(pattern)
 
 
+# the layer kinds every sliding-window switch setting can put in `layer_types`
+_ATTENTION_KINDS = ("full_attention", "sliding_attention")
+
+
 def _rope(cfg: dict[str, Any]) -> dict[str, Any] | None:
     rope = cfg.get("rope_parameters")
+    if rope == {} and cfg.get("layer_types"):
+        # a class that leaves RoPE unset but reads it per layer kind (`rope_parameters[kind]`):
+        # default RoPE for each kind the toy or a window switch setting can have, a base of
+        # its own per kind so a package reading the wrong kind's entry shows
+        kinds = dict.fromkeys([*cfg["layer_types"], *_ATTENTION_KINDS])
+        return {
+            kind: {"rope_type": "default", "rope_theta": DEFAULT_THETA / 10**i}
+            for i, kind in enumerate(kinds)
+        }
     if not isinstance(rope, dict) or "rope_type" not in rope:
         return rope
     rope = dict(rope)
@@ -204,9 +218,18 @@ def shrink(
     for key, rule in SHRINK_RULES.items():
         if key in original:
             toy[stored.get(key, key)] = rule(original) if callable(rule) else rule
+    for key, value in original.items():
+        if isinstance(value, dict) and "hidden_size" in value and key not in SHRINK_RULES:
+            # a nested sub-model (a vision or audio tower the causal LM also builds) shrinks
+            # by the same rules, or its full-size weights dwarf the toy
+            toy[key] = shrink(value, keep_pattern=False)
     pattern = original.get("layer_types")
     if pattern and keep_pattern:
         toy["layer_types"] = list(pattern[: toy["num_hidden_layers"]])
+    elif "layer_types" in original and pattern is None:
+        # the class leaves the pattern unset and derives none, yet its layers index it
+        layers = toy.get(stored.get("num_hidden_layers", "num_hidden_layers"))
+        toy["layer_types"] = [_ATTENTION_KINDS[0]] * layers if isinstance(layers, int) else None
     else:
         toy.pop("layer_types", None)
     _shrink_per_layer(original, toy, stored.get("num_hidden_layers", "num_hidden_layers"))
@@ -223,12 +246,23 @@ def _shrink_per_layer(original: dict[str, Any], toy: dict[str, Any], layers_key:
     for key, value in original.items():
         if key == "layer_types" or key in SHRINK_RULES:
             continue
-        if isinstance(value, list) and len(value) == layers and layers != new_layers:
-            toy[key] = value[:new_layers]
+        if isinstance(value, list) and len(value) == layers:
+            toy[key] = _per_layer_size(key, value[:new_layers], original, toy)
         elif layers != new_layers and len(expanded := _run_length(value)) == layers:
             toy[key] = [[expanded[:new_layers], 1]]  # gpt_neo's [[["global", "local"], 12]]
         elif isinstance(value, dict) and value and all(_is_index(k) for k in value):
             toy[key] = {k: v for k, v in value.items() if int(k) < new_layers}
+
+
+def _per_layer_size(key: str, values: list, original: dict[str, Any], toy: dict[str, Any]):
+    """A per-layer copy of a size the toy shrinks (`num_attention_heads_per_layer` holding
+    the original head count on every layer) takes the toy's size; other lists are kept."""
+    for field in SHRINK_RULES:
+        size = original.get(field)
+        shrunk = key.startswith(field) and field in toy and isinstance(size, int)
+        if shrunk and all(v == size for v in values):
+            return [toy[field]] * len(values)
+    return values
 
 
 def _run_length(value) -> list:

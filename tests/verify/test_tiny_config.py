@@ -65,6 +65,55 @@ def test_rope_original_context_is_shorter_than_the_sequence():
     assert toy["rope_parameters"]["factor"] == 40.0
 
 
+def test_rope_left_unset_by_a_per_layer_kind_class_gets_one_entry_per_kind():
+    """A class whose default leaves `rope_parameters` empty but whose model indexes it by
+    layer kind: every kind the toy or a window switch setting can have gets its own base."""
+    toy = shrink(
+        {"rope_parameters": {}, "layer_types": ["full_attention"] * 40, "num_hidden_layers": 40},
+        keep_pattern=False,
+    )
+    rope = toy["rope_parameters"]
+    assert set(rope) == {"full_attention", "sliding_attention"}
+    assert all(entry["rope_type"] == "default" for entry in rope.values())
+    assert rope["full_attention"]["rope_theta"] != rope["sliding_attention"]["rope_theta"]
+
+
+def test_a_layer_pattern_the_class_leaves_unset_becomes_full_attention():
+    """lfm2_moe's layers index `layer_types` but its class neither sets nor derives it."""
+    toy = shrink({"num_hidden_layers": 32, "layer_types": None}, keep_pattern=False)
+    assert toy["layer_types"] == ["full_attention"] * toy["num_hidden_layers"]
+    assert tiny_config("lfm2_moe").layer_types == ["full_attention"] * 4
+
+
+def test_nested_sub_model_configs_shrink_too():
+    """A vision or audio tower the causal LM builds (phi4_multimodal) shrinks by the same
+    rules; a nested dict that is no model config is left alone."""
+    tower = {"hidden_size": 1152, "intermediate_size": 4304, "num_hidden_layers": 27}
+    toy = shrink({"hidden_size": 3072, "vision_config": tower, "other": {"a": 1000}}, False)
+    assert toy["vision_config"] == {
+        "hidden_size": 96,
+        "intermediate_size": 160,
+        "num_hidden_layers": 4,
+    }
+    assert toy["other"] == {"a": 1000}
+
+
+def test_a_per_layer_copy_of_a_shrunk_size_takes_the_toy_size():
+    """laguna's `num_attention_heads_per_layer` repeats the head count on every layer: the
+    toy's layers get the toy's head count; a list of other values is only cut."""
+    toy = shrink(
+        {
+            "num_hidden_layers": 40,
+            "num_attention_heads": 48,
+            "num_attention_heads_per_layer": [48] * 40,
+            "num_experts_per_layer": [7] * 40,
+        },
+        keep_pattern=False,
+    )
+    assert toy["num_attention_heads_per_layer"] == [4] * 4
+    assert toy["num_experts_per_layer"] == [7] * 4
+
+
 def test_unknown_model_type():
     with pytest.raises(CodegenError, match="no model_type 'not_a_model'"):
         tiny_config("not_a_model")
