@@ -152,6 +152,10 @@ class StateDictAdapter:
     # checkpoint key templates whose tensor is stored transposed ([in, out]: the Conv1D of
     # GPT-2-style checkpoints) against the house nn.Linear ([out, in])
     transposed: ClassVar[frozenset[str]] = frozenset()
+    # house key template -> (blocks, order) of a fused q/k/v tensor the checkpoint stores as
+    # `blocks` blocks of rows each holding q, k and v (equal widths) in `order` ("qvk"); the
+    # house wqkv holds [q | k | v], so rows are regrouped on load and back on save
+    row_blocks: ClassVar[dict[str, tuple[int, str]]] = {}
     embedding_key: ClassVar[str] = "tok_embeddings.weight"
     output_key: ClassVar[str] = "output.weight"
 
@@ -274,6 +278,8 @@ class StateDictAdapter:
                 else:
                     if row.hf in self.transposed and not suffix:
                         value = value.t().contiguous()
+                    if row.house in self.row_blocks and not suffix:
+                        value = _regroup(value, *self.row_blocks[row.house], load=True)
                     state_dict[row.house.format(*groups) + suffix] = value
         self.ignored.sort()
         for key, by_index in experts.items():
@@ -304,6 +310,8 @@ class StateDictAdapter:
                     (row.hf.format(*groups, index), expert)
                     for index, expert in enumerate(tensor.unbind(0))
                 ]
+            if row.house in self.row_blocks:
+                tensor = _regroup(tensor, *self.row_blocks[row.house], load=False)
             if row.hf in self.transposed:
                 tensor = tensor.t().contiguous()
             return [(row.hf.format(*groups), tensor)]
@@ -337,6 +345,16 @@ class StateDictAdapter:
         for name, tensor in state_dict.items():
             hf_state_dict.update(self.convert_single_to_hf(name, tensor))
         return hf_state_dict
+
+
+def _regroup(tensor: Any, blocks: int, order: str, load: bool):
+    """Rows in `blocks` blocks of q, k, v in `order` -> [q | k | v] (`load`), or back."""
+    if load:
+        parts = tensor.unflatten(0, (blocks, 3, -1))
+        picked = parts[:, [order.index(p) for p in "qkv"]]
+        return picked.transpose(0, 1).flatten(0, 2).contiguous()
+    parts = tensor.unflatten(0, (3, blocks, -1)).transpose(0, 1)
+    return parts[:, ["qkv".index(p) for p in order]].flatten(0, 2).contiguous()
 
 
 def _stack_experts(key: str, by_index: dict[int, Any]):

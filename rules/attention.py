@@ -150,11 +150,26 @@ RULES += [
         feature="attention.fused_qkv",
         values=(True,),
         transform="fuse_qkv",
-        params={"hf_name": "qkv_proj", "layout": FromFeature("attention.qkv_layout")},
+        params={
+            "hf_name": "qkv_proj",
+            "layout": FromFeature("attention.qkv_layout"),
+            "blocks": FromFeature("attention.qkv_blocks"),
+            "order": FromFeature("attention.qkv_order"),
+        },
         description=(
             "one wqkv projection split after the matmul in the checkpoint's row layout "
-            "(q | k | v, grouped per kv head, or interleaved per head)"
+            "(q | k | v, grouped per kv head, or interleaved per head; rows in blocks of"
+            " q, k, v regrouped by the adapter)"
         ),
+    ),
+    Rule(
+        # after o_bias: it replaces the adapter's wo.bias row
+        id="last_layer_o_bias",
+        feature="attention.last_layer_o_bias",
+        values=(True,),
+        transform="last_layer_o_bias",
+        params={"name": FromFeature("attention.last_layer_o_bias")},
+        description="only the last layer's attention output carries a bias (gpt_neox_japanese)",
     ),
     Rule(
         id="clip_qkv",

@@ -108,6 +108,8 @@ SHARDS = [
         "fuse_qkv", {"layers.*.attention.wqkv": "colwise_qkv_grouped"}, when={"layout": "grouped"}
     ),
     Shards("fuse_qkv", {"layers.*.attention.wqkv": "colwise"}, when={"layout": "interleaved"}),
+    # rows in blocks of q, k, v: the adapter regroups them to [q | k | v] on load
+    Shards("fuse_qkv", {"layers.*.attention.wqkv": "colwise_qkv"}, when={"layout": "blocked"}),
     # fused experts: alternating gate/up features split as they lie, [gate | up] strided
     Shards(
         "fuse_experts",

@@ -96,3 +96,29 @@ def test_single_tensor_conversion_unbinds_experts():
     ]
     with pytest.raises(KeyError, match="no HF mapping"):
         adapter.convert_single_to_hf("layers.0.unknown.weight", torch.randn(1))
+
+
+def test_row_blocks_regroup_fused_qkv_rows_on_load_and_back_on_save():
+    """A checkpoint's fused q/k/v rows in 4 blocks of q | v | k load as [q | k | v] (each
+    part's blocks in order) and save back to the checkpoint's layout bit for bit."""
+    import torch
+
+    from codegen.adapter import StateDictAdapter
+
+    class Blocked(StateDictAdapter):
+        from_hf_map = {"h.{}.qkv.weight": "layers.{}.wqkv.weight"}
+        row_blocks = {"layers.{}.wqkv.weight": (4, "qvk")}
+
+    width = 2  # rows per part per block
+    rows = [
+        ["qkv".index(part), block, row]
+        for block in range(4)
+        for part in "qvk"
+        for row in range(width)
+    ]
+    stored = torch.tensor(rows, dtype=torch.float32)
+    adapter = Blocked(args=None)
+    house = adapter.from_hf({"h.0.qkv.weight": stored})["layers.0.wqkv.weight"]
+    expected = [[p, b, r] for p in range(3) for b in range(4) for r in range(width)]
+    assert house.tolist() == expected
+    assert torch.equal(adapter.to_hf({"layers.0.wqkv.weight": house})["h.0.qkv.weight"], stored)

@@ -217,6 +217,26 @@ class _TermMethod:
     name: str
 
 
+class LeadingAxes:
+    """`x.shape[:-1]` / `x.size()[:-2]` of a symbolic tensor: its leading axes, how many
+    unknown. Added to a tuple of sizes (`x.shape[:-1] + (heads, -1)`) it gives those sizes
+    alone, as `view(*x.shape[:-1], heads, -1)` records them: views are read from the last
+    axes, whatever the leading ones."""
+
+
+def _shape_slice(node: cst.Subscript) -> tuple[cst.BaseExpression, cst.Slice] | None:
+    """The tensor and the slice of `x.shape[a:b]` or `x.size()[a:b]`, else None."""
+    if len(node.slice) != 1 or not isinstance(node.slice[0].slice, cst.Slice):
+        return None
+    value = node.value
+    if isinstance(value, cst.Call) and not value.args and isinstance(value.func, cst.Attribute):
+        value = value.func if value.func.attr.value == "size" else value
+    if isinstance(value, cst.Attribute) and value.attr.value in ("shape", "size"):
+        if value.attr.value == "shape" or value is not node.value:
+            return value.value, node.slice[0].slice
+    return None
+
+
 class Tracer(Interp):
     """An interpreter whose tensors are Terms (see module docstring)."""
 
@@ -347,6 +367,11 @@ class Tracer(Interp):
         return super().get_attr(obj, name, node)
 
     def eval_Subscript(self, node, frame):
+        found = _shape_slice(node)
+        if found is not None:
+            axes = self._axes(found, frame)
+            if axes is not None:
+                return axes
         obj = self.eval(node.value, frame)
         if isinstance(obj, Term | ParamRec):
             try:
@@ -358,6 +383,31 @@ class Tracer(Interp):
             return self.get_item(obj, key, node, frame)
         key = self.eval_slice(node.slice, frame)
         return self.get_item(obj, key, node, frame)
+
+    def _axes(self, found, frame):
+        """`x.shape[:-k]` -> LeadingAxes; `x.shape[:k]`, `x.shape[-k:]` -> k unknown sizes,
+        for a symbolic `x`; None for anything else (read as before)."""
+        tensor, sl = found
+        bounds = []
+        for part in (sl.lower, sl.upper, sl.step):
+            try:
+                bounds.append(None if part is None else self.eval(part, frame))
+            except BudgetExceeded:
+                raise
+            except Unknown:
+                return None
+        lower, upper, step = bounds
+        if step is not None or not all(b is None or type(b) is int for b in (lower, upper)):
+            return None
+        if not isinstance(self.eval_arg(tensor, frame), Term):
+            return None
+        if lower is None and upper is not None and upper < 0:
+            return LeadingAxes()
+        if lower is None and upper is not None and upper <= 8:
+            return (UNKNOWN,) * upper
+        if upper is None and lower is not None and -8 <= lower < 0:
+            return (UNKNOWN,) * -lower
+        return None
 
     def get_item(self, obj, key, node, frame):
         if isinstance(obj, Term):
@@ -384,11 +434,17 @@ class Tracer(Interp):
             return []
 
     def iterate(self, value):
+        if isinstance(value, LeadingAxes):
+            return []  # `view(*x.shape[:-1], ...)`: the leading axes are not read
         if isinstance(value, Term):
             return [self.new("index", (value,), name="iter")]  # one symbolic iteration
         return super().iterate(value)
 
     def binop(self, op, left, right, node):
+        if isinstance(left, LeadingAxes) and isinstance(op, cst.Add):
+            if isinstance(right, tuple | list):
+                return tuple(right)
+            raise Unknown("leading axes plus a non-tuple")
         if isinstance(left, Term | ParamRec) or isinstance(right, Term | ParamRec):
             left = self.new("param", module=left) if isinstance(left, ParamRec) else left
             right = self.new("param", module=right) if isinstance(right, ParamRec) else right

@@ -18,6 +18,7 @@ from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import Term, primary_input, strip, terms_in, walk
 from codegen.analyze.evaluate import ModuleRec, ParamRec
 from codegen.analyze.features import UNKNOWN, Attention
+from codegen.analyze.last_layer_bias import last_layer_o_bias
 from codegen.analyze.model import layer_slots, linear_bias
 from codegen.analyze.roles import ATTENTION, LINEAR, MIXER, NORM, ROTARY
 
@@ -437,6 +438,11 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
     if num_kv is None:
         value = attr(cfg, "num_key_value_heads")
         num_kv = value if isinstance(value, int) else None
+    if (num_kv is None or head_dim is None) and fused and num_heads and num_kv in (None, num_heads):
+        width = _equal_thirds(rep, fused[0])
+        if width and width % num_heads == 0:  # q, k and v as wide: as many kv heads as heads
+            head_dim = head_dim or width // num_heads
+            num_kv = num_heads if width == num_heads * head_dim else num_kv
     if rep.mla:
         kind = "mla"
         ctx.cite("attention.kind", ctx.site(rep.k_lins[0].module) if rep.k_lins else cite_rec)
@@ -454,10 +460,15 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
         ctx.cite("attention.kind", f"{where} ({num_heads} heads, {num_kv} kv heads)")
 
     qkv_layout = UNKNOWN if fused_qkv == UNKNOWN else "none"
+    qkv_blocks, qkv_order = 1, "qkv"
     if fused:
         fused_terms = [t for t in rep.q_lins or [] if t.module is fused[0]]
         views = [v for t in fused_terms for v in rep.trace.tracer.views.get(id(t), [])]
         qkv_layout = _qkv_layout(views, num_heads, num_kv, head_dim)
+        blocked = _blocked(rep, fused_terms, views, num_heads, num_kv)
+        if qkv_layout == UNKNOWN and blocked is not None:
+            qkv_layout = "blocked"
+            qkv_blocks, qkv_order = blocked
         shapes = ", ".join(
             "(" + ", ".join(str(d) if isinstance(d, int | str) else "?" for d in v) + ")"
             for v in views
@@ -588,6 +599,9 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
             o_bias=o_bias,
             fused_qkv=fused_qkv,
             qkv_layout=qkv_layout,
+            qkv_blocks=qkv_blocks,
+            qkv_order=qkv_order,
+            last_layer_o_bias=last_layer_o_bias(ctx, per_layer),
             sliding_window=sliding_window,
             sinks=sinks,
             softcap=softcap,
@@ -694,6 +708,10 @@ def _qkv_layout(views: list[tuple], heads, kv, head_dim) -> str:
             return "grouped"
         if kv == heads and ((last == head_dim and before == 3) or last == 3 * head_dim):
             return "interleaved"
+        if _size(before) and before > 1 and not (_size(last) and last > 0):
+            # `(4, -1)`: blocks of rows, each split on its own (codegen's mp_num blocks of
+            # q|v|k); only three whole blocks of equal heads are the plain [q | k | v]
+            return "contiguous" if before == 3 and kv == heads else UNKNOWN
     if any(len(shape) >= 4 for shape in views):
         return UNKNOWN  # a head axis this reading does not know
     if any(not any(_size(d) for d in shape) for shape in views):
@@ -701,6 +719,65 @@ def _qkv_layout(views: list[tuple], heads, kv, head_dim) -> str:
         # some split the reading cannot see, not the plain [q | k | v]
         return UNKNOWN
     return "contiguous"
+
+
+def _blocked(rep: AttnInfo, calls: list, views: list[tuple], heads, kv):
+    """(blocks, part order) of a fused projection whose output is viewed as `(B, -1)` row
+    blocks, each then split on its last axis into three equal parts, one of each of q, k, v
+    (codegen: 4 blocks of q | v | k -> (4, "qvk")); None for anything else."""
+    if not (_size(heads) and heads == kv) or rep.kernel is None or rep.trace is None:
+        return None
+    blocks = {
+        v[-2]
+        for v in views
+        if len(v) >= 2 and _size(v[-2]) and v[-2] > 1 and not (_size(v[-1]) and v[-1] > 0)
+    }
+    out = _dims(calls[0].module)[1] if calls else None
+    if len(blocks) != 1 or not out:
+        return None
+    count = blocks.pop()
+    parts = [a for a in rep.kernel.args if isinstance(a, Term)][:3]
+    for t in rep.trace.terms:
+        if not (t.op == "split" or (t.op == "fn" and t.name.rsplit(".", 1)[-1] == "split")):
+            continue
+        if not t.args or not any(strip(t.args[0]) is c for c in calls) or len(parts) != 3:
+            continue
+        if not (len(t.args) > 1 and _size(t.args[1]) and t.args[1] * 3 * count == out):
+            return None
+        order = {}
+        for role, part in zip("qkv", parts, strict=True):
+            found = {
+                int(x.name)
+                for x in walk(part)
+                if x.op == "index" and x.args and x.args[0] is t and x.name in ("0", "1", "2")
+            }
+            if len(found) != 1:
+                return None
+            order[role] = found.pop()
+        if sorted(order.values()) != [0, 1, 2]:
+            return None
+        return count, "".join(sorted(order, key=order.get))
+    return None
+
+
+def _equal_thirds(rep: AttnInfo, fused: ModuleRec) -> int | None:
+    """The width of each part when the fused projection's output is split into three equal
+    ones (`x.split(n_state, dim=2)` of a `3 * n_state` output, `x.chunk(3, -1)`), else None."""
+    out = _dims(fused)[1]
+    if not out or rep.trace is None:
+        return None
+    calls = [t for t in rep.q_lins or [] if t.module is fused]
+    for t in rep.trace.terms:
+        if t.op != "split" or not t.args or not any(strip(t.args[0]) is c for c in calls):
+            continue
+        size = t.args[1] if len(t.args) > 1 else None
+        if not _size(size) or size <= 0:
+            continue
+        if t.name == "chunk" and size == 3 and out % 3 == 0:
+            return out // 3
+        if t.name == "split" and size * 3 == out:
+            return size
+    return None
 
 
 def _size(dim) -> bool:

@@ -48,7 +48,7 @@ VOCAB: dict[str, tuple] = {
     "category": ("decoder", "hybrid", "encoder", "multimodal", "other"),
     "attention.kind": ("mha", "gqa", "mqa", "mla"),
     "attention.qk_norm": ("none", "per_head", "full"),
-    "attention.qkv_layout": ("contiguous", "grouped", "interleaved", "none"),
+    "attention.qkv_layout": ("contiguous", "grouped", "interleaved", "blocked", "none"),
     "attention.sliding_window": ("none", "all", "pattern"),
     "attention.scale": ("default", "custom"),
     "attention.output_gate": ("none", "sigmoid", "sigmoid_fused_q", "other"),
@@ -88,6 +88,12 @@ class Attention:
     # rows of the fused projection: contiguous (all q, then k, then v) | grouped (per kv
     # head: its q heads, then k, then v) | interleaved (per head: q, k, v) | none (not fused)
     qkv_layout: str = UNKNOWN
+    # `blocked` layout: the rows are qkv_blocks blocks, each q, k and v in qkv_order
+    qkv_blocks: int = 1
+    qkv_order: str = "qkv"
+    # the attention attribute of an output bias only the last layer has, which its layer adds
+    # to the attention output (gpt_neox_japanese's dense_bias), else None
+    last_layer_o_bias: str | None = None
     sliding_window: str = UNKNOWN  # none | all | pattern (per-layer mix)
     sinks: bool | str = UNKNOWN  # learned per-head sink logits
     softcap: bool | str = UNKNOWN  # tanh soft-capping of attention scores

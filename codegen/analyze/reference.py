@@ -86,6 +86,7 @@ COMPARED: dict[str, Any] = {
     "attention.o_bias": None,
     "attention.fused_qkv": None,
     "attention.qkv_layout": None,
+    "attention.last_layer_o_bias": lambda name: name is not None,
     "attention.sliding_window": None,
     "attention.sinks": None,
     "attention.softcap": None,
@@ -145,7 +146,8 @@ _DENSE_COMMON: dict[str, tuple] = {
     "attention.qk_norm": ("none",),
     "attention.fused_qkv": (False,),
     # any row layout: the fused_qkv rule splits in the layout it is given
-    "attention.qkv_layout": ("none", "contiguous", "grouped", "interleaved"),
+    "attention.qkv_layout": ("none", "contiguous", "grouped", "interleaved", "blocked"),
+    "attention.last_layer_o_bias": (False,),  # no layer's attention output has a bias of its own
     "attention.sliding_window": ("none",),
     "attention.sinks": (False,),
     "attention.softcap": (False,),

@@ -18,6 +18,7 @@ from codegen.transforms.edits import (
     calls,
     run,
 )
+from codegen.transforms.transposed_linears import AfterFromHfMap
 
 WQKV = (
     "self.wqkv = nn.Linear("
@@ -41,7 +42,17 @@ group = self.n_heads // self.n_kv_heads
 qkv = self.wqkv(x).view(batch, seq, -1, group + 2, self.head_dim)
 q, k, v = (part.reshape(batch, seq, -1) for part in qkv.split([group, 1, 1], dim=3))
 """
-LAYOUTS = {"contiguous": SPLIT, "grouped": GROUPED_SPLIT, "interleaved": GROUPED_SPLIT}
+# rows in blocks, each q, k, v (codegen's 4 blocks of q | v | k): the adapter regroups them
+# to [q | k | v] on load (and back on save), so the model splits the plain layout
+LAYOUTS = {
+    "contiguous": SPLIT,
+    "grouped": GROUPED_SPLIT,
+    "interleaved": GROUPED_SPLIT,
+    "blocked": SPLIT,
+}
+ROW_BLOCKS = (
+    "# the checkpoint's rows are {blocks} blocks of {order}: regrouped on load and on save\n"
+)
 
 
 class FuseQkv(Transform):
@@ -49,6 +60,8 @@ class FuseQkv(Transform):
     layout: `contiguous` (all q heads, then k, then v, as phi3's `qkv_proj`), `grouped` (per
     kv head: its q heads, then k, then v) or `interleaved` (per head: q, k, v). The adapter
     maps the single fused key (and its bias when the projections have one) instead of three.
+    `blocked`: the checkpoint's rows are `blocks` blocks, each q, k and v in `order` (codegen:
+    4, "qvk"); the adapter's `row_blocks` regroups them to [q | k | v].
 
     `hf_name` is the fused module's name in the checkpoint (`qkv_proj` for phi3). Where the
     target's attention computes its kv head count from switches (falcon's multi_query),
@@ -58,11 +71,22 @@ class FuseQkv(Transform):
     name = "fuse_qkv"
 
     def apply(
-        self, package, features=None, *, hf_name: str = "qkv_proj", layout: str = "contiguous"
+        self,
+        package,
+        features=None,
+        *,
+        hf_name: str = "qkv_proj",
+        layout: str = "contiguous",
+        blocks: int = 1,
+        order: str = "qkv",
     ) -> None:
         if layout not in LAYOUTS:
             known = ", ".join(LAYOUTS)
             raise EditError(f"fused q/k/v row layout {layout!r} is not one of {known}")
+        if layout == "blocked" and (sorted(order) != list("kqv") or blocks < 1):
+            raise EditError(
+                f"blocked q/k/v rows need blocks >= 1 and an order of q, k, v: {order!r}"
+            )
         init = edits.find_method(package.module("model.py"), "Attention", "__init__")
         wq = next((s for s in init.body.body if assigns("self.wq")(s)), None) if init else None
         if wq is None:
@@ -94,15 +118,22 @@ class FuseQkv(Transform):
                 edits.call_of(f"self.w{p}"),
                 lambda node, p=p: cst.Name(p),
             )
-        _fuse_rows(package, hf_name)
+        parts = _fuse_rows(package, hf_name)
+        if layout == "blocked":
+            rows = ", ".join(
+                f'"layers.{{}}.attention.wqkv.{part}": ({blocks}, "{order}")' for part in parts
+            )
+            note = ROW_BLOCKS.format(blocks=blocks, order=" | ".join(order))
+            run(package, "state_dict_adapter.py", AfterFromHfMap(f"{note}row_blocks = {{{rows}}}"))
         set_kv_heads_from_source(package, features)
 
 
 _first_projection = calls("self.wq")
 
 
-def _fuse_rows(package, hf_name: str) -> None:
-    """Rows of wq/wk/wv (weight, bias) become one row of wqkv at wq's place."""
+def _fuse_rows(package, hf_name: str) -> list[str]:
+    """Rows of wq/wk/wv (weight, bias) become one row of wqkv at wq's place; returns the
+    parts fused (weight, and bias where the projections have one)."""
     found = []
 
     def rewrite(key, value):
@@ -119,3 +150,4 @@ def _fuse_rows(package, hf_name: str) -> None:
     run(package, "state_dict_adapter.py", EditDict("from_hf_map", rewrite))
     if "weight" not in found:
         raise EditError("state_dict_adapter.py has no row for layers.{}.attention.wq.weight")
+    return found

@@ -71,3 +71,29 @@ def test_grouped_rows_split_on_a_kv_head_axis():
 def test_an_unknown_layout_is_an_error():
     with pytest.raises(EditError, match="row layout"):
         FuseQkv().apply(_llama(), layout="unknown")
+
+
+def test_blocked_rows_are_regrouped_by_the_adapter():
+    """Rows in blocks of q | v | k (codegen): the model splits the plain [q | k | v] and the
+    adapter names the fused rows it regroups, with their block count and order."""
+    package = _llama()
+    SetQkvBias().apply(package, enabled=True)
+    FuseQkv().apply(package, layout="blocked", blocks=4, order="qvk")
+    files = package.render()
+    assert (
+        "q, k, v = qkv.split([qkv.shape[-1] - 2 * kv_size, kv_size, kv_size], dim=-1)"
+        in (files["model.py"])
+    )
+    adapter = files["state_dict_adapter.py"]
+    assert (
+        'row_blocks = {"layers.{}.attention.wqkv.weight": (4, "qvk"), '
+        '"layers.{}.attention.wqkv.bias": (4, "qvk")}'
+    ) in adapter
+    plain = _llama()
+    FuseQkv().apply(plain)
+    assert "row_blocks" not in plain.render()["state_dict_adapter.py"]
+
+
+def test_blocked_rows_need_an_order_of_q_k_v():
+    with pytest.raises(EditError, match="order"):
+        FuseQkv().apply(_llama(), layout="blocked", blocks=4, order="qqk")

@@ -24,10 +24,14 @@ class TransposedLinears(Transform):
             raise EditError("no transposed checkpoint keys given")
         layer = f"{prefix}.{{}}." if prefix else ""
         names = ", ".join(f'"{layer}{key}"' for key in keys)
-        run(package, "state_dict_adapter.py", _AddSet(f"{NOTE}transposed = frozenset({{{names}}})"))
+        run(
+            package,
+            "state_dict_adapter.py",
+            AfterFromHfMap(f"{NOTE}transposed = frozenset({{{names}}})"),
+        )
 
 
-class _AddSet(cst.CSTTransformer):
+class AfterFromHfMap(cst.CSTTransformer):
     """Put the statement after `from_hf_map` in the adapter class."""
 
     def __init__(self, code: str):

@@ -1,6 +1,7 @@
-"""A fused q/k/v output viewed as a shape none of whose sizes was evaluated is an unknown
-row layout (codegen's 4 blocks of [q | v | k], gpt_neox_japanese's per-head triples), never
-silently the plain [q | k | v]; layouts the shapes do spell stay read."""
+"""A fused q/k/v output's row layout is read from the shapes it is viewed as, never silently
+the plain [q | k | v]: codegen's `x.shape[:-1] + (4, -1)` is 4 blocks of [q | v | k] (the
+order from which split part reaches the kernel's q, k and v), gpt_neox_japanese's
+`x.size()[:-1] + (heads, 3 * d)` per-head triples."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from codegen.analyze.analysis import analyze
 @pytest.mark.parametrize(
     ("model_type", "layout"),
     [
-        ("codegen", "unknown"),
-        ("gpt_neox_japanese", "unknown"),
+        ("codegen", "blocked"),
+        ("gpt_neox_japanese", "interleaved"),
         ("phi3", "contiguous"),
         ("falcon", "contiguous"),
         ("bloom", "interleaved"),
@@ -21,3 +22,8 @@ from codegen.analyze.analysis import analyze
 )
 def test_layout(model_type, layout):
     assert analyze(model_type).attention.qkv_layout == layout
+
+
+def test_codegen_blocks():
+    attention = analyze("codegen").attention
+    assert (attention.qkv_blocks, attention.qkv_order) == (4, "qvk")
