@@ -179,8 +179,9 @@ EXPECTED = {
     "head.logit_scale": True,
     "block.num_layers": 4,
     "embedding.tied": False,
-    # no rotary embedding is realised now (rule no_rope); ALiBi itself is what is missing
-    "unsupported": ["attention.alibi", "attention.logn_scale", "head.normalized"],
+    # no rotary embedding (rule no_rope); the ALiBi bias is a feature (rule alibi)
+    "attention.alibi": True,
+    "unsupported": ["attention.logn_scale", "head.normalized"],
 }
 
 
