@@ -25,6 +25,17 @@ RULES = [
         bias_of=("o_proj",),
     ),
     Rule(
+        id="differential_attention",
+        feature="attention.differential",
+        values=(True,),
+        transform="differential_attention",
+        params={"differential": FromFeature("attention.differential")},
+        description=(
+            "two attention maps per head pair, the second times a learned lambda subtracted,"
+            " a weightless RMSNorm and (1 - lambda_init) (DiffLlama)"
+        ),
+    ),
+    Rule(
         id="attention_sub_norm",
         feature="attention.sub_norm",
         values=(True,),

@@ -89,6 +89,15 @@ SHARDS = [
     # whole inner width): its weight split like them, the mean of squares summed over ranks
     Shards("add_sub_norm", {"layers.*.attention.sub_norm": "sharded_norm"}, {"site": "attention"}),
     Shards("add_sub_norm", {"layers.*.feed_forward.sub_norm": "sharded_norm"}, {"site": "ffn"}),
+    # differential attention pairs head i with head n/2 + i and splits every value head in
+    # two: a split by heads would part the pairs, so its attention stays whole on every rank
+    Shards(
+        "differential_attention",
+        {
+            "layers.*.attention": "replicate",  # its own lambda vectors
+            **{f"layers.*.attention.{w}": "replicate" for w in ("wq", "wk", "wv", "wo")},
+        },
+    ),
     # ALiBi's bias has one entry per head: each rank keeps its heads'
     Shards("alibi", {"layers.*.attention.alibi": "head_slice"}),
     # xIELU's learned slopes act on the column-wise up projection's local features

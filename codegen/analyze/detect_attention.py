@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from codegen.analyze import logn_scale
+from codegen.analyze import differential, logn_scale
 from codegen.analyze.config import attr
 from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import Term, primary_input, strip, terms_in, walk
@@ -583,10 +583,13 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
     if "attention.scale" not in ctx.evidence:
         ctx.cite("attention.scale", where)
 
-    sub_norm = _sub_norm(ctx, rep)
+    normed = _sub_norm(ctx, rep)
+    logn, diff = _extras(ctx, rep, head_dim, normed)
+    sub_norm = normed is not None and diff is None  # the differential's norm is its own
     if not sub_norm:
         ctx.cite("attention.sub_norm", where)
-    logn = _extras(ctx, rep)
+    if diff is None:
+        ctx.cite("attention.differential", where)
     alibi = _alibi(ctx, rep)
     layer_types = tuple(
         p["type"] if p["type"] != "mixer" else p.get("mixer", "mixer") for p in per_layer
@@ -612,8 +615,9 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
             window=window,
             layer_types=layer_types,
             logn=logn,
-            sub_norm=sub_norm,
             alibi=alibi,
+            sub_norm=sub_norm,
+            differential=diff,
             **_output_gate(ctx, rep, q_mods),
         ),
         shared,
@@ -794,12 +798,12 @@ def _last_projection(lins, ctx: Ctx) -> ModuleRec | None:
     return lins[0].module
 
 
-def _sub_norm(ctx: Ctx, rep: AttnInfo) -> bool:
-    """A norm module applied to the attention output before the output projection
+def _sub_norm(ctx: Ctx, rep: AttnInfo) -> ModuleRec | None:
+    """The norm module applied to the attention output before the output projection
     (BitNet's attn_sub_norm), cited where it is called."""
     trace = rep.trace
     if trace is None or rep.kernel is None:
-        return False
+        return None
     roles = ctx.roles
     for oc in (t for t in trace.terms if t.op == "call" and t.module is rep.o_lin):
         normed = [
@@ -814,27 +818,33 @@ def _sub_norm(ctx: Ctx, rep: AttnInfo) -> bool:
         if normed:
             where = normed[0].site.cite() if normed[0].site else ctx.class_site(rep.rec)
             ctx.cite("attention.sub_norm", where)
-            return True
-    return False
+            return normed[0].module
+    return None
 
 
-def _extras(ctx: Ctx, rep: AttnInfo) -> dict | None:
+def _extras(ctx: Ctx, rep: AttnInfo, head_dim, normed: ModuleRec | None):
     """Attention features that no field represents; returns the logn query scale (its
-    constants as config fields) where the queries have one of the form `logn_scale` reads."""
+    constants as config fields) where the queries have one of the form `logn_scale` reads,
+    and the differential attention's lambdas (`differential.read`) where it has them."""
     trace = rep.trace
     logn = None
     if trace is None or rep.kernel is None:
-        return logn
+        return logn, None
     # differential attention: one part of the attention output subtracted from another
     for t in trace.terms:
         if t.op == "sub" and all(
             isinstance(a, Term) and depends(a, rep.kernel) for a in t.args[:2]
         ):
+            where = t.site.cite() if t.site else ctx.class_site(rep.rec)
+            found = differential.read(ctx, rep.rec, head_dim)
+            if found is not None and normed is not None and _weightless(normed):
+                ctx.cite("attention.differential", where)
+                return logn, found
             ctx.unsupported(
                 "attention.differential",
                 "differential attention: one part of the attention output (scaled by learned "
                 "parameters) subtracted from the other",
-                t.site.cite() if t.site else ctx.class_site(rep.rec),
+                where,
             )
             break
     # clipping of q/k/v
@@ -877,7 +887,7 @@ def _extras(ctx: Ctx, rep: AttnInfo) -> dict | None:
                             where,
                         )
                     break
-    return logn
+    return logn, None
 
 
 def _alibi(ctx: Ctx, rep: AttnInfo) -> bool:

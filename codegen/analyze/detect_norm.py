@@ -295,6 +295,32 @@ def block_names(ctx: Ctx, norms: list, facts: dict) -> tuple[tuple[str, str], ..
     return tuple(found)
 
 
+def _past_the_first_layer(ctx: Ctx, first: ModuleRec, place: str, facts: dict):
+    """The placement of the second layer when the first one's is unknown because a sublayer
+    of it has no norm before it where the others have one (modernbert-decoder's layer 0
+    builds nn.Identity for its attention norm): that difference is named as unsupported."""
+    later, later_facts = placement(ctx, ctx.model.layers[1])
+    if later == UNKNOWN:
+        return place, facts
+    bare = [
+        label
+        for label, r in facts.items()
+        if isinstance(r, dict)
+        and not r.get("pre")
+        and isinstance(later_facts.get(label), dict)
+        and later_facts[label].get("pre")
+    ]
+    if not bare:
+        return place, facts
+    call = facts[bare[0]]["call"]
+    ctx.unsupported(
+        "norm.first_layer",
+        f"layer 0 applies no norm before its {bare[0]} (the other layers do: {later})",
+        call.site.cite() if call.site is not None else ctx.class_site(first),
+    )
+    return later, later_facts
+
+
 def _called_attribute(call: Term) -> str | None:
     """`self.<name>(...)` at the call's site: the layer attribute called (records of
     modules built alike are shared, so the record does not tell the norms apart)."""
@@ -332,6 +358,8 @@ def detect(ctx: Ctx) -> tuple[Norm, dict]:
     if norms:
         ctx.cite("norm.weight", ctx.class_site(norms[0][1]) or ctx.site(norms[0][1]))
     place, facts = placement(ctx, layer)
+    if place == UNKNOWN and len(model.layers) > 1:
+        place, facts = _past_the_first_layer(ctx, layer, place, facts)
     site = None
     for key in ("attention", "mlp"):
         call = facts.get(key, {}).get("call") if isinstance(facts.get(key), dict) else None

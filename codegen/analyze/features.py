@@ -113,6 +113,9 @@ class Attention:
     # {"beta": <hf_config expression>, "period": <hf_config expression>, "offset": float}
     logn: dict | None = None
     sub_norm: bool | str = False  # the attention output normed before the output projection
+    # differential attention (DiffLlama): {"lambda_init": <expression of layer_id>,
+    # "lambdas": (q1, k1, q2, k2 parameter names)}; see codegen/analyze/differential.py
+    differential: dict | None = None
     # ALiBi: each head adds slope * key position to its scores (no rotary), the slopes
     # 2 ** (-8 k / n) of Press et al. (mpt, bloom)
     alibi: bool = False

@@ -94,6 +94,7 @@ COMPARED: dict[str, Any] = {
     "attention.output_gate": None,
     "attention.logn": lambda logn: logn is not None,
     "attention.sub_norm": None,
+    "attention.differential": lambda found: found is not None,
     "attention.alibi": None,
     "rope.type": None,
     "rope.partial_rotary": _partial,
@@ -155,6 +156,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "attention.output_gate": ("none",),
     "attention.logn": (False,),  # queries not scaled by position
     "attention.sub_norm": (False,),  # the attention output goes to o_proj as it is
+    "attention.differential": (False,),  # one attention map per head
     "attention.alibi": (False,),  # no ALiBi bias on the scores
     "rope.type": _LLAMA_ROPE,
     "rope.partial_rotary": ("full",),

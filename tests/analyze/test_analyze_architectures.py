@@ -541,12 +541,28 @@ def test_sub_norms_before_the_output_projections_are_found(analysed: dict) -> No
 
 
 
-def test_differential_attention_is_reported_unsupported(analysed: dict) -> None:
-    found = {u.feature for u in _features(analysed, "diffllama").unsupported}
-    assert "attention.differential" in found
-    assert "attention.differential" not in {
-        u.feature for u in _features(analysed, "llama").unsupported
-    }
+def test_a_first_layer_without_its_attention_norm_is_named(analysed: dict) -> None:
+    # modernbert-decoder builds nn.Identity for layer 0's attention norm: the placement is
+    # read from layer 1, the difference named instead of leaving the placement unknown
+    features = _features(analysed, "modernbert-decoder")
+    assert features.norm.placement == "pre"
+    found = {u.feature: u for u in features.unsupported}
+    assert "norm.first_layer" in found
+    assert found["norm.first_layer"].evidence.startswith("modeling_modernbert_decoder.py:")
+    assert "norm.first_layer" not in {u.feature for u in _features(analysed, "llama").unsupported}
+
+
+def test_differential_attention_reads_its_lambdas(analysed: dict) -> None:
+    features = _features(analysed, "diffllama")
+    assert not features.unsupported
+    found = features.attention.differential
+    # lambda_init_fn(layer_idx) inlined as an expression of the layer index
+    assert found["lambda_init"] == "0.8 - 0.6 * math.exp(-0.3 * layer_id)"
+    assert tuple(found["lambdas"]) == ("lambda_q1", "lambda_k1", "lambda_q2", "lambda_k2")
+    assert found["init_std"] == "lambda_std_dev"
+    assert features.attention.sub_norm is False  # its per-pair norm belongs to it
+    assert features.evidence["attention.differential"].startswith("modeling_diffllama.py:")
+    assert _features(analysed, "llama").attention.differential is None
 
 
 def test_multimodal_follows_the_text_model(analysed: dict) -> None:
