@@ -134,10 +134,70 @@ def _describe(value) -> str:
     return "configured value"
 
 
+def _nested_tables(ctx: Ctx) -> None:
+    """Embeddings or an output head the analysis cannot describe yet are reported, so no
+    package is planned without them: the backbone's tables inside a module of their own
+    (BERT's `embeddings`: word, position and token-type tables summed, maybe normed), and a
+    head module whose vocabulary projection sits behind other layers (BERT's prediction
+    head: dense, activation, norm, then the decoder)."""
+    model = ctx.model
+    # the modules from the entry down to the stack's owner (BERT's bert, bert.encoder)
+    chain, node = [], model.entry
+    for part in model.stack_owner_path.split(".") if model.stack_owner_path else ():
+        node = node.attrs.get(part) if isinstance(node, ModuleRec) else None
+        if isinstance(node, ModuleRec):
+            chain.append(node)
+    tables = [
+        child
+        for owner in chain
+        for _, child in owner.children()
+        if isinstance(child, ModuleRec)
+        and child.cls is not None
+        and child not in chain
+        and _holds(ctx, child, EMBEDDING)
+    ]
+    if tables:
+        ctx.unsupported(
+            "embedding.module",
+            "the embedding tables are a module of their own (word + position + token-type"
+            " tables summed: BERT): no rule yet",
+            ctx.class_site(tables[0]),
+        )
+    root = model.stack_owner_path.split(".")[0] if model.stack_owner_path else None
+    for name, child in model.entry.children():
+        if name == root or not isinstance(child, ModuleRec) or child.cls is None:
+            continue
+        if ctx.roles.role(child) in (OTHER, CONTAINER) and _holds(ctx, child, LINEAR, NORM):
+            ctx.unsupported(
+                "head.transform",
+                "the output head is a module with layers before its vocabulary projection"
+                " (dense, activation, norm: BERT's prediction head): no rule yet",
+                ctx.class_site(child),
+            )
+            break
+
+
+def _holds(ctx: Ctx, rec: ModuleRec, *roles: str, depth: int = 0) -> bool:
+    """`rec` has submodules (up to three levels down) of every role in `roles`."""
+    found = set()
+
+    def visit(node: ModuleRec, level: int) -> None:
+        for _, child in node.children():
+            if isinstance(child, ModuleRec):
+                found.add(ctx.roles.role(child))
+                if level < 2:
+                    visit(child, level + 1)
+
+    visit(rec, depth)
+    return set(roles) <= found
+
+
 def detect(ctx: Ctx) -> tuple[Embedding, Head]:
     model = ctx.model
     cfg = model.config
     emb_name, emb = _embedding(ctx)
+    if emb is None or _head(ctx)[1] is None:
+        _nested_tables(ctx)
     head_name, head = _head(ctx)
 
     # -- tying ------------------------------------------------------------------------------------

@@ -182,3 +182,10 @@ def test_an_absolute_rotary_dim_keeps_its_fraction_of_the_toy_head():
     assert toy["n_embd"] // toy["n_head"] == 24 and toy["rotary_dim"] == 6
     assert shrink({"rotary_dim": None}, keep_pattern=False)["rotary_dim"] is None
     assert tiny_config("gptj").rotary_dim == 6
+
+
+def test_an_encoder_familys_causal_lm_is_built_as_a_decoder():
+    """BERT-style configs declare is_decoder (default False: bidirectional attention); the
+    toy sets it, configs without the field do not grow one."""
+    assert tiny_config("megatron-bert").is_decoder is True
+    assert "is_decoder" not in tiny_config("llama").to_dict()
