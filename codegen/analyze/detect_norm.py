@@ -289,10 +289,27 @@ def block_names(ctx: Ctx, norms: list, facts: dict) -> tuple[tuple[str, str], ..
         call = facts.get(sublayer, {}).get(key) if isinstance(facts.get(sublayer), dict) else None
         call = strip(call) if call is not None else None
         if isinstance(call, Term) and _is_norm_call(ctx, call):
-            name = _called_attribute(call)
+            name = _in_layer(ctx, call, _called_attribute(call))
             if name in names:
                 found.append((house, name))
     return tuple(found)
+
+
+def _in_layer(ctx: Ctx, call: Term, name: str | None) -> str | None:
+    """The called attribute as a path in the layer: a norm called by a submodule's forward
+    (BERT-style `attention.ln`, called inside the attention block) gets that submodule's
+    path in front."""
+    scope = call.site.scope if call.site is not None else None
+    layer = ctx.model.layers[0] if ctx.model.layers else None
+    if name is None or not isinstance(scope, cst.ClassDef) or layer is None:
+        return name
+    if layer.cls is not None and scope.name.value == layer.cls.name:
+        return name
+    for path, child in layer.children():
+        if isinstance(child, ModuleRec) and child.cls is not None:
+            if child.cls.name == scope.name.value:
+                return f"{path}.{name}"
+    return name
 
 
 def _past_the_first_layer(ctx: Ctx, first: ModuleRec, place: str, facts: dict):
