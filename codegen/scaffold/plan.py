@@ -356,6 +356,8 @@ def _naming_steps(target) -> list[Step]:
             },
         ),
         Step("align_config_fields", {"fields": fields, "config": _settings(target.config)}),
+        # before guard_switches: the width's switches (lfm2's auto-adjust) become reads
+        Step("computed_ffn_width", {}),
         Step("guard_switches", _guard_params(target)),
         Step("set_arg_defaults", {"config": getattr(target, "defaults", {})}),
     ]
