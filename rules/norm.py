@@ -71,4 +71,12 @@ RULES = [
         transform="qk_norm_after_rope",
         description="the q/k norms take the rotated q/k (after RoPE), not the projections",
     ),
+    Rule(
+        id="bare_first_layer",
+        feature="norm.first_layer_bare",
+        values=(True,),
+        transform="bare_first_layer",
+        params={"sublayers": FromFeature("norm.first_layer_bare")},
+        description="layer 0 builds nn.Identity for the pre-norms its sublayers go without",
+    ),
 ]

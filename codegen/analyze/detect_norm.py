@@ -315,7 +315,8 @@ def _in_layer(ctx: Ctx, call: Term, name: str | None) -> str | None:
 def _past_the_first_layer(ctx: Ctx, first: ModuleRec, place: str, facts: dict):
     """The placement of the second layer when the first one's is unknown because a sublayer
     of it has no norm before it where the others have one (modernbert-decoder's layer 0
-    builds nn.Identity for its attention norm): that difference is named as unsupported."""
+    builds nn.Identity for its attention norm): the sublayers it leaves bare are
+    `first_layer_bare` in the facts (a pre-norm block; after another placement, unsupported)."""
     later, later_facts = placement(ctx, ctx.model.layers[1])
     if later == UNKNOWN:
         return place, facts
@@ -330,12 +331,16 @@ def _past_the_first_layer(ctx: Ctx, first: ModuleRec, place: str, facts: dict):
     if not bare:
         return place, facts
     call = facts[bare[0]]["call"]
-    ctx.unsupported(
-        "norm.first_layer",
-        f"layer 0 applies no norm before its {bare[0]} (the other layers do: {later})",
-        call.site.cite() if call.site is not None else ctx.class_site(first),
-    )
-    return later, later_facts
+    where = call.site.cite() if call.site is not None else ctx.class_site(first)
+    if later != "pre":
+        ctx.unsupported(
+            "norm.first_layer",
+            f"layer 0 applies no norm before its {bare[0]} (the other layers do: {later})",
+            where,
+        )
+    else:
+        ctx.cite("norm.first_layer_bare", f"{where} (layer 0: no norm before {bare[0]})")
+    return later, {**later_facts, "first_layer_bare": tuple(bare)}
 
 
 def _called_attribute(call: Term) -> str | None:
@@ -399,6 +404,7 @@ def detect(ctx: Ctx) -> tuple[Norm, dict]:
         eps=eps,
         eps_field=field,
         block_names=block_names(ctx, norms, facts),
+        first_layer_bare=facts.get("first_layer_bare", ()),
     ), facts
 
 

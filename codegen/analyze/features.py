@@ -219,6 +219,9 @@ class Norm:
     # (house block norm, the checkpoint's module name for it) by where each norm sits:
     # attention_norm / post_attention_norm / ffn_norm / post_ffn_norm
     block_names: tuple[tuple[str, str], ...] = ()
+    # sublayers (attention, mlp) whose pre-norm layer 0 does not have (modernbert-decoder's
+    # nn.Identity before the first attention)
+    first_layer_bare: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -127,6 +127,7 @@ COMPARED: dict[str, Any] = {
     "norm.placement": None,
     "norm.bias": None,
     "norm.weight": None,
+    "norm.first_layer_bare": _any,
     "embedding.scale": None,
     "embedding.positions": None,
     "embedding.init_std": lambda std: std is not None,
@@ -175,6 +176,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "norm.placement": ("pre",),
     "norm.bias": (False,),
     "norm.weight": (True,),  # every norm scales by a learned weight
+    "norm.first_layer_bare": (False,),  # layer 0 norms its sublayers' inputs like the rest
     "embedding.scale": (False,),
     "embedding.positions": ("none",),  # RoPE (or nothing) in the attention, no absolute table
     "embedding.init_std": (False,),  # embeddings start at initializer_range like the rest

@@ -543,13 +543,12 @@ def test_sub_norms_before_the_output_projections_are_found(analysed: dict) -> No
 
 def test_a_first_layer_without_its_attention_norm_is_named(analysed: dict) -> None:
     # modernbert-decoder builds nn.Identity for layer 0's attention norm: the placement is
-    # read from layer 1, the difference named instead of leaving the placement unknown
+    # read from layer 1, the sublayer layer 0 leaves unnormed named
     features = _features(analysed, "modernbert-decoder")
     assert features.norm.placement == "pre"
-    found = {u.feature: u for u in features.unsupported}
-    assert "norm.first_layer" in found
-    assert found["norm.first_layer"].evidence.startswith("modeling_modernbert_decoder.py:")
-    assert "norm.first_layer" not in {u.feature for u in _features(analysed, "llama").unsupported}
+    assert features.norm.first_layer_bare == ("attention",)
+    assert features.evidence["norm.first_layer_bare"].startswith("modeling_modernbert_decoder.py:")
+    assert _features(analysed, "llama").norm.first_layer_bare == ()
 
 
 def test_differential_attention_reads_its_lambdas(analysed: dict) -> None:
