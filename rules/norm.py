@@ -32,6 +32,13 @@ RULES = [
         description="RMSNorm scaled by (1 + weight) in fp32, cast last (gemma) for every norm",
     ),
     Rule(
+        id="no_final_norm",
+        feature="norm.final",
+        values=(False,),
+        transform="drop_final_norm",
+        description="no norm after the last layer: the head reads its output as it is",
+    ),
+    Rule(
         id="norm_bias",
         feature="norm.bias",
         values=(True,),
@@ -50,7 +57,7 @@ RULES = [
     Rule(
         id="norm_placement",
         feature="norm.placement",
-        values=("post", "sandwich", "parallel"),
+        values=("post", "post_residual", "sandwich", "parallel"),
         transform="set_norm_placement",
         params={"placement": FromFeature("norm.placement")},
         description="block norms after (post) or around (sandwich) sublayers, or a parallel block",

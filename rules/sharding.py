@@ -52,7 +52,7 @@ SHARDS = [
             {"layers.*.post_attention_norm": "replicate", "layers.*.post_ffn_norm": "replicate"},
             when={"placement": placement},
         )
-        for placement in ("post", "sandwich")
+        for placement in ("post", "post_residual", "sandwich")
     ),
     # the dense feed-forward stays on the layers the dense rule keeps (maybe none), and a
     # config may keep no MoE layer at all (a sparse step with `num_experts=0`)

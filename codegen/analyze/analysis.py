@@ -15,8 +15,10 @@ from codegen.analyze import (
     detect_moe,
     detect_norm,
     detect_rope,
+    final_norm,
     key_selection,
     reference,
+    residual_norm,
     state_dict,
     support,
     switches,
@@ -123,6 +125,12 @@ def _run(ctx: Ctx) -> Features:
     category = detect_category.detect(ctx, shared)
     sd, sd_info = state_dict.detect(ctx, ctx.roles)
     sd = dataclasses.replace(sd, transposed_keys=detect_layout.transposed_keys(ctx))
+    embedding_norm = embedding.norm_module if embedding.norm is True else None
+    norm = dataclasses.replace(
+        norm,
+        final=final_norm.has_final_norm(ctx, embedding_norm),
+        placement=residual_norm.placement(norm.placement, norm_facts),
+    )
     if norm.block_names:  # the checkpoint's names for the block norms
         disk = tuple((h, state_dict.on_disk_module(sd, sd_info, n)) for h, n in norm.block_names)
         norm = dataclasses.replace(norm, block_names=disk)

@@ -255,6 +255,8 @@ def analyse(ctx: Ctx, rec: ModuleRec, inputs: dict | None = None) -> FfnInfo:
     first = next(iter(lin_mods.values()), None)
     if first is not None:
         args = list(first.args)
+        if first.kind == "Conv1D":  # transformers' Conv1D(nf=out, nx=in)
+            args = args[1:2] + args[:1]
         out = args[1] if len(args) > 1 else first.kwargs.get("out_features")
         if isinstance(out, int):
             info.intermediate = out // 2 if info.fused is True else out

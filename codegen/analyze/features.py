@@ -72,7 +72,7 @@ VOCAB: dict[str, tuple] = {
     "moe.expert_layout": ("per_expert", "fused"),
     "moe.module_layout": ("per_expert", "fused"),
     "norm.kind": ("rmsnorm", "rmsnorm_offset", "layernorm", "layernorm_offset"),
-    "norm.placement": ("pre", "post", "sandwich", "parallel"),
+    "norm.placement": ("pre", "post", "post_residual", "sandwich", "parallel"),
     "embedding.positions": ("none", "learned", "sinusoidal", "sinusoidal_pow", "sinusoidal_other"),
     "reference.closest": ("llama", "qwen2", "qwen3", "qwen3_moe", "deepseek_v3"),
 }
@@ -207,7 +207,9 @@ class Moe:
 @dataclass(frozen=True)
 class Norm:
     kind: str = UNKNOWN  # rmsnorm | rmsnorm_offset (x * (1 + w)) | layernorm | layernorm_offset
-    placement: str = UNKNOWN  # pre | post | sandwich | parallel
+    # pre | post (sublayer output normed) | post_residual (residual sum normed) | sandwich |
+    # parallel
+    placement: str = UNKNOWN
     bias: bool | str = UNKNOWN
     # the epsilon the code adds where no config field holds it (OLMo's fixed 1e-5), else None
     eps: float | None = None
@@ -222,6 +224,8 @@ class Norm:
     # sublayers (attention, mlp) whose pre-norm layer 0 does not have (modernbert-decoder's
     # nn.Identity before the first attention)
     first_layer_bare: tuple[str, ...] = ()
+    # a norm on the last layer's output before the head (False: post-norm GPT-1 has none)
+    final: bool | str = True
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,7 @@ COMPARED: dict[str, Any] = {
     "attention.fused_qkv": None,
     "attention.qkv_layout": None,
     "attention.last_layer_o_bias": lambda name: name is not None,
+    "norm.final": None,
     "attention.sliding_window": None,
     "attention.sinks": None,
     "attention.softcap": None,
@@ -150,6 +151,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     # any row layout: the fused_qkv rule splits in the layout it is given
     "attention.qkv_layout": ("none", "contiguous", "grouped", "interleaved", "blocked"),
     "attention.last_layer_o_bias": (False,),  # no layer's attention output has a bias of its own
+    "norm.final": (True,),  # the last layer's output is normed before the head
     "attention.sliding_window": ("none",),
     "attention.sinks": (False,),
     "attention.softcap": (False,),

@@ -130,9 +130,11 @@ class _Resolver:
         `k * hf_config.<field>`, k from the value the analysis found over the field's."""
         path, field = self.names.CONFIG_MULTIPLES.get(read, (None, None))
         size = _feature_value(self.features, path)
-        unit = self.config.get(field)
         if field not in self.available or not isinstance(size, int) or isinstance(size, bool):
             return None
+        # the config's values may hold the field under its stored name (openai-gpt: n_embd)
+        names = (field, *self.names.CONFIG_ALIASES.get(field, ()), *LEGACY_NAMES.get(field, ()))
+        unit = next((self.config[n] for n in names if n in self.config), None)
         if not isinstance(unit, int) or unit <= 0 or size % unit:
             return None
         return expression(f"{size // unit} * hf_config.{field}")

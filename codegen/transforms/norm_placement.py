@@ -65,6 +65,9 @@ HF_NAMES = {
             "post_ffn_norm": "post_norm2",
         },
     ),
+    "post_residual": (  # the residual sum normed (GPT-1's ln_1 / ln_2)
+        {"post_attention_norm": "ln_1", "post_ffn_norm": "ln_2"},
+    ),
     "parallel": (
         {"attention_norm": "input_layernorm"},  # cohere, gpt-j, stablelm: one shared norm
         {  # gpt-neox: attention and MLP each normalise x
@@ -77,6 +80,7 @@ HF_NAMES = {
 DOCSTRINGS = {
     "post": "Post-norm block: each sublayer's output is normalised before its residual add.",
     "sandwich": "Sandwich-norm block: each sublayer's input and output are normalised.",
+    "post_residual": "Post-LN block: each residual sum (x + sublayer(x)) is normalised.",
     "parallel": "Parallel block: attention and feed-forward both read normed x and add to x.",
 }
 
@@ -87,6 +91,7 @@ class SetNormPlacement(Transform):
     """TransformerBlock's norms move to `placement`; the adapter's block-norm rows follow.
 
     post: `h = x + post_attention_norm(attention(x))`, likewise for the feed-forward.
+    post_residual: `h = post_attention_norm(x + attention(x))`, likewise for the feed-forward.
     sandwich: pre and post norms around both sublayers (four norms).
     parallel: `x + attention(attention_norm(x)) + feed_forward(<norm>(x))`, where <norm> is
     the same `attention_norm` when the checkpoint has one input norm, else `ffn_norm`.
@@ -109,6 +114,8 @@ class SetNormPlacement(Transform):
             raise EditError(f"{_BLOCK} has no pre-norms attention_norm and ffn_norm")
         if placement == "parallel":
             _parallel(package, shared="ffn_norm" not in names)
+        elif placement == "post_residual":
+            _norm_sums(package, code_of(norm))
         else:
             _wrap_sublayers(package, code_of(norm), keep_pre=placement == "sandwich")
         run(package, "model.py", SetClassDocstring(_BLOCK, lambda old: DOCSTRINGS[placement]))
@@ -162,7 +169,65 @@ def _wrap_sublayers(package, norm: str, keep_pre: bool) -> None:
         run(package, "model.py", InsertStatements(*init, anchor, f"self.{post} = {norm}"))
 
 
-def _wrapper(pre: str, post: str, keep_pre: bool):
+def _norm_sums(package, norm: str) -> None:
+    """post_residual: the sublayers read their input unnormed and each residual sum with a
+    sublayer's output, `x + self.attention(...)`, becomes `self.post_attention_norm(...)`."""
+    for pre, post, sublayer, anchor in (
+        ("attention_norm", "post_attention_norm", "self.attention", sets("self.attention")),
+        ("ffn_norm", "post_ffn_norm", "self.feed_forward", sets("self.feed_forward")),
+    ):
+        unwrap = _wrapper(pre, post, keep_pre=False, wrap=False)
+        run(package, "model.py", EditCallsTaking(_BLOCK, "forward", f"self.{pre}", unwrap))
+        wrapped = ReplaceSum(_BLOCK, "forward", sublayer, post)
+        run(package, "model.py", wrapped)
+        if wrapped.hits != 1:
+            raise EditError(
+                f"{_BLOCK}.forward adds {sublayer}(...) to the residual {wrapped.hits} times"
+            )
+        init = (_BLOCK, "__init__")
+        run(package, "model.py", ReplaceStatements(*init, assigns(f"self.{pre}"), ""))
+        run(package, "model.py", InsertStatements(*init, anchor, f"self.{post} = {norm}"))
+
+
+class ReplaceSum(cst.CSTTransformer):
+    """`a + <sublayer>(...)` (either order) in `cls.method` -> `self.<norm>(a + ...)`."""
+
+    def __init__(self, cls: str, method: str, sublayer: str, norm: str):
+        super().__init__()
+        self.cls, self.method, self.sublayer, self.norm = cls, method, sublayer, norm
+        self.scope: list[str] = []
+        self.hits = 0
+
+    def visit_ClassDef(self, node) -> None:
+        self.scope.append(node.name.value)
+
+    def leave_ClassDef(self, original, updated):
+        self.scope.pop()
+        return updated
+
+    def visit_FunctionDef(self, node) -> None:
+        self.scope.append(node.name.value)
+
+    def leave_FunctionDef(self, original, updated):
+        self.scope.pop()
+        return updated
+
+    def leave_BinaryOperation(self, original, updated):
+        if self.scope[-2:] != [self.cls, self.method] or not isinstance(updated.operator, cst.Add):
+            return updated
+        calls = [
+            side
+            for side in (updated.left, updated.right)
+            if isinstance(side, cst.Call) and code_of(side.func) == self.sublayer
+        ]
+        if not calls:
+            return updated
+        self.hits += 1
+        inner = updated.with_changes(lpar=[], rpar=[])
+        return cst.Call(func=expression(f"self.{self.norm}"), args=[cst.Arg(inner)])
+
+
+def _wrapper(pre: str, post: str, keep_pre: bool, wrap: bool = True):
     def rewrite(original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         if not keep_pre:
             updated = updated.with_changes(
@@ -173,6 +238,8 @@ def _wrapper(pre: str, post: str, keep_pre: bool):
                     for arg in updated.args
                 ]
             )
+        if not wrap:
+            return updated
         return cst.Call(func=expression(f"self.{post}"), args=[cst.Arg(updated)])
 
     return rewrite

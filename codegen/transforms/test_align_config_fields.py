@@ -254,3 +254,13 @@ def test_a_width_the_code_fixes_as_a_multiple_of_the_hidden_size_is_read_so():
     assert "* hf_config.hidden_size" not in package.render()["args.py"]
     after = _code_fixes(["hidden_size", "intermediate_size"], features)
     assert "hidden_dim=hf_config.intermediate_size" in after
+
+
+def test_a_multiple_of_a_field_the_config_stores_under_another_name():
+    """openai-gpt's config holds hidden_size as n_embd (attribute_map): the multiple is still
+    taken over its value, and the package reads hidden_size."""
+    package = package_of({"args.py": CODE_FIXES})
+    features = _Features(ffn__intermediate_size=384)
+    fields = ["hidden_size", "n_embd"]
+    AlignConfigFields().apply(package, features, fields=fields, config={"n_embd": 96})
+    assert "hidden_dim=4 * hf_config.hidden_size" in package.render()["args.py"]

@@ -252,3 +252,26 @@ def test_on_the_deepseek_v3_reference_the_moe_branch_is_wrapped_too():
     assert "return h + self.post_ffn_norm(ffn(self.ffn_norm(h)))" in model
     init = model.split("class TransformerBlock")[1].split("def forward")[0]
     assert init.rstrip().endswith("self.post_ffn_norm = RMSNorm(args.dim, args.norm_eps)")
+
+
+def test_post_residual_norms_each_residual_sum():
+    """Post-LN (GPT-1): the sublayers read their input unnormed and each residual sum goes
+    through the norm after it; the adapter maps ln_1 / ln_2 by default."""
+    package = _package()
+    before = package.render()["model.py"]
+    assert "h = x + self.attention(self.attention_norm(x), rope, mask)" in before
+    SetNormPlacement().apply(package, placement="post_residual")
+    files = package.render()
+    model = files["model.py"]
+    assert "h = self.post_attention_norm(x + self.attention(x, rope, mask))" in model
+    assert "return self.post_ffn_norm(h + self.feed_forward(h))" in model
+    assert "self.attention_norm" not in model and "self.ffn_norm" not in model
+    assert "Post-LN block" in model
+    rows = _rows(files["state_dict_adapter.py"])
+    assert rows == {
+        **{k: v for k, v in rows.items() if "norm" not in v},
+        "ln_1.weight": "post_attention_norm.weight",
+        "ln_1.bias": "post_attention_norm.bias",
+        "ln_2.weight": "post_ffn_norm.weight",
+        "ln_2.bias": "post_ffn_norm.bias",
+    }

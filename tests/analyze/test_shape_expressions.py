@@ -136,3 +136,17 @@ def test_last_layer_output_bias():
     # attention output; no other layer has one
     assert analyze("gpt_neox_japanese").attention.last_layer_o_bias == "dense_bias"
     assert analyze("gpt_neox").attention.last_layer_o_bias is None
+
+
+def test_post_ln_without_a_final_norm():
+    # GPT-1 norms each residual sum (x = ln(x + sublayer(x))) and has no norm after its last
+    # layer; its MLP width is Conv1D(4 * n_embd, n_embd)'s output; OLMo2 norms the sublayer
+    # outputs (post), GPT-2 is pre-norm with ln_f
+    gpt = analyze("openai-gpt")
+    assert (gpt.norm.placement, gpt.norm.final, gpt.ffn.intermediate_size) == (
+        "post_residual",
+        False,
+        3072,
+    )
+    assert (analyze("olmo2").norm.placement, analyze("olmo2").norm.final) == ("post", True)
+    assert (analyze("gpt2").norm.placement, analyze("gpt2").norm.final) == ("pre", True)
