@@ -103,11 +103,15 @@ SHARDS = [
     # xIELU's learned slopes act on the column-wise up projection's local features
     Shards("set_xielu_mlp", {"layers.*.feed_forward.act": "sharded_elementwise"}),
     # [gate | up] halves: a strided shard; alternating gate/up rows: a plain column split
-    Shards(
-        "fuse_gate_up", {"layers.*.feed_forward.w13": "colwise_gate_up"}, when={"layout": "concat"}
-    ),
-    Shards(
-        "fuse_gate_up", {"layers.*.feed_forward.w13": "colwise"}, when={"layout": "interleaved"}
+    # the FeedForward class is also the shared expert's; an all-MoE config builds no dense one
+    *(
+        Shards(
+            "fuse_gate_up",
+            {"layers.*.feed_forward.w13": style, "layers.*.moe.shared_experts.w13": style},
+            when={"layout": layout},
+            optional=("layers.*.feed_forward.w13", "layers.*.moe.shared_experts.w13"),
+        )
+        for layout, style in (("concat", "colwise_gate_up"), ("interleaved", "colwise"))
     ),
     # fused q/k/v: each rank holds its q heads' rows and its kv heads' k and v rows (a kv
     # head several ranks read is held by each); rows per head (q, k, v of one head) split

@@ -224,8 +224,14 @@ def detect(ctx: Ctx) -> Moe | None:
         ctx.cite("moe.norm_topk_prob", where)
     ctx.cite("moe.norm_topk_by", ctx.evidence.get("moe.norm_topk_prob"))
     scaling = None
+    # the experts' output scaled as a whole scales every routed weight alike (minimax_m3's
+    # `experts(...) * routed_scaling_factor`, taken before the shared expert joins)
+    expert_calls = [
+        t for t in terms if t.op == "call" and experts is not None and t.module is experts
+    ]
     for t in rterms:
-        if t.op == "mul" and topks and any(any(x is k for x in walk(t)) for k in topks):
+        picked = topks and any(any(x is k for x in walk(t)) for k in topks)
+        if t.op == "mul" and (picked or any(any(x is e for x in walk(t)) for e in expert_calls)):
             consts = [a for a in t.args if isinstance(a, int | float) and not isinstance(a, bool)]
             if consts:
                 scaling = float(consts[0])
@@ -629,14 +635,21 @@ def _built_under_if(ctx: Ctx, moe: ModuleRec, name: str) -> bool:
 
 
 def _inner_width(ctx: Ctx, mlp: ModuleRec) -> int | None:
-    """The out_features of the shared expert's first projection."""
+    """The out_features of the shared expert's first projection; half of it when that
+    projection is a fused gate/up whose halves the down projection's input matches
+    (minimax_m3's `gate_up_proj` of width 2 x inner)."""
+    sizes = []
     for _, child in mlp.children():
         if isinstance(child, ModuleRec) and ctx.roles.role(child) == LINEAR:
             args = list(child.args)
-            out = args[1] if len(args) > 1 else child.kwargs.get("out_features")
-            if isinstance(out, int):
-                return out
-    return None
+            size_in = args[0] if args else child.kwargs.get("in_features")
+            size_out = args[1] if len(args) > 1 else child.kwargs.get("out_features")
+            sizes.append((size_in, size_out))
+    out = next((o for _, o in sizes if isinstance(o, int)), None)
+    inputs = [i for i, _ in sizes[1:]]
+    if out is not None and out not in inputs and out % 2 == 0 and out // 2 in inputs:
+        return out // 2
+    return out
 
 
 def _config_product(expr) -> bool:

@@ -244,7 +244,7 @@ REFERENCES: dict[str, dict[str, tuple]] = {
         "attention.o_bias": (False,),
         "attention.qk_norm": ("per_head",),
         "attention.sliding_window": ("none", "all"),  # every layer, when configured
-        "ffn.fused_gate_up": (False, True),  # dense layers separate; fused only as experts
+        "ffn.fused_gate_up": (False,),  # dense layers separate; fused only as experts
         "moe.layer_condition": ("all", "sparse_step"),
     },
     # MLA (q/kv LoRA, rope/nope split, interleaved rope, yarn with mscale); sigmoid router with
@@ -278,6 +278,8 @@ def compared_value(features: Features, name: str):
         return _moe_present(features)
     project = COMPARED.get(name)
     value = features.get(name)
+    if name == "ffn.fused_gate_up" and features.get("ffn.source") == "experts":
+        return False  # routed experts' fusion is their layout (moe.expert_layout), not the FFN's
     return project(value) if callable(project) else value
 
 

@@ -219,6 +219,9 @@ class RoleBook:
         has_act = any(isinstance(v, ActRec) for v in rec.attrs.values()) or bool(
             sig.ops & {"silu", "gelu", "relu", "act", "act_fn", "activation_fn", "swiglu"}
         )
+        # a clamped SwiGLU written out: `gate.clamp(max=l) * sigmoid(alpha * gate)` (a bare
+        # sigmoid is no sign: hyper-connection mixers gate with one too)
+        has_act = has_act or {"sigmoid", "clamp"} <= sig.ops
         # norm: a normalisation over the last dim with at most a weight/bias
         if not linears and not lists and len(params) <= 3 and not (child_roles - {PASSTHROUGH}):
             if sig.ops & {"rsqrt", "layer_norm", "rms_norm", "group_norm"} or (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 
 import libcst as cst
@@ -164,7 +165,7 @@ def _live_for_some_setting(value: str, switched: set[str], built: set[str], nest
     projection built with `bias=<config>`, or a weight of a module the model builds on a
     branch, directly (a `wq` when `q_lora_rank` is None) or, with `nested`, inside it
     (`feed_forward.w1` of the dense FFN a block builds when its layer is not MoE)."""
-    house = json.loads(value) if value != "None" else ""
+    house = ast.literal_eval(value) or ""  # a long row's value is a parenthesised string
     parts = house.split(".")
     if len(parts) < 2:
         return False

@@ -76,6 +76,8 @@ class SetClampedSwiglu(Transform):
         )
         run(package, "model.py", _ExtendCall("Experts", ("args.swiglu_alpha", "args.swiglu_limit")))
         run(package, "model.py", SetClassDocstring("Experts", _docstring))
+        if features is not None and features.get("ffn.source") in ("dense", "shared_expert"):
+            _feed_forward_too(package)
         moe_edits.add_args_fields(package, FIELDS.strip())
         moe_edits.add_config_kwargs(
             package,
@@ -84,6 +86,33 @@ class SetClampedSwiglu(Transform):
                 "swiglu_limit": f"hf_config.{limit_field}",
             },
         )
+
+
+def _feed_forward_too(package) -> None:
+    """The analysed clamped SwiGLU is the dense or shared MLP's (minimax_m3): FeedForward
+    computes it as well, with the same alpha and limit."""
+    run(package, "model.py", _UseClampedSwiglu("FeedForward"))
+    run(package, "model.py", _AddParameters("FeedForward", ("alpha: float", "limit: float")))
+    moe_edits.insert_statements(
+        package,
+        "FeedForward",
+        "__init__",
+        assigns("self.w2"),
+        "self.alpha = alpha\nself.limit = limit",
+    )
+    run(package, "model.py", _ExtendCall("FeedForward", ("args.swiglu_alpha", "args.swiglu_limit")))
+    run(package, "model.py", SetClassDocstring("FeedForward", _feed_forward_docstring))
+
+
+def _feed_forward_docstring(old: str | None) -> str:
+    # the formula names the activation: `SwiGLU: ` goes (the line stays short)
+    text = (old or "SwiGLU: w2(silu(w1(x)) * w3(x)).").replace("SwiGLU: ", "", 1)
+    for plain, clamped in (
+        ("silu(gate) * up", "clamped_swiglu(gate, up)"),
+        ("silu(w1(x)) * w3(x)", "clamped_swiglu(w1(x), w3(x))"),
+    ):
+        text = text.replace(plain, clamped)
+    return text
 
 
 def config_fields_of(features) -> tuple[str, str]:
@@ -203,10 +232,11 @@ def _docstring(old: str | None) -> str:
 
 
 class _UseClampedSwiglu(Scoped):
-    """`F.silu(<gate>) * <up>` in Experts.forward -> `clamped_swiglu(<gate>, <up>, ...)`."""
+    """`F.silu(<gate>) * <up>` in Experts.forward (or another class's) ->
+    `clamped_swiglu(<gate>, <up>, ...)`."""
 
-    def __init__(self):
-        super().__init__("Experts", "forward")
+    def __init__(self, class_name: str = "Experts"):
+        super().__init__(class_name, "forward")
 
     def leave_BinaryOperation(self, original, updated):
         left = updated.left
@@ -245,15 +275,17 @@ class _AddParameters(cst.CSTTransformer):
             return updated
         self.hits += 1
         params = list(updated.params.params)
-        params[-1] = params[-1].with_changes(
-            comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
-        )
-        new = [p.with_changes(comma=cst.MaybeSentinel.DEFAULT) for p in self.new]
-        new[:-1] = [
-            p.with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
-            for p in new[:-1]
-        ]
-        return updated.with_changes(params=updated.params.with_changes(params=[*params, *new]))
+        # before the first parameter with a default (llama's `bias: bool = False`)
+        at = next((i for i, p in enumerate(params) if p.default is not None), len(params))
+        comma = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+        params = [p.with_changes(comma=comma) for p in params]
+        params[-1] = params[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+        new = [p.with_changes(comma=comma) for p in self.new]
+        if at == len(params):
+            params[-1] = params[-1].with_changes(comma=comma)
+            new[-1] = new[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+        params[at:at] = new
+        return updated.with_changes(params=updated.params.with_changes(params=params))
 
 
 class _ExtendCall(cst.CSTTransformer):
@@ -268,12 +300,11 @@ class _ExtendCall(cst.CSTTransformer):
             return updated
         self.hits += 1
         args = list(updated.args)
-        args[-1] = args[-1].with_changes(
-            comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
-        )
-        new = [cst.Arg(expression(a)) for a in self.args]
-        new[:-1] = [
-            a.with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
-            for a in new[:-1]
-        ]
-        return updated.with_changes(args=[*args, *new])
+        # before the first keyword argument (`bias=args.mlp_bias`)
+        at = next((i for i, a in enumerate(args) if a.keyword is not None), len(args))
+        comma = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+        args = [a.with_changes(comma=comma) for a in args]
+        new = [cst.Arg(expression(a), comma=comma) for a in self.args]
+        args[at:at] = new
+        args[-1] = args[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+        return updated.with_changes(args=args)

@@ -7,6 +7,7 @@ import libcst.matchers as m
 
 from codegen.transforms import _moe_edits as moe_edits
 from codegen.transforms._ffn_edits import _method_body as method_body
+from codegen.transforms._ffn_edits import self_assignment
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import EditError, assigns, code_of
 
@@ -51,6 +52,7 @@ RETURN_ROUTED = m.Return(
     )
 )
 PROJECTIONS = (("gate_proj", "w1"), ("up_proj", "w3"), ("down_proj", "w2"))
+FUSED_PROJECTIONS = (("gate_up_proj", "w13"), ("down_proj", "w2"))
 
 
 class AddSharedExperts(Transform):
@@ -100,9 +102,18 @@ class AddSharedExperts(Transform):
                 f"model.layers.{{}}.mlp.{hf_name}.{hf}.weight",
                 f"layers.{{}}.moe.shared_experts.{w}.weight",
             )
-            for hf, w in PROJECTIONS
+            for hf, w in _projections(package)
         ]
         moe_edits.insert_rows_after(package, "layers.{}.moe.experts.w2", rows)
+
+
+def _projections(package) -> tuple[tuple[str, str], ...]:
+    """(HF projection, house weight) pairs of the FeedForward the shared expert is built
+    from: gate and up in one `w13` where an earlier rule fused them (the checkpoint's
+    `gate_up_proj`)."""
+    if self_assignment(package, "model.py", "FeedForward", "__init__", "w13") is not None:
+        return FUSED_PROJECTIONS
+    return PROJECTIONS
 
 
 def size_of(features) -> str:

@@ -115,3 +115,39 @@ def test_snippet_matches_hf_gpt_oss_maths():
     expected = GptOssExperts(config)._apply_gate(gate_up)
     got = namespace["clamped_swiglu"](gate_up[..., ::2], gate_up[..., 1::2], 1.702, 0.5)
     assert torch.equal(got, expected)
+
+
+def test_a_clamped_shared_expert_and_dense_ffn_too(tmp_path):
+    """The analysed clamped SwiGLU is the shared expert's (minimax_m3): FeedForward, fused by
+    an earlier rule, computes it too, and the shared expert's rows read its gate_up_proj."""
+    from codegen.transforms._ffn_edits import adapter_rows
+    from codegen.transforms.fused_gate_up import FuseGateUp
+    from codegen.transforms.shared_experts import AddSharedExperts
+
+    package = SourcePackage.from_directory(references_dir() / "llama")
+    FuseGateUp().apply(package, layout="concat")
+    AddMoe().apply(package, dense_rule="first_k", norm_topk_prob="always")
+    AddSharedExperts().apply(package, size="n_shared_experts")
+    FuseExperts().apply(package, layout="concat", transposed=False)
+    path = tmp_path / "modeling_x.py"
+    path.write_text(GPT_OSS_EXPERTS)
+    values = {"source.modeling": str(path), "ffn.source": "shared_expert"}
+    SetClampedSwiglu().apply(package, types.SimpleNamespace(get=values.get))
+    model = package.render()["model.py"]
+    assert "return self.w2(clamped_swiglu(gate, up, self.alpha, self.limit))" in model
+    assert "hidden = clamped_swiglu(gate, up, self.alpha, self.limit)" in model
+    assert "F.silu" not in model
+    assert "FeedForward(args.dim, args.hidden_dim, args.swiglu_alpha, args.swiglu_limit, bias=" in (
+        model
+    )
+    assert "hidden_dim: int, alpha: float, limit: float, bias: bool = False):" in model
+    assert (
+        "FeedForward(args.dim, args.shared_hidden_dim, args.swiglu_alpha, args.swiglu_limit)"
+        in (model)
+    )
+    assert '"""w2(clamped_swiglu(gate, up)); gate (first half)' in model
+    rows = dict(adapter_rows(package))
+    assert rows["model.layers.{}.mlp.shared_experts.gate_up_proj.weight"] == (
+        "layers.{}.moe.shared_experts.w13.weight"
+    )
+    assert "model.layers.{}.mlp.shared_experts.up_proj.weight" not in rows
