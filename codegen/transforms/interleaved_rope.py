@@ -35,6 +35,8 @@ def apply_rotary_interleaved(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tens
     cos = cos[..., :half].repeat_interleave(2, dim=-1).unsqueeze(1).to(x.dtype)
     sin = sin[..., :half].repeat_interleave(2, dim=-1).unsqueeze(1).to(x.dtype)
     rotary_dim = cos.shape[-1]
+    if rotary_dim == x.shape[-1]:  # full rotary: no pass-through to glue back (no copy)
+        return x * cos + rotate_pairs(x) * sin
     turned, passed = x[..., :rotary_dim], x[..., rotary_dim:]
     return torch.cat((turned * cos + rotate_pairs(turned) * sin, passed), dim=-1)
 '''
