@@ -74,4 +74,12 @@ RULES = [
         transform="reversed_rope",
         description="q/k halves turn by -angle: rotate_half is cat((x2, -x1)) (nanochat)",
     ),
+    Rule(
+        # last: the rope rules before it anchor on the plain `apply_rotary(q, cos, sin)`
+        id="rope_fp32",
+        feature="rope.fp32",
+        values=(True,),
+        transform="rope_fp32",
+        description="q/k turn in fp32 and are cast back once, as HF's rotary function does",
+    ),
 ]

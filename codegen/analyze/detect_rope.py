@@ -219,6 +219,26 @@ def _reversed(fn) -> str | None:
     return None
 
 
+_FP32 = m.Attribute(value=m.Name("torch"), attr=m.Name("float32") | m.Name("float"))
+
+
+def _upcast(fn) -> str | None:
+    """Where the RoPE function takes its first argument (q) to fp32 before turning it
+    (`q = q.float()`, `q.to(torch.float32)`): the rotation's maths runs in fp32 (cohere)."""
+    if not isinstance(fn, FuncRef) or not isinstance(fn.node, cst.FunctionDef):
+        return None
+    params = fn.node.params.params
+    if not params:
+        return None
+    first = m.Name(params[0].name.value)
+    upcasts = m.Call(func=m.Attribute(value=first, attr=m.Name("float")), args=[]) | m.Call(
+        func=m.Attribute(value=first, attr=m.Name("to")),
+        args=[m.Arg(value=_FP32)],
+    )
+    found = findall(fn.node, upcasts)
+    return fn.sf.cite(found[0]) if found else None
+
+
 def _interleaved(ctx: Ctx, fn) -> bool:
     pair_ops = {"repeat_interleave", "view_as_complex", "polar"}
     if isinstance(fn, FuncRef):
@@ -360,6 +380,8 @@ def detect(ctx: Ctx, shared: dict) -> Rope:
     interleaved = _interleaved(ctx, fn)
     ctx.cite("rope.interleaved", fn_site)
     turned_back = _reversed(fn) if not interleaved else None
+    upcast = _upcast(fn)
+    ctx.cite("rope.fp32", f"{upcast} (q/k turned in fp32)" if upcast else fn_site)
     ctx.cite("rope.reversed", f"{turned_back} (cat((x2, -x1)))" if turned_back else fn_site)
     no_rope = [p["index"] for p in per_layer if not p["rope"]]
     nope_layers = bool(no_rope)
@@ -390,6 +412,7 @@ def detect(ctx: Ctx, shared: dict) -> Rope:
         partial_rotary=partial,
         interleaved=interleaved,
         reversed=turned_back is not None,
+        fp32=upcast is not None,
         nope_layers=nope_layers,
         nope_rule=nope_rule,
         per_layer_type=bool(nested),

@@ -141,6 +141,8 @@ class Rope:
     # the rope_parameters key (HunYuan's "alpha") that stretches the base once by
     # key ** (d / (d - 2)) when a "dynamic" rope sets it, instead of dynamic NTK
     ntk_alpha: str | None = None
+    # the rotation upcasts q/k and turns them in fp32, casting back once (cohere)
+    fp32: bool = False
 
 
 @dataclass(frozen=True)

@@ -105,6 +105,7 @@ COMPARED: dict[str, Any] = {
     "rope.per_layer_type": None,
     "rope.qk_norm_after_rope": None,
     "rope.ntk_alpha": lambda key: key is not None,
+    "rope.fp32": None,
     "ffn.kind": None,
     "ffn.bias": None,
     "ffn.fused_gate_up": None,
@@ -169,6 +170,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "rope.per_layer_type": (False,),
     "rope.qk_norm_after_rope": (False,),  # q/k norms (qwen3) take q/k before the rotation
     "rope.ntk_alpha": (False,),  # a "dynamic" rope is the sequence-length NTK
+    "rope.fp32": (False,),  # q/k turn in the model's dtype
     "ffn.kind": ("swiglu",),
     "ffn.bias": (False,),
     "ffn.fused_gate_up": (False,),

@@ -28,6 +28,7 @@ ROWS = (
     ("rope.partial_rotary", "partial rotary"),
     ("rope.interleaved", "RoPE interleaved"),
     ("rope.nope_layers", "NoPE layers"),
+    ("rope.fp32", "RoPE in fp32"),
     ("ffn.kind", "FFN"),
     ("ffn.bias", "FFN bias"),
     ("ffn.fused_gate_up", "fused gate/up"),
