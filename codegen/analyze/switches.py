@@ -594,22 +594,28 @@ def _facts(fn: cst.FunctionDef) -> tuple[list, set[str]]:
         return found[1], found[2]
     out = []
     names: set[str] = set()
-    stack = [(fn, False)]
+    nested: list[cst.CSTNode] = []  # nested definitions: their names only, walked after
+    stack = [fn]
     while stack:
-        node, nested = stack.pop()
+        node = stack.pop()
         kind = type(node)
         if kind is cst.Name:
             names.add(node.value)
-        elif nested:
-            pass
         elif kind is cst.Assign:
             out.extend((t.target, node.value) for t in node.targets)
         elif kind is cst.AnnAssign and node.value is not None:
             out.append((node.target, node.value))
+        elif kind in _DEFS and node is not fn:
+            nested.append(node)
+            continue
         children = _children(node)
         children.reverse()
-        inner = nested or (node is not fn and kind in _DEFS)
-        stack.extend((child, inner) for child in children)
+        stack.extend(children)
+    while nested:
+        node = nested.pop()
+        if type(node) is cst.Name:
+            names.add(node.value)
+        nested.extend(_children(node))
     if len(_ASSIGNS) > 4096:  # keeps the functions (and their trees) alive: bounded
         _ASSIGNS.clear()
     _ASSIGNS[id(fn)] = (fn, out, names)
@@ -669,7 +675,8 @@ class _Visitor:
                 name = self.targets[-1] or "the result"
                 self._test(node.value, f"{name} = True", f"{name} = False", True)
         for child in _children(node):
-            self.run(child)
+            if type(child) not in _LEAVES:
+                self.run(child)
         if assign:
             self.targets.pop()
 
@@ -862,15 +869,22 @@ def _children(node: cst.CSTNode) -> list[cst.CSTNode]:
         value = getattr(node, name)
         kind = type(value)
         if kind is tuple or kind is list:
-            out.extend(v for v in value if _is_node(type(v)))
-        elif value is not None and _is_node(kind):
+            out.extend(value)  # libcst's sequence fields hold nodes only
+        elif _IS_NODE[kind]:
             out.append(value)
     return out
 
 
-@cache
-def _is_node(kind: type) -> bool:
-    return issubclass(kind, cst.CSTNode)
+class _NodeKinds(dict):
+    """type -> is it a libcst node: a plain dict lookup per field (a cached function costs
+    a call), filled on first sight of each type."""
+
+    def __missing__(self, kind: type) -> bool:
+        self[kind] = found = issubclass(kind, cst.CSTNode)
+        return found
+
+
+_IS_NODE = _NodeKinds()
 
 
 def _walk(node: cst.CSTNode, prune=None):
@@ -886,6 +900,8 @@ def _walk(node: cst.CSTNode, prune=None):
 
 
 _DEFS = frozenset((cst.FunctionDef, cst.ClassDef, cst.Lambda))
+# nodes with no child nodes and no handler of `_Visitor`: not worth a call each
+_LEAVES = frozenset((cst.Name, cst.Integer, cst.Float, cst.Imaginary, cst.SimpleString))
 
 
 def _nested_def(node: cst.CSTNode) -> bool:

@@ -51,9 +51,16 @@ def _fields(kind: type) -> tuple[str, ...]:
     return names
 
 
-@cache
-def _is_node(kind: type) -> bool:
-    return issubclass(kind, cst.CSTNode)
+class _NodeKinds(dict):
+    """type -> is it a libcst node: a plain dict lookup per field (a cached function costs
+    a call), filled on first sight of each type."""
+
+    def __missing__(self, kind: type) -> bool:
+        self[kind] = found = issubclass(kind, cst.CSTNode)
+        return found
+
+
+_IS_NODE = _NodeKinds()
 
 
 def _child_list(node: cst.CSTNode, names: tuple[str, ...]) -> list[cst.CSTNode]:
@@ -62,8 +69,8 @@ def _child_list(node: cst.CSTNode, names: tuple[str, ...]) -> list[cst.CSTNode]:
         value = getattr(node, name)
         kind = type(value)
         if kind is tuple or kind is list:
-            out.extend(item for item in value if _is_node(type(item)))
-        elif value is not None and _is_node(kind):
+            out.extend(value)  # libcst's sequence fields hold nodes only
+        elif _IS_NODE[kind]:
             out.append(value)
     return out
 
@@ -135,7 +142,7 @@ def findall(node: cst.CSTNode, matcher) -> list[cst.CSTNode]:
     """`libcst.matchers.findall(node, matcher)` without its visitor: every node under `node`
     (itself included) that `matcher` matches, in source order."""
     found: list[cst.CSTNode] = []
-    stack = [node] if _is_node(type(node)) else []  # libcst's finds nothing in a sentinel
+    stack = [node] if _IS_NODE[type(node)] else []  # libcst's finds nothing in a sentinel
     while stack:
         current = stack.pop()
         if m.matches(current, matcher):
