@@ -155,6 +155,7 @@ class ConfigBuilder:
             {
                 "standardize_rope_params": _native_standardize,
                 "convert_rope_params_to_dict": _native_convert_rope,
+                "nested_rope_parameter_keys": lambda i, cfg, a, k: _nested_keys(i, cfg, a[0]),
                 "to_dict": lambda i, cfg, a, k: dict(cfg.attrs),
                 "get_text_config": lambda i, cfg, a, k: cfg,
             }

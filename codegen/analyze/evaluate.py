@@ -25,6 +25,15 @@ import libcst as cst
 from codegen.analyze.source import ClassInfo, Project, SourceFile, literal
 
 
+def _in_stable_order(items: set | frozenset) -> list:
+    """A set's members in an order that does not depend on the hash seed (Python iterates
+    sets of strings in a per-process order), so the same source always analyses the same."""
+    try:
+        return sorted(items)
+    except TypeError:
+        return sorted(items, key=repr)
+
+
 class Unknown(Exception):
     """The value of an expression cannot be determined statically."""
 
@@ -586,8 +595,10 @@ class Interp:
         raise Unknown("cannot unpack")
 
     def iterate(self, value) -> list:
-        if isinstance(value, list | tuple | str | set | frozenset):
+        if isinstance(value, list | tuple | str):
             return list(value)
+        if isinstance(value, set | frozenset):
+            return _in_stable_order(value)
         if isinstance(value, dict):
             return list(value)
         if isinstance(value, range):

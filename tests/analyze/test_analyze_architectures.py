@@ -540,7 +540,6 @@ def test_sub_norms_before_the_output_projections_are_found(analysed: dict) -> No
         assert (others.attention.sub_norm, others.ffn.sub_norm) == (False, False)
 
 
-
 def test_a_first_layer_without_its_attention_norm_is_named(analysed: dict) -> None:
     # modernbert-decoder builds nn.Identity for layer 0's attention norm: the placement is
     # read from layer 1, the sublayer layer 0 leaves unnormed named

@@ -64,6 +64,7 @@ def test_plan_starts_from_deepseek_v3_with_the_router_rules():
     assert rules == [
         ("router_softmax_gate", "set_softmax_gate"),
         ("router_mla_rope_layout", "fix_rope_layout"),
+        ("rope_fp32", "rope_fp32"),
     ]
 
 
