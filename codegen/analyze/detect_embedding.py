@@ -278,6 +278,7 @@ def detect(ctx: Ctx) -> tuple[Embedding, Head]:
     # -- head -------------------------------------------------------------------------------------
     softcap: bool | str = False
     logit_scale: bool | str = False
+    logit_scale_on = "logits"
     head_bias: bool | str = False
     if head is not None:
         if ctx.roles.role(head) == LINEAR:
@@ -319,7 +320,7 @@ def detect(ctx: Ctx) -> tuple[Embedding, Head]:
             for t in (x for call in head_calls for x in _before_head(call)):
                 factor = _scale_factor(t) if t.op in ("mul", "div") else None
                 if factor is not None and (factor != 1 or isinstance(factor, _Configured)):
-                    logit_scale = True
+                    logit_scale, logit_scale_on = True, "input"
                     ctx.cite(
                         "head.logit_scale",
                         f"{_where(t, model.entry_cls.cite())} (head input "
@@ -339,7 +340,12 @@ def detect(ctx: Ctx) -> tuple[Embedding, Head]:
         ctx.cite("head.logit_softcap", model.entry_cls.cite())
         ctx.cite("head.logit_scale", model.entry_cls.cite())
         ctx.cite("head.bias", model.entry_cls.cite())
-    head_features = Head(logit_softcap=softcap, logit_scale=logit_scale, bias=head_bias)
+    head_features = Head(
+        logit_softcap=softcap,
+        logit_scale=logit_scale,
+        logit_scale_on=logit_scale_on,
+        bias=head_bias,
+    )
     positions, offset, table = _positions(ctx, emb_name)
     embedding = Embedding(
         tied=tied,

@@ -254,6 +254,9 @@ class Embedding:
 class Head:
     logit_softcap: bool | str = UNKNOWN
     logit_scale: bool | str = UNKNOWN
+    # where that scale applies: "logits" (the head's output, cohere) or "input" (the hidden
+    # states on their way into the head, MiniCPM3: one small tensor, not a vocab-wide copy)
+    logit_scale_on: str = "logits"
     bias: bool | str = UNKNOWN  # the output projection adds a bias
 
 

@@ -1,4 +1,6 @@
-"""Scale the final logits by a config value (cohere `* logit_scale`, granite `/ logits_scaling`)."""
+"""Scale the final logits by a config value (cohere `* logit_scale`, granite `/ logits_scaling`),
+or the hidden states going into the head where HF scales those (MiniCPM3): scaling the head's
+input costs one (batch, seq, dim) tensor, scaling its output a vocab-wide copy of the logits."""
 
 from __future__ import annotations
 
@@ -11,11 +13,12 @@ from codegen.transforms._rope_edits import (
     hf_config_read,
     hf_source,
     operand,
+    rewrite_expressions,
     rewrite_return,
     scaled_operand,
 )
 from codegen.transforms.base import Transform
-from codegen.transforms.edits import EditError
+from codegen.transforms.edits import EditError, expression
 
 _MEANING = {"*": "multiplied by", "/": "divided by"}
 
@@ -29,6 +32,9 @@ class LogitScale(Transform):
     `features.evidence["head.logit_scale"]` points at. `unset` is the scale HF uses where
     the field is None (`config.f if config.f is not None else 1.0`); from the features it is
     read from the same source.
+
+    `on="input"` puts the scale on the head's input instead, `self.output(x / args.<field>)`,
+    where HF scales the hidden states before the head (from `features.head.logit_scale_on`).
     """
 
     name = "logit_scale"
@@ -41,25 +47,54 @@ class LogitScale(Transform):
         field: str | None = None,
         op: str | None = None,
         unset: str | None = None,
+        on: str | None = None,
     ):
         if field is None or op is None:
             op, field = detect(features)
             unset = unset_value(hf_source(features), field)
+        if on is None:
+            on = getattr(getattr(features, "head", None), "logit_scale_on", "logits")
         if op not in _MEANING:
             raise ValueError(f"logit_scale op {op!r}: '*' or '/'")
+        if on not in ("logits", "input"):
+            raise ValueError(f"logit_scale on {on!r}: 'logits' or 'input'")
         read = f"hf_config.{field}"
+        what = "output logits are" if on == "logits" else "the head's input is"
         add_args_field(
             package,
             field,
-            f"float = 1.0  # output logits are {_MEANING[op]} this",
+            f"float = 1.0  # {what} {_MEANING[op]} this",
             read if unset is None else f"{read} if {read} is not None else {unset}",
         )
+        if on == "input":
+            _scale_head_input(package, op, field)
+            return
         rewrite_return(
             package,
             "Model",
             "forward",
             lambda logits: f"return {operand(logits)} {op} self.args.{field}",
         )
+
+
+_HEAD_CALL = m.Call(
+    func=m.Attribute(value=m.Name("self"), attr=m.Name("output")), args=[m.Arg(keyword=None)]
+)
+
+
+def _scale_head_input(package, op: str, field: str) -> None:
+    """`self.output(x)` in `Model.forward` becomes `self.output(x <op> self.args.<field>)`."""
+
+    def rewrite(node):
+        if not m.matches(node, _HEAD_CALL):
+            return None
+        hidden = cst.Module([]).code_for_node(node.args[0].value)
+        scaled = expression(f"{operand(hidden)} {op} self.args.{field}")
+        return node.with_changes(args=[node.args[0].with_changes(value=scaled)])
+
+    hits = rewrite_expressions(package, "model.py", "Model", "forward", rewrite)
+    if hits != 1:
+        raise EditError(f"Model.forward calls self.output {hits} times; expected once")
 
 
 def detect(features) -> tuple[str, str]:

@@ -28,6 +28,32 @@ def test_the_returned_logits_are_scaled(field, op, meaning):
     assert f"{field}=hf_config.{field}," in files["args.py"]
 
 
+def test_on_input_the_head_input_is_scaled_and_the_logits_are_not():
+    package = _llama()
+    LogitScale().apply(package, field="logits_scaling", op="/", on="input")
+    files = package.render()
+    assert "return self.output(self.norm(h) / self.args.logits_scaling)\n" in files["model.py"]
+    assert "logits_scaling: float = 1.0  # the head's input is divided by this" in files["args.py"]
+
+
+def test_on_input_is_read_from_the_features(tmp_path):
+    path = tmp_path / "modeling_x.py"
+    path.write_text("x = 1\nhidden_states = hidden_states / self.config.logits_scaling\n")
+    features = SimpleNamespace(
+        source=SimpleNamespace(modeling=str(path)),
+        evidence={"head.logit_scale": "modeling_x.py:2 (head input / 10)"},
+        head=SimpleNamespace(logit_scale_on="input"),
+    )
+    package = _llama()
+    LogitScale().apply(package, features)
+    assert "self.output(self.norm(h) / self.args.logits_scaling)" in package.render()["model.py"]
+
+
+def test_an_unknown_site_is_refused():
+    with pytest.raises(ValueError):
+        LogitScale().apply(_llama(), field="x", op="*", on="middle")
+
+
 def test_scaling_a_softcapped_return_keeps_precedence():
     package = _llama()
     LogitSoftcap().apply(package, field="final_logit_softcapping")

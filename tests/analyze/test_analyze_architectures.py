@@ -445,6 +445,13 @@ def test_a_biased_output_head_is_found(analysed: dict) -> None:
     assert features.evidence["head.bias"].startswith("modeling_phi.py:")
 
 
+@pytest.mark.parametrize(("model_type", "on"), [("cohere", "logits"), ("minicpm3", "input")])
+def test_the_logit_scale_site_is_the_one_hf_scales(analysed, model_type, on) -> None:
+    """cohere scales the logits; MiniCPM3 scales the hidden states going into the head."""
+    features = _features(analysed, model_type)
+    assert (features.head.logit_scale, features.head.logit_scale_on) == (True, on)
+
+
 @pytest.mark.parametrize(
     ("model_type", "kind", "evidence"),
     [
