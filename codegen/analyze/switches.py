@@ -9,6 +9,9 @@ object is recognised by how it is passed (a `config` parameter or one annotated 
 class, `self.config`, `self` inside the config class), attributes assigned from it in any method
 are followed (`self.use_qk_norm = config.use_qk_norm` then `if self.use_qk_norm:`), and each test
 is classified by its shape (`is None`, `==` a string, `<` a number, membership, truthiness).
+Fields of a sub-config (MPT's `config.attn_config.clip_qkv`, also through
+`self.attn_config = config.attn_config` or a local alias) are switches of their own, named
+`attn_config.clip_qkv` (`Switch.container` is the sub-config's attribute).
 
 `WORDING` only names what well-known fields select, for the report; it never decides whether a
 field is a switch.
@@ -92,9 +95,13 @@ class Switch:
     field: str  # config attribute, or the key of a dict attribute (see `container`)
     kind: str  # optional | bool | choice | threshold | per_layer | layer_list | number
     values: tuple[SwitchValue, ...]
-    container: str = ""  # "rope_parameters" when `field` is a key of that dict attribute
+    # "rope_parameters" when `field` is a key of that dict attribute; "attn_config" when it
+    # is a field of that sub-config (see `sub_config`)
+    container: str = ""
     configured: Any = None  # value under the analysed config (config.json or class defaults)
     reads: tuple[str, ...] = ()  # file:line where it is read into an attribute or local
+
+    sub_config: bool = False  # `container` is a sub-config object, not a dict
 
     @property
     def name(self) -> str:
@@ -113,6 +120,8 @@ class _Ref:
     item: bool = False  # one element of a per-layer list (layer_types[layer_idx])
     via: str = ""  # self.attr / local name it came through
     read_at: _Site | str = ""  # file:line of that assignment
+    sub: str = ""  # the sub-config attribute holding `field` (attn_config.clip_qkv)
+    whole: bool = False  # the ref is the sub-config `field` itself, not one of its values
 
 
 class _Site:
@@ -209,8 +218,10 @@ def _few(parts: list[str], most: int = 6) -> str:
 class _Scanner:
     """Finds config reads and the tests on them across a set of functions."""
 
-    def __init__(self, known: dict[str, Any] | None) -> None:
+    def __init__(self, known: dict[str, Any] | None, subs: dict[str, dict] | None = None) -> None:
         self.known = known  # config field -> configured value (None: accept every read)
+        # sub-config attribute -> its fields with their configured values
+        self.subs = subs or {}
         self.found: dict[tuple[str, str, bool], _Found] = {}
         self.attr_maps: dict[int, dict[str, _Ref]] = {}  # id(ClassInfo) -> attr -> ref
         self.derived_maps: dict[int, dict] = {}  # id(ClassInfo) -> attr -> (test, env)
@@ -264,12 +275,15 @@ class _Scanner:
         """The config field `node` evaluates to, if it is one (directly or indirectly)."""
         if isinstance(node, cst.Attribute):
             if self.is_config(node.value, env):
+                if node.attr.value in self.subs:
+                    return _Ref(node.attr.value, whole=True)
                 return self._accept(_Ref(node.attr.value))
             if isinstance(node.value, cst.Name) and node.value.value == "self":
                 ref = env["attrs"].get(node.attr.value)
                 if ref is not None and not env["config_self"]:
                     return ref
-            return None
+                return None
+            return self._sub_field(self.read(node.value, env) if self.subs else None, node.attr)
         if isinstance(node, cst.Name):
             return env["locals"].get(node.value)
         if isinstance(node, cst.Call):
@@ -279,6 +293,10 @@ class _Scanner:
                 ok, name = _const(args[1].value)
                 if ok and isinstance(name, str):
                     return self._accept(_Ref(name))
+            if func == "getattr" and len(args) >= 2 and self.subs:
+                ok, name = _const(args[1].value)
+                if ok and isinstance(name, str):
+                    return self._sub_field(self.read(args[0].value, env), cst.Name(name))
             if (
                 isinstance(node.func, cst.Attribute)
                 and node.func.attr.value == "get"
@@ -292,7 +310,7 @@ class _Scanner:
             return None
         if isinstance(node, cst.Subscript) and len(node.slice) == 1:
             base = self.read(node.value, env)
-            if base is None or base.key:
+            if base is None or base.key or base.whole:
                 return None
             index = node.slice[0].slice
             if not isinstance(index, cst.Index):
@@ -305,17 +323,32 @@ class _Scanner:
             return replace(base, item=True)
         return None
 
+    def _sub_field(self, base: _Ref | None, attr: cst.Name) -> _Ref | None:
+        """`<sub-config>.<attr>`: the sub-config's field, when `base` is a sub-config."""
+        if base is None or not base.whole or attr.value.startswith("_"):
+            return None
+        fields = self.subs.get(base.field)
+        if fields is None or (self.known is not None and attr.value not in fields):
+            return None
+        return _Ref(attr.value, sub=base.field, via=base.via, read_at=base.read_at)
+
+    def configured(self, ref: _Ref):
+        """The field's configured value (None when not known)."""
+        if ref.sub:
+            return self.subs.get(ref.sub, {}).get(ref.field)
+        return self.known.get(ref.field) if self.known is not None else None
+
     def maybe_float(self, ref: _Ref) -> bool:
         """The field holds a float (or its configured value is not known)."""
         if self.known is None:
             return True
-        value = self.known.get(ref.field)
+        value = self.configured(ref)
         if ref.key:
             value = value.get(ref.key) if isinstance(value, dict) else None
         return value is None or (isinstance(value, float))
 
-    def is_bool(self, name: str) -> bool:
-        return self.known is not None and isinstance(self.known.get(name), bool)
+    def is_bool(self, ref: _Ref) -> bool:
+        return self.known is not None and isinstance(self.configured(ref), bool)
 
     def _accept(self, ref: _Ref) -> _Ref | None:
         if ref.field.startswith("_"):
@@ -533,9 +566,9 @@ class _Scanner:
 
     # -- recording ----------------------------------------------------------------------------
     def record(self, ref: _Ref, value: SwitchValue | None, unit: _Unit, node) -> None:
-        if value is None:
-            return
-        key = (ref.field, ref.key, ref.item)
+        if value is None or ref.whole:
+            return  # a sub-config object as a whole (`if config.attn_config is None`)
+        key = (ref.sub, ref.field, ref.key, ref.item)
         found = self.found.setdefault(key, _Found(ref))
         site = unit.cite(node)
         found.values.append(replace(value, evidence=(site,)))
@@ -779,7 +812,7 @@ class _Visitor:
             via = node.keyword.value  # the parameter it is passed as
             bound = replace(ref, via=via, read_at=self.unit.site(node.value))
             self.s.bindings.setdefault(node.keyword.value, bound)
-        if ref is None or ref.item or ref.key or not self.s.is_bool(ref.field):
+        if ref is None or ref.item or ref.key or not self.s.is_bool(ref):
             return
         where = self.targets[-1] if self.targets and self.targets[-1] else "the module"
         kw = node.keyword.value
@@ -1026,12 +1059,14 @@ def find_switches(
     entry: ClassInfo | list[ClassInfo],
     config_classes: list[ClassInfo] = (),
     known: dict[str, Any] | None = None,
+    subs: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[Switch, ...]:
     """The config switches of the code reachable from `entry` (and of the config classes'
     own `__init__`/`__post_init__`). `known` maps the config's fields to their configured values;
     when given, only reads of those fields count (a `getattr(config, "x", d)` of a field the
-    config does not have always takes its default)."""
-    scanner = _Scanner(known)
+    config does not have always takes its default). `subs` maps each sub-config attribute
+    (`attn_config`) to its fields and their values: reads of those are switches of their own."""
+    scanner = _Scanner(known, subs)
     starts = entry if isinstance(entry, list) else [entry]
     classes, functions = _reachable(project, starts)
 
@@ -1049,7 +1084,7 @@ def find_switches(
             for unit in _units(project, c, config_self=True):
                 if unit.fn.name.value in ("__init__", "__post_init__"):
                     scanner.scan(unit, {})
-    switches = [_merge(found, known) for found in scanner.found.values()]
+    switches = [_merge(found, known, scanner.subs) for found in scanner.found.values()]
     tied = _tied_switch(project, starts[0], known)
     if tied is not None:
         switches = [s for s in switches if s.name != tied.name] + [tied]
@@ -1092,14 +1127,20 @@ def _jsonable(value):
     return value
 
 
-def _merge(found: _Found, known: dict[str, Any] | None) -> Switch:
+def _merge(found: _Found, known: dict[str, Any] | None, subs: dict | None = None) -> Switch:
     ref = found.ref
     name = ref.key or ref.field
     container = ref.field if ref.key else ""
     if ref.key and ref.item:
         container = f"{ref.field}[*]"
+    if ref.sub:
+        container = ref.sub if not ref.key else f"{ref.sub}.{container}"
     configured = None
-    if known is not None:
+    if ref.sub:
+        configured = (subs or {}).get(ref.sub, {}).get(ref.field)
+        if ref.key:
+            configured = configured.get(ref.key) if isinstance(configured, dict) else None
+    elif known is not None:
         configured = known.get(ref.field)
         if ref.key:
             configured = configured.get(ref.key) if isinstance(configured, dict) else None
@@ -1161,6 +1202,7 @@ def _merge(found: _Found, known: dict[str, Any] | None) -> Switch:
         container=container,
         configured=_jsonable(configured),
         reads=tuple(dict.fromkeys(found.reads)),
+        sub_config=bool(ref.sub) and not ref.key,
     )
 
 
@@ -1201,7 +1243,25 @@ def switches_of_model(model) -> tuple[Switch, ...]:
     known, classes = _known_fields(model.config)
     if model.config_cls is not None and all(c is not model.config_cls for c in classes):
         classes.insert(0, model.config_cls)
-    return find_switches(model.project, model.entry_cls, classes, known)
+    subs = _sub_configs(model.config)
+    return find_switches(model.project, model.entry_cls, classes, known, subs)
+
+
+def _sub_configs(cfg) -> dict[str, dict[str, Any]]:
+    """The config's sub-configs (MPT's `attn_config`): attribute -> its fields and values
+    (names reached through its `attribute_map` too). Only those of the top config: a
+    deeper sub-config's fields are read through its parent's, which is not followed."""
+    from codegen.analyze.evaluate import ConfigObj
+
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in cfg.attrs.items():
+        if isinstance(value, ConfigObj) and not key.startswith("_"):
+            fields = {k: v for k, v in value.attrs.items() if not isinstance(v, ConfigObj)}
+            for alias, stored in value.attribute_map.items():
+                if stored in fields:
+                    fields.setdefault(alias, fields[stored])
+            out[key] = {k: v for k, v in fields.items() if not callable(v) or isinstance(v, type)}
+    return out
 
 
 def _known_fields(cfg) -> tuple[dict[str, Any], list[ClassInfo]]:
@@ -1248,7 +1308,27 @@ def switches_of_file(path: str) -> tuple[Switch, ...]:
     known: dict[str, Any] | None = None
     for cfg in configs:
         known = {**(known or {}), **static_fields(project, cfg)}
-    return find_switches(project, classes, configs, known) if classes else ()
+    subs = _static_sub_configs(project, configs)
+    return find_switches(project, classes, configs, known, subs) if classes else ()
+
+
+def _static_sub_configs(project: Project, configs: list[ClassInfo]) -> dict[str, dict]:
+    """`sub_configs = {"attn_config": AttnConfig}` of the config classes: attribute -> the
+    sub-config class's annotated fields (`static_fields`)."""
+    by_name = {c.name: c for c in configs}
+    out: dict[str, dict] = {}
+    for cfg in configs:
+        found = project.find_class_attr(cfg, "sub_configs")
+        if found is None or not isinstance(found[1], cst.Dict):
+            continue
+        for element in found[1].elements:
+            if not isinstance(element, cst.DictElement):
+                continue
+            ok, key = _const(element.key)
+            sub = by_name.get(dotted(element.value) or "")
+            if ok and isinstance(key, str) and sub is not None:
+                out.setdefault(key, static_fields(project, sub))
+    return out
 
 
 def static_fields(project: Project, cls: ClassInfo) -> dict[str, Any]:

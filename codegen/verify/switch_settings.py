@@ -189,6 +189,8 @@ def _current(cfg, switch: Switch):
         if switch.container.endswith("[*]"):
             return _ANY
         holder = getattr(cfg, switch.container, None)
+        if switch.sub_config and not isinstance(holder, dict):
+            return getattr(holder, switch.field, None)  # a sub-config object (attn_config)
         return holder.get(switch.field) if isinstance(holder, dict) else None
     return getattr(cfg, switch.field, None)
 
@@ -250,8 +252,12 @@ def _set_value(switch: Switch, base, toy: dict, config_class):
     from codegen.verify.tiny_config import SHRINK_RULES
 
     name = switch.field
+    if switch.sub_config:  # the field's class is the sub-config's (attn_config's)
+        holder = getattr(base, switch.container, None)
+        if holder is not None and not isinstance(holder, dict):
+            config_class = type(holder)
     default, type_text = _class_default(config_class, name)
-    if not switch.container and name in SHRINK_RULES:
+    if (not switch.container or switch.sub_config) and name in SHRINK_RULES:
         rule = SHRINK_RULES[name]
         value = (
             rule({**toy, name: default if default is not None else 1}) if callable(rule) else rule
@@ -353,6 +359,12 @@ def _layer_settings(switch: Switch, value: SwitchValue, base, toy: dict):
 
 
 def _override(switch: Switch, wanted, base, toy: dict) -> dict:
+    if switch.sub_config:
+        # the sub-config as the toy gives it (a dict of its fields), this field changed
+        holder = toy.get(switch.container)
+        holder = dict(holder) if isinstance(holder, dict) else {}
+        holder[switch.field] = wanted
+        return {switch.container: holder}
     if switch.container:
         holder = getattr(base, switch.container, None)
         holder = dict(holder) if isinstance(holder, dict) else {}
@@ -372,4 +384,5 @@ def _override(switch: Switch, wanted, base, toy: dict) -> dict:
 
 
 def _label(switch: Switch, wanted) -> str:
-    return f"{switch.field}={wanted!r}"
+    name = switch.name if switch.sub_config else switch.field
+    return f"{name}={wanted!r}"
