@@ -10,7 +10,18 @@ from __future__ import annotations
 
 import importlib
 
-GROUPS = ("rope", "attention", "ffn", "norm", "moe", "experts", "router", "embedding", "positions")
+GROUPS = (
+    "rope",
+    "attention",
+    "ffn",
+    "norm",
+    "moe",
+    "experts",
+    "router",
+    "embedding",
+    "positions",
+    "layers",
+)
 
 
 def all_rules():

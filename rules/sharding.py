@@ -98,6 +98,19 @@ SHARDS = [
             **{f"layers.*.attention.{w}": "replicate" for w in ("wq", "wk", "wv", "wo")},
         },
     ),
+    # a short-conv layer's filter mixes every channel of the replicated residual stream: the
+    # whole mixer stays on every rank; a config may have no such layer, or no attention one
+    Shards(
+        "short_conv_layers",
+        {f"layers.*.conv.{name}": "replicate" for name in ("in_proj", "conv", "out_proj")},
+        optional=(
+            *(f"layers.*.conv.{name}" for name in ("in_proj", "conv", "out_proj")),
+            *(
+                f"layers.*.attention.{name}"
+                for name in ("wq", "wk", "wv", "wo", "wqkv", "q_norm", "k_norm")
+            ),
+        ),
+    ),
     # ALiBi's bias has one entry per head: each rank keeps its heads'
     Shards("alibi", {"layers.*.attention.alibi": "head_slice"}),
     # xIELU's learned slopes act on the column-wise up projection's local features

@@ -19,6 +19,7 @@ from codegen.analyze import (
     key_selection,
     reference,
     residual_norm,
+    short_conv,
     state_dict,
     support,
     switches,
@@ -148,6 +149,7 @@ def _run(ctx: Ctx) -> Features:
                 tied_keys=tied,
                 checkpoint_other_keys=tuple(k for k in sd.checkpoint_other_keys if k not in tied),
             )
+    switch_list = switches.switches_of_model(model)
     block = Block(
         num_layers=len(model.layers) if model.layers else None,
         mixers=tuple(
@@ -162,6 +164,7 @@ def _run(ctx: Ctx) -> Features:
         residual_scale=norm_facts.get("residual_scale", UNKNOWN) if norm_facts else UNKNOWN,
         scaled_residual_init=detect_init.scaled_residual_init(ctx),
         scaled_residual_projections=detect_init.scaled_residual_projections(ctx),
+        short_conv=short_conv.detect(ctx, switch_list),
     )
     if block.residual_scale is True:
         ctx.cite("block.residual_scale", ctx.evidence.get("norm.placement"))
@@ -195,7 +198,7 @@ def _run(ctx: Ctx) -> Features:
         state_dict=sd,
         notes=tuple(dict.fromkeys(ctx.notes)),
         source=source,
-        switches=switches.switches_of_model(model),
+        switches=switch_list,
     )
     closest, delta = reference.closest(draft)
     unknown = tuple(reference.undetermined(draft))

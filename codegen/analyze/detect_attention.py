@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from codegen.analyze import differential, logn_scale
+from codegen.analyze import differential, logn_scale, short_conv
 from codegen.analyze.config import attr
 from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import Term, primary_input, strip, terms_in, walk
@@ -60,9 +60,12 @@ def layer_mixers(ctx: Ctx) -> list[tuple[int, str, ModuleRec | None, str]]:
 
 
 def mixer_kind(ctx: Ctx, rec: ModuleRec) -> str:
-    """Name of a non-attention token mixer, from structure: ssm | linear_attention | recurrent."""
+    """Name of a non-attention token mixer, from structure: short_conv | ssm |
+    linear_attention | recurrent."""
     if rec.cls is None:
         return "recurrent" if rec.kind in ("LSTM", "GRU", "RNN") else "mixer"
+    if short_conv.read(ctx, rec) is not None:
+        return "short_conv"
     sig = ctx.roles.method_signals(rec.cls)
     convs = [c for _, c in rec.children() if isinstance(c, ModuleRec) and c.kind == "Conv1d"]
     params = {n for n, c in rec.children() if isinstance(c, ParamRec)}

@@ -6,7 +6,8 @@
 * encoder: the attention is bidirectional (`is_causal` false) or the head is a masked LM;
 * hybrid: some decoder layers mix tokens with something other than softmax attention
   (state-space, linear attention, recurrence), instead of or beside their attention;
-* decoder: a causal stack of attention layers.
+* decoder: a causal stack of attention layers, some of them possibly gated short
+  convolutions (LFM2; `short_conv`), which packages realise as a layer kind.
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ def detect(ctx: Ctx, shared: dict) -> str:
             "category", f"{ctx.class_site(rep.rec) if rep else where} (bidirectional attention)"
         )
         return "encoder"
-    mixers = [p for p in per_layer if p["type"] == "mixer"]
+    # a gated short convolution (LFM2) is a layer kind packages realise, not a hybrid's mixer
+    mixers = [p for p in per_layer if p["type"] == "mixer" and p["mixer"] != "short_conv"]
     if mixers:
         kinds = sorted({p["mixer"] for p in mixers})
         rec = mixers[0].get("rec")

@@ -140,6 +140,7 @@ COMPARED: dict[str, Any] = {
     "head.bias": None,
     "block.residual_scale": None,
     "block.scaled_residual_init": None,
+    "block.short_conv": lambda found: found is not None,
 }
 
 _GQA = ("mha", "gqa", "mqa")  # grouped-query attention covers MHA (kv = heads) and MQA (kv = 1)
@@ -191,6 +192,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "head.bias": (False,),
     "block.residual_scale": (False,),
     "block.scaled_residual_init": (False,),
+    "block.short_conv": (False,),  # every layer's token mixer is attention
 }
 # What an MoE block grafted onto a dense reference starts as (the `add_moe` transform): the
 # dense rows list these too, so a target's other MoE features show up as deltas.

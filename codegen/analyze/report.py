@@ -53,6 +53,7 @@ ROWS = (
     ("head.logit_scale", "logit scale"),
     ("head.bias", "output head bias"),
     ("block.residual_scale", "residual scale"),
+    ("block.short_conv", "short-conv layers"),
 )
 
 
@@ -95,6 +96,13 @@ def render_text(features: Features) -> str:
             parts = [a.gate_proj] + (["bias"] if a.gate_bias is True else [])
             parts += [f"+ per-head {a.gate_head_bias}"] if a.gate_head_bias else []
             value = f"{a.output_gate} ({' '.join(parts)})"
+        elif name == "block.short_conv":
+            found = features.block.short_conv
+            value = (
+                f"{found['field']} == {found['layer_type']!r} (kernel {found['kernel']})"
+                if found
+                else "no"
+            )
         elif name == "rope.type" and features.rope.theta:
             value = f"{features.rope.type} (theta {features.rope.theta:g})"
         evidence = features.evidence.get(name, "")

@@ -59,6 +59,10 @@ class AlignHfKeys(Transform):
         # branch on their FFN (`moe.dense_rule`: cohere2_moe's mlp_layer_types); a
         # reference's dense branch a target never takes (mixtral) carries no live rows
         nested = bool(features is not None and features.get("moe.dense_rule"))
+        # the short-conv mixer a per-layer list builds instead of attention (block.short_conv):
+        # every row under it is live for the settings with such layers
+        if features is not None and features.get("block.short_conv"):
+            built = built | {"layers.{}.conv"}
 
         def pair(hf_key: str) -> list[str]:
             return [
@@ -170,6 +174,8 @@ def _live_for_some_setting(value: str, switched: set[str], built: set[str], nest
     if len(parts) < 2:
         return False
     if parts[-1] == "bias" and parts[-2] in switched:
+        return True
+    if ".".join(parts[:3]) in built:  # a whole mixer built per layer kind (short conv)
         return True
     return any(part in built for part in (parts[:-1] if nested else parts[-2:-1]))
 
