@@ -9,11 +9,24 @@ def require_settings(hf_config: Any, expected: dict[str, Any]) -> None:
     """Raise if a config field this package hard-codes has another value.
 
     A field the config class does not have counts as having the expected value, so one
-    table serves every config class a package supports.
+    table serves every config class a package supports. A dotted key (`attn_config.clip_qkv`)
+    is a field of a sub-config (an object or a dict).
     """
     for key, value in expected.items():
-        actual = getattr(hf_config, key, value)
+        actual = _field(hf_config, key, value)
         if actual != value:
             raise NotImplementedError(
                 f"{type(hf_config).__name__}.{key}={actual!r} is not supported (expected {value!r})"
             )
+
+
+def _field(hf_config: Any, key: str, default: Any) -> Any:
+    holder = hf_config
+    for part in key.split("."):
+        if isinstance(holder, dict):
+            holder = holder.get(part, default)
+        else:
+            holder = getattr(holder, part, default)
+        if holder is default:
+            return default
+    return holder

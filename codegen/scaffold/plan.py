@@ -377,9 +377,15 @@ def _switch_settings(target) -> dict:
     setting to hold real checkpoints to."""
     settings = {}
     for switch in getattr(target.features, "switches", ()):
-        if switch.container or switch.field not in target.config:
+        holder = target.config
+        if getattr(switch, "sub_config", False):  # attn_config.clip_qkv: pinned by that name
+            holder = target.config.get(switch.container)
+            holder = {switch.name: holder[switch.field]} if switch.field in (holder or {}) else {}
+        elif switch.container:
             continue
-        value = target.config[switch.field]
+        if switch.name not in holder:
+            continue
+        value = holder[switch.name]
         numeric_side = switch.kind == "threshold" and isinstance(value, (int, float))
         # a number a choice names as a case of its own (shared_intermediate_size == 0: no
         # shared MLP), not a size that merely falls in its "other" branch
@@ -387,7 +393,7 @@ def _switch_settings(target) -> dict:
             v.operand == value and not isinstance(v.operand, bool) for v in switch.values
         )
         if isinstance(value, (bool, str)) or value is None or numeric_side or named_number:
-            settings[switch.field] = value
+            settings[switch.name] = value
     return settings
 
 

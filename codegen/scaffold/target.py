@@ -53,6 +53,11 @@ def load_target(target: str, config_path: str | None = None) -> Target:
     model = load_model(resolve(target, config_path), project)
     values = {key: value for key, value in model.config.attrs.items() if not key.startswith("_")}
     fields = frozenset(values) | frozenset(model.config.attribute_map)
+    # a sub-config (MPT's attn_config) is written into the toy as the dict of its fields, as
+    # `to_dict()` gives it to verify's toy; its fields answer as `attn_config.clip_qkv`
+    subs = _sub_config_values(values)
+    values.update(subs)
+    fields |= frozenset(f"{key}.{name}" for key, sub in subs.items() for name in sub)
     # the class's own names (ernie: num_experts -> moe_num_experts): the toy shrinks the
     # field the code reads, as tiny_config does for the HF side
     names = dict(model.config.attribute_map)
@@ -73,6 +78,17 @@ def load_target(target: str, config_path: str | None = None) -> Target:
         evidence=dict(described.evidence) if described is not None else {},
         described=described,
     )
+
+
+def _sub_config_values(values: dict) -> dict[str, dict]:
+    """Sub-config values (`ConfigObj`) as plain dicts of their public fields."""
+    from codegen.analyze.evaluate import ConfigObj
+
+    return {
+        key: {k: v for k, v in value.attrs.items() if not k.startswith("_")}
+        for key, value in values.items()
+        if isinstance(value, ConfigObj)
+    }
 
 
 def _with_aliases(values: dict, attribute_map: dict) -> dict:

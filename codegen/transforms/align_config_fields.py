@@ -77,6 +77,7 @@ class _Resolver:
         found = (
             self._code_constant(read)
             or self._alias(self.names.CONFIG_ALIASES.get(read, ()))
+            or self._sub_config(read)
             or self._derived(read, seen)
             or self._alias(LEGACY_NAMES.get(read, ()))
             or self._multiple(read)
@@ -113,6 +114,12 @@ class _Resolver:
         if isinstance(field, str) and field != read and field in self.available:
             return expression(f"hf_config.{field}")
         return None
+
+    def _sub_config(self, read: str) -> cst.BaseExpression | None:
+        """A field the config holds in one sub-config (`attn_config.clip_qkv`, listed so in
+        `available`): read there. Ambiguous (two sub-configs hold it): left alone."""
+        held = sorted(f for f in self.available if f.partition(".")[2] == read)
+        return expression(f"hf_config.{held[0]}") if len(held) == 1 else None
 
     def _alias(self, aliases) -> cst.BaseExpression | None:
         alias = next((a for a in aliases if a in self.available), None)

@@ -2,7 +2,9 @@
 
 HF clamps each projection's output (after a QK-norm, if any) before the heads are rotated;
 the clamp is elementwise, so it commutes with the reshapes: the value assigned to `q`, `k`
-and `v` in `Attention.forward` is wrapped as a whole. `clip_qkv=None` (most checkpoints)
+and `v` in `Attention.forward` is wrapped as a whole. A fused projection (`self.wqkv(x)`,
+MPT's and DBRX's Wqkv, clamped by HF before the split) is wrapped itself; with a QK-norm
+beside it the order would matter, so that is an error. `clip_qkv=None` (most checkpoints)
 leaves them alone, so the package keeps both settings.
 """
 
@@ -38,8 +40,10 @@ class ClipQkv(Transform):
 
     def apply(self, package, features=None) -> None:
         wrap = _WrapProjections()
-        run(package, "model.py", wrap)
-        if wrap.hits != len(_PROJECTIONS):
+        run(package, "model.py", wrap, required=False)
+        if wrap.fused and (wrap.hits or wrap.fused > 1 or _has_qk_norm(package)):
+            raise EditError("Attention.forward: a fused wqkv call beside q/k/v norms or others")
+        if not wrap.fused and wrap.hits != len(_PROJECTIONS):
             raise EditError(f"Attention.forward assigns {wrap.hits} of q, k, v from wq/wk/wv")
         run(
             package,
@@ -56,11 +60,28 @@ class ClipQkv(Transform):
         moe_edits.add_config_kwargs(package, {"clip_qkv": "hf_config.clip_qkv"})
 
 
+def _has_qk_norm(package) -> bool:
+    norm = m.Attribute(value=m.Name("self"), attr=m.Name("q_norm") | m.Name("k_norm"))
+    return bool(m.findall(package.files["model.py"], norm))
+
+
+_FUSED = m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name("wqkv")))
+
+
 class _WrapProjections(ScopedTransformer):
-    """`q = <expr calling self.wq>` -> `q = self.clip(<expr>)` in Attention.forward."""
+    """`q = <expr calling self.wq>` -> `q = self.clip(<expr>)` in Attention.forward; a fused
+    `self.wqkv(...)` call -> `self.clip(self.wqkv(...))` (counted in `fused`)."""
 
     def __init__(self):
         super().__init__("Attention", "forward")
+        self.fused = 0
+
+    def leave_Call(self, original, updated):
+        if not self.in_scope() or not m.matches(updated, _FUSED):
+            return updated
+        self.fused += 1
+        clip = cst.Attribute(value=cst.Name("self"), attr=cst.Name("clip"))
+        return cst.Call(func=clip, args=[cst.Arg(updated)])
 
     def leave_Assign(self, original, updated):
         if not self.in_scope() or len(updated.targets) != 1:

@@ -64,6 +64,9 @@ class _Reads(cst.CSTVisitor):
     def visit_Attribute(self, node: cst.Attribute) -> None:
         if _is_config(node.value):
             self.names.add(node.attr.value)
+        elif isinstance(node.value, cst.Attribute) and _is_config(node.value.value):
+            # a sub-config's field: `hf_config.attn_config.clip_qkv`
+            self.names.add(f"{node.value.attr.value}.{node.attr.value}")
 
     def visit_Call(self, node: cst.Call) -> None:
         if (
@@ -77,7 +80,8 @@ class _Reads(cst.CSTVisitor):
 
 
 def config_reads(module: cst.Module) -> set[str]:
-    """Config fields the module reads from `hf_config`, directly or through getattr."""
+    """Config fields the module reads from `hf_config`, directly or through getattr; a
+    sub-config's field as `attn_config.clip_qkv` (its sub-config `attn_config` too)."""
     visitor = _Reads()
     walk.visit(module, visitor)  # reads only: no rebuilt tree
     return visitor.names

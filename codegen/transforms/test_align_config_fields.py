@@ -264,3 +264,22 @@ def test_a_multiple_of_a_field_the_config_stores_under_another_name():
     fields = ["hidden_size", "n_embd"]
     AlignConfigFields().apply(package, features, fields=fields, config={"n_embd": 96})
     assert "hidden_dim=4 * hf_config.hidden_size" in package.render()["args.py"]
+
+
+SUB_READ = """
+def from_hf_config(hf_config):
+    return Args(clip_qkv=hf_config.clip_qkv, eps=hf_config.rms_norm_eps)
+"""
+
+
+def test_a_field_held_by_one_sub_config_is_read_there():
+    """MPT keeps clip_qkv in attn_config (listed as `attn_config.clip_qkv`); a field two
+    sub-configs hold is ambiguous and left alone."""
+    package = package_of({"args.py": SUB_READ})
+    fields = ["attn_config", "attn_config.clip_qkv", "rms_norm_eps"]
+    AlignConfigFields().apply(package, None, fields=fields, config={})
+    assert "clip_qkv=hf_config.attn_config.clip_qkv" in package.render()["args.py"]
+    package = package_of({"args.py": SUB_READ})
+    fields = ["a_config.clip_qkv", "b_config.clip_qkv", "rms_norm_eps"]
+    AlignConfigFields().apply(package, None, fields=fields, config={})
+    assert "clip_qkv=hf_config.clip_qkv," in package.render()["args.py"]

@@ -40,18 +40,55 @@ def test_the_clamp_bites_only_when_set():
     assert namespace["clip"](type("A", (), {"clip_qkv": None})(), t) is t
 
 
-def test_an_attention_without_separate_projections_is_an_error():
-    package = package_of(
+def _attention(forward: str, init: str = "") -> SourcePackage:
+    return package_of(
         {
             "model.py": (
                 "class Attention:\n"
                 "    def __init__(self, args):\n"
                 "        super().__init__()\n"
+                f"{init}"
                 "    def forward(self, x):\n"
-                "        q, k, v = self.wqkv(x).chunk(3, dim=-1)\n"
+                f"        {forward}\n"
             ),
-            "args.py": "",
+            "args.py": ARGS,
         }
+    )
+
+
+ARGS = """
+from dataclasses import dataclass
+
+
+@dataclass
+class ModelArgs:
+    dim: int = 8
+
+    @classmethod
+    def from_hf_config(cls, hf_config):
+        return cls(dim=hf_config.hidden_size)
+"""
+
+
+def test_a_fused_projection_is_clamped_before_the_split():
+    package = _attention("q, k, v = self.wqkv(x).chunk(3, dim=-1)")
+    ClipQkv().apply(package)
+    model = package.render()["model.py"]
+    assert "q, k, v = self.clip(self.wqkv(x)).chunk(3, dim=-1)" in model
+    assert "self.clip_qkv = args.clip_qkv" in model
+    assert "clip_qkv=hf_config.clip_qkv" in package.render()["args.py"]
+
+
+def test_an_attention_without_q_k_v_projections_is_an_error():
+    with pytest.raises(EditError):
+        ClipQkv().apply(_attention("q, k, v = self.proj(x).chunk(3, dim=-1)"))
+
+
+def test_a_fused_projection_beside_a_qk_norm_is_an_error():
+    # HF clamps after the norm there: clamping the fused output would be another model
+    package = _attention(
+        "q, k, v = self.wqkv(x).chunk(3, dim=-1); q = self.q_norm(q)",
+        init="        self.q_norm = None\n",
     )
     with pytest.raises(EditError):
         ClipQkv().apply(package)

@@ -58,3 +58,40 @@ def test_a_switch_realised_through_a_derived_field_is_not_fixed():
         derived={"use_sliding_window": ["sliding_window", "layer_types"]},
     )
     assert package.render()["args.py"] == BEFORE
+
+
+SUB_CONFIG = """
+FIXED_SETTINGS = {}
+
+
+def from_hf_config(hf_config):
+    require_settings(hf_config, FIXED_SETTINGS)
+    return Args(clip=hf_config.attn_config.clip_qkv)
+"""
+
+
+def test_a_sub_config_switch_is_read_or_fixed_by_its_dotted_name():
+    """`attn_config.clip_qkv` is read through `hf_config.attn_config.clip_qkv`; the unread
+    `attn_config.softmax_scale` is pinned, and `require_settings` then refuses other values
+    in one line naming the field."""
+    import types
+
+    import libcst as cst
+    import pytest
+
+    from codegen.config_checks import require_settings
+
+    assert config_reads(cst.parse_module(SUB_CONFIG)) == {"attn_config", "attn_config.clip_qkv"}
+    package = package_of({"args.py": SUB_CONFIG})
+    settings = {"attn_config.clip_qkv": None, "attn_config.softmax_scale": None}
+    GuardSwitches().apply(package, settings=settings)
+    assert 'FIXED_SETTINGS = {"attn_config.softmax_scale": None}' in package.render()["args.py"]
+    fixed = {"attn_config.softmax_scale": None}
+    config = types.SimpleNamespace(attn_config=types.SimpleNamespace(softmax_scale=None))
+    require_settings(config, fixed)  # the pinned value: accepted
+    require_settings(types.SimpleNamespace(attn_config={"softmax_scale": None}), fixed)
+    config.attn_config.softmax_scale = 0.5
+    with pytest.raises(NotImplementedError, match=r"attn_config\.softmax_scale=0\.5 is not"):
+        require_settings(config, fixed)
+    with pytest.raises(NotImplementedError, match="softmax_scale=0.25"):
+        require_settings(types.SimpleNamespace(attn_config={"softmax_scale": 0.25}), fixed)
