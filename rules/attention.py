@@ -87,7 +87,11 @@ RULES += [
         feature="attention.sliding_window",
         values=("pattern",),
         transform="set_sliding_window",
-        params={"mode": "pattern"},
+        params={
+            "mode": "pattern",
+            "layer_rule": FromFeature("attention.window_rule"),
+            "window": FromFeature("attention.window_field"),
+        },
         description='layers marked "sliding_attention" in layer_types attend to a window',
         native_in=("qwen2", "qwen3"),
         # a source that windows layers by type needs the pattern in every setting, also

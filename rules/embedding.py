@@ -31,6 +31,13 @@ RULES = [
         description="softmax scale from the config (granite multiplier, gemma2 scalar**-0.5)",
     ),
     Rule(
+        id="unscaled_attention",
+        feature="attention.scale",
+        values=("none",),
+        transform="unscaled_attention",
+        description="attention scores enter the softmax unscaled: scale 1.0 (gpt_neo)",
+    ),
+    Rule(
         id="residual_scale",
         feature="block.residual_scale",
         values=(True,),

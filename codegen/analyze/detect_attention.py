@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from codegen.analyze import differential, logn_scale, short_conv
+from codegen.analyze import differential, logn_scale, mask_window, short_conv
 from codegen.analyze.config import attr
 from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import Term, primary_input, strip, terms_in, walk
@@ -167,8 +167,85 @@ def _manual_kernel(trace) -> Term | None:
                     "attn", (qk[0], qk[1], v), name="<inline softmax attention>", site=sm.site
                 )
                 kernel.kwargs["_anchor"] = out
+                kernel.kwargs["_softmax"], kernel.kwargs["_qk"] = sm, scores[0]
                 return kernel
     return None
+
+
+# ops a score passes through between q @ k^T and the softmax without being scaled: a mask
+# added or selected (`torch.where(mask, scores, min)`), an index
+_MASKING = {"add", "sub", "index"}
+
+
+def _unscaled_inline(kernel: Term) -> bool:
+    """An inline `softmax(q @ k^T)` kernel whose scores reach the softmax unscaled: from the
+    q @ k^T product to the softmax only masks are added or selected, and neither q nor k is
+    multiplied or divided by a number on its way from its projection (GPT-Neo)."""
+    softmax, qk = kernel.kwargs.get("_softmax"), kernel.kwargs.get("_qk")
+    if softmax is None or qk is None:
+        return False
+    term = next((a for a in softmax.args if isinstance(a, Term)), None)
+    while term is not None and term is not qk:
+        on_path = [a for a in term.args if isinstance(a, Term) and depends(a, qk)]
+        where = term.op == "fn" and term.name.rsplit(".", 1)[-1] == "where"
+        if len(on_path) != 1 or not (term.op in _MASKING or where):
+            return False
+        if term.op == "sub" and term.args and term.args[0] is not on_path[0]:
+            return False  # mask - scores negates them
+        term = on_path[0]
+    if term is None or qk.kwargs.get("alpha", 1) != 1:  # baddbmm(..., alpha=scale)
+        return False
+    for operand in _operands(qk):
+        for t in _above_projections(operand):
+            if t.op in ("mul", "div", "pow") and any(
+                isinstance(a, int | float) and not isinstance(a, bool) for a in t.args
+            ):
+                return False
+            if t.op == "fn" and t.name.rsplit(".", 1)[-1] in ("sqrt", "rsqrt"):
+                return False
+    return True
+
+
+def _above_projections(term: Term):
+    """`term` and what it is computed from, down to (not into) module calls."""
+    seen, stack = set(), [term]
+    while stack:
+        t = stack.pop()
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        yield t
+        if t.op != "call":
+            stack.extend(terms_in(list(t.args)))
+
+
+def _mask_buffer_windows(ctx: Ctx, per_layer: list[dict]) -> tuple[str | None, str | None]:
+    """Layers whose own causal-mask buffer is cut to a window in `__init__` (GPT-Neo's local
+    layers) slide: their per-layer entry gets the window. Returns the rule deciding which
+    layers do, over `hf_config` and `i`, and the window's config field (None, None when no
+    attention builds such a buffer or either cannot be restated)."""
+    layers = [p for p in per_layer if p["type"] == "full" and p["info"].window is None]
+    if not layers or len(layers) != sum(p["type"] in ("full", "sliding") for p in per_layer):
+        return None, None
+    cut = mask_window.find_cut(ctx, layers[0]["info"].rec)
+    if cut is None:
+        return None, None
+    found = []
+    for p in layers:
+        rec = p["info"].rec
+        same = mask_window.find_cut(ctx, rec)
+        result = mask_window.windows(ctx, cut, rec) if same is not None else None
+        if result is None:
+            return None, None
+        found.append((p["index"], rec, result[0], result[1]))
+    if not any(taken for _, _, taken, _ in found):
+        return None, None
+    rule = mask_window.layer_rule(ctx, cut, [(i, rec, taken) for i, rec, taken, _ in found])
+    for p, (_, _, taken, window) in zip(layers, found, strict=True):
+        if taken:
+            p["info"].window = window
+            p["type"], p["window"] = "sliding", window
+    return rule, mask_window.window_field(cut)
 
 
 def _qkv(kernel: Term) -> list[Term]:
@@ -368,6 +445,7 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
             }
         )
     shared = {"per_layer": per_layer, "infos": infos}
+    window_rule, window_field = _mask_buffer_windows(ctx, per_layer)
     attn_layers = [p for p in per_layer if p["type"] in ("full", "sliding")]
     if not attn_layers:
         return Attention(kind=UNKNOWN, sliding_window="none"), shared
@@ -512,6 +590,14 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
 
     # -- sliding window ---------------------------------------------------------------------------
     windows = [p.get("window") for p in attn_layers]
+    cfg_window = attr(cfg, "sliding_window")
+    if (
+        all(w is None for w in windows)
+        and isinstance(cfg_window, int)
+        and not isinstance(cfg_window, bool)
+    ):
+        if mask_window.window_everywhere(ctx):  # the window lives in the one mask (phimoe)
+            windows = [cfg_window] * len(windows)
     sliding = [w for w in windows if isinstance(w, int) and not isinstance(w, bool)]
     if any(w == UNKNOWN or (w is not None and not isinstance(w, int)) for w in windows):
         sliding_window = UNKNOWN
@@ -523,7 +609,6 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
         sliding_window = "pattern"
     window = max(sliding) if sliding else None
     where = rep.kernel.site.cite() if rep.kernel is not None and rep.kernel.site else cite_rec
-    cfg_window = attr(cfg, "sliding_window")
     ctx.cite(
         "attention.sliding_window",
         f"{where}; {ctx.cite_config('sliding_window', cfg_window)}"
@@ -549,6 +634,8 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
             softcap = UNKNOWN
             ctx.cite("attention.softcap", where)
         scaling = rep.kernel.kwargs.get("scaling")
+        if scaling is None and _unscaled_inline(rep.kernel):
+            scaling = 1.0  # softmax(q @ k^T) written out with no factor on the scores
         qkv = _qkv(rep.kernel)
         if isinstance(scaling, int | float) and qkv:
             for t in walk(qkv[0]):  # OPT-style: q_proj(x) * scaling, kernel scaling=1.0
@@ -565,7 +652,7 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
         q_head = (q_out // num_heads) if (q_out and num_heads) else head_dim
         if isinstance(scaling, int | float) and q_head:
             if abs(scaling - q_head**-0.5) > 1e-6 * max(1.0, abs(scaling)):
-                scale = "custom"
+                scale = "none" if scaling == 1.0 else "custom"
                 ctx.cite("attention.scale", f"{where} (scaling={scaling:.6g}, head_dim {q_head})")
         elif scaling is not None and not isinstance(scaling, int | float):
             scale = UNKNOWN
@@ -616,6 +703,8 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
             num_kv_heads=num_kv,
             head_dim=head_dim,
             window=window,
+            window_rule=window_rule,
+            window_field=window_field,
             layer_types=layer_types,
             logn=logn,
             alibi=alibi,

@@ -50,7 +50,7 @@ VOCAB: dict[str, tuple] = {
     "attention.qk_norm": ("none", "per_head", "full"),
     "attention.qkv_layout": ("contiguous", "grouped", "interleaved", "blocked", "none"),
     "attention.sliding_window": ("none", "all", "pattern"),
-    "attention.scale": ("default", "custom"),
+    "attention.scale": ("default", "custom", "none"),
     "attention.output_gate": ("none", "sigmoid", "sigmoid_fused_q", "other"),
     "rope.type": ("default", "linear", "dynamic", "yarn", "llama3", "longrope", "none", "other"),
     "ffn.kind": (
@@ -97,11 +97,16 @@ class Attention:
     sliding_window: str = UNKNOWN  # none | all | pattern (per-layer mix)
     sinks: bool | str = UNKNOWN  # learned per-head sink logits
     softcap: bool | str = UNKNOWN  # tanh soft-capping of attention scores
-    scale: str = UNKNOWN  # default (head_dim ** -0.5) | custom
+    scale: str = UNKNOWN  # default (head_dim ** -0.5) | custom | none (scores not scaled)
     num_heads: int | None = None
     num_kv_heads: int | None = None
     head_dim: int | None = None
     window: int | None = None  # sliding window size, when any layer slides
+    # a window cut into the attention's own mask buffer on the layers a config setting marks
+    # (GPT-Neo's "local"): which layers, over `hf_config` and `i`, and the window's config
+    # field (`hf_config.window_size`); None where the window is the kernel's `sliding_window`
+    window_rule: str | None = None
+    window_field: str | None = None
     # the attention output times sigmoid(gate) before the output projection: none |
     # sigmoid (the gate a projection of its own) | sigmoid_fused_q (chunked out of q) | other
     output_gate: str = UNKNOWN

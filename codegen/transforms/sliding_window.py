@@ -92,26 +92,44 @@ class SetSlidingWindow(Transform):
 
     name = "set_sliding_window"
 
-    def apply(self, package, features=None, *, mode: str) -> None:
+    def apply(
+        self,
+        package,
+        features=None,
+        *,
+        mode: str,
+        layer_rule: str | None = None,
+        window: str | None = None,
+    ) -> None:
+        """`layer_rule`: where the config has no `layer_types`, the condition (over
+        `hf_config` and the layer index `i`) under which a layer slides, e.g. GPT-Neo's
+        `hf_config.attention_layers[i] == "local"`; `window`: the window's config expression
+        where it is not `hf_config.sliding_window` (`hf_config.window_size`)."""
         if mode not in MODES:
             raise ValueError(f"sliding window mode {mode!r}: expected one of {MODES}")
         if edits.has_definition(package, "model.py", "sliding_window_mask"):
             _remove(package)
         if mode != "none":
-            _add(package, mode)
+            _add(package, mode, layer_rule, window or "hf_config.sliding_window")
 
 
-def _add(package, mode: str) -> None:
+def _add(package, mode: str, layer_rule: str | None, window: str) -> None:
     pattern = mode == "pattern"
     # args
     if pattern:
+        types = "tuple(hf_config.layer_types)"
+        if layer_rule is not None:
+            types = (
+                f'tuple("sliding_attention" if {layer_rule} else "full_attention"'
+                " for i in range(hf_config.num_hidden_layers))"
+            )
         edits.insert_definition(package, "args.py", LAYER_TYPES)
         edits.add_args_field(package, PATTERN_FIELDS)
-        edits.add_hf_kwarg(package, "sliding_window=hf_config.sliding_window")
-        edits.add_hf_kwarg(package, "layer_types=tuple(hf_config.layer_types)")
+        edits.add_hf_kwarg(package, f"sliding_window={window}")
+        edits.add_hf_kwarg(package, f"layer_types={types}")
         edits.append_to_method(package, "args.py", "ModelArgs", "__post_init__", PATTERN_CHECKS)
     else:
-        edits.add_args_field(package, ALL_FIELD, "sliding_window=hf_config.sliding_window")
+        edits.add_args_field(package, ALL_FIELD, f"sliding_window={window}")
     # attention takes the mask
     edits.add_param(package, "Attention", "forward", "mask: torch.Tensor | None")
     run(

@@ -112,3 +112,43 @@ def test_mask_is_hf_sliding_window_overlay():
             assert bool(mask[i, j]) == (i - window < j <= i)
     assert mask_of(seq, seq, torch.device("cpu")) is None  # nothing cut
     assert mask_of(seq, None, torch.device("cpu")) is None  # no window configured
+
+
+def test_a_layer_rule_and_window_field_replace_layer_types(tmp_path):
+    """GPT-Neo: no `layer_types` in the config; a layer slides where its attention type is
+    "local", the window is `window_size`. The mapped args run on a config of that shape."""
+    package = _package("llama")
+    SetSlidingWindow().apply(
+        package,
+        mode="pattern",
+        layer_rule='hf_config.attention_layers[i] == "local"',
+        window="hf_config.window_size",
+    )
+    args = package.render()["args.py"]
+    assert "layer_types=tuple(hf_config.layer_types)" not in args
+    assert "sliding_window=hf_config.sliding_window" not in args
+    assert "sliding_window=hf_config.window_size," in args
+    namespace: dict = {}
+    exec(args.replace("from .", "from codegen.references.llama."), namespace)  # noqa: S102
+    from types import SimpleNamespace
+
+    hf_config = SimpleNamespace(
+        hidden_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        head_dim=16,
+        intermediate_size=96,
+        vocab_size=32,
+        rms_norm_eps=1e-6,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+        max_position_embeddings=64,
+        tie_word_embeddings=False,
+        attention_bias=False,
+        mlp_bias=False,
+        attention_layers=["global", "local", "global"],
+        window_size=5,
+    )
+    built = namespace["ModelArgs"].from_hf_config(hf_config)
+    assert built.layer_types == ("full_attention", "sliding_attention", "full_attention")
+    assert built.sliding_window == 5

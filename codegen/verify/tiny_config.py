@@ -177,6 +177,7 @@ SHRINK_RULES: dict[str, Any | Rule] = {
     "use_sliding_window": True,
     "sliding_window": WINDOW,
     "max_window_layers": 1,
+    "window_size": WINDOW,  # GPT-Neo's local layers: their mask buffer's window
     # encoder families' causal LMs (BERT's *ForCausalLM) attend causally only as decoders:
     # transformers builds them bidirectional otherwise
     "is_decoder": True,
