@@ -64,6 +64,7 @@ class _Resolver:
     def __init__(self, names, available: set[str], features, config: dict | None = None):
         self.names, self.available, self.features = names, available, features
         self.config = config or {}
+        self._mentioned = None  # attribute names and strings of the HF source, when needed
 
     def expression(self, read: str, seen: frozenset = frozenset()) -> cst.BaseExpression | None:
         """`hf_config.<read>` -> an alias read, a derivation from fields the config has, a
@@ -153,13 +154,38 @@ class _Resolver:
     def _derived(self, read: str, seen: frozenset) -> cst.BaseExpression | None:
         for needs, text in self.names.CONFIG_DERIVATIONS.get(read, ()):
             if set(needs) <= self.available:
+                if needs and read in self.names.CONFIG_MULTIPLES and not self._hf_reads(needs):
+                    # a size the HF code fixes itself (MPT's MLP: 4 * hidden_size) although
+                    # the config has a field that would derive it (expansion_ratio, unread)
+                    continue
                 return self._resolved(text, seen | {read})
         return None
+
+    def _hf_reads(self, names) -> bool:
+        """Does the HF modeling source read every one of `names` (as `x.<name>` or a
+        `"<name>"` string)? True when the source is not at hand."""
+        if self._mentioned is None:
+            self._mentioned = _mentioned_names(self.features)
+        return self._mentioned is True or set(names) <= self._mentioned
 
     def _resolved(self, text: str, seen: frozenset) -> cst.BaseExpression:
         derived = expression(text)
         inner = {r: e for r in _config_reads(derived) if (e := self.expression(r, seen))}
         return derived.visit(_Replace(inner)) if inner else derived
+
+
+def _mentioned_names(features):
+    """Attribute names and string constants of the HF modeling source; True when there is
+    no source to read."""
+    from codegen.transforms._rope_edits import hf_source
+
+    try:
+        module = cst.parse_module(hf_source(features))
+    except Exception:  # no source beside the features, or one libcst cannot parse
+        return True
+    found = {node.attr.value for node in m.findall(module, m.Attribute())}
+    strings = m.findall(module, m.SimpleString())
+    return found | {node.evaluated_value for node in strings if isinstance(node, cst.SimpleString)}
 
 
 def _feature_value(features, path: str | None):

@@ -283,3 +283,37 @@ def test_a_field_held_by_one_sub_config_is_read_there():
     fields = ["a_config.clip_qkv", "b_config.clip_qkv", "rms_norm_eps"]
     AlignConfigFields().apply(package, None, fields=fields, config={})
     assert "clip_qkv=hf_config.clip_qkv," in package.render()["args.py"]
+
+
+def _with_source(tmp_path, text: str, **values):
+    import types
+
+    path = tmp_path / "modeling_x.py"
+    path.write_text(text)
+    features = _Features(**values)
+    features.source = types.SimpleNamespace(modeling=str(path))
+    return features
+
+
+MLP_FIXED = """
+class MLP:
+    def __init__(self, config):
+        self.up = Linear(config.hidden_size, 4 * config.hidden_size)
+"""
+
+
+def test_a_width_the_code_fixes_wins_over_a_ratio_it_never_reads(tmp_path):
+    """MPT's MLP is 4 * hidden_size whatever its config's expansion_ratio says: deriving the
+    width from the unread ratio would build another model for ratio != 4."""
+    fields = ["hidden_size", "expansion_ratio"]
+    config = {"hidden_size": 96, "expansion_ratio": 4}
+
+    def width(source: str) -> str:
+        package = package_of({"args.py": CODE_FIXES})
+        features = _with_source(tmp_path, source, ffn__intermediate_size=384)
+        AlignConfigFields().apply(package, features, fields=fields, config=config)
+        return package.render()["args.py"]
+
+    assert "hidden_dim=4 * hf_config.hidden_size," in width(MLP_FIXED)
+    reads = MLP_FIXED.replace("4 * config.hidden_size", "config.expansion_ratio * config.d")
+    assert "hidden_dim=int(hf_config.expansion_ratio * hf_config.hidden_size)" in width(reads)
