@@ -2,11 +2,16 @@
 
 Some MLPs size their projections with a local computed in `__init__` (lfm2: two thirds of
 `intermediate_size`, times a multiplier, rounded up to a multiple, each step behind a config
-switch). A package that reads `intermediate_size` builds other shapes. The statements that
-compute the local are restated as one expression over `hf_config` (branches become
-conditional expressions) and `from_hf_config` passes that as the FFN width. Only arithmetic
-over config fields and numbers is restated; anything else (a loop, a call other than
-int/float/round/min/max, a value from outside `__init__`) leaves the package unchanged.
+switch), or with a width the decoder layer passes when it builds the MLP (minimax_m3's
+`DenseMLP(config, intermediate_size=config.dense_intermediate_size)`, the same class its
+MoE block builds as the shared expert with another field). A package that reads
+`intermediate_size` builds other shapes. The statements that compute the local are restated
+as one expression over `hf_config` (branches become conditional expressions; the MLP's
+parameters take the arguments of the decoder layer's one call of it, or their defaults;
+a fused gate/up projection `2 * width` gives `width`) and `from_hf_config` passes that as
+the FFN width. Only arithmetic over config fields and numbers is restated; anything else (a
+loop, a call other than int/float/round/min/max, a value from outside `__init__`) leaves the
+package unchanged.
 """
 
 from __future__ import annotations
@@ -50,50 +55,123 @@ class ComputedFfnWidth(Transform):
 def detect(features) -> str | None:
     """HF's FFN width restated over `hf_config`, or None (read from config as is, or not
     restatable)."""
-    evidence = (getattr(features, "evidence", None) or {}).get("ffn.kind", "")
-    found = re.match(r"[\w.]+\.py:(\d+)", evidence)
-    if not found:
+    evidence = getattr(features, "evidence", None) or {}
+    found = _line(evidence.get("ffn.kind", ""))
+    if found is None:
         return None
     try:
         source = hf_source(features)
     except Exception:  # no modeling file beside the features: nothing to restate
         return None
-    return restate_width(source, int(found.group(1)))
+    # the decoder layer: the class whose forward places the norms around its sublayers
+    layer = _line(evidence.get("norm.placement", ""))
+    fused = getattr(getattr(features, "ffn", None), "fused_gate_up", False) is True
+    return restate_width(source, found, layer_line=layer, fused=fused)
 
 
-def restate_width(source: str, line: int) -> str | None:
-    """The out_features of the first Linear built in `__init__` of the class holding `line`,
-    restated over `hf_config` when it is a local computed there; else None."""
+def _line(evidence: str) -> int | None:
+    found = re.match(r"[\w.]+\.py:(\d+)", evidence)
+    return int(found.group(1)) if found else None
+
+
+def restate_width(
+    source: str, line: int, layer_line: int | None = None, fused: bool = False
+) -> str | None:
+    """The out_features of the first Linear built in `__init__` of the class holding `line`
+    (half of it for a `fused` gate/up), restated over `hf_config` when it is a local computed
+    there; else None. The MLP's parameters take the arguments of the one call of it in the
+    `__init__` of the class holding `layer_line` (the decoder layer), or their defaults."""
     wrapper = MetadataWrapper(cst.parse_module(source))
     positions = wrapper.resolve(PositionProvider)
+    mlp, layer = (
+        _innermost_class(wrapper, positions, at) if at is not None else None
+        for at in (line, layer_line)
+    )
+    init = _init(mlp)
+    params = list(init.params.params) if init is not None else []
+    if len(params) < 2:
+        return None
+    try:
+        bound = _bindings(params, _init(layer), mlp.name.value) if layer is not mlp else {}
+        width = _Restater(params[1].name.value, fused).width(init.body.body, bound)
+    except Unsupported:
+        return None
+    return None if width is None else cst.Module([]).code_for_node(_simplify(width))
+
+
+def _innermost_class(wrapper, positions, line: int) -> cst.ClassDef | None:
     classes = [
         node
         for node in m.findall(wrapper, m.ClassDef())
         if positions[node].start.line <= line <= positions[node].end.line
     ]
-    if not classes:
+    return classes[-1] if classes else None
+
+
+def _init(cls: cst.ClassDef | None) -> cst.FunctionDef | None:
+    if cls is None:
         return None
-    init = next((f for f in m.findall(classes[-1], m.FunctionDef(name=m.Name("__init__")))), None)
-    params = [p.name.value for p in init.params.params] if init is not None else []
-    if len(params) < 2:
-        return None
-    try:
-        width = _Restater(params[1]).width(init.body.body)
-    except Unsupported:
-        return None
-    return None if width is None else cst.Module([]).code_for_node(width)
+    return next(iter(m.findall(cls, m.FunctionDef(name=m.Name("__init__")))), None)
+
+
+def _bindings(params, layer_init, mlp_name: str) -> dict[str, cst.BaseExpression]:
+    """The MLP's parameters (after self and config) restated over `hf_config`: the
+    arguments of the decoder layer's call of the MLP, else their defaults. Several calls
+    (or none) bind defaults only; a config argument other than the layer's own config
+    stops the restating."""
+    defaults = {p.name.value: p.default for p in params[2:] if p.default is not None}
+    layer_params = list(layer_init.params.params) if layer_init is not None else []
+    built = m.Call(func=m.Name(mlp_name) | m.Attribute(attr=m.Name(mlp_name)))
+    calls = m.findall(layer_init, built) if len(layer_params) >= 2 else []
+    if len(calls) != 1:
+        return _restatable(defaults, "")
+    layer_config = layer_params[1].name.value
+    names = [p.name.value for p in params[1:]]
+    passed: dict[str, cst.BaseExpression] = {}
+    for index, arg in enumerate(calls[0].args):
+        if arg.star or (arg.keyword is None and index >= len(names)):
+            raise Unsupported("starred or extra argument")
+        name = arg.keyword.value if arg.keyword is not None else names[index]
+        if name not in names:
+            raise Unsupported(name)
+        passed[name] = arg.value
+    if not m.matches(passed.pop(names[0], None), m.Name(layer_config)):
+        raise Unsupported("the MLP's config is not the layer's")
+    # a passed value that cannot be restated leaves its parameter unbound, not at its default
+    kept = {name: value for name, value in defaults.items() if name not in passed}
+    return {**_restatable(kept, ""), **_restatable(passed, layer_config)}
+
+
+def _restatable(values: dict, config: str) -> dict[str, cst.BaseExpression]:
+    """The values restated over `hf_config`; one that is not arithmetic over config fields
+    is left unbound (a read of it then stops the restating)."""
+    out = {}
+    for name, value in values.items():
+        try:
+            out[name] = _checked(value, config, {})
+        except Unsupported:
+            continue
+    return out
+
+
+def _checked(node: cst.BaseExpression, config: str, env: dict) -> cst.BaseExpression:
+    restated = node.visit(_Substitute(config, env))
+    _check(restated)
+    return restated if isinstance(restated, _ATOMS) else _paren(restated)
 
 
 class _Restater:
-    def __init__(self, config: str):
-        self.config = config
+    def __init__(self, config: str, fused: bool = False):
+        self.config, self.fused = config, fused
 
-    def width(self, body) -> cst.BaseExpression | None:
-        env: dict[str, cst.BaseExpression] = {}
+    def width(self, body, bound: dict | None = None) -> cst.BaseExpression | None:
+        env: dict[str, cst.BaseExpression] = dict(bound or {})
         for statement in body:
             linear = m.findall(statement, _LINEAR)
             if linear:
                 out = _out_features(linear[0])
+                if self.fused:  # [gate | up] in one projection of 2 * width outputs
+                    out = _halved(out)
                 if not isinstance(out, cst.Name) or out.value not in env:
                     return None  # a config read as is, an attribute, a parameter
                 return env[out.value]
@@ -149,9 +227,42 @@ class _Restater:
                 env[name] = _paren(cst.IfExp(test=test, body=taken[name], orelse=other[name]))
 
     def _value(self, node: cst.BaseExpression, env: dict) -> cst.BaseExpression:
-        restated = node.visit(_Substitute(self.config, env))
-        _check(restated)
-        return restated if isinstance(restated, _ATOMS) else _paren(restated)
+        return _checked(node, self.config, env)
+
+
+_TWICE = m.BinaryOperation(
+    left=m.Integer("2"), operator=m.Multiply(), right=m.Name()
+) | m.BinaryOperation(left=m.Name(), operator=m.Multiply(), right=m.Integer("2"))
+
+
+def _halved(out):
+    """`width` of a fused projection's `2 * width` (either order); None otherwise."""
+    if not m.matches(out, _TWICE):
+        return None
+    return out.right if isinstance(out.left, cst.Integer) else out.left
+
+
+def _simplify(node: cst.BaseExpression) -> cst.BaseExpression:
+    """Conditionals the bindings decide: `a if c else a` is `a`; `None is None` and
+    `None is not None` choose their branch (a parameter left at its default None)."""
+    return node.visit(_Fold())
+
+
+class _Fold(cst.CSTTransformer):
+    def leave_IfExp(self, original, updated):
+        if updated.body.deep_equals(updated.orelse):
+            return _paren(updated.body) if not isinstance(updated.body, _ATOMS) else updated.body
+        test = updated.test
+        if m.matches(
+            test,
+            m.Comparison(
+                left=m.Name("None"),
+                comparisons=[m.ComparisonTarget(m.Is() | m.IsNot(), m.Name("None"))],
+            ),
+        ):
+            taken = isinstance(test.comparisons[0].operator, cst.Is)
+            return updated.body if taken else updated.orelse
+        return updated
 
 
 class _Substitute(cst.CSTTransformer):

@@ -82,3 +82,75 @@ def test_a_local_named_like_a_field_does_not_rename_the_field():
     line = source.splitlines().index("    def forward(self, x):") + 1
     assert "hf_config.hf_config" not in restate_width(source, line)
     assert _width(source, intermediate_size=None, hidden_size=96, adjust=False) == 384
+
+
+PASSED_WIDTH = textwrap.dedent(
+    """
+    class DenseMLP(nn.Module):
+        def __init__(self, config, intermediate_size=None):
+            super().__init__()
+            inter = intermediate_size if intermediate_size is not None else config.dense_size
+            self.gate_up_proj = nn.Linear(config.hidden_size, 2 * inter, bias=False)
+            self.down_proj = nn.Linear(inter, config.hidden_size, bias=False)
+
+        def forward(self, x):
+            return self.down_proj(self.gate_up_proj(x))
+
+
+    class MoE(nn.Module):
+        def __init__(self, config):
+            super().__init__()
+            self.shared = DenseMLP(config, intermediate_size=config.shared_size)
+
+
+    class Layer(nn.Module):
+        def __init__(self, config, layer_idx):
+            super().__init__()
+            self.mlp = MoE(config) if layer_idx else DenseMLP(config, WIDTH)
+
+        def forward(self, x):
+            return self.mlp(x)
+    """
+)
+
+
+def _passed(source: str, **kwargs) -> str | None:
+    lines = source.splitlines()
+    mlp = lines.index("        return self.down_proj(self.gate_up_proj(x))") + 1
+    layer = lines.index("        return self.mlp(x)") + 1
+    return restate_width(source, mlp, **{"layer_line": layer, "fused": True, **kwargs})
+
+
+def test_a_width_the_decoder_layer_passes_is_read_from_its_call():
+    """The class that is the shared expert in the MoE block (shared_size) and the dense MLP
+    in the layer (the argument there): the dense FFN's width is the layer's argument, half
+    of the fused gate/up projection."""
+    from types import SimpleNamespace
+
+    source = PASSED_WIDTH.replace("WIDTH", "intermediate_size=config.dense_mlp_size")
+    sizes = {"dense_mlp_size": 72, "dense_size": 12, "shared_size": 88, "other_size": 104}
+    assert eval(_passed(source), {}, {"hf_config": SimpleNamespace(**sizes)}) == 72
+    positional = PASSED_WIDTH.replace("WIDTH", "config.other_size")
+    assert eval(_passed(positional), {}, {"hf_config": SimpleNamespace(**sizes)}) == 104
+    # minimax_m3: the layer passes the field the class falls back to; one read remains
+    same = PASSED_WIDTH.replace("WIDTH", "intermediate_size=config.dense_size")
+    assert _passed(same) == "hf_config.dense_size"
+
+
+def test_a_parameter_left_at_its_default_takes_the_class_fallback():
+    source = PASSED_WIDTH.replace("DenseMLP(config, WIDTH)", "DenseMLP(config)")
+    assert _passed(source) == "hf_config.dense_size"
+    assert _passed(source, layer_line=None) == "hf_config.dense_size"
+
+
+def test_a_passed_width_that_is_not_config_arithmetic_is_not_restated():
+    for width in ("helper(config)", "self.width", "intermediate_size=GLOBAL"):
+        assert _passed(PASSED_WIDTH.replace("WIDTH", width)) is None
+    other_config = PASSED_WIDTH.replace("DenseMLP(config, WIDTH)", "DenseMLP(cfg2, 8)")
+    assert _passed(other_config) is None
+
+
+def test_an_unfused_projection_is_not_halved():
+    """Read as unfused, `2 * inter` is no local width: left to the config read."""
+    source = PASSED_WIDTH.replace("WIDTH", "config.dense_mlp_size")
+    assert _passed(source, fused=False) is None

@@ -115,7 +115,7 @@ def plan_settings(
     for switch in switches:
         for value in switch.values:
             current = _current(base, switch)
-            if _satisfies(switch, value, current):
+            if _satisfies(switch, value, current) and not _only_kind(switch, value, current):
                 plan.covered.append(f"{switch.name} {value.label}")
                 continue
             if value.test == "other" and value.operand:
@@ -343,7 +343,11 @@ def _layer_settings(switch: Switch, value: SwitchValue, base, toy: dict):
     current = getattr(base, switch.field, None)
     current = list(current) if isinstance(current, list | tuple) and len(current) == n else None
     others = [v.operand for v in switch.values if v.test == "layers" and v.operand != value.operand]
-    filler = [x for x in (current or []) if x != value.operand] or others
+    # the source compares against one kind only (`mlp_layer_types[i] == "sparse"`, dense
+    # otherwise) and the toy has it on every layer: a kind nothing compares against fills
+    # the other layers, so the branch the comparison leaves is built too
+    unnamed = _unnamed(switch)
+    filler = [x for x in (current or []) if x != value.operand] or others or [unnamed]
     s = value.operand
     if filler:
         mixed = [s if i % 2 == 0 else (current[i] if current else filler[0]) for i in range(n)]
@@ -356,6 +360,34 @@ def _layer_settings(switch: Switch, value: SwitchValue, base, toy: dict):
         )
     uniform = [s] * n
     yield f"{switch.field}=['{s}' on every layer]", {switch.field: uniform}, uniform
+
+
+def _only_kind(switch: Switch, value: SwitchValue, current) -> bool:
+    """The toy has `value`'s kind on every layer and the source names no other kind: the
+    branch the comparison leaves (`mlp_layer_types[i] == "sparse"` false: a dense MLP) is
+    built by no layer yet."""
+    if value.test != "layers" or not isinstance(current, list | tuple) or not current:
+        return False
+    named = [v for v in switch.values if v.test == "layers"]
+    return len(named) == 1 and all(kind == value.operand for kind in current)
+
+
+def _unnamed(switch: Switch) -> str:
+    """A per-layer kind none of the switch's values names: the first other kind transformers
+    allows in the field (its config validation's table: `mlp_layer_types` in ('sparse',
+    'dense')), else "other" (as a choice's other value)."""
+    from transformers import configuration_utils
+
+    allowed = {
+        "layer_types": "ALLOWED_ATTN_LAYER_TYPES",
+        "mlp_layer_types": "ALLOWED_MLP_LAYER_TYPES",
+    }.get(switch.field)
+    named = {v.operand for v in switch.values}
+    kinds = getattr(configuration_utils, allowed, ()) if allowed else ()
+    wanted = next((kind for kind in kinds if kind not in named), "other")
+    while wanted in named:
+        wanted += "_"
+    return wanted
 
 
 def _override(switch: Switch, wanted, base, toy: dict) -> dict:

@@ -237,7 +237,36 @@ def shrink(
     else:
         toy.pop("layer_types", None)
     _shrink_per_layer(original, toy, stored.get("num_hidden_layers", "num_hidden_layers"))
+    _shrink_widths(original, toy)
     return toy
+
+
+# toy sizes for FFN widths the table has no row for (minimax_m3's dense_intermediate_size,
+# llama4's intermediate_size_mlp): even (a fused gate/up splits over 2 ranks), not multiples
+# of the hidden size, and unlike every width the table gives
+_SPARE_WIDTHS = (72, 88, 104, 120, 136, 152)
+
+
+def _is_width(key: str) -> bool:
+    """A feed-forward width field: `intermediate_size` as words of its name."""
+    return "_intermediate_size_" in f"_{key}_"
+
+
+def _shrink_widths(original: dict[str, Any], toy: dict[str, Any]) -> None:
+    """Every other FFN width of the config takes a toy size of its own.
+
+    Two widths that size different modules (the dense MLP's, the experts', the shared
+    expert's) must differ in the toy even where the class defaults make them equal: a
+    package sizing one module from the other's field then builds other shapes, and the
+    oracle sees it. A width of 0 (a module switched off) stays 0.
+    """
+    used = {v for k, v in toy.items() if _is_width(k) and isinstance(v, int)}
+    spare = iter(w for w in _SPARE_WIDTHS if w not in used)
+    for key, value in original.items():
+        if key in SHRINK_RULES or not _is_width(key):
+            continue
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            toy[key] = next(spare, value)
 
 
 def _shrink_per_layer(original: dict[str, Any], toy: dict[str, Any], layers_key: str) -> None:

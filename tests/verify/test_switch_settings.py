@@ -124,6 +124,18 @@ def test_strings_compared_and_no_other_without_else() -> None:
     assert not any(s.field.endswith("rope_type") for s in plan.settings)
 
 
+def test_a_kind_on_every_layer_gets_layers_of_the_kind_the_source_leaves() -> None:
+    """minimax_m3 builds a MoE block where `mlp_layer_types[i] == "sparse"`, a dense MLP
+    otherwise; its toy is sparse on every layer, so a setting puts the other kind
+    transformers allows in the field ("dense") on the odd layers."""
+    settings = _by_label(switch_settings("minimax_m3_vl_text", _toy("minimax_m3_vl_text")))
+    mixed = settings["mlp_layer_types=['sparse' on even layers]"]
+    assert mixed.overrides == {"mlp_layer_types": ["sparse", "dense", "sparse", "dense"]}
+    # a pattern the toy already mixes is left as it was
+    toy = _toy("minimax_m3_vl_text", mlp_layer_types=["dense", "sparse", "sparse", "sparse"])
+    assert not [s for s in switch_settings("minimax_m3_vl_text", toy) if "mlp_layer" in s.field]
+
+
 def test_sliding_window_switches() -> None:
     on = _by_label(switch_settings("qwen2", _toy("qwen2")))
     assert "use_sliding_window=False" in on and "sliding_window=None" in on

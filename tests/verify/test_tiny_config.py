@@ -189,3 +189,30 @@ def test_an_encoder_familys_causal_lm_is_built_as_a_decoder():
     toy sets it, configs without the field do not grow one."""
     assert tiny_config("megatron-bert").is_decoder is True
     assert "is_decoder" not in tiny_config("llama").to_dict()
+
+
+def test_widths_of_different_modules_stay_distinct():
+    """minimax_m3 sizes its dense MLP by `dense_intermediate_size`, its experts by
+    `intermediate_size` and its shared expert by `shared_intermediate_size` (class defaults
+    12288, 3072, 3072): each gets a toy width of its own, so a package reading one for
+    another builds other shapes; a width of 0 (no shared expert) stays off."""
+    toy = shrink(
+        {
+            "hidden_size": 6144,
+            "intermediate_size": 3072,
+            "dense_intermediate_size": 12288,
+            "shared_intermediate_size": 3072,
+            "intermediate_size_mlp": 16384,
+            "moe_intermediate_size": 3072,
+            "intermediate_multiple_size": 4,
+        },
+        keep_pattern=False,
+    )
+    widths = [toy[k] for k in toy if "intermediate_size" in k and k != "intermediate_multiple_size"]
+    assert len(set(widths)) == len(widths) == 5
+    assert all(w < 200 and w % 2 == 0 and w % 96 for w in widths)
+    assert toy["intermediate_multiple_size"] == 4  # a multiple, not a width
+    assert shrink({"shared_intermediate_size": 0}, False)["shared_intermediate_size"] == 0
+    config = tiny_config("minimax_m3_vl_text")
+    assert config.dense_intermediate_size != config.intermediate_size
+    assert config.shared_intermediate_size not in (config.intermediate_size, 12288)
