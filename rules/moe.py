@@ -120,6 +120,17 @@ RULES = [
         native_in=("deepseek_v3",),
     ),
     Rule(
+        # after moe_router (it writes the scores) and moe_router_fp32
+        id="moe_router_half_scores",
+        feature="moe.scores_fp32",
+        values=(False,),
+        transform="router_half_scores",
+        description=(
+            "the router's sigmoid is taken in the logits' dtype and a selection bias added in"
+            " fp32 (LFM2-MoE), so a bf16 model picks the experts HF picks"
+        ),
+    ),
+    Rule(
         id="moe_shared_experts",
         feature="moe.shared_experts",
         values=("yes",),

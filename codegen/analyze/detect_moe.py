@@ -20,7 +20,7 @@ from codegen.analyze.evaluate import ModuleListRec, ModuleRec, ParamRec
 from codegen.analyze.features import UNKNOWN, Moe
 from codegen.analyze.model import linear_bias
 from codegen.analyze.roles import CONTAINER, LINEAR, MLP, MOE, NORM, OTHER, ROUTER
-from codegen.analyze.router_dtype import fp32_projection
+from codegen.analyze.router_dtype import fp32_projection, half_sigmoid_site
 from codegen.analyze.walk import findall
 
 
@@ -262,6 +262,12 @@ def detect(ctx: Ctx) -> Moe | None:
     zero_init = _router_zero_init(ctx, moe, router_name, router)
     ctx.cite("moe.router_zero_init", zero_init or where)
     ctx.cite("moe.router_fp32", fp32_site or where)
+    # sigmoid scores in the logits' dtype (not upcast first): bf16 in a bf16 model
+    half_scores = None
+    if not fp32 and score == "sigmoid":
+        owners = [router.cls if isinstance(router, ModuleRec) else None, moe.cls]
+        half_scores = half_sigmoid_site(ctx.model.project, owners)
+    ctx.cite("moe.scores_fp32", half_scores or fp32_site or where)
 
     # -- shared experts ----------------------------------------------------------------------------
     shared_gate = False
@@ -345,6 +351,7 @@ def detect(ctx: Ctx) -> Moe | None:
         router_linear_bias=linear_b,
         router_zero_init=zero_init is not None,
         router_fp32=fp32,
+        scores_fp32=half_scores is None,
         norm_topk_prob=norm,
         norm_topk_by=norm_by,
         routed_scaling=scaling,

@@ -179,6 +179,9 @@ class Moe:
     router_linear_bias: bool | str = UNKNOWN  # bias of the router projection itself
     # router logits computed in fp32: the projection's input (and weight) upcast before it
     router_fp32: bool = False
+    # scores (a sigmoid) computed in fp32; False: in the logits' dtype, bf16 in a bf16 model
+    # (LFM2-MoE), a correction bias added to them promoting only the sum
+    scores_fp32: bool = True
     # HF's _init_weights starts the router projection's weight at zero (AFMoE)
     router_zero_init: bool = False
     norm_topk_prob: bool | str = UNKNOWN  # selected weights renormalised

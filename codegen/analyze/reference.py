@@ -116,6 +116,7 @@ COMPARED: dict[str, Any] = {
     "moe.router_bias_on": None,
     "moe.router_linear_bias": None,
     "moe.router_fp32": None,
+    "moe.scores_fp32": None,
     "moe.router_zero_init": None,
     "moe.shared_experts": _shared,
     "moe.routed_scaling": _scaled,
@@ -202,6 +203,7 @@ _MOE_BASE: dict[str, tuple] = {
     "moe.router_bias_on": ("scores",),  # a selection bias, if any, is added to the scores
     "moe.router_linear_bias": (False,),
     "moe.router_fp32": (False,),  # the router Linear runs in the model's dtype
+    "moe.scores_fp32": (True,),  # the router's scores are taken in fp32
     "moe.router_zero_init": (False,),  # the router weight starts normal(0, std)
     "moe.shared_experts": ("no",),
     "moe.shared_expert_gate": (False,),

@@ -63,3 +63,34 @@ def fp32_projection(fn: cst.FunctionDef, projections: frozenset[str]) -> cst.Cal
         if (linear or module) and upcast(call.args[0].value, casts):
             return call
     return None
+
+
+_SIGMOID = m.Call(
+    func=m.Attribute(attr=m.Name("sigmoid")) | m.Name("sigmoid"),
+)
+
+
+def half_sigmoid(fn: cst.FunctionDef) -> cst.Call | None:
+    """The first sigmoid in `fn` (`x.sigmoid()`, `torch.sigmoid(x)`, `F.sigmoid(x)`) whose
+    input is not cast to float32: the scores come out in the logits' dtype (bf16 in a bf16
+    model; LFM2-MoE), and a bias added to them in fp32 promotes only the sum."""
+    casts = _cast_locals(fn)
+    for call in findall(fn, _SIGMOID):
+        method = isinstance(call.func, cst.Attribute) and not call.args
+        operand = call.func.value if method else (call.args[0].value if call.args else None)
+        if operand is None or method and m.matches(operand, m.Name("torch") | m.Name("F")):
+            continue
+        if not upcast(operand, casts):
+            return call
+    return None
+
+
+def half_sigmoid_site(project, classes) -> str | None:
+    """file:line of `half_sigmoid` in the forward of the first of `classes` (the router,
+    then the MoE block) that has one, else None."""
+    for cls in classes:
+        found = project.find_method(cls, "forward") if cls is not None else None
+        call = half_sigmoid(found[1]) if found else None
+        if call is not None:
+            return found[0].cite(call)
+    return None
