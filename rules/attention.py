@@ -195,6 +195,14 @@ RULES += [
         switch="clip_qkv",
     ),
     Rule(
+        id="softmax_scale",
+        feature="attention.softmax_scale",
+        values=(),  # not a constant feature: realised wherever the source switches on it
+        transform="optional_softmax_scale",
+        description="scores times the config's softmax_scale when set, head_dim ** -0.5 when None",
+        switch="softmax_scale",
+    ),
+    Rule(
         id="logn_attention",
         feature="attention.logn",
         values=(True,),

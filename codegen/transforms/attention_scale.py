@@ -64,7 +64,7 @@ class AttentionScale(Transform):
             insert_after(package, "model.py", "Attention", "__init__", _is_head_dim, scale)
         except EditError:
             insert_after(package, "model.py", "Attention", "__init__", is_super_init, scale)
-        run(package, "model.py", _UseScale())
+        run(package, "model.py", UseScale())
 
 
 def detect(features) -> tuple[str, str]:
@@ -91,7 +91,7 @@ def _head_dim_default(package) -> str:
     return "128"
 
 
-class _UseScale(InMethod):
+class UseScale(InMethod):
     """SDPA gets `scale=self.scale`; written-out attention (softcapping) multiplies the scores
     by `self.scale` instead of `self.head_dim**-0.5`."""
 
