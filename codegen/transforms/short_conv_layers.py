@@ -4,6 +4,7 @@ gated causal depthwise convolution instead of attention; the other layers keep t
 from __future__ import annotations
 
 import ast
+import json
 
 import libcst as cst
 import libcst.matchers as m
@@ -47,7 +48,7 @@ class ShortConv(nn.Module):
 '''
 
 BLOCK = """
-self.short_conv = args.layer_types[{layer_id}] == {layer_type!r}
+self.short_conv = args.layer_types[{layer_id}] == {layer_type}
 if self.short_conv:
     self.conv = ShortConv(args)
 else:
@@ -57,7 +58,7 @@ else:
 KERNEL = "int = {kernel}  # taps of a short-conv layer's causal depthwise filter"
 BIAS = "bool = {bias}  # biases on a short-conv layer's projections and filter"
 
-LAYER_TYPES = 'LAYER_TYPES = ("full_attention", {layer_type!r})'
+LAYER_TYPES = 'LAYER_TYPES = ("full_attention", {layer_type})'
 FIELD = "tuple[str, ...] | None = None  # one of LAYER_TYPES per layer; None: all full"
 CHECKS = """
 self.layer_types = tuple(self.layer_types or ("full_attention",) * self.n_layers)
@@ -96,7 +97,9 @@ class ShortConvLayers(Transform):
         code = SHORT_CONV.replace("{parts}", ", ".join(names))
         edits.insert_definition(package, "model.py", code, before="TransformerBlock")
         attention = _statement(package, "TransformerBlock", "__init__", "self.attention")
-        block = BLOCK.format(layer_id=layer_id, layer_type=layer_type, attention=attention)
+        block = BLOCK.format(
+            layer_id=layer_id, layer_type=json.dumps(layer_type), attention=attention
+        )
         run(
             package,
             "model.py",
@@ -121,7 +124,8 @@ def _args(package, short_conv: dict) -> None:
     add_args_field(package, "conv_bias", BIAS.format(bias=bool(short_conv["bias"])), bias)
     layer_type = short_conv["layer_type"]
     if not edits.has_definition(package, "args.py", "LAYER_TYPES"):
-        edits.insert_definition(package, "args.py", LAYER_TYPES.format(layer_type=layer_type))
+        definition = LAYER_TYPES.format(layer_type=json.dumps(layer_type))
+        edits.insert_definition(package, "args.py", definition)
         add_args_field(package, "layer_types", FIELD, f"tuple(hf_config.{short_conv['field']})")
         edits.append_to_method(package, "args.py", "ModelArgs", "__post_init__", CHECKS)
         return
@@ -130,7 +134,7 @@ def _args(package, short_conv: dict) -> None:
         values = [e.value for e in node.elements if isinstance(e.value, cst.SimpleString)]
         if layer_type in {v.evaluated_value for v in values}:
             return node
-        elements = [*node.elements, cst.Element(cst.SimpleString(f'"{layer_type}"'))]
+        elements = [*node.elements, cst.Element(cst.SimpleString(json.dumps(layer_type)))]
         return node.with_changes(elements=elements)
 
     run(package, "args.py", _ExtendTuple("LAYER_TYPES", extend))
