@@ -1,0 +1,75 @@
+"""Short-conv layers (LFM2) read from the source: the layer kind a per-layer list selects,
+the mixer's projections, gate part, kernel and bias fields; a renamed copy reads the same.
+And the router whose sigmoid runs in the logits' dtype (LFM2-MoE)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from analyze_helpers import rename_model
+
+from codegen.analyze.analysis import analyze
+from codegen.analyze.reference import delta
+
+LFM2 = {
+    "field": "layer_types",
+    "layer_type": "conv",
+    "module": "conv",
+    "in_proj": "in_proj",
+    "conv": "conv",
+    "out_proj": "out_proj",
+    "parts": 3,
+    "post_gate": 1,
+    "kernel": 3,
+    "kernel_field": "conv_L_cache",
+    "bias": False,
+    "bias_field": "conv_bias",
+}
+
+
+def test_all_attention_config_still_finds_the_conv_layer_kind():
+    features = analyze("lfm2")
+    assert features.category == "decoder"
+    assert features.block.short_conv == LFM2
+    assert features.evidence["block.short_conv"].startswith("modeling_lfm2.py:")
+    assert "block.short_conv" in delta(features, "qwen3")
+
+
+def test_a_checkpoint_with_conv_layers_is_a_decoder_with_both_kinds(tmp_path):
+    config = tmp_path / "config.json"
+    types = ["conv", "full_attention", "conv", "full_attention"]
+    config.write_text(
+        json.dumps({"model_type": "lfm2", "num_hidden_layers": 4, "layer_types": types})
+    )
+    features = analyze("lfm2", str(config))
+    assert features.category == "decoder"
+    assert features.block.mixers == ("attention", "short_conv")
+    assert features.block.short_conv == LFM2
+    keys = features.state_dict.checkpoint_layer_keys
+    assert any(k.startswith("conv.in_proj.weight") for k in keys)
+
+
+def test_a_renamed_copy_with_renamed_projections_reads_the_same(tmp_path):
+    path, _ = rename_model("lfm2", "zorblax", str(tmp_path))
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text.replace("in_proj", "w_in").replace("out_proj", "w_out"))
+    found = analyze(path).block.short_conv
+    assert found == {**LFM2, "in_proj": "w_in", "out_proj": "w_out"}
+
+
+def test_attention_only_models_have_no_short_conv():
+    assert analyze("qwen3").block.short_conv is None
+
+
+@pytest.mark.parametrize(
+    ("model_type", "fp32"), [("lfm2_moe", False), ("deepseek_v3", True), ("minimax_m2", True)]
+)
+def test_router_scores_dtype(model_type, fp32):
+    features = analyze(model_type)
+    assert features.moe.scores_fp32 is fp32
+    if not fp32:  # the sigmoid taken on the logits as they come out of the projection
+        assert features.evidence["moe.scores_fp32"].startswith("modeling_lfm2_moe.py:")
+        assert "moe.scores_fp32" in delta(features, "qwen3_moe")
