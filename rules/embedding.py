@@ -66,6 +66,22 @@ RULES = [
         description="the output head adds a bias to the logits (mapped from the checkpoint)",
     ),
     Rule(
+        # after head_bias: it points the bias row at the key HF stores it under
+        id="head_transform",
+        feature="head.transform",
+        values=(True,),
+        transform="head_transform",
+        description="BERT's prediction head: dense, activation, norm before the projection",
+        params={
+            "dense": FromFeature("head.transform_dense"),
+            "norm": FromFeature("head.transform_norm"),
+            "activation": FromFeature("head.transform_activation"),
+            "dense_bias": FromFeature("head.transform_dense_bias"),
+            "projection": FromFeature("head.projection"),
+            "bias_key": FromFeature("head.bias_key"),
+        },
+    ),
+    Rule(
         id="embedding_init_std",
         feature="embedding.init_std",
         values=(True,),

@@ -31,6 +31,19 @@ RULES = [
         },
     ),
     Rule(
+        # after the position rules: its norm takes the sum of every table
+        id="embedding_module",
+        feature="embedding.module",
+        values=(True,),
+        transform="embedding_module",
+        description="BERT's embeddings module: token-type row 0 added, the sum normed",
+        params={
+            "word_table": FromFeature("embedding.word_table"),
+            "token_type_table": FromFeature("embedding.token_type_table"),
+            "norm": FromFeature("embedding.module_norm"),
+        },
+    ),
+    Rule(
         id="sinusoidal_positions",
         feature="embedding.positions",
         values=("sinusoidal",),

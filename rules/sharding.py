@@ -85,6 +85,12 @@ SHARDS = [
     ),
     Shards("learned_positions", {"pos_embeddings": "replicate"}),
     Shards("embedding_norm", {"embedding_norm": "replicate"}),
+    # BERT's embeddings module: one token-type row and the norm of the summed tables
+    Shards(
+        "embedding_module", {"token_type_embeddings": "replicate", "embedding_norm": "replicate"}
+    ),
+    # BERT's prediction head: the dense and norm before the vocabulary projection, whole
+    Shards("head_transform", {"head_dense": "replicate", "head_norm": "replicate"}),
     # a sub-norm spans every feature of the column-wise shards it follows (all heads, or the
     # whole inner width): its weight split like them, the mean of squares summed over ranks
     Shards("add_sub_norm", {"layers.*.attention.sub_norm": "sharded_norm"}, {"site": "attention"}),

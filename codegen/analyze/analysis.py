@@ -141,9 +141,11 @@ def _run(ctx: Ctx) -> Features:
         moe, ffn = _expert_layout(ctx, moe, ffn, sd, sd_info)
     # -- tied head keys -----------------------------------------------------------------------
     if embedding.tied is True:
-        head_name, _ = detect_embedding._head(ctx)
+        head_name = head.projection or detect_embedding._head(ctx)[0]
         if head_name:
             tied = tuple(k for k in sd.other_keys if k.startswith(head_name + ".weight"))
+            if head.bias_key and head.bias_key != f"{head_name}.bias":  # shared (BERT)
+                tied += tuple(k for k in sd.other_keys if k == f"{head_name}.bias")
             sd = dataclasses.replace(
                 sd,
                 tied_keys=tied,

@@ -20,10 +20,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from codegen.analyze.config import attr
 from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import Term, primary_input, walk
-from codegen.analyze.evaluate import ModuleRec, ParamRec, Unknown
+from codegen.analyze.evaluate import ActRec, ModuleRec, ParamRec, Unknown
 from codegen.analyze.features import UNKNOWN, Embedding, Head
 from codegen.analyze.init_std import embedding_init_std
 from codegen.analyze.model import linear_bias
@@ -134,7 +136,155 @@ def _describe(value) -> str:
     return "configured value"
 
 
-def _nested_tables(ctx: Ctx) -> None:
+def _chain(ctx: Ctx) -> list[tuple[str, ModuleRec]]:
+    """(path, module) from the entry's child down to the stack's owner (BERT's `bert`,
+    `bert.encoder`)."""
+    model = ctx.model
+    chain, node, path = [], model.entry, []
+    for part in model.stack_owner_path.split(".") if model.stack_owner_path else ():
+        node = node.attrs.get(part) if isinstance(node, ModuleRec) else None
+        path.append(part)
+        if isinstance(node, ModuleRec):
+            chain.append((".".join(path), node))
+    return chain
+
+
+def _embeddings_module(ctx: Ctx) -> tuple[str, ModuleRec] | None:
+    """The module of its own the backbone keeps its tables in (BERT's `bert.embeddings`)."""
+    chain = _chain(ctx)
+    on_chain = [rec for _, rec in chain]
+    for path, owner in chain:
+        for name, child in owner.children():
+            if (
+                isinstance(child, ModuleRec)
+                and child.cls is not None
+                and child not in on_chain
+                and _holds(ctx, child, EMBEDDING)
+            ):
+                return f"{path}.{name}", child
+    return None
+
+
+def _module_tables(ctx: Ctx, path: str, rec: ModuleRec) -> dict | None:
+    """The tables of an embeddings module: the word table (vocab_size rows), a learned
+    position table (max_position_embeddings rows, plus a constant offset), at most one more
+    table (the token types, indexed by zeros in a causal LM) and at most one norm (applied
+    to their sum). None when it holds anything else with weights."""
+    cfg = ctx.model.config
+    vocab, rows = attr(cfg, "vocab_size"), attr(cfg, "max_position_embeddings")
+    found: dict = {"word": "", "positions": "", "offset": 0, "token_type": "", "norm": ""}
+    for name, child in rec.children():
+        if not isinstance(child, ModuleRec):
+            if isinstance(child, ParamRec) and child.kind == "buffer" and not child.persistent:
+                continue  # position_ids: a non-persistent arange
+            return None  # a parameter of the module's own
+        role = ctx.roles.role(child)
+        size = child.args[0] if child.args else None
+        if role == EMBEDDING and size == vocab and not found["word"]:
+            found["word"] = f"{path}.{name}"
+        elif (
+            role == EMBEDDING
+            and isinstance(size, int)
+            and isinstance(rows, int)
+            and 0 <= size - rows <= 2
+            and not found["positions"]
+        ):
+            found["positions"], found["offset"] = f"{path}.{name}", size - rows
+        elif role == EMBEDDING and not found["token_type"]:
+            found["token_type"] = f"{path}.{name}"
+        elif role == NORM and not found["norm"]:
+            found["norm"] = f"{path}.{name}"
+        elif _has_weights(child):
+            return None
+    return found if found["word"] else None
+
+
+def _has_weights(rec: ModuleRec) -> bool:
+    from codegen.analyze.state_dict import module_keys
+
+    return bool(module_keys(rec))
+
+
+def _prediction_head(ctx: Ctx) -> dict | None:
+    """A head whose vocabulary projection follows a dense layer, an activation and a norm
+    (BERT's `cls.predictions`, ModernBERT's `lm_head` then `decoder`): the HF paths of the
+    three layers, the activation's name, and the key of the logits bias (the parameter
+    `_tied_weights_keys` ties the projection's bias to, when tied). Read from the entry's
+    modules outside the backbone, one of them holding a linear layer and a norm."""
+    model = ctx.model
+    root = model.stack_owner_path.split(".")[0] if model.stack_owner_path else None
+    vocab = attr(model.config, "vocab_size")
+    tops = [
+        (name, rec)
+        for name, rec in model.entry.children()
+        if name != root and isinstance(rec, ModuleRec)
+    ]
+    if not any(
+        rec.cls is not None
+        and ctx.roles.role(rec) in (OTHER, CONTAINER)
+        and _holds(ctx, rec, LINEAR, NORM)
+        for _, rec in tops
+    ):
+        return None
+    linears, norms, params, acts = [], [], [], []
+    stack = [(name, rec, name, 0) for name, rec in tops]
+    while stack:
+        path, node, top, depth = stack.pop()
+        role = ctx.roles.role(node)
+        if role == LINEAR:
+            linears.append((path, node, top))
+            continue
+        if role == NORM:
+            norms.append(path)
+            continue
+        for child_name, child in node.attrs.items():
+            child_path = f"{path}.{child_name}"
+            if isinstance(child, ParamRec):
+                params.append(child_path)
+            elif isinstance(child, ActRec):
+                acts.append(child.name)
+            elif isinstance(child, ModuleRec) and depth < 3:
+                stack.append((child_path, child, top, depth + 1))
+    projection = [x for x in linears if len(x[1].args) > 1 and x[1].args[1] == vocab]
+    dense = [x for x in linears if x not in projection]
+    if len(projection) != 1 or len(dense) != 1 or len(norms) != 1 or len(acts) != 1:
+        return None
+    proj_path, proj, top = projection[0]
+    bias_key = f"{proj_path}.bias" if linear_bias(proj) else ""
+    tied = _tied_map(ctx)
+    if bias_key and bias_key in tied and attr(model.config, "tie_word_embeddings"):
+        bias_key = f"{tied[bias_key]}"
+    if any(p != bias_key for p in params):
+        return None  # a tensor of the head's own the logits do not take
+    top_rec = dict(tops)[top]
+    return {
+        # the module the entry calls for the logits: the projection itself, or its holder
+        "called": top_rec,
+        "site": ctx.class_site(top_rec) or ctx.attr_site(model.entry, top),
+        "projection": proj_path,
+        "projection_rec": proj,
+        "dense": dense[0][0],
+        "dense_bias": linear_bias(dense[0][1]) is not False,
+        "norm": norms[0],
+        "activation": acts[0] if isinstance(acts[0], str) else "",
+        "bias_key": bias_key,
+    }
+
+
+def _tied_map(ctx: Ctx) -> dict:
+    """The entry class's `_tied_weights_keys` (tied key -> the key it shares), {} if unknown."""
+    model = ctx.model
+    found = model.project.find_class_attr(model.entry_cls, "_tied_weights_keys")
+    if found is None:
+        return {}
+    try:
+        value = model.interp.class_attr_value(found[0], found[1])
+    except Unknown:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _nested_tables(ctx: Ctx, *, embeddings: bool = True, head: bool = True) -> None:
     """Embeddings or an output head the analysis cannot describe yet are reported, so no
     package is planned without them: the backbone's tables inside a module of their own
     (BERT's `embeddings`: word, position and token-type tables summed, maybe normed), and a
@@ -156,7 +306,7 @@ def _nested_tables(ctx: Ctx) -> None:
         and child not in chain
         and _holds(ctx, child, EMBEDDING)
     ]
-    if tables:
+    if tables and embeddings:
         ctx.unsupported(
             "embedding.module",
             "the embedding tables are a module of their own (word + position + token-type"
@@ -167,7 +317,11 @@ def _nested_tables(ctx: Ctx) -> None:
     for name, child in model.entry.children():
         if name == root or not isinstance(child, ModuleRec) or child.cls is None:
             continue
-        if ctx.roles.role(child) in (OTHER, CONTAINER) and _holds(ctx, child, LINEAR, NORM):
+        if (
+            head
+            and ctx.roles.role(child) in (OTHER, CONTAINER)
+            and _holds(ctx, child, LINEAR, NORM)
+        ):
             ctx.unsupported(
                 "head.transform",
                 "the output head is a module with layers before its vocabulary projection"
@@ -196,9 +350,21 @@ def detect(ctx: Ctx) -> tuple[Embedding, Head]:
     model = ctx.model
     cfg = model.config
     emb_name, emb = _embedding(ctx)
-    if emb is None or _head(ctx)[1] is None:
-        _nested_tables(ctx)
+    own = _embeddings_module(ctx) if emb is None else None
+    tables = _module_tables(ctx, *own) if own is not None else None
     head_name, head = _head(ctx)
+    pred = _prediction_head(ctx)
+    # a backbone without tables of its own or a head not found: maybe a BERT-style part
+    # the rules do not realise (reported, never planned without)
+    if (emb is None and tables is None) or (pred is None and (head is None or emb is None)):
+        _nested_tables(ctx, embeddings=emb is None and tables is None, head=pred is None)
+    head_called = head
+    if pred is not None:
+        head_name, head, head_called = pred["projection"], pred["projection_rec"], pred["called"]
+        ctx.cite("head.transform", f"{pred['site']} (dense, activation, norm, projection)")
+    if tables is not None:
+        ctx.cite("embedding.module", f"{ctx.class_site(own[1])} (tables summed in {own[0]})")
+        emb = own[1]
 
     # -- tying ------------------------------------------------------------------------------------
     tied: bool | str = UNKNOWN
@@ -286,7 +452,7 @@ def detect(ctx: Ctx) -> tuple[Embedding, Head]:
             head_bias = UNKNOWN if flag is None else flag
         ctx.cite("head.bias", ctx.site(head))
         trace = ctx.trace(model.entry, inline=False)
-        head_calls = [t for t in trace.terms if t.op == "call" and t.module is head]
+        head_calls = [t for t in trace.terms if t.op == "call" and t.module is head_called]
         if not head_calls:
             softcap = logit_scale = UNKNOWN
         after = [t for t in trace.terms if any(any(x is h for x in walk(t)) for h in head_calls)]
@@ -333,7 +499,7 @@ def detect(ctx: Ctx) -> tuple[Embedding, Head]:
                 "output head weight rows normalised before the product (a NormHead)",
                 ctx.class_site(head),
             )
-        head_site = ctx.attr_site(model.entry, head_name)
+        head_site = ctx.attr_site(model.entry, head_name) or (pred and pred["site"])
         ctx.cite("head.logit_softcap", ctx.evidence.get("head.logit_softcap") or head_site)
         ctx.cite("head.logit_scale", ctx.evidence.get("head.logit_scale") or head_site)
     else:
@@ -346,7 +512,21 @@ def detect(ctx: Ctx) -> tuple[Embedding, Head]:
         logit_scale_on=logit_scale_on,
         bias=head_bias,
     )
+    if pred is not None:
+        head_features = dataclasses.replace(
+            head_features,
+            transform=True,
+            transform_dense=pred["dense"],
+            transform_norm=pred["norm"],
+            transform_activation=pred["activation"],
+            transform_dense_bias=pred["dense_bias"],
+            projection=pred["projection"],
+            bias_key=pred["bias_key"],
+        )
     positions, offset, table = _positions(ctx, emb_name)
+    if tables is not None and tables["positions"]:
+        positions, offset, table = "learned", tables["offset"], tables["positions"]
+        ctx.cite("embedding.positions", f"{ctx.class_site(own[1])} (learned table {table})")
     embedding = Embedding(
         tied=tied,
         scale=scale,
@@ -357,6 +537,14 @@ def detect(ctx: Ctx) -> tuple[Embedding, Head]:
         norm=_embedding_norm(ctx, emb),
         norm_module=_embedding_norm_module(ctx, emb),
     )
+    if tables is not None:
+        embedding = dataclasses.replace(
+            embedding,
+            module=True,
+            word_table=tables["word"],
+            token_type_table=tables["token_type"],
+            module_norm=tables["norm"],
+        )
     return embedding, head_features
 
 

@@ -137,6 +137,8 @@ COMPARED: dict[str, Any] = {
     "embedding.norm": None,
     "state_dict.transposed_keys": _any,
     "head.logit_softcap": None,
+    "embedding.module": None,
+    "head.transform": None,
     "head.logit_scale": None,
     "head.bias": None,
     "block.residual_scale": None,
@@ -190,6 +192,8 @@ _DENSE_COMMON: dict[str, tuple] = {
     "state_dict.transposed_keys": (False,),  # nn.Linear weights stored [out, in]
     "head.logit_softcap": (False,),
     "head.logit_scale": (False,),
+    "embedding.module": (False,),  # the tables are the backbone's own, no embeddings module
+    "head.transform": (False,),  # the vocabulary projection takes the final hidden states
     "head.bias": (False,),
     "block.residual_scale": (False,),
     "block.scaled_residual_init": (False,),

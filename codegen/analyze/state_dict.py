@@ -99,6 +99,22 @@ def detect(ctx: Ctx, roles: RoleBook) -> tuple[StateDict, dict]:
     owner = model.stack_owner
     owner_prefix = f"{model.stack_owner_path}." if model.stack_owner_path else ""
     stack_name = prefix[len(owner_prefix) :] if prefix.startswith(owner_prefix) else prefix
+    # modules between the entry and the stack's owner keep tensors beside it (BERT's
+    # bert.embeddings next to bert.encoder)
+    parts = model.stack_owner_path.split(".") if model.stack_owner_path else []
+    node = model.entry
+    for depth, part in enumerate(parts[:-1]):
+        node = node.attrs.get(part) if isinstance(node, ModuleRec) else None
+        if not isinstance(node, ModuleRec):
+            break
+        base = ".".join(parts[: depth + 1]) + "."
+        other.extend(base + name for name, _ in param_leaves(node))
+        for name, child in node.children():
+            if name == parts[depth + 1] or isinstance(child, ParamRec):
+                continue
+            if isinstance(child, ModuleRec) and child.cls is not None and _is_tower(roles, child):
+                continue
+            other.extend(base + k for k in module_keys(child, f"{name}."))
     if owner is not None:
         for name, _ in param_leaves(owner):
             other.append(owner_prefix + name)

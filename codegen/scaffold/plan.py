@@ -222,11 +222,19 @@ def _bias_switch(features, projections: tuple[str, ...], *, field=None, covered=
             continue
         for value in switch.values:
             biased = _biased(value.selects)
+            biased |= {_canonical(name) for name in biased}  # modernbert's Wo is an o_proj
             if value.label != "True" or not set(projections) <= biased:
                 continue
             if covered is None or biased <= covered:
                 return switch
     return None
+
+
+def _canonical(name: str) -> str:
+    """A projection's name as its synonym group's first (`rules/names.py`)."""
+    from codegen.scaffold.table import load_names
+
+    return next((g[0] for g in load_names().KEY_SYNONYMS if name in g), name)
 
 
 def _biased(selects: str) -> set[str]:

@@ -11,7 +11,6 @@ import libcst.matchers as m
 from codegen.analyze import walk
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import EditDict, findall, run
-from codegen.transforms.hf_key_names import rename_key
 
 _LAYER = "{}"
 
@@ -43,7 +42,7 @@ class AlignHfKeys(Transform):
         targets = [layer_prefix + key for key in layer_keys] + list(other_keys)
         roles = module_roles(features, canonical)
         as_role = {
-            key: layer_prefix + rename_key(key[len(layer_prefix) :], roles)
+            key: layer_prefix + _as_role(key[len(layer_prefix) :], roles)
             if layer_prefix and key.startswith(layer_prefix)
             else key
             for key in targets
@@ -77,14 +76,34 @@ class AlignHfKeys(Transform):
                 return [(key, value)]
             candidates = pair(hf_key) or leftovers.get(hf_key, [])
             if len(candidates) == 1:
+                renamed[hf_key] = candidates[0]
                 return [(json.dumps(candidates[0]), value)]
             if not candidates:  # the toy checkpoint has no such weight
                 live = _live_for_some_setting(value, switched, built, nested)
-                return [(key, value)] if live else []
+                if not live:
+                    return []
+                # a bias only another setting builds sits beside its weight (modernbert's
+                # attn.q_proj.bias when attention_bias is on): the weight's row was renamed
+                weight = renamed.get(hf_key.removesuffix(".bias") + ".weight")
+                if hf_key.endswith(".bias") and weight is not None:
+                    return [(json.dumps(weight.removesuffix(".weight") + ".bias"), value)]
+                return [(key, value)]
             return [(key, value)]
+
+        renamed: dict[str, str] = {}
 
         leftovers = _leftovers(package, targets, pair, layer_prefix, canonical, as_role)
         run(package, "state_dict_adapter.py", EditDict("from_hf_map", rewrite))
+
+
+def _as_role(key: str, roles: list[tuple[str, str]]) -> str:
+    """A layer key under the role of the module it starts with: the paths are the layer's
+    own, so `output.dense` (BERT's FFN down projection) does not rename the attention's
+    `attention.output.dense`."""
+    for path, role in roles:  # longest first
+        if key.startswith(f"{path}."):
+            return role + key[len(path) :]
+    return key
 
 
 def module_roles(features, canonical: dict[str, str]) -> list[tuple[str, str]]:

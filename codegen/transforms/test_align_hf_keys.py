@@ -253,3 +253,44 @@ def test_module_roles_from_the_analysis_pair_names_no_synonym_knows():
     package = package_of({"state_dict_adapter.py": FFN_AND_NORMS})
     AlignHfKeys().apply(package, prefix="transformer.h", layer_keys=keys, other_keys=[])
     assert "ffn.0" not in package.render()["state_dict_adapter.py"]
+
+
+BERT_LAYER = """
+class StateDictAdapter:
+    from_hf_map = {
+        "model.layers.{}.self_attn.o_proj.weight": "layers.{}.attention.wo.weight",
+        "model.layers.{}.mlp.up_proj.weight": "layers.{}.feed_forward.w1.weight",
+        "model.layers.{}.mlp.down_proj.weight": "layers.{}.feed_forward.w2.weight",
+    }
+"""
+
+
+def test_a_role_path_names_the_module_it_starts_with_only():
+    """BERT: `output.dense` is the FFN's down projection, and `attention.output.dense` the
+    attention's o-proj (a path inside the attention, not the FFN's module)."""
+    keys = ["attention.output.dense.weight", "intermediate.dense.weight", "output.dense.weight"]
+    found = _Found(ffn=(("up_proj", "intermediate.dense"), ("down_proj", "output.dense")))
+    package = package_of({"state_dict_adapter.py": BERT_LAYER})
+    AlignHfKeys().apply(package, found, prefix="bert.encoder.layer", layer_keys=keys, other_keys=[])
+    rows = package.render()["state_dict_adapter.py"]
+    for hf, house in (
+        ("attention.output.dense", "attention.wo"),
+        ("intermediate.dense", "feed_forward.w1"),
+        ("output.dense", "feed_forward.w2"),
+    ):
+        assert f'"bert.encoder.layer.{{}}.{hf}.weight": "layers.{{}}.{house}.weight"' in rows
+
+
+def test_a_switched_bias_the_toy_lacks_follows_its_renamed_weight():
+    """ModernBERT: `attn.q_proj` in the checkpoint; with attention_bias off the toy has no
+    bias key, but a checkpoint with it on stores the bias beside the weight."""
+    package = package_of({"state_dict_adapter.py": BEFORE, "model.py": MODEL})
+    AlignHfKeys().apply(
+        package,
+        prefix="model.layers",
+        layer_keys=["attn.q_proj.weight", "attn.o_proj.weight"],
+        other_keys=[],
+    )
+    rows = package.render()["state_dict_adapter.py"]
+    assert '"model.layers.{}.attn.q_proj.bias": "layers.{}.attention.wq.bias"' in rows
+    assert "self_attn" not in rows

@@ -1,8 +1,8 @@
 """BERT-family causal LMs (their *ForCausalLM, is_decoder=True): the output projection in a
 sibling module of the attention (`attention.output.dense`), the FFN split across two modules
 and run through `apply_chunking_to_forward`, norms called inside the attention block; and
-the parts no rule realises yet (embeddings and prediction head modules) reported, on
-renamed copies too."""
+their embeddings module (word, position, token-type tables, a norm) and prediction head
+(dense, activation, norm, projection) described, on renamed copies too."""
 
 from __future__ import annotations
 
@@ -36,12 +36,41 @@ def test_a_norm_called_inside_the_attention_block_is_named_by_its_path(megatron)
 
 
 @pytest.mark.parametrize("model_type", ["megatron-bert", "rembert", "big_bird"])
-def test_embedding_and_head_modules_are_reported_not_guessed(model_type):
+def test_embedding_and_head_modules_are_described(model_type):
     features = analyze(model_type)
+    base = "rembert" if model_type == "rembert" else "bert"
     assert features.attention.o_bias is True
     assert features.ffn.kind == "gelu_mlp"
-    found = {u.feature for u in features.unsupported}
-    assert {"embedding.module", "head.transform"} <= found
+    embedding = features.embedding
+    assert embedding.module is True
+    assert embedding.word_table == f"{base}.embeddings.word_embeddings"
+    assert embedding.token_type_table == f"{base}.embeddings.token_type_embeddings"
+    assert (embedding.positions, embedding.position_table) == (
+        "learned",
+        f"{base}.embeddings.position_embeddings",
+    )
+    # megatron-bert moves the embeddings' norm into the layers (its module has none)
+    norm = "" if model_type == "megatron-bert" else f"{base}.embeddings.LayerNorm"
+    assert embedding.module_norm == norm
+    head = features.head
+    assert (head.transform, head.bias) == (True, True)
+    assert head.transform_activation == features.ffn.activation  # both read hidden_act
+    assert head.projection == "cls.predictions.decoder"
+    assert head.transform_norm.startswith("cls.predictions.")
+    assert f"{base}.embeddings.word_embeddings.weight" in features.state_dict.other_keys
+    assert not {u.feature for u in features.unsupported} & {"embedding.module", "head.transform"}
+
+
+def test_a_tied_head_bias_is_read_from_the_parameter_it_shares(megatron):
+    assert megatron.head.bias_key == "cls.predictions.bias"
+    assert set(megatron.state_dict.tied_keys) == {
+        "cls.predictions.decoder.weight",
+        "cls.predictions.decoder.bias",
+    }
+
+
+def test_an_untied_head_bias_is_the_projections_own():
+    assert analyze("rembert").head.bias_key == "cls.predictions.decoder.bias"
 
 
 def test_a_renamed_copy_reads_the_same(tmp_path, megatron):
@@ -51,6 +80,8 @@ def test_a_renamed_copy_reads_the_same(tmp_path, megatron):
     assert renamed.ffn.block_names == megatron.ffn.block_names
     assert renamed.norm.block_names == megatron.norm.block_names
     assert {u.feature for u in renamed.unsupported} == {u.feature for u in megatron.unsupported}
+    assert renamed.embedding == megatron.embedding
+    assert renamed.head == megatron.head
 
 
 @pytest.mark.parametrize("model_type", ["gpt2", "opt", "llama"])

@@ -1,0 +1,74 @@
+"""HeadTransform: BERT's prediction head (dense, activation, norm) before the vocabulary
+projection, its keys and the bias stored under another key."""
+
+import pytest
+
+from codegen.models import references_dir
+from codegen.scaffold.source import SourcePackage
+from codegen.transforms.edits import EditError
+from codegen.transforms.head_bias import SetHeadBias
+from codegen.transforms.head_transform import HeadTransform
+
+P = "cls.predictions"
+
+
+def _llama() -> SourcePackage:
+    return SourcePackage.from_directory(references_dir() / "llama")
+
+
+def _bert_head(**kwargs) -> SourcePackage:
+    package = _llama()
+    SetHeadBias().apply(package)
+    params = dict(
+        dense=f"{P}.transform.dense",
+        norm=f"{P}.transform.LayerNorm",
+        projection=f"{P}.decoder",
+        activation="gelu",
+        bias_key=f"{P}.bias",
+    )
+    HeadTransform().apply(package, **{**params, **kwargs})
+    return package
+
+
+def test_the_head_input_goes_through_dense_activation_norm():
+    model = _bert_head().render()["model.py"]
+    assert "return self.output(self.head_norm(F.gelu(self.head_dense(self.norm(h)))))" in model
+    assert "self.head_dense = nn.Linear(args.dim, args.dim)" in model
+    assert "self.head_norm = RMSNorm(args.dim, args.norm_eps)" in model
+    assert model.index("self.head_norm =") < model.index("self.output =")
+
+
+def test_keys_point_at_the_prediction_head_and_the_shared_bias():
+    files = _bert_head().render()
+    adapter = files["state_dict_adapter.py"]
+    for hf, house in (
+        ("decoder.weight", "output.weight"),
+        ("bias", "output.bias"),
+        ("transform.dense.weight", "head_dense.weight"),
+        ("transform.dense.bias", "head_dense.bias"),
+        ("transform.LayerNorm.weight", "head_norm.weight"),
+    ):
+        assert f'"{P}.{hf}": "{house}"' in adapter
+    assert '"lm_head.weight"' not in adapter
+    # the bias is shared with decoder.bias only when tied: untied checkpoints are refused
+    assert '"tie_word_embeddings": True' in files["args.py"]
+
+
+def test_a_bias_of_the_projection_itself_leaves_tying_free():
+    files = _bert_head(bias_key=f"{P}.decoder.bias", dense_bias=False).render()
+    assert '"tie_word_embeddings": True' not in files["args.py"]
+    assert f'"{P}.decoder.bias": "output.bias"' in files["state_dict_adapter.py"]
+    assert "nn.Linear(args.dim, args.dim, bias=False)" in files["model.py"]
+    assert "head_dense.bias" not in files["state_dict_adapter.py"]
+
+
+def test_the_activation_is_the_heads_own():
+    model = _bert_head(activation="gelu_new").render()["model.py"]
+    assert 'F.gelu(self.head_dense(self.norm(h)), approximate="tanh")' in model
+
+
+def test_bad_parameters_are_refused():
+    with pytest.raises(EditError):
+        _bert_head(activation="no_such_activation")
+    with pytest.raises(EditError):
+        _bert_head(dense="")
