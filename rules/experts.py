@@ -39,4 +39,14 @@ RULES = [
             "g = gate.clamp(max=l)"
         ),
     ),
+    Rule(
+        id="experts_weighted_inputs",
+        feature="moe.weights_on",
+        values=("input",),
+        transform="weight_expert_inputs",
+        description=(
+            "the routing weight scales each token before its experts run, not their outputs "
+            "(llama4_text)"
+        ),
+    ),
 ]

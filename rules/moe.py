@@ -62,6 +62,20 @@ RULES = [
         native_in=("qwen3_moe", "deepseek_v3"),
     ),
     Rule(
+        id="moe_sparse_mixer",
+        feature="moe.router",
+        values=("sparsemixer",),
+        transform="set_sparse_mixer",
+        params={
+            "picks": FromFeature("moe.top_k"),
+            "jitter_field": FromFeature("moe.router_jitter"),
+        },
+        description=(
+            "sparse-mixer routing (eval mode): chained max picks, each weighted by a softmax "
+            "of the logits within a relative jitter gap of it (phimoe)"
+        ),
+    ),
+    Rule(
         id="moe_router_bias",
         feature="moe.router_bias",
         values=(True,),

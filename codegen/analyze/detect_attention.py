@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from codegen.analyze import differential, logn_scale, mask_window, short_conv
+from codegen.analyze import backbone_mask, differential, logn_scale, mask_window, short_conv
 from codegen.analyze.config import attr
 from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import Term, primary_input, strip, terms_in, walk
@@ -596,7 +596,7 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
         and isinstance(cfg_window, int)
         and not isinstance(cfg_window, bool)
     ):
-        if mask_window.window_everywhere(ctx):  # the window lives in the one mask (phimoe)
+        if backbone_mask.window_everywhere(ctx):  # the window lives in the one mask (phimoe)
             windows = [cfg_window] * len(windows)
     sliding = [w for w in windows if isinstance(w, int) and not isinstance(w, bool)]
     if any(w == UNKNOWN or (w is not None and not isinstance(w, int)) for w in windows):

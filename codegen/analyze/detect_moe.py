@@ -12,7 +12,7 @@ from __future__ import annotations
 import libcst as cst
 import libcst.matchers as cm
 
-from codegen.analyze import detect_init
+from codegen.analyze import detect_init, sparse_mixer
 from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import Term, first_output, strip, walk
 from codegen.analyze.detect_ffn import experts_of, ffn_modules, shared_mlps
@@ -89,6 +89,27 @@ def _num_experts(ctx: Ctx, router, experts) -> int | str:
     return UNKNOWN
 
 
+def _weights_on(expert_calls: list[Term], router_calls: list[Term]) -> str:
+    """`input` when the routing weights multiply what the experts are given (Llama4's
+    `routed_in * router_scores`), else `output`."""
+    for call in expert_calls:
+        first = call.args[0] if call.args else None
+        if isinstance(first, Term) and any(
+            x.op == "mul" and any(any(y is rc for y in walk(x)) for rc in router_calls)
+            for x in walk(first)
+        ):
+            return "input"
+    return "output"
+
+
+def _own_forward(ctx: Ctx, router: ModuleRec) -> bool:
+    """A projection subclass that routes in a forward of its own (`class Router(nn.Linear)`
+    whose forward picks the experts)."""
+    return (
+        router.cls is not None and ctx.model.project.find_method(router.cls, "forward") is not None
+    )
+
+
 def _int_arg(t: Term, index: int, key: str):
     value = t.args[index] if len(t.args) > index else t.kwargs.get(key)
     return value if isinstance(value, int) and not isinstance(value, bool) else None
@@ -119,8 +140,8 @@ def detect(ctx: Ctx) -> Moe | None:
     ]
     if (
         isinstance(router, ModuleRec)
-        and roles.role(router) not in (LINEAR,)
         and router.cls is not None
+        and (roles.role(router) not in (LINEAR,) or _own_forward(ctx, router))
     ):
         rt = ctx.trace(router)
         router_terms = list(rt.terms)
@@ -153,6 +174,11 @@ def detect(ctx: Ctx) -> Moe | None:
         router_kind = "other"
     else:
         router_kind = UNKNOWN
+    mixer_picks = sparse_mixer.picks(rterms) if isinstance(router, ModuleRec) else 0
+    jitter = None
+    if mixer_picks:  # picks by chained max over masked logits (PhiMoE's sparsemixer)
+        router_kind, score = "sparsemixer", "softmax"
+        jitter = sparse_mixer.jitter_field(ctx.model.project, ctx.trace(router).tracer, router)
     where = (topks[-1].site.cite() if topks and topks[-1].site else None) or ctx.class_site(
         router if isinstance(router, ModuleRec) else moe
     )
@@ -168,6 +194,11 @@ def detect(ctx: Ctx) -> Moe | None:
         value = _int_arg(topks[-1], 1, "k")
         top_k = value if value is not None else UNKNOWN
         ctx.cite("moe.top_k", where)
+    elif mixer_picks:
+        top_k = mixer_picks
+        maxes = [t for t in rterms if _fn(t, "max") and t.site]
+        ctx.cite("moe.router", maxes[-1].site.cite() if maxes else where)
+        ctx.cite("moe.top_k", ctx.evidence["moe.router"])
 
     # -- selection-only bias, renormalisation, scaling --------------------------------------------
     router_bias: bool | str = False
@@ -229,6 +260,9 @@ def detect(ctx: Ctx) -> Moe | None:
     expert_calls = [
         t for t in terms if t.op == "call" and experts is not None and t.module is experts
     ]
+    weights_on = _weights_on(expert_calls, router_calls)
+    calls_at = [c.site.cite() for c in expert_calls if c.site]
+    ctx.cite("moe.weights_on", calls_at[0] if calls_at else moe_site)
     for t in rterms:
         picked = topks and any(any(x is k for x in walk(t)) for k in topks)
         if t.op == "mul" and (picked or any(any(x is e for x in walk(t)) for e in expert_calls)):
@@ -349,6 +383,8 @@ def detect(ctx: Ctx) -> Moe | None:
         router_bias=router_bias,
         router_bias_on=router_bias_on,
         router_linear_bias=linear_b,
+        router_jitter=jitter,
+        weights_on=weights_on,
         router_zero_init=zero_init is not None,
         router_fp32=fp32,
         scores_fp32=half_scores is None,

@@ -65,10 +65,11 @@ VOCAB: dict[str, tuple] = {
         "other",
     ),
     "ffn.gate_up_layout": ("separate", "concat", "interleaved", "none"),
-    "moe.router": ("softmax_topk", "sigmoid_topk", "grouped_topk", "other"),
+    "moe.router": ("softmax_topk", "sigmoid_topk", "grouped_topk", "sparsemixer", "other"),
     "moe.score_func": ("softmax", "sigmoid", "other"),
     "moe.router_bias_on": ("scores", "logits"),
     "moe.shared_combine": ("sum", "average"),
+    "moe.weights_on": ("output", "input"),
     "moe.expert_layout": ("per_expert", "fused"),
     "moe.module_layout": ("per_expert", "fused"),
     "norm.kind": ("rmsnorm", "rmsnorm_offset", "layernorm", "layernorm_offset"),
@@ -177,6 +178,12 @@ class Moe:
     # what that bias is added to before the pick: scores | logits (scored after, kolibri1)
     router_bias_on: str = "scores"
     router_linear_bias: bool | str = UNKNOWN  # bias of the router projection itself
+    # sparsemixer routers: the config field of the relative mask threshold (PhiMoE's
+    # router_jitter_noise), else None
+    router_jitter: str | None = None
+    # what the routing weights multiply: the experts' `output` (the usual weighted sum) or
+    # their `input` (Llama4 scales each token before its experts run)
+    weights_on: str = "output"
     # router logits computed in fp32: the projection's input (and weight) upcast before it
     router_fp32: bool = False
     # scores (a sigmoid) computed in fp32; False: in the logits' dtype, bf16 in a bf16 model

@@ -122,6 +122,7 @@ COMPARED: dict[str, Any] = {
     "moe.routed_scaling": _scaled,
     "moe.shared_expert_gate": None,
     "moe.shared_combine": None,
+    "moe.weights_on": None,
     "moe.expert_layout": None,
     "moe.expert_bias": None,
     "moe.output_norm": lambda name: name is not None,
@@ -212,6 +213,7 @@ _MOE_BASE: dict[str, tuple] = {
     "moe.shared_experts": ("no",),
     "moe.shared_expert_gate": (False,),
     "moe.shared_combine": ("sum",),  # a shared expert, if any, is added to the routed output
+    "moe.weights_on": ("output",),  # the routing weights scale the experts' outputs
     "moe.output_norm": (False,),  # the block's output reaches the residual add unnormed
     "moe.routed_scaling": ("no",),
     "moe.expert_layout": ("per_expert",),

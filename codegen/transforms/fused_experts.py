@@ -104,6 +104,9 @@ def transposed_of(features) -> bool:
                 if not isinstance(flag, ast.Constant) or not isinstance(flag.value, bool):
                     raise CodegenError("is_transposed is not a literal bool", path=path)
                 return flag.value
+    found = _undecorated_experts(path)
+    if found is not None:
+        return found[0]
     raise CodegenError(
         f"no @{_EXPERTS_DECORATOR}(...) experts module says how the fused experts lie "
         "(pass transposed=True/False)",
@@ -127,10 +130,56 @@ def layout_of(features) -> str:
             calls = [n for n in inner if isinstance(n, ast.Call) and _called(n) == "chunk"]
             if any(c.args and _is_two(c.args[0]) for c in calls):
                 return "concat"
+    found = _undecorated_experts(path)
+    if found is not None and found[1] is not None:
+        return found[1]
     raise CodegenError(
         f"no @{_EXPERTS_DECORATOR} experts module shows how gate_up splits "
         "(.chunk(2) or [..., ::2])",
         path=path,
+    )
+
+
+def _undecorated_experts(path) -> tuple[bool, str | None] | None:
+    """(transposed, layout) of the one experts module without the decorator that holds its
+    gate and up fused in one 3-D parameter (`nn.Parameter(torch.zeros(n, a, 2 * b))`,
+    Llama4): transposed when the doubled size is the last axis; the layout from how its
+    forward splits the product (None when it does not show). None when no single class does."""
+    found = []
+    for node in ast.walk(ast.parse(Path(path).read_text())):
+        if not isinstance(node, ast.ClassDef):
+            continue
+        for call in ast.walk(node):
+            if not (isinstance(call, ast.Call) and _called(call) == "Parameter" and call.args):
+                continue
+            shape = call.args[0]
+            dims = shape.args if isinstance(shape, ast.Call) else []
+            if len(dims) == 1 and isinstance(dims[0], ast.Tuple):
+                dims = dims[0].elts
+            doubled = [i for i, d in enumerate(dims) if _doubled(d)]
+            if len(dims) == 3 and len(doubled) == 1 and doubled[0] > 0:
+                found.append((node, doubled[0] == 2))
+    if len({id(n) for n, _ in found}) != 1:
+        return None
+    node, transposed = found[0]
+    inner = list(ast.walk(node))
+    layout = None
+    if any(isinstance(n, ast.Slice) and _is_two(n.step) for n in inner):
+        layout = "interleaved"
+    elif any(
+        isinstance(n, ast.Call) and _called(n) == "chunk" and n.args and _is_two(n.args[0])
+        for n in inner
+    ):
+        layout = "concat"
+    return transposed, layout
+
+
+def _doubled(node: ast.expr) -> bool:
+    """`2 * x` or `x * 2`."""
+    return (
+        isinstance(node, ast.BinOp)
+        and isinstance(node.op, ast.Mult)
+        and (_is_two(node.left) or _is_two(node.right))
     )
 
 

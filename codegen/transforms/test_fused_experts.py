@@ -11,7 +11,7 @@ from codegen.models import references_dir
 from codegen.scaffold.source import SourcePackage
 from codegen.transforms.add_moe import AddMoe
 from codegen.transforms.edits import EditError
-from codegen.transforms.fused_experts import FuseExperts, transposed_of
+from codegen.transforms.fused_experts import FuseExperts, layout_of, transposed_of
 
 
 def moe_package(reference: str = "llama") -> SourcePackage:
@@ -134,3 +134,23 @@ def test_a_separate_layout_resolves_from_the_experts_module_for_the_shard_plan(t
     assert FuseExperts().resolved_params(step.params, features)["layout"] == "concat"
     adds = _shard_params([step], features)["adds"]
     assert adds["layers.*.moe.experts.w13"] == "expert_colwise_gate_up"
+
+
+UNDECORATED = """
+class Experts(nn.Module):
+    def __init__(self, config):
+        self.gate_up_proj = nn.Parameter(torch.zeros(self.num_experts, self.hidden, 2 * self.dim))
+        self.down_proj = nn.Parameter(torch.empty((self.num_experts, self.dim, self.hidden)))
+
+    def forward(self, x):
+        gate, up = torch.bmm(x, self.gate_up_proj).chunk(2, dim=-1)
+"""
+
+
+def test_undecorated_experts_read_from_their_fused_parameter(tmp_path):
+    # no decorator (Llama4): the doubled axis of the one fused 3-D parameter says transposed
+    features = modeling(tmp_path, UNDECORATED)
+    assert transposed_of(features) is True
+    assert layout_of(features) == "concat"
+    untransposed = UNDECORATED.replace("self.hidden, 2 * self.dim", "2 * self.dim, self.hidden")
+    assert transposed_of(modeling(tmp_path, untransposed)) is False
