@@ -137,16 +137,19 @@ RULES += [
     Rule(
         id="output_gate",
         feature="attention.output_gate",
-        values=("sigmoid",),
+        values=("sigmoid", "softplus"),
         transform="add_output_gate",
         params={
             "projection": FromFeature("attention.gate_proj"),
             "bias": FromFeature("attention.gate_bias"),
             "head_bias": FromFeature("attention.gate_head_bias"),
+            "fn": FromFeature("attention.output_gate"),
+            "per_head": FromFeature("attention.gate_per_head"),
         },
         description=(
             "the attention output times sigmoid(wg(x)) before wo, wg a projection of its own"
-            " (plus a learned per-head bias where the source adds one)"
+            " (plus a learned per-head bias where the source adds one); softplus(wg(x)) in"
+            " fp32 where the source has it, one gate per head where wg has one output per head"
         ),
     ),
     Rule(

@@ -736,7 +736,7 @@ def _output_gate(ctx: Ctx, rep: AttnInfo, q_mods: list) -> dict:
             for a in t.args:
                 if not isinstance(a, Term) or depends(a, rep.kernel):
                     continue
-                sig = [x for x in walk(a) if x.op == "fn" and x.name.endswith("sigmoid")]
+                sig = [x for x in walk(a) if x.op == "fn" and x.name.endswith(_GATE_FNS)]
                 if sig:
                     gates.append((t, sig[0]))
     if not gates:
@@ -771,11 +771,28 @@ def _output_gate(ctx: Ctx, rep: AttnInfo, q_mods: list) -> dict:
     bias = linear_bias(gate)
     ctx.cite("attention.gate_proj", ctx.site(gate))
     return {
-        "output_gate": "sigmoid",
+        "output_gate": "softplus" if sig.name.endswith("softplus") else "sigmoid",
         "gate_proj": names[id(gate)],
         "gate_bias": UNKNOWN if bias is None else bias,
         "gate_head_bias": head_bias,
+        "gate_per_head": _per_head_gate(gate, rep.o_lin),
     }
+
+
+# activations an output gate goes through: sigmoid (AFMoE), softplus (laguna)
+_GATE_FNS = ("sigmoid", "softplus")
+
+
+def _per_head_gate(gate: ModuleRec, o_lin: ModuleRec | None) -> bool:
+    """One gate per head: the gate projection has fewer outputs than the output projection
+    has inputs, a whole fraction of them (laguna's `num_heads` against heads * head_dim)."""
+    out = gate.args[1] if len(gate.args) > 1 else gate.kwargs.get("out_features")
+    width = None
+    if o_lin is not None:
+        width = o_lin.args[0] if o_lin.args else o_lin.kwargs.get("in_features")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (out, width)):
+        return False
+    return out < width and width % out == 0
 
 
 def _qkv_layout(views: list[tuple], heads, kv, head_dim) -> str:

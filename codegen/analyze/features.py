@@ -51,7 +51,7 @@ VOCAB: dict[str, tuple] = {
     "attention.qkv_layout": ("contiguous", "grouped", "interleaved", "blocked", "none"),
     "attention.sliding_window": ("none", "all", "pattern"),
     "attention.scale": ("default", "custom", "none"),
-    "attention.output_gate": ("none", "sigmoid", "sigmoid_fused_q", "other"),
+    "attention.output_gate": ("none", "sigmoid", "softplus", "sigmoid_fused_q", "other"),
     "rope.type": ("default", "linear", "dynamic", "yarn", "llama3", "longrope", "none", "other"),
     "ffn.kind": (
         "swiglu",
@@ -114,6 +114,8 @@ class Attention:
     gate_proj: str | None = None  # the gate projection's attribute in the attention module
     gate_bias: bool | str = False  # whether that projection has a bias (under this config)
     gate_head_bias: str | None = None  # a per-head parameter added to the gate, by name
+    # one gate per head (the projection's outputs), broadcast over the head's features
+    gate_per_head: bool = False
     layer_types: tuple[str, ...] = ()  # per layer: full | sliding | <mixer class> (hybrids)
     # queries times 1 + beta * log(1 + floor((pos + offset) / period)) (Ministral3, Llama4):
     # {"beta": <hf_config expression>, "period": <hf_config expression>, "offset": float}

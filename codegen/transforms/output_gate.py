@@ -1,4 +1,6 @@
-"""Gate the attention output: `wo(out * sigmoid(wg(x)))`, the gate a projection of its own."""
+"""Gate the attention output: `wo(out * sigmoid(wg(x)))`, the gate a projection of its own
+(softplus in fp32 instead of sigmoid where the source has it; one gate per head where the
+projection has one output per head)."""
 
 from __future__ import annotations
 
@@ -31,6 +33,11 @@ PER_HEAD = (
     ".flatten(-2)"
 )
 
+# softplus taken in fp32 and cast back to the activations' dtype (laguna)
+SOFTPLUS = "F.softplus(self.wg({x}).float()).to({x}.dtype)"
+# one gate per head: the output's heads unflattened, each scaled by its gate
+HEADS = "({out}.unflatten(-1, (-1, self.head_dim)) * {gate}.unsqueeze(-1)).flatten(-2)"
+
 ZERO_INIT = """
 def init_parameters(self, std: float) -> None:
     nn.init.zeros_(self.gate_bias)  # HF's _init_weights starts the gate bias at zero
@@ -59,25 +66,38 @@ class AddOutputGate(Transform):
         projection: str,
         bias: bool | str = False,
         head_bias: str | None = None,
+        fn: str = "sigmoid",
+        per_head: bool = False,
     ) -> None:
+        if fn not in ("sigmoid", "softplus") or (per_head and head_bias):
+            raise EditError(f"an output gate through {fn!r} (per head: {per_head}) has no edit")
         switch = _bias_switch(features, projection)
         enabled = switch or (bias is True)
         value = bias_setting(package, enabled, "attention output gate bias")
-        new = GATE.format(features=_output_features(package, head_bias), bias=value)
+        width = _output_features(package, head_bias or per_head)  # checks head_dim per head
+        if per_head:
+            width = "args.n_heads"
+        new = GATE.format(features=width, bias=value)
         if head_bias:
             new += "\n" + HEAD_BIAS
         anchor = assigns("self.wo")
         run(package, "model.py", InsertStatements("Attention", "__init__", anchor, new))
         x = edits.param_names(package, "Attention", "forward")[1]
-        gate = (PER_HEAD if head_bias else PLAIN).format(x=x)
 
         def rewrite(call: cst.Call) -> cst.Call:
             out = call.args[0].value
-            gated = cst.BinaryOperation(
-                left=out if isinstance(out, cst.Name | cst.Call | cst.Attribute) else _paren(out),
-                operator=cst.Multiply(),
-                right=expression(gate),
-            )
+            atom = out if isinstance(out, cst.Name | cst.Call | cst.Attribute) else _paren(out)
+            code = code_of(atom)
+            if fn == "softplus":
+                gate = SOFTPLUS.format(x=x)
+            else:
+                gate = (PER_HEAD if head_bias else PLAIN).format(x=x)
+            if per_head:
+                gated = expression(HEADS.format(out=code, gate=gate))
+            else:
+                gated = cst.BinaryOperation(
+                    left=atom, operator=cst.Multiply(), right=expression(gate)
+                )
             return call.with_changes(args=[call.args[0].with_changes(value=gated)])
 
         edits.replace_expressions(

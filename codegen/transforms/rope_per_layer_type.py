@@ -107,12 +107,29 @@ def _statement(module, cls: str, method: str, target: str):
 
 
 def _sliding_rotary(statement) -> str:
-    """`self.rotary = RotaryEmbedding(args.rope, dim)` -> the same over the sliding table."""
+    """`self.rotary = RotaryEmbedding(args.rope, dim)` -> the same over the sliding table;
+    a dim read from the table (`args.rope.rotary_dim(...)`, partial rotary) reads the
+    sliding table too (laguna rotates all of a sliding layer's head, half of a full one's)."""
     assign = statement.body[0]
     call = assign.value
+    sliding = edits.expression("(args.sliding_rope or args.rope)")
     first = call.args[0].with_changes(value=edits.expression("args.sliding_rope or args.rope"))
-    value = call.with_changes(args=[first, *call.args[1:]])
+    rest = [arg.visit(_ReadSliding(sliding)) for arg in call.args[1:]]
+    value = call.with_changes(args=[first, *rest])
     return f"self.sliding_rotary = {code_of(value)}"
+
+
+class _ReadSliding(cst.CSTTransformer):
+    """`args.rope` -> the sliding table, or `args.rope` where it has none."""
+
+    def __init__(self, sliding: cst.BaseExpression):
+        super().__init__()
+        self.sliding = sliding
+
+    def leave_Attribute(self, original, updated):
+        if m.matches(updated, m.Attribute(value=m.Name("args"), attr=m.Name("rope"))):
+            return self.sliding
+        return updated
 
 
 def _sliding_table(statement) -> str:

@@ -196,3 +196,33 @@ def test_gate_and_head_bias_are_split_with_the_heads_on_tp2(tmp_path):
     assert result.passed, result.line()
     whole = {**plan_module(spec).PLAN, "layers.*.attention.gate_bias": "replicate"}
     assert not verify_parallel(spec, config, "tp=2", plan=whole).passed
+
+
+def test_softplus_gate_per_head_matches_hf_laguna(tmp_path):
+    """laguna: one gate per head from `g_proj` (num_heads outputs), softplus in fp32,
+    broadcast over each head's features."""
+    from transformers.models.laguna.modeling_laguna import LagunaAttention
+
+    from codegen.verify.tiny_config import tiny_config
+
+    config = tiny_config("laguna")
+    config._attn_implementation = "eager"
+    torch.manual_seed(0)
+    hf = LagunaAttention(config, 0, config.num_attention_heads).eval()
+    step = Step("add_output_gate", {"projection": "g_proj", "fn": "softplus", "per_head": True})
+    ours = _ours(tmp_path, "qwen3", [step], "laguna", config)
+    assert ours.wg.out_features == config.num_attention_heads
+    names = {"wq": "q_proj", "wk": "k_proj", "wv": "v_proj", "wo": "o_proj", "wg": "g_proj"}
+    state = {f"{house}.weight": getattr(hf, name).weight for house, name in names.items()}
+    state |= {"q_norm.weight": hf.q_norm.weight, "k_norm.weight": hf.k_norm.weight}
+    ours.load_state_dict(state, strict=True)
+    seq = 7
+    x = torch.randn(2, seq, config.hidden_size)
+    causal = torch.full((seq, seq), float("-inf")).triu(1)[None, None]
+    rope = _identity_rope(seq, config.head_dim)
+    with torch.no_grad():
+        expected, _ = hf(x, rope, causal)
+        got = ours(x, rope, None)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(EditError):  # a per-head gate with a per-head bias: no edit for it
+        AddOutputGate().apply(_reference("qwen3"), projection="g", head_bias="b", per_head=True)

@@ -103,3 +103,18 @@ class _DropFromHf(cst.CSTTransformer):
         if updated.attr.value == "from_hf":
             return updated.with_changes(attr=updated.attr.with_changes(value="build"))
         return updated
+
+
+def test_a_partial_rotary_dim_is_read_from_the_sliding_table():
+    """laguna rotates half of a full layer's head and all of a sliding layer's: the sliding
+    table's width comes from its own partial_rotary_factor."""
+    from codegen.transforms.partial_rotary import PartialRotary
+
+    package = _package("qwen3")
+    PartialRotary().apply(package)
+    SetRopePerLayerType().apply(package)
+    model = _flat(package.render()["model.py"])
+    assert (
+        "self.sliding_rotary = RotaryEmbedding(args.sliding_rope or args.rope,"
+        " (args.sliding_rope or args.rope).rotary_dim(args.head_dim))" in model
+    )

@@ -55,3 +55,12 @@ def test_renamed_copy_with_renamed_gate_attributes(tmp_path):
     attention = analyze(modeling).attention
     assert attention.output_gate == "sigmoid"
     assert (attention.gate_proj, attention.gate_head_bias) == ("out_gate", "head_shift")
+
+
+def test_softplus_gate_with_one_gate_per_head():
+    """laguna: `softplus(g_proj(x).float())`, g_proj with one output per head, multiplied
+    onto the output viewed per head; the other gates have one output per feature."""
+    attention = analyze("laguna").attention
+    assert (attention.output_gate, attention.gate_proj) == ("softplus", "g_proj")
+    assert attention.gate_per_head is True
+    assert analyze("afmoe").attention.gate_per_head is False
