@@ -32,6 +32,13 @@ RULES = [
         description="RMSNorm scaled by (1 + weight) in fp32, cast last (gemma) for every norm",
     ),
     Rule(
+        id="rmsnorm_weight_fp32",
+        feature="norm.weight_fp32",
+        values=(True,),
+        transform="rmsnorm_weight_fp32",
+        description="RMSNorm weight times the fp32 values, cast last (T5-style: OLMo-2, flint)",
+    ),
+    Rule(
         id="no_final_norm",
         feature="norm.final",
         values=(False,),
@@ -77,6 +84,21 @@ RULES = [
         values=(True,),
         transform="qk_norm_after_rope",
         description="the q/k norms take the rotated q/k (after RoPE), not the projections",
+    ),
+    Rule(
+        id="qk_norm_weightless",
+        feature="attention.qk_norm_weight",
+        values=(False,),
+        transform="weightless_qk_norm",
+        description="the q/k norms learn no scale (an RMS norm per head, no checkpoint tensor)",
+    ),
+    Rule(
+        # after qk_norm_after_rope: it guards the statement that rule places after RoPE
+        id="qk_norm_rope_layers",
+        feature="attention.qk_norm_layers",
+        values=("rope",),
+        transform="qk_norm_rope_layers",
+        description="only the layers that apply RoPE norm q and k (NoPE layers do not)",
     ),
     Rule(
         id="bare_first_layer",

@@ -82,6 +82,8 @@ def _any(value) -> Any:
 COMPARED: dict[str, Any] = {
     "attention.kind": None,
     "attention.qk_norm": None,
+    "attention.qk_norm_weight": None,
+    "attention.qk_norm_layers": None,
     "attention.qkv_bias": None,
     "attention.o_bias": None,
     "attention.fused_qkv": None,
@@ -153,6 +155,8 @@ _LLAMA_ROPE = ("default", "linear", "dynamic", "yarn", "llama3")
 _DENSE_COMMON: dict[str, tuple] = {
     "attention.kind": _GQA,
     "attention.qk_norm": ("none",),
+    "attention.qk_norm_weight": (True,),  # a q/k norm, if any, learns a scale
+    "attention.qk_norm_layers": ("all",),  # ... and runs on every layer
     "attention.fused_qkv": (False,),
     # any row layout: the fused_qkv rule splits in the layout it is given
     "attention.qkv_layout": ("none", "contiguous", "grouped", "interleaved", "blocked"),
