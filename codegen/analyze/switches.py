@@ -222,6 +222,9 @@ class _Scanner:
         self.known = known  # config field -> configured value (None: accept every read)
         # sub-config attribute -> its fields with their configured values
         self.subs = subs or {}
+        # id(ClassInfo) -> the sub-config its config parameter (or, for a sub-config class,
+        # `self`) holds: DBRX builds `DbrxRouter(config.ffn_config)`
+        self.held: dict[int, str] = {}
         self.found: dict[tuple[str, str, bool], _Found] = {}
         self.attr_maps: dict[int, dict[str, _Ref]] = {}  # id(ClassInfo) -> attr -> ref
         self.derived_maps: dict[int, dict] = {}  # id(ClassInfo) -> attr -> (test, env)
@@ -274,6 +277,8 @@ class _Scanner:
     def read(self, node: cst.BaseExpression, env: dict) -> _Ref | None:
         """The config field `node` evaluates to, if it is one (directly or indirectly)."""
         if isinstance(node, cst.Attribute):
+            if self.is_config(node.value, env) and env.get("sub"):
+                return self._sub_field(_Ref(env["sub"], whole=True), node.attr)
             if self.is_config(node.value, env):
                 if node.attr.value in self.subs:
                     return _Ref(node.attr.value, whole=True)
@@ -291,6 +296,8 @@ class _Scanner:
             args = node.args
             if func == "getattr" and len(args) >= 2 and self.is_config(args[0].value, env):
                 ok, name = _const(args[1].value)
+                if ok and isinstance(name, str) and env.get("sub"):
+                    return self._sub_field(_Ref(env["sub"], whole=True), cst.Name(name))
                 if ok and isinstance(name, str):
                     return self._accept(_Ref(name))
             if func == "getattr" and len(args) >= 2 and self.subs:
@@ -331,6 +338,38 @@ class _Scanner:
         if fields is None or (self.known is not None and attr.value not in fields):
             return None
         return _Ref(attr.value, sub=base.field, via=base.via, read_at=base.read_at)
+
+    def bind_sub_configs(self, project: Project, classes: list[ClassInfo]) -> None:
+        """Classes built from one sub-config only (`Router(config.ffn_config)`, as the first
+        argument or `config=`): their config parameter holds that sub-config. Passed on
+        (`ExpertGLU(config)` inside such a class) until nothing changes."""
+        calls = []  # (unit, call's config argument, class built)
+        for cls in classes:
+            for unit in _units(project, cls):
+                for node in _walk(unit.fn, _nested_def):
+                    if type(node) is not cst.Call or type(node.func) is not cst.Name:
+                        continue
+                    kind, built = project.resolve_name(unit.sf, node.func.value)
+                    arg = next((a for a in node.args if not a.keyword and not a.star), None)
+                    arg = next((a for a in node.args if _keyword(a) == "config"), arg)
+                    if kind == "class" and arg is not None:
+                        calls.append((unit, arg.value, id(built)))
+        for _ in range(4):
+            votes: dict[int, set[str]] = {}
+            envs: dict[int, dict] = {}
+            for unit, value, built in calls:
+                env = envs.get(id(unit.fn))
+                if env is None:
+                    env = envs[id(unit.fn)] = self.env(unit, {})
+                ref = self.read(value, env)
+                if ref is not None and ref.whole:
+                    votes.setdefault(built, set()).add(ref.field)
+                elif self.is_config(value, env):
+                    votes.setdefault(built, set()).add(env["sub"] or "")
+            held = {k: next(iter(v)) for k, v in votes.items() if len(v) == 1 and "" not in v}
+            if held == self.held:
+                return
+            self.held = held
 
     def configured(self, ref: _Ref):
         """The field's configured value (None when not known)."""
@@ -419,6 +458,7 @@ class _Scanner:
             # module flags that are False here (`HAS_FLASH = False` on the `except
             # ImportError` path): `cfg.x and HAS_FLASH` never holds, so x switches nothing
             "never": self.never(unit.sf),
+            "sub": self.held.get(id(unit.cls)) if unit.cls is not None else None,
         }
         params = {p.name.value for p in _params(unit.fn)}
         assigned = _assignments(unit.fn)
@@ -607,6 +647,10 @@ def _value(test: str, operand=None) -> SwitchValue:
 
 def _cmp(op: str, number) -> SwitchValue:
     return SwitchValue(label=f"{op} {number:g}", test="cmp", operand=number, op=op)
+
+
+def _keyword(arg: cst.Arg) -> str:
+    return arg.keyword.value if arg.keyword is not None else ""
 
 
 def _params(fn: cst.FunctionDef) -> list[cst.Param]:
@@ -1060,15 +1104,21 @@ def find_switches(
     config_classes: list[ClassInfo] = (),
     known: dict[str, Any] | None = None,
     subs: dict[str, dict[str, Any]] | None = None,
+    sub_classes: dict[str, ClassInfo] | None = None,
 ) -> tuple[Switch, ...]:
     """The config switches of the code reachable from `entry` (and of the config classes'
     own `__init__`/`__post_init__`). `known` maps the config's fields to their configured values;
     when given, only reads of those fields count (a `getattr(config, "x", d)` of a field the
     config does not have always takes its default). `subs` maps each sub-config attribute
-    (`attn_config`) to its fields and their values: reads of those are switches of their own."""
+    (`attn_config`) to its fields and their values: reads of those are switches of their own;
+    `sub_classes` maps it to its config class (whose own reads are of that sub-config)."""
     scanner = _Scanner(known, subs)
     starts = entry if isinstance(entry, list) else [entry]
     classes, functions = _reachable(project, starts)
+    if scanner.subs:
+        scanner.bind_sub_configs(project, classes)
+        for name, cls in (sub_classes or {}).items():
+            scanner.held.setdefault(id(cls), name)
 
     def units_of(cls: ClassInfo) -> list[_Unit]:
         return _units(project, cls)
@@ -1244,7 +1294,12 @@ def switches_of_model(model) -> tuple[Switch, ...]:
     if model.config_cls is not None and all(c is not model.config_cls for c in classes):
         classes.insert(0, model.config_cls)
     subs = _sub_configs(model.config)
-    return find_switches(model.project, model.entry_cls, classes, known, subs)
+    sub_classes = {
+        key: value.cls
+        for key, value in model.config.attrs.items()
+        if key in subs and getattr(value, "cls", None) is not None
+    }
+    return find_switches(model.project, model.entry_cls, classes, known, subs, sub_classes)
 
 
 def _sub_configs(cfg) -> dict[str, dict[str, Any]]:
@@ -1308,15 +1363,16 @@ def switches_of_file(path: str) -> tuple[Switch, ...]:
     known: dict[str, Any] | None = None
     for cfg in configs:
         known = {**(known or {}), **static_fields(project, cfg)}
-    subs = _static_sub_configs(project, configs)
-    return find_switches(project, classes, configs, known, subs) if classes else ()
+    sub_classes = _static_sub_configs(project, configs)
+    subs = {key: static_fields(project, cls) for key, cls in sub_classes.items()}
+    return find_switches(project, classes, configs, known, subs, sub_classes) if classes else ()
 
 
-def _static_sub_configs(project: Project, configs: list[ClassInfo]) -> dict[str, dict]:
+def _static_sub_configs(project: Project, configs: list[ClassInfo]) -> dict[str, ClassInfo]:
     """`sub_configs = {"attn_config": AttnConfig}` of the config classes: attribute -> the
-    sub-config class's annotated fields (`static_fields`)."""
+    sub-config class."""
     by_name = {c.name: c for c in configs}
-    out: dict[str, dict] = {}
+    out: dict[str, ClassInfo] = {}
     for cfg in configs:
         found = project.find_class_attr(cfg, "sub_configs")
         if found is None or not isinstance(found[1], cst.Dict):
@@ -1327,7 +1383,7 @@ def _static_sub_configs(project: Project, configs: list[ClassInfo]) -> dict[str,
             ok, key = _const(element.key)
             sub = by_name.get(dotted(element.value) or "")
             if ok and isinstance(key, str) and sub is not None:
-                out.setdefault(key, static_fields(project, sub))
+                out.setdefault(key, sub)
     return out
 
 

@@ -31,9 +31,20 @@ class SnipAttnConfig(PreTrainedConfig):
     unread: bool = False
 
 
+class SnipFfnConfig(PreTrainedConfig):
+    base_config_key = "ffn_config"
+    normalize: float | None = None
+    act: str | None = None
+
+    def __post_init__(self, **kwargs):
+        if self.act is None:  # L:subclass
+            self.act = "silu"
+        super().__post_init__(**kwargs)
+
+
 class SnipConfig(PreTrainedConfig):
     model_type = "snip"
-    sub_configs = {"attn_config": SnipAttnConfig}
+    sub_configs = {"attn_config": SnipAttnConfig, "ffn_config": SnipFfnConfig}
     hidden_size: int = 64
     attn_config: dict | SnipAttnConfig | None = None
 
@@ -73,9 +84,23 @@ def config_clip(x):
     return x
 
 
+class SnipExpert(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        if config.normalize is not None:  # L:passedon
+            self.norm = nn.LayerNorm(4)
+
+
+class SnipRouter(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.expert = SnipExpert(config)
+
+
 class SnipModel(nn.Module):
     def __init__(self, config: SnipConfig):
         super().__init__()
+        self.router = SnipRouter(config.ffn_config)
         self.attn = SnipAttention(config)
         self.config = config
 
@@ -97,7 +122,7 @@ def snippet(tmp_path_factory):
     path = folder / "modeling_snip.py"
     path.write_text(textwrap.dedent(MODELING))
     found = {s.name: s for s in switches_of_file(str(path))}
-    return found, _marks(textwrap.dedent(MODELING))
+    return found, {**_marks(textwrap.dedent(MODELING)), **_marks(textwrap.dedent(CONFIG))}
 
 
 @pytest.mark.parametrize(
@@ -107,15 +132,21 @@ def snippet(tmp_path_factory):
         ("attn_config.qk_ln", "attribute", {"true", "false"}),
         ("attn_config.softmax_scale", "alias", {"none", "set"}),
         ("attn_config.alibi_bias_max", "getattr", {"cmp"}),
+        # a class built from the sub-config (`Router(config.ffn_config)`), and one that class
+        # builds from its own config parameter
+        ("ffn_config.normalize", "passedon", {"none", "set"}),
+        # the sub-config class's own __post_init__
+        ("ffn_config.act", "subclass", {"none", "set"}),
     ],
 )
 def test_each_way_of_reaching_a_sub_config_field(snippet, name, mark, tests) -> None:
     found, marks = snippet
     assert name in found, sorted(found)
     switch = found[name]
-    assert switch.container == "attn_config" and switch.sub_config
+    assert switch.container == name.split(".")[0] and switch.sub_config
     assert {v.test for v in switch.values} == tests
-    assert {e for v in switch.values for e in v.evidence} == {f"modeling_snip.py:{marks[mark]}"}
+    file = "configuration_snip.py" if mark == "subclass" else "modeling_snip.py"
+    assert {e for v in switch.values for e in v.evidence} == {f"{file}:{marks[mark]}"}
 
 
 def test_the_sub_config_itself_and_unread_fields_are_no_switches(snippet) -> None:
@@ -123,6 +154,7 @@ def test_the_sub_config_itself_and_unread_fields_are_no_switches(snippet) -> Non
     assert "attn_config" not in found  # `self.attn_config is None`: the object, not a setting
     assert not any(name.endswith("unread") for name in found)
     assert "clip_qkv" not in found  # only under its sub-config's name
+    assert "normalize" not in found and "act" not in found
 
 
 def _folder(model_type: str) -> str:
