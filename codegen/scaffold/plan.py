@@ -366,6 +366,8 @@ def _naming_steps(target) -> list[Step]:
         Step("align_config_fields", {"fields": fields, "config": _settings(target.config)}),
         # before guard_switches: the width's switches (lfm2's auto-adjust) become reads
         Step("computed_ffn_width", {}),
+        # before guard_switches: the guard reads the list, so no FIXED_SETTINGS pin for it
+        Step("guard_per_layer_copies", {}),
         Step("guard_switches", _guard_params(target)),
         Step("set_arg_defaults", {"config": getattr(target, "defaults", {})}),
     ]
@@ -402,7 +404,33 @@ def _switch_settings(target) -> dict:
         )
         if isinstance(value, (bool, str)) or value is None or numeric_side or named_number:
             settings[switch.name] = value
+        elif switch.kind == "number" and _selects_nothing(switch, value):
+            settings[switch.name] = value
     return settings
+
+
+_COMPARE = {
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+}
+
+
+def _selects_nothing(switch, value) -> bool:
+    """A number on the side of its comparisons where the source does nothing more (laguna's
+    router softcap of 0: `> 0` applies a tanh, `<= 0` nothing): a setting to hold checkpoints
+    to, unlike a size that only scales what is built."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    sides = [
+        v
+        for v in switch.values
+        if v.test == "cmp" and v.op in _COMPARE and _COMPARE[v.op](value, v.operand)
+    ]
+    return bool(sides) and not any(v.selects for v in sides)
 
 
 def _bare(key: str) -> str:
