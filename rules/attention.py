@@ -216,4 +216,16 @@ RULES += [
             " period read from the config fields HF reads"
         ),
     ),
+    Rule(
+        # last: the rules before it anchor on the plain scores and SDPA's q, k, v
+        id="fp32_attention_scores",
+        feature="attention.scores_fp32",
+        values=(True,),
+        transform="fp32_attention_scores",
+        description=(
+            "q @ k^T, the mask, sinks and softmax in fp32, the probabilities cast to v's dtype"
+            " (HF's eager attention upcasts q and k: flint)"
+        ),
+    ),
+
 ]

@@ -89,4 +89,17 @@ RULES = [
         params={"std": FromFeature("embedding.init_std")},
         description="token embeddings start at HF's own std for them, not initializer_range",
     ),
+    Rule(
+        # after the attention and MoE rules: their adapter rows name the kept parameters
+        id="keep_fp32_params",
+        feature="state_dict.fp32_keys",
+        values=(True,),
+        transform="keep_fp32_params",
+        params={"keys": FromFeature("state_dict.fp32_keys")},
+        description=(
+            "parameters HF loads in fp32 (_keep_in_fp32_modules_strict: flint's router weight"
+            " and sinks) stay fp32 when the model is cast to bf16"
+        ),
+    ),
+
 ]

@@ -16,6 +16,7 @@ from codegen.analyze import (
     detect_norm,
     detect_rope,
     final_norm,
+    fp32_keys,
     key_selection,
     reference,
     residual_norm,
@@ -126,6 +127,9 @@ def _run(ctx: Ctx) -> Features:
     category = detect_category.detect(ctx, shared)
     sd, sd_info = state_dict.detect(ctx, ctx.roles)
     sd = dataclasses.replace(sd, transposed_keys=detect_layout.transposed_keys(ctx))
+    sd = dataclasses.replace(sd, fp32_keys=fp32_keys.detect(model, sd))
+    if sd.fp32_keys:
+        ctx.cite("state_dict.fp32_keys", f"{fp32_keys.where(model)} ({len(sd.fp32_keys)} kept)")
     embedding_norm = embedding.norm_module if embedding.norm is True else None
     norm = dataclasses.replace(
         norm,

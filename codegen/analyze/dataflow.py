@@ -524,7 +524,11 @@ class Tracer(Interp):
             return self.function_call(func, args, kwargs, site)
         if isinstance(func, CallRec):
             kind = "attn" if is_attention_name(func.name) else "fn"
-            return self.new(kind, tuple(args), name=func.name, kwargs=dict(kwargs), site=site)
+            term = self.new(kind, tuple(args), name=func.name, kwargs=dict(kwargs), site=site)
+            default = [a for a in func.args if isinstance(a, FuncRef)]
+            if kind == "attn" and default:  # get_interface(impl, eager_attention_forward)
+                term.kwargs["_default"] = default[0]
+            return term
         if isinstance(func, ExtRef) and args and isinstance(args[0], FuncRef) and has_terms:
             # an external helper handed a method of the module and tensors applies it to the
             # last tensors, one per parameter (transformers' apply_chunking_to_forward runs

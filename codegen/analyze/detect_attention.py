@@ -12,15 +12,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import libcst as cst
+import libcst.matchers as m
+
 from codegen.analyze import backbone_mask, differential, logn_scale, mask_window, short_conv
 from codegen.analyze.config import attr
 from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import Term, primary_input, strip, terms_in, walk
-from codegen.analyze.evaluate import ModuleRec, ParamRec
+from codegen.analyze.evaluate import FuncRef, ModuleRec, ParamRec
 from codegen.analyze.features import UNKNOWN, Attention
 from codegen.analyze.last_layer_bias import last_layer_o_bias
 from codegen.analyze.model import layer_slots, linear_bias
 from codegen.analyze.roles import ATTENTION, LINEAR, MIXER, NORM, ROTARY
+from codegen.analyze.walk import findall
 
 
 @dataclass
@@ -204,6 +208,27 @@ def _unscaled_inline(kernel: Term) -> bool:
             if t.op == "fn" and t.name.rsplit(".", 1)[-1] in ("sqrt", "rsqrt"):
                 return False
     return True
+
+
+_FP32 = m.Attribute(value=m.Name("torch"), attr=m.Name("float32"))
+
+
+def _scores_upcast(kernel: Term) -> str | None:
+    """Where the eager attention function the interface falls back to (`get_interface(impl,
+    eager_attention_forward)`) takes its query (the parameter after the module) to fp32:
+    `query.float()`, `query.to(torch.float32)`. The scores and softmax then run in fp32."""
+    fn = kernel.kwargs.get("_default")
+    if not isinstance(fn, FuncRef) or not isinstance(fn.node, cst.FunctionDef):
+        return None
+    params = fn.node.params.params
+    if len(params) < 3:
+        return None
+    query = m.Name(params[1].name.value)
+    upcasts = m.Call(func=m.Attribute(value=query, attr=m.Name("float")), args=[]) | m.Call(
+        func=m.Attribute(value=query, attr=m.Name("to")), args=[m.Arg(value=_FP32)]
+    )
+    found = findall(fn.node, upcasts)
+    return fn.sf.cite(found[0]) if found else None
 
 
 def _above_projections(term: Term):
@@ -673,6 +698,8 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
     if "attention.scale" not in ctx.evidence:
         ctx.cite("attention.scale", where)
 
+    upcast = _scores_upcast(rep.kernel) if rep.kernel is not None else None
+    ctx.cite("attention.scores_fp32", f"{upcast} (q, k in fp32)" if upcast else where)
     normed = _sub_norm(ctx, rep)
     logn, diff = _extras(ctx, rep, head_dim, normed)
     sub_norm = normed is not None and diff is None  # the differential's norm is its own
@@ -709,6 +736,7 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
             logn=logn,
             alibi=alibi,
             sub_norm=sub_norm,
+            scores_fp32=upcast is not None,
             differential=diff,
             **_output_gate(ctx, rep, q_mods),
         ),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import libcst as cst
 
+from codegen.analyze import norm_cast
 from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import (
     Term,
@@ -393,6 +394,11 @@ def detect(ctx: Ctx) -> tuple[Norm, dict]:
     eps = _constant_eps(ctx, norms[0][1]) if norms else None
     if eps is not None:
         ctx.cite("norm.eps", f"{ctx.class_site(norms[0][1])} (eps {eps} in the code)")
+    cast_last = norm_cast.weight_in_fp32(ctx, norms[0][1]) if norms else None
+    ctx.cite(
+        "norm.weight_fp32",
+        f"{cast_last} (weight times fp32 values, cast last)" if cast_last else where,
+    )
     field = eps_field(ctx, norms[0][1]) if norms else None
     if field is not None:
         ctx.cite("norm.eps_field", f"{ctx.site(norms[0][1])} (eps=config.{field})")
@@ -403,6 +409,7 @@ def detect(ctx: Ctx) -> tuple[Norm, dict]:
         weight=weight,
         eps=eps,
         eps_field=field,
+        weight_fp32=cast_last is not None and kind == "rmsnorm",
         block_names=block_names(ctx, norms, facts),
         first_layer_bare=facts.get("first_layer_bare", ()),
     ), facts

@@ -121,6 +121,9 @@ class Attention:
     # {"beta": <hf_config expression>, "period": <hf_config expression>, "offset": float}
     logn: dict | None = None
     sub_norm: bool | str = False  # the attention output normed before the output projection
+    # q and k taken to fp32 before q @ k^T (the eager attention function HF hands the
+    # interface, flint): scores and softmax in fp32, the probabilities cast to v's dtype
+    scores_fp32: bool = False
     # differential attention (DiffLlama): {"lambda_init": <expression of layer_id>,
     # "lambdas": (q1, k1, q2, k2 parameter names)}; see codegen/analyze/differential.py
     differential: dict | None = None
@@ -234,6 +237,9 @@ class Norm:
     eps: float | None = None
     # the norms scale by a learned weight (False: OLMo's non-parametric LayerNorm)
     weight: bool | str = True
+    # the RMSNorm weight multiplies the fp32 normalised values and the product is cast to
+    # the input dtype last (T5-style: OLMo-2, flint), not cast before the weight (Llama)
+    weight_fp32: bool = False
     # the config field the block norms read their epsilon from (cohere2_moe's layer_norm_eps
     # beside an unset rms_norm_eps), when the code passes one
     eps_field: str | None = None
@@ -322,6 +328,9 @@ class StateDict:
     tied_keys: tuple[str, ...] = ()  # module keys absent from the checkpoint (tied)
     # layer keys of projections stored [in, out] (transformers' Conv1D), not nn.Linear's [out, in]
     transposed_keys: tuple[str, ...] = ()
+    # module keys of the parameters HF loads in fp32 in a bf16/fp16 model
+    # (`_keep_in_fp32_modules_strict`: flint's router weight and attention sinks)
+    fp32_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

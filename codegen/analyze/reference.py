@@ -97,6 +97,8 @@ COMPARED: dict[str, Any] = {
     "attention.output_gate": None,
     "attention.logn": lambda logn: logn is not None,
     "attention.sub_norm": None,
+    "attention.scores_fp32": None,
+    "norm.weight_fp32": None,
     "attention.differential": lambda found: found is not None,
     "attention.alibi": None,
     "rope.type": None,
@@ -139,6 +141,7 @@ COMPARED: dict[str, Any] = {
     "embedding.init_std": lambda std: std is not None,
     "embedding.norm": None,
     "state_dict.transposed_keys": _any,
+    "state_dict.fp32_keys": _any,
     "head.logit_softcap": None,
     "embedding.module": None,
     "head.transform": None,
@@ -169,6 +172,8 @@ _DENSE_COMMON: dict[str, tuple] = {
     "attention.output_gate": ("none",),
     "attention.logn": (False,),  # queries not scaled by position
     "attention.sub_norm": (False,),  # the attention output goes to o_proj as it is
+    "attention.scores_fp32": (False,),  # q @ k^T and the softmax in the model's dtype
+    "norm.weight_fp32": (False,),  # RMSNorm casts back to the input dtype before the weight
     "attention.differential": (False,),  # one attention map per head
     "attention.alibi": (False,),  # no ALiBi bias on the scores
     "rope.type": _LLAMA_ROPE,
@@ -195,6 +200,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "embedding.init_std": (False,),  # embeddings start at initializer_range like the rest
     "embedding.norm": (False,),  # embeddings reach the first layer as they are
     "state_dict.transposed_keys": (False,),  # nn.Linear weights stored [out, in]
+    "state_dict.fp32_keys": (False,),  # every parameter in the model's dtype
     "head.logit_softcap": (False,),
     "head.logit_scale": (False,),
     "embedding.module": (False,),  # the tables are the backbone's own, no embeddings module

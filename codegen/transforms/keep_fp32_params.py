@@ -1,0 +1,100 @@
+"""Parameters HF loads in fp32 in a bf16/fp16 model stay fp32 when the package is cast."""
+
+from __future__ import annotations
+
+import libcst as cst
+import libcst.matchers as m
+
+from codegen.transforms._attention_edits import insert_definition
+from codegen.transforms.base import Transform
+from codegen.transforms.edits import EditError, add_import, run, statements
+
+# a cast of the whole model (`.to(torch.bfloat16)`) moves these but keeps them fp32, as
+# transformers loads `_keep_in_fp32_modules_strict` parameters
+APPLY = '''
+def _apply(self, fn, recurse=True):
+    """Casts keep FP32_PARAMS in fp32 (moved, not rounded), as HF loads them."""
+    kept = {
+        name: param.data
+        for name, param in self.named_parameters()
+        if any(fnmatchcase(name, pattern) for pattern in FP32_PARAMS)
+    }
+    super()._apply(fn, recurse)
+    for name, param in self.named_parameters():
+        old = kept.get(name)
+        if old is not None and old.dtype == torch.float32 and param.dtype != old.dtype:
+            moved = torch.empty_like(old, device=param.device) if old.is_meta else old
+            param.data = moved.to(param.device)
+    return self
+'''
+
+
+class KeepFp32Params(Transform):
+    """`Model._apply` keeps the parameters whose HF keys are `keys` (module keys with `{}`)
+    in fp32 through dtype casts: `FP32_PARAMS` lists their house names as globs, read from
+    the adapter rows. HF's bf16 model holds them in fp32 (flint's router weight and sinks);
+    rounding them picks other experts on near ties."""
+
+    name = "keep_fp32_params"
+
+    def apply(self, package, features=None, *, keys: tuple[str, ...] = ()) -> None:
+        if not keys:
+            raise ValueError("keep_fp32_params needs the HF keys kept in fp32")
+        rows = _rows(package)
+        house = []
+        for key in keys:
+            found = rows.get(key) or _by_suffix(rows, key)
+            if found is None:
+                raise EditError(f"no adapter row for {key}: cannot keep it in fp32")
+            house.append(found.replace("{}", "*"))
+        names = ", ".join(f'"{name}"' for name in house)
+        insert_definition(
+            package,
+            "model.py",
+            "# parameters HF loads in fp32 in a bf16/fp16 model (_keep_in_fp32_modules_strict)\n"
+            f"FP32_PARAMS = ({names},)\n",
+            before="Model",
+        )
+        add_import(package, "model.py", "fnmatch", "fnmatchcase")
+        run(package, "model.py", _AddMethod("Model", APPLY))
+
+
+def _rows(package) -> dict[str, str]:
+    """The adapter's `from_hf_map` string rows: HF key -> house key."""
+    out: dict[str, str] = {}
+    for assign in m.findall(package.module("state_dict_adapter.py"), m.Assign()):
+        target = assign.targets[0].target
+        if not m.matches(target, m.Name("from_hf_map")) or not isinstance(assign.value, cst.Dict):
+            continue
+        for element in assign.value.elements:
+            key, value = element.key, element.value
+            if isinstance(key, cst.SimpleString) and isinstance(value, cst.SimpleString):
+                out[key.evaluated_value] = value.evaluated_value
+    return out
+
+
+def _by_suffix(rows: dict[str, str], key: str) -> str | None:
+    """The one row whose HF key ends like `key` (its last two components)."""
+    tail = "." + ".".join(key.split(".")[-2:])
+    found = [house for hf, house in rows.items() if ("." + hf).endswith(tail)]
+    return found[0] if len(found) == 1 else None
+
+
+class _AddMethod(cst.CSTTransformer):
+    def __init__(self, cls: str, code: str):
+        super().__init__()
+        self.cls, self.code, self.hits = cls, code, 0
+
+    def leave_ClassDef(self, original, updated):
+        if updated.name.value != self.cls:
+            return updated
+        body = list(updated.body.body)
+        index = next(
+            (i + 1 for i, s in enumerate(body) if m.matches(s, m.FunctionDef(m.Name("__init__")))),
+            len(body),
+        )
+        self.hits += 1
+        new = statements(self.code)
+        return updated.with_changes(
+            body=updated.body.with_changes(body=body[:index] + new + body[index:])
+        )

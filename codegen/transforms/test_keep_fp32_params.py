@@ -1,0 +1,68 @@
+"""KeepFp32Params: the listed parameters stay fp32 through a bf16 cast; the rest is cast."""
+
+import importlib.util
+import sys
+
+import pytest
+import torch
+
+from codegen.models import references_dir
+from codegen.scaffold.source import SourcePackage
+from codegen.scaffold.standalone import vendor
+from codegen.transforms.attention_sinks import AddAttentionSinks
+from codegen.transforms.edits import EditError
+from codegen.transforms.keep_fp32_params import KeepFp32Params
+
+KEYS = ("model.layers.{}.self_attn.sinks", "model.layers.{}.mlp.gate_proj.weight")
+
+
+def _package() -> SourcePackage:
+    package = SourcePackage.from_directory(references_dir() / "qwen3")
+    AddAttentionSinks().apply(package)
+    KeepFp32Params().apply(package, keys=KEYS)
+    return package
+
+
+def test_the_house_names_come_from_the_adapter_rows():
+    code = _package().render()["model.py"]
+    assert 'FP32_PARAMS = ("layers.*.attention.sinks", "layers.*.feed_forward.w1.weight",)' in (
+        code
+    )
+    assert "    def _apply(self, fn, recurse=True):" in code
+
+
+def test_a_bf16_cast_keeps_the_listed_parameters_fp32(tmp_path):
+    package = _package()
+    folder = tmp_path / "qwen3x"
+    folder.mkdir()
+    for name, text in vendor(package.files, index=package.index).items():
+        (folder / name).write_text(text)
+    spec = importlib.util.spec_from_file_location(
+        "qwen3x", folder / "__init__.py", submodule_search_locations=[str(folder)]
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["qwen3x"] = module
+    try:
+        spec.loader.exec_module(module)
+        model_module = importlib.import_module("qwen3x.model")
+        args_module = importlib.import_module("qwen3x.args")
+        args = args_module.ModelArgs(
+            dim=32, n_layers=2, n_heads=2, n_kv_heads=1, head_dim=16, hidden_dim=48, vocab_size=64
+        )
+        model = model_module.Model(args)
+        sinks = model.layers[0].attention.sinks.detach().clone()
+        model.to(torch.bfloat16)
+    finally:
+        for name in [n for n in sys.modules if n == "qwen3x" or n.startswith("qwen3x.")]:
+            del sys.modules[name]
+    dtypes = {name: p.dtype for name, p in model.named_parameters()}
+    assert dtypes["layers.0.attention.sinks"] == torch.float32
+    assert dtypes["layers.1.feed_forward.w1.weight"] == torch.float32
+    assert dtypes["layers.0.attention.wq.weight"] == torch.bfloat16
+    assert torch.equal(model.layers[0].attention.sinks, sinks)  # not rounded
+
+
+def test_a_key_without_an_adapter_row_is_an_error():
+    package = SourcePackage.from_directory(references_dir() / "qwen3")
+    with pytest.raises(EditError):
+        KeepFp32Params().apply(package, keys=("model.layers.{}.mixer.nothing",))
