@@ -206,6 +206,17 @@ RULES += [
         switch="softmax_scale",
     ),
     Rule(
+        id="chunked_attention",
+        feature="attention.chunked",
+        values=(True,),
+        transform="chunked_attention",
+        params={"field": FromFeature("attention.chunked")},
+        description=(
+            '"chunked_attention" layers attend causally inside chunks of attention_chunk_size '
+            "tokens (llama4_text)"
+        ),
+    ),
+    Rule(
         id="logn_attention",
         feature="attention.logn",
         values=(True,),
@@ -227,5 +238,4 @@ RULES += [
             " (HF's eager attention upcasts q and k: flint)"
         ),
     ),
-
 ]

@@ -1,6 +1,11 @@
-"""A window set by the decoder's mask alone (PhiMoE): the backbone builds its one causal mask
+"""Masks the backbone builds for its layers, read from its traced calls of transformers'
+mask builders.
+
+A window set by the decoder's mask alone (PhiMoE): the backbone builds its one causal mask
 with a sliding-window mask builder (`create_sliding_window_causal_mask`, picked under the
-analysed config) and passes it to every layer, while no attention reads a window itself."""
+analysed config) and passes it to every layer, while no attention reads a window itself.
+Chunked attention (Llama4): the backbone builds a chunked causal mask for the layers typed
+"chunked_attention"; the builder reads the chunk size from `attention_chunk_size`."""
 
 from __future__ import annotations
 
@@ -8,12 +13,27 @@ from codegen.analyze.context import Ctx
 
 SLIDING = "create_sliding_window_causal_mask"
 FULL = ("create_causal_mask",)
+CHUNKED = "create_chunked_causal_mask"
+CHUNKED_KIND = "chunked_attention"
+CHUNK_FIELD = "attention_chunk_size"  # what transformers' chunked mask builder reads
+
+
+def _builders(ctx: Ctx) -> set[str]:
+    owner = ctx.model.stack_owner
+    if owner is None or owner.cls is None:
+        return set()
+    return {t.name.rsplit(".", 1)[-1] for t in ctx.trace(owner).terms if t.op == "fn" and t.name}
 
 
 def window_everywhere(ctx: Ctx) -> bool:
     """The backbone's only mask is a sliding-window one (under the analysed config)."""
-    owner = ctx.model.stack_owner
-    if owner is None or owner.cls is None:
-        return False
-    names = {t.name.rsplit(".", 1)[-1] for t in ctx.trace(owner).terms if t.op == "fn" and t.name}
+    names = _builders(ctx)
     return SLIDING in names and not names.intersection(FULL)
+
+
+def chunk_field(ctx: Ctx, layer_types) -> str | None:
+    """The config field of the chunk size when the backbone builds a chunked mask and some
+    layer is typed "chunked_attention", else None."""
+    if not isinstance(layer_types, list | tuple) or CHUNKED_KIND not in layer_types:
+        return None
+    return CHUNK_FIELD if CHUNKED in _builders(ctx) else None

@@ -529,6 +529,12 @@ class Tracer(Interp):
             if kind == "attn" and default:  # get_interface(impl, eager_attention_forward)
                 term.kwargs["_default"] = default[0]
             return term
+        if isinstance(func, ExtRef) and func.last == "arange" and not has_terms:
+            # token indices 0..n-1 over a length the analysis cannot know (a tensor's shape):
+            # a symbolic term, so what is computed from them (Llama4's per-position query
+            # temperature) stays readable
+            if any(a is UNKNOWN for a in [*args, *kwargs.values()]):
+                return self.new("fn", tuple(args), name=func.name, kwargs=dict(kwargs), site=site)
         if isinstance(func, ExtRef) and args and isinstance(args[0], FuncRef) and has_terms:
             # an external helper handed a method of the module and tensors applies it to the
             # last tensors, one per parameter (transformers' apply_chunking_to_forward runs

@@ -15,7 +15,14 @@ from dataclasses import dataclass
 import libcst as cst
 import libcst.matchers as m
 
-from codegen.analyze import backbone_mask, differential, logn_scale, mask_window, short_conv
+from codegen.analyze import (
+    backbone_mask,
+    differential,
+    logn_scale,
+    mask_window,
+    qk_norm_scope,
+    short_conv,
+)
 from codegen.analyze.config import attr
 from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import Term, primary_input, strip, terms_in, walk
@@ -610,6 +617,8 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
         if (rep.q_norm is None) != (rep.k_norm is None):
             ctx.notes.append("attention: a norm is applied to only one of q and k")
         ctx.cite("attention.qk_norm", ctx.site(norm))
+        ctx.cite("attention.qk_norm_weight", ctx.class_site(norm) or ctx.site(norm))
+        ctx.cite("attention.qk_norm_layers", ctx.site(norm))
     else:
         ctx.cite("attention.qk_norm", rep.kernel.site.cite() if rep.kernel.site else cite_rec)
 
@@ -623,6 +632,11 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
     ):
         if backbone_mask.window_everywhere(ctx):  # the window lives in the one mask (phimoe)
             windows = [cfg_window] * len(windows)
+    chunked = backbone_mask.chunk_field(ctx, attr(cfg, "layer_types"))
+    ctx.cite(
+        "attention.chunked",
+        f"{ctx.class_site(ctx.model.stack_owner)}; config:layer_types" if chunked else cite_rec,
+    )
     sliding = [w for w in windows if isinstance(w, int) and not isinstance(w, bool)]
     if any(w == UNKNOWN or (w is not None and not isinstance(w, int)) for w in windows):
         sliding_window = UNKNOWN
@@ -702,6 +716,8 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
     ctx.cite("attention.scores_fp32", f"{upcast} (q, k in fp32)" if upcast else where)
     normed = _sub_norm(ctx, rep)
     logn, diff = _extras(ctx, rep, head_dim, normed)
+    if logn is None and diff is None:
+        logn = _nope_logn(ctx, attn_layers, head_dim, normed)
     sub_norm = normed is not None and diff is None  # the differential's norm is its own
     if not sub_norm:
         ctx.cite("attention.sub_norm", where)
@@ -715,6 +731,9 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
         Attention(
             kind=kind,
             qk_norm=qk_norm,
+            qk_norm_weight=qk_norm_scope.has_weight(norm) if qk_norm != "none" else True,
+            qk_norm_layers=qk_norm_scope.layers(per_layer) if qk_norm != "none" else "all",
+            chunked=chunked,
             qkv_bias=qkv_bias,
             o_bias=o_bias,
             fused_qkv=fused_qkv,
@@ -1016,7 +1035,8 @@ def _extras(ctx: Ctx, rep: AttnInfo, head_dim, normed: ModuleRec | None):
                     continue
                 if any(x.op == "fn" and x.name.rsplit(".", 1)[-1] in _LOGS for x in walk(a)):
                     where = t.site.cite() if t.site else ctx.class_site(rep.rec)
-                    logn = _logn(ctx, a, where, t.site)
+                    init = rep.rec.cls and ctx.model.project.find_method(rep.rec.cls, "__init__")
+                    logn = _logn(ctx, a, where, t.site, *([init[1]] if init else []))
                     if logn is None:
                         ctx.unsupported(
                             "attention.logn_scale",
@@ -1043,7 +1063,7 @@ def _alibi(ctx: Ctx, rep: AttnInfo) -> bool:
     return False
 
 
-def _logn(ctx: Ctx, scale: Term, where: str, site) -> dict | None:
+def _logn(ctx: Ctx, scale: Term, where: str, site, *more) -> dict | None:
     """The query multiplier as `logn_scale` reads it, with its constants named by the config
     reads of the method that multiplies holding them; None when either part is missing."""
     parsed = logn_scale.parse(scale)
@@ -1051,14 +1071,28 @@ def _logn(ctx: Ctx, scale: Term, where: str, site) -> dict | None:
         return None
     beta, period, offset = parsed
     method = site.method or site.scope or site.node
-    reads = logn_scale.config_reads(ctx.model.config, method)
+    # `more`: the attention's __init__, where the constants may be read into attributes
+    reads = logn_scale.config_reads(ctx.model.config, method, *more)
     fields = [logn_scale.config_field(value, reads) for value in (beta, period)]
     if None in fields:
         return None
     # the fields stay out of the evidence: it becomes the package's prose, and a key may
     # carry another model's name (Ministral3's "llama_4_scaling_beta")
     ctx.cite("attention.logn", f"{where} (q * (1 + beta * log(1 + floor(position / period))))")
-    return {"beta": fields[0], "period": fields[1], "offset": offset}
+    found = {"beta": fields[0], "period": fields[1], "offset": offset}
+    if logn_scale.positions_of(scale) == "index":  # arange(seq), not the position ids
+        found["positions"] = "index"
+    return found
+
+
+def _nope_logn(ctx: Ctx, attn_layers: list[dict], head_dim, normed) -> dict | None:
+    """A logn query scale that only the layers without RoPE apply (Llama4's temperature
+    tuning on its NoPE layers), read from the first of them; None otherwise."""
+    nope = [p for p in attn_layers if not p["rope"] and p.get("info") is not None]
+    if not nope or len(nope) == len(attn_layers):
+        return None
+    found, _ = _extras(ctx, nope[0]["info"], head_dim, normed)
+    return {**found, "layers": "nope"} if found else None
 
 
 _LOGS = ("log", "log2", "log1p", "log10")

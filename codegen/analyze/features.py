@@ -48,6 +48,7 @@ VOCAB: dict[str, tuple] = {
     "category": ("decoder", "hybrid", "encoder", "multimodal", "other"),
     "attention.kind": ("mha", "gqa", "mqa", "mla"),
     "attention.qk_norm": ("none", "per_head", "full"),
+    "attention.qk_norm_layers": ("all", "rope"),
     "attention.qkv_layout": ("contiguous", "grouped", "interleaved", "blocked", "none"),
     "attention.sliding_window": ("none", "all", "pattern"),
     "attention.scale": ("default", "custom", "none"),
@@ -83,6 +84,11 @@ VOCAB: dict[str, tuple] = {
 class Attention:
     kind: str = UNKNOWN  # mha | gqa | mqa | mla
     qk_norm: str = UNKNOWN  # none | per_head (norm over head_dim) | full (over all heads)
+    qk_norm_weight: bool = True  # the q/k norm learns a scale (Llama4's L2 norm does not)
+    qk_norm_layers: str = "all"  # all | rope (only the layers that apply RoPE, Llama4)
+    # the config field of the chunk size when "chunked_attention" layers attend only inside
+    # their chunk (Llama4's attention_chunk_size), else None
+    chunked: str | None = None
     qkv_bias: bool | str = UNKNOWN
     o_bias: bool | str = UNKNOWN
     fused_qkv: bool | str = UNKNOWN  # one projection produces q, k and v

@@ -20,8 +20,20 @@ from codegen.analyze.walk import findall
 _LOG = ("log", "log1p")
 
 
+def positions_of(scale) -> str | None:
+    """What the multiplier counts: `ids` (the position ids the layer is given) or `index`
+    (the token's index in the sequence, `arange(seq)`: Llama4); None if it does not parse."""
+    parsed = _parse(scale)
+    return parsed[1] if parsed is not None else None
+
+
 def parse(scale) -> tuple[float, float, float] | None:
     """(beta, period, offset) of a traced multiplier, or None."""
+    parsed = _parse(scale)
+    return parsed[0] if parsed is not None else None
+
+
+def _parse(scale):
     scale = _unwrap(scale)
     rest = _plus_constant(scale, 1)
     if rest is None or rest.op != "mul":
@@ -44,9 +56,13 @@ def parse(scale) -> tuple[float, float, float] | None:
         if not _number(constant):
             return None
         offset, positions = float(constant), _unwrap(positions)
-    if not (isinstance(positions, Term) and positions.op == "input"):
-        return None
-    return float(beta), float(div.args[1]), offset
+    if isinstance(positions, Term) and positions.op == "input":
+        return (float(beta), float(div.args[1]), offset), "ids"
+    zero = _plus_constant(positions, 0)  # `arange(n) + past_seen_tokens` with no cache
+    positions = _unwrap(zero) if zero is not None else positions
+    if isinstance(positions, Term) and positions.op == "fn" and positions.name.endswith("arange"):
+        return (float(beta), float(div.args[1]), offset), "index"
+    return None
 
 
 def config_field(value: float, reads: dict[str, object]) -> str | None:

@@ -17,6 +17,10 @@ SCALE = (
     "  # (batch, 1, seq, 1): per position, for every head"
 )
 
+INDEX = "torch.arange(tokens.shape[1], device=tokens.device)[None]"
+# Llama4 scales the queries of its NoPE layers only (the layers handed no rope tables)
+NOPE_ONLY = "if rope is None:  # layers without RoPE only\n    q = q * q_scale.to(q.dtype)"
+
 
 class LognAttention(Transform):
     """`Model.forward` computes the per-position query scale from `positions` next to the
@@ -24,7 +28,9 @@ class LognAttention(Transform):
     the rotated queries by it (in their dtype, as HF does). `logn` is the analysed
     `attention.logn`: `beta` and `period` the `hf_config` expressions the two constants are
     read from (Ministral3: `rope_parameters["llama_4_scaling_beta"]` and
-    `["original_max_position_embeddings"]`), `offset` added to the positions first."""
+    `["original_max_position_embeddings"]`), `offset` added to the positions first;
+    `positions`: `ids` (the position ids) or `index` (the token's index, Llama4), `layers`:
+    `all` or `nope` (only the layers without RoPE, Llama4)."""
 
     name = "logn_attention"
 
@@ -35,7 +41,13 @@ class LognAttention(Transform):
         offset = logn.get("offset") or 0.0
         add_args_field(package, "logn_beta", BETA, beta)
         add_args_field(package, "logn_period", PERIOD, period)
-        positions = f"(positions + {offset:g})" if offset else "positions"
+        if logn.get("positions", "ids") not in ("ids", "index"):
+            raise EditError(f"logn positions {logn.get('positions')!r}: ids or index")
+        if logn.get("layers", "all") not in ("all", "nope"):
+            raise EditError(f"logn layers {logn.get('layers')!r}: all or nope")
+        # `index`: the token's index in the sequence, whatever position ids it is given
+        positions = INDEX if logn.get("positions") == "index" else "positions"
+        positions = f"({positions} + {offset:g})" if offset else positions
         run(
             package,
             "model.py",
@@ -50,7 +62,12 @@ class LognAttention(Transform):
         run(
             package,
             "model.py",
-            InsertStatements("Attention", "forward", rotates, "q = q * q_scale.to(q.dtype)"),
+            InsertStatements(
+                "Attention",
+                "forward",
+                rotates,
+                NOPE_ONLY if logn.get("layers") == "nope" else "q = q * q_scale.to(q.dtype)",
+            ),
         )
 
 

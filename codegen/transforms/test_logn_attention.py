@@ -57,3 +57,25 @@ def test_an_offset_is_added_to_the_positions():
 def test_missing_fields_are_an_error():
     with pytest.raises(EditError):
         LognAttention().apply(_package(), logn={"beta": None, "period": None})
+
+
+def test_llama4_form_scales_nope_layers_by_token_index():
+    # Llama4's temperature: token index (not position ids) + 1, on layers without RoPE only
+    package = _package()
+    logn = {
+        "beta": "hf_config.attn_scale",
+        "period": "hf_config.floor_scale",
+        "offset": 1.0,
+        "positions": "index",
+        "layers": "nope",
+    }
+    LognAttention().apply(package, logn=logn)
+    model = package.render()["model.py"]
+    attention = _method(model, "Attention", "forward")
+    assert "if rope is None:\n    q = q * q_scale.to(q.dtype)" in attention
+    assert "q = q * q_scale.to(q.dtype)" not in attention  # never unguarded
+    scale = next(s for s in _method(model, "Model", "forward") if s.startswith("q_scale = "))
+    assert "torch.arange(tokens.shape[1], device=tokens.device)[None] + 1" in scale
+    assert "positions" not in scale
+    with pytest.raises(EditError):
+        LognAttention().apply(_package(), logn={**logn, "layers": "odd"})

@@ -160,6 +160,13 @@ SHRINK_RULES: dict[str, Any | Rule] = {
     # dense and MoE layers both present
     "first_k_dense_replace": 1,
     "mlp_only_layers": lambda cfg: cfg["mlp_only_layers"] or [0],
+    # Llama4: every other layer MoE (moe_layers is derived from the step)
+    "interleave_moe_layer_step": 2,
+    "moe_layers": lambda cfg: None if cfg.get("interleave_moe_layer_step") else cfg["moe_layers"],
+    # chunked attention (Llama4): chunks shorter than the long test sequence
+    "attention_chunk_size": lambda cfg: None if cfg["attention_chunk_size"] is None else WINDOW,
+    # Llama4's query temperature: log1p(floor((i + 1) / floor_scale)) grows inside the sequence
+    "floor_scale": 3,
     # multi-head latent attention
     "q_lora_rank": lambda cfg: None if cfg["q_lora_rank"] is None else 32,
     "kv_lora_rank": 16,

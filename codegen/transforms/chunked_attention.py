@@ -1,0 +1,127 @@
+"""Chunked attention (Llama4): "chunked_attention" layers attend only inside their chunk."""
+
+from __future__ import annotations
+
+import libcst as cst
+import libcst.matchers as m
+
+from codegen.transforms._rope_edits import add_args_field
+from codegen.transforms.base import Transform
+from codegen.transforms.edits import (
+    InsertStatements,
+    assigns,
+    expression,
+    run,
+    statements,
+)
+
+KIND = "chunked_attention"
+FIELD = "int | None = None  # a chunked layer's query sees only keys of its own chunk"
+FLAG = f'self.chunked = args.layer_types[layer_id] == "{KIND}"'
+MASK = f"""
+chunks = None
+if "{KIND}" in self.args.layer_types:
+    chunks = chunked_mask(seq, self.args.attention_chunk_size, tokens.device)
+"""
+CHUNKED_MASK = '''
+def chunked_mask(seq: int, chunk: int, device: torch.device) -> torch.Tensor | None:
+    """Causal mask inside chunks of `chunk` tokens: query i sees key j iff j <= i and
+    i // chunk == j // chunk (token indices, as HF's chunked mask); None if one chunk holds
+    the whole sequence."""
+    if seq <= chunk:
+        return None
+    i = torch.arange(seq, device=device)
+    return (i[:, None] >= i[None, :]) & (i[:, None] // chunk == i[None, :] // chunk)
+'''
+
+
+class ChunkedAttention(Transform):
+    """Layers typed "chunked_attention" in `layer_types` attend causally within chunks of
+    `attention_chunk_size` tokens (`field`: the HF config field, read by transformers' own
+    chunked mask): `LAYER_TYPES` accepts the kind, each block knows whether it is chunked,
+    `Model.forward` builds the chunk mask once and hands it to the chunked layers (the
+    others keep theirs). Needs the sliding-window pattern the qwen3 references carry
+    (`window if layer.sliding else None`)."""
+
+    name = "chunked_attention"
+
+    def apply(self, package, features=None, *, field: str = "attention_chunk_size") -> None:
+        edit = _LayerTypes()
+        run(package, "args.py", edit)
+        if edit.added:
+            add_args_field(package, "attention_chunk_size", FIELD, f"hf_config.{field}")
+        model = package.module("model.py")
+        if m.findall(model, m.FunctionDef(name=m.Name("chunked_mask"))):
+            return
+        run(
+            package,
+            "model.py",
+            InsertStatements("TransformerBlock", "__init__", assigns("self.sliding"), FLAG),
+        )
+        run(package, "model.py", InsertStatements("Model", "forward", _window_if, MASK))
+        run(package, "model.py", _LayerMask())
+        run(package, "model.py", _AfterFunction("sliding_window_mask", statements(CHUNKED_MASK)))
+
+
+def _window_if(statement) -> bool:
+    """`if "sliding_attention" in self.args.layer_types: ...`"""
+    return m.matches(
+        statement,
+        m.If(test=m.Comparison(left=m.SimpleString('"sliding_attention"'))),
+    )
+
+
+class _LayerTypes(cst.CSTTransformer):
+    """`LAYER_TYPES = (...)` gets the chunked kind."""
+
+    def __init__(self):
+        super().__init__()
+        self.hits = self.added = 0
+
+    def leave_Assign(self, original, updated):
+        if not m.matches(
+            updated, m.Assign(targets=[m.AssignTarget(m.Name("LAYER_TYPES"))], value=m.Tuple())
+        ):
+            return updated
+        self.hits += 1
+        kinds = [e.value for e in updated.value.elements]
+        if any(m.matches(k, m.SimpleString(f'"{KIND}"')) for k in kinds):
+            return updated
+        self.added += 1
+        elements = [
+            cst.Element(k, comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
+            for k in kinds
+        ]
+        elements.append(cst.Element(cst.SimpleString(f'"{KIND}"')))
+        return updated.with_changes(value=updated.value.with_changes(elements=elements))
+
+
+class _LayerMask(cst.CSTTransformer):
+    """`window if layer.sliding else None` -> `chunks if layer.chunked else (...)`."""
+
+    def __init__(self):
+        super().__init__()
+        self.hits = 0
+
+    def leave_IfExp(self, original, updated):
+        if not m.matches(
+            updated, m.IfExp(test=m.Attribute(value=m.Name("layer"), attr=m.Name("sliding")))
+        ):
+            return updated
+        self.hits += 1
+        inner = updated.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+        return expression("chunks if layer.chunked else None").with_changes(orelse=inner)
+
+
+class _AfterFunction(cst.CSTTransformer):
+    def __init__(self, name: str, new: list):
+        super().__init__()
+        self.name, self.new, self.hits = name, new, 0
+
+    def leave_Module(self, original, updated):
+        body = list(updated.body)
+        for i, statement in enumerate(body):
+            if m.matches(statement, m.FunctionDef(name=m.Name(self.name))):
+                self.hits += 1
+                return updated.with_changes(body=body[: i + 1] + self.new + body[i + 1 :])
+        return updated

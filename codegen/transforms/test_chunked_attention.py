@@ -1,0 +1,51 @@
+"""ChunkedAttention: before/after on the qwen3 reference; the mask it writes is HF's chunked
+causal mask."""
+
+from __future__ import annotations
+
+import libcst as cst
+import pytest
+import torch
+
+from codegen.models import references_dir
+from codegen.scaffold.source import SourcePackage
+from codegen.transforms.chunked_attention import ChunkedAttention
+
+
+def chunked_package() -> SourcePackage:
+    package = SourcePackage.from_directory(references_dir() / "qwen3")
+    ChunkedAttention().apply(package, field="attention_chunk_size")
+    return package
+
+
+def test_chunked_layers_get_their_own_mask():
+    files = chunked_package().render()
+    model, args = files["model.py"], files["args.py"]
+    assert '"chunked_attention")' in args.split("LAYER_TYPES = ", 1)[1].split("\n", 1)[0]
+    assert "attention_chunk_size=hf_config.attention_chunk_size," in args
+    assert 'self.chunked = args.layer_types[layer_id] == "chunked_attention"' in model
+    assert "chunks = chunked_mask(seq, self.args.attention_chunk_size, tokens.device)" in model
+    assert "chunks if layer.chunked else (window if layer.sliding else None)" in model
+
+
+def test_twice_is_once():
+    package = chunked_package()
+    once = package.render()
+    ChunkedAttention().apply(package, field="attention_chunk_size")
+    assert package.render() == once
+
+
+def test_mask_is_transformers_chunked_causal_mask():
+    masking = pytest.importorskip("transformers.masking_utils")
+    module = cst.parse_module(chunked_package().render()["model.py"])
+    (fn,) = [
+        s for s in module.body if isinstance(s, cst.FunctionDef) and s.name.value == "chunked_mask"
+    ]
+    namespace = {"torch": torch}
+    exec("from __future__ import annotations\n" + cst.Module([fn]).code, namespace)
+    seq, chunk = 20, 8
+    inner = masking.chunked_causal_mask_function(chunk, torch.zeros(1, dtype=torch.long))
+    i = torch.arange(seq)
+    want = torch.tensor([[bool(inner(0, 0, q, k)) for k in i] for q in i])
+    assert torch.equal(namespace["chunked_mask"](seq, chunk, torch.device("cpu")), want)
+    assert namespace["chunked_mask"](chunk, chunk, torch.device("cpu")) is None
