@@ -33,7 +33,17 @@ from codegen.analyze.model import layer_slots
 from codegen.analyze.roles import LINEAR, MIXER
 from codegen.analyze.walk import findall
 
-_CONV_ARGS = ("in_channels", "out_channels", "kernel_size", "stride", "padding")
+# nn.Conv1d's parameters in positional order
+_CONV_ARGS = (
+    "in_channels",
+    "out_channels",
+    "kernel_size",
+    "stride",
+    "padding",
+    "dilation",
+    "groups",
+    "bias",
+)
 
 
 def detect(ctx: Ctx, switches) -> dict | None:
@@ -99,6 +109,8 @@ def read(ctx: Ctx, rec: ModuleRec) -> dict | None:
         return None
     in_proj, out_proj, parts, post_gate = flow
     fields = _config_fields(ctx, rec, conv)
+    if fields is None:
+        return None
     return {
         "in_proj": in_proj,
         "conv": conv_name,
@@ -205,13 +217,15 @@ def _part(term, split) -> int | None:
         return None
 
 
-def _config_fields(ctx: Ctx, rec: ModuleRec, conv: ModuleRec) -> dict[str, str]:
-    """Conv1d argument -> the config field it reads (`kernel_size=self.k` with `self.k =
-    config.conv_L_cache` in the same `__init__`), for the arguments that read one."""
+def _config_fields(ctx: Ctx, rec: ModuleRec, conv: ModuleRec) -> dict[str, str] | None:
+    """Conv1d argument (kernel_size, bias) -> the config field it reads (`kernel_size=self.k`
+    with `self.k = config.conv_L_cache` in the same `__init__`); an argument written as a
+    literal (or left to its default) reads none. None when one is neither: a package could
+    only hard-code the analysed config's value."""
     found = ctx.model.project.find_method(rec.cls, "__init__")
     call = conv.site.node if conv.site is not None else None
     if found is None or not isinstance(call, cst.Call):
-        return {}
+        return None
     _, init = found
     params = [p.name.value for p in init.params.params[1:]]
     configs = {p for p, a in zip(params, rec.args, strict=False) if isinstance(a, ConfigObj)}
@@ -220,13 +234,36 @@ def _config_fields(ctx: Ctx, rec: ModuleRec, conv: ModuleRec) -> dict[str, str]:
     for node in findall(init, m.Assign()):
         if len(node.targets) == 1:
             assigned.setdefault(_target(node.targets[0].target), node.value)
+    given: dict[str, cst.BaseExpression] = {}
+    for index, arg in enumerate(call.args):
+        if arg.star:
+            return None
+        if arg.keyword is not None:
+            given[arg.keyword.value] = arg.value
+        elif index < len(_CONV_ARGS):
+            given[_CONV_ARGS[index]] = arg.value
     out = {}
-    for arg in call.args:
-        if arg.keyword is not None and arg.keyword.value in ("kernel_size", "bias"):
-            field = _field(arg.value, assigned, configs)
-            if field is not None:
-                out[arg.keyword.value] = field
+    for name in ("kernel_size", "bias"):
+        if name not in given or _literal(given[name], assigned):
+            continue
+        field = _field(given[name], assigned, configs)
+        if field is None:
+            return None
+        out[name] = field
     return out
+
+
+def _literal(node, assigned: dict, depth: int = 0) -> bool:
+    """An int or bool literal, directly or through a local / attribute assigned one."""
+    if isinstance(node, cst.Integer) or m.matches(node, m.Name("True") | m.Name("False")):
+        return True
+    name = _target(node)
+    return (
+        bool(name)
+        and name in assigned
+        and depth < 4
+        and _literal(assigned[name], assigned, depth + 1)
+    )
 
 
 def _target(node: cst.BaseExpression) -> str:

@@ -73,3 +73,33 @@ def test_router_scores_dtype(model_type, fp32):
     if not fp32:  # the sigmoid taken on the logits as they come out of the projection
         assert features.evidence["moe.scores_fp32"].startswith("modeling_lfm2_moe.py:")
         assert "moe.scores_fp32" in delta(features, "qwen3_moe")
+
+
+def _copy_with(tmp_path, *edits: tuple[str, str]) -> str:
+    path, _ = rename_model("lfm2", "zorblax", str(tmp_path))
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    for old, new in edits:
+        assert old in text
+        text = text.replace(old, new)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    return path
+
+
+def test_a_kernel_passed_positionally_still_names_its_config_field(tmp_path):
+    path = _copy_with(
+        tmp_path,
+        ("in_channels=config.hidden_size,", "config.hidden_size,"),
+        ("out_channels=config.hidden_size,", "config.hidden_size,"),
+        ("kernel_size=self.conv_kernel_size,", "self.conv_kernel_size,"),
+    )
+    assert analyze(path).block.short_conv == LFM2
+
+
+def test_a_literal_kernel_is_the_kernel_and_reads_no_field(tmp_path):
+    path = _copy_with(
+        tmp_path, ("self.conv_kernel_size = config.conv_L_cache", "self.conv_kernel_size = 4")
+    )
+    found = analyze(path).block.short_conv
+    assert found == {**LFM2, "kernel": 4, "kernel_field": None}
