@@ -396,6 +396,12 @@ def _switch_settings(target) -> dict:
         if switch.name not in holder:
             continue
         value = holder[switch.name]
+        same = [v.operand for v in switch.values if v.test == "same"]
+        if same and not switch.container and value is not None and value == holder.get(same[0]):
+            # equal to another field (OPT's word_embed_proj_dim == hidden_size): pinned as
+            # that relation, not as a toy width
+            settings[switch.name] = {"same_as": same[0]}
+            continue
         numeric_side = switch.kind == "threshold" and isinstance(value, (int, float))
         # a number a choice names as a case of its own (shared_intermediate_size == 0: no
         # shared MLP), not a size that merely falls in its "other" branch
@@ -420,10 +426,11 @@ _COMPARE = {
 
 
 def _selects_nothing(switch, value) -> bool:
-    """A number on the side of its comparisons where the source does nothing more (laguna's
-    router softcap of 0: `> 0` applies a tanh, `<= 0` nothing): a setting to hold checkpoints
-    to, unlike a size that only scales what is built."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
+    """A number at 0 on the side of its comparisons where the source does nothing more
+    (laguna's router softcap of 0: `> 0` applies a tanh, `<= 0` nothing): a feature switched
+    off, a setting to hold checkpoints to; a size (max_window_layers=28 on its `> 0` side)
+    is not one."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value != 0:
         return False
     sides = [
         v

@@ -33,3 +33,31 @@ def test_an_off_cap_is_pinned_and_a_size_is_not():
     assert _switch_settings(target) == {"moe_router_logit_softcapping": 0.0}
     on = _target({"moe_router_logit_softcapping": 30.0}, cap)
     assert _switch_settings(on) == {}  # a cap that is on is a value the package must read
+    # qwen2's max_window_layers=28: the `== 0` side windows every layer, `> 0` says nothing
+    # more, yet 28 is a layer count, not a switched-off feature
+    layers = Switch(
+        "max_window_layers",
+        "number",
+        (
+            SwitchValue("== 0", "cmp", 0, "==", selects="layer_types: 'sliding_attention'"),
+            SwitchValue("> 0", "cmp", 0, ">"),
+        ),
+    )
+    assert _switch_settings(_target({"max_window_layers": 28}, layers)) == {}
+
+
+def test_a_field_equal_to_another_is_pinned_as_that_relation():
+    """OPT's word_embed_proj_dim equal to hidden_size (no projections between them) is
+    pinned as the relation, not the toy's width; unequal, the package was planned for the
+    other side and nothing is pinned."""
+    same = Switch(
+        "word_embed_proj_dim",
+        "optional",
+        (
+            SwitchValue("== hidden_size", "same", "hidden_size"),
+            SwitchValue("!= hidden_size", "differs", "hidden_size"),
+        ),
+    )
+    equal = _target({"word_embed_proj_dim": 96, "hidden_size": 96}, same)
+    assert _switch_settings(equal) == {"word_embed_proj_dim": {"same_as": "hidden_size"}}
+    assert _switch_settings(_target({"word_embed_proj_dim": 48, "hidden_size": 96}, same)) == {}
