@@ -10,9 +10,19 @@ def require_settings(hf_config: Any, expected: dict[str, Any]) -> None:
 
     A field the config class does not have counts as having the expected value, so one
     table serves every config class a package supports. A dotted key (`attn_config.clip_qkv`)
-    is a field of a sub-config (an object or a dict).
+    is a field of a sub-config (an object or a dict). `{"same_as": "other"}` asks for the
+    value of the config's field `other` (OPT's word_embed_proj_dim equal to hidden_size).
     """
     for key, value in expected.items():
+        if isinstance(value, dict) and set(value) == {"same_as"}:
+            other = value["same_as"]
+            actual, wanted = _field(hf_config, key, None), _field(hf_config, other, None)
+            if actual is not None and actual != wanted:
+                raise NotImplementedError(
+                    f"{type(hf_config).__name__}.{key}={actual!r} is not supported "
+                    f"(expected {other}={wanted!r})"
+                )
+            continue
         actual = _field(hf_config, key, value)
         if actual != value:
             raise NotImplementedError(

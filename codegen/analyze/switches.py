@@ -42,6 +42,8 @@ TESTS = (
     "empty",  # a per-layer index list with no entry
     "nonempty",  # ... with some entries
     "layers",  # a per-layer list whose entries are `operand` (a string) for some layers
+    "same",  # equal to the config field named `operand` (OPT's word_embed_proj_dim == hidden_size)
+    "differs",  # ... not equal to it (OPT: project_in / project_out between the two widths)
 )
 
 _NEGATE = {"<": ">=", ">=": "<", ">": "<=", "<=": ">", "==": "!=", "!=": "=="}
@@ -581,6 +583,17 @@ class _Scanner:
             return [_Atom(lref, _value("none"), _value("set"), node)]
         if lref.item:
             return []
+        if (
+            _plain(lref)
+            and rref is not None
+            and _plain(rref)
+            and op in ("==", "!=")
+            and env["init"]
+        ):
+            # two fields compared while building (`config.a != config.b`: modules between the
+            # two widths): a switch on `a` whose settings are "equal to b" and "not"
+            yes, no = _value("same", rref.field), _value("differs", rref.field)
+            return [_Atom(lref, *((yes, no) if op == "==" else (no, yes)), node)]
         if rok and isinstance(rconst, int | float) and op in ("==", "!="):
             yes, no = _value("eq", rconst), _value("other")
             return [_Atom(lref, *((yes, no) if op == "==" else (no, yes)), node)]
@@ -642,7 +655,14 @@ def _value(test: str, operand=None) -> SwitchValue:
         label = repr(operand)
     elif test == "layers":
         label = f"layers {operand!r}"
+    elif test in ("same", "differs"):
+        label = f"{'==' if test == 'same' else '!='} {operand}"
     return SwitchValue(label=label, test=test, operand=operand)
+
+
+def _plain(ref: _Ref) -> bool:
+    """A top-level config field itself (no dict key, list item, or sub-config)."""
+    return not (ref.key or ref.item or ref.sub or ref.whole)
 
 
 def _cmp(op: str, number) -> SwitchValue:

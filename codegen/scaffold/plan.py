@@ -396,6 +396,12 @@ def _switch_settings(target) -> dict:
         if switch.name not in holder:
             continue
         value = holder[switch.name]
+        same = [v.operand for v in switch.values if v.test == "same"]
+        if same and not switch.container and value is not None and value == holder.get(same[0]):
+            # equal to another field (OPT's word_embed_proj_dim == hidden_size): pinned as
+            # that relation, not as a toy width
+            settings[switch.name] = {"same_as": same[0]}
+            continue
         numeric_side = switch.kind == "threshold" and isinstance(value, (int, float))
         # a number a choice names as a case of its own (shared_intermediate_size == 0: no
         # shared MLP), not a size that merely falls in its "other" branch

@@ -115,7 +115,7 @@ def plan_settings(
     for switch in switches:
         for value in switch.values:
             current = _current(base, switch)
-            if _satisfies(switch, value, current) and not _only_kind(switch, value, current):
+            if _satisfies(switch, value, current, base) and not _only_kind(switch, value, current):
                 plan.covered.append(f"{switch.name} {value.label}")
                 continue
             if value.test == "other" and value.operand:
@@ -134,7 +134,9 @@ def plan_settings(
                     plan.dropped.append(Dropped(label, overrides, reason))
                     continue
                 got = _current(cfg, switch)
-                if not _satisfies(switch, value, got) or (wanted is not _ANY and got != wanted):
+                if not _satisfies(switch, value, got, cfg) or (
+                    wanted is not _ANY and got != wanted
+                ):
                     reason = f"the config class turns it into {switch.name}={got!r}"
                     plan.dropped.append(Dropped(label, overrides, reason))
                     continue
@@ -199,11 +201,13 @@ def _compared(switch: Switch) -> list:
     return [v.operand for v in switch.values if v.test == "eq"]
 
 
-def _satisfies(switch: Switch, value: SwitchValue, current) -> bool:
-    """Does a config whose field is `current` fall in `value`'s class?"""
+def _satisfies(switch: Switch, value: SwitchValue, current, cfg=None) -> bool:
+    """Does a config (`cfg`) whose field is `current` fall in `value`'s class?"""
     if current is _ANY:
         return True  # per-layer-type dict keys: not enumerated
     test = value.test
+    if test in ("same", "differs"):  # against another field of the same config
+        return (current == getattr(cfg, value.operand, None)) == (test == "same")
     if test == "none":
         return current is None
     if test == "set":
@@ -330,6 +334,11 @@ def _candidates(switch: Switch, value: SwitchValue, base, toy: dict, config_clas
         wanted = []
     elif test == "nonempty":
         wanted = [_layer_count(base, toy) - 1]
+    elif test in ("same", "differs"):
+        other = getattr(base, value.operand, None)
+        if not isinstance(other, int) or isinstance(other, bool):
+            return
+        wanted = other if test == "same" else other * 2  # a width of its own
     else:
         return
     yield _label(switch, wanted), _override(switch, wanted, base, toy), wanted

@@ -564,3 +564,38 @@ def test_a_field_missing_from_the_config_is_no_switch(field: str, idiom: str) ->
     with tempfile.TemporaryDirectory() as folder:
         switches = _by_name(switches_of_file(_write(folder, modeling, config)))
     assert field not in switches
+
+
+def test_two_fields_compared_while_building_are_a_relation_switch(tmp_path) -> None:
+    """`if config.embed_width != config.hidden_size:` builds projections between the two
+    widths (OPT's project_in / project_out): a switch on embed_width, equal or not to
+    hidden_size; the same comparison at run time (forward) is about data, no switch."""
+    config = CONFIG.replace(
+        "hidden_size: int = 64", "hidden_size: int = 64\n    embed_width: int = 64"
+    )
+    modeling = textwrap.dedent(
+        """
+        from torch import nn
+
+
+        class Thing(nn.Module):
+            def __init__(self, config):
+                super().__init__()
+                if config.embed_width != config.hidden_size:  # L:x
+                    self.project_in = nn.Linear(config.embed_width, config.hidden_size)
+                self.config = config
+
+            def forward(self, x):
+                if self.config.num_hidden_layers == self.config.hidden_size:
+                    x = x * 2
+                return x
+        """
+    )
+    switches = _by_name(switches_of_file(_write(str(tmp_path), modeling, config)))
+    assert set(switches) == {"embed_width"}
+    values = {v.test: v for v in switches["embed_width"].values}
+    assert set(values) == {"same", "differs"}
+    assert values["same"].operand == values["differs"].operand == "hidden_size"
+    assert values["differs"].label == "!= hidden_size"
+    assert "project_in" in values["differs"].selects
+    assert _marks(modeling)["x"] in _cites(switches["embed_width"], "differs")

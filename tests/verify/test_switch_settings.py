@@ -158,6 +158,18 @@ def test_clip_set_and_unset() -> None:
     assert clipped["clip_qkv=None"].overrides == {"clip_qkv": None}
 
 
+def test_a_width_equal_to_another_field_and_not() -> None:
+    """OPT builds project_in / project_out where word_embed_proj_dim != hidden_size: the
+    toy (equal) covers one side, a setting of twice hidden_size the other."""
+    toy = _toy("opt")
+    assert toy["word_embed_proj_dim"] == toy["hidden_size"]
+    plan = plan_settings("opt", toy)
+    assert "word_embed_proj_dim == hidden_size" in plan.covered
+    (wider,) = [s for s in plan.settings if s.field == "word_embed_proj_dim"]
+    assert wider.value == "!= hidden_size"
+    assert wider.overrides["word_embed_proj_dim"] == 2 * toy["hidden_size"]
+
+
 def test_settings_the_config_class_refuses_are_dropped_with_the_reason() -> None:
     plan = plan_settings("gemma2", _toy("gemma2"))
     (head,) = [d for d in plan.dropped if d.label == "head_dim=None"]
