@@ -29,7 +29,7 @@ import libcst.matchers as m
 from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import walk
 from codegen.analyze.evaluate import ConfigObj, ModuleRec, Unknown
-from codegen.analyze.model import layer_slots
+from codegen.analyze.model import layer_slots, linear_bias
 from codegen.analyze.roles import LINEAR, MIXER
 from codegen.analyze.walk import findall
 
@@ -108,6 +108,9 @@ def read(ctx: Ctx, rec: ModuleRec) -> dict | None:
     if flow is None:
         return None
     in_proj, out_proj, parts, post_gate = flow
+    # the package switches the three biases together: the projections must carry the filter's
+    if any(linear_bias(rec.attrs[name]) is not conv_bias for name in (in_proj, out_proj)):
+        return None
     fields = _config_fields(ctx, rec, conv)
     if fields is None:
         return None
@@ -220,11 +223,11 @@ def _part(term, split) -> int | None:
 def _config_fields(ctx: Ctx, rec: ModuleRec, conv: ModuleRec) -> dict[str, str] | None:
     """Conv1d argument (kernel_size, bias) -> the config field it reads (`kernel_size=self.k`
     with `self.k = config.conv_L_cache` in the same `__init__`); an argument written as a
-    literal (or left to its default) reads none. None when one is neither: a package could
-    only hard-code the analysed config's value."""
+    literal (or left to its default) reads none. None when one is neither (a package could
+    only hard-code the analysed config's value), or when a projection's bias reads another
+    field than the filter's (the package switches the three together)."""
     found = ctx.model.project.find_method(rec.cls, "__init__")
-    call = conv.site.node if conv.site is not None else None
-    if found is None or not isinstance(call, cst.Call):
+    if found is None:
         return None
     _, init = found
     params = [p.name.value for p in init.params.params[1:]]
@@ -234,16 +237,36 @@ def _config_fields(ctx: Ctx, rec: ModuleRec, conv: ModuleRec) -> dict[str, str] 
     for node in findall(init, m.Assign()):
         if len(node.targets) == 1:
             assigned.setdefault(_target(node.targets[0].target), node.value)
+    out = _reads(conv, _CONV_ARGS, ("kernel_size", "bias"), assigned, configs)
+    if out is None:
+        return None
+    for _, child in rec.children():
+        if isinstance(child, ModuleRec) and child.kind == "Linear":
+            linear = _reads(child, _LINEAR_ARGS, ("bias",), assigned, configs)
+            if linear is None or linear.get("bias") != out.get("bias"):
+                return None
+    return out
+
+
+_LINEAR_ARGS = ("in_features", "out_features", "bias")
+
+
+def _reads(module: ModuleRec, order, names, assigned: dict, configs: set) -> dict | None:
+    """`names` of the call that built `module` -> the config field each reads (a literal or
+    default reads none); None when one reads something else."""
+    call = module.site.node if module.site is not None else None
+    if not isinstance(call, cst.Call):
+        return None
     given: dict[str, cst.BaseExpression] = {}
     for index, arg in enumerate(call.args):
         if arg.star:
             return None
         if arg.keyword is not None:
             given[arg.keyword.value] = arg.value
-        elif index < len(_CONV_ARGS):
-            given[_CONV_ARGS[index]] = arg.value
+        elif index < len(order):
+            given[order[index]] = arg.value
     out = {}
-    for name in ("kernel_size", "bias"):
+    for name in names:
         if name not in given or _literal(given[name], assigned):
             continue
         field = _field(given[name], assigned, configs)

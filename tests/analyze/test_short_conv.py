@@ -103,3 +103,11 @@ def test_a_literal_kernel_is_the_kernel_and_reads_no_field(tmp_path):
     )
     found = analyze(path).block.short_conv
     assert found == {**LFM2, "kernel": 4, "kernel_field": None}
+
+
+def test_projections_biased_otherwise_than_the_filter_are_not_this_mixer(tmp_path):
+    # the package switches the filter's and the projections' biases together
+    old = "self.in_proj = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=self.bias)"
+    path = _copy_with(tmp_path, (old, old.replace("bias=self.bias", "bias=False")))
+    features = analyze(path)
+    assert features.block.short_conv is None
