@@ -91,9 +91,12 @@ def restate_width(
     params = list(init.params.params) if init is not None else []
     if len(params) < 2:
         return None
+    config = _config_param(params)
+    if layer is not mlp and not _builds(_init(layer), mlp.name.value):
+        layer = _builder(wrapper, mlp) or layer  # gpt_neo's block, not its attention wrapper
     try:
-        bound = _bindings(params, _init(layer), mlp.name.value) if layer is not mlp else {}
-        width = _Restater(params[1].name.value, fused).width(init.body.body, bound)
+        bound = _bindings(params, _init(layer), mlp.name.value, config) if layer is not mlp else {}
+        width = _Restater(config, fused).width(init.body.body, bound)
     except Unsupported:
         return None
     return None if width is None else cst.Module([]).code_for_node(_simplify(width))
@@ -114,12 +117,59 @@ def _init(cls: cst.ClassDef | None) -> cst.FunctionDef | None:
     return next(iter(m.findall(cls, m.FunctionDef(name=m.Name("__init__")))), None)
 
 
-def _bindings(params, layer_init, mlp_name: str) -> dict[str, cst.BaseExpression]:
-    """The MLP's parameters (after self and config) restated over `hf_config`: the
-    arguments of the decoder layer's call of the MLP, else their defaults. Several calls
-    (or none) bind defaults only; a config argument other than the layer's own config
-    stops the restating."""
-    defaults = {p.name.value: p.default for p in params[2:] if p.default is not None}
+def _config_param(params) -> str:
+    """The `__init__` parameter holding the config: one named `config`, else the first after
+    self (gpt_neo's MLP takes `(intermediate_size, config)`)."""
+    names = [p.name.value for p in params[1:]]
+    return "config" if "config" in names else names[0]
+
+
+def _calls_of(init: cst.FunctionDef | None, name: str) -> list[cst.Call]:
+    if init is None:
+        return []
+    return list(m.findall(init, m.Call(func=m.Name(name) | m.Attribute(attr=m.Name(name)))))
+
+
+def _builds(init: cst.FunctionDef | None, name: str) -> bool:
+    return len(_calls_of(init, name)) == 1
+
+
+def _builder(wrapper, mlp: cst.ClassDef) -> cst.ClassDef | None:
+    """The one class whose `__init__` builds the MLP once."""
+    found = [
+        cls
+        for cls in m.findall(wrapper, m.ClassDef())
+        if cls is not mlp and _builds(_init(cls), mlp.name.value)
+    ]
+    return found[0] if len(found) == 1 else None
+
+
+def _layer_env(layer_init: cst.FunctionDef, call: cst.Call, config: str) -> dict:
+    """The layer's `__init__` locals computed before its statement that builds the MLP,
+    restated over `hf_config` (gpt_neo's `inner_dim`); a local that cannot be is left out."""
+    env: dict[str, cst.BaseExpression] = {}
+    restater = _Restater(config)
+    for statement in layer_init.body.body:
+        if any(found is call for found in m.findall(statement, m.Call())):
+            break
+        try:
+            restater._execute(statement, env)
+        except Unsupported:
+            continue
+    return env
+
+
+def _bindings(params, layer_init, mlp_name: str, config: str = "") -> dict[str, cst.BaseExpression]:
+    """The MLP's parameters (other than self and config) restated over `hf_config`: the
+    arguments of the decoder layer's call of the MLP (over the layer's own locals), else
+    their defaults. Several calls (or none) bind defaults only; a config argument other
+    than the layer's own config stops the restating."""
+    config = config or params[1].name.value
+    defaults = {
+        p.name.value: p.default
+        for p in params[1:]
+        if p.default is not None and p.name.value != config
+    }
     layer_params = list(layer_init.params.params) if layer_init is not None else []
     built = m.Call(func=m.Name(mlp_name) | m.Attribute(attr=m.Name(mlp_name)))
     calls = m.findall(layer_init, built) if len(layer_params) >= 2 else []
@@ -135,20 +185,23 @@ def _bindings(params, layer_init, mlp_name: str) -> dict[str, cst.BaseExpression
         if name not in names:
             raise Unsupported(name)
         passed[name] = arg.value
-    if not m.matches(passed.pop(names[0], None), m.Name(layer_config)):
+    if not m.matches(passed.pop(config, None), m.Name(layer_config)):
         raise Unsupported("the MLP's config is not the layer's")
     # a passed value that cannot be restated leaves its parameter unbound, not at its default
     kept = {name: value for name, value in defaults.items() if name not in passed}
-    return {**_restatable(kept, ""), **_restatable(passed, layer_config)}
+    env = _layer_env(layer_init, calls[0], layer_config)
+    return {**_restatable(kept, ""), **_restatable(passed, layer_config, env)}
 
 
-def _restatable(values: dict, config: str) -> dict[str, cst.BaseExpression]:
+def _restatable(
+    values: dict, config: str, env: dict | None = None
+) -> dict[str, cst.BaseExpression]:
     """The values restated over `hf_config`; one that is not arithmetic over config fields
     is left unbound (a read of it then stops the restating)."""
     out = {}
     for name, value in values.items():
         try:
-            out[name] = _checked(value, config, {})
+            out[name] = _checked(value, config, env or {})
         except Unsupported:
             continue
     return out

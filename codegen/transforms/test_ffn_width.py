@@ -154,3 +154,42 @@ def test_an_unfused_projection_is_not_halved():
     """Read as unfused, `2 * inter` is no local width: left to the config read."""
     source = PASSED_WIDTH.replace("WIDTH", "config.dense_mlp_size")
     assert _passed(source, fused=False) is None
+
+
+# GPT-Neo's shape: the MLP takes (width, config), the block computes the width in a local
+# and the class the placement evidence points at is the attention wrapper, not the block
+LOCAL_WIDTH = """
+class Mlp(nn.Module):
+    def __init__(self, intermediate_size, config):
+        super().__init__()
+        self.c_fc = nn.Linear(config.hidden_size, intermediate_size)
+
+
+class AttentionWrapper(nn.Module):
+    def forward(self, x):
+        return self.attention(x)
+
+
+class Block(nn.Module):
+    def __init__(self, config, layer_id=None):
+        super().__init__()
+        hidden_size = config.hidden_size
+        inner_dim = (
+            config.intermediate_size if config.intermediate_size is not None else 4 * hidden_size
+        )
+        self.ln_1 = nn.LayerNorm(hidden_size)
+        self.mlp = Mlp(inner_dim, config)
+"""
+
+
+def test_a_width_local_to_the_block_that_builds_the_mlp_is_restated():
+    from types import SimpleNamespace
+
+    lines = LOCAL_WIDTH.splitlines()
+    mlp = lines.index("class Mlp(nn.Module):") + 2
+    wrapper = lines.index("class AttentionWrapper(nn.Module):") + 2
+    expression = restate_width(LOCAL_WIDTH, mlp, layer_line=wrapper)
+    assert expression is not None
+    for intermediate, width in ((None, 384), (160, 160)):
+        config = SimpleNamespace(hidden_size=96, intermediate_size=intermediate)
+        assert eval(expression, {}, {"hf_config": config}) == width
