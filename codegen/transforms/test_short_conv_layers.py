@@ -136,3 +136,35 @@ def test_the_mixer_is_a_causal_depthwise_filter_that_starts_from_zeros():
         torch.testing.assert_close(module(later)[:, :4], got[:, :4])
         # a document alone equals its tokens at the start of a longer row: no earlier state
         torch.testing.assert_close(module(x[:, :3]), got[:, :3])
+
+
+class _Found(dict):
+    """The few Features reads align_hf_keys makes."""
+
+    def get(self, key, default=None):
+        return super().get(key, default)
+
+
+def test_align_hf_keys_keeps_the_mixer_rows_a_toy_without_conv_layers_lacks():
+    from codegen.transforms.align_hf_keys import AlignHfKeys
+
+    attention = ["q_proj", "k_proj", "v_proj", "o_proj", "q_norm", "k_norm"]
+    layer_keys = [f"self_attn.{name}.weight" for name in attention] + [
+        "mlp.gate_proj.weight",
+        "mlp.up_proj.weight",
+        "mlp.down_proj.weight",
+        "input_layernorm.weight",
+        "post_attention_layernorm.weight",
+    ]
+    other = ["model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"]
+    kept = {}
+    for found in (_Found({"block.short_conv": FOUND}), _Found()):
+        package = _reference("qwen3")
+        ShortConvLayers().apply(package, short_conv=FOUND)
+        AlignHfKeys().apply(
+            package, found, prefix="model.layers", layer_keys=layer_keys, other_keys=other
+        )
+        kept[bool(found)] = package.render()["state_dict_adapter.py"]
+    row = '"model.layers.{}.conv.in_proj.weight": "layers.{}.conv.in_proj.weight"'
+    assert row in kept[True]
+    assert row not in kept[False]  # without the finding the row looks dead for this toy
