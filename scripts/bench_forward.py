@@ -65,12 +65,24 @@ def build(name: str, seq: int):
 
     from codegen.models import load_spec
     from codegen.verify.hf_checkpoint import random_hf_model
+    from codegen.verify.switch_settings import static_switches
     from codegen.verify.tiny_config import hf_config_class, tiny_config
 
     spec = load_spec(name, ARGS.models_dir)
     model_type = name if name in spec.supported_model_types else min(spec.supported_model_types)
     toy = tiny_config(model_type).to_dict()
+    # a field the toy keeps equal to another (OPT's word_embed_proj_dim == hidden_size: no
+    # projections between them) follows that field to its benchmark size
+    follows = [
+        (switch.field, value.operand)
+        for switch in static_switches(model_type)
+        for value in switch.values
+        if value.test == "same"
+        and switch.field in toy
+        and toy[switch.field] == toy.get(value.operand)
+    ]
     toy.update({k: v for k, v in BENCH_SIZES.items() if k in toy})
+    toy.update({field: toy[other] for field, other in follows})
     toy["max_position_embeddings"] = max(seq, toy.get("max_position_embeddings") or 0)
     if "qk_rope_head_dim" in toy:
         toy["head_dim"] = toy["qk_rope_head_dim"]
