@@ -79,6 +79,7 @@ RULES = [
             "dense_bias": FromFeature("head.transform_dense_bias"),
             "projection": FromFeature("head.projection"),
             "bias_key": FromFeature("head.bias_key"),
+            "width": FromFeature("head.transform_width"),
         },
     ),
     Rule(

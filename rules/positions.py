@@ -41,6 +41,8 @@ RULES = [
             "word_table": FromFeature("embedding.word_table"),
             "token_type_table": FromFeature("embedding.token_type_table"),
             "norm": FromFeature("embedding.module_norm"),
+            "width": FromFeature("embedding.module_width"),
+            "projection": FromFeature("embedding.module_projection"),
         },
     ),
     Rule(

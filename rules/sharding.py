@@ -87,7 +87,12 @@ SHARDS = [
     Shards("embedding_norm", {"embedding_norm": "replicate"}),
     # BERT's embeddings module: one token-type row and the norm of the summed tables
     Shards(
-        "embedding_module", {"token_type_embeddings": "replicate", "embedding_norm": "replicate"}
+        "embedding_module",
+        {
+            "token_type_embeddings": "replicate",
+            "embedding_norm": "replicate",
+            "embedding_proj": "replicate",
+        },
     ),
     # BERT's prediction head: the dense and norm before the vocabulary projection, whole
     Shards("head_transform", {"head_dense": "replicate", "head_norm": "replicate"}),

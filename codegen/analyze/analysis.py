@@ -133,7 +133,9 @@ def _run(ctx: Ctx) -> Features:
     embedding_norm = embedding.norm_module if embedding.norm is True else None
     norm = dataclasses.replace(
         norm,
-        final=final_norm.has_final_norm(ctx, embedding_norm),
+        final=final_norm.has_final_norm(
+            ctx, embedding_norm, (embedding.module_norm, head.transform_norm)
+        ),
         placement=residual_norm.placement(norm.placement, norm_facts),
     )
     if norm.block_names:  # the checkpoint's names for the block norms

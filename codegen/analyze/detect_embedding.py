@@ -196,7 +196,51 @@ def _module_tables(ctx: Ctx, path: str, rec: ModuleRec) -> dict | None:
             found["norm"] = f"{path}.{name}"
         elif _has_weights(child):
             return None
-    return found if found["word"] else None
+    if not found["word"]:
+        return None
+    found["width"], found["projection"] = "", ""
+    word = rec.attrs[found["word"].rsplit(".", 1)[-1]]
+    hidden = attr(cfg, "hidden_size")
+    width = word.args[1] if len(word.args) > 1 else None
+    if isinstance(hidden, int) and isinstance(width, int) and width != hidden:
+        # narrower tables (RemBERT's input_embedding_size) projected to the hidden size by
+        # a linear layer of the backbone before the first layer
+        found["width"] = _config_field(ctx, word, 1)
+        found["projection"] = _projection(ctx, width, hidden)
+        if not (found["width"] and found["projection"]):
+            return None
+    return found
+
+
+def _config_field(ctx: Ctx, rec: ModuleRec, index: int) -> str:
+    """The config field `rec`'s constructor reads for its argument `index`
+    (`nn.Embedding(config.vocab_size, config.input_embedding_size)`, 1 ->
+    "input_embedding_size"), checked against the evaluated value; "" if not one field."""
+    import libcst as cst
+    import libcst.matchers as m
+
+    node = rec.site.node if rec.site is not None else None
+    if not isinstance(node, cst.Call) or len(node.args) <= index or len(rec.args) <= index:
+        return ""
+    value = node.args[index].value
+    if not m.matches(value, m.Attribute(value=m.Name(), attr=m.Name())):
+        return ""
+    name = value.attr.value
+    return name if attr(ctx.model.config, name) == rec.args[index] else ""
+
+
+def _projection(ctx: Ctx, width: int, hidden: int) -> str:
+    """The HF path of the one linear layer of the backbone's chain mapping `width` features
+    to `hidden` (RemBERT's encoder.embedding_hidden_mapping_in), "" if not exactly one."""
+    found = [
+        f"{path}.{name}"
+        for path, owner in _chain(ctx)
+        for name, child in owner.children()
+        if isinstance(child, ModuleRec)
+        and ctx.roles.role(child) == LINEAR
+        and tuple(child.args[:2]) == (width, hidden)
+    ]
+    return found[0] if len(found) == 1 else ""
 
 
 def _has_weights(rec: ModuleRec) -> bool:
@@ -250,6 +294,14 @@ def _prediction_head(ctx: Ctx) -> dict | None:
     if len(projection) != 1 or len(dense) != 1 or len(norms) != 1 or len(acts) != 1:
         return None
     proj_path, proj, top = projection[0]
+    dense_rec = dense[0][1]
+    width = ""
+    hidden = attr(model.config, "hidden_size")
+    if len(dense_rec.args) > 1 and dense_rec.args[1] != hidden:
+        # the head works in a width of its own (RemBERT's output_embedding_size)
+        width = _config_field(ctx, dense_rec, 1)
+        if not width:
+            return None
     bias_key = f"{proj_path}.bias" if linear_bias(proj) else ""
     tied = _tied_map(ctx)
     if bias_key and bias_key in tied and attr(model.config, "tie_word_embeddings"):
@@ -265,6 +317,7 @@ def _prediction_head(ctx: Ctx) -> dict | None:
         "projection_rec": proj,
         "dense": dense[0][0],
         "dense_bias": linear_bias(dense[0][1]) is not False,
+        "width": width,
         "norm": norms[0],
         "activation": acts[0] if isinstance(acts[0], str) else "",
         "bias_key": bias_key,
@@ -520,6 +573,7 @@ def detect(ctx: Ctx) -> tuple[Embedding, Head]:
             transform_norm=pred["norm"],
             transform_activation=pred["activation"],
             transform_dense_bias=pred["dense_bias"],
+            transform_width=pred["width"],
             projection=pred["projection"],
             bias_key=pred["bias_key"],
         )
@@ -544,6 +598,8 @@ def detect(ctx: Ctx) -> tuple[Embedding, Head]:
             word_table=tables["word"],
             token_type_table=tables["token_type"],
             module_norm=tables["norm"],
+            module_width=tables["width"],
+            module_projection=tables["projection"],
         )
     return embedding, head_features
 

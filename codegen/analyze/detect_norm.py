@@ -169,6 +169,16 @@ def placement(ctx: Ctx, layer: ModuleRec) -> tuple[str, dict]:
     calls = [t for t in walk(out) if t.op == "call" and isinstance(t.module, ModuleRec)]
     mixers = [t for t in calls if roles.role(t.module) in (ATTENTION, MIXER)]
     ffns = [t for t in calls if roles.role(t.module) in (MLP, MOE)]
+    if not ffns:  # an FFN of bare linears (BERT's intermediate.dense, output.dense)
+        from codegen.analyze.detect_ffn import _ffn_linears
+
+        linears = {key for key, _ in _ffn_linears(ctx, layer, "")}
+        reached = {id(t) for t in calls}
+        ffns = [
+            t
+            for t in trace.terms
+            if t.op == "call" and id(t.module) in linears and id(t) in reached
+        ][:1]
     if not mixers:
         return UNKNOWN, facts
     up = parents(out)
@@ -291,7 +301,7 @@ def block_names(ctx: Ctx, norms: list, facts: dict) -> tuple[tuple[str, str], ..
         call = strip(call) if call is not None else None
         if isinstance(call, Term) and _is_norm_call(ctx, call):
             name = _in_layer(ctx, call, _called_attribute(call))
-            if name in names:
+            if name in names or _norm_at(ctx, name):
                 found.append((house, name))
     return tuple(found)
 
@@ -306,11 +316,26 @@ def _in_layer(ctx: Ctx, call: Term, name: str | None) -> str | None:
         return name
     if layer.cls is not None and scope.name.value == layer.cls.name:
         return name
-    for path, child in layer.children():
-        if isinstance(child, ModuleRec) and child.cls is not None:
-            if child.cls.name == scope.name.value:
-                return f"{path}.{name}"
+    # the submodule of that class, up to three levels down (BERT's attention.output, the
+    # SelfOutput that norms the attention's residual sum)
+    stack = [(path, child, 0) for path, child in layer.children()]
+    while stack:
+        path, child, depth = stack.pop(0)
+        if not isinstance(child, ModuleRec) or child.cls is None:
+            continue
+        if child.cls.name == scope.name.value:
+            return f"{path}.{name}"
+        if depth < 2:
+            stack += [(f"{path}.{n}", c, depth + 1) for n, c in child.children()]
     return name
+
+
+def _norm_at(ctx: Ctx, path: str | None) -> bool:
+    """The first layer has a norm module at `path` (`attention.output.LayerNorm`)."""
+    node = ctx.model.layers[0] if ctx.model.layers and path else None
+    for part in path.split(".") if node is not None else ():
+        node = node.attrs.get(part) if isinstance(node, ModuleRec) else None
+    return isinstance(node, ModuleRec) and ctx.roles.role(node) == NORM
 
 
 def _past_the_first_layer(ctx: Ctx, first: ModuleRec, place: str, facts: dict):

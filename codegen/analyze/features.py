@@ -277,6 +277,17 @@ class Embedding:
     # that norm's HF module path when it is a module of its own (bloom's
     # "transformer.word_embeddings_layernorm"); "" when it is the final norm, applied twice
     norm_module: str = ""
+    # the tables live in a module of their own (BERT's `bert.embeddings`): word, learned
+    # position and token-type tables summed there, then maybe normed (module_norm, its HF
+    # path); a causal LM gets token_type_ids of zeros, so row 0 of token_type_table is added
+    module: bool = False
+    word_table: str = ""  # e.g. "bert.embeddings.word_embeddings" (when module)
+    token_type_table: str = ""  # e.g. "bert.embeddings.token_type_embeddings"
+    module_norm: str = ""  # e.g. "bert.embeddings.LayerNorm"; "" when the sum is not normed
+    # tables narrower than the model (RemBERT): the config field of their width, and the HF
+    # path of the linear layer projecting them to the hidden size before the first layer
+    module_width: str = ""
+    module_projection: str = ""
 
 
 @dataclass(frozen=True)
@@ -287,15 +298,19 @@ class Head:
     # states on their way into the head, MiniCPM3: one small tensor, not a vocab-wide copy)
     logit_scale_on: str = "logits"
     bias: bool | str = UNKNOWN  # the output projection adds a bias
+    # a prediction head module: dense -> activation -> norm before the vocabulary projection
+    # (BERT's cls.predictions); HF paths of its dense, norm and projection, and the key the
+    # logits bias is stored under (BERT ties decoder.bias to cls.predictions.bias)
+    transform: bool = False
+    transform_dense: str = ""
+    transform_norm: str = ""
+    transform_activation: str = ""  # its activation's name (hidden_act: "gelu")
+    transform_dense_bias: bool = True
+    transform_width: str = ""  # config field of the head's own width (RemBERT), "" = hidden
+    projection: str = ""
+    bias_key: str = ""
 
 
-    # the tables live in a module of their own (BERT's `bert.embeddings`): word, learned
-    # position and token-type tables summed there, then maybe normed (module_norm, its HF
-    # path); a causal LM gets token_type_ids of zeros, so row 0 of token_type_table is added
-    module: bool = False
-    word_table: str = ""  # e.g. "bert.embeddings.word_embeddings" (when module)
-    token_type_table: str = ""  # e.g. "bert.embeddings.token_type_embeddings"
-    module_norm: str = ""  # e.g. "bert.embeddings.LayerNorm"; "" when the sum is not normed
 @dataclass(frozen=True)
 class Block:
     num_layers: int | None = None
@@ -306,16 +321,6 @@ class Block:
     # which of the two ("attention", "ffn") that init scales: GPT-2 both, nanochat attention only
     scaled_residual_projections: tuple[str, ...] = ("attention", "ffn")
     # layers whose token mixer is a gated causal depthwise convolution (LFM2), selected by
-    # a prediction head module: dense -> activation -> norm before the vocabulary projection
-    # (BERT's cls.predictions); HF paths of its dense, norm and projection, and the key the
-    # logits bias is stored under (BERT ties decoder.bias to cls.predictions.bias)
-    transform: bool = False
-    transform_dense: str = ""
-    transform_norm: str = ""
-    transform_activation: str = ""  # its activation's name (hidden_act: "gelu")
-    transform_dense_bias: bool = True
-    projection: str = ""
-    bias_key: str = ""
     # a per-layer config list: {"field", "layer_type", "module", "in_proj", "conv",
     # "out_proj", "parts", "post_gate", "kernel", "kernel_field", "bias", "bias_field"};
     # see codegen/analyze/short_conv.py

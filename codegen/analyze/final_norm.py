@@ -13,14 +13,15 @@ from codegen.analyze.features import UNKNOWN
 from codegen.analyze.roles import NORM
 
 
-def has_final_norm(ctx: Ctx, embedding_norm: str | None) -> bool | str:
+def has_final_norm(ctx: Ctx, embedding_norm: str | None, others: tuple = ()) -> bool | str:
     """False when no norm module outside the layers exists (other than the embedding norm
-    at `embedding_norm`) while the layers have norms; unknown when no norm is recognised at
-    all; cited at the backbone."""
+    at `embedding_norm` and the norms at `others`: an embeddings module's, a prediction
+    head's) while the layers have norms; unknown when no norm is recognised at all; cited
+    at the backbone."""
     model = ctx.model
     layers = {id(layer) for layer in model.layers or ()}
     for path, rec in _outside(model.entry, "", layers, 0):
-        if ctx.roles.role(rec) == NORM and path != embedding_norm:
+        if ctx.roles.role(rec) == NORM and path != embedding_norm and path not in others:
             ctx.cite("norm.final", ctx.site(rec))
             return True
     owner = model.stack_owner or model.entry

@@ -141,11 +141,11 @@ COMPARED: dict[str, Any] = {
     "embedding.positions": None,
     "embedding.init_std": lambda std: std is not None,
     "embedding.norm": None,
+    "embedding.module": None,
+    "head.transform": None,
     "state_dict.transposed_keys": _any,
     "state_dict.fp32_keys": _any,
     "head.logit_softcap": None,
-    "embedding.module": None,
-    "head.transform": None,
     "head.logit_scale": None,
     "head.bias": None,
     "block.residual_scale": None,
@@ -201,12 +201,12 @@ _DENSE_COMMON: dict[str, tuple] = {
     "embedding.positions": ("none",),  # RoPE (or nothing) in the attention, no absolute table
     "embedding.init_std": (False,),  # embeddings start at initializer_range like the rest
     "embedding.norm": (False,),  # embeddings reach the first layer as they are
+    "embedding.module": (False,),  # the tables are the backbone's own, no embeddings module
+    "head.transform": (False,),  # the vocabulary projection takes the final hidden states
     "state_dict.transposed_keys": (False,),  # nn.Linear weights stored [out, in]
     "state_dict.fp32_keys": (False,),  # every parameter in the model's dtype
     "head.logit_softcap": (False,),
     "head.logit_scale": (False,),
-    "embedding.module": (False,),  # the tables are the backbone's own, no embeddings module
-    "head.transform": (False,),  # the vocabulary projection takes the final hidden states
     "head.bias": (False,),
     "block.residual_scale": (False,),
     "block.scaled_residual_init": (False,),

@@ -9,13 +9,26 @@ import libcst.matchers as m
 from codegen.transforms import _attention_edits as edits
 from codegen.transforms._ffn_edits import adapter_rows, rewrite_adapter
 from codegen.transforms.base import Transform
-from codegen.transforms.edits import EditError, InsertStatements, assigns, code_of, is_name, run
+from codegen.transforms.edits import (
+    EditError,
+    InsertStatements,
+    ScopedTransformer,
+    assigns,
+    code_of,
+    expression,
+    is_name,
+    run,
+)
 
 TYPE_FIELD = "type_vocab_size: int = 2  # rows of the token-type table (a causal LM reads row 0)"
 TYPE_TABLE = "self.token_type_embeddings = nn.Embedding(args.type_vocab_size, args.dim)"
 # token_type_ids are all zeros: every token gets row 0 (one broadcast row, no gather)
 TYPE_ADD = "{h} = {h} + self.token_type_embeddings.weight[0]  # token type 0 for every token"
 NORM_APPLY = "{h} = self.embedding_norm({h})  # the sum of the tables, normed"
+WIDTH_FIELD = "embedding_dim: int = 128  # width of the embedding tables, projected to dim"
+PROJECTION = "self.embedding_proj = nn.Linear(args.embedding_dim, args.dim)  # tables -> dim"
+PROJECT = "{h} = self.embedding_proj({h})"
+TABLES = ("self.tok_embeddings", "self.token_type_embeddings", "self.pos_embeddings")
 
 
 class EmbeddingModule(Transform):
@@ -29,7 +42,15 @@ class EmbeddingModule(Transform):
     name = "embedding_module"
 
     def apply(
-        self, package, features=None, *, word_table: str, token_type_table: str = "", norm=""
+        self,
+        package,
+        features=None,
+        *,
+        word_table: str,
+        token_type_table: str = "",
+        norm="",
+        width: str = "",
+        projection: str = "",
     ) -> None:
         if not word_table:
             raise EditError("an embeddings module needs the HF path of its word table")
@@ -53,8 +74,12 @@ class EmbeddingModule(Transform):
                 "tok_embeddings.weight",
                 [(f"{token_type_table}.weight", "token_type_embeddings.weight")],
             )
+        if bool(width) != bool(projection):
+            raise EditError("narrower tables need both their width's field and the projection")
         if norm:
             built = norm_constructor(package.module("model.py"))
+            if width:
+                built = code_of(with_width(expression(built), "args.embedding_dim"))
             anchor = "self.token_type_embeddings" if token_type_table else "self.tok_embeddings"
             run(
                 package,
@@ -83,6 +108,8 @@ class EmbeddingModule(Transform):
                     (f"{norm}.bias", "embedding_norm.bias"),
                 ],
             )
+        if width:
+            _narrow_tables(package, width, projection, hidden)
 
 
 def _rename_row(package, house: str, hf_key: str) -> None:
@@ -149,3 +176,70 @@ def norm_constructor(module: cst.Module) -> str:
     if not calls:
         raise EditError("model.py builds no norm to copy (no Model.norm, no block norm)")
     return code_of(calls[0])
+
+
+def _narrow_tables(package, width: str, projection: str, hidden: str) -> None:
+    """Tables `embedding_dim` wide (the config's `width`), projected to `dim` by
+    `embedding_proj` (HF's `projection`) after their sum and norm, before the first layer."""
+    edits.add_args_field(package, WIDTH_FIELD, f"embedding_dim=hf_config.{width}")
+    widen = _TablesWidth()
+    run(package, "model.py", widen)
+    if widen.hits < 1:
+        raise EditError("model.py: Model.__init__ builds no nn.Embedding(..., args.dim) table")
+    run(
+        package,
+        "model.py",
+        InsertStatements("Model", "__init__", assigns("self.layers"), PROJECTION, before=True),
+    )
+    run(
+        package,
+        "model.py",
+        InsertStatements("Model", "forward", _layer_loop, PROJECT.format(h=hidden), before=True),
+    )
+    last = adapter_rows(package)
+    anchor = next(
+        house
+        for house in (
+            "embedding_norm.bias",
+            "embedding_norm.weight",
+            "token_type_embeddings.weight",
+        )
+        + ("pos_embeddings.weight", "tok_embeddings.weight")
+        if any(value == house for _, value in last)
+    )
+    edits.insert_rows_after(
+        package,
+        anchor,
+        [
+            (f"{projection}.weight", "embedding_proj.weight"),
+            (f"{projection}.bias", "embedding_proj.bias"),
+        ],
+    )
+
+
+_DIM = m.Attribute(value=m.Name("args"), attr=m.Name("dim"))
+
+
+def with_width(node: cst.CSTNode, width: str) -> cst.CSTNode:
+    """`node` with every `args.dim` read as `width` (a norm or table built narrower)."""
+    new = expression(width)
+
+    class _Swap(cst.CSTTransformer):
+        def leave_Attribute(self, original, updated):
+            return new if m.matches(updated, _DIM) else updated
+
+    return node.visit(_Swap())
+
+
+class _TablesWidth(ScopedTransformer):
+    """In `Model.__init__`, the embedding tables are built `args.embedding_dim` wide."""
+
+    def __init__(self):
+        super().__init__("Model", "__init__")
+
+    def leave_Assign(self, original, updated):
+        target = updated.targets[0].target
+        if self.inside and any(is_name(target, name) for name in TABLES):
+            self.hits += 1
+            return updated.with_changes(value=with_width(updated.value, "args.embedding_dim"))
+        return updated

@@ -21,9 +21,10 @@ from codegen.transforms.edits import (
     expression,
     run,
 )
-from codegen.transforms.embedding_module import norm_constructor
+from codegen.transforms.embedding_module import norm_constructor, with_width
 
 DENSE = "self.head_dense = nn.Linear(args.dim, args.dim{bias})  # the head's own transform"
+WIDTH_FIELD = "head_width: int = 768  # width of the prediction head (dense out, norm, output in)"
 
 
 class HeadTransform(Transform):
@@ -48,6 +49,7 @@ class HeadTransform(Transform):
         activation: str,
         dense_bias: bool = True,
         bias_key: str = "",
+        width: str = "",
     ) -> None:
         if not (dense and norm and projection):
             raise EditError("a prediction head needs the HF paths of its dense, norm, projection")
@@ -57,6 +59,18 @@ class HeadTransform(Transform):
             raise EditError(str(err)) from err
         built = norm_constructor(package.module("model.py"))
         layers = DENSE.format(bias="" if dense_bias else ", bias=False")
+        if width:  # the head's own width (RemBERT's output_embedding_size)
+            edits.add_args_field(package, WIDTH_FIELD, f"head_width=hf_config.{width}")
+            layers = layers.replace(
+                "nn.Linear(args.dim, args.dim", "nn.Linear(args.dim, args.head_width"
+            )
+            built = code_of(with_width(expression(built), "args.head_width"))
+            narrow = _OutputInput()
+            run(package, "model.py", narrow)
+            if narrow.hits != 1:
+                raise EditError(
+                    "model.py: Model.__init__ builds no `self.output = nn.Linear(args.dim, ...)`"
+                )
         run(
             package,
             "model.py",
@@ -108,3 +122,25 @@ class _WrapHeadInput(ScopedTransformer):
             func=expression("self.head_norm"), args=[cst.Arg(activation_of(self.activation, dense))]
         )
         return updated.with_changes(args=[updated.args[0].with_changes(value=head_input)])
+
+
+class _OutputInput(ScopedTransformer):
+    """`self.output = nn.Linear(args.dim, ...)` takes `args.head_width` features."""
+
+    def __init__(self):
+        super().__init__("Model", "__init__")
+
+    def leave_Assign(self, original, updated):
+        call = updated.value
+        if not (
+            self.inside
+            and m.matches(updated.targets[0].target, m.Attribute(m.Name("self"), m.Name("output")))
+            and m.matches(call, m.Call(args=[m.Arg(_DIM), m.ZeroOrMore()]))
+        ):
+            return updated
+        self.hits += 1
+        first = call.args[0].with_changes(value=expression("args.head_width"))
+        return updated.with_changes(value=call.with_changes(args=[first, *call.args[1:]]))
+
+
+_DIM = m.Attribute(value=m.Name("args"), attr=m.Name("dim"))

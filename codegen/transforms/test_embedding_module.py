@@ -88,3 +88,36 @@ def test_a_norm_only_module_norms_before_the_first_layer():
 def test_no_word_table_is_refused():
     with pytest.raises(EditError):
         EmbeddingModule().apply(_llama(), word_table="")
+
+
+def test_narrower_tables_are_projected_to_dim_after_their_norm():
+    """RemBERT: tables input_embedding_size wide, normed at that width, then a linear layer
+    to the hidden size before the first layer."""
+    package = _llama()
+    LearnedPositions().apply(package, table="rembert.embeddings.position_embeddings", offset=0)
+    EmbeddingModule().apply(
+        package,
+        word_table="rembert.embeddings.word_embeddings",
+        token_type_table="rembert.embeddings.token_type_embeddings",
+        norm="rembert.embeddings.LayerNorm",
+        width="input_embedding_size",
+        projection="rembert.encoder.embedding_hidden_mapping_in",
+    )
+    files = package.render()
+    model = files["model.py"]
+    for table in ("vocab_size", "type_vocab_size", "max_position_embeddings"):
+        assert f"nn.Embedding(args.{table}, args.embedding_dim)" in model
+    assert "self.embedding_norm = RMSNorm(args.embedding_dim, args.norm_eps)" in model
+    assert "self.embedding_proj = nn.Linear(args.embedding_dim, args.dim)" in model
+    assert model.index("h = self.embedding_norm(h)") < model.index("h = self.embedding_proj(h)")
+    assert model.index("h = self.embedding_proj(h)") < model.index("for layer in self.layers:")
+    assert "embedding_dim=hf_config.input_embedding_size," in files["args.py"]
+    adapter = files["state_dict_adapter.py"]
+    for tensor in ("weight", "bias"):
+        hf = f"rembert.encoder.embedding_hidden_mapping_in.{tensor}"
+        assert f'"{hf}": "embedding_proj.{tensor}"' in adapter
+
+
+def test_a_width_without_its_projection_is_refused():
+    with pytest.raises(EditError):
+        EmbeddingModule().apply(_llama(), word_table="w", width="input_embedding_size")

@@ -72,3 +72,13 @@ def test_bad_parameters_are_refused():
         _bert_head(activation="no_such_activation")
     with pytest.raises(EditError):
         _bert_head(dense="")
+
+
+def test_a_head_of_its_own_width():
+    """RemBERT: dense hidden -> output_embedding_size, the norm and the projection at it."""
+    files = _bert_head(width="output_embedding_size", bias_key=f"{P}.decoder.bias").render()
+    model = files["model.py"]
+    assert "self.head_dense = nn.Linear(args.dim, args.head_width)" in model
+    assert "self.head_norm = RMSNorm(args.head_width, args.norm_eps)" in model
+    assert "self.output = nn.Linear(args.head_width, args.vocab_size" in model
+    assert "head_width=hf_config.output_embedding_size," in files["args.py"]

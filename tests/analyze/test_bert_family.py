@@ -69,10 +69,6 @@ def test_a_tied_head_bias_is_read_from_the_parameter_it_shares(megatron):
     }
 
 
-def test_an_untied_head_bias_is_the_projections_own():
-    assert analyze("rembert").head.bias_key == "cls.predictions.decoder.bias"
-
-
 def test_a_renamed_copy_reads_the_same(tmp_path, megatron):
     modeling, _ = rename_model("megatron-bert", "zorblax", str(tmp_path))
     renamed = analyze(modeling)
@@ -88,3 +84,28 @@ def test_a_renamed_copy_reads_the_same(tmp_path, megatron):
 def test_decoders_with_their_own_tables_report_nothing_new(model_type):
     found = {u.feature for u in analyze(model_type).unsupported}
     assert not found & {"embedding.module", "head.transform"}
+
+
+@pytest.mark.parametrize("model_type", ["rembert", "big_bird"])
+def test_post_ln_layers_norm_each_residual_sum_and_end_without_a_final_norm(model_type):
+    """BERT's SelfOutput/Output norm dense(x) + x; the FFN is bare linears inlined in the
+    layer (no MLP module), its up projection read as the MLP's entry. The embeddings' and
+    the head's norms are not a final norm."""
+    features = analyze(model_type)
+    assert features.norm.placement == "post_residual"
+    assert features.norm.final is False
+    names = dict(features.norm.block_names)
+    assert names["post_attention_norm"] == "attention.output.LayerNorm"
+    assert names["post_ffn_norm"] == "output.LayerNorm"
+
+
+def test_narrower_tables_and_head_read_their_widths_and_projection():
+    """RemBERT: tables input_embedding_size wide, projected to hidden_size by the encoder's
+    embedding_hidden_mapping_in; the head works in output_embedding_size."""
+    features = analyze("rembert")
+    assert features.embedding.module_width == "input_embedding_size"
+    assert features.embedding.module_projection == "rembert.encoder.embedding_hidden_mapping_in"
+    assert features.head.transform_width == "output_embedding_size"
+    assert features.head.bias_key == "cls.predictions.decoder.bias"
+    megatron = analyze("megatron-bert")
+    assert (megatron.embedding.module_width, megatron.head.transform_width) == ("", "")
