@@ -97,6 +97,7 @@ RULES += [
         # a source that windows layers by type needs the pattern in every setting, also
         # where the analysed config types none sliding but sets `sliding_window`
         switch="layer_types=sliding_attention",
+        covers=("all",),  # every layer typed sliding
     ),
     Rule(
         id="no_sliding_window",

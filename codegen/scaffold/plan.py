@@ -103,6 +103,7 @@ def _plan_from(target, name: str | None, reference: str, *, own_code: bool = Tru
     for feature in differing:
         value = references.compared_value(features, feature)
         matching = [r for r in rules if r.feature == feature and value in r.values]
+        matching = _switched_instead(features, rules, feature, value, matching)
         if not matching:
             gaps.append(Gap(feature, value, _evidence(target, feature)))
             continue
@@ -149,6 +150,21 @@ def _switch_steps(features, reference: str, rules, planned: set[str]) -> list[St
         reason = f"config switch {switch.name} ({evidence or 'HF source'})"
         steps.append(Step(rule.transform, rule.resolve(features), rule.id, reason))
     return steps
+
+
+def _switched_instead(features, rules, feature: str, value, matching: list) -> list:
+    """The rule that realises `feature` in every setting of a config switch the source has,
+    where the analysed value is one of those settings (`covers`), instead of the rules for
+    that constant value."""
+    switched = {switch.field: switch for switch in getattr(features, "switches", ())}
+    for rule in rules:
+        if rule.feature != feature or value not in rule.covers:
+            continue
+        field, _, operand = rule.switch.partition("=")
+        switch = switched.get(field)
+        if switch is not None and (not operand or operand in {v.operand for v in switch.values}):
+            return [rule]
+    return matching
 
 
 _FIXING = "no config switch: "

@@ -31,6 +31,11 @@ class Rule:
     # `field=value`: only where one setting the source branches on is that value
     # (layer_types=sliding_attention: a window pattern, not linear-attention layers)
     switch: str = ""
+    # values of the feature that one setting of `switch` gives, which the rule realises as
+    # well (a window pattern whose layers are all typed sliding: 'all'): where the target
+    # has the switch, the rule is planned for them instead of a rule for the constant,
+    # which would ignore the switch (ministral)
+    covers: tuple[Any, ...] = ()
     # a config field the reference reads as a switch for this feature (attention_bias) and
     # the HF projections whose bias the rule sets: the rule runs with the target's own bool
     # switch for exactly these biases (StableLM's use_qkv_bias), else, where the target has

@@ -1,5 +1,7 @@
-"""A number switch is pinned (FIXED_SETTINGS) on the side of its comparisons where the
-source does nothing more, and left free where it is a size the code only scales by."""
+"""Config switches in the plan: a number switch is pinned (FIXED_SETTINGS) on the side of
+its comparisons where the source does nothing more, and left free where it is a size the
+code only scales by; a window every layer is typed for is planned as the layer_types
+pattern where the source has that switch."""
 
 from __future__ import annotations
 
@@ -61,3 +63,18 @@ def test_a_field_equal_to_another_is_pinned_as_that_relation():
     equal = _target({"word_embed_proj_dim": 96, "hidden_size": 96}, same)
     assert _switch_settings(equal) == {"word_embed_proj_dim": {"same_as": "hidden_size"}}
     assert _switch_settings(_target({"word_embed_proj_dim": 48, "hidden_size": 96}, same)) == {}
+
+
+def test_every_layer_typed_sliding_is_planned_as_a_pattern():
+    """ministral's layers are all typed sliding by default: the window pattern (which reads
+    layer_types) is planned, not a window on every layer that ignores layer_types; mistral,
+    with no layer_types switch, keeps the window on every layer."""
+    from codegen.scaffold.plan import make_plan
+    from codegen.scaffold.target import load_target
+
+    def rules(model_type):
+        return {step.rule for step in make_plan(load_target(model_type)).steps}
+
+    assert "sliding_window_pattern" in rules("ministral")
+    assert "sliding_window_all" not in rules("ministral")
+    assert "sliding_window_all" in rules("mistral")
