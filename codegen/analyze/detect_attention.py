@@ -651,7 +651,8 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
     ctx.cite(
         "attention.sliding_window",
         f"{where}; {ctx.cite_config('sliding_window', cfg_window)}"
-        + ("; config:layer_types" if isinstance(attr(cfg, "layer_types"), list) else ""),
+        + ("; config:layer_types" if isinstance(attr(cfg, "layer_types"), list) else "")
+        + (f"; mask buffer cut where {window_rule}" if window_rule else ""),
     )
 
     # -- sinks, softcap, scale --------------------------------------------------------------------
