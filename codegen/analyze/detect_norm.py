@@ -301,7 +301,10 @@ def block_names(ctx: Ctx, norms: list, facts: dict) -> tuple[tuple[str, str], ..
         call = strip(call) if call is not None else None
         if isinstance(call, Term) and _is_norm_call(ctx, call):
             name = _in_layer(ctx, call, _called_attribute(call))
-            if name in names or _norm_at(ctx, name):
+            # one module, one role: a post-LN block's attention post-norm is also what its
+            # MLP reads, not a norm of the MLP's own
+            taken = {hf for _, hf in found}
+            if (name in names or _norm_at(ctx, name)) and name not in taken:
                 found.append((house, name))
     return tuple(found)
 

@@ -97,6 +97,8 @@ def test_post_ln_layers_norm_each_residual_sum_and_end_without_a_final_norm(mode
     names = dict(features.norm.block_names)
     assert names["post_attention_norm"] == "attention.output.LayerNorm"
     assert names["post_ffn_norm"] == "output.LayerNorm"
+    # the MLP reads the attention's post-norm: that module is not a norm of the MLP's own
+    assert "ffn_norm" not in names
 
 
 def test_narrower_tables_and_head_read_their_widths_and_projection():
