@@ -15,6 +15,8 @@ None: the caller interprets the whole file.
 from __future__ import annotations
 
 import ast
+import re
+from collections import Counter
 
 FUNCTION = "_build_checkpoint_conversion_mapping"
 
@@ -25,6 +27,13 @@ class _Shape(Exception):
 
 def sliced_source(text: str, wanted: set[str]) -> str | None:
     """The module `text` with `FUNCTION` cut down to what `wanted` keys need, or None."""
+    hollow = _hollow(text)
+    if hollow is not None:  # the dict's entries apart: only the needed ones are parsed
+        short, entries = hollow
+        try:
+            return _sliced(_Lines(short), ast.parse(short), wanted, entries)
+        except (SyntaxError, ValueError, RecursionError, _Shape):
+            pass  # not the layout `_hollow` expects: the whole file, parsed
     try:
         tree = ast.parse(text)
     except (SyntaxError, ValueError, RecursionError):
@@ -35,10 +44,49 @@ def sliced_source(text: str, wanted: set[str]) -> str | None:
         return None
 
 
+_INIT = re.compile(rf"^def {FUNCTION}\(\):\n    mapping = \{{\n", re.M)
+_INIT_END = re.compile(r"^    \}\n", re.M)
+_ENTRY_LINE = re.compile(r"^        (?=\S)", re.M)  # a line at the dict's entry indentation
+_ENTRY = re.compile(r'"([^"\\\n]*)": ')  # `"key": ` opening an entry
+
+
+def _hollow(text: str) -> tuple[str, list[tuple[str, str]]] | None:
+    """(`text` with the body of `mapping = {...}` taken out, [(key, entry text)]) when the
+    dict is laid out one entry per line group: every line at the entries' indentation opens
+    an entry (`"key": `), is a comment or closes a bracket. The dict is most of the file;
+    parsing only the rest and the needed entries costs a fraction (each needed entry is
+    checked to parse as that key alone)."""
+    start = _INIT.search(text)
+    if start is None:
+        return None
+    end = _INIT_END.search(text, start.end())
+    if end is None:
+        return None
+    body = text[start.end() : end.start()]
+    entries: list[tuple[str, str]] = []
+    opened = None
+    for line in _ENTRY_LINE.finditer(body):
+        entry = _ENTRY.match(body, line.end())
+        if entry is not None:
+            if opened is not None:
+                entries.append((opened[0], body[opened[1] : line.start()]))
+            opened = (entry.group(1), line.start())
+        elif body[line.end()] not in "#)]}":
+            return None
+    if opened is None:
+        return None
+    entries.append((opened[0], body[opened[1] :]))
+    first = body.find(entries[0][1])
+    if any(line.strip()[:1] not in ("", "#") for line in body[:first].splitlines()):
+        return None  # something before the first entry
+    return text[: start.end()] + text[end.start() :], entries
+
+
 class _Lines:
     """Source segments by ast position (columns are UTF-8 byte offsets)."""
 
     def __init__(self, text: str):
+        self.raw = text
         self.lines = text.encode().splitlines(keepends=True)  # \n, \r\n, \r: as ast counts
 
     def segment(self, node: ast.AST, padded: bool = False) -> str:
@@ -53,7 +101,7 @@ class _Lines:
         return (b" " * start if padded else b"").decode() + chunk.decode()
 
 
-def _sliced(text: _Lines, tree: ast.Module, wanted: set[str]) -> str:
+def _sliced(text: _Lines, tree: ast.Module, wanted: set[str], entries=None) -> str:
     function = next(
         (s for s in tree.body if isinstance(s, ast.FunctionDef) and s.name == FUNCTION), None
     )
@@ -64,6 +112,11 @@ def _sliced(text: _Lines, tree: ast.Module, wanted: set[str]) -> str:
     if not body or not _is_init(body[0]):
         raise _Shape
     facts = [_effects(statement, tables) for statement in body[1:]]
+    # a pattern loop over a table used nowhere else runs over the rows of needed keys only
+    # (each reads its own base pattern), so the rest of the table is left out
+    loops = {i: _loop_table(s) for i, s in enumerate(body[1:]) if isinstance(s, ast.For)}
+    looped = Counter(loops.values())  # the name's one other mention is its assignment
+    cut = {name for name in looped if len(re.findall(rf"\b{name}\b", text.raw)) == looped[name] + 1}
     needed = set(wanted)
     kept: set[int] = set()
     while True:  # to a fixpoint: a later statement may alias or extend a needed entry
@@ -71,10 +124,13 @@ def _sliced(text: _Lines, tree: ast.Module, wanted: set[str]) -> str:
         for index, (writes, reads) in enumerate(facts):
             if writes is None or writes & needed:
                 kept.add(index)
+                table = loops.get(index)
+                if table in cut:
+                    reads = {base for key, base in tables[table].items() if key in needed}
                 needed |= reads
         if (len(needed), len(kept)) == before:
             break
-    init = _init_source(text, body[0], needed)
+    init = _init_source(text, body[0], needed) if entries is None else _entries(entries, needed)
     statements = [
         text.segment(statement, padded=True)
         for index, statement in enumerate(body[1:])
@@ -82,11 +138,36 @@ def _sliced(text: _Lines, tree: ast.Module, wanted: set[str]) -> str:
     ]
     lines = [f"def {FUNCTION}():", init, *statements]
     parts = [
-        "\n".join(lines) if statement is function else text.segment(statement, padded=True)
+        "\n".join(lines)
+        if statement is function
+        else _table_source(text, statement, needed)
+        if _assigned(statement) in cut
+        else text.segment(statement, padded=True)
         for statement in tree.body
         if statement is function or not isinstance(statement, ast.FunctionDef | ast.ClassDef)
     ]
     return "\n".join(parts) + "\n"
+
+
+def _loop_table(loop: ast.For) -> str:
+    """The table a pattern loop iterates (`_effects` has checked the shape)."""
+    return loop.iter.func.value.id
+
+
+def _assigned(statement: ast.stmt) -> str | None:
+    if isinstance(statement, ast.Assign) and isinstance(statement.targets[0], ast.Name):
+        return statement.targets[0].id
+    return None
+
+
+def _table_source(text: _Lines, statement: ast.Assign, needed: set[str]) -> str:
+    """`NAME = {...}` with the rows of needed keys only, in their order."""
+    entries = [
+        f"    {text.segment(key)}: {text.segment(value)},"
+        for key, value in zip(statement.value.keys, statement.value.values, strict=True)
+        if _string(key) in needed
+    ]
+    return "\n".join([f"{statement.targets[0].id} = {{", *entries, "}"])
 
 
 def _module_tables(tree: ast.Module) -> dict[str, dict[str, str]]:
@@ -125,6 +206,23 @@ def _is_init(statement: ast.stmt) -> bool:
         and isinstance(statement.value, ast.Dict)
         and all(_string(key) is not None for key in statement.value.keys)
     )
+
+
+def _entries(entries: list[tuple[str, str]], needed: set[str]) -> str:
+    """`mapping = {...}` of the needed entries cut out by `_hollow`, each checked to be
+    exactly its key's entry."""
+    kept = []
+    for key, entry in entries:
+        if key not in needed:
+            continue
+        try:
+            parsed = ast.parse("{\n" + entry + "\n}", mode="eval").body
+        except (SyntaxError, ValueError, RecursionError):
+            raise _Shape from None
+        if not (isinstance(parsed, ast.Dict) and [_string(k) for k in parsed.keys] == [key]):
+            raise _Shape
+        kept.append(entry.rstrip("\n"))
+    return "\n".join(["    mapping = {", *kept, "    }"])
 
 
 def _init_source(text: _Lines, statement: ast.Assign, needed: set[str]) -> str:

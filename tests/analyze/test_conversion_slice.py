@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from codegen.analyze import conversion
-from codegen.analyze.conversion_slice import sliced_source
+from codegen.analyze.conversion_slice import _hollow, sliced_source
 
 SOURCE = """
 from .loading import Rename
@@ -89,3 +89,21 @@ def test_installed_mapping_entries_match_the_whole_interpretation():
         part = conversion._mapping(frozenset([key]))
         assert set(part) == {key}
         assert _same(part[key], whole[key]), key
+
+
+def test_a_pattern_table_keeps_the_rows_of_needed_keys_only():
+    sliced = sliced_source(SOURCE, {"c"})
+    assert '"c": "a"' in sliced and '"b": "z"' not in sliced  # the loop's only use
+    shared = SOURCE.replace("    return mapping", "    mapping['t'] = [TABLE]\n    return mapping")
+    kept = sliced_source(shared, {"c"})
+    assert '"c": "a"' in kept and '"b": "z"' in kept  # read elsewhere: the table stays whole
+
+
+def test_the_dict_is_split_by_entry_lines_and_other_layouts_parse_whole():
+    short, entries = _hollow(SOURCE)
+    assert [key for key, _ in entries] == ["a", "b", "z", "y"]
+    assert '"b1"' not in short and "extra = [Rename" in short
+    quoted = SOURCE.replace('        "y": [Rename("y1")],\n', "        'y': [Rename('y1')],\n")
+    assert _hollow(quoted) is None  # an entry line that is not `"key": ...`
+    for key in ("y", "e"):
+        assert _run(sliced_source(quoted, {key})).get(key) == _run(quoted).get(key) is not None
