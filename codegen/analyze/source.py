@@ -17,6 +17,7 @@ from functools import lru_cache
 import libcst as cst
 from libcst._nodes.internal import CodegenState  # the base of PositionProvider's state
 
+from codegen.analyze.walk import children
 from codegen.errors import CodegenError
 
 
@@ -137,9 +138,28 @@ class SourceFile:
             )
             if owner is not None:
                 return self.line(node, owner)
+        if scope is None and not self._full:
+            # a node cited without its scope: the positions of the method (or top-level
+            # class/function) holding it, found by a walk (cheaper than a whole-file pass)
+            owner, inner = self._enclosing(node)
+            if owner is not None:
+                return self.line(node, owner, inner)
         if not self._full:
             self._resolve_all()
         return self.positions.get(node, 0)
+
+    def _enclosing(self, node: cst.CSTNode) -> tuple:
+        """(top-level class or function holding `node`, its method holding it or None)."""
+        for stmt in self.module.body:
+            if isinstance(stmt, cst.ClassDef):
+                for inner in stmt.body.body:
+                    if isinstance(inner, cst.FunctionDef) and _contains(inner, node):
+                        return stmt, inner
+                if _contains(stmt, node):
+                    return stmt, None
+            elif isinstance(stmt, cst.FunctionDef) and _contains(stmt, node):
+                return stmt, None
+        return None, None
 
     def _resolve(self, scope: cst.CSTNode, anchor: int | None) -> None:
         """Positions of every node under one class/function, offset to file lines."""
@@ -194,6 +214,16 @@ class SourceFile:
 
     def code(self, node: cst.CSTNode) -> str:
         return self.module.code_for_node(node).strip()
+
+
+def _contains(root: cst.CSTNode, node: cst.CSTNode) -> bool:
+    stack = [root]
+    while stack:
+        current = stack.pop()
+        if current is node:
+            return True
+        stack.extend(children(current))
+    return False
 
 
 def _positions(module: cst.Module) -> dict:

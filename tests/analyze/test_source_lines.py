@@ -70,3 +70,21 @@ def test_crlf_and_a_scope_rendered_alone() -> None:
     lines = _positions(scope)
     assert lines == provider_lines(scope)
     assert lines[module.body[2].name] == 6  # its blank lines and decorator come first
+
+
+def test_a_node_cited_without_its_scope_is_placed_from_its_method(tmp_path) -> None:
+    from codegen.analyze.source import parse_file
+    from codegen.analyze.walk import children
+
+    path = tmp_path / "modeling_x.py"
+    path.write_text(SOURCE)
+    sf = parse_file(str(path))
+    expected = provider_lines(sf.module)
+    method = sf.classes["Thing"].methods["name"]
+    stack, nodes = [method], []
+    while stack:
+        nodes.append(stack.pop())
+        stack.extend(children(nodes[-1]))
+    assert [sf.line(n) for n in nodes] == [expected[n] for n in nodes]
+    assert not sf._full  # no pass over the whole file
+    assert id(method) in sf._scoped
