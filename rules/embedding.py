@@ -102,5 +102,4 @@ RULES = [
             " and sinks) stay fp32 when the model is cast to bf16"
         ),
     ),
-
 ]
