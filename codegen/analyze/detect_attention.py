@@ -674,7 +674,8 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
             softcap = UNKNOWN
             ctx.cite("attention.softcap", where)
         scaling = rep.kernel.kwargs.get("scaling")
-        if scaling is None and _unscaled_inline(rep.kernel):
+        unscaled = scaling is None and _unscaled_inline(rep.kernel)
+        if unscaled:
             scaling = 1.0  # softmax(q @ k^T) written out with no factor on the scores
         qkv = _qkv(rep.kernel)
         if isinstance(scaling, int | float) and qkv:
@@ -692,7 +693,9 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
         q_head = (q_out // num_heads) if (q_out and num_heads) else head_dim
         if isinstance(scaling, int | float) and q_head:
             if abs(scaling - q_head**-0.5) > 1e-6 * max(1.0, abs(scaling)):
-                scale = "none" if scaling == 1.0 else "custom"
+                # a config value that happens to be 1.0 (granite's attention_multiplier) is
+                # still a custom scale; only scores written out with no factor are unscaled
+                scale = "none" if unscaled and scaling == 1.0 else "custom"
                 ctx.cite("attention.scale", f"{where} (scaling={scaling:.6g}, head_dim {q_head})")
         elif scaling is not None and not isinstance(scaling, int | float):
             scale = UNKNOWN

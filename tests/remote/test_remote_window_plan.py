@@ -37,7 +37,9 @@ def test_the_renamed_mellum_copy_windows_by_layer_type_from_any_reference(tmp_pa
 
 def _layer_types(*operands: str) -> SimpleNamespace:
     values = tuple(SwitchValue(f"layers {o!r}", "layers", o) for o in operands)
-    return SimpleNamespace(switches=(Switch("layer_types", "per_layer", values),))
+    switches = (Switch("layer_types", "per_layer", values),)
+    # features that read no other value: rules resolve their feature arguments through .get
+    return SimpleNamespace(switches=switches, get=lambda path, default=None: default)
 
 
 def test_the_pattern_realises_only_a_sliding_layer_types_switch() -> None:
