@@ -57,8 +57,8 @@ class ModelArgs:
         if hf_config.hidden_act != "silu":
             raise NotImplementedError(f"hidden_act {hf_config.hidden_act!r}: only silu (SwiGLU)")
         rope = hf_config.rope_parameters
-        # Qwen's default RoPE ignores partial_rotary_factor; HF's scaled rope types shrink the
-        # rotary dim by it, which Qwen's attention cannot apply (HF fails in forward).
+        # HF's scaled rope types shrink the rotary dim by partial_rotary_factor, which this
+        # attention (rotary over the whole head) does not do: that combination is refused.
         partial = rope.get("partial_rotary_factor", 1.0) != 1.0
         if partial and rope.get("rope_type", "default") != "default":
             raise NotImplementedError("partial_rotary_factor != 1 with a scaled rope_type")
