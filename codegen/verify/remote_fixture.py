@@ -28,6 +28,10 @@ DEFAULT_NAME = "zephyrine"
 _FROM_IMPORT = re.compile(
     r"^(?P<indent>[ \t]*)from[ \t]+(?P<dots>\.+)(?P<module>[\w.]*)[ \t]+import\b"
 )
+_FROM_OWN_PACKAGE = re.compile(
+    r"^(?P<indent>[ \t]*)from[ \t]+transformers\.models\.(?P<package>\w+)\.(?P<module>\w+)"
+    r"[ \t]+import\b"
+)
 
 
 def camel(name: str) -> str:
@@ -96,7 +100,14 @@ def toy_config_dict(model_type: str) -> dict[str, Any]:
 
 def _renames(model_type: str, folder: str, old_camel: str, name: str) -> dict[str, str]:
     new_camel, new_snake = camel(name), snake(name)
+    outer = camel(folder)  # `Llama4` around `Llama4Text`; not `Opt` beside `OPT` (`Optional`)
+    wrapper = (
+        {outer: f"{new_camel}Wrapper"}
+        if old_camel.startswith(outer) != (outer == old_camel)
+        else {}
+    )
     return {
+        **wrapper,  # classes of the same file around the text model (`Llama4` of `Llama4Text`)
         old_camel: new_camel,
         folder: new_snake,
         model_type: new_snake,
@@ -126,10 +137,22 @@ def _copy(
 
 def _absolute_imports(text: str, source_dir: Path) -> tuple[list[str], list[str]]:
     """Lines with relative imports into transformers made absolute (marked so renaming leaves
-    them alone), and the sibling modules (`from .x import`) that exist beside the file."""
+    them alone), and the sibling modules (`from .x import`, or the absolute import of a file
+    of the same package) that exist beside the file."""
     package = ["transformers", "models", source_dir.name]
     lines, siblings = [], []
     for line in text.splitlines(keepends=True):
+        own = _FROM_OWN_PACKAGE.match(line)
+        if (
+            own
+            and own["package"] == source_dir.name
+            and (source_dir / f"{own['module']}.py").is_file()
+        ):
+            # `from transformers.models.x.configuration_x import` names a file the folder
+            # ships: on the hub it is a sibling import
+            siblings.append(own["module"])
+            lines.append(f"{own['indent']}from .{own['module']} import{line[own.end() :]}")
+            continue
         match = _FROM_IMPORT.match(line)
         if match is None:
             lines.append(line)
