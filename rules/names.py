@@ -32,6 +32,13 @@ KEY_SYNONYMS: tuple[tuple[str, ...], ...] = (
     ("k_norm", "key_layernorm", "k_layernorm"),
 )
 
+# a fused projection (by its synonym group's first name) -> the projections it stands for: a
+# switch biasing GPT-NeoX's query_key_value biases q, k and v
+FUSED_PROJECTIONS: dict[str, tuple[str, ...]] = {
+    "qkv_proj": ("q_proj", "k_proj", "v_proj"),
+    "gate_up_proj": ("gate_proj", "up_proj"),
+}
+
 CONFIG_ALIASES: dict[str, tuple[str, ...]] = {
     "rms_norm_eps": (
         "layer_norm_eps",

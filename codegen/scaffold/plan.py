@@ -239,6 +239,7 @@ def _bias_switch(features, projections: tuple[str, ...], *, field=None, covered=
         for value in switch.values:
             biased = _biased(value.selects)
             biased |= {_canonical(name) for name in biased}  # modernbert's Wo is an o_proj
+            biased |= {part for name in biased for part in _fused_parts(name)}
             if value.label != "True" or not set(projections) <= biased:
                 continue
             if covered is None or biased <= covered:
@@ -251,6 +252,13 @@ def _canonical(name: str) -> str:
     from codegen.scaffold.table import load_names
 
     return next((g[0] for g in load_names().KEY_SYNONYMS if name in g), name)
+
+
+def _fused_parts(name: str) -> tuple[str, ...]:
+    """The projections a fused one stands for (`rules/names.py`), none for another name."""
+    from codegen.scaffold.table import load_names
+
+    return load_names().FUSED_PROJECTIONS.get(name, ())
 
 
 def _biased(selects: str) -> set[str]:

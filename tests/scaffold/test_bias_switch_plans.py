@@ -19,6 +19,8 @@ EXPECTED = {
     "helium": {"o_bias": False},  # its attention_bias never biases o_proj
     "stablelm": {"qkv_bias": "use_qkv_bias", "o_bias": False, "ffn_bias": False},
     "arcee": {"ffn_bias": False},  # mlp_bias biases up/down of an ungated MLP only
+    # attention_bias biases its fused query_key_value (q/k/v) and dense; no MLP switch
+    "gpt_neox": {"ffn_bias": True},
     "deepseek_v3": {},  # the reference's attention_bias biases wq_a/wkv_a/wo, as HF
 }
 
