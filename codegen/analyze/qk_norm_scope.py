@@ -10,12 +10,21 @@ from __future__ import annotations
 
 from codegen.analyze.evaluate import ModuleRec, ParamRec
 
+# torch norm classes whose __init__ makes the scale (unless told `elementwise_affine=False`)
+_TORCH_NORMS = ("LayerNorm", "RMSNorm", "GroupNorm")
+
 
 def has_weight(norm: ModuleRec | None) -> bool:
-    """The q/k norm holds a parameter (or a child module that could)."""
+    """The q/k norm holds a parameter (or a child module that could); a torch norm class
+    (Persimmon's `nn.LayerNorm` per head) does unless built without an affine scale."""
     if norm is None:
         return True
-    return any(isinstance(v, ParamRec | ModuleRec) for v in norm.attrs.values())
+    if any(isinstance(v, ParamRec | ModuleRec) for v in norm.attrs.values()):
+        return True
+    if norm.kind in _TORCH_NORMS and (norm.cls is None or norm.ext_base is not None):
+        affine = norm.kwargs.get("elementwise_affine", norm.kwargs.get("affine", True))
+        return affine is not False
+    return False
 
 
 def layers(per_layer: list[dict]) -> str:
