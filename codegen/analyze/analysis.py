@@ -18,6 +18,7 @@ from codegen.analyze import (
     final_norm,
     fp32_keys,
     key_selection,
+    layer_stacks,
     reference,
     residual_norm,
     short_conv,
@@ -119,12 +120,14 @@ def _run(ctx: Ctx) -> Features:
     model = ctx.model
     attention, shared = detect_attention.detect(ctx)
     rope = detect_rope.detect(ctx, shared) if "rep" in shared else _no_rope(ctx)
-    key_selection.detect(ctx, shared)
+    selection = key_selection.detect(ctx, shared)
+    attention = dataclasses.replace(attention, key_selection=selection)
     ffn, ffn_shared = detect_ffn.detect(ctx)
     moe = detect_moe.detect(ctx)
     norm, norm_facts = detect_norm.detect(ctx)
     embedding, head = detect_embedding.detect(ctx)
     category = detect_category.detect(ctx, shared)
+    layer_stacks.detect(ctx)
     sd, sd_info = state_dict.detect(ctx, ctx.roles)
     sd = dataclasses.replace(sd, transposed_keys=detect_layout.transposed_keys(ctx))
     sd = dataclasses.replace(sd, fp32_keys=fp32_keys.detect(model, sd))

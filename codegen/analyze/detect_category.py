@@ -35,6 +35,13 @@ _MEDIA_INPUTS = {
     "speech",
 }
 _TOKEN_INPUTS = {"input_ids", "inputs_embeds"}
+# a parameter named for a medium (phi4_multimodal's image_pixel_values, audio_input_features)
+# is a media input too, whatever the rest of its name
+_MEDIA_WORDS = {"pixel", "image", "images", "audio", "video", "videos", "speech"}
+
+
+def _is_media(name: str) -> bool:
+    return name in _MEDIA_INPUTS or bool(_MEDIA_WORDS & set(name.split("_")))
 
 
 def _forward_params(ctx: Ctx) -> set[str]:
@@ -49,7 +56,7 @@ def detect(ctx: Ctx, shared: dict) -> str:
     model = ctx.model
     params = _forward_params(ctx)
     where = model.entry_cls.cite()
-    media = params & _MEDIA_INPUTS
+    media = {name for name in params if _is_media(name)}
     tokens = params & _TOKEN_INPUTS
     if media and tokens and model.layers:
         ctx.cite("category", f"{where} (inputs: {', '.join(sorted(media | tokens))})")

@@ -245,8 +245,11 @@ class RoleBook:
         if expert_loop and (three_d or lists or params or child_roles & {MLP}):
             if not sig.ops & {"topk"} or three_d:
                 return EXPERTS
-        if three_d and not linears and not mods and "topk" not in sig.ops:
-            return EXPERTS  # stacked per-expert weights
+        hinted_mixer = any(h in op.lower() for op in sig.ops | sig.functions for h in _MIXER_HINTS)
+        # stacked per-expert weights; a recurrence's per-head gate matrices (recurrent_gemma's
+        # RG-LRU, run by a scan) are 3-D too, but make a token mixer
+        if three_d and not linears and not mods and "topk" not in sig.ops and not hinted_mixer:
+            return EXPERTS
         if any(self.role(v) == EXPERTS for v in mods):
             return MOE
         if "topk" in sig.ops and (lists or child_roles & {MLP, EXPERTS}):
@@ -262,7 +265,6 @@ class RoleBook:
         softmax = bool({"softmax", "Softmax", "log_softmax"} & sig.ops)
         if not attention_like and softmax and products and len(linears) >= 2:
             attention_like = True
-        hinted_mixer = any(h in op.lower() for op in sig.ops | sig.functions for h in _MIXER_HINTS)
         if attention_like and (linears or params or child_roles & {LINEAR}):
             if hinted_mixer and not attention_calls(sig.ops):
                 return MIXER

@@ -588,6 +588,10 @@ def test_multimodal_follows_the_text_model(analysed: dict) -> None:
         ("mamba", "hybrid"),
         ("jamba", "hybrid"),
         ("falcon_h1", "hybrid"),  # a mamba mixer beside the attention in every layer
+        # RG-LRU blocks (3-D gate weights run by a scan: a mixer, not experts) between attentions
+        ("recurrent_gemma", "hybrid"),
+        # the causal LM class takes image_pixel_values and audio_input_features
+        ("phi4_multimodal", "multimodal"),
         ("bert", "encoder"),
         ("t5", "other"),
         ("vit", "other"),

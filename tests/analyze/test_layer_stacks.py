@@ -1,0 +1,53 @@
+"""Models with more than one stack of decoder layers are reported unsupported, one line each,
+instead of being planned from one of their stacks (and crashing later in verify)."""
+
+from __future__ import annotations
+
+import pytest
+from analyze_helpers import rename_model
+
+from codegen.analyze.analysis import analyze
+from codegen.scaffold.plan import make_plan
+from codegen.scaffold.target import load_target
+
+
+def _stacks(features):
+    return [u for u in features.unsupported if u.feature == "block.stacks"]
+
+
+@pytest.mark.parametrize(
+    ("model_type", "paths"),
+    [
+        # byte latent: local encoder, global transformer, local decoder, entropy patcher
+        (
+            "blt",
+            "model.local_encoder.layers, model.global_transformer.layers, "
+            "model.local_decoder.layers, model.patcher.layers",
+        ),
+        # one stack module reached as both L_module and H_module, run in nested cycles
+        ("hrm_text", "model.L_module.layers, model.H_module.layers"),
+    ],
+)
+def test_several_stacks_are_one_unsupported_line(model_type: str, paths: str) -> None:
+    features = analyze(model_type)
+    assert features.category == "decoder"  # still counted among the decoders
+    (gap,) = _stacks(features)
+    assert paths in gap.detail
+    assert gap.evidence.startswith(f"modeling_{model_type}.py:")
+
+
+def test_a_renamed_copy_is_flagged_too(tmp_path) -> None:
+    copy_path, _ = rename_model("hrm_text", "zorblax", str(tmp_path))
+    (gap,) = _stacks(analyze(copy_path))
+    assert "model.L_module.layers, model.H_module.layers" in gap.detail
+
+
+@pytest.mark.parametrize("model_type", ["llama", "qwen3_moe", "jamba"])
+def test_one_stack_is_no_finding(model_type: str) -> None:
+    assert not _stacks(analyze(model_type))
+
+
+def test_the_plan_stops_on_the_gap() -> None:
+    plan = make_plan(load_target("hrm_text"))
+    assert not plan.complete
+    assert any(g.feature == "block.stacks" for g in plan.gaps)
