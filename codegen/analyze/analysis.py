@@ -120,8 +120,7 @@ def _run(ctx: Ctx) -> Features:
     model = ctx.model
     attention, shared = detect_attention.detect(ctx)
     rope = detect_rope.detect(ctx, shared) if "rep" in shared else _no_rope(ctx)
-    selection = key_selection.detect(ctx, shared)
-    attention = dataclasses.replace(attention, key_selection=selection)
+    key_selection.detect(ctx, shared)
     ffn, ffn_shared = detect_ffn.detect(ctx)
     moe = detect_moe.detect(ctx)
     norm, norm_facts = detect_norm.detect(ctx)
