@@ -26,7 +26,7 @@ from codegen.analyze.roles import ATTENTION, ROTARY
 from codegen.analyze.source import dotted
 from codegen.analyze.walk import findall
 
-KNOWN_TYPES = ("default", "linear", "dynamic", "yarn", "llama3", "longrope")
+KNOWN_TYPES = ("default", "linear", "dynamic", "yarn", "llama3", "longrope", "proportional")
 
 
 def _rotary_modules(ctx: Ctx) -> list[tuple[str, ModuleRec]]:

@@ -53,7 +53,17 @@ VOCAB: dict[str, tuple] = {
     "attention.sliding_window": ("none", "all", "pattern"),
     "attention.scale": ("default", "custom", "none"),
     "attention.output_gate": ("none", "sigmoid", "softplus", "sigmoid_fused_q", "other"),
-    "rope.type": ("default", "linear", "dynamic", "yarn", "llama3", "longrope", "none", "other"),
+    "rope.type": (
+        "default",
+        "linear",
+        "dynamic",
+        "yarn",
+        "llama3",
+        "longrope",
+        "proportional",
+        "none",
+        "other",
+    ),
     "ffn.kind": (
         "swiglu",
         "geglu",
@@ -136,11 +146,16 @@ class Attention:
     # ALiBi: each head adds slope * key position to its scores (no rotary), the slopes
     # 2 ** (-8 k / n) of Press et al. (mpt, bloom)
     alibi: bool = False
+    # keys chosen per query by a learned scorer of the attention's own before the softmax
+    # (DeepSeek sparse attention's indexer): the scorer's names ({"module", "q_proj",
+    # "k_proj", "k_norm", "weights_proj", "interleaved"}), "other" for a scorer of another
+    # shape, None without one; see codegen/analyze/key_selection.py
+    key_selection: dict | str | None = None
 
 
 @dataclass(frozen=True)
 class Rope:
-    type: str = UNKNOWN  # default | linear | dynamic | yarn | llama3 | longrope | none | other
+    type: str = UNKNOWN  # default | linear | ... | proportional | none | other (VALUES)
     partial_rotary: float | str = UNKNOWN  # fraction of the q/k head dim that is rotated
     interleaved: bool | str = UNKNOWN  # pairs (x0, x1), (x2, x3) rather than halves
     # the halves turn by -angle: rotate_half returns cat((x2, -x1)), not cat((-x2, x1)) (nanochat)
@@ -288,6 +303,9 @@ class Embedding:
     # path of the linear layer projecting them to the hidden size before the first layer
     module_width: str = ""
     module_projection: str = ""
+    # default positions count the tokens that are not padding (RoBERTa): a padding token reads
+    # row `pad`, the others pad + 1, pad + 2, ...; the config field of that id ("" otherwise)
+    position_padding: str = ""
 
 
 @dataclass(frozen=True)
@@ -320,6 +338,9 @@ class Block:
     scaled_residual_init: bool | str = False
     # which of the two ("attention", "ffn") that init scales: GPT-2 both, nanochat attention only
     scaled_residual_projections: tuple[str, ...] = ("attention", "ffn")
+    # every normal init is truncated at +-this many stds (an hf_config expression: ModernBERT's
+    # initializer_cutoff_factor); None: plain normals
+    init_cutoff: str | None = None
     # layers whose token mixer is a gated causal depthwise convolution (LFM2), selected by
     # a per-layer config list: {"field", "layer_type", "module", "in_proj", "conv",
     # "out_proj", "parts", "post_gate", "kernel", "kernel_field", "bias", "bias_field"};

@@ -35,6 +35,8 @@ class RopeScaling:
     partial_rotary_factor: float = 1.0  # fraction of each head that is rotated
 
     def rotary_dim(self, head_dim: int) -> int:
+        if self.rope_type == "proportional":
+            return head_dim  # the whole head turns; its unrotated share at frequency zero
         return int(head_dim * self.partial_rotary_factor)
 
     @classmethod
@@ -134,6 +136,17 @@ def _llama3(rope: RopeScaling, dim: int, seq_len: int) -> tuple[torch.Tensor, fl
     return torch.where(is_medium, smoothed, scaled), 1.0
 
 
+def _proportional(rope: RopeScaling, dim: int, seq_len: int) -> tuple[torch.Tensor, float]:
+    """The leading int(partial * dim // 2) frequencies of a `dim`-wide table (the exponent
+    divides by the whole head, not by the rotated share), the rest zero: those pairs stay
+    put, and the table still spans the head, so the rotated dims are split across halves."""
+    turning = int(rope.partial_rotary_factor * dim // 2)
+    exponents = torch.arange(0, 2 * turning, 2, dtype=torch.int64).float() / dim
+    inv_freq = torch.zeros(dim // 2)
+    inv_freq[:turning] = 1.0 / (rope.theta**exponents)
+    return inv_freq / (rope.factor or 1.0), 1.0
+
+
 FrequencyRule = Callable[[RopeScaling, int, int], tuple[torch.Tensor, float]]
 
 # rope_type -> how inverse frequencies (and the cos/sin attention factor) are computed.
@@ -143,6 +156,7 @@ FREQUENCY_RULES: dict[str, FrequencyRule] = {
     "dynamic": _dynamic,
     "yarn": _yarn,
     "llama3": _llama3,
+    "proportional": _proportional,
 }
 
 

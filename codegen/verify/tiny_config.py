@@ -70,12 +70,30 @@ def _rope(cfg: dict[str, Any]) -> dict[str, Any] | None:
             kind: {"rope_type": "default", "rope_theta": DEFAULT_THETA / 10**i}
             for i, kind in enumerate(kinds)
         }
-    if not isinstance(rope, dict) or "rope_type" not in rope:
+    if isinstance(rope, dict) and "rope_type" not in rope:
+        # per layer kind
+        return {k: _proportional_base(v) for k, v in rope.items()}
+    if not isinstance(rope, dict):
         return rope
-    rope = dict(rope)
+    rope = _proportional_base(rope)
     if "original_max_position_embeddings" in rope:
         rope["original_max_position_embeddings"] = ORIGINAL_CONTEXT
     return rope
+
+
+# a proportional table holds the frequencies past `partial_rotary_factor` at zero; under a
+# real base (1e6) the default rope turns those by under 0.04 rad over the test sequence, a
+# miss only fp32 sees. This base turns them by radians, so bf16 sees it too.
+PROPORTIONAL_THETA = 100.0
+
+
+def _proportional_base(rope: Any) -> Any:
+    """A copy of one rope entry; a proportional one gets PROPORTIONAL_THETA."""
+    if not isinstance(rope, dict):
+        return rope
+    if rope.get("rope_type") == "proportional":
+        return {**rope, "rope_theta": PROPORTIONAL_THETA}
+    return dict(rope)
 
 
 def _max_positions(cfg: dict[str, Any]) -> int:
@@ -173,6 +191,12 @@ SHRINK_RULES: dict[str, Any | Rule] = {
     "qk_rope_head_dim": 8,
     "qk_nope_head_dim": 16,  # qk head (24) != v head (16): catches qk/v size mix-ups
     "v_head_dim": 16,
+    # an indexer (DeepSeek sparse attention) keeps 3 keys per query, fewer than both test
+    # inputs hold: with every key kept, a wrong or skipped indexer would pass. Its heads and
+    # head size are its own (q/k head 20 > the 8 rotated dims)
+    "index_topk": 3,
+    "index_n_heads": 6,
+    "index_head_dim": 20,
     # multipliers whose class default (1.0) would hide a forgotten scale (granite-3.0 values)
     "embedding_multiplier": 12.0,
     "residual_multiplier": 0.22,

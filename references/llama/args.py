@@ -29,8 +29,12 @@ class ModelArgs:
 
     def __post_init__(self):
         # HF llama's default RoPE ignores partial_rotary_factor; its scaled types would shrink
-        # the frequency table below the head size and fail, so refuse rather than guess.
-        if self.rope.partial_rotary_factor != 1.0 and self.rope.rope_type != "default":
+        # the frequency table below the head size and fail, so refuse rather than guess
+        # (a proportional table spans the whole head, the factor zeroing its tail).
+        if self.rope.partial_rotary_factor != 1.0 and self.rope.rope_type not in (
+            "default",
+            "proportional",
+        ):
             raise NotImplementedError("partial_rotary_factor != 1 with a scaled rope_type")
 
     @classmethod

@@ -59,8 +59,9 @@ class ModelArgs:
         rope = hf_config.rope_parameters
         # HF's scaled rope types shrink the rotary dim by partial_rotary_factor, which this
         # attention (rotary over the whole head) does not do: that combination is refused.
+        # (A proportional table spans the whole head, the factor zeroing its tail.)
         partial = rope.get("partial_rotary_factor", 1.0) != 1.0
-        if partial and rope.get("rope_type", "default") != "default":
+        if partial and rope.get("rope_type", "default") not in ("default", "proportional"):
             raise NotImplementedError("partial_rotary_factor != 1 with a scaled rope_type")
         return cls(
             dim=hf_config.hidden_size,
