@@ -69,7 +69,7 @@ def norm_kind(ctx: Ctx, rec: ModuleRec) -> tuple[str, bool | str]:
     terms = trace.terms
     inp = next((t for t in terms if t.op == "input" and t.kwargs.get("primary")), None)
     layer = any(_fn(t, "layer_norm", "group_norm") for t in terms)
-    rms = any(_fn(t, "rsqrt", "rms_norm", "sqrt") for t in terms) or any(
+    rms = any(_fn(t, "rsqrt", "rms_norm", "sqrt") or _root_power(t) for t in terms) or any(
         t.op == "pow" for t in terms
     )
     centred = False
@@ -121,6 +121,13 @@ def _own_forward(ctx: Ctx, rec: ModuleRec) -> bool:
 
 def _fn(t: Term, *names: str) -> bool:
     return t.op == "fn" and t.name.rsplit(".", 1)[-1] in names
+
+
+def _root_power(t: Term) -> bool:
+    """`torch.pow(m, -0.5)` / `m.pow(0.5)`: a square root written as a power (gemma4)."""
+    return _fn(t, "pow", "float_power") and any(
+        isinstance(a, float) and abs(abs(a) - 0.5) < 1e-12 for a in t.args
+    )
 
 
 def _fn_any(terms, name) -> bool:
