@@ -31,6 +31,15 @@ RULES = [
         },
     ),
     Rule(
+        # after learned_positions: it pads that table
+        id="padded_positions",
+        feature="embedding.position_padding",
+        values=(True,),
+        transform="padded_positions",
+        description="default positions count the non-padding tokens from row pad + 1 (RoBERTa)",
+        params={"field": FromFeature("embedding.position_padding")},
+    ),
+    Rule(
         # after the position rules: its norm takes the sum of every table
         id="embedding_module",
         feature="embedding.module",
@@ -79,6 +88,15 @@ RULES = [
         transform="scaled_residual_init",
         description="attention/MLP output weights start at std / sqrt(2 * n_layers) (GPT-2 init)",
         params={"projections": FromFeature("block.scaled_residual_projections")},
+    ),
+    Rule(
+        # after every rule that adds a normal draw to init_weights (scaled_residual_init)
+        id="truncated_init",
+        feature="block.init_cutoff",
+        values=(True,),
+        transform="truncated_init",
+        description="normal inits truncated at +-cutoff stds (HF's trunc_normal_, ModernBERT)",
+        params={"cutoff": FromFeature("block.init_cutoff")},
     ),
     # in the last group: it rewrites `apply_rotary(q, cos, sin)`, which rope/attention/norm
     # transforms (qk_norm_after_rope, NoPE layers) find by that shape

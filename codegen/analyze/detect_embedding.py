@@ -25,11 +25,13 @@ import dataclasses
 from codegen.analyze.config import attr
 from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import Term, primary_input, walk
+from codegen.analyze.detect_ffn import activation_name
 from codegen.analyze.evaluate import ActRec, ModuleRec, ParamRec, Unknown
 from codegen.analyze.features import UNKNOWN, Embedding, Head
 from codegen.analyze.init_std import embedding_init_std
 from codegen.analyze.model import linear_bias
-from codegen.analyze.roles import CONTAINER, EMBEDDING, LAYER, LINEAR, NORM, OTHER
+from codegen.analyze.padded_positions import detect as position_padding
+from codegen.analyze.roles import CONTAINER, EMBEDDING, LAYER, LINEAR, MLP, NORM, OTHER
 from codegen.analyze.walk import findall
 
 
@@ -249,12 +251,19 @@ def _has_weights(rec: ModuleRec) -> bool:
     return bool(module_keys(rec))
 
 
+# roles a prediction head's own module takes: RoBERTa's lm_head (dense, gelu, norm, decoder
+# in one forward) reads as an MLP
+_HEAD_ROLES = (OTHER, CONTAINER, MLP)
+
+
 def _prediction_head(ctx: Ctx) -> dict | None:
     """A head whose vocabulary projection follows a dense layer, an activation and a norm
-    (BERT's `cls.predictions`, ModernBERT's `lm_head` then `decoder`): the HF paths of the
-    three layers, the activation's name, and the key of the logits bias (the parameter
-    `_tied_weights_keys` ties the projection's bias to, when tied). Read from the entry's
-    modules outside the backbone, one of them holding a linear layer and a norm."""
+    (BERT's `cls.predictions`, ModernBERT's `lm_head` then `decoder`, RoBERTa's `lm_head`):
+    the HF paths of the three layers, the activation's name (an activation module, or one
+    function the dense layer's holder calls: RoBERTa's `gelu(x)`), and the key of the logits
+    bias (the parameter `_tied_weights_keys` ties the projection's bias to, when tied). Read
+    from the entry's modules outside the backbone, one of them holding a linear layer and a
+    norm."""
     model = ctx.model
     root = model.stack_owner_path.split(".")[0] if model.stack_owner_path else None
     vocab = attr(model.config, "vocab_size")
@@ -265,12 +274,13 @@ def _prediction_head(ctx: Ctx) -> dict | None:
     ]
     if not any(
         rec.cls is not None
-        and ctx.roles.role(rec) in (OTHER, CONTAINER)
+        and ctx.roles.role(rec) in _HEAD_ROLES
         and _holds(ctx, rec, LINEAR, NORM)
         for _, rec in tops
     ):
         return None
     linears, norms, params, acts = [], [], [], []
+    holders = {}  # linear path -> the module holding it
     stack = [(name, rec, name, 0) for name, rec in tops]
     while stack:
         path, node, top, depth = stack.pop()
@@ -288,9 +298,12 @@ def _prediction_head(ctx: Ctx) -> dict | None:
             elif isinstance(child, ActRec):
                 acts.append(child.name)
             elif isinstance(child, ModuleRec) and depth < 3:
+                holders[child_path] = node
                 stack.append((child_path, child, top, depth + 1))
     projection = [x for x in linears if len(x[1].args) > 1 and x[1].args[1] == vocab]
     dense = [x for x in linears if x not in projection]
+    if len(dense) == 1 and not acts and dense[0][0] in holders:
+        acts = _called_activations(ctx, holders[dense[0][0]])
     if len(projection) != 1 or len(dense) != 1 or len(norms) != 1 or len(acts) != 1:
         return None
     proj_path, proj, top = projection[0]
@@ -322,6 +335,14 @@ def _prediction_head(ctx: Ctx) -> dict | None:
         "activation": acts[0] if isinstance(acts[0], str) else "",
         "bias_key": bias_key,
     }
+
+
+def _called_activations(ctx: Ctx, rec: ModuleRec) -> list[str]:
+    """The activation functions `rec`'s forward applies (`gelu(x)`, `F.silu(x)`), by name."""
+    if rec.cls is None:
+        return []
+    terms = [t for t in ctx.trace(rec).terms if t.op == "fn"]
+    return [name for t in terms if (name := activation_name(ctx, [t])) is not None]
 
 
 def _tied_map(ctx: Ctx) -> dict:
@@ -370,11 +391,7 @@ def _nested_tables(ctx: Ctx, *, embeddings: bool = True, head: bool = True) -> N
     for name, child in model.entry.children():
         if name == root or not isinstance(child, ModuleRec) or child.cls is None:
             continue
-        if (
-            head
-            and ctx.roles.role(child) in (OTHER, CONTAINER)
-            and _holds(ctx, child, LINEAR, NORM)
-        ):
+        if head and ctx.roles.role(child) in _HEAD_ROLES and _holds(ctx, child, LINEAR, NORM):
             ctx.unsupported(
                 "head.transform",
                 "the output head is a module with layers before its vocabulary projection"
@@ -600,6 +617,9 @@ def detect(ctx: Ctx) -> tuple[Embedding, Head]:
             module_norm=tables["norm"],
             module_width=tables["width"],
             module_projection=tables["projection"],
+            position_padding=position_padding(ctx, own[1], tables["positions"])
+            if tables["positions"]
+            else "",
         )
     return embedding, head_features
 

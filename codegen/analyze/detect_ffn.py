@@ -101,6 +101,11 @@ def _base(sources: frozenset) -> set:
     return {(s[0], s[1]) for s in sources}
 
 
+def activation_name(ctx: Ctx, terms: list[Term]) -> str | None:
+    """The name of the first activation among `terms` (an activation module or function)."""
+    return _act_name(ctx, terms)
+
+
 def _act_name(ctx: Ctx, terms: list[Term]) -> str | None:
     for t in terms:
         if t.op == "act" and isinstance(t.module, ActRec):

@@ -87,6 +87,8 @@ VOCAB: dict[str, tuple] = {
     "norm.placement": ("pre", "post", "post_residual", "sandwich", "parallel"),
     "embedding.positions": ("none", "learned", "sinusoidal", "sinusoidal_pow", "sinusoidal_other"),
     "reference.closest": ("llama", "qwen2", "qwen3", "qwen3_moe", "deepseek_v3"),
+    # "scaled_stream": the residual operand itself is scaled too (not only the sublayer's)
+    "block.residual_scale": (True, False, "scaled_stream"),
 }
 
 
@@ -146,6 +148,11 @@ class Attention:
     # ALiBi: each head adds slope * key position to its scores (no rotary), the slopes
     # 2 ** (-8 k / n) of Press et al. (mpt, bloom)
     alibi: bool = False
+    # keys chosen per query by a learned scorer of the attention's own before the softmax
+    # (DeepSeek sparse attention's indexer): the scorer's names ({"module", "q_proj",
+    # "k_proj", "k_norm", "weights_proj", "interleaved"}), "other" for a scorer of another
+    # shape, None without one; see codegen/analyze/key_selection.py
+    key_selection: dict | str | None = None
 
 
 @dataclass(frozen=True)
@@ -298,6 +305,9 @@ class Embedding:
     # path of the linear layer projecting them to the hidden size before the first layer
     module_width: str = ""
     module_projection: str = ""
+    # default positions count the tokens that are not padding (RoBERTa): a padding token reads
+    # row `pad`, the others pad + 1, pad + 2, ...; the config field of that id ("" otherwise)
+    position_padding: str = ""
 
 
 @dataclass(frozen=True)
@@ -330,6 +340,9 @@ class Block:
     scaled_residual_init: bool | str = False
     # which of the two ("attention", "ffn") that init scales: GPT-2 both, nanochat attention only
     scaled_residual_projections: tuple[str, ...] = ("attention", "ffn")
+    # every normal init is truncated at +-this many stds (an hf_config expression: ModernBERT's
+    # initializer_cutoff_factor); None: plain normals
+    init_cutoff: str | None = None
     # layers whose token mixer is a gated causal depthwise convolution (LFM2), selected by
     # a per-layer config list: {"field", "layer_type", "module", "in_proj", "conv",
     # "out_proj", "parts", "post_gate", "kernel", "kernel_field", "bias", "bias_field"};

@@ -102,6 +102,7 @@ COMPARED: dict[str, Any] = {
     "norm.weight_fp32": None,
     "attention.differential": lambda found: found is not None,
     "attention.alibi": None,
+    "attention.key_selection": lambda found: "other" if found == "other" else found is not None,
     "rope.type": None,
     "rope.partial_rotary": _partial,
     "rope.interleaved": None,
@@ -142,6 +143,7 @@ COMPARED: dict[str, Any] = {
     "embedding.init_std": lambda std: std is not None,
     "embedding.norm": None,
     "embedding.module": None,
+    "embedding.position_padding": bool,
     "head.transform": None,
     "state_dict.transposed_keys": _any,
     "state_dict.fp32_keys": _any,
@@ -150,6 +152,7 @@ COMPARED: dict[str, Any] = {
     "head.bias": None,
     "block.residual_scale": None,
     "block.scaled_residual_init": None,
+    "block.init_cutoff": lambda cutoff: cutoff is not None,
     "block.short_conv": lambda found: found is not None,
 }
 
@@ -178,6 +181,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "norm.weight_fp32": (False,),  # RMSNorm casts back to the input dtype before the weight
     "attention.differential": (False,),  # one attention map per head
     "attention.alibi": (False,),  # no ALiBi bias on the scores
+    "attention.key_selection": (False,),  # every causal key reaches the softmax
     "rope.type": _LLAMA_ROPE,
     "rope.partial_rotary": ("full",),
     "rope.interleaved": (False,),
@@ -202,6 +206,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "embedding.init_std": (False,),  # embeddings start at initializer_range like the rest
     "embedding.norm": (False,),  # embeddings reach the first layer as they are
     "embedding.module": (False,),  # the tables are the backbone's own, no embeddings module
+    "embedding.position_padding": (False,),  # default positions are 0..n-1
     "head.transform": (False,),  # the vocabulary projection takes the final hidden states
     "state_dict.transposed_keys": (False,),  # nn.Linear weights stored [out, in]
     "state_dict.fp32_keys": (False,),  # every parameter in the model's dtype
@@ -210,6 +215,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "head.bias": (False,),
     "block.residual_scale": (False,),
     "block.scaled_residual_init": (False,),
+    "block.init_cutoff": (False,),  # normal inits are not truncated
     "block.short_conv": (False,),  # every layer's token mixer is attention
 }
 # What an MoE block grafted onto a dense reference starts as (the `add_moe` transform): the

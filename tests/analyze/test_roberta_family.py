@@ -1,0 +1,46 @@
+"""RoBERTa-family causal LMs: the prediction head is one module (dense, a `gelu(x)` function
+call, norm, decoder) that reads as an MLP, its norm is no final norm; the default positions
+count the tokens that are not padding (row pad + 1 on), read from the embeddings module's
+trace and its `padding_idx` attribute's config field. On a renamed copy too."""
+
+from __future__ import annotations
+
+import pytest
+from analyze_helpers import rename_model
+
+from codegen.analyze.analysis import analyze
+
+
+@pytest.fixture(scope="module")
+def roberta():
+    return analyze("roberta")
+
+
+def test_a_head_module_with_a_called_activation_is_the_prediction_head(roberta):
+    head = roberta.head
+    assert head.transform is True
+    assert (head.transform_dense, head.transform_norm) == ("lm_head.dense", "lm_head.layer_norm")
+    assert head.projection == "lm_head.decoder"
+    assert head.transform_activation == "gelu"  # transformers.activations.gelu, not hidden_act
+    assert head.bias_key == "lm_head.bias"  # _tied_weights_keys shares decoder.bias with it
+    assert roberta.norm.final is False  # lm_head.layer_norm belongs to the head
+    assert "head.transform" not in {u.feature for u in roberta.unsupported}
+
+
+def test_default_positions_counted_over_the_tokens_that_are_not_padding(roberta):
+    assert roberta.embedding.position_padding == "pad_token_id"
+    assert roberta.embedding.position_offset == 0  # given positions index the table as they are
+    assert "modeling_roberta.py" in roberta.evidence["embedding.position_padding"]
+
+
+@pytest.mark.parametrize("model_type", ["bert", "megatron-bert", "opt", "gpt2"])
+def test_positions_from_a_buffer_or_an_arange_are_not_padded(model_type):
+    assert analyze(model_type).embedding.position_padding == ""
+
+
+def test_a_renamed_copy_reads_the_same(tmp_path, roberta):
+    modeling, _ = rename_model("roberta", "zorblax", str(tmp_path))
+    renamed = analyze(modeling)
+    assert renamed.head == roberta.head
+    assert renamed.embedding.position_padding == "pad_token_id"
+    assert renamed.norm.final is False
