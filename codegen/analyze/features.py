@@ -87,8 +87,6 @@ VOCAB: dict[str, tuple] = {
     "norm.placement": ("pre", "post", "post_residual", "sandwich", "parallel"),
     "embedding.positions": ("none", "learned", "sinusoidal", "sinusoidal_pow", "sinusoidal_other"),
     "reference.closest": ("llama", "qwen2", "qwen3", "qwen3_moe", "deepseek_v3"),
-    # "scaled_stream": the residual operand itself is scaled too (not only the sublayer's)
-    "block.residual_scale": (True, False, "scaled_stream"),
 }
 
 
@@ -148,11 +146,6 @@ class Attention:
     # ALiBi: each head adds slope * key position to its scores (no rotary), the slopes
     # 2 ** (-8 k / n) of Press et al. (mpt, bloom)
     alibi: bool = False
-    # keys chosen per query by a learned scorer of the attention's own before the softmax
-    # (DeepSeek sparse attention's indexer): the scorer's names ({"module", "q_proj",
-    # "k_proj", "k_norm", "weights_proj", "interleaved"}), "other" for a scorer of another
-    # shape, None without one; see codegen/analyze/key_selection.py
-    key_selection: dict | str | None = None
 
 
 @dataclass(frozen=True)
@@ -340,9 +333,6 @@ class Block:
     scaled_residual_init: bool | str = False
     # which of the two ("attention", "ffn") that init scales: GPT-2 both, nanochat attention only
     scaled_residual_projections: tuple[str, ...] = ("attention", "ffn")
-    # every normal init is truncated at +-this many stds (an hf_config expression: ModernBERT's
-    # initializer_cutoff_factor); None: plain normals
-    init_cutoff: str | None = None
     # layers whose token mixer is a gated causal depthwise convolution (LFM2), selected by
     # a per-layer config list: {"field", "layer_type", "module", "in_proj", "conv",
     # "out_proj", "parts", "post_gate", "kernel", "kernel_field", "bias", "bias_field"};

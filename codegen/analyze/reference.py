@@ -102,7 +102,6 @@ COMPARED: dict[str, Any] = {
     "norm.weight_fp32": None,
     "attention.differential": lambda found: found is not None,
     "attention.alibi": None,
-    "attention.key_selection": lambda found: "other" if found == "other" else found is not None,
     "rope.type": None,
     "rope.partial_rotary": _partial,
     "rope.interleaved": None,
@@ -152,7 +151,6 @@ COMPARED: dict[str, Any] = {
     "head.bias": None,
     "block.residual_scale": None,
     "block.scaled_residual_init": None,
-    "block.init_cutoff": lambda cutoff: cutoff is not None,
     "block.short_conv": lambda found: found is not None,
 }
 
@@ -181,7 +179,6 @@ _DENSE_COMMON: dict[str, tuple] = {
     "norm.weight_fp32": (False,),  # RMSNorm casts back to the input dtype before the weight
     "attention.differential": (False,),  # one attention map per head
     "attention.alibi": (False,),  # no ALiBi bias on the scores
-    "attention.key_selection": (False,),  # every causal key reaches the softmax
     "rope.type": _LLAMA_ROPE,
     "rope.partial_rotary": ("full",),
     "rope.interleaved": (False,),
@@ -215,7 +212,6 @@ _DENSE_COMMON: dict[str, tuple] = {
     "head.bias": (False,),
     "block.residual_scale": (False,),
     "block.scaled_residual_init": (False,),
-    "block.init_cutoff": (False,),  # normal inits are not truncated
     "block.short_conv": (False,),  # every layer's token mixer is attention
 }
 # What an MoE block grafted onto a dense reference starts as (the `add_moe` transform): the
