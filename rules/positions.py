@@ -89,6 +89,15 @@ RULES = [
         description="attention/MLP output weights start at std / sqrt(2 * n_layers) (GPT-2 init)",
         params={"projections": FromFeature("block.scaled_residual_projections")},
     ),
+    Rule(
+        # after every rule that adds a normal draw to init_weights (scaled_residual_init)
+        id="truncated_init",
+        feature="block.init_cutoff",
+        values=(True,),
+        transform="truncated_init",
+        description="normal inits truncated at +-cutoff stds (HF's trunc_normal_, ModernBERT)",
+        params={"cutoff": FromFeature("block.init_cutoff")},
+    ),
     # in the last group: it rewrites `apply_rotary(q, cos, sin)`, which rope/attention/norm
     # transforms (qk_norm_after_rope, NoPE layers) find by that shape
     Rule(

@@ -17,6 +17,7 @@ from codegen.analyze import (
     detect_rope,
     final_norm,
     fp32_keys,
+    init_cutoff,
     key_selection,
     layer_stacks,
     reference,
@@ -174,6 +175,7 @@ def _run(ctx: Ctx) -> Features:
         residual_scale=norm_facts.get("residual_scale", UNKNOWN) if norm_facts else UNKNOWN,
         scaled_residual_init=detect_init.scaled_residual_init(ctx),
         scaled_residual_projections=detect_init.scaled_residual_projections(ctx),
+        init_cutoff=init_cutoff.init_cutoff(ctx),
         short_conv=short_conv.detect(ctx, switch_list),
     )
     if block.residual_scale is True:

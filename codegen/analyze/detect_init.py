@@ -8,13 +8,15 @@ import libcst as cst
 import libcst.matchers as m
 
 from codegen.analyze.context import Ctx
+from codegen.analyze.evaluate import ModuleRec
+from codegen.analyze.model import walk_tree
 from codegen.analyze.roles import attention_calls
 from codegen.analyze.walk import findall
 
-# `math.sqrt(2 * <layers>)`
+# `math.sqrt(2 * <layers>)` (or `2.0 * <layers>`, ModernBERT)
 _SQRT_TWO_LAYERS = m.Call(
     func=m.Attribute(attr=m.Name("sqrt")) | m.Name("sqrt"),
-    args=[m.Arg(m.BinaryOperation(left=m.Integer("2"), operator=m.Multiply()))],
+    args=[m.Arg(m.BinaryOperation(left=m.Integer("2") | m.Float("2.0"), operator=m.Multiply()))],
 )
 
 
@@ -31,10 +33,13 @@ def scaled_residual_init(ctx: Ctx) -> bool:
 
 
 def scaled_residual_projections(ctx: Ctx) -> tuple[str, ...]:
-    """Which residual projections the scaled init reaches. A `sqrt(2 * layers)` under
-    `if isinstance(module, A)` or `(A, B)` reaches the attention output for an attention
-    class (its forward calls an attention kernel) and the MLP output for any other; one
-    outside such a branch (GPT-2's by-name loop) reaches both."""
+    """Which projections the scaled init reaches. A `sqrt(2 * layers)` (or a local or a
+    dict entry holding it: ModernBERT's `stds["out"]`) used under `if isinstance(module, A)`
+    or `(A, B)` reaches, by A: the attention output for an attention class (its forward
+    calls an attention kernel), the vocabulary projection for the causal-LM class itself
+    (`head`), the prediction head's dense layer for a class built outside the backbone
+    (`head_transform`), and the MLP output for any other; one used outside such a branch
+    (GPT-2's by-name loop) reaches the attention and MLP outputs."""
     sf = ctx.model.modeling
     attention = set(_attention_classes(ctx))
     kinds: set[str] = set()
@@ -42,16 +47,84 @@ def scaled_residual_projections(ctx: Ctx) -> tuple[str, ...]:
         method = cls.methods.get("_init_weights")
         if not isinstance(method, cst.FunctionDef):
             continue
+        scaled = _ScaledUses(method)
         guarded = []
         for branch in findall(method, m.If()):
-            inside = findall(branch.body, _SQRT_TWO_LAYERS)
+            inside = scaled.uses(branch.body)
             owners = _isinstance_owners(branch.test)
             if inside and owners:
                 guarded.extend(inside)
-                kinds |= {"attention" if o in attention else "ffn" for o in owners}
-        if any(not any(s is g for g in guarded) for s in findall(method, _SQRT_TWO_LAYERS)):
+                kinds |= {_role(ctx, owner, attention) for owner in owners}
+        if any(not any(s is g for g in guarded) for s in scaled.uses(method.body)):
             kinds |= {"attention", "ffn"}
-    return tuple(k for k in ("attention", "ffn") if k in kinds) or ("attention", "ffn")
+    roles = ("attention", "ffn", "head_transform", "head")
+    return tuple(k for k in roles if k in kinds) or ("attention", "ffn")
+
+
+class _ScaledUses:
+    """Where a method uses the scaled std: the `sqrt(2 * layers)` itself, a local assigned
+    an expression holding it (`residual_std = ...`), or a literal dict's entry holding it
+    (`stds = {"out": ...}` read as `stds["out"]`); the definitions are not uses."""
+
+    def __init__(self, method: cst.FunctionDef) -> None:
+        self.names: set[str] = set()
+        self.entries: set[tuple[str, str]] = set()
+        defined = []
+        for assign in findall(method, m.Assign(targets=[m.AssignTarget(m.Name())])):
+            name = assign.targets[0].target.value
+            if isinstance(assign.value, cst.Dict):
+                for element in assign.value.elements:
+                    key = getattr(element, "key", None)
+                    inside = findall(element.value, _SQRT_TWO_LAYERS)
+                    if isinstance(key, cst.SimpleString) and inside:
+                        self.entries.add((name, key.evaluated_value))
+                        defined += inside
+            elif inside := findall(assign.value, _SQRT_TWO_LAYERS):
+                self.names.add(name)
+                defined += [*inside, assign.targets[0].target]
+        self.defined = {id(node) for node in defined}
+
+    def uses(self, node) -> list[cst.CSTNode]:
+        """The uses inside `node` (a node or a sequence of statements)."""
+        found = []
+        for part in node if isinstance(node, list | tuple) else [node]:
+            found += [s for s in findall(part, _SQRT_TWO_LAYERS) if id(s) not in self.defined]
+            found += [
+                n
+                for n in findall(part, m.Name())
+                if n.value in self.names and id(n) not in self.defined
+            ]
+            found += [
+                sub
+                for sub in findall(part, m.Subscript(value=m.Name()))
+                if (sub.value.value, _string_index(sub)) in self.entries
+            ]
+        return found
+
+
+def _string_index(sub: cst.Subscript) -> str | None:
+    """`"out"` of `stds["out"]`, None for any other index."""
+    if len(sub.slice) != 1 or not isinstance(sub.slice[0].slice, cst.Index):
+        return None
+    value = sub.slice[0].slice.value
+    return value.evaluated_value if isinstance(value, cst.SimpleString) else None
+
+
+def _role(ctx: Ctx, owner: str, attention: set[str]) -> str:
+    """What the projections of class `owner` scaled in `_init_weights` are (see above)."""
+    if owner in attention:
+        return "attention"
+    if owner == ctx.model.entry_cls.name:
+        return "head"
+    root = ctx.model.stack_owner_path.split(".")[0] if ctx.model.stack_owner_path else None
+    paths = [p for p, rec in walk_tree(ctx.model.entry) if _is_instance(rec, owner)]
+    if root and paths and not any(p == root or p.startswith(root + ".") for p in paths):
+        return "head_transform"
+    return "ffn"
+
+
+def _is_instance(rec, owner: str) -> bool:
+    return isinstance(rec, ModuleRec) and rec.cls is not None and rec.cls.name == owner
 
 
 def _attention_classes(ctx: Ctx) -> list[str]:

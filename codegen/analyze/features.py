@@ -333,6 +333,9 @@ class Block:
     scaled_residual_init: bool | str = False
     # which of the two ("attention", "ffn") that init scales: GPT-2 both, nanochat attention only
     scaled_residual_projections: tuple[str, ...] = ("attention", "ffn")
+    # every normal init is truncated at +-this many stds (an hf_config expression: ModernBERT's
+    # initializer_cutoff_factor); None: plain normals
+    init_cutoff: str | None = None
     # layers whose token mixer is a gated causal depthwise convolution (LFM2), selected by
     # a per-layer config list: {"field", "layer_type", "module", "in_proj", "conv",
     # "out_proj", "parts", "post_gate", "kernel", "kernel_field", "bias", "bias_field"};

@@ -151,6 +151,7 @@ COMPARED: dict[str, Any] = {
     "head.bias": None,
     "block.residual_scale": None,
     "block.scaled_residual_init": None,
+    "block.init_cutoff": lambda cutoff: cutoff is not None,
     "block.short_conv": lambda found: found is not None,
 }
 
@@ -212,6 +213,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "head.bias": (False,),
     "block.residual_scale": (False,),
     "block.scaled_residual_init": (False,),
+    "block.init_cutoff": (False,),  # normal inits are not truncated
     "block.short_conv": (False,),  # every layer's token mixer is attention
 }
 # What an MoE block grafted onto a dense reference starts as (the `add_moe` transform): the

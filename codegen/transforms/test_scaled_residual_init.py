@@ -41,3 +41,23 @@ def test_a_model_without_init_weights_is_refused():
     package = package_of({"model.py": "class Model:\n    def forward(self):\n        pass\n"})
     with pytest.raises(EditError):
         ScaledResidualInit().apply(package)
+
+
+def test_the_head_dense_layer_and_an_untied_head_when_hf_scales_them():
+    package = package_of(
+        {
+            "model.py": (
+                "class Model:\n"
+                "    def init_weights(self, buffer_device=None):\n"
+                "        init_module_weights(self, self.args.initializer_range, buffer_device)\n"
+            )
+        }
+    )
+    ScaledResidualInit().apply(package, projections=("head_transform", "head"))
+    model = package.render()["model.py"]
+    assert "for layer in self.layers" not in model  # no projection of the layers is scaled
+    assert (
+        "        nn.init.normal_(self.head_dense.weight, mean=0.0, std=residual_std)\n"
+        "        if not self.args.tie_word_embeddings:  # tied: the embedding's start stands\n"
+        "            nn.init.normal_(self.output.weight, mean=0.0, std=residual_std)\n"
+    ) in model
