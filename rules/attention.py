@@ -240,3 +240,17 @@ RULES += [
         ),
     ),
 ]
+
+RULES += [
+    Rule(
+        id="indexed_attention",
+        feature="attention.key_selection",
+        values=(True,),
+        transform="indexed_attention",
+        params={"indexer": FromFeature("attention.key_selection")},
+        description=(
+            "each query attends only to the index_topk causal keys a learned indexer scores"
+            " highest (DeepSeek sparse attention)"
+        ),
+    ),
+]

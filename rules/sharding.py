@@ -77,6 +77,15 @@ SHARDS = [
     # the parallel layout (a config switch) builds no second norm
     Shards("parallel_residual_switch", {}, optional=("layers.*.ffn_norm",)),
     Shards("add_attention_sinks", {"layers.*.attention.sinks": "head_param"}),
+    # the indexer scores every key with heads of its own: whole on every rank, its mask
+    # applies to whichever attention heads the rank holds
+    Shards(
+        "indexed_attention",
+        {
+            f"layers.*.attention.indexer.{part}": "replicate"
+            for part in ("wq_b", "wk", "k_norm", "weights_proj")
+        },
+    ),
     # the gate's features follow the heads of the column-wise q projection
     Shards(
         "add_output_gate",

@@ -21,6 +21,11 @@ UNSUPPORTED: dict[tuple[str, object], str] = {
         "an attention output gate other than sigmoid(projection of the input) (+ a per-head"
         " bias): no rule yet"
     ),
+    ("attention.key_selection", "other"): (
+        "keys chosen per query by a learned scorer other than DeepSeek sparse attention's"
+        " indexer (LayerNorm'd key head, query heads from the query latent, relu, top-k):"
+        " no rule yet"
+    ),
     ("rope.type", "other"): "a position encoding the analyzer does not recognise",
     ("moe.router", "other"): "a routing function the analyzer does not recognise",
     ("ffn.kind", "other"): (

@@ -121,7 +121,8 @@ def _run(ctx: Ctx) -> Features:
     model = ctx.model
     attention, shared = detect_attention.detect(ctx)
     rope = detect_rope.detect(ctx, shared) if "rep" in shared else _no_rope(ctx)
-    key_selection.detect(ctx, shared)
+    selection = key_selection.detect(ctx, shared)
+    attention = dataclasses.replace(attention, key_selection=selection)
     ffn, ffn_shared = detect_ffn.detect(ctx)
     moe = detect_moe.detect(ctx)
     norm, norm_facts = detect_norm.detect(ctx)

@@ -146,6 +146,11 @@ class Attention:
     # ALiBi: each head adds slope * key position to its scores (no rotary), the slopes
     # 2 ** (-8 k / n) of Press et al. (mpt, bloom)
     alibi: bool = False
+    # keys chosen per query by a learned scorer of the attention's own before the softmax
+    # (DeepSeek sparse attention's indexer): the scorer's names ({"module", "q_proj",
+    # "k_proj", "k_norm", "weights_proj", "interleaved"}), "other" for a scorer of another
+    # shape, None without one; see codegen/analyze/key_selection.py
+    key_selection: dict | str | None = None
 
 
 @dataclass(frozen=True)

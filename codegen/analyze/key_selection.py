@@ -1,12 +1,17 @@
 """Attention over keys a learned module selects (sparse / indexed attention).
 
 DeepSeek-V3.2-style attention scores the keys with a small learned scorer of its own (an
-"indexer" with projections and a norm), keeps the top-k per query and masks the rest. No
-reference implements that, and on a short input (fewer keys than k) it attends to every key,
-so a dense package would agree with HF there and be wrong on long inputs: the analysis names
-it, and the plan stops. Found by structure: inside the attention forward, a child module
-that is neither a projection, a norm nor the rotary table, that carries parameters, and whose
-output reaches the attention kernel.
+"indexer" with projections and a norm), keeps the top-k per query and masks the rest. On a
+short input (fewer keys than k) it attends to every key, so a dense package would agree with
+HF there and be wrong on long inputs. Found by structure: inside the attention forward, a
+child module that is neither a projection, a norm nor the rotary table, that carries
+parameters, and whose output reaches the attention kernel.
+
+`read` names the scorer's parts where it has DeepSeek sparse attention's shape, told apart by
+their sizes (never by their names): a LayerNorm of width D (the key norm), a projection to D
+(the single key head), one to H (the per-head weights) and one to H * D (the query heads,
+from the query latent); its forward rotates part of q and k (halves or interleaved pairs, as
+its rotation function does), takes a relu and a top-k. Another scorer gives "other".
 """
 
 from __future__ import annotations
@@ -16,13 +21,15 @@ from codegen.analyze.evaluate import ModuleRec, ParamRec
 from codegen.analyze.roles import LINEAR, NORM, ROTARY
 
 FEATURE = "attention.key_selection"
+OTHER = "other"
 
 
-def detect(ctx, shared: dict) -> None:
+def detect(ctx, shared: dict) -> dict | str | None:
+    """The scorer's names (see `read`), "other" for a scorer `read` does not know, or None."""
     rep = shared.get("rep")
     kernel = getattr(rep, "kernel", None)
     if rep is None or kernel is None or rep.trace is None:
-        return
+        return None
     children = {id(child): name for name, child in rep.rec.children()}
     reached = {id(t) for t in walk(kernel)}
     for value in kernel.kwargs.values():  # a mask or key indices handed by keyword
@@ -36,12 +43,56 @@ def detect(ctx, shared: dict) -> None:
             continue
         if id(term) in reached or any(id(t) in reached for t in _users(rep.trace, term)):
             name = children[id(module)]
-            ctx.unsupported(
-                FEATURE,
-                f"keys selected by a learned scorer ({name}) before the softmax",
-                ctx.attr_site(rep.rec, name),
-            )
-            return
+            ctx.cite(FEATURE, ctx.attr_site(rep.rec, name))
+            found = read(ctx, module, rep.rec.attrs.get("hidden_size"))
+            return OTHER if found is None else {"module": name, **found}
+    return None
+
+
+def read(ctx, scorer: ModuleRec, hidden) -> dict | None:
+    """{"q_proj", "k_proj", "k_norm", "weights_proj": child names, "interleaved": bool} of a
+    DeepSeek-sparse-attention indexer, or None."""
+    from codegen.analyze.detect_attention import _is_rope_function
+    from codegen.analyze.detect_rope import _interleaved
+
+    linears, norms = {}, {}
+    for name, child in scorer.children():
+        if not isinstance(child, ModuleRec):
+            return None
+        role = ctx.roles.role(child)
+        if role == LINEAR and len(child.args) >= 2:
+            linears[name] = tuple(child.args[:2])
+        elif role == NORM and child.kind == "LayerNorm" and child.args:
+            norms[name] = child.args[0]
+        else:
+            return None
+    if len(linears) != 3 or len(norms) != 1:
+        return None
+    ((k_norm, width),) = norms.items()
+    keys = [n for n, (i, o) in linears.items() if o == width and i == hidden]
+    heads = [
+        (w, q)
+        for w, (_, count) in linears.items()
+        for q, (_, out) in linears.items()
+        if w != q and isinstance(count, int) and out == count * width and linears[w][0] == hidden
+    ]
+    if len(keys) != 1 or len(heads) != 1 or keys[0] in heads[0]:
+        return None
+    ops = ctx.roles.method_signals(scorer.cls).ops if scorer.cls is not None else set()
+    if not {"relu", "topk"} <= ops:
+        return None
+    trace = ctx.trace(scorer)
+    rotations = [f for f, _ in trace.tracer.func_calls if _is_rope_function(ctx, f)]
+    if len(rotations) != 1:
+        return None
+    weights, queries = heads[0]
+    return {
+        "q_proj": queries,
+        "k_proj": keys[0],
+        "k_norm": k_norm,
+        "weights_proj": weights,
+        "interleaved": _interleaved(ctx, rotations[0]),
+    }
 
 
 def _learned(ctx, module: ModuleRec) -> bool:

@@ -102,6 +102,7 @@ COMPARED: dict[str, Any] = {
     "norm.weight_fp32": None,
     "attention.differential": lambda found: found is not None,
     "attention.alibi": None,
+    "attention.key_selection": lambda found: "other" if found == "other" else found is not None,
     "rope.type": None,
     "rope.partial_rotary": _partial,
     "rope.interleaved": None,
@@ -180,6 +181,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "norm.weight_fp32": (False,),  # RMSNorm casts back to the input dtype before the weight
     "attention.differential": (False,),  # one attention map per head
     "attention.alibi": (False,),  # no ALiBi bias on the scores
+    "attention.key_selection": (False,),  # every causal key reaches the softmax
     "rope.type": _LLAMA_ROPE,
     "rope.partial_rotary": ("full",),
     "rope.interleaved": (False,),

@@ -191,6 +191,12 @@ SHRINK_RULES: dict[str, Any | Rule] = {
     "qk_rope_head_dim": 8,
     "qk_nope_head_dim": 16,  # qk head (24) != v head (16): catches qk/v size mix-ups
     "v_head_dim": 16,
+    # an indexer (DeepSeek sparse attention) keeps 3 keys per query, fewer than both test
+    # inputs hold: with every key kept, a wrong or skipped indexer would pass. Its heads and
+    # head size are its own (q/k head 20 > the 8 rotated dims)
+    "index_topk": 3,
+    "index_n_heads": 6,
+    "index_head_dim": 20,
     # multipliers whose class default (1.0) would hide a forgotten scale (granite-3.0 values)
     "embedding_multiplier": 12.0,
     "residual_multiplier": 0.22,

@@ -6,8 +6,8 @@
 * `norm.eps_field`: the config field the norms' constructor passes as epsilon
   (cohere2_moe's layer_norm_eps, beside the rms_norm_eps its config leaves None).
 * `attention.key_selection`: DeepSeek-V3.2-style attention keeps the top-k keys a learned
-  indexer scores; no reference does, so it is an unsupported finding (the plan stops), on a
-  renamed copy too, and plain MLA is not flagged.
+  indexer scores: the indexer's parts are named (told apart by their sizes), on a renamed
+  copy too; a scorer of another shape is unsupported, and plain MLA selects no keys.
 """
 
 from __future__ import annotations
@@ -44,21 +44,38 @@ def test_a_norm_without_tensors_has_no_weight():
 
 
 def _key_selection(features):
-    return [u for u in features.unsupported if u.feature == "attention.key_selection"]
+    return features.attention.key_selection
 
 
-@pytest.mark.parametrize("model_type", ["deepseek_v32", "glm_moe_dsa"])
-def test_keys_chosen_by_a_learned_indexer_are_named(model_type):
-    found = _key_selection(analyze(model_type))
-    assert [u.detail for u in found] == [
-        "keys selected by a learned scorer (indexer) before the softmax"
-    ]
+INDEXER = {
+    "module": "indexer",
+    "q_proj": "wq_b",
+    "k_proj": "wk",
+    "k_norm": "k_norm",
+    "weights_proj": "weights_proj",
+}
+
+
+@pytest.mark.parametrize(
+    ("model_type", "interleaved"), [("deepseek_v32", False), ("glm_moe_dsa", True)]
+)
+def test_keys_chosen_by_a_learned_indexer_are_named(model_type, interleaved):
+    features = analyze(model_type)
+    assert _key_selection(features) == {**INDEXER, "interleaved": interleaved}
+    assert features.evidence["attention.key_selection"].startswith(f"modeling_{model_type}.py:")
+    assert not [u for u in features.unsupported if u.feature == "attention.key_selection"]
+
+
+def test_a_scorer_of_another_shape_stays_unsupported():
+    features = analyze("zaya")
+    assert _key_selection(features) == "other"
+    assert [u.feature for u in features.unsupported].count("attention.key_selection") == 1
 
 
 def test_plain_mla_selects_no_keys():
-    assert _key_selection(analyze("deepseek_v3")) == []
+    assert _key_selection(analyze("deepseek_v3")) is None
 
 
 def test_a_renamed_copy_is_named_too(tmp_path):
     copy, _ = rename_model("deepseek_v32", "zorblax", str(tmp_path))
-    assert len(_key_selection(analyze(copy))) == 1
+    assert _key_selection(analyze(copy)) == {**INDEXER, "interleaved": False}

@@ -18,6 +18,7 @@ PROJECTED = {
     "moe.routed_scaling": ("yes", "no"),
     "moe": (True, False),
     "moe.layer_condition": ("all", "first_k", "sparse_step", "condition"),
+    "attention.key_selection": (True, False, "other"),  # an indexer read, or not understood
 }
 
 

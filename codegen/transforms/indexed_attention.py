@@ -1,0 +1,226 @@
+"""Attention over the keys a learned indexer picks per query (DeepSeek sparse attention)."""
+
+from __future__ import annotations
+
+import json
+
+import libcst as cst
+import libcst.matchers as m
+
+from codegen.transforms import _attention_edits as edits
+from codegen.transforms.base import Transform
+from codegen.transforms.edits import (
+    EditDict,
+    EditError,
+    InsertStatements,
+    ReplaceStatements,
+    ScopedTransformer,
+    add_import,
+    assigns,
+    calls,
+    findall,
+    is_statement,
+    run,
+)
+
+# the scorer, written for the house names of its parts (the adapter maps the checkpoint's);
+# ROTATE is the target's rotation of the scorer's leading rope dims (halves or pairs)
+INDEXER = '''
+class Indexer(nn.Module):
+    """Picks the keys each query attends to: `index_n_heads` query heads (from the query
+    latent) score every key of one normed key head, the relu'd scores are summed with
+    per-token head weights, and the `index_topk` best causal keys are kept. Its q/k heads
+    lead with the rotated dims. No gradient flows through the choice (as in HF)."""
+
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.n_heads, self.head_dim = args.index_n_heads, args.index_head_dim
+        self.rope_dim, self.topk = args.qk_rope_head_dim, args.index_topk
+        self.wq_b = nn.Linear(args.q_lora_rank, self.n_heads * self.head_dim, bias=False)
+        self.wk = nn.Linear(args.dim, self.head_dim, bias=False)
+        self.k_norm = nn.LayerNorm(self.head_dim, eps=1e-6)
+        self.weights_proj = nn.Linear(args.dim, self.n_heads, bias=False)
+
+    @torch.no_grad()
+    def forward(
+        self, x: torch.Tensor, q_latent: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]
+    ) -> torch.Tensor:
+        """-> (batch, 1, seq, seq) bool: True where a query attends to a key."""
+        batch, seq, _ = x.shape
+        cos, sin = rope
+        split = [self.rope_dim, self.head_dim - self.rope_dim]
+        q = self.wq_b(q_latent).view(batch, seq, self.n_heads, self.head_dim)
+        q_pe, q_nope = q.split(split, dim=-1)
+        q_pe = ROTATE(q_pe.transpose(1, 2), cos, sin).transpose(1, 2)
+        q = torch.cat((q_pe, q_nope), dim=-1)
+        k_pe, k_nope = self.k_norm(self.wk(x)).split(split, dim=-1)
+        k = torch.cat((ROTATE(k_pe.unsqueeze(1), cos, sin).squeeze(1), k_nope), dim=-1)
+        scores = torch.matmul(q.float(), k.transpose(-1, -2).float().unsqueeze(1))
+        scores = F.relu(scores * self.head_dim**-0.5)  # (batch, seq, heads, keys)
+        weights = self.weights_proj(x.to(self.weights_proj.weight.dtype)).float()
+        weights = weights * self.n_heads**-0.5
+        scores = torch.matmul(weights.unsqueeze(-2), scores).squeeze(-2)  # (batch, seq, keys)
+        causal = torch.ones(seq, seq, dtype=torch.bool, device=x.device).tril()
+        scores = scores.masked_fill(~causal, float("-inf"))
+        chosen = scores.topk(min(self.topk, seq), dim=-1).indices
+        keep = torch.zeros_like(scores, dtype=torch.bool).scatter(-1, chosen, True)
+        return (keep & causal).unsqueeze(1)
+'''
+
+FIELDS = """
+# the indexer: each query attends only to the index_topk causal keys it scores highest
+index_topk: int = 2048
+index_n_heads: int = 64  # the indexer's query heads
+index_head_dim: int = 128  # its q/k head size, the first qk_rope_head_dim dims rotated
+"""
+
+KWARGS = (
+    "index_topk=hf_config.index_topk",
+    "index_n_heads=hf_config.index_n_heads",
+    "index_head_dim=hf_config.index_head_dim",
+)
+
+_Q_LOW_RANK = "self.q_lora_rank is None"
+_Q = "q = self.wq(x) if self.q_lora_rank is None else self.wq_b(self.q_norm(self.wq_a(x)))"
+_Q_SPLIT = """
+q_latent = self.q_norm(self.wq_a(x))  # the indexer's queries start from it too
+q = self.wq_b(q_latent)
+"""
+_KEEP = "keep = self.indexer(x, q_latent, rope)  # the keys each query attends to"
+
+# house module -> the indexer part's role in the analysis
+_PARTS = (
+    ("wq_b", "q_proj", ("weight",)),
+    ("wk", "k_proj", ("weight",)),
+    ("k_norm", "k_norm", ("weight", "bias")),
+    ("weights_proj", "weights_proj", ("weight",)),
+)
+
+
+class IndexedAttention(Transform):
+    """Each query attends only to the `index_topk` causal keys a learned indexer scores
+    highest (DeepSeek sparse attention); the other keys are masked before the softmax.
+
+    Starts from multi-head latent attention with a query latent (`wq_a` -> `q_norm`), which
+    the indexer's query heads read: the single `wq` (q_lora_rank None) goes, as the target
+    has none. The indexer (`Indexer`) scores without gradients; its mask replaces SDPA's
+    causal flag. `indexer` is the analysis's `attention.key_selection`: the checkpoint names
+    of the indexer and its parts, and whether its rotation turns interleaved pairs. The
+    adapter maps the parts; the shard plan replicates them.
+    """
+
+    name = "indexed_attention"
+
+    def apply(self, package, features=None, *, indexer: dict) -> None:
+        rotate = "apply_rotary_interleaved" if indexer["interleaved"] else "apply_rotary"
+        if rotate == "apply_rotary":
+            add_import(package, "model.py", "codegen.layers.rope", "apply_rotary")
+        elif not findall(package.module("model.py"), m.ImportAlias(name=m.Name(rotate))):
+            raise EditError(f"model.py imports no {rotate} for the indexer")
+        edits.insert_definition(
+            package, "model.py", INDEXER.replace("ROTATE", rotate), before="Attention"
+        )
+        run(package, "model.py", _KeepElse("Attention", "__init__", _Q_LOW_RANK))
+        edits.remove_statements(
+            package, "model.py", "Attention", "__init__", assigns("self.q_lora_rank")
+        )
+        own = "self.indexer = Indexer(args)"
+        run(package, "model.py", InsertStatements("Attention", "__init__", assigns("self.wo"), own))
+        split = ReplaceStatements("Attention", "forward", is_statement(_Q), _Q_SPLIT)
+        run(package, "model.py", split)
+        sdpa = "F.scaled_dot_product_attention"
+        keep = InsertStatements("Attention", "forward", calls(sdpa), _KEEP, before=True)
+        run(package, "model.py", keep)
+        edits.replace_expressions(
+            package,
+            "model.py",
+            "Attention",
+            "forward",
+            edits.call_of(sdpa),
+            _masked_by_keep,
+        )
+        edits.add_args_field(package, FIELDS)
+        for kwarg in KWARGS:
+            edits.add_hf_kwarg(package, kwarg)
+        for field, kind in _indexer_skipped(features, indexer["module"]):
+            refuse = _REFUSE.format(field=field, kind=kind)
+            guard = InsertStatements(
+                "ModelArgs", "from_hf_config", calls("require_settings"), refuse
+            )
+            run(package, "args.py", guard)
+        _adapter_rows(package, indexer)
+
+
+# a per-layer setting that leaves a layer without an indexer of its own (GLM-5's "shared":
+# it reuses an earlier layer's choice) is not built: the package refuses it
+_REFUSE = """
+if any(kind != {kind!r} for kind in hf_config.{field}):
+    raise NotImplementedError(
+        f"{field}={{hf_config.{field}!r}} is not supported"
+        " (only layers that run an indexer of their own)"
+    )
+"""
+
+
+def _indexer_skipped(features, module: str) -> list[tuple[str, str]]:
+    """(field, the planned kind of every layer) of the per-layer switches whose other
+    kinds build a layer without the indexer (`<module>: None` in what they select)."""
+    found = []
+    for switch in getattr(features, "switches", ()):
+        configured = switch.configured
+        if switch.kind != "per_layer" or not isinstance(configured, list | tuple):
+            continue
+        kinds = set(configured)
+        drops = any(
+            v.test == "layers" and f"{module}: None" in v.selects.split("; ") for v in switch.values
+        )
+        if drops and len(kinds) == 1:
+            found.append((switch.field, kinds.pop()))
+    return found
+
+
+class _KeepElse(ScopedTransformer):
+    """`if <test>: A else: B` -> B, inside `class_name.method`."""
+
+    def __init__(self, class_name: str, method: str, test: str):
+        super().__init__(class_name, method)
+        self.test = edits.is_code(test)
+
+    def leave_If(self, original, updated):
+        if self.in_scope() and self.test(updated.test) and isinstance(updated.orelse, cst.Else):
+            self.hits += 1
+            return cst.FlattenSentinel(updated.orelse.body.body)
+        return updated
+
+
+def _masked_by_keep(call: cst.Call) -> cst.Call:
+    """SDPA's causal flag becomes the indexer's mask (which is causal too)."""
+    if edits.arg_value(call, "is_causal") is None:
+        raise EditError("the attention call has no causal flag for the indexer's mask")
+    call = edits.without_arg(call, keyword="is_causal")
+    return edits.with_arg(call, "keep", keyword="attn_mask", before="scale")
+
+
+def _adapter_rows(package, indexer: dict) -> None:
+    """The indexer's checkpoint keys, beside the attention's (`<attention>.<indexer>.<part>`)."""
+    anchor = "layers.{}.attention.wkv_b.weight"
+    found: list[str] = []
+
+    def look(key, value):
+        if value.strip().strip("()").strip() == json.dumps(anchor):
+            found.append(json.loads(key))
+        return [(key, value)]
+
+    run(package, "state_dict_adapter.py", EditDict("from_hf_map", look))
+    if not found:
+        raise EditError(f"state_dict_adapter.py has no row for {anchor}")
+    attention = found[0].rsplit(".", 2)[0]
+    rows = [
+        (
+            f"{attention}.{indexer['module']}.{indexer[role]}.{tensor}",
+            f"layers.{{}}.attention.indexer.{house}.{tensor}",
+        )
+        for house, role, tensors in _PARTS
+        for tensor in tensors
+    ]
+    edits.insert_rows_after(package, anchor, rows)

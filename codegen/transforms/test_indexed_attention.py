@@ -1,0 +1,154 @@
+"""IndexedAttention: before/after on the deepseek_v3 reference, and the generated indexer's
+key choice against HF's DeepSeek-V3.2 (halves) and GLM-MoE-DSA (interleaved pairs) indexers."""
+
+import sys
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from codegen.models import load_spec, references_dir
+from codegen.scaffold.build import Step
+from codegen.scaffold.pipeline import scaffold_into
+from codegen.scaffold.source import SourcePackage
+from codegen.transforms.edits import EditError
+from codegen.transforms.indexed_attention import IndexedAttention
+
+NAMES = {
+    "module": "indexer",
+    "q_proj": "wq_b",
+    "k_proj": "wk",
+    "k_norm": "k_norm",
+    "weights_proj": "weights_proj",
+    "interleaved": False,
+}
+
+
+def _deepseek_v3():
+    return SourcePackage.from_directory(references_dir() / "deepseek_v3")
+
+
+def test_the_indexer_mask_replaces_the_causal_flag():
+    package = _deepseek_v3()
+    before = package.render()["model.py"]
+    assert "class Indexer" not in before and "is_causal=True" in before
+    IndexedAttention().apply(package, indexer=NAMES)
+    files = package.render()
+    model = files["model.py"]
+    assert "class Indexer(nn.Module):" in model
+    assert "self.indexer = Indexer(args)" in model
+    assert "keep = self.indexer(x, q_latent, rope)" in model
+    assert "F.scaled_dot_product_attention(q, k, v, attn_mask=keep, scale=self.scale)" in model
+    assert "is_causal" not in model
+    # the indexer reads the query latent: the single-projection query (no latent) is gone
+    assert "self.wq(" not in model and "self.q_lora_rank" not in model
+    assert "q_latent = self.q_norm(self.wq_a(x))" in model
+    assert "q_pe = apply_rotary(q_pe.transpose(1, 2), cos, sin)" in model
+    args = files["args.py"]
+    for field in ("index_topk", "index_n_heads", "index_head_dim"):
+        assert f"{field}=hf_config.{field}" in args
+    adapter = files["state_dict_adapter.py"]
+    for hf, house in [
+        ("indexer.wq_b.weight", "indexer.wq_b.weight"),
+        ("indexer.wk.weight", "indexer.wk.weight"),
+        ("indexer.k_norm.weight", "indexer.k_norm.weight"),
+        ("indexer.k_norm.bias", "indexer.k_norm.bias"),
+        ("indexer.weights_proj.weight", "indexer.weights_proj.weight"),
+    ]:
+        assert f'"model.layers.{{}}.self_attn.{hf}": "layers.{{}}.attention.{house}"' in adapter
+
+
+def test_the_checkpoint_names_come_from_the_analysis():
+    package = _deepseek_v3()
+    names = {**NAMES, "module": "scorer", "q_proj": "q_up", "interleaved": True}
+    IndexedAttention().apply(package, indexer=names)
+    files = package.render()
+    adapter = files["state_dict_adapter.py"]
+    assert (
+        '"model.layers.{}.self_attn.scorer.q_up.weight": "layers.{}.attention.indexer.wq_b.weight"'
+        in (adapter.replace("(\n            ", "").replace("\n        )", ""))
+    )
+    assert "apply_rotary_interleaved(q_pe.transpose(1, 2), cos, sin)" in files["model.py"]
+
+
+def test_a_per_layer_setting_without_an_indexer_is_refused():
+    switch = SimpleNamespace(
+        field="indexer_types",
+        kind="per_layer",
+        configured=["full", "full"],
+        values=(SimpleNamespace(test="layers", selects="skip_topk = True; indexer: None"),),
+    )
+    package = _deepseek_v3()
+    IndexedAttention().apply(package, SimpleNamespace(switches=(switch,)), indexer=NAMES)
+    args = package.render()["args.py"]
+    assert "if any(kind != 'full' for kind in hf_config.indexer_types):" in args
+    assert "raise NotImplementedError(" in args.split("indexer_types")[1]
+
+
+def test_an_attention_without_the_causal_flag_is_an_error():
+    package = _deepseek_v3()
+    IndexedAttention().apply(package, indexer=NAMES)
+    with pytest.raises(EditError):
+        IndexedAttention().apply(package, indexer=NAMES)
+
+
+def _hf_mask(hf, x, q_latent, rope, seq):
+    causal = torch.ones(seq, seq, dtype=torch.bool).tril()
+    chosen = hf(x, q_latent, rope, causal[None].expand(x.shape[0], -1, -1), None).long()
+    keep = torch.zeros(x.shape[0], seq, seq, dtype=torch.bool).scatter(-1, chosen, True)
+    return (keep & causal)[:, None]
+
+
+@pytest.mark.parametrize(
+    ("model_type", "indexer_class", "interleaved"),
+    [
+        ("deepseek_v32", "DeepseekV32Indexer", False),
+        ("glm_moe_dsa", "GlmMoeDsaIndexer", True),
+    ],
+)
+def test_the_generated_indexer_keeps_hf_indexers_keys(
+    tmp_path, model_type, indexer_class, interleaved
+):
+    import importlib
+
+    from codegen.verify.tiny_config import tiny_config
+
+    models = tmp_path / "models"
+    steps = [Step("indexed_attention", {"indexer": {**NAMES, "interleaved": interleaved}})]
+    scaffold_into(models, "deepseek_v3", "dsa", [model_type], steps)
+    spec = load_spec("dsa", models)
+    module = sys.modules[spec.model.__module__]
+    hf_module = importlib.import_module(f"transformers.models.{model_type}.modeling_{model_type}")
+    config = tiny_config(model_type)
+    assert config.index_topk < 6  # fewer keys kept than the short test input holds
+    torch.manual_seed(0)
+    hf = getattr(hf_module, indexer_class)(config, layer_idx=0).eval()
+    for parameter in hf.parameters():
+        torch.nn.init.normal_(parameter)
+    args = spec.args.from_hf_config(config)
+    ours = module.Indexer(args).eval()
+    ours.load_state_dict(hf.state_dict(), strict=True)
+
+    seq = 16
+    x = torch.randn(2, seq, config.hidden_size)
+    q_latent = torch.randn(2, seq, config.q_lora_rank)
+    rope = module.RotaryEmbedding(args.rope, args.qk_rope_head_dim)(
+        torch.arange(5, 5 + seq).expand(2, -1)
+    )
+    expected = _hf_mask(hf, x, q_latent, rope, seq)
+    got = ours(x, q_latent, rope)
+    assert torch.equal(got, expected)
+    kept = got.sum(-1).flatten()
+    assert int(kept.max()) == config.index_topk  # later queries lose keys
+    # the other rotation picks other keys: the layout is part of the choice
+    other = {**NAMES, "interleaved": not interleaved}
+    scaffold_into(
+        models,
+        "deepseek_v3",
+        "dsa_other",
+        [model_type],
+        [Step("indexed_attention", {"indexer": other})],
+    )
+    wrong = sys.modules[load_spec("dsa_other", models).model.__module__].Indexer(args).eval()
+    wrong.load_state_dict(hf.state_dict(), strict=True)
+    assert not torch.equal(wrong(x, q_latent, rope), expected)
