@@ -26,6 +26,11 @@ UNSUPPORTED: dict[tuple[str, object], str] = {
         " indexer (LayerNorm'd key head, query heads from the query latent, relu, top-k):"
         " no rule yet"
     ),
+    ("block.residual_scale", "scaled_stream"): (
+        "the residual stream itself scaled before the add, not only the sublayer's output"
+        " (beam's depth-scaled sum: both operands times factors of the layer index; doge's"
+        " learned per-channel residual weights): no rule yet"
+    ),
     ("rope.type", "other"): "a position encoding the analyzer does not recognise",
     ("moe.router", "other"): "a routing function the analyzer does not recognise",
     ("ffn.kind", "other"): (

@@ -22,6 +22,7 @@ from codegen.analyze import (
     layer_stacks,
     reference,
     residual_norm,
+    routed_attention,
     short_conv,
     state_dict,
     support,
@@ -129,6 +130,7 @@ def _run(ctx: Ctx) -> Features:
     embedding, head = detect_embedding.detect(ctx)
     category = detect_category.detect(ctx, shared)
     layer_stacks.detect(ctx)
+    routed_attention.detect(ctx)
     sd, sd_info = state_dict.detect(ctx, ctx.roles)
     sd = dataclasses.replace(sd, transposed_keys=detect_layout.transposed_keys(ctx))
     sd = dataclasses.replace(sd, fp32_keys=fp32_keys.detect(model, sd))

@@ -198,6 +198,7 @@ def placement(ctx: Ctx, layer: ModuleRec) -> tuple[str, dict]:
         node = call
         post_out = False
         scaled = False
+        stream_scaled = False  # the residual operand itself scaled (not only the sublayer)
         add = None
         for _ in range(8):
             ps = [p for p in up.get(id(node), []) if p.op != "index" or p.name == "0"]
@@ -237,10 +238,17 @@ def placement(ctx: Ctx, layer: ModuleRec) -> tuple[str, dict]:
                     stream_normed = True
                 if isinstance(o, Term) and o.op in ("mul", "div"):
                     scaled = True
+                    # a scaled operand holding no sublayer call is the residual stream itself
+                    # (an earlier sublayer's scaled output, summed in, holds that call)
+                    sublayers = [*mixers, *ffns]
+                    if not any(x is sub for x in walk(o) for sub in sublayers):
+                        stream_scaled = True
             ps = [p for p in up.get(id(add), []) if p.op != "index"]
             if ps and _is_norm_call(ctx, ps[0]):
                 post_add = ps[0]
-        if scaled:
+        if stream_scaled:  # beam's depth-scaled sum scales both operands by the layer index
+            facts["residual_scale"] = "scaled_stream"
+        elif scaled and facts["residual_scale"] is False:
             facts["residual_scale"] = True
         result[label] = {
             "pre": pre,

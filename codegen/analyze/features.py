@@ -87,6 +87,8 @@ VOCAB: dict[str, tuple] = {
     "norm.placement": ("pre", "post", "post_residual", "sandwich", "parallel"),
     "embedding.positions": ("none", "learned", "sinusoidal", "sinusoidal_pow", "sinusoidal_other"),
     "reference.closest": ("llama", "qwen2", "qwen3", "qwen3_moe", "deepseek_v3"),
+    # "scaled_stream": the residual operand itself is scaled too (not only the sublayer's)
+    "block.residual_scale": (True, False, "scaled_stream"),
 }
 
 
