@@ -368,8 +368,17 @@ def detect(ctx: Ctx, shared: dict) -> Rope:
                 "rope.partial_rotary",
                 f"{ctx.class_site(rotary) if rotary else fn_site} (rotary dim not evaluated)",
             )
+    if rope_type == "proportional" and partial != 1.0:
+        # the factor zeroes the tail of a whole-head frequency table: every dim goes through
+        # the rotation (the tail at frequency zero), none is passed around it
+        partial = 1.0
+        ctx.cite("rope.partial_rotary", ctx.evidence["rope.type"] + " (table spans the head)")
     configured = group.get("partial_rotary_factor") if isinstance(group, dict) else None
-    if isinstance(configured, int | float) and isinstance(partial, float):
+    if (
+        rope_type != "proportional"
+        and isinstance(configured, int | float)
+        and isinstance(partial, float)
+    ):
         if abs(configured - partial) > 1e-6 and not (rep.mla):
             ctx.notes.append(
                 f"rope: config partial_rotary_factor={configured} "

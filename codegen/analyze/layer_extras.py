@@ -1,0 +1,132 @@
+"""Parts of a decoder layer that no rule realises, each named with its evidence.
+
+A layer is its attention (or mixer), its FFN or MoE, and its norms. Anything else its forward
+computes with would be dropped silently by a package built from a reference, so the analysis
+names it instead of letting the gap show only as a failed verify:
+
+* block.layer_modules: weights of the layer that its forward uses and that belong to none of
+  those parts: no record of a known role holds them and the FFN's linears (`ffn.block_names`,
+  BERT's `intermediate.dense`, OPT's `fc1`) are not among them (gemma3n's AltUp and Laurel
+  blocks, the projections of a per-layer input), named by attribute and class;
+* block.layer_input: an input of the layer's forward, besides the hidden states, that is
+  multiplied into the computation (per-layer embeddings: a slice of a second embedding
+  table handed to every layer).
+"""
+
+from __future__ import annotations
+
+from codegen.analyze.context import Ctx
+from codegen.analyze.dataflow import Term
+from codegen.analyze.evaluate import ModuleRec, ParamRec
+from codegen.analyze.features import Ffn
+from codegen.analyze.roles import (
+    ACT,
+    ATTENTION,
+    EXPERTS,
+    MIXER,
+    MLP,
+    MOE,
+    NORM,
+    PASSTHROUGH,
+    ROTARY,
+    ROUTER,
+)
+
+# records of these roles are the layer's known parts, whatever they hold
+_KNOWN = (ATTENTION, MIXER, MLP, MOE, EXPERTS, ROUTER, NORM, ROTARY, ACT, PASSTHROUGH)
+_PARTS = (ATTENTION, MIXER, MLP, MOE, EXPERTS)
+_PRODUCTS = ("mul", "matmul")
+_PRODUCT_FNS = ("mul", "multiply", "matmul", "einsum", "bmm")
+_WEIGHTED = ("Linear", "Embedding", "Conv1d", "Conv2d")
+
+
+def detect(ctx: Ctx, ffn: Ffn) -> None:
+    layers = [rec for rec in ctx.model.layers or () if isinstance(rec, ModuleRec)]
+    if not layers or layers[0].cls is None:
+        return
+    layer = layers[0]
+    trace = ctx.trace(layer)
+    used = _used_records(trace.terms)
+    ffn_paths = {path for _, path in ffn.block_names or ()}
+    extras = [
+        (name, child)
+        for name, child in layer.children()
+        if isinstance(child, ModuleRec)
+        and _reaches(child, used)
+        and _unaccounted(ctx, child, name, ffn_paths)
+    ]
+    if extras:
+        ctx.unsupported(
+            "block.layer_modules",
+            "the layer computes with weights outside its attention, FFN and norms: "
+            + ", ".join(f"{n} ({c.cls.name if c.cls else c.kind})" for n, c in extras)
+            + ": no rule yet",
+            ctx.site(extras[0][1]) or ctx.class_site(layer),
+        )
+    product = _extra_input_product(trace.terms)
+    if product is not None:
+        term, name = product
+        ctx.unsupported(
+            "block.layer_input",
+            f"each layer multiplies an input of its own ({name!r}, besides the hidden states)"
+            " into its computation (per-layer embeddings): no rule yet",
+            term.site.cite() if term.site else ctx.class_site(layer),
+        )
+
+
+def _unaccounted(ctx: Ctx, rec: ModuleRec, path: str, ffn_paths: set[str]) -> bool:
+    """`rec` (at `path` in the layer) holds a weight of no known part."""
+    if ctx.roles.role(rec) in _KNOWN or path in ffn_paths or _wraps_a_part(ctx, rec):
+        return False
+    if rec.cls is None and rec.kind in _WEIGHTED:
+        return True
+    if any(isinstance(v, ParamRec) and v.kind == "parameter" for v in rec.attrs.values()):
+        return True
+    return any(
+        isinstance(child, ModuleRec) and _unaccounted(ctx, child, f"{path}.{name}", ffn_paths)
+        for name, child in rec.children()
+    )
+
+
+def _used_records(terms: list[Term]) -> set[int]:
+    """ids of the module / parameter records the traced forward calls or reads."""
+    return {id(t.module) for t in terms if t.op in ("call", "param") and t.module is not None}
+
+
+def _reaches(rec: ModuleRec, used: set[int]) -> bool:
+    """`rec` or a record below it is used."""
+    if id(rec) in used:
+        return True
+    for value in rec.attrs.values():
+        if id(value) in used:
+            return True
+    return any(isinstance(c, ModuleRec) and _reaches(c, used) for _, c in rec.children())
+
+
+def _wraps_a_part(ctx: Ctx, rec: ModuleRec) -> bool:
+    """A wrapper of an attention, mixer, FFN or MoE (BERT's `attention` holding the
+    self-attention and its output projection; DBRX's `norm_attn_norm`) is that part."""
+    return any(
+        isinstance(child, ModuleRec)
+        and (ctx.roles.role(child) in _PARTS or _wraps_a_part(ctx, child))
+        for _, child in rec.children()
+    )
+
+
+def _extra_input_product(terms: list[Term]) -> tuple[Term, str] | None:
+    """The first product of a computed tensor with a non-primary input of the forward."""
+    for t in terms:
+        is_product = t.op in _PRODUCTS or (
+            t.op == "fn" and t.name.rsplit(".", 1)[-1] in _PRODUCT_FNS
+        )
+        if not is_product:
+            continue
+        inputs = [
+            a
+            for a in t.args
+            if isinstance(a, Term) and a.op == "input" and not a.kwargs.get("primary")
+        ]
+        computed = [a for a in t.args if isinstance(a, Term) and a.op != "input"]
+        if inputs and computed:
+            return t, inputs[0].name
+    return None
