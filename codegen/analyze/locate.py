@@ -148,11 +148,66 @@ def model_type_files(model_type: str) -> tuple[str, str | None, str | None]:
             for f in found
             if not os.path.basename(f).startswith(("modeling_tf_", "modeling_flax_"))
         ]
-        if not found:
-            raise CodegenError(f"model_type '{model_type}' has no PyTorch modeling file")
-        modeling = found[0]
-    configuration = find_config_class_file(modeling)
+        if found:  # data2vec: the one of several files that defines the causal-LM class
+            wanted = causal_lm_classes().get(model_type, "")
+            modeling = _file_defining(wanted, folder_path, *found) or found[0]
+        else:  # internlm3 -> LlamaForCausalLM: the modeling file that defines the class
+            modeling = _modeling_of_mapped_class(model_type)
+    configuration = _file_defining(configs[model_type], folder_path) or find_config_class_file(
+        modeling
+    )
     return modeling, configuration, configs[model_type]
+
+
+def _modeling_of_mapped_class(model_type: str) -> str:
+    """A model_type with no modeling file of its own runs the class transformers' auto mapping
+    names for it (`gpt-sw3` -> GPT2LMHeadModel); the modeling file that defines that class."""
+    tdir = transformers_dir() or ""
+    classes = causal_lm_classes()
+    wanted = classes.get(model_type)
+    if wanted is not None:
+        for other, name in classes.items():
+            if name != wanted or other == model_type:
+                continue
+            folder = auto_mappings()[1].get(other, other.replace("-", "_"))
+            candidate = os.path.join(tdir, "models", *folder.split("."), f"modeling_{folder}.py")
+            if _file_defining(wanted, os.path.dirname(candidate), candidate):
+                return candidate
+    raise CodegenError(f"model_type '{model_type}' has no PyTorch modeling file")
+
+
+def _file_defining(class_name: str, folder: str, *paths: str) -> str | None:
+    """The file among `paths` (default: the folder's configuration files) with a top-level
+    `class <class_name>` statement."""
+    if not paths:
+        paths = tuple(sorted(glob.glob(os.path.join(folder, "configuration_*.py"))))
+    opening = f"class {class_name}("
+    for path in paths:
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as fh:
+                if any(line.startswith(opening) for line in fh):
+                    return path
+    return None
+
+
+@lru_cache(maxsize=1)
+def causal_lm_classes() -> dict[str, str]:
+    """model_type -> causal-LM class name, read statically from transformers' auto mapping."""
+    tdir = transformers_dir()
+    path = os.path.join(tdir or "", "models", "auto", "modeling_auto.py")
+    if tdir is None or not os.path.isfile(path):
+        return {}
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    for block in _top_level_blocks(text, ("MODEL_FOR_CAUSAL_LM_MAPPING_NAMES",)):
+        try:
+            tree = ast.parse(block)
+        except SyntaxError:
+            continue
+        for stmt in tree.body:
+            if isinstance(stmt, ast.Assign):
+                return _string_pairs(stmt.value)
+    return {}
 
 
 def _weight_keys(folder: str) -> list[str] | None:
@@ -176,6 +231,17 @@ def _remote_modeling(folder: str, values: dict) -> str | None:
                     return candidate
     found = sorted(glob.glob(os.path.join(folder, "modeling_*.py")))
     return found[0] if found else None
+
+
+def _remote_configuration(folder: str, values: dict) -> str | None:
+    """The configuration file `auto_map["AutoConfig"]` names, when the folder has it."""
+    auto_map = values.get("auto_map")
+    ref = auto_map.get("AutoConfig") if isinstance(auto_map, dict) else None
+    if isinstance(ref, str) and "." in ref and "--" not in ref:
+        candidate = os.path.join(folder, ref.split(".")[0] + ".py")
+        if os.path.isfile(candidate):
+            return candidate
+    return None
 
 
 def resolve(target: str, config_override: str | None = None) -> Target:
@@ -203,7 +269,9 @@ def resolve(target: str, config_override: str | None = None) -> Target:
         json_path = config_override or config_json
         modeling = _remote_modeling(target, values)
         if modeling is not None:
-            configuration = find_config_class_file(modeling)
+            configuration = _remote_configuration(target, values) or find_config_class_file(
+                modeling
+            )
             return Target(
                 label=target,
                 modeling_path=modeling,

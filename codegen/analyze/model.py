@@ -216,7 +216,14 @@ def load_model(target: Target, project: Project | None = None) -> Model:
         values.get("auto_map"),
     )
     entry_cfg_cls = config_class_of(project, entry)
-    if entry_cfg_cls is not None:
+    # a model_type running another folder's modeling file (internlm3 -> LlamaForCausalLM) is
+    # configured by its own class, as transformers' auto mapping builds it
+    runs_another_folders_code = (
+        config_cls is not None
+        and target.configuration_path is not None
+        and os.path.dirname(target.configuration_path) != os.path.dirname(target.modeling_path)
+    )
+    if entry_cfg_cls is not None and not runs_another_folders_code:
         config_cls = entry_cfg_cls
     if config_cls is None and target.configuration_path:
         csf = project.try_load(target.configuration_path)

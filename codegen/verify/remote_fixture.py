@@ -58,7 +58,10 @@ def remote_folder(
     modeling, configuration, config_class = model_type_files(model_type)
     source_dir = Path(modeling).parent
     old_camel = config_class[: -len("Config")] if config_class.endswith("Config") else config_class
-    renames = _renames(model_type, source_dir.name, old_camel, name)
+    # internlm3 runs llama's modeling file with a configuration of its own: the copy of the
+    # modeling file imports that configuration (written last, in place of llama's)
+    based = bool(configuration) and Path(configuration).parent != source_dir
+    renames = _renames(model_type, source_dir.name, old_camel, name, based)
     folder = Path(dest) / name
     folder.mkdir(parents=True, exist_ok=True)
     copied: dict[str, str] = {}
@@ -98,8 +101,21 @@ def toy_config_dict(model_type: str) -> dict[str, Any]:
     return json.loads(json.dumps(values, default=str))
 
 
-def _renames(model_type: str, folder: str, old_camel: str, name: str) -> dict[str, str]:
+def _renames(
+    model_type: str, folder: str, old_camel: str, name: str, based: bool = False
+) -> dict[str, str]:
     new_camel, new_snake = camel(name), snake(name)
+    if based:  # the modeling file imports the folder's configuration instead of its own
+        return {
+            old_camel: new_camel,
+            model_type: new_snake,
+            f"configuration_{folder}": f"configuration_{new_snake}",
+            f"{camel(folder)}Config": f"{new_camel}Config",
+            camel(folder): f"{new_camel}Base",
+            folder: f"{new_snake}_base",
+            folder.upper(): f"{new_snake}_base".upper(),
+            old_camel.upper(): new_snake.upper(),
+        }
     outer = camel(folder)  # `Llama4` around `Llama4Text`; not `Opt` beside `OPT` (`Optional`)
     wrapper = (
         {outer: f"{new_camel}Wrapper"}

@@ -376,25 +376,26 @@ def test_plain_makes_any_leftover_json_data() -> None:
     json.dumps(plain, allow_nan=False)
 
 
-def test_a_batch_reports_every_target_and_fails_at_the_end(capsys) -> None:
-    rc = main(["analyze", "qwen3", "gpt-sw3", "llama"])
+def test_a_batch_reports_every_target_and_fails_at_the_end(capsys, tmp_path) -> None:
+    missing = str(tmp_path / "modeling_gone.py")
+    rc = main(["analyze", "qwen3", missing, "llama"])
     captured = capsys.readouterr()
     assert rc == 2
     assert "Traceback" not in captured.err
-    assert captured.err == "codegen: error: 1 of 3 targets failed: gpt-sw3\n"
+    assert captured.err == f"codegen: error: 1 of 3 targets failed: {missing}\n"
     out = captured.out
-    assert out.index("qwen3  (") < out.index("gpt-sw3: error: ") < out.index("llama  (")
-    assert "gpt-sw3: error: model_type 'gpt-sw3' has no PyTorch modeling file" in out
+    assert out.index("qwen3  (") < out.index(f"{missing}: error: ") < out.index("llama  (")
+    assert f"{missing}: error: {missing}: no such file or directory" in out
 
-    rc = main(["analyze", "qwen3", "gpt-sw3", "no_such_model_type", "--json"])
+    rc = main(["analyze", "qwen3", missing, "no_such_model_type", "--json"])
     captured = capsys.readouterr()
     assert rc == 2
     rows = json.loads(captured.out)
-    assert [row["target"] for row in rows] == ["qwen3", "gpt-sw3", "no_such_model_type"]
+    assert [row["target"] for row in rows] == ["qwen3", missing, "no_such_model_type"]
     assert rows[0]["attention"]["qk_norm"] == "per_head" and "error" not in rows[0]
-    assert set(rows[1]) == {"target", "error"} and "no PyTorch modeling file" in rows[1]["error"]
+    assert set(rows[1]) == {"target", "error"} and "no such file" in rows[1]["error"]
     assert "unknown model_type" in rows[2]["error"]
-    assert "2 of 3 targets failed: gpt-sw3, no_such_model_type" in captured.err
+    assert f"2 of 3 targets failed: {missing}, no_such_model_type" in captured.err
 
 
 def test_text_output_has_the_checkpoint_key_pattern(capsys) -> None:
