@@ -31,7 +31,7 @@ from codegen.analyze import (
 )
 from codegen.analyze.config import attr
 from codegen.analyze.context import Ctx
-from codegen.analyze.evaluate import BudgetExceeded, ConfigObj
+from codegen.analyze.evaluate import BudgetExceeded, ConfigObj, ParamRec
 from codegen.analyze.features import (
     UNKNOWN,
     Block,
@@ -40,7 +40,7 @@ from codegen.analyze.features import (
     Source,
 )
 from codegen.analyze.locate import Target, resolve
-from codegen.analyze.model import Model, NoModelClass, load_model
+from codegen.analyze.model import Model, NoModelClass, load_model, walk_tree
 from codegen.analyze.source import Project
 from codegen.errors import CodegenError
 
@@ -266,6 +266,8 @@ def _expert_layout(ctx: Ctx, moe, ffn, sd, info):
     elif per_expert:
         layout = "per_expert"
         where = source or "?"
+    elif fused_modules and (flat := _flat_experts(ctx, moe.num_experts)) is not None:
+        layout, where = "flat", flat
     elif fused_modules:
         layout = "fused"
         if source is None and not model.target.installed:
@@ -287,6 +289,23 @@ def _expert_layout(ctx: Ctx, moe, ffn, sd, info):
             ffn = dataclasses.replace(ffn, fused_gate_up=False, gate_up_layout="separate")
             ctx.cite("ffn.fused_gate_up", f"{where} (separate gate/up keys on disk)")
     return moe, ffn
+
+
+def _flat_experts(ctx: Ctx, num_experts) -> str | None:
+    """Where the experts' weights are held as one 2-D matrix each, the experts' rows stacked
+    ([num_experts * out, in]: DBRX's w1, v1, w2), not a 3-D tensor per projection; None
+    otherwise."""
+    if not isinstance(num_experts, int) or num_experts < 2:
+        return None
+    for path, rec in walk_tree(ctx.model.entry):
+        shape = getattr(rec, "shape", None) if isinstance(rec, ParamRec) else None
+        if ".experts." not in f".{path}" or not shape or len(shape) != 2:
+            continue
+        rows = shape[0]
+        if isinstance(rows, int) and rows > num_experts and rows % num_experts == 0:
+            where = rec.site.cite() if rec.site is not None else path
+            return f"{where} ({path.rsplit('.', 1)[-1]}: the experts' rows in one matrix)"
+    return None
 
 
 def _ignored_config_keys(ctx: Ctx) -> list[str]:

@@ -81,7 +81,7 @@ VOCAB: dict[str, tuple] = {
     "moe.router_bias_on": ("scores", "logits"),
     "moe.shared_combine": ("sum", "average"),
     "moe.weights_on": ("output", "input"),
-    "moe.expert_layout": ("per_expert", "fused"),
+    "moe.expert_layout": ("per_expert", "fused", "flat"),
     "moe.module_layout": ("per_expert", "fused"),
     "norm.kind": ("rmsnorm", "rmsnorm_offset", "layernorm", "layernorm_offset"),
     "norm.placement": ("pre", "post", "post_residual", "sandwich", "parallel"),
@@ -244,7 +244,9 @@ class Moe:
     # `post_mlp_layernorm` inside its MoE): the norm's attribute on the block, else None
     output_norm: str | None = None
     router_bias_shape: tuple = ()
-    expert_layout: str = UNKNOWN  # per_expert | fused (on disk)
+    # on disk: per_expert | fused (a 3-D tensor per projection) | flat (one 2-D matrix per
+    # projection, the experts' rows stacked: DBRX)
+    expert_layout: str = UNKNOWN
     module_layout: str = UNKNOWN  # per_expert | fused (transformers module)
     expert_bias: bool | str = False
 
