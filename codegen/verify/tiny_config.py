@@ -9,6 +9,7 @@ sequence exercises.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -376,6 +377,8 @@ def tiny_config(model_type: str, **overrides):
     """
     config_class = hf_config_class(model_type)
     toy = shrink(config_class().to_dict(), keep_pattern=False, attribute_map=_names(config_class))
+    for key in _layer_count_derived(config_class):
+        toy.pop(key, None)
     toy.update(overrides)
     return config_class(**toy)
 
@@ -385,7 +388,39 @@ def tiny_config_from_file(path: Path):
     raw = read_config_file(path)
     config_class = hf_config_class(raw["model_type"])
     values = config_class(**_strip(raw)).to_dict()
-    return config_class(**shrink(values, keep_pattern=True, attribute_map=_names(config_class)))
+    toy = shrink(values, keep_pattern=True, attribute_map=_names(config_class))
+    for key in _layer_count_derived(config_class):
+        toy.pop(key, None)
+    return config_class(**toy)
+
+
+@functools.cache
+def _layer_count_derived(config_class) -> tuple[str, ...]:
+    """Integer fields, unset by default, the class derives from `num_hidden_layers` (hrm_text's
+    num_layers_per_stack, from which it then recomputes num_hidden_layers as the cache's slot
+    count): the toy leaves them to the class, or the full-size value read from the defaults
+    contradicts the toy's layer count (16 layers per stack, 4 cache slots)."""
+    import dataclasses
+    import inspect
+
+    from codegen.analyze.derived_fields import derived_fields
+
+    if not dataclasses.is_dataclass(config_class):
+        return ()
+    try:
+        derived = derived_fields(Path(inspect.getsourcefile(config_class)).read_text())
+    except (OSError, TypeError, UnicodeDecodeError):
+        return ()
+    from_layers = derived.get("num_hidden_layers", frozenset()) - {"num_hidden_layers"}
+    defaults = config_class()
+    return tuple(
+        f.name
+        for f in dataclasses.fields(config_class)
+        if f.name in from_layers
+        and f.default is None
+        and f.name not in SHRINK_RULES
+        and type(getattr(defaults, f.name, None)) is int
+    )
 
 
 def _names(config_class) -> dict[str, str]:

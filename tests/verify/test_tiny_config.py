@@ -216,3 +216,29 @@ def test_widths_of_different_modules_stay_distinct():
     config = tiny_config("minimax_m3_vl_text")
     assert config.dense_intermediate_size != config.intermediate_size
     assert config.shared_intermediate_size not in (config.intermediate_size, 12288)
+
+
+def test_a_field_the_class_derives_from_the_layer_count_is_derived_again(tmp_path):
+    """hrm_text turns num_hidden_layers into num_layers_per_stack and recomputes the layer count
+    as its cache's slot count: copying the full-size per-stack count (16) beside the toy's 4
+    layers gave a model whose cache had 4 slots for 16 x 8 calls (IndexError in transformers)."""
+    import json
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from codegen.verify.tiny_config import tiny_config_from_file
+
+    config = tiny_config("hrm_text")
+    cycles = config.H_cycles * (config.L_cycles + 1)
+    assert config.num_layers_per_stack == 4  # the toy's layer count, per stack
+    assert config.num_hidden_layers == config.num_layers_per_stack * cycles
+    model = AutoModelForCausalLM.from_config(config)
+    assert model(torch.tensor([[1, 2, 3, 4]])).logits.shape == (1, 4, config.vocab_size)
+    # a real config.json (per-stack count and the derived total both written) shrinks the same
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"model_type": "hrm_text", "num_hidden_layers": 24}))
+    from_file = tiny_config_from_file(path)
+    assert from_file.num_hidden_layers == from_file.num_layers_per_stack * cycles
+    # classes without such a field keep their toy exactly
+    assert tiny_config("llama").num_hidden_layers == 4
