@@ -290,6 +290,8 @@ class ConfigBuilder:
                 raise
             except Unknown:
                 pass
+        if isinstance(kwargs.get("per_layer_config"), dict):
+            kwargs["per_layer_config"] = _per_layer_configs(cfg, kwargs["per_layer_config"])
         for key, value in kwargs.items():
             if key in ("torch_dtype", "name_or_path", "transformers_version", "_commit_hash"):
                 continue
@@ -381,6 +383,43 @@ def _nested_keys(interp: Interp, cfg: ConfigObj, rope_parameters) -> list:
     if not isinstance(labels, list | tuple | dict | set):
         return []
     return [key for key in rope_parameters if key in labels]
+
+
+class _LayerConfig(ConfigObj):
+    """`config.per_layer_config[i]` of a heterogeneous config (PreTrainedConfig's
+    `per_layer_config` kwarg): layer i's overrides (gemma4's full-attention head_dim), the
+    config's own values for every other key."""
+
+    def __init__(self, base: ConfigObj, overrides: dict) -> None:
+        super().__init__(base.cls, base.prefix)
+        self.base, self.overrides = base, overrides
+        self.attribute_map = base.attribute_map
+
+    def lookup(self, name: str):
+        key = self.key(name)
+        if key in self.overrides:
+            return self.overrides[key]
+        return self.base.lookup(name)
+
+
+class _PerLayerConfigs(dict):
+    """Layer index -> its config view; a layer without overrides reads the config itself."""
+
+    def __init__(self, base: ConfigObj, views: dict) -> None:
+        super().__init__(views)
+        self.base = base
+
+    def __missing__(self, key):
+        return self.base
+
+
+def _per_layer_configs(cfg: ConfigObj, overrides: dict) -> _PerLayerConfigs:
+    views = {
+        key: _LayerConfig(cfg, {cfg.key(k): v for k, v in values.items()})
+        for key, values in overrides.items()
+        if isinstance(values, dict)
+    }
+    return _PerLayerConfigs(cfg, views)
 
 
 def _native_convert_rope(interp: Interp, cfg: ConfigObj, args, kwargs) -> dict:
