@@ -168,3 +168,20 @@ def test_align_hf_keys_keeps_the_mixer_rows_a_toy_without_conv_layers_lacks():
     row = '"model.layers.{}.conv.in_proj.weight": "layers.{}.conv.in_proj.weight"'
     assert row in kept[True]
     assert row not in kept[False]  # without the finding the row looks dead for this toy
+
+
+def test_a_post_normed_mixer_takes_the_choice_without_extra_parentheses():
+    """Sandwich norms wrap the mixer's call: the conditional is the norm's argument as it
+    is (ruff UP034 flags `norm((a if c else b))`); a bare sum keeps its parentheses."""
+    from codegen.transforms.norm_placement import SetNormPlacement
+
+    package = _reference("qwen3")
+    SetNormPlacement().apply(package, placement="sandwich")
+    ShortConvLayers().apply(package, short_conv=FOUND)
+    model = package.render()["model.py"]
+    assert "self.post_attention_norm(self.conv(self.attention_norm(x)) if self.short_conv" in model
+    assert "post_attention_norm((" not in model
+
+    bare = _reference("qwen3")
+    ShortConvLayers().apply(bare, short_conv=FOUND)
+    assert "x + (self.conv(self.attention_norm(x)) if self.short_conv" in bare.render()["model.py"]
