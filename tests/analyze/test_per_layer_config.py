@@ -1,7 +1,7 @@
 """A heterogeneous config (PreTrainedConfig's `per_layer_config`: gemma4's full-attention
 layers with a head_dim of their own) is read per layer: `config.per_layer_config[i]` is layer
 i's overrides over the config, so the q/k norm's width is the head size (per head, not
-unknown), and the layers' differing projection sizes are named, not missed."""
+unknown), and a per-layer reading can see the layers' differing projection sizes."""
 
 from __future__ import annotations
 
@@ -15,8 +15,19 @@ def test_gemma4_text_attention_reads_its_layer_config():
     assert "attention.qk_norm" not in features.reference.unknown
 
 
-def test_layers_with_their_own_head_dim_are_named():
+def test_layer_views_read_overrides_and_fall_back_to_the_config():
+    from codegen.analyze.config import _per_layer_configs
+    from codegen.analyze.evaluate import ConfigObj
+
+    cfg = ConfigObj(None)
+    cfg.attrs.update(head_dim=256, num_key_value_heads=4)
+    views = _per_layer_configs(cfg, {5: {"head_dim": 512}})
+    assert views[5].lookup("head_dim") == 512
+    assert views[5].lookup("num_key_value_heads") == 4  # not overridden: the config's
+    assert views[0] is cfg  # a layer without overrides reads the config itself
+
+
+def test_unified_text_qk_norm_is_determined():
     features = analyze("gemma4_unified_text")
-    (shapes,) = [u for u in features.unsupported if u.feature == "attention.layer_shapes"]
-    assert "layer 5" in shapes.detail and shapes.evidence.startswith("modeling_gemma4_unified.py:")
+    assert features.attention.qk_norm == "per_head"
     assert not features.reference.unknown
