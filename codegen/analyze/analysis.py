@@ -6,6 +6,7 @@ import dataclasses
 import os
 
 from codegen.analyze import (
+    attention_shapes,
     detect_attention,
     detect_category,
     detect_embedding,
@@ -122,6 +123,7 @@ def analyze_target(target: Target, project: Project | None = None) -> Features:
 def _run(ctx: Ctx) -> Features:
     model = ctx.model
     attention, shared = detect_attention.detect(ctx)
+    attention_shapes.check(ctx, shared)
     rope = detect_rope.detect(ctx, shared) if "rep" in shared else _no_rope(ctx)
     selection = key_selection.detect(ctx, shared)
     attention = dataclasses.replace(attention, key_selection=selection)

@@ -1,0 +1,75 @@
+"""Attention facts the representative layer cannot speak for: shapes that differ by layer.
+
+The attention features are read from one attention instance (the first layer's). MiMo-V2-Flash
+builds its sliding-window layers with twice the kv heads and a sink per head, and sizes the
+value heads apart from the query/key heads (`v_head_dim`): a package built from the first layer
+alone loads none of the other layers. Each such difference is an unsupported finding naming
+its evidence, so the plan stops before writing instead of failing on a size mismatch.
+"""
+
+from __future__ import annotations
+
+from codegen.analyze.context import Ctx
+from codegen.analyze.dataflow import Term
+from codegen.analyze.evaluate import ModuleRec, ParamRec
+
+
+def check(ctx: Ctx, shared: dict) -> None:
+    """Record the differences (see the module docstring) as unsupported findings."""
+    layers = [p for p in shared.get("per_layer", ()) if p["type"] in ("full", "sliding")]
+    infos = [p["info"] for p in layers if p["info"].kernel is not None and not p["info"].mla]
+    if not infos:
+        return
+    shapes = [_shapes(info) for info in infos]
+    if None not in shapes and len(set(shapes)) > 1:
+        first, other = shapes[0], next(s for s in shapes if s != shapes[0])
+        at = next(i for i, s in zip(layers, shapes, strict=False) if s != shapes[0])
+        ctx.unsupported(
+            "attention.layer_shapes",
+            f"attention projections sized per layer: (q, k, v, o) features {first} on layer "
+            f"{layers[0]['index']}, {other} on layer {at['index']}",
+            ctx.site(at["info"].rec) or ctx.class_site(at["info"].rec),
+        )
+    sinks = [_has_sinks(info) for info in infos]
+    if len(set(sinks)) > 1:
+        at = layers[sinks.index(True)]
+        ctx.unsupported(
+            "attention.layer_sinks",
+            f"attention sinks on some layers only (layer {at['index']} has them, "
+            f"layer {layers[sinks.index(False)]['index']} not)",
+            ctx.site(at["info"].rec) or ctx.class_site(at["info"].rec),
+        )
+    first = shapes[0]
+    if first is not None and first[1] != first[2]:
+        info = infos[0]
+        ctx.unsupported(
+            "attention.v_head_dim",
+            f"value heads sized apart from the key heads (k {first[1]}, v {first[2]} features)",
+            ctx.site(info.v_lins[0].module) if info.v_lins else ctx.class_site(info.rec),
+        )
+
+
+def _shapes(info) -> tuple | None:
+    """(q, k, v, o) feature counts of separate q/k/v projections; None when fused or unread."""
+    mods = []
+    for lins in (info.q_lins, info.k_lins, info.v_lins):
+        if not lins or len(lins) != 1 or not isinstance(lins[0].module, ModuleRec):
+            return None
+        mods.append(lins[0].module)
+    if len({id(m) for m in mods}) != 3 or info.o_lin is None:
+        return None
+    outs = [_size(m, 1) for m in mods] + [_size(info.o_lin, 0)]
+    return tuple(outs) if all(isinstance(v, int) for v in outs) else None
+
+
+def _size(rec: ModuleRec, index: int):
+    """in (0) or out (1) features of a linear record."""
+    if rec.kind != "Linear" or len(rec.args) < 2:
+        return None
+    value = rec.args[index]
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _has_sinks(info) -> bool:
+    s_aux = info.kernel.kwargs.get("s_aux", info.kernel.kwargs.get("sinks"))
+    return isinstance(s_aux, ParamRec) or (isinstance(s_aux, Term) and s_aux.op == "param")

@@ -1,0 +1,33 @@
+"""Attention shapes that differ by layer are findings, not the first layer's shapes.
+
+MiMo-V2-Flash's sliding-window layers have twice the kv heads and a sink per head, and its
+value heads are narrower than its query/key heads (`v_head_dim`). Read from the first layer
+only, the package built every layer like layer 0 and failed on a size mismatch; now the
+analysis names each difference and the plan stops before writing.
+"""
+
+from __future__ import annotations
+
+from analyze_helpers import rename_model
+
+from codegen.analyze.analysis import analyze
+from codegen.scaffold.plan import make_plan
+from codegen.scaffold.target import load_target
+
+FINDINGS = {"attention.layer_shapes", "attention.layer_sinks", "attention.v_head_dim"}
+
+
+def test_mimo_v2_flash_names_each_difference(tmp_path):
+    modeling, _ = rename_model("mimo_v2_flash", "numbat", str(tmp_path))
+    for source in ("mimo_v2_flash", modeling):
+        found = {u.feature: u for u in analyze(source).unsupported}
+        assert FINDINGS <= set(found)
+        assert "twice" not in found["attention.layer_shapes"].detail  # sizes, not a guess
+        assert found["attention.v_head_dim"].evidence.split(":")[0].startswith("modeling_")
+    plan = make_plan(load_target("mimo_v2_flash"))
+    assert FINDINGS <= {gap.feature for gap in plan.gaps}
+
+
+def test_uniform_layers_have_no_such_finding():
+    for model_type in ("qwen2", "gpt_oss", "gemma2"):
+        assert not FINDINGS & {u.feature for u in analyze(model_type).unsupported}
