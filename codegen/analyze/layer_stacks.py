@@ -1,16 +1,19 @@
-"""Layer stacks: a causal LM whose module tree holds more than one list of decoder layers.
+"""Layer stacks a package cannot build: several stacks, or several attentions per layer.
 
-A package builds one stack of layers run once, in order. A model with several (BLT's local
-encoder, global transformer, local decoder and entropy patcher; HRM's two stacks run in
-nested cycles, one module reached under two names) is reported unsupported with every
-stack's path, instead of being planned from whichever stack looked most like a backbone.
+A package builds one stack of layers run once, in order, each with one attention. A model
+with several stacks (BLT's local encoder, global transformer, local decoder and entropy
+patcher; HRM's two stacks run in nested cycles, one module reached under two names) is
+reported unsupported with every stack's path, instead of being planned from whichever stack
+looked most like a backbone; so is a layer holding a list of attentions run in turn
+(LongCat-Flash's two attention sublayers, each with its own MLP, beside a shortcut MoE).
 """
 
 from __future__ import annotations
 
 from codegen.analyze.context import Ctx
 from codegen.analyze.evaluate import ModuleListRec, ModuleRec
-from codegen.analyze.roles import LAYER
+from codegen.analyze.model import layer_slots
+from codegen.analyze.roles import ATTENTION, LAYER
 
 
 def stack_paths(ctx: Ctx) -> list[str]:
@@ -45,3 +48,21 @@ def detect(ctx: Ctx) -> None:
             f"{len(paths)} layer stacks ({', '.join(paths)}); a package builds one",
             ctx.model.entry_cls.cite(),
         )
+    _attention_lists(ctx)
+
+
+def _attention_lists(ctx: Ctx) -> None:
+    for layer in ctx.model.layers:
+        listed = [
+            (name, rec)
+            for name, rec in layer_slots(ctx.model, layer).get(ATTENTION, [])
+            if name.rsplit(".", 1)[-1].isdigit()
+        ]
+        if len(listed) > 1:
+            names = ", ".join(name for name, _ in listed)
+            ctx.unsupported(
+                "block.sublayers",
+                f"{len(listed)} attention sublayers per layer ({names}); a package layer holds one",
+                ctx.class_site(layer),
+            )
+            return

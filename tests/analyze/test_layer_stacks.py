@@ -51,3 +51,12 @@ def test_the_plan_stops_on_the_gap() -> None:
     plan = make_plan(load_target("hrm_text"))
     assert not plan.complete
     assert any(g.feature == "block.stacks" for g in plan.gaps)
+
+
+def test_a_list_of_attentions_in_a_layer_is_one_unsupported_line() -> None:
+    # LongCat-Flash: two attention sublayers (each with its own MLP) and a shortcut MoE
+    features = analyze("longcat_flash")
+    (gap,) = [u for u in features.unsupported if u.feature == "block.sublayers"]
+    assert "2 attention sublayers per layer (self_attn.0, self_attn.1)" in gap.detail
+    assert gap.evidence.startswith("modeling_longcat_flash.py:")
+    assert not [u for u in analyze("llama").unsupported if u.feature == "block.sublayers"]
