@@ -64,6 +64,7 @@ RULES = [
         values=(True,),
         transform="set_head_bias",
         description="the output head adds a bias to the logits (mapped from the checkpoint)",
+        params={"key": FromFeature("head.bias_key"), "projection": FromFeature("head.projection")},
     ),
     Rule(
         # after head_bias: it points the bias row at the key HF stores it under

@@ -24,7 +24,8 @@ KEY_SYNONYMS: tuple[tuple[str, ...], ...] = (
     ("input_layernorm", "ln_1", "attention_norm", "self_attn_layer_norm", "attention_layernorm"),
     ("post_attention_layernorm", "ln_2", "ffn_norm", "feedforward_layernorm"),
     ("embed_tokens", "wte", "word_embeddings", "embed_in", "tok_embeddings"),
-    ("norm", "ln_f", "final_layernorm", "norm_f", "final_layer_norm", "ln"),
+    # BERT-era checkpoints call every norm LayerNorm (roberta-prelayernorm's final one)
+    ("norm", "ln_f", "final_layernorm", "norm_f", "final_layer_norm", "ln", "LayerNorm"),
     ("lm_head", "embed_out", "output"),
     ("router", "gate"),
     ("shared_experts", "shared_expert", "shared_mlp"),

@@ -52,6 +52,7 @@ RULES = [
             "norm": FromFeature("embedding.module_norm"),
             "width": FromFeature("embedding.module_width"),
             "projection": FromFeature("embedding.module_projection"),
+            "switched": FromFeature("embedding.module_projection_switched"),
         },
     ),
     Rule(

@@ -200,7 +200,7 @@ def _module_tables(ctx: Ctx, path: str, rec: ModuleRec) -> dict | None:
             return None
     if not found["word"]:
         return None
-    found["width"], found["projection"] = "", ""
+    found["width"], found["projection"], found["projection_switched"] = "", "", False
     word = rec.attrs[found["word"].rsplit(".", 1)[-1]]
     hidden = attr(cfg, "hidden_size")
     width = word.args[1] if len(word.args) > 1 else None
@@ -211,7 +211,37 @@ def _module_tables(ctx: Ctx, path: str, rec: ModuleRec) -> dict | None:
         found["projection"] = _projection(ctx, width, hidden)
         if not (found["width"] and found["projection"]):
             return None
+        found["projection_switched"] = _built_when_widths_differ(
+            ctx, found["projection"], found["width"]
+        )
     return found
+
+
+def _built_when_widths_differ(ctx: Ctx, path: str, width: str) -> bool:
+    """The projection at `path` is assigned only under `if config.<width> != ...hidden_size`
+    (ELECTRA's embeddings_project; RemBERT builds its projection always)."""
+    import libcst as cst
+    import libcst.matchers as m
+
+    owner_path, _, name = path.rpartition(".")
+    owner = dict(_chain(ctx)).get(owner_path)
+    site = owner.assign_sites.get(name) if owner is not None else None
+    if site is None or site.method is None:
+        return False
+    differs = m.Comparison(
+        comparisons=[m.ComparisonTarget(operator=m.NotEqual() | m.IsNot())],
+    )
+    for branch in findall(site.method, m.If(test=differs)):
+        assert isinstance(branch, cst.If)
+        fields = {
+            node.attr.value
+            for node in findall(branch.test, m.Attribute(value=m.Name(), attr=m.Name()))
+            if isinstance(node, cst.Attribute)
+        }
+        inside = any(node is site.node for node in findall(branch.body, m.Assign()))
+        if inside and {width, "hidden_size"} <= fields:
+            return True
+    return False
 
 
 def _config_field(ctx: Ctx, rec: ModuleRec, index: int) -> str:
@@ -345,6 +375,46 @@ def _called_activations(ctx: Ctx, rec: ModuleRec) -> list[str]:
     return [name for t in terms if (name := activation_name(ctx, [t])) is not None]
 
 
+def _wrapped_head(ctx: Ctx) -> dict | None:
+    """A module of its own around the vocabulary projection holding no other weights but
+    the logits bias `_tied_weights_keys` shares with the projection's (BertGeneration's
+    `lm_head`: `decoder` and `bias`): the projection's HF path and record, the module the
+    entry calls, and the key of the logits bias."""
+    model = ctx.model
+    root = model.stack_owner_path.split(".")[0] if model.stack_owner_path else None
+    vocab = attr(model.config, "vocab_size")
+    for name, rec in model.entry.children():
+        if (
+            name == root
+            or not isinstance(rec, ModuleRec)
+            or rec.cls is None
+            or ctx.roles.role(rec) not in (OTHER, CONTAINER)
+        ):
+            continue
+        modules = [(n, c) for n, c in rec.children() if isinstance(c, ModuleRec)]
+        linears = [(n, c) for n, c in modules if ctx.roles.role(c) == LINEAR]
+        weighted = [n for n, c in modules if _has_weights(c)]
+        if len(linears) != 1 or weighted != [linears[0][0]]:
+            continue
+        proj_name, proj = linears[0]
+        if len(proj.args) < 2 or proj.args[1] != vocab:
+            continue
+        path = f"{name}.{proj_name}"
+        bias_key = f"{path}.bias" if linear_bias(proj) else ""
+        tied = _tied_map(ctx)
+        if bias_key in tied and attr(model.config, "tie_word_embeddings"):
+            bias_key = tied[bias_key]
+        params = [
+            f"{name}.{n}"
+            for n, c in rec.children()
+            if isinstance(c, ParamRec) and c.kind == "parameter"
+        ]
+        if any(p != bias_key for p in params):
+            continue  # a tensor of the module's own the logits do not take
+        return {"projection": path, "projection_rec": proj, "called": rec, "bias_key": bias_key}
+    return None
+
+
 def _tied_map(ctx: Ctx) -> dict:
     """The entry class's `_tied_weights_keys` (tied key -> the key it shares), {} if unknown."""
     model = ctx.model
@@ -380,11 +450,14 @@ def _nested_tables(ctx: Ctx, *, embeddings: bool = True, head: bool = True) -> N
         and child not in chain
         and _holds(ctx, child, EMBEDDING)
     ]
+    # reported under names of their own: the rules realise embedding.module and
+    # head.transform as the analysis describes them, not these
     if tables and embeddings:
         ctx.unsupported(
-            "embedding.module",
-            "the embedding tables are a module of their own (word + position + token-type"
-            " tables summed: BERT): no rule yet",
+            "embedding.module_layers",
+            "the embedding tables are a module of their own holding more than the word,"
+            " position and token-type tables and a norm the embedding_module rule builds"
+            f" ({_weighted_children(tables[0])}): no rule yet",
             ctx.class_site(tables[0]),
         )
     root = model.stack_owner_path.split(".")[0] if model.stack_owner_path else None
@@ -393,12 +466,18 @@ def _nested_tables(ctx: Ctx, *, embeddings: bool = True, head: bool = True) -> N
             continue
         if head and ctx.roles.role(child) in _HEAD_ROLES and _holds(ctx, child, LINEAR, NORM):
             ctx.unsupported(
-                "head.transform",
+                "head.transform_layers",
                 "the output head is a module with layers before its vocabulary projection"
-                " (dense, activation, norm: BERT's prediction head): no rule yet",
+                " other than one dense layer, activation and norm (BERT's prediction head):"
+                " no rule yet",
                 ctx.class_site(child),
             )
             break
+
+
+def _weighted_children(rec: ModuleRec) -> str:
+    """The names of `rec`'s submodules that hold weights, comma-separated."""
+    return ", ".join(n for n, c in rec.children() if isinstance(c, ModuleRec) and _has_weights(c))
 
 
 def _holds(ctx: Ctx, rec: ModuleRec, *roles: str, depth: int = 0) -> bool:
@@ -429,9 +508,13 @@ def detect(ctx: Ctx) -> tuple[Embedding, Head]:
     if (emb is None and tables is None) or (pred is None and (head is None or emb is None)):
         _nested_tables(ctx, embeddings=emb is None and tables is None, head=pred is None)
     head_called = head
+    wrapped = _wrapped_head(ctx) if pred is None and head is None else None
     if pred is not None:
         head_name, head, head_called = pred["projection"], pred["projection_rec"], pred["called"]
         ctx.cite("head.transform", f"{pred['site']} (dense, activation, norm, projection)")
+    elif wrapped is not None:
+        head_name, head = wrapped["projection"], wrapped["projection_rec"]
+        head_called = wrapped["called"]
     if tables is not None:
         ctx.cite("embedding.module", f"{ctx.class_site(own[1])} (tables summed in {own[0]})")
         emb = own[1]
@@ -594,6 +677,10 @@ def detect(ctx: Ctx) -> tuple[Embedding, Head]:
             projection=pred["projection"],
             bias_key=pred["bias_key"],
         )
+    if wrapped is not None:
+        head_features = dataclasses.replace(
+            head_features, projection=wrapped["projection"], bias_key=wrapped["bias_key"]
+        )
     positions, offset, table = _positions(ctx, emb_name)
     if tables is not None and tables["positions"]:
         positions, offset, table = "learned", tables["offset"], tables["positions"]
@@ -617,6 +704,7 @@ def detect(ctx: Ctx) -> tuple[Embedding, Head]:
             module_norm=tables["norm"],
             module_width=tables["width"],
             module_projection=tables["projection"],
+            module_projection_switched=tables["projection_switched"],
             position_padding=position_padding(ctx, own[1], tables["positions"])
             if tables["positions"]
             else "",

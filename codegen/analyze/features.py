@@ -307,6 +307,8 @@ class Embedding:
     # path of the linear layer projecting them to the hidden size before the first layer
     module_width: str = ""
     module_projection: str = ""
+    # that projection is built only when the widths differ (ELECTRA's embeddings_project)
+    module_projection_switched: bool = False
     # default positions count the tokens that are not padding (RoBERTa): a padding token reads
     # row `pad`, the others pad + 1, pad + 2, ...; the config field of that id ("" otherwise)
     position_padding: str = ""

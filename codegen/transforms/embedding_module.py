@@ -28,6 +28,15 @@ NORM_APPLY = "{h} = self.embedding_norm({h})  # the sum of the tables, normed"
 WIDTH_FIELD = "embedding_dim: int = 128  # width of the embedding tables, projected to dim"
 PROJECTION = "self.embedding_proj = nn.Linear(args.embedding_dim, args.dim)  # tables -> dim"
 PROJECT = "{h} = self.embedding_proj({h})"
+# HF builds the projection only when the widths differ (ELECTRA): equal widths add nothing
+SWITCHED_PROJECTION = (
+    "# HF projects the tables only when they are narrower or wider than dim\n"
+    "self.embedding_proj = (\n"
+    "    nn.Linear(args.embedding_dim, args.dim)\n"
+    "    if args.embedding_dim != args.dim\n"
+    "    else nn.Identity()\n"
+    ")"
+)
 TABLES = ("self.tok_embeddings", "self.token_type_embeddings", "self.pos_embeddings")
 
 
@@ -37,7 +46,9 @@ class EmbeddingModule(Transform):
     `token_type_embeddings` (`type_vocab_size` rows) and adds its row 0 right after the
     token embeddings (HF's order: tokens + token types, then positions); with `norm`,
     `Model` builds `embedding_norm` as the model's other norms and applies it to the
-    summed embeddings before the first layer (run after the position rules)."""
+    summed embeddings before the first layer (run after the position rules). With `width`
+    the tables are that config field wide and `projection` (HF path) maps them to `dim`
+    before the first layer; `switched`: HF builds it only when the widths differ."""
 
     name = "embedding_module"
 
@@ -51,6 +62,7 @@ class EmbeddingModule(Transform):
         norm="",
         width: str = "",
         projection: str = "",
+        switched: bool = False,
     ) -> None:
         if not word_table:
             raise EditError("an embeddings module needs the HF path of its word table")
@@ -109,7 +121,7 @@ class EmbeddingModule(Transform):
                 ],
             )
         if width:
-            _narrow_tables(package, width, projection, hidden)
+            _narrow_tables(package, width, projection, hidden, switched)
 
 
 def _rename_row(package, house: str, hf_key: str) -> None:
@@ -178,9 +190,10 @@ def norm_constructor(module: cst.Module) -> str:
     return code_of(calls[0])
 
 
-def _narrow_tables(package, width: str, projection: str, hidden: str) -> None:
+def _narrow_tables(package, width: str, projection: str, hidden: str, switched: bool) -> None:
     """Tables `embedding_dim` wide (the config's `width`), projected to `dim` by
-    `embedding_proj` (HF's `projection`) after their sum and norm, before the first layer."""
+    `embedding_proj` (HF's `projection`) after their sum and norm, before the first layer;
+    `switched`: only when the widths differ, as HF builds it (an identity otherwise)."""
     edits.add_args_field(package, WIDTH_FIELD, f"embedding_dim=hf_config.{width}")
     widen = _TablesWidth()
     run(package, "model.py", widen)
@@ -189,7 +202,13 @@ def _narrow_tables(package, width: str, projection: str, hidden: str) -> None:
     run(
         package,
         "model.py",
-        InsertStatements("Model", "__init__", assigns("self.layers"), PROJECTION, before=True),
+        InsertStatements(
+            "Model",
+            "__init__",
+            assigns("self.layers"),
+            SWITCHED_PROJECTION if switched else PROJECTION,
+            before=True,
+        ),
     )
     run(
         package,

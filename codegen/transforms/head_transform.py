@@ -3,8 +3,6 @@ vocabulary projection (its bias possibly stored under another key)."""
 
 from __future__ import annotations
 
-import json
-
 import libcst as cst
 import libcst.matchers as m
 
@@ -12,7 +10,6 @@ from codegen.transforms import _attention_edits as edits
 from codegen.transforms._ffn_edits import activation_of, adapter_rows, rewrite_adapter
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import (
-    EditDict,
     EditError,
     InsertStatements,
     ScopedTransformer,
@@ -22,6 +19,7 @@ from codegen.transforms.edits import (
     run,
 )
 from codegen.transforms.embedding_module import norm_constructor, with_width
+from codegen.transforms.head_bias import fix_tied_head
 
 DENSE = "self.head_dense = nn.Linear(args.dim, args.dim{bias})  # the head's own transform"
 WIDTH_FIELD = "head_width: int = 768  # width of the prediction head (dense out, norm, output in)"
@@ -98,8 +96,7 @@ class HeadTransform(Transform):
         rows += [(f"{norm}.weight", "head_norm.weight"), (f"{norm}.bias", "head_norm.bias")]
         edits.insert_rows_after(package, "output.weight", rows)
         if bias_key and bias_key != f"{projection}.bias":
-            entry = [(json.dumps("tie_word_embeddings"), "True")]
-            run(package, "args.py", EditDict("FIXED_SETTINGS", None, entry))
+            fix_tied_head(package)
 
 
 class _WrapHeadInput(ScopedTransformer):

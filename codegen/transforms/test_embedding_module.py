@@ -121,3 +121,28 @@ def test_narrower_tables_are_projected_to_dim_after_their_norm():
 def test_a_width_without_its_projection_is_refused():
     with pytest.raises(EditError):
         EmbeddingModule().apply(_llama(), word_table="w", width="input_embedding_size")
+
+
+def test_a_projection_hf_builds_only_for_other_widths_is_an_identity_otherwise():
+    """ELECTRA: embeddings_project exists only when embedding_size != hidden_size."""
+    package = _llama()
+    EmbeddingModule().apply(
+        package,
+        word_table="electra.embeddings.word_embeddings",
+        width="embedding_size",
+        projection="electra.embeddings_project",
+        switched=True,
+    )
+    flat = " ".join(package.render()["model.py"].split())
+    assert (
+        "self.embedding_proj = ( nn.Linear(args.embedding_dim, args.dim)"
+        " if args.embedding_dim != args.dim else nn.Identity() )"
+    ) in flat
+    always = _llama()
+    EmbeddingModule().apply(
+        always,
+        word_table="electra.embeddings.word_embeddings",
+        width="embedding_size",
+        projection="electra.embeddings_project",
+    )
+    assert "nn.Identity()" not in always.render()["model.py"]

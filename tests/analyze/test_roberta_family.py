@@ -44,3 +44,18 @@ def test_a_renamed_copy_reads_the_same(tmp_path, roberta):
     assert renamed.head == roberta.head
     assert renamed.embedding.position_padding == "pad_token_id"
     assert renamed.norm.final is False
+
+
+def test_a_head_module_around_the_projection_reads_the_bias_it_shares():
+    """BertGeneration's lm_head holds the decoder and the bias _tied_weights_keys gives it."""
+    features = analyze("bert-generation")
+    assert (features.head.projection, features.head.bias) == ("lm_head.decoder", True)
+    assert features.head.bias_key == "lm_head.bias"
+    assert set(features.state_dict.tied_keys) == {"lm_head.decoder.weight", "lm_head.decoder.bias"}
+    assert "lm_head.bias" in features.state_dict.checkpoint_other_keys
+
+
+def test_an_embeddings_module_with_more_layers_is_reported_not_planned_without():
+    """RoC-BERT concatenates shape and pronunciation tables and projects them: no rule."""
+    found = {u.feature: u.detail for u in analyze("roc_bert").unsupported}
+    assert "map_inputs_layer" in found["embedding.module_layers"]
