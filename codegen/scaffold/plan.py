@@ -114,11 +114,16 @@ def _plan_from(target, name: str | None, reference: str, *, own_code: bool = Tru
     # value, so it stops the plan with what the analyzer could not read
     for feature in references.undetermined(features):
         gaps.append(Gap(feature, "unknown", _evidence(target, feature)))
-    # findings no compared feature represents (ALiBi, a normalised head...): nothing realises them
+    # findings no compared feature represents (ALiBi, a normalised head, several layer
+    # stacks...): nothing realises them; listed first, as they explain the unknowns (jetmoe's
+    # routed attention leaves its o_bias unread)
     compared = set(references.COMPARED)
-    for finding in getattr(features, "unsupported", ()):
-        if finding.feature not in compared:
-            gaps.append(Gap(finding.feature, finding.detail, finding.evidence))
+    findings = [
+        Gap(finding.feature, finding.detail, finding.evidence)
+        for finding in getattr(features, "unsupported", ())
+        if finding.feature not in compared
+    ]
+    gaps = findings + gaps
     steps += _switch_steps(features, reference, rules, {step.rule for step in steps})
     if own_code:  # the steps that read the reference's files (see `_fewest_rules`)
         steps += _fixing_steps(target, reference, rules, {step.rule for step in steps})

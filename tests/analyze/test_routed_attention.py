@@ -28,3 +28,14 @@ def test_a_renamed_copy_is_flagged_too(tmp_path) -> None:
 @pytest.mark.parametrize("model_type", ["deepseek_v32", "qwen3_moe", "llama"])
 def test_dense_attention_is_no_finding(model_type: str) -> None:
     assert not _routed(analyze(model_type))
+
+
+def test_the_plan_names_the_routed_attention_first() -> None:
+    """The finding explains the unknowns after it (the routed o-projection's bias is unread)."""
+    from codegen.scaffold.plan import make_plan
+    from codegen.scaffold.target import load_target
+
+    plan = make_plan(load_target("jetmoe"))
+    assert not plan.complete
+    assert plan.gaps[0].feature == "attention.routed"
+    assert "attention.o_bias" in {gap.feature for gap in plan.gaps[1:]}
