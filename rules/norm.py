@@ -77,6 +77,7 @@ RULES = [
         params={"field": "use_parallel_residual"},
         description="the block branches on the flag: attention and MLP off one norm, or pre-norm",
         switch="use_parallel_residual",
+        covers=("parallel",),  # GPT-NeoX is parallel by default: both settings, not one
     ),
     Rule(
         id="qk_norm_after_rope",

@@ -3,7 +3,9 @@
 Off: the pre-norm block as the reference has it. On: attention and feed-forward both read
 the one `attention_norm(x)` and add to x, and the checkpoint has no second block norm. The
 block branches on the flag; `ffn_norm` is built only for the sequential layout, so the
-adapter keeps its rows for the checkpoints that carry it.
+adapter keeps its rows for the checkpoints that carry it. Where the parallel setting still
+calls the feed-forward's own norm (GPT-NeoX: `mlp(post_attention_layernorm(x))`), both
+layouts build and read `ffn_norm`, on `x` or on `h`.
 """
 
 from __future__ import annotations
@@ -27,14 +29,30 @@ class ParallelResidualSwitch(Transform):
     name = "parallel_residual_switch"
 
     def apply(self, package, features=None, *, field: str = "use_parallel_residual") -> None:
+        shared = not _parallel_calls_ffn_norm(features, field)
         parallel = SourcePackage(package.name, dict(package.files))
-        _parallel(parallel, shared=True)
+        _parallel(parallel, shared=shared)
         body = _method(parallel.files["model.py"], "forward").body.body
-        package.edit("model.py", _Branch(body, field))
+        package.edit("model.py", _Branch(body, field, shared))
+        how = "off one norm" if shared else "each off its own norm"
         moe_edits.add_args_fields(
-            package, f"{field}: bool = False  # attention and MLP in parallel off one norm"
+            package, f"{field}: bool = False  # attention and MLP in parallel {how}"
         )
         moe_edits.add_config_kwargs(package, {field: f"hf_config.{field}"})
+
+
+def _parallel_calls_ffn_norm(features, field: str) -> bool:
+    """The parallel setting of the switch still calls the feed-forward's own norm on the
+    block input (GPT-NeoX's post_attention_layernorm), rather than sharing the attention's
+    one (StableLM); read from what the analysis says that setting calls."""
+    names = dict(getattr(getattr(features, "norm", None), "block_names", ()) or ())
+    ffn_norm = names.get("ffn_norm")
+    switch = next((s for s in getattr(features, "switches", ()) if s.field == field), None)
+    if not ffn_norm or switch is None:
+        return False
+    on = next((v for v in switch.values if v.label == "True"), None)
+    calls = next((p for p in (on.selects if on else "").split("; ") if p.startswith("calls ")), "")
+    return ffn_norm in {name.strip() for name in calls.removeprefix("calls ").split(",")}
 
 
 def _method(module: cst.Module, name: str) -> cst.FunctionDef:
@@ -49,9 +67,9 @@ class _Branch(cst.CSTTransformer):
     """`__init__`: `self.parallel = args.<field>`, `ffn_norm` built only when not parallel;
     `forward`: `if self.parallel: <parallel body>` before the sequential body."""
 
-    def __init__(self, parallel_body, field: str):
+    def __init__(self, parallel_body, field: str, shared: bool = True):
         super().__init__()
-        self.parallel_body, self.field = parallel_body, field
+        self.parallel_body, self.field, self.shared = parallel_body, field, shared
         self.block = False
 
     def visit_ClassDef(self, node):
@@ -80,10 +98,12 @@ class _Branch(cst.CSTTransformer):
         found = [i for i, statement in enumerate(body) if m.matches(statement, ffn_norm)]
         if len(found) != 1:
             raise EditError(f"{_BLOCK}.__init__ builds no single self.ffn_norm")
+        flag = cst.parse_statement(f"self.parallel = args.{self.field}")
+        if not self.shared:  # both layouts read the feed-forward's own norm
+            return [body[0], flag, *body[1:]]
         at = found[0]
         guarded = cst.If(
             test=expression("not self.parallel"),
             body=cst.IndentedBlock(body=[body[at].with_changes(leading_lines=[])]),
         )
-        flag = cst.parse_statement(f"self.parallel = args.{self.field}")
         return [body[0], flag, *body[1:at], guarded, *body[at + 1 :]]

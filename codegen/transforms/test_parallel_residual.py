@@ -60,3 +60,37 @@ def test_a_block_without_a_feed_forward_norm_is_an_error():
     )
     with pytest.raises(EditError):
         ParallelResidualSwitch().apply(package)
+
+
+def _neox_like(parallel_calls: str):
+    """Features whose switch's parallel setting calls `parallel_calls` (GPT-NeoX's
+    `mlp, post_attention_layernorm`: the feed-forward keeps its own norm)."""
+    from types import SimpleNamespace
+
+    on = SimpleNamespace(label="True", selects=f"parallel residual; calls {parallel_calls}")
+    switch = SimpleNamespace(field="use_parallel_residual", values=(on,))
+    names = (("attention_norm", "input_layernorm"), ("ffn_norm", "post_attention_layernorm"))
+    return SimpleNamespace(norm=SimpleNamespace(block_names=names), switches=(switch,))
+
+
+def test_a_parallel_setting_with_the_ffn_norm_keeps_both_norms():
+    package = _llama()
+    features = _neox_like("mlp, post_attention_layernorm")
+    ParallelResidualSwitch().apply(package, features, field="use_parallel_residual")
+    files = package.render()
+    model = files["model.py"]
+    assert (
+        "        if self.parallel:\n"
+        "            h = x + self.attention(self.attention_norm(x), rope)\n"
+        "            return h + self.feed_forward(self.ffn_norm(x))\n"
+        "        h = x + self.attention(self.attention_norm(x), rope)\n"
+        "        return h + self.feed_forward(self.ffn_norm(h))\n"
+    ) in model
+    assert "if not self.parallel" not in model  # ffn_norm is built for both layouts
+    assert "# attention and MLP in parallel each off its own norm" in files["args.py"]
+
+
+def test_a_parallel_setting_without_the_ffn_norm_shares_one():
+    package = _llama()
+    ParallelResidualSwitch().apply(package, _neox_like("mlp, dropout"))
+    assert PARALLEL in package.render()["model.py"]
