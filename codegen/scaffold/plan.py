@@ -51,14 +51,23 @@ def make_plan(target, name: str | None = None, reference: str | None = None) -> 
     """The plan for a `codegen.scaffold.target.Target`.
 
     Without `reference`, the closest reference whose plan is complete wins (fewest rules,
-    then the analyzer's order); if none is complete, the analyzer's closest, with its gaps.
+    then the analyzer's order); if none is complete, the one with the fewest gaps (the
+    analyzer's closest breaking ties), so the gaps are what no reference and rule realise
+    (beam's scaled residual stream, not deepseek_v3's want of MLA).
     """
     if reference is None:
         best = _fewest_rules(target, name)
         if best is not None:
             return best
-        reference = target.features.reference.closest
+        reference = _fewest_gaps(target, name)
     return _plan_from(target, name, reference)
+
+
+def _fewest_gaps(target, name: str | None) -> str:
+    closest = target.features.reference.closest
+    order = sorted(references.ORDER, key=lambda ref: ref != closest)  # stable: closest first
+    partial = {ref: _plan_from(target, name, ref, own_code=False) for ref in order}
+    return min(order, key=lambda ref: len(partial[ref].gaps))
 
 
 def _fewest_rules(target, name: str | None) -> Plan | None:
