@@ -284,7 +284,7 @@ EXPECTED: dict[str, dict] = {
             "top_k": 1,
             "router": "softmax_topk",
             "norm_topk_prob": True,
-            "expert_layout": "fused",
+            "expert_layout": "flat",  # w1/v1/w2: one [experts * ffn, hidden] matrix each
         },
     ),
     "gpt_neox": _like(
