@@ -202,6 +202,14 @@ class StateDictAdapter:
             if self._match_hf(key) is None and not self._is_scale_of_mapped(key, keys)
         )
 
+    def dropped_keys(self, hf_keys) -> list[str]:
+        """HF keys a row maps to None: in the checkpoint, read by nothing the model runs."""
+        return sorted(
+            key
+            for key in set(hf_keys)
+            if (found := self._match_hf(key)) is not None and found[0].house is None
+        )
+
     def ignored_keys(self, hf_keys) -> list[str]:
         """Keys of layers past `args.n_layers`: the multi-token-prediction layers real
         releases ship (`model.layers.{n_layers}` and up), which the model does not run."""

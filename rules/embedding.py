@@ -92,6 +92,15 @@ RULES = [
         description="token embeddings start at HF's own std for them, not initializer_range",
     ),
     Rule(
+        id="drop_unused_keys",
+        feature="state_dict.unused_keys",
+        values=(True,),
+        transform="drop_unused_keys",
+        params={"keys": FromFeature("state_dict.unused_keys")},
+        description="checkpoint weights of modules the logits never read (BigBird's pooler)"
+        " dropped on load",
+    ),
+    Rule(
         # after the attention and MoE rules: their adapter rows name the kept parameters
         id="keep_fp32_params",
         feature="state_dict.fp32_keys",

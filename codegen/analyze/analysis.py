@@ -29,6 +29,7 @@ from codegen.analyze import (
     state_dict,
     support,
     switches,
+    unused_keys,
 )
 from codegen.analyze.config import attr
 from codegen.analyze.context import Ctx
@@ -138,6 +139,7 @@ def _run(ctx: Ctx) -> Features:
     sd, sd_info = state_dict.detect(ctx, ctx.roles)
     sd = dataclasses.replace(sd, transposed_keys=detect_layout.transposed_keys(ctx))
     sd = dataclasses.replace(sd, fp32_keys=fp32_keys.detect(model, sd))
+    sd = dataclasses.replace(sd, unused_keys=unused_keys.detect(ctx, sd.checkpoint_other_keys))
     if sd.fp32_keys:
         ctx.cite("state_dict.fp32_keys", f"{fp32_keys.where(model)} ({len(sd.fp32_keys)} kept)")
     embedding_norm = embedding.norm_module if embedding.norm is True else None

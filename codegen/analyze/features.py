@@ -364,6 +364,8 @@ class StateDict:
     checkpoint_layer_keys: tuple[str, ...] = ()  # on disk, after transformers' conversion
     checkpoint_other_keys: tuple[str, ...] = ()
     tied_keys: tuple[str, ...] = ()  # module keys absent from the checkpoint (tied)
+    # checkpoint keys of modules whose output the logits never read (BigBird's pooler): dropped
+    unused_keys: tuple[str, ...] = ()
     # layer keys of projections stored [in, out] (transformers' Conv1D), not nn.Linear's [out, in]
     transposed_keys: tuple[str, ...] = ()
     # module keys of the parameters HF loads in fp32 in a bf16/fp16 model

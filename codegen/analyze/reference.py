@@ -147,6 +147,7 @@ COMPARED: dict[str, Any] = {
     "head.transform": None,
     "state_dict.transposed_keys": _any,
     "state_dict.fp32_keys": _any,
+    "state_dict.unused_keys": _any,
     "head.logit_softcap": None,
     "head.logit_scale": None,
     "head.bias": None,
@@ -210,6 +211,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "head.transform": (False,),  # the vocabulary projection takes the final hidden states
     "state_dict.transposed_keys": (False,),  # nn.Linear weights stored [out, in]
     "state_dict.fp32_keys": (False,),  # every parameter in the model's dtype
+    "state_dict.unused_keys": (False,),  # the logits read every checkpoint tensor
     "head.logit_softcap": (False,),
     "head.logit_scale": (False,),
     "head.bias": (False,),

@@ -213,6 +213,15 @@ SHRINK_RULES: dict[str, Any | Rule] = {
     # encoder families' causal LMs (BERT's *ForCausalLM) attend causally only as decoders:
     # transformers builds them bidirectional otherwise
     "is_decoder": True,
+    # BigBird's block-sparse attention is its full attention only below
+    # (5 + 2 * num_random_blocks) * block_size tokens (shorter inputs fall back to full): the
+    # toy runs the full setting, which packages realise, and block_sparse is a setting of the
+    # switch they refuse rather than differ from beyond that length
+    "attention_type": lambda cfg: (
+        "original_full" if cfg["attention_type"] == "block_sparse" else cfg["attention_type"]
+    ),
+    # X-MOD runs only with a language chosen (set_default_language): its first one
+    "default_language": lambda cfg: cfg["default_language"] or (cfg.get("languages") or [None])[0],
 }
 
 

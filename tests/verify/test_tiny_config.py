@@ -242,3 +242,14 @@ def test_a_field_the_class_derives_from_the_layer_count_is_derived_again(tmp_pat
     assert from_file.num_hidden_layers == from_file.num_layers_per_stack * cycles
     # classes without such a field keep their toy exactly
     assert tiny_config("llama").num_hidden_layers == 4
+
+
+def test_block_sparse_attention_runs_as_full_and_a_language_is_chosen():
+    """BigBird's toy runs its full-attention setting (block_sparse is the switch setting
+    packages refuse); X-MOD's toy has a default language, as a user must set one."""
+    assert tiny_config("big_bird").attention_type == "original_full"
+    assert shrink({"attention_type": "relative_shift"}, keep_pattern=False)["attention_type"] == (
+        "relative_shift"
+    )
+    xmod = tiny_config("xmod")
+    assert xmod.default_language == list(xmod.languages)[0]
