@@ -76,3 +76,11 @@ def test_no_cutoff_is_refused():
     package = SourcePackage.from_directory(references_dir() / "llama")
     with pytest.raises(EditError):
         TruncatedInit().apply(package, cutoff=None)
+
+
+def test_the_table_says_its_normals_are_truncated():
+    lifecycle = _llama()["lifecycle.py"]
+    docstring = lifecycle.split('"""')[1]
+    assert docstring.rstrip().endswith(
+        "Every normal draw here is truncated at +-`cutoff` stds, as HF's `trunc_normal_` is."
+    )

@@ -42,6 +42,7 @@ class TruncatedInit(Transform):
         add_args_field(package, "init_cutoff", FIELD, cutoff)
         _own_lifecycle(package)
         run(package, "lifecycle.py", _Truncate("cutoff"))
+        run(package, "lifecycle.py", _SayTruncated())
         run(package, "lifecycle.py", _ThreadCutoff())
         run(package, "model.py", _PassCutoff())
         truncate = _Truncate("self.args.init_cutoff", scope=("Model", "init_weights"))
@@ -112,6 +113,26 @@ class _Truncate(cst.CSTTransformer):
             for a in updated.args
         )
         return expression(f"nn.init.trunc_normal_({args}, a=-{c} * {s}, b={c} * {s})")
+
+
+class _SayTruncated(cst.CSTTransformer):
+    """The module docstring says the table's normals are truncated."""
+
+    hits = 0
+    NOTE = "Every normal draw here is truncated at +-`cutoff` stds, as HF's `trunc_normal_` is."
+
+    def leave_Module(self, original, updated):
+        docstring = m.SimpleStatementLine(body=[m.Expr(m.SimpleString())])
+        if not updated.body or not m.matches(updated.body[0], docstring):
+            return updated
+        string = updated.body[0].body[0].value
+        text = string.value
+        if not text.endswith('"""'):
+            return updated
+        self.hits += 1
+        new = string.with_changes(value=text[:-3].rstrip() + f"\n\n{self.NOTE}\n" + '"""')
+        first = updated.body[0].with_changes(body=[updated.body[0].body[0].with_changes(value=new)])
+        return updated.with_changes(body=[first, *updated.body[1:]])
 
 
 class _ThreadCutoff(cst.CSTTransformer):
