@@ -16,10 +16,12 @@ from codegen.analyze import (
     detect_moe,
     detect_norm,
     detect_rope,
+    ffn_sparsity,
     final_norm,
     fp32_keys,
     init_cutoff,
     key_selection,
+    kv_sharing,
     layer_extras,
     layer_stacks,
     reference,
@@ -135,6 +137,8 @@ def _run(ctx: Ctx) -> Features:
     category = detect_category.detect(ctx, shared)
     layer_stacks.detect(ctx)
     layer_extras.detect(ctx, ffn)
+    kv_sharing.detect(ctx, shared)
+    ffn_sparsity.detect(ctx)
     routed_attention.detect(ctx)
     sd, sd_info = state_dict.detect(ctx, ctx.roles)
     sd = dataclasses.replace(sd, transposed_keys=detect_layout.transposed_keys(ctx))
