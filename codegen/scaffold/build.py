@@ -66,6 +66,10 @@ def build_package(
         package.applied.append(step.rule or step.transform)
     describe(package, title, steps, features, target)
     tidy(package)
+    # once more on the tidied package, for the HF names alone: a field tidy dropped (a
+    # pinned `rope_interleave`) is no longer the package's word, so prose naming it goes
+    again = {**retarget.params, "references": []}
+    TRANSFORMS[retarget.transform]().apply(package, features, **again)
     return ruff_format(vendor(package.files, index=package.index))
 
 

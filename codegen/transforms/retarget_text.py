@@ -106,10 +106,18 @@ class Words:
         return None if self.mentions(text) else text
 
     def _parenthesis(self, found: re.Match) -> str:
-        names = _IDENTIFIER.findall(found[1])
+        """A parenthesis whose every comma-separated item names only foreign HF names goes;
+        otherwise only those items go (`(`rope_interleave`, HF `f`)` -> `(HF `f`)`)."""
+        items = found[1].split(",")
+        kept = [item.strip() for item in items if not self._only_foreign(item)]
+        if len(kept) == len(items):
+            return found[0]
+        return f"{found[0][: found[0].index('(')]}({', '.join(kept)})" if kept else ""
+
+    def _only_foreign(self, text: str) -> bool:
+        names = _IDENTIFIER.findall(text)
         foreign = [n for n in names if n in self.foreign_names]
-        rest = [n for n in names if n not in self.foreign_names and n != "HF"]
-        return "" if foreign and not rest else found[0]
+        return bool(foreign) and all(n in self.foreign_names or n == "HF" for n in names)
 
     def reword(self, text: str) -> str:
         def replace(match: re.Match) -> str:

@@ -205,3 +205,24 @@ def test_config_keys_naming_a_reference_are_data_and_stay():
         'SCALE = rope.get("llama_4_scaling_beta", 0.0)\n'
         'MESSAGE = "ministral3: no"\n'
     )
+
+
+def test_a_parenthesis_loses_only_its_foreign_items():
+    """`rope_interleave` is foreign to the target, its HF rotation function is not: the
+    bullet stays, naming the function alone."""
+    source = (
+        '"""Deltas.\n\n- Interleaved pairs (`rope_interleave`,'
+        ' HF `apply_rotary_pos_emb_interleave`): each pair turns by one frequency.\n"""\n\nX = 1\n'
+    )
+    package = package_of({"rope.py": source})
+    RetargetText().apply(
+        package,
+        name="deepseek_v32",
+        title="deepseek_v32",
+        references=["deepseek_v3"],
+        foreign_names=["rope_interleave"],
+    )
+    assert package.render()["rope.py"].startswith(
+        '"""Deltas.\n\n- Interleaved pairs (HF `apply_rotary_pos_emb_interleave`):'
+        " each pair turns by one frequency.\n"
+    )
