@@ -17,7 +17,8 @@ and needs no noise band. A ratio <= 1.0 means the house model is no worse.
 
 Any package works, not only the references: `--models DIR` benchmarks packages written by
 `codegen scaffold --out DIR`; `--sweep COVERAGE_JSON` scaffolds every architecture the coverage
-sweep verified (into a temporary folder) and benchmarks each, then prints how many stay
+sweep verified (into a temporary folder, or --models DIR) and benchmarks each, then prints how
+many were measured (each one that was not, with why: the exit status is then 1), how many stay
 within 1.0 on both ratios, and, labelled apart, how many do once a time ratio inside the run's
 noise band (90th percentile of |A/A - 1|) counts as indistinguishable from HF.
 
@@ -193,50 +194,76 @@ def peak_memory(name: str, which: str) -> float:
     # in the heap and count as resident; pinning it (both models alike) makes the RSS peak
     # track the tensors alive at once, not the allocator's history.
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
-    done = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        raise RuntimeError(f"peak-memory worker: {lines[-1] if lines else done.returncode}")
     return json.loads(done.stdout.strip().splitlines()[-1])["peak_mib"]
 
 
-def main() -> None:
+def main() -> int:
     if ARGS.worker:
         peak_memory_worker(ARGS.models[0], ARGS.worker)
-        return
+        return 0
+    names = ARGS.models or REFERENCES
+    if ARGS.sweep is not None:
+        names = verified_names(ARGS.sweep)
+        if names is None:
+            return 2
     from transformers.utils import logging
 
     logging.set_verbosity_error()
     logging.disable_progress_bar()
     if ARGS.sweep is not None:
         with tempfile.TemporaryDirectory() as directory:
-            ARGS.models_dir = Path(directory) / "models"
-            names = scaffold_verified(ARGS.sweep, ARGS.models_dir)
-            report(measure(names))
-        return
-    report(measure(ARGS.models or REFERENCES))
+            # --models DIR keeps the scaffolded packages there (to re-run a row alone)
+            ARGS.models_dir = ARGS.models_dir or Path(directory) / "models"
+            written, missed = scaffold(names, ARGS.models_dir)
+            rows, not_measured = measure(written)
+    else:
+        rows, missed = measure(names)
+        not_measured = {}
+    missed.update(not_measured)
+    report(rows, missed, len(names))
+    return 1 if missed else 0
 
 
-def scaffold_verified(coverage_json: Path, models_dir: Path) -> list[str]:
-    """Scaffold every architecture coverage.json marks verified; their package names."""
-    rows = json.loads(coverage_json.read_text())
-    names = [row["model_type"] for row in rows if (row.get("verify") or {}).get("passed")]
-    written = []
+def verified_names(coverage_json: Path) -> list[str] | None:
+    """Every architecture coverage.json marks verified, or None (said in one line) if the
+    file is not a coverage sweep's."""
+    try:
+        rows = json.loads(coverage_json.read_text())
+        return [row["model_type"] for row in rows if (row.get("verify") or {}).get("passed")]
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as err:
+        print(f"bench_forward: {coverage_json}: not a coverage.json ({err})", file=sys.stderr)
+        return None
+
+
+def scaffold(names: list[str], models_dir: Path) -> tuple[list[str], dict[str, str]]:
+    """Scaffold each architecture into models_dir: (names written, {name: why not})."""
+    written, missed = [], {}
     for name in names:
-        command = [sys.executable, "-m", "codegen.cli", "scaffold", name]
-        done = subprocess.run(command + ["--out", str(models_dir)], capture_output=True)
+        command = [sys.executable, "-m", "codegen.cli", "scaffold", name, "--force"]
+        done = subprocess.run(command + ["--out", str(models_dir)], capture_output=True, text=True)
         if done.returncode == 0:
             written.append(name)
         else:
-            print(f"{name}: scaffold failed, not benchmarked", file=sys.stderr)
-    return written
+            lines = done.stderr.strip().splitlines()
+            missed[name] = "scaffold failed: " + (lines[-1] if lines else f"exit {done.returncode}")
+            print(f"{name}: not measured: {missed[name]}"[:300], file=sys.stderr, flush=True)
+    return written, missed
 
 
-def measure(names: list[str]) -> list[dict]:
-    rows = []
+def measure(names: list[str]) -> tuple[list[dict], dict[str, str]]:
+    """One row per model measured, and {name: why not} for each that could not be."""
+    rows, missed = [], {}
     for name in names:
         try:
             house_s, hf_s, hf_again_s = time_pair(name)
             house_mib, hf_mib = peak_memory(name, "house"), peak_memory(name, "hf")
         except Exception as err:  # noqa: BLE001 - one model's failure is a row, not a crash
-            print(f"{name}: not measured: {type(err).__name__}: {err}"[:300], file=sys.stderr)
+            missed[name] = f"{type(err).__name__}: {err}"[:300]
+            print(f"{name}: not measured: {missed[name]}", file=sys.stderr, flush=True)
             continue
         rows.append(
             {
@@ -259,7 +286,7 @@ def measure(names: list[str]) -> list[dict]:
                 f"ratio {row['memory_ratio']:.3f}",
                 flush=True,
             )
-    return rows
+    return rows, missed
 
 
 def noise_band(rows: list[dict]) -> float:
@@ -273,9 +300,9 @@ def noise_band(rows: list[dict]) -> float:
     return statistics.quantiles(offsets, n=10, method="inclusive")[-1]
 
 
-def report(rows: list[dict]) -> None:
+def report(rows: list[dict], missed: dict[str, str], asked: int) -> None:
     if ARGS.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps({"rows": rows, "not_measured": missed}, indent=2))
         return
     band = noise_band(rows)
     within = [r for r in rows if r["time_ratio"] <= 1.0 and r["memory_ratio"] <= 1.0]
@@ -287,6 +314,9 @@ def report(rows: list[dict]) -> None:
             f"{statistics.median(offsets):.3f}, max {max(offsets):.3f}; "
             f"band (90th percentile) {band:.3f}"
         )
+    print(f"{len(rows)}/{asked} packages measured")
+    for name, why in missed.items():
+        print(f"  not measured: {name}: {why}")
     print(f"{len(within)}/{len(rows)} packages within 1.0 of HF on both time and peak memory")
     print(
         f"{len(indistinct)}/{len(rows)} packages within 1.0 on peak memory and within "
@@ -317,4 +347,4 @@ def parse_args():
 
 if __name__ == "__main__":
     ARGS = parse_args()
-    main()
+    sys.exit(main())

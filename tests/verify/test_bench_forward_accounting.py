@@ -1,0 +1,75 @@
+"""bench_forward accounts for every package it was asked for: a package it could not measure
+is named with why, and the run exits 1, so a sweep cannot silently come up short."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+sys.path.insert(0, str(SCRIPTS))
+import bench_forward  # noqa: E402 - the script is not a package
+
+
+@pytest.fixture
+def args(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["bench_forward.py"])
+    parsed = bench_forward.parse_args()
+    monkeypatch.setattr(bench_forward, "ARGS", parsed, raising=False)
+    return parsed
+
+
+def test_a_failing_model_is_named_with_its_error(args, monkeypatch, capsys):
+    def time_pair(name):
+        if name == "broken":
+            raise KeyError("checkpoint key without a mapping")
+        return 0.9, 1.0, 1.01
+
+    monkeypatch.setattr(bench_forward, "time_pair", time_pair)
+    monkeypatch.setattr(bench_forward, "peak_memory", lambda name, which: 10.0)
+    rows, missed = bench_forward.measure(["fine", "broken"])
+    assert [row["model"] for row in rows] == ["fine"]
+    assert list(missed) == ["broken"]
+    assert "KeyError" in missed["broken"] and "without a mapping" in missed["broken"]
+    bench_forward.report(rows, missed, 2)
+    out = capsys.readouterr().out
+    assert "1/2 packages measured" in out
+    assert "not measured: broken: KeyError" in out
+
+
+def test_a_failed_scaffold_is_named_with_its_last_error_line(args, tmp_path):
+    written, missed = bench_forward.scaffold(["no_such_model_type_xyz"], tmp_path / "models")
+    assert written == []
+    assert missed["no_such_model_type_xyz"].startswith("scaffold failed: ")
+    assert len(missed["no_such_model_type_xyz"].splitlines()) == 1
+
+
+@pytest.mark.parametrize("content", [None, "{not json", json.dumps({"rows": 1})])
+def test_a_bad_coverage_file_is_one_line_and_exit_2(tmp_path, content):
+    path = tmp_path / "coverage.json"
+    if content is not None:
+        path.write_text(content)
+    done = subprocess.run(
+        [sys.executable, str(SCRIPTS / "bench_forward.py"), "--sweep", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "not a coverage.json" in done.stderr
+
+
+def test_verified_names_are_the_rows_whose_verify_passed(tmp_path):
+    path = tmp_path / "coverage.json"
+    rows = [
+        {"model_type": "a", "verify": {"passed": True}},
+        {"model_type": "b", "verify": {"passed": False}},
+        {"model_type": "c", "verify": None},
+    ]
+    path.write_text(json.dumps(rows))
+    assert bench_forward.verified_names(path) == ["a"]
