@@ -248,7 +248,8 @@ EXPECTED: dict[str, dict] = {
         category="hybrid",
         attention__kind="gqa",
         norm__placement="post",
-        block__residual_scale=True,
+        # residual * alpha + sublayer * beta: the stream itself is scaled
+        block__residual_scale="scaled_stream",
         moe={
             "num_experts": 8,
             "top_k": 2,
