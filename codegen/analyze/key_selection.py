@@ -8,13 +8,16 @@ child module that is neither a projection, a norm nor the rotary table, that car
 parameters, and whose output reaches the attention kernel.
 
 `read` names the scorer's parts where it has DeepSeek sparse attention's shape, told apart by
-their sizes (never by their names): a LayerNorm of width D (the key norm), a projection to D
-(the single key head), one to H (the per-head weights) and one to H * D (the query heads,
-from the query latent); its forward rotates part of q and k (halves or interleaved pairs, as
-its rotation function does), takes a relu and a top-k. Another scorer gives "other".
+their sizes (never by their names): a LayerNorm of width D with a constant epsilon (the key
+norm), a projection to D (the single key head), one to H (the per-head weights) and one to
+H * D (the query heads, from the query latent); its forward rotates the leading dims of q and
+k (halves or interleaved pairs, as its rotation function does), takes a relu and a top-k.
+Another scorer gives "other".
 """
 
 from __future__ import annotations
+
+import libcst as cst
 
 from codegen.analyze.dataflow import Term, walk
 from codegen.analyze.evaluate import ModuleRec, ParamRec
@@ -50,8 +53,8 @@ def detect(ctx, shared: dict) -> dict | str | None:
 
 
 def read(ctx, scorer: ModuleRec, hidden) -> dict | None:
-    """{"q_proj", "k_proj", "k_norm", "weights_proj": child names, "interleaved": bool} of a
-    DeepSeek-sparse-attention indexer, or None."""
+    """{"q_proj", "k_proj", "k_norm", "weights_proj": child names, "interleaved": bool,
+    "k_norm_eps": the key norm's epsilon} of a DeepSeek-sparse-attention indexer, or None."""
     from codegen.analyze.detect_attention import _is_rope_function
     from codegen.analyze.detect_rope import _interleaved
 
@@ -82,17 +85,46 @@ def read(ctx, scorer: ModuleRec, hidden) -> dict | None:
     if not {"relu", "topk"} <= ops:
         return None
     trace = ctx.trace(scorer)
-    rotations = [f for f, _ in trace.tracer.func_calls if _is_rope_function(ctx, f)]
-    if len(rotations) != 1:
-        return None
+    rotations = [(f, a) for f, a in trace.tracer.func_calls if _is_rope_function(ctx, f)]
+    if len(rotations) != 1 or not _leading(rotations[0][1][:2]):
+        return None  # one rotation, of the heads' leading dims (hy_v4 turns the trailing ones)
+    norm = scorer.attrs[k_norm]
+    eps = norm.args[1] if len(norm.args) > 1 else norm.kwargs.get("eps", 1e-5)  # torch's 1e-5
+    if not _literal_eps(norm):
+        return None  # the key norm's epsilon read from the config: not this shape
     weights, queries = heads[0]
     return {
         "q_proj": queries,
         "k_proj": keys[0],
         "k_norm": k_norm,
         "weights_proj": weights,
-        "interleaved": _interleaved(ctx, rotations[0]),
+        "interleaved": _interleaved(ctx, rotations[0][0]),
+        "k_norm_eps": eps,
     }
+
+
+def _leading(args) -> bool:
+    """q and k handed to the rotation are both the first part of a split."""
+    return len(args) == 2 and all(
+        isinstance(a, Term)
+        and a.op == "index"
+        and a.name == "0"
+        and any(isinstance(b, Term) and b.op == "fn" and b.name.endswith("split") for b in a.args)
+        for a in args
+    )
+
+
+def _literal_eps(norm: ModuleRec) -> bool:
+    """The norm's constructor gives no epsilon or a number (`eps=1e-6`), not a config read."""
+    call = getattr(norm.site, "node", None)
+    if not isinstance(call, cst.Call):
+        return False
+    eps = [
+        a.value
+        for i, a in enumerate(call.args)
+        if (a.keyword is not None and a.keyword.value == "eps") or (a.keyword is None and i == 1)
+    ]
+    return all(isinstance(v, cst.Float | cst.Integer) for v in eps)
 
 
 def _learned(ctx, module: ModuleRec) -> bool:

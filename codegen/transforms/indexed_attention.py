@@ -24,7 +24,8 @@ from codegen.transforms.edits import (
 )
 
 # the scorer, written for the house names of its parts (the adapter maps the checkpoint's);
-# ROTATE is the target's rotation of the scorer's leading rope dims (halves or pairs)
+# ROTATE is the target's rotation of the scorer's leading rope dims (halves or pairs), EPS
+# its key norm's epsilon
 INDEXER = '''
 class Indexer(nn.Module):
     """Picks the keys each query attends to: `index_n_heads` query heads (from the query
@@ -38,7 +39,7 @@ class Indexer(nn.Module):
         self.rope_dim, self.topk = args.qk_rope_head_dim, args.index_topk
         self.wq_b = nn.Linear(args.q_lora_rank, self.n_heads * self.head_dim, bias=False)
         self.wk = nn.Linear(args.dim, self.head_dim, bias=False)
-        self.k_norm = nn.LayerNorm(self.head_dim, eps=1e-6)
+        self.k_norm = nn.LayerNorm(self.head_dim, eps=EPS)
         self.weights_proj = nn.Linear(args.dim, self.n_heads, bias=False)
 
     @torch.no_grad()
@@ -105,7 +106,8 @@ class IndexedAttention(Transform):
     the indexer's query heads read: the single `wq` (q_lora_rank None) goes, as the target
     has none. The indexer (`Indexer`) scores without gradients; its mask replaces SDPA's
     causal flag. `indexer` is the analysis's `attention.key_selection`: the checkpoint names
-    of the indexer and its parts, and whether its rotation turns interleaved pairs. The
+    of the indexer and its parts, whether its rotation turns interleaved pairs, and its key
+    norm's epsilon. The
     adapter maps the parts; the shard plan replicates them.
     """
 
@@ -117,9 +119,8 @@ class IndexedAttention(Transform):
             add_import(package, "model.py", "codegen.layers.rope", "apply_rotary")
         elif not findall(package.module("model.py"), m.ImportAlias(name=m.Name(rotate))):
             raise EditError(f"model.py imports no {rotate} for the indexer")
-        edits.insert_definition(
-            package, "model.py", INDEXER.replace("ROTATE", rotate), before="Attention"
-        )
+        code = INDEXER.replace("ROTATE", rotate).replace("EPS", repr(indexer["k_norm_eps"]))
+        edits.insert_definition(package, "model.py", code, before="Attention")
         run(package, "model.py", _KeepElse("Attention", "__init__", _Q_LOW_RANK))
         edits.remove_statements(
             package, "model.py", "Attention", "__init__", assigns("self.q_lora_rank")

@@ -21,6 +21,7 @@ NAMES = {
     "k_norm": "k_norm",
     "weights_proj": "weights_proj",
     "interleaved": False,
+    "k_norm_eps": 1e-06,
 }
 
 
@@ -44,6 +45,7 @@ def test_the_indexer_mask_replaces_the_causal_flag():
     assert "self.wq(" not in model and "self.q_lora_rank" not in model
     assert "q_latent = self.q_norm(self.wq_a(x))" in model
     assert "q_pe = apply_rotary(q_pe.transpose(1, 2), cos, sin)" in model
+    assert "self.k_norm = nn.LayerNorm(self.head_dim, eps=1e-06)" in model
     args = files["args.py"]
     for field in ("index_topk", "index_n_heads", "index_head_dim"):
         assert f"{field}=hf_config.{field}" in args

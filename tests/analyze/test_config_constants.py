@@ -53,6 +53,7 @@ INDEXER = {
     "k_proj": "wk",
     "k_norm": "k_norm",
     "weights_proj": "weights_proj",
+    "k_norm_eps": 1e-06,
 }
 
 
@@ -66,8 +67,11 @@ def test_keys_chosen_by_a_learned_indexer_are_named(model_type, interleaved):
     assert not [u for u in features.unsupported if u.feature == "attention.key_selection"]
 
 
-def test_a_scorer_of_another_shape_stays_unsupported():
-    features = analyze("zaya")
+@pytest.mark.parametrize("model_type", ["zaya", "hy_v4"])
+def test_a_scorer_of_another_shape_stays_unsupported(model_type):
+    """zaya's scorer is no DSA indexer; hy_v4's turns its heads' trailing dims and reads its
+    key norm's epsilon from the config."""
+    features = analyze(model_type)
     assert _key_selection(features) == "other"
     assert [u.feature for u in features.unsupported].count("attention.key_selection") == 1
 
