@@ -415,7 +415,10 @@ class _PerLayerConfigs(dict):
 
 def _per_layer_configs(cfg: ConfigObj, overrides: dict) -> _PerLayerConfigs:
     views = {
-        key: _LayerConfig(cfg, {cfg.key(k): v for k, v in values.items()})
+        # config.json spells the layer indices as strings
+        int(key) if isinstance(key, str) and key.isdigit() else key: _LayerConfig(
+            cfg, {cfg.key(k): v for k, v in values.items()}
+        )
         for key, values in overrides.items()
         if isinstance(values, dict)
     }

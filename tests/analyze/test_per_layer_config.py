@@ -25,6 +25,8 @@ def test_layer_views_read_overrides_and_fall_back_to_the_config():
     assert views[5].lookup("head_dim") == 512
     assert views[5].lookup("num_key_value_heads") == 4  # not overridden: the config's
     assert views[0] is cfg  # a layer without overrides reads the config itself
+    from_json = _per_layer_configs(cfg, {"5": {"head_dim": 512}})  # config.json's keys
+    assert from_json[5].lookup("head_dim") == 512
 
 
 def test_unified_text_qk_norm_is_determined():
