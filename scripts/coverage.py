@@ -298,7 +298,7 @@ def main() -> None:
         nargs="*",
         default=["tp=2"],
         help="Shard-plan settings verified per package (verify --parallel; default tp=2; "
-        "none: skip).",
+        "`--parallel` alone or `--parallel none`: skip).",
     )
     parser.add_argument(
         "--no-crosscheck",
@@ -306,6 +306,7 @@ def main() -> None:
         help="Skip the dynamic cross-check and the renamed remote-code folders.",
     )
     args = parser.parse_args()
+    args.parallel = [s for s in args.parallel if s != "none"]
     types = args.only or causal_lm_types()
     # scaffold must format without ruff on PATH (codegen finds the binary the package ships)
     os.environ["PATH"] = path_without_ruff(os.environ.get("PATH", ""))
