@@ -403,26 +403,24 @@ class _LayerConfig(ConfigObj):
 
 
 class _PerLayerConfigs(dict):
-    """Layer index -> its config view; a layer without overrides reads the config itself."""
+    """Layer index -> its overrides, as config.json carries them (so a toy written from
+    these values keeps them); indexing gives the layer's config view, the config itself for
+    a layer without overrides."""
 
-    def __init__(self, base: ConfigObj, views: dict) -> None:
-        super().__init__(views)
+    def __init__(self, base: ConfigObj, overrides: dict) -> None:
+        super().__init__(overrides)
         self.base = base
 
-    def __missing__(self, key):
+    def __getitem__(self, key):
+        for spelled in (key, str(key)):  # config.json spells the layer indices as strings
+            if dict.__contains__(self, spelled):
+                overrides = dict.__getitem__(self, spelled)
+                return _LayerConfig(self.base, {self.base.key(k): v for k, v in overrides.items()})
         return self.base
 
 
 def _per_layer_configs(cfg: ConfigObj, overrides: dict) -> _PerLayerConfigs:
-    views = {
-        # config.json spells the layer indices as strings
-        int(key) if isinstance(key, str) and key.isdigit() else key: _LayerConfig(
-            cfg, {cfg.key(k): v for k, v in values.items()}
-        )
-        for key, values in overrides.items()
-        if isinstance(values, dict)
-    }
-    return _PerLayerConfigs(cfg, views)
+    return _PerLayerConfigs(cfg, {k: v for k, v in overrides.items() if isinstance(v, dict)})
 
 
 def _native_convert_rope(interp: Interp, cfg: ConfigObj, args, kwargs) -> dict:

@@ -33,3 +33,13 @@ def test_unified_text_qk_norm_is_determined():
     features = analyze("gemma4_unified_text")
     assert features.attention.qk_norm == "per_head"
     assert not features.reference.unknown
+
+
+def test_the_scaffold_toy_keeps_the_overrides():
+    """The toy the scaffold analyses under is written from the config's values: the layer
+    overrides stay plain dicts there, so the toy still has layer 5's own head size."""
+    from codegen.scaffold.target import load_target
+
+    target = load_target("gemma4_unified_text")
+    assert target.config["per_layer_config"] == {5: {"head_dim": 512}}
+    assert "attention.layer_shapes" in {u.feature for u in target.features.unsupported}
