@@ -51,6 +51,10 @@ def test_dsa_models_verify(tmp_path, model_type):
     models, name = _scaffold(tmp_path, model_type)
     results = _verify(models, name, model_type)
     assert all(r.passed for r in results), [r.error for r in results]
+    # the indexer's tensors load by their checkpoint keys and shapes, and go back bit for bit
+    assert all(r.roundtrip_exact and not r.missing_keys and not r.unexpected_keys for r in results)
+    adapter = (models / name / "state_dict_adapter.py").read_text()
+    assert adapter.count("self_attn.indexer.") == 5
 
 
 @pytest.mark.parametrize(
