@@ -32,6 +32,7 @@ from codegen.analyze import (
     support,
     switches,
     unused_keys,
+    value_norm,
 )
 from codegen.analyze.config import attr
 from codegen.analyze.context import Ctx
@@ -139,6 +140,7 @@ def _run(ctx: Ctx) -> Features:
     layer_extras.detect(ctx, ffn)
     kv_sharing.detect(ctx, shared)
     ffn_sparsity.detect(ctx)
+    value_norm.detect(ctx, shared)
     routed_attention.detect(ctx)
     sd, sd_info = state_dict.detect(ctx, ctx.roles)
     sd = dataclasses.replace(sd, transposed_keys=detect_layout.transposed_keys(ctx))
