@@ -11,8 +11,10 @@ model against itself: that A/A ratio is the benchmark's own noise, printed besid
 and summarised over the run as a band, so a reader can tell which ratios are distinguishable
 from 1.0.
 Peak memory is the growth of the process's RSS high-water mark during one
-forward, each model in a fresh subprocess so the two peaks cannot mask each other (with
-glibc's mmap threshold pinned, so freed tensors leave the resident set); it is deterministic
+forward, each model in a child of a fork server that has imported torch and transformers and
+run nothing (as fresh as a new process, without importing again), so the two peaks cannot
+mask each other (with glibc's mmap threshold pinned, so freed tensors leave the resident set);
+it is deterministic
 and needs no noise band. A ratio <= 1.0 means the house model is no worse.
 
 Any package works, not only the references: `--models DIR` benchmarks packages written by
@@ -153,9 +155,11 @@ def time_pair(name: str) -> tuple[float, float, float]:
     return min(timings["house"]), min(timings["hf"]), min(timings["hf_again"])
 
 
-def peak_memory_worker(name: str, which: str) -> None:
-    """Print how far one forward of one model raises the process's resident memory (MiB).
+def peak_memory_child(args: argparse.Namespace, name: str, which: str, conn) -> None:
+    """Send how far one forward of one model raises this process's resident memory (MiB).
 
+    Runs in a child of the fork server (a process that imported torch and transformers and
+    ran nothing), so it starts as a fresh process would, without paying the imports again.
     Linux lets a process reset its RSS high-water mark (/proc/self/clear_refs, "5"), so the
     peak is measured from just before the forward, after freed heap is returned to the OS.
     """
@@ -163,18 +167,26 @@ def peak_memory_worker(name: str, which: str) -> None:
     import gc
 
     import torch
+    from transformers.utils import logging
 
-    house_model, hf_model, tokens = build(name, ARGS.seq)
-    model, fn = (house_model, run_house) if which == "house" else (hf_model, run_hf)
-    del house_model, hf_model  # `model` keeps the one measured alive
-    gc.collect()
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
-    with open("/proc/self/clear_refs", "w") as clear:
-        clear.write("5")
-    before = _status_kib("VmRSS")
-    with torch.no_grad():
-        fn(model, tokens)
-    print(json.dumps({"peak_mib": (_status_kib("VmHWM") - before) / 1024}))
+    global ARGS
+    ARGS = args
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    try:
+        house_model, hf_model, tokens = build(name, ARGS.seq)
+        model, fn = (house_model, run_house) if which == "house" else (hf_model, run_hf)
+        del house_model, hf_model  # `model` keeps the one measured alive
+        gc.collect()
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")
+        before = _status_kib("VmRSS")
+        with torch.no_grad():
+            fn(model, tokens)
+        conn.send(("peak_mib", (_status_kib("VmHWM") - before) / 1024))
+    except Exception as err:  # noqa: BLE001 - the parent reports it as the row's error
+        conn.send(("error", f"{type(err).__name__}: {err}"))
 
 
 def _status_kib(field: str) -> int:
@@ -185,26 +197,55 @@ def _status_kib(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
+_FORK_SERVER = []
+
+
+def _fork_server():
+    """The multiprocessing context whose fork server has torch and transformers imported.
+
+    glibc's mmap threshold grows with what a process has freed, so freed tensors may stay in
+    the heap and count as resident; the server is started with it pinned (its children, both
+    models alike, inherit it), so the RSS peak tracks the tensors alive at once, not the
+    allocator's history.
+    """
+    if not _FORK_SERVER:
+        import multiprocessing
+        from multiprocessing import forkserver
+
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["torch", "transformers", "codegen.verify.hf_checkpoint"])
+        saved = os.environ.get("MALLOC_MMAP_THRESHOLD_")
+        os.environ["MALLOC_MMAP_THRESHOLD_"] = str(128 * 1024)
+        try:
+            forkserver.ensure_running()
+        finally:
+            if saved is None:
+                del os.environ["MALLOC_MMAP_THRESHOLD_"]
+            else:
+                os.environ["MALLOC_MMAP_THRESHOLD_"] = saved
+        _FORK_SERVER.append(context)
+    return _FORK_SERVER[0]
+
+
 def peak_memory(name: str, which: str) -> float:
-    command = [sys.executable, __file__, name, "--worker", which, "--seq", str(ARGS.seq)]
-    command += ["--batch", str(ARGS.batch)]
-    if ARGS.models_dir is not None:
-        command += ["--models", str(ARGS.models_dir)]
-    # glibc's mmap threshold grows with what a process has freed, so freed tensors may stay
-    # in the heap and count as resident; pinning it (both models alike) makes the RSS peak
-    # track the tensors alive at once, not the allocator's history.
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
-    done = subprocess.run(command, capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        lines = done.stderr.strip().splitlines()
-        raise RuntimeError(f"peak-memory worker: {lines[-1] if lines else done.returncode}")
-    return json.loads(done.stdout.strip().splitlines()[-1])["peak_mib"]
+    """Peak MiB of one forward of one model, in its own child so two peaks cannot mask."""
+    context = _fork_server()
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=peak_memory_child, args=(ARGS, name, which, sender))
+    child.start()
+    sender.close()
+    try:
+        kind, value = receiver.recv()
+    except EOFError:
+        kind, value = "error", "the peak-memory child died"
+    finally:
+        child.join()
+    if kind == "error":
+        raise RuntimeError(f"peak-memory child: {value}")
+    return value
 
 
 def main() -> int:
-    if ARGS.worker:
-        peak_memory_worker(ARGS.models[0], ARGS.worker)
-        return 0
     names = ARGS.models or REFERENCES
     if ARGS.sweep is not None:
         names = verified_names(ARGS.sweep)
@@ -341,7 +382,6 @@ def parse_args():
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--worker", choices=["house", "hf"], help=argparse.SUPPRESS)
     return parser.parse_args()
 
 

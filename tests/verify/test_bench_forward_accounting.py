@@ -73,3 +73,8 @@ def test_verified_names_are_the_rows_whose_verify_passed(tmp_path):
     ]
     path.write_text(json.dumps(rows))
     assert bench_forward.verified_names(path) == ["a"]
+
+
+def test_a_peak_memory_child_that_fails_is_an_error_not_a_hang(args):
+    with pytest.raises(RuntimeError, match="peak-memory child: .*no_such_package_xyz"):
+        bench_forward.peak_memory("no_such_package_xyz", "house")
