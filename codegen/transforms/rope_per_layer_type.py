@@ -44,6 +44,23 @@ class SetRopePerLayerType(Transform):
             lambda node: m.matches(node, _FROM_HF),
             lambda call: _of_type(call, FULL),
         )
+        # the dict is nested now: a flat read of it (the references' partial-factor guard,
+        # `rope.get("partial_rotary_factor", 1.0)`) reads the full-attention entry `rope` is
+        # built from, or it would only ever see its defaults
+        parameters = built.args[0].value
+        if isinstance(parameters, cst.Name):
+            flat_read = m.Call(func=m.Attribute(value=m.Name(parameters.value), attr=m.Name("get")))
+            edits.replace_expressions(
+                package,
+                "args.py",
+                "ModelArgs",
+                "from_hf_config",
+                lambda node: m.matches(node, flat_read),
+                lambda call: call.with_changes(
+                    func=call.func.with_changes(value=_entry(parameters, FULL))
+                ),
+                required=False,
+            )
         if not _slides(package):
             return  # every layer attends fully: the full-attention table is the only one
         edits.add_args_field(package, FIELD, f"sliding_rope={code_of(_of_type(built, SLIDING))}")
@@ -87,9 +104,14 @@ def _rope_kwarg(package) -> cst.Call | None:
 def _of_type(call: cst.Call, layer_type: str) -> cst.Call:
     """`RopeScaling.from_hf(p, ...)` -> `RopeScaling.from_hf(p["<layer_type>"], ...)`."""
     first = call.args[0]
-    key = cst.SubscriptElement(cst.Index(cst.SimpleString(f'"{layer_type}"')))
-    value = cst.Subscript(value=first.value, slice=[key])
+    value = _entry(first.value, layer_type)
     return call.with_changes(args=[first.with_changes(value=value), *call.args[1:]])
+
+
+def _entry(parameters: cst.BaseExpression, layer_type: str) -> cst.Subscript:
+    """`p` -> `p["<layer_type>"]`."""
+    key = cst.SubscriptElement(cst.Index(cst.SimpleString(f'"{layer_type}"')))
+    return cst.Subscript(value=parameters, slice=[key])
 
 
 def _slides(package) -> bool:

@@ -118,3 +118,46 @@ def test_a_partial_rotary_dim_is_read_from_the_sliding_table():
         "self.sliding_rotary = RotaryEmbedding(args.sliding_rope or args.rope,"
         " (args.sliding_rope or args.rope).rotary_dim(args.head_dim))" in model
     )
+
+
+def test_the_partial_factor_guard_reads_the_full_attention_entry():
+    """Before, the guard read the flat dict; after the split a flat read would only ever see
+    its defaults (a guard that can never fire), so it reads the entry `rope` is built from."""
+    package = _package("qwen3")
+    before = _flat(package.render()["args.py"])
+    assert 'partial = rope.get("partial_rotary_factor", 1.0) != 1.0' in before
+    SetRopePerLayerType().apply(package)
+    after = _flat(package.render()["args.py"])
+    assert 'partial = rope["full_attention"].get("partial_rotary_factor", 1.0) != 1.0' in after
+    assert 'rope["full_attention"].get("rope_type", "default")' in after
+    assert "rope.get(" not in after
+
+
+def test_the_guard_refuses_a_scaled_partial_full_attention_entry(tmp_path):
+    """The rewritten guard fires on the nested config it is handed."""
+    package = _package("qwen3")
+    SetRopePerLayerType().apply(package)
+    folder = tmp_path / "gen_rope_guard"
+    folder.mkdir()
+    for filename, text in package.render().items():
+        (folder / filename).write_text(text)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        args_module = importlib.import_module("gen_rope_guard.args")
+    finally:
+        sys.path.remove(str(tmp_path))
+
+    class Config:
+        hidden_size, num_hidden_layers, num_attention_heads, num_key_value_heads = 32, 2, 4, 2
+        intermediate_size, vocab_size, rms_norm_eps, max_position_embeddings = 64, 50, 1e-6, 64
+        attention_bias = tie_word_embeddings = use_sliding_window = False
+        hidden_act, head_dim, sliding_window, max_window_layers = "silu", 8, None, 2
+        layer_types = ["full_attention", "full_attention"]
+        rope_parameters = {
+            "full_attention": {"rope_type": "yarn", "rope_theta": 1e4, "factor": 2.0,
+                               "partial_rotary_factor": 0.5},
+            "sliding_attention": {"rope_type": "default", "rope_theta": 1e4},
+        }  # fmt: skip
+
+    with pytest.raises(NotImplementedError, match="partial_rotary_factor"):
+        args_module.ModelArgs.from_hf_config(Config())
