@@ -17,6 +17,7 @@ from functools import lru_cache
 import libcst as cst
 from libcst._nodes.internal import CodegenState  # the base of PositionProvider's state
 
+from codegen.analyze.trusted_parse import parse_module
 from codegen.analyze.walk import children
 from codegen.errors import CodegenError
 
@@ -341,7 +342,7 @@ def parse_file(path: str, positions: bool = True) -> SourceFile:
     except (OSError, UnicodeDecodeError) as err:
         raise CodegenError(f"cannot read file ({err.__class__.__name__})", path=path) from None
     try:
-        module = cst.parse_module(text)
+        module = parse_module(text)  # see trusted_parse.py
     except cst.ParserSyntaxError as err:
         line, message = err.raw_line, str(err.message).splitlines()[0]
         try:  # the stdlib parser locates errors more precisely (it only parses, never runs)
@@ -537,7 +538,7 @@ class Project:
         project: names and relative imports resolve as from `path` itself."""
         path = os.path.abspath(path)
         try:
-            module = cst.parse_module(text)
+            module = parse_module(text)
         except cst.ParserSyntaxError as err:
             raise CodegenError(f"syntax error: {err.message}", path=path) from None
         sf = SourceFile(path=path, module=module, text=text)
