@@ -109,3 +109,32 @@ def test_the_generated_attention_matches_the_pairwise_form():
     exec(body, scope)
     expected = _reference(q, k, v, *lambdas, Module.lambda_init, Module.norm_eps)
     torch.testing.assert_close(scope["out"], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_each_sdpa_call_reads_a_value_as_wide_as_its_queries():
+    # a value twice as wide as q/k sends CPU SDPA to its unfused path (diffllama 1.10x HF)
+    package = _llama()
+    DifferentialAttention().apply(package, differential=FOUND)
+    code = package.render()["model.py"]
+    start = code.index("        v1, v2 = v.chunk(2, dim=1)")
+    end = code.index("        return self.wo(")
+    body = "\n".join(line[8:] for line in code[start:end].splitlines())
+    widths = []
+
+    def sdpa(q, k, v, **kwargs):
+        widths.append((q.shape[-1], v.shape[-1]))
+        return F.scaled_dot_product_attention(q, k, v, **kwargs)
+
+    class Module:
+        lambda_q1 = lambda_k1 = lambda_q2 = lambda_k2 = torch.zeros(6)
+        lambda_init = 0.5
+        n_heads, n_kv_heads = 4, 2
+        norm_eps = 1e-5
+
+    class Functional:
+        scaled_dot_product_attention = staticmethod(sdpa)
+        rms_norm = staticmethod(F.rms_norm)
+
+    q, k, v = (torch.randn(2, n, 5, 6) for n in (4, 2, 2))
+    exec(body, {"torch": torch, "F": Functional, "self": Module(), "q": q, "k": k, "v": v})
+    assert widths == [(6, 6), (6, 6)]
