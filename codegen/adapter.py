@@ -156,6 +156,11 @@ class StateDictAdapter:
     # `blocks` blocks of rows each holding q, k and v (equal widths) in `order` ("qvk"); the
     # house wqkv holds [q | k | v], so rows are regrouped on load and back on save
     row_blocks: ClassVar[dict[str, tuple[int, str]]] = {}
+    # checkpoint key template -> whether each expert's block is stored transposed, for expert
+    # projections the checkpoint holds as one 2-D matrix with the experts' rows stacked
+    # ([num_experts * out, in]; [num_experts * in, out] when transposed) against the house's
+    # 3-D [num_experts, out, in]: split on load, flattened back on save
+    flat_experts: ClassVar[dict[str, bool]] = {}
     embedding_key: ClassVar[str] = "tok_embeddings.weight"
     output_key: ClassVar[str] = "output.weight"
 
@@ -288,6 +293,8 @@ class StateDictAdapter:
                         value = value.t().contiguous()
                     if row.house in self.row_blocks and not suffix:
                         value = _regroup(value, *self.row_blocks[row.house], load=True)
+                    if row.hf in self.flat_experts and not suffix:
+                        value = self._split_experts(value, self.flat_experts[row.hf])
                     state_dict[row.house.format(*groups) + suffix] = value
         self.ignored.sort()
         for key, by_index in experts.items():
@@ -322,8 +329,16 @@ class StateDictAdapter:
                 tensor = _regroup(tensor, *self.row_blocks[row.house], load=False)
             if row.hf in self.transposed:
                 tensor = tensor.t().contiguous()
+            if row.hf in self.flat_experts:
+                blocks = tensor.transpose(1, 2) if self.flat_experts[row.hf] else tensor
+                tensor = blocks.flatten(0, 1).contiguous()
             return [(row.hf.format(*groups), tensor)]
         raise KeyError(f"house key {name!r} has no HF mapping")
+
+    def _split_experts(self, tensor: Any, transposed: bool):
+        """[num_experts * rows, cols] -> the house's [num_experts, out, in]."""
+        blocks = tensor.unflatten(0, (self.args.num_experts, -1))
+        return (blocks.transpose(1, 2) if transposed else blocks).contiguous()
 
     def dequantize(self, key: str, weight: Any, scale: Any):
         """One checkpoint weight times its block scales, in the adapter's dtype."""

@@ -21,6 +21,17 @@ RULES = [
         ),
     ),
     Rule(
+        id="experts_flat_layout",
+        feature="moe.expert_layout",
+        values=("flat",),
+        transform="flat_experts",
+        description=(
+            "each expert projection is one 2-D matrix with the experts' rows stacked (DBRX's"
+            " w1/v1/w2, the down blocks stored [in, out]): split into the house's 3-D experts"
+            " on load and flattened back on save, exactly"
+        ),
+    ),
+    Rule(
         id="experts_bias",
         feature="moe.expert_bias",
         values=(True,),

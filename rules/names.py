@@ -55,9 +55,9 @@ CONFIG_ALIASES: dict[str, tuple[str, ...]] = {
     "num_local_experts": ("num_experts", "n_routed_experts", "moe_num_experts"),
     "num_experts": ("num_local_experts", "n_routed_experts", "moe_num_experts"),
     "n_routed_experts": ("num_experts", "num_local_experts", "moe_num_experts"),
-    "num_experts_per_tok": ("moe_topk", "moe_k"),
+    "num_experts_per_tok": ("moe_topk", "moe_k", "moe_top_k"),
     "routed_scaling_factor": ("router_scaling_factor", "moe_routed_scaling_factor", "route_scale"),
-    "moe_intermediate_size": ("intermediate_size",),
+    "moe_intermediate_size": ("intermediate_size", "ffn_hidden_size"),
     "hidden_act": ("hidden_activation", "activation_function"),
 }
 

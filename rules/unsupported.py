@@ -31,11 +31,6 @@ UNSUPPORTED: dict[tuple[str, object], str] = {
         " (beam's depth-scaled sum: both operands times factors of the layer index; doge's"
         " learned per-channel residual weights): no rule yet"
     ),
-    ("moe.expert_layout", "flat"): (
-        "each expert projection held as one 2-D matrix with the experts' rows stacked"
-        " ([num_experts * out, in], DBRX's w1/v1/w2; w2 stored transposed): the adapter maps"
-        " tensors 1:1 and the house experts are 3-D; no rule yet"
-    ),
     ("rope.type", "other"): "a position encoding the analyzer does not recognise",
     ("moe.router", "other"): "a routing function the analyzer does not recognise",
     ("ffn.kind", "other"): (

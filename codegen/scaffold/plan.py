@@ -446,9 +446,18 @@ def _switch_settings(target) -> dict:
         named_number = switch.kind == "choice" and any(
             v.operand == value and not isinstance(v.operand, bool) for v in switch.values
         )
+        # a number a sub-config holds where None switches its computation off (DBRX's
+        # ffn_config.moe_normalize_expert_weights: the p of the expert weights' norm): an
+        # operand of the forward, not a toy size
+        operand = (
+            switch.kind == "optional"
+            and getattr(switch, "sub_config", False)
+            and isinstance(value, (int, float))
+            and not any("creates " in v.selects for v in switch.values)
+        )
         if isinstance(value, (bool, str)) or value is None or numeric_side or named_number:
             settings[switch.name] = value
-        elif switch.kind == "number" and _selects_nothing(switch, value):
+        elif operand or (switch.kind == "number" and _selects_nothing(switch, value)):
             settings[switch.name] = value
     return settings
 

@@ -118,9 +118,13 @@ class _Resolver:
 
     def _sub_config(self, read: str) -> cst.BaseExpression | None:
         """A field the config holds in one sub-config (`attn_config.clip_qkv`, listed so in
-        `available`): read there. Ambiguous (two sub-configs hold it): left alone."""
-        held = sorted(f for f in self.available if f.partition(".")[2] == read)
-        return expression(f"hf_config.{held[0]}") if len(held) == 1 else None
+        `available`), under its name or else an alias (DBRX's `ffn_config.moe_num_experts`):
+        read there. Ambiguous (two sub-configs hold it): left alone."""
+        for name in (read, *self.names.CONFIG_ALIASES.get(read, ())):
+            held = sorted(f for f in self.available if f.partition(".")[2] == name)
+            if held:
+                return expression(f"hf_config.{held[0]}") if len(held) == 1 else None
+        return None
 
     def _alias(self, aliases) -> cst.BaseExpression | None:
         alias = next((a for a in aliases if a in self.available), None)

@@ -225,6 +225,24 @@ SHRINK_RULES: dict[str, Any | Rule] = {
 }
 
 
+# (sub-config, field) -> its toy value, where the class defaults cannot run in transformers
+# (5.23): DBRX's attention reads `attn_config.rope_theta`, which its sub-config class never
+# sets (the rotary itself reads rope_parameters), and clamps q/k/v with `clip_qkv` as bounds
+# even when it is None (torch.clamp raises). The cap's None setting stays a switch case.
+# A rule answering None leaves the sub-config as it is.
+SUB_CONFIG_RULES: dict[tuple[str, str], Rule] = {
+    ("attn_config", "rope_theta"): lambda cfg: (
+        cfg["attn_config"].get("rope_theta")
+        or (cfg.get("rope_parameters") or {}).get("rope_theta", DEFAULT_THETA)
+    ),
+    ("attn_config", "clip_qkv"): lambda cfg: (
+        (cfg["attn_config"]["clip_qkv"] or CAPS["clip_qkv"])
+        if "clip_qkv" in cfg["attn_config"]
+        else None
+    ),
+}
+
+
 def _token_id(key: str) -> Rule:
     """Special token ids past the toy vocabulary move to its last id (embeddings would
     reject them; some config classes require an int)."""
@@ -268,6 +286,10 @@ def shrink(
             # a nested sub-model (a vision or audio tower the causal LM also builds) shrinks
             # by the same rules, or its full-size weights dwarf the toy
             toy[key] = shrink(value, keep_pattern=False)
+    for (sub, field), rule in SUB_CONFIG_RULES.items():
+        value = rule(original) if isinstance(original.get(sub), dict) else None
+        if value is not None:
+            toy[sub] = {**toy[sub], field: value}
     pattern = original.get("layer_types")
     if pattern and keep_pattern:
         toy["layer_types"] = list(pattern[: toy["num_hidden_layers"]])

@@ -14,7 +14,8 @@ from codegen.models import load_spec
 from codegen.verify.cases import default_cases
 from codegen.verify.run import verify_case
 
-CLIP = "mpt+attn_config.clip_qkv=1.0"
+# the toy clamps q/k/v (transformers' DBRX cannot run without the clamp): off is the case
+CLIP = "mpt+attn_config.clip_qkv=None"
 SCALE = "mpt+attn_config.softmax_scale=1.0"
 
 
@@ -54,15 +55,17 @@ def test_sub_config_settings_are_cases_and_pass(scaffolded):
 
 
 @pytest.mark.parametrize(
-    "realised, label",
+    "realised, toy, label",
     [
-        ("clip_qkv=hf_config.attn_config.clip_qkv,", CLIP),
-        ("softmax_scale=hf_config.attn_config.softmax_scale,", SCALE),
+        ("clip_qkv=hf_config.attn_config.clip_qkv,", "1.0", CLIP),
+        ("softmax_scale=hf_config.attn_config.softmax_scale,", "None", SCALE),
     ],
 )
-def test_a_package_ignoring_a_sub_config_switch_fails_on_it(scaffolded, tmp_path, realised, label):
+def test_a_package_ignoring_a_sub_config_switch_fails_on_it(
+    scaffolded, tmp_path, realised, toy, label
+):
     field = realised.split("=", 1)[0]
-    spec = _variant(scaffolded, tmp_path, realised, f"{field}=None,")
+    spec = _variant(scaffolded, tmp_path, realised, f"{field}={toy},")
     results = _statuses(spec, ["mpt", label])
     assert results["mpt"].status == "pass"  # the default toy cannot see the defect
     assert results[label].status == "fail", results[label]
