@@ -447,12 +447,13 @@ def _switch_settings(target) -> dict:
             v.operand == value and not isinstance(v.operand, bool) for v in switch.values
         )
         # a number a sub-config holds where None switches its computation off (DBRX's
-        # ffn_config.moe_normalize_expert_weights: the p of the expert weights' norm): an
-        # operand of the forward, not a toy size
+        # ffn_config.moe_normalize_expert_weights: the p of the expert weights' norm), or a
+        # spec it holds (ffn_config.ffn_act_fn: the experts' activation by name): an operand
+        # of the forward, not a toy size
         operand = (
             switch.kind == "optional"
             and getattr(switch, "sub_config", False)
-            and isinstance(value, (int, float))
+            and isinstance(value, (int, float, dict))
             and not any("creates " in v.selects for v in switch.values)
         )
         if isinstance(value, (bool, str)) or value is None or numeric_side or named_number:

@@ -5,10 +5,12 @@ with the roles read from the forward (the activated product is the gate, the blo
 `x @ w` is the down projection, stored [in, out]). The package verifies; with gate and up
 read the other way round (same shapes), verify fails and names the MoE of layer 0. The
 expert-weight norm's p (`ffn_config.moe_normalize_expert_weights`), which the package does
-not read, is pinned: None is refused in one line.
+not read, is pinned: None is refused in one line; so is the experts' activation.
 """
 
 from __future__ import annotations
+
+import pytest
 
 from codegen.models import load_spec
 from codegen.scaffold.pipeline import scaffold_into
@@ -55,6 +57,25 @@ def test_gate_and_up_swapped_fail_at_the_moe(tmp_path, monkeypatch):
 def test_the_unread_norm_power_is_refused_when_none(tmp_path):
     (result,) = _results(tmp_path, f"{TYPE}+ffn_config.moe_normalize_expert_weights=None")
     assert result.refused and "moe_normalize_expert_weights" in result.refused
+
+
+def test_another_expert_activation_is_refused(tmp_path):
+    target = load_target(TYPE)
+    plan = make_plan(target)
+    scaffold_into(
+        tmp_path / "models",
+        plan.reference,
+        "gen_flat",
+        [TYPE],
+        plan.steps,
+        features=target.features,
+    )
+    spec = load_spec("gen_flat", tmp_path / "models")
+    config = tiny_config(TYPE)
+    spec.build(config)  # the toy's silu builds
+    config.ffn_config.ffn_act_fn = {"name": "gelu"}
+    with pytest.raises(NotImplementedError, match="ffn_act_fn"):
+        spec.build(config)
 
 
 def test_the_toy_builds_in_transformers():
