@@ -26,6 +26,10 @@ def detect(ctx: Ctx, other_keys: tuple[str, ...]) -> tuple[str, ...]:
     reaching = {id(t.module) for t in walk(logits) if t.op == "call"}
     called = {id(t.module) for t in trace.terms if t.op == "call"}
     layers = {id(layer) for layer in model.layers or ()}
+    if not layers & reaching:
+        # the decoder layers always reach the logits: a trace that does not show it (cwm's
+        # loop over a slice of the stack) cannot tell what else does, so nothing is unused
+        return ()
     unused: list[str] = []
     for path, rec in _outside(model.entry, "", layers, 0):
         if not isinstance(rec, ModuleRec) or id(rec) not in called or id(rec) in reaching:

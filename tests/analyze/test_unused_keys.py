@@ -14,6 +14,7 @@ def test_the_pooler_of_a_causal_lm_is_unused():
     assert "modeling_big_bird.py" in features.evidence["state_dict.unused_keys"]
 
 
-@pytest.mark.parametrize("model_type", ["bert", "roberta", "llama", "opt", "gpt2"])
+# cwm loops over a slice of its stack, which the trace does not follow: nothing is unused
+@pytest.mark.parametrize("model_type", ["bert", "roberta", "llama", "opt", "gpt2", "cwm"])
 def test_every_weight_of_other_causal_lms_reaches_the_logits(model_type):
     assert analyze(model_type).state_dict.unused_keys == ()
