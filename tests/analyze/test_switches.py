@@ -10,6 +10,7 @@ written down here.
 from __future__ import annotations
 
 import json
+import keyword
 import os
 import re
 import tempfile
@@ -511,7 +512,7 @@ IDIOMS = {
     ),
 }
 
-_KEYWORDS = {"if", "else", "for", "in", "is", "not", "and", "or", "def", "class", "None", "True"}
+_KEYWORDS = set(keyword.kwlist) | set(keyword.softkwlist)  # `as` made invalid source
 field_names = st.from_regex(r"[a-z][a-z0-9_]{0,12}", fullmatch=True).filter(
     lambda s: s not in _KEYWORDS and s not in ("config", "self", "r", "model_type")
 )
