@@ -1,9 +1,10 @@
 """Forward speed and peak memory of each reference vs the transformers model, as ratios.
 
 Both models get the same config (4 layers, hidden 512, 8 heads, seq 512, batch 2, fp32 by
-default), the same weights and the same tokens. Time is the CPU time of a forward (the
-process's, so every torch thread counts; a busy machine inflates it far less than wall
-time). House and HF forwards run interleaved in one process after a warm-up, in rounds whose
+default), the same weights and the same tokens. Time is the CPU time of a forward on one
+torch thread (--threads): CPU time counts the work, where wall time mostly counts who else
+runs, and with one thread no thread spins, billing CPU time, while its sibling waits to be
+scheduled on a busy machine. House and HF forwards run interleaved in one process after a warm-up, in rounds whose
 order rotates (house, HF, HF again; then HF, HF again, house; ...), so drift in the machine's
 load reaches both sides alike; each side's time is the fastest of its --repeat runs (load only
 ever adds CPU time, so the minimum is the least disturbed run). The third slot times the HF
@@ -59,7 +60,16 @@ BENCH_SIZES = {
     "qk_nope_head_dim": 32,
     "v_head_dim": 64,
     "sliding_window": 128,
+    # DeepSeek sparse attention: the indexer's head holds the rotated dims; it keeps a
+    # quarter of the sequence's keys per query
+    "index_n_heads": 8,
+    "index_head_dim": 64,
+    "index_topk": 128,
 }
+
+# positions the table holds beyond the benchmark sequence: learned tables that count from an
+# offset (RoBERTa's start past the padding index) must still reach the last token
+POSITION_MARGIN = 64
 
 
 def build(name: str, seq: int):
@@ -84,14 +94,16 @@ def build(name: str, seq: int):
         and switch.field in toy
         and toy[switch.field] == toy.get(value.operand)
     ]
-    toy.update({k: v for k, v in BENCH_SIZES.items() if k in toy})
+    config_class = hf_config_class(model_type)
+    toy.update(bench_sizes(config_class, toy))
     toy.update({field: toy[other] for field, other in follows})
-    toy["max_position_embeddings"] = max(seq, toy.get("max_position_embeddings") or 0)
+    positions = stored_name(config_class, "max_position_embeddings")
+    toy[positions] = max(seq + POSITION_MARGIN, toy.get(positions) or 0)
     if "qk_rope_head_dim" in toy:
         toy["head_dim"] = toy["qk_rope_head_dim"]
     for key in ("layer_types", "transformers_version", "model_type", "qk_head_dim"):
         toy.pop(key, None)
-    config = hf_config_class(model_type)(**toy)
+    config = config_class(**toy)
     hf_model = random_hf_model(config)
     _, house_model, adapter = spec.build(config)
     house_model.load_state_dict(adapter.from_hf(_disk_state(hf_model)), strict=True)
@@ -99,6 +111,44 @@ def build(name: str, seq: int):
     torch.manual_seed(0)
     tokens = torch.randint(0, config.vocab_size, (ARGS.batch, seq))
     return house_model, hf_model, tokens
+
+
+def stored_name(config_class, field: str) -> str:
+    """The name the config class stores a standard field under (gptj: n_embd, DBRX: d_model)."""
+    return (getattr(config_class, "attribute_map", None) or {}).get(field, field)
+
+
+def bench_sizes(config_class, toy: dict) -> dict:
+    """BENCH_SIZES for the fields the toy config sets, under the names the class stores.
+
+    A field the class derives from another one is left to the class (DBRX's top-level
+    num_key_value_heads mirrors attn_config.kv_n_heads, the one its attention reads): setting
+    it would size the package and the HF model apart. A field counts as derived when the
+    class, built without it, gives the toy's value all the same. Key/value heads as many as
+    the query heads stay so.
+    """
+    sizes = {}
+    for field, size in BENCH_SIZES.items():
+        name = stored_name(config_class, field)
+        if name in toy and not _derived(config_class, toy, name):
+            sizes[name] = size
+    heads, kv_heads = (
+        stored_name(config_class, field) for field in ("num_attention_heads", "num_key_value_heads")
+    )
+    if kv_heads in sizes and toy.get(kv_heads) == toy.get(heads):
+        # a toy with a key/value head per query head (MLA expands its latent to every head)
+        # keeps that at the benchmark size
+        sizes[kv_heads] = sizes.get(heads, toy[heads])
+    return sizes
+
+
+def _derived(config_class, toy: dict, name: str) -> bool:
+    without = {key: value for key, value in toy.items() if key not in (name, "model_type")}
+    without.pop("transformers_version", None)
+    try:
+        return getattr(config_class(**without), name, None) == toy[name]
+    except Exception:  # noqa: BLE001 - a class that requires the field does not derive it
+        return False
 
 
 def _disk_state(hf_model):
@@ -132,6 +182,7 @@ def time_pair(name: str) -> tuple[float, float, float]:
 
     import torch
 
+    torch.set_num_threads(ARGS.threads)
     house_model, hf_model, tokens = build(name, ARGS.seq)
     slots = [
         ("house", house_model, run_house),
@@ -381,6 +432,14 @@ def parse_args():
     parser.add_argument("--seq", type=int, default=512)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads while timing (default 1: a thread that waits for a descheduled "
+        "sibling spins and bills CPU time, so on a shared machine more threads time the "
+        "load, not the work)",
+    )
     parser.add_argument("--json", action="store_true")
     return parser.parse_args()
 

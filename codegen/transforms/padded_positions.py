@@ -65,7 +65,10 @@ class _DefaultPositions(ScopedTransformer):
         if len(body) != 1 or not m.matches(body[0], assign):
             return updated
         self.hits += 1
-        line = body[0].with_changes(body=[body[0].body[0].with_changes(value=expression(DEFAULT))])
+        # the comment above the default described the arange it replaces
+        line = body[0].with_changes(
+            body=[body[0].body[0].with_changes(value=expression(DEFAULT))], leading_lines=()
+        )
         return updated.with_changes(body=updated.body.with_changes(body=[line]))
 
 

@@ -16,7 +16,7 @@ def _llama():
 def test_the_head_reads_the_last_layer_output():
     package = _llama()
     before = package.render()
-    assert "return self.output(self.norm(h))" in before["model.py"]
+    assert "h = self.norm(h)" in before["model.py"]
     assert '"model.norm.weight": "norm.weight"' in before["state_dict_adapter.py"]
     DropFinalNorm().apply(package)
     after = package.render()

@@ -32,7 +32,7 @@ def _bert_head(**kwargs) -> SourcePackage:
 
 def test_the_head_input_goes_through_dense_activation_norm():
     model = _bert_head().render()["model.py"]
-    assert "return self.output(self.head_norm(F.gelu(self.head_dense(self.norm(h)))))" in model
+    assert "return self.output(self.head_norm(F.gelu(self.head_dense(h))))" in model
     assert "self.head_dense = nn.Linear(args.dim, args.dim)" in model
     assert "self.head_norm = RMSNorm(args.dim, args.norm_eps)" in model
     assert model.index("self.head_norm =") < model.index("self.output =")
@@ -64,7 +64,7 @@ def test_a_bias_of_the_projection_itself_leaves_tying_free():
 
 def test_the_activation_is_the_heads_own():
     model = _bert_head(activation="gelu_new").render()["model.py"]
-    assert 'F.gelu(self.head_dense(self.norm(h)), approximate="tanh")' in model
+    assert 'F.gelu(self.head_dense(h), approximate="tanh")' in model
 
 
 def test_bad_parameters_are_refused():

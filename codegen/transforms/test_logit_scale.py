@@ -23,7 +23,7 @@ def test_the_returned_logits_are_scaled(field, op, meaning):
     package = _llama()
     LogitScale().apply(package, field=field, op=op)
     files = package.render()
-    assert f"return self.output(self.norm(h)) {op} self.args.{field}\n" in files["model.py"]
+    assert f"return self.output(h) {op} self.args.{field}\n" in files["model.py"]
     assert f"{field}: float = 1.0  # output logits are {meaning} this" in files["args.py"]
     assert f"{field}=hf_config.{field}," in files["args.py"]
 
@@ -32,7 +32,7 @@ def test_on_input_the_head_input_is_scaled_and_the_logits_are_not():
     package = _llama()
     LogitScale().apply(package, field="logits_scaling", op="/", on="input")
     files = package.render()
-    assert "return self.output(self.norm(h) / self.args.logits_scaling)\n" in files["model.py"]
+    assert "return self.output(h / self.args.logits_scaling)\n" in files["model.py"]
     assert "logits_scaling: float = 1.0  # the head's input is divided by this" in files["args.py"]
 
 
@@ -46,7 +46,7 @@ def test_on_input_is_read_from_the_features(tmp_path):
     )
     package = _llama()
     LogitScale().apply(package, features)
-    assert "self.output(self.norm(h) / self.args.logits_scaling)" in package.render()["model.py"]
+    assert "self.output(h / self.args.logits_scaling)" in package.render()["model.py"]
 
 
 def test_an_unknown_site_is_refused():

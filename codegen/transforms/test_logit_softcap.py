@@ -13,7 +13,7 @@ def test_logits_are_capped_with_the_mapped_field():
     LogitSoftcap().apply(package, field="final_logit_softcapping")
     files = package.render()
     assert files["model.py"].endswith(
-        "        logits = self.output(self.norm(h))\n"
+        "        logits = self.output(h)\n"
         "        cap = self.args.final_logit_softcapping\n"
         "        if cap is None:  # the config switches the cap off\n"
         "            return logits\n"

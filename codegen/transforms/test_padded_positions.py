@@ -12,7 +12,7 @@ from codegen.transforms.edits import EditError
 from codegen.transforms.learned_positions import LearnedPositions
 from codegen.transforms.padded_positions import PaddedPositions
 
-ARANGE = "positions = torch.arange(tokens.shape[1], device=tokens.device).expand_as(tokens)"
+ARANGE = "positions = torch.arange(tokens.shape[1], device=tokens.device).unsqueeze(0)"
 
 
 def _with_table() -> SourcePackage:

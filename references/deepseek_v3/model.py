@@ -197,9 +197,11 @@ class Model(nn.Module):
         if cu_seqlens is not None:
             return forward_packed(self, tokens, positions, cu_seqlens)
         if positions is None:
-            positions = torch.arange(tokens.shape[1], device=tokens.device).expand_as(tokens)
+            # one row for every sequence: tables of positions are built once, not per row
+            positions = torch.arange(tokens.shape[1], device=tokens.device).unsqueeze(0)
         h = self.tok_embeddings(tokens)
         rope = self.rotary(positions)
         for layer in self.layers:
             h = layer(h, rope)
-        return self.output(self.norm(h))
+        h = self.norm(h)  # the last layer's output is freed before the head
+        return self.output(h)

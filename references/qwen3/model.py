@@ -132,7 +132,8 @@ class Model(nn.Module):
             return forward_packed(self, tokens, positions, cu_seqlens)
         seq = tokens.shape[1]
         if positions is None:
-            positions = torch.arange(seq, device=tokens.device).expand_as(tokens)
+            # one row for every sequence: tables of positions are built once, not per row
+            positions = torch.arange(seq, device=tokens.device).unsqueeze(0)
         h = self.tok_embeddings(tokens)
         rope = self.rotary(positions)
         window = None
@@ -140,4 +141,5 @@ class Model(nn.Module):
             window = sliding_window_mask(seq, self.args.sliding_window, tokens.device)
         for layer in self.layers:
             h = layer(h, rope, window if layer.sliding else None)
-        return self.output(self.norm(h))
+        h = self.norm(h)  # the last layer's output is freed before the head
+        return self.output(h)
