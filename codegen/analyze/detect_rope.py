@@ -350,6 +350,17 @@ def detect(ctx: Ctx, shared: dict) -> Rope:
     sliced_at = None
     if dim is None:
         dim, sliced_at = _sliced_rotary_dim(info)
+    if dim is None:
+        dim, sliced_at = _supplied_table_width(ctx, info)
+    table = _supplied_table(info)
+    if table is not None:
+        path = next((p for p, r in walk_tree(model.entry) if r is table), None) or table.kind
+        ctx.unsupported(
+            "rope.table",
+            f"the rotation's sin and cos are rows of {path}.weight, a table the checkpoint"
+            " stores and the stack looks up by position: no rule yet",
+            ctx.site(table) or fn_site,
+        )
     if dim is not None and q_head:
         partial = round(dim / q_head, 6)
         if partial > 1:
@@ -455,6 +466,31 @@ def _nope_rule(ctx: Ctx, per_layer: list[dict], fn) -> str | None:
         return None  # different attention classes: no single guard
     layers = [(p["index"], p["info"].rec, p["rope"]) for p in per_layer]
     return guard_rule(ctx, recs[0], fn, layers)
+
+
+def _supplied_table(info) -> ModuleRec | None:
+    """The position table (an embedding module) the stack looks rows up in for an input the
+    rotation is applied with (RoFormer's `embed_positions(...)`, handed to every attention)."""
+    from codegen.analyze.dataflow import walk
+
+    for term in (info.rope_inputs or {}).values():
+        for t in walk(term):
+            if t.op == "call" and isinstance(t.module, ModuleRec) and t.module.kind == "Embedding":
+                return t.module
+    return None
+
+
+def _supplied_table_width(ctx: Ctx, info) -> tuple[int | None, str | None]:
+    """The row width of that table: the rotary dim, since the rotation splits each row into
+    its sin and cos halves of rotary_dim / 2 frequencies, each turning a pair of dims."""
+    table = _supplied_table(info)
+    if table is None:
+        return None, None
+    width = table.args[1] if len(table.args) > 1 else None
+    width = table.kwargs.get("embedding_dim", width)
+    if isinstance(width, int) and not isinstance(width, bool):
+        return width, ctx.site(table)
+    return None, None
 
 
 def _sliced_rotary_dim(info) -> tuple[int | None, str | None]:
