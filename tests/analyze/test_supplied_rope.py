@@ -4,9 +4,10 @@ RoFormer's attention rotates q and k under `if sinusoidal_pos is not None`; the 
 defaults to None, so the attention traced alone (the default call) never turns. The stack
 computes the table rows once (`embed_positions(...)`) and hands them through every layer to
 every attention: the analysis traces the attention again with that input present, finds the
-interleaved rotation, reads the rotary dim from the table's row width, and names the table
-the checkpoint stores as unsupported (the package would compute sin/cos from positions,
-not read that table). On a copy whose names are all rewritten the findings are the same;
+interleaved rotation, reads the rotary dim from the table's row width, and records the
+table the checkpoint stores (`rope.table`: sin and cos are its rows by sequence index, which
+the package must read, not compute from positions); that table is no token or position
+table of the embeddings. On a copy whose names are all rewritten the findings are the same;
 where the stack hands None instead, there is no rotation.
 """
 
@@ -42,13 +43,15 @@ def _copy(tmp_path, *, stack_hands_none: bool = False) -> str:
 
 
 def _summary(features) -> dict:
-    table = {u.feature: (u.detail, u.evidence) for u in features.unsupported}.get("rope.table")
     return {
         "type": features.rope.type,
         "interleaved": features.rope.interleaved,
         "partial": features.rope.partial_rotary,
         "positions": features.embedding.positions,
-        "table": table,
+        "table": features.rope.table,
+        "table_at": features.evidence.get("rope.table", ""),
+        "embedding_module": features.embedding.module,
+        "unsupported": [u.feature for u in features.unsupported],
     }
 
 
@@ -58,18 +61,19 @@ def test_roformer_rotation_is_found_through_the_supplied_input():
     assert found["interleaved"] is True
     assert found["partial"] == 1.0  # rows of head_dim: sin and cos halves of head_dim / 2
     assert found["positions"] == "none"  # the table turns q/k; nothing is added to embeddings
-    detail, evidence = found["table"]
-    assert "roformer.encoder.embed_positions.weight" in detail
-    assert evidence == "modeling_roformer.py:394"  # the table module's construction
+    assert found["table"] == "roformer.encoder.embed_positions"
+    assert found["table_at"].startswith("modeling_roformer.py:394")  # the table's construction
+    assert found["embedding_module"] is True  # roformer.embeddings, not the rope table
+    assert found["unsupported"] == []
 
 
 def test_renamed_copy_gives_the_same_findings(tmp_path):
     found = _summary(analyze(_copy(tmp_path)))
     assert found["type"] == "default" and found["interleaved"] is True
     assert found["partial"] == 1.0 and found["positions"] == "none"
-    detail, evidence = found["table"]
-    assert "zorblax.encoder.table.weight" in detail
-    assert evidence.startswith("modeling_zorblax.py:")
+    assert found["table"] == "zorblax.encoder.table"
+    assert found["table_at"].startswith("modeling_zorblax.py:")
+    assert found["embedding_module"] is True and found["unsupported"] == []
 
 
 @pytest.mark.parametrize("model_type", ["bert", "xmod"])
