@@ -60,7 +60,8 @@ class RopeTable(Transform):
     a persistent buffer the adapter maps from `{table}.weight`) and builds the cos/sin of
     every layer from its first rows: the rotation reads the table by sequence index, as HF's
     stack looks it up without position ids, so `positions` is not read (a packed document
-    still starts at row 0). Nothing computes sin/cos from positions any more."""
+    still starts at row 0). Nothing computes sin/cos from positions any more, so the
+    `rope` frequency settings of ModelArgs (the field, its mapping, its checks) go."""
 
     name = "rope_table"
 
@@ -84,6 +85,16 @@ class RopeTable(Transform):
         edits.insert_definition(package, "model.py", TABLE, before="Attention")
         edits.add_args_field(
             package, FIELD, "max_position_embeddings=hf_config.max_position_embeddings"
+        )
+        # ModelArgs: the frequency settings nothing reads any more, and their checks
+        edits.remove_args_field(package, "rope")
+        edits.remove_statements(
+            package,
+            "args.py",
+            "ModelArgs",
+            "__post_init__",
+            edits.mentions("self.rope"),
+            required=False,
         )
         rows = [(json.dumps(f"{table}.weight"), json.dumps(HOUSE_KEY))]
         run(package, "state_dict_adapter.py", EditDict("from_hf_map", None, rows))

@@ -14,7 +14,9 @@ def _llama() -> SourcePackage:
 
 
 def test_before_the_rotary_tables_are_computed_from_positions():
-    model = _llama().render()["model.py"]
+    files = _llama().render()
+    model = files["model.py"]
+    assert "rope: RopeScaling" in files["args.py"]
     assert "self.rotary = RotaryEmbedding(args.rope, args.head_dim)" in model
     assert "rope = self.rotary(positions)" in model
     assert "if positions is None:" in model
@@ -34,6 +36,9 @@ def test_after_the_table_is_built_loaded_and_read_by_index():
         in files["state_dict_adapter.py"]
     )
     assert "max_position_embeddings=hf_config.max_position_embeddings," in files["args.py"]
+    # no frequency settings left to read (tidy then drops the unused import)
+    assert "rope: RopeScaling" not in files["args.py"] and "self.rope" not in files["args.py"]
+    assert "rope=RopeScaling.from_hf" not in files["args.py"]
 
 
 def test_the_table_is_hf_roformers():
