@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import libcst as cst
+
 from codegen.transforms import _attention_edits as edits
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import (
@@ -96,5 +98,23 @@ class RopeTable(Transform):
             edits.mentions("self.rope"),
             required=False,
         )
+        _retell_rope_module(package)
         rows = [(json.dumps(f"{table}.weight"), json.dumps(HOUSE_KEY))]
         run(package, "state_dict_adapter.py", EditDict("from_hf_map", None, rows))
+
+
+ROPE_DOC = '"""The rotation of q/k; its cos/sin are rows of the stored table (model.RopeTable)."""'
+
+
+def _retell_rope_module(package) -> None:
+    """A rope.py of the package (the rotation an earlier rule wrote) no longer says its
+    tables come from the shared frequency code: its docstring names the stored table."""
+    module = package.files.get("rope.py")
+    if module is None or not module.body:
+        return
+    first = module.body[0]
+    small = first.body[0] if isinstance(first, cst.SimpleStatementLine) else None
+    if not (isinstance(small, cst.Expr) and isinstance(small.value, cst.SimpleString)):
+        return
+    doc = cst.SimpleStatementLine(body=[cst.Expr(cst.parse_expression(ROPE_DOC))])
+    package.files["rope.py"] = module.with_changes(body=[doc, *module.body[1:]])

@@ -62,3 +62,15 @@ def test_the_table_is_hf_roformers():
 def test_a_table_path_is_required():
     with pytest.raises(EditError):
         RopeTable().apply(_llama(), table="")
+
+
+def test_a_rope_module_written_before_names_the_stored_table():
+    from codegen.transforms.interleaved_rope import InterleavedRope
+
+    package = _llama()
+    InterleavedRope().apply(package)
+    assert "shared `codegen.layers.rope` tables" in package.render()["rope.py"]
+    RopeTable().apply(package, table="t")
+    rope = package.render()["rope.py"]
+    assert rope.startswith('"""The rotation of q/k; its cos/sin are rows of the stored table')
+    assert "def apply_rotary_interleaved" in rope
