@@ -1,4 +1,5 @@
-"""Rules for rotary position embeddings: partial rotary, interleaved pairs, a fixed NTK alpha."""
+"""Rules for rotary position embeddings: partial rotary, interleaved pairs, a fixed NTK alpha,
+sin/cos read from a position table the checkpoint stores."""
 
 from codegen.scaffold.rule import FromFeature, Rule
 
@@ -30,5 +31,13 @@ RULES = [
             "a 'dynamic' rope with a fixed alpha: base * alpha ** (d / (d - 2)) once (HunYuan),"
             " not the sequence-length NTK"
         ),
+    ),
+    Rule(
+        id="rope_table",
+        feature="rope.table",
+        values=(True,),
+        transform="rope_table",
+        params={"table": FromFeature("rope.table")},
+        description="cos/sin are rows of the checkpoint's [sin | cos] table, by index (RoFormer)",
     ),
 ]

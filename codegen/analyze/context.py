@@ -26,6 +26,8 @@ class Ctx:
     evidence: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     extras: list[Unsupported] = field(default_factory=list)  # always-unsupported findings
+    # position tables whose rows the rotation reads (detect_rope): not token tables
+    rope_tables: list[ModuleRec] = field(default_factory=list)
     _traces: dict = field(default_factory=dict)
 
     @property

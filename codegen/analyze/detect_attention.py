@@ -22,6 +22,7 @@ from codegen.analyze import (
     mask_window,
     qk_norm_scope,
     short_conv,
+    supplied_inputs,
 )
 from codegen.analyze.config import attr
 from codegen.analyze.context import Ctx
@@ -50,6 +51,10 @@ class AttnInfo:
     mla: bool = False
     window: object = None  # int | None | "unknown"
     rope_fn: object = None  # FuncRef applying RoPE, or ModuleRec rotary, or None
+    # the rotation reached only with optional inputs the stack supplies: that trace, and the
+    # term the stack computes for each such input
+    rope_trace: object = None
+    rope_inputs: dict | None = None
     rope_call_site: str | None = None
     trace: object = None
 
@@ -359,7 +364,35 @@ def analyse_instance(ctx: Ctx, rec: ModuleRec, path: str) -> AttnInfo:
         # cos/sin computed and applied inline in the attention's own forward
         if {"cos", "sin"} <= roles.method_signals(rec.cls).ops:
             info.rope_fn = rec
+    if info.rope_fn is None and kernel is not None and _has_rope_method(ctx, rec):
+        _rope_of_supplied_inputs(ctx, info)
     return info
+
+
+def _has_rope_method(ctx: Ctx, rec: ModuleRec) -> bool:
+    """A method of the attention's class rotates with cos and sin (whether or not the
+    default call reaches it)."""
+    if rec.cls is None:
+        return False
+    return any(
+        _is_rope_function(ctx, FuncRef(cls.sf, fn, owner=cls))
+        for cls in ctx.model.project.mro(rec.cls)
+        for fn in cls.methods.values()
+    )
+
+
+def _rope_of_supplied_inputs(ctx: Ctx, info: AttnInfo) -> None:
+    """The rotation applied only when an optional input is given, which the stack does give
+    (RoFormer's `sinusoidal_pos`): the attention traced again with those inputs present."""
+    given = supplied_inputs.supplied(ctx, info.rec)
+    if not given:
+        return
+    trace = supplied_inputs.trace_with(ctx, info.rec, given)
+    found = [f for f, _args in trace.tracer.func_calls if _is_rope_function(ctx, f)]
+    if found:
+        info.rope_fn = found[0]
+        info.rope_trace = trace
+        info.rope_inputs = given
 
 
 def _dims(rec: ModuleRec | None) -> tuple:

@@ -40,7 +40,11 @@ def _embedding(ctx: Ctx) -> tuple[str | None, ModuleRec | None]:
     if owner is None:
         return None, None
     for name, child in owner.children():
-        if isinstance(child, ModuleRec) and ctx.roles.role(child) == EMBEDDING:
+        if (
+            isinstance(child, ModuleRec)
+            and ctx.roles.role(child) == EMBEDDING
+            and not any(child is t for t in ctx.rope_tables)  # sin/cos rows the rotation reads
+        ):
             return name, child
     return None, None
 
@@ -779,6 +783,8 @@ def _positions(ctx: Ctx, token_name: str | None) -> tuple[str, int, str]:
             if name == token_name or not isinstance(child, ModuleRec):
                 continue
             if ctx.roles.role(child) != EMBEDDING or len(child.args) < 2:
+                continue
+            if any(child is t for t in ctx.rope_tables):  # the rotation's sin/cos rows
                 continue
             size = child.args[0]
             if isinstance(size, int) and 0 <= size - rows <= 2:

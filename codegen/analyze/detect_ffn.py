@@ -428,7 +428,11 @@ def _ffn_linears(ctx: Ctx, rec: ModuleRec, prefix: str, depth: int = 0) -> list:
             role = ctx.roles.role(item)
             if role == LINEAR:
                 out.append((id(item), prefix + sub))
-            elif depth < 2 and role not in (MOE, EXPERTS, NORM) and not _holds_mixer(ctx, item):
+            elif (
+                depth < 2
+                and role not in (MLP, MOE, EXPERTS, NORM)  # a feed-forward of its own is not
+                and not _holds_mixer(ctx, item)  # part of this one (an adapter beside it)
+            ):
                 out += _ffn_linears(ctx, item, f"{prefix}{sub}.", depth + 1)
     return out
 

@@ -18,6 +18,7 @@ import libcst.matchers as m
 
 from codegen.analyze.config import attr
 from codegen.analyze.context import Ctx
+from codegen.analyze.dataflow import Term
 from codegen.analyze.evaluate import ConfigObj, Frame, FuncRef, ModuleRec, Unknown
 from codegen.analyze.features import UNKNOWN, Rope, layer_ranges
 from codegen.analyze.layer_rule import guard_rule
@@ -350,6 +351,9 @@ def detect(ctx: Ctx, shared: dict) -> Rope:
     sliced_at = None
     if dim is None:
         dim, sliced_at = _sliced_rotary_dim(info)
+    if dim is None:
+        dim, sliced_at = _supplied_table_width(ctx, info)
+    table_path = _table_path(ctx, info, fn_site)
     if dim is not None and q_head:
         partial = round(dim / q_head, 6)
         if partial > 1:
@@ -429,6 +433,7 @@ def detect(ctx: Ctx, shared: dict) -> Rope:
         parameters=params,
         qk_norm_after_rope=bool(after),
         ntk_alpha=fixed_ntk[0] if fixed_ntk else None,
+        table=table_path,
     )
 
 
@@ -455,6 +460,72 @@ def _nope_rule(ctx: Ctx, per_layer: list[dict], fn) -> str | None:
         return None  # different attention classes: no single guard
     layers = [(p["index"], p["info"].rec, p["rope"]) for p in per_layer]
     return guard_rule(ctx, recs[0], fn, layers)
+
+
+def _table_path(ctx: Ctx, info, fn_site) -> str | None:
+    """The HF module path of the position table whose rows the rotation reads, when the
+    stack looks it up by sequence index alone (no input of the stack besides the hidden
+    states reaches the lookup: position ids are not read); None without such a table. A
+    table looked up with another input is named unsupported."""
+    from codegen.analyze.dataflow import walk
+
+    table = _supplied_table(info)
+    if table is None:
+        ctx.cite("rope.table", fn_site)
+        return None
+    ctx.rope_tables.append(table)
+    path = next((p for p, r in walk_tree(ctx.model.entry) if r is table), None)
+    lookup = next(
+        t
+        for term in (info.rope_inputs or {}).values()
+        for t in walk(term)
+        if t.op == "call" and t.module is table
+    )
+    inputs = sorted(
+        {
+            t.name
+            for a in lookup.args
+            if isinstance(a, Term)
+            for t in walk(a)
+            if t.op == "input" and not t.kwargs.get("primary")
+        }
+    )
+    where = ctx.site(table) or fn_site
+    if path is None or inputs:
+        ctx.unsupported(
+            "rope.table",
+            f"the rotation's sin and cos are rows of a stored position table looked up with"
+            f" {', '.join(inputs) or 'an input'} (not by sequence index alone): no rule yet",
+            where,
+        )
+        return None
+    ctx.cite("rope.table", f"{where} ({path}: [sin | cos] rows by sequence index)")
+    return path
+
+
+def _supplied_table(info) -> ModuleRec | None:
+    """The position table (an embedding module) the stack looks rows up in for an input the
+    rotation is applied with (RoFormer's `embed_positions(...)`, handed to every attention)."""
+    from codegen.analyze.dataflow import walk
+
+    for term in (info.rope_inputs or {}).values():
+        for t in walk(term):
+            if t.op == "call" and isinstance(t.module, ModuleRec) and t.module.kind == "Embedding":
+                return t.module
+    return None
+
+
+def _supplied_table_width(ctx: Ctx, info) -> tuple[int | None, str | None]:
+    """The row width of that table: the rotary dim, since the rotation splits each row into
+    its sin and cos halves of rotary_dim / 2 frequencies, each turning a pair of dims."""
+    table = _supplied_table(info)
+    if table is None:
+        return None, None
+    width = table.args[1] if len(table.args) > 1 else None
+    width = table.kwargs.get("embedding_dim", width)
+    if isinstance(width, int) and not isinstance(width, bool):
+        return width, ctx.site(table)
+    return None, None
 
 
 def _sliced_rotary_dim(info) -> tuple[int | None, str | None]:

@@ -570,6 +570,8 @@ class Interp:
                 key = self.eval_slice(target.slice, frame)
                 if isinstance(obj, dict | list) and not isinstance(key, slice | tuple):
                     obj[key] = value
+                elif isinstance(obj, ModuleListRec) and obj.keys is not None:
+                    _dict_set(obj, key, value)  # `self.blocks[name] = Block(config)`
             except (Unknown, TypeError, IndexError, KeyError):
                 return
         elif isinstance(target, cst.StarredElement):
@@ -1621,6 +1623,17 @@ _TYPE_NAMES = {
     "set": set,
 }
 _BUILTINS = {name[2:] for name in dir(_BuiltinFn) if name.startswith("b_")}
+
+
+def _dict_set(rec: ModuleListRec, key, value) -> None:
+    """`module_dict[key] = value`: a new key is added at the end, an existing one replaced."""
+    if not isinstance(key, str) or not isinstance(value, ModuleRec | ModuleListRec):
+        raise Unknown("module dict item")
+    if key in rec.keys:
+        rec.items[rec.keys.index(key)] = value
+    else:
+        rec.keys.append(key)
+        rec.items.append(value)
 
 
 def _list_append(interp, rec: ModuleListRec, args, kwargs) -> None:

@@ -7,7 +7,10 @@ names it instead of letting the gap show only as a failed verify:
 * block.layer_modules: weights of the layer that its forward uses and that belong to none of
   those parts: no record of a known role holds them and the FFN's linears (`ffn.block_names`,
   BERT's `intermediate.dense`, OPT's `fc1`) are not among them (gemma3n's AltUp and Laurel
-  blocks, the projections of a per-layer input), named by attribute and class;
+  blocks, the projections of a per-layer input), named by attribute and class; also a
+  feed-forward of its own (an MLP or MoE record) nested inside a sublayer that is not a part,
+  besides the layer's FFN (bottleneck adapters, one per language in a ModuleDict, applied
+  after the FFN's output projection);
 * block.layer_input: an input of the layer's forward, besides the hidden states, that is
   multiplied into the computation (per-layer embeddings: a slice of a second embedding
   table handed to every layer).
@@ -15,9 +18,10 @@ names it instead of letting the gap show only as a failed verify:
 
 from __future__ import annotations
 
-from codegen.analyze.context import Ctx
+from codegen.analyze.context import Ctx, site_of
 from codegen.analyze.dataflow import Term
-from codegen.analyze.evaluate import ModuleRec, ParamRec
+from codegen.analyze.detect_ffn import ffn_modules
+from codegen.analyze.evaluate import ModuleListRec, ModuleRec, ParamRec
 from codegen.analyze.features import Ffn
 from codegen.analyze.roles import (
     ACT,
@@ -48,20 +52,27 @@ def detect(ctx: Ctx, ffn: Ffn) -> None:
     trace = ctx.trace(layer)
     used = _used_records(trace.terms)
     ffn_paths = {path for _, path in ffn.block_names or ()}
-    extras = [
+    reached = [
         (name, child)
         for name, child in layer.children()
-        if isinstance(child, ModuleRec)
-        and _reaches(child, used)
-        and _unaccounted(ctx, child, name, ffn_paths)
+        if isinstance(child, ModuleRec) and _reaches(child, used)
     ]
+    extras = [
+        (name, _describe(child), ctx.site(child))
+        for name, child in reached
+        if _unaccounted(ctx, child, name, ffn_paths)
+    ]
+    own = {id(rec) for _, rec, _ in ffn_modules(ctx).values()}  # the layers' FFN or MoE
+    for name, child in reached:
+        if ctx.roles.role(child) not in _PARTS:
+            extras += [e[1:] for e in _nested_ffns(ctx, child, name) if e[0] not in own]
     if extras:
         ctx.unsupported(
             "block.layer_modules",
             "the layer computes with weights outside its attention, FFN and norms: "
-            + ", ".join(f"{n} ({c.cls.name if c.cls else c.kind})" for n, c in extras)
+            + ", ".join(f"{n} ({what})" for n, what, _ in extras)
             + ": no rule yet",
-            ctx.site(extras[0][1]) or ctx.class_site(layer),
+            extras[0][2] or ctx.class_site(layer),
         )
     product = _extra_input_product(trace.terms)
     if product is not None:
@@ -86,6 +97,36 @@ def _unaccounted(ctx: Ctx, rec: ModuleRec, path: str, ffn_paths: set[str]) -> bo
         isinstance(child, ModuleRec) and _unaccounted(ctx, child, f"{path}.{name}", ffn_paths)
         for name, child in rec.children()
     )
+
+
+def _describe(rec: ModuleRec) -> str:
+    return rec.cls.name if rec.cls else rec.kind
+
+
+def _nested_ffns(ctx: Ctx, rec: ModuleRec, path: str) -> list[tuple[int, str, str, str | None]]:
+    """(id, path, what, site) of the feed-forwards (MLP or MoE records) below `rec`, a
+    sublayer that is not itself a part: a feed-forward besides the layer's FFN when it is not
+    that FFN (the caller checks). A module list or dict of them is named once, by its
+    attribute and site."""
+    out = []
+    for name, child in rec.children():
+        sub = f"{path}.{name}"
+        if isinstance(child, ModuleListRec):
+            ffns = [x for x in child.items if isinstance(x, ModuleRec) and _is_ffn(ctx, x)]
+            if ffns:
+                kind = "ModuleDict" if child.keys is not None else "ModuleList"
+                what = f"{kind} of {len(child.items)} {_describe(ffns[0])}"
+                out.append((id(ffns[0]), sub, what, site_of(child.site)))
+        elif isinstance(child, ModuleRec):
+            if _is_ffn(ctx, child):
+                out.append((id(child), sub, _describe(child), ctx.site(child)))
+            elif ctx.roles.role(child) not in _KNOWN:
+                out += _nested_ffns(ctx, child, sub)
+    return out
+
+
+def _is_ffn(ctx: Ctx, rec: ModuleRec) -> bool:
+    return ctx.roles.role(rec) in (MLP, MOE)
 
 
 def _used_records(terms: list[Term]) -> set[int]:

@@ -1,12 +1,15 @@
 """Parts of a decoder layer outside its attention, FFN and norms are named as unsupported
 with their evidence (gemma3n's AltUp / Laurel blocks, per-layer-input projections, a
-per-layer input multiplied into the stream), not left to fail verify; wrappers of a known
-part (BERT's attention with its output projection) and an FFN of bare linears are not."""
+per-layer input multiplied into the stream, a feed-forward nested in a sublayer beside the
+FFN: X-MOD's per-language adapters), not left to fail verify; wrappers of a known part
+(BERT's attention with its output projection) and an FFN of bare linears are not."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
-from analyze_helpers import write_synth
+from analyze_helpers import rename_model, write_synth
 
 from codegen.analyze.analysis import analyze
 
@@ -83,3 +86,118 @@ def test_wrappers_and_bare_ffn_linears_are_known_parts(model_type):
     """BERT's `attention` (self-attention + output dense + norm), OPT's fc1/fc2, GPT-Neo's
     `attn` wrapper: all belong to the attention or the FFN."""
     assert _found(model_type) == {}
+
+
+_BOTTLENECK = """
+
+class SynthBottleneck(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.down = nn.Linear(config.hidden_size, 8)
+        self.up = nn.Linear(8, config.hidden_size)
+        self.act = ACT2FN["gelu"]
+
+    def forward(self, x):
+        return self.up(self.act(self.down(x)))
+
+
+class SynthAdapted(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.norm = SynthRMSNorm(config.hidden_size)
+@BANKS@
+    def forward(self, x):
+        return x + @CALL@(self.norm(x))
+
+
+class SynthDecoderLayer(nn.Module):"""
+
+_BANKS = {
+    "dict": (
+        "        self.banks = nn.ModuleDict({})\n"
+        '        for name in ("en", "fr"):\n'
+        "            self.banks[name] = SynthBottleneck(config)\n",
+        'self.banks["en"]',
+        "post.banks (ModuleDict of 2 SynthBottleneck)",
+    ),
+    "list": (
+        "        self.banks = nn.ModuleList([SynthBottleneck(config) for _ in range(3)])\n",
+        "self.banks[0]",
+        "post.banks (ModuleList of 3 SynthBottleneck)",
+    ),
+    "single": (
+        "        self.bank = SynthBottleneck(config)\n",
+        "self.bank",
+        "post.bank (SynthBottleneck)",
+    ),
+}
+
+
+def _adapted(tmp_path, kind: str) -> str:
+    """The synthetic layer with a sublayer after its MLP that holds a norm and feed-forward
+    adapters (a dict filled by subscript in a loop, a list, or one module)."""
+    path = write_synth(
+        str(tmp_path), q_norm=False, qkv_bias=False, o_bias=False, mlp_bias=False, post_norm=False
+    )
+    source = open(path, encoding="utf-8").read()
+    banks, call, _ = _BANKS[kind]
+    block = _BOTTLENECK.replace("@BANKS@", banks).replace("@CALL@", call)
+    source = source.replace("\n\nclass SynthDecoderLayer(nn.Module):", block)
+    source = source.replace(_INIT, _INIT + "        self.post = SynthAdapted(config)\n")
+    source = source.replace(
+        _RETURN, _RETURN.replace("return hidden_states", "return self.post(hidden_states)")
+    )
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(source)
+    return path
+
+
+@pytest.mark.parametrize("kind", sorted(_BANKS))
+def test_feed_forward_nested_in_a_sublayer_is_named(tmp_path, kind):
+    """A feed-forward of its own inside a sublayer that is not a part (beside a norm) is a
+    second FFN the package would drop: named by path, with the line that builds it."""
+    found = _found(_adapted(tmp_path, kind))
+    detail, evidence = found["block.layer_modules"]
+    assert _BANKS[kind][2] in detail
+    line = int(evidence.split(":")[1].split()[0])
+    source = open(os.path.join(tmp_path, "modeling_synth.py"), encoding="utf-8").read()
+    built = source.splitlines()[line - 1]
+    assert ("self.bank" in built) and ("SynthAdapted" not in built)
+
+
+def test_xmod_language_adapters_are_named():
+    """X-MOD's layer output holds a ModuleDict of per-language bottleneck adapters, filled in
+    a loop over `config.languages`, applied after the FFN's down projection: a plan must
+    stop on them (evidence: the ModuleDict's line). The FFN itself is still the BERT pair."""
+    features = analyze("xmod")
+    found = {u.feature: u for u in features.unsupported}
+    assert (
+        "output.adapter_modules (ModuleDict of 1 XmodAdapter)"
+        in found["block.layer_modules"].detail
+    )
+    assert found["block.layer_modules"].evidence.startswith("modeling_xmod.py:")
+    assert dict(features.ffn.block_names) == {
+        "up_proj": "intermediate.dense",
+        "down_proj": "output.dense",
+    }
+    assert any("adapter_modules.en_XX.dense1.weight" in k for k in features.state_dict.layer_keys)
+
+
+def test_xmod_renamed_with_its_parts_renamed_is_named(tmp_path):
+    """The same finding on a copy with the model's name and the adapters' names rewritten:
+    it rests on structure, not on a name."""
+    path, _ = rename_model("xmod", "zorblax", str(tmp_path))
+    source = open(path, encoding="utf-8").read()
+    for old, new in (
+        ("adapter_modules", "banks"),
+        ("lang_adapter", "route"),
+        ("ZorblaxAdapter", "ZorblaxSide"),
+        ("dense1", "squeeze"),
+        ("dense2", "expand"),
+    ):
+        assert old in source
+        source = source.replace(old, new)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(source)
+    found = {u.feature: u for u in analyze(path).unsupported}
+    assert "output.banks (ModuleDict of 1 ZorblaxSide)" in found["block.layer_modules"].detail
