@@ -96,6 +96,7 @@ COMPARED: dict[str, Any] = {
     "attention.softcap": None,
     "attention.scale": None,
     "attention.output_gate": None,
+    "attention.q_latent_raw": None,
     "attention.logn": lambda logn: logn is not None,
     "attention.sub_norm": None,
     "attention.scores_fp32": None,
@@ -176,6 +177,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "attention.softcap": (False,),
     "attention.scale": ("default",),
     "attention.output_gate": ("none",),
+    "attention.q_latent_raw": (False,),  # a query up-projection reads the normed latent only
     "attention.logn": (False,),  # queries not scaled by position
     "attention.sub_norm": (False,),  # the attention output goes to o_proj as it is
     "attention.scores_fp32": (False,),  # q @ k^T and the softmax in the model's dtype
