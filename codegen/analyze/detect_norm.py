@@ -141,6 +141,87 @@ def _is_norm_call(ctx: Ctx, term) -> bool:
         and term.op == "call"
         and isinstance(term.module, ModuleRec)
         and ctx.roles.role(term.module) == NORM
+    ) or _gated_product(ctx, term) is not None
+
+
+def _gated_product(ctx: Ctx, term) -> Term | None:
+    """`norm(x) * sigmoid(gate(norm(x)))`, a gated norm's output as the layer's trace inlines
+    it: the gate (the operand holding the sigmoid), else None."""
+    term = strip(term)
+    if not (isinstance(term, Term) and term.op == "mul" and len(term.args) == 2):
+        return None
+    for normed, gate in (term.args, term.args[::-1]):
+        normed = strip(normed)
+        if not (
+            isinstance(normed, Term)
+            and normed.op == "call"
+            and isinstance(normed.module, ModuleRec)
+            and ctx.roles.role(normed.module) == NORM
+            and isinstance(gate, Term)
+        ):
+            continue
+        inner = list(walk(gate))
+        if any(t.op == "fn" and t.name.endswith("sigmoid") for t in inner) and any(
+            t is normed for t in inner
+        ):
+            return gate
+    return None
+
+
+def gated_norm(ctx: Ctx, rec: ModuleRec) -> str | None:
+    """The norm child of a module that norms its input and multiplies the result by a gate
+    computed from it: `y = norm(x); y * sigmoid(mlp(y))` (A.X-K2's gated RMSNorm), by
+    attribute name; None for any other module. Placement reads such a module as a norm."""
+    if ctx.roles.role(rec) == NORM or rec.cls is None:
+        return None
+    kids = {id(c): n for n, c in rec.children() if isinstance(c, ModuleRec)}
+    norms = [n for n, c in rec.children() if isinstance(c, ModuleRec) and ctx.roles.role(c) == NORM]
+    if len(norms) != 1:
+        return None
+    out = first_output(ctx.trace(rec).result)
+    if not isinstance(out, Term):
+        return None
+    for t in walk(out):
+        if t.op != "mul":
+            continue
+        normed = [a for a in t.args if _is_child_norm(ctx, a, kids)]
+        gates = [
+            a
+            for a in t.args
+            if isinstance(a, Term)
+            and any(x.op == "fn" and x.name.endswith("sigmoid") for x in walk(a))
+        ]
+        if normed and gates and any(any(x is normed[0] for x in walk(g)) for g in gates):
+            return norms[0]
+    return None
+
+
+def _gated_norms(ctx: Ctx) -> str | None:
+    """The layer norms that are gated norms (`gated_norm`), by attribute name over every
+    layer, with the class of the first; None when there is none."""
+    names: list[str] = []
+    first = None
+    for layer in ctx.model.layers:
+        for name, child in layer.children():
+            if isinstance(child, ModuleRec) and gated_norm(ctx, child) is not None:
+                if name not in names:
+                    names.append(name)
+                first = first or child
+    if first is None:
+        return None
+    ctx.cite("norm.gated", ctx.class_site(first) or ctx.site(first))
+    return f"{', '.join(names)}: norm(x) * sigmoid(mlp(norm(x))) ({first.cls.name})"
+
+
+def _is_child_norm(ctx: Ctx, term, kids: dict) -> bool:
+    term = strip(term)
+    return (
+        isinstance(term, Term)
+        and term.op == "call"
+        and id(term.module) in kids
+        and ctx.roles.role(term.module) == NORM
+        and isinstance(strip(primary_input(term)), Term)
+        and strip(primary_input(term)).op == "input"
     )
 
 
@@ -186,6 +267,13 @@ def placement(ctx: Ctx, layer: ModuleRec) -> tuple[str, dict]:
             for t in trace.terms
             if t.op == "call" and id(t.module) in linears and id(t) in reached
         ][:1]
+    # the feed-forward a gated norm computes its gate with is no sublayer
+    gating: set[int] = set()
+    for t in walk(out):
+        gate = _gated_product(ctx, t)
+        if gate is not None:
+            gating.update(id(x) for x in walk(gate))
+    ffns = [t for t in ffns if id(t) not in gating]
     if not mixers:
         return UNKNOWN, facts
     up = parents(out)
@@ -445,9 +533,11 @@ def detect(ctx: Ctx) -> tuple[Norm, dict]:
     field = eps_field(ctx, norms[0][1]) if norms else None
     if field is not None:
         ctx.cite("norm.eps_field", f"{ctx.site(norms[0][1])} (eps=config.{field})")
+    gated = _gated_norms(ctx)
     return Norm(
         kind=kind,
         placement=place,
+        gated=gated,
         bias=bias,
         weight=weight,
         eps=eps,

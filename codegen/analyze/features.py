@@ -282,6 +282,9 @@ class Norm:
     first_layer_bare: tuple[str, ...] = ()
     # a norm on the last layer's output before the head (False: post-norm GPT-1 has none)
     final: bool | str = True
+    # layer norms whose output is multiplied by a gate computed from it (A.X-K2's gated
+    # RMSNorm: norm(x) * sigmoid(mlp(norm(x)))): their names and class, else None
+    gated: str | None = None
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,7 @@ COMPARED: dict[str, Any] = {
     "attention.qkv_layout": None,
     "attention.last_layer_o_bias": lambda name: name is not None,
     "norm.final": None,
+    "norm.gated": lambda found: found is not None,
     "attention.sliding_window": None,
     "attention.sinks": None,
     "attention.softcap": None,
@@ -172,6 +173,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "attention.qkv_layout": ("none", "contiguous", "grouped", "interleaved", "blocked"),
     "attention.last_layer_o_bias": (False,),  # no layer's attention output has a bias of its own
     "norm.final": (True,),  # the last layer's output is normed before the head
+    "norm.gated": (False,),  # a norm's output goes on as it is, ungated
     "attention.sliding_window": ("none",),
     "attention.sinks": (False,),
     "attention.softcap": (False,),
