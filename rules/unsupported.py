@@ -13,11 +13,6 @@ UNSUPPORTED: dict[tuple[str, object], str] = {
     ("embedding.positions", "sinusoidal_other"): (
         "a sin/cos position table other than tensor2tensor's or CTRL's: no rule yet"
     ),
-    ("norm.gated", True): (
-        "a layer norm whose output is multiplied by a gate computed from it (A.X-K2's gated"
-        " RMSNorm: norm(x) * sigmoid(mlp(norm(x))), the post-attention one on MoE layers"
-        " only): no rule yet"
-    ),
     ("attention.output_gate", "other"): (
         "an attention output gate other than sigmoid(projection of the input) (+ a per-head"
         " bias): no rule yet"

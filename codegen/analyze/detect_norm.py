@@ -15,6 +15,7 @@ and the residual add.
 from __future__ import annotations
 
 import libcst as cst
+import libcst.matchers as m
 
 from codegen.analyze import norm_cast
 from codegen.analyze.context import Ctx
@@ -27,11 +28,13 @@ from codegen.analyze.dataflow import (
     terms_in,
     walk,
 )
-from codegen.analyze.evaluate import ModuleRec, ParamRec
+from codegen.analyze.evaluate import ActRec, ModuleRec, ParamRec
 from codegen.analyze.features import UNKNOWN, Norm
 from codegen.analyze.model import dropped, layer_slots
 from codegen.analyze.norm_eps import eps_field, norm_eps
 from codegen.analyze.roles import ATTENTION, MIXER, MLP, MOE, NORM
+from codegen.analyze.router_dtype import upcast
+from codegen.analyze.walk import findall
 
 
 def _default(rec: ModuleRec, name: str):
@@ -196,21 +199,77 @@ def gated_norm(ctx: Ctx, rec: ModuleRec) -> str | None:
     return None
 
 
-def _gated_norms(ctx: Ctx) -> str | None:
-    """The layer norms that are gated norms (`gated_norm`), by attribute name over every
-    layer, with the class of the first; None when there is none."""
-    names: list[str] = []
+def _gated_norms(ctx: Ctx) -> tuple[str | None, dict | None]:
+    """The layer norms that are gated norms (`gated_norm`): a line naming them and the class
+    of the first, and what a package needs to build them (`gated_parts`); (None, None) when
+    there is none."""
+    layers: dict[str, list[int]] = {}
     first = None
-    for layer in ctx.model.layers:
+    for index, layer in enumerate(ctx.model.layers):
         for name, child in layer.children():
             if isinstance(child, ModuleRec) and gated_norm(ctx, child) is not None:
-                if name not in names:
-                    names.append(name)
+                layers.setdefault(name, []).append(index)
                 first = first or child
     if first is None:
-        return None
+        return None, None
     ctx.cite("norm.gated", ctx.class_site(first) or ctx.site(first))
-    return f"{', '.join(names)}: norm(x) * sigmoid(mlp(norm(x))) ({first.cls.name})"
+    line = f"{', '.join(layers)}: norm(x) * sigmoid(mlp(norm(x))) ({first.cls.name})"
+    return line, _gated_parts(ctx, first, layers)
+
+
+# torch activation modules a gate's feed-forward may hold, by the name ACT2FN gives them
+_ACT_MODULES = {"SiLU": "silu", "GELU": "gelu", "ReLU": "relu", "Sigmoid": "sigmoid"}
+
+
+def _gated_parts(ctx: Ctx, rec: ModuleRec, layers: dict[str, list[int]]) -> dict:
+    """The gated norm's parts: its norm child, the feed-forward computing the gate (its two
+    linears in the order they apply, its activation), the config field sizing the gate's
+    inner width, whether the sigmoid takes fp32 input, and per layer norm the layers it
+    gates: `all`, `moe` (exactly the layers with a MoE block) or `unknown`."""
+    count = len(ctx.model.layers)
+    moe = {i for i, layer in enumerate(ctx.model.layers) if layer_slots(ctx.model, layer).get(MOE)}
+    where = {
+        name: "all" if len(found) == count else ("moe" if set(found) == moe else UNKNOWN)
+        for name, found in layers.items()
+    }
+    parts: dict = {"norm": gated_norm(ctx, rec), "layers": where}
+    gate = [
+        (n, c) for n, c in rec.children() if isinstance(c, ModuleRec) and ctx.roles.role(c) == MLP
+    ]
+    if len(gate) == 1:
+        name, mlp = gate[0]
+        linears = [
+            (n, c)
+            for n, c in mlp.children()
+            if isinstance(c, ModuleRec) and c.kind == "Linear" and len(c.args) >= 2
+        ]
+        acts = [v.name for v in mlp.attrs.values() if isinstance(v, ActRec)]
+        acts += [
+            _ACT_MODULES[v.external]
+            for v in mlp.attrs.values()
+            if isinstance(v, ModuleRec) and v.external in _ACT_MODULES
+        ]
+        if len(linears) == 2:
+            inner = linears[0][1]
+            call = inner.site.node if inner.site is not None else None
+            field = None
+            if isinstance(call, cst.Call) and len(call.args) >= 2:
+                value = call.args[1].value
+                if isinstance(value, cst.Attribute) and isinstance(value.value, cst.Name):
+                    field = value.attr.value if value.value.value == "config" else None
+            parts.update(
+                gate=name,
+                linears=(linears[0][0], linears[1][0]),
+                rank=inner.args[1],
+                rank_field=field,
+                act=acts[0] if len(acts) == 1 else UNKNOWN,
+            )
+    forward = ctx.model.project.find_method(rec.cls, "forward")
+    parts["fp32"] = False
+    if forward is not None:
+        for call in findall(forward[1], m.Call(func=m.Attribute(attr=m.Name("sigmoid")))):
+            parts["fp32"] = bool(call.args) and upcast(call.args[0].value)
+    return parts
 
 
 def _is_child_norm(ctx: Ctx, term, kids: dict) -> bool:
@@ -533,11 +592,12 @@ def detect(ctx: Ctx) -> tuple[Norm, dict]:
     field = eps_field(ctx, norms[0][1]) if norms else None
     if field is not None:
         ctx.cite("norm.eps_field", f"{ctx.site(norms[0][1])} (eps=config.{field})")
-    gated = _gated_norms(ctx)
+    gated, gated_parts = _gated_norms(ctx)
     return Norm(
         kind=kind,
         placement=place,
         gated=gated,
+        gated_parts=gated_parts,
         bias=bias,
         weight=weight,
         eps=eps,

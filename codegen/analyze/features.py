@@ -285,6 +285,8 @@ class Norm:
     # layer norms whose output is multiplied by a gate computed from it (A.X-K2's gated
     # RMSNorm: norm(x) * sigmoid(mlp(norm(x)))): their names and class, else None
     gated: str | None = None
+    # what a package builds them from (codegen/analyze/detect_norm.py `_gated_parts`)
+    gated_parts: dict | None = None
 
 
 @dataclass(frozen=True)
