@@ -24,13 +24,13 @@ TYPE = "axk2"
 
 def _results(tmp_path, **params):
     """Verify the default case in fp32, the steps' params overridden by `params` (rule id ->
-    params to merge in)."""
+    params to merge in, or a function of the step's params giving them)."""
     target = load_target(TYPE)
     plan = make_plan(target)
     rules = [s.rule for s in plan.steps]
     assert {"output_gate_fused_q", "q_latent_concat", "gated_norm"} <= set(rules)
     steps = [
-        dataclasses.replace(s, params={**s.params, **params[s.rule]}) if s.rule in params else s
+        dataclasses.replace(s, params=_merged(s.params, params[s.rule])) if s.rule in params else s
         for s in plan.steps
     ]
     models = tmp_path / "models"
@@ -38,6 +38,10 @@ def _results(tmp_path, **params):
     spec = load_spec("gen_axk2", models)
     case = next(c for c in default_cases(spec) if c.label == TYPE)
     return verify_case(spec, case, ["fp32"], gradients=False, export=False)
+
+
+def _merged(old: dict, new) -> dict:
+    return new(old) if callable(new) else {**old, **new}
 
 
 def test_the_package_verifies(tmp_path):
@@ -50,3 +54,14 @@ def test_gate_cut_from_the_other_end_fails_at_the_attention(tmp_path):
     (result,) = _results(tmp_path, output_gate_fused_q={"layout": "per_head_gate_q"})
     assert not result.passed
     assert result.first_divergence.startswith("layers.0.attention (HF model.layers.0.self_attn)")
+
+
+def test_gated_norms_with_another_activation_fail_at_the_first_norm(tmp_path):
+    def gelu(params):
+        return {"parts": {**params["parts"], "act": "gelu"}}
+
+    (result,) = _results(tmp_path, gated_norm=gelu)
+    assert not result.passed
+    assert result.first_divergence.startswith(
+        "layers.0.attention_norm (HF model.layers.0.input_layernorm)"
+    )
