@@ -270,6 +270,7 @@ RULES += [
         values=("sigmoid_fused_q",),
         transform="fused_q_gate",
         params={
+            "projection": FromFeature("attention.gate_proj"),
             "layout": FromFeature("attention.gate_layout"),
             "fp32": FromFeature("attention.gate_fp32"),
         },

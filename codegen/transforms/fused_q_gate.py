@@ -7,7 +7,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from codegen.transforms import _attention_edits as edits
-from codegen.transforms._ffn_edits import self_assignment
+from codegen.transforms._ffn_edits import rewrite_adapter, self_assignment
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import (
     EditError,
@@ -45,15 +45,21 @@ class FusedQGate(Transform):
 
     name = "fused_q_gate"
 
-    def apply(self, package, features=None, *, layout: str, fp32: bool = False) -> None:
+    def apply(
+        self, package, features=None, *, layout: str, fp32: bool = False, projection=None
+    ) -> None:
         if layout not in LAYOUTS:
             raise EditError(f"a query projection fused with its gate in layout {layout!r}")
         if not self_assignment(package, "model.py", "Attention", "__init__", "v_head_dim"):
             raise EditError("the fused query gate needs latent attention's Attention.v_head_dim")
         qk = code_of(_query_view(package).args[-1].value)
-        widened = run(package, "model.py", _Widen(_query_projections(package)), required=False)
+        called = _query_projections(package)
+        widened = run(package, "model.py", _Widen(called), required=False)
         if not widened:
             raise EditError("Attention.__init__ builds no query projection of args.n_heads * d")
+        if projection:
+            # the up-projection (wq_b after a query latent, else wq) holds the target's rows
+            _map_rows(package, features, "wq_b" if "wq_b" in called else "wq", projection)
         per_head = layout.startswith("per_head")
         q_first = layout.endswith("q_gate")
         if per_head:
@@ -109,6 +115,23 @@ def _views_q(statement) -> bool:
         )
         and m.findall(statement, _VIEW)
     )
+
+
+def _map_rows(package, features, house: str, projection: str) -> None:
+    """The adapter reads `house`'s weight from the target's fused projection, under the
+    checkpoint's name for it (transformers renames A.X-K2's `q_b_proj` to `q_gate_proj` on
+    load; remote code stores `q_gate_proj`)."""
+    state = getattr(features, "state_dict", None)
+    keys = [k.split(" [", 1)[0] for k in getattr(state, "layer_keys", ())]
+    own = [k for k in keys if k.endswith(f".{projection}.weight")]
+    if not own:
+        return  # no key list to read the name from: the reference's row stays
+    module = own[0].removesuffix(f".{projection}.weight")
+    prefix = f"{state.prefix}.{{}}." if state.prefix else ""
+    hf = prefix + own[0]
+    disk = edits.disk_names(features, module).get(hf, hf)
+    target = f"layers.{{}}.attention.{house}.weight"
+    rewrite_adapter(package, lambda k, v: [(disk, v)] if v == target else [(k, v)])
 
 
 def _query_view(package) -> cst.Call:

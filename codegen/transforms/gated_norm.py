@@ -83,28 +83,11 @@ class GatedNorm(Transform):
                 (f"{own}.{gate_module}.{first}.weight", f"layers.{{}}.{norm}.w1.weight"),
                 (f"{own}.{gate_module}.{second}.weight", f"layers.{{}}.{norm}.w2.weight"),
             ]
-            disk = _disk_names(features, hf_name)
+            disk = edits.disk_names(features, hf_name)
             new = [(disk.get(hf_key, hf_key), house_key) for hf_key, house_key in new]
             edits.insert_rows_after(package, house, new)
             if where == "all":  # no layer keeps the plain norm
                 rewrite_adapter(package, lambda k, v, plain=house: [] if v == plain else [(k, v)])
-
-
-def _disk_names(features, module: str) -> dict[str, str]:
-    """The checkpoint's key for each key of the HF model under the layer module `module`
-    (A.X-K2 stores the gate's `mlp.fc1` as `W_down`): the analysis's model and checkpoint
-    keys under it, paired in order."""
-    state = getattr(features, "state_dict", None)
-    if state is None:
-        return {}
-    prefix = f"{state.prefix}.{{}}." if state.prefix else ""
-
-    def under(keys) -> list[str]:
-        bare = (key.split(" [", 1)[0] for key in keys)
-        return list(dict.fromkeys(prefix + k for k in bare if k.startswith(f"{module}.")))
-
-    model, disk = under(state.layer_keys), under(state.checkpoint_layer_keys)
-    return dict(zip(model, disk, strict=True)) if len(model) == len(disk) else {}
 
 
 def _gate_norm(package, norm: str, where: str, field: str) -> None:

@@ -163,3 +163,26 @@ def test_generated_attention_matches_hf_axk2_and_the_other_end_does_not(tmp_path
             outputs[layout] = ours(x, identity)
     torch.testing.assert_close(outputs["per_head_q_gate"], expected, rtol=1e-5, atol=1e-5)
     assert not torch.allclose(outputs["per_head_gate_q"], expected, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("on_disk", "row"),
+    [
+        ("q_b_proj", "model.layers.{}.self_attn.q_b_proj.weight"),  # transformers' rename
+        ("q_gate_proj", "model.layers.{}.self_attn.q_gate_proj.weight"),  # remote code
+    ],
+)
+def test_the_fused_rows_are_read_under_the_checkpoint_name(on_disk, row):
+    from types import SimpleNamespace
+
+    keys = ["q_a_proj.weight", "q_gate_proj.weight", "o_proj.weight"]
+    state = SimpleNamespace(
+        prefix="model.layers",
+        layer_keys=[f"self_attn.{k}" for k in keys],
+        checkpoint_layer_keys=[f"self_attn.{k.replace('q_gate_proj', on_disk)}" for k in keys],
+    )
+    package = _reference()
+    features = SimpleNamespace(state_dict=state)
+    FusedQGate().apply(package, features, layout="per_head_q_gate", projection="q_gate_proj")
+    adapter = package.render()["state_dict_adapter.py"]
+    assert f'"{row}": "layers.{{}}.attention.wq_b.weight"' in adapter
