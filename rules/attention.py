@@ -253,4 +253,31 @@ RULES += [
             " highest (DeepSeek sparse attention)"
         ),
     ),
+    Rule(
+        # after indexed_attention: it names the normed query latent this reads
+        id="q_latent_concat",
+        feature="attention.q_latent_raw",
+        values=(True,),
+        transform="q_latent_concat",
+        description=(
+            "the query up-projection reads the query latent normed and as it is:"
+            " wq_b(cat([q_norm(a), a])), twice the q LoRA rank of inputs"
+        ),
+    ),
+    Rule(
+        id="output_gate_fused_q",
+        feature="attention.output_gate",
+        values=("sigmoid_fused_q",),
+        transform="fused_q_gate",
+        params={
+            "projection": FromFeature("attention.gate_proj"),
+            "layout": FromFeature("attention.gate_layout"),
+            "fp32": FromFeature("attention.gate_fp32"),
+        },
+        description=(
+            "the attention output times sigmoid(gate) before wo, the gate rows of the query"
+            " projection (per head after each head's query, or after every query row, as the"
+            " checkpoint stores them); the sigmoid in fp32 where the source upcasts"
+        ),
+    ),
 ]

@@ -8,6 +8,17 @@ from codegen.scaffold.rule import FromFeature, Rule
 
 RULES = [
     Rule(
+        id="gated_norm",
+        feature="norm.gated",
+        values=(True,),
+        transform="gated_norm",
+        params={"parts": FromFeature("norm.gated_parts")},
+        description=(
+            "a block norm gated by a low-rank feed-forward of its own output:"
+            " norm(x) * sigmoid(w2(act(w1(norm(x))))), on every layer or on the MoE layers"
+        ),
+    ),
+    Rule(
         id="norm_layernorm",
         feature="norm.kind",
         values=("layernorm",),

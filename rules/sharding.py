@@ -86,6 +86,21 @@ SHARDS = [
             for part in ("wq_b", "wk", "k_norm", "weights_proj")
         },
     ),
+    # a gated norm's RMSNorm and gate matrices are replicated like the norm itself; which
+    # block norms a target gates varies, so every entry may match nothing
+    Shards(
+        "gated_norm",
+        {
+            f"layers.*.{norm}.{part}": "replicate"
+            for norm in ("attention_norm", "ffn_norm")
+            for part in ("norm", "w1", "w2")
+        },
+        optional=tuple(
+            f"layers.*.{norm}.{part}"
+            for norm in ("attention_norm", "ffn_norm")
+            for part in ("norm", "w1", "w2")
+        ),
+    ),
     # the gate's features follow the heads of the column-wise q projection
     Shards(
         "add_output_gate",

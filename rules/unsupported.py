@@ -13,10 +13,6 @@ UNSUPPORTED: dict[tuple[str, object], str] = {
     ("embedding.positions", "sinusoidal_other"): (
         "a sin/cos position table other than tensor2tensor's or CTRL's: no rule yet"
     ),
-    ("attention.output_gate", "sigmoid_fused_q"): (
-        "a sigmoid output gate chunked out of the query projection (q_proj rows interleaved"
-        " per head with the gate's): no rule yet"
-    ),
     ("attention.output_gate", "other"): (
         "an attention output gate other than sigmoid(projection of the input) (+ a per-head"
         " bias): no rule yet"

@@ -3,8 +3,10 @@
 The attention features are read from one attention instance (the first layer's). MiMo-V2-Flash
 builds its sliding-window layers with twice the kv heads and a sink per head, and sizes the
 value heads apart from the query/key heads (`v_head_dim`): a package built from the first layer
-alone loads none of the other layers. Each such difference is an unsupported finding naming
-its evidence, so the plan stops before writing instead of failing on a size mismatch.
+alone loads none of the other layers. dots3's latent attention (MLA) takes another kv latent
+rank and head count on its sliding-window layers (its config's `per_layer_config`). Each such
+difference is an unsupported finding naming its evidence, so the plan stops before writing
+instead of failing on a size mismatch.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from codegen.analyze.evaluate import ModuleRec, ParamRec
 def check(ctx: Ctx, shared: dict) -> None:
     """Record the differences (see the module docstring) as unsupported findings."""
     layers = [p for p in shared.get("per_layer", ()) if p["type"] in ("full", "sliding")]
+    _latent_shapes(ctx, [p for p in layers if p["info"].kernel is not None and p["info"].mla])
     infos = [p["info"] for p in layers if p["info"].kernel is not None and not p["info"].mla]
     if not infos:
         return
@@ -47,6 +50,37 @@ def check(ctx: Ctx, shared: dict) -> None:
             f"value heads sized apart from the key heads (k {first[1]}, v {first[2]} features)",
             ctx.site(info.v_lins[0].module) if info.v_lins else ctx.class_site(info.rec),
         )
+
+
+def _latent_shapes(ctx: Ctx, layers: list) -> None:
+    """Latent attention (MLA) layers whose projections differ in size: the first
+    projection (by attribute name) the layers size apart, an unsupported finding."""
+    if len(layers) < 2:
+        return
+    first = _linears(layers[0]["info"].rec)
+    for layer in layers[1:]:
+        other = _linears(layer["info"].rec)
+        for name in (n for n in first if n in other):  # in the order the layer builds them
+            if first[name] != other[name]:
+                ctx.unsupported(
+                    "attention.layer_shapes",
+                    f"latent attention projections sized per layer: {name} (in, out) features"
+                    f" {first[name]} on layer {layers[0]['index']}, {other[name]} on layer"
+                    f" {layer['index']}",
+                    ctx.class_site(layer["info"].rec),
+                )
+                return
+
+
+def _linears(rec: ModuleRec) -> dict[str, tuple]:
+    """(in, out) features of the attention's own linear projections, by attribute name."""
+    out = {}
+    for name, child in rec.children():
+        if isinstance(child, ModuleRec):
+            sizes = (_size(child, 0), _size(child, 1))
+            if all(isinstance(v, int) for v in sizes):
+                out[name] = sizes
+    return out
 
 
 def _shapes(info) -> tuple | None:

@@ -18,6 +18,7 @@ import libcst.matchers as m
 from codegen.analyze import (
     backbone_mask,
     differential,
+    fused_q_gate,
     logn_scale,
     mask_window,
     qk_norm_scope,
@@ -563,12 +564,16 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
     if not hasattr(cfg, "attrs"):
         cfg = model.config
     q_out0 = _dims(q_last)[1] if q_last is not None and not fused else None
+    gate = _output_gate(ctx, rep, q_mods)
+    gate_rows = _dims(rep.o_lin)[0] if gate.get("gate_layout", UNKNOWN) != UNKNOWN else None
+    if q_out0 and _size(gate_rows):  # the query projection's rows hold the gate's too
+        q_out0 -= gate_rows
     if num_heads is None and head_dim and q_out0:
         num_heads = q_out0 // head_dim
     if num_heads is None:
         value = attr(cfg, "num_attention_heads")
         num_heads = value if isinstance(value, int) else None
-    q_out = _dims(q_last)[1] if q_last is not None and not fused else None
+    q_out = q_out0
     k_out = _dims(k_last)[1] if k_last is not None and not fused else None
     if head_dim is None and q_out and num_heads:
         head_dim = q_out // num_heads
@@ -794,7 +799,8 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
             sub_norm=sub_norm,
             scores_fp32=upcast is not None,
             differential=diff,
-            **_output_gate(ctx, rep, q_mods),
+            q_latent_raw=fused_q_gate.latent_and_raw(ctx, rep.q_lins),
+            **gate,
         ),
         shared,
     )
@@ -805,7 +811,8 @@ def _output_gate(ctx: Ctx, rep: AttnInfo, q_mods: list) -> dict:
 
     `sigmoid` when the gate is a projection of its own of the attention input (AFMoE's
     `gate_proj`), optionally plus a learned per-head bias added before the sigmoid;
-    `sigmoid_fused_q` when the gate comes out of the query projection; `other` for a gate
+    `sigmoid_fused_q` when the gate comes out of the query projection (its rows' layout read
+    by `fused_q_gate`); `other` for a gate
     of another shape. Read from the data flow, so any attribute names do."""
     trace = rep.trace
     if trace is None or rep.kernel is None:
@@ -829,8 +836,14 @@ def _output_gate(ctx: Ctx, rep: AttnInfo, q_mods: list) -> dict:
     mul, sig = gates[0]
     ctx.cite("attention.output_gate", mul.site.cite() if mul.site else where)
     lins = _linears(sig, ctx)
-    if any(lin.module is q for lin in lins for q in q_mods):
-        return {"output_gate": "sigmoid_fused_q"}
+    fused = [lin for lin in lins if any(lin.module is q for q in q_mods)]
+    if fused:
+        names = {id(c): n for n, c in rep.rec.children()}
+        return {
+            "output_gate": "sigmoid_fused_q",
+            "gate_proj": names.get(id(fused[0].module)),
+            **fused_q_gate.read(rep, sig, fused[0]),
+        }
     names = {id(c): n for n, c in rep.rec.children()}
     if len(lins) != 1 or id(lins[0].module) not in names:
         return {"output_gate": "other"}

@@ -15,6 +15,7 @@ and the residual add.
 from __future__ import annotations
 
 import libcst as cst
+import libcst.matchers as m
 
 from codegen.analyze import norm_cast
 from codegen.analyze.context import Ctx
@@ -27,11 +28,13 @@ from codegen.analyze.dataflow import (
     terms_in,
     walk,
 )
-from codegen.analyze.evaluate import ModuleRec, ParamRec
+from codegen.analyze.evaluate import ActRec, ModuleRec, ParamRec
 from codegen.analyze.features import UNKNOWN, Norm
 from codegen.analyze.model import dropped, layer_slots
 from codegen.analyze.norm_eps import eps_field, norm_eps
 from codegen.analyze.roles import ATTENTION, MIXER, MLP, MOE, NORM
+from codegen.analyze.router_dtype import upcast
+from codegen.analyze.walk import findall
 
 
 def _default(rec: ModuleRec, name: str):
@@ -141,6 +144,143 @@ def _is_norm_call(ctx: Ctx, term) -> bool:
         and term.op == "call"
         and isinstance(term.module, ModuleRec)
         and ctx.roles.role(term.module) == NORM
+    ) or _gated_product(ctx, term) is not None
+
+
+def _gated_product(ctx: Ctx, term) -> Term | None:
+    """`norm(x) * sigmoid(gate(norm(x)))`, a gated norm's output as the layer's trace inlines
+    it: the gate (the operand holding the sigmoid), else None."""
+    term = strip(term)
+    if not (isinstance(term, Term) and term.op == "mul" and len(term.args) == 2):
+        return None
+    for normed, gate in (term.args, term.args[::-1]):
+        normed = strip(normed)
+        if not (
+            isinstance(normed, Term)
+            and normed.op == "call"
+            and isinstance(normed.module, ModuleRec)
+            and ctx.roles.role(normed.module) == NORM
+            and isinstance(gate, Term)
+        ):
+            continue
+        inner = list(walk(gate))
+        if any(t.op == "fn" and t.name.endswith("sigmoid") for t in inner) and any(
+            t is normed for t in inner
+        ):
+            return gate
+    return None
+
+
+def gated_norm(ctx: Ctx, rec: ModuleRec) -> str | None:
+    """The norm child of a module that norms its input and multiplies the result by a gate
+    computed from it: `y = norm(x); y * sigmoid(mlp(y))` (A.X-K2's gated RMSNorm), by
+    attribute name; None for any other module. Placement reads such a module as a norm."""
+    if ctx.roles.role(rec) == NORM or rec.cls is None:
+        return None
+    kids = {id(c): n for n, c in rec.children() if isinstance(c, ModuleRec)}
+    norms = [n for n, c in rec.children() if isinstance(c, ModuleRec) and ctx.roles.role(c) == NORM]
+    if len(norms) != 1:
+        return None
+    out = first_output(ctx.trace(rec).result)
+    if not isinstance(out, Term):
+        return None
+    for t in walk(out):
+        if t.op != "mul":
+            continue
+        normed = [a for a in t.args if _is_child_norm(ctx, a, kids)]
+        gates = [
+            a
+            for a in t.args
+            if isinstance(a, Term)
+            and any(x.op == "fn" and x.name.endswith("sigmoid") for x in walk(a))
+        ]
+        if normed and gates and any(any(x is normed[0] for x in walk(g)) for g in gates):
+            return norms[0]
+    return None
+
+
+def _gated_norms(ctx: Ctx) -> tuple[str | None, dict | None]:
+    """The layer norms that are gated norms (`gated_norm`): a line naming them and the class
+    of the first, and what a package needs to build them (`gated_parts`); (None, None) when
+    there is none."""
+    layers: dict[str, list[int]] = {}
+    first = None
+    for index, layer in enumerate(ctx.model.layers):
+        for name, child in layer.children():
+            if isinstance(child, ModuleRec) and gated_norm(ctx, child) is not None:
+                layers.setdefault(name, []).append(index)
+                first = first or child
+    if first is None:
+        return None, None
+    ctx.cite("norm.gated", ctx.class_site(first) or ctx.site(first))
+    line = f"{', '.join(layers)}: norm(x) * sigmoid(mlp(norm(x))) ({first.cls.name})"
+    return line, _gated_parts(ctx, first, layers)
+
+
+# torch activation modules a gate's feed-forward may hold, by the name ACT2FN gives them
+_ACT_MODULES = {"SiLU": "silu", "GELU": "gelu", "ReLU": "relu", "Sigmoid": "sigmoid"}
+
+
+def _gated_parts(ctx: Ctx, rec: ModuleRec, layers: dict[str, list[int]]) -> dict:
+    """The gated norm's parts: its norm child, the feed-forward computing the gate (its two
+    linears in the order they apply, its activation), the config field sizing the gate's
+    inner width, whether the sigmoid takes fp32 input, and per layer norm the layers it
+    gates: `all`, `moe` (exactly the layers with a MoE block) or `unknown`."""
+    count = len(ctx.model.layers)
+    moe = {i for i, layer in enumerate(ctx.model.layers) if layer_slots(ctx.model, layer).get(MOE)}
+    where = {
+        name: "all" if len(found) == count else ("moe" if set(found) == moe else UNKNOWN)
+        for name, found in layers.items()
+    }
+    parts: dict = {"norm": gated_norm(ctx, rec), "layers": where}
+    gate = [
+        (n, c) for n, c in rec.children() if isinstance(c, ModuleRec) and ctx.roles.role(c) == MLP
+    ]
+    if len(gate) == 1:
+        name, mlp = gate[0]
+        linears = [
+            (n, c)
+            for n, c in mlp.children()
+            if isinstance(c, ModuleRec) and c.kind == "Linear" and len(c.args) >= 2
+        ]
+        acts = [v.name for v in mlp.attrs.values() if isinstance(v, ActRec)]
+        acts += [
+            _ACT_MODULES[v.external]
+            for v in mlp.attrs.values()
+            if isinstance(v, ModuleRec) and v.external in _ACT_MODULES
+        ]
+        if len(linears) == 2:
+            inner = linears[0][1]
+            call = inner.site.node if inner.site is not None else None
+            field = None
+            if isinstance(call, cst.Call) and len(call.args) >= 2:
+                value = call.args[1].value
+                if isinstance(value, cst.Attribute) and isinstance(value.value, cst.Name):
+                    field = value.attr.value if value.value.value == "config" else None
+            parts.update(
+                gate=name,
+                linears=(linears[0][0], linears[1][0]),
+                rank=inner.args[1],
+                rank_field=field,
+                act=acts[0] if len(acts) == 1 else UNKNOWN,
+            )
+    forward = ctx.model.project.find_method(rec.cls, "forward")
+    parts["fp32"] = False
+    if forward is not None:
+        for call in findall(forward[1], m.Call(func=m.Attribute(attr=m.Name("sigmoid")))):
+            parts["fp32"] = bool(call.args) and upcast(call.args[0].value)
+    return parts
+
+
+def _is_child_norm(ctx: Ctx, term, kids: dict) -> bool:
+    term = strip(term)
+    return (
+        isinstance(term, Term)
+        and term.op == "call"
+        and id(term.module) in kids
+        and ctx.roles.role(term.module) == NORM
+        and isinstance(strip(primary_input(term)), Term)
+        and strip(primary_input(term)).op == "input"
     )
 
 
@@ -186,6 +326,13 @@ def placement(ctx: Ctx, layer: ModuleRec) -> tuple[str, dict]:
             for t in trace.terms
             if t.op == "call" and id(t.module) in linears and id(t) in reached
         ][:1]
+    # the feed-forward a gated norm computes its gate with is no sublayer
+    gating: set[int] = set()
+    for t in walk(out):
+        gate = _gated_product(ctx, t)
+        if gate is not None:
+            gating.update(id(x) for x in walk(gate))
+    ffns = [t for t in ffns if id(t) not in gating]
     if not mixers:
         return UNKNOWN, facts
     up = parents(out)
@@ -445,9 +592,12 @@ def detect(ctx: Ctx) -> tuple[Norm, dict]:
     field = eps_field(ctx, norms[0][1]) if norms else None
     if field is not None:
         ctx.cite("norm.eps_field", f"{ctx.site(norms[0][1])} (eps=config.{field})")
+    gated, gated_parts = _gated_norms(ctx)
     return Norm(
         kind=kind,
         placement=place,
+        gated=gated,
+        gated_parts=gated_parts,
         bias=bias,
         weight=weight,
         eps=eps,

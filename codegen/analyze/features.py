@@ -134,6 +134,12 @@ class Attention:
     gate_head_bias: str | None = None  # a per-head parameter added to the gate, by name
     # one gate per head (the projection's outputs), broadcast over the head's features
     gate_per_head: bool = False
+    # sigmoid_fused_q: which rows of the query projection are the gate's (per_head_q_gate |
+    # per_head_gate_q | concatenated_q_gate | concatenated_gate_q; codegen/analyze/fused_q_gate.py)
+    gate_layout: str | None = None
+    gate_fp32: bool = False  # the gate's sigmoid takes its input in fp32
+    # the query up-projection reads cat([norm(latent), latent]) (A.X-K2), not norm(latent)
+    q_latent_raw: bool = False
     layer_types: tuple[str, ...] = ()  # per layer: full | sliding | <mixer class> (hybrids)
     # queries times 1 + beta * log(1 + floor((pos + offset) / period)) (Ministral3, Llama4):
     # {"beta": <hf_config expression>, "period": <hf_config expression>, "offset": float}
@@ -280,6 +286,11 @@ class Norm:
     first_layer_bare: tuple[str, ...] = ()
     # a norm on the last layer's output before the head (False: post-norm GPT-1 has none)
     final: bool | str = True
+    # layer norms whose output is multiplied by a gate computed from it (A.X-K2's gated
+    # RMSNorm: norm(x) * sigmoid(mlp(norm(x)))): their names and class, else None
+    gated: str | None = None
+    # what a package builds them from (codegen/analyze/detect_norm.py `_gated_parts`)
+    gated_parts: dict | None = None
 
 
 @dataclass(frozen=True)

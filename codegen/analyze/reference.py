@@ -91,11 +91,13 @@ COMPARED: dict[str, Any] = {
     "attention.qkv_layout": None,
     "attention.last_layer_o_bias": lambda name: name is not None,
     "norm.final": None,
+    "norm.gated": lambda found: found is not None,
     "attention.sliding_window": None,
     "attention.sinks": None,
     "attention.softcap": None,
     "attention.scale": None,
     "attention.output_gate": None,
+    "attention.q_latent_raw": None,
     "attention.logn": lambda logn: logn is not None,
     "attention.sub_norm": None,
     "attention.scores_fp32": None,
@@ -172,11 +174,13 @@ _DENSE_COMMON: dict[str, tuple] = {
     "attention.qkv_layout": ("none", "contiguous", "grouped", "interleaved", "blocked"),
     "attention.last_layer_o_bias": (False,),  # no layer's attention output has a bias of its own
     "norm.final": (True,),  # the last layer's output is normed before the head
+    "norm.gated": (False,),  # a norm's output goes on as it is, ungated
     "attention.sliding_window": ("none",),
     "attention.sinks": (False,),
     "attention.softcap": (False,),
     "attention.scale": ("default",),
     "attention.output_gate": ("none",),
+    "attention.q_latent_raw": (False,),  # a query up-projection reads the normed latent only
     "attention.logn": (False,),  # queries not scaled by position
     "attention.sub_norm": (False,),  # the attention output goes to o_proj as it is
     "attention.scores_fp32": (False,),  # q @ k^T and the softmax in the model's dtype

@@ -24,6 +24,7 @@ ROWS = (
     ("attention.softcap", "attention softcap"),
     ("attention.scale", "attention scale"),
     ("attention.output_gate", "output gate"),
+    ("attention.q_latent_raw", "q up-projection input"),
     ("rope.type", "RoPE"),
     ("rope.partial_rotary", "partial rotary"),
     ("rope.interleaved", "RoPE interleaved"),
@@ -46,6 +47,7 @@ ROWS = (
     ("moe.expert_layout", "expert layout (disk)"),
     ("norm.kind", "norm"),
     ("norm.placement", "norm placement"),
+    ("norm.gated", "gated norms"),
     ("embedding.tied", "tied embeddings"),
     ("embedding.scale", "embedding scale"),
     ("embedding.positions", "absolute positions"),
@@ -95,7 +97,13 @@ def render_text(features: Features) -> str:
             a = features.attention
             parts = [a.gate_proj] + (["bias"] if a.gate_bias is True else [])
             parts += [f"+ per-head {a.gate_head_bias}"] if a.gate_head_bias else []
+            parts += [a.gate_layout] if a.gate_layout else []
+            parts += ["fp32"] if a.gate_fp32 else []
             value = f"{a.output_gate} ({' '.join(parts)})"
+        elif name == "attention.q_latent_raw":
+            value = "cat(norm(latent), latent)" if features.attention.q_latent_raw else "no"
+        elif name == "norm.gated":
+            value = features.norm.gated or "no"
         elif name == "block.short_conv":
             found = features.block.short_conv
             value = (

@@ -675,3 +675,21 @@ class _ReplaceStatement(InMethod):
                 body[index : index + 1] = self.new
                 break
         return updated.with_changes(body=updated.body.with_changes(body=body))
+
+
+def disk_names(features, module: str) -> dict[str, str]:
+    """The checkpoint's key for each key of the HF model under the layer module `module`
+    (A.X-K2 stores its gated norms' `mlp.fc1` as `W_down` and its `q_gate_proj` as
+    `q_b_proj`; remote code stores the model's own names): the analysis's model and
+    checkpoint keys under it, paired in order (empty when their counts differ)."""
+    state = getattr(features, "state_dict", None)
+    if state is None:
+        return {}
+    prefix = f"{state.prefix}.{{}}." if state.prefix else ""
+
+    def under(keys) -> list[str]:
+        bare = (key.split(" [", 1)[0] for key in keys)
+        return list(dict.fromkeys(prefix + k for k in bare if k.startswith(f"{module}.")))
+
+    model, disk = under(state.layer_keys), under(state.checkpoint_layer_keys)
+    return dict(zip(model, disk, strict=True)) if len(model) == len(disk) else {}

@@ -11,7 +11,7 @@ import libcst.matchers as m
 
 from codegen.transforms import _attention_edits as edits
 from codegen.transforms import _moe_edits as moe_edits
-from codegen.transforms._ffn_edits import self_assignment
+from codegen.transforms._ffn_edits import _method_body, self_assignment
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import (
     EditError,
@@ -27,16 +27,15 @@ from codegen.transforms.qkv_bias import bias_setting
 GATE = "self.wg = nn.Linear(args.dim, {features}, bias={bias})"
 HEAD_BIAS = "self.gate_bias = nn.Parameter(torch.zeros(args.n_heads))  # added to each head's gate"
 PLAIN = "torch.sigmoid(self.wg({x}))"
-# the per-head bias broadcast over head_dim, then the heads flattened as `out` is
+# the per-head bias broadcast over each head's features, then the heads flattened as `out` is
 PER_HEAD = (
-    "torch.sigmoid(self.wg({x}).unflatten(-1, (-1, self.head_dim)) + self.gate_bias[:, None])"
-    ".flatten(-2)"
+    "torch.sigmoid(self.wg({x}).unflatten(-1, (-1, {head})) + self.gate_bias[:, None]).flatten(-2)"
 )
 
 # softplus taken in fp32 and cast back to the activations' dtype (laguna)
 SOFTPLUS = "F.softplus(self.wg({x}).float()).to({x}.dtype)"
 # one gate per head: the output's heads unflattened, each scaled by its gate
-HEADS = "({out}.unflatten(-1, (-1, self.head_dim)) * {gate}.unsqueeze(-1)).flatten(-2)"
+HEADS = "({out}.unflatten(-1, (-1, {head})) * {gate}.unsqueeze(-1)).flatten(-2)"
 
 ZERO_INIT = """
 def init_parameters(self, std: float) -> None:
@@ -74,7 +73,8 @@ class AddOutputGate(Transform):
         switch = _bias_switch(features, projection)
         enabled = switch or (bias is True)
         value = bias_setting(package, enabled, "attention output gate bias")
-        width = _output_features(package, head_bias or per_head)  # checks head_dim per head
+        width = _output_features(package)
+        head = _head_size(package) if head_bias or per_head else None
         if per_head:
             width = "args.n_heads"
         new = GATE.format(features=width, bias=value)
@@ -91,9 +91,9 @@ class AddOutputGate(Transform):
             if fn == "softplus":
                 gate = SOFTPLUS.format(x=x)
             else:
-                gate = (PER_HEAD if head_bias else PLAIN).format(x=x)
+                gate = (PER_HEAD if head_bias else PLAIN).format(x=x, head=head)
             if per_head:
-                gated = expression(HEADS.format(out=code, gate=gate))
+                gated = expression(HEADS.format(out=code, gate=gate, head=head))
             else:
                 gated = cst.BinaryOperation(
                     left=atom, operator=cst.Multiply(), right=expression(gate)
@@ -122,15 +122,43 @@ class AddOutputGate(Transform):
             moe_edits.add_method(package, "model.py", "Attention", ZERO_INIT)
 
 
-def _output_features(package, head_bias) -> str:
-    """The gate's width: `wo`'s input features (n_heads * v_head_dim under MLA); a per-head
-    bias splits it by `self.head_dim`, which only a reference with one head size has."""
+def _output_features(package) -> str:
+    """The gate's width: `wo`'s input features (n_heads * v_head_dim under MLA)."""
+    return code_of(_wo_input(package))
+
+
+def _wo_input(package) -> cst.BaseExpression:
     wo = self_assignment(package, "model.py", "Attention", "__init__", "wo")
     if not m.matches(wo, m.Call(args=[m.Arg(), m.Arg(), m.ZeroOrMore()])):
         raise EditError("Attention.__init__ builds no `self.wo = nn.Linear(in, out, ...)`")
-    if head_bias and not self_assignment(package, "model.py", "Attention", "__init__", "head_dim"):
-        raise EditError("a per-head gate bias needs Attention.head_dim (one head size)")
-    return code_of(wo.args[0].value)
+    return wo.args[0].value
+
+
+def _head_size(package) -> str:
+    """The attribute holding one head's width of the attention output `wo` reads: `wo`'s
+    input features are `heads * size`, `size` an attribute of the attention (`self.v_head_dim`
+    under MLA, whose query/key heads are wider) or the `args` field one holds
+    (`self.head_dim = args.head_dim`). A per-head gate or bias splits the output by it."""
+    features = _wo_input(package)
+    heads = m.Attribute(value=m.Name("args") | m.Name("self"), attr=m.Name("n_heads"))
+    if m.matches(features, m.BinaryOperation(operator=m.Multiply(), left=heads)):
+        size = features.right
+    elif m.matches(features, m.BinaryOperation(operator=m.Multiply(), right=heads)):
+        size = features.left
+    else:
+        raise EditError(f"wo reads {code_of(features)} features: no heads * head size")
+    if m.matches(size, m.Attribute(value=m.Name("self"))):
+        return code_of(size)
+    body = _method_body(package.module("model.py"), "Attention", "__init__")
+    for statement in body:
+        if m.matches(
+            statement,
+            m.SimpleStatementLine(
+                body=[m.Assign(targets=[m.AssignTarget(m.Attribute(value=m.Name("self")))])]
+            ),
+        ) and statement.body[0].value.deep_equals(size):
+            return code_of(statement.body[0].targets[0].target)
+    raise EditError(f"no Attention attribute holds one head's size ({code_of(size)})")
 
 
 def _paren(node: cst.BaseExpression) -> cst.BaseExpression:

@@ -4,6 +4,7 @@ against HF's gated attentions (HRM: a plain gate projection; Beam: plus a per-he
 import sys
 from types import SimpleNamespace
 
+import libcst
 import pytest
 import torch
 
@@ -56,8 +57,36 @@ def test_gate_under_mla_is_as_wide_as_the_value_heads():
     AddOutputGate().apply(package, projection="g_proj")
     model = package.render()["model.py"]
     assert "self.wg = nn.Linear(args.dim, args.n_heads * self.v_head_dim, bias=False)" in model
-    with pytest.raises(EditError):  # no single head size to split a per-head bias by
-        AddOutputGate().apply(_reference("deepseek_v3"), projection="g", head_bias="g_bias")
+
+
+def test_per_head_gate_under_mla_splits_the_output_by_the_value_head():
+    package = _reference("deepseek_v3")
+    before = package.render()["model.py"]
+    assert "self.wg" not in before
+    AddOutputGate().apply(package, projection="g_proj", per_head=True)
+    model = package.render()["model.py"]
+    assert "self.wg = nn.Linear(args.dim, args.n_heads, bias=False)" in model
+    assert (
+        "self.wo((out.transpose(1, 2).reshape(batch, seq, -1).unflatten(-1, (-1, self.v_head_dim))"
+        " * torch.sigmoid(self.wg(x)).unsqueeze(-1)).flatten(-2))"
+    ) in model
+    biased = _reference("deepseek_v3")
+    AddOutputGate().apply(biased, projection="g", head_bias="g_bias")
+    model = biased.render()["model.py"]
+    assert "self.wg(x).unflatten(-1, (-1, self.v_head_dim)) + self.gate_bias[:, None]" in model
+
+
+def test_a_head_size_no_attribute_holds_is_refused():
+    AddOutputGate().apply(_without_head_dim(), projection="gate_proj")  # per feature: no split
+    with pytest.raises(EditError, match="one head's size"):
+        AddOutputGate().apply(_without_head_dim(), projection="gate_proj", per_head=True)
+
+
+def _without_head_dim():
+    package = _reference("llama")
+    source = package.module("model.py").code.replace("        self.head_dim = args.head_dim\n", "")
+    package.files["model.py"] = libcst.parse_module(source)
+    return package
 
 
 def _bias_switch(field: str, biased: str) -> Switch:

@@ -31,3 +31,19 @@ def test_mimo_v2_flash_names_each_difference(tmp_path):
 def test_uniform_layers_have_no_such_finding():
     for model_type in ("qwen2", "gpt_oss", "gemma2"):
         assert not FINDINGS & {u.feature for u in analyze(model_type).unsupported}
+
+
+def test_latent_attention_sized_per_layer_is_named(tmp_path):
+    """dots3's sliding-window layers take other head counts and latent ranks (`per_layer_config`): the
+    plan stopped inside a transform; now the analysis names the projection, on a renamed copy
+    too, and latent attention the same on every layer has no such finding."""
+    modeling, _ = rename_model("dots3_note", "wombat", str(tmp_path))
+    for source in ("dots3_note_text", modeling):
+        found = {u.feature: u for u in analyze(source).unsupported}
+        detail = found["attention.layer_shapes"].detail
+        assert detail.startswith("latent attention projections sized per layer: q_b_proj")
+        assert "on layer 0" in detail and "on layer 2" in detail
+    plan = make_plan(load_target("dots3_note_text"))
+    assert "attention.layer_shapes" in {gap.feature for gap in plan.gaps}
+    for model_type in ("deepseek_v3", "deepseek_v32", "glm_moe_dsa"):
+        assert "attention.layer_shapes" not in {u.feature for u in analyze(model_type).unsupported}

@@ -15,7 +15,7 @@ from codegen.analyze.analysis import analyze
         ("afmoe", "sigmoid", "gate_proj", None),
         ("hrm_text", "sigmoid", "gate_proj", None),
         ("beam", "sigmoid", "gate_proj", "gate_bias"),
-        ("qwen3_next", "sigmoid_fused_q", None, None),  # the gate is chunked out of q_proj
+        ("qwen3_next", "sigmoid_fused_q", "q_proj", None),  # the gate is chunked out of q_proj
         ("llama", "none", None, None),
     ],
 )
@@ -64,3 +64,33 @@ def test_softplus_gate_with_one_gate_per_head():
     assert (attention.output_gate, attention.gate_proj) == ("softplus", "g_proj")
     assert attention.gate_per_head is True
     assert analyze("afmoe").attention.gate_per_head is False
+
+
+def test_gate_cut_out_of_the_query_projection_names_its_rows(tmp_path):
+    """axk2: `q_gate_proj(cat([q_norm(a), a])).view(b, s, -1, qk + v).split([qk, v])`, the
+    gate's sigmoid over `.float()`; qwen3_next: `chunk(q_proj(x).view(..., 2 * d), 2)`. Read
+    from the data flow, on a copy whose projection and locals are renamed too."""
+    attention = analyze("axk2").attention
+    assert attention.output_gate == "sigmoid_fused_q"
+    assert (attention.gate_proj, attention.gate_layout) == ("q_gate_proj", "per_head_q_gate")
+    assert attention.gate_fp32 is True and attention.q_latent_raw is True
+    assert attention.scale == "default"  # the query head excludes the gate's rows
+    qwen3_next = analyze("qwen3_next").attention
+    assert (qwen3_next.gate_layout, qwen3_next.gate_fp32) == ("per_head_q_gate", False)
+    assert qwen3_next.q_latent_raw is False
+    modeling, _ = rename_model("axk2", "quokka", str(tmp_path))
+    text = open(modeling, encoding="utf-8").read()
+    edits = {
+        "q_gate_proj": "fused_up",
+        "query_states, gate_states = torch.split(query_gate_states, [self.qk_head_dim, self.v": (
+            "gate_states, query_states = torch.split(query_gate_states, [self.v_head_dim, self.qk"
+        ),
+        "torch.sigmoid(gate_states.float())": "torch.sigmoid(gate_states)",
+    }
+    for old, new in edits.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    open(modeling, "w", encoding="utf-8").write(text)
+    renamed = analyze(modeling).attention
+    assert (renamed.gate_proj, renamed.gate_layout) == ("fused_up", "per_head_gate_q")
+    assert renamed.gate_fp32 is False and renamed.q_latent_raw is True
