@@ -144,7 +144,9 @@ COMPARED: dict[str, Any] = {
     "embedding.norm": None,
     "embedding.module": None,
     "embedding.position_padding": bool,
-    "embedding.padding_idx": lambda field: field or False,
+    "embedding.padding_idx": lambda field: (
+        False if not field else field if field == "pad_token_id" else "other"
+    ),
     "head.transform": None,
     "state_dict.transposed_keys": _any,
     "state_dict.fp32_keys": _any,
