@@ -8,7 +8,7 @@ parameter), an expression reading one config field directly (`config.pad_token_i
 through an attribute or local the same method assigns from it (`self.padding_idx =
 config.pad_token_id`). No argument, or a literal `None`, is no padding row (GPT-2, BLOOM).
 A padding row given otherwise (a literal id, a value the method receives) is reported
-unsupported: no package field could carry it.
+unsupported (`embedding.padding_row`): no package field could carry it.
 """
 
 from __future__ import annotations
@@ -42,8 +42,10 @@ def detect(ctx: Ctx, table: ModuleRec | None) -> str:
         field = config.key(field)
         ctx.cite(key, f"{where} (padding_idx = config.{field})")
         return field
+    # reported under a name of its own: the rule table realises embedding.padding_idx
+    ctx.cite(key, f"{where} (padding_idx not read from a config field)")
     ctx.unsupported(
-        key,
+        "embedding.padding_row",
         "the word table's padding_idx is not one config field (the package could only"
         " hard-code the row)",
         where,
