@@ -37,9 +37,11 @@ def detect(ctx: Ctx, table: ModuleRec | None) -> str:
         ctx.cite(key, f"{where} (no padding_idx)")
         return ""
     field = _field(value, _assigned(table.site.method), depth=0)
-    config = ctx.model.config
-    if field and config is not None and config.key(field) in config.attrs:
-        field = config.key(field)
+    if field:
+        # the field the code reads from its own config (a composite config's text part may
+        # hold it where the analysed config class does not declare it)
+        config = ctx.model.config
+        field = config.key(field) if config is not None else field
         ctx.cite(key, f"{where} (padding_idx = config.{field})")
         return field
     # reported under a name of its own: the rule table realises embedding.padding_idx
