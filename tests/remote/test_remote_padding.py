@@ -51,7 +51,9 @@ def test_the_padding_row_follows_the_folders_code(tmp_path, capsys):
         lambda text: text.replace(TABLE, "nn.Embedding(config.vocab_size, config.hidden_size)"),
     )
     package = bare_out / "zephbare"
-    assert "padding_idx" not in (package / "model.py").read_text()
+    model = (package / "model.py").read_text()
+    assert "nn.Embedding(args.vocab_size, args.dim)" in model
+    assert "padding_idx=" not in model
     assert "pad_token_id" not in (package / "args.py").read_text()
     assert _base_row(bare, bare_out, capsys)["status"] == "pass"
 
