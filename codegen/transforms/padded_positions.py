@@ -44,7 +44,7 @@ class PaddedPositions(Transform):
             raise EditError("model.py: Model.forward has more than one `if positions is None:`")
         if "pad_token_id" not in edits._field_lines(package):
             edits.add_args_field(package, FIELD, f"pad_token_id=hf_config.{field}")
-        elif f"hf_config.{field}" not in _mapping_of(package, "pad_token_id"):
+        elif not _reads(_mapping_of(package, "pad_token_id"), field):
             raise EditError(f"args.py maps pad_token_id from another field than {field}")
         edits.insert_definition(package, "model.py", COUNT, before="Model")
 
@@ -56,6 +56,13 @@ def _mapping_of(package, name: str) -> str:
     for arg in m.findall(package.module("args.py"), m.Arg(keyword=m.Name(name))):
         return cst.Module([]).code_for_node(arg.value)
     return ""
+
+
+def _reads(code: str, field: str) -> set[str]:
+    """The spellings of a read of `field` in `code` (`hf_config.x`, `getattr(hf_config, "x"`)."""
+    return {
+        read for read in (f"hf_config.{field}", f'getattr(hf_config, "{field}"') if read in code
+    }
 
 
 _POSITIONS = m.Name("positions")

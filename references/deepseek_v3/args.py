@@ -61,7 +61,9 @@ class ModelArgs:
             n_heads=hf_config.num_attention_heads,
             vocab_size=hf_config.vocab_size,
             norm_eps=hf_config.rms_norm_eps,
-            pad_token_id=padding_row(hf_config.pad_token_id, hf_config.vocab_size),
+            pad_token_id=padding_row(
+                getattr(hf_config, "pad_token_id", None), hf_config.vocab_size
+            ),
             tie_word_embeddings=hf_config.tie_word_embeddings,
             initializer_range=getattr(hf_config, "initializer_range", 0.02),
             q_lora_rank=hf_config.q_lora_rank,

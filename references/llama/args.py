@@ -54,7 +54,9 @@ class ModelArgs:
             rope=RopeScaling.from_hf(hf_config.rope_parameters, hf_config.max_position_embeddings),
             attention_bias=hf_config.attention_bias,
             mlp_bias=hf_config.mlp_bias,
-            pad_token_id=padding_row(hf_config.pad_token_id, hf_config.vocab_size),
+            pad_token_id=padding_row(
+                getattr(hf_config, "pad_token_id", None), hf_config.vocab_size
+            ),
             tie_word_embeddings=hf_config.tie_word_embeddings,
             initializer_range=getattr(hf_config, "initializer_range", 0.02),
         )

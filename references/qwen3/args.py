@@ -76,7 +76,9 @@ class ModelArgs:
             attention_bias=hf_config.attention_bias,
             sliding_window=hf_config.sliding_window,
             layer_types=tuple(hf_config.layer_types),
-            pad_token_id=padding_row(hf_config.pad_token_id, hf_config.vocab_size),
+            pad_token_id=padding_row(
+                getattr(hf_config, "pad_token_id", None), hf_config.vocab_size
+            ),
             tie_word_embeddings=hf_config.tie_word_embeddings,
             initializer_range=getattr(hf_config, "initializer_range", 0.02),
         )

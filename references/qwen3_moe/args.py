@@ -71,7 +71,9 @@ class ModelArgs:
             # HF Qwen3-MoE reads only `sliding_window` (Qwen3MoeConfig sets it to None unless
             # use_sliding_window) and applies it to every layer.
             sliding_window=hf_config.sliding_window,
-            pad_token_id=padding_row(hf_config.pad_token_id, hf_config.vocab_size),
+            pad_token_id=padding_row(
+                getattr(hf_config, "pad_token_id", None), hf_config.vocab_size
+            ),
             tie_word_embeddings=hf_config.tie_word_embeddings,
             initializer_range=getattr(hf_config, "initializer_range", 0.02),
             num_experts=hf_config.num_experts,
