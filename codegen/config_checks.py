@@ -40,3 +40,18 @@ def _field(hf_config: Any, key: str, default: Any) -> Any:
         if holder is default:
             return default
     return holder
+
+
+def padding_row(pad_token_id: Any, vocab_size: int) -> int | None:
+    """The word table's padding row (`nn.Embedding`'s `padding_idx`): `pad_token_id`, which
+    nn.Embedding accepts from -vocab_size to vocab_size - 1; None: no padding row. Any other
+    id is refused in one line, as HF's model cannot be built with it either."""
+    if pad_token_id is None:
+        return None
+    if isinstance(pad_token_id, bool) or not isinstance(pad_token_id, int):
+        raise ValueError(f"pad_token_id={pad_token_id!r} is not a token id")
+    if not -vocab_size <= pad_token_id < vocab_size:
+        raise ValueError(
+            f"pad_token_id={pad_token_id} is not a row of the word table (vocab_size={vocab_size})"
+        )
+    return pad_token_id

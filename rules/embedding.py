@@ -8,6 +8,13 @@ from codegen.scaffold.rule import FromFeature, Rule
 
 RULES = [
     Rule(
+        id="no_padding_row",
+        feature="embedding.padding_idx",
+        values=(False,),
+        transform="no_padding_row",
+        description="the word table has no padding row (HF passes no padding_idx: gpt2)",
+    ),
+    Rule(
         id="embedding_scale",
         feature="embedding.scale",
         values=(True,),

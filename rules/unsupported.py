@@ -17,6 +17,10 @@ UNSUPPORTED: dict[tuple[str, object], str] = {
         "an attention output gate other than sigmoid(projection of the input) (+ a per-head"
         " bias): no rule yet"
     ),
+    ("embedding.padding_idx", "other"): (
+        "the word table's padding row read from a config field other than pad_token_id:"
+        " no rule yet (the package would map the wrong field)"
+    ),
     ("attention.key_selection", "other"): (
         "keys chosen per query by a learned scorer other than DeepSeek sparse attention's"
         " indexer (LayerNorm'd key head, query heads from the query latent, relu, top-k):"

@@ -14,6 +14,7 @@
   is a learned position table; a sinusoidal table computed with sin and cos in the modeling
   file where no rotary embedding is applied is `sinusoidal` (tensor2tensor's) or
   `sinusoidal_pow` (10000^(2k/d), CTRL's);
+* padding row: the config field the word table's `padding_idx` reads (`word_padding.py`);
 * a head that is not an nn.Linear (its own class applying one 2-D weight) is the head too;
   one that normalises its weight rows is reported unsupported.
 """
@@ -33,6 +34,7 @@ from codegen.analyze.model import linear_bias
 from codegen.analyze.padded_positions import detect as position_padding
 from codegen.analyze.roles import CONTAINER, EMBEDDING, LAYER, LINEAR, MLP, NORM, OTHER
 from codegen.analyze.walk import findall
+from codegen.analyze.word_padding import detect as word_padding
 
 
 def _embedding(ctx: Ctx) -> tuple[str | None, ModuleRec | None]:
@@ -519,9 +521,11 @@ def detect(ctx: Ctx) -> tuple[Embedding, Head]:
     elif wrapped is not None:
         head_name, head = wrapped["projection"], wrapped["projection_rec"]
         head_called = wrapped["called"]
+    word = emb
     if tables is not None:
         ctx.cite("embedding.module", f"{ctx.class_site(own[1])} (tables summed in {own[0]})")
         emb = own[1]
+        word = emb.attrs.get(tables["word"].rsplit(".", 1)[-1])
 
     # -- tying ------------------------------------------------------------------------------------
     tied: bool | str = UNKNOWN
@@ -698,6 +702,7 @@ def detect(ctx: Ctx) -> tuple[Embedding, Head]:
         init_std=embedding_init_std(ctx),
         norm=_embedding_norm(ctx, emb),
         norm_module=_embedding_norm_module(ctx, emb),
+        padding_idx=word_padding(ctx, word if isinstance(word, ModuleRec) else None),
     )
     if tables is not None:
         embedding = dataclasses.replace(

@@ -327,6 +327,10 @@ class Embedding:
     # default positions count the tokens that are not padding (RoBERTa): a padding token reads
     # row `pad`, the others pad + 1, pad + 2, ...; the config field of that id ("" otherwise)
     position_padding: str = ""
+    # the config field HF builds the word table's padding row from (`nn.Embedding(...,
+    # padding_idx=config.pad_token_id)`: that row starts at zero and learns nothing); ""
+    # when the table has none (GPT-2)
+    padding_idx: str = ""
 
 
 @dataclass(frozen=True)

@@ -147,6 +147,9 @@ COMPARED: dict[str, Any] = {
     "embedding.norm": None,
     "embedding.module": None,
     "embedding.position_padding": bool,
+    "embedding.padding_idx": lambda field: (
+        False if not field else field if field == "pad_token_id" else "other"
+    ),
     "head.transform": None,
     "state_dict.transposed_keys": _any,
     "state_dict.fp32_keys": _any,
@@ -214,6 +217,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "embedding.norm": (False,),  # embeddings reach the first layer as they are
     "embedding.module": (False,),  # the tables are the backbone's own, no embeddings module
     "embedding.position_padding": (False,),  # default positions are 0..n-1
+    "embedding.padding_idx": ("pad_token_id",),  # the word table's padding row (HF's)
     "head.transform": (False,),  # the vocabulary projection takes the final hidden states
     "state_dict.transposed_keys": (False,),  # nn.Linear weights stored [out, in]
     "state_dict.fp32_keys": (False,),  # every parameter in the model's dtype

@@ -18,6 +18,7 @@ from typing import Any
 import libcst as cst
 import libcst.matchers as m
 
+from codegen.config_checks import padding_row
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import code_of, expression, findall
 
@@ -65,6 +66,7 @@ def evaluate(mapping, config: dict) -> dict[str, Any]:
         "hf_config": _namespace(config),
         "math": math,
         "RopeScaling": _Rope,
+        "padding_row": padding_row,  # the package's own config check (pure)
     }
     for statement in prelude:  # plain local assignments feed the keywords
         if m.matches(

@@ -26,7 +26,8 @@ class PaddedPositions(Transform):
     `padded_positions(tokens, args.pad_token_id)`; given positions index the table as they
     are, as in HF. The position table takes `padding_idx=args.pad_token_id`, so its padding
     row starts at zero and learns nothing, as HF's does. `field`: the config field of the
-    padding id (`pad_token_id`)."""
+    padding id (`pad_token_id`); a package whose word table already has its padding row
+    (`pad_token_id`, mapped from that field) keeps that one field."""
 
     name = "padded_positions"
 
@@ -41,8 +42,27 @@ class PaddedPositions(Transform):
         run(package, "model.py", default)
         if default.hits != 1:
             raise EditError("model.py: Model.forward has more than one `if positions is None:`")
-        edits.add_args_field(package, FIELD, f"pad_token_id=hf_config.{field}")
+        if "pad_token_id" not in edits._field_lines(package):
+            edits.add_args_field(package, FIELD, f"pad_token_id=hf_config.{field}")
+        elif not _reads(_mapping_of(package, "pad_token_id"), field):
+            raise EditError(f"args.py maps pad_token_id from another field than {field}")
         edits.insert_definition(package, "model.py", COUNT, before="Model")
+
+
+def _mapping_of(package, name: str) -> str:
+    """The code of `from_hf_config`'s `name=` keyword ("" when it has none): the word
+    table's padding row (`pad_token_id=padding_row(hf_config.pad_token_id, ...)`) is the
+    padding id the positions count around when it reads the same field."""
+    for arg in m.findall(package.module("args.py"), m.Arg(keyword=m.Name(name))):
+        return cst.Module([]).code_for_node(arg.value)
+    return ""
+
+
+def _reads(code: str, field: str) -> set[str]:
+    """The spellings of a read of `field` in `code` (`hf_config.x`, `getattr(hf_config, "x"`)."""
+    return {
+        read for read in (f"hf_config.{field}", f'getattr(hf_config, "{field}"') if read in code
+    }
 
 
 _POSITIONS = m.Name("positions")

@@ -105,8 +105,12 @@ def test_narrower_tables_are_projected_to_dim_after_their_norm():
     )
     files = package.render()
     model = files["model.py"]
-    for table in ("vocab_size", "type_vocab_size", "max_position_embeddings"):
+    for table in ("type_vocab_size", "max_position_embeddings"):
         assert f"nn.Embedding(args.{table}, args.embedding_dim)" in model
+    # the word table keeps the reference's padding row
+    assert "nn.Embedding(args.vocab_size, args.embedding_dim, padding_idx=args.pad_token_id)" in (
+        model
+    )
     assert "self.embedding_norm = RMSNorm(args.embedding_dim, args.norm_eps)" in model
     assert "self.embedding_proj = nn.Linear(args.embedding_dim, args.dim)" in model
     assert model.index("h = self.embedding_norm(h)") < model.index("h = self.embedding_proj(h)")

@@ -17,7 +17,8 @@ def test_gpt2_style_table_without_offset():
     LearnedPositions().apply(package, table="transformer.wpe", offset=0)
     files = package.render()
     assert (
-        "self.tok_embeddings = nn.Embedding(args.vocab_size, args.dim)\n"
+        "self.tok_embeddings = nn.Embedding(args.vocab_size, args.dim, "
+        "padding_idx=args.pad_token_id)\n"
         "        self.pos_embeddings = nn.Embedding(args.max_position_embeddings, args.dim)\n"
     ) in files["model.py"]
     assert (

@@ -2,12 +2,13 @@
 count gives HF RoBERTa's position ids, padding tokens included."""
 
 import ast
+import re
 
 import pytest
 import torch
 
 from codegen.models import references_dir
-from codegen.scaffold.source import SourcePackage
+from codegen.scaffold.source import SourcePackage, parse_source
 from codegen.transforms.edits import EditError
 from codegen.transforms.learned_positions import LearnedPositions
 from codegen.transforms.padded_positions import PaddedPositions
@@ -15,8 +16,16 @@ from codegen.transforms.padded_positions import PaddedPositions
 ARANGE = "positions = torch.arange(tokens.shape[1], device=tokens.device).unsqueeze(0)"
 
 
-def _with_table() -> SourcePackage:
+def _with_table(padding_row: bool = False) -> SourcePackage:
+    """llama with a learned position table; without `padding_row`, its args lose the word
+    table's `pad_token_id` field (as in a package whose word table has no padding row)."""
     package = SourcePackage.from_directory(references_dir() / "llama")
+    if not padding_row:
+        args = package.render()["args.py"]
+        args = re.sub(r"\n *pad_token_id: .*", "", args)
+        args = re.sub(r"\n *pad_token_id=padding_row\((?:[^()]|\([^()]*\))*\),", "", args)
+        assert "pad_token_id" not in args
+        package.files["args.py"] = parse_source(args)
     LearnedPositions().apply(package, table="roberta.embeddings.position_embeddings")
     return package
 
@@ -44,6 +53,20 @@ def test_default_positions_count_the_tokens_that_are_not_padding():
     assert "pad_token_id=hf_config.pad_token_id," in after["args.py"]
     # given positions still index the table as they are
     assert "h = h + self.pos_embeddings(positions)" in model
+
+
+def test_the_padding_row_field_of_the_word_table_is_the_one_field():
+    """A word table built with padding_idx=args.pad_token_id (llama's) already maps the
+    padding id: the positions count around that field, which is not added twice."""
+    package = _with_table(padding_row=True)
+    PaddedPositions().apply(package, field="pad_token_id")
+    args = package.render()["args.py"]
+    assert args.count("pad_token_id:") == 1
+    flat = "".join(args.split())
+    assert 'padding_row(getattr(hf_config,"pad_token_id",None),hf_config.vocab_size)' in flat
+    assert "padded_positions(tokens, self.args.pad_token_id)" in package.render()["model.py"]
+    with pytest.raises(EditError, match="another field"):
+        PaddedPositions().apply(_with_table(padding_row=True), field="padding_id")
 
 
 def _rendered_count():

@@ -207,7 +207,7 @@ def verify_parallel(
 def _weights_and_inputs(spec, config, seed, rows: int = 1):
     """Seeded fp32 weights for every parameter (1-D ones around 1) and the long input, with
     at least `rows` rows (one per data shard; more drawn alike when verify's batch is short)."""
-    from codegen.verify.run import make_inputs
+    from codegen.verify.run import make_inputs, pad_token
 
     torch.manual_seed(seed)
     _, model, _ = spec.build(config)
@@ -216,7 +216,7 @@ def _weights_and_inputs(spec, config, seed, rows: int = 1):
             param.copy_(torch.randn_like(param) * (0.1 if param.dim() == 1 else 0.05))
             if param.dim() == 1:
                 param.add_(1.0)
-    item = make_inputs(config.vocab_size, seed)[-1]
+    item = make_inputs(config.vocab_size, seed, pad_token(config))[-1]
     tokens, positions = item.tokens, item.positions
     if tokens.shape[0] % rows:
         generator = torch.Generator().manual_seed(seed)

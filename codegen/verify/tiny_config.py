@@ -256,9 +256,24 @@ def _token_id(key: str) -> Rule:
     return rule
 
 
-SHRINK_RULES.update(
-    {key: _token_id(key) for key in ("pad_token_id", "bos_token_id", "eos_token_id")}
-)
+SHRINK_RULES.update({key: _token_id(key) for key in ("bos_token_id", "eos_token_id")})
+
+
+def _pad_token_id(cfg: dict[str, Any]):
+    """A padding id inside the toy vocabulary, also where the class leaves it unset: the
+    word table's padding row (no gradient where HF builds it with `padding_idx`) is then
+    one a package can get wrong, and verify's long input holds that token."""
+    value = _token_id("pad_token_id")(cfg)
+    if value is not None:
+        return value
+    taken = set()
+    for key in ("bos_token_id", "eos_token_id"):
+        ids = _token_id(key)(cfg) if key in cfg else None
+        taken |= set(ids) if isinstance(ids, list) else {ids}
+    return next(i for i in range(SHRINK_RULES["vocab_size"]) if i not in taken)
+
+
+SHRINK_RULES["pad_token_id"] = _pad_token_id
 
 # derived or bookkeeping fields the config class recomputes from the others
 _RECOMPUTED = ("transformers_version", "model_type", "_name_or_path", "qk_head_dim")

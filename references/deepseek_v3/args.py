@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from codegen.config_checks import require_settings
+from codegen.config_checks import padding_row, require_settings
 from codegen.layers.rope import RopeScaling
 
 # HF settings this package hard-codes: field -> the only value it implements. Scaffold adds
@@ -19,6 +19,7 @@ class ModelArgs:
     n_heads: int = 128
     vocab_size: int = 129280
     norm_eps: float = 1e-6  # block and final norms; the latent q/kv norms always use 1e-6
+    pad_token_id: int | None = None  # word table row that starts at zero and learns nothing
     tie_word_embeddings: bool = False
     initializer_range: float = 0.02  # std of HF's normal init (init_weights)
     # multi-head latent attention
@@ -60,6 +61,9 @@ class ModelArgs:
             n_heads=hf_config.num_attention_heads,
             vocab_size=hf_config.vocab_size,
             norm_eps=hf_config.rms_norm_eps,
+            pad_token_id=padding_row(
+                getattr(hf_config, "pad_token_id", None), hf_config.vocab_size
+            ),
             tie_word_embeddings=hf_config.tie_word_embeddings,
             initializer_range=getattr(hf_config, "initializer_range", 0.02),
             q_lora_rank=hf_config.q_lora_rank,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from codegen.config_checks import require_settings
+from codegen.config_checks import padding_row, require_settings
 from codegen.layers.rope import RopeScaling
 
 # HF settings this package hard-codes: field -> the only value it implements
@@ -24,6 +24,7 @@ class ModelArgs:
     rope: RopeScaling = field(default_factory=lambda: RopeScaling(theta=500000.0))
     attention_bias: bool = False  # q/k/v/o biases
     mlp_bias: bool = False  # gate/up/down biases
+    pad_token_id: int | None = None  # word table row that starts at zero and learns nothing
     tie_word_embeddings: bool = False
     initializer_range: float = 0.02  # std of HF's normal init (init_weights)
 
@@ -53,6 +54,9 @@ class ModelArgs:
             rope=RopeScaling.from_hf(hf_config.rope_parameters, hf_config.max_position_embeddings),
             attention_bias=hf_config.attention_bias,
             mlp_bias=hf_config.mlp_bias,
+            pad_token_id=padding_row(
+                getattr(hf_config, "pad_token_id", None), hf_config.vocab_size
+            ),
             tie_word_embeddings=hf_config.tie_word_embeddings,
             initializer_range=getattr(hf_config, "initializer_range", 0.02),
         )

@@ -4,15 +4,14 @@ Qwen2Config resolves its window switches itself: `sliding_window` is None unless
 `use_sliding_window`, and `layer_types` (one entry per layer) defaults to "sliding_attention"
 for layers >= `max_window_layers`. Those two resolved fields are what is mapped here, so an
 explicit `layer_types` in a config.json wins over `max_window_layers`, exactly as in HF.
-Not mapped, on purpose: `attention_dropout` (training only) and `pad_token_id` (only the
-padding row's gradient).
+Not mapped, on purpose: `attention_dropout` (training only).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from codegen.config_checks import require_settings
+from codegen.config_checks import padding_row, require_settings
 from codegen.layers.rope import RopeScaling
 
 # HF settings this package hard-codes: field -> the only value it implements. Scaffold adds
@@ -37,6 +36,7 @@ class ModelArgs:
     # (the window counts the query itself); None when no layer slides.
     sliding_window: int | None = None
     layer_types: tuple[str, ...] | None = None  # one of LAYER_TYPES per layer; None: all full
+    pad_token_id: int | None = None  # word table row that starts at zero and learns nothing
     tie_word_embeddings: bool = False
     initializer_range: float = 0.02  # std of HF's normal init (init_weights)
 
@@ -75,6 +75,9 @@ class ModelArgs:
             rope=RopeScaling.from_hf(rope, hf_config.max_position_embeddings),
             sliding_window=hf_config.sliding_window,
             layer_types=tuple(hf_config.layer_types),
+            pad_token_id=padding_row(
+                getattr(hf_config, "pad_token_id", None), hf_config.vocab_size
+            ),
             tie_word_embeddings=hf_config.tie_word_embeddings,
             initializer_range=getattr(hf_config, "initializer_range", 0.02),
         )

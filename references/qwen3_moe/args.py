@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from codegen.config_checks import require_settings
+from codegen.config_checks import padding_row, require_settings
 from codegen.layers.rope import RopeScaling
 
 # HF settings this package hard-codes: field -> the only value it implements. Scaffold adds
@@ -25,6 +25,7 @@ class ModelArgs:
     rope: RopeScaling = field(default_factory=lambda: RopeScaling(theta=1000000.0))
     attention_bias: bool = False
     sliding_window: int | None = None  # every layer attends to at most this many keys
+    pad_token_id: int | None = None  # word table row that starts at zero and learns nothing
     tie_word_embeddings: bool = False
     initializer_range: float = 0.02  # std of HF's normal init (init_weights)
     # mixture of experts
@@ -70,6 +71,9 @@ class ModelArgs:
             # HF Qwen3-MoE reads only `sliding_window` (Qwen3MoeConfig sets it to None unless
             # use_sliding_window) and applies it to every layer.
             sliding_window=hf_config.sliding_window,
+            pad_token_id=padding_row(
+                getattr(hf_config, "pad_token_id", None), hf_config.vocab_size
+            ),
             tie_word_embeddings=hf_config.tie_word_embeddings,
             initializer_range=getattr(hf_config, "initializer_range", 0.02),
             num_experts=hf_config.num_experts,

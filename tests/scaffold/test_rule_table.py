@@ -19,6 +19,7 @@ PROJECTED = {
     "moe": (True, False),
     "moe.layer_condition": ("all", "first_k", "sparse_step", "condition"),
     "attention.key_selection": (True, False, "other"),  # an indexer read, or not understood
+    "embedding.padding_idx": ("pad_token_id", "other", False),  # the field, another, none
 }
 
 

@@ -146,6 +146,37 @@ def test_ignored_qkv_bias_fails_in_attention():
     assert result.first_divergence.startswith("layers.0.attention")
 
 
+def test_word_table_without_padding_row_fails_in_the_embedding():
+    """HF builds the word table with `padding_idx=pad_token_id` (its padding row learns
+    nothing); a port that drops it computes the same logits, so only the gradient of the
+    padding row can tell: verify's long input holds the toy's pad token, and the gradient
+    check names the embedding."""
+
+    class NoPaddingRow(LLAMA.model):
+        def __init__(self, args):
+            super().__init__(args)
+            self.tok_embeddings = nn.Embedding(args.vocab_size, args.dim)
+            if args.tie_word_embeddings:
+                self.output.weight = self.tok_embeddings.weight
+
+    config = tiny_config("llama")
+    assert isinstance(config.pad_token_id, int) and 0 <= config.pad_token_id < config.vocab_size
+    result = run(dataclasses.replace(LLAMA, model=NoPaddingRow), config)
+    assert not result.passed
+    assert result.cosine > 0.9999  # the logits agree ...
+    assert result.gradients_match is False  # ... the padding row's gradient does not
+    assert result.first_gradient_divergence.startswith("model.embed_tokens.weight")
+
+
+def test_padding_id_outside_the_vocabulary_is_refused_in_one_line():
+    import pytest
+
+    config = tiny_config("llama")
+    config.pad_token_id = config.vocab_size
+    with pytest.raises(ValueError, match="pad_token_id=512 is not a row of the word table"):
+        LLAMA.args.from_hf_config(config)
+
+
 def test_bf16_threshold_still_catches_a_real_bug():
     spec = with_adapter_rows(
         **{
