@@ -4,19 +4,19 @@ Both models get the same config (4 layers, hidden 512, 8 heads, seq 512, batch 2
 default), the same weights and the same tokens. Time is the CPU time of a forward on one
 torch thread (--threads): CPU time counts the work, where wall time mostly counts who else
 runs, and with one thread no thread spins, billing CPU time, while its sibling waits to be
-scheduled on a busy machine. House and HF forwards run interleaved in one process after a warm-up, in rounds whose
-order rotates (house, HF, HF again; then HF, HF again, house; ...), so drift in the machine's
-load reaches both sides alike; each side's time is the fastest of its --repeat runs (load only
-ever adds CPU time, so the minimum is the least disturbed run). The third slot times the HF
-model against itself: that A/A ratio is the benchmark's own noise, printed beside each ratio
-and summarised over the run as a band, so a reader can tell which ratios are distinguishable
-from 1.0.
-Peak memory is the growth of the process's RSS high-water mark during one
-forward, each model in a child of a fork server that has imported torch and transformers and
-run nothing (as fresh as a new process, without importing again), so the two peaks cannot
-mask each other (with glibc's mmap threshold pinned, so freed tensors leave the resident set);
-it is deterministic
-and needs no noise band. A ratio <= 1.0 means the house model is no worse.
+scheduled on a busy machine. House and HF forwards run interleaved in one process after a
+warm-up, in rounds whose order rotates (house, HF, HF again; then HF, HF again, house;
+...), so drift in the machine's load reaches both sides alike; each side's time is the
+fastest of its --repeat runs (load only ever adds CPU time, so the minimum is the least
+disturbed run). The third slot times the HF model against itself: that A/A ratio is the
+benchmark's own noise, printed beside each ratio and summarised over the run as a band, so a
+reader can tell which ratios are distinguishable from 1.0.
+
+Peak memory is the growth of the process's RSS high-water mark during one forward, each
+model in a child of a fork server that has imported torch and transformers and run nothing
+(as fresh as a new process, without importing again), so the two peaks cannot mask each
+other (with glibc's mmap threshold pinned, so freed tensors leave the resident set); it is
+deterministic and needs no noise band. A ratio <= 1.0 means the house model is no worse.
 
 Any package works, not only the references: `--models DIR` benchmarks packages written by
 `codegen scaffold --out DIR`; `--sweep COVERAGE_JSON` scaffolds every architecture the coverage

@@ -34,9 +34,10 @@ def test_uniform_layers_have_no_such_finding():
 
 
 def test_latent_attention_sized_per_layer_is_named(tmp_path):
-    """dots3's sliding-window layers take other head counts and latent ranks (`per_layer_config`): the
-    plan stopped inside a transform; now the analysis names the projection, on a renamed copy
-    too, and latent attention the same on every layer has no such finding."""
+    """dots3's sliding-window layers take other head counts and latent ranks
+    (`per_layer_config`): the plan stopped inside a transform; now the analysis names the
+    projection, on a renamed copy too, and latent attention the same on every layer has no
+    such finding."""
     modeling, _ = rename_model("dots3_note", "wombat", str(tmp_path))
     for source in ("dots3_note_text", modeling):
         found = {u.feature: u for u in analyze(source).unsupported}
