@@ -26,7 +26,7 @@ within 1.0 on both ratios, and, labelled apart, how many do once a time ratio in
 noise band (90th percentile of |A/A - 1|) counts as indistinguishable from HF.
 
     python scripts/bench_forward.py [MODEL ...] [--models DIR] [--seq 512] [--batch 2]
-                                    [--repeat 5] [--json]
+                                    [--repeat 5] [--threads 1] [--json]
     python scripts/bench_forward.py --sweep /tmp/cov/coverage.json
 """
 
