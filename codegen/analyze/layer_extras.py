@@ -21,6 +21,7 @@ from __future__ import annotations
 from codegen.analyze.context import Ctx, site_of
 from codegen.analyze.dataflow import Term
 from codegen.analyze.detect_ffn import ffn_modules
+from codegen.analyze.detect_norm import gated_norm
 from codegen.analyze.evaluate import ModuleListRec, ModuleRec, ParamRec
 from codegen.analyze.features import Ffn
 from codegen.analyze.roles import (
@@ -64,7 +65,8 @@ def detect(ctx: Ctx, ffn: Ffn) -> None:
     ]
     own = {id(rec) for _, rec, _ in ffn_modules(ctx).values()}  # the layers' FFN or MoE
     for name, child in reached:
-        if ctx.roles.role(child) not in _PARTS:
+        # a gated norm's feed-forward computes its gate (norm.gated names it), no extra
+        if ctx.roles.role(child) not in _PARTS and gated_norm(ctx, child) is None:
             extras += [e[1:] for e in _nested_ffns(ctx, child, name) if e[0] not in own]
     if extras:
         ctx.unsupported(

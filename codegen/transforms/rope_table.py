@@ -52,7 +52,7 @@ BUILD = "self.rope_table = RopeTable(args.max_position_embeddings, args.head_dim
 LOOKUP = "rope = self.rope_table(tokens.shape[1])"
 DEFAULT_POSITIONS = (
     "if positions is None:\n"
-    "    positions = torch.arange(tokens.shape[1], device=tokens.device).expand_as(tokens)\n"
+    "    positions = torch.arange(tokens.shape[1], device=tokens.device).unsqueeze(0)\n"
 )
 HOUSE_KEY = "rope_table.weight"
 

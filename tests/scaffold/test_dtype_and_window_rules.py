@@ -29,7 +29,16 @@ CASES = {
 KEY_STEPS = [
     ("gpt_neo", "unscaled_attention"),
     ("gpt_neo", "sliding_window_pattern"),
-    ("flint", "rmsnorm_weight_fp32"),
+    pytest.param(
+        "flint",
+        "rmsnorm_weight_fp32",
+        marks=pytest.mark.xfail(
+            strict=False,
+            reason="oracle gap: the bf16 bound (2x HF's own bf16 cost) catches this rounding "
+            "defect with oneDNN's AVX512-BF16 kernels, not with AMX or AVX2 ones; "
+            "test_flint_bf16_is_hf_bf16_bit_for_bit shows it on every CPU",
+        ),
+    ),
 ]
 
 
@@ -84,5 +93,5 @@ def test_without_the_key_step_verify_fails(tmp_path, model_type, rule):
 
 def test_flint_bf16_is_hf_bf16_bit_for_bit(tmp_path):
     assert _bf16_equal_to_hf(tmp_path / "all")
-    for rule in ("fp32_attention_scores", "keep_fp32_params"):
+    for rule in ("fp32_attention_scores", "keep_fp32_params", "rmsnorm_weight_fp32"):
         assert not _bf16_equal_to_hf(tmp_path / rule, without=rule), rule
