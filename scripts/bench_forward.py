@@ -101,9 +101,14 @@ def build(name: str, seq: int):
     toy[positions] = max(seq + POSITION_MARGIN, toy.get(positions) or 0)
     if "qk_rope_head_dim" in toy:
         toy["head_dim"] = toy["qk_rope_head_dim"]
-    for key in ("layer_types", "transformers_version", "model_type", "qk_head_dim"):
+    pattern = toy.pop("layer_types", None)
+    for key in ("transformers_version", "model_type", "qk_head_dim"):
         toy.pop(key, None)
     config = config_class(**toy)
+    if pattern and hasattr(config, "layer_types") and config.layer_types is None:
+        # the class derives no layer pattern of its own (LFM2-MoE): the toy's, repeated
+        layers = toy.get(stored_name(config_class, "num_hidden_layers"), len(pattern))
+        config = config_class(**toy, layer_types=(pattern * layers)[:layers])
     hf_model = random_hf_model(config)
     _, house_model, adapter = spec.build(config)
     house_model.load_state_dict(adapter.from_hf(_disk_state(hf_model)), strict=True)
@@ -132,6 +137,12 @@ def bench_sizes(config_class, toy: dict) -> dict:
         name = stored_name(config_class, field)
         if name in toy and not _derived(config_class, toy, name):
             sizes[name] = size
+    for name, value in toy.items():
+        # a per-layer list of a resized field (laguna's num_attention_heads_per_layer, every
+        # entry the toy's count) follows it
+        field = next((f for f in sizes if name.startswith(f) and name != f), None)
+        if field and isinstance(value, list) and value and set(value) == {toy[field]}:
+            sizes[name] = [sizes[field]] * len(value)
     heads, kv_heads = (
         stored_name(config_class, field) for field in ("num_attention_heads", "num_key_value_heads")
     )
