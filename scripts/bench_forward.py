@@ -146,7 +146,7 @@ def bench_sizes(config_class, toy: dict) -> dict:
     heads, kv_heads = (
         stored_name(config_class, field) for field in ("num_attention_heads", "num_key_value_heads")
     )
-    if kv_heads in sizes and toy.get(kv_heads) == toy.get(heads):
+    if kv_heads in toy and heads in sizes and toy[kv_heads] == toy.get(heads):
         # a toy with a key/value head per query head (MLA expands its latent to every head)
         # keeps that at the benchmark size
         sizes[kv_heads] = sizes.get(heads, toy[heads])

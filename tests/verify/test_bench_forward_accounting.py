@@ -78,3 +78,49 @@ def test_verified_names_are_the_rows_whose_verify_passed(tmp_path):
 def test_a_peak_memory_child_that_fails_is_an_error_not_a_hang(args):
     with pytest.raises(RuntimeError, match="peak-memory child: .*no_such_package_xyz"):
         bench_forward.peak_memory("no_such_package_xyz", "house")
+
+
+# --- the benchmark config: sizes land where the class stores them, never on derived fields ---
+
+
+def _bench_toy(model_type: str) -> tuple[type, dict]:
+    from codegen.verify.tiny_config import hf_config_class, tiny_config
+
+    return hf_config_class(model_type), tiny_config(model_type).to_dict()
+
+
+def test_sizes_go_to_the_names_the_class_stores():
+    config_class, toy = _bench_toy("dbrx")  # d_model, n_heads, n_layers
+    sizes = bench_forward.bench_sizes(config_class, toy)
+    assert sizes["d_model"] == bench_forward.BENCH_SIZES["hidden_size"]
+    assert sizes["n_heads"] == bench_forward.BENCH_SIZES["num_attention_heads"]
+    assert "hidden_size" not in sizes
+
+
+def test_a_field_the_class_derives_is_left_to_it():
+    # DBRX's top-level num_key_value_heads mirrors attn_config.kv_n_heads (its attention's)
+    config_class, toy = _bench_toy("dbrx")
+    assert "num_key_value_heads" not in bench_forward.bench_sizes(config_class, toy)
+    config = config_class(**{**toy, **bench_forward.bench_sizes(config_class, toy)})
+    assert config.num_key_value_heads == config.attn_config.kv_n_heads
+
+
+@pytest.mark.parametrize("model_type", ["llama", "deepseek_v32"])
+def test_kv_heads_as_many_as_the_heads_stay_so(model_type):
+    config_class, toy = _bench_toy(model_type)
+    toy["num_key_value_heads"] = toy["num_attention_heads"]
+    toy.pop("transformers_version", None)
+    toy.pop("model_type", None)
+    config = config_class(**{**toy, **bench_forward.bench_sizes(config_class, toy)})
+    assert config.num_attention_heads == bench_forward.BENCH_SIZES["num_attention_heads"]
+    assert config.num_key_value_heads == config.num_attention_heads
+
+
+def test_a_per_layer_list_follows_its_field():
+    config_class, toy = _bench_toy("laguna")
+    heads = toy["num_attention_heads"]
+    assert set(toy["num_attention_heads_per_layer"]) == {heads}
+    sizes = bench_forward.bench_sizes(config_class, toy)
+    assert sizes["num_attention_heads_per_layer"] == [sizes["num_attention_heads"]] * len(
+        toy["num_attention_heads_per_layer"]
+    )
