@@ -32,6 +32,11 @@ def random_hf_model(config, seed: int = 0, weight_noise: float = WEIGHT_NOISE):
         for _, tensor in _float_state(model):
             noise = torch.randn(tensor.shape, generator=generator)
             tensor.add_(noise * (weight_noise if tensor.dim() > 1 else VECTOR_NOISE))
+        # a table built with padding_idx never learns its padding row, so a trained
+        # checkpoint holds it at its initial zeros (and some classes zero it again on load)
+        for module in model.modules():
+            if isinstance(module, torch.nn.Embedding) and module.padding_idx is not None:
+                module.weight[module.padding_idx].zero_()
     return model
 
 
