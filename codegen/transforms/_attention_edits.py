@@ -375,6 +375,15 @@ def add_hf_kwarg(package, hf_kwarg: str) -> None:
     )
 
 
+def remove_rope_settings(package) -> None:
+    """Drop ModelArgs' rope frequency settings: the field, its mapping and the checks that
+    read it (a package that computes no rotation from them)."""
+    remove_args_field(package, "rope")
+    remove_statements(
+        package, "args.py", "ModelArgs", "__post_init__", mentions("self.rope"), required=False
+    )
+
+
 def remove_args_field(package, name: str) -> None:
     """Remove a ModelArgs field and its `from_hf_config` keyword (if present)."""
 

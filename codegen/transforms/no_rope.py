@@ -47,16 +47,7 @@ class NoRope(Transform):
         )
         edits.remove_statements(package, "model.py", "Model", "forward", assigns("rope"))
         edits.remove_statements(package, "model.py", "Model", "__init__", assigns("self.rotary"))
-        # ModelArgs: the rope field, its mapping and the checks that read it
-        edits.remove_args_field(package, "rope")
-        edits.remove_statements(
-            package,
-            "args.py",
-            "ModelArgs",
-            "__post_init__",
-            edits.mentions("self.rope"),
-            required=False,
-        )
+        edits.remove_rope_settings(package)
         edits.drop_docstring_paragraphs(package, "args.py", ROPE_WORDS)
 
 

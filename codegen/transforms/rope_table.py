@@ -88,16 +88,7 @@ class RopeTable(Transform):
         edits.add_args_field(
             package, FIELD, "max_position_embeddings=hf_config.max_position_embeddings"
         )
-        # ModelArgs: the frequency settings nothing reads any more, and their checks
-        edits.remove_args_field(package, "rope")
-        edits.remove_statements(
-            package,
-            "args.py",
-            "ModelArgs",
-            "__post_init__",
-            edits.mentions("self.rope"),
-            required=False,
-        )
+        edits.remove_rope_settings(package)  # nothing reads the frequencies any more
         _retell_rope_module(package)
         rows = [(json.dumps(f"{table}.weight"), json.dumps(HOUSE_KEY))]
         run(package, "state_dict_adapter.py", EditDict("from_hf_map", None, rows))
