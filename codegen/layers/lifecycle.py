@@ -26,10 +26,11 @@ def _linear(module: nn.Module, std: float) -> None:
     _zero_bias(module)
 
 
-def _embedding(module: nn.Embedding, std: float) -> None:
+def init_embedding(module: nn.Embedding, std: float) -> None:
+    """A token table drawn normal(0, std), its padding row (if any) at zero."""
     nn.init.normal_(module.weight, mean=0.0, std=std)
     if module.padding_idx is not None:
-        module.weight[module.padding_idx].zero_()
+        nn.init.zeros_(module.weight[module.padding_idx])
 
 
 def _norm(module: nn.Module, std: float) -> None:
@@ -41,7 +42,7 @@ def _norm(module: nn.Module, std: float) -> None:
 # torch module type -> how its parameters start (HF PreTrainedModel._init_weights)
 TORCH_RULES = (
     (nn.Linear, _linear),
-    (nn.Embedding, _embedding),
+    (nn.Embedding, init_embedding),
     (nn.LayerNorm, _norm),
 )
 

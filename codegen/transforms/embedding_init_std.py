@@ -5,16 +5,17 @@ from __future__ import annotations
 from codegen.transforms import _attention_edits as edits
 from codegen.transforms._rope_edits import add_args_field
 from codegen.transforms.base import Transform
-from codegen.transforms.edits import EditError
+from codegen.transforms.edits import EditError, add_import
 
 FIELD = "float = 0.02  # std the token embeddings start at (not initializer_range)"
-INIT = "nn.init.normal_(self.tok_embeddings.weight, mean=0.0, std=self.args.embedding_init_std)"
+INIT = "init_embedding(self.tok_embeddings, self.args.embedding_init_std)  # padding row at zero"
 
 
 class EmbeddingInitStd(Transform):
     """`Model.init_weights` re-draws the token embeddings at `args.embedding_init_std` after
-    the table's `initializer_range` init; the field is mapped from `std`, the `hf_config`
-    expression HF's `_init_weights` uses for `nn.Embedding` (Youtu's
+    the table's `initializer_range` init, the padding row back at zero as HF's does; the
+    field is mapped from `std`, the `hf_config` expression HF's `_init_weights` uses for
+    `nn.Embedding` (Youtu's
     `getattr(hf_config, "embedding_initializer_range", 2 * ...)`). A tied head is the same
     tensor, as in HF."""
 
@@ -26,4 +27,5 @@ class EmbeddingInitStd(Transform):
         if edits.find_method(package.module("model.py"), "Model", "init_weights") is None:
             raise EditError("model.py: Model has no init_weights to extend")
         add_args_field(package, "embedding_init_std", FIELD, std)
+        add_import(package, "model.py", "codegen.layers.lifecycle", "init_embedding")
         edits.append_to_method(package, "model.py", "Model", "init_weights", INIT)
