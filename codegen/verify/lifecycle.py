@@ -5,7 +5,9 @@
    table computed in `__init__` that `init_buffers` does not rebuild is named here).
 2. `init_weights` on a meta-built model: per parameter group (layer indices folded, names in
    checkpoint layout through the adapter), the mean and std match HF's own `_init_weights`
-   on the same config within sampling tolerance (a `1 + w` norm started at one is named).
+   on the same config within sampling tolerance (a `1 + w` norm started at one is named),
+   and every entry HF starts at exactly zero inside a random tensor (an embedding's padding
+   row) starts at zero too: a single row is too small for the statistics to see.
 
 For a remote-code folder the reference is the folder's `_init_weights` applied to every module,
 as transformers applies its own models' (`_as_installed_code`). Transformers' guard for custom
@@ -109,16 +111,31 @@ def differs(ours: torch.Tensor, theirs: torch.Tensor) -> bool:
     return abs(mean - want_mean) > mean_error or abs(std / want_std - 1) > std_error
 
 
+def nonzero_where_hf_zeroes(ours: torch.Tensor, theirs: torch.Tensor) -> bool:
+    """Does a random HF tensor hold exact zeros (a normal draw never does: HF zeroed them)
+    that ours fills? A padding row drawn like the rest passes the statistics."""
+    if not theirs.is_floating_point() or ours.shape != theirs.shape or theirs.numel() < 2:
+        return False
+    zeros = theirs == 0
+    if not zeros.any() or zeros.all() or theirs.double().std() == 0:
+        return False
+    return bool((ours[zeros] != 0).any())
+
+
 def init_statistics(spec, config, adapter, seed: int = 0) -> str | None:
     """`init_weights` on a meta-built model against HF's initialisation of the same config."""
     torch.manual_seed(seed)
     model = _meta_built(spec, config)
     model.init_weights()
-    ours = _grouped(adapter.to_hf({k: v.detach() for k, v in model.state_dict().items()}))
+    ours_state = adapter.to_hf({k: v.detach() for k, v in model.state_dict().items()})
     hf_model = hf_initialised(config, seed)
     with tempfile.TemporaryDirectory() as directory:  # the checkpoint layout the adapter speaks
         save_checkpoint(hf_model, Path(directory))
-        theirs = _grouped(load_checkpoint(Path(directory)))
+        theirs_state = load_checkpoint(Path(directory))
+    for key in sorted(set(ours_state) & set(theirs_state)):
+        if nonzero_where_hf_zeroes(ours_state[key], theirs_state[key]):
+            return f"init_weights: {key} is random where HF's init starts it at zero"
+    ours, theirs = _grouped(ours_state), _grouped(theirs_state)
     for name in sorted(set(ours) & set(theirs)):
         if differs(ours[name], theirs[name]):
             (mean, std), (want_mean, want_std) = _stats(ours[name]), _stats(theirs[name])

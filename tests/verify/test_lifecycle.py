@@ -9,6 +9,7 @@ import dataclasses
 import pytest
 import torch
 
+from codegen.layers.lifecycle import init_embedding
 from codegen.models import load_spec
 from codegen.verify import lifecycle
 from codegen.verify.run import Case, make_inputs, verify_case
@@ -58,7 +59,7 @@ def test_init_weights_with_the_wrong_std_fails_naming_the_group():
     class WideInit(llama.model):
         def init_weights(self, buffer_device=None):
             super().init_weights(buffer_device)
-            torch.nn.init.normal_(self.tok_embeddings.weight, std=0.05)
+            init_embedding(self.tok_embeddings, 0.05)  # the padding row still at zero
 
     spec = dataclasses.replace(llama, model=WideInit)
     config = tiny_config("llama")
@@ -110,3 +111,34 @@ def test_offset_norm_initialised_to_one_fails_naming_it(generated, monkeypatch):
     assert failure.startswith(
         "init_weights: model.layers.*.input_layernorm.weight starts at mean 1"
     )
+
+
+def test_init_weights_drawing_the_padding_row_fails_naming_the_table():
+    """HF starts llama's padding row at zero; a package whose init re-draws the whole table
+    at the right std passes the statistics (one row in a vocabulary) and must still fail."""
+    llama = load_spec("llama")
+
+    class RandomPadRow(llama.model):
+        def init_weights(self, buffer_device=None):
+            super().init_weights(buffer_device)
+            torch.nn.init.normal_(self.tok_embeddings.weight, std=self.args.initializer_range)
+
+    spec = dataclasses.replace(llama, model=RandomPadRow)
+    config = tiny_config("llama")
+    assert config.pad_token_id is not None
+    adapter = spec.adapter(spec.args.from_hf_config(config))
+    failure = lifecycle.init_statistics(spec, config, adapter)
+    assert failure == (
+        "init_weights: model.embed_tokens.weight is random where HF's init starts it at zero"
+    )
+    assert lifecycle.init_statistics(llama, config, adapter) is None
+
+
+def test_zeros_inside_a_random_tensor_are_structural():
+    generator = torch.Generator().manual_seed(0)
+    theirs, ours = (torch.randn(10, 4, generator=generator) for _ in range(2))
+    theirs[3] = 0
+    assert lifecycle.nonzero_where_hf_zeroes(ours, theirs)
+    ours[3] = 0
+    assert not lifecycle.nonzero_where_hf_zeroes(ours, theirs)
+    assert not lifecycle.nonzero_where_hf_zeroes(ours, torch.zeros(10, 4))  # a constant tensor
