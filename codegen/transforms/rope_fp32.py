@@ -55,8 +55,27 @@ class _Wrap(ScopedTransformer):
         turned = updated.with_changes(args=[upcast, *updated.args[1:]])
         return cst.Call(
             func=cst.Attribute(value=turned, attr=cst.Name("to")),
-            args=[cst.Arg(expression(f"{x}.dtype"))],
+            args=[cst.Arg(expression(f"{code_of(_dtype_source(arg.value))}.dtype"))],
         )
+
+
+# tensor methods that keep the dtype: `k.unsqueeze(1)` has k's
+_SAME_DTYPE = ("unsqueeze", "squeeze", "view", "reshape", "transpose", "expand", "contiguous")
+
+
+def _dtype_source(node: cst.BaseExpression) -> cst.BaseExpression:
+    """The tensor whose dtype `node` has: `k_pe` for `k_pe.unsqueeze(1)` or `q[..., :2]`."""
+    while True:
+        if isinstance(node, cst.Subscript):
+            node = node.value
+        elif (
+            isinstance(node, cst.Call)
+            and isinstance(node.func, cst.Attribute)
+            and node.func.attr.value in _SAME_DTYPE
+        ):
+            node = node.func.value
+        else:
+            return node
 
 
 class _RoundTables(ScopedTransformer):

@@ -39,6 +39,16 @@ def test_interleaved_too():
     )
 
 
+def test_a_reshaped_operand_comes_back_in_its_own_dtype():
+    """MLA's one rope key for all heads is rotated as `k_pe.unsqueeze(1)`: the result is
+    cast back to `k_pe.dtype`, not to the dtype of a second `unsqueeze` of it."""
+    package = package_of("deepseek_v3")
+    RopeInFp32().apply(package)
+    model = package.render()["model.py"]
+    assert "self.rotate(k_pe.unsqueeze(1).float(), cos, sin).to(k_pe.dtype)" in model
+    assert ".unsqueeze(1).dtype" not in model
+
+
 def test_refuses_a_package_without_rotation():
     from codegen.transforms.no_rope import NoRope
 
