@@ -26,6 +26,13 @@ logits = torch.cat([scores, sinks], dim=-1)
 logits = logits - logits.amax(dim=-1, keepdim=True)  # as HF: no overflow in bf16
 probs = torch.softmax(logits, dim=-1)[..., :-1].to(v.dtype)  # the sink's share is dropped
 """
+# the same where HF's softmax takes the logits as they are (softmax subtracts the max itself:
+# a second pass over the scores would only cost time)
+SOFTMAX_WITH_SINKS_AS_THEY_ARE = """
+sinks = self.sinks.view(1, -1, 1, 1).expand(batch, -1, seq, 1)
+logits = torch.cat([scores, sinks], dim=-1)
+probs = torch.softmax(logits, dim=-1)[..., :-1].to(v.dtype)  # the sink's share is dropped
+"""
 
 _ROW = ("model.layers.{}.self_attn.sinks", "layers.{}.attention.sinks")
 
@@ -50,8 +57,9 @@ class AddAttentionSinks(Transform):
     `.sinks`, else normal(0, std).
 
     SDPA cannot take sinks, so the attention maths is written out, exactly as HF's eager
-    path: scaled scores, mask, the sink column concatenated, max subtracted, softmax in the
-    scores' dtype, sink column dropped. The adapter maps `self_attn.sinks`.
+    path: scaled scores, mask, the sink column concatenated, the row maximum subtracted where
+    HF subtracts it (gpt_oss, in the scores' dtype), softmax, sink column dropped. The adapter
+    maps `self_attn.sinks`.
     """
 
     name = "add_attention_sinks"
@@ -70,7 +78,9 @@ class AddAttentionSinks(Transform):
                 "Attention",
                 "forward",
                 assigns("probs", calling="torch.softmax"),
-                SOFTMAX_WITH_SINKS,
+                SOFTMAX_WITH_SINKS
+                if sinks_logits_shifted(features)
+                else SOFTMAX_WITH_SINKS_AS_THEY_ARE,
             ),
         )
         anchor = (
@@ -83,10 +93,36 @@ class AddAttentionSinks(Transform):
             moe_edits.add_method(package, "model.py", "Attention", ZERO_INIT)
 
 
-def sinks_start_at_zero(features) -> bool:
-    """Whether the target's HF modeling source zeroes the sinks in its weight init."""
+# `<x> - <x>.amax(...)` or `<x> - <x>.max(...).values`: the logits shifted by their maximum
+_MINUS_MAX = m.BinaryOperation(
+    operator=m.Subtract(),
+    right=m.Call(func=m.Attribute(attr=m.Name("amax")))
+    | m.Attribute(value=m.Call(func=m.Attribute(attr=m.Name("max"))), attr=m.Name("values")),
+)
+
+
+def sinks_logits_shifted(features) -> bool:
+    """Whether the target's HF attention subtracts the row maximum from the logits, sink
+    column included, before its softmax (a function that reads `.sinks` and does). Without
+    the source (nothing to read) the shift stays: it changes no value in fp32."""
+    tree = _modeling_tree(features)
+    if tree is None:
+        return True
+    return any(
+        m.findall(function, _MINUS_MAX)
+        for function in m.findall(tree, m.FunctionDef())
+        if m.findall(function, m.Attribute(attr=m.Name("sinks")))
+    )
+
+
+def _modeling_tree(features) -> cst.Module | None:
     path = getattr(getattr(features, "source", None), "modeling", "")
     if not path or not Path(path).is_file():
-        return False
-    tree = cst.parse_module(Path(path).read_text())
-    return bool(m.findall(tree, _ZEROS_SINKS))
+        return None
+    return cst.parse_module(Path(path).read_text())
+
+
+def sinks_start_at_zero(features) -> bool:
+    """Whether the target's HF modeling source zeroes the sinks in its weight init."""
+    tree = _modeling_tree(features)
+    return tree is not None and bool(m.findall(tree, _ZEROS_SINKS))

@@ -14,7 +14,8 @@ EXPERT_OF_ROW = "experts = indices.flatten()[order]  # the expert of each sorted
 
 class SetExpertBias(Transform):
     """Each expert weight `w<n>` of Experts gets a bias `w<n>_bias` [num_experts, out],
-    added to its `F.grouped_mm` product row by row (each row takes its own expert's bias).
+    added to its `F.grouped_mm` product row by row, in place (each row takes its own
+    expert's bias).
 
     Adapter rows follow each expert weight row: `.weight` becomes `.bias` for per-expert
     checkpoint keys, a fused tensor `experts.gate_up_proj` gets `experts.gate_up_proj_bias`.
@@ -58,38 +59,22 @@ class _Products(Scoped):
 
 
 class _AddBias(Scoped):
-    """`F.grouped_mm(rows, self.w13, ...)` -> `F.grouped_mm(...) + self.w13_bias[experts]`,
-    parenthesised where an operator binds it (`(... + bias) * weights`)."""
+    """`F.grouped_mm(rows, self.w13, ...)` -> `F.grouped_mm(...).add_(self.w13_bias[experts])`:
+    in place, as the product is a fresh tensor its backward does not keep (an out-of-place
+    sum would hold a second [rows, out] tensor per projection)."""
 
     def __init__(self):
         super().__init__("Experts", "forward")
-        self._added: set[int] = set()
 
     def leave_Call(self, original, updated):
         weight = _product_weight(original) if self.in_scope() else None
         if weight is None:
             return updated
         self.hits += 1
-        biased = cst.BinaryOperation(
-            left=updated,
-            operator=cst.Add(),
-            right=expression(f"self.{weight[0]}_bias[experts]"),
-            lpar=[cst.LeftParen()],
-            rpar=[cst.RightParen()],
+        return cst.Call(
+            func=cst.Attribute(value=updated, attr=cst.Name("add_")),
+            args=[cst.Arg(expression(f"self.{weight[0]}_bias[experts]"))],
         )
-        self._added.add(id(biased))
-        return biased
-
-    def _bare(self, value):
-        if id(value) in self._added:
-            return value.with_changes(lpar=[], rpar=[])
-        return value
-
-    def leave_Assign(self, original, updated):
-        return updated.with_changes(value=self._bare(updated.value))
-
-    def leave_Arg(self, original, updated):
-        return updated.with_changes(value=self._bare(updated.value))
 
 
 def _product_weight(call: cst.Call) -> tuple[str, bool] | None:

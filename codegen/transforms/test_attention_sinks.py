@@ -101,3 +101,22 @@ def test_sinks_start_as_hf_initialises_them(tmp_path, init_line, zeroed):
     AddAttentionSinks().apply(package, features)
     model = package.render()["model.py"]
     assert ("nn.init.zeros_(self.sinks)" in model) is zeroed
+
+
+def test_the_max_is_subtracted_only_where_hf_subtracts_it():
+    """gpt_oss's eager attention shifts the logits by their row maximum before the softmax
+    (in the scores' dtype); flint's softmaxes them as they are, so its package does too."""
+    from codegen.scaffold.target import load_target
+    from codegen.transforms.attention_sinks import sinks_logits_shifted
+
+    shift = "logits = logits - logits.amax(dim=-1, keepdim=True)"
+    for model_type, shifted in (("gpt_oss", True), ("flint", False)):
+        features = load_target(model_type).features
+        assert sinks_logits_shifted(features) is shifted
+        package = _llama()
+        AddAttentionSinks().apply(package, features)
+        model = package.render()["model.py"]
+        assert (shift in model) is shifted
+        assert "probs = torch.softmax(logits, dim=-1)[..., :-1].to(v.dtype)" in model
+    # no source to read (a package built without an analysis): the shift, exact in fp32
+    assert sinks_logits_shifted(None) is True
