@@ -614,10 +614,10 @@ scores.masked_fill_(~mask, float("-inf"))  # in place: no backward step reads th
 
 # plain causal attention: `Model.forward` builds the keys to hide once, every layer reads them
 FUTURE_PARAM = "future: torch.Tensor"
-FUTURE = (
-    "future = torch.ones({seq}, {seq}, dtype=torch.bool, device=tokens.device).triu(1)"
-    "  # True: a key after its query, hidden from it in every layer"
-)
+FUTURE = """
+# True where a key comes after its query: hidden from it in every layer
+future = torch.ones({seq}, {seq}, dtype=torch.bool, device=tokens.device).triu(1)
+"""
 
 
 def attention_is_explicit(package) -> bool:
@@ -690,7 +690,7 @@ def _hand_down_future(package) -> None:
     run(
         package,
         "model.py",
-        InsertStatements("Model", "forward", _layer_loop, FUTURE.format(seq=seq), before=True),
+        _Insert("Model", "forward", _layer_loop, FUTURE.format(seq=seq), before=True),
     )
     replace_expressions(
         package,
@@ -710,6 +710,14 @@ def _hand_down_future(package) -> None:
         lambda call: with_arg(call, "future"),
     )
     add_param(package, "Attention", "forward", FUTURE_PARAM)
+
+
+class _Insert(InsertStatements):
+    """`InsertStatements` whose code keeps its leading comment (see `statements`)."""
+
+    def __init__(self, class_name, method, anchor, code: str, before: bool = False):
+        super().__init__(class_name, method, anchor, "pass", before)
+        self.new = statements(code)
 
 
 def _drop_future(package) -> None:
