@@ -618,6 +618,7 @@ FUTURE = """
 # True where a key comes after its query: hidden from it in every layer
 future = torch.ones({seq}, {seq}, dtype=torch.bool, device=tokens.device).triu(1)
 """
+FREE_FUTURE = "del future  # not held while the head computes the logits"
 
 
 def attention_is_explicit(package) -> bool:
@@ -684,7 +685,8 @@ def set_attention_masking(package, with_mask: bool) -> None:
 
 def _hand_down_future(package) -> None:
     """`Model.forward` builds the causal mask (True: a key after the query) once, before the
-    layer loop, and hands it through each block to the attention."""
+    layer loop, hands it through each block to the attention and lets it go after the loop
+    (the head's logits are the forward's peak)."""
     forward = find_method(package.module("model.py"), "Model", "forward")
     seq = "seq" if any(_assigns_name(s, "seq") for s in forward.body.body) else "tokens.shape[1]"
     run(
@@ -692,6 +694,7 @@ def _hand_down_future(package) -> None:
         "model.py",
         _Insert("Model", "forward", _layer_loop, FUTURE.format(seq=seq), before=True),
     )
+    run(package, "model.py", InsertStatements("Model", "forward", _layer_loop, FREE_FUTURE))
     replace_expressions(
         package,
         "model.py",
@@ -723,6 +726,7 @@ class _Insert(InsertStatements):
 def _drop_future(package) -> None:
     """Undo `_hand_down_future`: the argument, the parameters and the mask's statement."""
     remove_statements(package, "model.py", "Model", "forward", _assigns_future)
+    remove_statements(package, "model.py", "Model", "forward", is_statement("del future"))
     for class_name, callee in (("Model", "layer"), ("TransformerBlock", "self.attention")):
         replace_expressions(
             package,

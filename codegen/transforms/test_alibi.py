@@ -62,6 +62,7 @@ def test_the_causal_mask_is_built_once_per_forward_and_filled_in_place():
     assert len(built) == 1 and built[0] < loop
     assert "torch.ones(tokens.shape[1], tokens.shape[1]" in forward[built[0]]
     assert forward[built[0]].endswith(".triu(1)")
+    assert forward[loop + 1] == "del future"  # not held while the head computes the logits
 
 
 def test_the_generated_model_is_causal_and_its_in_place_fill_backpropagates(tmp_path):
