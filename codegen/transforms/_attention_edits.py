@@ -18,6 +18,7 @@ import libcst.matchers as m
 from codegen.transforms.edits import (
     EditDict,
     EditError,
+    InsertStatements,
     calls,
     code_of,
     dotted,
@@ -602,15 +603,22 @@ out = probs @ v
 """
 
 CAUSAL_MASKING = """
-causal = torch.ones(seq, seq, dtype=torch.bool, device=x.device).tril()
-scores = scores.masked_fill(~causal, float("-inf"))
+scores.masked_fill_(future, float("-inf"))  # in place: no backward step reads the scores
 """
 
 MASK_MASKING = """
 if mask is None:
     mask = torch.ones(seq, seq, dtype=torch.bool, device=x.device).tril()
-scores = scores.masked_fill(~mask, float("-inf"))
+scores.masked_fill_(~mask, float("-inf"))  # in place: no backward step reads the scores
 """
+
+# plain causal attention: `Model.forward` builds the keys to hide once, every layer reads them
+FUTURE_PARAM = "future: torch.Tensor"
+FUTURE = """
+# True where a key comes after its query: hidden from it in every layer
+future = torch.ones({seq}, {seq}, dtype=torch.bool, device=tokens.device).triu(1)
+"""
+FREE_FUTURE = "del future  # not held while the head computes the logits"
 
 
 def attention_is_explicit(package) -> bool:
@@ -619,7 +627,8 @@ def attention_is_explicit(package) -> bool:
 
 def make_attention_explicit(package) -> None:
     """Replace `out = F.scaled_dot_product_attention(...)` in Attention.forward with the
-    same maths written out (scores, mask, fp32 softmax as HF's eager path); no-op if done."""
+    same maths written out (scores, mask, fp32 softmax as HF's eager path); no-op if done.
+    Plain causal attention hides the `future` keys `Model.forward` builds once."""
     if attention_is_explicit(package):
         return
     function = find_method(package.module("model.py"), "Attention", "forward")
@@ -631,24 +640,33 @@ def make_attention_explicit(package) -> None:
         and call_of(_SDPA)(statement.body[0].value)
     )
     scale = arg_value(call, "scale") or "self.head_dim**-0.5"
-    masking = MASK_MASKING if arg_value(call, "attn_mask") is not None else CAUSAL_MASKING
+    with_mask = arg_value(call, "attn_mask") is not None
+    masking = MASK_MASKING if with_mask else CAUSAL_MASKING
     code = EXPLICIT_ATTENTION.format(scale=scale, masking=masking.strip())
     run(
         package,
         "model.py",
         _ReplaceStatement("Attention", "forward", calls(_SDPA), code),
     )
+    if not with_mask:
+        _hand_down_future(package)
 
 
 def set_attention_masking(package, with_mask: bool) -> None:
     """Switch the attention between plain causal and a `mask` argument (None = causal):
-    SDPA's `attn_mask`/`is_causal`, or the explicit masking lines."""
+    SDPA's `attn_mask`/`is_causal`, or the explicit masking lines (plain causal there
+    hides the `future` keys the model builds once; a `mask` replaces them)."""
     if attention_is_explicit(package):
         old, new = (CAUSAL_MASKING, MASK_MASKING) if with_mask else (MASK_MASKING, CAUSAL_MASKING)
         first = is_statement(code_of(statements(old)[0]))
         run(package, "model.py", _ReplaceStatement("Attention", "forward", first, new))
-        last = is_statement(code_of(statements(old)[-1]))
-        remove_statements(package, "model.py", "Attention", "forward", last)
+        if len(statements(old)) > 1:
+            last = is_statement(code_of(statements(old)[-1]))
+            remove_statements(package, "model.py", "Attention", "forward", last)
+        if with_mask:
+            _drop_future(package)
+        else:
+            _hand_down_future(package)
         return
     if with_mask:
 
@@ -663,6 +681,85 @@ def set_attention_masking(package, with_mask: bool) -> None:
             return without_trailing_comma(call)
 
     replace_expressions(package, "model.py", "Attention", "forward", call_of(_SDPA), rewrite)
+
+
+def _hand_down_future(package) -> None:
+    """`Model.forward` builds the causal mask (True: a key after the query) once, before the
+    layer loop, hands it through each block to the attention and lets it go after the loop
+    (the head's logits are the forward's peak)."""
+    forward = find_method(package.module("model.py"), "Model", "forward")
+    seq = "seq" if any(_assigns_name(s, "seq") for s in forward.body.body) else "tokens.shape[1]"
+    run(
+        package,
+        "model.py",
+        _Insert("Model", "forward", _layer_loop, FUTURE.format(seq=seq), before=True),
+    )
+    run(package, "model.py", InsertStatements("Model", "forward", _layer_loop, FREE_FUTURE))
+    replace_expressions(
+        package,
+        "model.py",
+        "Model",
+        "forward",
+        call_of("layer"),
+        lambda call: with_arg(call, "future"),
+    )
+    add_param(package, "TransformerBlock", "forward", FUTURE_PARAM)
+    replace_expressions(
+        package,
+        "model.py",
+        "TransformerBlock",
+        "forward",
+        call_of("self.attention"),
+        lambda call: with_arg(call, "future"),
+    )
+    add_param(package, "Attention", "forward", FUTURE_PARAM)
+
+
+class _Insert(InsertStatements):
+    """`InsertStatements` whose code keeps its leading comment (see `statements`)."""
+
+    def __init__(self, class_name, method, anchor, code: str, before: bool = False):
+        super().__init__(class_name, method, anchor, "pass", before)
+        self.new = statements(code)
+
+
+def _drop_future(package) -> None:
+    """Undo `_hand_down_future`: the argument, the parameters and the mask's statement."""
+    remove_statements(package, "model.py", "Model", "forward", _assigns_future)
+    remove_statements(package, "model.py", "Model", "forward", is_statement("del future"))
+    for class_name, callee in (("Model", "layer"), ("TransformerBlock", "self.attention")):
+        replace_expressions(
+            package,
+            "model.py",
+            class_name,
+            "forward",
+            call_of(callee),
+            lambda call: without_arg(call, position=_position(call, "future")),
+        )
+    remove_param(package, "TransformerBlock", "forward", "future")
+    remove_param(package, "Attention", "forward", "future")
+
+
+def _position(call: cst.Call, name: str) -> int | None:
+    return next(
+        (i for i, a in enumerate(call.args) if a.keyword is None and is_name(a.value, name)),
+        None,
+    )
+
+
+def _assigns_name(statement, name: str) -> bool:
+    return m.matches(
+        statement,
+        m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(target=m.Name(name))])]),
+    )
+
+
+def _assigns_future(statement) -> bool:
+    return _assigns_name(statement, "future")
+
+
+def _layer_loop(statement) -> bool:
+    return isinstance(statement, cst.For) and is_name(statement.iter, "self.layers")
 
 
 class _ReplaceStatement(InMethod):

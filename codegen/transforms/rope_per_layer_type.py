@@ -4,7 +4,8 @@
 A reference reads one flat `rope_parameters` dict. Here `rope` is built from the
 full-attention entry and, where the package has a window pattern (its blocks know whether
 they slide), `sliding_rope` from the sliding entry: the model builds one cos/sin table per
-type and hands each block the table of its own type, as HF does.
+type present in `layer_types` (the sliding one beside the window mask, when a layer slides)
+and hands each block the table of its own type, as HF does.
 """
 
 from __future__ import annotations
@@ -74,11 +75,8 @@ class SetRopePerLayerType(Transform):
             "model.py",
             InsertStatements("Model", "__init__", assigns("self.rotary"), _sliding_rotary(rotary)),
         )
-        run(
-            package,
-            "model.py",
-            InsertStatements("Model", "forward", assigns("rope"), _sliding_table(table)),
-        )
+        # the sliding table is built beside the window mask, only when a layer slides
+        run(package, "model.py", _BesideTheWindow(_sliding_table(table)))
 
         def per_type(call: cst.Call) -> cst.Call:
             args = [
@@ -152,6 +150,48 @@ class _ReadSliding(cst.CSTTransformer):
         if m.matches(updated, m.Attribute(value=m.Name("args"), attr=m.Name("rope"))):
             return self.sliding
         return updated
+
+
+_WINDOW_IF = m.If(
+    test=m.Comparison(
+        left=m.SimpleString('"sliding_attention"'),
+        comparisons=[
+            m.ComparisonTarget(operator=m.In(), comparator=m.Attribute(attr=m.Name("layer_types")))
+        ],
+    )
+)
+_NO_WINDOW = m.SimpleStatementLine(
+    body=[m.Assign(targets=[m.AssignTarget(target=m.Name("window"))], value=m.Name("None"))]
+)
+
+
+class _BesideTheWindow(edits.InMethod):
+    """In `Model.forward`: `window = None` -> `window = sliding_rope = None`, and `code` (the
+    sliding table) appended to `if "sliding_attention" in ...layer_types:` (where the window
+    mask is built), so no layer type's table is computed that no layer reads."""
+
+    def __init__(self, code: str):
+        super().__init__("Model", "forward")
+        self.new = edits.statements(code)
+
+    def leave_FunctionDef(self, original, updated):
+        hit = self._stack == [self.class_name, self.method]
+        self._stack.pop()
+        if not hit:
+            return updated
+        body = list(updated.body.body)
+        nones = [i for i, s in enumerate(body) if m.matches(s, _NO_WINDOW)]
+        ifs = [i for i, s in enumerate(body) if m.matches(s, _WINDOW_IF)]
+        if len(nones) != 1 or len(ifs) != 1:
+            return updated
+        self.hits += 1
+        assign = body[nones[0]].body[0]
+        targets = [*assign.targets, cst.AssignTarget(cst.Name("sliding_rope"))]
+        body[nones[0]] = body[nones[0]].with_changes(body=[assign.with_changes(targets=targets)])
+        block = body[ifs[0]]
+        inner = block.body.with_changes(body=[*block.body.body, *self.new])
+        body[ifs[0]] = block.with_changes(body=inner)
+        return updated.with_changes(body=updated.body.with_changes(body=body))
 
 
 def _sliding_table(statement) -> str:

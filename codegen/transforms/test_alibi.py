@@ -40,8 +40,78 @@ def test_the_bias_is_added_to_the_scaled_scores_before_the_mask():
     assert scores + 1 < masked
     assert "F.scaled_dot_product_attention" not in model  # SDPA's is_causal takes no bias
     block = "\n".join(_method(model, "TransformerBlock", "forward"))
-    assert "self.attention(self.attention_norm(x), positions=positions)" in block
-    assert "h = layer(h, positions=positions)" in "\n".join(_method(model, "Model", "forward"))
+    assert "self.attention(self.attention_norm(x), future, positions=positions)" in block
+    assert "h = layer(h, future, positions=positions)" in "\n".join(
+        _method(model, "Model", "forward")
+    )
+
+
+def test_the_causal_mask_is_built_once_per_forward_and_filled_in_place():
+    """Before, every layer built a (seq, seq) mask, inverted it and filled a copy of the
+    scores; now `Model.forward` builds the hidden keys once and each layer fills in place."""
+    package = _package()
+    NoRope().apply(package)
+    Alibi().apply(package)
+    model = package.render()["model.py"]
+    attention = _method(model, "Attention", "forward")
+    assert not any("torch.ones" in s or "~" in s for s in attention)
+    assert "scores.masked_fill_(future, float('-inf'))" in attention
+    forward = _method(model, "Model", "forward")
+    built = [i for i, s in enumerate(forward) if s.startswith("future = ")]
+    loop = next(i for i, s in enumerate(forward) if s.startswith("for layer in self.layers"))
+    assert len(built) == 1 and built[0] < loop
+    assert "torch.ones(tokens.shape[1], tokens.shape[1]" in forward[built[0]]
+    assert forward[built[0]].endswith(".triu(1)")
+    assert forward[loop + 1] == "del future"  # not held while the head computes the logits
+
+
+def test_the_generated_model_is_causal_and_its_in_place_fill_backpropagates(tmp_path):
+    """The scaffolded model: a later token leaves earlier logits alone, and the backward
+    through the in-place fill runs and matches an out-of-place fill's gradients."""
+    import sys
+
+    from codegen.models import load_spec
+    from codegen.scaffold.build import Step
+    from codegen.scaffold.pipeline import scaffold_into
+
+    models = tmp_path / "models"
+    scaffold_into(models, "llama", "alibi_toy", ["mpt"], [Step("no_rope"), Step("alibi")])
+    spec = load_spec("alibi_toy", models)
+    module = sys.modules[spec.model.__module__]
+    args = spec.args(dim=32, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=50, hidden_dim=64)
+    torch.manual_seed(0)
+    model = module.Model(args)
+    tokens = torch.randint(0, 50, (2, 7))
+    logits = model(tokens)
+    changed = tokens.clone()
+    changed[:, -1] = (changed[:, -1] + 1) % 50
+    torch.testing.assert_close(model(changed)[:, :-1], logits[:, :-1])
+    logits.square().mean().backward()  # the in-place fill is safe for autograd
+
+    # one attention against the same maths with the mask built and applied out of place
+    attention, seq = model.layers[0].attention, 7
+    x = torch.randn(2, seq, 32, requires_grad=True)
+    positions = torch.arange(seq)[None]
+    future = torch.ones(seq, seq, dtype=torch.bool).triu(1)
+    out = attention(x, future, positions=positions)
+    (grad,) = torch.autograd.grad(out.square().sum(), x)
+
+    head_dim = attention.head_dim
+
+    def expected(x):
+        q, k, v = (
+            w(x).view(2, seq, -1, head_dim).transpose(1, 2)
+            for w in (attention.wq, attention.wk, attention.wv)
+        )
+        k, v = k.repeat_interleave(2, dim=1), v.repeat_interleave(2, dim=1)
+        scores = q @ k.transpose(2, 3) * head_dim**-0.5 + attention.alibi(positions)
+        causal = torch.ones(seq, seq, dtype=torch.bool).tril()
+        probs = torch.softmax(scores.masked_fill(~causal, float("-inf")), dim=-1)
+        return attention.wo((probs @ v).transpose(1, 2).reshape(2, seq, -1))
+
+    want = expected(x)
+    torch.testing.assert_close(out, want)
+    torch.testing.assert_close(grad, torch.autograd.grad(want.square().sum(), x)[0])
 
 
 def test_a_rotary_model_is_refused():

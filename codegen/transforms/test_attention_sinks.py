@@ -1,6 +1,7 @@
 """AddAttentionSinks: before/after on the llama reference, and the generated attention
 against HF gpt_oss's eager attention (the only path HF runs for sinks)."""
 
+import re
 import sys
 from types import SimpleNamespace
 
@@ -27,8 +28,10 @@ def test_sinks_replace_sdpa_with_the_written_out_softmax():
     assert "self.sinks = nn.Parameter(torch.zeros(args.n_heads))" in model
     assert "logits = torch.cat([scores, sinks], dim=-1)" in model
     assert "probs = torch.softmax(logits, dim=-1)[..., :-1].to(v.dtype)" in model
-    # no mask argument: plain causal, written out
-    assert 'scores = scores.masked_fill(~causal, float("-inf"))' in model
+    # no mask argument: plain causal, the keys after each query hidden in place (the model
+    # builds them once for every layer)
+    assert 'scores.masked_fill_(future, float("-inf"))' in model
+    assert "future = torch.ones(" in model and "torch.ones(seq, seq" not in model
     adapter = package.render()["state_dict_adapter.py"]
     assert '"model.layers.{}.self_attn.sinks": "layers.{}.attention.sinks"' in adapter
 
@@ -39,7 +42,27 @@ def test_sinks_after_a_window_take_the_mask():
     AddAttentionSinks().apply(package)
     model = package.render()["model.py"]
     assert "if mask is None:" in model
-    assert 'scores = scores.masked_fill(~mask, float("-inf"))' in model
+    assert 'scores.masked_fill_(~mask, float("-inf"))' in model
+    assert not re.search(r"\bfuture\b", model)
+
+
+def test_a_window_added_and_removed_after_the_sinks_swaps_future_and_mask():
+    """Written-out causal attention reads the model's `future` keys; a window replaces them
+    with its `mask` argument everywhere, and removing the window hands `future` down again."""
+    package = _llama()
+    AddAttentionSinks().apply(package)
+    SetSlidingWindow().apply(package, mode="pattern")
+    model = package.render()["model.py"]
+    assert not re.search(r"\bfuture\b", model)
+    assert "h = layer(h, rope, window if layer.sliding else None)" in model
+    SetSlidingWindow().apply(package, mode="none")
+    model = package.render()["model.py"]
+    assert "mask" not in model.replace("masked_fill_", "")
+    assert model.count("future = torch.ones(") == 1 and model.count("del future") == 1
+    assert "h = layer(h, rope, future)" in model
+    assert "self.attention(self.attention_norm(x), rope, future)" in model
+    assert 'scores.masked_fill_(future, float("-inf"))' in model
+    compile(model, "model.py", "exec")
 
 
 def _additive(mask: torch.Tensor, dtype) -> torch.Tensor:

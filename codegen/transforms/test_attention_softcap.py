@@ -23,7 +23,7 @@ def test_softcap_caps_scores_before_the_mask():
     assert lines[cap + 1] == "scores = scores * self.softcap"
     assert lines[cap - 1].startswith("if self.softcap is not None:")  # the config switches it
     assert lines[cap - 2] == "scores = q @ k.transpose(2, 3) * self.head_dim**-0.5"
-    assert lines[cap + 2].startswith("causal = torch.ones(seq, seq")
+    assert lines[cap + 2].startswith('scores.masked_fill_(future, float("-inf"))')
     assert "self.softcap = args.attn_softcap" in lines
     assert "attn_softcap=hf_config.attn_logit_softcapping," in files["args.py"]
     assert "attn_softcap: float | None = 50.0" in files["args.py"]
@@ -79,8 +79,9 @@ def test_generated_attention_matches_hf_gemma2(tmp_path):
     rope = (torch.ones(2, seq, config.head_dim), torch.zeros(2, seq, config.head_dim))
     with torch.no_grad():
         expected, _ = hf(x, rope, additive[None, None])
-        got = ours(x, rope)
+        got = ours(x, rope, i[:, None] < i[None, :])
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
     ours.softcap = 1e6  # effectively uncapped: the cap made a difference
     with torch.no_grad():
-        assert not torch.allclose(ours(x, rope), expected, rtol=1e-3, atol=1e-4)
+        got = ours(x, rope, i[:, None] < i[None, :])
+    assert not torch.allclose(got, expected, rtol=1e-3, atol=1e-4)

@@ -1,5 +1,6 @@
 """SetRopePerLayerType: before/after on the references, and the two tables it builds."""
 
+import ast
 import importlib
 import sys
 
@@ -41,11 +42,33 @@ def test_a_sliding_package_gets_a_table_per_layer_type():
         "self.sliding_rotary = RotaryEmbedding(args.sliding_rope or args.rope, args.head_dim)"
         in (model)
     )
-    assert "sliding_rope = self.sliding_rotary(positions)" in model
     assert (
         "layer(h, sliding_rope if layer.sliding else rope, window if layer.sliding else None)"
         in (model)
     )
+
+
+def test_the_sliding_table_is_built_only_when_a_layer_slides():
+    """Before, `sliding_rope` was computed on every forward, read or not; now it is built
+    beside the window mask, under the check that some layer slides."""
+    package = _package("qwen3")
+    SetRopePerLayerType().apply(package)
+    forward = _forward(package.render()["model.py"])
+    assert "window = sliding_rope = None" in forward
+    block = forward[forward.index("if 'sliding_attention' in self.args.layer_types:") :]
+    assert block[1:3] == [
+        "window = sliding_window_mask(seq, self.args.sliding_window, tokens.device)",
+        "sliding_rope = self.sliding_rotary(positions)",
+    ]
+    assert forward.count("sliding_rope = self.sliding_rotary(positions)") == 1
+
+
+def _forward(model: str) -> list[str]:
+    """Model.forward's statements, nested ones on lines of their own (ast-unparsed)."""
+    tree = ast.parse(model)
+    owner = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Model")
+    method = next(n for n in owner.body if isinstance(n, ast.FunctionDef) and n.name == "forward")
+    return [line.strip() for s in method.body for line in ast.unparse(s).splitlines()]
 
 
 def test_without_a_window_pattern_only_the_full_table_is_read():
@@ -89,6 +112,21 @@ def test_the_sliding_layers_rotate_with_their_own_theta(tmp_path):
     positions = torch.arange(8)[None]
     full, sliding = model.rotary(positions), model.sliding_rotary(positions)
     assert not torch.allclose(full[0], sliding[0])
+
+    # the forward hands the sliding layer the sliding table, and builds it only then
+    seen, built = [], []
+    for layer in model.layers:
+        layer.register_forward_pre_hook(lambda _, inputs: seen.append(inputs[1][0]))
+    model.sliding_rotary.register_forward_hook(lambda *_: built.append(True))
+    tokens = torch.arange(8)[None] % 50
+    model(tokens)
+    assert torch.equal(seen[0], sliding[0]) and torch.equal(seen[1], full[0]) and built
+    Config.layer_types = ["full_attention", "full_attention"]  # no layer slides
+    model = model_module.Model(args_module.ModelArgs.from_hf_config(Config()))
+    built.clear()
+    model.sliding_rotary.register_forward_hook(lambda *_: built.append(True))
+    model(tokens)
+    assert not built
 
 
 def test_a_package_without_a_rope_call_is_refused():
