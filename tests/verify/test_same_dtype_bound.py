@@ -16,7 +16,6 @@ from codegen.verify.compare import (
     SAME_DTYPE_MULTIPLE,
     SAME_DTYPE_RELATIVE_FLOOR,
     Comparison,
-    compare,
     same_dtype_bound,
 )
 from codegen.verify.divergence import module_pairs, narrowed_stage
