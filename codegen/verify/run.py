@@ -388,26 +388,20 @@ def _compare_in_dtype(result, directory, house_model, house_state, inputs, hf_fp
             result.passed = False
             result.first_divergence = f"{embedding} (not bit-exact in {result.dtype})"
             return
-    if failing:
-        result.first_divergence = _locate(
-            result.dtype, directory, house_model, house_state, item, hf_model
-        )
-    elif narrowed is not None:
+    if narrowed is not None:  # a fact of the code, named before any noise-bound verdict
         result.passed = False
         result.first_divergence = f"{narrowed} on the {inputs[-1].label} input"
-    elif same_failing is not None:
+    elif failing or same_failing is not None:
         result.passed = False
-        found = find_divergence(
+        result.first_divergence = _locate(
+            result.dtype,
+            directory,
             house_model,
+            house_state,
+            item if failing else None,
             hf_model,
-            same_failing.tokens,
-            DIVERGENCE_TOLERANCE["fp32"],
-            positions=same_failing.positions,
-            hf_noise_model=same[1] or hf_model,
-            pairs=same[2],
+            None if same_failing is None else (same_failing, same[1] or hf_model),
         )
-        where = f"{found} on the {same_failing.label} input" if found else "no stage named"
-        result.first_divergence = f"{where} (against HF in {result.dtype})"
 
 
 def _same_dtype(result, logits, inputs, same) -> Inputs | None:
@@ -433,32 +427,61 @@ def _same_dtype(result, logits, inputs, same) -> Inputs | None:
     return failing
 
 
-def _locate(dtype: str, directory: Path, house_model, house_state, item: Inputs, hf_in_dtype):
+def _locate(
+    dtype: str,
+    directory: Path,
+    house_model,
+    house_state,
+    item: Inputs | None,
+    hf_in_dtype,
+    same_dtype: tuple[Inputs, object] | None = None,
+):
     """Name the first diverging stage. A bug visible in bf16 is looked for in fp32 first,
     where stage tolerances are tight; one that only bf16 shows (a missing rounding) is
-    looked for in bf16, each stage judged against HF's own bf16 noise at that stage."""
+    looked for in bf16: first against HF in bf16 when the same-dtype check failed
+    (`same_dtype`: its failing input and HF's eager model in the dtype, the noise; the
+    first stage whose input still equals HF's and whose output does not is the rounding),
+    then, for a failure against fp32 (`item`), each stage against HF's own bf16 noise."""
+    first = item or same_dtype[0]
     hf32 = _load_hf(directory, torch.float32)
     house_model.to(torch.float32).load_state_dict(house_state, strict=False)
     pairs = module_pairs(house_model, hf32)
     found = find_divergence(
         house_model,
         hf32,
+        first.tokens,
+        DIVERGENCE_TOLERANCE["fp32"],
+        positions=first.positions,
+        pairs=pairs,
+    )
+    if found is not None or dtype == "fp32":
+        return None if found is None else f"{found} on the {first.label} input"
+    house_model.to(DTYPES[dtype])  # rounded from the fp32 weights, as in the comparison
+    hf_in_dtype = hf_in_dtype or _load_hf(directory, DTYPES[dtype])
+    if same_dtype is not None:
+        same_item, noise_model = same_dtype
+        found = find_divergence(
+            house_model,
+            hf_in_dtype,
+            same_item.tokens,
+            DIVERGENCE_TOLERANCE["fp32"],
+            positions=same_item.positions,
+            hf_noise_model=noise_model,
+            pairs=pairs,
+        )
+        if found is not None:
+            return f"{found} on the {same_item.label} input (against HF in {dtype})"
+    if item is None:
+        return None
+    found = find_divergence(
+        house_model,
+        hf32,
         item.tokens,
         DIVERGENCE_TOLERANCE["fp32"],
         positions=item.positions,
+        hf_noise_model=hf_in_dtype,
         pairs=pairs,
     )
-    if found is None and dtype != "fp32":
-        house_model.to(DTYPES[dtype])  # rounded from the fp32 weights, as in the comparison
-        found = find_divergence(
-            house_model,
-            hf32,
-            item.tokens,
-            DIVERGENCE_TOLERANCE["fp32"],
-            positions=item.positions,
-            hf_noise_model=hf_in_dtype or _load_hf(directory, DTYPES[dtype]),
-            pairs=pairs,
-        )
     return None if found is None else f"{found} on the {item.label} input"
 
 
