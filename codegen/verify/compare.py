@@ -30,6 +30,15 @@ HF's module returns (`divergence.narrowed_stage`): a module HF computes and retu
 and the package returns in bf16 fails, named. The dtype is decided by the code, not the
 CPU, so this needs no bound.
 
+Why not judge each stage in bf16 (a module given HF's exact input must give HF's exact
+output): measured, honest packages reorder single bf16 roundings as much as the defects
+do. With the input equal bit for bit, flint's norm weight applied in bf16 changes 25% of
+the norm's outputs by one bf16 step; honest mixtral's expert sum changes 48% of its
+outputs, falcon's bias added to the fused matmul instead of after the rounded one 97%,
+gpt2's tanh-gelu 52%. What tells them apart is what the logits show against HF's own
+kernel noise, so the stage search only names the culprit (`run._locate`) after the logits
+failed.
+
 Both the max abs diff and the cosine distance (1 - cosine) are held to the bound; the
 cosine distance grows with the square of an error (1 - cos ~ |e|^2 / 2|x|^2), so its
 multiple is the square of the max-diff one. All the constants that decide a verdict are
