@@ -4,6 +4,7 @@ is named with why, and the run exits 1, so a sweep cannot silently come up short
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -124,3 +125,24 @@ def test_a_per_layer_list_follows_its_field():
     assert sizes["num_attention_heads_per_layer"] == [sizes["num_attention_heads"]] * len(
         toy["num_attention_heads_per_layer"]
     )
+
+
+def test_timing_runs_once_more_under_the_reuse_allocator(tmp_path):
+    """The script re-runs itself once with glibc's heap kept for reuse (page faults then do
+    not follow the order the models ran in), and does not loop: the second run returns."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import os, sys\n"
+        f"sys.path.insert(0, {str(SCRIPTS)!r})\n"
+        "import bench_forward\n"
+        "print('run', flush=True)\n"
+        "bench_forward.timing_allocator()\n"
+        "print(*(os.environ[k] for k in bench_forward.TIMING_MALLOC))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    done = subprocess.run(
+        [sys.executable, str(probe)], capture_output=True, text=True, env=env, check=True
+    )
+    lines = done.stdout.split("\n")
+    assert lines.count("run") == 2  # once as started, once re-run under the setting
+    assert lines[-2] == " ".join(bench_forward.TIMING_MALLOC.values())
