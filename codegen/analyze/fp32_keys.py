@@ -1,9 +1,10 @@
 """Checkpoint keys HF keeps in fp32 in a bf16/fp16 model (`_keep_in_fp32_modules_strict`).
 
-transformers loads the parameters whose names match one of the model class's
+transformers loads the parameters and buffers whose names match one of the model class's
 `_keep_in_fp32_modules_strict` patterns (a glob searched in the module key: flint's
-`gate.weight` and `sinks`) in fp32 whatever dtype the rest is loaded in; a package cast to
-bf16 as a whole rounds them and, for a router weight, picks other experts on near ties.
+`gate.weight` and `sinks`, GLM-4-MoE's `e_score_correction_bias`) in fp32 whatever dtype the
+rest is loaded in; a package cast to bf16 as a whole rounds them and, for a router's weight
+or correction bias, picks other experts on near ties.
 The patterns are matched against the module keys (as the package's adapter rows name them
 before the checkpoint's own names are aligned).
 """
@@ -13,8 +14,6 @@ from __future__ import annotations
 import re
 
 import libcst as cst
-
-from codegen.analyze.evaluate import Obj, ParamRec
 
 ATTRIBUTE = "_keep_in_fp32_modules_strict"
 
@@ -40,17 +39,6 @@ def where(model) -> str | None:
     return None if found is None else found[0].sf.cite(found[1])
 
 
-def _buffer(model, key: str) -> bool:
-    """The layer-relative `key` names a buffer of some analysed layer."""
-    for layer in model.layers:
-        node = layer
-        for part in key.split("."):
-            node = node.attrs.get(part) if isinstance(node, Obj) else None
-        if isinstance(node, ParamRec):
-            return node.kind == "buffer"
-    return False
-
-
 def _regex(pattern: str) -> re.Pattern:
     return re.compile(re.escape(pattern).replace(r"\*", ".*"))
 
@@ -61,7 +49,7 @@ def detect(model, sd) -> tuple[str, ...]:
     if not wanted:
         return ()
     names = [k.split(" [")[0] for k in sd.layer_keys]
-    # parameters only: a kept buffer (a router's correction bias) is its module's own concern
-    layer = [f"{sd.prefix}.{{}}.{k}" for k in names if not _buffer(model, k)]
+    # buffers too: a router's correction bias HF keeps fp32 picks the experts
+    layer = [f"{sd.prefix}.{{}}.{k}" for k in names]
     keys = [k for k in layer + list(sd.other_keys) if any(w.search(k) for w in wanted)]
     return tuple(dict.fromkeys(keys))

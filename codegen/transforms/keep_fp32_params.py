@@ -10,30 +10,33 @@ from codegen.transforms.base import Transform
 from codegen.transforms.edits import EditError, add_import, run, statements
 
 # a cast of the whole model (`.to(torch.bfloat16)`) moves these but keeps them fp32, as
-# transformers loads `_keep_in_fp32_modules_strict` parameters
+# transformers loads `_keep_in_fp32_modules_strict` tensors
 APPLY = '''
 def _apply(self, fn, recurse=True):
-    """Casts keep FP32_PARAMS in fp32 (moved, not rounded), as HF loads them."""
-    kept = {
-        name: param.data
-        for name, param in self.named_parameters()
-        if any(fnmatchcase(name, pattern) for pattern in FP32_PARAMS)
-    }
+    """Casts keep FP32_TENSORS in fp32 (moved, not rounded), as HF loads them."""
+    kept = {name: tensor.data for name, tensor in self._fp32_tensors()}
     super()._apply(fn, recurse)
-    for name, param in self.named_parameters():
-        old = kept.get(name)
-        if old is not None and old.dtype == torch.float32 and param.dtype != old.dtype:
-            moved = torch.empty_like(old, device=param.device) if old.is_meta else old
-            param.data = moved.to(param.device)
+    for name, tensor in self._fp32_tensors():
+        old = kept[name]
+        if old.dtype == torch.float32 and tensor.dtype != old.dtype:
+            moved = torch.empty_like(old, device=tensor.device) if old.is_meta else old
+            tensor.data = moved.to(tensor.device)
     return self
+
+def _fp32_tensors(self) -> list[tuple[str, torch.Tensor]]:
+    """The parameters and buffers FP32_TENSORS names."""
+    named = [*self.named_parameters(), *self.named_buffers()]
+    return [(n, t) for n, t in named if any(fnmatchcase(n, p) for p in FP32_TENSORS)]
 '''
 
 
 class KeepFp32Params(Transform):
-    """`Model._apply` keeps the parameters whose HF keys are `keys` (module keys with `{}`)
-    in fp32 through dtype casts: `FP32_PARAMS` lists their house names as globs, read from
-    the adapter rows. HF's bf16 model holds them in fp32 (flint's router weight and sinks);
-    rounding them picks other experts on near ties."""
+    """`Model._apply` keeps the parameters and buffers whose HF keys are `keys` (module keys
+    with `{}`) in fp32 through dtype casts: `FP32_TENSORS` lists their house names as globs,
+    read from the adapter rows. HF's bf16 model holds them in fp32 (flint's router weight and
+    sinks, GLM-4-MoE's router correction bias); rounding them picks other experts on near
+    ties. A tensor whose own module already keeps it (a reference router's `_apply` naming
+    it) is left to that module."""
 
     name = "keep_fp32_params"
 
@@ -41,22 +44,35 @@ class KeepFp32Params(Transform):
         if not keys:
             raise ValueError("keep_fp32_params needs the HF keys kept in fp32")
         rows = _rows(package)
+        kept_by_modules = _kept_by_modules(package)
         house = []
         for key in keys:
             found = rows.get(key) or _by_suffix(rows, key)
             if found is None:
                 raise EditError(f"no adapter row for {key}: cannot keep it in fp32")
-            house.append(found.replace("{}", "*"))
+            if found.rsplit(".", 1)[-1] not in kept_by_modules:
+                house.append(found.replace("{}", "*"))
+        if not house:
+            return
         names = ", ".join(f'"{name}"' for name in house)
         insert_definition(
             package,
             "model.py",
-            "# parameters HF loads in fp32 in a bf16/fp16 model (_keep_in_fp32_modules_strict)\n"
-            f"FP32_PARAMS = ({names},)\n",
+            "# tensors HF loads in fp32 in a bf16/fp16 model (_keep_in_fp32_modules_strict)\n"
+            f"FP32_TENSORS = ({names},)\n",
             before="Model",
         )
         add_import(package, "model.py", "fnmatch", "fnmatchcase")
         run(package, "model.py", _AddMethod("Model", APPLY))
+
+
+def _kept_by_modules(package) -> set[str]:
+    """Attribute names a module's own `_apply` keeps (`self.<name>` read inside it)."""
+    names: set[str] = set()
+    for function in m.findall(package.module("model.py"), m.FunctionDef(m.Name("_apply"))):
+        for attribute in m.findall(function, m.Attribute(value=m.Name("self"))):
+            names.add(attribute.attr.value)
+    return names
 
 
 def _rows(package) -> dict[str, str]:

@@ -25,7 +25,7 @@ def _package() -> SourcePackage:
 
 def test_the_house_names_come_from_the_adapter_rows():
     code = _package().render()["model.py"]
-    assert 'FP32_PARAMS = ("layers.*.attention.sinks", "layers.*.feed_forward.w1.weight",)' in (
+    assert 'FP32_TENSORS = ("layers.*.attention.sinks", "layers.*.feed_forward.w1.weight",)' in (
         code
     )
     assert "    def _apply(self, fn, recurse=True):" in code
@@ -66,3 +66,25 @@ def test_a_key_without_an_adapter_row_is_an_error():
     package = SourcePackage.from_directory(references_dir() / "qwen3")
     with pytest.raises(EditError):
         KeepFp32Params().apply(package, keys=("model.layers.{}.mixer.nothing",))
+
+
+def test_a_router_correction_bias_buffer_is_kept_too():
+    """GLM-4-MoE keeps the router's correction bias, a buffer, in fp32: a llama made MoE
+    with that router lists it; deepseek_v3's router keeps its own (its `_apply`), so the
+    reference gets no second mechanism."""
+    from codegen.transforms.add_moe import AddMoe
+    from codegen.transforms.moe_router import SetMoeRouter
+
+    key = ("model.layers.{}.mlp.gate.e_score_correction_bias",)
+    package = SourcePackage.from_directory(references_dir() / "llama")
+    AddMoe().apply(package, dense_rule="first_k", norm_topk_prob="config")
+    SetMoeRouter().apply(package, router="grouped_topk", correction_bias=True)
+    KeepFp32Params().apply(package, keys=key)
+    code = package.render()["model.py"]
+    assert 'FP32_TENSORS = ("layers.*.moe.e_score_correction_bias",)' in code
+    assert "named = [*self.named_parameters(), *self.named_buffers()]" in code
+
+    reference = SourcePackage.from_directory(references_dir() / "deepseek_v3")
+    before = reference.render()["model.py"]
+    KeepFp32Params().apply(reference, keys=key)
+    assert reference.render()["model.py"] == before

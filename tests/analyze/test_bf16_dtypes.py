@@ -36,10 +36,13 @@ def test_llama_style_models_round_as_llama() -> None:
     assert _dtypes(analyze("qwen3")) == (False, False, ())
 
 
-def test_a_kept_buffer_is_not_a_kept_parameter() -> None:
-    """deepseek_v3 keeps its router's correction bias (a buffer) in fp32: its Gate does that
-    itself, so no parameter is listed."""
-    assert analyze("deepseek_v3").state_dict.fp32_keys == ()
+def test_a_kept_buffer_is_listed_too() -> None:
+    """deepseek_v3 and GLM-4-MoE keep their router's correction bias (a buffer) in fp32:
+    it is listed like a parameter (a llama-derived package must keep it; a reference router
+    that keeps it itself is left alone by the transform)."""
+    for model_type in ("deepseek_v3", "glm4_moe"):
+        keys = analyze(model_type).state_dict.fp32_keys
+        assert keys == ("model.layers.{}.mlp.gate.e_score_correction_bias",)
 
 
 def test_olmo2_norms_cast_last_but_attend_in_the_model_dtype() -> None:
