@@ -87,8 +87,9 @@ VOCAB: dict[str, tuple] = {
     "norm.placement": ("pre", "post", "post_residual", "sandwich", "parallel"),
     "embedding.positions": ("none", "learned", "sinusoidal", "sinusoidal_pow", "sinusoidal_other"),
     "reference.closest": ("llama", "qwen2", "qwen3", "qwen3_moe", "deepseek_v3"),
-    # "scaled_stream": the residual operand itself is scaled too (not only the sublayer's)
-    "block.residual_scale": (True, False, "scaled_stream"),
+    # "scaled_stream": the residual operand itself is scaled too (not only the sublayer's);
+    # "depth_scaled": both by numbers of the depth, x = out / sqrt(k) + x * sqrt((k - 1) / k)
+    "block.residual_scale": (True, False, "scaled_stream", "depth_scaled"),
 }
 
 
