@@ -459,7 +459,28 @@ def _nope_rule(ctx: Ctx, per_layer: list[dict], fn) -> str | None:
     if any(r.cls is not recs[0].cls for r in recs):
         return None  # different attention classes: no single guard
     layers = [(p["index"], p["info"].rec, p["rope"]) for p in per_layer]
-    return guard_rule(ctx, recs[0], fn, layers)
+    return guard_rule(ctx, recs[0], fn, layers) or _rope_of_layer_type(ctx, per_layer)
+
+
+# RoPE on the layers whose type's entry of a per-type rope_parameters is not None
+PER_TYPE_RULE = "hf_config.rope_parameters[hf_config.layer_types[i]] is not None"
+
+
+def _rope_of_layer_type(ctx: Ctx, per_layer: list[dict]) -> str | None:
+    """`PER_TYPE_RULE` where rope_parameters is keyed by layer type and exactly the layers
+    whose type's entry is None rotate nothing (beam: the stack hands those layers no
+    rope tables); else None."""
+    config = ctx.model.config
+    params, types = attr(config, "rope_parameters"), attr(config, "layer_types")
+    if not (isinstance(params, dict) and isinstance(types, list | tuple)):
+        return None
+    if not all(isinstance(t, str) and t in params for t in types):
+        return None
+    if any(p["index"] >= len(types) for p in per_layer):
+        return None
+    if all(p["rope"] == (params[types[p["index"]]] is not None) for p in per_layer):
+        return PER_TYPE_RULE
+    return None
 
 
 def _table_path(ctx: Ctx, info, fn_site) -> str | None:

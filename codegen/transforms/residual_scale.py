@@ -86,10 +86,10 @@ class ResidualScale(Transform):
         rewrite_expressions(package, "model.py", "TransformerBlock", "forward", rewrite)
 
 
+# the attention's output is term k of the residual sum (the embedding is term 1), the FFN's
+# term k + 1: each enters times 1/sqrt(k), the sum so far times sqrt((k - 1) / k)
 DEPTH_SCALES = """
-# the attention's output is term k of the residual sum (the embedding is term 1), the
-# FFN's term k + 1: each enters times 1/sqrt(k), the sum so far times sqrt((k - 1) / k)
-k = 2 * {layer_id} + 2
+k = 2 * {layer_id} + 2  # the attention's term of the residual sum (the embedding: 1)
 self.attention_scale, self.attention_stream_scale = 1 / sqrt(k), sqrt((k - 1) / k)
 self.ffn_scale, self.ffn_stream_scale = 1 / sqrt(k + 1), sqrt(k / (k + 1))
 """

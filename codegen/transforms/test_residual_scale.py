@@ -76,7 +76,7 @@ def test_depth_scaled_sum_scales_both_operands_by_the_layer_index():
     assert "from math import sqrt" in model
     assert "def __init__(self, args: ModelArgs, layer_id: int):" in model
     assert "TransformerBlock(args, i) for i in range(args.n_layers)" in model
-    assert "        k = 2 * layer_id + 2\n" in model
+    assert "        k = 2 * layer_id + 2  # the attention's term of the residual sum" in model
     assert (
         "self.attention_scale, self.attention_stream_scale = 1 / sqrt(k), sqrt((k - 1) / k)"
         in model
