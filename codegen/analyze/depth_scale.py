@@ -46,14 +46,18 @@ def is_depth_scaled(layer_facts: list[dict]) -> bool:
     depth-scaled sum: factors 1/sqrt(k) and sqrt((k - 1) / k) for its own k."""
     if not layer_facts:
         return False
-    labels = [label for label in ("attention", "mlp") if isinstance(layer_facts[0].get(label), dict)]
+    labels = [
+        label for label in ("attention", "mlp") if isinstance(layer_facts[0].get(label), dict)
+    ]
     for i, facts in enumerate(layer_facts):
         for j, label in enumerate(labels):
             found = factors(facts, label)
             if found is None:
                 return False
             k = len(labels) * i + j + 2
-            if not (_close(found[0], 1 / math.sqrt(k)) and _close(found[1], math.sqrt((k - 1) / k))):
+            if not (
+                _close(found[0], 1 / math.sqrt(k)) and _close(found[1], math.sqrt((k - 1) / k))
+            ):
                 return False
     return True
 

@@ -412,9 +412,7 @@ def _rope_input_names(info: AttnInfo) -> set[str]:
         if func is not info.rope_fn:
             continue
         for arg in terms_in(args):
-            names |= {
-                t.name for t in walk(arg) if t.op == "input" and not t.kwargs.get("primary")
-            }
+            names |= {t.name for t in walk(arg) if t.op == "input" and not t.kwargs.get("primary")}
     return names
 
 
@@ -1244,8 +1242,7 @@ def _supplied_query_scale(ctx: Ctx, layer_facts: dict) -> dict | None:
     if parsed is None:
         ctx.unsupported(
             "attention.logn_scale",
-            "queries scaled by a position-dependent factor the stack computes, of no form"
-            " read yet",
+            "queries scaled by a position-dependent factor the stack computes, of no form read yet",
             where,
         )
         return None

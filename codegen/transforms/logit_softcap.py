@@ -20,9 +20,7 @@ return logits * cap
 FP32 = "logits.float()"
 
 # HF: `logits = logits / self.config.final_logit_softcapping; logits = torch.tanh(logits); ...`
-_HF_DIVIDE = re.compile(
-    r"logits\s*=\s*logits(\.float\(\))?\s*/\s*((?:self|config)(?:\.\w+)+)"
-)
+_HF_DIVIDE = re.compile(r"logits\s*=\s*logits(\.float\(\))?\s*/\s*((?:self|config)(?:\.\w+)+)")
 
 
 class LogitSoftcap(Transform):
@@ -46,7 +44,10 @@ class LogitSoftcap(Transform):
             f"hf_config.{field}",
         )
         rewrite_return(
-            package, "Model", "forward", lambda logits: SOFTCAP.format(
+            package,
+            "Model",
+            "forward",
+            lambda logits: SOFTCAP.format(
                 logits=logits, field=field, divided=FP32 if fp32 else "logits"
             ),
         )

@@ -120,4 +120,6 @@ def _constant(package, field: str, declaration: str, value) -> str:
     if isinstance(value, str) and value:
         add_args_field(package, field, declaration, value)
         return f"self.args.{field}"
-    raise EditError(f"the query scale's {field.removeprefix('logn_')} is neither a number nor a config read")
+    raise EditError(
+        f"the query scale's {field.removeprefix('logn_')} is neither a number nor a config read"
+    )

@@ -47,6 +47,7 @@ class SetRopePerLayerType(Transform):
                 return entry
             either = cst.BooleanOperation(entry, cst.Or(), _entry(parameters, SLIDING))
             return either.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+
         edits.replace_expressions(
             package,
             "args.py",
@@ -69,9 +70,7 @@ class SetRopePerLayerType(Transform):
                 "ModelArgs",
                 "from_hf_config",
                 lambda node: m.matches(node, flat_read),
-                lambda call: call.with_changes(
-                    func=call.func.with_changes(value=full(parameters))
-                ),
+                lambda call: call.with_changes(func=call.func.with_changes(value=full(parameters))),
                 required=False,
             )
         if not _slides(package):
