@@ -81,6 +81,7 @@ VOCAB: dict[str, tuple] = {
     "moe.router_bias_on": ("scores", "logits"),
     "moe.shared_combine": ("sum", "average"),
     "moe.weights_on": ("output", "input"),
+    "moe.routed_scaling_on": ("weights", "output"),
     "moe.expert_layout": ("per_expert", "fused", "flat"),
     "moe.module_layout": ("per_expert", "fused"),
     "norm.kind": ("rmsnorm", "rmsnorm_offset", "layernorm", "layernorm_offset"),
@@ -236,6 +237,9 @@ class Moe:
     # it off, cohere2_moe's softmax branch), `none`
     norm_topk_by: str = "none"
     routed_scaling: float | None = None  # routed weights multiplied by this
+    # where: on the k picked weights (deepseek), or on the experts' summed output (beam's
+    # `experts(...) * routed_scaling_factor`): equal sums, but a stage of its own
+    routed_scaling_on: str = "weights"
     shared_experts: int = 0
     shared_expert_gate: bool = False
     # how the shared experts' output joins the routed one: `sum`, or `average`
