@@ -185,6 +185,8 @@ class Rope:
     ntk_alpha: str | None = None
     # the rotation upcasts q/k and turns them in fp32, casting back once (cohere)
     fp32: bool = False
+    # ... because the cos/sin tables come in fp32, never rounded to the model's dtype (beam)
+    tables_fp32: bool = False
     # the HF module path of a position table the checkpoint stores, whose rows [sin | cos]
     # the stack looks up by sequence index and the rotation reads (RoFormer's
     # `embed_positions`): sin and cos are read, not computed from positions; else None

@@ -72,3 +72,16 @@ def test_the_power_form_parses_both_spellings() -> None:
     assert logn_scale.parse_power(power) == (0.5, 2048.0, 1.0, "ids")
     # a log with no exponent around it is the logn form, not this one
     assert logn_scale.parse_power(Term("fn", (ratio,), name="torch.log1p")) is None
+
+
+def test_tables_handed_on_in_fp32_turn_q_and_k_in_fp32() -> None:
+    """beam's (and olmo3's) rotary embedding casts cos/sin to no dtype and the rotation casts
+    q/k back: a bf16 model turns them in fp32, on unrounded tables; llama's casts the tables
+    to the input's dtype first."""
+    for model_type in ("beam", "olmo3"):
+        rope = analyze(model_type).rope
+        assert (rope.fp32, rope.tables_fp32) == (True, True), model_type
+    rope = analyze("llama").rope
+    assert (rope.fp32, rope.tables_fp32) == (False, False)
+    rope = analyze("cohere2_moe").rope  # upcasts q itself, on tables in the model's dtype
+    assert (rope.fp32, rope.tables_fp32) == (True, False)
