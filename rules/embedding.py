@@ -47,9 +47,12 @@ RULES = [
     Rule(
         id="residual_scale",
         feature="block.residual_scale",
-        values=(True,),
+        values=(True, "depth_scaled"),
         transform="residual_scale",
-        description="sublayer outputs times a config multiplier before the residual add",
+        params={"form": FromFeature("block.residual_scale")},
+        description="sublayer outputs times a config multiplier before the residual add; or"
+        " (depth_scaled) the k-th term of the residual sum times 1/sqrt(k), the sum so far"
+        " times sqrt((k - 1) / k)",
     ),
     Rule(
         id="logit_softcap",

@@ -111,7 +111,9 @@ RULES = [
         feature="moe.routed_scaling",
         values=("yes",),
         transform="set_routed_scaling",
-        description="the k routing weights are multiplied by routed_scaling_factor",
+        params={"on": FromFeature("moe.routed_scaling_on")},
+        description="the k routing weights (or, where the source scales them, the experts'"
+        " summed output) are multiplied by routed_scaling_factor",
         native_in=("deepseek_v3",),
     ),
     Rule(

@@ -114,6 +114,8 @@ RULES = [
         feature="rope.fp32",
         values=(True,),
         transform="rope_fp32",
-        description="q/k turn in fp32 and are cast back once, as HF's rotary function does",
+        params={"tables_fp32": FromFeature("rope.tables_fp32")},
+        description="q/k turn in fp32 and are cast back once, as HF's rotary function does"
+        " (on cos/sin rounded to the model's dtype, or kept in fp32 where HF keeps them)",
     ),
 ]

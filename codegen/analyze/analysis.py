@@ -7,6 +7,7 @@ import os
 
 from codegen.analyze import (
     attention_shapes,
+    depth_scale,
     detect_attention,
     detect_category,
     detect_embedding,
@@ -197,6 +198,12 @@ def _run(ctx: Ctx) -> Features:
     )
     if block.residual_scale is True:
         ctx.cite("block.residual_scale", ctx.evidence.get("norm.placement"))
+    elif block.residual_scale == "depth_scaled":
+        ctx.cite(
+            "block.residual_scale",
+            f"{ctx.evidence.get('norm.placement')} (sublayer x 1/sqrt(k) + stream x"
+            f" sqrt((k-1)/k), k its term of the sum; layers 0-{depth_scale.LAYERS_CHECKED - 1})",
+        )
     elif norm_facts:
         ctx.cite("block.residual_scale", ctx.evidence.get("norm.placement"))
     ignored = _ignored_config_keys(ctx)

@@ -340,7 +340,12 @@ class Tracer(Interp):
                 term = left if isinstance(left, Term) else right
                 if isinstance(term, Term) and term.op == "input" and term.kwargs.get("optional"):
                     return isinstance(op, cst.Is)  # defaulted to None
-                if isinstance(term, Term) and term.op == "input" and not term.kwargs.get("primary"):
+                if (
+                    isinstance(term, Term)
+                    and term.op == "input"
+                    and not term.kwargs.get("primary")
+                    and not term.kwargs.get("given")  # the caller hands a tensor
+                ):
                     # a required input that may be None (alibi): depends on the caller
                     raise Unknown("optional input")
                 return not isinstance(op, cst.Is)

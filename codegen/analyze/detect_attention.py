@@ -33,6 +33,7 @@ from codegen.analyze.features import UNKNOWN, Attention
 from codegen.analyze.last_layer_bias import last_layer_o_bias
 from codegen.analyze.model import layer_slots, linear_bias
 from codegen.analyze.roles import ATTENTION, LINEAR, MIXER, NORM, ROTARY
+from codegen.analyze.router_dtype import upcast
 from codegen.analyze.walk import findall
 
 
@@ -370,6 +371,51 @@ def analyse_instance(ctx: Ctx, rec: ModuleRec, path: str) -> AttnInfo:
     return info
 
 
+def _rope_withheld(ctx: Ctx, per_layer: list[dict]) -> None:
+    """Layers whose attention rotates with an input the stack hands it as None: NoPE layers
+    (`rope` False). The attention is traced alone, with every input present; the stack's
+    trace says, layer by layer, which inputs it leaves at None (beam's full-attention layers,
+    whose layer type has no RoPE parameters)."""
+    owner = ctx.model.stack_owner
+    if owner is None or not ctx.model.layers:
+        return
+    stack = None
+    for p in per_layer:
+        info = p.get("info")
+        if not p.get("rope") or info is None or p["index"] >= len(ctx.model.layers):
+            continue
+        names = _rope_input_names(info)
+        if not names:
+            continue
+        layer = ctx.model.layers[p["index"]]
+        stack = stack or ctx.trace(owner)
+        calls = [t for t in stack.terms if t.op == "call" and t.module is layer]
+        attention = [t for t in ctx.trace(layer).terms if t.op == "call" and t.module is info.rec]
+        if len(calls) != 1 or len(attention) != 1:
+            continue
+        given = supplied_inputs.bind(ctx, layer, calls[0])
+        handed = supplied_inputs.bind(ctx, info.rec, attention[0])
+        for name in names:
+            value = handed.get(name)
+            if isinstance(value, Term) and value.op == "input" and value.name in given:
+                if given[value.name] is None:
+                    p["rope"] = False
+
+
+def _rope_input_names(info: AttnInfo) -> set[str]:
+    """The attention's own inputs (other than the hidden states) its rotation reads."""
+    trace = info.rope_trace or info.trace
+    if trace is None or info.rope_fn is None:
+        return set()
+    names: set[str] = set()
+    for func, args in trace.tracer.func_calls:
+        if func is not info.rope_fn:
+            continue
+        for arg in terms_in(args):
+            names |= {t.name for t in walk(arg) if t.op == "input" and not t.kwargs.get("primary")}
+    return names
+
+
 def _has_rope_method(ctx: Ctx, rec: ModuleRec) -> bool:
     """A method of the attention's class rotates with cos and sin (whether or not the
     default call reaches it)."""
@@ -510,6 +556,7 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
                 "path": path,
             }
         )
+    _rope_withheld(ctx, per_layer)
     shared = {"per_layer": per_layer, "infos": infos}
     window_rule, window_field = _mask_buffer_windows(ctx, per_layer)
     attn_layers = [p for p in per_layer if p["type"] in ("full", "sliding")]
@@ -1142,7 +1189,84 @@ def _nope_logn(ctx: Ctx, attn_layers: list[dict], head_dim, normed) -> dict | No
     if not nope or len(nope) == len(attn_layers):
         return None
     found, _ = _extras(ctx, nope[0]["info"], head_dim, normed)
+    if found is None:
+        found = _supplied_query_scale(ctx, nope[0])
     return {**found, "layers": "nope"} if found else None
+
+
+def _supplied_query_scale(ctx: Ctx, layer_facts: dict) -> dict | None:
+    """A query multiplier the stack computes and hands the layer (beam: `(1 + (pos + 1) /
+    2048) ** 0.1` for its NoPE layers), as `logn_scale.parse_power` reads it with the
+    stack traced as verify runs it (position ids given); its constants named by the config
+    reads of the stack's forward holding them, else the code's own numbers. None where the
+    queries are multiplied by no input, or by one of another form (named unsupported)."""
+    info: AttnInfo = layer_facts["info"]
+    owner = ctx.model.stack_owner
+    if not info.q_lins or owner is None:
+        return None
+    layer = ctx.model.layers[layer_facts["index"]]
+    stack = supplied_inputs.trace_with(ctx, owner, ["position_ids"])
+    calls = [t for t in stack.terms if t.op == "call" and t.module is layer]
+    attention = [t for t in ctx.trace(layer).terms if t.op == "call" and t.module is info.rec]
+    if len(calls) != 1 or len(attention) != 1:
+        return None
+    given = supplied_inputs.bind(ctx, layer, calls[0])
+    optional = supplied_inputs.optional(ctx, info.rec)
+    present = {}  # optional inputs of the attention the stack computes for this layer
+    for name, handed in supplied_inputs.bind(ctx, info.rec, attention[0]).items():
+        if name in optional and isinstance(handed, Term) and handed.op == "input":
+            if isinstance(given.get(handed.name), Term):
+                present[name] = given[handed.name]
+    if not present:
+        return None
+    q_modules = [t.module for t in info.q_lins]
+    product = scale = None
+    for t in supplied_inputs.trace_with(ctx, info.rec, present).terms:
+        if t.op != "mul":
+            continue
+        inputs = [strip(a) for a in t.args if isinstance(strip(a), Term)]
+        named = [a for a in inputs if a.op == "input" and a.name in present]
+        queries = any(
+            x.op == "call" and any(x.module is q for q in q_modules)
+            for a in t.args
+            if isinstance(a, Term)
+            for x in walk(a)
+        )
+        if named and queries:
+            product, scale = t, present[named[0].name]
+            break
+    if product is None:
+        return None
+    where = product.site.cite() if product.site else ctx.class_site(info.rec)
+    parsed = logn_scale.parse_power(scale)
+    if parsed is None:
+        ctx.unsupported(
+            "attention.logn_scale",
+            "queries scaled by a position-dependent factor the stack computes, of no form read yet",
+            where,
+        )
+        return None
+    exponent, period, offset, positions = parsed
+    method = scale.site.method or scale.site.scope or scale.site.node if scale.site else None
+    reads = logn_scale.config_reads(ctx.model.config, method) if method is not None else {}
+    named = [logn_scale.config_field(value, reads) or value for value in (exponent, period)]
+    node = product.site.node if product.site else None
+    fp32 = isinstance(node, cst.BinaryOperation) and any(
+        upcast(side) for side in (node.left, node.right)
+    )
+    ctx.cite(
+        "attention.logn",
+        f"{where} (q * (1 + (position + offset) / period) ** exponent"
+        f"{', in fp32' if fp32 else ''})",
+    )
+    return {
+        "form": "power",
+        "exponent": named[0],
+        "period": named[1],
+        "offset": offset,
+        "positions": positions,
+        "fp32": fp32,
+    }
 
 
 _LOGS = ("log", "log2", "log1p", "log10")

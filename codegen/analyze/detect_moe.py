@@ -254,7 +254,7 @@ def detect(ctx: Ctx) -> Moe | None:
     if "moe.norm_topk_prob" not in ctx.evidence:
         ctx.cite("moe.norm_topk_prob", where)
     ctx.cite("moe.norm_topk_by", ctx.evidence.get("moe.norm_topk_prob"))
-    scaling = None
+    scaling, scaling_on = None, "weights"
     # the experts' output scaled as a whole scales every routed weight alike (minimax_m3's
     # `experts(...) * routed_scaling_factor`, taken before the shared expert joins)
     expert_calls = [
@@ -269,6 +269,7 @@ def detect(ctx: Ctx) -> Moe | None:
             consts = [a for a in t.args if isinstance(a, int | float) and not isinstance(a, bool)]
             if consts:
                 scaling = float(consts[0])
+                scaling_on = "weights" if picked else "output"
                 ctx.cite("moe.routed_scaling", t.site.cite() if t.site else where)
     linear_b: bool | str = False
     ctx.cite("moe.router_linear_bias", ctx.site(router) if isinstance(router, ModuleRec) else where)
@@ -391,6 +392,7 @@ def detect(ctx: Ctx) -> Moe | None:
         norm_topk_prob=norm,
         norm_topk_by=norm_by,
         routed_scaling=scaling,
+        routed_scaling_on=scaling_on,
         shared_experts=len(shared),
         shared_expert_gate=shared_gate,
         shared_combine=shared_combine,

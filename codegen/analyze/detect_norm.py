@@ -17,7 +17,7 @@ from __future__ import annotations
 import libcst as cst
 import libcst.matchers as m
 
-from codegen.analyze import norm_cast
+from codegen.analyze import depth_scale, norm_cast
 from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import (
     Term,
@@ -406,6 +406,7 @@ def placement(ctx: Ctx, layer: ModuleRec) -> tuple[str, dict]:
             "stream_normed": stream_normed,
             "call": call,
             "input": inp,
+            "add": add,  # the residual sum the sublayer enters (None: not found)
         }
     facts.update(result)
     parallel = False
@@ -573,6 +574,10 @@ def detect(ctx: Ctx) -> tuple[Norm, dict]:
     place, facts = placement(ctx, layer)
     if place == UNKNOWN and len(model.layers) > 1:
         place, facts = _past_the_first_layer(ctx, layer, place, facts)
+    if facts.get("residual_scale") == "scaled_stream":
+        later = [placement(ctx, rec)[1] for rec in model.layers[1 : depth_scale.LAYERS_CHECKED]]
+        if depth_scale.is_depth_scaled([facts, *later]):
+            facts["residual_scale"] = "depth_scaled"
     site = None
     for key in ("attention", "mlp"):
         call = facts.get(key, {}).get("call") if isinstance(facts.get(key), dict) else None

@@ -240,6 +240,38 @@ def _upcast(fn) -> str | None:
     return fn.sf.cite(found[0]) if found else None
 
 
+def _fp32_tables(ctx: Ctx, rotary, fn) -> str | None:
+    """Where the rotary module hands its cos/sin on in fp32 (its forward casts them to no
+    dtype) and the RoPE function casts the rotated q/k back (`.to(q_type)`): q times an fp32
+    table is fp32, so the rotation's maths runs in fp32 (beam)."""
+    if not (isinstance(rotary, ModuleRec) and rotary.cls is not None):
+        return None
+    if not isinstance(fn, FuncRef) or not isinstance(fn.node, cst.FunctionDef):
+        return None
+    found = ctx.model.project.find_method(rotary.cls, "forward")
+    if found is None:
+        return None
+    owner, forward = found
+    # a cast to an input's dtype (`cos.to(dtype=x.dtype)`, `.type_as(x)`), not `.to(torch.float)`
+    to_dtype = m.Call(
+        func=m.Attribute(attr=m.Name("to")),
+        args=[m.ZeroOrMore(), m.Arg(value=m.Attribute(attr=m.Name("dtype"))), m.ZeroOrMore()],
+    )
+    like = m.Call(func=m.Attribute(attr=m.Name("type_as")))
+    if findall(forward, to_dtype | like) or findall(fn.node, like):
+        return None
+    returns = findall(fn.node, m.Return())
+    outputs = [
+        e.value
+        for r in returns
+        for e in (r.value.elements if isinstance(r.value, cst.Tuple) else [])
+    ]
+    cast_back = m.Call(func=m.Attribute(attr=m.Name("to")))
+    if not outputs or not all(m.matches(o, cast_back) for o in outputs):
+        return None
+    return owner.sf.cite(forward)
+
+
 def _interleaved(ctx: Ctx, fn) -> bool:
     pair_ops = {"repeat_interleave", "view_as_complex", "polar"}
     if isinstance(fn, FuncRef):
@@ -324,7 +356,8 @@ def detect(ctx: Ctx, shared: dict) -> Rope:
                 f"rope: config rope_type={chosen!r} but the rotary module does not dispatch on it"
             )
             rope_type = UNKNOWN
-        key = "rope_parameters.full_attention.rope_type" if nested else "rope_parameters.rope_type"
+        named = "full_attention" if "full_attention" in types else next(iter(types))
+        key = f"rope_parameters.{named}.rope_type" if nested else "rope_parameters.rope_type"
         ctx.cite("rope.type", ctx.cite_config(key, chosen))
     ctx.cite(
         "rope.per_layer_type",
@@ -394,7 +427,11 @@ def detect(ctx: Ctx, shared: dict) -> Rope:
     ctx.cite("rope.interleaved", fn_site)
     turned_back = _reversed(fn) if not interleaved else None
     upcast = _upcast(fn)
-    ctx.cite("rope.fp32", f"{upcast} (q/k turned in fp32)" if upcast else fn_site)
+    tables = None if upcast else _fp32_tables(ctx, rotary, fn)
+    if tables:
+        ctx.cite("rope.fp32", f"{tables} (cos/sin handed on in fp32: q/k turn in fp32)")
+    else:
+        ctx.cite("rope.fp32", f"{upcast} (q/k turned in fp32)" if upcast else fn_site)
     ctx.cite("rope.reversed", f"{turned_back} (cat((x2, -x1)))" if turned_back else fn_site)
     no_rope = [p["index"] for p in per_layer if not p["rope"]]
     nope_layers = bool(no_rope)
@@ -425,7 +462,8 @@ def detect(ctx: Ctx, shared: dict) -> Rope:
         partial_rotary=partial,
         interleaved=interleaved,
         reversed=turned_back is not None,
-        fp32=upcast is not None,
+        fp32=upcast is not None or tables is not None,
+        tables_fp32=tables is not None,
         nope_layers=nope_layers,
         nope_rule=nope_rule,
         per_layer_type=bool(nested),
@@ -459,7 +497,28 @@ def _nope_rule(ctx: Ctx, per_layer: list[dict], fn) -> str | None:
     if any(r.cls is not recs[0].cls for r in recs):
         return None  # different attention classes: no single guard
     layers = [(p["index"], p["info"].rec, p["rope"]) for p in per_layer]
-    return guard_rule(ctx, recs[0], fn, layers)
+    return guard_rule(ctx, recs[0], fn, layers) or _rope_of_layer_type(ctx, per_layer)
+
+
+# RoPE on the layers whose type's entry of a per-type rope_parameters is not None
+PER_TYPE_RULE = "hf_config.rope_parameters[hf_config.layer_types[i]] is not None"
+
+
+def _rope_of_layer_type(ctx: Ctx, per_layer: list[dict]) -> str | None:
+    """`PER_TYPE_RULE` where rope_parameters is keyed by layer type and exactly the layers
+    whose type's entry is None rotate nothing (beam: the stack hands those layers no
+    rope tables); else None."""
+    config = ctx.model.config
+    params, types = attr(config, "rope_parameters"), attr(config, "layer_types")
+    if not (isinstance(params, dict) and isinstance(types, list | tuple)):
+        return None
+    if not all(isinstance(t, str) and t in params for t in types):
+        return None
+    if any(p["index"] >= len(types) for p in per_layer):
+        return None
+    if all(p["rope"] == (params[types[p["index"]]] is not None) for p in per_layer):
+        return PER_TYPE_RULE
+    return None
 
 
 def _table_path(ctx: Ctx, info, fn_site) -> str | None:

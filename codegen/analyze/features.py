@@ -81,14 +81,16 @@ VOCAB: dict[str, tuple] = {
     "moe.router_bias_on": ("scores", "logits"),
     "moe.shared_combine": ("sum", "average"),
     "moe.weights_on": ("output", "input"),
+    "moe.routed_scaling_on": ("weights", "output"),
     "moe.expert_layout": ("per_expert", "fused", "flat"),
     "moe.module_layout": ("per_expert", "fused"),
     "norm.kind": ("rmsnorm", "rmsnorm_offset", "layernorm", "layernorm_offset"),
     "norm.placement": ("pre", "post", "post_residual", "sandwich", "parallel"),
     "embedding.positions": ("none", "learned", "sinusoidal", "sinusoidal_pow", "sinusoidal_other"),
     "reference.closest": ("llama", "qwen2", "qwen3", "qwen3_moe", "deepseek_v3"),
-    # "scaled_stream": the residual operand itself is scaled too (not only the sublayer's)
-    "block.residual_scale": (True, False, "scaled_stream"),
+    # "scaled_stream": the residual operand itself is scaled too (not only the sublayer's);
+    # "depth_scaled": both by numbers of the depth, x = out / sqrt(k) + x * sqrt((k - 1) / k)
+    "block.residual_scale": (True, False, "scaled_stream", "depth_scaled"),
 }
 
 
@@ -183,6 +185,8 @@ class Rope:
     ntk_alpha: str | None = None
     # the rotation upcasts q/k and turns them in fp32, casting back once (cohere)
     fp32: bool = False
+    # ... because the cos/sin tables come in fp32, never rounded to the model's dtype (beam)
+    tables_fp32: bool = False
     # the HF module path of a position table the checkpoint stores, whose rows [sin | cos]
     # the stack looks up by sequence index and the rotation reads (RoFormer's
     # `embed_positions`): sin and cos are read, not computed from positions; else None
@@ -235,6 +239,9 @@ class Moe:
     # it off, cohere2_moe's softmax branch), `none`
     norm_topk_by: str = "none"
     routed_scaling: float | None = None  # routed weights multiplied by this
+    # where: on the k picked weights (deepseek), or on the experts' summed output (beam's
+    # `experts(...) * routed_scaling_factor`): equal sums, but a stage of its own
+    routed_scaling_on: str = "weights"
     shared_experts: int = 0
     shared_expert_gate: bool = False
     # how the shared experts' output joins the routed one: `sum`, or `average`

@@ -65,6 +65,48 @@ def _parse(scale):
     return None
 
 
+def parse_power(scale) -> tuple[float, float, float, str] | None:
+    """(exponent, period, offset, positions) of a multiplier `(1 + (pos + offset) / period) **
+    exponent`, written `exp(exponent * log1p((pos + offset) / period))` or as the power
+    itself; positions `ids` or `index` as in `positions_of`; None for any other form."""
+    scale = _unwrap(scale)
+    if not isinstance(scale, Term):
+        return None
+    if scale.op == "fn" and scale.name.rsplit(".", 1)[-1] == "exp" and scale.args:
+        product = _unwrap(scale.args[0])
+        if not (isinstance(product, Term) and product.op == "mul"):
+            return None
+        exponent, log = _split_constant(product)
+        if exponent is None or not (isinstance(log, Term) and log.op == "fn"):
+            return None
+        if log.name.rsplit(".", 1)[-1] == "log1p" and log.args:
+            ratio = _unwrap(log.args[0])
+        elif log.name.rsplit(".", 1)[-1] == "log" and log.args:
+            ratio = _plus_constant(_unwrap(log.args[0]), 1)
+        else:
+            return None
+    elif scale.op == "pow" and len(scale.args) == 2 and _number(scale.args[1]):
+        exponent, ratio = scale.args[1], _plus_constant(_unwrap(scale.args[0]), 1)
+    else:
+        return None
+    if not (isinstance(ratio, Term) and ratio.op == "div" and _number(ratio.args[1])):
+        return None
+    positions, offset = _unwrap(ratio.args[0]), 0.0
+    if isinstance(positions, Term) and positions.op == "add":
+        left, right = positions.args[:2]
+        constant, positions = (left, right) if _number(left) else (right, left)
+        if not _number(constant):
+            return None
+        offset, positions = float(constant), _unwrap(positions)
+    if isinstance(positions, Term) and positions.op == "input":
+        return float(exponent), float(ratio.args[1]), offset, "ids"
+    zero = _plus_constant(positions, 0)
+    positions = _unwrap(zero) if zero is not None else positions
+    if isinstance(positions, Term) and positions.op == "fn" and positions.name.endswith("arange"):
+        return float(exponent), float(ratio.args[1]), offset, "index"
+    return None
+
+
 def config_field(value: float, reads: dict[str, object]) -> str | None:
     """The one config read among `reads` (expression -> value, see `config_reads`) that
     holds `value`, else None."""

@@ -27,9 +27,10 @@ def supplied(ctx: Ctx, attention: ModuleRec) -> dict[str, Term]:
 
 
 def trace_with(ctx: Ctx, rec: ModuleRec, names) -> Trace:
-    """`rec.forward` traced with each of `names` present (a tensor input, not None)."""
+    """`rec.forward` traced with each of `names` present (a tensor input, not None: an
+    `if name is None:` default is not taken)."""
     tracer = Tracer(ctx.model.interp, ctx.roles, inline=True)
-    inputs = {name: tracer.new("input", name=name) for name in names}
+    inputs = {name: tracer.new("input", name=name, kwargs={"given": True}) for name in names}
     return Trace(tracer, tracer.trace(rec, inputs=inputs))
 
 
@@ -43,8 +44,8 @@ def _supplied(ctx: Ctx, attention: ModuleRec) -> dict[str, Term]:
         return {}
     to_layer = {
         name: value
-        for name, value in _bind(ctx, layer, call).items()
-        if name in _optional(ctx, layer) and _computed(value)
+        for name, value in bind(ctx, layer, call).items()
+        if name in optional(ctx, layer) and _computed(value)
     }
     if not to_layer:
         return {}
@@ -53,8 +54,8 @@ def _supplied(ctx: Ctx, attention: ModuleRec) -> dict[str, Term]:
     if call is None:
         return {}
     out = {}
-    for name, value in _bind(ctx, attention, call).items():
-        if name not in _optional(ctx, attention) or not isinstance(value, Term):
+    for name, value in bind(ctx, attention, call).items():
+        if name not in optional(ctx, attention) or not isinstance(value, Term):
             continue
         if value.op == "input" and value.name in to_layer:
             out[name] = to_layer[value.name]
@@ -78,7 +79,7 @@ def _forward(ctx: Ctx, rec: ModuleRec):
     return found[1] if found else None
 
 
-def _optional(ctx: Ctx, rec: ModuleRec) -> set[str]:
+def optional(ctx: Ctx, rec: ModuleRec) -> set[str]:
     """The parameters of `rec.forward` whose default is None."""
     import libcst as cst
 
@@ -93,7 +94,7 @@ def _optional(ctx: Ctx, rec: ModuleRec) -> set[str]:
     }
 
 
-def _bind(ctx: Ctx, rec: ModuleRec, call: Term) -> dict:
+def bind(ctx: Ctx, rec: ModuleRec, call: Term) -> dict:
     """The call's arguments by the parameter names of `rec.forward`."""
     fn = _forward(ctx, rec)
     if fn is None:

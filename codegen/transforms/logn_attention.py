@@ -1,5 +1,6 @@
 """Logn attention: the rotated queries scaled by 1 + beta * log(1 + floor((pos + offset) /
-period)), a factor that grows with the position (Ministral3)."""
+period)), a factor that grows with the position (Ministral3), or by the power form
+(1 + (pos + offset) / period) ** exponent (beam's NoPE layers)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,19 @@ SCALE = (
     "  # (batch, 1, seq, 1): per position, for every head"
 )
 
+# the power form, as the source writes it: exp(exponent * log1p((pos + offset) / period))
+POWER = (
+    "q_scale = torch.exp({exponent} * torch.log1p(({positions}.float() + {offset:g}) / {period}))"
+    "[:, None, :, None]  # (batch, 1, seq, 1): (1 + (pos + offset) / period) ** exponent"
+)
+EXPONENT = "float = 1.0  # queries times (1 + (position + offset) / logn_period) ** this"
+
 INDEX = "torch.arange(tokens.shape[1], device=tokens.device)[None]"
 # Llama4 scales the queries of its NoPE layers only (the layers handed no rope tables)
-NOPE_ONLY = "if rope is None:  # layers without RoPE only\n    q = q * q_scale.to(q.dtype)"
+NOPE_ONLY = "if rope is None:  # layers without RoPE only\n    q = {multiply}"
+# in the queries' dtype (Ministral3, Llama4), or in fp32 and cast back (beam)
+MULTIPLY = "q * q_scale.to(q.dtype)"
+MULTIPLY_FP32 = "(q.float() * q_scale).to(q.dtype)"
 
 
 class LognAttention(Transform):
@@ -30,17 +41,32 @@ class LognAttention(Transform):
     read from (Ministral3: `rope_parameters["llama_4_scaling_beta"]` and
     `["original_max_position_embeddings"]`), `offset` added to the positions first;
     `positions`: `ids` (the position ids) or `index` (the token's index, Llama4), `layers`:
-    `all` or `nope` (only the layers without RoPE, Llama4)."""
+    `all` or `nope` (only the layers without RoPE, Llama4). `form="power"`: `exponent` and
+    `period` numbers of the code or `hf_config` expressions, `fp32`: the product taken in
+    fp32 and cast back (beam)."""
 
     name = "logn_attention"
 
     def apply(self, package, features=None, *, logn: dict | None = None):
-        beta, period = (logn or {}).get("beta"), (logn or {}).get("period")
-        if not (beta and period):
-            raise EditError("logn attention needs the config fields of beta and period")
+        logn = logn or {}
         offset = logn.get("offset") or 0.0
-        add_args_field(package, "logn_beta", BETA, beta)
-        add_args_field(package, "logn_period", PERIOD, period)
+        if logn.get("form", "logn") == "power":
+            scale = POWER.format(
+                exponent=_constant(package, "logn_exponent", EXPONENT, logn.get("exponent")),
+                period=_constant(package, "logn_period", PERIOD, logn.get("period")),
+                positions="{positions}",
+                offset=offset,
+            )
+            offset = 0.0  # inside the power form
+        elif logn.get("form", "logn") == "logn":
+            beta, period = logn.get("beta"), logn.get("period")
+            if not (beta and period):
+                raise EditError("logn attention needs the config fields of beta and period")
+            add_args_field(package, "logn_beta", BETA, beta)
+            add_args_field(package, "logn_period", PERIOD, period)
+            scale = SCALE
+        else:
+            raise EditError(f"query scale form {logn.get('form')!r}: logn or power")
         if logn.get("positions", "ids") not in ("ids", "index"):
             raise EditError(f"logn positions {logn.get('positions')!r}: ids or index")
         if logn.get("layers", "all") not in ("all", "nope"):
@@ -52,13 +78,14 @@ class LognAttention(Transform):
             package,
             "model.py",
             InsertStatements(
-                "Model", "forward", assigns("rope"), SCALE.format(positions=positions)
+                "Model", "forward", assigns("rope"), scale.format(positions=positions)
             ),
         )
         for cls in ("Attention", "TransformerBlock"):
             edits.add_param(package, cls, "forward", "q_scale: torch.Tensor")
         _pass_along(package, "TransformerBlock", "forward", "self.attention")
         _pass_along(package, "Model", "forward", "layer")
+        multiply = MULTIPLY_FP32 if logn.get("fp32") else MULTIPLY
         run(
             package,
             "model.py",
@@ -66,7 +93,9 @@ class LognAttention(Transform):
                 "Attention",
                 "forward",
                 rotates,
-                NOPE_ONLY if logn.get("layers") == "nope" else "q = q * q_scale.to(q.dtype)",
+                NOPE_ONLY.format(multiply=multiply)
+                if logn.get("layers") == "nope"
+                else f"q = {multiply}",
             ),
         )
 
@@ -80,4 +109,17 @@ def _pass_along(package, class_name: str, method: str, callee: str) -> None:
         method,
         edits.call_of(callee),
         lambda call: edits.with_arg(call, "q_scale", keyword="q_scale", before=""),  # last
+    )
+
+
+def _constant(package, field: str, declaration: str, value) -> str:
+    """A constant of the scale: the code's own number as it is, or a config read (an
+    `hf_config` expression) as the ModelArgs field `field`."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{value:g}"
+    if isinstance(value, str) and value:
+        add_args_field(package, field, declaration, value)
+        return f"self.args.{field}"
+    raise EditError(
+        f"the query scale's {field.removeprefix('logn_')} is neither a number nor a config read"
     )

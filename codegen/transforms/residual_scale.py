@@ -1,11 +1,14 @@
-"""Scale each sublayer's output before its residual add (granite `residual_multiplier`)."""
+"""Scale each sublayer's output before its residual add (granite `residual_multiplier`), or
+both operands of the add by numbers of the depth (a depth-scaled residual sum)."""
 
 from __future__ import annotations
 
 import re
 
 import libcst as cst
+import libcst.matchers as m
 
+from codegen.transforms import _attention_edits
 from codegen.transforms._rope_edits import (
     add_args_field,
     hf_config_read,
@@ -15,7 +18,14 @@ from codegen.transforms._rope_edits import (
     rewrite_expressions,
 )
 from codegen.transforms.base import Transform
-from codegen.transforms.edits import EditError, add_import, expression
+from codegen.transforms.edits import (
+    EditError,
+    InsertStatements,
+    add_import,
+    calls_super_init,
+    expression,
+    run,
+)
 
 # HF granite: `hidden_states = residual + hidden_states * self.residual_multiplier`
 _HF_SCALED_ADD = re.compile(r"residual\s*\+\s*hidden_states\s*\*\s*((?:self|config)(?:\.\w+)+)")
@@ -27,11 +37,22 @@ class ResidualScale(Transform):
     (named as the HF config field, granite "residual_multiplier").
 
     Without `field` it is read from the HF source's `residual + hidden_states * <x>`.
+
+    `form="depth_scaled"` (the analysed `block.residual_scale`): the stream is a sum whose
+    k-th term (the embedding the first) enters times 1/sqrt(k) and the sum so far times
+    sqrt((k - 1) / k); the block computes the four factors from its layer index.
     """
 
     name = "residual_scale"
 
-    def apply(self, package, features=None, *, field: str | None = None) -> None:
+    def apply(
+        self, package, features=None, *, field: str | None = None, form: object = True
+    ) -> None:
+        if form == "depth_scaled":
+            _depth_scaled(package)
+            return
+        if form is not True:
+            raise EditError(f"residual scale {form!r}: a config multiplier or depth_scaled")
         field, value = (field, f"hf_config.{field}") if field else detect(features)
         add_args_field(
             package,
@@ -63,6 +84,55 @@ class ResidualScale(Transform):
             return node.with_changes(right=scaled)
 
         rewrite_expressions(package, "model.py", "TransformerBlock", "forward", rewrite)
+
+
+# the attention's output is term k of the residual sum (the embedding is term 1), the FFN's
+# term k + 1: each enters times 1/sqrt(k), the sum so far times sqrt((k - 1) / k)
+DEPTH_SCALES = """
+k = 2 * {layer_id} + 2  # the attention's term of the residual sum (the embedding: 1)
+self.attention_scale, self.attention_stream_scale = 1 / sqrt(k), sqrt((k - 1) / k)
+self.ffn_scale, self.ffn_stream_scale = 1 / sqrt(k + 1), sqrt(k / (k + 1))
+"""
+
+_ATTENTION_CALL = m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name("attention")))
+
+
+def _depth_scaled(package) -> None:
+    """`x + sublayer(...)` in `TransformerBlock.forward` becomes `sublayer(...) *
+    self.<s>_scale + x * self.<s>_stream_scale`, s the attention or the FFN (the sum of
+    its own term of the stream)."""
+    layer_id = _attention_edits.ensure_layer_id(package)
+    run(
+        package,
+        "model.py",
+        InsertStatements(
+            "TransformerBlock",
+            "__init__",
+            calls_super_init,
+            DEPTH_SCALES.format(layer_id=layer_id),
+        ),
+    )
+    add_import(package, "model.py", "math", "sqrt")
+
+    def rewrite(node):
+        if not (
+            isinstance(node, cst.BinaryOperation)
+            and isinstance(node.operator, cst.Add)
+            and isinstance(node.left, cst.Name)
+            and isinstance(node.right, cst.Call)
+        ):
+            return None
+        sublayer = "attention" if m.findall(node.right, _ATTENTION_CALL) else "ffn"
+        return cst.BinaryOperation(
+            cst.BinaryOperation(node.right, cst.Multiply(), expression(f"self.{sublayer}_scale")),
+            cst.Add(),
+            cst.BinaryOperation(
+                node.left, cst.Multiply(), expression(f"self.{sublayer}_stream_scale")
+            ),
+        )
+
+    if rewrite_expressions(package, "model.py", "TransformerBlock", "forward", rewrite) != 2:
+        raise EditError("TransformerBlock.forward: not one residual add per sublayer")
 
 
 def detect(features) -> tuple[str, str]:

@@ -1,7 +1,9 @@
 """Turn q and k in fp32, as HF does where its rotary function upcasts them.
 
 cohere2_moe's `apply_rotary_pos_emb` takes q/k to fp32, multiplies them by the cos/sin
-tables (already rounded to the model's dtype) and casts the result back once. Rotating in
+tables (already rounded to the model's dtype) and casts the result back once; olmo3's and
+beam's tables come in fp32 (the rotary embedding casts them to no dtype), so q times them is
+fp32 maths too, on unrounded tables. Rotating in
 bf16 instead rounds every product: a small error, but enough to flip an MoE router's top-k
 choice on tokens HF routes the other way. In fp32 every added cast is a no-op.
 """
@@ -30,11 +32,14 @@ class RopeInFp32(Transform):
 
     name = "rope_fp32"
 
-    def apply(self, package, features=None) -> None:
+    def apply(self, package, features=None, *, tables_fp32: bool = False) -> None:
+        """`tables_fp32`: HF hands the tables on in fp32 (olmo3, beam), never rounded: they
+        stay as the package's rotary embedding computes them."""
         finder = _Wrap()
         if not run(package, "model.py", finder, required=False):
             raise EditError("Attention.forward calls no apply_rotary(x, cos, sin)")
-        run(package, "model.py", _RoundTables(finder.first))
+        if not tables_fp32:
+            run(package, "model.py", _RoundTables(finder.first))
 
 
 class _Wrap(ScopedTransformer):

@@ -37,13 +37,27 @@ class SetRopePerLayerType(Transform):
         built = _rope_kwarg(package)
         if built is None:
             raise ValueError("from_hf_config builds no RopeScaling.from_hf(...) to split per type")
+        # a full-attention entry of None: those layers apply no RoPE (the NoPE rule says
+        # which), and `rope`, which no layer of that type then reads, is the sliding one
+        parameters_of = getattr(getattr(features, "rope", None), "parameters", None) or {}
+        nope_full = FULL in parameters_of and parameters_of[FULL] is None
+
+        def full(parameters):
+            entry = _entry(parameters, FULL)
+            if not nope_full:
+                return entry
+            either = cst.BooleanOperation(entry, cst.Or(), _entry(parameters, SLIDING))
+            return either.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+
         edits.replace_expressions(
             package,
             "args.py",
             "ModelArgs",
             "from_hf_config",
             lambda node: m.matches(node, _FROM_HF),
-            lambda call: _of_type(call, FULL),
+            lambda call: call.with_changes(
+                args=[call.args[0].with_changes(value=full(call.args[0].value)), *call.args[1:]]
+            ),
         )
         # the dict is nested now: a flat read of it (the references' partial-factor guard,
         # `rope.get("partial_rotary_factor", 1.0)`) reads the full-attention entry `rope` is
@@ -57,9 +71,7 @@ class SetRopePerLayerType(Transform):
                 "ModelArgs",
                 "from_hf_config",
                 lambda node: m.matches(node, flat_read),
-                lambda call: call.with_changes(
-                    func=call.func.with_changes(value=_entry(parameters, FULL))
-                ),
+                lambda call: call.with_changes(func=call.func.with_changes(value=full(parameters))),
                 required=False,
             )
         if not _slides(package):

@@ -37,3 +37,19 @@ def test_detects_the_field_beside_other_logit_divisions(tmp_path):
     )
     features = SimpleNamespace(source=SimpleNamespace(modeling=str(path)))
     assert logit_softcap.detect(features) == "final_logit_softcapping"
+
+
+def test_an_upcast_before_the_cap_is_kept(tmp_path):
+    """`logits.float() / cap` (beam): a bf16 model's capped logits are computed in fp32."""
+    path = tmp_path / "modeling_x.py"
+    path.write_text(
+        "if self.config.final_logit_softcapping is not None:\n"
+        "    logits = logits.float() / self.config.final_logit_softcapping\n"
+        "    logits = torch.tanh(logits)\n"
+    )
+    features = SimpleNamespace(source=SimpleNamespace(modeling=str(path)))
+    assert logit_softcap.detect(features) == "final_logit_softcapping"
+    package = SourcePackage.from_directory(references_dir() / "llama")
+    LogitSoftcap().apply(package, features)
+    model = package.render()["model.py"]
+    assert "logits = (logits.float() / cap).tanh_()" in model

@@ -79,3 +79,44 @@ def test_llama4_form_scales_nope_layers_by_token_index():
     assert "positions" not in scale
     with pytest.raises(EditError):
         LognAttention().apply(_package(), logn={**logn, "layers": "odd"})
+
+
+POWER = {
+    "form": "power",
+    "exponent": 0.1,
+    "period": 2048.0,
+    "offset": 1.0,
+    "positions": "ids",
+    "fp32": True,
+    "layers": "nope",
+}
+
+
+def test_the_power_form_scales_the_nope_layers_queries_in_fp32():
+    """beam: (1 + (pos + 1) / 2048) ** 0.1, as the source writes it, on the layers handed no
+    rope tables; the product in fp32, cast back."""
+    package = _package()
+    LognAttention().apply(package, logn=POWER)
+    files = package.render()
+    model = files["model.py"]
+    forward = _method(model, "Model", "forward")
+    scale = next(s for s in forward if s.startswith("q_scale = "))
+    assert scale == (
+        "q_scale = torch.exp(0.1 * torch.log1p((positions.float() + 1) / 2048))[:, None, :, None]"
+    )
+    attention = "\n".join(_method(model, "Attention", "forward"))
+    assert "if rope is None:\n    q = (q.float() * q_scale).to(q.dtype)" in attention
+    assert "logn" not in files["args.py"]  # the code's own numbers, no config field
+
+
+def test_the_power_form_reads_config_constants_through_model_args():
+    package = _package()
+    LognAttention().apply(package, logn={**POWER, "period": "hf_config.scale_period"})
+    files = package.render()
+    assert "torch.log1p((positions.float() + 1) / self.args.logn_period)" in files["model.py"]
+    assert "logn_period=hf_config.scale_period" in files["args.py"]
+
+
+def test_an_unknown_form_is_an_error():
+    with pytest.raises(EditError, match="logn or power"):
+        LognAttention().apply(_package(), logn={**POWER, "form": "cosine"})

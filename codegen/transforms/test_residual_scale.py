@@ -65,3 +65,46 @@ def test_detects_an_expression_over_config_fields(tmp_path):
     args = package.render()["args.py"]
     assert "from math import sqrt" in args
     assert "residual_scale=hf_config.scale_depth / sqrt(hf_config.num_hidden_layers)" in args
+
+
+def test_depth_scaled_sum_scales_both_operands_by_the_layer_index():
+    """Each sublayer's output is term k of the residual sum (k = 2 * layer + 2 for the
+    attention, + 1 for the FFN): it enters times 1/sqrt(k) and the stream times sqrt((k-1)/k)."""
+    package = SourcePackage.from_directory(references_dir() / "llama")
+    ResidualScale().apply(package, form="depth_scaled")
+    model = package.render()["model.py"]
+    assert "from math import sqrt" in model
+    assert "def __init__(self, args: ModelArgs, layer_id: int):" in model
+    assert "TransformerBlock(args, i) for i in range(args.n_layers)" in model
+    assert "        k = 2 * layer_id + 2  # the attention's term of the residual sum" in model
+    assert (
+        "self.attention_scale, self.attention_stream_scale = 1 / sqrt(k), sqrt((k - 1) / k)"
+        in model
+    )
+    assert "self.ffn_scale, self.ffn_stream_scale = 1 / sqrt(k + 1), sqrt(k / (k + 1))" in model
+    assert (
+        "h = self.attention(self.attention_norm(x), rope) * self.attention_scale"
+        " + x * self.attention_stream_scale" in model
+    )
+    assert (
+        "return self.feed_forward(self.ffn_norm(h)) * self.ffn_scale + h * self.ffn_stream_scale"
+        in model
+    )
+    assert "residual_multiplier" not in package.render()["args.py"]
+
+
+def test_depth_scaled_moe_block_through_a_local():
+    package = SourcePackage.from_directory(references_dir() / "qwen3_moe")
+    ResidualScale().apply(package, form="depth_scaled")
+    model = package.render()["model.py"]
+    assert "return ffn(self.ffn_norm(h)) * self.ffn_scale + h * self.ffn_stream_scale" in model
+
+
+def test_an_unknown_form_is_refused():
+    import pytest
+
+    from codegen.transforms.edits import EditError
+
+    package = SourcePackage.from_directory(references_dir() / "llama")
+    with pytest.raises(EditError, match="scaled_stream"):
+        ResidualScale().apply(package, form="scaled_stream")

@@ -71,3 +71,16 @@ def test_the_fp32_rotation_is_hfs_maths_in_bf16():
     ours = apply_rotary(q.float(), cos, sin).to(q.dtype)
     assert torch.equal(ours, hf)
     assert not torch.equal(apply_rotary(q, cos, sin), hf)  # in bf16 it rounds differently
+
+
+def test_tables_handed_on_in_fp32_are_not_rounded():
+    """olmo3, beam: the rotary embedding returns fp32 cos/sin, so HF turns bf16 q/k on
+    unrounded tables: the package keeps its fp32 tables as they are."""
+    package = package_of("llama")
+    RopeInFp32().apply(package, tables_fp32=True)
+    after = package.render()["model.py"]
+    assert "cos.to(q.dtype)" not in after
+    assert (
+        "q, k = apply_rotary(q.float(), cos, sin).to(q.dtype), "
+        "apply_rotary(k.float(), cos, sin).to(k.dtype)"
+    ) in after

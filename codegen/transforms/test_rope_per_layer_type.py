@@ -199,3 +199,20 @@ def test_the_guard_refuses_a_scaled_partial_full_attention_entry(tmp_path):
 
     with pytest.raises(NotImplementedError, match="partial_rotary_factor"):
         args_module.ModelArgs.from_hf_config(Config())
+
+
+def test_a_full_attention_entry_of_none_builds_the_unused_table_from_the_sliding_one():
+    """beam: rope_parameters["full_attention"] is None (those layers are NoPE): `rope` falls
+    back to the sliding entry, which no full layer reads, instead of failing on None."""
+    from types import SimpleNamespace
+
+    features = SimpleNamespace(
+        rope=SimpleNamespace(
+            parameters={"sliding_attention": {"rope_type": "default"}, "full_attention": None}
+        )
+    )
+    package = _package("qwen3")
+    SetRopePerLayerType().apply(package, features)
+    args = _flat(package.render()["args.py"])
+    assert 'rope=RopeScaling.from_hf((rope["full_attention"] or rope["sliding_attention"]),' in args
+    assert 'sliding_rope=RopeScaling.from_hf(rope["sliding_attention"],' in args

@@ -26,3 +26,14 @@ def test_scaling_comes_after_renormalisation():
     ) in route
     assert "self.routed_scaling = args.routed_scaling" in files["model.py"]
     assert "routed_scaling=hf_config.routed_scaling_factor," in files["args.py"]
+
+
+def test_scaling_the_experts_output_where_the_source_does():
+    """beam: `experts(...) * routed_scaling_factor`: the same sum, but the experts' stage
+    computes what HF's does and a bf16 model rounds where HF rounds."""
+
+    package = SourcePackage.from_directory(references_dir() / "qwen3_moe")
+    SetRoutedScaling().apply(package, on="output")
+    model = package.render()["model.py"]
+    assert "self.experts(x, indices, weights) * self.routed_scaling" in model
+    assert "weights = weights * self.routed_scaling" not in model
