@@ -90,10 +90,15 @@ def _rows(package) -> dict[str, str]:
 
 
 def _by_suffix(rows: dict[str, str], key: str) -> str | None:
-    """The one row whose HF key ends like `key` (its last two components)."""
-    tail = "." + ".".join(key.split(".")[-2:])
-    found = [house for hf, house in rows.items() if ("." + hf).endswith(tail)]
-    return found[0] if len(found) == 1 else None
+    """The one row whose HF key ends like `key`: its last two components, else its last
+    alone (a checkpoint that stores `mlp.gate.e_score_correction_bias` as
+    `mlp.e_score_correction_bias`)."""
+    for depth in (2, 1):
+        tail = "." + ".".join(key.split(".")[-depth:])
+        found = [house for hf, house in rows.items() if ("." + hf).endswith(tail)]
+        if len(found) == 1:
+            return found[0]
+    return None
 
 
 class _AddMethod(cst.CSTTransformer):

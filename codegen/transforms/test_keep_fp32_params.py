@@ -88,3 +88,17 @@ def test_a_router_correction_bias_buffer_is_kept_too():
     before = reference.render()["model.py"]
     KeepFp32Params().apply(reference, keys=key)
     assert reference.render()["model.py"] == before
+
+
+def test_a_key_the_checkpoint_stores_one_level_up_is_found_by_its_name():
+    """ExaONE-MoE's module key `mlp.gate.e_score_correction_bias` is stored as
+    `mlp.e_score_correction_bias`: the one row ending in the tensor's name is it."""
+    from codegen.transforms.keep_fp32_params import _by_suffix
+
+    rows = {
+        "model.layers.{}.mlp.e_score_correction_bias": "layers.{}.moe.e_score_correction_bias",
+        "model.layers.{}.mlp.gate.weight": "layers.{}.moe.gate.weight",
+    }
+    key = "model.layers.{}.mlp.gate.e_score_correction_bias"
+    assert _by_suffix(rows, key) == "layers.{}.moe.e_score_correction_bias"
+    assert _by_suffix(rows, "model.layers.{}.mlp.gate.nothing") is None
