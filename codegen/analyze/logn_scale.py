@@ -49,20 +49,11 @@ def _parse(scale):
     div = _unwrap(inner.args[0])
     if not (isinstance(div, Term) and div.op == "div" and _number(div.args[1])):
         return None
-    positions, offset = _unwrap(div.args[0]), 0.0
-    if isinstance(positions, Term) and positions.op == "add":
-        left, right = positions.args[:2]
-        constant, positions = (left, right) if _number(left) else (right, left)
-        if not _number(constant):
-            return None
-        offset, positions = float(constant), _unwrap(positions)
-    if isinstance(positions, Term) and positions.op == "input":
-        return (float(beta), float(div.args[1]), offset), "ids"
-    zero = _plus_constant(positions, 0)  # `arange(n) + past_seen_tokens` with no cache
-    positions = _unwrap(zero) if zero is not None else positions
-    if isinstance(positions, Term) and positions.op == "fn" and positions.name.endswith("arange"):
-        return (float(beta), float(div.args[1]), offset), "index"
-    return None
+    found = _offset_positions(div.args[0])
+    if found is None:
+        return None
+    offset, kind = found
+    return (float(beta), float(div.args[1]), offset), kind
 
 
 def parse_power(scale) -> tuple[float, float, float, str] | None:
@@ -91,20 +82,11 @@ def parse_power(scale) -> tuple[float, float, float, str] | None:
         return None
     if not (isinstance(ratio, Term) and ratio.op == "div" and _number(ratio.args[1])):
         return None
-    positions, offset = _unwrap(ratio.args[0]), 0.0
-    if isinstance(positions, Term) and positions.op == "add":
-        left, right = positions.args[:2]
-        constant, positions = (left, right) if _number(left) else (right, left)
-        if not _number(constant):
-            return None
-        offset, positions = float(constant), _unwrap(positions)
-    if isinstance(positions, Term) and positions.op == "input":
-        return float(exponent), float(ratio.args[1]), offset, "ids"
-    zero = _plus_constant(positions, 0)
-    positions = _unwrap(zero) if zero is not None else positions
-    if isinstance(positions, Term) and positions.op == "fn" and positions.name.endswith("arange"):
-        return float(exponent), float(ratio.args[1]), offset, "index"
-    return None
+    found = _offset_positions(ratio.args[0])
+    if found is None:
+        return None
+    offset, kind = found
+    return float(exponent), float(ratio.args[1]), offset, kind
 
 
 def config_field(value: float, reads: dict[str, object]) -> str | None:
@@ -189,3 +171,22 @@ def _split_constant(term: Term):
     if _number(right) and isinstance(left, Term):
         return right, _unwrap(left)
     return None, None
+
+
+def _offset_positions(node) -> tuple[float, str] | None:
+    """(offset, "ids" | "index") of `positions [+ offset]`: the position ids as given, or an
+    `arange` over the sequence (`arange(n) + past_seen_tokens` with no cache); else None."""
+    positions, offset = _unwrap(node), 0.0
+    if isinstance(positions, Term) and positions.op == "add":
+        left, right = positions.args[:2]
+        constant, positions = (left, right) if _number(left) else (right, left)
+        if not _number(constant):
+            return None
+        offset, positions = float(constant), _unwrap(positions)
+    if isinstance(positions, Term) and positions.op == "input":
+        return offset, "ids"
+    zero = _plus_constant(positions, 0)
+    positions = _unwrap(zero) if zero is not None else positions
+    if isinstance(positions, Term) and positions.op == "fn" and positions.name.endswith("arange"):
+        return offset, "index"
+    return None

@@ -73,12 +73,7 @@ class ResidualScale(Transform):
         scale = expression(f"self.{field}")
 
         def rewrite(node):
-            if not (
-                isinstance(node, cst.BinaryOperation)
-                and isinstance(node.operator, cst.Add)
-                and isinstance(node.left, cst.Name)
-                and isinstance(node.right, cst.Call)
-            ):
+            if not _residual_add(node):
                 return None
             scaled = cst.BinaryOperation(node.right, cst.Multiply(), scale)
             return node.with_changes(right=scaled)
@@ -93,6 +88,14 @@ k = 2 * {layer_id} + 2  # the attention's term of the residual sum (the embeddin
 self.attention_scale, self.attention_stream_scale = 1 / sqrt(k), sqrt((k - 1) / k)
 self.ffn_scale, self.ffn_stream_scale = 1 / sqrt(k + 1), sqrt(k / (k + 1))
 """
+
+# `x + <sublayer>(...)`: a block's residual add
+_RESIDUAL_ADD = m.BinaryOperation(left=m.Name(), operator=m.Add(), right=m.Call())
+
+
+def _residual_add(node: cst.CSTNode) -> bool:
+    return m.matches(node, _RESIDUAL_ADD)
+
 
 _ATTENTION_CALL = m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name("attention")))
 
@@ -115,12 +118,7 @@ def _depth_scaled(package) -> None:
     add_import(package, "model.py", "math", "sqrt")
 
     def rewrite(node):
-        if not (
-            isinstance(node, cst.BinaryOperation)
-            and isinstance(node.operator, cst.Add)
-            and isinstance(node.left, cst.Name)
-            and isinstance(node.right, cst.Call)
-        ):
+        if not _residual_add(node):
             return None
         sublayer = "attention" if m.findall(node.right, _ATTENTION_CALL) else "ffn"
         return cst.BinaryOperation(
