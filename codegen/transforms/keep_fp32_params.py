@@ -92,13 +92,17 @@ def _rows(package) -> dict[str, str]:
 def _by_suffix(rows: dict[str, str], key: str) -> str | None:
     """The one row whose HF key ends like `key`: its last two components, else its last
     alone (a checkpoint that stores `mlp.gate.e_score_correction_bias` as
-    `mlp.e_score_correction_bias`)."""
+    `mlp.e_score_correction_bias`), else the one whose house key ends in that name."""
     for depth in (2, 1):
         tail = "." + ".".join(key.split(".")[-depth:])
         found = [house for hf, house in rows.items() if ("." + hf).endswith(tail)]
         if len(found) == 1:
             return found[0]
-    return None
+    # a checkpoint that renames it (Hunyuan-V3's `mlp.expert_bias`): the one house tensor
+    # that kept the module's own name
+    tail = "." + key.rsplit(".", 1)[-1]
+    found = [house for house in rows.values() if ("." + house).endswith(tail)]
+    return found[0] if len(found) == 1 else None
 
 
 class _AddMethod(cst.CSTTransformer):

@@ -102,3 +102,6 @@ def test_a_key_the_checkpoint_stores_one_level_up_is_found_by_its_name():
     key = "model.layers.{}.mlp.gate.e_score_correction_bias"
     assert _by_suffix(rows, key) == "layers.{}.moe.e_score_correction_bias"
     assert _by_suffix(rows, "model.layers.{}.mlp.gate.nothing") is None
+    # a checkpoint name of its own (Hunyuan-V3's `expert_bias`): the house kept the module's
+    renamed = {"model.layers.{}.mlp.expert_bias": "layers.{}.moe.e_score_correction_bias"}
+    assert _by_suffix(renamed, key) == "layers.{}.moe.e_score_correction_bias"
