@@ -114,7 +114,7 @@ RULES = [
         # after the attention and MoE rules: their adapter rows name the kept parameters
         id="keep_fp32_params",
         feature="state_dict.fp32_keys",
-        values=(True,),
+        values=(True, "router_bias"),
         transform="keep_fp32_params",
         params={"keys": FromFeature("state_dict.fp32_keys")},
         description=(

@@ -73,6 +73,15 @@ def _same_expression(a: str, b: str) -> bool:
         return False
 
 
+def _fp32_kept(keys) -> bool | str:
+    """Kept fp32 tensors: none (False), only a router's selection bias ("router_bias": a
+    reference router that keeps its own has it), or others too (True)."""
+    if not keys:
+        return False
+    names = {key.rsplit(".", 1)[-1] for key in keys}
+    return "router_bias" if names == {"e_score_correction_bias"} else True
+
+
 def _any(value) -> Any:
     """A list of keys compared as empty (False) or not (True)."""
     return bool(value) if isinstance(value, tuple | list) else value
@@ -152,7 +161,7 @@ COMPARED: dict[str, Any] = {
     ),
     "head.transform": None,
     "state_dict.transposed_keys": _any,
-    "state_dict.fp32_keys": _any,
+    "state_dict.fp32_keys": _fp32_kept,
     "state_dict.unused_keys": _any,
     "head.logit_softcap": None,
     "head.logit_scale": None,
@@ -305,6 +314,8 @@ REFERENCES: dict[str, dict[str, tuple]] = {
         # its Gate projects in fp32; a target routing in the model's dtype keeps that (no
         # rule turns the fp32 router back to half precision)
         "moe.router_fp32": (True, False),
+        # its Gate keeps the correction bias fp32 itself (as HF's strict fp32 list does)
+        "state_dict.fp32_keys": (False, "router_bias"),
         "moe.shared_experts": ("yes", "no"),
         "moe.routed_scaling": ("yes", "no"),
         "moe.layer_condition": ("all", "first_k"),

@@ -20,6 +20,7 @@ PROJECTED = {
     "moe.layer_condition": ("all", "first_k", "sparse_step", "condition"),
     "attention.key_selection": (True, False, "other"),  # an indexer read, or not understood
     "embedding.padding_idx": ("pad_token_id", "other", False),  # the field, another, none
+    "state_dict.fp32_keys": (True, False, "router_bias"),  # kept: others, none, the bias alone
 }
 
 
