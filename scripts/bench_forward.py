@@ -145,6 +145,17 @@ def bench_sizes(config_class, toy: dict) -> dict:
         field = next((f for f in sizes if name.startswith(f) and name != f), None)
         if field and isinstance(value, list) and value and set(value) == {toy[field]}:
             sizes[name] = [sizes[field]] * len(value)
+    layers = stored_name(config_class, "num_hidden_layers")
+    for name, value in toy.items():
+        # a list with an entry per layer (beam's mlp_layer_types) keeps the toy's first ones
+        if (
+            name not in sizes
+            and name != "layer_types"  # build() repeats the toy's pattern where needed
+            and layers in sizes
+            and isinstance(value, list)
+            and len(value) == toy.get(layers)
+        ):
+            sizes[name] = (value * sizes[layers])[: sizes[layers]]
     heads, kv_heads = (
         stored_name(config_class, field) for field in ("num_attention_heads", "num_key_value_heads")
     )

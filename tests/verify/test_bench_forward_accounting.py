@@ -127,6 +127,18 @@ def test_a_per_layer_list_follows_its_field():
     )
 
 
+def test_a_list_with_an_entry_per_layer_follows_the_layer_count():
+    """beam's mlp_layer_types has one entry per toy layer; the class rejects a list longer
+    than the benchmark's layers, so it keeps the toy's first ones."""
+    config_class, toy = _bench_toy("beam")
+    assert len(toy["mlp_layer_types"]) == toy["num_hidden_layers"]
+    sizes = bench_forward.bench_sizes(config_class, toy)
+    layers = sizes["num_hidden_layers"]
+    assert sizes["mlp_layer_types"] == toy["mlp_layer_types"][:layers]
+    bench = {key: value for key, value in {**toy, **sizes}.items() if key != "layer_types"}
+    config_class(**bench)  # the class accepts it (build() sets layer_types apart)
+
+
 def test_timing_runs_once_more_under_the_reuse_allocator(tmp_path):
     """The script re-runs itself once with glibc's heap kept for reuse (page faults then do
     not follow the order the models ran in), and does not loop: the second run returns."""
