@@ -427,7 +427,7 @@ def detect(ctx: Ctx, shared: dict) -> Rope:
     ctx.cite("rope.interleaved", fn_site)
     turned_back = _reversed(fn) if not interleaved else None
     upcast = _upcast(fn)
-    tables = None if upcast else _fp32_tables(ctx, rotary, fn)
+    tables = _fp32_tables(ctx, rotary, fn)
     if tables:
         ctx.cite("rope.fp32", f"{tables} (cos/sin handed on in fp32: q/k turn in fp32)")
     else:
