@@ -242,8 +242,10 @@ def _upcast(fn) -> str | None:
 
 def _fp32_tables(ctx: Ctx, rotary, fn) -> str | None:
     """Where the rotary module hands its cos/sin on in fp32 (its forward casts them to no
-    dtype) and the RoPE function casts the rotated q/k back (`.to(q_type)`): q times an fp32
-    table is fp32, so the rotation's maths runs in fp32 (beam)."""
+    dtype), the RoPE function casts no table to q's dtype and casts the rotated q/k back
+    (`.to(q_type)`, `.type_as(q)`): q times an fp32 table is fp32, so the rotation's maths
+    runs in fp32 on unrounded tables (beam; ERNIE-4.5 and DeepSeek-V2, which also upcast q
+    themselves, DeepSeek-V2 through complex `freqs_cis`)."""
     if not (isinstance(rotary, ModuleRec) and rotary.cls is not None):
         return None
     if not isinstance(fn, FuncRef) or not isinstance(fn.node, cst.FunctionDef):
@@ -252,13 +254,7 @@ def _fp32_tables(ctx: Ctx, rotary, fn) -> str | None:
     if found is None:
         return None
     owner, forward = found
-    # a cast to an input's dtype (`cos.to(dtype=x.dtype)`, `.type_as(x)`), not `.to(torch.float)`
-    to_dtype = m.Call(
-        func=m.Attribute(attr=m.Name("to")),
-        args=[m.ZeroOrMore(), m.Arg(value=m.Attribute(attr=m.Name("dtype"))), m.ZeroOrMore()],
-    )
-    like = m.Call(func=m.Attribute(attr=m.Name("type_as")))
-    if findall(forward, to_dtype | like) or findall(fn.node, like):
+    if findall(forward, _CAST_TO_INPUT):
         return None
     returns = findall(fn.node, m.Return())
     outputs = [
@@ -266,10 +262,52 @@ def _fp32_tables(ctx: Ctx, rotary, fn) -> str | None:
         for r in returns
         for e in (r.value.elements if isinstance(r.value, cst.Tuple) else [])
     ]
-    cast_back = m.Call(func=m.Attribute(attr=m.Name("to")))
-    if not outputs or not all(m.matches(o, cast_back) for o in outputs):
+    if any(
+        _rooted_at(call, _tables(fn.node, len(outputs)))
+        for call in findall(fn.node, _CAST_TO_INPUT)
+    ):
+        return None
+    assigned = {
+        a.targets[0].target.value: a.value
+        for a in findall(fn.node, m.Assign(targets=[m.AssignTarget(target=m.Name())]))
+    }
+    outputs = [assigned.get(o.value, o) if isinstance(o, cst.Name) else o for o in outputs]
+    if not outputs or not all(m.matches(o, _CAST_TO_INPUT) for o in outputs):
         return None
     return owner.sf.cite(forward)
+
+
+# a cast to an input's dtype (`cos.to(dtype=x.dtype)`, `.to(original_dtype)`, `.type_as(x)`),
+# not `.to(torch.float)` nor `.to(x.device)`
+_INPUT_DTYPE = m.Attribute(attr=m.Name("dtype")) | m.Name(
+    m.MatchIfTrue(lambda name: name.endswith(("dtype", "_type")))
+)
+_CAST_TO_INPUT = m.Call(
+    func=m.Attribute(attr=m.Name("to")),
+    args=[
+        m.ZeroOrMore(),
+        m.Arg(value=_INPUT_DTYPE),
+        m.ZeroOrMore(),
+    ],
+) | m.Call(func=m.Attribute(attr=m.Name("type_as")))
+
+
+def _tables(function: cst.FunctionDef, rotated: int) -> set[str]:
+    """The function's table parameters: those after the `rotated` tensors it returns turned
+    (q and k, or one x)."""
+    return {p.name.value for p in function.params.params[max(rotated, 1) :]}
+
+
+def _rooted_at(call: cst.Call, names: set[str]) -> bool:
+    """The cast's receiver is, through attribute, call and index chains, one of `names`."""
+    node = call.func.value if isinstance(call.func, cst.Attribute) else call.func
+    while True:
+        if isinstance(node, cst.Call):
+            node = node.func
+        elif isinstance(node, cst.Attribute | cst.Subscript):
+            node = node.value
+        else:
+            return isinstance(node, cst.Name) and node.value in names
 
 
 def _interleaved(ctx: Ctx, fn) -> bool:

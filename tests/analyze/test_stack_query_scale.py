@@ -89,8 +89,10 @@ def test_tables_handed_on_in_fp32_turn_q_and_k_in_fp32() -> None:
 
 def test_a_rotation_that_upcasts_q_itself_still_reads_tables_handed_on_in_fp32() -> None:
     """ERNIE-4.5's rotation calls `q.float()` itself and its rotary embedding keeps cos/sin
-    in full precision: the package must not round the tables to bf16 before the fp32 product
-    (that rounding moved a bf16 MoE's hidden states enough to flip expert picks)."""
-    for model_type in ("ernie4_5", "ernie4_5_moe"):
+    in full precision; DeepSeek-V2's and Llama-4's complex `freqs_cis` stay fp32 and the
+    result is cast back with `type_as`: the package must not round the tables to bf16
+    before the fp32 product (that rounding moved a bf16 MoE's hidden states enough to flip
+    expert picks, which the same-dtype bf16 check caught)."""
+    for model_type in ("ernie4_5", "ernie4_5_moe", "deepseek_v2", "llama4_text"):
         rope = analyze(model_type).rope
         assert (rope.fp32, rope.tables_fp32) == (True, True), model_type
