@@ -581,3 +581,29 @@ def test_alibi_bias_is_cut_to_each_ranks_heads(tmp_path):
     assert result.passed, result.line()
     whole = {k: v for k, v in plan_module(spec).PLAN.items() if not k.endswith(".alibi")}
     assert not verify_parallel(spec, base_config("llama")[0], "tp=2", plan=whole).passed
+
+
+@pytest.mark.parametrize(
+    ("first", "launches", "passed"),
+    [
+        ("rank 1: Connection reset by peer", 2, True),  # the loopback transport, not the plan
+        ("rank 0: layers.0.attention.wo: shapes differ", 1, False),  # the package: no retry
+    ],
+)
+def test_only_a_lost_transport_is_launched_again(monkeypatch, first, launches, passed):
+    import codegen.verify.parallel as parallel
+
+    calls = []
+    real = parallel._launch
+
+    def flaky(args, world):
+        calls.append(world)
+        return (first, None) if len(calls) == 1 else real(args, world)
+
+    monkeypatch.setattr(parallel, "_launch", flaky)
+    spec = load_spec("llama")
+    result = verify_parallel(spec, base_config("llama")[0], "tp=2")
+    assert len(calls) == launches
+    assert result.passed is passed, result.line()
+    if not passed:
+        assert result.error == first
