@@ -47,9 +47,20 @@ class Divergence:
     growth: float | None = None
     # set by `narrowed_stage`: (package dtype, HF dtype) of the output
     dtypes: tuple[str, str] | None = None
+    # set where an integer output differs (a router's expert indices): (rows, of rows)
+    rows_picked_apart: tuple[int, int] | None = None
 
     def __str__(self) -> str:
-        text = f"{self.house_module} (HF {self.hf_module}), relative diff {self.relative_diff:.2e}"
+        if self.rows_picked_apart is not None:
+            apart, rows = self.rows_picked_apart
+            text = (
+                f"{self.house_module} (HF {self.hf_module}), picks other indices than HF's"
+                f" on {apart} of {rows} rows"
+            )
+        else:
+            text = (
+                f"{self.house_module} (HF {self.hf_module}), relative diff {self.relative_diff:.2e}"
+            )
         if self.dtypes is not None:
             house, hf = self.dtypes
             text += f" (returns {house} where HF returns {hf})"
@@ -198,6 +209,19 @@ def _outputs_diff(house: list, hf: list) -> float | None:
     return None
 
 
+def _rows_picked_apart(house: list, hf: list) -> tuple[int, int] | None:
+    """(rows that differ, rows) of the first integer output both sides return alike (a
+    router's expert indices), when one differs; else None."""
+    for a, b in zip(house, hf, strict=False):
+        if a.is_floating_point() or b.is_floating_point() or a.shape != b.shape or a.ndim == 0:
+            continue
+        if not torch.equal(a, b):
+            rows = a.reshape(-1, a.shape[-1]) if a.ndim > 1 else a.reshape(-1, 1)
+            other = b.reshape(rows.shape)
+            return int((rows != other).any(dim=-1).sum()), rows.shape[0]
+    return None
+
+
 def relative_diff(a, b) -> float:
     """max |a - b| / max |b|; inf when the shapes differ."""
     if a is None or b is None or a.shape != b.shape:
@@ -330,7 +354,8 @@ def find_divergence(
         layer = _layer_prefix(first_name, house_layers)
         same_layer = [c for c in culprits if _layer_prefix(c[1], house_layers) == layer]
         _, house_name, hf_name, diff = max(same_layer, key=lambda c: (c[1].count("."), -c[0]))
-        return Divergence(house_name, hf_name, diff)
+        picked = _rows_picked_apart(house.records[house_name][1], hf.records[hf_name][1])
+        return Divergence(house_name, hf_name, diff, rows_picked_apart=picked)
     # 3. the head, then what follows it
     if house_head in house.records and hf_head in hf.records:
         hf_outs = hf.records[hf_head][1]

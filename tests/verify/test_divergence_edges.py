@@ -128,3 +128,21 @@ def test_a_setting_of_width_zero_is_skipped_as_degenerate():
     config.hidden_size = 0
     results = verify_case(load_spec("llama"), Case("llama+hidden_size=0", config, True), ["fp32"])
     assert [r.skipped for r in results] == [DEGENERATE]
+
+
+def test_a_router_picking_other_experts_is_said_so_not_an_infinite_diff():
+    from codegen.verify.divergence import Divergence, _rows_picked_apart
+
+    weights = torch.rand(4, 2)
+    house = [torch.zeros(4, 8), weights, torch.tensor([[0, 1], [2, 3], [4, 5], [6, 7]])]
+    hf = [torch.zeros(4, 8), weights, torch.tensor([[0, 1], [2, 5], [4, 5], [7, 6]])]
+    assert _rows_picked_apart(house, hf) == (2, 4)
+    assert _rows_picked_apart(house, [house[0], weights, house[2].clone()]) is None
+    line = str(
+        Divergence(
+            "layers.1.moe.gate", "model.layers.1.mlp.gate", float("inf"), rows_picked_apart=(2, 4)
+        )
+    )
+    assert line == (
+        "layers.1.moe.gate (HF model.layers.1.mlp.gate), picks other indices than HF's on 2 of 4 rows"
+    )
