@@ -262,10 +262,8 @@ def _fp32_tables(ctx: Ctx, rotary, fn) -> str | None:
         for r in returns
         for e in (r.value.elements if isinstance(r.value, cst.Tuple) else [])
     ]
-    if any(
-        _rooted_at(call, _tables(fn.node, len(outputs)))
-        for call in findall(fn.node, _CAST_TO_INPUT)
-    ):
+    tables = _tables(fn.node, len(outputs))
+    if any(_rooted_at(call, tables) for call in findall(fn.node, _CAST_TO_INPUT)):
         return None
     assigned = {
         a.targets[0].target.value: a.value
