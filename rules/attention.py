@@ -75,6 +75,15 @@ RULES += [
         native_in=("llama", "qwen2", "deepseek_v3"),
     ),
     Rule(
+        # before fused_qkv: it anchors on the value projection viewed to heads
+        id="value_norm",
+        feature="attention.v_norm",
+        values=("per_head",),
+        transform="value_norm",
+        params={"weight": FromFeature("attention.v_norm_weight")},
+        description="v gets an RMSNorm over each head after the projection (weightless: gemma4)",
+    ),
+    Rule(
         id="sliding_window_all",
         feature="attention.sliding_window",
         values=("all",),

@@ -143,7 +143,7 @@ def _run(ctx: Ctx) -> Features:
     layer_extras.detect(ctx, ffn)
     kv_sharing.detect(ctx, shared)
     ffn_sparsity.detect(ctx)
-    value_norm.detect(ctx, shared)
+    attention = value_norm.detect(ctx, shared, attention)
     routed_attention.detect(ctx)
     sd, sd_info = state_dict.detect(ctx, ctx.roles)
     sd = dataclasses.replace(sd, transposed_keys=detect_layout.transposed_keys(ctx))

@@ -109,6 +109,7 @@ COMPARED: dict[str, Any] = {
     "attention.q_latent_raw": None,
     "attention.logn": lambda logn: logn is not None,
     "attention.sub_norm": None,
+    "attention.v_norm": None,
     "attention.scores_fp32": None,
     "norm.weight_fp32": None,
     "attention.differential": lambda found: found is not None,
@@ -195,6 +196,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "attention.q_latent_raw": (False,),  # a query up-projection reads the normed latent only
     "attention.logn": (False,),  # queries not scaled by position
     "attention.sub_norm": (False,),  # the attention output goes to o_proj as it is
+    "attention.v_norm": ("none",),  # the values go to the attention as projected
     "attention.scores_fp32": (False,),  # q @ k^T and the softmax in the model's dtype
     "norm.weight_fp32": (False,),  # RMSNorm casts back to the input dtype before the weight
     "attention.differential": (False,),  # one attention map per head
