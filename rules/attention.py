@@ -289,4 +289,16 @@ RULES += [
             " checkpoint stores them); the sigmoid in fp32 where the source upcasts"
         ),
     ),
+    Rule(
+        # last of the attention rules: every size the others read in Attention.__init__
+        # becomes the layer's own, and the per-type RoPE tables exist to be sized
+        id="layer_attention_sizes",
+        feature="attention.layer_shapes",
+        values=("per_layer_config",),
+        transform="layer_attention_sizes",
+        description=(
+            "each layer's attention sized by its own head size and kv heads (the config's"
+            " per_layer_config), each RoPE table by the head size of its layer type"
+        ),
+    ),
 ]

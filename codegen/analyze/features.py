@@ -50,6 +50,7 @@ VOCAB: dict[str, tuple] = {
     "attention.qk_norm": ("none", "per_head", "full"),
     "attention.qk_norm_layers": ("all", "rope"),
     "attention.v_norm": ("none", "per_head", "other"),
+    "attention.layer_shapes": ("same", "per_layer_config", "latent", "other"),
     "attention.qkv_layout": ("contiguous", "grouped", "interleaved", "blocked", "none"),
     "attention.sliding_window": ("none", "all", "pattern"),
     "attention.scale": ("default", "custom", "none"),
@@ -152,6 +153,9 @@ class Attention:
     # head_dim, after the view to heads) | other; v_norm_weight: it learns a scale
     v_norm: str = "none"
     v_norm_weight: bool = True
+    # the layers' projections sized alike (same) or not: per_layer_config (head size and
+    # counts from the config's per-layer overrides) | latent (MLA ranks) | other
+    layer_shapes: str = "same"
     # q and k taken to fp32 before q @ k^T (the eager attention function HF hands the
     # interface, flint): scores and softmax in fp32, the probabilities cast to v's dtype
     scores_fp32: bool = False

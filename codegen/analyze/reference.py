@@ -110,6 +110,7 @@ COMPARED: dict[str, Any] = {
     "attention.logn": lambda logn: logn is not None,
     "attention.sub_norm": None,
     "attention.v_norm": None,
+    "attention.layer_shapes": None,
     "attention.scores_fp32": None,
     "norm.weight_fp32": None,
     "attention.differential": lambda found: found is not None,
@@ -197,6 +198,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "attention.logn": (False,),  # queries not scaled by position
     "attention.sub_norm": (False,),  # the attention output goes to o_proj as it is
     "attention.v_norm": ("none",),  # the values go to the attention as projected
+    "attention.layer_shapes": ("same",),  # every layer's attention sized alike
     "attention.scores_fp32": (False,),  # q @ k^T and the softmax in the model's dtype
     "norm.weight_fp32": (False,),  # RMSNorm casts back to the input dtype before the weight
     "attention.differential": (False,),  # one attention map per head
