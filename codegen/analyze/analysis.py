@@ -25,6 +25,7 @@ from codegen.analyze import (
     kv_sharing,
     layer_extras,
     layer_stacks,
+    output_scale,
     reference,
     residual_norm,
     routed_attention,
@@ -180,6 +181,7 @@ def _run(ctx: Ctx) -> Features:
                 checkpoint_other_keys=tuple(k for k in sd.checkpoint_other_keys if k not in tied),
             )
     switch_list = switches.switches_of_model(model)
+    scale, scale_trained = output_scale.detect(ctx)
     block = Block(
         num_layers=len(model.layers) if model.layers else None,
         mixers=tuple(
@@ -196,6 +198,8 @@ def _run(ctx: Ctx) -> Features:
         scaled_residual_projections=detect_init.scaled_residual_projections(ctx),
         init_cutoff=init_cutoff.init_cutoff(ctx),
         short_conv=short_conv.detect(ctx, switch_list),
+        output_scale=scale,
+        output_scale_trained=scale_trained,
     )
     if block.residual_scale is True:
         ctx.cite("block.residual_scale", ctx.evidence.get("norm.placement"))

@@ -387,6 +387,10 @@ class Block:
     # "out_proj", "parts", "post_gate", "kernel", "kernel_field", "bias", "bias_field"};
     # see codegen/analyze/short_conv.py
     short_conv: dict | None = None
+    # the layer attribute (a tensor the checkpoint holds) the layer's output is multiplied
+    # by (gemma4's layer_scalar), else None; output_scale_trained: a parameter, not a buffer
+    output_scale: str | None = None
+    output_scale_trained: bool = False
 
 
 @dataclass(frozen=True)

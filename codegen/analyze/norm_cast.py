@@ -3,8 +3,9 @@
 Llama's RMSNorm casts the normalised values back to the input dtype before the weight
 (`self.weight * hidden_states.to(input_dtype)`); T5-style norms (OLMo-2, flint, gpt-oss)
 multiply the weight into the fp32 values and cast the product (`(self.weight *
-hidden_states).to(input_dtype)`). In bf16 the two round differently, so a package must do
-what the checkpoint's norm does. Read from the norm class's `return`.
+hidden_states).to(input_dtype)`), also through a local (gemma4: `out = out *
+self.weight.float()`, then `return out.type_as(x)`). In bf16 the two round differently, so a
+package must do what the checkpoint's norm does. Read from the norm class's `return`.
 """
 
 from __future__ import annotations
@@ -15,11 +16,16 @@ import libcst.matchers as m
 from codegen.analyze.evaluate import ModuleRec
 from codegen.analyze.walk import findall
 
-_WEIGHT = m.Attribute(value=m.Name("self"))
+_SELF_ATTR = m.Attribute(value=m.Name("self"))
+# the weight as is, or taken to fp32 itself (`self.weight.float()`)
+_WEIGHT = _SELF_ATTR | m.Call(func=m.Attribute(value=_SELF_ATTR, attr=m.Name("float")))
 _PRODUCT = m.BinaryOperation(operator=m.Multiply(), left=_WEIGHT) | m.BinaryOperation(
     operator=m.Multiply(), right=_WEIGHT
 )
-_CAST_LAST = m.Call(func=m.Attribute(value=_PRODUCT, attr=m.Name("to")))
+_CASTS = m.Name("to") | m.Name("type_as")
+_CAST_LAST = m.Call(func=m.Attribute(value=_PRODUCT, attr=_CASTS))
+# `return <local>.to(...)` / `.type_as(...)`: a cast-last product when the local is one
+_CAST_LOCAL = m.Call(func=m.Attribute(value=m.Name(), attr=_CASTS))
 
 
 def weight_in_fp32(ctx, rec: ModuleRec) -> str | None:
@@ -30,7 +36,17 @@ def weight_in_fp32(ctx, rec: ModuleRec) -> str | None:
     if found is None:
         return None
     owner, forward = found
+    products = {
+        target.target.value
+        for assign in findall(forward, m.Assign(value=_PRODUCT))
+        for target in assign.targets
+        if isinstance(target.target, cst.Name)
+    }
     for ret in findall(forward, m.Return()):
-        if isinstance(ret.value, cst.BaseExpression) and m.matches(ret.value, _CAST_LAST):
+        if not isinstance(ret.value, cst.BaseExpression):
+            continue
+        if m.matches(ret.value, _CAST_LAST) or (
+            m.matches(ret.value, _CAST_LOCAL) and ret.value.func.value.value in products
+        ):
             return owner.sf.cite(ret)
     return None

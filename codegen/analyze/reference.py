@@ -172,6 +172,7 @@ COMPARED: dict[str, Any] = {
     "block.scaled_residual_init": None,
     "block.init_cutoff": lambda cutoff: cutoff is not None,
     "block.short_conv": lambda found: found is not None,
+    "block.output_scale": lambda found: found is not None,
 }
 
 _GQA = ("mha", "gqa", "mqa")  # grouped-query attention covers MHA (kv = heads) and MQA (kv = 1)
@@ -242,6 +243,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "block.scaled_residual_init": (False,),
     "block.init_cutoff": (False,),  # normal inits are not truncated
     "block.short_conv": (False,),  # every layer's token mixer is attention
+    "block.output_scale": (False,),  # a layer's output leaves it as summed
 }
 # What an MoE block grafted onto a dense reference starts as (the `add_moe` transform): the
 # dense rows list these too, so a target's other MoE features show up as deltas.
