@@ -9,8 +9,8 @@ from codegen.transforms.base import Transform
 from codegen.transforms.edits import EditError, InsertStatements, is_name, run
 
 FIELDS = """
-# each layer's head size and kv heads, where layers are sized apart (HF's per_layer_config:
-# gemma4's full-attention layers); empty: head_dim and n_kv_heads on every layer
+# each layer's head size and kv heads, where layers are sized apart (the HF config's
+# per_layer_config overrides); empty: head_dim and n_kv_heads on every layer
 layer_head_dims: tuple[int, ...] = ()
 layer_n_kv_heads: tuple[int, ...] = ()
 """
@@ -40,19 +40,21 @@ if any(head_dims[t] != d for t, d in zip(self.layer_types, self.layer_head_dims,
 
 # from_hf_config: the sizes read from each layer's own config, other overrides refused
 READ = """
-layers = hf_config.per_layer_config  # each layer's config: the global one, its overrides
-overridden = {{
-    key for own in (hf_config.to_dict().get("per_layer_config") or {{}}).values() for key in own
-}}
-if overridden - {{"head_dim", "num_key_value_heads"}}:
+# each layer's config: the global one with that layer's overrides (HF's per_layer_config)
+layers = hf_config.per_layer_config
+overridden = {
+    key for own in (hf_config.to_dict().get("per_layer_config") or {}).values() for key in own
+}
+if overridden - {"head_dim", "num_key_value_heads"}:
     raise NotImplementedError(
-        f"per_layer_config overrides {{sorted(overridden)}}: only head_dim and "
+        f"per_layer_config overrides {sorted(overridden)}: only head_dim and "
         "num_key_value_heads may differ per layer"
     )
 """
 
 # per layer type: the RoPE table's width is the head size of the layers that read it
 TABLE_WIDTHS = """
+# one head size per layer type: each RoPE table as wide as its layers' heads
 head_dims = dict(zip(args.layer_types, args.layer_head_dims, strict=True))
 """
 
@@ -110,16 +112,17 @@ def _args(package, per_type: bool) -> None:
     cls_call = m.Return(value=m.Call(func=m.Name("cls")))
     if method is None or not m.findall(method, cls_call):
         raise EditError("from_hf_config returns no cls(...) to read the layer sizes into")
-    run(
+    _insert(
         package,
         "args.py",
         InsertStatements(
             "ModelArgs",
             "from_hf_config",
             lambda s: m.matches(s, m.SimpleStatementLine([cls_call])),
-            READ.format(),
+            READ,
             before=True,
         ),
+        READ,
     )
     for house, hf in _HF.items():
         # the global value of an overridden field is ambiguous (HF raises): layer 0's
@@ -134,6 +137,12 @@ def _args(package, per_type: bool) -> None:
             lambda node: edits.expression(f"layers[0].{node.attr.value}"),
         )
         edits.add_hf_kwarg(package, f"{_SIZES[house]}=tuple(layer.{hf} for layer in layers)")
+
+
+def _insert(package, filename: str, step: InsertStatements, code: str) -> None:
+    """Run `step` inserting `code` with its leading comment kept (on the first statement)."""
+    step.new = edits.statements(code)
+    run(package, filename, step)
 
 
 def _attention(package) -> None:
@@ -175,7 +184,7 @@ class _ReadEntry(edits.InMethod):
 def _table_widths(package) -> None:
     """`RotaryEmbedding(..., args.head_dim)`: the full layers' width for `self.rotary`, the
     sliding layers' for `self.sliding_rotary`."""
-    run(
+    _insert(
         package,
         "model.py",
         InsertStatements(
@@ -190,6 +199,7 @@ def _table_widths(package) -> None:
             TABLE_WIDTHS,
             before=True,
         ),
+        TABLE_WIDTHS,
     )
     for table, layer_type in (
         ("rotary", "full_attention"),

@@ -11,7 +11,8 @@ from codegen.transforms.base import Transform
 from codegen.transforms.edits import EditError, expression, run
 
 BUFFER = """
-self.register_buffer("output_scale", torch.ones(1))  # the layer's output scale, not trained
+# the layer's output scale: a checkpoint tensor, not trained
+self.register_buffer("output_scale", torch.ones(1))
 """
 
 PARAMETER = """
