@@ -26,6 +26,8 @@ _CASTS = m.Name("to") | m.Name("type_as")
 _CAST_LAST = m.Call(func=m.Attribute(value=_PRODUCT, attr=_CASTS))
 # `return <local>.to(...)` / `.type_as(...)`: a cast-last product when the local is one
 _CAST_LOCAL = m.Call(func=m.Attribute(value=m.Name(), attr=_CASTS))
+# `x.to(input_dtype)` inside the product: rounded before the weight (qwen3_next's gated norm)
+_ROUNDED = m.Call(func=m.Attribute(attr=_CASTS))
 
 
 def weight_in_fp32(ctx, rec: ModuleRec) -> str | None:
@@ -36,9 +38,16 @@ def weight_in_fp32(ctx, rec: ModuleRec) -> str | None:
     if found is None:
         return None
     owner, forward = found
+    ret = cast_last_return(forward)
+    return owner.sf.cite(ret) if ret is not None else None
+
+
+def cast_last_return(forward: cst.FunctionDef) -> cst.Return | None:
+    """The `return` of a norm's forward that casts the weight's fp32 product last, if any."""
     products = {
         target.target.value
         for assign in findall(forward, m.Assign(value=_PRODUCT))
+        if not m.findall(assign.value, _ROUNDED)  # the values cast back before the weight
         for target in assign.targets
         if isinstance(target.target, cst.Name)
     }
@@ -48,5 +57,5 @@ def weight_in_fp32(ctx, rec: ModuleRec) -> str | None:
         if m.matches(ret.value, _CAST_LAST) or (
             m.matches(ret.value, _CAST_LOCAL) and ret.value.func.value.value in products
         ):
-            return owner.sf.cite(ret)
+            return ret
     return None
