@@ -89,3 +89,19 @@ def test_dropped_output_scale_fails(tmp_path, planned):
     assert not result.passed
     assert any(key.endswith(".layer_scalar") for key in result.unexpected_keys)
     assert result.first_divergence.startswith("layers.0 "), result.first_divergence
+
+
+def test_full_layers_built_with_the_sliding_head_size_fail_naming_the_layer(tmp_path, planned):
+    """Every attention built with the global head size (the sliding layers'): the full
+    layers' checkpoint tensors do not fit, and verify names them, not a generic error."""
+    models, name = _package(tmp_path, planned)
+    path = models / name / "model.py"
+    source = path.read_text()
+    wrong = source.replace(
+        "self.head_dim = args.layer_head_dims[layer_id]", "self.head_dim = args.head_dim"
+    )
+    assert wrong != source
+    path.write_text(wrong)
+    (result,) = _verify(models, name)
+    assert not result.passed
+    assert "layers.5.attention" in (result.error or ""), result.error
