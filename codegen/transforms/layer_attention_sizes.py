@@ -118,7 +118,7 @@ def _args(package, per_type: bool) -> None:
         InsertStatements(
             "ModelArgs",
             "from_hf_config",
-            lambda s: m.matches(s, m.SimpleStatementLine([cls_call])),
+            lambda s: True,  # first: every read below may take a layer's value
             READ,
             before=True,
         ),
