@@ -75,6 +75,15 @@ RULES += [
         native_in=("llama", "qwen2", "deepseek_v3"),
     ),
     Rule(
+        # before fused_qkv: it anchors on the value projection viewed to heads
+        id="value_norm",
+        feature="attention.v_norm",
+        values=("per_head",),
+        transform="value_norm",
+        params={"weight": FromFeature("attention.v_norm_weight")},
+        description="v gets an RMSNorm over each head after the projection (weightless: gemma4)",
+    ),
+    Rule(
         id="sliding_window_all",
         feature="attention.sliding_window",
         values=("all",),
@@ -278,6 +287,18 @@ RULES += [
             "the attention output times sigmoid(gate) before wo, the gate rows of the query"
             " projection (per head after each head's query, or after every query row, as the"
             " checkpoint stores them); the sigmoid in fp32 where the source upcasts"
+        ),
+    ),
+    Rule(
+        # last of the attention rules: every size the others read in Attention.__init__
+        # becomes the layer's own, and the per-type RoPE tables exist to be sized
+        id="layer_attention_sizes",
+        feature="attention.layer_shapes",
+        values=("per_layer_config",),
+        transform="layer_attention_sizes",
+        description=(
+            "each layer's attention sized by its own head size and kv heads (the config's"
+            " per_layer_config), each RoPE table by the head size of its layer type"
         ),
     ),
 ]

@@ -60,6 +60,9 @@ RULES = [
         values=(True,),
         transform="logit_softcap",
         description="final logits soft-capped: tanh(logits / cap) * cap (gemma2)",
+        # the cap is None in some configs (gemma4's default): the package reads the field
+        # and caps only when it is set, so it realises both settings
+        switch="final_logit_softcapping",
     ),
     Rule(
         id="logit_scale",

@@ -120,4 +120,16 @@ RULES = [
         params={"sublayers": FromFeature("norm.first_layer_bare")},
         description="layer 0 builds nn.Identity for the pre-norms its sublayers go without",
     ),
+    Rule(
+        # after the placement rules: they write the block's return
+        id="layer_output_scale",
+        feature="block.output_scale",
+        values=(True,),
+        transform="layer_output_scale",
+        params={
+            "attribute": FromFeature("block.output_scale"),
+            "trained": FromFeature("block.output_scale_trained"),
+        },
+        description="each layer's output times a one-element tensor of its own (a checkpoint key)",
+    ),
 ]

@@ -25,6 +25,7 @@ from codegen.analyze import (
     kv_sharing,
     layer_extras,
     layer_stacks,
+    output_scale,
     reference,
     residual_norm,
     routed_attention,
@@ -130,7 +131,7 @@ def analyze_target(target: Target, project: Project | None = None) -> Features:
 def _run(ctx: Ctx) -> Features:
     model = ctx.model
     attention, shared = detect_attention.detect(ctx)
-    attention_shapes.check(ctx, shared)
+    layer_shapes = attention_shapes.check(ctx, shared)
     rope = detect_rope.detect(ctx, shared) if "rep" in shared else _no_rope(ctx)
     selection = key_selection.detect(ctx, shared)
     attention = dataclasses.replace(attention, key_selection=selection)
@@ -143,7 +144,8 @@ def _run(ctx: Ctx) -> Features:
     layer_extras.detect(ctx, ffn)
     kv_sharing.detect(ctx, shared)
     ffn_sparsity.detect(ctx)
-    value_norm.detect(ctx, shared)
+    attention = value_norm.detect(ctx, shared, attention)
+    attention = dataclasses.replace(attention, layer_shapes=layer_shapes)
     routed_attention.detect(ctx)
     sd, sd_info = state_dict.detect(ctx, ctx.roles)
     sd = dataclasses.replace(sd, transposed_keys=detect_layout.transposed_keys(ctx))
@@ -179,6 +181,7 @@ def _run(ctx: Ctx) -> Features:
                 checkpoint_other_keys=tuple(k for k in sd.checkpoint_other_keys if k not in tied),
             )
     switch_list = switches.switches_of_model(model)
+    scale, scale_trained = output_scale.detect(ctx)
     block = Block(
         num_layers=len(model.layers) if model.layers else None,
         mixers=tuple(
@@ -195,6 +198,8 @@ def _run(ctx: Ctx) -> Features:
         scaled_residual_projections=detect_init.scaled_residual_projections(ctx),
         init_cutoff=init_cutoff.init_cutoff(ctx),
         short_conv=short_conv.detect(ctx, switch_list),
+        output_scale=scale,
+        output_scale_trained=scale_trained,
     )
     if block.residual_scale is True:
         ctx.cite("block.residual_scale", ctx.evidence.get("norm.placement"))

@@ -1,38 +1,54 @@
 """Attention facts the representative layer cannot speak for: shapes that differ by layer.
 
-The attention features are read from one attention instance (the first layer's). MiMo-V2-Flash
-builds its sliding-window layers with twice the kv heads and a sink per head, and sizes the
-value heads apart from the query/key heads (`v_head_dim`): a package built from the first layer
-alone loads none of the other layers. dots3's latent attention (MLA) takes another kv latent
-rank and head count on its sliding-window layers (its config's `per_layer_config`). Each such
-difference is an unsupported finding naming its evidence, so the plan stops before writing
-instead of failing on a size mismatch.
+The attention features are read from one attention instance (the first layer's). Where the
+layers' projections differ in size, `attention.layer_shapes` says how:
+
+- `per_layer_config`: the sizes are the config's per-layer overrides (PreTrainedConfig's
+  `per_layer_config`: gemma4's full-attention layers with a head_dim and kv heads of their
+  own), which a package reads per layer;
+- `latent`: latent attention (MLA) projections sized per layer (dots3 takes another kv latent
+  rank and head count on its sliding-window layers);
+- `other`: sizes from anything else (MiMo-V2-Flash builds its sliding-window layers with twice
+  the kv heads from fields of their own).
+
+The evidence names the layers and their sizes. MiMo-V2-Flash's sinks on some layers only and
+its value heads sized apart from the query/key heads (`v_head_dim`) are unsupported findings,
+so the plan stops before writing instead of failing on a size mismatch.
 """
 
 from __future__ import annotations
 
+from codegen.analyze.config import attr
 from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import Term
 from codegen.analyze.evaluate import ModuleRec, ParamRec
 
+# the config fields a per-layer override may set for a package to read them per layer
+PER_LAYER_SIZES = frozenset({"head_dim", "num_key_value_heads", "num_attention_heads"})
 
-def check(ctx: Ctx, shared: dict) -> None:
-    """Record the differences (see the module docstring) as unsupported findings."""
+
+def check(ctx: Ctx, shared: dict) -> str:
+    """`attention.layer_shapes` (see the module docstring), citing its evidence; the other
+    differences as unsupported findings."""
     layers = [p for p in shared.get("per_layer", ()) if p["type"] in ("full", "sliding")]
-    _latent_shapes(ctx, [p for p in layers if p["info"].kernel is not None and p["info"].mla])
-    infos = [p["info"] for p in layers if p["info"].kernel is not None and not p["info"].mla]
+    shapes_of = "same"
+    if _latent_shapes(ctx, [p for p in layers if p["info"].kernel is not None and p["info"].mla]):
+        shapes_of = "latent"
+    layers = [p for p in layers if p["info"].kernel is not None and not p["info"].mla]
+    infos = [p["info"] for p in layers]
     if not infos:
-        return
+        return shapes_of
     shapes = [_shapes(info) for info in infos]
     if None not in shapes and len(set(shapes)) > 1:
         first, other = shapes[0], next(s for s in shapes if s != shapes[0])
         at = next(i for i, s in zip(layers, shapes, strict=False) if s != shapes[0])
-        ctx.unsupported(
+        where = ctx.site(at["info"].rec) or ctx.class_site(at["info"].rec) or "?"
+        ctx.cite(
             "attention.layer_shapes",
-            f"attention projections sized per layer: (q, k, v, o) features {first} on layer "
-            f"{layers[0]['index']}, {other} on layer {at['index']}",
-            ctx.site(at["info"].rec) or ctx.class_site(at["info"].rec),
+            f"{where} ((q, k, v, o) features {first} on layer {layers[0]['index']}, {other} on"
+            f" layer {at['index']})",
         )
+        shapes_of = "per_layer_config" if _overridden(ctx) else "other"
     sinks = [_has_sinks(info) for info in infos]
     if len(set(sinks)) > 1:
         at = layers[sinks.index(True)]
@@ -50,26 +66,36 @@ def check(ctx: Ctx, shared: dict) -> None:
             f"value heads sized apart from the key heads (k {first[1]}, v {first[2]} features)",
             ctx.site(info.v_lins[0].module) if info.v_lins else ctx.class_site(info.rec),
         )
+    return shapes_of
 
 
-def _latent_shapes(ctx: Ctx, layers: list) -> None:
-    """Latent attention (MLA) layers whose projections differ in size: the first
-    projection (by attribute name) the layers size apart, an unsupported finding."""
+def _overridden(ctx: Ctx) -> bool:
+    """The config's per-layer overrides (`per_layer_config`) override only the attention's
+    head size and head counts, which a package reads per layer."""
+    overrides = attr(ctx.model.config, "per_layer_config")
+    if not isinstance(overrides, dict) or not overrides:
+        return False
+    return all(set(v) <= PER_LAYER_SIZES for v in overrides.values())
+
+
+def _latent_shapes(ctx: Ctx, layers: list) -> bool:
+    """Latent attention (MLA) layers whose projections differ in size: True, citing the
+    first projection (by attribute name) the layers size apart."""
     if len(layers) < 2:
-        return
+        return False
     first = _linears(layers[0]["info"].rec)
     for layer in layers[1:]:
         other = _linears(layer["info"].rec)
         for name in (n for n in first if n in other):  # in the order the layer builds them
             if first[name] != other[name]:
-                ctx.unsupported(
+                ctx.cite(
                     "attention.layer_shapes",
-                    f"latent attention projections sized per layer: {name} (in, out) features"
-                    f" {first[name]} on layer {layers[0]['index']}, {other[name]} on layer"
-                    f" {layer['index']}",
-                    ctx.class_site(layer["info"].rec),
+                    f"{ctx.class_site(layer['info'].rec) or '?'} (latent attention projections"
+                    f" sized per layer: {name} (in, out) features {first[name]} on layer"
+                    f" {layers[0]['index']}, {other[name]} on layer {layer['index']})",
                 )
-                return
+                return True
+    return False
 
 
 def _linears(rec: ModuleRec) -> dict[str, tuple]:

@@ -49,6 +49,8 @@ VOCAB: dict[str, tuple] = {
     "attention.kind": ("mha", "gqa", "mqa", "mla"),
     "attention.qk_norm": ("none", "per_head", "full"),
     "attention.qk_norm_layers": ("all", "rope"),
+    "attention.v_norm": ("none", "per_head", "other"),
+    "attention.layer_shapes": ("same", "per_layer_config", "latent", "other"),
     "attention.qkv_layout": ("contiguous", "grouped", "interleaved", "blocked", "none"),
     "attention.sliding_window": ("none", "all", "pattern"),
     "attention.scale": ("default", "custom", "none"),
@@ -147,6 +149,13 @@ class Attention:
     # {"beta": <hf_config expression>, "period": <hf_config expression>, "offset": float}
     logn: dict | None = None
     sub_norm: bool | str = False  # the attention output normed before the output projection
+    # a norm on the values before the attention (gemma4's v_norm): none | per_head (over
+    # head_dim, after the view to heads) | other; v_norm_weight: it learns a scale
+    v_norm: str = "none"
+    v_norm_weight: bool = True
+    # the layers' projections sized alike (same) or not: per_layer_config (head size and
+    # counts from the config's per-layer overrides) | latent (MLA ranks) | other
+    layer_shapes: str = "same"
     # q and k taken to fp32 before q @ k^T (the eager attention function HF hands the
     # interface, flint): scores and softmax in fp32, the probabilities cast to v's dtype
     scores_fp32: bool = False
@@ -378,6 +387,10 @@ class Block:
     # "out_proj", "parts", "post_gate", "kernel", "kernel_field", "bias", "bias_field"};
     # see codegen/analyze/short_conv.py
     short_conv: dict | None = None
+    # the layer attribute (a tensor the checkpoint holds) the layer's output is multiplied
+    # by (gemma4's layer_scalar), else None; output_scale_trained: a parameter, not a buffer
+    output_scale: str | None = None
+    output_scale_trained: bool = False
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,9 @@
 Llama's RMSNorm casts the normalised values back to the input dtype before the weight
 (`self.weight * hidden_states.to(input_dtype)`); T5-style norms (OLMo-2, flint, gpt-oss)
 multiply the weight into the fp32 values and cast the product (`(self.weight *
-hidden_states).to(input_dtype)`). In bf16 the two round differently, so a package must do
-what the checkpoint's norm does. Read from the norm class's `return`.
+hidden_states).to(input_dtype)`), also through a local (gemma4: `out = out *
+self.weight.float()`, then `return out.type_as(x)`). In bf16 the two round differently, so a
+package must do what the checkpoint's norm does. Read from the norm class's `return`.
 """
 
 from __future__ import annotations
@@ -15,11 +16,18 @@ import libcst.matchers as m
 from codegen.analyze.evaluate import ModuleRec
 from codegen.analyze.walk import findall
 
-_WEIGHT = m.Attribute(value=m.Name("self"))
+_SELF_ATTR = m.Attribute(value=m.Name("self"))
+# the weight as is, or taken to fp32 itself (`self.weight.float()`)
+_WEIGHT = _SELF_ATTR | m.Call(func=m.Attribute(value=_SELF_ATTR, attr=m.Name("float")))
 _PRODUCT = m.BinaryOperation(operator=m.Multiply(), left=_WEIGHT) | m.BinaryOperation(
     operator=m.Multiply(), right=_WEIGHT
 )
-_CAST_LAST = m.Call(func=m.Attribute(value=_PRODUCT, attr=m.Name("to")))
+_CASTS = m.Name("to") | m.Name("type_as")
+_CAST_LAST = m.Call(func=m.Attribute(value=_PRODUCT, attr=_CASTS))
+# `return <local>.to(...)` / `.type_as(...)`: a cast-last product when the local is one
+_CAST_LOCAL = m.Call(func=m.Attribute(value=m.Name(), attr=_CASTS))
+# `x.to(input_dtype)` inside the product: rounded before the weight (qwen3_next's gated norm)
+_ROUNDED = m.Call(func=m.Attribute(attr=_CASTS))
 
 
 def weight_in_fp32(ctx, rec: ModuleRec) -> str | None:
@@ -30,7 +38,24 @@ def weight_in_fp32(ctx, rec: ModuleRec) -> str | None:
     if found is None:
         return None
     owner, forward = found
+    ret = cast_last_return(forward)
+    return owner.sf.cite(ret) if ret is not None else None
+
+
+def cast_last_return(forward: cst.FunctionDef) -> cst.Return | None:
+    """The `return` of a norm's forward that casts the weight's fp32 product last, if any."""
+    products = {
+        target.target.value
+        for assign in findall(forward, m.Assign(value=_PRODUCT))
+        if not m.findall(assign.value, _ROUNDED)  # the values cast back before the weight
+        for target in assign.targets
+        if isinstance(target.target, cst.Name)
+    }
     for ret in findall(forward, m.Return()):
-        if isinstance(ret.value, cst.BaseExpression) and m.matches(ret.value, _CAST_LAST):
-            return owner.sf.cite(ret)
+        if not isinstance(ret.value, cst.BaseExpression):
+            continue
+        if m.matches(ret.value, _CAST_LAST) or (
+            m.matches(ret.value, _CAST_LOCAL) and ret.value.func.value.value in products
+        ):
+            return ret
     return None

@@ -109,6 +109,8 @@ COMPARED: dict[str, Any] = {
     "attention.q_latent_raw": None,
     "attention.logn": lambda logn: logn is not None,
     "attention.sub_norm": None,
+    "attention.v_norm": None,
+    "attention.layer_shapes": None,
     "attention.scores_fp32": None,
     "norm.weight_fp32": None,
     "attention.differential": lambda found: found is not None,
@@ -170,6 +172,7 @@ COMPARED: dict[str, Any] = {
     "block.scaled_residual_init": None,
     "block.init_cutoff": lambda cutoff: cutoff is not None,
     "block.short_conv": lambda found: found is not None,
+    "block.output_scale": lambda found: found is not None,
 }
 
 _GQA = ("mha", "gqa", "mqa")  # grouped-query attention covers MHA (kv = heads) and MQA (kv = 1)
@@ -195,6 +198,8 @@ _DENSE_COMMON: dict[str, tuple] = {
     "attention.q_latent_raw": (False,),  # a query up-projection reads the normed latent only
     "attention.logn": (False,),  # queries not scaled by position
     "attention.sub_norm": (False,),  # the attention output goes to o_proj as it is
+    "attention.v_norm": ("none",),  # the values go to the attention as projected
+    "attention.layer_shapes": ("same",),  # every layer's attention sized alike
     "attention.scores_fp32": (False,),  # q @ k^T and the softmax in the model's dtype
     "norm.weight_fp32": (False,),  # RMSNorm casts back to the input dtype before the weight
     "attention.differential": (False,),  # one attention map per head
@@ -238,6 +243,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "block.scaled_residual_init": (False,),
     "block.init_cutoff": (False,),  # normal inits are not truncated
     "block.short_conv": (False,),  # every layer's token mixer is attention
+    "block.output_scale": (False,),  # a layer's output leaves it as summed
 }
 # What an MoE block grafted onto a dense reference starts as (the `add_moe` transform): the
 # dense rows list these too, so a target's other MoE features show up as deltas.

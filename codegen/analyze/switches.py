@@ -27,6 +27,7 @@ from functools import cache
 from typing import Any
 
 import libcst as cst
+import libcst.matchers as m
 
 from codegen.analyze.source import ClassInfo, Project, SourceFile, dotted, literal
 
@@ -1113,6 +1114,12 @@ def _reachable(project: Project, start: list[ClassInfo]) -> tuple[list[ClassInfo
     return classes, functions
 
 
+def _is_property(fn: cst.FunctionDef) -> bool:
+    """A config property (gemma4's `kv_sharing_modes`): the modeling code reads what it
+    derives from the fields its branches test (`num_kv_shared_layers == 0`)."""
+    return any(m.matches(d.decorator, m.Name("property")) for d in fn.decorators)
+
+
 def _is_config_cls(project: Project, cls: ClassInfo) -> bool:
     bases = project.external_bases(cls)
     return any(b.endswith(("PreTrainedConfig", "PretrainedConfig")) for b in bases)
@@ -1152,7 +1159,7 @@ def find_switches(
     for cfg_cls in config_classes:
         for c in project.mro(cfg_cls):
             for unit in _units(project, c, config_self=True):
-                if unit.fn.name.value in ("__init__", "__post_init__"):
+                if unit.fn.name.value in ("__init__", "__post_init__") or _is_property(unit.fn):
                     scanner.scan(unit, {})
     switches = [_merge(found, known, scanner.subs) for found in scanner.found.values()]
     tied = _tied_switch(project, starts[0], known)

@@ -1,33 +1,56 @@
 """A norm on the attention's values (gemma4's weightless `v_norm`): no reference norms v,
 so a package built from one would pass v on as projected. Where the last module call before
-the kernel's value argument is a norm, the analysis names it."""
+the kernel's value argument is a norm, the analysis reports it: `per_head` when it norms each
+head's vector (its width the head size, applied after the view to heads), else `other`, and
+whether it learns a scale."""
 
 from __future__ import annotations
 
+import dataclasses
+
+from codegen.analyze import qk_norm_scope
 from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import Term, strip
+from codegen.analyze.detect_attention import _norm_dim
 from codegen.analyze.evaluate import ModuleRec
+from codegen.analyze.features import Attention
 from codegen.analyze.roles import NORM
 
 
-def detect(ctx: Ctx, shared: dict) -> None:
+def detect(ctx: Ctx, shared: dict, attention: Attention) -> Attention:
+    """`attention` with `v_norm` / `v_norm_weight` set from the representative layer."""
     info = shared.get("rep")
     kernel = getattr(info, "kernel", None)
     if kernel is None:
-        return
+        return attention
     qkv = [strip(t) for t in kernel.args if isinstance(t, Term)][:3]
     if len(qkv) != 3:
-        return
+        return attention
     for term in _nearest_calls(qkv[2]):
         module = term.module
         if isinstance(module, ModuleRec) and ctx.roles.role(module) == NORM:
-            ctx.unsupported(
-                "attention.v_norm",
-                f"the values go through a norm ({module.cls.name if module.cls else module.kind})"
-                " before the attention: no rule yet",
-                term.site.cite() if term.site else ctx.site(module),
+            dim, weight = _norm_dim(module), qk_norm_scope.has_weight(module)
+            # a weightless norm built without a size norms the last axis it is given
+            sized = dim == attention.head_dim or (dim is None and not weight)
+            per_head = sized and _viewed_per_head(info, attention.head_dim)
+            ctx.cite("attention.v_norm", term.site.cite() if term.site else ctx.site(module))
+            ctx.cite("attention.v_norm_weight", ctx.class_site(module) or ctx.site(module))
+            return dataclasses.replace(
+                attention,
+                v_norm="per_head" if per_head else "other",
+                v_norm_weight=weight,
             )
-            return
+    ctx.cite("attention.v_norm", kernel.site.cite() if kernel.site else None)
+    return attention
+
+
+def _viewed_per_head(info, head_dim: int) -> bool:
+    """The value projection's output is viewed with the head size as its last axis (the norm
+    then takes each head's vector, not the flat projection output)."""
+    views = info.trace.tracer.views if info.trace is not None else {}
+    return any(
+        shape and shape[-1] == head_dim for t in info.v_lins or [] for shape in views.get(id(t), [])
+    )
 
 
 def _nearest_calls(term: Term) -> list[Term]:

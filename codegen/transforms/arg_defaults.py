@@ -92,9 +92,16 @@ def _eval(node: cst.BaseExpression, scope: dict):
 
 
 def _namespace(config: dict):
-    return SimpleNamespace(
-        **{k: v for k, v in config.items() if isinstance(k, str) and k.isidentifier()}
-    )
+    plain = {k: v for k, v in config.items() if isinstance(k, str) and k.isidentifier()}
+    overrides, layers = plain.get("per_layer_config"), plain.get("num_hidden_layers")
+    if isinstance(overrides, dict) and isinstance(layers, int):
+        # PreTrainedConfig's per-layer view: layer i's config, the global one with its
+        # overrides (config.json spells the layer indices as strings)
+        plain["per_layer_config"] = [
+            SimpleNamespace(**{**plain, **(overrides.get(i) or overrides.get(str(i)) or {})})
+            for i in range(layers)
+        ]
+    return SimpleNamespace(**plain)
 
 
 class _Rope:

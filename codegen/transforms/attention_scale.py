@@ -26,6 +26,8 @@ from codegen.transforms.edits import (
 
 # HF `self.scaling = config.<field>` or `config.<field>**-0.5`
 _HF_SCALING = re.compile(r"self\.scaling\s*=\s*config\.(\w+)\s*(\*\*\s*\(?\s*-0\.5\s*\)?)?")
+# HF `self.scaling = <number>` (gemma4: its q/k norms set the scores' scale, 1.0)
+_HF_CONSTANT = re.compile(r"self\.scaling\s*=\s*(\d+(?:\.\d*)?)\s*$", re.MULTILINE)
 
 _FORMS = {
     "multiplier": ("{args}", "float = 1.0  # softmax scale (not head_dim ** -0.5)"),
@@ -42,7 +44,9 @@ class AttentionScale(Transform):
     "attention_multiplier") or to the power -0.5 (`form="inverse_sqrt"`, gemma2/3
     "query_pre_attn_scalar").
 
-    Without params both are read from the HF attention's `self.scaling = config....` line.
+    `form="constant"`: `field` is a number (gemma4's 1.0) SDPA gets as its scale.
+
+    Without params both are read from the HF attention's `self.scaling = ...` line.
     """
 
     name = "attention_scale"
@@ -50,6 +54,9 @@ class AttentionScale(Transform):
     def apply(self, package, features=None, *, field: str | None = None, form: str | None = None):
         if field is None or form is None:
             field, form = detect(features)
+        if form == "constant":
+            run(package, "model.py", UseScale(repr(float(field))))
+            return
         if form not in _FORMS:
             raise ValueError(f"attention_scale form {form!r}: one of {tuple(_FORMS)}")
         value, declaration = _FORMS[form]
@@ -68,7 +75,10 @@ class AttentionScale(Transform):
 
 
 def detect(features) -> tuple[str, str]:
-    found = _HF_SCALING.search(hf_source(features))
+    source = hf_source(features)
+    found = _HF_SCALING.search(source)
+    if found is None and (constant := _HF_CONSTANT.search(source)) is not None:
+        return constant.group(1), "constant"
     if found is None:
         raise EditError("the HF attention sets no `self.scaling = config...`; pass field/form")
     return found.group(1), "inverse_sqrt" if found.group(2) else "multiplier"
@@ -92,20 +102,21 @@ def _head_dim_default(package) -> str:
 
 
 class UseScale(InMethod):
-    """SDPA gets `scale=self.scale`; written-out attention (softcapping) multiplies the scores
-    by `self.scale` instead of `self.head_dim**-0.5`."""
+    """SDPA gets `scale=self.scale` (or `scale`, code); written-out attention (softcapping)
+    multiplies the scores by it instead of `self.head_dim**-0.5`."""
 
-    def __init__(self):
+    def __init__(self, scale: str = "self.scale"):
         super().__init__("Attention", "forward")
+        self.scale = scale
 
     def leave_Call(self, original, updated):
         if self.inside and is_name(updated.func, "F.scaled_dot_product_attention"):
             self.hits += 1
-            return set_call_keyword(updated, "scale", expression("self.scale"))
+            return set_call_keyword(updated, "scale", expression(self.scale))
         return updated
 
     def leave_BinaryOperation(self, original, updated):
         if self.inside and code_of(updated).replace(" ", "") == "self.head_dim**-0.5":
             self.hits += 1
-            return expression("self.scale")
+            return expression(self.scale)
         return updated

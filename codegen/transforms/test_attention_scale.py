@@ -83,6 +83,7 @@ class ModelArgs:
             "self.scaling = config.query_pre_attn_scalar**-0.5",
             ("query_pre_attn_scalar", "inverse_sqrt"),
         ),
+        ("self.scaling = 1.0", ("1.0", "constant")),
     ],
 )
 def test_detects_field_and_form(tmp_path, line, expected):
@@ -90,3 +91,19 @@ def test_detects_field_and_form(tmp_path, line, expected):
     path.write_text(f"class A:\n    def __init__(self, config):\n        {line}\n")
     features = SimpleNamespace(source=SimpleNamespace(modeling=str(path)))
     assert attention_scale.detect(features) == expected
+
+
+def test_constant_scale_is_written_into_the_sdpa_call():
+    """gemma4's `self.scaling = 1.0` (its q/k norms set the scale): SDPA gets the number
+    itself, no ModelArgs field."""
+    import libcst.matchers as m
+
+    package = _llama()
+    before = package.render()["args.py"]
+    AttentionScale().apply(package, field="1.0", form="constant")
+    sdpa = m.Call(
+        func=m.Attribute(value=m.Name("F"), attr=m.Name("scaled_dot_product_attention")),
+        args=[m.ZeroOrMore(), m.Arg(value=m.Float("1.0"), keyword=m.Name("scale"))],
+    )
+    assert len(m.findall(package.module("model.py"), sdpa)) == 1
+    assert package.render()["args.py"] == before

@@ -16,7 +16,12 @@ from pathlib import Path
 
 from codegen.spec import ModelSpec
 from codegen.verify.run import Case
-from codegen.verify.tiny_config import config_from_file, tiny_config, tiny_config_from_file
+from codegen.verify.tiny_config import (
+    config_from_file,
+    config_value,
+    tiny_config,
+    tiny_config_from_file,
+)
 
 
 def default_cases(spec: ModelSpec, switches: bool = True) -> list[Case]:
@@ -39,7 +44,7 @@ def base_config(model_type: str):
     """
     toy = tiny_config(model_type)
     derived = toy.hidden_size // toy.num_attention_heads
-    if getattr(toy, "head_dim", None) in (None, derived) or _hf_runs(toy):
+    if config_value(toy, "head_dim") in (None, derived) or _hf_runs(toy):
         return toy, {}
     fixed = {"head_dim": derived}
     return tiny_config(model_type, **fixed), fixed

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from codegen.analyze.switches import Switch, SwitchValue
+from codegen.verify.tiny_config import config_value
 
 _CMP = {
     "<": operator.lt,
@@ -194,7 +195,7 @@ def _current(cfg, switch: Switch):
         if switch.sub_config and not isinstance(holder, dict):
             return getattr(holder, switch.field, None)  # a sub-config object (attn_config)
         return holder.get(switch.field) if isinstance(holder, dict) else None
-    return getattr(cfg, switch.field, None)
+    return config_value(cfg, switch.field)
 
 
 def _compared(switch: Switch) -> list:

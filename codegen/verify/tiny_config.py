@@ -97,6 +97,16 @@ def _proportional_base(rope: Any) -> Any:
     return dict(rope)
 
 
+def config_value(config, key: str, default=None):
+    """`getattr(config, key, default)`; the config's own value where its layers override
+    the field (a heterogeneous config, `per_layer_config`, refuses to answer for all
+    layers)."""
+    try:
+        return getattr(config, key, default)
+    except RuntimeError:  # transformers' AmbiguousGlobalPerLayerAttributeError
+        return config.to_dict().get(key, default)
+
+
 def _max_positions(cfg: dict[str, Any]) -> int:
     rope = cfg.get("rope_parameters") or {}
     if isinstance(rope, dict) and rope.get("rope_type") == "dynamic":
@@ -362,7 +372,37 @@ def _shrink_per_layer(original: dict[str, Any], toy: dict[str, Any], layers_key:
         elif layers != new_layers and len(expanded := _run_length(value)) == layers:
             toy[key] = [[expanded[:new_layers], 1]]  # gpt_neo's [[["global", "local"], 12]]
         elif isinstance(value, dict) and value and all(_is_index(k) for k in value):
-            toy[key] = {k: v for k, v in value.items() if int(k) < new_layers}
+            toy[key] = {
+                k: _shrink_overrides(v, original, toy)
+                for k, v in value.items()
+                if int(k) < new_layers
+            }
+
+
+def _shrink_overrides(overrides, original: dict[str, Any], toy: dict[str, Any]):
+    """A layer's overrides (`per_layer_config`: gemma4's full-attention head_dim 512 over
+    256) of a size the toy shrinks: the toy's size where the layer repeats the config's, else
+    the toy's size in the same ratio, so the layer stays sized apart (an even head size; a kv
+    head count dividing the heads)."""
+    if not isinstance(overrides, dict):
+        return overrides
+    out = dict(overrides)
+    for field, value in overrides.items():
+        size, small = original.get(field), toy.get(field)
+        if field not in SHRINK_RULES or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (value, size, small)
+        ):
+            continue
+        scaled = small * value / size
+        if field == "head_dim":
+            out[field] = small if value == size else max(2, round(scaled / 2) * 2)
+        elif field == "num_key_value_heads":
+            heads = toy.get("num_attention_heads")
+            counts = [n for n in range(1, heads + 1) if heads % n == 0] if heads else [small]
+            out[field] = min(counts, key=lambda n: (abs(n - scaled), n))
+        else:
+            out[field] = small if value == size else max(1, round(scaled))
+    return out
 
 
 def _per_layer_size(key: str, values: list, original: dict[str, Any], toy: dict[str, Any]):

@@ -20,9 +20,12 @@ FINDINGS = {"attention.layer_shapes", "attention.layer_sinks", "attention.v_head
 def test_mimo_v2_flash_names_each_difference(tmp_path):
     modeling, _ = rename_model("mimo_v2_flash", "numbat", str(tmp_path))
     for source in ("mimo_v2_flash", modeling):
-        found = {u.feature: u for u in analyze(source).unsupported}
+        features = analyze(source)
+        found = {u.feature: u for u in features.unsupported}
         assert FINDINGS <= set(found)
-        assert "twice" not in found["attention.layer_shapes"].detail  # sizes, not a guess
+        assert features.attention.layer_shapes == "other"  # no per_layer_config: no rule
+        assert "twice" not in found["attention.layer_shapes"].evidence  # sizes, not a guess
+        assert "on layer 0" in found["attention.layer_shapes"].evidence
         assert found["attention.v_head_dim"].evidence.split(":")[0].startswith("modeling_")
     plan = make_plan(load_target("mimo_v2_flash"))
     assert FINDINGS <= {gap.feature for gap in plan.gaps}
@@ -35,15 +38,17 @@ def test_uniform_layers_have_no_such_finding():
 
 def test_latent_attention_sized_per_layer_is_named(tmp_path):
     """dots3's sliding-window layers take other head counts and latent ranks
-    (`per_layer_config`): the plan stopped inside a transform; now the analysis names the
-    projection, on a renamed copy too, and latent attention the same on every layer has no
-    such finding."""
+    (`per_layer_config`): the plan stopped inside a transform; now the analysis says
+    `latent` (no rule) and its evidence names the projection, on a renamed copy too, and
+    latent attention the same on every layer has no such finding."""
     modeling, _ = rename_model("dots3_note", "wombat", str(tmp_path))
     for source in ("dots3_note_text", modeling):
-        found = {u.feature: u for u in analyze(source).unsupported}
-        detail = found["attention.layer_shapes"].detail
-        assert detail.startswith("latent attention projections sized per layer: q_b_proj")
-        assert "on layer 0" in detail and "on layer 2" in detail
+        features = analyze(source)
+        found = {u.feature: u for u in features.unsupported}
+        assert features.attention.layer_shapes == "latent"
+        evidence = found["attention.layer_shapes"].evidence
+        assert "latent attention projections sized per layer: q_b_proj" in evidence
+        assert "on layer 0" in evidence and "on layer 2" in evidence
     plan = make_plan(load_target("dots3_note_text"))
     assert "attention.layer_shapes" in {gap.feature for gap in plan.gaps}
     for model_type in ("deepseek_v3", "deepseek_v32", "glm_moe_dsa"):

@@ -37,9 +37,42 @@ def test_unified_text_qk_norm_is_determined():
 
 def test_the_scaffold_toy_keeps_the_overrides():
     """The toy the scaffold analyses under is written from the config's values: the layer
-    overrides stay plain dicts there, so the toy still has layer 5's own head size."""
+    overrides stay plain dicts there, so the toy still has layer 5's own head size (the
+    toy's head size in the config's ratio), which the analysis reads as sizes from the
+    per-layer overrides."""
     from codegen.scaffold.target import load_target
 
     target = load_target("gemma4_unified_text")
-    assert target.config["per_layer_config"] == {5: {"head_dim": 512}}
-    assert "attention.layer_shapes" in {u.feature for u in target.features.unsupported}
+    assert target.config["per_layer_config"] == {5: {"head_dim": 80}}  # shrunk with 512 / 256
+    assert target.features.attention.layer_shapes == "per_layer_config"
+    assert not target.features.unsupported
+
+
+def test_renamed_copy_reads_the_same_layer_facts(tmp_path):
+    """Nothing hangs on the architecture's name: a renamed copy of gemma4_unified's text
+    model gives the per-layer sizes, the weightless value norm and the stored output scale."""
+    from analyze_helpers import rename_model
+
+    modeling, _ = rename_model("gemma4_unified", "quokka", str(tmp_path))
+    features = analyze(modeling)
+    assert features.attention.layer_shapes == "per_layer_config"
+    assert (features.attention.v_norm, features.attention.v_norm_weight) == ("per_head", False)
+    assert (features.block.output_scale, features.block.output_scale_trained) == (
+        "layer_scalar",
+        False,
+    )
+    assert features.norm.weight_fp32 is True  # `out * self.weight.float()`, cast last
+    assert not features.unsupported
+
+
+def test_shrunk_overrides_keep_layers_apart():
+    from codegen.verify.tiny_config import _shrink_overrides
+
+    original = {"head_dim": 256, "num_key_value_heads": 4, "num_attention_heads": 8}
+    toy = {"head_dim": 40, "num_key_value_heads": 2, "num_attention_heads": 4}
+    assert _shrink_overrides({"head_dim": 512}, original, toy) == {"head_dim": 80}
+    assert _shrink_overrides({"head_dim": 256}, original, toy) == {"head_dim": 40}
+    assert _shrink_overrides({"num_key_value_heads": 1}, original, toy) == {
+        "num_key_value_heads": 1
+    }
+    assert _shrink_overrides({"sliding_window": 7}, original, toy) == {"sliding_window": 7}

@@ -600,3 +600,13 @@ def test_two_fields_compared_while_building_are_a_relation_switch(tmp_path) -> N
     assert values["differs"].label == "!= hidden_size"
     assert "project_in" in values["differs"].selects
     assert _marks(modeling)["x"] in _cites(switches["embed_width"], "differs")
+
+
+def test_a_config_property_is_scanned_like_post_init(tmp_path) -> None:
+    """gemma4_unified's layers read `config.kv_sharing_modes`, a property of the config
+    class that branches on `num_kv_shared_layers`: that field is a switch (so a package
+    refuses the other setting in one line), on a renamed copy too."""
+    modeling, _ = rename_model("gemma4_unified", "wallaby", str(tmp_path))
+    for source in ("gemma4_unified_text", modeling):
+        names = {s.name for s in analyze(source).switches}
+        assert "num_kv_shared_layers" in names, sorted(names)

@@ -1,5 +1,6 @@
-"""A norm on the attention's values (gemma4's v_norm) is named unsupported with file:line,
-not passed over; the q/k norms of the same attention are not mistaken for it."""
+"""A norm on the attention's values (gemma4's v_norm) is reported (`attention.v_norm`, per head
+or not, learned scale or not) with file:line, not passed over; the q/k norms of the same
+attention are not mistaken for it."""
 
 from __future__ import annotations
 
@@ -29,19 +30,24 @@ def _synth(tmp_path, *, v_norm: bool) -> str:
     return path
 
 
-def _found(path: str) -> dict[str, tuple[str, str]]:
-    return {u.feature: (u.detail, u.evidence) for u in analyze(path).unsupported}
+def _attention(target: str):
+    features = analyze(target)
+    return features.attention, features.evidence.get("attention.v_norm", "")
 
 
 def test_qk_norms_alone_are_no_value_norm(tmp_path):
-    assert "attention.v_norm" not in _found(_synth(tmp_path, v_norm=False))
+    attention, _ = _attention(_synth(tmp_path, v_norm=False))
+    assert attention.v_norm == "none"
 
 
 def test_value_norm_is_named(tmp_path):
-    detail, evidence = _found(_synth(tmp_path, v_norm=True))["attention.v_norm"]
-    assert "SynthRMSNorm" in detail and evidence.startswith("modeling_synth.py:")
+    attention, evidence = _attention(_synth(tmp_path, v_norm=True))
+    assert (attention.v_norm, attention.v_norm_weight) == ("per_head", True)
+    assert evidence.startswith("modeling_synth.py:")
 
 
-def test_gemma4_value_norm_is_named():
-    detail, evidence = _found("gemma4_text")["attention.v_norm"]
-    assert "Gemma4RMSNorm" in detail and evidence.startswith("modeling_gemma4.py:")
+def test_gemma4_value_norm_is_weightless_per_head():
+    attention, evidence = _attention("gemma4_text")
+    assert (attention.v_norm, attention.v_norm_weight) == ("per_head", False)
+    assert evidence.startswith("modeling_gemma4.py:")
+    assert "attention.v_norm" not in {u.feature for u in analyze("gemma4_text").unsupported}

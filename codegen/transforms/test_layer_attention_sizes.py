@@ -1,0 +1,110 @@
+"""LayerAttentionSizes: before/after on the qwen3 reference (one RoPE table, and one table per
+layer type), and what the package builds from a transformers config with per-layer
+overrides (`per_layer_config`)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import libcst.matchers as m
+import pytest
+
+from codegen.models import references_dir
+from codegen.scaffold.source import SourcePackage
+from codegen.transforms.layer_attention_sizes import LayerAttentionSizes
+from codegen.transforms.rope_per_layer_type import SetRopePerLayerType
+
+
+def _sized(per_type: bool) -> SourcePackage:
+    package = SourcePackage.from_directory(references_dir() / "qwen3")
+    if per_type:
+        SetRopePerLayerType().apply(package)
+    LayerAttentionSizes().apply(package)
+    return package
+
+
+def _self_assign(attr: str, value) -> m.Assign:
+    return m.Assign(
+        targets=[m.AssignTarget(m.Attribute(value=m.Name("self"), attr=m.Name(attr)))],
+        value=value,
+    )
+
+
+def _entry(field: str) -> m.Subscript:
+    # args.<field>[layer_id]
+    return m.Subscript(
+        value=m.Attribute(value=m.Name("args"), attr=m.Name(field)),
+        slice=[m.SubscriptElement(m.Index(m.Name("layer_id")))],
+    )
+
+
+def test_each_attention_reads_its_layers_entries():
+    model = _sized(per_type=False).module("model.py")
+    assert m.findall(model, _self_assign("head_dim", _entry("layer_head_dims")))
+    assert m.findall(model, _self_assign("n_kv_heads", _entry("layer_n_kv_heads")))
+    built = m.Call(func=m.Name("Attention"), args=[m.Arg(m.Name("args")), m.Arg(m.Name())])
+    assert len(m.findall(model, built)) == 1
+    (attention,) = m.findall(model, m.ClassDef(name=m.Name("Attention")))
+    global_size = m.Attribute(value=m.Name("args"), attr=m.Name("head_dim") | m.Name("n_kv_heads"))
+    assert not m.findall(attention, global_size)  # every size is the layer's own
+
+
+def test_per_type_tables_take_their_types_width():
+    model = _sized(per_type=True).module("model.py")
+    for table, layer_type in (
+        ("rotary", "full_attention"),
+        ("sliding_rotary", "sliding_attention"),
+    ):
+        width = m.Call(
+            func=m.Attribute(value=m.Name("head_dims"), attr=m.Name("get")),
+            args=[m.Arg(m.SimpleString(f'"{layer_type}"')), m.Arg()],
+        )
+        rotary = m.Call(func=m.Name("RotaryEmbedding"), args=[m.Arg(), m.Arg(width)])
+        assert m.findall(model, _self_assign(table, rotary)), table
+
+
+def _load(package: SourcePackage, tmp_path, name: str):
+    folder = tmp_path / name
+    folder.mkdir()
+    for filename, text in package.render().items():
+        (folder / filename).write_text(text)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        return importlib.import_module(f"{name}.args"), importlib.import_module(f"{name}.model")
+    finally:
+        sys.path.remove(str(tmp_path))
+
+
+def _qwen3(**overrides):
+    transformers = pytest.importorskip("transformers")
+    return transformers.Qwen3Config(
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        vocab_size=64,
+        **overrides,
+    )
+
+
+def test_sizes_come_from_each_layers_config(tmp_path):
+    args_module, model_module = _load(_sized(per_type=False), tmp_path, "gen_layer_sizes")
+    config = _qwen3(per_layer_config={2: {"num_key_value_heads": 1}})
+    args = args_module.ModelArgs.from_hf_config(config)
+    assert args.layer_n_kv_heads == (2, 2, 1) and args.layer_head_dims == (8, 8, 8)
+    model = model_module.Model(args)
+    assert model.layers[2].attention.wk.weight.shape == (8, 32)
+    assert model.layers[0].attention.wk.weight.shape == (16, 32)
+    uniform = args_module.ModelArgs.from_hf_config(_qwen3())
+    assert uniform.layer_head_dims == (8, 8, 8) and uniform.layer_n_kv_heads == (2, 2, 2)
+
+
+def test_other_overrides_and_one_table_for_two_widths_are_refused(tmp_path):
+    args_module, _ = _load(_sized(per_type=False), tmp_path, "gen_layer_refusals")
+    with pytest.raises(NotImplementedError, match="per_layer_config overrides"):
+        args_module.ModelArgs.from_hf_config(_qwen3(per_layer_config={1: {"intermediate_size": 8}}))
+    with pytest.raises(NotImplementedError, match="one RoPE table"):
+        args_module.ModelArgs.from_hf_config(_qwen3(per_layer_config={1: {"head_dim": 16}}))
