@@ -20,6 +20,12 @@ model in a child of a fork server that has imported torch and transformers and r
 other (with glibc's mmap threshold pinned, so freed tensors leave the resident set); it is
 deterministic and needs no noise band. A ratio <= 1.0 means the house model is no worse.
 
+Work is counted as well as timed (`forward_work`): the matmul and attention FLOPs of one
+forward (torch's flop counter) and the bytes written by every op that makes or fills a tensor.
+The counts are the same on every run, so where a time ratio sits inside the noise band they
+say whether the package does more work than HF or the ratio is noise; `--work-only` counts
+without timing (seconds per package).
+
 Any package works, not only the references: `--models DIR` benchmarks packages written by
 `codegen scaffold --out DIR`; `--sweep COVERAGE_JSON` scaffolds every architecture the coverage
 sweep verified (into a temporary folder, or --models DIR) and benchmarks each, then prints how
@@ -28,7 +34,7 @@ within 1.0 on both ratios, and, labelled apart, how many do once a time ratio in
 noise band (90th percentile of |A/A - 1|) counts as indistinguishable from HF.
 
     python scripts/bench_forward.py [MODEL ...] [--models DIR] [--seq 512] [--batch 2]
-                                    [--repeat 5] [--threads 1] [--json]
+                                    [--repeat 5] [--threads 1] [--work-only] [--json]
     python scripts/bench_forward.py --sweep /tmp/cov/coverage.json
 """
 
@@ -195,6 +201,18 @@ def run_hf(model, tokens):
     return model(input_ids=tokens).logits
 
 
+def count_work(name: str) -> dict:
+    """The work counts of one forward of each model (`forward_work`), without timing."""
+    import torch
+
+    house_model, hf_model, tokens = build(name, ARGS.seq)
+    with torch.no_grad():
+        return {
+            "house": forward_work(run_house, house_model, tokens),
+            "hf": forward_work(run_hf, hf_model, tokens),
+        }
+
+
 def time_pair(name: str) -> tuple[float, float, float]:
     """Fastest CPU seconds of one forward: house, HF, and HF timed a second time (A/A).
 
@@ -227,7 +245,47 @@ def time_pair(name: str) -> tuple[float, float, float]:
                     timings[label].append(time.process_time() - started)
         finally:
             gc.enable()
-    return min(timings["house"]), min(timings["hf"]), min(timings["hf_again"])
+        work = {
+            "house": forward_work(run_house, house_model, tokens),
+            "hf": forward_work(run_hf, hf_model, tokens),
+        }
+    return min(timings["house"]), min(timings["hf"]), min(timings["hf_again"]), work
+
+
+def forward_work(fn, model, tokens) -> dict:
+    """What one forward does, counted, not timed: matmul and attention FLOPs (torch's flop
+    counter) and the bytes written by every op that makes or fills a tensor (views write
+    none). Counts are the same on every run, so where a time ratio sits inside the noise
+    band they tell extra work from noise: a package that multiplies and writes no more than
+    HF does no more work than HF."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+    from torch.utils.flop_counter import FlopCounterMode
+
+    aten = torch.ops.aten
+    allocates_only = {aten.empty, aten.empty_like, aten.new_empty, aten.empty_strided}
+
+    class BytesWritten(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.bytes = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if func.overloadpacket in allocates_only:
+                return out
+            in_place = any(r.alias_info and r.alias_info.is_write for r in func._schema.returns)
+            read = {_storage(t) for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)}
+            for tensor in tree_leaves(out):
+                # a view (declared, or `_unsafe_view`'s undeclared one) writes nothing
+                if isinstance(tensor, torch.Tensor) and (in_place or _storage(tensor) not in read):
+                    self.bytes += tensor.numel() * tensor.element_size()
+            return out
+
+    with FlopCounterMode(display=False) as flops, BytesWritten() as written:
+        fn(model, tokens)
+    return {"flop": flops.get_total_flops(), "bytes_written": written.bytes}
 
 
 def peak_memory_child(args: argparse.Namespace, name: str, which: str, conn) -> None:
@@ -376,8 +434,19 @@ def measure(names: list[str]) -> tuple[list[dict], dict[str, str]]:
     """One row per model measured, and {name: why not} for each that could not be."""
     rows, missed = [], {}
     for name in names:
+        if ARGS.work_only:
+            try:
+                work = count_work(name)
+            except Exception as err:  # noqa: BLE001 - one model's failure is a row, not a crash
+                missed[name] = f"{type(err).__name__}: {err}"[:300]
+                print(f"{name}: not counted: {missed[name]}", file=sys.stderr, flush=True)
+                continue
+            rows.append({"model": name, **_work_ratios(work)})
+            if not ARGS.json:
+                print(f"{name:<12} {_work_text(rows[-1])}", flush=True)
+            continue
         try:
-            house_s, hf_s, hf_again_s = time_pair(name)
+            house_s, hf_s, hf_again_s, work = time_pair(name)
             house_mib, hf_mib = peak_memory(name, "house"), peak_memory(name, "hf")
         except Exception as err:  # noqa: BLE001 - one model's failure is a row, not a crash
             missed[name] = f"{type(err).__name__}: {err}"[:300]
@@ -393,6 +462,7 @@ def measure(names: list[str]) -> tuple[list[dict], dict[str, str]]:
                 "house_peak_mib": house_mib,
                 "hf_peak_mib": hf_mib,
                 "memory_ratio": house_mib / hf_mib if hf_mib > 0 else float("nan"),
+                **_work_ratios(work),
             }
         )
         row = rows[-1]
@@ -401,10 +471,26 @@ def measure(names: list[str]) -> tuple[list[dict], dict[str, str]]:
                 f"{name:<12} cpu {row['house_ms']:7.1f} ms vs HF {row['hf_ms']:7.1f} ms "
                 f"ratio {row['time_ratio']:.3f} (A/A {row['aa_time_ratio']:.3f})   "
                 f"peak {house_mib:6.1f} MiB vs HF {hf_mib:6.1f} MiB "
-                f"ratio {row['memory_ratio']:.3f}",
+                f"ratio {row['memory_ratio']:.3f}   {_work_text(row)}",
                 flush=True,
             )
     return rows, missed
+
+
+def _storage(tensor) -> int:
+    return tensor.untyped_storage().data_ptr()
+
+
+def _work_ratios(work: dict) -> dict:
+    house, hf = work["house"], work["hf"]
+    return {
+        "flop_ratio": house["flop"] / hf["flop"] if hf["flop"] else float("nan"),
+        "written_ratio": house["bytes_written"] / hf["bytes_written"],
+    }
+
+
+def _work_text(row: dict) -> str:
+    return f"work: flop {row['flop_ratio']:.3f} written {row['written_ratio']:.3f}"
 
 
 def noise_band(rows: list[dict]) -> float:
@@ -421,6 +507,20 @@ def noise_band(rows: list[dict]) -> float:
 def report(rows: list[dict], missed: dict[str, str], asked: int) -> None:
     if ARGS.json:
         print(json.dumps({"rows": rows, "not_measured": missed}, indent=2))
+        return
+    no_more_work = [r for r in rows if r["flop_ratio"] <= 1.0 and r["written_ratio"] <= 1.0]
+    work_line = (
+        f"{len(no_more_work)}/{len(rows)} packages do no more work than HF "
+        "(matmul FLOPs and bytes written, counted: no noise)"
+    )
+    if ARGS.work_only:
+        print(f"{len(rows)}/{asked} packages counted")
+        for name, why in missed.items():
+            print(f"  not counted: {name}: {why}")
+        print(work_line)
+        for row in rows:
+            if row not in no_more_work:
+                print(f"  more work: {row['model']} {_work_text(row)}")
         return
     band = noise_band(rows)
     within = [r for r in rows if r["time_ratio"] <= 1.0 and r["memory_ratio"] <= 1.0]
@@ -440,13 +540,14 @@ def report(rows: list[dict], missed: dict[str, str], asked: int) -> None:
         f"{len(indistinct)}/{len(rows)} packages within 1.0 on peak memory and within "
         f"1.0 + noise band ({1.0 + band:.3f}) on time"
     )
+    print(work_line)
     for row in rows:
-        if row not in within:
+        if row not in within or row not in no_more_work:
             verdict = "within noise" if row in indistinct else "beyond noise"
             print(
                 f"  over: {row['model']} time {row['time_ratio']:.3f}"
                 f" (A/A {row['aa_time_ratio']:.3f}) memory {row['memory_ratio']:.3f}"
-                f" [{verdict}]"
+                f" [{verdict}]; {_work_text(row)}"
             )
 
 
@@ -465,6 +566,12 @@ def parse_args():
         help="torch threads while timing (default 1: a thread that waits for a descheduled "
         "sibling spins and bills CPU time, so on a shared machine more threads time the "
         "load, not the work)",
+    )
+    parser.add_argument(
+        "--work-only",
+        action="store_true",
+        help="count each forward's matmul FLOPs and bytes written (house vs HF) without "
+        "timing or memory: deterministic and fast",
     )
     parser.add_argument("--json", action="store_true")
     return parser.parse_args()

@@ -28,7 +28,7 @@ def test_a_failing_model_is_named_with_its_error(args, monkeypatch, capsys):
     def time_pair(name):
         if name == "broken":
             raise KeyError("checkpoint key without a mapping")
-        return 0.9, 1.0, 1.01
+        return 0.9, 1.0, 1.01, {side: SAME_WORK for side in ("house", "hf")}
 
     monkeypatch.setattr(bench_forward, "time_pair", time_pair)
     monkeypatch.setattr(bench_forward, "peak_memory", lambda name, which: 10.0)
@@ -40,6 +40,43 @@ def test_a_failing_model_is_named_with_its_error(args, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "1/2 packages measured" in out
     assert "not measured: broken: KeyError" in out
+
+
+SAME_WORK = {"flop": 100, "bytes_written": 1000}
+
+
+def test_work_counts_matmul_flops_and_bytes_written_but_not_views():
+    import torch
+
+    linear = torch.nn.Linear(4, 8)
+    tokens = torch.randn(2, 4)
+
+    def plain(model, x):
+        return model(x).view(-1)
+
+    def extra_copy(model, x):
+        return (model(x) * 1.0).view(-1)
+
+    plain_work = bench_forward.forward_work(plain, linear, tokens)
+    assert plain_work == {"flop": 2 * 2 * 4 * 8, "bytes_written": 2 * 8 * 4}
+    copied = bench_forward.forward_work(extra_copy, linear, tokens)
+    assert copied["flop"] == plain_work["flop"]
+    assert copied["bytes_written"] == 2 * plain_work["bytes_written"]
+
+
+def test_a_package_doing_more_work_is_listed_even_when_its_time_is_under(args, monkeypatch, capsys):
+    heavier = {"flop": 100, "bytes_written": 1500}
+    monkeypatch.setattr(
+        bench_forward,
+        "time_pair",
+        lambda name: (0.95, 1.0, 1.0, {"house": heavier, "hf": SAME_WORK}),
+    )
+    monkeypatch.setattr(bench_forward, "peak_memory", lambda name, which: 10.0)
+    rows, missed = bench_forward.measure(["copies"])
+    bench_forward.report(rows, missed, 1)
+    out = capsys.readouterr().out
+    assert "0/1 packages do no more work than HF" in out
+    assert "over: copies time 0.950" in out and "written 1.500" in out
 
 
 def test_a_failed_scaffold_is_named_with_its_last_error_line(args, tmp_path):
