@@ -254,10 +254,10 @@ def time_pair(name: str) -> tuple[float, float, float]:
 
 def forward_work(fn, model, tokens) -> dict:
     """What one forward does, counted, not timed: matmul and attention FLOPs (torch's flop
-    counter) and the bytes written by every op that makes or fills a tensor (views write
-    none). Counts are the same on every run, so where a time ratio sits inside the noise
-    band they tell extra work from noise: a package that multiplies and writes no more than
-    HF does no more work than HF."""
+    counter, with the CPU attention kernel counted as attention) and the bytes written by
+    every op that makes or fills a tensor (views write none). Counts are the same on every
+    run, so where a time ratio sits inside the noise band they tell extra work from noise: a
+    package that multiplies and writes no more than HF does no more work than HF."""
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils._pytree import tree_leaves
@@ -283,7 +283,10 @@ def forward_work(fn, model, tokens) -> dict:
                     self.bytes += tensor.numel() * tensor.element_size()
             return out
 
-    with FlopCounterMode(display=False) as flops, BytesWritten() as written:
+    # torch's counter has no formula for the CPU flash kernel: count it as attention
+    cpu_flash = {aten._scaled_dot_product_flash_attention_for_cpu: _attention_flop}
+    counter = FlopCounterMode(display=False, custom_mapping=cpu_flash)
+    with counter as flops, BytesWritten() as written:
         fn(model, tokens)
     return {"flop": flops.get_total_flops(), "bytes_written": written.bytes}
 
@@ -475,6 +478,12 @@ def measure(names: list[str]) -> tuple[list[dict], dict[str, str]]:
                 flush=True,
             )
     return rows, missed
+
+
+def _attention_flop(query_shape, key_shape, value_shape, *_, out_shape=None, **__) -> int:
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
 
 
 def _storage(tensor) -> int:

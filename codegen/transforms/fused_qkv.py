@@ -36,11 +36,13 @@ q, k, v = qkv.split([qkv.shape[-1] - 2 * kv_size, kv_size, kv_size], dim=-1)
 
 # rows grouped per kv head (each group: its q heads, then one k and one v head), or per head
 # (q, k, v of one head; the same code with groups of one): split on a kv-head axis (-1: a
-# rank holding its kv heads' groups views its own), so the checkpoint's tensor loads as it is
+# rank holding its kv heads' groups views its own), so the checkpoint's tensor loads as it is;
+# each part's (kv head, group) axes merge into heads: a view for groups of one (k, v, and q
+# with one query head per kv head), a copy only for q's groups of several
 GROUPED_SPLIT = """
 group = self.n_heads // self.n_kv_heads
 qkv = self.wqkv(x).view(batch, seq, -1, group + 2, self.head_dim)
-q, k, v = (part.reshape(batch, seq, -1) for part in qkv.split([group, 1, 1], dim=3))
+q, k, v = (part.flatten(2, 3) for part in qkv.split([group, 1, 1], dim=3))
 """
 # rows in blocks, each q, k, v (codegen's 4 blocks of q | v | k): the adapter regroups them
 # to [q | k | v] on load (and back on save), so the model splits the plain layout

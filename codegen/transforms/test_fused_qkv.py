@@ -5,7 +5,7 @@ import pytest
 from codegen.models import references_dir
 from codegen.scaffold.source import SourcePackage
 from codegen.transforms.edits import EditError
-from codegen.transforms.fused_qkv import FuseQkv
+from codegen.transforms.fused_qkv import GROUPED_SPLIT, FuseQkv
 from codegen.transforms.qk_norm import SetQkNorm
 from codegen.transforms.qkv_bias import SetQkvBias
 from codegen.transforms.testing import package_of
@@ -66,6 +66,29 @@ def test_grouped_rows_split_on_a_kv_head_axis():
     assert "qkv = self.wqkv(x).view(batch, seq, -1, group + 2, self.head_dim)" in model
     assert "qkv.split([group, 1, 1], dim=3)" in model
     assert "kv_size, kv_size], dim=-1)" not in model
+
+
+@pytest.mark.parametrize("n_heads, n_kv_heads", [(4, 4), (4, 2)])
+def test_grouped_split_gives_each_head_its_rows_and_copies_only_q_groups(n_heads, n_kv_heads):
+    """The split lines, run: every head gets its own rows of the grouped layout; k and v (and
+    q with one query head per kv head) are views of the projection's output, not copies."""
+    import torch
+
+    batch, seq, head_dim, group = 2, 3, 5, n_heads // n_kv_heads
+    rows = torch.randn(batch, seq, n_kv_heads * (group + 2) * head_dim)
+    scope = {"x": None, "batch": batch, "seq": seq}
+    fake = type("Self", (), {"n_heads": n_heads, "n_kv_heads": n_kv_heads, "head_dim": head_dim})
+    scope["self"] = fake()
+    scope["self"].wqkv = lambda x: rows
+    exec(GROUPED_SPLIT, scope)
+    blocks = rows.view(batch, seq, n_kv_heads, group + 2, head_dim)
+    q, k, v = scope["q"], scope["k"], scope["v"]
+    assert torch.equal(q, blocks[:, :, :, :group].reshape(batch, seq, n_heads, head_dim))
+    assert torch.equal(k, blocks[:, :, :, group]) and torch.equal(v, blocks[:, :, :, group + 1])
+    shares = [
+        t.untyped_storage().data_ptr() == rows.untyped_storage().data_ptr() for t in (q, k, v)
+    ]
+    assert shares == [group == 1, True, True]
 
 
 def test_an_unknown_layout_is_an_error():

@@ -64,6 +64,23 @@ def test_work_counts_matmul_flops_and_bytes_written_but_not_views():
     assert copied["bytes_written"] == 2 * plain_work["bytes_written"]
 
 
+def test_attention_on_the_cpu_kernel_counts_its_two_products():
+    import torch
+    import torch.nn.functional as F
+
+    q, v = torch.randn(1, 2, 16, 8), torch.randn(1, 2, 16, 4)
+
+    def attend(_, x):
+        return F.scaled_dot_product_attention(x, x, v, is_causal=True)
+
+    def twice(_, x):
+        return attend(_, x) + attend(_, x)
+
+    once = bench_forward.forward_work(attend, None, q)["flop"]
+    assert once == 2 * 2 * 16 * 16 * (8 + 4)  # q k^T and p v, per head
+    assert bench_forward.forward_work(twice, None, q)["flop"] == 2 * once
+
+
 def test_a_package_doing_more_work_is_listed_even_when_its_time_is_under(args, monkeypatch, capsys):
     heavier = {"flop": 100, "bytes_written": 1500}
     monkeypatch.setattr(
