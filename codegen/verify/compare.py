@@ -28,7 +28,8 @@ kernel noise (a bf16 router flips near-tied experts, as the eager kernel's round
 flip others): in the same-dtype run every paired module returns its output in the dtype
 HF's module returns (`divergence.narrowed_stage`): a module HF computes and returns in fp32
 and the package returns in bf16 fails, named. The dtype is decided by the code, not the
-CPU, so this needs no bound.
+CPU, so this needs no bound. An fp32 output whose values bf16 holds exactly was computed in
+bf16 and widened after (`F.linear(x, w).float()`): the package's bf16 rounds nothing there.
 
 Why not judge each stage in bf16 (a module given HF's exact input must give HF's exact
 output): measured, honest packages reorder single bf16 roundings as much as the defects

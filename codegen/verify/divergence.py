@@ -23,7 +23,8 @@ HF's noise (its output's excess over its input's) is named, marked as such.
 
 `narrowed_stage` is a check of its own for the same-dtype run: the first paired module
 whose output the package returns in a narrower float dtype than HF's module returns its
-own (a router HF projects and returns in fp32, rounded to bf16 by the package).
+own, where HF's values need the wider dtype (a router HF projects in fp32, rounded to bf16
+by the package; not one HF projects in bf16 and only widens after).
 """
 
 from __future__ import annotations
@@ -400,11 +401,15 @@ def _largest_growth(house, hf, noise, hf_of, pairs_order) -> Divergence | None:
 
 
 def _narrower(house: torch.Tensor, hf: torch.Tensor) -> bool:
-    return (
-        house.is_floating_point()
-        and hf.is_floating_point()
-        and torch.finfo(house.dtype).bits < torch.finfo(hf.dtype).bits
-    )
+    """Whether the package's output is of a narrower float dtype than HF's and HF's values
+    need the wider one. HF's values that the narrower dtype holds exactly were computed in
+    it and only widened after (granite-moe's router: `F.linear(x, w).float()` in bf16):
+    returning them unwidened rounds nothing."""
+    if not (house.is_floating_point() and hf.is_floating_point()):
+        return False
+    if torch.finfo(house.dtype).bits >= torch.finfo(hf.dtype).bits:
+        return False
+    return not torch.equal(hf.to(house.dtype).to(hf.dtype), hf)
 
 
 def narrowed_stage(house_model, hf_model, tokens, positions, pairs) -> Divergence | None:

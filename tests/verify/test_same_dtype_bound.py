@@ -43,18 +43,20 @@ def test_kernel_noise_sets_the_bound_as_a_multiple():
 
 
 class _Router(nn.Module):
-    def __init__(self, upcast: bool):
+    def __init__(self, upcast: bool | str):
         super().__init__()
         self.weight, self.upcast = nn.Parameter(torch.randn(3, 4)), upcast
 
     def forward(self, x):
-        if self.upcast:  # HF's router: projected and returned in fp32
+        if self.upcast == "after":  # granite-moe's router: projected in bf16, widened after
+            return nn.functional.linear(x, self.weight).float()
+        if self.upcast:  # glm4_moe's router: projected and returned in fp32
             return nn.functional.linear(x.float(), self.weight.float())
         return nn.functional.linear(x, self.weight)
 
 
 class _Toy(nn.Module):
-    def __init__(self, upcast: bool):
+    def __init__(self, upcast: bool | str):
         super().__init__()
         self.embed = nn.Embedding(8, 4)
         self.layers = nn.ModuleList([_Router(upcast)])
@@ -66,8 +68,8 @@ class _Toy(nn.Module):
         return logits if tokens is not None else SimpleNamespace(logits=logits)
 
 
-def _pair(house_upcast: bool):
-    house, hf = _Toy(house_upcast), _Toy(upcast=True)
+def _pair(house_upcast: bool, hf_upcast: bool | str = True):
+    house, hf = _Toy(house_upcast), _Toy(upcast=hf_upcast)
     hf.load_state_dict(house.state_dict())
     pairs = module_pairs(house, hf)
     return house.to(torch.bfloat16), hf.to(torch.bfloat16), pairs
@@ -83,6 +85,16 @@ def test_a_module_rounding_what_hf_returns_in_fp32_is_named():
 def test_the_same_dtypes_name_nothing():
     house, hf, pairs = _pair(house_upcast=True)
     assert narrowed_stage(house, hf, torch.tensor([[1, 2, 3]]), None, pairs) is None
+
+
+def test_a_module_hf_computes_in_bf16_and_only_widens_is_not_named():
+    """HF's fp32 output holds bf16 values only (the product was rounded to bf16 before
+    `.float()`): the package returning those same values in bf16 rounds nothing."""
+    house, hf, pairs = _pair(house_upcast=False, hf_upcast="after")
+    tokens = torch.tensor([[1, 2, 3]])
+    assert narrowed_stage(house, hf, tokens, None, pairs) is None
+    with torch.no_grad():
+        assert hf.layers[0](hf.embed(tokens)).dtype == torch.float32
 
 
 def test_an_honest_reference_is_hf_bf16_bit_for_bit():
