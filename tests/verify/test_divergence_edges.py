@@ -144,5 +144,6 @@ def test_a_router_picking_other_experts_is_said_so_not_an_infinite_diff():
         )
     )
     assert line == (
-        "layers.1.moe.gate (HF model.layers.1.mlp.gate), picks other indices than HF's on 2 of 4 rows"
+        "layers.1.moe.gate (HF model.layers.1.mlp.gate),"
+        " picks other indices than HF's on 2 of 4 rows"
     )
