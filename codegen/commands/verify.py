@@ -305,8 +305,8 @@ def _why(result) -> str:
         if result.same_dtype_diff > result.same_dtype_bound:
             reasons.append(
                 f"logits differ from HF's in {result.dtype} by {result.same_dtype_diff:.2e} "
-                f"of max|logit|, bound {result.same_dtype_bound:.2e} (HF's default vs eager "
-                f"attention in {result.dtype} {result.same_dtype_noise:.2e})"
+                f"of max|logit|, bound {result.same_dtype_bound:.2e} (attention-kernel noise "
+                f"in {result.dtype} {result.same_dtype_noise:.2e})"
             )
     if not reasons:
         reasons.append(f"logits differ (cos={result.cosine:.6f})")

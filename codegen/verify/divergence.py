@@ -400,6 +400,29 @@ def _largest_growth(house, hf, noise, hf_of, pairs_order) -> Divergence | None:
     return Divergence(house_name, hf_name, diff, growth=growth)
 
 
+def agreeing_pairs(house_model, hf_model, tokens, positions, pairs, tolerance: float) -> list:
+    """The module pairs whose outputs agree within `tolerance` on this input, for models
+    whose logits agree (fp32): a pair apart there holds the same weights but returns
+    something else (HF's BERT-style attention adds the residual and norms it, codegen's
+    fused qkv_proj orders its rows otherwise), and naming it would blame a healthy stage."""
+    house = _Recorder(house_model, [h for h, _ in pairs])
+    hf = _Recorder(hf_model, [f for _, f in pairs])
+    try:
+        _forward(house_model, tokens, positions, hf=False)
+        _forward(hf_model, tokens, positions, hf=True)
+    finally:
+        house.close()
+        hf.close()
+    kept = []
+    for house_name, hf_name in pairs:
+        if house_name in house.records and hf_name in hf.records:
+            diff = _outputs_diff(house.records[house_name][1], hf.records[hf_name][1])
+            if diff is not None and diff > tolerance:
+                continue
+        kept.append((house_name, hf_name))
+    return kept
+
+
 def _narrower(house: torch.Tensor, hf: torch.Tensor) -> bool:
     """Whether the package's output is of a narrower float dtype than HF's and HF's values
     need the wider one. HF's values that the narrower dtype holds exactly were computed in

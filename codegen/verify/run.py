@@ -36,6 +36,7 @@ from codegen.verify.compare import (
     same_dtype_bound,
 )
 from codegen.verify.divergence import (
+    agreeing_pairs,
     embedding_stage,
     find_divergence,
     module_pairs,
@@ -62,8 +63,9 @@ class VerifyResult:
     relative_diff: float | None = None  # max_abs_diff / max |HF logits|
     bound: float | None = None  # the calibrated bound on relative_diff
     hf_noise: float | None = None  # HF against itself (relative), what the bound grew from
-    # bf16 only: the package against HF in bf16 (worst input, relative), its bound, and HF's
-    # bf16 default attention against its bf16 eager one, what that bound grew from
+    # bf16 only: the package against HF in bf16 (worst input, relative), its bound, and the
+    # attention-kernel noise in bf16 it grew from (HF's default against its eager kernel, or
+    # the package's fused against its explicit one: the worse)
     same_dtype_diff: float | None = None
     same_dtype_bound: float | None = None
     same_dtype_noise: float | None = None
@@ -316,11 +318,10 @@ def _dtype_noise(directory, dtype, hf_model, inputs, reference):
     router's top-k), so the second kernel's rounding is a second sample.
 
     Also returns HF's logits in the dtype per kernel (default, then eager when the model
-    has it) and the eager model (or None): the same-dtype check's reference and noise."""
-    samples, eager = [_hf_logits(hf_model, inputs)], None
+    has it): the same-dtype check's reference and noise."""
+    samples = [_hf_logits(hf_model, inputs)]
     try:
-        eager = _load_hf(directory, dtype, "eager")
-        samples.append(_hf_logits(eager, inputs))
+        samples.append(_hf_logits(_load_hf(directory, dtype, "eager"), inputs))
     except Exception:  # one attention kernel only
         pass
     noises = []
@@ -333,7 +334,7 @@ def _dtype_noise(directory, dtype, hf_model, inputs, reference):
                 scale=found[0].scale,
             )
         )
-    return noises, samples, eager
+    return noises, samples
 
 
 def _house_logits(model, item: Inputs) -> torch.Tensor:
@@ -349,16 +350,16 @@ def _compare_in_dtype(result, directory, house_model, house_state, inputs, hf_fp
     failure."""
     dtype = DTYPES[result.dtype]
     hf32, reference, noise32 = hf_fp32
-    # (HF's logits in the dtype per kernel, HF eager in the dtype, module pairs, the
-    # package's logits with its fused attention computed explicitly)
+    # (HF's logits in the dtype per kernel, module pairs, the package's logits with its
+    # fused attention computed explicitly)
     same = None
     try:
         if result.dtype == "fp32":
             hf_model, noises = hf32, noise32
         else:
             hf_model = _load_hf(directory, dtype)
-            noises, samples, eager = _dtype_noise(directory, dtype, hf_model, inputs, reference)
-            same = (samples, eager, module_pairs(house_model, hf32))  # fp32 weights pair
+            noises, samples = _dtype_noise(directory, dtype, hf_model, inputs, reference)
+            same = (samples, module_pairs(house_model, hf32))  # fp32 weights pair
         house_model.to(dtype)
         with torch.no_grad():
             logits = [_house_logits(house_model, item).float() for item in inputs]
@@ -368,7 +369,7 @@ def _compare_in_dtype(result, directory, house_model, house_state, inputs, hf_fp
                 explicit = [_house_logits(house_model, item).float() for item in inputs]
             same = (*same, explicit)
             item = inputs[-1]
-            narrowed = narrowed_stage(house_model, hf_model, item.tokens, item.positions, same[2])
+            narrowed = narrowed_stage(house_model, hf_model, item.tokens, item.positions, same[1])
     except Exception as err:
         result.error = _one_line(err)
         return
@@ -408,7 +409,8 @@ def _compare_in_dtype(result, directory, house_model, house_state, inputs, hf_fp
             house_state,
             item if failing else None,
             hf_model,
-            None if same_failing is None else (same_failing, same[1] or hf_model),
+            same_failing,
+            (inputs, reference, noise32),
         )
 
 
@@ -420,7 +422,7 @@ def _same_dtype(result, logits, inputs, same) -> Inputs | None:
     input on `result` and returns the last failing input, or None."""
     if same is None:
         return None
-    samples, explicit = same[0], same[3]
+    samples, explicit = same[0], same[2]
     failing, worst = None, None
     for index, (item, got) in enumerate(zip(inputs, logits, strict=True)):
         want = samples[0][index]
@@ -451,39 +453,52 @@ def _locate(
     house_state,
     item: Inputs | None,
     hf_in_dtype,
-    same_dtype: tuple[Inputs, object] | None = None,
+    same_item: Inputs | None = None,
+    fp32_reference=None,
 ):
     """Name the first diverging stage. A bug visible in bf16 is looked for in fp32 first,
-    where stage tolerances are tight; one that only bf16 shows (a missing rounding) is
-    looked for in bf16: first against HF in bf16 when the same-dtype check failed
-    (`same_dtype`: its failing input and HF's eager model in the dtype, the noise; the
-    first stage whose input still equals HF's and whose output does not is the rounding),
-    then, for a failure against fp32 (`item`), each stage against HF's own bf16 noise."""
-    first = item or same_dtype[0]
+    where stage tolerances are tight, unless the package's fp32 logits agree with HF's on
+    that input (`fp32_reference`: the inputs, HF's fp32 logits and noise): a stage apart
+    there is modules paired whose outputs mean different things (a BERT-style attention
+    that adds the residual and norms it), not the bug, and such pairs are dropped from the
+    bf16 search (`agreeing_pairs`). One that only bf16 shows is looked for in bf16: for a
+    failure of the same-dtype check (`same_item`), against HF in bf16, the first stage
+    whose input still equals HF's bit for bit and whose output does not (the rounding HF
+    does not do); for a failure against fp32 (`item`), each stage against HF's own bf16
+    noise."""
+    first = item or same_item
     hf32 = _load_hf(directory, torch.float32)
     house_model.to(torch.float32).load_state_dict(house_state, strict=False)
     pairs = module_pairs(house_model, hf32)
-    found = find_divergence(
-        house_model,
-        hf32,
-        first.tokens,
-        DIVERGENCE_TOLERANCE["fp32"],
-        positions=first.positions,
-        pairs=pairs,
-    )
-    if found is not None or dtype == "fp32":
-        return None if found is None else f"{found} on the {first.label} input"
+    if dtype != "fp32" and _fp32_agrees(house_model, first, fp32_reference):
+        pairs = agreeing_pairs(
+            house_model,
+            hf32,
+            first.tokens,
+            first.positions,
+            pairs,
+            DIVERGENCE_TOLERANCE["fp32"],
+        )
+    else:
+        found = find_divergence(
+            house_model,
+            hf32,
+            first.tokens,
+            DIVERGENCE_TOLERANCE["fp32"],
+            positions=first.positions,
+            pairs=pairs,
+        )
+        if found is not None or dtype == "fp32":
+            return None if found is None else f"{found} on the {first.label} input"
     house_model.to(DTYPES[dtype])  # rounded from the fp32 weights, as in the comparison
     hf_in_dtype = hf_in_dtype or _load_hf(directory, DTYPES[dtype])
-    if same_dtype is not None:
-        same_item, noise_model = same_dtype
+    if same_item is not None:
         found = find_divergence(
             house_model,
             hf_in_dtype,
             same_item.tokens,
-            DIVERGENCE_TOLERANCE["fp32"],
+            0.0,  # bit for bit: the same roundings give the same values
             positions=same_item.positions,
-            hf_noise_model=noise_model,
             pairs=pairs,
         )
         if found is not None:
@@ -500,6 +515,20 @@ def _locate(
         pairs=pairs,
     )
     return None if found is None else f"{found} on the {item.label} input"
+
+
+def _fp32_agrees(house_model, item: Inputs, fp32_reference) -> bool:
+    """Whether the package (in fp32) gives HF's fp32 logits on `item` within the fp32
+    bound; False when there is nothing to compare with."""
+    if fp32_reference is None:
+        return False
+    inputs, reference, noise32 = fp32_reference
+    index = next((i for i, known in enumerate(inputs) if known is item), None)
+    if index is None:
+        return False
+    with torch.no_grad():
+        logits = _house_logits(house_model, item).float()
+    return bound("fp32", noise32[index]).admits(compare(logits, reference[index]))
 
 
 def _backward_and_export(

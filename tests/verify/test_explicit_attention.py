@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import codegen.verify.compare as compare_module
 from codegen.models import load_spec
 from codegen.scaffold.pipeline import scaffold_into
 from codegen.scaffold.plan import make_plan
@@ -58,25 +59,48 @@ def test_the_kernel_is_swapped_inside_only():
     assert inside.dtype == torch.bfloat16
 
 
-def test_an_eager_only_model_is_held_to_its_package_kernel_noise(tmp_path):
+@pytest.fixture(scope="module")
+def roformer(tmp_path_factory):
+    """The planned roformer package (HF: eager attention only, BERT-style post-norm)."""
+    target = load_target("roformer")
+    plan = make_plan(target)
+    assert plan.complete, plan.gaps
+    models = tmp_path_factory.mktemp("roformer") / "models"
+    scaffold_into(
+        models, plan.reference, "gen_roformer", ["roformer"], plan.steps, features=target.features
+    )
+    return load_spec("gen_roformer", models)
+
+
+def _verify_bf16(spec):
+    (result,) = verify_case(
+        spec, Case("roformer", tiny_config("roformer")), ["bf16"], gradients=False, export=False
+    )
+    return result
+
+
+def test_an_eager_only_model_is_held_to_its_package_kernel_noise(roformer):
     """HF's roformer has its eager attention only (its two kernels agree bit for bit), the
     planned package runs the fused kernel: the same-dtype bound grows from the package's
     fused against its explicit attention, and the honest package passes it (against the
     floor alone it failed: 1.08e-2 of 1e-2)."""
-    target = load_target("roformer")
-    plan = make_plan(target)
-    assert plan.complete, plan.gaps
-    models = tmp_path / "models"
-    scaffold_into(
-        models, plan.reference, "gen_roformer", ["roformer"], plan.steps, features=target.features
-    )
-    (result,) = verify_case(
-        load_spec("gen_roformer", models),
-        Case("roformer", tiny_config("roformer")),
-        ["bf16"],
-        gradients=False,
-        export=False,
-    )
+    result = _verify_bf16(roformer)
     assert result.passed, result.first_divergence
     assert result.same_dtype_noise > 0
     assert result.same_dtype_diff <= result.same_dtype_bound
+
+
+def test_a_same_dtype_failure_names_no_stage_whose_fp32_outputs_mean_something_else(
+    roformer, monkeypatch
+):
+    """With the same-dtype bound at zero the honest package fails it. Its fp32 logits agree
+    with HF's, so the stage search drops the pairs apart in fp32 (HF's attention adds the
+    residual and norms it, the package's does not: 1.2 apart) and names the first stage
+    whose input is HF's bit for bit and whose output is not: the first layer, where the
+    fused kernel rounds otherwise than HF's eager one."""
+    for name in ("SAME_DTYPE_MULTIPLE", "SAME_DTYPE_RELATIVE_FLOOR", "SAME_DTYPE_COSINE_FLOOR"):
+        monkeypatch.setattr(compare_module, name, 0.0)
+    result = _verify_bf16(roformer)
+    assert not result.passed
+    assert result.first_divergence.startswith("layers.0 (HF "), result.first_divergence
+    assert result.first_divergence.endswith("(against HF in bf16)"), result.first_divergence

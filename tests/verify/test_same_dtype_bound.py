@@ -18,7 +18,7 @@ from codegen.verify.compare import (
     Comparison,
     same_dtype_bound,
 )
-from codegen.verify.divergence import module_pairs, narrowed_stage
+from codegen.verify.divergence import agreeing_pairs, module_pairs, narrowed_stage
 from codegen.verify.run import Case, verify_case
 from codegen.verify.tiny_config import tiny_config
 
@@ -113,3 +113,76 @@ def test_an_honest_reference_is_hf_bf16_bit_for_bit():
     assert result.same_dtype_bound == max(
         SAME_DTYPE_MULTIPLE * result.same_dtype_noise, SAME_DTYPE_RELATIVE_FLOOR
     )
+
+
+class _Output(nn.Module):  # HF's BertSelfOutput: dense, then the residual sum normed
+    def __init__(self):
+        super().__init__()
+        self.o, self.norm = nn.Linear(4, 4), nn.LayerNorm(4)
+
+    def forward(self, attended, x):
+        return self.norm(self.o(attended) + x)
+
+
+class _HFSublayer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inner = nn.ModuleDict({"q": nn.Linear(4, 4)})
+        self.output = _Output()
+
+    def forward(self, x):
+        return self.output(self.inner["q"](x), x)
+
+
+class _HouseSublayer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.q, self.o = nn.Linear(4, 4), nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.o(self.q(x))
+
+
+class _Stack(nn.Module):
+    def __init__(self, hf: bool):
+        super().__init__()
+        self.embed = nn.Embedding(8, 4)
+        self.layers = nn.ModuleList([_HFSublayer() if hf else _HouseSublayer()])
+        self.norm = None if hf else nn.LayerNorm(4)  # the package norms in its block
+        self.head = nn.Linear(4, 8)
+
+    def forward(self, tokens=None, input_ids=None, position_ids=None, positions=None):
+        h = self.embed(tokens if tokens is not None else input_ids)
+        out = self.layers[0](h)
+        h = out if self.norm is None else self.norm(h + out)
+        logits = self.head(h)
+        return logits if tokens is not None else SimpleNamespace(logits=logits)
+
+
+def test_pairs_whose_outputs_mean_other_things_are_dropped():
+    """Same weights, same logits; HF's sublayer returns norm(x + o(q(x))), the package's
+    o(q(x)) (its block adds and norms): the pair (HF's holds more: the norm) is apart in
+    fp32 and dropped, the projections stay."""
+    house, hf = _Stack(hf=False), _Stack(hf=True)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for param in house.norm.parameters():
+            param.normal_()
+    ours = house.layers[0]
+    hf.load_state_dict(
+        {
+            "embed.weight": house.embed.weight,
+            **{f"head.{k}": v for k, v in house.head.state_dict().items()},
+            **{f"layers.0.inner.q.{k}": v for k, v in ours.q.state_dict().items()},
+            **{f"layers.0.output.o.{k}": v for k, v in ours.o.state_dict().items()},
+            **{f"layers.0.output.norm.{k}": v for k, v in house.norm.state_dict().items()},
+        }
+    )
+    tokens = torch.tensor([[1, 2, 3]])
+    with torch.no_grad():
+        torch.testing.assert_close(house(tokens), hf(input_ids=tokens).logits)
+    pairs = module_pairs(house, hf)
+    assert ("layers.0", "layers.0") in pairs
+    kept = agreeing_pairs(house, hf, tokens, None, pairs, 1e-4)
+    assert ("layers.0", "layers.0") not in kept
+    assert {("layers.0.q", "layers.0.inner.q"), ("layers.0.o", "layers.0.output.o")} <= set(kept)
