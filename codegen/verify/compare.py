@@ -11,10 +11,10 @@ nothing is wrong, on the same config and tokens, and holds the package to a smal
   in bf16 is compared with HF in fp32 and must cost at most a small multiple of that.
 - bf16, same dtype: the package in bf16 vs HF in bf16 (same weights, same dtype), held to a
   small multiple of what a choice of attention kernel moves the bf16 logits: HF's default vs
-  its eager kernel, or the package's fused kernel vs the same call computed explicitly
-  (`kernels.py`), whichever is worse; with a floor where both agree bit for bit. HF models
-  with their eager kernel only (GPT-J, GPT-Neo, XGLM, BERT-style heads) give no sample of
-  their own while the package runs the fused kernel: measured (AMX), the package's fused
+  its eager kernel, or, where those agree bit for bit, the package's fused kernel vs the
+  same call computed explicitly (`kernels.py`); with a floor where that is zero too. HF
+  models with their eager kernel only (GPT-J, GPT-Neo, XGLM, BERT-style heads) give no
+  sample of their own while the package runs the fused kernel: measured (AMX), its fused
   kernel alone moves roformer's and megatron-bert's bf16 logits by 1.0e-2..1.1e-2 of HF's
   eager ones, which the floor failed, and computed explicitly they are HF's bit for bit.
 
@@ -128,8 +128,8 @@ def bound(dtype: str, noise: Comparison) -> Bound:
 
 def same_dtype_bound(noise: Comparison) -> Bound:
     """The bound of the package in bf16 against HF in bf16, from the bf16 kernel noise (HF's
-    default attention against its eager one, or the package's fused attention against its
-    explicit formula: `run._same_dtype` passes the worse)."""
+    default attention against its eager one, or where they agree bit for bit the package's
+    fused attention against its explicit formula: `run._same_dtype`)."""
     multiple = SAME_DTYPE_MULTIPLE
     return Bound(
         relative=max(multiple * noise.relative, SAME_DTYPE_RELATIVE_FLOOR),

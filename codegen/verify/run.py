@@ -65,7 +65,7 @@ class VerifyResult:
     hf_noise: float | None = None  # HF against itself (relative), what the bound grew from
     # bf16 only: the package against HF in bf16 (worst input, relative), its bound, and the
     # attention-kernel noise in bf16 it grew from (HF's default against its eager kernel, or
-    # the package's fused against its explicit one: the worse)
+    # the package's fused against its explicit one where HF's two agree bit for bit)
     same_dtype_diff: float | None = None
     same_dtype_bound: float | None = None
     same_dtype_noise: float | None = None
@@ -416,23 +416,24 @@ def _compare_in_dtype(result, directory, house_model, house_state, inputs, hf_fp
 
 def _same_dtype(result, logits, inputs, same) -> Inputs | None:
     """The package against HF in the same dtype, per input, within the kernel noise in that
-    dtype (`compare.same_dtype_bound`): the worse of HF's eager attention against its
-    default and the package's fused attention computed explicitly against its own
-    (`kernels.py`: the choice HF's eager-only models cannot sample). Records the worst
-    input on `result` and returns the last failing input, or None."""
+    dtype (`compare.same_dtype_bound`): HF's eager attention against its default or, where
+    the two agree bit for bit (HF's default is its eager kernel), the package's fused
+    attention computed explicitly against its own (`kernels.py`: the kernel choice HF
+    cannot sample there). Not the worse of the two: where routing flips on near ties, a
+    package whose roundings are off flips on its own kernel swap as well, and its own
+    sample would grow its bound (DeepSeek-V2 with bf16 rope tables: 0.13 against HF's
+    0.016). Records the worst input on `result` and returns the last failing input, or
+    None."""
     if same is None:
         return None
     samples, explicit = same[0], same[2]
     failing, worst = None, None
     for index, (item, got) in enumerate(zip(inputs, logits, strict=True)):
         want = samples[0][index]
-        hf_noise = compare(samples[-1][index], want)  # eager against default; none: 0
-        own = compare(explicit[index], got)  # no fused call in the package: 0
-        noise = Comparison(
-            cosine=min(hf_noise.cosine, own.cosine),
-            max_abs_diff=max(hf_noise.max_abs_diff, own.max_abs_diff),
-            scale=hf_noise.scale,
-        )
+        noise = compare(samples[-1][index], want)  # eager against default; none: 0
+        if noise.max_abs_diff == 0:  # no fused call in the package either: 0
+            own = compare(explicit[index], got)
+            noise = Comparison(own.cosine, own.max_abs_diff, noise.scale)
         comparison, limit = compare(got, want), same_dtype_bound(noise)
         ratio = comparison.relative / max(limit.relative, 1e-30)
         ratio = max(ratio, comparison.cosine_distance / max(limit.cosine_distance, 1e-30))
