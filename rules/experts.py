@@ -60,4 +60,15 @@ RULES = [
             "(llama4_text)"
         ),
     ),
+    Rule(
+        id="experts_gated_product_fp32",
+        feature="ffn.experts_act_fp32",
+        values=(True,),
+        transform="gated_product_fp32",
+        params={"module": "Experts"},
+        description=(
+            "the routed experts' gated product in fp32, rounded back once: (silu(g.float()) *"
+            " u.float()).to(x.dtype) (beam)"
+        ),
+    ),
 ]

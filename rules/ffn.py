@@ -81,4 +81,15 @@ RULES = [
         params={"layout": FromFeature("ffn.gate_up_layout")},
         description="gate and up in one w13 projection (one checkpoint tensor), split by layout",
     ),
+    Rule(
+        id="ffn_gated_product_fp32",
+        feature="ffn.act_fp32",
+        values=(True,),
+        transform="gated_product_fp32",
+        params={"module": "FeedForward"},
+        description=(
+            "the MLP's gated product in fp32, rounded back once: (silu(g.float()) * u.float())"
+            ".to(x.dtype) (beam)"
+        ),
+    ),
 ]

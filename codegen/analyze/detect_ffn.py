@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from codegen.analyze.act_dtype import fp32_gated_product_site
 from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import Term, primary_input, terms_in, walk
 from codegen.analyze.evaluate import ActRec, ModuleListRec, ModuleRec, ParamRec
@@ -352,16 +353,22 @@ def detect(ctx: Ctx) -> tuple[Ffn, dict]:
     moes = [(i, rec, path) for i, (role, rec, path) in modules.items() if role == MOE]
     source = ""
     info = None
+    mlp = experts_rec = None  # the classes whose gated product's dtype is read
+    if moes:
+        _, experts = experts_of(ctx, moes[0][1])
+        experts_rec = experts.items[0] if isinstance(experts, ModuleListRec) else experts
     if dense:
         _, rec, _ = dense[0]
         info = analyse(ctx, rec)
         source = "dense" if modules[dense[0][0]][0] == MLP else "inline"
+        mlp = rec if source == "dense" else None
     elif moes:
         _, moe, _ = moes[0]
         sh = shared_mlps(ctx, moe)
         if sh:
             info = analyse(ctx, sh[0][1])
             source = "shared_expert"
+            mlp = sh[0][1]
         else:
             _, experts = experts_of(ctx, moe)
             if isinstance(experts, ModuleListRec):
@@ -371,6 +378,10 @@ def detect(ctx: Ctx) -> tuple[Ffn, dict]:
             source = "experts"
     if info is None:
         return Ffn(), shared
+    act_fp32 = fp32_gated_product_site(ctx.model.project, mlp)
+    experts_act_fp32 = fp32_gated_product_site(ctx.model.project, experts_rec)
+    ctx.cite("ffn.act_fp32", act_fp32 or info.site)
+    ctx.cite("ffn.experts_act_fp32", experts_act_fp32 or info.site)
     for key in ("ffn.activation", "ffn.fused_gate_up", "ffn.gate_up_layout"):
         ctx.cite(key, info.site)
     ctx.cite("ffn.kind", _kind_evidence(info))
@@ -391,6 +402,8 @@ def detect(ctx: Ctx) -> tuple[Ffn, dict]:
             intermediate_size=info.intermediate,
             source=source,
             sub_norm=bool(info.sub_norm) and source in ("dense", "inline"),
+            act_fp32=act_fp32 is not None,
+            experts_act_fp32=experts_act_fp32 is not None,
         ),
         shared,
     )

@@ -217,6 +217,10 @@ class Ffn:
     # whose names no synonym pairs (CTRL's ("up_proj", "ffn.0"), ("down_proj", "ffn.2"))
     block_names: tuple[tuple[str, str], ...] = ()
     sub_norm: bool | str = False  # a norm on the inner activations, before the down projection
+    # the dense (or shared) MLP's gated product taken in fp32 and cast back once:
+    # (act(gate.float()) * up.float()).to(dtype) (beam); the routed experts' alike
+    act_fp32: bool = False
+    experts_act_fp32: bool = False
 
 
 @dataclass(frozen=True)

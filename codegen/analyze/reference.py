@@ -130,6 +130,8 @@ COMPARED: dict[str, Any] = {
     "ffn.bias": None,
     "ffn.fused_gate_up": None,
     "ffn.sub_norm": None,
+    "ffn.act_fp32": None,
+    "ffn.experts_act_fp32": None,
     "moe": _moe_present,
     "moe.router": None,
     "moe.router_bias": None,
@@ -202,6 +204,8 @@ _DENSE_COMMON: dict[str, tuple] = {
     "attention.layer_shapes": ("same",),  # every layer's attention sized alike
     "attention.scores_fp32": (False,),  # q @ k^T and the softmax in the model's dtype
     "norm.weight_fp32": (False,),  # RMSNorm casts back to the input dtype before the weight
+    "ffn.act_fp32": (False,),  # the gated product rounded after the activation and again after
+    "ffn.experts_act_fp32": (False,),  # ... in the routed experts too
     "attention.differential": (False,),  # one attention map per head
     "attention.alibi": (False,),  # no ALiBi bias on the scores
     "attention.key_selection": (False,),  # every causal key reaches the softmax

@@ -301,6 +301,13 @@ def _why(result) -> str:
                 f"logits differ by {result.relative_diff:.2e} of max|logit|, bound "
                 f"{result.bound:.2e} (HF's own noise {result.hf_noise:.2e})"
             )
+    if result.same_dtype_diff is not None and result.same_dtype_bound is not None:
+        if result.same_dtype_diff > result.same_dtype_bound:
+            reasons.append(
+                f"logits differ from HF's in {result.dtype} by {result.same_dtype_diff:.2e} "
+                f"of max|logit|, bound {result.same_dtype_bound:.2e} (attention-kernel noise "
+                f"in {result.dtype} {result.same_dtype_noise:.2e})"
+            )
     if not reasons:
         reasons.append(f"logits differ (cos={result.cosine:.6f})")
     return "; ".join(reasons)

@@ -34,6 +34,16 @@ logits = torch.cat([scores, sinks], dim=-1)
 probs = torch.softmax(logits, dim=-1)[..., :-1].to(v.dtype)  # the sink's share is dropped
 """
 
+# the same sink as a scale of the attention output (granite_swa's eager attention): the
+# softmax of the scores alone, then the output times sigmoid(logsumexp(scores) - sink), the
+# share the sink column would have left the keys; computed in fp32 and rounded back, as HF
+SINK_SCALES_THE_OUTPUT = """
+lse = torch.logsumexp(scores, dim=-1)  # each query's log-sum of its keys' exps
+sink_scale = (lse - self.sinks.view(1, -1, 1)).float().sigmoid()  # keys' share, fp32
+probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(v.dtype)
+"""
+SCALED_OUT = "out = (probs @ v) * sink_scale.unsqueeze(-1).to(v.dtype)"
+
 _ROW = ("model.layers.{}.self_attn.sinks", "layers.{}.attention.sinks")
 
 # init_weights: the sinks start at zero where HF's `_init_weights` zeroes them (the table's
@@ -58,8 +68,10 @@ class AddAttentionSinks(Transform):
 
     SDPA cannot take sinks, so the attention maths is written out, exactly as HF's eager
     path: scaled scores, mask, the sink column concatenated, the row maximum subtracted where
-    HF subtracts it (gpt_oss, in the scores' dtype), softmax, sink column dropped. The adapter
-    maps `self_attn.sinks`.
+    HF subtracts it (gpt_oss, in the scores' dtype), softmax, sink column dropped. Where HF
+    applies the sink as a scale of the output instead (sigmoid(logsumexp(scores) - sink),
+    in fp32: granite_swa), the package does that, so its bf16 roundings are HF's. The
+    adapter maps `self_attn.sinks`.
     """
 
     name = "add_attention_sinks"
@@ -71,16 +83,22 @@ class AddAttentionSinks(Transform):
             InsertStatements("Attention", "__init__", assigns("self.wo"), SINKS),
         )
         edits.make_attention_explicit(package)
+        if sinks_scale_the_output(features):
+            softmax = SINK_SCALES_THE_OUTPUT
+            run(
+                package,
+                "model.py",
+                ReplaceStatements("Attention", "forward", assigns("out"), SCALED_OUT),
+            )
+        elif sinks_logits_shifted(features):
+            softmax = SOFTMAX_WITH_SINKS
+        else:
+            softmax = SOFTMAX_WITH_SINKS_AS_THEY_ARE
         run(
             package,
             "model.py",
             ReplaceStatements(
-                "Attention",
-                "forward",
-                assigns("probs", calling="torch.softmax"),
-                SOFTMAX_WITH_SINKS
-                if sinks_logits_shifted(features)
-                else SOFTMAX_WITH_SINKS_AS_THEY_ARE,
+                "Attention", "forward", assigns("probs", calling="torch.softmax"), softmax
             ),
         )
         anchor = (
@@ -110,6 +128,24 @@ def sinks_logits_shifted(features) -> bool:
         return True
     return any(
         m.findall(function, _MINUS_MAX)
+        for function in m.findall(tree, m.FunctionDef())
+        if m.findall(function, m.Attribute(attr=m.Name("sinks")))
+    )
+
+
+# `<torch>.logsumexp(...)`: the log-sum of the exps a sink's share is computed from
+_LOGSUMEXP = m.Call(func=m.Attribute(attr=m.Name("logsumexp")) | m.Name("logsumexp"))
+
+
+def sinks_scale_the_output(features) -> bool:
+    """Whether the target's HF attention applies the sink as a scale of its output (a
+    function that reads `.sinks` and takes the scores' logsumexp) rather than as a softmax
+    column. Without the source: the column, as gpt_oss."""
+    tree = _modeling_tree(features)
+    if tree is None:
+        return False
+    return any(
+        m.findall(function, _LOGSUMEXP)
         for function in m.findall(tree, m.FunctionDef())
         if m.findall(function, m.Attribute(attr=m.Name("sinks")))
     )

@@ -143,3 +143,54 @@ def test_the_max_is_subtracted_only_where_hf_subtracts_it():
         assert "probs = torch.softmax(logits, dim=-1)[..., :-1].to(v.dtype)" in model
     # no source to read (a package built without an analysis): the shift, exact in fp32
     assert sinks_logits_shifted(None) is True
+
+
+def test_the_sink_scales_the_output_where_hf_scales_it(tmp_path):
+    """granite_swa's eager attention applies the sink after `probs @ v`, as
+    sigmoid(logsumexp(scores) - sink) in fp32; gpt_oss and flint join it to the softmax.
+    The package follows each: the same value in fp32, HF's own roundings in bf16."""
+    from codegen.scaffold.target import load_target
+    from codegen.transforms.attention_sinks import sinks_scale_the_output
+
+    for model_type, scaled in (("granite_swa", True), ("gpt_oss", False), ("flint", False)):
+        assert sinks_scale_the_output(load_target(model_type).features) is scaled
+    assert sinks_scale_the_output(None) is False
+    source = tmp_path / "modeling_x.py"
+    source.write_text(
+        "def attend(module, w):\n"
+        "    lse = torch.logsumexp(w, dim=-1)\n"
+        "    return (lse - module.sinks.view(1, -1, 1)).float().sigmoid()\n"
+    )
+    features = SimpleNamespace(source=SimpleNamespace(modeling=str(source)))
+    package = _llama()
+    AddAttentionSinks().apply(package, features)
+    model = package.render()["model.py"]
+    assert "torch.cat([scores, sinks]" not in model
+    assert "lse = torch.logsumexp(scores, dim=-1)" in model
+    assert "sink_scale = (lse - self.sinks.view(1, -1, 1)).float().sigmoid()" in model
+    assert "probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(v.dtype)" in model
+    assert "out = (probs @ v) * sink_scale.unsqueeze(-1).to(v.dtype)" in model
+    compile(model, "model.py", "exec")
+
+
+def test_granite_swa_bf16_is_hf_bf16_bit_for_bit(tmp_path):
+    """With the sink scaling the output as HF's does, the planned granite_swa package gives
+    HF's bf16 logits exactly (as a softmax column it moved them by 1.1e-2 of max|logit|,
+    beyond the same-dtype floor, on the untied setting)."""
+    from codegen.scaffold.plan import make_plan
+    from codegen.scaffold.target import load_target
+    from codegen.verify.cases import default_cases
+    from codegen.verify.run import verify_case
+
+    target = load_target("granite_swa")
+    plan = make_plan(target)
+    assert plan.complete, plan.gaps
+    models = tmp_path / "models"
+    scaffold_into(
+        models, plan.reference, "gen_swa", ["granite_swa"], plan.steps, features=target.features
+    )
+    spec = load_spec("gen_swa", models)
+    (case,) = [c for c in default_cases(spec) if c.label.endswith("tie_word_embeddings=False")]
+    (result,) = verify_case(spec, case, ["bf16"], gradients=False, export=False)
+    assert result.passed, result.first_divergence
+    assert result.same_dtype_diff == 0.0

@@ -20,6 +20,11 @@ earliest diverging layer the deepest culprit wins. Judged against HF's own noise
 precision, a package whose logits fail may have no stage beyond its per-stage bound (the
 excess accumulates a little at many stages): then the stage that adds the most excess over
 HF's noise (its output's excess over its input's) is named, marked as such.
+
+`narrowed_stage` is a check of its own for the same-dtype run: the first paired module
+whose output the package returns in a narrower float dtype than HF's module returns its
+own, where HF's values need the wider dtype (a router HF projects in fp32, rounded to bf16
+by the package; not one HF projects in bf16 and only widens after).
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ class Divergence:
     relative_diff: float
     # set when no stage exceeded its bound: how much the named stage grows the excess
     growth: float | None = None
+    # set by `narrowed_stage`: (package dtype, HF dtype) of the output
+    dtypes: tuple[str, str] | None = None
     # set where an integer output differs (a router's expert indices): (rows, of rows)
     rows_picked_apart: tuple[int, int] | None = None
 
@@ -55,6 +62,9 @@ class Divergence:
             text = (
                 f"{self.house_module} (HF {self.hf_module}), relative diff {self.relative_diff:.2e}"
             )
+        if self.dtypes is not None:
+            house, hf = self.dtypes
+            text += f" (returns {house} where HF returns {hf})"
         if self.growth is not None:
             text += (
                 f" (no stage beyond HF's noise; this one grows the excess most, x{self.growth:.1f})"
@@ -388,6 +398,81 @@ def _largest_growth(house, hf, noise, hf_of, pairs_order) -> Divergence | None:
         return None
     growth, house_name, hf_name, diff = best
     return Divergence(house_name, hf_name, diff, growth=growth)
+
+
+def agreeing_pairs(house_model, hf_model, tokens, positions, pairs, tolerance: float) -> list:
+    """The module pairs whose outputs agree within `tolerance` on this input, for models
+    whose logits agree (fp32): a pair apart there holds the same weights but returns
+    something else (HF's BERT-style attention adds the residual and norms it, codegen's
+    fused qkv_proj orders its rows otherwise), and naming it would blame a healthy stage."""
+    house = _Recorder(house_model, [h for h, _ in pairs])
+    hf = _Recorder(hf_model, [f for _, f in pairs])
+    try:
+        _forward(house_model, tokens, positions, hf=False)
+        _forward(hf_model, tokens, positions, hf=True)
+    finally:
+        house.close()
+        hf.close()
+    kept = []
+    for house_name, hf_name in pairs:
+        if house_name in house.records and hf_name in hf.records:
+            diff = _outputs_diff(house.records[house_name][1], hf.records[hf_name][1])
+            if diff is not None and diff > tolerance:
+                continue
+        kept.append((house_name, hf_name))
+    return kept
+
+
+def _narrower(house: torch.Tensor, hf: torch.Tensor) -> bool:
+    """Whether the package's output is of a narrower float dtype than HF's and HF's values
+    need the wider one. HF's values that the narrower dtype holds exactly were computed in
+    it and only widened after (granite-moe's router: `F.linear(x, w).float()` in bf16):
+    returning them unwidened rounds nothing."""
+    if not (house.is_floating_point() and hf.is_floating_point()):
+        return False
+    if torch.finfo(house.dtype).bits >= torch.finfo(hf.dtype).bits:
+        return False
+    return not torch.equal(hf.to(house.dtype).to(hf.dtype), hf)
+
+
+def narrowed_stage(house_model, hf_model, tokens, positions, pairs) -> Divergence | None:
+    """The first paired module (house execution order) whose output the package returns in
+    a narrower float dtype than HF's module returns, both models in the same dtype. Outputs
+    are paired as `_outputs_diff` pairs them: all alike, else the first of each."""
+    hf_of = dict(pairs)
+    house = _Recorder(house_model, [h for h, _ in pairs])
+    hf = _Recorder(hf_model, [f for _, f in pairs])
+    try:
+        _forward(house_model, tokens, positions, hf=False)
+        _forward(hf_model, tokens, positions, hf=True)
+    finally:
+        house.close()
+        hf.close()
+    for house_name in house.order:
+        hf_name = hf_of.get(house_name)
+        if hf_name not in hf.records:
+            continue
+        house_outs, hf_outs = house.records[house_name][1], hf.records[hf_name][1]
+        if not house_outs or not hf_outs:
+            continue
+        alike = len(house_outs) == len(hf_outs) and all(
+            a.shape == b.shape for a, b in zip(house_outs, hf_outs, strict=True)
+        )
+        pairs_out = list(zip(house_outs, hf_outs, strict=True)) if alike else []
+        if not alike and house_outs[0].shape == hf_outs[0].shape:
+            pairs_out = [(house_outs[0], hf_outs[0])]
+        for got, want in pairs_out:
+            if _narrower(got, want):
+                return Divergence(
+                    house_name,
+                    hf_name,
+                    relative_diff(got, want),
+                    dtypes=(
+                        str(got.dtype).removeprefix("torch."),
+                        str(want.dtype).removeprefix("torch."),
+                    ),
+                )
+    return None
 
 
 def embedding_stage(house_model, hf_model, tokens) -> Divergence | None:

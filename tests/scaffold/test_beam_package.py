@@ -87,3 +87,21 @@ def test_a_wrong_query_scale_fails_in_the_nope_layer_s_attention(package, tmp_pa
     nope = tiny_config("beam").layer_types.index("full_attention")
     assert not result.passed
     assert result.first_divergence.startswith(f"layers.{nope}.attention "), result.first_divergence
+
+
+def test_a_gated_product_rounded_twice_fails_in_bf16_in_the_first_mlp(package, tmp_path):
+    """The MLP's product taken as the reference takes it (the activation rounded to bf16,
+    then the product) instead of in fp32 as beam's HF MLP: the same values in fp32, but in
+    bf16 the logits leave HF's (0.31 of max|logit| on the attention-bias setting, where
+    the roundings flip experts); the first MLP is named, its input still HF's."""
+    models, name = _seeded(
+        package,
+        tmp_path,
+        "self.w2((F.silu(self.w1(x).float()) * self.w3(x).float()).to(x.dtype))",
+        "self.w2(F.silu(self.w1(x)) * self.w3(x))",
+    )
+    case = Case("beam+attention_bias=True", tiny_config("beam", attention_bias=True))
+    (result,) = verify_case(load_spec(name, models), case, ["bf16"], gradients=False)
+    assert not result.passed
+    assert result.first_divergence.startswith("layers.0.feed_forward "), result.first_divergence
+    assert result.first_divergence.endswith("(against HF in bf16)"), result.first_divergence

@@ -150,3 +150,29 @@ def test_plan_with_a_wrong_parameter_fails(tmp_path, transform, params, case):
     models = tmp_path / "models"
     scaffold_into(models, plan.reference, NAME, [NAME], steps, features=target.features)
     assert failures(verify(models, case()))
+
+
+def test_rope_tables_rounded_to_bf16_fail_in_bf16(tmp_path):
+    """HF's V2 keeps its complex `freqs_cis` in fp32 and rotates q/k in fp32; the plan with
+    the tables rounded to bf16 first (the package as written before the analysis read
+    `type_as` casts back) moves the bf16 hidden states off HF's by a rounding at every
+    layer and flips expert picks: fails against HF in bf16 where every layer routes."""
+    from codegen.scaffold.plan import make_plan
+    from codegen.scaffold.target import load_target
+
+    target = load_target(NAME)
+    plan = make_plan(target)
+    steps = [
+        dataclasses.replace(step, params={**step.params, "tables_fp32": False})
+        if step.transform == "rope_fp32"
+        else step
+        for step in plan.steps
+    ]
+    assert any(s.params.get("tables_fp32") is True for s in plan.steps), "tables not read fp32"
+    models = tmp_path / "models"
+    scaffold_into(models, plan.reference, NAME, [NAME], steps, features=target.features)
+    assert "cos.to(q_pe.dtype)" in (models / NAME / "model.py").read_text()
+    every_layer_routes = Case(f"{NAME}+dense=0", tiny_config(NAME, first_k_dense_replace=0))
+    (result,) = verify_case(load_spec(NAME, models), every_layer_routes, ["bf16"])
+    assert not result.passed, "bf16-rounded rope tables went unnoticed"
+    assert "against HF in bf16" in result.first_divergence, result.first_divergence
