@@ -162,6 +162,9 @@ def bench_sizes(config_class, toy: dict) -> dict:
             and len(value) == toy.get(layers)
         ):
             sizes[name] = (value * sizes[layers])[: sizes[layers]]
+        # a table keyed by layer index (gemma4's per_layer_config) keeps the layers that remain
+        if name not in sizes and layers in sizes and _by_layer(value):
+            sizes[name] = {k: v for k, v in value.items() if int(k) < sizes[layers]}
     heads, kv_heads = (
         stored_name(config_class, field) for field in ("num_attention_heads", "num_key_value_heads")
     )
@@ -170,6 +173,10 @@ def bench_sizes(config_class, toy: dict) -> dict:
         # keeps that at the benchmark size
         sizes[kv_heads] = sizes.get(heads, toy[heads])
     return sizes
+
+
+def _by_layer(value) -> bool:
+    return isinstance(value, dict) and bool(value) and all(str(k).isdigit() for k in value)
 
 
 def _derived(config_class, toy: dict, name: str) -> bool:

@@ -193,6 +193,19 @@ def test_a_list_with_an_entry_per_layer_follows_the_layer_count():
     config_class(**bench)  # the class accepts it (build() sets layer_types apart)
 
 
+def test_a_table_keyed_by_layer_keeps_the_layers_that_remain():
+    """gemma4_unified's per_layer_config overrides layer 5 of the toy's six; the class rejects
+    an index past the benchmark's layers, so only the remaining layers' entries stay."""
+    config_class, toy = _bench_toy("gemma4_unified_text")
+    assert any(int(k) >= 4 for k in toy["per_layer_config"])
+    sizes = bench_forward.bench_sizes(config_class, toy)
+    layers = sizes["num_hidden_layers"]
+    kept = sizes["per_layer_config"]
+    assert kept == {k: v for k, v in toy["per_layer_config"].items() if int(k) < layers}
+    bench = {key: value for key, value in {**toy, **sizes}.items() if key != "layer_types"}
+    config_class(**bench)
+
+
 def test_timing_runs_once_more_under_the_reuse_allocator(tmp_path):
     """The script re-runs itself once with glibc's heap kept for reuse (page faults then do
     not follow the order the models ran in), and does not loop: the second run returns."""
