@@ -301,4 +301,17 @@ RULES += [
             " per_layer_config), each RoPE table by the head size of its layer type"
         ),
     ),
+    Rule(
+        # last, as layer_attention_sizes: every size Attention (and the indexer it builds)
+        # reads becomes the layer's own
+        id="latent_layer_sizes",
+        feature="attention.layer_shapes",
+        values=("latent",),
+        transform="latent_layer_sizes",
+        description=(
+            "each layer's latent attention (and its indexer and output gate) sized by its own"
+            " heads, latent ranks and q/k/v head parts (the config's per_layer_config), each"
+            " RoPE table as wide as its layers' rotated part"
+        ),
+    ),
 ]

@@ -154,7 +154,8 @@ class Attention:
     v_norm: str = "none"
     v_norm_weight: bool = True
     # the layers' projections sized alike (same) or not: per_layer_config (head size and
-    # counts from the config's per-layer overrides) | latent (MLA ranks) | other
+    # counts from the config's per-layer overrides) | latent (MLA heads, ranks and head parts
+    # from the per-layer overrides) | other
     layer_shapes: str = "same"
     # q and k taken to fp32 before q @ k^T (the eager attention function HF hands the
     # interface, flint): scores and softmax in fp32, the probabilities cast to v's dtype
