@@ -195,8 +195,8 @@ overridden = {{
 }}
 if overridden - {{{", ".join(f'"{k}"' for k in accepted)}}}:
     raise NotImplementedError(
-        f"per_layer_config overrides {{sorted(overridden)}}: only the latent attention's sizes "
-        "may differ per layer"
+        f"per_layer_config overrides {{sorted(overridden)}}: "
+        "only the latent attention's sizes may differ per layer"
     )
 """
 
