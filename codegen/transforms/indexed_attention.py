@@ -195,11 +195,16 @@ class _KeepElse(ScopedTransformer):
 
 
 def _masked_by_keep(call: cst.Call) -> cst.Call:
-    """SDPA's causal flag becomes the indexer's mask (which is causal too)."""
+    """SDPA's causal flag becomes the indexer's mask (which is causal too); a mask the
+    attention already takes (a sliding window's, None where the layer does not slide)
+    narrows it further."""
     if edits.arg_value(call, "is_causal") is None:
         raise EditError("the attention call has no causal flag for the indexer's mask")
     call = edits.without_arg(call, keyword="is_causal")
-    return edits.with_arg(call, "keep", keyword="attn_mask", before="scale")
+    mask = edits.arg_value(call, "attn_mask")
+    if mask is None:
+        return edits.with_arg(call, "keep", keyword="attn_mask", before="scale")
+    return edits.set_arg(call, "attn_mask", f"keep if {mask} is None else keep & {mask}")
 
 
 def _adapter_rows(package, indexer: dict) -> None:

@@ -4,6 +4,7 @@ key choice against HF's DeepSeek-V3.2 (halves) and GLM-MoE-DSA (interleaved pair
 import sys
 from types import SimpleNamespace
 
+import libcst.matchers as m
 import pytest
 import torch
 
@@ -58,6 +59,39 @@ def test_the_indexer_mask_replaces_the_causal_flag():
         ("indexer.weights_proj.weight", "indexer.weights_proj.weight"),
     ]:
         assert f'"model.layers.{{}}.self_attn.{hf}": "layers.{{}}.attention.{house}"' in adapter
+
+
+def test_a_window_mask_narrows_the_indexers_mask():
+    """With a sliding-window pattern the attention already takes `attn_mask=mask` (None
+    where the layer does not slide): the indexer's mask is intersected with it, not a
+    second `attn_mask` keyword (which did not compile)."""
+    from codegen.transforms.sliding_window import SetSlidingWindow
+
+    package = _deepseek_v3()
+    SetSlidingWindow().apply(package, mode="pattern")
+    assert "attn_mask=mask" in package.render()["model.py"]
+    IndexedAttention().apply(package, indexer=NAMES)
+    model = package.render()["model.py"]
+    compile(model, "model.py", "exec")
+    sdpa = m.Call(
+        func=m.Attribute(value=m.Name("F"), attr=m.Name("scaled_dot_product_attention")),
+        args=[
+            m.ZeroOrMore(),
+            m.Arg(
+                keyword=m.Name("attn_mask"),
+                value=m.IfExp(
+                    test=m.Comparison(left=m.Name("mask")),
+                    body=m.Name("keep"),
+                    orelse=m.BinaryOperation(
+                        left=m.Name("keep"), operator=m.BitAnd(), right=m.Name("mask")
+                    ),
+                ),
+            ),
+            m.ZeroOrMore(),
+        ],
+    )
+    assert len(m.findall(package.module("model.py"), sdpa)) == 1
+    assert model.count("attn_mask=") == 1 and "is_causal" not in model
 
 
 def test_the_checkpoint_names_come_from_the_analysis():
