@@ -281,3 +281,13 @@ def test_a_latent_layers_whole_head_stays_whole():
     config = tiny_config("dots3_note_text")  # its class accepts the toy
     sliding = config.per_layer_config[config.layer_types.index("sliding_attention")]
     assert sliding.head_dim == sliding.qk_nope_head_dim + sliding.qk_rope_head_dim
+
+
+def test_the_base_case_of_a_config_whose_layers_override_the_head_count():
+    """dots3's layers override num_attention_heads, which its config then refuses to answer
+    globally: the base case reads the config's own value."""
+    from codegen.verify.cases import base_config
+
+    toy, fixed = base_config("dots3_note_text")
+    assert toy.to_dict()["num_attention_heads"] == 4
+    assert fixed == {} or set(fixed) == {"head_dim"}
