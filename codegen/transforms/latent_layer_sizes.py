@@ -81,19 +81,23 @@ class LatentLayerSizes(Transform):
         per_type = _has_sliding_table(package)
         _args(package, sizes, per_type and "qk_rope_head_dim" in sizes)
         layer_id = edits.ensure_layer_id(package)
-        edits.replace_expressions(
-            package,
-            "model.py",
-            "TransformerBlock",
-            "__init__",
-            lambda node: m.matches(node, m.Call(func=m.Name("Attention"))),
-            lambda call: edits.with_arg(call, layer_id),
-        )
-        edits.add_param(package, "Attention", "__init__", "layer_id: int")
+        if len(edits.param_names(package, "Attention", "__init__")) < 3:  # not yet told
+            edits.replace_expressions(
+                package,
+                "model.py",
+                "TransformerBlock",
+                "__init__",
+                lambda node: m.matches(node, m.Call(func=m.Name("Attention"))),
+                lambda call: edits.with_arg(call, layer_id),
+            )
+            edits.add_param(package, "Attention", "__init__", "layer_id: int")
+        own = edits.param_names(package, "Attention", "__init__")[2]
         run(
             package,
             "model.py",
-            InsertStatements("Attention", "__init__", calls_super_init, ATTENTION_READ),
+            InsertStatements(
+                "Attention", "__init__", calls_super_init, ATTENTION_READ.replace("layer_id", own)
+            ),
         )
         if per_type and "qk_rope_head_dim" in sizes:
             _table_widths(package)
