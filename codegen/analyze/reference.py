@@ -9,6 +9,7 @@ references in `references/`; it is the only place that knows them.
 from __future__ import annotations
 
 import ast
+import re
 from typing import Any
 
 from codegen.analyze.features import Features
@@ -39,6 +40,17 @@ def _scaled(value) -> Any:
     if value is None:
         return "no"
     return "yes" if isinstance(value, int | float) else value
+
+
+def shared_width(size) -> Any:
+    """The shared expert's width compared as read from a field of its own (`own_field`:
+    dots3's shared_experts_intermediate_size x n_shared_experts) or, whatever else the
+    analysis read, as the experts' width times their count (`per_expert`, deepseek's)."""
+    if isinstance(size, str) and "moe_intermediate_size" not in size:
+        fields = re.findall(r"config\.(\w+)", size)
+        if any("shared" in f and f != "n_shared_experts" for f in fields):
+            return "own_field"
+    return "per_expert"
 
 
 # The MoE layer conditions (as the analysis restates them) the references' named rules stand
@@ -139,6 +151,7 @@ COMPARED: dict[str, Any] = {
     "moe.scores_fp32": None,
     "moe.router_zero_init": None,
     "moe.shared_experts": _shared,
+    "moe.shared_size": shared_width,
     "moe.routed_scaling": _scaled,
     "moe.shared_expert_gate": None,
     "moe.shared_combine": None,
@@ -323,6 +336,7 @@ REFERENCES: dict[str, dict[str, tuple]] = {
         # its Gate keeps the correction bias fp32 itself (as HF's strict fp32 list does)
         "state_dict.fp32_keys": (False, "router_bias"),
         "moe.shared_experts": ("yes", "no"),
+        "moe.shared_size": ("per_expert",),  # n_shared_experts x moe_intermediate_size
         "moe.routed_scaling": ("yes", "no"),
         "moe.layer_condition": ("all", "first_k"),
     },
