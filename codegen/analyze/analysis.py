@@ -23,6 +23,7 @@ from codegen.analyze import (
     init_cutoff,
     key_selection,
     kv_sharing,
+    latent_extras,
     layer_extras,
     layer_stacks,
     output_scale,
@@ -132,6 +133,7 @@ def _run(ctx: Ctx) -> Features:
     model = ctx.model
     attention, shared = detect_attention.detect(ctx)
     layer_shapes = attention_shapes.check(ctx, shared)
+    latent_extras.check(ctx, shared)
     rope = detect_rope.detect(ctx, shared) if "rep" in shared else _no_rope(ctx)
     selection = key_selection.detect(ctx, shared)
     attention = dataclasses.replace(attention, key_selection=selection)
