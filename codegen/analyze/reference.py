@@ -123,6 +123,9 @@ COMPARED: dict[str, Any] = {
     "attention.sub_norm": None,
     "attention.v_norm": None,
     "attention.layer_shapes": None,
+    "attention.latent_norm_eps": None,
+    "attention.latent_scale": None,
+    "attention.k_rope_norm": lambda norm: norm is not None,
     "attention.scores_fp32": None,
     "norm.weight_fp32": None,
     "attention.differential": lambda found: found is not None,
@@ -213,6 +216,9 @@ _DENSE_COMMON: dict[str, tuple] = {
     "attention.sub_norm": (False,),  # the attention output goes to o_proj as it is
     "attention.v_norm": ("none",),  # the values go to the attention as projected
     "attention.layer_shapes": ("same",),  # every layer's attention sized alike
+    "attention.latent_norm_eps": ("default",),  # latent norms at 1e-6 (MLA)
+    "attention.latent_scale": ("none",),  # the normed latents go up as they are
+    "attention.k_rope_norm": (False,),  # the shared rope key rotated as projected
     "attention.scores_fp32": (False,),  # q @ k^T and the softmax in the model's dtype
     "norm.weight_fp32": (False,),  # RMSNorm casts back to the input dtype before the weight
     "attention.differential": (False,),  # one attention map per head

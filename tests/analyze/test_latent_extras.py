@@ -1,9 +1,9 @@
-"""Latent attention steps the reference lacks are findings (codegen/analyze/latent_extras.py).
+"""Latent attention steps the reference lacks (codegen/analyze/latent_extras.py).
 
 dots3's latent attention scales its normed q/kv latents by sqrt(hidden / rank), norms the
 shared rope key (`k_rope_only_layernorm`) and builds its latent norms with the config's
 epsilon. Nothing read them, so the plan wrote a package that loaded every weight but the
-rope-key norm's and diverged at layers.0.attention; now each is named and the plan stops."""
+rope-key norm's and diverged at layers.0.attention; now each is a feature with its rule."""
 
 from __future__ import annotations
 
@@ -13,33 +13,34 @@ from codegen.analyze.analysis import analyze
 from codegen.scaffold.plan import make_plan
 from codegen.scaffold.target import load_target
 
-FINDINGS = {
-    "attention.latent_norm_eps",
-    "attention.latent_extra_norm",
-    "attention.latent_scale",
-}
+RULES = {"latent_scale", "latent_norm_eps", "k_rope_norm"}
 
 
-def test_dots3_names_each_step(tmp_path):
+def test_dots3_reads_each_step(tmp_path):
     modeling, _ = rename_model("dots3_note", "wombat", str(tmp_path))
     for source in ("dots3_note_text", modeling):
-        found = {u.feature: u for u in analyze(source).unsupported}
-        assert FINDINGS <= set(found)
-        assert "k_rope_only_layernorm" in found["attention.latent_extra_norm"].detail
-        scaled = found["attention.latent_scale"].detail
-        assert "q_a_layernorm" in scaled and "kv_a_layernorm" in scaled
+        features = analyze(source)
+        attention = features.attention
+        assert attention.latent_norm_eps == "norm_eps"
+        assert attention.latent_scale == "q_kv"
+        assert attention.k_rope_norm == {"module": "k_rope_only_layernorm", "eps": "norm_eps"}
+        assert not features.unsupported
     plan = make_plan(load_target("dots3_note_text"))
-    assert FINDINGS <= {gap.feature for gap in plan.gaps}
+    assert not plan.gaps
+    assert RULES <= {step.rule for step in plan.steps}
 
 
-def test_a_scaled_kv_latent_elsewhere_is_named_too():
-    # LongCat-Flash scales its kv latent (mla_scale_kv_lora)
-    found = {u.feature for u in analyze("longcat_flash").unsupported}
-    assert "attention.latent_scale" in found
+def test_a_scaled_kv_latent_elsewhere_is_read_too():
+    # LongCat-Flash scales its kv latent by sqrt(hidden / kv_lora_rank) (mla_scale_kv_lora)
+    assert analyze("longcat_flash").attention.latent_scale == "kv"
 
 
 def test_the_references_latent_attention_has_none():
     # axk2's query latent norm is as wide as its down-projection's output (its up-projection
     # reads the latent twice): a latent norm, not an extra one
     for model_type in ("deepseek_v3", "deepseek_v32", "glm_moe_dsa", "axk2", "deepseek_v2"):
-        assert not FINDINGS & {u.feature for u in analyze(model_type).unsupported}
+        features = analyze(model_type)
+        attention = features.attention
+        assert (attention.latent_norm_eps, attention.latent_scale) == ("default", "none")
+        assert attention.k_rope_norm is None
+        assert "attention.latent_extra_norm" not in {u.feature for u in features.unsupported}
