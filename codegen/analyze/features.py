@@ -206,6 +206,9 @@ class Rope:
     fp32: bool = False
     # ... because the cos/sin tables come in fp32, never rounded to the model's dtype (beam)
     tables_fp32: bool = False
+    # ... only on the layers of these types, whose tables the backbone computes from fp32
+    # inputs (dots3's "indexed_attention"); the other layers' tables in the model's dtype
+    fp32_types: tuple[str, ...] = ()
     # the HF module path of a position table the checkpoint stores, whose rows [sin | cos]
     # the stack looks up by sequence index and the rotation reads (RoFormer's
     # `embed_positions`): sin and cos are read, not computed from positions; else None

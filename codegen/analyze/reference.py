@@ -140,6 +140,7 @@ COMPARED: dict[str, Any] = {
     "rope.qk_norm_after_rope": None,
     "rope.ntk_alpha": lambda key: key is not None,
     "rope.fp32": None,
+    "rope.fp32_types": lambda types: bool(types),
     "rope.table": lambda path: path is not None,
     "ffn.kind": None,
     "ffn.bias": None,
@@ -233,6 +234,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "rope.qk_norm_after_rope": (False,),  # q/k norms (qwen3) take q/k before the rotation
     "rope.ntk_alpha": (False,),  # a "dynamic" rope is the sequence-length NTK
     "rope.fp32": (False,),  # q/k turn in the model's dtype
+    "rope.fp32_types": (False,),  # no layer type's tables in fp32 apart
     "rope.table": (False,),  # cos/sin computed from the positions, no table stored
     "ffn.kind": ("swiglu",),
     "ffn.bias": (False,),

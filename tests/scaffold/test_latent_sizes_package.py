@@ -2,7 +2,8 @@
 its sliding-window layers take other head counts, kv latent rank and q/k head parts from the
 config's `per_layer_config`), with an indexer on the other layers only, scaled latents, a
 normed rope key and latent norms at the config's epsilon: planned from its analysis,
-scaffolded and verified against the installed transformers model in fp32. Seeded defects,
+scaffolded and verified against the installed transformers model in fp32 and bf16 (the
+indexed layers turn q/k in fp32, as HF's fp32 tables make them). Seeded defects,
 each a bug of the class a new rule realises, fail verify and name the module."""
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ RULES = {
     "latent_norm_eps",
     "k_rope_norm",
     "moe_shared_width",
+    "rope_fp32_layer_types",
 }
 
 
@@ -52,15 +54,15 @@ def _package(tmp_path, planned, without: str | None = None):
     return models, plan.name
 
 
-def _verify(models, name):
+def _verify(models, name, dtypes=("fp32",)):
     spec = load_spec(name, models)
-    return verify_case(spec, default_cases(spec, switches=False)[0], ["fp32"])
+    return verify_case(spec, default_cases(spec, switches=False)[0], list(dtypes))
 
 
 def test_package_sizes_each_layers_latent_attention_and_verifies(tmp_path, planned):
     models, name = _package(tmp_path, planned)
-    (result,) = _verify(models, name)
-    assert result.passed, result.error or result.first_divergence
+    results = _verify(models, name, ("fp32", "bf16"))
+    assert all(r.passed for r in results), [r.error or r.first_divergence for r in results]
     spec = load_spec(name, models)
     args = spec.args.from_hf_config(default_cases(spec, switches=False)[0].config)
     # the toy: layers 0-1 indexed (the config's sizes), 2-3 sliding (their overrides)
@@ -105,3 +107,11 @@ def test_latent_norms_at_the_references_eps_fail(tmp_path, planned):
     (result,) = _verify(models, name)
     assert not result.passed
     assert result.max_abs_diff > 10 * result.bound
+
+
+def test_indexed_layers_rotated_in_bf16_fail_in_bf16(tmp_path, planned):
+    """Every layer rotated in the model's dtype: fp32 cannot tell, bf16 can (HF turns the
+    indexed layers' q/k on fp32 tables; the rounding flips a router's near-tie)."""
+    models, name = _package(tmp_path, planned, without="rope_fp32_layer_types")
+    fp32, bf16 = _verify(models, name, ("fp32", "bf16"))
+    assert fp32.passed and not bf16.passed
