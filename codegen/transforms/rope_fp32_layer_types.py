@@ -48,8 +48,10 @@ class RopeFp32LayerTypes(Transform):
             )
             edits.add_param(package, "Attention", "__init__", "layer_id: int")
         own = edits.param_names(package, "Attention", "__init__")[2]
-        kinds = ", ".join(f'"{t}"' for t in types) + ("," if len(types) == 1 else "")
-        test = f"args.layer_types[{own}] in ({kinds})"
+        if len(types) == 1:
+            test = f'args.layer_types[{own}] == "{types[0]}"'
+        else:
+            test = f"args.layer_types[{own}] in ({', '.join(repr(t) for t in types)})"
         step = _PerType(test)
         run(package, "model.py", step, required=False)
         if not step.hits:

@@ -33,7 +33,7 @@ def test_the_typed_layers_rotation_is_wrapped():
     RopeFp32LayerTypes().apply(package, types=("full_attention",))
     model = package.module("model.py")
     wrapped = m.IfExp(
-        test=m.Comparison(comparisons=[m.ComparisonTarget(operator=m.In())]),
+        test=m.Comparison(comparisons=[m.ComparisonTarget(operator=m.Equal())]),
         body=m.Call(func=m.Name("in_fp32")),
     )
     assert len(m.findall(model, m.Assign(value=wrapped) & ROTATE)) == 1
