@@ -274,6 +274,34 @@ RULES += [
         ),
     ),
     Rule(
+        # after indexed_attention and q_latent_concat: they rewrite the query line whose
+        # normed latent this scales (the indexer reads it scaled, as HF's)
+        id="latent_scale",
+        feature="attention.latent_scale",
+        values=("q", "kv", "q_kv"),
+        transform="latent_scale",
+        params={"which": FromFeature("attention.latent_scale")},
+        description=(
+            "the normed q and/or kv latents times sqrt(hidden / rank) before their"
+            " up-projections (dots3)"
+        ),
+    ),
+    Rule(
+        id="latent_norm_eps",
+        feature="attention.latent_norm_eps",
+        values=("norm_eps",),
+        transform="latent_norm_eps",
+        description="the q/kv latent norms take the config's rms_norm_eps, not 1e-6",
+    ),
+    Rule(
+        id="k_rope_norm",
+        feature="attention.k_rope_norm",
+        values=(True,),
+        transform="k_rope_norm",
+        params={"norm": FromFeature("attention.k_rope_norm")},
+        description="the shared rope key is RMS-normed before its rotation (dots3)",
+    ),
+    Rule(
         id="output_gate_fused_q",
         feature="attention.output_gate",
         values=("sigmoid_fused_q",),
@@ -299,6 +327,19 @@ RULES += [
         description=(
             "each layer's attention sized by its own head size and kv heads (the config's"
             " per_layer_config), each RoPE table by the head size of its layer type"
+        ),
+    ),
+    Rule(
+        # last, as layer_attention_sizes: every size Attention (and the indexer it builds)
+        # reads becomes the layer's own
+        id="latent_layer_sizes",
+        feature="attention.layer_shapes",
+        values=("latent",),
+        transform="latent_layer_sizes",
+        description=(
+            "each layer's latent attention (and its indexer and output gate) sized by its own"
+            " heads, latent ranks and q/k/v head parts (the config's per_layer_config), each"
+            " RoPE table as wide as its layers' rotated part"
         ),
     ),
 ]

@@ -156,6 +156,17 @@ RULES = [
         native_in=("deepseek_v3",),
     ),
     Rule(
+        id="moe_shared_width",
+        feature="moe.shared_size",
+        values=("own_field",),
+        transform="shared_expert_width",
+        params={"size": FromFeature("moe.shared_size")},
+        description=(
+            "the reference's shared expert sized as HF sizes it, from a width field of its own"
+            " (shared_experts_intermediate_size x n_shared_experts), not the experts' width"
+        ),
+    ),
+    Rule(
         # after moe_shared_experts: halves the sum it writes
         id="moe_shared_average",
         feature="moe.shared_combine",

@@ -109,6 +109,17 @@ RULES = [
         description="q/k halves turn by -angle: rotate_half is cat((x2, -x1)) (nanochat)",
     ),
     Rule(
+        id="rope_fp32_layer_types",
+        feature="rope.fp32_types",
+        values=(True,),
+        transform="rope_fp32_layer_types",
+        params={"types": FromFeature("rope.fp32_types")},
+        description=(
+            "the layers of the types whose tables HF computes from fp32 inputs (dots3's"
+            " indexed layers) turn q/k in fp32 and cast them back once"
+        ),
+    ),
+    Rule(
         # last: the rope rules before it anchor on the plain `apply_rotary(q, cos, sin)`
         id="rope_fp32",
         feature="rope.fp32",

@@ -21,13 +21,18 @@ UNSUPPORTED: dict[tuple[str, object], str] = {
         "a norm on the values other than one over each head after the view to heads (over the"
         " flat projection output): no rule yet"
     ),
-    ("attention.layer_shapes", "latent"): (
-        "latent attention (MLA) projections sized per layer (kv latent rank, head counts):"
-        " no rule yet"
+    ("attention.latent_norm_eps", "other"): (
+        "latent attention's q/kv latent norms with an epsilon neither 1e-6 nor the config's"
+        " rms_norm_eps: no rule yet"
+    ),
+    ("attention.latent_scale", "other"): (
+        "a normed latent times a constant other than sqrt(hidden / its width) (LongCat-Flash's"
+        " mla_scale_kv_lora): no rule yet"
     ),
     ("attention.layer_shapes", "other"): (
         "attention projections sized per layer by something other than the config's"
-        " per-layer overrides of the head size and counts: no rule yet"
+        " per-layer overrides of the head size and counts (or, under latent attention, of"
+        " the latent sizes): no rule yet"
     ),
     ("embedding.padding_idx", "other"): (
         "the word table's padding row read from a config field other than pad_token_id:"

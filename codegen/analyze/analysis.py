@@ -23,6 +23,7 @@ from codegen.analyze import (
     init_cutoff,
     key_selection,
     kv_sharing,
+    latent_extras,
     layer_extras,
     layer_stacks,
     output_scale,
@@ -132,6 +133,7 @@ def _run(ctx: Ctx) -> Features:
     model = ctx.model
     attention, shared = detect_attention.detect(ctx)
     layer_shapes = attention_shapes.check(ctx, shared)
+    latent = latent_extras.check(ctx, shared)
     rope = detect_rope.detect(ctx, shared) if "rep" in shared else _no_rope(ctx)
     selection = key_selection.detect(ctx, shared)
     attention = dataclasses.replace(attention, key_selection=selection)
@@ -145,7 +147,7 @@ def _run(ctx: Ctx) -> Features:
     kv_sharing.detect(ctx, shared)
     ffn_sparsity.detect(ctx)
     attention = value_norm.detect(ctx, shared, attention)
-    attention = dataclasses.replace(attention, layer_shapes=layer_shapes)
+    attention = dataclasses.replace(attention, layer_shapes=layer_shapes, **latent)
     routed_attention.detect(ctx)
     sd, sd_info = state_dict.detect(ctx, ctx.roles)
     sd = dataclasses.replace(sd, transposed_keys=detect_layout.transposed_keys(ctx))

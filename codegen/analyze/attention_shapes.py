@@ -6,10 +6,12 @@ layers' projections differ in size, `attention.layer_shapes` says how:
 - `per_layer_config`: the sizes are the config's per-layer overrides (PreTrainedConfig's
   `per_layer_config`: gemma4's full-attention layers with a head_dim and kv heads of their
   own), which a package reads per layer;
-- `latent`: latent attention (MLA) projections sized per layer (dots3 takes another kv latent
-  rank and head count on its sliding-window layers);
+- `latent`: latent attention (MLA) projections sized per layer by the config's per-layer
+  overrides of the latent sizes (dots3's sliding-window layers take other head counts, kv
+  latent rank and q/k/v head dims from `per_layer_config`): layers with the same overrides
+  are built alike, and nothing but those sizes is overridden;
 - `other`: sizes from anything else (MiMo-V2-Flash builds its sliding-window layers with twice
-  the kv heads from fields of their own).
+  the kv heads from fields of their own; latent layers sized apart beyond their overrides).
 
 The evidence names the layers and their sizes. MiMo-V2-Flash's sinks on some layers only and
 its value heads sized apart from the query/key heads (`v_head_dim`) are unsupported findings,
@@ -25,6 +27,11 @@ from codegen.analyze.evaluate import ModuleRec, ParamRec
 
 # the config fields a per-layer override may set for a package to read them per layer
 PER_LAYER_SIZES = frozenset({"head_dim", "num_key_value_heads", "num_attention_heads"})
+# ... and under latent attention: its heads, latent ranks and q/k/v head parts (head_dim and
+# the kv heads, which latent attention expands from its latent, may follow them)
+LATENT_SIZES = PER_LAYER_SIZES | frozenset(
+    {"q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim"}
+)
 
 
 def check(ctx: Ctx, shared: dict) -> str:
@@ -32,8 +39,9 @@ def check(ctx: Ctx, shared: dict) -> str:
     differences as unsupported findings."""
     layers = [p for p in shared.get("per_layer", ()) if p["type"] in ("full", "sliding")]
     shapes_of = "same"
-    if _latent_shapes(ctx, [p for p in layers if p["info"].kernel is not None and p["info"].mla]):
-        shapes_of = "latent"
+    latent = [p for p in layers if p["info"].kernel is not None and p["info"].mla]
+    if _latent_shapes(ctx, latent):
+        shapes_of = "latent" if _latent_overridden(ctx, latent) else "other"
     layers = [p for p in layers if p["info"].kernel is not None and not p["info"].mla]
     infos = [p["info"] for p in layers]
     if not infos:
@@ -76,6 +84,23 @@ def _overridden(ctx: Ctx) -> bool:
     if not isinstance(overrides, dict) or not overrides:
         return False
     return all(set(v) <= PER_LAYER_SIZES for v in overrides.values())
+
+
+def _latent_overridden(ctx: Ctx, layers: list) -> bool:
+    """Latent layers sized by the config's per-layer overrides: only latent sizes are
+    overridden, and layers with the same overrides build projections of the same sizes."""
+    overrides = attr(ctx.model.config, "per_layer_config")
+    if not isinstance(overrides, dict) or not overrides:
+        return False
+    if not all(isinstance(v, dict) and set(v) <= LATENT_SIZES for v in overrides.values()):
+        return False
+    built: dict[str, dict] = {}
+    for layer in layers:
+        own = overrides.get(layer["index"], overrides.get(str(layer["index"]), {}))
+        key = repr(sorted(own.items()))
+        if built.setdefault(key, _linears(layer["info"].rec)) != _linears(layer["info"].rec):
+            return False
+    return True
 
 
 def _latent_shapes(ctx: Ctx, layers: list) -> bool:

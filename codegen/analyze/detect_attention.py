@@ -769,8 +769,12 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
                     consts = [
                         a for a in t.args if isinstance(a, int | float) and not isinstance(a, bool)
                     ]
-                    on_q = any(  # the queries themselves, not a factor of a multiplier
-                        isinstance(a, Term) and any(depends(a, lin) for lin in rep.q_lins or [])
+                    # the queries themselves, not a factor of a multiplier, nor a latent
+                    # the query up-projection still reads (MLA's rescaled query latent)
+                    on_q = any(
+                        isinstance(a, Term)
+                        and rep.q_lins
+                        and all(depends(a, lin) for lin in rep.q_lins)
                         for a in t.args
                     )
                     if len(consts) == 1 and len(t.args) == 2 and on_q:

@@ -240,6 +240,34 @@ def _upcast(fn) -> str | None:
     return fn.sf.cite(found[0]) if found else None
 
 
+def _fp32_types(ctx: Ctx, rotary) -> tuple[str, ...]:
+    """The layer types whose cos/sin the backbone computes from fp32 inputs
+    (`self.rotary_emb(x.float() if layer_type == "indexed_attention" else x, ...)`, dots3):
+    the rotary module casts its tables to its input's dtype, so those layers' tables stay
+    fp32 and their q/k turn in fp32 (cast back by the attention)."""
+    owner = ctx.model.stack_owner
+    if not (isinstance(rotary, ModuleRec) and isinstance(owner, ModuleRec) and owner.cls):
+        return ()
+    found = ctx.model.project.find_method(owner.cls, "forward")
+    if found is None:
+        return ()
+    cls, forward = found
+    upcast = m.IfExp(
+        test=m.Comparison(
+            left=m.Name(),
+            comparisons=[m.ComparisonTarget(operator=m.Equal(), comparator=m.SimpleString())],
+        ),
+        body=m.Call(func=m.Attribute(attr=m.Name("float")), args=[]),
+    )
+    call = m.Call(func=m.Attribute(value=m.Name("self")), args=[m.Arg(upcast), m.ZeroOrMore()])
+    types = []
+    for node in findall(forward, call):
+        test = node.args[0].value.test
+        types.append(test.comparisons[0].comparator.evaluated_value)
+        ctx.cite("rope.fp32_types", f"{cls.sf.cite(node)} (tables from fp32 inputs)")
+    return tuple(types)
+
+
 def _fp32_tables(ctx: Ctx, rotary, fn) -> str | None:
     """Where the rotary module hands its cos/sin on in fp32 (its forward casts them to no
     dtype), the RoPE function casts no table to q's dtype and casts the rotated q/k back
@@ -500,6 +528,7 @@ def detect(ctx: Ctx, shared: dict) -> Rope:
         reversed=turned_back is not None,
         fp32=upcast is not None or tables is not None,
         tables_fp32=tables is not None,
+        fp32_types=_fp32_types(ctx, rotary),
         nope_layers=nope_layers,
         nope_rule=nope_rule,
         per_layer_type=bool(nested),

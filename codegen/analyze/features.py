@@ -51,6 +51,8 @@ VOCAB: dict[str, tuple] = {
     "attention.qk_norm_layers": ("all", "rope"),
     "attention.v_norm": ("none", "per_head", "other"),
     "attention.layer_shapes": ("same", "per_layer_config", "latent", "other"),
+    "attention.latent_norm_eps": ("default", "norm_eps", "other"),
+    "attention.latent_scale": ("none", "q", "kv", "q_kv", "other"),
     "attention.qkv_layout": ("contiguous", "grouped", "interleaved", "blocked", "none"),
     "attention.sliding_window": ("none", "all", "pattern"),
     "attention.scale": ("default", "custom", "none"),
@@ -154,8 +156,16 @@ class Attention:
     v_norm: str = "none"
     v_norm_weight: bool = True
     # the layers' projections sized alike (same) or not: per_layer_config (head size and
-    # counts from the config's per-layer overrides) | latent (MLA ranks) | other
+    # counts from the config's per-layer overrides) | latent (MLA heads, ranks and head parts
+    # from the per-layer overrides) | other
     layer_shapes: str = "same"
+    # latent attention (codegen/analyze/latent_extras.py): the q/kv latent norms' epsilon
+    # (default 1e-6 | norm_eps: rms_norm_eps | other); the latents scaled by sqrt(hidden /
+    # width) before their up-projection (none | q | kv | q_kv | other); an RMSNorm on the
+    # shared rope key before its rotation ({"module", "eps": default | norm_eps}, or None)
+    latent_norm_eps: str = "default"
+    latent_scale: str = "none"
+    k_rope_norm: dict | None = None
     # q and k taken to fp32 before q @ k^T (the eager attention function HF hands the
     # interface, flint): scores and softmax in fp32, the probabilities cast to v's dtype
     scores_fp32: bool = False
@@ -196,6 +206,9 @@ class Rope:
     fp32: bool = False
     # ... because the cos/sin tables come in fp32, never rounded to the model's dtype (beam)
     tables_fp32: bool = False
+    # ... only on the layers of these types, whose tables the backbone computes from fp32
+    # inputs (dots3's "indexed_attention"); the other layers' tables in the model's dtype
+    fp32_types: tuple[str, ...] = ()
     # the HF module path of a position table the checkpoint stores, whose rows [sin | cos]
     # the stack looks up by sequence index and the rotation reads (RoFormer's
     # `embed_positions`): sin and cos are read, not computed from positions; else None

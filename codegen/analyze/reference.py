@@ -9,6 +9,7 @@ references in `references/`; it is the only place that knows them.
 from __future__ import annotations
 
 import ast
+import re
 from typing import Any
 
 from codegen.analyze.features import Features
@@ -39,6 +40,17 @@ def _scaled(value) -> Any:
     if value is None:
         return "no"
     return "yes" if isinstance(value, int | float) else value
+
+
+def shared_width(size) -> Any:
+    """The shared expert's width compared as read from a field of its own (`own_field`:
+    dots3's shared_experts_intermediate_size x n_shared_experts) or, whatever else the
+    analysis read, as the experts' width times their count (`per_expert`, deepseek's)."""
+    if isinstance(size, str) and "moe_intermediate_size" not in size:
+        fields = re.findall(r"config\.(\w+)", size)
+        if any("shared" in f and f != "n_shared_experts" for f in fields):
+            return "own_field"
+    return "per_expert"
 
 
 # The MoE layer conditions (as the analysis restates them) the references' named rules stand
@@ -111,6 +123,9 @@ COMPARED: dict[str, Any] = {
     "attention.sub_norm": None,
     "attention.v_norm": None,
     "attention.layer_shapes": None,
+    "attention.latent_norm_eps": None,
+    "attention.latent_scale": None,
+    "attention.k_rope_norm": lambda norm: norm is not None,
     "attention.scores_fp32": None,
     "norm.weight_fp32": None,
     "attention.differential": lambda found: found is not None,
@@ -125,6 +140,7 @@ COMPARED: dict[str, Any] = {
     "rope.qk_norm_after_rope": None,
     "rope.ntk_alpha": lambda key: key is not None,
     "rope.fp32": None,
+    "rope.fp32_types": lambda types: bool(types),
     "rope.table": lambda path: path is not None,
     "ffn.kind": None,
     "ffn.bias": None,
@@ -141,6 +157,7 @@ COMPARED: dict[str, Any] = {
     "moe.scores_fp32": None,
     "moe.router_zero_init": None,
     "moe.shared_experts": _shared,
+    "moe.shared_size": shared_width,
     "moe.routed_scaling": _scaled,
     "moe.shared_expert_gate": None,
     "moe.shared_combine": None,
@@ -202,6 +219,9 @@ _DENSE_COMMON: dict[str, tuple] = {
     "attention.sub_norm": (False,),  # the attention output goes to o_proj as it is
     "attention.v_norm": ("none",),  # the values go to the attention as projected
     "attention.layer_shapes": ("same",),  # every layer's attention sized alike
+    "attention.latent_norm_eps": ("default",),  # latent norms at 1e-6 (MLA)
+    "attention.latent_scale": ("none",),  # the normed latents go up as they are
+    "attention.k_rope_norm": (False,),  # the shared rope key rotated as projected
     "attention.scores_fp32": (False,),  # q @ k^T and the softmax in the model's dtype
     "norm.weight_fp32": (False,),  # RMSNorm casts back to the input dtype before the weight
     "ffn.act_fp32": (False,),  # the gated product rounded after the activation and again after
@@ -218,6 +238,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "rope.qk_norm_after_rope": (False,),  # q/k norms (qwen3) take q/k before the rotation
     "rope.ntk_alpha": (False,),  # a "dynamic" rope is the sequence-length NTK
     "rope.fp32": (False,),  # q/k turn in the model's dtype
+    "rope.fp32_types": (False,),  # no layer type's tables in fp32 apart
     "rope.table": (False,),  # cos/sin computed from the positions, no table stored
     "ffn.kind": ("swiglu",),
     "ffn.bias": (False,),
@@ -327,6 +348,7 @@ REFERENCES: dict[str, dict[str, tuple]] = {
         # its Gate keeps the correction bias fp32 itself (as HF's strict fp32 list does)
         "state_dict.fp32_keys": (False, "router_bias"),
         "moe.shared_experts": ("yes", "no"),
+        "moe.shared_size": ("per_expert",),  # n_shared_experts x moe_intermediate_size
         "moe.routed_scaling": ("yes", "no"),
         "moe.layer_condition": ("all", "first_k"),
     },

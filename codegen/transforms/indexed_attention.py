@@ -126,20 +126,25 @@ class IndexedAttention(Transform):
             package, "model.py", "Attention", "__init__", assigns("self.q_lora_rank")
         )
         own = "self.indexer = Indexer(args)"
+        layer_type = _indexed_type(features, indexer["module"])
+        if layer_type is not None:
+            own = _typed(package, layer_type)
         run(package, "model.py", InsertStatements("Attention", "__init__", assigns("self.wo"), own))
         split = ReplaceStatements("Attention", "forward", is_statement(_Q), _Q_SPLIT)
         run(package, "model.py", split)
         sdpa = "F.scaled_dot_product_attention"
-        keep = InsertStatements("Attention", "forward", calls(sdpa), _KEEP, before=True)
+        code = _KEEP if layer_type is None else _KEEP_TYPED
+        keep = InsertStatements("Attention", "forward", calls(sdpa), code, before=True)
         run(package, "model.py", keep)
-        edits.replace_expressions(
-            package,
-            "model.py",
-            "Attention",
-            "forward",
-            edits.call_of(sdpa),
-            _masked_by_keep,
-        )
+        if layer_type is None:
+            edits.replace_expressions(
+                package,
+                "model.py",
+                "Attention",
+                "forward",
+                edits.call_of(sdpa),
+                _masked_by_keep,
+            )
         edits.add_args_field(package, FIELDS)
         for kwarg in KWARGS:
             edits.add_hf_kwarg(package, kwarg)
@@ -150,6 +155,82 @@ class IndexedAttention(Transform):
             )
             run(package, "args.py", guard)
         _adapter_rows(package, indexer)
+
+
+# where the layer types say which layers build an indexer (dots3: "indexed_attention"
+# beside "sliding_attention"), the others have none, and its mask joins the layer's own
+_KEEP_TYPED = """
+if self.indexer is not None:  # the keys each query attends to
+    keep = self.indexer(x, q_latent, rope)
+    mask = keep if mask is None else keep & mask
+"""
+
+
+def _indexed_type(features, module: str) -> str | None:
+    """The layer type whose layers alone build the indexer: a per-layer switch (layer_types)
+    that selects `<module>: ...` on the layers of one type, and other types beside it."""
+    for switch in getattr(features, "switches", ()):
+        if switch.kind != "per_layer" or not isinstance(switch.configured, list | tuple):
+            continue
+        building = [
+            v.operand
+            for v in switch.values
+            if v.test == "layers"
+            and any(
+                part.startswith(f"{module}: ") and part != f"{module}: None"
+                for part in v.selects.split("; ")
+            )
+        ]
+        if len(building) == 1 and set(switch.configured) - {building[0]}:
+            return building[0]
+    return None
+
+
+def _typed(package, layer_type: str) -> str:
+    """`self.indexer` on the layers of `layer_type` only (None elsewhere), the type known to
+    ModelArgs' LAYER_TYPES; the attention must already take a mask (a window pattern's),
+    which the indexer's narrows."""
+    if "mask" not in edits.param_names(package, "Attention", "forward"):
+        raise EditError(
+            f"an indexer on {layer_type!r} layers only needs the attention to take a mask"
+        )
+    if not edits.has_definition(package, "args.py", "LAYER_TYPES"):
+        raise EditError(f"ModelArgs knows no layer types to add {layer_type!r} to")
+    run(package, "args.py", _AddLayerType(layer_type))
+    layer_id = edits.ensure_layer_id(package)
+    if len(edits.param_names(package, "Attention", "__init__")) < 3:
+        edits.replace_expressions(
+            package,
+            "model.py",
+            "TransformerBlock",
+            "__init__",
+            lambda node: m.matches(node, m.Call(func=m.Name("Attention"))),
+            lambda call: edits.with_arg(call, layer_id),
+        )
+        edits.add_param(package, "Attention", "__init__", "layer_id: int")
+    layer = edits.param_names(package, "Attention", "__init__")[2]
+    return (
+        f"self.indexer = Indexer(args) if args.layer_types[{layer}] == {layer_type!r} else None"
+    ).replace("'", '"')
+
+
+class _AddLayerType(cst.CSTTransformer):
+    """`LAYER_TYPES = (...)` gains `layer_type` (those layers attend fully, with the indexer)."""
+
+    def __init__(self, layer_type: str):
+        super().__init__()
+        self.layer_type, self.hits = layer_type, 0
+
+    def leave_Assign(self, original, updated):
+        if m.matches(updated, m.Assign(targets=[m.AssignTarget(m.Name("LAYER_TYPES"))])):
+            if not isinstance(updated.value, cst.Tuple):
+                raise EditError("LAYER_TYPES is not a tuple")
+            self.hits += 1
+            element = cst.Element(cst.SimpleString(f'"{self.layer_type}"'))
+            return updated.with_changes(
+                value=updated.value.with_changes(elements=[*updated.value.elements, element])
+            )
+        return updated
 
 
 # a per-layer setting that leaves a layer without an indexer of its own (GLM-5's "shared":
@@ -195,11 +276,16 @@ class _KeepElse(ScopedTransformer):
 
 
 def _masked_by_keep(call: cst.Call) -> cst.Call:
-    """SDPA's causal flag becomes the indexer's mask (which is causal too)."""
+    """SDPA's causal flag becomes the indexer's mask (which is causal too); a mask the
+    attention already takes (a sliding window's, None where the layer does not slide)
+    narrows it further."""
     if edits.arg_value(call, "is_causal") is None:
         raise EditError("the attention call has no causal flag for the indexer's mask")
     call = edits.without_arg(call, keyword="is_causal")
-    return edits.with_arg(call, "keep", keyword="attn_mask", before="scale")
+    mask = edits.arg_value(call, "attn_mask")
+    if mask is None:
+        return edits.with_arg(call, "keep", keyword="attn_mask", before="scale")
+    return edits.set_arg(call, "attn_mask", f"keep if {mask} is None else keep & {mask}")
 
 
 def _adapter_rows(package, indexer: dict) -> None:

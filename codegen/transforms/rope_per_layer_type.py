@@ -41,9 +41,10 @@ class SetRopePerLayerType(Transform):
         # which), and `rope`, which no layer of that type then reads, is the sliding one
         parameters_of = getattr(getattr(features, "rope", None), "parameters", None) or {}
         nope_full = FULL in parameters_of and parameters_of[FULL] is None
+        full_key = _full_key(parameters_of)
 
         def full(parameters):
-            entry = _entry(parameters, FULL)
+            entry = _entry(parameters, full_key)
             if not nope_full:
                 return entry
             either = cst.BooleanOperation(entry, cst.Or(), _entry(parameters, SLIDING))
@@ -102,6 +103,13 @@ class SetRopePerLayerType(Transform):
         edits.replace_expressions(
             package, "model.py", "Model", "forward", edits.call_of("layer"), per_type
         )
+
+
+def _full_key(parameters_of: dict) -> str:
+    """The entry of the layers that do not slide: "full_attention", or the one other type
+    the config names (dots3's "indexed_attention", full attention narrowed by an indexer)."""
+    others = [key for key in parameters_of if key != SLIDING]
+    return others[0] if FULL not in parameters_of and len(others) == 1 else FULL
 
 
 def _rope_kwarg(package) -> cst.Call | None:

@@ -4,6 +4,7 @@ key choice against HF's DeepSeek-V3.2 (halves) and GLM-MoE-DSA (interleaved pair
 import sys
 from types import SimpleNamespace
 
+import libcst.matchers as m
 import pytest
 import torch
 
@@ -60,6 +61,39 @@ def test_the_indexer_mask_replaces_the_causal_flag():
         assert f'"model.layers.{{}}.self_attn.{hf}": "layers.{{}}.attention.{house}"' in adapter
 
 
+def test_a_window_mask_narrows_the_indexers_mask():
+    """With a sliding-window pattern the attention already takes `attn_mask=mask` (None
+    where the layer does not slide): the indexer's mask is intersected with it, not a
+    second `attn_mask` keyword (which did not compile)."""
+    from codegen.transforms.sliding_window import SetSlidingWindow
+
+    package = _deepseek_v3()
+    SetSlidingWindow().apply(package, mode="pattern")
+    assert "attn_mask=mask" in package.render()["model.py"]
+    IndexedAttention().apply(package, indexer=NAMES)
+    model = package.render()["model.py"]
+    compile(model, "model.py", "exec")
+    sdpa = m.Call(
+        func=m.Attribute(value=m.Name("F"), attr=m.Name("scaled_dot_product_attention")),
+        args=[
+            m.ZeroOrMore(),
+            m.Arg(
+                keyword=m.Name("attn_mask"),
+                value=m.IfExp(
+                    test=m.Comparison(left=m.Name("mask")),
+                    body=m.Name("keep"),
+                    orelse=m.BinaryOperation(
+                        left=m.Name("keep"), operator=m.BitAnd(), right=m.Name("mask")
+                    ),
+                ),
+            ),
+            m.ZeroOrMore(),
+        ],
+    )
+    assert len(m.findall(package.module("model.py"), sdpa)) == 1
+    assert model.count("attn_mask=") == 1 and "is_causal" not in model
+
+
 def test_the_checkpoint_names_come_from_the_analysis():
     package = _deepseek_v3()
     names = {**NAMES, "module": "scorer", "q_proj": "q_up", "interleaved": True}
@@ -85,6 +119,81 @@ def test_a_per_layer_setting_without_an_indexer_is_refused():
     args = package.render()["args.py"]
     assert "if any(kind != 'full' for kind in hf_config.indexer_types):" in args
     assert "raise NotImplementedError(" in args.split("indexer_types")[1]
+
+
+def _typed_switch():
+    # dots3: layer_types builds the indexer on "indexed_attention" layers only
+    return SimpleNamespace(
+        field="layer_types",
+        kind="per_layer",
+        configured=["indexed_attention", "sliding_attention", "sliding_attention"],
+        values=(
+            SimpleNamespace(
+                test="layers", operand="indexed_attention", selects="indexer: Indexer(...)"
+            ),
+            SimpleNamespace(
+                test="layers",
+                operand="sliding_attention",
+                selects="sliding_window: config.sliding_window",
+            ),
+        ),
+    )
+
+
+def test_an_indexer_on_one_layer_type_only(tmp_path):
+    """Where the layer types say which layers build the indexer (dots3's
+    "indexed_attention" beside windowed "sliding_attention" layers), only those layers
+    have one, the type is one ModelArgs knows, and its mask narrows the layer's own."""
+    from codegen.transforms.sliding_window import SetSlidingWindow
+
+    package = _deepseek_v3()
+    SetSlidingWindow().apply(package, mode="pattern")
+    features = SimpleNamespace(switches=(_typed_switch(),))
+    IndexedAttention().apply(package, features, indexer=NAMES)
+    files = package.render()
+    model = files["model.py"]
+    assert (
+        'self.indexer = Indexer(args) if args.layer_types[layer_id] == "indexed_attention"'
+        " else None"
+    ) in model
+    assert "if self.indexer is not None:" in model
+    assert "mask = keep if mask is None else keep & mask" in model
+    assert model.count("attn_mask=") == 1
+    assert "indexed_attention" in files["args.py"].split("LAYER_TYPES = ")[1].split("\n")[0]
+    folder = tmp_path / "gen_typed_indexer"
+    folder.mkdir()
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import importlib
+
+        args_module = importlib.import_module("gen_typed_indexer.args")
+        model_module = importlib.import_module("gen_typed_indexer.model")
+    finally:
+        sys.path.remove(str(tmp_path))
+    args = args_module.ModelArgs(
+        dim=32,
+        n_layers=3,
+        n_heads=2,
+        vocab_size=64,
+        q_lora_rank=16,
+        kv_lora_rank=8,
+        qk_nope_head_dim=6,
+        qk_rope_head_dim=4,
+        v_head_dim=5,
+        hidden_dim=48,
+        n_dense_layers=3,
+        sliding_window=2,
+        layer_types=("indexed_attention", "sliding_attention", "sliding_attention"),
+        index_topk=3,
+        index_n_heads=2,
+        index_head_dim=8,
+    )
+    built = model_module.Model(args)
+    assert built.layers[0].attention.indexer is not None
+    assert built.layers[1].attention.indexer is None
+    assert built(torch.randint(0, 64, (1, 6))).shape == (1, 6, 64)
 
 
 def test_an_attention_without_the_causal_flag_is_an_error():

@@ -216,3 +216,24 @@ def test_a_full_attention_entry_of_none_builds_the_unused_table_from_the_sliding
     args = _flat(package.render()["args.py"])
     assert 'rope=RopeScaling.from_hf((rope["full_attention"] or rope["sliding_attention"]),' in args
     assert 'sliding_rope=RopeScaling.from_hf(rope["sliding_attention"],' in args
+
+
+def test_the_other_layers_entry_is_named_as_the_config_names_it():
+    """dots3: the layers that do not slide are "indexed_attention" (full attention narrowed
+    by an indexer), and rope_parameters has that entry, not "full_attention"."""
+    from types import SimpleNamespace
+
+    features = SimpleNamespace(
+        rope=SimpleNamespace(
+            parameters={
+                "indexed_attention": {"rope_type": "default"},
+                "sliding_attention": {"rope_type": "default"},
+            }
+        )
+    )
+    package = _package("qwen3")
+    SetRopePerLayerType().apply(package, features)
+    args = _flat(package.render()["args.py"])
+    assert 'rope=RopeScaling.from_hf(rope["indexed_attention"],' in args
+    assert 'sliding_rope=RopeScaling.from_hf(rope["sliding_attention"],' in args
+    assert '"full_attention"]' not in args.split("def from_hf_config")[1]

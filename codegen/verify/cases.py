@@ -43,7 +43,7 @@ def base_config(model_type: str):
     head_dim = hidden / heads.
     """
     toy = tiny_config(model_type)
-    derived = toy.hidden_size // toy.num_attention_heads
+    derived = toy.hidden_size // config_value(toy, "num_attention_heads")
     if config_value(toy, "head_dim") in (None, derived) or _hf_runs(toy):
         return toy, {}
     fixed = {"head_dim": derived}

@@ -402,6 +402,21 @@ def _shrink_overrides(overrides, original: dict[str, Any], toy: dict[str, Any]):
             out[field] = min(counts, key=lambda n: (abs(n - scaled), n))
         else:
             out[field] = small if value == size else max(1, round(scaled))
+    return _whole_head(overrides, out, original, toy)
+
+
+def _whole_head(overrides: dict, out: dict, original: dict[str, Any], toy: dict[str, Any]):
+    """A latent-attention layer with overrides whose head_dim is its whole q/k head
+    (qk_nope_head_dim + qk_rope_head_dim: dots3's sliding layers, whose config checks it)
+    keeps it so in the toy, where the toy's head_dim is the rotated part alone."""
+    parts = ("head_dim", "qk_nope_head_dim", "qk_rope_head_dim")
+    if not all(isinstance(original.get(p), int) and isinstance(toy.get(p), int) for p in parts):
+        return out
+    head, nope, rope = (overrides.get(p, original[p]) for p in parts)
+    if head == nope + rope:
+        out["head_dim"] = out.get("qk_nope_head_dim", toy["qk_nope_head_dim"]) + out.get(
+            "qk_rope_head_dim", toy["qk_rope_head_dim"]
+        )
     return out
 
 

@@ -18,6 +18,7 @@ PROJECTED = {
     "moe.routed_scaling": ("yes", "no"),
     "moe": (True, False),
     "moe.layer_condition": ("all", "first_k", "sparse_step", "condition"),
+    "moe.shared_size": ("per_expert", "own_field"),  # the experts' width x count, or its own
     "attention.key_selection": (True, False, "other"),  # an indexer read, or not understood
     "embedding.padding_idx": ("pad_token_id", "other", False),  # the field, another, none
     "state_dict.fp32_keys": (True, False, "router_bias"),  # kept: others, none, the bias alone

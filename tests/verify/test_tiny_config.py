@@ -253,3 +253,41 @@ def test_block_sparse_attention_runs_as_full_and_a_language_is_chosen():
     )
     xmod = tiny_config("xmod")
     assert xmod.default_language == list(xmod.languages)[0]
+
+
+def test_a_latent_layers_whole_head_stays_whole():
+    """dots3's sliding layers override the latent sizes, and their head_dim (not written
+    out: the config's 256) is the whole q/k head, 192 + 64, which the config class checks.
+    The toy's head_dim is MLA's rotated part, so the layer now overrides it: its
+    qk_nope_head_dim shrunk in ratio plus the toy's rotated part."""
+    toy = shrink(
+        {
+            "num_hidden_layers": 46,
+            "num_attention_heads": 128,
+            "head_dim": 256,
+            "qk_nope_head_dim": 128,
+            "qk_rope_head_dim": 64,
+            "kv_lora_rank": 512,
+            "per_layer_config": {"2": {"num_attention_heads": 64, "qk_nope_head_dim": 192}},
+        },
+        keep_pattern=False,
+    )
+    assert toy["head_dim"] == 8 and toy["qk_nope_head_dim"] == 16
+    assert toy["per_layer_config"]["2"] == {
+        "num_attention_heads": 2,
+        "qk_nope_head_dim": 24,
+        "head_dim": 24 + 8,
+    }
+    config = tiny_config("dots3_note_text")  # its class accepts the toy
+    sliding = config.per_layer_config[config.layer_types.index("sliding_attention")]
+    assert sliding.head_dim == sliding.qk_nope_head_dim + sliding.qk_rope_head_dim
+
+
+def test_the_base_case_of_a_config_whose_layers_override_the_head_count():
+    """dots3's layers override num_attention_heads, which its config then refuses to answer
+    globally: the base case reads the config's own value."""
+    from codegen.verify.cases import base_config
+
+    toy, fixed = base_config("dots3_note_text")
+    assert toy.to_dict()["num_attention_heads"] == 4
+    assert fixed == {} or set(fixed) == {"head_dim"}

@@ -1,0 +1,53 @@
+"""Latent attention scales its normed latents by sqrt(hidden / rank) before they go up."""
+
+from __future__ import annotations
+
+import libcst as cst
+import libcst.matchers as m
+
+from codegen.transforms import _attention_edits as edits
+from codegen.transforms.base import Transform
+from codegen.transforms.edits import EditError, InsertStatements, assigns, run
+
+# latent -> (its norm, its rank field, the scale attribute)
+LATENTS = {
+    "q": ("q_norm", "q_lora_rank", "q_scale"),
+    "kv": ("kv_norm", "kv_lora_rank", "kv_scale"),
+}
+SCALE = "self.{scale} = (args.dim / args.{rank}) ** 0.5  # the normed latent's scale"
+
+
+class LatentScale(Transform):
+    """The normed q latent (`which` "q" or "q_kv") and kv latent ("kv", "q_kv") are
+    multiplied by sqrt(dim / rank) before their up-projections (and the indexer, which reads
+    the q latent), as dots3 rescales them: `self.q_norm(...) * self.q_scale`, the scale
+    kept beside the norm in `Attention.__init__`."""
+
+    name = "latent_scale"
+
+    def apply(self, package, features=None, *, which: str) -> None:
+        sides = {"q": ("q",), "kv": ("kv",), "q_kv": ("q", "kv")}.get(which)
+        if sides is None:
+            raise ValueError(f"latent_scale which={which!r}: one of q, kv, q_kv")
+        for side in sides:
+            norm, rank, scale = LATENTS[side]
+            code = SCALE.format(scale=scale, rank=rank)
+            step = InsertStatements("Attention", "__init__", assigns(f"self.{norm}"), code)
+            if not run(package, "model.py", step, required=False):
+                raise EditError(
+                    f"Attention builds self.{norm} only under a condition (an optional"
+                    f" {side} latent): no scale to keep beside it"
+                )
+            edits.replace_expressions(
+                package,
+                "model.py",
+                "Attention",
+                "forward",
+                lambda node, norm=norm: m.matches(
+                    node,
+                    m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name(norm))),
+                ),
+                lambda call, scale=scale: cst.BinaryOperation(
+                    call, cst.Multiply(), edits.expression(f"self.{scale}")
+                ),
+            )

@@ -1,0 +1,46 @@
+"""Latent attention steps the reference lacks (codegen/analyze/latent_extras.py).
+
+dots3's latent attention scales its normed q/kv latents by sqrt(hidden / rank), norms the
+shared rope key (`k_rope_only_layernorm`) and builds its latent norms with the config's
+epsilon. Nothing read them, so the plan wrote a package that loaded every weight but the
+rope-key norm's and diverged at layers.0.attention; now each is a feature with its rule."""
+
+from __future__ import annotations
+
+from analyze_helpers import rename_model
+
+from codegen.analyze.analysis import analyze
+from codegen.scaffold.plan import make_plan
+from codegen.scaffold.target import load_target
+
+RULES = {"latent_scale", "latent_norm_eps", "k_rope_norm"}
+
+
+def test_dots3_reads_each_step(tmp_path):
+    modeling, _ = rename_model("dots3_note", "wombat", str(tmp_path))
+    for source in ("dots3_note_text", modeling):
+        features = analyze(source)
+        attention = features.attention
+        assert attention.latent_norm_eps == "norm_eps"
+        assert attention.latent_scale == "q_kv"
+        assert attention.k_rope_norm == {"module": "k_rope_only_layernorm", "eps": "norm_eps"}
+        assert not features.unsupported
+    plan = make_plan(load_target("dots3_note_text"))
+    assert not plan.gaps
+    assert RULES <= {step.rule for step in plan.steps}
+
+
+def test_a_scaled_kv_latent_elsewhere_is_read_too():
+    # LongCat-Flash scales its kv latent by sqrt(hidden / kv_lora_rank) (mla_scale_kv_lora)
+    assert analyze("longcat_flash").attention.latent_scale == "kv"
+
+
+def test_the_references_latent_attention_has_none():
+    # axk2's query latent norm is as wide as its down-projection's output (its up-projection
+    # reads the latent twice): a latent norm, not an extra one
+    for model_type in ("deepseek_v3", "deepseek_v32", "glm_moe_dsa", "axk2", "deepseek_v2"):
+        features = analyze(model_type)
+        attention = features.attention
+        assert (attention.latent_norm_eps, attention.latent_scale) == ("default", "none")
+        assert attention.k_rope_norm is None
+        assert "attention.latent_extra_norm" not in {u.feature for u in features.unsupported}
