@@ -8,6 +8,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from codegen.transforms import _attention_edits as edits
+from codegen.transforms._ffn_edits import set_field_comment
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import (
     EditDict,
@@ -82,6 +83,7 @@ KWARGS = (
 )
 
 _Q_LOW_RANK = "self.q_lora_rank is None"
+Q_LATENT = "the query latent (wq_a -> q_norm -> wq_b); the indexer reads it"
 _Q = "q = self.wq(x) if self.q_lora_rank is None else self.wq_b(self.q_norm(self.wq_a(x)))"
 _Q_SPLIT = """
 q_latent = self.q_norm(self.wq_a(x))  # the indexer's queries start from it too
@@ -125,6 +127,7 @@ class IndexedAttention(Transform):
         edits.remove_statements(
             package, "model.py", "Attention", "__init__", assigns("self.q_lora_rank")
         )
+        set_field_comment(package, "q_lora_rank", Q_LATENT)
         own = "self.indexer = Indexer(args)"
         layer_type = _indexed_type(features, indexer["module"])
         if layer_type is not None:

@@ -32,7 +32,7 @@ def _deepseek_v3():
 
 def test_the_indexer_mask_replaces_the_causal_flag():
     package = _deepseek_v3()
-    before = package.render()["model.py"]
+    before, before_args = package.render()["model.py"], package.render()["args.py"]
     assert "class Indexer" not in before and "is_causal=True" in before
     IndexedAttention().apply(package, indexer=NAMES)
     files = package.render()
@@ -44,6 +44,8 @@ def test_the_indexer_mask_replaces_the_causal_flag():
     assert "is_causal" not in model
     # the indexer reads the query latent: the single-projection query (no latent) is gone
     assert "self.wq(" not in model and "self.q_lora_rank" not in model
+    assert "None: one wq instead" in before_args and "None: one wq" not in files["args.py"]
+    assert "# the query latent (wq_a -> q_norm -> wq_b); the indexer reads it" in files["args.py"]
     assert "q_latent = self.q_norm(self.wq_a(x))" in model
     assert "q_pe = apply_rotary(q_pe.transpose(1, 2), cos, sin)" in model
     assert "self.k_norm = nn.LayerNorm(self.head_dim, eps=1e-06)" in model
