@@ -140,6 +140,8 @@ def bench_sizes(config_class, toy: dict) -> dict:
     class, built without it, gives the toy's value all the same. Key/value heads as many as
     the query heads stay so.
     """
+    from codegen.verify.tiny_config import resize_overrides
+
     sizes = {}
     for field, size in BENCH_SIZES.items():
         name = stored_name(config_class, field)
@@ -162,9 +164,6 @@ def bench_sizes(config_class, toy: dict) -> dict:
             and len(value) == toy.get(layers)
         ):
             sizes[name] = (value * sizes[layers])[: sizes[layers]]
-        # a table keyed by layer index (gemma4's per_layer_config) keeps the layers that remain
-        if name not in sizes and layers in sizes and _by_layer(value):
-            sizes[name] = {k: v for k, v in value.items() if int(k) < sizes[layers]}
     heads, kv_heads = (
         stored_name(config_class, field) for field in ("num_attention_heads", "num_key_value_heads")
     )
@@ -172,6 +171,17 @@ def bench_sizes(config_class, toy: dict) -> dict:
         # a toy with a key/value head per query head (MLA expands its latent to every head)
         # keeps that at the benchmark size
         sizes[kv_heads] = sizes.get(heads, toy[heads])
+    for name, value in toy.items():
+        # a table keyed by layer index (per_layer_config) keeps the layers that remain, their
+        # overrides resized in the ratio of the fields they override (dots3's sliding layers
+        # keep their whole q/k head)
+        if name not in sizes and layers in sizes and _by_layer(value):
+            sized = {**toy, **sizes}
+            sizes[name] = {
+                k: resize_overrides(v, toy, sized)
+                for k, v in value.items()
+                if int(k) < sizes[layers]
+            }
     return sizes
 
 

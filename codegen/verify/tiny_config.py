@@ -373,17 +373,17 @@ def _shrink_per_layer(original: dict[str, Any], toy: dict[str, Any], layers_key:
             toy[key] = [[expanded[:new_layers], 1]]  # gpt_neo's [[["global", "local"], 12]]
         elif isinstance(value, dict) and value and all(_is_index(k) for k in value):
             toy[key] = {
-                k: _shrink_overrides(v, original, toy)
+                k: resize_overrides(v, original, toy)
                 for k, v in value.items()
                 if int(k) < new_layers
             }
 
 
-def _shrink_overrides(overrides, original: dict[str, Any], toy: dict[str, Any]):
+def resize_overrides(overrides, original: dict[str, Any], toy: dict[str, Any]):
     """A layer's overrides (`per_layer_config`: gemma4's full-attention head_dim 512 over
-    256) of a size the toy shrinks: the toy's size where the layer repeats the config's, else
-    the toy's size in the same ratio, so the layer stays sized apart (an even head size; a kv
-    head count dividing the heads)."""
+    256) of a size the toy shrinks (or a benchmark grows): the toy's size where the layer
+    repeats the config's, else the toy's size in the same ratio, so the layer stays sized
+    apart (an even head size; a kv head count dividing the heads)."""
     if not isinstance(overrides, dict):
         return overrides
     out = dict(overrides)

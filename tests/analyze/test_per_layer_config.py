@@ -66,13 +66,11 @@ def test_renamed_copy_reads_the_same_layer_facts(tmp_path):
 
 
 def test_shrunk_overrides_keep_layers_apart():
-    from codegen.verify.tiny_config import _shrink_overrides
+    from codegen.verify.tiny_config import resize_overrides
 
     original = {"head_dim": 256, "num_key_value_heads": 4, "num_attention_heads": 8}
     toy = {"head_dim": 40, "num_key_value_heads": 2, "num_attention_heads": 4}
-    assert _shrink_overrides({"head_dim": 512}, original, toy) == {"head_dim": 80}
-    assert _shrink_overrides({"head_dim": 256}, original, toy) == {"head_dim": 40}
-    assert _shrink_overrides({"num_key_value_heads": 1}, original, toy) == {
-        "num_key_value_heads": 1
-    }
-    assert _shrink_overrides({"sliding_window": 7}, original, toy) == {"sliding_window": 7}
+    assert resize_overrides({"head_dim": 512}, original, toy) == {"head_dim": 80}
+    assert resize_overrides({"head_dim": 256}, original, toy) == {"head_dim": 40}
+    assert resize_overrides({"num_key_value_heads": 1}, original, toy) == {"num_key_value_heads": 1}
+    assert resize_overrides({"sliding_window": 7}, original, toy) == {"sliding_window": 7}

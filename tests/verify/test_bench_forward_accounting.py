@@ -206,6 +206,21 @@ def test_a_table_keyed_by_layer_keeps_the_layers_that_remain():
     config_class(**bench)
 
 
+def test_a_layers_overrides_are_resized_with_the_fields_they_override():
+    """dots3's sliding layers override the latent sizes, their head_dim the whole q/k head
+    (the class checks it): at the benchmark's sizes the overrides grow in ratio and the
+    whole head stays whole, so the class accepts the config."""
+    config_class, toy = _bench_toy("dots3_note_text")
+    sizes = bench_forward.bench_sizes(config_class, toy)
+    bench = {key: value for key, value in {**toy, **sizes}.items() if key != "layer_types"}
+    bench["head_dim"] = bench["qk_rope_head_dim"]  # as build() sets it for latent attention
+    for overrides in bench["per_layer_config"].values():
+        nope = overrides.get("qk_nope_head_dim", bench["qk_nope_head_dim"])
+        assert overrides["head_dim"] == nope + bench["qk_rope_head_dim"]
+        assert overrides["qk_nope_head_dim"] > toy["qk_nope_head_dim"]
+    config_class(**bench, layer_types=toy["layer_types"])
+
+
 def test_timing_runs_once_more_under_the_reuse_allocator(tmp_path):
     """The script re-runs itself once with glibc's heap kept for reuse (page faults then do
     not follow the order the models ran in), and does not loop: the second run returns."""
