@@ -202,14 +202,15 @@ def test_generated_moe_packages_are_ruff_clean(good_models):
 
 def moe_rule_steps(features, reference: str) -> list[Step]:
     """The rows of rules/moe.py whose feature has one of their values in the target and
-    not in the reference (a dense reference takes any MoE layer condition: add_moe's)."""
+    not in the reference (a dense reference takes any MoE layer condition: add_moe's; one
+    without a shared expert any shared width: add_shared_experts sizes it)."""
     from codegen.analyze.reference import REFERENCES, accepts, compared_value
     from rules.moe import RULES
 
     steps = []
     for rule in RULES:
-        layers = rule.feature == "moe.layer_condition"
-        if layers and accepts(REFERENCES[reference], features, rule.feature):
+        accepted = rule.feature in ("moe.layer_condition", "moe.shared_size")
+        if accepted and accepts(REFERENCES[reference], features, rule.feature):
             continue
         if rule.feature == "moe.routed_scaling":
             value = "no" if features.get(rule.feature) is None else "yes"
