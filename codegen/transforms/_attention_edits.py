@@ -524,6 +524,23 @@ def ensure_layer_id(package) -> str:
     return "layer_id"
 
 
+def ensure_attention_layer_id(package) -> str:
+    """Make `Attention.__init__` take the layer index too (the block hands it its own); return
+    the attention's parameter name."""
+    layer_id = ensure_layer_id(package)
+    if len(param_names(package, "Attention", "__init__")) < 3:
+        replace_expressions(
+            package,
+            "model.py",
+            "TransformerBlock",
+            "__init__",
+            lambda node: m.matches(node, m.Call(func=m.Name("Attention"))),
+            lambda call: with_arg(call, layer_id),
+        )
+        add_param(package, "Attention", "__init__", "layer_id: int")
+    return param_names(package, "Attention", "__init__")[2]
+
+
 def drop_layer_id_if_unused(package) -> None:
     """Undo `ensure_layer_id` when nothing in the block reads the index any more."""
     params = param_names(package, "TransformerBlock", "__init__")

@@ -200,18 +200,7 @@ def _typed(package, layer_type: str) -> str:
     if not edits.has_definition(package, "args.py", "LAYER_TYPES"):
         raise EditError(f"ModelArgs knows no layer types to add {layer_type!r} to")
     run(package, "args.py", _AddLayerType(layer_type))
-    layer_id = edits.ensure_layer_id(package)
-    if len(edits.param_names(package, "Attention", "__init__")) < 3:
-        edits.replace_expressions(
-            package,
-            "model.py",
-            "TransformerBlock",
-            "__init__",
-            lambda node: m.matches(node, m.Call(func=m.Name("Attention"))),
-            lambda call: edits.with_arg(call, layer_id),
-        )
-        edits.add_param(package, "Attention", "__init__", "layer_id: int")
-    layer = edits.param_names(package, "Attention", "__init__")[2]
+    layer = edits.ensure_attention_layer_id(package)
     return (
         f"self.indexer = Indexer(args) if args.layer_types[{layer}] == {layer_type!r} else None"
     ).replace("'", '"')

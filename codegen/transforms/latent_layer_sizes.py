@@ -80,18 +80,7 @@ class LatentLayerSizes(Transform):
             raise EditError("ModelArgs has no latent attention sizes (n_heads, kv_lora_rank)")
         per_type = _has_sliding_table(package)
         _args(package, sizes, per_type and "qk_rope_head_dim" in sizes)
-        layer_id = edits.ensure_layer_id(package)
-        if len(edits.param_names(package, "Attention", "__init__")) < 3:  # not yet told
-            edits.replace_expressions(
-                package,
-                "model.py",
-                "TransformerBlock",
-                "__init__",
-                lambda node: m.matches(node, m.Call(func=m.Name("Attention"))),
-                lambda call: edits.with_arg(call, layer_id),
-            )
-            edits.add_param(package, "Attention", "__init__", "layer_id: int")
-        own = edits.param_names(package, "Attention", "__init__")[2]
+        own = edits.ensure_attention_layer_id(package)
         run(
             package,
             "model.py",

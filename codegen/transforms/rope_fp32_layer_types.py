@@ -36,18 +36,7 @@ class RopeFp32LayerTypes(Transform):
     def apply(self, package, features=None, *, types: tuple[str, ...]) -> None:
         if not types:
             raise ValueError("rope_fp32_layer_types needs the layer types it turns in fp32")
-        layer_id = edits.ensure_layer_id(package)
-        if len(edits.param_names(package, "Attention", "__init__")) < 3:
-            edits.replace_expressions(
-                package,
-                "model.py",
-                "TransformerBlock",
-                "__init__",
-                lambda node: m.matches(node, m.Call(func=m.Name("Attention"))),
-                lambda call: edits.with_arg(call, layer_id),
-            )
-            edits.add_param(package, "Attention", "__init__", "layer_id: int")
-        own = edits.param_names(package, "Attention", "__init__")[2]
+        own = edits.ensure_attention_layer_id(package)
         if len(types) == 1:
             test = f'args.layer_types[{own}] == "{types[0]}"'
         else:
