@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -300,11 +301,27 @@ def forward_work(fn, model, tokens) -> dict:
                     self.bytes += tensor.numel() * tensor.element_size()
             return out
 
-    # torch's counter has no formula for the CPU flash kernel: count it as attention
-    cpu_flash = {aten._scaled_dot_product_flash_attention_for_cpu: _attention_flop}
-    counter = FlopCounterMode(display=False, custom_mapping=cpu_flash)
-    with counter as flops, BytesWritten() as written:
-        fn(model, tokens)
+    # torch's counter has no formula for the CPU flash kernel (counted as attention) nor for
+    # grouped matmuls (the experts of a package, and of HF where it dispatches to them)
+    missing_formulas = {
+        aten._scaled_dot_product_flash_attention_for_cpu: _attention_flop,
+        aten._grouped_mm: _grouped_mm_flop,
+    }
+    counter = FlopCounterMode(display=False, custom_mapping=missing_formulas)
+    # The counter's module tracker hooks the autograd graph of every tensor a submodule is
+    # handed; a parameter passed as an argument (DBRX's experts get their weight slices) has
+    # none under no_grad and fails it. Counting needs no gradients: parameters are frozen
+    # while counting and restored after.
+    params = model.parameters() if isinstance(model, torch.nn.Module) else ()
+    trainable = [param for param in params if param.requires_grad]
+    for param in trainable:
+        param.requires_grad_(False)
+    try:
+        with counter as flops, BytesWritten() as written:
+            fn(model, tokens)
+    finally:
+        for param in trainable:
+            param.requires_grad_(True)
     return {"flop": flops.get_total_flops(), "bytes_written": written.bytes}
 
 
@@ -501,6 +518,15 @@ def _attention_flop(query_shape, key_shape, value_shape, *_, out_shape=None, **_
     from torch.utils.flop_counter import sdpa_flop_count
 
     return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def _grouped_mm_flop(a_shape, b_shape, *_, out_shape=None, **__) -> int:
+    """Each row of `a` meets one group's (K, N) matrix: 2 * rows * K * N in all. Both 2-D
+    (groups split the shared K, the output stacks one (M, N) block per group) is the one
+    layout whose output overcounts K, so it is read from the operands."""
+    if len(a_shape) == 2 and len(b_shape) == 2:
+        return 2 * a_shape[0] * a_shape[1] * b_shape[1]
+    return 2 * math.prod(out_shape) * a_shape[-1]
 
 
 def _storage(tensor) -> int:

@@ -64,6 +64,59 @@ def test_work_counts_matmul_flops_and_bytes_written_but_not_views():
     assert copied["bytes_written"] == 2 * plain_work["bytes_written"]
 
 
+def test_a_submodule_handed_a_parameter_is_counted_and_left_trainable():
+    """DBRX's experts get their weight slices as arguments: the flop counter's module
+    tracker used to fail on them under no_grad ("Expected gradient function to be set")."""
+    import torch
+
+    class Expert(torch.nn.Module):
+        def forward(self, x, weight):
+            return x @ weight.t()
+
+    class Experts(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.randn(8, 4))  # two 4x4 experts
+            self.expert = Expert()
+
+        def forward(self, x):
+            # a view made under no_grad: requires grad, has no grad_fn (as DBRX's slices)
+            return self.expert(x, self.weight.view(2, 4, 4)[0])
+
+    model = Experts()
+
+    def run(m, x):
+        with torch.no_grad():
+            return m(x)
+
+    work = bench_forward.forward_work(run, model, torch.randn(2, 4))
+    assert work["flop"] == 2 * 2 * 4 * 4
+    assert model.weight.requires_grad
+
+
+@pytest.mark.parametrize(
+    ("a_shape", "b_shape", "offsets", "expected"),
+    [
+        ((10, 4), (3, 4, 8), [3, 7, 10], 2 * 10 * 4 * 8),  # tokens sorted by expert
+        ((3, 5, 4), (3, 4, 8), None, 2 * 3 * 5 * 4 * 8),  # one batch per group
+        ((8, 16), (16, 8), [4, 12, 16], 2 * 8 * 16 * 8),  # groups split the shared K
+    ],
+)
+def test_grouped_matmuls_count_every_row_against_its_group(a_shape, b_shape, offsets, expected):
+    """Stacked experts run as `F.grouped_mm`, which torch's counter has no formula for: a
+    package's experts counted as free would hide work (DBRX's HF loop counted, ours not)."""
+    import torch
+    import torch.nn.functional as F
+
+    b = torch.randn(b_shape).mT.contiguous().mT if len(b_shape) == 3 else torch.randn(b_shape)
+    offs = None if offsets is None else torch.tensor(offsets, dtype=torch.int32)
+
+    def multiply(_, a):
+        return F.grouped_mm(a, b, offs=offs)
+
+    assert bench_forward.forward_work(multiply, None, torch.randn(a_shape))["flop"] == expected
+
+
 def test_attention_on_the_cpu_kernel_counts_its_two_products():
     import torch
     import torch.nn.functional as F
