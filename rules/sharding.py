@@ -86,6 +86,14 @@ SHARDS = [
             for part in ("wq_b", "wk", "k_norm", "weights_proj")
         },
     ),
+    # a normed rope key: its gradient is summed after the norm, not at the projection's tail
+    Shards(
+        "k_rope_norm",
+        {
+            "layers.*.attention.wkv_a": "replicate",
+            "layers.*.attention.k_pe_norm": "shared_key_norm",
+        },
+    ),
     # a gated norm's RMSNorm and gate matrices are replicated like the norm itself; which
     # block norms a target gates varies, so every entry may match nothing
     Shards(

@@ -45,6 +45,9 @@ STYLES = {
     "applied to a column-wise shard: weights whole on every rank, gradient summed over them",
     "rope_key_tail": "replicated nn.Linear whose last `rope_dim` outputs (its attention's "
     "`rope_dim`) are one key shared by every head: their gradient is summed over the ranks",
+    "shared_key_norm": "a norm over a key every head shares (MLA's rope key when it is "
+    "normed): weights whole on every rank, the gradient of its output summed over the ranks' "
+    "heads (the projection making the key is then plainly replicated)",
     "colwise_qkv": "one nn.Linear whose output is [q | k | v] (all q heads, then k, then v; "
     "its attention's `n_heads` and `n_kv_heads` give the sizes): each rank holds its q "
     "heads' rows, then its kv heads' k and v rows, and computes with them alone",
@@ -266,6 +269,8 @@ def _tensor_parallel(model: nn.Module, tp_mesh, modules: dict[str, str]) -> None
             module.shard_features = ("output", _blocks(module.out_features, 2, size, rank))
         if style == "rope_key_tail":
             _sum_tail_grads(model, name, tp_mesh)
+        elif style == "shared_key_norm":
+            module.register_forward_hook(lambda _, args, out: _sum_grads(out, tp_mesh))
         elif style == "sharded_norm":
             _shard_norm(model.get_submodule(name), tp_mesh)
         elif style == "colwise_gate_up":

@@ -15,6 +15,7 @@ from codegen.scaffold.pipeline import scaffold_into
 from codegen.scaffold.plan import make_plan
 from codegen.scaffold.target import load_target
 from codegen.verify.cases import default_cases
+from codegen.verify.parallel import plan_module, verify_parallel
 from codegen.verify.run import verify_case
 
 TARGET = "dots3_note_text"
@@ -115,3 +116,32 @@ def test_indexed_layers_rotated_in_bf16_fail_in_bf16(tmp_path, planned):
     models, name = _package(tmp_path, planned, without="rope_fp32_layer_types")
     fp32, bf16 = _verify(models, name, ("fp32", "bf16"))
     assert fp32.passed and not bf16.passed
+
+
+def _tensor_parallel(models, name, **plan_changes):
+    spec = load_spec(name, models)
+    plan = {**plan_module(spec).PLAN, **plan_changes}
+    return verify_parallel(spec, default_cases(spec, switches=False)[0].config, "tp=2", plan=plan)
+
+
+def test_normed_rope_key_under_tensor_parallel_matches_one_device(tmp_path, planned):
+    models, name = _package(tmp_path, planned)
+    result = _tensor_parallel(models, name)
+    assert result.passed, result.line()
+
+
+@pytest.mark.parametrize(
+    ("slip", "named"),
+    [
+        # the key's gradient never summed: each rank's norm learns from its own heads only
+        ({"layers.*.attention.k_pe_norm": "replicate"}, "attention.k_pe_norm.weight"),
+        # summed at the projection's tail as well as after the norm: counted twice
+        ({"layers.*.attention.wkv_a": "rope_key_tail"}, "attention.wkv_a.weight"),
+    ],
+)
+def test_rope_key_norm_gradient_summed_wrong_fails_naming_it(tmp_path, planned, slip, named):
+    models, name = _package(tmp_path, planned)
+    result = _tensor_parallel(models, name, **slip)
+    assert not result.passed
+    assert result.error.startswith("first differing gradient: "), result.error
+    assert named in result.error.splitlines()[0], result.error
