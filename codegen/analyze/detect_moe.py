@@ -338,6 +338,11 @@ def detect(ctx: Ctx) -> Moe | None:
         ctx.cite("moe.dense_layers", rule[1] if rule else moe_site)
     else:
         ctx.cite("moe.dense_layers", rule[1] if rule else ctx.class_site(ctx.model.layers[0]))
+    if rule:  # the condition is read where the layer builds its feed-forward slot
+        slot, _ = _layer_slot_site(ctx)
+        ctx.cite("moe.layer_condition", slot.cite() if slot is not None else rule[1])
+    if shared:  # the width is read from the shared expert's construction
+        ctx.cite("moe.shared_size", ctx.evidence["moe.shared_experts"])
 
     # -- layout ------------------------------------------------------------------------------------
     module_layout: str = UNKNOWN

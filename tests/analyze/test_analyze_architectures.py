@@ -369,6 +369,18 @@ def test_every_field_has_evidence(model_type: str, analysed: dict) -> None:
         assert ".py:" in where or where.startswith("config:"), where
 
 
+@pytest.mark.parametrize("model_type", sorted({*EXPECTED, "dots3_note_text", "qwen2_moe"}))
+def test_every_delta_feature_has_evidence(model_type: str, analysed: dict) -> None:
+    """What the package's docstring cites for each rule it applies: a file:line or config
+    field, never "?" (dots3's MoE layer condition and shared width had none)."""
+    from codegen.scaffold.plan import _lookup
+
+    features = _features(analysed, model_type)
+    for key in features.reference.delta:
+        where = _lookup(features.evidence, key)  # a section (`moe`): its first field's
+        assert where and (".py:" in where or where.startswith("config:")), (key, where)
+
+
 @pytest.mark.parametrize("model_type", sorted(EXACT_REFERENCE))
 def test_reference_models_match_themselves(model_type: str, analysed: dict) -> None:
     features = _features(analysed, model_type)
