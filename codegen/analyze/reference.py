@@ -123,6 +123,9 @@ COMPARED: dict[str, Any] = {
     "attention.sub_norm": None,
     "attention.v_norm": None,
     "attention.layer_shapes": None,
+    "attention.v_head_dim": lambda field: field is not None,
+    "attention.v_scale": lambda factor: factor is not None,
+    "attention.sink_rule": lambda rule: rule is not None,
     "attention.latent_norm_eps": None,
     "attention.latent_scale": None,
     "attention.k_rope_norm": lambda norm: norm is not None,
@@ -219,6 +222,9 @@ _DENSE_COMMON: dict[str, tuple] = {
     "attention.sub_norm": (False,),  # the attention output goes to o_proj as it is
     "attention.v_norm": ("none",),  # the values go to the attention as projected
     "attention.layer_shapes": ("same",),  # every layer's attention sized alike
+    "attention.v_head_dim": (False,),  # value heads as wide as the key heads
+    "attention.v_scale": (False,),  # the values go to the attention as projected
+    "attention.sink_rule": (False,),  # sinks, if any, on every layer
     "attention.latent_norm_eps": ("default",),  # latent norms at 1e-6 (MLA)
     "attention.latent_scale": ("none",),  # the normed latents go up as they are
     "attention.k_rope_norm": (False,),  # the shared rope key rotated as projected
