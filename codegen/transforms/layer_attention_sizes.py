@@ -10,8 +10,8 @@ from codegen.transforms.base import Transform
 from codegen.transforms.edits import EditError, InsertStatements, is_name, run
 
 FIELDS = """
-# each layer's head size and kv heads, where layers are sized apart ({source});
-# empty: head_dim and n_kv_heads on every layer
+# each layer's head size and kv heads, where layers are sized apart
+# ({source}); empty: head_dim and n_kv_heads on every layer
 layer_head_dims: tuple[int, ...] = ()
 layer_n_kv_heads: tuple[int, ...] = ()
 """
@@ -41,8 +41,7 @@ if any(head_dims[t] != d for t, d in zip(self.layer_types, self.layer_head_dims,
 
 # sized apart by kv heads alone (a rule that leaves the head size global)
 KV_FIELD = """
-# each layer's kv heads, where layers are sized apart ({source}); empty: n_kv_heads on
-# every layer
+# each layer's kv heads ({source}); empty: n_kv_heads on every layer
 layer_n_kv_heads: tuple[int, ...] = ()
 """
 KV_POST_INIT = """
@@ -113,7 +112,9 @@ def _has_sliding_table(package) -> bool:
 
 
 def _args(package, per_type: bool, rules: dict | None, sizes: dict) -> None:
-    source = "computed as HF's attention does" if rules else "the HF config's per_layer_config"
+    source = (
+        "computed as HF's attention does" if rules else "the HF config's per_layer_config overrides"
+    )
     if "head_dim" in sizes:
         edits.add_args_field(package, FIELDS.format(source=source))
         post_init = PER_TYPE if per_type else ONE_TABLE

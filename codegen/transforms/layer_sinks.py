@@ -10,7 +10,10 @@ from codegen.transforms import _attention_edits as edits
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import EditError, assigns, run
 
-FIELD = "sink_layers: tuple[int, ...] = ()  # layers whose attention has sink logits"
+FIELD = """
+# layers whose attention has sink logits (the others softmax their scores alone)
+sink_layers: tuple[int, ...] = ()
+"""
 SINK_LAYERS = "tuple(i for i in range(hf_config.num_hidden_layers) if {rule})"
 
 # the layers without sinks: the softmax of the scores alone, shifted by their maximum where
@@ -41,7 +44,7 @@ class LayerSinks(Transform):
         if not rule:
             raise ValueError("which layers have sinks: the source's condition was not restated")
         condition = edits.expression(rule)
-        if not m.matches(condition, m.Name() | m.Attribute() | m.Call() | m.Subscript()):
+        if m.matches(condition, m.IfExp() | m.Lambda()):  # a comprehension's `if` takes neither
             condition = condition.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
         edits.add_args_field(
             package, FIELD, "sink_layers=" + SINK_LAYERS.format(rule=edits.code_of(condition))
@@ -52,21 +55,53 @@ class LayerSinks(Transform):
 
 
 class _SinksOnSomeLayers(edits.InMethod):
-    """`self.sinks = nn.Parameter(...)` -> `... if layer_id in args.sink_layers else None`."""
+    """`self.sinks = nn.Parameter(...)` -> `... if layer_id in args.sink_layers else None`
+    (its trailing comment moved above it: the longer line wraps)."""
 
     def __init__(self, layer_id: str):
         super().__init__("Attention", "__init__")
         self.test = edits.expression(f"{layer_id} in args.sink_layers")
 
-    def leave_Assign(self, original, updated):
-        if self.inside and m.matches(updated.targets[0].target, _SINKS):
-            if isinstance(updated.value, cst.IfExp):
-                raise EditError("the sinks are already built under a condition")
-            self.hits += 1
-            return updated.with_changes(
-                value=cst.IfExp(test=self.test, body=updated.value, orelse=cst.Name("None"))
-            )
-        return updated
+    def leave_SimpleStatementLine(self, original, updated):
+        assign = updated.body[0] if updated.body else None
+        if not (
+            self.inside
+            and isinstance(assign, cst.Assign)
+            and m.matches(assign.targets[0].target, _SINKS)
+        ):
+            return updated
+        if isinstance(assign.value, cst.IfExp):
+            raise EditError("the sinks are already built under a condition")
+        self.hits += 1
+        value = cst.IfExp(test=self.test, body=assign.value, orelse=cst.Name("None"))
+        return _comment_above(updated.with_changes(body=[assign.with_changes(value=value)]))
+
+
+# the branch's statements sit three levels in (class, method, if)
+_WIDTH = 100 - 12
+
+
+def _fitting(statement):
+    """A statement whose trailing comment would overflow the line inside the branch with
+    that comment moved above it."""
+    if not isinstance(statement, cst.SimpleStatementLine):
+        return statement
+    if len(edits.code_of(statement).strip()) <= _WIDTH:
+        return statement
+    return _comment_above(statement)
+
+
+def _comment_above(statement: cst.SimpleStatementLine) -> cst.SimpleStatementLine:
+    """A trailing comment moved to its own line above the statement."""
+    comment = statement.trailing_whitespace.comment
+    if comment is None:
+        return statement
+    return statement.with_changes(
+        leading_lines=[*statement.leading_lines, cst.EmptyLine(comment=comment)],
+        trailing_whitespace=statement.trailing_whitespace.with_changes(
+            comment=None, whitespace=cst.SimpleWhitespace("")
+        ),
+    )
 
 
 class _BranchSoftmax(edits.InMethod):
@@ -87,7 +122,7 @@ class _BranchSoftmax(edits.InMethod):
         if not reads or not ends or ends[0] < reads[0]:
             raise EditError("no softmax with a sink column in Attention.forward")
         first, last = reads[0], ends[0]
-        block = body[first : last + 1]
+        block = [_fitting(s) for s in body[first : last + 1]]
         plain = PLAIN_SHIFTED if any(m.findall(s, _MINUS_MAX) for s in block) else PLAIN
         branch = cst.If(
             test=edits.expression("self.sinks is not None"),
