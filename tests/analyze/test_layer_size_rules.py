@@ -1,0 +1,45 @@
+"""MiMo-V2-Flash's attention, read by structure: its sliding layers built with twice the kv
+heads and with sinks (conditions of `__init__` restated over `hf_config` and the layer
+index), value heads of a size of their own, values times a config factor. A renamed copy
+reads the same; models sized alike, or sized by their per-layer overrides, read none."""
+
+from __future__ import annotations
+
+from analyze_helpers import rename_model
+
+from codegen.analyze.analysis import analyze
+
+SLIDING = 'hf_config.layer_types[i] == "sliding_attention"'
+KV_HEADS = f"hf_config.num_key_value_heads * 2 if ({SLIDING}) else hf_config.num_key_value_heads"
+V_SCALE = "hf_config.attention_value_scale if hf_config.attention_value_scale is not None else 1.0"
+
+
+def test_mimo_and_a_renamed_copy_read_the_rules(tmp_path):
+    modeling, _ = rename_model("mimo_v2_flash", "wombat", str(tmp_path))
+    for source in ("mimo_v2_flash", modeling):
+        features = analyze(source)
+        attention = features.attention
+        assert attention.layer_shapes == "rule"
+        assert attention.layer_sizes == {"n_kv_heads": KV_HEADS}
+        assert attention.v_head_dim == "hf_config.v_head_dim"
+        assert attention.v_scale == V_SCALE
+        assert attention.sinks is True and attention.sink_rule == SLIDING
+        assert not features.unsupported, features.unsupported
+
+
+def test_sizes_by_a_field_of_their_own_are_a_rule_too():
+    # inkling's hybrid sliding layers read swa_num_key_value_heads
+    attention = analyze("inkling_text").attention
+    assert attention.layer_shapes == "rule"
+    assert set(attention.layer_sizes) == {"n_kv_heads"}
+    assert "hf_config.swa_num_key_value_heads" in attention.layer_sizes["n_kv_heads"]
+
+
+def test_models_sized_alike_or_by_overrides_read_none():
+    for model_type in ("llama", "qwen3", "gpt_oss", "granite_swa", "gemma4_unified_text"):
+        attention = analyze(model_type).attention
+        assert attention.layer_sizes is None
+        assert attention.v_head_dim is None and attention.v_scale is None
+        assert attention.sink_rule is None
+    assert analyze("gpt_oss").attention.sinks is True  # on every layer: no rule
+    assert analyze("gemma4_unified_text").attention.layer_shapes == "per_layer_config"
