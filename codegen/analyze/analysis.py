@@ -245,7 +245,7 @@ def _run(ctx: Ctx) -> Features:
         source=source,
         switches=switch_list,
     )
-    closest, delta = reference.closest(draft)
+    closest, delta = reference.closest(draft, support.realised)
     unknown = tuple(reference.undetermined(draft))
     if model.target.config_values and (unknown or not model.layers):
         # "not read" is only a finding when the code was understood

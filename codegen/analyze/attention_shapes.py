@@ -22,8 +22,8 @@ The projections' sizes are read as products, heads x head size (`q`: heads x hea
 size). Value heads of a size of their own (`v_head_dim`, MiMo's 128 beside 192) are
 `attention.v_head_dim`, restated over the config. Sinks on some layers only (a parameter
 `__init__` builds under a condition, `None` elsewhere) are `attention.sinks` with the
-condition restated in `attention.sink_rule`; one that cannot be restated, or sizes of
-neither kind, stays an unsupported finding, so the plan stops before writing.
+condition restated in `attention.sink_rule`. A value head size or sink condition that
+cannot be restated is "other", which no rule realises, so the plan stops before writing.
 """
 
 from __future__ import annotations
@@ -89,29 +89,23 @@ def check(ctx: Ctx, shared: dict) -> dict:
             out["v_head_dim"] = factors["v_head_dim"]
             ctx.cite("attention.v_head_dim", f"{where} ({factors['v_head_dim']})")
         else:
-            ctx.unsupported(
+            out["v_head_dim"] = "other"
+            ctx.cite(
                 "attention.v_head_dim",
-                f"value heads sized apart from the key heads (k {first[1]}, v {first[2]}"
-                " features), by no head size restated over the config",
-                where,
+                f"{where} (k {first[1]}, v {first[2]} features: no head size restated over the"
+                " config)",
             )
     sinks = [_has_sinks(info) for info in infos]
     if len(set(sinks)) > 1:
         at = layers[sinks.index(True)]
         where = ctx.site(at["info"].rec) or ctx.class_site(at["info"].rec)
         rule = _sink_rule(ctx, layers, sinks)
-        if rule is None:
-            ctx.unsupported(
-                "attention.layer_sinks",
-                f"attention sinks on some layers only (layer {at['index']} has them, "
-                f"layer {layers[sinks.index(False)]['index']} not), under a condition not"
-                " restated over the config",
-                where,
-            )
-        else:
-            out["sinks"], out["sink_rule"] = True, rule
-            ctx.cite("attention.sinks", f"{where} (on layers where {rule})")
-            ctx.cite("attention.sink_rule", where)
+        out["sinks"], out["sink_rule"] = True, rule or "other"
+        ctx.cite(
+            "attention.sinks",
+            f"{where} (on layer {at['index']}, not on layer {layers[sinks.index(False)]['index']})",
+        )
+        ctx.cite("attention.sink_rule", f"{where} ({rule or 'no condition restated'})")
     return out
 
 

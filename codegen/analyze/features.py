@@ -164,13 +164,16 @@ class Attention:
     # ({"n_kv_heads": "(hf_config.num_key_value_heads * 2 if ... else ...)"}), else None
     layer_sizes: dict | None = None
     # value heads of a size of their own beside the q/k heads (MiMo-V2-Flash's v_head_dim),
-    # over `hf_config`; None where v's heads are the q/k head size (or under MLA)
+    # over `hf_config` ("other": not restated); None where v's heads are the q/k head size
+    # (or under MLA)
     v_head_dim: str | None = None
     # the values times a factor of the config's before the attention (MiMo-V2-Flash's
-    # attention_value_scale, None -> 1.0), over `hf_config`; None where v goes as projected
+    # attention_value_scale, None -> 1.0), over `hf_config` ("other": not restated); None
+    # where v goes as projected
     v_scale: str | None = None
     # sinks on some layers only: the condition for layer `i` to have them, over `hf_config`
-    # (MiMo-V2-Flash's sliding layers); None where every layer has them, or none does
+    # (MiMo-V2-Flash's sliding layers; "other": not restated); None where every layer has
+    # them, or none does
     sink_rule: str | None = None
     # latent attention (codegen/analyze/latent_extras.py): the q/kv latent norms' epsilon
     # (default 1e-6 | norm_eps: rms_norm_eps | other); the latents scaled by sqrt(hidden /

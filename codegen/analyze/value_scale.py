@@ -8,7 +8,7 @@ through the local it was assigned to) and an attribute of the attention, whose v
 `__init__` computed from the config; that attribute is restated over `hf_config`
 (`attention.v_scale`, e.g. `(hf_config.attention_value_scale if
 hf_config.attention_value_scale is not None else 1.0)`) and must give every analysed layer
-the same factor. A factor that cannot be restated is an unsupported finding.
+the same factor. A factor that cannot be restated is "other", which no rule realises.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from codegen.analyze.layer_rule import restate_init
 
 
 def detect(ctx: Ctx, shared: dict) -> str | None:
-    """The factor the values are multiplied by, restated over the config, or None."""
+    """The factor the values are multiplied by, restated over the config ("other" where it
+    cannot be), or None."""
     layers = [
         p
         for p in shared.get("per_layer", ())
@@ -43,13 +44,12 @@ def detect(ctx: Ctx, shared: dict) -> str | None:
     where = ctx.class_site(rec)
     found = restate_init(ctx, rec, factor, [(p["index"], p["info"].rec) for p in layers])
     if found is None or len({repr(v) for v in found[1]}) != 1:
-        ctx.unsupported(
+        ctx.cite(
             "attention.v_scale",
-            f"the values times {cst.Module([]).code_for_node(factor)}, not restated over the"
-            " config (or not one factor on every layer)",
-            where,
+            f"{where} (v times {cst.Module([]).code_for_node(factor)}: not restated over the"
+            " config, or not one factor on every layer)",
         )
-        return None
+        return "other"
     ctx.cite("attention.v_scale", f"{where} (v times {found[0]})")
     return found[0]
 

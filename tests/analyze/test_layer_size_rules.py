@@ -25,6 +25,10 @@ def test_mimo_and_a_renamed_copy_read_the_rules(tmp_path):
         assert attention.v_scale == V_SCALE
         assert attention.sinks is True and attention.sink_rule == SLIDING
         assert not features.unsupported, features.unsupported
+        # grouped-query attention: no latent (MLA) reference to start from, which no rule
+        # turns into GQA, however few its other deltas
+        assert features.reference.closest != "deepseek_v3"
+        assert "attention.kind" not in features.reference.delta
 
 
 def test_sizes_by_a_field_of_their_own_are_a_rule_too():
