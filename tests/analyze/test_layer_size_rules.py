@@ -47,3 +47,31 @@ def test_models_sized_alike_or_by_overrides_read_none():
         assert attention.sink_rule is None
     assert analyze("gpt_oss").attention.sinks is True  # on every layer: no rule
     assert analyze("gemma4_unified_text").attention.layer_shapes == "per_layer_config"
+
+
+def test_conditions_not_restated_are_other_and_unsupported(tmp_path):
+    """The same model with the sinks built in an `if` statement and the values' factor
+    assigned twice: neither restates, so each is "other" and listed, and nothing is planned
+    from a guess."""
+    modeling, _ = rename_model("mimo_v2_flash", "wombat", str(tmp_path))
+    with open(modeling) as f:
+        source = f.read()
+    sinks = "self.sinks = nn.Parameter(torch.empty(num_attention_heads)) if is_swa else None"
+    scale = (
+        "self.v_scale = config.attention_value_scale"
+        " if config.attention_value_scale is not None else 1.0"
+    )
+    assert sinks in source and scale in source
+    source = source.replace(
+        sinks,
+        "self.sinks = None\n        if is_swa:\n"
+        "            self.sinks = nn.Parameter(torch.empty(num_attention_heads))",
+    )
+    source = source.replace(scale, scale + "\n        self.v_scale = self.v_scale * 1.0")
+    with open(modeling, "w") as f:
+        f.write(source)
+    features = analyze(modeling)
+    assert features.attention.sink_rule == "other"
+    assert features.attention.v_scale == "other"
+    listed = {u.feature for u in features.unsupported}
+    assert {"attention.sink_rule", "attention.v_scale"} <= listed
