@@ -30,7 +30,7 @@ class ValueScale(Transform):
         run(
             package,
             "model.py",
-            InsertStatements("Attention", "__init__", assigns("self.head_dim"), ASSIGN),
+            InsertStatements("Attention", "__init__", assigns("self.wo"), ASSIGN),
         )
         run(package, "model.py", _Scaled())
 
