@@ -49,7 +49,7 @@ LATENT_SIZES = PER_LAYER_SIZES | frozenset(
 def check(ctx: Ctx, shared: dict) -> dict:
     """The attention fields read across layers: `layer_shapes` (see the module docstring),
     `layer_sizes`, `v_head_dim`, and `sinks` / `sink_rule` where only some layers have sinks;
-    each cites its evidence, anything else becomes an unsupported finding."""
+    each cites its evidence ("other" where it could not be restated over the config)."""
     layers = [p for p in shared.get("per_layer", ()) if p["type"] in ("full", "sliding")]
     out: dict = {"layer_shapes": "same"}
     latent = [p for p in layers if p["info"].kernel is not None and p["info"].mla]
