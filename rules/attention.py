@@ -84,6 +84,29 @@ RULES += [
         description="v gets an RMSNorm over each head after the projection (weightless: gemma4)",
     ),
     Rule(
+        # before fused_qkv: it anchors on the value projection and its view to heads
+        id="value_head_dim",
+        feature="attention.v_head_dim",
+        values=(True,),
+        transform="value_head_dim",
+        params={"field": FromFeature("attention.v_head_dim")},
+        description=(
+            "value heads v_head_dim wide beside the q/k heads' head_dim (wv and wo sized by it;"
+            " MiMo-V2-Flash)"
+        ),
+    ),
+    Rule(
+        id="value_scale",
+        feature="attention.v_scale",
+        values=(True,),
+        transform="value_scale",
+        params={"factor": FromFeature("attention.v_scale")},
+        description=(
+            "the values times a factor read as HF computes it from the config, before the"
+            " attention (MiMo-V2-Flash's attention_value_scale, 1.0 when None)"
+        ),
+    ),
+    Rule(
         id="sliding_window_all",
         feature="attention.sliding_window",
         values=("all",),
@@ -143,6 +166,18 @@ RULES += [
         values=(True,),
         transform="add_attention_sinks",
         description="a learned per-head sink logit joins the softmax and is dropped after it",
+    ),
+    Rule(
+        # after attention_sinks: it keeps their softmax for the layers that have them
+        id="layer_sinks",
+        feature="attention.sink_rule",
+        values=(True,),
+        transform="layer_sinks",
+        params={"rule": FromFeature("attention.sink_rule")},
+        description=(
+            "only the layers where HF's condition (restated over the config) holds have sinks;"
+            " the others softmax their scores alone (MiMo-V2-Flash's sliding layers)"
+        ),
     ),
     Rule(
         id="output_gate",
@@ -327,6 +362,18 @@ RULES += [
         description=(
             "each layer's attention sized by its own head size and kv heads (the config's"
             " per_layer_config), each RoPE table by the head size of its layer type"
+        ),
+    ),
+    Rule(
+        # last, as layer_attention_sizes (the same transform, sizes computed per layer)
+        id="layer_attention_sizes_rule",
+        feature="attention.layer_shapes",
+        values=("rule",),
+        transform="layer_attention_sizes",
+        params={"rules": FromFeature("attention.layer_sizes")},
+        description=(
+            "each layer's head size or kv heads computed from the config and the layer index as"
+            " HF's attention does (MiMo-V2-Flash: twice the kv heads on sliding layers)"
         ),
     ),
     Rule(

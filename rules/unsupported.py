@@ -32,7 +32,21 @@ UNSUPPORTED: dict[tuple[str, object], str] = {
     ("attention.layer_shapes", "other"): (
         "attention projections sized per layer by something other than the config's"
         " per-layer overrides of the head size and counts (or, under latent attention, of"
-        " the latent sizes): no rule yet"
+        " the latent sizes), or than a head size or kv-head count computed from the config"
+        " and the layer index (query heads counted per layer, a size not heads x head size):"
+        " no rule yet"
+    ),
+    ("attention.v_head_dim", "other"): (
+        "value heads sized apart from the key heads by a size not restated over the config:"
+        " no rule yet"
+    ),
+    ("attention.v_scale", "other"): (
+        "the values times a factor not restated over the config (or not one on every layer):"
+        " no rule yet"
+    ),
+    ("attention.sink_rule", "other"): (
+        "attention sinks on some layers only, under a condition of `__init__` not restated"
+        " over the config: no rule yet"
     ),
     ("embedding.padding_idx", "other"): (
         "the word table's padding row read from a config field other than pad_token_id:"

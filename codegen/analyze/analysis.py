@@ -36,6 +36,7 @@ from codegen.analyze import (
     switches,
     unused_keys,
     value_norm,
+    value_scale,
 )
 from codegen.analyze.collector import paused
 from codegen.analyze.config import attr
@@ -132,7 +133,8 @@ def analyze_target(target: Target, project: Project | None = None) -> Features:
 def _run(ctx: Ctx) -> Features:
     model = ctx.model
     attention, shared = detect_attention.detect(ctx)
-    layer_shapes = attention_shapes.check(ctx, shared)
+    shape_facts = attention_shapes.check(ctx, shared)
+    shape_facts["v_scale"] = value_scale.detect(ctx, shared)
     latent = latent_extras.check(ctx, shared)
     rope = detect_rope.detect(ctx, shared) if "rep" in shared else _no_rope(ctx)
     selection = key_selection.detect(ctx, shared)
@@ -147,7 +149,7 @@ def _run(ctx: Ctx) -> Features:
     kv_sharing.detect(ctx, shared)
     ffn_sparsity.detect(ctx)
     attention = value_norm.detect(ctx, shared, attention)
-    attention = dataclasses.replace(attention, layer_shapes=layer_shapes, **latent)
+    attention = dataclasses.replace(attention, **shape_facts, **latent)
     routed_attention.detect(ctx)
     sd, sd_info = state_dict.detect(ctx, ctx.roles)
     sd = dataclasses.replace(sd, transposed_keys=detect_layout.transposed_keys(ctx))
@@ -243,7 +245,7 @@ def _run(ctx: Ctx) -> Features:
         source=source,
         switches=switch_list,
     )
-    closest, delta = reference.closest(draft)
+    closest, delta = reference.closest(draft, support.realised)
     unknown = tuple(reference.undetermined(draft))
     if model.target.config_values and (unknown or not model.layers):
         # "not read" is only a finding when the code was understood

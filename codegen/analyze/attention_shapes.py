@@ -10,20 +10,32 @@ layers' projections differ in size, `attention.layer_shapes` says how:
   overrides of the latent sizes (dots3's sliding-window layers take other head counts, kv
   latent rank and q/k/v head dims from `per_layer_config`): layers with the same overrides
   are built alike, and nothing but those sizes is overridden;
-- `other`: sizes from anything else (MiMo-V2-Flash builds its sliding-window layers with twice
-  the kv heads from fields of their own; latent layers sized apart beyond their overrides).
+- `rule`: the head size or kv heads computed in `__init__` from the config and the layer
+  index (MiMo-V2-Flash: `num_key_value_heads * 2` on sliding layers), restated over
+  `hf_config` and `i` in `attention.layer_sizes` (`{"n_kv_heads": ..., "head_dim": ...}`,
+  the sizes that differ) and checked against every analysed layer's projections;
+- `other`: sizes from anything else (latent layers sized apart beyond their overrides, query
+  heads counted per layer, a size `__init__` does not spell as heads x head size).
 
-The evidence names the layers and their sizes. MiMo-V2-Flash's sinks on some layers only and
-its value heads sized apart from the query/key heads (`v_head_dim`) are unsupported findings,
-so the plan stops before writing instead of failing on a size mismatch.
+The projections' sizes are read as products, heads x head size (`q`: heads x head_dim,
+`k`: kv heads x head_dim, `v`: kv heads x value head size, `o`'s input: heads x value head
+size). Value heads of a size of their own (`v_head_dim`, MiMo's 128 beside 192) are
+`attention.v_head_dim`, restated over the config. Sinks on some layers only (a parameter
+`__init__` builds under a condition, `None` elsewhere) are `attention.sinks` with the
+condition restated in `attention.sink_rule`. A value head size or sink condition that
+cannot be restated is "other", which no rule realises, so the plan stops before writing.
 """
 
 from __future__ import annotations
+
+import libcst as cst
+import libcst.matchers as m
 
 from codegen.analyze.config import attr
 from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import Term
 from codegen.analyze.evaluate import ModuleRec, ParamRec
+from codegen.analyze.layer_rule import init_rule, restate_init
 
 # the config fields a per-layer override may set for a package to read them per layer
 PER_LAYER_SIZES = frozenset({"head_dim", "num_key_value_heads", "num_attention_heads"})
@@ -34,19 +46,21 @@ LATENT_SIZES = PER_LAYER_SIZES | frozenset(
 )
 
 
-def check(ctx: Ctx, shared: dict) -> str:
-    """`attention.layer_shapes` (see the module docstring), citing its evidence; the other
-    differences as unsupported findings."""
+def check(ctx: Ctx, shared: dict) -> dict:
+    """The attention fields read across layers: `layer_shapes` (see the module docstring),
+    `layer_sizes`, `v_head_dim`, and `sinks` / `sink_rule` where only some layers have sinks;
+    each cites its evidence ("other" where it could not be restated over the config)."""
     layers = [p for p in shared.get("per_layer", ()) if p["type"] in ("full", "sliding")]
-    shapes_of = "same"
+    out: dict = {"layer_shapes": "same"}
     latent = [p for p in layers if p["info"].kernel is not None and p["info"].mla]
     if _latent_shapes(ctx, latent):
-        shapes_of = "latent" if _latent_overridden(ctx, latent) else "other"
+        out["layer_shapes"] = "latent" if _latent_overridden(ctx, latent) else "other"
     layers = [p for p in layers if p["info"].kernel is not None and not p["info"].mla]
     infos = [p["info"] for p in layers]
     if not infos:
-        return shapes_of
+        return out
     shapes = [_shapes(info) for info in infos]
+    factors = _head_factors(ctx, layers, shapes) if None not in shapes else None
     if None not in shapes and len(set(shapes)) > 1:
         first, other = shapes[0], next(s for s in shapes if s != shapes[0])
         at = next(i for i, s in zip(layers, shapes, strict=False) if s != shapes[0])
@@ -56,25 +70,169 @@ def check(ctx: Ctx, shared: dict) -> str:
             f"{where} ((q, k, v, o) features {first} on layer {layers[0]['index']}, {other} on"
             f" layer {at['index']})",
         )
-        shapes_of = "per_layer_config" if _overridden(ctx) else "other"
-    sinks = [_has_sinks(info) for info in infos]
-    if len(set(sinks)) > 1:
-        at = layers[sinks.index(True)]
-        ctx.unsupported(
-            "attention.layer_sinks",
-            f"attention sinks on some layers only (layer {at['index']} has them, "
-            f"layer {layers[sinks.index(False)]['index']} not)",
-            ctx.site(at["info"].rec) or ctx.class_site(at["info"].rec),
-        )
+        if _overridden(ctx):
+            out["layer_shapes"] = "per_layer_config"
+        elif factors is not None and factors["varying"] and factors["varying"] <= RULE_SIZES:
+            out["layer_shapes"] = "rule"
+            out["layer_sizes"] = {k: factors[k] for k in sorted(factors["varying"])}
+            ctx.cite(
+                "attention.layer_sizes",
+                f"{where} (" + "; ".join(f"{k} = {v}" for k, v in out["layer_sizes"].items()) + ")",
+            )
+        else:
+            out["layer_shapes"] = "other"
     first = shapes[0]
     if first is not None and first[1] != first[2]:
         info = infos[0]
-        ctx.unsupported(
-            "attention.v_head_dim",
-            f"value heads sized apart from the key heads (k {first[1]}, v {first[2]} features)",
-            ctx.site(info.v_lins[0].module) if info.v_lins else ctx.class_site(info.rec),
+        where = ctx.site(info.v_lins[0].module) if info.v_lins else ctx.class_site(info.rec)
+        if factors is not None and "v_head_dim" not in factors["varying"]:
+            out["v_head_dim"] = factors["v_head_dim"]
+            ctx.cite("attention.v_head_dim", f"{where} ({factors['v_head_dim']})")
+        else:
+            out["v_head_dim"] = "other"
+            ctx.cite(
+                "attention.v_head_dim",
+                f"{where} (k {first[1]}, v {first[2]} features: no head size restated over the"
+                " config)",
+            )
+    sinks = [_has_sinks(info) for info in infos]
+    if len(set(sinks)) > 1:
+        at = layers[sinks.index(True)]
+        where = ctx.site(at["info"].rec) or ctx.class_site(at["info"].rec)
+        rule = _sink_rule(ctx, layers, sinks)
+        out["sinks"], out["sink_rule"] = True, rule or "other"
+        ctx.cite(
+            "attention.sinks",
+            f"{where} (on layer {at['index']}, not on layer {layers[sinks.index(False)]['index']})",
         )
-    return shapes_of
+        ctx.cite("attention.sink_rule", f"{where} ({rule or 'no condition restated'})")
+    return out
+
+
+# the sizes a package computes per layer by a rule (layer_attention_sizes)
+RULE_SIZES = frozenset({"head_dim", "n_kv_heads"})
+
+
+def _init_assignments(ctx: Ctx, rec: ModuleRec) -> dict[str, cst.BaseExpression]:
+    """`self.<name> = <value>` of the attention class's `__init__`, by name (assigned once)."""
+    if rec.cls is None:
+        return {}
+    init = ctx.model.project.find_method(rec.cls, "__init__")
+    if init is None:
+        return {}
+    found: dict[str, list] = {}
+    for assign in m.findall(
+        init[1], m.Assign(targets=[m.AssignTarget(m.Attribute(m.Name("self")))])
+    ):
+        found.setdefault(assign.targets[0].target.attr.value, []).append(assign.value)
+    return {name: values[0] for name, values in found.items() if len(values) == 1}
+
+
+def _linear_size(call: cst.BaseExpression, index: int, keyword: str):
+    """Argument `index` (or `keyword`) of a `Linear(in, out, ...)` call."""
+    if not isinstance(call, cst.Call):
+        return None
+    for arg in call.args:
+        if arg.keyword is not None and arg.keyword.value == keyword:
+            return arg.value
+    positional = [a for a in call.args if a.keyword is None and not a.star]
+    return positional[index].value if index < len(positional) else None
+
+
+def _factors(node) -> tuple | None:
+    """The two operands of `a * b`, else None."""
+    if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Multiply):
+        return node.left, node.right
+    return None
+
+
+def _head_factors(ctx: Ctx, layers: list, shapes: list) -> dict | None:
+    """Each projection's size as heads x head size, restated over the config and the layer
+    index: {"n_heads", "n_kv_heads", "head_dim", "v_head_dim": text, "varying": the sizes
+    whose value differs by layer}; None where the sizes are not spelt so, or a product does
+    not give an analysed layer's features."""
+    info = layers[0]["info"]
+    rec = info.rec
+    names = {id(child): name for name, child in rec.attrs.items()}
+    mods = [info.q_lins[0].module, info.k_lins[0].module, info.v_lins[0].module, info.o_lin]
+    attrs = [names.get(id(mod)) for mod in mods]
+    if None in attrs:
+        return None
+    assigned = _init_assignments(ctx, rec)
+    sizes = [_linear_size(assigned.get(a), 1, "out_features") for a in attrs[:3]]
+    sizes.append(_linear_size(assigned.get(attrs[3]), 0, "in_features"))
+    pairs = [_factors(size) for size in sizes]
+    if None in pairs:
+        return None
+    built = [(p["index"], p["info"].rec) for p in layers]
+    restated = []
+    for pair in pairs:
+        sides = [restate_init(ctx, rec, side, built) for side in pair]
+        if None in sides:
+            return None
+        restated.append(sides)
+    (q1, q2), (k1, k2), (v1, v2), (o1, o2) = restated
+
+    def split(pair, known):
+        """(the side spelt as `known`, the other side), or None."""
+        if pair[0][0] == known[0]:
+            return pair[0], pair[1]
+        if pair[1][0] == known[0]:
+            return pair[1], pair[0]
+        return None
+
+    for head_dim, heads in ((q2, q1), (q1, q2)):  # noqa: B007 - the pair that matched
+        k = split((k1, k2), head_dim)
+        if k is not None:
+            break
+    else:
+        return None
+    kv_heads = k[1]
+    v = split((v1, v2), kv_heads)
+    o = split((o1, o2), heads)
+    if v is None or o is None or o[1][0] != v[1][0]:
+        return None
+    found = {
+        "n_heads": heads,
+        "n_kv_heads": kv_heads,
+        "head_dim": head_dim,
+        "v_head_dim": v[1],
+    }
+    for n, shape in enumerate(shapes):
+        h, kv, d, vd = (
+            found[key][1][n] for key in ("n_heads", "n_kv_heads", "head_dim", "v_head_dim")
+        )
+        if not all(isinstance(x, int) and not isinstance(x, bool) for x in (h, kv, d, vd)):
+            return None
+        if shape != (h * d, kv * d, kv * vd, h * vd):
+            return None
+    out: dict = {key: value[0] for key, value in found.items()}
+    out["varying"] = {key for key, value in found.items() if len(set(value[1])) > 1}
+    return out
+
+
+def _sink_rule(ctx: Ctx, layers: list, sinks: list) -> str | None:
+    """The condition under which `__init__` builds the sinks (`self.sinks = Parameter(...) if
+    <test> else None`), restated over the config and the layer index and true exactly on the
+    analysed layers that have them; None otherwise."""
+    at = layers[sinks.index(True)]["info"]
+    param = _sink_param(at)
+    name = next((n for n, child in at.rec.attrs.items() if child is param), None)
+    value = _init_assignments(ctx, at.rec).get(name) if name else None
+    if not isinstance(value, cst.IfExp):
+        return None
+    if m.matches(value.orelse, m.Name("None")):
+        test = value.test
+    elif m.matches(value.body, m.Name("None")):
+        test = cst.UnaryOperation(
+            operator=cst.Not(),
+            expression=value.test.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()]),
+        )
+    else:
+        return None
+    built = [(p["index"], p["info"].rec) for p in layers]
+    has = dict(zip([p["index"] for p in layers], sinks, strict=True))
+    return init_rule(ctx, at.rec, test, built, lambda i, v: bool(v) == has[i])
 
 
 def _overridden(ctx: Ctx) -> bool:
@@ -155,6 +313,10 @@ def _size(rec: ModuleRec, index: int):
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def _sink_param(info):
+    return info.kernel.kwargs.get("s_aux", info.kernel.kwargs.get("sinks"))
+
+
 def _has_sinks(info) -> bool:
-    s_aux = info.kernel.kwargs.get("s_aux", info.kernel.kwargs.get("sinks"))
+    s_aux = _sink_param(info)
     return isinstance(s_aux, ParamRec) or (isinstance(s_aux, Term) and s_aux.op == "param")

@@ -50,7 +50,7 @@ VOCAB: dict[str, tuple] = {
     "attention.qk_norm": ("none", "per_head", "full"),
     "attention.qk_norm_layers": ("all", "rope"),
     "attention.v_norm": ("none", "per_head", "other"),
-    "attention.layer_shapes": ("same", "per_layer_config", "latent", "other"),
+    "attention.layer_shapes": ("same", "per_layer_config", "latent", "rule", "other"),
     "attention.latent_norm_eps": ("default", "norm_eps", "other"),
     "attention.latent_scale": ("none", "q", "kv", "q_kv", "other"),
     "attention.qkv_layout": ("contiguous", "grouped", "interleaved", "blocked", "none"),
@@ -157,8 +157,24 @@ class Attention:
     v_norm_weight: bool = True
     # the layers' projections sized alike (same) or not: per_layer_config (head size and
     # counts from the config's per-layer overrides) | latent (MLA heads, ranks and head parts
-    # from the per-layer overrides) | other
+    # from the per-layer overrides) | rule (computed from the config and the layer index:
+    # layer_sizes) | other
     layer_shapes: str = "same"
+    # rule: the sizes that differ by layer, each over `hf_config` and the layer index `i`
+    # ({"n_kv_heads": "(hf_config.num_key_value_heads * 2 if ... else ...)"}), else None
+    layer_sizes: dict | None = None
+    # value heads of a size of their own beside the q/k heads (MiMo-V2-Flash's v_head_dim),
+    # over `hf_config` ("other": not restated); None where v's heads are the q/k head size
+    # (or under MLA)
+    v_head_dim: str | None = None
+    # the values times a factor of the config's before the attention (MiMo-V2-Flash's
+    # attention_value_scale, None -> 1.0), over `hf_config` ("other": not restated); None
+    # where v goes as projected
+    v_scale: str | None = None
+    # sinks on some layers only: the condition for layer `i` to have them, over `hf_config`
+    # (MiMo-V2-Flash's sliding layers; "other": not restated); None where every layer has
+    # them, or none does
+    sink_rule: str | None = None
     # latent attention (codegen/analyze/latent_extras.py): the q/kv latent norms' epsilon
     # (default 1e-6 | norm_eps: rms_norm_eps | other); the latents scaled by sqrt(hidden /
     # width) before their up-projection (none | q | kv | q_kv | other); an RMSNorm on the

@@ -259,3 +259,65 @@ def _agrees(ctx, owner, restated, params, positional, layers) -> bool:
         if not isinstance(value, bool | int | type(None)) or bool(value) != called:
             return False
     return True
+
+
+def init_rule(ctx, rec: ModuleRec, expression: cst.BaseExpression, layers, agrees) -> str | None:
+    """`expression`, a node of `rec`'s class `__init__` (a projection's size, the test that
+    gives a layer a parameter), restated over `hf_config` and the layer index `i`; None when
+    it cannot be, or when `agrees(index, value)` rejects the value it gives any of `layers`
+    ((index, instance) per analysed layer: the instances are built with the index)."""
+    found = restate_init(ctx, rec, expression, layers)
+    if found is None:
+        return None
+    text, values = found
+    if not all(agrees(i, v) for (i, _), v in zip(layers, values, strict=True)):
+        return None
+    return text
+
+
+def restate_init(ctx, rec: ModuleRec, expression: cst.BaseExpression, layers):
+    """(`expression` of `rec`'s `__init__` restated over `hf_config` and `i`, its value for
+    each of `layers`), or None where it cannot be restated or a value is not known."""
+    project = ctx.model.project
+    if rec.cls is None:
+        return None
+    init = project.find_method(rec.cls, "__init__")
+    if init is None:
+        return None
+    triples = [(index, layer, None) for index, layer in layers]
+    params = _params(init[1], triples)
+    if params is None:
+        return None
+    config_param, layer_param = params
+    try:
+        restated = _Inliner(project, rec.cls, init[1]).restate(expression)
+    except _NotExpressible:
+        return None
+    if not _variables(restated) <= {config_param, layer_param} | _BUILTINS:
+        return None
+    positional = [p.name.value for p in init[1].params.params][1:]
+    values = _values(ctx, init[0], restated, params, positional, triples)
+    if values is None:
+        return None
+    renamed = restated.visit(_Rename({config_param: CONFIG, layer_param: LAYER}))
+    renamed = renamed.with_changes(lpar=[], rpar=[])  # a whole expression, not an operand
+    return " ".join(cst.Module([]).code_for_node(renamed).split()), values
+
+
+def _values(ctx, owner, restated, params, positional, layers) -> list | None:
+    """The restated expression's value for each analysed layer (None: one is not known)."""
+    from codegen.analyze.evaluate import Frame
+
+    interp = ctx.model.interp
+    config_param, layer_param = params
+    out = []
+    for index, rec, _ in layers:
+        config = _argument(rec, positional, config_param)
+        frame = Frame(owner.sf, {config_param: config, layer_param: index}, owner=owner)
+        try:
+            out.append(interp.eval(restated, frame))
+        except Unknown:
+            return None
+        except Exception:  # noqa: BLE001 - an expression the evaluator does not take
+            return None
+    return out

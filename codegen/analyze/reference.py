@@ -123,6 +123,9 @@ COMPARED: dict[str, Any] = {
     "attention.sub_norm": None,
     "attention.v_norm": None,
     "attention.layer_shapes": None,
+    "attention.v_head_dim": lambda size: "other" if size == "other" else size is not None,
+    "attention.v_scale": lambda factor: "other" if factor == "other" else factor is not None,
+    "attention.sink_rule": lambda rule: "other" if rule == "other" else rule is not None,
     "attention.latent_norm_eps": None,
     "attention.latent_scale": None,
     "attention.k_rope_norm": lambda norm: norm is not None,
@@ -219,6 +222,9 @@ _DENSE_COMMON: dict[str, tuple] = {
     "attention.sub_norm": (False,),  # the attention output goes to o_proj as it is
     "attention.v_norm": ("none",),  # the values go to the attention as projected
     "attention.layer_shapes": ("same",),  # every layer's attention sized alike
+    "attention.v_head_dim": (False,),  # value heads as wide as the key heads
+    "attention.v_scale": (False,),  # the values go to the attention as projected
+    "attention.sink_rule": (False,),  # sinks, if any, on every layer
     "attention.latent_norm_eps": ("default",),  # latent norms at 1e-6 (MLA)
     "attention.latent_scale": ("none",),  # the normed latents go up as they are
     "attention.k_rope_norm": (False,),  # the shared rope key rotated as projected
@@ -398,14 +404,18 @@ def delta(features: Features, name: str) -> list[str]:
     return [f for f in COMPARED if not accepts(row, features, f)]
 
 
-def closest(features: Features) -> tuple[str, list[str]]:
-    """Fewest deltas; ties go to a reference with the same MoE-ness (the MoE machinery is the
-    larger piece to reuse), then to the first in ORDER."""
+def closest(features: Features, realised=None) -> tuple[str, list[str]]:
+    """Fewest deltas that no rule realises (`realised(features, name)`: a rule takes the
+    target's value; without it every delta counts alike), then fewest deltas; ties go to a
+    reference with the same MoE-ness (the MoE machinery is the larger piece to reuse), then
+    to the first in ORDER. A reference a delta of which nothing realises is no place to
+    start (deepseek_v3's latent attention for a GQA target)."""
     scored = []
     for rank, name in enumerate(ORDER):
         d = delta(features, name)
+        stuck = sum(1 for f in d if realised is not None and not realised(features, f))
         same_moe = "moe" not in d
-        scored.append((len(d), 0 if same_moe else 1, rank, name, d))
-    scored.sort(key=lambda s: s[:3])
-    _, _, _, name, d = scored[0]
+        scored.append((stuck, len(d), 0 if same_moe else 1, rank, name, d))
+    scored.sort(key=lambda s: s[:4])
+    *_, name, d = scored[0]
     return name, d

@@ -53,6 +53,11 @@ def supported_values() -> dict[str, set]:
 SUPPORTED = supported_values()
 
 
+def realised(features: Features, name: str) -> bool:
+    """Whether a rule realises the target's (compared) value of `name`."""
+    return compared_value(features, name) in EXTRA_SUPPORTED.get(name, ())
+
+
 def unsupported(features: Features, extras: list[Unsupported]) -> tuple[Unsupported, ...]:
     out: list[Unsupported] = []
     for name, values in SUPPORTED.items():

@@ -1,4 +1,5 @@
-"""Size each layer's attention by its own head size and kv heads (HF's `per_layer_config`)."""
+"""Size each layer's attention by its own head size and kv heads (HF's `per_layer_config`, or
+a rule over the config and the layer index)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from codegen.transforms.base import Transform
 from codegen.transforms.edits import EditError, InsertStatements, is_name, run
 
 FIELDS = """
-# each layer's head size and kv heads, where layers are sized apart (the HF config's
-# per_layer_config overrides); empty: head_dim and n_kv_heads on every layer
+# each layer's head size and kv heads, where layers are sized apart
+# ({source}); empty: head_dim and n_kv_heads on every layer
 layer_head_dims: tuple[int, ...] = ()
 layer_n_kv_heads: tuple[int, ...] = ()
 """
@@ -38,6 +39,17 @@ if any(head_dims[t] != d for t, d in zip(self.layer_types, self.layer_head_dims,
 """
 )
 
+# sized apart by kv heads alone (a rule that leaves the head size global)
+KV_FIELD = """
+# each layer's kv heads ({source}); empty: n_kv_heads on every layer
+layer_n_kv_heads: tuple[int, ...] = ()
+"""
+KV_POST_INIT = """
+self.layer_n_kv_heads = tuple(self.layer_n_kv_heads or (self.n_kv_heads,) * self.n_layers)
+if len(self.layer_n_kv_heads) != self.n_layers:
+    raise ValueError("layer_n_kv_heads needs one entry per layer")
+"""
+
 # from_hf_config: the sizes read from each layer's own config, other overrides refused
 READ = """
 # each layer's config: the global one with that layer's overrides (HF's per_layer_config)
@@ -58,6 +70,9 @@ TABLE_WIDTHS = """
 head_dims = dict(zip(args.layer_types, args.layer_head_dims, strict=True))
 """
 
+# a rule's sizes, per layer index `i`
+BY_RULE = "tuple({rule} for i in range(hf_config.num_hidden_layers))"
+
 _SIZES = {"head_dim": "layer_head_dims", "n_kv_heads": "layer_n_kv_heads"}
 _HF = {"head_dim": "head_dim", "n_kv_heads": "num_key_value_heads"}
 _ROTARY = m.Call(func=m.Name("RotaryEmbedding"))
@@ -66,28 +81,25 @@ _ROTARY = m.Call(func=m.Name("RotaryEmbedding"))
 class LayerAttentionSizes(Transform):
     """Each layer's `Attention` takes its own head size and kv heads: ModelArgs'
     `layer_head_dims` / `layer_n_kv_heads`, which `from_hf_config` reads from each layer's
-    config (`hf_config.per_layer_config[i]`, refusing overrides of anything else). Each RoPE
+    config (`hf_config.per_layer_config[i]`, refusing overrides of anything else) or, given
+    `rules` (`{"n_kv_heads": <expression of hf_config and i>}`: MiMo-V2-Flash's sliding
+    layers with twice the kv heads), computes per layer as HF's `__init__` does. Each RoPE
     table turns the heads of the layers that read it: with one table per layer type (the
     sliding layers' beside the others') its width is that type's head size, and ModelArgs
     refuses layers of one type sized apart (or, with one table, any two sizes)."""
 
     name = "layer_attention_sizes"
 
-    def apply(self, package, features=None) -> None:
+    def apply(self, package, features=None, *, rules: dict | None = None) -> None:
+        if rules is not None and (not rules or set(rules) - set(_SIZES)):
+            raise ValueError(f"layer sizes by rule: only {sorted(_SIZES)} may differ, got {rules}")
         per_type = _has_sliding_table(package)
-        _args(package, per_type)
-        layer_id = edits.ensure_layer_id(package)
-        edits.replace_expressions(
-            package,
-            "model.py",
-            "TransformerBlock",
-            "__init__",
-            lambda node: m.matches(node, m.Call(func=m.Name("Attention"))),
-            lambda call: edits.with_arg(call, layer_id),
-        )
-        edits.add_param(package, "Attention", "__init__", "layer_id: int")
-        _attention(package)
-        if per_type:
+        kv_only = rules is not None and "head_dim" not in rules
+        sizes = {"n_kv_heads": _SIZES["n_kv_heads"]} if kv_only else _SIZES
+        _args(package, per_type, rules, sizes)
+        layer_id = edits.ensure_attention_layer_id(package)
+        _attention(package, layer_id, sizes)
+        if per_type and "head_dim" in sizes:
             _table_widths(package)
 
 
@@ -99,19 +111,25 @@ def _has_sliding_table(package) -> bool:
     return bool(m.findall(model, sliding))
 
 
-def _args(package, per_type: bool) -> None:
-    edits.add_args_field(package, FIELDS)
-    edits.append_to_method(
-        package,
-        "args.py",
-        "ModelArgs",
-        "__post_init__",
-        PER_TYPE if per_type else ONE_TABLE,
+def _args(package, per_type: bool, rules: dict | None, sizes: dict) -> None:
+    source = (
+        "computed as HF's attention does" if rules else "the HF config's per_layer_config overrides"
     )
+    if "head_dim" in sizes:
+        edits.add_args_field(package, FIELDS.format(source=source))
+        post_init = PER_TYPE if per_type else ONE_TABLE
+    else:
+        edits.add_args_field(package, KV_FIELD.format(source=source))
+        post_init = KV_POST_INIT
+    edits.append_to_method(package, "args.py", "ModelArgs", "__post_init__", post_init)
     method = edits.find_method(package.module("args.py"), "ModelArgs", "from_hf_config")
     cls_call = m.Return(value=m.Call(func=m.Name("cls")))
     if method is None or not m.findall(method, cls_call):
         raise EditError("from_hf_config returns no cls(...) to read the layer sizes into")
+    if rules:
+        for house, rule in rules.items():
+            edits.add_hf_kwarg(package, f"{_SIZES[house]}=" + BY_RULE.format(rule=rule))
+        return
     _insert(
         package,
         "args.py",
@@ -145,11 +163,11 @@ def _insert(package, filename: str, step: InsertStatements, code: str) -> None:
     run(package, filename, step)
 
 
-def _attention(package) -> None:
-    """`self.head_dim` / `self.n_kv_heads` from the layer's entries; every size in
-    `Attention.__init__` read from them, not from the global fields."""
+def _attention(package, layer_id: str, sizes: dict) -> None:
+    """`self.head_dim` / `self.n_kv_heads` (those in `sizes`) from the layer's entries; every
+    size in `Attention.__init__` read from them, not from the global fields."""
 
-    for house, per_layer in _SIZES.items():
+    for house, per_layer in sizes.items():
         assigned = m.Assign(
             targets=[m.AssignTarget(m.Attribute(value=m.Name("self"), attr=m.Name(house)))]
         )
@@ -164,7 +182,7 @@ def _attention(package) -> None:
             lambda node, house=house: edits.expression(f"self.{house}"),
         )
         # ... except the assignment itself, which reads the layer's entry
-        run(package, "model.py", _ReadEntry(assigned, f"args.{per_layer}[layer_id]"))
+        run(package, "model.py", _ReadEntry(assigned, f"args.{per_layer}[{layer_id}]"))
 
 
 class _ReadEntry(edits.InMethod):

@@ -108,3 +108,37 @@ def test_other_overrides_and_one_table_for_two_widths_are_refused(tmp_path):
         args_module.ModelArgs.from_hf_config(_qwen3(per_layer_config={1: {"intermediate_size": 8}}))
     with pytest.raises(NotImplementedError, match="one RoPE table"):
         args_module.ModelArgs.from_hf_config(_qwen3(per_layer_config={1: {"head_dim": 16}}))
+
+
+KV_RULE = "hf_config.num_key_value_heads * 2 if i % 2 else hf_config.num_key_value_heads"
+
+
+def _by_rule(rules: dict) -> SourcePackage:
+    package = SourcePackage.from_directory(references_dir() / "qwen3")
+    LayerAttentionSizes().apply(package, rules=rules)
+    return package
+
+
+def test_kv_heads_by_rule_leave_the_head_size_global():
+    package = _by_rule({"n_kv_heads": KV_RULE})
+    model = package.module("model.py")
+    assert m.findall(model, _self_assign("n_kv_heads", _entry("layer_n_kv_heads")))
+    head_dim = m.Attribute(value=m.Name("args"), attr=m.Name("head_dim"))
+    assert m.findall(model, _self_assign("head_dim", head_dim))  # one head size for all
+    args = package.module("args.py")
+    assert not m.findall(args, m.Name("layer_head_dims"))
+    assert not m.findall(args, m.Attribute(attr=m.Name("per_layer_config")))
+
+
+def test_sizes_by_rule_are_computed_per_layer(tmp_path):
+    args_module, model_module = _load(_by_rule({"n_kv_heads": KV_RULE}), tmp_path, "gen_rule")
+    args = args_module.ModelArgs.from_hf_config(_qwen3())
+    assert args.layer_n_kv_heads == (2, 4, 2)
+    model = model_module.Model(args)
+    assert model.layers[1].attention.wk.weight.shape == (32, 32)
+    assert model.layers[0].attention.wk.weight.shape == (16, 32)
+
+
+def test_a_rule_for_a_size_it_cannot_take_is_refused():
+    with pytest.raises(ValueError, match="only"):
+        _by_rule({"n_heads": "hf_config.num_attention_heads"})
