@@ -1,9 +1,9 @@
 """Attention shapes that differ by layer are findings, not the first layer's shapes.
 
-MiMo-V2-Flash's sliding-window layers have twice the kv heads and a sink per head, and its
-value heads are narrower than its query/key heads (`v_head_dim`). Read from the first layer
-only, the package built every layer like layer 0 and failed on a size mismatch; now the
-analysis names each difference and the plan stops before writing.
+Read from the first layer only, a package built every layer like layer 0 and failed on a
+size mismatch. Sizes restated over the config are rules (`per_layer_config`, `latent`, or
+`rule`: MiMo-V2-Flash's, in test_layer_size_rules.py); anything else is named and the plan
+stops before writing.
 """
 
 from __future__ import annotations
@@ -16,26 +16,14 @@ from codegen.analyze.analysis import analyze
 from codegen.scaffold.plan import make_plan
 from codegen.scaffold.target import load_target
 
-FINDINGS = {"attention.layer_shapes", "attention.layer_sinks", "attention.v_head_dim"}
-
-
-def test_mimo_v2_flash_names_each_difference(tmp_path):
-    modeling, _ = rename_model("mimo_v2_flash", "numbat", str(tmp_path))
-    for source in ("mimo_v2_flash", modeling):
-        features = analyze(source)
-        found = {u.feature: u for u in features.unsupported}
-        assert FINDINGS <= set(found)
-        assert features.attention.layer_shapes == "other"  # no per_layer_config: no rule
-        assert "twice" not in found["attention.layer_shapes"].evidence  # sizes, not a guess
-        assert "on layer 0" in found["attention.layer_shapes"].evidence
-        assert found["attention.v_head_dim"].evidence.split(":")[0].startswith("modeling_")
-    plan = make_plan(load_target("mimo_v2_flash"))
-    assert FINDINGS <= {gap.feature for gap in plan.gaps}
+FINDINGS = {"attention.layer_shapes", "attention.sink_rule", "attention.v_head_dim"}
 
 
 def test_uniform_layers_have_no_such_finding():
     for model_type in ("qwen2", "gpt_oss", "gemma2"):
-        assert not FINDINGS & {u.feature for u in analyze(model_type).unsupported}
+        features = analyze(model_type)
+        assert not FINDINGS & {u.feature for u in features.unsupported}
+        assert features.attention.layer_shapes == "same"
 
 
 def test_latent_attention_sized_per_layer_is_named(tmp_path):
