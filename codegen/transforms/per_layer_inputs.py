@@ -113,9 +113,7 @@ class PerLayerInputs(Transform):
             "__init__",
             BLOCK_INIT.format(layer_id=layer_id, norm=_resized(block_norm, "args.dim")),
         )
-        edits.add_param(
-            package, "TransformerBlock", "forward", "per_layer: torch.Tensor | None"
-        )
+        edits.add_param(package, "TransformerBlock", "forward", "per_layer: torch.Tensor | None")
         _add_to_return(package, _ffn_activation(package))
         _map_keys(package, features, found)
 
