@@ -47,8 +47,25 @@ def detect(ctx: Ctx) -> dict | None:
     if outer is None:
         return None
     found = {**outer, **inner}
+    # built like the FFN's norm (class and arguments) and without biases, as a package
+    # builds them
+    ffn_norm = found.pop("ffn_norm")
+    norms = found.pop("norms") + found.pop("outer_norms")
+    linears = found.pop("linears") + found.pop("outer_linears")
+    if not all(_same_norm(n, ffn_norm) for n in norms) or not all(map(_no_bias, linears)):
+        return None
     ctx.cite("block.per_layer_input", found.pop("site"))
     return found
+
+
+def _same_norm(rec: ModuleRec, like: ModuleRec) -> bool:
+    return rec.cls is like.cls and rec.kind == like.kind and rec.kwargs == like.kwargs
+
+
+def _no_bias(rec: ModuleRec) -> bool:
+    """A Linear built with `bias=False`."""
+    bias = rec.kwargs.get("bias", rec.args[2] if len(rec.args) > 2 else True)
+    return bias is False
 
 
 # -- the layer ---------------------------------------------------------------------------------
@@ -79,7 +96,8 @@ def _layer_side(ctx: Ctx, layer: ModuleRec) -> dict | None:
         adds = _users(trace.terms, norm) if norm is not None else []
         if len(adds) != 1 or adds[0] is not out or adds[0].op != "add":
             return None
-        if not any(a is stream for a in adds[0].args) or not _after_ffn(ctx, stream):
+        ffn_norm = _ffn_norm(ctx, stream)
+        if not any(a is stream for a in adds[0].args) or ffn_norm is None:
             return None
         if not isinstance(act.module, ActRec) or act.module.name != _ffn_act(ctx, layer):
             return None
@@ -87,7 +105,13 @@ def _layer_side(ctx: Ctx, layer: ModuleRec) -> dict | None:
         parts["norm"] = names.get(id(norm.module))
         if None in parts.values():
             return None
-        return {"input": extra[0].name, **parts}
+        return {
+            "input": extra[0].name,
+            **parts,
+            "ffn_norm": ffn_norm,
+            "linears": [gate.module, up.module],
+            "norms": [norm.module],
+        }
     return None
 
 
@@ -101,17 +125,19 @@ def _ffn_act(ctx: Ctx, layer: ModuleRec):
     return None
 
 
-def _after_ffn(ctx: Ctx, stream: Term) -> bool:
-    """`stream` is a residual sum whose other operand comes out of the FFN (normed or not)."""
+def _ffn_norm(ctx: Ctx, stream: Term) -> ModuleRec | None:
+    """The norm the FFN's input passes, when `stream` is a residual sum whose other operand
+    comes out of that FFN (normed or not); else None."""
     if stream.op != "add":
-        return False
+        return None
     for a in stream.args:
         term = a
-        while isinstance(term, Term) and term.op == "call" and _is_call(term, ctx, NORM):
+        while _is_call(term, ctx, NORM):
             term = term.args[0] if term.args else None
-        if isinstance(term, Term) and _is_call(term, ctx, MLP, MOE):
-            return True
-    return False
+        if _is_call(term, ctx, MLP, MOE):
+            normed = term.args[0] if term.args else None
+            return normed.module if _is_call(normed, ctx, NORM) else None
+    return None
 
 
 # -- the backbone ------------------------------------------------------------------------------
@@ -183,6 +209,8 @@ def _mixed(ctx: Ctx, owner: ModuleRec, mixed: Term, embeddings) -> dict | None:
         "table_scale": table_scale,
         "projection_scale": "rsqrt_dim",
         "mix_scale": constant,
+        "outer_norms": [normed.module],
+        "outer_linears": [projected.module],
     }
 
 
@@ -213,6 +241,8 @@ def _config_field(node) -> str | None:
 def _table_scale(ctx: Ctx, table: ModuleRec, width) -> str | None:
     """How the table scales its rows: "sqrt_width_dtype" (a tensor in the weights' dtype),
     "sqrt_width" (a Python float), "none"; None for another factor."""
+    if table.cls is None:  # torch's own nn.Embedding
+        return "none"
     trace = ctx.trace(table)
     out = first_output(trace.result)
     if not isinstance(out, Term) or out.op != "mul":
