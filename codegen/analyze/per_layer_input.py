@@ -54,7 +54,10 @@ def detect(ctx: Ctx) -> dict | None:
     linears = found.pop("linears") + found.pop("outer_linears")
     if not all(_same_norm(n, ffn_norm) for n in norms) or not all(map(_no_bias, linears)):
         return None
-    ctx.cite("block.per_layer_input", found.pop("site"))
+    ctx.cite(
+        "block.per_layer_input",
+        f"{found.pop('site')} (layer i reads slice i; its product at {found.pop('layer_site')})",
+    )
     return found
 
 
@@ -106,6 +109,7 @@ def _layer_side(ctx: Ctx, layer: ModuleRec) -> dict | None:
         if None in parts.values():
             return None
         return {
+            "layer_site": t.site.cite() if t.site else ctx.class_site(layer),
             "input": extra[0].name,
             **parts,
             "ffn_norm": ffn_norm,
