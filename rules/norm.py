@@ -121,6 +121,19 @@ RULES = [
         description="layer 0 builds nn.Identity for the pre-norms its sublayers go without",
     ),
     Rule(
+        # after the placement rules (they write the block's return) and before the output
+        # scale: the per-layer addition is part of the sum the scale multiplies
+        id="per_layer_inputs",
+        feature="block.per_layer_input",
+        values=(True,),
+        transform="per_layer_inputs",
+        params={"per_layer_input": FromFeature("block.per_layer_input")},
+        description=(
+            "each layer adds act(gate(out)) x its slice of a second token table mixed with a"
+            " projection of the embeddings, projected up and normed (per-layer embeddings)"
+        ),
+    ),
+    Rule(
         # after the placement rules: they write the block's return
         id="layer_output_scale",
         feature="block.output_scale",

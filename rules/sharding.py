@@ -30,6 +30,17 @@ _EXPERTS = {
     "layers.*.moe.experts.w3": "expert_colwise",
     "layers.*.moe.experts.w2": "expert_rowwise",
 }
+_PER_LAYER = {
+    name: "replicate"
+    for name in (
+        "per_layer_embeddings",
+        "per_layer_projection",
+        "per_layer_projection_norm",
+        "layers.*.per_layer_gate",
+        "layers.*.per_layer_up",
+        "layers.*.per_layer_norm",
+    )
+}
 _DENSE = ("layers.*.feed_forward.w1", "layers.*.feed_forward.w3", "layers.*.feed_forward.w2")
 
 SHARDS = [
@@ -114,6 +125,13 @@ SHARDS = [
         "add_output_gate",
         {"layers.*.attention.wg": "colwise", "layers.*.attention.gate_bias": "head_param"},
         optional=("layers.*.attention.gate_bias",),
+    ),
+    # per-layer inputs: the second table, its mixing and each layer's gate are replicated
+    # (the switch may build none of them)
+    Shards(
+        "per_layer_inputs",
+        _PER_LAYER,
+        optional=tuple(_PER_LAYER),
     ),
     Shards("learned_positions", {"pos_embeddings": "replicate"}),
     Shards("embedding_norm", {"embedding_norm": "replicate"}),

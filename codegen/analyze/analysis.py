@@ -27,6 +27,7 @@ from codegen.analyze import (
     layer_extras,
     layer_stacks,
     output_scale,
+    per_layer_input,
     reference,
     residual_norm,
     routed_attention,
@@ -145,7 +146,8 @@ def _run(ctx: Ctx) -> Features:
     embedding, head = detect_embedding.detect(ctx)
     category = detect_category.detect(ctx, shared)
     layer_stacks.detect(ctx)
-    layer_extras.detect(ctx, ffn)
+    per_layer = per_layer_input.detect(ctx)
+    layer_extras.detect(ctx, ffn, per_layer)
     kv_sharing.detect(ctx, shared)
     ffn_sparsity.detect(ctx)
     attention = value_norm.detect(ctx, shared, attention)
@@ -204,6 +206,7 @@ def _run(ctx: Ctx) -> Features:
         short_conv=short_conv.detect(ctx, switch_list),
         output_scale=scale,
         output_scale_trained=scale_trained,
+        per_layer_input=per_layer,
     )
     if block.residual_scale is True:
         ctx.cite("block.residual_scale", ctx.evidence.get("norm.placement"))

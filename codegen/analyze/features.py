@@ -424,6 +424,14 @@ class Block:
     # by (gemma4's layer_scalar), else None; output_scale_trained: a parameter, not a buffer
     output_scale: str | None = None
     output_scale_trained: bool = False
+    # per-layer inputs (gemma4's per-layer embeddings): a second token table with a slice of
+    # `width` per layer, mixed with a projection of the embeddings, gating each layer's own
+    # addition; see codegen/analyze/per_layer_input.py. {"input", "width", "vocab" (config
+    # fields of the slice width and the table's rows), "table", "projection", "mix_norm"
+    # (backbone HF paths), "table_scale" (sqrt_width_dtype | sqrt_width | none),
+    # "projection_scale" (rsqrt_dim), "mix_scale" (a constant's source), "gate", "up",
+    # "norm" (the layer's modules)}, else None
+    per_layer_input: dict | None = None
 
 
 @dataclass(frozen=True)

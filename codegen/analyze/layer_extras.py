@@ -14,6 +14,11 @@ names it instead of letting the gap show only as a failed verify:
 * block.layer_input: an input of the layer's forward, besides the hidden states, that is
   multiplied into the computation (per-layer embeddings: a slice of a second embedding
   table handed to every layer).
+
+Per-layer inputs the analysis reads whole (`block.per_layer_input`: gemma4's gate, up
+projection and norm, fed from the backbone's second table) are a part a rule realises, so
+neither finding names them; a layer that does more with them (gemma3n adds them into its
+AltUp predictions) keeps both.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ _PRODUCT_FNS = ("mul", "multiply", "matmul", "einsum", "bmm")
 _WEIGHTED = ("Linear", "Embedding", "Conv1d", "Conv2d")
 
 
-def detect(ctx: Ctx, ffn: Ffn) -> None:
+def detect(ctx: Ctx, ffn: Ffn, per_layer_input: dict | None = None) -> None:
     layers = [rec for rec in ctx.model.layers or () if isinstance(rec, ModuleRec)]
     if not layers or layers[0].cls is None:
         return
@@ -53,6 +58,8 @@ def detect(ctx: Ctx, ffn: Ffn) -> None:
     trace = ctx.trace(layer)
     used = _used_records(trace.terms)
     ffn_paths = {path for _, path in ffn.block_names or ()}
+    if per_layer_input is not None:  # realised by the per_layer_input rule
+        ffn_paths |= {per_layer_input[key] for key in ("gate", "up", "norm")}
     reached = [
         (name, child)
         for name, child in layer.children()
@@ -77,7 +84,7 @@ def detect(ctx: Ctx, ffn: Ffn) -> None:
             extras[0][2] or ctx.class_site(layer),
         )
     product = _extra_input_product(trace.terms)
-    if product is not None:
+    if product is not None and per_layer_input is None:
         term, name = product
         ctx.unsupported(
             "block.layer_input",

@@ -195,6 +195,7 @@ COMPARED: dict[str, Any] = {
     "block.init_cutoff": lambda cutoff: cutoff is not None,
     "block.short_conv": lambda found: found is not None,
     "block.output_scale": lambda found: found is not None,
+    "block.per_layer_input": lambda found: found is not None,
 }
 
 _GQA = ("mha", "gqa", "mqa")  # grouped-query attention covers MHA (kv = heads) and MQA (kv = 1)
@@ -275,6 +276,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "block.init_cutoff": (False,),  # normal inits are not truncated
     "block.short_conv": (False,),  # every layer's token mixer is attention
     "block.output_scale": (False,),  # a layer's output leaves it as summed
+    "block.per_layer_input": (False,),  # a layer reads the hidden states alone
 }
 # What an MoE block grafted onto a dense reference starts as (the `add_moe` transform): the
 # dense rows list these too, so a target's other MoE features show up as deltas.

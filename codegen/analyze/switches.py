@@ -33,7 +33,7 @@ from codegen.analyze.source import ClassInfo, Project, SourceFile, dotted, liter
 
 # test vocabulary of SwitchValue.test
 TESTS = (
-    "none",  # the field is None
+    "none",  # the field is None (operand 0: or 0, where the source tests a number's truth)
     "set",  # the field is not None
     "true",
     "false",
@@ -864,7 +864,7 @@ class _Visitor:
             self.s.record(ref, replace(_value("truthy"), selects="used"), self.unit, node.left)
             self.s.record(
                 ref,
-                replace(_value("falsy"), selects="falls back to " + _short(fallback, 6)),
+                replace(_value("fallback"), selects="falls back to " + _short(fallback, 6)),
                 self.unit,
                 node.left,
             )
@@ -1204,6 +1204,10 @@ def _jsonable(value):
     return value
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _merge(found: _Found, known: dict[str, Any] | None, subs: dict | None = None) -> Switch:
     ref = found.ref
     name = ref.key or ref.field
@@ -1233,11 +1237,16 @@ def _merge(found: _Found, known: dict[str, Any] | None, subs: dict | None = None
                 v = replace(v, label="non-empty", test="nonempty")
             else:
                 v = replace(v, label="set", test="set")
-        elif v.test in ("falsy", "kwfalse"):
+        elif v.test in ("falsy", "kwfalse", "fallback"):
             if is_bool:
                 v = replace(v, label="False", test="false")
             elif isinstance(configured, list) or "nonempty" in tests:
                 v = replace(v, label="empty", test="empty")
+            elif v.test == "falsy" and _is_number(configured):
+                # `if config.width:` on a number: 0 takes the same branch as None (a config
+                # class typing the field int accepts only the 0); not so for a fallback
+                # (`config.head_dim or ...`), whose 0 other code reads as a size
+                v = replace(v, label="None", test="none", operand=0)
             else:
                 v = replace(v, label="None", test="none")
         resolved.append(v)

@@ -257,7 +257,8 @@ def _holds(value, configured) -> bool:
     """Whether the configured value falls in a switch value's class (None, True, > 0...)."""
     test = value.test
     if test in ("none", "set"):
-        return (configured is None) == (test == "none")
+        off = configured is None or (value.operand == 0 and configured == 0)
+        return off == (test == "none")
     if test in ("true", "false"):
         return configured is (test == "true")
     if test == "eq":

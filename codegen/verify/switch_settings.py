@@ -133,7 +133,10 @@ def plan_settings(
                 except Exception as err:  # the class's own validation: any error type
                     reason = f"{type(err).__name__}: {_message(err)}"
                     plan.dropped.append(Dropped(label, overrides, reason))
-                    continue
+                    zero = _zero_instead(switch, value, base, toy, config_class, seen)
+                    if zero is None:
+                        continue
+                    label, overrides, wanted, cfg = zero
                 got = _current(cfg, switch)
                 if not _satisfies(switch, value, got, cfg) or (
                     wanted is not _ANY and got != wanted
@@ -158,6 +161,24 @@ def plan_settings(
 
 
 _ANY = object()
+
+
+def _zero_instead(switch: Switch, value: SwitchValue, base, toy: dict, config_class, seen):
+    """The field set to 0 where the class rejects None and the source tests the field's
+    truth (gemma4's `if config.hidden_size_per_layer_input:`, typed int): (label,
+    overrides, wanted, config), else None."""
+    if value.test != "none" or value.operand != 0:
+        return None
+    overrides = _override(switch, 0, base, toy)
+    key = json.dumps(overrides, sort_keys=True, default=repr)
+    if key in seen:
+        return None
+    seen.add(key)
+    try:
+        cfg = config_class(**{**toy, **overrides})
+    except Exception:  # rejected as well: the None setting's reason stands
+        return None
+    return _label(switch, 0), overrides, 0, cfg
 
 
 def _message(err: Exception) -> str:
@@ -209,10 +230,10 @@ def _satisfies(switch: Switch, value: SwitchValue, current, cfg=None) -> bool:
     test = value.test
     if test in ("same", "differs"):  # against another field of the same config
         return (current == getattr(cfg, value.operand, None)) == (test == "same")
-    if test == "none":
-        return current is None
+    if test == "none":  # a number's truth tested: 0 is in the class too
+        return current is None or (value.operand == 0 and current == 0)
     if test == "set":
-        return current is not None
+        return current is not None and not (_falsy_zero(switch) and current == 0)
     if test == "true":
         return bool(current) is True
     if test == "false":
@@ -232,6 +253,11 @@ def _satisfies(switch: Switch, value: SwitchValue, current, cfg=None) -> bool:
     if test == "layers":
         return isinstance(current, list | tuple) and value.operand in current
     return True
+
+
+def _falsy_zero(switch: Switch) -> bool:
+    """The source tests the field's truth, and it holds a number: 0 is its None."""
+    return any(v.test == "none" and v.operand == 0 for v in switch.values)
 
 
 def _class_default(config_class, name: str):

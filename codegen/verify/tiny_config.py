@@ -165,6 +165,11 @@ SHRINK_RULES: dict[str, Any | Rule] = {
         8 if "qk_rope_head_dim" in cfg else 40
     ),  # MLA: head_dim is the rope part
     "vocab_size": 512,
+    # per-layer inputs (gemma4): a slice width whose sqrt is not a bf16 number (an unrounded
+    # table scale shows), and a per-layer table with rows of its own count (a package
+    # sizing it from vocab_size does not load), both holding every toy token id
+    "hidden_size_per_layer_input": 24,
+    "vocab_size_per_layer_input": 528,
     # OPT: embeddings as wide as the hidden states unless a checkpoint projects them in/out
     "word_embed_proj_dim": lambda cfg: (
         96 if cfg["word_embed_proj_dim"] == cfg.get("hidden_size") else 64

@@ -196,3 +196,22 @@ def test_only_settings_outside_the_base_are_emitted() -> None:
     settings = _by_label(switch_settings("llama", toy))
     assert {"attention_bias=False", "mlp_bias=False", "tie_word_embeddings=False"} <= set(settings)
     assert not any(s.overrides.get("attention_bias") is True for s in settings.values())
+
+
+def test_a_number_tested_for_truth_is_switched_off_with_zero_where_none_is_refused() -> None:
+    """gemma4 builds its per-layer inputs under `if config.hidden_size_per_layer_input:`,
+    which its config class types int: None is refused, 0 takes the same branch, so 0 is the
+    setting. head_dim, read as `config.head_dim or hidden // heads` (a fallback, and a size
+    elsewhere), gets no 0."""
+    switch = next(
+        s for s in static_switches("gemma4_text") if s.field == "hidden_size_per_layer_input"
+    )
+    (off,) = [v for v in switch.values if v.test == "none"]
+    assert off.operand == 0
+    head = next(s for s in static_switches("gemma4_text") if s.field == "head_dim")
+    assert all(v.operand != 0 for v in head.values)
+    plan = plan_settings("gemma4_text", _toy("gemma4_text"))
+    settings = _by_label(plan.settings)
+    assert settings["hidden_size_per_layer_input=0"].overrides == {"hidden_size_per_layer_input": 0}
+    assert any(d.label == "hidden_size_per_layer_input=None" for d in plan.dropped)
+    assert not any(label.startswith("head_dim=") for label in settings)

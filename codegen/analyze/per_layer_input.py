@@ -1,0 +1,341 @@
+"""Per-layer inputs: a second token table holding a slice for every layer, mixed with a
+projection of the token embeddings and handed to each layer, which gates its own output with
+it and adds the result (gemma4's per-layer embeddings).
+
+Read from the data flow, not from names:
+
+* in the layer's forward, an input besides the hidden states multiplies `act(gate(h))`,
+  where `h` is the stream after the FFN's residual add; the product goes through an
+  up-projection and a norm and is added to `h` (the layer's output, before any output scale);
+  the activation must be the FFN's own (the package reuses it);
+* in the backbone, layer `i` receives slice `i` (axis 2) of
+  `(norm(projection(embeddings) * c) + table(ids)) * k`, where `embeddings` are the scaled
+  token embeddings the first layer receives, the projection and the norm modules of the
+  backbone, `table` an embedding `n_layers * width` wide (its rows from a config field of
+  their own), `c = hidden_size ** -0.5` and `k` a constant of the source (no config field);
+* the table scales its rows by sqrt(width), rounded to the weights' dtype (a buffer) or not.
+
+Anything else leaves the value None, and `layer_extras` names the parts as unsupported.
+"""
+
+from __future__ import annotations
+
+import math
+
+import libcst as cst
+import libcst.matchers as m
+
+from codegen.analyze.config import attr
+from codegen.analyze.context import Ctx
+from codegen.analyze.dataflow import Term, first_output, primary_input
+from codegen.analyze.evaluate import ActRec, ModuleRec, ParamRec
+from codegen.analyze.roles import EMBEDDING, MLP, MOE, NORM
+
+
+def detect(ctx: Ctx) -> dict | None:
+    """The per-layer input's parts (see features.Block.per_layer_input), or None."""
+    model = ctx.model
+    layers = [rec for rec in model.layers or () if isinstance(rec, ModuleRec)]
+    owner = model.stack_owner
+    if not layers or layers[0].cls is None or owner is None or owner.cls is None:
+        return None
+    layer = layers[0]
+    inner = _layer_side(ctx, layer)
+    if inner is None:
+        return None
+    outer = _backbone_side(ctx, owner, layers, inner["input"])
+    if outer is None:
+        return None
+    found = {**outer, **inner}
+    # built like the FFN's norm (class and arguments) and without biases, as a package
+    # builds them
+    ffn_norm = found.pop("ffn_norm")
+    norms = found.pop("norms") + found.pop("outer_norms")
+    linears = found.pop("linears") + found.pop("outer_linears")
+    if not all(_same_norm(n, ffn_norm) for n in norms) or not all(map(_no_bias, linears)):
+        return None
+    ctx.cite(
+        "block.per_layer_input",
+        f"{found.pop('site')} (layer i reads slice i; its product at {found.pop('layer_site')})",
+    )
+    return found
+
+
+def _same_norm(rec: ModuleRec, like: ModuleRec) -> bool:
+    return rec.cls is like.cls and rec.kind == like.kind and rec.kwargs == like.kwargs
+
+
+def _no_bias(rec: ModuleRec) -> bool:
+    """A Linear built with `bias=False`."""
+    bias = rec.kwargs.get("bias", rec.args[2] if len(rec.args) > 2 else True)
+    return bias is False
+
+
+# -- the layer ---------------------------------------------------------------------------------
+
+
+def _layer_side(ctx: Ctx, layer: ModuleRec) -> dict | None:
+    trace = ctx.trace(layer)
+    names = {id(rec): name for name, rec in layer.attrs.items()}
+    out = first_output(trace.result)
+    if isinstance(out, Term) and out.op == "mul" and any(_is_param(a) for a in out.args):
+        out = next(a for a in out.args if isinstance(a, Term) and not _is_param(a))
+    for t in trace.terms:
+        if t.op != "mul" or len(t.args) != 2:
+            continue
+        extra = [a for a in t.args if _is_input(a)]
+        gated = [a for a in t.args if isinstance(a, Term) and a.op == "act"]
+        if len(extra) != 1 or len(gated) != 1:
+            continue
+        act = gated[0]
+        gate = act.args[0] if act.args else None
+        if not _is_linear_call(gate):
+            return None
+        stream = gate.args[0] if gate.args else None
+        ups = _users(trace.terms, t)
+        up = ups[0] if len(ups) == 1 and _is_linear_call(ups[0]) else None
+        norms = _users(trace.terms, up) if up is not None else []
+        norm = norms[0] if len(norms) == 1 and _is_call(norms[0], ctx, NORM) else None
+        adds = _users(trace.terms, norm) if norm is not None else []
+        if len(adds) != 1 or adds[0] is not out or adds[0].op != "add":
+            return None
+        ffn_norm = _ffn_norm(ctx, stream)
+        if not any(a is stream for a in adds[0].args) or ffn_norm is None:
+            return None
+        if not isinstance(act.module, ActRec) or act.module.name != _ffn_act(ctx, layer):
+            return None
+        parts = {key: names.get(id(term.module)) for key, term in (("gate", gate), ("up", up))}
+        parts["norm"] = names.get(id(norm.module))
+        if None in parts.values():
+            return None
+        return {
+            "layer_site": t.site.cite() if t.site else ctx.class_site(layer),
+            "input": extra[0].name,
+            **parts,
+            "ffn_norm": ffn_norm,
+            "linears": [gate.module, up.module],
+            "norms": [norm.module],
+        }
+    return None
+
+
+def _ffn_act(ctx: Ctx, layer: ModuleRec):
+    """The activation the layer's FFN applies (an ActRec's name), else None."""
+    for _, child in layer.children():
+        if isinstance(child, ModuleRec) and ctx.roles.role(child) == MLP:
+            for value in child.attrs.values():
+                if isinstance(value, ActRec):
+                    return value.name
+    return None
+
+
+def _ffn_norm(ctx: Ctx, stream: Term) -> ModuleRec | None:
+    """The norm the FFN's input passes, when `stream` is a residual sum whose other operand
+    comes out of that FFN (normed or not); else None."""
+    if stream.op != "add":
+        return None
+    for a in stream.args:
+        term = a
+        while _is_call(term, ctx, NORM):
+            term = term.args[0] if term.args else None
+        if _is_call(term, ctx, MLP, MOE):
+            normed = term.args[0] if term.args else None
+            return normed.module if _is_call(normed, ctx, NORM) else None
+    return None
+
+
+# -- the backbone ------------------------------------------------------------------------------
+
+
+def _backbone_side(ctx: Ctx, owner: ModuleRec, layers: list, name: str) -> dict | None:
+    trace = ctx.trace(owner)
+    calls = [t for t in trace.terms if t.op == "call" and t.module in layers]
+    if len(calls) != len(layers):
+        return None
+    position = _param_position(ctx, layers[0], name)
+    slices = [_arg(call, position, name) for call in calls]
+    if not all(isinstance(s, Term) and s.op == "index" for s in slices):
+        return None
+    mixed = slices[0].args[0]
+    for i, s in enumerate(slices):
+        if s.args[0] is not mixed or s.name != f"::,::,{i},::":
+            return None
+    embeddings = primary_input(calls[0])
+    parts = _mixed(ctx, owner, mixed, embeddings)
+    if parts is None:
+        return None
+    parts["site"] = mixed.site.cite() if mixed.site else ctx.class_site(owner)
+    return parts
+
+
+def _mixed(ctx: Ctx, owner: ModuleRec, mixed: Term, embeddings) -> dict | None:
+    """`(norm(projection(embeddings) * c) + table(ids)) * k` -> the parts, else None."""
+    if mixed.op != "mul":
+        return None
+    total = next((a for a in mixed.args if isinstance(a, Term)), None)
+    constant = _constant_of(ctx, owner, mixed)
+    if total is None or total.op != "add" or constant is None:
+        return None
+    table_call = next((a for a in total.args if _is_call(a, ctx, EMBEDDING)), None)
+    normed = next((a for a in total.args if _is_call(a, ctx, NORM)), None)
+    if table_call is None or normed is None:
+        return None
+    scaled = normed.args[0] if normed.args else None
+    if not isinstance(scaled, Term) or scaled.op != "mul":
+        return None
+    projected = next((a for a in scaled.args if _is_linear_call(a)), None)
+    factor = next((a for a in scaled.args if _number(a)), None)
+    if projected is None or factor is None or projected.args[0] is not embeddings:
+        return None
+    dim = attr(ctx.model.config, "hidden_size")
+    if not isinstance(dim, int) or not math.isclose(factor, dim**-0.5, rel_tol=1e-9):
+        return None
+    names = {id(rec): n for n, rec in owner.attrs.items()}
+    table = table_call.module
+    fields = _table_fields(ctx, table)
+    if fields is None:
+        return None
+    width, rows = fields
+    table_scale = _table_scale(ctx, table, attr(ctx.model.config, width))
+    if table_scale is None:
+        return None
+    prefix = ctx.model.stack_owner_path + "." if ctx.model.stack_owner_path else ""
+    paths = {
+        key: names.get(id(term.module))
+        for key, term in (("table", table_call), ("projection", projected), ("mix_norm", normed))
+    }
+    if None in paths.values():
+        return None
+    return {
+        "width": width,
+        "vocab": rows,
+        **{key: prefix + path for key, path in paths.items()},
+        "table_scale": table_scale,
+        "projection_scale": "rsqrt_dim",
+        "mix_scale": constant,
+        "outer_norms": [normed.module],
+        "outer_linears": [projected.module],
+    }
+
+
+def _table_fields(ctx: Ctx, table: ModuleRec) -> tuple[str, str] | None:
+    """(width field, rows field) of `Embedding(config.<rows>, config.num_hidden_layers *
+    config.<width>, ...)`: one slice of `width` per layer."""
+    call = table.site.node if table.site is not None else None
+    if not isinstance(call, cst.Call) or len(call.args) < 2:
+        return None
+    rows = _config_field(call.args[0].value)
+    wide = call.args[1].value
+    if rows is None or not m.matches(wide, m.BinaryOperation(operator=m.Multiply())):
+        return None
+    fields = [_config_field(wide.left), _config_field(wide.right)]
+    if "num_hidden_layers" not in fields or None in fields:
+        return None
+    width = next(f for f in fields if f != "num_hidden_layers")
+    return width, rows
+
+
+def _config_field(node) -> str | None:
+    """`config.<field>` (or `self.config.<field>`) -> field."""
+    if m.matches(node, m.Attribute(value=m.Name("config") | m.Attribute(attr=m.Name("config")))):
+        return node.attr.value
+    return None
+
+
+def _table_scale(ctx: Ctx, table: ModuleRec, width) -> str | None:
+    """How the table scales its rows: "sqrt_width_dtype" (a tensor in the weights' dtype),
+    "sqrt_width" (a Python float), "none"; None for another factor."""
+    if table.cls is None:  # torch's own nn.Embedding
+        return "none"
+    trace = ctx.trace(table)
+    out = first_output(trace.result)
+    if not isinstance(out, Term) or out.op != "mul":
+        return "none" if isinstance(out, Term) else None
+    for a in out.args:
+        value = a.module.value if _is_param(a) else a if _number(a) else None
+        if value is None:
+            continue
+        if not isinstance(width, int) or not math.isclose(float(value), width**0.5):
+            return None
+        return "sqrt_width_dtype" if _is_param(a) else "sqrt_width"
+    return None
+
+
+def _constant_of(ctx: Ctx, owner: ModuleRec, term: Term) -> str | None:
+    """The source of the constant factor of `term` (`self.x` assigned `2.0**-0.5` in
+    `__init__`, or a literal in place), when it reads no config field; else None."""
+    node = term.site.node if term.site is not None else None
+    if not isinstance(node, cst.BinaryOperation):
+        return None
+    for operand in (node.right, node.left):
+        value = operand
+        if m.matches(operand, m.Attribute(value=m.Name("self"))):
+            site = owner.assign_sites.get(operand.attr.value)
+            assign = site.node if site is not None else None
+            value = assign.value if isinstance(assign, cst.Assign) else None
+        if value is not None and _literal_number(value):
+            return cst.Module([]).code_for_node(value)
+    return None
+
+
+def _literal_number(node) -> bool:
+    if isinstance(node, cst.Integer | cst.Float):
+        return True
+    if isinstance(node, cst.UnaryOperation):
+        return _literal_number(node.expression)
+    if isinstance(node, cst.BinaryOperation):
+        return _literal_number(node.left) and _literal_number(node.right)
+    return False
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _param_position(ctx: Ctx, layer: ModuleRec, name: str) -> int | None:
+    found = ctx.model.project.find_method(layer.cls, "forward")
+    if found is None:
+        return None
+    params = [p.name.value for p in found[1].params.params[1:]]
+    return params.index(name) if name in params else None
+
+
+def _arg(call: Term, position: int | None, name: str):
+    if name in call.kwargs:
+        return call.kwargs[name]
+    if position is not None and position < len(call.args):
+        return call.args[position]
+    return None
+
+
+def _users(terms: list[Term], term: Term) -> list[Term]:
+    return [t for t in terms if any(a is term for a in t.args)]
+
+
+def _is_input(value) -> bool:
+    return isinstance(value, Term) and value.op == "input" and not value.kwargs.get("primary")
+
+
+def _is_param(value) -> bool:
+    return isinstance(value, Term) and value.op == "param" and isinstance(value.module, ParamRec)
+
+
+def _number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_linear_call(term) -> bool:
+    return (
+        isinstance(term, Term)
+        and term.op == "call"
+        and isinstance(term.module, ModuleRec)
+        and term.module.kind == "Linear"
+    )
+
+
+def _is_call(term, ctx: Ctx, *roles: str) -> bool:
+    return (
+        isinstance(term, Term)
+        and term.op == "call"
+        and isinstance(term.module, ModuleRec)
+        and ctx.roles.role(term.module) in roles
+    )

@@ -1,0 +1,137 @@
+"""PerLayerInputs: before/after on the qwen3 reference. The model builds a second table, a
+projection and a norm (only where per_layer_dim is set), mixes them into each layer's input
+before the layer loop, and each block gates, projects, norms and adds its slice; the adapter
+maps the HF keys the analysis read."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import libcst.matchers as m
+import pytest
+import torch
+
+from codegen.models import references_dir
+from codegen.scaffold.source import SourcePackage
+from codegen.transforms._attention_edits import find_method
+from codegen.transforms.edits import EditError
+from codegen.transforms.per_layer_inputs import PerLayerInputs
+
+FOUND = {
+    "input": "per_layer_input",
+    "width": "hidden_size_per_layer_input",
+    "vocab": "vocab_size_per_layer_input",
+    "table": "model.embed_tokens_per_layer",
+    "projection": "model.per_layer_model_projection",
+    "mix_norm": "model.per_layer_projection_norm",
+    "table_scale": "sqrt_width_dtype",
+    "projection_scale": "rsqrt_dim",
+    "mix_scale": "2.0**-0.5",
+    "gate": "per_layer_input_gate",
+    "up": "per_layer_projection",
+    "norm": "post_per_layer_input_norm",
+}
+
+
+def _package(**changes) -> SourcePackage:
+    package = SourcePackage.from_directory(references_dir() / "qwen3")
+    PerLayerInputs().apply(package, per_layer_input={**FOUND, **changes})
+    return package
+
+
+def _method(package, cls: str, name: str):
+    method = find_method(package.module("model.py"), cls, name)
+    assert method is not None, (cls, name)
+    return method
+
+
+def _attr(name: str) -> m.Attribute:
+    return m.Attribute(value=m.Name("self"), attr=m.Name(name))
+
+
+def test_before_the_reference_has_no_per_layer_inputs():
+    package = SourcePackage.from_directory(references_dir() / "qwen3")
+    assert "per_layer" not in package.render()["model.py"]
+
+
+def test_model_builds_and_mixes_the_per_layer_inputs_before_the_layers():
+    package = _package()
+    init = _method(package, "Model", "__init__")
+    for name in ("per_layer_embeddings", "per_layer_projection", "per_layer_projection_norm"):
+        assert m.findall(init, m.AssignTarget(target=_attr(name))), name
+    forward = _method(package, "Model", "forward")
+    body = list(forward.body.body)
+    mix = next(i for i, s in enumerate(body) if m.findall(s, _attr("per_layer_inputs")))
+    loop = next(i for i, s in enumerate(body) if m.matches(s, m.For()))
+    assert mix == loop - 1
+    layer_call = m.Call(func=m.Name("layer"), args=[m.ZeroOrMore(), m.Arg(m.Name("per_layer"))])
+    assert m.findall(body[loop], layer_call)
+    mixing = package.render()["model.py"]
+    assert "table = table * torch.tensor(self.args.per_layer_dim**0.5, dtype=table.dtype)" in mixing
+    assert "* 2.0**-0.5" in mixing and "self.args.dim**-0.5" in mixing
+
+
+def test_block_adds_the_gated_slice_with_the_ffn_activation():
+    package = _package()
+    forward = _method(package, "TransformerBlock", "forward")
+    gate = m.Call(func=m.Attribute(value=m.Name("F"), attr=m.Name("silu")))  # qwen3's SwiGLU
+    assert m.findall(forward, m.BinaryOperation(left=gate, operator=m.Multiply()))
+    assert m.findall(forward, m.Return(value=m.Name("out")))
+    init = _method(package, "TransformerBlock", "__init__")
+    for name in ("per_layer_gate", "per_layer_up", "per_layer_norm", "layer_id"):
+        assert m.findall(init, m.AssignTarget(target=_attr(name))), name
+
+
+def test_args_and_adapter_rows():
+    rendered = _package().render()
+    assert "per_layer_dim=hf_config.hidden_size_per_layer_input" in rendered["args.py"]
+    assert "per_layer_vocab_size=hf_config.vocab_size_per_layer_input" in rendered["args.py"]
+    adapter = rendered["state_dict_adapter.py"]
+    for row in (
+        '"model.embed_tokens_per_layer.weight": "per_layer_embeddings.weight"',
+        '"model.per_layer_projection_norm.weight": "per_layer_projection_norm.weight"',
+        '"model.layers.{}.per_layer_input_gate.weight": "layers.{}.per_layer_gate.weight"',
+        '"model.layers.{}.post_per_layer_input_norm.weight": "layers.{}.per_layer_norm.weight"',
+    ):
+        assert row in adapter
+
+
+def _built(tmp_path, package, name: str):
+    folder = tmp_path / name
+    folder.mkdir()
+    for filename, text in package.render().items():
+        (folder / filename).write_text(text)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        args = importlib.import_module(f"{name}.args")
+        model = importlib.import_module(f"{name}.model")
+    finally:
+        sys.path.remove(str(tmp_path))
+    return args, model
+
+
+@pytest.mark.parametrize("width", [8, 0, None])
+def test_the_switch_builds_the_parts_only_where_set(tmp_path, width):
+    args_module, model_module = _built(tmp_path, _package(), f"gen_per_layer_{width}")
+    args = args_module.ModelArgs(dim=16, n_layers=2, n_heads=2, n_kv_heads=1, head_dim=8)
+    args.vocab_size, args.hidden_dim, args.per_layer_vocab_size = 32, 24, 40
+    args.per_layer_dim = width
+    torch.manual_seed(0)
+    model = model_module.Model(args)
+    keys = model.state_dict()
+    assert ("per_layer_embeddings.weight" in keys) == bool(width)
+    assert ("layers.1.per_layer_gate.weight" in keys) == bool(width)
+    tokens = torch.randint(0, 32, (2, 5))
+    logits = model(tokens)
+    assert logits.shape == (2, 5, 32)
+    if width:
+        assert keys["per_layer_embeddings.weight"].shape == (40, 2 * width)
+        with torch.no_grad():
+            model.layers[1].per_layer_up.weight.zero_()  # the norm of zeros: no addition
+            assert not torch.allclose(model(tokens), logits)
+
+
+def test_another_projection_scale_is_an_error():
+    with pytest.raises(EditError):
+        _package(projection_scale="other")
