@@ -196,6 +196,7 @@ def _run(ctx: Ctx) -> Features:
             )
         ),
         residual_scale=norm_facts.get("residual_scale", UNKNOWN) if norm_facts else UNKNOWN,
+        stream_weights=norm_facts.get("stream_weights") if norm_facts else None,
         scaled_residual_init=detect_init.scaled_residual_init(ctx),
         scaled_residual_projections=detect_init.scaled_residual_projections(ctx),
         init_cutoff=init_cutoff.init_cutoff(ctx),
@@ -210,6 +211,12 @@ def _run(ctx: Ctx) -> Features:
             "block.residual_scale",
             f"{ctx.evidence.get('norm.placement')} (sublayer x 1/sqrt(k) + stream x"
             f" sqrt((k-1)/k), k its term of the sum; layers 0-{depth_scale.LAYERS_CHECKED - 1})",
+        )
+    elif block.residual_scale == "learned_stream":
+        ctx.cite(
+            "block.residual_scale",
+            f"{ctx.evidence.get('norm.placement')} (stream x {block.stream_weights[0]}"
+            f" / {block.stream_weights[1]}, per channel, before each residual add)",
         )
     elif norm_facts:
         ctx.cite("block.residual_scale", ctx.evidence.get("norm.placement"))

@@ -131,6 +131,7 @@ COMPARED: dict[str, Any] = {
     "attention.differential": lambda found: found is not None,
     "attention.alibi": None,
     "attention.key_selection": lambda found: "other" if found == "other" else found is not None,
+    "attention.dynamic_mask": lambda found: "other" if found == "other" else found is not None,
     "rope.type": None,
     "rope.partial_rotary": _partial,
     "rope.interleaved": None,
@@ -229,6 +230,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "attention.differential": (False,),  # one attention map per head
     "attention.alibi": (False,),  # no ALiBi bias on the scores
     "attention.key_selection": (False,),  # every causal key reaches the softmax
+    "attention.dynamic_mask": (False,),  # the scores carry no bias computed from the values
     "rope.type": _LLAMA_ROPE,
     "rope.partial_rotary": ("full",),
     "rope.interleaved": (False,),

@@ -24,6 +24,7 @@ ROWS = (
     ("attention.softcap", "attention softcap"),
     ("attention.scale", "attention scale"),
     ("attention.output_gate", "output gate"),
+    ("attention.dynamic_mask", "dynamic mask"),
     ("attention.q_latent_raw", "q up-projection input"),
     ("rope.type", "RoPE"),
     ("rope.partial_rotary", "partial rotary"),
