@@ -20,6 +20,7 @@ PROJECTED = {
     "moe.layer_condition": ("all", "first_k", "sparse_step", "condition"),
     "moe.shared_size": ("per_expert", "own_field"),  # the experts' width x count, or its own
     "attention.key_selection": (True, False, "other"),  # an indexer read, or not understood
+    "attention.dynamic_mask": (True, False, "other"),  # a value bias read, or not understood
     "embedding.padding_idx": ("pad_token_id", "other", False),  # the field, another, none
     "state_dict.fp32_keys": (True, False, "router_bias"),  # kept: others, none, the bias alone
 }
