@@ -27,6 +27,7 @@ from codegen.analyze import (
     layer_extras,
     layer_stacks,
     output_scale,
+    product_keys,
     reference,
     residual_norm,
     routed_attention,
@@ -183,6 +184,9 @@ def _run(ctx: Ctx) -> Features:
                 checkpoint_other_keys=tuple(k for k in sd.checkpoint_other_keys if k not in tied),
             )
     switch_list = switches.switches_of_model(model)
+    keys = product_keys.detect(ctx, switch_list)
+    if keys is not None:
+        ffn = dataclasses.replace(ffn, product_keys=keys)
     scale, scale_trained = output_scale.detect(ctx)
     block = Block(
         num_layers=len(model.layers) if model.layers else None,

@@ -240,6 +240,10 @@ class Ffn:
     # (act(gate.float()) * up.float()).to(dtype) (beam); the routed experts' alike
     act_fp32: bool = False
     experts_act_fp32: bool = False
+    # product-key experts a bool switch puts in place of the MLP (Doge's CDMoE): {"field",
+    # "router", "down", "up", "w1", "w3", "w2", "experts", "top_k"}, else None; see
+    # codegen/analyze/product_keys.py
+    product_keys: dict | None = None
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ ROWS = (
     ("ffn.kind", "FFN"),
     ("ffn.bias", "FFN bias"),
     ("ffn.fused_gate_up", "fused gate/up"),
+    ("ffn.product_keys", "product-key experts"),
     ("moe.num_experts", "experts"),
     ("moe.top_k", "top-k"),
     ("moe.router", "router"),
