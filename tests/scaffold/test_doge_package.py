@@ -105,3 +105,32 @@ def test_a_missing_top_k_window_fails_in_the_first_attention(package, tmp_path):
     result = _verify(models, name, sliding_window=None)
     assert not result.passed
     assert result.first_divergence.startswith("layers.0.attention "), result.first_divergence
+
+
+def test_the_product_key_experts_verify(package):
+    folder, name = package
+    result = _verify(folder.parent, name, is_moe=True)
+    assert result.passed, result.error or result.first_divergence
+
+
+def test_swapped_expert_tables_fail_in_the_first_feed_forward(package, tmp_path):
+    """The up table's rows taken as the down projections (the tables' roles swapped)."""
+    models, name = _seeded(
+        package,
+        tmp_path,
+        "torch.matmul(self.down_embed(experts), x.view(tokens, dim, 1))",
+        "torch.matmul(self.up_embed(experts), x.view(tokens, dim, 1))",
+    )
+    result = _verify(models, name, is_moe=True)
+    assert not result.passed
+    assert result.first_divergence.startswith("layers.0.feed_forward "), result.first_divergence
+
+
+def test_unweighted_experts_fail_in_the_first_feed_forward(package, tmp_path):
+    """The experts' outputs summed without their softmax weights."""
+    models, name = _seeded(
+        package, tmp_path, "inner = F.silu(inner) * weights", "inner = F.silu(inner)"
+    )
+    result = _verify(models, name, is_moe=True)
+    assert not result.passed
+    assert result.first_divergence.startswith("layers.0.feed_forward "), result.first_divergence
