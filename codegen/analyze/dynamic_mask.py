@@ -130,4 +130,3 @@ _CONFIG_READ = m.Attribute(value=m.Name("config") | m.Attribute(attr=m.Name("con
 def _attribute(rec: ModuleRec, value) -> str | None:
     found = [name for name, held in rec.attrs.items() if held is value]
     return found[0] if len(found) == 1 else None
-

@@ -30,7 +30,8 @@ FEATURE = "ffn.product_keys"
 def detect(ctx: Ctx, switch_list) -> dict | None:
     """{"field": the bool switch, "router", "down", "up": the module's attributes, "w1",
     "w3", "w2": the shared expert's gate, up and down projections, "experts", "top_k": the
-    config fields of E and k} or None."""
+    config fields of E and k, "renormalise": the config flag under which the top-k weights
+    are divided by their sum (None: never)} or None."""
     if not ctx.model.layers:
         return None
     for switch in switch_list:
@@ -92,14 +93,15 @@ def read(ctx: Ctx, rec: ModuleRec) -> dict | None:
         return None
     mlp = {n: shape for n, shape in linears.items() if n != routers[0]}
     trace = ctx.trace(rec)
-    calls = {
-        id(t): t for t in trace.terms if t.op == "call" and isinstance(t.module, ModuleRec)
-    }
+    calls = {id(t): t for t in trace.terms if t.op == "call" and isinstance(t.module, ModuleRec)}
     named = {id(child): name for name, child in rec.children()}
     gates = [
         named[id(t.args[0].module)]
         for t in trace.terms
-        if t.op == "act" and t.args and isinstance(t.args[0], Term) and id(t.args[0]) in calls
+        if t.op == "act"
+        and t.args
+        and isinstance(t.args[0], Term)
+        and id(t.args[0]) in calls
         and id(t.args[0].module) in named
     ]
     gate = [g for g in gates if g in mlp]
@@ -113,6 +115,7 @@ def read(ctx: Ctx, rec: ModuleRec) -> dict | None:
     fields = _fields(ctx, rec, experts)
     if fields is None:
         return None
+    fields["renormalise"] = _renormalise(ctx, rec)
     return {
         "router": routers[0],
         "down": first,
@@ -165,6 +168,31 @@ def _fields(ctx: Ctx, rec: ModuleRec, experts: int) -> dict | None:
         return None
     return {"experts": experts_field[0], "top_k": top_k[0]}
 
+
+def _renormalise(ctx: Ctx, rec: ModuleRec) -> str | None:
+    """The config field of a flag under which the forward divides a tensor by its own sum
+    (`if self.<flag>: w /= w.sum(...)`: the top-k weights renormalised), else None."""
+    init = ctx.model.project.find_method(rec.cls, "__init__")
+    forward = ctx.model.project.find_method(rec.cls, "forward")
+    if init is None or forward is None:
+        return None
+    reads = {
+        a.targets[0].target.attr.value: a.value.attr.value
+        for a in findall(init[1], m.Assign(targets=[m.AssignTarget(target=_SELF_ATTR)]))
+        if m.matches(a.value, _CONFIG_READ)
+    }
+    found = []
+    for branch in findall(forward[1], m.If(test=_SELF_ATTR)):
+        if branch.test.attr.value in reads and findall(branch.body, _DIVIDED_BY_SUM):
+            found.append(reads[branch.test.attr.value])
+    return found[0] if len(found) == 1 else None
+
+
+# `w /= w.sum(...)` or `w = w / w.sum(...)`
+_SUM = m.Call(func=m.Attribute(attr=m.Name("sum")))
+_DIVIDED_BY_SUM = m.AugAssign(operator=m.DivideAssign(), value=_SUM) | m.Assign(
+    value=m.BinaryOperation(operator=m.Divide(), right=_SUM)
+)
 
 _SELF_ATTR = m.Attribute(value=m.Name("self"))
 _CONFIG_READ = m.Attribute(value=m.Name("config") | m.Attribute(attr=m.Name("config")))

@@ -47,8 +47,9 @@ TOP_K = """
         keep = torch.zeros_like(bias, dtype=torch.bool).scatter(-1, kept, True)
         bias = bias.masked_fill(~keep, lowest)"""
 WINDOW_DOC = (
-    " Once the keys outnumber\n    `keep_window`, only that many per query row (the largest biases) stay;"
-    " the rest are\n    masked."
+    " Once the keys outnumber\n"
+    "    `keep_window`, only that many per query row (the largest biases) stay; the rest are\n"
+    "    masked."
 )
 
 ZERO_INIT = """

@@ -9,8 +9,8 @@ from codegen.transforms import _moe_edits
 from codegen.transforms._rope_edits import add_args_field
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import (
-    EditError,
     EditDict,
+    EditError,
     ReplaceStatements,
     add_import,
     assigns,
@@ -28,7 +28,7 @@ class ProductKeyExperts(nn.Module):
     def __init__(self, args: ModelArgs):
         super().__init__()
         self.n_keys = isqrt(args.{experts})  # keys per half: floor(sqrt(experts))
-        self.top_k = args.{top_k}
+        self.top_k = args.{top_k}{renormalise_field}
         self.w1 = nn.Linear(args.dim, args.hidden_dim, bias=False)
         self.w2 = nn.Linear(args.hidden_dim, args.dim, bias=False)
         self.w3 = nn.Linear(args.dim, args.hidden_dim, bias=False)
@@ -47,12 +47,17 @@ class ProductKeyExperts(nn.Module):
         experts = (keys_x.unsqueeze(-1) * self.n_keys + keys_y.unsqueeze(-2)).flatten(-2)
         scores, best = scores.topk(self.top_k, dim=-1)
         experts = experts.gather(-1, best)
-        weights = F.softmax(scores, dim=-1)
+        weights = F.softmax(scores, dim=-1){renormalise}
         inner = torch.matmul(self.down_embed(experts), x.view(tokens, dim, 1)).view(tokens, -1)
         inner = F.silu(inner) * weights
         routed = torch.matmul(inner.view(tokens, 1, -1), self.up_embed(experts))
         return self.w2(F.silu(self.w1(x)) * self.w3(x)) + routed.view(batch, seq, dim)
 '''
+
+RENORMALISE = """
+        if self.{field}:  # as HF: the softmax weights divided by their sum once more
+            weights = weights / weights.sum(dim=-1, keepdim=True)"""
+RENORMALISE_FIELD = "\n        self.{field} = args.{field}"
 
 CHOICE = (
     "self.feed_forward = (\n"
@@ -67,8 +72,8 @@ class ProductKeyExpertsSwitch(Transform):
     names) plus experts that are rows of two embedding tables, chosen per token by a
     product-key router, exactly in HF's order of operations (its view of the router logits
     included). `keys` is the analysis's `ffn.product_keys`: the switch, the expert count and
-    top-k config fields (ModelArgs fields of the same names) and the HF attribute names the
-    adapter maps."""
+    top-k config fields (ModelArgs fields of the same names), the flag renormalising the
+    top-k weights (None: none) and the HF attribute names the adapter maps."""
 
     name = "product_key_experts"
 
@@ -83,7 +88,10 @@ class ProductKeyExpertsSwitch(Transform):
             f"hf_config.{keys['field']}",
         )
         add_args_field(
-            package, keys["experts"], "int = 16  # product-key experts", f"hf_config.{keys['experts']}"
+            package,
+            keys["experts"],
+            "int = 16  # product-key experts",
+            f"hf_config.{keys['experts']}",
         )
         add_args_field(
             package,
@@ -91,11 +99,26 @@ class ProductKeyExpertsSwitch(Transform):
             "int = 2  # product-key experts per token",
             f"hf_config.{keys['top_k']}",
         )
+        renormalise = keys.get("renormalise")
+        if renormalise:
+            add_args_field(
+                package,
+                renormalise,
+                "bool = False  # the experts' top-k weights divided by their sum",
+                f"hf_config.{renormalise}",
+            )
         _moe_edits.insert_after_class(
             package,
             "model.py",
             "FeedForward",
-            EXPERTS.format(experts=keys["experts"], top_k=keys["top_k"]),
+            EXPERTS.format(
+                experts=keys["experts"],
+                top_k=keys["top_k"],
+                renormalise=RENORMALISE.format(field=renormalise) if renormalise else "",
+                renormalise_field=RENORMALISE_FIELD.format(field=renormalise)
+                if renormalise
+                else "",
+            ),
         )
         add_import(package, "model.py", "math", "isqrt")
         run(

@@ -17,6 +17,7 @@ DOGE = {
     "w2": "down_proj",
     "experts": "num_experts",
     "top_k": "num_experts_per_tok",
+    "renormalise": "norm_topk_prob",
 }
 
 
