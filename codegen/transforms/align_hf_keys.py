@@ -204,15 +204,16 @@ _BUILDS = m.Assign(targets=[m.AssignTarget(m.Attribute(value=m.Name("self")))], 
 
 def built_modules(module: cst.Module) -> set[str]:
     """Attributes assigned `self.<name> = <call>` inside an `if` (built for some configs),
-    and, where one of a conditional expression's sides builds a class of the module
-    (`self.feed_forward = Experts(args) if args.x else FeedForward(...)`), that class's own
-    `self.<name> = <call>` attributes."""
+    and, where a conditional expression chooses between two modules, one a class of the
+    module (`self.feed_forward = Experts(args) if args.x else FeedForward(...)`), that
+    class's own `self.<name> = <call>` attributes."""
     found: set[str] = set()
     for branch in findall(module, m.If()):
         for node in findall(branch, _BUILDS):
             found.add(node.targets[0].target.attr.value)
     classes = {c.name.value: c for c in findall(module, m.ClassDef())}
-    for choice in findall(module, m.IfExp()):
+    # a choice between two modules (not a module or None: that one's rows follow its layers)
+    for choice in findall(module, m.IfExp(body=m.Call(), orelse=m.Call())):
         for side in (choice.body, choice.orelse):
             if not m.matches(side, m.Call(func=m.Name())) or side.func.value not in classes:
                 continue
