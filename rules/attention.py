@@ -287,6 +287,19 @@ RULES += [
 
 RULES += [
     Rule(
+        # before any rule writes the attention maths out: the bias is SDPA's additive mask
+        id="dynamic_mask",
+        feature="attention.dynamic_mask",
+        values=(True,),
+        transform="dynamic_mask",
+        params={"mask": FromFeature("attention.dynamic_mask")},
+        description=(
+            "each key's score biased by exp(A * softplus(projection of the values)) per kv"
+            " head, causally masked; past the config's window only the largest biases per"
+            " query row stay (doge's dynamic mask)"
+        ),
+    ),
+    Rule(
         id="indexed_attention",
         feature="attention.key_selection",
         values=(True,),

@@ -47,12 +47,16 @@ RULES = [
     Rule(
         id="residual_scale",
         feature="block.residual_scale",
-        values=(True, "depth_scaled"),
+        values=(True, "depth_scaled", "learned_stream"),
         transform="residual_scale",
-        params={"form": FromFeature("block.residual_scale")},
+        params={
+            "form": FromFeature("block.residual_scale"),
+            "weights": FromFeature("block.stream_weights"),
+        },
         description="sublayer outputs times a config multiplier before the residual add; or"
         " (depth_scaled) the k-th term of the residual sum times 1/sqrt(k), the sum so far"
-        " times sqrt((k - 1) / k)",
+        " times sqrt((k - 1) / k); or (learned_stream) the stream times a learned"
+        " per-channel vector before each add (doge)",
     ),
     Rule(
         id="logit_softcap",

@@ -92,4 +92,17 @@ RULES = [
             ".to(x.dtype) (beam)"
         ),
     ),
+    Rule(
+        # after the kind and bias rules: the shared expert copies the dense SwiGLU's lines
+        id="product_key_experts",
+        feature="ffn.product_keys",
+        values=(True,),
+        transform="product_key_experts",
+        params={"keys": FromFeature("ffn.product_keys")},
+        description=(
+            "where a bool config switch says so, the MLP becomes a shared SwiGLU plus"
+            " product-key experts (rows of two embedding tables, a two-half key router):"
+            " doge's CDMoE"
+        ),
+    ),
 ]

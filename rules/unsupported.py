@@ -58,9 +58,12 @@ UNSUPPORTED: dict[tuple[str, object], str] = {
         " no rule yet"
     ),
     ("block.residual_scale", "scaled_stream"): (
-        "the residual stream itself scaled before the add, not only the sublayer's output"
-        " (beam's depth-scaled sum: both operands times factors of the layer index; doge's"
-        " learned per-channel residual weights): no rule yet"
+        "the residual stream itself scaled before the add, not only the sublayer's output,"
+        " other than beam's depth-scaled sum or a learned per-channel weight: no rule yet"
+    ),
+    ("attention.dynamic_mask", "other"): (
+        "a score bias computed from the values other than exp(A * softplus(projection of the"
+        " values)) per kv head with an optional top-k window from the config: no rule yet"
     ),
     ("rope.type", "other"): "a position encoding the analyzer does not recognise",
     ("moe.router", "other"): "a routing function the analyzer does not recognise",

@@ -28,6 +28,7 @@ from codegen.analyze import (
     layer_stacks,
     output_scale,
     per_layer_input,
+    product_keys,
     reference,
     residual_norm,
     routed_attention,
@@ -187,6 +188,9 @@ def _run(ctx: Ctx) -> Features:
                 checkpoint_other_keys=tuple(k for k in sd.checkpoint_other_keys if k not in tied),
             )
     switch_list = switches.switches_of_model(model)
+    keys = product_keys.detect(ctx, switch_list)
+    if keys is not None:
+        ffn = dataclasses.replace(ffn, product_keys=keys)
     scale, scale_trained = output_scale.detect(ctx)
     block = Block(
         num_layers=len(model.layers) if model.layers else None,
@@ -200,6 +204,7 @@ def _run(ctx: Ctx) -> Features:
             )
         ),
         residual_scale=norm_facts.get("residual_scale", UNKNOWN) if norm_facts else UNKNOWN,
+        stream_weights=norm_facts.get("stream_weights") if norm_facts else None,
         scaled_residual_init=detect_init.scaled_residual_init(ctx),
         scaled_residual_projections=detect_init.scaled_residual_projections(ctx),
         init_cutoff=init_cutoff.init_cutoff(ctx),
@@ -215,6 +220,12 @@ def _run(ctx: Ctx) -> Features:
             "block.residual_scale",
             f"{ctx.evidence.get('norm.placement')} (sublayer x 1/sqrt(k) + stream x"
             f" sqrt((k-1)/k), k its term of the sum; layers 0-{depth_scale.LAYERS_CHECKED - 1})",
+        )
+    elif block.residual_scale == "learned_stream":
+        ctx.cite(
+            "block.residual_scale",
+            f"{ctx.evidence.get('norm.placement')} (stream x {block.stream_weights[0]}"
+            f" / {block.stream_weights[1]}, per channel, before each residual add)",
         )
     elif norm_facts:
         ctx.cite("block.residual_scale", ctx.evidence.get("norm.placement"))

@@ -18,6 +18,7 @@ import libcst.matchers as m
 from codegen.analyze import (
     backbone_mask,
     differential,
+    dynamic_mask,
     fused_q_gate,
     logn_scale,
     mask_window,
@@ -817,6 +818,9 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
     if diff is None:
         ctx.cite("attention.differential", where)
     alibi = _alibi(ctx, rep)
+    dynamic = dynamic_mask.detect(ctx, rep)
+    if dynamic is None:
+        ctx.cite(dynamic_mask.FEATURE, where)
     layer_types = tuple(
         p["type"] if p["type"] != "mixer" else p.get("mixer", "mixer") for p in per_layer
     )
@@ -847,6 +851,7 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
             layer_types=layer_types,
             logn=logn,
             alibi=alibi,
+            dynamic_mask=dynamic,
             sub_norm=sub_norm,
             scores_fp32=upcast is not None,
             differential=diff,

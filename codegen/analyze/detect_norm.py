@@ -17,7 +17,7 @@ from __future__ import annotations
 import libcst as cst
 import libcst.matchers as m
 
-from codegen.analyze import depth_scale, norm_cast
+from codegen.analyze import depth_scale, norm_cast, stream_weights
 from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import (
     Term,
@@ -578,6 +578,9 @@ def detect(ctx: Ctx) -> tuple[Norm, dict]:
         later = [placement(ctx, rec)[1] for rec in model.layers[1 : depth_scale.LAYERS_CHECKED]]
         if depth_scale.is_depth_scaled([facts, *later]):
             facts["residual_scale"] = "depth_scaled"
+        elif (weights := stream_weights.read(layer, facts)) is not None:
+            facts["residual_scale"] = "learned_stream"
+            facts["stream_weights"] = weights
     site = None
     for key in ("attention", "mlp"):
         call = facts.get(key, {}).get("call") if isinstance(facts.get(key), dict) else None

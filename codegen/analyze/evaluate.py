@@ -770,6 +770,10 @@ class Interp:
             return BoundBuiltin(obj.items, name)
         if isinstance(obj, NativeMethod):
             raise Unknown("attribute of method")
+        if isinstance(obj, CallRec) and obj.name.rsplit(".", 1)[-1][:1].isupper():
+            # an instance of an external class (a module-level `AttentionInterface()` of the
+            # file's own): its attributes are the class's, read like the imported instance
+            return ExtRef(f"{obj.name}.{name}")
         if isinstance(obj, ActRec | CallRec | FuncRef):
             raise Unknown("attribute of opaque value")
         for typ, methods in _BUILTIN_METHODS.items():

@@ -93,8 +93,9 @@ VOCAB: dict[str, tuple] = {
     "embedding.positions": ("none", "learned", "sinusoidal", "sinusoidal_pow", "sinusoidal_other"),
     "reference.closest": ("llama", "qwen2", "qwen3", "qwen3_moe", "deepseek_v3"),
     # "scaled_stream": the residual operand itself is scaled too (not only the sublayer's);
-    # "depth_scaled": both by numbers of the depth, x = out / sqrt(k) + x * sqrt((k - 1) / k)
-    "block.residual_scale": (True, False, "scaled_stream", "depth_scaled"),
+    # "depth_scaled": both by numbers of the depth, x = out / sqrt(k) + x * sqrt((k - 1) / k);
+    # "learned_stream": the stream times a learned per-channel vector, x = w * x + out
+    "block.residual_scale": (True, False, "scaled_stream", "depth_scaled", "learned_stream"),
 }
 
 
@@ -191,6 +192,11 @@ class Attention:
     # ALiBi: each head adds slope * key position to its scores (no rotary), the slopes
     # 2 ** (-8 k / n) of Press et al. (mpt, bloom)
     alibi: bool = False
+    # a per-key bias on the scores from the attention's own values, exp(A * softplus(proj(v)))
+    # per kv head, causally masked, the largest `window` kept per query row once the keys
+    # outnumber the window (Doge's dynamic mask): {"proj", "scale", "window": config field or
+    # None}, "other" for another shape, None without one; see codegen/analyze/dynamic_mask.py
+    dynamic_mask: dict | str | None = None
     # keys chosen per query by a learned scorer of the attention's own before the softmax
     # (DeepSeek sparse attention's indexer): the scorer's names ({"module", "q_proj",
     # "k_proj", "k_norm", "weights_proj", "interleaved"}), "other" for a scorer of another
@@ -250,6 +256,10 @@ class Ffn:
     # (act(gate.float()) * up.float()).to(dtype) (beam); the routed experts' alike
     act_fp32: bool = False
     experts_act_fp32: bool = False
+    # product-key experts a bool switch puts in place of the MLP (Doge's CDMoE): {"field",
+    # "router", "down", "up", "w1", "w3", "w2", "experts", "top_k"}, else None; see
+    # codegen/analyze/product_keys.py
+    product_keys: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -408,6 +418,9 @@ class Block:
     num_layers: int | None = None
     mixers: tuple[str, ...] = ()  # token mixer kinds present: attention, and e.g. mamba-style
     residual_scale: bool | str = UNKNOWN  # sublayer output (or residual) scaled before the add
+    # learned_stream: the layer attributes (per-channel parameters) weighting the stream
+    # before the attention's and before the FFN's residual add, else None
+    stream_weights: tuple[str, str] | None = None
     # the attention and MLP output projections start at std / sqrt(2 * n_layers) (GPT-2 init)
     scaled_residual_init: bool | str = False
     # which of the two ("attention", "ffn") that init scales: GPT-2 both, nanochat attention only

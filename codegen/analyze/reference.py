@@ -134,6 +134,7 @@ COMPARED: dict[str, Any] = {
     "attention.differential": lambda found: found is not None,
     "attention.alibi": None,
     "attention.key_selection": lambda found: "other" if found == "other" else found is not None,
+    "attention.dynamic_mask": lambda found: "other" if found == "other" else found is not None,
     "rope.type": None,
     "rope.partial_rotary": _partial,
     "rope.interleaved": None,
@@ -149,6 +150,7 @@ COMPARED: dict[str, Any] = {
     "ffn.bias": None,
     "ffn.fused_gate_up": None,
     "ffn.sub_norm": None,
+    "ffn.product_keys": lambda found: found is not None,
     "ffn.act_fp32": None,
     "ffn.experts_act_fp32": None,
     "moe": _moe_present,
@@ -236,6 +238,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "attention.differential": (False,),  # one attention map per head
     "attention.alibi": (False,),  # no ALiBi bias on the scores
     "attention.key_selection": (False,),  # every causal key reaches the softmax
+    "attention.dynamic_mask": (False,),  # the scores carry no bias computed from the values
     "rope.type": _LLAMA_ROPE,
     "rope.partial_rotary": ("full",),
     "rope.interleaved": (False,),
@@ -251,6 +254,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "ffn.bias": (False,),
     "ffn.fused_gate_up": (False,),
     "ffn.sub_norm": (False,),  # the inner activations go to the down projection as they are
+    "ffn.product_keys": (False,),  # no switch puts product-key experts in the MLP's place
     "moe": (False,),
     "norm.kind": ("rmsnorm",),
     "norm.placement": ("pre",),

@@ -199,15 +199,26 @@ def _live_for_some_setting(value: str, switched: set[str], built: set[str], nest
     return any(part in built for part in (parts[:-1] if nested else parts[-2:-1]))
 
 
+_BUILDS = m.Assign(targets=[m.AssignTarget(m.Attribute(value=m.Name("self")))], value=m.Call())
+
+
 def built_modules(module: cst.Module) -> set[str]:
-    """Attributes assigned `self.<name> = <call>` inside an `if` (built for some configs)."""
+    """Attributes assigned `self.<name> = <call>` inside an `if` (built for some configs),
+    and, where a conditional expression chooses between two modules, one a class of the
+    module (`self.feed_forward = Experts(args) if args.x else FeedForward(...)`), that
+    class's own `self.<name> = <call>` attributes."""
     found: set[str] = set()
     for branch in findall(module, m.If()):
-        for node in findall(
-            branch,
-            m.Assign(targets=[m.AssignTarget(m.Attribute(value=m.Name("self")))], value=m.Call()),
-        ):
+        for node in findall(branch, _BUILDS):
             found.add(node.targets[0].target.attr.value)
+    classes = {c.name.value: c for c in findall(module, m.ClassDef())}
+    # a choice between two modules (not a module or None: that one's rows follow its layers)
+    for choice in findall(module, m.IfExp(body=m.Call(), orelse=m.Call())):
+        for side in (choice.body, choice.orelse):
+            if not m.matches(side, m.Call(func=m.Name())) or side.func.value not in classes:
+                continue
+            for node in findall(classes[side.func.value], _BUILDS):
+                found.add(node.targets[0].target.attr.value)
     return found
 
 

@@ -41,18 +41,35 @@ class ResidualScale(Transform):
     `form="depth_scaled"` (the analysed `block.residual_scale`): the stream is a sum whose
     k-th term (the embedding the first) enters times 1/sqrt(k) and the sum so far times
     sqrt((k - 1) / k); the block computes the four factors from its layer index.
+
+    `form="learned_stream"`: the stream enters each add times a learned per-channel vector
+    of the block's (`x = w * x + sublayer(...)`, Doge), starting at ones; `weights` are the
+    HF layer attributes of the attention's and the FFN's vectors, which the adapter maps.
     """
 
     name = "residual_scale"
 
     def apply(
-        self, package, features=None, *, field: str | None = None, form: object = True
+        self,
+        package,
+        features=None,
+        *,
+        field: str | None = None,
+        form: object = True,
+        weights: tuple[str, str] | None = None,
     ) -> None:
         if form == "depth_scaled":
             _depth_scaled(package)
             return
+        if form == "learned_stream":
+            if not weights or len(weights) != 2:
+                raise EditError("learned_stream: the HF layer attributes of both weights")
+            _learned_stream(package, weights)
+            return
         if form is not True:
-            raise EditError(f"residual scale {form!r}: a config multiplier or depth_scaled")
+            raise EditError(
+                f"residual scale {form!r}: a config multiplier, depth_scaled or learned_stream"
+            )
         field, value = (field, f"hf_config.{field}") if field else detect(features)
         add_args_field(
             package,
@@ -166,3 +183,49 @@ def _over_config(value: str) -> bool:
         return False
     names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
     return names <= {"hf_config", "sqrt"} and "hf_config" in names
+
+
+# the stream's learned per-channel weights, one per residual add (HF starts them at ones)
+STREAM_WEIGHTS = """
+self.attention_residual = nn.Parameter(torch.ones(args.dim))  # stream weight, attention add
+self.ffn_residual = nn.Parameter(torch.ones(args.dim))  # stream weight, FFN add
+"""
+STREAM_WEIGHTS_INIT = """
+def init_parameters(self, std: float) -> None:
+    nn.init.ones_(self.attention_residual)  # HF's _init_weights: the stream passes as it is
+    nn.init.ones_(self.ffn_residual)
+"""
+
+
+def _learned_stream(package, weights: tuple[str, str]) -> None:
+    """`x + sublayer(...)` in `TransformerBlock.forward` becomes `self.<s>_residual * x +
+    sublayer(...)`, s the attention or the FFN; the vectors start at ones and the adapter
+    maps HF's `model.layers.{}.<weight>` to them."""
+    from codegen.transforms import _moe_edits
+
+    run(
+        package,
+        "model.py",
+        InsertStatements("TransformerBlock", "__init__", calls_super_init, STREAM_WEIGHTS),
+    )
+
+    def rewrite(node):
+        if not _residual_add(node):
+            return None
+        sublayer = "attention" if m.findall(node.right, _ATTENTION_CALL) else "ffn"
+        weighted = cst.BinaryOperation(
+            expression(f"self.{sublayer}_residual"), cst.Multiply(), node.left
+        )
+        return node.with_changes(left=weighted)
+
+    if rewrite_expressions(package, "model.py", "TransformerBlock", "forward", rewrite) != 2:
+        raise EditError("TransformerBlock.forward: not one residual add per sublayer")
+    _moe_edits.add_method(package, "model.py", "TransformerBlock", STREAM_WEIGHTS_INIT)
+    _attention_edits.insert_rows_after(
+        package,
+        "layers.{}.attention_norm.weight",
+        [
+            (f"model.layers.{{}}.{weights[0]}", "layers.{}.attention_residual"),
+            (f"model.layers.{{}}.{weights[1]}", "layers.{}.ffn_residual"),
+        ],
+    )

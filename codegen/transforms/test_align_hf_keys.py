@@ -294,3 +294,39 @@ def test_a_switched_bias_the_toy_lacks_follows_its_renamed_weight():
     rows = package.render()["state_dict_adapter.py"]
     assert '"model.layers.{}.attn.q_proj.bias": "layers.{}.attention.wq.bias"' in rows
     assert "self_attn" not in rows
+
+
+CHOSEN = """
+class Experts:
+    def __init__(self, args):
+        self.router = nn.Linear(args.dim, 8, bias=False)
+        self.table = nn.Embedding(16, args.dim)
+
+
+class Block:
+    def __init__(self, args):
+        self.feed_forward = Experts(args) if args.is_moe else FeedForward(args)
+"""
+
+CHOSEN_ROWS = """
+class StateDictAdapter:
+    from_hf_map = {
+        "model.layers.{}.mlp.down_proj.weight": "layers.{}.feed_forward.w2.weight",
+        "model.layers.{}.mlp.router_gate.weight": "layers.{}.feed_forward.router.weight",
+        "model.layers.{}.mlp.table.weight": "layers.{}.feed_forward.table.weight",
+        "model.layers.{}.mlp.gone.weight": "layers.{}.feed_forward.gone.weight",
+    }
+"""
+
+
+def test_rows_of_a_class_a_conditional_expression_builds_stay():
+    """The toy checkpoint (switch off) lacks the experts' keys; a checkpoint with it on has
+    them. A row of a module nothing builds still goes."""
+    package = package_of({"state_dict_adapter.py": CHOSEN_ROWS, "model.py": CHOSEN})
+    AlignHfKeys().apply(
+        package, prefix="model.layers", layer_keys=["mlp.down_proj.weight"], other_keys=[]
+    )
+    adapter = package.render()["state_dict_adapter.py"]
+    assert '"layers.{}.feed_forward.router.weight"' in adapter
+    assert '"layers.{}.feed_forward.table.weight"' in adapter
+    assert "gone" not in adapter

@@ -107,4 +107,34 @@ def test_an_unknown_form_is_refused():
 
     package = SourcePackage.from_directory(references_dir() / "llama")
     with pytest.raises(EditError, match="scaled_stream"):
-        ResidualScale().apply(package, form="scaled_stream")
+        ResidualScale().apply(package, form="scaled_stream")  # neither named form
+
+
+def test_learned_stream_weights_the_stream_before_each_add():
+    package = SourcePackage.from_directory(references_dir() / "qwen3")
+    ResidualScale().apply(
+        package, form="learned_stream", weights=("input_residual", "post_attention_residual")
+    )
+    files = package.render()
+    model = files["model.py"]
+    assert (
+        "        super().__init__()\n"
+        "        self.attention_residual = nn.Parameter(torch.ones(args.dim))"
+    ) in model
+    assert (
+        "h = self.attention_residual * x + self.attention(self.attention_norm(x), rope, mask)"
+        in model
+    )
+    assert "return self.ffn_residual * h + self.feed_forward(self.ffn_norm(h))" in model
+    assert "nn.init.ones_(self.attention_residual)" in model
+    adapter = files["state_dict_adapter.py"]
+    assert (
+        '"model.layers.{}.input_residual": "layers.{}.attention_residual"' in adapter
+        and '"model.layers.{}.post_attention_residual": "layers.{}.ffn_residual"' in adapter
+    )
+
+
+def test_learned_stream_moe_block_through_a_local():
+    package = SourcePackage.from_directory(references_dir() / "qwen3_moe")
+    ResidualScale().apply(package, form="learned_stream", weights=("a", "b"))
+    assert "return self.ffn_residual * h + ffn(self.ffn_norm(h))" in package.render()["model.py"]

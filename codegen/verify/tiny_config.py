@@ -211,6 +211,10 @@ SHRINK_RULES: dict[str, Any | Rule] = {
     # inputs hold: with every key kept, a wrong or skipped indexer would pass. Its heads and
     # head size are its own (q/k head 20 > the 8 rotated dims)
     "index_topk": 3,
+    # a dynamic mask's top-k window (Doge's keep_window_size): longer than the short input,
+    # shorter than the toy's sliding window and the long one, so the long input's rows lose
+    # keys to the top-k (with the window off, and with it on) and the short one's do not
+    "keep_window_size": WINDOW - 1,
     "index_n_heads": 6,
     "index_head_dim": 20,
     # multipliers whose class default (1.0) would hide a forgotten scale (granite-3.0 values)

@@ -1,8 +1,8 @@
 """block.residual_scale tells a scaled sublayer output (granite's residual_multiplier) from a
-depth-scaled residual sum (beam: both operands times numbers of the layer index, which the
-residual_scale rule realises too) from any other scaled residual stream (doge's learned
-per-channel weights), which no rule realises: that one is one unsupported line, not a
-transform failing mid-scaffold."""
+depth-scaled residual sum (beam: both operands times numbers of the layer index) from a
+stream weighted by learned per-channel vectors (doge: `w * x + sublayer(x)`), all three
+realised by the residual_scale rule; any other scaled residual stream is one unsupported
+line, not a transform failing mid-scaffold."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import math
 import pytest
 from analyze_helpers import rename_model
 
-from codegen.analyze import depth_scale
+from codegen.analyze import depth_scale, stream_weights
 from codegen.analyze.analysis import analyze
 from codegen.analyze.dataflow import Term
 from codegen.scaffold.plan import make_plan
@@ -22,12 +22,24 @@ def _gap(features):
     return [u for u in features.unsupported if u.feature == "block.residual_scale"]
 
 
-def test_a_learned_stream_scale_is_one_unsupported_line() -> None:
+def test_a_learned_stream_weight_names_its_parameters() -> None:
     features = analyze("doge")  # learned per-channel weights times the residual
-    assert features.block.residual_scale == "scaled_stream"
-    (gap,) = _gap(features)
-    assert "residual stream itself scaled" in gap.detail
-    assert gap.evidence.startswith("modeling_doge.py:")
+    assert features.block.residual_scale == "learned_stream"
+    assert features.block.stream_weights == ("input_residual", "post_attention_residual")
+    assert not _gap(features)
+    assert features.evidence["block.residual_scale"].startswith("modeling_doge.py:")
+
+
+def test_a_renamed_learned_stream_reads_the_same(tmp_path) -> None:
+    copy_path, _ = rename_model("doge", "zorblax", str(tmp_path))
+    block = analyze(copy_path).block
+    assert block.residual_scale == "learned_stream"
+    assert block.stream_weights == ("input_residual", "post_attention_residual")
+
+
+def test_a_stream_times_a_number_is_not_a_learned_weight() -> None:
+    """A scaled stream whose factor is no parameter (beam's numbers) is not this form."""
+    assert stream_weights.read(None, _layer(0)) is None
 
 
 def test_a_depth_scaled_sum_is_read_from_the_traced_factors() -> None:

@@ -24,6 +24,7 @@ PROJECTED = {
     "attention.v_head_dim": (True, False, "other"),
     "attention.v_scale": (True, False, "other"),
     "attention.sink_rule": (True, False, "other"),
+    "attention.dynamic_mask": (True, False, "other"),  # a value bias read, or not understood
     "embedding.padding_idx": ("pad_token_id", "other", False),  # the field, another, none
     "state_dict.fp32_keys": (True, False, "router_bias"),  # kept: others, none, the bias alone
 }

@@ -75,3 +75,34 @@ def test_qkv_clip_acts():
     config, _, clamped = _run_recording("olmo", **setting.overrides)
     assert config.clip_qkv == CAPS["clip_qkv"]
     assert clamped and max(clamped) >= 0.02, clamped
+
+
+def test_dynamic_mask_top_k_drops_keys_on_the_long_input_only():
+    """doge's dynamic mask keeps `keep_window_size` keys per query row only where the keys
+    outnumber it: the toy's window sits between the short and the long input, and on the
+    long one the top-k masks keys the causal (and sliding) mask left visible."""
+    config = tiny_config("doge")
+    window = config.keep_window_size
+    lengths = [item.tokens.shape[1] for item in make_inputs(config.vocab_size)]
+    assert min(lengths) <= window < max(lengths), (window, lengths)
+    model = random_hf_model(config)
+    attention = model.model.layers[0].self_attn
+    dropped: list[int] = []
+    real_topk = torch.topk
+
+    def topk(x, k, *args, **kwargs):
+        out = real_topk(x, k, *args, **kwargs)
+        visible = (x > torch.finfo(x.dtype).min).sum(-1)  # keys the causal mask leaves
+        dropped.append(int((visible - k).clamp(min=0).sum()))
+        return out
+
+    torch.topk = topk
+    try:
+        with torch.no_grad():
+            for item in make_inputs(config.vocab_size):
+                model(input_ids=item.tokens, position_ids=item.positions)
+    finally:
+        torch.topk = real_topk
+    assert attention.keep_window_size == window
+    assert dropped and min(dropped) > 0, dropped  # every top-k run masked visible keys
+    assert len(dropped) == config.num_hidden_layers  # long input only: one run per layer
