@@ -41,6 +41,7 @@ _PER_LAYER = {
         "layers.*.per_layer_norm",
     )
 }
+_PRODUCT_KEY_PARTS = ("router", "down_embed", "up_embed")
 _DENSE = ("layers.*.feed_forward.w1", "layers.*.feed_forward.w3", "layers.*.feed_forward.w2")
 
 SHARDS = [
@@ -104,6 +105,28 @@ SHARDS = [
             "layers.*.attention.wkv_a": "replicate",
             "layers.*.attention.k_pe_norm": "shared_key_norm",
         },
+    ),
+    # a score bias made from the values: each rank's kv heads' features in, the summed
+    # per-head bias cut to its own heads, its per-head scale split with them
+    Shards(
+        "dynamic_mask",
+        {
+            "layers.*.attention.bias_proj": "rowwise_head_slice",
+            "layers.*.attention.bias_scale": "head_param",
+        },
+    ),
+    # learned stream weights multiply the replicated residual stream: whole on every rank
+    Shards(
+        "residual_scale",
+        {"layers.*.attention_residual": "replicate", "layers.*.ffn_residual": "replicate"},
+        when={"form": "learned_stream"},
+    ),
+    # product-key experts: the SwiGLU keeps the dense plan; router and expert rows whole
+    # (built only where the config switches them on)
+    Shards(
+        "product_key_experts",
+        {f"layers.*.feed_forward.{part}": "replicate" for part in _PRODUCT_KEY_PARTS},
+        optional=tuple(f"layers.*.feed_forward.{part}" for part in _PRODUCT_KEY_PARTS),
     ),
     # a gated norm's RMSNorm and gate matrices are replicated like the norm itself; which
     # block norms a target gates varies, so every entry may match nothing

@@ -40,7 +40,8 @@ STYLES = {
     "per_head_norm": "a norm over head_dim applied to the local heads; weight replicated",
     "sharded_norm": "a norm over a whole column-wise projection (all heads): its weight "
     "split like the features, the mean of squares summed over the ranks",
-    "replicate": "full weights on every rank (norms, routers, small latent projections)",
+    "replicate": "full weights on every rank (norms, routers, small latent projections, "
+    "a block's own parameters)",
     "sharded_elementwise": "an elementwise module with learned scalars (xIELU's slopes) "
     "applied to a column-wise shard: weights whole on every rank, gradient summed over them",
     "rope_key_tail": "replicated nn.Linear whose last `rope_dim` outputs (its attention's "
@@ -62,6 +63,9 @@ STYLES = {
     "each of its parameters needs its own expert_* entry",
     "head_param": "a parameter with one entry per head (attention sinks): split over tp "
     "with the heads; its module computes with its rank's entries",
+    "rowwise_head_slice": "nn.Linear from the local heads' features to one entry per head "
+    "(doge's value-derived score bias): split on its input like `rowwise`, outputs summed; "
+    "each rank keeps its own heads' entries, their gradients summed over the ranks",
     "head_slice": "a module without weights whose output has one entry per head on dim 1 "
     "(ALiBi's score bias): each rank keeps the entries of its own heads",
     "expert_colwise": "stacked expert weight with the hidden dim on its output side (gate, "
@@ -82,6 +86,7 @@ _LINEAR_STYLES = (
     "colwise_qkv_grouped",
     "colwise_kv",
     "rowwise",
+    "rowwise_head_slice",
     "vocab_head",
     "rope_key_tail",
 )
@@ -208,7 +213,8 @@ def check_plan(model: nn.Module, plan: dict[str, str], optional=frozenset()):
             _check_kind(model.get_submodule(name), name, style)
             modules[name] = style
         for name in found_params:
-            if style not in _PARAM_STYLES:
+            # a parameter held by its block itself (learned stream weights) may be whole
+            if style not in _PARAM_STYLES and style != "replicate":
                 raise PlanError(f"plan entry {pattern!r}: {style!r} is a module style")
             params[name] = style
     for name in param_names:
@@ -248,6 +254,7 @@ def _tensor_parallel(model: nn.Module, tp_mesh, modules: dict[str, str]) -> None
     styles = {
         "colwise": ColwiseParallel(),
         "rowwise": RowwiseParallel(),
+        "rowwise_head_slice": RowwiseParallel(),
         "vocab_embedding": RowwiseParallel(input_layouts=Replicate()),
         "vocab_head": ColwiseParallel(output_layouts=Replicate()),
         # the local heads (batch, seq, heads, head_dim) as a shard of dim 2: the weight
@@ -269,6 +276,8 @@ def _tensor_parallel(model: nn.Module, tp_mesh, modules: dict[str, str]) -> None
             module.shard_features = ("output", _blocks(module.out_features, 2, size, rank))
         if style == "rope_key_tail":
             _sum_tail_grads(model, name, tp_mesh)
+        elif style == "rowwise_head_slice":
+            _slice_last_dim_heads(module, name, tp_mesh)
         elif style == "shared_key_norm":
             module.register_forward_hook(lambda _, args, out: _sum_grads(out, tp_mesh))
         elif style == "sharded_norm":
@@ -292,6 +301,21 @@ def _slice_heads(module: nn.Module, name: str, size: int, rank: int) -> None:
             raise PlanError(f"{name}: {out.shape[1]} heads do not split over {size}")
         step = out.shape[1] // size
         return out[:, rank * step : (rank + 1) * step]
+
+    module.register_forward_hook(local)
+
+
+def _slice_last_dim_heads(module: nn.Module, name: str, mesh) -> None:
+    """The summed (..., heads) output cut to the rank's contiguous block of heads (those of
+    the column-wise k/v rows it holds). Each rank uses only its block, so the gradient of
+    the whole output is summed over the ranks before the row-wise backward."""
+    size, rank = mesh.size(), mesh.get_local_rank()
+
+    def local(module, args, out):
+        if out.shape[-1] % size:
+            raise PlanError(f"{name}: {out.shape[-1]} heads do not split over {size}")
+        step = out.shape[-1] // size
+        return _sum_grads(out, mesh)[..., rank * step : (rank + 1) * step]
 
     module.register_forward_hook(local)
 

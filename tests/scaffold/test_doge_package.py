@@ -14,6 +14,7 @@ from codegen.models import load_spec
 from codegen.scaffold.pipeline import scaffold_into
 from codegen.scaffold.plan import make_plan
 from codegen.scaffold.target import load_target
+from codegen.verify.parallel import plan_module, verify_parallel
 from codegen.verify.run import Case, verify_case
 from codegen.verify.tiny_config import tiny_config
 
@@ -134,3 +135,47 @@ def test_unweighted_experts_fail_in_the_first_feed_forward(package, tmp_path):
     result = _verify(models, name, is_moe=True)
     assert not result.passed
     assert result.first_divergence.startswith("layers.0.feed_forward "), result.first_divergence
+
+
+def _tensor_parallel(package, **plan_changes):
+    folder, name = package
+    spec = load_spec(name, folder.parent)
+    plan = {**plan_module(spec).PLAN, **plan_changes}
+    return verify_parallel(spec, tiny_config("doge", is_moe=True), "tp=2", plan=plan)
+
+
+def test_the_shard_plan_matches_one_device(package):
+    result = _tensor_parallel(package)
+    assert result.passed, result.line()
+
+
+@pytest.mark.parametrize(
+    ("slip", "named"),
+    [
+        # the bias's per-head scale left whole: each rank scales its heads with head 0's
+        ({"layers.*.attention.bias_scale": "replicate"}, "layers.0.attention"),
+        # the summed bias not cut to the rank's heads: every head's bias on every rank
+        ({"layers.*.attention.bias_proj": "rowwise"}, "layers.0.attention"),
+    ],
+)
+def test_a_dynamic_bias_sharded_wrong_fails_naming_its_attention(package, slip, named):
+    result = _tensor_parallel(package, **slip)
+    assert not result.passed
+    assert named in result.error, result.error
+
+
+def test_a_head_sliced_bias_whose_gradient_is_not_summed_fails_naming_it(package, tmp_path):
+    """Each rank uses its own heads' slice of the summed bias: without the gradient summed
+    over the ranks, bias_proj learns from the rank's heads only."""
+    folder, name = package
+    models = tmp_path / "models"
+    shutil.copytree(folder.parent, models)
+    parallel = models / name / "parallel.py"
+    text = parallel.read_text()
+    old = "return _sum_grads(out, mesh)[..., rank * step : (rank + 1) * step]"
+    assert text.count(old) == 1
+    parallel.write_text(text.replace(old, "return out[..., rank * step : (rank + 1) * step]"))
+    result = _tensor_parallel((models / name, name))
+    assert not result.passed
+    assert result.error.startswith("first differing gradient: "), result.error
+    assert "attention.bias_proj.weight" in result.error.splitlines()[0], result.error
