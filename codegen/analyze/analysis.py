@@ -142,7 +142,7 @@ def _run(ctx: Ctx) -> Features:
     norm, norm_facts = detect_norm.detect(ctx)
     embedding, head = detect_embedding.detect(ctx)
     category = detect_category.detect(ctx, shared)
-    layer_stacks.detect(ctx)
+    sublayers = layer_stacks.detect(ctx)
     layer_extras.detect(ctx, ffn)
     kv_sharing.detect(ctx, shared)
     ffn_sparsity.detect(ctx)
@@ -202,6 +202,7 @@ def _run(ctx: Ctx) -> Features:
         short_conv=short_conv.detect(ctx, switch_list),
         output_scale=scale,
         output_scale_trained=scale_trained,
+        sublayers=sublayers,
     )
     if block.residual_scale is True:
         ctx.cite("block.residual_scale", ctx.evidence.get("norm.placement"))

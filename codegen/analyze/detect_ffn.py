@@ -351,6 +351,8 @@ def detect(ctx: Ctx) -> tuple[Ffn, dict]:
     shared = {"modules": modules}
     dense = [(i, rec, path) for i, (role, rec, path) in modules.items() if role in (MLP, "inline")]
     moes = [(i, rec, path) for i, (role, rec, path) in modules.items() if role == MOE]
+    if not dense and moes:
+        dense = _mlps_beside_moe(ctx)
     source = ""
     info = None
     mlp = experts_rec = None  # the classes whose gated product's dtype is read
@@ -360,7 +362,7 @@ def detect(ctx: Ctx) -> tuple[Ffn, dict]:
     if dense:
         _, rec, _ = dense[0]
         info = analyse(ctx, rec)
-        source = "dense" if modules[dense[0][0]][0] == MLP else "inline"
+        source = "inline" if modules[dense[0][0]][0] == "inline" else "dense"
         mlp = rec if source == "dense" else None
     elif moes:
         _, moe, _ = moes[0]
@@ -407,6 +409,18 @@ def detect(ctx: Ctx) -> tuple[Ffn, dict]:
         ),
         shared,
     )
+
+
+def _mlps_beside_moe(ctx: Ctx) -> list[tuple[int, ModuleRec, str]]:
+    """Dense MLPs a layer holds beside its MoE (LongCat-Flash's `mlps`, one per attention
+    sublayer, next to the shortcut MoE): (layer, record, path) of the first in each layer."""
+    out = []
+    for i, layer in enumerate(ctx.model.layers):
+        slots = layer_slots(ctx.model, layer)
+        if slots.get(MOE) and slots.get(MLP):
+            path, rec = slots[MLP][0]
+            out.append((i, rec, path))
+    return out
 
 
 def _block_names(ctx: Ctx, rec: ModuleRec, path: str, info: FfnInfo) -> tuple:

@@ -401,6 +401,11 @@ def _get_path(root, path: str):
     return node
 
 
+# roles read from a module list inside a layer (LongCat-Flash's self_attn, mlps and the
+# norms beside them, one per attention sublayer)
+LISTED_ROLES = (ATTENTION, MIXER, MLP, MOE, "norm")
+
+
 def layer_slots(model: Model, layer: ModuleRec) -> dict[str, list[tuple[str, ModuleRec]]]:
     """The direct (or one-level nested) children of a layer grouped by role."""
     out: dict[str, list[tuple[str, ModuleRec]]] = {}
@@ -410,7 +415,7 @@ def layer_slots(model: Model, layer: ModuleRec) -> dict[str, list[tuple[str, Mod
         for name, child in rec.children():
             if isinstance(child, ModuleListRec):
                 for i, item in enumerate(child.items):
-                    if isinstance(item, ModuleRec) and roles.role(item) in (ATTENTION, MIXER):
+                    if isinstance(item, ModuleRec) and roles.role(item) in LISTED_ROLES:
                         out.setdefault(roles.role(item), []).append((f"{prefix}{name}.{i}", item))
                 continue
             if isinstance(child, ModuleRec):
