@@ -37,9 +37,10 @@ REFUSE = """
 if hf_config.n_routed_experts <= 0:
     raise NotImplementedError("n_routed_experts <= 0 (only identity experts) is not supported")
 """
-# the HF experts' stacked weights -> the house Experts' (by the checkpoint's usual names)
+# the HF experts' stacked weights -> the house Experts' (by the checkpoint's usual names;
+# fused_experts keeps gate/up in one w13)
 HOUSE_WEIGHTS = {
-    "gate_up_proj": ("w1", "w3"),
+    "gate_up_proj": ("w1", "w3", "w13"),
     "gate_proj": ("w1",),
     "up_proj": ("w3",),
     "down_proj": ("w2",),
@@ -92,8 +93,9 @@ class IdentityExperts(Transform):
 
 
 def _unused_rows(package, held: list[str]) -> None:
-    """The experts' `held` weights get rows for the identity experts too (HF stores them, so
-    checkpoints load and save as they are); the forward reads the routed experts' rows only."""
+    """The experts' `held` weights (those of them the Experts class has) get rows for the
+    identity experts too (HF stores them, so checkpoints load and save as they are); the
+    forward reads the routed experts' rows only."""
     moe_edits.own_experts(package)  # this target's experts differ from the shared ones
     run(package, "model.py", _ExtraRows(held))
     for weight in held:
@@ -113,6 +115,7 @@ def _unused_rows(package, held: list[str]) -> None:
                     )
                 ],
             ),
+            required=False,
         )
     edits.replace_expressions(
         package,

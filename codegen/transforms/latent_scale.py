@@ -71,7 +71,9 @@ class LatentScale(Transform):
 def _q_rank_switched(features) -> bool:
     """Whether the target's HF attention branches on the query latent's rank (DeepSeek's
     `q_lora_rank is None`: one q_proj); without the switch its queries always go through
-    the latent (LongCat-Flash)."""
+    the latent (LongCat-Flash). Without Features the reference's branch is kept."""
+    if features is None:
+        return True
     return any(s.field == "q_lora_rank" for s in getattr(features, "switches", ()) or ())
 
 
