@@ -12,7 +12,6 @@ from codegen.transforms.base import Transform
 from codegen.transforms.edits import (
     EditError,
     InsertStatements,
-    ReplaceStatements,
     assigns,
     calls,
     calls_super_init,
@@ -22,16 +21,13 @@ from codegen.transforms.edits import (
 
 FIELD = "n_zero_experts: int = 0  # experts the router picks that pass the token on, weighted"
 COUNT = "n_experts = args.n_routed_experts + args.n_zero_experts  # identity experts scored too"
-ROUTED = assigns("routed", calling="self.experts")
-# the routed experts compute their slots; an identity expert's slot is the token itself
+# the experts' forward: identity slots run no weights (given to expert 0 at weight 0) and
+# pass the token itself on, weighted; HF's experts module does the same
 IDENTITY = """
-tokens = x.view(-1, x.shape[-1])
-identity = indices >= self.n_routed_experts  # slots of identity experts: no weights to run
-routed = self.experts(tokens, indices.masked_fill(identity, 0), weights.masked_fill(identity, 0))
-passed = (weights * identity).sum(dim=-1, keepdim=True) * tokens
-routed = (routed + passed.to(x.dtype)).view_as(x)
+identity = indices >= self.num_experts  # identity experts: no weights, the token passes on
+passed = (weights * identity).sum(dim=-1, keepdim=True) * x
+indices, weights = indices.masked_fill(identity, 0), weights.masked_fill(identity, 0)
 """
-KEEP = "self.n_routed_experts = args.n_routed_experts"
 # HF's experts module without routed experts (every pick an identity): not built here
 REFUSE = """
 if hf_config.n_routed_experts <= 0:
@@ -51,7 +47,8 @@ class IdentityExperts(Transform):
     """`count` (a config expression, "config.zero_expert_num or 0") identity experts follow the
     routed ones in the router's scores (the Gate scores `n_routed_experts + n_zero_experts`,
     its correction bias as wide); the MoE runs the routed experts on their slots and passes
-    each token picked for an identity expert on times that slot's weight. The experts' stacked
+    each token picked for an identity expert on times that slot's weight (inside Experts, as
+    HF's experts module does). The experts' stacked
     weights HF sizes for the identity experts too (`rows` of the analysis: LongCat-Flash's
     gate/up projections, which HF never runs) hold those rows in the house Experts as well,
     unread, so checkpoints load and save unchanged. HF's all-identity setting
@@ -84,20 +81,22 @@ class IdentityExperts(Transform):
             lambda node: cst.Name("n_experts"),
         )
         run(package, "model.py", InsertStatements("Gate", "__init__", calls_super_init, COUNT))
-        run(package, "model.py", InsertStatements("MoE", "__init__", calls_super_init, KEEP))
-        run(package, "model.py", ReplaceStatements("MoE", "forward", ROUTED, IDENTITY))
-        if held:
-            _unused_rows(package, held)
+        _identity_slots(package, held)
         refuse = InsertStatements("ModelArgs", "from_hf_config", calls("_check_supported"), REFUSE)
         run(package, "args.py", refuse)
 
 
-def _unused_rows(package, held: list[str]) -> None:
-    """The experts' `held` weights (those of them the Experts class has) get rows for the
-    identity experts too (HF stores them, so checkpoints load and save as they are); the
-    forward reads the routed experts' rows only."""
+def _identity_slots(package, held: list[str]) -> None:
+    """The Experts class passes identity slots on (its output is HF's experts module's, so
+    the two pair in verify's divergence search), and its `held` weights (those of them it
+    has) get rows for the identity experts too (HF stores them, so checkpoints load and save
+    as they are); the forward reads the routed experts' rows only."""
     moe_edits.own_experts(package)  # this target's experts differ from the shared ones
     run(package, "model.py", _ExtraRows(held))
+    first = InsertStatements("Experts", "forward", assigns("top_k"), IDENTITY, before=True)
+    run(package, "model.py", first)
+    run(package, "model.py", _PassedOn())
+    run(package, "model.py", _Docstring())
     for weight in held:
         edits.replace_expressions(
             package,
@@ -149,6 +148,7 @@ class _ExtraRows(cst.CSTTransformer):
         if not self._in:
             return updated
         self._in = False
+        self.hits += 1
         params = updated.params.with_changes(
             params=[
                 *updated.params.params,
@@ -170,7 +170,6 @@ class _ExtraRows(cst.CSTTransformer):
                         leading_lines=[*statement.leading_lines, *UNUSED_COMMENT]
                     )
                     first = False
-                self.hits += 1
             body.append(statement)
         return updated.with_changes(params=params, body=updated.body.with_changes(body=body))
 
@@ -203,3 +202,60 @@ def _self_assign(statement):
         assign = statement.body[0]
         return assign.targets[0].target.attr.value, assign.value
     return None, None
+
+
+class _PassedOn(cst.CSTTransformer):
+    """Experts.forward's `return <sum of the weighted slots>.to(x.dtype)` adds the identity
+    slots' tokens before the cast."""
+
+    def __init__(self):
+        super().__init__()
+        self.hits = 0
+        self._class = ""
+
+    def visit_ClassDef(self, node):
+        self._class = node.name.value
+
+    def leave_Return(self, original, updated):
+        cast = m.Call(func=m.Attribute(attr=m.Name("to")))
+        if self._class != "Experts" or not m.matches(updated.value, cast):
+            return updated
+        self.hits += 1
+        func = updated.value.func
+        summed = edits.expression(f"({code_of(func.value)} + passed)")
+        return updated.with_changes(
+            value=updated.value.with_changes(func=func.with_changes(value=summed))
+        )
+
+
+DOC = """
+
+    Indices from `num_experts` on are the `n_zero_experts` identity experts: their slots run
+    no weights and pass the token on, times the slot's weight."""
+
+
+class _Docstring(cst.CSTTransformer):
+    """Experts' docstring says what its indices past the routed experts are."""
+
+    def __init__(self):
+        super().__init__()
+        self.hits = 0
+
+    def leave_ClassDef(self, original, updated):
+        body = list(updated.body.body)
+        if updated.name.value != "Experts" or not body:
+            return updated
+        docstring = m.SimpleStatementLine(body=[m.Expr(value=m.SimpleString())])
+        if not m.matches(body[0], docstring):
+            return updated
+        string = body[0].body[0].value
+        text = string.value
+        quote = text[-3:]
+        closing = text[: -len(quote)].rstrip()
+        indent = "\n    " if closing.endswith("\n") or "\n" in closing else ""
+        new = closing.rstrip() + DOC + ("\n    " if indent else "") + quote
+        self.hits += 1
+        body[0] = body[0].with_changes(
+            body=[body[0].body[0].with_changes(value=string.with_changes(value=new))]
+        )
+        return updated.with_changes(body=updated.body.with_changes(body=body))

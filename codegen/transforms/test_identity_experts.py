@@ -37,12 +37,16 @@ def test_the_router_scores_the_identity_experts_and_the_moe_passes_their_tokens(
     assert "n_experts = args.n_routed_experts + args.n_zero_experts" in gate
     assert "self.weight = nn.Parameter(torch.empty(n_experts, args.dim))" in gate
     assert 'self.register_buffer("e_score_correction_bias", torch.zeros(n_experts))' in gate
-    moe = model.split("class MoE(", 1)[1].split("\nclass ", 1)[0]
-    assert "identity = indices >= self.n_routed_experts" in moe
-    assert "passed = (weights * identity).sum(dim=-1, keepdim=True) * tokens" in moe
-    # the experts hold HF's unread gate/up rows for the identity experts, read only up to
-    # the routed ones
+    # the experts pass the identity slots on (as HF's experts module), and hold HF's unread
+    # gate/up rows for the identity experts, read only up to the routed ones
     experts = model.split("class Experts(", 1)[1].split("\nclass ", 1)[0]
+    assert "identity = indices >= self.num_experts" in experts
+    assert "passed = (weights * identity).sum(dim=-1, keepdim=True) * x" in experts
+    assert "indices.masked_fill(identity, 0), weights.masked_fill(identity, 0)" in experts
+    assert "+ passed).to(x.dtype)" in experts
+    assert "the `n_zero_experts` identity experts" in experts
+    moe = model.split("class MoE(", 1)[1].split("\nclass ", 1)[0]
+    assert "args.n_routed_experts, args.dim, args.moe_hidden_dim, args.n_zero_experts" in moe
     assert "torch.empty(num_experts + n_zero_experts, hidden_dim, dim)" in experts
     assert "self.w2 = nn.Parameter(torch.empty(num_experts, dim, hidden_dim))" in experts
     assert "self.w1[:self.num_experts].mT" in experts.replace(" ", "")
