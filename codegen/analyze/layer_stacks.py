@@ -10,7 +10,7 @@ A layer holding module lists of attentions, dense MLPs and their pre-norms, run 
 how many, the checkpoint's module lists, and the layer's MoE as a shortcut branch (its input
 the normed input of one sublayer's MLP, its output added to the layer's last residual sum).
 Read from the layer's forward by data flow, not by names; any other wiring of such lists is
-one unsupported line.
+one unsupported line (`block.sublayer_wiring`).
 """
 
 from __future__ import annotations
@@ -69,8 +69,8 @@ def _attention_lists(ctx: Ctx) -> dict | None:
             found = read_sublayers(ctx, layer, slots)
             names = ", ".join(name for name, _ in listed)
             if isinstance(found, str):
-                ctx.unsupported(
-                    "block.sublayers",
+                ctx.unsupported(  # a finding of its own: a rule realises block.sublayers
+                    "block.sublayer_wiring",
                     f"{len(listed)} attention sublayers per layer ({names}) {found}",
                     site,
                 )

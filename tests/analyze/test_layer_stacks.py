@@ -88,19 +88,35 @@ def test_a_renamed_copy_reads_the_same_sublayers(tmp_path) -> None:
     assert analyze(copy_path).block.sublayers == LONGCAT_SUBLAYERS
 
 
-def test_another_wiring_of_attention_lists_is_one_unsupported_line(tmp_path) -> None:
-    # the MoE fed from the second sublayer's attention output instead: not the shortcut
+def test_the_moe_read_from_the_second_sublayer_is_read_so(tmp_path) -> None:
     copy_path, _ = rename_model("longcat_flash", "zorblax", str(tmp_path))
     source = Path(copy_path).read_text()
-    moved = source.replace("shortcut_mlp_output = self.mlp(hidden_states)\n", "").replace(
+    moved = source.replace("        shortcut_mlp_output = self.mlp(hidden_states)\n", "").replace(
         "        hidden_states = self.mlps[1](hidden_states)\n",
         "        shortcut_mlp_output = self.mlp(hidden_states)\n"
         "        hidden_states = self.mlps[1](hidden_states)\n",
     )
     assert moved != source
     Path(copy_path).write_text(moved)
+    assert analyze(copy_path).block.sublayers == {**LONGCAT_SUBLAYERS, "moe_input": 1}
+
+
+def test_a_moe_output_a_later_sublayer_reads_is_one_unsupported_line(tmp_path) -> None:
+    # the MoE's output joins the first sublayer's residual sum, so the second sublayer reads
+    # it: not a shortcut to the layer's last sum
+    copy_path, _ = rename_model("longcat_flash", "zorblax", str(tmp_path))
+    source = Path(copy_path).read_text()
+    moved = source.replace(
+        "        hidden_states = self.mlps[0](hidden_states)\n",
+        "        hidden_states = self.mlps[0](hidden_states) + shortcut_mlp_output\n",
+    ).replace(
+        "hidden_states = residual + hidden_states + shortcut_mlp_output",
+        "hidden_states = residual + hidden_states",
+    )
+    assert moved.count("shortcut_mlp_output") == 2
+    Path(copy_path).write_text(moved)
     features = analyze(copy_path)
     assert features.block.sublayers is None
-    (gap,) = [u for u in features.unsupported if u.feature == "block.sublayers"]
+    (gap,) = [u for u in features.unsupported if u.feature == "block.sublayer_wiring"]
     assert "2 attention sublayers per layer (self_attn.0, self_attn.1)" in gap.detail
-    assert "MoE" in gap.detail
+    assert "MoE output is not added to the layer's last residual sum only" in gap.detail
