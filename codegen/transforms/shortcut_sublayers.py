@@ -65,6 +65,7 @@ class ShortcutSublayers(Transform):
             raise EditError(f"shortcut_sublayers: names for {sorted(names)}, not {PARTS}")
         run(package, "model.py", _Block(count, moe_input))
         run(package, "state_dict_adapter.py", _IndexRows(names))
+        run(package, "args.py", _FfnComment(count), required=False)
 
 
 class _Block(cst.CSTTransformer):
@@ -224,3 +225,30 @@ class _IndexRows(EditDict):
         hf_key = ".".join([*hf[: at + 1], self.names[parts[2]], "{}", *hf[at + 2 :]])
         house_key = ".".join([*parts[:3], "{}", *parts[3:]])
         return [(f'"{hf_key}"', f'"{house_key}"')]
+
+
+class _FfnComment(cst.CSTTransformer):
+    """The comment above ModelArgs' `hidden_dim` says what builds the dense feed-forwards now
+    (the reference's said which layers are dense)."""
+
+    def __init__(self, count: int):
+        super().__init__()
+        self.count = count
+        self.hits = 0
+
+    def leave_SimpleStatementLine(self, original, updated):
+        if not m.matches(
+            updated, m.SimpleStatementLine(body=[m.AnnAssign(target=m.Name("hidden_dim"))])
+        ):
+            return updated
+        lines = [line for line in updated.leading_lines if line.comment is None]
+        if len(lines) == len(updated.leading_lines):
+            return updated
+        self.hits += 1
+        text = (
+            f"# feed-forward: each of a layer's {self.count} sublayers has a dense SwiGLU;"
+            " every layer, the MoE"
+        )
+        return updated.with_changes(
+            leading_lines=[*lines, cst.EmptyLine(comment=cst.Comment(text))]
+        )

@@ -56,6 +56,9 @@ def test_the_block_lists_its_parts_and_adds_the_shortcut_last():
         assert line in block, line
     assert "is_moe" not in block and "n_dense_layers" not in block
     assert "2 attention sublayers, each followed by its own dense feed-forward" in block
+    args = files["args.py"]
+    assert "# feed-forward: each of a layer's 2 sublayers has a dense SwiGLU" in args
+    assert "first n_dense_layers are dense" not in args
     # the adapter: the listed parts get the list index, under the checkpoint's list names
     adapter = files["state_dict_adapter.py"]
     for hf, house in (
