@@ -412,13 +412,15 @@ def detect(ctx: Ctx) -> tuple[Ffn, dict]:
 
 
 def _mlps_beside_moe(ctx: Ctx) -> list[tuple[int, ModuleRec, str]]:
-    """Dense MLPs a layer holds beside its MoE (LongCat-Flash's `mlps`, one per attention
-    sublayer, next to the shortcut MoE): (layer, record, path) of the first in each layer."""
+    """Dense MLPs a layer holds in a module list beside its MoE (LongCat-Flash's `mlps`, one
+    per attention sublayer, next to the shortcut MoE; not a shared MLP of the layer's own,
+    granitemoehybrid's `shared_mlp`): (layer, record, path) of the first in each layer."""
     out = []
     for i, layer in enumerate(ctx.model.layers):
         slots = layer_slots(ctx.model, layer)
-        if slots.get(MOE) and slots.get(MLP):
-            path, rec = slots[MLP][0]
+        listed = [(p, r) for p, r in slots.get(MLP, []) if p.rsplit(".", 1)[-1].isdigit()]
+        if slots.get(MOE) and listed:
+            path, rec = listed[0]
             out.append((i, rec, path))
     return out
 
