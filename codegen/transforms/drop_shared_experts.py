@@ -23,6 +23,7 @@ class DropSharedExperts(Transform):
         if not moe_edits.has_class(package, "model.py", "MoE"):
             raise EditError("model.py has no MoE class")
         run(package, "model.py", _DropShared())
+        run(package, "model.py", _ReturnDirectly(), required=False)
         moe_edits.drop_rows(package, ".shared_experts.")
 
 
@@ -69,3 +70,33 @@ class _DropShared(ScopedTransformer):
             )
         self.hits = 1
         return updated
+
+
+class _ReturnDirectly(ScopedTransformer):
+    """`name = <expr>` followed by `return name` (all the sum left) -> `return <expr>`."""
+
+    def __init__(self):
+        super().__init__("MoE", "forward")
+
+    def leave_FunctionDef(self, original, updated):
+        inside = self.in_scope()
+        updated = super().leave_FunctionDef(original, updated)
+        if not inside:
+            return updated
+        body = list(updated.body.body)
+        if len(body) < 2:
+            return updated
+        assign, ret = body[-2], body[-1]
+        named = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])
+        if not (
+            m.matches(assign, named)
+            and m.matches(ret, m.SimpleStatementLine(body=[m.Return(m.Name())]))
+        ):
+            return updated
+        name = assign.body[0].targets[0].target.value
+        if ret.body[0].value.value != name:
+            return updated
+        self.hits += 1
+        value = assign.body[0].value
+        body[-2:] = [assign.with_changes(body=[cst.Return(value=value)])]
+        return updated.with_changes(body=updated.body.with_changes(body=body))
