@@ -1,4 +1,6 @@
-"""Rules for layer kinds whose token mixer is not attention (run after every attention edit)."""
+"""Rules for the layer itself: kinds whose token mixer is not attention, and layers of several
+attention sublayers (run after every attention, feed-forward and MoE edit, so the parts they
+repeat are already the target's)."""
 
 from codegen.scaffold.rule import FromFeature, Rule
 
@@ -12,6 +14,19 @@ RULES = [
         description=(
             "layers a per-layer config list marks mix tokens with a gated causal depthwise"
             " convolution instead of attention (LFM2's short conv)"
+        ),
+    ),
+    Rule(
+        id="shortcut_sublayers",
+        feature="block.sublayers",
+        values=(True,),
+        transform="shortcut_sublayers",
+        params={"sublayers": FromFeature("block.sublayers")},
+        description=(
+            "a layer of attention sublayers, each with its own dense feed-forward and"
+            " pre-norms (module lists of the reference's parts), beside a shortcut MoE that"
+            " reads one sublayer's normed feed-forward input and joins the last residual sum"
+            " (LongCat-Flash)"
         ),
     ),
 ]

@@ -156,6 +156,14 @@ RULES = [
         native_in=("deepseek_v3",),
     ),
     Rule(
+        id="moe_no_shared_experts",
+        feature="moe.shared_experts",
+        values=("no",),
+        transform="drop_shared_experts",
+        description="no shared expert: the MoE block returns the routed experts' output alone",
+        native_in=("qwen3_moe",),
+    ),
+    Rule(
         id="moe_shared_width",
         feature="moe.shared_size",
         values=("own_field",),

@@ -16,11 +16,16 @@ RULES = [
         feature="moe.router",
         values=("softmax_topk",),
         transform="set_softmax_gate",
-        params={"grouped": "auto", "renormalize": "auto"},
+        params={
+            "grouped": "auto",
+            "renormalize": "auto",
+            "correction_bias": FromFeature("moe.router_bias"),
+        },
         description=(
-            "the MLA reference's sigmoid router becomes a softmax top-k without correction "
-            "bias; DeepSeek-V2's topk_method picks greedy (one group) or group-limited greedy "
-            "(groups scored by their best expert), read from the modeling source"
+            "the MLA reference's sigmoid router becomes a softmax top-k, with a selection-only "
+            "correction bias where the target has one (LongCat-Flash); DeepSeek-V2's "
+            "topk_method picks greedy (one group) or group-limited greedy (groups scored by "
+            "their best expert), read from the modeling source"
         ),
         native_in=("qwen3_moe",),
     ),
@@ -38,5 +43,18 @@ RULES = [
             "rope_interleave switch (DeepSeek-V2 always rotates interleaved pairs)"
         ),
         native_in=("qwen3_moe",),
+    ),
+    Rule(
+        # after the router rows: it widens the Gate they write
+        id="identity_experts",
+        feature="moe.zero_experts",
+        values=(True,),
+        transform="identity_experts",
+        params={"zero_experts": FromFeature("moe.zero_experts")},
+        description=(
+            "identity (zero-computation) experts scored and picked beside the routed ones: a"
+            " token sent to one passes on times its weight; their unused checkpoint rows are"
+            " dropped (LongCat-Flash's zero_expert_num)"
+        ),
     ),
 ]

@@ -26,8 +26,8 @@ UNSUPPORTED: dict[tuple[str, object], str] = {
         " rms_norm_eps: no rule yet"
     ),
     ("attention.latent_scale", "other"): (
-        "a normed latent times a constant other than sqrt(hidden / its width) (LongCat-Flash's"
-        " mla_scale_kv_lora): no rule yet"
+        "a normed latent (or every part of its up-projection) times a constant other than"
+        " sqrt(hidden / its width): no rule yet"
     ),
     ("attention.layer_shapes", "other"): (
         "attention projections sized per layer by something other than the config's"

@@ -146,7 +146,7 @@ def _run(ctx: Ctx) -> Features:
     norm, norm_facts = detect_norm.detect(ctx)
     embedding, head = detect_embedding.detect(ctx)
     category = detect_category.detect(ctx, shared)
-    layer_stacks.detect(ctx)
+    sublayers = layer_stacks.detect(ctx)
     per_layer = per_layer_input.detect(ctx)
     layer_extras.detect(ctx, ffn, per_layer)
     kv_sharing.detect(ctx, shared)
@@ -212,6 +212,7 @@ def _run(ctx: Ctx) -> Features:
         output_scale=scale,
         output_scale_trained=scale_trained,
         per_layer_input=per_layer,
+        sublayers=sublayers,
     )
     if block.residual_scale is True:
         ctx.cite("block.residual_scale", ctx.evidence.get("norm.placement"))

@@ -32,6 +32,7 @@ from codegen.analyze.dataflow import Term, primary_input, strip, terms_in, walk
 from codegen.analyze.evaluate import FuncRef, ModuleRec, ParamRec
 from codegen.analyze.features import UNKNOWN, Attention
 from codegen.analyze.last_layer_bias import last_layer_o_bias
+from codegen.analyze.latent_extras import latent_norms, up_projected_part
 from codegen.analyze.model import layer_slots, linear_bias
 from codegen.analyze.roles import ATTENTION, LINEAR, MIXER, NORM, ROTARY
 from codegen.analyze.router_dtype import upcast
@@ -765,8 +766,11 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
             scaling = 1.0  # softmax(q @ k^T) written out with no factor on the scores
         qkv = _qkv(rep.kernel)
         if isinstance(scaling, int | float) and qkv:
+            # parts of a latent's up-projection times a number are the latent scaled
+            # (attention.latent_scale: LongCat-Flash's q_pass, q_rot * mla_scale_q_lora)
+            latent = latent_norms(ctx, rep.rec) if rep.mla else {}
             for t in walk(qkv[0]):  # OPT-style: q_proj(x) * scaling, kernel scaling=1.0
-                if t.op == "mul":
+                if t.op == "mul" and not any(up_projected_part(a, latent) for a in t.args):
                     consts = [
                         a for a in t.args if isinstance(a, int | float) and not isinstance(a, bool)
                     ]

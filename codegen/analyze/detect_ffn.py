@@ -351,6 +351,8 @@ def detect(ctx: Ctx) -> tuple[Ffn, dict]:
     shared = {"modules": modules}
     dense = [(i, rec, path) for i, (role, rec, path) in modules.items() if role in (MLP, "inline")]
     moes = [(i, rec, path) for i, (role, rec, path) in modules.items() if role == MOE]
+    if not dense and moes:
+        dense = _mlps_beside_moe(ctx)
     source = ""
     info = None
     mlp = experts_rec = None  # the classes whose gated product's dtype is read
@@ -360,7 +362,7 @@ def detect(ctx: Ctx) -> tuple[Ffn, dict]:
     if dense:
         _, rec, _ = dense[0]
         info = analyse(ctx, rec)
-        source = "dense" if modules[dense[0][0]][0] == MLP else "inline"
+        source = "inline" if modules[dense[0][0]][0] == "inline" else "dense"
         mlp = rec if source == "dense" else None
     elif moes:
         _, moe, _ = moes[0]
@@ -407,6 +409,20 @@ def detect(ctx: Ctx) -> tuple[Ffn, dict]:
         ),
         shared,
     )
+
+
+def _mlps_beside_moe(ctx: Ctx) -> list[tuple[int, ModuleRec, str]]:
+    """Dense MLPs a layer holds in a module list beside its MoE (LongCat-Flash's `mlps`, one
+    per attention sublayer, next to the shortcut MoE; not a shared MLP of the layer's own,
+    granitemoehybrid's `shared_mlp`): (layer, record, path) of the first in each layer."""
+    out = []
+    for i, layer in enumerate(ctx.model.layers):
+        slots = layer_slots(ctx.model, layer)
+        listed = [(p, r) for p, r in slots.get(MLP, []) if p.rsplit(".", 1)[-1].isdigit()]
+        if slots.get(MOE) and listed:
+            path, rec = listed[0]
+            out.append((i, rec, path))
+    return out
 
 
 def _block_names(ctx: Ctx, rec: ModuleRec, path: str, info: FfnInfo) -> tuple:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import libcst as cst
 import libcst.matchers as cm
 
-from codegen.analyze import detect_init, sparse_mixer
+from codegen.analyze import detect_init, sparse_mixer, zero_experts
 from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import Term, first_output, strip, walk
 from codegen.analyze.detect_ffn import experts_of, ffn_modules, shared_mlps
@@ -381,7 +381,9 @@ def detect(ctx: Ctx) -> Moe | None:
         else (router.site.cite() if isinstance(router, ParamRec) and router.site else moe_site),
     )
     _ = (index, moe_path)
+    zero = zero_experts.detect(ctx, router, experts, num_experts)
     return Moe(
+        zero_experts=zero,
         num_experts=num_experts,
         top_k=top_k,
         router=router_kind,

@@ -318,6 +318,11 @@ class Moe:
     expert_layout: str = UNKNOWN
     module_layout: str = UNKNOWN  # per_expert | fused (transformers module)
     expert_bias: bool | str = False
+    # identity ("zero-computation") experts the router picks beside the routed ones: a token
+    # sent to one passes on unchanged times its weight (LongCat-Flash): {"count": the config
+    # expression HF computes their number from ("config.zero_expert_num or 0"), "rows": the
+    # experts' stacked weights with rows for them too, never read ("gate_up_proj")}, else None
+    zero_experts: dict | str | None = None
 
 
 @dataclass(frozen=True)
@@ -445,6 +450,11 @@ class Block:
     # "projection_scale" (rsqrt_dim), "mix_scale" (a constant's source), "gate", "up",
     # "norm" (the layer's modules)}, else None
     per_layer_input: dict | None = None
+    # several attention sublayers per layer, each with its own dense MLP and pre-norms, and
+    # the layer's MoE as a shortcut branch (LongCat-Flash; codegen/analyze/layer_stacks.py):
+    # {"count": 2, "moe": "mlp", "moe_input": i (it reads sublayer i's normed MLP input; its
+    # output joins the last residual sum), "names": {house part: checkpoint module list}}
+    sublayers: dict | None = None
 
 
 @dataclass(frozen=True)

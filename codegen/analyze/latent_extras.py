@@ -109,20 +109,75 @@ def _is_norm(ctx: Ctx, child) -> bool:
 
 def _scaled_latents(trace, latent: dict) -> dict:
     """id -> (latent norm, factor) of the norms whose output the forward multiplies by a
-    number."""
+    number: the normed latent itself (dots3), or every part of its bias-free up-projection
+    split into heads' parts (LongCat-Flash's q_pass and q_rot times mla_scale_q_lora), the
+    same product since the projection is linear."""
     found: dict = {}
+    parts: dict = {}  # id(split) -> (norm, {part index: factor}, number of parts)
     for term in getattr(trace, "terms", None) or ():
         if term.op != "mul" or len(term.args) != 2:
+            continue
+        numbers = [a for a in term.args if isinstance(a, int | float) and not isinstance(a, bool)]
+        if not numbers:
             continue
         calls = [
             a
             for a in map(_unshaped, term.args)
             if isinstance(a, Term) and a.op == "call" and id(a.module) in latent
         ]
-        numbers = [a for a in term.args if isinstance(a, int | float) and not isinstance(a, bool)]
-        if calls and numbers:
+        if calls:
             found[id(calls[0].module)] = (calls[0].module, float(numbers[0]))
+            continue
+        for arg in term.args:
+            part = up_projected_part(arg, latent)
+            if part is not None:
+                split, index, norm, count = part
+                entry = parts.setdefault(id(split), (norm, {}, count))
+                entry[1][index] = float(numbers[0])
+    for norm, factors, count in parts.values():
+        values = set(factors.values())
+        if len(values) == 1 and sorted(factors) == list(range(count)):
+            found[id(norm)] = (norm, values.pop())
     return found
+
+
+def up_projected_part(value, latent: dict):
+    """(split term, part index, latent norm, number of parts) when `value` is one part of a
+    split of a bias-free Linear applied to a latent norm's output, else None."""
+    value = _unshaped(value)
+    if not (isinstance(value, Term) and value.op == "index" and value.name.isdigit()):
+        return None
+    split = value.args[0] if value.args else None
+    if not (isinstance(split, Term) and split.op == "fn" and split.name.endswith("split")):
+        return None
+    sizes = split.args[1] if len(split.args) > 1 else split.kwargs.get("split_size_or_sections")
+    if not isinstance(sizes, list | tuple):
+        return None
+    projected = _unshaped(split.args[0]) if split.args else None
+    if not (isinstance(projected, Term) and projected.op == "call"):
+        return None
+    linear = projected.module
+    if not (isinstance(linear, ModuleRec) and linear.kind == "Linear"):
+        return None
+    if linear.kwargs.get("bias", True) is not False:
+        return None
+    inner = next((_unshaped(a) for a in projected.args if isinstance(a, Term)), None)
+    if not (isinstance(inner, Term) and inner.op == "call" and id(inner.module) in latent):
+        return None
+    return split, int(value.name), inner.module, len(sizes)
+
+
+def latent_norms(ctx: Ctx, attention: ModuleRec) -> dict:
+    """id -> record of an MLA attention's latent norms (a width one of its projections
+    makes or takes)."""
+    norms = [c for _, c in attention.children() if _is_norm(ctx, c)]
+    linears = [
+        c
+        for _, c in attention.children()
+        if isinstance(c, ModuleRec) and c.kind == "Linear" and len(c.args) > 1
+    ]
+    ranks = {c.args[0] for c in linears} | {c.args[1] for c in linears}
+    return {id(c): c for c in norms if c.args and c.args[0] in ranks}
 
 
 def _unshaped(value):

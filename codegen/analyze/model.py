@@ -401,6 +401,12 @@ def _get_path(root, path: str):
     return node
 
 
+# roles read from a plain module list of the layer's own (LongCat-Flash's self_attn, mlps
+# and the norms beside them, one per attention sublayer); deeper lists and ModuleDicts
+# (X-MOD's per-language adapters) give their mixers only
+LISTED_ROLES = (ATTENTION, MIXER, MLP, MOE, "norm")
+
+
 def layer_slots(model: Model, layer: ModuleRec) -> dict[str, list[tuple[str, ModuleRec]]]:
     """The direct (or one-level nested) children of a layer grouped by role."""
     out: dict[str, list[tuple[str, ModuleRec]]] = {}
@@ -409,8 +415,10 @@ def layer_slots(model: Model, layer: ModuleRec) -> dict[str, list[tuple[str, Mod
     def visit(rec: ModuleRec, prefix: str, depth: int) -> None:
         for name, child in rec.children():
             if isinstance(child, ModuleListRec):
+                # the layer's own lists of parts; a mixer in a list one level down too
+                listed = LISTED_ROLES if depth == 0 and child.keys is None else (ATTENTION, MIXER)
                 for i, item in enumerate(child.items):
-                    if isinstance(item, ModuleRec) and roles.role(item) in (ATTENTION, MIXER):
+                    if isinstance(item, ModuleRec) and roles.role(item) in listed:
                         out.setdefault(roles.role(item), []).append((f"{prefix}{name}.{i}", item))
                 continue
             if isinstance(child, ModuleRec):

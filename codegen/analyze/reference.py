@@ -170,6 +170,7 @@ COMPARED: dict[str, Any] = {
     "moe.expert_layout": None,
     "moe.expert_bias": None,
     "moe.output_norm": lambda name: name is not None,
+    "moe.zero_experts": lambda count: count if count == "unknown" else count is not None,
     "moe.layer_condition": moe_layer_rule,
     "norm.kind": None,
     "norm.placement": None,
@@ -198,6 +199,7 @@ COMPARED: dict[str, Any] = {
     "block.short_conv": lambda found: found is not None,
     "block.output_scale": lambda found: found is not None,
     "block.per_layer_input": lambda found: found is not None,
+    "block.sublayers": lambda found: found is not None,
 }
 
 _GQA = ("mha", "gqa", "mqa")  # grouped-query attention covers MHA (kv = heads) and MQA (kv = 1)
@@ -281,6 +283,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "block.short_conv": (False,),  # every layer's token mixer is attention
     "block.output_scale": (False,),  # a layer's output leaves it as summed
     "block.per_layer_input": (False,),  # a layer reads the hidden states alone
+    "block.sublayers": (False,),  # one attention and one feed-forward per layer
 }
 # What an MoE block grafted onto a dense reference starts as (the `add_moe` transform): the
 # dense rows list these too, so a target's other MoE features show up as deltas.
@@ -300,6 +303,7 @@ _MOE_BASE: dict[str, tuple] = {
     "moe.routed_scaling": ("no",),
     "moe.expert_layout": ("per_expert",),
     "moe.expert_bias": (False,),
+    "moe.zero_experts": (False,),  # every expert the router picks computes
 }
 _DENSE_COMMON.update(_MOE_BASE)
 
@@ -359,7 +363,7 @@ REFERENCES: dict[str, dict[str, tuple]] = {
         "moe.router_fp32": (True, False),
         # its Gate keeps the correction bias fp32 itself (as HF's strict fp32 list does)
         "state_dict.fp32_keys": (False, "router_bias"),
-        "moe.shared_experts": ("yes", "no"),
+        "moe.shared_experts": ("yes",),  # one always-on shared expert
         "moe.shared_size": ("per_expert",),  # n_shared_experts x moe_intermediate_size
         "moe.routed_scaling": ("yes", "no"),
         "moe.layer_condition": ("all", "first_k"),

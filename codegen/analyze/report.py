@@ -61,7 +61,9 @@ ROWS = (
     ("head.logit_scale", "logit scale"),
     ("head.bias", "output head bias"),
     ("block.residual_scale", "residual scale"),
+    ("moe.zero_experts", "identity experts"),
     ("block.short_conv", "short-conv layers"),
+    ("block.sublayers", "attention sublayers"),
 )
 
 
@@ -116,6 +118,20 @@ def render_text(features: Features) -> str:
                 f"{found['field']} == {found['layer_type']!r} (kernel {found['kernel']})"
                 if found
                 else "no"
+            )
+        elif name == "block.sublayers":
+            found = features.block.sublayers
+            value = (
+                f"{found['count']} per layer, shortcut MoE from {found['moe_input']}"
+                if found
+                else "one per layer"
+            )
+        elif name == "moe.zero_experts":
+            found = features.moe.zero_experts
+            value = (
+                f"{found['count']} (unread rows in {', '.join(found['rows']) or 'none'})"
+                if isinstance(found, dict)
+                else _fmt(found)
             )
         elif name == "rope.type" and features.rope.theta:
             value = f"{features.rope.type} (theta {features.rope.theta:g})"

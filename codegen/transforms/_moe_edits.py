@@ -355,3 +355,34 @@ def rows_on_disk(package, features) -> None:
         return [(json.dumps(moved[0]), value)]
 
     run(package, "state_dict_adapter.py", EditDict("from_hf_map", rewrite))
+
+
+def router_rows(package, features) -> None:
+    """The router rows (`moe.gate.weight`, `moe.gate.e_score_correction_bias`) keyed where the
+    target's checkpoint keeps them: the selection bias at the analysed `moe.router_bias_key`
+    under the MoE, the weight the one `.weight` tensor of the module holding that bias
+    (LongCat-Flash's `mlp.router.classifier.weight` beside `mlp.router.e_score_correction_bias`).
+    Without Features, or where the keys are not found so, unchanged (align_hf_keys pairs them)."""
+    state = getattr(features, "state_dict", None)
+    bias_key = getattr(getattr(features, "moe", None), "router_bias_key", None)
+    if state is None or not state.prefix or not bias_key:
+        return
+    keys = [k.split(" [", 1)[0] for k in state.checkpoint_layer_keys or state.layer_keys]
+    biases = [k for k in keys if k == bias_key or k.endswith("." + bias_key)]
+    if len(biases) != 1:
+        return
+    router = biases[0].rsplit(".", 1)[0]
+    weights = [k for k in keys if k.startswith(router + ".") and k.endswith(".weight")]
+    if len(weights) != 1:
+        return
+    layer = f"{state.prefix}.{{}}."
+    target = {
+        '"layers.{}.moe.gate.weight"': layer + weights[0],
+        '"layers.{}.moe.gate.e_score_correction_bias"': layer + biases[0],
+    }
+
+    def rewrite(key, value):
+        found = target.get(house_of(value))
+        return [(json.dumps(found), value)] if found else [(key, value)]
+
+    run(package, "state_dict_adapter.py", EditDict("from_hf_map", rewrite))

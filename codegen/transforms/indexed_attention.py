@@ -123,7 +123,7 @@ class IndexedAttention(Transform):
             raise EditError(f"model.py imports no {rotate} for the indexer")
         code = INDEXER.replace("ROTATE", rotate).replace("EPS", repr(indexer["k_norm_eps"]))
         edits.insert_definition(package, "model.py", code, before="Attention")
-        run(package, "model.py", _KeepElse("Attention", "__init__", _Q_LOW_RANK))
+        run(package, "model.py", KeepElse("Attention", "__init__", _Q_LOW_RANK))
         edits.remove_statements(
             package, "model.py", "Attention", "__init__", assigns("self.q_lora_rank")
         )
@@ -253,7 +253,7 @@ def _indexer_skipped(features, module: str) -> list[tuple[str, str]]:
     return found
 
 
-class _KeepElse(ScopedTransformer):
+class KeepElse(ScopedTransformer):
     """`if <test>: A else: B` -> B, inside `class_name.method`."""
 
     def __init__(self, class_name: str, method: str, test: str):

@@ -16,6 +16,10 @@ GROUPED_DOC = (
     "    one group). The k weights are the chosen softmax scores times `route_scale`{norm}."
 )
 PLAIN_DOC = "Softmax router in fp32: the top-k softmax scores times `route_scale`{norm}."
+BIASED_DOC = (
+    "Softmax router in fp32. A per-expert correction bias shifts which experts are\n"
+    "    *chosen* but not their weights: the chosen softmax scores times `route_scale`{norm}."
+)
 
 GATE = '''
 class Gate(nn.Module):
@@ -27,6 +31,7 @@ class Gate(nn.Module):
 {init}
         self.route_scale = args.route_scale
         self.weight = nn.Parameter(torch.empty(args.n_routed_experts, args.dim))
+{bias}
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x (..., dim) -> router logits (tokens, experts), weights and indices (tokens, k)."""
@@ -45,6 +50,14 @@ GROUPED_SELECT = """
         keep = torch.zeros_like(scores[..., 0], dtype=torch.bool).scatter_(1, top_groups, True)
         scores = scores.masked_fill(~keep[..., None], 0.0).flatten(1)
         weights, indices = scores.topk(self.top_k, dim=-1, sorted=False)
+"""
+BIAS_INIT = (
+    '        self.register_buffer("e_score_correction_bias", torch.zeros(args.n_routed_experts))'
+)
+BIASED_SELECT = """
+        scores = logits.softmax(dim=-1)
+        indices = (scores + self.e_score_correction_bias).topk(self.top_k, dim=-1, sorted=False)[1]
+        weights = scores.gather(1, indices)  # from the unbiased scores
 """
 PLAIN_SELECT = """
         scores = logits.softmax(dim=-1)
@@ -99,8 +112,9 @@ GROUP_CHECKS_END = "rope ="
 
 
 class SetSoftmaxGate(Transform):
-    """The Gate (deepseek_v3's sigmoid router) scores experts with a softmax and has no
-    correction bias, as DeepSeek-V2's router.
+    """The Gate (deepseek_v3's sigmoid router) scores experts with a softmax, without
+    correction bias as DeepSeek-V2's router, or with one (`correction_bias`, LongCat-Flash's
+    `e_score_correction_bias`: it shifts the pick only, in the model's dtype as HF keeps it).
 
     Read from the target's modeling source (the analyzer's Features do not carry them):
     whether the router has DeepSeek-V2's `topk_method` switch (`group_limited_greedy`:
@@ -120,6 +134,7 @@ class SetSoftmaxGate(Transform):
         *,
         grouped: bool | str = "auto",
         renormalize: bool | str = "auto",
+        correction_bias: bool = False,
     ) -> None:
         if not moe_edits.has_class(package, "model.py", "Gate"):
             raise EditError("model.py has no Gate class (the deepseek_v3 router)")
@@ -129,18 +144,25 @@ class SetSoftmaxGate(Transform):
         if renormalize == "auto":
             renormalize = "norm_topk_prob" in source
         norm_doc = ", renormalised when norm_topk_prob" if renormalize else ""
-        doc = (GROUPED_DOC if grouped else PLAIN_DOC).format(norm=norm_doc)
+        if grouped and correction_bias:
+            raise EditError("a grouped softmax router with a correction bias: no template")
+        doc = GROUPED_DOC if grouped else BIASED_DOC if correction_bias else PLAIN_DOC
+        select = GROUPED_SELECT if grouped else BIASED_SELECT if correction_bias else PLAIN_SELECT
         gate = GATE.format(
-            doc=doc,
+            doc=doc.format(norm=norm_doc),
+            bias=BIAS_INIT if correction_bias else "",
             init="\n".join(
                 line for line, on in ((GROUPED_INIT, grouped), (NORM_INIT, renormalize)) if on
             ),
-            select=(GROUPED_SELECT if grouped else PLAIN_SELECT).strip("\n"),
+            select=select.strip("\n"),
             norm=NORM.strip("\n") if renormalize else "",
         )
         moe_edits.insert_before_class(package, "model.py", "Gate", _without_blank_lines(gate))
         run(package, "model.py", _RemoveSecondGate())
-        moe_edits.drop_rows(package, "e_score_correction_bias")
+        if correction_bias:
+            moe_edits.router_rows(package, features)
+        else:
+            moe_edits.drop_rows(package, "e_score_correction_bias")
         run(package, "args.py", _ReplaceFields(FIELDS), required=False)
         if grouped:
             run(package, "args.py", _SetKwargs(GROUP_KWARGS))

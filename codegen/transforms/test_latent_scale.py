@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from types import SimpleNamespace
 
 import libcst.matchers as m
 import pytest
@@ -83,3 +84,22 @@ def test_the_factor_is_sqrt_hidden_over_rank(tmp_path):
     )  # fmt: skip
     attention = model_module.Attention(args)
     assert attention.q_scale == pytest.approx(2.0) and attention.kv_scale == pytest.approx(4.0)
+
+
+def test_a_target_without_the_q_rank_switch_always_has_the_q_latent():
+    # LongCat-Flash's queries always go through the latent (no `q_lora_rank is None` branch):
+    # the reference's single-wq alternative goes, and the latent is scaled
+    package = SourcePackage.from_directory(references_dir() / "deepseek_v3")
+    LatentScale().apply(package, SimpleNamespace(switches=()), which="q_kv")
+    model = package.module("model.py")
+    code = package.render()["model.py"]
+    assert "self.wq = " not in code and "q_lora_rank is None" not in code
+    assert "        q = self.wq_b(self.q_norm(self.wq_a(x)) * self.q_scale)\n" in code
+    assert len(m.findall(model, _scaled("kv_norm", "kv_scale"))) == 1
+    assert "the query latent (wq_a -> q_norm -> wq_b)" in package.render()["args.py"]
+    # a target that switches it keeps the branch: no scale to keep beside an optional norm
+    switched = SimpleNamespace(switches=(SimpleNamespace(field="q_lora_rank"),))
+    with pytest.raises(EditError, match="optional q latent"):
+        LatentScale().apply(
+            SourcePackage.from_directory(references_dir() / "deepseek_v3"), switched, which="q"
+        )

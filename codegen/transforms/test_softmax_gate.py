@@ -94,3 +94,26 @@ def test_needs_the_deepseek_gate():
     package = package_of({"model.py": "class MoE:\n    pass\n"})
     with pytest.raises(EditError):
         SetSoftmaxGate().apply(package, grouped=True, renormalize=False)
+
+
+def test_plain_gate_with_a_selection_only_correction_bias():
+    # LongCat-Flash: softmax scores, a correction bias shifting the pick, the weights from the
+    # unbiased scores; the bias rows stay, keyed where the target's checkpoint keeps them
+    package = v3_package()
+    SetSoftmaxGate().apply(package, grouped=False, renormalize=False, correction_bias=True)
+    files = package.render()
+    gate = gate_of(files)
+    buffer = 'self.register_buffer("e_score_correction_bias", torch.zeros(args.n_routed_experts))'
+    assert f"        {buffer}\n" in gate
+    assert (
+        "        scores = logits.softmax(dim=-1)\n"
+        "        indices = (scores + self.e_score_correction_bias).topk(self.top_k, dim=-1,"
+        " sorted=False)[1]\n"
+        "        weights = scores.gather(1, indices)  # from the unbiased scores\n"
+    ) in gate
+    for gone in ("sigmoid", "_apply", "n_groups", "norm_topk_prob"):
+        assert gone not in gate
+    assert "correction bias shifts which experts are\n    *chosen*" in gate
+    assert "mlp.gate.e_score_correction_bias" in files["state_dict_adapter.py"]
+    with pytest.raises(EditError, match="grouped softmax router with a correction bias"):
+        SetSoftmaxGate().apply(v3_package(), grouped=True, renormalize=False, correction_bias=True)

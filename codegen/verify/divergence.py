@@ -16,7 +16,10 @@ The stages, in execution order:
 - `output head`: the head's own output, then `output head post-processing`: the final
   logits, so a dropped final softcap or logit scale is named as itself.
 The culprit is the stage whose input still agrees but whose output does not; inside the
-earliest diverging layer the deepest culprit wins. Judged against HF's own noise in a low
+earliest diverging layer the deepest culprit wins. A layer that is the culprit with none
+inside it is wired differently: the modules HF runs there and the package never does (a
+dropped sublayer) are named, else the first module given another input than its HF pair
+(a shortcut branch fed from the wrong sublayer). Judged against HF's own noise in a low
 precision, a package whose logits fail may have no stage beyond its per-stage bound (the
 excess accumulates a little at many stages): then the stage that adds the most excess over
 HF's noise (its output's excess over its input's) is named, marked as such.
@@ -50,6 +53,10 @@ class Divergence:
     dtypes: tuple[str, str] | None = None
     # set where an integer output differs (a router's expert indices): (rows, of rows)
     rows_picked_apart: tuple[int, int] | None = None
+    # set where the layer is the culprit because of its wiring: "never runs" (HF runs the
+    # paired module, the package does not) or "reads another input" (the module's input
+    # differs from its HF pair's while everything run before it inside the layer agrees)
+    wiring: str | None = None
 
     def __str__(self) -> str:
         if self.rows_picked_apart is not None:
@@ -61,6 +68,13 @@ class Divergence:
         else:
             text = (
                 f"{self.house_module} (HF {self.hf_module}), relative diff {self.relative_diff:.2e}"
+            )
+        if self.wiring == "never runs":
+            text = f"{self.house_module} (HF {self.hf_module}): never run, HF runs them"
+        elif self.wiring is not None:
+            text = (
+                f"{self.house_module} (HF {self.hf_module}) {self.wiring} than HF's (relative"
+                f" diff {self.relative_diff:.2e}) inside a layer whose output differs"
             )
         if self.dtypes is not None:
             house, hf = self.dtypes
@@ -355,6 +369,10 @@ def find_divergence(
         layer = _layer_prefix(first_name, house_layers)
         same_layer = [c for c in culprits if _layer_prefix(c[1], house_layers) == layer]
         _, house_name, hf_name, diff = max(same_layer, key=lambda c: (c[1].count("."), -c[0]))
+        if house_name == layer:
+            wired = _wiring(house, hf, hf_of, pairs, layer, judge)
+            if wired is not None:
+                return wired
         picked = _rows_picked_apart(house.records[house_name][1], hf.records[hf_name][1])
         return Divergence(house_name, hf_name, diff, rows_picked_apart=picked)
     # 3. the head, then what follows it
@@ -374,6 +392,40 @@ def find_divergence(
     if noise is not None:
         return _largest_growth(house, hf, noise, hf_of, pairs_order=house.order)
     return None
+
+
+def _wiring(house, hf, hf_of, pairs, layer: str, judge) -> Divergence | None:
+    """Inside a layer named as the culprit with no culprit of its own inside it (its modules
+    each compute what HF's do from what they are given): the layer's paired parts HF runs
+    and the package never does (a dropped sublayer), else the first part, in the package's
+    order, given another input than its HF pair (a branch fed from the wrong place)."""
+    inside = [h for h, _ in pairs if _sublayer_of(h, layer)]
+    skipped = [h for h in inside if hf_of[h] in hf.records and h not in house.records]
+    if skipped:
+        return Divergence(
+            ", ".join(skipped),
+            ", ".join(hf_of[h] for h in skipped),
+            float("inf"),
+            wiring="never runs",
+        )
+    for house_name in house.order:
+        hf_name = hf_of.get(house_name)
+        if not _sublayer_of(house_name, layer) or hf_name not in hf.records:
+            continue
+        house_in, hf_in = house.records[house_name][0], hf.records[hf_name][0]
+        diff = relative_diff(house_in, hf_in)
+        if diff > judge.limit(hf_name, hf_in, lambda r: r[0]):
+            return Divergence(house_name, hf_name, diff, wiring="reads another input")
+    return None
+
+
+def _sublayer_of(name: str, layer: str) -> bool:
+    """`name` is one of the layer's own parts (`layers.0.moe`, a list item `layers.0.attention.1`),
+    not a module inside one (whose input a part may compute otherwise than HF, equally)."""
+    if not name.startswith(layer + "."):
+        return False
+    rest = name[len(layer) + 1 :].split(".")
+    return len(rest) == 1 or (len(rest) == 2 and rest[1].isdigit())
 
 
 def _largest_growth(house, hf, noise, hf_of, pairs_order) -> Divergence | None:

@@ -30,9 +30,15 @@ def test_dots3_reads_each_step(tmp_path):
     assert RULES <= {step.rule for step in plan.steps}
 
 
-def test_a_scaled_kv_latent_elsewhere_is_read_too():
+def test_scaled_latents_elsewhere_are_read_too(tmp_path):
     # LongCat-Flash scales its kv latent by sqrt(hidden / kv_lora_rank) (mla_scale_kv_lora)
-    assert analyze("longcat_flash").attention.latent_scale == "kv"
+    # and both parts of its up-projected query by sqrt(hidden / q_lora_rank): the same as
+    # scaling the q latent (q_b_proj has no bias), not a softmax scale counted once per part
+    modeling, _ = rename_model("longcat_flash", "wombat", str(tmp_path))
+    for source in ("longcat_flash", modeling):
+        attention = analyze(source).attention
+        assert attention.latent_scale == "q_kv"
+        assert attention.scale == "default"
 
 
 def test_the_references_latent_attention_has_none():

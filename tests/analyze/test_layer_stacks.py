@@ -3,6 +3,8 @@ instead of being planned from one of their stacks (and crashing later in verify)
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from analyze_helpers import rename_model
 
@@ -53,10 +55,68 @@ def test_the_plan_stops_on_the_gap() -> None:
     assert any(g.feature == "block.stacks" for g in plan.gaps)
 
 
-def test_a_list_of_attentions_in_a_layer_is_one_unsupported_line() -> None:
-    # LongCat-Flash: two attention sublayers (each with its own MLP) and a shortcut MoE
+LONGCAT_SUBLAYERS = {
+    "count": 2,
+    "moe": "mlp",
+    "moe_input": 0,
+    "names": {
+        "attention": "self_attn",
+        "feed_forward": "mlps",
+        "attention_norm": "input_layernorm",
+        "ffn_norm": "post_attention_layernorm",
+    },
+}
+
+
+def test_a_list_of_attention_sublayers_is_read_with_its_shortcut_moe() -> None:
+    # LongCat-Flash: two attention sublayers (each with its own MLP and norms, items of module
+    # lists) and a MoE reading the first MLP's normed input, added to the last residual sum
     features = analyze("longcat_flash")
-    (gap,) = [u for u in features.unsupported if u.feature == "block.sublayers"]
+    assert features.block.sublayers == LONGCAT_SUBLAYERS
+    assert features.evidence["block.sublayers"].startswith("modeling_longcat_flash.py:444 ")
+    assert not [u for u in features.unsupported if u.feature == "block.sublayers"]
+    # the listed MLPs and norms are read too: no feature is left undetermined
+    assert features.ffn.kind == "swiglu" and features.ffn.bias is False
+    assert features.norm.kind == "rmsnorm" and features.norm.placement == "pre"
+    assert "block.sublayers" in features.reference.delta
+    assert not features.reference.unknown
+    assert analyze("llama").block.sublayers is None
+
+
+def test_a_renamed_copy_reads_the_same_sublayers(tmp_path) -> None:
+    copy_path, _ = rename_model("longcat_flash", "zorblax", str(tmp_path))
+    assert analyze(copy_path).block.sublayers == LONGCAT_SUBLAYERS
+
+
+def test_the_moe_read_from_the_second_sublayer_is_read_so(tmp_path) -> None:
+    copy_path, _ = rename_model("longcat_flash", "zorblax", str(tmp_path))
+    source = Path(copy_path).read_text()
+    moved = source.replace("        shortcut_mlp_output = self.mlp(hidden_states)\n", "").replace(
+        "        hidden_states = self.mlps[1](hidden_states)\n",
+        "        shortcut_mlp_output = self.mlp(hidden_states)\n"
+        "        hidden_states = self.mlps[1](hidden_states)\n",
+    )
+    assert moved != source
+    Path(copy_path).write_text(moved)
+    assert analyze(copy_path).block.sublayers == {**LONGCAT_SUBLAYERS, "moe_input": 1}
+
+
+def test_a_moe_output_a_later_sublayer_reads_is_one_unsupported_line(tmp_path) -> None:
+    # the MoE's output joins the first sublayer's residual sum, so the second sublayer reads
+    # it: not a shortcut to the layer's last sum
+    copy_path, _ = rename_model("longcat_flash", "zorblax", str(tmp_path))
+    source = Path(copy_path).read_text()
+    moved = source.replace(
+        "        hidden_states = self.mlps[0](hidden_states)\n",
+        "        hidden_states = self.mlps[0](hidden_states) + shortcut_mlp_output\n",
+    ).replace(
+        "hidden_states = residual + hidden_states + shortcut_mlp_output",
+        "hidden_states = residual + hidden_states",
+    )
+    assert moved.count("shortcut_mlp_output") == 2
+    Path(copy_path).write_text(moved)
+    features = analyze(copy_path)
+    assert features.block.sublayers is None
+    (gap,) = [u for u in features.unsupported if u.feature == "block.sublayer_wiring"]
     assert "2 attention sublayers per layer (self_attn.0, self_attn.1)" in gap.detail
-    assert gap.evidence.startswith("modeling_longcat_flash.py:")
-    assert not [u for u in analyze("llama").unsupported if u.feature == "block.sublayers"]
+    assert "MoE output is not added to the layer's last residual sum only" in gap.detail

@@ -1,0 +1,100 @@
+"""IdentityExperts: before/after on the deepseek_v3 reference (softmax router with correction
+bias, no shared expert, as LongCat-Flash's), and what a built MoE computes."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import pytest
+import torch
+
+from codegen.models import references_dir
+from codegen.scaffold.source import SourcePackage
+from codegen.transforms.drop_shared_experts import DropSharedExperts
+from codegen.transforms.edits import EditError
+from codegen.transforms.identity_experts import IdentityExperts
+from codegen.transforms.softmax_gate import SetSoftmaxGate
+
+ZERO = {"count": "config.zero_expert_num or 0", "rows": ("gate_up_proj",)}
+
+
+def _package() -> SourcePackage:
+    package = SourcePackage.from_directory(references_dir() / "deepseek_v3")
+    DropSharedExperts().apply(package)
+    SetSoftmaxGate().apply(package, grouped=False, renormalize=False, correction_bias=True)
+    return package
+
+
+def test_the_router_scores_the_identity_experts_and_the_moe_passes_their_tokens():
+    before = _package().render()["model.py"]
+    assert "n_zero_experts" not in before
+    package = _package()
+    IdentityExperts().apply(package, zero_experts=ZERO)
+    files = package.render()
+    model, args = files["model.py"], files["args.py"]
+    gate = model.split("class Gate(", 1)[1].split("\nclass ", 1)[0]
+    assert "n_experts = args.n_routed_experts + args.n_zero_experts" in gate
+    assert "self.weight = nn.Parameter(torch.empty(n_experts, args.dim))" in gate
+    assert 'self.register_buffer("e_score_correction_bias", torch.zeros(n_experts))' in gate
+    # the experts pass the identity slots on (as HF's experts module), and hold HF's unread
+    # gate/up rows for the identity experts, read only up to the routed ones
+    experts = model.split("class Experts(", 1)[1].split("\nclass ", 1)[0]
+    assert "identity = indices >= self.num_experts" in experts
+    assert "passed = (weights * identity).sum(dim=-1, keepdim=True) * x" in experts
+    assert "indices.masked_fill(identity, 0), weights.masked_fill(identity, 0)" in experts
+    assert "+ passed).to(x.dtype)" in experts
+    assert "the `n_zero_experts` identity experts" in experts
+    moe = model.split("class MoE(", 1)[1].split("\nclass ", 1)[0]
+    assert "args.n_routed_experts, args.dim, args.moe_hidden_dim, args.n_zero_experts" in moe
+    assert "torch.empty(num_experts + n_zero_experts, hidden_dim, dim)" in experts
+    assert "self.w2 = nn.Parameter(torch.empty(num_experts, dim, hidden_dim))" in experts
+    assert "self.w1[:self.num_experts].mT" in experts.replace(" ", "")
+    assert "self.w3[:self.num_experts].mT" in experts.replace(" ", "")
+    assert "self.w2.mT" in experts
+    assert "n_zero_experts=hf_config.zero_expert_num or 0," in args
+    assert "if hf_config.n_routed_experts <= 0:" in args
+    with pytest.raises(EditError, match="not a config expression"):
+        IdentityExperts().apply(_package(), zero_experts={"count": "unknown", "rows": ()})
+
+
+def test_a_built_moe_passes_identity_picks_on_weighted(tmp_path):
+    package = _package()
+    IdentityExperts().apply(package, zero_experts=ZERO)
+    folder = tmp_path / "gen_identity_experts"
+    folder.mkdir()
+    for name, text in package.render().items():
+        (folder / name).write_text(text)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        args_module = importlib.import_module("gen_identity_experts.args")
+        model_module = importlib.import_module("gen_identity_experts.model")
+    finally:
+        sys.path.remove(str(tmp_path))
+    args = args_module.ModelArgs(
+        dim=16, n_layers=1, n_heads=2, vocab_size=32, hidden_dim=12, n_dense_layers=0,
+        n_routed_experts=4, n_zero_experts=3, n_activated_experts=3, moe_hidden_dim=8,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    moe = model_module.MoE(args)
+    for tensor in (moe.gate.weight, moe.experts.w1, moe.experts.w2, moe.experts.w3):
+        torch.nn.init.normal_(tensor, std=0.3)
+    assert moe.gate.weight.shape[0] == 7 and moe.experts.w1.shape[0] == 7
+    assert moe.experts.w2.shape[0] == 4
+    x = torch.randn(1, 6, 16)
+    with torch.no_grad():
+        _, weights, indices = moe.gate(x)
+        tokens = x.view(-1, 16)
+        expected = torch.zeros_like(tokens)
+        for t in range(tokens.shape[0]):
+            for slot in range(3):
+                e, w = int(indices[t, slot]), weights[t, slot]
+                if e >= 4:  # an identity expert: the token itself
+                    expected[t] += w * tokens[t]
+                else:
+                    hidden = torch.nn.functional.silu(moe.experts.w1[e] @ tokens[t])
+                    expected[t] += w * (
+                        moe.experts.w2[e] @ (hidden * (moe.experts.w3[e] @ tokens[t]))
+                    )
+        assert (indices >= 4).any() and (indices < 4).any()
+        torch.testing.assert_close(moe(x).view(-1, 16), expected, rtol=1e-5, atol=1e-5)

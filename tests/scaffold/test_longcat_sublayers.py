@@ -1,0 +1,130 @@
+"""End to end: LongCat-Flash's layer of two latent-attention sublayers, each with its own dense
+MLP and pre-norms, beside a shortcut MoE of routed and identity (zero-computation) experts
+whose softmax router picks with a correction bias: planned from its analysis (deepseek_v3 +
+shortcut_sublayers, identity_experts...), scaffolded and verified against the installed
+transformers model. Seeded defects, each a slip of the new steps, fail verify and name the
+module."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from codegen.models import load_spec
+from codegen.scaffold.pipeline import scaffold_into
+from codegen.scaffold.plan import make_plan
+from codegen.scaffold.target import load_target
+from codegen.verify.cases import default_cases
+from codegen.verify.run import verify_case
+
+TARGET = "longcat_flash"
+RULES = {
+    "shortcut_sublayers",
+    "identity_experts",
+    "router_softmax_gate",
+    "moe_no_shared_experts",
+    "latent_scale",
+}
+
+
+@pytest.fixture(scope="module")
+def planned():
+    target = load_target(TARGET)
+    plan = make_plan(target)
+    assert plan.complete, plan.gaps
+    assert plan.reference == "deepseek_v3"
+    assert RULES <= {step.rule for step in plan.steps}
+    return target, plan
+
+
+def _package(tmp_path, planned, without: str | None = None, **params):
+    """The planned package; `without` drops a step, `params` override the sublayer step's."""
+    target, plan = planned
+    models = tmp_path / "models"
+    steps = []
+    for step in plan.steps:
+        if step.rule == without:
+            continue
+        if params and step.rule == "shortcut_sublayers":
+            sublayers = {**step.params["sublayers"], **params}
+            step = dataclasses.replace(step, params={**step.params, "sublayers": sublayers})
+        steps.append(step)
+    scaffold_into(
+        models,
+        plan.reference,
+        plan.name,
+        list(plan.model_types),
+        steps,
+        features=target.features,
+        target=target,
+    )
+    return models, plan.name
+
+
+def _verify(models, name, dtypes=("fp32",)):
+    spec = load_spec(name, models)
+    return verify_case(spec, default_cases(spec, switches=False)[0], list(dtypes))
+
+
+def _edit(models, name, old: str, new: str) -> None:
+    path = models / name / "model.py"
+    source = path.read_text()
+    assert source.count(old) == 1, old
+    path.write_text(source.replace(old, new))
+
+
+def test_package_verifies_with_two_sublayers_and_identity_experts(tmp_path, planned):
+    models, name = _package(tmp_path, planned)
+    results = _verify(models, name, ("fp32", "bf16"))
+    assert all(r.passed for r in results), [r.error or r.first_divergence for r in results]
+    model = (models / name / "model.py").read_text()
+    assert "self.attention = nn.ModuleList(Attention(args) for _ in range(2))" in model
+    assert "shortcut = self.moe(normed)" in model
+    assert "longcat" not in model.lower().replace("longcat_flash", "")
+
+
+def test_the_moe_fed_from_the_second_sublayer_fails_naming_the_moe(tmp_path, planned):
+    models, name = _package(tmp_path, planned, moe_input=1)
+    (result,) = _verify(models, name)
+    assert not result.passed
+    # every module computes what HF's does from its input: the MoE's input is another
+    assert result.first_divergence.startswith(
+        "layers.0.moe (HF model.layers.0.mlp) reads another input than HF's"
+    ), result.first_divergence
+
+
+def test_the_second_sublayer_dropped_fails_in_the_first_layer(tmp_path, planned):
+    models, name = _package(tmp_path, planned)
+    _edit(models, name, "        h = h + self.attention[1](self.attention_norm[1](h), rope)\n", "")
+    (result,) = _verify(models, name)
+    assert not result.passed
+    assert result.first_divergence.startswith(
+        "layers.0.attention_norm.1, layers.0.attention.1 (HF model.layers.0.input_layernorm.1,"
+        " model.layers.0.self_attn.1): never run"
+    ), result.first_divergence
+
+
+def test_identity_experts_run_as_real_experts_fail_naming_the_moe(tmp_path, planned):
+    """A pick of an identity expert sent to a routed expert's weights (the last one), and no
+    token passed on: the MoE diverges in the first layer."""
+    models, name = _package(tmp_path, planned)
+    _edit(
+        models,
+        name,
+        "indices.masked_fill(identity, 0), weights.masked_fill(identity, 0)",
+        "indices.clamp(max=self.num_experts - 1), weights",
+    )
+    _edit(models, name, ".sum(dim=1) + passed).to(x.dtype)", ".sum(dim=1)).to(x.dtype)")
+    (result,) = _verify(models, name)
+    assert not result.passed
+    assert result.first_divergence.startswith("layers.0.moe.experts "), result.first_divergence
+
+
+def test_without_the_identity_experts_the_router_keys_do_not_fit(tmp_path, planned):
+    """The router built for the routed experts only: the checkpoint's router (scoring the
+    identity experts too) does not load, and verify says which tensor."""
+    models, name = _package(tmp_path, planned, without="identity_experts")
+    (result,) = _verify(models, name)
+    assert not result.passed
+    assert "moe.gate" in (result.error or ""), result.error
