@@ -15,7 +15,9 @@ class SyncShardPlan(Transform):
     """parallelize.py's `PLAN` gets the entries the applied rules add (`adds`: pattern ->
     style, from `rules/sharding.py`) and loses every entry naming a module or parameter that
     model.py no longer builds (a path segment its class does not assign); `optional`
-    patterns join `OPTIONAL`. A package without parallelize.py is left alone.
+    patterns join `OPTIONAL`. Where model.py holds a part in an `nn.ModuleList` (a layer's
+    listed sublayers), each entry through it gets the list's `*` (`layers.*.attention.wq`
+    -> `layers.*.attention.*.wq`). A package without parallelize.py is left alone.
     """
 
     name = "sync_shard_plan"
@@ -38,6 +40,7 @@ class _Structure:
     def __init__(self, module: cst.Module, index=None):
         self.assigns: dict[str, set[str]] = {}
         self.builds: dict[tuple[str, str], set[str]] = {}
+        self.listed: set[tuple[str, str]] = set()  # (class, attribute) assigned a ModuleList
         classes = findall(module, m.ClassDef(), index)
         local = {c.name.value for c in classes}
         target = m.Attribute(value=m.Name("self"), attr=m.Name())
@@ -58,6 +61,8 @@ class _Structure:
                             if c.func.value in local
                         }
                         self.builds.setdefault((cls.name.value, t.attr.value), set()).update(called)
+                        if m.matches(node.value, _MODULE_LIST):
+                            self.listed.add((cls.name.value, t.attr.value))
         self.root = "Model" if "Model" in local else None
 
     def live(self, pattern: str) -> bool:
@@ -75,6 +80,25 @@ class _Structure:
                 return False
             current = set().union(*(self.builds.get((c, part), set()) for c in current))
         return True
+
+    def indexed(self, pattern: str) -> str:
+        """`pattern` with a `*` after each segment a class assigns an nn.ModuleList, where
+        the pattern does not already index it."""
+        if self.root is None:
+            return pattern
+        parts, out, current = pattern.split("."), [], {self.root}
+        for at, part in enumerate(parts):
+            out.append(part)
+            if part == "*":
+                continue
+            listed = any((c, part) in self.listed for c in current)
+            current = set().union(*(self.builds.get((c, part), set()) for c in current))
+            if listed and parts[at + 1 : at + 2] != ["*"]:
+                out.append("*")
+        return ".".join(out)
+
+
+_MODULE_LIST = m.Call(func=m.Attribute(attr=m.Name("ModuleList")) | m.Name("ModuleList"))
 
 
 def _string(node) -> str | None:
@@ -115,13 +139,18 @@ class _PlanEditor(cst.CSTTransformer):
                 continue
             if key in self.adds:
                 element = element.with_changes(value=cst.SimpleString(repr(self.adds.pop(key))))
+            indexed = self.structure.indexed(key)
+            if indexed != key:
+                element = element.with_changes(key=cst.SimpleString(repr(indexed)))
             elements.append(element.with_changes(comma=cst.Comma()))
         for key, style in self.adds.items():
             if not self._live(key):  # added by one rule, removed by a later one (fused)
                 continue
             elements.append(
                 cst.DictElement(
-                    cst.SimpleString(repr(key)), cst.SimpleString(repr(style)), comma=cst.Comma()
+                    cst.SimpleString(repr(self.structure.indexed(key))),
+                    cst.SimpleString(repr(style)),
+                    comma=cst.Comma(),
                 )
             )
         self.kept = {_string(e.key) for e in elements}
@@ -130,6 +159,7 @@ class _PlanEditor(cst.CSTTransformer):
     def _optional(self, old: cst.BaseExpression) -> cst.BaseExpression:
         """The old OPTIONAL's strings plus the rules', those still in PLAN."""
         names = {_string(node) for node in m.findall(old, m.SimpleString())} | self.optional
+        names = {self.structure.indexed(name) for name in names if self._live(name)}
         names = sorted(names & getattr(self, "kept", set()))
         return cst.parse_expression(
             "frozenset({" + ", ".join(repr(n) for n in names) + "})" if names else "frozenset()"

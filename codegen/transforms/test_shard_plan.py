@@ -115,3 +115,23 @@ def test_expert_biases_follow_the_weights_the_experts_hold():
     biases = {key for key in plan if key.endswith("_bias")}
     assert biases == {"layers.*.moe.experts.w13_bias", "layers.*.moe.experts.w2_bias"}
     assert biases <= optional  # a config may keep no MoE layer
+
+
+def test_entries_through_a_module_list_index_it():
+    """LongCat-Flash's listed sublayers: `layers.*.attention.wq_b` names no module of a block
+    whose `attention` is an nn.ModuleList; the entry (and its OPTIONAL twin) gets the `*`."""
+    from codegen.transforms.shortcut_sublayers import ShortcutSublayers
+    from codegen.transforms.test_shortcut_sublayers import SUBLAYERS
+
+    package = SourcePackage.from_directory(references_dir() / "deepseek_v3")
+    before, _ = _tables(package)
+    ShortcutSublayers().apply(package, sublayers=SUBLAYERS)
+    _sync(package, [])
+    plan, optional = _tables(package)
+    assert plan["layers.*.attention.*.wq_b"] == before["layers.*.attention.wq_b"] == "colwise"
+    assert plan["layers.*.attention_norm.*"] == "replicate"
+    assert plan["layers.*.feed_forward.*.w2"] == "rowwise"
+    assert plan["layers.*.moe.experts.w2"] == "expert_rowwise"  # not listed: as it was
+    assert plan["layers.*.moe.gate"] == "replicate" and plan["tok_embeddings"] == "vocab_embedding"
+    assert "layers.*.attention.wq_b" not in plan
+    assert "layers.*.attention.*.wq_a" in optional and "layers.*.attention.wq_a" not in optional
