@@ -128,6 +128,7 @@ class IndexedAttention(Transform):
             package, "model.py", "Attention", "__init__", assigns("self.q_lora_rank")
         )
         set_field_comment(package, "q_lora_rank", Q_LATENT)
+        edits.drop_docstring_paragraphs(package, "state_dict_adapter.py", ("q_lora_rank is None",))
         own = "self.indexer = Indexer(args)"
         layer_type = _indexed_type(features, indexer["module"])
         if layer_type is not None:

@@ -91,3 +91,4 @@ def require_q_latent(package) -> None:
         required=False,
     )
     set_field_comment(package, "q_lora_rank", "the query latent (wq_a -> q_norm -> wq_b)")
+    edits.drop_docstring_paragraphs(package, "state_dict_adapter.py", ("q_lora_rank is None",))
