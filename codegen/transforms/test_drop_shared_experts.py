@@ -29,6 +29,8 @@ def test_the_moe_returns_the_routed_output_alone():
     assert "shared_experts" not in moe
     assert "        return self.experts(" in moe and "routed =" not in moe
     assert "shared_experts" not in files["state_dict_adapter.py"]
+    assert "shared expert" in before["state_dict_adapter.py"]  # its rows' own comment
+    assert "shared expert" not in files["state_dict_adapter.py"]  # went with them
     assert '"model.layers.{}.mlp.experts.{}.gate_proj.weight"' in files["state_dict_adapter.py"]
     # the dense layers keep their feed-forward
     assert "self.feed_forward = FeedForward(args.dim, args.hidden_dim)" in files["model.py"]

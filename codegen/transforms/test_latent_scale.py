@@ -97,6 +97,9 @@ def test_a_target_without_the_q_rank_switch_always_has_the_q_latent():
     assert "        q = self.wq_b(self.q_norm(self.wq_a(x)) * self.q_scale)\n" in code
     assert len(m.findall(model, _scaled("kv_norm", "kv_scale"))) == 1
     assert "the query latent (wq_a -> q_norm -> wq_b)" in package.render()["args.py"]
+    adapter = package.render()["state_dict_adapter.py"]
+    assert "q_lora_rank is None" not in adapter  # the adapter's docstring says it no more
+    assert "The attention biases exist only with attention_bias." in adapter
     # a target that switches it keeps the branch: no scale to keep beside an optional norm
     switched = SimpleNamespace(switches=(SimpleNamespace(field="q_lora_rank"),))
     with pytest.raises(EditError, match="optional q latent"):
