@@ -588,6 +588,12 @@ def _shard_experts(module, name, mesh, own: dict[str, str], by_expert: bool) -> 
     from torch.distributed.tensor.placement_types import _StridedShard
 
     weights = {attr: s for attr, s in own.items() if s != "expert_bias"}
+    counts = {attr: getattr(module, attr).shape[0] for attr in weights}
+    if len(set(counts.values())) > 1:  # rows beyond the experts (identity experts' unread ones)
+        raise PlanError(
+            f"{name}: its stacked weights hold different expert counts ({counts}); sharding "
+            "experts whose weights carry rows the forward does not read is not supported"
+        )
     hidden = {} if by_expert else _hidden_dims(module, name, weights)
     once = []
     for attr, style in own.items():

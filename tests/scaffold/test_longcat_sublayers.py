@@ -128,3 +128,20 @@ def test_without_the_identity_experts_the_router_keys_do_not_fit(tmp_path, plann
     (result,) = _verify(models, name)
     assert not result.passed
     assert "moe.gate" in (result.error or ""), result.error
+
+
+def test_tensor_parallel_over_the_listed_sublayers_reaches_the_experts_and_refuses_them(
+    tmp_path, planned
+):
+    """The plan indexes the sublayer lists (every attention/MLP/norm entry applies); the
+    experts, whose gate/up carry the identity experts' unread rows, are refused in one line
+    instead of failing on a shape deep in the forward."""
+    from codegen.verify.parallel import verify_parallel
+
+    models, name = _package(tmp_path, planned)
+    spec = load_spec(name, models)
+    result = verify_parallel(spec, default_cases(spec, switches=False)[0].config, "tp=2")
+    assert not result.passed
+    assert "PlanError: layers.0.moe.experts: its stacked weights hold different expert" in (
+        result.error
+    ), result.error
