@@ -77,7 +77,10 @@ def test_an_unscaled_residual_stream_fails_in_the_first_block(package, tmp_path)
     )
     result = _verify(models, name)
     assert not result.passed
-    assert result.first_divergence.startswith("layers.0 "), result.first_divergence
+    # the first part of layer 0 handed the wrong sum: the FFN's norm
+    assert result.first_divergence.startswith(
+        "layers.0.ffn_norm (HF model.layers.0.pre_feedforward_layernorm) reads another input"
+    ), result.first_divergence
 
 
 def test_a_wrong_query_scale_fails_in_the_nope_layer_s_attention(package, tmp_path):

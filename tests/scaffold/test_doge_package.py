@@ -73,7 +73,10 @@ def test_an_unweighted_residual_stream_fails_in_the_first_block(package, tmp_pat
     models, name = _seeded(package, tmp_path, "self.attention_residual * x + ", "x + ")
     result = _verify(models, name)
     assert not result.passed
-    assert result.first_divergence.startswith("layers.0 "), result.first_divergence
+    # the first part of layer 0 handed the wrong sum: the FFN's norm
+    assert result.first_divergence.startswith(
+        "layers.0.ffn_norm (HF model.layers.0.post_attention_layernorm) reads another input"
+    ), result.first_divergence
 
 
 def test_a_dropped_dynamic_bias_fails_in_the_first_attention(package, tmp_path):

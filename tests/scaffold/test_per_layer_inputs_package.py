@@ -84,7 +84,10 @@ def test_dropped_per_layer_addition_fails_in_the_first_layer(tmp_path, planned):
     _seed(models, name, "out = out + self.per_layer_norm(self.per_layer_up(gated))", "pass")
     (result,) = _verify(models, name)
     assert not result.passed
-    assert result.first_divergence.startswith("layers.0 "), result.first_divergence
+    assert result.first_divergence.startswith(
+        "layers.0.per_layer_up, layers.0.per_layer_norm (HF model.layers.0.per_layer_projection,"
+        " model.layers.0.post_per_layer_input_norm): never run"
+    ), result.first_divergence
 
 
 def test_unscaled_mix_fails(tmp_path, planned):
@@ -113,5 +116,8 @@ def test_unscaled_table_fails_in_the_first_layer(tmp_path, planned):
     )
     (result,) = _verify(models, name)
     assert not result.passed
-    # the table's rows reach the layers through the block's own addition: layer 0 is named
-    assert result.first_divergence.startswith("layers.0 "), result.first_divergence
+    # the table's rows reach the layers through the block's own addition: layer 0's
+    # projection of its gated slice is the first part given another input
+    assert result.first_divergence.startswith(
+        "layers.0.per_layer_up (HF model.layers.0.per_layer_projection) reads another input"
+    ), result.first_divergence
