@@ -76,6 +76,23 @@ def test_package_verifies_with_keys_as_values(tmp_path, planned, case):
         assert (layer.attention.wv is None) == (kind == "full_attention")
 
 
+def test_full_layers_with_kv_heads_of_their_own(tmp_path, planned, case):
+    """As the real checkpoints: the config derives the full layers' kv heads from
+    num_global_key_value_heads when attention_k_eq_v is set (the toy's explicit
+    per_layer_config leaves them equal, so it is rebuilt without it)."""
+    fields = case.config.to_dict()
+    fields.pop("per_layer_config")
+    config = type(case.config)(**{**fields, "num_global_key_value_heads": 1})
+    full = _first_full(case)
+    assert config.per_layer_config[full].num_key_value_heads == 1
+    assert config.per_layer_config[0].num_key_value_heads != 1
+    models, name = _package(tmp_path, planned)
+    results = _verify(
+        models, name, Case(f"{TARGET}+attention_k_eq_v=True+global_kv=1", config), ("fp32", "bf16")
+    )
+    assert all(r.passed for r in results), [r.error or r.first_divergence for r in results]
+
+
 def test_package_without_the_rule_refuses_the_setting(tmp_path, planned, case):
     models, name = _package(tmp_path, planned, without="keys_as_values")
     spec = load_spec(name, models)
