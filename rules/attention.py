@@ -251,6 +251,17 @@ RULES += [
         switch="softmax_scale",
     ),
     Rule(
+        id="keys_as_values",
+        feature="attention.keys_as_values",
+        values=(),  # not a constant feature: realised wherever the source switches on it
+        transform="keys_as_values",
+        description=(
+            "with attention_k_eq_v, full-attention layers have no value projection: values are"
+            " the keys' projection before k_norm and the rotation"
+        ),
+        switch="attention_k_eq_v",
+    ),
+    Rule(
         id="chunked_attention",
         feature="attention.chunked",
         values=(True,),

@@ -909,13 +909,20 @@ class _Visitor:
 
 
 def _is_condition(node: cst.BaseExpression) -> bool:
-    """A boolean test: a comparison, `not x`, or `and`/`or` of those."""
+    """A boolean test: a comparison, `not x`, or `and`/`or` of those; an `and` of a flag and
+    such a test (`config.attention_k_eq_v and not self.is_sliding`) is one too."""
     if isinstance(node, cst.Comparison):
         return True
     if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Not):
         return True
     if isinstance(node, cst.BooleanOperation):
-        return _is_condition(node.left) and _is_condition(node.right)
+        sides = (_is_condition(node.left), _is_condition(node.right))
+        if isinstance(node.operator, cst.And) and any(sides):
+            return all(
+                ok or isinstance(side, cst.Attribute | cst.Name)
+                for ok, side in zip(sides, (node.left, node.right), strict=True)
+            )
+        return all(sides)
     return False
 
 

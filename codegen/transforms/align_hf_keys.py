@@ -242,11 +242,20 @@ class _SwitchedBiases(cst.CSTVisitor):
             isinstance(target, cst.Attribute)
             and isinstance(target.value, cst.Name)
             and target.value.value == "self"
-            and isinstance(node.value, cst.Call)
         ):
             return
-        for arg in node.value.args:
-            if arg.keyword is not None and arg.keyword.value == "bias":
-                literal = isinstance(arg.value, cst.Name) and arg.value.value in ("True", "False")
-                if not literal:
-                    self.found.add(target.attr.value)
+        # a projection some layers do without (`None if ... else nn.Linear(...)`) is built
+        # by its branch
+        value = node.value
+        builds = [value.body, value.orelse] if isinstance(value, cst.IfExp) else [value]
+        for build in builds:
+            if not isinstance(build, cst.Call):
+                continue
+            for arg in build.args:
+                if arg.keyword is not None and arg.keyword.value == "bias":
+                    literal = isinstance(arg.value, cst.Name) and arg.value.value in (
+                        "True",
+                        "False",
+                    )
+                    if not literal:
+                        self.found.add(target.attr.value)

@@ -204,6 +204,12 @@ def test_what_each_value_selects(analysed) -> None:
     bias = _by_name(analysed("llama").switches)["attention_bias"]
     true = next(v for v in bias.values if v.test == "true")
     assert "q_proj" in true.selects and "o_proj" in true.selects
+    # a flag and-ed with a test, kept on self and read by a ternary later
+    # (`self.use_alternative_attention = config.attention_k_eq_v and not self.is_sliding`)
+    k_eq_v = _by_name(analysed("gemma4_text").switches)["attention_k_eq_v"]
+    values = {v.test: v for v in k_eq_v.values}
+    assert "v_proj: None" in values["true"].selects
+    assert "v_proj: Linear" in values["false"].selects
 
 
 def test_non_switches_are_left_out(analysed) -> None:
