@@ -369,7 +369,7 @@ def find_divergence(
         layer = _layer_prefix(first_name, house_layers)
         same_layer = [c for c in culprits if _layer_prefix(c[1], house_layers) == layer]
         _, house_name, hf_name, diff = max(same_layer, key=lambda c: (c[1].count("."), -c[0]))
-        if house_name == layer:
+        if house_name == layer and _all_parts_paired(house_model, layer, hf_of):
             wired = _wiring(house, hf, hf_of, pairs, layer, judge)
             if wired is not None:
                 return wired
@@ -417,6 +417,20 @@ def _wiring(house, hf, hf_of, pairs, layer: str, judge) -> Divergence | None:
         if diff > judge.limit(hf_name, hf_in, lambda r: r[0]):
             return Divergence(house_name, hf_name, diff, wiring="reads another input")
     return None
+
+
+def _all_parts_paired(house_model, layer: str, hf_of: dict) -> bool:
+    """Every part of the layer holding weights (a list's items one by one) has an HF pair:
+    only then can a part's other input be blamed on the wiring. An unpaired part (a pair
+    dropped as apart in fp32: HF's BERT attention adds the residual and norms it) may be
+    what hands the next part its other input."""
+    parts = []
+    for name, child in house_model.get_submodule(layer).named_children():
+        items = child.named_children() if isinstance(child, nn.ModuleList) else [("", child)]
+        for index, item in items:
+            if any(True for _ in item.parameters()):
+                parts.append(".".join(filter(None, (layer, name, index))))
+    return all(part in hf_of for part in parts)
 
 
 def _sublayer_of(name: str, layer: str) -> bool:

@@ -203,13 +203,14 @@ def test_generated_moe_packages_are_ruff_clean(good_models):
 def moe_rule_steps(features, reference: str) -> list[Step]:
     """The rows of rules/moe.py whose feature has one of their values in the target and
     not in the reference (a dense reference takes any MoE layer condition: add_moe's; one
-    without a shared expert any shared width: add_shared_experts sizes it)."""
+    without a shared expert any shared width: add_shared_experts sizes it; and a MoE
+    without one: add_moe builds none)."""
     from codegen.analyze.reference import REFERENCES, accepts, compared_value
     from rules.moe import RULES
 
     steps = []
     for rule in RULES:
-        accepted = rule.feature in ("moe.layer_condition", "moe.shared_size")
+        accepted = rule.feature in ("moe.layer_condition", "moe.shared_size", "moe.shared_experts")
         if accepted and accepts(REFERENCES[reference], features, rule.feature):
             continue
         if rule.feature == "moe.routed_scaling":
