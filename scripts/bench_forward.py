@@ -62,6 +62,8 @@ BENCH_SIZES = {
     "intermediate_size": 1536,
     "moe_intermediate_size": 256,
     "vocab_size": 32000,
+    # a second token table (gemma4's per-layer inputs) reads the same token ids
+    "vocab_size_per_layer_input": 32000,
     "num_hidden_layers": 4,
     "q_lora_rank": 192,
     "kv_lora_rank": 128,
