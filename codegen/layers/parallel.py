@@ -589,10 +589,11 @@ def _shard_experts(module, name, mesh, own: dict[str, str], by_expert: bool) -> 
 
     weights = {attr: s for attr, s in own.items() if s != "expert_bias"}
     counts = {attr: getattr(module, attr).shape[0] for attr in weights}
-    if len(set(counts.values())) > 1:  # rows beyond the experts (identity experts' unread ones)
+    if by_expert and len(set(counts.values())) > 1:  # identity experts' unread rows
         raise PlanError(
-            f"{name}: its stacked weights hold different expert counts ({counts}); sharding "
-            "experts whose weights carry rows the forward does not read is not supported"
+            f"{name}: its stacked weights hold different expert counts ({counts}); expert "
+            "parallel over weights carrying rows the forward does not read is not supported "
+            "(tensor parallel is)"
         )
     hidden = {} if by_expert else _hidden_dims(module, name, weights)
     once = []
@@ -652,14 +653,16 @@ def _transposed_in_forward(cls) -> dict[str, bool]:
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
             if node.value.id == "self":
                 found.setdefault(node.attr, False)
-        if (
-            isinstance(node, ast.Attribute)
-            and node.attr == "mT"
-            and isinstance(node.value, ast.Attribute)
-            and isinstance(node.value.value, ast.Name)
-            and node.value.value.id == "self"
-        ):
-            found[node.value.attr] = True
+        if isinstance(node, ast.Attribute) and node.attr == "mT":
+            read = node.value
+            if isinstance(read, ast.Subscript):  # `self.w1[: self.num_experts].mT`
+                read = read.value
+            if (
+                isinstance(read, ast.Attribute)
+                and isinstance(read.value, ast.Name)
+                and read.value.id == "self"
+            ):
+                found[read.attr] = True
     return found
 
 
@@ -702,7 +705,7 @@ def _wrap_experts(module, name, mesh, by_expert: bool, attrs: list[str], once) -
     (whole on every rank) is added by rank 0; its gradient is summed over ranks."""
     forward = module.forward
     total = getattr(module, attrs[0]).shape[0]  # a DTensor's shape is the global one
-    local = total // mesh.size() if by_expert else total
+    local = total // mesh.size() if by_expert else None  # tp: every rank has every expert
     sharded = [attr for attr in attrs if attr not in once]
 
     def sharded_forward(x, indices, weights, *args, **kwargs):
@@ -712,6 +715,7 @@ def _wrap_experts(module, name, mesh, by_expert: bool, attrs: list[str], once) -
                     module.__dict__[attr] = _MeanGrad.apply(module.__dict__[attr], mesh.size())
                 return _dispatch_combine(forward, x, indices, weights, local, mesh)
         x, weights = _sum_grads(x, mesh), _sum_grads(weights, mesh)
+        weights = _weight_free_slots_once(module, indices, weights, mesh)
         with _local_weights(module, sharded, local):
             for attr in once:
                 bias = _summed_local(getattr(module, attr))
@@ -724,6 +728,16 @@ def _wrap_experts(module, name, mesh, by_expert: bool, attrs: list[str], once) -
         return _sum_outputs(out, mesh)
 
     module.forward = sharded_forward
+
+
+def _weight_free_slots_once(module, indices, weights, mesh) -> torch.Tensor:
+    """Slots at or past the module's `num_experts` are identity experts: they run no
+    weights, so each tp rank would pass the same token on and the summed outputs would
+    count it once per rank. Rank 0 alone keeps their routing weights."""
+    routed = getattr(module, "num_experts", None)
+    if routed is None or mesh.get_local_rank() == 0:
+        return weights
+    return weights.masked_fill(indices >= routed, 0)
 
 
 def _dispatch_combine(forward, x, indices, weights, local: int, mesh) -> torch.Tensor:

@@ -140,12 +140,12 @@ def _local(reference: str) -> str:
 def remote_toy_config(remote: RemoteModel, **overrides):
     """The toy of the folder's config.json (its own config class), with every feature on;
     `overrides` are applied as if written in config.json (like `tiny_config`'s)."""
-    from codegen.verify.tiny_config import _RECOMPUTED
+    from codegen.verify.tiny_config import _RECOMPUTED, config_values
 
     raw = read_folder_config(remote.folder)
     values = {key: value for key, value in raw.items() if key not in _RECOMPUTED}
     with _building(remote.folder):
-        full = remote.config_class(**values).to_dict()
+        full = config_values(remote.config_class(**values))
         toy = shrink_legacy(full, getattr(remote.config_class, "attribute_map", None) or {})
         toy.pop("model_type", None)
         if overrides and "layer_types" not in overrides:

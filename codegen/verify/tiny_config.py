@@ -182,6 +182,9 @@ SHRINK_RULES: dict[str, Any | Rule] = {
     "num_local_experts": 16,
     "num_experts": 16,
     "n_routed_experts": 16,
+    # identity ("zero-computation") experts in LongCat-Flash's ratio to the routed ones (256
+    # beside 512): kept at 256 beside the toy's 16, nearly every pick would be an identity
+    "zero_expert_num": 8,
     "num_experts_per_tok": 2,
     # 4 groups of 4, one kept: the top-2 experts must share a group, which greedy top-2
     # routing does not guarantee (with two groups kept, top-2 would always fit)
@@ -486,7 +489,8 @@ def tiny_config(model_type: str, **overrides):
     its dependent fields, so they behave as if the user had written them in config.json.
     """
     config_class = hf_config_class(model_type)
-    toy = shrink(config_class().to_dict(), keep_pattern=False, attribute_map=_names(config_class))
+    values = config_values(config_class())
+    toy = shrink(values, keep_pattern=False, attribute_map=_names(config_class))
     for key in _layer_count_derived(config_class):
         toy.pop(key, None)
     toy.update(overrides)
@@ -497,7 +501,7 @@ def tiny_config_from_file(path: Path):
     """A toy of a real `config.json`, keeping its own per-layer pattern."""
     raw = read_config_file(path)
     config_class = hf_config_class(raw["model_type"])
-    values = config_class(**_strip(raw)).to_dict()
+    values = config_values(config_class(**_strip(raw)))
     toy = shrink(values, keep_pattern=True, attribute_map=_names(config_class))
     for key in _layer_count_derived(config_class):
         toy.pop(key, None)
@@ -531,6 +535,17 @@ def _layer_count_derived(config_class) -> tuple[str, ...]:
         and f.name not in SHRINK_RULES
         and type(getattr(defaults, f.name, None)) is int
     )
+
+
+def config_values(config) -> dict[str, Any]:
+    """`config.to_dict()`, plus the layer count where the class derives `num_hidden_layers`
+    from a field of its own through a property (LongCat-Flash: twice `num_layers`): the toy
+    sets it through the property's setter, or it keeps the full-size stack."""
+    values = config.to_dict()
+    count = getattr(type(config), "num_hidden_layers", None)
+    if "num_hidden_layers" not in values and isinstance(count, property) and count.fset:
+        values["num_hidden_layers"] = config.num_hidden_layers
+    return values
 
 
 def _names(config_class) -> dict[str, str]:

@@ -67,8 +67,8 @@ def _verify(models, name, dtypes=("fp32",)):
     return verify_case(spec, default_cases(spec, switches=False)[0], list(dtypes))
 
 
-def _edit(models, name, old: str, new: str) -> None:
-    path = models / name / "model.py"
+def _edit(models, name, old: str, new: str, file: str = "model.py") -> None:
+    path = models / name / file
     source = path.read_text()
     assert source.count(old) == 1, old
     path.write_text(source.replace(old, new))
@@ -130,17 +130,32 @@ def test_without_the_identity_experts_the_router_keys_do_not_fit(tmp_path, plann
     assert "moe.gate" in (result.error or ""), result.error
 
 
-def test_tensor_parallel_over_the_listed_sublayers_reaches_the_experts_and_refuses_them(
-    tmp_path, planned
-):
-    """The plan indexes the sublayer lists (every attention/MLP/norm entry applies); the
-    experts, whose gate/up carry the identity experts' unread rows, are refused in one line
-    instead of failing on a shape deep in the forward."""
+def test_tensor_parallel_passes_and_counts_identity_picks_once(tmp_path, planned):
+    """The plan indexes the sublayer lists (every attention/MLP/norm entry applies) and
+    shards the experts' hidden dim, gate/up's identity rows included; the tokens identity
+    experts pass on are added by one rank. Kept on every rank, they are summed twice."""
     from codegen.verify.parallel import verify_parallel
 
     models, name = _package(tmp_path, planned)
     spec = load_spec(name, models)
-    result = verify_parallel(spec, default_cases(spec, switches=False)[0].config, "tp=2")
+    config = default_cases(spec, switches=False)[0].config
+    result = verify_parallel(spec, config, "tp=2")
+    assert result.passed, result.error
+    seeded, _ = _package(tmp_path / "seeded", planned)  # a package not imported yet
+    _edit(seeded, name, "routed is None or mesh.get_local_rank() == 0", "True", "parallel.py")
+    spec = load_spec(name, seeded)
+    result = verify_parallel(spec, config, "tp=2")
+    assert not result.passed
+    assert "logits differ" in result.error, result.error
+
+
+def test_expert_parallel_refuses_the_identity_rows_in_one_line(tmp_path, planned):
+    """Under ep, gate/up's identity rows cannot follow the routed experts' split: refused."""
+    from codegen.verify.parallel import verify_parallel
+
+    models, name = _package(tmp_path, planned)
+    spec = load_spec(name, models)
+    result = verify_parallel(spec, default_cases(spec, switches=False)[0].config, "ep=2")
     assert not result.passed
     assert "PlanError: layers.0.moe.experts: its stacked weights hold different expert" in (
         result.error
