@@ -58,8 +58,7 @@ class IdentityExperts(Transform):
 
     def apply(self, package, features=None, *, zero_experts: dict) -> None:
         count, rows = zero_experts["count"], tuple(zero_experts.get("rows", ()))
-        if not isinstance(count, str) or not count.startswith("config."):
-            raise EditError(f"identity_experts: count {count!r} is not a config expression")
+        read = _read_from_hf_config(count)
         held = sorted({house for row in rows for house in HOUSE_WEIGHTS.get(row, ("?",))})
         if "?" in held:
             raise EditError(f"identity_experts: no house weight for the experts' {rows}")
@@ -67,9 +66,7 @@ class IdentityExperts(Transform):
             if not moe_edits.has_class(package, "model.py", name):
                 raise EditError(f"model.py has no {name} class")
         moe_edits.add_args_fields(package, FIELD)
-        moe_edits.add_config_kwargs(
-            package, {"n_zero_experts": "hf_" + count.replace(" config.", " hf_config.")}
-        )
+        moe_edits.add_config_kwargs(package, {"n_zero_experts": read})
         edits.replace_expressions(
             package,
             "model.py",
@@ -84,6 +81,27 @@ class IdentityExperts(Transform):
         _identity_slots(package, held)
         refuse = InsertStatements("ModelArgs", "from_hf_config", calls("_check_supported"), REFUSE)
         run(package, "args.py", refuse)
+
+
+def _read_from_hf_config(count) -> str:
+    """The analysis's count ("config.zero_expert_num or 0") read in `from_hf_config`: each
+    `config.<field>` becomes `hf_config.<field>`; anything but fields of the config and
+    literals is refused."""
+    try:
+        expression = cst.parse_expression(count) if isinstance(count, str) else None
+    except cst.ParserSyntaxError:
+        expression = None
+    config = m.Attribute(value=m.Name("config"), attr=m.Name())
+    if expression is None or not m.findall(expression, config):
+        raise EditError(f"identity_experts: count {count!r} is not a config expression")
+    if m.findall(expression, m.Name() & ~m.Name("config") & ~m.Name("None")) != [
+        node.attr for node in m.findall(expression, config)
+    ]:
+        raise EditError(f"identity_experts: count {count!r} reads more than the config")
+    renamed = m.replace(
+        expression, config, lambda node, _: node.with_changes(value=cst.Name("hf_config"))
+    )
+    return code_of(renamed)
 
 
 def _identity_slots(package, held: list[str]) -> None:

@@ -58,6 +58,26 @@ def test_the_router_scores_the_identity_experts_and_the_moe_passes_their_tokens(
         IdentityExperts().apply(_package(), zero_experts={"count": "unknown", "rows": ()})
 
 
+@pytest.mark.parametrize(
+    ("count", "read"),
+    [
+        ("config.zero_expert_num or 0", "hf_config.zero_expert_num or 0"),
+        ("config.n_identity*2", "hf_config.n_identity*2"),  # no spaces around the field
+        ("(config.a) + config.b", "(hf_config.a) + hf_config.b"),
+    ],
+)
+def test_the_count_is_read_from_hf_config_field_by_field(count, read):
+    package = _package()
+    IdentityExperts().apply(package, zero_experts={"count": count, "rows": ("gate_up_proj",)})
+    assert f"n_zero_experts={read}," in package.render()["args.py"]
+
+
+@pytest.mark.parametrize("count", ["config.a + other.b", "len(config.a)", "config.a.b"])
+def test_a_count_reading_more_than_config_fields_is_refused(count):
+    with pytest.raises(EditError, match="reads more than the config"):
+        IdentityExperts().apply(_package(), zero_experts={"count": count, "rows": ()})
+
+
 def test_a_built_moe_passes_identity_picks_on_weighted(tmp_path):
     package = _package()
     IdentityExperts().apply(package, zero_experts=ZERO)

@@ -9,10 +9,10 @@ from __future__ import annotations
 import pytest
 
 from codegen.models import load_spec
-from codegen.scaffold.pipeline import scaffold_into
 from codegen.scaffold.plan import make_plan
 from codegen.scaffold.target import load_target
-from codegen.verify.run import Case, verify_case
+from codegen.scaffold.testing import seed, verify_toy, write_planned
+from codegen.verify.run import Case
 from codegen.verify.tiny_config import tiny_config
 
 TARGET = "gemma4_text"
@@ -33,40 +33,13 @@ def case():
     return Case(f"{TARGET}+attention_k_eq_v=True", config)
 
 
-def _package(tmp_path, planned, without: str | None = None):
-    target, plan = planned
-    models = tmp_path / "models"
-    steps = [step for step in plan.steps if step.rule != without]
-    scaffold_into(
-        models,
-        plan.reference,
-        plan.name,
-        list(plan.model_types),
-        steps,
-        features=target.features,
-        target=target,
-    )
-    return models, plan.name
-
-
-def _verify(models, name, case, dtypes=("fp32",)):
-    return verify_case(load_spec(name, models), case, list(dtypes))
-
-
-def _seed(models, name, old: str, new: str) -> None:
-    path = models / name / "model.py"
-    source = path.read_text()
-    assert source.count(old) == 1, old
-    path.write_text(source.replace(old, new))
-
-
 def _first_full(case) -> int:
     return case.config.layer_types.index("full_attention")
 
 
 def test_package_verifies_with_keys_as_values(tmp_path, planned, case):
-    models, name = _package(tmp_path, planned)
-    results = _verify(models, name, case, ("fp32", "bf16"))
+    models, name = write_planned(tmp_path / "models", planned)
+    results = verify_toy(models, name, ("fp32", "bf16"), case)
     assert all(r.passed for r in results), [r.error or r.first_divergence for r in results]
     spec = load_spec(name, models)
     args = spec.args.from_hf_config(case.config)
@@ -86,30 +59,29 @@ def test_full_layers_with_kv_heads_of_their_own(tmp_path, planned, case):
     full = _first_full(case)
     assert config.per_layer_config[full].num_key_value_heads == 1
     assert config.per_layer_config[0].num_key_value_heads != 1
-    models, name = _package(tmp_path, planned)
-    results = _verify(
-        models, name, Case(f"{TARGET}+attention_k_eq_v=True+global_kv=1", config), ("fp32", "bf16")
-    )
+    models, name = write_planned(tmp_path / "models", planned)
+    case = Case(f"{TARGET}+attention_k_eq_v=True+global_kv=1", config)
+    results = verify_toy(models, name, ("fp32", "bf16"), case)
     assert all(r.passed for r in results), [r.error or r.first_divergence for r in results]
 
 
 def test_package_without_the_rule_refuses_the_setting(tmp_path, planned, case):
-    models, name = _package(tmp_path, planned, without="keys_as_values")
+    models, name = write_planned(tmp_path / "models", planned, without="keys_as_values")
     spec = load_spec(name, models)
     with pytest.raises(NotImplementedError, match="attention_k_eq_v"):
         spec.args.from_hf_config(case.config)
 
 
 def test_values_after_the_rotation_fail_in_the_full_layer(tmp_path, planned, case):
-    models, name = _package(tmp_path, planned)
-    _seed(
+    models, name = write_planned(tmp_path / "models", planned)
+    seed(
         models,
         name,
         "q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)",
         "q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)\n"
         "        v = self.v_norm(k) if self.wv is None else v",
     )
-    (result,) = _verify(models, name, case)
+    (result,) = verify_toy(models, name, case=case)
     assert not result.passed
     assert result.first_divergence.startswith(f"layers.{_first_full(case)}.attention"), (
         result.first_divergence
@@ -117,15 +89,15 @@ def test_values_after_the_rotation_fail_in_the_full_layer(tmp_path, planned, cas
 
 
 def test_values_after_the_key_norm_fail_in_the_full_layer(tmp_path, planned, case):
-    models, name = _package(tmp_path, planned)
-    _seed(
+    models, name = write_planned(tmp_path / "models", planned)
+    seed(
         models,
         name,
         "(keys if self.wv is None else self.wv(x))",
         "(self.k_norm(keys.view(batch, seq, -1, self.head_dim)).flatten(2)"
         " if self.wv is None else self.wv(x))",
     )
-    (result,) = _verify(models, name, case)
+    (result,) = verify_toy(models, name, case=case)
     assert not result.passed
     assert result.first_divergence.startswith(f"layers.{_first_full(case)}.attention"), (
         result.first_divergence

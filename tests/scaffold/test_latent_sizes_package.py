@@ -11,12 +11,11 @@ from __future__ import annotations
 import pytest
 
 from codegen.models import load_spec
-from codegen.scaffold.pipeline import scaffold_into
 from codegen.scaffold.plan import make_plan
 from codegen.scaffold.target import load_target
+from codegen.scaffold.testing import verify_toy, write_planned
 from codegen.verify.cases import default_cases
 from codegen.verify.parallel import plan_module, verify_parallel
-from codegen.verify.run import verify_case
 
 TARGET = "dots3_note_text"
 RULES = {
@@ -39,30 +38,9 @@ def planned():
     return target, plan
 
 
-def _package(tmp_path, planned, without: str | None = None):
-    target, plan = planned
-    models = tmp_path / "models"
-    steps = [step for step in plan.steps if step.rule != without]
-    scaffold_into(
-        models,
-        plan.reference,
-        plan.name,
-        list(plan.model_types),
-        steps,
-        features=target.features,
-        target=target,
-    )
-    return models, plan.name
-
-
-def _verify(models, name, dtypes=("fp32",)):
-    spec = load_spec(name, models)
-    return verify_case(spec, default_cases(spec, switches=False)[0], list(dtypes))
-
-
 def test_package_sizes_each_layers_latent_attention_and_verifies(tmp_path, planned):
-    models, name = _package(tmp_path, planned)
-    results = _verify(models, name, ("fp32", "bf16"))
+    models, name = write_planned(tmp_path / "models", planned)
+    results = verify_toy(models, name, ("fp32", "bf16"))
     assert all(r.passed for r in results), [r.error or r.first_divergence for r in results]
     spec = load_spec(name, models)
     args = spec.args.from_hf_config(default_cases(spec, switches=False)[0].config)
@@ -75,27 +53,27 @@ def test_package_sizes_each_layers_latent_attention_and_verifies(tmp_path, plann
 def test_every_layer_sized_like_layer_0_fails_naming_the_first_sliding_attention(tmp_path, planned):
     """The per-layer-size slip: each attention reads layer 0's sizes. The sliding layers'
     checkpoint tensors do not fit, and verify names the first of them."""
-    models, name = _package(tmp_path, planned)
+    models, name = write_planned(tmp_path / "models", planned)
     path = models / name / "model.py"
     source = path.read_text()
     wrong = source.replace("args = args.of_layer(layer_id)", "args = args.of_layer(0)")
     assert wrong != source
     path.write_text(wrong)
-    (result,) = _verify(models, name)
+    (result,) = verify_toy(models, name)
     assert not result.passed
     assert "layers.2.attention" in (result.error or ""), result.error
 
 
 def test_unscaled_latents_fail_in_the_first_attention(tmp_path, planned):
-    models, name = _package(tmp_path, planned, without="latent_scale")
-    (result,) = _verify(models, name)
+    models, name = write_planned(tmp_path / "models", planned, without="latent_scale")
+    (result,) = verify_toy(models, name)
     assert not result.passed
     assert result.first_divergence.startswith("layers.0.attention"), result.first_divergence
 
 
 def test_a_dropped_rope_key_norm_fails_in_the_first_attention(tmp_path, planned):
-    models, name = _package(tmp_path, planned, without="k_rope_norm")
-    (result,) = _verify(models, name)
+    models, name = write_planned(tmp_path / "models", planned, without="k_rope_norm")
+    (result,) = verify_toy(models, name)
     assert not result.passed
     assert any("k_rope_only_layernorm" in key for key in result.unexpected_keys)
     assert result.first_divergence.startswith("layers.0.attention"), result.first_divergence
@@ -104,8 +82,8 @@ def test_a_dropped_rope_key_norm_fails_in_the_first_attention(tmp_path, planned)
 def test_latent_norms_at_the_references_eps_fail(tmp_path, planned):
     """1e-6 for the toy's 1e-5 in the latent norms: a small difference spread over every
     layer (no one module stands out), still far beyond HF's own noise."""
-    models, name = _package(tmp_path, planned, without="latent_norm_eps")
-    (result,) = _verify(models, name)
+    models, name = write_planned(tmp_path / "models", planned, without="latent_norm_eps")
+    (result,) = verify_toy(models, name)
     assert not result.passed
     assert result.max_abs_diff > 10 * result.bound
 
@@ -113,8 +91,8 @@ def test_latent_norms_at_the_references_eps_fail(tmp_path, planned):
 def test_indexed_layers_rotated_in_bf16_fail_in_bf16(tmp_path, planned):
     """Every layer rotated in the model's dtype: fp32 cannot tell, bf16 can (HF turns the
     indexed layers' q/k on fp32 tables; the rounding flips a router's near-tie)."""
-    models, name = _package(tmp_path, planned, without="rope_fp32_layer_types")
-    fp32, bf16 = _verify(models, name, ("fp32", "bf16"))
+    models, name = write_planned(tmp_path / "models", planned, without="rope_fp32_layer_types")
+    fp32, bf16 = verify_toy(models, name, ("fp32", "bf16"))
     assert fp32.passed and not bf16.passed
 
 
@@ -125,7 +103,7 @@ def _tensor_parallel(models, name, **plan_changes):
 
 
 def test_normed_rope_key_under_tensor_parallel_matches_one_device(tmp_path, planned):
-    models, name = _package(tmp_path, planned)
+    models, name = write_planned(tmp_path / "models", planned)
     result = _tensor_parallel(models, name)
     assert result.passed, result.line()
 
@@ -140,7 +118,7 @@ def test_normed_rope_key_under_tensor_parallel_matches_one_device(tmp_path, plan
     ],
 )
 def test_rope_key_norm_gradient_summed_wrong_fails_naming_it(tmp_path, planned, slip, named):
-    models, name = _package(tmp_path, planned)
+    models, name = write_planned(tmp_path / "models", planned)
     result = _tensor_parallel(models, name, **slip)
     assert not result.passed
     assert result.error.startswith("first differing gradient: "), result.error

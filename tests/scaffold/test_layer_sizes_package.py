@@ -11,11 +11,10 @@ import re
 import pytest
 
 from codegen.models import load_spec
-from codegen.scaffold.pipeline import scaffold_into
 from codegen.scaffold.plan import make_plan
 from codegen.scaffold.target import load_target
+from codegen.scaffold.testing import verify_toy, write_planned
 from codegen.verify.cases import default_cases
-from codegen.verify.run import verify_case
 
 TARGET = "gemma4_unified_text"
 RULES = {"value_norm", "layer_attention_sizes", "layer_output_scale"}
@@ -30,30 +29,9 @@ def planned():
     return target, plan
 
 
-def _package(tmp_path, planned, without: str | None = None):
-    target, plan = planned
-    models = tmp_path / "models"
-    steps = [step for step in plan.steps if step.rule != without]
-    scaffold_into(
-        models,
-        plan.reference,
-        plan.name,
-        list(plan.model_types),
-        steps,
-        features=target.features,
-        target=target,
-    )
-    return models, plan.name
-
-
-def _verify(models, name, dtypes=("fp32",)):
-    spec = load_spec(name, models)
-    return verify_case(spec, default_cases(spec, switches=False)[0], list(dtypes))
-
-
 def test_package_reads_each_layers_sizes_and_verifies(tmp_path, planned):
-    models, name = _package(tmp_path, planned)
-    results = _verify(models, name, ("fp32", "bf16"))
+    models, name = write_planned(tmp_path / "models", planned)
+    results = verify_toy(models, name, ("fp32", "bf16"))
     assert all(r.passed for r in results), [r.error or r.first_divergence for r in results]
     spec = load_spec(name, models)
     args = spec.args.from_hf_config(default_cases(spec, switches=False)[0].config)
@@ -62,8 +40,8 @@ def test_package_reads_each_layers_sizes_and_verifies(tmp_path, planned):
 
 
 def test_dropped_value_norm_fails_in_the_attention(tmp_path, planned):
-    models, name = _package(tmp_path, planned, without="value_norm")
-    (result,) = _verify(models, name)
+    models, name = write_planned(tmp_path / "models", planned, without="value_norm")
+    (result,) = verify_toy(models, name)
     assert not result.passed
     assert result.first_divergence.startswith("layers.0.attention "), result.first_divergence
 
@@ -72,20 +50,20 @@ def test_full_layers_rotated_with_the_sliding_width_fail_at_the_first_full_layer
     """The classic per-layer-size slip: the full-attention layers' RoPE table built as wide
     as the sliding layers' heads. Every tensor loads (the table is no checkpoint key); only
     the numbers show it, at layer 5, the first full-attention layer of the toy."""
-    models, name = _package(tmp_path, planned)
+    models, name = write_planned(tmp_path / "models", planned)
     path = models / name / "model.py"
     source = path.read_text()
     wrong = re.sub(r'head_dims\.get\("full_attention", args\.head_dim\)', "args.head_dim", source)
     assert wrong != source
     path.write_text(wrong)
-    (result,) = _verify(models, name)
+    (result,) = verify_toy(models, name)
     assert not result.passed
     assert result.first_divergence.startswith("layers.5"), result.first_divergence
 
 
 def test_dropped_output_scale_fails(tmp_path, planned):
-    models, name = _package(tmp_path, planned, without="layer_output_scale")
-    (result,) = _verify(models, name)
+    models, name = write_planned(tmp_path / "models", planned, without="layer_output_scale")
+    (result,) = verify_toy(models, name)
     assert not result.passed
     assert any(key.endswith(".layer_scalar") for key in result.unexpected_keys)
     assert result.first_divergence.startswith("layers.0 "), result.first_divergence
@@ -94,7 +72,7 @@ def test_dropped_output_scale_fails(tmp_path, planned):
 def test_full_layers_built_with_the_sliding_head_size_fail_naming_the_layer(tmp_path, planned):
     """Every attention built with the global head size (the sliding layers'): the full
     layers' checkpoint tensors do not fit, and verify names them, not a generic error."""
-    models, name = _package(tmp_path, planned)
+    models, name = write_planned(tmp_path / "models", planned)
     path = models / name / "model.py"
     source = path.read_text()
     wrong = source.replace(
@@ -102,6 +80,6 @@ def test_full_layers_built_with_the_sliding_head_size_fail_naming_the_layer(tmp_
     )
     assert wrong != source
     path.write_text(wrong)
-    (result,) = _verify(models, name)
+    (result,) = verify_toy(models, name)
     assert not result.passed
     assert "layers.5.attention" in (result.error or ""), result.error

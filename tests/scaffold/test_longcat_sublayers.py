@@ -12,11 +12,10 @@ import dataclasses
 import pytest
 
 from codegen.models import load_spec
-from codegen.scaffold.pipeline import scaffold_into
 from codegen.scaffold.plan import make_plan
 from codegen.scaffold.target import load_target
+from codegen.scaffold.testing import seed, verify_toy, write_planned
 from codegen.verify.cases import default_cases
-from codegen.verify.run import verify_case
 
 TARGET = "longcat_flash"
 RULES = {
@@ -38,45 +37,20 @@ def planned():
     return target, plan
 
 
-def _package(tmp_path, planned, without: str | None = None, **params):
+def _package(models, planned, without: str | None = None, **params):
     """The planned package; `without` drops a step, `params` override the sublayer step's."""
-    target, plan = planned
-    models = tmp_path / "models"
     steps = []
-    for step in plan.steps:
-        if step.rule == without:
-            continue
+    for step in planned[1].steps:
         if params and step.rule == "shortcut_sublayers":
             sublayers = {**step.params["sublayers"], **params}
             step = dataclasses.replace(step, params={**step.params, "sublayers": sublayers})
         steps.append(step)
-    scaffold_into(
-        models,
-        plan.reference,
-        plan.name,
-        list(plan.model_types),
-        steps,
-        features=target.features,
-        target=target,
-    )
-    return models, plan.name
-
-
-def _verify(models, name, dtypes=("fp32",)):
-    spec = load_spec(name, models)
-    return verify_case(spec, default_cases(spec, switches=False)[0], list(dtypes))
-
-
-def _edit(models, name, old: str, new: str, file: str = "model.py") -> None:
-    path = models / name / file
-    source = path.read_text()
-    assert source.count(old) == 1, old
-    path.write_text(source.replace(old, new))
+    return write_planned(models, planned, without, steps)
 
 
 def test_package_verifies_with_two_sublayers_and_identity_experts(tmp_path, planned):
-    models, name = _package(tmp_path, planned)
-    results = _verify(models, name, ("fp32", "bf16"))
+    models, name = _package(tmp_path / "models", planned)
+    results = verify_toy(models, name, ("fp32", "bf16"))
     assert all(r.passed for r in results), [r.error or r.first_divergence for r in results]
     model = (models / name / "model.py").read_text()
     assert "self.attention = nn.ModuleList(Attention(args) for _ in range(2))" in model
@@ -85,8 +59,8 @@ def test_package_verifies_with_two_sublayers_and_identity_experts(tmp_path, plan
 
 
 def test_the_moe_fed_from_the_second_sublayer_fails_naming_the_moe(tmp_path, planned):
-    models, name = _package(tmp_path, planned, moe_input=1)
-    (result,) = _verify(models, name)
+    models, name = _package(tmp_path / "models", planned, moe_input=1)
+    (result,) = verify_toy(models, name)
     assert not result.passed
     # every module computes what HF's does from its input: the MoE's input is another
     assert result.first_divergence.startswith(
@@ -95,9 +69,9 @@ def test_the_moe_fed_from_the_second_sublayer_fails_naming_the_moe(tmp_path, pla
 
 
 def test_the_second_sublayer_dropped_fails_in_the_first_layer(tmp_path, planned):
-    models, name = _package(tmp_path, planned)
-    _edit(models, name, "        h = h + self.attention[1](self.attention_norm[1](h), rope)\n", "")
-    (result,) = _verify(models, name)
+    models, name = _package(tmp_path / "models", planned)
+    seed(models, name, "        h = h + self.attention[1](self.attention_norm[1](h), rope)\n", "")
+    (result,) = verify_toy(models, name)
     assert not result.passed
     assert result.first_divergence.startswith(
         "layers.0.attention_norm.1, layers.0.attention.1 (HF model.layers.0.input_layernorm.1,"
@@ -108,15 +82,15 @@ def test_the_second_sublayer_dropped_fails_in_the_first_layer(tmp_path, planned)
 def test_identity_experts_run_as_real_experts_fail_naming_the_moe(tmp_path, planned):
     """A pick of an identity expert sent to a routed expert's weights (the last one), and no
     token passed on: the MoE diverges in the first layer."""
-    models, name = _package(tmp_path, planned)
-    _edit(
+    models, name = _package(tmp_path / "models", planned)
+    seed(
         models,
         name,
         "indices.masked_fill(identity, 0), weights.masked_fill(identity, 0)",
         "indices.clamp(max=self.num_experts - 1), weights",
     )
-    _edit(models, name, ".sum(dim=1) + passed).to(x.dtype)", ".sum(dim=1)).to(x.dtype)")
-    (result,) = _verify(models, name)
+    seed(models, name, ".sum(dim=1) + passed).to(x.dtype)", ".sum(dim=1)).to(x.dtype)")
+    (result,) = verify_toy(models, name)
     assert not result.passed
     assert result.first_divergence.startswith("layers.0.moe.experts "), result.first_divergence
 
@@ -124,8 +98,8 @@ def test_identity_experts_run_as_real_experts_fail_naming_the_moe(tmp_path, plan
 def test_without_the_identity_experts_the_router_keys_do_not_fit(tmp_path, planned):
     """The router built for the routed experts only: the checkpoint's router (scoring the
     identity experts too) does not load, and verify says which tensor."""
-    models, name = _package(tmp_path, planned, without="identity_experts")
-    (result,) = _verify(models, name)
+    models, name = _package(tmp_path / "models", planned, without="identity_experts")
+    (result,) = verify_toy(models, name)
     assert not result.passed
     assert "moe.gate" in (result.error or ""), result.error
 
@@ -136,13 +110,13 @@ def test_tensor_parallel_passes_and_counts_identity_picks_once(tmp_path, planned
     experts pass on are added by one rank. Kept on every rank, they are summed twice."""
     from codegen.verify.parallel import verify_parallel
 
-    models, name = _package(tmp_path, planned)
+    models, name = _package(tmp_path / "models", planned)
     spec = load_spec(name, models)
     config = default_cases(spec, switches=False)[0].config
     result = verify_parallel(spec, config, "tp=2")
     assert result.passed, result.error
     seeded, _ = _package(tmp_path / "seeded", planned)  # a package not imported yet
-    _edit(seeded, name, "routed is None or mesh.get_local_rank() == 0", "True", "parallel.py")
+    seed(seeded, name, "routed is None or mesh.get_local_rank() == 0", "True", "parallel.py")
     spec = load_spec(name, seeded)
     result = verify_parallel(spec, config, "tp=2")
     assert not result.passed
@@ -153,7 +127,7 @@ def test_expert_parallel_refuses_the_identity_rows_in_one_line(tmp_path, planned
     """Under ep, gate/up's identity rows cannot follow the routed experts' split: refused."""
     from codegen.verify.parallel import verify_parallel
 
-    models, name = _package(tmp_path, planned)
+    models, name = _package(tmp_path / "models", planned)
     spec = load_spec(name, models)
     result = verify_parallel(spec, default_cases(spec, switches=False)[0].config, "ep=2")
     assert not result.passed

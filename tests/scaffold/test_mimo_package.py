@@ -10,11 +10,10 @@ from __future__ import annotations
 import pytest
 
 from codegen.models import load_spec
-from codegen.scaffold.pipeline import scaffold_into
 from codegen.scaffold.plan import make_plan
 from codegen.scaffold.target import load_target
+from codegen.scaffold.testing import verify_toy, write_planned
 from codegen.verify.cases import default_cases
-from codegen.verify.run import verify_case
 
 TARGET = "mimo_v2_flash"
 RULES = {"value_head_dim", "value_scale", "layer_sinks", "layer_attention_sizes_rule"}
@@ -29,29 +28,8 @@ def planned():
     return target, plan
 
 
-def _package(tmp_path, planned, without: str | None = None):
-    target, plan = planned
-    models = tmp_path / "models"
-    steps = [step for step in plan.steps if step.rule != without]
-    scaffold_into(
-        models,
-        plan.reference,
-        plan.name,
-        list(plan.model_types),
-        steps,
-        features=target.features,
-        target=target,
-    )
-    return models, plan.name
-
-
 def _case(spec):
     return default_cases(spec, switches=False)[0]
-
-
-def _verify(models, name, dtypes=("fp32",)):
-    spec = load_spec(name, models)
-    return verify_case(spec, _case(spec), list(dtypes))
 
 
 def _sliding(spec) -> list[int]:
@@ -60,8 +38,8 @@ def _sliding(spec) -> list[int]:
 
 
 def test_package_builds_each_layer_as_hf_and_verifies(tmp_path, planned):
-    models, name = _package(tmp_path, planned)
-    results = _verify(models, name, ("fp32", "bf16"))
+    models, name = write_planned(tmp_path / "models", planned)
+    results = verify_toy(models, name, ("fp32", "bf16"))
     assert all(r.passed for r in results), [r.error or r.first_divergence for r in results]
     spec = load_spec(name, models)
     config = _case(spec).config
@@ -78,8 +56,8 @@ def test_package_builds_each_layer_as_hf_and_verifies(tmp_path, planned):
 
 
 def test_values_left_unscaled_fail_in_the_first_attention(tmp_path, planned):
-    models, name = _package(tmp_path, planned, without="value_scale")
-    (result,) = _verify(models, name)
+    models, name = write_planned(tmp_path / "models", planned, without="value_scale")
+    (result,) = verify_toy(models, name)
     assert not result.passed
     assert result.first_divergence.startswith("layers.0.attention"), result.first_divergence
 
@@ -87,9 +65,9 @@ def test_values_left_unscaled_fail_in_the_first_attention(tmp_path, planned):
 def test_sinks_on_every_layer_fail_naming_a_layer_without_them(tmp_path, planned):
     """Sinks built on the full-attention layers too (gpt_oss's all-layer rule): the package
     holds sink tensors HF's full layers do not have, and verify names each of them."""
-    models, name = _package(tmp_path, planned, without="layer_sinks")
+    models, name = write_planned(tmp_path / "models", planned, without="layer_sinks")
     spec = load_spec(name, models)
-    (result,) = _verify(models, name)
+    (result,) = verify_toy(models, name)
     assert not result.passed
     full = [i for i in range(_case(spec).config.num_hidden_layers) if i not in _sliding(spec)]
     assert result.missing_keys == [f"layers.{i}.attention.sinks" for i in full], result
@@ -97,16 +75,16 @@ def test_sinks_on_every_layer_fail_naming_a_layer_without_them(tmp_path, planned
 
 
 def test_values_sized_like_keys_fail_naming_the_attention(tmp_path, planned):
-    models, name = _package(tmp_path, planned, without="value_head_dim")
-    (result,) = _verify(models, name)
+    models, name = write_planned(tmp_path / "models", planned, without="value_head_dim")
+    (result,) = verify_toy(models, name)
     assert not result.passed
     assert "layers.0.attention.wv" in (result.error or ""), result.error
 
 
 def test_sliding_layers_sized_like_full_ones_fail_at_the_first_sliding_layer(tmp_path, planned):
-    models, name = _package(tmp_path, planned, without="layer_attention_sizes_rule")
+    models, name = write_planned(tmp_path / "models", planned, without="layer_attention_sizes_rule")
     spec = load_spec(name, models)
-    (result,) = _verify(models, name)
+    (result,) = verify_toy(models, name)
     assert not result.passed
     first = _sliding(spec)[0]
     assert f"layers.{first}.attention.wk" in (result.error or ""), result.error
