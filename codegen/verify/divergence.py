@@ -125,9 +125,14 @@ def _common_prefix(names: list[str]) -> str:
     return ".".join(prefix)
 
 
-def module_pairs(house_model: nn.Module, hf_model: nn.Module) -> list[tuple[str, str]]:
+def module_pairs(
+    house_model: nn.Module, hf_model: nn.Module, unloaded: frozenset[str] = frozenset()
+) -> list[tuple[str, str]]:
     """(house module, HF module) pairs: the smallest HF module holding all the house
-    module's weights (and perhaps more: a bias the port forgot)."""
+    module's weights (and perhaps more: a bias the port forgot). `unloaded`: house
+    parameters the checkpoint has no key for (a tensor HF's module lacks, a sink on a layer
+    that has none); the module pairs by the weights it did load, so the divergence search
+    names it rather than everything up to the head."""
     owners = _owners(house_model, hf_model)
     hf_modules = dict(hf_model.named_modules())
     hf_weights = {
@@ -139,6 +144,7 @@ def module_pairs(house_model: nn.Module, hf_model: nn.Module) -> list[tuple[str,
         if not house_name or isinstance(module, nn.Embedding):
             continue
         params = [f"{house_name}.{p}" for p, _ in module.named_parameters()]
+        params = [p for p in params if p not in unloaded]
         if not params or any(p not in owners for p in params):
             continue
         held = {owners[p] for p in params}
@@ -150,7 +156,9 @@ def module_pairs(house_model: nn.Module, hf_model: nn.Module) -> list[tuple[str,
             continue
         if isinstance(hf_modules[candidate], nn.Embedding):
             continue
-        house_numel = sum(p.numel() for _, p in module.named_parameters())
+        house_numel = sum(
+            p.numel() for n, p in module.named_parameters() if f"{house_name}.{n}" not in unloaded
+        )
         hf_numel = sum(p.numel() for _, p in hf_modules[candidate].named_parameters())
         if house_numel <= hf_numel:
             pairs.append((house_name, candidate))

@@ -470,7 +470,7 @@ def _locate(
     first = item or same_item
     hf32 = _load_hf(directory, torch.float32)
     house_model.to(torch.float32).load_state_dict(house_state, strict=False)
-    pairs = module_pairs(house_model, hf32)
+    pairs = module_pairs(house_model, hf32, _unloaded(house_model, house_state))
     if dtype != "fp32" and _fp32_agrees(house_model, first, fp32_reference):
         pairs = agreeing_pairs(
             house_model,
@@ -709,3 +709,8 @@ def _one_line(err: BaseException, with_type: bool = True) -> str:
         kept = text[: cut + 1] if cut > 0 else text[:ERROR_CHARACTERS]
         text = f"{kept} ... (+{len(text) - len(kept)} characters)"
     return f"{type(err).__name__}: {text}" if with_type else text
+
+
+def _unloaded(house_model, house_state) -> frozenset[str]:
+    """The package's parameters the converted checkpoint holds no value for."""
+    return frozenset(n for n, _ in house_model.named_parameters() if n not in house_state)

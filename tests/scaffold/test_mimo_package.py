@@ -64,13 +64,16 @@ def test_values_left_unscaled_fail_in_the_first_attention(tmp_path, planned):
 
 def test_sinks_on_every_layer_fail_naming_a_layer_without_them(tmp_path, planned):
     """Sinks built on the full-attention layers too (gpt_oss's all-layer rule): the package
-    holds sink tensors HF's full layers do not have, and verify names each of them."""
+    holds sink tensors HF's full layers do not have; verify names each of them, and the
+    first full layer's attention as where the forward parts."""
     models, name = write_planned(tmp_path / "models", planned, without="layer_sinks")
     spec = load_spec(name, models)
     (result,) = verify_toy(models, name)
     assert not result.passed
     full = [i for i in range(_case(spec).config.num_hidden_layers) if i not in _sliding(spec)]
     assert result.missing_keys == [f"layers.{i}.attention.sinks" for i in full], result
+    # the attention pairs with HF's by the weights it did load, so the search names it
+    assert result.first_divergence.startswith(f"layers.{full[0]}.attention "), result
     assert not result.lifecycle_ok and "layers.0.attention.sinks" in result.lifecycle_failure
 
 
