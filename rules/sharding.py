@@ -21,6 +21,16 @@ class Shards:
     adds: dict[str, str]
     when: dict[str, object] = field(default_factory=dict)
     optional: tuple[str, ...] = ()
+    # a step parameter listing modules by HF path (or tuples whose first item is one): each
+    # is added under its last segment, the house name the transform gives it, as `each`
+    each_of: str = ""
+    each: str = "replicate"
+
+    def entries(self, params: dict) -> dict[str, str]:
+        """The plan entries this row adds for a step with `params`."""
+        listed = params.get(self.each_of, ()) if self.each_of else ()
+        paths = [item[0] if isinstance(item, tuple | list) else item for item in listed]
+        return {**self.adds, **{str(path).rsplit(".", 1)[-1]: self.each for path in paths}}
 
 
 _EXPERTS = {
@@ -166,6 +176,15 @@ SHARDS = [
             "embedding_norm": "replicate",
             "embedding_proj": "replicate",
         },
+    ),
+    # side tables (RoCBert's shape and pronunciation, named as HF names them) and the layer
+    # mapping their concatenation to dim, whole on every rank: the projection is built only
+    # under its switch
+    Shards(
+        "side_tables",
+        {"concat_proj": "replicate"},
+        optional=("concat_proj",),
+        each_of="tables",
     ),
     # BERT's prediction head: the dense and norm before the vocabulary projection, whole
     Shards("head_transform", {"head_dense": "replicate", "head_norm": "replicate"}),
