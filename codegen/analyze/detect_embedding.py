@@ -727,10 +727,11 @@ def detect(ctx: Ctx) -> tuple[Embedding, Head]:
     )
     side = tables["side"] if tables is not None else None
     if side:
+        names = ", ".join(table[0].rsplit(".", 1)[-1] for table in side["tables"])
         ctx.cite(
             "embedding.side_tables",
-            f"{ctx.class_site(own[1])} ({', '.join(t[0].rsplit('.', 1)[-1] for t in side['tables'])}"
-            f" rows concatenated to the token rows, mapped by {side['projection']}"
+            f"{side['site'] or ctx.class_site(own[1])} ({names} rows concatenated to the token"
+            f" rows, mapped by {side['projection']}"
             + (f" when {side['switch']}" if side["switch"] else "")
             + "; row 0 without ids)",
         )

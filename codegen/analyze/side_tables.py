@@ -27,7 +27,8 @@ from codegen.analyze.walk import findall
 def detect(ctx: Ctx, path: str, rec: ModuleRec, word: str) -> dict | None:
     """{"tables": ((hf path, rows field, width field, switch field, ids input), ...) in
     concat order, "projection": the linear layer's HF path, "switch": the bool field it is
-    built under ("" = always), "names": the module's child names they use}; None when the
+    built under ("" = always), "names": the module's child names they use, "site": where
+    the linear layer takes the concatenation}; None when the
     module's forward does not concatenate side tables into one linear layer this way."""
     children = {name: child for name, child in rec.children() if isinstance(child, ModuleRec)}
     linears = [name for name, c in children.items() if ctx.roles.role(c) == LINEAR]
@@ -59,6 +60,7 @@ def detect(ctx: Ctx, path: str, rec: ModuleRec, word: str) -> dict | None:
         "projection": f"{path}.{linears[0]}",
         "switch": _built_under(rec, linears[0]),
         "names": {linears[0], *(t[0].rsplit(".", 1)[-1] for t in tables)},
+        "site": mapped[0].site.cite() if mapped[0].site is not None else "",
     }
 
 
@@ -109,7 +111,11 @@ def _ids_input(call: Term) -> str:
     """The name the table's ids are read from at the call (`self.shape_embed(input_shape_ids)`):
     the forward parameter the caller passes them in."""
     node = call.site.node if call.site is not None else None
-    if isinstance(node, cst.Call) and len(node.args) == 1 and isinstance(node.args[0].value, cst.Name):
+    if (
+        isinstance(node, cst.Call)
+        and len(node.args) == 1
+        and isinstance(node.args[0].value, cst.Name)
+    ):
         return node.args[0].value.value
     return ""
 

@@ -69,10 +69,14 @@ def _add_fields(package, tables, switch: str) -> None:
     for path, rows, width, enabled, _ in tables:
         table = house_name(path)
         edits.add_args_field(
-            package, f"{rows}: int = 1  # rows of the {table} side table", f"{rows}=hf_config.{rows}"
+            package,
+            f"{rows}: int = 1  # rows of the {table} side table",
+            f"{rows}=hf_config.{rows}",
         )
         edits.add_args_field(
-            package, f"{width}: int = 1  # width of the {table} side table", f"{width}=hf_config.{width}"
+            package,
+            f"{width}: int = 1  # width of the {table} side table",
+            f"{width}=hf_config.{width}",
         )
         if enabled:
             edits.add_args_field(
@@ -99,7 +103,7 @@ def _build(package, tables, switch: str) -> None:
         + [f"args.{width} * args.{on}" if on else f"args.{width}" for _, _, width, on, _ in tables]
     )
     built = f"nn.Linear({inputs}, args.dim)"
-    lines.append("# the token rows and the side tables' rows (ids of their own), concatenated, mapped to dim")
+    lines.append("# the token rows and the side tables' rows (ids of their own), concatenated")
     lines.append(
         f"self.{PROJECTION} = {built} if args.{switch} else None"
         if switch
@@ -174,7 +178,7 @@ def _inputs(package, tables, switch: str) -> None:
     given = " or ".join(f"{name} is not None" for name in names)
     guard = (
         f"if cu_seqlens is not None and ({given}):\n"
-        "    raise NotImplementedError(\"side-table ids with packed documents (cu_seqlens)\")"
+        '    raise NotImplementedError("side-table ids with packed documents (cu_seqlens)")'
     )
     run(
         package,

@@ -30,7 +30,7 @@ def _sync(package, steps) -> None:
     adds, optional = {}, []
     for transform, params in steps:
         for row in load_sharding().shards_of(transform, params):
-            adds.update(row.adds)
+            adds.update(row.entries(params))
             optional += row.optional
     SyncShardPlan().apply(package, adds=adds, optional=optional)
 
