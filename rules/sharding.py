@@ -7,7 +7,9 @@ drops the entries whose modules the transforms removed. A transform that adds a 
 has no row here leaves it out of the plan, so applying the plan fails loudly, naming it.
 
 Each row: the transform, the parameter values it must have been given (empty: any), the plan
-entries it adds, and the entries a config switch may leave without a match (`optional`).
+entries it adds, and the entries a config switch may leave without a match (`optional`); a
+transform that names modules after the HF source (RoCBert's side tables) lists them in one
+of its parameters, `each_of`, and each joins the plan under its name with the style `each`.
 """
 
 from __future__ import annotations

@@ -103,7 +103,7 @@ def _build(package, tables, switch: str) -> None:
         + [f"args.{width} * args.{on}" if on else f"args.{width}" for _, _, width, on, _ in tables]
     )
     built = f"nn.Linear({inputs}, args.dim)"
-    lines.append("# the token rows and the side tables' rows (ids of their own), concatenated")
+    lines.append("# the token rows and the side tables' rows, concatenated, mapped back to dim")
     lines.append(
         f"self.{PROJECTION} = {built} if args.{switch} else None"
         if switch
