@@ -155,3 +155,19 @@ def test_a_skipped_map_layer_fails_in_the_embeddings(package, tmp_path):
         "h = torch.cat(parts, dim=-1)[..., : h.shape[-1]]",
     )
     _fails_in_the_embeddings(_verify(models, name))
+
+
+def test_the_plan_without_the_side_tables_step_fails(tmp_path):
+    """Without side_tables the package neither builds nor maps the side tables and the map
+    layer: their checkpoint keys are unmapped, verify fails."""
+    from codegen.scaffold.pipeline import verify_generated
+
+    target = load_target("roc_bert")
+    plan = make_plan(target)
+    steps = [s for s in plan.steps if s.rule != "side_tables"]
+    models = tmp_path / "models"
+    scaffold_into(
+        models, plan.reference, plan.name, list(plan.model_types), steps, features=target.features
+    )
+    results = verify_generated(models, plan.name, ("fp32",), switches=False)
+    assert results and any(r.status == "fail" for r in results)
