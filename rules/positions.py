@@ -56,6 +56,20 @@ RULES = [
         },
     ),
     Rule(
+        # after embedding_module: its projection takes the token rows before the other tables
+        id="side_tables",
+        feature="embedding.side_tables",
+        values=(True,),
+        transform="side_tables",
+        description="side tables' rows (RoCBert's shape, pronunciation) concatenated to the"
+        " token rows and mapped back to dim; their ids optional forward inputs",
+        params={
+            "tables": FromFeature("embedding.side_tables"),
+            "projection": FromFeature("embedding.side_projection"),
+            "switch": FromFeature("embedding.side_switch"),
+        },
+    ),
+    Rule(
         id="sinusoidal_positions",
         feature="embedding.positions",
         values=("sinusoidal",),

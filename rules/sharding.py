@@ -7,7 +7,9 @@ drops the entries whose modules the transforms removed. A transform that adds a 
 has no row here leaves it out of the plan, so applying the plan fails loudly, naming it.
 
 Each row: the transform, the parameter values it must have been given (empty: any), the plan
-entries it adds, and the entries a config switch may leave without a match (`optional`).
+entries it adds, and the entries a config switch may leave without a match (`optional`); a
+transform that names modules after the HF source (RoCBert's side tables) lists them in one
+of its parameters, `each_of`, and each joins the plan under its name with the style `each`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,16 @@ class Shards:
     adds: dict[str, str]
     when: dict[str, object] = field(default_factory=dict)
     optional: tuple[str, ...] = ()
+    # a step parameter listing modules by HF path (or tuples whose first item is one): each
+    # is added under its last segment, the house name the transform gives it, as `each`
+    each_of: str = ""
+    each: str = "replicate"
+
+    def entries(self, params: dict) -> dict[str, str]:
+        """The plan entries this row adds for a step with `params`."""
+        listed = params.get(self.each_of, ()) if self.each_of else ()
+        paths = [item[0] if isinstance(item, tuple | list) else item for item in listed]
+        return {**self.adds, **{str(path).rsplit(".", 1)[-1]: self.each for path in paths}}
 
 
 _EXPERTS = {
@@ -166,6 +178,15 @@ SHARDS = [
             "embedding_norm": "replicate",
             "embedding_proj": "replicate",
         },
+    ),
+    # side tables (RoCBert's shape and pronunciation, named as HF names them) and the layer
+    # mapping their concatenation to dim, whole on every rank: the projection is built only
+    # under its switch
+    Shards(
+        "side_tables",
+        {"concat_proj": "replicate"},
+        optional=("concat_proj",),
+        each_of="tables",
     ),
     # BERT's prediction head: the dense and norm before the vocabulary projection, whole
     Shards("head_transform", {"head_dense": "replicate", "head_norm": "replicate"}),

@@ -181,7 +181,11 @@ def _module_tables(ctx: Ctx, path: str, rec: ModuleRec) -> dict | None:
     cfg = ctx.model.config
     vocab, rows = attr(cfg, "vocab_size"), attr(cfg, "max_position_embeddings")
     found: dict = {"word": "", "positions": "", "offset": 0, "token_type": "", "norm": ""}
+    side = _side_tables(ctx, path, rec, vocab)
+    found["side"] = side
     for name, child in rec.children():
+        if side is not None and name in side["names"]:
+            continue  # tables concatenated to the token rows, and their projection
         if not isinstance(child, ModuleRec):
             if isinstance(child, ParamRec) and child.kind == "buffer" and not child.persistent:
                 continue  # position_ids: a non-persistent arange
@@ -221,6 +225,23 @@ def _module_tables(ctx: Ctx, path: str, rec: ModuleRec) -> dict | None:
             ctx, found["projection"], found["width"]
         )
     return found
+
+
+def _side_tables(ctx: Ctx, path: str, rec: ModuleRec, vocab) -> dict | None:
+    """Tables concatenated to the token rows and mapped back (RoCBert), see side_tables.py."""
+    from codegen.analyze import side_tables
+
+    word = next(
+        (
+            name
+            for name, child in rec.children()
+            if isinstance(child, ModuleRec)
+            and ctx.roles.role(child) == EMBEDDING
+            and child.args[:1] == (vocab,)
+        ),
+        None,
+    )
+    return side_tables.detect(ctx, path, rec, word) if word is not None else None
 
 
 def _built_when_widths_differ(ctx: Ctx, path: str, width: str) -> bool:
@@ -704,6 +725,18 @@ def detect(ctx: Ctx) -> tuple[Embedding, Head]:
         norm_module=_embedding_norm_module(ctx, emb),
         padding_idx=word_padding(ctx, word if isinstance(word, ModuleRec) else None),
     )
+    side = tables["side"] if tables is not None else None
+    if side:
+        names = ", ".join(table[0].rsplit(".", 1)[-1] for table in side["tables"])
+        ctx.cite(
+            "embedding.side_tables",
+            f"{side['site'] or ctx.class_site(own[1])} ({names} rows concatenated to the token"
+            f" rows, mapped by {side['projection']}"
+            + (f" when {side['switch']}" if side["switch"] else "")
+            + "; row 0 without ids)",
+        )
+    elif own is not None:
+        ctx.cite("embedding.side_tables", ctx.class_site(own[1]))
     if tables is not None:
         embedding = dataclasses.replace(
             embedding,
@@ -714,6 +747,9 @@ def detect(ctx: Ctx) -> tuple[Embedding, Head]:
             module_width=tables["width"],
             module_projection=tables["projection"],
             module_projection_switched=tables["projection_switched"],
+            side_tables=tables["side"]["tables"] if tables["side"] else (),
+            side_projection=tables["side"]["projection"] if tables["side"] else "",
+            side_switch=tables["side"]["switch"] if tables["side"] else "",
             position_padding=position_padding(ctx, own[1], tables["positions"])
             if tables["positions"]
             else "",

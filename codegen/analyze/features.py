@@ -391,6 +391,15 @@ class Embedding:
     # default positions count the tokens that are not padding (RoBERTa): a padding token reads
     # row `pad`, the others pad + 1, pad + 2, ...; the config field of that id ("" otherwise)
     position_padding: str = ""
+    # side tables of the embeddings module (RoCBert's glyph shape and pronunciation): their
+    # rows concatenated to the token rows, in this order, and mapped back to the hidden size
+    # by `side_projection` (HF path) before the token-type and position rows are added; per
+    # table (HF path, rows field, width field, the bool field switching it or "", the forward
+    # input its ids come in through); HF reads row 0 where the caller gives no ids
+    side_tables: tuple[tuple[str, str, str, str, str], ...] = ()
+    side_projection: str = ""
+    # the bool field HF builds that projection under (RoCBert's concat_input), "" = always
+    side_switch: str = ""
     # the config field HF builds the word table's padding row from (`nn.Embedding(...,
     # padding_idx=config.pad_token_id)`: that row starts at zero and learns nothing); ""
     # when the table has none (GPT-2)

@@ -183,6 +183,7 @@ COMPARED: dict[str, Any] = {
     "embedding.norm": None,
     "embedding.module": None,
     "embedding.position_padding": bool,
+    "embedding.side_tables": _any,
     "embedding.padding_idx": lambda field: (
         False if not field else field if field == "pad_token_id" else "other"
     ),
@@ -269,6 +270,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "embedding.norm": (False,),  # embeddings reach the first layer as they are
     "embedding.module": (False,),  # the tables are the backbone's own, no embeddings module
     "embedding.position_padding": (False,),  # default positions are 0..n-1
+    "embedding.side_tables": (False,),  # no tables beside the token table concatenated to it
     "embedding.padding_idx": ("pad_token_id",),  # the word table's padding row (HF's)
     "head.transform": (False,),  # the vocabulary projection takes the final hidden states
     "state_dict.transposed_keys": (False,),  # nn.Linear weights stored [out, in]

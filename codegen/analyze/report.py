@@ -57,6 +57,7 @@ ROWS = (
     ("embedding.tied", "tied embeddings"),
     ("embedding.scale", "embedding scale"),
     ("embedding.positions", "absolute positions"),
+    ("embedding.side_tables", "side tables"),
     ("head.logit_softcap", "logit softcap"),
     ("head.logit_scale", "logit scale"),
     ("head.bias", "output head bias"),
@@ -95,6 +96,8 @@ def render_text(features: Features) -> str:
         if name == "attention.qkv_layout" and features.attention.fused_qkv is not True:
             continue  # only a fused projection has a row layout
         value = features.get(name)
+        if name == "embedding.side_tables" and value:
+            value = tuple(table[0].rsplit(".", 1)[-1] for table in value)
         if name == "attention.kind":
             a = features.attention
             extra = f" ({a.num_heads}/{a.num_kv_heads} heads)" if a.num_heads else ""

@@ -84,7 +84,7 @@ def _shard_params(steps: list[Step], features: Any = None) -> dict:
         transform = TRANSFORMS.get(step.transform)
         params = transform().resolved_params(step.params, features) if transform else step.params
         for row in shards_of(step.transform, params):
-            adds.update(row.adds)
+            adds.update(row.entries(params))
             optional.update(row.optional)
     return {"adds": adds, "optional": sorted(optional)}
 

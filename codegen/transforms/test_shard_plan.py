@@ -30,7 +30,7 @@ def _sync(package, steps) -> None:
     adds, optional = {}, []
     for transform, params in steps:
         for row in load_sharding().shards_of(transform, params):
-            adds.update(row.adds)
+            adds.update(row.entries(params))
             optional += row.optional
     SyncShardPlan().apply(package, adds=adds, optional=optional)
 
@@ -135,3 +135,30 @@ def test_entries_through_a_module_list_index_it():
     assert plan["layers.*.moe.gate"] == "replicate" and plan["tok_embeddings"] == "vocab_embedding"
     assert "layers.*.attention.wq_b" not in plan
     assert "layers.*.attention.*.wq_a" in optional and "layers.*.attention.wq_a" not in optional
+
+
+def test_side_tables_are_replicated_under_the_names_the_transform_gives_them():
+    """A row's `each_of` parameter lists modules by HF path: each joins the plan under its
+    last segment (RoCBert's side tables), next to the row's fixed entries."""
+    from codegen.transforms.embedding_module import EmbeddingModule
+    from codegen.transforms.side_tables import SideTables
+
+    tables = tuple(
+        (f"roc_bert.embeddings.{name}_embed", f"{name}_vocab_size", f"{name}_embed_dim", "", "")
+        for name in ("shape", "pronunciation")
+    )
+    params = {"tables": tables, "projection": "roc_bert.embeddings.map_inputs_layer"}
+    (row,) = load_sharding().shards_of("side_tables", params)
+    assert row.entries(params) == {
+        "concat_proj": "replicate",
+        "shape_embed": "replicate",
+        "pronunciation_embed": "replicate",
+    }
+    package = SourcePackage.from_directory(references_dir() / "llama")
+    EmbeddingModule().apply(package, word_table="roc_bert.embeddings.word_embeddings")
+    with_ids = tuple((*t[:4], f"input_{t[0].rsplit('.', 1)[-1]}_ids") for t in tables)
+    SideTables().apply(package, **{**params, "tables": with_ids})
+    _sync(package, [("side_tables", params)])
+    plan, optional = _tables(package)
+    assert {k: plan[k] for k in row.entries(params)} == row.entries(params)
+    assert "concat_proj" in optional

@@ -112,3 +112,53 @@ def test_narrower_tables_and_head_read_their_widths_and_projection():
     assert features.head.bias_key == "cls.predictions.decoder.bias"
     megatron = analyze("megatron-bert")
     assert (megatron.embedding.module_width, megatron.head.transform_width) == ("", "")
+
+
+ROC_TABLES = (
+    (
+        "roc_bert.embeddings.shape_embed",
+        "shape_vocab_size",
+        "shape_embed_dim",
+        "enable_shape",
+        "input_shape_ids",
+    ),
+    (
+        "roc_bert.embeddings.pronunciation_embed",
+        "pronunciation_vocab_size",
+        "pronunciation_embed_dim",
+        "enable_pronunciation",
+        "input_pronunciation_ids",
+    ),
+)
+
+
+def test_side_tables_concatenated_and_mapped_are_described():
+    """RoCBert: shape and pronunciation rows concatenated to the token rows (in that order),
+    mapped back by map_inputs_layer (built under concat_input), then the token-type and
+    position rows and the norm as BERT's; each side table switched by its own field and
+    indexed by a forward input of its own (zeros when not given)."""
+    features = analyze("roc_bert")
+    embedding = features.embedding
+    assert embedding.module is True
+    assert embedding.word_table == "roc_bert.embeddings.word_embeddings"
+    assert embedding.token_type_table == "roc_bert.embeddings.token_type_embeddings"
+    assert embedding.module_norm == "roc_bert.embeddings.LayerNorm"
+    assert embedding.side_tables == ROC_TABLES
+    assert embedding.side_projection == "roc_bert.embeddings.map_inputs_layer"
+    assert embedding.side_switch == "concat_input"
+    assert "map_inputs_layer when concat_input" in features.evidence["embedding.side_tables"]
+    assert not {u.feature for u in features.unsupported}
+
+
+def test_a_renamed_roc_bert_reads_the_same(tmp_path):
+    modeling, _ = rename_model("roc_bert", "zorblax", str(tmp_path))
+    renamed = analyze(modeling).embedding
+    assert renamed.side_tables == tuple(
+        (path.replace("roc_bert", "zorblax"), *rest) for path, *rest in ROC_TABLES
+    )
+    assert renamed.side_projection == "zorblax.embeddings.map_inputs_layer"
+
+
+@pytest.mark.parametrize("model_type", ["bert", "rembert"])
+def test_bert_tables_have_no_side_tables(model_type):
+    assert analyze(model_type).embedding.side_tables == ()

@@ -55,7 +55,15 @@ def test_a_head_module_around_the_projection_reads_the_bias_it_shares():
     assert "lm_head.bias" in features.state_dict.checkpoint_other_keys
 
 
-def test_an_embeddings_module_with_more_layers_is_reported_not_planned_without():
-    """RoC-BERT concatenates shape and pronunciation tables and projects them: no rule."""
-    found = {u.feature: u.detail for u in analyze("roc_bert").unsupported}
-    assert "map_inputs_layer" in found["embedding.module_layers"]
+def test_an_embeddings_module_with_more_layers_is_reported_not_planned_without(tmp_path):
+    """RoC-BERT concatenates shape and pronunciation tables and projects them: its side
+    tables are described (test_bert_family.py). A config without the concatenation
+    (concat_input false) runs a branch where the side tables are read only when their ids
+    are given: nothing shows how they join, so the module is reported, not planned."""
+    from transformers import RoCBertConfig
+
+    assert not {u.feature for u in analyze("roc_bert").unsupported}
+    config = tmp_path / "config.json"
+    config.write_text(RoCBertConfig(concat_input=False).to_json_string())
+    found = {u.feature: u.detail for u in analyze("roc_bert", str(config)).unsupported}
+    assert "shape_embed" in found["embedding.module_layers"]
