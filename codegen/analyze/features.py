@@ -189,6 +189,9 @@ class Attention:
     # differential attention (DiffLlama): {"lambda_init": <expression of layer_id>,
     # "lambdas": (q1, k1, q2, k2 parameter names)}; see codegen/analyze/differential.py
     differential: dict | None = None
+    # a mixture of attention heads (JetMoE): {"router", "query", "output", "kv", "bias"},
+    # paths in the attention module; see codegen/analyze/routed_attention.py
+    routed: dict | None = None
     # ALiBi: each head adds slope * key position to its scores (no rotary), the slopes
     # 2 ** (-8 k / n) of Press et al. (mpt, bloom)
     alibi: bool = False
@@ -323,6 +326,10 @@ class Moe:
     # expression HF computes their number from ("config.zero_expert_num or 0"), "rows": the
     # experts' stacked weights with rows for them too, never read ("gate_up_proj")}, else None
     zero_experts: dict | str | None = None
+    # a MoE running its gated product itself over stacked projection modules (JetMoE's
+    # `input_linear` / `output_linear`): {"router", "gate_up", "down", "bias"} paths in the
+    # MoE module (bias: a parameter added to the merged output, or None)
+    projections: dict | None = None
 
 
 @dataclass(frozen=True)
