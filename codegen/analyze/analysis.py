@@ -143,7 +143,8 @@ def _run(ctx: Ctx) -> Features:
     attention = dataclasses.replace(attention, key_selection=selection)
     ffn, ffn_shared = detect_ffn.detect(ctx)
     moe = detect_moe.detect(ctx)
-    moe = dataclasses.replace(moe, projections=detect_ffn.stacked_projections(ctx))
+    if moe is not None:  # a dense model has no MoE facts
+        moe = dataclasses.replace(moe, projections=detect_ffn.stacked_projections(ctx))
     norm, norm_facts = detect_norm.detect(ctx)
     embedding, head = detect_embedding.detect(ctx)
     category = detect_category.detect(ctx, shared)

@@ -349,6 +349,9 @@ class Norm:
     # the config field the block norms read their epsilon from (cohere2_moe's layer_norm_eps
     # beside an unset rms_norm_eps), when the code passes one
     eps_field: str | None = None
+    # the layer norms' epsilon where the code builds them without one (the class default)
+    # while the final norm reads the config's (JetMoE: 1e-6 whatever rms_norm_eps), else None
+    layer_eps: float | None = None
     # (house block norm, the checkpoint's module name for it) by where each norm sits:
     # attention_norm / post_attention_norm / ffn_norm / post_ffn_norm
     block_names: tuple[tuple[str, str], ...] = ()

@@ -8,7 +8,12 @@ from codegen.transforms.edits import EditError
 from codegen.transforms.fused_experts import FuseExperts
 from codegen.transforms.moe_projections import MoeProjections
 
-FOUND = {"router": "router.layer", "gate_up": "input_linear", "down": "output_linear", "bias": "bias"}
+FOUND = {
+    "router": "router.layer",
+    "gate_up": "input_linear",
+    "down": "output_linear",
+    "bias": "bias",
+}
 
 
 def _fused():

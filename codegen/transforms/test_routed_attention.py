@@ -41,8 +41,15 @@ def test_after_experts_own_query_and_output_projections():
     assert "enable_gqa" not in model  # keys/values tiled over the slots instead
     assert "return out + self.bias" in model
     adapter = files["state_dict_adapter.py"]
-    assert '"model.layers.{}.self_attn.kv_proj.weight": "layers.{}.attention.wkv.weight"' in adapter
-    assert '"model.layers.{}.self_attn.experts.output_linear.weight": "layers.{}.attention.wo"' in adapter
+    rows = {
+        "model.layers.{}.self_attn.kv_proj.weight": "layers.{}.attention.wkv.weight",
+        "model.layers.{}.self_attn.experts.output_linear.weight": "layers.{}.attention.wo",
+        "model.layers.{}.self_attn.experts.router.layer.weight": (
+            "layers.{}.attention.router.weight"
+        ),
+    }
+    for hf, house in rows.items():
+        assert f'"{hf}": "{house}"' in adapter
     assert "q_proj" not in adapter and "o_proj" not in adapter
 
 

@@ -97,3 +97,13 @@ def test_another_activation_is_refused(tmp_path):
     config.activation_function = "gelu"
     with pytest.raises(NotImplementedError, match="activation_function"):
         spec.build(config)
+
+
+def test_the_final_norm_alone_reads_the_config_epsilon(tmp_path):
+    """JetMoE's layer norms keep their class's 1e-6 whatever rms_norm_eps says."""
+    spec = _package(tmp_path)
+    config = tiny_config(TYPE)
+    config.rms_norm_eps = 0.5
+    model = spec.build(config)
+    assert model.layers[0].attention_norm.eps == 1e-6
+    assert model.norm.eps == 0.5
