@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from codegen.transforms import _attention_edits as edits
 from codegen.transforms import _moe_edits as moe_edits
+from codegen.transforms._ffn_edits import SetClassDocstring
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import (
+    EditDict,
     EditError,
     InsertStatements,
     ReplaceStatements,
@@ -33,17 +35,18 @@ def expert_linear(x: torch.Tensor, weight: torch.Tensor, indices: torch.Tensor) 
 QUERY_PARAMS = """
 self.top_k = args.top_k
 self.router = nn.Linear(args.dim, args.num_experts, bias=False)
-# each expert's query projection, stacked [experts, out, in]: a token's query heads are its
-# top_k experts' projections side by side (top_k * n_kv_heads heads)
+# each expert's query projection, stacked [experts, out, in]: a token's query heads
+# are its top_k experts' projections side by side (top_k * n_kv_heads heads)
 self.wq = nn.Parameter(torch.empty(args.num_experts, args.n_kv_heads * args.head_dim, args.dim))
 """
 
 KV_PARAMS = """
-self.wkv = nn.Linear(args.dim, 2 * args.n_kv_heads * args.head_dim, bias=False)  # keys, values
+# keys then values, shared by every expert
+self.wkv = nn.Linear(args.dim, 2 * args.n_kv_heads * args.head_dim, bias=False)
 """
 
-# each expert's output projection [experts, dim, in], applied to its own slot's heads
 OUTPUT_PARAMS = """
+# each expert's output projection [experts, dim, in], applied to its own slot's heads
 self.wo = nn.Parameter(torch.empty(args.num_experts, args.dim, args.n_kv_heads * args.head_dim))
 """
 
@@ -74,6 +77,12 @@ out = (expert_linear(out, self.wo, indices) * weights.unsqueeze(-1)).sum(dim=2)
 return {merged}
 """
 
+DOCSTRING = """Mixture of attention heads: a router picks top_k experts per token.
+
+    Each expert's query projection gives that slot's n_kv_heads heads, which attend over the
+    keys and values every expert shares; the slot's output goes through the same expert's
+    output projection, weighted by the router, and the slots are summed."""
+
 _SDPA = "F.scaled_dot_product_attention"
 
 
@@ -98,11 +107,11 @@ class RoutedAttention(Transform):
             raise EditError(f"routed attention without {', '.join(missing)}: {routed}")
         _ensure_expert_fields(package)
         init = ("Attention", "__init__")
-        run(package, "model.py", ReplaceStatements(*init, assigns("self.wq"), QUERY_PARAMS))
-        run(package, "model.py", ReplaceStatements(*init, assigns("self.wk"), KV_PARAMS))
+        moe_edits.replace_statement(package, "model.py", *init, assigns("self.wq"), QUERY_PARAMS)
+        moe_edits.replace_statement(package, "model.py", *init, assigns("self.wk"), KV_PARAMS)
         run(package, "model.py", ReplaceStatements(*init, assigns("self.wv"), ""))
         output = OUTPUT_PARAMS + (OUTPUT_BIAS if routed.get("bias") else "")
-        run(package, "model.py", ReplaceStatements(*init, assigns("self.wo"), output))
+        moe_edits.replace_statement(package, "model.py", *init, assigns("self.wo"), output)
         forward = ("Attention", "forward")
         run(package, "model.py", ReplaceStatements(*forward, assigns("q"), QUERY))
         run(package, "model.py", ReplaceStatements(*forward, assigns("k"), KEYS_VALUES))
@@ -119,6 +128,10 @@ class RoutedAttention(Transform):
         merged = "out + self.bias" if routed.get("bias") else "out"
         merge = MERGE.format(merged=merged)
         run(package, "model.py", ReplaceStatements(*forward, returns("self.wo"), merge))
+        for count in ("n_heads", "n_kv_heads"):  # GQA's head counts: SDPA no longer groups
+            if not edits.method_uses(package, "Attention", "forward", count):
+                run(package, "model.py", ReplaceStatements(*init, assigns(f"self.{count}"), ""))
+        run(package, "model.py", SetClassDocstring("Attention", lambda old: DOCSTRING))
         edits.insert_definition(package, "model.py", EXPERT_LINEAR, before="Attention")
         self._rows(package, routed)
 
@@ -135,8 +148,19 @@ class RoutedAttention(Transform):
         ]
         if routed.get("bias"):
             rows.append((hf(routed["bias"]), "layers.{}.attention.bias"))
-        edits.insert_rows_after(package, "layers.{}.attention.wo.weight", rows)
-        edits.drop_rows(package, _dense)
+        # a row too long for one line is laid out as ruff wraps it
+        rows = [moe_edits.row(hf, house) for hf, house in rows]
+        moe_edits.insert_rows_after(package, "layers.{}.attention.wo.weight", rows)
+        run(
+            package,
+            "state_dict_adapter.py",
+            EditDict("from_hf_map", lambda k, v: [] if _dense(_house(v)) else [(k, v)]),
+        )
+
+
+def _house(value: str) -> str:
+    """The house key of a table value's source (`"k"`, or `("k")` laid out over lines)."""
+    return moe_edits.house_of(value).strip('"')
 
 
 def _dense(house: str) -> bool:
