@@ -104,6 +104,6 @@ def test_the_final_norm_alone_reads_the_config_epsilon(tmp_path):
     spec = _package(tmp_path)
     config = tiny_config(TYPE)
     config.rms_norm_eps = 0.5
-    model = spec.build(config)
+    _, model, _ = spec.build(config)
     assert model.layers[0].attention_norm.eps == 1e-6
     assert model.norm.eps == 0.5
