@@ -155,11 +155,13 @@ def _run(ctx: Ctx) -> Features:
     ffn_sparsity.detect(ctx)
     attention = value_norm.detect(ctx, shared, attention)
     attention = dataclasses.replace(attention, **shape_facts, **latent)
-    routed = routed_attention.detect(ctx)
-    if routed is not None:  # its output bias is the routed module's, added after the merge
+    routed = routed_attention.detect(ctx, moe)
+    if isinstance(routed, dict):  # its output bias is the routed module's, after the merge
         o_bias = routed["bias"] is not None
         attention = dataclasses.replace(attention, routed=routed, o_bias=o_bias)
         ctx.cite("attention.o_bias", ctx.evidence.get("attention.routed", ""))
+    elif routed is not None:
+        attention = dataclasses.replace(attention, routed=routed)
     sd, sd_info = state_dict.detect(ctx, ctx.roles)
     sd = dataclasses.replace(sd, transposed_keys=detect_layout.transposed_keys(ctx))
     sd = dataclasses.replace(sd, fp32_keys=fp32_keys.detect(model, sd))

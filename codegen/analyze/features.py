@@ -190,8 +190,9 @@ class Attention:
     # "lambdas": (q1, k1, q2, k2 parameter names)}; see codegen/analyze/differential.py
     differential: dict | None = None
     # a mixture of attention heads (JetMoE): {"router", "query", "output", "kv", "bias"},
-    # paths in the attention module; see codegen/analyze/routed_attention.py
-    routed: dict | None = None
+    # paths in the attention module, "other" in a form no rule builds; see
+    # codegen/analyze/routed_attention.py
+    routed: dict | str | None = None
     # ALiBi: each head adds slope * key position to its scores (no rotary), the slopes
     # 2 ** (-8 k / n) of Press et al. (mpt, bloom)
     alibi: bool = False

@@ -132,7 +132,7 @@ COMPARED: dict[str, Any] = {
     "attention.scores_fp32": None,
     "norm.weight_fp32": None,
     "attention.differential": lambda found: found is not None,
-    "attention.routed": lambda found: found is not None,
+    "attention.routed": lambda found: "other" if found == "other" else found is not None,
     "norm.layer_eps": lambda eps: eps is not None,
     "attention.alibi": None,
     "attention.key_selection": lambda found: "other" if found == "other" else found is not None,

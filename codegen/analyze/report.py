@@ -115,7 +115,10 @@ def render_text(features: Features) -> str:
             value = "cat(norm(latent), latent)" if features.attention.q_latent_raw else "no"
         elif name in ("attention.routed", "moe.projections"):
             found = features.get(name)
-            value = ", ".join(f"{k} {v}" for k, v in found.items() if v) if found else "no"
+            if isinstance(found, dict):
+                value = ", ".join(f"{k} {v}" for k, v in found.items() if v)
+            else:
+                value = found or "no"
         elif name == "norm.gated":
             value = features.norm.gated or "no"
         elif name == "block.short_conv":

@@ -16,8 +16,9 @@ attention module:
 * `kv`: the attention's own linear whose output is split in two halves, keys then values;
 * `bias`: the routed module's parameter added to the merged output, or None.
 
-The router must pick the top-k logits first and softmax those (JetMoE's gating); another form
-(a softmax over all experts, a bias on the scores) leaves the finding unsupported, one line.
+The router must pick the top-k logits first and softmax those (JetMoE's gating), and score as
+many experts and pick as many as the MoE's router (a package reads one experts count and one
+top-k for both); another form is "other", unsupported in one line (`rules/unsupported.py`).
 """
 
 from __future__ import annotations
@@ -27,28 +28,30 @@ from codegen.analyze.evaluate import ModuleRec, ParamRec
 from codegen.analyze.model import layer_slots, walk_tree
 from codegen.analyze.roles import ATTENTION, EXPERTS, LINEAR, MOE, ROUTER
 
+OTHER = "other"
+_FORM = "routes each token's attention projections among experts in another form"
+
 # expert weights, not a router alone: a key selector's top-k scorer (DeepSeek sparse
 # attention's indexer) routes keys, not projections
 _ROUTED = (MOE, EXPERTS)
 
 
-def detect(ctx: Ctx) -> dict | None:
+def detect(ctx: Ctx, moe=None) -> dict | None:
+    """`attention.routed`; `moe` (the MoE facts) holds the experts count and top-k a package
+    reads for both routers, so the attention's must agree with them."""
     for layer in ctx.model.layers:
         for name, attention in layer_slots(ctx.model, layer).get(ATTENTION, []):
             for path, rec in walk_tree(attention, name):
                 if path != name and isinstance(rec, ModuleRec) and ctx.roles.role(rec) in _ROUTED:
                     found = read(ctx, attention, rec, path[len(name) + 1 :])
+                    if found is not None and not _same_routing(ctx, rec, found, moe):
+                        found = None
                     site = ctx.class_site(rec) or ctx.class_site(attention)
-                    if found is not None:
-                        ctx.cite("attention.routed", site)
-                        return found
-                    ctx.unsupported(
-                        "attention.routed",
-                        f"mixture of attention heads: {path} routes each token's attention"
-                        " projections among experts in a form packages do not build",
-                        site,
-                    )
-                    return None
+                    if found is None:  # in a form no rule builds
+                        found = OTHER
+                        site = f"{site} ({path}: {_FORM})"
+                    ctx.cite("attention.routed", site)
+                    return found
     return None
 
 
@@ -90,6 +93,20 @@ def read(ctx: Ctx, attention: ModuleRec, routed: ModuleRec, prefix: str) -> dict
         "kv": linears[0],
         "bias": f"{prefix}.{biases[0]}" if biases else None,
     }
+
+
+def _same_routing(ctx: Ctx, routed: ModuleRec, found: dict, moe) -> bool:
+    """The attention's router scores as many experts and picks as many as the MoE's."""
+    if moe is None:
+        return False
+    scorer = routed
+    for part in found["router"].split(".")[1:]:
+        scorer = scorer.attrs.get(part) if isinstance(scorer, ModuleRec) else None
+    if not isinstance(scorer, ModuleRec) or len(scorer.args) < 2:
+        return False
+    router = routed.attrs.get(found["router"].split(".")[1])
+    top_k = router.attrs.get("top_k") if isinstance(router, ModuleRec) else None
+    return scorer.args[1] == moe.num_experts and top_k in (None, moe.top_k)
 
 
 def _is(ctx: Ctx, rec, role: str) -> bool:

@@ -68,3 +68,22 @@ def test_the_plan_realises_the_routed_attention() -> None:
     rules = [step.rule for step in plan.steps]
     for rule in ("routed_attention", "moe_projections", "layer_norm_eps"):
         assert rule in rules
+
+
+def test_an_attention_routing_otherwise_than_the_moe_stays_unsupported(tmp_path) -> None:
+    """A package's two routers read one experts count and top-k: an attention scoring
+    another number of experts than the MoE is "other", one unsupported line."""
+    copy_path, _ = rename_model("jetmoe", "zorblax", str(tmp_path))
+    with open(copy_path) as f:
+        source = f.read()
+    moa = source.index("class ZorblaxMoA")
+    count = "self.num_experts = config.num_local_experts"
+    at = source.index(count, moa)
+    source = source[:at] + "self.num_experts = 4" + source[at + len(count) :]
+    with open(copy_path, "w") as f:
+        f.write(source)
+    features = analyze(copy_path)
+    assert features.attention.routed == "other"
+    (gap,) = _unsupported(features)
+    assert "another form than JetMoE's" in gap.detail
+    assert "self_attention.experts" in gap.evidence
