@@ -21,6 +21,19 @@ RULES = [
         ),
     ),
     Rule(
+        # after the fused layout: its w13/w2 rows are the ones keyed here
+        id="moe_projections",
+        feature="moe.projections",
+        values=(True,),
+        transform="moe_projections",
+        params={"projections": FromFeature("moe.projections")},
+        description=(
+            "the MoE's router and stacked expert projections are keyed at the target's modules"
+            " (JetMoE's router.layer, input_linear, output_linear), plus the bias it adds to"
+            " its merged output"
+        ),
+    ),
+    Rule(
         id="experts_flat_layout",
         feature="moe.expert_layout",
         values=("flat",),

@@ -21,6 +21,19 @@ RULES = [
         native_in=("qwen3_moe", "deepseek_v3"),
     ),
     Rule(
+        # after `add_moe`: the attention's router reads the MoE's experts count and top_k
+        id="routed_attention",
+        feature="attention.routed",
+        values=(True,),
+        transform="routed_attention",
+        params={"routed": FromFeature("attention.routed")},
+        description=(
+            "mixture of attention heads: a top-k router per token picks experts whose stacked"
+            " query and output projections replace the dense ones; keys and values shared"
+            " (JetMoE)"
+        ),
+    ),
+    Rule(
         id="dense_ffn",
         feature="moe",
         values=(False,),

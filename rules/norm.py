@@ -145,4 +145,15 @@ RULES = [
         },
         description="each layer's output times a one-element tensor of its own (a checkpoint key)",
     ),
+    Rule(
+        id="layer_norm_eps",
+        feature="norm.layer_eps",
+        values=(True,),
+        transform="layer_norm_eps",
+        params={"eps": FromFeature("norm.layer_eps")},
+        description=(
+            "the layer norms at the epsilon HF's code fixes (its norm class's default), the"
+            " final norm at the config's (JetMoE)"
+        ),
+    ),
 ]

@@ -203,6 +203,20 @@ SHARDS = [
             **{f"layers.*.attention.{w}": "replicate" for w in ("wq", "wk", "wv", "wo")},
         },
     ),
+    # routed attention: a token's heads are its picked experts' slots and each slot's output
+    # goes through that expert's whole output projection, so the attention stays whole
+    Shards(
+        "routed_attention",
+        {
+            "layers.*.attention": "replicate",  # its own stacked experts and output bias
+            "layers.*.attention.router": "replicate",
+            "layers.*.attention.wkv": "replicate",
+            "layers.*.attention.wq": "replicate",  # stacked [experts, out, in] parameters
+            "layers.*.attention.wo": "replicate",
+        },
+    ),
+    # the bias a MoE adds to its merged (all-reduced) output: whole on every rank
+    Shards("moe_projections", {"layers.*.moe": "replicate"}),
     # a short-conv layer's filter mixes every channel of the replicated residual stream: the
     # whole mixer stays on every rank; a config may have no such layer, or no attention one
     Shards(

@@ -52,6 +52,11 @@ UNSUPPORTED: dict[tuple[str, object], str] = {
         "the word table's padding row read from a config field other than pad_token_id:"
         " no rule yet (the package would map the wrong field)"
     ),
+    ("attention.routed", "other"): (
+        "mixture of attention heads in another form than JetMoE's (a router picking the top-k"
+        " logits then a softmax over them, one stacked query and one output expert module,"
+        " one shared key/value linear, the MoE's experts count and top-k): no rule yet"
+    ),
     ("attention.key_selection", "other"): (
         "keys chosen per query by a learned scorer other than DeepSeek sparse attention's"
         " indexer (LayerNorm'd key head, query heads from the query latent, relu, top-k):"

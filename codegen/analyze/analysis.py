@@ -143,6 +143,8 @@ def _run(ctx: Ctx) -> Features:
     attention = dataclasses.replace(attention, key_selection=selection)
     ffn, ffn_shared = detect_ffn.detect(ctx)
     moe = detect_moe.detect(ctx)
+    if moe is not None:  # a dense model has no MoE facts
+        moe = dataclasses.replace(moe, projections=detect_ffn.stacked_projections(ctx))
     norm, norm_facts = detect_norm.detect(ctx)
     embedding, head = detect_embedding.detect(ctx)
     category = detect_category.detect(ctx, shared)
@@ -153,7 +155,13 @@ def _run(ctx: Ctx) -> Features:
     ffn_sparsity.detect(ctx)
     attention = value_norm.detect(ctx, shared, attention)
     attention = dataclasses.replace(attention, **shape_facts, **latent)
-    routed_attention.detect(ctx)
+    routed = routed_attention.detect(ctx, moe)
+    if isinstance(routed, dict):  # its output bias is the routed module's, after the merge
+        o_bias = routed["bias"] is not None
+        attention = dataclasses.replace(attention, routed=routed, o_bias=o_bias)
+        ctx.cite("attention.o_bias", ctx.evidence.get("attention.routed", ""))
+    elif routed is not None:
+        attention = dataclasses.replace(attention, routed=routed)
     sd, sd_info = state_dict.detect(ctx, ctx.roles)
     sd = dataclasses.replace(sd, transposed_keys=detect_layout.transposed_keys(ctx))
     sd = dataclasses.replace(sd, fp32_keys=fp32_keys.detect(model, sd))

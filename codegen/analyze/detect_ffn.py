@@ -18,7 +18,18 @@ from codegen.analyze.evaluate import ActRec, ModuleListRec, ModuleRec, ParamRec
 from codegen.analyze.features import UNKNOWN, Ffn
 from codegen.analyze.gelu_tanh import computes_gelu_tanh
 from codegen.analyze.model import layer_slots, linear_bias
-from codegen.analyze.roles import ACT, ATTENTION, EXPERTS, LINEAR, MIXER, MLP, MOE, NORM, OTHER
+from codegen.analyze.roles import (
+    ACT,
+    ATTENTION,
+    EXPERTS,
+    LINEAR,
+    MIXER,
+    MLP,
+    MOE,
+    NORM,
+    OTHER,
+    ROUTER,
+)
 
 _GELU = (
     "gelu",
@@ -62,7 +73,9 @@ class _Sources:
         self.memo[key] = frozenset()
         out: set = set()
         role = self.ctx.roles.role(term.module) if isinstance(term.module, ModuleRec) else None
-        if term.op == "call" and role == LINEAR:
+        if term.op == "call" and role in (LINEAR, EXPERTS):
+            # an experts module called on grouped rows is one stacked projection (JetMoE's
+            # `input_linear`: each expert's slice of a [experts, out, in] weight)
             out.add(("lin", id(term.module)))
         elif term.op == "param" and isinstance(term.module, ParamRec):
             out.add(("param", id(term.module)))
@@ -331,6 +344,47 @@ def experts_of(ctx: Ctx, moe: ModuleRec):
     return None, None
 
 
+def _projection_experts(ctx: Ctx, moe: ModuleRec) -> list[str]:
+    """The MoE's children that are each one stacked projection of every expert (JetMoE's
+    `input_linear` / `output_linear`), the gated product written in the MoE's own forward."""
+    return [
+        name
+        for name, child in moe.children()
+        if isinstance(child, ModuleRec) and ctx.roles.role(child) == EXPERTS
+    ]
+
+
+def stacked_projections(ctx: Ctx) -> dict | None:
+    """{"router", "gate_up", "down", "bias"} (paths in the MoE) of a MoE whose forward runs the
+    gated product over two stacked projection modules, gate/up first (defined and called in
+    that order), with one router holding one linear and at most one parameter of its own
+    added to the merged output; None for any other MoE."""
+    moes = [rec for role, rec, _ in ffn_modules(ctx).values() if role == MOE]
+    if not moes:
+        return None
+    moe = moes[0]
+    projections = _projection_experts(ctx, moe)
+    routers = [
+        n for n, c in moe.children() if isinstance(c, ModuleRec) and ctx.roles.role(c) == ROUTER
+    ]
+    biases = [n for n, c in moe.children() if isinstance(c, ParamRec)]
+    if len(projections) != 2 or len(routers) != 1 or len(biases) > 1:
+        return None
+    router = moe.attrs[routers[0]]
+    scorer = [
+        n for n, c in router.children() if isinstance(c, ModuleRec) and ctx.roles.role(c) == LINEAR
+    ]
+    if len(scorer) != 1:
+        return None
+    ctx.cite("moe.projections", ctx.class_site(moe))
+    return {
+        "router": f"{routers[0]}.{scorer[0]}",
+        "gate_up": projections[0],
+        "down": projections[1],
+        "bias": biases[0] if biases else None,
+    }
+
+
 def shared_mlps(ctx: Ctx, moe: ModuleRec) -> list[tuple[str, ModuleRec]]:
     exp_name, _ = experts_of(ctx, moe)
     out = []
@@ -375,6 +429,11 @@ def detect(ctx: Ctx) -> tuple[Ffn, dict]:
             _, experts = experts_of(ctx, moe)
             if isinstance(experts, ModuleListRec):
                 info = analyse(ctx, experts.items[0])
+            elif len(_projection_experts(ctx, moe)) >= 2:
+                # the MoE runs its gated product itself over stacked projections; a parameter
+                # added to its merged output is `moe.projections`' bias, not the experts'
+                info = analyse(ctx, moe)
+                info.bias = False
             elif isinstance(experts, ModuleRec):
                 info = analyse_experts(ctx, experts)
             source = "experts"

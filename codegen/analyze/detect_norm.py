@@ -17,7 +17,7 @@ from __future__ import annotations
 import libcst as cst
 import libcst.matchers as m
 
-from codegen.analyze import depth_scale, norm_cast, stream_weights
+from codegen.analyze import depth_scale, layer_norm_eps, norm_cast, stream_weights
 from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import (
     Term,
@@ -610,6 +610,7 @@ def detect(ctx: Ctx) -> tuple[Norm, dict]:
         weight=weight,
         eps=eps,
         eps_field=field,
+        layer_eps=layer_norm_eps.detect(ctx, norms[0][1]) if norms else None,
         weight_fp32=cast_last is not None and kind == "rmsnorm",
         block_names=block_names(ctx, norms, facts),
         first_layer_bare=facts.get("first_layer_bare", ()),

@@ -189,6 +189,10 @@ class Attention:
     # differential attention (DiffLlama): {"lambda_init": <expression of layer_id>,
     # "lambdas": (q1, k1, q2, k2 parameter names)}; see codegen/analyze/differential.py
     differential: dict | None = None
+    # a mixture of attention heads (JetMoE): {"router", "query", "output", "kv", "bias"},
+    # paths in the attention module, "other" in a form no rule builds; see
+    # codegen/analyze/routed_attention.py
+    routed: dict | str | None = None
     # ALiBi: each head adds slope * key position to its scores (no rotary), the slopes
     # 2 ** (-8 k / n) of Press et al. (mpt, bloom)
     alibi: bool = False
@@ -323,6 +327,10 @@ class Moe:
     # expression HF computes their number from ("config.zero_expert_num or 0"), "rows": the
     # experts' stacked weights with rows for them too, never read ("gate_up_proj")}, else None
     zero_experts: dict | str | None = None
+    # a MoE running its gated product itself over stacked projection modules (JetMoE's
+    # `input_linear` / `output_linear`): {"router", "gate_up", "down", "bias"} paths in the
+    # MoE module (bias: a parameter added to the merged output, or None)
+    projections: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -342,6 +350,9 @@ class Norm:
     # the config field the block norms read their epsilon from (cohere2_moe's layer_norm_eps
     # beside an unset rms_norm_eps), when the code passes one
     eps_field: str | None = None
+    # the layer norms' epsilon where the code builds them without one (the class default)
+    # while the final norm reads the config's (JetMoE: 1e-6 whatever rms_norm_eps), else None
+    layer_eps: float | None = None
     # (house block norm, the checkpoint's module name for it) by where each norm sits:
     # attention_norm / post_attention_norm / ffn_norm / post_ffn_norm
     block_names: tuple[tuple[str, str], ...] = ()

@@ -132,6 +132,8 @@ COMPARED: dict[str, Any] = {
     "attention.scores_fp32": None,
     "norm.weight_fp32": None,
     "attention.differential": lambda found: found is not None,
+    "attention.routed": lambda found: "other" if found == "other" else found is not None,
+    "norm.layer_eps": lambda eps: eps is not None,
     "attention.alibi": None,
     "attention.key_selection": lambda found: "other" if found == "other" else found is not None,
     "attention.dynamic_mask": lambda found: "other" if found == "other" else found is not None,
@@ -171,6 +173,7 @@ COMPARED: dict[str, Any] = {
     "moe.expert_bias": None,
     "moe.output_norm": lambda name: name is not None,
     "moe.zero_experts": lambda count: count if count == "unknown" else count is not None,
+    "moe.projections": lambda found: found is not None,
     "moe.layer_condition": moe_layer_rule,
     "norm.kind": None,
     "norm.placement": None,
@@ -239,6 +242,8 @@ _DENSE_COMMON: dict[str, tuple] = {
     "ffn.act_fp32": (False,),  # the gated product rounded after the activation and again after
     "ffn.experts_act_fp32": (False,),  # ... in the routed experts too
     "attention.differential": (False,),  # one attention map per head
+    "attention.routed": (False,),  # dense query and output projections
+    "norm.layer_eps": (False,),  # every norm at the config's epsilon
     "attention.alibi": (False,),  # no ALiBi bias on the scores
     "attention.key_selection": (False,),  # every causal key reaches the softmax
     "attention.dynamic_mask": (False,),  # the scores carry no bias computed from the values
@@ -306,6 +311,7 @@ _MOE_BASE: dict[str, tuple] = {
     "moe.expert_layout": ("per_expert",),
     "moe.expert_bias": (False,),
     "moe.zero_experts": (False,),  # every expert the router picks computes
+    "moe.projections": (False,),  # the experts' own module computes the gated product
 }
 _DENSE_COMMON.update(_MOE_BASE)
 

@@ -30,6 +30,7 @@ ROWS = (
     ("attention.output_gate", "output gate"),
     ("attention.dynamic_mask", "dynamic mask"),
     ("attention.q_latent_raw", "q up-projection input"),
+    ("attention.routed", "routed attention"),
     ("rope.type", "RoPE"),
     ("rope.partial_rotary", "partial rotary"),
     ("rope.interleaved", "RoPE interleaved"),
@@ -51,9 +52,11 @@ ROWS = (
     ("moe.output_norm", "MoE output norm"),
     ("moe.dense_layers", "dense layers"),
     ("moe.expert_layout", "expert layout (disk)"),
+    ("moe.projections", "stacked MoE projections"),
     ("norm.kind", "norm"),
     ("norm.placement", "norm placement"),
     ("norm.gated", "gated norms"),
+    ("norm.layer_eps", "layer norms' own eps"),
     ("embedding.tied", "tied embeddings"),
     ("embedding.scale", "embedding scale"),
     ("embedding.positions", "absolute positions"),
@@ -113,6 +116,12 @@ def render_text(features: Features) -> str:
             value = f"{a.output_gate} ({' '.join(parts)})"
         elif name == "attention.q_latent_raw":
             value = "cat(norm(latent), latent)" if features.attention.q_latent_raw else "no"
+        elif name in ("attention.routed", "moe.projections"):
+            found = features.get(name)
+            if isinstance(found, dict):
+                value = ", ".join(f"{k} {v}" for k, v in found.items() if v)
+            else:
+                value = found or "no"
         elif name == "norm.gated":
             value = features.norm.gated or "no"
         elif name == "block.short_conv":

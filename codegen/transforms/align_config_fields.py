@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 
 import libcst as cst
@@ -50,7 +51,7 @@ class AlignConfigFields(Transform):
             run(
                 package,
                 "args.py",
-                EditDict("FIXED_SETTINGS", _settings_rewrite(set(fields), config)),
+                EditDict("FIXED_SETTINGS", _settings_rewrite(set(fields), config, resolver)),
             )
 
 
@@ -202,16 +203,28 @@ def _feature_value(features, path: str | None):
     return value if isinstance(value, bool | int | float) else None
 
 
-def _settings_rewrite(available: set[str], config: dict):
+def _settings_rewrite(available: set[str], config: dict, resolver: _Resolver | None = None):
     def rewrite(key: str, value: str):
         field = json.loads(key)
         if field not in available:
+            # held under an alias with the pinned value (JetMoE's activation_function="silu"
+            # for hidden_act): pinned there, so another setting is refused, not run as silu
+            alias = resolver.renamed(field) if resolver is not None else None
+            if alias is not None and alias in config and _literal(value) == config[alias]:
+                return [(json.dumps(alias), value)]
             return []
         if field in _ADOPTED and field in config:
             return [(key, repr(config[field]))]
         return [(key, value)]
 
     return rewrite
+
+
+def _literal(value: str):
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return None
 
 
 _HF_READ = m.Attribute(value=m.Name("hf_config"))

@@ -107,6 +107,8 @@ def transposed_of(features) -> bool:
     found = _undecorated_experts(path)
     if found is not None:
         return found[0]
+    if _linear_experts(path):
+        return False  # F.linear(x, weight[i]): each expert's slice is [out, in]
     raise CodegenError(
         f"no @{_EXPERTS_DECORATOR}(...) experts module says how the fused experts lie "
         "(pass transposed=True/False)",
@@ -172,6 +174,33 @@ def _undecorated_experts(path) -> tuple[bool, str | None] | None:
     ):
         layout = "concat"
     return transposed, layout
+
+
+def _linear_experts(path) -> bool:
+    """Exactly one class holds a 3-D parameter and multiplies by its slices with `F.linear`
+    (JetMoE's parallel experts: `F.linear(rows, self.weight[i])`), the [out, in] layout."""
+    found = []
+    for node in ast.walk(ast.parse(Path(path).read_text())):
+        if not isinstance(node, ast.ClassDef):
+            continue
+        three_d = any(
+            isinstance(call, ast.Call)
+            and _called(call) == "Parameter"
+            and call.args
+            and isinstance(call.args[0], ast.Call)
+            and len(call.args[0].args) == 3
+            for call in ast.walk(node)
+        )
+        linear = any(
+            isinstance(call, ast.Call)
+            and _called(call) == "linear"
+            and len(call.args) > 1
+            and isinstance(call.args[1], ast.Subscript)
+            for call in ast.walk(node)
+        )
+        if three_d and linear:
+            found.append(node)
+    return len(found) == 1
 
 
 def _doubled(node: ast.expr) -> bool:

@@ -89,6 +89,15 @@ def test_a_standard_config_keeps_every_read():
     assert after.split("def from_hf_config")[1] == BEFORE.split("def from_hf_config")[1]
 
 
+def test_a_pinned_field_held_under_an_alias_is_pinned_there():
+    # JetMoE's activation_function: with the pinned value, another setting is refused
+    fields = [f for f in STANDARD if f != "hidden_act"] + ["activation_function"]
+    after = _apply(fields, {"activation_function": "silu"})
+    assert 'FIXED_SETTINGS = {"activation_function": "silu"}' in after
+    # another value under the alias: the entry goes, as for a field the config lacks
+    assert "FIXED_SETTINGS = {}" in _apply(fields, {"activation_function": "gelu"})
+
+
 def test_legacy_fields_are_read_under_their_own_names_and_derived():
     assert _apply(LEGACY) == LEGACY_AFTER.lstrip()
 

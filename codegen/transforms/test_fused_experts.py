@@ -154,3 +154,22 @@ def test_undecorated_experts_read_from_their_fused_parameter(tmp_path):
     assert layout_of(features) == "concat"
     untransposed = UNDECORATED.replace("self.hidden, 2 * self.dim", "2 * self.dim, self.hidden")
     assert transposed_of(modeling(tmp_path, untransposed)) is False
+
+
+PARALLEL_EXPERTS = """
+class ParallelExperts(nn.Module):
+    def __init__(self, num_experts, input_size, output_size):
+        self.weight = nn.Parameter(torch.empty(num_experts, output_size, input_size))
+
+    def forward(self, inputs, expert_size):
+        rows = inputs.split(expert_size, dim=0)
+        return torch.cat([F.linear(rows[i], self.weight[i]) for i in range(len(rows))])
+"""
+
+
+def test_experts_multiplied_by_f_linear_are_stored_out_by_in(tmp_path):
+    # JetMoE's parallel experts: no decorator, no doubled axis; F.linear takes [out, in]
+    assert transposed_of(modeling(tmp_path, PARALLEL_EXPERTS)) is False
+    plain = PARALLEL_EXPERTS.replace("F.linear(rows[i], self.weight[i])", "rows[i]")
+    with pytest.raises(CodegenError):
+        transposed_of(modeling(tmp_path, plain))
