@@ -27,6 +27,7 @@ from codegen.analyze import (
     layer_extras,
     layer_stacks,
     output_scale,
+    parallel_moe,
     per_layer_input,
     product_keys,
     reference,
@@ -213,6 +214,7 @@ def _run(ctx: Ctx) -> Features:
         output_scale_trained=scale_trained,
         per_layer_input=per_layer,
         sublayers=sublayers,
+        parallel_moe=parallel_moe.detect(ctx, switch_list),
     )
     if block.residual_scale is True:
         ctx.cite("block.residual_scale", ctx.evidence.get("norm.placement"))
