@@ -43,7 +43,8 @@ _PER_LAYER = {
 }
 # the routed experts beside the dense MLP (enable_moe_block), absent where it is off
 _PARALLEL_MOE = {
-    "layers.*.moe.router": "replicate",
+    "layers.*.moe.router": "replicate",  # its per-channel and per-expert scales
+    "layers.*.moe.router.proj": "replicate",
     "layers.*.moe.experts": "experts",
     "layers.*.moe.experts.w13": "expert_colwise_gate_up",
     "layers.*.moe.experts.w2": "expert_rowwise",
