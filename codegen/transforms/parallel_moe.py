@@ -56,13 +56,14 @@ class Router(nn.Module):
         nn.init.ones_(self.scale)
         nn.init.ones_(self.expert_scale)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (tokens, dim) -> fp32 weights and expert indices, each (tokens, top_k)."""
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x (tokens, dim) -> every expert's fp32 probability (tokens, num_experts), for a
+        load-balancing loss, and the fp32 weights and expert indices, each (tokens, top_k)."""
         x = self.norm(x) * self.scale * self.root_dim
         probs = F.softmax(self.proj(x), dim=-1, dtype=torch.float32)
         weights, indices = probs.topk(self.top_k, dim=-1)
         weights = weights / weights.sum(dim=-1, keepdim=True)
-        return weights * self.expert_scale[indices], indices
+        return probs, weights * self.expert_scale[indices], indices
 
 
 class Experts(nn.Module):
@@ -108,7 +109,7 @@ class MoE(nn.Module):
 
     def forward(self, x: torch.Tensor, normed: torch.Tensor) -> torch.Tensor:
         batch, seq, dim = x.shape
-        weights, indices = self.router(x.view(-1, dim))
+        _, weights, indices = self.router(x.view(-1, dim))
         return self.experts(normed.view(-1, dim), indices, weights).view(batch, seq, dim)
 '''
 
