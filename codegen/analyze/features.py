@@ -458,7 +458,8 @@ class Block:
     # a routed MoE a bool config switch adds beside the dense MLP, each branch normed before
     # and after, summed before the FFN's post-norm (gemma4's enable_moe_block; read with the
     # switch on, see codegen/analyze/parallel_moe.py): {"field" (the switch), the layer's
-    # modules "router", "experts", "moe_norm", "post_dense_norm", "post_moe_norm"; the
+    # modules "router", "experts", "moe_norm", "post_dense_norm", "post_moe_norm",
+    # "post_ffn_norm" (the FFN's post-norm, on the sum: norm.block_names when on); the
     # router's "router_norm" (weightless), "router_scale" (per channel, times
     # hidden ** -0.5), "router_proj", "expert_scale" (per expert, on the renormalised top-k
     # fp32 softmax weights); the experts' "gate_up" ([E, 2I, H], gate = first half), "down",

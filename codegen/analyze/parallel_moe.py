@@ -46,11 +46,11 @@ def detect(ctx: Ctx, switches) -> dict | None:
     if not model.layers or not model.stack_path or not isinstance(model.layers[0], ModuleRec):
         return None
     for switch in switches:
-        if switch.kind != "bool" or switch.container or switch.configured:
+        if switch.kind != "bool" or switch.container:
             continue
         if not any(v.label == "True" and "creates" in v.selects for v in switch.values):
             continue
-        found = _read(ctx, switch.field)
+        found = _read(ctx, switch.field, switch.configured)
         if found is not None:
             return found
     return None
@@ -71,12 +71,17 @@ def _load(ctx: Ctx, values: dict):
     return switched, items[0]
 
 
-def _read(ctx: Ctx, field: str) -> dict | None:
+def _read(ctx: Ctx, field: str, configured) -> dict | None:
     base_values = dict(ctx.model.target.config_values or {})
+    off = ctx.model.layers[0]
+    if configured:  # the analysed config has it on: what it adds, against it off
+        _, off = _load(ctx, {**base_values, field: False})
+        if off is None:
+            return None
     switched, layer = _load(ctx, {**base_values, field: True})
     if layer is None:
         return None
-    added = set(layer.attrs) - set(ctx.model.layers[0].attrs)
+    added = set(layer.attrs) - set(off.attrs)
     if not any(_stacked(layer.attrs[name]) for name in added):
         return None
     first = Ctx(switched)  # its forwards read the fields the branch needs at run time too
@@ -85,7 +90,9 @@ def _read(ctx: Ctx, field: str) -> dict | None:
         if isinstance(layer.attrs[name], ModuleRec) and layer.attrs[name].cls is not None:
             first.trace(layer.attrs[name])
     # the fields only the switched branch reads, each given a size of its own
-    before = set(ctx.model.config.read_log or ())
+    before = set(
+        _off_reads(ctx, base_values, field) if configured else ctx.model.config.read_log or ()
+    )
     fresh = sorted(
         {k.split(".")[-1] for k in switched.config.read_log or ()}
         - {k.split(".")[-1] for k in before}
@@ -120,6 +127,16 @@ def _read(ctx: Ctx, field: str) -> dict | None:
         f" normed, summed; router at {router.pop('site')})",
     )
     return {"field": field, **found, **router, **experts, "fields": fields}
+
+
+def _off_reads(ctx: Ctx, values: dict, field: str) -> list:
+    """The config fields read with the switch off (its layer and backbone traced)."""
+    model, layer = _load(ctx, {**values, field: False})
+    if model is None:
+        return []
+    other = Ctx(model)
+    other.trace(layer)
+    return list(model.config.read_log or ())
 
 
 def _stacked(rec) -> bool:
@@ -189,8 +206,9 @@ def _layer_flow(ctx: Ctx, layer: ModuleRec, added: set) -> dict | None:
         "moe_norm": moe_norm,
         "post_dense_norm": _self_attr(dense_out),
         "post_moe_norm": _self_attr(moe_out),
+        "post_ffn_norm": _self_attr(post),  # the FFN's post-norm, on the branches' sum
     }
-    if None in names.values() or not set(names.values()) <= added:
+    if None in names.values() or not {v for k, v in names.items() if k != "post_ffn_norm"} <= added:
         return None
     return {**names, "site": joined[0].site.cite() if joined[0].site else "?"}
 

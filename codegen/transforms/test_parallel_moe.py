@@ -23,6 +23,7 @@ FOUND = {
     "moe_norm": "pre_feedforward_layernorm_2",
     "post_dense_norm": "post_feedforward_layernorm_1",
     "post_moe_norm": "post_feedforward_layernorm_2",
+    "post_ffn_norm": "post_feedforward_layernorm",
     "router_norm": "norm",
     "router_proj": "proj",
     "router_scale": "scale",

@@ -18,6 +18,7 @@ EXPECTED = {
     "moe_norm": "pre_feedforward_layernorm_2",
     "post_dense_norm": "post_feedforward_layernorm_1",
     "post_moe_norm": "post_feedforward_layernorm_2",
+    "post_ffn_norm": "post_feedforward_layernorm",
     "router_norm": "norm",
     "router_proj": "proj",
     "router_scale": "scale",
@@ -81,3 +82,22 @@ def test_renamed_copy_with_renamed_modules_reads_the_same_structure(tmp_path):
 def test_models_without_such_a_switch_read_none():
     for model_type in ("llama", "qwen3_moe", "gemma3_text", "gemma4_unified_text"):
         assert analyze(model_type).block.parallel_moe is None, model_type
+
+
+def test_config_with_the_switch_on_reads_the_same_layer(tmp_path):
+    """A real MoE checkpoint's config.json sets the switch (Gemma 4 26B-A4B): the layer holding
+    its router and experts beside its attention is still the decoder layer, the FFN's
+    post-norm is the one on the branches' sum, and the per-layer norm keeps its name."""
+    import json
+
+    from codegen.verify.remote_fixture import toy_config_dict
+
+    values = {**toy_config_dict("gemma4_text"), "enable_moe_block": True}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(values))
+    features = analyze("gemma4_text", str(path))
+    assert features.category == "decoder"
+    assert features.block.parallel_moe == EXPECTED
+    assert dict(features.norm.block_names)["post_ffn_norm"] == "post_feedforward_layernorm"
+    assert features.block.per_layer_input["norm"] == "post_per_layer_input_norm"
+    assert features.unsupported == ()
