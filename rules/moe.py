@@ -221,4 +221,18 @@ RULES = [
         transform="zero_init_router",
         description="init_weights starts the router weight at zero, as HF's _init_weights does",
     ),
+    Rule(
+        # after the norm rules: the branch sits inside the FFN's post-norm they write
+        id="parallel_moe",
+        feature="block.parallel_moe",
+        values=(),  # not a constant feature: realised wherever the source switches on it
+        transform="parallel_moe",
+        params={"parallel_moe": FromFeature("block.parallel_moe")},
+        description=(
+            "with enable_moe_block, routed GeGLU experts (fused gate/up; router: weightless norm"
+            " x scale x dim**-0.5, fp32 softmax top-k renormalised x per-expert scale) run"
+            " beside the dense MLP, each branch normed before and after, summed"
+        ),
+        switch="enable_moe_block",
+    ),
 ]

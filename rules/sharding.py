@@ -53,6 +53,17 @@ _PER_LAYER = {
         "layers.*.per_layer_norm",
     )
 }
+# the routed experts beside the dense MLP (enable_moe_block), absent where it is off
+_PARALLEL_MOE = {
+    "layers.*.moe.router": "replicate",  # its per-channel and per-expert scales
+    "layers.*.moe.router.proj": "replicate",
+    "layers.*.moe.experts": "experts",
+    "layers.*.moe.experts.w13": "expert_colwise_gate_up",
+    "layers.*.moe.experts.w2": "expert_rowwise",
+    "layers.*.moe_norm": "replicate",
+    "layers.*.post_dense_norm": "replicate",
+    "layers.*.post_moe_norm": "replicate",
+}
 _PRODUCT_KEY_PARTS = ("router", "down_embed", "up_embed")
 _DENSE = ("layers.*.feed_forward.w1", "layers.*.feed_forward.w3", "layers.*.feed_forward.w2")
 
@@ -81,6 +92,7 @@ SHARDS = [
     # the dense feed-forward stays on the layers the dense rule keeps (maybe none), and a
     # config may keep no MoE layer at all (a sparse step with `num_experts=0`)
     Shards("add_moe", _EXPERTS, optional=(*_DENSE, *_EXPERTS)),
+    Shards("parallel_moe", _PARALLEL_MOE, optional=tuple(_PARALLEL_MOE)),
     Shards(
         "add_shared_experts",
         {

@@ -27,6 +27,7 @@ from codegen.analyze import (
     layer_extras,
     layer_stacks,
     output_scale,
+    parallel_moe,
     per_layer_input,
     product_keys,
     reference,
@@ -221,7 +222,19 @@ def _run(ctx: Ctx) -> Features:
         output_scale_trained=scale_trained,
         per_layer_input=per_layer,
         sublayers=sublayers,
+        parallel_moe=parallel_moe.detect(ctx, switch_list),
     )
+    if block.parallel_moe and any(
+        s.field == block.parallel_moe["field"] and s.configured for s in switch_list
+    ):  # switched on: the FFN's post-norm is the one on the branches' sum, not the MLP's
+        post = state_dict.on_disk_module(sd, sd_info, block.parallel_moe["post_ffn_norm"])
+        norm = dataclasses.replace(
+            norm,
+            block_names=tuple(
+                (house, post if house == "post_ffn_norm" else name)
+                for house, name in norm.block_names
+            ),
+        )
     if block.residual_scale is True:
         ctx.cite("block.residual_scale", ctx.evidence.get("norm.placement"))
     elif block.residual_scale == "depth_scaled":

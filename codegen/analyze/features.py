@@ -475,6 +475,16 @@ class Block:
     # {"count": 2, "moe": "mlp", "moe_input": i (it reads sublayer i's normed MLP input; its
     # output joins the last residual sum), "names": {house part: checkpoint module list}}
     sublayers: dict | None = None
+    # a routed MoE a bool config switch adds beside the dense MLP, each branch normed before
+    # and after, summed before the FFN's post-norm (gemma4's enable_moe_block; read with the
+    # switch on, see codegen/analyze/parallel_moe.py): {"field" (the switch), the layer's
+    # modules "router", "experts", "moe_norm", "post_dense_norm", "post_moe_norm",
+    # "post_ffn_norm" (the FFN's post-norm, on the sum: norm.block_names when on); the
+    # router's "router_norm" (weightless), "router_scale" (per channel, times
+    # hidden ** -0.5), "router_proj", "expert_scale" (per expert, on the renormalised top-k
+    # fp32 softmax weights); the experts' "gate_up" ([E, 2I, H], gate = first half), "down",
+    # "activation"; "fields": config fields of num_experts, top_k, moe_hidden}, else None
+    parallel_moe: dict | None = None
 
 
 @dataclass(frozen=True)

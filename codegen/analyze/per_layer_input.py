@@ -104,8 +104,10 @@ def _layer_side(ctx: Ctx, layer: ModuleRec) -> dict | None:
             return None
         if not isinstance(act.module, ActRec) or act.module.name != _ffn_act(ctx, layer):
             return None
-        parts = {key: names.get(id(term.module)) for key, term in (("gate", gate), ("up", up))}
-        parts["norm"] = names.get(id(norm.module))
+        parts = {
+            key: _attr_called(term) or names.get(id(term.module))
+            for key, term in (("gate", gate), ("up", up), ("norm", norm))
+        }
         if None in parts.values():
             return None
         return {
@@ -116,6 +118,17 @@ def _layer_side(ctx: Ctx, layer: ModuleRec) -> dict | None:
             "linears": [gate.module, up.module],
             "norms": [norm.module],
         }
+    return None
+
+
+def _attr_called(term: Term) -> str | None:
+    """`x` of the `self.x(...)` call a term was made at: alike modules (norms built with the
+    same arguments) may share one static record, so the record alone does not name it."""
+    node = term.site.node if term.site is not None else None
+    if isinstance(node, cst.Call) and m.matches(
+        node.func, m.Attribute(value=m.Name("self"), attr=m.Name())
+    ):
+        return node.func.attr.value
     return None
 
 
@@ -138,9 +151,14 @@ def _ffn_norm(ctx: Ctx, stream: Term) -> ModuleRec | None:
         term = a
         while _is_call(term, ctx, NORM):
             term = term.args[0] if term.args else None
-        if _is_call(term, ctx, MLP, MOE):
-            normed = term.args[0] if term.args else None
-            return normed.module if _is_call(normed, ctx, NORM) else None
+        # the MLP's normed output summed with a branch beside it (gemma4's MoE) first
+        branches = term.args if isinstance(term, Term) and term.op == "add" else (term,)
+        for branch in branches:
+            while _is_call(branch, ctx, NORM):
+                branch = branch.args[0] if branch.args else None
+            if _is_call(branch, ctx, MLP, MOE):
+                normed = branch.args[0] if branch.args else None
+                return normed.module if _is_call(normed, ctx, NORM) else None
     return None
 
 

@@ -68,6 +68,7 @@ ROWS = (
     ("moe.zero_experts", "identity experts"),
     ("block.short_conv", "short-conv layers"),
     ("block.sublayers", "attention sublayers"),
+    ("block.parallel_moe", "switched MoE beside MLP"),
 )
 
 
@@ -138,6 +139,9 @@ def render_text(features: Features) -> str:
                 if found
                 else "one per layer"
             )
+        elif name == "block.parallel_moe":
+            found = features.block.parallel_moe
+            value = f"{found['field']}: {found['router']} + {found['experts']}" if found else "no"
         elif name == "moe.zero_experts":
             found = features.moe.zero_experts
             value = (

@@ -250,12 +250,16 @@ class RoleBook:
         # RG-LRU, run by a scan) are 3-D too, but make a token mixer
         if three_d and not linears and not mods and "topk" not in sig.ops and not hinted_mixer:
             return EXPERTS
-        if any(self.role(v) == EXPERTS for v in mods):
+        # a layer holding its router and experts itself beside its attention (gemma4's
+        # enable_moe_block) stays a layer
+        mixes = bool(child_roles & {ATTENTION, MIXER})
+        if any(self.role(v) == EXPERTS for v in mods) and not mixes:
             return MOE
         if "topk" in sig.ops and (lists or child_roles & {MLP, EXPERTS}):
             return MOE
         if ROUTER in child_roles and (three_d or lists or child_roles & {EXPERTS, MLP}):
-            return MOE
+            if not mixes:
+                return MOE
         if "topk" in sig.ops and (linears or params) and not attention_calls(sig.ops):
             return ROUTER
         attention_like = bool(attention_calls(sig.ops)) or any(

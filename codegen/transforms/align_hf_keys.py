@@ -219,6 +219,22 @@ def built_modules(module: cst.Module) -> set[str]:
                 continue
             for node in findall(classes[side.func.value], _BUILDS):
                 found.add(node.targets[0].target.attr.value)
+    # a module a bool field switches on (`self.moe = MoE(args) if args.enable_moe_block else
+    # None`): everything it builds, down through the package's own classes
+    switched = m.IfExp(
+        test=m.Attribute(value=m.Name("args")), body=m.Call(func=m.Name()), orelse=m.Name("None")
+    )
+    pending = [choice.body.func.value for choice in findall(module, switched)]
+    seen: set[str] = set()
+    while pending:
+        name = pending.pop()
+        if name in seen or name not in classes:
+            continue
+        seen.add(name)
+        for node in findall(classes[name], _BUILDS):
+            found.add(node.targets[0].target.attr.value)
+            if m.matches(node.value, m.Call(func=m.Name())):
+                pending.append(node.value.func.value)
     return found
 
 

@@ -324,7 +324,8 @@ def _rounding(spec, config, state, tokens, positions, grads) -> dict:
     that is a cancellation, as a NoPE query's against a key bias, is all rounding)."""
     try:
         model = _build(spec, config, state).double()
-        _loss(model(tokens, positions), tokens).backward()
+        with _grouped_mm_in_fp64():
+            _loss(model(tokens, positions), tokens).backward()
     except Exception:  # a package that cannot run fp64: no allowance beyond TOLERANCE
         return {}
     exact = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
@@ -333,6 +334,28 @@ def _rounding(spec, config, state, tokens, positions, grads) -> dict:
         for name, grad in grads.items()
         if name in exact and grad.shape == exact[name].shape and grad.numel()
     }
+
+
+@contextmanager
+def _grouped_mm_in_fp64():
+    """`F.grouped_mm` has no fp64 kernel: in the fp64 run, fp64 operands are multiplied one
+    group at a time (rows `offs[i - 1]:offs[i]` by `b[i]`), so routed experts get their
+    rounding allowance like every other weight."""
+    functional = torch.nn.functional
+    original = functional.grouped_mm
+
+    def grouped_mm(a, b, *args, offs=None, **kwargs):
+        if a.dtype != torch.float64 or offs is None or a.dim() != 2 or b.dim() != 3 or args:
+            return original(a, b, *args, offs=offs, **kwargs)
+        ends = offs.tolist()
+        starts = [0, *ends[:-1]]
+        return torch.cat([a[s:e] @ b[i] for i, (s, e) in enumerate(zip(starts, ends, strict=True))])
+
+    functional.grouped_mm = grouped_mm
+    try:
+        yield
+    finally:
+        functional.grouped_mm = original
 
 
 def _record_sharded(model, record: list) -> None:

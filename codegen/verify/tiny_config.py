@@ -186,6 +186,7 @@ SHRINK_RULES: dict[str, Any | Rule] = {
     # beside 512): kept at 256 beside the toy's 16, nearly every pick would be an identity
     "zero_expert_num": 8,
     "num_experts_per_tok": 2,
+    "top_k_experts": 2,  # gemma4's name for it (unset while enable_moe_block is off)
     # 4 groups of 4, one kept: the top-2 experts must share a group, which greedy top-2
     # routing does not guarantee (with two groups kept, top-2 would always fit)
     "n_group": 4,
