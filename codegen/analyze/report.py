@@ -64,6 +64,7 @@ ROWS = (
     ("moe.zero_experts", "identity experts"),
     ("block.short_conv", "short-conv layers"),
     ("block.sublayers", "attention sublayers"),
+    ("block.hyper_connections", "hyper-connections"),
 )
 
 
@@ -125,6 +126,14 @@ def render_text(features: Features) -> str:
                 f"{found['count']} per layer, shortcut MoE from {found['moe_input']}"
                 if found
                 else "one per layer"
+            )
+        elif name == "block.hyper_connections":
+            found = features.block.hyper_connections
+            value = (
+                f"{found['streams']} streams, Sinkhorn x {found['sinkhorn_iters']}"
+                f" ({', '.join(found['layer'])}; collapsed by {found['head']})"
+                if found
+                else "no"
             )
         elif name == "moe.zero_experts":
             found = features.moe.zero_experts
