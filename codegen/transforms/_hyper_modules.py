@@ -29,6 +29,12 @@ class HyperConnection(nn.Module):
         self.base = nn.Parameter(torch.zeros(width))
         self.scale = nn.Parameter(torch.ones(3))
 
+    def init_parameters(self, std: float) -> None:
+        """A normal projection, no bias and unit scales, as HF's init sets them."""
+        nn.init.normal_(self.fn, mean=0.0, std=std)
+        nn.init.zeros_(self.base)
+        nn.init.ones_(self.scale)
+
     def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The sublayer's input and the fp32 `post` and `comb` weights of the streams `h`."""
         n = self.streams
@@ -69,6 +75,12 @@ class StreamCollapse(nn.Module):
         self.fn = nn.Parameter(torch.empty(streams, streams * dim))
         self.base = nn.Parameter(torch.zeros(streams))
         self.scale = nn.Parameter(torch.ones(1))
+
+    def init_parameters(self, std: float) -> None:
+        """A normal projection, no bias and a unit scale, as HF's init sets them."""
+        nn.init.normal_(self.fn, mean=0.0, std=std)
+        nn.init.zeros_(self.base)
+        nn.init.ones_(self.scale)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         flat = h.flatten(2).float()
