@@ -18,7 +18,7 @@ CAMEL = "Braidwood"
 HC = {"hc_mult": 3, "hc_sinkhorn_iters": 5, "hc_eps": 1e-6}
 _CLASSES = ("UnweightedRMSNorm", "HyperConnection", "HyperHead")
 
-LAYER_FORWARD = '''
+LAYER_FORWARD = """
         dtype = hidden_states.dtype
         post, comb, collapsed = self.attn_hc(hidden_states)
         attn_output, _ = self.self_attn(
@@ -38,7 +38,7 @@ LAYER_FORWARD = '''
         return post.to(dtype).unsqueeze(-1) * mlp_output.unsqueeze(-2) + torch.matmul(
             comb.to(dtype).transpose(-1, -2), hidden_states
         )
-'''
+"""
 
 
 def _hc_classes() -> str:
@@ -60,7 +60,8 @@ def _hc_classes() -> str:
     ):
         init = (
             f"\n        nn.init.normal_(self.{prefix}fn, std=config.initializer_range)"
-            f"\n        nn.init.zeros_(self.{prefix}base)\n        nn.init.ones_(self.{prefix}scale)"
+            f"\n        nn.init.zeros_(self.{prefix}base)"
+            f"\n        nn.init.ones_(self.{prefix}scale)"
         )
         assert text.count(last) == 1, last
         text = text.replace(last, last + init)
@@ -84,8 +85,10 @@ def hyper_folder(dest: Path) -> Path:
         + f"        self.attn_hc = {CAMEL}HyperConnection(config)\n"
         + f"        self.ffn_hc = {CAMEL}HyperConnection(config)\n",
     )
-    start = text.index("        residual = hidden_states\n        hidden_states = self.input_layernorm")
-    end = text.index("        return hidden_states\n", start) + len("        return hidden_states\n")
+    body = "        residual = hidden_states\n        hidden_states = self.input_layernorm"
+    start = text.index(body)
+    ret = "        return hidden_states\n"
+    end = text.index(ret, start) + len(ret)
     text = text[:start] + LAYER_FORWARD.lstrip("\n") + text[end:]
     final = f"        self.norm = {CAMEL}RMSNorm(config.hidden_size, eps=config.rms_norm_eps)\n"
     assert text.count(final) == 1
@@ -104,7 +107,8 @@ def hyper_folder(dest: Path) -> Path:
         assert text.count(old) == 1, old
         text = text.replace(old, new)
     if "import torch.nn.functional as F" not in text:
-        text = text.replace("\nfrom torch import nn\n", "\nimport torch.nn.functional as F\nfrom torch import nn\n", 1)
+        torch_nn = "\nfrom torch import nn\n"
+        text = text.replace(torch_nn, "\nimport torch.nn.functional as F" + torch_nn, 1)
     path.write_text(text)
     config = json.loads((folder / "config.json").read_text())
     assert all(config[k] == v for k, v in HC.items())
