@@ -17,7 +17,7 @@ The fact is a dict: `layer` (the attributes of the attention's and the FFN's mod
 `params` (their projection, bias and scale parameter names), `head` (the backbone attribute)
 and `head_params`, and the config fields `streams`, `sinkhorn_iters`, `eps`, `norm_eps`.
 Another form (HY-V4's: the streams added back unmixed, no Sinkhorn) is named unsupported
-with what differs.
+with what differs, as the `block.layer_modules` finding (in place of its generic line).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def detect(ctx: Ctx, facts: dict | None) -> dict | None:
         names = _call_order(ctx, layer, odd[0]["module"])
         what = _describe(layer.attrs[names[0]]) if names else "?"
         ctx.unsupported(
-            "block.hyper_connections",
+            "block.layer_modules",  # before layer_extras' generic line, in its place
             f"hyper-connections ({', '.join(names)}: {what}) of another form: {odd[0]['why']}:"
             " no rule yet (the rule realises post = 2 x sigmoid and a Sinkhorn-mixed stream)",
             odd[0]["site"],
@@ -67,7 +67,7 @@ def detect(ctx: Ctx, facts: dict | None) -> dict | None:
     head = _head(ctx, fact)
     if fact is None or head is None:
         ctx.unsupported(
-            "block.hyper_connections",
+            "block.layer_modules",
             f"hyper-connections ({', '.join(names)}: {_describe(recs[0])}) whose config fields"
             " or final collapse could not be read: no rule yet",
             where,
