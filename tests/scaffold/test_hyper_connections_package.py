@@ -91,3 +91,9 @@ def test_final_collapse_by_mean_fails(tmp_path, folder, planned, capsys):
     row = _verify(folder, models, capsys)[0]
     assert row["status"] == "fail", row
     assert row["first_divergence"].startswith("stream_collapse"), row["first_divergence"]
+
+
+def test_package_without_the_rule_fails(tmp_path, folder, planned, capsys):
+    models, _ = write_planned(tmp_path / "models", planned, without="hyper_connections")
+    row = _verify(folder, models, capsys)[0]
+    assert row["status"] == "fail", row
