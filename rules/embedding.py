@@ -59,6 +59,19 @@ RULES = [
         " per-channel vector before each add (doge)",
     ),
     Rule(
+        # after the placement rules (they write the block's residual adds) and before
+        # keep_fp32_params (its adapter rows name the modules' parameters)
+        id="hyper_connections",
+        feature="block.hyper_connections",
+        values=(True,),
+        transform="hyper_connections",
+        params={"hyper": FromFeature("block.hyper_connections")},
+        description="the residual stream widened into parallel streams: each sublayer reads"
+        " its input through a learned collapse and writes its output back with learned"
+        " weights, the streams mixed by a Sinkhorn-normalised matrix (DeepSeek-V4's mHC);"
+        " the streams collapsed before the final norm",
+    ),
+    Rule(
         id="logit_softcap",
         feature="head.logit_softcap",
         values=(True,),

@@ -145,6 +145,16 @@ SHARDS = [
         {"layers.*.attention_residual": "replicate", "layers.*.ffn_residual": "replicate"},
         when={"form": "learned_stream"},
     ),
+    # hyper-connections read and write the replicated residual streams: small, whole on
+    # every rank (their projection spans every stream's every channel)
+    Shards(
+        "hyper_connections",
+        {
+            "layers.*.attention_hc": "replicate",
+            "layers.*.ffn_hc": "replicate",
+            "stream_collapse": "replicate",
+        },
+    ),
     # product-key experts: the SwiGLU keeps the dense plan; router and expert rows whole
     # (built only where the config switches them on)
     Shards(

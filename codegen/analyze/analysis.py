@@ -20,6 +20,7 @@ from codegen.analyze import (
     ffn_sparsity,
     final_norm,
     fp32_keys,
+    hyper_connections,
     init_cutoff,
     key_selection,
     kv_sharing,
@@ -151,7 +152,8 @@ def _run(ctx: Ctx) -> Features:
     category = detect_category.detect(ctx, shared)
     sublayers = layer_stacks.detect(ctx)
     per_layer = per_layer_input.detect(ctx)
-    layer_extras.detect(ctx, ffn, per_layer)
+    hyper = hyper_connections.detect(ctx, norm_facts)
+    layer_extras.detect(ctx, ffn, per_layer, hyper)
     kv_sharing.detect(ctx, shared)
     ffn_sparsity.detect(ctx)
     attention = value_norm.detect(ctx, shared, attention)
@@ -212,7 +214,11 @@ def _run(ctx: Ctx) -> Features:
                 }
             )
         ),
-        residual_scale=norm_facts.get("residual_scale", UNKNOWN) if norm_facts else UNKNOWN,
+        # a hyper-connection's write-back weights are no residual scale
+        residual_scale=(
+            False if hyper else norm_facts.get("residual_scale", UNKNOWN) if norm_facts else UNKNOWN
+        ),
+        hyper_connections=hyper,
         stream_weights=norm_facts.get("stream_weights") if norm_facts else None,
         scaled_residual_init=detect_init.scaled_residual_init(ctx),
         scaled_residual_projections=detect_init.scaled_residual_projections(ctx),

@@ -446,6 +446,10 @@ class Block:
     # learned_stream: the layer attributes (per-channel parameters) weighting the stream
     # before the attention's and before the FFN's residual add, else None
     stream_weights: tuple[str, str] | None = None
+    # hyper-connections: the residual stream is several streams, read before and written
+    # after each sublayer by a module of the layer (Sinkhorn-mixed, DeepSeek-V4); see
+    # codegen/analyze/hyper_connections.py for the dict's keys
+    hyper_connections: dict | None = None
     # the attention and MLP output projections start at std / sqrt(2 * n_layers) (GPT-2 init)
     scaled_residual_init: bool | str = False
     # which of the two ("attention", "ffn") that init scales: GPT-2 both, nanochat attention only

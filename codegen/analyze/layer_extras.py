@@ -50,7 +50,9 @@ _PRODUCT_FNS = ("mul", "multiply", "matmul", "einsum", "bmm")
 _WEIGHTED = ("Linear", "Embedding", "Conv1d", "Conv2d")
 
 
-def detect(ctx: Ctx, ffn: Ffn, per_layer_input: dict | None = None) -> None:
+def detect(
+    ctx: Ctx, ffn: Ffn, per_layer_input: dict | None = None, hyper: dict | None = None
+) -> None:
     layers = [rec for rec in ctx.model.layers or () if isinstance(rec, ModuleRec)]
     if not layers or layers[0].cls is None:
         return
@@ -60,6 +62,8 @@ def detect(ctx: Ctx, ffn: Ffn, per_layer_input: dict | None = None) -> None:
     ffn_paths = {path for _, path in ffn.block_names or ()}
     if per_layer_input is not None:  # realised by the per_layer_input rule
         ffn_paths |= {per_layer_input[key] for key in ("gate", "up", "norm")}
+    if hyper is not None:  # realised by the hyper_connections rule
+        ffn_paths |= set(hyper["layer"])
     reached = [
         (name, child)
         for name, child in layer.children()

@@ -203,6 +203,7 @@ COMPARED: dict[str, Any] = {
     "block.short_conv": lambda found: found is not None,
     "block.output_scale": lambda found: found is not None,
     "block.per_layer_input": lambda found: found is not None,
+    "block.hyper_connections": lambda found: found is not None,
     "block.sublayers": lambda found: found is not None,
 }
 
@@ -290,6 +291,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "block.short_conv": (False,),  # every layer's token mixer is attention
     "block.output_scale": (False,),  # a layer's output leaves it as summed
     "block.per_layer_input": (False,),  # a layer reads the hidden states alone
+    "block.hyper_connections": (False,),  # one residual stream, plain adds
     "block.sublayers": (False,),  # one attention and one feed-forward per layer
 }
 # What an MoE block grafted onto a dense reference starts as (the `add_moe` transform): the

@@ -69,6 +69,7 @@ ROWS = (
     ("block.short_conv", "short-conv layers"),
     ("block.sublayers", "attention sublayers"),
     ("block.parallel_moe", "switched MoE beside MLP"),
+    ("block.hyper_connections", "hyper-connections"),
 )
 
 
@@ -142,6 +143,14 @@ def render_text(features: Features) -> str:
         elif name == "block.parallel_moe":
             found = features.block.parallel_moe
             value = f"{found['field']}: {found['router']} + {found['experts']}" if found else "no"
+        elif name == "block.hyper_connections":
+            found = features.block.hyper_connections
+            value = (
+                f"{found['streams']} streams, Sinkhorn x {found['sinkhorn_iters']}"
+                f" ({', '.join(found['layer'])}; collapsed by {found['head']})"
+                if found
+                else "no"
+            )
         elif name == "moe.zero_experts":
             found = features.moe.zero_experts
             value = (
