@@ -1127,7 +1127,8 @@ def _extras(ctx: Ctx, rep: AttnInfo, head_dim, normed: ModuleRec | None):
                 )
                 break
     # alibi / relative position biases passed to the kernel
-    for key in ("alibi", "position_bias", "relative_position_bias"):
+    # (`position_bias`: a learned relative bias, read across layers by relative_bias.py)
+    for key in ("alibi", "relative_position_bias"):
         if key in rep.kernel.kwargs and rep.kernel.kwargs[key] is not None:
             ctx.unsupported(
                 "attention.position_bias", key, rep.kernel.site.cite() if rep.kernel.site else None

@@ -133,6 +133,7 @@ COMPARED: dict[str, Any] = {
     "norm.weight_fp32": None,
     "attention.differential": lambda found: found is not None,
     "attention.alibi": None,
+    "attention.rel_bias": lambda found: "other" if found == "other" else found is not None,
     "attention.key_selection": lambda found: "other" if found == "other" else found is not None,
     "attention.dynamic_mask": lambda found: "other" if found == "other" else found is not None,
     "rope.type": None,
@@ -239,6 +240,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "ffn.experts_act_fp32": (False,),  # ... in the routed experts too
     "attention.differential": (False,),  # one attention map per head
     "attention.alibi": (False,),  # no ALiBi bias on the scores
+    "attention.rel_bias": (False,),  # no learned relative position bias on the scores
     "attention.key_selection": (False,),  # every causal key reaches the softmax
     "attention.dynamic_mask": (False,),  # the scores carry no bias computed from the values
     "rope.type": _LLAMA_ROPE,

@@ -25,6 +25,7 @@ PROJECTED = {
     "attention.v_scale": (True, False, "other"),
     "attention.sink_rule": (True, False, "other"),
     "attention.dynamic_mask": (True, False, "other"),  # a value bias read, or not understood
+    "attention.rel_bias": (True, False, "other"),  # a relative bias table read, or not
     "embedding.padding_idx": ("pad_token_id", "other", False),  # the field, another, none
     "state_dict.fp32_keys": (True, False, "router_bias"),  # kept: others, none, the bias alone
 }
