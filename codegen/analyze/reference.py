@@ -114,6 +114,7 @@ COMPARED: dict[str, Any] = {
     "norm.final": None,
     "norm.gated": lambda found: found is not None,
     "attention.sliding_window": None,
+    "attention.window_rule": lambda rule: rule is not None,
     "attention.sinks": None,
     "attention.softcap": None,
     "attention.scale": None,
@@ -219,6 +220,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "norm.final": (True,),  # the last layer's output is normed before the head
     "norm.gated": (False,),  # a norm's output goes on as it is, ungated
     "attention.sliding_window": ("none",),
+    "attention.window_rule": (False,),  # sliding layers, if any, typed "sliding_attention"
     "attention.sinks": (False,),
     "attention.softcap": (False,),
     "attention.scale": ("default",),

@@ -219,9 +219,9 @@ SHRINK_RULES: dict[str, Any | Rule] = {
     "index_head_dim": 20,
     # sliding layers sized apart from the full ones (inkling's swa_* fields): heads, kv
     # heads and head size all differ from the full layers' (4, 2, 40), so a layer built
-    # with the other type's sizes does not load
-    "swa_num_attention_heads": 6,
-    "swa_num_key_value_heads": 3,
+    # with the other type's sizes does not load; both head counts split over tp=2
+    "swa_num_attention_heads": 8,
+    "swa_num_key_value_heads": 4,
     "swa_head_dim": 24,
     # a learned relative position bias (inkling's `d_rel` states mixed over `rel_extent`
     # distances): an extent longer than the window and shorter than the long input, so its
