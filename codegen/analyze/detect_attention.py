@@ -291,10 +291,6 @@ def _mask_buffer_windows(ctx: Ctx, per_layer: list[dict]) -> tuple[str | None, s
     return rule, mask_window.window_field(cut)
 
 
-# the layer kinds a package's `layer_types` holds (the config's own names where it uses these)
-_STANDARD_KINDS = frozenset({"full_attention", "sliding_attention"})
-
-
 def _typed_windows(ctx: Ctx, per_layer: list[dict]) -> str | None:
     """Where the config types its layers with names of its own (inkling's "hybrid_sliding"
     beside "hybrid"), the condition under which a layer slides, restated over `hf_config`
@@ -302,8 +298,8 @@ def _typed_windows(ctx: Ctx, per_layer: list[dict]) -> str | None:
     true exactly on the analysed sliding layers; None otherwise (standard names are read as
     they are)."""
     types = attr(ctx.model.config, "layer_types")
-    if not isinstance(types, list | tuple) or set(types) <= _STANDARD_KINDS:
-        return None
+    if not isinstance(types, list | tuple) or "sliding_attention" in types:
+        return None  # the sliding layers (if any) typed as a package reads them
     layers = [p for p in per_layer if p["type"] in ("full", "sliding")]
     if not layers or len({p["type"] for p in layers}) < 2:
         return None
