@@ -132,6 +132,24 @@ RULES += [
         covers=("all",),  # every layer typed sliding
     ),
     Rule(
+        # a reference that windows layers natively reads "sliding_attention" from the
+        # config's layer_types: a target that types them otherwise (inkling's
+        # "hybrid_sliding", GPT-Neo's attention_layers) needs the condition restated
+        id="sliding_window_rule",
+        feature="attention.window_rule",
+        values=(True,),
+        transform="set_sliding_window",
+        params={
+            "mode": "pattern",
+            "layer_rule": FromFeature("attention.window_rule"),
+            "window": FromFeature("attention.window_field"),
+        },
+        description=(
+            "the sliding layers chosen by a condition over the config (layer types named"
+            " otherwise than sliding_attention, or another list)"
+        ),
+    ),
+    Rule(
         id="no_sliding_window",
         feature="attention.sliding_window",
         values=("none",),

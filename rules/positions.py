@@ -20,6 +20,18 @@ RULES = [
         description="each head adds slope * key position to its scores (ALiBi: mpt, bloom)",
     ),
     Rule(
+        id="relative_position_bias",
+        feature="attention.rel_bias",
+        values=(True,),
+        transform="relative_position_bias",
+        params={"bias": FromFeature("attention.rel_bias")},
+        description=(
+            "a learned relative position bias on the scores: each head's states, projected from"
+            " the input, mix a table of profiles over the backward distances, per-layer extent"
+            " (inkling)"
+        ),
+    ),
+    Rule(
         id="learned_positions",
         feature="embedding.positions",
         values=("learned",),

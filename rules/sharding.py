@@ -252,6 +252,12 @@ SHARDS = [
             ),
         ),
     ),
+    # the relative bias: each head's states follow its q rows; the table every head mixes
+    # is whole on every rank, its gradient summed over the ranks' heads
+    Shards(
+        "relative_position_bias",
+        {"layers.*.attention.wr": "colwise", "layers.*.attention.rel_bias": "per_head_shared"},
+    ),
     # ALiBi's bias has one entry per head: each rank keeps its heads'
     Shards("alibi", {"layers.*.attention.alibi": "head_slice"}),
     # xIELU's learned slopes act on the column-wise up projection's local features

@@ -32,9 +32,13 @@ UNSUPPORTED: dict[tuple[str, object], str] = {
     ("attention.layer_shapes", "other"): (
         "attention projections sized per layer by something other than the config's"
         " per-layer overrides of the head size and counts (or, under latent attention, of"
-        " the latent sizes), or than a head size or kv-head count computed from the config"
-        " and the layer index (query heads counted per layer, a size not heads x head size):"
-        " no rule yet"
+        " the latent sizes), or than a head size or head counts computed from the config"
+        " and the layer index (a size not heads x head size): no rule yet"
+    ),
+    ("attention.rel_bias", "other"): (
+        "a position bias handed to the attention kernel other than a learned table of"
+        " per-distance profiles mixed per head by a projection of the input, gathered at the"
+        " clamped backward distance and zero beyond its extent: no rule yet"
     ),
     ("attention.v_head_dim", "other"): (
         "value heads sized apart from the key heads by a size not restated over the config:"

@@ -32,6 +32,7 @@ from codegen.analyze import (
     per_layer_input,
     product_keys,
     reference,
+    relative_bias,
     residual_norm,
     routed_attention,
     short_conv,
@@ -139,6 +140,7 @@ def _run(ctx: Ctx) -> Features:
     attention, shared = detect_attention.detect(ctx)
     shape_facts = attention_shapes.check(ctx, shared)
     shape_facts["v_scale"] = value_scale.detect(ctx, shared)
+    shape_facts["rel_bias"] = relative_bias.detect(ctx, shared)
     latent = latent_extras.check(ctx, shared)
     rope = detect_rope.detect(ctx, shared) if "rep" in shared else _no_rope(ctx)
     selection = key_selection.detect(ctx, shared)

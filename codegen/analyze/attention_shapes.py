@@ -10,12 +10,14 @@ layers' projections differ in size, `attention.layer_shapes` says how:
   overrides of the latent sizes (dots3's sliding-window layers take other head counts, kv
   latent rank and q/k/v head dims from `per_layer_config`): layers with the same overrides
   are built alike, and nothing but those sizes is overridden;
-- `rule`: the head size or kv heads computed in `__init__` from the config and the layer
-  index (MiMo-V2-Flash: `num_key_value_heads * 2` on sliding layers), restated over
-  `hf_config` and `i` in `attention.layer_sizes` (`{"n_kv_heads": ..., "head_dim": ...}`,
-  the sizes that differ) and checked against every analysed layer's projections;
-- `other`: sizes from anything else (latent layers sized apart beyond their overrides, query
-  heads counted per layer, a size `__init__` does not spell as heads x head size).
+- `rule`: the head size, query heads or kv heads computed in `__init__` from the config and
+  the layer index (MiMo-V2-Flash: `num_key_value_heads * 2` on sliding layers; inkling:
+  `swa_head_dim`, `swa_num_attention_heads`, `swa_num_key_value_heads` on sliding layers),
+  restated over `hf_config` and `i` in `attention.layer_sizes` (`{"n_kv_heads": ...,
+  "head_dim": ..., "n_heads": ...}`, the sizes that differ) and checked against every
+  analysed layer's projections;
+- `other`: sizes from anything else (latent layers sized apart beyond their overrides, a
+  size `__init__` does not spell as heads x head size).
 
 The projections' sizes are read as products, heads x head size (`q`: heads x head_dim,
 `k`: kv heads x head_dim, `v`: kv heads x value head size, `o`'s input: heads x value head
@@ -72,9 +74,9 @@ def check(ctx: Ctx, shared: dict) -> dict:
         )
         if _overridden(ctx):
             out["layer_shapes"] = "per_layer_config"
-        elif factors is not None and factors["varying"] and factors["varying"] <= RULE_SIZES:
+        elif factors is not None and _rule_sizes(factors) and _rule_sizes(factors) <= RULE_SIZES:
             out["layer_shapes"] = "rule"
-            out["layer_sizes"] = {k: factors[k] for k in sorted(factors["varying"])}
+            out["layer_sizes"] = {k: factors[k] for k in sorted(_rule_sizes(factors))}
             ctx.cite(
                 "attention.layer_sizes",
                 f"{where} (" + "; ".join(f"{k} = {v}" for k, v in out["layer_sizes"].items()) + ")",
@@ -110,7 +112,16 @@ def check(ctx: Ctx, shared: dict) -> dict:
 
 
 # the sizes a package computes per layer by a rule (layer_attention_sizes)
-RULE_SIZES = frozenset({"head_dim", "n_kv_heads"})
+RULE_SIZES = frozenset({"head_dim", "n_kv_heads", "n_heads"})
+
+
+def _rule_sizes(factors: dict) -> set[str]:
+    """The sizes that differ by layer; a value head as large as the q/k head (spelt the same)
+    follows the head size and is no size of its own."""
+    varying = set(factors["varying"])
+    if factors["v_head_dim"] == factors["head_dim"]:
+        varying.discard("v_head_dim")
+    return varying
 
 
 def _init_assignments(ctx: Ctx, rec: ModuleRec) -> dict[str, cst.BaseExpression]:

@@ -26,6 +26,7 @@ from codegen.analyze import (
     short_conv,
     supplied_inputs,
 )
+from codegen.analyze.attention_shapes import _init_assignments
 from codegen.analyze.config import attr
 from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import Term, primary_input, strip, terms_in, walk
@@ -33,6 +34,7 @@ from codegen.analyze.evaluate import FuncRef, ModuleRec, ParamRec
 from codegen.analyze.features import UNKNOWN, Attention
 from codegen.analyze.last_layer_bias import last_layer_o_bias
 from codegen.analyze.latent_extras import latent_norms, up_projected_part
+from codegen.analyze.layer_rule import init_rule
 from codegen.analyze.model import layer_slots, linear_bias
 from codegen.analyze.roles import ATTENTION, LINEAR, MIXER, NORM, ROTARY
 from codegen.analyze.router_dtype import upcast
@@ -287,6 +289,31 @@ def _mask_buffer_windows(ctx: Ctx, per_layer: list[dict]) -> tuple[str | None, s
             p["info"].window = window
             p["type"], p["window"] = "sliding", window
     return rule, mask_window.window_field(cut)
+
+
+def _typed_windows(ctx: Ctx, per_layer: list[dict]) -> str | None:
+    """Where the config types its layers with names of its own (inkling's "hybrid_sliding"
+    beside "hybrid"), the condition under which a layer slides, restated over `hf_config`
+    and `i` from the attention's `self.<window> = <config field> if <test> else None` and
+    true exactly on the analysed sliding layers; None otherwise (standard names are read as
+    they are)."""
+    types = attr(ctx.model.config, "layer_types")
+    if not isinstance(types, list | tuple) or "sliding_attention" in types:
+        return None  # the sliding layers (if any) typed as a package reads them
+    layers = [p for p in per_layer if p["type"] in ("full", "sliding")]
+    if not layers or len({p["type"] for p in layers}) < 2:
+        return None
+    rec = layers[0]["info"].rec
+    sliding = {p["index"]: p["type"] == "sliding" for p in layers}
+    built = [(p["index"], p["info"].rec) for p in layers]
+    for value in _init_assignments(ctx, rec).values():
+        if not (isinstance(value, cst.IfExp) and m.matches(value.orelse, m.Name("None"))):
+            continue
+        rule = init_rule(ctx, rec, value.test, built, lambda i, v: bool(v) == sliding[i])
+        if rule is not None:
+            ctx.cite("attention.window_rule", f"{ctx.class_site(rec) or '?'} (slides where {rule})")
+            return rule
+    return None
 
 
 def _qkv(kernel: Term) -> list[Term]:
@@ -561,6 +588,8 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
     _rope_withheld(ctx, per_layer)
     shared = {"per_layer": per_layer, "infos": infos}
     window_rule, window_field = _mask_buffer_windows(ctx, per_layer)
+    if window_rule is None:
+        window_rule = _typed_windows(ctx, per_layer)
     attn_layers = [p for p in per_layer if p["type"] in ("full", "sliding")]
     if not attn_layers:
         return Attention(kind=UNKNOWN, sliding_window="none"), shared
@@ -1127,7 +1156,8 @@ def _extras(ctx: Ctx, rep: AttnInfo, head_dim, normed: ModuleRec | None):
                 )
                 break
     # alibi / relative position biases passed to the kernel
-    for key in ("alibi", "position_bias", "relative_position_bias"):
+    # (`position_bias`: a learned relative bias, read across layers by relative_bias.py)
+    for key in ("alibi", "relative_position_bias"):
         if key in rep.kernel.kwargs and rep.kernel.kwargs[key] is not None:
             ctx.unsupported(
                 "attention.position_bias", key, rep.kernel.site.cite() if rep.kernel.site else None

@@ -196,6 +196,12 @@ class Attention:
     # ALiBi: each head adds slope * key position to its scores (no rotary), the slopes
     # 2 ** (-8 k / n) of Press et al. (mpt, bloom)
     alibi: bool = False
+    # a learned relative position bias on the scores (inkling): a projection of the input
+    # mixes the rows of a width x extent table into one bias per backward distance, read at
+    # the clamped distance and zero beyond the extent: {"states", "table", "width",
+    # "extent": expressions over hf_config and i}, "other" for another shape, None without
+    # one; see codegen/analyze/relative_bias.py
+    rel_bias: dict | str | None = None
     # a per-key bias on the scores from the attention's own values, exp(A * softplus(proj(v)))
     # per kv head, causally masked, the largest `window` kept per query row once the keys
     # outnumber the window (Doge's dynamic mask): {"proj", "scale", "window": config field or

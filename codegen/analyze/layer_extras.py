@@ -23,6 +23,8 @@ AltUp predictions) keeps both.
 
 from __future__ import annotations
 
+import libcst.matchers as m
+
 from codegen.analyze.context import Ctx, site_of
 from codegen.analyze.dataflow import Term
 from codegen.analyze.detect_ffn import ffn_modules
@@ -64,10 +66,11 @@ def detect(
         ffn_paths |= {per_layer_input[key] for key in ("gate", "up", "norm")}
     if hyper is not None:  # realised by the hyper_connections rule
         ffn_paths |= set(hyper["layer"])
+    called = _called_attributes(ctx, layer)
     reached = [
         (name, child)
         for name, child in layer.children()
-        if isinstance(child, ModuleRec) and _reaches(child, used)
+        if isinstance(child, ModuleRec) and (_reaches(child, used) or name in called)
     ]
     extras = [
         (name, _describe(child), ctx.site(child))
@@ -87,6 +90,7 @@ def detect(
             + ": no rule yet",
             extras[0][2] or ctx.class_site(layer),
         )
+    _attention_convolutions(ctx, reached)
     product = _extra_input_product(trace.terms)
     if product is not None and per_layer_input is None:
         term, name = product
@@ -96,6 +100,46 @@ def detect(
             " into its computation (per-layer embeddings): no rule yet",
             term.site.cite() if term.site else ctx.class_site(layer),
         )
+
+
+def _called_attributes(ctx: Ctx, rec: ModuleRec) -> set[str]:
+    """Attributes the record's forward calls (`self.<name>(...)`), read from its source: a
+    module whose call the trace inlines into functions it cannot read the weights of
+    (inkling's short convolutions: `F.conv1d(x, self.conv1d.weight.squeeze(1))` behind a
+    kernel hub wrapper) is still one the layer computes with."""
+    found = ctx.model.project.find_method(rec.cls, "forward") if rec.cls else None
+    if found is None:
+        return set()
+    pattern = m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name()))
+    return {call.func.attr.value for call in m.findall(found[1], pattern)}
+
+
+def _attention_convolutions(ctx: Ctx, reached: list) -> None:
+    """A convolution module inside the layer's attention that its forward calls (inkling's
+    short convolutions over the keys and values): no rule realises it."""
+    for name, child in reached:
+        if ctx.roles.role(child) != ATTENTION:
+            continue
+        called = _called_attributes(ctx, child)
+        convs = [
+            (own, sub)
+            for own, sub in child.children()
+            if own in called and isinstance(sub, ModuleRec) and _holds_conv(sub)
+        ]
+        if convs:
+            ctx.unsupported(
+                "attention.convolutions",
+                "the attention runs convolutions over its projections: "
+                + ", ".join(f"{name}.{own} ({_describe(sub)})" for own, sub in convs)
+                + ": no rule yet",
+                ctx.site(convs[0][1]) or ctx.class_site(child),
+            )
+
+
+def _holds_conv(rec: ModuleRec) -> bool:
+    if rec.kind in ("Conv1d", "Conv2d"):
+        return True
+    return any(isinstance(c, ModuleRec) and _holds_conv(c) for _, c in rec.children())
 
 
 def _unaccounted(ctx: Ctx, rec: ModuleRec, path: str, ffn_paths: set[str]) -> bool:

@@ -114,6 +114,7 @@ COMPARED: dict[str, Any] = {
     "norm.final": None,
     "norm.gated": lambda found: found is not None,
     "attention.sliding_window": None,
+    "attention.window_rule": lambda rule: rule is not None,
     "attention.sinks": None,
     "attention.softcap": None,
     "attention.scale": None,
@@ -135,6 +136,7 @@ COMPARED: dict[str, Any] = {
     "attention.routed": lambda found: "other" if found == "other" else found is not None,
     "norm.layer_eps": lambda eps: eps is not None,
     "attention.alibi": None,
+    "attention.rel_bias": lambda found: "other" if found == "other" else found is not None,
     "attention.key_selection": lambda found: "other" if found == "other" else found is not None,
     "attention.dynamic_mask": lambda found: "other" if found == "other" else found is not None,
     "rope.type": None,
@@ -223,6 +225,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "norm.final": (True,),  # the last layer's output is normed before the head
     "norm.gated": (False,),  # a norm's output goes on as it is, ungated
     "attention.sliding_window": ("none",),
+    "attention.window_rule": (False,),  # sliding layers, if any, typed "sliding_attention"
     "attention.sinks": (False,),
     "attention.softcap": (False,),
     "attention.scale": ("default",),
@@ -246,6 +249,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "attention.routed": (False,),  # dense query and output projections
     "norm.layer_eps": (False,),  # every norm at the config's epsilon
     "attention.alibi": (False,),  # no ALiBi bias on the scores
+    "attention.rel_bias": (False,),  # no learned relative position bias on the scores
     "attention.key_selection": (False,),  # every causal key reaches the softmax
     "attention.dynamic_mask": (False,),  # the scores carry no bias computed from the values
     "rope.type": _LLAMA_ROPE,

@@ -106,7 +106,16 @@ def verify(
         from codegen.verify.parallel import run_parallel
 
         config = given[0].config if config_path or shrink_path else None
-        results = run_parallel(specs, parallel, config, echo=None if as_json else click.echo)
+        echo = None if as_json else click.echo
+        results = []
+        for model, spec in zip(models, specs, strict=True):
+            if folders[model]:  # the folder's own toy config and switch settings
+                from codegen.verify.cases import folder_cases
+
+                cases = folder_cases(folders[model], trust_remote_code)
+                results += run_parallel([spec], parallel, echo=echo, cases=cases)
+            else:
+                results += run_parallel([spec], parallel, config, echo=echo)
         if as_json:
             click.echo(json.dumps([r.to_json() for r in results], indent=2))
         raise SystemExit(1 if any(r.status == "fail" for r in results) else 0)

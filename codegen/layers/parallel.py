@@ -38,6 +38,9 @@ STYLES = {
     "vocab_embedding": "nn.Embedding split over the vocabulary, outputs summed",
     "vocab_head": "output nn.Linear split over the vocabulary, logits gathered",
     "per_head_norm": "a norm over head_dim applied to the local heads; weight replicated",
+    "per_head_shared": "a module applied to each local head alike, its input (batch, seq, "
+    "heads, features) (inkling's relative-bias table, mixed by each head's states): weights "
+    "whole on every rank, their gradient summed over the ranks' heads",
     "sharded_norm": "a norm over a whole column-wise projection (all heads): its weight "
     "split like the features, the mean of squares summed over the ranks",
     "replicate": "full weights on every rank (norms, routers, small latent projections, "
@@ -260,6 +263,7 @@ def _tensor_parallel(model: nn.Module, tp_mesh, modules: dict[str, str]) -> None
         # the local heads (batch, seq, heads, head_dim) as a shard of dim 2: the weight
         # becomes a replicated DTensor whose gradient is summed over the ranks' heads
         "per_head_norm": SequenceParallel(sequence_dim=2, use_local_output=True),
+        "per_head_shared": SequenceParallel(sequence_dim=2, use_local_output=True),
         # the local features (batch, seq, features) as a shard of the last dim, likewise
         "sharded_elementwise": SequenceParallel(sequence_dim=-1, use_local_output=True),
     }

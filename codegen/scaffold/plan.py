@@ -118,7 +118,11 @@ def _plan_from(target, name: str | None, reference: str, *, own_code: bool = Tru
             continue
         for rule in matching:
             reason = f"{feature} = {value!r} ({_evidence(target, feature)})"
-            steps.append(Step(rule.transform, rule.resolve(features), rule.id, reason))
+            step = Step(rule.transform, rule.resolve(features), rule.id, reason)
+            # a step another feature's rule already takes (GPT-Neo's window condition: the
+            # window pattern's step carries it) adds nothing
+            if not any((s.transform, s.params) == (step.transform, step.params) for s in steps):
+                steps.append(step)
     # an undetermined feature is no match: the package would silently assume the reference's
     # value, so it stops the plan with what the analyzer could not read
     for feature in references.undetermined(features):

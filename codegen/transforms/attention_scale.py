@@ -28,6 +28,10 @@ from codegen.transforms.edits import (
 _HF_SCALING = re.compile(r"self\.scaling\s*=\s*config\.(\w+)\s*(\*\*\s*\(?\s*-0\.5\s*\)?)?")
 # HF `self.scaling = <number>` (gemma4: its q/k norms set the scores' scale, 1.0)
 _HF_CONSTANT = re.compile(r"self\.scaling\s*=\s*(\d+(?:\.\d*)?)\s*$", re.MULTILINE)
+# HF `self.scaling = 1.0 / self.head_dim` (inkling: q/k RMS-normed per head, 1/d not 1/sqrt(d))
+_HF_INVERSE_HEAD = re.compile(
+    r"self\.scaling\s*=\s*1(?:\.0*)?\s*/\s*self\.head_dim\s*$", re.MULTILINE
+)
 
 _FORMS = {
     "multiplier": ("{args}", "float = 1.0  # softmax scale (not head_dim ** -0.5)"),
@@ -45,6 +49,8 @@ class AttentionScale(Transform):
     "query_pre_attn_scalar").
 
     `form="constant"`: `field` is a number (gemma4's 1.0) SDPA gets as its scale.
+    `form="inverse_head_dim"`: the scale is 1 / the layer's head size (inkling), `field`
+    unused.
 
     Without params both are read from the HF attention's `self.scaling = ...` line.
     """
@@ -56,6 +62,11 @@ class AttentionScale(Transform):
             field, form = detect(features)
         if form == "constant":
             run(package, "model.py", UseScale(repr(float(field))))
+            return
+        if form == "inverse_head_dim":
+            scale = "self.scale = 1.0 / self.head_dim  # q/k normed per head: 1/d, not 1/sqrt(d)"
+            insert_after(package, "model.py", "Attention", "__init__", _is_head_dim, scale)
+            run(package, "model.py", UseScale())
             return
         if form not in _FORMS:
             raise ValueError(f"attention_scale form {form!r}: one of {tuple(_FORMS)}")
@@ -79,6 +90,8 @@ def detect(features) -> tuple[str, str]:
     found = _HF_SCALING.search(source)
     if found is None and (constant := _HF_CONSTANT.search(source)) is not None:
         return constant.group(1), "constant"
+    if found is None and _HF_INVERSE_HEAD.search(source) is not None:
+        return "head_dim", "inverse_head_dim"
     if found is None:
         raise EditError("the HF attention sets no `self.scaling = config...`; pass field/form")
     return found.group(1), "inverse_sqrt" if found.group(2) else "multiplier"

@@ -23,13 +23,12 @@ if len(self.layer_head_dims) != self.n_layers or len(self.layer_n_kv_heads) != s
     raise ValueError("layer_head_dims and layer_n_kv_heads need one entry per layer")
 """
 
-# the layers sharing a RoPE table share its width: one head size per table
-ONE_TABLE = (
-    POST_INIT
-    + """if len(set(self.layer_head_dims)) > 1:
+# the layers sharing a RoPE table share its width: one head size per table (a package
+# that rotates nothing drops the check: no_rope)
+ONE_TABLE_CHECK = """if len(set(self.layer_head_dims)) > 1:
     raise NotImplementedError("layers with different head sizes read one RoPE table")
 """
-)
+ONE_TABLE = POST_INIT + ONE_TABLE_CHECK
 
 PER_TYPE = (
     POST_INIT
@@ -48,6 +47,17 @@ KV_POST_INIT = """
 self.layer_n_kv_heads = tuple(self.layer_n_kv_heads or (self.n_kv_heads,) * self.n_layers)
 if len(self.layer_n_kv_heads) != self.n_layers:
     raise ValueError("layer_n_kv_heads needs one entry per layer")
+"""
+
+# sized apart by query heads too (inkling's sliding layers: heads of their own)
+HEADS_FIELD = """
+# each layer's query heads ({source}); empty: n_heads on every layer
+layer_n_heads: tuple[int, ...] = ()
+"""
+HEADS_POST_INIT = """
+self.layer_n_heads = tuple(self.layer_n_heads or (self.n_heads,) * self.n_layers)
+if len(self.layer_n_heads) != self.n_layers:
+    raise ValueError("layer_n_heads needs one entry per layer")
 """
 
 # from_hf_config: the sizes read from each layer's own config, other overrides refused
@@ -74,6 +84,7 @@ head_dims = dict(zip(args.layer_types, args.layer_head_dims, strict=True))
 BY_RULE = "tuple({rule} for i in range(hf_config.num_hidden_layers))"
 
 _SIZES = {"head_dim": "layer_head_dims", "n_kv_heads": "layer_n_kv_heads"}
+_RULE_SIZES = {**_SIZES, "n_heads": "layer_n_heads"}  # a rule may count query heads too
 _HF = {"head_dim": "head_dim", "n_kv_heads": "num_key_value_heads"}
 _ROTARY = m.Call(func=m.Name("RotaryEmbedding"))
 
@@ -83,19 +94,25 @@ class LayerAttentionSizes(Transform):
     `layer_head_dims` / `layer_n_kv_heads`, which `from_hf_config` reads from each layer's
     config (`hf_config.per_layer_config[i]`, refusing overrides of anything else) or, given
     `rules` (`{"n_kv_heads": <expression of hf_config and i>}`: MiMo-V2-Flash's sliding
-    layers with twice the kv heads), computes per layer as HF's `__init__` does. Each RoPE
-    table turns the heads of the layers that read it: with one table per layer type (the
-    sliding layers' beside the others') its width is that type's head size, and ModelArgs
-    refuses layers of one type sized apart (or, with one table, any two sizes)."""
+    layers with twice the kv heads; inkling's with heads, kv heads and head size of their
+    own, `n_heads` read into `layer_n_heads`), computes per layer as HF's `__init__` does.
+    Each RoPE table turns the heads of the layers that read it: with one table per layer
+    type (the sliding layers' beside the others') its width is that type's head size, and
+    ModelArgs refuses layers of one type sized apart (or, with one table, any two sizes);
+    without RoPE the head sizes are free."""
 
     name = "layer_attention_sizes"
 
     def apply(self, package, features=None, *, rules: dict | None = None) -> None:
-        if rules is not None and (not rules or set(rules) - set(_SIZES)):
-            raise ValueError(f"layer sizes by rule: only {sorted(_SIZES)} may differ, got {rules}")
+        if rules is not None and (not rules or set(rules) - set(_RULE_SIZES)):
+            raise ValueError(
+                f"layer sizes by rule: only {sorted(_RULE_SIZES)} may differ, got {rules}"
+            )
         per_type = _has_sliding_table(package)
         kv_only = rules is not None and "head_dim" not in rules
-        sizes = {"n_kv_heads": _SIZES["n_kv_heads"]} if kv_only else _SIZES
+        sizes = {"n_kv_heads": _SIZES["n_kv_heads"]} if kv_only else dict(_SIZES)
+        if rules is not None and "n_heads" in rules:
+            sizes["n_heads"] = _RULE_SIZES["n_heads"]
         _args(package, per_type, rules, sizes)
         layer_id = edits.ensure_attention_layer_id(package)
         _attention(package, layer_id, sizes)
@@ -117,10 +134,13 @@ def _args(package, per_type: bool, rules: dict | None, sizes: dict) -> None:
     )
     if "head_dim" in sizes:
         edits.add_args_field(package, FIELDS.format(source=source))
-        post_init = PER_TYPE if per_type else ONE_TABLE
+        post_init = PER_TYPE if per_type else ONE_TABLE if _has_rotary(package) else POST_INIT
     else:
         edits.add_args_field(package, KV_FIELD.format(source=source))
         post_init = KV_POST_INIT
+    if "n_heads" in sizes:
+        edits.add_args_field(package, HEADS_FIELD.format(source=source))
+        post_init += HEADS_POST_INIT
     edits.append_to_method(package, "args.py", "ModelArgs", "__post_init__", post_init)
     method = edits.find_method(package.module("args.py"), "ModelArgs", "from_hf_config")
     cls_call = m.Return(value=m.Call(func=m.Name("cls")))
@@ -128,7 +148,7 @@ def _args(package, per_type: bool, rules: dict | None, sizes: dict) -> None:
         raise EditError("from_hf_config returns no cls(...) to read the layer sizes into")
     if rules:
         for house, rule in rules.items():
-            edits.add_hf_kwarg(package, f"{_SIZES[house]}=" + BY_RULE.format(rule=rule))
+            edits.add_hf_kwarg(package, f"{_RULE_SIZES[house]}=" + BY_RULE.format(rule=rule))
         return
     _insert(
         package,
@@ -155,6 +175,11 @@ def _args(package, per_type: bool, rules: dict | None, sizes: dict) -> None:
             lambda node: edits.expression(f"layers[0].{node.attr.value}"),
         )
         edits.add_hf_kwarg(package, f"{_SIZES[house]}=tuple(layer.{hf} for layer in layers)")
+
+
+def _has_rotary(package) -> bool:
+    """The model builds a RoPE table (one head size for every layer that reads it)."""
+    return bool(m.findall(package.module("model.py"), _ROTARY))
 
 
 def _insert(package, filename: str, step: InsertStatements, code: str) -> None:

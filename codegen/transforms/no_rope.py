@@ -10,7 +10,8 @@ import libcst as cst
 
 from codegen.transforms import _attention_edits as edits
 from codegen.transforms.base import Transform
-from codegen.transforms.edits import assigns, code_of, is_name
+from codegen.transforms.edits import assigns, code_of, is_name, is_statement
+from codegen.transforms.layer_attention_sizes import ONE_TABLE_CHECK
 
 ROPE_WORDS = ("RoPE", "rotary", "rope")
 
@@ -48,6 +49,15 @@ class NoRope(Transform):
         edits.remove_statements(package, "model.py", "Model", "forward", assigns("rope"))
         edits.remove_statements(package, "model.py", "Model", "__init__", assigns("self.rotary"))
         edits.remove_rope_settings(package)
+        # layers sized apart (layer_attention_sizes) no longer share a table's width
+        edits.remove_statements(
+            package,
+            "args.py",
+            "ModelArgs",
+            "__post_init__",
+            is_statement(ONE_TABLE_CHECK),
+            required=False,
+        )
         edits.drop_docstring_paragraphs(package, "args.py", ROPE_WORDS)
 
 

@@ -141,4 +141,47 @@ def test_sizes_by_rule_are_computed_per_layer(tmp_path):
 
 def test_a_rule_for_a_size_it_cannot_take_is_refused():
     with pytest.raises(ValueError, match="only"):
-        _by_rule({"n_heads": "hf_config.num_attention_heads"})
+        _by_rule({"v_head_dim": "hf_config.head_dim"})
+
+
+# inkling's sliding layers: heads, kv heads and head size of their own (here: even layers)
+SLIDING = "i % 2 == 0"
+ALL_RULES = {
+    "head_dim": f"hf_config.head_dim // 2 if {SLIDING} else hf_config.head_dim",
+    "n_heads": f"hf_config.num_attention_heads + 2 if {SLIDING} else hf_config.num_attention_heads",
+    "n_kv_heads": f"hf_config.num_key_value_heads + 1 if {SLIDING} else"
+    " hf_config.num_key_value_heads",
+}
+
+
+def _unrotated(rules: dict) -> SourcePackage:
+    from codegen.transforms.no_rope import NoRope
+
+    package = SourcePackage.from_directory(references_dir() / "qwen3")
+    NoRope().apply(package)
+    LayerAttentionSizes().apply(package, rules=rules)
+    return package
+
+
+def test_query_heads_by_rule_are_the_layers_own():
+    package = _unrotated(ALL_RULES)
+    model = package.module("model.py")
+    assert m.findall(model, _self_assign("n_heads", _entry("layer_n_heads")))
+    (attention,) = m.findall(model, m.ClassDef(name=m.Name("Attention")))
+    global_size = m.Attribute(
+        value=m.Name("args"), attr=m.Name("head_dim") | m.Name("n_kv_heads") | m.Name("n_heads")
+    )
+    assert not m.findall(attention, global_size)
+
+
+def test_heads_and_head_sizes_by_rule_without_rope_build_each_layer(tmp_path):
+    args_module, model_module = _load(_unrotated(ALL_RULES), tmp_path, "gen_heads_rule")
+    args = args_module.ModelArgs.from_hf_config(_qwen3())
+    assert args.layer_n_heads == (6, 4, 6)
+    assert args.layer_n_kv_heads == (3, 2, 3)
+    assert args.layer_head_dims == (4, 8, 4)  # no RoPE table: two head sizes are fine
+    model = model_module.Model(args)
+    assert model.layers[0].attention.wq.weight.shape == (24, 32)
+    assert model.layers[0].attention.wo.weight.shape == (32, 24)
+    assert model.layers[1].attention.wq.weight.shape == (32, 32)
+    assert model.layers[0].attention.wk.weight.shape == (12, 32)

@@ -79,18 +79,23 @@ class ParallelResult:
         return f"{head}: {self.refused or self.skipped or self.error}  {self.seconds:.1f}s"
 
 
-def run_parallel(specs, settings, config=None, echo=None) -> list[ParallelResult]:
+def run_parallel(specs, settings, config=None, echo=None, cases=None) -> list[ParallelResult]:
     """Every package under every setting (all parsed first: a bad one fails before any run),
-    with `config`, or else the package's verify cases (its toy config and one per config
-    switch setting); `echo` gets a line per result."""
+    with `config`, or `cases` (a remote-code folder's: its toy and switch settings), or else
+    the package's verify cases (its toy config and one per config switch setting); `echo`
+    gets a line per result."""
     from codegen.verify.cases import default_cases
     from codegen.verify.run import Case
 
     for setting in settings:
         parse_setting(setting)
     results = []
+    given = cases
     for spec in specs:
-        cases = [Case(config.model_type, config)] if config else default_cases(spec)
+        if given is not None:
+            cases = given
+        else:
+            cases = [Case(config.model_type, config)] if config else default_cases(spec)
         for case in cases:
             for setting in settings:
                 if case.rejected is not None:  # no config to build: skipped, as verify does

@@ -221,6 +221,17 @@ SHRINK_RULES: dict[str, Any | Rule] = {
     "keep_window_size": WINDOW - 1,
     "index_n_heads": 6,
     "index_head_dim": 20,
+    # sliding layers sized apart from the full ones (inkling's swa_* fields): heads, kv
+    # heads and head size all differ from the full layers' (4, 2, 40), so a layer built
+    # with the other type's sizes does not load; both head counts split over tp=2
+    "swa_num_attention_heads": 8,
+    "swa_num_key_value_heads": 4,
+    "swa_head_dim": 24,
+    # a learned relative position bias (inkling's `d_rel` states mixed over `rel_extent`
+    # distances): an extent longer than the window and shorter than the long input, so its
+    # clamp and the zero beyond it are reached on the full layers
+    "d_rel": 6,
+    "rel_extent": 12,
     # multipliers whose class default (1.0) would hide a forgotten scale (granite-3.0 values)
     "embedding_multiplier": 12.0,
     "residual_multiplier": 0.22,

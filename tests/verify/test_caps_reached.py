@@ -106,3 +106,33 @@ def test_dynamic_mask_top_k_drops_keys_on_the_long_input_only():
     assert attention.keep_window_size == window
     assert dropped and min(dropped) > 0, dropped  # every top-k run masked visible keys
     assert len(dropped) == config.num_hidden_layers  # long input only: one run per layer
+
+
+def test_relative_bias_extent_is_reached_on_the_full_layers():
+    """inkling's relative bias reads `rel_extent` distances on its full layers and zeroes
+    those beyond: the toy's extent sits between the window (the sliding layers' extent) and
+    the long input, so the long input's full-layer scores reach past it (the clamp and the
+    zero act on keys the causal mask leaves)."""
+    modeling = pytest.importorskip("transformers.models.inkling.modeling_inkling")
+    config = tiny_config("inkling_text")
+    model = random_hf_model(config)
+    beyond: dict[int, int] = {}
+    real = modeling.InklingRelativeLogits.forward
+
+    def forward(self, states, query_positions, key_positions):
+        distance = query_positions[:, None] - key_positions[None, :]
+        beyond[self.rel_extent] = beyond.get(self.rel_extent, 0) + int(
+            (distance >= self.rel_extent).sum()
+        )
+        return real(self, states, query_positions, key_positions)
+
+    modeling.InklingRelativeLogits.forward = forward
+    try:
+        with torch.no_grad():
+            for item in make_inputs(config.vocab_size):
+                model(input_ids=item.tokens, position_ids=item.positions)
+    finally:
+        modeling.InklingRelativeLogits.forward = real
+    assert config.rel_extent < max(item.tokens.shape[1] for item in make_inputs(512))
+    assert beyond.get(config.rel_extent, 0) > 0, beyond  # the full layers' clamp acts
+    assert config.sliding_window_size in beyond  # sliding layers read their window
