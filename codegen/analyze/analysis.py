@@ -23,6 +23,7 @@ from codegen.analyze import (
     init_cutoff,
     key_selection,
     kv_sharing,
+    language_adapters,
     latent_extras,
     layer_extras,
     layer_stacks,
@@ -148,7 +149,8 @@ def _run(ctx: Ctx) -> Features:
     category = detect_category.detect(ctx, shared)
     sublayers = layer_stacks.detect(ctx)
     per_layer = per_layer_input.detect(ctx)
-    layer_extras.detect(ctx, ffn, per_layer)
+    adapters = language_adapters.detect(ctx, ffn)
+    layer_extras.detect(ctx, ffn, per_layer, adapters)
     kv_sharing.detect(ctx, shared)
     ffn_sparsity.detect(ctx)
     attention = value_norm.detect(ctx, shared, attention)
@@ -212,6 +214,7 @@ def _run(ctx: Ctx) -> Features:
         output_scale=scale,
         output_scale_trained=scale_trained,
         per_layer_input=per_layer,
+        language_adapters=adapters,
         sublayers=sublayers,
     )
     if block.residual_scale is True:

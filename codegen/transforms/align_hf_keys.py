@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 
 import libcst as cst
 import libcst.matchers as m
@@ -13,6 +14,12 @@ from codegen.transforms.base import Transform
 from codegen.transforms.edits import EditDict, findall, run
 
 _LAYER = "{}"
+KEY_WORD = "{*}"  # a ModuleDict key in a row (codegen/adapter.py)
+
+
+def _pattern(template: str) -> re.Pattern:
+    """A row's HF key as a pattern over the target's keys (which keep `{}` for the layer)."""
+    return re.compile("^" + re.escape(template).replace(re.escape(KEY_WORD), r"[^.]+") + "$")
 
 
 class AlignHfKeys(Transform):
@@ -74,6 +81,9 @@ class AlignHfKeys(Transform):
             hf_key = json.loads(key)
             if hf_key in wanted:
                 return [(key, value)]
+            if KEY_WORD in hf_key:  # a ModuleDict's rows: kept where the target has its keys
+                found = _pattern(hf_key)
+                return [(key, value)] if any(found.match(t) for t in targets) else []
             candidates = pair(hf_key) or leftovers.get(hf_key, [])
             if len(candidates) == 1:
                 renamed[hf_key] = candidates[0]
@@ -92,7 +102,19 @@ class AlignHfKeys(Transform):
 
         renamed: dict[str, str] = {}
 
-        leftovers = _leftovers(package, targets, pair, layer_prefix, canonical, as_role)
+        def switched_here(hf_key: str, value: str) -> bool:
+            """A row a rule wrote for the target (under its layer prefix) of a module the
+            package builds only under a switch: absent from the toy checkpoint because the
+            switch is off there, so never paired by elimination with a present key."""
+            return (
+                bool(layer_prefix)
+                and hf_key.startswith(layer_prefix)
+                and _live_for_some_setting(value, switched, built, nested)
+            )
+
+        leftovers = _leftovers(
+            package, targets, pair, layer_prefix, canonical, as_role, switched_here
+        )
         run(package, "state_dict_adapter.py", EditDict("from_hf_map", rewrite))
 
 
@@ -123,7 +145,9 @@ def module_roles(features, canonical: dict[str, str]) -> list[tuple[str, str]]:
     return sorted(found.items(), key=lambda item: -len(item[0]))
 
 
-def _leftovers(package, targets, pair, layer_prefix, canonical, as_role) -> dict[str, list[str]]:
+def _leftovers(
+    package, targets, pair, layer_prefix, canonical, as_role, switched_here
+) -> dict[str, list[str]]:
     """Reference keys no synonym pairs, each with the one target key no row took that
     differs from it by a single component (`attn.c_proj` is GPT-2's o_proj, though `c_proj`
     names the down projection elsewhere): a name shared by two roles, or a level one side
@@ -131,7 +155,8 @@ def _leftovers(package, targets, pair, layer_prefix, canonical, as_role) -> dict
     rows = []
 
     def collect(key, value):
-        rows.append(key)
+        if KEY_WORD not in key and not switched_here(json.loads(key), value):
+            rows.append(key)
         return [(key, value)]
 
     run(package, "state_dict_adapter.py", EditDict("from_hf_map", collect))
