@@ -72,6 +72,12 @@ if cu_seqlens is not None and lang_ids is not None:
     raise NotImplementedError("packed documents run in args.default_language: no lang_ids")
 """
 
+BLOCK_DOC = (
+    "Every layer holds a bottleneck adapter per language of `args.languages` (all of them:"
+    " a checkpoint's adapters load and save whole); `language_adapter` adds each sample's"
+    " (chosen by `lang_ids`) to the FFN's residual sum before the norm that follows it."
+)
+
 FORWARD_DOC = (
     "`lang_ids`: each sample's language, its position in `args.languages` ((batch,), or"
     " (batch, seq) per token); None: every sample in `args.default_language` (HF's"
@@ -115,6 +121,7 @@ class LanguageAdapters(Transform):
             BLOCK_INIT.format(adapter=adapter, norm=block_norm),
         )
         _add_method(package, "TransformerBlock", ADAPTER.format(ffn_norm=ffn_norm))
+        _document(package, "TransformerBlock", None, BLOCK_DOC, indent=4)
         edits.add_param(package, "TransformerBlock", "forward", "lang_ids: torch.Tensor")
         hits = edits.replace_expressions(
             package,
@@ -254,7 +261,7 @@ def _default_before_layers(package) -> None:
         raise EditError(f"the layer loop calls {layer!r} {hits} times")
     if packed:
         run(package, "model.py", InsertStatements("Model", "forward", _runs_packed, PACKED, True))
-    _document_forward(package)
+    _document(package, "Model", "forward", FORWARD_DOC, indent=8)
 
 
 def _loops_over_layers(statement) -> bool:
@@ -271,31 +278,42 @@ def _runs_packed(statement) -> bool:
     )
 
 
-def _document_forward(package) -> None:
-    """Append FORWARD_DOC to Model.forward's docstring (or give it one)."""
+def _document(package, class_name: str, method: str | None, paragraph: str, indent: int) -> None:
+    """Append `paragraph` to the docstring of `class_name` (or of its `method`), or give it
+    one."""
+    text = _wrapped(paragraph, indent)
+
+    def documented(body: list) -> list:
+        first = body[0] if body else None
+        doc = _docstring(first)
+        if doc is None:
+            return [cst.parse_statement(f'"""{text}"""\n'), *body]
+        value = doc.rstrip() + "\n\n" + " " * indent + text
+        string = cst.SimpleString(f'"""{value}"""')
+        return [first.with_changes(body=[first.body[0].with_changes(value=string)]), *body[1:]]
 
     class _Doc(edits.InMethod):
-        def leave_FunctionDef(self, original, updated):
-            hit = self._stack == ["Model", "forward"]
+        def leave_ClassDef(self, original, updated):
+            hit = method is None and self._stack == [class_name]
             self._stack.pop()
             if not hit:
                 return updated
             self.hits += 1
-            body = list(updated.body.body)
-            first = body[0] if body else None
-            doc = _docstring(first)
-            if doc is None:
-                text = _wrapped(FORWARD_DOC, 8)
-                new = cst.parse_statement(f'"""{text}"""\n')
-                return updated.with_changes(body=updated.body.with_changes(body=[new, *body]))
-            paragraph = _wrapped(FORWARD_DOC, 8)
-            value = doc.rstrip() + "\n\n        " + paragraph
-            new = first.with_changes(
-                body=[first.body[0].with_changes(value=cst.SimpleString(f'"""{value}"""'))]
+            return updated.with_changes(
+                body=updated.body.with_changes(body=documented(list(updated.body.body)))
             )
-            return updated.with_changes(body=updated.body.with_changes(body=[new, *body[1:]]))
 
-    run(package, "model.py", _Doc("Model", "forward"))
+        def leave_FunctionDef(self, original, updated):
+            hit = method is not None and self._stack == [class_name, method]
+            self._stack.pop()
+            if not hit:
+                return updated
+            self.hits += 1
+            return updated.with_changes(
+                body=updated.body.with_changes(body=documented(list(updated.body.body)))
+            )
+
+    run(package, "model.py", _Doc(class_name, method))
 
 
 def _docstring(statement) -> str | None:
