@@ -21,9 +21,9 @@ from codegen.transforms.edits import (
 
 FIELDS = """
 # language adapters: one bottleneck FFN per language in every layer, keyed by language
-languages: tuple[str, ...] = ("en_XX",)  # lang_ids count positions in this tuple
+languages: tuple[str, ...] = ()  # lang_ids count positions in this tuple
 default_language: str | None = None  # forward's language when given no lang_ids
-adapter_dim: int = 384  # each adapter's bottleneck width
+adapter_dim: int = 0  # each adapter's bottleneck width
 adapter_norm: bool = False  # the adapters norm their input with a norm of their own
 adapter_reuse_norm: bool = True  # without one: with the FFN's norm (True) or not at all
 adapter_residual_after_norm: bool = True  # the adapter's residual is its normed input
