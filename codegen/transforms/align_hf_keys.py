@@ -102,19 +102,7 @@ class AlignHfKeys(Transform):
 
         renamed: dict[str, str] = {}
 
-        def switched_here(hf_key: str, value: str) -> bool:
-            """A row a rule wrote for the target (under its layer prefix) of a module the
-            package builds only under a switch: absent from the toy checkpoint because the
-            switch is off there, so never paired by elimination with a present key."""
-            return (
-                bool(layer_prefix)
-                and hf_key.startswith(layer_prefix)
-                and _live_for_some_setting(value, switched, built, nested)
-            )
-
-        leftovers = _leftovers(
-            package, targets, pair, layer_prefix, canonical, as_role, switched_here
-        )
+        leftovers = _leftovers(package, targets, pair, layer_prefix, canonical, as_role)
         run(package, "state_dict_adapter.py", EditDict("from_hf_map", rewrite))
 
 
@@ -145,9 +133,7 @@ def module_roles(features, canonical: dict[str, str]) -> list[tuple[str, str]]:
     return sorted(found.items(), key=lambda item: -len(item[0]))
 
 
-def _leftovers(
-    package, targets, pair, layer_prefix, canonical, as_role, switched_here
-) -> dict[str, list[str]]:
+def _leftovers(package, targets, pair, layer_prefix, canonical, as_role) -> dict[str, list[str]]:
     """Reference keys no synonym pairs, each with the one target key no row took that
     differs from it by a single component (`attn.c_proj` is GPT-2's o_proj, though `c_proj`
     names the down projection elsewhere): a name shared by two roles, or a level one side
@@ -155,7 +141,7 @@ def _leftovers(
     rows = []
 
     def collect(key, value):
-        if KEY_WORD not in key and not switched_here(json.loads(key), value):
+        if KEY_WORD not in key:  # a ModuleDict's rows pair by their pattern
             rows.append(key)
         return [(key, value)]
 
