@@ -4,7 +4,10 @@ A model package's adapter is a table, `from_hf_map`, of HF checkpoint keys to ho
 with `{}` placeholders (torchtitan style). `None` drops a key. A template with one more
 placeholder on the HF side than on the house side is an expert-stacked weight: the HF
 checkpoint stores one tensor per expert (`...experts.{}.gate_proj.weight`, as on disk), the
-house model one 3-D tensor (`...experts.w1`) stacked along dim 0 in expert order.
+house model one 3-D tensor (`...experts.w1`) stacked along dim 0 in expert order. `{*}` is
+a ModuleDict key (a word, e.g. a language code) carried over as is, on both sides and in the
+same order among the placeholders: `...layer.{}.output.adapter_modules.{*}.dense1.weight` <->
+`layers.{}.adapters.{*}.w1.weight`.
 
 Anything the table does not cover is reported, never silently skipped: a dropped weight is
 the most common onboarding bug.
@@ -138,7 +141,13 @@ def _block_size(quantization_config: Any) -> tuple[int, int] | None:
 
 
 def _pattern(template: str) -> re.Pattern:
-    return re.compile("^" + re.escape(template).replace(r"\{\}", r"(\d+)") + "$")
+    escaped = re.escape(template).replace(r"\{\*\}", r"([^.]+)")
+    return re.compile("^" + escaped.replace(r"\{\}", r"(\d+)") + "$")
+
+
+def _fill(template: str, *values) -> str:
+    """`template` with its placeholders (`{}` indices, `{*}` keys) filled in order."""
+    return template.replace("{*}", "{}").format(*values)
 
 
 class StateDictAdapter:
@@ -287,7 +296,7 @@ class StateDictAdapter:
             for suffix, value in kept.items():
                 if row.stacked:
                     *outer, expert = groups
-                    experts[row.house.format(*outer) + suffix][int(expert)] = value
+                    experts[_fill(row.house, *outer) + suffix][int(expert)] = value
                 else:
                     if row.hf in self.transposed and not suffix:
                         value = value.t().contiguous()
@@ -295,7 +304,7 @@ class StateDictAdapter:
                         value = _regroup(value, *self.row_blocks[row.house], load=True)
                     if row.hf in self.flat_experts and not suffix:
                         value = self._split_experts(value, self.flat_experts[row.hf])
-                    state_dict[row.house.format(*groups) + suffix] = value
+                    state_dict[_fill(row.house, *groups) + suffix] = value
         self.ignored.sort()
         for key, by_index in experts.items():
             state_dict[key] = _stack_experts(key, by_index)
@@ -322,7 +331,7 @@ class StateDictAdapter:
             groups = found.groups()
             if row.stacked:
                 return [
-                    (row.hf.format(*groups, index), expert)
+                    (_fill(row.hf, *groups, index), expert)
                     for index, expert in enumerate(tensor.unbind(0))
                 ]
             if row.house in self.row_blocks:
@@ -332,7 +341,7 @@ class StateDictAdapter:
             if row.hf in self.flat_experts:
                 blocks = tensor.transpose(1, 2) if self.flat_experts[row.hf] else tensor
                 tensor = blocks.flatten(0, 1).contiguous()
-            return [(row.hf.format(*groups), tensor)]
+            return [(_fill(row.hf, *groups), tensor)]
         raise KeyError(f"house key {name!r} has no HF mapping")
 
     def _split_experts(self, tensor: Any, transposed: bool):

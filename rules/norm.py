@@ -134,6 +134,20 @@ RULES = [
         ),
     ),
     Rule(
+        # after the placement rules (they write the block's return): the adapters run inside
+        # the norm of the FFN's residual sum
+        id="language_adapters",
+        feature="block.language_adapters",
+        values=(True,),
+        transform="language_adapters",
+        params={"language_adapters": FromFeature("block.language_adapters")},
+        description=(
+            "each layer adds the bottleneck adapter of each sample's language (lang_ids,"
+            " default args.default_language) to its FFN's residual sum; every language's"
+            " adapter is held and mapped"
+        ),
+    ),
+    Rule(
         # after the placement rules: they write the block's return
         id="layer_output_scale",
         feature="block.output_scale",

@@ -190,6 +190,17 @@ SHARDS = [
         _PER_LAYER,
         optional=tuple(_PER_LAYER),
     ),
+    # language adapters: each language's bottleneck FFN split as the FFN (column-wise down to
+    # the bottleneck, row-wise back); the adapters' own norm whole (a switch may build none)
+    Shards(
+        "language_adapters",
+        {
+            "layers.*.adapters.*.w1": "colwise",
+            "layers.*.adapters.*.w2": "rowwise",
+            "layers.*.adapter_norm": "replicate",
+        },
+        optional=("layers.*.adapter_norm",),
+    ),
     Shards("learned_positions", {"pos_embeddings": "replicate"}),
     Shards("embedding_norm", {"embedding_norm": "replicate"}),
     # BERT's embeddings module: one token-type row and the norm of the summed tables

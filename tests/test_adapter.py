@@ -122,3 +122,29 @@ def test_row_blocks_regroup_fused_qkv_rows_on_load_and_back_on_save():
     expected = [[p, b, r] for p in range(3) for b in range(4) for r in range(width)]
     assert house.tolist() == expected
     assert torch.equal(adapter.to_hf({"layers.0.wqkv.weight": house})["h.0.qkv.weight"], stored)
+
+
+class KeyedAdapter(StateDictAdapter):
+    from_hf_map = {
+        "encoder.layer.{}.output.adapter_modules.{*}.dense1.weight": (
+            "layers.{}.adapters.{*}.w1.weight"
+        ),
+    }
+
+
+def test_module_dict_keys_are_carried_over_both_ways():
+    """`{*}` stands for a ModuleDict key (X-MOD's language codes): each key keeps its tensor
+    on load and on save, beside the layer index; a dotted key is no match."""
+    sd = {
+        f"encoder.layer.{layer}.output.adapter_modules.{lang}.dense1.weight": torch.randn(3, 2)
+        for layer in range(2)
+        for lang in ("en_XX", "de_DE")
+    }
+    adapter = KeyedAdapter(Args())
+    house = adapter.from_hf(sd)
+    assert torch.equal(
+        house["layers.1.adapters.de_DE.w1.weight"],
+        sd["encoder.layer.1.output.adapter_modules.de_DE.dense1.weight"],
+    )
+    assert adapter.to_hf(house).keys() == sd.keys()
+    assert adapter.unmapped_keys(["encoder.layer.0.output.adapter_modules.a.b.dense1.weight"])

@@ -24,6 +24,7 @@ from codegen.analyze import (
     init_cutoff,
     key_selection,
     kv_sharing,
+    language_adapters,
     latent_extras,
     layer_extras,
     layer_stacks,
@@ -155,7 +156,8 @@ def _run(ctx: Ctx) -> Features:
     sublayers = layer_stacks.detect(ctx)
     per_layer = per_layer_input.detect(ctx)
     hyper = hyper_connections.detect(ctx, norm_facts)
-    layer_extras.detect(ctx, ffn, per_layer, hyper)
+    adapters = language_adapters.detect(ctx, ffn)
+    layer_extras.detect(ctx, ffn, per_layer, hyper=hyper, adapters=adapters)
     kv_sharing.detect(ctx, shared)
     ffn_sparsity.detect(ctx)
     attention = value_norm.detect(ctx, shared, attention)
@@ -229,6 +231,7 @@ def _run(ctx: Ctx) -> Features:
         output_scale=scale,
         output_scale_trained=scale_trained,
         per_layer_input=per_layer,
+        language_adapters=adapters,
         sublayers=sublayers,
         parallel_moe=parallel_moe.detect(ctx, switch_list),
     )

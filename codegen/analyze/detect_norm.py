@@ -540,6 +540,14 @@ def _called_attribute(call: Term) -> str | None:
     modules built alike are shared, so the record does not tell the norms apart)."""
     node = call.site.node if call.site is not None else None
     if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute):
+        # a norm of a submodule called from its owner (X-MOD's attention block calls
+        # `self.output.LayerNorm`): the dotted path below `self`
+        parts, func = [], node.func
+        while isinstance(func, cst.Attribute):
+            parts.insert(0, func.attr.value)
+            func = func.value
+        if isinstance(func, cst.Name) and func.value == "self":
+            return ".".join(parts)
         return node.func.attr.value
     return None
 

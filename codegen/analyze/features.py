@@ -480,6 +480,15 @@ class Block:
     # "projection_scale" (rsqrt_dim), "mix_scale" (a constant's source), "gate", "up",
     # "norm" (the layer's modules)}, else None
     per_layer_input: dict | None = None
+    # language adapters (X-MOD): a bottleneck FFN per language in every layer, each sample's
+    # applied after the FFN's residual sum; see codegen/analyze/language_adapters.py.
+    # {"owner", "bank" (layer-relative HF paths of the sublayer and its ModuleDict), "down",
+    # "up" (the adapter's Linears), config fields "reduction" (bottleneck = hidden // it),
+    # "languages" (the adapters' keys), "default" (the language when none is passed),
+    # "own_norm", "reuse_norm", "residual_after_norm" (bool switches: a norm of the
+    # adapters' own, else the FFN's norm, else none; the residual taken after that norm)},
+    # else None
+    language_adapters: dict | None = None
     # several attention sublayers per layer, each with its own dense MLP and pre-norms, and
     # the layer's MoE as a shortcut branch (LongCat-Flash; codegen/analyze/layer_stacks.py):
     # {"count": 2, "moe": "mlp", "moe_input": i (it reads sublayer i's normed MLP input; its

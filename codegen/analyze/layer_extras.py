@@ -18,7 +18,8 @@ names it instead of letting the gap show only as a failed verify:
 Per-layer inputs the analysis reads whole (`block.per_layer_input`: gemma4's gate, up
 projection and norm, fed from the backbone's second table) are a part a rule realises, so
 neither finding names them; a layer that does more with them (gemma3n adds them into its
-AltUp predictions) keeps both.
+AltUp predictions) keeps both. Likewise language adapters read whole
+(`block.language_adapters`: X-MOD's ModuleDict of bottleneck FFNs) are not named.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from codegen.analyze.detect_ffn import ffn_modules
 from codegen.analyze.detect_norm import gated_norm
 from codegen.analyze.evaluate import ModuleListRec, ModuleRec, ParamRec
 from codegen.analyze.features import Ffn
+from codegen.analyze.language_adapters import bank_path
 from codegen.analyze.roles import (
     ACT,
     ATTENTION,
@@ -53,7 +55,12 @@ _WEIGHTED = ("Linear", "Embedding", "Conv1d", "Conv2d")
 
 
 def detect(
-    ctx: Ctx, ffn: Ffn, per_layer_input: dict | None = None, hyper: dict | None = None
+    ctx: Ctx,
+    ffn: Ffn,
+    per_layer_input: dict | None = None,
+    *,
+    hyper: dict | None = None,
+    adapters: dict | None = None,
 ) -> None:
     layers = [rec for rec in ctx.model.layers or () if isinstance(rec, ModuleRec)]
     if not layers or layers[0].cls is None:
@@ -81,7 +88,11 @@ def detect(
     for name, child in reached:
         # a gated norm's feed-forward computes its gate (norm.gated names it), no extra
         if ctx.roles.role(child) not in _PARTS and gated_norm(ctx, child) is None:
-            extras += [e[1:] for e in _nested_ffns(ctx, child, name) if e[0] not in own]
+            extras += [
+                e[1:]
+                for e in _nested_ffns(ctx, child, name)
+                if e[0] not in own and (adapters is None or e[1] != bank_path(adapters))
+            ]
     if extras:
         ctx.unsupported(
             "block.layer_modules",

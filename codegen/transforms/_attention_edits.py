@@ -176,10 +176,13 @@ class _EditParams(InMethod):
 
 
 def _param(code: str) -> cst.Param:
-    name, _, annotation = code.partition(":")
+    """`name: annotation` or `name: annotation = default`."""
+    head, equal, default = code.partition(" = ")
+    name, _, annotation = head.partition(":")
     return cst.Param(
         cst.Name(name.strip()),
         annotation=cst.Annotation(expression(annotation.strip())) if annotation else None,
+        default=expression(default.strip()) if equal else None,
     )
 
 

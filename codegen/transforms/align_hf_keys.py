@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 
 import libcst as cst
 import libcst.matchers as m
@@ -13,6 +14,12 @@ from codegen.transforms.base import Transform
 from codegen.transforms.edits import EditDict, findall, run
 
 _LAYER = "{}"
+KEY_WORD = "{*}"  # a ModuleDict key in a row (codegen/adapter.py)
+
+
+def _pattern(template: str) -> re.Pattern:
+    """A row's HF key as a pattern over the target's keys (which keep `{}` for the layer)."""
+    return re.compile("^" + re.escape(template).replace(re.escape(KEY_WORD), r"[^.]+") + "$")
 
 
 class AlignHfKeys(Transform):
@@ -74,6 +81,9 @@ class AlignHfKeys(Transform):
             hf_key = json.loads(key)
             if hf_key in wanted:
                 return [(key, value)]
+            if KEY_WORD in hf_key:  # a ModuleDict's rows: kept where the target has its keys
+                found = _pattern(hf_key)
+                return [(key, value)] if any(found.match(t) for t in targets) else []
             candidates = pair(hf_key) or leftovers.get(hf_key, [])
             if len(candidates) == 1:
                 renamed[hf_key] = candidates[0]
@@ -131,7 +141,8 @@ def _leftovers(package, targets, pair, layer_prefix, canonical, as_role) -> dict
     rows = []
 
     def collect(key, value):
-        rows.append(key)
+        if KEY_WORD not in key:  # a ModuleDict's rows pair by their pattern
+            rows.append(key)
         return [(key, value)]
 
     run(package, "state_dict_adapter.py", EditDict("from_hf_map", collect))

@@ -368,17 +368,20 @@ def find_divergence(
         house_in, house_outs = house.records[house_name]
         hf_in, hf_outs = hf.records[hf_name]
         out_diff = _outputs_diff(house_outs, hf_outs)
-        if out_diff is None or out_diff <= judge.limit(hf_name, hf_outs, lambda r: r[1]):
+        out_limit = judge.limit(hf_name, hf_outs, lambda r: r[1])
+        if out_diff is None or out_diff <= out_limit:
             continue
         if relative_diff(house_in, hf_in) <= judge.limit(hf_name, hf_in, lambda r: r[0]):
-            culprits.append((position, house_name, hf_name, out_diff))
+            if not _computed_elsewhere(house, house_name, hf_outs, out_limit):
+                culprits.append((position, house_name, hf_name, out_diff))
     if culprits:
         _, first_name, _, _ = culprits[0]
         layer = _layer_prefix(first_name, house_layers)
         same_layer = [c for c in culprits if _layer_prefix(c[1], house_layers) == layer]
         _, house_name, hf_name, diff = max(same_layer, key=lambda c: (c[1].count("."), -c[0]))
         if house_name == layer and _all_parts_paired(house_model, layer, hf_of):
-            wired = _wiring(house, hf, hf_of, pairs, layer, judge)
+            keyed = _keyed_parts(house_model, layer)
+            wired = _wiring(house, hf, hf_of, pairs, layer, judge, keyed)
             if wired is not None:
                 return wired
         picked = _rows_picked_apart(house.records[house_name][1], hf.records[hf_name][1])
@@ -402,12 +405,26 @@ def find_divergence(
     return None
 
 
-def _wiring(house, hf, hf_of, pairs, layer: str, judge) -> Divergence | None:
+def _computed_elsewhere(house, house_name: str, hf_outs: list, limit: float) -> bool:
+    """HF's stage returns what another stage of the package returns (HF's BERT-style
+    attention adds the residual and norms it: the package's post-attention norm returns
+    that): the pair holds the same weights with another meaning, and HF's value is
+    reproduced, so the pair is no culprit (a slip later in the layer would otherwise be
+    blamed on the attention)."""
+    for other, (_, outs) in house.records.items():
+        if other != house_name and not house_name.startswith(other + "."):
+            diff = _outputs_diff(outs, hf_outs)
+            if diff is not None and diff <= limit:
+                return True
+    return False
+
+
+def _wiring(house, hf, hf_of, pairs, layer: str, judge, keyed=frozenset()) -> Divergence | None:
     """Inside a layer named as the culprit with no culprit of its own inside it (its modules
     each compute what HF's do from what they are given): the layer's paired parts HF runs
     and the package never does (a dropped sublayer), else the first part, in the package's
     order, given another input than its HF pair (a branch fed from the wrong place)."""
-    inside = [h for h, _ in pairs if _sublayer_of(h, layer)]
+    inside = [h for h, _ in pairs if _sublayer_of(h, layer, keyed)]
     skipped = [h for h in inside if hf_of[h] in hf.records and h not in house.records]
     if skipped:
         return Divergence(
@@ -418,8 +435,10 @@ def _wiring(house, hf, hf_of, pairs, layer: str, judge) -> Divergence | None:
         )
     for house_name in house.order:
         hf_name = hf_of.get(house_name)
-        if not _sublayer_of(house_name, layer) or hf_name not in hf.records:
+        if not _sublayer_of(house_name, layer, keyed) or hf_name not in hf.records:
             continue
+        if hf_name == hf_of.get(layer):  # a part whose weights span HF's whole layer (BERT's
+            continue  # FFN: intermediate.dense and output.dense) reads the layer's input there
         house_in, hf_in = house.records[house_name][0], hf.records[hf_name][0]
         diff = relative_diff(house_in, hf_in)
         if diff > judge.limit(hf_name, hf_in, lambda r: r[0]):
@@ -434,19 +453,32 @@ def _all_parts_paired(house_model, layer: str, hf_of: dict) -> bool:
     what hands the next part its other input."""
     parts = []
     for name, child in house_model.get_submodule(layer).named_children():
-        items = child.named_children() if isinstance(child, nn.ModuleList) else [("", child)]
+        listed = isinstance(child, nn.ModuleList | nn.ModuleDict)
+        items = child.named_children() if listed else [("", child)]
         for index, item in items:
             if any(True for _ in item.parameters()):
                 parts.append(".".join(filter(None, (layer, name, index))))
     return all(part in hf_of for part in parts)
 
 
-def _sublayer_of(name: str, layer: str) -> bool:
-    """`name` is one of the layer's own parts (`layers.0.moe`, a list item `layers.0.attention.1`),
-    not a module inside one (whose input a part may compute otherwise than HF, equally)."""
+def _keyed_parts(house_model, layer: str) -> frozenset[str]:
+    """The layer's ModuleDicts (`layers.0.adapters`): their items are parts of the layer."""
+    return frozenset(
+        f"{layer}.{name}"
+        for name, child in house_model.get_submodule(layer).named_children()
+        if isinstance(child, nn.ModuleDict)
+    )
+
+
+def _sublayer_of(name: str, layer: str, keyed: frozenset[str] = frozenset()) -> bool:
+    """`name` is one of the layer's own parts (`layers.0.moe`, a list item `layers.0.attention.1`,
+    a dict item `layers.0.adapters.en_XX` where `keyed` holds `layers.0.adapters`), not a
+    module inside one (whose input a part may compute otherwise than HF, equally)."""
     if not name.startswith(layer + "."):
         return False
     rest = name[len(layer) + 1 :].split(".")
+    if len(rest) == 2 and f"{layer}.{rest[0]}" in keyed:
+        return True
     return len(rest) == 1 or (len(rest) == 2 and rest[1].isdigit())
 
 

@@ -254,9 +254,20 @@ SHRINK_RULES: dict[str, Any | Rule] = {
     "attention_type": lambda cfg: (
         "original_full" if cfg["attention_type"] == "block_sparse" else cfg["attention_type"]
     ),
-    # X-MOD runs only with a language chosen (set_default_language): its first one
-    "default_language": lambda cfg: cfg["default_language"] or (cfg.get("languages") or [None])[0],
+    # X-MOD: three languages (an adapter each) and, as a user must choose one
+    # (set_default_language), the second as the default: a package running the first or the
+    # last adapter, or all of them, differs
+    "languages": lambda cfg: _toy_languages(cfg),
+    "default_language": lambda cfg: cfg["default_language"] or _toy_languages(cfg)[1],
 }
+
+
+def _toy_languages(cfg: dict) -> list[str]:
+    """Three of the config's languages (its default among them), padded with toy codes."""
+    own = [str(x) for x in cfg.get("languages") or ()]
+    default = cfg.get("default_language")
+    picked = own[:3] if default is None or default in own[:3] else [*own[:2], default]
+    return picked + [f"toy_{i}" for i in range(3 - len(picked))]
 
 
 # (sub-config, field) -> its toy value, where the class defaults cannot run in transformers

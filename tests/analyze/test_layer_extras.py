@@ -1,15 +1,16 @@
 """Parts of a decoder layer outside its attention, FFN and norms are named as unsupported
 with their evidence (gemma3n's AltUp / Laurel blocks, per-layer-input projections, a
 per-layer input multiplied into the stream, a feed-forward nested in a sublayer beside the
-FFN: X-MOD's per-language adapters), not left to fail verify; wrappers of a known part
-(BERT's attention with its output projection) and an FFN of bare linears are not."""
+FFN), not left to fail verify; wrappers of a known part (BERT's attention with its output
+projection) and an FFN of bare linears are not. X-MOD's per-language adapters, read whole,
+are tests/analyze/test_language_adapters.py."""
 
 from __future__ import annotations
 
 import os
 
 import pytest
-from analyze_helpers import rename_model, write_synth
+from analyze_helpers import write_synth
 
 from codegen.analyze.analysis import analyze
 
@@ -163,41 +164,3 @@ def test_feed_forward_nested_in_a_sublayer_is_named(tmp_path, kind):
     source = open(os.path.join(tmp_path, "modeling_synth.py"), encoding="utf-8").read()
     built = source.splitlines()[line - 1]
     assert ("self.bank" in built) and ("SynthAdapted" not in built)
-
-
-def test_xmod_language_adapters_are_named():
-    """X-MOD's layer output holds a ModuleDict of per-language bottleneck adapters, filled in
-    a loop over `config.languages`, applied after the FFN's down projection: a plan must
-    stop on them (evidence: the ModuleDict's line). The FFN itself is still the BERT pair."""
-    features = analyze("xmod")
-    found = {u.feature: u for u in features.unsupported}
-    assert (
-        "output.adapter_modules (ModuleDict of 1 XmodAdapter)"
-        in found["block.layer_modules"].detail
-    )
-    assert found["block.layer_modules"].evidence.startswith("modeling_xmod.py:")
-    assert dict(features.ffn.block_names) == {
-        "up_proj": "intermediate.dense",
-        "down_proj": "output.dense",
-    }
-    assert any("adapter_modules.en_XX.dense1.weight" in k for k in features.state_dict.layer_keys)
-
-
-def test_xmod_renamed_with_its_parts_renamed_is_named(tmp_path):
-    """The same finding on a copy with the model's name and the adapters' names rewritten:
-    it rests on structure, not on a name."""
-    path, _ = rename_model("xmod", "zorblax", str(tmp_path))
-    source = open(path, encoding="utf-8").read()
-    for old, new in (
-        ("adapter_modules", "banks"),
-        ("lang_adapter", "route"),
-        ("ZorblaxAdapter", "ZorblaxSide"),
-        ("dense1", "squeeze"),
-        ("dense2", "expand"),
-    ):
-        assert old in source
-        source = source.replace(old, new)
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(source)
-    found = {u.feature: u for u in analyze(path).unsupported}
-    assert "output.banks (ModuleDict of 1 ZorblaxSide)" in found["block.layer_modules"].detail

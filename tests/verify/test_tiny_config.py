@@ -246,13 +246,15 @@ def test_a_field_the_class_derives_from_the_layer_count_is_derived_again(tmp_pat
 
 def test_block_sparse_attention_runs_as_full_and_a_language_is_chosen():
     """BigBird's toy runs its full-attention setting (block_sparse is the switch setting
-    packages refuse); X-MOD's toy has a default language, as a user must set one."""
+    packages refuse); X-MOD's toy has three languages and the second as its default, as a
+    user must set one (a package running another language's adapter differs)."""
     assert tiny_config("big_bird").attention_type == "original_full"
     assert shrink({"attention_type": "relative_shift"}, keep_pattern=False)["attention_type"] == (
         "relative_shift"
     )
     xmod = tiny_config("xmod")
-    assert xmod.default_language == list(xmod.languages)[0]
+    assert len(xmod.languages) == 3
+    assert xmod.default_language == list(xmod.languages)[1]
 
 
 def test_a_latent_layers_whole_head_stays_whole():
