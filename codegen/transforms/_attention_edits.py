@@ -593,6 +593,47 @@ def insert_rows_after(package, house_anchor: str, rows: list[tuple[str, str]]) -
         raise EditError(f"state_dict_adapter.py has no row for {house_anchor}")
 
 
+def insert_after_layer_rows(package, rows: list[tuple[str, str]]) -> None:
+    """Insert `rows` after the adapter table's last per-layer row (`layers.{}.`)."""
+    from codegen.transforms._ffn_edits import rewrite_adapter
+
+    houses: list[str] = []
+
+    def collect(hf, house):
+        if house is not None and house.startswith("layers.{}."):
+            houses.append(house)
+        return [(hf, house)]
+
+    rewrite_adapter(package, collect)
+    if not houses:
+        raise EditError("state_dict_adapter.py has no layer rows")
+    insert_rows_after(package, houses[-1], rows)
+
+
+def add_method_after_init(package, class_name: str, code: str) -> None:
+    """Add a method to `class_name` of model.py right after its `__init__`."""
+    new = cst.parse_module(code.strip() + "\n").body
+
+    class _Add(cst.CSTTransformer):
+        hits = 0
+
+        def leave_ClassDef(self, original, updated):
+            if original.name.value != class_name:
+                return updated
+            body = list(updated.body.body)
+            at = next(
+                i + 1
+                for i, s in enumerate(body)
+                if isinstance(s, cst.FunctionDef) and s.name.value == "__init__"
+            )
+            self.hits += 1
+            return updated.with_changes(
+                body=updated.body.with_changes(body=body[:at] + list(new) + body[at:])
+            )
+
+    run(package, "model.py", _Add())
+
+
 def drop_rows(package, house_match: Callable[[str], bool]) -> int:
     """Delete the rows whose house key (a plain string) satisfies `house_match`."""
     dropped = []

@@ -120,7 +120,7 @@ class LanguageAdapters(Transform):
             "__init__",
             BLOCK_INIT.format(adapter=adapter, norm=block_norm),
         )
-        _add_method(package, "TransformerBlock", ADAPTER.format(ffn_norm=ffn_norm))
+        edits.add_method_after_init(package, "TransformerBlock", ADAPTER.format(ffn_norm=ffn_norm))
         _document(package, "TransformerBlock", None, BLOCK_DOC, indent=4)
         edits.add_param(package, "TransformerBlock", "forward", "lang_ids: torch.Tensor")
         hits = edits.replace_expressions(
@@ -206,30 +206,6 @@ def _feed_forward_call(package) -> str:
     call = built[0]
     width = call.args[1].with_changes(value=expression("args.adapter_dim"))
     return code_of(call.with_changes(args=[call.args[0], width, *call.args[2:]]))
-
-
-def _add_method(package, class_name: str, code: str) -> None:
-    """Add a method to `class_name` after its `__init__`."""
-    new = cst.parse_module(code.strip() + "\n").body
-
-    class _Add(cst.CSTTransformer):
-        hits = 0
-
-        def leave_ClassDef(self, original, updated):
-            if original.name.value != class_name:
-                return updated
-            body = list(updated.body.body)
-            at = next(
-                i + 1
-                for i, s in enumerate(body)
-                if isinstance(s, cst.FunctionDef) and s.name.value == "__init__"
-            )
-            self.hits += 1
-            return updated.with_changes(
-                body=updated.body.with_changes(body=body[:at] + list(new) + body[at:])
-            )
-
-    run(package, "model.py", _Add())
 
 
 def _default_before_layers(package) -> None:

@@ -6,7 +6,6 @@ import libcst as cst
 import libcst.matchers as m
 
 from codegen.transforms import _attention_edits as edits
-from codegen.transforms._ffn_edits import rewrite_adapter
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import EditError, expression, run
 
@@ -41,7 +40,7 @@ class LayerOutputScale(Transform):
         _insert_method(package, INIT)
         run(package, "model.py", _ScaledReturn())
         rows = [(f"model.layers.{{}}.{attribute}", "layers.{}.output_scale")]
-        _append_row(package, rows)
+        edits.insert_after_layer_rows(package, rows)
 
 
 class _ScaledReturn(edits.InMethod):
@@ -91,18 +90,3 @@ def _insert_method(package, code: str) -> None:
             )
 
     run(package, "model.py", _Add())
-
-
-def _append_row(package, rows) -> None:
-    """The rows after the last layer row of the adapter table."""
-    houses: list[str] = []
-
-    def collect(hf, house):
-        if house is not None and house.startswith("layers.{}."):
-            houses.append(house)
-        return [(hf, house)]
-
-    rewrite_adapter(package, collect)
-    if not houses:
-        raise EditError("state_dict_adapter.py has no layer rows")
-    edits.insert_rows_after(package, houses[-1], rows)

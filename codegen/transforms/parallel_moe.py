@@ -21,7 +21,7 @@ import libcst.matchers as m
 
 from codegen.transforms import _attention_edits as edits
 from codegen.transforms import _moe_edits as moe_edits
-from codegen.transforms._ffn_edits import InsertClassBefore, rewrite_adapter
+from codegen.transforms._ffn_edits import InsertClassBefore
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import EditError, ScopedTransformer, code_of, run
 from codegen.transforms.norm_weight import PLAIN_RMSNORM
@@ -221,14 +221,4 @@ def _map_keys(package, features, found: dict) -> None:
         (f"{layer}.{found['post_dense_norm']}.weight", "layers.{}.post_dense_norm.weight"),
         (f"{layer}.{found['post_moe_norm']}.weight", "layers.{}.post_moe_norm.weight"),
     ]
-    houses: list[str] = []
-
-    def collect(hf, house):
-        if house is not None and house.startswith("layers.{}."):
-            houses.append(house)
-        return [(hf, house)]
-
-    rewrite_adapter(package, collect)
-    if not houses:
-        raise EditError("state_dict_adapter.py has no layer rows")
-    edits.insert_rows_after(package, houses[-1], rows)
+    edits.insert_after_layer_rows(package, rows)

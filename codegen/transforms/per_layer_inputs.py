@@ -6,7 +6,6 @@ import libcst as cst
 import libcst.matchers as m
 
 from codegen.transforms import _attention_edits as edits
-from codegen.transforms._ffn_edits import rewrite_adapter
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import (
     EditError,
@@ -97,7 +96,7 @@ class PerLayerInputs(Transform):
         edits.add_hf_kwarg(package, f"per_layer_vocab_size=hf_config.{found['vocab']}")
         block_norm = _block_norm(package)
         _add_model_parts(package, block_norm)
-        _add_method(
+        edits.add_method_after_init(
             package,
             "Model",
             MIX.format(
@@ -166,30 +165,6 @@ def _add_model_parts(package, block_norm: cst.Call) -> None:
         "model.py",
         InsertStatements("Model", "__init__", sets("self.tok_embeddings"), code),
     )
-
-
-def _add_method(package, class_name: str, code: str) -> None:
-    """Add a method to `class_name` after its `__init__`."""
-    new = cst.parse_module(code.strip() + "\n").body
-
-    class _Add(cst.CSTTransformer):
-        hits = 0
-
-        def leave_ClassDef(self, original, updated):
-            if original.name.value != class_name:
-                return updated
-            body = list(updated.body.body)
-            at = next(
-                i + 1
-                for i, s in enumerate(body)
-                if isinstance(s, cst.FunctionDef) and s.name.value == "__init__"
-            )
-            self.hits += 1
-            return updated.with_changes(
-                body=updated.body.with_changes(body=body[:at] + list(new) + body[at:])
-            )
-
-    run(package, "model.py", _Add())
 
 
 def _mix_before_layers(package) -> None:
@@ -271,15 +246,5 @@ def _map_keys(package, features, found: dict) -> None:
         (f"{found['projection']}.weight", "per_layer_projection.weight"),
         (f"{found['mix_norm']}.weight", "per_layer_projection_norm.weight"),
     ]
-    houses: list[str] = []
-
-    def collect(hf, house):
-        if house is not None and house.startswith("layers.{}."):
-            houses.append(house)
-        return [(hf, house)]
-
-    rewrite_adapter(package, collect)
-    if not houses:
-        raise EditError("state_dict_adapter.py has no layer rows")
-    edits.insert_rows_after(package, houses[-1], layer_rows)
+    edits.insert_after_layer_rows(package, layer_rows)
     edits.insert_rows_after(package, "tok_embeddings.weight", model_rows)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 
 from codegen.models import load_spec
-from codegen.scaffold.pipeline import scaffold_into
 from codegen.scaffold.plan import make_plan
 from codegen.scaffold.target import load_target
+from codegen.scaffold.testing import write_planned
 from codegen.verify.cases import default_cases
 from codegen.verify.run import Case, verify_case
 from codegen.verify.tiny_config import tiny_config
@@ -30,19 +30,7 @@ def planned():
 
 
 def _package(tmp_path, planned, without: str | None = None):
-    target, plan = planned
-    models = tmp_path / "models"
-    steps = [step for step in plan.steps if step.rule != without]
-    scaffold_into(
-        models,
-        plan.reference,
-        plan.name,
-        list(plan.model_types),
-        steps,
-        features=target.features,
-        target=target,
-    )
-    return models, plan.name
+    return write_planned(tmp_path / "models", planned, without)
 
 
 def _verify(models, name, dtypes=("fp32",), case=None):
