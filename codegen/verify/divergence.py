@@ -303,13 +303,15 @@ def _diff_any(a, b) -> float:
     return relative_diff(a, b)
 
 
-def _forward(model, tokens, positions, hf: bool):
+def _forward(model, tokens, positions, hf: bool, extra=None):
+    """`extra`: optional id arguments (`id_inputs.py`), passed by name to both models."""
+    extra = extra or {}
     with torch.no_grad():
         if hf:
-            return model(input_ids=tokens, position_ids=positions).logits
+            return model(input_ids=tokens, position_ids=positions, **extra).logits
         if positions is None:
-            return model(tokens)
-        return model(tokens, positions=positions)
+            return model(tokens, **extra)
+        return model(tokens, positions=positions, **extra)
 
 
 def find_divergence(
@@ -321,6 +323,7 @@ def find_divergence(
     hf_noise_model=None,
     noise_multiple: float = 4.0,
     pairs: list[tuple[str, str]] | None = None,
+    extra: dict | None = None,
 ) -> Divergence | None:
     """Run both models once with hooks; return the first culprit stage, if any.
 
@@ -342,9 +345,9 @@ def find_divergence(
     hf = _Recorder(hf_model, hf_names)
     noise = _Recorder(hf_noise_model, hf_names) if hf_noise_model is not None else None
     try:
-        house_out = _forward(house_model, tokens, positions, hf=False)
-        hf_out = _forward(hf_model, tokens, positions, hf=True)
-        noise_out = _forward(hf_noise_model, tokens, positions, hf=True) if noise else None
+        house_out = _forward(house_model, tokens, positions, False, extra)
+        hf_out = _forward(hf_model, tokens, positions, True, extra)
+        noise_out = _forward(hf_noise_model, tokens, positions, True, extra) if noise else None
     finally:
         for recorder in (house, hf, noise):
             if recorder is not None:
@@ -506,7 +509,9 @@ def _largest_growth(house, hf, noise, hf_of, pairs_order) -> Divergence | None:
     return Divergence(house_name, hf_name, diff, growth=growth)
 
 
-def agreeing_pairs(house_model, hf_model, tokens, positions, pairs, tolerance: float) -> list:
+def agreeing_pairs(
+    house_model, hf_model, tokens, positions, pairs, tolerance: float, extra=None
+) -> list:
     """The module pairs whose outputs agree within `tolerance` on this input, for models
     whose logits agree (fp32): a pair apart there holds the same weights but returns
     something else (HF's BERT-style attention adds the residual and norms it, codegen's
@@ -514,8 +519,8 @@ def agreeing_pairs(house_model, hf_model, tokens, positions, pairs, tolerance: f
     house = _Recorder(house_model, [h for h, _ in pairs])
     hf = _Recorder(hf_model, [f for _, f in pairs])
     try:
-        _forward(house_model, tokens, positions, hf=False)
-        _forward(hf_model, tokens, positions, hf=True)
+        _forward(house_model, tokens, positions, False, extra)
+        _forward(hf_model, tokens, positions, True, extra)
     finally:
         house.close()
         hf.close()
@@ -541,7 +546,9 @@ def _narrower(house: torch.Tensor, hf: torch.Tensor) -> bool:
     return not torch.equal(hf.to(house.dtype).to(hf.dtype), hf)
 
 
-def narrowed_stage(house_model, hf_model, tokens, positions, pairs) -> Divergence | None:
+def narrowed_stage(
+    house_model, hf_model, tokens, positions, pairs, extra=None
+) -> Divergence | None:
     """The first paired module (house execution order) whose output the package returns in
     a narrower float dtype than HF's module returns, both models in the same dtype. Outputs
     are paired as `_outputs_diff` pairs them: all alike, else the first of each."""
@@ -549,8 +556,8 @@ def narrowed_stage(house_model, hf_model, tokens, positions, pairs) -> Divergenc
     house = _Recorder(house_model, [h for h, _ in pairs])
     hf = _Recorder(hf_model, [f for _, f in pairs])
     try:
-        _forward(house_model, tokens, positions, hf=False)
-        _forward(hf_model, tokens, positions, hf=True)
+        _forward(house_model, tokens, positions, False, extra)
+        _forward(hf_model, tokens, positions, True, extra)
     finally:
         house.close()
         hf.close()

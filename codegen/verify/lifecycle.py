@@ -73,6 +73,7 @@ def meta_parity(spec, config, house_model, house_state, inputs) -> str | None:
     with torch.no_grad():
         for item in inputs:
             kwargs = {} if item.positions is None else {"positions": item.positions}
+            kwargs.update(item.extra)
             got, want = model(item.tokens, **kwargs), house_model(item.tokens, **kwargs)
             if not torch.equal(got, want):
                 diff = (got - want).abs().max().item()

@@ -44,6 +44,7 @@ from codegen.verify.divergence import (
     relative_diff,
 )
 from codegen.verify.hf_checkpoint import load_checkpoint, random_hf_model, save_checkpoint
+from codegen.verify.id_inputs import id_input_rows, random_ids
 from codegen.verify.kernels import explicit_attention_kernel
 from codegen.verify.parallel import GRADIENT_FLOOR
 from codegen.verify.tiny_config import POSITION_OFFSET, SEQ_LEN, SHORT_SEQ_LEN
@@ -131,6 +132,8 @@ class Inputs:
     label: str
     tokens: torch.Tensor
     positions: torch.Tensor | None  # None: the model's default, 0..L-1
+    # the optional id arguments both forwards take (`id_inputs.py`), by name
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 # where the long input holds the config's padding token: its row of the word table must get
@@ -150,17 +153,26 @@ def pad_token(config) -> int | None:
     return pad if 0 <= pad < vocab else None
 
 
-def make_inputs(vocab_size: int, seed: int = 0, pad_token_id: int | None = None) -> list[Inputs]:
+def make_inputs(
+    vocab_size: int,
+    seed: int = 0,
+    pad_token_id: int | None = None,
+    id_rows: dict[str, int] | None = None,
+) -> list[Inputs]:
     """The short input (default positions) and the long one (explicit positions from
     `POSITION_OFFSET`; `pad_token_id`, when given, at `PAD_POSITIONS` of every row, so the
-    gradient check compares the padding row)."""
+    gradient check compares the padding row). `id_rows`: the optional id arguments and their
+    tables' row counts (`id_inputs.id_input_rows`); the long input gives each random ids, the
+    short one none, so both the tables' rows and what the models read without ids are
+    compared."""
     generator = torch.Generator().manual_seed(seed)
     short = torch.randint(0, vocab_size, (BATCH, SHORT_SEQ_LEN), generator=generator)
     long = torch.randint(0, vocab_size, (BATCH, SEQ_LEN), generator=generator)
     if pad_token_id is not None:
         long[:, list(PAD_POSITIONS)] = pad_token_id
     offset = (torch.arange(SEQ_LEN) + POSITION_OFFSET).expand(BATCH, -1)
-    return [Inputs("short", short, None), Inputs(f"long@{POSITION_OFFSET}", long, offset)]
+    extra = random_ids(id_rows or {}, long.shape, generator)
+    return [Inputs("short", short, None), Inputs(f"long@{POSITION_OFFSET}", long, offset, extra)]
 
 
 def _quiet_transformers() -> None:
@@ -208,7 +220,6 @@ def verify_case(
             return finish(skipped=reason) if case.may_refuse else finish(reason)
         if case.may_refuse and _no_width(hf_model):
             return finish(skipped=DEGENERATE)
-        del hf_model
         try:
             args, house_model, adapter = spec.build(config)
         except NotImplementedError as err:
@@ -218,6 +229,9 @@ def verify_case(
             return finish(f"the package refuses its own default config: {refusal}")
         except Exception as err:  # a broken package yields a FAIL line, not a traceback
             return finish(_one_line(err))
+        inputs = make_inputs(config.vocab_size, seed, pad_token(config))
+        id_rows = id_input_rows(hf_model, house_model, inputs[0].tokens)
+        del hf_model
         try:
             checkpoint = load_checkpoint(directory / "hf")
             unexpected = adapter.unmapped_keys(checkpoint)
@@ -228,7 +242,7 @@ def verify_case(
             house_model.eval()
         except Exception as err:
             return finish(_one_line(err))
-        inputs = make_inputs(config.vocab_size, seed, pad_token(config))
+        inputs = make_inputs(config.vocab_size, seed, pad_token(config), id_rows)
         try:
             lifecycle_failure = lifecycle.check(
                 spec, config, house_model, house_state, adapter, inputs, seed
@@ -307,7 +321,7 @@ def _load_hf(directory: Path, dtype: torch.dtype, attention: str | None = None):
 def _hf_logits(model, inputs: list[Inputs]) -> list[torch.Tensor]:
     with torch.no_grad():
         return [
-            model(input_ids=item.tokens, position_ids=item.positions).logits.float()
+            model(input_ids=item.tokens, position_ids=item.positions, **item.extra).logits.float()
             for item in inputs
         ]
 
@@ -339,8 +353,8 @@ def _dtype_noise(directory, dtype, hf_model, inputs, reference):
 
 def _house_logits(model, item: Inputs) -> torch.Tensor:
     if item.positions is None:
-        return model(item.tokens)
-    return model(item.tokens, positions=item.positions)
+        return model(item.tokens, **item.extra)
+    return model(item.tokens, positions=item.positions, **item.extra)
 
 
 def _compare_in_dtype(result, directory, house_model, house_state, inputs, hf_fp32) -> None:
@@ -369,7 +383,9 @@ def _compare_in_dtype(result, directory, house_model, house_state, inputs, hf_fp
                 explicit = [_house_logits(house_model, item).float() for item in inputs]
             same = (*same, explicit)
             item = inputs[-1]
-            narrowed = narrowed_stage(house_model, hf_model, item.tokens, item.positions, same[1])
+            narrowed = narrowed_stage(
+                house_model, hf_model, item.tokens, item.positions, same[1], item.extra
+            )
     except Exception as err:
         result.error = _one_line(err)
         return
@@ -479,6 +495,7 @@ def _locate(
             first.positions,
             pairs,
             DIVERGENCE_TOLERANCE["fp32"],
+            first.extra,
         )
     else:
         found = find_divergence(
@@ -488,6 +505,7 @@ def _locate(
             DIVERGENCE_TOLERANCE["fp32"],
             positions=first.positions,
             pairs=pairs,
+            extra=first.extra,
         )
         if found is not None or dtype == "fp32":
             return None if found is None else f"{found} on the {first.label} input"
@@ -501,6 +519,7 @@ def _locate(
             0.0,  # bit for bit: the same roundings give the same values
             positions=same_item.positions,
             pairs=pairs,
+            extra=same_item.extra,
         )
         if found is not None:
             return f"{found} on the {same_item.label} input (against HF in {dtype})"
@@ -514,6 +533,7 @@ def _locate(
         positions=item.positions,
         hf_noise_model=hf_in_dtype,
         pairs=pairs,
+        extra=item.extra,
     )
     return None if found is None else f"{found} on the {item.label} input"
 
@@ -578,7 +598,7 @@ def _confirmed(
     tokens = torch.randint(0, vocab_size, item.tokens.shape, generator=generator)
     pads = [i for i in PAD_POSITIONS if i < tokens.shape[1]]
     tokens[:, pads] = item.tokens[:, pads]
-    again = Inputs(item.label, tokens, item.positions)
+    again = Inputs(item.label, tokens, item.positions, item.extra)
     return None if _gradient_mismatch(directory, house_model, adapter, again) is None else failure
 
 
@@ -598,7 +618,7 @@ def _gradient_mismatch(directory: Path, house_model, adapter, item: Inputs) -> s
     """
     hf_model = _load_hf(directory / "hf", torch.float32)
     hf_model.zero_grad()
-    logits = hf_model(input_ids=item.tokens, position_ids=item.positions).logits
+    logits = hf_model(input_ids=item.tokens, position_ids=item.positions, **item.extra).logits
     _loss(logits, item.tokens).backward()
     with torch.no_grad():
         for param in hf_model.parameters():

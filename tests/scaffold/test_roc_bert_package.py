@@ -22,6 +22,7 @@ from codegen.models import load_spec
 from codegen.scaffold.pipeline import scaffold_into
 from codegen.scaffold.plan import make_plan
 from codegen.scaffold.target import load_target
+from codegen.scaffold.testing import seed, verify_toy
 from codegen.verify.hf_checkpoint import load_checkpoint, random_hf_model, save_checkpoint
 from codegen.verify.run import Case, verify_case
 from codegen.verify.tiny_config import tiny_config
@@ -52,18 +53,6 @@ def _verify(models, name, **overrides):
     case = Case("roc_bert+test", tiny_config("roc_bert", **overrides))
     (result,) = verify_case(load_spec(name, models), case, ["fp32"], gradients=False)
     return result
-
-
-def _seeded(package, tmp_path, old: str, new: str):
-    """The generated package with one piece of its model.py changed."""
-    folder, name = package
-    models = tmp_path / "models"
-    shutil.copytree(folder.parent, models)
-    model = models / name / "model.py"
-    text = model.read_text()
-    assert text.count(old) == 1, old
-    model.write_text(text.replace(old, new))
-    return models, name
 
 
 @pytest.mark.parametrize("overrides", [{}, {"pad_token_id": PAD}])
@@ -123,38 +112,33 @@ def _fails_in_the_embeddings(result) -> None:
     ), result.first_divergence
 
 
-def test_a_dropped_side_table_fails_in_the_embeddings(package, tmp_path):
-    """The pronunciation rows replaced by zeros of their width."""
-    models, name = _seeded(
-        package,
-        tmp_path,
+# the side tables' rows dropped, concatenated out of order, or never mapped back
+DEFECTS = {
+    "dropped side table": (  # the pronunciation rows replaced by zeros of their width
         "parts.append(side_rows(self.pronunciation_embed, input_pronunciation_ids, tokens))",
         "parts.append(0 * side_rows(self.pronunciation_embed, input_pronunciation_ids, tokens))",
-    )
-    _fails_in_the_embeddings(_verify(models, name, pad_token_id=PAD))
-
-
-def test_a_swapped_concatenation_fails_in_the_embeddings(package, tmp_path):
-    """Pronunciation rows before shape rows: as wide in all, so the map layer runs, its
-    columns reading the wrong rows."""
-    models, name = _seeded(
-        package,
-        tmp_path,
+    ),
+    "swapped concatenation": (  # as wide in all, so the map layer runs on the wrong rows
         "h = self.concat_proj(torch.cat(parts, dim=-1))",
         "h = self.concat_proj(torch.cat([parts[0], parts[2], parts[1]], dim=-1))",
-    )
-    _fails_in_the_embeddings(_verify(models, name, pad_token_id=PAD))
-
-
-def test_a_skipped_map_layer_fails_in_the_embeddings(package, tmp_path):
-    """The token rows go on as they are: the concatenation never mapped."""
-    models, name = _seeded(
-        package,
-        tmp_path,
+    ),
+    "skipped map layer": (  # the token rows go on as they are: the concatenation never mapped
         "h = self.concat_proj(torch.cat(parts, dim=-1))",
         "h = torch.cat(parts, dim=-1)[..., : h.shape[-1]]",
-    )
-    _fails_in_the_embeddings(_verify(models, name))
+    ),
+}
+
+
+@pytest.mark.parametrize("defect", DEFECTS)
+def test_a_side_table_defect_fails_the_default_toy_in_the_embeddings(package, tmp_path, defect):
+    """The toy as it is (padding row 0 of every table at zero): verify gives the side
+    tables random ids of their own, so a table dropped or put in the wrong place shows."""
+    folder, name = package
+    models = tmp_path / "models"
+    shutil.copytree(folder.parent, models)
+    seed(models, name, *DEFECTS[defect])
+    (result,) = verify_toy(models, name)
+    _fails_in_the_embeddings(result)
 
 
 def test_the_plan_without_the_side_tables_step_fails(tmp_path):

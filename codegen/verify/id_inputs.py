@@ -1,0 +1,70 @@
+"""Optional id inputs beside the token ids: the side tables' ids verify passes to both models.
+
+Some models look up more tables than the word table, each with ids of its own that the
+forward takes as an optional argument (RoCBert's glyph-shape and pronunciation ids). Without
+them HF reads one row of each table (row 0, which is the padding row, zero, when the pad id
+is 0), so a table the package drops or concatenates in the wrong place changes nothing.
+
+An argument counts when HF's forward takes it (named `*_ids`, default None, other than the
+token and position ids), the package's forward takes it under the same name, and HF hands
+it, unchanged, to one of its embedding tables: that table's row count bounds the random ids.
+An argument HF uses otherwise (X-MOD's per-sequence `lang_ids`) is not drawn.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+
+# the arguments verify already drives
+KNOWN = frozenset({"input_ids", "position_ids"})
+
+
+def _optional_ids(forward) -> list[str]:
+    """The forward's optional `*_ids` arguments, other than `KNOWN`."""
+    try:
+        parameters = inspect.signature(forward).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [
+        p.name
+        for p in parameters
+        if p.name.endswith("_ids") and p.name not in KNOWN and p.default is None
+    ]
+
+
+def id_input_rows(hf_model, house_model, tokens: torch.Tensor) -> dict[str, int]:
+    """Per optional id argument both forwards take: the row count of the HF table it indexes
+    (found by running HF on `tokens` once per argument, given as zeros shaped like them)."""
+    names = set(_optional_ids(house_model.forward))
+    names = [name for name in _optional_ids(hf_model.forward) if name in names]
+    rows: dict[str, int] = {}
+    for name in names:
+        probe = torch.zeros_like(tokens)
+
+        def record(module, args, probe=probe, name=name):
+            if args and args[0] is probe:
+                rows.setdefault(name, module.num_embeddings)
+
+        hooks = [
+            module.register_forward_pre_hook(record)
+            for module in hf_model.modules()
+            if isinstance(module, torch.nn.Embedding)
+        ]
+        try:
+            with torch.no_grad():
+                hf_model(input_ids=tokens, **{name: probe})
+        except Exception:  # HF cannot take it shaped like the tokens: it is not drawn
+            continue
+        finally:
+            for hook in hooks:
+                hook.remove()
+    return {name: rows[name] for name in names if name in rows}
+
+
+def random_ids(rows: dict[str, int], shape, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Random ids for each argument of `rows`, shaped like the tokens."""
+    return {
+        name: torch.randint(0, count, shape, generator=generator) for name, count in rows.items()
+    }
