@@ -5,7 +5,8 @@
    config in `from_hf_config`, in one line).
 2. Two inputs through both models: a short sequence (inside every window and original
    context, positions from 0) and a long one (beyond all of them, explicit positions that
-   start at `POSITION_OFFSET`). Logits compared per dtype against bounds calibrated on HF's
+   start at `POSITION_OFFSET`, and random ids for the optional id arguments both forwards
+   take, `id_inputs.py`). Logits compared per dtype against bounds calibrated on HF's
    own noise in the same run (`compare.py`); in bf16 also against HF in bf16, and every
    paired module's output dtype against HF's.
 3. Gradients of every parameter after the same loss (fp32), mapped through the adapter.

@@ -6,10 +6,10 @@ package matches HF with `concat_input` on and off. Seeded defects in the generat
 (a side table dropped, the concatenation's order swapped, the map layer skipped) fail verify
 and name the embeddings.
 
-HF's side tables have their padding row at `pad_token_id`; verify zeroes padding rows (a
-trained checkpoint never moves them), so with the toy's pad id 0 the row 0 that a call
-without side ids reads is zero. The defect cases move the padding row elsewhere, so that
-row 0 carries weights the package can get wrong."""
+HF's side tables have their padding row at `pad_token_id`; verify holds padding rows at
+zero (a trained checkpoint never moves them), so with the toy's pad id 0 the row 0 that a
+call without side ids reads is zero. Verify's long input therefore gives the side tables
+random ids of their own (`codegen/verify/id_inputs.py`): the defects fail the toy as it is."""
 
 from __future__ import annotations
 
