@@ -41,11 +41,11 @@ def id_input_rows(hf_model, house_model, tokens: torch.Tensor) -> dict[str, int]
     names = [name for name in _optional_ids(hf_model.forward) if name in names]
     rows: dict[str, int] = {}
     for name in names:
-        probe = torch.zeros_like(tokens)
+        probe, seen = torch.zeros_like(tokens), []
 
-        def record(module, args, probe=probe, name=name):
+        def record(module, args, probe=probe, seen=seen):
             if args and args[0] is probe:
-                rows.setdefault(name, module.num_embeddings)
+                seen.append(module.num_embeddings)
 
         hooks = [
             module.register_forward_pre_hook(record)
@@ -55,12 +55,14 @@ def id_input_rows(hf_model, house_model, tokens: torch.Tensor) -> dict[str, int]
         try:
             with torch.no_grad():
                 hf_model(input_ids=tokens, **{name: probe})
-        except Exception:  # HF cannot take it shaped like the tokens: it is not drawn
+        except Exception:  # HF cannot run with it (a table too wide to add): not drawn
             continue
         finally:
             for hook in hooks:
                 hook.remove()
-    return {name: rows[name] for name in names if name in rows}
+        if seen:
+            rows[name] = seen[0]
+    return rows
 
 
 def random_ids(rows: dict[str, int], shape, generator: torch.Generator) -> dict[str, torch.Tensor]:

@@ -15,26 +15,44 @@ class _HF(nn.Module):
         super().__init__()
         self.words = nn.Embedding(50, 4)
         self.side = nn.Embedding(7, 4)
+        self.wide = nn.Embedding(7, 5)  # too wide to add: HF cannot run with its ids
 
     def forward(
-        self, input_ids=None, side_ids=None, lang_ids=None, hf_only_ids=None, position_ids=None
+        self,
+        input_ids=None,
+        side_ids=None,
+        lang_ids=None,
+        wide_ids=None,
+        hf_only_ids=None,
+        position_ids=None,
     ):
         h = self.words(input_ids)
         if side_ids is not None:
             h = h + self.side(side_ids)
+        if wide_ids is not None:
+            h = h + self.wide(wide_ids)
         if lang_ids is not None:  # not a table's rows: a per-sequence switch
             h = h * lang_ids.float().mean()
         return h
 
 
 class _House(nn.Module):
-    def forward(self, tokens, positions=None, side_ids=None, lang_ids=None, token_type_ids=None):
+    def forward(
+        self,
+        tokens,
+        positions=None,
+        side_ids=None,
+        lang_ids=None,
+        wide_ids=None,
+        token_type_ids=None,
+    ):
         return tokens
 
 
 def test_only_ids_both_forwards_take_and_hf_looks_up_are_drawn():
     tokens = torch.ones(2, 5, dtype=torch.long)
-    # lang_ids reaches no table; hf_only_ids and token_type_ids are one side's alone
+    # lang_ids reaches no table, HF fails with wide_ids (after looking them up); hf_only_ids
+    # and token_type_ids are one side's alone
     assert id_input_rows(_HF(), _House(), tokens) == {"side_ids": 7}
 
 
