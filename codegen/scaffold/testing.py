@@ -25,14 +25,17 @@ def write_planned(models: Path, planned, without: str | None = None, steps=None)
     return models, plan.name
 
 
-def verify_toy(models: Path, name: str, dtypes=("fp32",), case=None):
-    """Verify results of the package on its default toy case (or `case`), one per dtype."""
+def verify_toy(models: Path, name: str, dtypes=("fp32",), case=None, **options):
+    """Verify results of the package on its default toy case (or `case`), one per dtype;
+    `options` go to `verify_case` (`gradients=False`: the logits and the stage only)."""
     from codegen.models import load_spec
     from codegen.verify.cases import default_cases
     from codegen.verify.run import verify_case
 
     spec = load_spec(name, models)
-    return verify_case(spec, case or default_cases(spec, switches=False)[0], list(dtypes))
+    return verify_case(
+        spec, case or default_cases(spec, switches=False)[0], list(dtypes), **options
+    )
 
 
 def seed(models: Path, name: str, old: str, new: str, file: str = "model.py") -> None:
