@@ -3,8 +3,8 @@
 `RopeScaling.from_hf` reads an HF `rope_parameters` dict; `inverse_frequencies` dispatches on
 `rope_type` through `FREQUENCY_RULES` and returns (inv_freq, attention_factor). The yarn
 attention factor multiplies cos/sin, exactly where HF applies it; dropping it is a classic
-silent bug. Rotation uses the HF half-split layout (`rotate_half`), so checkpoints need no
-q/k permutation.
+silent bug. Rotation uses the HF half-split layout (rotate_half's), so checkpoints need no q/k
+permutation.
 """
 
 from __future__ import annotations
@@ -180,19 +180,16 @@ class RotaryEmbedding(nn.Module):
         return emb.cos() * attention_factor, emb.sin() * attention_factor
 
 
-def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((-x2, x1), dim=-1)
-
-
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate x (batch, heads, seq, head_dim) with cos/sin (batch, seq, rotary_dim).
 
-    With partial rotary (rotary_dim < head_dim) only the leading dims turn; the rest pass.
+    HF's x * cos + rotate_half(x) * sin, half by half (the same products and sums, bit for
+    bit, without writing rotate_half's negated copy). With partial rotary (rotary_dim <
+    head_dim) only the leading dims turn; the rest pass.
     """
     cos, sin = cos.unsqueeze(1).to(x.dtype), sin.unsqueeze(1).to(x.dtype)
-    rotary_dim = cos.shape[-1]
-    if rotary_dim == x.shape[-1]:
-        return x * cos + rotate_half(x) * sin
-    turned, passed = x[..., :rotary_dim], x[..., rotary_dim:]
-    return torch.cat((turned * cos + rotate_half(turned) * sin, passed), dim=-1)
+    half = cos.shape[-1] // 2
+    x1, x2, passed = x[..., :half], x[..., half : 2 * half], x[..., 2 * half :]
+    cos1, cos2 = cos.chunk(2, dim=-1)
+    sin1, sin2 = sin.chunk(2, dim=-1)
+    return torch.cat((x1 * cos1 - x2 * sin1, x2 * cos2 + x1 * sin2, passed), dim=-1)

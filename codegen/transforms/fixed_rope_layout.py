@@ -26,8 +26,7 @@ class FixRopeLayout(Transform):
     `from_hf_config` then stops reading it (tidy drops the unused field).
 
     `switch`: whether the target config has the field (`auto`: read from its configuration
-    source); with the switch, nothing changes. Queries and keys get the same permutation,
-    so a complex-multiplication rope and the reference's de-interleaving one agree.
+    source); with the switch, nothing changes.
     """
 
     name = "fix_rope_layout"

@@ -15,7 +15,7 @@ _ROTATION = m.Call(func=m.Name("apply_rotary"), args=[m.Arg(), m.Arg(), m.Arg(ke
 class ReversedRope(Transform):
     """Every `apply_rotary(x, cos, sin)` of model.py gets `-sin`.
 
-    x * cos + rotate_half(x) * -sin with the house rotate_half (-x2, x1) is
+    The house rotation (x1 * cos - x2 * sin, x2 * cos + x1 * sin) with -sin is
     x * cos + (x2, -x1) * sin, HF's formula term for term; negation is exact, so the result
     is bit-identical in every dtype. The tables and the checkpoint are untouched.
     """

@@ -108,7 +108,33 @@ def test_the_generated_attention_matches_the_pairwise_form():
     scope = {"torch": torch, "F": F, "self": Module(), "q": q, "k": k, "v": v}
     exec(body, scope)
     expected = _reference(q, k, v, *lambdas, Module.lambda_init, Module.norm_eps)
-    torch.testing.assert_close(scope["out"], expected, rtol=1e-5, atol=1e-5)
+    # laid out (batch, seq, heads, features), as the output projection reads it
+    torch.testing.assert_close(scope["out"], expected.transpose(1, 2), rtol=1e-5, atol=1e-5)
+
+
+def test_the_output_projection_reads_a_view_not_a_copy():
+    # joined by heads, out.transpose(1, 2).reshape(..) copied every layer's attention output
+    # (diffllama wrote 1.009x HF's bytes); joined by sequence, the reshape is a view
+    package = _llama()
+    DifferentialAttention().apply(package, differential=FOUND)
+    code = package.render()["model.py"]
+    assert "return self.wo(out.reshape(batch, seq, -1))" in code
+    start = code.index("        v1, v2 = v.chunk(2, dim=1)")
+    end = code.index("        return self.wo(")
+    body = "\n".join(line[8:] for line in code[start:end].splitlines())
+
+    class Module:
+        lambda_q1 = lambda_k1 = lambda_q2 = lambda_k2 = torch.zeros(6)
+        lambda_init = 0.5
+        n_heads, n_kv_heads = 4, 2
+        norm_eps = 1e-5
+
+    q, k, v = (torch.randn(2, n, 5, 6) for n in (4, 2, 2))
+    scope = {"torch": torch, "F": F, "self": Module(), "q": q, "k": k, "v": v}
+    exec(body, scope)
+    out = scope["out"]
+    assert out.reshape(2, 5, -1).data_ptr() == out.data_ptr()
+    assert out.is_contiguous()
 
 
 def test_each_sdpa_call_reads_a_value_as_wide_as_its_queries():

@@ -2,8 +2,7 @@
 
 - Interleaved rotary pairs (`rope_interleave`, HF `apply_rotary_pos_emb_interleave`): the
   checkpoint lays the rope dims out as (x0, x1), (x2, x3), ..., each pair rotated by one
-  frequency. The result comes back de-interleaved ([evens, odds]); queries and keys get the
-  same permutation, so their dot product is unchanged.
+  frequency; the result stays in place. In fp32 each pair turns as one complex product.
 - The softmax scale: `qk_head_dim ** -0.5`, times mscale(factor, mscale_all_dim) squared
   whenever the rope is scaled and `mscale_all_dim` is set (HF `yarn_apply_mscale`). This is
   on top of yarn's attention factor on cos/sin, which the shared RotaryEmbedding applies.
@@ -21,10 +20,16 @@ from codegen.layers.rope import RopeScaling
 def apply_rotary_interleaved(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate x (batch, heads, seq, dim) with cos/sin (batch, seq, dim) = cat(freqs, freqs)."""
     half = cos.shape[-1] // 2
-    cos = cos[..., :half].unsqueeze(1).to(x.dtype)
-    sin = sin[..., :half].unsqueeze(1).to(x.dtype)
+    cos, sin = cos[..., :half].unsqueeze(1), sin[..., :half].unsqueeze(1)
+    if x.dtype == torch.float32:
+        # pair i as the complex number x[2i] + j x[2i + 1], turned by cos_i + j sin_i: one
+        # product writes the result, where products, sums and their join write it four times
+        pairs = torch.view_as_complex(x.unflatten(-1, (-1, 2)))
+        return torch.view_as_real(pairs * torch.complex(cos.float(), sin.float())).flatten(-2)
+    # complex numbers have no bf16: other dtypes turn in their own precision, rounded as HF's
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     even, odd = x[..., 0::2], x[..., 1::2]
-    return torch.cat((even * cos - odd * sin, odd * cos + even * sin), dim=-1)
+    return torch.stack((even * cos - odd * sin, odd * cos + even * sin), dim=-1).flatten(-2)
 
 
 def yarn_mscale(scale: float, mscale: float) -> float:
