@@ -13,7 +13,7 @@ or "fail: why"} for each verified package's shard plan (`verify --parallel`, def
 seconds) and coverage.md, and prints one summary line:
 
     python scripts/coverage.py [--out DIR] [--only TYPE ...] [--no-verify] [--no-crosscheck]
-                               [--parallel SETTING ...]
+                               [--parallel SETTING ...] [--jobs N]
 
 After verify it prints the dynamic cross-check of the analysis per field (own names and
 renamed copies) and how many passing architectures pass as renamed remote-code folders
@@ -301,6 +301,12 @@ def main() -> None:
         "`--parallel` alone or `--parallel none`: skip).",
     )
     parser.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="Models swept at once, each in its own process (default: one per core).",
+    )
+    parser.add_argument(
         "--no-crosscheck",
         action="store_true",
         help="Skip the dynamic cross-check and the renamed remote-code folders.",
@@ -310,11 +316,8 @@ def main() -> None:
     types = args.only or causal_lm_types()
     # scaffold must format without ruff on PATH (codegen finds the binary the package ships)
     os.environ["PATH"] = path_without_ruff(os.environ.get("PATH", ""))
-    rows = []
     with tempfile.TemporaryDirectory() as directory:
-        models_dir = Path(directory) / "generated"
-        for model_type in _progress(types):
-            rows.append(sweep_one(model_type, models_dir, not args.no_verify, args.parallel))
+        rows = sweep_all(types, Path(directory), not args.no_verify, args.parallel, args.jobs)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "coverage.json").write_text(json.dumps(rows, indent=2, default=str))
     (args.out / "coverage.md").write_text(markdown(rows))
@@ -323,10 +326,30 @@ def main() -> None:
     if not (args.no_verify or args.no_crosscheck):
         from codegen.verify.crosscheck.sweep import sweep_extras
 
-        print("\n".join(sweep_extras(rows, args.out)), flush=True)
+        print("\n".join(sweep_extras(rows, args.out, jobs=args.jobs)), flush=True)
 
 
-def _progress(items):
+def sweep_all(types: list[str], directory: Path, verify: bool, parallel, jobs: int) -> list[dict]:
+    """Rows in `types` order. Models are independent (each package in its own folder, each
+    verify in its own process), so `jobs` of them run at once: the sweep is mostly single-
+    threaded Python, and one model per core nearly divides its wall time by the cores."""
+
+    def folder(model_type: str) -> Path:
+        return directory / model_type / "generated"
+
+    if jobs <= 1:
+        return [sweep_one(t, folder(t), verify, parallel) for t in _progress(types)]
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    rows: dict[str, dict] = {}
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        futures = {pool.submit(sweep_one, t, folder(t), verify, parallel): t for t in types}
+        for future in _progress(as_completed(futures), total=len(types)):
+            rows[futures[future]] = future.result()
+    return [rows[t] for t in types]
+
+
+def _progress(items, total: int | None = None):
     try:
         from tqdm import tqdm
     except ImportError:
@@ -335,7 +358,11 @@ def _progress(items):
 
     # redraw often on a terminal, a line every ~20 s in a CI log
     return tqdm(
-        items, desc="coverage", unit="model", mininterval=0.1 if sys.stderr.isatty() else 20
+        items,
+        total=total,
+        desc="coverage",
+        unit="model",
+        mininterval=0.1 if sys.stderr.isatty() else 20,
     )
 
 

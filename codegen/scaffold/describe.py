@@ -28,14 +28,27 @@ class _Extra:
 
     label: str
     on: object  # Attention -> bool
-    word: str  # what a switch's `selects` says when it turns the feature on
+    # what a switch's `selects` says when it turns the feature on (None: no switch's wording
+    # is known to, so only a toy that has it on while no switch turns it on calls it configurable)
+    word: str | None
+    key: str  # the Attention field its evidence is filed under (`attention.<key>`)
 
 
 _EXTRAS = (
-    _Extra("QK-norm", lambda a: a.qk_norm not in ("none", None, False), "QK-norm"),
-    _Extra("sliding window", lambda a: a.sliding_window not in ("none", None), "sliding"),
-    _Extra("softcap", lambda a: a.softcap is True, "softcap"),
-    _Extra("sinks", lambda a: a.sinks is True, "sink"),
+    _Extra("QK-norm", lambda a: a.qk_norm not in ("none", None, False), "QK-norm", "qk_norm"),
+    _Extra(
+        "sliding window",
+        lambda a: a.sliding_window not in ("none", None),
+        "sliding",
+        "sliding_window",
+    ),
+    _Extra("softcap", lambda a: a.softcap is True, "softcap", "softcap"),
+    _Extra("sinks", lambda a: a.sinks is True, "sink", "sinks"),
+    # forms of attention the kind alone does not say (JetMoE's routed heads read "gqa")
+    _Extra("mixture of attention heads", lambda a: isinstance(a.routed, dict), None, "routed"),
+    _Extra("differential", lambda a: a.differential is not None, None, "differential"),
+    _Extra("ALiBi", lambda a: a.alibi is True, None, "alibi"),
+    _Extra("relative position bias", lambda a: isinstance(a.rel_bias, dict), None, "rel_bias"),
 )
 
 
@@ -149,7 +162,7 @@ def _configurable(described, toy, reads) -> list[tuple[_Extra, list]]:
             (switch, value)
             for switch in getattr(toy, "switches", ())
             for value in switch.values
-            if _turns_on(value.selects, extra.word)
+            if extra.word and _turns_on(value.selects, extra.word)
         ]
         read = [(switch, value) for switch, value in turning_on if switch.field in reads]
         if read or (extra.on(toy.attention) and not turning_on):
@@ -177,8 +190,7 @@ def _evidence_items(features, configurable) -> list[str]:
     item(f"{attention.kind} attention", "attention.kind")
     for extra in _EXTRAS:
         if extra.on(attention):
-            key = {"QK-norm": "qk_norm"}.get(extra.label, extra.label.replace(" ", "_"))
-            item(extra.label, f"attention.{key}")
+            item(extra.label, f"attention.{extra.key}")
     for extra, switches in configurable:
         if not switches:
             items.append(f"{extra.label}: off by default, on in other configs of the class")

@@ -224,3 +224,23 @@ def test_model_args_defaults_are_the_config_class_defaults(models, target):
             assert actual.theta == expected.theta, target
         else:
             assert actual == expected, f"{target}: ModelArgs.{field.name}"
+
+
+@pytest.mark.parametrize(
+    ("target", "form", "evidence"),
+    [
+        ("jetmoe", "gqa attention (mixture of attention heads)", "modeling_jetmoe.py:"),
+        ("diffllama", "(differential)", "modeling_diffllama.py:"),
+    ],
+)
+def test_summary_names_attention_forms_the_kind_does_not_say(target, form, evidence):
+    """JetMoE's query heads are routed experts over shared keys and values: "gqa attention"
+    alone would describe another model (the tagline and its evidence line name the form)."""
+    from codegen.scaffold.describe import summary_of
+    from codegen.scaffold.target import load_target
+
+    loaded = load_target(target)
+    summary = " ".join(summary_of(target, loaded.described, loaded.features).split())
+    assert form in summary, summary
+    label = form.strip("()").split("(")[-1]
+    assert f"- {label}: {evidence}" in summary, summary
