@@ -141,7 +141,8 @@ def _plan_from(target, name: str | None, reference: str, *, own_code: bool = Tru
     if own_code:  # the steps that read the reference's files (see `_fewest_rules`)
         fixing = _fixing_steps(target, reference, rules, {step.rule for step in steps})
         # a switch the reference lacks replaces the rule's step for the analysed constant
-        steps = [step for step in steps if step.rule not in {s.rule for s in fixing}] + fixing
+        replaced = {step.rule for step in fixing}
+        steps = [step for step in steps if step.rule not in replaced] + fixing
         steps += _unreachable_steps(target, reference, rules, {step.rule for step in steps})
     steps.sort(key=lambda step: _rule_order(rules, step.rule))
     steps += _naming_steps(target)
