@@ -10,11 +10,21 @@ parameter (where the reference fixes the biases, qwen3) and every call passes
 
 from __future__ import annotations
 
+import ast
+import json
+
 import libcst as cst
 import libcst.matchers as m
 
 from codegen.transforms.base import Transform
-from codegen.transforms.edits import SetKeyword, expression, run, set_call_keyword
+from codegen.transforms.edits import (
+    EditDict,
+    SetKeyword,
+    expression,
+    findall,
+    run,
+    set_call_keyword,
+)
 from codegen.transforms.qkv_bias import bias_setting, set_adapter_rows
 
 _ROWS = [
@@ -42,7 +52,38 @@ class SetFeedForwardBias(Transform):
             ),
         )
         run(package, "model.py", _BiasParameter(value if switched else None))
-        set_adapter_rows(package, _ROWS, bool(enabled))
+        set_adapter_rows(package, _bias_rows(package), bool(enabled))
+
+
+def _bias_rows(package) -> list[tuple[str, str]]:
+    """The block MLP's bias rows (`_ROWS`) and, beside the weight rows of every other
+    FeedForward the model builds (DeepSeek's `self.shared_experts = FeedForward(...)`),
+    theirs: every instance has the biases."""
+    built = {
+        node.targets[0].target.attr.value
+        for node in findall(package.module("model.py"), _BUILDS_FEED_FORWARD)
+    }
+    rows = list(_ROWS)
+
+    def look(key, value):
+        try:
+            hf, house = ast.literal_eval(key), ast.literal_eval(value)
+        except (ValueError, SyntaxError):  # a dropped key (None) or a stacked row
+            return [(key, value)]
+        *owner, name, kind = house.split(".") if isinstance(house, str) else ("", "", "")
+        if kind == "weight" and name in {"w1", "w2", "w3"} and owner[-1:] and owner[-1] in built:
+            row = tuple(json.dumps(k.removesuffix(".weight") + ".bias") for k in (hf, house))
+            rows.extend([row] if row not in rows else [])
+        return [(key, value)]
+
+    run(package, "state_dict_adapter.py", EditDict("from_hf_map", look))
+    return rows
+
+
+_BUILDS_FEED_FORWARD = m.Assign(
+    targets=[m.AssignTarget(m.Attribute(value=m.Name("self")))],
+    value=m.Call(func=m.Name("FeedForward")),
+)
 
 
 class _BiasParameter(m.MatcherDecoratableTransformer):

@@ -70,3 +70,15 @@ def test_a_switched_bias_reads_the_targets_field():
     )
     assert model.count("bias: bool = False") == 1
     assert "use_mlp_bias=hf_config.use_mlp_bias" in files["args.py"]
+
+
+def test_every_feed_forward_instance_gets_its_bias_rows():
+    """DeepSeek's shared expert is a FeedForward too: built with the bias, its rows follow."""
+    package = SourcePackage.from_directory(references_dir() / "deepseek_v3")
+    before = package.render()["state_dict_adapter.py"]
+    assert "shared_experts.w2.bias" not in before
+    SetFeedForwardBias().apply(package, enabled="mlp_bias")
+    files = package.render()
+    assert "n_shared_experts * args.moe_hidden_dim, bias=args.mlp_bias)" in files["model.py"]
+    hf, house = "model.layers.{}.mlp.shared_experts", "layers.{}.moe.shared_experts"
+    assert f'"{hf}.down_proj.bias": "{house}.w2.bias"' in files["state_dict_adapter.py"]
