@@ -160,6 +160,18 @@ RULES += [
         reached_by=("sliding_window", "layer_types", "use_sliding_window"),
     ),
     Rule(
+        id="bidirectional_attention",
+        feature="attention.bidirectional",
+        values=(),  # not a constant feature: realised wherever the source switches on it
+        transform="bidirectional_attention",
+        params={"field": "use_bidirectional_attention", "value": "all"},
+        description=(
+            'with use_bidirectional_attention="all" attention is not causal: full layers see'
+            " every token, sliding layers the tokens at most sliding_window away either side"
+        ),
+        switch="use_bidirectional_attention=all",
+    ),
+    Rule(
         # after the window rules: sliding blocks take the sliding table
         id="rope_per_layer_type",
         feature="rope.per_layer_type",

@@ -139,7 +139,10 @@ def _plan_from(target, name: str | None, reference: str, *, own_code: bool = Tru
     gaps = findings + gaps
     steps += _switch_steps(features, reference, rules, {step.rule for step in steps})
     if own_code:  # the steps that read the reference's files (see `_fewest_rules`)
-        steps += _fixing_steps(target, reference, rules, {step.rule for step in steps})
+        fixing = _fixing_steps(target, reference, rules, {step.rule for step in steps})
+        # a switch the reference lacks replaces the rule's step for the analysed constant
+        replaced = {step.rule for step in fixing}
+        steps = [step for step in steps if step.rule not in replaced] + fixing
         steps += _unreachable_steps(target, reference, rules, {step.rule for step in steps})
     steps.sort(key=lambda step: _rule_order(rules, step.rule))
     steps += _naming_steps(target)
@@ -193,7 +196,10 @@ def _fixing_steps(target, reference: str, rules, planned: set[str]) -> list[Step
     field: the target's own bool switch for exactly those biases is read instead
     (StableLM's `use_qkv_bias`); where no switch of the target covers them (mistral has no
     `attention_bias`, helium's switches q/k/v but never o_proj) the analysed value is
-    hard-coded, so a field never decides biases the HF code does not switch."""
+    hard-coded, so a field never decides biases the HF code does not switch. Where the
+    reference fixes the biases (reads no `fixes` field) and the target switches exactly
+    those, the rule reads the target's switch (doge's `mlp_bias` from qwen3), in place of
+    its step for the analysed value, if planned: the package realises both settings."""
     from codegen.transforms.catalog import TRANSFORMS
 
     features = target.features
@@ -201,7 +207,17 @@ def _fixing_steps(target, reference: str, rules, planned: set[str]) -> list[Step
     covered = {name for rule in rules for name in rule.bias_of}
     steps = []
     for rule in rules:
-        if not rule.fixes or rule.fixes not in reads or rule.id in planned:
+        if not rule.fixes:
+            continue
+        if rule.fixes not in reads:
+            switch = _bias_switch(features, rule.bias_of, covered=covered)
+            if switch is not None:
+                params = {**rule.resolve(features), "enabled": switch.field}
+                evidence = ", ".join(switch.values[0].evidence[:1])
+                reason = f"config switch {switch.field} ({evidence})"
+                steps.append(Step(rule.transform, params, rule.id, reason))
+            continue
+        if rule.id in planned:
             continue
         if not set(getattr(TRANSFORMS.get(rule.transform), "modules", ())) <= switched:
             continue  # the reference's field switches other projections (DeepSeek's wq_a)

@@ -40,7 +40,9 @@ class Rule:
     # the HF projections whose bias the rule sets: the rule runs with the target's own bool
     # switch for exactly these biases (StableLM's use_qkv_bias), else, where the target has
     # no switch for them (mistral; helium's o_proj), with the analysed value, so the package
-    # never reads a field that does not switch them
+    # never reads a field that does not switch them; a reference that reads no `fixes`
+    # field (fixed biases) takes the target's switch for exactly these biases (doge's
+    # mlp_bias from qwen3)
     fixes: str = ""
     bias_of: tuple[str, ...] = ()
     # config fields through which a reference's code for the feature's other values is

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 
+import libcst as cst
+import libcst.matchers as m
+
 from codegen.transforms import _attention_edits as edits
 from codegen.transforms import _moe_edits
+from codegen.transforms._ffn_edits import self_assignment
 from codegen.transforms._rope_edits import add_args_field
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import (
@@ -14,6 +18,8 @@ from codegen.transforms.edits import (
     ReplaceStatements,
     add_import,
     assigns,
+    code_of,
+    findall,
     run,
 )
 
@@ -29,9 +35,9 @@ class ProductKeyExperts(nn.Module):
         super().__init__()
         self.n_keys = isqrt(args.{experts})  # keys per half: floor(sqrt(experts))
         self.top_k = args.{top_k}{renormalise_field}
-        self.w1 = nn.Linear(args.dim, args.hidden_dim, bias=False)
-        self.w2 = nn.Linear(args.hidden_dim, args.dim, bias=False)
-        self.w3 = nn.Linear(args.dim, args.hidden_dim, bias=False)
+        self.w1 = nn.Linear(args.dim, args.hidden_dim, bias={bias})
+        self.w2 = nn.Linear(args.hidden_dim, args.dim, bias={bias})
+        self.w3 = nn.Linear(args.dim, args.hidden_dim, bias={bias})
         self.router = nn.Linear(args.dim, 2 * self.n_keys, bias=False)
         self.down_embed = nn.Embedding(args.{experts}, args.dim)
         self.up_embed = nn.Embedding(args.{experts}, args.dim)
@@ -59,11 +65,7 @@ RENORMALISE = """
             weights = weights / weights.sum(dim=-1, keepdim=True)"""
 RENORMALISE_FIELD = "\n        self.{field} = args.{field}"
 
-CHOICE = (
-    "self.feed_forward = (\n"
-    "    ProductKeyExperts(args) if args.{field} else FeedForward(args.dim, args.hidden_dim)\n"
-    ")"
-)
+CHOICE = "self.feed_forward = (\n    ProductKeyExperts(args) if args.{field} else {dense}\n)"
 
 
 class ProductKeyExpertsSwitch(Transform):
@@ -71,7 +73,8 @@ class ProductKeyExpertsSwitch(Transform):
     `ProductKeyExperts`: the SwiGLU (the shared expert, under the dense MLP's checkpoint
     names) plus experts that are rows of two embedding tables, chosen per token by a
     product-key router, exactly in HF's order of operations (its view of the router logits
-    included). `keys` is the analysis's `ffn.product_keys`: the switch, the expert count and
+    included); the shared expert's biases are the MLP's (its setting or config switch).
+    `keys` is the analysis's `ffn.product_keys`: the switch, the expert count and
     top-k config fields (ModelArgs fields of the same names), the flag renormalising the
     top-k weights (None: none) and the HF attribute names the adapter maps."""
 
@@ -107,11 +110,15 @@ class ProductKeyExpertsSwitch(Transform):
                 "bool = False  # the experts' top-k weights divided by their sum",
                 f"hf_config.{renormalise}",
             )
+        dense = self_assignment(package, "model.py", "TransformerBlock", "__init__", "feed_forward")
+        if dense is None:
+            raise EditError("TransformerBlock.__init__ builds no self.feed_forward")
         _moe_edits.insert_after_class(
             package,
             "model.py",
             "FeedForward",
             EXPERTS.format(
+                bias=_dense_bias(package, dense),
                 experts=keys["experts"],
                 top_k=keys["top_k"],
                 renormalise=RENORMALISE.format(field=renormalise) if renormalise else "",
@@ -128,7 +135,7 @@ class ProductKeyExpertsSwitch(Transform):
                 "TransformerBlock",
                 "__init__",
                 assigns("self.feed_forward"),
-                CHOICE.format(field=keys["field"]),
+                CHOICE.format(field=keys["field"], dense=code_of(dense)),
             ),
         )
         prefix = _mlp_prefix(package, keys)
@@ -141,6 +148,31 @@ class ProductKeyExpertsSwitch(Transform):
                 (f"{prefix}.{keys['up']}.weight", "layers.{}.feed_forward.up_embed.weight"),
             ],
         )
+
+
+def _dense_bias(package, dense: cst.Call) -> str:
+    """The dense MLP's bias setting, which the shared expert (under the same checkpoint
+    names) shares: FeedForward's literal, else the `bias=` its call passes (a config
+    switch, `args.mlp_bias`), else its parameter's default."""
+    built = self_assignment(package, "model.py", "FeedForward", "__init__", "w1")
+    bias = _keyword(built, "bias") if isinstance(built, cst.Call) else None
+    if bias is None:
+        raise EditError("FeedForward.__init__ builds no self.w1 with a bias= setting")
+    if not m.matches(bias, m.Name("bias")):
+        return code_of(bias)
+    passed = _keyword(dense, "bias") if isinstance(dense, cst.Call) else None
+    if passed is not None:
+        return code_of(passed)
+    feed_forward = m.ClassDef(name=m.Name("FeedForward"))
+    for found in findall(package.module("model.py"), feed_forward):
+        for param in findall(found, m.Param(name=m.Name("bias"))):
+            if param.default is not None:
+                return code_of(param.default)
+    raise EditError("FeedForward's bias parameter has no default and no argument")
+
+
+def _keyword(call: cst.Call, name: str) -> cst.BaseExpression | None:
+    return next((a.value for a in call.args if a.keyword and a.keyword.value == name), None)
 
 
 def _mlp_prefix(package, keys: dict) -> str:

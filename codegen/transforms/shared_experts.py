@@ -56,7 +56,8 @@ FUSED_PROJECTIONS = (("gate_up_proj", "w13"), ("down_proj", "w2"))
 
 
 class AddSharedExperts(Transform):
-    """The MoE block adds a shared SwiGLU expert every token runs (`shared_experts`).
+    """The MoE block adds a shared SwiGLU expert every token runs (`shared_experts`),
+    biased as the block's dense FeedForward where a config switch passes it `bias=`.
 
     `size`: the config field HF sizes it from (`shared_expert_intermediate_size`, or
     `n_shared_experts` x moe_intermediate_size as deepseek; `auto`: whichever the target's
@@ -95,16 +96,35 @@ class AddSharedExperts(Transform):
             moe_edits.insert_before_class(package, "model.py", "MoE", FEED_FORWARD)
         _name_routed_output(package)
         build, add = (BUILD_OPTIONAL, ADD_OPTIONAL) if optional else (BUILD, ADD)
+        bias = _switched_bias(package)
+        if bias is not None:
+            built = "FeedForward(args.dim, args.shared_hidden_dim"
+            build = build.replace(built, f"{built}, bias={bias}")
         moe_edits.insert_statements(package, "MoE", "__init__", assigns("self.experts"), build)
         moe_edits.insert_statements(package, "MoE", "forward", ROUTED, add)
         rows = [
             moe_edits.row(
-                f"model.layers.{{}}.mlp.{hf_name}.{hf}.weight",
-                f"layers.{{}}.moe.shared_experts.{w}.weight",
+                f"model.layers.{{}}.mlp.{hf_name}.{hf}.{kind}",
+                f"layers.{{}}.moe.shared_experts.{w}.{kind}",
             )
             for hf, w in _projections(package)
+            for kind in (("weight", "bias") if bias is not None else ("weight",))
         ]
         moe_edits.insert_rows_after(package, "layers.{}.moe.experts.w2", rows)
+
+
+def _switched_bias(package) -> str | None:
+    """The `bias=` the block passes its dense FeedForward (a config switch, llama's
+    `args.mlp_bias`), which the shared expert, the same MLP, passes too; None where the
+    block passes none (FeedForward fixes its biases)."""
+    block = m.ClassDef(name=m.Name("TransformerBlock"))
+    call = m.Call(func=m.Name("FeedForward"))
+    for found in m.findall(package.module("model.py"), block):
+        for node in m.findall(found, call):
+            for arg in node.args:
+                if arg.keyword is not None and arg.keyword.value == "bias":
+                    return code_of(arg.value)
+    return None
 
 
 def _projections(package) -> tuple[tuple[str, str], ...]:

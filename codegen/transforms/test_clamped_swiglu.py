@@ -141,8 +141,9 @@ def test_a_clamped_shared_expert_and_dense_ffn_too(tmp_path):
         model
     )
     assert "hidden_dim: int, alpha: float, limit: float, bias: bool = False):" in model
+    # the shared expert is biased as the dense one (llama's block passes args.mlp_bias)
     assert (
-        "FeedForward(args.dim, args.shared_hidden_dim, args.swiglu_alpha, args.swiglu_limit)"
+        "FeedForward(args.dim, args.shared_hidden_dim, args.swiglu_alpha, args.swiglu_limit, bias="
         in (model)
     )
     assert '"""w2(clamped_swiglu(gate, up)); gate (first half)' in model

@@ -5,6 +5,7 @@ import pytest
 from codegen.models import references_dir
 from codegen.scaffold.source import SourcePackage
 from codegen.transforms.edits import EditError
+from codegen.transforms.ffn_bias import SetFeedForwardBias
 from codegen.transforms.product_key_experts import ProductKeyExpertsSwitch
 
 KEYS = {
@@ -64,3 +65,21 @@ def test_without_a_renormalising_flag_no_branch():
     ProductKeyExpertsSwitch().apply(package, keys={**KEYS, "renormalise": None})
     model = package.render()["model.py"]
     assert "norm_topk_prob" not in model and "weights.sum" not in model
+
+
+@pytest.mark.parametrize(
+    ("enabled", "bias", "dense"),
+    [
+        ("mlp_bias", "args.mlp_bias", "FeedForward(args.dim, args.hidden_dim, bias=args.mlp_bias)"),
+        (True, "True", "FeedForward(args.dim, args.hidden_dim)"),
+    ],
+)
+def test_the_shared_expert_has_the_mlps_biases(enabled, bias, dense):
+    """The shared expert loads the MLP's checkpoint rows: biases included (doge's mlp_bias)."""
+    package = SourcePackage.from_directory(references_dir() / "qwen3")
+    SetFeedForwardBias().apply(package, enabled=enabled)
+    ProductKeyExpertsSwitch().apply(package, keys=KEYS)
+    model = package.render()["model.py"]
+    assert f"self.w2 = nn.Linear(args.hidden_dim, args.dim, bias={bias})" in model
+    assert f"ProductKeyExperts(args) if args.is_moe else {dense}" in model
+    assert "self.router = nn.Linear(args.dim, 2 * self.n_keys, bias=False)" in model

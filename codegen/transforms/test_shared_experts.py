@@ -10,7 +10,8 @@ from codegen.models import references_dir
 from codegen.scaffold.source import SourcePackage
 from codegen.transforms.add_moe import AddMoe
 from codegen.transforms.edits import EditError
-from codegen.transforms.shared_experts import AddSharedExperts, size_of
+from codegen.transforms.ffn_bias import SetFeedForwardBias
+from codegen.transforms.shared_experts import PROJECTIONS, AddSharedExperts, size_of
 
 
 def moe_package(dense_rule: str) -> SourcePackage:
@@ -21,6 +22,7 @@ def moe_package(dense_rule: str) -> SourcePackage:
 
 def test_shared_expert_joins_the_routed_output():
     package = moe_package("first_k")
+    SetFeedForwardBias().apply(package, enabled=False)  # no mlp_bias switch: fixed
     AddSharedExperts().apply(package, size="n_shared_experts")
     files = package.render()
     model = files["model.py"]
@@ -114,3 +116,21 @@ def test_an_optional_shared_expert_is_built_only_when_sized():
     plain = moe_package("all")
     AddSharedExperts().apply(plain, size="n_shared_experts")
     assert "self.shared_experts is not None" not in plain.render()["model.py"]
+
+
+def test_shared_expert_is_biased_as_the_block_mlp():
+    """llama's block passes `bias=args.mlp_bias` (hy_v3's switch biases its shared MLP too)."""
+    package = moe_package("first_k")
+    assert (
+        "FeedForward(args.dim, args.hidden_dim, bias=args.mlp_bias)" in package.render()["model.py"]
+    )
+    AddSharedExperts().apply(package, size="n_shared_experts")
+    files = package.render()
+    built = (
+        "self.shared_experts = FeedForward(args.dim, args.shared_hidden_dim, bias=args.mlp_bias)"
+    )
+    assert built in files["model.py"]
+    adapter = files["state_dict_adapter.py"]
+    for hf, house in PROJECTIONS:
+        row = f"model.layers.{{}}.mlp.shared_experts.{hf}.bias"
+        assert f'"{row}"' in adapter and f"moe.shared_experts.{house}.bias" in adapter

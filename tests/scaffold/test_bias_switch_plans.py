@@ -2,7 +2,8 @@
 
 llama's reference switches q/k/v/o biases on `attention_bias` and gate/up/down on
 `mlp_bias`. A target reads its own switch for the same projections, or gets the analysed
-value hard-coded where no switch of its config covers them.
+value hard-coded where no switch of its config covers them; a reference that fixes the
+biases reads the target's switch for exactly those projections.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ EXPECTED = {
     # attention_bias biases its fused query_key_value (q/k/v) and dense; no MLP switch
     "gpt_neox": {"ffn_bias": True},
     "deepseek_v3": {},  # the reference's attention_bias biases wq_a/wkv_a/wo, as HF
+    "doge": {"ffn_bias": "mlp_bias"},  # its reference (qwen3) fixes the MLP biases off
 }
 
 

@@ -62,6 +62,7 @@ def test_plan_starts_from_deepseek_v3_with_the_router_rules():
     assert plan.complete and plan.reference == "deepseek_v3"
     rules = [(step.rule, step.transform) for step in plan.steps if step.rule]
     assert rules == [
+        ("ffn_bias", "set_ffn_bias"),  # mlp_bias switches the dense MLP's biases
         ("router_softmax_gate", "set_softmax_gate"),
         ("router_mla_rope_layout", "fix_rope_layout"),
         ("rope_fp32", "rope_fp32"),
