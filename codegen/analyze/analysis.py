@@ -6,6 +6,7 @@ import dataclasses
 import os
 
 from codegen.analyze import (
+    attention_forms,
     attention_shapes,
     depth_scale,
     detect_attention,
@@ -36,10 +37,13 @@ from codegen.analyze import (
     relative_bias,
     residual_norm,
     routed_attention,
+    router_forms,
+    scalar_gains,
     short_conv,
     state_dict,
     support,
     switches,
+    table_forward,
     unused_keys,
     value_norm,
     value_scale,
@@ -160,6 +164,10 @@ def _run(ctx: Ctx) -> Features:
     layer_extras.detect(ctx, ffn, per_layer, hyper=hyper, adapters=adapters)
     kv_sharing.detect(ctx, shared)
     ffn_sparsity.detect(ctx)
+    attention_forms.detect(ctx, shared)
+    router_forms.detect(ctx)
+    scalar_gains.detect(ctx)
+    table_forward.detect(ctx)
     attention = value_norm.detect(ctx, shared, attention)
     attention = dataclasses.replace(attention, **shape_facts, **latent)
     routed = routed_attention.detect(ctx, moe)

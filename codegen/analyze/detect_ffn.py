@@ -3,12 +3,13 @@
 The FFN forward is traced. A product of two branches that come from *different* projections
 (or different halves / even-odd slices of one fused projection) is a gate; the activation on
 the gate branch names the kind (silu -> swiglu, gelu -> geglu; a sigmoid with clamped branches
--> clamped_swiglu). `x * sigmoid(x)`-style products of one branch with itself are
-activations, not gates.
+-> clamped_swiglu; a silu with clamped branches -> clamped_silu_glu). `x * sigmoid(x)`-style
+products of one branch with itself are activations, not gates.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from codegen.analyze.act_dtype import fp32_gated_product_site
@@ -214,6 +215,8 @@ def analyse(ctx: Ctx, rec: ModuleRec, inputs: dict | None = None) -> FfnInfo:
         clamped = any(x.op == "fn" and x.name == "clamp" for x in (*walk(a), *walk(b)))
         if act == "sigmoid" and clamped:
             info.kind = "clamped_swiglu"  # gate * sigmoid(alpha * gate) on clamped gate/up
+        elif act in _SILU and not custom and any(_bounded_clamp(x) for x in (*walk(a), *walk(b))):
+            info.kind = "clamped_silu_glu"  # silu(clamped gate) * clamped up (DeepSeek-V4)
         elif act in _SILU and not custom:
             info.kind = "swiglu"
         elif act is not None and act.startswith("gelu") and not custom:
@@ -280,6 +283,30 @@ def analyse(ctx: Ctx, rec: ModuleRec, inputs: dict | None = None) -> FfnInfo:
         if isinstance(out, int):
             info.intermediate = out // 2 if info.fused is True else out
     return info
+
+
+def _clamped_later(ctx: Ctx, dense: list, info: FfnInfo) -> None:
+    """A SwiGLU clamped only on later layers (Step-3.5's per-layer limits, unbounded on the
+    first): the kind is the clamped one, cited where. Read only when the first layer's
+    product holds a clamp at all."""
+    first = ctx.trace(dense[0][1]).terms
+    if not any(t.op == "fn" and t.name == "clamp" for t in first):
+        return
+    for _, rec, _ in dense[1:]:
+        found = next((t for t in ctx.trace(rec).terms if _bounded_clamp(t)), None)
+        if found is not None:
+            info.kind = "clamped_silu_glu"
+            info.site = found.site.cite() if found.site else info.site
+            return
+
+
+def _bounded_clamp(term: Term) -> bool:
+    """A clamp with a finite bound under this config (Step-3.5's `clamp(max=inf)` on the
+    layers its config leaves unbounded changes nothing); a bound not read counts."""
+    if term.op != "fn" or term.name != "clamp":
+        return False
+    bounds = [*term.args[1:], *term.kwargs.values()]
+    return any(not isinstance(b, int | float) or math.isfinite(b) for b in bounds if b is not None)
 
 
 def _only_params(sources) -> bool:
@@ -439,6 +466,8 @@ def detect(ctx: Ctx) -> tuple[Ffn, dict]:
             source = "experts"
     if info is None:
         return Ffn(), shared
+    if info.kind == "swiglu" and len(dense) > 1:
+        _clamped_later(ctx, dense, info)
     act_fp32 = fp32_gated_product_site(ctx.model.project, mlp)
     experts_act_fp32 = fp32_gated_product_site(ctx.model.project, experts_rec)
     ctx.cite("ffn.act_fp32", act_fp32 or info.site)

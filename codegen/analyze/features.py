@@ -72,6 +72,7 @@ VOCAB: dict[str, tuple] = {
         "swiglu",
         "geglu",
         "clamped_swiglu",
+        "clamped_silu_glu",
         "gelu_mlp",
         "relu2",
         "mlp",

@@ -1,0 +1,315 @@
+"""Attention forms outside the attention facts, each named with its evidence.
+
+The attention facts describe projections q, k and v (or MLA's latents) feeding one kernel
+and one output projection. DeepSeek-V4's attention reads as plain multi-query attention
+under them, while it differs in five places; each is read from the traced forward of every
+layer's attention (never from names) and named unsupported in one line:
+
+* `attention.low_rank_q`: the query up-projected from a normed latent (linear -> norm ->
+  linear) while the keys and values are not latent (not MLA, whose rule builds both);
+* `attention.kv_same`: one tensor handed to the kernel as both the keys and the values;
+* `attention.output_rotation`: the kernel's output multiplied by the factors that rotate
+  the query (the rotary slice rotated back) before the output projection;
+* `attention.o_low_rank`: the kernel's output projected twice in a row (a low-rank output
+  projection; a projection class with a forward of its own is named as such: grouped);
+* `attention.compressed_kv`: keys concatenated with the output of a module of the
+  attention's own other than a projection, norm or rotary (a compressor of past tokens),
+  named with the layers it is on and any part of it that picks entries by top-k (an
+  indexer).
+"""
+
+from __future__ import annotations
+
+from codegen.analyze.context import Ctx
+from codegen.analyze.dataflow import Term, strip, terms_in, walk
+from codegen.analyze.detect_attention import _kernel, _linears, _low_rank_chain, _norm_calls
+from codegen.analyze.evaluate import ModuleListRec, ModuleRec, ParamRec
+from codegen.analyze.roles import LINEAR, NORM, ROTARY
+
+_SKIP = (LINEAR, NORM, ROTARY)
+_CATS = ("cat", "concat", "concatenate")
+
+
+def detect(ctx: Ctx, shared: dict) -> None:
+    seen: set[int] = set()
+    shapes: dict[tuple, list] = {}  # the attention's classes -> its compressors
+    compressors: dict[str, dict] = {}  # class -> {"name", "site", "layers", "indexer"}
+    for entry in shared.get("per_layer", ()):
+        info = entry.get("info")
+        if info is None or info.kernel is None:
+            continue
+        if id(info) not in seen:
+            seen.add(id(info))
+            _projections(ctx, info)
+        shape = build_shape(info.rec)
+        if shape not in shapes:  # layers built alike compute alike: traced once
+            shapes[shape] = _compressors(ctx, info)
+        for name, module, site in shapes[shape]:
+            found = compressors.setdefault(
+                module.cls.name if module.cls else module.kind,
+                {"name": name, "site": site, "layers": [], "indexer": _indexer(ctx, module)},
+            )
+            found["layers"].append(entry["index"])
+    if compressors:
+        parts = []
+        for cls, found in compressors.items():
+            indexer = (
+                f", with an indexer picking entries by top-k ({found['name']}.{found['indexer']})"
+            )
+            parts.append(
+                f"{found['name']} ({cls}{indexer if found['indexer'] else ''}) on layers"
+                f" {span(found['layers'])}"
+            )
+        ctx.unsupported(
+            "attention.compressed_kv",
+            "the keys and values are extended by entries a module of the attention computes"
+            f" from the hidden states: {'; '.join(parts)}: no rule yet",
+            next(iter(compressors.values()))["site"],
+        )
+
+
+def _projections(ctx: Ctx, info) -> None:
+    kernel = info.kernel
+    qkv = [strip(t) for t in kernel.args if isinstance(t, Term)][:3]
+    if len(qkv) != 3:
+        return
+    q, k, v = qkv
+    site = kernel.site.cite() if kernel.site else ctx.class_site(info.rec)
+    if not info.mla and _low_rank_chain(q, ctx):
+        names = _names(info.rec, reversed(_linears(q, ctx)))
+        norms = _names(info.rec, reversed(_norm_calls(q, ctx)))
+        first = next((t for t in _linears(q, ctx) if t.site is not None), None)
+        ctx.unsupported(
+            "attention.low_rank_q",
+            f"the query is up-projected from a normed latent ({' -> '.join(names)}; norms"
+            f" {', '.join(norms)}) while the keys and values are not latent: no rule yet",
+            first.site.cite() if first is not None else site,
+        )
+    if k is v and _linears(k, ctx):
+        names = ", ".join(_names(info.rec, _linears(k, ctx)))
+        ctx.unsupported(
+            "attention.kv_same",
+            f"the keys are the values: one tensor ({names}) handed to the attention as both:"
+            " no rule yet",
+            site,
+        )
+    out = _output_calls(ctx, info)
+    if out:
+        rotation = _rotated_back(q, kernel, out[0], info.trace.terms)
+        if rotation is not None:
+            ctx.unsupported(
+                "attention.output_rotation",
+                "the attention output is rotated by the query's rotary factors before the"
+                " output projection (its rotary slice turned back): no rule yet",
+                rotation.site.cite() if rotation.site else site,
+            )
+    if len(out) >= 2:
+        names = []
+        for call in out:
+            own = (
+                ctx.model.project.find_method(call.module.cls, "forward")
+                if call.module.cls
+                else None
+            )
+            grouped = f" ({call.module.cls.name}, a forward of its own)" if own else ""
+            names.append(f"{_name(info.rec, call.module)}{grouped}")
+        ctx.unsupported(
+            "attention.o_low_rank",
+            f"the attention output is projected twice in a row ({' -> '.join(names)}): a"
+            " low-rank output projection: no rule yet",
+            out[0].site.cite() if out[0].site else site,
+        )
+
+
+def _output_calls(ctx: Ctx, info) -> list[Term]:
+    """The projections after the kernel, in a chain (each reads the one before)."""
+    kernel = info.kernel
+    anchor = kernel.kwargs.get("_anchor", kernel)
+    used = {id(t.module) for t in (info.q_lins or []) + (info.k_lins or []) + (info.v_lins or [])}
+    after = [
+        t
+        for t in info.trace.terms
+        if t.op == "call"
+        and isinstance(t.module, ModuleRec)
+        and ctx.roles.role(t.module) == LINEAR
+        and id(t.module) not in used
+        and any(x is anchor for x in walk(t))
+    ]
+    if not after:
+        return []
+    chain = [after[0]]
+    for t in after[1:]:
+        if any(x is chain[-1] for x in walk(t)):
+            chain.append(t)
+    return chain
+
+
+def _rotated_back(q: Term, kernel: Term, out: Term, terms: list[Term]) -> Term | None:
+    """A product of the kernel's output (on the way to `out`) with a factor that also
+    multiplies the query after its projection: the rotary tables."""
+    factors: set[int] = set()
+    for t in walk(q):
+        if t.op != "mul":
+            continue
+        sides = [a for a in t.args if isinstance(a, Term)]
+        if len(sides) != 2:
+            continue
+        for mine, other in (sides, sides[::-1]):
+            if _reaches_call(mine) and not _reaches_call(other):
+                factors |= {id(x) for x in walk(other) if x.op != "input"}
+    if not factors:
+        return None
+    path = {id(x) for x in walk(out)}
+    for t in terms:
+        if t.op != "mul" or id(t) not in path:
+            continue
+        sides = [a for a in t.args if isinstance(a, Term)]
+        if len(sides) != 2:
+            continue
+        for mine, other in (sides, sides[::-1]):
+            if any(x is kernel for x in walk(mine)) and not any(x is kernel for x in walk(other)):
+                if any(id(x) in factors for x in walk(other) if x.op != "input"):
+                    return t
+    return None
+
+
+def _reaches_call(term: Term) -> bool:
+    return any(x.op == "call" for x in walk(term))
+
+
+def _compressors(ctx: Ctx, info) -> list[tuple[str, ModuleRec, str | None]]:
+    """(attribute, module, site) of modules of the attention's own whose output the keys
+    handed to the kernel are concatenated with."""
+    trace = ctx.trace(info.rec, inline=False)
+    kernel = _kernel(trace)
+    if kernel is None:
+        return []
+    keys = [strip(t) for t in kernel.args if isinstance(t, Term)][1:2]
+    out: list[tuple[str, ModuleRec, str | None]] = []
+    for key in keys:
+        projections = {id(t) for t in _projected(ctx, key)}
+        for cat in walk(key):
+            if cat.op != "fn" or cat.name.rsplit(".", 1)[-1] not in _CATS:
+                continue
+            parts = terms_in(list(cat.args))
+            projected = [p for p in parts if _reaches(p, projections)]
+            # entries beside the projected keys, computed apart from them
+            for part in parts:
+                if not projected or _reaches(part, projections):
+                    continue
+                for call in walk(part):
+                    found = _compressor(ctx, info.rec, call)
+                    if found is not None and all(m is not found[1] for _, m, _ in out):
+                        out.append(found)
+    return out
+
+
+def _compressor(ctx: Ctx, owner: ModuleRec, call: Term):
+    module = call.module
+    if call.op != "call" or not isinstance(module, ModuleRec):
+        return None
+    name = _name(owner, module)
+    if name is None or ctx.roles.role(module) in _SKIP or _holds_conv(module):
+        return None
+    if not _holds_weights(module):
+        return None
+    return name, module, call.site.cite() if call.site else ctx.site(module)
+
+
+def _projected(ctx: Ctx, key: Term) -> list[Term]:
+    """The projections the keys come from, not through another module's call."""
+    out, seen, stack = [], set(), [key]
+    while stack:
+        t = stack.pop()
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        if t.op == "call" and isinstance(t.module, ModuleRec):
+            role = ctx.roles.role(t.module)
+            if role == LINEAR:
+                out.append(t)
+            if role not in _SKIP:
+                continue
+        stack.extend(terms_in(list(t.args)))
+        stack.extend(terms_in(list(t.kwargs.values())))
+    return out
+
+
+def _reaches(term: Term, ids: set[int]) -> bool:
+    return any(id(x) in ids for x in walk(term))
+
+
+def _indexer(ctx: Ctx, module: ModuleRec, path: str = "", depth: int = 0) -> str | None:
+    """The path of a part of `module` whose forward picks by top-k."""
+    for name, child in module.children():
+        if not isinstance(child, ModuleRec) or child.cls is None:
+            continue
+        sub = f"{path}.{name}" if path else name
+        terms = ctx.trace(child, inline=False).terms
+        if any(t.op == "fn" and t.name.rsplit(".", 1)[-1] == "topk" for t in terms):
+            return sub
+        if depth < 2:
+            found = _indexer(ctx, child, sub, depth + 1)
+            if found:
+                return found
+    return None
+
+
+def _holds_conv(rec: ModuleRec) -> bool:
+    if rec.kind in ("Conv1d", "Conv2d"):
+        return True
+    return any(isinstance(c, ModuleRec) and _holds_conv(c) for _, c in rec.children())
+
+
+def _holds_weights(rec: ModuleRec, depth: int = 0) -> bool:
+    for _, child in rec.children():
+        if isinstance(child, ParamRec) and child.kind == "parameter":
+            return True
+        items = child.items if isinstance(child, ModuleListRec) else [child]
+        for item in items:
+            if not isinstance(item, ModuleRec):
+                continue
+            if item.cls is None and item.kind in ("Linear", "Embedding", "Conv1d"):
+                return True
+            if depth < 3 and _holds_weights(item, depth + 1):
+                return True
+    return False
+
+
+def build_shape(rec: ModuleRec, depth: int = 0) -> tuple:
+    """The record's class and its submodules' classes, nested (its build, not its sizes)."""
+    children = tuple(
+        (name, build_shape(child, depth + 1) if depth < 3 else child.kind)
+        for name, child in rec.children()
+        if isinstance(child, ModuleRec)
+    )
+    return (rec.kind, children)
+
+
+def _names(owner: ModuleRec, calls) -> list[str]:
+    """The attention's own attributes the calls apply, each once, in order."""
+    out = []
+    for call in calls:
+        name = _name(owner, call.module)
+        if name is not None and name not in out:
+            out.append(name)
+    return out
+
+
+def _name(owner: ModuleRec, module) -> str | None:
+    return next((n for n, child in owner.attrs.items() if child is module), None)
+
+
+def span(layers: list[int]) -> str:
+    runs: list[str] = []
+    start = prev = None
+    for i in sorted(layers):
+        if prev is not None and i == prev + 1:
+            prev = i
+            continue
+        if start is not None:
+            runs.append(f"{start}-{prev}" if prev != start else str(start))
+        start = prev = i
+    if start is not None:
+        runs.append(f"{start}-{prev}" if prev != start else str(start))
+    return ",".join(runs)

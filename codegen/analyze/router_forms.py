@@ -1,0 +1,178 @@
+"""Routing forms the MoE facts cannot state, each named with its evidence.
+
+`detect_moe` reads one MoE block (the first layer's) into the router facts. Three forms it
+would read wrongly or not at all, found on every MoE layer from the code's data flow:
+
+* `moe.router_weights_module`: the router's output weights a module of the block besides
+  the routed experts (inkling: the router scores its shared experts beside the routed ones,
+  one softmax-like share, a gamma, per shared expert). The block's facts would count no
+  shared expert at all and the router's rows as experts.
+* `moe.table_routing`: the experts picked by looking a buffer up with an input of the
+  router's own (DeepSeek-V4's hash layers: `tid2eid[input_ids]`), no top-k over the scores.
+* `moe.score_activation`: the scores an activation other than softmax or sigmoid of the
+  router logits (DeepSeek-V4's `sqrtsoftplus`, from `config.scoring_func`).
+"""
+
+from __future__ import annotations
+
+from codegen.analyze.attention_forms import build_shape, span
+from codegen.analyze.context import Ctx
+from codegen.analyze.dataflow import Term, walk
+from codegen.analyze.detect_ffn import experts_of, ffn_modules
+from codegen.analyze.evaluate import ModuleRec, ParamRec
+from codegen.analyze.roles import LINEAR, MOE
+
+_SCORES = ("softmax", "log_softmax", "sigmoid")
+_PICKS = ("topk", "argmax", "argsort", "sort", "max")
+
+
+def detect(ctx: Ctx) -> None:
+    seen: dict[tuple, tuple | None] = {}  # the block's classes -> its table-picking router
+    tables: dict[tuple, tuple[str, list[int]]] = {}  # router -> (site, layers)
+    for index, (role, moe, _) in sorted(ffn_modules(ctx).items()):
+        if role != MOE or moe.cls is None:
+            continue
+        shape = build_shape(moe)
+        if shape in seen:  # blocks built alike route alike: traced once
+            if seen[shape] in tables:
+                tables[seen[shape]][1].append(index)
+            continue
+        seen[shape] = None
+        router = _router(ctx, moe)
+        _weighted_modules(ctx, moe, router)
+        if router is None or router.cls is None:
+            continue
+        terms = ctx.trace(router, inline=False).terms
+        site = _table_picks(terms)
+        if site is not None:
+            seen[shape] = key = (moe.cls.name, router.cls.name)
+            tables[key] = (site, [index])
+        _score_activation(ctx, router, terms)
+    for (_, router), (site, layers) in tables.items():
+        ctx.unsupported(
+            "moe.table_routing",
+            f"experts picked by looking up a fixed table ({router}, layers {span(layers)}):"
+            " a buffer indexed by an input of the router's own, not a top-k of the scores:"
+            " no rule yet",
+            site,
+        )
+
+
+def _router(ctx: Ctx, moe: ModuleRec) -> ModuleRec | None:
+    """The child the block calls first with its input whose output the experts read."""
+    exp_name, experts = experts_of(ctx, moe)
+    terms = ctx.trace(moe, inline=False).terms
+    calls = [t for t in terms if t.op == "call" and isinstance(t.module, ModuleRec)]
+    for call in calls:
+        if call.module is experts or _attribute(moe, call.module) is None:
+            continue
+        if any(call.module is e.module or _reads(e, call) for e in calls if e.module is experts):
+            return call.module
+    return None
+
+
+def _weighted_modules(ctx: Ctx, moe: ModuleRec, router: ModuleRec | None) -> None:
+    if router is None:
+        return
+    _, experts = experts_of(ctx, moe)
+    terms = ctx.trace(moe, inline=False).terms
+    routed = [t for t in terms if t.op == "call" and t.module is router]
+    # a module reading the experts' output is part of them (JetMoE's output projections)
+    expert_calls = [t for t in terms if t.op == "call" and t.module is experts]
+    for call in terms:
+        module = call.module
+        if call.op != "call" or not isinstance(module, ModuleRec):
+            continue
+        if module is router or module is experts or ctx.roles.role(module) == LINEAR:
+            continue
+        name = _attribute(moe, module)
+        if name is None or not any(_reads(call, r) for r in routed):
+            continue
+        if any(_reads(call, e) for e in expert_calls):
+            continue
+        rows = _rows(router)
+        count = _count(ctx, experts)
+        sized = (
+            f" (its {rows} rows score the {count} routed experts and these)"
+            if isinstance(rows, int) and isinstance(count, int) and rows != count
+            else ""
+        )
+        ctx.unsupported(
+            "moe.router_weights_module",
+            f"the router's output also weights {name} ({_describe(module)}), a module of the"
+            f" block beside the routed experts{sized}: shared experts scored by the router,"
+            " one weight each: no rule yet",
+            call.site.cite() if call.site else ctx.class_site(moe),
+        )
+        return
+
+
+def _table_picks(terms: list[Term]) -> str | None:
+    """The site of indices read from a buffer, in a router whose forward takes an input
+    besides the hidden states and picks nothing over its scores; else None."""
+    if any(t.op == "fn" and t.name.rsplit(".", 1)[-1] in _PICKS for t in terms):
+        return None
+    if not any(t.op == "input" and not t.kwargs.get("primary") for t in terms):
+        return None
+    for t in terms:
+        base = t.args[0] if t.op == "index" and t.args else None
+        if isinstance(base, Term) and base.op == "param" and t.site is not None:
+            if isinstance(base.module, ParamRec) and base.module.kind == "buffer":
+                return t.site.cite()
+    return None
+
+
+def _score_activation(ctx: Ctx, router: ModuleRec, terms: list[Term]) -> None:
+    logits = [t for t in terms if _projection(ctx, t)]
+    for t in terms:
+        if t.op != "act" or not any(any(x is p for x in walk(t)) for p in logits):
+            continue
+        name = getattr(t.module, "name", None) or t.name
+        if isinstance(name, str) and name not in _SCORES:
+            ctx.unsupported(
+                "moe.score_activation",
+                f"the router scores its logits by {name} ({_describe(router)}), neither"
+                " softmax nor sigmoid: no rule yet",
+                t.site.cite() if t.site else ctx.class_site(router),
+            )
+            return
+
+
+def _projection(ctx: Ctx, t: Term) -> bool:
+    if t.op == "fn" and t.name.rsplit(".", 1)[-1] in ("linear", "matmul"):
+        return True
+    return t.op == "call" and isinstance(t.module, ModuleRec) and ctx.roles.role(t.module) == LINEAR
+
+
+def _reads(call: Term, source: Term) -> bool:
+    values = list(call.args) + list(call.kwargs.values())
+    return any(isinstance(v, Term) and any(x is source for x in walk(v)) for v in values)
+
+
+def _attribute(owner: ModuleRec, value) -> str | None:
+    return next((n for n, child in owner.attrs.items() if child is value), None)
+
+
+def _rows(router: ModuleRec):
+    weight = router.attrs.get("weight")
+    if isinstance(weight, ParamRec) and weight.shape:
+        return weight.shape[0]
+    return None
+
+
+def _count(ctx: Ctx, experts):
+    if isinstance(experts, ModuleRec):
+        for _, p in experts.children():
+            if isinstance(p, ParamRec) and len(p.shape) == 3:
+                return p.shape[0]
+    items = getattr(experts, "items", None)
+    return len(items) if items else None
+
+
+def _describe(rec: ModuleRec) -> str:
+    if rec.cls is None:
+        return rec.kind
+    stacked = [p for _, p in rec.children() if isinstance(p, ParamRec) and len(p.shape) == 3]
+    if stacked and isinstance(stacked[0].shape[0], int):
+        return f"{rec.cls.name}, {stacked[0].shape[0]} stacked"
+    return rec.cls.name

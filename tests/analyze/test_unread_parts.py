@@ -1,0 +1,147 @@
+"""Parts the facts cannot state are named unsupported, read from the code's structure:
+DeepSeek-V4's attention (a low-rank query outside MLA, keys equal to values, the output's
+rotary slice rotated back, a two-stage output projection, compressed entries with an
+indexer), its routers (table picks on the hash layers, sqrtsoftplus scores) and clamped
+SwiGLU; inkling's normed embedding table, shared experts scored by the router, learned
+one-element gains. Each finding points at the line that does it; models without the part
+(llama, deepseek_v3, qwen3_moe, gemma3, longcat_flash, jetmoe) get none of them."""
+
+from __future__ import annotations
+
+import json
+import linecache
+
+import pytest
+from analyze_helpers import rename_model
+
+from codegen.analyze.analysis import analyze
+from codegen.analyze.locate import model_type_files
+
+pytest.importorskip("transformers.models.deepseek_v4")
+pytest.importorskip("transformers.models.inkling")
+
+FINDINGS = (
+    "attention.low_rank_q",
+    "attention.kv_same",
+    "attention.output_rotation",
+    "attention.o_low_rank",
+    "attention.compressed_kv",
+    "moe.table_routing",
+    "moe.score_activation",
+    "moe.router_weights_module",
+    "ffn.scalar_gain",
+    "embedding.table_forward",
+)
+
+
+def _found(features) -> dict:
+    return {u.feature: u for u in features.unsupported}
+
+
+def _source_line(model_type: str, evidence: str) -> str:
+    """The source line an evidence `modeling_x.py:N` points at."""
+    name, line = evidence.split(" ", 1)[0].split(":")
+    modeling = model_type_files(model_type)[0]
+    assert modeling.endswith(name)
+    return linecache.getline(modeling, int(line))
+
+
+@pytest.fixture(scope="module")
+def deepseek_v4():
+    return _found(analyze("deepseek_v4"))
+
+
+@pytest.fixture(scope="module")
+def inkling():
+    return _found(analyze("inkling_text"))
+
+
+@pytest.mark.parametrize(
+    ("feature", "detail", "code"),
+    [
+        ("attention.low_rank_q", "q_a_proj -> q_b_proj", "q_b_proj(q_residual)"),
+        ("attention.kv_same", "kv_proj", "attention_interface("),
+        ("attention.output_rotation", "rotated", "rope.float() * cos"),
+        ("attention.o_low_rank", "o_a_proj (DeepseekV4GroupedLinear", "self.o_a_proj(grouped)"),
+        ("attention.compressed_kv", "with an indexer", "self.compressor("),
+        ("moe.table_routing", "layers 0-2", "self.tid2eid[input_ids"),
+        ("moe.score_activation", "sqrtsoftplus", "self.score_fn(logits)"),
+        ("ffn.kind", "clamped_silu_glu", "self.act_fn(gate) * up"),
+    ],
+)
+def test_deepseek_v4_parts_are_named_where_the_code_does_them(deepseek_v4, feature, detail, code):
+    finding = deepseek_v4[feature]
+    assert detail in finding.detail
+    assert code in _source_line("deepseek_v4", finding.evidence)
+
+
+def test_deepseek_v4_compressors_name_their_layers(deepseek_v4):
+    detail = deepseek_v4["attention.compressed_kv"].detail
+    assert "compressor (DeepseekV4HCACompressor) on layers 0-2,4," in detail
+    assert "(DeepseekV4CSACompressor, with an indexer picking entries by top-k" in detail
+
+
+@pytest.mark.parametrize(
+    ("feature", "detail", "code"),
+    [
+        ("embedding.table_forward", "embed_tokens.embed_norm (InklingRMSNorm)", "embed_norm("),
+        ("moe.router_weights_module", "its 258 rows score the 256", "self.shared_experts("),
+        ("ffn.scalar_gain", "mlp.gate.global_scale", "self.global_scale.float()"),
+    ],
+)
+def test_inkling_parts_are_named_where_the_code_does_them(inkling, feature, detail, code):
+    finding = inkling[feature]
+    assert detail in finding.detail
+    assert code in _source_line("inkling_text", finding.evidence)
+
+
+def test_a_dense_inkling_layer_names_its_mlp_gain_too(tmp_path):
+    config = tmp_path / "config.json"
+    config.write_text(
+        json.dumps(
+            {
+                "model_type": "inkling_text",
+                "num_hidden_layers": 2,
+                "mlp_layer_types": ["dense", "sparse"],
+                "layer_types": ["hybrid_sliding", "hybrid"],
+            }
+        )
+    )
+    detail = _found(analyze("inkling_text", str(config)))["ffn.scalar_gain"].detail
+    assert "mlp.global_scale, mlp.gate.global_scale" in detail
+
+
+@pytest.mark.parametrize(
+    ("model_type", "expected"),
+    [("deepseek_v4", set(FINDINGS[:7]) | {"ffn.kind"}), ("inkling_text", set(FINDINGS[7:]))],
+)
+def test_a_renamed_copy_names_the_same_parts(tmp_path, model_type, expected):
+    path, _ = rename_model(model_type, "zorblax", str(tmp_path))
+    found = set(_found(analyze(path)))
+    assert expected <= found
+    assert found == set(_found(analyze(model_type)))
+
+
+@pytest.mark.parametrize(
+    "model_type",
+    ["llama", "deepseek_v3", "qwen3_moe", "gemma3_text", "longcat_flash", "jetmoe"],
+)
+def test_models_without_these_parts_get_none(model_type):
+    features = analyze(model_type)
+    assert not set(_found(features)) & set(FINDINGS)
+    assert features.ffn.kind != "clamped_silu_glu"
+
+
+def test_a_clamp_to_a_finite_bound_on_a_later_layer_is_read(tmp_path):
+    # Step-3.5 clamps only the layers its config bounds (the rest clamp at inf: no-ops)
+    assert analyze("step3p5").ffn.kind == "swiglu"
+    config = tmp_path / "config.json"
+    config.write_text(
+        json.dumps(
+            {"model_type": "step3p5", "num_hidden_layers": 2, "swiglu_limits_shared": [0, 16]}
+        )
+    )
+    features = analyze("step3p5", str(config))
+    assert features.ffn.kind == "clamped_silu_glu"
+    assert ".clamp(max=self.limit)" in _source_line("step3p5", features.evidence["ffn.kind"])
+    assert "ffn.kind" in _found(features)
