@@ -55,8 +55,11 @@ class Divergence:
     rows_picked_apart: tuple[int, int] | None = None
     # set where the layer is the culprit because of its wiring: "never runs" (HF runs the
     # paired module, the package does not) or "reads another input" (the module's input
-    # differs from its HF pair's while everything run before it inside the layer agrees)
+    # differs from its HF pair's while everything run before it inside the layer agrees),
+    # or "hands on" (the layer's own code after this module hands `reader` another input)
     wiring: str | None = None
+    # with "hands on": (package module, HF module, call index) of the part given the value
+    reader: tuple[str, str, int] | None = None
 
     def __str__(self) -> str:
         if self.rows_picked_apart is not None:
@@ -71,6 +74,14 @@ class Divergence:
             )
         if self.wiring == "never runs":
             text = f"{self.house_module} (HF {self.hf_module}): never run, HF runs them"
+        elif self.reader is not None:
+            house, hf, call = self.reader
+            text = (
+                f"{self.house_module} (HF {self.hf_module}) output stage: what the layer's own"
+                f" code makes of it differs from HF's where {house} (HF {hf}) reads it on its"
+                f" call {call + 1} (relative diff {self.relative_diff:.2e}), inside a layer"
+                " whose output differs"
+            )
         elif self.wiring is not None:
             text = (
                 f"{self.house_module} (HF {self.hf_module}) {self.wiring} than HF's (relative"
@@ -192,11 +203,17 @@ def _tensors(value) -> list:
 
 
 class _Recorder:
-    """Forward hooks recording each named module's first input and outputs, in call order."""
+    """Forward hooks recording each named module's first input and outputs, in call order;
+    `inputs`: the other tensors the first call was given (a MoE's experts are given the
+    router's indices and weights beside the tokens); `calls`: (first input, outputs) of every
+    call; `sequence`: (module, call index) in call order (a norm the layer runs twice)."""
 
     def __init__(self, model: nn.Module, names: list[str]):
         self.records: dict[str, tuple] = {}
         self.order: list[str] = []
+        self.inputs: dict[str, list] = {}
+        self.calls: dict[str, list[tuple]] = {}
+        self.sequence: list[tuple[str, int]] = []
         modules = dict(model.named_modules())
         self.handles = [
             modules[name].register_forward_hook(self._hook(name), with_kwargs=True)
@@ -209,9 +226,15 @@ class _Recorder:
             inputs = _first_tensor(args[:1] or [kwargs.get("hidden_states")])
             if inputs is None:
                 inputs = _first_tensor(list(kwargs.values()))
+            outputs = _tensors(output)
+            calls = self.calls.setdefault(name, [])
+            self.sequence.append((name, len(calls)))
+            calls.append((inputs, outputs))
             if name not in self.records:
                 self.order.append(name)
-                self.records[name] = (inputs, _tensors(output))
+                self.records[name] = (inputs, outputs)
+                given = _tensors(list(args) + list(kwargs.values()))
+                self.inputs[name] = [t for t in given if t is not inputs]
 
         return record
 
@@ -246,15 +269,38 @@ def _rows_picked_apart(house: list, hf: list) -> tuple[int, int] | None:
 
 
 def relative_diff(a, b) -> float:
-    """max |a - b| / max |b|; inf when the shapes differ."""
-    if a is None or b is None or a.shape != b.shape:
+    """max |a - b| / max |b|; inf when the shapes differ, unless only in the leading dims
+    (HF's MoE norms the tokens flattened to (tokens, dim), the package's (batch, seq, dim))."""
+    if a is None or b is None or not _same_layout(a, b):
         return float("inf")
+    b = b.reshape(a.shape)
     if a.numel() == 0:  # an empty tensor (a zero-size buffer) agrees with its twin
         return 0.0
     if not a.is_floating_point():
         return 0.0 if torch.equal(a, b) else float("inf")
     a, b = a.detach().double(), b.detach().double()
     return ((a - b).abs().max() / b.abs().max().clamp_min(1e-12)).item()
+
+
+def _same_layout(a, b) -> bool:
+    """The same shape, or the same values with the leading dims merged or split otherwise."""
+    if a.shape == b.shape:
+        return True
+    return a.ndim > 0 and b.ndim > 0 and a.shape[-1] == b.shape[-1] and a.numel() == b.numel()
+
+
+def _inputs_diff(house_rest: list, hf_rest: list) -> float:
+    """Largest relative diff over the tensors a module was given besides its first (a MoE's
+    experts: the router's indices and weights), where both sides give alike ones in the same
+    order; 0.0 when they do not (another signature says nothing either way)."""
+    if not house_rest or len(house_rest) != len(hf_rest):
+        return 0.0
+    if any(
+        a.dtype != b.dtype or not _same_layout(a, b)
+        for a, b in zip(house_rest, hf_rest, strict=True)
+    ):
+        return 0.0
+    return max(relative_diff(a, b) for a, b in zip(house_rest, hf_rest, strict=True))
 
 
 def _layers_name(model: nn.Module) -> str | None:
@@ -295,6 +341,17 @@ class _Judge:
             return self.tolerance
         noisy = pick(self.noise.records[hf_name])
         return max(self.multiple * _diff_any(noisy, hf_value), self.tolerance * 1e-2)
+
+    def other_inputs_differ(self, house, hf, house_name: str, hf_name: str) -> bool:
+        """The tensors the module was given besides its first differ from HF's (experts
+        given other indices or weights than HF's router picks)."""
+        hf_rest = hf.inputs.get(hf_name, [])
+        diff = _inputs_diff(house.inputs.get(house_name, []), hf_rest)
+        limit = self.tolerance
+        if self.noise is not None and hf_name in self.noise.inputs:
+            noisy = _inputs_diff(self.noise.inputs[hf_name], hf_rest)
+            limit = max(self.multiple * noisy, self.tolerance * 1e-2)
+        return diff > limit
 
 
 def _diff_any(a, b) -> float:
@@ -372,6 +429,8 @@ def find_divergence(
         if out_diff is None or out_diff <= out_limit:
             continue
         if relative_diff(house_in, hf_in) <= judge.limit(hf_name, hf_in, lambda r: r[0]):
+            if judge.other_inputs_differ(house, hf, house_name, hf_name):
+                continue
             if not _computed_elsewhere(house, house_name, hf_outs, out_limit):
                 culprits.append((position, house_name, hf_name, out_diff))
     if culprits:
@@ -381,7 +440,8 @@ def find_divergence(
         _, house_name, hf_name, diff = max(same_layer, key=lambda c: (c[1].count("."), -c[0]))
         if house_name == layer and _all_parts_paired(house_model, layer, hf_of):
             keyed = _keyed_parts(house_model, layer)
-            wired = _wiring(house, hf, hf_of, pairs, layer, judge, keyed)
+            opened = _opened_parts(house_model, layer, hf_of)
+            wired = _wiring(house, hf, hf_of, pairs, layer, judge, keyed, opened)
             if wired is not None:
                 return wired
         picked = _rows_picked_apart(house.records[house_name][1], hf.records[hf_name][1])
@@ -419,11 +479,18 @@ def _computed_elsewhere(house, house_name: str, hf_outs: list, limit: float) -> 
     return False
 
 
-def _wiring(house, hf, hf_of, pairs, layer: str, judge, keyed=frozenset()) -> Divergence | None:
+def _wiring(
+    house, hf, hf_of, pairs, layer: str, judge, keyed=frozenset(), opened=frozenset()
+) -> Divergence | None:
     """Inside a layer named as the culprit with no culprit of its own inside it (its modules
     each compute what HF's do from what they are given): the layer's paired parts HF runs
     and the package never does (a dropped sublayer), else the first part, in the package's
-    order, given another input than its HF pair (a branch fed from the wrong place)."""
+    order, given another input than its HF pair (a branch fed from the wrong place), else
+    the first part given another input on a later call (a norm the layer runs before and
+    after its adapters): the layer's own code after the part run before it (the sum it
+    adds the adapters' output to) computes another value than HF's. `opened`: the parts of
+    a part whose weights span HF's whole layer (a MoE whose router and experts HF keeps in
+    the layer), each a part of the layer of its own."""
     inside = [h for h, _ in pairs if _sublayer_of(h, layer, keyed)]
     skipped = [h for h in inside if hf_of[h] in hf.records and h not in house.records]
     if skipped:
@@ -433,9 +500,13 @@ def _wiring(house, hf, hf_of, pairs, layer: str, judge, keyed=frozenset()) -> Di
             float("inf"),
             wiring="never runs",
         )
+
+    def part(house_name: str) -> bool:
+        return house_name in opened or _sublayer_of(house_name, layer, keyed)
+
     for house_name in house.order:
         hf_name = hf_of.get(house_name)
-        if not _sublayer_of(house_name, layer, keyed) or hf_name not in hf.records:
+        if not part(house_name) or hf_name not in hf.records:
             continue
         if hf_name == hf_of.get(layer):  # a part whose weights span HF's whole layer (BERT's
             continue  # FFN: intermediate.dense and output.dense) reads the layer's input there
@@ -443,7 +514,40 @@ def _wiring(house, hf, hf_of, pairs, layer: str, judge, keyed=frozenset()) -> Di
         diff = relative_diff(house_in, hf_in)
         if diff > judge.limit(hf_name, hf_in, lambda r: r[0]):
             return Divergence(house_name, hf_name, diff, wiring="reads another input")
+    before = None  # the last part run before, with an output
+    for house_name, call in house.sequence:
+        hf_name = hf_of.get(house_name)
+        if not part(house_name) or hf_name not in hf.calls or hf_name == hf_of.get(layer):
+            continue
+        house_calls, hf_calls = house.calls[house_name], hf.calls[hf_name]
+        if call > 0 and len(house_calls) == len(hf_calls):
+            house_in, hf_in = house_calls[call][0], hf_calls[call][0]
+            diff = relative_diff(house_in, hf_in)
+            if diff > judge.limit(hf_name, hf_in, lambda r: r[0]):
+                reader = (house_name, hf_name, call)
+                if before is None:
+                    return Divergence(house_name, hf_name, diff, wiring="reads another input")
+                return Divergence(before, hf_of[before], diff, wiring="hands on", reader=reader)
+        if any(t.numel() for t in house_calls[call][1]):
+            before = house_name
     return None
+
+
+def _opened_parts(house_model, layer: str, hf_of: dict) -> frozenset[str]:
+    """The parts of each of the layer's parts whose HF pair is HF's whole layer (the
+    package's MoE holds the router and experts HF keeps in the layer itself), when every one
+    is paired: the layer's parts in its place."""
+    opened = set()
+    for name, child in house_model.get_submodule(layer).named_children():
+        part = f"{layer}.{name}"
+        if part not in hf_of or hf_of[part] != hf_of.get(layer):
+            continue
+        inner = [
+            f"{part}.{n}" for n, c in child.named_children() if any(True for _ in c.parameters())
+        ]
+        if inner and all(n in hf_of for n in inner):
+            opened.update(inner)
+    return frozenset(opened)
 
 
 def _all_parts_paired(house_model, layer: str, hf_of: dict) -> bool:
