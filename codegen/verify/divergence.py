@@ -15,11 +15,17 @@ The stages, in execution order:
 - every paired module inside and including each layer, then the final norm;
 - `output head`: the head's own output, then `output head post-processing`: the final
   logits, so a dropped final softcap or logit scale is named as itself.
-The culprit is the stage whose input still agrees but whose output does not; inside the
-earliest diverging layer the deepest culprit wins. A layer that is the culprit with none
-inside it is wired differently: the modules HF runs there and the package never does (a
-dropped sublayer) are named, else the first module given another input than its HF pair
-(a shortcut branch fed from the wrong sublayer). Judged against HF's own noise in a low
+The culprit is the stage whose input still agrees but whose output does not (every tensor
+it is given: a MoE's experts handed other indices or weights than HF's router picks are no
+culprit); inside the earliest diverging layer the deepest culprit wins. A layer that is the
+culprit with none inside it is wired differently: the modules HF runs there and the package
+never does (a dropped sublayer) are named, else the first module given another input than
+its HF pair (a shortcut branch fed from the wrong sublayer, a router fed the normed input),
+else the first given another input on a later call (the norm X-MOD runs before and after
+its adapters): the module run before it is named, its output stage being what the layer's
+own code combines otherwise (an adapter's residual dropped). A part pairing with HF's whole
+layer (a MoE whose router and experts HF keeps in the layer) has its parts judged as the
+layer's. Judged against HF's own noise in a low
 precision, a package whose logits fail may have no stage beyond its per-stage bound (the
 excess accumulates a little at many stages): then the stage that adds the most excess over
 HF's noise (its output's excess over its input's) is named, marked as such.
@@ -269,17 +275,24 @@ def _rows_picked_apart(house: list, hf: list) -> tuple[int, int] | None:
 
 
 def relative_diff(a, b) -> float:
-    """max |a - b| / max |b|; inf when the shapes differ, unless only in the leading dims
-    (HF's MoE norms the tokens flattened to (tokens, dim), the package's (batch, seq, dim))."""
-    if a is None or b is None or not _same_layout(a, b):
+    """max |a - b| / max |b|; inf when the shapes differ."""
+    if a is None or b is None or a.shape != b.shape:
         return float("inf")
-    b = b.reshape(a.shape)
     if a.numel() == 0:  # an empty tensor (a zero-size buffer) agrees with its twin
         return 0.0
     if not a.is_floating_point():
         return 0.0 if torch.equal(a, b) else float("inf")
     a, b = a.detach().double(), b.detach().double()
     return ((a - b).abs().max() / b.abs().max().clamp_min(1e-12)).item()
+
+
+def _input_diff(a, b) -> float:
+    """`relative_diff` of what two modules are given, also where the shapes differ only in
+    the leading dims (HF's MoE norms the tokens flattened to (tokens, dim), the package's as
+    (batch, seq, dim)): the same values either way."""
+    if a is not None and b is not None and a.shape != b.shape and _same_layout(a, b):
+        b = b.reshape(a.shape)
+    return relative_diff(a, b)
 
 
 def _same_layout(a, b) -> bool:
@@ -291,16 +304,17 @@ def _same_layout(a, b) -> bool:
 
 def _inputs_diff(house_rest: list, hf_rest: list) -> float:
     """Largest relative diff over the tensors a module was given besides its first (a MoE's
-    experts: the router's indices and weights), where both sides give alike ones in the same
-    order; 0.0 when they do not (another signature says nothing either way)."""
+    experts: the router's indices and weights), where both sides give alike ones (float or
+    integer, of one layout) in the same order; 0.0 when they do not (another signature says
+    nothing either way)."""
     if not house_rest or len(house_rest) != len(hf_rest):
         return 0.0
     if any(
-        a.dtype != b.dtype or not _same_layout(a, b)
+        a.is_floating_point() != b.is_floating_point() or not _same_layout(a, b)
         for a, b in zip(house_rest, hf_rest, strict=True)
     ):
         return 0.0
-    return max(relative_diff(a, b) for a, b in zip(house_rest, hf_rest, strict=True))
+    return max(_input_diff(a, b) for a, b in zip(house_rest, hf_rest, strict=True))
 
 
 def _layers_name(model: nn.Module) -> str | None:
@@ -428,7 +442,7 @@ def find_divergence(
         out_limit = judge.limit(hf_name, hf_outs, lambda r: r[1])
         if out_diff is None or out_diff <= out_limit:
             continue
-        if relative_diff(house_in, hf_in) <= judge.limit(hf_name, hf_in, lambda r: r[0]):
+        if _input_diff(house_in, hf_in) <= judge.limit(hf_name, hf_in, lambda r: r[0]):
             if judge.other_inputs_differ(house, hf, house_name, hf_name):
                 continue
             if not _computed_elsewhere(house, house_name, hf_outs, out_limit):
@@ -511,7 +525,7 @@ def _wiring(
         if hf_name == hf_of.get(layer):  # a part whose weights span HF's whole layer (BERT's
             continue  # FFN: intermediate.dense and output.dense) reads the layer's input there
         house_in, hf_in = house.records[house_name][0], hf.records[hf_name][0]
-        diff = relative_diff(house_in, hf_in)
+        diff = _input_diff(house_in, hf_in)
         if diff > judge.limit(hf_name, hf_in, lambda r: r[0]):
             return Divergence(house_name, hf_name, diff, wiring="reads another input")
     before = None  # the last part run before, with an output
@@ -522,7 +536,7 @@ def _wiring(
         house_calls, hf_calls = house.calls[house_name], hf.calls[hf_name]
         if call > 0 and len(house_calls) == len(hf_calls):
             house_in, hf_in = house_calls[call][0], hf_calls[call][0]
-            diff = relative_diff(house_in, hf_in)
+            diff = _input_diff(house_in, hf_in)
             if diff > judge.limit(hf_name, hf_in, lambda r: r[0]):
                 reader = (house_name, hf_name, call)
                 if before is None:
@@ -600,7 +614,7 @@ def _largest_growth(house, hf, noise, hf_of, pairs_order) -> Divergence | None:
         if out_diff is None:
             continue
         out_excess = out_diff / max(_diff_any(noise_outs, hf_outs), 1e-12)
-        in_excess = relative_diff(house_in, hf_in) / max(relative_diff(noise_in, hf_in), 1e-12)
+        in_excess = _input_diff(house_in, hf_in) / max(relative_diff(noise_in, hf_in), 1e-12)
         growth = out_excess / max(in_excess, 1.0)
         if out_excess > 1.0 and (best is None or growth > best[0]):
             best = (growth, house_name, hf_name, out_diff)
