@@ -15,11 +15,17 @@ The stages, in execution order:
 - every paired module inside and including each layer, then the final norm;
 - `output head`: the head's own output, then `output head post-processing`: the final
   logits, so a dropped final softcap or logit scale is named as itself.
-The culprit is the stage whose input still agrees but whose output does not; inside the
-earliest diverging layer the deepest culprit wins. A layer that is the culprit with none
-inside it is wired differently: the modules HF runs there and the package never does (a
-dropped sublayer) are named, else the first module given another input than its HF pair
-(a shortcut branch fed from the wrong sublayer). Judged against HF's own noise in a low
+The culprit is the stage whose input still agrees but whose output does not (every tensor
+it is given: a MoE's experts handed other indices or weights than HF's router picks are no
+culprit); inside the earliest diverging layer the deepest culprit wins. A layer that is the
+culprit with none inside it is wired differently: the modules HF runs there and the package
+never does (a dropped sublayer) are named, else the first module given another input than
+its HF pair (a shortcut branch fed from the wrong sublayer, a router fed the normed input),
+else the first given another input on a later call (the norm X-MOD runs before and after
+its adapters): the module run before it is named, its output stage being what the layer's
+own code combines otherwise (an adapter's residual dropped). A part pairing with HF's whole
+layer (a MoE whose router and experts HF keeps in the layer) has its parts judged as the
+layer's. Judged against HF's own noise in a low
 precision, a package whose logits fail may have no stage beyond its per-stage bound (the
 excess accumulates a little at many stages): then the stage that adds the most excess over
 HF's noise (its output's excess over its input's) is named, marked as such.
@@ -55,8 +61,11 @@ class Divergence:
     rows_picked_apart: tuple[int, int] | None = None
     # set where the layer is the culprit because of its wiring: "never runs" (HF runs the
     # paired module, the package does not) or "reads another input" (the module's input
-    # differs from its HF pair's while everything run before it inside the layer agrees)
+    # differs from its HF pair's while everything run before it inside the layer agrees),
+    # or "hands on" (the layer's own code after this module hands `reader` another input)
     wiring: str | None = None
+    # with "hands on": (package module, HF module, call index) of the part given the value
+    reader: tuple[str, str, int] | None = None
 
     def __str__(self) -> str:
         if self.rows_picked_apart is not None:
@@ -71,6 +80,14 @@ class Divergence:
             )
         if self.wiring == "never runs":
             text = f"{self.house_module} (HF {self.hf_module}): never run, HF runs them"
+        elif self.reader is not None:
+            house, hf, call = self.reader
+            text = (
+                f"{self.house_module} (HF {self.hf_module}) output stage: what the layer's own"
+                f" code makes of it differs from HF's where {house} (HF {hf}) reads it on its"
+                f" call {call + 1} (relative diff {self.relative_diff:.2e}), inside a layer"
+                " whose output differs"
+            )
         elif self.wiring is not None:
             text = (
                 f"{self.house_module} (HF {self.hf_module}) {self.wiring} than HF's (relative"
@@ -192,11 +209,17 @@ def _tensors(value) -> list:
 
 
 class _Recorder:
-    """Forward hooks recording each named module's first input and outputs, in call order."""
+    """Forward hooks recording each named module's first input and outputs, in call order;
+    `inputs`: the other tensors the first call was given (a MoE's experts are given the
+    router's indices and weights beside the tokens); `calls`: (first input, outputs) of every
+    call; `sequence`: (module, call index) in call order (a norm the layer runs twice)."""
 
     def __init__(self, model: nn.Module, names: list[str]):
         self.records: dict[str, tuple] = {}
         self.order: list[str] = []
+        self.inputs: dict[str, list] = {}
+        self.calls: dict[str, list[tuple]] = {}
+        self.sequence: list[tuple[str, int]] = []
         modules = dict(model.named_modules())
         self.handles = [
             modules[name].register_forward_hook(self._hook(name), with_kwargs=True)
@@ -209,9 +232,15 @@ class _Recorder:
             inputs = _first_tensor(args[:1] or [kwargs.get("hidden_states")])
             if inputs is None:
                 inputs = _first_tensor(list(kwargs.values()))
+            outputs = _tensors(output)
+            calls = self.calls.setdefault(name, [])
+            self.sequence.append((name, len(calls)))
+            calls.append((inputs, outputs))
             if name not in self.records:
                 self.order.append(name)
-                self.records[name] = (inputs, _tensors(output))
+                self.records[name] = (inputs, outputs)
+                given = _tensors(list(args) + list(kwargs.values()))
+                self.inputs[name] = [t for t in given if t is not inputs]
 
         return record
 
@@ -257,6 +286,37 @@ def relative_diff(a, b) -> float:
     return ((a - b).abs().max() / b.abs().max().clamp_min(1e-12)).item()
 
 
+def _input_diff(a, b) -> float:
+    """`relative_diff` of what two modules are given, also where the shapes differ only in
+    the leading dims (HF's MoE norms the tokens flattened to (tokens, dim), the package's as
+    (batch, seq, dim)): the same values either way."""
+    if a is not None and b is not None and a.shape != b.shape and _same_layout(a, b):
+        b = b.reshape(a.shape)
+    return relative_diff(a, b)
+
+
+def _same_layout(a, b) -> bool:
+    """The same shape, or the same values with the leading dims merged or split otherwise."""
+    if a.shape == b.shape:
+        return True
+    return a.ndim > 0 and b.ndim > 0 and a.shape[-1] == b.shape[-1] and a.numel() == b.numel()
+
+
+def _inputs_diff(house_rest: list, hf_rest: list) -> float:
+    """Largest relative diff over the tensors a module was given besides its first (a MoE's
+    experts: the router's indices and weights), where both sides give alike ones (float or
+    integer, of one layout) in the same order; 0.0 when they do not (another signature says
+    nothing either way)."""
+    if not house_rest or len(house_rest) != len(hf_rest):
+        return 0.0
+    if any(
+        a.is_floating_point() != b.is_floating_point() or not _same_layout(a, b)
+        for a, b in zip(house_rest, hf_rest, strict=True)
+    ):
+        return 0.0
+    return max(_input_diff(a, b) for a, b in zip(house_rest, hf_rest, strict=True))
+
+
 def _layers_name(model: nn.Module) -> str | None:
     """The ModuleList of decoder layers: the longest ModuleList of the model that is not
     inside another one (a hand-written MoE keeps more experts in a list than there are
@@ -295,6 +355,17 @@ class _Judge:
             return self.tolerance
         noisy = pick(self.noise.records[hf_name])
         return max(self.multiple * _diff_any(noisy, hf_value), self.tolerance * 1e-2)
+
+    def other_inputs_differ(self, house, hf, house_name: str, hf_name: str) -> bool:
+        """The tensors the module was given besides its first differ from HF's (experts
+        given other indices or weights than HF's router picks)."""
+        hf_rest = hf.inputs.get(hf_name, [])
+        diff = _inputs_diff(house.inputs.get(house_name, []), hf_rest)
+        limit = self.tolerance
+        if self.noise is not None and hf_name in self.noise.inputs:
+            noisy = _inputs_diff(self.noise.inputs[hf_name], hf_rest)
+            limit = max(self.multiple * noisy, self.tolerance * 1e-2)
+        return diff > limit
 
 
 def _diff_any(a, b) -> float:
@@ -374,7 +445,9 @@ def find_divergence(
         out_limit = judge.limit(hf_name, hf_outs, lambda r: r[1])
         if out_diff is None or out_diff <= out_limit:
             continue
-        if relative_diff(house_in, hf_in) <= judge.limit(hf_name, hf_in, lambda r: r[0]):
+        if _input_diff(house_in, hf_in) <= judge.limit(hf_name, hf_in, lambda r: r[0]):
+            if judge.other_inputs_differ(house, hf, house_name, hf_name):
+                continue
             if not _computed_elsewhere(house, house_name, hf_outs, out_limit):
                 culprits.append((position, house_name, hf_name, out_diff))
     if culprits:
@@ -384,7 +457,8 @@ def find_divergence(
         _, house_name, hf_name, diff = max(same_layer, key=lambda c: (c[1].count("."), -c[0]))
         if house_name == layer and _all_parts_paired(house_model, layer, hf_of):
             keyed = _keyed_parts(house_model, layer)
-            wired = _wiring(house, hf, hf_of, pairs, layer, judge, keyed)
+            opened = _opened_parts(house_model, layer, hf_of)
+            wired = _wiring(house, hf, hf_of, pairs, layer, judge, keyed, opened)
             if wired is not None:
                 return wired
         picked = _rows_picked_apart(house.records[house_name][1], hf.records[hf_name][1])
@@ -422,11 +496,18 @@ def _computed_elsewhere(house, house_name: str, hf_outs: list, limit: float) -> 
     return False
 
 
-def _wiring(house, hf, hf_of, pairs, layer: str, judge, keyed=frozenset()) -> Divergence | None:
+def _wiring(
+    house, hf, hf_of, pairs, layer: str, judge, keyed=frozenset(), opened=frozenset()
+) -> Divergence | None:
     """Inside a layer named as the culprit with no culprit of its own inside it (its modules
     each compute what HF's do from what they are given): the layer's paired parts HF runs
     and the package never does (a dropped sublayer), else the first part, in the package's
-    order, given another input than its HF pair (a branch fed from the wrong place)."""
+    order, given another input than its HF pair (a branch fed from the wrong place), else
+    the first part given another input on a later call (a norm the layer runs before and
+    after its adapters): the layer's own code after the part run before it (the sum it
+    adds the adapters' output to) computes another value than HF's. `opened`: the parts of
+    a part whose weights span HF's whole layer (a MoE whose router and experts HF keeps in
+    the layer), each a part of the layer of its own."""
     inside = [h for h, _ in pairs if _sublayer_of(h, layer, keyed)]
     skipped = [h for h in inside if hf_of[h] in hf.records and h not in house.records]
     if skipped:
@@ -436,17 +517,54 @@ def _wiring(house, hf, hf_of, pairs, layer: str, judge, keyed=frozenset()) -> Di
             float("inf"),
             wiring="never runs",
         )
+
+    def part(house_name: str) -> bool:
+        return house_name in opened or _sublayer_of(house_name, layer, keyed)
+
     for house_name in house.order:
         hf_name = hf_of.get(house_name)
-        if not _sublayer_of(house_name, layer, keyed) or hf_name not in hf.records:
+        if not part(house_name) or hf_name not in hf.records:
             continue
         if hf_name == hf_of.get(layer):  # a part whose weights span HF's whole layer (BERT's
             continue  # FFN: intermediate.dense and output.dense) reads the layer's input there
         house_in, hf_in = house.records[house_name][0], hf.records[hf_name][0]
-        diff = relative_diff(house_in, hf_in)
+        diff = _input_diff(house_in, hf_in)
         if diff > judge.limit(hf_name, hf_in, lambda r: r[0]):
             return Divergence(house_name, hf_name, diff, wiring="reads another input")
+    before = None  # the last part run before, with an output
+    for house_name, call in house.sequence:
+        hf_name = hf_of.get(house_name)
+        if not part(house_name) or hf_name not in hf.calls or hf_name == hf_of.get(layer):
+            continue
+        house_calls, hf_calls = house.calls[house_name], hf.calls[hf_name]
+        if call > 0 and len(house_calls) == len(hf_calls):
+            house_in, hf_in = house_calls[call][0], hf_calls[call][0]
+            diff = _input_diff(house_in, hf_in)
+            if diff > judge.limit(hf_name, hf_in, lambda r: r[0]):
+                reader = (house_name, hf_name, call)
+                if before is None:
+                    return Divergence(house_name, hf_name, diff, wiring="reads another input")
+                return Divergence(before, hf_of[before], diff, wiring="hands on", reader=reader)
+        if any(t.numel() for t in house_calls[call][1]):
+            before = house_name
     return None
+
+
+def _opened_parts(house_model, layer: str, hf_of: dict) -> frozenset[str]:
+    """The parts of each of the layer's parts whose HF pair is HF's whole layer (the
+    package's MoE holds the router and experts HF keeps in the layer itself), when every one
+    is paired: the layer's parts in its place."""
+    opened = set()
+    for name, child in house_model.get_submodule(layer).named_children():
+        part = f"{layer}.{name}"
+        if part not in hf_of or hf_of[part] != hf_of.get(layer):
+            continue
+        inner = [
+            f"{part}.{n}" for n, c in child.named_children() if any(True for _ in c.parameters())
+        ]
+        if inner and all(n in hf_of for n in inner):
+            opened.update(inner)
+    return frozenset(opened)
 
 
 def _all_parts_paired(house_model, layer: str, hf_of: dict) -> bool:
@@ -499,7 +617,7 @@ def _largest_growth(house, hf, noise, hf_of, pairs_order) -> Divergence | None:
         if out_diff is None:
             continue
         out_excess = out_diff / max(_diff_any(noise_outs, hf_outs), 1e-12)
-        in_excess = relative_diff(house_in, hf_in) / max(relative_diff(noise_in, hf_in), 1e-12)
+        in_excess = _input_diff(house_in, hf_in) / max(relative_diff(noise_in, hf_in), 1e-12)
         growth = out_excess / max(in_excess, 1.0)
         if out_excess > 1.0 and (best is None or growth > best[0]):
             best = (growth, house_name, hf_name, out_diff)

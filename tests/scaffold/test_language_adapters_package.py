@@ -134,13 +134,18 @@ def test_adapter_fed_after_the_final_norm_fails_at_the_adapter(tmp_path, planned
         ),
     ],
 )
-def test_adapter_residual_slips_fail_in_the_first_layer(tmp_path, planned, old, new):
+def test_adapter_residual_slips_are_named_at_the_adapters_output(tmp_path, planned, old, new):
     """The residual is added in the block's own code (no module of its own): every part of
-    the first layer reads HF's input and returns HF's output, and the layer is named."""
+    the first layer reads HF's input and returns HF's output on its first call; the FFN's
+    norm, run again after the adapters (HF's too), reads another sum than HF's there, and
+    the adapter run before it is named as the stage whose output the layer combines amiss."""
     models, name = _package(tmp_path, planned)
     _seed(models, name, old, new)
     (result,) = _verify(models, name)
     assert not result.passed
     assert result.first_divergence.startswith(
-        "layers.0 (HF roberta.encoder.layer.0), relative diff"
+        "layers.0.adapters.toy_0 (HF roberta.encoder.layer.0.output.adapter_modules.toy_0)"
+        " output stage: what the layer's own code makes of it differs from HF's where"
+        " layers.0.post_ffn_norm (HF roberta.encoder.layer.0.output.LayerNorm) reads it on its"
+        " call 2"
     ), result.first_divergence

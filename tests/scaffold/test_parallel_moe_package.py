@@ -154,14 +154,15 @@ def test_norms_swapped_fail_at_the_first_layer(tmp_path, package, case):
     )
 
 
-def test_router_on_the_normed_input_fails_in_the_moe(tmp_path, package, case):
-    # the router's input differs from HF's, so it is no culprit; the search names the first
-    # part whose input agrees and output does not: the experts, given the wrong weights
+def test_router_on_the_normed_input_is_named_at_the_router(tmp_path, package, case):
+    # the experts are given other indices and weights than HF's, so they are no culprit; the
+    # layer is, and of its parts (the MoE's own, HF keeping router and experts in the layer)
+    # the router is the first given another input than HF's
     _fails_at(
         tmp_path,
         package,
         case,
         "_, weights, indices = self.router(x.view(-1, dim))",
         "_, weights, indices = self.router(normed.view(-1, dim))",
-        "layers.0.moe",
+        "layers.0.moe.router (HF model.layers.0.router) reads another input",
     )
