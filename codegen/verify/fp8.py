@@ -10,7 +10,8 @@ in config.json, and a multi-token-prediction layer past `num_hidden_layers`. The
    the adapter's plain load of the same checkpoint dequantized by the reference below (one
    block at a time, independent of the adapter's code): the first tensor that differs is
    named;
-2. the package's logits must match transformers loading the same fp8 checkpoint (its
+2. the package's logits (verify's inputs: the long one with random ids for the optional id
+   arguments, `id_inputs.py`) must match transformers loading the same fp8 checkpoint (its
    FineGrainedFP8 quantizer dequantizes on CPU), within HF's own fp32 noise, and have
    cosine >= 0.99 against the unquantized model (ATOM's bound);
 3. `keep_fp8=True` keeps fp8 weights and scales, `to_hf` writes them back bit for bit,
@@ -44,6 +45,7 @@ from codegen.adapter import SCALE_NAMES, is_fp8
 from codegen.spec import ModelSpec
 from codegen.verify.compare import bound, compare
 from codegen.verify.hf_checkpoint import load_checkpoint, random_hf_model, save_checkpoint
+from codegen.verify.id_inputs import id_input_rows
 from codegen.verify.run import Case, _hf_logits, _house_logits, _one_line, make_inputs
 
 FP8 = torch.float8_e4m3fn
@@ -274,7 +276,10 @@ def verify_fp8_case(
     _quiet()
     config = case.config
     hf_model = random_hf_model(config, seed, weight_noise=WEIGHT_NOISE)
-    inputs = make_inputs(config.vocab_size, seed)
+    # the long input's random ids for the optional id arguments, as verify's (`id_inputs.py`)
+    tokens = make_inputs(config.vocab_size, seed)[0].tokens
+    id_rows = id_input_rows(hf_model, spec.model(spec.args.from_hf_config(config)), tokens)
+    inputs = make_inputs(config.vocab_size, seed, None, id_rows)
     unquantized = _hf_logits(hf_model, inputs)
     fp32 = fp32_modules(hf_model)
     with tempfile.TemporaryDirectory() as directory:

@@ -70,3 +70,13 @@ def random_ids(rows: dict[str, int], shape, generator: torch.Generator) -> dict[
     return {
         name: torch.randint(0, count, shape, generator=generator) for name, count in rows.items()
     }
+
+
+def package_id_rows(config, house_model, tokens: torch.Tensor, seed: int = 0) -> dict[str, int]:
+    """`id_input_rows` for a check that builds no HF model of its own (tensor parallel): a
+    random one of `config` is built only when the package's forward takes optional ids."""
+    if not _optional_ids(house_model.forward):
+        return {}
+    from codegen.verify.hf_checkpoint import random_hf_model
+
+    return id_input_rows(random_hf_model(config, seed), house_model, tokens)

@@ -3,11 +3,12 @@
 Forked CPU processes (gloo; 2 for one mesh dim, 4 for `tp=2,fsdp=2` or `fsdp=2,ep=2`) each
 build the package, apply its `parallelize(model, mesh)` over a mesh with dims `dp_shard`,
 `ep`, `tp`, load the same fp32 weights into the sharded model (`load_full_state_dict`, as
-an engine loads after sharding), run the long verify input forward and
-the next-token loss backward. The logits and every parameter's gradient, gathered to full
-tensors, are compared with the single-device package in this process. Along `dp_shard`
-and `ep` each rank takes its own rows of the batch (data parallel, gradients averaged by
-FSDP2; the experts' tokens travel by all-to-all); along `tp` the ranks see the same rows.
+an engine loads after sharding), run the long verify input forward (with its random ids
+for the optional id arguments, `id_inputs.py`) and the next-token loss backward. The
+logits and every parameter's gradient, gathered to full tensors, are compared with the
+single-device package in this process. Along `dp_shard` and `ep` each rank takes its own
+rows of the batch (data parallel, gradients averaged by FSDP2; the experts' tokens travel
+by all-to-all); along `tp` the ranks see the same rows.
 
 A rank that fails (a plan that does not fit, a shape error in a sharded module) reports
 one line naming the module it was in; the other ranks are stopped.
@@ -31,6 +32,7 @@ import torch
 from codegen.errors import CodegenError
 from codegen.verify.compare import GRADIENT_TOLERANCE
 from codegen.verify.divergence import relative_diff
+from codegen.verify.id_inputs import package_id_rows, random_ids
 
 # the command line's names for the mesh dims the plans use
 DIM_NAMES = {"tp": "tp", "fsdp": "dp_shard", "dp_shard": "dp_shard", "ep": "ep"}
@@ -164,15 +166,17 @@ def verify_parallel(
     parallelize = plan_module(spec).parallelize
     try:
         rows = dims.get("dp_shard", 1) * dims.get("ep", 1)
-        state, tokens, positions = _untied_weights_and_inputs(spec, config, seed, rows, result)
+        id_rows = _id_rows(spec, config, seed)
+        drawn = _untied_weights_and_inputs(spec, config, seed, rows, result, id_rows)
+        state, tokens, positions, extra = drawn
     except NotImplementedError as err:
         if not may_refuse:
             raise CodegenError(f"{spec.name} refuses its own default config: {err}") from None
         result.refused = str(err).splitlines()[0] if str(err) else type(err).__name__
         result.seconds = time.perf_counter() - started
         return result
-    reference = _single_device(spec, config, state, tokens, positions)
-    args = (spec, config, state, tokens, positions, dims, parallelize, plan)
+    reference = _single_device(spec, config, state, tokens, positions, extra)
+    args = (spec, config, state, tokens, positions, extra, dims, parallelize, plan)
     for attempt in range(2):  # a second launch only when the first lost its transport
         error, ranks_out = _launch(args, _world(dims))
         if error is None or not _transport_lost(error) or attempt:
@@ -183,6 +187,15 @@ def verify_parallel(
         _compare(result, reference, ranks_out)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _id_rows(spec, config, seed) -> dict[str, int]:
+    """The optional id arguments the long input gives and their tables' rows, as verify
+    finds them (`id_inputs.py`)."""
+    from codegen.verify.run import make_inputs
+
+    _, model, _ = spec.build(config)
+    return package_id_rows(config, model, make_inputs(config.vocab_size, seed)[0].tokens, seed)
 
 
 def _launch(args: tuple, world: int) -> tuple[str | None, object]:
@@ -220,9 +233,10 @@ def _transport_lost(error: str) -> bool:
     return any(text in error for text in TRANSPORT_LOST)
 
 
-def _weights_and_inputs(spec, config, seed, rows: int = 1):
-    """Seeded fp32 weights for every parameter (1-D ones around 1) and the long input, with
-    at least `rows` rows (one per data shard; more drawn alike when verify's batch is short)."""
+def _weights_and_inputs(spec, config, seed, rows: int = 1, id_rows=None):
+    """Seeded fp32 weights for every parameter (1-D ones around 1) and the long input (its
+    tokens, positions and optional ids, `id_rows` as `make_inputs` takes them), with at least
+    `rows` rows (one per data shard; more drawn alike when verify's batch is short)."""
     from codegen.verify.run import make_inputs, pad_token
 
     torch.manual_seed(seed)
@@ -232,13 +246,14 @@ def _weights_and_inputs(spec, config, seed, rows: int = 1):
             param.copy_(torch.randn_like(param) * (0.1 if param.dim() == 1 else 0.05))
             if param.dim() == 1:
                 param.add_(1.0)
-    item = make_inputs(config.vocab_size, seed, pad_token(config))[-1]
-    tokens, positions = item.tokens, item.positions
+    item = make_inputs(config.vocab_size, seed, pad_token(config), id_rows)[-1]
+    tokens, positions, extra = item.tokens, item.positions, item.extra
     if tokens.shape[0] % rows:
         generator = torch.Generator().manual_seed(seed)
         tokens = torch.randint(0, config.vocab_size, (rows, tokens.shape[1]), generator=generator)
         positions = None if positions is None else positions[:1].expand(rows, -1)
-    return model.float().state_dict(), tokens, positions
+        extra = random_ids(id_rows or {}, tokens.shape, generator)
+    return model.float().state_dict(), tokens, positions, extra
 
 
 # a top-k choice whose k-th and next values are closer than this (relative to the largest
@@ -248,20 +263,20 @@ TIE_MARGIN = 1e-5
 RESEEDS = 3  # weights and inputs drawn again at most this many times to leave such a tie
 
 
-def _untied_weights_and_inputs(spec, config, seed, rows, result):
+def _untied_weights_and_inputs(spec, config, seed, rows, result, id_rows=None):
     """`_weights_and_inputs` for the first of a few seeds whose one-device forward makes no
     top-k choice by rounding (`result.reseeded` counts the seeds passed over); the last one
     tried when every seed ties. A sharding mistake shows under any seed; a tie only under
     its own."""
     for attempt in range(RESEEDS + 1):
-        drawn = _weights_and_inputs(spec, config, seed + attempt, rows)
+        drawn = _weights_and_inputs(spec, config, seed + attempt, rows, id_rows)
         if attempt == RESEEDS or _top_k_margin(spec, config, *drawn) >= TIE_MARGIN:
             result.reseeded = attempt
             return drawn
     raise AssertionError("unreachable")
 
 
-def _top_k_margin(spec, config, state, tokens, positions) -> float:
+def _top_k_margin(spec, config, state, tokens, positions, extra) -> float:
     """The smallest gap between the k-th chosen and the best unchosen value over every
     `topk` the package's forward calls (torch.topk or Tensor.topk), relative to the largest
     value compared; inf when it calls none."""
@@ -283,7 +298,7 @@ def _top_k_margin(spec, config, state, tokens, positions) -> float:
     torch.topk, torch.Tensor.topk = recorded, recorded
     try:
         with torch.no_grad():
-            model(tokens, positions)
+            model(tokens, positions, **extra)
     finally:
         torch.topk, torch.Tensor.topk = original, method
     return min(margins)
@@ -301,7 +316,7 @@ def _loss(logits, tokens):
     )
 
 
-def _single_device(spec, config, state, tokens, positions):
+def _single_device(spec, config, state, tokens, positions, extra):
     model = _build(spec, config, state)
     seen: dict[str, dict] = {}
 
@@ -312,25 +327,25 @@ def _single_device(spec, config, state, tokens, positions):
     for name, module in model.named_modules():
         if isinstance(module, torch.nn.Linear):
             module.register_forward_hook(lambda m, args, out, name=name: keep(m, args, out, name))
-    logits = model(tokens, positions)
+    logits = model(tokens, positions, **extra)
     _loss(logits, tokens).backward()
     grads = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
     return {
         "logits": logits.detach(),
         "grads": grads,
         "activations": seen,
-        "noise": _rounding(spec, config, state, tokens, positions, grads),
+        "noise": _rounding(spec, config, state, tokens, positions, extra, grads),
     }
 
 
-def _rounding(spec, config, state, tokens, positions, grads) -> dict:
+def _rounding(spec, config, state, tokens, positions, extra, grads) -> dict:
     """Per gradient, how far the one-device fp32 run is from the same maths in fp64: a
     sharded run sums in another order, so it may differ from fp32 by as much (a gradient
     that is a cancellation, as a NoPE query's against a key bias, is all rounding)."""
     try:
         model = _build(spec, config, state).double()
         with _grouped_mm_in_fp64():
-            _loss(model(tokens, positions), tokens).backward()
+            _loss(model(tokens, positions, **extra), tokens).backward()
     except Exception:  # a package that cannot run fp64: no allowance beyond TOLERANCE
         return {}
     exact = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
@@ -469,7 +484,7 @@ def _world(dims: dict[str, int]) -> int:
     return size
 
 
-def _worker(rank, spec, config, state, tokens, positions, dims, parallelize, plan, out):
+def _worker(rank, spec, config, state, tokens, positions, extra, dims, parallelize, plan, out):
     import torch.distributed as dist
     from torch.distributed.device_mesh import init_device_mesh
 
@@ -513,7 +528,8 @@ def _worker(rank, spec, config, state, tokens, positions, dims, parallelize, pla
             rows = tokens.shape[0] // shards
             tokens = tokens[index * rows : (index + 1) * rows]
             positions = None if positions is None else positions[index * rows : (index + 1) * rows]
-        logits = model(tokens, positions)
+            extra = {name: ids[index * rows : (index + 1) * rows] for name, ids in extra.items()}
+        logits = model(tokens, positions, **extra)
         _loss(logits, tokens).backward()
         where["module"] = None
         if shards > 1:  # every rank's rows, in data-shard order (tp ranks hold copies)

@@ -155,3 +155,43 @@ def test_the_plan_without_the_side_tables_step_fails(tmp_path):
     )
     results = verify_generated(models, plan.name, ("fp32",), switches=False)
     assert results and any(r.status == "fail" for r in results)
+
+
+def test_a_side_table_summed_over_the_tp_ranks_fails_tp2(package):
+    """The shard-plan check runs verify's long input with its side ids: a side table whose
+    gradient the plan sums over the tp ranks (`sharded_elementwise`, though every rank looks
+    up all the ids) fails there. Without ids the table is read at its padding row alone,
+    whose gradient is zero: the plan passed."""
+    from codegen.verify.parallel import plan_module, verify_parallel
+
+    folder, name = package
+    spec = load_spec(name, folder.parent)
+    plan = {**plan_module(spec).PLAN, "shape_embed": "sharded_elementwise"}
+    result = verify_parallel(spec, tiny_config("roc_bert"), "tp=2", plan=plan)
+    assert not result.passed
+    assert "first differing gradient: shape_embed.weight" in (result.error or ""), result.line()
+
+
+def test_the_fp8_check_gives_the_package_the_side_ids(package, monkeypatch):
+    """The fp8 check's logits come from verify's inputs: the long input's shape ids reach
+    the package's side table. (roc_bert has no decoder `layers` to quantize: the release is
+    replaced by one forward of the package on the long input, as `_run` makes it.)"""
+    from codegen.verify import fp8
+
+    folder, name = package
+    spec = load_spec(name, folder.parent)
+    seen = []
+
+    def run(spec, config, *args):
+        inputs = args[-4]  # (..., result, inputs, unquantized, mutate, fp32)
+        house = spec.model(spec.args.from_hf_config(config)).eval()
+        house.shape_embed.register_forward_hook(lambda module, ids, out: seen.append(ids[0]))
+        with torch.no_grad():
+            fp8._house_logits(house, inputs[-1])
+
+    monkeypatch.setattr(fp8, "_run", run)
+    config = tiny_config("roc_bert")
+    fp8.verify_fp8_case(spec, Case("roc_bert", config), block=16)
+    (ids,) = seen
+    assert 0 <= int(ids.min()) and int(ids.max()) < config.shape_vocab_size
+    assert len(ids.unique()) > 1  # not the row 0 every token reads without ids

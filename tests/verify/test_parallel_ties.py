@@ -32,7 +32,7 @@ def test_a_tie_within_rounding_is_measured_through_either_spelling():
     for gap, tied in ((6e-8, True), (0.05, False)):
         spec = _spec(gap)
         state = spec.build(None)[1].state_dict()
-        margin = _top_k_margin(spec, None, state, None, None)
+        margin = _top_k_margin(spec, None, state, None, None, {})
         assert (margin < TIE_MARGIN) is tied
     assert torch.topk is torch._C._VariableFunctions.topk  # put back after the forward
 
@@ -40,14 +40,14 @@ def test_a_tie_within_rounding_is_measured_through_either_spelling():
 def test_a_tied_seed_is_passed_over(monkeypatch):
     """Seed 0 ties, seed 1 does not: seed 1's weights are used and the result says so."""
 
-    def drawn(spec, config, seed, rows):
+    def drawn(spec, config, seed, rows, id_rows):
         router = _Router(6e-8 if seed == 0 else 0.05)
-        return router.state_dict(), seed, None
+        return router.state_dict(), seed, None, {}
 
     monkeypatch.setattr(parallel, "_weights_and_inputs", drawn)
     monkeypatch.setattr(parallel, "_build", lambda spec, config, state: _loaded(state))
     result = ParallelResult("toy", "tp=2")
-    _, seed, _ = parallel._untied_weights_and_inputs(None, None, 0, 1, result)
+    _, seed, _, _ = parallel._untied_weights_and_inputs(None, None, 0, 1, result)
     assert (seed, result.reseeded) == (1, 1)
 
 
