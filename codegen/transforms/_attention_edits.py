@@ -709,7 +709,9 @@ def make_attention_explicit(package) -> None:
         "model.py",
         _ReplaceStatement("Attention", "forward", calls(_SDPA), code),
     )
-    if not with_mask:
+    if with_mask:
+        hide_masks_once(package)
+    else:
         _hand_down_future(package)
 
 
@@ -718,6 +720,9 @@ def set_attention_masking(package, with_mask: bool) -> None:
     SDPA's `attn_mask`/`is_causal`, or the explicit masking lines (plain causal there
     hides the `future` keys the model builds once; a `mask` replaces them)."""
     if attention_is_explicit(package):
+        if not with_mask and "hidden" in param_names(package, "Attention", "forward"):
+            _unhide(package)
+            return
         old, new = (CAUSAL_MASKING, MASK_MASKING) if with_mask else (MASK_MASKING, CAUSAL_MASKING)
         first = is_statement(code_of(statements(old)[0]))
         run(package, "model.py", _ReplaceStatement("Attention", "forward", first, new))
@@ -742,6 +747,145 @@ def set_attention_masking(package, with_mask: bool) -> None:
             return without_trailing_comma(call)
 
     replace_expressions(package, "model.py", "Attention", "forward", call_of(_SDPA), rewrite)
+
+
+HIDDEN_MASKING = """
+scores.masked_fill_(hidden, float("-inf"))  # in place: no backward step reads the scores
+"""
+HIDDEN_DOC = '"""`hidden`: boolean (seq, seq), True = a key the query does not see."""'
+HIDDEN_PARAM = "hidden: torch.Tensor"
+# one statement per mask the layers take: the keys it hides (plain causal where it is None)
+HIDE = "hidden_{name} = future if {name} is None else ~{name}"
+
+
+def hide_masks_once(package) -> None:
+    """Explicit masking with a `mask` argument (True = attend, None = plain causal) hides
+    `~mask` in every layer, and builds the causal mask there where it is None. Instead
+    `Model.forward` builds, once before the layer loop, the keys each mask hides (the
+    causal `future` for None) and every layer takes its `hidden` keys (as HF builds one
+    mask per layer type); no-op unless the attention is explicit and takes `mask`."""
+    if not attention_is_explicit(package) or "mask" not in param_names(
+        package, "Attention", "forward"
+    ):
+        return
+    forward = find_method(package.module("model.py"), "Model", "forward")
+    loop = next(s for s in forward.body.body if _layer_loop(s))
+    call = next(iter(m.findall(loop, m.Call(func=m.Name("layer")))), None)
+    block_params = param_names(package, "TransformerBlock", "forward")
+    if call is None or "mask" not in block_params:
+        raise EditError("the layer loop hands no mask to the blocks")
+    at = block_params.index("mask") - 1  # the call has no `self`
+    # the masks the layers are handed: names the forward assigns (`window = sliding_rope = None`)
+    assigned = {t.target.value for t in m.findall(forward, m.AssignTarget(m.Name()))}
+    argument = call.args[at].value
+    names = sorted({n.value for n in m.findall(argument, m.Name()) if n.value in assigned})
+
+    class _Hidden(cst.CSTTransformer):
+        def leave_Name(self, original, updated):
+            if original.value in names:
+                return updated.with_changes(value=f"hidden_{original.value}")
+            if original.value == "None":
+                return cst.Name("future")
+            return updated
+
+    hidden = code_of(argument.visit(_Hidden()))
+    # the attention: the keys it is handed are hidden as they are
+    first = is_statement(code_of(statements(MASK_MASKING)[0]))
+    last = is_statement(code_of(statements(MASK_MASKING)[-1]))
+    run(package, "model.py", _ReplaceStatement("Attention", "forward", first, HIDDEN_MASKING))
+    remove_statements(package, "model.py", "Attention", "forward", last)
+    attention = find_method(package.module("model.py"), "Attention", "forward")
+    if any(code_of(s) == _MASK_DOC for s in attention.body.body):
+        note = _ReplaceStatement(
+            "Attention", "forward", lambda s: code_of(s) == _MASK_DOC, HIDDEN_DOC
+        )
+        run(package, "model.py", note)
+    for class_name in ("Attention", "TransformerBlock"):
+        _rename_param(package, class_name, "mask", HIDDEN_PARAM)
+    replace_expressions(
+        package,
+        "model.py",
+        "TransformerBlock",
+        "forward",
+        call_of("self.attention"),
+        lambda call: call.with_changes(
+            args=[
+                a.with_changes(value=cst.Name("hidden")) if is_name(a.value, "mask") else a
+                for a in call.args
+            ]
+        ),
+    )
+    # the model: every mask's hidden keys once, before the loop; freed after it
+    seq = "seq" if any(_assigns_name(s, "seq") for s in forward.body.body) else "tokens.shape[1]"
+    build = FUTURE.format(seq=seq) + "".join(HIDE.format(name=n) + "\n" for n in names)
+    run(package, "model.py", _Insert("Model", "forward", _layer_loop, build, before=True))
+    free = ", ".join(["future", *names, *(f"hidden_{n}" for n in names)])
+    run(
+        package,
+        "model.py",
+        InsertStatements(
+            "Model",
+            "forward",
+            _layer_loop,
+            f"del {free}  # not held while the head computes the logits",
+        ),
+    )
+
+    def hand_down(call):
+        args = list(call.args)
+        args[at] = args[at].with_changes(value=expression(hidden))
+        return call.with_changes(args=args)
+
+    replace_expressions(package, "model.py", "Model", "forward", call_of("layer"), hand_down)
+
+
+def _unhide(package) -> None:
+    """Back to plain causal from `hide_masks_once` (a window removed, its masks already
+    gone from the loop): the attention hides the `future` keys the model hands down."""
+    remove_statements(package, "model.py", "Model", "forward", _assigns_future)
+    remove_statements(
+        package, "model.py", "Model", "forward", is_statement("del future"), required=False
+    )
+    remove_statements(
+        package,
+        "model.py",
+        "Attention",
+        "forward",
+        lambda s: code_of(s) == HIDDEN_DOC,
+        required=False,
+    )
+    first = is_statement(code_of(statements(HIDDEN_MASKING)[0]))
+    run(package, "model.py", _ReplaceStatement("Attention", "forward", first, CAUSAL_MASKING))
+    for class_name in ("Attention", "TransformerBlock"):
+        remove_param(package, class_name, "forward", "hidden")
+    replace_expressions(
+        package,
+        "model.py",
+        "TransformerBlock",
+        "forward",
+        call_of("self.attention"),
+        lambda call: without_arg(call, position=_position(call, "hidden")),
+        required=False,
+    )
+    _hand_down_future(package)
+
+
+# sliding_window's note on the `mask` argument (True = attend)
+_MASK_DOC = '"""`mask`: boolean (seq, seq), True = attend; None = plain causal."""'
+
+
+def _rename_param(package, class_name: str, old: str, code: str) -> None:
+    """The parameter `old` of `class_name.forward` becomes `code`, in its place."""
+    new = _param(code)
+    run(
+        package,
+        "model.py",
+        _EditParams(
+            class_name,
+            "forward",
+            lambda ps: [new if p.name.value == old else p for p in ps],
+        ),
+    )
 
 
 def _hand_down_future(package) -> None:

@@ -171,6 +171,8 @@ def _add(package, mode: str, layer_rule: str | None, window: str) -> None:
         edits.call_of("layer"),
         lambda call: edits.with_arg(call, argument),
     )
+    # written-out attention: the keys each mask hides, once for all layers
+    edits.hide_masks_once(package)
 
 
 def _remove(package) -> None:

@@ -1,12 +1,13 @@
 """AddAttentionSinks: before/after on the llama reference, and the generated attention
 against HF gpt_oss's eager attention (the only path HF runs for sinks)."""
 
-import re
 import sys
 from types import SimpleNamespace
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from codegen.models import load_spec, references_dir
 from codegen.scaffold.build import Step
@@ -36,25 +37,36 @@ def test_sinks_replace_sdpa_with_the_written_out_softmax():
     assert '"model.layers.{}.self_attn.sinks": "layers.{}.attention.sinks"' in adapter
 
 
-def test_sinks_after_a_window_take_the_mask():
+def test_sinks_after_a_window_take_the_keys_the_model_hides_once():
+    """No mask is inverted nor the causal mask built in a layer: the model builds the keys
+    each layer type hides once, before the loop, and the attention hides what it is handed."""
     package = _llama()
     SetSlidingWindow().apply(package, mode="pattern")
     AddAttentionSinks().apply(package)
     model = package.render()["model.py"]
-    assert "if mask is None:" in model
-    assert 'scores.masked_fill_(~mask, float("-inf"))' in model
-    assert not re.search(r"\bfuture\b", model)
+    attention = model[model.index("class Attention") : model.index("class FeedForward")]
+    assert "mask" not in attention.replace("masked_fill_", "")
+    assert 'scores.masked_fill_(hidden, float("-inf"))' in attention
+    assert "torch.ones(" not in attention and "~" not in attention
+    loop = model[model.index("        window = None\n") : model.index("h = self.norm(h)")]
+    assert loop.index("future = torch.ones(") < loop.index("for layer in self.layers:")
+    assert "hidden_window = future if window is None else ~window" in loop
+    assert "h = layer(h, rope, hidden_window if layer.sliding else future)" in loop
+    assert "del future, window, hidden_window" in loop
+    assert "rope, hidden)" in model and "hidden: torch.Tensor" in model
 
 
 def test_a_window_added_and_removed_after_the_sinks_swaps_future_and_mask():
-    """Written-out causal attention reads the model's `future` keys; a window replaces them
-    with its `mask` argument everywhere, and removing the window hands `future` down again."""
+    """Written-out causal attention reads the model's `future` keys; a window hands each
+    layer the keys it hides instead, and removing the window hands `future` down again."""
     package = _llama()
     AddAttentionSinks().apply(package)
     SetSlidingWindow().apply(package, mode="pattern")
     model = package.render()["model.py"]
-    assert not re.search(r"\bfuture\b", model)
-    assert "h = layer(h, rope, window if layer.sliding else None)" in model
+    assert model.count("future = torch.ones(") == 1
+    assert "h = layer(h, rope, hidden_window if layer.sliding else future)" in model
+    assert 'scores.masked_fill_(hidden, float("-inf"))' in model
+    compile(model, "model.py", "exec")
     SetSlidingWindow().apply(package, mode="none")
     model = package.render()["model.py"]
     assert "mask" not in model.replace("masked_fill_", "")
@@ -108,8 +120,25 @@ def test_generated_attention_matches_hf_gpt_oss(tmp_path, window):
     with torch.no_grad():
         expected, _ = hf(x, identity, _additive(allowed, x.dtype)[None, None])
         rope = (torch.ones(2, seq, 2 * half), torch.zeros(2, seq, 2 * half))
-        got = ours(x, rope, None if window is None else allowed)
+        hidden = ~allowed
+        with _Made() as made:
+            got = ours(x, rope, hidden)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    # the layer builds no mask of its own (no `~mask`, no causal `tril`): the model's, once
+    assert torch.bool not in made.dtypes
+
+
+class _Made(TorchDispatchMode):
+    """The dtypes of the tensors the ops run under it return."""
+
+    def __init__(self):
+        super().__init__()
+        self.dtypes = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        self.dtypes |= {t.dtype for t in tree_leaves(out) if isinstance(t, torch.Tensor)}
+        return out
 
 
 @pytest.mark.parametrize(
