@@ -341,6 +341,9 @@ def sweep_all(types: list[str], directory: Path, verify: bool, parallel, jobs: i
         return [sweep_one(t, folder(t), verify, parallel) for t in _progress(types)]
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
+    # one torch thread per verify process: pools of several threads per job spin on the
+    # cores the other jobs need (the verifies, the tp ranks and the cross-check inherit it)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     rows: dict[str, dict] = {}
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         futures = {pool.submit(sweep_one, t, folder(t), verify, parallel): t for t in types}
