@@ -443,4 +443,15 @@ RULES += [
             " RoPE table as wide as its layers' rotated part"
         ),
     ),
+    Rule(
+        id="kv_convs",
+        feature="attention.kv_convs",
+        values=(True,),
+        transform="kv_convs",
+        params={"convs": FromFeature("attention.kv_convs")},
+        description=(
+            "causal depthwise convolutions over the key and value projections, each added back"
+            " to its projection before the key norm (inkling's short convolutions)"
+        ),
+    ),
 ]

@@ -57,4 +57,17 @@ RULES = [
             " dropped (LongCat-Flash's zero_expert_num)"
         ),
     ),
+    Rule(
+        # after the FFN and MoE rules (the block's sublayer calls are final), before
+        # keep_fp32_params (it reads the adapter rows this adds)
+        id="output_convs",
+        feature="block.output_convs",
+        values=(True,),
+        transform="output_convs",
+        params={"convs": FromFeature("block.output_convs")},
+        description=(
+            "causal depthwise convolutions over the attention's and the FFN's outputs, each"
+            " added back to its input before the residual add (inkling's short convolutions)"
+        ),
+    ),
 ]

@@ -35,6 +35,7 @@ from codegen.analyze import (
     product_keys,
     reference,
     relative_bias,
+    residual_convs,
     residual_norm,
     routed_attention,
     router_forms,
@@ -161,13 +162,19 @@ def _run(ctx: Ctx) -> Features:
     per_layer = per_layer_input.detect(ctx)
     hyper = hyper_connections.detect(ctx, norm_facts)
     adapters = language_adapters.detect(ctx, ffn)
-    layer_extras.detect(ctx, ffn, per_layer, hyper=hyper, adapters=adapters)
+    output_convs, kv_convs = residual_convs.detect(ctx)
+    shape_facts["kv_convs"] = kv_convs
+    layer_extras.detect(
+        ctx, ffn, per_layer, hyper=hyper, adapters=adapters, convs=(output_convs, kv_convs)
+    )
     kv_sharing.detect(ctx, shared)
     ffn_sparsity.detect(ctx)
     attention_forms.detect(ctx, shared)
     router_forms.detect(ctx)
     scalar_gains.detect(ctx)
-    table_forward.detect(ctx)
+    table_norm = table_forward.detect(ctx)
+    if table_norm is not None:  # the table's own forward norms its rows
+        embedding = dataclasses.replace(embedding, norm=True, norm_module=table_norm)
     attention = value_norm.detect(ctx, shared, attention)
     attention = dataclasses.replace(attention, **shape_facts, **latent)
     routed = routed_attention.detect(ctx, moe)
@@ -236,6 +243,7 @@ def _run(ctx: Ctx) -> Features:
         scaled_residual_projections=detect_init.scaled_residual_projections(ctx),
         init_cutoff=init_cutoff.init_cutoff(ctx),
         short_conv=short_conv.detect(ctx, switch_list),
+        output_convs=output_convs,
         output_scale=scale,
         output_scale_trained=scale_trained,
         per_layer_input=per_layer,

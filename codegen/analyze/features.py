@@ -203,6 +203,11 @@ class Attention:
     # "extent": expressions over hf_config and i}, "other" for another shape, None without
     # one; see codegen/analyze/relative_bias.py
     rel_bias: dict | str | None = None
+    # causal depthwise convolutions added back to their input, applied to projections of the
+    # attention (inkling's keys and values, before the k norm): {"convs": ((module, HF
+    # projection), ...), "conv", "kernel", "kernel_field", "fp32"}; see
+    # codegen/analyze/residual_convs.py
+    kv_convs: dict | None = None
     # a per-key bias on the scores from the attention's own values, exp(A * softplus(proj(v)))
     # per kv head, causally masked, the largest `window` kept per query row once the keys
     # outnumber the window (Doge's dynamic mask): {"proj", "scale", "window": config field or
@@ -469,6 +474,11 @@ class Block:
     # "out_proj", "parts", "post_gate", "kernel", "kernel_field", "bias", "bias_field"};
     # see codegen/analyze/short_conv.py
     short_conv: dict | None = None
+    # causal depthwise convolutions added back to their input, applied to the attention's and
+    # the FFN's outputs before the residual adds (inkling): {"convs": ((module, "attention" |
+    # "ffn"), ...), "conv", "kernel", "kernel_field", "fp32"}; see
+    # codegen/analyze/residual_convs.py
+    output_convs: dict | None = None
     # the layer attribute (a tensor the checkpoint holds) the layer's output is multiplied
     # by (gemma4's layer_scalar), else None; output_scale_trained: a parameter, not a buffer
     output_scale: str | None = None

@@ -61,6 +61,7 @@ def detect(
     *,
     hyper: dict | None = None,
     adapters: dict | None = None,
+    convs: tuple = (None, None),
 ) -> None:
     layers = [rec for rec in ctx.model.layers or () if isinstance(rec, ModuleRec)]
     if not layers or layers[0].cls is None:
@@ -73,6 +74,9 @@ def detect(
         ffn_paths |= {per_layer_input[key] for key in ("gate", "up", "norm")}
     if hyper is not None:  # realised by the hyper_connections rule
         ffn_paths |= set(hyper["layer"])
+    output_convs, kv_convs = convs  # realised by the residual-convolution rules
+    if output_convs is not None:
+        ffn_paths |= {name for name, _ in output_convs["convs"]}
     called = _called_attributes(ctx, layer)
     reached = [
         (name, child)
@@ -101,7 +105,7 @@ def detect(
             + ": no rule yet",
             extras[0][2] or ctx.class_site(layer),
         )
-    _attention_convolutions(ctx, reached)
+    _attention_convolutions(ctx, reached, {n for n, _ in (kv_convs or {}).get("convs", ())})
     product = _extra_input_product(trace.terms)
     if product is not None and per_layer_input is None:
         term, name = product
@@ -125,9 +129,9 @@ def _called_attributes(ctx: Ctx, rec: ModuleRec) -> set[str]:
     return {call.func.attr.value for call in m.findall(found[1], pattern)}
 
 
-def _attention_convolutions(ctx: Ctx, reached: list) -> None:
-    """A convolution module inside the layer's attention that its forward calls (inkling's
-    short convolutions over the keys and values): no rule realises it."""
+def _attention_convolutions(ctx: Ctx, reached: list, realised: set[str]) -> None:
+    """A convolution module inside the layer's attention that its forward calls, other than
+    the residual ones `attention.kv_convs` reads (`realised`): no rule realises it."""
     for name, child in reached:
         if ctx.roles.role(child) != ATTENTION:
             continue
@@ -135,7 +139,10 @@ def _attention_convolutions(ctx: Ctx, reached: list) -> None:
         convs = [
             (own, sub)
             for own, sub in child.children()
-            if own in called and isinstance(sub, ModuleRec) and _holds_conv(sub)
+            if own in called
+            and own not in realised
+            and isinstance(sub, ModuleRec)
+            and _holds_conv(sub)
         ]
         if convs:
             ctx.unsupported(

@@ -203,6 +203,8 @@ COMPARED: dict[str, Any] = {
     "block.scaled_residual_init": None,
     "block.init_cutoff": lambda cutoff: cutoff is not None,
     "block.short_conv": lambda found: found is not None,
+    "block.output_convs": lambda found: found is not None,
+    "attention.kv_convs": lambda found: found is not None,
     "block.output_scale": lambda found: found is not None,
     "block.per_layer_input": lambda found: found is not None,
     "block.hyper_connections": lambda found: found is not None,
@@ -294,6 +296,8 @@ _DENSE_COMMON: dict[str, tuple] = {
     "block.scaled_residual_init": (False,),
     "block.init_cutoff": (False,),  # normal inits are not truncated
     "block.short_conv": (False,),  # every layer's token mixer is attention
+    "block.output_convs": (False,),  # sublayer outputs join the residual as computed
+    "attention.kv_convs": (False,),  # keys and values are their projections' outputs
     "block.output_scale": (False,),  # a layer's output leaves it as summed
     "block.per_layer_input": (False,),  # a layer reads the hidden states alone
     "block.hyper_connections": (False,),  # one residual stream, plain adds

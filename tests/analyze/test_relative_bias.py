@@ -28,8 +28,8 @@ def test_inkling_and_a_renamed_copy_read_the_bias(tmp_path):
         assert "clamped backward distance" in features.evidence["attention.rel_bias"]
         assert attention.window_rule == SLIDING
         unsupported = {u.feature: u.detail for u in features.unsupported}
-        assert "attn_sconv" in unsupported["block.layer_modules"]
-        assert "k_sconv" in unsupported["attention.convolutions"]
+        # its short convolutions are facts of their own (tests/analyze/test_residual_convs.py)
+        assert attention.kv_convs is not None and features.block.output_convs is not None
         assert "attention.position_bias" not in unsupported
 
 

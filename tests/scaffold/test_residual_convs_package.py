@@ -1,0 +1,134 @@
+"""End to end: inkling's residual short convolutions (a causal depthwise filter added back
+to its input, on the key and value projections and on the attention's and the MLP's
+outputs, computed in fp32), planned from the analysis, scaffolded and verified against the
+folder's own code. Seeded defects, each a bug of the class the filters bring, fail verify
+and name the module.
+
+The HF side is transformers' inkling text decoder as a renamed remote-code folder
+(`remote_fixture`), with what no rule realises yet taken out of the copy: its MLP's learned
+output scale and its MoE branch (the toy's layers are dense). The filters are inkling's
+own, untouched; the toy's filter weights are perturbed away from HF's init like every
+other tensor, and both test inputs are longer than the kernel, so each tap is reached."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from codegen.cli import main
+from codegen.scaffold.plan import make_plan
+from codegen.scaffold.target import load_target
+from codegen.scaffold.testing import seed, write_planned
+from codegen.verify.remote_fixture import remote_folder
+
+NAME = "quillon"
+RULES = {"kv_convs", "output_convs"}
+
+
+def derive(dest: Path) -> Path:
+    """The renamed inkling text folder with the parts no rule realises taken out."""
+    folder = remote_folder(
+        "inkling_text", dest, name=NAME, config_values={"mlp_layer_types": ["dense"] * 6}
+    )
+    path = folder / f"modeling_{NAME}.py"
+    source = path.read_text()
+    prefix = re.search(r"class (\w+)ShortConvolution\b", source).group(1)
+    edits = [
+        # the dense MLP's learned output scale
+        (r"        return hidden_states \* self\.global_scale\n", "        return hidden_states\n"),
+        (
+            r"(self\.act_fn = ACT2FN\[config\.hidden_act\]\n)"
+            r"        self\.global_scale = nn\.Parameter\(torch\.ones\(1\)\)\n",
+            r"\1",
+        ),
+        (
+            rf"        elif isinstance\(module, {prefix}MLP\):\n"
+            r"            init\.ones_\(module\.global_scale\)\n",
+            "",
+        ),
+        # the MoE branch (the sink router and shared-expert gammas)
+        (
+            rf"        if config\.mlp_layer_types\[layer_idx\] == \"sparse\":\n"
+            rf"            self\.mlp = {prefix}MoE\(config\)\n        else:\n"
+            rf"            self\.mlp = ({prefix}MLP\(config\))\n",
+            r"        self.mlp = \1\n",
+        ),
+    ]
+    for pattern, replacement in edits:
+        source, count = re.subn(pattern, replacement, source, flags=re.DOTALL)
+        assert count, pattern  # the installed inkling changed: the fixture needs a look
+    path.write_text(source)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    return derive(tmp_path_factory.mktemp("hub"))
+
+
+@pytest.fixture(scope="module")
+def planned(folder):
+    target = load_target(str(folder))
+    plan = make_plan(target)
+    assert plan.complete, plan.gaps
+    assert RULES | {"embedding_norm"} <= {step.rule for step in plan.steps}
+    return target, plan
+
+
+def _verify(folder: Path, models: Path, capsys, dtypes=("fp32",)) -> list[dict]:
+    """verify --json's rows of the base case (the toy config as the folder gives it)."""
+    capsys.readouterr()
+    args = ["verify", str(folder), "--models", str(models), "--trust-remote-code", "--json"]
+    main([*args, *(a for d in dtypes for a in ("--dtype", d))])
+    rows = json.loads(capsys.readouterr().out)
+    return [row for row in rows if "+" not in row["case"]]
+
+
+def test_package_verifies_in_fp32_and_bf16(tmp_path, folder, planned, capsys):
+    models, _ = write_planned(tmp_path / "models", planned)
+    rows = _verify(folder, models, capsys, ("fp32", "bf16"))
+    assert rows and all(row["status"] == "pass" for row in rows), rows
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "where"),
+    [
+        # the key filter dropped: the attention's keys are the bare projection
+        ("self.k_conv(self.wk(x))", "self.wk(x)", "layers.0.attention"),
+        # the value filter reading the keys' weights
+        ("self.v_conv(self.wv(x))", "self.k_conv(self.wv(x))", "layers.0.attention"),
+        # the left padding cropped instead of the right one: each position sees the future
+        ("mixed[..., :seq]", "mixed[..., -seq:]", "layers.0.attention"),
+        # the filter's output alone, its input not added back
+        ("return (y + mixed[", "return (0 * y + mixed[", "layers.0.attention"),
+        # the attention's output joins the residual unfiltered
+        (
+            "x + self.attention_conv(self.attention(self.attention_norm(x), hidden))",
+            "x + self.attention(self.attention_norm(x), hidden)",
+            "layers.0",
+        ),
+        # the MLP's output joins the residual unfiltered
+        (
+            "h + self.ffn_conv(self.feed_forward(self.ffn_norm(h)))",
+            "h + self.feed_forward(self.ffn_norm(h))",
+            "layers.0",
+        ),
+        # the embeddings reach the first layer unnormed
+        (
+            "self.embedding_norm(self.tok_embeddings(tokens))",
+            "self.tok_embeddings(tokens)",
+            "embedding",
+        ),
+    ],
+)
+def test_seeded_defects_fail_and_name_the_module(
+    tmp_path, folder, planned, capsys, old, new, where
+):
+    models, name = write_planned(tmp_path / "models", planned)
+    seed(models, name, old, new)
+    (row,) = _verify(folder, models, capsys)
+    assert row["status"] == "fail", row
+    assert (row.get("first_divergence") or "").startswith(where), (row.get("error"), row)
