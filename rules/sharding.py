@@ -263,6 +263,22 @@ SHARDS = [
             ),
         ),
     ),
+    # the filters over the k and v projections hold the rows their projection holds; the
+    # filters over the attention's and the FFN's outputs act on the replicated residual
+    # stream: whole on every rank
+    Shards(
+        "kv_convs",
+        {
+            "layers.*.attention.k_conv.conv": "filter_rows",
+            "layers.*.attention.v_conv.conv": "filter_rows",
+        },
+        optional=("layers.*.attention.k_conv.conv", "layers.*.attention.v_conv.conv"),
+    ),
+    Shards(
+        "output_convs",
+        {"layers.*.attention_conv.conv": "replicate", "layers.*.ffn_conv.conv": "replicate"},
+        optional=("layers.*.attention_conv.conv", "layers.*.ffn_conv.conv"),
+    ),
     # the relative bias: each head's states follow its q rows; the table every head mixes
     # is whole on every rank, its gradient summed over the ranks' heads
     Shards(

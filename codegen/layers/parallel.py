@@ -77,6 +77,8 @@ STYLES = {
     "tp each rank takes its slice of both halves (a strided shard)",
     "expert_rowwise": "stacked expert weight with the hidden dim on its input side (down), "
     "[experts, dim, hidden] or stored as [experts, hidden, dim]",
+    "filter_rows": "a depthwise nn.Conv1d over a row-sharded projection's outputs (`k_conv.conv` "
+    "over `wk`, its sibling): each rank holds the filters of the rows the projection holds",
     "expert_bias": "per-expert bias `<weight>_bias` [experts, out], split as its weight "
     "(a down bias is whole on every tp rank and added by one of them)",
 }
@@ -292,6 +294,8 @@ def _tensor_parallel(model: nn.Module, tp_mesh, modules: dict[str, str]) -> None
             _fused_qkv(model, name, tp_mesh, grouped=style == "colwise_qkv_grouped")
         elif style == "colwise_kv":
             _colwise_kv(model, name, tp_mesh)
+        elif style == "filter_rows":
+            _filter_rows(model, name, tp_mesh)
         elif style == "head_slice":
             _slice_heads(module, name, size, rank)
 
@@ -434,13 +438,31 @@ def _local_heads(attention: nn.Module, heads: int, kv_heads: int, size: int) -> 
         attention.n_heads, attention.n_kv_heads = heads // size, 1
 
 
-def _row_shard(module: nn.Module, name: str, mesh, rows_of) -> None:
+def _filter_rows(model: nn.Module, name: str, mesh) -> None:
+    """A depthwise filter `<owner>.<x>_conv.conv` over the outputs of the row-sharded
+    projection `<owner>.w<x>` (styled before it): rank r holds the filters of the rows the
+    projection holds, in its order, and filters its local outputs with them."""
+    owner, conv, _ = name.rsplit(".", 2)
+    projection = model.get_submodule(f"{owner}.w{conv.removesuffix('_conv')}")
+    order = getattr(projection, "tp_rows", None)
+    if not isinstance(model.get_submodule(name), nn.Conv1d) or order is None:
+        raise PlanError(f"{name}: 'filter_rows' needs a Conv1d beside a row-sharded projection")
+    per_rank = order.view(mesh.size(), -1)
+    module = model.get_submodule(name)
+    _row_shard(module, name, mesh, lambda r: per_rank[r], local_input=True)
+    # one filter per local channel: the rank's module is as wide as its rows
+    module.in_channels = module.out_channels = module.groups = per_rank.shape[1]
+
+
+def _row_shard(module: nn.Module, name: str, mesh, rows_of, local_input: bool = False) -> None:
     """Rank r holds the output rows `rows_of(r)` of the Linear's weight (and bias), in that
     order, and computes with them alone. Stored as a DTensor split on dim 0 of the ranks'
     rows laid end to end (`tp_rows`: its row -> the Linear's row; a row several ranks hold
     appears once per rank, as in vLLM's QKVParallelLinear), so FSDP2 and `full_tensor`
     work on it; `full_rows` turns a gathered tensor back into the Linear's layout. A row
-    several ranks hold gets its gradient summed over them."""
+    several ranks hold gets its gradient summed over them. The input is the replicated one
+    (its gradient summed over the ranks), or with `local_input` the rank's own features
+    (a filter over its rows)."""
     from torch.distributed.tensor import Shard, distribute_tensor
 
     size, rank = mesh.size(), mesh.get_local_rank()
@@ -448,9 +470,10 @@ def _row_shard(module: nn.Module, name: str, mesh, rows_of) -> None:
     if len({len(r) for r in per_rank}) != 1:
         raise PlanError(f"{name}: its ranks would hold unequal numbers of rows")
     order = torch.cat(per_rank)
-    if not torch.equal(order.unique(), torch.arange(module.out_features)):
-        raise PlanError(f"{name}: the plan leaves rows of its {module.out_features} unheld")
-    counts = torch.bincount(order, minlength=module.out_features)
+    rows = module.weight.shape[0]  # a Linear's output features, a Conv1d's output channels
+    if not torch.equal(order.unique(), torch.arange(rows)):
+        raise PlanError(f"{name}: the plan leaves rows of its {rows} unheld")
+    counts = torch.bincount(order, minlength=rows)
     mine = per_rank[rank]
     shared = (counts[mine] > 1).nonzero().flatten()
     slots = torch.searchsorted((counts > 1).nonzero().flatten(), mine[shared])
@@ -473,7 +496,7 @@ def _row_shard(module: nn.Module, name: str, mesh, rows_of) -> None:
         try:
             for attr in names:
                 module.__dict__[attr] = local(attr)
-            return forward(_sum_grads(x, mesh), *args, **kwargs)
+            return forward(x if local_input else _sum_grads(x, mesh), *args, **kwargs)
         finally:
             for attr in names:
                 module.__dict__.pop(attr, None)

@@ -21,12 +21,12 @@ class CausalConv(nn.Module):
         seq = x.shape[1]
         {body}
 '''
-FP32_DOC = "\n    Computed in fp32 (input and filter), returned in the input's dtype."
+FP32_DOC = (
+    "\n    The input is taken in fp32, filtered in the filter's dtype (kept fp32) and returned in"
+    "\n    its own dtype."
+)
 FP32_BODY = """y = x.float()
-        weight = self.conv.weight.float()
-        mixed = torch.conv1d(
-            y.transpose(1, 2), weight, padding=weight.shape[-1] - 1, groups=y.shape[-1]
-        )
+        mixed = self.conv(y.transpose(1, 2).to(self.conv.weight.dtype)).float()
         return (y + mixed[..., :seq].transpose(1, 2)).to(x.dtype)  # the right padding cropped"""
 BODY = """mixed = self.conv(x.transpose(1, 2))[..., :seq]  # the right padding cropped
         return x + mixed.transpose(1, 2)"""

@@ -132,3 +132,31 @@ def test_seeded_defects_fail_and_name_the_module(
     (row,) = _verify(folder, models, capsys)
     assert row["status"] == "fail", row
     assert (row.get("first_divergence") or "").startswith(where), (row.get("error"), row)
+
+
+def _parallel(folder: Path, models: Path, capsys) -> dict:
+    capsys.readouterr()
+    args = ["verify", str(folder), "--models", str(models), "--trust-remote-code"]
+    main([*args, "--parallel", "tp=2", "--json"])
+    rows = json.loads(capsys.readouterr().out)
+    (row,) = [row for row in rows if "+" not in row["case"]]
+    return row
+
+
+def test_shard_plan_filters_each_ranks_kv_rows(tmp_path, folder, planned, capsys):
+    """tp=2: the k/v filters hold the rows their projection holds (`filter_rows`), the
+    output filters are whole on every rank; a whole key filter on a rank's half of the
+    keys does not apply, and the check names it."""
+    models, name = write_planned(tmp_path / "right", planned)
+    row = _parallel(folder, models, capsys)
+    assert row["status"] == "pass", row
+    models, name = write_planned(tmp_path / "whole", planned)
+    seed(
+        models,
+        name,
+        '"layers.*.attention.k_conv.conv": "filter_rows"',
+        '"layers.*.attention.k_conv.conv": "replicate"',
+        file="parallelize.py",
+    )
+    row = _parallel(folder, models, capsys)
+    assert row["status"] == "fail" and "k_conv" in json.dumps(row), row
