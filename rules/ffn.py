@@ -105,4 +105,15 @@ RULES = [
             " doge's CDMoE"
         ),
     ),
+    Rule(
+        id="ffn_output_gain",
+        feature="ffn.output_gain",
+        values=(True,),
+        transform="ffn_output_gain",
+        params={"gain": FromFeature("ffn.output_gain")},
+        description=(
+            "the dense MLP's output times a learned one-element gain of its own, starting at"
+            " one (inkling's global_scale)"
+        ),
+    ),
 ]

@@ -279,6 +279,8 @@ SHARDS = [
         {"layers.*.attention_conv.conv": "replicate", "layers.*.ffn_conv.conv": "replicate"},
         optional=("layers.*.attention_conv.conv", "layers.*.ffn_conv.conv"),
     ),
+    # the MLP's output gain multiplies its summed (row-wise) output: whole on every rank
+    Shards("ffn_output_gain", {"layers.*.feed_forward.gain": "replicate"}),
     # the relative bias: each head's states follow its q rows; the table every head mixes
     # is whole on every rank, its gradient summed over the ranks' heads
     Shards(

@@ -171,7 +171,7 @@ def _run(ctx: Ctx) -> Features:
     ffn_sparsity.detect(ctx)
     attention_forms.detect(ctx, shared)
     router_forms.detect(ctx)
-    scalar_gains.detect(ctx)
+    ffn = dataclasses.replace(ffn, output_gain=scalar_gains.detect(ctx))
     table_norm = table_forward.detect(ctx)
     if table_norm is not None:  # the table's own forward norms its rows
         embedding = dataclasses.replace(embedding, norm=True, norm_module=table_norm)

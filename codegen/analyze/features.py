@@ -276,6 +276,10 @@ class Ffn:
     # "router", "down", "up", "w1", "w3", "w2", "experts", "top_k"}, else None; see
     # codegen/analyze/product_keys.py
     product_keys: dict | None = None
+    # the dense MLP's output times a learned one-element parameter of its own (inkling's
+    # global_scale: starts at one, trained): its attribute, else None; see
+    # codegen/analyze/scalar_gains.py
+    output_gain: str | None = None
 
 
 @dataclass(frozen=True)

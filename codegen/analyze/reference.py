@@ -155,6 +155,7 @@ COMPARED: dict[str, Any] = {
     "ffn.fused_gate_up": None,
     "ffn.sub_norm": None,
     "ffn.product_keys": lambda found: found is not None,
+    "ffn.output_gain": lambda found: found is not None,
     "ffn.act_fp32": None,
     "ffn.experts_act_fp32": None,
     "moe": _moe_present,
@@ -271,6 +272,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "ffn.fused_gate_up": (False,),
     "ffn.sub_norm": (False,),  # the inner activations go to the down projection as they are
     "ffn.product_keys": (False,),  # no switch puts product-key experts in the MLP's place
+    "ffn.output_gain": (False,),  # the MLP's output is its down projection's
     "moe": (False,),
     "norm.kind": ("rmsnorm",),
     "norm.placement": ("pre",),

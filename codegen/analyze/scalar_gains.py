@@ -14,17 +14,27 @@ from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import Term
 from codegen.analyze.detect_ffn import ffn_modules
 from codegen.analyze.evaluate import ModuleListRec, ModuleRec, ParamRec
+from codegen.analyze.roles import MLP
 
 
-def detect(ctx: Ctx) -> None:
+def detect(ctx: Ctx) -> str | None:
+    """`ffn.output_gain`: the attribute of the dense MLP's output gain, else None; other
+    gains are named unsupported."""
     found: dict[str, str] = {}  # path in the layer -> site of the product
     seen: set[int] = set()
-    for _, (_, rec, path) in sorted(ffn_modules(ctx).items()):
+    gains = set()
+    for _, (kind, rec, path) in sorted(ffn_modules(ctx).items()):
         if id(rec) in seen or not isinstance(rec, ModuleRec) or rec.cls is None:
             continue
         seen.add(id(rec))
+        gain = _output_gain(ctx, rec) if kind == MLP else None
+        if gain is not None:
+            gains.add(gain[0])
+            ctx.cite("ffn.output_gain", gain[1])
         for name, param, owner in _params(rec, path):
             if not _scalar(param) or owner.cls is None:
+                continue
+            if gain is not None and owner is rec and rec.attrs.get(gain[0]) is param:
                 continue
             for t in ctx.trace(owner).terms:
                 if t.op == "mul" and any(
@@ -40,6 +50,21 @@ def detect(ctx: Ctx) -> None:
             " (a package would run the trained value as one)",
             next(iter(found.values())),
         )
+    return gains.pop() if len(gains) == 1 else None
+
+
+def _output_gain(ctx: Ctx, rec: ModuleRec) -> tuple[str, str] | None:
+    """(attribute, site) of a one-element parameter of `rec` its forward's result is the
+    product with: `return down(...) * self.global_scale`."""
+    result = ctx.trace(rec).result
+    if not isinstance(result, Term) or result.op != "mul" or len(result.args) != 2:
+        return None
+    for arg in result.args:
+        if isinstance(arg, Term) and arg.op == "param" and isinstance(arg.module, ParamRec):
+            name = next((n for n, v in rec.attrs.items() if v is arg.module), None)
+            if name is not None and _scalar(arg.module):
+                return name, result.site.cite() if result.site else ctx.class_site(rec)
+    return None
 
 
 def _scalar(p: ParamRec) -> bool:

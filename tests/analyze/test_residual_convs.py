@@ -45,3 +45,4 @@ def test_models_without_them_read_none(model_type):
     features = analyze(model_type)
     assert features.attention.kv_convs is None
     assert features.block.output_convs is None
+    assert features.ffn.output_gain is None

@@ -95,7 +95,7 @@ def test_inkling_parts_are_named_where_the_code_does_them(inkling, feature, deta
     assert code in _source_line("inkling_text", finding.evidence)
 
 
-def test_a_dense_inkling_layer_names_its_mlp_gain_too(tmp_path):
+def test_a_dense_inkling_layer_reads_its_mlp_gain_and_names_the_routers(tmp_path):
     config = tmp_path / "config.json"
     config.write_text(
         json.dumps(
@@ -107,8 +107,11 @@ def test_a_dense_inkling_layer_names_its_mlp_gain_too(tmp_path):
             }
         )
     )
-    detail = _found(analyze("inkling_text", str(config)))["ffn.scalar_gain"].detail
-    assert "mlp.global_scale, mlp.gate.global_scale" in detail
+    features = analyze("inkling_text", str(config))
+    detail = _found(features)["ffn.scalar_gain"].detail
+    # the dense MLP's output gain is a fact (ffn.output_gain), the router's stays named
+    assert "mlp.gate.global_scale" in detail and "mlp.global_scale," not in detail
+    assert features.ffn.output_gain == "global_scale"
 
 
 @pytest.mark.parametrize(

@@ -1,14 +1,15 @@
 """End to end: inkling's residual short convolutions (a causal depthwise filter added back
 to its input, on the key and value projections and on the attention's and the MLP's
-outputs, computed in fp32), planned from the analysis, scaffolded and verified against the
-folder's own code. Seeded defects, each a bug of the class the filters bring, fail verify
-and name the module.
+outputs, computed in fp32), its word table's own norm and its MLP's output gain, planned
+from the analysis, scaffolded and verified against the folder's own code. Seeded defects,
+each a bug of the class these parts bring, fail verify and name the module.
 
 The HF side is transformers' inkling text decoder as a renamed remote-code folder
-(`remote_fixture`), with what no rule realises yet taken out of the copy: its MLP's learned
-output scale and its MoE branch (the toy's layers are dense). The filters are inkling's
-own, untouched; the toy's filter weights are perturbed away from HF's init like every
-other tensor, and both test inputs are longer than the kernel, so each tap is reached."""
+(`remote_fixture`), with what no rule realises yet taken out of the copy: its MoE branch
+(the toy's layers are dense). The filters, the table's norm and the MLP's learned output
+gain are inkling's own, untouched; verify perturbs every tensor away from HF's init (the
+gain from its one, the filters from their normal draw), and both test inputs are longer
+than the kernel, so each tap is reached."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from codegen.scaffold.testing import seed, write_planned
 from codegen.verify.remote_fixture import remote_folder
 
 NAME = "quillon"
-RULES = {"kv_convs", "output_convs"}
+RULES = {"kv_convs", "output_convs", "embedding_norm", "ffn_output_gain"}
 
 
 def derive(dest: Path) -> Path:
@@ -35,20 +36,8 @@ def derive(dest: Path) -> Path:
     )
     path = folder / f"modeling_{NAME}.py"
     source = path.read_text()
-    prefix = re.search(r"class (\w+)ShortConvolution\b", source).group(1)
+    prefix = re.search(r"class (\w+)MoE\b", source).group(1)
     edits = [
-        # the dense MLP's learned output scale
-        (r"        return hidden_states \* self\.global_scale\n", "        return hidden_states\n"),
-        (
-            r"(self\.act_fn = ACT2FN\[config\.hidden_act\]\n)"
-            r"        self\.global_scale = nn\.Parameter\(torch\.ones\(1\)\)\n",
-            r"\1",
-        ),
-        (
-            rf"        elif isinstance\(module, {prefix}MLP\):\n"
-            r"            init\.ones_\(module\.global_scale\)\n",
-            "",
-        ),
         # the MoE branch (the sink router and shared-expert gammas)
         (
             rf"        if config\.mlp_layer_types\[layer_idx\] == \"sparse\":\n"
@@ -74,7 +63,7 @@ def planned(folder):
     target = load_target(str(folder))
     plan = make_plan(target)
     assert plan.complete, plan.gaps
-    assert RULES | {"embedding_norm"} <= {step.rule for step in plan.steps}
+    assert RULES <= {step.rule for step in plan.steps}
     return target, plan
 
 
@@ -115,6 +104,12 @@ def test_package_verifies_in_fp32_and_bf16(tmp_path, folder, planned, capsys):
             "h + self.ffn_conv(self.feed_forward(self.ffn_norm(h)))",
             "h + self.feed_forward(self.ffn_norm(h))",
             "layers.0",
+        ),
+        # the MLP's trained gain dropped
+        (
+            "self.w2(F.silu(self.w1(x)) * self.w3(x)) * self.gain",
+            "self.w2(F.silu(self.w1(x)) * self.w3(x))",
+            "layers.0.feed_forward",
         ),
         # the embeddings reach the first layer unnormed
         (
