@@ -80,6 +80,9 @@ def test_package_verifies_in_fp32_and_bf16(tmp_path, folder, planned, capsys):
     models, _ = write_planned(tmp_path / "models", planned)
     rows = _verify(folder, models, capsys, ("fp32", "bf16"))
     assert rows and all(row["status"] == "pass" for row in rows), rows
+    # engine readiness: built on meta and initialised as HF does (the gain at one, the
+    # filters drawn normal); packed documents each restart the filters
+    assert all(row["lifecycle_ok"] and row["packed_ok"] for row in rows), rows
 
 
 @pytest.mark.parametrize(
