@@ -105,4 +105,16 @@ RULES = [
             " doge's CDMoE"
         ),
     ),
+    Rule(
+        # after the kind rules: the gate it thresholds is the activation's argument
+        id="activation_sparsity",
+        feature="ffn.activation_sparsity",
+        values=(True,),
+        transform="activation_sparsity",
+        params={"sparsity": FromFeature("ffn.activation_sparsity")},
+        description=(
+            "the gate keeps only its values above mean + k * std of each row before the"
+            " activation, k the normal quantile of the layer's target sparsity (gemma3n)"
+        ),
+    ),
 ]

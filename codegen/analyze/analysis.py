@@ -163,7 +163,9 @@ def _run(ctx: Ctx) -> Features:
     adapters = language_adapters.detect(ctx, ffn)
     layer_extras.detect(ctx, ffn, per_layer, hyper=hyper, adapters=adapters)
     kv_sharing.detect(ctx, shared)
-    ffn_sparsity.detect(ctx)
+    sparsity = ffn_sparsity.detect(ctx)
+    if sparsity is not None:
+        ffn = dataclasses.replace(ffn, activation_sparsity=sparsity)
     attention_forms.detect(ctx, shared)
     router_forms.detect(ctx)
     scalar_gains.detect(ctx)

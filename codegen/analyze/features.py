@@ -271,6 +271,10 @@ class Ffn:
     # "router", "down", "up", "w1", "w3", "w2", "experts", "top_k"}, else None; see
     # codegen/analyze/product_keys.py
     product_keys: dict | None = None
+    # the gate thresholded before its activation at mean + k * std of each row, k the standard
+    # normal's quantile of a target sparsity (gemma3n): {"field": the config field holding it,
+    # "per_layer": one value per layer}, else None; see codegen/analyze/ffn_sparsity.py
+    activation_sparsity: dict | None = None
 
 
 @dataclass(frozen=True)

@@ -155,6 +155,7 @@ COMPARED: dict[str, Any] = {
     "ffn.fused_gate_up": None,
     "ffn.sub_norm": None,
     "ffn.product_keys": lambda found: found is not None,
+    "ffn.activation_sparsity": lambda found: "other" if found == "other" else found is not None,
     "ffn.act_fp32": None,
     "ffn.experts_act_fp32": None,
     "moe": _moe_present,
@@ -269,6 +270,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "ffn.fused_gate_up": (False,),
     "ffn.sub_norm": (False,),  # the inner activations go to the down projection as they are
     "ffn.product_keys": (False,),  # no switch puts product-key experts in the MLP's place
+    "ffn.activation_sparsity": (False,),  # the gate goes to its activation as projected
     "moe": (False,),
     "norm.kind": ("rmsnorm",),
     "norm.placement": ("pre",),

@@ -62,7 +62,14 @@ def test_gate_thresholded_by_its_own_statistics_is_activation_sparsity(tmp_path)
 
 
 @pytest.mark.parametrize("model_type", ["gemma3n_text"])
-def test_gemma3n_names_both(model_type):
-    found = _found(model_type)
+def test_gemma3n_names_kv_sharing_and_reads_its_sparsity(model_type):
+    features = analyze(model_type)
+    found = {u.feature: (u.detail, u.evidence) for u in features.unsupported}
     assert found["attention.kv_sharing"][1].startswith("modeling_gemma3n.py:")
-    assert found["ffn.activation_sparsity"][1].startswith("modeling_gemma3n.py:")
+    # its Gaussian top-k is the form the activation_sparsity rule realises: a fact
+    assert "ffn.activation_sparsity" not in found
+    assert features.ffn.activation_sparsity == {
+        "field": "activation_sparsity_pattern",
+        "per_layer": True,
+    }
+    assert features.evidence["ffn.activation_sparsity"].startswith("modeling_gemma3n.py:")
