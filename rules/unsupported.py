@@ -56,6 +56,11 @@ UNSUPPORTED: dict[tuple[str, object], str] = {
         "the word table's padding row read from a config field other than pad_token_id:"
         " no rule yet (the package would map the wrong field)"
     ),
+    ("attention.kv_sharing", "other"): (
+        "keys/values taken from an input of the attention's forward (another layer's or a"
+        " cache's states) instead of its own projections, in another form than gemma3n's"
+        " (the last layers reuse what the last earlier layer of their kind stored): no rule yet"
+    ),
     ("ffn.activation_sparsity", "other"): (
         "a projection thresholded by its own statistics before the activation (x - (mean +"
         " k * std): activation sparsity) in another form than gemma3n's Gaussian top-k"

@@ -162,7 +162,7 @@ def _run(ctx: Ctx) -> Features:
     hyper = hyper_connections.detect(ctx, norm_facts)
     adapters = language_adapters.detect(ctx, ffn)
     layer_extras.detect(ctx, ffn, per_layer, hyper=hyper, adapters=adapters)
-    kv_sharing.detect(ctx, shared)
+    sharing = kv_sharing.detect(ctx, shared)
     sparsity = ffn_sparsity.detect(ctx)
     if sparsity is not None:
         ffn = dataclasses.replace(ffn, activation_sparsity=sparsity)
@@ -171,6 +171,8 @@ def _run(ctx: Ctx) -> Features:
     scalar_gains.detect(ctx)
     table_forward.detect(ctx)
     attention = value_norm.detect(ctx, shared, attention)
+    if sharing is not None:
+        attention = dataclasses.replace(attention, kv_sharing=sharing)
     attention = dataclasses.replace(attention, **shape_facts, **latent)
     routed = routed_attention.detect(ctx, moe)
     if isinstance(routed, dict):  # its output bias is the routed module's, after the merge

@@ -213,6 +213,11 @@ class Attention:
     # "k_proj", "k_norm", "weights_proj", "interleaved"}), "other" for a scorer of another
     # shape, None without one; see codegen/analyze/key_selection.py
     key_selection: dict | str | None = None
+    # keys and values the last layers take from an earlier layer of their kind instead of
+    # projecting their own (gemma3n / gemma4): {"field": the config field counting those
+    # layers, "input": the forward's input carrying them}, "other" in another form, else
+    # None; see codegen/analyze/kv_sharing.py
+    kv_sharing: dict | str | None = None
 
 
 @dataclass(frozen=True)

@@ -77,11 +77,11 @@ def _gaussian_topk(rec: ModuleRec) -> dict | None:
     if info is None or "__init__" not in info.methods or "forward" not in info.methods:
         return None
     methods = {name: _parse(info.sf.code(fn)) for name, fn in info.methods.items()}
-    expected = _normalised(ast.parse(GAUSSIAN_TOPK.strip()).body[0])
+    expected = normalised(ast.parse(GAUSSIAN_TOPK.strip()).body[0])
     for name, method in methods.items():
         if method is None:
             continue
-        maths, attrs = _normalised(method)
+        maths, attrs = normalised(method)
         if maths != expected[0] or len(attrs) != 1:
             continue
         source = _config_source(methods["__init__"], attrs[0])
@@ -98,7 +98,7 @@ def _parse(code: str) -> ast.FunctionDef | None:
     return node if isinstance(node, ast.FunctionDef) else None
 
 
-def _normalised(method: ast.FunctionDef) -> tuple[str, tuple[str, ...]]:
+def normalised(method: ast.FunctionDef) -> tuple[str, tuple[str, ...]]:
     """The method's body with its parameters and locals renamed by first appearance and its
     `self.` attributes likewise (their original names returned in order); docstrings go."""
     names: dict[str, str] = {}

@@ -139,6 +139,7 @@ COMPARED: dict[str, Any] = {
     "attention.rel_bias": lambda found: "other" if found == "other" else found is not None,
     "attention.key_selection": lambda found: "other" if found == "other" else found is not None,
     "attention.dynamic_mask": lambda found: "other" if found == "other" else found is not None,
+    "attention.kv_sharing": lambda found: "other" if found == "other" else found is not None,
     "rope.type": None,
     "rope.partial_rotary": _partial,
     "rope.interleaved": None,
@@ -239,6 +240,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "attention.layer_shapes": ("same",),  # every layer's attention sized alike
     "attention.v_head_dim": (False,),  # value heads as wide as the key heads
     "attention.v_scale": (False,),  # the values go to the attention as projected
+    "attention.kv_sharing": (False,),  # every layer projects its own keys and values
     "attention.sink_rule": (False,),  # sinks, if any, on every layer
     "attention.latent_norm_eps": ("default",),  # latent norms at 1e-6 (MLA)
     "attention.latent_scale": ("none",),  # the normed latents go up as they are
