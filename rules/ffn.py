@@ -117,4 +117,12 @@ RULES = [
             " activation, k the normal quantile of the layer's target sparsity (gemma3n)"
         ),
     ),
+    Rule(
+        id="layer_ffn_widths",
+        feature="ffn.layer_widths",
+        values=(True,),
+        transform="layer_ffn_widths",
+        params={"field": FromFeature("ffn.layer_widths")},
+        description="each layer's FFN as wide as its entry of a config list (gemma3n)",
+    ),
 ]

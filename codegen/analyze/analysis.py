@@ -19,6 +19,7 @@ from codegen.analyze import (
     detect_norm,
     detect_rope,
     ffn_sparsity,
+    ffn_widths,
     final_norm,
     fp32_keys,
     hyper_connections,
@@ -164,6 +165,9 @@ def _run(ctx: Ctx) -> Features:
     layer_extras.detect(ctx, ffn, per_layer, hyper=hyper, adapters=adapters)
     sharing = kv_sharing.detect(ctx, shared)
     sparsity = ffn_sparsity.detect(ctx)
+    widths = ffn_widths.detect(ctx)
+    if widths is not None:
+        ffn = dataclasses.replace(ffn, layer_widths=widths)
     if sparsity is not None:
         ffn = dataclasses.replace(ffn, activation_sparsity=sparsity)
     attention_forms.detect(ctx, shared)

@@ -280,6 +280,9 @@ class Ffn:
     # normal's quantile of a target sparsity (gemma3n): {"field": the config field holding it,
     # "per_layer": one value per layer}, else None; see codegen/analyze/ffn_sparsity.py
     activation_sparsity: dict | None = None
+    # the config list holding each layer's inner width (`intermediate_size[layer_idx]`:
+    # gemma3n), else None; see codegen/analyze/ffn_widths.py
+    layer_widths: str | None = None
 
 
 @dataclass(frozen=True)

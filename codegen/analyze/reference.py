@@ -157,6 +157,7 @@ COMPARED: dict[str, Any] = {
     "ffn.sub_norm": None,
     "ffn.product_keys": lambda found: found is not None,
     "ffn.activation_sparsity": lambda found: "other" if found == "other" else found is not None,
+    "ffn.layer_widths": lambda found: found is not None,
     "ffn.act_fp32": None,
     "ffn.experts_act_fp32": None,
     "moe": _moe_present,
@@ -273,6 +274,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "ffn.sub_norm": (False,),  # the inner activations go to the down projection as they are
     "ffn.product_keys": (False,),  # no switch puts product-key experts in the MLP's place
     "ffn.activation_sparsity": (False,),  # the gate goes to its activation as projected
+    "ffn.layer_widths": (False,),  # every layer's FFN as wide as intermediate_size
     "moe": (False,),
     "norm.kind": ("rmsnorm",),
     "norm.placement": ("pre",),

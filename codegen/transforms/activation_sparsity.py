@@ -22,8 +22,9 @@ CUTOFF = """
 # `sparsity` quantile (0: the gate as projected)
 self.k = None
 if sparsity > 0:
-    target = torch.tensor(sparsity, dtype=torch.float32)
-    self.k = torch.distributions.Normal(0.0, 1.0).icdf(target).item()
+    with torch.device("cpu"):  # a number, also where the model is built on the meta device
+        target = torch.tensor(sparsity, dtype=torch.float32)
+        self.k = torch.distributions.Normal(0.0, 1.0).icdf(target).item()
 """
 
 THRESHOLD = """
