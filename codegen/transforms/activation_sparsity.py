@@ -86,6 +86,8 @@ class ActivationSparsity(Transform):
             hf = f"activation_sparsity=hf_config.{field}"
         edits.add_args_field(package, code, hf)
         run(package, "model.py", _DocstringNote())
+        if "parallelize.py" in package.files:  # the shard plan keeps the FFN whole
+            run(package, "parallelize.py", _WholeFfnInPlanDocstring(), required=False)
 
 
 class _DocstringNote(cst.CSTTransformer):
@@ -107,3 +109,30 @@ class _DocstringNote(cst.CSTTransformer):
         return updated.with_changes(
             body=updated.body.with_changes(body=[line, *updated.body.body[1:]])
         )
+
+
+# the references' shard-plan docstring, and what it says with the FFN replicated
+_SPLIT = (
+    "Column-wise q/k/v and gate/up, row-wise o and down, the embedding and the output head"
+    " split\nover the vocabulary (logits gathered), "
+)
+_WHOLE = (
+    "Column-wise q/k/v, row-wise o, the feed-forward replicated (its top-k needs the whole\n"
+    "gate), the embedding and the output head split over the vocabulary (logits gathered),\n"
+)
+
+
+class _WholeFfnInPlanDocstring(cst.CSTTransformer):
+    """parallelize.py's module docstring: the FFN is not split (rules/sharding.py)."""
+
+    hits = 0
+
+    def leave_Module(self, original, updated):
+        first = updated.body[0] if updated.body else None
+        doc = first.body[0].value if isinstance(first, cst.SimpleStatementLine) else None
+        if not isinstance(doc, cst.SimpleString) or _SPLIT not in doc.value:
+            return updated
+        self.hits += 1
+        new = doc.with_changes(value=doc.value.replace(_SPLIT, _WHOLE, 1))
+        statement = first.with_changes(body=[first.body[0].with_changes(value=new)])
+        return updated.with_changes(body=[statement, *updated.body[1:]])

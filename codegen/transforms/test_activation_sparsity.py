@@ -75,6 +75,11 @@ def test_the_gate_is_thresholded_where_the_layer_is_sparse():
     )
 
 
+def test_the_shard_plan_docstring_says_the_ffn_stays_whole():
+    doc = _package().module("parallelize.py").body[0].body[0].value.evaluated_value
+    assert "the feed-forward replicated" in doc and "gate/up" not in doc
+
+
 def test_the_package_computes_hf_gemma3n_mlp():
     """The package's FeedForward against HF's Gemma3nTextMLP, per layer: one sparse, one not."""
     from transformers import Gemma3nTextConfig
