@@ -454,4 +454,16 @@ RULES += [
             " to its projection before the key norm (inkling's short convolutions)"
         ),
     ),
+    Rule(
+        # last: it moves the forward's key/value statements as the rules above left them
+        id="kv_sharing",
+        feature="attention.kv_sharing",
+        values=(True,),
+        transform="kv_sharing",
+        params={"sharing": FromFeature("attention.kv_sharing")},
+        description=(
+            "the last num_kv_shared_layers layers reuse the keys and values of the last"
+            " earlier layer of their kind, projecting none of their own (gemma3n, gemma4)"
+        ),
+    ),
 ]

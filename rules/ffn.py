@@ -116,4 +116,24 @@ RULES = [
             " one (inkling's global_scale)"
         ),
     ),
+    Rule(
+        # after the kind rules: the gate it thresholds is the activation's argument
+        id="activation_sparsity",
+        feature="ffn.activation_sparsity",
+        values=(True,),
+        transform="activation_sparsity",
+        params={"sparsity": FromFeature("ffn.activation_sparsity")},
+        description=(
+            "the gate keeps only its values above mean + k * std of each row before the"
+            " activation, k the normal quantile of the layer's target sparsity (gemma3n)"
+        ),
+    ),
+    Rule(
+        id="layer_ffn_widths",
+        feature="ffn.layer_widths",
+        values=(True,),
+        transform="layer_ffn_widths",
+        params={"field": FromFeature("ffn.layer_widths")},
+        description="each layer's FFN as wide as its entry of a config list (gemma3n)",
+    ),
 ]

@@ -289,6 +289,9 @@ SHARDS = [
     ),
     # ALiBi's bias has one entry per head: each rank keeps its heads'
     Shards("alibi", {"layers.*.attention.alibi": "head_slice"}),
+    # the Gaussian top-k thresholds the gate at statistics over all its features: a rank
+    # holding a column slice would take its own slice's mean and std, so the FFN stays whole
+    Shards("activation_sparsity", {name: "replicate" for name in _DENSE}),
     # xIELU's learned slopes act on the column-wise up projection's local features
     Shards("set_xielu_mlp", {"layers.*.feed_forward.act": "sharded_elementwise"}),
     # [gate | up] halves: a strided shard; alternating gate/up rows: a plain column split

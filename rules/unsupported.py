@@ -56,6 +56,17 @@ UNSUPPORTED: dict[tuple[str, object], str] = {
         "the word table's padding row read from a config field other than pad_token_id:"
         " no rule yet (the package would map the wrong field)"
     ),
+    ("attention.kv_sharing", "other"): (
+        "keys/values taken from an input of the attention's forward (another layer's or a"
+        " cache's states) instead of its own projections, in another form than gemma3n's"
+        " (the last layers reuse what the last earlier layer of their kind stored): no rule yet"
+    ),
+    ("ffn.activation_sparsity", "other"): (
+        "a projection thresholded by its own statistics before the activation (x - (mean +"
+        " k * std): activation sparsity) in another form than gemma3n's Gaussian top-k"
+        " (relu(gate - (mean + population std * the normal quantile of a config value)),"
+        " applied where that value is positive): no rule yet"
+    ),
     ("attention.routed", "other"): (
         "mixture of attention heads in another form than JetMoE's (a router picking the top-k"
         " logits then a softmax over them, one stacked query and one output expert module,"

@@ -19,6 +19,7 @@ from codegen.analyze import (
     detect_norm,
     detect_rope,
     ffn_sparsity,
+    ffn_widths,
     final_norm,
     fp32_keys,
     hyper_connections,
@@ -167,8 +168,13 @@ def _run(ctx: Ctx) -> Features:
     layer_extras.detect(
         ctx, ffn, per_layer, hyper=hyper, adapters=adapters, convs=(output_convs, kv_convs)
     )
-    kv_sharing.detect(ctx, shared)
-    ffn_sparsity.detect(ctx)
+    sharing = kv_sharing.detect(ctx, shared)
+    sparsity = ffn_sparsity.detect(ctx)
+    widths = ffn_widths.detect(ctx)
+    if widths is not None:
+        ffn = dataclasses.replace(ffn, layer_widths=widths)
+    if sparsity is not None:
+        ffn = dataclasses.replace(ffn, activation_sparsity=sparsity)
     attention_forms.detect(ctx, shared)
     router_forms.detect(ctx)
     ffn = dataclasses.replace(ffn, output_gain=scalar_gains.detect(ctx))
@@ -176,6 +182,8 @@ def _run(ctx: Ctx) -> Features:
     if table_norm is not None:  # the table's own forward norms its rows
         embedding = dataclasses.replace(embedding, norm=True, norm_module=table_norm)
     attention = value_norm.detect(ctx, shared, attention)
+    if sharing is not None:
+        attention = dataclasses.replace(attention, kv_sharing=sharing)
     attention = dataclasses.replace(attention, **shape_facts, **latent)
     routed = routed_attention.detect(ctx, moe)
     if isinstance(routed, dict):  # its output bias is the routed module's, after the merge

@@ -1564,6 +1564,10 @@ class _BuiltinFn:
                     return True
                 if value is UNKNOWN:
                     raise Unknown("isinstance")
+            elif isinstance(typ, ExtRef) and typ.name in _ABSTRACT_TYPES and is_plain(value):
+                # `isinstance(config.intermediate_size, Sequence)` (gemma3n's __post_init__)
+                if isinstance(value, _ABSTRACT_TYPES[typ.name]):
+                    return True
             else:
                 raise Unknown("isinstance")
         return False
@@ -1625,6 +1629,18 @@ _TYPE_NAMES = {
     "str": str,
     "bool": bool,
     "set": set,
+}
+# collections.abc types a config checks its plain values against (lists, tuples, dicts...)
+_ABSTRACT_TYPES = {
+    f"{module}.{name}": types
+    for module in ("collections.abc", "typing")
+    for name, types in {
+        "Sequence": (list, tuple, str),
+        "MutableSequence": (list,),
+        "Mapping": (dict,),
+        "MutableMapping": (dict,),
+        "Iterable": (list, tuple, str, dict, set, frozenset),
+    }.items()
 }
 _BUILTINS = {name[2:] for name in dir(_BuiltinFn) if name.startswith("b_")}
 

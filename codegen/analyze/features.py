@@ -218,6 +218,11 @@ class Attention:
     # "k_proj", "k_norm", "weights_proj", "interleaved"}), "other" for a scorer of another
     # shape, None without one; see codegen/analyze/key_selection.py
     key_selection: dict | str | None = None
+    # keys and values the last layers take from an earlier layer of their kind instead of
+    # projecting their own (gemma3n / gemma4): {"field": the config field counting those
+    # layers, "input": the forward's input carrying them}, "other" in another form, else
+    # None; see codegen/analyze/kv_sharing.py
+    kv_sharing: dict | str | None = None
 
 
 @dataclass(frozen=True)
@@ -280,6 +285,13 @@ class Ffn:
     # global_scale: starts at one, trained): its attribute, else None; see
     # codegen/analyze/scalar_gains.py
     output_gain: str | None = None
+    # the gate thresholded before its activation at mean + k * std of each row, k the standard
+    # normal's quantile of a target sparsity (gemma3n): {"field": the config field holding it,
+    # "per_layer": one value per layer}, else None; see codegen/analyze/ffn_sparsity.py
+    activation_sparsity: dict | None = None
+    # the config list holding each layer's inner width (`intermediate_size[layer_idx]`:
+    # gemma3n), else None; see codegen/analyze/ffn_widths.py
+    layer_widths: str | None = None
 
 
 @dataclass(frozen=True)

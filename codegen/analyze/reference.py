@@ -139,6 +139,7 @@ COMPARED: dict[str, Any] = {
     "attention.rel_bias": lambda found: "other" if found == "other" else found is not None,
     "attention.key_selection": lambda found: "other" if found == "other" else found is not None,
     "attention.dynamic_mask": lambda found: "other" if found == "other" else found is not None,
+    "attention.kv_sharing": lambda found: "other" if found == "other" else found is not None,
     "rope.type": None,
     "rope.partial_rotary": _partial,
     "rope.interleaved": None,
@@ -156,6 +157,8 @@ COMPARED: dict[str, Any] = {
     "ffn.sub_norm": None,
     "ffn.product_keys": lambda found: found is not None,
     "ffn.output_gain": lambda found: found is not None,
+    "ffn.activation_sparsity": lambda found: "other" if found == "other" else found is not None,
+    "ffn.layer_widths": lambda found: found is not None,
     "ffn.act_fp32": None,
     "ffn.experts_act_fp32": None,
     "moe": _moe_present,
@@ -241,6 +244,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "attention.layer_shapes": ("same",),  # every layer's attention sized alike
     "attention.v_head_dim": (False,),  # value heads as wide as the key heads
     "attention.v_scale": (False,),  # the values go to the attention as projected
+    "attention.kv_sharing": (False,),  # every layer projects its own keys and values
     "attention.sink_rule": (False,),  # sinks, if any, on every layer
     "attention.latent_norm_eps": ("default",),  # latent norms at 1e-6 (MLA)
     "attention.latent_scale": ("none",),  # the normed latents go up as they are
@@ -273,6 +277,8 @@ _DENSE_COMMON: dict[str, tuple] = {
     "ffn.sub_norm": (False,),  # the inner activations go to the down projection as they are
     "ffn.product_keys": (False,),  # no switch puts product-key experts in the MLP's place
     "ffn.output_gain": (False,),  # the MLP's output is its down projection's
+    "ffn.activation_sparsity": (False,),  # the gate goes to its activation as projected
+    "ffn.layer_widths": (False,),  # every layer's FFN as wide as intermediate_size
     "moe": (False,),
     "norm.kind": ("rmsnorm",),
     "norm.placement": ("pre",),

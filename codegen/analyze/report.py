@@ -40,6 +40,7 @@ ROWS = (
     ("ffn.bias", "FFN bias"),
     ("ffn.fused_gate_up", "fused gate/up"),
     ("ffn.product_keys", "product-key experts"),
+    ("ffn.activation_sparsity", "activation sparsity"),
     ("moe.num_experts", "experts"),
     ("moe.top_k", "top-k"),
     ("moe.router", "router"),

@@ -43,8 +43,26 @@ def _layers(cfg: dict[str, Any]) -> int:
     original has (its per-layer lists would not cover them)."""
     pattern = cfg.get("layer_types")
     layers = max(4, _first_repeat(pattern)) if pattern and len(set(pattern)) > 1 else 4
+    if cfg.get("num_kv_shared_layers"):
+        layers *= 2  # every kind stores keys/values in the first half and reuses them after
     original = cfg.get("num_hidden_layers")
     return min(layers, original) if isinstance(original, int) and original > 0 else layers
+
+
+def _kv_shared(cfg: dict[str, Any]) -> int:
+    """The second half of the toy's layers reuse the first half's keys and values (each kind
+    stored by its last layer there), where the config shares any."""
+    return _layers(cfg) // 2 if cfg["num_kv_shared_layers"] else 0
+
+
+def _sparsity(cfg: dict[str, Any]) -> list[float]:
+    """The first half of the layers sparse, each at a target of its own (the config's
+    highest, then a tenth less in turn), the rest dense: a package reading another layer's
+    target, or thresholding every layer or none, differs."""
+    layers = _layers(cfg)
+    top = max(cfg["activation_sparsity_pattern"] or [0.0]) or 0.95
+    sparse = [top if i % 2 == 0 else round(top - 0.1, 6) for i in range((layers + 1) // 2)]
+    return sparse + [0.0] * (layers - len(sparse))
 
 
 def _first_repeat(pattern: list[str]) -> int:
@@ -170,6 +188,10 @@ SHRINK_RULES: dict[str, Any | Rule] = {
     # sizing it from vocab_size does not load), both holding every toy token id
     "hidden_size_per_layer_input": 24,
     "vocab_size_per_layer_input": 528,
+    # keys/values shared by the last layers (gemma3n): see _kv_shared
+    "num_kv_shared_layers": _kv_shared,
+    # a gate thresholded at mean + k * std on some layers only (gemma3n): see _sparsity
+    "activation_sparsity_pattern": _sparsity,
     # OPT: embeddings as wide as the hidden states unless a checkpoint projects them in/out
     "word_embed_proj_dim": lambda cfg: (
         96 if cfg["word_embed_proj_dim"] == cfg.get("hidden_size") else 64

@@ -1,6 +1,7 @@
 """KV sharing (keys/values read from an input of the attention's forward, no projection of
 its own) and activation sparsity (a projection thresholded by its own statistics before the
-activation) are each named unsupported with file:line (gemma3n), not left to fail verify."""
+activation): gemma3n's forms are read as facts the rules realise; any other form is "other",
+named unsupported with file:line, not left to fail verify."""
 
 from __future__ import annotations
 
@@ -50,7 +51,9 @@ def test_plain_synth_has_neither(tmp_path):
 def test_keys_and_values_from_an_input_are_kv_sharing(tmp_path):
     found = _found(_synth(tmp_path, shared_kv=True))
     detail, evidence = found["attention.kv_sharing"]
-    assert "'kv'" in detail and evidence.startswith("modeling_synth.py:")
+    # not gemma3n's form (no reuse/store flags, no config property): "other"
+    assert "another form" in detail and evidence.startswith("modeling_synth.py:")
+    assert "'kv'" in evidence
     assert "ffn.activation_sparsity" not in found
 
 
@@ -62,7 +65,19 @@ def test_gate_thresholded_by_its_own_statistics_is_activation_sparsity(tmp_path)
 
 
 @pytest.mark.parametrize("model_type", ["gemma3n_text"])
-def test_gemma3n_names_both(model_type):
-    found = _found(model_type)
-    assert found["attention.kv_sharing"][1].startswith("modeling_gemma3n.py:")
-    assert found["ffn.activation_sparsity"][1].startswith("modeling_gemma3n.py:")
+def test_gemma3n_reads_its_kv_sharing_and_sparsity(model_type):
+    features = analyze(model_type)
+    found = {u.feature: (u.detail, u.evidence) for u in features.unsupported}
+    # its sharing and its Gaussian top-k are the forms the rules realise: facts
+    assert "attention.kv_sharing" not in found and "ffn.activation_sparsity" not in found
+    assert features.attention.kv_sharing == {
+        "field": "num_kv_shared_layers",
+        "input": "shared_kv_states",
+    }
+    # the first statement reading another layer's keys and values
+    assert features.evidence["attention.kv_sharing"].startswith("modeling_gemma3n.py:1221 ")
+    assert features.ffn.activation_sparsity == {
+        "field": "activation_sparsity_pattern",
+        "per_layer": True,
+    }
+    assert features.evidence["ffn.activation_sparsity"].startswith("modeling_gemma3n.py:")

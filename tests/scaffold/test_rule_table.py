@@ -26,6 +26,12 @@ PROJECTED = {
     "attention.sink_rule": (True, False, "other"),
     "attention.dynamic_mask": (True, False, "other"),  # a value bias read, or not understood
     "attention.routed": (True, False, "other"),  # a mixture of attention heads read, or not
+    "ffn.activation_sparsity": (True, False, "other"),
+    "attention.kv_sharing": (
+        True,
+        False,
+        "other",
+    ),  # gemma3n's sharing read, or another form  # a Gaussian top-k read, or another form
     "attention.rel_bias": (True, False, "other"),  # a relative bias table read, or not
     "embedding.padding_idx": ("pad_token_id", "other", False),  # the field, another, none
     "state_dict.fp32_keys": (True, False, "router_bias"),  # kept: others, none, the bias alone

@@ -1,0 +1,93 @@
+"""KvSharing: reusing layers take (k, v) stored by the last earlier layer of their kind."""
+
+from __future__ import annotations
+
+import libcst as cst
+import libcst.matchers as m
+
+from codegen.models import references_dir
+from codegen.scaffold.source import SourcePackage
+from codegen.transforms.edits import findall
+from codegen.transforms.kv_sharing import KvSharing
+
+SHARING = {"field": "num_kv_shared_layers", "input": "shared_kv_states"}
+
+
+def _package():
+    package = SourcePackage.from_directory(references_dir() / "qwen3")
+    KvSharing().apply(package, sharing=SHARING)
+    return package
+
+
+def _method(module: cst.Module, cls: str, name: str) -> cst.FunctionDef:
+    (found,) = findall(module, m.ClassDef(name=m.Name(cls)))
+    (method,) = findall(found, m.FunctionDef(name=m.Name(name)))
+    return method
+
+
+def _self(attr: str) -> m.Attribute:
+    return m.Attribute(value=m.Name("self"), attr=m.Name(attr))
+
+
+def test_key_value_statements_move_under_the_reuse_branch():
+    model = _package().module("model.py")
+    forward = _method(model, "Attention", "forward")
+    (branch,) = findall(forward, m.If(test=_self("reuses")))
+    # reuse: `k, v = shared[self.kind]`
+    assert findall(
+        branch.body,
+        m.Assign(
+            value=m.Subscript(
+                value=m.Name("shared"), slice=[m.SubscriptElement(m.Index(_self("kind")))]
+            )
+        ),
+    )
+    # else: the key and value projections, the key rotation, the store
+    assert findall(branch.orelse, m.Call(func=_self("wk")))
+    assert findall(branch.orelse, m.Call(func=_self("wv")))
+    assert findall(
+        branch.orelse,
+        m.Assign(targets=[m.AssignTarget(m.Name("k"))], value=m.Call(func=m.Name("apply_rotary"))),
+    )
+    (store,) = findall(branch.orelse, m.If(test=_self("stores")))
+    assert findall(store, m.AssignTarget(m.Subscript(value=m.Name("shared"))))
+    # the query and its rotation stay outside, before the branch
+    assert not findall(branch, m.Call(func=_self("wq")))
+    assert findall(
+        forward,
+        m.Assign(targets=[m.AssignTarget(m.Name("q"))], value=m.Call(func=m.Name("apply_rotary"))),
+    )
+    assert findall(forward, m.Param(name=m.Name("shared")))
+
+
+def test_a_reusing_layer_builds_no_key_value_modules():
+    model = _package().module("model.py")
+    init = _method(model, "Attention", "__init__")
+    (guard,) = findall(
+        init, m.If(test=m.UnaryOperation(operator=m.Not(), expression=_self("reuses")))
+    )
+    built = {t.target.attr.value for t in findall(guard, m.AssignTarget(target=m.Attribute()))}
+    assert built == {"wk", "wv", "k_norm"}
+    assert findall(init, m.AssignTarget(_self("stores")))
+    assert findall(init, m.Param(name=m.Name("layer_id")))
+
+
+def test_model_hands_every_layer_one_dict():
+    package = _package()
+    model = package.module("model.py")
+    forward = _method(model, "Model", "forward")
+    assert findall(forward, m.AnnAssign(target=m.Name("shared"), value=m.Dict(elements=[])))
+    (loop,) = findall(forward, m.For())
+    (call,) = findall(loop, m.Call(func=m.Name("layer")))
+    assert m.matches(call.args[-1].value, m.Name("shared"))
+    block = _method(model, "TransformerBlock", "forward")
+    (attention,) = findall(block, m.Call(func=_self("attention")))
+    assert m.matches(attention.args[-1].value, m.Name("shared"))
+    args = package.module("args.py")
+    assert findall(
+        args,
+        m.Arg(
+            keyword=m.Name("kv_shared_layers"),
+            value=m.Attribute(m.Name("hf_config"), m.Name("num_kv_shared_layers")),
+        ),
+    )

@@ -1,0 +1,24 @@
+"""gemma3n's text decoder: the parts the rules realise are read as facts from its code, the
+ones no rule realises yet (AltUp, Laurel, its per-layer inputs) stay named unsupported."""
+
+from __future__ import annotations
+
+from codegen.analyze.analysis import analyze
+
+
+def test_gemma3n_text_facts_and_what_stays_unsupported():
+    features = analyze("gemma3n_text")
+    assert features.ffn.layer_widths == "intermediate_size"
+    assert features.ffn.activation_sparsity == {
+        "field": "activation_sparsity_pattern",
+        "per_layer": True,
+    }
+    assert features.attention.kv_sharing["field"] == "num_kv_shared_layers"
+    # its __post_init__ checks isinstance(intermediate_size, Sequence) before it derives
+    # layer_types: the analysis reads past it (per-type RoPE, the value norm)
+    assert features.rope.per_layer_type is True
+    assert features.attention.v_norm == "per_head"
+    unsupported = {u.feature: u.detail for u in features.unsupported}
+    assert set(unsupported) == {"block.layer_modules", "block.layer_input"}
+    for part in ("altup", "laurel", "per_layer_input_gate", "per_layer_projection"):
+        assert part in unsupported["block.layer_modules"]
