@@ -320,11 +320,12 @@ def _inputs_diff(house_rest: list, hf_rest: list) -> float:
 def _layers_name(model: nn.Module) -> str | None:
     """The ModuleList of decoder layers: the longest ModuleList of the model that is not
     inside another one (a hand-written MoE keeps more experts in a list than there are
-    layers)."""
+    layers). Of lists as long, the first the model builds (two alike stacks run in cycles:
+    the inner one, which first receives the embeddings, as HF's L stack)."""
     names = [n for n, m in model.named_modules() if isinstance(m, nn.ModuleList)]
     outer = [n for n in names if not any(n.startswith(o + ".") for o in names if o != n)]
     lists = [(len(model.get_submodule(n)), n) for n in outer]
-    return max(lists)[1] if lists else None
+    return max(lists, key=lambda item: item[0])[1] if lists else None
 
 
 def _head_name(model: nn.Module, vocab: int, hf: bool) -> str | None:
