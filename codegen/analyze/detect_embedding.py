@@ -643,8 +643,7 @@ def detect(ctx: Ctx) -> tuple[Embedding, Head]:
                             scale = True
                             ctx.cite(
                                 "embedding.scale",
-                                f"{_where(t, ctx.class_site(owner))} "
-                                f"(x {_describe(factor)})",
+                                f"{_where(t, ctx.class_site(owner))} (x {_describe(factor)})",
                             )
                             break
                         if factor is None:
