@@ -10,9 +10,11 @@ import shutil
 
 import pytest
 
+from codegen.models import load_spec
 from codegen.scaffold.plan import make_plan
 from codegen.scaffold.target import load_target
 from codegen.scaffold.testing import seed, verify_toy, write_planned
+from codegen.verify.run import Case
 from codegen.verify.tiny_config import tiny_config
 
 TARGET = "hrm_text"
@@ -50,6 +52,17 @@ def test_package_verifies(built):
     results = verify_toy(models, name, ("fp32", "bf16"))
     assert all(r.passed for r in results), [r.error or r.first_divergence for r in results]
     assert all(r.gradients_match for r in results)
+
+
+def test_prefix_lm_is_no_setting_of_the_package(built):
+    """The prefix block needs token_type_ids, which the package does not take: without them
+    HF is causal whatever prefix_lm says, and the package loads either setting."""
+    models, name = built
+    off = Case(f"{TARGET}+prefix_lm=False", tiny_config(TARGET, prefix_lm=False))
+    (result,) = verify_toy(models, name, case=off, gradients=False)
+    assert result.passed, result.error or result.refused or result.first_divergence
+    spec = load_spec(name, models)
+    assert "prefix_lm" not in spec.args.from_hf_config.__globals__["FIXED_SETTINGS"]
 
 
 def test_package_without_the_rule_misses_the_second_stack(tmp_path, planned):
