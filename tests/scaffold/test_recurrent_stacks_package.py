@@ -65,6 +65,16 @@ def test_prefix_lm_is_no_setting_of_the_package(built):
     assert "prefix_lm" not in spec.args.from_hf_config.__globals__["FIXED_SETTINGS"]
 
 
+@pytest.mark.parametrize("grad_cycles", [[3], [1, 2, 3]])
+def test_other_gradient_lists_verify(built, grad_cycles):
+    """Every inner run with gradients in the last cycle; a list longer than the cycles
+    (HF reads its first entries)."""
+    models, name = built
+    case = Case(f"{TARGET}+L_bp_cycles={grad_cycles}", tiny_config(TARGET, L_bp_cycles=grad_cycles))
+    (result,) = verify_toy(models, name, case=case)
+    assert result.passed and result.gradients_match, result.error or result.first_divergence
+
+
 def test_package_without_the_rule_misses_the_second_stack(tmp_path, planned):
     _, plan = planned
     steps = [s for s in plan.steps if s.transform not in ("recurrent_stacks", "stack_keys")]
