@@ -392,10 +392,11 @@ def _diff_any(a, b) -> float:
     return relative_diff(a, b)
 
 
-def _forward(model, tokens, positions, hf: bool, extra=None):
-    """`extra`: optional id arguments (`id_inputs.py`), passed by name to both models."""
+def _forward(model, tokens, positions, hf: bool, extra=None, grad: bool = False):
+    """`extra`: optional id arguments (`id_inputs.py`), passed by name to both models;
+    `grad`: with autograd on (no tensor is kept past the call)."""
     extra = extra or {}
-    with torch.no_grad():
+    with torch.set_grad_enabled(grad):
         if hf:
             return model(input_ids=tokens, position_ids=positions, **extra).logits
         if positions is None:
@@ -783,3 +784,45 @@ def _layer_prefix(name: str, layers: str | None) -> str:
         rest = name[len(layers) + 1 :].split(".")
         return f"{layers}.{rest[0]}"
     return name.split(".")[0]
+
+
+def autograd_calls(house_model, hf_model, tokens, positions=None, extra=None) -> str | None:
+    """The first layer (package order) whose calls carry autograd on other calls than its
+    HF pair's (a stack run in cycles whose early runs HF cuts from the graph under
+    `torch.no_grad()`), as "<layer> (HF <pair>) carries gradients on calls [..], HF's on
+    [..]"; None where every layer's calls agree. Both models run with gradients on."""
+    pairs = dict(module_pairs(house_model, hf_model))
+    stacks = {name.rsplit(".", 1)[0] for name in _first_layers(house_model)}
+    layers = [h for h in pairs if h.rsplit(".", 1)[0] in stacks]
+    if not layers:
+        return None
+    found: dict[str, list[bool]] = {}
+    handles = []
+
+    def hook(key):
+        def record(module, args, output):
+            outputs = _tensors(output)
+            found.setdefault(key, []).append(bool(outputs) and outputs[0].requires_grad)
+
+        return record
+
+    house_modules, hf_modules = dict(house_model.named_modules()), dict(hf_model.named_modules())
+    for name in layers:
+        handles.append(house_modules[name].register_forward_hook(hook(("house", name))))
+        if pairs[name] in hf_modules:
+            handles.append(hf_modules[pairs[name]].register_forward_hook(hook(("hf", pairs[name]))))
+    try:
+        _forward(house_model, tokens, positions, False, extra, grad=True)
+        _forward(hf_model, tokens, positions, True, extra, grad=True)
+    finally:
+        for handle in handles:
+            handle.remove()
+    for name in layers:
+        house, hf = found.get(("house", name), []), found.get(("hf", pairs[name]), [])
+        if house and len(house) == len(hf) and house != hf:
+            calls = [i + 1 for i, grad in enumerate(house) if grad]
+            hf_calls = [i + 1 for i, grad in enumerate(hf) if grad]
+            return (
+                f"{name} (HF {pairs[name]}) carries gradients on calls {calls}, HF's on {hf_calls}"
+            )
+    return None

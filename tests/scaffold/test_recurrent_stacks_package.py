@@ -112,9 +112,11 @@ def test_seeded_recurrence_defects_fail_naming_the_stack(tmp_path, built, defect
     assert result.first_divergence.startswith(named), result.first_divergence
 
 
-def test_every_inner_run_with_gradients_fails_on_the_gradients(tmp_path, built):
-    """Without the no-grad schedule the logits are HF's; the outer stack's gradients are
-    not (its first cycle's output reaches the loss through inner runs HF cuts off)."""
+def test_every_inner_run_with_gradients_fails_naming_the_inner_stack(tmp_path, built):
+    """Without the no-grad schedule the logits are HF's, the gradients are not: the inner
+    stack's runs carry autograd where HF cuts them off (cycle 0: only run 3; cycle 1: runs
+    5 and 6), and the outer stack's gradients are the first tensor off (its first cycle's
+    output reaches the loss through those runs)."""
     models, name = _copy(built, tmp_path)
     seed(
         models,
@@ -125,6 +127,7 @@ def test_every_inner_run_with_gradients_fails_on_the_gradients(tmp_path, built):
     (result,) = verify_toy(models, name)
     assert not result.passed and not result.gradients_match
     assert result.first_divergence is None
-    assert result.first_gradient_divergence.startswith("model.H_module.layers."), (
-        result.first_gradient_divergence
-    )
+    assert result.first_gradient_divergence.startswith(
+        "inner.layers.0 (HF model.L_module.layers.0) carries gradients on calls"
+        " [1, 2, 3, 4, 5, 6], HF's on [3, 5, 6]; first tensor: model.H_module.layers."
+    ), result.first_gradient_divergence
