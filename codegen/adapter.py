@@ -170,6 +170,10 @@ class StateDictAdapter:
     # ([num_experts * out, in]; [num_experts * in, out] when transposed) against the house's
     # 3-D [num_experts, out, in]: split on load, flattened back on save
     flat_experts: ClassVar[dict[str, bool]] = {}
+    # on-disk key tail -> the key tails of the tensors it holds as equal row blocks, in order
+    # (transformers' `Chunk(dim=0)` conversion: a fused `attn.gqkv_proj.weight` holds gate, q,
+    # k and v): split before the table is read, joined again on save
+    chunked: ClassVar[dict[str, tuple[str, ...]]] = {}
     embedding_key: ClassVar[str] = "tok_embeddings.weight"
     output_key: ClassVar[str] = "output.weight"
 
@@ -205,10 +209,55 @@ class StateDictAdapter:
                 return row, found.groups()
         return None
 
+    def _chunk_of(self, key: str) -> tuple[str, tuple[str, ...]] | None:
+        """(the key's head, its parts' tails) where `key` is a fused tensor of `chunked`."""
+        for fused, parts in self.chunked.items():
+            if key == fused or key.endswith("." + fused):
+                return key[: len(key) - len(fused)], parts
+        return None
+
+    def _unchunked(self, hf_keys) -> list[str]:
+        """The keys with every fused one replaced by the keys of its parts."""
+        out = []
+        for key in hf_keys:
+            found = self._chunk_of(key)
+            out += [key] if found is None else [found[0] + part for part in found[1]]
+        return out
+
+    def split_chunks(self, hf_state_dict: dict[str, Any]) -> dict[str, Any]:
+        """Each fused tensor of `chunked` split into its parts' keys (equal row blocks)."""
+        out: dict[str, Any] = {}
+        for key, tensor in hf_state_dict.items():
+            found = self._chunk_of(key)
+            if found is None:
+                out[key] = tensor
+                continue
+            head, parts = found
+            blocks = tensor.chunk(len(parts), dim=0)
+            if len(blocks) != len(parts) or tensor.shape[0] % len(parts):
+                raise ValueError(f"{key}: {tensor.shape[0]} rows do not split into {parts}")
+            out.update(
+                (head + part, block.contiguous()) for part, block in zip(parts, blocks, strict=True)
+            )
+        return out
+
+    def join_chunks(self, hf_state_dict: dict[str, Any]) -> dict[str, Any]:
+        """The parts of each fused tensor of `chunked` concatenated back under its key."""
+        import torch
+
+        out = dict(hf_state_dict)
+        for fused, parts in self.chunked.items():
+            for key in [k for k in out if k == parts[0] or k.endswith("." + parts[0])]:
+                head = key[: len(key) - len(parts[0])]
+                names = [head + part for part in parts]
+                if all(name in out for name in names):
+                    out[head + fused] = torch.cat([out.pop(name) for name in names])
+        return out
+
     def unmapped_keys(self, hf_keys) -> list[str]:
         """HF keys that no table row matches (would be silently dropped otherwise). Layers
         past `args.n_layers` and the block scales of mapped weights are not unmapped."""
-        keys = set(hf_keys)
+        keys = set(self._unchunked(hf_keys))
         skipped = set(self.ignored_keys(keys))
         return sorted(
             key
@@ -220,7 +269,7 @@ class StateDictAdapter:
         """HF keys a row maps to None: in the checkpoint, read by nothing the model runs."""
         return sorted(
             key
-            for key in set(hf_keys)
+            for key in set(self._unchunked(hf_keys))
             if (found := self._match_hf(key)) is not None and found[0].house is None
         )
 
@@ -279,6 +328,8 @@ class StateDictAdapter:
         if not self.keep_fp8:
             for key, scale in scales.items():
                 hf_state_dict[key] = self.dequantize(key, hf_state_dict[key], scale)
+        if self.chunked:
+            hf_state_dict = self.split_chunks(hf_state_dict)
         unmapped = self.unmapped_keys(hf_state_dict)
         if unmapped:
             raise UnmappedKeysError(unmapped)
@@ -376,7 +427,7 @@ class StateDictAdapter:
         hf_state_dict: dict[str, Any] = {}
         for name, tensor in state_dict.items():
             hf_state_dict.update(self.convert_single_to_hf(name, tensor))
-        return hf_state_dict
+        return self.join_chunks(hf_state_dict) if self.chunked else hf_state_dict
 
 
 def _regroup(tensor: Any, blocks: int, order: str, load: bool):

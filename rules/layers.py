@@ -29,4 +29,17 @@ RULES = [
             " (LongCat-Flash)"
         ),
     ),
+    Rule(
+        id="recurrent_stacks",
+        feature="block.recurrent_stacks",
+        values=(True,),
+        transform="recurrent_stacks",
+        params={"stacks": FromFeature("block.recurrent_stacks")},
+        description=(
+            "two alike layer stacks, each normed at its end, run in nested cycles on an inner"
+            " state (from a checkpoint vector) and an outer one (from the embeddings): per"
+            " cycle the inner stack config-many times, only the last few runs with"
+            " gradients, then the outer stack once (HRM)"
+        ),
+    ),
 ]

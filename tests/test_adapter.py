@@ -148,3 +148,38 @@ def test_module_dict_keys_are_carried_over_both_ways():
     )
     assert adapter.to_hf(house).keys() == sd.keys()
     assert adapter.unmapped_keys(["encoder.layer.0.output.adapter_modules.a.b.dense1.weight"])
+
+
+class ChunkedAdapter(StateDictAdapter):
+    from_hf_map = {
+        "model.stack.layers.{}.self_attn.gate_proj.weight": "layers.{}.attention.wg.weight",
+        "model.stack.layers.{}.self_attn.q_proj.weight": "layers.{}.attention.wq.weight",
+        "model.stack.layers.{}.mlp.down_proj.weight": "layers.{}.feed_forward.w2.weight",
+    }
+    chunked = {
+        "attn.gq_proj.weight": ("self_attn.gate_proj.weight", "self_attn.q_proj.weight"),
+    }
+
+
+def test_chunked_tensors_split_into_their_rows_and_join_back():
+    fused = torch.randn(8, 4)
+    sd = {
+        "model.stack.layers.0.attn.gq_proj.weight": fused,
+        "model.stack.layers.0.mlp.down_proj.weight": torch.randn(4, 3),
+    }
+    adapter = ChunkedAdapter(Args())
+    assert adapter.unmapped_keys(sd) == []
+    house = adapter.from_hf(sd)
+    assert torch.equal(house["layers.0.attention.wg.weight"], fused[:4])
+    assert torch.equal(house["layers.0.attention.wq.weight"], fused[4:])
+    back = adapter.to_hf(house)
+    assert set(back) == set(sd)
+    assert all(torch.equal(back[key], sd[key]) for key in sd)
+
+
+def test_a_chunked_tensor_whose_parts_no_row_maps_is_unmapped():
+    sd = {"model.other.attn.gq_proj.weight": torch.randn(8, 4)}
+    assert ChunkedAdapter(Args()).unmapped_keys(sd) == [
+        "model.other.self_attn.gate_proj.weight",
+        "model.other.self_attn.q_proj.weight",
+    ]

@@ -159,7 +159,7 @@ def _run(ctx: Ctx) -> Features:
     norm, norm_facts = detect_norm.detect(ctx)
     embedding, head = detect_embedding.detect(ctx)
     category = detect_category.detect(ctx, shared)
-    sublayers = layer_stacks.detect(ctx)
+    sublayers, recurrent = layer_stacks.detect(ctx)
     per_layer = per_layer_input.detect(ctx)
     hyper = hyper_connections.detect(ctx, norm_facts)
     adapters = language_adapters.detect(ctx, ffn)
@@ -257,6 +257,7 @@ def _run(ctx: Ctx) -> Features:
         per_layer_input=per_layer,
         language_adapters=adapters,
         sublayers=sublayers,
+        recurrent_stacks=recurrent,
         parallel_moe=parallel_moe.detect(ctx, switch_list),
     )
     if block.parallel_moe and any(

@@ -115,12 +115,49 @@ def _args(call: CallRec, index: int, key: str):
     return call.kwargs.get(key)
 
 
+def chunk_split(call: CallRec) -> tuple[str, tuple[str, ...]] | None:
+    """(on-disk name, module names) of a converter that splits one checkpoint tensor into
+    equal row blocks (`operations=[Chunk(dim=0)]`: hrm_text's fused `attn.gqkv_proj` ->
+    gate, q, k, v); None for any other transform. The names are key tails, as
+    transformers matches them."""
+    if call.name.rsplit(".", 1)[-1] != "WeightConverter":
+        return None
+    sources = _patterns(_args(call, 0, "source_patterns"))
+    targets = _patterns(_args(call, 1, "target_patterns"))
+    operations = _args(call, 2, "operations")
+    if len(sources) != 1 or len(targets) < 2 or not isinstance(operations, list | tuple):
+        return None
+    if len(operations) != 1 or not isinstance(operations[0], CallRec):
+        return None
+    op = operations[0]
+    dim = op.args[0] if op.args else op.kwargs.get("dim", 0)
+    if (
+        op.name.rsplit(".", 1)[-1] != "Chunk"
+        or dim != 0
+        or len(op.args) > 1
+        or set(op.kwargs) - {"dim"}
+    ):
+        return None
+    names = [_literal(p) for p in (*sources, *targets)]
+    if any(n is None or "*" in n for n in names):
+        return None
+    return names[0], tuple(names[1:])
+
+
+def chunk_splits(transforms: list[CallRec]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Every `chunk_split` among `transforms`, in their order."""
+    return tuple(found for call in transforms if (found := chunk_split(call)) is not None)
+
+
 def to_checkpoint(keys: list[str], transforms: list[CallRec]) -> tuple[list[str], list[str]]:
-    """Module keys -> on-disk keys (reversing the load-time transforms); also notes."""
+    """Module keys -> on-disk keys (reversing the load-time transforms); also notes. A
+    `chunk_split` leaves the module keys: the adapter splits the fused tensor into them."""
     notes: list[str] = []
     out = list(keys)
     for call in reversed(transforms):
         kind = call.name.rsplit(".", 1)[-1]
+        if chunk_split(call) is not None:
+            continue
         sources = _patterns(_args(call, 0, "source_patterns"))
         targets = _patterns(_args(call, 1, "target_patterns"))
         if kind == "WeightRenaming" and len(sources) == 1 and len(targets) == 1:

@@ -41,14 +41,24 @@ def _embedding(ctx: Ctx) -> tuple[str | None, ModuleRec | None]:
     owner = ctx.model.stack_owner
     if owner is None:
         return None, None
-    for name, child in owner.children():
-        if (
-            isinstance(child, ModuleRec)
-            and ctx.roles.role(child) == EMBEDDING
-            and not any(child is t for t in ctx.rope_tables)  # sin/cos rows the rotation reads
-        ):
-            return name, child
+    # the stack's owner, else the modules above it (HRM's stacks are modules of the backbone)
+    path = ctx.model.stack_owner_path.split(".") if ctx.model.stack_owner_path else []
+    owners = [owner] + [_at(ctx.model.entry, path[:i]) for i in range(len(path) - 1, -1, -1)]
+    for holder in owners:
+        for name, child in holder.children() if isinstance(holder, ModuleRec) else ():
+            if (
+                isinstance(child, ModuleRec)
+                and ctx.roles.role(child) == EMBEDDING
+                and not any(child is t for t in ctx.rope_tables)  # sin/cos rows of the rotation
+            ):
+                return name, child
     return None, None
+
+
+def _at(rec, path: list[str]):
+    for name in path:
+        rec = rec.attrs.get(name) if isinstance(rec, ModuleRec) else None
+    return rec
 
 
 def _head(ctx: Ctx) -> tuple[str | None, ModuleRec | None]:
@@ -96,6 +106,20 @@ def _before_head(term: Term):
         seen.add(id(t))
         yield t
         stack.extend(a for a in t.args if isinstance(a, Term))
+
+
+def _holder(entry, rec):
+    """The module record holding `rec` as an attribute of its own (searched from `entry`)."""
+    stack, seen = [entry], set()
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, ModuleRec) or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if any(child is rec for child in node.attrs.values()):
+            return node
+        stack.extend(child for _, child in node.children())
+    return None
 
 
 def _scale_factor(term: Term):
@@ -590,8 +614,16 @@ def detect(ctx: Ctx) -> tuple[Embedding, Head]:
                     )
                     break
     if scale is False and model.stack_owner is not None and emb is not None:
-        trace = ctx.trace(model.stack_owner, inline=False)
+        owner = model.stack_owner
+        trace = ctx.trace(owner, inline=False)
         emb_calls = [t for t in trace.terms if t.op == "call" and t.module is emb]
+        holder = _holder(model.entry, emb)
+        if not emb_calls and holder is not None and holder is not owner:
+            # the layers' stacks are modules of the backbone (HRM's two stacks): the first
+            # layer is reached through the backbone's own forward
+            owner = holder
+            trace = ctx.trace(owner)
+            emb_calls = [t for t in trace.terms if t.op == "call" and t.module is emb]
         layer_calls = [
             t
             for t in trace.terms
@@ -611,13 +643,12 @@ def detect(ctx: Ctx) -> tuple[Embedding, Head]:
                             scale = True
                             ctx.cite(
                                 "embedding.scale",
-                                f"{_where(t, ctx.class_site(model.stack_owner))} "
-                                f"(x {_describe(factor)})",
+                                f"{_where(t, ctx.class_site(owner))} (x {_describe(factor)})",
                             )
                             break
                         if factor is None:
                             scale = True
-                            ctx.cite("embedding.scale", ctx.class_site(model.stack_owner))
+                            ctx.cite("embedding.scale", ctx.class_site(owner))
     if "embedding.scale" not in ctx.evidence:
         ctx.cite(
             "embedding.scale", ctx.class_site(emb) if emb is not None and emb.cls else ctx.site(emb)

@@ -521,6 +521,13 @@ class Block:
     # {"count": 2, "moe": "mlp", "moe_input": i (it reads sublayer i's normed MLP input; its
     # output joins the last residual sum), "names": {house part: checkpoint module list}}
     sublayers: dict | None = None
+    # two alike layer stacks run in nested cycles (HRM; codegen/analyze/recurrent_stacks.py):
+    # {"backbone" (HF path), "inner", "outer" (its stack attributes: the inner loop's and the
+    # one after it), "layers", "norm" (a stack's layer list and final norm), config fields
+    # "layer_count" (layers per stack), "cycles", "inner_cycles" (the loops' counts),
+    # "grad_cycles" (the list of how many of each cycle's last inner runs carry gradients,
+    # left-padded with 1), "init" (the vector parameter the inner state starts from)}
+    recurrent_stacks: dict | None = None
     # a routed MoE a bool config switch adds beside the dense MLP, each branch normed before
     # and after, summed before the FFN's post-norm (gemma4's enable_moe_block; read with the
     # switch on, see codegen/analyze/parallel_moe.py): {"field" (the switch), the layer's
@@ -545,6 +552,10 @@ class StateDict:
     tied_keys: tuple[str, ...] = ()  # module keys absent from the checkpoint (tied)
     # checkpoint keys of modules whose output the logits never read (BigBird's pooler): dropped
     unused_keys: tuple[str, ...] = ()
+    # fused checkpoint tensors transformers splits into equal row blocks on load: (on-disk key
+    # tail, the module key tails it holds, in order); the adapter splits and joins them
+    # (hrm_text's `attn.gqkv_proj.weight` -> gate, q, k, v)
+    chunked: tuple[tuple[str, tuple[str, ...]], ...] = ()
     # layer keys of projections stored [in, out] (transformers' Conv1D), not nn.Linear's [out, in]
     transposed_keys: tuple[str, ...] = ()
     # module keys of the parameters HF loads in fp32 in a bf16/fp16 model

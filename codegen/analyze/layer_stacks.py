@@ -1,9 +1,10 @@
 """Layer stacks: several stacks, and layers holding several attention sublayers.
 
-A package builds one stack of layers run once, in order. A model with several stacks (BLT's
-local encoder, global transformer, local decoder and entropy patcher; HRM's two stacks run in
-nested cycles, one module reached under two names) is reported unsupported with every stack's
-path, instead of being planned from whichever stack looked most like a backbone.
+A package builds one stack of layers run once, in order, or two alike stacks run in nested
+cycles (HRM: `recurrent_stacks` reads the form). Any other model with several stacks (BLT's
+local encoder, global transformer, local decoder and entropy patcher) is reported
+unsupported with every stack's path, instead of being planned from whichever stack looked
+most like a backbone.
 
 A layer holding module lists of attentions, dense MLPs and their pre-norms, run in turn
 (LongCat-Flash: two attention sublayers, each with its own MLP), is read as `block.sublayers`:
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import libcst as cst
 
+from codegen.analyze import recurrent_stacks
 from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import Term, first_output, primary_input, strip, walk
 from codegen.analyze.evaluate import ModuleListRec, ModuleRec
@@ -48,16 +50,23 @@ def stack_paths(ctx: Ctx) -> list[str]:
     return found
 
 
-def detect(ctx: Ctx) -> dict | None:
-    """Reports several stacks; returns the `block.sublayers` fact (None: one attention)."""
+def detect(ctx: Ctx) -> tuple[dict | None, dict | None]:
+    """Reports several stacks; returns the `block.sublayers` fact (None: one attention) and
+    the `block.recurrent_stacks` fact (two stacks run in nested cycles, else None)."""
     paths = stack_paths(ctx)
+    recurrent = None
     if len(paths) > 1:
-        ctx.unsupported(
-            "block.stacks",
-            f"{len(paths)} layer stacks ({', '.join(paths)}); a package builds one",
-            ctx.model.entry_cls.cite(),
-        )
-    return _attention_lists(ctx)
+        found = recurrent_stacks.detect(ctx, paths) if len(paths) == 2 else None
+        if isinstance(found, dict):
+            recurrent = found
+        else:
+            why = f" {found}" if found else ""
+            ctx.unsupported(
+                "block.stacks",
+                f"{len(paths)} layer stacks ({', '.join(paths)}){why}; a package builds one",
+                ctx.model.entry_cls.cite(),
+            )
+    return _attention_lists(ctx), recurrent
 
 
 def _attention_lists(ctx: Ctx) -> dict | None:

@@ -214,6 +214,7 @@ COMPARED: dict[str, Any] = {
     "block.hyper_connections": lambda found: found is not None,
     "block.language_adapters": lambda found: found is not None,
     "block.sublayers": lambda found: found is not None,
+    "block.recurrent_stacks": lambda found: found is not None,
 }
 
 _GQA = ("mha", "gqa", "mqa")  # grouped-query attention covers MHA (kv = heads) and MQA (kv = 1)
@@ -311,6 +312,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "block.hyper_connections": (False,),  # one residual stream, plain adds
     "block.language_adapters": (False,),  # no per-language weights in a layer
     "block.sublayers": (False,),  # one attention and one feed-forward per layer
+    "block.recurrent_stacks": (False,),  # one stack of layers, run once
 }
 # What an MoE block grafted onto a dense reference starts as (the `add_moe` transform): the
 # dense rows list these too, so a target's other MoE features show up as deltas.

@@ -71,6 +71,7 @@ ROWS = (
     ("block.sublayers", "attention sublayers"),
     ("block.parallel_moe", "switched MoE beside MLP"),
     ("block.hyper_connections", "hyper-connections"),
+    ("block.recurrent_stacks", "stacks in cycles"),
 )
 
 
@@ -149,6 +150,13 @@ def render_text(features: Features) -> str:
             value = (
                 f"{found['streams']} streams, Sinkhorn x {found['sinkhorn_iters']}"
                 f" ({', '.join(found['layer'])}; collapsed by {found['head']})"
+                if found
+                else "no"
+            )
+        elif name == "block.recurrent_stacks":
+            found = features.block.recurrent_stacks
+            value = (
+                f"{found['inner']} x {found['inner_cycles']}, {found['outer']}; x {found['cycles']}"
                 if found
                 else "no"
             )

@@ -180,6 +180,7 @@ def detect(ctx: Ctx, roles: RoleBook) -> tuple[StateDict, dict]:
             checkpoint_layer_keys=tuple(_dedupe(ckpt_layer)),
             checkpoint_other_keys=tuple(_dedupe(ckpt_other)),
             tied_keys=tuple(tied),
+            chunked=conversion.chunk_splits(info.get("conversions") or []),
         ),
         info,
     )

@@ -749,6 +749,7 @@ class _Visitor:
         self.unit = unit
         self.env = env
         self.in_test: set[int] = set()
+        self.skipped: set[int] = set()  # branches no setting of the model reaches
         self.targets: list[str] = []  # enclosing assignment targets (for wording)
         self.handlers = {
             cst.If: self.visit_If,
@@ -766,6 +767,8 @@ class _Visitor:
         handler = self.handlers.get(kind)
         if handler is not None:
             handler(node)
+            if id(node) in self.skipped:
+                return
         assign = kind is cst.Assign
         if assign:
             self.targets.append(_target_name(node.targets[0].target))
@@ -821,8 +824,13 @@ class _Visitor:
         return value
 
     def visit_If(self, node: cst.If) -> None:
-        if _raises(node.body.body):
+        if _raises(node.body.body) or _validates(node.body.body):
             self._mark(node.test)  # a validation (the value is an error), not a switch
+            return
+        if _given_input(node.test, self.unit.fn):
+            # code run only when the caller passes an optional input a package does not
+            # take (hrm_text's `token_type_ids` prefix block): no setting of the model
+            self.skipped.add(id(node))
             return
         orelse = node.orelse
         sf = self.unit.sf
@@ -930,6 +938,44 @@ def _raises(body) -> bool:
     return len(body) == 1 and (
         isinstance(body[0], cst.SimpleStatementLine)
         and all(isinstance(small, cst.Raise) for small in body[0].body)
+    )
+
+
+def _validates(body) -> bool:
+    """A body that only tests and raises (`if flash requested: raise ...`, no else)."""
+    return len(body) == 1 and (
+        isinstance(body[0], cst.If) and body[0].orelse is None and _raises(body[0].body.body)
+    )
+
+
+# the inputs a package's forward takes (tokens and positions); any other optional input of
+# HF's forward (token types, masks, a cache) is one the package is never given
+TAKEN_INPUTS = frozenset({"input_ids", "position_ids"})
+
+
+def _given_input(test: cst.BaseExpression, fn: cst.FunctionDef) -> bool:
+    """`test` holds only when an optional tensor input of `fn` (annotated a Tensor, default
+    None) the package does not take is given: `x is not None`, alone or as a side of an
+    `and` (a helper's optional number or name passed from the config stays a switch)."""
+    optional = {
+        p.name.value
+        for p in _params(fn)
+        if m.matches(p.default, m.Name("None"))
+        and p.name.value not in TAKEN_INPUTS
+        and p.annotation is not None
+        and any("Tensor" in n.value for n in m.findall(p.annotation, m.Name()))
+    }
+    sides = [test]
+    while isinstance(sides[0], cst.BooleanOperation) and isinstance(sides[0].operator, cst.And):
+        sides = [sides[0].left, sides[0].right, *sides[1:]]
+    return any(
+        isinstance(side, cst.Comparison)
+        and len(side.comparisons) == 1
+        and isinstance(side.comparisons[0].operator, cst.IsNot)
+        and m.matches(side.comparisons[0].comparator, m.Name("None"))
+        and m.matches(side.left, m.Name())
+        and side.left.value in optional
+        for side in sides
     )
 
 

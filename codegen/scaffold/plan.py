@@ -419,7 +419,13 @@ def _naming_steps(target) -> list[Step]:
                 "prefix": checkpoint.prefix,
                 "layer_keys": [_bare(key) for key in checkpoint.checkpoint_layer_keys],
                 "other_keys": list(checkpoint.checkpoint_other_keys) + list(checkpoint.tied_keys),
+                **({"chunked": checkpoint.chunked} if checkpoint.chunked else {}),
             },
+        ),
+        *(
+            [Step("stack_keys", {"stacks": target.features.block.recurrent_stacks})]
+            if getattr(target.features.block, "recurrent_stacks", None)
+            else []
         ),
         Step("align_config_fields", {"fields": fields, "config": _settings(target.config)}),
         # before guard_switches: the width's switches (lfm2's auto-adjust) become reads

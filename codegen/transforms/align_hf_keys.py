@@ -12,6 +12,7 @@ import libcst.matchers as m
 from codegen.analyze import walk
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import EditDict, findall, run
+from codegen.transforms.transposed_linears import AfterFromHfMap
 
 _LAYER = "{}"
 KEY_WORD = "{*}"  # a ModuleDict key in a row (codegen/adapter.py)
@@ -31,11 +32,15 @@ class AlignHfKeys(Transform):
     this checkpoint and removed, unless it is the bias of a projection the model builds
     with a config-switched bias (`bias=args.attention_bias`): checkpoints with the switch on
     carry it. A reference row that matches ambiguously is left for verify to report.
+    `chunked` (on-disk key tail -> the key tails it holds as equal row blocks) becomes the
+    adapter's `chunked` table: the rows name the parts, which the adapter splits out.
     """
 
     name = "align_hf_keys"
 
-    def apply(self, package, features=None, *, prefix, layer_keys, other_keys, synonyms=None):
+    def apply(
+        self, package, features=None, *, prefix, layer_keys, other_keys, synonyms=None, chunked=()
+    ):
         from codegen.scaffold.table import load_names
 
         groups = synonyms or load_names().KEY_SYNONYMS
@@ -104,6 +109,10 @@ class AlignHfKeys(Transform):
 
         leftovers = _leftovers(package, targets, pair, layer_prefix, canonical, as_role)
         run(package, "state_dict_adapter.py", EditDict("from_hf_map", rewrite))
+        if chunked:
+            listed = ", ".join(f"{fused!r}: {tuple(parts)!r}" for fused, parts in chunked)
+            note = "# checkpoint tensors holding the tensors of several rows (split on load)\n"
+            run(package, "state_dict_adapter.py", AfterFromHfMap(f"{note}chunked = {{{listed}}}"))
 
 
 def _as_role(key: str, roles: list[tuple[str, str]]) -> str:

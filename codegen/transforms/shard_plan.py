@@ -81,6 +81,20 @@ class _Structure:
             current = set().union(*(self.builds.get((c, part), set()) for c in current))
         return True
 
+    def placed(self, pattern: str) -> list[str]:
+        """`pattern` under each root attribute whose class assigns the pattern's first
+        segment, where the root itself does not (alike layer stacks: `layers.*.attention.wq`
+        -> `inner.layers.*.attention.wq`, `outer.layers.*.attention.wq`); else itself."""
+        head = pattern.split(".")[0]
+        if self.root is None or head == "*" or head in self.assigns.get(self.root, ()):
+            return [pattern]
+        holders = [
+            attr
+            for attr in sorted(self.assigns.get(self.root, ()))
+            if any(head in self.assigns.get(c, ()) for c in self.builds.get((self.root, attr), ()))
+        ]
+        return [f"{attr}.{pattern}" for attr in holders] or [pattern]
+
     def indexed(self, pattern: str) -> str:
         """`pattern` with a `*` after each segment a class assigns an nn.ModuleList, where
         the pattern does not already index it."""
@@ -129,37 +143,52 @@ class _PlanEditor(cst.CSTTransformer):
             if m.matches(target, m.Name("OPTIONAL")):
                 value = self._optional(statement.value)
                 return updated.with_changes(body=[statement.with_changes(value=value)])
+            if m.matches(target, m.Name("FSDP_BLOCKS")) and isinstance(statement.value, cst.Tuple):
+                blocks = [_string(e.value) for e in statement.value.elements]
+                placed = [p for b in blocks if b is not None for p in self.structure.placed(b)]
+                if placed != blocks:
+                    value = cst.parse_expression("(" + "".join(f"{p!r}, " for p in placed) + ")")
+                    return updated.with_changes(body=[statement.with_changes(value=value)])
         return updated
 
     def _plan(self, plan: cst.Dict) -> cst.Dict:
         elements = []
         for element in plan.elements:
             key = _string(element.key) if isinstance(element, cst.DictElement) else None
-            if key is None or not self._live(key):
+            if key is None:
                 continue
             if key in self.adds:
                 element = element.with_changes(value=cst.SimpleString(repr(self.adds.pop(key))))
-            indexed = self.structure.indexed(key)
-            if indexed != key:
-                element = element.with_changes(key=cst.SimpleString(repr(indexed)))
-            elements.append(element.with_changes(comma=cst.Comma()))
+            for placed in self.structure.placed(key):
+                if not self._live(placed):
+                    continue
+                indexed = self.structure.indexed(placed)
+                if indexed != key:
+                    element = element.with_changes(key=cst.SimpleString(repr(indexed)))
+                elements.append(element.with_changes(comma=cst.Comma()))
         for key, style in self.adds.items():
-            if not self._live(key):  # added by one rule, removed by a later one (fused)
-                continue
-            elements.append(
-                cst.DictElement(
-                    cst.SimpleString(repr(self.structure.indexed(key))),
-                    cst.SimpleString(repr(style)),
-                    comma=cst.Comma(),
+            for placed in self.structure.placed(key):
+                if not self._live(placed):  # added by one rule, removed by a later one (fused)
+                    continue
+                elements.append(
+                    cst.DictElement(
+                        cst.SimpleString(repr(self.structure.indexed(placed))),
+                        cst.SimpleString(repr(style)),
+                        comma=cst.Comma(),
+                    )
                 )
-            )
         self.kept = {_string(e.key) for e in elements}
         return plan.with_changes(elements=elements)
 
     def _optional(self, old: cst.BaseExpression) -> cst.BaseExpression:
         """The old OPTIONAL's strings plus the rules', those still in PLAN."""
         names = {_string(node) for node in m.findall(old, m.SimpleString())} | self.optional
-        names = {self.structure.indexed(name) for name in names if self._live(name)}
+        names = {
+            self.structure.indexed(placed)
+            for name in names
+            for placed in self.structure.placed(name)
+            if self._live(placed)
+        }
         names = sorted(names & getattr(self, "kept", set()))
         return cst.parse_expression(
             "frozenset({" + ", ".join(repr(n) for n in names) + "})" if names else "frozenset()"

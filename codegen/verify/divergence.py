@@ -66,6 +66,9 @@ class Divergence:
     wiring: str | None = None
     # with "hands on": (package module, HF module, call index) of the part given the value
     reader: tuple[str, str, int] | None = None
+    # set where a paired module runs another number of times per forward than HF's (a
+    # stack run in cycles): (package's calls, HF's)
+    calls: tuple[int, int] | None = None
 
     def __str__(self) -> str:
         if self.rows_picked_apart is not None:
@@ -78,7 +81,12 @@ class Divergence:
             text = (
                 f"{self.house_module} (HF {self.hf_module}), relative diff {self.relative_diff:.2e}"
             )
-        if self.wiring == "never runs":
+        if self.calls is not None:
+            text = (
+                f"{self.house_module} (HF {self.hf_module}) runs {self.calls[0]} times per"
+                f" forward, HF's {self.calls[1]}"
+            )
+        elif self.wiring == "never runs":
             text = f"{self.house_module} (HF {self.hf_module}): never run, HF runs them"
         elif self.reader is not None:
             house, hf, call = self.reader
@@ -320,11 +328,21 @@ def _inputs_diff(house_rest: list, hf_rest: list) -> float:
 def _layers_name(model: nn.Module) -> str | None:
     """The ModuleList of decoder layers: the longest ModuleList of the model that is not
     inside another one (a hand-written MoE keeps more experts in a list than there are
-    layers)."""
+    layers). Of lists as long, the first the model builds (two alike stacks run in cycles:
+    the inner one, which first receives the embeddings, as HF's L stack)."""
     names = [n for n, m in model.named_modules() if isinstance(m, nn.ModuleList)]
     outer = [n for n in names if not any(n.startswith(o + ".") for o in names if o != n)]
     lists = [(len(model.get_submodule(n)), n) for n in outer]
-    return max(lists)[1] if lists else None
+    return max(lists, key=lambda item: item[0])[1] if lists else None
+
+
+def _first_layers(model: nn.Module) -> list[str]:
+    """The first layer of each longest outer ModuleList (`_layers_name`'s candidates)."""
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.ModuleList)]
+    outer = [n for n in names if not any(n.startswith(o + ".") for o in names if o != n)]
+    lists = [(len(model.get_submodule(n)), n) for n in outer]
+    longest = max((count for count, _ in lists), default=0)
+    return [f"{n}.0" for count, n in lists if count == longest and count]
 
 
 def _head_name(model: nn.Module, vocab: int, hf: bool) -> str | None:
@@ -374,10 +392,11 @@ def _diff_any(a, b) -> float:
     return relative_diff(a, b)
 
 
-def _forward(model, tokens, positions, hf: bool, extra=None):
-    """`extra`: optional id arguments (`id_inputs.py`), passed by name to both models."""
+def _forward(model, tokens, positions, hf: bool, extra=None, grad: bool = False):
+    """`extra`: optional id arguments (`id_inputs.py`), passed by name to both models;
+    `grad`: with autograd on (no tensor is kept past the call)."""
     extra = extra or {}
-    with torch.no_grad():
+    with torch.set_grad_enabled(grad):
         if hf:
             return model(input_ids=tokens, position_ids=positions, **extra).logits
         if positions is None:
@@ -405,13 +424,12 @@ def find_divergence(
     """
     pairs = module_pairs(house_model, hf_model) if pairs is None else pairs
     vocab = getattr(hf_model.config, "vocab_size", int(tokens.max()) + 1)
-    house_layers, hf_layers = _layers_name(house_model), _layers_name(hf_model)
+    house_layers = _layers_name(house_model)
     house_head = _head_name(house_model, vocab, hf=False)
     hf_head = _head_name(hf_model, vocab, hf=True)
-    house_first = f"{house_layers}.0" if house_layers else None
-    hf_first = f"{hf_layers}.0" if hf_layers else None
-    house_names = [h for h, _ in pairs] + [n for n in (house_first, house_head) if n]
-    hf_names = [f for _, f in pairs] + [n for n in (hf_first, hf_head) if n]
+    house_firsts, hf_firsts = _first_layers(house_model), _first_layers(hf_model)
+    house_names = [h for h, _ in pairs] + house_firsts + [n for n in (house_head,) if n]
+    hf_names = [f for _, f in pairs] + hf_firsts + [n for n in (hf_head,) if n]
     house = _Recorder(house_model, house_names)
     hf = _Recorder(hf_model, hf_names)
     noise = _Recorder(hf_noise_model, hf_names) if hf_noise_model is not None else None
@@ -424,6 +442,9 @@ def find_divergence(
             if recorder is not None:
                 recorder.close()
     judge = _Judge(tolerance, noise_multiple, noise)
+    # the first layer called (of alike stacks run in cycles, whichever runs first)
+    house_first = next((n for n in house.order if n in house_firsts), None)
+    hf_first = next((n for n in hf.order if n in hf_firsts), None)
 
     # 1. embedding: what the first layer receives
     if house_first in house.records and hf_first in hf.records:
@@ -463,7 +484,21 @@ def find_divergence(
                 return wired
         picked = _rows_picked_apart(house.records[house_name][1], hf.records[hf_name][1])
         return Divergence(house_name, hf_name, diff, rows_picked_apart=picked)
-    # 3. the head, then what follows it
+    # 3. a layer run another number of times than its HF pair (stacks run in cycles: a
+    # swapped stack or another cycle count), the first run of those
+    stacks = {name.rsplit(".", 1)[0] for name in house_firsts}
+    miscounted = [
+        (house_name.count("."), position, house_name)
+        for position, house_name in enumerate(house.order)
+        if house_name.rsplit(".", 1)[0] in stacks
+        and hf_of.get(house_name) in hf.calls
+        and len(house.calls[house_name]) != len(hf.calls[hf_of[house_name]])
+    ]
+    if miscounted:
+        _, _, house_name = min(miscounted)
+        counts = (len(house.calls[house_name]), len(hf.calls[hf_of[house_name]]))
+        return Divergence(house_name, hf_of[house_name], float("inf"), calls=counts)
+    # 4. the head, then what follows it
     if house_head in house.records and hf_head in hf.records:
         hf_outs = hf.records[hf_head][1]
         head_diff = _outputs_diff(house.records[house_head][1], hf_outs)
@@ -713,19 +748,20 @@ def embedding_stage(house_model, hf_model, tokens) -> Divergence | None:
     HF there bit for bit in any dtype; a scale that skips HF's rounding to the hidden dtype
     (Gemma's sqrt(hidden)) shows here even when bf16 noise downstream would drown it.
     """
-    house_layers, hf_layers = _layers_name(house_model), _layers_name(hf_model)
-    if not house_layers or not hf_layers:
+    house_firsts, hf_firsts = _first_layers(house_model), _first_layers(hf_model)
+    if not house_firsts or not hf_firsts:
         return None
-    house = _Recorder(house_model, [f"{house_layers}.0"])
-    hf = _Recorder(hf_model, [f"{hf_layers}.0"])
+    house = _Recorder(house_model, house_firsts)
+    hf = _Recorder(hf_model, hf_firsts)
     try:
         _forward(house_model, tokens, None, hf=False)
         _forward(hf_model, tokens, None, hf=True)
     finally:
         house.close()
         hf.close()
-    house_first = house.records.get(f"{house_layers}.0")
-    hf_first = hf.records.get(f"{hf_layers}.0")
+    # the first layer called (of alike stacks run in cycles, whichever runs first)
+    house_first = house.records.get(house.order[0]) if house.order else None
+    hf_first = hf.records.get(hf.order[0]) if hf.order else None
     if house_first is None or hf_first is None:  # a first layer the forward never called
         return None
     (house_in, _), (hf_in, _) = house_first, hf_first
@@ -748,3 +784,45 @@ def _layer_prefix(name: str, layers: str | None) -> str:
         rest = name[len(layers) + 1 :].split(".")
         return f"{layers}.{rest[0]}"
     return name.split(".")[0]
+
+
+def autograd_calls(house_model, hf_model, tokens, positions=None, extra=None) -> str | None:
+    """The first layer (package order) whose calls carry autograd on other calls than its
+    HF pair's (a stack run in cycles whose early runs HF cuts from the graph under
+    `torch.no_grad()`), as "<layer> (HF <pair>) carries gradients on calls [..], HF's on
+    [..]"; None where every layer's calls agree. Both models run with gradients on."""
+    pairs = dict(module_pairs(house_model, hf_model))
+    stacks = {name.rsplit(".", 1)[0] for name in _first_layers(house_model)}
+    layers = [h for h in pairs if h.rsplit(".", 1)[0] in stacks]
+    if not layers:
+        return None
+    found: dict[str, list[bool]] = {}
+    handles = []
+
+    def hook(key):
+        def record(module, args, output):
+            outputs = _tensors(output)
+            found.setdefault(key, []).append(bool(outputs) and outputs[0].requires_grad)
+
+        return record
+
+    house_modules, hf_modules = dict(house_model.named_modules()), dict(hf_model.named_modules())
+    for name in layers:
+        handles.append(house_modules[name].register_forward_hook(hook(("house", name))))
+        if pairs[name] in hf_modules:
+            handles.append(hf_modules[pairs[name]].register_forward_hook(hook(("hf", pairs[name]))))
+    try:
+        _forward(house_model, tokens, positions, False, extra, grad=True)
+        _forward(hf_model, tokens, positions, True, extra, grad=True)
+    finally:
+        for handle in handles:
+            handle.remove()
+    for name in layers:
+        house, hf = found.get(("house", name), []), found.get(("hf", pairs[name]), [])
+        if house and len(house) == len(hf) and house != hf:
+            calls = [i + 1 for i, grad in enumerate(house) if grad]
+            hf_calls = [i + 1 for i, grad in enumerate(hf) if grad]
+            return (
+                f"{name} (HF {pairs[name]}) carries gradients on calls {calls}, HF's on {hf_calls}"
+            )
+    return None

@@ -140,7 +140,7 @@ def _local(reference: str) -> str:
 def remote_toy_config(remote: RemoteModel, **overrides):
     """The toy of the folder's config.json (its own config class), with every feature on;
     `overrides` are applied as if written in config.json (like `tiny_config`'s)."""
-    from codegen.verify.tiny_config import _RECOMPUTED, config_values
+    from codegen.verify.tiny_config import _RECOMPUTED, _layer_count_derived, config_values
 
     raw = read_folder_config(remote.folder)
     values = {key: value for key, value in raw.items() if key not in _RECOMPUTED}
@@ -148,6 +148,8 @@ def remote_toy_config(remote: RemoteModel, **overrides):
         full = config_values(remote.config_class(**values))
         toy = shrink_legacy(full, getattr(remote.config_class, "attribute_map", None) or {})
         toy.pop("model_type", None)
+        for key in _layer_count_derived(remote.config_class):  # as tiny_config does
+            toy.pop(key, None)
         if overrides and "layer_types" not in overrides:
             # a flipped switch is another checkpoint: its config class derives the layer
             # pattern again (as `tiny_config` does by name), the folder's pattern is for its

@@ -38,6 +38,7 @@ from codegen.verify.compare import (
 )
 from codegen.verify.divergence import (
     agreeing_pairs,
+    autograd_calls,
     embedding_stage,
     find_divergence,
     module_pairs,
@@ -566,6 +567,13 @@ def _backward_and_export(
                 vocab_size = reference[0].shape[-1]  # HF's logits on this input
                 gradient_failure = _confirmed(
                     directory, house_model, adapter, item, vocab_size, gradient_failure
+                )
+            if gradient_failure is not None:
+                # where the graph itself differs (runs HF cuts from autograd), that is named
+                hf_model = _load_hf(directory / "hf", torch.float32)
+                cut = autograd_calls(house_model, hf_model, item.tokens, item.positions, item.extra)
+                gradient_failure = (
+                    f"{cut}; first tensor: {gradient_failure}" if cut else gradient_failure
                 )
         exported = (
             _export_matches(directory, house_model, adapter, item, reference) if export else None

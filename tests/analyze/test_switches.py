@@ -222,6 +222,14 @@ def test_non_switches_are_left_out(analysed) -> None:
     assert "num_attention_heads" not in _by_name(analysed("bert").switches)  # a validation
 
 
+def test_branches_an_untaken_input_gates_are_no_switch(analysed) -> None:
+    """hrm_text tests `prefix_lm` only where `token_type_ids` are given (the prefix block of
+    the mask) and to refuse flash attention: no setting of the model a package computes."""
+    names = set(_by_name(analysed("hrm_text").switches))
+    assert "prefix_lm" not in names
+    assert {"attention_bias", "mlp_bias", "L_bp_cycles"} <= names
+
+
 def test_report_section_and_json(capsys) -> None:
     assert main(["analyze", "qwen3_moe"]) == 0
     out = capsys.readouterr().out
