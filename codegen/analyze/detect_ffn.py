@@ -300,6 +300,21 @@ def _clamped_later(ctx: Ctx, dense: list, info: FfnInfo) -> None:
             return
 
 
+def _experts_other_kind(ctx: Ctx, experts: ModuleRec, dense: FfnInfo) -> None:
+    """Routed experts (stacked tensors) whose gated product is clamped beside a dense MLP
+    that is not (HY-V4's `silu(gate.clamp(max=l)) * up.clamp(-l, l)` experts): `ffn.kind`
+    is read from the dense MLP, so the experts' own kind is named unsupported."""
+    own = analyse_experts(ctx, experts)
+    if own is None or own.kind == dense.kind or not own.kind.startswith("clamped"):
+        return
+    ctx.unsupported(
+        "moe.experts_kind",
+        f"routed experts whose gated product is {own.kind} (clamped branches) beside a"
+        f" {dense.kind} dense MLP: no rule yet (the experts would run the dense MLP's)",
+        own.site,
+    )
+
+
 def _bounded_clamp(term: Term) -> bool:
     """A clamp with a finite bound under this config (Step-3.5's `clamp(max=inf)` on the
     layers its config leaves unbounded changes nothing); a bound not read counts."""
@@ -468,6 +483,8 @@ def detect(ctx: Ctx) -> tuple[Ffn, dict]:
         return Ffn(), shared
     if info.kind == "swiglu" and len(dense) > 1:
         _clamped_later(ctx, dense, info)
+    if source == "dense" and isinstance(experts_rec, ModuleRec):
+        _experts_other_kind(ctx, experts_rec, info)
     act_fp32 = fp32_gated_product_site(ctx.model.project, mlp)
     experts_act_fp32 = fp32_gated_product_site(ctx.model.project, experts_rec)
     ctx.cite("ffn.act_fp32", act_fp32 or info.site)

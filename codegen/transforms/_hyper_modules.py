@@ -89,3 +89,70 @@ class StreamCollapse(nn.Module):
         pre = torch.sigmoid(pre) + self.eps
         return (pre.unsqueeze(-1) * h).sum(dim=2).to(h.dtype)
 '''
+
+
+def unmixed_connection(post_magnitude: float | None, post_eps: bool, write_fp32: bool) -> str:
+    """`HyperConnection` for streams added back unmixed (no `comb`): `post` is a sigmoid
+    times `post_magnitude` (None: the module's `post_magnitude`, a config value), plus the
+    eps where `post_eps`; `write` sums in fp32 and casts back where `write_fp32`."""
+    if post_magnitude is None:
+        magnitude, magnitude_param = "self.post_magnitude", " post_magnitude: float,"
+        magnitude_attr = "\n        self.post_magnitude = post_magnitude"
+        magnitude_doc = "a sigmoid times `post_magnitude`"
+    else:
+        magnitude, magnitude_param, magnitude_attr = repr(post_magnitude), "", ""
+        magnitude_doc = f"{post_magnitude!r} times a sigmoid"
+    post = f"{magnitude} * torch.sigmoid(post * post_scale + post_base)"
+    if post_eps:
+        post += " + self.eps"
+        magnitude_doc += " plus eps"
+    if write_fp32:
+        write = "return (post.unsqueeze(-1) * out.float().unsqueeze(-2) + h.float()).to(h.dtype)"
+        write_doc = " (summed in fp32)"
+    else:
+        write = "return post.to(h.dtype).unsqueeze(-1) * out.unsqueeze(-2) + h"
+        write_doc = ""
+    return f'''
+class HyperConnection(nn.Module):
+    """Reads one sublayer's input from the residual streams and writes its output back.
+
+    The streams, flattened and RMS-normalised without a weight, are projected (in fp32) to
+    per-token weights: `pre` (a sigmoid) collapses the streams into the sublayer's input,
+    `post` spreads the sublayer's output over the streams, which are added back as they
+    are (no mix among them). `post` is {magnitude_doc}.
+    """
+
+    def __init__(self, dim: int, streams: int,{magnitude_param} eps: float, norm_eps: float):
+        super().__init__()
+        self.streams = streams{magnitude_attr}
+        self.eps = eps
+        self.norm_eps = norm_eps
+        self.fn = nn.Parameter(torch.empty(2 * streams, streams * dim))  # pre, post
+        self.base = nn.Parameter(torch.zeros(2 * streams))
+        self.scale = nn.Parameter(torch.ones(2))
+
+    def init_parameters(self, std: float) -> None:
+        """A normal projection, no bias and unit scales."""
+        nn.init.normal_(self.fn, mean=0.0, std=std)
+        nn.init.zeros_(self.base)
+        nn.init.ones_(self.scale)
+
+    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The sublayer's input and the fp32 `post` weights of the streams `h`."""
+        n = self.streams
+        flat = h.flatten(2).float()
+        flat = flat * torch.rsqrt(flat.square().mean(-1, keepdim=True) + self.norm_eps)
+        pre, post = F.linear(flat, self.fn.float()).split([n, n], dim=-1)
+        pre_base, post_base = self.base.split([n, n])
+        pre_scale, post_scale = self.scale.unbind(0)
+        pre = torch.sigmoid(pre * pre_scale + pre_base) + self.eps
+        post = {post}
+        x = (pre.unsqueeze(-1) * h).sum(dim=2).to(h.dtype)
+        return x, post
+
+    @staticmethod
+    def write(h: torch.Tensor, out: torch.Tensor, post: torch.Tensor) -> torch.Tensor:
+        """The streams after the sublayer: its output `out` spread by `post`, plus the
+        streams `h` as they are{write_doc}."""
+        {write}
+'''
