@@ -87,6 +87,11 @@ def detect(ctx: Ctx, facts: dict | None) -> dict | None:
         )
         return None
     fact.update(layer=tuple(names), **head)
+    fact["scale_init"], fact["pre_base_init"] = _init(ctx, recs[0].cls.name, fact["params"][2])
+    fact["head_scale_init"], fact["head_base_init"] = _init(
+        ctx, head["head_class"], fact["head_params"][2]
+    )
+    del fact["head_class"]
     form = f"{fact['sinkhorn_iters']} Sinkhorn steps" if fact["mix"] else "streams unmixed"
     ctx.cite("block.hyper_connections", f"{where} ({form})")
     return fact
@@ -383,4 +388,52 @@ def _head(ctx: Ctx, fact: dict | None) -> dict | None:
             found.append((name, (fn, base, scale)))
     if len(found) != 1:
         return None
-    return {"head": found[0][0], "head_params": found[0][1]}
+    name, params = found[0]
+    return {"head": name, "head_params": params, "head_class": owner.attrs[name].cls.name}
+
+
+# `-math.log(max(module.<streams> - 1, 1))`: pre's bias starting at 1 / (streams - 1)
+_MINUS_LOG = m.UnaryOperation(
+    operator=m.Minus(),
+    expression=m.Call(
+        func=m.Attribute(attr=m.Name("log")) | m.Name("log"),
+        args=[
+            m.Arg(
+                m.Call(
+                    func=m.Name("max"),
+                    args=[
+                        m.Arg(m.BinaryOperation(operator=m.Subtract(), right=m.Integer("1"))),
+                        m.Arg(m.Integer("1")),
+                    ],
+                )
+            )
+        ],
+    ),
+)
+
+
+def _init(ctx: Ctx, cls: str, scale: str) -> tuple[float, str]:
+    """How HF's `_init_weights` starts a module's scale and its pre weights' bias: the
+    scale's number (`init.constant_(module.<scale>, 0.01)`; 1.0 for `ones_`) and "minus_log"
+    (-log(max(streams - 1, 1))) or "zeros" for the bias, read from its
+    `isinstance(module, <cls>)` branch; the house's ones and zeros where none is read."""
+    out = [1.0, "zeros"]
+    for source in ctx.model.modeling.classes.values():
+        method = source.methods.get("_init_weights")
+        if not isinstance(method, cst.FunctionDef):
+            continue
+        for branch in m.findall(method, m.If()):
+            test = branch.test
+            if not m.findall(test, m.Name(cls)):
+                continue
+            for call in m.findall(branch.body, m.Call(func=m.Attribute(attr=m.Name("constant_")))):
+                target = call.args[0].value if call.args else None
+                value = call.args[1].value if len(call.args) > 1 else None
+                if m.matches(target, m.Attribute(attr=m.Name(scale))) and isinstance(
+                    value, cst.Float | cst.Integer
+                ):
+                    out[0] = float(value.evaluated_value)
+            if m.findall(branch.body, _MINUS_LOG):
+                out[1] = "minus_log"
+            return out[0], out[1]
+    return out[0], out[1]

@@ -8,6 +8,8 @@ and the streams are mixed. `StreamCollapse` reads the final hidden state the sam
 before the final norm.
 """
 
+import re
+
 HYPER_CONNECTION = '''
 class HyperConnection(nn.Module):
     """Reads one sublayer's input from the residual streams and writes its output back.
@@ -132,7 +134,7 @@ class HyperConnection(nn.Module):
         self.scale = nn.Parameter(torch.ones(2))
 
     def init_parameters(self, std: float) -> None:
-        """A normal projection, no bias and unit scales."""
+        """A normal projection, no bias and unit scales, as HF's init sets them."""
         nn.init.normal_(self.fn, mean=0.0, std=std)
         nn.init.zeros_(self.base)
         nn.init.ones_(self.scale)
@@ -156,3 +158,30 @@ class HyperConnection(nn.Module):
         streams `h` as they are{write_doc}."""
         {write}
 '''
+
+
+_ONES = "        nn.init.ones_(self.scale)\n"
+_ZEROS = "        nn.init.zeros_(self.base)\n"
+
+
+def with_init(code: str, scale: float, base: str, pre: str) -> str:
+    """`code`'s `init_parameters` starting the scales at `scale` and, for `base` "minus_log",
+    the bias of the `pre` weights (a slice expression of `self.base`) at
+    -log(max(streams - 1, 1)): pre then weighs each stream about 1 / (streams - 1)."""
+    if code.count(_ONES) != 1 or code.count(_ZEROS) != 1:
+        raise ValueError("the module's init_parameters is not the house's")
+    if scale != 1.0:
+        code = code.replace(_ONES, f"        nn.init.constant_(self.scale, {scale!r})\n")
+    if base == "minus_log":
+        streams = "self.fn.shape[0]" if pre == "self.base" else "self.streams"
+        code = code.replace(
+            _ZEROS,
+            _ZEROS + f"        nn.init.constant_({pre}, -log(max({streams} - 1, 1)))\n",
+        )
+    if scale != 1.0 or base == "minus_log":
+        said = re.search(r'"""A normal projection[^"]*"""', code)
+        told = f"scales of {scale!r}" + (
+            ", the pre weights' bias at -log(streams - 1)" if base == "minus_log" else ""
+        )
+        code = code.replace(said.group(0), f'"""A normal projection, {told}, as HF\'s init."""')
+    return code

@@ -11,12 +11,14 @@ from codegen.transforms._hyper_modules import (
     HYPER_CONNECTION,
     STREAM_COLLAPSE,
     unmixed_connection,
+    with_init,
 )
 from codegen.transforms._rope_edits import add_args_field
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import (
     EditError,
     InsertStatements,
+    add_import,
     assigns,
     calls_super_init,
     dotted,
@@ -95,8 +97,15 @@ class HyperConnections(Transform):
             )
             middle = "args.hc_post_magnitude, " if config_magnitude else ""
         modules = BLOCK_MODULES.format(middle=middle)
+        pre = "self.base[: self.streams]"
+        connection = with_init(connection, hyper["scale_init"], hyper["pre_base_init"], pre)
+        collapse = with_init(
+            STREAM_COLLAPSE, hyper["head_scale_init"], hyper["head_base_init"], "self.base"
+        )
+        if "minus_log" in (hyper["pre_base_init"], hyper["head_base_init"]):
+            add_import(package, "model.py", "math", "log")
         edits.insert_definition(package, "model.py", connection, before="TransformerBlock")
-        edits.insert_definition(package, "model.py", STREAM_COLLAPSE, before="TransformerBlock")
+        edits.insert_definition(package, "model.py", collapse, before="TransformerBlock")
         run(
             package,
             "model.py",

@@ -30,6 +30,10 @@ HYPER = {
     "post_scale": 2,
     "post_eps": False,
     "write_fp32": False,
+    "scale_init": 1.0,
+    "pre_base_init": "zeros",
+    "head_scale_init": 1.0,
+    "head_base_init": "zeros",
 }
 
 
@@ -113,6 +117,10 @@ UNMIXED = {
     "post_scale": "hc_magnitude",
     "post_eps": True,
     "write_fp32": True,
+    "scale_init": 0.01,
+    "pre_base_init": "minus_log",
+    "head_scale_init": 0.01,
+    "head_base_init": "minus_log",
 }
 
 
@@ -132,6 +140,11 @@ def test_the_unmixed_form_writes_back_without_a_mix():
     assert code_of(write.body.body[-1]).strip() == (
         "return (post.unsqueeze(-1) * out.float().unsqueeze(-2) + h.float()).to(h.dtype)"
     )
+    init = _body(package, "HyperConnection", "init_parameters")
+    assert "nn.init.constant_(self.scale, 0.01)" in init
+    assert "nn.init.constant_(self.base[: self.streams], -log(max(self.streams - 1, 1)))" in init
+    collapse = _body(package, "StreamCollapse", "init_parameters")
+    assert "nn.init.constant_(self.base, -log(max(self.fn.shape[0] - 1, 1)))" in collapse
     forward = _body(package, "HyperConnection", "forward")
     assert (
         "post = self.post_magnitude * torch.sigmoid(post * post_scale + post_base) + self.eps"

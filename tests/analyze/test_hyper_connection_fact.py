@@ -28,6 +28,10 @@ def test_deepseek_v4_hyper_connections_are_read_whole():
         "post_scale": 2,
         "post_eps": False,
         "write_fp32": False,
+        "scale_init": 1.0,
+        "pre_base_init": "zeros",
+        "head_scale_init": 1.0,
+        "head_base_init": "zeros",
     }
     assert features.evidence["block.hyper_connections"].startswith("modeling_deepseek_v4.py:")
     # the write-back weights are no residual scale, the modules no unknown layer parts
@@ -49,6 +53,9 @@ def test_hy_v4_unmixed_form_is_read():
         "write_fp32": True,
     }
     assert hyper["layer"] == ("attn_hc", "ffn_hc") and hyper["streams"] == "hc_mult"
+    # HF's init: scales of 0.01, pre's bias at -log(streams - 1)
+    assert (hyper["scale_init"], hyper["pre_base_init"]) == (0.01, "minus_log")
+    assert (hyper["head_scale_init"], hyper["head_base_init"]) == (0.01, "minus_log")
     assert features.block.residual_scale is False
     assert not [f for f in features.unsupported if f.feature == "block.layer_modules"]
 

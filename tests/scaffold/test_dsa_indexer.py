@@ -82,7 +82,8 @@ SHARED = ["full", "shared", "full", "shared"]
 # the first indexer's keys kept for all layers (layer 2's own choice never replaces them)
 ALL_KEYS = (
     'keep = selection["keep"]  # the keys each query attends to',
-    'keep = torch.ones_like(selection["keep"]).tril()',
+    'keep = selection["keep"] if self.indexer is not None else'
+    ' torch.ones_like(selection["keep"]).tril()',
     "layers.1.attention",
 )
 FIRST_ONLY = (
