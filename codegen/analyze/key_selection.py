@@ -98,6 +98,11 @@ def read(ctx, scorer: ModuleRec, hidden) -> dict | None:
     if eps is None:
         return None
     weights, queries = heads[0]
+    forward = ctx.model.project.find_method(scorer.cls, "forward") if scorer.cls else None
+    in_weight_dtype = m.Attribute(
+        value=m.Attribute(value=m.Attribute(value=m.Name("self"), attr=m.Name(k_norm))),
+        attr=m.Name("dtype"),
+    )
     return {
         "q_proj": queries,
         "k_proj": keys[0],
@@ -106,6 +111,8 @@ def read(ctx, scorer: ModuleRec, hidden) -> dict | None:
         "interleaved": _interleaved(ctx, rotations[0][0]),
         "rope_dims": ("leading", "trailing")[part],
         "k_norm_eps": eps,
+        # the key norm run on its input cast to the norm's weight dtype (HY-V4: fp32)
+        "k_norm_in_weight_dtype": bool(forward and m.findall(forward[1], in_weight_dtype)),
     }
 
 

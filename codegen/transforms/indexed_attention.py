@@ -155,6 +155,13 @@ class IndexedAttention(Transform):
         else:
             eps = repr(eps)
         code = INDEXER if indexer["rope_dims"] == "leading" else _trailing(INDEXER)
+        if indexer.get("k_norm_in_weight_dtype"):
+            key = "self.k_norm(self.wk(x))"
+            if code.count(key) != 1:
+                raise EditError("the indexer template has no single key norm call")
+            code = code.replace(
+                key, "self.k_norm(self.wk(x).to(self.k_norm.weight.dtype)).to(x.dtype)"
+            )
         code = code.replace("ROTATE", rotate).replace("EPS", eps)
         edits.insert_definition(package, "model.py", code, before="Attention")
         run(package, "model.py", KeepElse("Attention", "__init__", _Q_LOW_RANK))

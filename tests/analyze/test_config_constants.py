@@ -57,6 +57,7 @@ INDEXER = {
     "weights_proj": "weights_proj",
     "rope_dims": "leading",
     "k_norm_eps": 1e-06,
+    "k_norm_in_weight_dtype": False,
 }
 
 
@@ -75,7 +76,12 @@ def test_trailing_rotated_dims_and_a_config_epsilon_are_read():
     the config."""
     pytest.importorskip("transformers.models.hy_v4")
     features = analyze("hy_v4")
-    expected = {**INDEXER, "rope_dims": "trailing", "k_norm_eps": "rms_norm_eps"}
+    expected = {
+        **INDEXER,
+        "rope_dims": "trailing",
+        "k_norm_eps": "rms_norm_eps",
+        "k_norm_in_weight_dtype": True,  # its key norm runs in the norm's (fp32) dtype
+    }
     assert _key_selection(features) == {**expected, "interleaved": False}
 
 
