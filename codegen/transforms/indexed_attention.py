@@ -289,6 +289,14 @@ if self.indexer is not None:  # the other layers reuse the keys the last indexer
     selection["keep"] = self.indexer(x, q_latent, rope)
 keep = selection["keep"]  # the keys each query attends to
 """
+# a first layer with no indexer has no earlier keys to reuse (HF raises too)
+_FIRST_SHARED = """
+if hf_config.{field}[0] == {kind!r}:
+    raise NotImplementedError(
+        f"{field}={{hf_config.{field}!r}}:"
+        " the first layer has no earlier indexer to reuse"
+    )
+"""
 SELECTION_PARAM = "selection: dict[str, torch.Tensor]"
 SELECTION = """
 selection: dict[str, torch.Tensor] = {}  # the last indexer's keys, for the next layers
@@ -315,6 +323,13 @@ def _shared(package, field: str, kind: str) -> str:
     each block to its attention; `self.indexer` None on the layers of `kind`."""
     declaration = SHARED_FIELD.format(field=field, kind=kind)
     edits.add_args_field(package, declaration, f"{field}=tuple(hf_config.{field})")
+    refuse = InsertStatements(
+        "ModelArgs",
+        "from_hf_config",
+        calls("require_settings"),
+        _FIRST_SHARED.format(field=field, kind=kind),
+    )
+    run(package, "args.py", refuse)
     layer = edits.ensure_attention_layer_id(package)
     for class_name in ("TransformerBlock", "Attention"):
         edits.add_param(package, class_name, "forward", SELECTION_PARAM)
