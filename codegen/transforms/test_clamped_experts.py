@@ -16,9 +16,7 @@ def test_the_experts_clamp_gate_and_up():
     ClampExperts().apply(package, limit="swiglu_limit")
     forward = find_method(package.module("model.py"), "Experts", "forward")
     body = "".join(code_of(s) for s in forward.body.body)
-    assert (
-        "hidden = F.silu(gate.clamp(max=self.limit)) * up.clamp(-self.limit, self.limit)" in body
-    )
+    assert "hidden = F.silu(gate.clamp(max=self.limit)) * up.clamp(-self.limit, self.limit)" in body
     files = package.render()
     assert "swiglu_limit=hf_config.swiglu_limit" in files["args.py"]
     assert "self.limit = limit" in files["model.py"]
