@@ -64,6 +64,17 @@ RULES = [
         ),
     ),
     Rule(
+        id="experts_clamped",
+        feature="ffn.experts_clamp",
+        values=(True,),
+        transform="clamp_experts",
+        params={"limit": FromFeature("ffn.experts_clamp")},
+        description=(
+            "the routed experts (not the dense MLP) clamp gate to <= limit and up to"
+            " [-limit, limit] before silu(gate) * up; limit a config field (HY-V4)"
+        ),
+    ),
+    Rule(
         id="experts_weighted_inputs",
         feature="moe.weights_on",
         values=("input",),

@@ -167,7 +167,7 @@ def to_checkpoint(keys: list[str], transforms: list[CallRec]) -> tuple[list[str]
                     f"checkpoint: renaming {sources[0]!r} -> {targets[0]!r} not applied (regex)"
                 )
                 continue
-            out = [k.replace(tgt, src) for k in out]
+            out = [k.replace(tgt, src, 1) for k in out]  # the first match, as transformers
         elif kind == "WeightConverter" and len(targets) == 1 and sources:
             tgt = _literal(targets[0])
             srcs = [_literal(s) for s in sources]
@@ -200,3 +200,14 @@ def _match(key: str, target: str):
     start = m.start() + len(m.group(1))
     end = m.end() - len(m.group(2))
     return key[:start], key[end:]
+
+
+def on_disk(model_type: str | None, key: str) -> str:
+    """The checkpoint's name of the module key `key` (`{}` placeholders allowed), as
+    transformers' conversion mapping for `model_type` renames it on load; `key` itself
+    where there is no conversion (a renamed copy of the code, or none registered)."""
+    conversions = conversions_for([model_type])[1] if model_type else []
+    if not conversions:
+        return key
+    found, _ = to_checkpoint([key], conversions)
+    return found[0] if len(found) == 1 else key

@@ -300,6 +300,58 @@ def _clamped_later(ctx: Ctx, dense: list, info: FfnInfo) -> None:
             return
 
 
+def _experts_clamp(ctx: Ctx, experts: ModuleRec, dense: FfnInfo) -> str | None:
+    """The config field of routed experts' (stacked tensors) clamp beside a dense MLP that
+    has none (HY-V4's `silu(gate.clamp(max=l)) * up.clamp(-l, l)`, l = self.<attr> set from
+    `config.<field>`): `ffn.kind` is read from the dense MLP, so the experts' own clamp is
+    a fact of its own. Another clamped form is named unsupported."""
+    own = analyse_experts(ctx, experts)
+    if own is None or own.kind == dense.kind or not own.kind.startswith("clamped"):
+        return None
+    field = _clamp_field(experts) if own.kind == "clamped_silu_glu" else None
+    if field is None:
+        ctx.unsupported(
+            "ffn.experts_clamp",
+            f"routed experts whose gated product is {own.kind} (clamped branches) beside a"
+            f" {dense.kind} dense MLP, other than silu(gate.clamp(max=l)) * up.clamp(-l, l)"
+            " with l a config field: no rule yet",
+            own.site,
+        )
+        return None
+    ctx.cite("ffn.experts_clamp", own.site)
+    return field
+
+
+def _clamp_field(experts: ModuleRec) -> str | None:
+    """`config.<field>` of the one `self.<attr>` the experts' methods clamp the gate to
+    (`max=self.<attr>`) and the up branch within (`min=-self.<attr>, max=self.<attr>`)."""
+    import libcst.matchers as m
+
+    cls = experts.cls
+    if cls is None:
+        return None
+    limit = m.Attribute(value=m.Name("self"))
+    attrs = set()
+    for method in cls.methods.values():
+        for call in m.findall(method, m.Call(func=m.Attribute(attr=m.Name("clamp")))):
+            bounds = {a.keyword.value: a.value for a in call.args if a.keyword is not None}
+            upper = bounds.get("max")
+            if m.matches(upper, limit):
+                attrs.add(upper.attr.value)
+    init = cls.methods.get("__init__")
+    if len(attrs) != 1 or init is None:
+        return None
+    (attr,) = attrs
+    sources = m.findall(
+        init,
+        m.Assign(
+            targets=[m.AssignTarget(m.Attribute(value=m.Name("self"), attr=m.Name(attr)))],
+            value=m.Attribute(value=m.Name("config")),
+        ),
+    )
+    return sources[0].value.attr.value if len(sources) == 1 else None
+
+
 def _bounded_clamp(term: Term) -> bool:
     """A clamp with a finite bound under this config (Step-3.5's `clamp(max=inf)` on the
     layers its config leaves unbounded changes nothing); a bound not read counts."""
@@ -468,6 +520,9 @@ def detect(ctx: Ctx) -> tuple[Ffn, dict]:
         return Ffn(), shared
     if info.kind == "swiglu" and len(dense) > 1:
         _clamped_later(ctx, dense, info)
+    experts_clamp = None
+    if source == "dense" and isinstance(experts_rec, ModuleRec):
+        experts_clamp = _experts_clamp(ctx, experts_rec, info)
     act_fp32 = fp32_gated_product_site(ctx.model.project, mlp)
     experts_act_fp32 = fp32_gated_product_site(ctx.model.project, experts_rec)
     ctx.cite("ffn.act_fp32", act_fp32 or info.site)
@@ -494,6 +549,7 @@ def detect(ctx: Ctx) -> tuple[Ffn, dict]:
             sub_norm=bool(info.sub_norm) and source in ("dense", "inline"),
             act_fp32=act_fp32 is not None,
             experts_act_fp32=experts_act_fp32 is not None,
+            experts_clamp=experts_clamp,
         ),
         shared,
     )

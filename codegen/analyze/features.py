@@ -277,6 +277,9 @@ class Ffn:
     # (act(gate.float()) * up.float()).to(dtype) (beam); the routed experts' alike
     act_fp32: bool = False
     experts_act_fp32: bool = False
+    # the config field bounding the routed experts' gate (from above) and up (both ways)
+    # before silu(gate) * up, where the dense MLP beside them is unclamped (HY-V4), else None
+    experts_clamp: str | None = None
     # product-key experts a bool switch puts in place of the MLP (Doge's CDMoE): {"field",
     # "router", "down", "up", "w1", "w3", "w2", "experts", "top_k"}, else None; see
     # codegen/analyze/product_keys.py

@@ -3,21 +3,29 @@
 Recognised from the layer's data flow, never from names. Each sublayer's residual sum is
 `post * sublayer(norm(x)) + comb^T @ h`, where `h` is the layer's input (a stack of streams),
 `x` the streams collapsed with per-token weights, and `post` and `comb` weights computed from
-the streams by a module of the layer (its parameters are read by all three). The form the
-rule realises (DeepSeek-V4's manifold-constrained one):
+the streams by a module of the layer (its parameters are read by all three). The forms the
+rule realises:
 
-* `post` is twice a sigmoid; `comb` a softmax made doubly stochastic by Sinkhorn iterations
-  (the loop's count a config field, read from `for _ in range(self.<attr> - 1)` and the
-  `self.<attr> = config.<field>` of the module's `__init__`), consumed transposed;
-* the module's three parameters are the projection (2D), its bias and three scales (1D);
-* the backbone collapses the streams before the final norm with a module of three parameters
-  of (streams, streams x hidden), (streams,) and (1,).
+* DeepSeek-V4's manifold-constrained one: `post` is twice a sigmoid; `comb` a softmax made
+  doubly stochastic by Sinkhorn iterations (the loop's count a config field, read from
+  `for _ in range(self.<attr> - 1)` and the `self.<attr> = config.<field>` of the module's
+  `__init__`), consumed transposed; the module's three parameters are the projection (2D),
+  its bias and three scales (1D);
+* HY-V4's: the streams added back unmixed (`post * sublayer(...) + h`, no `comb`); `post` a
+  sigmoid times a number or a config field (`self.<attr> = config.<field>`), plus the eps
+  or not; the projection, its bias and two scales (pre's and post's);
+
+and in both the backbone collapses the streams before the final norm with a module of three
+parameters of (streams, streams x hidden), (streams,) and (1,).
 
 The fact is a dict: `layer` (the attributes of the attention's and the FFN's module),
 `params` (their projection, bias and scale parameter names), `head` (the backbone attribute)
-and `head_params`, and the config fields `streams`, `sinkhorn_iters`, `eps`, `norm_eps`.
-Another form (HY-V4's: the streams added back unmixed, no Sinkhorn) is named unsupported
-with what differs, as the `block.layer_modules` finding (in place of its generic line).
+and `head_params`, the config fields `streams`, `sinkhorn_iters` (None: no mix), `eps`,
+`norm_eps`, and the form: `mix` ("sinkhorn" or None), `post_scale` (the number, or the
+config field, `post`'s sigmoid is multiplied by), `post_eps` (the eps added to `post` too)
+and `write_fp32` (the write-back summed in fp32, `.float()` operands, then cast back).
+Another form is named unsupported with what differs, as the `block.layer_modules` finding
+(in place of its generic line).
 """
 
 from __future__ import annotations
@@ -47,14 +55,19 @@ def detect(ctx: Ctx, facts: dict | None) -> dict | None:
         ctx.unsupported(
             "block.layer_modules",  # before layer_extras' generic line, in its place
             f"hyper-connections ({', '.join(names)}: {what}) of another form: {odd[0]['why']}:"
-            " no rule yet (the rule realises post = 2 x sigmoid and a Sinkhorn-mixed stream)",
+            " no rule yet (the rule realises post = 2 x sigmoid and a Sinkhorn-mixed stream,"
+            " or a sigmoid times a number or config field and the streams added back unmixed)",
             odd[0]["site"],
         )
         return None
     if any(r is None for r in reads):
         return None
     candidates = reads[0]["module"]
-    if any(r["module"] != candidates for r in reads) or len(candidates) != 2:
+    if len(candidates) != 2 or any(
+        (r["module"], r["mix"], r["post"], r["write_fp32"])
+        != (candidates, reads[0]["mix"], reads[0]["post"], reads[0]["write_fp32"])
+        for r in reads
+    ):
         return None
     names = _call_order(ctx, layer, candidates)
     if len(names) != 2:
@@ -74,7 +87,13 @@ def detect(ctx: Ctx, facts: dict | None) -> dict | None:
         )
         return None
     fact.update(layer=tuple(names), **head)
-    ctx.cite("block.hyper_connections", f"{where} ({fact['sinkhorn_iters']} Sinkhorn steps)")
+    fact["scale_init"], fact["pre_base_init"] = _init(ctx, recs[0].cls.name, fact["params"][2])
+    fact["head_scale_init"], fact["head_base_init"] = _init(
+        ctx, head["head_class"], fact["head_params"][2]
+    )
+    del fact["head_class"]
+    form = f"{fact['sinkhorn_iters']} Sinkhorn steps" if fact["mix"] else "streams unmixed"
+    ctx.cite("block.hyper_connections", f"{where} ({form})")
     return fact
 
 
@@ -108,11 +127,12 @@ def _call_order(ctx: Ctx, layer: ModuleRec, names: tuple[str, ...]) -> list[str]
 
 def _read(layer: ModuleRec, found) -> dict | None:
     """One sublayer's hyper-connection: the module's attribute, its Sinkhorn step count (as
-    divisions), the site, and why it is another form ("" for the rule's)."""
+    divisions), its form (see the module docstring), the site, and why it is another form
+    ("" for a form the rule realises)."""
     if not isinstance(found, dict):
         return None
-    add, call = found.get("add"), found.get("call")
-    if not isinstance(add, Term) or add.op != "add" or len(add.args) != 2:
+    add, call = _own_add(found.get("add"), found.get("call"))
+    if add is None:
         return None
     written = [a for a in add.args if isinstance(a, Term) and any(x is call for x in walk(a))]
     kept = [a for a in add.args if isinstance(a, Term) and not any(x is call for x in walk(a))]
@@ -126,13 +146,28 @@ def _read(layer: ModuleRec, found) -> dict | None:
     if module is None or not isinstance(collapsed, Term) or _owner(layer, collapsed) != module:
         return None
     site = add.site.cite() if add.site else None
-    info = {"module": module, "site": site, "why": "", "divisions": 0}
-    if not _twice_sigmoid(post[0]):
-        info["why"] = "the output's weights are not twice a sigmoid"
+    node = add.site.node if add.site else None
+    info = {
+        "module": module,
+        "site": site,
+        "why": "",
+        "divisions": 0,
+        "mix": "sinkhorn",
+        "post": _post_form(post[0]),
+        "write_fp32": node is not None and bool(m.findall(node, _FLOAT)),
+    }
+    if info["post"] is None:
+        info["why"] = "the output's weights are not a sigmoid times a number or config field"
         return info
     mix = kept[0]
+    if _weighs(collapsed, mix):  # the streams added back as they are
+        info["mix"] = None
+        return info
     if not (mix.op == "fn" and mix.name.rsplit(".", 1)[-1] == "matmul" and len(mix.args) == 2):
-        info["why"] = "the streams are added back unmixed (no Sinkhorn-normalised mix)"
+        info["why"] = "the streams are mixed otherwise than by a matrix product"
+        return info
+    if info["post"] != (2, False):
+        info["why"] = "the mixed form's output weights are not twice a sigmoid"
         return info
     comb = mix.args[0]
     if not isinstance(comb, Term) or _owner(layer, comb) != module:
@@ -152,17 +187,67 @@ def _read(layer: ModuleRec, found) -> dict | None:
     return info
 
 
+def _weighs(collapsed: Term, streams: Term) -> bool:
+    """`collapsed` is `(pre * streams).sum(...)`: the module's weights times `streams` itself
+    (the module's forward is traced inline)."""
+    if collapsed.op != "fn" or collapsed.name.rsplit(".", 1)[-1] != "sum" or not collapsed.args:
+        return False
+    product = collapsed.args[0]
+    return (
+        isinstance(product, Term)
+        and product.op == "mul"
+        and any(a is streams for a in product.args)
+    )
+
+
+_FLOAT = m.Call(func=m.Attribute(attr=m.Name("float")), args=[])
+
+
+def _own_add(add, call) -> tuple[Term | None, Term | None]:
+    """The residual add `call`'s output enters itself: detect_norm climbs to the outermost
+    add of a chain, which for streams added back unmixed is the next sublayer's sum."""
+    if not isinstance(add, Term) or add.op != "add" or not isinstance(call, Term):
+        return None, None
+    for term in walk(add):
+        if term.op != "add" or len(term.args) != 2:
+            continue
+        for arg in term.args:
+            if isinstance(arg, Term) and arg.op == "mul" and any(a is call for a in arg.args):
+                return term, call
+    return (add, call) if len(add.args) == 2 else (None, None)
+
+
+def _post_form(term: Term):
+    """(multiplier, eps added) of `post` = `k * sigmoid(...)` (+ a number): k a number or
+    the `self.<attr>` it is written with (resolved to a config field by `_module_fact`)."""
+    eps = False
+    if term.op == "add" and len(term.args) == 2:
+        terms = [a for a in term.args if isinstance(a, Term)]
+        if len(terms) != 1 or not any(_number(a) for a in term.args):
+            return None
+        term, eps = terms[0], True
+    if term.op != "mul" or len(term.args) != 2:
+        return None
+    numbers = [a for a in term.args if _number(a)]
+    sig = [a for a in term.args if isinstance(a, Term) and a.op == "fn"]
+    if len(numbers) != 1 or len(sig) != 1 or sig[0].name.rsplit(".", 1)[-1] != "sigmoid":
+        return None
+    node = term.site.node if term.site else None
+    attr = None
+    if isinstance(node, cst.BinaryOperation):
+        for side in (node.left, node.right):
+            if m.matches(side, m.Attribute(value=m.Name("self"))):
+                attr = side.attr.value
+    return (attr, eps) if attr else (numbers[0], eps)
+
+
+def _number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _sub(term: Term, call: Term) -> Term | None:
     """`term` when it holds the sublayer's `call`, else None."""
     return term if any(x is call for x in walk(term)) else None
-
-
-def _twice_sigmoid(term: Term) -> bool:
-    if term.op != "mul" or len(term.args) != 2:
-        return False
-    numbers = [a for a in term.args if isinstance(a, int | float) and not isinstance(a, bool)]
-    sig = [a for a in term.args if isinstance(a, Term) and a.op == "fn"]
-    return numbers == [2] and len(sig) == 1 and sig[0].name.rsplit(".", 1)[-1] == "sigmoid"
 
 
 _TRANSPOSE = m.Call(func=m.Attribute(attr=m.Name("transpose")), args=[m.Arg(), m.Arg()]) | (
@@ -240,25 +325,47 @@ def _module_fact(ctx: Ctx, rec: ModuleRec, read: dict) -> dict | None:
     if len(params.get(2, ())) != 1 or len(params.get(1, ())) != 2:
         return None
     fn, (base, scale) = params[2][0], params[1]
-    width, n = rec.attrs[base].shape[0], rec.attrs[scale].shape[0]
-    if n != 3:
+    width, scales = rec.attrs[base].shape[0], rec.attrs[scale].shape[0]
+    mixed = read["mix"] == "sinkhorn"
+    if scales != (3 if mixed else 2):
         return None
-    # the streams' count n: the bias holds (2 + n) * n values (pre, post and comb's n x n)
-    streams = [a for a in attrs if (2 + rec.attrs.get(a, -1)) * rec.attrs.get(a, -1) == width]
-    loop = _loop_attr(ctx, rec)
-    iters = rec.attrs.get(loop) if loop else None
-    if len(streams) != 1 or loop not in attrs or read["divisions"] != 2 * (iters or 0) - 1:
+
+    # the streams' count n: the bias holds (2 + n) * n values (pre, post and comb's n x n),
+    # or 2 * n without the mix
+    def holds(n) -> bool:
+        return isinstance(n, int) and not isinstance(n, bool) and (2 + n * mixed) * n == width
+
+    streams = [a for a in attrs if holds(rec.attrs.get(a))]
+    if len(streams) != 1:
         return None
-    eps = [a for a in attrs if isinstance(rec.attrs.get(a), float) and a not in (streams[0], loop)]
+    multiplier, post_eps = read["post"]
+    if isinstance(multiplier, str):  # `self.<attr> * torch.sigmoid(...)`: a config field
+        if multiplier not in attrs:
+            return None
+        multiplier_attr, multiplier = multiplier, attrs[multiplier]
+    else:
+        multiplier_attr = None
+    loop = iters = None
+    if mixed:
+        loop = _loop_attr(ctx, rec)
+        iters = rec.attrs.get(loop) if loop else None
+        if loop not in attrs or read["divisions"] != 2 * (iters or 0) - 1:
+            return None
+    taken = (streams[0], loop, multiplier_attr)
+    eps = [a for a in attrs if isinstance(rec.attrs.get(a), float) and a not in taken]
     norm_eps = _norm_eps(ctx, rec)
     if len(eps) != 1 or norm_eps is None:
         return None
     return {
         "params": (fn, base, scale),
         "streams": attrs[streams[0]],
-        "sinkhorn_iters": attrs[loop],
+        "sinkhorn_iters": attrs[loop] if mixed else None,
         "eps": attrs[eps[0]],
         "norm_eps": norm_eps,
+        "mix": read["mix"],
+        "post_scale": multiplier,
+        "post_eps": post_eps,
+        "write_fp32": read["write_fp32"],
     }
 
 
@@ -281,4 +388,52 @@ def _head(ctx: Ctx, fact: dict | None) -> dict | None:
             found.append((name, (fn, base, scale)))
     if len(found) != 1:
         return None
-    return {"head": found[0][0], "head_params": found[0][1]}
+    name, params = found[0]
+    return {"head": name, "head_params": params, "head_class": owner.attrs[name].cls.name}
+
+
+# `-math.log(max(module.<streams> - 1, 1))`: pre's bias starting at 1 / (streams - 1)
+_MINUS_LOG = m.UnaryOperation(
+    operator=m.Minus(),
+    expression=m.Call(
+        func=m.Attribute(attr=m.Name("log")) | m.Name("log"),
+        args=[
+            m.Arg(
+                m.Call(
+                    func=m.Name("max"),
+                    args=[
+                        m.Arg(m.BinaryOperation(operator=m.Subtract(), right=m.Integer("1"))),
+                        m.Arg(m.Integer("1")),
+                    ],
+                )
+            )
+        ],
+    ),
+)
+
+
+def _init(ctx: Ctx, cls: str, scale: str) -> tuple[float, str]:
+    """How HF's `_init_weights` starts a module's scale and its pre weights' bias: the
+    scale's number (`init.constant_(module.<scale>, 0.01)`; 1.0 for `ones_`) and "minus_log"
+    (-log(max(streams - 1, 1))) or "zeros" for the bias, read from its
+    `isinstance(module, <cls>)` branch; the house's ones and zeros where none is read."""
+    out = [1.0, "zeros"]
+    for source in ctx.model.modeling.classes.values():
+        method = source.methods.get("_init_weights")
+        if not isinstance(method, cst.FunctionDef):
+            continue
+        for branch in m.findall(method, m.If()):
+            test = branch.test
+            if not m.findall(test, m.Name(cls)):
+                continue
+            for call in m.findall(branch.body, m.Call(func=m.Attribute(attr=m.Name("constant_")))):
+                target = call.args[0].value if call.args else None
+                value = call.args[1].value if len(call.args) > 1 else None
+                if m.matches(target, m.Attribute(attr=m.Name(scale))) and isinstance(
+                    value, cst.Float | cst.Integer
+                ):
+                    out[0] = float(value.evaluated_value)
+            if m.findall(branch.body, _MINUS_LOG):
+                out[1] = "minus_log"
+            return out[0], out[1]
+    return out[0], out[1]

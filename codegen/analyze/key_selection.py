@@ -10,14 +10,16 @@ parameters, and whose output reaches the attention kernel.
 `read` names the scorer's parts where it has DeepSeek sparse attention's shape, told apart by
 their sizes (never by their names): a LayerNorm of width D with a constant epsilon (the key
 norm), a projection to D (the single key head), one to H (the per-head weights) and one to
-H * D (the query heads, from the query latent); its forward rotates the leading dims of q and
-k (halves or interleaved pairs, as its rotation function does), takes a relu and a top-k.
-Another scorer gives "other".
+H * D (the query heads, from the query latent); its forward rotates the leading or the
+trailing dims of q and k (the first or the second part of a split; halves or interleaved pairs,
+as its rotation function does), takes a relu and a top-k. The key norm's epsilon is a number
+or a config field. Another scorer gives "other".
 """
 
 from __future__ import annotations
 
 import libcst as cst
+import libcst.matchers as m
 
 from codegen.analyze.dataflow import Term, walk
 from codegen.analyze.evaluate import ModuleRec, ParamRec
@@ -54,7 +56,9 @@ def detect(ctx, shared: dict) -> dict | str | None:
 
 def read(ctx, scorer: ModuleRec, hidden) -> dict | None:
     """{"q_proj", "k_proj", "k_norm", "weights_proj": child names, "interleaved": bool,
-    "k_norm_eps": the key norm's epsilon} of a DeepSeek-sparse-attention indexer, or None."""
+    "rope_dims": "leading" or "trailing" (the rotated dims of the q/k heads), "k_norm_eps":
+    the key norm's epsilon, a number or the config field it reads} of a
+    DeepSeek-sparse-attention indexer, or None."""
     from codegen.analyze.detect_attention import _is_rope_function
     from codegen.analyze.detect_rope import _interleaved
 
@@ -86,45 +90,66 @@ def read(ctx, scorer: ModuleRec, hidden) -> dict | None:
         return None
     trace = ctx.trace(scorer)
     rotations = [(f, a) for f, a in trace.tracer.func_calls if _is_rope_function(ctx, f)]
-    if len(rotations) != 1 or not _leading(rotations[0][1][:2]):
-        return None  # one rotation, of the heads' leading dims (hy_v4 turns the trailing ones)
+    part = _rotated_part(rotations[0][1][:2]) if len(rotations) == 1 else None
+    if part is None:
+        return None  # one rotation, of the heads' leading or trailing dims
     norm = scorer.attrs[k_norm]
-    eps = norm.args[1] if len(norm.args) > 1 else norm.kwargs.get("eps", 1e-5)  # torch's 1e-5
-    if not _literal_eps(norm):
-        return None  # the key norm's epsilon read from the config: not this shape
+    eps = _eps(norm)
+    if eps is None:
+        return None
     weights, queries = heads[0]
+    forward = ctx.model.project.find_method(scorer.cls, "forward") if scorer.cls else None
+    in_weight_dtype = m.Attribute(
+        value=m.Attribute(value=m.Attribute(value=m.Name("self"), attr=m.Name(k_norm))),
+        attr=m.Name("dtype"),
+    )
     return {
         "q_proj": queries,
         "k_proj": keys[0],
         "k_norm": k_norm,
         "weights_proj": weights,
         "interleaved": _interleaved(ctx, rotations[0][0]),
+        "rope_dims": ("leading", "trailing")[part],
         "k_norm_eps": eps,
+        # the key norm run on its input cast to the norm's weight dtype (HY-V4: fp32)
+        "k_norm_in_weight_dtype": bool(forward and m.findall(forward[1], in_weight_dtype)),
     }
 
 
-def _leading(args) -> bool:
-    """q and k handed to the rotation are both the first part of a split."""
-    return len(args) == 2 and all(
-        isinstance(a, Term)
-        and a.op == "index"
-        and a.name == "0"
-        and any(isinstance(b, Term) and b.op == "fn" and b.name.endswith("split") for b in a.args)
-        for a in args
-    )
+def _rotated_part(args) -> int | None:
+    """0 or 1: q and k handed to the rotation are both that part of a two-way split."""
+    if len(args) != 2:
+        return None
+    parts = set()
+    for a in args:
+        if not (isinstance(a, Term) and a.op == "index" and a.name in ("0", "1")):
+            return None
+        split = [b for b in a.args if isinstance(b, Term) and b.op == "fn"]
+        if not any(b.name.endswith("split") for b in split):
+            return None
+        parts.add(int(a.name))
+    return parts.pop() if len(parts) == 1 else None
 
 
-def _literal_eps(norm: ModuleRec) -> bool:
-    """The norm's constructor gives no epsilon or a number (`eps=1e-6`), not a config read."""
+def _eps(norm: ModuleRec) -> float | str | None:
+    """The norm's epsilon: the number its constructor gives (torch's 1e-5 for none), or the
+    config field it reads (`eps=config.rms_norm_eps`); None for anything else."""
     call = getattr(norm.site, "node", None)
     if not isinstance(call, cst.Call):
-        return False
-    eps = [
+        return None
+    given = [
         a.value
         for i, a in enumerate(call.args)
         if (a.keyword is not None and a.keyword.value == "eps") or (a.keyword is None and i == 1)
     ]
-    return all(isinstance(v, cst.Float | cst.Integer) for v in eps)
+    if not given:
+        return 1e-5
+    (value,) = given
+    if isinstance(value, cst.Float | cst.Integer):
+        return norm.args[1] if len(norm.args) > 1 else norm.kwargs.get("eps")
+    if m.matches(value, m.Attribute(value=m.Name("config"))):
+        return value.attr.value
+    return None
 
 
 def _learned(ctx, module: ModuleRec) -> bool:

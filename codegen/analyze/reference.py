@@ -161,6 +161,7 @@ COMPARED: dict[str, Any] = {
     "ffn.layer_widths": lambda found: found is not None,
     "ffn.act_fp32": None,
     "ffn.experts_act_fp32": None,
+    "ffn.experts_clamp": lambda field: field is not None,
     "moe": _moe_present,
     "moe.router": None,
     "moe.router_bias": None,
@@ -254,6 +255,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "norm.weight_fp32": (False,),  # RMSNorm casts back to the input dtype before the weight
     "ffn.act_fp32": (False,),  # the gated product rounded after the activation and again after
     "ffn.experts_act_fp32": (False,),  # ... in the routed experts too
+    "ffn.experts_clamp": (False,),  # the routed experts' branches unclamped
     "attention.differential": (False,),  # one attention map per head
     "attention.routed": (False,),  # dense query and output projections
     "norm.layer_eps": (False,),  # every norm at the config's epsilon

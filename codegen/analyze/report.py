@@ -147,12 +147,18 @@ def render_text(features: Features) -> str:
             value = f"{found['field']}: {found['router']} + {found['experts']}" if found else "no"
         elif name == "block.hyper_connections":
             found = features.block.hyper_connections
-            value = (
-                f"{found['streams']} streams, Sinkhorn x {found['sinkhorn_iters']}"
-                f" ({', '.join(found['layer'])}; collapsed by {found['head']})"
-                if found
-                else "no"
-            )
+            if found:
+                form = (
+                    f"Sinkhorn x {found['sinkhorn_iters']}"
+                    if found["mix"]
+                    else f"added back unmixed, post {found['post_scale']} x sigmoid"
+                )
+                value = (
+                    f"{found['streams']} streams, {form}"
+                    f" ({', '.join(found['layer'])}; collapsed by {found['head']})"
+                )
+            else:
+                value = "no"
         elif name == "block.recurrent_stacks":
             found = features.block.recurrent_stacks
             value = (

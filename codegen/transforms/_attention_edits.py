@@ -653,15 +653,18 @@ def drop_rows(package, house_match: Callable[[str], bool]) -> int:
 
 _SDPA = "F.scaled_dot_product_attention"
 
-# `{scale}` is SDPA's (head_dim ** -0.5 unless the call set `scale=`)
-EXPLICIT_ATTENTION = """
-groups = self.n_heads // self.n_kv_heads  # GQA: each k/v head serves `groups` q heads
-k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+# `{scale}` is SDPA's (head_dim ** -0.5 unless the call set `scale=`); `{groups}` the GQA
+# repeat where the attention has fewer k/v heads (none: latent attention's k/v per q head)
+EXPLICIT_ATTENTION = """{groups}
 scores = q @ k.transpose(2, 3) * {scale}
 {masking}
 probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
 out = probs @ v
 """
+
+GQA_REPEAT = """
+groups = self.n_heads // self.n_kv_heads  # GQA: each k/v head serves `groups` q heads
+k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)"""
 
 CAUSAL_MASKING = """
 scores.masked_fill_(future, float("-inf"))  # in place: no backward step reads the scores
@@ -703,7 +706,12 @@ def make_attention_explicit(package) -> None:
     scale = arg_value(call, "scale") or "self.head_dim**-0.5"
     with_mask = arg_value(call, "attn_mask") is not None
     masking = MASK_MASKING if with_mask else CAUSAL_MASKING
-    code = EXPLICIT_ATTENTION.format(scale=scale, masking=masking.strip())
+    init = find_method(package.module("model.py"), "Attention", "__init__")
+    grouped = bool(
+        m.findall(init, m.AssignTarget(m.Attribute(m.Name("self"), m.Name("n_kv_heads"))))
+    )
+    groups = GQA_REPEAT if grouped else ""
+    code = EXPLICIT_ATTENTION.format(groups=groups, scale=scale, masking=masking.strip())
     run(
         package,
         "model.py",

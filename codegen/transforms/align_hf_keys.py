@@ -10,6 +10,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from codegen.analyze import walk
+from codegen.analyze.conversion import on_disk
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import EditDict, findall, run
 from codegen.transforms.transposed_linears import AfterFromHfMap
@@ -82,10 +83,18 @@ class AlignHfKeys(Transform):
                 if c.count(_LAYER) == hf_key.count(_LAYER)
             ]
 
+        model_type = getattr(features, "model_type", None)
+
         def rewrite(key: str, value: str):
             hf_key = json.loads(key)
             if hf_key in wanted:
                 return [(key, value)]
+            # the name transformers' conversion mapping loads the module key from (HY-V4's
+            # `attn_hc.fn` is `hc_pre.hc_attn_layer.hc_fn` on disk)
+            stored = on_disk(model_type, hf_key)
+            if stored in wanted:
+                renamed[hf_key] = stored
+                return [(json.dumps(stored), value)]
             if KEY_WORD in hf_key:  # a ModuleDict's rows: kept where the target has its keys
                 found = _pattern(hf_key)
                 return [(key, value)] if any(found.match(t) for t in targets) else []

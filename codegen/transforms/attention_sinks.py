@@ -53,6 +53,31 @@ def init_parameters(self, std: float) -> None:
     nn.init.zeros_(self.sinks)  # HF's _init_weights starts the sinks at zero
 """
 
+# where HF's `_init_weights` starts the sinks at a config value (HY-V4's learnable_sink_init)
+SINK_INIT_FIELD = "sink_init: float = 0.0  # the sinks' starting value (HF's init)"
+SINK_INIT = "self.sink_init = args.sink_init"
+CONSTANT_INIT = """
+def init_parameters(self, std: float) -> None:
+    nn.init.constant_(self.sinks, self.sink_init)  # as HF's _init_weights starts them
+"""
+
+# `<init>.constant_(<module>.sinks, <self.>config.<field>)`
+_CONFIG_SINKS = m.Call(
+    func=m.Attribute(attr=m.Name("constant_")),
+    args=[
+        m.Arg(m.Attribute(attr=m.Name("sinks"))),
+        m.Arg(m.Attribute(value=m.Name("config") | m.Attribute(attr=m.Name("config")))),
+    ],
+)
+
+
+def sinks_init_field(features) -> str | None:
+    """The config field the target's HF `_init_weights` starts the sinks at, if any."""
+    tree = _modeling_tree(features)
+    found = m.findall(tree, _CONFIG_SINKS) if tree is not None else []
+    return found[0].args[1].value.attr.value if len(found) == 1 else None
+
+
 # `<init>.zeros_(<module>.sinks)` (init.zeros_, nn.init.zeros_, torch.nn.init.zeros_)
 _ZEROS_SINKS = m.Call(
     func=m.Attribute(attr=m.Name("zeros_")),
@@ -107,7 +132,16 @@ class AddAttentionSinks(Transform):
             else "attention.wo.weight"
         )
         edits.insert_rows_after(package, f"layers.{{}}.{anchor}", [_ROW])
-        if sinks_start_at_zero(features):
+        field = sinks_init_field(features)
+        if field is not None:
+            edits.add_args_field(package, SINK_INIT_FIELD, f"sink_init=hf_config.{field}")
+            run(
+                package,
+                "model.py",
+                InsertStatements("Attention", "__init__", assigns("self.sinks"), SINK_INIT),
+            )
+            moe_edits.add_method(package, "model.py", "Attention", CONSTANT_INIT)
+        elif sinks_start_at_zero(features):
             moe_edits.add_method(package, "model.py", "Attention", ZERO_INIT)
 
 

@@ -1,5 +1,5 @@
 """Widen the residual stream into parallel streams joined by hyper-connections (DeepSeek-V4's
-manifold-constrained form)."""
+manifold-constrained form, or HY-V4's with the streams added back unmixed)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,18 @@ import libcst as cst
 import libcst.matchers as m
 
 from codegen.transforms import _attention_edits as edits
-from codegen.transforms._hyper_modules import HYPER_CONNECTION, STREAM_COLLAPSE
+from codegen.transforms._hyper_modules import (
+    HYPER_CONNECTION,
+    STREAM_COLLAPSE,
+    unmixed_connection,
+    with_init,
+)
 from codegen.transforms._rope_edits import add_args_field
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import (
     EditError,
     InsertStatements,
+    add_import,
     assigns,
     calls_super_init,
     dotted,
@@ -35,12 +41,16 @@ FIELDS = {
     ),
 }
 
+# the unmixed form's `post` magnitude, where a config field sets it
+MAGNITUDE = "float = 2.0  # the hyper-connections' output weights: this times a sigmoid"
+
+# {middle}: the form's own argument (the Sinkhorn steps, a config magnitude) or nothing
 BLOCK_MODULES = """
 self.attention_hc = HyperConnection(
-    args.dim, args.hc_streams, args.hc_sinkhorn_iters, args.hc_eps, args.hc_norm_eps
+    args.dim, args.hc_streams, {middle}args.hc_eps, args.hc_norm_eps
 )
 self.ffn_hc = HyperConnection(
-    args.dim, args.hc_streams, args.hc_sinkhorn_iters, args.hc_eps, args.hc_norm_eps
+    args.dim, args.hc_streams, {middle}args.hc_eps, args.hc_norm_eps
 )
 """
 
@@ -60,22 +70,48 @@ class HyperConnections(Transform):
     reads the sublayer's input from the streams and writes its output back through a
     `HyperConnection` (`attention_hc`, `ffn_hc`), and `StreamCollapse` joins the streams
     before the final norm. `hyper` is the analysed `block.hyper_connections`: the HF config
-    fields the four ModelArgs fields read, the HF layer attributes of the two modules and
-    their parameters, and the backbone's collapsing module, which the adapter maps."""
+    fields the ModelArgs fields read, the form (a Sinkhorn-mixed stream, `post` twice a
+    sigmoid; or the streams added back unmixed, `post` a sigmoid times a number or a config
+    field, plus eps or not, written back in fp32 or not), the HF layer attributes of the two
+    modules and their parameters, and the backbone's collapsing module, which the adapter
+    maps."""
 
     name = "hyper_connections"
 
     def apply(self, package, features=None, *, hyper: dict) -> None:
+        mixed = hyper["mix"] == "sinkhorn"
+        if hyper["mix"] not in ("sinkhorn", None):
+            raise EditError(f"hyper-connections mixing the streams by {hyper['mix']!r}")
         for field, (declaration, key) in FIELDS.items():
-            add_args_field(package, field, declaration, f"hf_config.{hyper[key]}")
-        edits.insert_definition(package, "model.py", HYPER_CONNECTION, before="TransformerBlock")
-        edits.insert_definition(package, "model.py", STREAM_COLLAPSE, before="TransformerBlock")
+            if hyper[key] is not None:
+                add_args_field(package, field, declaration, f"hf_config.{hyper[key]}")
+        magnitude = hyper["post_scale"]
+        config_magnitude = isinstance(magnitude, str)
+        if config_magnitude:
+            add_args_field(package, "hc_post_magnitude", MAGNITUDE, f"hf_config.{magnitude}")
+        if mixed:
+            connection, middle = HYPER_CONNECTION, "args.hc_sinkhorn_iters, "
+        else:
+            connection = unmixed_connection(
+                None if config_magnitude else magnitude, hyper["post_eps"], hyper["write_fp32"]
+            )
+            middle = "args.hc_post_magnitude, " if config_magnitude else ""
+        modules = BLOCK_MODULES.format(middle=middle)
+        pre = "self.base[: self.streams]"
+        connection = with_init(connection, hyper["scale_init"], hyper["pre_base_init"], pre)
+        collapse = with_init(
+            STREAM_COLLAPSE, hyper["head_scale_init"], hyper["head_base_init"], "self.base"
+        )
+        if "minus_log" in (hyper["pre_base_init"], hyper["head_base_init"]):
+            add_import(package, "model.py", "math", "log")
+        edits.insert_definition(package, "model.py", connection, before="TransformerBlock")
+        edits.insert_definition(package, "model.py", collapse, before="TransformerBlock")
         run(
             package,
             "model.py",
-            InsertStatements("TransformerBlock", "__init__", calls_super_init, BLOCK_MODULES),
+            InsertStatements("TransformerBlock", "__init__", calls_super_init, modules),
         )
-        block = _Sublayers()
+        block = _Sublayers(("post", "comb") if mixed else ("post",))
         run(package, "model.py", block)
         if block.sublayers != ["attention", "ffn"]:
             raise EditError(
@@ -95,8 +131,9 @@ class _Sublayers(edits.InMethod):
     """In TransformerBlock.forward, each statement holding `x + sublayer(...)` becomes the
     read of the sublayer's input from the streams `x` and the write-back of its output."""
 
-    def __init__(self):
+    def __init__(self, weights: tuple[str, ...]):
         super().__init__("TransformerBlock", "forward")
+        self.weights = weights  # what the module hands `write` besides the streams
         self.sublayers: list[str] = []
 
     def leave_SimpleStatementLine(self, original, updated):
@@ -112,15 +149,14 @@ class _Sublayers(edits.InMethod):
         self.sublayers.append(sublayer)
         self.hits += 1
         stream = add.left.value
-        read = f"sub_in, post, comb = self.{sublayer}_hc({stream})"
+        read = f"sub_in, {', '.join(self.weights)} = self.{sublayer}_hc({stream})"
         right = add.right.visit(_Rename(stream, "sub_in"))
         write = cst.Call(
             func=expression(f"self.{sublayer}_hc.write"),
             args=[
                 cst.Arg(cst.Name(stream)),
                 cst.Arg(right),
-                cst.Arg(cst.Name("post")),
-                cst.Arg(cst.Name("comb")),
+                *(cst.Arg(cst.Name(name)) for name in self.weights),
             ],
         )
         line = updated.deep_replace(add, write)

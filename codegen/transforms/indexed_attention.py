@@ -19,14 +19,15 @@ from codegen.transforms.edits import (
     add_import,
     assigns,
     calls,
+    dotted,
     findall,
     is_statement,
     run,
 )
 
 # the scorer, written for the house names of its parts (the adapter maps the checkpoint's);
-# ROTATE is the target's rotation of the scorer's leading rope dims (halves or pairs), EPS
-# its key norm's epsilon
+# ROTATE is the target's rotation of the scorer's rope dims (halves or pairs), EPS its key
+# norm's epsilon; written for rotated dims leading the q/k heads (`_trailing` turns it)
 INDEXER = '''
 class Indexer(nn.Module):
     """Picks the keys each query attends to: `index_n_heads` query heads (from the query
@@ -76,6 +77,32 @@ index_n_heads: int = 64  # the indexer's query heads
 index_head_dim: int = 128  # its q/k head size, the first qk_rope_head_dim dims rotated
 """
 
+EPS_FIELD = "index_k_norm_eps: float = 1e-6  # the indexer's key norm's epsilon"
+
+# the indexer's lines for rotated dims that trail its q/k heads (HY-V4's), by the leading form's
+_TRAILING = {
+    "lead with the rotated dims": "end with the rotated dims",
+    "split = [self.rope_dim, self.head_dim - self.rope_dim]": (
+        "split = [self.head_dim - self.rope_dim, self.rope_dim]"
+    ),
+    "q_pe, q_nope = q.split(split, dim=-1)": "q_nope, q_pe = q.split(split, dim=-1)",
+    "q = torch.cat((q_pe, q_nope), dim=-1)": "q = torch.cat((q_nope, q_pe), dim=-1)",
+    "k_pe, k_nope = self.k_norm(": "k_nope, k_pe = self.k_norm(",
+    "k = torch.cat((ROTATE(k_pe.unsqueeze(1), cos, sin).squeeze(1), k_nope), dim=-1)": (
+        "k = torch.cat((k_nope, ROTATE(k_pe.unsqueeze(1), cos, sin).squeeze(1)), dim=-1)"
+    ),
+}
+
+
+def _trailing(code: str) -> str:
+    """The indexer whose q/k heads end with their rotated dims."""
+    for old, new in _TRAILING.items():
+        if code.count(old) != 1:
+            raise EditError(f"the indexer template has no single {old!r}")
+        code = code.replace(old, new)
+    return code
+
+
 KWARGS = (
     "index_topk=hf_config.index_topk",
     "index_n_heads=hf_config.index_n_heads",
@@ -121,7 +148,21 @@ class IndexedAttention(Transform):
             add_import(package, "model.py", "codegen.layers.rope", "apply_rotary")
         elif not findall(package.module("model.py"), m.ImportAlias(name=m.Name(rotate))):
             raise EditError(f"model.py imports no {rotate} for the indexer")
-        code = INDEXER.replace("ROTATE", rotate).replace("EPS", repr(indexer["k_norm_eps"]))
+        eps = indexer["k_norm_eps"]
+        if isinstance(eps, str):  # a config field: the package reads it too
+            edits.add_args_field(package, EPS_FIELD, f"index_k_norm_eps=hf_config.{eps}")
+            eps = "args.index_k_norm_eps"
+        else:
+            eps = repr(eps)
+        code = INDEXER if indexer["rope_dims"] == "leading" else _trailing(INDEXER)
+        if indexer.get("k_norm_in_weight_dtype"):
+            key = "self.k_norm(self.wk(x))"
+            if code.count(key) != 1:
+                raise EditError("the indexer template has no single key norm call")
+            code = code.replace(
+                key, "self.k_norm(self.wk(x).to(self.k_norm.weight.dtype)).to(x.dtype)"
+            )
+        code = code.replace("ROTATE", rotate).replace("EPS", eps)
         edits.insert_definition(package, "model.py", code, before="Attention")
         run(package, "model.py", KeepElse("Attention", "__init__", _Q_LOW_RANK))
         edits.remove_statements(
@@ -131,33 +172,47 @@ class IndexedAttention(Transform):
         edits.drop_docstring_paragraphs(package, "state_dict_adapter.py", ("q_lora_rank is None",))
         own = "self.indexer = Indexer(args)"
         layer_type = _indexed_type(features, indexer["module"])
+        shared = _shared_kind(features, indexer["module"])
+        if layer_type is not None and shared is not None:
+            raise EditError("an indexer on some layer types and shared by others")
         if layer_type is not None:
             own = _typed(package, layer_type)
+        elif shared is not None:
+            own = _shared(package, *shared)
         run(package, "model.py", InsertStatements("Attention", "__init__", assigns("self.wo"), own))
         split = ReplaceStatements("Attention", "forward", is_statement(_Q), _Q_SPLIT)
         run(package, "model.py", split)
-        sdpa = "F.scaled_dot_product_attention"
-        code = _KEEP if layer_type is None else _KEEP_TYPED
-        keep = InsertStatements("Attention", "forward", calls(sdpa), code, before=True)
-        run(package, "model.py", keep)
-        if layer_type is None:
+        code = _KEEP_TYPED if layer_type else _KEEP_SHARED if shared else _KEEP
+        if edits.attention_is_explicit(package):
+            if layer_type is not None:
+                raise EditError("an indexer on some layer types of explicit attention")
+            masking = calls("scores.masked_fill_")
+            keep = InsertStatements("Attention", "forward", masking, code, before=True)
+            run(package, "model.py", keep)
             edits.replace_expressions(
                 package,
                 "model.py",
                 "Attention",
                 "forward",
-                edits.call_of(sdpa),
-                _masked_by_keep,
+                edits.call_of("scores.masked_fill_"),
+                _hidden_unless_kept,
             )
+        else:
+            sdpa = "F.scaled_dot_product_attention"
+            keep = InsertStatements("Attention", "forward", calls(sdpa), code, before=True)
+            run(package, "model.py", keep)
+            if layer_type is None:
+                edits.replace_expressions(
+                    package,
+                    "model.py",
+                    "Attention",
+                    "forward",
+                    edits.call_of(sdpa),
+                    _masked_by_keep,
+                )
         edits.add_args_field(package, FIELDS)
         for kwarg in KWARGS:
             edits.add_hf_kwarg(package, kwarg)
-        for field, kind in _indexer_skipped(features, indexer["module"]):
-            refuse = _REFUSE.format(field=field, kind=kind)
-            guard = InsertStatements(
-                "ModelArgs", "from_hf_config", calls("require_settings"), refuse
-            )
-            run(package, "args.py", guard)
         _adapter_rows(package, indexer)
 
 
@@ -226,32 +281,87 @@ class _AddLayerType(cst.CSTTransformer):
         return updated
 
 
-# a per-layer setting that leaves a layer without an indexer of its own (GLM-5's "shared":
-# it reuses an earlier layer's choice) is not built: the package refuses it
-_REFUSE = """
-if any(kind != {kind!r} for kind in hf_config.{field}):
+# a per-layer setting that leaves a layer without an indexer of its own (GLM-5's and
+# HY-V4's "shared"): that layer reuses the keys the last layer with one chose, which the
+# model hands from layer to layer in `selection`
+_KEEP_SHARED = """
+if self.indexer is not None:  # the other layers reuse the keys the last indexer chose
+    selection["keep"] = self.indexer(x, q_latent, rope)
+keep = selection["keep"]  # the keys each query attends to
+"""
+# a first layer with no indexer has no earlier keys to reuse (HF raises too)
+_FIRST_SHARED = """
+if hf_config.{field}[0] == {kind!r}:
     raise NotImplementedError(
-        f"{field}={{hf_config.{field}!r}} is not supported"
-        " (only layers that run an indexer of their own)"
+        f"{field}={{hf_config.{field}!r}}:"
+        " the first layer has no earlier indexer to reuse"
     )
 """
+SELECTION_PARAM = "selection: dict[str, torch.Tensor]"
+SELECTION = """
+selection: dict[str, torch.Tensor] = {}  # the last indexer's keys, for the next layers
+"""
+SHARED_FIELD = (
+    "{field}: tuple[str, ...] = ()  # per layer: {kind!r} ones reuse the last indexer's keys"
+)
 
 
-def _indexer_skipped(features, module: str) -> list[tuple[str, str]]:
-    """(field, the planned kind of every layer) of the per-layer switches whose other
-    kinds build a layer without the indexer (`<module>: None` in what they select)."""
-    found = []
+def _shared_kind(features, module: str) -> tuple[str, str] | None:
+    """(field, kind) of the per-layer switch whose layers of `kind` build no indexer
+    (`<module>: None` in what they select), or None."""
     for switch in getattr(features, "switches", ()):
-        configured = switch.configured
-        if switch.kind != "per_layer" or not isinstance(configured, list | tuple):
+        if switch.kind != "per_layer":
             continue
-        kinds = set(configured)
-        drops = any(
-            v.test == "layers" and f"{module}: None" in v.selects.split("; ") for v in switch.values
+        for value in switch.values:
+            if value.test == "layers" and f"{module}: None" in value.selects.split("; "):
+                return switch.field, value.operand
+    return None
+
+
+def _shared(package, field: str, kind: str) -> str:
+    """The per-layer field in ModelArgs, `selection` handed from the model's loop through
+    each block to its attention; `self.indexer` None on the layers of `kind`."""
+    declaration = SHARED_FIELD.format(field=field, kind=kind)
+    edits.add_args_field(package, declaration, f"{field}=tuple(hf_config.{field})")
+    refuse = InsertStatements(
+        "ModelArgs",
+        "from_hf_config",
+        calls("require_settings"),
+        _FIRST_SHARED.format(field=field, kind=kind),
+    )
+    run(package, "args.py", refuse)
+    layer = edits.ensure_attention_layer_id(package)
+    for class_name in ("TransformerBlock", "Attention"):
+        edits.add_param(package, class_name, "forward", SELECTION_PARAM)
+    for class_name, callee in (("TransformerBlock", "self.attention"), ("Model", "layer")):
+        edits.replace_expressions(
+            package,
+            "model.py",
+            class_name,
+            "forward",
+            edits.call_of(callee),
+            lambda call: edits.with_arg(call, "selection"),
         )
-        if drops and len(kinds) == 1:
-            found.append((switch.field, kinds.pop()))
-    return found
+    loop = m.For(iter=m.MatchIfTrue(lambda node: bool(m.findall(node, dotted("self.layers")))))
+    run(
+        package,
+        "model.py",
+        InsertStatements("Model", "forward", lambda s: m.matches(s, loop), SELECTION, before=True),
+    )
+    return f"self.indexer = None if args.{field}[{layer}] == {kind!r} else Indexer(args)".replace(
+        "'", '"'
+    )
+
+
+def _hidden_unless_kept(call: cst.Call) -> cst.Call:
+    """Explicit attention's masking hides the keys the indexer left out besides the ones it
+    hid already (the future ones)."""
+    if len(call.args) != 2:
+        raise EditError("the attention's masking is not masked_fill_(hidden, value)")
+    hidden = cst.Module([]).code_for_node(call.args[0].value)
+    return call.with_changes(
+        args=[call.args[0].with_changes(value=edits.expression(f"{hidden} | ~keep")), call.args[1]]
+    )
 
 
 class KeepElse(ScopedTransformer):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import libcst as cst
 import libcst.matchers as m
 
-from codegen.transforms._attention_edits import insert_definition
+from codegen.transforms._attention_edits import call_of, insert_definition, replace_expressions
 from codegen.transforms.base import Transform
-from codegen.transforms.edits import EditError, add_import, run, statements
+from codegen.transforms.edits import EditError, add_import, code_of, expression, run, statements
 
 # a cast of the whole model (`.to(torch.bfloat16)`) moves these but keeps them fp32, as
 # transformers loads `_keep_in_fp32_modules_strict` tensors
@@ -17,8 +17,8 @@ def _apply(self, fn, recurse=True):
     kept = {name: tensor.data for name, tensor in self._fp32_tensors()}
     super()._apply(fn, recurse)
     for name, tensor in self._fp32_tensors():
-        old = kept[name]
-        if old.dtype == torch.float32 and tensor.dtype != old.dtype:
+        old = kept.get(name)  # None: a tied weight, listed once before `to_empty` unties it
+        if old is not None and old.dtype == torch.float32 and tensor.dtype != old.dtype:
             moved = torch.empty_like(old, device=tensor.device) if old.is_meta else old
             tensor.data = moved.to(tensor.device)
     return self
@@ -64,6 +64,25 @@ class KeepFp32Params(Transform):
         )
         add_import(package, "model.py", "fnmatch", "fnmatchcase")
         run(package, "model.py", _AddMethod("Model", APPLY))
+        if "output.weight" in house:
+            # an fp32 head takes the hidden state in its own dtype (HF's, else a dtype error)
+            replace_expressions(
+                package,
+                "model.py",
+                "Model",
+                "forward",
+                call_of("self.output"),
+                _head_input_cast,
+            )
+
+
+def _head_input_cast(call: cst.Call) -> cst.Call:
+    """`self.output(h)` -> `self.output(h.to(self.output.weight.dtype))`."""
+    if len(call.args) != 1:
+        raise EditError("the output head takes more than the hidden state")
+    hidden = code_of(call.args[0].value)
+    cast = expression(f"{hidden}.to(self.output.weight.dtype)")
+    return call.with_changes(args=[call.args[0].with_changes(value=cast)])
 
 
 def _kept_by_modules(package) -> set[str]:

@@ -26,6 +26,14 @@ HYPER = {
     "layer": ("attn_hc", "ffn_hc"),
     "head": "hc_head",
     "head_params": ("hc_fn", "hc_base", "hc_scale"),
+    "mix": "sinkhorn",
+    "post_scale": 2,
+    "post_eps": False,
+    "write_fp32": False,
+    "scale_init": 1.0,
+    "pre_base_init": "zeros",
+    "head_scale_init": 1.0,
+    "head_base_init": "zeros",
 }
 
 
@@ -99,3 +107,46 @@ def test_a_block_without_residual_adds_is_an_error():
     package = _widened()
     with pytest.raises(EditError):
         HyperConnections().apply(package, hyper=HYPER)
+
+
+# HY-V4's form: the streams added back unmixed, post a config magnitude times a sigmoid + eps
+UNMIXED = {
+    **HYPER,
+    "sinkhorn_iters": None,
+    "mix": None,
+    "post_scale": "hc_magnitude",
+    "post_eps": True,
+    "write_fp32": True,
+    "scale_init": 0.01,
+    "pre_base_init": "minus_log",
+    "head_scale_init": 0.01,
+    "head_base_init": "minus_log",
+}
+
+
+def test_the_unmixed_form_writes_back_without_a_mix():
+    package = SourcePackage.from_directory(references_dir() / "llama")
+    HyperConnections().apply(package, hyper=UNMIXED)
+    assert _body(package, "TransformerBlock", "forward") == (
+        "sub_in, post = self.attention_hc(x)\n"
+        "h = self.attention_hc.write(x, self.attention(self.attention_norm(sub_in), rope), post)\n"
+        "sub_in, post = self.ffn_hc(h)\n"
+        "return self.ffn_hc.write(h, self.feed_forward(self.ffn_norm(sub_in)), post)\n"
+    )
+    files = package.render()
+    assert "hc_post_magnitude=hf_config.hc_magnitude" in files["args.py"]
+    assert "hc_sinkhorn_iters" not in files["args.py"] + files["model.py"]
+    write = find_method(package.module("model.py"), "HyperConnection", "write")
+    assert code_of(write.body.body[-1]).strip() == (
+        "return (post.unsqueeze(-1) * out.float().unsqueeze(-2) + h.float()).to(h.dtype)"
+    )
+    init = _body(package, "HyperConnection", "init_parameters")
+    assert "nn.init.constant_(self.scale, 0.01)" in init
+    assert "nn.init.constant_(self.base[: self.streams], -log(max(self.streams - 1, 1)))" in init
+    collapse = _body(package, "StreamCollapse", "init_parameters")
+    assert "nn.init.constant_(self.base, -log(max(self.fn.shape[0] - 1, 1)))" in collapse
+    forward = _body(package, "HyperConnection", "forward")
+    assert (
+        "post = self.post_magnitude * torch.sigmoid(post * post_scale + post_base) + self.eps"
+        in forward
+    )

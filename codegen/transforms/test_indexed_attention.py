@@ -22,6 +22,7 @@ NAMES = {
     "k_norm": "k_norm",
     "weights_proj": "weights_proj",
     "interleaved": False,
+    "rope_dims": "leading",
     "k_norm_eps": 1e-06,
 }
 
@@ -109,18 +110,70 @@ def test_the_checkpoint_names_come_from_the_analysis():
     assert "apply_rotary_interleaved(q_pe.transpose(1, 2), cos, sin)" in files["model.py"]
 
 
-def test_a_per_layer_setting_without_an_indexer_is_refused():
+def test_layers_without_an_indexer_reuse_the_last_ones_keys(tmp_path):
+    """A per-layer setting that builds no indexer on some layers (GLM-5's and HY-V4's
+    "shared") is realised: those layers reuse the keys the last indexer chose, handed from
+    layer to layer in `selection`."""
     switch = SimpleNamespace(
         field="indexer_types",
         kind="per_layer",
         configured=["full", "full"],
-        values=(SimpleNamespace(test="layers", selects="skip_topk = True; indexer: None"),),
+        values=(
+            SimpleNamespace(
+                test="layers", operand="shared", selects="skip_topk = True; indexer: None"
+            ),
+        ),
     )
     package = _deepseek_v3()
-    IndexedAttention().apply(package, SimpleNamespace(switches=(switch,)), indexer=NAMES)
-    args = package.render()["args.py"]
-    assert "if any(kind != 'full' for kind in hf_config.indexer_types):" in args
-    assert "raise NotImplementedError(" in args.split("indexer_types")[1]
+    names = {**NAMES, "rope_dims": "trailing", "k_norm_eps": "rms_norm_eps"}
+    IndexedAttention().apply(package, SimpleNamespace(switches=(switch,)), indexer=names)
+    files = package.render()
+    model, args = files["model.py"], files["args.py"]
+    assert 'self.indexer = None if args.indexer_types[layer_id] == "shared" else Indexer(args)' in (
+        model
+    )
+    assert 'selection["keep"] = self.indexer(x, q_latent, rope)' in model
+    assert "h = layer(h, rope, selection)" in model
+    assert "indexer_types=tuple(hf_config.indexer_types)" in args
+    # a first layer without an indexer has no keys to reuse: refused in one line (HF raises)
+    assert "if hf_config.indexer_types[0] == 'shared':" in args
+    assert "the first layer has no earlier indexer to reuse" in args
+    assert "index_k_norm_eps=hf_config.rms_norm_eps" in args
+    # the rotated dims trail the indexer's q/k heads
+    assert "q_nope, q_pe = q.split(split, dim=-1)" in model
+    folder = tmp_path / "gen_shared_indexer"
+    folder.mkdir()
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import importlib
+
+        args_module = importlib.import_module("gen_shared_indexer.args")
+        model_module = importlib.import_module("gen_shared_indexer.model")
+    finally:
+        sys.path.remove(str(tmp_path))
+    built = model_module.Model(
+        args_module.ModelArgs(
+            dim=32,
+            n_layers=3,
+            n_heads=2,
+            vocab_size=64,
+            q_lora_rank=16,
+            kv_lora_rank=8,
+            qk_nope_head_dim=6,
+            qk_rope_head_dim=4,
+            v_head_dim=5,
+            hidden_dim=48,
+            n_dense_layers=3,
+            index_topk=3,
+            index_n_heads=2,
+            index_head_dim=8,
+            indexer_types=("full", "shared", "full"),
+        )
+    )
+    assert [layer.attention.indexer is None for layer in built.layers] == [False, True, False]
+    assert built(torch.randint(0, 64, (1, 6))).shape == (1, 6, 64)
 
 
 def _typed_switch():

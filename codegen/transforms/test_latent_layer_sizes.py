@@ -26,6 +26,7 @@ INDEXER = {
     "k_norm": "k_norm",
     "weights_proj": "weights_proj",
     "interleaved": False,
+    "rope_dims": "leading",
     "k_norm_eps": 1e-06,
 }
 

@@ -7,7 +7,9 @@
   (cohere2_moe's layer_norm_eps, beside the rms_norm_eps its config leaves None).
 * `attention.key_selection`: DeepSeek-V3.2-style attention keeps the top-k keys a learned
   indexer scores: the indexer's parts are named (told apart by their sizes), on a renamed
-  copy too; a scorer of another shape is unsupported, and plain MLA selects no keys.
+  copy too, with the dims it rotates (leading or trailing) and its key norm's epsilon (a
+  number or a config field); a scorer of another shape is unsupported, and plain MLA selects
+  no keys.
 """
 
 from __future__ import annotations
@@ -53,7 +55,9 @@ INDEXER = {
     "k_proj": "wk",
     "k_norm": "k_norm",
     "weights_proj": "weights_proj",
+    "rope_dims": "leading",
     "k_norm_eps": 1e-06,
+    "k_norm_in_weight_dtype": False,
 }
 
 
@@ -67,11 +71,23 @@ def test_keys_chosen_by_a_learned_indexer_are_named(model_type, interleaved):
     assert not [u for u in features.unsupported if u.feature == "attention.key_selection"]
 
 
-@pytest.mark.parametrize("model_type", ["zaya", "hy_v4"])
-def test_a_scorer_of_another_shape_stays_unsupported(model_type):
-    """zaya's scorer is no DSA indexer; hy_v4's turns its heads' trailing dims and reads its
-    key norm's epsilon from the config."""
-    features = analyze(model_type)
+def test_trailing_rotated_dims_and_a_config_epsilon_are_read():
+    """hy_v4's indexer turns its heads' trailing dims and reads its key norm's epsilon from
+    the config."""
+    pytest.importorskip("transformers.models.hy_v4")
+    features = analyze("hy_v4")
+    expected = {
+        **INDEXER,
+        "rope_dims": "trailing",
+        "k_norm_eps": "rms_norm_eps",
+        "k_norm_in_weight_dtype": True,  # its key norm runs in the norm's (fp32) dtype
+    }
+    assert _key_selection(features) == {**expected, "interleaved": False}
+
+
+def test_a_scorer_of_another_shape_stays_unsupported():
+    """zaya's scorer is no DSA indexer."""
+    features = analyze("zaya")
     assert _key_selection(features) == "other"
     assert [u.feature for u in features.unsupported].count("attention.key_selection") == 1
 

@@ -2,7 +2,10 @@
 query) from the deepseek_v3 reference through the planner; verify passes in fp32, and fails,
 naming the first layer's attention, when the indexer is skipped or scores wrongly (seeded
 defects in the generated model). The toy keeps 3 keys per query, fewer than the 6-token
-input holds: with every key kept, these defects would pass."""
+input holds: with every key kept, these defects would pass. GLM-MoE-DSA with "shared"
+layers (no indexer of their own: they reuse the keys the last indexer chose) verifies too,
+and fails at the right layer's attention when a shared layer attends every causal key, or
+when a later indexer's keys never replace the first one's."""
 
 from __future__ import annotations
 
@@ -39,9 +42,11 @@ def _scaffold(tmp_path, model_type):
     return models, plan.name
 
 
-def _verify(models, name, model_type):
+def _verify(models, name, model_type, **overrides):
     config = tiny_config(model_type)
     assert config.index_topk < 6
+    for field, value in overrides.items():
+        setattr(config, field, value)
     case = Case(f"{model_type}+test", config)
     return verify_case(load_spec(name, models), case, ["fp32"])
 
@@ -69,3 +74,49 @@ def test_a_wrong_indexer_fails_at_the_attention(tmp_path, defect):
     results = _verify(models, name, "deepseek_v32")
     assert not any(r.passed for r in results)
     assert all(r.first_divergence.startswith("layers.0.attention ") for r in results)
+
+
+# layer 1 reuses layer 0's keys, layer 3 layer 2's
+SHARED = ["full", "shared", "full", "shared"]
+# seeded defects, with the layer they show first: a shared layer keeps every causal key;
+# the first indexer's keys kept for all layers (layer 2's own choice never replaces them)
+ALL_KEYS = (
+    'keep = selection["keep"]  # the keys each query attends to',
+    'keep = selection["keep"] if self.indexer is not None else'
+    ' torch.ones_like(selection["keep"]).tril()',
+    "layers.1.attention",
+)
+FIRST_ONLY = (
+    'selection["keep"] = self.indexer(x, q_latent, rope)',
+    'selection.setdefault("keep", self.indexer(x, q_latent, rope))',
+    "layers.2.attention",
+)
+
+
+@pytest.fixture(scope="module")
+def glm(tmp_path_factory):
+    return _scaffold(tmp_path_factory.mktemp("glm"), "glm_moe_dsa")
+
+
+def test_shared_layers_reuse_the_last_indexers_keys(glm):
+    models, name = glm
+    results = _verify(models, name, "glm_moe_dsa", indexer_types=SHARED)
+    assert all(r.passed for r in results), [r.error for r in results]
+
+
+@pytest.mark.parametrize("defect", [ALL_KEYS, FIRST_ONLY], ids=["all-keys", "first-only"])
+def test_a_wrong_shared_choice_fails_at_that_layer(tmp_path, glm, defect):
+    import shutil
+
+    models, name = glm
+    copy = tmp_path / "models"
+    shutil.copytree(models, copy)
+    path = copy / name / "model.py"
+    source = path.read_text()
+    assert source.count(defect[0]) == 1
+    path.write_text(source.replace(*defect[:2]))
+    results = _verify(copy, name, "glm_moe_dsa", indexer_types=SHARED)
+    assert not any(r.passed for r in results)
+    assert all(r.first_divergence.startswith(defect[2]) for r in results), [
+        r.first_divergence for r in results
+    ]

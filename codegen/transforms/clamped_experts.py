@@ -1,0 +1,64 @@
+"""Clamp the routed experts' gate and up branches before their SwiGLU product."""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from codegen.transforms import _moe_edits as moe_edits
+from codegen.transforms._ffn_edits import Scoped, SetClassDocstring
+from codegen.transforms.base import Transform
+from codegen.transforms.clamped_swiglu import _AddParameters, _ExtendCall
+from codegen.transforms.edits import assigns, code_of, expression, is_name, run
+
+FIELD = "swiglu_limit: float = 7.0  # routed experts: gate clamped to <= it, up to [-it, it]"
+
+
+class ClampExperts(Transform):
+    """The experts' `F.silu(gate) * up` becomes
+    `F.silu(gate.clamp(max=self.limit)) * up.clamp(-self.limit, self.limit)` (HY-V4's routed
+    experts, beside a dense MLP that does not clamp). `limit` is the analysed
+    `ffn.experts_clamp`: the HF config field of the bound, read as `swiglu_limit`."""
+
+    name = "clamp_experts"
+
+    def apply(self, package, features=None, *, limit: str) -> None:
+        moe_edits.own_experts(package)  # this target's experts differ from the shared ones
+        run(package, "model.py", _Clamp())
+        run(package, "model.py", _AddParameters("Experts", ("limit: float",)))
+        moe_edits.insert_statements(
+            package, "Experts", "__init__", assigns("self.num_experts"), "self.limit = limit"
+        )
+        run(package, "model.py", _ExtendCall("Experts", ("args.swiglu_limit",)))
+        run(package, "model.py", SetClassDocstring("Experts", _docstring))
+        moe_edits.add_args_fields(package, FIELD)
+        moe_edits.add_config_kwargs(package, {"swiglu_limit": f"hf_config.{limit}"})
+
+
+def _docstring(old: str | None) -> str:
+    text = old or "Routed experts."
+    if "SwiGLU" not in text:
+        raise ValueError("the Experts docstring does not name its SwiGLU activation")
+    return text.replace("SwiGLU", "SwiGLU (gate clamped to <= limit, up to [-limit, limit])", 1)
+
+
+class _Clamp(Scoped):
+    """`F.silu(<gate>) * <up>` in Experts.forward -> both branches clamped to the limit."""
+
+    def __init__(self):
+        super().__init__("Experts", "forward")
+
+    def leave_BinaryOperation(self, original, updated):
+        left = updated.left
+        if not (
+            self.in_scope()
+            and isinstance(updated.operator, cst.Multiply)
+            and isinstance(left, cst.Call)
+            and is_name(left.func, "F.silu")
+            and len(left.args) == 1
+        ):
+            return updated
+        self.hits += 1
+        gate, up = code_of(left.args[0].value), code_of(updated.right)
+        return expression(
+            f"F.silu({gate}.clamp(max=self.limit)) * {up}.clamp(-self.limit, self.limit)"
+        )
