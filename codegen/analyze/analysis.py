@@ -161,7 +161,8 @@ def _run(ctx: Ctx) -> Features:
     per_layer = per_layer_input.detect(ctx)
     hyper = hyper_connections.detect(ctx, norm_facts)
     adapters = language_adapters.detect(ctx, ffn)
-    layer_extras.detect(ctx, ffn, per_layer, hyper=hyper, adapters=adapters)
+    affine = norm_facts.get("residual_affine") if norm_facts else None
+    layer_extras.detect(ctx, ffn, per_layer, hyper=hyper, adapters=adapters, affine=affine)
     kv_sharing.detect(ctx, shared)
     ffn_sparsity.detect(ctx)
     attention_forms.detect(ctx, shared)
@@ -232,6 +233,7 @@ def _run(ctx: Ctx) -> Features:
         ),
         hyper_connections=hyper,
         stream_weights=norm_facts.get("stream_weights") if norm_facts else None,
+        residual_affine=norm_facts.get("residual_affine") if norm_facts else None,
         scaled_residual_init=detect_init.scaled_residual_init(ctx),
         scaled_residual_projections=detect_init.scaled_residual_projections(ctx),
         init_cutoff=init_cutoff.init_cutoff(ctx),
@@ -267,6 +269,13 @@ def _run(ctx: Ctx) -> Features:
             "block.residual_scale",
             f"{ctx.evidence.get('norm.placement')} (stream x {block.stream_weights[0]}"
             f" / {block.stream_weights[1]}, per channel, before each residual add)",
+        )
+    elif block.residual_scale == "affine":
+        modules = " / ".join(f["module"] for f in block.residual_affine.values())
+        ctx.cite(
+            "block.residual_scale",
+            f"{ctx.evidence.get('norm.placement')} ((out + b) * s + (x + c) * t per channel,"
+            f" the parameters of {modules})",
         )
     elif norm_facts:
         ctx.cite("block.residual_scale", ctx.evidence.get("norm.placement"))
