@@ -67,13 +67,22 @@ def test_keys_chosen_by_a_learned_indexer_are_named(model_type, interleaved):
     assert not [u for u in features.unsupported if u.feature == "attention.key_selection"]
 
 
-@pytest.mark.parametrize("model_type", ["zaya", "hy_v4"])
-def test_a_scorer_of_another_shape_stays_unsupported(model_type):
-    """zaya's scorer is no DSA indexer; hy_v4's turns its heads' trailing dims and reads its
-    key norm's epsilon from the config."""
-    features = analyze(model_type)
+def test_a_scorer_of_another_shape_stays_unsupported():
+    """hy_v4's scorer turns its heads' trailing dims and reads its key norm's epsilon from
+    the config: no DSA indexer."""
+    features = analyze("hy_v4")
     assert _key_selection(features) == "other"
     assert [u.feature for u in features.unsupported].count("attention.key_selection") == 1
+
+
+def test_a_learned_module_on_q_and_k_selects_no_keys():
+    """zaya's q/k normalisation (a learned key scale) reaches the kernel through the keys,
+    not a mask: no key selection, named as a module q and k pass through."""
+    features = analyze("zaya")
+    assert _key_selection(features) is None
+    found = {u.feature: u.detail for u in features.unsupported}
+    assert "attention.key_selection" not in found
+    assert "qk_norm (ZayaQKNorm)" in found["attention.qkv_modules"]
 
 
 def test_plain_mla_selects_no_keys():
