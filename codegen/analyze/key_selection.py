@@ -70,17 +70,21 @@ def detect(ctx, shared: dict) -> dict | str | None:
             ctx.cite(FEATURE, ctx.attr_site(rep.rec, name))
             found = read(ctx, module, rep.rec.attrs.get("hidden_size"))
             return OTHER if found is None else {"module": name, **found}
-    _name_qkv_modules(ctx, rep.rec, transforms)
+    _name_qkv_modules(ctx, rep, transforms)
     return None
 
 
-def _name_qkv_modules(ctx, attention: ModuleRec, found: list) -> None:
+def _name_qkv_modules(ctx, rep, found: list) -> None:
     """One unsupported line for the learned modules q, k or v pass through (not those holding
-    a convolution: layer_extras names them)."""
+    a convolution, nor compressors whose entries extend the keys: layer_extras and
+    attention_forms name them)."""
+    from codegen.analyze.attention_forms import _compressors
     from codegen.analyze.layer_extras import _holds_conv
 
+    attention = rep.rec
+    named = {id(module) for _, module, _ in _compressors(ctx, rep)}
     found = [(n, m, t) for n, m, t in dict((n, (n, m, t)) for n, m, t in found).values()]
-    found = [(n, m, t) for n, m, t in found if not _holds_conv(m)]
+    found = [(n, m, t) for n, m, t in found if not _holds_conv(m) and id(m) not in named]
     if not found:
         return
     name, module, term = found[0]

@@ -73,6 +73,9 @@ def test_a_renamed_copy_names_the_same_parts(tmp_path, zaya):
     assert set(_found(analyze(path))) == set(_found(zaya)) >= set(FINDINGS)
 
 
-@pytest.mark.parametrize("model_type", ["llama", "qwen3_moe", "deepseek_v3", "deepseek_v32"])
+@pytest.mark.parametrize(
+    "model_type", ["llama", "qwen3_moe", "deepseek_v3", "deepseek_v32", "deepseek_v4"]
+)
 def test_models_without_these_parts_get_none(model_type):
+    """deepseek_v4's compressor extends the keys (attention.compressed_kv names it)."""
     assert not set(_found(analyze(model_type))) & set(FINDINGS)
