@@ -59,6 +59,15 @@ RULES = [
         " per-channel vector before each add (doge)",
     ),
     Rule(
+        id="residual_affine",
+        feature="block.residual_scale",
+        values=("affine",),
+        transform="residual_affine",
+        params={"modules": FromFeature("block.residual_affine")},
+        description="each residual add a module of learned per-channel maps on both operands:"
+        " (out + b) * s + (x + c) * t (zaya)",
+    ),
+    Rule(
         # after the placement rules (they write the block's residual adds) and before
         # keep_fp32_params (its adapter rows name the modules' parameters)
         id="hyper_connections",

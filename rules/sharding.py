@@ -145,6 +145,12 @@ SHARDS = [
         {"layers.*.attention_residual": "replicate", "layers.*.ffn_residual": "replicate"},
         when={"form": "learned_stream"},
     ),
+    # the residual adds' per-channel maps act on the replicated residual stream: whole on
+    # every rank
+    Shards(
+        "residual_affine",
+        {"layers.*.attention_residual": "replicate", "layers.*.ffn_residual": "replicate"},
+    ),
     # hyper-connections read and write the replicated residual streams: small, whole on
     # every rank (their projection spans every stream's every channel)
     Shards(

@@ -165,8 +165,15 @@ def _run(ctx: Ctx) -> Features:
     adapters = language_adapters.detect(ctx, ffn)
     output_convs, kv_convs = residual_convs.detect(ctx)
     shape_facts["kv_convs"] = kv_convs
+    affine = norm_facts.get("residual_affine") if norm_facts else None
     layer_extras.detect(
-        ctx, ffn, per_layer, hyper=hyper, adapters=adapters, convs=(output_convs, kv_convs)
+        ctx,
+        ffn,
+        per_layer,
+        hyper=hyper,
+        adapters=adapters,
+        convs=(output_convs, kv_convs),
+        affine=affine,
     )
     sharing = kv_sharing.detect(ctx, shared)
     sparsity = ffn_sparsity.detect(ctx)
@@ -247,6 +254,7 @@ def _run(ctx: Ctx) -> Features:
         ),
         hyper_connections=hyper,
         stream_weights=norm_facts.get("stream_weights") if norm_facts else None,
+        residual_affine=norm_facts.get("residual_affine") if norm_facts else None,
         scaled_residual_init=detect_init.scaled_residual_init(ctx),
         scaled_residual_projections=detect_init.scaled_residual_projections(ctx),
         init_cutoff=init_cutoff.init_cutoff(ctx),
@@ -284,6 +292,13 @@ def _run(ctx: Ctx) -> Features:
             "block.residual_scale",
             f"{ctx.evidence.get('norm.placement')} (stream x {block.stream_weights[0]}"
             f" / {block.stream_weights[1]}, per channel, before each residual add)",
+        )
+    elif block.residual_scale == "affine":
+        modules = " / ".join(f["module"] for f in block.residual_affine.values())
+        ctx.cite(
+            "block.residual_scale",
+            f"{ctx.evidence.get('norm.placement')} ((out + b) * s + (x + c) * t per channel,"
+            f" the parameters of {modules})",
         )
     elif norm_facts:
         ctx.cite("block.residual_scale", ctx.evidence.get("norm.placement"))

@@ -140,6 +140,27 @@ def _scale_factor(term: Term):
     return factor
 
 
+def _learned_affine(ctx: Ctx, owner: ModuleRec, term: Term, factor: ParamRec) -> None:
+    """The embeddings times a learned parameter of the backbone (zaya's per-channel
+    `(x + bias) * scale`): no config multiplier, no rule yet."""
+    names = {id(v): k for k, v in owner.attrs.items()}
+    shifts = [
+        names[id(x.module)]
+        for a in term.args
+        if isinstance(a, Term) and a.op == "add"
+        for x in a.args
+        if isinstance(x, Term) and x.op == "param" and id(x.module) in names
+    ]
+    ctx.unsupported(
+        "embedding.learned_scale",
+        f"the embeddings are multiplied by a learned parameter ({names.get(id(factor), '?')},"
+        f" shape {tuple(factor.shape)})"
+        + (f" after adding another ({', '.join(shifts)})" if shifts else "")
+        + " before the first layer: no rule yet",
+        _where(term, ctx.class_site(owner)),
+    )
+
+
 class _Configured(float):
     """A configured multiplier whose current value happens to be 1."""
 
@@ -639,6 +660,9 @@ def detect(ctx: Ctx) -> tuple[Embedding, Head]:
                         any(x is e for x in walk(t)) for e in emb_calls
                     ):
                         factor = _scale_factor(t)
+                        if isinstance(factor, ParamRec) and factor.kind == "parameter":
+                            _learned_affine(ctx, model.stack_owner, t, factor)
+                            break
                         if factor is not None and (factor != 1 or isinstance(factor, _Configured)):
                             scale = True
                             ctx.cite(

@@ -42,7 +42,9 @@ def _router(ctx: Ctx, moe: ModuleRec, skip: set) -> tuple[str | None, object]:
             role = roles.role(child)
             if role == ROUTER:
                 return name, child
-            if role == LINEAR or role in (CONTAINER, OTHER):
+            # a child read as an MoE of its own beside the block's experts (its top-k over
+            # scores an MLP computes: zaya's router) is the router
+            if role == LINEAR or role in (CONTAINER, OTHER, MOE):
                 candidates.append((name, child))
         elif isinstance(child, ParamRec) and child.kind == "parameter" and len(child.shape) == 2:
             candidates.append((name, child))
@@ -68,12 +70,17 @@ def _num_experts(ctx: Ctx, router, experts) -> int | str:
         if isinstance(weight, ParamRec) and weight.shape and isinstance(weight.shape[0], int):
             return weight.shape[0]
         lin = router if ctx.roles.role(router) == LINEAR else None
-        if lin is None:
-            for _, g in router.children():
-                if isinstance(g, ModuleRec) and ctx.roles.role(g) == LINEAR:
-                    lin = g
-                    break
-        if lin is not None:
+        linears = [
+            g
+            for _, g in router.children()
+            if isinstance(g, ModuleRec) and ctx.roles.role(g) == LINEAR
+        ]
+        computed = [  # zaya's router MLP: its logits' rows also score a skip class
+            g for _, g in router.children() if isinstance(g, ModuleRec) and ctx.roles.role(g) == MLP
+        ]
+        if lin is None and len(linears) == 1 and not computed:
+            lin = linears[0]
+        if lin is not None:  # several, or an MLP: a computed router, counted by the experts
             args = list(lin.args)
             out = args[1] if len(args) > 1 else lin.kwargs.get("out_features")
             if isinstance(out, int):

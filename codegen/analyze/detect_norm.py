@@ -17,7 +17,13 @@ from __future__ import annotations
 import libcst as cst
 import libcst.matchers as m
 
-from codegen.analyze import depth_scale, layer_norm_eps, norm_cast, stream_weights
+from codegen.analyze import (
+    depth_scale,
+    layer_norm_eps,
+    norm_cast,
+    residual_affine,
+    stream_weights,
+)
 from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import (
     Term,
@@ -589,6 +595,11 @@ def detect(ctx: Ctx) -> tuple[Norm, dict]:
         elif (weights := stream_weights.read(layer, facts)) is not None:
             facts["residual_scale"] = "learned_stream"
             facts["stream_weights"] = weights
+    elif facts.get("residual_scale") is False and facts.get("attention"):
+        out = first_output(ctx.trace(layer).result)
+        if (affine := residual_affine.read(ctx, layer, facts, out)) is not None:
+            facts["residual_scale"] = "affine"
+            facts["residual_affine"] = affine
     site = None
     for key in ("attention", "mlp"):
         call = facts.get(key, {}).get("call") if isinstance(facts.get(key), dict) else None

@@ -95,8 +95,16 @@ VOCAB: dict[str, tuple] = {
     "reference.closest": ("llama", "qwen2", "qwen3", "qwen3_moe", "deepseek_v3"),
     # "scaled_stream": the residual operand itself is scaled too (not only the sublayer's);
     # "depth_scaled": both by numbers of the depth, x = out / sqrt(k) + x * sqrt((k - 1) / k);
-    # "learned_stream": the stream times a learned per-channel vector, x = w * x + out
-    "block.residual_scale": (True, False, "scaled_stream", "depth_scaled", "learned_stream"),
+    # "learned_stream": the stream times a learned per-channel vector, x = w * x + out;
+    # "affine": both operands shifted and scaled per channel, x = (out + b) * s + (x + c) * t
+    "block.residual_scale": (
+        True,
+        False,
+        "scaled_stream",
+        "depth_scaled",
+        "learned_stream",
+        "affine",
+    ),
 }
 
 
@@ -477,6 +485,10 @@ class Block:
     # learned_stream: the layer attributes (per-channel parameters) weighting the stream
     # before the attention's and before the FFN's residual add, else None
     stream_weights: tuple[str, str] | None = None
+    # affine: per sublayer ("attention", "mlp"), the layer's module holding the four
+    # per-channel parameters of `(out + out_bias) * out_scale + (x + stream_bias) *
+    # stream_scale` and their attributes; see codegen/analyze/residual_affine.py
+    residual_affine: dict | None = None
     # hyper-connections: the residual stream is several streams, read before and written
     # after each sublayer by a module of the layer (Sinkhorn-mixed, DeepSeek-V4); see
     # codegen/analyze/hyper_connections.py for the dict's keys

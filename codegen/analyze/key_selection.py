@@ -5,7 +5,13 @@ DeepSeek-V3.2-style attention scores the keys with a small learned scorer of its
 short input (fewer keys than k) it attends to every key, so a dense package would agree with
 HF there and be wrong on long inputs. Found by structure: inside the attention forward, a
 child module that is neither a projection, a norm nor the rotary table, that carries
-parameters, and whose output reaches the attention kernel.
+parameters, and whose output reaches the attention kernel through its mask or its keyword
+arguments (key indices), never through the queries, keys or values themselves.
+
+A module of that kind whose output does reach the queries, keys or values (zaya's q/k
+normalisation with a learned per-head key scale) selects no keys: it changes what the kernel
+is given, which no rule realises; `attention.qkv_modules` names it (a module holding a
+convolution is named by `attention.convolutions` instead, see layer_extras).
 
 `read` names the scorer's parts where it has DeepSeek sparse attention's shape, told apart by
 their sizes (never by their names): a LayerNorm of width D with a constant epsilon (the key
@@ -36,22 +42,61 @@ def detect(ctx, shared: dict) -> dict | str | None:
     if rep is None or kernel is None or rep.trace is None:
         return None
     children = {id(child): name for name, child in rep.rec.children()}
-    reached = {id(t) for t in walk(kernel)}
+    tensors = [a for a in kernel.args if isinstance(a, Term)]
+    qkv = {id(t) for a in tensors[:3] for t in walk(a)}
+    reached = {id(t) for a in tensors[3:] for t in walk(a)}  # the mask
     for value in kernel.kwargs.values():  # a mask or key indices handed by keyword
         if isinstance(value, Term):
             reached |= {id(t) for t in walk(value)}
+    owners = {  # a child's parameters, read where the trace inlines its forward
+        id(value): child
+        for _, child in rep.rec.children()
+        if isinstance(child, ModuleRec)
+        for value in child.attrs.values()
+        if isinstance(value, ParamRec)
+    }
+    transforms = []
     for term in rep.trace.terms:
         module = term.module if term.op == "call" else None
+        if term.op == "param":
+            module = owners.get(id(term.module))
         if not isinstance(module, ModuleRec) or id(module) not in children:
             continue
         if ctx.roles.role(module) in (LINEAR, NORM, ROTARY) or not _learned(ctx, module):
             continue
-        if id(term) in reached or any(id(t) in reached for t in _users(rep.trace, term)):
+        users = {id(term)} | {id(t) for t in _users(rep.trace, term)}
+        if users & qkv:
+            transforms.append((children[id(module)], module, term))
+        elif users & reached and term.op == "call":
             name = children[id(module)]
             ctx.cite(FEATURE, ctx.attr_site(rep.rec, name))
             found = read(ctx, module, rep.rec.attrs.get("hidden_size"))
             return OTHER if found is None else {"module": name, **found}
+    _name_qkv_modules(ctx, rep, transforms)
     return None
+
+
+def _name_qkv_modules(ctx, rep, found: list) -> None:
+    """One unsupported line for the learned modules q, k or v pass through (not those holding
+    a convolution, nor compressors whose entries extend the keys: layer_extras and
+    attention_forms name them)."""
+    from codegen.analyze.attention_forms import _compressors
+    from codegen.analyze.layer_extras import _holds_conv
+
+    attention = rep.rec
+    named = {id(module) for _, module, _ in _compressors(ctx, rep)}
+    found = [(n, m, t) for n, m, t in dict((n, (n, m, t)) for n, m, t in found).values()]
+    found = [(n, m, t) for n, m, t in found if not _holds_conv(m) and id(m) not in named]
+    if not found:
+        return
+    name, module, term = found[0]
+    ctx.unsupported(
+        "attention.qkv_modules",
+        "the queries, keys or values pass through "
+        + ", ".join(f"{n} ({m.cls.name if m.cls else m.kind})" for n, m, _ in found)
+        + ", learned modules that are neither projections nor norms: no rule yet",
+        term.site.cite() if term.site else ctx.attr_site(attention, name),
+    )
 
 
 def read(ctx, scorer: ModuleRec, hidden) -> dict | None:

@@ -15,6 +15,9 @@ names it instead of letting the gap show only as a failed verify:
   multiplied into the computation (per-layer embeddings: a slice of a second embedding
   table handed to every layer).
 
+Modules the residual adds are made of (`block.residual_affine`: ZAYA's residual scaling)
+are realised by their rule, so neither finding names them.
+
 Per-layer inputs the analysis reads whole (`block.per_layer_input`: gemma4's gate, up
 projection and norm, fed from the backbone's second table) are a part a rule realises, so
 neither finding names them; a layer that does more with them (gemma3n adds them into its
@@ -62,6 +65,7 @@ def detect(
     hyper: dict | None = None,
     adapters: dict | None = None,
     convs: tuple = (None, None),
+    affine: dict | None = None,
 ) -> None:
     layers = [rec for rec in ctx.model.layers or () if isinstance(rec, ModuleRec)]
     if not layers or layers[0].cls is None:
@@ -77,6 +81,8 @@ def detect(
     output_convs, kv_convs = convs  # realised by the residual-convolution rules
     if output_convs is not None:
         ffn_paths |= {name for name, _ in output_convs["convs"]}
+    if affine is not None:  # realised by the residual_affine rule
+        ffn_paths |= {part["module"] for part in affine.values()}
     called = _called_attributes(ctx, layer)
     reached = [
         (name, child)

@@ -11,6 +11,10 @@ would read wrongly or not at all, found on every MoE layer from the code's data 
   router's own (DeepSeek-V4's hash layers: `tid2eid[input_ids]`), no top-k over the scores.
 * `moe.score_activation`: the scores an activation other than softmax or sigmoid of the
   router logits (DeepSeek-V4's `sqrtsoftplus`, from `config.scoring_func`).
+* `moe.router_logits`: the scores computed from logits that no single projection of the
+  hidden states gives: the router calls a module other than a projection on the way (zaya:
+  an MLP with a norm and two activations over a down-projection, which also adds the
+  previous layer's router state; its rows score the experts and a skip class).
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ def detect(ctx: Ctx) -> None:
             seen[shape] = key = (moe.cls.name, router.cls.name)
             tables[key] = (site, [index])
         _score_activation(ctx, router, terms)
+        _computed_logits(ctx, moe, router, terms)
     for (_, router), (site, layers) in tables.items():
         ctx.unsupported(
             "moe.table_routing",
@@ -176,3 +181,43 @@ def _describe(rec: ModuleRec) -> str:
     if stacked and isinstance(stacked[0].shape[0], int):
         return f"{rec.cls.name}, {stacked[0].shape[0]} stacked"
     return rec.cls.name
+
+
+def _computed_logits(ctx: Ctx, moe: ModuleRec, router: ModuleRec, terms: list[Term]) -> None:
+    """The scores read logits a module other than a projection computed (an MLP)."""
+    scores = [t for t in terms if t.op == "fn" and t.name.rsplit(".", 1)[-1] in _SCORES]
+    if not scores or not scores[0].args:
+        return
+    chain = [x for x in walk(scores[0].args[0]) if x.op == "call" and x.module is not None]
+    computed = [x for x in chain if ctx.roles.role(x.module) != LINEAR]
+    if not computed:
+        return
+    names = {id(v): k for k, v in router.children()}
+    parts = [f"{names.get(id(x.module), '?')} ({_describe(x.module)})" for x in computed]
+    projections = [
+        names[id(x.module)] for x in chain if x not in computed and id(x.module) in names
+    ]
+    extra = [t.name for t in terms if t.op == "input" and not t.kwargs.get("primary")]
+    rows, count = _out_rows(ctx, computed[-1].module), _count(ctx, experts_of(ctx, moe)[1])
+    ctx.unsupported(
+        "moe.router_logits",
+        f"the router's logits come from {', '.join(parts)}"
+        + (f" over {', '.join(projections)}" if projections else "")
+        + (f", with a further input ({', '.join(extra)})" if extra else "")
+        + (
+            f", {rows} rows for {count} routed experts (a skip class)"
+            if isinstance(rows, int) and isinstance(count, int) and rows != count
+            else ""
+        )
+        + ", not one projection of the hidden states: no rule yet",
+        scores[0].site.cite() if scores[0].site else ctx.class_site(router),
+    )
+
+
+def _out_rows(ctx: Ctx, module: ModuleRec):
+    """The output width of the last projection `module` holds (its logits' rows)."""
+    linears = [
+        g for _, g in module.children() if isinstance(g, ModuleRec) and ctx.roles.role(g) == LINEAR
+    ]
+    args = list(linears[-1].args) if linears else []
+    return args[1] if len(args) > 1 else None

@@ -85,11 +85,14 @@ def test_trailing_rotated_dims_and_a_config_epsilon_are_read():
     assert _key_selection(features) == {**expected, "interleaved": False}
 
 
-def test_a_scorer_of_another_shape_stays_unsupported():
-    """zaya's scorer is no DSA indexer."""
+def test_a_learned_module_on_q_and_k_selects_no_keys():
+    """zaya's q/k normalisation (a learned key scale) reaches the kernel through the keys,
+    not a mask: no key selection, named as a module q and k pass through."""
     features = analyze("zaya")
-    assert _key_selection(features) == "other"
-    assert [u.feature for u in features.unsupported].count("attention.key_selection") == 1
+    assert _key_selection(features) is None
+    found = {u.feature: u.detail for u in features.unsupported}
+    assert "attention.key_selection" not in found
+    assert "qk_norm (ZayaQKNorm)" in found["attention.qkv_modules"]
 
 
 def test_plain_mla_selects_no_keys():

@@ -93,3 +93,31 @@ def test_beam_is_planned_to_the_end() -> None:
     plan = make_plan(load_target("beam"))
     assert plan.complete, plan.gaps
     assert {"residual_scale", "nope_layers", "logn_attention"} <= {s.rule for s in plan.steps}
+
+
+ZAYA_AFFINE = {
+    label: {
+        "module": module,
+        "out_bias": "hidden_states_bias",
+        "out_scale": "hidden_states_scale",
+        "stream_bias": "residual_bias",
+        "stream_scale": "residual_scale",
+    }
+    for label, module in (
+        ("attention", "post_attention_residual_scale"),
+        ("mlp", "post_mlp_residual_scale"),
+    )
+}
+
+
+@pytest.mark.parametrize("renamed", [False, True])
+def test_affine_residual_modules_name_their_parameters(tmp_path, renamed) -> None:
+    """zaya: each add is `(out + b) * s + (x + c) * t`, the parameters of a module of the
+    layer; both modules share one record, told apart by the order of their calls."""
+    pytest.importorskip("transformers.models.zaya")
+    target = rename_model("zaya", "zorblax", str(tmp_path))[0] if renamed else "zaya"
+    features = analyze(target)
+    assert features.block.residual_scale == "affine"
+    assert features.block.residual_affine == ZAYA_AFFINE
+    assert not _gap(features)
+    assert "block.layer_modules" not in [u.feature for u in features.unsupported]

@@ -293,3 +293,14 @@ def test_the_base_case_of_a_config_whose_layers_override_the_head_count():
     toy, fixed = base_config("dots3_note_text")
     assert toy.to_dict()["num_attention_heads"] == 4
     assert fixed == {} or set(fixed) == {"head_dim"}
+
+
+def test_a_toy_value_the_config_class_refuses_keeps_the_class_default():
+    """zaya's config validates `num_experts_per_tok=1` only: the toy's top-2 goes back to
+    the default, the rest of the toy stays; an override the class refuses still fails."""
+    pytest.importorskip("transformers.models.zaya")
+    config = tiny_config("zaya")
+    assert config.num_experts_per_tok == 1
+    assert (config.hidden_size, config.num_experts) == (96, 16)
+    with pytest.raises(Exception, match="num_experts_per_tok"):
+        tiny_config("zaya", num_experts_per_tok=2)

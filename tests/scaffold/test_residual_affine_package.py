@@ -1,0 +1,116 @@
+"""End to end: a decoder whose residual adds are learned affine maps of both operands (the
+remote-code folder of `affine_fixture.py`: llama with ZAYA's residual-scaling module in
+place of each add), planned from its analysis, scaffolded and verified in fp32 and bf16 for
+every switch setting, and its shard plan under tp=2. Seeded defects in the maps (the scales
+swapped between the operands, a shift dropped, the two adds' checkpoint rows swapped) fail
+verify naming the module that carries them."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from codegen.cli import main
+from codegen.scaffold.plan import make_plan
+from codegen.scaffold.target import load_target
+from codegen.scaffold.testing import seed, write_planned
+
+sys.path.insert(0, str(Path(__file__).parent))
+from affine_fixture import affine_folder  # noqa: E402
+
+pytest.importorskip("transformers.models.zaya")
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return affine_folder(tmp_path_factory.mktemp("hub"))
+
+
+@pytest.fixture(scope="module")
+def planned(folder):
+    target = load_target(str(folder))
+    plan = make_plan(target)
+    assert plan.complete, plan.gaps
+    assert "residual_affine" in [step.rule for step in plan.steps]
+    return target, plan
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, planned):
+    return write_planned(tmp_path_factory.mktemp("built") / "models", planned)
+
+
+def _verify(folder, models, capsys, *dtypes: str) -> list[dict]:
+    capsys.readouterr()
+    flags = [x for d in dtypes or ("fp32",) for x in ("--dtype", d)]
+    main(["verify", str(folder), "--models", str(models), "--trust-remote-code", "--json", *flags])
+    return json.loads(capsys.readouterr().out)
+
+
+def test_package_verifies(folder, built, capsys):
+    models, _ = built
+    rows = _verify(folder, models, capsys, "fp32", "bf16")
+    assert len(rows) >= 8 and all(row["status"] == "pass" for row in rows), rows
+
+
+def test_shard_plan_under_tp2(folder, built):
+    from transformers import AutoConfig
+
+    from codegen.models import load_spec
+    from codegen.verify.parallel import verify_parallel
+
+    models, name = built
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
+    result = verify_parallel(load_spec(name, models), config, "tp=2")
+    assert result.status == "pass", result.line()
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "file", "where"),
+    [
+        # the output's scale on the stream and the stream's on the output
+        (
+            "(out + self.out_bias) * self.out_scale + (x + self.stream_bias) * self.stream_scale",
+            "(out + self.out_bias) * self.stream_scale + (x + self.stream_bias) * self.out_scale",
+            "model.py",
+            "layers.0.attention_residual",
+        ),
+        # the stream's shift dropped
+        (
+            "(x + self.stream_bias) * self.stream_scale",
+            "x * self.stream_scale",
+            "model.py",
+            "layers.0.attention_residual",
+        ),
+        # the two adds' output scales swapped in the checkpoint map: the first layer's FFN
+        # norm reads another sum than HF's
+        (
+            '"layers.{}.attention_residual.out_scale"',
+            '"layers.{}.ffn_residual.out_scale"',
+            "state_dict_adapter.py",
+            "layers.0.ffn_norm",
+        ),
+    ],
+)
+def test_seeded_defects_fail_naming_the_residual_module(
+    tmp_path, folder, planned, capsys, old, new, file, where
+):
+    models, name = write_planned(tmp_path / "models", planned)
+    if file == "model.py":
+        seed(models, name, old, new)
+    else:  # swap the two values
+        seed(models, name, old, "@swapped@", file=file)
+        seed(models, name, new, old, file=file)
+        seed(models, name, "@swapped@", new, file=file)
+    row = _verify(folder, models, capsys)[0]
+    assert row["status"] == "fail", row
+    assert row["first_divergence"].startswith(where), row["first_divergence"]
+
+
+def test_package_without_the_rule_fails(tmp_path, folder, planned, capsys):
+    models, _ = write_planned(tmp_path / "models", planned, without="residual_affine")
+    row = _verify(folder, models, capsys)[0]
+    assert row["status"] == "fail", row
