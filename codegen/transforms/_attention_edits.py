@@ -800,14 +800,9 @@ def hide_masks_once(package) -> None:
             "Attention", "forward", lambda s: code_of(s) == _MASK_DOC, HIDDEN_DOC
         )
         run(package, "model.py", note)
-    for class_name in ("Attention", "TransformerBlock"):
-        _rename_param(package, class_name, "mask", HIDDEN_PARAM)
-    replace_expressions(
+    _through_the_block(
         package,
-        "model.py",
-        "TransformerBlock",
-        "forward",
-        call_of("self.attention"),
+        lambda class_name: _rename_param(package, class_name, "mask", HIDDEN_PARAM),
         lambda call: call.with_changes(
             args=[
                 a.with_changes(value=cst.Name("hidden")) if is_name(a.value, "mask") else a
@@ -856,18 +851,36 @@ def _unhide(package) -> None:
     )
     first = is_statement(code_of(statements(HIDDEN_MASKING)[0]))
     run(package, "model.py", _ReplaceStatement("Attention", "forward", first, CAUSAL_MASKING))
+    _through_the_block(
+        package,
+        lambda class_name: remove_param(package, class_name, "forward", "hidden"),
+        lambda call: without_arg(call, position=_position(call, "hidden")),
+        required=False,
+    )
+    _hand_down_future(package)
+
+
+def _through_the_block(
+    package,
+    param: Callable[[str], None],
+    argument: Callable[[cst.Call], cst.Call],
+    *,
+    required: bool = True,
+) -> None:
+    """The path the attention's mask takes through a layer, edited in step: `param(class)`
+    edits the parameter of `Attention.forward` and of `TransformerBlock.forward`, `argument`
+    the block's `self.attention(...)` call (`required`: that call must be found)."""
     for class_name in ("Attention", "TransformerBlock"):
-        remove_param(package, class_name, "forward", "hidden")
+        param(class_name)
     replace_expressions(
         package,
         "model.py",
         "TransformerBlock",
         "forward",
         call_of("self.attention"),
-        lambda call: without_arg(call, position=_position(call, "hidden")),
-        required=False,
+        argument,
+        required=required,
     )
-    _hand_down_future(package)
 
 
 # sliding_window's note on the `mask` argument (True = attend)
