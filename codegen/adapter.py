@@ -40,6 +40,9 @@ class UnmappedKeysError(KeyError):
         self.keys = keys
         super().__init__(f"{len(keys)} checkpoint keys have no mapping: {', '.join(keys[:5])}")
 
+    def __str__(self) -> str:  # the message as it is, not quoted as KeyError quotes a key
+        return str(self.args[0])
+
 
 @dataclass(frozen=True)
 class _Row:

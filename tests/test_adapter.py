@@ -148,3 +148,9 @@ def test_module_dict_keys_are_carried_over_both_ways():
     )
     assert adapter.to_hf(house).keys() == sd.keys()
     assert adapter.unmapped_keys(["encoder.layer.0.output.adapter_modules.a.b.dense1.weight"])
+
+
+def test_unmapped_keys_are_one_unquoted_line():
+    from codegen.adapter import UnmappedKeysError
+
+    assert str(UnmappedKeysError(["a.weight"])) == "1 checkpoint keys have no mapping: a.weight"

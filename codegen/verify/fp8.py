@@ -116,7 +116,14 @@ class Layout:
                 f"embedding `{adapter.embedding_key}` that the HF model saves "
                 f"({keys[0] if keys else 'no row'})"
             )
-        return cls(layers, keys[0])
+        layout = cls(layers, keys[0])
+        if not any(quantized(key, tensor, layout) for key, tensor in state.items()):
+            raise Fp8LayoutError(
+                f"no 2-D weight of the checkpoint lies under the decoder-layer prefixes "
+                f"{type(adapter).__name__}.from_hf_map gives ({', '.join(layers)}): "
+                "nothing to quantize"
+            )
+        return layout
 
     def in_layer(self, key: str, index: int | None = None) -> bool:
         """`key` is inside a decoder layer (layer `index` when given)."""

@@ -282,3 +282,20 @@ def test_a_key_table_without_decoder_layers_is_one_line():
     (result,) = run("qwen3", spec, block=16)
     assert not result.passed
     assert result.error.startswith("Fp8LayoutError: NoLayers.from_hf_map maps no decoder layer")
+
+
+def test_layer_prefixes_the_checkpoint_does_not_have_are_one_line():
+    spec = load_spec("qwen3")
+    table = {
+        "model.embed_tokens.weight": "tok_embeddings.weight",
+        "decoder.block.{}.proj.weight": "layers.{}.proj.weight",
+    }
+    spec = dataclasses.replace(
+        spec, adapter=type("Elsewhere", (spec.adapter,), {"from_hf_map": table})
+    )
+    (result,) = run("qwen3", spec, block=16)
+    assert not result.passed
+    assert result.error == (
+        "Fp8LayoutError: no 2-D weight of the checkpoint lies under the decoder-layer prefixes"
+        " Elsewhere.from_hf_map gives (decoder.block.): nothing to quantize"
+    )
