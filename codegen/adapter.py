@@ -40,6 +40,9 @@ class UnmappedKeysError(KeyError):
         self.keys = keys
         super().__init__(f"{len(keys)} checkpoint keys have no mapping: {', '.join(keys[:5])}")
 
+    def __str__(self) -> str:  # the message as it is, not quoted as KeyError quotes a key
+        return str(self.args[0])
+
 
 @dataclass(frozen=True)
 class _Row:
@@ -60,7 +63,7 @@ class Fp8CheckpointError(ValueError):
 # how real releases name the block scale of `<module>.weight`: (suffix replaced, its scale)
 SCALE_NAMES = (("weight", "weight_scale_inv"), ("weight", "weight_scale"), ("weight", "scale"))
 HOUSE_SCALE_SUFFIX = "_scale_inv"  # house key of a kept scale: the weight's key + this
-_LAYER_INDEX = re.compile(r"(?:^|\.)layers\.(\d+)\.")
+HOUSE_LAYER = "layers.{}."  # the house key of a decoder layer's tensors starts so
 
 
 def is_fp8(tensor: Any) -> bool:
@@ -128,6 +131,19 @@ def _float32(weight: Any):
     table = torch.arange(256, dtype=torch.uint8).view(weight.dtype).to(torch.float32)
     codes = weight.contiguous().view(torch.uint8).reshape(-1).int()
     return table.index_select(0, codes).view(weight.shape)
+
+
+def layer_prefixes(from_hf_map: dict[str, str | None]) -> list[str]:
+    """The checkpoint's decoder-layer key prefixes, read off a key table: the HF side of
+    each row whose house key is a layer's (`layers.{}.`), up to the layer index
+    (`model.layers.`, `transformer.h.`, `roc_bert.encoder.layer.`)."""
+    return sorted(
+        {
+            hf.split("{}", 1)[0]
+            for hf, house in from_hf_map.items()
+            if house is not None and house.startswith(HOUSE_LAYER)
+        }
+    )
 
 
 def _block_size(quantization_config: Any) -> tuple[int, int] | None:
@@ -277,10 +293,12 @@ class StateDictAdapter:
         """Keys of layers past `args.n_layers`: the multi-token-prediction layers real
         releases ship (`model.layers.{n_layers}` and up), which the model does not run."""
         layers = getattr(self.args, "n_layers", None)
-        if not isinstance(layers, int):
+        prefixes = layer_prefixes(self.from_hf_map)
+        if not isinstance(layers, int) or not prefixes:
             return []
-        found = ((key, _LAYER_INDEX.search(key)) for key in hf_keys)
-        return sorted(key for key, index in found if index and int(index.group(1)) >= layers)
+        index = re.compile("^(?:" + "|".join(map(re.escape, prefixes)) + r")(\d+)\.")
+        found = ((key, index.match(key)) for key in hf_keys)
+        return sorted(key for key, at in found if at and int(at.group(1)) >= layers)
 
     def _is_scale_of_mapped(self, key: str, keys: set[str]) -> bool:
         return any(
@@ -349,7 +367,9 @@ class StateDictAdapter:
                     *outer, expert = groups
                     experts[_fill(row.house, *outer) + suffix][int(expert)] = value
                 else:
-                    if row.hf in self.transposed and not suffix:
+                    if suffix:
+                        self._check_keepable(key, row)
+                    if row.hf in self.transposed:  # a kept scale grid transposes with it
                         value = value.t().contiguous()
                     if row.house in self.row_blocks and not suffix:
                         value = _regroup(value, *self.row_blocks[row.house], load=True)
@@ -394,6 +414,21 @@ class StateDictAdapter:
                 tensor = blocks.flatten(0, 1).contiguous()
             return [(_fill(row.hf, *groups), tensor)]
         raise KeyError(f"house key {name!r} has no HF mapping")
+
+    def _check_keepable(self, key: str, row: _Row) -> None:
+        """A kept fp8 weight is laid out as the house's with its scale grid: a transpose
+        with square blocks; fused rows regrouped or split across blocks cannot be."""
+        square = self.block_size is None or self.block_size[0] == self.block_size[1]
+        if row.hf in self.transposed and not square:
+            raise Fp8CheckpointError(
+                f"{key}: keep_fp8 cannot transpose a weight with weight_block_size "
+                f"{list(self.block_size)} (its blocks are not square); load it dequantized"
+            )
+        if row.house in self.row_blocks or row.hf in self.flat_experts:
+            raise Fp8CheckpointError(
+                f"{key}: keep_fp8 cannot regroup a fused weight's rows across its scale "
+                "blocks; load it dequantized"
+            )
 
     def _split_experts(self, tensor: Any, transposed: bool):
         """[num_experts * rows, cols] -> the house's [num_experts, out, in]."""

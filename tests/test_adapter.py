@@ -183,3 +183,9 @@ def test_a_chunked_tensor_whose_parts_no_row_maps_is_unmapped():
         "model.other.self_attn.gate_proj.weight",
         "model.other.self_attn.q_proj.weight",
     ]
+
+
+def test_unmapped_keys_are_one_unquoted_line():
+    from codegen.adapter import UnmappedKeysError
+
+    assert str(UnmappedKeysError(["a.weight"])) == "1 checkpoint keys have no mapping: a.weight"

@@ -94,9 +94,11 @@ def verify(
         for model in models
     ]
     if fp8:
-        if any(folders.values()) or config_path or shrink_path:
-            raise CodegenError("--fp8 verifies the toy config of each MODEL name; drop the rest")
-        _verify_fp8(specs, as_json)
+        if config_path or shrink_path:
+            raise CodegenError(
+                "--fp8 verifies the toy config of each MODEL name or folder; drop the rest"
+            )
+        _verify_fp8(specs, [folders[model] for model in models], trust_remote_code, as_json)
         return
     if config_path or shrink_path:  # a config of another model_type fails before any run
         for spec in specs:
@@ -145,17 +147,21 @@ def verify(
         raise SystemExit(1)
 
 
-def _verify_fp8(specs, as_json: bool) -> None:
-    """One line per model, config and block size; exit 1 if any fails."""
-    from codegen.verify.cases import base_config
+def _verify_fp8(specs, folders, trust_remote_code: bool, as_json: bool) -> None:
+    """One line per model, config and block size; exit 1 if any fails. A remote-code
+    folder is checked on its own toy config."""
+    from codegen.verify.cases import base_config, folder_cases
     from codegen.verify.fp8 import verify_fp8_case
     from codegen.verify.run import Case
 
     results = []
-    for spec in specs:
-        for model_type in sorted(spec.supported_model_types):
-            config, _ = base_config(model_type)
-            for result in verify_fp8_case(spec, Case(model_type, config)):
+    for spec, folder in zip(specs, folders, strict=True):
+        if folder:
+            cases = folder_cases(folder, trust_remote_code)[:1]
+        else:
+            cases = [Case(t, base_config(t)[0]) for t in sorted(spec.supported_model_types)]
+        for case in cases:
+            for result in verify_fp8_case(spec, case):
                 results.append(result)
                 if not as_json:
                     click.echo(_fp8_line(result))

@@ -19,6 +19,7 @@ from codegen.transforms.edits import (
     EditDict,
     EditError,
     InsertStatements,
+    ReplaceStatements,
     calls,
     code_of,
     dotted,
@@ -757,6 +758,7 @@ def set_attention_masking(package, with_mask: bool) -> None:
     replace_expressions(package, "model.py", "Attention", "forward", call_of(_SDPA), rewrite)
 
 
+FREED = "# not held while the head computes the logits"
 HIDDEN_MASKING = """
 scores.masked_fill_(hidden, float("-inf"))  # in place: no backward step reads the scores
 """
@@ -808,14 +810,9 @@ def hide_masks_once(package) -> None:
             "Attention", "forward", lambda s: code_of(s) == _MASK_DOC, HIDDEN_DOC
         )
         run(package, "model.py", note)
-    for class_name in ("Attention", "TransformerBlock"):
-        _rename_param(package, class_name, "mask", HIDDEN_PARAM)
-    replace_expressions(
+    _through_the_block(
         package,
-        "model.py",
-        "TransformerBlock",
-        "forward",
-        call_of("self.attention"),
+        lambda class_name: _rename_param(package, class_name, "mask", HIDDEN_PARAM),
         lambda call: call.with_changes(
             args=[
                 a.with_changes(value=cst.Name("hidden")) if is_name(a.value, "mask") else a
@@ -835,7 +832,7 @@ def hide_masks_once(package) -> None:
             "Model",
             "forward",
             _layer_loop,
-            f"del {free}  # not held while the head computes the logits",
+            f"del {free}  {FREED}",
         ),
     )
 
@@ -845,6 +842,39 @@ def hide_masks_once(package) -> None:
         return call.with_changes(args=args)
 
     replace_expressions(package, "model.py", "Model", "forward", call_of("layer"), hand_down)
+
+
+def masks_hidden(package) -> bool:
+    """`hide_masks_once` has run: the layers are handed the keys each mask hides."""
+    return attention_is_explicit(package) and "hidden" in param_names(
+        package, "Attention", "forward"
+    )
+
+
+def hide_mask_too(package, name: str) -> str:
+    """After `hide_masks_once`, one more mask `name` (True = attend, None = plain causal)
+    that `Model.forward` builds before the layer loop: its hidden keys are built once beside
+    the others' and freed with them, as `hide_masks_once` writes them (names in order).
+    Returns the name the layers are to be handed."""
+    forward = find_method(package.module("model.py"), "Model", "forward")
+    freed = next((s for s in forward.body.body if _frees_future(s)), None)
+    if freed is None:
+        raise EditError("the forward frees no hidden masks after the layer loop")
+    held = [n.value for n in m.findall(freed, m.Name())]
+    names = sorted({*(n for n in held if n != "future" and not n.startswith("hidden_")), name})
+    before = [n for n in names if n < name]
+    anchor = is_statement(HIDE.format(name=before[-1])) if before else _assigns_future
+    run(package, "model.py", InsertStatements("Model", "forward", anchor, HIDE.format(name=name)))
+    free = ", ".join(["future", *names, *(f"hidden_{n}" for n in names)])
+    replace = ReplaceStatements("Model", "forward", _frees_future, f"del {free}  {FREED}")
+    run(package, "model.py", replace)
+    return f"hidden_{name}"
+
+
+def _frees_future(statement) -> bool:
+    return m.matches(statement, m.SimpleStatementLine(body=[m.Del()])) and bool(
+        m.findall(statement, m.Name("future"))
+    )
 
 
 def _unhide(package) -> None:
@@ -864,18 +894,36 @@ def _unhide(package) -> None:
     )
     first = is_statement(code_of(statements(HIDDEN_MASKING)[0]))
     run(package, "model.py", _ReplaceStatement("Attention", "forward", first, CAUSAL_MASKING))
+    _through_the_block(
+        package,
+        lambda class_name: remove_param(package, class_name, "forward", "hidden"),
+        lambda call: without_arg(call, position=_position(call, "hidden")),
+        required=False,
+    )
+    _hand_down_future(package)
+
+
+def _through_the_block(
+    package,
+    param: Callable[[str], None],
+    argument: Callable[[cst.Call], cst.Call],
+    *,
+    required: bool = True,
+) -> None:
+    """The path the attention's mask takes through a layer, edited in step: `param(class)`
+    edits the parameter of `Attention.forward` and of `TransformerBlock.forward`, `argument`
+    the block's `self.attention(...)` call (`required`: that call must be found)."""
     for class_name in ("Attention", "TransformerBlock"):
-        remove_param(package, class_name, "forward", "hidden")
+        param(class_name)
     replace_expressions(
         package,
         "model.py",
         "TransformerBlock",
         "forward",
         call_of("self.attention"),
-        lambda call: without_arg(call, position=_position(call, "hidden")),
-        required=False,
+        argument,
+        required=required,
     )
-    _hand_down_future(package)
 
 
 # sliding_window's note on the `mask` argument (True = attend)

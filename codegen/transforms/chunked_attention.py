@@ -5,6 +5,7 @@ from __future__ import annotations
 import libcst as cst
 import libcst.matchers as m
 
+from codegen.transforms import _attention_edits as edits
 from codegen.transforms._rope_edits import add_args_field
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import (
@@ -40,8 +41,9 @@ class ChunkedAttention(Transform):
     `attention_chunk_size` tokens (`field`: the HF config field, read by transformers' own
     chunked mask): `LAYER_TYPES` accepts the kind, each block knows whether it is chunked,
     `Model.forward` builds the chunk mask once and hands it to the chunked layers (the
-    others keep theirs). Needs the sliding-window pattern the qwen3 references carry
-    (`window if layer.sliding else None`)."""
+    others keep theirs); where written-out attention takes the keys each mask hides, the
+    chunk mask's hidden keys are built once beside the others'. Needs the sliding-window
+    pattern the qwen3 references carry (`window if layer.sliding else None`)."""
 
     name = "chunked_attention"
 
@@ -59,7 +61,9 @@ class ChunkedAttention(Transform):
             InsertStatements("TransformerBlock", "__init__", assigns("self.sliding"), FLAG),
         )
         run(package, "model.py", InsertStatements("Model", "forward", _window_if, MASK))
-        run(package, "model.py", _LayerMask())
+        # written-out attention may already take the keys each mask hides, built once
+        chunks = edits.hide_mask_too(package, "chunks") if edits.masks_hidden(package) else "chunks"
+        run(package, "model.py", _LayerMask(chunks))
         run(package, "model.py", _AfterFunction("sliding_window_mask", statements(CHUNKED_MASK)))
 
 
@@ -97,11 +101,12 @@ class _LayerTypes(cst.CSTTransformer):
 
 
 class _LayerMask(cst.CSTTransformer):
-    """`window if layer.sliding else None` -> `chunks if layer.chunked else (...)`."""
+    """`window if layer.sliding else None` -> `chunks if layer.chunked else (...)` (with
+    `hidden_window` / `hidden_chunks` where the layers take hidden keys)."""
 
-    def __init__(self):
+    def __init__(self, chunks: str):
         super().__init__()
-        self.hits = 0
+        self.chunks, self.hits = chunks, 0
 
     def leave_IfExp(self, original, updated):
         if not m.matches(
@@ -110,7 +115,7 @@ class _LayerMask(cst.CSTTransformer):
             return updated
         self.hits += 1
         inner = updated.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
-        return expression("chunks if layer.chunked else None").with_changes(orelse=inner)
+        return expression(f"{self.chunks} if layer.chunked else None").with_changes(orelse=inner)
 
 
 class _AfterFunction(cst.CSTTransformer):

@@ -49,3 +49,17 @@ def test_mask_is_transformers_chunked_causal_mask():
     want = torch.tensor([[bool(inner(0, 0, q, k)) for k in i] for q in i])
     assert torch.equal(namespace["chunked_mask"](seq, chunk, torch.device("cpu")), want)
     assert namespace["chunked_mask"](chunk, chunk, torch.device("cpu")) is None
+
+
+def test_after_written_out_attention_the_chunk_mask_is_hidden_once_like_the_others():
+    """Written-out attention first (its rules come earlier) or last: the same package."""
+    from codegen.transforms import _attention_edits as edits
+
+    explicit_first = SourcePackage.from_directory(references_dir() / "qwen3")
+    edits.make_attention_explicit(explicit_first)
+    ChunkedAttention().apply(explicit_first, field="attention_chunk_size")
+    chunked_first = chunked_package()
+    edits.make_attention_explicit(chunked_first)
+    model = explicit_first.render()["model.py"]
+    assert "hidden_chunks = future if chunks is None else ~chunks" in model
+    assert explicit_first.render() == chunked_first.render()

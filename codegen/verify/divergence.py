@@ -23,7 +23,10 @@ never does (a dropped sublayer) are named, else the first module given another i
 its HF pair (a shortcut branch fed from the wrong sublayer, a router fed the normed input),
 else the first given another input on a later call (the norm X-MOD runs before and after
 its adapters): the module run before it is named, its output stage being what the layer's
-own code combines otherwise (an adapter's residual dropped). A part pairing with HF's whole
+own code combines otherwise (an adapter's residual dropped). So is the module run before
+a first reader of another input when HF's own module holding that module returns the
+value the reader is given (X-MOD without a norm before the adapters: HF's `output` adds
+their residual and returns the sum its norm reads once). A part pairing with HF's whole
 layer (a MoE whose router and experts HF keeps in the layer) has its parts judged as the
 layer's. Judged against HF's own noise in a low
 precision, a package whose logits fail may have no stage beyond its per-stage bound (the
@@ -430,6 +433,7 @@ def find_divergence(
     house_firsts, hf_firsts = _first_layers(house_model), _first_layers(hf_model)
     house_names = [h for h, _ in pairs] + house_firsts + [n for n in (house_head,) if n]
     hf_names = [f for _, f in pairs] + hf_firsts + [n for n in (hf_head,) if n]
+    hf_names += _holders(pairs, _layers_name(hf_model))
     house = _Recorder(house_model, house_names)
     hf = _Recorder(hf_model, hf_names)
     noise = _Recorder(hf_noise_model, hf_names) if hf_noise_model is not None else None
@@ -537,12 +541,13 @@ def _wiring(
     """Inside a layer named as the culprit with no culprit of its own inside it (its modules
     each compute what HF's do from what they are given): the layer's paired parts HF runs
     and the package never does (a dropped sublayer), else the first part, in the package's
-    order, given another input than its HF pair (a branch fed from the wrong place), else
-    the first part given another input on a later call (a norm the layer runs before and
-    after its adapters): the layer's own code after the part run before it (the sum it
-    adds the adapters' output to) computes another value than HF's. `opened`: the parts of
-    a part whose weights span HF's whole layer (a MoE whose router and experts HF keeps in
-    the layer), each a part of the layer of its own."""
+    order, given another input than its HF pair (a branch fed from the wrong place) unless
+    an HF module holding the part run before it returns that input (the sum is then the
+    part's stage, below), else the first part given another input on a later call (a norm
+    the layer runs before and after its adapters): the layer's own code after the part run
+    before it (the sum it adds the adapters' output to) computes another value than HF's.
+    `opened`: the parts of a part whose weights span HF's whole layer (a MoE whose router
+    and experts HF keeps in the layer), each a part of the layer of its own."""
     inside = [h for h, _ in pairs if _sublayer_of(h, layer, keyed)]
     skipped = [h for h in inside if hf_of[h] in hf.records and h not in house.records]
     if skipped:
@@ -556,6 +561,7 @@ def _wiring(
     def part(house_name: str) -> bool:
         return house_name in opened or _sublayer_of(house_name, layer, keyed)
 
+    before = None  # the last part run before, with an output
     for house_name in house.order:
         hf_name = hf_of.get(house_name)
         if not part(house_name) or hf_name not in hf.records:
@@ -565,8 +571,15 @@ def _wiring(
         house_in, hf_in = house.records[house_name][0], hf.records[hf_name][0]
         diff = _input_diff(house_in, hf_in)
         if diff > judge.limit(hf_name, hf_in, lambda r: r[0]):
+            if before is not None and _returned_by_holder(
+                hf, hf_of[before], hf_of.get(layer), hf_in
+            ):
+                reader = (house_name, hf_name, 0)
+                return Divergence(before, hf_of[before], diff, wiring="hands on", reader=reader)
             return Divergence(house_name, hf_name, diff, wiring="reads another input")
-    before = None  # the last part run before, with an output
+        if any(t.numel() for t in house.records[house_name][1]):
+            before = house_name
+    before = None
     for house_name, call in house.sequence:
         hf_name = hf_of.get(house_name)
         if not part(house_name) or hf_name not in hf.calls or hf_name == hf_of.get(layer):
@@ -583,6 +596,38 @@ def _wiring(
         if any(t.numel() for t in house_calls[call][1]):
             before = house_name
     return None
+
+
+def _holders(pairs, hf_layers: str | None) -> list[str]:
+    """The HF modules inside a layer that hold a paired module without being paired
+    themselves (X-MOD's `output`, holding the adapters and the norm, adds the adapters'
+    residual in its own code): recorded so that a sum one returns is known as its stage."""
+    if not hf_layers:
+        return []
+    paired = {f for _, f in pairs}
+    holders = {
+        ".".join(parts[:i])
+        for f in paired
+        if f.startswith(hf_layers + ".")
+        for parts in [f.split(".")]
+        for i in range(len(hf_layers.split(".")) + 2, len(parts))
+    }
+    return sorted(holders - paired)
+
+
+def _returned_by_holder(hf, hf_part: str, hf_layer: str | None, value) -> bool:
+    """An HF module inside the layer holding `hf_part` returns `value` (what a later part
+    reads): HF's own module boundary puts the code between them in that part's stage (X-MOD's
+    `output` adds the adapters' residual and returns the sum its norm reads)."""
+    if not hf_layer:
+        return False
+    parts = hf_part.split(".")
+    for i in range(len(parts) - 1, len(hf_layer.split(".")), -1):
+        holder = ".".join(parts[:i])
+        outs = hf.records.get(holder, (None, []))[1]
+        if outs and outs[0].shape == value.shape and torch.equal(outs[0], value):
+            return True
+    return False
 
 
 def _opened_parts(house_model, layer: str, hf_of: dict) -> frozenset[str]:

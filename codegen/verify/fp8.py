@@ -41,7 +41,7 @@ from pathlib import Path
 
 import torch
 
-from codegen.adapter import SCALE_NAMES, is_fp8
+from codegen.adapter import SCALE_NAMES, is_fp8, layer_prefixes
 from codegen.spec import ModelSpec
 from codegen.verify.compare import bound, compare
 from codegen.verify.hf_checkpoint import load_checkpoint, random_hf_model, save_checkpoint
@@ -92,9 +92,56 @@ class Fp8Result:
 # --- the release layout -------------------------------------------------------------------
 
 
-def quantized(key: str, tensor: torch.Tensor) -> bool:
+@dataclass(frozen=True)
+class Layout:
+    """Where the checkpoint keeps its decoder layers and embedding, read off the package's
+    key table (`from_hf_map`), never assumed from one architecture's names."""
+
+    layers: tuple[str, ...]  # the decoder-layer key prefixes, up to the layer index
+    embedding: str  # the HF key of the token embedding
+
+    @classmethod
+    def of(cls, adapter, state: dict[str, torch.Tensor]) -> Layout:
+        layers = tuple(layer_prefixes(adapter.from_hf_map))
+        if not layers:
+            raise Fp8LayoutError(
+                f"{type(adapter).__name__}.from_hf_map maps no decoder layer "
+                "(no row to a `layers.{}.` key): no projection to quantize"
+            )
+        probe = torch.empty(0)
+        keys = [k for k, _ in adapter.convert_single_to_hf(adapter.embedding_key, probe)]
+        if not keys or keys[0] not in state:
+            raise Fp8LayoutError(
+                f"{type(adapter).__name__}.from_hf_map gives no checkpoint key of the token "
+                f"embedding `{adapter.embedding_key}` that the HF model saves "
+                f"({keys[0] if keys else 'no row'})"
+            )
+        layout = cls(layers, keys[0])
+        if not any(quantized(key, tensor, layout) for key, tensor in state.items()):
+            raise Fp8LayoutError(
+                f"no 2-D weight of the checkpoint lies under the decoder-layer prefixes "
+                f"{type(adapter).__name__}.from_hf_map gives ({', '.join(layers)}): "
+                "nothing to quantize"
+            )
+        return layout
+
+    def in_layer(self, key: str, index: int | None = None) -> bool:
+        """`key` is inside a decoder layer (layer `index` when given)."""
+        for prefix in self.layers:
+            rest = key[len(prefix) :] if key.startswith(prefix) else ""
+            number = rest.split(".", 1)[0]
+            if number.isdigit() and "." in rest and index in (None, int(number)):
+                return True
+        return False
+
+
+class Fp8LayoutError(ValueError):
+    """The package's key table does not say where the layers or the embedding are."""
+
+
+def quantized(key: str, tensor: torch.Tensor, layout: Layout) -> bool:
     """A projection inside a decoder layer: what FP8 releases store in fp8."""
-    if tensor.dim() != 2 or not key.endswith(".weight") or ".layers." not in f".{key}":
+    if tensor.dim() != 2 or not key.endswith(".weight") or not layout.in_layer(key):
         return False
     return key.rsplit(".", 2)[-2] not in ROUTERS
 
@@ -120,42 +167,48 @@ def reference_dequantize(values: torch.Tensor, scale: torch.Tensor, block: int) 
     return out
 
 
-def block_sizes(state: dict[str, torch.Tensor]) -> tuple[int, int]:
+def block_sizes(state: dict[str, torch.Tensor], layout: Layout) -> tuple[int, int]:
     """(the largest power of two <= 128 dividing every quantized dim, twice that)."""
-    dims = {d for key, t in state.items() if quantized(key, t) for d in t.shape}
+    dims = {d for key, t in state.items() if quantized(key, t, layout) for d in t.shape}
     block = REAL_BLOCK
     while any(d % block for d in dims):
         block //= 2
     return block, block * 2
 
 
-def mtp_layer(state: dict[str, torch.Tensor], layers: int) -> dict[str, torch.Tensor]:
+def mtp_layer(
+    state: dict[str, torch.Tensor], layers: int, layout: Layout
+) -> dict[str, torch.Tensor]:
     """A multi-token-prediction layer at index `layers`, laid out as DeepSeek-V3 ships it:
     a copy of the last decoder layer plus its own norms and projection."""
-    last = f"model.layers.{layers - 1}."
-    extra = {
-        f"model.layers.{layers}." + key[len(last) :]: tensor.clone()
-        for key, tensor in state.items()
-        if key.startswith(last)
-    }
-    hidden = state["model.embed_tokens.weight"].shape[1]
+    hidden = state[layout.embedding].shape[1]
     generator = torch.Generator().manual_seed(7)
-    prefix = f"model.layers.{layers}."
-    extra[prefix + "enorm.weight"] = torch.ones(hidden)
-    extra[prefix + "hnorm.weight"] = torch.ones(hidden)
-    extra[prefix + "eh_proj.weight"] = torch.randn(hidden, 2 * hidden, generator=generator) / 20
-    extra[prefix + "shared_head.norm.weight"] = torch.ones(hidden)
+    extra = {}
+    for stack in layout.layers:
+        last, prefix = f"{stack}{layers - 1}.", f"{stack}{layers}."
+        extra.update(
+            {
+                prefix + key[len(last) :]: tensor.clone()
+                for key, tensor in state.items()
+                if key.startswith(last)
+            }
+        )
+        extra[prefix + "enorm.weight"] = torch.ones(hidden)
+        extra[prefix + "hnorm.weight"] = torch.ones(hidden)
+        extra[prefix + "eh_proj.weight"] = torch.randn(hidden, 2 * hidden, generator=generator)
+        extra[prefix + "eh_proj.weight"] /= 20
+        extra[prefix + "shared_head.norm.weight"] = torch.ones(hidden)
     return extra
 
 
 def fp8_state(
-    state: dict[str, torch.Tensor], block: int, fp32: tuple[str, ...] = ()
+    state: dict[str, torch.Tensor], block: int, layout: Layout, fp32: tuple[str, ...] = ()
 ) -> dict[str, torch.Tensor]:
     """The release's tensors: fp8 + `weight_scale_inv` for projections, bf16 for the rest
     but the modules HF keeps in fp32 (DeepSeek-V3's router correction bias ships fp32)."""
     out: dict[str, torch.Tensor] = {}
     for key, tensor in state.items():
-        if quantized(key, tensor):
+        if quantized(key, tensor, layout):
             out[key], out[key + "_scale_inv"] = quantize_blocks(tensor, block)
         elif tensor.is_floating_point() and not any(name in key for name in fp32):
             out[key] = tensor.to(torch.bfloat16)
@@ -287,14 +340,18 @@ def verify_fp8_case(
         save_checkpoint(hf_model, directory / "hf")
         state = load_checkpoint(directory / "hf")
         config_dict = json.loads((directory / "hf" / "config.json").read_text())
-        blocks = [block] if block else list(block_sizes(state))
+        try:
+            layout = Layout.of(spec.adapter(spec.args.from_hf_config(config)), state)
+        except Fp8LayoutError as err:  # a package the check cannot lay a release out for
+            return [Fp8Result(spec.name, case.label, block or 0, error=_one_line(err))]
+        blocks = [block] if block else list(block_sizes(state, layout))
         results = []
         for size in blocks:
             result = Fp8Result(spec.name, case.label, size)
             started = time.perf_counter()
             try:
                 _run(spec, config, state, config_dict, size, directory / f"b{size}", result,
-                     inputs, unquantized, mutate, fp32)  # fmt: skip
+                     inputs, unquantized, mutate, fp32, layout)  # fmt: skip
             except Exception as err:  # a broken package: a FAIL line, not a traceback
                 result.error = result.error or _one_line(err)
             result.passed = result.passed and not result.error
@@ -304,29 +361,30 @@ def verify_fp8_case(
 
 
 def _run(
-    spec, config, state, config_dict, block, folder, result, inputs, unquantized, mutate, fp32
-):
+    spec, config, state, config_dict, block, folder, result, inputs, unquantized, mutate, fp32,
+    layout,
+):  # fmt: skip
+    args = spec.args.from_hf_config(config)
     layers = config.num_hidden_layers
-    release = fp8_state({**state, **mtp_layer(state, layers)}, block, fp32)
+    release = fp8_state({**state, **mtp_layer(state, layers, layout)}, block, layout, fp32)
     result.ragged = sorted(
         key
         for key, tensor in release.items()
         if is_fp8(tensor)
         and any(d > block and d % block for d in tensor.shape)
-        and not key.startswith(f"model.layers.{layers}.")
+        and not layout.in_layer(key, layers)
     )
     if mutate:
         mutate(release)
     write_release(release, config_dict, block, folder / "fp8")
     checkpoint = load_checkpoint(folder / "fp8")
     qconfig = quantization_config(block)
-    args = spec.args.from_hf_config(config)
 
     # 1. the adapter's dequantize against the reference, tensor by tensor
     adapter = spec.adapter(args, quantization_config=qconfig, dtype=torch.float32)
     house_state = adapter.from_hf(checkpoint)
     result.ignored = list(adapter.ignored)
-    beyond = sorted(k for k in checkpoint if re.match(rf"model\.layers\.{layers}\.", k))
+    beyond = sorted(k for k in checkpoint if layout.in_layer(k, layers))
     if result.ignored != beyond:
         result.error = (
             f"ignored {len(result.ignored)} keys, expected the {len(beyond)} of layer {layers}"

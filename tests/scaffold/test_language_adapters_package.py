@@ -123,29 +123,40 @@ def test_adapter_fed_after_the_final_norm_fails_at_the_adapter(tmp_path, planned
 
 
 @pytest.mark.parametrize(
-    "old, new",
+    "old, new, switch",
     [
         # the adapter's residual dropped
-        ("return adapted + residual", "return adapted"),
+        ("return adapted + residual", "return adapted", {}),
         # the residual taken on the other side of the adapters' norm (ln_before_adapter)
         (
             "residual = normed if self.adapter_residual_after_norm else x",
             "residual = x if self.adapter_residual_after_norm else normed",
+            {},
         ),
+        # no norm before the adapters: the FFN's norm runs once, after them
+        ("return adapted + residual", "return adapted", {"adapter_reuse_layer_norm": False}),
     ],
 )
-def test_adapter_residual_slips_are_named_at_the_adapters_output(tmp_path, planned, old, new):
+def test_adapter_residual_slips_are_named_at_the_adapters_output(
+    tmp_path, planned, old, new, switch
+):
     """The residual is added in the block's own code (no module of its own): every part of
     the first layer reads HF's input and returns HF's output on its first call; the FFN's
     norm, run again after the adapters (HF's too), reads another sum than HF's there, and
-    the adapter run before it is named as the stage whose output the layer combines amiss."""
+    the adapter run before it is named as the stage whose output the layer combines amiss.
+    Where the norm runs only after the adapters, its first call reads that sum: HF's
+    `output`, holding the adapters, returns it, so it is still the adapters' stage."""
     models, name = _package(tmp_path, planned)
     _seed(models, name, old, new)
-    (result,) = _verify(models, name)
+    case = None
+    if switch:
+        label = TARGET + "".join(f"+{k}={v}" for k, v in switch.items())
+        case = Case(label, tiny_config(TARGET, **switch))
+    (result,) = _verify(models, name, case=case)
     assert not result.passed
     assert result.first_divergence.startswith(
         "layers.0.adapters.toy_0 (HF roberta.encoder.layer.0.output.adapter_modules.toy_0)"
         " output stage: what the layer's own code makes of it differs from HF's where"
         " layers.0.post_ffn_norm (HF roberta.encoder.layer.0.output.LayerNorm) reads it on its"
-        " call 2"
+        f" call {1 if switch else 2}"
     ), result.first_divergence

@@ -174,8 +174,8 @@ def test_a_side_table_summed_over_the_tp_ranks_fails_tp2(package):
 
 def test_the_fp8_check_gives_the_package_the_side_ids(package, monkeypatch):
     """The fp8 check's logits come from verify's inputs: the long input's shape ids reach
-    the package's side table. (roc_bert has no decoder `layers` to quantize: the release is
-    replaced by one forward of the package on the long input, as `_run` makes it.)"""
+    the package's side table. (The release is replaced by one forward of the package on the
+    long input, as `_run` makes it.)"""
     from codegen.verify import fp8
 
     folder, name = package
@@ -183,7 +183,7 @@ def test_the_fp8_check_gives_the_package_the_side_ids(package, monkeypatch):
     seen = []
 
     def run(spec, config, *args):
-        inputs = args[-4]  # (..., result, inputs, unquantized, mutate, fp32)
+        inputs = args[-5]  # (..., result, inputs, unquantized, mutate, fp32, layout)
         house = spec.model(spec.args.from_hf_config(config)).eval()
         house.shape_embed.register_forward_hook(lambda module, ids, out: seen.append(ids[0]))
         with torch.no_grad():

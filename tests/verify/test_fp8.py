@@ -252,3 +252,50 @@ def test_cli_fp8_json_has_a_result_per_block(capsys):
     results = json.loads(capsys.readouterr().out)
     assert [(r["model"], r["status"]) for r in results] == [("qwen3", "pass")] * 2
     assert results[1]["ragged"] and results[1]["ignored"]
+
+
+def test_a_transposed_weight_kept_in_fp8_keeps_its_scale_grid_transposed_with_it():
+    """Conv1D checkpoints (GPT-2) store [in, out]: the kept weight and its grid transpose
+    together, so dequantizing the kept state gives the dequantizing load."""
+
+    class Conv(Tiny):
+        transposed = frozenset({"model.layers.{}.proj.weight"})
+
+    checkpoint = tiny_checkpoint()
+    loaded = Conv(SimpleNamespace(n_layers=1), QCONFIG, dtype=torch.float32).from_hf(checkpoint)
+    keeper = Conv(SimpleNamespace(n_layers=1), QCONFIG, keep_fp8=True, dtype=torch.float32)
+    kept = keeper.from_hf(checkpoint)
+    assert torch.equal(
+        keeper.dequantize_state(kept)["layers.0.proj.weight"], loaded["layers.0.proj.weight"]
+    )
+    back = keeper.to_hf(kept)
+    for key in ("model.layers.0.proj.weight", "model.layers.0.proj.weight_scale_inv"):
+        assert torch.equal(back[key].view(torch.uint8), checkpoint[key].view(torch.uint8))
+
+
+def test_a_key_table_without_decoder_layers_is_one_line():
+    spec = load_spec("qwen3")
+    table = {"model.embed_tokens.weight": "tok_embeddings.weight"}
+    spec = dataclasses.replace(
+        spec, adapter=type("NoLayers", (spec.adapter,), {"from_hf_map": table})
+    )
+    (result,) = run("qwen3", spec, block=16)
+    assert not result.passed
+    assert result.error.startswith("Fp8LayoutError: NoLayers.from_hf_map maps no decoder layer")
+
+
+def test_layer_prefixes_the_checkpoint_does_not_have_are_one_line():
+    spec = load_spec("qwen3")
+    table = {
+        "model.embed_tokens.weight": "tok_embeddings.weight",
+        "decoder.block.{}.proj.weight": "layers.{}.proj.weight",
+    }
+    spec = dataclasses.replace(
+        spec, adapter=type("Elsewhere", (spec.adapter,), {"from_hf_map": table})
+    )
+    (result,) = run("qwen3", spec, block=16)
+    assert not result.passed
+    assert result.error == (
+        "Fp8LayoutError: no 2-D weight of the checkpoint lies under the decoder-layer prefixes"
+        " Elsewhere.from_hf_map gives (decoder.block.): nothing to quantize"
+    )
