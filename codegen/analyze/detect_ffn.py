@@ -425,12 +425,21 @@ def experts_of(ctx: Ctx, moe: ModuleRec):
 
 def _projection_experts(ctx: Ctx, moe: ModuleRec) -> list[str]:
     """The MoE's children that are each one stacked projection of every expert (JetMoE's
-    `input_linear` / `output_linear`), the gated product written in the MoE's own forward."""
+    `input_linear` / `output_linear`), the gated product written in the MoE's own forward.
+    A child holding several stacked weights is a whole set of experts (inkling's stacked
+    shared experts), not one projection of them."""
     return [
         name
         for name, child in moe.children()
-        if isinstance(child, ModuleRec) and ctx.roles.role(child) == EXPERTS
+        if isinstance(child, ModuleRec)
+        and ctx.roles.role(child) == EXPERTS
+        and sum(_stacked(p) for _, p in child.children()) <= 1
     ]
+
+
+def _stacked(p) -> bool:
+    """A weight stacked over experts: a parameter of three dimensions."""
+    return isinstance(p, ParamRec) and isinstance(p.shape, tuple) and len(p.shape) == 3
 
 
 def stacked_projections(ctx: Ctx) -> dict | None:

@@ -148,3 +148,10 @@ def test_a_clamp_to_a_finite_bound_on_a_later_layer_is_read(tmp_path):
     assert features.ffn.kind == "clamped_silu_glu"
     assert ".clamp(max=self.limit)" in _source_line("step3p5", features.evidence["ffn.kind"])
     assert "ffn.kind" in _found(features)
+
+
+def test_inkling_stacked_shared_experts_are_not_projections_of_the_routed():
+    """Its shared experts (three stacked weights) are a whole set of experts, so the all-MoE
+    config reads its FFN kind from the routed experts, not a product in the block itself."""
+    features = analyze("inkling_text")
+    assert features.ffn.kind == "swiglu"
