@@ -160,6 +160,31 @@ RULES = [
         ),
     ),
     Rule(
+        # after the router rules (it rewrites the `route` they write) and moe_router_fp32
+        id="moe_scored_shared_experts",
+        feature="moe.scored_shared",
+        values=(True,),
+        transform="scored_shared_experts",
+        params={"shared": FromFeature("moe.scored_shared")},
+        description=(
+            "stacked shared SwiGLU experts the router scores with rows of its own past the"
+            " routed experts': the picked and the shared sigmoid scores normalised together,"
+            " each shared expert scaled by its weight, summed in fp32 (inkling)"
+        ),
+    ),
+    Rule(
+        # after moe_scored_shared_experts: it scales the weights the route returns
+        id="moe_router_gain",
+        feature="moe.router_gain",
+        values=(True,),
+        transform="router_gain",
+        params={"gain": FromFeature("moe.router_gain")},
+        description=(
+            "the routing weights times a learned one-element gain of the router's, starting"
+            " at one, in fp32 (inkling's gate.global_scale)"
+        ),
+    ),
+    Rule(
         id="moe_shared_experts",
         feature="moe.shared_experts",
         values=("yes",),

@@ -183,8 +183,13 @@ def _run(ctx: Ctx) -> Features:
     if sparsity is not None:
         ffn = dataclasses.replace(ffn, activation_sparsity=sparsity)
     attention_forms.detect(ctx, shared)
-    router_forms.detect(ctx)
-    ffn = dataclasses.replace(ffn, output_gain=scalar_gains.detect(ctx))
+    scored = router_forms.detect(ctx)
+    if scored is not None:  # the router's last rows score the shared experts, not routed ones
+        moe = dataclasses.replace(moe, scored_shared=scored, num_experts=scored.pop("routed"))
+    output_gain, router_gain = scalar_gains.detect(ctx)
+    ffn = dataclasses.replace(ffn, output_gain=output_gain)
+    if router_gain is not None:
+        moe = dataclasses.replace(moe, router_gain=router_gain)
     table_norm = table_forward.detect(ctx)
     if table_norm is not None:  # the table's own forward norms its rows
         embedding = dataclasses.replace(embedding, norm=True, norm_module=table_norm)

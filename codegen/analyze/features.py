@@ -339,6 +339,14 @@ class Moe:
     routed_scaling_on: str = "weights"
     shared_experts: int = 0
     shared_expert_gate: bool = False
+    # stacked SwiGLU experts the router scores beside the routed ones (its last rows, one
+    # each), their top-k and these sigmoid scores normalised together (inkling):
+    # {"module": attribute in the block, "count": the config field sizing the stack,
+    # "gate"/"up"/"down": its stacked weights}, else None
+    scored_shared: dict | None = None
+    # the router's learned one-element gain on the weights it returns, kept in fp32
+    # (inkling's `gate.global_scale`): its attribute on the router, else None
+    router_gain: str | None = None
     # how the shared experts' output joins the routed one: `sum`, or `average`
     # ((routed + shared) / 2, cohere2_moe's shared_expert_combination_strategy)
     shared_combine: str = "sum"

@@ -181,6 +181,8 @@ COMPARED: dict[str, Any] = {
     "moe.output_norm": lambda name: name is not None,
     "moe.zero_experts": lambda count: count if count == "unknown" else count is not None,
     "moe.projections": lambda found: found is not None,
+    "moe.scored_shared": lambda found: found is not None,
+    "moe.router_gain": lambda found: found is not None,
     "moe.layer_condition": moe_layer_rule,
     "norm.kind": None,
     "norm.placement": None,
@@ -336,6 +338,8 @@ _MOE_BASE: dict[str, tuple] = {
     "moe.expert_bias": (False,),
     "moe.zero_experts": (False,),  # every expert the router picks computes
     "moe.projections": (False,),  # the experts' own module computes the gated product
+    "moe.scored_shared": (False,),  # the router's rows score the routed experts only
+    "moe.router_gain": (False,),  # the routing weights carry no learned gain
 }
 _DENSE_COMMON.update(_MOE_BASE)
 

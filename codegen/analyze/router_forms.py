@@ -19,6 +19,8 @@ would read wrongly or not at all, found on every MoE layer from the code's data 
 
 from __future__ import annotations
 
+import libcst.matchers as m
+
 from codegen.analyze.attention_forms import build_shape, span
 from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import Term, walk
@@ -30,7 +32,9 @@ _SCORES = ("softmax", "log_softmax", "sigmoid")
 _PICKS = ("topk", "argmax", "argsort", "sort", "max")
 
 
-def detect(ctx: Ctx) -> None:
+def detect(ctx: Ctx) -> dict | None:
+    """The unread routing forms are named unsupported; returns `moe.scored_shared`."""
+    scored = None
     seen: dict[tuple, tuple | None] = {}  # the block's classes -> its table-picking router
     tables: dict[tuple, tuple[str, list[int]]] = {}  # router -> (site, layers)
     for index, (role, moe, _) in sorted(ffn_modules(ctx).items()):
@@ -43,7 +47,7 @@ def detect(ctx: Ctx) -> None:
             continue
         seen[shape] = None
         router = _router(ctx, moe)
-        _weighted_modules(ctx, moe, router)
+        scored = _weighted_modules(ctx, moe, router) or scored
         if router is None or router.cls is None:
             continue
         terms = ctx.trace(router, inline=False).terms
@@ -61,6 +65,7 @@ def detect(ctx: Ctx) -> None:
             " no rule yet",
             site,
         )
+    return scored
 
 
 def _router(ctx: Ctx, moe: ModuleRec) -> ModuleRec | None:
@@ -76,9 +81,12 @@ def _router(ctx: Ctx, moe: ModuleRec) -> ModuleRec | None:
     return None
 
 
-def _weighted_modules(ctx: Ctx, moe: ModuleRec, router: ModuleRec | None) -> None:
+def _weighted_modules(ctx: Ctx, moe: ModuleRec, router: ModuleRec | None) -> dict | None:
+    """`moe.scored_shared` where the router scores a stacked set of SwiGLU experts of the
+    block beside the routed ones (its last rows, one per expert); any other module the
+    router's output weights is named unsupported."""
     if router is None:
-        return
+        return None
     _, experts = experts_of(ctx, moe)
     terms = ctx.trace(moe, inline=False).terms
     routed = [t for t in terms if t.op == "call" and t.module is router]
@@ -97,6 +105,10 @@ def _weighted_modules(ctx: Ctx, moe: ModuleRec, router: ModuleRec | None) -> Non
             continue
         rows = _rows(router)
         count = _count(ctx, experts)
+        scored = _scored_shared(ctx, module, name, rows, count, experts)
+        if scored is not None:
+            ctx.cite("moe.scored_shared", call.site.cite() if call.site else ctx.class_site(moe))
+            return scored
         sized = (
             f" (its {rows} rows score the {count} routed experts and these)"
             if isinstance(rows, int) and isinstance(count, int) and rows != count
@@ -109,7 +121,75 @@ def _weighted_modules(ctx: Ctx, moe: ModuleRec, router: ModuleRec | None) -> Non
             " one weight each: no rule yet",
             call.site.cite() if call.site else ctx.class_site(moe),
         )
-        return
+        return None
+    return None
+
+
+def _scored_shared(ctx: Ctx, module: ModuleRec, name: str, rows, count, experts) -> dict | None:
+    """{"module", "count", "gate", "up", "down"} of a stacked set of n SwiGLU experts the
+    router scores with n rows past its `count` routed ones, each as wide as a routed expert:
+    its attribute in the block, the config field its stack is sized by, and its three
+    stacked weights (gate: the one whose product goes through the activation; down: the one
+    mapping the inner width back)."""
+    stacked = [(n, p) for n, p in module.children() if _stacked(p)]
+    if len(stacked) != 3 or not isinstance(rows, int) or not isinstance(count, int):
+        return None
+    n, inner, dim = stacked[0][1].shape
+    if not all(isinstance(d, int) for d in (n, inner, dim)) or rows != count + n:
+        return None
+    if not _as_wide(experts, dim, inner):
+        return None
+    down = [a for a, p in stacked if p.shape == (n, dim, inner)]
+    ins = [a for a, p in stacked if p.shape == (n, inner, dim)]
+    if len(down) != 1 or len(ins) != 2:
+        return None
+    terms = ctx.trace(module, inline=False).terms
+    acts = [t for t in terms if t.op in ("act", "fn") and _activation(t)]
+    gate = [a for a in ins if any(_reads_param(t, module.attrs[a]) for t in acts for t in walk(t))]
+    field = _sized_by(stacked[0][1])
+    if len(gate) != 1 or field is None:
+        return None
+    up = next(a for a in ins if a != gate[0])
+    return {
+        "module": name,
+        "count": field,
+        "gate": gate[0],
+        "up": up,
+        "down": down[0],
+        "routed": count,
+    }
+
+
+def _activation(t: Term) -> bool:
+    name = getattr(t.module, "name", None) if t.op == "act" else t.name.rsplit(".", 1)[-1]
+    return isinstance(name, str) and name in ("silu", "swish")
+
+
+def _reads_param(t: Term, param) -> bool:
+    return t.op == "param" and t.module is param
+
+
+def _stacked(p) -> bool:
+    return isinstance(p, ParamRec) and isinstance(p.shape, tuple) and len(p.shape) == 3
+
+
+def _as_wide(experts, dim: int, inner: int) -> bool:
+    """The routed experts hold a down weight mapping `inner` back to `dim`: as wide."""
+    if not isinstance(experts, ModuleRec):
+        return False
+    return any(_stacked(p) and p.shape[1:] == (dim, inner) for _, p in experts.children())
+
+
+def _sized_by(param: ParamRec) -> str | None:
+    """`config.X` where the stack's first dimension is that field at its building call
+    (`torch.empty(config.n_shared_experts, ...)`), else None."""
+    if param.site is None:
+        return None
+    for call in m.findall(param.site.node, m.Call(func=m.Attribute(attr=m.Name("empty")))):
+        first = call.args[0].value if call.args else None
+        if m.matches(first, m.Attribute(value=m.Name("config"), attr=m.Name())):
+            return f"config.{first.attr.value}"
+    return None
 
 
 def _table_picks(terms: list[Term]) -> str | None:

@@ -10,19 +10,25 @@ feed-forward the layers build as configured.
 
 from __future__ import annotations
 
+import libcst as cst
+import libcst.matchers as m
+
 from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import Term
 from codegen.analyze.detect_ffn import ffn_modules
-from codegen.analyze.evaluate import ModuleListRec, ModuleRec, ParamRec
-from codegen.analyze.roles import MLP
+from codegen.analyze.evaluate import ModuleListRec, ModuleRec, ParamRec, Site, Unknown
+from codegen.analyze.roles import MLP, MOE, ROUTER
 
 
-def detect(ctx: Ctx) -> str | None:
-    """`ffn.output_gain`: the attribute of the dense MLP's output gain, else None; other
-    gains are named unsupported."""
+def detect(ctx: Ctx) -> tuple[str | None, str | None]:
+    """(`ffn.output_gain`, `moe.router_gain`): the attribute of the dense MLP's output gain
+    and of the router's gain on the weights it returns (inkling's `gate.global_scale`),
+    else None; other gains are named unsupported."""
     found: dict[str, str] = {}  # path in the layer -> site of the product
     seen: set[int] = set()
     gains = set()
+    routers: set[str] = set()
+    router_sites: list[str] = []
     for _, (kind, rec, path) in sorted(ffn_modules(ctx).items()):
         if id(rec) in seen or not isinstance(rec, ModuleRec) or rec.cls is None:
             continue
@@ -40,8 +46,25 @@ def detect(ctx: Ctx) -> str | None:
                 if t.op == "mul" and any(
                     isinstance(a, Term) and a.op == "param" and a.module is param for a in t.args
                 ):
-                    found.setdefault(name, t.site.cite() if t.site else ctx.class_site(owner))
+                    site = t.site.cite() if t.site else ctx.class_site(owner)
+                    if kind == MOE and ctx.roles.role(owner) == ROUTER and owner is not rec:
+                        # the router's own gain on the weights it returns: `moe.router_gain`
+                        routers.add(next(n for n, v in owner.attrs.items() if v is param))
+                        router_sites.append(site)
+                    else:
+                        found.setdefault(name, site)
                     break
+    router_gain = routers.pop() if len(routers) == 1 else None
+    if router_gain is not None:
+        ctx.cite("moe.router_gain", router_sites[0])
+    elif routers:
+        found.update({f"router {r}": router_sites[0] for r in sorted(routers)})
+    if not gains:
+        for rec in _unbuilt_mlps(ctx):  # the dense MLP a layer builds under other settings
+            gain = _output_gain(ctx, rec) if ctx.roles.role(rec) == MLP else None
+            if gain is not None:
+                gains.add(gain[0])
+                ctx.cite("ffn.output_gain", gain[1])
     if found:
         names = ", ".join(found)
         ctx.unsupported(
@@ -50,7 +73,40 @@ def detect(ctx: Ctx) -> str | None:
             " (a package would run the trained value as one)",
             next(iter(found.values())),
         )
-    return gains.pop() if len(gains) == 1 else None
+    return (gains.pop() if len(gains) == 1 else None), router_gain
+
+
+def _unbuilt_mlps(ctx: Ctx) -> list[ModuleRec]:
+    """The other modules the first MoE layer's class assigns to its MoE's attribute in
+    another branch of its `__init__` (`else: self.mlp = InklingMLP(config)`), built from
+    the model's config: the dense MLPs a setting such as `mlp_layer_types` turns on."""
+    layers = ctx.model.layers
+    moes = [(i, rec, path) for i, (kind, rec, path) in ffn_modules(ctx).items() if kind == MOE]
+    if not moes or not layers:
+        return []
+    index, moe, path = moes[0]
+    layer = layers[index]
+    if layer.cls is None or "." in path:
+        return []
+    init = ctx.model.project.find_method(layer.cls, "__init__")
+    if init is None:
+        return []
+    owner, fn = init
+    target = m.Assign(targets=[m.AssignTarget(m.Attribute(m.Name("self"), m.Name(path)))])
+    out = []
+    for node in m.findall(fn, target):
+        call = node.value
+        if not isinstance(call, cst.Call) or not isinstance(call.func, cst.Name):
+            continue
+        cls = ctx.model.project.resolve_class(owner.sf, call.func.value)
+        if cls is None or cls is moe.cls or [code(a.value) for a in call.args] != ["config"]:
+            continue
+        try:
+            rec = ctx.model.interp.instantiate(cls, [ctx.model.config], {}, Site(owner.sf, call))
+        except Unknown:
+            continue
+        out.append(rec)
+    return out
 
 
 def _output_gain(ctx: Ctx, rec: ModuleRec) -> tuple[str, str] | None:
@@ -65,6 +121,10 @@ def _output_gain(ctx: Ctx, rec: ModuleRec) -> tuple[str, str] | None:
             if name is not None and _scalar(arg.module):
                 return name, result.site.cite() if result.site else ctx.class_site(rec)
     return None
+
+
+def code(node: cst.CSTNode) -> str:
+    return cst.Module([]).code_for_node(node)
 
 
 def _scalar(p: ParamRec) -> bool:

@@ -2,8 +2,10 @@
 DeepSeek-V4's attention (a low-rank query outside MLA, keys equal to values, the output's
 rotary slice rotated back, a two-stage output projection, compressed entries with an
 indexer), its routers (table picks on the hash layers, sqrtsoftplus scores) and clamped
-SwiGLU; inkling's shared experts scored by the router, learned one-element gains (its
-normed embedding table is a fact: tests/analyze/test_residual_convs.py). Each finding
+SwiGLU; learned one-element gains. Inkling's shared experts scored by the router, its
+router's gain and its dense MLP's gain (built under mlp_layer_types only) are facts
+(moe.scored_shared, moe.router_gain, ffn.output_gain), as is its normed embedding table
+(tests/analyze/test_residual_convs.py). Each finding
 points at the line that does it; models without the part (llama, deepseek_v3, qwen3_moe,
 gemma3, longcat_flash, jetmoe) get none of them."""
 
@@ -83,19 +85,34 @@ def test_deepseek_v4_compressors_name_their_layers(deepseek_v4):
 
 
 @pytest.mark.parametrize(
-    ("feature", "detail", "code"),
+    ("feature", "code"),
     [
-        ("moe.router_weights_module", "its 258 rows score the 256", "self.shared_experts("),
-        ("ffn.scalar_gain", "mlp.gate.global_scale", "self.global_scale.float()"),
+        ("moe.scored_shared", "self.shared_experts("),
+        ("moe.router_gain", "self.global_scale.float()"),
     ],
 )
-def test_inkling_parts_are_named_where_the_code_does_them(inkling, feature, detail, code):
-    finding = inkling[feature]
-    assert detail in finding.detail
-    assert code in _source_line("inkling_text", finding.evidence)
+def test_inkling_routing_parts_are_facts_cited_where_the_code_does_them(feature, code):
+    features = analyze("inkling_text")
+    assert not _found(features)
+    assert code in _source_line("inkling_text", features.evidence[feature])
 
 
-def test_a_dense_inkling_layer_reads_its_mlp_gain_and_names_the_routers(tmp_path):
+def test_inkling_scored_shared_experts_and_router_gain_are_read_from_structure():
+    features = analyze("inkling_text")
+    assert features.moe.scored_shared == {
+        "module": "shared_experts",
+        "count": "config.n_shared_experts",
+        "gate": "gate_proj",
+        "up": "up_proj",
+        "down": "down_proj",
+    }
+    assert features.moe.num_experts == 256  # the router's last two rows score the shared
+    assert features.moe.router_gain == "global_scale"
+    # no layer builds the dense MLP as configured; mlp_layer_types can: its gain is read
+    assert features.ffn.output_gain == "global_scale"
+
+
+def test_a_dense_inkling_layer_reads_its_mlp_gain_and_the_routers(tmp_path):
     config = tmp_path / "config.json"
     config.write_text(
         json.dumps(
@@ -108,15 +125,14 @@ def test_a_dense_inkling_layer_reads_its_mlp_gain_and_names_the_routers(tmp_path
         )
     )
     features = analyze("inkling_text", str(config))
-    detail = _found(features)["ffn.scalar_gain"].detail
-    # the dense MLP's output gain is a fact (ffn.output_gain), the router's stays named
-    assert "mlp.gate.global_scale" in detail and "mlp.global_scale," not in detail
+    assert not _found(features)
     assert features.ffn.output_gain == "global_scale"
+    assert features.moe.router_gain == "global_scale"
 
 
 @pytest.mark.parametrize(
     ("model_type", "expected"),
-    [("deepseek_v4", set(FINDINGS[:7]) | {"ffn.kind"}), ("inkling_text", set(FINDINGS[7:9]))],
+    [("deepseek_v4", set(FINDINGS[:7]) | {"ffn.kind"}), ("inkling_text", set())],
 )
 def test_a_renamed_copy_names_the_same_parts(tmp_path, model_type, expected):
     path, _ = rename_model(model_type, "zorblax", str(tmp_path))
