@@ -286,11 +286,25 @@ SHARDS = [
         optional=("layers.*.attention_conv.conv", "layers.*.ffn_conv.conv"),
     ),
     # the MLP's output gain multiplies its summed (row-wise) output: whole on every rank
-    Shards("ffn_output_gain", {"layers.*.feed_forward.gain": "replicate"}),
+    # (absent where mlp_layer_types makes every layer a MoE)
+    Shards(
+        "ffn_output_gain",
+        {"layers.*.feed_forward.gain": "replicate"},
+        optional=("layers.*.feed_forward.gain",),
+    ),
     # the router's gain scales the weights every rank computes from the replicated router;
     # the scored shared experts are few and small beside the routed ones: whole on every rank
-    Shards("router_gain", {"layers.*.moe.router_gain": "replicate"}),
-    Shards("scored_shared_experts", {"layers.*.moe.shared_experts": "replicate"}),
+    # (both absent where every layer is dense)
+    Shards(
+        "router_gain",
+        {"layers.*.moe.router_gain": "replicate"},
+        optional=("layers.*.moe.router_gain",),
+    ),
+    Shards(
+        "scored_shared_experts",
+        {"layers.*.moe.shared_experts": "replicate"},
+        optional=("layers.*.moe.shared_experts",),
+    ),
     # the relative bias: each head's states follow its q rows; the table every head mixes
     # is whole on every rank, its gradient summed over the ranks' heads
     Shards(
