@@ -4,9 +4,10 @@
 would read wrongly or not at all, found on every MoE layer from the code's data flow:
 
 * `moe.router_weights_module`: the router's output weights a module of the block besides
-  the routed experts (inkling: the router scores its shared experts beside the routed ones,
-  one softmax-like share, a gamma, per shared expert). The block's facts would count no
-  shared expert at all and the router's rows as experts.
+  the routed experts, in a form other than `moe.scored_shared` (a fact: a stacked set of n
+  SwiGLU experts, as wide as a routed one, that the router scores with n rows past the
+  routed experts', inkling's shared experts). The block's facts would count no shared
+  expert at all and the router's rows as experts.
 * `moe.table_routing`: the experts picked by looking a buffer up with an input of the
   router's own (DeepSeek-V4's hash layers: `tid2eid[input_ids]`), no top-k over the scores.
 * `moe.score_activation`: the scores an activation other than softmax or sigmoid of the

@@ -1,11 +1,12 @@
-"""Learned scalars a feed-forward multiplies in (`ffn.scalar_gain`).
+"""Learned scalars a feed-forward multiplies in.
 
 A parameter of a single element that an MLP, an MoE block or its router multiplies into
-what it computes (inkling's `global_scale` on the router's weights and on the dense MLP's
-output) is a trained gain: it starts at one, so a toy initialised as HF does hides it, and a
-package without it would run a checkpoint's trained value as one. No fact states it and no
-rule builds it, so each is named (path in the layer, site of the product) on every kind of
-feed-forward the layers build as configured.
+what it computes is a trained gain: it starts at one, so a toy initialised as HF does hides
+it, and a package without it would run a checkpoint's trained value as one. The dense MLP's
+gain on its output is `ffn.output_gain` (read also from the MLP a layer builds only under
+another setting, inkling's `mlp_layer_types`), the router's on its weights `moe.router_gain`
+(inkling's `global_scale`, both); any other is named (path in the layer, site of the
+product) as `ffn.scalar_gain` on every kind of feed-forward the layers build as configured.
 """
 
 from __future__ import annotations
