@@ -9,6 +9,7 @@ before the final norm.
 """
 
 import re
+import textwrap
 
 HYPER_CONNECTION = '''
 class HyperConnection(nn.Module):
@@ -183,5 +184,10 @@ def with_init(code: str, scale: float, base: str, pre: str) -> str:
         told = f"scales of {scale!r}" + (
             ", the pre weights' bias at -log(streams - 1)" if base == "minus_log" else ""
         )
-        code = code.replace(said.group(0), f'"""A normal projection, {told}, as HF\'s init."""')
+        text = textwrap.fill(
+            f"A normal projection, {told}, as HF's init sets them.",
+            width=89,
+            subsequent_indent=" " * 8,
+        )
+        code = code.replace(said.group(0), f'"""{text}"""')
     return code

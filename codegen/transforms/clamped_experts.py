@@ -38,7 +38,9 @@ def _docstring(old: str | None) -> str:
     text = old or "Routed experts."
     if "SwiGLU" not in text:
         raise ValueError("the Experts docstring does not name its SwiGLU activation")
-    return text.replace("SwiGLU", "SwiGLU (gate clamped to <= limit, up to [-limit, limit])", 1)
+    first, newline, rest = text.replace("SwiGLU", "clamped SwiGLU", 1).partition("\n")
+    said = "    Each gate is clamped to at most `limit`, each up branch to [-limit, limit]."
+    return f"{first}\n\n{said}\n{rest}" if newline else f"{first}\n\n{said}\n    "
 
 
 class _Clamp(Scoped):
