@@ -48,7 +48,13 @@ def bench(name: str, repeat: int) -> dict:
     from safetensors.torch import save_file
 
     from codegen.models import load_spec
-    from codegen.verify.fp8 import fp8_state, fp32_modules, quantization_config, write_release
+    from codegen.verify.fp8 import (
+        Layout,
+        fp8_state,
+        fp32_modules,
+        quantization_config,
+        write_release,
+    )
     from codegen.verify.hf_checkpoint import load_checkpoint, random_hf_model, save_checkpoint
 
     spec = load_spec(name)
@@ -64,9 +70,10 @@ def bench(name: str, repeat: int) -> dict:
         save_file(
             {k: v.contiguous() for k, v in bf16.items()}, directory / "bf16" / "m.safetensors"
         )
-        release = fp8_state(state, BLOCK, fp32_modules(hf_model))
-        write_release(release, config_dict, BLOCK, directory / "fp8")
         args = spec.args.from_hf_config(config)
+        layout = Layout.of(spec.adapter(args), state)  # the layers' keys, off the key table
+        release = fp8_state(state, BLOCK, layout, fp32_modules(hf_model))
+        write_release(release, config_dict, BLOCK, directory / "fp8")
         model = spec.model(args)
         qconfig = quantization_config(BLOCK)
 
