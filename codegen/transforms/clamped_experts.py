@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import libcst as cst
-
 from codegen.transforms import _moe_edits as moe_edits
-from codegen.transforms._ffn_edits import Scoped, SetClassDocstring
+from codegen.transforms._ffn_edits import SetClassDocstring
 from codegen.transforms.base import Transform
-from codegen.transforms.clamped_swiglu import _AddParameters, _ExtendCall
-from codegen.transforms.edits import assigns, code_of, expression, is_name, run
+from codegen.transforms.clamped_swiglu import SiluProduct, _AddParameters, _ExtendCall
+from codegen.transforms.edits import assigns, run
 
 FIELD = "swiglu_limit: float = 7.0  # routed experts: gate clamped to <= it, up to [-it, it]"
 
@@ -43,24 +41,8 @@ def _docstring(old: str | None) -> str:
     return f"{first}\n\n{said}\n{rest}" if newline else f"{first}\n\n{said}\n    "
 
 
-class _Clamp(Scoped):
+class _Clamp(SiluProduct):
     """`F.silu(<gate>) * <up>` in Experts.forward -> both branches clamped to the limit."""
 
-    def __init__(self):
-        super().__init__("Experts", "forward")
-
-    def leave_BinaryOperation(self, original, updated):
-        left = updated.left
-        if not (
-            self.in_scope()
-            and isinstance(updated.operator, cst.Multiply)
-            and isinstance(left, cst.Call)
-            and is_name(left.func, "F.silu")
-            and len(left.args) == 1
-        ):
-            return updated
-        self.hits += 1
-        gate, up = code_of(left.args[0].value), code_of(updated.right)
-        return expression(
-            f"F.silu({gate}.clamp(max=self.limit)) * {up}.clamp(-self.limit, self.limit)"
-        )
+    def replace(self, gate: str, up: str) -> str:
+        return f"F.silu({gate}.clamp(max=self.limit)) * {up}.clamp(-self.limit, self.limit)"

@@ -231,12 +231,15 @@ def _docstring(old: str | None) -> str:
     return text.replace("SwiGLU", "clamped-SwiGLU", 1)
 
 
-class _UseClampedSwiglu(Scoped):
-    """`F.silu(<gate>) * <up>` in Experts.forward (or another class's) ->
-    `clamped_swiglu(<gate>, <up>, ...)`."""
+class SiluProduct(Scoped):
+    """Rewrites each `F.silu(<gate>) * <up>` in `class_name.forward` to `replace(gate, up)`
+    (the two branches as code)."""
 
     def __init__(self, class_name: str = "Experts"):
         super().__init__(class_name, "forward")
+
+    def replace(self, gate: str, up: str) -> str:
+        raise NotImplementedError
 
     def leave_BinaryOperation(self, original, updated):
         left = updated.left
@@ -249,8 +252,15 @@ class _UseClampedSwiglu(Scoped):
         ):
             return updated
         self.hits += 1
-        gate, up = code_of(left.args[0].value), code_of(updated.right)
-        return expression(f"clamped_swiglu({gate}, {up}, self.alpha, self.limit)")
+        return expression(self.replace(code_of(left.args[0].value), code_of(updated.right)))
+
+
+class _UseClampedSwiglu(SiluProduct):
+    """`F.silu(<gate>) * <up>` in Experts.forward (or another class's) ->
+    `clamped_swiglu(<gate>, <up>, ...)`."""
+
+    def replace(self, gate: str, up: str) -> str:
+        return f"clamped_swiglu({gate}, {up}, self.alpha, self.limit)"
 
 
 class _AddParameters(cst.CSTTransformer):
