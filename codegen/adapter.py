@@ -156,7 +156,8 @@ def _block_size(quantization_config: Any) -> tuple[int, int] | None:
     return None if block is None else (int(block[0]), int(block[1]))
 
 
-def _pattern(template: str) -> re.Pattern:
+def key_pattern(template: str) -> re.Pattern:
+    """The keys a table template names: `{}` a layer or expert index, `{*}` any key part."""
     escaped = re.escape(template).replace(r"\{\*\}", r"([^.]+)")
     return re.compile("^" + escaped.replace(r"\{\}", r"(\d+)") + "$")
 
@@ -210,7 +211,7 @@ class StateDictAdapter:
         self.ignored: list[str] = []  # checkpoint keys the last from_hf skipped, sorted
         self._scale_key: dict[str, str] = {}  # HF weight key -> its scale's key as loaded
         self._rows = [
-            _Row(hf, house, _pattern(hf), None if house is None else _pattern(house))
+            _Row(hf, house, key_pattern(hf), None if house is None else key_pattern(house))
             for hf, house in self.from_hf_map.items()
         ]
 

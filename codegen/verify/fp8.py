@@ -41,7 +41,7 @@ from pathlib import Path
 
 import torch
 
-from codegen.adapter import SCALE_NAMES, is_fp8, layer_prefixes
+from codegen.adapter import SCALE_NAMES, is_fp8, key_pattern, layer_prefixes
 from codegen.spec import ModelSpec
 from codegen.verify.compare import bound, compare
 from codegen.verify.hf_checkpoint import load_checkpoint, random_hf_model, save_checkpoint
@@ -52,7 +52,8 @@ FP8 = torch.float8_e4m3fn
 FP8_MAX = 448.0  # largest finite float8_e4m3fn
 COSINE_BOUND = 0.99  # ATOM's bound against the unquantized model
 REAL_BLOCK = 128  # DeepSeek-V3 / Qwen3-FP8 weight_block_size
-ROUTERS = ("gate", "router")  # a layer's router stays high precision in real releases
+# the house key of an MoE layer's router, which real releases keep high precision
+HOUSE_ROUTER = re.compile(r"\.moe\.gate\.weight$")
 SHARDS = 2
 # The matrices keep HF's initialisation scale (initializer_range), the scale of real weights:
 # the main protocol's extra noise (sized to reach softcaps) makes a toy chaotic, so that
@@ -99,6 +100,7 @@ class Layout:
 
     layers: tuple[str, ...]  # the decoder-layer key prefixes, up to the layer index
     embedding: str  # the HF key of the token embedding
+    routers: tuple[re.Pattern, ...] = ()  # the checkpoint keys of the MoE routers
 
     @classmethod
     def of(cls, adapter, state: dict[str, torch.Tensor]) -> Layout:
@@ -116,7 +118,12 @@ class Layout:
                 f"embedding `{adapter.embedding_key}` that the HF model saves "
                 f"({keys[0] if keys else 'no row'})"
             )
-        layout = cls(layers, keys[0])
+        routers = tuple(
+            key_pattern(hf)
+            for hf, house in adapter.from_hf_map.items()
+            if house is not None and HOUSE_ROUTER.search(house)
+        )
+        layout = cls(layers, keys[0], routers)
         if not any(quantized(key, tensor, layout) for key, tensor in state.items()):
             raise Fp8LayoutError(
                 f"no 2-D weight of the checkpoint lies under the decoder-layer prefixes "
@@ -143,7 +150,7 @@ def quantized(key: str, tensor: torch.Tensor, layout: Layout) -> bool:
     """A projection inside a decoder layer: what FP8 releases store in fp8."""
     if tensor.dim() != 2 or not key.endswith(".weight") or not layout.in_layer(key):
         return False
-    return key.rsplit(".", 2)[-2] not in ROUTERS
+    return not any(router.match(key) for router in layout.routers)
 
 
 def quantize_blocks(weight: torch.Tensor, block: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -299,3 +299,26 @@ def test_layer_prefixes_the_checkpoint_does_not_have_are_one_line():
         "Fp8LayoutError: no 2-D weight of the checkpoint lies under the decoder-layer prefixes"
         " Elsewhere.from_hf_map gives (decoder.block.): nothing to quantize"
     )
+
+
+def test_routers_stay_high_precision_by_the_package_key_table_not_by_hf_names():
+    """A router is the row the package keys as its MoE gate, whatever the checkpoint calls
+    it (granitemoe's `router.layer`); a dense projection the checkpoint calls `gate` is a
+    projection and is quantized."""
+    from codegen.verify.fp8 import Layout, quantized
+
+    class Table(StateDictAdapter):
+        from_hf_map = {
+            "model.embed_tokens.weight": "tok_embeddings.weight",
+            "model.layers.{}.block_sparse_moe.router.layer.weight": "layers.{}.moe.gate.weight",
+            "model.layers.{}.mlp.gate.weight": "layers.{}.feed_forward.w1.weight",
+        }
+
+    state = {
+        "model.embed_tokens.weight": torch.zeros(8, 4),
+        "model.layers.0.block_sparse_moe.router.layer.weight": torch.zeros(3, 4),
+        "model.layers.0.mlp.gate.weight": torch.zeros(8, 4),
+    }
+    layout = Layout.of(Table(SimpleNamespace(n_layers=1)), state)
+    picked = {key for key, tensor in state.items() if quantized(key, tensor, layout)}
+    assert picked == {"model.layers.0.mlp.gate.weight"}
