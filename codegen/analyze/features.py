@@ -286,8 +286,13 @@ class Ffn:
     act_fp32: bool = False
     experts_act_fp32: bool = False
     # the config field bounding the routed experts' gate (from above) and up (both ways)
-    # before silu(gate) * up, where the dense MLP beside them is unclamped (HY-V4), else None
+    # before silu(gate) * up (HY-V4 beside an unclamped dense MLP, DeepSeek-V4 beside a clamped
+    # shared one), else None
     experts_clamp: str | None = None
+    # the config field bounding the dense (or shared) MLP's gate from above and its up both
+    # ways before silu(gate) * up (DeepSeek-V4's swiglu_limit) where ffn.kind is
+    # clamped_silu_glu, else None
+    clamp: str | None = None
     # product-key experts a bool switch puts in place of the MLP (Doge's CDMoE): {"field",
     # "router", "down", "up", "w1", "w3", "w2", "experts", "top_k"}, else None; see
     # codegen/analyze/product_keys.py
