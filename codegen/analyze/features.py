@@ -316,6 +316,9 @@ class Moe:
     top_k: int | str = UNKNOWN
     router: str = UNKNOWN  # softmax_topk | sigmoid_topk | grouped_topk | other
     score_func: str = UNKNOWN  # softmax | sigmoid | other
+    # the scores another elementwise activation of the logits in a sigmoid router's place, by
+    # its name (DeepSeek-V4's "sqrtsoftplus": sqrt(softplus(logits))), else None
+    score_activation: str | None = None
     router_bias: bool | str = UNKNOWN  # score-correction bias used for selection only
     # what that bias is added to before the pick: scores | logits (scored after, kolibri1)
     router_bias_on: str = "scores"

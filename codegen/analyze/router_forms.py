@@ -11,7 +11,8 @@ would read wrongly or not at all, found on every MoE layer from the code's data 
 * `moe.table_routing`: the experts picked by looking a buffer up with an input of the
   router's own (DeepSeek-V4's hash layers: `tid2eid[input_ids]`), no top-k over the scores.
 * `moe.score_activation`: the scores an activation other than softmax or sigmoid of the
-  router logits (DeepSeek-V4's `sqrtsoftplus`, from `config.scoring_func`).
+  router logits, and none `detect_moe` reads as a fact in a sigmoid's place (DeepSeek-V4's
+  `sqrtsoftplus`, from `config.scoring_func`, is one it reads).
 * `moe.router_logits`: the scores computed from logits that no single projection of the
   hidden states gives: the router calls a module other than a projection on the way (zaya:
   an MLP with a norm and two activations over a down-projection, which also adds the
@@ -26,6 +27,7 @@ from codegen.analyze.attention_forms import build_shape, span
 from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import Term, walk
 from codegen.analyze.detect_ffn import experts_of, ffn_modules
+from codegen.analyze.detect_moe import SCORE_ACTIVATIONS
 from codegen.analyze.evaluate import ModuleRec, ParamRec
 from codegen.analyze.roles import LINEAR, MOE
 
@@ -214,7 +216,7 @@ def _score_activation(ctx: Ctx, router: ModuleRec, terms: list[Term]) -> None:
         if t.op != "act" or not any(any(x is p for x in walk(t)) for p in logits):
             continue
         name = getattr(t.module, "name", None) or t.name
-        if isinstance(name, str) and name not in _SCORES:
+        if isinstance(name, str) and name not in (*_SCORES, *SCORE_ACTIVATIONS):
             ctx.unsupported(
                 "moe.score_activation",
                 f"the router scores its logits by {name} ({_describe(router)}), neither"

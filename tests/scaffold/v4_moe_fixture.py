@@ -3,8 +3,10 @@ time: the renamed deepseek_v3 copy (`codegen.verify.remote_fixture`) whose MLP (
 and shared expert) computes DeepSeek-V4's MLP forward (gate clamped from above, up within
 [-limit, limit], before the product) and whose routed experts apply DeepSeek-V4's
 `_apply_gate` to their fused gate/up product; both methods are copied from the installed
-DeepSeek-V4 source. DeepSeek-V4 itself needs attention rules this one does not, so this is
-the target that isolates its feed-forward."""
+DeepSeek-V4 source. `routed_folder` also routes with DeepSeek-V4's top-k router (its class,
+copied: scores sqrt(softplus(logits)), a selection-only correction bias, the picked scores
+renormalised and scaled). DeepSeek-V4 itself needs attention rules this one does not, so
+this is the target that isolates its feed-forward and router."""
 
 from __future__ import annotations
 
@@ -18,16 +20,31 @@ from codegen.verify.remote_fixture import remote_folder
 NAME = "larchmont"
 CAMEL = "Larchmont"
 LIMIT = {"swiglu_limit": 1.0}  # the toy's bound: its gate and up reach ~2
+SCORING = {"scoring_func": "sqrtsoftplus"}
 
 
-def _v4_method(cls: str, method: str) -> str:
+def _v4_source() -> tuple[ast.Module, list[str]]:
     import transformers.models.deepseek_v4.modeling_deepseek_v4 as dsv4
 
     source = Path(dsv4.__file__).read_text()
-    lines = source.splitlines()
-    (node,) = [n for n in ast.parse(source).body if isinstance(n, ast.ClassDef) and n.name == cls]
+    return ast.parse(source), source.splitlines()
+
+
+def _v4_class(cls: str) -> ast.ClassDef:
+    tree, _ = _v4_source()
+    (node,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls]
+    return node
+
+
+def _v4_text(node: ast.AST) -> str:
+    _, lines = _v4_source()
+    return "\n".join(lines[node.lineno - 1 : node.end_lineno]) + "\n"
+
+
+def _v4_method(cls: str, method: str) -> str:
+    node = _v4_class(cls)
     (fn,) = [f for f in node.body if isinstance(f, ast.FunctionDef) and f.name == method]
-    return "\n".join(lines[fn.lineno - 1 : fn.end_lineno]) + "\n"
+    return _v4_text(fn)
 
 
 def _replace(text: str, old: str, new: str) -> str:
@@ -35,8 +52,10 @@ def _replace(text: str, old: str, new: str) -> str:
     return text.replace(old, new)
 
 
-def clamped_folder(dest: Path) -> Path:
-    folder = remote_folder("deepseek_v3", dest, name=NAME, config_values=LIMIT)
+def clamped_folder(dest: Path, name: str = NAME, config_values: dict | None = None) -> Path:
+    folder = remote_folder(
+        "deepseek_v3", dest, name=name, config_values=LIMIT | (config_values or {})
+    )
     (path,) = folder.glob("modeling_*.py")
     text = path.read_text()
     act = "        self.act_fn = ACT2FN[config.hidden_act]\n"
@@ -69,4 +88,26 @@ def clamped_folder(dest: Path) -> Path:
     path.write_text(text)
     config = json.loads((folder / "config.json").read_text())
     assert config["swiglu_limit"] == LIMIT["swiglu_limit"]
+    return folder
+
+
+def routed_folder(dest: Path) -> Path:
+    """`clamped_folder` whose MoE routes with DeepSeek-V4's top-k router (sqrtsoftplus)."""
+    folder = clamped_folder(dest, "larchwood", SCORING)
+    (path,) = folder.glob("modeling_*.py")
+    camel = "Larchwood"
+    text = path.read_text()
+    router = _v4_text(_v4_class("DeepseekV4TopKRouter")).replace("DeepseekV4", camel)
+    # deepseek_v3's init knows no such class: its weight starts as DeepSeek-V4's init sets it
+    weight = "        self.weight = nn.Parameter(torch.empty(self.num_experts, self.hidden_dim))\n"
+    router = _replace(
+        router,
+        weight,
+        weight + "        nn.init.normal_(self.weight, std=config.initializer_range)\n",
+    )
+    text = _replace(text, f"class {camel}TopkRouter(", router + f"\n\nclass {camel}TopkRouter(")
+    text = _replace(
+        text, f"self.gate = {camel}TopkRouter(config)", f"self.gate = {camel}TopKRouter(config)"
+    )
+    path.write_text(text)
     return folder
