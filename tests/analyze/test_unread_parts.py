@@ -30,7 +30,6 @@ FINDINGS = (
     "attention.o_low_rank",
     "attention.compressed_kv",
     "moe.table_routing",
-    "moe.score_activation",
     "moe.router_weights_module",
     "ffn.scalar_gain",
     "embedding.table_forward",
@@ -68,7 +67,6 @@ def inkling():
         ("attention.o_low_rank", "o_a_proj (DeepseekV4GroupedLinear", "self.o_a_proj(grouped)"),
         ("attention.compressed_kv", "with an indexer", "self.compressor("),
         ("moe.table_routing", "layers 0-2", "self.tid2eid[input_ids"),
-        ("moe.score_activation", "sqrtsoftplus", "self.score_fn(logits)"),
     ],
 )
 def test_deepseek_v4_parts_are_named_where_the_code_does_them(deepseek_v4, feature, detail, code):
@@ -146,7 +144,7 @@ def test_a_dense_inkling_layer_reads_its_mlp_gain_and_the_routers(tmp_path):
 
 @pytest.mark.parametrize(
     ("model_type", "expected"),
-    [("deepseek_v4", set(FINDINGS[:7])), ("inkling_text", set())],
+    [("deepseek_v4", set(FINDINGS[:6])), ("inkling_text", set())],
 )
 def test_a_renamed_copy_names_the_same_parts(tmp_path, model_type, expected):
     path, _ = rename_model(model_type, "zorblax", str(tmp_path))
