@@ -70,8 +70,9 @@ RULES = [
         transform="clamp_experts",
         params={"limit": FromFeature("ffn.experts_clamp")},
         description=(
-            "the routed experts (not the dense MLP) clamp gate to <= limit and up to"
-            " [-limit, limit] before silu(gate) * up; limit a config field (HY-V4)"
+            "the routed experts clamp gate to <= limit and up to [-limit, limit] before"
+            " silu(gate) * up, in any expert layout; limit a config field (HY-V4 beside an"
+            " unclamped dense MLP, DeepSeek-V4)"
         ),
     ),
     Rule(

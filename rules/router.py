@@ -45,6 +45,17 @@ RULES = [
         native_in=("qwen3_moe",),
     ),
     Rule(
+        id="router_score_activation",
+        feature="moe.score_activation",
+        values=(True,),
+        transform="score_activation",
+        params={"activation": FromFeature("moe.score_activation")},
+        description=(
+            "the sigmoid Gate scores by sqrt(softplus(logits)) instead (DeepSeek-V4's"
+            " scoring_func); bias, pick, renormalisation and scaling unchanged"
+        ),
+    ),
+    Rule(
         # after the router rows: it widens the Gate they write
         id="identity_experts",
         feature="moe.zero_experts",

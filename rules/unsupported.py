@@ -87,11 +87,6 @@ UNSUPPORTED: dict[tuple[str, object], str] = {
     ),
     ("rope.type", "other"): "a position encoding the analyzer does not recognise",
     ("moe.router", "other"): "a routing function the analyzer does not recognise",
-    ("ffn.kind", "clamped_silu_glu"): (
-        "a SwiGLU whose gate (before or after the silu) and up projection are clamped to a"
-        " finite bound before the product (DeepSeek-V4's swiglu_limit, Step-3.5's per-layer"
-        " limits), not gpt-oss's clamped form: no rule yet (a swiglu package drops the clamps)"
-    ),
     ("ffn.kind", "other"): (
         "a feed-forward of no named kind (its evidence says gated or not, and the"
         " activation): no rule yet"

@@ -56,6 +56,8 @@ class FfnInfo:
     intermediate: int | None = None
     site: str | None = None
     sub_norm: str | None = None  # where a norm inside the feed-forward is called
+    # clamped_silu_glu: the gate clamped before its silu (DeepSeek-V4), not after (Step-3.5)
+    clamp_first: bool = False
 
 
 class _Sources:
@@ -217,6 +219,7 @@ def analyse(ctx: Ctx, rec: ModuleRec, inputs: dict | None = None) -> FfnInfo:
             info.kind = "clamped_swiglu"  # gate * sigmoid(alpha * gate) on clamped gate/up
         elif act in _SILU and not custom and any(_bounded_clamp(x) for x in (*walk(a), *walk(b))):
             info.kind = "clamped_silu_glu"  # silu(clamped gate) * clamped up (DeepSeek-V4)
+            info.clamp_first = _clamped_before_act(a) or _clamped_before_act(b)
         elif act in _SILU and not custom:
             info.kind = "swiglu"
         elif act is not None and act.startswith("gelu") and not custom:
@@ -306,14 +309,16 @@ def _experts_clamp(ctx: Ctx, experts: ModuleRec, dense: FfnInfo) -> str | None:
     `config.<field>`): `ffn.kind` is read from the dense MLP, so the experts' own clamp is
     a fact of its own. Another clamped form is named unsupported."""
     own = analyse_experts(ctx, experts)
-    if own is None or own.kind == dense.kind or not own.kind.startswith("clamped"):
+    if own is None or not own.kind.startswith("clamped"):
         return None
-    field = _clamp_field(experts) if own.kind == "clamped_silu_glu" else None
+    if own.kind == dense.kind and own.kind != "clamped_silu_glu":
+        return None  # gpt_oss's clamped SwiGLU everywhere: ffn.kind's own rule
+    field = _clamp_field(experts) if own.kind == "clamped_silu_glu" and own.clamp_first else None
     if field is None:
         ctx.unsupported(
             "ffn.experts_clamp",
             f"routed experts whose gated product is {own.kind} (clamped branches) beside a"
-            f" {dense.kind} dense MLP, other than silu(gate.clamp(max=l)) * up.clamp(-l, l)"
+            f" {dense.kind} MLP, other than silu(gate.clamp(max=l)) * up.clamp(-l, l)"
             " with l a config field: no rule yet",
             own.site,
         )
@@ -322,8 +327,26 @@ def _experts_clamp(ctx: Ctx, experts: ModuleRec, dense: FfnInfo) -> str | None:
     return field
 
 
+def _mlp_clamp(ctx: Ctx, mlp: ModuleRec, info: FfnInfo) -> str | None:
+    """The config field of the dense (or shared) MLP's clamp, `silu(gate.clamp(max=l)) *
+    up.clamp(-l, l)` with `self.l = config.<field>` (DeepSeek-V4's swiglu_limit); another
+    clamped form (clamped after the silu, a bound per layer: Step-3.5) is named unsupported."""
+    field = _clamp_field(mlp) if info.clamp_first else None
+    if field is None:
+        ctx.unsupported(
+            "ffn.clamp",
+            "a SwiGLU whose branches are clamped otherwise than silu(gate.clamp(max=l)) *"
+            " up.clamp(-l, l) with l one config field (the gate clamped after the silu, or a"
+            " bound per layer: Step-3.5's swiglu_limits): no rule yet",
+            info.site,
+        )
+        return None
+    ctx.cite("ffn.clamp", info.site)
+    return field
+
+
 def _clamp_field(experts: ModuleRec) -> str | None:
-    """`config.<field>` of the one `self.<attr>` the experts' methods clamp the gate to
+    """`config.<field>` of the one `self.<attr>` the module's methods clamp the gate to
     (`max=self.<attr>`) and the up branch within (`min=-self.<attr>, max=self.<attr>`)."""
     import libcst.matchers as m
 
@@ -350,6 +373,21 @@ def _clamp_field(experts: ModuleRec) -> str | None:
         ),
     )
     return sources[0].value.attr.value if len(sources) == 1 else None
+
+
+def _clamped_before_act(branch: Term) -> bool:
+    """The branch is an activation of a clamped value, with no clamp after it:
+    `silu(gate.clamp(max=l))`, not `silu(gate).clamp(max=l)`."""
+    acts = [
+        x
+        for x in walk(branch)
+        if x.op == "act" or (x.op == "fn" and x.name.rsplit(".", 1)[-1] in _SILU)
+    ]
+    if len(acts) != 1:
+        return False
+    inside = {id(x) for x in walk(acts[0])}
+    clamps = [x for x in walk(branch) if _bounded_clamp(x)]
+    return bool(clamps) and all(id(x) in inside for x in clamps)
 
 
 def _bounded_clamp(term: Term) -> bool:
@@ -529,9 +567,11 @@ def detect(ctx: Ctx) -> tuple[Ffn, dict]:
         return Ffn(), shared
     if info.kind == "swiglu" and len(dense) > 1:
         _clamped_later(ctx, dense, info)
-    experts_clamp = None
-    if source == "dense" and isinstance(experts_rec, ModuleRec):
+    experts_clamp = clamp = None
+    if source in ("dense", "shared_expert") and isinstance(experts_rec, ModuleRec):
         experts_clamp = _experts_clamp(ctx, experts_rec, info)
+    if info.kind == "clamped_silu_glu" and mlp is not None:
+        clamp = _mlp_clamp(ctx, mlp, info)
     act_fp32 = fp32_gated_product_site(ctx.model.project, mlp)
     experts_act_fp32 = fp32_gated_product_site(ctx.model.project, experts_rec)
     ctx.cite("ffn.act_fp32", act_fp32 or info.site)
@@ -559,6 +599,7 @@ def detect(ctx: Ctx) -> tuple[Ffn, dict]:
             act_fp32=act_fp32 is not None,
             experts_act_fp32=experts_act_fp32 is not None,
             experts_clamp=experts_clamp,
+            clamp=clamp,
         ),
         shared,
     )

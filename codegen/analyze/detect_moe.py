@@ -32,6 +32,24 @@ def _fn(t: Term, *names: str) -> bool:
     return t.op == "fn" and _last(t.name) in names
 
 
+# elementwise scores the sigmoid router's picking, renormalising and scaling carry over to
+# unchanged: positive, monotone in the logits (DeepSeek-V4's sqrt(softplus(logits)))
+SCORE_ACTIVATIONS = ("sqrtsoftplus",)
+
+
+def _score_act(t: Term) -> str | None:
+    """The name of a score activation of SCORE_ACTIVATIONS `t` applies (an `ACT2FN` module
+    chosen by a config field), else None."""
+    if t.op != "act":
+        return None
+    name = getattr(t.module, "name", None) or t.name
+    return name if name in SCORE_ACTIVATIONS else None
+
+
+def _scores(t: Term) -> bool:
+    return _fn(t, "sigmoid", "softmax") or _score_act(t) is not None
+
+
 def _router(ctx: Ctx, moe: ModuleRec, skip: set) -> tuple[str | None, object]:
     roles = ctx.roles
     candidates = []
@@ -162,6 +180,13 @@ def detect(ctx: Ctx) -> Moe | None:
     topks = [t for t in rterms if _fn(t, "topk")]
     softmax = [t for t in rterms if _fn(t, "softmax", "log_softmax")]
     sigmoid = [t for t in rterms if _fn(t, "sigmoid")]
+    activated = [t for t in rterms if _score_act(t)]
+    score_activation = None
+    if activated and not sigmoid and not softmax:
+        # scored as a sigmoid router is, by another elementwise activation
+        sigmoid, score_activation = activated, _score_act(activated[0])
+    site = activated[0].site if activated else None
+    ctx.cite("moe.score_activation", site.cite() if site else ctx.class_site(moe))
     if softmax and not sigmoid:
         score = "softmax"
     elif sigmoid and not softmax:
@@ -217,11 +242,7 @@ def detect(ctx: Ctx) -> Moe | None:
         params = [a for a in t.args if isinstance(a, Term) and _param_like(a)]
         if not params and _passes_param(router_calls):  # `self.gate(x, self.bias)`
             params = [a for a in t.args if isinstance(a, Term) and _extra_input(a)]
-        scored = [
-            a
-            for a in t.args
-            if isinstance(a, Term) and any(_fn(x, "sigmoid", "softmax") for x in walk(a))
-        ]
+        scored = [a for a in t.args if isinstance(a, Term) and any(_scores(x) for x in walk(a))]
         picks = any(any(x is t for x in walk(k)) for k in topks)
         if params and scored and picks:
             router_bias = True
@@ -395,6 +416,7 @@ def detect(ctx: Ctx) -> Moe | None:
         top_k=top_k,
         router=router_kind,
         score_func=score,
+        score_activation=score_activation,
         router_bias=router_bias,
         router_bias_on=router_bias_on,
         router_linear_bias=linear_b,

@@ -286,8 +286,13 @@ class Ffn:
     act_fp32: bool = False
     experts_act_fp32: bool = False
     # the config field bounding the routed experts' gate (from above) and up (both ways)
-    # before silu(gate) * up, where the dense MLP beside them is unclamped (HY-V4), else None
+    # before silu(gate) * up (HY-V4 beside an unclamped dense MLP, DeepSeek-V4 beside a clamped
+    # shared one), else None
     experts_clamp: str | None = None
+    # the config field bounding the dense (or shared) MLP's gate from above and its up both
+    # ways before silu(gate) * up (DeepSeek-V4's swiglu_limit) where ffn.kind is
+    # clamped_silu_glu, else None
+    clamp: str | None = None
     # product-key experts a bool switch puts in place of the MLP (Doge's CDMoE): {"field",
     # "router", "down", "up", "w1", "w3", "w2", "experts", "top_k"}, else None; see
     # codegen/analyze/product_keys.py
@@ -311,6 +316,9 @@ class Moe:
     top_k: int | str = UNKNOWN
     router: str = UNKNOWN  # softmax_topk | sigmoid_topk | grouped_topk | other
     score_func: str = UNKNOWN  # softmax | sigmoid | other
+    # the scores another elementwise activation of the logits in a sigmoid router's place, by
+    # its name (DeepSeek-V4's "sqrtsoftplus": sqrt(softplus(logits))), else None
+    score_activation: str | None = None
     router_bias: bool | str = UNKNOWN  # score-correction bias used for selection only
     # what that bias is added to before the pick: scores | logits (scored after, kolibri1)
     router_bias_on: str = "scores"

@@ -183,6 +183,7 @@ COMPARED: dict[str, Any] = {
     "moe.projections": lambda found: found is not None,
     "moe.scored_shared": lambda found: found is not None,
     "moe.router_gain": lambda found: found is not None,
+    "moe.score_activation": lambda found: found is not None,
     "moe.layer_condition": moe_layer_rule,
     "norm.kind": None,
     "norm.placement": None,
@@ -340,6 +341,7 @@ _MOE_BASE: dict[str, tuple] = {
     "moe.projections": (False,),  # the experts' own module computes the gated product
     "moe.scored_shared": (False,),  # the router's rows score the routed experts only
     "moe.router_gain": (False,),  # the routing weights carry no learned gain
+    "moe.score_activation": (False,),  # scored by the router's softmax or sigmoid itself
 }
 _DENSE_COMMON.update(_MOE_BASE)
 

@@ -10,8 +10,9 @@ would read wrongly or not at all, found on every MoE layer from the code's data 
   expert at all and the router's rows as experts.
 * `moe.table_routing`: the experts picked by looking a buffer up with an input of the
   router's own (DeepSeek-V4's hash layers: `tid2eid[input_ids]`), no top-k over the scores.
-* `moe.score_activation`: the scores an activation other than softmax or sigmoid of the
-  router logits (DeepSeek-V4's `sqrtsoftplus`, from `config.scoring_func`).
+* `moe.router_scores`: the scores an activation of the router logits other than softmax,
+  sigmoid and those `detect_moe` reads as `moe.score_activation` in a sigmoid's place
+  (DeepSeek-V4's `sqrtsoftplus`, from `config.scoring_func`).
 * `moe.router_logits`: the scores computed from logits that no single projection of the
   hidden states gives: the router calls a module other than a projection on the way (zaya:
   an MLP with a norm and two activations over a down-projection, which also adds the
@@ -26,6 +27,7 @@ from codegen.analyze.attention_forms import build_shape, span
 from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import Term, walk
 from codegen.analyze.detect_ffn import experts_of, ffn_modules
+from codegen.analyze.detect_moe import SCORE_ACTIVATIONS
 from codegen.analyze.evaluate import ModuleRec, ParamRec
 from codegen.analyze.roles import LINEAR, MOE
 
@@ -214,9 +216,11 @@ def _score_activation(ctx: Ctx, router: ModuleRec, terms: list[Term]) -> None:
         if t.op != "act" or not any(any(x is p for x in walk(t)) for p in logits):
             continue
         name = getattr(t.module, "name", None) or t.name
-        if isinstance(name, str) and name not in _SCORES:
+        # SCORE_ACTIVATIONS are moe.score_activation (a rule realises them; in a router that
+        # picks by table, moe.table_routing names the router)
+        if isinstance(name, str) and name not in (*_SCORES, *SCORE_ACTIVATIONS):
             ctx.unsupported(
-                "moe.score_activation",
+                "moe.router_scores",
                 f"the router scores its logits by {name} ({_describe(router)}), neither"
                 " softmax nor sigmoid: no rule yet",
                 t.site.cite() if t.site else ctx.class_site(router),

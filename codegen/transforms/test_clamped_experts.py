@@ -1,6 +1,7 @@
-"""ClampExperts: before/after on the deepseek_v3 reference with fused experts: the routed
-experts' `F.silu(gate) * up` clamps both branches to `swiglu_limit`, read from the config
-field the analysis names; the dense FeedForward stays unclamped."""
+"""ClampExperts: before/after on the deepseek_v3 reference with fused experts and with its
+own stacked gate and up (the shared experts' activation and product in two statements): the
+routed experts' `F.silu(gate) * up` clamps both branches to `swiglu_limit`, read from the
+config field the analysis names; the dense FeedForward stays unclamped."""
 
 from codegen.models import references_dir
 from codegen.scaffold.source import SourcePackage
@@ -22,3 +23,14 @@ def test_the_experts_clamp_gate_and_up():
     assert "self.limit = limit" in files["model.py"]
     dense = find_method(package.module("model.py"), "FeedForward", "forward")
     assert "clamp" not in code_of(dense)
+
+
+def test_separate_gate_and_up_are_clamped_too():
+    package = SourcePackage.from_directory(references_dir() / "deepseek_v3")
+    ClampExperts().apply(package, limit="swiglu_limit")
+    forward = find_method(package.module("model.py"), "Experts", "forward")
+    body = "".join(code_of(s) for s in forward.body.body)
+    gate = "F.grouped_mm(rows, self.w1.mT, offs=offsets)"
+    assert f"hidden = F.silu({gate}.clamp(max=self.limit))" in body
+    assert "F.grouped_mm(rows, self.w3.mT, offs=offsets).clamp(-self.limit, self.limit)" in body
+    assert "hidden = hidden *" not in body
