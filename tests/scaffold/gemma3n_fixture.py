@@ -55,18 +55,48 @@ LAYER = """class SparrowDecoderLayer(GradientCheckpointingLayer):
 
 """
 
+# the same layer run on AltUp's active prediction and returning the corrected streams
+ALTUP_LAYER = (
+    LAYER.replace(
+        "        self.post_feedforward_layernorm = SparrowWrapperRMSNorm(self.hidden_size, eps=eps)\n",
+        "        self.post_feedforward_layernorm = SparrowWrapperRMSNorm(self.hidden_size, eps=eps)\n"
+        "        self.altup = SparrowAltUp(config)\n",
+    )
+    .replace(
+        "        attn, _ = self.self_attn(\n"
+        "            hidden_states=self.input_layernorm(hidden_states),\n",
+        "        predictions = self.altup.predict(hidden_states)\n"
+        "        hidden_states = predictions[self.config.altup_active_idx]\n"
+        "        attn, _ = self.self_attn(\n"
+        "            hidden_states=self.input_layernorm(hidden_states),\n",
+    )
+    .replace(
+        "        return hidden_states + self.post_feedforward_layernorm(ffw)\n",
+        "        out = hidden_states + self.post_feedforward_layernorm(ffw)\n"
+        "        return self.altup.correct(predictions, out)\n",
+    )
+)
 
-def derive(dest: Path) -> Path:
+
+def derive(dest: Path, *, altup: bool = False) -> Path:
+    """The folder at `dest`; `altup`: AltUp kept (its streams, predictions and corrections)."""
     folder = remote_folder("gemma3n_text", dest, name=NAME)
     path = folder / f"modeling_{NAME}.py"
     source = path.read_text()
     edits = [
         # the decoder layer: attention and MLP in sandwich norms, nothing else
-        (r"class SparrowDecoderLayer\(GradientCheckpointingLayer\):.*?(?=@auto_docstring)", LAYER),
-        # the model: no per-layer tables, no AltUp projections
+        (
+            r"class SparrowDecoderLayer\(GradientCheckpointingLayer\):.*?(?=@auto_docstring)",
+            ALTUP_LAYER if altup else LAYER,
+        ),
+        # the model: no per-layer tables (and no AltUp projections unless kept)
         (
             r"\n        self\.hidden_size_per_layer_input = config\.hidden_size_per_layer_input\n"
-            r".*?self\.per_layer_input_scale = nn\.Buffer\(.*?\)\n",
+            + (
+                r".*?self\.per_layer_projection_norm = .*?\n(?=\n)"
+                if altup
+                else r".*?self\.per_layer_input_scale = nn\.Buffer\(.*?\)\n"
+            ),
             "\n",
         ),
         (
@@ -80,21 +110,32 @@ def derive(dest: Path) -> Path:
             r"self\.project_per_layer_inputs\(inputs_embeds, per_layer_inputs\)\n",
             "",
         ),
+    ]
+    streams = [
         # one stream in, one out
         (
             r"        # embed positions\n        hidden_states_0 = inputs_embeds\n.*?"
             r"hidden_states = torch\.stack\(temp_hidden_states, dim=0\).*?\n",
             "        hidden_states = inputs_embeds\n",
         ),
+    ]
+    buffers = (
+        r"        self\.per_layer_projection_scale = .*?\n.*?per_layer_input_scale = .*?\n",
+        "",
+    )
+    per_layer = [
+        *([buffers] if altup else []),
         (r"            per_layer_input = per_layer_inputs\[:, :, i, :\]\n", ""),
         (r"                per_layer_input,\n", ""),
+    ]
+    streams += [
         (
             r"        # Per-layer inputs to single output\n.*?"
             r"hidden_states = torch\.mean\(hidden_states, dim=0\)\n",
             "",
         ),
     ]
-    for pattern, replacement in edits:
+    for pattern, replacement in edits + per_layer + ([] if altup else streams):
         source, count = re.subn(
             pattern, lambda _, new=replacement: new, source, count=1, flags=re.DOTALL
         )
