@@ -47,8 +47,16 @@ PREDICT = """
 def f(self, hidden_states):
     modalities = self.compute_router_modalities(hidden_states[self.config.altup_active_idx])
     if self.training and self.config.altup_coef_clip is not None:
-        self.prediction_coefs.weight.data.clamp_(-self.config.altup_coef_clip, self.config.altup_coef_clip)
-    all_coefs: torch.Tensor = self.prediction_coefs(modalities).reshape(*modalities.shape[:-1], self.config.altup_num_inputs, self.config.altup_num_inputs).permute(0, 1, 3, 2)
+        self.prediction_coefs.weight.data.clamp_(
+            -self.config.altup_coef_clip, self.config.altup_coef_clip
+        )
+    all_coefs: torch.Tensor = (
+        self.prediction_coefs(modalities)
+        .reshape(
+            *modalities.shape[:-1], self.config.altup_num_inputs, self.config.altup_num_inputs
+        )
+        .permute(0, 1, 3, 2)
+    )
     predictions = torch.matmul(hidden_states.permute(1, 2, 3, 0), all_coefs)
     predictions = predictions.permute(3, 0, 1, 2)
     predictions += hidden_states
@@ -61,7 +69,9 @@ def f(self, predictions, activated):
     innovation = activated - predictions[self.config.altup_active_idx]
     innovation = innovation.repeat(self.config.altup_num_inputs, 1, 1, 1)
     if self.training and self.config.altup_coef_clip is not None:
-        weight = self.correction_coefs.weight.clamp(-self.config.altup_coef_clip, self.config.altup_coef_clip)
+        weight = self.correction_coefs.weight.clamp(
+            -self.config.altup_coef_clip, self.config.altup_coef_clip
+        )
         all_coefs = torch.nn.functional.linear(modalities, weight, bias=None) + 1.0
     else:
         all_coefs = self.correction_coefs(modalities) + 1.0
@@ -92,7 +102,9 @@ def f(self, x, first):
     temp_hidden_states = [x[0]]
     for i in range(1, self.config.altup_num_inputs):
         altup_unemb_proj: torch.Tensor = self.altup_unembed_projections[i - 1](x[i])
-        current_hidden_state = altup_unemb_proj.to(dtype=first.dtype, device=target_magnitude.device)
+        current_hidden_state = altup_unemb_proj.to(
+            dtype=first.dtype, device=target_magnitude.device
+        )
         new_magnitude = torch.mean(current_hidden_state ** 2, dim=-1, keepdim=True)
         new_magnitude = torch.sqrt(new_magnitude.clamp(min=1e-05))
         current_hidden_state = current_hidden_state * target_magnitude / new_magnitude

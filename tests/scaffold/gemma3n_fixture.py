@@ -58,9 +58,8 @@ LAYER = """class SparrowDecoderLayer(GradientCheckpointingLayer):
 # the same layer run on AltUp's active prediction and returning the corrected streams
 ALTUP_LAYER = (
     LAYER.replace(
-        "        self.post_feedforward_layernorm = SparrowWrapperRMSNorm(self.hidden_size, eps=eps)\n",
-        "        self.post_feedforward_layernorm = SparrowWrapperRMSNorm(self.hidden_size, eps=eps)\n"
-        "        self.altup = SparrowAltUp(config)\n",
+        "eps=eps)\n\n    def forward(",
+        "eps=eps)\n        self.altup = SparrowAltUp(config)\n\n    def forward(",
     )
     .replace(
         "        attn, _ = self.self_attn(\n"
