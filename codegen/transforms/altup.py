@@ -266,16 +266,23 @@ def _loop_stream(loop: cst.For) -> str:
     raise EditError("Model.forward: the layers' loop assigns no hidden state")
 
 
+def module_keys(params: dict) -> dict[str, str]:
+    """HF's key -> the AltUp module's, within the module (`params`: the fact's names)."""
+    return {
+        params["output_scale"]: "output_scale",
+        f"{params['correction']}.weight": "correction.weight",
+        f"{params['prediction']}.weight": "prediction.weight",
+        f"{params['router']}.weight": "router.weight",
+        f"{params['router_norm']}.weight": "router_norm.weight",
+    }
+
+
 def _map_keys(package, features, altup: dict) -> None:
     prefix = features.state_dict.prefix if features is not None else "model.layers"
-    params = altup["params"]
     module = f"{prefix}.{{}}.{altup['module']}"
     layer_rows = [
-        (f"{module}.{params['output_scale']}", "layers.{}.altup.output_scale"),
-        (f"{module}.{params['correction']}.weight", "layers.{}.altup.correction.weight"),
-        (f"{module}.{params['prediction']}.weight", "layers.{}.altup.prediction.weight"),
-        (f"{module}.{params['router']}.weight", "layers.{}.altup.router.weight"),
-        (f"{module}.{params['router_norm']}.weight", "layers.{}.altup.router_norm.weight"),
+        (f"{module}.{hf}", f"layers.{{}}.altup.{house}")
+        for hf, house in module_keys(altup["params"]).items()
     ]
     model_rows = [
         (f"{altup['embed']}.{{}}.weight", "altup_in.{}.weight"),
