@@ -77,11 +77,26 @@ ALTUP_LAYER = (
 )
 
 
-def derive(dest: Path, *, altup: bool = False) -> Path:
-    """The folder at `dest`; `altup`: AltUp kept (its streams, predictions and corrections)."""
+# gemma3n's own layer less its Laurel branch: AltUp and the per-layer inputs kept
+NO_LAUREL = [
+    (r"        self\.laurel = SparrowLaurelBlock\(config\)\n", ""),
+    (r"        laurel_output = self\.laurel\(active_prediction_normed\)\n", ""),
+    (
+        r"attn_laurel = \(attn_gated \+ laurel_output\) / math\.sqrt\(2\)",
+        "attn_laurel = attn_gated",
+    ),
+]
+
+
+def derive(dest: Path, *, altup: bool = False, per_layer: bool = False) -> Path:
+    """The folder at `dest`; `altup`: AltUp kept (its streams, predictions and corrections);
+    `per_layer`: the per-layer inputs kept too (Laurel alone taken out)."""
     folder = remote_folder("gemma3n_text", dest, name=NAME)
     path = folder / f"modeling_{NAME}.py"
     source = path.read_text()
+    if per_layer:
+        path.write_text(_edited(source, NO_LAUREL))
+        return folder
     edits = [
         # the decoder layer: attention and MLP in sandwich norms, nothing else
         (
@@ -134,10 +149,14 @@ def derive(dest: Path, *, altup: bool = False) -> Path:
             "",
         ),
     ]
-    for pattern, replacement in edits + per_layer + ([] if altup else streams):
+    path.write_text(_edited(source, edits + per_layer + ([] if altup else streams)))
+    return folder
+
+
+def _edited(source: str, edits: list[tuple[str, str]]) -> str:
+    for pattern, replacement in edits:
         source, count = re.subn(
             pattern, lambda _, new=replacement: new, source, count=1, flags=re.DOTALL
         )
         assert count, pattern  # the installed gemma3n changed: the fixture needs a look
-    path.write_text(source)
-    return folder
+    return source
