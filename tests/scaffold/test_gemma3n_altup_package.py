@@ -102,3 +102,25 @@ def test_shard_plan_keeps_altup_whole(folder, package, capsys):
     """tp=2: AltUp's router and coefficients and the stream projections are replicated."""
     (row,) = _verify(folder, package, capsys, "--parallel", "tp=2")
     assert row["status"] == "pass", row
+
+
+def test_another_correction_is_no_altup(tmp_path):
+    """A correction weighted by the coefficients alone (no `+ 1.0`) is not AltUp's form:
+    no fact, and the module stays named among the layer's unrealised parts."""
+    folder = derive(tmp_path, altup=True)
+    path = folder / f"modeling_{NAME}.py"
+    old = "all_coefs = self.correction_coefs(modalities) + 1.0"
+    assert path.read_text().count(old) == 1
+    path.write_text(path.read_text().replace(old, "all_coefs = self.correction_coefs(modalities)"))
+    plan = make_plan(load_target(str(folder)))
+    assert "altup" not in {step.rule for step in plan.steps}
+    assert any("altup (" in gap for gap in map(str, plan.gaps)), plan.gaps
+
+
+def test_per_layer_inputs_into_the_streams_stay_named(tmp_path):
+    """With Laurel alone taken out, AltUp is realised and gemma3n's per-layer inputs (added to
+    the corrected streams after the first) are still named, not dropped."""
+    plan = make_plan(load_target(str(derive(tmp_path, per_layer=True))))
+    assert "altup" in {step.rule for step in plan.steps}
+    gaps = " ".join(map(str, plan.gaps))
+    assert "per_layer_input_gate" in gaps and "altup (" not in gaps, plan.gaps
