@@ -6,8 +6,8 @@ names it instead of letting the gap show only as a failed verify:
 
 * block.layer_modules: weights of the layer that its forward uses and that belong to none of
   those parts: no record of a known role holds them and the FFN's linears (`ffn.block_names`,
-  BERT's `intermediate.dense`, OPT's `fc1`) are not among them (gemma3n's AltUp and Laurel
-  blocks, the projections of a per-layer input), named by attribute and class; also a
+  BERT's `intermediate.dense`, OPT's `fc1`) are not among them (gemma3n's Laurel block,
+  the projections of a per-layer input), named by attribute and class; also a
   feed-forward of its own (an MLP or MoE record) nested inside a sublayer that is not a part,
   besides the layer's FFN (bottleneck adapters, one per language in a ModuleDict, applied
   after the FFN's output projection);
@@ -16,7 +16,8 @@ names it instead of letting the gap show only as a failed verify:
   table handed to every layer).
 
 Modules the residual adds are made of (`block.residual_affine`: ZAYA's residual scaling)
-are realised by their rule, so neither finding names them.
+and the AltUp module read whole (`block.altup`: gemma3n's predict/correct around the layer)
+are realised by their rules, so neither finding names them.
 
 Per-layer inputs the analysis reads whole (`block.per_layer_input`: gemma4's gate, up
 projection and norm, fed from the backbone's second table) are a part a rule realises, so

@@ -4,7 +4,8 @@ embedding/unembedding projections), the Laurel branch and the per-layer inputs (
 adds to AltUp's other streams). What stays is gemma3n's own: its attention (q/k norms, a value
 norm without weight, scale 1, sliding and full layers, the last layers reusing an earlier
 layer's keys and values) and its MLP (GeGLU with the Gaussian top-k activation sparsity on
-the first layers), in sandwich-normed blocks."""
+the first layers), in sandwich-normed blocks. `derive(altup=True)` keeps AltUp (the per-layer
+inputs and Laurel still out); `derive(per_layer=True)` takes out Laurel alone."""
 
 from __future__ import annotations
 
