@@ -121,6 +121,20 @@ RULES = [
         description="layer 0 builds nn.Identity for the pre-norms its sublayers go without",
     ),
     Rule(
+        # after the placement rules (they write the block's return, which the correction
+        # wraps) and before the per-layer inputs (gemma3n adds them to the corrected streams)
+        id="altup",
+        feature="block.altup",
+        values=(True,),
+        transform="altup",
+        params={"altup": FromFeature("block.altup")},
+        description=(
+            "the residual stream kept as several AltUp streams: each layer runs on the"
+            " active stream's prediction (a per-token mix of all the streams) and corrects"
+            " them all from its output; projections in and out around the layers"
+        ),
+    ),
+    Rule(
         # after the placement rules (they write the block's return) and before the output
         # scale: the per-layer addition is part of the sum the scale multiplies
         id="per_layer_inputs",

@@ -189,6 +189,20 @@ SHARDS = [
         {"layers.*.attention.wg": "colwise", "layers.*.attention.gate_bias": "head_param"},
         optional=("layers.*.attention.gate_bias",),
     ),
+    # AltUp's router and coefficients read whole streams and mix the streams per token;
+    # small, whole on every rank, as the projections in and out of the streams
+    Shards(
+        "altup",
+        {
+            "layers.*.altup": "replicate",  # its output scale
+            **{
+                f"layers.*.altup.{part}": "replicate"
+                for part in ("correction", "prediction", "router", "router_norm")
+            },
+            "altup_in.*": "replicate",
+            "altup_out.*": "replicate",
+        },
+    ),
     # per-layer inputs: the second table, its mixing and each layer's gate are replicated
     # (the switch may build none of them)
     Shards(

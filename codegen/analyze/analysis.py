@@ -6,6 +6,7 @@ import dataclasses
 import os
 
 from codegen.analyze import (
+    altup,
     attention_forms,
     attention_shapes,
     depth_scale,
@@ -161,6 +162,7 @@ def _run(ctx: Ctx) -> Features:
     category = detect_category.detect(ctx, shared)
     sublayers, recurrent = layer_stacks.detect(ctx)
     per_layer = per_layer_input.detect(ctx)
+    streams = altup.detect(ctx)
     hyper = hyper_connections.detect(ctx, norm_facts)
     adapters = language_adapters.detect(ctx, ffn)
     output_convs, kv_convs = residual_convs.detect(ctx)
@@ -174,6 +176,7 @@ def _run(ctx: Ctx) -> Features:
         adapters=adapters,
         convs=(output_convs, kv_convs),
         affine=affine,
+        altup=streams,
     )
     sharing = kv_sharing.detect(ctx, shared)
     sparsity = ffn_sparsity.detect(ctx)
@@ -268,6 +271,7 @@ def _run(ctx: Ctx) -> Features:
         output_scale=scale,
         output_scale_trained=scale_trained,
         per_layer_input=per_layer,
+        altup=streams,
         language_adapters=adapters,
         sublayers=sublayers,
         recurrent_stacks=recurrent,

@@ -538,6 +538,10 @@ class Block:
     # "projection_scale" (rsqrt_dim), "mix_scale" (a constant's source), "gate", "up",
     # "norm" (the layer's modules)}, else None
     per_layer_input: dict | None = None
+    # AltUp: the residual stream kept as several streams; each layer runs on the active
+    # one's prediction and corrects them all ({"module", "streams", "active", "clip",
+    # "params", "embed", "unembed"}); see codegen/analyze/altup.py
+    altup: dict | None = None
     # language adapters (X-MOD): a bottleneck FFN per language in every layer, each sample's
     # applied after the FFN's residual sum; see codegen/analyze/language_adapters.py.
     # {"owner", "bank" (layer-relative HF paths of the sublayer and its ModuleDict), "down",

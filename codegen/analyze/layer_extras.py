@@ -6,8 +6,8 @@ names it instead of letting the gap show only as a failed verify:
 
 * block.layer_modules: weights of the layer that its forward uses and that belong to none of
   those parts: no record of a known role holds them and the FFN's linears (`ffn.block_names`,
-  BERT's `intermediate.dense`, OPT's `fc1`) are not among them (gemma3n's AltUp and Laurel
-  blocks, the projections of a per-layer input), named by attribute and class; also a
+  BERT's `intermediate.dense`, OPT's `fc1`) are not among them (gemma3n's Laurel block,
+  the projections of a per-layer input), named by attribute and class; also a
   feed-forward of its own (an MLP or MoE record) nested inside a sublayer that is not a part,
   besides the layer's FFN (bottleneck adapters, one per language in a ModuleDict, applied
   after the FFN's output projection);
@@ -16,7 +16,8 @@ names it instead of letting the gap show only as a failed verify:
   table handed to every layer).
 
 Modules the residual adds are made of (`block.residual_affine`: ZAYA's residual scaling)
-are realised by their rule, so neither finding names them.
+and the AltUp module read whole (`block.altup`: gemma3n's predict/correct around the layer)
+are realised by their rules, so neither finding names them.
 
 Per-layer inputs the analysis reads whole (`block.per_layer_input`: gemma4's gate, up
 projection and norm, fed from the backbone's second table) are a part a rule realises, so
@@ -66,6 +67,7 @@ def detect(
     adapters: dict | None = None,
     convs: tuple = (None, None),
     affine: dict | None = None,
+    altup: dict | None = None,
 ) -> None:
     layers = [rec for rec in ctx.model.layers or () if isinstance(rec, ModuleRec)]
     if not layers or layers[0].cls is None:
@@ -83,6 +85,8 @@ def detect(
         ffn_paths |= {name for name, _ in output_convs["convs"]}
     if affine is not None:  # realised by the residual_affine rule
         ffn_paths |= {part["module"] for part in affine.values()}
+    if altup is not None:  # realised by the altup rule
+        ffn_paths.add(altup["module"])
     called = _called_attributes(ctx, layer)
     reached = [
         (name, child)

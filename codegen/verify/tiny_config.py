@@ -192,6 +192,10 @@ SHRINK_RULES: dict[str, Any | Rule] = {
     # keys/values shared by the last layers (gemma3n): see _kv_shared
     "num_kv_shared_layers": _kv_shared,
     # a gate thresholded at mean + k * std on some layers only (gemma3n): see _sparsity
+    # AltUp's layers run on a stream other than the first (the one the embedding is and the
+    # streams' merge rescales to), and not the last: a package running on stream 0, or
+    # taking the active stream for the first or last, differs
+    "altup_active_idx": lambda cfg: min(2, max(cfg["altup_num_inputs"] - 2, 0)),
     "activation_sparsity_pattern": _sparsity,
     # OPT: embeddings as wide as the hidden states unless a checkpoint projects them in/out
     "word_embed_proj_dim": lambda cfg: (

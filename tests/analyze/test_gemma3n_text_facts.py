@@ -1,5 +1,5 @@
 """gemma3n's text decoder: the parts the rules realise are read as facts from its code, the
-ones no rule realises yet (AltUp, Laurel, its per-layer inputs) stay named unsupported."""
+ones no rule realises yet (Laurel, its per-layer inputs) stay named unsupported."""
 
 from __future__ import annotations
 
@@ -20,5 +20,25 @@ def test_gemma3n_text_facts_and_what_stays_unsupported():
     assert features.attention.v_norm == "per_head"
     unsupported = {u.feature: u.detail for u in features.unsupported}
     assert set(unsupported) == {"block.layer_modules", "block.layer_input"}
-    for part in ("altup", "laurel", "per_layer_input_gate", "per_layer_projection"):
+    for part in ("laurel", "per_layer_input_gate", "per_layer_projection"):
         assert part in unsupported["block.layer_modules"]
+    assert "altup" not in unsupported["block.layer_modules"]
+
+
+def test_gemma3n_text_altup_is_read_from_its_module_and_backbone():
+    altup = analyze("gemma3n_text").block.altup
+    assert altup == {
+        "module": "altup",
+        "streams": "altup_num_inputs",
+        "active": "altup_active_idx",
+        "clip": "altup_coef_clip",
+        "params": {
+            "output_scale": "correct_output_scale",
+            "correction": "correction_coefs",
+            "prediction": "prediction_coefs",
+            "router": "modality_router",
+            "router_norm": "router_norm",
+        },
+        "embed": "model.altup_projections",
+        "unembed": "model.altup_unembed_projections",
+    }

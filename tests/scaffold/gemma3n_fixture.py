@@ -4,7 +4,8 @@ embedding/unembedding projections), the Laurel branch and the per-layer inputs (
 adds to AltUp's other streams). What stays is gemma3n's own: its attention (q/k norms, a value
 norm without weight, scale 1, sliding and full layers, the last layers reusing an earlier
 layer's keys and values) and its MLP (GeGLU with the Gaussian top-k activation sparsity on
-the first layers), in sandwich-normed blocks."""
+the first layers), in sandwich-normed blocks. `derive(altup=True)` keeps AltUp (the per-layer
+inputs and Laurel still out); `derive(per_layer=True)` takes out Laurel alone."""
 
 from __future__ import annotations
 
@@ -55,18 +56,62 @@ LAYER = """class SparrowDecoderLayer(GradientCheckpointingLayer):
 
 """
 
+# the same layer run on AltUp's active prediction and returning the corrected streams
+ALTUP_LAYER = (
+    LAYER.replace(
+        "eps=eps)\n\n    def forward(",
+        "eps=eps)\n        self.altup = SparrowAltUp(config)\n\n    def forward(",
+    )
+    .replace(
+        "        attn, _ = self.self_attn(\n"
+        "            hidden_states=self.input_layernorm(hidden_states),\n",
+        "        predictions = self.altup.predict(hidden_states)\n"
+        "        hidden_states = predictions[self.config.altup_active_idx]\n"
+        "        attn, _ = self.self_attn(\n"
+        "            hidden_states=self.input_layernorm(hidden_states),\n",
+    )
+    .replace(
+        "        return hidden_states + self.post_feedforward_layernorm(ffw)\n",
+        "        out = hidden_states + self.post_feedforward_layernorm(ffw)\n"
+        "        return self.altup.correct(predictions, out)\n",
+    )
+)
 
-def derive(dest: Path) -> Path:
+
+# gemma3n's own layer less its Laurel branch: AltUp and the per-layer inputs kept
+NO_LAUREL = [
+    (r"        self\.laurel = SparrowLaurelBlock\(config\)\n", ""),
+    (r"        laurel_output = self\.laurel\(active_prediction_normed\)\n", ""),
+    (
+        r"attn_laurel = \(attn_gated \+ laurel_output\) / math\.sqrt\(2\)",
+        "attn_laurel = attn_gated",
+    ),
+]
+
+
+def derive(dest: Path, *, altup: bool = False, per_layer: bool = False) -> Path:
+    """The folder at `dest`; `altup`: AltUp kept (its streams, predictions and corrections);
+    `per_layer`: the per-layer inputs kept too (Laurel alone taken out)."""
     folder = remote_folder("gemma3n_text", dest, name=NAME)
     path = folder / f"modeling_{NAME}.py"
     source = path.read_text()
+    if per_layer:
+        path.write_text(_edited(source, NO_LAUREL))
+        return folder
     edits = [
         # the decoder layer: attention and MLP in sandwich norms, nothing else
-        (r"class SparrowDecoderLayer\(GradientCheckpointingLayer\):.*?(?=@auto_docstring)", LAYER),
-        # the model: no per-layer tables, no AltUp projections
+        (
+            r"class SparrowDecoderLayer\(GradientCheckpointingLayer\):.*?(?=@auto_docstring)",
+            ALTUP_LAYER if altup else LAYER,
+        ),
+        # the model: no per-layer tables (and no AltUp projections unless kept)
         (
             r"\n        self\.hidden_size_per_layer_input = config\.hidden_size_per_layer_input\n"
-            r".*?self\.per_layer_input_scale = nn\.Buffer\(.*?\)\n",
+            + (
+                r".*?self\.per_layer_projection_norm = .*?\n(?=\n)"
+                if altup
+                else r".*?self\.per_layer_input_scale = nn\.Buffer\(.*?\)\n"
+            ),
             "\n",
         ),
         (
@@ -80,24 +125,39 @@ def derive(dest: Path) -> Path:
             r"self\.project_per_layer_inputs\(inputs_embeds, per_layer_inputs\)\n",
             "",
         ),
+    ]
+    streams = [
         # one stream in, one out
         (
             r"        # embed positions\n        hidden_states_0 = inputs_embeds\n.*?"
             r"hidden_states = torch\.stack\(temp_hidden_states, dim=0\).*?\n",
             "        hidden_states = inputs_embeds\n",
         ),
+    ]
+    buffers = (
+        r"        self\.per_layer_projection_scale = .*?\n.*?per_layer_input_scale = .*?\n",
+        "",
+    )
+    per_layer = [
+        *([buffers] if altup else []),
         (r"            per_layer_input = per_layer_inputs\[:, :, i, :\]\n", ""),
         (r"                per_layer_input,\n", ""),
+    ]
+    streams += [
         (
             r"        # Per-layer inputs to single output\n.*?"
             r"hidden_states = torch\.mean\(hidden_states, dim=0\)\n",
             "",
         ),
     ]
+    path.write_text(_edited(source, edits + per_layer + ([] if altup else streams)))
+    return folder
+
+
+def _edited(source: str, edits: list[tuple[str, str]]) -> str:
     for pattern, replacement in edits:
         source, count = re.subn(
             pattern, lambda _, new=replacement: new, source, count=1, flags=re.DOTALL
         )
         assert count, pattern  # the installed gemma3n changed: the fixture needs a look
-    path.write_text(source)
-    return folder
+    return source

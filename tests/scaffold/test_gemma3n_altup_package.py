@@ -1,0 +1,126 @@
+"""End to end: gemma3n's AltUp (the residual stream kept as four streams: projections of the
+embedding rescaled to its RMS, each layer run on the active stream's prediction and every
+stream corrected from its output, the streams projected back, rescaled and averaged),
+planned from its analysis, scaffolded and verified against the folder's own code, on the toy
+whose active stream is neither the first nor the last. Seeded defects, each a slip of AltUp,
+fail verify and name the stage where it lives (predict and correct are methods the layer
+calls, so a slip there names the layer or the first part reading the prediction).
+
+The HF side is `gemma3n_fixture`'s renamed folder with AltUp kept (Laurel and the per-layer
+inputs still taken out)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from gemma3n_fixture import NAME, derive
+
+from codegen.cli import main
+from codegen.scaffold.plan import make_plan
+from codegen.scaffold.target import load_target
+from codegen.scaffold.testing import seed, write_planned
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    return derive(tmp_path_factory.mktemp("hub"), altup=True)
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory, folder) -> Path:
+    target = load_target(str(folder))
+    plan = make_plan(target)
+    assert plan.complete, plan.gaps
+    assert "altup" in {step.rule for step in plan.steps}
+    models, _ = write_planned(tmp_path_factory.mktemp("built") / "models", (target, plan))
+    return models
+
+
+def _verify(folder: Path, models: Path, capsys, *extra: str) -> list[dict]:
+    """verify --json's rows of the base case (the toy config as the folder gives it)."""
+    capsys.readouterr()
+    main(["verify", str(folder), "--models", str(models), "--trust-remote-code", "--json", *extra])
+    rows = json.loads(capsys.readouterr().out)
+    return [row for row in rows if "+" not in row["case"]]
+
+
+def test_package_verifies_in_fp32_and_bf16(folder, package, capsys):
+    rows = _verify(folder, package, capsys, "--dtype", "fp32", "--dtype", "bf16")
+    assert rows and all(row["status"] == "pass" for row in rows), rows
+
+
+@pytest.mark.parametrize(
+    "old, new, stage",
+    [
+        # the layer run on the first stream's prediction
+        (
+            "x = predictions[self.altup.active]",
+            "x = predictions[0]",
+            "layers.0.attention_norm (HF model.layers.0.input_layernorm) reads another input",
+        ),
+        # the prediction's coefficients read as (j, i) for (i, j)
+        ("coefs.transpose(-1, -2))", "coefs)", "layers.0.attention_norm"),
+        # the correction's coefficient weights transposed
+        (
+            "F.linear(self.route(out), weight)",
+            "F.linear(self.route(out), weight.T)",
+            "layers.0 (HF model.layers.0)",
+        ),
+        # the innovation over the first stream's prediction
+        (
+            "innovation = out - predictions[self.active]",
+            "innovation = out - predictions[0]",
+            "layers.0 (HF model.layers.0)",
+        ),
+        # the streams projected back without their rescaling to the first's RMS
+        ("back = [rms_matched(project(s), target) for", "back = [project(s) for", "output head"),
+        # the streams made without their rescaling to the embedding's RMS
+        ("*(rms_matched(project(h), target) for", "*(project(h) for", "embedding"),
+    ],
+    ids=[
+        "first_stream",
+        "prediction_transposed",
+        "correction_transposed",
+        "innovation_0",
+        "unembed_rms",
+        "embed_rms",
+    ],
+)
+def test_slips_fail_naming_their_stage(tmp_path, folder, package, capsys, old, new, stage):
+    models = tmp_path / "models"
+    shutil.copytree(package, models)
+    seed(models, NAME, old, new)
+    (row,) = _verify(folder, models, capsys, "--dtype", "fp32")
+    assert row["status"] == "fail", row
+    assert (row.get("first_divergence") or "").startswith(stage), row
+
+
+def test_shard_plan_keeps_altup_whole(folder, package, capsys):
+    """tp=2: AltUp's router and coefficients and the stream projections are replicated."""
+    (row,) = _verify(folder, package, capsys, "--parallel", "tp=2")
+    assert row["status"] == "pass", row
+
+
+def test_another_correction_is_no_altup(tmp_path):
+    """A correction weighted by the coefficients alone (no `+ 1.0`) is not AltUp's form:
+    no fact, and the module stays named among the layer's unrealised parts."""
+    folder = derive(tmp_path, altup=True)
+    path = folder / f"modeling_{NAME}.py"
+    old = "all_coefs = self.correction_coefs(modalities) + 1.0"
+    assert path.read_text().count(old) == 1
+    path.write_text(path.read_text().replace(old, "all_coefs = self.correction_coefs(modalities)"))
+    plan = make_plan(load_target(str(folder)))
+    assert "altup" not in {step.rule for step in plan.steps}
+    assert any("altup (" in gap for gap in map(str, plan.gaps)), plan.gaps
+
+
+def test_per_layer_inputs_into_the_streams_stay_named(tmp_path):
+    """With Laurel alone taken out, AltUp is realised and gemma3n's per-layer inputs (added to
+    the corrected streams after the first) are still named, not dropped."""
+    plan = make_plan(load_target(str(derive(tmp_path, per_layer=True))))
+    assert "altup" in {step.rule for step in plan.steps}
+    gaps = " ".join(map(str, plan.gaps))
+    assert "per_layer_input_gate" in gaps and "altup (" not in gaps, plan.gaps
