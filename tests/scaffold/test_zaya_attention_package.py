@@ -45,19 +45,26 @@ def package(tmp_path_factory, planned) -> Path:
     return models
 
 
-def _verify(folder: Path, models: Path, capsys, *options: str) -> list[dict]:
-    """verify --json's rows of the base case (the toy config as the folder gives it)."""
+def _verify(folder: Path, models: Path, capsys, *options: str, switches=False) -> list[dict]:
+    """verify --json's rows of the base case (the toy config as the folder gives it), or of
+    every case (`switches`: the settings of the config switches too)."""
     capsys.readouterr()
     main(
         ["verify", str(folder), "--models", str(models), "--trust-remote-code", "--json", *options]
     )
     rows = json.loads(capsys.readouterr().out)
-    return [row for row in rows if "+" not in row["case"]]
+    return [row for row in rows if switches or "+" not in row["case"]]
 
 
 def test_package_verifies_in_fp32_and_bf16(folder, package, capsys):
-    rows = _verify(folder, package, capsys, "--dtype", "fp32", "--dtype", "bf16")
-    assert len(rows) == 2 and all(row["status"] == "pass" for row in rows), rows
+    """Every setting: the bias switch on the q/k/v halves, and layers typed "hybrid_sliding"
+    (windowed, rotating a quarter of each head with their own theta)."""
+    rows = _verify(folder, package, capsys, "--dtype", "fp32", "--dtype", "bf16", switches=True)
+    sliding = [row for row in rows if "hybrid_sliding" in row["case"]]
+    assert sliding and len([row for row in rows if "+" not in row["case"]]) == 2
+    refused = [row for row in rows if row["status"] == "refused"]
+    assert all("lm_head_bias" in row["case"] for row in refused), refused
+    assert all(row["status"] == "pass" for row in rows if row not in refused), rows
 
 
 @pytest.mark.parametrize(
@@ -119,11 +126,14 @@ def test_slips_fail_naming_their_module(tmp_path, folder, package, capsys, old, 
 
 
 def test_partial_rotary_of_the_layer_types_own_entry(package):
-    """zaya names its layer types "hybrid" and "hybrid_sliding": RoPE (and its partial
-    factor) is read from the full layers' own entry, not a "full_attention" one."""
+    """zaya names its layer types "hybrid" and "hybrid_sliding": each kind's RoPE (and its
+    partial factor) is read from its own entry, not a "full_attention" or
+    "sliding_attention" one."""
     args = (package / NAME / "args.py").read_text()
     assert 'rope_parameters["hybrid"]' in args
-    assert "full_attention" not in args.split("def from_hf_config")[1]
+    assert 'rope_parameters["hybrid_sliding"]' in args
+    assert 'rope_parameters["full_attention"]' not in args
+    assert 'rope_parameters["sliding_attention"]' not in args
 
 
 def test_shard_plan_keeps_the_attention_whole(folder, package, capsys):
