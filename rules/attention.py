@@ -456,10 +456,10 @@ RULES += [
     ),
     Rule(
         id="conv_qkv_projection",
-        feature="attention.convolutions",
+        feature="attention.conv_projection",
         values=(True,),
         transform="conv_qkv_projection",
-        params={"conv": FromFeature("attention.convolutions")},
+        params={"conv": FromFeature("attention.conv_projection")},
         description=(
             "queries and keys filtered over the sequence by a depthwise then a per-head causal"
             " convolution, each with a mix of the two projections added; half the value heads"

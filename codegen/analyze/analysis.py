@@ -158,7 +158,9 @@ def _run(ctx: Ctx) -> Features:
     selection = key_selection.detect(ctx, shared)
     attention = dataclasses.replace(attention, key_selection=selection, l2_qk_norm=l2_norm)
     if conv_qkv is not None:  # its projections, not found by the usual q/k/v reading
-        attention = dataclasses.replace(attention, convolutions=conv_qkv, qkv_bias=conv_qkv["bias"])
+        attention = dataclasses.replace(
+            attention, conv_projection=conv_qkv, qkv_bias=conv_qkv["bias"]
+        )
     ffn, ffn_shared = detect_ffn.detect(ctx)
     moe = detect_moe.detect(ctx)
     if moe is not None:  # a dense model has no MoE facts

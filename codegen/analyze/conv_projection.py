@@ -28,7 +28,7 @@ import libcst.matchers as m
 from codegen.analyze.dataflow import Term, walk
 from codegen.analyze.evaluate import ModuleRec
 
-FEATURE = "attention.convolutions"
+FEATURE = "attention.conv_projection"
 
 
 def detect(ctx, shared: dict) -> dict | None:

@@ -221,7 +221,7 @@ class Attention:
     # the current token's projection, half from the previous one's (zaya's CCA): {"module",
     # "q", "k", "value", "delayed", "depthwise", "grouped", "kernels", "kernel_fields",
     # "conv_bias", "bias"}; see codegen/analyze/conv_projection.py
-    convolutions: dict | None = None
+    conv_projection: dict | None = None
     # queries and keys rescaled to a fixed L2 norm ("scale": "head_dim" for sqrt(head_dim),
     # or a number), the keys then scaled by a learned vector per kv head ("key_scale"), in a
     # module of the attention's ("module"); see codegen/analyze/l2_qk_norm.py

@@ -284,9 +284,9 @@ def _bias_switch(features, projections: tuple[str, ...], *, field=None, covered=
 
 def _stand_ins(features) -> dict[str, str]:
     """HF projections that stand for a reference's q/k/v ones: a convolutional projection's
-    (`attention.convolutions`) query and key projections, and the two halves of its values,
+    (`attention.conv_projection`) query and key projections, and the two halves of its values,
     which the package builds as `wv` and `wv_delayed` with v's bias."""
-    conv = getattr(getattr(features, "attention", None), "convolutions", None)
+    conv = getattr(getattr(features, "attention", None), "conv_projection", None)
     if not isinstance(conv, dict):
         return {}
     return {

@@ -71,7 +71,7 @@ class ConvQkvProjection(Transform):
     mix of the two projections: the queries half the sum of each query head and its kv
     head's key, the keys that mix averaged over their group. `wv` shrinks to half the value
     width and `wv_delayed`, the other half, projects the previous token (zeros before the
-    first), its heads after `wv`'s. `conv` is the analysed `attention.convolutions`: the HF
+    first), its heads after `wv`'s. `conv` is the analysed `attention.conv_projection`: the HF
     module and its parts' names (the adapter maps them), the kernels and their config
     fields, and whether the convolutions have a bias."""
 
