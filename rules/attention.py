@@ -455,6 +455,29 @@ RULES += [
         ),
     ),
     Rule(
+        id="conv_qkv_projection",
+        feature="attention.conv_projection",
+        values=(True,),
+        transform="conv_qkv_projection",
+        params={"conv": FromFeature("attention.conv_projection")},
+        description=(
+            "queries and keys filtered over the sequence by a depthwise then a per-head causal"
+            " convolution, each with a mix of the two projections added; half the value heads"
+            " project the previous token (zaya's CCA)"
+        ),
+    ),
+    Rule(
+        id="l2_qk_norm",
+        feature="attention.l2_qk_norm",
+        values=(True,),
+        transform="l2_qk_norm",
+        params={"norm": FromFeature("attention.l2_qk_norm")},
+        description=(
+            "queries and keys rescaled to a fixed L2 norm before RoPE, the keys then by a"
+            " learned scale per kv head (zaya)"
+        ),
+    ),
+    Rule(
         # last: it moves the forward's key/value statements as the rules above left them
         id="kv_sharing",
         feature="attention.kv_sharing",

@@ -256,6 +256,22 @@ SHARDS = [
             **{f"layers.*.attention.{w}": "replicate" for w in ("wq", "wk", "wv", "wo")},
         },
     ),
+    # the convolutional projection: the value heads are whole heads of the current and of the
+    # previous token's projection (the first and the second half of the heads), so a split by
+    # heads would give one rank only current heads, another only delayed ones, while the two
+    # projections split alike give every rank half of each; the attention stays whole on
+    # every rank, as its per-kv-head key scale where it has one
+    Shards(
+        "conv_qkv_projection",
+        {
+            "layers.*.attention": "replicate",
+            **{
+                f"layers.*.attention.{w}": "replicate"
+                for w in ("wq", "wk", "wv", "wv_delayed", "wo", "qk_conv.depthwise")
+            },
+            "layers.*.attention.qk_conv.grouped": "replicate",
+        },
+    ),
     # routed attention: a token's heads are its picked experts' slots and each slot's output
     # goes through that expert's whole output projection, so the attention stays whole
     Shards(

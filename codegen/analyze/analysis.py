@@ -9,6 +9,7 @@ from codegen.analyze import (
     altup,
     attention_forms,
     attention_shapes,
+    conv_projection,
     depth_scale,
     detect_attention,
     detect_category,
@@ -27,6 +28,7 @@ from codegen.analyze import (
     init_cutoff,
     key_selection,
     kv_sharing,
+    l2_qk_norm,
     language_adapters,
     latent_extras,
     layer_extras,
@@ -151,8 +153,15 @@ def _run(ctx: Ctx) -> Features:
     shape_facts["rel_bias"] = relative_bias.detect(ctx, shared)
     latent = latent_extras.check(ctx, shared)
     rope = detect_rope.detect(ctx, shared) if "rep" in shared else _no_rope(ctx)
+    conv_qkv = conv_projection.detect(ctx, shared)
+    l2_norm = l2_qk_norm.detect(ctx, shared)
+    shared["realised_qkv_modules"] = {found["module"] for found in (l2_norm,) if found}
     selection = key_selection.detect(ctx, shared)
-    attention = dataclasses.replace(attention, key_selection=selection)
+    attention = dataclasses.replace(attention, key_selection=selection, l2_qk_norm=l2_norm)
+    if conv_qkv is not None:  # its projections, not found by the usual q/k/v reading
+        attention = dataclasses.replace(
+            attention, conv_projection=conv_qkv, qkv_bias=conv_qkv["bias"]
+        )
     ffn, ffn_shared = detect_ffn.detect(ctx)
     moe = detect_moe.detect(ctx)
     if moe is not None:  # a dense model has no MoE facts
@@ -175,6 +184,7 @@ def _run(ctx: Ctx) -> Features:
         hyper=hyper,
         adapters=adapters,
         convs=(output_convs, kv_convs),
+        conv_projection=conv_qkv,
         affine=affine,
         altup=streams,
     )

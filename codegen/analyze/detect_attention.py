@@ -301,7 +301,13 @@ def _typed_windows(ctx: Ctx, per_layer: list[dict]) -> str | None:
     if not isinstance(types, list | tuple) or "sliding_attention" in types:
         return None  # the sliding layers (if any) typed as a package reads them
     layers = [p for p in per_layer if p["type"] in ("full", "sliding")]
-    if not layers or len({p["type"] for p in layers}) < 2:
+    if not layers:
+        return None
+    # where no analysed layer slides (zaya's default "hybrid" layers), the condition still
+    # holds for the other setting of layer_types ("hybrid_sliding"): restated all the same,
+    # unless it names the type a package reads natively
+    none_slide = len({p["type"] for p in layers}) < 2
+    if none_slide and any(p["type"] == "sliding" for p in layers):
         return None
     rec = layers[0]["info"].rec
     sliding = {p["index"]: p["type"] == "sliding" for p in layers}
@@ -310,6 +316,8 @@ def _typed_windows(ctx: Ctx, per_layer: list[dict]) -> str | None:
         if not (isinstance(value, cst.IfExp) and m.matches(value.orelse, m.Name("None"))):
             continue
         rule = init_rule(ctx, rec, value.test, built, lambda i, v: bool(v) == sliding[i])
+        if rule is not None and none_slide and ("sliding_attention" in rule or "==" not in rule):
+            continue  # the standard name, or a test no config typed otherwise makes true
         if rule is not None:
             ctx.cite("attention.window_rule", f"{ctx.class_site(rec) or '?'} (slides where {rule})")
             return rule

@@ -216,6 +216,16 @@ class Attention:
     # projection), ...), "conv", "kernel", "kernel_field", "fp32"}; see
     # codegen/analyze/residual_convs.py
     kv_convs: dict | None = None
+    # queries and keys projected together through a depthwise then a per-head convolution
+    # over the sequence, each with a mix of the two projections added, and values half from
+    # the current token's projection, half from the previous one's (zaya's CCA): {"module",
+    # "q", "k", "value", "delayed", "depthwise", "grouped", "kernels", "kernel_fields",
+    # "conv_bias", "bias"}; see codegen/analyze/conv_projection.py
+    conv_projection: dict | None = None
+    # queries and keys rescaled to a fixed L2 norm ("scale": "head_dim" for sqrt(head_dim),
+    # or a number), the keys then scaled by a learned vector per kv head ("key_scale"), in a
+    # module of the attention's ("module"); see codegen/analyze/l2_qk_norm.py
+    l2_qk_norm: dict | None = None
     # a per-key bias on the scores from the attention's own values, exp(A * softplus(proj(v)))
     # per kv head, causally masked, the largest `window` kept per query row once the keys
     # outnumber the window (Doge's dynamic mask): {"proj", "scale", "window": config field or

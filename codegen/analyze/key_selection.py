@@ -72,11 +72,11 @@ def detect(ctx, shared: dict) -> dict | str | None:
             ctx.cite(FEATURE, ctx.attr_site(rep.rec, name))
             found = read(ctx, module, rep.rec.attrs.get("hidden_size"))
             return OTHER if found is None else {"module": name, **found}
-    _name_qkv_modules(ctx, rep, transforms)
+    _name_qkv_modules(ctx, rep, transforms, shared)
     return None
 
 
-def _name_qkv_modules(ctx, rep, found: list) -> None:
+def _name_qkv_modules(ctx, rep, found: list, shared: dict) -> None:
     """One unsupported line for the learned modules q, k or v pass through (not those holding
     a convolution, nor compressors whose entries extend the keys: layer_extras and
     attention_forms name them)."""
@@ -86,7 +86,12 @@ def _name_qkv_modules(ctx, rep, found: list) -> None:
     attention = rep.rec
     named = {id(module) for _, module, _ in _compressors(ctx, rep)}
     found = [(n, m, t) for n, m, t in dict((n, (n, m, t)) for n, m, t in found).values()]
-    found = [(n, m, t) for n, m, t in found if not _holds_conv(m) and id(m) not in named]
+    realised = shared.get("realised_qkv_modules", set())  # l2_qk_norm's module
+    found = [
+        (n, m, t)
+        for n, m, t in found
+        if not _holds_conv(m) and id(m) not in named and n not in realised
+    ]
     if not found:
         return
     name, module, term = found[0]

@@ -68,6 +68,7 @@ def detect(
     convs: tuple = (None, None),
     affine: dict | None = None,
     altup: dict | None = None,
+    conv_projection: dict | None = None,
 ) -> None:
     layers = [rec for rec in ctx.model.layers or () if isinstance(rec, ModuleRec)]
     if not layers or layers[0].cls is None:
@@ -115,7 +116,10 @@ def detect(
             + ": no rule yet",
             extras[0][2] or ctx.class_site(layer),
         )
-    _attention_convolutions(ctx, reached, {n for n, _ in (kv_convs or {}).get("convs", ())})
+    realised = {n for n, _ in (kv_convs or {}).get("convs", ())}
+    if conv_projection is not None:  # realised by the conv_qkv_projection rule
+        realised.add(conv_projection["module"])
+    _attention_convolutions(ctx, reached, realised)
     product = _extra_input_product(trace.terms)
     if product is not None and per_layer_input is None:
         term, name = product

@@ -267,11 +267,12 @@ def _bias_switch(features, projections: tuple[str, ...], *, field=None, covered=
     least) `projections`; with `covered`, only one that biases nothing else than those
     (StarCoder2's `use_bias` also biases c_fc/c_proj: read for attention alone, its other
     setting would load half a model)."""
+    stand_ins = _stand_ins(features)
     for switch in getattr(features, "switches", ()):
         if switch.kind != "bool" or switch.container or field not in (None, switch.field):
             continue
         for value in switch.values:
-            biased = _biased(value.selects)
+            biased = {stand_ins.get(name, name) for name in _biased(value.selects)}
             biased |= {_canonical(name) for name in biased}  # modernbert's Wo is an o_proj
             biased |= {part for name in biased for part in _fused_parts(name)}
             if value.label != "True" or not set(projections) <= biased:
@@ -279,6 +280,21 @@ def _bias_switch(features, projections: tuple[str, ...], *, field=None, covered=
             if covered is None or biased <= covered:
                 return switch
     return None
+
+
+def _stand_ins(features) -> dict[str, str]:
+    """HF projections that stand for a reference's q/k/v ones: a convolutional projection's
+    (`attention.conv_projection`) query and key projections, and the two halves of its values,
+    which the package builds as `wv` and `wv_delayed` with v's bias."""
+    conv = getattr(getattr(features, "attention", None), "conv_projection", None)
+    if not isinstance(conv, dict):
+        return {}
+    return {
+        conv["q"]: "q_proj",
+        conv["k"]: "k_proj",
+        conv["value"]: "v_proj",
+        conv["delayed"]: "v_proj",
+    }
 
 
 def _canonical(name: str) -> str:

@@ -41,13 +41,14 @@ class SetRopePerLayerType(Transform):
         # which), and `rope`, which no layer of that type then reads, is the sliding one
         parameters_of = getattr(getattr(features, "rope", None), "parameters", None) or {}
         nope_full = FULL in parameters_of and parameters_of[FULL] is None
-        full_key = _full_key(parameters_of)
+        sliding_key = _sliding_key(parameters_of, features)
+        full_key = _full_key(parameters_of, sliding_key)
 
         def full(parameters):
             entry = _entry(parameters, full_key)
             if not nope_full:
                 return entry
-            either = cst.BooleanOperation(entry, cst.Or(), _entry(parameters, SLIDING))
+            either = cst.BooleanOperation(entry, cst.Or(), _entry(parameters, sliding_key))
             return either.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
 
         edits.replace_expressions(
@@ -77,7 +78,9 @@ class SetRopePerLayerType(Transform):
             )
         if not _slides(package):
             return  # every layer attends fully: the full-attention table is the only one
-        edits.add_args_field(package, FIELD, f"sliding_rope={code_of(_of_type(built, SLIDING))}")
+        edits.add_args_field(
+            package, FIELD, f"sliding_rope={code_of(_of_type(built, sliding_key))}"
+        )
         model = package.module("model.py")
         rotary = _statement(model, "Model", "__init__", "self.rotary")
         table = _statement(model, "Model", "forward", "rope")
@@ -105,10 +108,27 @@ class SetRopePerLayerType(Transform):
         )
 
 
-def _full_key(parameters_of: dict) -> str:
+def _sliding_key(parameters_of: dict, features) -> str:
+    """The entry of the sliding layers: "sliding_attention", or the layer type of the
+    config's own naming whose layers the source gives a window (zaya's "hybrid_sliding": the
+    `layer_types` switch value that selects `sliding_window`)."""
+    if SLIDING in parameters_of:
+        return SLIDING
+    for switch in getattr(features, "switches", None) or ():
+        if switch.field != "layer_types":
+            continue
+        for value in switch.values:
+            if value.test == "layers" and "sliding_window" in (value.selects or ""):
+                if value.operand in parameters_of:
+                    return value.operand
+    return SLIDING
+
+
+def _full_key(parameters_of: dict, sliding_key: str = SLIDING) -> str:
     """The entry of the layers that do not slide: "full_attention", or the one other type
-    the config names (dots3's "indexed_attention", full attention narrowed by an indexer)."""
-    others = [key for key in parameters_of if key != SLIDING]
+    the config names (dots3's "indexed_attention", full attention narrowed by an indexer;
+    zaya's "hybrid" beside "hybrid_sliding")."""
+    others = [key for key in parameters_of if key != sliding_key]
     return others[0] if FULL not in parameters_of and len(others) == 1 else FULL
 
 

@@ -87,12 +87,14 @@ def test_trailing_rotated_dims_and_a_config_epsilon_are_read():
 
 def test_a_learned_module_on_q_and_k_selects_no_keys():
     """zaya's q/k normalisation (a learned key scale) reaches the kernel through the keys,
-    not a mask: no key selection, named as a module q and k pass through."""
+    not a mask: no key selection; it is read as the L2 q/k norm it is, no module left
+    unnamed."""
     features = analyze("zaya")
     assert _key_selection(features) is None
     found = {u.feature: u.detail for u in features.unsupported}
     assert "attention.key_selection" not in found
-    assert "qk_norm (ZayaQKNorm)" in found["attention.qkv_modules"]
+    assert "attention.qkv_modules" not in found
+    assert features.attention.l2_qk_norm["module"] == "qk_norm"
 
 
 def test_plain_mla_selects_no_keys():

@@ -1,7 +1,7 @@
 """zaya's parts no rule realises yet are each named from the code's structure, where the code
 does them: its router (logits from an MLP over a down-projection, with a state handed between
-layers and a skip class), its q/k normalisation module, its convolutional q/k/v projection
-and the learned per-channel shift and scale of its embeddings; its experts are counted from
+layers and a skip class) and the learned per-channel shift and scale of its embeddings (its
+attention's parts are facts now: test_zaya_attention_facts); its experts are counted from
 the experts, not the router's down-projection. A renamed copy names the same parts; models
 without them name none."""
 
@@ -19,8 +19,6 @@ pytest.importorskip("transformers.models.zaya")
 
 FINDINGS = (
     "moe.router_logits",
-    "attention.qkv_modules",
-    "attention.convolutions",
     "embedding.learned_scale",
 )
 
@@ -49,8 +47,6 @@ def _line(evidence: str) -> str:
             ("router_mlp (ZayaRouterMLP) over down_proj", "router_states", "17 rows for 16"),
             "torch.softmax(router_logits",
         ),
-        ("attention.qkv_modules", ("qk_norm (ZayaQKNorm)",), "self.qk_norm = "),
-        ("attention.convolutions", ("self_attn.qkv_proj (ZayaCCAProjection)",), "qkv_proj"),
         (
             "embedding.learned_scale",
             ("input_hidden_states_scale", "after adding another (input_hidden_states_bias)"),
