@@ -78,7 +78,8 @@ def test_values_after_the_rotation_fail_in_the_full_layer(tmp_path, planned, cas
         models,
         name,
         "k = apply_rotary(k, cos, sin)",
-        "k = apply_rotary(k, cos, sin)\n            v = self.v_norm(k) if self.wv is None else v",
+        "k = apply_rotary(k, cos, sin)\n"
+        "            v = self.v_norm(k) if self.wv is None else v",
     )
     (result,) = verify_toy(models, name, case=case)
     assert not result.passed
