@@ -179,16 +179,21 @@ def _thread_block(package, first: int) -> None:
         return node.with_changes(
             args=[
                 *node.args,
-                cst.Arg(expression(f"{layer_id} >= {first}"), keyword=cst.Name("carried")),
+                cst.Arg(
+                    expression(f"{layer_id} >= {first}"),
+                    keyword=cst.Name("carried"),
+                    equal=cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace("")),
+                ),
             ]
         )
 
     if not rewrite_expressions(package, "model.py", "TransformerBlock", "__init__", rewrite):
         raise EditError("TransformerBlock.__init__ builds no MoE")
+    chosen = _chosen_ffn(package)
     calls = []
 
     def take_out(node):
-        if not m.matches(node, _MOE_CALL):
+        if not (m.matches(node, _MOE_CALL) or (chosen and m.matches(node, m.Call(m.Name(chosen))))):
             return None
         calls.append(node)
         return cst.Name("out")
@@ -196,7 +201,17 @@ def _thread_block(package, first: int) -> None:
     if rewrite_expressions(package, "model.py", "TransformerBlock", "forward", take_out) != 1:
         raise EditError("TransformerBlock.forward: not one call of self.moe")
     (call,) = calls
-    moved = call.with_changes(args=[*call.args, cst.Arg(cst.Name("state"))])
+    arg = code_of(call.args[0].value)
+    if chosen:  # `ffn = self.moe if self.is_moe else self.feed_forward`: dense layers pass it on
+        moe_edits.replace_statement(
+            package, "model.py", "TransformerBlock", "forward", assigns(chosen), ""
+        )
+        computed = (
+            f"if self.is_moe:\n    out, state = self.moe({arg}, state)\n"
+            f"else:\n    out = self.feed_forward({arg})"
+        )
+    else:
+        computed = f"out, state = self.moe({arg}, state)"
     returned = _returns(package, "TransformerBlock")
     moe_edits.replace_statement(
         package,
@@ -204,10 +219,22 @@ def _thread_block(package, first: int) -> None:
         "TransformerBlock",
         "forward",
         _is_return,
-        f"out, state = {code_of(moved)}\nreturn {returned}, state",
+        f"{computed}\nreturn {returned}, state",
     )
     attention_edits.add_param(package, "TransformerBlock", "forward", "state: torch.Tensor | None")
     run(package, "model.py", _Returns("TransformerBlock", "tuple[torch.Tensor, torch.Tensor]"))
+
+
+def _chosen_ffn(package) -> str | None:
+    """`x` where the block's forward picks its feed-forward as `x = self.moe if self.is_moe
+    else self.feed_forward` (layers with and without an MoE), else None."""
+    method = attention_edits.find_method(package.module("model.py"), "TransformerBlock", "forward")
+    picked = m.Assign(
+        targets=[m.AssignTarget(m.Name())],
+        value=m.IfExp(body=m.Attribute(value=m.Name("self"), attr=m.Name("moe"))),
+    )
+    found = findall(method, picked) if method is not None else []
+    return found[0].targets[0].target.value if found else None
 
 
 def _thread_loop(package) -> None:
@@ -324,7 +351,7 @@ class _InLoop(cst.CSTTransformer):
 
 
 class _Docstring(cst.CSTTransformer):
-    """Replace `cls`'s docstring (its first statement, a string)."""
+    """Set `cls`'s docstring (replacing the one it has, if any)."""
 
     def __init__(self, cls: str, text: str):
         super().__init__()
@@ -335,12 +362,14 @@ class _Docstring(cst.CSTTransformer):
             return updated
         body = list(updated.body.body)
         first = body[0] if body else None
-        if not (
+        if (
             isinstance(first, cst.SimpleStatementLine)
             and isinstance(first.body[0], cst.Expr)
             and isinstance(first.body[0].value, cst.SimpleString)
         ):
-            return updated
+            body = body[1:]
         self.hits += 1
-        doc = first.with_changes(body=[cst.Expr(cst.SimpleString(f'"""{self.text}"""'))])
-        return updated.with_changes(body=updated.body.with_changes(body=[doc, *body[1:]]))
+        doc = cst.SimpleStatementLine([cst.Expr(cst.SimpleString(f'"""{self.text}"""'))])
+        if body:
+            body[0] = body[0].with_changes(leading_lines=[cst.EmptyLine()])
+        return updated.with_changes(body=updated.body.with_changes(body=[doc, *body]))

@@ -5,7 +5,9 @@ those yet), and whose layer types carry transformers' usual names (zaya's "hybri
 "hybrid_sliding" are "full_attention" and "sliding_attention" here). Its router (an MLP
 over a down-projection adding the previous layer's router state, a skip class past the
 experts' rows), its embeddings' shift and scale and its fp32 residual stream are ZAYA's
-own."""
+own, but for the skip class's selection bias: it starts at SKIP_BIAS, not -1, so that the
+toy's tokens pick it now and then (at -1 no token does, and a package routing the skip
+class to an expert would pass)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from pathlib import Path
 from codegen.verify.remote_fixture import remote_folder
 
 NAME = "wicket"
+SKIP_BIAS = 0.1
 CAMEL = "Wicket"
 
 PROJECTIONS = "".join(
@@ -61,6 +64,9 @@ def router_folder(dest: Path) -> Path:
         "        query_states, key_states = self.qk_norm(query_states, key_states)\n",
         PROJECTED,
     )
+    start = "balancing_biases[-1] = -1.0"
+    assert text.count(start) == 2  # built so, and so again by _init_weights
+    text = text.replace(start, f"balancing_biases[-1] = {SKIP_BIAS}")
     path.write_text(text)
     for path in [*folder.glob("*.py"), folder / "config.json"]:
         text = path.read_text().replace('"hybrid_sliding"', '"sliding_attention"')
