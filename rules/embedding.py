@@ -22,6 +22,15 @@ RULES = [
         description="embeddings times sqrt(dim) in the model dtype (gemma) or a config value",
     ),
     Rule(
+        id="embedding_affine",
+        feature="embedding.scale",
+        values=("learned_affine",),
+        transform="embedding_affine",
+        params={"affine": FromFeature("embedding.learned_affine")},
+        description="embeddings shifted and scaled by learned per-channel vectors before the"
+        " first layer: (x + b) * s (zaya)",
+    ),
+    Rule(
         id="embedding_norm",
         feature="embedding.norm",
         values=(True,),
@@ -66,6 +75,16 @@ RULES = [
         params={"modules": FromFeature("block.residual_affine")},
         description="each residual add a module of learned per-channel maps on both operands:"
         " (out + b) * s + (x + c) * t (zaya)",
+    ),
+    Rule(
+        # after the embedding and residual rules: it casts what they compute
+        id="fp32_residual",
+        feature="block.residual_fp32",
+        values=(True,),
+        transform="fp32_residual",
+        description="the residual stream kept in fp32 in any model dtype: the embeddings cast"
+        " before the first layer, each norm reading the stream cast to its weight's dtype"
+        " (zaya)",
     ),
     Rule(
         # after the placement rules (they write the block's residual adds) and before

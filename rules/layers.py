@@ -42,4 +42,18 @@ RULES = [
             " gradients, then the outer stack once (HRM)"
         ),
     ),
+    Rule(
+        # after residual_affine (embedding group): the MoE's call leaves the residual add
+        # for a statement of its own, which returns the state beside the output
+        id="router_mlp",
+        feature="moe.router_mlp",
+        values=(True,),
+        transform="router_mlp",
+        params={"found": FromFeature("moe.router_mlp")},
+        description="the router's logits from an MLP (norm, linear layers with an activation"
+        " between each) over a down-projection to which every layer but the first adds the"
+        " previous layer's state times a learned per-channel vector, one skip class past the"
+        " experts' rows (a token picking it gets no expert); the state threaded through the"
+        " layer loop (zaya)",
+    ),
 ]

@@ -151,6 +151,17 @@ SHARDS = [
         "residual_affine",
         {"layers.*.attention_residual": "replicate", "layers.*.ffn_residual": "replicate"},
     ),
+    # the router MLP and its carried state: small, whole on every rank (as the gate is)
+    Shards(
+        "router_mlp",
+        {
+            f"layers.*.moe.router{part}": "replicate"
+            for part in ("", ".down", ".norm", ".fc1", ".fc2", ".fc3", ".out")
+        },
+        optional=("layers.*.moe.router.fc2", "layers.*.moe.router.fc3"),  # 1-3 hidden layers
+    ),
+    # the embeddings' per-channel shift and scale act on the replicated embeddings
+    Shards("embedding_affine", {"embedding_affine": "replicate"}),
     # hyper-connections read and write the replicated residual streams: small, whole on
     # every rank (their projection spans every stream's every channel)
     Shards(

@@ -24,6 +24,7 @@ from codegen.analyze import (
     ffn_widths,
     final_norm,
     fp32_keys,
+    fp32_stream,
     hyper_connections,
     init_cutoff,
     key_selection,
@@ -196,7 +197,9 @@ def _run(ctx: Ctx) -> Features:
     if sparsity is not None:
         ffn = dataclasses.replace(ffn, activation_sparsity=sparsity)
     attention_forms.detect(ctx, shared)
-    scored = router_forms.detect(ctx)
+    scored, router_mlp = router_forms.detect(ctx)
+    if router_mlp is not None:
+        moe = dataclasses.replace(moe, router_mlp=router_mlp)
     if scored is not None:  # the router's last rows score the shared experts, not routed ones
         moe = dataclasses.replace(moe, scored_shared=scored, num_experts=scored.pop("routed"))
     output_gain, router_gain = scalar_gains.detect(ctx)
@@ -273,6 +276,7 @@ def _run(ctx: Ctx) -> Features:
         hyper_connections=hyper,
         stream_weights=norm_facts.get("stream_weights") if norm_facts else None,
         residual_affine=norm_facts.get("residual_affine") if norm_facts else None,
+        residual_fp32=fp32_stream.detect(ctx),
         scaled_residual_init=detect_init.scaled_residual_init(ctx),
         scaled_residual_projections=detect_init.scaled_residual_projections(ctx),
         init_cutoff=init_cutoff.init_cutoff(ctx),

@@ -140,25 +140,40 @@ def _scale_factor(term: Term):
     return factor
 
 
-def _learned_affine(ctx: Ctx, owner: ModuleRec, term: Term, factor: ParamRec) -> None:
-    """The embeddings times a learned parameter of the backbone (zaya's per-channel
-    `(x + bias) * scale`): no config multiplier, no rule yet."""
+def _learned_affine(ctx: Ctx, owner: ModuleRec, term: Term, factor: ParamRec) -> dict | None:
+    """The embeddings times a learned per-channel parameter of the backbone after adding
+    another (zaya's `(x + bias) * scale`): {"scale", "bias"} as checkpoint keys ("bias" ""
+    when nothing is added first). Any other learned factor is named unsupported."""
     names = {id(v): k for k, v in owner.attrs.items()}
     shifts = [
-        names[id(x.module)]
+        x.module
         for a in term.args
         if isinstance(a, Term) and a.op == "add"
         for x in a.args
         if isinstance(x, Term) and x.op == "param" and id(x.module) in names
     ]
+    prefix = f"{ctx.model.stack_owner_path}." if ctx.model.stack_owner_path else ""
+    vectors = [factor, *shifts]
+    if (
+        term.op == "mul"
+        and len(shifts) <= 1
+        and id(factor) in names
+        and all(isinstance(p, ParamRec) and p.kind == "parameter" for p in vectors)
+        and all(len(p.shape) == 1 and p.shape == factor.shape for p in vectors)
+    ):
+        return {
+            "scale": prefix + names[id(factor)],
+            "bias": prefix + names[id(shifts[0])] if shifts else "",
+        }
     ctx.unsupported(
         "embedding.learned_scale",
         f"the embeddings are multiplied by a learned parameter ({names.get(id(factor), '?')},"
         f" shape {tuple(factor.shape)})"
-        + (f" after adding another ({', '.join(shifts)})" if shifts else "")
-        + " before the first layer: no rule yet",
+        + (f" after adding another ({', '.join(names[id(x)] for x in shifts)})" if shifts else "")
+        + " before the first layer, not as (x + bias) * scale per channel: no rule yet",
         _where(term, ctx.class_site(owner)),
     )
+    return None
 
 
 class _Configured(float):
@@ -622,6 +637,7 @@ def detect(ctx: Ctx) -> tuple[Embedding, Head]:
 
     # -- embedding scale --------------------------------------------------------------------------
     scale: bool | str = False
+    affine: dict | None = None
     if emb is not None and emb.cls is not None:
         trace = ctx.trace(emb)
         for t in trace.terms:
@@ -661,7 +677,17 @@ def detect(ctx: Ctx) -> tuple[Embedding, Head]:
                     ):
                         factor = _scale_factor(t)
                         if isinstance(factor, ParamRec) and factor.kind == "parameter":
-                            _learned_affine(ctx, model.stack_owner, t, factor)
+                            affine = _learned_affine(ctx, model.stack_owner, t, factor)
+                            if affine is not None:
+                                scale = "learned_affine"
+                                ctx.cite(
+                                    "embedding.scale",
+                                    f"{_where(t, ctx.class_site(owner))} ((x + {affine['bias']})"
+                                    f" * {affine['scale']} per channel)"
+                                    if affine["bias"]
+                                    else f"{_where(t, ctx.class_site(owner))}"
+                                    f" (x * {affine['scale']} per channel)",
+                                )
                             break
                         if factor is not None and (factor != 1 or isinstance(factor, _Configured)):
                             scale = True
@@ -772,6 +798,7 @@ def detect(ctx: Ctx) -> tuple[Embedding, Head]:
     embedding = Embedding(
         tied=tied,
         scale=scale,
+        learned_affine=affine,
         positions=positions,
         position_offset=offset,
         position_table=table,

@@ -97,6 +97,7 @@ VOCAB: dict[str, tuple] = {
     # "depth_scaled": both by numbers of the depth, x = out / sqrt(k) + x * sqrt((k - 1) / k);
     # "learned_stream": the stream times a learned per-channel vector, x = w * x + out;
     # "affine": both operands shifted and scaled per channel, x = (out + b) * s + (x + c) * t
+    "embedding.scale": (True, False, "learned_affine"),
     "block.residual_scale": (
         True,
         False,
@@ -365,6 +366,10 @@ class Moe:
     # the router's learned one-element gain on the weights it returns, kept in fp32
     # (inkling's `gate.global_scale`): its attribute on the router, else None
     router_gain: str | None = None
+    # the router's logits from an MLP over a down-projection to which the later layers add
+    # the previous layer's state, one skip class past the experts' rows (zaya); see
+    # codegen/analyze/router_forms.py for the dict's keys
+    router_mlp: dict | None = None
     # how the shared experts' output joins the routed one: `sum`, or `average`
     # ((routed + shared) / 2, cohere2_moe's shared_expert_combination_strategy)
     shared_combine: str = "sum"
@@ -437,6 +442,9 @@ class Norm:
 class Embedding:
     tied: bool | str = UNKNOWN
     scale: bool | str = UNKNOWN  # embeddings multiplied before the first layer
+    # scale "learned_affine": (x + bias) * scale with learned per-channel vectors of the
+    # backbone (zaya); {"scale", "bias"} their checkpoint keys, bias "" when none is added
+    learned_affine: dict | None = None
     # absolute positions added to the token embeddings: none | learned (a table indexed by
     # position + position_offset, the module at position_table) | sinusoidal (tensor2tensor's
     # [sin | cos] table, row position + position_offset) | sinusoidal_pow ([sin | cos] halves
@@ -515,6 +523,10 @@ class Block:
     # per-channel parameters of `(out + out_bias) * out_scale + (x + stream_bias) *
     # stream_scale` and their attributes; see codegen/analyze/residual_affine.py
     residual_affine: dict | None = None
+    # the residual stream is kept in fp32 whatever the model's dtype: the embeddings cast
+    # before the first layer, each norm reading the stream cast to its weight's dtype (zaya);
+    # see codegen/analyze/fp32_stream.py
+    residual_fp32: bool = False
     # hyper-connections: the residual stream is several streams, read before and written
     # after each sublayer by a module of the layer (Sinkhorn-mixed, DeepSeek-V4); see
     # codegen/analyze/hyper_connections.py for the dict's keys

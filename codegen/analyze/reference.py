@@ -184,6 +184,7 @@ COMPARED: dict[str, Any] = {
     "moe.scored_shared": lambda found: found is not None,
     "moe.router_gain": lambda found: found is not None,
     "moe.score_activation": lambda found: found is not None,
+    "moe.router_mlp": lambda found: found is not None,
     "moe.layer_condition": moe_layer_rule,
     "norm.kind": None,
     "norm.placement": None,
@@ -208,6 +209,7 @@ COMPARED: dict[str, Any] = {
     "head.logit_scale": None,
     "head.bias": None,
     "block.residual_scale": None,
+    "block.residual_fp32": None,
     "block.scaled_residual_init": None,
     "block.init_cutoff": lambda cutoff: cutoff is not None,
     "block.short_conv": lambda found: found is not None,
@@ -310,6 +312,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "head.logit_scale": (False,),
     "head.bias": (False,),
     "block.residual_scale": (False,),
+    "block.residual_fp32": (False,),  # the residual stream in the model's dtype
     "block.scaled_residual_init": (False,),
     "block.init_cutoff": (False,),  # normal inits are not truncated
     "block.short_conv": (False,),  # every layer's token mixer is attention
@@ -348,6 +351,7 @@ _MOE_BASE: dict[str, tuple] = {
     "moe.scored_shared": (False,),  # the router's rows score the routed experts only
     "moe.router_gain": (False,),  # the routing weights carry no learned gain
     "moe.score_activation": (False,),  # scored by the router's softmax or sigmoid itself
+    "moe.router_mlp": (False,),  # the router's logits are one projection of the input
 }
 _DENSE_COMMON.update(_MOE_BASE)
 

@@ -14,13 +14,20 @@ would read wrongly or not at all, found on every MoE layer from the code's data 
   sigmoid and those `detect_moe` reads as `moe.score_activation` in a sigmoid's place
   (DeepSeek-V4's `sqrtsoftplus`, from `config.scoring_func`).
 * `moe.router_logits`: the scores computed from logits that no single projection of the
-  hidden states gives: the router calls a module other than a projection on the way (zaya:
-  an MLP with a norm and two activations over a down-projection, which also adds the
-  previous layer's router state; its rows score the experts and a skip class).
+  hidden states gives: the router calls a module other than a projection on the way. One
+  form is a fact, `moe.router_mlp` (zaya's): the logits an MLP computes (a norm, then
+  linear layers with one activation between each) over a down-projection of the hidden
+  states, to which the routers of the later layers add the previous layer's down-projected
+  state (an input of the router's own) times a learned per-channel vector, the sum handed on
+  to the next layer; the logits' rows score the experts and one skip class past them (a token
+  picking it gets no expert). Any other form is named unsupported.
 """
 
 from __future__ import annotations
 
+import ast
+
+import libcst as cst
 import libcst.matchers as m
 
 from codegen.analyze.attention_forms import build_shape, span
@@ -29,15 +36,16 @@ from codegen.analyze.dataflow import Term, walk
 from codegen.analyze.detect_ffn import experts_of, ffn_modules
 from codegen.analyze.detect_moe import SCORE_ACTIVATIONS
 from codegen.analyze.evaluate import ModuleRec, ParamRec
-from codegen.analyze.roles import LINEAR, MOE
+from codegen.analyze.roles import ACT, LINEAR, MOE, NORM
 
 _SCORES = ("softmax", "log_softmax", "sigmoid")
 _PICKS = ("topk", "argmax", "argsort", "sort", "max")
 
 
-def detect(ctx: Ctx) -> dict | None:
-    """The unread routing forms are named unsupported; returns `moe.scored_shared`."""
-    scored = None
+def detect(ctx: Ctx) -> tuple[dict | None, dict | None]:
+    """The unread routing forms are named unsupported; returns `moe.scored_shared` and
+    `moe.router_mlp`."""
+    scored = mlp = None
     seen: dict[tuple, tuple | None] = {}  # the block's classes -> its table-picking router
     tables: dict[tuple, tuple[str, list[int]]] = {}  # router -> (site, layers)
     for index, (role, moe, _) in sorted(ffn_modules(ctx).items()):
@@ -59,7 +67,7 @@ def detect(ctx: Ctx) -> dict | None:
             seen[shape] = key = (moe.cls.name, router.cls.name)
             tables[key] = (site, [index])
         _score_activation(ctx, router, terms)
-        _computed_logits(ctx, moe, router, terms)
+        mlp = _computed_logits(ctx, moe, router, terms) or mlp
     for (_, router), (site, layers) in tables.items():
         ctx.unsupported(
             "moe.table_routing",
@@ -68,7 +76,7 @@ def detect(ctx: Ctx) -> dict | None:
             " no rule yet",
             site,
         )
-    return scored
+    return scored, mlp
 
 
 def _router(ctx: Ctx, moe: ModuleRec) -> ModuleRec | None:
@@ -268,15 +276,16 @@ def _describe(rec: ModuleRec) -> str:
     return rec.cls.name
 
 
-def _computed_logits(ctx: Ctx, moe: ModuleRec, router: ModuleRec, terms: list[Term]) -> None:
-    """The scores read logits a module other than a projection computed (an MLP)."""
+def _computed_logits(ctx: Ctx, moe: ModuleRec, router: ModuleRec, terms: list[Term]) -> dict | None:
+    """The scores read logits a module other than a projection computed (an MLP): the
+    `moe.router_mlp` fact where it has zaya's form, else named unsupported."""
     scores = [t for t in terms if t.op == "fn" and t.name.rsplit(".", 1)[-1] in _SCORES]
     if not scores or not scores[0].args:
-        return
+        return None
     chain = [x for x in walk(scores[0].args[0]) if x.op == "call" and x.module is not None]
     computed = [x for x in chain if ctx.roles.role(x.module) != LINEAR]
     if not computed:
-        return
+        return None
     names = {id(v): k for k, v in router.children()}
     parts = [f"{names.get(id(x.module), '?')} ({_describe(x.module)})" for x in computed]
     projections = [
@@ -284,6 +293,16 @@ def _computed_logits(ctx: Ctx, moe: ModuleRec, router: ModuleRec, terms: list[Te
     ]
     extra = [t.name for t in terms if t.op == "input" and not t.kwargs.get("primary")]
     rows, count = _out_rows(ctx, computed[-1].module), _count(ctx, experts_of(ctx, moe)[1])
+    found = _router_mlp(ctx, moe, router, chain, computed, rows, count)
+    if found is not None:
+        where = scores[0].site.cite() if scores[0].site else ctx.class_site(router)
+        ctx.cite(
+            "moe.router_mlp",
+            f"{where} ({found['mlp']} over {found['down']}, the previous layer's state times"
+            f" {found['state_scale']} from layer {found['carried_from']}, {rows} rows for"
+            f" {count} experts: a skip class)",
+        )
+        return found
     ctx.unsupported(
         "moe.router_logits",
         f"the router's logits come from {', '.join(parts)}"
@@ -306,3 +325,157 @@ def _out_rows(ctx: Ctx, module: ModuleRec):
     ]
     args = list(linears[-1].args) if linears else []
     return args[1] if len(args) > 1 else None
+
+
+def _router_mlp(ctx: Ctx, moe, router, chain, computed, rows, count) -> dict | None:
+    """zaya's router: {"router" (its attribute in the block), "down" (the projection of the
+    hidden states, its width's config field in "width", its bias in "down_bias"), "mlp" (the
+    module computing the logits over it), "norm", "linears" (the MLP's linear layers in call order),
+    "biases" (theirs), "activation", "state_scale" (the later layers' per-channel vector on
+    the carried state), "skip_bias_init" (what the router's `__init__` sets the last row of a
+    buffer to: the skip class's selection bias, else 0.0),
+    "carried_from" (the first layer whose router holds it)}; None for another form."""
+    if len(computed) != 1 or not (isinstance(rows, int) and isinstance(count, int)):
+        return None
+    if rows != count + 1:  # the experts' rows and one skip class
+        return None
+    mlp = computed[0].module
+    downs = [x for x in chain if x is not computed[0] and ctx.roles.role(x.module) == LINEAR]
+    if len(downs) != 1 or not any(t.op == "input" for t in walk(downs[0])):
+        return None
+    names = {id(v): k for k, v in router.children()}
+    parts = {id(v): k for k, v in mlp.children()}
+    mlp_terms = ctx.trace(mlp, inline=False).terms
+    calls = [t for t in mlp_terms if t.op == "call" and id(t.module) in parts]
+    kinds = [ctx.roles.role(t.module) for t in calls]
+    linears = [parts[id(t.module)] for t in calls if ctx.roles.role(t.module) == LINEAR]
+    acts = {_activation_of(t.module) for t in calls if ctx.roles.role(t.module) == ACT}
+    expected = ["norm"] + ["linear", "act"] * (len(linears) - 1) + ["linear"]
+    if kinds != expected or len(acts) != 1 or None in acts or len(linears) < 2:
+        return None
+    carried = _carried_state(ctx, moe, router)
+    if carried is None:
+        return None
+    scale, first = carried
+    width = _width_field(ctx, router, names[id(downs[0].module)])
+    if width is None:
+        return None
+    norm = next(parts[id(t.module)] for t in calls if ctx.roles.role(t.module) == NORM)
+    return {
+        "router": _attribute(moe, router) or "",
+        "down": names[id(downs[0].module)],
+        "down_bias": bool(downs[0].module.kwargs.get("bias", True)),
+        "width": width,
+        "mlp": names[id(mlp)],
+        "norm": norm,
+        "linears": tuple(linears),
+        "biases": tuple(bool(mlp.attrs[n].kwargs.get("bias", True)) for n in linears),
+        "activation": next(iter(acts)),
+        "state_scale": scale,
+        "carried_from": first,
+        "skip_bias_init": _skip_bias_init(ctx, router),
+    }
+
+
+def _carried_state(ctx: Ctx, moe: ModuleRec, router: ModuleRec) -> tuple[str, int] | None:
+    """(the per-channel parameter the routers of later layers multiply the carried state
+    by, the first layer whose router holds it) where the router's forward adds an input of
+    its own times that parameter (`x = x + state * self.scale`); else None. Read from the
+    source: the traced first layer's router skips that add (it holds no such parameter)."""
+    block = next((k for k, v in ctx.model.layers[0].attrs.items() if v is moe), None)
+    name = _attribute(moe, router)
+    scaled = None
+    for base in ctx.model.project.mro(router.cls):
+        fn = base.methods.get("forward")
+        if fn is not None:
+            scaled = _scaled_input(fn)
+            break
+    if scaled is None or block is None or name is None:
+        return None
+    for index, layer in enumerate(ctx.model.layers or ()):
+        rec = layer.attrs.get(block) if isinstance(layer, ModuleRec) else None
+        later = rec.attrs.get(name) if isinstance(rec, ModuleRec) else None
+        param = later.attrs.get(scaled) if isinstance(later, ModuleRec) else None
+        if isinstance(param, ParamRec) and param.kind == "parameter" and len(param.shape) == 1:
+            return scaled, index
+    return None
+
+
+def _skip_bias_init(ctx: Ctx, router: ModuleRec) -> float:
+    """`self.<buffer>[-1] = <number>` in the router's `__init__` (zaya's
+    `balancing_biases[-1] = -1.0`): the number, else 0.0."""
+    last = m.Subscript(
+        value=m.Attribute(value=m.Name("self"), attr=m.Name()),
+        slice=[m.SubscriptElement(m.Index(m.UnaryOperation(m.Minus(), m.Integer("1"))))],
+    )
+    for base in ctx.model.project.mro(router.cls):
+        fn = base.methods.get("__init__")
+        if fn is None:
+            continue
+        for node in m.findall(fn, m.Assign(targets=[m.AssignTarget(last)])):
+            buffer = router.attrs.get(node.targets[0].target.value.attr.value)
+            if not (isinstance(buffer, ParamRec) and buffer.kind == "buffer"):
+                continue
+            try:
+                return float(ast.literal_eval(cst.Module([]).code_for_node(node.value)))
+            except (ValueError, SyntaxError):
+                return 0.0
+        return 0.0
+    return 0.0
+
+
+def _width_field(ctx: Ctx, router: ModuleRec, down: str) -> str | None:
+    """The config field the down-projection's output width reads in the router's
+    `__init__` (`nn.Linear(h, self.w, ...)` with `self.w = config.w`, or `config.w` itself)."""
+    for base in ctx.model.project.mro(router.cls):
+        fn = base.methods.get("__init__")
+        if fn is None:
+            continue
+        aliases = {}
+        for node in m.findall(fn, m.Assign(targets=[m.AssignTarget(m.Attribute(m.Name("self")))])):
+            value = node.value
+            if m.matches(value, m.Attribute(value=m.Name("config"), attr=m.Name())):
+                aliases[node.targets[0].target.attr.value] = value.attr.value
+            target = node.targets[0].target.attr.value
+            if target == down and isinstance(value, cst.Call) and len(value.args) >= 2:
+                width = value.args[1].value
+                if m.matches(width, m.Attribute(value=m.Name("config"), attr=m.Name())):
+                    return width.attr.value
+                if m.matches(width, m.Attribute(value=m.Name("self"), attr=m.Name())):
+                    return aliases.get(width.attr.value)
+        return None
+    return None
+
+
+def _scaled_input(fn) -> str | None:
+    """`y = y + <input> * self.<attr>` in `fn`, `<input>` a parameter of `fn` after the
+    hidden states: the attribute."""
+    inputs = {p.name.value for p in fn.params.params[2:]}
+    for node in m.findall(
+        fn,
+        m.BinaryOperation(
+            operator=m.Add(),
+            right=m.BinaryOperation(
+                operator=m.Multiply(),
+                left=m.Name(),
+                right=m.Attribute(value=m.Name("self"), attr=m.Name()),
+            ),
+        ),
+    ):
+        if node.right.left.value in inputs:
+            return node.right.right.attr.value
+    return None
+
+
+_ACTIVATIONS = {"GELU": "gelu", "SiLU": "silu", "ReLU": "relu"}
+
+
+def _activation_of(rec) -> str | None:
+    """The activation a router MLP applies: an nn module (exact GELU, SiLU, ReLU) or a
+    config name of these."""
+    if isinstance(rec, ModuleRec):
+        if rec.kind == "GELU" and rec.kwargs.get("approximate", "none") != "none":
+            return None
+        return _ACTIVATIONS.get(rec.kind)
+    name = getattr(rec, "name", None)
+    return name if name in _ACTIVATIONS.values() else None

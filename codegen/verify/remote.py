@@ -140,7 +140,12 @@ def _local(reference: str) -> str:
 def remote_toy_config(remote: RemoteModel, **overrides):
     """The toy of the folder's config.json (its own config class), with every feature on;
     `overrides` are applied as if written in config.json (like `tiny_config`'s)."""
-    from codegen.verify.tiny_config import _RECOMPUTED, _layer_count_derived, config_values
+    from codegen.verify.tiny_config import (
+        _RECOMPUTED,
+        _layer_count_derived,
+        build_toy,
+        config_values,
+    )
 
     raw = read_folder_config(remote.folder)
     values = {key: value for key, value in raw.items() if key not in _RECOMPUTED}
@@ -156,7 +161,7 @@ def remote_toy_config(remote: RemoteModel, **overrides):
             # own setting (a window pattern kept with the window switched off is invalid)
             toy.pop("layer_types", None)
         toy.update(overrides)
-        return remote.config_class(**toy)
+        return build_toy(remote.config_class, toy, full, overrides)
 
 
 def shrink_legacy(values: dict[str, Any], attribute_map: dict[str, str]) -> dict[str, Any]:

@@ -544,11 +544,17 @@ def tiny_config(model_type: str, **overrides):
     for key in _layer_count_derived(config_class):
         toy.pop(key, None)
     toy.update(overrides)
+    return build_toy(config_class, toy, values, overrides)
+
+
+def build_toy(config_class, toy: dict, values: dict, overrides: dict):
+    """`config_class(**toy)`; where the class validates a field the toy shrank or grew
+    (zaya's "supports `num_experts_per_tok=1` only"), the fields its message names in
+    backticks go back to `values` (the full config's; an override stays: the caller's
+    error)."""
     try:
         return config_class(**toy)
-    except Exception as err:  # the class validates a field the toy shrank or grew
-        # zaya's "supports `num_experts_per_tok=1` only": the fields the message names in
-        # backticks go back to the class's defaults (an override stays: the caller's error)
+    except Exception as err:
         named = {k for k in re.findall(r"`(\w+)", str(err)) if k in toy and k not in overrides}
         if not named or any(toy[k] == values.get(k) for k in named):
             raise  # not a toy value the class refuses

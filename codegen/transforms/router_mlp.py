@@ -1,0 +1,375 @@
+"""Router logits from an MLP over a down-projection carrying a state across layers (zaya)."""
+
+from __future__ import annotations
+
+import libcst as cst
+import libcst.matchers as m
+
+from codegen.transforms import _attention_edits as attention_edits
+from codegen.transforms import _moe_edits as moe_edits
+from codegen.transforms._rope_edits import (
+    RewriteExpressions,
+    add_args_field,
+    rewrite_expressions,
+)
+from codegen.transforms.base import Transform
+from codegen.transforms.edits import (
+    EditDict,
+    EditError,
+    assigns,
+    code_of,
+    expression,
+    findall,
+    run,
+    statements,
+)
+
+ROUTER = '''
+class Router(nn.Module):
+    """Router logits from an MLP over a down-projection of the input; every layer but the
+    first adds the previous layer's down-projected state times a learned per-channel vector.
+    The logits score the experts and a skip class past them. Returns (logits, the state the
+    next layer's router reads)."""
+
+    def __init__(self, args: ModelArgs, carried: bool):
+        super().__init__()
+        self.down = nn.Linear(args.dim, args.router_dim, bias={down_bias})
+        self.state_scale = nn.Parameter(torch.ones(args.router_dim)) if carried else None
+        self.norm = RMSNorm(args.router_dim, args.norm_eps)
+{layers}
+
+    def init_parameters(self, std: float) -> None:
+        if self.state_scale is not None:  # HF's _init_weights: the state as it is
+            nn.init.ones_(self.state_scale)
+
+    def forward(
+        self, x: torch.Tensor, state: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.down(x)
+        if self.state_scale is not None:
+            h = h + state * self.state_scale
+        return {logits}, h
+'''
+
+SKIP = """
+# a token picking the skip class (the row past the experts') gets no expert
+skip = indices == self.num_experts
+weights, indices = weights.masked_fill(skip, 0), indices.masked_fill(skip, 0)
+"""
+
+DOC = (
+    "Routed feed-forward: the router scores every expert and a skip class, each token runs"
+    "\n    its top_k experts (none for the skip class); the router's state goes on to the next"
+    " layer."
+)
+
+SKIP_INIT = '''
+def init_parameters(self, std: float) -> None:
+    """The skip class's selection bias starts at {start} (the experts' at zero)."""
+    self.e_score_correction_bias[-1] = {start}
+'''
+
+_MOE_CALL = m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name("moe")))
+_ROUTE = m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name("route")))
+_LAYER_LOOP = m.For(iter=m.Attribute(value=m.Name("self"), attr=m.Name("layers")))
+
+
+def router_class(found: dict) -> str:
+    """The `Router` class for the analysed `moe.router_mlp`."""
+    hidden = len(found["linears"]) - 1
+    names = [f"fc{i + 1}" for i in range(hidden)] + ["out"]
+    layers = []
+    for name, bias in zip(names, found["biases"], strict=True):
+        rows = "args.num_experts + 1" if name == "out" else "args.router_dim"
+        layers.append(f"        self.{name} = nn.Linear(args.router_dim, {rows}, bias={bias})")
+    act = f"F.{found['activation']}"
+    logits = "self.norm(h)"
+    for name in names[:-1]:
+        logits = f"{act}(self.{name}({logits}))"
+    return ROUTER.format(
+        down_bias=found["down_bias"],
+        layers="\n".join(layers),
+        logits=f"self.out({logits})",
+    )
+
+
+class RouterMlp(Transform):
+    """The MoE's router becomes a `Router` (see `router_class`): `MoE.forward` takes and
+    returns the carried state, a pick of the skip class gets weight zero on expert 0 (as HF
+    masks it); `TransformerBlock.forward` threads the state from its MoE, `Model.forward`
+    through the layer loop (None into the first layer, whose router holds no state scale).
+    The correction bias, if any, gets the skip class's row too. `found` is the analysed
+    `moe.router_mlp`; the adapter maps its modules' keys in place of the gate's weight."""
+
+    name = "router_mlp"
+
+    def apply(self, package, features=None, *, found: dict | None = None) -> None:
+        if not found:
+            raise EditError("router_mlp needs the analysed moe.router_mlp")
+        if not moe_edits.has_class(package, "model.py", "MoE"):
+            raise EditError("model.py has no MoE class (run add_moe first)")
+        add_args_field(
+            package,
+            "router_dim",
+            "int = 256  # the router's down-projection width",
+            f"hf_config.{found['width']}",
+        )
+        moe_edits.insert_before_class(package, "model.py", "MoE", router_class(found))
+        moe_edits.replace_statement(
+            package,
+            "model.py",
+            "MoE",
+            "__init__",
+            assigns("self.gate"),
+            "self.router = Router(args, carried)\nself.num_experts = args.num_experts",
+        )
+        attention_edits.add_param(package, "MoE", "__init__", "carried: bool")
+        run(package, "model.py", _Docstring("MoE", DOC))
+        _widen_correction_bias(package, found.get("skip_bias_init", 0.0))
+        _route_in_forward(package)
+        _thread_block(package, found["carried_from"])
+        _thread_loop(package)
+        _rows(package, found)
+
+
+def _widen_correction_bias(package, start: float) -> None:
+    """`torch.zeros(args.num_experts)` of the correction bias gets the skip class's row,
+    which starts at `start` where that is not zero (HF's _init_weights)."""
+    narrow = m.Call(
+        func=m.Attribute(value=m.Name("torch"), attr=m.Name("zeros")),
+        args=[m.Arg(m.Attribute(value=m.Name("args"), attr=m.Name("num_experts")))],
+    )
+
+    def rewrite(node):
+        return expression("torch.zeros(args.num_experts + 1)") if m.matches(node, narrow) else None
+
+    widened = run(
+        package, "model.py", RewriteExpressions("MoE", "__init__", rewrite), required=False
+    )
+    if widened and start:
+        attention_edits.add_method_after_init(package, "MoE", SKIP_INIT.format(start=start))
+
+
+def _route_in_forward(package) -> None:
+    moe_edits.replace_statement(
+        package,
+        "model.py",
+        "MoE",
+        "forward",
+        lambda s: bool(findall(s, _ROUTE)),
+        "logits, state = self.router(x, state)\nweights, indices = self.route(logits)" + SKIP,
+    )
+    attention_edits.add_param(package, "MoE", "forward", "state: torch.Tensor | None")
+    returned = _returns(package, "MoE")
+    moe_edits.replace_statement(
+        package, "model.py", "MoE", "forward", _is_return, f"return {returned}, state"
+    )
+    run(package, "model.py", _Returns("MoE", "tuple[torch.Tensor, torch.Tensor]"))
+
+
+def _thread_block(package, first: int) -> None:
+    """The block builds its MoE with `carried` from layer `first` on, passes the state in
+    and returns it beside its output."""
+
+    layer_id = attention_edits.ensure_layer_id(package)
+
+    def rewrite(node):
+        if not m.matches(node, m.Call(func=m.Name("MoE"))):
+            return None
+        return node.with_changes(
+            args=[
+                *node.args,
+                cst.Arg(
+                    expression(f"{layer_id} >= {first}"),
+                    keyword=cst.Name("carried"),
+                    equal=cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace("")),
+                ),
+            ]
+        )
+
+    if not rewrite_expressions(package, "model.py", "TransformerBlock", "__init__", rewrite):
+        raise EditError("TransformerBlock.__init__ builds no MoE")
+    chosen = _chosen_ffn(package)
+    calls = []
+
+    def take_out(node):
+        if not (m.matches(node, _MOE_CALL) or (chosen and m.matches(node, m.Call(m.Name(chosen))))):
+            return None
+        calls.append(node)
+        return cst.Name("out")
+
+    if rewrite_expressions(package, "model.py", "TransformerBlock", "forward", take_out) != 1:
+        raise EditError("TransformerBlock.forward: not one call of self.moe")
+    (call,) = calls
+    arg = code_of(call.args[0].value)
+    if chosen:  # `ffn = self.moe if self.is_moe else self.feed_forward`: dense layers pass it on
+        moe_edits.replace_statement(
+            package, "model.py", "TransformerBlock", "forward", assigns(chosen), ""
+        )
+        computed = (
+            f"if self.is_moe:\n    out, state = self.moe({arg}, state)\n"
+            f"else:\n    out = self.feed_forward({arg})"
+        )
+    else:
+        computed = f"out, state = self.moe({arg}, state)"
+    returned = _returns(package, "TransformerBlock")
+    moe_edits.replace_statement(
+        package,
+        "model.py",
+        "TransformerBlock",
+        "forward",
+        _is_return,
+        f"{computed}\nreturn {returned}, state",
+    )
+    attention_edits.add_param(package, "TransformerBlock", "forward", "state: torch.Tensor | None")
+    run(package, "model.py", _Returns("TransformerBlock", "tuple[torch.Tensor, torch.Tensor]"))
+
+
+def _chosen_ffn(package) -> str | None:
+    """`x` where the block's forward picks its feed-forward as `x = self.moe if self.is_moe
+    else self.feed_forward` (layers with and without an MoE), else None."""
+    method = attention_edits.find_method(package.module("model.py"), "TransformerBlock", "forward")
+    picked = m.Assign(
+        targets=[m.AssignTarget(m.Name())],
+        value=m.IfExp(body=m.Attribute(value=m.Name("self"), attr=m.Name("moe"))),
+    )
+    found = findall(method, picked) if method is not None else []
+    return found[0].targets[0].target.value if found else None
+
+
+def _thread_loop(package) -> None:
+    """`h = layer(h, ...)` becomes `h, state = layer(h, ..., state)`, `state = None` first."""
+
+    def rewrite(node):
+        if not (
+            isinstance(node, cst.Assign) and m.matches(node.value, m.Call(func=m.Name("layer")))
+        ):
+            return None
+        call = node.value.with_changes(args=[*node.value.args, cst.Arg(cst.Name("state"))])
+        target = code_of(node.targets[0].target)
+        return statements(f"{target}, state = {code_of(call)}")[0].body[0]
+
+    if not run(package, "model.py", _InLoop(rewrite)):
+        raise EditError("Model.forward: no `h = layer(h, ...)` in the layer loop")
+    moe_edits.insert_statements(
+        package,
+        "Model",
+        "forward",
+        lambda s: m.matches(s, _LAYER_LOOP),
+        "state = None  # the router state each layer hands to the next",
+        before=True,
+    )
+
+
+def _rows(package, found: dict) -> None:
+    """The gate weight's row becomes the router modules' rows under the same HF prefix."""
+    hit = []
+
+    def rows(hf, house):
+        if moe_edits.house_of(house) != '"layers.{}.moe.gate.weight"':
+            return [(hf, house)]
+        hit.append(hf)
+        prefix = hf.strip('"').rsplit(".", 1)[0]
+        mlp = f"{prefix}.{found['mlp']}"
+        house = "layers.{}.moe.router"
+        out = [moe_edits.row(f"{prefix}.{found['down']}.weight", f"{house}.down.weight")]
+        if found["down_bias"]:
+            out.append(moe_edits.row(f"{prefix}.{found['down']}.bias", f"{house}.down.bias"))
+        out.append(moe_edits.row(f"{prefix}.{found['state_scale']}", f"{house}.state_scale"))
+        out.append(moe_edits.row(f"{mlp}.{found['norm']}.weight", f"{house}.norm.weight"))
+        hidden = len(found["linears"]) - 1
+        names = [f"fc{i + 1}" for i in range(hidden)] + ["out"]
+        for name, theirs, bias in zip(names, found["linears"], found["biases"], strict=True):
+            out.append(moe_edits.row(f"{mlp}.{theirs}.weight", f"{house}.{name}.weight"))
+            if bias:
+                out.append(moe_edits.row(f"{mlp}.{theirs}.bias", f"{house}.{name}.bias"))
+        return out
+
+    run(package, "state_dict_adapter.py", EditDict("from_hf_map", rows))
+    if not hit:
+        raise EditError("state_dict_adapter.py has no row for the router's weight")
+
+
+def _is_return(statement) -> bool:
+    body = getattr(statement, "body", None)
+    return isinstance(body, list | tuple) and bool(body) and isinstance(body[0], cst.Return)
+
+
+def _returns(package, cls: str) -> str:
+    """The code `cls.forward` returns last."""
+    method = attention_edits.find_method(package.module("model.py"), cls, "forward")
+    last = method.body.body[-1] if method is not None else None
+    if not _is_return(last):
+        raise EditError(f"{cls}.forward does not end in a return")
+    return code_of(last.body[0].value)
+
+
+class _Returns(cst.CSTTransformer):
+    """Set `cls.forward`'s return annotation."""
+
+    def __init__(self, cls: str, annotation: str):
+        super().__init__()
+        self.cls, self.annotation, self.inside, self.hits = cls, annotation, False, 0
+
+    def visit_ClassDef(self, node):
+        self.inside = node.name.value == self.cls
+
+    def leave_FunctionDef(self, original, updated):
+        if not self.inside or original.name.value != "forward":
+            return updated
+        self.hits += 1
+        return updated.with_changes(returns=cst.Annotation(expression(self.annotation)))
+
+
+class _InLoop(cst.CSTTransformer):
+    """Apply `rewrite` to the statements inside `Model.forward`'s loop over `self.layers`."""
+
+    def __init__(self, rewrite):
+        super().__init__()
+        self.rewrite, self.cls, self.depth, self.hits = rewrite, None, 0, 0
+
+    def visit_ClassDef(self, node):
+        self.cls = node.name.value
+
+    def visit_For(self, node):
+        if self.cls == "Model" and m.matches(node, _LAYER_LOOP):
+            self.depth += 1
+
+    def leave_For(self, original, updated):
+        if self.cls == "Model" and m.matches(original, _LAYER_LOOP):
+            self.depth -= 1
+        return updated
+
+    def leave_Assign(self, original, updated):
+        if not self.depth:
+            return updated
+        new = self.rewrite(updated)
+        if new is None:
+            return updated
+        self.hits += 1
+        return new
+
+
+class _Docstring(cst.CSTTransformer):
+    """Set `cls`'s docstring (replacing the one it has, if any)."""
+
+    def __init__(self, cls: str, text: str):
+        super().__init__()
+        self.cls, self.text, self.hits = cls, text, 0
+
+    def leave_ClassDef(self, original, updated):
+        if original.name.value != self.cls:
+            return updated
+        body = list(updated.body.body)
+        first = body[0] if body else None
+        if (
+            isinstance(first, cst.SimpleStatementLine)
+            and isinstance(first.body[0], cst.Expr)
+            and isinstance(first.body[0].value, cst.SimpleString)
+        ):
+            body = body[1:]
+        self.hits += 1
+        doc = cst.SimpleStatementLine([cst.Expr(cst.SimpleString(f'"""{self.text}"""'))])
+        if body:
+            body[0] = body[0].with_changes(leading_lines=[cst.EmptyLine()])
+        return updated.with_changes(body=updated.body.with_changes(body=[doc, *body]))
