@@ -15,7 +15,9 @@ layer's attention (never from names) and named unsupported in one line:
 * `attention.compressed_kv`: keys concatenated with the output of a module of the
   attention's own other than a projection, norm or rotary (a compressor of past tokens),
   named with the layers it is on and any part of it that picks entries by top-k (an
-  indexer).
+  indexer);
+* `attention.layer_forwards`: attention layers whose module runs another `forward` than
+  the first attention layer's (whose facts the others are read as).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ _CATS = ("cat", "concat", "concatenate")
 
 
 def detect(ctx: Ctx, shared: dict) -> None:
+    _layer_forwards(ctx, shared)
     seen: set[int] = set()
     shapes: dict[tuple, list] = {}  # the attention's classes -> its compressors
     compressors: dict[str, dict] = {}  # class -> {"name", "site", "layers", "indexer"}
@@ -66,6 +69,33 @@ def detect(ctx: Ctx, shared: dict) -> None:
             f" from the hidden states: {'; '.join(parts)}: no rule yet",
             next(iter(compressors.values()))["site"],
         )
+
+
+def _layer_forwards(ctx: Ctx, shared: dict) -> None:
+    """Attention layers running another forward than the first attention layer's (a class
+    of its own with its own `forward`, Inkling-2's full-attention layers beside its sliding
+    ones): the facts are read from the first, so the others are named."""
+    forwards: dict[int, tuple] = {}  # id(forward) -> (class name, site, layers)
+    for entry in shared.get("per_layer", ()):
+        info = entry.get("info")
+        rec = getattr(info, "rec", None)
+        found = ctx.model.project.find_method(rec.cls, "forward") if rec and rec.cls else None
+        if found is None:
+            continue
+        name, site, layers = forwards.setdefault(
+            id(found[1]), (rec.cls.name, ctx.class_site(rec), [])
+        )
+        layers.append(entry["index"])
+    if len(forwards) < 2:
+        return
+    (first, _, read), *others = forwards.values()
+    parts = [f"{name} on layers {span(layers)}" for name, _, layers in others]
+    ctx.unsupported(
+        "attention.layer_forwards",
+        f"attention layers run other forwards than {first}'s (layers {span(read)}, whose"
+        f" facts are read): {'; '.join(parts)}: no rule yet",
+        others[0][1],
+    )
 
 
 def _projections(ctx: Ctx, info) -> None:
