@@ -128,9 +128,10 @@ def _unprojected_attentions(ctx: Ctx) -> None:
                 (None, ".".join(p for p in (ctx.model.stack_owner_path, name) if p), child)
             )
     for index, path, rec in beside:
-        if any(ctx.roles.role(c) == LINEAR for _, c in rec.children()):
+        # torch's own attention (nn.MultiheadAttention) projects with weights of its own
+        if rec.cls is None or any(ctx.roles.role(c) == LINEAR for _, c in rec.children()):
             continue
-        cls = rec.cls.name if rec.cls else rec.kind
+        cls = rec.cls.name
         entry = found.setdefault(path, (cls, ctx.site(rec), []))
         if index is not None:
             entry[2].append(index)

@@ -929,9 +929,10 @@ def _sinusoid(ctx: Ctx) -> tuple[str, str] | None:
 
 
 def _reached_functions(ctx: Ctx) -> list:
-    """The modeling file's methods of the classes the model builds (and their bases in the
-    file), then the module functions those methods call: a sin/cos of a class the model never
-    builds (a vision tower's rotation beside a text model) is no position table of it."""
+    """The module functions called by the methods of the classes the model builds (and of
+    their bases in the file), then those methods, in the file's order: a sin/cos of a class
+    the model never builds (a vision tower's rotation beside a text model) is no position
+    table of it."""
     sf = ctx.model.modeling
     classes: list = []
     built = [rec for _, rec in walk_tree(ctx.model.entry) if isinstance(rec, ModuleRec)]
@@ -942,11 +943,11 @@ def _reached_functions(ctx: Ctx) -> list:
             continue
         classes.append(cls)
         pending += [sf.classes[base] for base in cls.bases if base in sf.classes]
-    methods = [fn for cls in classes for fn in cls.methods.values()]
+    methods = [fn for cls in sorted(classes, key=lambda c: c.line) for fn in cls.methods.values()]
     called: set[str] = set()
     for fn in methods:
         called |= ctx.roles.function_signals(sf, fn).functions
-    return methods + [fn for name, fn in sf.functions.items() if name in called]
+    return [fn for name, fn in sf.functions.items() if name in called] + methods
 
 
 def _pow_halves(sf, fn, signals) -> bool:
