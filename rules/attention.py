@@ -220,11 +220,13 @@ RULES += [
             "head_bias": FromFeature("attention.gate_head_bias"),
             "fn": FromFeature("attention.output_gate"),
             "per_head": FromFeature("attention.gate_per_head"),
+            "fp32": FromFeature("attention.gate_fp32"),
         },
         description=(
             "the attention output times sigmoid(wg(x)) before wo, wg a projection of its own"
             " (plus a learned per-head bias where the source adds one); softplus(wg(x)) in"
-            " fp32 where the source has it, one gate per head where wg has one output per head"
+            " fp32 where the source has it, one gate per head where wg has one output per head;"
+            " the sigmoid in fp32 where the source upcasts the gate"
         ),
     ),
     Rule(

@@ -15,22 +15,36 @@ layer's attention (never from names) and named unsupported in one line:
 * `attention.compressed_kv`: keys concatenated with the output of a module of the
   attention's own other than a projection, norm or rotary (a compressor of past tokens),
   named with the layers it is on and any part of it that picks entries by top-k (an
-  indexer).
+  indexer);
+* `attention.layer_forwards`: attention layers whose module runs another `forward` than
+  the first attention layer's (whose facts the others are read as);
+* `attention.unprojected`: attention modules of a layer or of the backbone holding no
+  linear layer of their own (learned queries over stored layer outputs), beside the
+  layer's token attention.
 """
 
 from __future__ import annotations
 
 from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import Term, strip, terms_in, walk
-from codegen.analyze.detect_attention import _kernel, _linears, _low_rank_chain, _norm_calls
+from codegen.analyze.detect_attention import (
+    _kernel,
+    _linears,
+    _low_rank_chain,
+    _norm_calls,
+    _token_attention,
+)
 from codegen.analyze.evaluate import ModuleListRec, ModuleRec, ParamRec
-from codegen.analyze.roles import LINEAR, NORM, ROTARY
+from codegen.analyze.model import layer_slots
+from codegen.analyze.roles import ATTENTION, LINEAR, NORM, ROTARY
 
 _SKIP = (LINEAR, NORM, ROTARY)
 _CATS = ("cat", "concat", "concatenate")
 
 
 def detect(ctx: Ctx, shared: dict) -> None:
+    _layer_forwards(ctx, shared)
+    _unprojected_attentions(ctx)
     seen: set[int] = set()
     shapes: dict[tuple, list] = {}  # the attention's classes -> its compressors
     compressors: dict[str, dict] = {}  # class -> {"name", "site", "layers", "indexer"}
@@ -66,6 +80,73 @@ def detect(ctx: Ctx, shared: dict) -> None:
             f" from the hidden states: {'; '.join(parts)}: no rule yet",
             next(iter(compressors.values()))["site"],
         )
+
+
+def _layer_forwards(ctx: Ctx, shared: dict) -> None:
+    """Attention layers running another forward than the first attention layer's (a class
+    of its own with its own `forward`, Inkling-2's full-attention layers beside its sliding
+    ones): the facts are read from the first, so the others are named."""
+    forwards: dict[int, tuple] = {}  # id(forward) -> (class name, site, layers)
+    for entry in shared.get("per_layer", ()):
+        info = entry.get("info")
+        rec = getattr(info, "rec", None)
+        found = ctx.model.project.find_method(rec.cls, "forward") if rec and rec.cls else None
+        if found is None:
+            continue
+        name, site, layers = forwards.setdefault(
+            id(found[1]), (rec.cls.name, ctx.class_site(rec), [])
+        )
+        layers.append(entry["index"])
+    if len(forwards) < 2:
+        return
+    (first, _, read), *others = forwards.values()
+    parts = [f"{name} on layers {span(layers)}" for name, _, layers in others]
+    ctx.unsupported(
+        "attention.layer_forwards",
+        f"attention layers run other forwards than {first}'s (layers {span(read)}, whose"
+        f" facts are read): {'; '.join(parts)}: no rule yet",
+        others[0][1],
+    )
+
+
+def _unprojected_attentions(ctx: Ctx) -> None:
+    """Attention modules beside the layer's token attention that project nothing (learned
+    queries over stored layer outputs: Inkling-2's block attention residuals), in the layers
+    or in the backbone: the token attention is read, these are named."""
+    found: dict[str, tuple] = {}  # path -> (class name, site, layers)
+    beside: list[tuple] = []  # (layer index or None, path, module)
+    for i, layer in enumerate(ctx.model.layers or ()):
+        slots = (
+            layer_slots(ctx.model, layer).get(ATTENTION, []) if isinstance(layer, ModuleRec) else []
+        )
+        token = _token_attention(ctx, slots)[1] if slots else None
+        beside += [(i, path, rec) for path, rec in slots if rec is not token]
+    owner = ctx.model.stack_owner
+    for name, child in owner.children() if isinstance(owner, ModuleRec) else ():
+        if isinstance(child, ModuleRec) and ctx.roles.role(child) == ATTENTION:
+            beside.append(
+                (None, ".".join(p for p in (ctx.model.stack_owner_path, name) if p), child)
+            )
+    for index, path, rec in beside:
+        # torch's own attention (nn.MultiheadAttention) projects with weights of its own
+        if rec.cls is None or any(ctx.roles.role(c) == LINEAR for _, c in rec.children()):
+            continue
+        cls = rec.cls.name
+        entry = found.setdefault(path, (cls, ctx.site(rec), []))
+        if index is not None:
+            entry[2].append(index)
+    if not found:
+        return
+    parts = [
+        f"{path} ({cls}{f', layers {span(layers)}' if layers else ''})"
+        for path, (cls, _, layers) in found.items()
+    ]
+    ctx.unsupported(
+        "attention.unprojected",
+        "attention modules that project nothing of their input (learned queries over stored"
+        f" layer outputs) beside the token attention: {'; '.join(parts)}: no rule yet",
+        next(iter(found.values()))[1],
+    )
 
 
 def _projections(ctx: Ctx, info) -> None:

@@ -71,7 +71,7 @@ def layer_mixers(ctx: Ctx) -> list[tuple[int, str, ModuleRec | None, str]]:
     for i, layer in enumerate(ctx.model.layers):
         slots = layer_slots(ctx.model, layer)
         if slots.get(ATTENTION):
-            path, rec = slots[ATTENTION][0]
+            path, rec = _token_attention(ctx, slots[ATTENTION])
             out.append((i, ATTENTION, rec, path))
         elif slots.get(MIXER):
             path, rec = slots[MIXER][0]
@@ -79,6 +79,24 @@ def layer_mixers(ctx: Ctx) -> list[tuple[int, str, ModuleRec | None, str]]:
         else:
             out.append((i, "none", None, ""))
     return out
+
+
+def _token_attention(ctx: Ctx, slots: list) -> tuple[str, ModuleRec]:
+    """The layer's attention over its tokens: of several attention modules, the first that
+    projects its input with a linear layer of its own (an attention of learned queries over
+    stored layer outputs, Inkling-2's block residuals, projects nothing), else the first."""
+    for path, rec in slots:
+        if any(ctx.roles.role(child) == LINEAR for _, child in rec.children()):
+            return path, rec
+    return slots[0]
+
+
+def _projected(ctx: Ctx, term: Term) -> bool:
+    """`term` reads the output of a linear layer (sink logits computed per token)."""
+    return any(
+        t.op == "call" and isinstance(t.module, ModuleRec) and ctx.roles.role(t.module) == LINEAR
+        for t in walk(term)
+    )
 
 
 def mixer_kind(ctx: Ctx, rec: ModuleRec) -> str:
@@ -790,6 +808,10 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
             ctx.cite(
                 "attention.sinks", s_aux.site.cite() if getattr(s_aux, "site", None) else where
             )
+        elif isinstance(s_aux, Term) and _projected(ctx, s_aux):
+            sinks = "per_token"  # each token's sink logits projected from its input
+            sink_site = next((t.site for t in walk(s_aux) if t.site is not None), None)
+            ctx.cite("attention.sinks", sink_site.cite() if sink_site else where)
         cap = rep.kernel.kwargs.get("softcap")
         if isinstance(cap, int | float) and not isinstance(cap, bool):
             softcap = True
@@ -970,6 +992,7 @@ def _output_gate(ctx: Ctx, rep: AttnInfo, q_mods: list) -> dict:
         "gate_bias": UNKNOWN if bias is None else bias,
         "gate_head_bias": head_bias,
         "gate_per_head": _per_head_gate(gate, rep.o_lin),
+        "gate_fp32": fused_q_gate.gate_upcast(sig),
     }
 
 

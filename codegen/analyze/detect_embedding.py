@@ -30,7 +30,7 @@ from codegen.analyze.detect_ffn import activation_name
 from codegen.analyze.evaluate import ActRec, ModuleRec, ParamRec, Unknown
 from codegen.analyze.features import UNKNOWN, Embedding, Head
 from codegen.analyze.init_std import embedding_init_std
-from codegen.analyze.model import linear_bias
+from codegen.analyze.model import linear_bias, walk_tree
 from codegen.analyze.padded_positions import detect as position_padding
 from codegen.analyze.roles import CONTAINER, EMBEDDING, LAYER, LINEAR, MLP, NORM, OTHER
 from codegen.analyze.walk import findall
@@ -939,13 +939,11 @@ def _sinusoid(ctx: Ctx) -> tuple[str, str] | None:
     import libcst.matchers as m
 
     sf = ctx.model.modeling
-    functions = [(fn, None) for fn in sf.functions.values()]
-    for cls in sf.classes.values():
-        functions += [(fn, cls) for fn in cls.methods.values()]
+    functions = _reached_functions(ctx)
     over_half_less_one = m.BinaryOperation(
         operator=m.Divide(), right=m.BinaryOperation(operator=m.Subtract(), right=m.Integer("1"))
     )
-    for fn, _ in functions:
+    for fn in functions:
         signals = ctx.roles.function_signals(sf, fn)
         ops = signals.ops
         if {"sin", "cos"} <= ops:
@@ -955,6 +953,28 @@ def _sinusoid(ctx: Ctx) -> tuple[str, str] | None:
                 return sf.cite(fn), "sinusoidal_pow"
             return sf.cite(fn), "sinusoidal_other"
     return None
+
+
+def _reached_functions(ctx: Ctx) -> list:
+    """The module functions called by the methods of the classes the model builds (and of
+    their bases in the file), then those methods, in the file's order: a sin/cos of a class
+    the model never builds (a vision tower's rotation beside a text model) is no position
+    table of it."""
+    sf = ctx.model.modeling
+    classes: list = []
+    built = [rec for _, rec in walk_tree(ctx.model.entry) if isinstance(rec, ModuleRec)]
+    pending = [rec.cls for rec in built if rec.cls is not None]
+    while pending:
+        cls = pending.pop()
+        if cls.sf is not sf or any(cls is seen for seen in classes):
+            continue
+        classes.append(cls)
+        pending += [sf.classes[base] for base in cls.bases if base in sf.classes]
+    methods = [fn for cls in sorted(classes, key=lambda c: c.line) for fn in cls.methods.values()]
+    called: set[str] = set()
+    for fn in methods:
+        called |= ctx.roles.function_signals(sf, fn).functions
+    return [fn for name, fn in sf.functions.items() if name in called] + methods
 
 
 def _pow_halves(sf, fn, signals) -> bool:

@@ -131,7 +131,9 @@ class Attention:
     # to the attention output (gpt_neox_japanese's dense_bias), else None
     last_layer_o_bias: str | None = None
     sliding_window: str = UNKNOWN  # none | all | pattern (per-layer mix)
-    sinks: bool | str = UNKNOWN  # learned per-head sink logits
+    # learned per-head sink logits; "per_token": each token's own, projected from its input
+    # (Inkling-2's sink_proj)
+    sinks: bool | str = UNKNOWN
     softcap: bool | str = UNKNOWN  # tanh soft-capping of attention scores
     scale: str = UNKNOWN  # default (head_dim ** -0.5) | custom | none (scores not scaled)
     num_heads: int | None = None
@@ -154,7 +156,9 @@ class Attention:
     # sigmoid_fused_q: which rows of the query projection are the gate's (per_head_q_gate |
     # per_head_gate_q | concatenated_q_gate | concatenated_gate_q; codegen/analyze/fused_q_gate.py)
     gate_layout: str | None = None
-    gate_fp32: bool = False  # the gate's sigmoid takes its input in fp32
+    # the gate's sigmoid takes its input in fp32 (a gate cut from the query projection, or
+    # a projection of its own: Inkling-2's sigmoid(gate.float()))
+    gate_fp32: bool = False
     # the query up-projection reads cat([norm(latent), latent]) (A.X-K2), not norm(latent)
     q_latent_raw: bool = False
     layer_types: tuple[str, ...] = ()  # per layer: full | sliding | <mixer class> (hybrids)
@@ -214,7 +218,8 @@ class Attention:
     rel_bias: dict | str | None = None
     # causal depthwise convolutions added back to their input, applied to projections of the
     # attention (inkling's keys and values, before the k norm): {"convs": ((module, HF
-    # projection), ...), "conv", "kernel", "kernel_field", "fp32"}; see
+    # projection), ...), "conv", "kernel", "kernel_field", "fp32", "divisor": the expression
+    # over `kernel` the sum is divided by (Inkling-2's math.sqrt(kernel + 1)) or None}; see
     # codegen/analyze/residual_convs.py
     kv_convs: dict | None = None
     # queries and keys projected together through a depthwise then a per-head convolution
@@ -545,7 +550,7 @@ class Block:
     short_conv: dict | None = None
     # causal depthwise convolutions added back to their input, applied to the attention's and
     # the FFN's outputs before the residual adds (inkling): {"convs": ((module, "attention" |
-    # "ffn"), ...), "conv", "kernel", "kernel_field", "fp32"}; see
+    # "ffn"), ...), "conv", "kernel", "kernel_field", "fp32", "divisor"}; see
     # codegen/analyze/residual_convs.py
     output_convs: dict | None = None
     # the layer attribute (a tensor the checkpoint holds) the layer's output is multiplied

@@ -37,7 +37,7 @@ _SPLIT_NAMES = ("split", "chunk")
 def read(rep, sig: Term, fused: Term) -> dict:
     """`gate_layout` and `gate_fp32` of the gate `sig` takes out of the projection call
     `fused` (see the module docstring)."""
-    return {"gate_layout": _layout(rep, sig, fused), "gate_fp32": _fp32(sig)}
+    return {"gate_layout": _layout(rep, sig, fused), "gate_fp32": gate_upcast(sig)}
 
 
 def _layout(rep, sig: Term, fused: Term) -> str:
@@ -95,7 +95,8 @@ def _parts(split: Term, views: list) -> tuple | None:
     return None
 
 
-def _fp32(sig: Term) -> bool:
+def gate_upcast(sig: Term) -> bool:
+    """The gate's activation `sig` takes its input upcast (`sigmoid(gate.float())`)."""
     node = getattr(sig.site, "node", None)
     if not isinstance(node, cst.Call) or not node.args:
         return False

@@ -10,6 +10,10 @@ anything, for a sub-module of the decoder layer or of its attention:
 * that it holds one depthwise Conv1d padded by kernel - 1 (causal once cropped), and that
   its traced forward crops the convolution's output and adds the module's input to it;
 * whether its forward computes in fp32 (`.float()` on the input);
+* what the sum is divided by, as an expression over the kernel size (Inkling-2's
+  `math.sqrt(kernel + 1)`: a `math.sqrt` of arithmetic over the attribute holding the
+  kernel, checked against the traced value); a divisor of another form leaves the module
+  unread;
 * the config field its kernel size reads, at the call that builds the module in its
   owner's `__init__` (an `attribute_map` alias resolved to the stored field);
 * what its input is, from the owner's traced forward: the output of the attention or of the
@@ -21,11 +25,14 @@ left to `layer_extras`, which names it unsupported."""
 
 from __future__ import annotations
 
+import math
+
 import libcst as cst
 import libcst.matchers as m
 
 from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import Term
+from codegen.analyze.detect_attention import _token_attention
 from codegen.analyze.evaluate import ConfigObj, ModuleRec
 from codegen.analyze.roles import ATTENTION, LINEAR, MLP, MOE
 from codegen.analyze.short_conv import _conv_shape
@@ -36,16 +43,18 @@ _SUBLAYER = {ATTENTION: "attention", MLP: "ffn", MOE: "ffn"}
 
 def detect(ctx: Ctx) -> tuple[dict | None, dict | None]:
     """(`block.output_convs`, `attention.kv_convs`), each {"convs": ((module, input), ...),
-    "conv", "kernel", "kernel_field", "fp32"} or None."""
+    "conv", "kernel", "kernel_field", "fp32", "divisor"} or None."""
     layers = [rec for rec in ctx.model.layers or () if isinstance(rec, ModuleRec)]
     if not layers or layers[0].cls is None:
         return None, None
     layer = layers[0]
     output = _read(ctx, layer, lambda rec, _: _SUBLAYER.get(ctx.roles.role(rec)))
-    attention = next(
-        (c for _, c in layer.children() if isinstance(c, ModuleRec) and _role(ctx, c) == ATTENTION),
-        None,
-    )
+    attentions = [
+        (n, c)
+        for n, c in layer.children()
+        if isinstance(c, ModuleRec) and _role(ctx, c) == ATTENTION
+    ]
+    attention = _token_attention(ctx, attentions)[1] if attentions else None
     kv = None
     if attention is not None:
         kv = _read(
@@ -90,20 +99,22 @@ def _read(ctx: Ctx, owner: ModuleRec, source_of) -> dict | None:
         site = site or ctx.site(child)
     if not convs or len(shapes) != 1:
         return None
-    conv, kernel, fp32, field = shapes.pop()
+    conv, kernel, fp32, divisor, field = shapes.pop()
     return {
         "convs": tuple(convs),
         "conv": conv,
         "kernel": kernel,
         "kernel_field": field,
         "fp32": fp32,
+        "divisor": divisor,
         "site": site,
     }
 
 
-def _shape(ctx: Ctx, rec: ModuleRec) -> tuple[str, int, bool] | None:
-    """(the Conv1d's attribute, kernel, fp32) of a residual causal depthwise convolution
-    without a bias, else None."""
+def _shape(ctx: Ctx, rec: ModuleRec) -> tuple[str, int, bool, str | None] | None:
+    """(the Conv1d's attribute, kernel, fp32, divisor) of a residual causal depthwise
+    convolution without a bias, else None; the divisor is the expression over `kernel` the
+    sum is divided by (None: not divided)."""
     convs = [(n, c) for n, c in rec.children() if isinstance(c, ModuleRec) and c.kind == "Conv1d"]
     if len(convs) != 1 or len(rec.children()) != 1:
         return None
@@ -135,7 +146,42 @@ def _shape(ctx: Ctx, rec: ModuleRec) -> tuple[str, int, bool] | None:
     ]
     if len(cropped) != 1 or len(residual) != 1:
         return None
-    return name, shape[0], _computes_in_fp32(ctx, rec)
+    divided = [t for t in terms if t.op == "div" and t.args and t.args[0] is residual[0]]
+    divisor = _divisor(ctx, rec, shape[0], divided[0]) if divided else None
+    if divided and divisor is None:
+        return None  # the sum divided by something not read: left to layer_extras
+    return name, shape[0], _computes_in_fp32(ctx, rec), divisor
+
+
+def _divisor(ctx: Ctx, rec: ModuleRec, kernel: int, div: Term) -> str | None:
+    """The expression over `kernel` the forward divides the residual sum by
+    (`(x + conv(x)) / math.sqrt(self.conv_kernel_size + 1)` -> "math.sqrt(kernel + 1)"):
+    a `math.sqrt` of whole-number arithmetic over one attribute holding the kernel size,
+    checked against the traced value; else None."""
+    value = div.args[1] if len(div.args) > 1 else None
+    found = ctx.model.project.find_method(rec.cls, "forward")
+    if not isinstance(value, int | float) or found is None:
+        return None
+    kernel_attrs = [n for n, v in rec.attrs.items() if v == kernel and not isinstance(v, bool)]
+    operand = m.Name() | m.Integer() | m.Attribute(value=m.Name("self"), attr=m.Name())
+    arithmetic = m.BinaryOperation(operator=m.Add() | m.Multiply(), left=operand, right=operand)
+    radicand = m.BinaryOperation(operator=m.Add(), left=arithmetic | operand, right=operand)
+    root = m.Call(
+        func=m.Attribute(value=m.Name("math"), attr=m.Name("sqrt")), args=[m.Arg(value=radicand)]
+    )
+    for node in m.findall(found[1], m.BinaryOperation(operator=m.Divide(), right=root)):
+        code = cst.Module([]).code_for_node(node.right)
+        for attr in kernel_attrs:
+            code = code.replace(f"self.{attr}", "kernel")
+        if "self." in code:
+            continue
+        try:
+            scope = {"__builtins__": {}, "math": math, "kernel": kernel}
+            if abs(eval(code, scope) - value) < 1e-9:  # noqa: S307 (arithmetic, matched above)
+                return code
+        except NameError:
+            continue
+    return None
 
 
 def _computes_in_fp32(ctx: Ctx, rec: ModuleRec) -> bool:

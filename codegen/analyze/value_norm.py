@@ -32,7 +32,7 @@ def detect(ctx: Ctx, shared: dict, attention: Attention) -> Attention:
             dim, weight = _norm_dim(module), qk_norm_scope.has_weight(module)
             # a weightless norm built without a size norms the last axis it is given
             sized = dim == attention.head_dim or (dim is None and not weight)
-            per_head = sized and _viewed_per_head(info, attention.head_dim)
+            per_head = sized and _viewed_per_head(info, attention.head_dim, term)
             ctx.cite("attention.v_norm", term.site.cite() if term.site else ctx.site(module))
             ctx.cite("attention.v_norm_weight", ctx.class_site(module) or ctx.site(module))
             return dataclasses.replace(
@@ -44,13 +44,31 @@ def detect(ctx: Ctx, shared: dict, attention: Attention) -> Attention:
     return attention
 
 
-def _viewed_per_head(info, head_dim: int) -> bool:
-    """The value projection's output is viewed with the head size as its last axis (the norm
-    then takes each head's vector, not the flat projection output)."""
+def _viewed_per_head(info, head_dim: int, norm: Term) -> bool:
+    """The value projection's output, or the tensor the norm reads after the last module call
+    before it (a convolution over the projection's rows), is viewed with the head size as its
+    last axis: the norm then takes each head's vector, not the flat projection output."""
     views = info.trace.tracer.views if info.trace is not None else {}
+    read = [t for a in norm.args if isinstance(a, Term) for t in _up_to_calls(a)]
     return any(
-        shape and shape[-1] == head_dim for t in info.v_lins or [] for shape in views.get(id(t), [])
+        shape and shape[-1] == head_dim
+        for t in [*(info.v_lins or []), *read]
+        for shape in views.get(id(t), [])
     )
+
+
+def _up_to_calls(term: Term) -> list[Term]:
+    """`term` and what it reads back to the nearest module calls (those included)."""
+    found, stack, seen = [], [term], set()
+    while stack:
+        t = stack.pop()
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        found.append(t)
+        if t.op != "call":
+            stack.extend(a for a in t.args if isinstance(a, Term))
+    return found
 
 
 def _nearest_calls(term: Term) -> list[Term]:

@@ -32,6 +32,8 @@ PER_HEAD = (
     "torch.sigmoid(self.wg({x}).unflatten(-1, (-1, {head})) + self.gate_bias[:, None]).flatten(-2)"
 )
 
+# the sigmoid of the gate taken in fp32, the product cast back (Inkling-2)
+PLAIN_FP32 = "({out} * torch.sigmoid(self.wg({x}).float())).to({x}.dtype)"
 # softplus taken in fp32 and cast back to the activations' dtype (laguna)
 SOFTPLUS = "F.softplus(self.wg({x}).float()).to({x}.dtype)"
 # one gate per head: the output's heads unflattened, each scaled by its gate
@@ -52,7 +54,8 @@ class AddOutputGate(Transform):
     maps `self_attn.<projection>` and `self_attn.<head_bias>`); `bias` is the gate
     projection's bias as analysed, read from the target's bool config switch instead where
     one biases it (HRM's `attention_bias`). `gate_bias` starts at zero where the target's
-    `_init_weights` zeroes it.
+    `_init_weights` zeroes it. With `fp32` (the source upcasts the gate: Inkling-2) the
+    sigmoid takes the gate in fp32 and the product is cast back to the input's dtype.
     """
 
     name = "add_output_gate"
@@ -67,9 +70,13 @@ class AddOutputGate(Transform):
         head_bias: str | None = None,
         fn: str = "sigmoid",
         per_head: bool = False,
+        fp32: bool = False,
     ) -> None:
         if fn not in ("sigmoid", "softplus") or (per_head and head_bias):
             raise EditError(f"an output gate through {fn!r} (per head: {per_head}) has no edit")
+        fp32 = fp32 and fn == "sigmoid"  # softplus is taken in fp32 in any case
+        if fp32 and (per_head or head_bias):
+            raise EditError("an fp32 sigmoid gate per head or with a head bias has no edit")
         switch = _bias_switch(features, projection)
         enabled = switch or (bias is True)
         value = bias_setting(package, enabled, "attention output gate bias")
@@ -92,7 +99,9 @@ class AddOutputGate(Transform):
                 gate = SOFTPLUS.format(x=x)
             else:
                 gate = (PER_HEAD if head_bias else PLAIN).format(x=x, head=head)
-            if per_head:
+            if fp32:
+                gated = expression(PLAIN_FP32.format(out=code, x=x))
+            elif per_head:
                 gated = expression(HEADS.format(out=code, gate=gate, head=head))
             else:
                 gated = cst.BinaryOperation(

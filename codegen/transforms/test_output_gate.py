@@ -39,6 +39,21 @@ def test_plain_gate_multiplies_the_attention_output_before_wo():
     assert "wg.bias" not in adapter
 
 
+def test_an_upcast_gate_takes_its_sigmoid_in_fp32_and_casts_the_product_back():
+    """Inkling-2 gates with `(out.float() * sigmoid(gate.float())).to(dtype)`: in bf16 a
+    gate computed in bf16 differs from it."""
+    package = _reference()
+    AddOutputGate().apply(package, projection="gate_proj", fp32=True)
+    model = package.render()["model.py"]
+    out = "out.transpose(1, 2).reshape(batch, seq, -1)"
+    assert f"self.wo(({out} * torch.sigmoid(self.wg(x).float())).to(x.dtype))" in model
+    plain = _reference()
+    AddOutputGate().apply(plain, projection="gate_proj")
+    assert ".float()" not in plain.render()["model.py"].split("self.wo(", 1)[1].split("\n")[0]
+    with pytest.raises(EditError, match="fp32 sigmoid gate per head"):
+        AddOutputGate().apply(_reference(), projection="g", per_head=True, fp32=True)
+
+
 def test_renamed_projection_and_head_bias_are_mapped_by_their_names():
     package = _reference("qwen3")
     AddOutputGate().apply(package, projection="g", head_bias="g_bias")

@@ -18,6 +18,7 @@ KV = {
     "kernel": 4,
     "kernel_field": "conv_kernel_size",  # the attention reads it as its alias sconv_kernel_size
     "fp32": True,
+    "divisor": None,  # the sum is not divided
 }
 OUTPUT = {**KV, "convs": (("attn_sconv", "attention"), ("mlp_sconv", "ffn"))}
 
