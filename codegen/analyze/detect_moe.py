@@ -32,6 +32,14 @@ def _fn(t: Term, *names: str) -> bool:
     return t.op == "fn" and _last(t.name) in names
 
 
+def _scores(t: Term, *names: str) -> bool:
+    """A call of one of `names`, or an activation module resolved to one of them (the
+    router's `ACT2FN[config.scoring_func]` where the config names sigmoid)."""
+    if t.op == "act":
+        return getattr(t.module, "name", None) in names
+    return _fn(t, *names)
+
+
 def _router(ctx: Ctx, moe: ModuleRec, skip: set) -> tuple[str | None, object]:
     roles = ctx.roles
     candidates = []
@@ -160,8 +168,8 @@ def detect(ctx: Ctx) -> Moe | None:
     shared_calls = [t for t in terms if t.op == "call" and any(t.module is r for _, r in shared)]
     rterms = [t for t in rterms if not any(any(x is sc for x in walk(t)) for sc in shared_calls)]
     topks = [t for t in rterms if _fn(t, "topk")]
-    softmax = [t for t in rterms if _fn(t, "softmax", "log_softmax")]
-    sigmoid = [t for t in rterms if _fn(t, "sigmoid")]
+    softmax = [t for t in rterms if _scores(t, "softmax", "log_softmax")]
+    sigmoid = [t for t in rterms if _scores(t, "sigmoid")]
     if softmax and not sigmoid:
         score = "softmax"
     elif sigmoid and not softmax:
@@ -220,7 +228,7 @@ def detect(ctx: Ctx) -> Moe | None:
         scored = [
             a
             for a in t.args
-            if isinstance(a, Term) and any(_fn(x, "sigmoid", "softmax") for x in walk(a))
+            if isinstance(a, Term) and any(_scores(x, "sigmoid", "softmax") for x in walk(a))
         ]
         picks = any(any(x is t for x in walk(k)) for k in topks)
         if params and scored and picks:
