@@ -22,7 +22,7 @@ from codegen.verify.remote_fixture import remote_folder
 NAME = "quillette"
 LAYERS = 6
 
-PLAIN_ATTENTION = '''class \\1SlidingAttention(nn.Module):
+PLAIN_ATTENTION = """class \\1SlidingAttention(nn.Module):
     def __init__(self, config, layer_idx: int):
         super().__init__()
         self.config = config
@@ -38,27 +38,28 @@ PLAIN_ATTENTION = '''class \\1SlidingAttention(nn.Module):
         self.v_proj = nn.Linear(config.hidden_size, kv_heads * self.head_dim, bias=False)
         self.o_proj = nn.Linear(heads * self.head_dim, config.hidden_size, bias=False)
 
-    def forward(self, hidden_states, attention_mask, conv_mask=None, past_key_values=None, **kwargs):
+    def forward(self, hidden_states, attention_mask, conv_mask=None, past_key_values=None, **kw):
         input_shape = hidden_states.shape[:-1]
         hidden_shape = (*input_shape, -1, self.head_dim)
         query_states = self.q_proj(hidden_states).view(hidden_shape).transpose(1, 2)
         key_states = self.k_proj(hidden_states).view(hidden_shape).transpose(1, 2)
         value_states = self.v_proj(hidden_states).view(hidden_shape).transpose(1, 2)
         if past_key_values is not None:
-            key_states, value_states = past_key_values.update(key_states, value_states, self.layer_idx)
+            cached = past_key_values.update(key_states, value_states, self.layer_idx)
+            key_states, value_states = cached
         attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
         )
         attn_output, attn_weights = attention_interface(
-            self, query_states, key_states, value_states, attention_mask, scaling=self.scaling, **kwargs
+            self, query_states, key_states, value_states, attention_mask, scaling=self.scaling, **kw
         )
         attn_output = attn_output.reshape(*input_shape, -1).contiguous()
         return self.o_proj(attn_output), attn_weights
 
 
-class \\1FullAttention'''
+class \\1FullAttention"""
 
-PLAIN_LAYER = '''\\1
+PLAIN_LAYER = """\\1
         residual = hidden_states
         hidden_states, _ = self.self_attn(
             hidden_states=self.input_layernorm(hidden_states),
@@ -79,7 +80,7 @@ PLAIN_LAYER = '''\\1
         return residual + hidden_states
 
 
-class \\2FullDecoderLayer'''
+class \\2FullDecoderLayer"""
 
 
 def inkling2_folder(
@@ -99,7 +100,10 @@ def inkling2_folder(
     source = path.read_text()
     p = re.search(r"class (\w+)SlidingAttention\b", source).group(1)
     edits = [
-        (rf"class ({p})SlidingAttention\(nn\.Module\):.*?\nclass {p}FullAttention", PLAIN_ATTENTION),
+        (
+            rf"class ({p})SlidingAttention\(nn\.Module\):.*?\nclass {p}FullAttention",
+            PLAIN_ATTENTION,
+        ),
         (
             rf"{p}SlidingDecoderLayer\(config, layer_idx\)\n\s*if config\.layer_types\[layer_idx\]"
             rf" == \"hybrid_sliding\"\n\s*else {p}FullDecoderLayer\(config, layer_idx\)",
@@ -128,8 +132,8 @@ def inkling2_folder(
     if plain_ffn:
         edits.append(
             (
-                r"(class \w+SoftcappedSwiGLU\(nn\.Module\):.*?def forward\(self, gate: torch\.Tensor,"
-                r" up: torch\.Tensor\) -> torch\.Tensor:\n).*?\n\n\n",
+                r"(class \w+SoftcappedSwiGLU\(nn\.Module\):.*?def forward\(self, gate: "
+                r"torch\.Tensor, up: torch\.Tensor\) -> torch\.Tensor:\n).*?\n\n\n",
                 r"\1        return F.silu(gate) * up\n\n\n",
             )
         )
@@ -145,7 +149,7 @@ def inkling2_folder(
                 r"class (\w+)FullDecoderLayer",
                 PLAIN_LAYER,
             ),
-            (r"        hidden_states = self\.final_input\(block_states, hidden_states\)\[0\]\n", ""),
+            (r"        hidden_states = self\.final_input\(block_states, \w+\)\[0\]\n", ""),
             (r"        self\.final_input = \w+\(config\)\n", ""),
         ]
     for pattern, replacement in edits:
