@@ -73,6 +73,7 @@ VOCAB: dict[str, tuple] = {
         "geglu",
         "clamped_swiglu",
         "clamped_silu_glu",
+        "softcapped_swiglu",
         "gelu_mlp",
         "relu2",
         "mlp",
@@ -268,8 +269,8 @@ class Rope:
 
 @dataclass(frozen=True)
 class Ffn:
-    # swiglu | geglu | clamped_swiglu | gelu_mlp | relu2 | mlp | glu (gated, another
-    # activation: bitnet's relu2) | xielu_mlp | other
+    # swiglu | geglu | clamped_swiglu | softcapped_swiglu | gelu_mlp | relu2 | mlp | glu
+    # (gated, another activation: bitnet's relu2) | xielu_mlp | other
     kind: str = UNKNOWN
     activation: str = UNKNOWN  # activation name as configured (silu, gelu_pytorch_tanh...)
     bias: bool | str = UNKNOWN
@@ -288,6 +289,11 @@ class Ffn:
     # the config field bounding the routed experts' gate (from above) and up (both ways)
     # before silu(gate) * up, where the dense MLP beside them is unclamped (HY-V4), else None
     experts_clamp: str | None = None
+    # softcapped_swiglu's caps: g * sigmoid(g) with the linear factor g and up each through
+    # a tanh softcap, cap * tanh(x / cap), the sigmoid seeing the raw gate (inkling2):
+    # {"gate": config read of the gate's cap, "up": of up's, "fp32": both inputs upcast
+    # first and the product cast back once}, else None; see detect_ffn.softcaps
+    softcaps: dict | None = None
     # product-key experts a bool switch puts in place of the MLP (Doge's CDMoE): {"field",
     # "router", "down", "up", "w1", "w3", "w2", "experts", "top_k"}, else None; see
     # codegen/analyze/product_keys.py

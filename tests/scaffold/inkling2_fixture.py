@@ -8,7 +8,6 @@ convolutions lose their output scale, the head its logit softcap and vocabulary 
 the vision tower is dropped. Kept: the MoE (router and experts), the block attention
 residuals, the residual convolutions themselves, the embedding's norm.
 
-`plain_ffn` replaces the experts' softcapped SwiGLU by a plain one (`silu(gate) * up`);
 `plain_residual` replaces the block attention residuals by a plain pre-norm residual
 stream (no block states, no learned queries)."""
 
@@ -83,9 +82,7 @@ PLAIN_LAYER = """\\1
 class \\2FullDecoderLayer"""
 
 
-def inkling2_folder(
-    dest: Path, block: int = 2, plain_ffn: bool = False, plain_residual: bool = False
-) -> Path:
+def inkling2_folder(dest: Path, block: int = 2, plain_residual: bool = False) -> Path:
     """The renamed inkling2 text folder, `block` layers to an attention-residual block."""
     folder = remote_folder(
         "inkling2_text",
@@ -129,14 +126,6 @@ def inkling2_folder(
         (r"\n@auto_docstring\nclass \w+VisionModel\(.*?\n(__all__ = \[)", r"\n\1"),
         (r'    "\w+VisionModel",\n    "\w+Model",\n    "\w+ForConditionalGeneration",\n', ""),
     ]
-    if plain_ffn:
-        edits.append(
-            (
-                r"(class \w+SoftcappedSwiGLU\(nn\.Module\):.*?def forward\(self, gate: "
-                r"torch\.Tensor, up: torch\.Tensor\) -> torch\.Tensor:\n).*?\n\n\n",
-                r"\1        return F.silu(gate) * up\n\n\n",
-            )
-        )
     if plain_residual:
         edits += [
             (
