@@ -507,6 +507,9 @@ class Block:
     # after each sublayer by a module of the layer (Sinkhorn-mixed, DeepSeek-V4); see
     # codegen/analyze/hyper_connections.py for the dict's keys
     hyper_connections: dict | None = None
+    # block attention residuals: each sublayer's input an attention of learned queries over
+    # the states at block boundaries (inkling2); see codegen/analyze/attention_residuals.py
+    attention_residuals: dict | None = None
     # the attention and MLP output projections start at std / sqrt(2 * n_layers) (GPT-2 init)
     scaled_residual_init: bool | str = False
     # which of the two ("attention", "ffn") that init scales: GPT-2 both, nanochat attention only
