@@ -122,3 +122,24 @@ def test_seeded_defects_fail_and_name_the_module(tmp_path, folder, built, capsys
     (row,) = [row for row in rows if "+" not in row["case"]]
     assert row["status"] == "fail", row
     assert (row.get("first_divergence") or "").startswith(where), row
+
+
+def test_tensor_parallel_matches_one_device(tmp_path, folder, built, capsys):
+    """tp=2: the softcapped product is elementwise, so each rank's half of the experts'
+    inner width (gate and up halves alike) gives the single-device logits and gradients;
+    the fused gate/up split as one block (a rank's gate paired with another's up) fails."""
+    rows = _verify(folder, built[0], capsys, "--parallel", "tp=2")
+    (row,) = [row for row in rows if "+" not in row["case"]]
+    assert row["status"] == "pass", row
+    models = tmp_path / "models"
+    shutil.copytree(built[0], models)
+    seed(
+        models,
+        built[1],
+        '"layers.*.moe.experts.w13": "expert_colwise_gate_up"',
+        '"layers.*.moe.experts.w13": "expert_colwise"',
+        file="parallelize.py",
+    )
+    rows = _verify(folder, models, capsys, "--parallel", "tp=2")
+    (row,) = [row for row in rows if "+" not in row["case"]]
+    assert row["status"] == "fail", row
