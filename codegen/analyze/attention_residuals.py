@@ -15,8 +15,12 @@ layer, and one more such module of the backbone reads the stack before the final
 * `boundary`: the config field whose multiples start a block, with the layer's flag
   attribute; `site`: the first depth module's class.
 
-No rule realises it yet: `block.attention_residuals` is named unsupported, in place of
-layer_extras' generic line for these modules.
+* `eps`: the epsilon of the weightless RMS norm over the stacked states.
+
+The rule realises one single-query module per sublayer (the attention's from the second
+layer on) and one before the final norm; another form (inkling2's full layers read their
+queries, keys and values through three queries) is named unsupported with what differs, in
+place of layer_extras' generic line for these modules.
 """
 
 from __future__ import annotations
@@ -57,21 +61,44 @@ def detect(ctx: Ctx) -> dict | None:
         )
     boundary = _boundary(ctx, layers[0])
     site = next(iter(held.values()))["site"]
+    eps = _eps(next(c for _, c in layers[0].children() if ctx.roles.role(c) == DEPTH))
     for entry in held.values():
         entry.pop("site")
-    fact = {"layer": held, "final": final, "boundary": boundary}
+    fact = {"layer": held, "final": final, "boundary": boundary, "eps": eps}
     ctx.cite("block.attention_residuals", site)
-    names = ", ".join(f"{n} ({_counted(e['queries'])})" for n, e in held.items())
-    ctx.unsupported(
-        "block.attention_residuals",
-        f"block attention residuals: each sublayer's input is an attention of learned queries"
-        f" over the block states ({names}"
-        + (f"; {final} before the final norm" if final else "")
-        + (f"; a block starts every config.{boundary['field']} layers" if boundary else "")
-        + "): no rule yet",
-        site,
-    )
+    why = _unrealised(held, final, boundary, eps)
+    if why:
+        names = ", ".join(f"{n} ({_counted(e['queries'])})" for n, e in held.items())
+        ctx.unsupported(
+            "block.layer_modules",  # layer_extras leaves these modules to this line
+            f"block attention residuals ({names}) of another form: {why}: no rule yet (the rule"
+            " realises one single-query module per sublayer, the attention's from the second"
+            " layer on, one before the final norm, blocks started by a config field)",
+            site,
+        )
+        return None
     return fact
+
+
+def _unrealised(held: dict, final, boundary, eps) -> str | None:
+    """What differs from the form the rule realises, else None."""
+    if any(e["queries"] != [1] for e in held.values()):
+        return "a module reads several queries (a sublayer's inputs read apart)"
+    starts = sorted(e["layers"][0] for e in held.values())
+    if starts != [0, 1]:
+        return "not one module per sublayer, the attention's from the second layer on"
+    if final is None or boundary is None or eps is None:
+        return "no module before the final norm, boundary field or norm epsilon read"
+    return None
+
+
+def _eps(rec: ModuleRec) -> float | None:
+    """The epsilon of the depth module's weightless norm (its child's `eps`)."""
+    for _, child in rec.children():
+        value = child.attrs.get("eps") if isinstance(child, ModuleRec) else None
+        if isinstance(value, float):
+            return value
+    return None
 
 
 def _counted(counts: list) -> str:

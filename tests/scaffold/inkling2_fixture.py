@@ -82,7 +82,7 @@ PLAIN_LAYER = """\\1
 class \\2FullDecoderLayer"""
 
 
-def inkling2_folder(dest: Path, block: int = 2, plain_residual: bool = False) -> Path:
+def inkling2_folder(dest: Path, block: int = 3, plain_residual: bool = False) -> Path:
     """The renamed inkling2 text folder, `block` layers to an attention-residual block."""
     folder = remote_folder(
         "inkling2_text",
