@@ -270,7 +270,7 @@ class RoleBook:
         softmax = bool({"softmax", "Softmax", "log_softmax"} & sig.ops)
         if not attention_like and softmax and products and len(linears) >= 2:
             attention_like = True
-        if attention_like and depth_attention(rec):
+        if attention_like and child_roles <= {NORM} and depth_attention(rec):
             return DEPTH  # mixes a stack of states with learned queries: no token mixer
         if attention_like and (linears or params or child_roles & {LINEAR}):
             if hinted_mixer and not attention_calls(sig.ops):
