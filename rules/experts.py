@@ -64,6 +64,18 @@ RULES = [
         ),
     ),
     Rule(
+        id="experts_softcapped_swiglu",
+        feature="ffn.kind",
+        values=("softcapped_swiglu",),
+        transform="set_softcapped_swiglu",
+        params={"caps": FromFeature("ffn.softcaps")},
+        description=(
+            "experts use a softcapped SwiGLU: c_g * tanh(g / c_g) * sigmoid(g) * c_u *"
+            " tanh(u / c_u), the sigmoid on the raw gate, caps from the config, in fp32 where"
+            " the target upcasts (inkling2)"
+        ),
+    ),
+    Rule(
         id="experts_clamped",
         feature="ffn.experts_clamp",
         values=(True,),

@@ -81,4 +81,18 @@ RULES = [
             " added back to its input before the residual add (inkling's short convolutions)"
         ),
     ),
+    Rule(
+        # after output_convs (it rewrites the sums around the filtered sublayers), before
+        # keep_fp32_params (the depth queries are kept in fp32)
+        id="attention_residuals",
+        feature="block.attention_residuals",
+        values=(True,),
+        transform="attention_residuals",
+        params={"residuals": FromFeature("block.attention_residuals")},
+        description=(
+            "block attention residuals: each sublayer's input a learned query's attention over"
+            " the block states (the inputs of the layers starting a block, every config-field"
+            " layers) and the current state; one more before the final norm (inkling2)"
+        ),
+    ),
 ]

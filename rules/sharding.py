@@ -326,6 +326,17 @@ SHARDS = [
         {"layers.*.attention_conv.conv": "replicate", "layers.*.ffn_conv.conv": "replicate"},
         optional=("layers.*.attention_conv.conv", "layers.*.ffn_conv.conv"),
     ),
+    # the depth attentions read whole hidden vectors of the replicated stream: their queries
+    # whole on every rank (the first layer builds no attention_input)
+    Shards(
+        "attention_residuals",
+        {
+            "layers.*.attention_input": "replicate",
+            "layers.*.ffn_input": "replicate",
+            "final_input": "replicate",
+        },
+        optional=("layers.*.attention_input",),
+    ),
     # the MLP's output gain multiplies its summed (row-wise) output: whole on every rank
     # (absent where mlp_layer_types makes every layer a MoE)
     Shards(

@@ -8,6 +8,7 @@ import os
 from codegen.analyze import (
     altup,
     attention_forms,
+    attention_residuals,
     attention_shapes,
     conv_projection,
     depth_scale,
@@ -174,6 +175,7 @@ def _run(ctx: Ctx) -> Features:
     per_layer = per_layer_input.detect(ctx)
     streams = altup.detect(ctx)
     hyper = hyper_connections.detect(ctx, norm_facts)
+    depth_residuals = attention_residuals.detect(ctx)
     adapters = language_adapters.detect(ctx, ffn)
     output_convs, kv_convs = residual_convs.detect(ctx)
     shape_facts["kv_convs"] = kv_convs
@@ -274,6 +276,7 @@ def _run(ctx: Ctx) -> Features:
             False if hyper else norm_facts.get("residual_scale", UNKNOWN) if norm_facts else UNKNOWN
         ),
         hyper_connections=hyper,
+        attention_residuals=depth_residuals,
         stream_weights=norm_facts.get("stream_weights") if norm_facts else None,
         residual_affine=norm_facts.get("residual_affine") if norm_facts else None,
         residual_fp32=fp32_stream.detect(ctx),

@@ -12,12 +12,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import libcst as cst
+import libcst.matchers as m
+
 from codegen.analyze.act_dtype import fp32_gated_product_site
 from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import Term, primary_input, terms_in, walk
 from codegen.analyze.evaluate import ActRec, ModuleListRec, ModuleRec, ParamRec
 from codegen.analyze.features import UNKNOWN, Ffn
 from codegen.analyze.gelu_tanh import computes_gelu_tanh
+from codegen.analyze.logn_scale import config_field, config_reads
 from codegen.analyze.model import layer_slots, linear_bias
 from codegen.analyze.roles import (
     ACT,
@@ -31,6 +35,8 @@ from codegen.analyze.roles import (
     OTHER,
     ROUTER,
 )
+from codegen.analyze.router_dtype import _cast_locals, upcast
+from codegen.analyze.walk import findall
 
 _GELU = (
     "gelu",
@@ -58,6 +64,7 @@ class FfnInfo:
     sub_norm: str | None = None  # where a norm inside the feed-forward is called
     # clamped_silu_glu: the gate clamped before its silu (DeepSeek-V4), not after (Step-3.5)
     clamp_first: bool = False
+    softcaps: tuple[float, float] | None = None  # softcapped_swiglu: (gate cap, up cap)
 
 
 class _Sources:
@@ -215,8 +222,11 @@ def analyse(ctx: Ctx, rec: ModuleRec, inputs: dict | None = None) -> FfnInfo:
             act = "custom"
         info.activation = act or UNKNOWN
         clamped = any(x.op == "fn" and x.name == "clamp" for x in (*walk(a), *walk(b)))
+        caps = _softcaps(sources, a, b) if act == "sigmoid" and not clamped else None
         if act == "sigmoid" and clamped:
             info.kind = "clamped_swiglu"  # gate * sigmoid(alpha * gate) on clamped gate/up
+        elif caps is not None:
+            info.kind, info.softcaps = "softcapped_swiglu", caps  # inkling2's experts
         elif act in _SILU and not custom and any(_bounded_clamp(x) for x in (*walk(a), *walk(b))):
             info.kind = "clamped_silu_glu"  # silu(clamped gate) * clamped up (DeepSeek-V4)
             info.clamp_first = _clamped_before_act(a) or _clamped_before_act(b)
@@ -348,8 +358,6 @@ def _mlp_clamp(ctx: Ctx, mlp: ModuleRec, info: FfnInfo) -> str | None:
 def _clamp_field(experts: ModuleRec) -> str | None:
     """`config.<field>` of the one `self.<attr>` the module's methods clamp the gate to
     (`max=self.<attr>`) and the up branch within (`min=-self.<attr>, max=self.<attr>`)."""
-    import libcst.matchers as m
-
     cls = experts.cls
     if cls is None:
         return None
@@ -388,6 +396,85 @@ def _clamped_before_act(branch: Term) -> bool:
     inside = {id(x) for x in walk(acts[0])}
     clamps = [x for x in walk(branch) if _bounded_clamp(x)]
     return bool(clamps) and all(id(x) in inside for x in clamps)
+
+
+def _softcap(term: Term) -> tuple[Term, float] | None:
+    """(x, cap) of `tanh(x / cap) * cap` (either factor order), cap a number; else None."""
+    if term.op != "mul" or len(term.args) != 2:
+        return None
+    for tanh, cap in (term.args, term.args[::-1]):
+        if not (isinstance(tanh, Term) and tanh.op == "fn" and tanh.name.endswith("tanh")):
+            continue
+        inner = tanh.args[0] if tanh.args else None
+        if not (isinstance(cap, (int, float)) and isinstance(inner, Term) and inner.op == "div"):
+            continue
+        if len(inner.args) == 2 and inner.args[1] == cap and isinstance(inner.args[0], Term):
+            return inner.args[0], float(cap)
+    return None
+
+
+def _softcaps(sources: _Sources, a: Term, b: Term) -> tuple[float, float] | None:
+    """(gate cap, up cap) where the gated product is `softcap(g) * sigmoid(g) *
+    softcap(u)`: the sigmoid of the raw gate times tanh softcaps of the gate and of up, no
+    other activation on either branch; else None."""
+    terms = [*walk(a), *walk(b)]
+    sigmoids = [t for t in terms if t.op in ("fn", "act") and _act_name_of(t) == "sigmoid"]
+    caps = [found for t in terms if (found := _softcap(t)) is not None]
+    if len(sigmoids) != 1 or len(caps) != 2 or not sigmoids[0].args:
+        return None
+    gate = sources.of(sigmoids[0].args[0])
+    by_branch = {sources.of(x) == gate: cap for x, cap in caps}
+    if set(by_branch) != {True, False} or not gate:
+        return None
+    return by_branch[True], by_branch[False]
+
+
+def _act_name_of(t: Term) -> str | None:
+    if t.op == "act":
+        return getattr(t.module, "name", None)
+    return t.name.rsplit(".", 1)[-1]
+
+
+def softcap_fields(ctx: Ctx, experts: ModuleRec, caps: tuple[float, float]) -> dict | None:
+    """`ffn.softcaps` of a softcapped_swiglu in `experts`: each cap's config read (the one
+    config read of the experts' and their children's `__init__`s holding its value) and
+    whether a method of theirs upcasts both inputs before the sigmoid; None where a cap's
+    read is not found or not unique."""
+    project = ctx.model.project
+    classes = [experts.cls] + [
+        r.cls for _, r in _all_children(experts) if isinstance(r, ModuleRec) and r.cls
+    ]
+    inits = [f[1] for c in classes if (f := project.find_method(c, "__init__")) is not None]
+    reads = config_reads(ctx.model.config, *inits)
+    gate, up = (config_field(cap, reads) for cap in caps)
+    if gate is None or up is None or gate == up:
+        return None
+    methods = [fn for c in classes for fn in c.methods.values()]
+    return {"gate": gate, "up": up, "fp32": any(_upcast_sigmoid(fn) for fn in methods)}
+
+
+def _all_children(rec: ModuleRec):
+    for name, child in rec.children():
+        yield name, child
+        if isinstance(child, ModuleRec):
+            yield from _all_children(child)
+
+
+def _upcast_sigmoid(fn) -> bool:
+    """`fn` takes a sigmoid of a tensor it upcast to fp32 and casts its return back: its
+    inputs reassigned from `.float()` casts (`gate, up = gate.float(), up.float()`)."""
+    casts = set(_cast_locals(fn))
+    for node in findall(fn, m.Assign(targets=[m.AssignTarget(target=m.Tuple())])):
+        value = node.value
+        if isinstance(value, cst.Tuple):
+            names = [e.value for e in node.targets[0].target.elements]
+            for name, item in zip(names, value.elements, strict=False):
+                if isinstance(name, cst.Name) and upcast(item.value, frozenset(casts)):
+                    casts.add(name.value)
+    sigmoid = m.Call(func=m.Attribute(attr=m.Name("sigmoid")) | m.Name("sigmoid"))
+    return any(
+        call.args and upcast(call.args[0].value, frozenset(casts)) for call in findall(fn, sigmoid)
+    )
 
 
 def _bounded_clamp(term: Term) -> bool:
@@ -572,6 +659,17 @@ def detect(ctx: Ctx) -> tuple[Ffn, dict]:
         experts_clamp = _experts_clamp(ctx, experts_rec, info)
     if info.kind == "clamped_silu_glu" and mlp is not None:
         clamp = _mlp_clamp(ctx, mlp, info)
+    softcaps = None
+    if info.kind == "softcapped_swiglu":
+        holder = mlp if source in ("dense", "shared_expert") else experts_rec
+        softcaps = softcap_fields(ctx, holder, info.softcaps) if holder is not None else None
+        if softcaps is None:
+            ctx.unsupported(
+                "ffn.softcaps",
+                "a softcapped SwiGLU whose caps are not each one config field: no rule yet",
+                info.site,
+            )
+        ctx.cite("ffn.softcaps", info.site)
     act_fp32 = fp32_gated_product_site(ctx.model.project, mlp)
     experts_act_fp32 = fp32_gated_product_site(ctx.model.project, experts_rec)
     ctx.cite("ffn.act_fp32", act_fp32 or info.site)
@@ -600,6 +698,7 @@ def detect(ctx: Ctx) -> tuple[Ffn, dict]:
             experts_act_fp32=experts_act_fp32 is not None,
             experts_clamp=experts_clamp,
             clamp=clamp,
+            softcaps=softcaps,
         ),
         shared,
     )

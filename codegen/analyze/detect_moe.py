@@ -46,8 +46,12 @@ def _score_act(t: Term) -> str | None:
     return name if name in SCORE_ACTIVATIONS else None
 
 
-def _scores(t: Term) -> bool:
-    return _fn(t, "sigmoid", "softmax") or _score_act(t) is not None
+def _scores(t: Term, *names: str) -> bool:
+    """A call of one of `names`, or an activation module resolved to one of them (the
+    router's `ACT2FN[config.scoring_func]` where the config names sigmoid)."""
+    if t.op == "act":
+        return getattr(t.module, "name", None) in names
+    return _fn(t, *names)
 
 
 def _router(ctx: Ctx, moe: ModuleRec, skip: set) -> tuple[str | None, object]:
@@ -178,8 +182,8 @@ def detect(ctx: Ctx) -> Moe | None:
     shared_calls = [t for t in terms if t.op == "call" and any(t.module is r for _, r in shared)]
     rterms = [t for t in rterms if not any(any(x is sc for x in walk(t)) for sc in shared_calls)]
     topks = [t for t in rterms if _fn(t, "topk")]
-    softmax = [t for t in rterms if _fn(t, "softmax", "log_softmax")]
-    sigmoid = [t for t in rterms if _fn(t, "sigmoid")]
+    softmax = [t for t in rterms if _scores(t, "softmax", "log_softmax")]
+    sigmoid = [t for t in rterms if _scores(t, "sigmoid")]
     activated = [t for t in rterms if _score_act(t)]
     score_activation = None
     if activated and not sigmoid and not softmax:
@@ -242,7 +246,12 @@ def detect(ctx: Ctx) -> Moe | None:
         params = [a for a in t.args if isinstance(a, Term) and _param_like(a)]
         if not params and _passes_param(router_calls):  # `self.gate(x, self.bias)`
             params = [a for a in t.args if isinstance(a, Term) and _extra_input(a)]
-        scored = [a for a in t.args if isinstance(a, Term) and any(_scores(x) for x in walk(a))]
+        scored = [
+            a
+            for a in t.args
+            if isinstance(a, Term)
+            and any(_scores(x, "sigmoid", "softmax") or _score_act(x) for x in walk(a))
+        ]
         picks = any(any(x is t for x in walk(k)) for k in topks)
         if params and scored and picks:
             router_bias = True

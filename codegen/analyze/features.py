@@ -73,6 +73,7 @@ VOCAB: dict[str, tuple] = {
         "geglu",
         "clamped_swiglu",
         "clamped_silu_glu",
+        "softcapped_swiglu",
         "gelu_mlp",
         "relu2",
         "mlp",
@@ -284,8 +285,8 @@ class Rope:
 
 @dataclass(frozen=True)
 class Ffn:
-    # swiglu | geglu | clamped_swiglu | gelu_mlp | relu2 | mlp | glu (gated, another
-    # activation: bitnet's relu2) | xielu_mlp | other
+    # swiglu | geglu | clamped_swiglu | softcapped_swiglu | gelu_mlp | relu2 | mlp | glu
+    # (gated, another activation: bitnet's relu2) | xielu_mlp | other
     kind: str = UNKNOWN
     activation: str = UNKNOWN  # activation name as configured (silu, gelu_pytorch_tanh...)
     bias: bool | str = UNKNOWN
@@ -309,6 +310,11 @@ class Ffn:
     # ways before silu(gate) * up (DeepSeek-V4's swiglu_limit) where ffn.kind is
     # clamped_silu_glu, else None
     clamp: str | None = None
+    # softcapped_swiglu's caps: g * sigmoid(g) with the linear factor g and up each through
+    # a tanh softcap, cap * tanh(x / cap), the sigmoid seeing the raw gate (inkling2):
+    # {"gate": config read of the gate's cap, "up": of up's, "fp32": both inputs upcast
+    # first and the product cast back once}, else None; see detect_ffn.softcaps
+    softcaps: dict | None = None
     # product-key experts a bool switch puts in place of the MLP (Doge's CDMoE): {"field",
     # "router", "down", "up", "w1", "w3", "w2", "experts", "top_k"}, else None; see
     # codegen/analyze/product_keys.py
@@ -536,6 +542,9 @@ class Block:
     # after each sublayer by a module of the layer (Sinkhorn-mixed, DeepSeek-V4); see
     # codegen/analyze/hyper_connections.py for the dict's keys
     hyper_connections: dict | None = None
+    # block attention residuals: each sublayer's input an attention of learned queries over
+    # the states at block boundaries (inkling2); see codegen/analyze/attention_residuals.py
+    attention_residuals: dict | None = None
     # the attention and MLP output projections start at std / sqrt(2 * n_layers) (GPT-2 init)
     scaled_residual_init: bool | str = False
     # which of the two ("attention", "ffn") that init scales: GPT-2 both, nanochat attention only

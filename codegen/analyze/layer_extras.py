@@ -40,6 +40,7 @@ from codegen.analyze.language_adapters import bank_path
 from codegen.analyze.roles import (
     ACT,
     ATTENTION,
+    DEPTH,
     EXPERTS,
     MIXER,
     MLP,
@@ -98,6 +99,7 @@ def detect(
         (name, _describe(child), ctx.site(child))
         for name, child in reached
         if _unaccounted(ctx, child, name, ffn_paths)
+        and ctx.roles.role(child) != DEPTH  # attention_residuals names these
     ]
     own = {id(rec) for _, rec, _ in ffn_modules(ctx).values()}  # the layers' FFN or MoE
     for name, child in reached:

@@ -221,6 +221,7 @@ COMPARED: dict[str, Any] = {
     "block.per_layer_input": lambda found: found is not None,
     "block.hyper_connections": lambda found: found is not None,
     "block.altup": lambda found: found is not None,
+    "block.attention_residuals": lambda found: found is not None,
     "block.language_adapters": lambda found: found is not None,
     "block.sublayers": lambda found: found is not None,
     "block.recurrent_stacks": lambda found: found is not None,
@@ -324,6 +325,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "block.per_layer_input": (False,),  # a layer reads the hidden states alone
     "block.hyper_connections": (False,),  # one residual stream, plain adds
     "block.altup": (False,),  # one residual stream, not predicted and corrected
+    "block.attention_residuals": (False,),  # each sublayer reads the stream as it is
     "block.language_adapters": (False,),  # no per-language weights in a layer
     "block.sublayers": (False,),  # one attention and one feed-forward per layer
     "block.recurrent_stacks": (False,),  # one stack of layers, run once

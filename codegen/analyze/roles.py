@@ -19,6 +19,7 @@ from codegen.analyze.walk import visit as read_only_visit
 NORM = "norm"
 ATTENTION = "attention"
 MIXER = "mixer"  # a token mixer that is not softmax attention (SSM, linear attention, conv)
+DEPTH = "depth"  # attention over a stack of earlier states with learned queries, not tokens
 MLP = "mlp"
 MOE = "moe"
 EXPERTS = "experts"
@@ -269,6 +270,8 @@ class RoleBook:
         softmax = bool({"softmax", "Softmax", "log_softmax"} & sig.ops)
         if not attention_like and softmax and products and len(linears) >= 2:
             attention_like = True
+        if attention_like and child_roles <= {NORM} and depth_attention(rec):
+            return DEPTH  # mixes a stack of states with learned queries: no token mixer
         if attention_like and (linears or params or child_roles & {LINEAR}):
             if hinted_mixer and not attention_calls(sig.ops):
                 return MIXER
@@ -317,6 +320,19 @@ class RoleBook:
         if token_mixers or ffns or mods:
             return CONTAINER
         return OTHER
+
+
+def depth_attention(rec: ModuleRec) -> bool:
+    """An attention with nothing to project its inputs: its only parameters learned query
+    vectors (1-D, or one row per query), beside at most a weightless norm. Its keys and
+    values are its inputs as they are (inkling2's block attention residuals attend over
+    the stacked block states, not over the tokens)."""
+    kids = rec.children()
+    params = [v for _, v in kids if isinstance(v, ParamRec) and v.kind == "parameter"]
+    mods = [v for _, v in kids if isinstance(v, ModuleRec)]
+    if len(params) != 1 or len(params[0].shape or ()) not in (1, 2):
+        return False
+    return all(not any(isinstance(p, ParamRec) for _, p in v.children()) for v in mods)
 
 
 def _merge(into: Signals, other: Signals) -> None:

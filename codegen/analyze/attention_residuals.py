@@ -1,0 +1,138 @@
+"""Block attention residuals: each sublayer's input an attention over earlier states.
+
+Read from structure, never from names. A module of role `depth` (roles.depth_attention: an
+attention whose only parameter is a learned query, one vector or a row per query, beside at
+most a weightless norm) is called with a stack of states and the current one; the layer
+appends its input to that stack on the layers a config field marks as block boundaries
+(`self.<flag> = layer_idx % config.<field> == 0`), the backbone does the same after each such
+layer, and one more such module of the backbone reads the stack before the final norm
+(inkling2). The fact is a dict:
+
+* `layer`: the layer's depth modules by attribute, each with its query counts (inkling2's
+  full layers read queries, keys and values apart: 3) and the layers that hold it
+  (`attention_input` on layers 1.., `mlp_input` on all);
+* `final`: the backbone's depth module before the final norm, or None;
+* `boundary`: the config field whose multiples start a block, with the layer's flag
+  attribute; `site`: the first depth module's class.
+
+* `eps`: the epsilon of the weightless RMS norm over the stacked states.
+
+The rule realises one single-query module per sublayer (the attention's from the second
+layer on) and one before the final norm; another form (inkling2's full layers read their
+queries, keys and values through three queries) is named unsupported with what differs, in
+place of layer_extras' generic line for these modules.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+import libcst.matchers as m
+
+from codegen.analyze.context import Ctx
+from codegen.analyze.evaluate import ModuleRec, ParamRec
+from codegen.analyze.roles import DEPTH
+from codegen.analyze.walk import findall
+
+
+def detect(ctx: Ctx) -> dict | None:
+    """The block attention residual fact (see the module docstring), else None."""
+    layers = [rec for rec in ctx.model.layers or () if isinstance(rec, ModuleRec)]
+    held: dict[str, dict] = {}
+    for index, layer in enumerate(layers):
+        for name, child in layer.children():
+            if isinstance(child, ModuleRec) and ctx.roles.role(child) == DEPTH:
+                entry = held.setdefault(name, {"queries": [], "layers": []})
+                entry["layers"].append(index)
+                if _queries(child) not in entry["queries"]:
+                    entry["queries"].append(_queries(child))
+                entry.setdefault("site", ctx.class_site(child))
+    if not held:
+        return None
+    owner = ctx.model.stack_owner
+    final = None
+    if isinstance(owner, ModuleRec):
+        final = next(
+            (
+                n
+                for n, c in owner.children()
+                if isinstance(c, ModuleRec) and ctx.roles.role(c) == DEPTH
+            ),
+            None,
+        )
+    boundary = _boundary(ctx, layers[0])
+    site = next(iter(held.values()))["site"]
+    eps = _eps(next(c for _, c in layers[0].children() if ctx.roles.role(c) == DEPTH))
+    for entry in held.values():
+        entry.pop("site")
+    fact = {"layer": held, "final": final, "boundary": boundary, "eps": eps}
+    ctx.cite("block.attention_residuals", site)
+    why = _unrealised(held, final, boundary, eps)
+    if why:
+        names = ", ".join(f"{n} ({_counted(e['queries'])})" for n, e in held.items())
+        ctx.unsupported(
+            "block.layer_modules",  # layer_extras leaves these modules to this line
+            f"block attention residuals ({names}) of another form: {why}: no rule yet (the rule"
+            " realises one single-query module per sublayer, the attention's from the second"
+            " layer on, one before the final norm, blocks started by a config field)",
+            site,
+        )
+        return None
+    return fact
+
+
+def _unrealised(held: dict, final, boundary, eps) -> str | None:
+    """What differs from the form the rule realises, else None."""
+    if any(e["queries"] != [1] for e in held.values()):
+        return "a module reads several queries (a sublayer's inputs read apart)"
+    starts = sorted(e["layers"][0] for e in held.values())
+    if starts != [0, 1]:
+        return "not one module per sublayer, the attention's from the second layer on"
+    if final is None or boundary is None or eps is None:
+        return "no module before the final norm, boundary field or norm epsilon read"
+    return None
+
+
+def _eps(rec: ModuleRec) -> float | None:
+    """The epsilon of the depth module's weightless norm (its child's `eps`)."""
+    for _, child in rec.children():
+        value = child.attrs.get("eps") if isinstance(child, ModuleRec) else None
+        if isinstance(value, float):
+            return value
+    return None
+
+
+def _counted(counts: list) -> str:
+    return f"{' or '.join(map(str, counts))} {'query' if counts == [1] else 'queries'}"
+
+
+def _queries(rec: ModuleRec) -> int | str:
+    params = [p for _, p in rec.children() if isinstance(p, ParamRec)]
+    shape = params[0].shape if params else ()
+    return 1 if len(shape) == 1 else shape[0]
+
+
+_FLAG = m.Assign(
+    targets=[m.AssignTarget(target=m.Attribute(value=m.Name("self")))],
+    value=m.Comparison(
+        left=m.BinaryOperation(
+            operator=m.Modulo(), right=m.Attribute(value=m.Name("config"), attr=m.Name())
+        ),
+        comparisons=[m.ComparisonTarget(operator=m.Equal(), comparator=m.Integer("0"))],
+    ),
+)
+
+
+def _boundary(ctx: Ctx, layer: ModuleRec) -> dict | None:
+    """{"field", "flag"} of `self.<flag> = <index> % config.<field> == 0` in the layer's
+    `__init__`, else None."""
+    if layer.cls is None:
+        return None
+    found = ctx.model.project.find_method(layer.cls, "__init__")
+    if found is None:
+        return None
+    for node in findall(found[1], _FLAG):
+        target = node.targets[0].target
+        modulo = node.value.left
+        assert isinstance(target, cst.Attribute) and isinstance(modulo, cst.BinaryOperation)
+        return {"field": modulo.right.attr.value, "flag": target.attr.value}
+    return None

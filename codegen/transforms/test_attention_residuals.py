@@ -1,0 +1,57 @@
+"""AttentionResiduals: before/after on the qwen3_moe reference: the block carries the block
+states and reads each sublayer's input through a DepthAttention (the attention's from the
+second layer on), the model starts with none and reads them before the final norm; the
+adapter maps the HF queries; another form is refused."""
+
+import pytest
+
+from codegen.models import references_dir
+from codegen.scaffold.source import SourcePackage
+from codegen.transforms._attention_edits import find_method
+from codegen.transforms.attention_residuals import AttentionResiduals
+from codegen.transforms.edits import EditError, code_of
+
+FACT = {
+    "layer": {
+        "mlp_input": {"queries": [1], "layers": [0, 1, 2]},
+        "attention_input": {"queries": [1], "layers": [1, 2]},
+    },
+    "final": "final_input",
+    "boundary": {"field": "n_layers_per_attn_res_block", "flag": "is_block_boundary"},
+    "eps": 1e-6,
+}
+
+
+def _package() -> SourcePackage:
+    return SourcePackage.from_directory(references_dir() / "qwen3_moe")
+
+
+def test_the_block_and_the_model_carry_the_block_states():
+    package = _package()
+    AttentionResiduals().apply(package, residuals=FACT)
+    module = package.module("model.py")
+    block = code_of(find_method(module, "TransformerBlock", "forward"))
+    assert "self.attention_norm(attention_in).to(dtype)" in block
+    assert "self.ffn_norm(self.ffn_input(blocks, h)).to(dtype)" in block
+    assert "blocks = torch.cat([blocks, x.unsqueeze(-2)], dim=-2)" in block
+    assert "h = x.float() + h" in block and "return (h + out).to(dtype), blocks" in block
+    init = code_of(find_method(module, "TransformerBlock", "__init__"))
+    assert "self.starts_block = layer_id % args.attn_res_block == 0" in init
+    model = code_of(find_method(module, "Model", "forward"))
+    assert "h, blocks = layer(h, blocks," in model
+    assert "h = self.final_input(blocks, h)" in model
+    files = package.render()
+    assert "attn_res_block=hf_config.n_layers_per_attn_res_block" in files["args.py"]
+    adapter = files["state_dict_adapter.py"]
+    assert '"model.layers.{}.attention_input.query": "layers.{}.attention_input.query"' in adapter
+    assert '"model.final_input.query": "final_input.query"' in adapter
+    compile(files["model.py"], "model.py", "exec")
+
+
+def test_several_queries_are_refused():
+    fact = {
+        **FACT,
+        "layer": {**FACT["layer"], "attention_input": {"queries": [1, 3], "layers": [1, 2]}},
+    }
+    with pytest.raises(EditError):
+        AttentionResiduals().apply(_package(), residuals=fact)

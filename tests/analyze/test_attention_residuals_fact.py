@@ -1,0 +1,37 @@
+"""block.attention_residuals: inkling2's block attention residuals read from structure. The
+depth attentions (a learned query attending over the stacked block states, nothing
+projected) are no token attention: the decoder's attention is its own self-attention, the
+layer norms sit before both sublayers. The whole decoder's full layers read three queries,
+a form the rule does not realise: named unsupported in one line (the single-query form is
+planned and verified in tests/scaffold/test_inkling2_attention_residuals_package.py);
+inkling's plain residual layer has none."""
+
+from __future__ import annotations
+
+import pytest
+
+from codegen.analyze.analysis import analyze
+
+pytest.importorskip("transformers.models.inkling2")
+
+
+def test_inkling2_block_attention_residuals_are_read():
+    """Its full layers read their queries, keys and values through three queries of one
+    depth module: a form the rule does not realise, refused in one line that says so."""
+    features = analyze("inkling2_text")
+    assert features.block.attention_residuals is None
+    site = features.evidence["block.attention_residuals"]
+    assert site.startswith("modeling_inkling2.py:")
+    # the depth attention is not read as the decoder's attention (its site, its norm)
+    assert features.evidence["attention.kind"] != site
+    assert features.norm.placement == "pre"
+    found = [f for f in features.unsupported if f.feature == "block.layer_modules"]
+    assert len(found) == 1, features.unsupported
+    assert found[0].detail.startswith("block attention residuals")
+    assert "attention_input (1 or 3 queries)" in found[0].detail
+    assert "several queries" in found[0].detail
+
+
+def test_a_plain_residual_has_none():
+    pytest.importorskip("transformers.models.inkling")
+    assert analyze("inkling_text").block.attention_residuals is None
