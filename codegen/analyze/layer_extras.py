@@ -66,6 +66,7 @@ def detect(
     adapters: dict | None = None,
     convs: tuple = (None, None),
     affine: dict | None = None,
+    branch: dict | None = None,
 ) -> None:
     layers = [rec for rec in ctx.model.layers or () if isinstance(rec, ModuleRec)]
     if not layers or layers[0].cls is None:
@@ -83,6 +84,8 @@ def detect(
         ffn_paths |= {name for name, _ in output_convs["convs"]}
     if affine is not None:  # realised by the residual_affine rule
         ffn_paths |= {part["module"] for part in affine.values()}
+    if branch is not None:  # realised by the low_rank_branch rule
+        ffn_paths.add(branch["module"])
     called = _called_attributes(ctx, layer)
     reached = [
         (name, child)

@@ -211,6 +211,7 @@ COMPARED: dict[str, Any] = {
     "block.init_cutoff": lambda cutoff: cutoff is not None,
     "block.short_conv": lambda found: found is not None,
     "block.output_convs": lambda found: found is not None,
+    "block.low_rank_branch": lambda found: found is not None,
     "attention.kv_convs": lambda found: found is not None,
     "block.output_scale": lambda found: found is not None,
     "block.per_layer_input": lambda found: found is not None,
@@ -310,6 +311,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "block.init_cutoff": (False,),  # normal inits are not truncated
     "block.short_conv": (False,),  # every layer's token mixer is attention
     "block.output_convs": (False,),  # sublayer outputs join the residual as computed
+    "block.low_rank_branch": (False,),  # the attention's residual sum is the stream and its output
     "attention.kv_convs": (False,),  # keys and values are their projections' outputs
     "block.output_scale": (False,),  # a layer's output leaves it as summed
     "block.per_layer_input": (False,),  # a layer reads the hidden states alone

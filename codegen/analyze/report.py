@@ -66,6 +66,7 @@ ROWS = (
     ("head.logit_scale", "logit scale"),
     ("head.bias", "output head bias"),
     ("block.residual_scale", "residual scale"),
+    ("block.low_rank_branch", "low-rank branch"),
     ("moe.zero_experts", "identity experts"),
     ("block.short_conv", "short-conv layers"),
     ("block.sublayers", "attention sublayers"),
