@@ -16,7 +16,8 @@ names it instead of letting the gap show only as a failed verify:
   table handed to every layer).
 
 Modules the residual adds are made of (`block.residual_affine`: ZAYA's residual scaling)
-are realised by their rule, so neither finding names them.
+are realised by their rule, so neither finding names them; nor a low-rank branch beside the
+attention read whole (`block.low_rank_branch`: gemma3n's Laurel block).
 
 Per-layer inputs the analysis reads whole (`block.per_layer_input`: gemma4's gate, up
 projection and norm, fed from the backbone's second table) are a part a rule realises, so
