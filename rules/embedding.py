@@ -77,6 +77,17 @@ RULES = [
         " (out + b) * s + (x + c) * t (zaya)",
     ),
     Rule(
+        # after the placement rules (they write the attention's residual add and its norms)
+        id="low_rank_branch",
+        feature="block.low_rank_branch",
+        values=(True,),
+        transform="low_rank_branch",
+        params={"branch": FromFeature("block.low_rank_branch")},
+        description="a low-rank branch x + norm(up(down(x))) on the attention's normed input,"
+        " summed with the attention's residual sum, that sum divided by a constant"
+        " (gemma3n's Laurel: sqrt(2))",
+    ),
+    Rule(
         # after the embedding and residual rules: it casts what they compute
         id="fp32_residual",
         feature="block.residual_fp32",

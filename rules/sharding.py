@@ -321,6 +321,16 @@ SHARDS = [
         },
         optional=("layers.*.attention.k_conv.conv", "layers.*.attention.v_conv.conv"),
     ),
+    # the low-rank branch is an MLP in miniature: its rank split over the ranks, its output
+    # summed back whole before the norm, which every rank holds
+    Shards(
+        "low_rank_branch",
+        {
+            "layers.*.branch.down": "colwise",
+            "layers.*.branch.up": "rowwise",
+            "layers.*.branch.norm": "replicate",
+        },
+    ),
     Shards(
         "output_convs",
         {"layers.*.attention_conv.conv": "replicate", "layers.*.ffn_conv.conv": "replicate"},

@@ -35,6 +35,7 @@ from codegen.analyze import (
     latent_extras,
     layer_extras,
     layer_stacks,
+    low_rank_branch,
     output_scale,
     parallel_moe,
     per_layer_input,
@@ -178,6 +179,7 @@ def _run(ctx: Ctx) -> Features:
     depth_residuals = attention_residuals.detect(ctx)
     adapters = language_adapters.detect(ctx, ffn)
     output_convs, kv_convs = residual_convs.detect(ctx)
+    branch = low_rank_branch.detect(ctx)
     shape_facts["kv_convs"] = kv_convs
     affine = norm_facts.get("residual_affine") if norm_facts else None
     layer_extras.detect(
@@ -190,6 +192,7 @@ def _run(ctx: Ctx) -> Features:
         conv_projection=conv_qkv,
         affine=affine,
         altup=streams,
+        branch=branch,
     )
     sharing = kv_sharing.detect(ctx, shared)
     sparsity = ffn_sparsity.detect(ctx)
@@ -285,6 +288,7 @@ def _run(ctx: Ctx) -> Features:
         init_cutoff=init_cutoff.init_cutoff(ctx),
         short_conv=short_conv.detect(ctx, switch_list),
         output_convs=output_convs,
+        low_rank_branch=branch,
         output_scale=scale,
         output_scale_trained=scale_trained,
         per_layer_input=per_layer,

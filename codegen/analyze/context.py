@@ -29,6 +29,13 @@ class Ctx:
     # position tables whose rows the rotation reads (detect_rope): not token tables
     rope_tables: list[ModuleRec] = field(default_factory=list)
     _traces: dict = field(default_factory=dict)
+    _memo: dict = field(default_factory=dict)  # readings several detectors ask for
+
+    def memo(self, key, compute):
+        """`compute()`, once per analysis for `key`."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
     @property
     def roles(self):

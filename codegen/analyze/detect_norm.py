@@ -20,6 +20,7 @@ import libcst.matchers as m
 from codegen.analyze import (
     depth_scale,
     layer_norm_eps,
+    low_rank_branch,
     norm_cast,
     residual_affine,
     stream_weights,
@@ -390,6 +391,8 @@ def placement(ctx: Ctx, layer: ModuleRec) -> tuple[str, dict]:
                 if any(_unscale(o) is _unscale(x) for x in [inp]) and pre:
                     stream_normed = True
                 if isinstance(o, Term) and o.op in ("mul", "div"):
+                    if low_rank_branch.is_branch_sum(ctx, layer, o):
+                        continue  # the low-rank branch's own division of its sum
                     scaled = True
                     # a scaled operand holding no sublayer call is the residual stream itself
                     # (an earlier sublayer's scaled output, summed in, holds that call)

@@ -562,6 +562,11 @@ class Block:
     # "ffn"), ...), "conv", "kernel", "kernel_field", "fp32", "divisor"}; see
     # codegen/analyze/residual_convs.py
     output_convs: dict | None = None
+    # a low-rank branch beside the attention on its normed input, x + norm(up(down(x))),
+    # summed with the attention's residual sum and that sum divided by a constant (gemma3n's
+    # Laurel): {"module", "down", "up", "norm" (HF attributes), "rank", "rank_field",
+    # "divisor" (or None)}; see codegen/analyze/low_rank_branch.py
+    low_rank_branch: dict | None = None
     # the layer attribute (a tensor the checkpoint holds) the layer's output is multiplied
     # by (gemma4's layer_scalar), else None; output_scale_trained: a parameter, not a buffer
     output_scale: str | None = None

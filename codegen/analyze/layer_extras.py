@@ -17,7 +17,8 @@ names it instead of letting the gap show only as a failed verify:
 
 Modules the residual adds are made of (`block.residual_affine`: ZAYA's residual scaling)
 and the AltUp module read whole (`block.altup`: gemma3n's predict/correct around the layer)
-are realised by their rules, so neither finding names them.
+are realised by their rules, so neither finding names them; nor a low-rank branch beside the
+attention read whole (`block.low_rank_branch`: gemma3n's Laurel block).
 
 Per-layer inputs the analysis reads whole (`block.per_layer_input`: gemma4's gate, up
 projection and norm, fed from the backbone's second table) are a part a rule realises, so
@@ -70,6 +71,7 @@ def detect(
     affine: dict | None = None,
     altup: dict | None = None,
     conv_projection: dict | None = None,
+    branch: dict | None = None,
 ) -> None:
     layers = [rec for rec in ctx.model.layers or () if isinstance(rec, ModuleRec)]
     if not layers or layers[0].cls is None:
@@ -89,6 +91,8 @@ def detect(
         ffn_paths |= {part["module"] for part in affine.values()}
     if altup is not None:  # realised by the altup rule
         ffn_paths.add(altup["module"])
+    if branch is not None:  # realised by the low_rank_branch rule
+        ffn_paths.add(branch["module"])
     called = _called_attributes(ctx, layer)
     reached = [
         (name, child)

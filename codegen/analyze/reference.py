@@ -214,6 +214,7 @@ COMPARED: dict[str, Any] = {
     "block.init_cutoff": lambda cutoff: cutoff is not None,
     "block.short_conv": lambda found: found is not None,
     "block.output_convs": lambda found: found is not None,
+    "block.low_rank_branch": lambda found: found is not None,
     "attention.kv_convs": lambda found: found is not None,
     "attention.conv_projection": lambda found: found is not None,
     "attention.l2_qk_norm": lambda found: found is not None,
@@ -318,6 +319,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "block.init_cutoff": (False,),  # normal inits are not truncated
     "block.short_conv": (False,),  # every layer's token mixer is attention
     "block.output_convs": (False,),  # sublayer outputs join the residual as computed
+    "block.low_rank_branch": (False,),  # the attention's residual sum is the stream and its output
     "attention.kv_convs": (False,),  # keys and values are their projections' outputs
     "attention.conv_projection": (False,),  # q, k and v are projections of the current token
     "attention.l2_qk_norm": (False,),  # no fixed-norm rescaling of queries and keys

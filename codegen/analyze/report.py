@@ -67,6 +67,7 @@ ROWS = (
     ("head.bias", "output head bias"),
     ("block.residual_scale", "residual scale"),
     ("block.residual_fp32", "residual stream fp32"),
+    ("block.low_rank_branch", "low-rank branch"),
     ("moe.zero_experts", "identity experts"),
     ("block.short_conv", "short-conv layers"),
     ("block.sublayers", "attention sublayers"),

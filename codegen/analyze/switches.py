@@ -844,7 +844,9 @@ class _Visitor:
         if ops == "!=":
             has_else = True
         elif ops == "==":
-            has_else = isinstance(orelse, cst.Else)
+            # an early return is an else: the code after the `if` runs for the other values
+            # (gemma4's `if self.num_kv_shared_layers == 0: return [None] * n`)
+            has_else = isinstance(orelse, cst.Else) or (orelse is None and _returns(node.body.body))
         other = node.body.body if ops == "!=" else (orelse.body.body if orelse else ())
         self._test(node.test, yes_text, no_text, has_else, other)
 
@@ -938,6 +940,13 @@ def _raises(body) -> bool:
     return len(body) == 1 and (
         isinstance(body[0], cst.SimpleStatementLine)
         and all(isinstance(small, cst.Raise) for small in body[0].body)
+    )
+
+
+def _returns(body) -> bool:
+    """A body whose last statement returns."""
+    return bool(body) and (
+        isinstance(body[-1], cst.SimpleStatementLine) and isinstance(body[-1].body[-1], cst.Return)
     )
 
 

@@ -129,14 +129,15 @@ def plan_settings(
                     continue
                 seen.add(key)
                 try:
-                    cfg = config_class(**{**toy, **overrides})
+                    cfg = _build(config_class, {**toy, **overrides})
                 except Exception as err:  # the class's own validation: any error type
                     reason = f"{type(err).__name__}: {_message(err)}"
                     plan.dropped.append(Dropped(label, overrides, reason))
-                    zero = _zero_instead(switch, value, base, toy, config_class, seen)
-                    if zero is None:
+                    instead = _zero_instead(switch, value, base, toy, config_class, seen)
+                    instead = instead or _rederived(switch, value, base, toy, config_class, seen)
+                    if instead is None:
                         continue
-                    label, overrides, wanted, cfg = zero
+                    label, overrides, wanted, cfg = instead
                 got = _current(cfg, switch)
                 if not _satisfies(switch, value, got, cfg) or (
                     wanted is not _ANY and got != wanted
@@ -179,6 +180,49 @@ def _zero_instead(switch: Switch, value: SwitchValue, base, toy: dict, config_cl
     except Exception:  # rejected as well: the None setting's reason stands
         return None
     return _label(switch, 0), overrides, 0, cfg
+
+
+def _build(config_class, values: dict):
+    """The config of `values`, its own properties read: a class that validates a setting
+    only where a property derives from it (gemma4's `kv_sharing_modes`, which the model
+    reads while building) rejects it here, not in the middle of verify."""
+    cfg = config_class(**values)
+    for klass in type(cfg).__mro__:
+        if klass.__module__ != config_class.__module__:
+            continue
+        for name, attribute in vars(klass).items():
+            if isinstance(attribute, property):
+                getattr(cfg, name)
+    return cfg
+
+
+def _rederived(switch: Switch, value: SwitchValue, base, toy: dict, config_class, seen):
+    """Where the class rejects the plain override, the toy derived again from the class's
+    defaults with the field in `value`'s class before shrinking: verify's shrink rules that
+    read the field size the rest with it (keys and values shared by some layers double the
+    toy's layer pattern and share its second half; gemma4's 6-layer toy accepts
+    `num_kv_shared_layers` 0 only). (label, overrides, wanted, config), else None."""
+    from codegen.verify.tiny_config import SHRINK_RULES, rederive
+
+    if switch.container or switch.field not in SHRINK_RULES or value.test != "other":
+        return None
+    compared = _compared(switch)
+    if not compared or not all(isinstance(c, int) and not isinstance(c, bool) for c in compared):
+        return None
+    try:
+        again = rederive(config_class, {switch.field: max(compared) + 1})
+        cfg = _build(config_class, {**toy, **again})
+    except Exception:  # rejected as well: the plain setting's reason stands
+        return None
+    got = _current(cfg, switch)
+    if not _satisfies(switch, value, got, cfg):
+        return None
+    overrides = {k: v for k, v in again.items() if toy.get(k) != v}
+    key = json.dumps(overrides, sort_keys=True, default=repr)
+    if key in seen:
+        return None
+    seen.add(key)
+    return _label(switch, got), overrides, got, cfg
 
 
 def _message(err: Exception) -> str:

@@ -561,6 +561,17 @@ def build_toy(config_class, toy: dict, values: dict, overrides: dict):
         return config_class(**{**toy, **{k: values.get(k) for k in named}})
 
 
+def rederive(config_class, overrides: dict) -> dict:
+    """The toy of `config_class`'s defaults with `overrides` set before shrinking (the shrink
+    rules that read them size the rest), as the fields the class then derives: for a
+    setting the toy's own sizes cannot take (a count of layers sharing keys and values)."""
+    values = {**config_values(config_class()), **overrides}
+    toy = shrink(values, keep_pattern=False, attribute_map=_names(config_class))
+    for key in _layer_count_derived(config_class):
+        toy.pop(key, None)
+    return config_values(config_class(**toy))
+
+
 def tiny_config_from_file(path: Path):
     """A toy of a real `config.json`, keeping its own per-layer pattern."""
     raw = read_config_file(path)

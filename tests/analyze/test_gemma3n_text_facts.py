@@ -1,5 +1,6 @@
-"""gemma3n's text decoder: the parts the rules realise are read as facts from its code, the
-ones no rule realises yet (Laurel, its per-layer inputs) stay named unsupported."""
+"""gemma3n's text decoder: the parts the rules realise are read as facts from its code (AltUp
+and the Laurel branch among them), the one no rule realises yet (its per-layer inputs) stays
+named unsupported."""
 
 from __future__ import annotations
 
@@ -20,9 +21,13 @@ def test_gemma3n_text_facts_and_what_stays_unsupported():
     assert features.attention.v_norm == "per_head"
     unsupported = {u.feature: u.detail for u in features.unsupported}
     assert set(unsupported) == {"block.layer_modules", "block.layer_input"}
-    for part in ("laurel", "per_layer_input_gate", "per_layer_projection"):
+    for part in ("per_layer_input_gate", "per_layer_projection"):
         assert part in unsupported["block.layer_modules"]
     assert "altup" not in unsupported["block.layer_modules"]
+    # the Laurel branch is read whole (its / sqrt(2) no residual scale), so not named
+    assert "laurel" not in unsupported["block.layer_modules"]
+    assert features.block.low_rank_branch["module"] == "laurel"
+    assert features.block.residual_scale is False
 
 
 def test_gemma3n_text_altup_is_read_from_its_module_and_backbone():

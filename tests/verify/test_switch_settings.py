@@ -215,3 +215,22 @@ def test_a_number_tested_for_truth_is_switched_off_with_zero_where_none_is_refus
     assert settings["hidden_size_per_layer_input=0"].overrides == {"hidden_size_per_layer_input": 0}
     assert any(d.label == "hidden_size_per_layer_input=None" for d in plan.dropped)
     assert not any(label.startswith("head_dim=") for label in settings)
+
+
+def test_a_count_of_shared_layers_gets_a_toy_that_takes_it() -> None:
+    """gemma4's `kv_sharing_modes` returns early for `num_kv_shared_layers == 0`: the code
+    after it is the other values' branch. Its 6-layer toy (one full-attention layer, last)
+    takes no other count (checked where the property derives it), so the setting is the toy
+    derived again with sharing on: the layer pattern doubled, its second half shared."""
+    switch = next(s for s in static_switches("gemma4_text") if s.field == "num_kv_shared_layers")
+    assert {v.test for v in switch.values} == {"eq", "other"}
+    toy = _toy("gemma4_text")
+    plan = plan_settings("gemma4_text", toy)
+    (dropped,) = [d for d in plan.dropped if d.label == "num_kv_shared_layers=1"]
+    assert "layer types" in dropped.reason
+    setting = _by_label(plan.settings)["num_kv_shared_layers=6"]
+    assert setting.overrides["num_hidden_layers"] == 12
+    pattern = _config("gemma4_text", toy).layer_types
+    cfg = _config("gemma4_text", toy, setting)
+    assert cfg.layer_types == pattern * 2
+    assert cfg.kv_sharing_modes[6:] == ["reuse"] * 6
