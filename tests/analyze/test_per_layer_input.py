@@ -63,11 +63,12 @@ def test_renamed_copy_with_renamed_modules_reads_the_same_structure(tmp_path):
     }
 
 
-def test_gemma3n_keeps_its_altup_findings():
+def test_gemma3n_keeps_its_per_layer_findings():
     features = analyze("gemma3n_text")
     assert features.block.per_layer_input is None
     found = _layer_findings(features)
-    assert "altup (Gemma3nTextAltUp)" in found["block.layer_modules"]
+    assert "per_layer_input_gate" in found["block.layer_modules"]
+    assert "altup" not in found["block.layer_modules"]  # read as block.altup
     assert "laurel" not in found["block.layer_modules"]  # read as block.low_rank_branch
     assert "block.layer_input" in found
 
