@@ -522,13 +522,23 @@ def _attention_flop(query_shape, key_shape, value_shape, *_, out_shape=None, **_
     return sdpa_flop_count(query_shape, key_shape, value_shape)
 
 
-def _grouped_mm_flop(a_shape, b_shape, *_, out_shape=None, **__) -> int:
-    """Each row of `a` meets one group's (K, N) matrix: 2 * rows * K * N in all. Both 2-D
-    (groups split the shared K, the output stacks one (M, N) block per group) is the one
-    layout whose output overcounts K, so it is read from the operands."""
-    if len(a_shape) == 2 and len(b_shape) == 2:
-        return 2 * a_shape[0] * a_shape[1] * b_shape[1]
-    return 2 * math.prod(out_shape) * a_shape[-1]
+def _grouped_mm_flop(a, b, offs=None, *_, out_val=None, **kwargs) -> int:
+    """Each row of `a` meets one group's (K, N) matrix: 2 * rows * K * N in all. The kernel
+    stops at the last offset (rows past it are skipped, left unset: a package's identity
+    experts sort there), so with offsets only the rows (or, both 2-D, the shared K) up to
+    `offs[-1]` count. Both 2-D (groups split the shared K, the output stacks one (M, N) block
+    per group) is the one layout whose output overcounts K, so it is read from the operands."""
+    offs = kwargs.get("offs", offs)
+    used = None if offs is None else int(offs[-1])
+    if a.dim() == 2 and b.dim() == 2:
+        return 2 * a.shape[0] * (a.shape[1] if used is None else used) * b.shape[1]
+    if a.dim() == 2 and used is not None:
+        return 2 * used * a.shape[1] * b.shape[-1]
+    return 2 * math.prod(out_val.shape) * a.shape[-1]
+
+
+# the formula reads the offsets' values, not only shapes
+_grouped_mm_flop._get_raw = True
 
 
 def _storage(tensor) -> int:

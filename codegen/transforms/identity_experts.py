@@ -21,12 +21,18 @@ from codegen.transforms.edits import (
 
 FIELD = "n_zero_experts: int = 0  # experts the router picks that pass the token on, weighted"
 COUNT = "n_experts = args.n_routed_experts + args.n_zero_experts  # identity experts scored too"
-# the experts' forward: identity slots run no weights (given to expert 0 at weight 0) and
-# pass the token itself on, weighted; HF's experts module does the same
+# the experts' forward: identity slots sort after the routed ones, past the last offset, where
+# the grouped products stop (HF's experts module runs no weights for them either): they are
+# zeroed going in (the products leave their rows unset, and the gradient too) and take the
+# token itself in place of the down projection's row, weighted as any slot
 IDENTITY = """
 identity = indices >= self.num_experts  # identity experts: no weights, the token passes on
-passed = (weights * identity).sum(dim=-1, keepdim=True) * x
-indices, weights = indices.masked_fill(identity, 0), weights.masked_fill(identity, 0)
+"""
+SKIPPED = """
+# the products stop at the last offset, leaving the identity slots' rows unset: those go
+# in zeroed (no gradient comes back from them) and come out as the token itself
+skipped = identity.flatten()[order, None]
+passed, rows = rows, rows.masked_fill(skipped, 0)
 """
 # HF's experts module without routed experts (every pick an identity): not built here
 REFUSE = """
@@ -113,7 +119,7 @@ def _identity_slots(package, held: list[str]) -> None:
     run(package, "model.py", _ExtraRows(held))
     first = InsertStatements("Experts", "forward", assigns("top_k"), IDENTITY, before=True)
     run(package, "model.py", first)
-    run(package, "model.py", _PassedOn())
+    _routed_rows_only(package)
     run(package, "model.py", _Docstring())
     for weight in held:
         edits.replace_expressions(
@@ -222,34 +228,54 @@ def _self_assign(statement):
     return None, None
 
 
-class _PassedOn(cst.CSTTransformer):
-    """Experts.forward's `return <sum of the weighted slots>.to(x.dtype)` adds the identity
-    slots' tokens before the cast."""
+def _routed_rows_only(package) -> None:
+    """The grouped products run the routed slots only: identity indices, sorted last, are
+    counted past the routed experts (dropped from the offsets), their rows are zeroed going
+    in, and the down projection's output takes each identity slot's token in its place."""
+    edits.replace_expressions(
+        package,
+        "model.py",
+        "Experts",
+        "forward",
+        lambda node: m.matches(node, m.Call(func=edits.dotted("torch.bincount"))),
+        lambda node: cst.Subscript(
+            value=node,
+            slice=[
+                cst.SubscriptElement(
+                    cst.Slice(lower=None, upper=edits.expression("self.num_experts"))
+                )
+            ],
+        ),
+    )
+    skip = InsertStatements("Experts", "forward", assigns("rows"), SKIPPED)
+    skip.new = edits.statements(SKIPPED)  # with the comment above the first statement
+    run(package, "model.py", skip)
+    edits.replace_expressions(
+        package,
+        "model.py",
+        "Experts",
+        "forward",
+        lambda node: m.matches(node, WEIGHTED),
+        lambda node: node.with_changes(
+            left=edits.expression(f"torch.where(skipped, passed, {code_of(node.left)})")
+        ),
+    )
 
-    def __init__(self):
-        super().__init__()
-        self.hits = 0
-        self._class = ""
 
-    def visit_ClassDef(self, node):
-        self._class = node.name.value
-
-    def leave_Return(self, original, updated):
-        cast = m.Call(func=m.Attribute(attr=m.Name("to")))
-        if self._class != "Experts" or not m.matches(updated.value, cast):
-            return updated
-        self.hits += 1
-        func = updated.value.func
-        summed = edits.expression(f"({code_of(func.value)} + passed)")
-        return updated.with_changes(
-            value=updated.value.with_changes(func=func.with_changes(value=summed))
-        )
+# `<down projection> * weights.flatten()[order, None]`: each sorted slot's row, weighted
+WEIGHTED = m.BinaryOperation(
+    operator=m.Multiply(),
+    right=m.Subscript(
+        value=m.Call(func=m.Attribute(value=m.Name("weights"), attr=m.Name("flatten")))
+    ),
+)
 
 
 DOC = """
 
-    Indices from `num_experts` on are the `n_zero_experts` identity experts: their slots run
-    no weights and pass the token on, times the slot's weight."""
+    Indices from `num_experts` on are the `n_zero_experts` identity experts: their slots sort
+    last, past the last offset, so the grouped products skip them; they run no weights and
+    pass the token on, times the slot's weight."""
 
 
 class _Docstring(cst.CSTTransformer):

@@ -100,6 +100,9 @@ def test_a_submodule_handed_a_parameter_is_counted_and_left_trainable():
         ((10, 4), (3, 4, 8), [3, 7, 10], 2 * 10 * 4 * 8),  # tokens sorted by expert
         ((3, 5, 4), (3, 4, 8), None, 2 * 3 * 5 * 4 * 8),  # one batch per group
         ((8, 16), (16, 8), [4, 12, 16], 2 * 8 * 16 * 8),  # groups split the shared K
+        # rows past the last offset (a package's identity-expert slots) are skipped
+        ((10, 4), (3, 4, 8), [2, 5, 7], 2 * 7 * 4 * 8),
+        ((8, 16), (16, 8), [4, 10], 2 * 8 * 10 * 8),
     ],
 )
 def test_grouped_matmuls_count_every_row_against_its_group(a_shape, b_shape, offsets, expected):
