@@ -115,4 +115,3 @@ def test_another_correction_is_no_altup(tmp_path):
     plan = make_plan(load_target(str(folder)))
     assert "altup" not in {step.rule for step in plan.steps}
     assert any("altup (" in gap for gap in map(str, plan.gaps)), plan.gaps
-
