@@ -22,8 +22,9 @@ are realised by their rules, so neither finding names them.
 Per-layer inputs the analysis reads whole (`block.per_layer_input`: the gate, up projection
 and norm, fed from the backbone's second table, added to the layer's output as gemma4's or
 into AltUp's corrected streams as gemma3n's) are a part a rule realises, so neither finding
-names them; a layer that does anything else with them keeps both. Likewise language adapters read whole
-(`block.language_adapters`: X-MOD's ModuleDict of bottleneck FFNs) are not named.
+names them; a layer that does anything else with them keeps both. Likewise language
+adapters read whole (`block.language_adapters`: X-MOD's ModuleDict of bottleneck FFNs) are
+not named.
 """
 
 from __future__ import annotations
