@@ -58,14 +58,23 @@ def test_package_verifies_in_fp32_and_bf16_with_the_scale_switched(folder, packa
     "old, new, stage",
     [
         # the per-layer addition into the first stream instead of the others
-        ("out[1:] += self.per_layer_norm", "out[:1] += self.per_layer_norm", "layers.0"),
+        (
+            "out[1:] += self.per_layer_norm",
+            "out[:1] += self.per_layer_norm",
+            "layers.0 (HF model.layers.0)",
+        ),
         # the gate reads the active stream without AltUp's output scale
-        ("active = active * self.altup.output_scale", "active = active", "layers.0"),
-        # the projection built from the streams rather than the embeddings
+        (
+            "active = active * self.altup.output_scale",
+            "active = active",
+            "layers.0.per_layer_gate (HF model.layers.0.per_layer_input_gate) reads another input",
+        ),
+        # the projection built from the streams rather than the embeddings: the first module
+        # reading the mixed inputs is named (the projection itself computes right)
         (
             "self.per_layer_inputs(tokens, h)",
             "self.per_layer_inputs(tokens, streams[1])",
-            "per_layer_projection",
+            "layers.0.per_layer_up (HF model.layers.0.per_layer_projection) reads another input",
         ),
     ],
     ids=["into_stream_0", "unscaled_gate", "projection_of_streams"],
@@ -79,4 +88,24 @@ def test_slips_fail_naming_their_module(tmp_path, folder, package, capsys, old, 
     ]
     (row,) = rows
     assert row["status"] == "fail", row
-    assert stage in (row.get("first_divergence") or ""), row
+    assert (row.get("first_divergence") or "").startswith(stage), row
+
+
+def test_unrounded_projection_scale_fails_in_bf16(tmp_path, folder, package, capsys):
+    """HF's projection scale is a buffer rounded to bf16: the Python number is another model."""
+    models = tmp_path / "models"
+    shutil.copytree(package, models)
+    seed(
+        models,
+        NAME,
+        "torch.tensor(self.args.dim**-0.5, dtype=h.dtype)",
+        "self.args.dim**-0.5",
+    )
+    rows = _verify(folder, models, capsys, "--dtype", "bf16")
+    assert any(row["status"] == "fail" for row in rows), rows
+
+
+def test_shard_plan_replicates_the_per_layer_parts(folder, package, capsys):
+    """tp=2: the per-layer table, projection and gates replicated, beside AltUp's."""
+    rows = _verify(folder, package, capsys, "--parallel", "tp=2")
+    assert rows and all(row["status"] == "pass" for row in rows), rows
