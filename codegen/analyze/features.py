@@ -576,8 +576,11 @@ class Block:
     # addition; see codegen/analyze/per_layer_input.py. {"input", "width", "vocab" (config
     # fields of the slice width and the table's rows), "table", "projection", "mix_norm"
     # (backbone HF paths), "table_scale" (sqrt_width_dtype | sqrt_width | none),
-    # "projection_scale" (rsqrt_dim), "mix_scale" (a constant's source), "gate", "up",
-    # "norm" (the layer's modules)}, else None
+    # "projection_scale" (rsqrt_dim | rsqrt_dim_dtype), "mix_scale" (a constant's source),
+    # "mix_scale_dtype" (a buffer rounded to the embeddings' dtype), "into" (output: the
+    # layer's output, gemma4 | streams: AltUp's corrected streams after the first, gemma3n),
+    # "correct_scale" (the config field under which the gate reads the active stream times
+    # AltUp's output scale, or None), "gate", "up", "norm" (the layer's modules)}, else None
     per_layer_input: dict | None = None
     # AltUp: the residual stream kept as several streams; each layer runs on the active
     # one's prediction and corrects them all ({"module", "streams", "active", "clip",

@@ -20,11 +20,12 @@ and the AltUp module read whole (`block.altup`: gemma3n's predict/correct around
 are realised by their rules, so neither finding names them; nor a low-rank branch beside the
 attention read whole (`block.low_rank_branch`: gemma3n's Laurel block).
 
-Per-layer inputs the analysis reads whole (`block.per_layer_input`: gemma4's gate, up
-projection and norm, fed from the backbone's second table) are a part a rule realises, so
-neither finding names them; a layer that does more with them (gemma3n adds them into its
-AltUp predictions) keeps both. Likewise language adapters read whole
-(`block.language_adapters`: X-MOD's ModuleDict of bottleneck FFNs) are not named.
+Per-layer inputs the analysis reads whole (`block.per_layer_input`: the gate, up projection
+and norm, fed from the backbone's second table, added to the layer's output as gemma4's or
+into AltUp's corrected streams as gemma3n's) are a part a rule realises, so neither finding
+names them; a layer that does anything else with them keeps both. Likewise language
+adapters read whole (`block.language_adapters`: X-MOD's ModuleDict of bottleneck FFNs) are
+not named.
 """
 
 from __future__ import annotations

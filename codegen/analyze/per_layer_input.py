@@ -4,15 +4,23 @@ it and adds the result (gemma4's per-layer embeddings).
 
 Read from the data flow, not from names:
 
-* in the layer's forward, an input besides the hidden states multiplies `act(gate(h))`,
-  where `h` is the stream after the FFN's residual add; the product goes through an
-  up-projection and a norm and is added to `h` (the layer's output, before any output scale);
+* in the layer's forward, an input besides the hidden states multiplies `act(gate(h))`
+  (`*`, `torch.mul` or `torch.multiply`); the product goes through an up-projection and a
+  norm and is added back (`into`):
+  - "output": `h` is the stream after the FFN's residual add, and the sum is the layer's
+    output (before any output scale) — gemma4;
+  - "streams": the layer returns AltUp's corrected streams `s` (see altup.py), `h` is
+    `s[active]` (times AltUp's output scale where the layer tests a config field first:
+    `correct_scale` names it) and the sum is `s[1:] + ...`, written into `s` — gemma3n;
   the activation must be the FFN's own (the package reuses it);
 * in the backbone, layer `i` receives slice `i` (axis 2) of
   `(norm(projection(embeddings) * c) + table(ids)) * k`, where `embeddings` are the scaled
-  token embeddings the first layer receives, the projection and the norm modules of the
-  backbone, `table` an embedding `n_layers * width` wide (its rows from a config field of
-  their own), `c = hidden_size ** -0.5` and `k` a constant of the source (no config field);
+  token embeddings the first layer receives (or the first of the streams stacked for it),
+  the projection and the norm modules of the backbone, `table` an embedding
+  `n_layers * width` wide (its rows from a config field of their own; sliced to its
+  `n_layers` slices or not), `c = hidden_size ** -0.5` (a number: "rsqrt_dim", or a scalar
+  buffer rounded to the embeddings' dtype: "rsqrt_dim_dtype") and `k` a constant of the
+  source (no config field; `mix_scale_dtype` where it is a scalar buffer, rounded alike);
 * the table scales its rows by sqrt(width), rounded to the weights' dtype (a buffer) or not.
 
 Anything else leaves the value None, and `layer_extras` names the parts as unsupported.
@@ -81,7 +89,7 @@ def _layer_side(ctx: Ctx, layer: ModuleRec) -> dict | None:
     if isinstance(out, Term) and out.op == "mul" and any(_is_param(a) for a in out.args):
         out = next(a for a in out.args if isinstance(a, Term) and not _is_param(a))
     for t in trace.terms:
-        if t.op != "mul" or len(t.args) != 2:
+        if not _is_product(t):
             continue
         extra = [a for a in t.args if _is_input(a)]
         gated = [a for a in t.args if isinstance(a, Term) and a.op == "act"]
@@ -97,11 +105,18 @@ def _layer_side(ctx: Ctx, layer: ModuleRec) -> dict | None:
         norms = _users(trace.terms, up) if up is not None else []
         norm = norms[0] if len(norms) == 1 and _is_call(norms[0], ctx, NORM) else None
         adds = _users(trace.terms, norm) if norm is not None else []
-        if len(adds) != 1 or adds[0] is not out or adds[0].op != "add":
+        if len(adds) != 1 or adds[0].op != "add":
             return None
-        ffn_norm = _ffn_norm(ctx, stream)
-        if not any(a is stream for a in adds[0].args) or ffn_norm is None:
-            return None
+        if adds[0] is out:  # added to the layer's output
+            into, correct_scale = "output", None
+            ffn_norm = _ffn_norm(ctx, stream)
+            if not any(a is stream for a in adds[0].args) or ffn_norm is None:
+                return None
+        else:  # added to AltUp's corrected streams after the first
+            found = _into_streams(ctx, layer, trace, out, stream, adds[0])
+            if found is None:
+                return None
+            into, correct_scale, ffn_norm = "streams", *found
         if not isinstance(act.module, ActRec) or act.module.name != _ffn_act(ctx, layer):
             return None
         parts = {
@@ -113,11 +128,67 @@ def _layer_side(ctx: Ctx, layer: ModuleRec) -> dict | None:
         return {
             "layer_site": t.site.cite() if t.site else ctx.class_site(layer),
             "input": extra[0].name,
+            "into": into,
+            "correct_scale": correct_scale,
             **parts,
             "ffn_norm": ffn_norm,
             "linears": [gate.module, up.module],
             "norms": [norm.module],
         }
+    return None
+
+
+def _is_product(t: Term) -> bool:
+    """`a * b`, `torch.mul(a, b)` or `torch.multiply(a, b)`."""
+    if len(t.args) != 2:
+        return False
+    return t.op == "mul" or (t.op == "fn" and t.name.rsplit(".", 1)[-1] in ("mul", "multiply"))
+
+
+def _into_streams(ctx: Ctx, layer: ModuleRec, trace, out, stream, add: Term):
+    """(the config field the layer tests before scaling the gate's input by AltUp's output
+    scale, or None; the FFN's norm) where the layer returns AltUp's correction `out`, the gate
+    reads `out[active]` (scaled or not) and `add` is `out[1:] + ...`; else None."""
+    from codegen.analyze import altup
+
+    fact = altup.detect(ctx)
+    if fact is None or not isinstance(out, Term):
+        return None
+    module = layer.attrs.get(fact["module"])
+    scale = module.attrs.get(fact["params"]["output_scale"]) if module is not None else None
+    field = _scale_switch(ctx, layer, fact["module"])
+    read = stream
+    if isinstance(read, Term) and read.op == "mul" and any(_is_param(a) for a in read.args):
+        if field is None or not any(_is_param(a) and a.module is scale for a in read.args):
+            return None
+        read = next(a for a in read.args if not _is_param(a))
+    if not (isinstance(read, Term) and read.op == "index" and read.args[0] is out):
+        return None
+    if not read.name.isdigit():
+        return None
+    rest = [a for a in add.args if isinstance(a, Term) and a.op == "index" and a.args[0] is out]
+    if len(rest) != 1 or rest[0].name != "1::":
+        return None
+    # the FFN's residual sum the correction reads
+    sums = [t for t in trace.terms if t.op == "add" and _ffn_norm(ctx, t) is not None]
+    return (field, _ffn_norm(ctx, sums[-1])) if sums else None
+
+
+def _scale_switch(ctx: Ctx, layer: ModuleRec, module: str) -> str | None:
+    """`x` of `if self.config.x: h = self.<module>.<method>(h)` in the layer's forward."""
+    found = ctx.model.project.find_method(layer.cls, "forward")
+    if found is None:
+        return None
+    call = m.Call(func=m.Attribute(value=m.Attribute(value=m.Name("self"), attr=m.Name(module))))
+    for node in m.findall(found[1], m.If()):
+        body = node.body.body
+        if len(body) != 1 or node.orelse is not None:
+            continue
+        if not m.matches(body[0], m.SimpleStatementLine(body=[m.Assign(value=call)])):
+            continue
+        field = _config_field(node.test)
+        if field is not None:
+            return field
     return None
 
 
@@ -178,12 +249,22 @@ def _backbone_side(ctx: Ctx, owner: ModuleRec, layers: list, name: str) -> dict 
     for i, s in enumerate(slices):
         if s.args[0] is not mixed or s.name != f"::,::,{i},::":
             return None
-    embeddings = primary_input(calls[0])
+    embeddings = _first_stream(primary_input(calls[0]))
     parts = _mixed(ctx, owner, mixed, embeddings)
     if parts is None:
         return None
     parts["site"] = mixed.site.cite() if mixed.site else ctx.class_site(owner)
     return parts
+
+
+def _first_stream(value):
+    """The first of the streams `torch.stack([h, ...])` stacks for the layers (AltUp), else
+    `value` itself."""
+    if isinstance(value, Term) and value.op == "fn" and value.name.endswith("stack"):
+        items = value.args[0] if value.args and isinstance(value.args[0], list | tuple) else ()
+        if items and isinstance(items[0], Term):
+            return items[0]
+    return value
 
 
 def _mixed(ctx: Ctx, owner: ModuleRec, mixed: Term, embeddings) -> dict | None:
@@ -194,7 +275,16 @@ def _mixed(ctx: Ctx, owner: ModuleRec, mixed: Term, embeddings) -> dict | None:
     constant = _constant_of(ctx, owner, mixed)
     if total is None or total.op != "add" or constant is None:
         return None
-    table_call = next((a for a in total.args if _is_call(a, ctx, EMBEDDING)), None)
+    constant, mix_dtype = constant
+    n_layers = attr(ctx.model.config, "num_hidden_layers")
+    table_call = next(
+        (
+            a
+            for a in map(lambda a: _whole_slices(a, n_layers), total.args)
+            if _is_call(a, ctx, EMBEDDING)
+        ),
+        None,
+    )
     normed = next((a for a in total.args if _is_call(a, ctx, NORM)), None)
     if table_call is None or normed is None:
         return None
@@ -203,6 +293,9 @@ def _mixed(ctx: Ctx, owner: ModuleRec, mixed: Term, embeddings) -> dict | None:
         return None
     projected = next((a for a in scaled.args if _is_linear_call(a)), None)
     factor = next((a for a in scaled.args if _number(a)), None)
+    rounded = factor is None
+    if rounded:  # a scalar buffer, rounded to the embeddings' dtype
+        factor = next((_scalar(a) for a in scaled.args if _scalar(a) is not None), None)
     if projected is None or factor is None or projected.args[0] is not embeddings:
         return None
     dim = attr(ctx.model.config, "hidden_size")
@@ -229,11 +322,26 @@ def _mixed(ctx: Ctx, owner: ModuleRec, mixed: Term, embeddings) -> dict | None:
         "vocab": rows,
         **{key: prefix + path for key, path in paths.items()},
         "table_scale": table_scale,
-        "projection_scale": "rsqrt_dim",
+        "projection_scale": "rsqrt_dim_dtype" if rounded else "rsqrt_dim",
         "mix_scale": constant,
+        "mix_scale_dtype": mix_dtype,
         "outer_norms": [normed.module],
         "outer_linears": [projected.module],
     }
+
+
+def _whole_slices(term, n_layers):
+    """The table's lookup behind `x[..., :n_layers, :]` (all its slices), else `term`."""
+    if isinstance(term, Term) and term.op == "index" and term.name == f"...,:{n_layers}:,::":
+        return term.args[0]
+    return term
+
+
+def _scalar(term) -> float | None:
+    """The value of a scalar buffer term (`torch.tensor(x)`), else None."""
+    if _is_param(term) and term.module.kind == "buffer" and _number(term.module.value):
+        return float(term.module.value)
+    return None
 
 
 def _table_fields(ctx: Ctx, table: ModuleRec) -> tuple[str, str] | None:
@@ -279,20 +387,45 @@ def _table_scale(ctx: Ctx, table: ModuleRec, width) -> str | None:
     return None
 
 
-def _constant_of(ctx: Ctx, owner: ModuleRec, term: Term) -> str | None:
-    """The source of the constant factor of `term` (`self.x` assigned `2.0**-0.5` in
-    `__init__`, or a literal in place), when it reads no config field; else None."""
+def _constant_of(ctx: Ctx, owner: ModuleRec, term: Term) -> tuple[str, bool] | None:
+    """(the source of the constant factor of `term`, whether it is a scalar buffer rounded to
+    the tensors' dtype): `self.x` assigned `2.0**-0.5` in `__init__` or a literal in place
+    (False), or `self.x` a buffer `torch.tensor(2.0**-0.5)` / `torch.rsqrt(torch.tensor(2.0))`
+    read through `.to(...)` (True), when it reads no config field; else None."""
     node = term.site.node if term.site is not None else None
     if not isinstance(node, cst.BinaryOperation):
         return None
     for operand in (node.right, node.left):
-        value = operand
+        value, rounded = operand, False
+        if m.matches(operand, m.Call(func=m.Attribute(attr=m.Name("to")))):
+            operand = operand.func.value  # self.x.to(dtype=..., device=...)
         if m.matches(operand, m.Attribute(value=m.Name("self"))):
             site = owner.assign_sites.get(operand.attr.value)
             assign = site.node if site is not None else None
             value = assign.value if isinstance(assign, cst.Assign) else None
+            value, rounded = _buffer_scalar(value) or (value, False)
         if value is not None and _literal_number(value):
-            return cst.Module([]).code_for_node(value)
+            return cst.Module([]).code_for_node(value), rounded
+    return None
+
+
+def _buffer_scalar(node) -> tuple[cst.BaseExpression, bool] | None:
+    """`nn.Buffer(torch.tensor(e), ...)` -> (e, True); `nn.Buffer(torch.rsqrt(torch.tensor(e)),
+    ...)` -> (`e**-0.5`, True); else None."""
+    if not m.matches(node, m.Call(func=m.Attribute(attr=m.Name("Buffer")) | m.Name("Buffer"))):
+        return None
+    inner = node.args[0].value if node.args else None
+    tensor = m.Call(func=m.Attribute(value=m.Name("torch"), attr=m.Name("tensor")), args=[m.Arg()])
+    if m.matches(inner, tensor):
+        return inner.args[0].value, True
+    rsqrt = m.Call(
+        func=m.Attribute(value=m.Name("torch"), attr=m.Name("rsqrt")), args=[m.Arg(tensor)]
+    )
+    if m.matches(inner, rsqrt):
+        base = inner.args[0].value.args[0].value
+        return cst.BinaryOperation(
+            base, cst.Power(), cst.UnaryOperation(cst.Minus(), cst.Float("0.5"))
+        ), True
     return None
 
 

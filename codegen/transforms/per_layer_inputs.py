@@ -40,10 +40,16 @@ def per_layer_inputs(self, tokens: torch.Tensor, h: torch.Tensor) -> torch.Tenso
     per-layer table plus the normed projection of its embedding `h`, scaled together."""
     shape = (*tokens.shape, self.args.n_layers, self.args.per_layer_dim)
     table = self.per_layer_embeddings(tokens){table_scale}
-    projected = self.per_layer_projection(h) * self.args.dim**-0.5
+    projected = self.per_layer_projection(h) * {projection_scale}
     projected = self.per_layer_projection_norm(projected.view(shape))
     return (projected + table.view(shape)) * {mix_scale}
 '''
+
+PROJECTION_SCALES = {
+    "rsqrt_dim": "self.args.dim**-0.5",
+    # rounded to the embeddings' dtype first (a buffer of the module, as HF's)
+    "rsqrt_dim_dtype": "torch.tensor(self.args.dim**-0.5, dtype=h.dtype)",
+}
 
 TABLE_SCALES = {
     # the scale rounded to the table's dtype first (a buffer of the module, as HF's)
@@ -65,6 +71,26 @@ if args.per_layer_dim:
 
 MIX_CALL = "per_layer = self.per_layer_inputs(tokens, h) if self.args.per_layer_dim else None"
 
+# gemma3n: the addition goes into AltUp's corrected streams after the first, gated from the
+# corrected active stream (scaled by AltUp's output scale where altup_correct_scale is set)
+STREAMS_FIELDS = """
+# the per-layer gate reads the corrected active stream times AltUp's output scale
+altup_correct_scale: bool = False
+"""
+
+STREAMS_INIT = """
+    self.per_layer_scaled = args.altup_correct_scale
+"""
+
+STREAMS_ADD = """
+if per_layer is not None:
+    active = out[self.altup.active].clone()  # a copy: the streams are added to in place
+    if self.per_layer_scaled:
+        active = active * self.altup.output_scale
+    gated = {act} * per_layer[:, :, self.layer_id]
+    out[1:] += self.per_layer_norm(self.per_layer_up(gated))
+"""
+
 BLOCK_ADD = """
 if per_layer is not None:
     gated = {act} * per_layer[:, :, self.layer_id]
@@ -81,14 +107,25 @@ class PerLayerInputs(Transform):
     block gates its output with its slice (`act(per_layer_gate(out)) * slice`, the FFN's
     activation), projects it back up, norms it and adds it before returning. Built only where
     `per_layer_dim` is set (the HF switch `width`, e.g. hidden_size_per_layer_input); the
-    adapter maps the table, projection and norms to the HF keys the analysis read."""
+    adapter maps the table, projection and norms to the HF keys the analysis read.
+
+    With `into="streams"` (after the `altup` transform) the block returns AltUp's corrected
+    streams, the gate reads the corrected active stream (times AltUp's output scale where
+    `altup_correct_scale`, the HF field `correct_scale`, is set) and the addition goes into
+    every stream after the first. The scales read as buffers in HF (`projection_scale`
+    rsqrt_dim_dtype, `mix_scale_dtype`) are rounded to the embeddings' dtype first."""
 
     name = "per_layer_inputs"
 
     def apply(self, package, features=None, *, per_layer_input: dict) -> None:
         found = per_layer_input
-        if found.get("projection_scale") != "rsqrt_dim":
-            raise EditError(f"projection scale {found.get('projection_scale')!r}: rsqrt_dim only")
+        if found.get("projection_scale") not in PROJECTION_SCALES:
+            raise EditError(
+                f"projection scale {found.get('projection_scale')!r}: one of {PROJECTION_SCALES}"
+            )
+        into = found.get("into", "output")
+        if into not in ("output", "streams"):
+            raise EditError(f"per-layer addition into {into!r}: output or streams")
         if found.get("table_scale") not in TABLE_SCALES:
             raise EditError(f"table scale {found.get('table_scale')!r}: one of {TABLE_SCALES}")
         edits.add_args_field(package, FIELDS)
@@ -100,20 +137,26 @@ class PerLayerInputs(Transform):
             package,
             "Model",
             MIX.format(
-                table_scale=TABLE_SCALES[found["table_scale"]], mix_scale=found["mix_scale"]
+                table_scale=TABLE_SCALES[found["table_scale"]],
+                projection_scale=PROJECTION_SCALES[found["projection_scale"]],
+                mix_scale=(
+                    f"torch.tensor({found['mix_scale']}, dtype=h.dtype)"
+                    if found.get("mix_scale_dtype")
+                    else found["mix_scale"]
+                ),
             ),
         )
         _mix_before_layers(package)
         layer_id = edits.ensure_layer_id(package)
-        edits.append_to_method(
-            package,
-            "model.py",
-            "TransformerBlock",
-            "__init__",
-            BLOCK_INIT.format(layer_id=layer_id, norm=_resized(block_norm, "args.dim")),
-        )
+        block_init = BLOCK_INIT.format(layer_id=layer_id, norm=_resized(block_norm, "args.dim"))
+        if into == "streams" and found.get("correct_scale"):
+            block_init += STREAMS_INIT.lstrip("\n")
+        edits.append_to_method(package, "model.py", "TransformerBlock", "__init__", block_init)
         edits.add_param(package, "TransformerBlock", "forward", "per_layer: torch.Tensor | None")
-        _add_to_return(package, _ffn_activation(package))
+        if into == "streams":
+            _into_streams(package, found)
+        else:
+            _add_to_return(package, _ffn_activation(package))
         _map_keys(package, features, found)
 
 
@@ -201,16 +244,28 @@ def _loops_over_layers(statement) -> bool:
 
 
 def _ffn_activation(package) -> cst.Call:
-    """The FFN's activation applied to its gate projection (`F.silu(self.w1(x))`, ...)."""
-    gate = m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name("w1")))
+    """The FFN's activation applied to its gate projection (`F.silu(self.w1(x))`, ...), or to
+    the local holding it (`gate = self.w1(x)`, then thresholded: `gate = topk(gate, ...)`)."""
+    forward = edits.find_method(package.module("model.py"), "FeedForward", "forward")
+    w1 = m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name("w1")))
+    gates = {
+        assign.targets[0].target.value
+        for assign in m.findall(forward or cst.Module([]), m.Assign(value=w1))
+        if len(assign.targets) == 1 and isinstance(assign.targets[0].target, cst.Name)
+    }
+    # the calls that write the gate local again (its threshold) are not the activation
+    rewrites = {
+        id(assign.value)
+        for assign in m.findall(forward or cst.Module([]), m.Assign(value=m.Call()))
+        if any(is_name(t.target, g) for t in assign.targets for g in gates)
+    }
+    first = w1 | m.OneOf(*(m.Name(g) for g in gates)) if gates else w1
     found = [
         call
         for call in m.findall(
-            edits.find_method(package.module("model.py"), "FeedForward", "forward")
-            or cst.Module([]),
-            m.Call(args=[m.Arg(value=gate), m.ZeroOrMore()]),
+            forward or cst.Module([]), m.Call(args=[m.Arg(value=first), m.ZeroOrMore()])
         )
-        if not is_name(call.func, "self.w2")
+        if not is_name(call.func, "self.w2") and id(call) not in rewrites
     ]
     if len(found) != 1:
         raise EditError("cannot find the FFN's activation of self.w1(x)")
@@ -228,6 +283,34 @@ def _add_to_return(package, activation: cst.Call) -> None:
     value = code_of(returns[0].body[0].value)
     code = f"out = {value}\n" + BLOCK_ADD.format(act=act).lstrip("\n") + "return out\n"
     run(package, "model.py", ReplaceStatements("TransformerBlock", "forward", _returns_value, code))
+
+
+def _into_streams(package, found: dict) -> None:
+    """`return self.altup.correct(...)` -> `out = ...`, the gated addition into the streams
+    after the first, `return out`; the scale's switch read from the HF config."""
+    if found.get("correct_scale"):
+        edits.add_args_field(package, STREAMS_FIELDS)
+        edits.add_hf_kwarg(package, f"altup_correct_scale=hf_config.{found['correct_scale']}")
+        add = STREAMS_ADD
+    else:  # the gate reads the corrected active stream as it is
+        add = STREAMS_ADD.replace(
+            "    if self.per_layer_scaled:\n        active = active * self.altup.output_scale\n", ""
+        )
+    forward = edits.find_method(package.module("model.py"), "TransformerBlock", "forward")
+    returns = [s for s in (forward.body.body if forward else ()) if _returns_value(s)]
+    correct = m.Call(func=m.Attribute(value=_attr("altup"), attr=m.Name("correct")))
+    if len(returns) != 1 or not m.matches(returns[0].body[0].value, correct):
+        raise EditError("TransformerBlock.forward does not return AltUp's correction")
+    activation = _ffn_activation(package)
+    gate = activation.args[0].with_changes(value=expression("self.per_layer_gate(active)"))
+    act = code_of(activation.with_changes(args=[gate, *activation.args[1:]]))
+    value = code_of(returns[0].body[0].value)
+    code = f"out = {value}\n" + add.format(act=act).lstrip("\n") + "return out\n"
+    run(package, "model.py", ReplaceStatements("TransformerBlock", "forward", _returns_value, code))
+
+
+def _attr(name: str) -> m.Attribute:
+    return m.Attribute(value=m.Name("self"), attr=m.Name(name))
 
 
 def _returns_value(statement) -> bool:

@@ -15,8 +15,10 @@ import torch
 from codegen.models import references_dir
 from codegen.scaffold.source import SourcePackage
 from codegen.transforms._attention_edits import find_method
+from codegen.transforms.altup import AltUpStreams
 from codegen.transforms.edits import EditError
 from codegen.transforms.per_layer_inputs import PerLayerInputs
+from codegen.transforms.test_altup import FOUND as ALTUP_FOUND
 
 FOUND = {
     "input": "per_layer_input",
@@ -135,3 +137,77 @@ def test_the_switch_builds_the_parts_only_where_set(tmp_path, width):
 def test_another_projection_scale_is_an_error():
     with pytest.raises(EditError):
         _package(projection_scale="other")
+
+
+def _streams_package(**changes) -> SourcePackage:
+    """qwen3 on AltUp's streams, then the per-layer inputs into them (gemma3n's form)."""
+    package = SourcePackage.from_directory(references_dir() / "qwen3")
+    AltUpStreams().apply(package, altup=ALTUP_FOUND)
+    found = {
+        **FOUND,
+        "into": "streams",
+        "correct_scale": "altup_correct_scale",
+        "projection_scale": "rsqrt_dim_dtype",
+        "mix_scale_dtype": True,
+        **changes,
+    }
+    PerLayerInputs().apply(package, per_layer_input=found)
+    return package
+
+
+def test_into_streams_adds_after_the_correction_to_the_streams_after_the_first():
+    before = SourcePackage.from_directory(references_dir() / "qwen3")
+    AltUpStreams().apply(before, altup=ALTUP_FOUND)
+    assert "per_layer" not in before.render()["model.py"]
+    package = _streams_package()
+    forward = _method(package, "TransformerBlock", "forward")
+    correct = m.Call(func=m.Attribute(value=_attr("altup"), attr=m.Name("correct")))
+    assert m.findall(forward, m.Assign(targets=[m.AssignTarget(m.Name("out"))], value=correct))
+    into = m.Subscript(
+        value=m.Name("out"), slice=[m.SubscriptElement(m.Slice(lower=m.Integer("1")))]
+    )
+    assert m.findall(forward, m.AugAssign(target=into, operator=m.AddAssign()))
+    assert m.findall(forward, m.If(test=_attr("per_layer_scaled")))
+    assert m.findall(forward, m.Return(value=m.Name("out")))
+    rendered = package.render()
+    assert "altup_correct_scale=hf_config.altup_correct_scale" in rendered["args.py"]
+    assert "self.per_layer_scaled = args.altup_correct_scale" in rendered["model.py"]
+    # both scales rounded to the embeddings' dtype, as HF's buffers are
+    assert "torch.tensor(self.args.dim**-0.5, dtype=h.dtype)" in rendered["model.py"]
+    assert "torch.tensor(2.0**-0.5, dtype=h.dtype)" in rendered["model.py"]
+
+
+def test_into_streams_without_a_scale_switch_reads_the_active_stream_as_it_is():
+    rendered = _streams_package(correct_scale=None).render()
+    assert "per_layer_scaled" not in rendered["model.py"]
+    assert "altup_correct_scale" not in rendered["args.py"]
+
+
+@pytest.mark.parametrize("scaled", [True, False])
+def test_into_streams_computes_the_addition(tmp_path, scaled):
+    args_module, model_module = _built(tmp_path, _streams_package(), f"gen_streams_{scaled}")
+    args = args_module.ModelArgs(dim=16, n_layers=2, n_heads=2, n_kv_heads=1, head_dim=8)
+    args.vocab_size, args.hidden_dim, args.per_layer_vocab_size = 32, 24, 40
+    args.per_layer_dim, args.altup_correct_scale = 8, scaled
+    torch.manual_seed(0)
+    model = model_module.Model(args)
+    block = model.layers[0]
+    with torch.no_grad():
+        block.altup.output_scale.normal_()
+        streams = torch.randn(args.altup_streams, 2, 5, 16)
+        per_layer = torch.randn(2, 5, 2, 8)
+        rope = model.rotary(torch.arange(5).unsqueeze(0))
+        got = block(streams, rope, None, per_layer)
+        corrected = block(streams, rope, None, None)
+        active = corrected[block.altup.active] * (block.altup.output_scale if scaled else 1)
+        gated = torch.nn.functional.silu(block.per_layer_gate(active)) * per_layer[:, :, 0]
+        added = block.per_layer_norm(block.per_layer_up(gated))
+        assert torch.allclose(got[0], corrected[0])
+        assert torch.allclose(got[1:], corrected[1:] + added, atol=1e-6)
+
+
+def test_into_anything_else_is_an_error():
+    with pytest.raises(EditError):
+        _package(into="sideways")
+    with pytest.raises(EditError):  # no AltUp correction to add into
+        _package(into="streams")

@@ -243,7 +243,9 @@ class _Recorder:
             inputs = _first_tensor(args[:1] or [kwargs.get("hidden_states")])
             if inputs is None:
                 inputs = _first_tensor(list(kwargs.values()))
-            outputs = _tensors(output)
+            # copies: the caller may write into an output after the hook (gemma3n scales its
+            # per-layer projection in place)
+            outputs = [t.clone() for t in _tensors(output)]
             calls = self.calls.setdefault(name, [])
             self.sequence.append((name, len(calls)))
             calls.append((inputs, outputs))

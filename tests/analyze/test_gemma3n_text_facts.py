@@ -1,13 +1,13 @@
-"""gemma3n's text decoder: the parts the rules realise are read as facts from its code (AltUp
-and the Laurel branch among them), the one no rule realises yet (its per-layer inputs) stays
-named unsupported."""
+"""gemma3n's text decoder: every part is read as a fact from its code (AltUp, the Laurel
+branch and the per-layer inputs into AltUp's streams among them), so none is named
+unsupported."""
 
 from __future__ import annotations
 
 from codegen.analyze.analysis import analyze
 
 
-def test_gemma3n_text_facts_and_what_stays_unsupported():
+def test_gemma3n_text_facts_leave_nothing_unsupported():
     features = analyze("gemma3n_text")
     assert features.ffn.layer_widths == "intermediate_size"
     assert features.ffn.activation_sparsity == {
@@ -20,14 +20,33 @@ def test_gemma3n_text_facts_and_what_stays_unsupported():
     assert features.rope.per_layer_type is True
     assert features.attention.v_norm == "per_head"
     unsupported = {u.feature: u.detail for u in features.unsupported}
-    assert set(unsupported) == {"block.layer_modules", "block.layer_input"}
-    for part in ("per_layer_input_gate", "per_layer_projection"):
-        assert part in unsupported["block.layer_modules"]
-    assert "altup" not in unsupported["block.layer_modules"]
-    # the Laurel branch is read whole (its / sqrt(2) no residual scale), so not named
-    assert "laurel" not in unsupported["block.layer_modules"]
+    assert not unsupported, unsupported
+    # the Laurel branch is read whole (its / sqrt(2) no residual scale)
     assert features.block.low_rank_branch["module"] == "laurel"
     assert features.block.residual_scale is False
+
+
+def test_gemma3n_text_per_layer_inputs_go_into_the_streams():
+    """The per-layer addition goes into AltUp's corrected streams after the first, the gate
+    reading the active stream scaled under `altup_correct_scale`; HF's scales are buffers."""
+    found = analyze("gemma3n_text").block.per_layer_input
+    assert found == {
+        "input": "per_layer_input",
+        "into": "streams",
+        "correct_scale": "altup_correct_scale",
+        "gate": "per_layer_input_gate",
+        "up": "per_layer_projection",
+        "norm": "post_per_layer_input_norm",
+        "width": "hidden_size_per_layer_input",
+        "vocab": "vocab_size_per_layer_input",
+        "table": "model.embed_tokens_per_layer",
+        "projection": "model.per_layer_model_projection",
+        "mix_norm": "model.per_layer_projection_norm",
+        "table_scale": "sqrt_width_dtype",
+        "projection_scale": "rsqrt_dim_dtype",
+        "mix_scale": "2.0 ** -0.5",
+        "mix_scale_dtype": True,
+    }
 
 
 def test_gemma3n_text_altup_is_read_from_its_module_and_backbone():

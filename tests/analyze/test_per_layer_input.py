@@ -1,8 +1,8 @@
 """Per-layer inputs (gemma4's per-layer embeddings) are read whole from the data flow: the
 second table, the projection of the embeddings and its norm, the scales, and each layer's
 gate, up projection and norm. A renamed copy whose modules are renamed too reads the same
-structure under its own names; gemma3n, which adds them into its AltUp predictions, keeps
-its findings; a plain decoder has none."""
+structure under its own names; gemma3n's, added into AltUp's corrected streams, are read in
+that form (its Laurel stays named); a plain decoder has none."""
 
 from __future__ import annotations
 
@@ -20,6 +20,9 @@ EXPECTED = {
     "table_scale": "sqrt_width_dtype",
     "projection_scale": "rsqrt_dim",
     "mix_scale": "2.0**-0.5",
+    "mix_scale_dtype": False,
+    "into": "output",
+    "correct_scale": None,
     "gate": "per_layer_input_gate",
     "up": "per_layer_projection",
     "norm": "post_per_layer_input_norm",
@@ -63,14 +66,13 @@ def test_renamed_copy_with_renamed_modules_reads_the_same_structure(tmp_path):
     }
 
 
-def test_gemma3n_keeps_its_per_layer_findings():
+def test_gemma3n_reads_them_into_the_streams():
     features = analyze("gemma3n_text")
-    assert features.block.per_layer_input is None
-    found = _layer_findings(features)
-    assert "per_layer_input_gate" in found["block.layer_modules"]
-    assert "altup" not in found["block.layer_modules"]  # read as block.altup
-    assert "laurel" not in found["block.layer_modules"]  # read as block.low_rank_branch
-    assert "block.layer_input" in found
+    found = features.block.per_layer_input
+    assert (found["into"], found["correct_scale"]) == ("streams", "altup_correct_scale")
+    findings = _layer_findings(features)
+    assert "block.layer_modules" not in findings  # AltUp, Laurel and the per-layer parts read
+    assert "block.layer_input" not in findings
 
 
 def test_plain_decoder_has_none():

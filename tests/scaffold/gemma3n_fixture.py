@@ -1,5 +1,5 @@
-"""gemma3n's text decoder as a renamed remote-code folder with what no rule realises yet
-taken out of the copy: AltUp (the four residual streams, their predict/correct steps and the
+"""gemma3n's text decoder as a renamed remote-code folder with its layer extras taken out of
+the copy: AltUp (the four residual streams, their predict/correct steps and the
 embedding/unembedding projections), the Laurel branch and the per-layer inputs (which gemma3n
 adds to AltUp's other streams). What stays is gemma3n's own: its attention (q/k norms, a value
 norm without weight, scale 1, sliding and full layers, the last layers reusing an earlier

@@ -7,7 +7,7 @@ fail verify and name the stage where it lives (predict and correct are methods t
 calls, so a slip there names the layer or the first part reading the prediction).
 
 The HF side is `gemma3n_fixture`'s renamed folder with AltUp kept (Laurel and the per-layer
-inputs still taken out)."""
+inputs still taken out; test_gemma3n_per_layer_package keeps the per-layer inputs)."""
 
 from __future__ import annotations
 
@@ -115,12 +115,3 @@ def test_another_correction_is_no_altup(tmp_path):
     plan = make_plan(load_target(str(folder)))
     assert "altup" not in {step.rule for step in plan.steps}
     assert any("altup (" in gap for gap in map(str, plan.gaps)), plan.gaps
-
-
-def test_per_layer_inputs_into_the_streams_stay_named(tmp_path):
-    """With Laurel alone taken out, AltUp is realised and gemma3n's per-layer inputs (added to
-    the corrected streams after the first) are still named, not dropped."""
-    plan = make_plan(load_target(str(derive(tmp_path, per_layer=True))))
-    assert "altup" in {step.rule for step in plan.steps}
-    gaps = " ".join(map(str, plan.gaps))
-    assert "per_layer_input_gate" in gaps and "altup (" not in gaps, plan.gaps
