@@ -113,7 +113,8 @@ def merge_streams(self, streams: torch.Tensor) -> torch.Tensor:
     """The mean of the first stream and the others projected back, each rescaled to the
         first's RMS."""
     target = torch.mean(streams[0] ** 2, dim=-1, keepdim=True) ** 0.5
-    back = [rms_matched(project(s), target) for project, s in zip(self.altup_out, streams[1:])]
+    pairs = zip(self.altup_out, streams[1:], strict=True)
+    back = [rms_matched(project(s), target) for project, s in pairs]
     return torch.stack([streams[0], *back]).mean(dim=0)
 '''
 
