@@ -325,9 +325,25 @@ def _mixed(ctx: Ctx, owner: ModuleRec, mixed: Term, embeddings) -> dict | None:
         "projection_scale": "rsqrt_dim_dtype" if rounded else "rsqrt_dim",
         "mix_scale": constant,
         "mix_scale_dtype": mix_dtype,
+        "outside_rows_read_zero": _outside_rows_read_zero(table_call),
         "outer_norms": [normed.module],
         "outer_linears": [projected.module],
     }
+
+
+def _outside_rows_read_zero(table_call: Term) -> bool:
+    """The table reads `torch.where(in_table, ids, 0)`: ids outside its rows (gemma3n's main
+    vocabulary is longer than its per-layer table) read row 0 instead of failing."""
+    ids = table_call.args[0] if table_call.args else None
+    return (
+        isinstance(ids, Term)
+        and ids.op == "fn"
+        and ids.name.rsplit(".", 1)[-1] == "where"
+        and len(ids.args) == 3
+        and isinstance(ids.args[1], Term)
+        and ids.args[1].op == "input"
+        and ids.args[2] == 0
+    )
 
 
 def _whole_slices(term, n_layers):

@@ -38,12 +38,17 @@ MIX = '''
 def per_layer_inputs(self, tokens: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     """Each layer's own input, (batch, seq, n_layers, per_layer_dim): the token's row of the
     per-layer table plus the normed projection of its embedding `h`, scaled together."""
-    shape = (*tokens.shape, self.args.n_layers, self.args.per_layer_dim)
+    shape = (*tokens.shape, self.args.n_layers, self.args.per_layer_dim){outside_rows}
     table = self.per_layer_embeddings(tokens){table_scale}
     projected = self.per_layer_projection(h) * {projection_scale}
     projected = self.per_layer_projection_norm(projected.view(shape))
     return (projected + table.view(shape)) * {mix_scale}
 '''
+
+OUTSIDE_ROWS = """
+    # ids outside the table's rows (the main vocabulary may be longer) read its row 0
+    in_table = (tokens >= 0) & (tokens < self.args.per_layer_vocab_size)
+    tokens = torch.where(in_table, tokens, 0)"""
 
 PROJECTION_SCALES = {
     "rsqrt_dim": "self.args.dim**-0.5",
@@ -113,7 +118,9 @@ class PerLayerInputs(Transform):
     streams, the gate reads the corrected active stream (times AltUp's output scale where
     `altup_correct_scale`, the HF field `correct_scale`, is set) and the addition goes into
     every stream after the first. The scales read as buffers in HF (`projection_scale`
-    rsqrt_dim_dtype, `mix_scale_dtype`) are rounded to the embeddings' dtype first."""
+    rsqrt_dim_dtype, `mix_scale_dtype`) are rounded to the embeddings' dtype first. Where
+    HF's lookup reads ids outside the table's rows as row 0 (`outside_rows_read_zero`), so
+    does the package's."""
 
     name = "per_layer_inputs"
 
@@ -137,6 +144,7 @@ class PerLayerInputs(Transform):
             package,
             "Model",
             MIX.format(
+                outside_rows=OUTSIDE_ROWS if found.get("outside_rows_read_zero") else "",
                 table_scale=TABLE_SCALES[found["table_scale"]],
                 projection_scale=PROJECTION_SCALES[found["projection_scale"]],
                 mix_scale=(

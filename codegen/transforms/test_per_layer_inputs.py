@@ -211,3 +211,27 @@ def test_into_anything_else_is_an_error():
         _package(into="sideways")
     with pytest.raises(EditError):  # no AltUp correction to add into
         _package(into="streams")
+
+
+@pytest.mark.parametrize("read_zero", [True, False])
+def test_ids_outside_the_table_read_its_row_zero_where_hf_does(tmp_path, read_zero):
+    """gemma3n's main vocabulary is longer than its per-layer table; HF's lookup reads the
+    ids past the table as row 0 (`torch.where(in_table, ids, 0)`), and so does the package's
+    where the analysis read that form; elsewhere (gemma4) an id past the table is an error,
+    as in HF."""
+    package = _package(outside_rows_read_zero=read_zero)
+    args_module, model_module = _built(tmp_path, package, f"gen_outside_rows_{read_zero}")
+    args = args_module.ModelArgs(dim=16, n_layers=2, n_heads=2, n_kv_heads=1, head_dim=8)
+    args.vocab_size, args.hidden_dim, args.per_layer_vocab_size = 48, 24, 40
+    args.per_layer_dim = 8
+    torch.manual_seed(0)
+    model = model_module.Model(args)
+    tokens = torch.tensor([[3, 41, 47, 0]])
+    h = torch.randn(1, 4, 16)
+    if not read_zero:
+        with pytest.raises(IndexError):
+            model.per_layer_inputs(tokens, h)
+        return
+    out = model.per_layer_inputs(tokens, h)
+    zero = model.per_layer_inputs(torch.tensor([[3, 0, 0, 0]]), h)
+    assert torch.equal(out, zero)

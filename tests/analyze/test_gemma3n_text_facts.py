@@ -46,6 +46,7 @@ def test_gemma3n_text_per_layer_inputs_go_into_the_streams():
         "projection_scale": "rsqrt_dim_dtype",
         "mix_scale": "2.0 ** -0.5",
         "mix_scale_dtype": True,
+        "outside_rows_read_zero": True,  # ids past the table read its row 0
     }
 
 

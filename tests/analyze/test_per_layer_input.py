@@ -21,6 +21,7 @@ EXPECTED = {
     "projection_scale": "rsqrt_dim",
     "mix_scale": "2.0**-0.5",
     "mix_scale_dtype": False,
+    "outside_rows_read_zero": False,
     "into": "output",
     "correct_scale": None,
     "gate": "per_layer_input_gate",
