@@ -46,6 +46,22 @@ def _score_act(t: Term) -> str | None:
     return name if name in SCORE_ACTIVATIONS else None
 
 
+def _score_field(terms: list[Term]) -> str | None:
+    """The config field an activation module among `terms` is looked up by
+    (`ACT2FN[config.scoring_func]`, or `self.config.<field>`): the one the router's scores
+    follow; None when they are a call the code names itself."""
+    for t in terms:
+        site = getattr(t.module, "site", None) if t.op == "act" else None
+        node = getattr(site, "node", None)
+        if isinstance(node, cst.Subscript) and len(node.slice) == 1:
+            index = node.slice[0].slice
+            if isinstance(index, cst.Index) and isinstance(index.value, cst.Attribute):
+                owner = index.value.value
+                if cm.matches(owner, cm.Name("config") | cm.Attribute(attr=cm.Name("config"))):
+                    return index.value.attr.value
+    return None
+
+
 def _scores(t: Term, *names: str) -> bool:
     """A call of one of `names`, or an activation module resolved to one of them (the
     router's `ACT2FN[config.scoring_func]` where the config names sigmoid)."""
@@ -191,6 +207,10 @@ def detect(ctx: Ctx) -> Moe | None:
         sigmoid, score_activation = activated, _score_act(activated[0])
     site = activated[0].site if activated else None
     ctx.cite("moe.score_activation", site.cite() if site else ctx.class_site(moe))
+    score_field = _score_field(sigmoid + softmax)
+    if score_field:
+        scored = [t for t in sigmoid + softmax if t.op == "act"][0]
+        ctx.cite("moe.score_field", scored.module.site.cite())
     if softmax and not sigmoid:
         score = "softmax"
     elif sigmoid and not softmax:
@@ -426,6 +446,7 @@ def detect(ctx: Ctx) -> Moe | None:
         router=router_kind,
         score_func=score,
         score_activation=score_activation,
+        score_field=score_field,
         router_bias=router_bias,
         router_bias_on=router_bias_on,
         router_linear_bias=linear_b,

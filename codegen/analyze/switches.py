@@ -1227,6 +1227,8 @@ def find_switches(
     tied = _tied_switch(project, starts[0], known)
     if tied is not None:
         switches = [s for s in switches if s.name != tied.name] + [tied]
+    named = {s.name for s in switches if s is not None}
+    switches += [s for s in _score_switches(classes, known) if s.name not in named]
     return tuple(sorted((s for s in switches if s is not None), key=lambda s: s.name))
 
 
@@ -1252,6 +1254,75 @@ def _tied_switch(project: Project, entry: ClassInfo, known) -> Switch | None:
     )
     configured = _jsonable(known.get("tie_word_embeddings")) if known else None
     return Switch("tie_word_embeddings", "bool", values, configured=configured)
+
+
+# ACT2FN keys a top-k router scores its logits by (the sigmoid, DeepSeek-V4's sqrtsoftplus):
+# each value of a router's activation field the sweep puts the package to
+ROUTER_SCORES = ("sigmoid", "sqrtsoftplus")
+_ACT_TABLES = ("ACT2FN", "ACT2CLS")
+
+
+def _score_switches(classes: list[ClassInfo], known) -> list[Switch]:
+    """`self.score_fn = ACT2FN[config.scoring_func]` in a class whose forward picks by
+    `topk` (inkling2's and DeepSeek-V4's TopKRouter): the config field chooses the router's
+    score activation, a switch no `if` shows. Its values: the configured one and the other
+    ROUTER_SCORES (each computes another model), then any other ACT2FN key."""
+    found = []
+    for cls in classes:
+        forward = cls.methods.get("forward")
+        if not isinstance(forward, cst.FunctionDef) or not _picks_topk(forward):
+            continue
+        for fn in cls.methods.values():
+            if not isinstance(fn, cst.FunctionDef):
+                continue
+            for node in _walk(fn):
+                field = _act_field(node)
+                if field is None or (known is not None and field not in known):
+                    continue
+                configured = _jsonable(known.get(field)) if known else None
+                site = (cls.cite(node),)
+                names = [configured] if isinstance(configured, str) else []
+                names += [n for n in ROUTER_SCORES if n not in names]
+                values = tuple(
+                    SwitchValue(
+                        repr(name),
+                        "eq",
+                        name,
+                        selects=f"router scores by ACT2FN[{name!r}]",
+                        evidence=site,
+                    )
+                    for name in names
+                ) + (
+                    SwitchValue(
+                        "other (a ACT2FN key)",
+                        "other",
+                        "ACT2FN",
+                        selects="router scores by that activation",
+                        evidence=site,
+                    ),
+                )
+                found.append(Switch(field, "choice", values, configured=configured, reads=site))
+    return found
+
+
+def _picks_topk(fn: cst.FunctionDef) -> bool:
+    return any(
+        isinstance(node, cst.Call) and (dotted(node.func) or "").rsplit(".", 1)[-1] == "topk"
+        for node in _walk(fn)
+    )
+
+
+def _act_field(node: cst.CSTNode) -> str | None:
+    """`ACT2FN[config.<field>]` (or `self.config.<field>`) -> field."""
+    if not isinstance(node, cst.Subscript) or len(node.slice) != 1:
+        return None
+    if (dotted(node.value) or "").rsplit(".", 1)[-1] not in _ACT_TABLES:
+        return None
+    index = node.slice[0].slice
+    if not isinstance(index, cst.Index) or not isinstance(index.value, cst.Attribute):
+        return None
+    owner = dotted(index.value.value) or ""
+    return index.value.attr.value if owner in ("config", "self.config") else None
 
 
 def _word(name: str, test: str) -> str:
