@@ -21,6 +21,7 @@ from codegen.analyze.features import UNKNOWN, Moe
 from codegen.analyze.model import linear_bias
 from codegen.analyze.roles import CONTAINER, LINEAR, MLP, MOE, NORM, OTHER, ROUTER
 from codegen.analyze.router_dtype import fp32_projection, half_sigmoid_site
+from codegen.analyze.switches import act_field
 from codegen.analyze.walk import findall
 
 
@@ -46,20 +47,16 @@ def _score_act(t: Term) -> str | None:
     return name if name in SCORE_ACTIVATIONS else None
 
 
-def _score_field(terms: list[Term]) -> str | None:
+def _score_field(terms: list[Term]):
     """The config field an activation module among `terms` is looked up by
-    (`ACT2FN[config.scoring_func]`, or `self.config.<field>`): the one the router's scores
-    follow; None when they are a call the code names itself."""
+    (`ACT2FN[config.scoring_func]`) and where: the one the router's scores follow; None
+    when they are a call the code names itself."""
     for t in terms:
         site = getattr(t.module, "site", None) if t.op == "act" else None
-        node = getattr(site, "node", None)
-        if isinstance(node, cst.Subscript) and len(node.slice) == 1:
-            index = node.slice[0].slice
-            if isinstance(index, cst.Index) and isinstance(index.value, cst.Attribute):
-                owner = index.value.value
-                if cm.matches(owner, cm.Name("config") | cm.Attribute(attr=cm.Name("config"))):
-                    return index.value.attr.value
-    return None
+        field = act_field(site.node) if site is not None else None
+        if field:
+            return field, site
+    return None, None
 
 
 def _scores(t: Term, *names: str) -> bool:
@@ -207,10 +204,9 @@ def detect(ctx: Ctx) -> Moe | None:
         sigmoid, score_activation = activated, _score_act(activated[0])
     site = activated[0].site if activated else None
     ctx.cite("moe.score_activation", site.cite() if site else ctx.class_site(moe))
-    score_field = _score_field(sigmoid + softmax)
+    score_field, field_site = _score_field(sigmoid + softmax)
     if score_field:
-        scored = [t for t in sigmoid + softmax if t.op == "act"][0]
-        ctx.cite("moe.score_field", scored.module.site.cite())
+        ctx.cite("moe.score_field", field_site.cite())
     if softmax and not sigmoid:
         score = "softmax"
     elif sigmoid and not softmax:

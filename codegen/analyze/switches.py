@@ -1228,7 +1228,10 @@ def find_switches(
     if tied is not None:
         switches = [s for s in switches if s.name != tied.name] + [tied]
     named = {s.name for s in switches if s is not None}
-    switches += [s for s in _score_switches(classes, known) if s.name not in named]
+    for score in _score_switches(classes, known):  # one per field, unless an `if` tests it
+        if score.name not in named:
+            named.add(score.name)
+            switches.append(score)
     return tuple(sorted((s for s in switches if s is not None), key=lambda s: s.name))
 
 
@@ -1276,7 +1279,7 @@ def _score_switches(classes: list[ClassInfo], known) -> list[Switch]:
             if not isinstance(fn, cst.FunctionDef):
                 continue
             for node in _walk(fn):
-                field = _act_field(node)
+                field = act_field(node)
                 if field is None or (known is not None and field not in known):
                     continue
                 configured = _jsonable(known.get(field)) if known else None
@@ -1312,7 +1315,7 @@ def _picks_topk(fn: cst.FunctionDef) -> bool:
     )
 
 
-def _act_field(node: cst.CSTNode) -> str | None:
+def act_field(node: cst.CSTNode) -> str | None:
     """`ACT2FN[config.<field>]` (or `self.config.<field>`) -> field."""
     if not isinstance(node, cst.Subscript) or len(node.slice) != 1:
         return None

@@ -2,7 +2,8 @@
 ACT2FN[config.scoring_func]` in inkling2's TopKRouter, whose forward picks by `topk`) is
 read from the structure on a renamed remote copy: `moe.score_field` with file:line evidence,
 and a config switch whose values are the configured activation and the other router scores
-(no `if` branches on it, yet each value computes another model). A router that scores by a
+(no `if` branches on it, yet each value computes another model), which the switch sweep
+puts the package to. A router that scores by a
 call the code names itself (qwen3_moe's softmax) reads none."""
 
 from __future__ import annotations
@@ -29,6 +30,14 @@ def test_renamed_router_reads_its_score_field(tmp_path):
         "other (a ACT2FN key)",
     ]
     assert switch.reads == (cite,)
+    # the sweep runs the other router score (a package computing sigmoid refuses it)
+    from transformers import Inkling2TextConfig
+
+    from codegen.verify.switch_settings import plan_settings
+
+    plan = plan_settings([switch], {}, config_class=Inkling2TextConfig)
+    assert [s.label for s in plan.settings] == ["scoring_func='sqrtsoftplus'"]
+    assert plan.covered == ["scoring_func 'sigmoid'"]
 
 
 def test_a_named_softmax_router_reads_no_score_field():
