@@ -1267,23 +1267,30 @@ _ACT_TABLES = ("ACT2FN", "ACT2CLS")
 
 def _score_switches(classes: list[ClassInfo], known) -> list[Switch]:
     """`self.score_fn = ACT2FN[config.scoring_func]` in a class whose forward picks by
-    `topk` (inkling2's and DeepSeek-V4's TopKRouter): the config field chooses the router's
+    `topk` from what that module returns (inkling2's and DeepSeek-V4's TopKRouter: `scores =
+    self.score_fn(logits)`, `topk(scores + bias, ...)`): the config field chooses the router's
     score activation, a switch no `if` shows. Its values: the configured one and the other
     ROUTER_SCORES (each computes another model), then any other ACT2FN key."""
     found = []
     for cls in classes:
         forward = cls.methods.get("forward")
-        if not isinstance(forward, cst.FunctionDef) or not _picks_topk(forward):
+        if not isinstance(forward, cst.FunctionDef):
             continue
+        picked = _picked(forward)
         for fn in cls.methods.values():
             if not isinstance(fn, cst.FunctionDef):
                 continue
             for node in _walk(fn):
-                field = act_field(node)
-                if field is None or (known is not None and field not in known):
+                if not isinstance(node, cst.Assign) or len(node.targets) != 1:
+                    continue
+                attr = dotted(node.targets[0].target) or ""
+                field = act_field(node.value)
+                if field is None or f"{attr}()" not in picked:
+                    continue
+                if known is not None and field not in known:
                     continue
                 configured = _jsonable(known.get(field)) if known else None
-                site = (cls.cite(node),)
+                site = (cls.cite(node.value),)
                 names = [configured] if isinstance(configured, str) else []
                 names += [n for n in ROUTER_SCORES if n not in names]
                 values = tuple(
@@ -1308,11 +1315,33 @@ def _score_switches(classes: list[ClassInfo], known) -> list[Switch]:
     return found
 
 
-def _picks_topk(fn: cst.FunctionDef) -> bool:
-    return any(
-        isinstance(node, cst.Call) and (dotted(node.func) or "").rsplit(".", 1)[-1] == "topk"
-        for node in _walk(fn)
-    )
+def _picked(fn: cst.FunctionDef) -> set[str]:
+    """What `fn`'s `topk` calls pick from: the names and called attributes (`self.score_fn()`)
+    in their arguments, and those of the values assigned to a name among them."""
+    assigned: dict[str, list[cst.CSTNode]] = {}
+    for node in _walk(fn):
+        if isinstance(node, cst.Assign) and len(node.targets) == 1:
+            name = node.targets[0].target
+            if isinstance(name, cst.Name):
+                assigned.setdefault(name.value, []).append(node.value)
+
+    def refs(node: cst.CSTNode) -> set[str]:
+        out = set()
+        for sub in _walk(node):
+            if isinstance(sub, cst.Name):
+                out.add(sub.value)
+            elif isinstance(sub, cst.Call) and dotted(sub.func):
+                out.add(f"{dotted(sub.func)}()")
+        return out
+
+    picked: set[str] = set()
+    for node in _walk(fn):
+        if isinstance(node, cst.Call) and (dotted(node.func) or "").rsplit(".", 1)[-1] == "topk":
+            picked |= refs(node)
+    for name in [n for n in picked if n in assigned]:  # one step back: `scores = ...`
+        for value in assigned[name]:
+            picked |= refs(value)
+    return picked
 
 
 def act_field(node: cst.CSTNode) -> str | None:
