@@ -21,6 +21,7 @@ from codegen.analyze.features import UNKNOWN, Moe
 from codegen.analyze.model import linear_bias
 from codegen.analyze.roles import CONTAINER, LINEAR, MLP, MOE, NORM, OTHER, ROUTER
 from codegen.analyze.router_dtype import fp32_projection, half_sigmoid_site
+from codegen.analyze.switches import act_field
 from codegen.analyze.walk import findall
 
 
@@ -44,6 +45,18 @@ def _score_act(t: Term) -> str | None:
         return None
     name = getattr(t.module, "name", None) or t.name
     return name if name in SCORE_ACTIVATIONS else None
+
+
+def _score_field(terms: list[Term]):
+    """The config field an activation module among `terms` is looked up by
+    (`ACT2FN[config.scoring_func]`) and where: the one the router's scores follow; None
+    when they are a call the code names itself."""
+    for t in terms:
+        site = getattr(t.module, "site", None) if t.op == "act" else None
+        field = act_field(site.node) if site is not None else None
+        if field:
+            return field, site
+    return None, None
 
 
 def _scores(t: Term, *names: str) -> bool:
@@ -191,6 +204,9 @@ def detect(ctx: Ctx) -> Moe | None:
         sigmoid, score_activation = activated, _score_act(activated[0])
     site = activated[0].site if activated else None
     ctx.cite("moe.score_activation", site.cite() if site else ctx.class_site(moe))
+    score_field, field_site = _score_field(sigmoid + softmax)
+    if score_field:
+        ctx.cite("moe.score_field", field_site.cite())
     if softmax and not sigmoid:
         score = "softmax"
     elif sigmoid and not softmax:
@@ -426,6 +442,7 @@ def detect(ctx: Ctx) -> Moe | None:
         router=router_kind,
         score_func=score,
         score_activation=score_activation,
+        score_field=score_field,
         router_bias=router_bias,
         router_bias_on=router_bias_on,
         router_linear_bias=linear_b,

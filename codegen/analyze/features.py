@@ -341,6 +341,10 @@ class Moe:
     # the scores another elementwise activation of the logits in a sigmoid router's place, by
     # its name (DeepSeek-V4's "sqrtsoftplus": sqrt(softplus(logits))), else None
     score_activation: str | None = None
+    # the config field whose value picks the router's score activation (`ACT2FN[config.<field>]`:
+    # inkling2's and DeepSeek-V4's "scoring_func"), else None; a package computes the analysed
+    # value only, so the field is a config switch it pins (`switches._score_switches`)
+    score_field: str | None = None
     router_bias: bool | str = UNKNOWN  # score-correction bias used for selection only
     # what that bias is added to before the pick: scores | logits (scored after, kolibri1)
     router_bias_on: str = "scores"

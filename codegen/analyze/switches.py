@@ -1227,6 +1227,11 @@ def find_switches(
     tied = _tied_switch(project, starts[0], known)
     if tied is not None:
         switches = [s for s in switches if s.name != tied.name] + [tied]
+    named = {s.name for s in switches if s is not None}
+    for score in _score_switches(classes, known):  # one per field, unless an `if` tests it
+        if score.name not in named:
+            named.add(score.name)
+            switches.append(score)
     return tuple(sorted((s for s in switches if s is not None), key=lambda s: s.name))
 
 
@@ -1252,6 +1257,104 @@ def _tied_switch(project: Project, entry: ClassInfo, known) -> Switch | None:
     )
     configured = _jsonable(known.get("tie_word_embeddings")) if known else None
     return Switch("tie_word_embeddings", "bool", values, configured=configured)
+
+
+# ACT2FN keys a top-k router scores its logits by (the sigmoid, DeepSeek-V4's sqrtsoftplus):
+# each value of a router's activation field the sweep puts the package to
+ROUTER_SCORES = ("sigmoid", "sqrtsoftplus")
+_ACT_TABLES = ("ACT2FN", "ACT2CLS")
+
+
+def _score_switches(classes: list[ClassInfo], known) -> list[Switch]:
+    """`self.score_fn = ACT2FN[config.scoring_func]` in a class whose forward picks by
+    `topk` from what that module returns (inkling2's and DeepSeek-V4's TopKRouter: `scores =
+    self.score_fn(logits)`, `topk(scores + bias, ...)`): the config field chooses the router's
+    score activation, a switch no `if` shows. Its values: the configured one and the other
+    ROUTER_SCORES (each computes another model), then any other ACT2FN key."""
+    found = []
+    for cls in classes:
+        forward = cls.methods.get("forward")
+        if not isinstance(forward, cst.FunctionDef):
+            continue
+        picked = _picked(forward)
+        for fn in cls.methods.values():
+            if not isinstance(fn, cst.FunctionDef):
+                continue
+            for node in _walk(fn):
+                if not isinstance(node, cst.Assign) or len(node.targets) != 1:
+                    continue
+                attr = dotted(node.targets[0].target) or ""
+                field = act_field(node.value)
+                if field is None or f"{attr}()" not in picked:
+                    continue
+                if known is not None and field not in known:
+                    continue
+                configured = _jsonable(known.get(field)) if known else None
+                site = (cls.cite(node.value),)
+                names = [configured] if isinstance(configured, str) else []
+                names += [n for n in ROUTER_SCORES if n not in names]
+                values = tuple(
+                    SwitchValue(
+                        repr(name),
+                        "eq",
+                        name,
+                        selects=f"router scores by ACT2FN[{name!r}]",
+                        evidence=site,
+                    )
+                    for name in names
+                ) + (
+                    SwitchValue(
+                        "other (a ACT2FN key)",
+                        "other",
+                        "ACT2FN",
+                        selects="router scores by that activation",
+                        evidence=site,
+                    ),
+                )
+                found.append(Switch(field, "choice", values, configured=configured, reads=site))
+    return found
+
+
+def _picked(fn: cst.FunctionDef) -> set[str]:
+    """What `fn`'s `topk` calls pick from: the names and called attributes (`self.score_fn()`)
+    in their arguments, and those of the values assigned to a name among them."""
+    assigned: dict[str, list[cst.CSTNode]] = {}
+    for node in _walk(fn):
+        if isinstance(node, cst.Assign) and len(node.targets) == 1:
+            name = node.targets[0].target
+            if isinstance(name, cst.Name):
+                assigned.setdefault(name.value, []).append(node.value)
+
+    def refs(node: cst.CSTNode) -> set[str]:
+        out = set()
+        for sub in _walk(node):
+            if isinstance(sub, cst.Name):
+                out.add(sub.value)
+            elif isinstance(sub, cst.Call) and dotted(sub.func):
+                out.add(f"{dotted(sub.func)}()")
+        return out
+
+    picked: set[str] = set()
+    for node in _walk(fn):
+        if isinstance(node, cst.Call) and (dotted(node.func) or "").rsplit(".", 1)[-1] == "topk":
+            picked |= refs(node)
+    for name in [n for n in picked if n in assigned]:  # one step back: `scores = ...`
+        for value in assigned[name]:
+            picked |= refs(value)
+    return picked
+
+
+def act_field(node: cst.CSTNode) -> str | None:
+    """`ACT2FN[config.<field>]` (or `self.config.<field>`) -> field."""
+    if not isinstance(node, cst.Subscript) or len(node.slice) != 1:
+        return None
+    if (dotted(node.value) or "").rsplit(".", 1)[-1] not in _ACT_TABLES:
+        return None
+    index = node.slice[0].slice
+    if not isinstance(index, cst.Index) or not isinstance(index.value, cst.Attribute):
+        return None
+    owner = dotted(index.value.value) or ""
+    return index.value.attr.value if owner in ("config", "self.config") else None
 
 
 def _word(name: str, test: str) -> str:

@@ -5,6 +5,8 @@ picked scores renormalised (+1e-20) and scaled), planned from its analysis
 (moe.score_activation sqrtsoftplus on a sigmoid_topk router), scaffolded and verified on the
 toy with one expert group (DeepSeek-V4's router picks from all experts; the deepseek_v3 Gate
 the plan keeps reads the config's n_group, which the toy sets to 4), and under tp=2.
+The config field the router's activation is looked up by (`ACT2FN[config.scoring_func]`)
+is pinned: `from_hf_config` accepts sqrtsoftplus and refuses another setting in one line.
 Seeded defects fail verify at the router: softplus without its square root, the picked
 weights not renormalised as HF does (divided by the sum of all scores)."""
 
@@ -83,6 +85,21 @@ def test_shard_plan_under_tp2(folder, built):
     models, name = built
     result = verify_parallel(load_spec(name, models), _case(folder).config, "tp=2")
     assert result.status == "pass", result.line()
+
+
+def test_another_scoring_func_is_refused_in_one_line(folder, built):
+    from codegen.models import load_spec
+
+    models, name = built
+    spec = load_spec(name, models)
+    config = _case(folder).config
+    assert spec.args.from_hf_config(config).n_layers == config.num_hidden_layers
+    other = copy.deepcopy(config)
+    other.scoring_func = "softmax"
+    with pytest.raises(NotImplementedError) as refused:
+        spec.args.from_hf_config(other)
+    line = str(refused.value)
+    assert "\n" not in line and "scoring_func='softmax'" in line and "'sqrtsoftplus'" in line
 
 
 @pytest.mark.parametrize("defect", list(DEFECTS), ids=list(DEFECTS))
