@@ -106,7 +106,7 @@ def build(name: str, seq: int):
         and toy[switch.field] == toy.get(value.operand)
     ]
     config_class = hf_config_class(model_type)
-    toy.update(bench_sizes(config_class, toy))
+    toy = bench_values(config_class, toy)
     toy.update({field: toy[other] for field, other in follows})
     positions = stored_name(config_class, "max_position_embeddings")
     toy[positions] = max(seq + POSITION_MARGIN, toy.get(positions) or 0)
@@ -127,6 +127,20 @@ def build(name: str, seq: int):
     torch.manual_seed(0)
     tokens = torch.randint(0, config.vocab_size, (ARGS.batch, seq))
     return house_model, hf_model, tokens
+
+
+def bench_values(config_class, toy: dict) -> dict:
+    """The toy at the benchmark's sizes (`bench_sizes`). A field the class derives from the
+    layer count is left to it (hrm_text's num_layers_per_stack, from which it recomputes
+    num_hidden_layers as the cache's slot count): the toy's value would contradict the
+    benchmark's layer count (4 layers per stack, 4 cache slots for 32 attention calls)."""
+    from codegen.verify.tiny_config import layer_count_derived
+
+    values = {**toy, **bench_sizes(config_class, toy)}
+    if stored_name(config_class, "num_hidden_layers") in values:
+        for key in layer_count_derived(config_class):
+            values.pop(key, None)
+    return values
 
 
 def stored_name(config_class, field: str) -> str:

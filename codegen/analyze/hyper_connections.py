@@ -366,7 +366,23 @@ def _module_fact(ctx: Ctx, rec: ModuleRec, read: dict) -> dict | None:
         "post_scale": multiplier,
         "post_eps": post_eps,
         "write_fp32": read["write_fp32"],
+        "norm_after": _norm_after(ctx, rec),
     }
+
+
+# `F.linear(flat, fn) * self.<norm>(flat)`: the projection scaled by the norm's factor
+_NORM_AFTER = m.BinaryOperation(
+    left=m.Call(func=m.Attribute(attr=m.Name("linear")) | m.Name("linear")),
+    operator=m.Multiply(),
+    right=m.Call(func=m.Attribute(value=m.Name("self")), args=[m.AtLeastN(n=1)]),
+)
+
+
+def _norm_after(ctx: Ctx, rec: ModuleRec) -> bool:
+    """The streams' RMS factor scales the projection (HY-V4), not the flattened streams
+    before it: the forward multiplies the projection by a call of a module of its own."""
+    forward = ctx.model.project.find_method(rec.cls, "forward") if rec.cls else None
+    return bool(forward and m.findall(forward[1], _NORM_AFTER))
 
 
 def _head(ctx: Ctx, fact: dict | None) -> dict | None:
@@ -389,7 +405,13 @@ def _head(ctx: Ctx, fact: dict | None) -> dict | None:
     if len(found) != 1:
         return None
     name, params = found[0]
-    return {"head": name, "head_params": params, "head_class": owner.attrs[name].cls.name}
+    head = owner.attrs[name]
+    return {
+        "head": name,
+        "head_params": params,
+        "head_class": head.cls.name,
+        "head_norm_after": _norm_after(ctx, head),
+    }
 
 
 # `-math.log(max(module.<streams> - 1, 1))`: pre's bias starting at 1 / (streams - 1)

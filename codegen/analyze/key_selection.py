@@ -107,7 +107,8 @@ def _name_qkv_modules(ctx, rep, found: list, shared: dict) -> None:
 def read(ctx, scorer: ModuleRec, hidden) -> dict | None:
     """{"q_proj", "k_proj", "k_norm", "weights_proj": child names, "interleaved": bool,
     "rope_dims": "leading" or "trailing" (the rotated dims of the q/k heads), "k_norm_eps":
-    the key norm's epsilon, a number or the config field it reads} of a
+    the key norm's epsilon, a number or the config field it reads, "k_norm_in_weight_dtype",
+    "scale_on_weights": the q.k scale applied to the per-head weights, not the scores} of a
     DeepSeek-sparse-attention indexer, or None."""
     from codegen.analyze.detect_attention import _is_rope_function
     from codegen.analyze.detect_rope import _interleaved
@@ -163,7 +164,17 @@ def read(ctx, scorer: ModuleRec, hidden) -> dict | None:
         "k_norm_eps": eps,
         # the key norm run on its input cast to the norm's weight dtype (HY-V4: fp32)
         "k_norm_in_weight_dtype": bool(forward and m.findall(forward[1], in_weight_dtype)),
+        # the q.k scale on the per-head weights, the product left unscaled (HY-V4): no
+        # product of the forward is a factor of a multiplication
+        "scale_on_weights": bool(forward and not m.findall(forward[1], _SCALED_PRODUCT)),
     }
+
+
+# `torch.matmul(...) * scale` (the q.k scores scaled where they are made)
+_SCALED_PRODUCT = m.BinaryOperation(
+    left=m.Call(func=m.Attribute(attr=m.Name("matmul")) | m.Name("matmul")),
+    operator=m.Multiply(),
+)
 
 
 def _rotated_part(args) -> int | None:

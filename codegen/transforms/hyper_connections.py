@@ -72,9 +72,10 @@ class HyperConnections(Transform):
     before the final norm. `hyper` is the analysed `block.hyper_connections`: the HF config
     fields the ModelArgs fields read, the form (a Sinkhorn-mixed stream, `post` twice a
     sigmoid; or the streams added back unmixed, `post` a sigmoid times a number or a config
-    field, plus eps or not, written back in fp32 or not), the HF layer attributes of the two
-    modules and their parameters, and the backbone's collapsing module, which the adapter
-    maps."""
+    field, plus eps or not, written back in fp32 or not; the streams' RMS factor on the
+    flattened streams or, `norm_after` / `head_norm_after`, on their projection), the HF
+    layer attributes of the two modules and their parameters, and the backbone's collapsing
+    module, which the adapter maps."""
 
     name = "hyper_connections"
 
@@ -102,6 +103,10 @@ class HyperConnections(Transform):
         collapse = with_init(
             STREAM_COLLAPSE, hyper["head_scale_init"], hyper["head_base_init"], "self.base"
         )
+        if hyper.get("norm_after"):
+            connection = _norm_after(connection, ".split(")
+        if hyper.get("head_norm_after"):
+            collapse = _norm_after(collapse, " * self.scale")
         if "minus_log" in (hyper["pre_base_init"], hyper["head_base_init"]):
             add_import(package, "model.py", "math", "log")
         edits.insert_definition(package, "model.py", connection, before="TransformerBlock")
@@ -239,3 +244,21 @@ def _adapter_rows(package, hyper: dict) -> None:
         for param, name in zip(hyper["head_params"], houses, strict=True)
     ]
     edits.insert_rows_after(package, "norm.weight", head)
+
+
+NORMED = "flat = flat * torch.rsqrt(flat.square().mean(-1, keepdim=True) + self.norm_eps)"
+NORM = "norm = torch.rsqrt(flat.square().mean(-1, keepdim=True) + self.norm_eps)  # per token"
+PROJECTED = "F.linear(flat, self.fn.float())"
+
+
+def _norm_after(code: str, follows: str) -> str:
+    """The module with the streams' RMS factor scaling the projection (batch, seq, out), as
+    HF computes it, not the flattened streams (batch, seq, streams x dim) before it."""
+    projected = PROJECTED + follows
+    if code.count(NORMED) != 1 or code.count(projected) != 1:
+        raise EditError("the hyper-connection template has no single normed projection")
+    if follows == ".split(":
+        scaled = f"({PROJECTED} * norm){follows}"
+    else:
+        scaled = f"{PROJECTED} * norm{follows}"
+    return code.replace(projected, scaled).replace(NORMED, NORM)

@@ -70,6 +70,18 @@ class Indexer(nn.Module):
         return (keep & causal).unsqueeze(1)
 '''
 
+# the q.k scale moved from the scores (batch, seq, heads, keys) to the per-head weights
+_SCALE_ON_WEIGHTS = (
+    (
+        "scores = F.relu(scores * self.head_dim**-0.5)  # (batch, seq, heads, keys)",
+        "scores = F.relu(scores)  # (batch, seq, heads, keys)",
+    ),
+    (
+        "weights = weights * self.n_heads**-0.5\n",
+        "weights = weights * self.n_heads**-0.5 * self.head_dim**-0.5  # and the scores' scale\n",
+    ),
+)
+
 FIELDS = """
 # the indexer: each query attends only to the index_topk causal keys it scores highest
 index_topk: int = 2048
@@ -135,9 +147,9 @@ class IndexedAttention(Transform):
     the indexer's query heads read: the single `wq` (q_lora_rank None) goes, as the target
     has none. The indexer (`Indexer`) scores without gradients; its mask replaces SDPA's
     causal flag. `indexer` is the analysis's `attention.key_selection`: the checkpoint names
-    of the indexer and its parts, whether its rotation turns interleaved pairs, and its key
-    norm's epsilon. The
-    adapter maps the parts; the shard plan replicates them.
+    of the indexer and its parts, whether its rotation turns interleaved pairs, its key
+    norm's epsilon, and whether the q.k scale goes on the per-head weights (as HY-V4 applies
+    it) instead of the scores. The adapter maps the parts; the shard plan replicates them.
     """
 
     name = "indexed_attention"
@@ -162,6 +174,11 @@ class IndexedAttention(Transform):
             code = code.replace(
                 key, "self.k_norm(self.wk(x).to(self.k_norm.weight.dtype)).to(x.dtype)"
             )
+        if indexer.get("scale_on_weights"):  # HF scales the weights, not the scores
+            for line, scaled in _SCALE_ON_WEIGHTS:
+                if code.count(line) != 1:
+                    raise EditError("the indexer template has no single scaled line")
+                code = code.replace(line, scaled)
         code = code.replace("ROTATE", rotate).replace("EPS", eps)
         edits.insert_definition(package, "model.py", code, before="Attention")
         run(package, "model.py", KeepElse("Attention", "__init__", _Q_LOW_RANK))

@@ -150,3 +150,24 @@ def test_the_unmixed_form_writes_back_without_a_mix():
         "post = self.post_magnitude * torch.sigmoid(post * post_scale + post_base) + self.eps"
         in forward
     )
+
+
+def test_the_rms_factor_scales_the_projection_where_hf_applies_it_there():
+    """HY-V4 scales the projection of the raw streams by their RMS factor: the flattened
+    streams (batch, seq, streams x dim) are not written normed, in either module."""
+    package = SourcePackage.from_directory(references_dir() / "llama")
+    HyperConnections().apply(
+        package, hyper={**UNMIXED, "norm_after": True, "head_norm_after": True}
+    )
+    connection = _body(package, "HyperConnection", "forward")
+    assert (
+        "pre, post = (F.linear(flat, self.fn.float()) * norm).split([n, n], dim=-1)" in connection
+    )
+    collapse = _body(package, "StreamCollapse", "forward")
+    assert (
+        "pre = F.linear(flat, self.fn.float()) * norm * self.scale.float() + self.base.float()"
+        in collapse
+    )
+    for body in (connection, collapse):
+        assert "flat = flat *" not in body
+        assert "norm = torch.rsqrt(flat.square().mean(-1, keepdim=True) + self.norm_eps)" in body

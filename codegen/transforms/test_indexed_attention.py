@@ -318,3 +318,13 @@ def test_the_generated_indexer_keeps_hf_indexers_keys(
     wrong = sys.modules[load_spec("dsa_other", models).model.__module__].Indexer(args).eval()
     wrong.load_state_dict(hf.state_dict(), strict=True)
     assert not torch.equal(wrong(x, q_latent, rope), expected)
+
+
+def test_the_scores_scale_on_the_weights_where_hf_applies_it_there():
+    """HY-V4 scales the per-head weights, not the (batch, seq, heads, keys) scores."""
+    package = _deepseek_v3()
+    IndexedAttention().apply(package, indexer={**NAMES, "scale_on_weights": True})
+    model = package.render()["model.py"]
+    assert "scores = F.relu(scores)  # (batch, seq, heads, keys)" in model
+    assert "weights = weights * self.n_heads**-0.5 * self.head_dim**-0.5" in model
+    assert "scores * self.head_dim**-0.5" not in model

@@ -142,9 +142,9 @@ def remote_toy_config(remote: RemoteModel, **overrides):
     `overrides` are applied as if written in config.json (like `tiny_config`'s)."""
     from codegen.verify.tiny_config import (
         _RECOMPUTED,
-        _layer_count_derived,
         build_toy,
         config_values,
+        layer_count_derived,
     )
 
     raw = read_folder_config(remote.folder)
@@ -153,7 +153,7 @@ def remote_toy_config(remote: RemoteModel, **overrides):
         full = config_values(remote.config_class(**values))
         toy = shrink_legacy(full, getattr(remote.config_class, "attribute_map", None) or {})
         toy.pop("model_type", None)
-        for key in _layer_count_derived(remote.config_class):  # as tiny_config does
+        for key in layer_count_derived(remote.config_class):  # as tiny_config does
             toy.pop(key, None)
         if overrides and "layer_types" not in overrides:
             # a flipped switch is another checkpoint: its config class derives the layer

@@ -541,7 +541,7 @@ def tiny_config(model_type: str, **overrides):
     config_class = hf_config_class(model_type)
     values = config_values(config_class())
     toy = shrink(values, keep_pattern=False, attribute_map=_names(config_class))
-    for key in _layer_count_derived(config_class):
+    for key in layer_count_derived(config_class):
         toy.pop(key, None)
     toy.update(overrides)
     return build_toy(config_class, toy, values, overrides)
@@ -567,7 +567,7 @@ def rederive(config_class, overrides: dict) -> dict:
     setting the toy's own sizes cannot take (a count of layers sharing keys and values)."""
     values = {**config_values(config_class()), **overrides}
     toy = shrink(values, keep_pattern=False, attribute_map=_names(config_class))
-    for key in _layer_count_derived(config_class):
+    for key in layer_count_derived(config_class):
         toy.pop(key, None)
     return config_values(config_class(**toy))
 
@@ -578,13 +578,13 @@ def tiny_config_from_file(path: Path):
     config_class = hf_config_class(raw["model_type"])
     values = config_values(config_class(**_strip(raw)))
     toy = shrink(values, keep_pattern=True, attribute_map=_names(config_class))
-    for key in _layer_count_derived(config_class):
+    for key in layer_count_derived(config_class):
         toy.pop(key, None)
     return config_class(**toy)
 
 
 @functools.cache
-def _layer_count_derived(config_class) -> tuple[str, ...]:
+def layer_count_derived(config_class) -> tuple[str, ...]:
     """Integer fields, unset by default, the class derives from `num_hidden_layers` (hrm_text's
     num_layers_per_stack, from which it then recomputes num_hidden_layers as the cache's slot
     count): the toy leaves them to the class, or the full-size value read from the defaults

@@ -58,6 +58,7 @@ INDEXER = {
     "rope_dims": "leading",
     "k_norm_eps": 1e-06,
     "k_norm_in_weight_dtype": False,
+    "scale_on_weights": False,
 }
 
 
@@ -81,6 +82,7 @@ def test_trailing_rotated_dims_and_a_config_epsilon_are_read():
         "rope_dims": "trailing",
         "k_norm_eps": "rms_norm_eps",
         "k_norm_in_weight_dtype": True,  # its key norm runs in the norm's (fp32) dtype
+        "scale_on_weights": True,  # q.k's scale on the per-head weights, not the scores
     }
     assert _key_selection(features) == {**expected, "interleaved": False}
 

@@ -32,6 +32,8 @@ def test_deepseek_v4_hyper_connections_are_read_whole():
         "pre_base_init": "zeros",
         "head_scale_init": 1.0,
         "head_base_init": "zeros",
+        "norm_after": False,  # the flattened streams normed, then projected
+        "head_norm_after": False,
     }
     assert features.evidence["block.hyper_connections"].startswith("modeling_deepseek_v4.py:")
     # the write-back weights are no residual scale, the modules no unknown layer parts
@@ -56,6 +58,8 @@ def test_hy_v4_unmixed_form_is_read():
     # HF's init: scales of 0.01, pre's bias at -log(streams - 1)
     assert (hyper["scale_init"], hyper["pre_base_init"]) == (0.01, "minus_log")
     assert (hyper["head_scale_init"], hyper["head_base_init"]) == (0.01, "minus_log")
+    # the projection of the raw streams scaled by their RMS factor, in both modules
+    assert (hyper["norm_after"], hyper["head_norm_after"]) == (True, True)
     assert features.block.residual_scale is False
     assert not [f for f in features.unsupported if f.feature == "block.layer_modules"]
 

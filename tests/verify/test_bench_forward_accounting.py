@@ -277,6 +277,20 @@ def test_a_layers_overrides_are_resized_with_the_fields_they_override():
     config_class(**bench, layer_types=toy["layer_types"])
 
 
+def test_a_field_the_class_derives_from_the_layer_count_is_left_to_it():
+    """hrm_text stores its layers per stack and rewrites num_hidden_layers to the cache's
+    slot count (one per attention call over the cycles): at the benchmark's layer count the
+    toy's per-stack count would leave too few slots for the cycles' calls."""
+    config_class, toy = _bench_toy("hrm_text")
+    values = bench_forward.bench_values(config_class, toy)
+    values.pop("transformers_version", None)
+    values.pop("model_type", None)
+    config = config_class(**values)
+    layers = bench_forward.BENCH_SIZES["num_hidden_layers"]
+    assert config.num_layers_per_stack == layers
+    assert config.num_hidden_layers == layers * config.H_cycles * (config.L_cycles + 1)
+
+
 def test_timing_runs_once_more_under_the_reuse_allocator(tmp_path):
     """The script re-runs itself once with glibc's heap kept for reuse (page faults then do
     not follow the order the models ran in), and does not loop: the second run returns."""
