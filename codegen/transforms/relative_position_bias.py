@@ -58,19 +58,11 @@ PARTS = """
 self.wr = nn.Linear(args.dim, self.n_heads * args.rel_dim, bias=False)
 self.rel_bias = RelativeBias(args.rel_dim, args.layer_rel_extents[{layer_id}])
 """
-# where the attention maths is already written out (soft-capping, sinks): after the scaled
-# scores, before the mask (HF: scores * scale + bias, then masked); the states viewed per
-# head of q (the rank's own heads under tensor parallelism)
+# after the scaled scores, before the mask (HF: scores * scale + bias, then masked); the
+# states viewed per head of q (the rank's own heads under tensor parallelism)
 ADD = (
     "scores = scores + bias_by_distance(self.rel_bias(self.wr(x).view(batch, seq, q.shape[1], -1)))"
 )
-# otherwise SDPA takes the bias as its additive mask, -inf on the keys a query does not see
-# (as HF's SDPA path builds one float mask from the bias and the boolean mask)
-BIAS = "bias = bias_by_distance(self.rel_bias(self.wr(x).view(batch, seq, q.shape[1], -1)))"
-CAUSAL = "torch.ones(seq, seq, dtype=torch.bool, device=x.device).tril()"
-VISIBLE = f"visible = {CAUSAL}"
-VISIBLE_MASK = f"visible = {CAUSAL} if mask is None else mask"
-ATTN_MASK = 'bias.masked_fill(~visible, float("-inf"))'
 
 
 class RelativePositionBias(Transform):
@@ -84,10 +76,8 @@ class RelativePositionBias(Transform):
     `attention.rel_bias`: the HF names of the states projection and the table (which the
     adapter maps), `width` (`rel_dim`) and `extent` as expressions of `hf_config` and the
     layer index `i` (inkling: the window on sliding layers, `rel_extent` elsewhere), read
-    per layer into `layer_rel_extents`. SDPA takes the bias as its additive `attn_mask`
-    (-inf on the keys the causal mask, or the attention's `mask`, hides), so the scores are
-    never written out; where an earlier transform wrote the attention maths out (soft-cap,
-    sinks), the bias is added to the scaled scores there."""
+    per layer into `layer_rel_extents`. The attention maths is written out (SDPA takes no
+    additive bias beside its causal flag)."""
 
     name = "relative_position_bias"
 
@@ -109,14 +99,8 @@ class RelativePositionBias(Transform):
                 "Attention", "__init__", assigns("self.wo"), PARTS.format(layer_id=layer_id)
             ),
         )
-        if edits.attention_is_explicit(package):
-            run(
-                package,
-                "model.py",
-                InsertStatements("Attention", "forward", assigns("scores"), ADD),
-            )
-        else:
-            _sdpa_takes_the_bias(package)
+        edits.make_attention_explicit(package)
+        run(package, "model.py", InsertStatements("Attention", "forward", assigns("scores"), ADD))
         prefix = _attention_prefix(package)
         edits.insert_rows_after(
             package,
@@ -126,33 +110,6 @@ class RelativePositionBias(Transform):
                 (f"{prefix}.{bias['table']}", "layers.{}.attention.rel_bias.table"),
             ],
         )
-
-
-def _sdpa_takes_the_bias(package) -> None:
-    """`bias` and the keys each query sees before the SDPA call, which takes them as one
-    additive mask in place of its causal flag or boolean mask."""
-    takes_mask = "mask" in edits.param_names(package, "Attention", "forward")
-    run(
-        package,
-        "model.py",
-        InsertStatements(
-            "Attention",
-            "forward",
-            assigns("out"),
-            BIAS + "\n# the keys each query sees\n" + (VISIBLE_MASK if takes_mask else VISIBLE),
-            before=True,
-        ),
-    )
-
-    def rewrite(call):
-        call = edits.without_arg(call, keyword="is_causal")
-        if edits.arg_value(call, "attn_mask") is None:
-            return edits.with_arg(call, ATTN_MASK, keyword="attn_mask", before="scale")
-        return edits.set_arg(call, "attn_mask", ATTN_MASK)
-
-    edits.replace_expressions(
-        package, "model.py", "Attention", "forward", edits.call_of(edits._SDPA), rewrite
-    )
 
 
 def _mentions_layer(code: str) -> bool:
