@@ -98,8 +98,8 @@ def test_package_verifies_in_fp32_and_bf16(tmp_path, folder, planned, capsys):
         ("return (y + mixed[", "return (0 * y + mixed[", "layers.0.attention"),
         # the attention's output joins the residual unfiltered
         (
-            "x + self.attention_conv(self.attention(self.attention_norm(x), mask))",
-            "x + self.attention(self.attention_norm(x), mask)",
+            "x + self.attention_conv(self.attention(self.attention_norm(x), hidden))",
+            "x + self.attention(self.attention_norm(x), hidden)",
             "layers.0",
         ),
         # the MLP's output joins the residual unfiltered
