@@ -18,11 +18,14 @@ This module reads, without running anything:
   a `clamp`ed index and a `masked_fill` of what lies outside the extent;
 * the table's two sizes, restated over `hf_config` and the layer index `i` from the
   arguments the attention's `__init__` builds the module with, checked against every
-  analysed layer's table.
+  analysed layer's table;
+* the kernel HF runs the bias through by default: "sdpa" where the model class (or a base)
+  sets `_supports_sdpa = True` (transformers' SDPA path folds the bias and the mask into one
+  additive float mask), else "eager" (the scores written out, the bias added to them).
 
 The fact is `{"states": <projection attribute>, "table": <module attribute>.<parameter>,
-"width": <expression>, "extent": <expression>}`; "other" where a `position_bias` is handed
-to the kernel in another shape (no rule realises it).
+"width": <expression>, "extent": <expression>, "kernel": "sdpa" | "eager"}`; "other" where
+a `position_bias` is handed to the kernel in another shape (no rule realises it).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from codegen.analyze.layer_rule import restate_init
 
 FEATURE = "attention.rel_bias"
 KEYS = ("position_bias",)  # the kernel argument that carries such a bias (HF's eager path)
+SDPA = "_supports_sdpa"  # the model class's flag: HF's default kernel is SDPA where it is True
 
 
 def detect(ctx: Ctx, shared: dict) -> dict | str | None:
@@ -55,8 +59,23 @@ def detect(ctx: Ctx, shared: dict) -> dict | str | None:
         return None
     where = rep.kernel.site.cite() if rep.kernel.site else ctx.class_site(rep.rec)
     found = _read(ctx, rep.rec, term, layers)
+    if isinstance(found, dict):
+        found["kernel"], flag = _default_kernel(ctx)
+        if flag is not None:
+            where += f"; {flag}"
     ctx.cite(FEATURE, f"{where} ({_describe(found)})")
     return found
+
+
+def _default_kernel(ctx: Ctx) -> tuple[str, str | None]:
+    """"sdpa" where the entry class (or a base) sets `_supports_sdpa = True`, else "eager";
+    with `file:line` of the flag where the code sets it."""
+    found = ctx.model.project.find_class_attr(ctx.model.entry_cls, SDPA)
+    if found is None:
+        return "eager", None
+    owner, value = found
+    on = isinstance(value, cst.Name) and value.value == "True"
+    return ("sdpa" if on else "eager"), owner.sf.cite(value)
 
 
 def _describe(found) -> str:
@@ -64,7 +83,7 @@ def _describe(found) -> str:
         return "a position bias of another shape: no table mixed by a projection of the input"
     return (
         f"{found['table']} ({found['width']} x {found['extent']}) mixed by {found['states']},"
-        " read at the clamped backward distance"
+        f" read at the clamped backward distance; HF's default kernel {found['kernel']}"
     )
 
 

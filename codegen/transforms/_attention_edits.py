@@ -706,6 +706,9 @@ def make_attention_explicit(package) -> None:
     )
     scale = arg_value(call, "scale") or "self.head_dim**-0.5"
     with_mask = arg_value(call, "attn_mask") is not None
+    if with_mask and arg_value(call, "attn_mask") != "mask":
+        # an additive mask (a bias) is not the boolean `mask` the lines below hide
+        raise EditError("the attention's SDPA takes an additive mask: write it out first")
     masking = MASK_MASKING if with_mask else CAUSAL_MASKING
     init = find_method(package.module("model.py"), "Attention", "__init__")
     grouped = bool(

@@ -58,11 +58,20 @@ PARTS = """
 self.wr = nn.Linear(args.dim, self.n_heads * args.rel_dim, bias=False)
 self.rel_bias = RelativeBias(args.rel_dim, args.layer_rel_extents[{layer_id}])
 """
-# after the scaled scores, before the mask (HF: scores * scale + bias, then masked); the
-# states viewed per head of q (the rank's own heads under tensor parallelism)
+# where the attention maths is written out (HF's default kernel is its eager one, or an
+# earlier transform wrote it out: soft-capping, sinks): after the scaled scores, before the
+# mask (HF: scores * scale + bias, then masked); the states viewed per head of q (the
+# rank's own heads under tensor parallelism)
 ADD = (
     "scores = scores + bias_by_distance(self.rel_bias(self.wr(x).view(batch, seq, q.shape[1], -1)))"
 )
+# otherwise SDPA takes the bias as its additive mask, the dtype's lowest on the keys a query
+# does not see (HF's SDPA path: `torch.where(mask, position_bias, finfo.min)`)
+BIAS = "bias = bias_by_distance(self.rel_bias(self.wr(x).view(batch, seq, q.shape[1], -1)))"
+CAUSAL = "torch.ones(seq, seq, dtype=torch.bool, device=x.device).tril()"
+VISIBLE = f"visible = {CAUSAL}"
+VISIBLE_MASK = f"visible = {CAUSAL} if mask is None else mask"
+ATTN_MASK = "torch.where(visible, bias, torch.finfo(bias.dtype).min)"
 
 
 class RelativePositionBias(Transform):
@@ -76,14 +85,23 @@ class RelativePositionBias(Transform):
     `attention.rel_bias`: the HF names of the states projection and the table (which the
     adapter maps), `width` (`rel_dim`) and `extent` as expressions of `hf_config` and the
     layer index `i` (inkling: the window on sliding layers, `rel_extent` elsewhere), read
-    per layer into `layer_rel_extents`. The attention maths is written out (SDPA takes no
-    additive bias beside its causal flag)."""
+    per layer into `layer_rel_extents`. The attention computes what HF's default kernel
+    (`bias["kernel"]`) does, in its order and dtype: for "sdpa", SDPA takes the bias as its
+    additive `attn_mask`, the dtype's lowest on the keys the causal mask (or the attention's
+    `mask`) hides, so no scores are written out (HF's SDPA path builds the same one float
+    mask); for "eager", or where an earlier transform wrote the maths out (soft-cap, sinks),
+    the bias is added to the written-out scaled scores before the mask."""
 
     name = "relative_position_bias"
 
     def apply(self, package, features=None, *, bias: dict | None = None) -> None:
-        if not isinstance(bias, dict) or not {"states", "table", "width", "extent"} <= set(bias):
-            raise EditError("relative_position_bias: the analysed states, table, width, extent")
+        keys = {"states", "table", "width", "extent", "kernel"}
+        if not isinstance(bias, dict) or not keys <= set(bias):
+            raise EditError(
+                "relative_position_bias: the analysed states, table, width, extent, kernel"
+            )
+        if bias["kernel"] not in ("sdpa", "eager"):
+            raise EditError(f"relative_position_bias: HF's kernel {bias['kernel']!r}")
         if _mentions_layer(bias["width"]):
             raise EditError("relative_position_bias: a states width that differs by layer")
         edits.add_args_field(package, FIELDS, f"rel_dim={bias['width']}")
@@ -99,8 +117,16 @@ class RelativePositionBias(Transform):
                 "Attention", "__init__", assigns("self.wo"), PARTS.format(layer_id=layer_id)
             ),
         )
-        edits.make_attention_explicit(package)
-        run(package, "model.py", InsertStatements("Attention", "forward", assigns("scores"), ADD))
+        if bias["kernel"] == "eager":
+            edits.make_attention_explicit(package)
+        if edits.attention_is_explicit(package):
+            run(
+                package,
+                "model.py",
+                InsertStatements("Attention", "forward", assigns("scores"), ADD),
+            )
+        else:
+            _sdpa_takes_the_bias(package)
         prefix = _attention_prefix(package)
         edits.insert_rows_after(
             package,
@@ -110,6 +136,34 @@ class RelativePositionBias(Transform):
                 (f"{prefix}.{bias['table']}", "layers.{}.attention.rel_bias.table"),
             ],
         )
+
+
+def _sdpa_takes_the_bias(package) -> None:
+    """`bias` and the keys each query sees before the SDPA call, which takes them as one
+    additive mask (the bias where a key is seen, the dtype's lowest elsewhere) in place of
+    its causal flag or boolean mask."""
+    takes_mask = "mask" in edits.param_names(package, "Attention", "forward")
+    run(
+        package,
+        "model.py",
+        InsertStatements(
+            "Attention",
+            "forward",
+            assigns("out"),
+            BIAS + "\n# the keys each query sees\n" + (VISIBLE_MASK if takes_mask else VISIBLE),
+            before=True,
+        ),
+    )
+
+    def rewrite(call):
+        call = edits.without_arg(call, keyword="is_causal")
+        if edits.arg_value(call, "attn_mask") is None:
+            return edits.with_arg(call, ATTN_MASK, keyword="attn_mask", before="scale")
+        return edits.set_arg(call, "attn_mask", ATTN_MASK)
+
+    edits.replace_expressions(
+        package, "model.py", "Attention", "forward", edits.call_of(edits._SDPA), rewrite
+    )
 
 
 def _mentions_layer(code: str) -> bool:

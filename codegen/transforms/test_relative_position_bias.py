@@ -12,6 +12,7 @@ import torch
 
 from codegen.models import references_dir
 from codegen.scaffold.source import SourcePackage
+from codegen.transforms._attention_edits import make_attention_explicit
 from codegen.transforms.edits import EditError
 from codegen.transforms.no_rope import NoRope
 from codegen.transforms.relative_position_bias import RelativePositionBias
@@ -22,12 +23,16 @@ BIAS = {
     "width": "hf_config.d_rel",
     "extent": 'hf_config.sliding_window if hf_config.layer_types[i] == "sliding_attention"'
     " else hf_config.rel_extent",
+    "kernel": "sdpa",  # HF's default kernel (`_supports_sdpa = True`)
 }
+EAGER = {**BIAS, "kernel": "eager"}  # HF's eager kernel only
 
 
-def _package(bias=BIAS) -> SourcePackage:
-    package = SourcePackage.from_directory(references_dir() / "qwen3")
+def _package(bias=BIAS, *, reference="qwen3", explicit=False) -> SourcePackage:
+    package = SourcePackage.from_directory(references_dir() / reference)
     NoRope().apply(package)
+    if explicit:  # an earlier transform (soft-cap, sinks) wrote the maths out
+        make_attention_explicit(package)
     RelativePositionBias().apply(package, bias=bias)
     return package
 
@@ -39,13 +44,41 @@ def _method(code: str, cls: str, name: str) -> list[str]:
     return [ast.unparse(s) for s in method.body]
 
 
-def test_the_bias_is_added_to_the_scaled_scores_before_the_mask():
-    before = SourcePackage.from_directory(references_dir() / "qwen3").render()["model.py"]
+BIAS_LINE = "bias = bias_by_distance(self.rel_bias(self.wr(x).view(batch, seq, q.shape[1], -1)))"
+CAUSAL = "torch.ones(seq, seq, dtype=torch.bool, device=x.device).tril()"
+
+
+@pytest.mark.parametrize(
+    "reference, visible",  # plain causal; a `mask` argument (sliding windows), None = causal
+    [("llama", f"visible = {CAUSAL}"), ("qwen3", f"visible = {CAUSAL} if mask is None else mask")],
+)
+def test_sdpa_takes_the_bias_as_its_additive_mask_and_no_scores_are_written(reference, visible):
+    """As HF's SDPA path (`torch.where(mask, position_bias, finfo.min)`): one float mask,
+    the bias where a key is seen and the dtype's lowest where not; no scores-sized product,
+    sum, fill and softmax written out per layer."""
+    before = SourcePackage.from_directory(references_dir() / reference).render()["model.py"]
     assert "RelativeBias" not in before and "F.scaled_dot_product_attention" in before
-    model = _package().render()["model.py"]
+    model = _package(reference=reference).render()["model.py"]
     init = _method(model, "Attention", "__init__")
     assert "self.wr = nn.Linear(args.dim, self.n_heads * args.rel_dim, bias=False)" in init
     assert "self.rel_bias = RelativeBias(args.rel_dim, args.layer_rel_extents[layer_id])" in init
+    forward = _method(model, "Attention", "forward")
+    call = next(i for i, s in enumerate(forward) if "F.scaled_dot_product_attention" in s)
+    assert forward[call - 2 : call] == [BIAS_LINE, visible]
+    assert "attn_mask=torch.where(visible, bias, torch.finfo(bias.dtype).min)" in forward[call]
+    assert "is_causal" not in forward[call]
+    assert not any(s.startswith("scores") for s in forward) and "softmax" not in model
+
+
+@pytest.mark.parametrize(
+    "bias, explicit",  # HF's kernel is eager; an earlier transform wrote the maths out
+    [(EAGER, False), (BIAS, True)],
+)
+def test_written_out_attention_adds_the_bias_to_the_scaled_scores_before_the_mask(
+    bias, explicit
+):
+    """As HF's eager kernel: the scaled scores plus the bias, then masked, fp32 softmax."""
+    model = _package(bias, explicit=explicit).render()["model.py"]
     forward = _method(model, "Attention", "forward")
     scores = next(i for i, s in enumerate(forward) if s.startswith("scores = q @ k"))
     assert forward[scores + 1] == (
@@ -77,6 +110,13 @@ def test_args_read_the_width_and_each_layers_extent_and_the_adapter_maps_both():
 def test_a_width_that_differs_by_layer_is_refused():
     with pytest.raises(EditError, match="width"):
         _package({**BIAS, "width": "hf_config.d_rel * (i + 1)"})
+
+
+def test_a_bias_without_its_kernel_or_another_kernel_is_refused():
+    with pytest.raises(EditError, match="kernel"):
+        _package({k: v for k, v in BIAS.items() if k != "kernel"})
+    with pytest.raises(EditError, match="kernel"):
+        _package({**BIAS, "kernel": "flex"})
 
 
 def _load(package: SourcePackage, tmp_path, name: str):
@@ -113,3 +153,9 @@ def test_the_bias_equals_transformers_relative_logits(tmp_path, extent):
     if extent < 20:  # the clamp is reached: far keys unbiased, near ones not
         assert (got[..., 19, : 20 - extent] == 0).all()
         assert (got[..., 19, 20 - extent :] != 0).all()
+
+
+def test_writing_out_an_sdpa_that_takes_the_bias_is_refused():
+    """Writing the maths out after would hide `~attn_mask` as if it were a boolean mask."""
+    with pytest.raises(EditError, match="additive mask"):
+        make_attention_explicit(_package())

@@ -32,6 +32,8 @@ def test_the_attention_is_the_one_projecting_the_tokens(features):
     assert features.evidence["attention.kind"].split(":")[1].startswith("419 ")  # self_attn.k_proj
     assert features.attention.output_gate == "sigmoid"
     assert features.attention.rel_bias["states"] == "r_proj"
+    # `_supports_sdpa = False`: HF adds the bias to its written-out (eager) scores
+    assert features.attention.rel_bias["kernel"] == "eager"
 
 
 def test_the_convolutions_divide_their_sums(features):

@@ -24,8 +24,10 @@ def test_inkling_and_a_renamed_copy_read_the_bias(tmp_path):
             "table": "rel_logits_proj.proj",
             "width": "hf_config.d_rel",
             "extent": EXTENT,
+            "kernel": "sdpa",  # InklingPreTrainedModel._supports_sdpa = True
         }
-        assert "clamped backward distance" in features.evidence["attention.rel_bias"]
+        evidence = features.evidence["attention.rel_bias"]
+        assert "clamped backward distance" in evidence and "kernel sdpa" in evidence
         assert attention.window_rule == SLIDING
         unsupported = {u.feature: u.detail for u in features.unsupported}
         # its short convolutions are facts of their own (tests/analyze/test_residual_convs.py)
