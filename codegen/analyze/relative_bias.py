@@ -68,7 +68,7 @@ def detect(ctx: Ctx, shared: dict) -> dict | str | None:
 
 
 def _default_kernel(ctx: Ctx) -> tuple[str, str | None]:
-    """"sdpa" where the entry class (or a base) sets `_supports_sdpa = True`, else "eager";
+    """ "sdpa" where the entry class (or a base) sets `_supports_sdpa = True`, else "eager";
     with `file:line` of the flag where the code sets it."""
     found = ctx.model.project.find_class_attr(ctx.model.entry_cls, SDPA)
     if found is None:

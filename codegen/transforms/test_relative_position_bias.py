@@ -74,9 +74,7 @@ def test_sdpa_takes_the_bias_as_its_additive_mask_and_no_scores_are_written(refe
     "bias, explicit",  # HF's kernel is eager; an earlier transform wrote the maths out
     [(EAGER, False), (BIAS, True)],
 )
-def test_written_out_attention_adds_the_bias_to_the_scaled_scores_before_the_mask(
-    bias, explicit
-):
+def test_written_out_attention_adds_the_bias_to_the_scaled_scores_before_the_mask(bias, explicit):
     """As HF's eager kernel: the scaled scores plus the bias, then masked, fp32 softmax."""
     model = _package(bias, explicit=explicit).render()["model.py"]
     forward = _method(model, "Attention", "forward")
