@@ -68,8 +68,8 @@ def detect(ctx: Ctx, shared: dict) -> dict | str | None:
 
 
 def _default_kernel(ctx: Ctx) -> tuple[str, str | None]:
-    """ "sdpa" where the entry class (or a base) sets `_supports_sdpa = True`, else "eager";
-    with `file:line` of the flag where the code sets it."""
+    """HF's default kernel: "sdpa" where the entry class (or a base) sets `_supports_sdpa =
+    True`, else "eager"; with `file:line` of the flag where the code sets it."""
     found = ctx.model.project.find_class_attr(ctx.model.entry_cls, SDPA)
     if found is None:
         return "eager", None

@@ -27,7 +27,9 @@ FP32_DOC = (
 )
 FP32_BODY = """y = x.float()
         mixed = self.conv(y.transpose(1, 2).to(self.conv.weight.dtype)).float()
-        return (y + mixed[..., :seq].transpose(1, 2)).to(x.dtype)  # the right padding cropped"""
+        # HF's order, the filtered first: the sum keeps its layout (channels outermost), which
+        # decides the attention kernel SDPA picks for the keys and values
+        return (mixed[..., :seq].transpose(1, 2) + y).to(x.dtype)  # the right padding cropped"""
 BODY = """mixed = self.conv(x.transpose(1, 2))[..., :seq]  # the right padding cropped
         return x + mixed.transpose(1, 2)"""
 
@@ -35,7 +37,9 @@ DIVISOR_DOC = "\n    The sum is divided by {divisor}."
 DIVISOR_INIT = "\n        self.divisor = {divisor}"
 FP32_DIVIDED = """y = x.float()
         mixed = self.conv(y.transpose(1, 2).to(self.conv.weight.dtype)).float()
-        summed = y + mixed[..., :seq].transpose(1, 2)  # the right padding cropped
+        # HF's order, the filtered first: the sum keeps its layout (channels outermost), which
+        # decides the attention kernel SDPA picks for the keys and values
+        summed = mixed[..., :seq].transpose(1, 2) + y  # the right padding cropped
         return (summed / self.divisor).to(x.dtype)"""
 DIVIDED = """mixed = self.conv(x.transpose(1, 2))[..., :seq]  # the right padding cropped
         return (x + mixed.transpose(1, 2)) / self.divisor"""

@@ -35,7 +35,7 @@ WINDOW = "sliding_window_mask"
 _SDPA = "F.scaled_dot_product_attention"
 BOTH_WAYS = """
 if not causal:  # as masking_utils: abs(q_idx - kv_idx) <= window
-    return distance.abs() <= window
+    return torch.ones(seq, seq, dtype=torch.bool, device=device).tril(window).triu(-window)
 """
 CAUSAL = "Causal mask limited to the last `window` keys (query included)"
 BOTH = ", or, not `causal`, the keys at most `window` away on either side"

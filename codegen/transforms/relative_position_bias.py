@@ -71,6 +71,16 @@ BIAS = "bias = bias_by_distance(self.rel_bias(self.wr(x).view(batch, seq, q.shap
 CAUSAL = "torch.ones(seq, seq, dtype=torch.bool, device=x.device).tril()"
 VISIBLE = f"visible = {CAUSAL}"
 VISIBLE_MASK = f"visible = {CAUSAL} if mask is None else mask"
+# grouped k/v heads given a mask: repeated as HF's SDPA path repeats them (a copy), where
+# without a mask SDPA's GQA reads them as they are; the kernel SDPA picks on the CPU
+# depends on that layout (the keys' and values' filtered sums are laid out channels first)
+REPEAT = """
+# as HF's SDPA path: with a mask the k/v heads are repeated per q head, without one SDPA's
+# GQA reads them as they are (the kernel SDPA picks follows their layout)
+if mask is not None and self.n_heads != self.n_kv_heads:
+    groups = self.n_heads // self.n_kv_heads
+    k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+"""
 ATTN_MASK = "torch.where(visible, bias, torch.finfo(bias.dtype).min)"
 
 
@@ -143,16 +153,16 @@ def _sdpa_takes_the_bias(package) -> None:
     additive mask (the bias where a key is seen, the dtype's lowest elsewhere) in place of
     its causal flag or boolean mask."""
     takes_mask = "mask" in edits.param_names(package, "Attention", "forward")
+    init = edits.find_method(package.module("model.py"), "Attention", "__init__")
+    grouped = bool(
+        m.findall(init, m.AssignTarget(m.Attribute(m.Name("self"), m.Name("n_kv_heads"))))
+    )
+    visible = "# the keys each query sees\n" + (VISIBLE_MASK if takes_mask else VISIBLE)
+    code = BIAS + (REPEAT if takes_mask and grouped else "\n") + visible
     run(
         package,
         "model.py",
-        InsertStatements(
-            "Attention",
-            "forward",
-            assigns("out"),
-            BIAS + "\n# the keys each query sees\n" + (VISIBLE_MASK if takes_mask else VISIBLE),
-            before=True,
-        ),
+        InsertStatements("Attention", "forward", assigns("out"), code, before=True),
     )
 
     def rewrite(call):

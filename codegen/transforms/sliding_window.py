@@ -24,9 +24,8 @@ def sliding_window_mask(seq: int, window: int, device: torch.device) -> torch.Te
     """Causal mask limited to the last `window` keys (query included); None if nothing is cut."""
     if seq <= window:
         return None
-    i = torch.arange(seq, device=device)
-    distance = i[:, None] - i[None, :]  # query index - key index
-    return (distance >= 0) & (distance < window)
+    # the keys 0 .. window - 1 positions back: on or below the diagonal, above its band's edge
+    return torch.ones(seq, seq, dtype=torch.bool, device=device).tril().triu(1 - window)
 '''
 
 # mode "all": the config may switch the window off (sliding_window None)
@@ -36,9 +35,8 @@ def sliding_window_mask(seq: int, window: int | None, device: torch.device) -> t
     (no window configured, or the sequence fits in it)."""
     if window is None or seq <= window:
         return None
-    i = torch.arange(seq, device=device)
-    distance = i[:, None] - i[None, :]  # query index - key index
-    return (distance >= 0) & (distance < window)
+    # the keys 0 .. window - 1 positions back: on or below the diagonal, above its band's edge
+    return torch.ones(seq, seq, dtype=torch.bool, device=device).tril().triu(1 - window)
 '''
 
 ALL_FIELD = """

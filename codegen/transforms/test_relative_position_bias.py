@@ -48,14 +48,25 @@ BIAS_LINE = "bias = bias_by_distance(self.rel_bias(self.wr(x).view(batch, seq, q
 CAUSAL = "torch.ones(seq, seq, dtype=torch.bool, device=x.device).tril()"
 
 
-@pytest.mark.parametrize(
-    "reference, visible",  # plain causal; a `mask` argument (sliding windows), None = causal
-    [("llama", f"visible = {CAUSAL}"), ("qwen3", f"visible = {CAUSAL} if mask is None else mask")],
+REPEAT = (
+    "if mask is not None and self.n_heads != self.n_kv_heads:\n"
+    "    groups = self.n_heads // self.n_kv_heads\n"
+    "    k, v = (k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1))"
 )
-def test_sdpa_takes_the_bias_as_its_additive_mask_and_no_scores_are_written(reference, visible):
+
+
+@pytest.mark.parametrize(
+    "reference, before_call",  # plain causal; a `mask` argument (sliding windows), None = causal
+    [
+        ("llama", [BIAS_LINE, f"visible = {CAUSAL}"]),
+        ("qwen3", [BIAS_LINE, REPEAT, f"visible = {CAUSAL} if mask is None else mask"]),
+    ],
+)
+def test_sdpa_takes_the_bias_as_its_additive_mask_and_no_scores_are_written(reference, before_call):
     """As HF's SDPA path (`torch.where(mask, position_bias, finfo.min)`): one float mask,
     the bias where a key is seen and the dtype's lowest where not; no scores-sized product,
-    sum, fill and softmax written out per layer."""
+    sum, fill and softmax written out per layer. Given a mask, grouped k/v heads are
+    repeated as HF's path repeats them (without one, SDPA's GQA reads them as they are)."""
     before = SourcePackage.from_directory(references_dir() / reference).render()["model.py"]
     assert "RelativeBias" not in before and "F.scaled_dot_product_attention" in before
     model = _package(reference=reference).render()["model.py"]
@@ -64,7 +75,7 @@ def test_sdpa_takes_the_bias_as_its_additive_mask_and_no_scores_are_written(refe
     assert "self.rel_bias = RelativeBias(args.rel_dim, args.layer_rel_extents[layer_id])" in init
     forward = _method(model, "Attention", "forward")
     call = next(i for i, s in enumerate(forward) if "F.scaled_dot_product_attention" in s)
-    assert forward[call - 2 : call] == [BIAS_LINE, visible]
+    assert forward[call - len(before_call) : call] == before_call
     assert "attn_mask=torch.where(visible, bias, torch.finfo(bias.dtype).min)" in forward[call]
     assert "is_causal" not in forward[call]
     assert not any(s.startswith("scores") for s in forward) and "softmax" not in model

@@ -83,6 +83,11 @@ def test_package_verifies_in_fp32_and_bf16(tmp_path, folder, planned, capsys):
     # engine readiness: built on meta and initialised as HF does (the gain at one, the
     # filters drawn normal); packed documents each restart the filters
     assert all(row["lifecycle_ok"] and row["packed_ok"] for row in rows), rows
+    # in bf16 the package is HF bit for bit: the attention takes the bias as SDPA's additive
+    # mask as HF's SDPA path does, on keys and values laid out as HF's (the filtered sum
+    # first) and repeated per q head where HF repeats them (the kernel SDPA picks follows both)
+    (bf16,) = [row for row in rows if row["dtype"] == "bf16"]
+    assert bf16["same_dtype_diff"] == 0, bf16
 
 
 @pytest.mark.parametrize(
@@ -95,11 +100,15 @@ def test_package_verifies_in_fp32_and_bf16(tmp_path, folder, planned, capsys):
         # the left padding cropped instead of the right one: each position sees the future
         ("mixed[..., :seq]", "mixed[..., -seq:]", "layers.0.attention"),
         # the filter's output alone, its input not added back
-        ("return (y + mixed[", "return (0 * y + mixed[", "layers.0.attention"),
+        (
+            "transpose(1, 2) + y).to(x.dtype)",
+            "transpose(1, 2) + 0 * y).to(x.dtype)",
+            "layers.0.attention",
+        ),
         # the attention's output joins the residual unfiltered
         (
-            "x + self.attention_conv(self.attention(self.attention_norm(x), hidden))",
-            "x + self.attention(self.attention_norm(x), hidden)",
+            "x + self.attention_conv(self.attention(self.attention_norm(x), mask))",
+            "x + self.attention(self.attention_norm(x), mask)",
             "layers.0",
         ),
         # the MLP's output joins the residual unfiltered
