@@ -42,6 +42,7 @@ from codegen.analyze.detect_ffn import experts_of, ffn_modules
 from codegen.analyze.detect_moe import SCORE_ACTIVATIONS
 from codegen.analyze.evaluate import ModuleRec, ParamRec
 from codegen.analyze.roles import ACT, LINEAR, MOE, NORM
+from codegen.analyze.router_dtype import fp32_projection
 
 _SCORES = ("softmax", "log_softmax", "sigmoid")
 _PICKS = ("topk", "argmax", "argsort", "sort", "max")
@@ -129,6 +130,8 @@ def _table_routing(ctx: Ctx, moe: ModuleRec, router: ModuleRec, terms: list[Term
     if not isinstance(name, str) or name not in (*_SCORES, *SCORE_ACTIVATIONS):
         return None
     renorm, eps = _renormalised(terms, gathered[0])
+    found = ctx.model.project.find_method(router.cls, "forward")
+    fp32 = found is not None and fp32_projection(found[1], frozenset()) is not None
     scale = _scaled_by(ctx, router, terms)
     return {
         "switch": chosen[0],
@@ -138,6 +141,7 @@ def _table_routing(ctx: Ctx, moe: ModuleRec, router: ModuleRec, terms: list[Term
         "cols": sized[1],
         "input": inputs[0].name,
         "activation": name,
+        "fp32": fp32,
         "renormalize": renorm,
         "eps": eps,
         "scale": scale,

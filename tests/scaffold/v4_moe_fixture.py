@@ -151,7 +151,7 @@ def hashed_folder(dest: Path) -> Path:
         "        self.config = config\n",
         f"    def __init__(self, config: {camel}Config, layer_idx: int):\n"
         "        super().__init__()\n        self.config = config\n"
-        "        self.is_hash = config.mlp_layer_types[layer_idx] == \"hash_moe\"\n",
+        '        self.is_hash = config.mlp_layer_types[layer_idx] == "hash_moe"\n',
     )
     text = _replace(
         text,
@@ -174,7 +174,9 @@ def hashed_folder(dest: Path) -> Path:
         "            _, topk_weights, topk_indices = self.gate(hidden_states)\n",
     )
     # the decoder layer hands the token ids to its MoE; the model to its layers
-    text = _replace(text, f"self.mlp = {camel}MoE(config)", f"self.mlp = {camel}MoE(config, layer_idx)")
+    text = _replace(
+        text, f"self.mlp = {camel}MoE(config)", f"self.mlp = {camel}MoE(config, layer_idx)"
+    )
     text = _replace(
         text,
         "        position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,\n"
@@ -213,7 +215,8 @@ def hashed_folder(dest: Path) -> Path:
         "        self.head_dim = self.qk_rope_head_dim\n"
         "        n, n_hash = self.num_hidden_layers, self.first_k_dense_replace + 2\n"
         "        if self.mlp_layer_types is None:\n"
-        "            self.mlp_layer_types = [\"hash_moe\"] * min(n, n_hash) + [\"moe\"] * max(0, n - n_hash)\n"
+        '            hashed, rest = ["hash_moe"] * min(n, n_hash), ["moe"] * max(0, n - n_hash)\n'
+        "            self.mlp_layer_types = hashed + rest\n"
         "        self.mlp_layer_types = list(self.mlp_layer_types[:n])\n",
     )
     doc = "    rope_interleave (`bool`, *optional*, defaults to `True`):\n"
@@ -221,7 +224,7 @@ def hashed_folder(dest: Path) -> Path:
         text,
         doc,
         "    mlp_layer_types (`list[str]`, *optional*):\n"
-        "        Per layer, `\"hash_moe\"` (experts looked up by token id) or `\"moe\"`.\n" + doc,
+        '        Per layer, `"hash_moe"` (experts looked up by token id) or `"moe"`.\n' + doc,
     )
     config.write_text(text)
     return folder
