@@ -8,7 +8,7 @@ hash_moe (fp32 and bf16) and none (fp32); the table loads strictly and round-tri
 integer tensor in the fp8 check, and the shard plan holds it under tp=2 and ep=2. The toy's
 table maps its tokens to many experts, drawn anew per layer. Seeded defects fail verify at
 the table router: indexed by position instead of token id, weights not renormalised, scored
-by a sigmoid, rows off by one."""
+by a sigmoid, rows off by one, the layer types read one layer off."""
 
 from __future__ import annotations
 
@@ -46,7 +46,14 @@ DEFECTS = {
         "scores = F.softplus(logits).sqrt()\n" + PICK,
         "scores = logits.sigmoid()\n" + PICK,
     ),
+    # the layer types read one layer off: layer 2 routes by top-k, layer 3 by a table
+    "layer-types-off-by-one": (
+        "enumerate(hf_config.mlp_layer_types)",
+        "enumerate(hf_config.mlp_layer_types[1:])",
+    ),
 }
+# where a defect is seeded and the module verify must name, if not model.py and layer 1's
+WHERE = {"layer-types-off-by-one": ("args.py", "layers.2.moe.gate")}
 
 
 @pytest.fixture(scope="module")
@@ -150,9 +157,10 @@ def test_shard_plan(folder, built, mesh):
 @pytest.mark.parametrize("defect", list(DEFECTS), ids=list(DEFECTS))
 def test_a_seeded_defect_fails_at_the_table_router(tmp_path, folder, built, defect):
     old, new = DEFECTS[defect]
+    file, module = WHERE.get(defect, ("model.py", "layers.1.moe.gate"))
     models, name = tmp_path / "models", built[1]
     shutil.copytree(built[0], models)
-    seed(models, name, old, new)
+    seed(models, name, old, new, file)
     (result,) = verify_toy(models, name, case=_case(folder), gradients=False)
     assert not result.passed
-    assert result.first_divergence.startswith("layers.1.moe.gate"), result.first_divergence
+    assert result.first_divergence.startswith(module), result.first_divergence
