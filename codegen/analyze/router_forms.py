@@ -13,7 +13,8 @@ would read wrongly or not at all, found on every MoE layer from the code's data 
   A fact (`table_routed`'s dict) where the block picks that router by a per-layer config
   list (`self.gate = A(config) if config.X[layer_idx] == "v" else B(config)`), the table is
   built from config fields and its picks are weighted by an activation of the router's own
-  logits, gathered, renormalised and scaled; any other form is named unsupported.
+  logits, gathered, renormalised and scaled; any other form is named unsupported as
+  `moe.table_picks` (a name of its own: the rule realising the fact would cover it).
 * `moe.router_scores`: the scores an activation of the router logits other than softmax,
   sigmoid and those `detect_moe` reads as `moe.score_activation` in a sigmoid's place
   (DeepSeek-V4's `sqrtsoftplus`, from `config.scoring_func`).
@@ -41,7 +42,7 @@ from codegen.analyze.dataflow import Term, walk
 from codegen.analyze.detect_ffn import experts_of, ffn_modules
 from codegen.analyze.detect_moe import SCORE_ACTIVATIONS
 from codegen.analyze.evaluate import ModuleRec, ParamRec
-from codegen.analyze.roles import ACT, LINEAR, MOE, NORM
+from codegen.analyze.roles import ACT, EMBEDDING, LINEAR, MOE, NORM
 from codegen.analyze.router_dtype import fp32_projection
 
 _SCORES = ("softmax", "log_softmax", "sigmoid")
@@ -90,7 +91,7 @@ def detect(ctx: Ctx) -> tuple[dict | None, dict | None, dict | None]:
             )
             continue
         ctx.unsupported(
-            "moe.table_routing",
+            "moe.table_picks",
             f"experts picked by looking up a fixed table ({router}, layers {span(layers)}):"
             " a buffer indexed by an input of the router's own, not a top-k of the scores:"
             " no rule yet",
@@ -126,6 +127,8 @@ def _table_routing(ctx: Ctx, moe: ModuleRec, router: ModuleRec, terms: list[Term
     acts = [t for t in terms if t.op == "act" and any(_within(t, g) for g in gathered)]
     if not (buffer and len(inputs) == 1 and sized and chosen and gathered and len(acts) == 1):
         return None
+    if not _embedded_by_stack(ctx, inputs[0].name):
+        return None
     name = getattr(acts[0].module, "name", None) or acts[0].name
     if not isinstance(name, str) or name not in (*_SCORES, *SCORE_ACTIVATIONS):
         return None
@@ -146,6 +149,18 @@ def _table_routing(ctx: Ctx, moe: ModuleRec, router: ModuleRec, terms: list[Term
         "eps": eps,
         "scale": scale,
     }
+
+
+def _embedded_by_stack(ctx: Ctx, name: str) -> bool:
+    """`name` is the decoder stack's token ids: a parameter of its owner's forward that the
+    forward hands to one of its embedding modules (`self.embed_tokens(input_ids)`)."""
+    owner = ctx.model.stack_owner
+    found = ctx.model.project.find_method(owner.cls, "forward") if owner and owner.cls else None
+    if found is None or name not in {p.name.value for p in found[1].params.params}:
+        return False
+    embeddings = {n for n, c in owner.children() if ctx.roles.role(c) == EMBEDDING}
+    call = m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name()), args=[m.Arg(m.Name(name))])
+    return any(node.func.attr.value in embeddings for node in m.findall(found[1], call))
 
 
 def _typed(ctx: Ctx, table: dict, layers: list[int]) -> bool:

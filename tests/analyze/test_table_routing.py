@@ -78,3 +78,19 @@ def test_the_layers_follow_the_config_list(tmp_path):
 @pytest.mark.parametrize("model_type", ["deepseek_v3", "qwen3_moe", "inkling_text"])
 def test_models_without_a_table_get_none(model_type):
     assert analyze(model_type).moe.table_routing is None
+
+
+def test_a_table_indexed_by_another_input_stays_unsupported(tmp_path):
+    # the hash router looks its table up by an input the stack does not embed: not token ids
+    path, _ = rename_model("deepseek_v4", "zorblax", str(tmp_path))
+    source = open(path).read()
+    lookup = "indices = self.tid2eid[input_ids.reshape(-1)].long()"
+    signature = "self, hidden_states: torch.Tensor, input_ids: torch.Tensor\n"
+    assert source.count(lookup) == source.count(signature) == 1
+    source = source.replace(lookup, lookup.replace("input_ids", "bucket_ids"))
+    source = source.replace(signature, signature.replace("input_ids", "bucket_ids"))
+    with open(path, "w") as f:
+        f.write(source)
+    features = analyze(path)
+    assert features.moe.table_routing is None
+    assert "moe.table_picks" in {u.feature for u in features.unsupported}

@@ -29,7 +29,7 @@ FINDINGS = (
     "attention.output_rotation",
     "attention.o_low_rank",
     "attention.compressed_kv",
-    "moe.table_routing",  # a fact where the block types its routers by a config list
+    "moe.table_picks",  # table picks of another form (moe.table_routing is a fact)
     "moe.router_weights_module",
     "ffn.scalar_gain",
     "embedding.table_forward",
