@@ -56,6 +56,21 @@ RULES = [
         ),
     ),
     Rule(
+        # after the router rows: the table-routed layers' gate computes its logits as the
+        # Gate they write does
+        id="table_routing",
+        feature="moe.table_routing",
+        values=(True,),
+        transform="table_routing",
+        params={"table": FromFeature("moe.table_routing")},
+        description=(
+            "on the MoE layers a per-layer config list types so, a fixed table indexed by"
+            " the token ids picks the experts (the scores only weight them, renormalised and"
+            " scaled); the token ids threaded from the model's forward (DeepSeek-V4's"
+            " hash_moe layers)"
+        ),
+    ),
+    Rule(
         # after the router rows: it widens the Gate they write
         id="identity_experts",
         feature="moe.zero_experts",

@@ -160,6 +160,9 @@ SHARDS = [
         },
         optional=("layers.*.moe.router.fc2", "layers.*.moe.router.fc3"),  # 1-3 hidden layers
     ),
+    # the table-routed layers' gate sits where the Gate does: whole on every rank, its
+    # token-id table (an integer buffer) too, so each rank looks up every token's experts
+    Shards("table_routing", {"layers.*.moe.gate": "replicate"}),
     # the embeddings' per-channel shift and scale act on the replicated embeddings
     Shards("embedding_affine", {"embedding_affine": "replicate"}),
     # hyper-connections read and write the replicated residual streams: small, whole on

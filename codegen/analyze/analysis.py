@@ -202,7 +202,9 @@ def _run(ctx: Ctx) -> Features:
     if sparsity is not None:
         ffn = dataclasses.replace(ffn, activation_sparsity=sparsity)
     attention_forms.detect(ctx, shared)
-    scored, router_mlp = router_forms.detect(ctx)
+    scored, router_mlp, table = router_forms.detect(ctx)
+    if table is not None:
+        moe = dataclasses.replace(moe, table_routing=table)
     if router_mlp is not None:
         moe = dataclasses.replace(moe, router_mlp=router_mlp)
     if scored is not None:  # the router's last rows score the shared experts, not routed ones

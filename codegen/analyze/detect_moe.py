@@ -163,7 +163,11 @@ def detect(ctx: Ctx) -> Moe | None:
     if not moes:
         return None
     roles = ctx.roles
-    index, moe, moe_path = moes[0]
+    # the router facts are a top-k router's: a block picking by table (moe.table_routing)
+    # is read only where every block does
+    from codegen.analyze.router_forms import table_routed  # it reads this module's names
+
+    index, moe, moe_path = next((b for b in moes if not table_routed(ctx, b[1])), moes[0])
     exp_name, experts = experts_of(ctx, moe)
     shared = shared_mlps(ctx, moe)
     skip = {id(experts)} | {id(r) for _, r in shared}

@@ -385,6 +385,10 @@ class Moe:
     # the previous layer's state, one skip class past the experts' rows (zaya); see
     # codegen/analyze/router_forms.py for the dict's keys
     router_mlp: dict | None = None
+    # the layers whose router picks experts by a table indexed by the token ids, typed by a
+    # per-layer config list (DeepSeek-V4's hash_moe layers); see
+    # codegen/analyze/router_forms.py for the dict's keys
+    table_routing: dict | None = None
     # how the shared experts' output joins the routed one: `sum`, or `average`
     # ((routed + shared) / 2, cohere2_moe's shared_expert_combination_strategy)
     shared_combine: str = "sum"

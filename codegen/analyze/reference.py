@@ -185,6 +185,7 @@ COMPARED: dict[str, Any] = {
     "moe.router_gain": lambda found: found is not None,
     "moe.score_activation": lambda found: found is not None,
     "moe.router_mlp": lambda found: found is not None,
+    "moe.table_routing": lambda found: found is not None,
     "moe.layer_condition": moe_layer_rule,
     "norm.kind": None,
     "norm.placement": None,
@@ -356,6 +357,7 @@ _MOE_BASE: dict[str, tuple] = {
     "moe.router_gain": (False,),  # the routing weights carry no learned gain
     "moe.score_activation": (False,),  # scored by the router's softmax or sigmoid itself
     "moe.router_mlp": (False,),  # the router's logits are one projection of the input
+    "moe.table_routing": (False,),  # every router picks the top-k of its scores
 }
 _DENSE_COMMON.update(_MOE_BASE)
 

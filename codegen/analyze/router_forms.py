@@ -10,6 +10,11 @@ would read wrongly or not at all, found on every MoE layer from the code's data 
   expert at all and the router's rows as experts.
 * `moe.table_routing`: the experts picked by looking a buffer up with an input of the
   router's own (DeepSeek-V4's hash layers: `tid2eid[input_ids]`), no top-k over the scores.
+  A fact (`table_routed`'s dict) where the block picks that router by a per-layer config
+  list (`self.gate = A(config) if config.X[layer_idx] == "v" else B(config)`), the table is
+  built from config fields and its picks are weighted by an activation of the router's own
+  logits, gathered, renormalised and scaled; any other form is named unsupported as
+  `moe.table_picks` (a name of its own: the rule realising the fact would cover it).
 * `moe.router_scores`: the scores an activation of the router logits other than softmax,
   sigmoid and those `detect_moe` reads as `moe.score_activation` in a sigmoid's place
   (DeepSeek-V4's `sqrtsoftplus`, from `config.scoring_func`).
@@ -31,21 +36,23 @@ import libcst as cst
 import libcst.matchers as m
 
 from codegen.analyze.attention_forms import build_shape, span
+from codegen.analyze.config import attr
 from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import Term, walk
 from codegen.analyze.detect_ffn import experts_of, ffn_modules
 from codegen.analyze.detect_moe import SCORE_ACTIVATIONS
 from codegen.analyze.evaluate import ModuleRec, ParamRec
-from codegen.analyze.roles import ACT, LINEAR, MOE, NORM
+from codegen.analyze.roles import ACT, EMBEDDING, LINEAR, MOE, NORM
+from codegen.analyze.router_dtype import fp32_projection
 
 _SCORES = ("softmax", "log_softmax", "sigmoid")
 _PICKS = ("topk", "argmax", "argsort", "sort", "max")
 
 
-def detect(ctx: Ctx) -> tuple[dict | None, dict | None]:
-    """The unread routing forms are named unsupported; returns `moe.scored_shared` and
-    `moe.router_mlp`."""
-    scored = mlp = None
+def detect(ctx: Ctx) -> tuple[dict | None, dict | None, dict | None]:
+    """The unread routing forms are named unsupported; returns `moe.scored_shared`,
+    `moe.router_mlp` and `moe.table_routing`."""
+    scored = mlp = table = None
     seen: dict[tuple, tuple | None] = {}  # the block's classes -> its table-picking router
     tables: dict[tuple, tuple[str, list[int]]] = {}  # router -> (site, layers)
     for index, (role, moe, _) in sorted(ffn_modules(ctx).items()):
@@ -66,17 +73,216 @@ def detect(ctx: Ctx) -> tuple[dict | None, dict | None]:
         if site is not None:
             seen[shape] = key = (moe.cls.name, router.cls.name)
             tables[key] = (site, [index])
+            table = table or _table_routing(ctx, moe, router, terms)
         _score_activation(ctx, router, terms)
         mlp = _computed_logits(ctx, moe, router, terms) or mlp
     for (_, router), (site, layers) in tables.items():
+        if table is not None and _typed(ctx, table, layers):
+            table = {"layers": layers, **table}
+            ctx.cite(
+                "moe.table_routing",
+                f"{site} ({router}, layers {span(layers)}: self.{table['buffer']}"
+                f"[{table['input']}] of config.{table['rows']} x config.{table['cols']} expert"
+                f" ids, picked where config.{table['switch']}[layer] == {table['value']!r};"
+                f" weights {table['activation']} scores gathered"
+                + (", renormalised" if table["renormalize"] else "")
+                + (f", times config.{table['scale']}" if table["scale"] else "")
+                + ")",
+            )
+            continue
         ctx.unsupported(
-            "moe.table_routing",
+            "moe.table_picks",
             f"experts picked by looking up a fixed table ({router}, layers {span(layers)}):"
             " a buffer indexed by an input of the router's own, not a top-k of the scores:"
             " no rule yet",
             site,
         )
-    return scored, mlp
+    return scored, mlp, table
+
+
+def table_routed(ctx: Ctx, moe: ModuleRec) -> bool:
+    """The block's router picks its experts from a table (see `_table_picks`)."""
+    router = _router(ctx, moe)
+    if router is None or router.cls is None:
+        return False
+    return _table_picks(ctx.trace(router, inline=False).terms) is not None
+
+
+def _table_routing(ctx: Ctx, moe: ModuleRec, router: ModuleRec, terms: list[Term]) -> dict | None:
+    """`moe.table_routing`: {"layers" (the MoE layers routed by table), "switch"/"value"
+    (the per-layer config list and the entry picking the table router there), "buffer" (the
+    table's attribute), "rows"/"cols" (the config fields sizing it), "input" (the router's
+    input indexing it), "activation" (of the logits, the weights' scores), "renormalize"
+    (the gathered scores over their sum), "eps" (added to that sum), "scale" (the config
+    field they are multiplied by, else None)}; None where any part has another form."""
+    picked = next((t for t in terms if _table_index(t)), None)
+    if picked is None:
+        return None
+    buffer = _attribute(router, picked.args[0].module)
+    inputs = [t for t in terms if t.op == "input" and not t.kwargs.get("primary")]
+    sized = _table_size(ctx, router, buffer)
+    chosen = _chosen_by(ctx, moe, router)
+    gathers = [t for t in terms if t.op == "fn" and t.name.rsplit(".", 1)[-1] == "gather"]
+    gathered = [g for g in gathers if any(x is picked for x in walk(g))]
+    acts = [t for t in terms if t.op == "act" and any(_within(t, g) for g in gathered)]
+    if not (buffer and len(inputs) == 1 and sized and chosen and gathered and len(acts) == 1):
+        return None
+    if not _embedded_by_stack(ctx, inputs[0].name):
+        return None
+    name = getattr(acts[0].module, "name", None) or acts[0].name
+    if not isinstance(name, str) or name not in (*_SCORES, *SCORE_ACTIVATIONS):
+        return None
+    renorm, eps = _renormalised(terms, gathered[0])
+    found = ctx.model.project.find_method(router.cls, "forward")
+    fp32 = found is not None and fp32_projection(found[1], frozenset()) is not None
+    scale = _scaled_by(ctx, router, terms)
+    return {
+        "switch": chosen[0],
+        "value": chosen[1],
+        "buffer": buffer,
+        "rows": sized[0],
+        "cols": sized[1],
+        "input": inputs[0].name,
+        "activation": name,
+        "fp32": fp32,
+        "renormalize": renorm,
+        "eps": eps,
+        "scale": scale,
+    }
+
+
+def _embedded_by_stack(ctx: Ctx, name: str) -> bool:
+    """`name` is the decoder stack's token ids: a parameter of its owner's forward that the
+    forward hands to one of its embedding modules (`self.embed_tokens(input_ids)`)."""
+    owner = ctx.model.stack_owner
+    found = ctx.model.project.find_method(owner.cls, "forward") if owner and owner.cls else None
+    if found is None or name not in {p.name.value for p in found[1].params.params}:
+        return False
+    embeddings = {n for n, c in owner.children() if ctx.roles.role(c) == EMBEDDING}
+    call = m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name()), args=[m.Arg(m.Name(name))])
+    return any(node.func.attr.value in embeddings for node in m.findall(found[1], call))
+
+
+def _typed(ctx: Ctx, table: dict, layers: list[int]) -> bool:
+    """The config's per-layer list types exactly `layers` of the MoE layers as table-routed."""
+    types = attr(ctx.model.config, table["switch"])
+    if not isinstance(types, list | tuple):
+        return False
+    moes = [i for i, (role, _, _) in sorted(ffn_modules(ctx).items()) if role == MOE]
+    return [i for i in moes if i < len(types) and types[i] == table["value"]] == layers
+
+
+def _within(part: Term, whole: Term) -> bool:
+    return any(x is part for x in walk(whole))
+
+
+def _table_index(t: Term) -> bool:
+    base = t.args[0] if t.op == "index" and t.args else None
+    return (
+        isinstance(base, Term)
+        and base.op == "param"
+        and isinstance(base.module, ParamRec)
+        and base.module.kind == "buffer"
+    )
+
+
+def _renormalised(terms: list[Term], gathered: Term) -> tuple[bool, float]:
+    """(the gathered scores divided by their sum, the constant added to that sum)."""
+    for t in terms:
+        if t.op != "div" or len(t.args) < 2 or t.args[0] is not gathered:
+            continue
+        den = t.args[1]
+        if not isinstance(den, Term) or not any(
+            x.op == "fn" and x.name.rsplit(".", 1)[-1] == "sum" and _within(gathered, x)
+            for x in walk(den)
+        ):
+            continue
+        consts = [a for a in den.args if isinstance(a, float | int) and not isinstance(a, bool)]
+        return True, float(consts[0]) if den.op == "add" and consts else 0.0
+    return False, 0.0
+
+
+def _self_aliases(ctx: Ctx, cls) -> dict[str, str]:
+    """`self.x = config.y` in the class's `__init__` (its first along the mro): x -> y."""
+    for base in ctx.model.project.mro(cls):
+        fn = base.methods.get("__init__")
+        if fn is None:
+            continue
+        aliases = {}
+        for node in m.findall(fn, m.Assign(targets=[m.AssignTarget(m.Attribute(m.Name("self")))])):
+            if m.matches(node.value, m.Attribute(value=m.Name("config"), attr=m.Name())):
+                aliases[node.targets[0].target.attr.value] = node.value.attr.value
+        return aliases
+    return {}
+
+
+def _config_field(node, aliases: dict[str, str]) -> str | None:
+    if m.matches(node, m.Attribute(value=m.Name("config"), attr=m.Name())):
+        return node.attr.value
+    if m.matches(node, m.Attribute(value=m.Name("self"), attr=m.Name())):
+        return aliases.get(node.attr.value)
+    return None
+
+
+def _table_size(ctx: Ctx, router: ModuleRec, buffer: str | None) -> tuple[str, str] | None:
+    """The config fields of the table's two dimensions at its building call."""
+    param = router.attrs.get(buffer) if buffer else None
+    if not isinstance(param, ParamRec) or param.site is None or len(param.shape) != 2:
+        return None
+    aliases = _self_aliases(ctx, router.cls)
+    for call in m.findall(param.site.node, m.Call(func=m.Attribute(value=m.Name("torch")))):
+        dims = [_config_field(a.value, aliases) for a in call.args if a.keyword is None]
+        if len(dims) == 2 and None not in dims:
+            return dims[0], dims[1]
+    return None
+
+
+def _scaled_by(ctx: Ctx, router: ModuleRec, terms: list[Term]) -> str | None:
+    """The config field the returned weights are multiplied by (`weights * self.f`, `self.f
+    = config.f`), else None."""
+    aliases = _self_aliases(ctx, router.cls)
+    for base in ctx.model.project.mro(router.cls):
+        fn = base.methods.get("forward")
+        if fn is None:
+            continue
+        for node in m.findall(fn, m.Return()):
+            for mul in m.findall(node, m.BinaryOperation(operator=m.Multiply())):
+                field = _config_field(mul.right, aliases)
+                if field is not None:
+                    return field
+        return None
+    return None
+
+
+def _chosen_by(ctx: Ctx, moe: ModuleRec, router: ModuleRec) -> tuple[str, object] | None:
+    """(config list field, entry) where the block's `__init__` builds this router's class
+    when `config.<field>[layer_idx] == <entry>` (directly or through `self.<flag>`) and
+    another router otherwise; else None."""
+    attr = _attribute(moe, router)
+    for base in ctx.model.project.mro(moe.cls):
+        fn = base.methods.get("__init__")
+        if fn is None:
+            continue
+        flags = {}
+        for node in m.findall(fn, m.Assign(targets=[m.AssignTarget(m.Attribute(m.Name("self")))])):
+            flags[node.targets[0].target.attr.value] = node.value
+        built = flags.get(attr)
+        if not isinstance(built, cst.IfExp):
+            return None
+        test = built.test
+        if m.matches(test, m.Attribute(value=m.Name("self"), attr=m.Name())):
+            test = flags.get(test.attr.value)
+        per_layer = m.Comparison(
+            left=m.Subscript(value=m.Attribute(value=m.Name("config"), attr=m.Name())),
+            comparisons=[m.ComparisonTarget(operator=m.Equal(), comparator=m.SimpleString())],
+        )
+        if not m.matches(test, per_layer):
+            return None
+        here = m.Call(func=m.Name(router.cls.name))
+        if not m.matches(built.body, here) or m.matches(built.orelse, here):
+            return None
+        return test.left.value.attr.value, ast.literal_eval(test.comparisons[0].comparator.value)
+    return None
 
 
 def _router(ctx: Ctx, moe: ModuleRec) -> ModuleRec | None:

@@ -91,11 +91,11 @@ def clamped_folder(dest: Path, name: str = NAME, config_values: dict | None = No
     return folder
 
 
-def routed_folder(dest: Path) -> Path:
+def routed_folder(dest: Path, name: str = "larchwood", config_values: dict | None = None) -> Path:
     """`clamped_folder` whose MoE routes with DeepSeek-V4's top-k router (sqrtsoftplus)."""
-    folder = clamped_folder(dest, "larchwood", SCORING)
+    folder = clamped_folder(dest, name, SCORING | (config_values or {}))
     (path,) = folder.glob("modeling_*.py")
-    camel = "Larchwood"
+    camel = name.capitalize()
     text = path.read_text()
     router = _v4_text(_v4_class("DeepseekV4TopKRouter")).replace("DeepseekV4", camel)
     # deepseek_v3's init knows no such class: its weight starts as DeepSeek-V4's init sets it
@@ -110,4 +110,121 @@ def routed_folder(dest: Path) -> Path:
         text, f"self.gate = {camel}TopkRouter(config)", f"self.gate = {camel}TopKRouter(config)"
     )
     path.write_text(text)
+    return folder
+
+
+HASHED = "larchfield"
+
+
+def hashed_folder(dest: Path) -> Path:
+    """`routed_folder` whose MoE layers typed "hash_moe" by `config.mlp_layer_types` route
+    with DeepSeek-V4's hash router (its class, copied: the experts `tid2eid[input_ids]`, a
+    table of vocab_size x top_k expert ids, weighted by their renormalised, scaled scores),
+    the token ids handed from the model through the decoder layer to the MoE as DeepSeek-V4
+    does. The config's default types the first two MoE layers hash_moe, the rest moe; the
+    table of each layer starts as a trained one would be: distinct experts per token, drawn
+    anew for every layer (the verify checkpoint perturbs floating tensors only)."""
+    folder = routed_folder(dest, HASHED)
+    camel = HASHED.capitalize()
+    (path,) = folder.glob("modeling_*.py")
+    text = path.read_text()
+    router = _v4_text(_v4_class("DeepseekV4HashRouter")).replace("DeepseekV4", camel)
+    weight = "        self.weight = nn.Parameter(torch.empty(self.num_experts, self.hidden_dim))\n"
+    router = _replace(
+        router,
+        weight,
+        weight + "        nn.init.normal_(self.weight, std=config.initializer_range)\n",
+    )
+    table = "torch.zeros(config.vocab_size, self.top_k, dtype=torch.long), persistent=True)\n"
+    router = _replace(
+        router,
+        table,
+        table + "        with torch.no_grad():\n"
+        "            picks = torch.rand(config.vocab_size, self.num_experts).argsort(dim=-1)\n"
+        "            self.tid2eid.copy_(picks[:, : self.top_k])\n",
+    )
+    text = _replace(text, f"class {camel}TopkRouter(", router + f"\n\nclass {camel}TopkRouter(")
+    # the MoE block: DeepSeek-V4's choice of router by the layer's type, and its call
+    text = _replace(
+        text,
+        f"    def __init__(self, config: {camel}Config):\n        super().__init__()\n"
+        "        self.config = config\n",
+        f"    def __init__(self, config: {camel}Config, layer_idx: int):\n"
+        "        super().__init__()\n        self.config = config\n"
+        '        self.is_hash = config.mlp_layer_types[layer_idx] == "hash_moe"\n',
+    )
+    text = _replace(
+        text,
+        f"self.gate = {camel}TopKRouter(config)",
+        f"self.gate = {camel}HashRouter(config) if self.is_hash else {camel}TopKRouter(config)",
+    )
+    text = _replace(
+        text,
+        "    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:\n"
+        "        residuals = hidden_states\n",
+        "    def forward(self, hidden_states: torch.Tensor, input_ids: torch.Tensor | None = None)"
+        " -> torch.Tensor:\n        residuals = hidden_states\n",
+    )
+    text = _replace(
+        text,
+        "        _, topk_weights, topk_indices = self.gate(hidden_states)\n",
+        "        if self.is_hash:\n"
+        "            _, topk_weights, topk_indices = self.gate(hidden_states, input_ids)\n"
+        "        else:\n"
+        "            _, topk_weights, topk_indices = self.gate(hidden_states)\n",
+    )
+    # the decoder layer hands the token ids to its MoE; the model to its layers
+    text = _replace(
+        text, f"self.mlp = {camel}MoE(config)", f"self.mlp = {camel}MoE(config, layer_idx)"
+    )
+    text = _replace(
+        text,
+        "        position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,\n"
+        "        **kwargs: Unpack[TransformersKwargs],\n    ) -> torch.Tensor:\n",
+        "        position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,\n"
+        "        input_ids: torch.Tensor | None = None,\n"
+        "        **kwargs: Unpack[TransformersKwargs],\n    ) -> torch.Tensor:\n",
+    )
+    text = _replace(
+        text,
+        "        hidden_states = self.mlp(hidden_states)\n",
+        f"        if isinstance(self.mlp, {camel}MoE):\n"
+        "            hidden_states = self.mlp(hidden_states, input_ids=input_ids)\n"
+        "        else:\n"
+        "            hidden_states = self.mlp(hidden_states)\n",
+    )
+    text = _replace(
+        text,
+        "                position_embeddings=position_embeddings,\n"
+        "                attention_mask=causal_mask,\n",
+        "                position_embeddings=position_embeddings,\n"
+        "                input_ids=input_ids,\n"
+        "                attention_mask=causal_mask,\n",
+    )
+    path.write_text(text)
+    (config,) = folder.glob("configuration_*.py")
+    text = config.read_text()
+    text = _replace(
+        text,
+        "    num_mtp_layers: int = 1\n",
+        "    num_mtp_layers: int = 1\n    mlp_layer_types: list[str] | None = None\n",
+    )
+    text = _replace(
+        text,
+        "        self.head_dim = self.qk_rope_head_dim\n",
+        "        self.head_dim = self.qk_rope_head_dim\n"
+        "        n, n_hash = self.num_hidden_layers, self.first_k_dense_replace + 2\n"
+        "        if self.mlp_layer_types is None:\n"
+        '            hashed, rest = ["hash_moe"] * min(n, n_hash), ["moe"] * max(0, n - n_hash)\n'
+        "            self.mlp_layer_types = hashed + rest\n"
+        "        self.mlp_layer_types = list(self.mlp_layer_types[:n])\n",
+    )
+    doc = "    rope_interleave (`bool`, *optional*, defaults to `True`):\n"
+    text = _replace(
+        text,
+        doc,
+        "    mlp_layer_types (`list[str]`, *optional*):\n"
+        '        Per layer, `"hash_moe"` (experts looked up by token id) or `"moe"`.\n' + doc,
+    )
+    config.write_text(text)
     return folder

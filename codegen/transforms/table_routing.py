@@ -1,0 +1,247 @@
+"""Experts picked by a fixed table indexed by the token ids on the layers a config list types so
+(DeepSeek-V4's hash_moe layers)."""
+
+from __future__ import annotations
+
+import json
+
+import libcst as cst
+import libcst.matchers as m
+
+from codegen.transforms import _attention_edits as attention_edits
+from codegen.transforms import _moe_edits as moe_edits
+from codegen.transforms._rope_edits import add_args_field, rewrite_expressions
+from codegen.transforms.base import Transform
+from codegen.transforms.edits import (
+    EditDict,
+    EditError,
+    assigns,
+    code_of,
+    findall,
+    run,
+)
+from codegen.transforms.router_mlp import _chosen_ffn, _InLoop, _is_return, _returns
+from codegen.transforms.score_activation import ACTIVATIONS
+
+# the scores each analysed activation gives, over `logits`
+SCORES = {"sigmoid": "logits.sigmoid()", "softmax": "logits.softmax(dim=-1)"} | {
+    name: template.format(x="logits") for name, template in ACTIVATIONS.items()
+}
+
+LOGITS = {  # in the model's dtype, or from an upcast input and weight
+    False: "logits = F.linear(x.reshape(-1, x.shape[-1]), self.weight)",
+    True: "logits = F.linear(x.reshape(-1, x.shape[-1]).float(), self.weight.float())",
+}
+
+GATE = '''
+class TableGate(nn.Module):
+    """Router whose experts a fixed table picks by token id (`{buffer}`: one row of top_k
+    expert ids per vocabulary entry); the scores of its logits only weight the picked
+    experts{weighted}."""
+
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+{scale_init}        self.weight = nn.Parameter(torch.empty(args.n_routed_experts, args.dim))
+        self.register_buffer(
+            "{buffer}", torch.zeros({rows}, {cols}, dtype=torch.long)
+        )
+
+    def init_parameters(self, std: float) -> None:
+        self.{buffer}.zero_()  # as HF's _init_weights: the table comes from the checkpoint
+
+    def forward(
+        self, x: torch.Tensor, tokens: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x (..., dim), tokens (...) -> router logits (tokens, experts), weights and
+        indices (tokens, k)."""
+        {logits}
+        scores = {scores}
+        indices = self.{buffer}[tokens.reshape(-1)]
+        weights = scores.gather(1, indices)
+{renormalise}        return logits, {weights}, indices
+'''
+
+_GATE_CALL = m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name("gate")))
+_MOE_CALL = m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name("moe")))
+
+
+def gate_class(table: dict, rows: str, cols: str) -> str:
+    """The `TableGate` class for the analysed `moe.table_routing`."""
+    if table["activation"] not in SCORES:
+        raise EditError(f"no template for router scores {table['activation']!r}")
+    renormalise = ""
+    if table["renormalize"]:
+        eps = f" + {table['eps']!r}" if table["eps"] else ""
+        renormalise = f"        weights = weights / (weights.sum(dim=-1, keepdim=True){eps})\n"
+    scaled = table["scale"] is not None
+    return GATE.format(
+        buffer=table["buffer"],
+        weighted=(", renormalised" if table["renormalize"] else "")
+        + (" and scaled" if scaled else ""),
+        scale_init="        self.route_scale = args.route_scale\n" if scaled else "",
+        rows=rows,
+        cols=cols,
+        logits=LOGITS[bool(table["fp32"])],
+        scores=SCORES[table["activation"]],
+        renormalise=renormalise,
+        weights="weights * self.route_scale" if scaled else "weights",
+    )
+
+
+class TableRouting(Transform):
+    """The MoE layers `table` types as table-routed (`config.<switch>[layer] == <value>`,
+    read by `from_hf_config` into `table_layers`) route with a `TableGate` (see `gate_class`;
+    its logits in fp32 where HF's are); `MoE.forward` hands it the token ids, which
+    `TransformerBlock.forward` and `Model.forward`'s layer loop pass down. The adapter maps
+    the table's checkpoint key beside the gate's weight. `table` is the analysed
+    `moe.table_routing`."""
+
+    name = "table_routing"
+
+    def apply(self, package, features=None, *, table: dict | None = None) -> None:
+        if not table:
+            raise EditError("table_routing needs the analysed moe.table_routing")
+        if not moe_edits.has_class(package, "model.py", "MoE"):
+            raise EditError("model.py has no MoE class")
+        fields = _house_fields(package)
+        rows, cols = (fields.get(table[k]) for k in ("rows", "cols"))
+        if rows is None or cols is None:
+            raise EditError(f"ModelArgs reads neither {table['rows']} nor {table['cols']}")
+        if table["scale"] is not None and fields.get(table["scale"]) != "route_scale":
+            raise EditError(f"ModelArgs.route_scale does not read {table['scale']}")
+        add_args_field(
+            package,
+            "table_layers",
+            "tuple[int, ...] = ()  # the MoE layers whose experts a table picks by token id",
+            f"tuple(i for i, kind in enumerate(hf_config.{table['switch']})"
+            f" if kind == {json.dumps(table['value'])})",
+        )
+        gate = gate_class(table, f"args.{rows}", f"args.{cols}")
+        moe_edits.insert_before_class(package, "model.py", "MoE", gate)
+        moe_edits.replace_statement(
+            package,
+            "model.py",
+            "MoE",
+            "__init__",
+            assigns("self.gate"),
+            "self.by_table = by_table\nself.gate = TableGate(args) if by_table else Gate(args)",
+        )
+        attention_edits.add_param(package, "MoE", "__init__", "by_table: bool = False")
+        _route_by_table(package)
+        _thread_block(package)
+        _thread_loop(package)
+        _rows(package, table["buffer"])
+
+
+def _house_fields(package) -> dict[str, str]:
+    """HF config field -> the ModelArgs field `from_hf_config` sets to it."""
+    found = {}
+    for kw in findall(package.module("args.py"), m.Arg(keyword=m.Name())):
+        value = kw.value
+        if m.matches(value, m.Attribute(value=m.Name("hf_config"), attr=m.Name())):
+            found.setdefault(value.attr.value, kw.keyword.value)
+    return found
+
+
+def _route_by_table(package) -> None:
+    """`... = self.gate(x)` in MoE.forward runs as is on top-k layers and with the token
+    ids on table-routed ones."""
+    method = attention_edits.find_method(package.module("model.py"), "MoE", "forward")
+    hits = [s for s in (method.body.body if method else ()) if findall(s, _GATE_CALL)]
+    if len(hits) != 1:
+        raise EditError("MoE.forward calls self.gate not once")
+    plain = code_of(hits[0]).strip()
+    call = findall(hits[0], _GATE_CALL)[0]
+    with_tokens = attention_edits.with_arg(call, "tokens")
+    by_table = plain.replace(code_of(call), code_of(with_tokens), 1)
+    moe_edits.replace_statement(
+        package,
+        "model.py",
+        "MoE",
+        "forward",
+        lambda s: s is hits[0] or s.deep_equals(hits[0]),
+        f"if self.by_table:\n    {by_table}\nelse:\n    {plain}",
+    )
+    attention_edits.add_param(package, "MoE", "forward", "tokens: torch.Tensor")
+
+
+def _thread_block(package) -> None:
+    """The block builds its MoE table-routed on `args.table_layers` and hands it the token
+    ids its forward takes."""
+    layer_id = attention_edits.ensure_layer_id(package)
+
+    def build(node):
+        if not m.matches(node, m.Call(func=m.Name("MoE"))):
+            return None
+        return attention_edits.with_arg(
+            node, f"{layer_id} in args.table_layers", keyword="by_table"
+        )
+
+    if not rewrite_expressions(package, "model.py", "TransformerBlock", "__init__", build):
+        raise EditError("TransformerBlock.__init__ builds no MoE")
+    chosen = _chosen_ffn(package)
+    if chosen is None:
+
+        def call(node):
+            if not m.matches(node, _MOE_CALL):
+                return None
+            return attention_edits.with_arg(node, "tokens")
+
+        if rewrite_expressions(package, "model.py", "TransformerBlock", "forward", call) != 1:
+            raise EditError("TransformerBlock.forward: not one call of self.moe")
+    else:  # `ffn = self.moe if self.is_moe else self.feed_forward`: only the MoE takes them
+        calls = []
+
+        def take_out(node):
+            if not m.matches(node, m.Call(m.Name(chosen))):
+                return None
+            calls.append(node)
+            return cst.Name("out")
+
+        if rewrite_expressions(package, "model.py", "TransformerBlock", "forward", take_out) != 1:
+            raise EditError(f"TransformerBlock.forward: not one call of {chosen}")
+        arg = code_of(calls[0].args[0].value)
+        moe_edits.replace_statement(
+            package, "model.py", "TransformerBlock", "forward", assigns(chosen), ""
+        )
+        returned = _returns(package, "TransformerBlock")
+        moe_edits.replace_statement(
+            package,
+            "model.py",
+            "TransformerBlock",
+            "forward",
+            _is_return,
+            f"if self.is_moe:\n    out = self.moe({arg}, tokens)\n"
+            f"else:\n    out = self.feed_forward({arg})\nreturn {returned}",
+        )
+    attention_edits.add_param(package, "TransformerBlock", "forward", "tokens: torch.Tensor")
+
+
+def _thread_loop(package) -> None:
+    """`layer(h, ...)` in Model.forward's layer loop gets the token ids last."""
+
+    def rewrite(node):
+        if not (
+            isinstance(node, cst.Assign) and m.matches(node.value, m.Call(func=m.Name("layer")))
+        ):
+            return None
+        return node.with_changes(value=attention_edits.with_arg(node.value, "tokens"))
+
+    if not run(package, "model.py", _InLoop(rewrite)):
+        raise EditError("Model.forward: no `h = layer(h, ...)` in the layer loop")
+
+
+def _rows(package, buffer: str) -> None:
+    """The table's row beside the gate weight's, under the same HF prefix."""
+    hit = []
+
+    def rows(hf, house):
+        if moe_edits.house_of(house) != '"layers.{}.moe.gate.weight"':
+            return [(hf, house)]
+        hit.append(hf)
+        prefix = hf.strip('"').rsplit(".", 1)[0]
+        return [(hf, house), moe_edits.row(f"{prefix}.{buffer}", f"layers.{{}}.moe.gate.{buffer}")]
+
+    run(package, "state_dict_adapter.py", EditDict("from_hf_map", rows))
+    if not hit:
+        raise EditError("state_dict_adapter.py has no row for the gate's weight")

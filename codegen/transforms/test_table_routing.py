@@ -1,0 +1,82 @@
+"""TableRouting: before/after on the deepseek_v3 reference: the MoE layers a config list
+types as table-routed build a TableGate (the experts `tid2eid[tokens]`, weighted by their
+renormalised, scaled scores), the token ids threaded from Model.forward through the block to
+the MoE, the table's checkpoint key beside the gate's."""
+
+import pytest
+
+from codegen.models import references_dir
+from codegen.scaffold.source import SourcePackage
+from codegen.transforms._attention_edits import find_method
+from codegen.transforms.edits import EditError, code_of
+from codegen.transforms.table_routing import TableRouting
+
+TABLE = {
+    "layers": [0, 1, 2],
+    "switch": "mlp_layer_types",
+    "value": "hash_moe",
+    "buffer": "tid2eid",
+    "rows": "vocab_size",
+    "cols": "num_experts_per_tok",
+    "input": "input_ids",
+    "activation": "sigmoid",
+    "fp32": False,
+    "renormalize": True,
+    "eps": 1e-20,
+    "scale": "routed_scaling_factor",
+}
+
+
+def _package():
+    return SourcePackage.from_directory(references_dir() / "deepseek_v3")
+
+
+def _method(package, cls, name):
+    return code_of(find_method(package.module("model.py"), cls, name))
+
+
+def test_table_layers_route_by_token_id():
+    package = _package()
+    assert "tokens" not in _method(package, "MoE", "forward")
+    TableRouting().apply(package, table=TABLE)
+    gate = _method(package, "TableGate", "forward")
+    for line in (
+        "logits = F.linear(x.reshape(-1, x.shape[-1]), self.weight)",
+        "scores = logits.sigmoid()",
+        "indices = self.tid2eid[tokens.reshape(-1)]",
+        "weights = scores.gather(1, indices)",
+        "weights = weights / (weights.sum(dim=-1, keepdim=True) + 1e-20)",
+        "return logits, weights * self.route_scale, indices",
+    ):
+        assert line in gate, line
+    init = _method(package, "TableGate", "__init__")
+    assert "torch.zeros(args.vocab_size, args.n_activated_experts, dtype=torch.long)" in init
+    moe = _method(package, "MoE", "forward")
+    assert "self.gate(x, tokens)" in moe and "self.gate(x)\n" in moe
+    assert "TableGate(args) if by_table else Gate(args)" in _method(package, "MoE", "__init__")
+    block = _method(package, "TransformerBlock", "__init__")
+    assert "MoE(args, by_table=layer_id in args.table_layers)" in block
+    forward = _method(package, "TransformerBlock", "forward")
+    assert "self.moe(self.ffn_norm(h), tokens)" in forward
+    assert "self.feed_forward(self.ffn_norm(h))" in forward
+    assert "layer(h, rope, tokens)" in _method(package, "Model", "forward")
+    files = package.render()
+    assert 'if kind == "hash_moe"' in files["args.py"]
+    assert (
+        '"model.layers.{}.mlp.gate.tid2eid": "layers.{}.moe.gate.tid2eid"'
+        in files["state_dict_adapter.py"]
+    )
+    compile(files["model.py"], "model.py", "exec")
+
+
+def test_fp32_logits_and_no_scale():
+    package = _package()
+    TableRouting().apply(package, table=TABLE | {"fp32": True, "scale": None})
+    gate = _method(package, "TableGate", "forward")
+    assert "F.linear(x.reshape(-1, x.shape[-1]).float(), self.weight.float())" in gate
+    assert "return logits, weights, indices" in gate
+
+
+def test_an_unknown_activation_is_refused():
+    with pytest.raises(EditError):
+        TableRouting().apply(_package(), table=TABLE | {"activation": "tanh"})
