@@ -198,6 +198,17 @@ RULES += [
         description="a learned per-head sink logit joins the softmax and is dropped after it",
     ),
     Rule(
+        id="token_sinks",
+        feature="attention.sinks",
+        values=("per_token",),
+        transform="token_sinks",
+        params={"projection": FromFeature("attention.sink_projection")},
+        description=(
+            "each token's sink logit per head, projected from its input, joins its softmax and"
+            " is dropped after it (inkling2)"
+        ),
+    ),
+    Rule(
         # after attention_sinks: it keeps their softmax for the layers that have them
         id="layer_sinks",
         feature="attention.sink_rule",

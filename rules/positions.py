@@ -32,6 +32,18 @@ RULES = [
         ),
     ),
     Rule(
+        # after relative_position_bias: the relative states' clip wraps their view to heads
+        id="l2_clips",
+        feature="attention.l2_clips",
+        values=(True,),
+        transform="l2_clips",
+        params={"clips": FromFeature("attention.l2_clips")},
+        description=(
+            "the query, key and/or relative-state head vectors scaled down to a maximum L2"
+            " norm, some after a learned scale per head and channel (inkling2)"
+        ),
+    ),
+    Rule(
         id="learned_positions",
         feature="embedding.positions",
         values=("learned",),

@@ -113,6 +113,18 @@ SHARDS = [
     # the parallel layout (a config switch) builds no second norm
     Shards("parallel_residual_switch", {}, optional=("layers.*.ffn_norm",)),
     Shards("add_attention_sinks", {"layers.*.attention.sinks": "head_param"}),
+    # a logit per head from each token's input: each rank projects its own heads' sinks
+    Shards("token_sinks", {"layers.*.attention.wsink": "colwise"}),
+    # the clips' learned scales hold a row per head: each rank keeps its heads' rows (the
+    # entries of clips the attention does not build are dropped from the plan)
+    Shards(
+        "l2_clips",
+        {
+            "layers.*.attention.q_clip.scale": "head_param",
+            "layers.*.attention.k_clip.scale": "head_param",
+            "layers.*.attention.rel_clip.scale": "head_param",
+        },
+    ),
     # the indexer scores every key with heads of its own: whole on every rank, its mask
     # applies to whichever attention heads the rank holds
     Shards(

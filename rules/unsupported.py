@@ -17,9 +17,10 @@ UNSUPPORTED: dict[tuple[str, object], str] = {
         "an attention output gate other than sigmoid(projection of the input) (+ a per-head"
         " bias): no rule yet"
     ),
-    ("attention.sinks", "per_token"): (
-        "attention sink logits projected from each token's input (one per head and token),"
-        " not learned per head: no rule yet"
+    ("attention.l2_clips", "other"): (
+        "head vectors clipped to a maximum L2 norm in another form (the values clipped, a"
+        " learned scale not one per head and channel, a threshold not read from the config):"
+        " no rule yet"
     ),
     ("attention.v_norm", "other"): (
         "a norm on the values other than one over each head after the view to heads (over the"

@@ -30,6 +30,7 @@ from codegen.analyze import (
     init_cutoff,
     key_selection,
     kv_sharing,
+    l2_clips,
     l2_qk_norm,
     language_adapters,
     latent_extras,
@@ -158,9 +159,14 @@ def _run(ctx: Ctx) -> Features:
     rope = detect_rope.detect(ctx, shared) if "rep" in shared else _no_rope(ctx)
     conv_qkv = conv_projection.detect(ctx, shared)
     l2_norm = l2_qk_norm.detect(ctx, shared)
-    shared["realised_qkv_modules"] = {found["module"] for found in (l2_norm,) if found}
+    clips = l2_clips.detect(ctx, shared)
+    shared["realised_qkv_modules"] = {found["module"] for found in (l2_norm,) if found} | {
+        clip["module"] for clip in (clips.values() if isinstance(clips, dict) else ())
+    }
     selection = key_selection.detect(ctx, shared)
-    attention = dataclasses.replace(attention, key_selection=selection, l2_qk_norm=l2_norm)
+    attention = dataclasses.replace(
+        attention, key_selection=selection, l2_qk_norm=l2_norm, l2_clips=clips
+    )
     if conv_qkv is not None:  # its projections, not found by the usual q/k/v reading
         attention = dataclasses.replace(
             attention, conv_projection=conv_qkv, qkv_bias=conv_qkv["bias"]

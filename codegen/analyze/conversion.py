@@ -163,9 +163,13 @@ def to_checkpoint(keys: list[str], transforms: list[CallRec]) -> tuple[list[str]
         if kind == "WeightRenaming" and len(sources) == 1 and len(targets) == 1:
             src, tgt = _literal(sources[0]), _literal(targets[0])
             if src is None or tgt is None or "*" in src or "*" in tgt:
-                notes.append(
-                    f"checkpoint: renaming {sources[0]!r} -> {targets[0]!r} not applied (regex)"
-                )
+                reverse = _reversed_regex(sources[0], targets[0])
+                if reverse is None:
+                    notes.append(
+                        f"checkpoint: renaming {sources[0]!r} -> {targets[0]!r} not applied (regex)"
+                    )
+                    continue
+                out = [reverse(k) for k in out]
                 continue
             out = [k.replace(tgt, src, 1) for k in out]  # the first match, as transformers
         elif kind == "WeightConverter" and len(targets) == 1 and sources:
@@ -189,6 +193,65 @@ def to_checkpoint(keys: list[str], transforms: list[CallRec]) -> tuple[list[str]
     seen: set = set()
     unique = [k for k in out if not (k in seen or seen.add(k))]
     return unique, notes
+
+
+# a group of digits (a layer index) in a pattern also matches a key template's `{}`
+_INDEX = (r"\d+", r"(?:\d+|\{\})")
+
+
+def _reversed_regex(source: str, target: str):
+    """The key rewrite that undoes `WeightRenaming(source, target)`, as transformers reverses
+    it to save: the target (its `\\1` the source's first group) is searched in the module key
+    and becomes the source (its group `\\1`, escaped dots plain). None where the source has
+    another construct than one group, escaped dots and `^` (a lookahead, a class, several
+    groups)."""
+    body = re.sub(r"\(\?<?[!=][^()]*\)", "", source.removeprefix("^"))  # lookarounds
+    groups = re.findall(r"\((?!\?)[^()]*\)", body)
+    if len(groups) > 1 or re.search(r"\(\?", body):
+        return None
+    group = groups[0] if groups else None
+    outside = body.replace(group, "", 1) if group else body
+    if any(ch in _META for ch in outside.replace("\\.", "")):
+        return None
+    replacement = (body.replace(group, "\x00", 1) if group else body).replace("\\.", ".")
+    if "\\1" in target and group is None:
+        return None
+    searched = target.replace("\\1", group, 1) if group else target
+    if source.startswith("^"):
+        searched = "^" + searched
+    if re.search(r"[a-zA-Z0-9]$", searched):
+        searched += r"(?!\w)"
+    try:
+        pattern = re.compile(searched.replace(*_INDEX))
+    except re.error:
+        return None
+
+    def rewrite(key: str) -> str:
+        found = pattern.search(key)
+        if found is None:
+            return key
+        captured = found.group(1) if group else ""
+        return key.replace(found.group(0), replacement.replace("\x00", captured), 1)
+
+    return rewrite
+
+
+def unreversed(keys: list[str], transforms: list[CallRec]) -> list[str]:
+    """The transforms `to_checkpoint` does not reverse that would rename one of the module
+    `keys` on load (an index offset, a regex it cannot read): described, one each."""
+    found = []
+    for call in transforms:
+        kind = call.name.rsplit(".", 1)[-1]
+        if kind in ("WeightRenaming", "WeightConverter") or chunk_split(call) is not None:
+            continue
+        sources = _patterns(_args(call, 0, "source_patterns"))
+        targets = _patterns(_args(call, 1, "target_patterns"))
+        if len(sources) != 1 or len(targets) != 1:
+            continue
+        rewrite = _reversed_regex(sources[0], targets[0])
+        if rewrite is None or any(rewrite(k) != k for k in keys):
+            found.append(f"{kind} ({sources[0]!r} -> {targets[0]!r})")
+    return found
 
 
 def _match(key: str, target: str):

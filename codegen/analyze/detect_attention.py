@@ -99,6 +99,28 @@ def _projected(ctx: Ctx, term: Term) -> bool:
     )
 
 
+def _sink_projection(ctx: Ctx, rep, sinks: Term) -> str:
+    """The attention's projection whose output, one logit per head, is the kernel's per-token
+    sinks where it projects the attention's first input; "other" otherwise (another input,
+    another width, anything between the projection and the kernel but a reshape)."""
+    calls = [
+        t
+        for t in walk(sinks)
+        if t.op == "call" and isinstance(t.module, ModuleRec) and ctx.roles.role(t.module) == LINEAR
+    ]
+    inputs = [t for t in rep.trace.terms if t.op == "input"]
+    if len(calls) != 1 or sinks is not calls[0] or not inputs:
+        return "other"
+    (call,) = calls
+    heads = rep.rec.attrs.get("num_heads")
+    name = next((n for n, c in rep.rec.children() if c is call.module), None)
+    if name is None or not call.args or call.args[0] is not inputs[0]:
+        return "other"
+    if len(call.module.args) < 2 or call.module.args[1] != heads:
+        return "other"
+    return name
+
+
 def mixer_kind(ctx: Ctx, rec: ModuleRec) -> str:
     """Name of a non-attention token mixer, from structure: short_conv | ssm |
     linear_attention | recurrent."""
@@ -799,6 +821,7 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
 
     # -- sinks, softcap, scale --------------------------------------------------------------------
     sinks: bool | str = False
+    sink_projection = None
     softcap: bool | str = False
     scale = "default"
     if rep.kernel is not None:
@@ -811,7 +834,23 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
         elif isinstance(s_aux, Term) and _projected(ctx, s_aux):
             sinks = "per_token"  # each token's sink logits projected from its input
             sink_site = next((t.site for t in walk(s_aux) if t.site is not None), None)
-            ctx.cite("attention.sinks", sink_site.cite() if sink_site else where)
+            sink_projection = _sink_projection(ctx, rep, s_aux)
+            if sink_projection == "other":
+                ctx.unsupported(
+                    "attention.sink_projection",
+                    "per-token attention sinks not one projection (a logit per head) of the"
+                    " attention's input: no rule yet",
+                    sink_site.cite() if sink_site else where,
+                )
+            ctx.cite(
+                "attention.sinks",
+                (sink_site.cite() if sink_site else where)
+                + (
+                    f" ({sink_projection} of the attention's input, one logit per head)"
+                    if sink_projection != "other"
+                    else " (projected from another tensor than the attention's input)"
+                ),
+            )
         cap = rep.kernel.kwargs.get("softcap")
         if isinstance(cap, int | float) and not isinstance(cap, bool):
             softcap = True
@@ -903,6 +942,7 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
             last_layer_o_bias=last_layer_o_bias(ctx, per_layer),
             sliding_window=sliding_window,
             sinks=sinks,
+            sink_projection=sink_projection,
             softcap=softcap,
             scale=scale,
             num_heads=num_heads,

@@ -720,6 +720,9 @@ def detect(ctx: Ctx) -> tuple[Embedding, Head]:
             softcap = logit_scale = UNKNOWN
         after = [t for t in trace.terms if any(any(x is h for x in walk(t)) for h in head_calls)]
         tanhs = [t for t in after if t.op == "fn" and t.name.rsplit(".", 1)[-1] == "tanh"]
+        # a module of the entry whose forward takes the tanh (a softcap module: inkling2's
+        # `self.logit_softcap(logits)`), called on the logits
+        tanhs += [t for t in after if t.op == "call" and _takes_tanh(ctx, t.module)]
         if tanhs:
             softcap = True
             ctx.cite(
@@ -1005,3 +1008,11 @@ def _offset(owner, token_name: str | None) -> int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     return 0
+
+
+def _takes_tanh(ctx, module) -> bool:
+    """`module` is a house-defined module whose forward applies a tanh to its input."""
+    if not isinstance(module, ModuleRec) or module.cls is None:
+        return False
+    trace = ctx.trace(module)
+    return any(t.op == "fn" and t.name.rsplit(".", 1)[-1] == "tanh" for t in trace.terms)

@@ -135,6 +135,9 @@ class Attention:
     # learned per-head sink logits; "per_token": each token's own, projected from its input
     # (Inkling-2's sink_proj)
     sinks: bool | str = UNKNOWN
+    # per-token sinks: the attention's projection (one output per head) of its input that
+    # gives them, "other" for sinks from elsewhere, None without per-token sinks
+    sink_projection: str | None = None
     softcap: bool | str = UNKNOWN  # tanh soft-capping of attention scores
     scale: str = UNKNOWN  # default (head_dim ** -0.5) | custom | none (scores not scaled)
     num_heads: int | None = None
@@ -233,6 +236,11 @@ class Attention:
     # or a number), the keys then scaled by a learned vector per kv head ("key_scale"), in a
     # module of the attention's ("module"); see codegen/analyze/l2_qk_norm.py
     l2_qk_norm: dict | None = None
+    # head vectors of the queries, keys or relative-bias states scaled down to a maximum L2
+    # norm, some after a learned scale per head and channel (inkling2): {"q" | "k" | "rel":
+    # {"module", "scale", "threshold", "eps", "fp32"}}, "other" for another shape, None
+    # without; see codegen/analyze/l2_clips.py
+    l2_clips: dict | str | None = None
     # a per-key bias on the scores from the attention's own values, exp(A * softplus(proj(v)))
     # per kv head, causally masked, the largest `window` kept per query row once the keys
     # outnumber the window (Doge's dynamic mask): {"proj", "scale", "window": config field or
@@ -643,6 +651,9 @@ class StateDict:
     # tail, the module key tails it holds, in order); the adapter splits and joins them
     # (hrm_text's `attn.gqkv_proj.weight` -> gate, q, k, v)
     chunked: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # the layers' prefix on disk where transformers' load-time renames change it (inkling2's
+    # `model.llm.layers`); "" where it is `prefix`
+    checkpoint_prefix: str = ""
     # layer keys of projections stored [in, out] (transformers' Conv1D), not nn.Linear's [out, in]
     transposed_keys: tuple[str, ...] = ()
     # module keys of the parameters HF loads in fp32 in a bf16/fp16 model

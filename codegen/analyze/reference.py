@@ -219,6 +219,7 @@ COMPARED: dict[str, Any] = {
     "attention.kv_convs": lambda found: found is not None,
     "attention.conv_projection": lambda found: found is not None,
     "attention.l2_qk_norm": lambda found: found is not None,
+    "attention.l2_clips": lambda found: "other" if found == "other" else found is not None,
     "block.output_scale": lambda found: found is not None,
     "block.per_layer_input": lambda found: found is not None,
     "block.hyper_connections": lambda found: found is not None,
@@ -324,6 +325,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "attention.kv_convs": (False,),  # keys and values are their projections' outputs
     "attention.conv_projection": (False,),  # q, k and v are projections of the current token
     "attention.l2_qk_norm": (False,),  # no fixed-norm rescaling of queries and keys
+    "attention.l2_clips": (False,),  # head vectors handed on at whatever norm they have
     "block.output_scale": (False,),  # a layer's output leaves it as summed
     "block.per_layer_input": (False,),  # a layer reads the hidden states alone
     "block.hyper_connections": (False,),  # one residual stream, plain adds

@@ -221,7 +221,8 @@ def _checkpoint_keys(features: Features) -> list[str]:
         return ["checkpoint keys: not determined"]
     source = features.evidence.get("state_dict.checkpoint") or "module keys"
     lines = [f"checkpoint keys ({source}):"]
-    prefix = f"{sd.prefix}.{{}}." if sd.prefix else ""
+    stack = (sd.checkpoint_prefix or sd.prefix) if sd.checkpoint_layer_keys else sd.prefix
+    prefix = f"{stack}.{{}}." if stack else ""
     lines.extend(f"  {prefix}{key}" for key in layer)
     lines.extend(f"  {key}" for key in other)
     lines.extend(f"  {key}  (tied: not on disk)" for key in sd.tied_keys)

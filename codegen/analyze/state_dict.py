@@ -157,18 +157,40 @@ def detect(ctx: Ctx, roles: RoleBook) -> tuple[StateDict, dict]:
         if transforms:
             notes: list[str] = []
             converted: list[tuple[str, list[int]]] = []
+            prefixes, outside = set(), []
             for full, (_, idx) in zip(full_layer, table, strict=True):
                 keys, more = conversion.to_checkpoint([full], transforms)
                 notes += more
-                converted += [
-                    (k[len(prefix) + 4 :], idx) for k in keys if k.startswith(prefix + ".{}.")
-                ]
+                for k in keys:
+                    head, sep, rest = k.partition(".{}.")
+                    if sep:
+                        prefixes.add(head)
+                        converted.append((rest, idx))
+                    else:  # a layer's tensor the checkpoint keeps outside the layers
+                        outside.append(f"{full} as {k}")
+            if len(prefixes) == 1 and prefixes != {prefix}:
+                info["checkpoint_prefix"] = prefixes.pop()  # the layers' prefix on disk
             ckpt_layer = list(_render(converted, n))
+            source = f"{conversion.cite(found)} ({found!r})"
+            refused = conversion.unreversed(full_layer + other, transforms)
+            if outside or refused or len(prefixes) > 1:
+                ctx.unsupported(
+                    "state_dict.conversion",
+                    "the checkpoint's keys are renamed on load in a way the adapter table"
+                    " cannot undo: "
+                    + "; ".join(
+                        [f"layer tensors stored outside the layers ({', '.join(outside)})"]
+                        * bool(outside)
+                        + [f"not reversed: {', '.join(refused)}"] * bool(refused)
+                        + [f"layers under several prefixes {sorted(prefixes)}"]
+                        * (len(prefixes) > 1)
+                    ),
+                    source,
+                )
             ckpt_other, notes2 = conversion.to_checkpoint(ckpt_other, transforms)
             for note in notes + notes2:
                 if note not in ctx.notes:
                     ctx.notes.append(note)
-            source = f"{conversion.cite(found)} ({found!r})"
     info["checkpoint_source"] = source
     if source is not None:
         ctx.cite("state_dict.checkpoint", source)
@@ -181,6 +203,7 @@ def detect(ctx: Ctx, roles: RoleBook) -> tuple[StateDict, dict]:
             checkpoint_other_keys=tuple(_dedupe(ckpt_other)),
             tied_keys=tuple(tied),
             chunked=conversion.chunk_splits(info.get("conversions") or []),
+            checkpoint_prefix=info.get("checkpoint_prefix", ""),
         ),
         info,
     )

@@ -432,7 +432,7 @@ def _naming_steps(target) -> list[Step]:
         Step(
             "align_hf_keys",
             {
-                "prefix": checkpoint.prefix,
+                "prefix": checkpoint.checkpoint_prefix or checkpoint.prefix,
                 "layer_keys": [_bare(key) for key in checkpoint.checkpoint_layer_keys],
                 "other_keys": list(checkpoint.checkpoint_other_keys) + list(checkpoint.tied_keys),
                 **({"chunked": checkpoint.chunked} if checkpoint.chunked else {}),

@@ -2,9 +2,12 @@
 
 from types import SimpleNamespace
 
+import pytest
+
 from codegen.models import references_dir
 from codegen.scaffold.source import SourcePackage
 from codegen.transforms import logit_softcap
+from codegen.transforms.edits import EditError
 from codegen.transforms.logit_softcap import LogitSoftcap
 
 
@@ -53,3 +56,29 @@ def test_an_upcast_before_the_cap_is_kept(tmp_path):
     LogitSoftcap().apply(package, features)
     model = package.render()["model.py"]
     assert "logits = (logits.float() / cap).tanh_()" in model
+
+
+def test_reads_a_cap_module_of_the_causal_lm(tmp_path):
+    """`logits = self.logit_softcap(logits)`, the module built from the config field and its
+    forward taking the tanh (inkling2); the logits upcast first: the cap runs in fp32."""
+    path = tmp_path / "modeling_x.py"
+    path.write_text(
+        "class Softcap(nn.Module):\n"
+        "    def __init__(self, softcap):\n"
+        "        self.softcap = softcap\n"
+        "    def forward(self, x):\n"
+        "        return torch.tanh(x / self.softcap) * self.softcap\n"
+        "class ForCausalLM:\n"
+        "    def __init__(self, config):\n"
+        "        self.logit_softcap = Softcap(config.final_logit_softcapping)\n"
+        "    def forward(self, h):\n"
+        "        logits = self.lm_head(h).float()\n"
+        "        logits = self.logit_softcap(logits)\n"
+        "        return logits\n"
+    )
+    features = SimpleNamespace(source=SimpleNamespace(modeling=str(path)))
+    assert logit_softcap._detect(features) == ("final_logit_softcapping", True)
+    # a module whose forward takes no tanh is no cap
+    path.write_text(path.read_text().replace("torch.tanh(x / self.softcap)", "(x / self.softcap)"))
+    with pytest.raises(EditError):
+        logit_softcap._detect(features)

@@ -143,6 +143,10 @@ CAPS = {
     "final_logit_softcapping": 1.5,  # raw logits reach ~2.4
     "swiglu_limit": 1.0,  # gate/up reach ~2
     "clip_qkv": 1.0,  # q/k/v reach ~2
+    # head vectors' L2 norms (inkling2, medians): queries ~2.4 (all scaled down), keys ~1.1
+    # and relative states ~1.2 (some scaled down, others pass)
+    "qk_l2_clip_threshold": 1.25,
+    "rel_l2_clip_threshold": 1.2,
 }
 
 

@@ -6,6 +6,8 @@ projection; the vision tower's rotation is no position table of the text model."
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from analyze_helpers import rename_model
 
@@ -55,13 +57,10 @@ def test_a_rotation_the_text_model_never_builds_is_no_position_table(features):
 
 
 def test_parts_no_rule_builds_are_named(features):
-    """Sink logits projected per token, the full-attention layers' own forward (its
-    input-dependent convolutions, separate key/value inputs, log-scaled queries) and the
-    three-query block attention residual are each one line: the facts above are read from
-    the sliding layers' token attention."""
+    """The full-attention layers' own forward (its input-dependent convolutions, separate
+    key/value inputs, log-scaled queries) and the three-query block attention residual are
+    each one line: the facts above are read from the sliding layers' token attention."""
     named = {u.feature: u.detail for u in features.unsupported}
-    assert features.attention.sinks == "per_token"
-    assert "attention.sinks" in named
     assert "FullAttention on layers 5,11" in named["attention.layer_forwards"]
     # the block attention residuals: read as the attention before, now depth mixers beside
     # it (block.attention_residuals); the full layers' three-query form is the one named
@@ -71,3 +70,69 @@ def test_parts_no_rule_builds_are_named(features):
 
 def test_the_gate_takes_its_sigmoid_in_fp32(features):
     assert features.attention.gate_fp32 is True
+
+
+def test_the_l2_clips_are_read_from_the_clip_forwards(features):
+    """q and the relative states after a learned (heads, width) scale, k without one, each
+    to the threshold its constructor reads from the config, in fp32; none stays named."""
+    qk, rel = "hf_config.qk_l2_clip_threshold", "hf_config.rel_l2_clip_threshold"
+    read = {"eps": 1e-6, "fp32": True}
+    assert features.attention.l2_clips == {
+        "q": {"module": "q_l2_clip", "scale": "scale", "threshold": qk, "value": 2**4.5, **read},
+        "k": {"module": "k_l2_clip", "scale": None, "threshold": qk, "value": 2**4.5, **read},
+        "rel": {"module": "rel_l2_clip", "scale": "scale", "threshold": rel, "value": 8.0, **read},
+    }
+    named = {u.feature for u in features.unsupported}
+    assert "attention.qkv_modules" not in named and "attention.l2_clips" not in named
+
+
+def test_the_sinks_are_projected_from_each_tokens_input(features):
+    assert features.attention.sinks == "per_token"
+    assert features.attention.sink_projection == "sink_proj"
+    assert "attention.sinks" not in {u.feature for u in features.unsupported}
+
+
+def test_the_head_softcaps_its_logits_through_a_module(features):
+    """`logits = self.logit_softcap(logits)`: a module whose forward takes the tanh."""
+    assert features.head.logit_softcap is True
+    assert features.evidence["head.logit_softcap"].split(":")[1].startswith("1389")
+
+
+def _edited(tmp_path, old: str, new: str):
+    """The renamed inkling2 text decoder with `old` replaced by `new` in its modeling file."""
+    modeling, _ = rename_model("inkling2_text", "wombat", str(tmp_path))
+    source = Path(modeling).read_text()
+    assert source.count(old) >= 1, old
+    Path(modeling).write_text(source.replace(old, new))
+    return analyze(modeling)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        # the values clipped: no rule realises it
+        (
+            "        value_states = value_states.view(hidden_shape)\n",
+            "        value_states = self.k_l2_clip(value_states.view(hidden_shape))\n",
+        ),
+        # a scale with one entry per channel, shared by the heads
+        (
+            "self.scale = nn.Parameter(torch.ones(num_heads, head_dim))",
+            "self.scale = nn.Parameter(torch.ones(head_dim))",
+        ),
+    ],
+)
+def test_a_clip_of_another_form_is_named(tmp_path, old, new):
+    features = _edited(tmp_path, old, new)
+    assert features.attention.l2_clips == "other"
+    assert "attention.l2_clips" in {u.feature for u in features.unsupported}
+
+
+def test_sinks_from_another_input_are_named(tmp_path):
+    features = _edited(
+        tmp_path,
+        "        sinks = self.sink_proj(hidden_states)\n",
+        "        sinks = self.sink_proj(hidden_states * hidden_states)\n",
+    )
+    assert features.attention.sink_projection == "other"
+    assert "attention.sink_projection" in {u.feature for u in features.unsupported}

@@ -3,16 +3,18 @@ against the folder's own code: the attention over the tokens (its layers also ho
 queries over stored block outputs, which project nothing), its short convolutions on the keys
 and values and on the sublayer outputs dividing their residual sums by sqrt(kernel + 1), its
 values normed per head after their convolution, its output gate's sigmoid taken in fp32, its
-relative position logits and its sizes per layer type (the sliding layers' heads and head size
-differ from the full layers'). Seeded defects, each a bug of the class these parts bring, fail
-verify and name the module.
+relative position logits, its sizes per layer type (the sliding layers' heads and head size
+differ from the full layers'), its query, key and relative-state L2 clips (q and the states
+after a learned scale per head and channel), its sink logits projected from each token's
+input, and the head's logit soft cap (a module of the causal LM, run in fp32). Seeded
+defects, each a bug of the class these parts bring, fail verify and name the module.
 
 The HF side is transformers' inkling2 text decoder as a renamed remote-code folder
 (`remote_fixture`), with what no rule realises yet taken out of the copy: the block attention
-residuals (plain pre-norm residuals instead), the MoE (a plain SwiGLU MLP), the full-attention
-layer class (every layer builds the sliding layer class, whose attention is sized, windowed
-and given its relative extent per layer type: the config's layer types stay mixed), the q/k
-and relative-state L2 clips, the per-token sinks and the logits' soft cap."""
+residuals (plain pre-norm residuals instead), the MoE (a plain SwiGLU MLP) and the
+full-attention layer class (every layer builds the sliding layer class, whose attention is
+sized, windowed and given its relative extent per layer type: the config's layer types stay
+mixed)."""
 
 from __future__ import annotations
 
@@ -38,6 +40,9 @@ RULES = {
     "output_gate",
     "relative_position_bias",
     "layer_attention_sizes_rule",
+    "l2_clips",
+    "token_sinks",
+    "logit_softcap",
 }
 
 
@@ -100,18 +105,6 @@ def derive(dest: Path) -> Path:
             rf"(class {p}SlidingDecoderLayer\()",
             lambda found: PLAIN_MLP.format(p=p) + found.group(1),
         ),
-        # the q/k/relative-state L2 clips and the per-token sinks taken out
-        (
-            r"        self\.sink_proj = .*?\n        self\.q_l2_clip = .*?\n.*?rel_l2_clip = .*?\n",
-            "",
-        ),
-        (r"        sinks = self\.sink_proj\(hidden_states\)\n", ""),
-        (r"self\.q_l2_clip\((query_states\.view\(hidden_shape\))\)", r"\1"),
-        (r"self\.k_l2_clip\((key_states\.view\(hidden_shape\))\)", r"\1"),
-        (r"self\.rel_l2_clip\((relative_states\.view\([^)]*\))\)", r"\1"),
-        (r"            sinks=sinks\.transpose\(1, 2\)\.unsqueeze\(-1\),\n", ""),
-        # the logits' soft cap (a module the analysis does not read yet)
-        (r"        logits = self\.logit_softcap\(logits\)\n", ""),
     ]
     for pattern, replacement in edits:
         source, count = re.subn(pattern, replacement, source, count=1, flags=re.DOTALL)
@@ -149,37 +142,73 @@ def test_package_verifies_in_fp32_and_bf16(tmp_path, folder, planned, capsys):
     assert rows and all(row["status"] == "pass" for row in rows), rows
 
 
+CLIPPED_K = "k = self.k_clip(self.k_conv(self.wk(x)).view(batch, seq, -1, self.head_dim))"
+NORMED_V = "v = self.v_norm(self.v_conv(self.wv(x)).view(batch, seq, -1, self.head_dim))"
+SINKS = "sinks = self.wsink(x).transpose(1, 2).unsqueeze(-1)"
+
+
 @pytest.mark.parametrize(
-    ("old", "new", "where", "dtype"),
+    ("edits", "where", "dtype"),
     [
         # the residual sum left undivided (inkling's form)
         (
-            "return (summed / self.divisor).to(x.dtype)",
-            "return summed.to(x.dtype)",
+            [("return (summed / self.divisor).to(x.dtype)", "return summed.to(x.dtype)")],
             "layers.0.attention",
             "fp32",
         ),
         # the values handed on unnormed
         (
-            "v = self.v_norm(self.v_conv(self.wv(x)).view(batch, seq, -1, self.head_dim))",
-            "v = self.v_conv(self.wv(x)).view(batch, seq, -1, self.head_dim)",
+            [(NORMED_V, "v = self.v_conv(self.wv(x)).view(batch, seq, -1, self.head_dim)")],
             "layers.0.attention",
             "fp32",
         ),
         # the gate's sigmoid taken in bf16
         (
-            "torch.sigmoid(self.wg(x).float())",
-            "torch.sigmoid(self.wg(x))",
+            [("torch.sigmoid(self.wg(x).float())", "torch.sigmoid(self.wg(x))")],
             "layers.0.attention",
             "bf16",
+        ),
+        # the keys' clip on the values instead
+        (
+            [
+                (CLIPPED_K, "k = (self.k_conv(self.wk(x)).view(batch, seq, -1, self.head_dim))"),
+                (NORMED_V, f"v = self.k_clip({NORMED_V.removeprefix('v = ')})"),
+            ],
+            "layers.0.attention",
+            "fp32",
+        ),
+        # the clips' learned scale dropped
+        (
+            [("self.clip(x.float() * self.scale.float())", "self.clip(x.float())")],
+            "layers.0.attention",
+            "fp32",
+        ),
+        # one sink per head (the first token's) instead of each token's own
+        (
+            [
+                (
+                    SINKS,
+                    "sinks = self.wsink(x)[:, :1].transpose(1, 2).unsqueeze(-1)"
+                    ".expand(-1, -1, seq, 1)",
+                )
+            ],
+            "layers.0.attention",
+            "fp32",
+        ),
+        # each token's sink projected from the previous token's input
+        (
+            [(SINKS, "sinks = self.wsink(x.roll(1, dims=1)).transpose(1, 2).unsqueeze(-1)")],
+            "layers.0.attention",
+            "fp32",
         ),
     ],
 )
 def test_seeded_defects_fail_and_name_the_module(
-    tmp_path, folder, planned, capsys, old, new, where, dtype
+    tmp_path, folder, planned, capsys, edits, where, dtype
 ):
     models, name = write_planned(tmp_path / "models", planned)
-    seed(models, name, old, new)
+    for old, new in edits:
+        seed(models, name, old, new)
     (row,) = _verify(folder, models, capsys, (dtype,))
     assert row["status"] == "fail", row
     assert (row.get("first_divergence") or "").startswith(where), (row.get("error"), row)

@@ -33,6 +33,7 @@ PROJECTED = {
         "other",
     ),  # gemma3n's sharing read, or another form  # a Gaussian top-k read, or another form
     "attention.rel_bias": (True, False, "other"),  # a relative bias table read, or not
+    "attention.l2_clips": (True, False, "other"),  # L2 clips read, or another form
     "attention.sinks": (True, False, "per_token"),  # learned per head, none, per token
     "embedding.padding_idx": ("pad_token_id", "other", False),  # the field, another, none
     "state_dict.fp32_keys": (True, False, "router_bias"),  # kept: others, none, the bias alone

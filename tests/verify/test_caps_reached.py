@@ -136,3 +136,31 @@ def test_relative_bias_extent_is_reached_on_the_full_layers():
     assert config.rel_extent < max(item.tokens.shape[1] for item in make_inputs(512))
     assert beyond.get(config.rel_extent, 0) > 0, beyond  # the full layers' clamp acts
     assert config.sliding_window_size in beyond  # sliding layers read their window
+
+
+def test_inkling2_l2_clips_are_reached():
+    """Each L2 clip of inkling2's attention scales some head vectors down (its scale first);
+    the keys' and relative states' clips also pass others unchanged."""
+    pytest.importorskip("transformers.models.inkling2")
+    config = tiny_config("inkling2_text")
+    model = random_hf_model(config)
+    clipped: dict[str, list[float]] = {}
+
+    def record(name):
+        def hook(module, inputs, _):
+            x = inputs[0].float() * (module.scale.float() if hasattr(module, "scale") else 1)
+            above = torch.linalg.vector_norm(x, dim=-1) > module.threshold
+            clipped.setdefault(name.rsplit(".", 1)[-1], []).append(above.float().mean().item())
+
+        return hook
+
+    for name, module in model.named_modules():
+        if type(module).__name__.endswith("L2Clip"):
+            module.register_forward_hook(record(name))
+    with torch.no_grad():
+        for item in make_inputs(config.vocab_size):
+            model(input_ids=item.tokens, position_ids=item.positions)
+    assert set(clipped) == {"q_l2_clip", "k_l2_clip", "rel_l2_clip"}
+    assert all(share > 0 for shares in clipped.values() for share in shares), clipped
+    passing = clipped["k_l2_clip"] + clipped["rel_l2_clip"]
+    assert all(share < 1 for share in passing), clipped

@@ -1,0 +1,86 @@
+"""A real Inkling-2 checkpoint keeps its own key names (`model.llm.layers.N.attn.wq_du`,
+`attn.q_l2_clip.scale`, `attn.attn_sink_proj`...): transformers renames them on load with
+regex renamings, which the analysis reverses (capture groups, layer indices as `{}`), so the
+adapter's rows read the names on disk. Checked against a checkpoint transformers itself
+saves: every tensor of a sliding layer's attention parts built here (projections, relative
+table, clips, sinks) and of its norms has a row. The renames the analysis cannot undo (an
+index offset, layer tensors stored outside the layers: the block residuals' queries) are
+refused in one line."""
+
+from __future__ import annotations
+
+import ast
+
+import pytest
+
+from codegen.analyze.analysis import analyze
+from codegen.models import references_dir
+from codegen.scaffold.source import SourcePackage
+from codegen.transforms.align_hf_keys import AlignHfKeys
+from codegen.transforms.l2_clips import L2Clips
+from codegen.transforms.no_rope import NoRope
+from codegen.transforms.relative_position_bias import RelativePositionBias
+from codegen.transforms.token_sinks import TokenSinks
+from codegen.verify.hf_checkpoint import load_checkpoint, random_hf_model, save_checkpoint
+from codegen.verify.tiny_config import tiny_config
+
+pytest.importorskip("transformers.models.inkling2")
+
+
+@pytest.fixture(scope="module")
+def features():
+    return analyze("inkling2_text")
+
+
+def _rows(package) -> dict[str, str]:
+    tree = ast.parse(package.render()["state_dict_adapter.py"])
+    table = next(
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign) and node.targets[0].id == "from_hf_map"
+    )
+    return ast.literal_eval(table)
+
+
+def test_the_layer_keys_are_the_checkpoints_own(features):
+    sd = features.state_dict
+    assert sd.checkpoint_prefix == "model.llm.layers"
+    assert "attn.q_l2_clip.scale" in sd.checkpoint_layer_keys
+    assert "attn.attn_sink_proj.weight" in sd.checkpoint_layer_keys
+    assert not any("not applied (regex)" in note for note in features.notes)
+    refused = {u.feature: u.detail for u in features.unsupported}["state_dict.conversion"]
+    assert "Inkling2IndexOffsetWeightRename" in refused
+    assert "model.llm.attn_res.mlp_queries.{}" in refused
+
+
+def test_a_saved_checkpoints_attention_names_have_rows(tmp_path, features):
+    package = SourcePackage.from_directory(references_dir() / "llama")
+    NoRope().apply(package)
+    RelativePositionBias().apply(package, bias=features.attention.rel_bias)
+    L2Clips().apply(package, clips=features.attention.l2_clips)
+    TokenSinks().apply(package, projection=features.attention.sink_projection)
+    sd = features.state_dict
+    AlignHfKeys().apply(
+        package,
+        features,
+        prefix=sd.checkpoint_prefix,
+        layer_keys=[key.split(" [")[0] for key in sd.checkpoint_layer_keys],
+        other_keys=list(sd.checkpoint_other_keys),
+    )
+    rows = _rows(package)
+    save_checkpoint(random_hf_model(tiny_config("inkling2_text")), tmp_path)
+    saved = set(load_checkpoint(tmp_path))
+    # the layer's tensors of the parts this package builds (its convolutions and output
+    # gate are other rules', its MoE and block residuals no rule's yet)
+    attention = {
+        key
+        for key in saved
+        if key.startswith("model.llm.layers.0.")
+        and not key.startswith(("model.llm.layers.0.mlp.", "model.llm.layers.0.mlp_s"))
+        and "sconv" not in key
+        and "gate_attn" not in key
+    }
+    assert "model.llm.layers.0.attn.q_l2_clip.scale" in attention
+    read = {hf.replace("{}", "0") for hf in rows}
+    assert attention <= read, sorted(attention - read)
+    assert rows["model.llm.layers.{}.attn.q_l2_clip.scale"] == "layers.{}.attention.q_clip.scale"
