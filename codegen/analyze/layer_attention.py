@@ -44,7 +44,7 @@ def read(ctx: Ctx, first, other, layers: list[int], full: list[int]) -> tuple[di
         if not extra:
             return None, "the same operations on modules of other classes"
     else:
-        return None, "other operations (its signature, modules or data flow differ)"
+        return None, _differences(first, other, extra)
     kernel = other.kernel
     q = strip(kernel.args[1]) if kernel is not None and len(kernel.args) > 1 else None
     bias = kernel.kwargs.get("position_bias") if kernel is not None else None
@@ -67,6 +67,24 @@ def read(ctx: Ctx, first, other, layers: list[int], full: list[int]) -> tuple[di
         " floor, 1)))",
     )
     return {"layers": "full", **form, "scaled": tuple(sorted(set(scaled)))}, ""
+
+
+def _differences(first, other, extra: list[Term]) -> str:
+    """What the second forward does otherwise, in words: inputs of its own, modules of other
+    classes under the same attribute, position-dependent products."""
+    mine = {t.name for t in first.trace.terms if t.op == "input"}
+    inputs = [t.name for t in other.trace.terms if t.op == "input" and t.name not in mine]
+    parts = [f"inputs of its own ({', '.join(inputs)})"] if inputs else []
+    swapped = []
+    for name, child in other.rec.attrs.items():
+        before = first.rec.attrs.get(name)
+        if isinstance(child, ModuleRec) and isinstance(before, ModuleRec):
+            if child.kind != before.kind:
+                swapped.append(f"{name}: {child.kind} in place of {before.kind}")
+    parts += swapped
+    if extra:
+        parts.append("tensors times a factor the trace does not follow (a position scale)")
+    return "; ".join(parts) or "other operations"
 
 
 def _scaled_product(t: Term) -> bool:

@@ -35,7 +35,7 @@ ALPHA = "float = 0.0  # full layers' queries times 1 + this * log(position / flo
 FLOOR = "float = 1.0  # the position up to which that scale is 1"
 SCALE = (
     "log_scale = 1.0 + self.args.log_scaling_alpha * torch.log("
-    "(({positions}).float() / self.args.log_scaling_floor).clamp(min=1.0))"
+    "({positions}.float() / self.args.log_scaling_floor).clamp(min=1.0))"
     "  # (batch, seq): the full layers' query scale"
 )
 Q_SCALED = "q = (q.float() * log_scale[:, None, :, None]).to(q.dtype)  # every head alike"
@@ -76,7 +76,7 @@ class LogScaledLayers(Transform):
             ),
         )
         # the scale: computed once, handed through every block to the attention
-        positions = f"positions + {offset}" if offset else "positions"
+        positions = f"(positions + {offset})" if offset else "positions"
         run(
             package,
             "model.py",
