@@ -17,7 +17,10 @@ layer's attention (never from names) and named unsupported in one line:
   named with the layers it is on and any part of it that picks entries by top-k (an
   indexer);
 * `attention.layer_forwards`: attention layers whose module runs another `forward` than
-  the first attention layer's (whose facts the others are read as);
+  the first attention layer's (whose facts the others are read as), named with what it does
+  otherwise; a second forward on exactly the layers without a window that is the first with
+  its queries (and relative states) times a log-of-the-position scale is no such line but
+  the fact `attention.layer_logn` (`layer_attention.read`);
 * `attention.unprojected`: attention modules of a layer or of the backbone holding no
   linear layer of their own (learned queries over stored layer outputs), beside the
   layer's token attention.

@@ -64,6 +64,8 @@ class LogScaledLayers(Transform):
         if not scaled or scaled - {"q", "rel"}:
             raise EditError(f"log-scaled tensors {sorted(scaled)}: q and rel")
         offset = int(found.get("offset") or 0)
+        if not edits.method_uses(package, "TransformerBlock", "__init__", "sliding"):
+            raise EditError("log-scaled layers are picked by layer type: the block has no type")
         add_args_field(package, "log_scaling_alpha", ALPHA, found["alpha"])
         add_args_field(package, "log_scaling_floor", FLOOR, found["floor"])
         run(package, "model.py", _CopyClass("Attention", CLASS, DOC.format(offset=offset)))

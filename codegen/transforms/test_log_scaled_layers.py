@@ -106,3 +106,10 @@ def test_without_an_offset_the_positions_are_read_as_they_are():
 def test_what_it_cannot_build_is_an_error(found):
     with pytest.raises(EditError):
         LogScaledLayers().apply(_before(), log_scaling=found)
+
+
+def test_a_block_without_layer_types_is_an_error():
+    package = SourcePackage.from_directory(references_dir() / "llama")
+    NoRope().apply(package)
+    with pytest.raises(EditError, match="layer type"):
+        LogScaledLayers().apply(package, log_scaling=FOUND)
