@@ -46,7 +46,8 @@ def read(ctx: Ctx, first, other, layers: list[int], full: list[int]) -> tuple[di
     else:
         return None, _differences(first, other, extra)
     kernel = other.kernel
-    q = strip(kernel.args[1]) if kernel is not None and len(kernel.args) > 1 else None
+    tensors = [strip(t) for t in kernel.args if isinstance(t, Term)] if kernel else []
+    q = tensors[0] if tensors else None  # the kernel's first tensor: the queries
     bias = kernel.kwargs.get("position_bias") if kernel is not None else None
     scaled, factors = [], set()
     for t in extra:
