@@ -56,4 +56,18 @@ RULES = [
         " experts' rows (a token picking it gets no expert); the state threaded through the"
         " layer loop (zaya)",
     ),
+    Rule(
+        # after every attention rule (the copy is the attention they made) and the
+        # positions group (its relative bias states are scaled)
+        id="log_scaled_layers",
+        feature="attention.layer_logn",
+        values=(True,),
+        transform="log_scaled_layers",
+        params={"log_scaling": FromFeature("attention.layer_logn")},
+        description=(
+            "the full-attention layers build an attention class of their own: queries and"
+            " relative-position states times 1 + alpha * log(max((position + offset) / floor,"
+            " 1)) (Inkling-2's full layers)"
+        ),
+    ),
 ]

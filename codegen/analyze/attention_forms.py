@@ -17,7 +17,10 @@ layer's attention (never from names) and named unsupported in one line:
   named with the layers it is on and any part of it that picks entries by top-k (an
   indexer);
 * `attention.layer_forwards`: attention layers whose module runs another `forward` than
-  the first attention layer's (whose facts the others are read as);
+  the first attention layer's (whose facts the others are read as), named with what it does
+  otherwise; a second forward on exactly the layers without a window that is the first with
+  its queries (and relative states) times a log-of-the-position scale is no such line but
+  the fact `attention.layer_logn` (`layer_attention.read`);
 * `attention.unprojected`: attention modules of a layer or of the backbone holding no
   linear layer of their own (learned queries over stored layer outputs), beside the
   layer's token attention.
@@ -25,6 +28,7 @@ layer's attention (never from names) and named unsupported in one line:
 
 from __future__ import annotations
 
+from codegen.analyze import layer_attention
 from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import Term, strip, terms_in, walk
 from codegen.analyze.detect_attention import (
@@ -42,8 +46,10 @@ _SKIP = (LINEAR, NORM, ROTARY)
 _CATS = ("cat", "concat", "concatenate")
 
 
-def detect(ctx: Ctx, shared: dict) -> None:
-    _layer_forwards(ctx, shared)
+def detect(ctx: Ctx, shared: dict) -> dict | None:
+    """The forms below named unsupported; returns `attention.layer_logn` (see
+    `layer_attention`) where the second attention forward is the first log-scaled."""
+    layer_logn = _layer_forwards(ctx, shared)
     _unprojected_attentions(ctx)
     seen: set[int] = set()
     shapes: dict[tuple, list] = {}  # the attention's classes -> its compressors
@@ -80,33 +86,45 @@ def detect(ctx: Ctx, shared: dict) -> None:
             f" from the hidden states: {'; '.join(parts)}: no rule yet",
             next(iter(compressors.values()))["site"],
         )
+    return layer_logn
 
 
-def _layer_forwards(ctx: Ctx, shared: dict) -> None:
+def _layer_forwards(ctx: Ctx, shared: dict) -> dict | None:
     """Attention layers running another forward than the first attention layer's (a class
     of its own with its own `forward`, Inkling-2's full-attention layers beside its sliding
-    ones): the facts are read from the first, so the others are named."""
-    forwards: dict[int, tuple] = {}  # id(forward) -> (class name, site, layers)
+    ones): the facts are read from the first; a second forward that differs from it only by
+    a log-of-the-position scale (`layer_attention.read`) is that fact, the others are named."""
+    forwards: dict[int, tuple] = {}  # id(forward) -> (class name, site, layers, info)
     for entry in shared.get("per_layer", ()):
         info = entry.get("info")
         rec = getattr(info, "rec", None)
         found = ctx.model.project.find_method(rec.cls, "forward") if rec and rec.cls else None
         if found is None:
             continue
-        name, site, layers = forwards.setdefault(
-            id(found[1]), (rec.cls.name, ctx.class_site(rec), [])
+        name, site, layers, _ = forwards.setdefault(
+            id(found[1]), (rec.cls.name, ctx.class_site(rec), [], info)
         )
         layers.append(entry["index"])
     if len(forwards) < 2:
-        return
-    (first, _, read), *others = forwards.values()
-    parts = [f"{name} on layers {span(layers)}" for name, _, layers in others]
+        return None
+    (first, _, read, rep), *others = forwards.values()
+    if len(others) == 1 and others[0][3].trace is not None and rep.trace is not None:
+        full = [e["index"] for e in shared.get("per_layer", ()) if e["type"] == "full"]
+        fact, differs = layer_attention.read(ctx, rep, others[0][3], others[0][2], full)
+        if fact is not None:
+            return fact
+        others = [(others[0][0], others[0][1], others[0][2], differs)]
+    parts = [
+        f"{name} on layers {span(layers)}{f' ({why})' if isinstance(why, str) else ''}"
+        for name, _, layers, why in others
+    ]
     ctx.unsupported(
         "attention.layer_forwards",
         f"attention layers run other forwards than {first}'s (layers {span(read)}, whose"
         f" facts are read): {'; '.join(parts)}: no rule yet",
         others[0][1],
     )
+    return None
 
 
 def _unprojected_attentions(ctx: Ctx) -> None:

@@ -169,6 +169,11 @@ class Attention:
     # queries times 1 + beta * log(1 + floor((pos + offset) / period)) (Ministral3, Llama4):
     # {"beta": <hf_config expression>, "period": <hf_config expression>, "offset": float}
     logn: dict | None = None
+    # a second attention forward on some layers (Inkling-2's full layers), the first one's
+    # with its queries (and relative states) times 1 + alpha * log(max((pos + offset) /
+    # floor, 1)): {"layers", "alpha", "floor", "offset", "scaled"}; see
+    # codegen/analyze/layer_attention.py
+    layer_logn: dict | None = None
     sub_norm: bool | str = False  # the attention output normed before the output projection
     # a norm on the values before the attention (gemma4's v_norm): none | per_head (over
     # head_dim, after the view to heads) | other; v_norm_weight: it learns a scale

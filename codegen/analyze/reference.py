@@ -121,6 +121,7 @@ COMPARED: dict[str, Any] = {
     "attention.output_gate": None,
     "attention.q_latent_raw": None,
     "attention.logn": lambda logn: logn is not None,
+    "attention.layer_logn": lambda found: found is not None,
     "attention.sub_norm": None,
     "attention.v_norm": None,
     "attention.layer_shapes": None,
@@ -252,6 +253,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "attention.scale": ("default",),
     "attention.output_gate": ("none",),
     "attention.q_latent_raw": (False,),  # a query up-projection reads the normed latent only
+    "attention.layer_logn": (False,),  # every attention layer runs one forward
     "attention.logn": (False,),  # queries not scaled by position
     "attention.sub_norm": (False,),  # the attention output goes to o_proj as it is
     "attention.v_norm": ("none",),  # the values go to the attention as projected

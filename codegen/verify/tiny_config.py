@@ -263,6 +263,12 @@ SHRINK_RULES: dict[str, Any | Rule] = {
     # clamp and the zero beyond it are reached on the full layers
     "d_rel": 6,
     "rel_extent": 12,
+    # a query scale growing with the log of the position past a floor (Inkling-2's full
+    # layers: 1 + alpha * log(max((pos + 1) / floor, 1))): a floor inside both test inputs
+    # (positions start at 5), so some positions are scaled and others not. Left unset where
+    # the config leaves it unset (inkling's scale is off by default: its setting is a
+    # switch case of its own)
+    "log_scaling_n_floor": lambda cfg: None if cfg["log_scaling_n_floor"] is None else 8,
     # multipliers whose class default (1.0) would hide a forgotten scale (granite-3.0 values)
     "embedding_multiplier": 12.0,
     "residual_multiplier": 0.22,

@@ -1,0 +1,222 @@
+"""A second attention forward on some layers, read against the first (`attention.layer_logn`).
+
+Inkling-2's full-attention layers build an attention class of their own beside the sliding
+layers' one. The attention facts are read from the first attention layer; this module reads
+what the other layers' forward does differently, from the two traced forwards:
+
+* the two traces are compared term by term (operation, module class and attribute, which
+  earlier term each input is; constants and sizes aside, since the layers are sized apart);
+* the products the second trace holds over the first, each a tensor of the attention times a
+  factor the trace does not follow (a position-dependent scale), are the difference when the
+  traces agree without them;
+* each factor is the name a statement of the forward assigns: read as
+  `c + alpha * log(((positions + offset) / floor).clamp(min=c))` (c = 1), alpha and floor
+  config reads, positions the layer's position ids;
+* what each product scales: the queries handed to the kernel (`q`) or the states of its
+  relative position bias (`rel`).
+
+The fact is `{"layers": "full" (the second forward runs on exactly the layers without a
+window), "alpha": <hf_config expression>, "floor": ...,
+"offset": int, "scaled": ("q", "rel")}`; None where the forwards differ otherwise (named
+unsupported by `attention_forms` with what differs)."""
+
+from __future__ import annotations
+
+import libcst as cst
+import libcst.matchers as m
+
+from codegen.analyze.context import Ctx
+from codegen.analyze.dataflow import Term, strip, walk
+from codegen.analyze.evaluate import ModuleRec
+from codegen.analyze.walk import findall
+
+FEATURE = "attention.layer_logn"
+
+
+def read(ctx: Ctx, first, other, layers: list[int], full: list[int]) -> tuple[dict | None, str]:
+    """(fact, what differs) of the attention `other` (AttnInfo, on `layers`) against
+    `first`; `full`: the layers without a window (the ones a second class may select)."""
+    if sorted(layers) != sorted(full):
+        return None, "on other layers than the full-attention ones"
+    ours, theirs = first.trace.terms, other.trace.terms
+    extra = [t for t in theirs if _scaled_product(t)]
+    if _signature(first.rec, ours, set()) == _signature(other.rec, theirs, {id(t) for t in extra}):
+        if not extra:
+            return None, "the same operations on modules of other classes"
+    else:
+        return None, _differences(first, other, extra)
+    kernel = other.kernel
+    tensors = [strip(t) for t in kernel.args if isinstance(t, Term)] if kernel else []
+    q = tensors[0] if tensors else None  # the kernel's first tensor: the queries
+    bias = kernel.kwargs.get("position_bias") if kernel is not None else None
+    scaled, factors = [], set()
+    for t in extra:
+        what = "q" if _feeds(t, q) else "rel" if _feeds(t, bias) else None
+        if what is None or t.site is None:
+            return None, "a product on a tensor other than the queries or relative states"
+        scaled.append(what)
+        factors.add(_factor_name(t.site))
+    if len(factors) != 1 or None in factors:
+        return None, "products by factors of several or unnamed expressions"
+    form = _log_form(ctx, extra[0].site, factors.pop())
+    if form is None:
+        return None, "queries scaled by a factor of another form than a clamped log"
+    where = extra[0].site.cite()
+    ctx.cite(
+        FEATURE,
+        f"{where} (the full layers' queries times 1 + alpha * log(max((position + offset) /"
+        " floor, 1)))",
+    )
+    return {"layers": "full", **form, "scaled": tuple(sorted(set(scaled)))}, ""
+
+
+def _differences(first, other, extra: list[Term]) -> str:
+    """What the second forward does otherwise, in words: inputs of its own, modules of other
+    classes under the same attribute, position-dependent products."""
+    mine = {t.name for t in first.trace.terms if t.op == "input"}
+    inputs = [t.name for t in other.trace.terms if t.op == "input" and t.name not in mine]
+    parts = [f"inputs of its own ({', '.join(inputs)})"] if inputs else []
+    swapped = []
+    for name, child in other.rec.attrs.items():
+        before = first.rec.attrs.get(name)
+        if isinstance(child, ModuleRec) and isinstance(before, ModuleRec):
+            if child.kind != before.kind:
+                swapped.append(f"{name}: {child.kind} in place of {before.kind}")
+    parts += swapped
+    if extra:
+        parts.append("tensors times a factor the trace does not follow (a position scale)")
+    return "; ".join(parts) or "other operations"
+
+
+def _scaled_product(t: Term) -> bool:
+    """A product of a tensor by a factor the trace does not follow (UNKNOWN)."""
+    if t.op != "mul" or len(t.args) != 2:
+        return False
+    terms = [a for a in t.args if isinstance(a, Term)]
+    return len(terms) == 1 and not any(isinstance(a, int | float) for a in t.args)
+
+
+def _feeds(t: Term, target) -> bool:
+    return isinstance(target, Term) and any(x is t for x in walk(target))
+
+
+def _signature(rec: ModuleRec, terms: list[Term], skip: set[int]) -> list:
+    """Each term's operation, module (class and attribute) and inputs (earlier terms by
+    position); a skipped product stands for its tensor."""
+    names = {id(child): name for name, child in rec.attrs.items()}
+    index: dict[int, object] = {}
+    out = []
+    for t in terms:
+        if id(t) in skip:
+            tensor = next(a for a in t.args if isinstance(a, Term))
+            index[id(t)] = index.get(id(tensor), "?")
+            continue
+        index[id(t)] = len(out)
+        module = t.module
+        kind = (names.get(id(module)), module.kind) if isinstance(module, ModuleRec) else None
+        if module is rec:
+            kind = "self"
+
+        def ref(value):
+            if isinstance(value, Term):
+                return index.get(id(value), "?")
+            return "self" if value is rec else "c"
+
+        name = t.name if t.op in ("fn", "call", "input", "index", "attn") else ""
+        out.append(
+            (
+                t.op,
+                name,
+                kind,
+                tuple(ref(a) for a in t.args),
+                tuple(sorted((k, ref(v)) for k, v in t.kwargs.items() if k != "_default")),
+            )
+        )
+    return out
+
+
+def _factor_name(site) -> str | None:
+    """The name the product's statement multiplies by (`x.float() * tau`)."""
+    node = site.node
+    products = [node] if isinstance(node, cst.BinaryOperation) else []
+    products += findall(node, m.BinaryOperation(operator=m.Multiply()))
+    for product in products:
+        for side in (product.right, product.left):
+            if isinstance(side, cst.Name):
+                return side.value
+    return None
+
+
+_CONST = m.Float() | m.Integer()
+
+
+def _log_form(ctx: Ctx, site, name: str) -> dict | None:
+    """`name`'s assignment in the forward read as `1 + alpha * log(((positions + offset) /
+    floor).clamp(min=1))`: {"alpha", "floor", "offset"}; None for another form."""
+    method = site.method or site.scope
+    if method is None:
+        return None
+    for assign in findall(method, m.Assign(targets=[m.AssignTarget(target=m.Name(name))])):
+        value = assign.value
+        if not m.matches(value, m.BinaryOperation(operator=m.Add(), left=_CONST)):
+            continue
+        if _number(value.left) != 1:
+            return None
+        product = value.right
+        if not m.matches(product, m.BinaryOperation(operator=m.Multiply())):
+            return None
+        alpha, log = product.left, product.right
+        if not m.matches(log, m.Call(func=m.Attribute(attr=m.Name("log")))):
+            return None
+        clamp = log.args[0].value if len(log.args) == 1 else None
+        if not m.matches(clamp, m.Call(func=m.Attribute(attr=m.Name("clamp")))):
+            return None
+        lower = [a for a in clamp.args if a.keyword is not None and a.keyword.value == "min"]
+        if len(clamp.args) != 1 or not lower or _number(lower[0].value) != 1:
+            return None
+        ratio = clamp.func.value
+        if not m.matches(ratio, m.BinaryOperation(operator=m.Divide())):
+            return None
+        shifted = _uncast(ratio.left)
+        if not m.matches(shifted, m.BinaryOperation(operator=m.Add(), right=m.Integer())):
+            return None
+        if not _positions(_uncast(shifted.left)):
+            return None
+        fields = [_config_read(ctx, node) for node in (alpha, ratio.right)]
+        if None in fields:
+            return None
+        return {"alpha": fields[0], "floor": fields[1], "offset": int(shifted.right.value)}
+    return None
+
+
+def _uncast(node):
+    """Through `.float()` and parentheses."""
+    while m.matches(node, m.Call(func=m.Attribute(attr=m.Name("float")), args=[])):
+        node = node.func.value
+    return node
+
+
+def _positions(node) -> bool:
+    """The layer's position ids: a `position_ids` argument, or that entry of its kwargs."""
+    if m.matches(node, m.Name("position_ids")):
+        return True
+    key = m.SubscriptElement(slice=m.Index(value=m.SimpleString()))
+    if m.matches(node, m.Subscript(slice=[key])):
+        return node.slice[0].slice.value.evaluated_value == "position_ids"
+    return False
+
+
+def _config_read(ctx: Ctx, node) -> str | None:
+    """`config.<field>` / `self.config.<field>` of a field the config has."""
+    config = m.Name("config") | m.Attribute(attr=m.Name("config"))
+    if not m.matches(node, m.Attribute(value=config)):
+        return None
+    field = node.attr.value
+    attrs = getattr(ctx.model.config, "attrs", {})
+    return f"hf_config.{field}" if field in attrs else None
+
+
+def _number(node):
+    if isinstance(node, cst.Integer | cst.Float):
+        return float(node.value)
+    return None

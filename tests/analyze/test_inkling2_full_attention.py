@@ -1,0 +1,73 @@
+"""Inkling-2's full-attention layers read against its sliding ones: a second attention
+forward that is the first with its queries and relative states times a log-of-the-position
+scale is a fact (`attention.layer_logn`); one that differs otherwise is named, with what
+differs (transformers' own: key/value inputs of its own, input-dependent convolutions)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from analyze_helpers import rename_model
+
+from codegen.analyze.analysis import analyze
+from tests.scaffold.inkling2_full_fixture import derive_full
+
+pytest.importorskip("transformers.models.inkling2")
+
+FOUND = {
+    "layers": "full",
+    "alpha": "hf_config.log_scaling_alpha",
+    "floor": "hf_config.log_scaling_n_floor",
+    "offset": 1,
+    "scaled": ("q", "rel"),
+}
+
+
+def _named(features) -> dict[str, str]:
+    return {u.feature: u.detail for u in features.unsupported}
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return derive_full(tmp_path_factory.mktemp("hub"), "wombat")
+
+
+def test_the_full_layers_scale_their_queries_and_relative_states_by_the_log_position(folder):
+    features = analyze(str(folder))
+    assert features.attention.layer_logn == FOUND
+    assert "attention.layer_forwards" not in _named(features)
+    path = folder / "modeling_wombat.py"
+    line = int(features.evidence["attention.layer_logn"].split(":")[1].split()[0])
+    assert "query_states.float() * tau" in path.read_text().splitlines()[line - 1]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "replacement"),
+    [
+        # a log of another form (no clamp at 1): not the scale the rule builds
+        (r"\)\.clamp\(min=1\.0\)\n", ")\n"),
+        # the keys times the scale too
+        (
+            r"(class \w+FullAttention.*?        key_states = )(key_states\.view\(hidden_shape\))",
+            r"\1(\2.float() * tau).to(query_states.dtype)",
+        ),
+    ],
+)
+def test_a_second_forward_that_differs_otherwise_is_named(tmp_path, pattern, replacement):
+    copy = derive_full(tmp_path, "wombat")
+    path = copy / "modeling_wombat.py"
+    source, count = re.subn(pattern, replacement, path.read_text(), count=1, flags=re.DOTALL)
+    assert count
+    path.write_text(source)
+    features = analyze(str(copy))
+    assert features.attention.layer_logn is None
+    assert "FullAttention on layers 5" in _named(features)["attention.layer_forwards"]
+
+
+def test_transformers_own_full_layers_are_named_with_what_differs(tmp_path):
+    features = analyze(rename_model("inkling2_text", "wombat", str(tmp_path))[0])
+    assert features.attention.layer_logn is None
+    named = _named(features)["attention.layer_forwards"]
+    assert "inputs of its own (key_hidden_states, value_hidden_states)" in named
+    assert re.search(r"k_sconv: \w+DynamicShortConvolution in place of \w+ShortConvolution", named)
