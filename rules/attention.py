@@ -43,6 +43,16 @@ RULES = [
         params={"site": "attention"},
         description="the attention output normed before the output projection (bitnet)",
     ),
+    Rule(
+        id="output_rotation",
+        feature="attention.output_rotation",
+        values=("inverse",),
+        transform="output_rotation",
+        description=(
+            "the attention output's heads rotated back (sin negated) at the query's position"
+            " before the output projection (DeepSeek-V4, whose values carry the keys' rotation)"
+        ),
+    ),
 ]
 
 # Order matters: the window and softcap/sinks edit the SDPA call (softcap/sinks write the

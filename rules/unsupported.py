@@ -21,6 +21,10 @@ UNSUPPORTED: dict[tuple[str, object], str] = {
         "attention sink logits projected from each token's input (one per head and token),"
         " not learned per head: no rule yet"
     ),
+    ("attention.output_rotation", "forward"): (
+        "the attention output rotated by the query's rotary factors as they are (not turned"
+        " back) before the output projection: no rule yet"
+    ),
     ("attention.v_norm", "other"): (
         "a norm on the values other than one over each head after the view to heads (over the"
         " flat projection output): no rule yet"

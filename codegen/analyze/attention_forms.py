@@ -3,13 +3,15 @@
 The attention facts describe projections q, k and v (or MLA's latents) feeding one kernel
 and one output projection. DeepSeek-V4's attention reads as plain multi-query attention
 under them, while it differs in five places; each is read from the traced forward of every
-layer's attention (never from names) and named unsupported in one line:
+layer's attention (never from names) and named unsupported in one line, or read as a fact
+where a rule builds it:
 
 * `attention.low_rank_q`: the query up-projected from a normed latent (linear -> norm ->
   linear) while the keys and values are not latent (not MLA, whose rule builds both);
 * `attention.kv_same`: one tensor handed to the kernel as both the keys and the values;
-* `attention.output_rotation`: the kernel's output multiplied by the factors that rotate
-  the query (the rotary slice rotated back) before the output projection;
+* `attention.output_rotation` (a fact, not named: the Attention field): the kernel's output
+  multiplied by the factors that rotate the query before the output projection, "inverse"
+  where a factor is negated (the rotary slice turned back);
 * `attention.o_low_rank`: the kernel's output projected twice in a row (a low-rank output
   projection; a projection class with a forward of its own is named as such: grouped);
 * `attention.compressed_kv`: keys concatenated with the output of a module of the
@@ -42,7 +44,10 @@ _SKIP = (LINEAR, NORM, ROTARY)
 _CATS = ("cat", "concat", "concatenate")
 
 
-def detect(ctx: Ctx, shared: dict) -> None:
+def detect(ctx: Ctx, shared: dict) -> dict:
+    """Names the forms no rule builds; returns the Attention facts read here
+    (`output_rotation`)."""
+    facts: dict = {}
     _layer_forwards(ctx, shared)
     _unprojected_attentions(ctx)
     seen: set[int] = set()
@@ -54,7 +59,7 @@ def detect(ctx: Ctx, shared: dict) -> None:
             continue
         if id(info) not in seen:
             seen.add(id(info))
-            _projections(ctx, info)
+            _projections(ctx, info, facts)
         shape = build_shape(info.rec)
         if shape not in shapes:  # layers built alike compute alike: traced once
             shapes[shape] = _compressors(ctx, info)
@@ -80,6 +85,7 @@ def detect(ctx: Ctx, shared: dict) -> None:
             f" from the hidden states: {'; '.join(parts)}: no rule yet",
             next(iter(compressors.values()))["site"],
         )
+    return facts
 
 
 def _layer_forwards(ctx: Ctx, shared: dict) -> None:
@@ -149,7 +155,7 @@ def _unprojected_attentions(ctx: Ctx) -> None:
     )
 
 
-def _projections(ctx: Ctx, info) -> None:
+def _projections(ctx: Ctx, info, facts: dict) -> None:
     kernel = info.kernel
     qkv = [strip(t) for t in kernel.args if isinstance(t, Term)][:3]
     if len(qkv) != 3:
@@ -178,12 +184,9 @@ def _projections(ctx: Ctx, info) -> None:
     if out:
         rotation = _rotated_back(q, kernel, out[0], info.trace.terms)
         if rotation is not None:
-            ctx.unsupported(
-                "attention.output_rotation",
-                "the attention output is rotated by the query's rotary factors before the"
-                " output projection (its rotary slice turned back): no rule yet",
-                rotation.site.cite() if rotation.site else site,
-            )
+            term, negated = rotation
+            facts["output_rotation"] = "inverse" if negated else "forward"
+            ctx.cite("attention.output_rotation", term.site.cite() if term.site else site)
     if len(out) >= 2:
         names = []
         for call in out:
@@ -225,9 +228,10 @@ def _output_calls(ctx: Ctx, info) -> list[Term]:
     return chain
 
 
-def _rotated_back(q: Term, kernel: Term, out: Term, terms: list[Term]) -> Term | None:
+def _rotated_back(q: Term, kernel: Term, out: Term, terms: list[Term]) -> tuple | None:
     """A product of the kernel's output (on the way to `out`) with a factor that also
-    multiplies the query after its projection: the rotary tables."""
+    multiplies the query after its projection (the rotary tables), and whether any such
+    product takes a table negated (the rotation turned back): (first product, negated)."""
     factors: set[int] = set()
     for t in walk(q):
         if t.op != "mul":
@@ -241,6 +245,7 @@ def _rotated_back(q: Term, kernel: Term, out: Term, terms: list[Term]) -> Term |
     if not factors:
         return None
     path = {id(x) for x in walk(out)}
+    found, negated = None, False
     for t in terms:
         if t.op != "mul" or id(t) not in path:
             continue
@@ -250,8 +255,12 @@ def _rotated_back(q: Term, kernel: Term, out: Term, terms: list[Term]) -> Term |
         for mine, other in (sides, sides[::-1]):
             if any(x is kernel for x in walk(mine)) and not any(x is kernel for x in walk(other)):
                 if any(id(x) in factors for x in walk(other) if x.op != "input"):
-                    return t
-    return None
+                    found = found or t
+                    negated = negated or any(
+                        x.op == "neg" and any(id(y) in factors for y in walk(x))
+                        for x in walk(other)
+                    )
+    return None if found is None else (found, negated)
 
 
 def _reaches_call(term: Term) -> bool:

@@ -50,6 +50,7 @@ VOCAB: dict[str, tuple] = {
     "attention.qk_norm": ("none", "per_head", "full"),
     "attention.qk_norm_layers": ("all", "rope"),
     "attention.v_norm": ("none", "per_head", "other"),
+    "attention.output_rotation": ("none", "inverse", "forward"),
     "attention.layer_shapes": ("same", "per_layer_config", "latent", "rule", "other"),
     "attention.latent_norm_eps": ("default", "norm_eps", "other"),
     "attention.latent_scale": ("none", "q", "kv", "q_kv", "other"),
@@ -167,6 +168,10 @@ class Attention:
     # {"beta": <hf_config expression>, "period": <hf_config expression>, "offset": float}
     logn: dict | None = None
     sub_norm: bool | str = False  # the attention output normed before the output projection
+    # the attention output's heads rotated by the query's rotary factors before the output
+    # projection: none | inverse (the conjugate rotation, sin negated: DeepSeek-V4 turns back
+    # the rotation its keys-as-values carry) | forward (sin as the query's)
+    output_rotation: str = "none"
     # a norm on the values before the attention (gemma4's v_norm): none | per_head (over
     # head_dim, after the view to heads) | other; v_norm_weight: it learns a scale
     v_norm: str = "none"

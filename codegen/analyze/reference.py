@@ -122,6 +122,7 @@ COMPARED: dict[str, Any] = {
     "attention.q_latent_raw": None,
     "attention.logn": lambda logn: logn is not None,
     "attention.sub_norm": None,
+    "attention.output_rotation": None,
     "attention.v_norm": None,
     "attention.layer_shapes": None,
     "attention.v_head_dim": lambda size: "other" if size == "other" else size is not None,
@@ -252,6 +253,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "attention.q_latent_raw": (False,),  # a query up-projection reads the normed latent only
     "attention.logn": (False,),  # queries not scaled by position
     "attention.sub_norm": (False,),  # the attention output goes to o_proj as it is
+    "attention.output_rotation": ("none",),  # ... unrotated
     "attention.v_norm": ("none",),  # the values go to the attention as projected
     "attention.layer_shapes": ("same",),  # every layer's attention sized alike
     "attention.v_head_dim": (False,),  # value heads as wide as the key heads

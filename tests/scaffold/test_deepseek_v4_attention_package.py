@@ -1,0 +1,106 @@
+"""End to end: DeepSeek-V4's attention parts that a rule builds, on the remote-code folder of
+`v4_attention_fixture.py` (llama whose attention output is rotated back by the query's
+rotary factors before its output projection, as DeepSeek-V4's is), planned from its
+analysis, scaffolded and verified in fp32 and bf16 for every switch setting, and its shard
+plan under tp=2. Seeded defects fail verify naming the first layer's attention: the output
+rotated forward (sin not negated) and the rotation dropped; without the rule's step the
+package fails too."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from codegen.cli import main
+from codegen.scaffold.plan import make_plan
+from codegen.scaffold.target import load_target
+from codegen.scaffold.testing import seed, write_planned
+
+sys.path.insert(0, str(Path(__file__).parent))
+from v4_attention_fixture import rotated_folder  # noqa: E402
+
+ROTATION = "out = apply_rotary(out, cos, -sin)"
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return rotated_folder(tmp_path_factory.mktemp("hub"))
+
+
+@pytest.fixture(scope="module")
+def planned(folder):
+    target = load_target(str(folder))
+    assert target.features.attention.output_rotation == "inverse"
+    plan = make_plan(target)
+    assert plan.complete, plan.gaps
+    assert "output_rotation" in {step.rule for step in plan.steps}
+    return target, plan
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, planned):
+    return write_planned(tmp_path_factory.mktemp("models"), planned)
+
+
+def _verify(folder, models, capsys, *dtypes: str) -> list[dict]:
+    capsys.readouterr()
+    flags = [x for d in dtypes or ("fp32",) for x in ("--dtype", d)]
+    main(["verify", str(folder), "--models", str(models), "--trust-remote-code", "--json", *flags])
+    return json.loads(capsys.readouterr().out)
+
+
+def test_package_verifies(folder, built, capsys):
+    models, name = built
+    assert ROTATION in (models / name / "model.py").read_text()
+    rows = _verify(folder, models, capsys, "fp32", "bf16")
+    assert len(rows) >= 8 and all(row["status"] == "pass" for row in rows), rows
+
+
+def test_shard_plan_under_tp2(folder, built):
+    from transformers import AutoConfig
+
+    from codegen.models import load_spec
+    from codegen.verify.parallel import verify_parallel
+
+    models, name = built
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
+    result = verify_parallel(load_spec(name, models), config, "tp=2")
+    assert result.status == "pass", result.line()
+
+
+@pytest.mark.parametrize(
+    "new",
+    [
+        "out = apply_rotary(out, cos, sin)",  # rotated forward: not turned back
+        "pass",  # the rotation dropped
+    ],
+    ids=["forward", "dropped"],
+)
+def test_seeded_defects_fail_at_the_attention(tmp_path, folder, built, capsys, new):
+    models = tmp_path / "models"
+    shutil.copytree(built[0], models)
+    seed(models, built[1], ROTATION, new)
+    row = _verify(folder, models, capsys)[0]
+    assert row["status"] == "fail", row
+    assert row["first_divergence"].startswith("layers.0.attention"), row["first_divergence"]
+
+
+def test_a_forward_output_rotation_is_refused(tmp_path):
+    # the same product with sin as the query's: read, and refused in one line
+    folder = rotated_folder(tmp_path / "hub", name="quillforth")
+    (path,) = folder.glob("modeling_*.py")
+    path.write_text(path.read_text().replace("cos, -sin", "cos, sin"))
+    target = load_target(str(folder))
+    assert target.features.attention.output_rotation == "forward"
+    (gap,) = make_plan(target).gaps
+    assert gap.feature == "attention.output_rotation"
+
+
+def test_package_without_the_rule_fails(tmp_path, folder, planned, capsys):
+    models, _ = write_planned(tmp_path / "models", planned, without="output_rotation")
+    row = _verify(folder, models, capsys)[0]
+    assert row["status"] == "fail", row
