@@ -53,6 +53,16 @@ RULES = [
             " before the output projection (DeepSeek-V4, whose values carry the keys' rotation)"
         ),
     ),
+    Rule(
+        id="values_are_keys",
+        feature="attention.kv_same",
+        values=(True,),
+        transform="values_are_keys",
+        description=(
+            "no value projection: the rotated keys are handed to the attention as the values"
+            " too (DeepSeek-V4's kv_proj)"
+        ),
+    ),
 ]
 
 # Order matters: the window and softcap/sinks edit the SDPA call (softcap/sinks write the

@@ -8,7 +8,8 @@ where a rule builds it:
 
 * `attention.low_rank_q`: the query up-projected from a normed latent (linear -> norm ->
   linear) while the keys and values are not latent (not MLA, whose rule builds both);
-* `attention.kv_same`: one tensor handed to the kernel as both the keys and the values;
+* `attention.kv_same` (a fact: the Attention field): one tensor handed to the kernel as both
+  the keys and the values;
 * `attention.output_rotation` (a fact, not named: the Attention field): the kernel's output
   multiplied by the factors that rotate the query before the output projection, "inverse"
   where a factor is negated (the rotary slice turned back);
@@ -46,7 +47,7 @@ _CATS = ("cat", "concat", "concatenate")
 
 def detect(ctx: Ctx, shared: dict) -> dict:
     """Names the forms no rule builds; returns the Attention facts read here
-    (`output_rotation`)."""
+    (`output_rotation`, `kv_same`)."""
     facts: dict = {}
     _layer_forwards(ctx, shared)
     _unprojected_attentions(ctx)
@@ -173,13 +174,8 @@ def _projections(ctx: Ctx, info, facts: dict) -> None:
             first.site.cite() if first is not None else site,
         )
     if k is v and _linears(k, ctx):
-        names = ", ".join(_names(info.rec, _linears(k, ctx)))
-        ctx.unsupported(
-            "attention.kv_same",
-            f"the keys are the values: one tensor ({names}) handed to the attention as both:"
-            " no rule yet",
-            site,
-        )
+        facts["kv_same"] = True
+        ctx.cite("attention.kv_same", site)
     out = _output_calls(ctx, info)
     if out:
         rotation = _rotated_back(q, kernel, out[0], info.trace.terms)

@@ -172,6 +172,9 @@ class Attention:
     # projection: none | inverse (the conjugate rotation, sin negated: DeepSeek-V4 turns back
     # the rotation its keys-as-values carry) | forward (sin as the query's)
     output_rotation: str = "none"
+    # one tensor handed to the attention as both its keys and its values (DeepSeek-V4's
+    # kv_proj): no value projection of its own
+    kv_same: bool = False
     # a norm on the values before the attention (gemma4's v_norm): none | per_head (over
     # head_dim, after the view to heads) | other; v_norm_weight: it learns a scale
     v_norm: str = "none"

@@ -1,10 +1,11 @@
 """End to end: DeepSeek-V4's attention parts that a rule builds, on the remote-code folder of
-`v4_attention_fixture.py` (llama whose attention output is rotated back by the query's
-rotary factors before its output projection, as DeepSeek-V4's is), planned from its
-analysis, scaffolded and verified in fp32 and bf16 for every switch setting, and its shard
-plan under tp=2. Seeded defects fail verify naming the first layer's attention: the output
-rotated forward (sin not negated) and the rotation dropped; without the rule's step the
-package fails too."""
+`v4_attention_fixture.py` (llama whose attention hands its rotated keys over as the values
+too and rotates its output back by the query's rotary factors before the output
+projection, as DeepSeek-V4's does), planned from its analysis, scaffolded and verified in
+fp32 and bf16 for every switch setting (attention_bias: the key projection's bias is the
+values'), and its shard plan under tp=2. Seeded defects fail verify naming the first
+layer's attention: the output rotated forward (sin not negated), the rotation dropped, the
+values the keys before their rotation; without either rule's step the package fails."""
 
 from __future__ import annotations
 
@@ -21,23 +22,25 @@ from codegen.scaffold.target import load_target
 from codegen.scaffold.testing import seed, write_planned
 
 sys.path.insert(0, str(Path(__file__).parent))
-from v4_attention_fixture import rotated_folder  # noqa: E402
+from v4_attention_fixture import v4_attention_folder  # noqa: E402
 
 ROTATION = "out = apply_rotary(out, cos, -sin)"
+VALUES = "v = k  #"
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    return rotated_folder(tmp_path_factory.mktemp("hub"))
+    return v4_attention_folder(tmp_path_factory.mktemp("hub"))
 
 
 @pytest.fixture(scope="module")
 def planned(folder):
     target = load_target(str(folder))
     assert target.features.attention.output_rotation == "inverse"
+    assert target.features.attention.kv_same is True
     plan = make_plan(target)
     assert plan.complete, plan.gaps
-    assert "output_rotation" in {step.rule for step in plan.steps}
+    assert {"output_rotation", "values_are_keys"} <= {step.rule for step in plan.steps}
     return target, plan
 
 
@@ -55,7 +58,8 @@ def _verify(folder, models, capsys, *dtypes: str) -> list[dict]:
 
 def test_package_verifies(folder, built, capsys):
     models, name = built
-    assert ROTATION in (models / name / "model.py").read_text()
+    code = (models / name / "model.py").read_text()
+    assert ROTATION in code and VALUES in code and "self.wv" not in code
     rows = _verify(folder, models, capsys, "fp32", "bf16")
     assert len(rows) >= 8 and all(row["status"] == "pass" for row in rows), rows
 
@@ -73,17 +77,19 @@ def test_shard_plan_under_tp2(folder, built):
 
 
 @pytest.mark.parametrize(
-    "new",
+    ("old", "new"),
     [
-        "out = apply_rotary(out, cos, sin)",  # rotated forward: not turned back
-        "pass",  # the rotation dropped
+        (ROTATION, "out = apply_rotary(out, cos, sin)"),  # rotated forward: not turned back
+        (ROTATION, "pass"),  # the rotation dropped
+        # the values the keys before their rotation
+        (VALUES, "v = self.wk(x).view(batch, seq, -1, self.head_dim).transpose(1, 2)  #"),
     ],
-    ids=["forward", "dropped"],
+    ids=["forward", "dropped", "unrotated-values"],
 )
-def test_seeded_defects_fail_at_the_attention(tmp_path, folder, built, capsys, new):
+def test_seeded_defects_fail_at_the_attention(tmp_path, folder, built, capsys, old, new):
     models = tmp_path / "models"
     shutil.copytree(built[0], models)
-    seed(models, built[1], ROTATION, new)
+    seed(models, built[1], old, new)
     row = _verify(folder, models, capsys)[0]
     assert row["status"] == "fail", row
     assert row["first_divergence"].startswith("layers.0.attention"), row["first_divergence"]
@@ -91,7 +97,7 @@ def test_seeded_defects_fail_at_the_attention(tmp_path, folder, built, capsys, n
 
 def test_a_forward_output_rotation_is_refused(tmp_path):
     # the same product with sin as the query's: read, and refused in one line
-    folder = rotated_folder(tmp_path / "hub", name="quillforth")
+    folder = v4_attention_folder(tmp_path / "hub", name="quillforth")
     (path,) = folder.glob("modeling_*.py")
     path.write_text(path.read_text().replace("cos, -sin", "cos, sin"))
     target = load_target(str(folder))
@@ -100,7 +106,8 @@ def test_a_forward_output_rotation_is_refused(tmp_path):
     assert gap.feature == "attention.output_rotation"
 
 
-def test_package_without_the_rule_fails(tmp_path, folder, planned, capsys):
-    models, _ = write_planned(tmp_path / "models", planned, without="output_rotation")
+@pytest.mark.parametrize("rule", ["output_rotation", "values_are_keys"])
+def test_package_without_the_rule_fails(tmp_path, folder, planned, capsys, rule):
+    models, _ = write_planned(tmp_path / "models", planned, without=rule)
     row = _verify(folder, models, capsys)[0]
     assert row["status"] == "fail", row
