@@ -63,6 +63,17 @@ RULES = [
             " too (DeepSeek-V4's kv_proj)"
         ),
     ),
+    Rule(
+        id="grouped_output",
+        feature="attention.o_low_rank",
+        values=(True,),
+        transform="grouped_output",
+        params={"grouped": FromFeature("attention.o_low_rank")},
+        description=(
+            "the output projected per group of heads (a block each) to o_lora_rank, then"
+            " mixed to the hidden size (DeepSeek-V4's o_a_proj -> o_b_proj)"
+        ),
+    ),
 ]
 
 # Order matters: the window and softcap/sinks edit the SDPA call (softcap/sinks write the

@@ -13,8 +13,9 @@ where a rule builds it:
 * `attention.output_rotation` (a fact, not named: the Attention field): the kernel's output
   multiplied by the factors that rotate the query before the output projection, "inverse"
   where a factor is negated (the rotary slice turned back);
-* `attention.o_low_rank`: the kernel's output projected twice in a row (a low-rank output
-  projection; a projection class with a forward of its own is named as such: grouped);
+* `attention.o_low_rank` (a fact: the Attention field): the kernel's output projected twice
+  in a row, read as a grouped first stage (a projection class with a forward of its own and
+  a group count from the config) or "other";
 * `attention.compressed_kv`: keys concatenated with the output of a module of the
   attention's own other than a projection, norm or rotary (a compressor of past tokens),
   named with the layers it is on and any part of it that picks entries by top-k (an
@@ -27,6 +28,8 @@ where a rule builds it:
 """
 
 from __future__ import annotations
+
+import libcst as cst
 
 from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import Term, strip, terms_in, walk
@@ -47,7 +50,7 @@ _CATS = ("cat", "concat", "concatenate")
 
 def detect(ctx: Ctx, shared: dict) -> dict:
     """Names the forms no rule builds; returns the Attention facts read here
-    (`output_rotation`, `kv_same`)."""
+    (`output_rotation`, `kv_same`, `o_low_rank`)."""
     facts: dict = {}
     _layer_forwards(ctx, shared)
     _unprojected_attentions(ctx)
@@ -184,21 +187,50 @@ def _projections(ctx: Ctx, info, facts: dict) -> None:
             facts["output_rotation"] = "inverse" if negated else "forward"
             ctx.cite("attention.output_rotation", term.site.cite() if term.site else site)
     if len(out) >= 2:
-        names = []
-        for call in out:
-            own = (
-                ctx.model.project.find_method(call.module.cls, "forward")
-                if call.module.cls
-                else None
-            )
-            grouped = f" ({call.module.cls.name}, a forward of its own)" if own else ""
-            names.append(f"{_name(info.rec, call.module)}{grouped}")
-        ctx.unsupported(
-            "attention.o_low_rank",
-            f"the attention output is projected twice in a row ({' -> '.join(names)}): a"
-            " low-rank output projection: no rule yet",
-            out[0].site.cite() if out[0].site else site,
-        )
+        found = _grouped_output(ctx, info.rec, out) if len(out) == 2 else None
+        facts["o_low_rank"] = found or "other"
+        ctx.cite("attention.o_low_rank", out[0].site.cite() if out[0].site else site)
+
+
+def _grouped_output(ctx: Ctx, owner: ModuleRec, out: list[Term]) -> dict | None:
+    """{"a", "b", "groups", "rank"} of a grouped first stage (a Linear subclass with a
+    forward of its own, built with a group count `config.<groups>` it keeps as an attribute
+    and `config.<groups> * config.<rank>` outputs) feeding a plain Linear, neither with a
+    bias; None otherwise."""
+    first, second = (call.module for call in out)
+    a, b = _name(owner, first), _name(owner, second)
+    if first.cls is None or first.kind != "Linear" or second.cls is not None or None in (a, b):
+        return None
+    if ctx.model.project.find_method(first.cls, "forward") is None:
+        return None
+    if any(module.kwargs.get("bias", True) is not False for module in (first, second)):
+        return None  # a stage with a bias (or one not read): not the form the rule builds
+    counts = [v for v in first.attrs.values() if isinstance(v, int) and not isinstance(v, bool)]
+    node = first.site.node if first.site is not None else None
+    if len(counts) != 1 or not isinstance(node, cst.Call) or len(first.args) < 2:
+        return None
+    fields = {arg: _config_field(arg.value) for arg in node.args}
+    config = ctx.model.config.attrs
+    groups = [f for f in fields.values() if f is not None and config.get(f) == counts[0]]
+    if len(groups) != 1:
+        return None
+    for arg in node.args:  # the outputs: the group count times the rank
+        value = arg.value
+        if isinstance(value, cst.BinaryOperation) and isinstance(value.operator, cst.Multiply):
+            factors = [_config_field(value.left), _config_field(value.right)]
+            if groups[0] in factors and None not in factors:
+                rank = factors[1 - factors.index(groups[0])]
+                if rank != groups[0] and config.get(rank, 0) * counts[0] == first.args[1]:
+                    return {"a": a, "b": b, "groups": groups[0], "rank": rank}
+    return None
+
+
+def _config_field(node) -> str | None:
+    """`config.x` -> "x"."""
+    if isinstance(node, cst.Attribute) and isinstance(node.value, cst.Name):
+        if node.value.value == "config":
+            return node.attr.value
+    return None
 
 
 def _output_calls(ctx: Ctx, info) -> list[Term]:

@@ -175,6 +175,11 @@ class Attention:
     # one tensor handed to the attention as both its keys and its values (DeepSeek-V4's
     # kv_proj): no value projection of its own
     kv_same: bool = False
+    # the output projected twice, each group of heads by a block of its own first, then
+    # mixed to the hidden size (DeepSeek-V4's grouped o_a_proj -> o_b_proj): {"a", "b": the
+    # HF attributes, "groups", "rank": the config fields of the group count and each group's
+    # width}; "other" for another two-stage form; None for one output projection
+    o_low_rank: dict | str | None = None
     # a norm on the values before the attention (gemma4's v_norm): none | per_head (over
     # head_dim, after the view to heads) | other; v_norm_weight: it learns a scale
     v_norm: str = "none"

@@ -1,11 +1,13 @@
 """End to end: DeepSeek-V4's attention parts that a rule builds, on the remote-code folder of
 `v4_attention_fixture.py` (llama whose attention hands its rotated keys over as the values
-too and rotates its output back by the query's rotary factors before the output
-projection, as DeepSeek-V4's does), planned from its analysis, scaffolded and verified in
-fp32 and bf16 for every switch setting (attention_bias: the key projection's bias is the
-values'), and its shard plan under tp=2. Seeded defects fail verify naming the first
+too, rotates its output back by the query's rotary factors and projects it per group of
+heads before mixing it to the hidden size, as DeepSeek-V4's does), planned from its
+analysis, scaffolded and verified in fp32 and bf16 for every switch setting
+(attention_bias: the key projection's bias is the values'), and its shard plan under tp=2
+(each rank projecting its own heads' groups). Seeded defects fail verify naming the first
 layer's attention: the output rotated forward (sin not negated), the rotation dropped, the
-values the keys before their rotation; without either rule's step the package fails."""
+values the keys before their rotation, the grouped projection's groups mixed (its rows
+taken across groups); without any one rule's step the package fails."""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from v4_attention_fixture import v4_attention_folder  # noqa: E402
 
 ROTATION = "out = apply_rotary(out, cos, -sin)"
 VALUES = "v = k  #"
+BLOCKS = "blocks = self.weight.view(-1, self.rank, self.in_features)"
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +43,14 @@ def planned(folder):
     assert target.features.attention.kv_same is True
     plan = make_plan(target)
     assert plan.complete, plan.gaps
-    assert {"output_rotation", "values_are_keys"} <= {step.rule for step in plan.steps}
+    assert target.features.attention.o_low_rank == {
+        "a": "o_a_proj",
+        "b": "o_b_proj",
+        "groups": "o_groups",
+        "rank": "o_lora_rank",
+    }
+    rules = {step.rule for step in plan.steps}
+    assert {"output_rotation", "values_are_keys", "grouped_output"} <= rules
     return target, plan
 
 
@@ -59,7 +69,8 @@ def _verify(folder, models, capsys, *dtypes: str) -> list[dict]:
 def test_package_verifies(folder, built, capsys):
     models, name = built
     code = (models / name / "model.py").read_text()
-    assert ROTATION in code and VALUES in code and "self.wv" not in code
+    assert ROTATION in code and VALUES in code and BLOCKS in code
+    assert "self.wv" not in code and "self.wo(" not in code
     rows = _verify(folder, models, capsys, "fp32", "bf16")
     assert len(rows) >= 8 and all(row["status"] == "pass" for row in rows), rows
 
@@ -83,8 +94,10 @@ def test_shard_plan_under_tp2(folder, built):
         (ROTATION, "pass"),  # the rotation dropped
         # the values the keys before their rotation
         (VALUES, "v = self.wk(x).view(batch, seq, -1, self.head_dim).transpose(1, 2)  #"),
+        # each group's block made of rows of every group
+        (BLOCKS, "blocks = self.weight.view(self.rank, -1, self.in_features).transpose(0, 1)"),
     ],
-    ids=["forward", "dropped", "unrotated-values"],
+    ids=["forward", "dropped", "unrotated-values", "groups-mixed"],
 )
 def test_seeded_defects_fail_at_the_attention(tmp_path, folder, built, capsys, old, new):
     models = tmp_path / "models"
@@ -106,7 +119,7 @@ def test_a_forward_output_rotation_is_refused(tmp_path):
     assert gap.feature == "attention.output_rotation"
 
 
-@pytest.mark.parametrize("rule", ["output_rotation", "values_are_keys"])
+@pytest.mark.parametrize("rule", ["output_rotation", "values_are_keys", "grouped_output"])
 def test_package_without_the_rule_fails(tmp_path, folder, planned, capsys, rule):
     models, _ = write_planned(tmp_path / "models", planned, without=rule)
     row = _verify(folder, models, capsys)[0]
