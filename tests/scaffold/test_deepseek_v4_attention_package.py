@@ -87,6 +87,24 @@ def test_shard_plan_under_tp2(folder, built):
     assert result.status == "pass", result.line()
 
 
+def test_groups_that_do_not_split_over_tp_are_refused_in_one_line(tmp_path):
+    from transformers import AutoConfig
+
+    from codegen.models import load_spec
+    from codegen.verify.parallel import verify_parallel
+
+    # one group of all four heads: no rank holds a whole group's heads under tp=2
+    folder = v4_attention_folder(
+        tmp_path / "hub", name="quillfold", groups={"o_groups": 1, "o_lora_rank": 24}
+    )
+    planned = (target := load_target(str(folder)), make_plan(target))
+    models, name = write_planned(tmp_path / "models", planned)
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
+    result = verify_parallel(load_spec(name, models), config, "tp=2")
+    assert result.status != "pass"
+    assert "1 groups of heads do not split over 2" in result.line(), result.line()
+
+
 @pytest.mark.parametrize(
     ("old", "new"),
     [

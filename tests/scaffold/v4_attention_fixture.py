@@ -79,8 +79,8 @@ def _grouped_linear() -> str:
     return text.replace("DeepseekV4", CAMEL) + "\n\n\n"
 
 
-def v4_attention_folder(dest: Path, name: str = NAME, parts=PARTS) -> Path:
-    values = GROUPS if "grouped_output" in parts else {}
+def v4_attention_folder(dest: Path, name: str = NAME, parts=PARTS, groups=GROUPS) -> Path:
+    values = groups if "grouped_output" in parts else {}
     folder = remote_folder("llama", dest, name=name, config_values=values)
     (path,) = folder.glob("modeling_*.py")
     text = path.read_text()
