@@ -43,6 +43,37 @@ RULES = [
         params={"site": "attention"},
         description="the attention output normed before the output projection (bitnet)",
     ),
+    Rule(
+        id="output_rotation",
+        feature="attention.output_rotation",
+        values=("inverse",),
+        transform="output_rotation",
+        description=(
+            "the attention output's heads rotated back (sin negated) at the query's position"
+            " before the output projection (DeepSeek-V4, whose values carry the keys' rotation)"
+        ),
+    ),
+    Rule(
+        id="values_are_keys",
+        feature="attention.kv_same",
+        values=(True,),
+        transform="values_are_keys",
+        description=(
+            "no value projection: the rotated keys are handed to the attention as the values"
+            " too (DeepSeek-V4's kv_proj)"
+        ),
+    ),
+    Rule(
+        id="grouped_output",
+        feature="attention.o_low_rank",
+        values=(True,),
+        transform="grouped_output",
+        params={"grouped": FromFeature("attention.o_low_rank")},
+        description=(
+            "the output projected per group of heads (a block each) to o_lora_rank, then"
+            " mixed to the hidden size (DeepSeek-V4's o_a_proj -> o_b_proj)"
+        ),
+    ),
 ]
 
 # Order matters: the window and softcap/sinks edit the SDPA call (softcap/sinks write the

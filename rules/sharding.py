@@ -271,6 +271,10 @@ SHARDS = [
     Shards("head_transform", {"head_dense": "replicate", "head_norm": "replicate"}),
     # a sub-norm spans every feature of the column-wise shards it follows (all heads, or the
     # whole inner width): its weight split like them, the mean of squares summed over ranks
+    Shards(
+        "grouped_output",
+        {"layers.*.attention.wo_a": "grouped_colwise", "layers.*.attention.wo_b": "rowwise"},
+    ),
     Shards("add_sub_norm", {"layers.*.attention.sub_norm": "sharded_norm"}, {"site": "attention"}),
     Shards("add_sub_norm", {"layers.*.feed_forward.sub_norm": "sharded_norm"}, {"site": "ffn"}),
     # differential attention pairs head i with head n/2 + i and splits every value head in

@@ -22,6 +22,15 @@ UNSUPPORTED: dict[tuple[str, object], str] = {
         " learned scale not one per head and channel, a threshold not read from the config):"
         " no rule yet"
     ),
+    ("attention.output_rotation", "forward"): (
+        "the attention output rotated by the query's rotary factors as they are (not turned"
+        " back) before the output projection: no rule yet"
+    ),
+    ("attention.o_low_rank", "other"): (
+        "the attention output projected twice in a row other than by groups of heads each"
+        " through a block of its own (a grouped linear with a config group count) and then a"
+        " plain linear: no rule yet"
+    ),
     ("attention.v_norm", "other"): (
         "a norm on the values other than one over each head after the view to heads (over the"
         " flat projection output): no rule yet"

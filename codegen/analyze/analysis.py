@@ -207,7 +207,7 @@ def _run(ctx: Ctx) -> Features:
         ffn = dataclasses.replace(ffn, layer_widths=widths)
     if sparsity is not None:
         ffn = dataclasses.replace(ffn, activation_sparsity=sparsity)
-    layer_logn = attention_forms.detect(ctx, shared)
+    forms = attention_forms.detect(ctx, shared)
     scored, router_mlp, table = router_forms.detect(ctx)
     if table is not None:
         moe = dataclasses.replace(moe, table_routing=table)
@@ -225,7 +225,7 @@ def _run(ctx: Ctx) -> Features:
     attention = value_norm.detect(ctx, shared, attention)
     if sharing is not None:
         attention = dataclasses.replace(attention, kv_sharing=sharing)
-    attention = dataclasses.replace(attention, **shape_facts, **latent, layer_logn=layer_logn)
+    attention = dataclasses.replace(attention, **shape_facts, **latent, **forms)
     routed = routed_attention.detect(ctx, moe)
     if isinstance(routed, dict):  # its output bias is the routed module's, after the merge
         o_bias = routed["bias"] is not None

@@ -3,15 +3,19 @@
 The attention facts describe projections q, k and v (or MLA's latents) feeding one kernel
 and one output projection. DeepSeek-V4's attention reads as plain multi-query attention
 under them, while it differs in five places; each is read from the traced forward of every
-layer's attention (never from names) and named unsupported in one line:
+layer's attention (never from names) and named unsupported in one line, or read as a fact
+where a rule builds it:
 
 * `attention.low_rank_q`: the query up-projected from a normed latent (linear -> norm ->
   linear) while the keys and values are not latent (not MLA, whose rule builds both);
-* `attention.kv_same`: one tensor handed to the kernel as both the keys and the values;
-* `attention.output_rotation`: the kernel's output multiplied by the factors that rotate
-  the query (the rotary slice rotated back) before the output projection;
-* `attention.o_low_rank`: the kernel's output projected twice in a row (a low-rank output
-  projection; a projection class with a forward of its own is named as such: grouped);
+* `attention.kv_same` (a fact: the Attention field): one tensor handed to the kernel as both
+  the keys and the values;
+* `attention.output_rotation` (a fact, not named: the Attention field): the kernel's output
+  multiplied by the factors that rotate the query before the output projection, "inverse"
+  where a factor is negated (the rotary slice turned back);
+* `attention.o_low_rank` (a fact: the Attention field): the kernel's output projected twice
+  in a row, read as a grouped first stage (a projection class with a forward of its own and
+  a group count from the config) or "other";
 * `attention.compressed_kv`: keys concatenated with the output of a module of the
   attention's own other than a projection, norm or rotary (a compressor of past tokens),
   named with the layers it is on and any part of it that picks entries by top-k (an
@@ -27,6 +31,8 @@ layer's attention (never from names) and named unsupported in one line:
 """
 
 from __future__ import annotations
+
+import libcst as cst
 
 from codegen.analyze import layer_attention
 from codegen.analyze.context import Ctx
@@ -46,10 +52,14 @@ _SKIP = (LINEAR, NORM, ROTARY)
 _CATS = ("cat", "concat", "concatenate")
 
 
-def detect(ctx: Ctx, shared: dict) -> dict | None:
-    """The forms below named unsupported; returns `attention.layer_logn` (see
-    `layer_attention`) where the second attention forward is the first log-scaled."""
+def detect(ctx: Ctx, shared: dict) -> dict:
+    """Names the forms no rule builds; returns the Attention facts read here
+    (`output_rotation`, `kv_same`, `o_low_rank`, and `layer_logn` where the second
+    attention forward is the first log-scaled: see `layer_attention`)."""
+    facts: dict = {}
     layer_logn = _layer_forwards(ctx, shared)
+    if layer_logn is not None:
+        facts["layer_logn"] = layer_logn
     _unprojected_attentions(ctx)
     seen: set[int] = set()
     shapes: dict[tuple, list] = {}  # the attention's classes -> its compressors
@@ -60,7 +70,7 @@ def detect(ctx: Ctx, shared: dict) -> dict | None:
             continue
         if id(info) not in seen:
             seen.add(id(info))
-            _projections(ctx, info)
+            _projections(ctx, info, facts)
         shape = build_shape(info.rec)
         if shape not in shapes:  # layers built alike compute alike: traced once
             shapes[shape] = _compressors(ctx, info)
@@ -86,7 +96,7 @@ def detect(ctx: Ctx, shared: dict) -> dict | None:
             f" from the hidden states: {'; '.join(parts)}: no rule yet",
             next(iter(compressors.values()))["site"],
         )
-    return layer_logn
+    return facts
 
 
 def _layer_forwards(ctx: Ctx, shared: dict) -> dict | None:
@@ -167,7 +177,7 @@ def _unprojected_attentions(ctx: Ctx) -> None:
     )
 
 
-def _projections(ctx: Ctx, info) -> None:
+def _projections(ctx: Ctx, info, facts: dict) -> None:
     kernel = info.kernel
     qkv = [strip(t) for t in kernel.args if isinstance(t, Term)][:3]
     if len(qkv) != 3:
@@ -185,39 +195,60 @@ def _projections(ctx: Ctx, info) -> None:
             first.site.cite() if first is not None else site,
         )
     if k is v and _linears(k, ctx):
-        names = ", ".join(_names(info.rec, _linears(k, ctx)))
-        ctx.unsupported(
-            "attention.kv_same",
-            f"the keys are the values: one tensor ({names}) handed to the attention as both:"
-            " no rule yet",
-            site,
-        )
+        facts["kv_same"] = True
+        ctx.cite("attention.kv_same", site)
     out = _output_calls(ctx, info)
     if out:
         rotation = _rotated_back(q, kernel, out[0], info.trace.terms)
         if rotation is not None:
-            ctx.unsupported(
-                "attention.output_rotation",
-                "the attention output is rotated by the query's rotary factors before the"
-                " output projection (its rotary slice turned back): no rule yet",
-                rotation.site.cite() if rotation.site else site,
-            )
+            term, negated = rotation
+            facts["output_rotation"] = "inverse" if negated else "forward"
+            ctx.cite("attention.output_rotation", term.site.cite() if term.site else site)
     if len(out) >= 2:
-        names = []
-        for call in out:
-            own = (
-                ctx.model.project.find_method(call.module.cls, "forward")
-                if call.module.cls
-                else None
-            )
-            grouped = f" ({call.module.cls.name}, a forward of its own)" if own else ""
-            names.append(f"{_name(info.rec, call.module)}{grouped}")
-        ctx.unsupported(
-            "attention.o_low_rank",
-            f"the attention output is projected twice in a row ({' -> '.join(names)}): a"
-            " low-rank output projection: no rule yet",
-            out[0].site.cite() if out[0].site else site,
-        )
+        found = _grouped_output(ctx, info.rec, out) if len(out) == 2 else None
+        facts["o_low_rank"] = found or "other"
+        ctx.cite("attention.o_low_rank", out[0].site.cite() if out[0].site else site)
+
+
+def _grouped_output(ctx: Ctx, owner: ModuleRec, out: list[Term]) -> dict | None:
+    """{"a", "b", "groups", "rank"} of a grouped first stage (a Linear subclass with a
+    forward of its own, built with a group count `config.<groups>` it keeps as an attribute
+    and `config.<groups> * config.<rank>` outputs) feeding a plain Linear, neither with a
+    bias; None otherwise."""
+    first, second = (call.module for call in out)
+    a, b = _name(owner, first), _name(owner, second)
+    if first.cls is None or first.kind != "Linear" or second.cls is not None or None in (a, b):
+        return None
+    if ctx.model.project.find_method(first.cls, "forward") is None:
+        return None
+    if any(module.kwargs.get("bias", True) is not False for module in (first, second)):
+        return None  # a stage with a bias (or one not read): not the form the rule builds
+    counts = [v for v in first.attrs.values() if isinstance(v, int) and not isinstance(v, bool)]
+    node = first.site.node if first.site is not None else None
+    if len(counts) != 1 or not isinstance(node, cst.Call) or len(first.args) < 2:
+        return None
+    fields = {arg: _config_field(arg.value) for arg in node.args}
+    config = ctx.model.config.attrs
+    groups = [f for f in fields.values() if f is not None and config.get(f) == counts[0]]
+    if len(groups) != 1:
+        return None
+    for arg in node.args:  # the outputs: the group count times the rank
+        value = arg.value
+        if isinstance(value, cst.BinaryOperation) and isinstance(value.operator, cst.Multiply):
+            factors = [_config_field(value.left), _config_field(value.right)]
+            if groups[0] in factors and None not in factors:
+                rank = factors[1 - factors.index(groups[0])]
+                if rank != groups[0] and config.get(rank, 0) * counts[0] == first.args[1]:
+                    return {"a": a, "b": b, "groups": groups[0], "rank": rank}
+    return None
+
+
+def _config_field(node) -> str | None:
+    """`config.x` -> "x"."""
+    if isinstance(node, cst.Attribute) and isinstance(node.value, cst.Name):
+        if node.value.value == "config":
+            return node.attr.value
+    return None
 
 
 def _output_calls(ctx: Ctx, info) -> list[Term]:
@@ -243,9 +274,10 @@ def _output_calls(ctx: Ctx, info) -> list[Term]:
     return chain
 
 
-def _rotated_back(q: Term, kernel: Term, out: Term, terms: list[Term]) -> Term | None:
+def _rotated_back(q: Term, kernel: Term, out: Term, terms: list[Term]) -> tuple | None:
     """A product of the kernel's output (on the way to `out`) with a factor that also
-    multiplies the query after its projection: the rotary tables."""
+    multiplies the query after its projection (the rotary tables), and whether any such
+    product takes a table negated (the rotation turned back): (first product, negated)."""
     factors: set[int] = set()
     for t in walk(q):
         if t.op != "mul":
@@ -259,6 +291,7 @@ def _rotated_back(q: Term, kernel: Term, out: Term, terms: list[Term]) -> Term |
     if not factors:
         return None
     path = {id(x) for x in walk(out)}
+    found, negated = None, False
     for t in terms:
         if t.op != "mul" or id(t) not in path:
             continue
@@ -268,8 +301,12 @@ def _rotated_back(q: Term, kernel: Term, out: Term, terms: list[Term]) -> Term |
         for mine, other in (sides, sides[::-1]):
             if any(x is kernel for x in walk(mine)) and not any(x is kernel for x in walk(other)):
                 if any(id(x) in factors for x in walk(other) if x.op != "input"):
-                    return t
-    return None
+                    found = found or t
+                    negated = negated or any(
+                        x.op == "neg" and any(id(y) in factors for y in walk(x))
+                        for x in walk(other)
+                    )
+    return None if found is None else (found, negated)
 
 
 def _reaches_call(term: Term) -> bool:

@@ -50,6 +50,7 @@ VOCAB: dict[str, tuple] = {
     "attention.qk_norm": ("none", "per_head", "full"),
     "attention.qk_norm_layers": ("all", "rope"),
     "attention.v_norm": ("none", "per_head", "other"),
+    "attention.output_rotation": ("none", "inverse", "forward"),
     "attention.layer_shapes": ("same", "per_layer_config", "latent", "rule", "other"),
     "attention.latent_norm_eps": ("default", "norm_eps", "other"),
     "attention.latent_scale": ("none", "q", "kv", "q_kv", "other"),
@@ -175,6 +176,18 @@ class Attention:
     # codegen/analyze/layer_attention.py
     layer_logn: dict | None = None
     sub_norm: bool | str = False  # the attention output normed before the output projection
+    # the attention output's heads rotated by the query's rotary factors before the output
+    # projection: none | inverse (the conjugate rotation, sin negated: DeepSeek-V4 turns back
+    # the rotation its keys-as-values carry) | forward (sin as the query's)
+    output_rotation: str = "none"
+    # one tensor handed to the attention as both its keys and its values (DeepSeek-V4's
+    # kv_proj): no value projection of its own
+    kv_same: bool = False
+    # the output projected twice, each group of heads by a block of its own first, then
+    # mixed to the hidden size (DeepSeek-V4's grouped o_a_proj -> o_b_proj): {"a", "b": the
+    # HF attributes, "groups", "rank": the config fields of the group count and each group's
+    # width}; "other" for another two-stage form; None for one output projection
+    o_low_rank: dict | str | None = None
     # a norm on the values before the attention (gemma4's v_norm): none | per_head (over
     # head_dim, after the view to heads) | other; v_norm_weight: it learns a scale
     v_norm: str = "none"

@@ -123,6 +123,9 @@ COMPARED: dict[str, Any] = {
     "attention.logn": lambda logn: logn is not None,
     "attention.layer_logn": lambda found: found is not None,
     "attention.sub_norm": None,
+    "attention.output_rotation": None,
+    "attention.kv_same": None,
+    "attention.o_low_rank": lambda found: "other" if found == "other" else found is not None,
     "attention.v_norm": None,
     "attention.layer_shapes": None,
     "attention.v_head_dim": lambda size: "other" if size == "other" else size is not None,
@@ -256,6 +259,9 @@ _DENSE_COMMON: dict[str, tuple] = {
     "attention.layer_logn": (False,),  # every attention layer runs one forward
     "attention.logn": (False,),  # queries not scaled by position
     "attention.sub_norm": (False,),  # the attention output goes to o_proj as it is
+    "attention.output_rotation": ("none",),  # ... unrotated
+    "attention.kv_same": (False,),  # the values projected apart from the keys
+    "attention.o_low_rank": (False,),  # one output projection
     "attention.v_norm": ("none",),  # the values go to the attention as projected
     "attention.layer_shapes": ("same",),  # every layer's attention sized alike
     "attention.v_head_dim": (False,),  # value heads as wide as the key heads

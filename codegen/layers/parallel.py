@@ -64,6 +64,8 @@ STYLES = {
     "experts": "routed experts: all-to-all dispatch and combine under ep, a sum all-reduce "
     "of the hidden-dim shards' outputs under tp; "
     "each of its parameters needs its own expert_* entry",
+    "grouped_colwise": "a block-diagonal nn.Linear (`GroupedLinear`: `rank` rows per group of "
+    "heads): each rank holds its own heads' groups' rows and projects its local features",
     "head_param": "a parameter with one entry per head (attention sinks): split over tp "
     "with the heads; its module computes with its rank's entries",
     "rowwise_head_slice": "nn.Linear from the local heads' features to one entry per head "
@@ -94,6 +96,7 @@ _LINEAR_STYLES = (
     "rowwise_head_slice",
     "vocab_head",
     "rope_key_tail",
+    "grouped_colwise",
 )
 
 
@@ -298,6 +301,21 @@ def _tensor_parallel(model: nn.Module, tp_mesh, modules: dict[str, str]) -> None
             _filter_rows(model, name, tp_mesh)
         elif style == "head_slice":
             _slice_heads(module, name, size, rank)
+        elif style == "grouped_colwise":
+            _grouped_colwise(module, name, tp_mesh)
+
+
+def _grouped_colwise(module: nn.Module, name: str, mesh) -> None:
+    """A block-diagonal Linear over the heads' features: rank r holds the rows of the groups
+    its column-wise q heads make up (contiguous), fed its local features as they are."""
+    size = mesh.size()
+    groups = module.out_features // module.rank
+    if groups % size:
+        raise PlanError(f"{name}: {groups} groups of heads do not split over {size}")
+    step = module.out_features // size
+    _row_shard(
+        module, name, mesh, lambda r: torch.arange(r * step, (r + 1) * step), local_input=True
+    )
 
 
 def _slice_heads(module: nn.Module, name: str, size: int, rank: int) -> None:

@@ -266,8 +266,10 @@ def _bias_switch(features, projections: tuple[str, ...], *, field=None, covered=
     """The target's bool switch (named `field`, if given) whose True setting biases (at
     least) `projections`; with `covered`, only one that biases nothing else than those
     (StarCoder2's `use_bias` also biases c_fc/c_proj: read for attention alone, its other
-    setting would load half a model)."""
+    setting would load half a model). Where the keys are the values (`attention.kv_same`),
+    the key projection's bias stands for the values' too."""
     stand_ins = _stand_ins(features)
+    kv_same = getattr(getattr(features, "attention", None), "kv_same", False) is True
     for switch in getattr(features, "switches", ()):
         if switch.kind != "bool" or switch.container or field not in (None, switch.field):
             continue
@@ -275,6 +277,8 @@ def _bias_switch(features, projections: tuple[str, ...], *, field=None, covered=
             biased = {stand_ins.get(name, name) for name in _biased(value.selects)}
             biased |= {_canonical(name) for name in biased}  # modernbert's Wo is an o_proj
             biased |= {part for name in biased for part in _fused_parts(name)}
+            if kv_same and "k_proj" in biased:
+                biased.add("v_proj")  # the keys' projection is the values' (no projection)
             if value.label != "True" or not set(projections) <= biased:
                 continue
             if covered is None or biased <= covered:

@@ -1,13 +1,15 @@
 """Parts the facts cannot state are named unsupported, read from the code's structure:
-DeepSeek-V4's attention (a low-rank query outside MLA, keys equal to values, the output's
-rotary slice rotated back, a two-stage output projection, compressed entries with an
-indexer), its routers (sqrtsoftplus scores; their table picks on the hash layers are a fact,
-tests/analyze/test_table_routing.py) and clamped SwiGLU; learned one-element gains.
-Inkling's shared experts scored by the router, its router's gain and its dense MLP's gain
-(built under mlp_layer_types only) are facts (moe.scored_shared, moe.router_gain,
-ffn.output_gain), as is its normed embedding table (tests/analyze/test_residual_convs.py).
-Each finding points at the line that does it; models without the part (llama, deepseek_v3,
-qwen3_moe, gemma3, longcat_flash, jetmoe) get none of them."""
+DeepSeek-V4's attention (a low-rank query outside MLA, compressed entries with an indexer;
+keys equal to values, the output's rotary slice rotated back and its grouped two-stage
+output projection are facts, attention.kv_same, attention.output_rotation and
+attention.o_low_rank), its routers (sqrtsoftplus scores; their table picks on the hash
+layers are a fact, tests/analyze/test_table_routing.py) and clamped SwiGLU; learned
+one-element gains. Inkling's shared experts scored by the router, its router's gain and its
+dense MLP's gain (built under mlp_layer_types only) are facts (moe.scored_shared,
+moe.router_gain, ffn.output_gain), as is its normed embedding table
+(tests/analyze/test_residual_convs.py). Each finding points at the line that does it;
+models without the part (llama, deepseek_v3, qwen3_moe, gemma3, longcat_flash, jetmoe) get
+none of them."""
 
 from __future__ import annotations
 
@@ -25,9 +27,6 @@ pytest.importorskip("transformers.models.inkling")
 
 FINDINGS = (
     "attention.low_rank_q",
-    "attention.kv_same",
-    "attention.output_rotation",
-    "attention.o_low_rank",
     "attention.compressed_kv",
     "moe.table_picks",  # table picks of another form (moe.table_routing is a fact)
     "moe.router_weights_module",
@@ -62,9 +61,6 @@ def inkling():
     ("feature", "detail", "code"),
     [
         ("attention.low_rank_q", "q_a_proj -> q_b_proj", "q_b_proj(q_residual)"),
-        ("attention.kv_same", "kv_proj", "attention_interface("),
-        ("attention.output_rotation", "rotated", "rope.float() * cos"),
-        ("attention.o_low_rank", "o_a_proj (DeepseekV4GroupedLinear", "self.o_a_proj(grouped)"),
         ("attention.compressed_kv", "with an indexer", "self.compressor("),
     ],
 )
@@ -87,6 +83,31 @@ def test_deepseek_v4_clamps_are_facts_cited_where_the_code_does_them(feature, co
     assert features.ffn.kind == "clamped_silu_glu" and features.ffn.source == "shared_expert"
     assert features.ffn.clamp == features.ffn.experts_clamp == "swiglu_limit"
     assert code in _source_line("deepseek_v4", features.evidence[feature])
+
+
+def test_deepseek_v4_attention_forms_a_rule_builds_are_facts_cited_where_the_code_does_them():
+    # the attention output's rotary slice turned back: the product with the negated sin
+    features = analyze("deepseek_v4")
+    assert features.attention.output_rotation == "inverse"
+    evidence = features.evidence["attention.output_rotation"]
+    assert "rope.float() * cos" in _source_line("deepseek_v4", evidence)
+    # one tensor (kv_proj's, normed and rotated) handed to the attention as keys and values
+    assert features.attention.kv_same is True
+    assert "attention_interface(" in _source_line(
+        "deepseek_v4", features.evidence["attention.kv_same"]
+    )
+    # the output projected per group of heads (o_a_proj, grouped), then mixed (o_b_proj)
+    assert features.attention.o_low_rank == {
+        "a": "o_a_proj",
+        "b": "o_b_proj",
+        "groups": "o_groups",
+        "rank": "o_lora_rank",
+    }
+    assert "self.o_a_proj(grouped)" in _source_line(
+        "deepseek_v4", features.evidence["attention.o_low_rank"]
+    )
+    forms = {"attention.output_rotation", "attention.kv_same", "attention.o_low_rank"}
+    assert not forms & set(_found(features))
 
 
 def test_deepseek_v4_compressors_name_their_layers(deepseek_v4):
@@ -143,7 +164,7 @@ def test_a_dense_inkling_layer_reads_its_mlp_gain_and_the_routers(tmp_path):
 
 @pytest.mark.parametrize(
     ("model_type", "expected"),
-    [("deepseek_v4", set(FINDINGS[:5])), ("inkling_text", set())],
+    [("deepseek_v4", set(FINDINGS[:2])), ("inkling_text", set())],
 )
 def test_a_renamed_copy_names_the_same_parts(tmp_path, model_type, expected):
     path, _ = rename_model(model_type, "zorblax", str(tmp_path))
@@ -160,6 +181,12 @@ def test_models_without_these_parts_get_none(model_type):
     features = analyze(model_type)
     assert not set(_found(features)) & set(FINDINGS)
     assert features.ffn.kind != "clamped_silu_glu"
+    attention = features.attention
+    assert (attention.output_rotation, attention.kv_same, attention.o_low_rank) == (
+        "none",
+        False,
+        None,
+    )
 
 
 def test_a_clamp_to_a_finite_bound_on_a_later_layer_is_read(tmp_path):

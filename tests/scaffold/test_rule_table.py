@@ -22,6 +22,7 @@ PROJECTED = {
     "attention.key_selection": (True, False, "other"),  # an indexer read, or not understood
     # restated over the config (True), absent (False), or not restated ("other")
     "attention.v_head_dim": (True, False, "other"),
+    "attention.o_low_rank": (True, False, "other"),
     "attention.v_scale": (True, False, "other"),
     "attention.sink_rule": (True, False, "other"),
     "attention.dynamic_mask": (True, False, "other"),  # a value bias read, or not understood

@@ -1,0 +1,107 @@
+"""A remote-code folder with DeepSeek-V4's attention parts on a plain decoder, built at test
+time: the renamed llama copy (`codegen.verify.remote_fixture`) whose attention does what
+DeepSeek-V4's does in its place:
+
+* `rotation`: the output rotated by the query's rotary factors turned back (`-sin`) at the
+  query's position before the output projection (transposed to the layout the rotary
+  helper expects and back);
+* `kv_same`: no value projection; the rotated keys are handed to the attention as the
+  values too;
+* `grouped_output`: the output projected twice: each group of heads by a block of its own
+  (DeepSeek-V4's grouped linear, its class copied from the installed source), then mixed
+  to the hidden size (`o_groups` groups of `o_lora_rank`).
+
+DeepSeek-V4 itself needs rules this one does not (compressors, hash routing, its latent
+query and grouped output projection), so this is the target that isolates these parts."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from codegen.verify.remote_fixture import remote_folder
+
+NAME = "quillfern"
+CAMEL = "Quillfern"
+PARTS = ("rotation", "kv_same", "grouped_output")
+GROUPS = {"o_groups": 2, "o_lora_rank": 24}  # 4 heads of 40 in 2 groups of 80 -> 2 x 24
+
+ROTATED = (
+    "        attn_output, _ = apply_rotary_pos_emb(\n"
+    "            attn_output.transpose(1, 2), attn_output.transpose(1, 2), cos, -sin\n"
+    "        )\n"
+    "        attn_output = attn_output.transpose(1, 2)\n"
+)
+RESHAPE = "        attn_output = attn_output.reshape(*input_shape, -1).contiguous()\n"
+V_PROJ = (
+    "        self.v_proj = nn.Linear(\n"
+    "            config.hidden_size, config.num_key_value_heads * self.head_dim,"
+    " bias=config.attention_bias\n"
+    "        )\n"
+)
+VALUES = "        value_states = self.v_proj(hidden_states).view(hidden_shape).transpose(1, 2)\n"
+O_PROJ = (
+    "        self.o_proj = nn.Linear(\n"
+    "            config.num_attention_heads * self.head_dim, config.hidden_size,"
+    " bias=config.attention_bias\n"
+    "        )\n"
+)
+GROUPED_PROJ = (
+    f"        self.o_a_proj = {CAMEL}GroupedLinear(\n"
+    "            config.num_attention_heads * self.head_dim // config.o_groups,\n"
+    "            config.o_groups * config.o_lora_rank,\n"
+    "            config.o_groups,\n"
+    "        )\n"
+    "        self.o_b_proj = nn.Linear(config.o_groups * config.o_lora_rank, config.hidden_size,"
+    " bias=False)\n"
+)
+OUTPUT = "        attn_output = self.o_proj(attn_output)\n"
+GROUPED_OUTPUT = (
+    "        grouped = attn_output.reshape(*input_shape, self.config.o_groups, -1)\n"
+    "        grouped = self.o_a_proj(grouped).flatten(2)\n"
+    "        attn_output = self.o_b_proj(grouped)\n"
+)
+ROTATE = (
+    "        query_states, key_states = apply_rotary_pos_emb(query_states, key_states, cos, sin)\n"
+)
+
+
+def _grouped_linear() -> str:
+    import transformers.models.deepseek_v4.modeling_deepseek_v4 as dsv4
+
+    source = Path(dsv4.__file__).read_text()
+    (node,) = [
+        n
+        for n in ast.parse(source).body
+        if isinstance(n, ast.ClassDef) and n.name == "DeepseekV4GroupedLinear"
+    ]
+    text = "\n".join(source.splitlines()[node.lineno - 1 : node.end_lineno])
+    return text.replace("DeepseekV4", CAMEL) + "\n\n\n"
+
+
+def v4_attention_folder(dest: Path, name: str = NAME, parts=PARTS, groups=GROUPS) -> Path:
+    values = groups if "grouped_output" in parts else {}
+    folder = remote_folder("llama", dest, name=name, config_values=values)
+    (path,) = folder.glob("modeling_*.py")
+    text = path.read_text()
+    edits = []
+    if "rotation" in parts:
+        edits.append((RESHAPE, ROTATED + RESHAPE))
+    if "kv_same" in parts:
+        edits += [
+            (V_PROJ, ""),
+            (VALUES, ""),
+            (ROTATE, ROTATE + "        value_states = key_states\n"),
+        ]
+    if "grouped_output" in parts:
+        edits += [
+            (O_PROJ, GROUPED_PROJ),
+            (RESHAPE, ""),
+            (OUTPUT, GROUPED_OUTPUT),
+            ("@use_kernelized_func(", _grouped_linear() + "@use_kernelized_func("),
+        ]
+    for old, new in edits:
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    path.write_text(text)
+    return folder
