@@ -13,15 +13,12 @@ weights not renormalised as HF does (divided by the sum of all scores)."""
 from __future__ import annotations
 
 import copy
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
-from codegen.scaffold.plan import make_plan
-from codegen.scaffold.target import load_target
-from codegen.scaffold.testing import seed, verify_toy, write_planned
+from codegen.scaffold.testing import plan_folder, seeded_copy, verify_toy, write_planned
 from codegen.verify.run import Case
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -48,9 +45,7 @@ def folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def planned(folder):
-    target = load_target(str(folder))
-    plan = make_plan(target)
-    assert plan.complete, plan.gaps
+    target, plan = plan_folder(folder)
     (step,) = [step for step in plan.steps if step.rule == "router_score_activation"]
     assert step.params["activation"] == "sqrtsoftplus"
     return target, plan
@@ -106,8 +101,7 @@ def test_another_scoring_func_is_refused_in_one_line(folder, built):
 def test_a_seeded_defect_fails_at_the_router(tmp_path, folder, built, defect):
     old, new = DEFECTS[defect]
     models, name = tmp_path / "models", built[1]
-    shutil.copytree(built[0], models)
-    seed(models, name, old, new)
+    seeded_copy(built[0], models, name, old, new)
     (result,) = verify_toy(models, name, case=_case(folder), gradients=False)
     assert not result.passed
     assert result.first_divergence.startswith("layers.1.moe.gate"), result.first_divergence
