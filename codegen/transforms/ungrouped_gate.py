@@ -9,10 +9,8 @@ from codegen.transforms._ffn_edits import SetClassDocstring
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import EditError, ScopedTransformer, code_of, run, statements, uses
 
-# the Gate's attributes and the ModelArgs fields the grouped pick reads, and the config fields
-# `from_hf_config` fills them from
+# the Gate's attributes the grouped pick reads, and the config fields they come from
 GROUP_ATTRIBUTES = ("self.n_groups", "self.topk_groups")
-GROUP_FIELDS = ("n_expert_groups", "n_limited_groups")
 CONFIG_FIELDS = ("n_group", "topk_group")
 PICK = "indices = {choice}.topk(self.top_k, dim=-1, sorted=False)[1]"
 # the grouped checks' bound on k, over all experts
@@ -34,11 +32,13 @@ class UngroupedGate(Transform):
     name = "ungrouped_gate"
 
     def apply(self, package, features=None) -> None:
+        from codegen.scaffold.tidy import drop_unused_fields
+
         run(package, "model.py", _UngroupedForward())
         run(package, "model.py", _DropGroupInit())
         run(package, "model.py", SetClassDocstring("Gate", _docstring))
-        run(package, "args.py", _DropFields(GROUP_FIELDS))
         run(package, "args.py", _DropGroupChecks(), required=False)
+        drop_unused_fields(package)  # n_expert_groups, n_limited_groups: read no more
 
 
 def _docstring(old: str | None) -> str:
@@ -102,31 +102,6 @@ class _DropGroupInit(ScopedTransformer):
             return updated
         self.hits += 1
         return cst.RemoveFromParent()
-
-
-class _DropFields(cst.CSTTransformer):
-    """ModelArgs fields `name: T = ...` and `from_hf_config`'s `name=...` keywords."""
-
-    def __init__(self, names: tuple[str, ...]):
-        super().__init__()
-        self.names, self.hits = set(names), 0
-
-    def leave_SimpleStatementLine(self, original, updated):
-        statement = updated.body[0]
-        if (
-            isinstance(statement, cst.AnnAssign)
-            and isinstance(statement.target, cst.Name)
-            and statement.target.value in self.names
-        ):
-            self.hits += 1
-            return cst.RemoveFromParent()
-        return updated
-
-    def leave_Arg(self, original, updated):
-        if updated.keyword is not None and updated.keyword.value in self.names:
-            self.hits += 1
-            return cst.RemoveFromParent()
-        return updated
 
 
 def _reads_config_groups(node: cst.CSTNode) -> bool:
