@@ -1,7 +1,7 @@
 """Rules for routers the deepseek_v3 reference's Gate is turned into (it is sigmoid, with a
 correction bias and grouped top-k natively): DeepSeek-V2's softmax router with its
-`topk_method` switch (greedy / group_limited_greedy), and the MLA rope layout of configs
-that have no `rope_interleave` switch.
+`topk_method` switch (greedy / group_limited_greedy), the MLA rope layout of configs
+that have no `rope_interleave` switch, and a sigmoid top-k without expert groups.
 
 Runs after the "moe" and "experts" groups. The `moe` group's `moe_router` row covers
 routers of an `add_moe` block; these rows edit the deepseek_v3 `Gate` (the plan reaches
@@ -43,6 +43,20 @@ RULES = [
             "rope_interleave switch (DeepSeek-V2 always rotates interleaved pairs)"
         ),
         native_in=("qwen3_moe",),
+    ),
+    Rule(
+        # deepseek_v3's Gate picks inside the expert groups from_hf_config reads (n_group,
+        # topk_group): a sigmoid top-k target whose source reads neither has no groups, and
+        # no config of it reaches that code (its config may lack both fields)
+        id="router_ungrouped_gate",
+        feature="moe.router",
+        values=("sigmoid_topk",),
+        transform="ungrouped_gate",
+        reached_by=("n_group", "topk_group"),
+        description=(
+            "the MLA reference's Gate picks the top k of all experts: no expert groups, so"
+            " neither n_group nor topk_group is read (the correction bias still steers the pick)"
+        ),
     ),
     Rule(
         id="router_score_activation",

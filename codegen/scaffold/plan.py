@@ -109,9 +109,13 @@ def _plan_from(target, name: str | None, reference: str, *, own_code: bool = Tru
     rules = load_rules()
     steps: list[Step] = []
     gaps: list[Gap] = []
+    reads, _ = _reference_switches(reference)
     for feature in differing:
         value = references.compared_value(features, feature)
         matching = [r for r in rules if r.feature == feature and value in r.values]
+        # a rule removing code the config reaches through `reached_by` fields edits only a
+        # reference that reads one (deepseek_v3's expert groups: not qwen3's plain MoE)
+        matching = [r for r in matching if not r.reached_by or reads & set(r.reached_by)]
         matching = _switched_instead(features, rules, feature, value, matching)
         if not matching:
             gaps.append(Gap(feature, value, _evidence(target, feature)))

@@ -5,10 +5,17 @@ adds to AltUp's other streams). What stays is gemma3n's own: its attention (q/k 
 norm without weight, scale 1, sliding and full layers, the last layers reusing an earlier
 layer's keys and values) and its MLP (GeGLU with the Gaussian top-k activation sparsity on
 the first layers), in sandwich-normed blocks. `derive(altup=True)` keeps AltUp (the per-layer
-inputs and Laurel still out); `derive(per_layer=True)` takes out Laurel alone."""
+inputs and Laurel still out); `derive(per_layer=True)` takes out Laurel alone;
+`derive(laurel=True)` keeps Laurel alone (AltUp and the per-layer inputs out): each layer runs
+the low-rank branch (`linear_left`, `linear_right`, its own norm, added to its input) on the
+attention's normed input and sums it with the attention's residual output, the sum divided
+by sqrt(2). The branch's rank is the model width there (`laurel_rank` = `hidden_size`): its
+two projections then have one shape, so a package that swaps them loads and only the values
+show the slip."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -78,6 +85,32 @@ ALTUP_LAYER = (
 )
 
 
+# the same layer with the Laurel branch beside the attention, the two sums averaged by sqrt(2)
+LAUREL_LAYER = (
+    LAYER.replace(
+        "eps=eps)\n\n    def forward(",
+        "eps=eps)\n        self.laurel = SparrowLaurelBlock(config)\n\n    def forward(",
+    )
+    .replace(
+        "        attn, _ = self.self_attn(\n"
+        "            hidden_states=self.input_layernorm(hidden_states),\n",
+        "        normed = self.input_layernorm(hidden_states)\n"
+        "        laurel_output = self.laurel(normed)\n"
+        "        attn, _ = self.self_attn(\n"
+        "            hidden_states=normed,\n",
+    )
+    .replace(
+        "        hidden_states = hidden_states + self.post_attention_layernorm(attn)\n"
+        "        ffw = self.mlp(self.pre_feedforward_layernorm(hidden_states))\n"
+        "        return hidden_states + self.post_feedforward_layernorm(ffw)\n",
+        "        attn = self.post_attention_layernorm(attn)\n"
+        "        attn_gated = hidden_states + attn\n"
+        "        attn_laurel = (attn_gated + laurel_output) / math.sqrt(2)\n"
+        "        ffw = self.mlp(self.pre_feedforward_layernorm(attn_laurel))\n"
+        "        return attn_laurel + self.post_feedforward_layernorm(ffw)\n",
+    )
+)
+
 # gemma3n's own layer less its Laurel branch: AltUp and the per-layer inputs kept
 NO_LAUREL = [
     (r"        self\.laurel = SparrowLaurelBlock\(config\)\n", ""),
@@ -89,9 +122,12 @@ NO_LAUREL = [
 ]
 
 
-def derive(dest: Path, *, altup: bool = False, per_layer: bool = False) -> Path:
+def derive(
+    dest: Path, *, altup: bool = False, per_layer: bool = False, laurel: bool = False
+) -> Path:
     """The folder at `dest`; `altup`: AltUp kept (its streams, predictions and corrections);
-    `per_layer`: the per-layer inputs kept too (Laurel alone taken out)."""
+    `per_layer`: the per-layer inputs kept too (Laurel alone taken out); `laurel`: Laurel
+    kept alone, its rank the model width."""
     folder = remote_folder("gemma3n_text", dest, name=NAME)
     path = folder / f"modeling_{NAME}.py"
     source = path.read_text()
@@ -102,7 +138,7 @@ def derive(dest: Path, *, altup: bool = False, per_layer: bool = False) -> Path:
         # the decoder layer: attention and MLP in sandwich norms, nothing else
         (
             r"class SparrowDecoderLayer\(GradientCheckpointingLayer\):.*?(?=@auto_docstring)",
-            ALTUP_LAYER if altup else LAYER,
+            ALTUP_LAYER if altup else LAUREL_LAYER if laurel else LAYER,
         ),
         # the model: no per-layer tables (and no AltUp projections unless kept)
         (
@@ -151,6 +187,11 @@ def derive(dest: Path, *, altup: bool = False, per_layer: bool = False) -> Path:
         ),
     ]
     path.write_text(_edited(source, edits + per_layer + ([] if altup else streams)))
+    if laurel:
+        config_path = folder / "config.json"
+        config = json.loads(config_path.read_text())
+        config["laurel_rank"] = config["hidden_size"]
+        config_path.write_text(json.dumps(config, indent=2))
     return folder
 
 

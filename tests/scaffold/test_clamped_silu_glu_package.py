@@ -8,17 +8,18 @@ experts' gate clamped after the silu (Step-3.5's side), the MLP's up unclamped."
 
 from __future__ import annotations
 
-import json
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
-from codegen.cli import main
-from codegen.scaffold.plan import make_plan
-from codegen.scaffold.target import load_target
-from codegen.scaffold.testing import seed, write_planned
+from codegen.scaffold.testing import (
+    plan_folder,
+    seeded_copy,
+    verify_folder,
+    verify_shard_plan,
+    write_planned,
+)
 
 sys.path.insert(0, str(Path(__file__).parent))
 from v4_moe_fixture import clamped_folder  # noqa: E402
@@ -52,9 +53,7 @@ def folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def planned(folder):
-    target = load_target(str(folder))
-    plan = make_plan(target)
-    assert plan.complete, plan.gaps
+    target, plan = plan_folder(folder)
     steps = {step.rule: step for step in plan.steps}
     assert steps["ffn_clamped"].params["limit"] == "swiglu_limit"
     assert steps["experts_clamped"].params["limit"] == "swiglu_limit"
@@ -67,10 +66,7 @@ def built(tmp_path_factory, planned):
 
 
 def _verify(folder, models, capsys, *dtypes: str) -> list[dict]:
-    capsys.readouterr()
-    flags = [x for d in dtypes or ("fp32",) for x in ("--dtype", d)]
-    main(["verify", str(folder), "--models", str(models), "--trust-remote-code", "--json", *flags])
-    return json.loads(capsys.readouterr().out)
+    return verify_folder(folder, models, capsys, dtypes=dtypes or ("fp32",))
 
 
 def test_package_verifies(folder, built, capsys):
@@ -84,14 +80,7 @@ def test_package_verifies(folder, built, capsys):
 
 
 def test_shard_plan_under_tp2(folder, built):
-    from transformers import AutoConfig
-
-    from codegen.models import load_spec
-    from codegen.verify.parallel import verify_parallel
-
-    models, name = built
-    config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
-    result = verify_parallel(load_spec(name, models), config, "tp=2")
+    result = verify_shard_plan(folder, *built, "tp=2")
     assert result.status == "pass", result.line()
 
 
@@ -99,8 +88,7 @@ def test_shard_plan_under_tp2(folder, built):
 def test_a_seeded_defect_fails_at_its_module(tmp_path, folder, built, capsys, defect):
     old, new, where = DEFECTS[defect]
     models, name = tmp_path / "models", built[1]
-    shutil.copytree(built[0], models)
-    seed(models, name, old, new)
+    seeded_copy(built[0], models, name, old, new)
     row = _verify(folder, models, capsys)[0]
     assert row["status"] == "fail", row
     assert row["first_divergence"].startswith(where), row["first_divergence"]

@@ -11,17 +11,14 @@ inputs still taken out; test_gemma3n_per_layer_package keeps the per-layer input
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import pytest
 from gemma3n_fixture import NAME, derive
 
-from codegen.cli import main
 from codegen.scaffold.plan import make_plan
 from codegen.scaffold.target import load_target
-from codegen.scaffold.testing import seed, write_planned
+from codegen.scaffold.testing import plan_folder, seeded_copy, verify_folder, write_planned
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +28,7 @@ def folder(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def package(tmp_path_factory, folder) -> Path:
-    target = load_target(str(folder))
-    plan = make_plan(target)
-    assert plan.complete, plan.gaps
+    target, plan = plan_folder(folder)
     assert "altup" in {step.rule for step in plan.steps}
     models, _ = write_planned(tmp_path_factory.mktemp("built") / "models", (target, plan))
     return models
@@ -41,10 +36,7 @@ def package(tmp_path_factory, folder) -> Path:
 
 def _verify(folder: Path, models: Path, capsys, *extra: str) -> list[dict]:
     """verify --json's rows of the base case (the toy config as the folder gives it)."""
-    capsys.readouterr()
-    main(["verify", str(folder), "--models", str(models), "--trust-remote-code", "--json", *extra])
-    rows = json.loads(capsys.readouterr().out)
-    return [row for row in rows if "+" not in row["case"]]
+    return verify_folder(folder, models, capsys, *extra, dtypes=(), switches=False)
 
 
 def test_package_verifies_in_fp32_and_bf16(folder, package, capsys):
@@ -90,9 +82,7 @@ def test_package_verifies_in_fp32_and_bf16(folder, package, capsys):
     ],
 )
 def test_slips_fail_naming_their_stage(tmp_path, folder, package, capsys, old, new, stage):
-    models = tmp_path / "models"
-    shutil.copytree(package, models)
-    seed(models, NAME, old, new)
+    models = seeded_copy(package, tmp_path / "models", NAME, old, new)
     (row,) = _verify(folder, models, capsys, "--dtype", "fp32")
     assert row["status"] == "fail", row
     assert (row.get("first_divergence") or "").startswith(stage), row

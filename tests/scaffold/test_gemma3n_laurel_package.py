@@ -4,22 +4,17 @@ from the code's structure, planned, scaffolded and verified against the folder's
 Seeded defects, each a slip of the branch, fail verify and name the module where it lives.
 
 The HF side is transformers' gemma3n text decoder as a renamed remote-code folder with AltUp
-and the per-layer inputs taken out and Laurel kept (`gemma3n_laurel_fixture`)."""
+and the per-layer inputs taken out and Laurel kept (`gemma3n_fixture.derive(laurel=True)`)."""
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import pytest
-from gemma3n_laurel_fixture import NAME, derive_with_laurel
+from gemma3n_fixture import NAME, derive
 
 from codegen.analyze.analysis import analyze
-from codegen.cli import main
-from codegen.scaffold.plan import make_plan
-from codegen.scaffold.target import load_target
-from codegen.scaffold.testing import seed, write_planned
+from codegen.scaffold.testing import plan_folder, seeded_copy, verify_folder, write_planned
 
 BRANCH = {
     "module": "laurel",
@@ -40,16 +35,13 @@ def test_gemma3n_reads_the_branch_and_its_division_is_no_residual_scale():
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:
-    return derive_with_laurel(tmp_path_factory.mktemp("hub"))
+    return derive(tmp_path_factory.mktemp("hub"), laurel=True)
 
 
 @pytest.fixture(scope="module")
 def planned(folder):
-    target = load_target(str(folder))
+    target, plan = plan_folder(folder, {"low_rank_branch"})
     assert target.features.block.residual_scale is False
-    plan = make_plan(target)
-    assert plan.complete, plan.gaps
-    assert "low_rank_branch" in {step.rule for step in plan.steps}
     assert "residual_scale" not in {step.rule for step in plan.steps}
     return target, plan
 
@@ -62,11 +54,7 @@ def package(tmp_path_factory, planned) -> Path:
 
 def _verify(folder: Path, models: Path, capsys, *options: str) -> list[dict]:
     """verify --json's rows of the base case (the toy config as the folder gives it)."""
-    capsys.readouterr()
-    args = ["verify", str(folder), "--models", str(models), "--trust-remote-code", "--json"]
-    main([*args, *options])
-    rows = json.loads(capsys.readouterr().out)
-    return [row for row in rows if "+" not in row["case"]]
+    return verify_folder(folder, models, capsys, *options, dtypes=(), switches=False)
 
 
 def test_package_verifies_in_fp32_and_bf16(folder, package, capsys):
@@ -97,9 +85,7 @@ def test_package_verifies_in_fp32_and_bf16(folder, package, capsys):
     ids=["unnormed_input", "undivided_sum", "no_branch_norm", "swapped_projections"],
 )
 def test_slips_fail_naming_their_module(tmp_path, folder, package, capsys, old, new, module):
-    models = tmp_path / "models"
-    shutil.copytree(package, models)
-    seed(models, NAME, old, new)
+    models = seeded_copy(package, tmp_path / "models", NAME, old, new)
     rows = _verify(folder, models, capsys, "--dtype", "fp32")
     assert rows and all(row["status"] == "fail" for row in rows), rows
     assert all((row.get("first_divergence") or "").startswith(module) for row in rows), rows

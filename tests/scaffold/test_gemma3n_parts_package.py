@@ -9,17 +9,12 @@ yet, and the real gemma3n_text stays named unsupported for them."""
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import pytest
 from gemma3n_fixture import NAME, derive
 
-from codegen.cli import main
-from codegen.scaffold.plan import make_plan
-from codegen.scaffold.target import load_target
-from codegen.scaffold.testing import seed, write_planned
+from codegen.scaffold.testing import plan_folder, seeded_copy, verify_folder, write_planned
 
 RULES = {"kv_sharing", "activation_sparsity", "layer_ffn_widths"}
 
@@ -31,11 +26,7 @@ def folder(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def planned(folder):
-    target = load_target(str(folder))
-    plan = make_plan(target)
-    assert plan.complete, plan.gaps
-    assert RULES <= {step.rule for step in plan.steps}
-    return target, plan
+    return plan_folder(folder, RULES)
 
 
 @pytest.fixture(scope="module")
@@ -46,17 +37,11 @@ def package(tmp_path_factory, planned) -> Path:
 
 def _verify(folder: Path, models: Path, capsys, dtypes=("fp32",)) -> list[dict]:
     """verify --json's rows of the base case (the toy config as the folder gives it)."""
-    capsys.readouterr()
-    args = ["verify", str(folder), "--models", str(models), "--trust-remote-code", "--json"]
-    main([*args, *(a for d in dtypes for a in ("--dtype", d))])
-    rows = json.loads(capsys.readouterr().out)
-    return [row for row in rows if "+" not in row["case"]]
+    return verify_folder(folder, models, capsys, dtypes=dtypes, switches=False)
 
 
 def _seeded(package: Path, tmp_path: Path, old: str, new: str) -> Path:
-    models = tmp_path / "models"
-    shutil.copytree(package, models)
-    seed(models, NAME, old, new)
+    models = seeded_copy(package, tmp_path / "models", NAME, old, new)
     return models
 
 
@@ -103,9 +88,6 @@ def test_package_without_the_sparsity_rule_fails_in_the_first_ffn(
 def test_shard_plan_keeps_the_thresholded_ffn_whole(folder, package, capsys):
     """tp=2: the top-k's mean and std are over all the gate's features, so the FFN is
     replicated (a column-sharded gate gives each rank its own slice's statistics)."""
-    capsys.readouterr()
-    args = ["verify", str(folder), "--models", str(package), "--trust-remote-code"]
-    main([*args, "--parallel", "tp=2", "--json"])
-    rows = json.loads(capsys.readouterr().out)
+    rows = verify_folder(folder, package, capsys, "--parallel", "tp=2", dtypes=())
     (row,) = [row for row in rows if "+" not in row["case"]]
     assert row["status"] == "pass", row

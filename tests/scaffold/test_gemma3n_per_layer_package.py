@@ -9,17 +9,12 @@ The HF side is `gemma3n_fixture`'s renamed folder with Laurel alone taken out.""
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import pytest
 from gemma3n_fixture import NAME, derive
 
-from codegen.cli import main
-from codegen.scaffold.plan import make_plan
-from codegen.scaffold.target import load_target
-from codegen.scaffold.testing import seed, write_planned
+from codegen.scaffold.testing import plan_folder, seeded_copy, verify_folder, write_planned
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +24,7 @@ def folder(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def package(tmp_path_factory, folder) -> Path:
-    target = load_target(str(folder))
-    plan = make_plan(target)
-    assert plan.complete, plan.gaps
+    target, plan = plan_folder(folder)
     assert {"altup", "per_layer_inputs"} <= {step.rule for step in plan.steps}
     found = target.features.block.per_layer_input
     assert (found["into"], found["correct_scale"]) == ("streams", "altup_correct_scale")
@@ -42,9 +35,7 @@ def package(tmp_path_factory, folder) -> Path:
 
 
 def _verify(folder: Path, models: Path, capsys, *extra: str) -> list[dict]:
-    capsys.readouterr()
-    main(["verify", str(folder), "--models", str(models), "--trust-remote-code", "--json", *extra])
-    return json.loads(capsys.readouterr().out)
+    return verify_folder(folder, models, capsys, *extra, dtypes=())
 
 
 def test_package_verifies_in_fp32_and_bf16_with_the_scale_switched(folder, package, capsys):
@@ -80,9 +71,7 @@ def test_package_verifies_in_fp32_and_bf16_with_the_scale_switched(folder, packa
     ids=["into_stream_0", "unscaled_gate", "projection_of_streams"],
 )
 def test_slips_fail_naming_their_module(tmp_path, folder, package, capsys, old, new, stage):
-    models = tmp_path / "models"
-    shutil.copytree(package, models)
-    seed(models, NAME, old, new)
+    models = seeded_copy(package, tmp_path / "models", NAME, old, new)
     rows = [
         row for row in _verify(folder, models, capsys, "--dtype", "fp32") if "+" not in row["case"]
     ]
@@ -93,10 +82,9 @@ def test_slips_fail_naming_their_module(tmp_path, folder, package, capsys, old, 
 
 def test_unrounded_projection_scale_fails_in_bf16(tmp_path, folder, package, capsys):
     """HF's projection scale is a buffer rounded to bf16: the Python number is another model."""
-    models = tmp_path / "models"
-    shutil.copytree(package, models)
-    seed(
-        models,
+    models = seeded_copy(
+        package,
+        tmp_path / "models",
         NAME,
         "torch.tensor(self.args.dim**-0.5, dtype=h.dtype)",
         "self.args.dim**-0.5",

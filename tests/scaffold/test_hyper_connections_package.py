@@ -7,16 +7,18 @@ fail verify naming the first layer."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import pytest
 
-from codegen.cli import main
-from codegen.scaffold.plan import make_plan
-from codegen.scaffold.target import load_target
-from codegen.scaffold.testing import seed, write_planned
+from codegen.scaffold.testing import (
+    plan_folder,
+    seed,
+    verify_folder,
+    verify_shard_plan,
+    write_planned,
+)
 
 sys.path.insert(0, str(Path(__file__).parent))
 from hyper_fixture import hyper_folder  # noqa: E402
@@ -31,35 +33,18 @@ def folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def planned(folder):
-    target = load_target(str(folder))
-    plan = make_plan(target)
-    assert plan.complete, plan.gaps
-    assert [step.rule for step in plan.steps if step.rule == "hyper_connections"]
-    return target, plan
-
-
-def _verify(folder, models, capsys, *dtypes: str) -> list[dict]:
-    capsys.readouterr()
-    flags = [x for d in dtypes or ("fp32",) for x in ("--dtype", d)]
-    main(["verify", str(folder), "--models", str(models), "--trust-remote-code", "--json", *flags])
-    return json.loads(capsys.readouterr().out)
+    return plan_folder(folder, {"hyper_connections"})
 
 
 def test_package_verifies(tmp_path, folder, planned, capsys):
     models, _ = write_planned(tmp_path / "models", planned)
-    rows = _verify(folder, models, capsys, "fp32", "bf16")
+    rows = verify_folder(folder, models, capsys, dtypes=("fp32", "bf16"))
     assert len(rows) >= 8 and all(row["status"] == "pass" for row in rows), rows
 
 
 def test_shard_plan_under_tp2(tmp_path, folder, planned):
-    from transformers import AutoConfig
-
-    from codegen.models import load_spec
-    from codegen.verify.parallel import verify_parallel
-
     models, name = write_planned(tmp_path / "models", planned)
-    config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
-    result = verify_parallel(load_spec(name, models), config, "tp=2")
+    result = verify_shard_plan(folder, models, name, "tp=2")
     assert result.status == "pass", result.line()
 
 
@@ -80,7 +65,7 @@ def test_shard_plan_under_tp2(tmp_path, folder, planned):
 def test_seeded_defects_fail_in_the_first_layer(tmp_path, folder, planned, capsys, old, new):
     models, name = write_planned(tmp_path / "models", planned)
     seed(models, name, old, new)
-    row = _verify(folder, models, capsys)[0]
+    row = verify_folder(folder, models, capsys)[0]
     assert row["status"] == "fail", row
     assert row["first_divergence"].startswith("layers.0"), row["first_divergence"]
 
@@ -88,12 +73,12 @@ def test_seeded_defects_fail_in_the_first_layer(tmp_path, folder, planned, capsy
 def test_final_collapse_by_mean_fails(tmp_path, folder, planned, capsys):
     models, name = write_planned(tmp_path / "models", planned)
     seed(models, name, "return (pre.unsqueeze(-1) * h).sum(dim=2).to(h.dtype)", "return h.mean(2)")
-    row = _verify(folder, models, capsys)[0]
+    row = verify_folder(folder, models, capsys)[0]
     assert row["status"] == "fail", row
     assert row["first_divergence"].startswith("stream_collapse"), row["first_divergence"]
 
 
 def test_package_without_the_rule_fails(tmp_path, folder, planned, capsys):
     models, _ = write_planned(tmp_path / "models", planned, without="hyper_connections")
-    row = _verify(folder, models, capsys)[0]
+    row = verify_folder(folder, models, capsys)[0]
     assert row["status"] == "fail", row

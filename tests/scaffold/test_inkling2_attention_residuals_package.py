@@ -10,17 +10,12 @@ Seeded defects, each a bug of the class these parts bring, fail verify and name 
 
 from __future__ import annotations
 
-import json
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
-from codegen.cli import main
-from codegen.scaffold.plan import make_plan
-from codegen.scaffold.target import load_target
-from codegen.scaffold.testing import seed, write_planned
+from codegen.scaffold.testing import plan_folder, seeded_copy, verify_folder, write_planned
 
 sys.path.insert(0, str(Path(__file__).parent))
 from inkling2_fixture import inkling2_folder  # noqa: E402
@@ -35,18 +30,13 @@ def folder(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, folder) -> tuple[Path, str]:
-    target = load_target(str(folder))
-    plan = make_plan(target)
-    assert plan.complete, plan.gaps
+    target, plan = plan_folder(folder)
     assert "attention_residuals" in {step.rule for step in plan.steps}
     return write_planned(tmp_path_factory.mktemp("built") / "models", (target, plan))
 
 
 def _verify(folder: Path, models: Path, capsys, *flags: str) -> list[dict]:
-    capsys.readouterr()
-    args = ["verify", str(folder), "--models", str(models), "--trust-remote-code", "--json"]
-    main([*args, *flags])
-    return json.loads(capsys.readouterr().out)
+    return verify_folder(folder, models, capsys, *flags, dtypes=())
 
 
 def test_both_block_settings_verify_in_fp32_and_bf16(folder, built, capsys):
@@ -95,9 +85,7 @@ def test_both_block_settings_verify_in_fp32_and_bf16(folder, built, capsys):
     ],
 )
 def test_seeded_defects_fail_and_name_the_module(tmp_path, folder, built, capsys, old, new, where):
-    models = tmp_path / "models"
-    shutil.copytree(built[0], models)
-    seed(models, built[1], old, new)
+    models = seeded_copy(built[0], tmp_path / "models", built[1], old, new)
     rows = _verify(folder, models, capsys, "--dtype", "fp32")
     (row,) = [row for row in rows if "+" not in row["case"]]
     assert row["status"] == "fail", row

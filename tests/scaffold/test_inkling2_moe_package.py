@@ -11,17 +11,12 @@ experts for the activation's)."""
 
 from __future__ import annotations
 
-import json
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
-from codegen.cli import main
-from codegen.scaffold.plan import make_plan
-from codegen.scaffold.target import load_target
-from codegen.scaffold.testing import seed, write_planned
+from codegen.scaffold.testing import plan_folder, seeded_copy, verify_folder, write_planned
 
 sys.path.insert(0, str(Path(__file__).parent))
 from inkling2_fixture import inkling2_folder  # noqa: E402
@@ -38,14 +33,11 @@ def folder(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def planned(folder):
-    target = load_target(str(folder))
+    target, plan = plan_folder(folder, RULES)
     moe, ffn = target.features.moe, target.features.ffn
     assert (moe.router, moe.router_bias) == ("sigmoid_topk", True)
     caps = {"gate": "hf_config.mlp_gate_softcap", "up": "hf_config.mlp_up_softcap", "fp32": True}
     assert (ffn.kind, ffn.softcaps) == ("softcapped_swiglu", caps)
-    plan = make_plan(target)
-    assert plan.complete, plan.gaps
-    assert RULES <= {step.rule for step in plan.steps}
     return target, plan
 
 
@@ -56,10 +48,7 @@ def built(tmp_path_factory, planned) -> tuple[Path, str]:
 
 
 def _verify(folder: Path, models: Path, capsys, *flags: str) -> list[dict]:
-    capsys.readouterr()
-    args = ["verify", str(folder), "--models", str(models), "--trust-remote-code", "--json"]
-    main([*args, *flags])
-    return json.loads(capsys.readouterr().out)
+    return verify_folder(folder, models, capsys, *flags, dtypes=())
 
 
 def test_package_verifies_in_fp32_and_bf16(folder, built, capsys):
@@ -116,8 +105,7 @@ def test_package_verifies_in_fp32_and_bf16(folder, built, capsys):
 )
 def test_seeded_defects_fail_and_name_the_module(tmp_path, folder, built, capsys, old, new, where):
     models, name = tmp_path / "models", built[1]
-    shutil.copytree(built[0], models)
-    seed(models, name, old, new)
+    seeded_copy(built[0], models, name, old, new)
     rows = _verify(folder, models, capsys, "--dtype", "fp32")
     (row,) = [row for row in rows if "+" not in row["case"]]
     assert row["status"] == "fail", row
@@ -131,10 +119,9 @@ def test_tensor_parallel_matches_one_device(tmp_path, folder, built, capsys):
     rows = _verify(folder, built[0], capsys, "--parallel", "tp=2")
     (row,) = [row for row in rows if "+" not in row["case"]]
     assert row["status"] == "pass", row
-    models = tmp_path / "models"
-    shutil.copytree(built[0], models)
-    seed(
-        models,
+    models = seeded_copy(
+        built[0],
+        tmp_path / "models",
         built[1],
         '"layers.*.moe.experts.w13": "expert_colwise_gate_up"',
         '"layers.*.moe.experts.w13": "expert_colwise"',

@@ -18,10 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from codegen.cli import main
-from codegen.scaffold.pipeline import scaffold_into
-from codegen.scaffold.plan import make_plan
-from codegen.scaffold.target import load_target
+from codegen.scaffold.testing import plan_folder, verify_folder, write_planned
 from codegen.verify.remote_fixture import remote_folder
 
 NAME = "quillon"
@@ -86,36 +83,17 @@ def folder(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def planned(folder):
-    target = load_target(str(folder))
-    plan = make_plan(target)
-    assert plan.complete, plan.gaps
-    assert RULES <= {step.rule for step in plan.steps}
-    return target, plan
+    return plan_folder(folder, RULES)
 
 
 def _package(tmp_path, target_and_plan, without: str | None = None) -> Path:
-    target, plan = target_and_plan
-    models = tmp_path / "models"
-    steps = [step for step in plan.steps if step.rule != without]
-    scaffold_into(
-        models,
-        plan.reference,
-        plan.name,
-        list(plan.model_types),
-        steps,
-        features=target.features,
-        target=target,
-    )
+    models, _ = write_planned(tmp_path / "models", target_and_plan, without=without)
     return models
 
 
 def _verify(folder: Path, models: Path, capsys, dtypes=("fp32",)) -> dict:
     """verify --json's row of the base case (the toy config as the folder gives it)."""
-    capsys.readouterr()
-    args = ["verify", str(folder), "--models", str(models), "--trust-remote-code", "--json"]
-    main([*args, *(a for d in dtypes for a in ("--dtype", d))])
-    rows = json.loads(capsys.readouterr().out)
-    return [row for row in rows if "+" not in row["case"]]
+    return verify_folder(folder, models, capsys, dtypes=dtypes, switches=False)
 
 
 def _seed(models: Path, old: str, new: str) -> None:
@@ -182,10 +160,7 @@ def test_sliding_layers_given_the_full_layers_bias_fail_in_the_first_attention(
 
 
 def _parallel(folder: Path, models: Path, capsys) -> dict:
-    capsys.readouterr()
-    args = ["verify", str(folder), "--models", str(models), "--trust-remote-code"]
-    main([*args, "--parallel", "tp=2", "--json"])
-    rows = json.loads(capsys.readouterr().out)
+    rows = verify_folder(folder, models, capsys, "--parallel", "tp=2", dtypes=())
     (row,) = [row for row in rows if "+" not in row["case"]]
     return row
 

@@ -7,16 +7,19 @@ verify naming the module that carries them."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import pytest
 
-from codegen.cli import main
-from codegen.scaffold.plan import make_plan
-from codegen.scaffold.target import load_target
-from codegen.scaffold.testing import seed, write_planned
+from codegen.scaffold.testing import (
+    plan_folder,
+    seed,
+    seed_swap,
+    verify_folder,
+    verify_shard_plan,
+    write_planned,
+)
 
 sys.path.insert(0, str(Path(__file__).parent))
 from affine_fixture import affine_folder  # noqa: E402
@@ -31,11 +34,7 @@ def folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def planned(folder):
-    target = load_target(str(folder))
-    plan = make_plan(target)
-    assert plan.complete, plan.gaps
-    assert "residual_affine" in [step.rule for step in plan.steps]
-    return target, plan
+    return plan_folder(folder, {"residual_affine"})
 
 
 @pytest.fixture(scope="module")
@@ -43,28 +42,14 @@ def built(tmp_path_factory, planned):
     return write_planned(tmp_path_factory.mktemp("built") / "models", planned)
 
 
-def _verify(folder, models, capsys, *dtypes: str) -> list[dict]:
-    capsys.readouterr()
-    flags = [x for d in dtypes or ("fp32",) for x in ("--dtype", d)]
-    main(["verify", str(folder), "--models", str(models), "--trust-remote-code", "--json", *flags])
-    return json.loads(capsys.readouterr().out)
-
-
 def test_package_verifies(folder, built, capsys):
     models, _ = built
-    rows = _verify(folder, models, capsys, "fp32", "bf16")
+    rows = verify_folder(folder, models, capsys, dtypes=("fp32", "bf16"))
     assert len(rows) >= 8 and all(row["status"] == "pass" for row in rows), rows
 
 
 def test_shard_plan_under_tp2(folder, built):
-    from transformers import AutoConfig
-
-    from codegen.models import load_spec
-    from codegen.verify.parallel import verify_parallel
-
-    models, name = built
-    config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
-    result = verify_parallel(load_spec(name, models), config, "tp=2")
+    result = verify_shard_plan(folder, *built, "tp=2")
     assert result.status == "pass", result.line()
 
 
@@ -102,15 +87,13 @@ def test_seeded_defects_fail_naming_the_residual_module(
     if file == "model.py":
         seed(models, name, old, new)
     else:  # swap the two values
-        seed(models, name, old, "@swapped@", file=file)
-        seed(models, name, new, old, file=file)
-        seed(models, name, "@swapped@", new, file=file)
-    row = _verify(folder, models, capsys)[0]
+        seed_swap(models, name, old, new, file=file)
+    row = verify_folder(folder, models, capsys)[0]
     assert row["status"] == "fail", row
     assert row["first_divergence"].startswith(where), row["first_divergence"]
 
 
 def test_package_without_the_rule_fails(tmp_path, folder, planned, capsys):
     models, _ = write_planned(tmp_path / "models", planned, without="residual_affine")
-    row = _verify(folder, models, capsys)[0]
+    row = verify_folder(folder, models, capsys)[0]
     assert row["status"] == "fail", row

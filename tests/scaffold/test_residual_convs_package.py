@@ -19,10 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from codegen.cli import main
-from codegen.scaffold.plan import make_plan
-from codegen.scaffold.target import load_target
-from codegen.scaffold.testing import seed, write_planned
+from codegen.scaffold.testing import plan_folder, seed, verify_folder, write_planned
 from codegen.verify.remote_fixture import remote_folder
 
 NAME = "quillon"
@@ -60,20 +57,12 @@ def folder(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def planned(folder):
-    target = load_target(str(folder))
-    plan = make_plan(target)
-    assert plan.complete, plan.gaps
-    assert RULES <= {step.rule for step in plan.steps}
-    return target, plan
+    return plan_folder(folder, RULES)
 
 
 def _verify(folder: Path, models: Path, capsys, dtypes=("fp32",)) -> list[dict]:
     """verify --json's rows of the base case (the toy config as the folder gives it)."""
-    capsys.readouterr()
-    args = ["verify", str(folder), "--models", str(models), "--trust-remote-code", "--json"]
-    main([*args, *(a for d in dtypes for a in ("--dtype", d))])
-    rows = json.loads(capsys.readouterr().out)
-    return [row for row in rows if "+" not in row["case"]]
+    return verify_folder(folder, models, capsys, dtypes=dtypes, switches=False)
 
 
 def test_package_verifies_in_fp32_and_bf16(tmp_path, folder, planned, capsys):
@@ -142,10 +131,7 @@ def test_seeded_defects_fail_and_name_the_module(
 
 
 def _parallel(folder: Path, models: Path, capsys) -> dict:
-    capsys.readouterr()
-    args = ["verify", str(folder), "--models", str(models), "--trust-remote-code"]
-    main([*args, "--parallel", "tp=2", "--json"])
-    rows = json.loads(capsys.readouterr().out)
+    rows = verify_folder(folder, models, capsys, "--parallel", "tp=2", dtypes=())
     (row,) = [row for row in rows if "+" not in row["case"]]
     return row
 

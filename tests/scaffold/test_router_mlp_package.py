@@ -8,16 +8,18 @@ verify naming the MoE they are in; without the rule the package fails."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import pytest
 
-from codegen.cli import main
-from codegen.scaffold.plan import make_plan
-from codegen.scaffold.target import load_target
-from codegen.scaffold.testing import seed, write_planned
+from codegen.scaffold.testing import (
+    plan_folder,
+    seed,
+    verify_folder,
+    verify_shard_plan,
+    write_planned,
+)
 
 sys.path.insert(0, str(Path(__file__).parent))
 from router_fixture import router_folder  # noqa: E402
@@ -34,11 +36,7 @@ def folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def planned(folder):
-    target = load_target(str(folder))
-    plan = make_plan(target)
-    assert plan.complete, plan.gaps
-    assert RULES <= {step.rule for step in plan.steps}
-    return target, plan
+    return plan_folder(folder, RULES)
 
 
 @pytest.fixture(scope="module")
@@ -46,30 +44,16 @@ def built(tmp_path_factory, planned):
     return write_planned(tmp_path_factory.mktemp("built") / "models", planned)
 
 
-def _verify(folder, models, capsys, *dtypes: str) -> list[dict]:
-    capsys.readouterr()
-    flags = [x for d in dtypes or ("fp32",) for x in ("--dtype", d)]
-    main(["verify", str(folder), "--models", str(models), "--trust-remote-code", "--json", *flags])
-    return json.loads(capsys.readouterr().out)
-
-
 def test_package_verifies(folder, built, capsys):
     """lm_head_bias=True is refused in one line (the package hard-codes no head bias)."""
     models, _ = built
-    rows = _verify(folder, models, capsys, "fp32", "bf16")
+    rows = verify_folder(folder, models, capsys, dtypes=("fp32", "bf16"))
     ran = [row for row in rows if row["status"] != "refused"]
     assert len(ran) >= 8 and all(row["status"] == "pass" for row in ran), rows
 
 
 def test_shard_plan_under_tp2(folder, built):
-    from transformers import AutoConfig
-
-    from codegen.models import load_spec
-    from codegen.verify.parallel import verify_parallel
-
-    models, name = built
-    config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
-    result = verify_parallel(load_spec(name, models), config, "tp=2")
+    result = verify_shard_plan(folder, *built, "tp=2")
     assert result.status == "pass", result.line()
 
 
@@ -89,7 +73,7 @@ def test_shard_plan_under_tp2(folder, built):
 def test_seeded_defects_fail_naming_the_moe(tmp_path, folder, planned, capsys, old, new, where):
     models, name = write_planned(tmp_path / "models", planned)
     seed(models, name, old, new)
-    failed = [row for row in _verify(folder, models, capsys) if row["status"] == "fail"]
+    failed = [row for row in verify_folder(folder, models, capsys) if row["status"] == "fail"]
     assert failed, "no setting failed"
     named = [row["first_divergence"] for row in failed]
     assert any(d.startswith(where) and ".moe" in d for d in named), named
@@ -97,5 +81,5 @@ def test_seeded_defects_fail_naming_the_moe(tmp_path, folder, planned, capsys, o
 
 def test_package_without_the_rule_fails(tmp_path, folder, planned, capsys):
     models, _ = write_planned(tmp_path / "models", planned, without="router_mlp")
-    rows = _verify(folder, models, capsys)
+    rows = verify_folder(folder, models, capsys)
     assert rows and all(row["status"] not in ("pass", "refused") for row in rows[:1]), rows

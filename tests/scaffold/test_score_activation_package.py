@@ -3,8 +3,9 @@
 TopKRouter class: scores sqrt(softplus(logits)), a selection-only correction bias, the
 picked scores renormalised (+1e-20) and scaled), planned from its analysis
 (moe.score_activation sqrtsoftplus on a sigmoid_topk router), scaffolded and verified on the
-toy with one expert group (DeepSeek-V4's router picks from all experts; the deepseek_v3 Gate
-the plan keeps reads the config's n_group, which the toy sets to 4), and under tp=2.
+folder's toy, and under tp=2. DeepSeek-V4's router picks the top k of all experts: the
+deepseek_v3 Gate loses its expert groups (router_ungrouped_gate), so the toy's n_group=4,
+which HF never reads, changes nothing, and a config without n_group / topk_group loads.
 The config field the router's activation is looked up by (`ACT2FN[config.scoring_func]`)
 is pinned: `from_hf_config` accepts sqrtsoftplus and refuses another setting in one line.
 Seeded defects fail verify at the router: softplus without its square root, the picked
@@ -13,15 +14,12 @@ weights not renormalised as HF does (divided by the sum of all scores)."""
 from __future__ import annotations
 
 import copy
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
-from codegen.scaffold.plan import make_plan
-from codegen.scaffold.target import load_target
-from codegen.scaffold.testing import seed, verify_toy, write_planned
+from codegen.scaffold.testing import plan_folder, seeded_copy, verify_toy, write_planned
 from codegen.verify.run import Case
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -48,9 +46,7 @@ def folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def planned(folder):
-    target = load_target(str(folder))
-    plan = make_plan(target)
-    assert plan.complete, plan.gaps
+    target, plan = plan_folder(folder)
     (step,) = [step for step in plan.steps if step.rule == "router_score_activation"]
     assert step.params["activation"] == "sqrtsoftplus"
     return target, plan
@@ -62,13 +58,13 @@ def built(tmp_path_factory, planned):
 
 
 def _case(folder) -> Case:
-    """The folder's toy (verify's own base case), with one expert group."""
+    """The folder's toy (verify's own base case): its config has expert groups (n_group=4)
+    DeepSeek-V4's router does not read."""
     from codegen.verify.cases import folder_cases
 
-    config = copy.deepcopy(folder_cases(folder, trust_remote_code=True)[0].config)
-    assert config.scoring_func == "sqrtsoftplus" and config.n_group > 1
-    config.n_group = config.topk_group = 1
-    return Case("larchwood+one-group", config)
+    case = folder_cases(folder, trust_remote_code=True)[0]
+    assert case.config.scoring_func == "sqrtsoftplus" and case.config.n_group > 1
+    return case
 
 
 def test_package_verifies(folder, built):
@@ -76,6 +72,24 @@ def test_package_verifies(folder, built):
     assert "scores = F.softplus(logits).sqrt()" in (models / name / "model.py").read_text()
     results = verify_toy(models, name, ("fp32", "bf16"), case=_case(folder))
     assert all(result.passed for result in results), [r.error for r in results]
+
+
+def test_the_gate_has_no_expert_groups(folder, built):
+    """No group code in the Gate, no group field in ModelArgs, no read of n_group or
+    topk_group: a config without them loads as one with them."""
+    from codegen.models import load_spec
+
+    models, name = built
+    model, args = ((models / name / file).read_text() for file in ("model.py", "args.py"))
+    assert "indices = (scores + self.e_score_correction_bias).topk(self.top_k" in model
+    for gone in ("n_groups", "topk_groups", "group_scores", "masked_fill"):
+        assert gone not in model, gone
+    for gone in ("n_group", "topk_group", "n_expert_groups", "n_limited_groups"):
+        assert gone not in args, gone
+    config = copy.deepcopy(_case(folder).config)
+    loaded = load_spec(name, models).args.from_hf_config(config)
+    del config.n_group, config.topk_group
+    assert load_spec(name, models).args.from_hf_config(config) == loaded
 
 
 def test_shard_plan_under_tp2(folder, built):
@@ -106,8 +120,7 @@ def test_another_scoring_func_is_refused_in_one_line(folder, built):
 def test_a_seeded_defect_fails_at_the_router(tmp_path, folder, built, defect):
     old, new = DEFECTS[defect]
     models, name = tmp_path / "models", built[1]
-    shutil.copytree(built[0], models)
-    seed(models, name, old, new)
+    seeded_copy(built[0], models, name, old, new)
     (result,) = verify_toy(models, name, case=_case(folder), gradients=False)
     assert not result.passed
     assert result.first_divergence.startswith("layers.1.moe.gate"), result.first_divergence

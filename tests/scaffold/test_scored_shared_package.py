@@ -11,16 +11,11 @@ HF's init, so the gain is not one and the correction bias not zero."""
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import pytest
 
-from codegen.cli import main
-from codegen.scaffold.plan import make_plan
-from codegen.scaffold.target import load_target
-from codegen.scaffold.testing import seed, write_planned
+from codegen.scaffold.testing import plan_folder, seeded_copy, verify_folder, write_planned
 from codegen.verify.remote_fixture import remote_folder
 
 pytest.importorskip("transformers.models.inkling")
@@ -36,11 +31,7 @@ def folder(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def planned(folder):
-    target = load_target(str(folder))
-    plan = make_plan(target)
-    assert plan.complete, plan.gaps
-    assert RULES <= {step.rule for step in plan.steps}
-    return target, plan
+    return plan_folder(folder, RULES)
 
 
 @pytest.fixture(scope="module")
@@ -50,10 +41,7 @@ def built(tmp_path_factory, planned) -> tuple[Path, str]:
 
 
 def _verify(folder: Path, models: Path, capsys, *flags: str) -> list[dict]:
-    capsys.readouterr()
-    args = ["verify", str(folder), "--models", str(models), "--trust-remote-code", "--json"]
-    main([*args, *flags])
-    return json.loads(capsys.readouterr().out)
+    return verify_folder(folder, models, capsys, *flags, dtypes=())
 
 
 def test_package_verifies_with_its_settings(folder, built, capsys):
@@ -87,8 +75,7 @@ def test_package_verifies_with_its_settings(folder, built, capsys):
 )
 def test_seeded_defects_fail_and_name_the_moe(tmp_path, folder, built, capsys, old, new):
     models, name = tmp_path / "models", built[1]
-    shutil.copytree(built[0], models)
-    seed(models, name, old, new)
+    seeded_copy(built[0], models, name, old, new)
     rows = _verify(folder, models, capsys, "--dtype", "fp32")
     (row,) = [row for row in rows if "+" not in row["case"]]
     assert row["status"] == "fail", row

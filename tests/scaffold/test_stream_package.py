@@ -8,16 +8,19 @@ without either rule the package fails."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import pytest
 
-from codegen.cli import main
-from codegen.scaffold.plan import make_plan
-from codegen.scaffold.target import load_target
-from codegen.scaffold.testing import seed, write_planned
+from codegen.scaffold.testing import (
+    plan_folder,
+    seed,
+    seed_swap,
+    verify_folder,
+    verify_shard_plan,
+    write_planned,
+)
 
 sys.path.insert(0, str(Path(__file__).parent))
 from stream_fixture import stream_folder  # noqa: E402
@@ -30,12 +33,7 @@ def folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def planned(folder):
-    target = load_target(str(folder))
-    plan = make_plan(target)
-    assert plan.complete, plan.gaps
-    rules = [step.rule for step in plan.steps]
-    assert {"embedding_affine", "fp32_residual"} <= set(rules), rules
-    return target, plan
+    return plan_folder(folder, {"embedding_affine", "fp32_residual"})
 
 
 @pytest.fixture(scope="module")
@@ -43,28 +41,14 @@ def built(tmp_path_factory, planned):
     return write_planned(tmp_path_factory.mktemp("built") / "models", planned)
 
 
-def _verify(folder, models, capsys, *dtypes: str) -> list[dict]:
-    capsys.readouterr()
-    flags = [x for d in dtypes or ("fp32",) for x in ("--dtype", d)]
-    main(["verify", str(folder), "--models", str(models), "--trust-remote-code", "--json", *flags])
-    return json.loads(capsys.readouterr().out)
-
-
 def test_package_verifies(folder, built, capsys):
     models, _ = built
-    rows = _verify(folder, models, capsys, "fp32", "bf16")
+    rows = verify_folder(folder, models, capsys, dtypes=("fp32", "bf16"))
     assert len(rows) >= 8 and all(row["status"] == "pass" for row in rows), rows
 
 
 def test_shard_plan_under_tp2(folder, built):
-    from transformers import AutoConfig
-
-    from codegen.models import load_spec
-    from codegen.verify.parallel import verify_parallel
-
-    models, name = built
-    config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
-    result = verify_parallel(load_spec(name, models), config, "tp=2")
+    result = verify_shard_plan(folder, *built, "tp=2")
     assert result.status == "pass", result.line()
 
 
@@ -92,10 +76,9 @@ def test_seeded_defects_fail_naming_the_module(
     if file == "model.py":
         seed(models, name, old, new)
     else:  # swap the two values
-        seed(models, name, old, "@swapped@", file=file)
-        seed(models, name, new, old, file=file)
-        seed(models, name, "@swapped@", new, file=file)
-    (row,) = [r for r in _verify(folder, models, capsys, dtype) if r["dtype"] == dtype][:1]
+        seed_swap(models, name, old, new, file=file)
+    rows = verify_folder(folder, models, capsys, dtypes=(dtype,))
+    (row,) = [r for r in rows if r["dtype"] == dtype][:1]
     assert row["status"] == "fail", row
     assert row["first_divergence"].startswith(where), row["first_divergence"]
 
@@ -105,5 +88,5 @@ def test_seeded_defects_fail_naming_the_module(
 )
 def test_package_without_the_rule_fails(tmp_path, folder, planned, capsys, rule, dtype):
     models, _ = write_planned(tmp_path / "models", planned, without=rule)
-    row = _verify(folder, models, capsys, dtype)[0]
+    row = verify_folder(folder, models, capsys, dtypes=(dtype,))[0]
     assert row["status"] == "fail", row

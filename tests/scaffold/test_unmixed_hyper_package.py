@@ -8,16 +8,18 @@ mixed, each replaced by their mean) fail verify naming the first layer's hyper-c
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import pytest
 
-from codegen.cli import main
-from codegen.scaffold.plan import make_plan
-from codegen.scaffold.target import load_target
-from codegen.scaffold.testing import seed, write_planned
+from codegen.scaffold.testing import (
+    plan_folder,
+    seed,
+    verify_folder,
+    verify_shard_plan,
+    write_planned,
+)
 
 sys.path.insert(0, str(Path(__file__).parent))
 from hyper_fixture import unmixed_folder  # noqa: E402
@@ -32,9 +34,7 @@ def folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def planned(folder):
-    target = load_target(str(folder))
-    plan = make_plan(target)
-    assert plan.complete, plan.gaps
+    target, plan = plan_folder(folder)
     (step,) = [step for step in plan.steps if step.rule == "hyper_connections"]
     assert step.params["hyper"]["mix"] is None
     return target, plan
@@ -45,13 +45,6 @@ def built(tmp_path_factory, planned):
     return write_planned(tmp_path_factory.mktemp("models"), planned)
 
 
-def _verify(folder, models, capsys, *dtypes: str) -> list[dict]:
-    capsys.readouterr()
-    flags = [x for d in dtypes or ("fp32",) for x in ("--dtype", d)]
-    main(["verify", str(folder), "--models", str(models), "--trust-remote-code", "--json", *flags])
-    return json.loads(capsys.readouterr().out)
-
-
 def test_package_verifies(folder, built, capsys):
     models, name = built
     model = (models / name / "model.py").read_text()
@@ -59,19 +52,12 @@ def test_package_verifies(folder, built, capsys):
         model
     )
     assert "comb" not in model and "sinkhorn" not in model
-    rows = _verify(folder, models, capsys, "fp32", "bf16")
+    rows = verify_folder(folder, models, capsys, dtypes=("fp32", "bf16"))
     assert len(rows) >= 8 and all(row["status"] == "pass" for row in rows), rows
 
 
 def test_shard_plan_under_tp2(folder, built):
-    from transformers import AutoConfig
-
-    from codegen.models import load_spec
-    from codegen.verify.parallel import verify_parallel
-
-    models, name = built
-    config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
-    result = verify_parallel(load_spec(name, models), config, "tp=2")
+    result = verify_shard_plan(folder, *built, "tp=2")
     assert result.status == "pass", result.line()
 
 
@@ -91,6 +77,6 @@ def test_shard_plan_under_tp2(folder, built):
 def test_another_form_fails_at_the_hyper_connection(tmp_path, folder, planned, capsys, old, new):
     models, name = write_planned(tmp_path / "models", planned)
     seed(models, name, old, new)
-    row = _verify(folder, models, capsys)[0]
+    row = verify_folder(folder, models, capsys)[0]
     assert row["status"] == "fail", row
     assert row["first_divergence"].startswith("layers.0"), row["first_divergence"]

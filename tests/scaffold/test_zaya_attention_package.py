@@ -10,17 +10,12 @@ for those."""
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import pytest
 from zaya_fixture import NAME, derive
 
-from codegen.cli import main
-from codegen.scaffold.plan import make_plan
-from codegen.scaffold.target import load_target
-from codegen.scaffold.testing import seed, write_planned
+from codegen.scaffold.testing import plan_folder, seeded_copy, verify_folder, write_planned
 
 RULES = {"conv_qkv_projection", "l2_qk_norm", "rope_per_layer_type", "partial_rotary"}
 
@@ -32,11 +27,7 @@ def folder(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def planned(folder):
-    target = load_target(str(folder))
-    plan = make_plan(target)
-    assert plan.complete, plan.gaps
-    assert RULES <= {step.rule for step in plan.steps}
-    return target, plan
+    return plan_folder(folder, RULES)
 
 
 @pytest.fixture(scope="module")
@@ -46,14 +37,7 @@ def package(tmp_path_factory, planned) -> Path:
 
 
 def _verify(folder: Path, models: Path, capsys, *options: str, switches=False) -> list[dict]:
-    """verify --json's rows of the base case (the toy config as the folder gives it), or of
-    every case (`switches`: the settings of the config switches too)."""
-    capsys.readouterr()
-    main(
-        ["verify", str(folder), "--models", str(models), "--trust-remote-code", "--json", *options]
-    )
-    rows = json.loads(capsys.readouterr().out)
-    return [row for row in rows if switches or "+" not in row["case"]]
+    return verify_folder(folder, models, capsys, *options, dtypes=(), switches=switches)
 
 
 def test_package_verifies_in_fp32_and_bf16(folder, package, capsys):
@@ -117,9 +101,7 @@ def test_package_verifies_in_fp32_and_bf16(folder, package, capsys):
     ],
 )
 def test_slips_fail_naming_their_module(tmp_path, folder, package, capsys, old, new, module):
-    models = tmp_path / "models"
-    shutil.copytree(package, models)
-    seed(models, NAME, old, new)
+    models = seeded_copy(package, tmp_path / "models", NAME, old, new)
     (row,) = _verify(folder, models, capsys, "--dtype", "fp32")
     assert row["status"] == "fail", row
     assert (row.get("first_divergence") or "").startswith(module), row
