@@ -15,7 +15,13 @@ from codegen.transforms.l2_clips import L2Clips
 from codegen.transforms.no_rope import NoRope
 from codegen.transforms.relative_position_bias import RelativePositionBias
 
-BIAS = {"states": "r_proj", "table": "rel_logits_proj.proj", "width": "4", "extent": "8"}
+BIAS = {
+    "states": "r_proj",
+    "table": "rel_logits_proj.proj",
+    "width": "4",
+    "extent": "8",
+    "kernel": "eager",
+}
 QK = "hf_config.qk_l2_clip_threshold"
 CLIPS = {
     "q": {"module": "q_l2_clip", "scale": "scale", "threshold": QK, "value": 2.0},
