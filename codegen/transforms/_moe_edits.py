@@ -13,6 +13,7 @@ from pathlib import Path
 import libcst as cst
 import libcst.matchers as m
 
+from codegen.transforms._attention_edits import find_method
 from codegen.transforms._ffn_edits import drop_import
 from codegen.transforms.edits import (
     EditDict,
@@ -20,7 +21,9 @@ from codegen.transforms.edits import (
     InsertStatements,
     ReplaceStatements,
     ScopedTransformer,
+    code_of,
     expression,
+    findall,
     run,
     statements,
 )
@@ -386,3 +389,62 @@ def router_rows(package, features) -> None:
         return [(json.dumps(found), value)] if found else [(key, value)]
 
     run(package, "state_dict_adapter.py", EditDict("from_hf_map", rewrite))
+
+
+# the model's loop over its blocks: `for layer in self.layers:`
+LAYER_LOOP = m.For(iter=m.Attribute(value=m.Name("self"), attr=m.Name("layers")))
+
+
+def chosen_ffn(package) -> str | None:
+    """`x` where the block's forward picks its feed-forward as `x = self.moe if self.is_moe
+    else self.feed_forward` (layers with and without an MoE), else None."""
+    method = find_method(package.module("model.py"), "TransformerBlock", "forward")
+    picked = m.Assign(
+        targets=[m.AssignTarget(m.Name())],
+        value=m.IfExp(body=m.Attribute(value=m.Name("self"), attr=m.Name("moe"))),
+    )
+    found = findall(method, picked) if method is not None else []
+    return found[0].targets[0].target.value if found else None
+
+
+def is_return(statement) -> bool:
+    body = getattr(statement, "body", None)
+    return isinstance(body, list | tuple) and bool(body) and isinstance(body[0], cst.Return)
+
+
+def returned_expression(package, cls: str) -> str:
+    """The code `cls.forward` returns last."""
+    method = find_method(package.module("model.py"), cls, "forward")
+    last = method.body.body[-1] if method is not None else None
+    if not is_return(last):
+        raise EditError(f"{cls}.forward does not end in a return")
+    return code_of(last.body[0].value)
+
+
+class InLoop(cst.CSTTransformer):
+    """Apply `rewrite` to the statements inside `Model.forward`'s loop over `self.layers`."""
+
+    def __init__(self, rewrite):
+        super().__init__()
+        self.rewrite, self.cls, self.depth, self.hits = rewrite, None, 0, 0
+
+    def visit_ClassDef(self, node):
+        self.cls = node.name.value
+
+    def visit_For(self, node):
+        if self.cls == "Model" and m.matches(node, LAYER_LOOP):
+            self.depth += 1
+
+    def leave_For(self, original, updated):
+        if self.cls == "Model" and m.matches(original, LAYER_LOOP):
+            self.depth -= 1
+        return updated
+
+    def leave_Assign(self, original, updated):
+        if not self.depth:
+            return updated
+        new = self.rewrite(updated)
+        if new is None:
+            return updated
+        self.hits += 1
+        return new

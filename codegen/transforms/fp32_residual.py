@@ -5,12 +5,12 @@ from __future__ import annotations
 import libcst as cst
 import libcst.matchers as m
 
+from codegen.transforms import _moe_edits as moe_edits
 from codegen.transforms._rope_edits import rewrite_expressions
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import EditError, InsertStatements, expression, findall, run
 
 _NORM = m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name()), args=[m.Arg()])
-_LAYER_LOOP = m.For(iter=m.Attribute(value=m.Name("self"), attr=m.Name("layers")))
 
 
 class Fp32Residual(Transform):
@@ -59,7 +59,7 @@ class Fp32Residual(Transform):
 
 def _layer_loop(package) -> cst.For:
     (model,) = findall(package.module("model.py"), m.ClassDef(name=m.Name("Model")))
-    loops = findall(model, _LAYER_LOOP)
+    loops = findall(model, moe_edits.LAYER_LOOP)
     if len(loops) != 1:
         raise EditError("Model.forward: not one loop over self.layers")
     return loops[0]

@@ -71,7 +71,6 @@ def init_parameters(self, std: float) -> None:
 
 _MOE_CALL = m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name("moe")))
 _ROUTE = m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name("route")))
-_LAYER_LOOP = m.For(iter=m.Attribute(value=m.Name("self"), attr=m.Name("layers")))
 
 
 def router_class(found: dict) -> str:
@@ -160,9 +159,9 @@ def _route_in_forward(package) -> None:
         "logits, state = self.router(x, state)\nweights, indices = self.route(logits)" + SKIP,
     )
     attention_edits.add_param(package, "MoE", "forward", "state: torch.Tensor | None")
-    returned = _returns(package, "MoE")
+    returned = moe_edits.returned_expression(package, "MoE")
     moe_edits.replace_statement(
-        package, "model.py", "MoE", "forward", _is_return, f"return {returned}, state"
+        package, "model.py", "MoE", "forward", moe_edits.is_return, f"return {returned}, state"
     )
     run(package, "model.py", _Returns("MoE", "tuple[torch.Tensor, torch.Tensor]"))
 
@@ -189,7 +188,7 @@ def _thread_block(package, first: int) -> None:
 
     if not rewrite_expressions(package, "model.py", "TransformerBlock", "__init__", rewrite):
         raise EditError("TransformerBlock.__init__ builds no MoE")
-    chosen = _chosen_ffn(package)
+    chosen = moe_edits.chosen_ffn(package)
     calls = []
 
     def take_out(node):
@@ -212,29 +211,17 @@ def _thread_block(package, first: int) -> None:
         )
     else:
         computed = f"out, state = self.moe({arg}, state)"
-    returned = _returns(package, "TransformerBlock")
+    returned = moe_edits.returned_expression(package, "TransformerBlock")
     moe_edits.replace_statement(
         package,
         "model.py",
         "TransformerBlock",
         "forward",
-        _is_return,
+        moe_edits.is_return,
         f"{computed}\nreturn {returned}, state",
     )
     attention_edits.add_param(package, "TransformerBlock", "forward", "state: torch.Tensor | None")
     run(package, "model.py", _Returns("TransformerBlock", "tuple[torch.Tensor, torch.Tensor]"))
-
-
-def _chosen_ffn(package) -> str | None:
-    """`x` where the block's forward picks its feed-forward as `x = self.moe if self.is_moe
-    else self.feed_forward` (layers with and without an MoE), else None."""
-    method = attention_edits.find_method(package.module("model.py"), "TransformerBlock", "forward")
-    picked = m.Assign(
-        targets=[m.AssignTarget(m.Name())],
-        value=m.IfExp(body=m.Attribute(value=m.Name("self"), attr=m.Name("moe"))),
-    )
-    found = findall(method, picked) if method is not None else []
-    return found[0].targets[0].target.value if found else None
 
 
 def _thread_loop(package) -> None:
@@ -249,13 +236,13 @@ def _thread_loop(package) -> None:
         target = code_of(node.targets[0].target)
         return statements(f"{target}, state = {code_of(call)}")[0].body[0]
 
-    if not run(package, "model.py", _InLoop(rewrite)):
+    if not run(package, "model.py", moe_edits.InLoop(rewrite)):
         raise EditError("Model.forward: no `h = layer(h, ...)` in the layer loop")
     moe_edits.insert_statements(
         package,
         "Model",
         "forward",
-        lambda s: m.matches(s, _LAYER_LOOP),
+        lambda s: m.matches(s, moe_edits.LAYER_LOOP),
         "state = None  # the router state each layer hands to the next",
         before=True,
     )
@@ -290,20 +277,6 @@ def _rows(package, found: dict) -> None:
         raise EditError("state_dict_adapter.py has no row for the router's weight")
 
 
-def _is_return(statement) -> bool:
-    body = getattr(statement, "body", None)
-    return isinstance(body, list | tuple) and bool(body) and isinstance(body[0], cst.Return)
-
-
-def _returns(package, cls: str) -> str:
-    """The code `cls.forward` returns last."""
-    method = attention_edits.find_method(package.module("model.py"), cls, "forward")
-    last = method.body.body[-1] if method is not None else None
-    if not _is_return(last):
-        raise EditError(f"{cls}.forward does not end in a return")
-    return code_of(last.body[0].value)
-
-
 class _Returns(cst.CSTTransformer):
     """Set `cls.forward`'s return annotation."""
 
@@ -319,35 +292,6 @@ class _Returns(cst.CSTTransformer):
             return updated
         self.hits += 1
         return updated.with_changes(returns=cst.Annotation(expression(self.annotation)))
-
-
-class _InLoop(cst.CSTTransformer):
-    """Apply `rewrite` to the statements inside `Model.forward`'s loop over `self.layers`."""
-
-    def __init__(self, rewrite):
-        super().__init__()
-        self.rewrite, self.cls, self.depth, self.hits = rewrite, None, 0, 0
-
-    def visit_ClassDef(self, node):
-        self.cls = node.name.value
-
-    def visit_For(self, node):
-        if self.cls == "Model" and m.matches(node, _LAYER_LOOP):
-            self.depth += 1
-
-    def leave_For(self, original, updated):
-        if self.cls == "Model" and m.matches(original, _LAYER_LOOP):
-            self.depth -= 1
-        return updated
-
-    def leave_Assign(self, original, updated):
-        if not self.depth:
-            return updated
-        new = self.rewrite(updated)
-        if new is None:
-            return updated
-        self.hits += 1
-        return new
 
 
 class _Docstring(cst.CSTTransformer):

@@ -20,7 +20,6 @@ from codegen.transforms.edits import (
     findall,
     run,
 )
-from codegen.transforms.router_mlp import _chosen_ffn, _InLoop, _is_return, _returns
 from codegen.transforms.score_activation import ACTIVATIONS
 
 # the scores each analysed activation gives, over `logits`
@@ -179,7 +178,7 @@ def _thread_block(package) -> None:
 
     if not rewrite_expressions(package, "model.py", "TransformerBlock", "__init__", build):
         raise EditError("TransformerBlock.__init__ builds no MoE")
-    chosen = _chosen_ffn(package)
+    chosen = moe_edits.chosen_ffn(package)
     if chosen is None:
 
         def call(node):
@@ -204,13 +203,13 @@ def _thread_block(package) -> None:
         moe_edits.replace_statement(
             package, "model.py", "TransformerBlock", "forward", assigns(chosen), ""
         )
-        returned = _returns(package, "TransformerBlock")
+        returned = moe_edits.returned_expression(package, "TransformerBlock")
         moe_edits.replace_statement(
             package,
             "model.py",
             "TransformerBlock",
             "forward",
-            _is_return,
+            moe_edits.is_return,
             f"if self.is_moe:\n    out = self.moe({arg}, tokens)\n"
             f"else:\n    out = self.feed_forward({arg})\nreturn {returned}",
         )
@@ -227,7 +226,7 @@ def _thread_loop(package) -> None:
             return None
         return node.with_changes(value=attention_edits.with_arg(node.value, "tokens"))
 
-    if not run(package, "model.py", _InLoop(rewrite)):
+    if not run(package, "model.py", moe_edits.InLoop(rewrite)):
         raise EditError("Model.forward: no `h = layer(h, ...)` in the layer loop")
 
 
