@@ -74,6 +74,17 @@ RULES = [
             " mixed to the hidden size (DeepSeek-V4's o_a_proj -> o_b_proj)"
         ),
     ),
+    Rule(
+        id="low_rank_q",
+        feature="attention.low_rank_q",
+        values=(True,),
+        transform="low_rank_q",
+        params={"low_rank": FromFeature("attention.low_rank_q")},
+        description=(
+            "the query up-projected from a normed latent of q_lora_rank features, then normed"
+            " per head without a scale (DeepSeek-V4's q_a_proj -> q_a_norm -> q_b_proj -> q_b_norm)"
+        ),
+    ),
 ]
 
 # Order matters: the window and softcap/sinks edit the SDPA call (softcap/sinks write the

@@ -271,6 +271,16 @@ SHARDS = [
     Shards("head_transform", {"head_dense": "replicate", "head_norm": "replicate"}),
     # a sub-norm spans every feature of the column-wise shards it follows (all heads, or the
     # whole inner width): its weight split like them, the mean of squares summed over ranks
+    # the query's latent is whole on every rank; its up-projection splits by heads (each
+    # head's weightless norm then sees its own features)
+    Shards(
+        "low_rank_q",
+        {
+            "layers.*.attention.wq_a": "replicate",
+            "layers.*.attention.q_a_norm": "replicate",
+            "layers.*.attention.wq_b": "colwise",
+        },
+    ),
     Shards(
         "grouped_output",
         {"layers.*.attention.wo_a": "grouped_colwise", "layers.*.attention.wo_b": "rowwise"},

@@ -31,6 +31,11 @@ UNSUPPORTED: dict[tuple[str, object], str] = {
         " through a block of its own (a grouped linear with a config group count) and then a"
         " plain linear: no rule yet"
     ),
+    ("attention.low_rank_q", "other"): (
+        "the query up-projected from a normed latent (keys and values not latent) other than"
+        " through a weighted norm on a config-sized latent, unbiased projections and a"
+        " weightless norm over each head after: no rule yet"
+    ),
     ("attention.v_norm", "other"): (
         "a norm on the values other than one over each head after the view to heads (over the"
         " flat projection output): no rule yet"

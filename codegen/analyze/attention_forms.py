@@ -6,8 +6,10 @@ under them, while it differs in five places; each is read from the traced forwar
 layer's attention (never from names) and named unsupported in one line, or read as a fact
 where a rule builds it:
 
-* `attention.low_rank_q`: the query up-projected from a normed latent (linear -> norm ->
-  linear) while the keys and values are not latent (not MLA, whose rule builds both);
+* `attention.low_rank_q` (a fact: the Attention field): the query up-projected from a normed
+  latent (linear -> norm -> linear) while the keys and values are not latent (not MLA,
+  whose rule builds both), read as DeepSeek-V4's form (a weighted norm on the latent, a
+  weightless one on each head after) or "other";
 * `attention.kv_same` (a fact: the Attention field): one tensor handed to the kernel as both
   the keys and the values;
 * `attention.output_rotation` (a fact, not named: the Attention field): the kernel's output
@@ -54,7 +56,7 @@ _CATS = ("cat", "concat", "concatenate")
 
 def detect(ctx: Ctx, shared: dict) -> dict:
     """Names the forms no rule builds; returns the Attention facts read here
-    (`output_rotation`, `kv_same`, `o_low_rank`, and `layer_logn` where the second
+    (`low_rank_q`, `output_rotation`, `kv_same`, `o_low_rank`, and `layer_logn` where the second
     attention forward is the first log-scaled: see `layer_attention`)."""
     facts: dict = {}
     layer_logn = _layer_forwards(ctx, shared)
@@ -185,15 +187,11 @@ def _projections(ctx: Ctx, info, facts: dict) -> None:
     q, k, v = qkv
     site = kernel.site.cite() if kernel.site else ctx.class_site(info.rec)
     if not info.mla and _low_rank_chain(q, ctx):
-        names = _names(info.rec, reversed(_linears(q, ctx)))
-        norms = _names(info.rec, reversed(_norm_calls(q, ctx)))
-        first = next((t for t in _linears(q, ctx) if t.site is not None), None)
-        ctx.unsupported(
-            "attention.low_rank_q",
-            f"the query is up-projected from a normed latent ({' -> '.join(names)}; norms"
-            f" {', '.join(norms)}) while the keys and values are not latent: no rule yet",
-            first.site.cite() if first is not None else site,
-        )
+        found = _low_rank_query(ctx, info.rec, q)
+        # cited at the latent's projection (the first on the query's path)
+        first = next((t for t in reversed(_linears(q, ctx)) if t.site is not None), None)
+        facts["low_rank_q"] = found or "other"
+        ctx.cite("attention.low_rank_q", first.site.cite() if first is not None else site)
     if k is v and _linears(k, ctx):
         facts["kv_same"] = True
         ctx.cite("attention.kv_same", site)
@@ -208,6 +206,55 @@ def _projections(ctx: Ctx, info, facts: dict) -> None:
         found = _grouped_output(ctx, info.rec, out) if len(out) == 2 else None
         facts["o_low_rank"] = found or "other"
         ctx.cite("attention.o_low_rank", out[0].site.cite() if out[0].site else site)
+
+
+def _low_rank_query(ctx: Ctx, owner: ModuleRec, q: Term) -> dict | None:
+    """{"a", "a_norm", "b", "b_norm", "rank", "eps"} of a query up-projected from a normed
+    latent as DeepSeek-V4's is: a plain Linear to `config.<rank>` features without a bias,
+    a norm with a weight over them, a plain Linear to the heads without a bias, then a norm
+    with no weight over each head, both norms built with `eps=config.<eps>`; None otherwise."""
+    lins, norms = list(reversed(_linears(q, ctx))), list(reversed(_norm_calls(q, ctx)))
+    if len(lins) != 2 or len(norms) != 2:
+        return None
+    (a, b), (a_norm, b_norm) = (call.module for call in lins), (call.module for call in norms)
+    names = [_name(owner, module) for module in (a, a_norm, b, b_norm)]
+    if None in names or any(m.cls is not None or m.kind != "Linear" for m in (a, b)):
+        return None
+    if any(m.kwargs.get("bias", True) is not False for m in (a, b)):
+        return None
+    # in order: a's output normed, b reads the normed latent, the heads normed last
+    inside = [any(x is lin for x in walk(norms[i])) for i, lin in ((0, lins[0]), (1, lins[1]))]
+    if not all(inside) or not any(x is norms[0] for x in walk(lins[1])):
+        return None
+    if not any(isinstance(v, ParamRec) for v in a_norm.attrs.values()):
+        return None  # the latent's norm learns a scale
+    if any(isinstance(v, ParamRec | ModuleRec) for v in b_norm.attrs.values()):
+        return None  # the heads' norm learns none
+    node = a.site.node if a.site is not None else None
+    if not isinstance(node, cst.Call) or len(node.args) < 2:
+        return None
+    rank = _config_field(node.args[1].value)
+    eps = {_eps_field(m) for m in (a_norm, b_norm)}
+    if rank is None or len(eps) != 1 or None in eps:
+        return None
+    a_name, a_norm_name, b_name, b_norm_name = names
+    return {
+        "a": a_name,
+        "a_norm": a_norm_name,
+        "b": b_name,
+        "b_norm": b_norm_name,
+        "rank": rank,
+        "eps": eps.pop(),
+    }
+
+
+def _eps_field(norm: ModuleRec) -> str | None:
+    """The config field a norm's `eps=config.<field>` names."""
+    node = norm.site.node if norm.site is not None else None
+    if not isinstance(node, cst.Call):
+        return None
+    kwarg = next((a for a in node.args if a.keyword and a.keyword.value == "eps"), None)
+    return _config_field(kwarg.value) if kwarg is not None else None
 
 
 def _grouped_output(ctx: Ctx, owner: ModuleRec, out: list[Term]) -> dict | None:

@@ -393,8 +393,10 @@ def analyse_instance(ctx: Ctx, rec: ModuleRec, path: str) -> AttnInfo:
             info.k_lins = _linears(k, ctx)
             info.v_lins = _linears(v, ctx)
             qn, kn = _qk_norm(q, ctx), _qk_norm(k, ctx)
-            info.q_norm, info.k_norm = qn, kn
             info.mla = _low_rank_chain(k, ctx) and _low_rank_chain(v, ctx)
+            if not info.mla and _low_rank_chain(q, ctx):
+                qn = None  # a latent query's head norm is its own (attention.low_rank_q)
+            info.q_norm, info.k_norm = qn, kn
         used = {
             id(t.module) for t in (info.q_lins or []) + (info.k_lins or []) + (info.v_lins or [])
         }

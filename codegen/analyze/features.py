@@ -188,6 +188,11 @@ class Attention:
     # HF attributes, "groups", "rank": the config fields of the group count and each group's
     # width}; "other" for another two-stage form; None for one output projection
     o_low_rank: dict | str | None = None
+    # the query up-projected from a normed latent, the keys and values not latent
+    # (DeepSeek-V4's q_a_proj -> q_a_norm -> q_b_proj -> weightless per-head q_b_norm): {"a",
+    # "a_norm", "b", "b_norm": the HF attributes, "rank", "eps": the config fields of the
+    # latent width and both norms' eps}; "other" for another such form; None otherwise
+    low_rank_q: dict | str | None = None
     # a norm on the values before the attention (gemma4's v_norm): none | per_head (over
     # head_dim, after the view to heads) | other; v_norm_weight: it learns a scale
     v_norm: str = "none"

@@ -126,6 +126,7 @@ COMPARED: dict[str, Any] = {
     "attention.output_rotation": None,
     "attention.kv_same": None,
     "attention.o_low_rank": lambda found: "other" if found == "other" else found is not None,
+    "attention.low_rank_q": lambda found: "other" if found == "other" else found is not None,
     "attention.v_norm": None,
     "attention.layer_shapes": None,
     "attention.v_head_dim": lambda size: "other" if size == "other" else size is not None,
@@ -262,6 +263,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "attention.output_rotation": ("none",),  # ... unrotated
     "attention.kv_same": (False,),  # the values projected apart from the keys
     "attention.o_low_rank": (False,),  # one output projection
+    "attention.low_rank_q": (False,),  # the query projected from the hidden states
     "attention.v_norm": ("none",),  # the values go to the attention as projected
     "attention.layer_shapes": ("same",),  # every layer's attention sized alike
     "attention.v_head_dim": (False,),  # value heads as wide as the key heads

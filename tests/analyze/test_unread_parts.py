@@ -1,10 +1,10 @@
 """Parts the facts cannot state are named unsupported, read from the code's structure:
-DeepSeek-V4's attention (a low-rank query outside MLA, compressed entries with an indexer;
-keys equal to values, the output's rotary slice rotated back and its grouped two-stage
-output projection are facts, attention.kv_same, attention.output_rotation and
-attention.o_low_rank), its routers (sqrtsoftplus scores; their table picks on the hash
-layers are a fact, tests/analyze/test_table_routing.py) and clamped SwiGLU; learned
-one-element gains. Inkling's shared experts scored by the router, its router's gain and its
+DeepSeek-V4's attention (compressed entries with an indexer; its low-rank query outside
+MLA, keys equal to values, the output's rotary slice rotated back and its grouped two-stage
+output projection are facts, attention.low_rank_q, attention.kv_same,
+attention.output_rotation and attention.o_low_rank), its routers (sqrtsoftplus scores;
+their table picks on the hash layers are a fact, tests/analyze/test_table_routing.py) and
+clamped SwiGLU; learned one-element gains. Inkling's shared experts scored by the router, its router's gain and its
 dense MLP's gain (built under mlp_layer_types only) are facts (moe.scored_shared,
 moe.router_gain, ffn.output_gain), as is its normed embedding table
 (tests/analyze/test_residual_convs.py). Each finding points at the line that does it;
@@ -26,7 +26,6 @@ pytest.importorskip("transformers.models.deepseek_v4")
 pytest.importorskip("transformers.models.inkling")
 
 FINDINGS = (
-    "attention.low_rank_q",
     "attention.compressed_kv",
     "moe.table_picks",  # table picks of another form (moe.table_routing is a fact)
     "moe.router_weights_module",
@@ -60,7 +59,6 @@ def inkling():
 @pytest.mark.parametrize(
     ("feature", "detail", "code"),
     [
-        ("attention.low_rank_q", "q_a_proj -> q_b_proj", "q_b_proj(q_residual)"),
         ("attention.compressed_kv", "with an indexer", "self.compressor("),
     ],
 )
@@ -106,7 +104,20 @@ def test_deepseek_v4_attention_forms_a_rule_builds_are_facts_cited_where_the_cod
     assert "self.o_a_proj(grouped)" in _source_line(
         "deepseek_v4", features.evidence["attention.o_low_rank"]
     )
+    # the query from a normed latent: q_a_proj -> q_a_norm -> q_b_proj -> weightless q_b_norm
+    assert features.attention.low_rank_q == {
+        "a": "q_a_proj",
+        "a_norm": "q_a_norm",
+        "b": "q_b_proj",
+        "b_norm": "q_b_norm",
+        "rank": "q_lora_rank",
+        "eps": "rms_norm_eps",
+    }
+    assert "self.q_a_norm(self.q_a_proj(hidden_states))" in _source_line(
+        "deepseek_v4", features.evidence["attention.low_rank_q"]
+    )
     forms = {"attention.output_rotation", "attention.kv_same", "attention.o_low_rank"}
+    forms |= {"attention.low_rank_q"}
     assert not forms & set(_found(features))
 
 
@@ -164,7 +175,7 @@ def test_a_dense_inkling_layer_reads_its_mlp_gain_and_the_routers(tmp_path):
 
 @pytest.mark.parametrize(
     ("model_type", "expected"),
-    [("deepseek_v4", set(FINDINGS[:2])), ("inkling_text", set())],
+    [("deepseek_v4", set(FINDINGS[:1])), ("inkling_text", set())],
 )
 def test_a_renamed_copy_names_the_same_parts(tmp_path, model_type, expected):
     path, _ = rename_model(model_type, "zorblax", str(tmp_path))
@@ -187,6 +198,7 @@ def test_models_without_these_parts_get_none(model_type):
         False,
         None,
     )
+    assert attention.low_rank_q is None  # deepseek_v3's latent query is MLA's
 
 
 def test_a_clamp_to_a_finite_bound_on_a_later_layer_is_read(tmp_path):

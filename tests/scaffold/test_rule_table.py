@@ -23,6 +23,7 @@ PROJECTED = {
     # restated over the config (True), absent (False), or not restated ("other")
     "attention.v_head_dim": (True, False, "other"),
     "attention.o_low_rank": (True, False, "other"),
+    "attention.low_rank_q": (True, False, "other"),
     "attention.v_scale": (True, False, "other"),
     "attention.sink_rule": (True, False, "other"),
     "attention.dynamic_mask": (True, False, "other"),  # a value bias read, or not understood

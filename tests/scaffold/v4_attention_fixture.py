@@ -9,7 +9,11 @@ DeepSeek-V4's does in its place:
   values too;
 * `grouped_output`: the output projected twice: each group of heads by a block of its own
   (DeepSeek-V4's grouped linear, its class copied from the installed source), then mixed
-  to the hidden size (`o_groups` groups of `o_lora_rank`).
+  to the hidden size (`o_groups` groups of `o_lora_rank`);
+* `low_rank_q` (not in `PARTS`: ask for it): the query up-projected from a normed latent
+  (q_a_proj -> q_a_norm -> q_b_proj of `q_lora_rank` features) and normed per head by a
+  norm that learns no scale (DeepSeek-V4's unweighted RMS norm, copied from the installed
+  source), the keys and values not latent.
 
 DeepSeek-V4 itself needs rules this one does not (compressors, hash routing, its latent
 query and grouped output projection), so this is the target that isolates these parts."""
@@ -24,6 +28,7 @@ from codegen.verify.remote_fixture import remote_folder
 NAME = "quillfern"
 CAMEL = "Quillfern"
 PARTS = ("rotation", "kv_same", "grouped_output")
+Q_RANK = {"q_lora_rank": 24}
 GROUPS = {"o_groups": 2, "o_lora_rank": 24}  # 4 heads of 40 in 2 groups of 80 -> 2 x 24
 
 ROTATED = (
@@ -61,26 +66,43 @@ GROUPED_OUTPUT = (
     "        grouped = self.o_a_proj(grouped).flatten(2)\n"
     "        attn_output = self.o_b_proj(grouped)\n"
 )
+Q_PROJ = (
+    "        self.q_proj = nn.Linear(\n"
+    "            config.hidden_size, config.num_attention_heads * self.head_dim,"
+    " bias=config.attention_bias\n"
+    "        )\n"
+)
+LOW_RANK_PROJ = (
+    "        self.q_a_proj = nn.Linear(config.hidden_size, config.q_lora_rank, bias=False)\n"
+    f"        self.q_a_norm = {CAMEL}RMSNorm(config.q_lora_rank, eps=config.rms_norm_eps)\n"
+    "        self.q_b_proj = nn.Linear(\n"
+    "            config.q_lora_rank, config.num_attention_heads * self.head_dim, bias=False\n"
+    "        )\n"
+    f"        self.q_b_norm = {CAMEL}UnweightedRMSNorm(eps=config.rms_norm_eps)\n"
+)
+QUERIES = "        query_states = self.q_proj(hidden_states).view(hidden_shape).transpose(1, 2)\n"
+LOW_RANK_QUERIES = (
+    "        q_residual = self.q_a_norm(self.q_a_proj(hidden_states))\n"
+    "        query_states = self.q_b_proj(q_residual).view(hidden_shape).transpose(1, 2)\n"
+    "        query_states = self.q_b_norm(query_states)\n"
+)
 ROTATE = (
     "        query_states, key_states = apply_rotary_pos_emb(query_states, key_states, cos, sin)\n"
 )
 
 
-def _grouped_linear() -> str:
+def _v4_class(name: str) -> str:
     import transformers.models.deepseek_v4.modeling_deepseek_v4 as dsv4
 
     source = Path(dsv4.__file__).read_text()
-    (node,) = [
-        n
-        for n in ast.parse(source).body
-        if isinstance(n, ast.ClassDef) and n.name == "DeepseekV4GroupedLinear"
-    ]
+    (node,) = [n for n in ast.parse(source).body if isinstance(n, ast.ClassDef) and n.name == name]
     text = "\n".join(source.splitlines()[node.lineno - 1 : node.end_lineno])
     return text.replace("DeepseekV4", CAMEL) + "\n\n\n"
 
 
 def v4_attention_folder(dest: Path, name: str = NAME, parts=PARTS, groups=GROUPS) -> Path:
-    values = groups if "grouped_output" in parts else {}
+    values = {**(groups if "grouped_output" in parts else {})}
+    values |= Q_RANK if "low_rank_q" in parts else {}
     folder = remote_folder("llama", dest, name=name, config_values=values)
     (path,) = folder.glob("modeling_*.py")
     text = path.read_text()
@@ -98,7 +120,19 @@ def v4_attention_folder(dest: Path, name: str = NAME, parts=PARTS, groups=GROUPS
             (O_PROJ, GROUPED_PROJ),
             (RESHAPE, ""),
             (OUTPUT, GROUPED_OUTPUT),
-            ("@use_kernelized_func(", _grouped_linear() + "@use_kernelized_func("),
+            (
+                "@use_kernelized_func(",
+                _v4_class("DeepseekV4GroupedLinear") + "@use_kernelized_func(",
+            ),
+        ]
+    if "low_rank_q" in parts:
+        edits += [
+            (Q_PROJ, LOW_RANK_PROJ),
+            (QUERIES, LOW_RANK_QUERIES),
+            (
+                "@use_kernelized_func(",
+                _v4_class("DeepseekV4UnweightedRMSNorm") + "@use_kernelized_func(",
+            ),
         ]
     for old, new in edits:
         assert text.count(old) == 1, old

@@ -1,0 +1,67 @@
+"""LowRankQ: the query up-projected from a normed latent, each head normed without a scale."""
+
+import pytest
+
+from codegen.models import references_dir
+from codegen.scaffold.source import SourcePackage
+from codegen.transforms.edits import EditError
+from codegen.transforms.low_rank_q import LowRankQ
+from codegen.transforms.testing import package_of
+
+LOW_RANK = {
+    "a": "q_a_proj",
+    "a_norm": "q_a_norm",
+    "b": "q_b_proj",
+    "b_norm": "q_b_norm",
+    "rank": "q_lora_rank",
+    "eps": "rms_norm_eps",
+}
+
+
+def test_reference_llama_before_and_after():
+    package = SourcePackage.from_directory(references_dir() / "llama")
+    before = package.render()
+    assert "self.wq = nn.Linear" in before["model.py"]
+    assert (
+        "q = self.wq(x).view(batch, seq, -1, self.head_dim).transpose(1, 2)" in before["model.py"]
+    )
+    LowRankQ().apply(package, low_rank=LOW_RANK)
+    files = package.render()
+    model = files["model.py"]
+    assert "self.wq = " not in model and "self.wq(" not in model
+    assert model.index("class PlainRMSNorm") < model.index("class Attention")
+    assert (
+        "        self.wq_a = nn.Linear(args.dim, args.q_lora_rank, bias=False)\n"
+        "        self.q_a_norm = RMSNorm(args.q_lora_rank, args.q_norm_eps)\n"
+        "        self.wq_b = nn.Linear("
+        "args.q_lora_rank, args.n_heads * args.head_dim, bias=False)\n"
+        "        self.q_b_norm = PlainRMSNorm(args.head_dim, args.q_norm_eps)\n"
+    ) in model
+    # each head normed after the view to heads, before the transpose
+    assert (
+        "q = self.q_b_norm(self.wq_b(self.q_a_norm(self.wq_a(x)))"
+        ".view(batch, seq, -1, self.head_dim)).transpose(1, 2)"
+    ) in model
+    args = files["args.py"]
+    assert "q_lora_rank: int = 0" in args and "q_norm_eps: float = 1e-6" in args
+    assert "q_lora_rank=hf_config.q_lora_rank" in args
+    assert "q_norm_eps=hf_config.rms_norm_eps" in args
+    adapter = files["state_dict_adapter.py"]
+    for hf, ours in (("q_a_proj", "wq_a"), ("q_a_norm", "q_a_norm"), ("q_b_proj", "wq_b")):
+        row = f'"model.layers.{{}}.self_attn.{hf}.weight": "layers.{{}}.attention.{ours}.weight"'
+        assert row in adapter
+    assert "q_proj" not in adapter and "q_b_norm" not in adapter
+
+
+def test_no_query_projection_row_is_an_error():
+    files = SourcePackage.from_directory(references_dir() / "llama").render()
+    adapter = 'class StateDictAdapter:\n    from_hf_map = {"model.norm.weight": "norm.weight"}\n'
+    package = package_of(
+        {
+            "model.py": files["model.py"],
+            "args.py": files["args.py"],
+            "state_dict_adapter.py": adapter,
+        }
+    )
+    with pytest.raises(EditError, match="maps no attention.wq.weight"):
+        LowRankQ().apply(package, low_rank=LOW_RANK)
