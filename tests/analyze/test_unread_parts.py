@@ -1,15 +1,15 @@
 """Parts the facts cannot state are named unsupported, read from the code's structure:
-DeepSeek-V4's attention (compressed entries with an indexer; its low-rank query outside
-MLA, keys equal to values, the output's rotary slice rotated back and its grouped two-stage
+DeepSeek-V4's attention (compressed entries with an indexer; its low-rank query outside MLA,
+keys equal to values, the output's rotary slice rotated back and its grouped two-stage
 output projection are facts, attention.low_rank_q, attention.kv_same,
-attention.output_rotation and attention.o_low_rank), its routers (sqrtsoftplus scores;
-their table picks on the hash layers are a fact, tests/analyze/test_table_routing.py) and
-clamped SwiGLU; learned one-element gains. Inkling's shared experts scored by the router, its router's gain and its
-dense MLP's gain (built under mlp_layer_types only) are facts (moe.scored_shared,
-moe.router_gain, ffn.output_gain), as is its normed embedding table
-(tests/analyze/test_residual_convs.py). Each finding points at the line that does it;
-models without the part (llama, deepseek_v3, qwen3_moe, gemma3, longcat_flash, jetmoe) get
-none of them."""
+attention.output_rotation and attention.o_low_rank), its routers (sqrtsoftplus scores; their
+table picks on the hash layers are a fact, tests/analyze/test_table_routing.py) and clamped
+SwiGLU; learned one-element gains. Inkling's shared experts scored by the router, its
+router's gain and its dense MLP's gain (built under mlp_layer_types only) are facts
+(moe.scored_shared, moe.router_gain, ffn.output_gain), as is its normed embedding table
+(tests/analyze/test_residual_convs.py). Each finding points at the line that does it; models
+without the part (llama, deepseek_v3, qwen3_moe, gemma3, longcat_flash, jetmoe) get none of
+them."""
 
 from __future__ import annotations
 
