@@ -461,9 +461,17 @@ def detect(ctx: Ctx, shared: dict) -> Rope:
         )
     else:
         factor = group.get("partial_rotary_factor") if isinstance(group, dict) else None
+        key = "partial_rotary_factor"
+        # rope parameters grouped under labels that are not layer types (DeepSeek-V4's
+        # "main" / "compress", picked per layer by the attention): one factor if all agree
+        labelled = {k: v for k, v in params.items() if isinstance(v, dict)} if not nested else {}
+        factors = {v.get(key) for v in labelled.values()}
+        if factor is None and labelled and len(factors) == 1:
+            factor = factors.pop()
+            key = f"rope_parameters.{next(iter(labelled))}.{key}"
         if isinstance(factor, int | float):
             partial = float(factor)
-            ctx.cite("rope.partial_rotary", ctx.cite_config("partial_rotary_factor", factor))
+            ctx.cite("rope.partial_rotary", ctx.cite_config(key, factor))
         else:
             ctx.cite(
                 "rope.partial_rotary",

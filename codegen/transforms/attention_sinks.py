@@ -105,7 +105,8 @@ class AddAttentionSinks(Transform):
         run(
             package,
             "model.py",
-            InsertStatements("Attention", "__init__", assigns("self.wo"), SINKS),
+            # after the output projection (its second stage where it is projected twice)
+            InsertStatements("Attention", "__init__", assigns("self.wo", "self.wo_b"), SINKS),
         )
         edits.make_attention_explicit(package)
         if sinks_scale_the_output(features):
@@ -126,10 +127,14 @@ class AddAttentionSinks(Transform):
                 "Attention", "forward", assigns("probs", calling="torch.softmax"), softmax
             ),
         )
-        anchor = (
-            "attention.wo.bias"
-            if "attention.wo.bias" in package.module("state_dict_adapter.py").code
-            else "attention.wo.weight"
+        adapter = package.module("state_dict_adapter.py").code
+        anchor = next(
+            (
+                row
+                for row in ("attention.wo.bias", "attention.wo_b.weight")
+                if f"layers.{{}}.{row}" in adapter
+            ),
+            "attention.wo.weight",
         )
         edits.insert_rows_after(package, f"layers.{{}}.{anchor}", [_ROW])
         field = sinks_init_field(features)

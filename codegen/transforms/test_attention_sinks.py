@@ -223,3 +223,19 @@ def test_granite_swa_bf16_is_hf_bf16_bit_for_bit(tmp_path):
     (result,) = verify_case(spec, case, ["bf16"], gradients=False, export=False)
     assert result.passed, result.first_divergence
     assert result.same_dtype_diff == 0.0
+
+
+def test_sinks_after_a_two_stage_output_projection():
+    # DeepSeek-V4 projects its output twice (grouped_output runs first): the sinks and their
+    # checkpoint row follow the second stage
+    from codegen.transforms.grouped_output import GroupedOutput
+
+    package = SourcePackage.from_directory(references_dir() / "llama")
+    grouped = {"a": "o_a_proj", "b": "o_b_proj", "groups": "o_groups", "rank": "o_lora_rank"}
+    GroupedOutput().apply(package, grouped=grouped)
+    AddAttentionSinks().apply(package)
+    files = package.render()
+    model = files["model.py"]
+    assert model.index("self.wo_b = ") < model.index("self.sinks = ")
+    adapter = files["state_dict_adapter.py"]
+    assert adapter.index("attention.wo_b.weight") < adapter.index("attention.sinks")

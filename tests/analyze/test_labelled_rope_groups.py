@@ -1,0 +1,47 @@
+"""Rope parameters grouped under labels that are not layer types (DeepSeek-V4's "main" and
+"compress", which its attention picks per layer): the partial rotary factor is read where
+every group gives the same one, cited at the config; a renamed sliding-only, all-MoE copy of
+DeepSeek-V4 (no compressors, no hash routing) then plans with no gap, its latent query's
+heads' norm read as the latent query's and not as a weightless q/k norm."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from codegen.analyze.analysis import analyze
+
+pytest.importorskip("transformers.models.deepseek_v4")
+
+
+def test_partial_rotary_read_from_labelled_groups():
+    features = analyze("deepseek_v4")
+    assert features.rope.partial_rotary == 0.125
+    assert "rope_parameters.main.partial_rotary_factor" in features.evidence["rope.partial_rotary"]
+
+
+def test_labelled_groups_that_disagree_leave_it_unread(tmp_path):
+    config = tmp_path / "config.json"
+    groups = {
+        "main": {"rope_type": "default", "rope_theta": 1e4, "partial_rotary_factor": 0.125},
+        "compress": {"rope_type": "default", "rope_theta": 1.6e5, "partial_rotary_factor": 0.25},
+    }
+    config.write_text(json.dumps({"model_type": "deepseek_v4", "rope_parameters": groups}))
+    assert analyze("deepseek_v4", str(config)).rope.partial_rotary == "unknown"
+
+
+def test_sliding_only_copy_plans_with_no_gap(tmp_path):
+    from codegen.scaffold.plan import make_plan
+    from codegen.scaffold.target import load_target
+    from codegen.verify.remote_fixture import remote_folder, toy_config_dict
+
+    layers = toy_config_dict("deepseek_v4")["num_hidden_layers"]
+    values = {"layer_types": ["sliding_attention"] * layers, "mlp_layer_types": ["moe"] * layers}
+    folder = remote_folder("deepseek_v4", tmp_path, name="glimmerkin", config_values=values)
+    target = load_target(str(folder), str(folder / "config.json"))
+    assert target.features.attention.low_rank_q["b_norm"] == "q_b_norm"
+    plan = make_plan(target)
+    assert plan.complete, plan.gaps
+    rules = {step.rule for step in plan.steps}
+    assert {"partial_rotary", "low_rank_q"} <= rules and "qk_norm_weightless" not in rules
