@@ -16,8 +16,9 @@ DOC = "sqrt(softplus(logits)) scores"
 
 
 class ScoreActivation(Transform):
-    """The Gate (deepseek_v3's sigmoid router) scores by another elementwise activation of
-    its logits, `activation` the analysed `moe.score_activation` (DeepSeek-V4's
+    """The Gate (deepseek_v3's sigmoid router; or the sigmoid scores of an MoE's `route`,
+    as moe_router writes them into a softmax router) scores by another elementwise
+    activation of its logits, `activation` the analysed `moe.score_activation` (DeepSeek-V4's
     `sqrtsoftplus`: `F.softplus(logits).sqrt()`); the correction bias, the pick, the
     renormalisation and the scaling stay the sigmoid router's."""
 
@@ -26,7 +27,11 @@ class ScoreActivation(Transform):
     def apply(self, package, features=None, *, activation: str) -> None:
         if activation not in ACTIVATIONS:
             raise EditError(f"no template for router scores {activation!r}")
-        run(package, "model.py", _Scores(ACTIVATIONS[activation]))
+        template = ACTIVATIONS[activation]
+        if not run(package, "model.py", _Scores(template, "Gate", "forward"), required=False):
+            # the sigmoid router the moe_router rule writes into a softmax MoE's `route`
+            run(package, "model.py", _Scores(template, "MoE", "route"))
+            return
         run(package, "model.py", SetClassDocstring("Gate", _docstring))
         run(package, "model.py", _Reword("a sigmoid router", f"a router of {DOC}"), required=False)
         run(package, "args.py", _Reword("k sigmoid scores", "k scores"), required=False)
@@ -42,10 +47,10 @@ def _docstring(old: str | None) -> str:
 
 
 class _Scores(ScopedTransformer):
-    """`<logits>.sigmoid()` / `torch.sigmoid(<logits>)` in Gate.forward -> the activation."""
+    """`<logits>.sigmoid()` / `torch.sigmoid(<logits>)` in `cls.method` -> the activation."""
 
-    def __init__(self, template: str):
-        super().__init__("Gate", "forward")
+    def __init__(self, template: str, cls: str, method: str):
+        super().__init__(cls, method)
         self.template = template
 
     def leave_Call(self, original, updated):

@@ -28,3 +28,18 @@ def test_another_activation_is_refused():
     package = SourcePackage.from_directory(references_dir() / "deepseek_v3")
     with pytest.raises(EditError):
         ScoreActivation().apply(package, activation="tanh")
+
+
+def test_the_sigmoid_route_a_softmax_moe_was_given_scores_by_sqrt_softplus():
+    # qwen3_moe's router made a sigmoid one by moe_router: its scores are in MoE.route
+    from codegen.transforms.moe_router import SetMoeRouter
+
+    package = SourcePackage.from_directory(references_dir() / "qwen3_moe")
+    SetMoeRouter().apply(package, router="sigmoid_topk", correction_bias=True)
+    assert "scores = logits.float().sigmoid()" in code_of(
+        find_method(package.module("model.py"), "MoE", "route")
+    )
+    ScoreActivation().apply(package, activation="sqrtsoftplus")
+    route = code_of(find_method(package.module("model.py"), "MoE", "route"))
+    assert "scores = F.softplus(logits.float()).sqrt()" in route and "sigmoid" not in route
+    assert "self.e_score_correction_bias" in route
