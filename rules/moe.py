@@ -149,19 +149,6 @@ RULES = [
         native_in=("deepseek_v3",),
     ),
     Rule(
-        # the reverse of moe_router_fp32, for the reference whose Gate projects in fp32
-        id="moe_router_half_logits",
-        feature="moe.router_fp32",
-        values=(False,),
-        transform="router_half_logits",
-        params={"scores_fp32": FromFeature("moe.scores_fp32")},
-        description=(
-            "the MLA reference's Gate projects the router logits in the model's dtype (no"
-            " fp32 casts of input and weight) and scores them upcast or not as HF does, so a"
-            " bf16 model picks the experts HF picks (DeepSeek-V4's TopKRouter: bf16 scores)"
-        ),
-    ),
-    Rule(
         # after moe_router (it writes the scores) and moe_router_fp32
         id="moe_router_half_scores",
         feature="moe.scores_fp32",

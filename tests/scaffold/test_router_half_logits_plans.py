@@ -1,4 +1,4 @@
-"""Where moe_router_half_logits is planned: a router projecting in the model's dtype on the
+"""Where router_half_logits is planned: a router projecting in the model's dtype on the
 deepseek_v3 reference (whose Gate projects in fp32), its scores upcast or not as the
 target's are; never for a target projecting in fp32, nor from a reference whose router
 already projects in the model's dtype."""
@@ -10,7 +10,7 @@ import pytest
 from codegen.scaffold.plan import make_plan
 from codegen.scaffold.target import load_target
 
-RULE = "moe_router_half_logits"
+RULE = "router_half_logits"
 
 
 def _steps(model_type: str, reference: str) -> dict:

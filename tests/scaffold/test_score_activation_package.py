@@ -7,7 +7,7 @@ folder's toy, and under tp=2. DeepSeek-V4's router picks the top k of all expert
 deepseek_v3 Gate loses its expert groups (router_ungrouped_gate), so the toy's n_group=4,
 which HF never reads, changes nothing, and a config without n_group / topk_group loads.
 HF's router projects and scores in the model's dtype, and so does the Gate
-(moe_router_half_logits): it verifies in fp32 and bf16.
+(router_half_logits): it verifies in fp32 and bf16.
 The config field the router's activation is looked up by (`ACT2FN[config.scoring_func]`)
 is pinned: `from_hf_config` accepts sqrtsoftplus and refuses another setting in one line.
 Seeded defects fail verify at the router: softplus without its square root, the picked

@@ -10,7 +10,7 @@ The toy's table maps its tokens to many experts, drawn anew per layer. Seeded de
 verify at the table router: indexed by position instead of token id, weights not
 renormalised, scored by a sigmoid, rows off by one, the layer types read one layer off; and,
 in bf16, at the top-k router of layer 3 when it projects its logits in fp32 where HF's
-projects in bf16 (moe_router_half_logits)."""
+projects in bf16 (router_half_logits)."""
 
 from __future__ import annotations
 
