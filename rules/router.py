@@ -45,6 +45,20 @@ RULES = [
         native_in=("qwen3_moe",),
     ),
     Rule(
+        # the reverse of moe_router_fp32, for the reference whose Gate projects in fp32;
+        # before router_score_activation (it scores what this one upcasts or not)
+        id="router_half_logits",
+        feature="moe.router_fp32",
+        values=(False,),
+        transform="router_half_logits",
+        params={"scores_fp32": FromFeature("moe.scores_fp32")},
+        description=(
+            "the MLA reference's Gate projects the router logits in the model's dtype (no"
+            " fp32 casts of input and weight) and scores them upcast or not as HF does, so a"
+            " bf16 model picks the experts HF picks (DeepSeek-V4's TopKRouter: bf16 scores)"
+        ),
+    ),
+    Rule(
         # deepseek_v3's Gate picks inside the expert groups from_hf_config reads (n_group,
         # topk_group): a sigmoid top-k target whose source reads neither has no groups, and
         # no config of it reaches that code (its config may lack both fields)

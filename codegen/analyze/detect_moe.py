@@ -20,7 +20,7 @@ from codegen.analyze.evaluate import ModuleListRec, ModuleRec, ParamRec
 from codegen.analyze.features import UNKNOWN, Moe
 from codegen.analyze.model import linear_bias
 from codegen.analyze.roles import CONTAINER, LINEAR, MLP, MOE, NORM, OTHER, ROUTER
-from codegen.analyze.router_dtype import fp32_projection, half_sigmoid_site
+from codegen.analyze.router_dtype import fp32_projection, half_activation, half_sigmoid_site
 from codegen.analyze.switches import act_field
 from codegen.analyze.walk import findall
 
@@ -359,6 +359,8 @@ def detect(ctx: Ctx) -> Moe | None:
     if not fp32 and score == "sigmoid":
         owners = [router.cls if isinstance(router, ModuleRec) else None, moe.cls]
         half_scores = half_sigmoid_site(ctx.model.project, owners)
+    if not fp32 and score_activation and activated[0].site is not None:
+        half_scores = half_activation(activated[0].site)
     ctx.cite("moe.scores_fp32", half_scores or fp32_site or where)
 
     # -- shared experts ----------------------------------------------------------------------------

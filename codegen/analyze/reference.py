@@ -424,9 +424,11 @@ REFERENCES: dict[str, dict[str, tuple]] = {
         "rope.interleaved": (True, False),
         "moe.router": ("grouped_topk", "sigmoid_topk"),
         "moe.router_bias": (True, False),
-        # its Gate projects in fp32; a target routing in the model's dtype keeps that (no
-        # rule turns the fp32 router back to half precision)
-        "moe.router_fp32": (True, False),
+        # its Gate projects in fp32 (router_half_logits projects in the model's dtype)
+        "moe.router_fp32": (True,),
+        # its Gate scores the logits in their dtype: fp32 as it projects; where the logits
+        # are half, router_half_logits upcasts them for the scores or not as HF does
+        "moe.scores_fp32": (True, False),
         # its Gate keeps the correction bias fp32 itself (as HF's strict fp32 list does)
         "state_dict.fp32_keys": (False, "router_bias"),
         "moe.shared_experts": ("yes",),  # one always-on shared expert

@@ -94,3 +94,15 @@ def half_sigmoid_site(project, classes) -> str | None:
         if call is not None:
             return found[0].cite(call)
     return None
+
+
+def half_activation(site) -> str | None:
+    """file:line of the score activation call at `site` (DeepSeek-V4's `score_fn(logits)`)
+    when its input is not cast to float32: the scores come out in the logits' dtype, else
+    None."""
+    call = getattr(site, "node", None)
+    if not isinstance(call, cst.Call) or not call.args:
+        return None
+    method = site.method if isinstance(site.method, cst.FunctionDef) else None
+    casts = _cast_locals(method) if method is not None else frozenset()
+    return None if upcast(call.args[0].value, casts) else site.cite()

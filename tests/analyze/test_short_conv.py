@@ -65,13 +65,16 @@ def test_attention_only_models_have_no_short_conv():
 
 
 @pytest.mark.parametrize(
-    ("model_type", "fp32"), [("lfm2_moe", False), ("deepseek_v3", True), ("minimax_m2", True)]
+    ("model_type", "fp32"),
+    [("lfm2_moe", False), ("deepseek_v4", False), ("deepseek_v3", True), ("minimax_m2", True)],
 )
 def test_router_scores_dtype(model_type, fp32):
+    """DeepSeek-V4 scores by `score_fn(logits)` (sqrtsoftplus) on its bf16 logits: half
+    scores as LFM2-MoE's sigmoid; minimax_m2 upcasts its bf16 logits first."""
     features = analyze(model_type)
     assert features.moe.scores_fp32 is fp32
-    if not fp32:  # the sigmoid taken on the logits as they come out of the projection
-        assert features.evidence["moe.scores_fp32"].startswith("modeling_lfm2_moe.py:")
+    if not fp32:  # the scores taken on the logits as they come out of the projection
+        assert features.evidence["moe.scores_fp32"].startswith(f"modeling_{model_type}.py:")
         assert "moe.scores_fp32" in delta(features, "qwen3_moe")
 
 

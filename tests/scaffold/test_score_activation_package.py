@@ -6,6 +6,8 @@ picked scores renormalised (+1e-20) and scaled), planned from its analysis
 folder's toy, and under tp=2. DeepSeek-V4's router picks the top k of all experts: the
 deepseek_v3 Gate loses its expert groups (router_ungrouped_gate), so the toy's n_group=4,
 which HF never reads, changes nothing, and a config without n_group / topk_group loads.
+HF's router projects and scores in the model's dtype, and so does the Gate
+(router_half_logits): it verifies in fp32 and bf16.
 The config field the router's activation is looked up by (`ACT2FN[config.scoring_func]`)
 is pinned: `from_hf_config` accepts sqrtsoftplus and refuses another setting in one line.
 Seeded defects fail verify at the router: softplus without its square root, the picked
@@ -69,7 +71,10 @@ def _case(folder) -> Case:
 
 def test_package_verifies(folder, built):
     models, name = built
-    assert "scores = F.softplus(logits).sqrt()" in (models / name / "model.py").read_text()
+    model = (models / name / "model.py").read_text()
+    # HF's router projects and scores in the model's dtype: bf16 logits and scores in bf16
+    assert "logits = F.linear(x.reshape(-1, x.shape[-1]), self.weight)" in model
+    assert "scores = F.softplus(logits).sqrt()" in model
     results = verify_toy(models, name, ("fp32", "bf16"), case=_case(folder))
     assert all(result.passed for result in results), [r.error for r in results]
 

@@ -3,12 +3,14 @@ router (the remote-code folder of `v4_moe_fixture.hashed_folder`: the experts lo
 token id in a fixed `tid2eid` table, weighted by their renormalised, scaled sqrtsoftplus
 scores; the token ids threaded from the model through the decoder layer to the MoE), planned
 from its analysis (moe.table_routing), scaffolded and verified against HF on the toy with one
-expert group, with the table-routed and top-k layers mixed (fp32), every MoE layer typed
-hash_moe (fp32 and bf16) and none (fp32); the table loads strictly and round-trips, stays an
-integer tensor in the fp8 check, and the shard plan holds it under tp=2 and ep=2. The toy's
-table maps its tokens to many experts, drawn anew per layer. Seeded defects fail verify at
-the table router: indexed by position instead of token id, weights not renormalised, scored
-by a sigmoid, rows off by one, the layer types read one layer off."""
+expert group, with the table-routed and top-k layers mixed (fp32 and bf16), every MoE layer
+typed hash_moe and none (fp32 and bf16); the table loads strictly and round-trips,
+stays an integer tensor in the fp8 check, and the shard plan holds it under tp=2 and ep=2.
+The toy's table maps its tokens to many experts, drawn anew per layer. Seeded defects fail
+verify at the table router: indexed by position instead of token id, weights not
+renormalised, scored by a sigmoid, rows off by one, the layer types read one layer off; and,
+in bf16, at the top-k router of layer 3 when it projects its logits in fp32 where HF's
+projects in bf16 (router_half_logits)."""
 
 from __future__ import annotations
 
@@ -111,7 +113,8 @@ def test_package_verifies(folder, built):
     models, name = built
     source = (models / name / "model.py").read_text()
     assert "indices = self.tid2eid[tokens.reshape(-1)]" in source
-    for types, dtypes in ((None, ("fp32",)), ("hash_moe", ("fp32", "bf16")), ("moe", ("fp32",))):
+    both = ("fp32", "bf16")
+    for types, dtypes in ((None, both), ("hash_moe", both), ("moe", both)):
         results = verify_toy(models, name, dtypes, case=_case(folder, types))
         assert all(result.passed for result in results), (types, [r.error for r in results])
 
@@ -164,3 +167,16 @@ def test_a_seeded_defect_fails_at_the_table_router(tmp_path, folder, built, defe
     (result,) = verify_toy(models, name, case=_case(folder), gradients=False)
     assert not result.passed
     assert result.first_divergence.startswith(module), result.first_divergence
+
+
+def test_a_router_projected_in_fp32_fails_in_bf16(tmp_path, folder, built):
+    """HF's top-k router projects in bf16: the Gate's logits in fp32 pick other experts."""
+    pick = "        scores = F.softplus(logits).sqrt()\n        indices = (scores"
+    half = "logits = F.linear(x.reshape(-1, x.shape[-1]), self.weight)\n" + pick
+    fp32 = "logits = F.linear(x.reshape(-1, x.shape[-1]).float(), self.weight.float())\n" + pick
+    models, name = tmp_path / "models", built[1]
+    shutil.copytree(built[0], models)
+    seed(models, name, half, fp32)
+    (result,) = verify_toy(models, name, ("bf16",), case=_case(folder), gradients=False)
+    assert not result.passed
+    assert result.first_divergence.startswith("layers.3.moe.gate"), result.first_divergence
