@@ -77,8 +77,9 @@ def test_both_block_settings_verify_in_fp32_and_bf16(folder, built, capsys):
             "blocks = blocks",
             "layers.0.ffn_input",
         ),
-        # the FFN reading the stream, not its depth attention
-        ("self.ffn_input(blocks, h)", "h", "layers.0.ffn_input"),
+        # the FFN reading the stream, not its depth attention (contiguous: the output
+        # convolution's sum keeps HF's channels-first layout, which a `.view` refuses)
+        ("self.ffn_input(blocks, h)", "h.contiguous()", "layers.0.ffn_input"),
         # the final norm reading the last layer's output, not the block states (the stage
         # after the last layer is the head's: the locator names it)
         ("h = self.final_input(blocks, h)", "h = h", "output head"),
