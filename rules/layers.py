@@ -70,4 +70,17 @@ RULES = [
             " 1)) (Inkling-2's full layers)"
         ),
     ),
+    Rule(
+        # after log_scaled_layers: the keys and values of its full layers' class read the
+        # inputs
+        id="layer_kv_inputs",
+        feature="attention.layer_inputs",
+        values=(True,),
+        transform="layer_kv_inputs",
+        params={"inputs": FromFeature("attention.layer_inputs")},
+        description=(
+            "the full-attention layers' keys and values read inputs of their own: the layer's"
+            " input through a norm each, beside the queries' norm (Inkling-2's full layers)"
+        ),
+    ),
 ]

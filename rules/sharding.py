@@ -175,6 +175,12 @@ SHARDS = [
     # the table-routed layers' gate sits where the Gate does: whole on every rank, its
     # token-id table (an integer buffer) too, so each rank looks up every token's experts
     Shards("table_routing", {"layers.*.moe.gate": "replicate"}),
+    # the full layers' query, key and value norms act on the replicated residual stream, as
+    # the attention norm they stand for does (that one only on the sliding layers)
+    Shards(
+        "layer_kv_inputs",
+        {f"layers.*.{norm}": "replicate" for norm in ("query_norm", "key_norm", "value_norm")},
+    ),
     # the embeddings' per-channel shift and scale act on the replicated embeddings
     Shards("embedding_affine", {"embedding_affine": "replicate"}),
     # hyper-connections read and write the replicated residual streams: small, whole on

@@ -25,8 +25,9 @@ where a rule builds it:
 * `attention.layer_forwards`: attention layers whose module runs another `forward` than
   the first attention layer's (whose facts the others are read as), named with what it does
   otherwise; a second forward on exactly the layers without a window that is the first with
-  its queries (and relative states) times a log-of-the-position scale is no such line but
-  the fact `attention.layer_logn` (`layer_attention.read`);
+  its queries (and relative states) times a log-of-the-position scale, with key/value inputs
+  of its own each the layer's input through a norm of its own, is no such line but the facts
+  `attention.layer_logn` and `attention.layer_inputs` (`layer_attention.read`);
 * `attention.unprojected`: attention modules of a layer or of the backbone holding no
   linear layer of their own (learned queries over stored layer outputs), beside the
   layer's token attention.
@@ -59,9 +60,11 @@ def detect(ctx: Ctx, shared: dict) -> dict:
     (`low_rank_q`, `output_rotation`, `kv_same`, `o_low_rank`, and `layer_logn` where the second
     attention forward is the first log-scaled: see `layer_attention`)."""
     facts: dict = {}
-    layer_logn = _layer_forwards(ctx, shared)
+    layer_logn, layer_inputs = _layer_forwards(ctx, shared)
     if layer_logn is not None:
         facts["layer_logn"] = layer_logn
+    if layer_inputs is not None:
+        facts["layer_inputs"] = layer_inputs
     _unprojected_attentions(ctx)
     seen: set[int] = set()
     shapes: dict[tuple, list] = {}  # the attention's classes -> its compressors
@@ -101,11 +104,13 @@ def detect(ctx: Ctx, shared: dict) -> dict:
     return facts
 
 
-def _layer_forwards(ctx: Ctx, shared: dict) -> dict | None:
+def _layer_forwards(ctx: Ctx, shared: dict) -> tuple[dict | None, dict | None]:
     """Attention layers running another forward than the first attention layer's (a class
     of its own with its own `forward`, Inkling-2's full-attention layers beside its sliding
     ones): the facts are read from the first; a second forward that differs from it only by
-    a log-of-the-position scale (`layer_attention.read`) is that fact, the others are named."""
+    a log-of-the-position scale and key/value inputs of its own, each the layer's input
+    through a norm of its own (`layer_attention.read`), is those facts (`layer_logn`,
+    `layer_inputs`), the others are named."""
     forwards: dict[int, tuple] = {}  # id(forward) -> (class name, site, layers, info)
     for entry in shared.get("per_layer", ()):
         info = entry.get("info")
@@ -118,13 +123,13 @@ def _layer_forwards(ctx: Ctx, shared: dict) -> dict | None:
         )
         layers.append(entry["index"])
     if len(forwards) < 2:
-        return None
+        return None, None
     (first, _, read, rep), *others = forwards.values()
     if len(others) == 1 and others[0][3].trace is not None and rep.trace is not None:
         full = [e["index"] for e in shared.get("per_layer", ()) if e["type"] == "full"]
-        fact, differs = layer_attention.read(ctx, rep, others[0][3], others[0][2], full)
+        fact, inputs, differs = layer_attention.read(ctx, rep, others[0][3], others[0][2], full)
         if fact is not None:
-            return fact
+            return fact, inputs
         others = [(others[0][0], others[0][1], others[0][2], differs)]
     parts = [
         f"{name} on layers {span(layers)}{f' ({why})' if isinstance(why, str) else ''}"
@@ -136,7 +141,7 @@ def _layer_forwards(ctx: Ctx, shared: dict) -> dict | None:
         f" facts are read): {'; '.join(parts)}: no rule yet",
         others[0][1],
     )
-    return None
+    return None, None
 
 
 def _unprojected_attentions(ctx: Ctx) -> None:

@@ -175,6 +175,10 @@ class Attention:
     # floor, 1)): {"layers", "alpha", "floor", "offset", "scaled"}; see
     # codegen/analyze/layer_attention.py
     layer_logn: dict | None = None
+    # that second forward's keys and values read inputs of their own, the layer's input each
+    # through a norm of its own (Inkling-2's full layers): {"norms": {"q"|"k"|"v": <HF norm
+    # attribute>}, "reads": {"k"|"v": (<HF projection attributes>,)}}; layer_attention.py
+    layer_inputs: dict | None = None
     sub_norm: bool | str = False  # the attention output normed before the output projection
     # the attention output's heads rotated by the query's rotary factors before the output
     # projection: none | inverse (the conjugate rotation, sin negated: DeepSeek-V4 turns back

@@ -18,7 +18,17 @@ what the other layers' forward does differently, from the two traced forwards:
 The fact is `{"layers": "full" (the second forward runs on exactly the layers without a
 window), "alpha": <hf_config expression>, "floor": ...,
 "offset": int, "scaled": ("q", "rel")}`; None where the forwards differ otherwise (named
-unsupported by `attention_forms` with what differs)."""
+unsupported by `attention_forms` with what differs).
+
+Inputs of the second forward's own (Inkling-2's full layers' `key_hidden_states`,
+`value_hidden_states`) are read apart (`inputs`): the traces are compared with each such
+input standing for the primary one, so the forwards agree where the second only hands some
+projections another tensor; each input's readers must be projections (linears) feeding the
+kernel's keys or its values, and the decoder layer must hand the forward, for its primary
+input and each own one, the same tensor through a norm of its own (a call of a norm at
+another attribute). That fact (`attention.layer_inputs`) is `{"norms": {"q": <HF attribute
+of the queries' norm>, "k": ..., "v": ...}, "reads": {"k": (<HF projection attributes>,),
+"v": (...)}}`."""
 
 from __future__ import annotations
 
@@ -28,23 +38,41 @@ import libcst.matchers as m
 from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import Term, strip, walk
 from codegen.analyze.evaluate import ModuleRec
+from codegen.analyze.roles import NORM
 from codegen.analyze.walk import findall
 
 FEATURE = "attention.layer_logn"
+INPUTS = "attention.layer_inputs"
 
 
-def read(ctx: Ctx, first, other, layers: list[int], full: list[int]) -> tuple[dict | None, str]:
-    """(fact, what differs) of the attention `other` (AttnInfo, on `layers`) against
-    `first`; `full`: the layers without a window (the ones a second class may select)."""
+def read(
+    ctx: Ctx, first, other, layers: list[int], full: list[int]
+) -> tuple[dict | None, dict | None, str]:
+    """(fact, inputs fact, what differs) of the attention `other` (AttnInfo, on `layers`)
+    against `first`; `full`: the layers without a window (the ones a second class may
+    select)."""
     if sorted(layers) != sorted(full):
-        return None, "on other layers than the full-attention ones"
+        return None, None, "on other layers than the full-attention ones"
     ours, theirs = first.trace.terms, other.trace.terms
     extra = [t for t in theirs if _scaled_product(t)]
-    if _signature(first.rec, ours, set()) == _signature(other.rec, theirs, {id(t) for t in extra}):
-        if not extra:
-            return None, "the same operations on modules of other classes"
-    else:
-        return None, _differences(first, other, extra)
+    own = _own_inputs(first, other)
+    skip = {id(t) for t in extra}
+    if _signature(first.rec, ours, set()) != _signature(other.rec, theirs, skip, own):
+        return None, None, _differences(ctx, first, other, extra, own, layers)
+    inputs = None
+    if own:
+        inputs, why = _inputs(ctx, other, own, layers)
+        if inputs is None:
+            return None, None, why
+    elif not extra:
+        return None, None, "the same operations on modules of other classes"
+    fact, differs = _scale(ctx, other, extra)
+    return fact, inputs if fact is not None else None, differs
+
+
+def _scale(ctx: Ctx, other, extra: list[Term], cite: bool = True) -> tuple[dict | None, str]:
+    """The log-of-the-position scale the products `extra` apply (see the module's doc);
+    `cite`: the evidence recorded."""
     kernel = other.kernel
     tensors = [strip(t) for t in kernel.args if isinstance(t, Term)] if kernel else []
     q = tensors[0] if tensors else None  # the kernel's first tensor: the queries
@@ -62,30 +90,161 @@ def read(ctx: Ctx, first, other, layers: list[int], full: list[int]) -> tuple[di
     if form is None:
         return None, "queries scaled by a factor of another form than a clamped log"
     where = extra[0].site.cite()
-    ctx.cite(
-        FEATURE,
-        f"{where} (the full layers' queries times 1 + alpha * log(max((position + offset) /"
-        " floor, 1)))",
-    )
+    if cite:
+        ctx.cite(
+            FEATURE,
+            f"{where} (the full layers' queries times 1 + alpha * log(max((position + offset) /"
+            " floor, 1)))",
+        )
     return {"layers": "full", **form, "scaled": tuple(sorted(set(scaled)))}, ""
 
 
-def _differences(first, other, extra: list[Term]) -> str:
-    """What the second forward does otherwise, in words: inputs of its own, modules of other
-    classes under the same attribute, position-dependent products."""
+def _own_inputs(first, other) -> dict[int, Term]:
+    """The second forward's inputs the first has none of: id -> the primary input, which
+    each stands for when the traces are compared."""
     mine = {t.name for t in first.trace.terms if t.op == "input"}
-    inputs = [t.name for t in other.trace.terms if t.op == "input" and t.name not in mine]
-    parts = [f"inputs of its own ({', '.join(inputs)})"] if inputs else []
+    inputs = [t for t in other.trace.terms if t.op == "input"]
+    primary = next((t for t in inputs if t.kwargs.get("primary")), None)
+    if primary is None:
+        return {}
+    return {id(t): primary for t in inputs if t.name not in mine}
+
+
+def _readers(terms: list[Term], term: Term) -> list[Term]:
+    """The terms taking `term` as an argument."""
+    return [
+        t
+        for t in terms
+        if any(a is term for a in t.args) or any(v is term for v in t.kwargs.values())
+    ]
+
+
+def _attribute(t: Term) -> str | None:
+    """The `self.<attribute>` a call term calls (modules built alike share a record)."""
+    node = t.site.node if t.site is not None else None
+    if m.matches(node, m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name()))):
+        return node.func.attr.value
+    return None
+
+
+def _inputs(ctx: Ctx, other, own: dict[int, Term], layers: list[int]) -> tuple[dict | None, str]:
+    """The inputs fact (see the module's doc), or None and what is not read."""
+    terms = other.trace.terms
+    inputs = [t for t in terms if t.op == "input"]
+    names = ", ".join(t.name for t in inputs if id(t) in own)
+    reads = _projection_reads(other, own)
+    if reads is None:
+        return None, f"inputs of its own ({names}) read by other than the key or value projections"
+    norms = _layer_norms(ctx, other, [t.name for t in inputs], layers)
+    if norms is None:
+        return None, (
+            f"inputs of its own ({names}) the decoder layer computes otherwise than through"
+            " norms of their own of one tensor"
+        )
+    primary = next(iter(own.values())).name
+    found = {"q": norms[primary], **{role: norms[name] for role, (name, _) in reads.items()}}
+    if len(set(found.values())) != len(found):
+        return None, f"inputs of its own ({names}) through one norm"
+    site = norms.pop(None)
+    if site is not None:
+        ctx.cite(
+            INPUTS, f"{site.cite()} (the full layers' keys and values read inputs of their own)"
+        )
+    return {"norms": found, "reads": {role: attrs for role, (_, attrs) in reads.items()}}, ""
+
+
+def _projection_reads(other, own: dict[int, Term]) -> dict[str, tuple] | None:
+    """{"k": (input name, (projection attributes...)), "v": ...}: the projections each own
+    input feeds, all on the kernel's keys or all on its values; None where an input has
+    another reader, or the two do not split into keys and values."""
+    terms = other.trace.terms
+    kernel = other.kernel
+    tensors = [strip(t) for t in kernel.args if isinstance(t, Term)] if kernel else []
+    if len(tensors) < 3:
+        return None
+    reads: dict[str, tuple] = {}
+    for t in terms:
+        if t.op != "input" or id(t) not in own:
+            continue
+        readers = _readers(terms, t)
+        attrs = tuple(_attribute(r) for r in readers)
+        if not readers or None in attrs or any(r.op != "call" for r in readers):
+            return None
+        fed = {
+            role
+            for role, tensor in (("k", tensors[1]), ("v", tensors[2]))
+            if all(_feeds(r, tensor) for r in readers)
+        }
+        if len(fed) != 1 or fed & set(reads):
+            return None
+        reads[fed.pop()] = (t.name, attrs)
+    return reads if set(reads) == {"k", "v"} else None
+
+
+def _layer_norms(ctx: Ctx, other, names: list[str], layers: list[int]) -> dict[str, str] | None:
+    """Input name -> the attribute of the norm the decoder layer hands it through (and None ->
+    the call's site), where the layer hands each input of the forward a norm's output of one
+    and the same tensor."""
+    layer = (ctx.model.layers or [None] * (layers[0] + 1))[layers[0]]
+    if not isinstance(layer, ModuleRec):
+        return None
+    terms = ctx.trace(layer, inline=False).terms
+    calls = [t for t in terms if t.op == "call" and t.module is other.rec]
+    if len(calls) != 1:
+        return None
+    call = calls[0]
+    handed = dict(zip(names, call.args, strict=False))
+    handed.update({k: v for k, v in call.kwargs.items() if k in names})
+    found, sources = {}, set()
+    for name in names:
+        value = strip(handed.get(name))
+        if not isinstance(value, Term) or value.op != "call" or not value.args:
+            continue
+        if ctx.roles.role(value.module) != NORM or _attribute(value) is None:
+            continue
+        found[name] = _attribute(value)
+        sources.add(id(value.args[0]))
+    if len(sources) != 1 or len(found) < 3:
+        return None
+    return {**found, None: call.site}  # None: where the layer calls the forward
+
+
+def _differences(ctx: Ctx, first, other, extra: list[Term], own: dict, layers: list[int]) -> str:
+    """What the second forward does otherwise, in words: inputs of its own (unless each is
+    read apart: `_inputs`), modules of other classes under the same attribute (with the own
+    inputs they read), position-dependent products."""
+    terms = other.trace.terms
+    inputs = [t for t in terms if t.op == "input" and id(t) in own]
+    readers = {id(r.module) for t in inputs for r in _readers(terms, t)}
     swapped = []
     for name, child in other.rec.attrs.items():
         before = first.rec.attrs.get(name)
         if isinstance(child, ModuleRec) and isinstance(before, ModuleRec):
             if child.kind != before.kind:
-                swapped.append(f"{name}: {child.kind} in place of {before.kind}")
+                reads = readers & {id(child), *(id(c) for _, c in _descendants(child))}
+                also = ", reading the forward's own inputs too" if reads else ""
+                swapped.append(f"{name}: {child.kind} in place of {before.kind}{also}")
+    parts = []
+    if (
+        inputs
+        and _layer_norms(ctx, other, [t.name for t in terms if t.op == "input"], layers) is None
+    ):
+        parts.append(
+            f"inputs of its own ({', '.join(t.name for t in inputs)}) the decoder layer computes"
+            " otherwise than through norms of their own of one tensor"
+        )
     parts += swapped
-    if extra:
+    if extra and _scale(ctx, other, extra, cite=False)[0] is None:  # else the rule's scale
         parts.append("tensors times a factor the trace does not follow (a position scale)")
     return "; ".join(parts) or "other operations"
+
+
+def _descendants(rec: ModuleRec):
+    """(name, record) of every module inside `rec`."""
+    for name, child in rec.children():
+        if isinstance(child, ModuleRec):
+            yield name, child
+            yield from _descendants(child)
 
 
 def _scaled_product(t: Term) -> bool:
@@ -100,13 +259,18 @@ def _feeds(t: Term, target) -> bool:
     return isinstance(target, Term) and any(x is t for x in walk(target))
 
 
-def _signature(rec: ModuleRec, terms: list[Term], skip: set[int]) -> list:
+def _signature(
+    rec: ModuleRec, terms: list[Term], skip: set[int], alias: dict[int, Term] | None = None
+) -> list:
     """Each term's operation, module (class and attribute) and inputs (earlier terms by
-    position); a skipped product stands for its tensor."""
+    position); a skipped product stands for its tensor, an aliased input for its alias."""
     names = {id(child): name for name, child in rec.attrs.items()}
     index: dict[int, object] = {}
     out = []
     for t in terms:
+        if alias and id(t) in alias:
+            index[id(t)] = index.get(id(alias[id(t)]), "?")
+            continue
         if id(t) in skip:
             tensor = next(a for a in t.args if isinstance(a, Term))
             index[id(t)] = index.get(id(tensor), "?")

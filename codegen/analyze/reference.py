@@ -122,6 +122,7 @@ COMPARED: dict[str, Any] = {
     "attention.q_latent_raw": None,
     "attention.logn": lambda logn: logn is not None,
     "attention.layer_logn": lambda found: found is not None,
+    "attention.layer_inputs": lambda found: found is not None,
     "attention.sub_norm": None,
     "attention.output_rotation": None,
     "attention.kv_same": None,
@@ -258,6 +259,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "attention.output_gate": ("none",),
     "attention.q_latent_raw": (False,),  # a query up-projection reads the normed latent only
     "attention.layer_logn": (False,),  # every attention layer runs one forward
+    "attention.layer_inputs": (False,),  # queries, keys and values read one input
     "attention.logn": (False,),  # queries not scaled by position
     "attention.sub_norm": (False,),  # the attention output goes to o_proj as it is
     "attention.output_rotation": ("none",),  # ... unrotated

@@ -66,8 +66,64 @@ def test_a_second_forward_that_differs_otherwise_is_named(tmp_path, pattern, rep
 
 
 def test_transformers_own_full_layers_are_named_with_what_differs(tmp_path):
+    """The scale is no longer named (the rule builds it), the inputs of its own are (the layer
+    computes them with its block attention residual's queries), the input-dependent
+    convolutions are."""
     features = analyze(rename_model("inkling2_text", "wombat", str(tmp_path))[0])
     assert features.attention.layer_logn is None
     named = _named(features)["attention.layer_forwards"]
-    assert "inputs of its own (key_hidden_states, value_hidden_states)" in named
-    assert re.search(r"k_sconv: \w+DynamicShortConvolution in place of \w+ShortConvolution", named)
+    assert (
+        "inputs of its own (key_hidden_states, value_hidden_states) the decoder layer computes"
+        " otherwise than through norms of their own of one tensor"
+    ) in named
+    assert re.search(
+        r"k_sconv: \w+DynamicShortConvolution in place of \w+ShortConvolution, reading the"
+        " forward's own inputs too",
+        named,
+    )
+    assert "position scale" not in named
+
+
+INPUTS = {
+    "norms": {"q": "q_input_layernorm", "k": "k_input_layernorm", "v": "v_input_layernorm"},
+    "reads": {"k": ("k_proj",), "v": ("v_proj",)},
+}
+
+
+def test_key_and_value_inputs_of_their_own_through_norms_of_their_own_are_read(tmp_path):
+    copy = derive_full(tmp_path, "wombat", own_inputs=True)
+    features = analyze(str(copy))
+    assert features.attention.layer_logn == FOUND
+    assert features.attention.layer_inputs == INPUTS
+    assert "attention.layer_forwards" not in _named(features)
+    line = int(features.evidence["attention.layer_inputs"].split(":")[1].split()[0])
+    source = (copy / "modeling_wombat.py").read_text().splitlines()
+    assert "self.self_attn(" in source[line - 1]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "replacement", "named"),
+    [
+        # the keys through the queries' norm: one norm for two inputs
+        (
+            r"self\.k_input_layernorm\(hidden_states\)",
+            "self.q_input_layernorm(hidden_states)",
+            "through one norm",
+        ),
+        # the values' input read by the gate too
+        (
+            r"(class \w+FullAttention.*?)gate = self\.gate_proj\(hidden_states\)",
+            r"\1gate = self.gate_proj(value_hidden_states)",
+            "read by other than the key or value projections",
+        ),
+    ],
+)
+def test_inputs_of_their_own_read_otherwise_are_named(tmp_path, pattern, replacement, named):
+    copy = derive_full(tmp_path, "wombat", own_inputs=True)
+    path = copy / "modeling_wombat.py"
+    source, count = re.subn(pattern, replacement, path.read_text(), count=1, flags=re.DOTALL)
+    assert count
+    path.write_text(source)
+    features = analyze(str(copy))
+    assert features.attention.layer_inputs is None
+    assert named in _named(features)["attention.layer_forwards"]

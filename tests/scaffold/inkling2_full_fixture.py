@@ -8,7 +8,9 @@ the logits' soft cap. Taken out of the full layers only: the key and value input
 own (one normed hidden state feeds the queries, keys and values, as on the sliding layers)
 and the input-dependent short convolutions (the sliding layers' static ones in their place).
 Kept on the full layers: their own attention class, whose queries and relative states are
-scaled by the log of the token's position."""
+scaled by the log of the token's position; with `own_inputs`, their key and value inputs
+of their own too (the stream normed by the layer's key and value input norms, beside the
+query's), the short convolutions static still."""
 
 from __future__ import annotations
 
@@ -37,14 +39,44 @@ STATIC_CONV = (
     " conv_idx={i}\n        )"
 )
 
+# the full layers: one normed input for the queries, keys and values
+ONE_INPUT = [
+    (r"        self\.k_input_layernorm = .*?\n        self\.v_input_layernorm = .*?\n", ""),
+    (r"self\.q_input_layernorm", "self.input_layernorm"),
+    (
+        r"            hidden_states=self\.input_layernorm\(query_hidden_states\)"
+        r"\.to\(dtype\),\n.*?value_hidden_states=.*?\n",
+        "            hidden_states=self.input_layernorm(hidden_states).to(dtype),\n",
+    ),
+    (
+        r"        key_hidden_states: torch\.Tensor,\n"
+        r"        value_hidden_states: torch\.Tensor,\n",
+        "",
+    ),
+    (r'        r"""\n        key_hidden_states \(.*?"""\n', ""),
+]
 
-def derive_full(dest: Path, name: str) -> Path:
+# the full layers: the queries', keys' and values' norms all read the layer's input
+OWN_INPUTS = [
+    (
+        rf"self\.{n[0]}_input_layernorm\({n}_hidden_states\)",
+        rf"self.{n[0]}_input_layernorm(hidden_states)",
+    )
+    for n in ("query", "key", "value")
+]
+
+
+def derive_full(dest: Path, name: str, own_inputs: bool = False) -> Path:
     """The renamed folder; `edits` apply to every match (both layer classes), `once` to the
-    first."""
+    first. `own_inputs`: the full layers keep their key and value inputs (each the layer's
+    input through a norm of its own)."""
     folder = remote_folder("inkling2_text", dest, name=name)
     path = folder / f"modeling_{name}.py"
     source = path.read_text()
     p = re.search(r"class (\w+)SlidingAttention\b", source).group(1)
+    keys, values = (
+        ("key_hidden_states", "value_hidden_states") if own_inputs else ("hidden_states",) * 2
+    )
     edits = [
         # plain pre-norm residuals in place of the block attention residuals
         (r"        self\.is_block_boundary = .*?\n        self\.attention_input = .*?\n", ""),
@@ -75,20 +107,6 @@ def derive_full(dest: Path, name: str) -> Path:
         (r"self\.k_l2_clip\((key_states\.view\(hidden_shape\))\)", r"\1"),
         (r"self\.rel_l2_clip\((relative_states\.view\([^)]*\))\)", r"\1"),
         (r"            sinks=sinks\.transpose\(1, 2\)\.unsqueeze\(-1\),\n", ""),
-        # the full layers: one normed input for the queries, keys and values
-        (r"        self\.k_input_layernorm = .*?\n        self\.v_input_layernorm = .*?\n", ""),
-        (r"self\.q_input_layernorm", "self.input_layernorm"),
-        (
-            r"            hidden_states=self\.input_layernorm\(query_hidden_states\)"
-            r"\.to\(dtype\),\n.*?value_hidden_states=.*?\n",
-            "            hidden_states=self.input_layernorm(hidden_states).to(dtype),\n",
-        ),
-        (
-            r"        key_hidden_states: torch\.Tensor,\n"
-            r"        value_hidden_states: torch\.Tensor,\n",
-            "",
-        ),
-        (r'        r"""\n        key_hidden_states \(.*?"""\n', ""),
         # the full layers: static short convolutions on the keys and values
         (
             rf"self\.k_sconv = {p}DynamicShortConvolution\(.*?\n        \)",
@@ -101,14 +119,15 @@ def derive_full(dest: Path, name: str) -> Path:
         (
             r"self\.k_sconv\(\n\s*self\.k_proj\(key_hidden_states\), key_hidden_states,"
             r" (.*?)\n\s*\)",
-            r"self.k_sconv(self.k_proj(hidden_states), \1)",
+            rf"self.k_sconv(self.k_proj({keys}), \1)",
         ),
         (
             r"self\.v_sconv\(\n\s*self\.v_proj\(value_hidden_states\),\n\s*value_hidden_states,\n"
             r"\s*(past_key_values=past_key_values),\n\s*(conv_mask=conv_mask),\n\s*\)",
-            r"self.v_sconv(self.v_proj(hidden_states), \1, \2)",
+            rf"self.v_sconv(self.v_proj({values}), \1, \2)",
         ),
     ]
+    edits += OWN_INPUTS if own_inputs else ONE_INPUT
     once = [
         (
             rf"(class {p}SlidingDecoderLayer\()",

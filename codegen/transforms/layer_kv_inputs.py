@@ -1,0 +1,159 @@
+"""The full-attention layers' keys and values read inputs of their own: the layer's input
+through a norm each, beside the queries' norm (Inkling-2's full layers)."""
+
+from __future__ import annotations
+
+import libcst as cst
+import libcst.matchers as m
+
+from codegen.transforms import _attention_edits as edits
+from codegen.transforms.base import Transform
+from codegen.transforms.edits import (
+    EditError,
+    InsertStatements,
+    ReplaceStatements,
+    assigns,
+    code_of,
+    dotted,
+    expression,
+    findall,
+    run,
+    uses,
+)
+from codegen.transforms.log_scaled_layers import CLASS, _DocstringNote
+
+# the house names of the full layers' norms, by what each norms the input for
+NORMS = {"q": "query_norm", "k": "key_norm", "v": "value_norm"}
+INPUTS = {"k": "xk", "v": "xv"}
+BUILD = """if self.sliding:
+    self.attention_norm = {norm}
+else:  # the queries, keys and values each read the input through a norm of their own
+    self.query_norm = {norm}
+    self.key_norm = {norm}
+    self.value_norm = {norm}
+"""
+ATTEND = """if self.sliding:
+    attended = {sliding}
+else:
+    attended = {full}
+"""
+NOTE = " `xk`, `xv`: the keys' and values' inputs (the layer's input through norms of their own)."
+
+
+class LayerKvInputs(Transform):
+    """On the full-attention layers (`LogScaledAttention`, see `log_scaled_layers`) the keys
+    and values read inputs of their own: the block builds `query_norm`, `key_norm` and
+    `value_norm` there in place of `attention_norm` and hands the attention the input through
+    each; `LogScaledAttention.forward` takes `xk` and `xv` and its key and value projections
+    read them. `inputs`: the analysed `attention.layer_inputs` ({"norms": {"q"|"k"|"v": HF
+    norm attribute}, "reads": {"k"|"v": (HF projection attributes,)}}); the adapter maps each
+    norm's weight."""
+
+    name = "layer_kv_inputs"
+
+    def apply(self, package, features=None, *, inputs: dict | None = None) -> None:
+        found = inputs or {}
+        norms, reads = found.get("norms") or {}, found.get("reads") or {}
+        if set(norms) != set(NORMS) or set(reads) != set(INPUTS):
+            raise EditError(f"full layers' inputs need q/k/v norms and k/v readers, got {found}")
+        if not edits.has_definition(package, "model.py", CLASS):
+            raise EditError(f"the full layers' inputs are {CLASS}'s: no such class")
+        rows = _rows(package)
+        norm = _built_norm(package)
+        run(
+            package,
+            "model.py",
+            ReplaceStatements(
+                "TransformerBlock",
+                "__init__",
+                assigns("self.attention_norm"),
+                BUILD.format(norm=norm).rstrip(),
+            ),
+        )
+        _attend(package)
+        for role, name in INPUTS.items():
+            edits.add_param(package, CLASS, "forward", f"{name}: torch.Tensor")
+            for attribute in reads[role]:
+                house = rows["by_hf"].get(f"{rows['attention']}.{attribute}.weight")
+                if house is None:
+                    raise EditError(f"state_dict_adapter.py has no row for {attribute}")
+                proj = house.split(".")[-2]  # layers.{}.attention.wk.weight -> wk
+                edits.replace_expressions(
+                    package,
+                    "model.py",
+                    CLASS,
+                    "forward",
+                    edits.call_of(f"self.{proj}"),
+                    lambda call, name=name: call.with_changes(args=[cst.Arg(cst.Name(name))]),
+                )
+        run(package, "model.py", _DocstringNote(CLASS, "forward", NOTE))
+        new = [
+            (f"{rows['layer']}.{norms[role]}.weight", f"layers.{{}}.{house}.weight")
+            for role, house in NORMS.items()
+        ]
+        edits.insert_rows_after(package, "layers.{}.attention_norm.weight", new)
+
+
+def _built_norm(package) -> str:
+    """The expression the block builds its attention norm with."""
+    init = edits.find_method(package.module("model.py"), "TransformerBlock", "__init__")
+    for statement in init.body.body if init is not None else ():
+        if assigns("self.attention_norm")(statement):
+            return code_of(statement.body[0].value)
+    raise EditError("TransformerBlock.__init__ builds no self.attention_norm")
+
+
+def _attend(package) -> None:
+    """The block's attention call, one per layer type (the full layers' with the input through
+    each of their norms), assigned to `attended` before the statement that held it."""
+    forward = edits.find_method(package.module("model.py"), "TransformerBlock", "forward")
+    found = findall(forward, m.Call(func=dotted("self.attention"))) if forward else []
+    if len(found) != 1:
+        raise EditError(f"TransformerBlock.forward calls self.attention {len(found)} times")
+    call = found[0]
+    first = call.args[0].value if call.args else None
+    if not edits.call_of("self.attention_norm")(first):
+        raise EditError("the block's attention reads other than self.attention_norm(...)")
+    stream = code_of(first.args[0].value)
+    full = call.with_changes(
+        args=[
+            cst.Arg(expression(f"self.query_norm({stream})")),
+            *call.args[1:],
+            cst.Arg(expression(f"self.key_norm({stream})")),
+            cst.Arg(expression(f"self.value_norm({stream})")),
+        ]
+    )
+    code = ATTEND.format(sliding=code_of(call), full=code_of(edits.without_trailing_comma(full)))
+    edits.replace_expressions(
+        package,
+        "model.py",
+        "TransformerBlock",
+        "forward",
+        edits.call_of("self.attention"),
+        lambda _: cst.Name("attended"),
+    )
+    run(
+        package,
+        "model.py",
+        InsertStatements("TransformerBlock", "forward", uses("attended"), code, before=True),
+    )
+
+
+def _rows(package) -> dict:
+    """The adapter's HF prefixes: the layer's (from the attention norm's row) and the
+    attention's (from its output projection's row); `by_hf`: HF key -> house key."""
+    from codegen.transforms._ffn_edits import rewrite_adapter
+
+    found: dict[str, str] = {}
+
+    def collect(hf, house):
+        if house is not None:
+            found[hf] = house
+        return [(hf, house)]
+
+    rewrite_adapter(package, collect)
+    by_house = {house: hf for hf, house in found.items()}
+    norm, wo = (by_house.get(f"layers.{{}}.{k}.weight") for k in ("attention_norm", "attention.wo"))
+    if norm is None or wo is None:
+        raise EditError("state_dict_adapter.py has no rows for the attention norm and wo")
+    return {"by_hf": found, "layer": norm.rsplit(".", 2)[0], "attention": wo.rsplit(".", 2)[0]}
