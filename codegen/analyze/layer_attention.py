@@ -38,7 +38,7 @@ import libcst.matchers as m
 from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import Term, strip, walk
 from codegen.analyze.evaluate import ModuleRec
-from codegen.analyze.roles import NORM
+from codegen.analyze.roles import LINEAR, NORM
 from codegen.analyze.walk import findall
 
 FEATURE = "attention.layer_logn"
@@ -132,10 +132,10 @@ def _inputs(ctx: Ctx, other, own: dict[int, Term], layers: list[int]) -> tuple[d
     terms = other.trace.terms
     inputs = [t for t in terms if t.op == "input"]
     names = ", ".join(t.name for t in inputs if id(t) in own)
-    reads = _projection_reads(other, own)
+    reads = _projection_reads(ctx, other, own)
     if reads is None:
         return None, f"inputs of its own ({names}) read by other than the key or value projections"
-    norms = _layer_norms(ctx, other, [t.name for t in inputs], layers)
+    norms = _layer_norms(ctx, other, [t.name for t in inputs], own, layers)
     if norms is None:
         return None, (
             f"inputs of its own ({names}) the decoder layer computes otherwise than through"
@@ -153,7 +153,7 @@ def _inputs(ctx: Ctx, other, own: dict[int, Term], layers: list[int]) -> tuple[d
     return {"norms": found, "reads": {role: attrs for role, (_, attrs) in reads.items()}}, ""
 
 
-def _projection_reads(other, own: dict[int, Term]) -> dict[str, tuple] | None:
+def _projection_reads(ctx: Ctx, other, own: dict[int, Term]) -> dict[str, tuple] | None:
     """{"k": (input name, (projection attributes...)), "v": ...}: the projections each own
     input feeds, all on the kernel's keys or all on its values; None where an input has
     another reader, or the two do not split into keys and values."""
@@ -168,7 +168,7 @@ def _projection_reads(other, own: dict[int, Term]) -> dict[str, tuple] | None:
             continue
         readers = _readers(terms, t)
         attrs = tuple(_attribute(r) for r in readers)
-        if not readers or None in attrs or any(r.op != "call" for r in readers):
+        if not readers or None in attrs or not all(_linear(ctx, r) for r in readers):
             return None
         fed = {
             role
@@ -181,10 +181,12 @@ def _projection_reads(other, own: dict[int, Term]) -> dict[str, tuple] | None:
     return reads if set(reads) == {"k", "v"} else None
 
 
-def _layer_norms(ctx: Ctx, other, names: list[str], layers: list[int]) -> dict[str, str] | None:
+def _layer_norms(
+    ctx: Ctx, other, names: list[str], own: dict[int, Term], layers: list[int]
+) -> dict | None:
     """Input name -> the attribute of the norm the decoder layer hands it through (and None ->
-    the call's site), where the layer hands each input of the forward a norm's output of one
-    and the same tensor."""
+    the call's site), where the layer hands the forward's primary input (`names`: its inputs
+    in order) and each of its own (`own`) a norm's output of one and the same tensor."""
     layer = (ctx.model.layers or [None] * (layers[0] + 1))[layers[0]]
     if not isinstance(layer, ModuleRec):
         return None
@@ -195,8 +197,10 @@ def _layer_norms(ctx: Ctx, other, names: list[str], layers: list[int]) -> dict[s
     call = calls[0]
     handed = dict(zip(names, call.args, strict=False))
     handed.update({k: v for k, v in call.kwargs.items() if k in names})
+    primary = {t.name for t in own.values()}
+    wanted = primary | {t.name for t in other.trace.terms if id(t) in own}
     found, sources = {}, set()
-    for name in names:
+    for name in wanted:
         value = strip(handed.get(name))
         if not isinstance(value, Term) or value.op != "call" or not value.args:
             continue
@@ -204,7 +208,7 @@ def _layer_norms(ctx: Ctx, other, names: list[str], layers: list[int]) -> dict[s
             continue
         found[name] = _attribute(value)
         sources.add(id(value.args[0]))
-    if len(sources) != 1 or len(found) < 3:
+    if len(sources) != 1 or set(found) != wanted:
         return None
     return {**found, None: call.site}  # None: where the layer calls the forward
 
@@ -227,7 +231,8 @@ def _differences(ctx: Ctx, first, other, extra: list[Term], own: dict, layers: l
     parts = []
     if (
         inputs
-        and _layer_norms(ctx, other, [t.name for t in terms if t.op == "input"], layers) is None
+        and _layer_norms(ctx, other, [t.name for t in terms if t.op == "input"], own, layers)
+        is None
     ):
         parts.append(
             f"inputs of its own ({', '.join(t.name for t in inputs)}) the decoder layer computes"
@@ -237,6 +242,14 @@ def _differences(ctx: Ctx, first, other, extra: list[Term], own: dict, layers: l
     if extra and _scale(ctx, other, extra, cite=False)[0] is None:  # else the rule's scale
         parts.append("tensors times a factor the trace does not follow (a position scale)")
     return "; ".join(parts) or "other operations"
+
+
+def _linear(ctx: Ctx, t: Term) -> bool:
+    """A call of a linear layer (a projection)."""
+    module = t.module if t.op == "call" else None
+    return isinstance(module, ModuleRec) and (
+        ctx.roles.role(module) == LINEAR or module.kind == "Linear"
+    )
 
 
 def _descendants(rec: ModuleRec):
