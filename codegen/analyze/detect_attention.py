@@ -776,7 +776,7 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
         ctx.cite("attention.qkv_layout", ctx.evidence.get("attention.fused_qkv", cite_rec))
 
     # -- QK norm ----------------------------------------------------------------------------------
-    qk_norm, qk_norm_on = "none", "both"
+    qk_norm, qk_norm_on = "none", None
     norm = rep.q_norm or rep.k_norm
     if rep.kernel is None:
         qk_norm = UNKNOWN

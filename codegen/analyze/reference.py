@@ -244,7 +244,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "attention.qk_norm": ("none",),
     "attention.qk_norm_weight": (True,),  # a q/k norm, if any, learns a scale
     "attention.qk_norm_layers": ("all",),  # ... and runs on every layer
-    "attention.qk_norm_on": ("both",),  # ... on the queries and the keys alike
+    "attention.qk_norm_on": (None, "both"),  # ... on the queries and the keys alike
     "attention.chunked": (False,),  # no layer attends only inside a chunk
     "attention.fused_qkv": (False,),
     # any row layout: the fused_qkv rule splits in the layout it is given
