@@ -64,6 +64,8 @@ def test_package_verifies(folder, built, capsys):
     models, name = built
     model = (models / name / "model.py").read_text()
     assert KEYS in model and "self.q_norm" not in model and "v = k  #" in model
+    summary = (models / name / "__init__.py").read_text()
+    assert "key norm" in summary and "QK-norm" not in summary
     rows = verify_folder(folder, models, capsys, dtypes=("fp32", "bf16"))
     # attention_bias biases no query projection here (both latent stages are unbiased): its
     # True setting is refused in one line
