@@ -95,8 +95,11 @@ RULES += [
         feature="attention.qk_norm",
         values=("per_head",),
         transform="set_qk_norm",
-        params={"kind": "per_head"},
-        description="q/k get an RMSNorm over head_dim after the projection, before RoPE",
+        params={"kind": "per_head", "on": FromFeature("attention.qk_norm_on")},
+        description=(
+            "q/k (or the keys alone: keys_only_norm) get an RMSNorm over head_dim after the"
+            " projection, before RoPE"
+        ),
         native_in=("qwen3", "qwen3_moe"),
     ),
     Rule(
@@ -104,8 +107,11 @@ RULES += [
         feature="attention.qk_norm",
         values=("full",),
         transform="set_qk_norm",
-        params={"kind": "full"},
-        description="q/k get an RMSNorm over the whole projection output, before the head split",
+        params={"kind": "full", "on": FromFeature("attention.qk_norm_on")},
+        description=(
+            "q/k (or the keys alone: keys_only_norm) get an RMSNorm over the whole projection"
+            " output, before the head split"
+        ),
     ),
     Rule(
         id="no_qk_norm",
@@ -115,6 +121,17 @@ RULES += [
         params={"kind": "none"},
         description="the reference's QK-norm is removed",
         native_in=("llama", "qwen2", "deepseek_v3"),
+    ),
+    Rule(
+        # after the qk_norm rows: it keeps the keys' norm they (or the reference) build
+        id="keys_only_norm",
+        feature="attention.qk_norm_on",
+        values=("keys",),
+        transform="keys_only_norm",
+        description=(
+            "only the keys are normed after their projection (and the values, where they are"
+            " the keys: DeepSeek-V4's kv_norm); the query's q_norm is removed"
+        ),
     ),
     Rule(
         # before fused_qkv: it anchors on the value projection viewed to heads

@@ -1,6 +1,7 @@
 """Rules for the routed experts themselves: how the checkpoint lays them out, their biases,
 their activation. They edit the `Experts` class the moe rows built (`add_moe`), so this
-group runs after "moe".
+group runs after "moe"; so does the MLP's clamp (`ffn_clamped`), which the shared expert the
+moe rows build must get too.
 
 Order matters: the fused layout first (it decides the gate/up split and w13), then the
 biases (one per expert product), then the activation (it rewrites `silu(gate) * up`).
@@ -73,6 +74,20 @@ RULES = [
             "experts use a softcapped SwiGLU: c_g * tanh(g / c_g) * sigmoid(g) * c_u *"
             " tanh(u / c_u), the sigmoid on the raw gate, caps from the config, in fp32 where"
             " the target upcasts (inkling2)"
+        ),
+    ),
+    Rule(
+        # here, after "moe": the shared expert the moe rows build (moe_shared_experts) is the
+        # MLP at another width, so the clamp's limit reaches every FeedForward built by then
+        id="ffn_clamped",
+        feature="ffn.kind",
+        values=("clamped_silu_glu",),
+        transform="clamp_feed_forward",
+        params={"limit": FromFeature("ffn.clamp")},
+        description=(
+            "the dense and shared MLP clamp gate to <= limit and up to [-limit, limit] before"
+            " silu(gate) * up; limit a config field (DeepSeek-V4's swiglu_limit); the routed"
+            " experts' clamp is experts_clamped's"
         ),
     ),
     Rule(

@@ -66,18 +66,6 @@ RULES = [
         description="ungated 2-layer MLP with xIELU (slopes learned per layer): w2(xielu(w1(x)))",
     ),
     Rule(
-        id="ffn_clamped",
-        feature="ffn.kind",
-        values=("clamped_silu_glu",),
-        transform="clamp_feed_forward",
-        params={"limit": FromFeature("ffn.clamp")},
-        description=(
-            "the dense and shared MLP clamp gate to <= limit and up to [-limit, limit] before"
-            " silu(gate) * up; limit a config field (DeepSeek-V4's swiglu_limit); the routed"
-            " experts' clamp is experts_clamped's"
-        ),
-    ),
-    Rule(
         id="ffn_sub_norm",
         feature="ffn.sub_norm",
         values=(True,),

@@ -36,6 +36,9 @@ UNSUPPORTED: dict[tuple[str, object], str] = {
         " through a weighted norm on a config-sized latent, unbiased projections and a"
         " weightless norm over each head after: no rule yet"
     ),
+    ("attention.qk_norm_on", "queries"): (
+        "a norm on the queries after their projection and none on the keys: no rule yet"
+    ),
     ("attention.v_norm", "other"): (
         "a norm on the values other than one over each head after the view to heads (over the"
         " flat projection output): no rule yet"

@@ -22,6 +22,7 @@ from codegen.analyze import (
     fused_q_gate,
     logn_scale,
     mask_window,
+    norm_eps,
     qk_norm_scope,
     short_conv,
     supplied_inputs,
@@ -540,6 +541,23 @@ def _int_attr(rec: ModuleRec, *names):
     return None
 
 
+def _normed_side(ctx: Ctx, rep: AttnInfo, norm: ModuleRec, kind: str) -> str:
+    """`both` where q and k each pass a norm after their projection, `keys` where only k
+    does (DeepSeek-V4's `kv_norm`; a latent query's own head norm is `attention.low_rank_q`'s,
+    not one of these), `queries` where only q does; cited at the norm with its width and the
+    config field of its epsilon."""
+    side = "both"
+    if rep.q_norm is None:
+        side = "keys"
+    elif rep.k_norm is None:
+        side = "queries"
+    eps = norm_eps.eps_field(ctx, norm)
+    said = f"{kind} norm on {'q and k' if side == 'both' else side}"
+    said += f", eps=config.{eps}" if eps else ""
+    ctx.cite("attention.qk_norm_on", f"{ctx.site(norm)} ({said})")
+    return side
+
+
 def _norm_dim(norm: ModuleRec) -> int | None:
     args = list(norm.args)
     value = args[0] if args else None
@@ -758,7 +776,7 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
         ctx.cite("attention.qkv_layout", ctx.evidence.get("attention.fused_qkv", cite_rec))
 
     # -- QK norm ----------------------------------------------------------------------------------
-    qk_norm = "none"
+    qk_norm, qk_norm_on = "none", None
     norm = rep.q_norm or rep.k_norm
     if rep.kernel is None:
         qk_norm = UNKNOWN
@@ -780,8 +798,7 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
             qk_norm = "per_head"
         else:
             qk_norm = UNKNOWN
-        if (rep.q_norm is None) != (rep.k_norm is None):
-            ctx.notes.append("attention: a norm is applied to only one of q and k")
+        qk_norm_on = _normed_side(ctx, rep, norm, qk_norm)
         ctx.cite("attention.qk_norm", ctx.site(norm))
         ctx.cite("attention.qk_norm_weight", ctx.class_site(norm) or ctx.site(norm))
         ctx.cite("attention.qk_norm_layers", ctx.site(norm))
@@ -934,6 +951,7 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
             qk_norm=qk_norm,
             qk_norm_weight=qk_norm_scope.has_weight(norm) if qk_norm != "none" else True,
             qk_norm_layers=qk_norm_scope.layers(per_layer) if qk_norm != "none" else "all",
+            qk_norm_on=qk_norm_on,
             chunked=chunked,
             qkv_bias=qkv_bias,
             o_bias=o_bias,

@@ -49,6 +49,7 @@ VOCAB: dict[str, tuple] = {
     "attention.kind": ("mha", "gqa", "mqa", "mla"),
     "attention.qk_norm": ("none", "per_head", "full"),
     "attention.qk_norm_layers": ("all", "rope"),
+    "attention.qk_norm_on": ("both", "keys", "queries"),
     "attention.v_norm": ("none", "per_head", "other"),
     "attention.output_rotation": ("none", "inverse", "forward"),
     "attention.layer_shapes": ("same", "per_layer_config", "latent", "rule", "other"),
@@ -117,6 +118,9 @@ class Attention:
     qk_norm: str = UNKNOWN  # none | per_head (norm over head_dim) | full (over all heads)
     qk_norm_weight: bool = True  # the q/k norm learns a scale (Llama4's L2 norm does not)
     qk_norm_layers: str = "all"  # all | rope (only the layers that apply RoPE, Llama4)
+    # which of q and k that norm is on: both | keys (DeepSeek-V4's kv_norm; its latent query
+    # normed by attention.low_rank_q's own norm) | queries; None without a q/k norm
+    qk_norm_on: str | None = None
     # the config field of the chunk size when "chunked_attention" layers attend only inside
     # their chunk (Llama4's attention_chunk_size), else None
     chunked: str | None = None

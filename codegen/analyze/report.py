@@ -15,6 +15,7 @@ ROWS = (
     ("category", "category"),
     ("attention.kind", "attention"),
     ("attention.qk_norm", "QK-norm"),
+    ("attention.qk_norm_on", "QK-norm on"),
     ("attention.qkv_bias", "QKV bias"),
     ("attention.o_bias", "O bias"),
     ("attention.fused_qkv", "fused QKV"),

@@ -26,6 +26,11 @@ def detect(ctx: Ctx, shared: dict, attention: Attention) -> Attention:
     qkv = [strip(t) for t in kernel.args if isinstance(t, Term)][:3]
     if len(qkv) != 3:
         return attention
+    if qkv[2] is qkv[1]:
+        # the values are the keys (attention.kv_same): a norm on them is the keys'
+        # (attention.qk_norm_on), which the values get by being the keys
+        ctx.cite("attention.v_norm", kernel.site.cite() if kernel.site else None)
+        return attention
     for term in _nearest_calls(qkv[2]):
         module = term.module
         if isinstance(module, ModuleRec) and ctx.roles.role(module) == NORM:

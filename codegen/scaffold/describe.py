@@ -35,7 +35,14 @@ class _Extra:
 
 
 _EXTRAS = (
-    _Extra("QK-norm", lambda a: a.qk_norm not in ("none", None, False), "QK-norm", "qk_norm"),
+    _Extra(
+        "QK-norm",
+        lambda a: a.qk_norm not in ("none", None, False) and a.qk_norm_on != "keys",
+        "QK-norm",
+        "qk_norm",
+    ),
+    # a norm on the keys alone (DeepSeek-V4's kv_norm)
+    _Extra("key norm", lambda a: a.qk_norm_on == "keys", None, "qk_norm_on"),
     _Extra(
         "sliding window",
         lambda a: a.sliding_window not in ("none", None),

@@ -9,8 +9,10 @@ from codegen.transforms.base import Transform
 from codegen.transforms.edits import (
     InsertStatements,
     assigns,
+    code_of,
     expression,
     run,
+    statements,
 )
 
 KINDS = ("none", "per_head", "full")
@@ -40,31 +42,32 @@ class SetQkNorm(Transform):
     `per_head` norms each head's vector with one weight shared by all heads, after the view
     to heads and before RoPE; `full` norms the flat projection output before the view. Both
     use `args.norm_eps` (HF passes `rms_norm_eps`). The adapter maps `q_norm` / `k_norm`.
+    `on="keys"` builds the keys' norm alone (the target norms no query: `keys_only_norm`).
     """
 
     name = "set_qk_norm"
 
-    def apply(self, package, features=None, *, kind: str) -> None:
+    def apply(self, package, features=None, *, kind: str, on: str = "both") -> None:
         if kind not in KINDS:
             raise ValueError(f"qk_norm kind {kind!r}: expected one of {KINDS}")
+        if on not in SIDES:
+            raise ValueError(f"qk_norm on {on!r}: expected one of {tuple(SIDES)}")
         if "self.q_norm" in package.module("model.py").code:
             _remove(package)
         if kind != "none":
-            _add(package, kind)
+            _add(package, kind, SIDES[on])
 
 
-def _add(package, kind: str) -> None:
-    run(
-        package,
-        "model.py",
-        InsertStatements(
-            "Attention",
-            "__init__",
-            assigns("self.wo"),
-            PER_HEAD if kind == "per_head" else FULL,
-        ),
-    )
-    for p in "qk":
+SIDES = {"both": "qk", "keys": "k"}
+
+
+def _add(package, kind: str, sides: str = "qk") -> None:
+    built = statements(PER_HEAD if kind == "per_head" else FULL)
+    code = "".join(code_of(s) + "\n" for s, p in zip(built, "qk", strict=True) if p in sides)
+    # after the output projection: `wo`, or the second stage of a grouped one (`wo_b`)
+    output = assigns("self.wo", "self.wo_b")
+    run(package, "model.py", InsertStatements("Attention", "__init__", output, code))
+    for p in sides:
         norm = expression(f"self.{p}_norm")
         if kind == "per_head":
             # self.wq(x).view(...) -> self.q_norm(self.wq(x).view(...))
@@ -81,8 +84,16 @@ def _add(package, kind: str) -> None:
             lambda node, norm=norm: cst.Call(func=norm, args=[cst.Arg(node)]),
         )
     adapter = package.module("state_dict_adapter.py").code
-    anchor = "layers.{}.attention.wo.bias" if "attention.wo.bias" in adapter else None
-    edits.insert_rows_after(package, anchor or "layers.{}.attention.wo.weight", _ROWS)
+    anchor = next(
+        (f"layers.{{}}.attention.{key}" for key in _OUTPUT_ROWS if f"attention.{key}" in adapter),
+        "layers.{}.attention.wo.weight",
+    )
+    rows = [row for row, p in zip(_ROWS, "qk", strict=True) if p in sides]
+    edits.insert_rows_after(package, anchor, rows)
+
+
+# the output projection's last row, which the norms' rows follow
+_OUTPUT_ROWS = ("wo.bias", "wo.weight", "wo_b.weight")
 
 
 def _view_of(projection: str):

@@ -64,3 +64,15 @@ def test_per_head_to_full_replaces_rather_than_stacks():
 def test_unknown_kind_is_refused():
     with pytest.raises(ValueError):
         SetQkNorm().apply(_package("llama"), kind="layernorm")
+
+
+def test_on_keys_builds_the_keys_norm_alone():
+    package = _package("llama")
+    SetQkNorm().apply(package, kind="full", on="keys")
+    files = package.render()
+    model = files["model.py"]
+    assert "self.q_norm" not in model
+    assert "self.k_norm = RMSNorm(args.n_kv_heads * args.head_dim, args.norm_eps)" in model
+    assert "k = self.k_norm(self.wk(x)).view(batch, seq, -1, self.head_dim)" in model
+    assert ROWS[0] not in files["state_dict_adapter.py"]
+    assert ROWS[1] in files["state_dict_adapter.py"]

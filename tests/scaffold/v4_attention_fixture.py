@@ -14,6 +14,10 @@ DeepSeek-V4's does in its place:
   (q_a_proj -> q_a_norm -> q_b_proj of `q_lora_rank` features) and normed per head by a
   norm that learns no scale (DeepSeek-V4's unweighted RMS norm, copied from the installed
   source), the keys and values not latent.
+* `kv_norm` (not in `PARTS`: ask for it): the keys normed over each head after their
+  projection, before the rotation (`kv_norm`, an RMS norm over head_dim with the config's
+  rms_norm_eps), the queries not: DeepSeek-V4's norm of its one key/value head (with
+  `kv_same` the values are those normed keys).
 
 DeepSeek-V4 itself needs rules this one does not (compressors, hash routing, its latent
 query and grouped output projection), so this is the target that isolates these parts."""
@@ -86,6 +90,13 @@ LOW_RANK_QUERIES = (
     "        query_states = self.q_b_proj(q_residual).view(hidden_shape).transpose(1, 2)\n"
     "        query_states = self.q_b_norm(query_states)\n"
 )
+K_PROJ = V_PROJ.replace("v_proj", "k_proj")
+KV_NORM = f"        self.kv_norm = {CAMEL}RMSNorm(self.head_dim, eps=config.rms_norm_eps)\n"
+KEYS = VALUES.replace("value_states", "key_states").replace("v_proj", "k_proj")
+NORMED_KEYS = (
+    "        key_states = self.kv_norm(self.k_proj(hidden_states).view(hidden_shape))"
+    ".transpose(1, 2)\n"
+)
 ROTATE = (
     "        query_states, key_states = apply_rotary_pos_emb(query_states, key_states, cos, sin)\n"
 )
@@ -134,8 +145,11 @@ def v4_attention_folder(dest: Path, name: str = NAME, parts=PARTS, groups=GROUPS
                 _v4_class("DeepseekV4UnweightedRMSNorm") + "@use_kernelized_func(",
             ),
         ]
+    if "kv_norm" in parts:
+        edits += [(K_PROJ, K_PROJ + KV_NORM), (KEYS, NORMED_KEYS)]
+    camel = name.capitalize()  # the classes this file defines are named after the folder
     for old, new in edits:
         assert text.count(old) == 1, old
-        text = text.replace(old, new)
+        text = text.replace(old, new.replace(CAMEL, camel))
     path.write_text(text)
     return folder

@@ -52,10 +52,12 @@ def _replace(text: str, old: str, new: str) -> str:
     return text.replace(old, new)
 
 
-def clamped_folder(dest: Path, name: str = NAME, config_values: dict | None = None) -> Path:
-    folder = remote_folder(
-        "deepseek_v3", dest, name=name, config_values=LIMIT | (config_values or {})
-    )
+def clamped_folder(
+    dest: Path, name: str = NAME, config_values: dict | None = None, base: str = "deepseek_v3"
+) -> Path:
+    """The renamed copy of `base` (deepseek_v3, or qwen2_moe: its shared expert beside a
+    dense MLP of the same class, gated) with DeepSeek-V4's clamped MLP and experts."""
+    folder = remote_folder(base, dest, name=name, config_values=LIMIT | (config_values or {}))
     (path,) = folder.glob("modeling_*.py")
     text = path.read_text()
     act = "        self.act_fn = ACT2FN[config.hidden_act]\n"
