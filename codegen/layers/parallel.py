@@ -14,7 +14,8 @@ Tensor parallelism keeps the residual stream replicated (no sequence parallelism
 and routers hold full weights on every rank and see full activations. `ep` is a data
 parallel dim, as in torchtitan: each ep rank runs its own tokens through the whole model,
 an all-to-all sends every (token, expert) pair to the rank holding that expert and another
-brings the weighted outputs back; dense parameters are FSDP2-sharded over dp_shard x ep
+brings the weighted outputs back (a pair of an identity expert, which has no weights, stays
+on its token's rank); dense parameters are FSDP2-sharded over dp_shard x ep
 (gradients averaged), experts over dp_shard. Under `tp` the routed experts see every
 token, each rank runs its slice of every expert's hidden dim and the partial outputs are
 summed (all-reduce); the input gradients are summed back the same way.
@@ -524,9 +525,10 @@ def _row_shard(module: nn.Module, name: str, mesh, rows_of, local_input: bool = 
 
 def full_rows(module: nn.Module, tensor: torch.Tensor) -> torch.Tensor:
     """A gathered parameter (or gradient) of a Linear sharded by held rows (`tp_rows`, the
-    `colwise_qkv` and `colwise_kv` styles) in the Linear's own row order; other tensors as
-    they are. A row held by several ranks is taken from its first holder."""
-    order = getattr(module, "tp_rows", None)
+    `colwise_qkv` and `colwise_kv` styles) or of experts whose unread rows follow each ep
+    rank's own (`ep_rows`) in the module's own row order; other tensors as they are. A row
+    held by several ranks is taken from its first holder."""
+    order = _held_rows(module)
     if order is None or tensor.shape[0] != len(order):
         return tensor
     counts = torch.bincount(order)
@@ -534,19 +536,26 @@ def full_rows(module: nn.Module, tensor: torch.Tensor) -> torch.Tensor:
     return tensor[first]
 
 
+def _held_rows(module: nn.Module) -> torch.Tensor | None:
+    """The module's rows as its ranks hold them, laid end to end (None: in its own order)."""
+    order = getattr(module, "tp_rows", None)
+    return getattr(module, "ep_rows", None) if order is None else order
+
+
 def load_full_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Copy a full state dict (unsharded tensors in the package's own layout) into a model
     `apply_plan` sharded, as an engine does after `to_empty`: each DTensor parameter takes
-    its rank's part (a Linear sharded by held rows gets its rows put in the per-rank order
-    first), a plain one the whole tensor. Collective: every rank calls it."""
+    its rank's part (a Linear sharded by held rows, or experts with unread rows under ep,
+    get their rows put in the per-rank order first), a plain one the whole tensor.
+    Collective: every rank calls it."""
     from torch.distributed.tensor import DTensor, distribute_tensor
 
     with torch.no_grad():
         for name, param in model.named_parameters():
             full = state[name]
             owner = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
-            order = getattr(owner, "tp_rows", None)
-            if order is not None:
+            order = _held_rows(owner)
+            if order is not None and full.shape[0] == int(order.max()) + 1:  # of those rows
                 full = full[order]
             if isinstance(param, DTensor):
                 part = distribute_tensor(full.to(param.dtype), param.device_mesh, param.placements)
@@ -628,18 +637,17 @@ def _expert_parallel(model, mesh, modules, params, by_expert: bool) -> None:
 
 def _shard_experts(module, name, mesh, own: dict[str, str], by_expert: bool) -> list[str]:
     """Distribute the experts' parameters; returns the down biases that stay whole on every
-    tp rank (added by rank 0 only)."""
+    tp rank (added by rank 0 only). Under ep, weights with unread rows past the routed
+    experts hold them after each rank's own (`_unread_rows_last`)."""
     from torch.distributed.tensor import Replicate, Shard, distribute_tensor
     from torch.distributed.tensor.placement_types import _StridedShard
 
     weights = {attr: s for attr, s in own.items() if s != "expert_bias"}
     counts = {attr: getattr(module, attr).shape[0] for attr in weights}
+    rows = None  # under ep, the order of the rows of weights holding unread ones too
     if by_expert and len(set(counts.values())) > 1:  # identity experts' unread rows
-        raise PlanError(
-            f"{name}: its stacked weights hold different expert counts ({counts}); expert "
-            "parallel over weights carrying rows the forward does not read is not supported "
-            "(tensor parallel is)"
-        )
+        rows = _unread_rows_last(module, name, counts, mesh.size())
+        module.ep_rows = rows
     hidden = {} if by_expert else _hidden_dims(module, name, weights)
     once = []
     for attr, style in own.items():
@@ -666,9 +674,45 @@ def _shard_experts(module, name, mesh, own: dict[str, str], by_expert: bool) -> 
         parts = mesh.size() * (2 if isinstance(placement, _StridedShard) else 1)
         if dim is not None and param.shape[dim] % parts:
             raise PlanError(f"{name}.{attr}: dim {dim} ({param.shape[dim]}) does not split {parts}")
-        sharded = distribute_tensor(param.detach(), mesh, [placement])
+        full = param.detach()
+        if rows is not None and full.shape[0] == len(rows):
+            full = full[rows]
+        sharded = distribute_tensor(full, mesh, [placement])
         module.register_parameter(attr, nn.Parameter(sharded, param.requires_grad))
     return once
+
+
+def _unread_rows_last(module, name, counts: dict[str, int], size: int) -> torch.Tensor:
+    """Stacked weights holding rows past the module's `num_experts` (HF's gate/up rows for
+    identity experts, which the forward never reads: it takes `self.w1[: self.num_experts]`)
+    are split over ep as the routed experts are, each rank's unread share after its own
+    experts: the order of the wider weights' rows laid end to end per rank (`ep_rows`, put
+    back by `full_rows`), so rank r's local `w[: local]` are its experts."""
+    routed, wider = min(counts.values()), set(counts.values()) - {min(counts.values())}
+    if getattr(module, "num_experts", None) != routed or len(wider) != 1:
+        raise PlanError(
+            f"{name}: its stacked weights hold different expert counts ({counts}) and its "
+            f"`num_experts` ({getattr(module, 'num_experts', None)}) is not the smallest: "
+            "expert parallel needs the routed experts first, any unread rows after them"
+        )
+    (total,) = wider
+    if routed % size or (total - routed) % size:
+        raise PlanError(
+            f"{name}: {routed} experts and {total - routed} unread rows after them do not "
+            f"both split {size}"
+        )
+    local, extra = routed // size, (total - routed) // size
+    return torch.cat(
+        [
+            torch.cat(
+                [
+                    torch.arange(r * local, (r + 1) * local),
+                    routed + torch.arange(r * extra, (r + 1) * extra),
+                ]
+            )
+            for r in range(size)
+        ]
+    )
 
 
 def _hidden_dims(module, name, weights: dict[str, str]) -> dict[str, int]:
@@ -749,7 +793,8 @@ def _wrap_experts(module, name, mesh, by_expert: bool, attrs: list[str], once) -
     dispatch and combine, under tp on every token with the outputs summed. A bias in `once`
     (whole on every rank) is added by rank 0; its gradient is summed over ranks."""
     forward = module.forward
-    total = getattr(module, attrs[0]).shape[0]  # a DTensor's shape is the global one
+    # a DTensor's shape is the global one; rows past the routed experts are never read
+    total = min(getattr(module, attr).shape[0] for attr in attrs)
     local = total // mesh.size() if by_expert else None  # tp: every rank has every expert
     sharded = [attr for attr in attrs if attr not in once]
 
@@ -789,17 +834,21 @@ def _dispatch_combine(forward, x, indices, weights, local: int, mesh) -> torch.T
     """Expert parallel over this rank's own tokens: each (token, expert) pair goes to the
     rank holding that expert (all-to-all dispatch), which runs its experts on the pairs it
     receives (one slot each, the routing weight travelling with the pair) and sends the
-    weighted outputs back (all-to-all combine); each token's pairs are summed."""
+    weighted outputs back (all-to-all combine); each token's pairs are summed. A pair of an
+    identity expert (an index past the routed ones: no weights) stays on this rank, where
+    the forward passes its token on, weighted, once."""
     size, rank, group = mesh.size(), mesh.get_local_rank(), mesh.get_group()
     tokens, top_k = indices.shape
     experts, pair_weights = indices.flatten(), weights.flatten()
-    order = experts.argsort(stable=True)  # by expert, so by the rank holding it
-    send = torch.bincount(_owner(experts[order], local), minlength=size)
+    owners = _owner(experts, local, size, rank)
+    order = owners.argsort(stable=True)  # by the rank holding the expert
+    send = torch.bincount(owners[order], minlength=size)
     receive = torch.empty_like(send)
     torch.distributed.all_to_all_single(receive, send, group=group)
     send, receive = send.tolist(), receive.tolist()
     rows = _AllToAll.apply(x.repeat_interleave(top_k, 0)[order], receive, send, group)
     got_weights = _AllToAll.apply(pair_weights[order], receive, send, group)
+    # local indices; an identity pair (from this rank) stays past the local experts
     got_experts = _AllToAll.apply(experts[order], receive, send, group) - rank * local
     out = forward(rows, got_experts[:, None], got_weights[:, None])
     back = _AllToAll.apply(out, send, receive, group)
@@ -807,9 +856,10 @@ def _dispatch_combine(forward, x, indices, weights, local: int, mesh) -> torch.T
     return pairs.view(tokens, top_k, -1).sum(dim=1)
 
 
-def _owner(experts: torch.Tensor, local: int) -> torch.Tensor:
-    """The ep rank holding each expert (rank r holds experts r*local ... r*local+local-1)."""
-    return experts // local
+def _owner(experts: torch.Tensor, local: int, size: int, rank: int) -> torch.Tensor:
+    """The ep rank holding each expert (rank r holds experts r*local ... r*local+local-1);
+    an identity expert's (past the routed ones) is this rank: its token's own."""
+    return torch.where(experts < local * size, experts // local, rank)
 
 
 class _AllToAll(torch.autograd.Function):

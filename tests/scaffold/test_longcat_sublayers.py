@@ -14,7 +14,7 @@ import pytest
 from codegen.models import load_spec
 from codegen.scaffold.plan import make_plan
 from codegen.scaffold.target import load_target
-from codegen.scaffold.testing import seed, verify_toy, write_planned
+from codegen.scaffold.testing import seed, seeded_copy, verify_toy, write_planned
 from codegen.verify.cases import default_cases
 
 TARGET = "longcat_flash"
@@ -122,14 +122,50 @@ def test_tensor_parallel_passes_and_counts_identity_picks_once(tmp_path, planned
     assert "logits differ" in result.error, result.error
 
 
-def test_expert_parallel_refuses_the_identity_rows_in_one_line(tmp_path, planned):
-    """Under ep, gate/up's identity rows cannot follow the routed experts' split: refused."""
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, planned):
+    """(models folder, name) of the planned package, built once for the ep checks."""
+    return _package(tmp_path_factory.mktemp("built") / "models", planned)
+
+
+def test_expert_parallel_passes_with_identity_experts(built):
+    """Under ep, gate/up's unread identity rows split with the routed experts, each rank's
+    share after its own experts (their rows reordered as they load and put back when
+    gathered); a token's identity picks pass it on, weighted, on the rank holding it."""
     from codegen.verify.parallel import verify_parallel
 
-    models, name = _package(tmp_path / "models", planned)
-    spec = load_spec(name, models)
+    spec = load_spec(built[1], built[0])
+    result = verify_parallel(spec, default_cases(spec, switches=False)[0].config, "ep=2")
+    assert result.passed, result.error
+
+
+EP_DEFECTS = {
+    # the unread rows split plainly: rank 1's first local rows are not its experts'
+    "rows_in_their_own_order": ("        module.ep_rows = rows\n", "        rows = None\n"),
+    # the identity picks passed on beside the dispatch as well as through it: counted twice
+    "identity_counted_twice": (
+        "    return pairs.view(tokens, top_k, -1).sum(dim=1)\n",
+        "    passed = (weights * (indices >= local * size)).sum(1, keepdim=True) * x\n"
+        "    return pairs.view(tokens, top_k, -1).sum(dim=1) + passed\n",
+    ),
+    # tp's rule (rank 0 alone passes identity picks on) under ep, where each rank holds
+    # tokens of its own: rank 1's tokens lose theirs
+    "identity_on_rank_0_only": (
+        "                return _dispatch_combine(",
+        "                weights = _weight_free_slots_once(module, indices, weights, mesh)\n"
+        "                return _dispatch_combine(",
+    ),
+}
+
+
+@pytest.mark.parametrize("defect", list(EP_DEFECTS))
+def test_expert_parallel_seeded_defects_fail(tmp_path, built, defect):
+    from codegen.verify.parallel import verify_parallel
+
+    models = seeded_copy(
+        built[0], tmp_path / "models", built[1], *EP_DEFECTS[defect], "parallel.py"
+    )
+    spec = load_spec(built[1], models)
     result = verify_parallel(spec, default_cases(spec, switches=False)[0].config, "ep=2")
     assert not result.passed
-    assert "PlanError: layers.0.moe.experts: its stacked weights hold different expert" in (
-        result.error
-    ), result.error
+    assert result.error.startswith("logits differ"), result.error

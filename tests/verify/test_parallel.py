@@ -74,7 +74,7 @@ def test_pairs_dispatched_to_the_wrong_rank_fail(monkeypatch):
     # expert parallel: each (token, expert) pair goes to the other rank than its expert's
     import codegen.layers.parallel as parallel
 
-    monkeypatch.setattr(parallel, "_owner", lambda experts, local: 1 - experts // local)
+    monkeypatch.setattr(parallel, "_owner", lambda experts, local, *_: 1 - experts // local)
     result = _run("qwen3_moe", "ep=2")
     assert not result.passed
     assert "layers.1.moe.experts" in result.error
