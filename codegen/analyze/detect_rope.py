@@ -507,12 +507,11 @@ def detect(ctx: Ctx, shared: dict) -> Rope:
     interleaved = _interleaved(ctx, fn)
     glued = _glued_slices(fn) if isinstance(fn, FuncRef) else None
     rotated_slice = glued[0] if glued else "leading"
-    ctx.cite(
-        "rope.rotated_slice",
-        f"{fn.sf.cite(glued[1])} (the passed slice glued {'in front' if glued[0] == 'trailing' else 'after'})"
-        if glued
-        else fn_site,
-    )
+    if glued:
+        where = "in front" if glued[0] == "trailing" else "after"
+        ctx.cite("rope.rotated_slice", f"{fn.sf.cite(glued[1])} (the passed slice glued {where})")
+    else:
+        ctx.cite("rope.rotated_slice", fn_site)
     ctx.cite("rope.interleaved", fn_site)
     turned_back = _reversed(fn) if not interleaved else None
     upcast = _upcast(fn)

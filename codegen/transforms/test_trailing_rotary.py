@@ -27,9 +27,10 @@ def _llama(interleaved: bool) -> SourcePackage:
 def test_halves_turn_the_trailing_slice_through_the_shared_rotation():
     files = _llama(interleaved=False).render()
     assert CALLS in files["model.py"]
-    assert "from .args import ModelArgs\nfrom .rope import apply_rotary_trailing\n" in files[
-        "model.py"
-    ]
+    assert (
+        "from .args import ModelArgs\nfrom .rope import apply_rotary_trailing\n"
+        in files["model.py"]
+    )
     rope = files["rope.py"]
     assert "from codegen.layers.rope import apply_rotary\n" in rope
     assert "return torch.cat((passed, apply_rotary(turned, cos, sin)), dim=-1)" in rope

@@ -19,7 +19,8 @@ pytest.importorskip("transformers.models.deepseek_v4")
 def test_partial_rotary_read_from_labelled_groups():
     features = analyze("deepseek_v4")
     assert features.rope.partial_rotary == 0.125
-    assert "rope_parameters.compress.partial_rotary_factor" in features.evidence["rope.partial_rotary"]
+    evidence = features.evidence["rope.partial_rotary"]
+    assert "rope_parameters.compress.partial_rotary_factor" in evidence
 
 
 def test_labelled_groups_that_disagree_read_the_layers_group(tmp_path):

@@ -57,16 +57,18 @@ RECORDS = (
 )
 # DeepSeek-V4's init of its per-label tables (its pretrained class's branch): loading fills
 # non-persistent buffers through `_init_weights`, which llama's leaves to the base class
-INIT_TABLES = '''
+INIT_TABLES = """
     @torch.no_grad()
     def _init_weights(self, module):
         super()._init_weights(module)
         if isinstance(module, {camel}RotaryEmbedding):
             for layer_type in module.layer_types:
-                inv_freq, _ = module.compute_default_rope_parameters(module.config, layer_type=layer_type)
+                inv_freq, _ = module.compute_default_rope_parameters(
+                    module.config, layer_type=layer_type
+                )
                 getattr(module, f"{{layer_type}}_inv_freq").copy_(inv_freq)
                 getattr(module, f"{{layer_type}}_original_inv_freq").copy_(inv_freq)
-'''
+"""
 PAIRS = "cos.repeat_interleave(2, dim=-1)"
 HALVES = "torch.cat((cos, cos), dim=-1)"
 
@@ -96,12 +98,17 @@ def _replace(source: str, name: str, new: str) -> str:
     return "".join(lines[: first - 1]) + new + "".join(lines[last:])
 
 
-def v4_rope_folder(dest: Path, name: str = NAME, rotation: str = "pairs") -> Path:
+def v4_rope_folder(
+    dest: Path, name: str = NAME, rotation: str = "pairs", pick: str = f'"{PICK}"'
+) -> Path:
+    """The folder at `dest/name`; `pick` is the expression the attention's `__init__` sets
+    `self.rope_group` to (over `config` and `layer_idx`)."""
     folder = remote_folder("llama", dest, name=name, config_values={"rope_parameters": GROUPS})
     new_camel = camel(name)
     (path,) = folder.glob("modeling_*.py")
     text = path.read_text()
-    text = _replace(text, f"{new_camel}RotaryEmbedding", _v4("DeepseekV4RotaryEmbedding", new_camel))
+    rotary = _v4("DeepseekV4RotaryEmbedding", new_camel)
+    text = _replace(text, f"{new_camel}RotaryEmbedding", rotary)
     apply = _v4("apply_rotary_pos_emb", new_camel)
     if rotation == "halves":
         assert apply.count(PAIRS) == 1 and apply.count(PAIRS.replace("cos", "sin")) == 1
@@ -111,11 +118,12 @@ def v4_rope_folder(dest: Path, name: str = NAME, rotation: str = "pairs") -> Pat
     else:
         text = _replace(text, "rotate_half", _v4("rotate_half", new_camel))
     text = _replace(text, "apply_rotary_pos_emb", apply)
+    records = RECORDS.format(camel=new_camel)
     edits = [
-        (INIT, INIT + f'        self.rope_group = "{PICK}"\n'),
+        (INIT, INIT + f"        self.rope_group = {pick}\n"),
         (ROTATE, ROTATE_EACH),
         (TABLES, TABLES_PER_LABEL),
-        (RECORDS.format(camel=new_camel), RECORDS.format(camel=new_camel) + INIT_TABLES.format(camel=new_camel)),
+        (records, records + INIT_TABLES.format(camel=new_camel)),
     ]
     for old, new in edits:
         assert text.count(old) == 1, old
