@@ -1,5 +1,6 @@
-"""TrailingRotary: before/after on llama (halves) and llama after interleaved_rope (pairs),
-and the maths against DeepSeek-V4's [nope | rope] rotation."""
+"""TrailingRotary: before/after on llama (halves: a new rotation of the slice) and llama
+after interleaved_rope (pairs: its rotation's slice turned around), and the maths against
+DeepSeek-V4's [nope | rope] rotation."""
 
 import pytest
 import torch
@@ -36,13 +37,23 @@ def test_halves_turn_the_trailing_slice_through_the_shared_rotation():
     assert "return torch.cat((passed, apply_rotary(turned, cos, sin)), dim=-1)" in rope
 
 
-def test_pairs_turn_the_trailing_slice_through_the_interleaved_rotation():
+def test_pairs_turn_the_trailing_slice_in_the_interleaved_rotation():
     files = _llama(interleaved=True).render()
-    assert CALLS in files["model.py"]
-    assert "apply_rotary_interleaved(q" not in files["model.py"]
-    rope = files["rope.py"]
-    assert "return torch.cat((passed, apply_rotary_interleaved(turned, cos, sin)), dim=-1)" in rope
-    assert "import apply_rotary\n" not in rope
+    model, rope = files["model.py"], files["rope.py"]
+    assert "apply_rotary_interleaved(q, cos, sin)" in model and "trailing" not in model
+    assert "passed, turned = x[..., :-rotary_dim], x[..., -rotary_dim:]" in rope
+    assert "return torch.cat((passed, turned * cos + rotate_pairs(turned) * sin), dim=-1)" in rope
+    assert "Only the trailing rotary_dim dims turn" in rope and "leading rotary_dim" not in rope
+    assert "x[..., :rotary_dim]" not in rope
+
+
+def test_an_interleaved_rotation_of_another_form_is_an_error():
+    package = SourcePackage.from_directory(references_dir() / "llama")
+    InterleavedRope().apply(package)
+    rope = package.render()["rope.py"].replace("x[..., :rotary_dim], x[..., rotary_dim:]", "x, x")
+    package.files["rope.py"] = package_of({"rope.py": rope}).files["rope.py"]
+    with pytest.raises(EditError):
+        TrailingRotary().apply(package)
 
 
 def test_a_model_without_a_rotation_is_an_error():
@@ -55,7 +66,7 @@ def _function(interleaved: bool):
     namespace: dict = {"apply_rotary": shared_rope.apply_rotary}
     text = _llama(interleaved).render()["rope.py"]
     exec(text.replace("from codegen.layers.rope import apply_rotary\n", ""), namespace)  # noqa: S102
-    return namespace["apply_rotary_trailing"]
+    return namespace["apply_rotary_interleaved" if interleaved else "apply_rotary_trailing"]
 
 
 def _v4(x, cos, sin):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import libcst as cst
+import libcst.matchers as m
 
 from codegen.transforms.base import Transform
-from codegen.transforms.edits import EditError, add_import, run, statements
+from codegen.transforms.edits import EditError, add_import, is_statement, run, statements
 
 # the package's rope.py when the reference has none (the house layout: rope.py exists only
 # where the RoPE differs from the shared one)
@@ -31,11 +32,31 @@ def apply_rotary_trailing(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor)
 ROTATIONS = {"apply_rotary": "codegen.layers.rope", "apply_rotary_interleaved": None}
 IMPORT = "from .rope import apply_rotary_trailing"
 
+# `interleaved_rope`'s rotation turns its leading slice where the tables are narrower than the
+# head: the slice and the glue, the docstring's sentence, each as trailing
+PAIRS = "apply_rotary_interleaved"
+PAIRS_SLICES = (
+    (
+        "turned, passed = x[..., :rotary_dim], x[..., rotary_dim:]",
+        "passed, turned = x[..., :-rotary_dim], x[..., -rotary_dim:]",
+    ),
+    (
+        "return torch.cat((turned * cos + rotate_pairs(turned) * sin, passed), dim=-1)",
+        "return torch.cat((passed, turned * cos + rotate_pairs(turned) * sin), dim=-1)",
+    ),
+)
+PAIRS_DOC = (
+    "Only the leading rotary_dim dims turn.",
+    "Only the trailing rotary_dim dims turn; the leading ones pass ([passed | rotated]).",
+)
+
 
 class TrailingRotary(Transform):
-    """Attention rotates q/k with `apply_rotary_trailing` (new in the package's rope.py): the
-    rotation it called (halves, or pairs after `interleaved_rope`), applied to the trailing
-    `cos.shape[-1]` dims of each head and glued after the leading dims that pass.
+    """A partial rotation turns the trailing `cos.shape[-1]` dims of each q/k head, glued after
+    the leading dims that pass: in halves, attention rotates with `apply_rotary_trailing`
+    (new in the package's rope.py, the shared `apply_rotary` on that slice); in pairs
+    (after `interleaved_rope`), `apply_rotary_interleaved` splits and glues its slice the
+    other way round.
 
     HF lays such heads out as [nope | rope] (DeepSeek-V4: `nope, rope = x[..., :-d],
     x[..., -d:]`, `cat([nope, rotated])`), where the partial rotary of the references turns
@@ -50,9 +71,41 @@ class TrailingRotary(Transform):
         if len(called.names) != 1:
             raise EditError(f"model.py calls {sorted(called.names) or 'no'} rotation(s), not one")
         (rotate,) = called.names
+        if rotate == PAIRS:  # the package's own partial rotation: its slice turned around
+            run(package, "rope.py", _TurnTrailing())
+            return
         _add_function(package, rotate)
         run(package, "model.py", _UseTrailing(rotate))
         package.edit("model.py", _AddImport())
+
+
+class _TurnTrailing(cst.CSTTransformer):
+    """In `apply_rotary_interleaved`: the leading slice's split and glue become the trailing
+    slice's (`PAIRS_SLICES`), its docstring says so; each statement found or no hit."""
+
+    def __init__(self):
+        super().__init__()
+        self.hits = 0
+
+    def leave_FunctionDef(self, original, updated):
+        if original.name.value != PAIRS:
+            return updated
+        body = list(updated.body.body)
+        for old, new in PAIRS_SLICES:
+            at = [i for i, statement in enumerate(body) if is_statement(old)(statement)]
+            if len(at) != 1:
+                raise EditError(f"{PAIRS} has no statement {old!r}")
+            body[at[0]] = statements(new)[0].with_changes(leading_lines=body[at[0]].leading_lines)
+        doc = body[0].body[0].value if m.matches(body[0], _DOCSTRING) else None
+        if doc is None or PAIRS_DOC[0] not in doc.value:
+            raise EditError(f"{PAIRS}'s docstring does not say which dims turn")
+        text = doc.value.replace(*PAIRS_DOC)
+        body[0] = body[0].with_changes(body=[cst.Expr(doc.with_changes(value=text))])
+        self.hits += 1
+        return updated.with_changes(body=updated.body.with_changes(body=body))
+
+
+_DOCSTRING = m.SimpleStatementLine(body=[m.Expr(value=m.SimpleString())])
 
 
 class _Rotations(cst.CSTVisitor):

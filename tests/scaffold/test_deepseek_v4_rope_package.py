@@ -26,8 +26,14 @@ from codegen.scaffold.testing import (
 )
 
 RULES = ("rope_group", "trailing_rotary")
-TRAILING = "passed, turned = x[..., :-rotary_dim], x[..., -rotary_dim:]"
-LEADING = "turned, passed = x[..., :rotary_dim], x[..., rotary_dim:]"
+TRAILING = (
+    "    passed, turned = x[..., :-rotary_dim], x[..., -rotary_dim:]\n"
+    "    return torch.cat((passed, turned * cos + rotate_pairs(turned) * sin), dim=-1)\n"
+)
+LEADING = (
+    "    turned, passed = x[..., :rotary_dim], x[..., rotary_dim:]\n"
+    "    return torch.cat((turned * cos + rotate_pairs(turned) * sin, passed), dim=-1)\n"
+)
 GROUP = f'hf_config.rope_parameters["{PICK}"]'
 
 
