@@ -47,7 +47,7 @@ PAIRS_SLICES = (
 )
 PAIRS_DOC = (
     "Only the leading rotary_dim dims turn.",
-    "Only the trailing rotary_dim dims turn; the leading ones pass ([passed | rotated]).",
+    "Only the trailing rotary_dim dims turn.",
 )
 
 
