@@ -1,5 +1,6 @@
-"""Rules for rotary position embeddings: partial rotary, interleaved pairs, a fixed NTK alpha,
-sin/cos read from a position table the checkpoint stores."""
+"""Rules for rotary position embeddings: partial rotary, the rope_parameters group the layers
+pick, interleaved pairs, the trailing slice turned, a fixed NTK alpha, sin/cos read from a
+position table the checkpoint stores."""
 
 from codegen.scaffold.rule import FromFeature, Rule
 
@@ -14,12 +15,33 @@ RULES = [
         switch="partial_rotary_factor",
     ),
     Rule(
+        id="rope_group",
+        feature="rope.group",
+        values=(True,),
+        transform="rope_group",
+        params={"group": FromFeature("rope.group")},
+        description=(
+            "the rope parameters are the rope_parameters group the attention layers pick"
+            " (DeepSeek-V4's 'main' / 'compress' labels), not the flat dict"
+        ),
+    ),
+    Rule(
         id="interleaved_rope",
         feature="rope.interleaved",
         values=(True,),
         transform="interleaved_rope",
         description="q/k rotate in adjacent pairs (x0, x1), (x2, x3), ... (glm4 / cohere)",
         native_in=("deepseek_v3",),
+    ),
+    Rule(
+        id="trailing_rotary",
+        feature="rope.rotated_slice",
+        values=("trailing",),
+        transform="trailing_rotary",
+        description=(
+            "a partial rotary turns the trailing rotary_dim dims of each head, the leading ones"
+            " pass ([passed | rotated]: DeepSeek-V4's [nope | rope])"
+        ),
     ),
     Rule(
         id="ntk_alpha_rope",

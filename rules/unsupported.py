@@ -10,6 +10,10 @@ UNSUPPORTED: dict[tuple[str, object], str] = {
     ("rope.type", "longrope"): (
         "two frequency tables switched by sequence length (phi3 long context): no rule yet"
     ),
+    ("rope.group", "other"): (
+        "rope_parameters grouped under labels that are not layer types, the attention layers"
+        " rotating with several groups or with a group not read from the code: no rule yet"
+    ),
     ("embedding.positions", "sinusoidal_other"): (
         "a sin/cos position table other than tensor2tensor's or CTRL's: no rule yet"
     ),

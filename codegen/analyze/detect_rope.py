@@ -397,7 +397,13 @@ def detect(ctx: Ctx, shared: dict) -> Rope:
         for k, v in params.items()
         if isinstance(v, dict) and isinstance(layer_types, list) and k in layer_types
     }
+    # rope parameters grouped under labels that are not layer types (DeepSeek-V4's "main" /
+    # "compress"): the group the attention layers pick
+    labelled = {k: v for k, v in params.items() if isinstance(v, dict)} if not nested else {}
+    picked = _picked_group(ctx, per_layer, labelled) if labelled else None
     groups = nested or ({"all": params} if params else {})
+    if picked in labelled:
+        groups = {picked: labelled[picked]}
     types = {k: v.get("rope_type", v.get("type", "default")) for k, v in groups.items()}
     rotary = rotaries[0][1] if rotaries else None
     if rotary is None and isinstance(fn, ModuleRec) and ctx.roles.role(fn) == ATTENTION:
@@ -422,6 +428,8 @@ def detect(ctx: Ctx, shared: dict) -> Rope:
             rope_type = UNKNOWN
         named = "full_attention" if "full_attention" in types else next(iter(types))
         key = f"rope_parameters.{named}.rope_type" if nested else "rope_parameters.rope_type"
+        if picked in labelled:
+            key = f"rope_parameters.{picked}.rope_type"
         ctx.cite("rope.type", ctx.cite_config(key, chosen))
     ctx.cite(
         "rope.per_layer_type",
@@ -461,10 +469,11 @@ def detect(ctx: Ctx, shared: dict) -> Rope:
         )
     else:
         factor = group.get("partial_rotary_factor") if isinstance(group, dict) else None
-        key = "partial_rotary_factor"
+        key = f"rope_parameters.{picked}.partial_rotary_factor"
+        if picked not in labelled:
+            key = "partial_rotary_factor"
         # rope parameters grouped under labels that are not layer types (DeepSeek-V4's
-        # "main" / "compress", picked per layer by the attention): one factor if all agree
-        labelled = {k: v for k, v in params.items() if isinstance(v, dict)} if not nested else {}
+        # "main" / "compress") where the layers' pick is not read: one factor if all agree
         factors = {v.get(key) for v in labelled.values()}
         if factor is None and labelled and len(factors) == 1:
             factor = factors.pop()
@@ -494,8 +503,15 @@ def detect(ctx: Ctx, shared: dict) -> Rope:
                 f"but the code rotates {partial} of the head"
             )
 
-    # -- interleaving, per-layer ------------------------------------------------------------------
+    # -- interleaving, the rotated slice, per-layer -----------------------------------------------
     interleaved = _interleaved(ctx, fn)
+    glued = _glued_slices(fn) if isinstance(fn, FuncRef) else None
+    rotated_slice = glued[0] if glued else "leading"
+    if glued:
+        where = "in front" if glued[0] == "trailing" else "after"
+        ctx.cite("rope.rotated_slice", f"{fn.sf.cite(glued[1])} (the passed slice glued {where})")
+    else:
+        ctx.cite("rope.rotated_slice", fn_site)
     ctx.cite("rope.interleaved", fn_site)
     turned_back = _reversed(fn) if not interleaved else None
     upcast = _upcast(fn)
@@ -545,7 +561,82 @@ def detect(ctx: Ctx, shared: dict) -> Rope:
         qk_norm_after_rope=bool(after),
         ntk_alpha=fixed_ntk[0] if fixed_ntk else None,
         table=table_path,
+        rotated_slice=rotated_slice,
+        group=picked,
     )
+
+
+def _picked_group(ctx: Ctx, per_layer: list[dict], labelled: dict) -> str:
+    """The label of `rope_parameters` whose tables every attention layer rotates with: the
+    key its forward indexes its position embeddings with (`position_embeddings[self.X]`, X
+    evaluated per layer, or a literal key); "other" where the layers pick several labels, a
+    key that is no label, or no pick is read. Cited at the pick and at X's assignment."""
+    picks: dict[str, str] = {}
+    for p in per_layer:
+        rec = p["info"].rec
+        found = ctx.model.project.find_method(rec.cls, "forward") if rec.cls else None
+        if found is None:
+            return "other"
+        owner, forward = found
+        params = {q.name.value for q in forward.params.params} - {"self"}
+        keys = []
+        for sub in findall(forward, m.Subscript(value=m.Name(m.MatchIfTrue(params.__contains__)))):
+            index = sub.slice[0].slice if len(sub.slice) == 1 else None
+            index = getattr(index, "value", None)
+            if isinstance(index, cst.SimpleString):
+                keys.append((index.evaluated_value, owner.sf.cite(sub)))
+            elif m.matches(index, m.Attribute(value=m.Name("self"))):
+                value = rec.attrs.get(index.attr.value)
+                where = ctx.attr_site(rec, index.attr.value) or owner.sf.cite(sub)
+                keys.append((value, f"{owner.sf.cite(sub)}, {where}"))
+        labels = [(k, w) for k, w in keys if isinstance(k, str) and k in labelled]
+        if len(labels) != 1:
+            return "other"
+        picks.setdefault(labels[0][0], labels[0][1])
+    if len(picks) != 1:
+        detail = ", ".join(f"{k!r} ({w})" for k, w in picks.items()) or "no pick read"
+        ctx.cite("rope.group", f"{detail}: the layers rotate with several groups")
+        return "other"
+    ((label, where),) = picks.items()
+    ctx.cite("rope.group", f"{where} (every attention layer's tables: rope_parameters[{label!r}])")
+    return label
+
+
+def _glued_slices(fn: FuncRef) -> tuple[str, cst.Call] | None:
+    """("trailing", the cat) where the rotation function glues a slice of its input that it
+    passes unturned in front of the turned part (`cat([x[..., :-d], turned])`), ("leading",
+    the cat) where after it (`cat([turned, x[..., d:]])`); None where it glues nothing."""
+    node = fn.node
+    if not isinstance(node, cst.FunctionDef):
+        return None
+    inputs = {p.name.value for p in node.params.params}
+    bound: dict[str, cst.BaseExpression] = {}
+    for assign in findall(node, m.Assign()):
+        for target in assign.targets:
+            names, values = target.target, assign.value
+            if isinstance(names, cst.Name):
+                bound[names.value] = values
+            elif isinstance(names, cst.Tuple) and isinstance(values, cst.Tuple):
+                if len(names.elements) == len(values.elements):
+                    for n, v in zip(names.elements, values.elements, strict=True):
+                        if isinstance(n.value, cst.Name):
+                            bound[n.value.value] = v.value
+
+    def passed(element) -> bool:
+        value = bound.get(element.value.value) if isinstance(element.value, cst.Name) else None
+        if value is None:
+            value = element.value
+        return m.matches(value, m.Subscript(value=m.Name(m.MatchIfTrue(inputs.__contains__))))
+
+    cat = m.Call(func=m.Attribute(attr=m.Name("cat")) | m.Name("cat"))
+    for call in findall(node, cat):
+        parts = call.args[0].value if call.args else None
+        if not isinstance(parts, cst.List | cst.Tuple) or len(parts.elements) != 2:
+            continue
+        first, second = (passed(e) for e in parts.elements)
+        if first != second:
+            return ("trailing" if first else "leading"), call
+    return None
 
 
 def _norm_after_rope(rep) -> str | None:

@@ -70,6 +70,7 @@ VOCAB: dict[str, tuple] = {
         "none",
         "other",
     ),
+    "rope.rotated_slice": ("leading", "trailing"),
     "ffn.kind": (
         "swiglu",
         "geglu",
@@ -320,6 +321,15 @@ class Rope:
     # the stack looks up by sequence index and the rotation reads (RoFormer's
     # `embed_positions`): sin and cos are read, not computed from positions; else None
     table: str | None = None
+    # which dims of a partially rotated head turn: "leading" ([rotated | passed], llama /
+    # glm4) or "trailing" ([passed | rotated]: the rotation glues the passed slice in front,
+    # DeepSeek-V4's [nope | rope] heads)
+    rotated_slice: str = "leading"
+    # the rope_parameters label (not a layer type) whose parameters every attention layer's
+    # tables are built from, where the config groups them under such labels (DeepSeek-V4's
+    # "main" / "compress", picked by the attention); "other" where the layers pick several or
+    # the pick is not read; None for flat (or per-layer-type) parameters
+    group: str | None = None
 
 
 @dataclass(frozen=True)

@@ -158,6 +158,8 @@ COMPARED: dict[str, Any] = {
     "rope.fp32": None,
     "rope.fp32_types": lambda types: bool(types),
     "rope.table": lambda path: path is not None,
+    "rope.rotated_slice": None,
+    "rope.group": lambda label: "other" if label == "other" else label is not None,
     "ffn.kind": None,
     "ffn.bias": None,
     "ffn.fused_gate_up": None,
@@ -300,6 +302,8 @@ _DENSE_COMMON: dict[str, tuple] = {
     "rope.fp32": (False,),  # q/k turn in the model's dtype
     "rope.fp32_types": (False,),  # no layer type's tables in fp32 apart
     "rope.table": (False,),  # cos/sin computed from the positions, no table stored
+    "rope.rotated_slice": ("leading",),  # a partial rotary turns a head's leading dims
+    "rope.group": (False,),  # rope_parameters flat (or keyed by layer type), read as they are
     "ffn.kind": ("swiglu",),
     "ffn.bias": (False,),
     "ffn.fused_gate_up": (False,),

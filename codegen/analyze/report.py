@@ -35,6 +35,8 @@ ROWS = (
     ("rope.type", "RoPE"),
     ("rope.partial_rotary", "partial rotary"),
     ("rope.interleaved", "RoPE interleaved"),
+    ("rope.rotated_slice", "rotated dims"),
+    ("rope.group", "rope group"),
     ("rope.nope_layers", "NoPE layers"),
     ("rope.fp32", "RoPE in fp32"),
     ("ffn.kind", "FFN"),
@@ -105,6 +107,8 @@ def render_text(features: Features) -> str:
             continue
         if name == "attention.qkv_layout" and features.attention.fused_qkv is not True:
             continue  # only a fused projection has a row layout
+        if name == "rope.group" and features.rope.group is None:
+            continue  # only labelled rope_parameters have groups
         value = features.get(name)
         if name == "embedding.side_tables" and value:
             value = tuple(table[0].rsplit(".", 1)[-1] for table in value)

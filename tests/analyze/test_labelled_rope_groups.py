@@ -1,6 +1,7 @@
 """Rope parameters grouped under labels that are not layer types (DeepSeek-V4's "main" and
-"compress", which its attention picks per layer): the partial rotary factor is read where
-every group gives the same one, cited at the config; a renamed sliding-only, all-MoE copy of
+"compress", which its attention picks per layer): the group every layer picks is read
+from the attention (`position_embeddings[self.rope_layer_type]`, evaluated per layer) and
+its factor and base are the rope's, cited at the config; a renamed sliding-only, all-MoE copy of
 DeepSeek-V4 (no compressors, no hash routing) then plans with no gap, its latent query's
 heads' norm read as the latent query's and not as a weightless q/k norm."""
 
@@ -18,17 +19,20 @@ pytest.importorskip("transformers.models.deepseek_v4")
 def test_partial_rotary_read_from_labelled_groups():
     features = analyze("deepseek_v4")
     assert features.rope.partial_rotary == 0.125
-    assert "rope_parameters.main.partial_rotary_factor" in features.evidence["rope.partial_rotary"]
+    evidence = features.evidence["rope.partial_rotary"]
+    assert "rope_parameters.compress.partial_rotary_factor" in evidence
 
 
-def test_labelled_groups_that_disagree_leave_it_unread(tmp_path):
+def test_labelled_groups_that_disagree_read_the_layers_group(tmp_path):
     config = tmp_path / "config.json"
     groups = {
         "main": {"rope_type": "default", "rope_theta": 1e4, "partial_rotary_factor": 0.125},
         "compress": {"rope_type": "default", "rope_theta": 1.6e5, "partial_rotary_factor": 0.25},
     }
     config.write_text(json.dumps({"model_type": "deepseek_v4", "rope_parameters": groups}))
-    assert analyze("deepseek_v4", str(config)).rope.partial_rotary == "unknown"
+    # every layer of the default pattern is compressed: its attention picks "compress"
+    rope = analyze("deepseek_v4", str(config)).rope
+    assert (rope.group, rope.partial_rotary, rope.theta) == ("compress", 0.25, 1.6e5)
 
 
 def test_sliding_only_copy_plans_with_no_gap(tmp_path):

@@ -39,6 +39,7 @@ PROJECTED = {
     "attention.sinks": (True, False, "per_token"),  # learned per head, none, per token
     "embedding.padding_idx": ("pad_token_id", "other", False),  # the field, another, none
     "state_dict.fp32_keys": (True, False, "router_bias"),  # kept: others, none, the bias alone
+    "rope.group": (True, False, "other"),  # a labelled group every layer picks, flat, several
 }
 
 
