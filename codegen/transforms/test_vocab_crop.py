@@ -16,8 +16,8 @@ def test_the_logits_are_cut_to_the_mapped_field():
         "        return logits[..., : self.args.unpadded_vocab_size]\n"
     )
     assert (
-        "    unpadded_vocab_size: int | None = None  # logits cut to this many columns (the head"
-        in files["args.py"]
+        "    unpadded_vocab_size: int | None = None  # the logits' columns kept (a padded head);"
+        " None: all\n" in files["args.py"]
     )
     assert "unpadded_vocab_size=hf_config.unpadded_vocab_size," in files["args.py"]
     # the head and its adapter row stay as wide as the checkpoint's

@@ -24,8 +24,7 @@ class VocabCrop(Transform):
         add_args_field(
             package,
             field,
-            "int | None = None  # logits cut to this many columns (the head is stored padded"
-            " past the vocabulary); None: every column",
+            "int | None = None  # the logits' columns kept (a padded head); None: all",
             f"hf_config.{field}",
         )
         rewrite_return(
