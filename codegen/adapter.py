@@ -7,7 +7,10 @@ checkpoint stores one tensor per expert (`...experts.{}.gate_proj.weight`, as on
 house model one 3-D tensor (`...experts.w1`) stacked along dim 0 in expert order. `{*}` is
 a ModuleDict key (a word, e.g. a language code) carried over as is, on both sides and in the
 same order among the placeholders: `...layer.{}.output.adapter_modules.{*}.dense1.weight` <->
-`layers.{}.adapters.{*}.w1.weight`.
+`layers.{}.adapters.{*}.w1.weight`. A layer index the checkpoint stores shifted (per-layer
+tensors kept in a list of their own that starts at the second layer) is `{-1}` on the HF side:
+`...attn_queries.{-1}` <-> `layers.{}.attention_input.query` reads stored entry i as layer
+i + 1.
 
 Anything the table does not cover is reported, never silently skipped: a dropped weight is
 the most common onboarding bug.
@@ -50,6 +53,7 @@ class _Row:
     house: str | None
     hf_pattern: re.Pattern
     house_pattern: re.Pattern | None
+    shift: int = 0  # the checkpoint's layer index minus the house's (`{-1}`: -1)
 
     @property
     def stacked(self) -> bool:
@@ -141,7 +145,7 @@ def layer_prefixes(from_hf_map: dict[str, str | None]) -> list[str]:
         {
             hf.split("{}", 1)[0]
             for hf, house in from_hf_map.items()
-            if house is not None and house.startswith(HOUSE_LAYER)
+            if house is not None and house.startswith(HOUSE_LAYER) and not _shift(hf)
         }
     )
 
@@ -156,15 +160,40 @@ def _block_size(quantization_config: Any) -> tuple[int, int] | None:
     return None if block is None else (int(block[0]), int(block[1]))
 
 
+# a layer index stored shifted: `{-1}` (the checkpoint's index is the layer's minus one)
+_SHIFTED = re.compile(r"\{([+-]\d+)\}")
+
+
 def key_pattern(template: str) -> re.Pattern:
-    """The keys a table template names: `{}` a layer or expert index, `{*}` any key part."""
-    escaped = re.escape(template).replace(r"\{\*\}", r"([^.]+)")
+    """The keys a table template names: `{}` (or a shifted `{-1}`) a layer or expert index,
+    `{*}` any key part."""
+    escaped = re.escape(_SHIFTED.sub("{}", template)).replace(r"\{\*\}", r"([^.]+)")
     return re.compile("^" + escaped.replace(r"\{\}", r"(\d+)") + "$")
 
 
+def _shift(template: str) -> int:
+    """The shift of the template's layer index (`{-1}`: -1), 0 where it has none; only the
+    first placeholder, the layer's, may be shifted."""
+    found = _SHIFTED.search(template)
+    if found is None:
+        return 0
+    if "{" in template[: found.start()]:
+        raise ValueError(f"{template!r}: only the first (layer) placeholder may be shifted")
+    return int(found.group(1))
+
+
 def _fill(template: str, *values) -> str:
-    """`template` with its placeholders (`{}` indices, `{*}` keys) filled in order."""
-    return template.replace("{*}", "{}").format(*values)
+    """`template` with its placeholders (`{}` indices, `{*}` keys) filled in order; a shifted
+    layer index (`{-1}`) gets the first value shifted."""
+    shift = _shift(template)
+    if shift:
+        values = (int(values[0]) + shift, *values[1:])
+    return _SHIFTED.sub("{}", template).replace("{*}", "{}").format(*values)
+
+
+def _unshifted(groups: tuple[str, ...], shift: int) -> tuple[str, ...]:
+    """A checkpoint key's placeholder values with the layer index the house's."""
+    return (str(int(groups[0]) - shift), *groups[1:]) if shift else groups
 
 
 class StateDictAdapter:
@@ -211,7 +240,13 @@ class StateDictAdapter:
         self.ignored: list[str] = []  # checkpoint keys the last from_hf skipped, sorted
         self._scale_key: dict[str, str] = {}  # HF weight key -> its scale's key as loaded
         self._rows = [
-            _Row(hf, house, key_pattern(hf), None if house is None else key_pattern(house))
+            _Row(
+                hf,
+                house,
+                key_pattern(hf),
+                None if house is None else key_pattern(house),
+                _shift(hf),
+            )
             for hf, house in self.from_hf_map.items()
         ]
 
@@ -376,7 +411,8 @@ class StateDictAdapter:
                         value = _regroup(value, *self.row_blocks[row.house], load=True)
                     if row.hf in self.flat_experts and not suffix:
                         value = self._split_experts(value, self.flat_experts[row.hf])
-                    state_dict[_fill(row.house, *groups) + suffix] = value
+                    house = _fill(row.house, *_unshifted(groups, row.shift))
+                    state_dict[house + suffix] = value
         self.ignored.sort()
         for key, by_index in experts.items():
             state_dict[key] = _stack_experts(key, by_index)

@@ -111,6 +111,16 @@ RULES = [
         " the streams collapsed before the final norm",
     ),
     Rule(
+        # before logit_softcap and logit_scale: they act on the cut logits, fewer columns
+        id="vocab_crop",
+        feature="head.vocab_crop",
+        values=(True,),
+        transform="vocab_crop",
+        params={"field": FromFeature("head.vocab_crop")},
+        description="logits cut to a config field's width (the head stored padded past the"
+        " vocabulary; None keeps every column: inkling's unpadded_vocab_size)",
+    ),
+    Rule(
         id="logit_softcap",
         feature="head.logit_softcap",
         values=(True,),

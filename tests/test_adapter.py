@@ -189,3 +189,43 @@ def test_unmapped_keys_are_one_unquoted_line():
     from codegen.adapter import UnmappedKeysError
 
     assert str(UnmappedKeysError(["a.weight"])) == "1 checkpoint keys have no mapping: a.weight"
+
+
+@dataclass
+class LayeredArgs:
+    n_layers: int = 3
+    tie_word_embeddings: bool = False
+
+
+class ShiftedAdapter(StateDictAdapter):
+    """Per-layer tensors the checkpoint keeps in lists of their own, outside the layers: one
+    for every layer, one from the second layer on (Inkling-2's block residual queries)."""
+
+    from_hf_map = {
+        "model.llm.attn_res.attn_queries.{-1}": "layers.{}.attention_input.query",
+        "model.llm.attn_res.mlp_queries.{}": "layers.{}.ffn_input.query",
+    }
+
+
+def test_a_shifted_layer_index_is_read_and_written_back_shifted():
+    """`{-1}`: stored entry i is layer i + 1's tensor, on load and on save; an entry past the
+    layers is no layer's (not skipped as a multi-token-prediction layer either)."""
+    sd = {f"model.llm.attn_res.attn_queries.{i}": torch.randn(4) for i in range(2)}
+    sd |= {f"model.llm.attn_res.mlp_queries.{i}": torch.randn(4) for i in range(3)}
+    adapter = ShiftedAdapter(LayeredArgs())
+    house = adapter.from_hf(sd)
+    assert sorted(k for k in house if "attention_input" in k) == [
+        "layers.1.attention_input.query",
+        "layers.2.attention_input.query",
+    ]
+    assert torch.equal(
+        house["layers.1.attention_input.query"], sd["model.llm.attn_res.attn_queries.0"]
+    )
+    assert torch.equal(house["layers.0.ffn_input.query"], sd["model.llm.attn_res.mlp_queries.0"])
+    back = adapter.to_hf(house)
+    assert back.keys() == sd.keys() and all(torch.equal(back[k], sd[k]) for k in sd)
+    assert adapter.convert_single_to_hf(
+        "layers.2.attention_input.query", sd["model.llm.attn_res.attn_queries.1"]
+    )[0][0] == ("model.llm.attn_res.attn_queries.1")
+    with pytest.raises(ValueError, match="only the first"):
+        type("Bad", (StateDictAdapter,), {"from_hf_map": {"a.{}.b.{-1}": "layers.{}.x"}})(Args())

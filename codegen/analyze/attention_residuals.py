@@ -17,10 +17,17 @@ layer, and one more such module of the backbone reads the stack before the final
 
 * `eps`: the epsilon of the weightless RMS norm over the stacked states.
 
+A module reading several queries also records the layers holding that form (`wide`) and
+where each of its outputs goes (`reads`, in query order): the attribute of the norm reading
+it and the argument of the call taking the normed state (inkling2's full layers: query 0
+through `q_input_layernorm` into the attention's `hidden_states`, 1 through
+`k_input_layernorm` into `key_hidden_states`, 2 into `value_hidden_states`).
+
 The rule realises one single-query module per sublayer (the attention's from the second
 layer on) and one before the final norm; another form (inkling2's full layers read their
-queries, keys and values through three queries) is named unsupported with what differs, in
-place of layer_extras' generic line for these modules.
+queries, keys and values through three queries) is named unsupported with what differs and,
+for a multi-query module, where each output goes, in place of layer_extras' generic line for
+these modules.
 """
 
 from __future__ import annotations
@@ -28,9 +35,10 @@ from __future__ import annotations
 import libcst as cst
 import libcst.matchers as m
 
+from codegen.analyze.attention_forms import span
 from codegen.analyze.context import Ctx
 from codegen.analyze.evaluate import ModuleRec, ParamRec
-from codegen.analyze.roles import DEPTH
+from codegen.analyze.roles import DEPTH, NORM
 from codegen.analyze.walk import findall
 
 
@@ -48,6 +56,13 @@ def detect(ctx: Ctx) -> dict | None:
                 entry.setdefault("site", ctx.class_site(child))
     if not held:
         return None
+    for index, layer in enumerate(layers):
+        for name, child in layer.children():
+            if name in held and isinstance(child, ModuleRec) and _queries(child) != 1:
+                entry = held[name]
+                entry.setdefault("wide", []).append(index)
+                if "reads" not in entry:
+                    entry["reads"] = _outputs(ctx, layer, child)
     owner = ctx.model.stack_owner
     final = None
     if isinstance(owner, ModuleRec):
@@ -71,13 +86,76 @@ def detect(ctx: Ctx) -> dict | None:
         names = ", ".join(f"{n} ({_counted(e['queries'])})" for n, e in held.items())
         ctx.unsupported(
             "block.layer_modules",  # layer_extras leaves these modules to this line
-            f"block attention residuals ({names}) of another form: {why}: no rule yet (the rule"
-            " realises one single-query module per sublayer, the attention's from the second"
-            " layer on, one before the final norm, blocks started by a config field)",
+            f"block attention residuals ({names}) of another form: {why}"
+            + "".join(_described(n, e) for n, e in held.items() if e.get("wide"))
+            + ": no rule yet (the rule realises one single-query module per sublayer, the"
+            " attention's from the second layer on, one before the final norm, blocks started"
+            " by a config field)",
             site,
         )
         return None
     return fact
+
+
+def _described(name: str, entry: dict) -> str:
+    """`; <name> on layers ...: query 0 through <norm> into <argument>, 1 ...`: where each
+    output of a multi-query module goes."""
+    reads = entry.get("reads")
+    where = f"; {name} on layers {span(entry['wide'])}"
+    if not reads:
+        return f"{where}: its outputs read otherwise than each through a norm into one call"
+    parts = [f"{i} through {norm} into {target}" for i, (norm, target) in enumerate(reads)]
+    return f"{where}: query {', '.join(parts)}"
+
+
+def _outputs(ctx: Ctx, layer: ModuleRec, module: ModuleRec) -> tuple | None:
+    """Per output of the multi-query `module` in `layer`'s forward, in query order: (the
+    attribute of the norm reading it, the argument of the sublayer call taking the normed
+    state: a keyword's name, else its position); None where an output is read otherwise
+    (several readers, no norm, the norm's output not one argument of one module call)."""
+    terms = ctx.trace(layer, inline=False).terms
+    calls = [t for t in terms if t.op == "call" and t.module is module]
+    if len(calls) != 1:
+        return None
+    call = calls[0]
+    # `q, k, v = module(...)`: the first output is the call itself, the others indexed
+    outputs = {0: call}
+    for t in terms:
+        if t.op == "index" and t.args and t.args[0] is call and t.name.isdigit():
+            outputs.setdefault(int(t.name), t)
+    if sorted(outputs) != list(range(_queries(module))):
+        return None
+    reads = []
+    for _, term in sorted(outputs.items()):
+        norms = [t for t in _readers(terms, term) if t.op == "call"]
+        if len(norms) != 1 or ctx.roles.role(norms[0].module) != NORM:
+            return None
+        norm = _attribute(norms[0])
+        takers = [t for t in _readers(terms, norms[0]) if t.op == "call"]
+        if norm is None or len(takers) != 1:
+            return None
+        taker = takers[0]
+        keyword = next((k for k, v in taker.kwargs.items() if v is norms[0]), None)
+        position = next((i for i, a in enumerate(taker.args) if a is norms[0]), None)
+        reads.append((norm, keyword if keyword is not None else position))
+    return tuple(reads)
+
+
+def _readers(terms: list, term) -> list:
+    """The terms taking `term` as an argument (positional or keyword)."""
+    return [
+        t
+        for t in terms
+        if any(a is term for a in t.args) or any(v is term for v in t.kwargs.values())
+    ]
+
+
+def _attribute(term) -> str | None:
+    """The `self.<attribute>` a call term calls."""
+    node = term.site.node if term.site is not None else None
+    if m.matches(node, m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name()))):
+        return node.func.attr.value
+    return None
 
 
 def _unrealised(held: dict, final, boundary, eps) -> str | None:

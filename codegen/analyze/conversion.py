@@ -172,6 +172,12 @@ def to_checkpoint(keys: list[str], transforms: list[CallRec]) -> tuple[list[str]
                 out = [reverse(k) for k in out]
                 continue
             out = [k.replace(tgt, src, 1) for k in out]  # the first match, as transformers
+        elif (shift := _index_offset(call, sources, targets)) is not None:
+            reverse = _reversed_regex(sources[0], targets[0], shift=-shift)
+            if reverse is None:
+                notes.append(f"checkpoint: {kind} transform not applied")
+                continue
+            out = [reverse(k) for k in out]
         elif kind == "WeightConverter" and len(targets) == 1 and sources:
             tgt = _literal(targets[0])
             srcs = [_literal(s) for s in sources]
@@ -199,12 +205,26 @@ def to_checkpoint(keys: list[str], transforms: list[CallRec]) -> tuple[list[str]
 _INDEX = (r"\d+", r"(?:\d+|\{\})")
 
 
-def _reversed_regex(source: str, target: str):
+def _index_offset(call: CallRec, sources: list[str], targets: list[str]) -> int | None:
+    """The offset of a renaming that also shifts the index its source captures
+    (transformers' `Inkling2IndexOffsetWeightRename(source, target, offset=1)`: stored
+    `attn_queries.{i}` is `layers.{i + 1}`): one source, one target reading its group, an
+    int `offset`; None for any other transform."""
+    offset = call.kwargs.get("offset")
+    if not isinstance(offset, int) or isinstance(offset, bool) or not offset:
+        return None
+    if len(sources) != 1 or len(targets) != 1 or "\\1" not in targets[0]:
+        return None
+    return offset
+
+
+def _reversed_regex(source: str, target: str, shift: int = 0):
     """The key rewrite that undoes `WeightRenaming(source, target)`, as transformers reverses
     it to save: the target (its `\\1` the source's first group) is searched in the module key
     and becomes the source (its group `\\1`, escaped dots plain). None where the source has
     another construct than one group, escaped dots and `^` (a lookahead, a class, several
-    groups)."""
+    groups). `shift`: the captured index is stored shifted by this much (a key template's
+    `{}` becomes `{-1}`, the adapter table's shifted layer index)."""
     body = re.sub(r"\(\?<?[!=][^()]*\)", "", source.removeprefix("^"))  # lookarounds
     groups = re.findall(r"\((?!\?)[^()]*\)", body)
     if len(groups) > 1 or re.search(r"\(\?", body):
@@ -231,6 +251,8 @@ def _reversed_regex(source: str, target: str):
         if found is None:
             return key
         captured = found.group(1) if group else ""
+        if shift:
+            captured = f"{{{shift:+d}}}" if captured == "{}" else str(int(captured) + shift)
         return key.replace(found.group(0), replacement.replace("\x00", captured), 1)
 
     return rewrite
@@ -246,6 +268,9 @@ def unreversed(keys: list[str], transforms: list[CallRec]) -> list[str]:
             continue
         sources = _patterns(_args(call, 0, "source_patterns"))
         targets = _patterns(_args(call, 1, "target_patterns"))
+        shift = _index_offset(call, sources, targets)
+        if shift is not None and _reversed_regex(sources[0], targets[0], -shift) is not None:
+            continue  # reversed by to_checkpoint
         if len(sources) != 1 or len(targets) != 1:
             continue
         rewrite = _reversed_regex(sources[0], targets[0])

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from codegen.analyze import vocab_crop
 from codegen.analyze.config import attr
 from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import Term, primary_input, walk
@@ -777,6 +778,7 @@ def detect(ctx: Ctx) -> tuple[Embedding, Head]:
         logit_scale=logit_scale,
         logit_scale_on=logit_scale_on,
         bias=head_bias,
+        vocab_crop=vocab_crop.detect(ctx, head_name if head is not None else None),
     )
     if pred is not None:
         head_features = dataclasses.replace(

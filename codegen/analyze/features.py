@@ -566,6 +566,10 @@ class Head:
     # states on their way into the head, MiniCPM3: one small tensor, not a vocab-wide copy)
     logit_scale_on: str = "logits"
     bias: bool | str = UNKNOWN  # the output projection adds a bias
+    # the config field the logits' last axis is cut to (`logits[..., :unpadded_vocab_size]`:
+    # a head stored padded past the vocabulary), "" = the logits as wide as the head; see
+    # codegen/analyze/vocab_crop.py
+    vocab_crop: str = ""
     # a prediction head module: dense -> activation -> norm before the vocabulary projection
     # (BERT's cls.predictions); HF paths of its dense, norm and projection, and the key the
     # logits bias is stored under (BERT ties decoder.bias to cls.predictions.bias)

@@ -217,6 +217,7 @@ COMPARED: dict[str, Any] = {
     "state_dict.unused_keys": _any,
     "head.logit_softcap": None,
     "head.logit_scale": None,
+    "head.vocab_crop": bool,
     "head.bias": None,
     "block.residual_scale": None,
     "block.residual_fp32": None,
@@ -332,6 +333,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "state_dict.unused_keys": (False,),  # the logits read every checkpoint tensor
     "head.logit_softcap": (False,),
     "head.logit_scale": (False,),
+    "head.vocab_crop": (False,),  # the logits as wide as the head
     "head.bias": (False,),
     "block.residual_scale": (False,),
     "block.residual_fp32": (False,),  # the residual stream in the model's dtype

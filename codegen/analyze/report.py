@@ -67,6 +67,7 @@ ROWS = (
     ("embedding.side_tables", "side tables"),
     ("head.logit_softcap", "logit softcap"),
     ("head.logit_scale", "logit scale"),
+    ("head.vocab_crop", "logits cut to"),
     ("head.bias", "output head bias"),
     ("block.residual_scale", "residual scale"),
     ("block.residual_fp32", "residual stream fp32"),

@@ -157,7 +157,7 @@ def detect(ctx: Ctx, roles: RoleBook) -> tuple[StateDict, dict]:
         if transforms:
             notes: list[str] = []
             converted: list[tuple[str, list[int]]] = []
-            prefixes, outside = set(), []
+            prefixes, outside, moved = set(), [], []
             for full, (_, idx) in zip(full_layer, table, strict=True):
                 keys, more = conversion.to_checkpoint([full], transforms)
                 notes += more
@@ -166,7 +166,9 @@ def detect(ctx: Ctx, roles: RoleBook) -> tuple[StateDict, dict]:
                     if sep:
                         prefixes.add(head)
                         converted.append((rest, idx))
-                    else:  # a layer's tensor the checkpoint keeps outside the layers
+                    elif "{" in k:  # a layer's tensor kept in a list outside the layers
+                        moved.append(k)  # (its index perhaps shifted: `{-1}`)
+                    else:
                         outside.append(f"{full} as {k}")
             if len(prefixes) == 1 and prefixes != {prefix}:
                 info["checkpoint_prefix"] = prefixes.pop()  # the layers' prefix on disk
@@ -179,7 +181,7 @@ def detect(ctx: Ctx, roles: RoleBook) -> tuple[StateDict, dict]:
                     "the checkpoint's keys are renamed on load in a way the adapter table"
                     " cannot undo: "
                     + "; ".join(
-                        [f"layer tensors stored outside the layers ({', '.join(outside)})"]
+                        [f"layer tensors stored under no layer index ({', '.join(outside)})"]
                         * bool(outside)
                         + [f"not reversed: {', '.join(refused)}"] * bool(refused)
                         + [f"layers under several prefixes {sorted(prefixes)}"]
@@ -188,6 +190,7 @@ def detect(ctx: Ctx, roles: RoleBook) -> tuple[StateDict, dict]:
                     source,
                 )
             ckpt_other, notes2 = conversion.to_checkpoint(ckpt_other, transforms)
+            ckpt_other += moved
             for note in notes + notes2:
                 if note not in ctx.notes:
                     ctx.notes.append(note)

@@ -311,8 +311,9 @@ def _build(spec, config, state):
 
 
 def _loss(logits, tokens):
+    # ids past logits cut short of the vocabulary (a padded head) wrap into them
     return torch.nn.functional.cross_entropy(
-        logits[:, :-1].flatten(0, 1).float(), tokens[:, 1:].flatten()
+        logits[:, :-1].flatten(0, 1).float(), tokens[:, 1:].flatten() % logits.shape[-1]
     )
 
 

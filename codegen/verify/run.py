@@ -612,9 +612,11 @@ def _confirmed(
 
 
 def _loss(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """Next-token cross entropy: the loss the training engines use."""
+    """Next-token cross entropy: the loss the training engines use. Where the logits are cut
+    short of the vocabulary (a head stored padded past it), ids past them wrap into them."""
     return torch.nn.functional.cross_entropy(
-        logits[:, :-1].reshape(-1, logits.shape[-1]).float(), tokens[:, 1:].reshape(-1)
+        logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
+        tokens[:, 1:].reshape(-1) % logits.shape[-1],
     )
 
 

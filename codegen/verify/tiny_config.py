@@ -188,6 +188,10 @@ SHRINK_RULES: dict[str, Any | Rule] = {
         8 if "qk_rope_head_dim" in cfg else 40
     ),  # MLA: head_dim is the rope part
     "vocab_size": 512,
+    # logits cut short of the head (inkling's padded head): inside the toy's vocabulary, so
+    # a package returning the head's every column, or cutting elsewhere, shows; left unset
+    # where the config leaves it unset (that setting is a switch case of its own)
+    "unpadded_vocab_size": lambda cfg: None if cfg["unpadded_vocab_size"] is None else 500,
     # per-layer inputs (gemma4): a slice width whose sqrt is not a bf16 number (an unrounded
     # table scale shows), and a per-layer table with rows of its own count (a package
     # sizing it from vocab_size does not load), both holding every toy token id

@@ -35,3 +35,38 @@ def test_inkling2_block_attention_residuals_are_read():
 def test_a_plain_residual_has_none():
     pytest.importorskip("transformers.models.inkling")
     assert analyze("inkling_text").block.attention_residuals is None
+
+
+READS = (
+    "attention_input on layers 5,11,17,23,29,35,41,47: query 0 through q_input_layernorm into"
+    " hidden_states, 1 through k_input_layernorm into key_hidden_states, 2 through"
+    " v_input_layernorm into value_hidden_states"
+)
+
+
+def _layer_modules(features) -> str:
+    (found,) = [f for f in features.unsupported if f.feature == "block.layer_modules"]
+    return found.detail
+
+
+def test_where_each_of_the_three_queries_goes_is_named():
+    """The full layers' three outputs, each through a norm of its own into the attention's
+    queries', keys' and values' inputs: read from the layer's traced forward."""
+    assert READS in _layer_modules(analyze("inkling2_text"))
+
+
+def test_on_a_renamed_copy_and_read_otherwise(tmp_path):
+    from analyze_helpers import rename_model
+
+    modeling, _ = rename_model("inkling2_text", "zorblax", str(tmp_path / "renamed"))
+    assert READS in _layer_modules(analyze(modeling))
+    # the keys' norm reading the queries' output: the outputs are no longer one each
+    modeling, _ = rename_model("inkling2_text", "zorblax", str(tmp_path / "edited"))
+    with open(modeling) as handle:
+        text = handle.read()
+    old = "self.k_input_layernorm(key_hidden_states)"
+    assert text.count(old) == 1
+    with open(modeling, "w") as handle:
+        handle.write(text.replace(old, "self.k_input_layernorm(query_hidden_states)"))
+    detail = _layer_modules(analyze(modeling))
+    assert "attention_input on layers 5,11,17,23,29,35,41,47: its outputs read otherwise" in detail

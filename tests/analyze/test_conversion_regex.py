@@ -52,3 +52,25 @@ def test_a_capture_group_renaming_is_undone(source, target, key, on_disk):
 @pytest.mark.parametrize("source", [r"[qk]_norm", r"(a|b)\.(c|d)", r"x+\.y"])
 def test_other_constructs_are_not_guessed(source):
     assert _reversed_regex(source, r"\1.z") is None
+
+
+def test_an_index_offset_renaming_is_undone_with_the_index_shifted():
+    """`Inkling2IndexOffsetWeightRename(attn_res.attn_queries.(\\d+) -> layers.\\1
+    .attention_input.query, offset=1)`: stored entry i is layer i + 1's. A key template's
+    layer index becomes the adapter table's shifted `{-1}`; a concrete one is shifted back."""
+    from codegen.analyze.conversion import to_checkpoint
+    from codegen.analyze.evaluate import CallRec
+
+    rename = CallRec(
+        "transformers.core_model_loading.Inkling2IndexOffsetWeightRename",
+        (),
+        {
+            "source_patterns": r"attn_res\.attn_queries\.(\d+)",
+            "target_patterns": r"layers.\1.attention_input.query",
+            "offset": 1,
+        },
+    )
+    keys = ["model.layers.{}.attention_input.query", "model.layers.3.attention_input.query"]
+    found, notes = to_checkpoint(keys, [rename])
+    assert found == ["model.attn_res.attn_queries.{-1}", "model.attn_res.attn_queries.2"]
+    assert not notes

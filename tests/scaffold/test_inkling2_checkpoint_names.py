@@ -3,20 +3,26 @@
 regex renamings, which the analysis reverses (capture groups, layer indices as `{}`), so the
 adapter's rows read the names on disk. Checked against a checkpoint transformers itself
 saves: every tensor of a sliding layer's attention parts built here (projections, relative
-table, clips, sinks) and of its norms has a row. The renames the analysis cannot undo (an
-index offset, layer tensors stored outside the layers: the block residuals' queries) are
-refused in one line."""
+table, clips, sinks) and of its norms has a row. The block residuals' queries are layer
+tensors the checkpoint keeps in lists outside the layers, the attention's from the second
+layer on (`attn_res.attn_queries.{i}` is layer i + 1's, an index offset transformers shifts
+on load): the rows read them there (`{-1}`: the adapter's shifted layer index), and a saved
+checkpoint loads each into its layer's module."""
 
 from __future__ import annotations
 
 import ast
+from types import SimpleNamespace
 
 import pytest
+import torch
 
+from codegen.adapter import StateDictAdapter
 from codegen.analyze.analysis import analyze
 from codegen.models import references_dir
 from codegen.scaffold.source import SourcePackage
 from codegen.transforms.align_hf_keys import AlignHfKeys
+from codegen.transforms.attention_residuals import AttentionResiduals
 from codegen.transforms.l2_clips import L2Clips
 from codegen.transforms.no_rope import NoRope
 from codegen.transforms.relative_position_bias import RelativePositionBias
@@ -47,10 +53,11 @@ def test_the_layer_keys_are_the_checkpoints_own(features):
     assert sd.checkpoint_prefix == "model.llm.layers"
     assert "attn.q_l2_clip.scale" in sd.checkpoint_layer_keys
     assert "attn.attn_sink_proj.weight" in sd.checkpoint_layer_keys
-    assert not any("not applied (regex)" in note for note in features.notes)
-    refused = {u.feature: u.detail for u in features.unsupported}["state_dict.conversion"]
-    assert "Inkling2IndexOffsetWeightRename" in refused
-    assert "model.llm.attn_res.mlp_queries.{}" in refused
+    assert not any("not applied" in note for note in features.notes)
+    assert "state_dict.conversion" not in {u.feature for u in features.unsupported}
+    # layer tensors in lists of their own, one of them from the second layer on
+    assert "model.llm.attn_res.mlp_queries.{}" in sd.checkpoint_other_keys
+    assert "model.llm.attn_res.attn_queries.{-1}" in sd.checkpoint_other_keys
 
 
 def test_a_saved_checkpoints_attention_names_have_rows(tmp_path, features):
@@ -84,3 +91,48 @@ def test_a_saved_checkpoints_attention_names_have_rows(tmp_path, features):
     read = {hf.replace("{}", "0") for hf in rows}
     assert attention <= read, sorted(attention - read)
     assert rows["model.llm.layers.{}.attn.q_l2_clip.scale"] == "layers.{}.attention.q_clip.scale"
+
+
+# the single-query form of the block residuals (the full layers' three queries are another
+# rule's): a module per sublayer, the attention's from the second layer on, one at the end
+RESIDUALS = {
+    "layer": {
+        "attention_input": {"queries": [1], "layers": [1, 2, 3, 4, 5]},
+        "mlp_input": {"queries": [1], "layers": [0, 1, 2, 3, 4, 5]},
+    },
+    "final": "final_input",
+    "boundary": {"field": "n_layers_per_attn_res_block", "flag": "is_block_boundary"},
+    "eps": 1e-6,
+}
+
+
+def test_a_saved_checkpoints_residual_queries_load_into_their_layers(tmp_path, features):
+    package = SourcePackage.from_directory(references_dir() / "llama")
+    AttentionResiduals().apply(package, features, residuals=RESIDUALS)
+    sd = features.state_dict
+    AlignHfKeys().apply(
+        package,
+        features,
+        prefix=sd.checkpoint_prefix,
+        layer_keys=[key.split(" [")[0] for key in sd.checkpoint_layer_keys],
+        other_keys=list(sd.checkpoint_other_keys),
+    )
+    rows = _rows(package)
+    assert rows["model.llm.attn_res.attn_queries.{-1}"] == "layers.{}.attention_input.query"
+    assert rows["model.llm.attn_res.mlp_queries.{}"] == "layers.{}.ffn_input.query"
+    assert rows["model.llm.attn_res.output_query"] == "final_input.query"
+    model = random_hf_model(tiny_config("inkling2_text"))
+    save_checkpoint(model, tmp_path)
+    saved = {k: v for k, v in load_checkpoint(tmp_path).items() if ".attn_res." in k}
+    adapter = type(
+        "Adapter",
+        (StateDictAdapter,),
+        {"from_hf_map": {hf: house for hf, house in rows.items() if ".attn_res." in hf}},
+    )(SimpleNamespace(n_layers=6))
+    house = adapter.from_hf(saved)
+    own = model.state_dict()
+    for name, tensor in house.items():
+        hf_name = "model." + name.replace("ffn_input", "mlp_input")
+        assert torch.equal(tensor, own[hf_name]), name
+    assert len(house) == 5 + 6 + 1
+    assert adapter.to_hf(house).keys() == saved.keys()

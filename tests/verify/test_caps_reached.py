@@ -164,3 +164,15 @@ def test_inkling2_l2_clips_are_reached():
     assert all(share > 0 for shares in clipped.values() for share in shares), clipped
     passing = clipped["k_l2_clip"] + clipped["rel_l2_clip"]
     assert all(share < 1 for share in passing), clipped
+
+
+def test_inkling2_logits_are_cut_inside_the_toy_vocabulary():
+    """The cut (`unpadded_vocab_size`, 200058 by default, past the toy's 512 rows) falls
+    inside the toy's head, so HF's logits lose columns a package must drop too."""
+    pytest.importorskip("transformers.models.inkling2")
+    config = tiny_config("inkling2_text")
+    assert config.unpadded_vocab_size < config.vocab_size
+    item = make_inputs(config.vocab_size)[0]
+    with torch.no_grad():
+        logits = random_hf_model(config)(input_ids=item.tokens).logits
+    assert logits.shape[-1] == config.unpadded_vocab_size
