@@ -14,7 +14,6 @@ from codegen.transforms._rope_edits import (
 )
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import (
-    EditDict,
     EditError,
     assigns,
     code_of,
@@ -250,13 +249,8 @@ def _thread_loop(package) -> None:
 
 def _rows(package, found: dict) -> None:
     """The gate weight's row becomes the router modules' rows under the same HF prefix."""
-    hit = []
 
-    def rows(hf, house):
-        if moe_edits.house_of(house) != '"layers.{}.moe.gate.weight"':
-            return [(hf, house)]
-        hit.append(hf)
-        prefix = hf.strip('"').rsplit(".", 1)[0]
+    def rows(_, prefix):
         mlp = f"{prefix}.{found['mlp']}"
         house = "layers.{}.moe.router"
         out = [moe_edits.row(f"{prefix}.{found['down']}.weight", f"{house}.down.weight")]
@@ -272,9 +266,7 @@ def _rows(package, found: dict) -> None:
                 out.append(moe_edits.row(f"{mlp}.{theirs}.bias", f"{house}.{name}.bias"))
         return out
 
-    run(package, "state_dict_adapter.py", EditDict("from_hf_map", rows))
-    if not hit:
-        raise EditError("state_dict_adapter.py has no row for the router's weight")
+    moe_edits.rewrite_row(package, moe_edits.GATE_WEIGHT, rows)
 
 
 class _Returns(cst.CSTTransformer):

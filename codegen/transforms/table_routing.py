@@ -13,7 +13,6 @@ from codegen.transforms import _moe_edits as moe_edits
 from codegen.transforms._rope_edits import add_args_field, rewrite_expressions
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import (
-    EditDict,
     EditError,
     assigns,
     code_of,
@@ -232,15 +231,11 @@ def _thread_loop(package) -> None:
 
 def _rows(package, buffer: str) -> None:
     """The table's row beside the gate weight's, under the same HF prefix."""
-    hit = []
-
-    def rows(hf, house):
-        if moe_edits.house_of(house) != '"layers.{}.moe.gate.weight"':
-            return [(hf, house)]
-        hit.append(hf)
-        prefix = hf.strip('"').rsplit(".", 1)[0]
-        return [(hf, house), moe_edits.row(f"{prefix}.{buffer}", f"layers.{{}}.moe.gate.{buffer}")]
-
-    run(package, "state_dict_adapter.py", EditDict("from_hf_map", rows))
-    if not hit:
-        raise EditError("state_dict_adapter.py has no row for the gate's weight")
+    moe_edits.rewrite_row(
+        package,
+        moe_edits.GATE_WEIGHT,
+        lambda row, prefix: [
+            row,
+            moe_edits.row(f"{prefix}.{buffer}", f"layers.{{}}.moe.gate.{buffer}"),
+        ],
+    )
