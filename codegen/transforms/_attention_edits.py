@@ -650,6 +650,34 @@ def drop_rows(package, house_match: Callable[[str], bool]) -> int:
     return len(dropped)
 
 
+def split_projection_rows(package, projection: str, parts: list[tuple[str, str]]) -> None:
+    """The adapter rows of the attention's `projection` (`wq`, `wo`: its weight, and a bias if
+    mapped) -> the weights of `parts`, (HF module, house module) pairs in the attention under
+    the same HF prefix (none of them has a bias). The table must map the projection's weight."""
+    weight, bias = (f"layers.{{}}.attention.{projection}.{p}" for p in ("weight", "bias"))
+    found = []
+
+    def rewrite(key, value):
+        house = json.loads(value) if value != "None" else None
+        if house == weight:
+            prefix = json.loads(key).rsplit(".", 2)[0]
+            found.append(key)
+            return [
+                (
+                    json.dumps(f"{prefix}.{hf}.weight"),
+                    json.dumps(f"layers.{{}}.attention.{ours}.weight"),
+                )
+                for hf, ours in parts
+            ]
+        if house == bias:
+            return []
+        return [(key, value)]
+
+    run(package, "state_dict_adapter.py", EditDict("from_hf_map", rewrite))
+    if not found:
+        raise EditError(f"state_dict_adapter.py maps no attention.{projection}.weight")
+
+
 # ---- attention maths written out (for what SDPA cannot take: sinks, soft-capping) ----------
 
 _SDPA = "F.scaled_dot_product_attention"
