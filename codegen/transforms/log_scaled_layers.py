@@ -17,7 +17,6 @@ from codegen.transforms.edits import (
     ReplaceStatements,
     _InMethod,
     assigns,
-    is_name,
     run,
     statements,
 )
@@ -83,28 +82,17 @@ class LogScaledLayers(Transform):
             package,
             "model.py",
             InsertStatements(
-                "Model", "forward", _layer_loop, SCALE.format(positions=positions), before=True
+                "Model",
+                "forward",
+                edits.is_layer_loop,
+                SCALE.format(positions=positions),
+                before=True,
             ),
         )
-        for cls in ("Attention", CLASS, "TransformerBlock"):
+        for cls in ("Attention", CLASS):
             edits.add_param(package, cls, "forward", "log_scale: torch.Tensor")
         run(package, "model.py", _DocstringNote("Attention", "forward", UNSCALED))
-        edits.replace_expressions(
-            package,
-            "model.py",
-            "TransformerBlock",
-            "forward",
-            edits.call_of("self.attention"),
-            lambda call: edits.with_arg(call, "log_scale"),
-        )
-        edits.replace_expressions(
-            package,
-            "model.py",
-            "Model",
-            "forward",
-            edits.call_of("layer"),
-            lambda call: edits.with_arg(call, "log_scale"),
-        )
+        edits.hand_down(package, "log_scale: torch.Tensor")
         if "q" in scaled:
             run(package, "model.py", InsertStatements(CLASS, "forward", _assigns_q, Q_SCALED))
         if "rel" in scaled:
@@ -116,10 +104,6 @@ class LogScaledLayers(Transform):
                 edits.call_of("self.rel_bias"),
                 _scaled_states,
             )
-
-
-def _layer_loop(statement) -> bool:
-    return isinstance(statement, cst.For) and is_name(statement.iter, "self.layers")
 
 
 def _assigns_q(statement) -> bool:
