@@ -44,7 +44,7 @@ from codegen.analyze.detect_ffn import experts_of, ffn_modules
 from codegen.analyze.detect_moe import SCORE_ACTIVATIONS
 from codegen.analyze.evaluate import ModuleRec, ParamRec
 from codegen.analyze.roles import ACT, EMBEDDING, LINEAR, MOE, NORM
-from codegen.analyze.router_dtype import fp32_projection
+from codegen.analyze.router_dtype import fp32_projection, half_activation
 
 _SCORES = ("softmax", "log_softmax", "sigmoid")
 _PICKS = ("topk", "argmax", "argsort", "sort", "max")
@@ -113,7 +113,9 @@ def _table_routing(ctx: Ctx, moe: ModuleRec, router: ModuleRec, terms: list[Term
     """`moe.table_routing`: {"layers" (the MoE layers routed by table), "switch"/"value"
     (the per-layer config list and the entry picking the table router there), "buffer" (the
     table's attribute), "rows"/"cols" (the config fields sizing it), "input" (the router's
-    input indexing it), "activation" (of the logits, the weights' scores), "renormalize"
+    input indexing it), "activation" (of the logits, the weights' scores), "fp32" (the
+    logits projected from an upcast input and weight), "scores_fp32" (the activation taken
+    in fp32: of fp32 logits, or of the logits upcast), "renormalize"
     (the gathered scores over their sum), "eps" (added to that sum), "scale" (the config
     field they are multiplied by, else None)}; None where any part has another form."""
     picked = next((t for t in terms if _table_index(t)), None)
@@ -137,6 +139,7 @@ def _table_routing(ctx: Ctx, moe: ModuleRec, router: ModuleRec, terms: list[Term
     found = ctx.model.project.find_method(router.cls, "forward")
     fp32 = found is not None and fp32_projection(found[1], frozenset()) is not None
     scale = _scaled_by(ctx, router, terms)
+    scores_fp32 = fp32 or (acts[0].site is not None and half_activation(acts[0].site) is None)
     return {
         "switch": chosen[0],
         "value": chosen[1],
@@ -146,6 +149,7 @@ def _table_routing(ctx: Ctx, moe: ModuleRec, router: ModuleRec, terms: list[Term
         "input": inputs[0].name,
         "activation": name,
         "fp32": fp32,
+        "scores_fp32": scores_fp32,
         "renormalize": renorm,
         "eps": eps,
         "scale": scale,
