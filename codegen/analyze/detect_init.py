@@ -171,14 +171,42 @@ def zeroed_by_init(ctx: Ctx, owner: str, path: str) -> str | None:
     (`if isinstance(module, Owner): init.zeros_(module.gate.weight)`), else None."""
     sf = ctx.model.modeling
     zeros = m.Call(func=m.Attribute(attr=m.Name("zeros_")) | m.Name("zeros_"))
-    for cls in sf.classes.values():
+    for branch in _branches_of(ctx, owner):
+        for call in findall(branch, zeros):
+            if call.args and _attribute_path(call.args[0].value) == path:
+                return sf.cite(call)
+    return None
+
+
+def _branches_of(ctx: Ctx, owner: str):
+    """The bodies of the `if isinstance(module, Owner):` branches of the modeling file's
+    `_init_weights` methods."""
+    for cls in ctx.model.modeling.classes.values():
         method = cls.methods.get("_init_weights")
         if not isinstance(method, cst.FunctionDef):
             continue
         for branch in findall(method, m.If()):
-            if not _isinstance_of(branch.test, owner):
+            if _isinstance_of(branch.test, owner):
+                yield branch.body
+
+
+def last_entry_written(ctx: Ctx, owner: str, path: str) -> tuple[float, str] | None:
+    """(the number, where) `_init_weights` writes into the last entry of `<module>.<path>`
+    for modules of class `owner` by item assignment (`if isinstance(module, Owner):
+    module.balancing_biases[-1] = -1.0`), else None. Unlike the `init.*` calls, which
+    transformers skips for tensors a checkpoint loaded, such a write also runs after loading."""
+    sf = ctx.model.modeling
+    last = m.Subscript(
+        slice=[m.SubscriptElement(m.Index(m.UnaryOperation(m.Minus(), m.Integer("1"))))]
+    )
+    for branch in _branches_of(ctx, owner):
+        for node in findall(branch, m.Assign(targets=[m.AssignTarget(last)])):
+            target = node.targets[0].target.value
+            if _attribute_path(target) != path:
                 continue
-            for call in findall(branch.body, zeros):
-                if call.args and _attribute_path(call.args[0].value) == path:
-                    return sf.cite(call)
+            value = node.value
+            sign = -1.0 if isinstance(value, cst.UnaryOperation) else 1.0
+            number = value.expression if isinstance(value, cst.UnaryOperation) else value
+            if isinstance(number, cst.Integer | cst.Float):
+                return sign * float(number.evaluated_value), sf.cite(node)
     return None

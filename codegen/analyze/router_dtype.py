@@ -97,12 +97,29 @@ def half_sigmoid_site(project, classes) -> str | None:
 
 
 def half_activation(site) -> str | None:
-    """file:line of the score activation call at `site` (DeepSeek-V4's `score_fn(logits)`)
-    when its input is not cast to float32: the scores come out in the logits' dtype, else
-    None."""
+    """file:line of the score activation call at `site` (DeepSeek-V4's `score_fn(logits)`,
+    or a tensor method: `logits.sigmoid()`) when its input is not cast to float32: the
+    scores come out in the logits' dtype, else None."""
     call = getattr(site, "node", None)
-    if not isinstance(call, cst.Call) or not call.args:
+    operand = _operand(call) if isinstance(call, cst.Call) else None
+    if operand is None:
         return None
     method = site.method if isinstance(site.method, cst.FunctionDef) else None
     casts = _cast_locals(method) if method is not None else frozenset()
-    return None if upcast(call.args[0].value, casts) else site.cite()
+    return None if upcast(operand, casts) else site.cite()
+
+
+# a tensor's own score method (`x.sigmoid()`), called on no namespace of functions
+_TENSOR_METHOD = m.Attribute(
+    value=~(m.Name("torch") | m.Name("F") | m.Attribute(attr=m.Name("functional"))),
+    attr=m.Name("sigmoid") | m.Name("softmax") | m.Name("log_softmax"),
+)
+
+
+def _operand(call: cst.Call) -> cst.BaseExpression | None:
+    """The tensor an activation call reads: `f(x, ...)` -> x; a tensor's own method
+    (`x.sigmoid()`, `x.softmax(-1)`) -> x."""
+    if m.matches(call.func, _TENSOR_METHOD):
+        return call.func.value
+    positional = [a for a in call.args if a.keyword is None]
+    return positional[0].value if positional else None

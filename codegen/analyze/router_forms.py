@@ -35,6 +35,7 @@ import ast
 import libcst as cst
 import libcst.matchers as m
 
+from codegen.analyze import detect_init
 from codegen.analyze.attention_forms import build_shape, span
 from codegen.analyze.config import attr
 from codegen.analyze.context import Ctx
@@ -43,7 +44,7 @@ from codegen.analyze.detect_ffn import experts_of, ffn_modules
 from codegen.analyze.detect_moe import SCORE_ACTIVATIONS
 from codegen.analyze.evaluate import ModuleRec, ParamRec
 from codegen.analyze.roles import ACT, EMBEDDING, LINEAR, MOE, NORM
-from codegen.analyze.router_dtype import fp32_projection
+from codegen.analyze.router_dtype import fp32_projection, half_activation
 
 _SCORES = ("softmax", "log_softmax", "sigmoid")
 _PICKS = ("topk", "argmax", "argsort", "sort", "max")
@@ -112,7 +113,9 @@ def _table_routing(ctx: Ctx, moe: ModuleRec, router: ModuleRec, terms: list[Term
     """`moe.table_routing`: {"layers" (the MoE layers routed by table), "switch"/"value"
     (the per-layer config list and the entry picking the table router there), "buffer" (the
     table's attribute), "rows"/"cols" (the config fields sizing it), "input" (the router's
-    input indexing it), "activation" (of the logits, the weights' scores), "renormalize"
+    input indexing it), "activation" (of the logits, the weights' scores), "fp32" (the
+    logits projected from an upcast input and weight), "scores_fp32" (the activation taken
+    in fp32: of fp32 logits, or of the logits upcast), "renormalize"
     (the gathered scores over their sum), "eps" (added to that sum), "scale" (the config
     field they are multiplied by, else None)}; None where any part has another form."""
     picked = next((t for t in terms if _table_index(t)), None)
@@ -136,6 +139,7 @@ def _table_routing(ctx: Ctx, moe: ModuleRec, router: ModuleRec, terms: list[Term
     found = ctx.model.project.find_method(router.cls, "forward")
     fp32 = found is not None and fp32_projection(found[1], frozenset()) is not None
     scale = _scaled_by(ctx, router, terms)
+    scores_fp32 = fp32 or (acts[0].site is not None and half_activation(acts[0].site) is None)
     return {
         "switch": chosen[0],
         "value": chosen[1],
@@ -145,6 +149,7 @@ def _table_routing(ctx: Ctx, moe: ModuleRec, router: ModuleRec, terms: list[Term
         "input": inputs[0].name,
         "activation": name,
         "fp32": fp32,
+        "scores_fp32": scores_fp32,
         "renormalize": renorm,
         "eps": eps,
         "scale": scale,
@@ -539,8 +544,12 @@ def _router_mlp(ctx: Ctx, moe, router, chain, computed, rows, count) -> dict | N
     module computing the logits over it), "norm", "linears" (the MLP's linear layers in call order),
     "biases" (theirs), "activation", "state_scale" (the later layers' per-channel vector on
     the carried state), "skip_bias_init" (what the router's `__init__` sets the last row of a
-    buffer to: the skip class's selection bias, else 0.0),
-    "carried_from" (the first layer whose router holds it)}; None for another form."""
+    buffer to: the skip class's selection bias, else 0.0), "skip_bias_on_load" (the number
+    HF's `_init_weights` writes there by item assignment where transformers runs it after
+    loading a checkpoint, its own installed models: the checkpoint's value is never routed
+    with; None for remote code, whose modules with every tensor loaded it skips, or where
+    `_init_weights` writes no such number), "carried_from" (the first layer whose router
+    holds it)}; None for another form."""
     if len(computed) != 1 or not (isinstance(rows, int) and isinstance(count, int)):
         return None
     if rows != count + 1:  # the experts' rows and one skip class
@@ -580,6 +589,7 @@ def _router_mlp(ctx: Ctx, moe, router, chain, computed, rows, count) -> dict | N
         "state_scale": scale,
         "carried_from": first,
         "skip_bias_init": _skip_bias_init(ctx, router),
+        "skip_bias_on_load": _skip_bias_on_load(ctx, router),
     }
 
 
@@ -610,6 +620,27 @@ def _carried_state(ctx: Ctx, moe: ModuleRec, router: ModuleRec) -> tuple[str, in
 def _skip_bias_init(ctx: Ctx, router: ModuleRec) -> float:
     """`self.<buffer>[-1] = <number>` in the router's `__init__` (zaya's
     `balancing_biases[-1] = -1.0`): the number, else 0.0."""
+    found = _skip_buffer(ctx, router)
+    return found[1] if found else 0.0
+
+
+def _skip_bias_on_load(ctx: Ctx, router: ModuleRec) -> float | None:
+    """The number HF's `_init_weights` writes into the last entry of the skip class's
+    buffer after a checkpoint is loaded (see `_router_mlp`), cited as
+    `moe.router_mlp.skip_bias_on_load`; None where it is the checkpoint's value that routes."""
+    found = _skip_buffer(ctx, router)
+    if found is None or not ctx.model.target.installed:
+        return None
+    written = detect_init.last_entry_written(ctx, router.cls.name, found[0])
+    if written is None:
+        return None
+    ctx.cite("moe.router_mlp.skip_bias_on_load", written[1])
+    return written[0]
+
+
+def _skip_buffer(ctx: Ctx, router: ModuleRec) -> tuple[str, float] | None:
+    """(the buffer, the number) of `self.<buffer>[-1] = <number>` in the router's
+    `__init__`, else None."""
     last = m.Subscript(
         value=m.Attribute(value=m.Name("self"), attr=m.Name()),
         slice=[m.SubscriptElement(m.Index(m.UnaryOperation(m.Minus(), m.Integer("1"))))],
@@ -619,15 +650,16 @@ def _skip_bias_init(ctx: Ctx, router: ModuleRec) -> float:
         if fn is None:
             continue
         for node in m.findall(fn, m.Assign(targets=[m.AssignTarget(last)])):
-            buffer = router.attrs.get(node.targets[0].target.value.attr.value)
+            name = node.targets[0].target.value.attr.value
+            buffer = router.attrs.get(name)
             if not (isinstance(buffer, ParamRec) and buffer.kind == "buffer"):
                 continue
             try:
-                return float(ast.literal_eval(cst.Module([]).code_for_node(node.value)))
+                return name, float(ast.literal_eval(cst.Module([]).code_for_node(node.value)))
             except (ValueError, SyntaxError):
-                return 0.0
-        return 0.0
-    return 0.0
+                return None
+        return None
+    return None
 
 
 def _width_field(ctx: Ctx, router: ModuleRec, down: str) -> str | None:

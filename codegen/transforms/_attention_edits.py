@@ -217,6 +217,54 @@ def param_names(package, class_name: str, method: str) -> list[str]:
     return [p.name.value for p in function.params.params] if function else []
 
 
+def hand_down(
+    package,
+    param: str,
+    *,
+    passed: str | None = None,
+    into: Callable[[cst.Call], cst.BaseExpression] | None = None,
+) -> None:
+    """A value `Model.forward`'s layer loop hands every block, which hands it to its
+    attention: `layer(h, ...)` gets `passed` last (default: the parameter's name),
+    `TransformerBlock.forward` takes `param` (its code, "mask: torch.Tensor | None") and its
+    `self.attention(...)` call becomes `into(call)` (default: the name last). The attention
+    class's own parameter is the caller's to add."""
+    name = _param(param).name.value
+    replace_expressions(
+        package,
+        "model.py",
+        "Model",
+        "forward",
+        call_of("layer"),
+        lambda call: with_arg(call, passed or name),
+    )
+    add_param(package, "TransformerBlock", "forward", param)
+    replace_expressions(
+        package,
+        "model.py",
+        "TransformerBlock",
+        "forward",
+        call_of("self.attention"),
+        into or (lambda call: with_arg(call, name)),
+    )
+
+
+class BareConditionalArgs(cst.CSTTransformer):
+    """`norm((a if c else b))` -> `norm(a if c else b)`: the parentheses a rewrite writes
+    around a conditional for a sum (`x + (a if c else b)`) are redundant around a call's
+    argument (ruff UP034)."""
+
+    def __init__(self):
+        super().__init__()
+        self.hits = 0
+
+    def leave_Arg(self, original, updated):
+        if isinstance(updated.value, cst.IfExp) and updated.value.lpar:
+            self.hits += 1
+            return updated.with_changes(value=updated.value.with_changes(lpar=[], rpar=[]))
+        return updated
+
+
 def find_method(module: cst.Module, class_name: str, method: str) -> cst.FunctionDef | None:
     for statement in module.body:
         if isinstance(statement, cst.ClassDef) and statement.name.value == class_name:
@@ -650,6 +698,34 @@ def drop_rows(package, house_match: Callable[[str], bool]) -> int:
     return len(dropped)
 
 
+def split_projection_rows(package, projection: str, parts: list[tuple[str, str]]) -> None:
+    """The adapter rows of the attention's `projection` (`wq`, `wo`: its weight, and a bias if
+    mapped) -> the weights of `parts`, (HF module, house module) pairs in the attention under
+    the same HF prefix (none of them has a bias). The table must map the projection's weight."""
+    weight, bias = (f"layers.{{}}.attention.{projection}.{p}" for p in ("weight", "bias"))
+    found = []
+
+    def rewrite(key, value):
+        house = json.loads(value) if value != "None" else None
+        if house == weight:
+            prefix = json.loads(key).rsplit(".", 2)[0]
+            found.append(key)
+            return [
+                (
+                    json.dumps(f"{prefix}.{hf}.weight"),
+                    json.dumps(f"layers.{{}}.attention.{ours}.weight"),
+                )
+                for hf, ours in parts
+            ]
+        if house == bias:
+            return []
+        return [(key, value)]
+
+    run(package, "state_dict_adapter.py", EditDict("from_hf_map", rewrite))
+    if not found:
+        raise EditError(f"state_dict_adapter.py maps no attention.{projection}.weight")
+
+
 # ---- attention maths written out (for what SDPA cannot take: sinks, soft-capping) ----------
 
 _SDPA = "F.scaled_dot_product_attention"
@@ -782,7 +858,7 @@ def hide_masks_once(package) -> None:
     ):
         return
     forward = find_method(package.module("model.py"), "Model", "forward")
-    loop = next(s for s in forward.body.body if _layer_loop(s))
+    loop = next(s for s in forward.body.body if is_layer_loop(s))
     call = next(iter(m.findall(loop, m.Call(func=m.Name("layer")))), None)
     block_params = param_names(package, "TransformerBlock", "forward")
     if call is None or "mask" not in block_params:
@@ -826,7 +902,7 @@ def hide_masks_once(package) -> None:
     # the model: every mask's hidden keys once, before the loop; freed after it
     seq = "seq" if any(_assigns_name(s, "seq") for s in forward.body.body) else "tokens.shape[1]"
     build = FUTURE.format(seq=seq) + "".join(HIDE.format(name=n) + "\n" for n in names)
-    run(package, "model.py", _Insert("Model", "forward", _layer_loop, build, before=True))
+    run(package, "model.py", _Insert("Model", "forward", is_layer_loop, build, before=True))
     free = ", ".join(["future", *names, *(f"hidden_{n}" for n in names)])
     run(
         package,
@@ -834,7 +910,7 @@ def hide_masks_once(package) -> None:
         InsertStatements(
             "Model",
             "forward",
-            _layer_loop,
+            is_layer_loop,
             f"del {free}  {FREED}",
         ),
     )
@@ -956,26 +1032,10 @@ def _hand_down_future(package) -> None:
     run(
         package,
         "model.py",
-        _Insert("Model", "forward", _layer_loop, FUTURE.format(seq=seq), before=True),
+        _Insert("Model", "forward", is_layer_loop, FUTURE.format(seq=seq), before=True),
     )
-    run(package, "model.py", InsertStatements("Model", "forward", _layer_loop, FREE_FUTURE))
-    replace_expressions(
-        package,
-        "model.py",
-        "Model",
-        "forward",
-        call_of("layer"),
-        lambda call: with_arg(call, "future"),
-    )
-    add_param(package, "TransformerBlock", "forward", FUTURE_PARAM)
-    replace_expressions(
-        package,
-        "model.py",
-        "TransformerBlock",
-        "forward",
-        call_of("self.attention"),
-        lambda call: with_arg(call, "future"),
-    )
+    run(package, "model.py", InsertStatements("Model", "forward", is_layer_loop, FREE_FUTURE))
+    hand_down(package, FUTURE_PARAM)
     add_param(package, "Attention", "forward", FUTURE_PARAM)
 
 
@@ -1022,7 +1082,8 @@ def _assigns_future(statement) -> bool:
     return _assigns_name(statement, "future")
 
 
-def _layer_loop(statement) -> bool:
+def is_layer_loop(statement) -> bool:
+    """`for layer in self.layers:` (Model.forward's loop over its blocks)."""
     return isinstance(statement, cst.For) and is_name(statement.iter, "self.layers")
 
 

@@ -104,18 +104,30 @@ def replace_leading_statements(package, class_name, method, stop, code: str):
 def insert_rows_after(package, house_key: str, rows: list[tuple[str, str]]) -> None:
     """Insert `from_hf_map` rows (source strings) right after the row mapping to `house_key`
     (a house template such as `layers.{}.moe.experts.w2`)."""
+    rewrite_row(package, house_key, lambda found, _: [found, *rows])
+
+
+# the router's weight in the house layout: the row the router transforms rewrite
+GATE_WEIGHT = "layers.{}.moe.gate.weight"
+
+
+def rewrite_row(package, house_key: str, rows) -> None:
+    """Replace the `from_hf_map` row mapping to `house_key` (a house template such as
+    `layers.{}.moe.gate.weight`) by `rows(row, prefix)`: `row` that entry as source strings
+    (key, value), `prefix` the HF module holding the tensor (its key without the last part).
+    The table must have such a row."""
     found = []
-    after = f'"{house_key}"'
+    wanted = f'"{house_key}"'
 
     def rewrite(key, value):
-        if house_of(value) == after:
-            found.append(key)
-            return [(key, value), *rows]
-        return [(key, value)]
+        if house_of(value) != wanted:
+            return [(key, value)]
+        found.append(key)
+        return rows((key, value), house_of(key).strip('"').rsplit(".", 1)[0])
 
     run(package, "state_dict_adapter.py", EditDict("from_hf_map", rewrite))
     if not found:
-        raise EditError(f"from_hf_map has no row for {house_key}")
+        raise EditError(f"state_dict_adapter.py has no row for {house_key}")
 
 
 def drop_rows(package, house_fragment: str) -> None:

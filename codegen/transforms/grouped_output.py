@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import libcst as cst
 
 from codegen.transforms import _attention_edits as edits
 from codegen.transforms.base import Transform
-from codegen.transforms.edits import EditDict, EditError, ReplaceStatements, expression, run, sets
+from codegen.transforms.edits import ReplaceStatements, expression, run, sets
 
 GROUPED_LINEAR = '''
 class GroupedLinear(nn.Linear):
@@ -75,26 +73,5 @@ class GroupedOutput(Transform):
         edits.add_args_field(package, FIELDS)
         edits.add_hf_kwarg(package, f"o_groups=hf_config.{grouped['groups']}")
         edits.add_hf_kwarg(package, f"o_lora_rank=hf_config.{grouped['rank']}")
-        _adapter_rows(package, grouped["a"], grouped["b"])
-
-
-def _adapter_rows(package, a: str, b: str) -> None:
-    """The output projection's rows (weight, and a bias if mapped) -> the two stages'."""
-    found = []
-
-    def rewrite(key, value):
-        house = json.loads(value) if value != "None" else None
-        if house == "layers.{}.attention.wo.weight":
-            prefix = json.loads(key).rsplit(".", 2)[0]
-            found.append(key)
-            return [
-                (json.dumps(f"{prefix}.{a}.weight"), json.dumps("layers.{}.attention.wo_a.weight")),
-                (json.dumps(f"{prefix}.{b}.weight"), json.dumps("layers.{}.attention.wo_b.weight")),
-            ]
-        if house == "layers.{}.attention.wo.bias":
-            return []  # neither stage has a bias
-        return [(key, value)]
-
-    run(package, "state_dict_adapter.py", EditDict("from_hf_map", rewrite))
-    if not found:
-        raise EditError("grouped_output: state_dict_adapter.py maps no attention.wo.weight")
+        # the output projection's rows -> the two stages' (neither has a bias)
+        edits.split_projection_rows(package, "wo", [(grouped["a"], "wo_a"), (grouped["b"], "wo_b")])

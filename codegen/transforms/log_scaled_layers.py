@@ -4,8 +4,6 @@ scale that grows with the log of the position (Inkling-2's full layers)."""
 
 from __future__ import annotations
 
-import textwrap
-
 import libcst as cst
 
 from codegen.transforms import _attention_edits as edits
@@ -15,9 +13,7 @@ from codegen.transforms.edits import (
     EditError,
     InsertStatements,
     ReplaceStatements,
-    _InMethod,
     assigns,
-    is_name,
     run,
     statements,
 )
@@ -29,8 +25,6 @@ DOC = (
     "\n    log(max((position + {offset}) / floor, 1)): one up to position `floor`, growing with"
     '\n    the log of the position after."""'
 )
-# the plain attention's forward is handed the scale too (one call for every layer's block)
-UNSCALED = " `log_scale` is the full layers' (LogScaledAttention): not applied here."
 ALPHA = "float = 0.0  # full layers' queries times 1 + this * log(position / floor)"
 FLOOR = "float = 1.0  # the position up to which that scale is 1"
 SCALE = (
@@ -47,10 +41,11 @@ class LogScaledLayers(Transform):
     """A second attention class, `LogScaledAttention` (a copy of `Attention` as the rules
     before made it), on the layers whose type is full attention; `Model.forward` computes
     `log_scale` = 1 + alpha * log(max((positions + offset) / floor, 1)) in fp32 and hands it
-    to every layer; the copy multiplies its queries (`scaled` holds "q") and the states of
-    its relative position bias ("rel") by it, in fp32, cast back. `log_scaling`: the
-    analysed `attention.layer_logn` ({"alpha", "floor": hf_config expressions, "offset",
-    "scaled", "layers": "full"})."""
+    to every block, which passes it to its attention on the full layers alone (the sliding
+    layers' `Attention` takes none); the copy multiplies its queries (`scaled` holds "q")
+    and the states of its relative position bias ("rel") by it, in fp32, cast back.
+    `log_scaling`: the analysed `attention.layer_logn` ({"alpha", "floor": hf_config
+    expressions, "offset", "scaled", "layers": "full"})."""
 
     name = "log_scaled_layers"
 
@@ -77,34 +72,22 @@ class LogScaledLayers(Transform):
                 "TransformerBlock", "__init__", assigns("self.attention"), CHOICE.format(cls=CLASS)
             ),
         )
-        # the scale: computed once, handed through every block to the attention
+        # the scale: computed once, handed through every block to the full layers' attention
         positions = f"(positions + {offset})" if offset else "positions"
         run(
             package,
             "model.py",
             InsertStatements(
-                "Model", "forward", _layer_loop, SCALE.format(positions=positions), before=True
+                "Model",
+                "forward",
+                edits.is_layer_loop,
+                SCALE.format(positions=positions),
+                before=True,
             ),
         )
-        for cls in ("Attention", CLASS, "TransformerBlock"):
-            edits.add_param(package, cls, "forward", "log_scale: torch.Tensor")
-        run(package, "model.py", _DocstringNote("Attention", "forward", UNSCALED))
-        edits.replace_expressions(
-            package,
-            "model.py",
-            "TransformerBlock",
-            "forward",
-            edits.call_of("self.attention"),
-            lambda call: edits.with_arg(call, "log_scale"),
-        )
-        edits.replace_expressions(
-            package,
-            "model.py",
-            "Model",
-            "forward",
-            edits.call_of("layer"),
-            lambda call: edits.with_arg(call, "log_scale"),
-        )
+        edits.add_param(package, CLASS, "forward", "log_scale: torch.Tensor")
+        edits.hand_down(package, "log_scale: torch.Tensor", into=_scaled_on_full_layers)
+        run(package, "model.py", edits.BareConditionalArgs(), required=False)
         if "q" in scaled:
             run(package, "model.py", InsertStatements(CLASS, "forward", _assigns_q, Q_SCALED))
         if "rel" in scaled:
@@ -118,8 +101,16 @@ class LogScaledLayers(Transform):
             )
 
 
-def _layer_loop(statement) -> bool:
-    return isinstance(statement, cst.For) and is_name(statement.iter, "self.layers")
+def _scaled_on_full_layers(call: cst.Call) -> cst.IfExp:
+    """`self.attention(h, ...)` -> `(self.attention(h, ...) if self.sliding else
+    self.attention(h, ..., log_scale))`: the scale goes to the full layers' class alone."""
+    return cst.IfExp(
+        test=cst.parse_expression("self.sliding"),
+        body=call,
+        orelse=edits.with_arg(call, "log_scale"),
+        lpar=[cst.LeftParen()],
+        rpar=[cst.RightParen()],
+    )
 
 
 def _assigns_q(statement) -> bool:
@@ -156,27 +147,6 @@ class _CopyClass(cst.CSTTransformer):
                 body.insert(index + 1, copy)
                 break
         return updated.with_changes(body=body)
-
-
-class _DocstringNote(_InMethod):
-    """Append `note` to the method's docstring (one is written where it has none)."""
-
-    def __init__(self, class_name, method, note: str):
-        super().__init__(class_name, method)
-        self.note = note
-
-    def edit_statements(self, body):
-        self.hits += 1
-        if body and _is_docstring(body[0]):
-            text = body[0].body[0].value.evaluated_value.rstrip()
-            return [*statements(_docstring(f"{text}{self.note}")), *body[1:]]
-        return [*statements(_docstring(self.note.strip())), *body]
-
-
-def _docstring(text: str) -> str:
-    """A method's docstring (indented 8) holding `text`, wrapped inside 100 columns."""
-    lines = textwrap.wrap(text.replace("\\", "\\\\"), width=88)
-    return '"""' + "\n        ".join(lines) + '"""'
 
 
 def _is_docstring(statement) -> bool:

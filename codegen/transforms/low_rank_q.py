@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 import libcst as cst
 import libcst.matchers as m
 
 from codegen.transforms import _attention_edits as edits
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import (
-    EditDict,
-    EditError,
     ReplaceStatements,
     dotted,
     expression,
@@ -84,29 +80,12 @@ class LowRankQ(Transform):
         edits.add_args_field(package, FIELDS)
         edits.add_hf_kwarg(package, f"q_lora_rank=hf_config.{low_rank['rank']}")
         edits.add_hf_kwarg(package, f"q_norm_eps=hf_config.{low_rank['eps']}")
-        _adapter_rows(package, low_rank)
-
-
-def _adapter_rows(package, low_rank: dict) -> None:
-    """The query projection's rows (weight, and a bias if mapped) -> the latent path's."""
-    found = []
-
-    def rewrite(key, value):
-        house = json.loads(value) if value != "None" else None
-        if house == "layers.{}.attention.wq.weight":
-            prefix = json.loads(key).rsplit(".", 2)[0]
-            found.append(key)
-            return [
-                (
-                    json.dumps(f"{prefix}.{low_rank[hf]}.weight"),
-                    json.dumps(f"layers.{{}}.attention.{ours}.weight"),
-                )
+        # the query projection's rows -> the latent path's (no bias; the heads' norm holds none)
+        edits.split_projection_rows(
+            package,
+            "wq",
+            [
+                (low_rank[hf], ours)
                 for hf, ours in (("a", "wq_a"), ("a_norm", "q_a_norm"), ("b", "wq_b"))
-            ]
-        if house == "layers.{}.attention.wq.bias":
-            return []  # neither projection has a bias
-        return [(key, value)]
-
-    run(package, "state_dict_adapter.py", EditDict("from_hf_map", rewrite))
-    if not found:
-        raise EditError("low_rank_q: state_dict_adapter.py maps no attention.wq.weight")
+            ],
+        )

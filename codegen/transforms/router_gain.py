@@ -5,7 +5,7 @@ from __future__ import annotations
 from codegen.transforms import _attention_edits as edits
 from codegen.transforms import _moe_edits as moe_edits
 from codegen.transforms.base import Transform
-from codegen.transforms.edits import EditDict, EditError, assigns, code_of, run
+from codegen.transforms.edits import EditError, assigns, code_of
 
 BUILD = "self.router_gain = nn.Parameter(torch.ones(1))  # learned, on the routing weights"
 INIT = '''
@@ -38,18 +38,14 @@ class RouterGain(Transform):
         else:
             moe_edits.insert_statements(package, "MoE", "route", _returns, GAIN, before=True)
         edits.add_method_after_init(package, "MoE", INIT)
-        found = []
-
-        def rows(hf, house):
-            if moe_edits.house_of(house) == '"layers.{}.moe.gate.weight"':
-                found.append(hf)
-                key = hf.strip('"').rsplit(".", 1)[0]
-                return [(hf, house), moe_edits.row(f"{key}.{gain}", "layers.{}.moe.router_gain")]
-            return [(hf, house)]
-
-        run(package, "state_dict_adapter.py", EditDict("from_hf_map", rows))
-        if not found:
-            raise EditError("state_dict_adapter.py has no row for the router's weight")
+        moe_edits.rewrite_row(
+            package,
+            moe_edits.GATE_WEIGHT,
+            lambda row, prefix: [
+                row,
+                moe_edits.row(f"{prefix}.{gain}", "layers.{}.moe.router_gain"),
+            ],
+        )
 
 
 def _is_scaling(statement) -> bool:

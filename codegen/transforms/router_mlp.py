@@ -14,7 +14,6 @@ from codegen.transforms._rope_edits import (
 )
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import (
-    EditDict,
     EditError,
     assigns,
     code_of,
@@ -69,6 +68,15 @@ def init_parameters(self, std: float) -> None:
     self.e_score_correction_bias[-1] = {start}
 '''
 
+ON_LOAD = '''
+def _load_from_state_dict(self, state_dict, prefix, *args) -> None:
+    """Loads as nn.Module does, then sets the skip class's selection bias to {value}: HF's
+    _init_weights writes it there again after loading a checkpoint, so HF routes with {value}
+    whatever the checkpoint holds."""
+    super()._load_from_state_dict(state_dict, prefix, *args)
+    self.e_score_correction_bias[-1] = {value}
+'''
+
 _MOE_CALL = m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name("moe")))
 _ROUTE = m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name("route")))
 
@@ -97,7 +105,8 @@ class RouterMlp(Transform):
     returns the carried state, a pick of the skip class gets weight zero on expert 0 (as HF
     masks it); `TransformerBlock.forward` threads the state from its MoE, `Model.forward`
     through the layer loop (None into the first layer, whose router holds no state scale).
-    The correction bias, if any, gets the skip class's row too. `found` is the analysed
+    The correction bias, if any, gets the skip class's row too, set after every load to
+    the value HF writes there after loading (`skip_bias_on_load`). `found` is the analysed
     `moe.router_mlp`; the adapter maps its modules' keys in place of the gate's weight."""
 
     name = "router_mlp"
@@ -124,16 +133,20 @@ class RouterMlp(Transform):
         )
         attention_edits.add_param(package, "MoE", "__init__", "carried: bool")
         run(package, "model.py", _Docstring("MoE", DOC))
-        _widen_correction_bias(package, found.get("skip_bias_init", 0.0))
+        _widen_correction_bias(
+            package, found.get("skip_bias_init", 0.0), found.get("skip_bias_on_load")
+        )
         _route_in_forward(package)
         _thread_block(package, found["carried_from"])
         _thread_loop(package)
         _rows(package, found)
 
 
-def _widen_correction_bias(package, start: float) -> None:
+def _widen_correction_bias(package, start: float, on_load: float | None = None) -> None:
     """`torch.zeros(args.num_experts)` of the correction bias gets the skip class's row,
-    which starts at `start` where that is not zero (HF's _init_weights)."""
+    which starts at `start` where that is not zero (HF's _init_weights) and is set to
+    `on_load` after every load where that is not None (HF's _init_weights writing it again
+    after loading a checkpoint)."""
     narrow = m.Call(
         func=m.Attribute(value=m.Name("torch"), attr=m.Name("zeros")),
         args=[m.Arg(m.Attribute(value=m.Name("args"), attr=m.Name("num_experts")))],
@@ -145,6 +158,8 @@ def _widen_correction_bias(package, start: float) -> None:
     widened = run(
         package, "model.py", RewriteExpressions("MoE", "__init__", rewrite), required=False
     )
+    if widened and on_load is not None:
+        attention_edits.add_method_after_init(package, "MoE", ON_LOAD.format(value=on_load))
     if widened and start:
         attention_edits.add_method_after_init(package, "MoE", SKIP_INIT.format(start=start))
 
@@ -250,13 +265,8 @@ def _thread_loop(package) -> None:
 
 def _rows(package, found: dict) -> None:
     """The gate weight's row becomes the router modules' rows under the same HF prefix."""
-    hit = []
 
-    def rows(hf, house):
-        if moe_edits.house_of(house) != '"layers.{}.moe.gate.weight"':
-            return [(hf, house)]
-        hit.append(hf)
-        prefix = hf.strip('"').rsplit(".", 1)[0]
+    def rows(_, prefix):
         mlp = f"{prefix}.{found['mlp']}"
         house = "layers.{}.moe.router"
         out = [moe_edits.row(f"{prefix}.{found['down']}.weight", f"{house}.down.weight")]
@@ -272,9 +282,7 @@ def _rows(package, found: dict) -> None:
                 out.append(moe_edits.row(f"{mlp}.{theirs}.bias", f"{house}.{name}.bias"))
         return out
 
-    run(package, "state_dict_adapter.py", EditDict("from_hf_map", rows))
-    if not hit:
-        raise EditError("state_dict_adapter.py has no row for the router's weight")
+    moe_edits.rewrite_row(package, moe_edits.GATE_WEIGHT, rows)
 
 
 class _Returns(cst.CSTTransformer):

@@ -113,7 +113,7 @@ class ShortConvLayers(Transform):
             edits.call_of("self.attention"),
             _either,
         )
-        run(package, "model.py", _BareConditionalArgs(), required=False)
+        run(package, "model.py", edits.BareConditionalArgs(), required=False)
         _adapter(package, short_conv)
 
 
@@ -179,22 +179,6 @@ def _either(call: cst.Call) -> cst.BaseExpression:
         lpar=[cst.LeftParen()],
         rpar=[cst.RightParen()],
     )
-
-
-class _BareConditionalArgs(cst.CSTTransformer):
-    """`norm((a if c else b))` -> `norm(a if c else b)`: the parentheses `_either` writes for
-    a sum (`x + (a if c else b)`) are redundant around a call's argument (a post-norm of
-    the mixer; ruff UP034)."""
-
-    def __init__(self):
-        super().__init__()
-        self.hits = 0
-
-    def leave_Arg(self, original, updated):
-        if isinstance(updated.value, cst.IfExp) and updated.value.lpar:
-            self.hits += 1
-            return updated.with_changes(value=updated.value.with_changes(lpar=[], rpar=[]))
-        return updated
 
 
 def _adapter(package, short_conv: dict) -> None:

@@ -12,7 +12,6 @@ from codegen.transforms.edits import (
     assigns,
     calls_super_init,
     code_of,
-    is_name,
     run,
 )
 
@@ -134,16 +133,7 @@ def _add(package, mode: str, layer_rule: str | None, window: str) -> None:
         package, "model.py", InsertStatements("Attention", "forward", _first, MASK_DOC, before=True)
     )
     edits.set_attention_masking(package, with_mask=True)
-    # the block passes it on; with a pattern, the block knows whether it slides
-    edits.add_param(package, "TransformerBlock", "forward", "mask: torch.Tensor | None")
-    edits.replace_expressions(
-        package,
-        "model.py",
-        "TransformerBlock",
-        "forward",
-        edits.call_of("self.attention"),
-        lambda call: edits.with_arg(call, "mask"),
-    )
+    # with a pattern, the block knows whether it slides
     if pattern:
         layer_id = edits.ensure_layer_id(package)
         sliding = f'self.sliding = args.layer_types[{layer_id}] == "sliding_attention"'
@@ -159,16 +149,14 @@ def _add(package, mode: str, layer_rule: str | None, window: str) -> None:
     forward = edits.find_method(package.module("model.py"), "Model", "forward")
     seq = "seq" if any(assigns("seq")(s) for s in forward.body.body) else "tokens.shape[1]"
     build = (PATTERN_MASK if pattern else ALL_MASK).format(seq=seq)
-    run(package, "model.py", InsertStatements("Model", "forward", _layer_loop, build, before=True))
-    argument = "window if layer.sliding else None" if pattern else "mask"
-    edits.replace_expressions(
+    run(
         package,
         "model.py",
-        "Model",
-        "forward",
-        edits.call_of("layer"),
-        lambda call: edits.with_arg(call, argument),
+        InsertStatements("Model", "forward", edits.is_layer_loop, build, before=True),
     )
+    # handed through the block (with a pattern, to the layers that slide)
+    passed = "window if layer.sliding else None" if pattern else "mask"
+    edits.hand_down(package, "mask: torch.Tensor | None", passed=passed)
     # written-out attention: the keys each mask hides, once for all layers
     edits.hide_masks_once(package)
 
@@ -235,7 +223,3 @@ def _remove(package) -> None:
 
 def _first(statement: cst.CSTNode) -> bool:
     return True
-
-
-def _layer_loop(statement: cst.CSTNode) -> bool:
-    return isinstance(statement, cst.For) and is_name(statement.iter, "self.layers")

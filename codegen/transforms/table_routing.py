@@ -13,7 +13,6 @@ from codegen.transforms import _moe_edits as moe_edits
 from codegen.transforms._rope_edits import add_args_field, rewrite_expressions
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import (
-    EditDict,
     EditError,
     assigns,
     code_of,
@@ -22,10 +21,8 @@ from codegen.transforms.edits import (
 )
 from codegen.transforms.score_activation import ACTIVATIONS
 
-# the scores each analysed activation gives, over `logits`
-SCORES = {"sigmoid": "logits.sigmoid()", "softmax": "logits.softmax(dim=-1)"} | {
-    name: template.format(x="logits") for name, template in ACTIVATIONS.items()
-}
+# the scores each analysed activation gives, over `{x}` (the logits, upcast or not)
+SCORES = {"sigmoid": "{x}.sigmoid()", "softmax": "{x}.softmax(dim=-1)"} | ACTIVATIONS
 
 LOGITS = {  # in the model's dtype, or from an upcast input and weight
     False: "logits = F.linear(x.reshape(-1, x.shape[-1]), self.weight)",
@@ -73,6 +70,9 @@ def gate_class(table: dict, rows: str, cols: str) -> str:
         eps = f" + {table['eps']!r}" if table["eps"] else ""
         renormalise = f"        weights = weights / (weights.sum(dim=-1, keepdim=True){eps})\n"
     scaled = table["scale"] is not None
+    # logits in the model's dtype scored in fp32 where HF upcasts them for its activation
+    half_logits = not table["fp32"]
+    upcast = "logits.float()" if half_logits and table.get("scores_fp32") else "logits"
     return GATE.format(
         buffer=table["buffer"],
         weighted=(", renormalised" if table["renormalize"] else "")
@@ -81,7 +81,7 @@ def gate_class(table: dict, rows: str, cols: str) -> str:
         rows=rows,
         cols=cols,
         logits=LOGITS[bool(table["fp32"])],
-        scores=SCORES[table["activation"]],
+        scores=SCORES[table["activation"]].format(x=upcast),
         renormalise=renormalise,
         weights="weights * self.route_scale" if scaled else "weights",
     )
@@ -90,10 +90,10 @@ def gate_class(table: dict, rows: str, cols: str) -> str:
 class TableRouting(Transform):
     """The MoE layers `table` types as table-routed (`config.<switch>[layer] == <value>`,
     read by `from_hf_config` into `table_layers`) route with a `TableGate` (see `gate_class`;
-    its logits in fp32 where HF's are); `MoE.forward` hands it the token ids, which
-    `TransformerBlock.forward` and `Model.forward`'s layer loop pass down. The adapter maps
-    the table's checkpoint key beside the gate's weight. `table` is the analysed
-    `moe.table_routing`."""
+    its logits, and the scores taken of them, in fp32 where HF's are); `MoE.forward` hands it
+    the token ids, which `TransformerBlock.forward` and `Model.forward`'s layer loop pass
+    down. The adapter maps the table's checkpoint key beside the gate's weight. `table` is
+    the analysed `moe.table_routing`."""
 
     name = "table_routing"
 
@@ -232,15 +232,11 @@ def _thread_loop(package) -> None:
 
 def _rows(package, buffer: str) -> None:
     """The table's row beside the gate weight's, under the same HF prefix."""
-    hit = []
-
-    def rows(hf, house):
-        if moe_edits.house_of(house) != '"layers.{}.moe.gate.weight"':
-            return [(hf, house)]
-        hit.append(hf)
-        prefix = hf.strip('"').rsplit(".", 1)[0]
-        return [(hf, house), moe_edits.row(f"{prefix}.{buffer}", f"layers.{{}}.moe.gate.{buffer}")]
-
-    run(package, "state_dict_adapter.py", EditDict("from_hf_map", rows))
-    if not hit:
-        raise EditError("state_dict_adapter.py has no row for the gate's weight")
+    moe_edits.rewrite_row(
+        package,
+        moe_edits.GATE_WEIGHT,
+        lambda row, prefix: [
+            row,
+            moe_edits.row(f"{prefix}.{buffer}", f"layers.{{}}.moe.gate.{buffer}"),
+        ],
+    )

@@ -7,7 +7,7 @@ from codegen.models import references_dir
 from codegen.scaffold.source import SourcePackage
 from codegen.transforms.edits import EditError
 from codegen.transforms.grouped_output import GROUPED_LINEAR, GroupedOutput
-from codegen.transforms.testing import package_of
+from codegen.transforms.testing import reference_with_adapter
 
 GROUPED = {"a": "o_a_proj", "b": "o_b_proj", "groups": "o_groups", "rank": "o_lora_rank"}
 
@@ -55,14 +55,7 @@ def test_grouped_linear_projects_each_group_by_its_own_block():
 
 
 def test_no_output_projection_row_is_an_error():
-    files = SourcePackage.from_directory(references_dir() / "llama").render()
     adapter = 'class StateDictAdapter:\n    from_hf_map = {"model.norm.weight": "norm.weight"}\n'
-    package = package_of(
-        {
-            "model.py": files["model.py"],
-            "args.py": files["args.py"],
-            "state_dict_adapter.py": adapter,
-        }
-    )
+    package = reference_with_adapter(adapter)
     with pytest.raises(EditError, match="maps no attention.wo.weight"):
         GroupedOutput().apply(package, grouped=GROUPED)

@@ -43,6 +43,16 @@ def _classes(code: str) -> dict[str, ast.ClassDef]:
     return {n.name: n for n in ast.parse(code).body if isinstance(n, ast.ClassDef)}
 
 
+def _params(code: str, cls: str) -> list[str]:
+    """The parameter names of `cls.forward`."""
+    method = next(
+        n
+        for n in _classes(code)[cls].body
+        if isinstance(n, ast.FunctionDef) and n.name == "forward"
+    )
+    return [a.arg for a in method.args.args]
+
+
 def _method(code: str, cls: str, name: str) -> list[str]:
     method = next(
         n for n in _classes(code)[cls].body if isinstance(n, ast.FunctionDef) and n.name == name
@@ -67,16 +77,30 @@ def test_the_full_layers_build_a_copy_of_the_attention_that_scales_q_and_the_rel
         "self.rel_bias((self.wr(x).view(batch, seq, q.shape[1], -1).float() *"
         " log_scale[:, :, None, None]).to(x.dtype))"
     ) in next(s for s in scaled if "rel_bias" in s)
-    # the plain attention: as before, its docstring naming the scale it is handed
-    assert not any("log_scale" in s for s in plain[1:])
-    assert "`log_scale` is the full layers' (LogScaledAttention): not applied" in " ".join(
-        model.split()
+    # the plain attention as before: it is handed no scale
+    assert _params(model, "Attention") == _params(before, "Attention")
+    assert "log_scale" not in _params(model, "Attention") and not any(
+        "log_scale" in s for s in plain
     )
+    assert _params(model, "LogScaledAttention")[-1] == "log_scale"
     block = _method(model, "TransformerBlock", "__init__")
     assert (
         "self.attention = (Attention if self.sliding else LogScaledAttention)(args, layer_id)"
         in (block)
     )
+    # the block hands the scale to the full layers' attention alone
+    assert _params(model, "TransformerBlock")[-1] == "log_scale"
+    calls = [
+        ast.unparse(n)
+        for s in _classes(model)["TransformerBlock"].body
+        if isinstance(s, ast.FunctionDef) and s.name == "forward"
+        for n in ast.walk(s)
+        if isinstance(n, ast.IfExp)
+    ]
+    assert calls == [
+        "self.attention(self.attention_norm(x), mask) if self.sliding else"
+        " self.attention(self.attention_norm(x), mask, log_scale)"
+    ]
     forward = _method(model, "Model", "forward")
     loop = next(i for i, s in enumerate(forward) if s.startswith("for layer in self.layers"))
     assert forward[loop - 1] == (

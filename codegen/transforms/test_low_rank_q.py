@@ -6,7 +6,7 @@ from codegen.models import references_dir
 from codegen.scaffold.source import SourcePackage
 from codegen.transforms.edits import EditError
 from codegen.transforms.low_rank_q import LowRankQ
-from codegen.transforms.testing import package_of
+from codegen.transforms.testing import reference_with_adapter
 
 LOW_RANK = {
     "a": "q_a_proj",
@@ -54,14 +54,7 @@ def test_reference_llama_before_and_after():
 
 
 def test_no_query_projection_row_is_an_error():
-    files = SourcePackage.from_directory(references_dir() / "llama").render()
     adapter = 'class StateDictAdapter:\n    from_hf_map = {"model.norm.weight": "norm.weight"}\n'
-    package = package_of(
-        {
-            "model.py": files["model.py"],
-            "args.py": files["args.py"],
-            "state_dict_adapter.py": adapter,
-        }
-    )
+    package = reference_with_adapter(adapter)
     with pytest.raises(EditError, match="maps no attention.wq.weight"):
         LowRankQ().apply(package, low_rank=LOW_RANK)

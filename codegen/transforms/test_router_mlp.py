@@ -19,6 +19,7 @@ ZAYA = {
     "state_scale": "router_states_scale",
     "carried_from": 1,
     "skip_bias_init": -1.0,
+    "skip_bias_on_load": -1.0,
 }
 
 
@@ -68,6 +69,22 @@ def test_a_correction_bias_gets_the_skip_class_row_and_its_start():
     model = package.render()["model.py"]
     assert 'register_buffer("e_score_correction_bias", torch.zeros(args.num_experts + 1))' in model
     assert "self.e_score_correction_bias[-1] = -1.0" in model
+    # set again after every load, as HF's loading does
+    assert (
+        "        super()._load_from_state_dict(state_dict, prefix, *args)\n"
+        "        self.e_score_correction_bias[-1] = -1.0\n"
+    ) in model
+
+
+def test_a_checkpoints_skip_bias_is_kept_where_hf_keeps_it():
+    from codegen.transforms.moe_router import SetMoeRouter
+
+    package = _package()
+    SetMoeRouter().apply(
+        package, router="softmax_topk", score_func="softmax", correction_bias=True, bias_on="scores"
+    )
+    RouterMlp().apply(package, found=ZAYA | {"skip_bias_on_load": None})
+    assert "_load_from_state_dict" not in package.render()["model.py"]
 
 
 def test_without_an_moe_it_refuses():

@@ -21,6 +21,7 @@ TABLE = {
     "input": "input_ids",
     "activation": "sigmoid",
     "fp32": False,
+    "scores_fp32": False,
     "renormalize": True,
     "eps": 1e-20,
     "scale": "routed_scaling_factor",
@@ -75,6 +76,23 @@ def test_fp32_logits_and_no_scale():
     gate = _method(package, "TableGate", "forward")
     assert "F.linear(x.reshape(-1, x.shape[-1]).float(), self.weight.float())" in gate
     assert "return logits, weights, indices" in gate
+
+
+@pytest.mark.parametrize(
+    ("activation", "scores"),
+    [
+        ("sigmoid", "logits.float().sigmoid()"),
+        ("sqrtsoftplus", "F.softplus(logits.float()).sqrt()"),
+    ],
+)
+def test_half_logits_scored_in_fp32(activation, scores):
+    """HF upcasts its bf16 logits for the activation: the scores are taken of them upcast."""
+    package = _package()
+    table = TABLE | {"activation": activation, "scores_fp32": True}
+    TableRouting().apply(package, table=table)
+    gate = _method(package, "TableGate", "forward")
+    assert "logits = F.linear(x.reshape(-1, x.shape[-1]), self.weight)" in gate
+    assert f"scores = {scores}" in gate
 
 
 def test_an_unknown_activation_is_refused():

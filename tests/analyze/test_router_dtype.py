@@ -5,7 +5,7 @@ from __future__ import annotations
 import libcst as cst
 import pytest
 
-from codegen.analyze.router_dtype import fp32_projection
+from codegen.analyze.router_dtype import fp32_projection, half_activation
 
 
 def forward(body: str) -> cst.FunctionDef:
@@ -44,3 +44,31 @@ def test_upcast_before_the_projection(body):
 )
 def test_projection_in_the_model_dtype(body):
     assert fp32_projection(forward(body), frozenset({"gate"})) is None
+
+
+class _Site:
+    """A call site as the trace records it: the call node and the method holding it."""
+
+    def __init__(self, body: str):
+        self.method = forward(body)
+        self.node = self.method.body.body[-1].body[0].value
+
+    def cite(self) -> str:
+        return "modeling_x.py:1"
+
+
+@pytest.mark.parametrize(
+    ("body", "half"),
+    [
+        ("scores = self.score_fn(logits)", True),
+        ("scores = self.score_fn(logits.float())", False),
+        ("scores = logits.sigmoid()", True),
+        ("scores = logits.float().sigmoid()", False),
+        ("scores = logits.float().softmax(-1)", False),
+        ("scores = torch.sigmoid(logits)", True),
+        ("up = logits.float()\nscores = F.softmax(up, dim=-1)", False),
+    ],
+)
+def test_scores_taken_of_the_logits_upcast_or_not(body, half):
+    """`half_activation`: an activation called on the logits or as the tensor's own method."""
+    assert (half_activation(_Site(body)) is not None) is half

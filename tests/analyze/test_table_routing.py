@@ -28,6 +28,7 @@ EXPECTED = {
     "input": "input_ids",
     "activation": "sqrtsoftplus",
     "fp32": False,
+    "scores_fp32": False,  # `score_fn(logits)` of the bf16 logits
     "renormalize": True,
     "eps": 1e-20,
     "scale": "routed_scaling_factor",

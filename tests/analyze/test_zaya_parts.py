@@ -59,6 +59,7 @@ ROUTER = {
     "state_scale": "router_states_scale",
     "carried_from": 1,
     "skip_bias_init": -1.0,
+    "skip_bias_on_load": -1.0,
 }
 
 
@@ -69,6 +70,13 @@ def test_the_router_mlp_is_a_fact(zaya):
     assert zaya.moe.router_mlp == ROUTER
     assert "torch.softmax(router_logits" in _line(zaya.evidence["moe.router_mlp"])
     assert "moe.router_logits" not in _found(zaya)
+
+
+def test_the_skip_bias_written_after_loading_is_read_from_init_weights(zaya):
+    """`_init_weights` writes the skip class's bias by item assignment, which transformers
+    runs after loading its own models' checkpoints (a renamed copy, custom code, is not)."""
+    line = _line(zaya.evidence["moe.router_mlp.skip_bias_on_load"])
+    assert "module.balancing_biases[-1] = -1.0" in line
 
 
 def test_the_embeddings_shift_and_scale_is_a_fact(zaya):
@@ -99,7 +107,8 @@ def test_a_renamed_copy_names_the_same_parts(tmp_path, zaya):
     assert set(_found(renamed)) == set(_found(zaya))
     assert not set(_found(renamed)) & set(FINDINGS)
     assert renamed.embedding.learned_affine == zaya.embedding.learned_affine
-    assert renamed.moe.router_mlp == ROUTER
+    # custom code: transformers skips `_init_weights` for its modules with every tensor loaded
+    assert renamed.moe.router_mlp == ROUTER | {"skip_bias_on_load": None}
     assert renamed.block.residual_fp32 is True
 
 

@@ -9,7 +9,10 @@ the vision tower is dropped. Kept: the MoE (router and experts), the block atten
 residuals, the residual convolutions themselves, the embedding's norm.
 
 `plain_residual` replaces the block attention residuals by a plain pre-norm residual
-stream (no block states, no learned queries)."""
+stream (no block states, no learned queries).
+
+`plain_stack` is the part-removal the tests of single parts share: plain pre-norm residuals
+in place of the block attention residuals and a plain SwiGLU MLP in place of the MoE."""
 
 from __future__ import annotations
 
@@ -80,6 +83,54 @@ PLAIN_LAYER = """\\1
 
 
 class \\2FullDecoderLayer"""
+
+
+PLAIN_MLP = """class {p}PlainMLP(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        width = config.moe_intermediate_size
+        self.gate_proj = nn.Linear(config.hidden_size, width, bias=False)
+        self.up_proj = nn.Linear(config.hidden_size, width, bias=False)
+        self.down_proj = nn.Linear(width, config.hidden_size, bias=False)
+
+    def forward(self, x):
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+"""
+
+PLAIN_STACK = [
+    # plain pre-norm residuals in place of the block attention residuals
+    (r"        self\.is_block_boundary = .*?\n        self\.mlp_input = .*?\n", ""),
+    (
+        r"        block_residual = hidden_states\n.*?\n\n(        hidden_states, _ = self)",
+        r"        residual = hidden_states\n\n\1",
+    ),
+    (
+        r"        residual = hidden_states = hidden_states\.float\(\)\n.*?mlp_input\(.*?\n",
+        "        hidden_states = residual + hidden_states\n        residual = hidden_states\n",
+    ),
+    (
+        r"            if decoder_layer\.is_block_boundary:\n.*?\n( +hidden_states = new_)",
+        r"\1",
+    ),
+    (r"        hidden_states = self\.final_input\(.*?\n", ""),
+    (r"        self\.final_input = .*?\n", ""),
+    # a plain SwiGLU MLP in place of the MoE
+    (r"self\.mlp = (\w+)SparseMoeBlock\(config\)", r"self.mlp = \1PlainMLP(config)"),
+]
+
+
+def plain_stack(source: str, count: int = 0) -> str:
+    """The modeling source with `PLAIN_STACK`'s edits (each on its first `count` matches;
+    0: every match, both layer classes) and the `PlainMLP` class defined before the sliding
+    decoder layer's."""
+    for pattern, replacement in PLAIN_STACK:
+        source, found = re.subn(pattern, replacement, source, count=count, flags=re.DOTALL)
+        assert found, pattern  # the installed inkling2 changed: the fixture needs a look
+    p = re.search(r"class (\w+)SlidingDecoderLayer\(", source).group(1)
+    at = source.index(f"class {p}SlidingDecoderLayer(")
+    return source[:at] + PLAIN_MLP.format(p=p) + source[at:]
 
 
 def inkling2_folder(dest: Path, block: int = 3, plain_residual: bool = False) -> Path:

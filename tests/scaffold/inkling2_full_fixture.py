@@ -15,23 +15,13 @@ query's), the short convolutions static still."""
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 from codegen.verify.remote_fixture import remote_folder
 
-PLAIN_MLP = """class {p}PlainMLP(nn.Module):
-    def __init__(self, config):
-        super().__init__()
-        width = config.moe_intermediate_size
-        self.gate_proj = nn.Linear(config.hidden_size, width, bias=False)
-        self.up_proj = nn.Linear(config.hidden_size, width, bias=False)
-        self.down_proj = nn.Linear(width, config.hidden_size, bias=False)
-
-    def forward(self, x):
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
-
-
-"""
+sys.path.insert(0, str(Path(__file__).parent))
+from inkling2_fixture import plain_stack  # noqa: E402
 
 STATIC_CONV = (
     "self.{n}_sconv = {p}ShortConvolution(\n"
@@ -77,26 +67,8 @@ def derive_full(dest: Path, name: str, own_inputs: bool = False) -> Path:
     keys, values = (
         ("key_hidden_states", "value_hidden_states") if own_inputs else ("hidden_states",) * 2
     )
+    source = plain_stack(source)
     edits = [
-        # plain pre-norm residuals in place of the block attention residuals
-        (r"        self\.is_block_boundary = .*?\n        self\.attention_input = .*?\n", ""),
-        (r"        self\.mlp_input = .*?\n", ""),
-        (
-            r"        block_residual = hidden_states\n.*?\n\n(        hidden_states, _ = self)",
-            r"        residual = hidden_states\n\n\1",
-        ),
-        (
-            r"        residual = hidden_states = hidden_states\.float\(\)\n.*?mlp_input\(.*?\n",
-            "        hidden_states = residual + hidden_states\n        residual = hidden_states\n",
-        ),
-        (
-            r"            if decoder_layer\.is_block_boundary:\n.*?\n( +hidden_states = new_)",
-            r"\1",
-        ),
-        (r"        hidden_states = self\.final_input\(.*?\n", ""),
-        (r"        self\.final_input = .*?\n", ""),
-        # a plain SwiGLU MLP in place of the MoE
-        (r"self\.mlp = (\w+)SparseMoeBlock\(config\)", r"self.mlp = \1PlainMLP(config)"),
         # the q/k/relative-state L2 clips and the per-token sinks
         (
             r"        self\.sink_proj = .*?\n        self\.q_l2_clip = .*?\n.*?rel_l2_clip = .*?\n",
@@ -128,13 +100,7 @@ def derive_full(dest: Path, name: str, own_inputs: bool = False) -> Path:
         ),
     ]
     edits += OWN_INPUTS if own_inputs else ONE_INPUT
-    once = [
-        (
-            rf"(class {p}SlidingDecoderLayer\()",
-            lambda found: PLAIN_MLP.format(p=p) + found.group(1),
-        ),
-        (r"        logits = self\.logit_softcap\(logits\)\n", ""),
-    ]
+    once = [(r"        logits = self\.logit_softcap\(logits\)\n", "")]
     for pattern, replacement in edits:
         source, count = re.subn(pattern, replacement, source, flags=re.DOTALL)
         assert count, pattern  # the installed inkling2 changed: the fixture needs a look

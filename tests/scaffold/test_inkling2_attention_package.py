@@ -19,12 +19,16 @@ mixed)."""
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
 
 from codegen.scaffold.testing import plan_folder, seed, verify_folder, write_planned
 from codegen.verify.remote_fixture import remote_folder
+
+sys.path.insert(0, str(Path(__file__).parent))
+from inkling2_fixture import plain_stack  # noqa: E402
 
 pytest.importorskip("transformers.models.inkling2")
 
@@ -47,28 +51,15 @@ SLIDING = (
     '        sliding = config.layer_types[layer_idx] == "hybrid_sliding"\n'
     '        self.attention_type = "sliding_attention" if sliding else "full_attention"\n'
 )
-PLAIN_MLP = """class {p}PlainMLP(nn.Module):
-    def __init__(self, config):
-        super().__init__()
-        width = config.moe_intermediate_size
-        self.gate_proj = nn.Linear(config.hidden_size, width, bias=False)
-        self.up_proj = nn.Linear(config.hidden_size, width, bias=False)
-        self.down_proj = nn.Linear(width, config.hidden_size, bias=False)
-
-    def forward(self, x):
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
-
-
-"""
 
 
 def derive(dest: Path) -> Path:
     """The renamed inkling2 text folder with the parts no rule realises taken out (each
-    edit's first match: the sliding classes come before the full ones)."""
+    edit's first match: the sliding classes come before the full ones; the block residuals
+    and the MoE by `plain_stack`)."""
     folder = remote_folder("inkling2_text", dest, name=NAME)
     path = folder / f"modeling_{NAME}.py"
     source = path.read_text()
-    p = re.search(r"class (\w+)SlidingAttention\b", source).group(1)
     edits = [
         # the layer class and its mask per layer type
         (
@@ -79,33 +70,11 @@ def derive(dest: Path) -> Path:
             r'    attention_type = "sliding_attention"\n\n(    def __init__.*?__init__\(\)\n)',
             lambda found: found.group(1) + SLIDING,
         ),
-        # plain pre-norm residuals in place of the block attention residuals
-        (r"        self\.is_block_boundary = .*?\n        self\.mlp_input = .*?\n", ""),
-        (
-            r"        block_residual = hidden_states\n.*?\n\n(        hidden_states, _ = self)",
-            r"        residual = hidden_states\n\n\1",
-        ),
-        (
-            r"        residual = hidden_states = hidden_states\.float\(\)\n.*?mlp_input\(.*?\n",
-            "        hidden_states = residual + hidden_states\n        residual = hidden_states\n",
-        ),
-        (
-            r"            if decoder_layer\.is_block_boundary:\n.*?\n( +hidden_states = new_)",
-            r"\1",
-        ),
-        (r"        hidden_states = self\.final_input\(.*?\n", ""),
-        (r"        self\.final_input = .*?\n", ""),
-        # a plain SwiGLU MLP in place of the MoE
-        (r"self\.mlp = (\w+)SparseMoeBlock\(config\)", r"self.mlp = \1PlainMLP(config)"),
-        (
-            rf"(class {p}SlidingDecoderLayer\()",
-            lambda found: PLAIN_MLP.format(p=p) + found.group(1),
-        ),
     ]
     for pattern, replacement in edits:
         source, count = re.subn(pattern, replacement, source, count=1, flags=re.DOTALL)
         assert count, pattern  # the installed inkling2 changed: the fixture needs a look
-    path.write_text(source)
+    path.write_text(plain_stack(source, count=1))
     return folder
 
 

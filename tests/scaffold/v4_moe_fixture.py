@@ -118,16 +118,18 @@ def routed_folder(dest: Path, name: str = "larchwood", config_values: dict | Non
 HASHED = "larchfield"
 
 
-def hashed_folder(dest: Path) -> Path:
+def hashed_folder(dest: Path, name: str = HASHED, fp32_scores: bool = False) -> Path:
     """`routed_folder` whose MoE layers typed "hash_moe" by `config.mlp_layer_types` route
     with DeepSeek-V4's hash router (its class, copied: the experts `tid2eid[input_ids]`, a
     table of vocab_size x top_k expert ids, weighted by their renormalised, scaled scores),
     the token ids handed from the model through the decoder layer to the MoE as DeepSeek-V4
     does. The config's default types the first two MoE layers hash_moe, the rest moe; the
     table of each layer starts as a trained one would be: distinct experts per token, drawn
-    anew for every layer (the verify checkpoint perturbs floating tensors only)."""
-    folder = routed_folder(dest, HASHED)
-    camel = HASHED.capitalize()
+    anew for every layer (the verify checkpoint perturbs floating tensors only).
+    `fp32_scores`: both routers take their activation of the bf16 logits upcast
+    (`score_fn(logits.float())`), their scores and weights in fp32."""
+    folder = routed_folder(dest, name)
+    camel = name.capitalize()
     (path,) = folder.glob("modeling_*.py")
     text = path.read_text()
     router = _v4_text(_v4_class("DeepseekV4HashRouter")).replace("DeepseekV4", camel)
@@ -203,6 +205,10 @@ def hashed_folder(dest: Path) -> Path:
         "                input_ids=input_ids,\n"
         "                attention_mask=causal_mask,\n",
     )
+    if fp32_scores:
+        scored = "        scores = self.score_fn(logits)\n"
+        assert text.count(scored) == 2  # the top-k router's and the hash router's
+        text = text.replace(scored, "        scores = self.score_fn(logits.float())\n")
     path.write_text(text)
     (config,) = folder.glob("configuration_*.py")
     text = config.read_text()
