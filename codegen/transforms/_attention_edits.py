@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import json
+import textwrap
 from collections.abc import Callable
 
 import libcst as cst
@@ -30,6 +31,7 @@ from codegen.transforms.edits import (
     run,
 )
 from codegen.transforms.edits import ScopedTransformer as InMethod
+from codegen.transforms.edits import _InMethod as StatementsInMethod
 
 
 class ReplaceExpressions(InMethod):
@@ -532,8 +534,30 @@ def _is_docstring(statement) -> bool:
     return (
         isinstance(statement, cst.SimpleStatementLine)
         and isinstance(statement.body[0], cst.Expr)
-        and isinstance(statement.body[0].value, cst.SimpleString)
+        and isinstance(statement.body[0].value, cst.SimpleString | cst.ConcatenatedString)
     )
+
+
+class DocstringNote(StatementsInMethod):
+    """Append `note` to a method's docstring (one is written where it has none), for a
+    transform that gives the method an argument to explain."""
+
+    def __init__(self, class_name, method, note: str):
+        super().__init__(class_name, method)
+        self.note = note
+
+    def edit_statements(self, body):
+        self.hits += 1
+        if body and _is_docstring(body[0]):
+            text = body[0].body[0].value.evaluated_value.rstrip()
+            return [*statements(_docstring(f"{text}{self.note}")), *body[1:]]
+        return [*statements(_docstring(self.note.strip())), *body]
+
+
+def _docstring(text: str) -> str:
+    """A method's docstring (indented 8) holding `text`, wrapped inside 100 columns."""
+    lines = textwrap.wrap(text.replace("\\", "\\\\"), width=88)
+    return '"""' + "\n        ".join(lines) + '"""'
 
 
 def mentions(*names: str) -> Callable[[cst.CSTNode], bool]:

@@ -10,7 +10,6 @@ from codegen.transforms import _attention_edits as edits
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import (
     EditError,
-    InsertStatements,
     ReplaceStatements,
     assigns,
     code_of,
@@ -18,9 +17,8 @@ from codegen.transforms.edits import (
     expression,
     findall,
     run,
-    uses,
 )
-from codegen.transforms.log_scaled_layers import CLASS, _DocstringNote
+from codegen.transforms.log_scaled_layers import CLASS
 
 # the house names of the full layers' norms, by what each norms the input for
 NORMS = {"q": "query_norm", "k": "key_norm", "v": "value_norm"}
@@ -31,11 +29,6 @@ else:  # the queries, keys and values each read the input through a norm of thei
     self.query_norm = {norm}
     self.key_norm = {norm}
     self.value_norm = {norm}
-"""
-ATTEND = """if self.sliding:
-    attended = {sliding}
-else:
-    attended = {full}
 """
 NOTE = " `xk`, `xv`: the keys' and values' inputs (the layer's input through norms of their own)."
 
@@ -86,7 +79,7 @@ class LayerKvInputs(Transform):
                     edits.call_of(f"self.{proj}"),
                     lambda call, name=name: call.with_changes(args=[cst.Arg(cst.Name(name))]),
                 )
-        run(package, "model.py", _DocstringNote(CLASS, "forward", NOTE))
+        run(package, "model.py", edits.DocstringNote(CLASS, "forward", NOTE))
         new = [
             (f"{rows['layer']}.{norms[role]}.weight", f"layers.{{}}.{house}.weight")
             for role, house in NORMS.items()
@@ -104,13 +97,31 @@ def _built_norm(package) -> str:
 
 
 def _attend(package) -> None:
-    """The block's attention call, one per layer type (the full layers' with the input through
-    each of their norms), assigned to `attended` before the statement that held it."""
+    """The full layers' branch of the block's attention call (`log_scaled_layers` leaves
+    `self.attention(...) if self.sliding else self.attention(...)`) hands the attention the
+    input through each of their norms."""
     forward = edits.find_method(package.module("model.py"), "TransformerBlock", "forward")
-    found = findall(forward, m.Call(func=dotted("self.attention"))) if forward else []
+    per_type = m.IfExp(
+        test=dotted("self.sliding"),
+        body=m.Call(func=dotted("self.attention")),
+        orelse=m.Call(func=dotted("self.attention")),
+    )
+    found = findall(forward, per_type) if forward else []
     if len(found) != 1:
-        raise EditError(f"TransformerBlock.forward calls self.attention {len(found)} times")
-    call = found[0]
+        raise EditError("TransformerBlock.forward has no attention call per layer type")
+    edits.replace_expressions(
+        package,
+        "model.py",
+        "TransformerBlock",
+        "forward",
+        lambda node: m.matches(node, per_type),
+        lambda node: node.with_changes(orelse=_full_call(node.orelse)),
+    )
+
+
+def _full_call(call: cst.Call) -> cst.Call:
+    """The full layers' attention call with the queries, keys and values each reading the
+    input through their own norm."""
     first = call.args[0].value if call.args else None
     if not edits.call_of("self.attention_norm")(first):
         raise EditError("the block's attention reads other than self.attention_norm(...)")
@@ -123,20 +134,7 @@ def _attend(package) -> None:
             cst.Arg(expression(f"self.value_norm({stream})")),
         ]
     )
-    code = ATTEND.format(sliding=code_of(call), full=code_of(edits.without_trailing_comma(full)))
-    edits.replace_expressions(
-        package,
-        "model.py",
-        "TransformerBlock",
-        "forward",
-        edits.call_of("self.attention"),
-        lambda _: cst.Name("attended"),
-    )
-    run(
-        package,
-        "model.py",
-        InsertStatements("TransformerBlock", "forward", uses("attended"), code, before=True),
-    )
+    return edits.without_trailing_comma(full)
 
 
 def _rows(package) -> dict:

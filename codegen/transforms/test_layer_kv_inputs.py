@@ -40,11 +40,10 @@ def test_the_full_layers_keys_and_values_read_the_input_through_norms_of_their_o
         assert f"self.{norm} = " in built.split("else:")[1]
     forward = _method(model, "TransformerBlock", "forward")
     assert forward[0] == (
-        "if self.sliding:\n    attended = self.attention(self.attention_norm(x), mask, log_scale)"
-        "\nelse:\n    attended = self.attention(self.query_norm(x), mask, log_scale,"
-        " self.key_norm(x), self.value_norm(x))"
+        "h = x + (self.attention(self.attention_norm(x), mask) if self.sliding else"
+        " self.attention(self.query_norm(x), mask, log_scale, self.key_norm(x),"
+        " self.value_norm(x)))"
     ), forward[0]
-    assert "self.attention(" not in forward[1] and "attended" in forward[1]
     full = _method(model, "LogScaledAttention", "forward")
     assert any("self.wk(xk)" in s for s in full) and any("self.wv(xv)" in s for s in full)
     assert not any("self.wk(x)" in s or "self.wv(x)" in s for s in full)
