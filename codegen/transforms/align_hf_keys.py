@@ -138,7 +138,7 @@ def row_named(package, features, key: str, prefix, layer_keys, other_keys) -> st
     """The adapter row's HF key that becomes `key` when the rows are renamed to the keys
     `prefix`, `layer_keys` and `other_keys` (as `AlignHfKeys` pairs them: the key itself, a
     synonym, or the one row left over for it), if one row does."""
-    targets, pair, leftovers = _pairing(package, features, prefix, layer_keys, other_keys)
+    _, pair, leftovers = _pairing(package, features, prefix, layer_keys, other_keys)
     rows = []
 
     def collect(hf, value):

@@ -110,9 +110,10 @@ def _rows(package) -> dict[str, str]:
 
 
 def _renamed(package, features, key: str) -> str | None:
-    """The house key of the row `align_hf_keys` (a later step) renames to `key`, the analysed
-    checkpoint's module key: a row still under the reference's name (qwen3's `k_norm` for
-    DeepSeek-V4's `kv_norm`) pairs with it by synonym or as the one left over."""
+    """The house key of the row that pairs with `key` (a module key of the analysed
+    checkpoint) as `align_hf_keys`, a later step, pairs rows with the target's keys: a row
+    still under the reference's name (qwen3's `k_norm` for DeepSeek-V4's `kv_norm`) by
+    synonym, or as the one left over."""
     checkpoint = features.get("state_dict") if features is not None else None
     if checkpoint is None:
         return None
