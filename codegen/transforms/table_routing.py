@@ -42,7 +42,7 @@ class TableGate(nn.Module):
 
     def __init__(self, args: ModelArgs):
         super().__init__()
-{scale_init}        self.weight = nn.Parameter(torch.empty(args.n_routed_experts, args.dim))
+{scale_init}        self.weight = nn.Parameter(torch.empty({experts}, {dim}))
         self.register_buffer(
             "{buffer}", torch.zeros({rows}, {cols}, dtype=torch.long)
         )
@@ -75,9 +75,16 @@ _REGISTER = m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name("register_
 _MOE_CALL = m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name("moe")))
 
 
-def gate_class(table: dict, rows: str, cols: str, scale: str | None = "route_scale") -> str:
+def gate_class(
+    table: dict,
+    rows: str,
+    cols: str,
+    scale: str | None = "route_scale",
+    shape: tuple[str, str] = ("args.n_routed_experts", "args.dim"),
+) -> str:
     """The `TableGate` class for the analysed `moe.table_routing`; `scale` is the ModelArgs
-    field that reads the config's scale (when the table's weights are scaled)."""
+    field that reads the config's scale (when the table's weights are scaled), `shape` the
+    gate weight's (experts, dim) as the MoE builds its experts."""
     if table["activation"] not in SCORES:
         raise EditError(f"no template for router scores {table['activation']!r}")
     renormalise = ""
@@ -87,6 +94,8 @@ def gate_class(table: dict, rows: str, cols: str, scale: str | None = "route_sca
     scaled = table["scale"] is not None
     return GATE.format(
         buffer=table["buffer"],
+        experts=shape[0],
+        dim=shape[1],
         weighted=(", renormalised" if table["renormalize"] else "")
         + (" and scaled" if scaled else ""),
         scale_init=f"        self.{scale} = args.{scale}\n" if scaled else "",
@@ -130,7 +139,7 @@ class TableRouting(Transform):
             f"tuple(i for i, kind in enumerate(hf_config.{table['switch']})"
             f" if kind == {json.dumps(table['value'])})",
         )
-        gate = gate_class(table, f"args.{rows}", f"args.{cols}", scale)
+        gate = gate_class(table, f"args.{rows}", f"args.{cols}", scale, _experts_shape(package))
         moe_edits.insert_before_class(package, "model.py", "MoE", gate)
         _build_gate(package)
         attention_edits.add_param(package, "MoE", "__init__", "by_table: bool = False")
@@ -148,6 +157,16 @@ def _house_fields(package) -> dict[str, str]:
         if m.matches(value, m.Attribute(value=m.Name("hf_config"), attr=m.Name())):
             found.setdefault(value.attr.value, kw.keyword.value)
     return found
+
+
+def _experts_shape(package) -> tuple[str, str]:
+    """The (experts, dim) MoE.__init__ builds its experts with (`Experts(<n>, <dim>, ...)`):
+    the table gate's weight has one row of dim per expert."""
+    init = attention_edits.find_method(package.module("model.py"), "MoE", "__init__")
+    calls = findall(init, m.Call(func=m.Name("Experts"))) if init is not None else []
+    if len(calls) != 1 or len(calls[0].args) < 2:
+        raise EditError("MoE.__init__ builds no Experts(<experts>, <dim>, ...)")
+    return code_of(calls[0].args[0].value), code_of(calls[0].args[1].value)
 
 
 def _build_gate(package) -> None:

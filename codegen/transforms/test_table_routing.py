@@ -105,7 +105,10 @@ def test_a_routed_projection_gate_is_kept_on_top_k_layers():
     gate = _method(package, "TableGate", "forward")
     # the scale is the field that reads routed_scaling_factor here (set_routed_scaling's)
     assert "return logits, weights * self.routed_scaling, indices" in gate
-    assert "self.routed_scaling = args.routed_scaling" in _method(package, "TableGate", "__init__")
+    gate_init = _method(package, "TableGate", "__init__")
+    assert "self.routed_scaling = args.routed_scaling" in gate_init
+    # one row per expert, as the MoE builds its experts (qwen3_moe's `num_experts`)
+    assert "torch.empty(args.num_experts, args.dim)" in gate_init
     init = _method(package, "MoE", "__init__")
     assert (
         "self.gate = TableGate(args) if by_table else nn.Linear(args.dim, args.num_experts,"
