@@ -271,9 +271,14 @@ def _bias_switch(features, projections: tuple[str, ...], *, field=None, covered=
     least) `projections`; with `covered`, only one that biases nothing else than those
     (StarCoder2's `use_bias` also biases c_fc/c_proj: read for attention alone, its other
     setting would load half a model). Where the keys are the values (`attention.kv_same`),
-    the key projection's bias stands for the values' too."""
+    the key projection's bias stands for the values' too; where the query is projected
+    from a latent (`attention.low_rank_q`, whose two stages the analysis finds unbiased),
+    no switch biases it and none needs to."""
     stand_ins = _stand_ins(features)
-    kv_same = getattr(getattr(features, "attention", None), "kv_same", False) is True
+    attention = getattr(features, "attention", None)
+    kv_same = getattr(attention, "kv_same", False) is True
+    if isinstance(getattr(attention, "low_rank_q", None), dict) and set(projections) - {"q_proj"}:
+        projections = tuple(name for name in projections if name != "q_proj")
     for switch in getattr(features, "switches", ()):
         if switch.kind != "bool" or switch.container or field not in (None, switch.field):
             continue

@@ -42,27 +42,9 @@ class AlignHfKeys(Transform):
     def apply(
         self, package, features=None, *, prefix, layer_keys, other_keys, synonyms=None, chunked=()
     ):
-        from codegen.scaffold.table import load_names
-
-        groups = synonyms or load_names().KEY_SYNONYMS
-        canonical = {alias: group[0] for group in groups for alias in group}
-        # the module the analysis found the layers in is the base model, whatever its name
-        # (a new architecture's own base_model_prefix): it pairs with the reference's
-        base = prefix.split(".")[0] if prefix else ""
-        if base and base not in canonical and "model" in canonical:
-            canonical[base] = canonical["model"]
-        layer_prefix = f"{prefix}.{_LAYER}." if prefix else ""
-        targets = [layer_prefix + key for key in layer_keys] + list(other_keys)
-        roles = module_roles(features, canonical)
-        as_role = {
-            key: layer_prefix + _as_role(key[len(layer_prefix) :], roles)
-            if layer_prefix and key.startswith(layer_prefix)
-            else key
-            for key in targets
-        }
-        by_shape: dict[tuple, list[str]] = {}
-        for key in targets:
-            by_shape.setdefault(_shape(as_role[key], canonical), []).append(key)
+        targets, pair, leftovers = _pairing(
+            package, features, prefix, layer_keys, other_keys, synonyms
+        )
         wanted = set(targets)
         model = package.files.get("model.py")
         switched = switched_biases(model) if model is not None else set()
@@ -75,13 +57,6 @@ class AlignHfKeys(Transform):
         # every row under it is live for the settings with such layers
         if features is not None and features.get("block.short_conv"):
             built = built | {"layers.{}.conv"}
-
-        def pair(hf_key: str) -> list[str]:
-            return [
-                c
-                for c in by_shape.get(_shape(_relayer(hf_key, layer_prefix), canonical), [])
-                if c.count(_LAYER) == hf_key.count(_LAYER)
-            ]
 
         model_type = getattr(features, "model_type", None)
 
@@ -115,13 +90,66 @@ class AlignHfKeys(Transform):
             return [(key, value)]
 
         renamed: dict[str, str] = {}
-
-        leftovers = _leftovers(package, targets, pair, layer_prefix, canonical, as_role)
         run(package, "state_dict_adapter.py", EditDict("from_hf_map", rewrite))
         if chunked:
             listed = ", ".join(f"{fused!r}: {tuple(parts)!r}" for fused, parts in chunked)
             note = "# checkpoint tensors holding the tensors of several rows (split on load)\n"
             run(package, "state_dict_adapter.py", AfterFromHfMap(f"{note}chunked = {{{listed}}}"))
+
+
+def _pairing(package, features, prefix, layer_keys, other_keys, synonyms=None):
+    """The target keys; `pair`: a row's HF key -> the target keys whose components are its
+    synonyms; and the rows no synonym pairs -> the one target key each pairs with by
+    elimination (`_leftovers`)."""
+    from codegen.scaffold.table import load_names
+
+    groups = synonyms or load_names().KEY_SYNONYMS
+    canonical = {alias: group[0] for group in groups for alias in group}
+    # the module the analysis found the layers in is the base model, whatever its name
+    # (a new architecture's own base_model_prefix): it pairs with the reference's
+    base = prefix.split(".")[0] if prefix else ""
+    if base and base not in canonical and "model" in canonical:
+        canonical[base] = canonical["model"]
+    layer_prefix = f"{prefix}.{_LAYER}." if prefix else ""
+    targets = [layer_prefix + key for key in layer_keys] + list(other_keys)
+    roles = module_roles(features, canonical)
+    as_role = {
+        key: layer_prefix + _as_role(key[len(layer_prefix) :], roles)
+        if layer_prefix and key.startswith(layer_prefix)
+        else key
+        for key in targets
+    }
+    by_shape: dict[tuple, list[str]] = {}
+    for key in targets:
+        by_shape.setdefault(_shape(as_role[key], canonical), []).append(key)
+
+    def pair(hf_key: str) -> list[str]:
+        return [
+            c
+            for c in by_shape.get(_shape(_relayer(hf_key, layer_prefix), canonical), [])
+            if c.count(_LAYER) == hf_key.count(_LAYER)
+        ]
+
+    leftovers = _leftovers(package, targets, pair, layer_prefix, canonical, as_role)
+    return targets, pair, leftovers
+
+
+def row_named(package, features, key: str, prefix, layer_keys, other_keys) -> str | None:
+    """The adapter row's HF key that becomes `key` when the rows are renamed to the keys
+    `prefix`, `layer_keys` and `other_keys` (as `AlignHfKeys` pairs them: the key itself, a
+    synonym, or the one row left over for it), if one row does."""
+    _, pair, leftovers = _pairing(package, features, prefix, layer_keys, other_keys)
+    rows = []
+
+    def collect(hf, value):
+        rows.append(json.loads(hf))
+        return [(hf, value)]
+
+    run(package, "state_dict_adapter.py", EditDict("from_hf_map", collect))
+    if key in rows:
+        return key
+    found = [row for row in rows if (pair(row) or leftovers.get(row, [])) == [key]]
+    return found[0] if len(found) == 1 else None
 
 
 def _as_role(key: str, roles: list[tuple[str, str]]) -> str:

@@ -6,6 +6,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from codegen.transforms._attention_edits import call_of, insert_definition, replace_expressions
+from codegen.transforms.align_hf_keys import row_named
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import EditError, add_import, code_of, expression, run, statements
 
@@ -47,7 +48,7 @@ class KeepFp32Params(Transform):
         kept_by_modules = _kept_by_modules(package)
         house = []
         for key in keys:
-            found = rows.get(key) or _by_suffix(rows, key)
+            found = rows.get(key) or _by_suffix(rows, key) or _renamed(package, features, key)
             if found is None:
                 raise EditError(f"no adapter row for {key}: cannot keep it in fp32")
             if found.rsplit(".", 1)[-1] not in kept_by_modules:
@@ -106,6 +107,20 @@ def _rows(package) -> dict[str, str]:
             if isinstance(key, cst.SimpleString) and isinstance(value, cst.SimpleString):
                 out[key.evaluated_value] = value.evaluated_value
     return out
+
+
+def _renamed(package, features, key: str) -> str | None:
+    """The house key of the row that pairs with `key` (a module key of the analysed
+    checkpoint) as `align_hf_keys`, a later step, pairs rows with the target's keys: a row
+    still under the reference's name (qwen3's `k_norm` for DeepSeek-V4's `kv_norm`) by
+    synonym, or as the one left over."""
+    checkpoint = features.get("state_dict") if features is not None else None
+    if checkpoint is None:
+        return None
+    layer_keys = [key.split(" [", 1)[0] for key in checkpoint.layer_keys]
+    other = [*checkpoint.other_keys, *checkpoint.tied_keys]
+    row = row_named(package, features, key, checkpoint.prefix, layer_keys, other)
+    return _rows(package).get(row) if row is not None else None
 
 
 def _by_suffix(rows: dict[str, str], key: str) -> str | None:

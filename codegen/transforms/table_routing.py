@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 
 import libcst as cst
 import libcst.matchers as m
@@ -16,6 +17,7 @@ from codegen.transforms.edits import (
     EditError,
     assigns,
     code_of,
+    expression,
     findall,
     run,
 )
@@ -37,7 +39,7 @@ class TableGate(nn.Module):
 
     def __init__(self, args: ModelArgs):
         super().__init__()
-{scale_init}        self.weight = nn.Parameter(torch.empty(args.n_routed_experts, args.dim))
+{scale_init}        self.weight = nn.Parameter(torch.empty({experts}, {dim}))
         self.register_buffer(
             "{buffer}", torch.zeros({rows}, {cols}, dtype=torch.long)
         )
@@ -57,12 +59,29 @@ class TableGate(nn.Module):
 {renormalise}        return logits, {weights}, indices
 '''
 
+FFN = '''
+def {name}(self, x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """The MoE, handed the token ids, on MoE layers; the dense feed-forward elsewhere."""
+    if self.is_moe:
+        return self.moe(x, tokens)
+    return self.feed_forward(x)
+'''
+
 _GATE_CALL = m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name("gate")))
+_REGISTER = m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name("register_buffer")))
 _MOE_CALL = m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name("moe")))
 
 
-def gate_class(table: dict, rows: str, cols: str) -> str:
-    """The `TableGate` class for the analysed `moe.table_routing`."""
+def gate_class(
+    table: dict,
+    rows: str,
+    cols: str,
+    scale: str | None = "route_scale",
+    shape: tuple[str, str] = ("args.n_routed_experts", "args.dim"),
+) -> str:
+    """The `TableGate` class for the analysed `moe.table_routing`; `scale` is the ModelArgs
+    field that reads the config's scale (when the table's weights are scaled), `shape` the
+    gate weight's (experts, dim) as the MoE builds its experts."""
     if table["activation"] not in SCORES:
         raise EditError(f"no template for router scores {table['activation']!r}")
     renormalise = ""
@@ -75,25 +94,29 @@ def gate_class(table: dict, rows: str, cols: str) -> str:
     upcast = "logits.float()" if half_logits and table.get("scores_fp32") else "logits"
     return GATE.format(
         buffer=table["buffer"],
+        experts=shape[0],
+        dim=shape[1],
         weighted=(", renormalised" if table["renormalize"] else "")
         + (" and scaled" if scaled else ""),
-        scale_init="        self.route_scale = args.route_scale\n" if scaled else "",
+        scale_init=f"        self.{scale} = args.{scale}\n" if scaled else "",
         rows=rows,
         cols=cols,
         logits=LOGITS[bool(table["fp32"])],
         scores=SCORES[table["activation"]].format(x=upcast),
         renormalise=renormalise,
-        weights="weights * self.route_scale" if scaled else "weights",
+        weights=f"weights * self.{scale}" if scaled else "weights",
     )
 
 
 class TableRouting(Transform):
     """The MoE layers `table` types as table-routed (`config.<switch>[layer] == <value>`,
     read by `from_hf_config` into `table_layers`) route with a `TableGate` (see `gate_class`;
-    its logits, and the scores taken of them, in fp32 where HF's are); `MoE.forward` hands it
-    the token ids, which `TransformerBlock.forward` and `Model.forward`'s layer loop pass
-    down. The adapter maps the table's checkpoint key beside the gate's weight. `table` is
-    the analysed `moe.table_routing`."""
+    its logits, and the scores taken of them, in fp32 where HF's are, its weights times the
+    ModelArgs field that reads the config's scale); the other MoE layers keep their own
+    router. `MoE.forward` hands the table gate the token ids, which `TransformerBlock.forward`
+    (through an `ffn` method where the block picks its MoE or dense FFN) and `Model.forward`'s
+    layer loop pass down. The adapter maps the table's checkpoint key beside the gate's weight.
+    `table` is the analysed `moe.table_routing`."""
 
     name = "table_routing"
 
@@ -106,8 +129,9 @@ class TableRouting(Transform):
         rows, cols = (fields.get(table[k]) for k in ("rows", "cols"))
         if rows is None or cols is None:
             raise EditError(f"ModelArgs reads neither {table['rows']} nor {table['cols']}")
-        if table["scale"] is not None and fields.get(table["scale"]) != "route_scale":
-            raise EditError(f"ModelArgs.route_scale does not read {table['scale']}")
+        scale = fields.get(table["scale"]) if table["scale"] is not None else None
+        if table["scale"] is not None and scale is None:
+            raise EditError(f"no ModelArgs field reads {table['scale']}")
         add_args_field(
             package,
             "table_layers",
@@ -115,16 +139,9 @@ class TableRouting(Transform):
             f"tuple(i for i, kind in enumerate(hf_config.{table['switch']})"
             f" if kind == {json.dumps(table['value'])})",
         )
-        gate = gate_class(table, f"args.{rows}", f"args.{cols}")
+        gate = gate_class(table, f"args.{rows}", f"args.{cols}", scale, _experts_shape(package))
         moe_edits.insert_before_class(package, "model.py", "MoE", gate)
-        moe_edits.replace_statement(
-            package,
-            "model.py",
-            "MoE",
-            "__init__",
-            assigns("self.gate"),
-            "self.by_table = by_table\nself.gate = TableGate(args) if by_table else Gate(args)",
-        )
+        _build_gate(package)
         attention_edits.add_param(package, "MoE", "__init__", "by_table: bool = False")
         _route_by_table(package)
         _thread_block(package)
@@ -142,9 +159,61 @@ def _house_fields(package) -> dict[str, str]:
     return found
 
 
+def _experts_shape(package) -> tuple[str, str]:
+    """The (experts, dim) MoE.__init__ builds its experts with (`Experts(<n>, <dim>, ...)`):
+    the table gate's weight has one row of dim per expert."""
+    init = attention_edits.find_method(package.module("model.py"), "MoE", "__init__")
+    calls = findall(init, m.Call(func=m.Name("Experts"))) if init is not None else []
+    if len(calls) != 1 or len(calls[0].args) < 2:
+        raise EditError("MoE.__init__ builds no Experts(<experts>, <dim>, ...)")
+    return code_of(calls[0].args[0].value), code_of(calls[0].args[1].value)
+
+
+def _build_gate(package) -> None:
+    """MoE.__init__ builds a `TableGate` on table-routed layers and its own router on the
+    others; the buffers of its own router (those `MoE.route` reads, when the router is a
+    projection whose logits `route` turns into weights) are registered on those alone, as
+    HF's table router has none of them."""
+    module = package.module("model.py")
+    init = attention_edits.find_method(module, "MoE", "__init__")
+    built = [s for s in (init.body.body if init else ()) if assigns("self.gate")(s)]
+    if len(built) != 1:
+        raise EditError("MoE.__init__ assigns self.gate not once")
+    router = code_of(built[0].body[0].value)
+    moe_edits.replace_statement(
+        package,
+        "model.py",
+        "MoE",
+        "__init__",
+        assigns("self.gate"),
+        f"self.by_table = by_table\nself.gate = TableGate(args) if by_table else {router}",
+    )
+    route = attention_edits.find_method(module, "MoE", "route")
+    if route is None:
+        return
+    read = {
+        node.attr.value for node in findall(route, m.Attribute(value=m.Name("self"), attr=m.Name()))
+    }
+    for statement in init.body.body:
+        for call in findall(statement, _REGISTER):
+            name = call.args[0].value
+            if isinstance(name, cst.SimpleString) and name.evaluated_value in read:
+                code = code_of(statement).strip()
+                moe_edits.replace_statement(
+                    package,
+                    "model.py",
+                    "MoE",
+                    "__init__",
+                    lambda s, statement=statement: s.deep_equals(statement),
+                    "if not by_table:\n" + textwrap.indent(code, "    "),
+                )
+
+
 def _route_by_table(package) -> None:
     """`... = self.gate(x)` in MoE.forward runs as is on top-k layers and with the token
-    ids on table-routed ones."""
+    ids on table-routed ones; where the gate's logits go through `self.route`
+    (`weights, indices = self.route(self.gate(x))`), the table gate gives the weights and
+    indices itself."""
     method = attention_edits.find_method(package.module("model.py"), "MoE", "forward")
     hits = [s for s in (method.body.body if method else ()) if findall(s, _GATE_CALL)]
     if len(hits) != 1:
@@ -153,6 +222,13 @@ def _route_by_table(package) -> None:
     call = findall(hits[0], _GATE_CALL)[0]
     with_tokens = attention_edits.with_arg(call, "tokens")
     by_table = plain.replace(code_of(call), code_of(with_tokens), 1)
+    statement = hits[0].body[0] if isinstance(hits[0], cst.SimpleStatementLine) else None
+    if isinstance(statement, cst.Assign) and statement.value is not call:
+        target = statement.targets[0].target
+        if not (isinstance(target, cst.Tuple) and len(target.elements) == 2):
+            raise EditError("MoE.forward: the routed gate's logits give no (weights, indices)")
+        pair = ", ".join(code_of(element.value) for element in target.elements)
+        by_table = f"_, {pair} = {code_of(with_tokens)}"
     moe_edits.replace_statement(
         package,
         "model.py",
@@ -189,30 +265,20 @@ def _thread_block(package) -> None:
         if rewrite_expressions(package, "model.py", "TransformerBlock", "forward", call) != 1:
             raise EditError("TransformerBlock.forward: not one call of self.moe")
     else:  # `ffn = self.moe if self.is_moe else self.feed_forward`: only the MoE takes them
-        calls = []
 
-        def take_out(node):
+        def call(node):
             if not m.matches(node, m.Call(m.Name(chosen))):
                 return None
-            calls.append(node)
-            return cst.Name("out")
+            return attention_edits.with_arg(
+                node.with_changes(func=expression(f"self.{chosen}")), "tokens"
+            )
 
-        if rewrite_expressions(package, "model.py", "TransformerBlock", "forward", take_out) != 1:
+        if rewrite_expressions(package, "model.py", "TransformerBlock", "forward", call) != 1:
             raise EditError(f"TransformerBlock.forward: not one call of {chosen}")
-        arg = code_of(calls[0].args[0].value)
         moe_edits.replace_statement(
             package, "model.py", "TransformerBlock", "forward", assigns(chosen), ""
         )
-        returned = moe_edits.returned_expression(package, "TransformerBlock")
-        moe_edits.replace_statement(
-            package,
-            "model.py",
-            "TransformerBlock",
-            "forward",
-            moe_edits.is_return,
-            f"if self.is_moe:\n    out = self.moe({arg}, tokens)\n"
-            f"else:\n    out = self.feed_forward({arg})\nreturn {returned}",
-        )
+        moe_edits.add_method(package, "model.py", "TransformerBlock", FFN.format(name=chosen))
     attention_edits.add_param(package, "TransformerBlock", "forward", "tokens: torch.Tensor")
 
 

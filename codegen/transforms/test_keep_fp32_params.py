@@ -105,3 +105,48 @@ def test_a_key_the_checkpoint_stores_one_level_up_is_found_by_its_name():
     # a checkpoint name of its own (Hunyuan-V3's `expert_bias`): the house kept the module's
     renamed = {"model.layers.{}.mlp.expert_bias": "layers.{}.moe.e_score_correction_bias"}
     assert _by_suffix(renamed, key) == "layers.{}.moe.e_score_correction_bias"
+
+
+class _Checkpoint:
+    """The analysed checkpoint's module keys (`features.state_dict`), as `Features.get` reads."""
+
+    def __init__(self, layer_keys):
+        from codegen.analyze.features import StateDict
+
+        self.state_dict = StateDict(
+            prefix="model.layers",
+            layer_keys=layer_keys,
+            other_keys=("model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"),
+        )
+
+    def get(self, dotted):
+        return getattr(self, dotted, None)
+
+
+def test_a_row_under_the_reference_name_is_found_as_align_hf_keys_pairs_it():
+    """DeepSeek-V4 calls the keys' norm `kv_norm`; the adapter still names it qwen3's `k_norm`
+    until align_hf_keys (a later step) renames it: the row it renames to the key is the one."""
+    from codegen.transforms.keys_only_norm import KeysOnlyNorm
+
+    package = SourcePackage.from_directory(references_dir() / "qwen3")
+    KeysOnlyNorm().apply(package)
+    layer_keys = (
+        "self_attn.q_proj.weight",
+        "self_attn.k_proj.weight",
+        "self_attn.v_proj.weight",
+        "self_attn.o_proj.weight",
+        "self_attn.kv_norm.weight",
+        "mlp.gate_proj.weight",
+        "mlp.up_proj.weight",
+        "mlp.down_proj.weight",
+        "input_layernorm.weight",
+        "post_attention_layernorm.weight",
+    )
+    keys = ("model.layers.{}.self_attn.kv_norm.weight",)
+    KeepFp32Params().apply(package, _Checkpoint(layer_keys), keys=keys)
+    assert 'FP32_TENSORS = ("layers.*.attention.k_norm.weight",)' in package.render()["model.py"]
+    # with no checkpoint keys to pair against there is no row for it
+    with pytest.raises(EditError, match="no adapter row"):
+        fresh = SourcePackage.from_directory(references_dir() / "qwen3")
+        KeysOnlyNorm().apply(fresh)
+        KeepFp32Params().apply(fresh, keys=keys)

@@ -1,7 +1,8 @@
 """TableRouting: before/after on the deepseek_v3 reference: the MoE layers a config list
 types as table-routed build a TableGate (the experts `tid2eid[tokens]`, weighted by their
-renormalised, scaled scores), the token ids threaded from Model.forward through the block to
-the MoE, the table's checkpoint key beside the gate's."""
+renormalised, scaled scores), the token ids threaded from Model.forward through the block's
+`ffn` to the MoE, the table's checkpoint key beside the gate's; and on qwen3_moe with a
+scaled sigmoid router (DeepSeek-V4's plan), whose gate is a projection `MoE.route` reads."""
 
 import pytest
 
@@ -58,8 +59,9 @@ def test_table_layers_route_by_token_id():
     block = _method(package, "TransformerBlock", "__init__")
     assert "MoE(args, by_table=layer_id in args.table_layers)" in block
     forward = _method(package, "TransformerBlock", "forward")
-    assert "self.moe(self.ffn_norm(h), tokens)" in forward
-    assert "self.feed_forward(self.ffn_norm(h))" in forward
+    assert "return h + self.ffn(self.ffn_norm(h), tokens)" in forward
+    ffn = _method(package, "TransformerBlock", "ffn")
+    assert "return self.moe(x, tokens)" in ffn and "return self.feed_forward(x)" in ffn
     assert "layer(h, rope, tokens)" in _method(package, "Model", "forward")
     files = package.render()
     assert 'if kind == "hash_moe"' in files["args.py"]
@@ -98,3 +100,49 @@ def test_half_logits_scored_in_fp32(activation, scores):
 def test_an_unknown_activation_is_refused():
     with pytest.raises(EditError):
         TableRouting().apply(_package(), table=TABLE | {"activation": "tanh"})
+
+
+def _routed_package():
+    """qwen3_moe with a sigmoid top-k router scaled by `routed_scaling` (the form DeepSeek-V4
+    is planned on): the gate is a projection whose logits `MoE.route` turns into weights."""
+    from codegen.transforms.moe_router import SetMoeRouter
+    from codegen.transforms.routed_scaling import SetRoutedScaling
+
+    package = SourcePackage.from_directory(references_dir() / "qwen3_moe")
+    SetMoeRouter().apply(
+        package, router="sigmoid_topk", score_func="sigmoid", correction_bias=True, bias_on="scores"
+    )
+    SetRoutedScaling().apply(package)
+    return package
+
+
+def test_a_routed_projection_gate_is_kept_on_top_k_layers():
+    package = _routed_package()
+    assert "self.routed_scaling = args.routed_scaling" in _method(package, "MoE", "__init__")
+    TableRouting().apply(package, table=TABLE)
+    gate = _method(package, "TableGate", "forward")
+    # the scale is the field that reads routed_scaling_factor here (set_routed_scaling's)
+    assert "return logits, weights * self.routed_scaling, indices" in gate
+    gate_init = _method(package, "TableGate", "__init__")
+    assert "self.routed_scaling = args.routed_scaling" in gate_init
+    # one row per expert, as the MoE builds its experts (qwen3_moe's `num_experts`)
+    assert "torch.empty(args.num_experts, args.dim)" in gate_init
+    init = _method(package, "MoE", "__init__")
+    assert (
+        "self.gate = TableGate(args) if by_table else nn.Linear(args.dim, args.num_experts,"
+        " bias=False)"
+    ) in init
+    # the top-k router's correction bias (read by `route`) is no tensor of a table layer
+    assert "if not by_table:\n        # added to the scores" in init
+    moe = _method(package, "MoE", "forward")
+    assert "if self.by_table:\n        _, weights, indices = self.gate(x, tokens)" in moe
+    assert "weights, indices = self.route(self.gate(x))" in moe
+    # the block keeps one `h + sublayer(...)` for the FFN (hyper connections rewrite it)
+    forward = _method(package, "TransformerBlock", "forward")
+    assert "return h + self.ffn(self.ffn_norm(h), tokens)" in forward
+    files = package.render()
+    assert (
+        '"model.layers.{}.mlp.gate.tid2eid": "layers.{}.moe.gate.tid2eid"'
+        in files["state_dict_adapter.py"]
+    )
+    compile(files["model.py"], "model.py", "exec")
