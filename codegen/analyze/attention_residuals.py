@@ -24,7 +24,8 @@ through `q_input_layernorm` into the attention's `hidden_states`, 1 through
 `k_input_layernorm` into `key_hidden_states`, 2 into `value_hidden_states`); `reads` is
 None unless one module's call takes the normed outputs and the layers holding that module's
 class (from the second on) are exactly the ones whose depth module reads several queries
-(the full-attention layers: their attention class is what the rules build apart).
+(the full-attention layers: their attention class is what the rules build apart; where
+they differ, `taken` holds that class and its layers for the unsupported line).
 
 The rule realises one module per sublayer (the attention's from the second layer on, with
 one query, or on some layers three whose outputs each reach the attention through a norm of
@@ -68,8 +69,10 @@ def detect(ctx: Ctx) -> dict | None:
                     entry["reads"], entry["taker"] = _outputs(ctx, layer, child) or (None, None)
     for entry in held.values():
         taker = entry.pop("taker", None)
-        if entry.get("reads") and _taken_on(layers, taker) != entry["wide"]:
-            entry["reads"] = None  # the attention's class and the queries' count apart
+        taken = _taken_on(layers, taker)
+        if entry.get("reads") and taken != entry["wide"]:
+            # the attention's class and the queries' count apart
+            entry["reads"], entry["taken"] = None, (taker[1], taken)
     owner = ctx.model.stack_owner
     final = None
     if isinstance(owner, ModuleRec):
@@ -109,6 +112,9 @@ def _described(name: str, entry: dict) -> str:
     output of a multi-query module goes."""
     reads = entry.get("reads")
     where = f"; {name} on layers {span(entry['wide'])}"
+    if entry.get("taken"):
+        kind, taken = entry["taken"]
+        return f"{where}: its outputs taken by {kind}, which layers {span(taken)} hold"
     if not reads:
         return f"{where}: its outputs read otherwise than each through a norm into one call"
     parts = [f"{i} through {norm} into {target}" for i, (norm, target) in enumerate(reads)]

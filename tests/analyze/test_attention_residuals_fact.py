@@ -10,6 +10,8 @@ named unsupported in one line; inkling's plain residual layer has none."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from codegen.analyze.analysis import analyze
@@ -77,3 +79,27 @@ def test_on_a_renamed_copy_and_read_otherwise(tmp_path):
     assert detail.startswith("block attention residuals")
     assert "attention_input (1 or 3 queries)" in detail and "several queries" in detail
     assert "attention_input on layers 5,11,17,23,29,35,41,47: its outputs read otherwise" in detail
+
+
+def test_three_queries_on_other_layers_than_the_attention_they_feed(tmp_path):
+    """A full layer whose depth module reads one query: the three-query form no longer holds
+    exactly on the layers of the attention class its outputs feed, named with both."""
+    from analyze_helpers import rename_model
+
+    modeling, _ = rename_model("inkling2_text", "zorblax", str(tmp_path))
+    with open(modeling) as handle:
+        text = handle.read()
+    old = "(config, num_queries=3) if layer_idx > 0"
+    assert text.count(old) == 1
+    with open(modeling, "w") as handle:
+        handle.write(
+            text.replace(old, "(config, num_queries=3 if layer_idx > 5 else 1) if layer_idx > 0")
+        )
+    features = analyze(modeling)
+    assert features.block.attention_residuals is None
+    detail = _layer_modules(features)
+    assert re.search(
+        r"attention_input on layers 11,17,23,29,35,41,47: its outputs taken by"
+        r" \w+FullAttention, which layers 5,11,17,23,29,35,41,47 hold",
+        detail,
+    ), detail
