@@ -77,7 +77,10 @@ RULES = [
         feature="attention.layer_inputs",
         values=(True,),
         transform="layer_kv_inputs",
-        params={"inputs": FromFeature("attention.layer_inputs")},
+        params={
+            "inputs": FromFeature("attention.layer_inputs"),
+            "residuals": FromFeature("block.attention_residuals"),
+        },
         description=(
             "the full-attention layers' keys and values read inputs of their own: the layer's"
             " input through a norm each, beside the queries' norm (Inkling-2's full layers)"

@@ -21,13 +21,17 @@ A module reading several queries also records the layers holding that form (`wid
 where each of its outputs goes (`reads`, in query order): the attribute of the norm reading
 it and the argument of the call taking the normed state (inkling2's full layers: query 0
 through `q_input_layernorm` into the attention's `hidden_states`, 1 through
-`k_input_layernorm` into `key_hidden_states`, 2 into `value_hidden_states`).
+`k_input_layernorm` into `key_hidden_states`, 2 into `value_hidden_states`); `reads` is
+None unless one module's call takes the normed outputs and the layers holding that module's
+class (from the second on) are exactly the ones whose depth module reads several queries
+(the full-attention layers: their attention class is what the rules build apart; where
+they differ, `taken` holds that class and its layers for the unsupported line).
 
-The rule realises one single-query module per sublayer (the attention's from the second
-layer on) and one before the final norm; another form (inkling2's full layers read their
-queries, keys and values through three queries) is named unsupported with what differs and,
-for a multi-query module, where each output goes, in place of layer_extras' generic line for
-these modules.
+The rule realises one module per sublayer (the attention's from the second layer on, with
+one query, or on some layers three whose outputs each reach the attention through a norm of
+their own: the full layers' `attention.layer_inputs`) and one before the final norm; another
+form is named unsupported with what differs and, for a multi-query module, where each
+output goes, in place of layer_extras' generic line for these modules.
 """
 
 from __future__ import annotations
@@ -62,7 +66,13 @@ def detect(ctx: Ctx) -> dict | None:
                 entry = held[name]
                 entry.setdefault("wide", []).append(index)
                 if "reads" not in entry:
-                    entry["reads"] = _outputs(ctx, layer, child)
+                    entry["reads"], entry["taker"] = _outputs(ctx, layer, child) or (None, None)
+    for entry in held.values():
+        taker = entry.pop("taker", None)
+        taken = _taken_on(layers, taker)
+        if entry.get("reads") and taken != entry["wide"]:
+            # the attention's class and the queries' count apart
+            entry["reads"], entry["taken"] = None, (taker[1], taken)
     owner = ctx.model.stack_owner
     final = None
     if isinstance(owner, ModuleRec):
@@ -88,9 +98,9 @@ def detect(ctx: Ctx) -> dict | None:
             "block.layer_modules",  # layer_extras leaves these modules to this line
             f"block attention residuals ({names}) of another form: {why}"
             + "".join(_described(n, e) for n, e in held.items() if e.get("wide"))
-            + ": no rule yet (the rule realises one single-query module per sublayer, the"
-            " attention's from the second layer on, one before the final norm, blocks started"
-            " by a config field)",
+            + ": no rule yet (the rule realises one module per sublayer, the attention's from"
+            " the second layer on, of one query or three each read through a norm of its own,"
+            " one before the final norm, blocks started by a config field)",
             site,
         )
         return None
@@ -102,17 +112,37 @@ def _described(name: str, entry: dict) -> str:
     output of a multi-query module goes."""
     reads = entry.get("reads")
     where = f"; {name} on layers {span(entry['wide'])}"
+    if entry.get("taken"):
+        kind, taken = entry["taken"]
+        return f"{where}: its outputs taken by {kind}, which layers {span(taken)} hold"
     if not reads:
         return f"{where}: its outputs read otherwise than each through a norm into one call"
     parts = [f"{i} through {norm} into {target}" for i, (norm, target) in enumerate(reads)]
     return f"{where}: query {', '.join(parts)}"
 
 
+def _taken_on(layers: list[ModuleRec], taker) -> list[int] | None:
+    """The layers from the second on whose attribute `taker` (attribute, class) holds a
+    module of that class: the layers whose depth module must read several queries."""
+    if taker is None:
+        return None
+    attribute, kind = taker
+    return [
+        index
+        for index, layer in enumerate(layers)
+        if index > 0
+        and isinstance(layer.attrs.get(attribute), ModuleRec)
+        and layer.attrs[attribute].kind == kind
+    ]
+
+
 def _outputs(ctx: Ctx, layer: ModuleRec, module: ModuleRec) -> tuple | None:
-    """Per output of the multi-query `module` in `layer`'s forward, in query order: (the
-    attribute of the norm reading it, the argument of the sublayer call taking the normed
-    state: a keyword's name, else its position); None where an output is read otherwise
-    (several readers, no norm, the norm's output not one argument of one module call)."""
+    """(reads, taker) of the multi-query `module` in `layer`'s forward. reads: per output, in
+    query order, (the attribute of the norm reading it, the argument of the sublayer call
+    taking the normed state: a keyword's name, else its position); taker: (attribute,
+    class) of the one module whose call takes them all. None where an output is read
+    otherwise (several readers, no norm, the norm's output not one argument of one module
+    call, outputs taken by several modules)."""
     terms = ctx.trace(layer, inline=False).terms
     calls = [t for t in terms if t.op == "call" and t.module is module]
     if len(calls) != 1:
@@ -125,7 +155,7 @@ def _outputs(ctx: Ctx, layer: ModuleRec, module: ModuleRec) -> tuple | None:
             outputs.setdefault(int(t.name), t)
     if sorted(outputs) != list(range(_queries(module))):
         return None
-    reads = []
+    reads, taken = [], set()
     for _, term in sorted(outputs.items()):
         norms = [t for t in _readers(terms, term) if t.op == "call"]
         if len(norms) != 1 or ctx.roles.role(norms[0].module) != NORM:
@@ -135,10 +165,14 @@ def _outputs(ctx: Ctx, layer: ModuleRec, module: ModuleRec) -> tuple | None:
         if norm is None or len(takers) != 1:
             return None
         taker = takers[0]
+        taken.add(id(taker.module))
         keyword = next((k for k, v in taker.kwargs.items() if v is norms[0]), None)
         position = next((i for i, a in enumerate(taker.args) if a is norms[0]), None)
         reads.append((norm, keyword if keyword is not None else position))
-    return tuple(reads)
+    attribute = _attribute(taker)
+    if len(taken) != 1 or attribute is None or not isinstance(taker.module, ModuleRec):
+        return None
+    return tuple(reads), (attribute, taker.module.kind)
 
 
 def _readers(terms: list, term) -> list:
@@ -160,8 +194,13 @@ def _attribute(term) -> str | None:
 
 def _unrealised(held: dict, final, boundary, eps) -> str | None:
     """What differs from the form the rule realises, else None."""
-    if any(e["queries"] != [1] for e in held.values()):
-        return "a module reads several queries (a sublayer's inputs read apart)"
+    for entry in held.values():
+        if entry["queries"] == [1]:
+            continue
+        reads = entry.get("reads")
+        wide = {q for q in entry["queries"] if q != 1}
+        if not reads or wide != {len(reads)} or entry["layers"][:1] != [1]:
+            return "a module reads several queries (a sublayer's inputs read apart)"
     starts = sorted(e["layers"][0] for e in held.values())
     if starts != [0, 1]:
         return "not one module per sublayer, the attention's from the second layer on"

@@ -26,9 +26,10 @@ input standing for the primary one, so the forwards agree where the second only 
 projections another tensor; each input's readers must be projections (linears) feeding the
 kernel's keys or its values, and the decoder layer must hand the forward, for its primary
 input and each own one, the same tensor through a norm of its own (a call of a norm at
-another attribute). That fact (`attention.layer_inputs`) is `{"norms": {"q": <HF attribute
-of the queries' norm>, "k": ..., "v": ...}, "reads": {"k": (<HF projection attributes>,),
-"v": (...)}}`."""
+another attribute), or each another output of one depth module's call (block attention
+residuals reading a query per input: `attention_residuals`' `reads`). That fact
+(`attention.layer_inputs`) is `{"norms": {"q": <HF attribute of the queries' norm>, "k": ...,
+"v": ...}, "reads": {"k": (<HF projection attributes>,), "v": (...)}}`."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ import libcst.matchers as m
 from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import Term, strip, walk
 from codegen.analyze.evaluate import ModuleRec
-from codegen.analyze.roles import LINEAR, NORM
+from codegen.analyze.roles import DEPTH, LINEAR, NORM
 from codegen.analyze.walk import findall
 
 FEATURE = "attention.layer_logn"
@@ -199,7 +200,7 @@ def _layer_norms(
     handed.update({k: v for k, v in call.kwargs.items() if k in names})
     primary = {t.name for t in own.values()}
     wanted = primary | {t.name for t in other.trace.terms if id(t) in own}
-    found, sources = {}, set()
+    found, sources = {}, []
     for name in wanted:
         value = strip(handed.get(name))
         if not isinstance(value, Term) or value.op != "call" or not value.args:
@@ -207,10 +208,34 @@ def _layer_norms(
         if ctx.roles.role(value.module) != NORM or _attribute(value) is None:
             continue
         found[name] = _attribute(value)
-        sources.add(id(value.args[0]))
-    if len(sources) != 1 or set(found) != wanted:
+        sources.append(value.args[0])
+    if set(found) != wanted or not _one_source(ctx, sources):
         return None
     return {**found, None: call.site}  # None: where the layer calls the forward
+
+
+def _one_source(ctx: Ctx, sources: list) -> bool:
+    """The norms read one tensor, or each another output of one call of a depth module (a
+    block attention residual with a query per input: see `attention_residuals`)."""
+    if len({id(t) for t in sources}) == 1:
+        return True
+    if len({id(t) for t in sources}) != len(sources):
+        return False
+    calls = {id(_output_of(t)): _output_of(t) for t in sources}
+    call = next(iter(calls.values()))
+    return (
+        len(calls) == 1
+        and isinstance(call, Term)
+        and call.op == "call"
+        and ctx.roles.role(call.module) == DEPTH
+    )
+
+
+def _output_of(t):
+    """The call whose output `t` is: the term an `index` term takes apart, else `t`."""
+    if isinstance(t, Term) and t.op == "index" and t.args and isinstance(t.args[0], Term):
+        return t.args[0]
+    return t
 
 
 def _differences(ctx: Ctx, first, other, extra: list[Term], own: dict, layers: list[int]) -> str:

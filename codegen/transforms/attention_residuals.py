@@ -34,6 +34,29 @@ class DepthAttention(nn.Module):
         return (scores.softmax(dim=-1).unsqueeze(-1) * states).sum(dim=-2)
 '''
 
+DEPTH_QUERIES = '''
+class DepthQueries(nn.Module):
+    """Several learned queries attending over depth at once, each as `DepthAttention`'s
+    one: an input of its own per query (the full-attention layers' queries', keys' and
+    values' inputs), in fp32."""
+
+    def __init__(self, dim: int, eps: float, queries: int):
+        super().__init__()
+        self.eps = eps
+        self.query = nn.Parameter(torch.zeros(queries, dim))
+
+    def init_parameters(self, std: float) -> None:
+        nn.init.zeros_(self.query)  # every state weighted alike at first
+
+    def forward(self, blocks: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """blocks (batch, seq, n, dim), x (batch, seq, dim) -> one (batch, seq, dim) per
+        query, in fp32."""
+        states = torch.cat([blocks, x.unsqueeze(-2)], dim=-2).float()
+        states = states * torch.rsqrt(states.square().mean(-1, keepdim=True) + self.eps)
+        scores = states @ self.query.float().T * states.shape[-1] ** -0.5  # (..., n, queries)
+        return (scores.softmax(dim=-2).transpose(-1, -2) @ states).unbind(-2)
+'''
+
 FIELDS = """
 # block attention residuals: a block starts at every multiple of this many layers, where the
 # layer's input joins the block states the sublayers' inputs attend over
@@ -47,9 +70,28 @@ self.attention_input = DepthAttention(args.dim, args.attn_res_eps) if layer_id >
 self.ffn_input = DepthAttention(args.dim, args.attn_res_eps)
 """
 
+# the full layers' depth module reads a query per input of their attention (`layer_kv_inputs`
+# hands each output through its own norm)
+WIDE_BUILD = """
+self.starts_block = layer_id % args.attn_res_block == 0
+if layer_id == 0:
+    self.attention_input = None
+elif self.sliding:
+    self.attention_input = DepthAttention(args.dim, args.attn_res_eps)
+else:  # a query each for the attention's queries', keys' and values' inputs
+    self.attention_input = DepthQueries(args.dim, args.attn_res_eps, {queries})
+self.ffn_input = DepthAttention(args.dim, args.attn_res_eps)
+"""
+
+READ = "attention_in = x if self.attention_input is None else self.attention_input(blocks, x)"
+WIDE_READ = """if self.attention_input is None:  # the first layer reads its input for each
+    attention_in = x if self.sliding else ({copies})
+else:
+    attention_in = self.attention_input(blocks, x)"""
+
 ATTENTION_SUM = """
 dtype = x.dtype
-attention_in = x if self.attention_input is None else self.attention_input(blocks, x)
+{read}
 h = {sublayer}
 if self.starts_block:  # the layer's input closes the block before it; h starts a new one
     blocks = torch.cat([blocks, x.unsqueeze(-2)], dim=-2)
@@ -67,7 +109,10 @@ class AttentionResiduals(Transform):
     starts a block (`layer_id % attn_res_block == 0`) the input joins the block states and
     the attention's output restarts the stream, elsewhere it is added to the input, in fp32.
     `Model` starts with no block states and reads them with `final_input` before the final
-    norm. `residuals` is the analysed `block.attention_residuals`."""
+    norm. Where the attention's module reads several queries (its `reads`: each output
+    through a norm of its own into the attention), the full layers build a `DepthQueries`
+    and read a tuple of inputs, one per query, which `layer_kv_inputs` hands the attention
+    through its norms. `residuals` is the analysed `block.attention_residuals`."""
 
     name = "attention_residuals"
 
@@ -77,12 +122,21 @@ class AttentionResiduals(Transform):
         boundary = residuals.get("boundary")
         if boundary is None or residuals.get("final") is None:
             raise EditError("attention_residuals: no block boundary field or final read")
+        wide = layer[attention].get("reads")
+        if wide and not _assigns_sliding(package):
+            raise EditError(
+                "attention_residuals: several queries on the full layers need the block's"
+                " self.sliding (the layers windowed by type)"
+            )
         moe_edits.insert_before_class(package, "model.py", "TransformerBlock", DEPTH_ATTENTION)
+        if wide:
+            moe_edits.insert_before_class(package, "model.py", "TransformerBlock", DEPTH_QUERIES)
         _layer_ids(package)
+        build = WIDE_BUILD.format(queries=len(wide)) if wide else BUILD
         run(
             package,
             "model.py",
-            InsertStatements("TransformerBlock", "__init__", assigns("self.ffn_norm"), BUILD),
+            InsertStatements("TransformerBlock", "__init__", assigns("self.ffn_norm"), build),
         )
         edits.replace_expressions(
             package,
@@ -102,7 +156,8 @@ class AttentionResiduals(Transform):
                 f"self.ffn_norm(self.ffn_input(blocks, {code_of(call.args[0].value)})).to(dtype)"
             ),
         )
-        run(package, "model.py", _BlockSums())
+        read = WIDE_READ.format(copies=", ".join(["x"] * len(wide))) if wide else READ
+        run(package, "model.py", _BlockSums(read))
         run(
             package,
             "model.py",
@@ -137,7 +192,9 @@ class AttentionResiduals(Transform):
 def _modules(layer: dict, features) -> tuple[str, str]:
     """(attention's module, FFN's module) of the layer: one query each, the attention's on
     every layer but the first, the FFN's on all."""
-    if len(layer) != 2 or any(entry["queries"] != [1] for entry in layer.values()):
+    if len(layer) != 2 or any(
+        entry["queries"] != [1] and not entry.get("reads") for entry in layer.values()
+    ):
         raise EditError(
             "attention_residuals: depth modules other than one single-query module per"
             f" sublayer ({layer})"
@@ -147,6 +204,12 @@ def _modules(layer: dict, features) -> tuple[str, str]:
     if len(first) != 1 or len(every) != 1:
         raise EditError("attention_residuals: expected the attention's module from layer 1 on")
     return first[0], every[0]
+
+
+def _assigns_sliding(package) -> bool:
+    """TransformerBlock.__init__ assigns `self.sliding` (the layer's type)."""
+    init = edits.find_method(package.module("model.py"), "TransformerBlock", "__init__")
+    return init is not None and any(assigns("self.sliding")(s) for s in init.body.body)
 
 
 def _layer_ids(package) -> None:
@@ -204,8 +267,9 @@ class _BlockSums(cst.CSTTransformer):
     """In TransformerBlock.forward: `h = x + <attention>` becomes the block step, `return h +
     <ffn>` returns the sum in the input's dtype and the block states; `blocks` a parameter."""
 
-    def __init__(self):
+    def __init__(self, read: str):
         super().__init__()
+        self.read = read
         self.hits = 0
         self._class: list[str] = []
         self._in = False
@@ -255,7 +319,9 @@ class _BlockSums(cst.CSTTransformer):
         ):
             self.hits += 1
             sublayer = code_of(small.value.right)
-            return cst.FlattenSentinel(statements(ATTENTION_SUM.format(sublayer=sublayer)))
+            return cst.FlattenSentinel(
+                statements(ATTENTION_SUM.format(read=self.read, sublayer=sublayer))
+            )
         if m.matches(small, m.Return(value=add & m.BinaryOperation(left=m.Name("h")))):
             self.hits += 1
             out = f"out = {code_of(small.value.right)}\nreturn (h + out).to(dtype), blocks"

@@ -40,11 +40,15 @@ class LayerKvInputs(Transform):
     each; `LogScaledAttention.forward` takes `xk` and `xv` and its key and value projections
     read them. `inputs`: the analysed `attention.layer_inputs` ({"norms": {"q"|"k"|"v": HF
     norm attribute}, "reads": {"k"|"v": (HF projection attributes,)}}); the adapter maps each
-    norm's weight."""
+    norm's weight. `residuals`: the analysed `block.attention_residuals`; where its attention
+    module reads a query per input (`reads`: (HF norm, argument) per query), the block's
+    stream is that module's tuple of outputs and each norm reads the output HF hands it."""
 
     name = "layer_kv_inputs"
 
-    def apply(self, package, features=None, *, inputs: dict | None = None) -> None:
+    def apply(
+        self, package, features=None, *, inputs: dict | None = None, residuals: dict | None = None
+    ) -> None:
         found = inputs or {}
         norms, reads = found.get("norms") or {}, found.get("reads") or {}
         if set(norms) != set(NORMS) or set(reads) != set(INPUTS):
@@ -63,7 +67,7 @@ class LayerKvInputs(Transform):
                 BUILD.format(norm=norm).rstrip(),
             ),
         )
-        _attend(package)
+        _attend(package, _outputs(norms, residuals))
         for role, name in INPUTS.items():
             edits.add_param(package, CLASS, "forward", f"{name}: torch.Tensor")
             for attribute in reads[role]:
@@ -96,10 +100,24 @@ def _built_norm(package) -> str:
     raise EditError("TransformerBlock.__init__ builds no self.attention_norm")
 
 
-def _attend(package) -> None:
+def _outputs(norms: dict, residuals: dict | None) -> dict | None:
+    """{"q"|"k"|"v": the index of the depth module's output each norm reads}, where the
+    block attention residuals read a query per input; else None (one stream)."""
+    wide = [e["reads"] for e in ((residuals or {}).get("layer") or {}).values() if e.get("reads")]
+    if not wide:
+        return None
+    roles = {attribute: role for role, attribute in norms.items()}
+    found = {roles.get(norm): index for index, (norm, _) in enumerate(wide[0])}
+    if len(wide) != 1 or set(found) != set(NORMS):
+        raise EditError(f"the depth module's outputs reach other norms than q/k/v's: {wide}")
+    return found
+
+
+def _attend(package, outputs: dict | None) -> None:
     """The full layers' branch of the block's attention call (`log_scaled_layers` leaves
     `self.attention(...) if self.sliding else self.attention(...)`) hands the attention the
-    input through each of their norms."""
+    input through each of their norms (`outputs`: each norm's output of the stream, a
+    tuple, where the block attention residuals read a query per input)."""
     forward = edits.find_method(package.module("model.py"), "TransformerBlock", "forward")
     per_type = m.IfExp(
         test=dotted("self.sliding"),
@@ -115,23 +133,33 @@ def _attend(package) -> None:
         "TransformerBlock",
         "forward",
         lambda node: m.matches(node, per_type),
-        lambda node: node.with_changes(orelse=_full_call(node.orelse)),
+        lambda node: node.with_changes(orelse=_full_call(node.orelse, outputs)),
     )
 
 
-def _full_call(call: cst.Call) -> cst.Call:
+def _full_call(call: cst.Call, outputs: dict | None) -> cst.Call:
     """The full layers' attention call with the queries, keys and values each reading the
-    input through their own norm."""
+    input (or its `outputs`' item) through their own norm, cast as the attention norm's
+    output is (`.to(dtype)` where the block attention residuals run in fp32)."""
     first = call.args[0].value if call.args else None
+    cast = None
+    if m.matches(first, m.Call(func=m.Attribute(attr=m.Name("to")))):
+        cast, first = first, first.func.value
     if not edits.call_of("self.attention_norm")(first):
         raise EditError("the block's attention reads other than self.attention_norm(...)")
     stream = code_of(first.args[0].value)
+
+    def normed(role: str) -> cst.BaseExpression:
+        read = stream if outputs is None else f"{stream}[{outputs[role]}]"
+        norm = expression(f"self.{NORMS[role]}({read})")
+        return norm if cast is None else cast.with_changes(func=cast.func.with_changes(value=norm))
+
     full = call.with_changes(
         args=[
-            cst.Arg(expression(f"self.query_norm({stream})")),
+            cst.Arg(normed("q")),
             *call.args[1:],
-            cst.Arg(expression(f"self.key_norm({stream})")),
-            cst.Arg(expression(f"self.value_norm({stream})")),
+            cst.Arg(normed("k")),
+            cst.Arg(normed("v")),
         ]
     )
     return edits.without_trailing_comma(full)

@@ -1,7 +1,10 @@
 """AttentionResiduals: before/after on the qwen3_moe reference: the block carries the block
 states and reads each sublayer's input through a DepthAttention (the attention's from the
 second layer on), the model starts with none and reads them before the final norm; the
-adapter maps the HF queries; another form is refused."""
+adapter maps the HF queries; another form is refused. With three queries on the full
+layers (on the qwen3 reference windowed by type, as `log_scaled_layers` and
+`layer_kv_inputs` then leave it), those layers build a DepthQueries and hand its outputs
+through the query, key and value norms."""
 
 import pytest
 
@@ -55,3 +58,49 @@ def test_several_queries_are_refused():
     }
     with pytest.raises(EditError):
         AttentionResiduals().apply(_package(), residuals=fact)
+
+
+WIDE = {
+    **FACT,
+    "layer": {
+        **FACT["layer"],
+        "attention_input": {
+            "queries": [1, 3],
+            "layers": [1, 2],
+            "wide": [2],
+            "reads": (
+                ("q_input_layernorm", "hidden_states"),
+                ("k_input_layernorm", "key_hidden_states"),
+                ("v_input_layernorm", "value_hidden_states"),
+            ),
+        },
+    },
+}
+
+
+def test_three_queries_reach_the_full_layers_query_key_and_value_norms():
+    from codegen.transforms.layer_kv_inputs import LayerKvInputs
+    from codegen.transforms.log_scaled_layers import LogScaledLayers
+    from codegen.transforms.test_layer_kv_inputs import INPUTS
+    from codegen.transforms.test_log_scaled_layers import FOUND, _before
+
+    package = _before()
+    AttentionResiduals().apply(package, residuals=WIDE)
+    LogScaledLayers().apply(package, log_scaling=FOUND)
+    LayerKvInputs().apply(package, inputs=INPUTS, residuals=WIDE)
+    module = package.module("model.py")
+    init = code_of(find_method(module, "TransformerBlock", "__init__"))
+    assert "self.attention_input = DepthQueries(args.dim, args.attn_res_eps, 3)" in init
+    block = code_of(find_method(module, "TransformerBlock", "forward"))
+    assert "attention_in = x if self.sliding else (x, x, x)" in block
+    assert "self.attention(self.attention_norm(attention_in).to(dtype), mask)" in block
+    for index, norm in enumerate(("query_norm", "key_norm", "value_norm")):
+        assert f"self.{norm}(attention_in[{index}]).to(dtype)" in block
+    files = package.render()
+    assert "class DepthQueries(nn.Module):" in files["model.py"]
+    compile(files["model.py"], "model.py", "exec")
+
+
+def test_three_queries_without_layer_types_are_refused():
+    with pytest.raises(EditError, match="self.sliding"):
+        AttentionResiduals().apply(_package(), residuals=WIDE)

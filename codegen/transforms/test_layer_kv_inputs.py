@@ -72,3 +72,17 @@ def test_what_it_cannot_build_is_an_error(inputs):
 def test_without_the_full_layers_class_it_is_an_error():
     with pytest.raises(EditError, match="LogScaledAttention"):
         LayerKvInputs().apply(_before(), inputs=INPUTS)
+
+
+def test_outputs_reaching_other_norms_are_an_error():
+    """The block attention residuals' outputs must reach the query, key and value norms."""
+    residuals = {
+        "layer": {
+            "attention_input": {
+                "queries": [1, 3],
+                "reads": (("q_input_layernorm", "hidden_states"),) * 3,
+            }
+        }
+    }
+    with pytest.raises(EditError, match="other norms"):
+        LayerKvInputs().apply(_scaled(), inputs=INPUTS, residuals=residuals)

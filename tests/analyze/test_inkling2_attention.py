@@ -57,15 +57,14 @@ def test_a_rotation_the_text_model_never_builds_is_no_position_table(features):
 
 
 def test_parts_no_rule_builds_are_named(features):
-    """The full-attention layers' own forward (its input-dependent convolutions, separate
-    key/value inputs, log-scaled queries) and the three-query block attention residual are
-    each one line: the facts above are read from the sliding layers' token attention."""
+    """The full-attention layers' own forward (its input-dependent convolutions) is one
+    line: the facts above are read from the sliding layers' token attention."""
     named = {u.feature: u.detail for u in features.unsupported}
     assert "FullAttention on layers 5,11" in named["attention.layer_forwards"]
     # the block attention residuals: read as the attention before, now depth mixers beside
-    # it (block.attention_residuals); the full layers' three-query form is the one named
+    # it (block.attention_residuals), the full layers' three-query form too
     assert "attention.unprojected" not in named
-    assert "attention_input (1 or 3 queries)" in named["block.layer_modules"]
+    assert "block.layer_modules" not in named
 
 
 def test_the_gate_takes_its_sigmoid_in_fp32(features):

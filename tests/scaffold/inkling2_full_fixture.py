@@ -56,18 +56,23 @@ OWN_INPUTS = [
 ]
 
 
-def derive_full(dest: Path, name: str, own_inputs: bool = False) -> Path:
+def derive_full(
+    dest: Path, name: str, own_inputs: bool = False, block_residuals: bool = False
+) -> Path:
     """The renamed folder; `edits` apply to every match (both layer classes), `once` to the
     first. `own_inputs`: the full layers keep their key and value inputs (each the layer's
-    input through a norm of its own)."""
+    input through a norm of its own). `block_residuals` keeps the block attention residuals
+    (with the full layers' own inputs as HF reads them: the three outputs of their depth
+    module's three queries, each through its norm)."""
     folder = remote_folder("inkling2_text", dest, name=name)
     path = folder / f"modeling_{name}.py"
     source = path.read_text()
     p = re.search(r"class (\w+)SlidingAttention\b", source).group(1)
+    own_inputs = own_inputs or block_residuals
     keys, values = (
         ("key_hidden_states", "value_hidden_states") if own_inputs else ("hidden_states",) * 2
     )
-    source = plain_stack(source)
+    source = plain_stack(source, residuals=not block_residuals)
     edits = [
         # the q/k/relative-state L2 clips and the per-token sinks
         (
@@ -99,7 +104,7 @@ def derive_full(dest: Path, name: str, own_inputs: bool = False) -> Path:
             rf"self.v_sconv(self.v_proj({values}), \1, \2)",
         ),
     ]
-    edits += OWN_INPUTS if own_inputs else ONE_INPUT
+    edits += [] if block_residuals else OWN_INPUTS if own_inputs else ONE_INPUT
     once = [(r"        logits = self\.logit_softcap\(logits\)\n", "")]
     for pattern, replacement in edits:
         source, count = re.subn(pattern, replacement, source, flags=re.DOTALL)
