@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import libcst as cst
 
-from codegen.analyze import layer_attention
+from codegen.analyze import layer_attention, norm_cast
 from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import Term, strip, terms_in, walk
 from codegen.analyze.detect_attention import (
@@ -196,7 +196,11 @@ def _projections(ctx: Ctx, info, facts: dict) -> None:
         # cited at the latent's projection (the first on the query's path)
         first = next((t for t in reversed(_linears(q, ctx)) if t.site is not None), None)
         facts["low_rank_q"] = found or "other"
-        ctx.cite("attention.low_rank_q", first.site.cite() if first is not None else site)
+        where = first.site.cite() if first is not None else site
+        if isinstance(found, dict) and found.get("b_norm_rounded"):
+            rounded = norm_cast.scale_rounded(ctx, _norm_calls(q, ctx)[0].module)
+            where = f"{where}, {rounded} (the heads' norm: q times its inverse rms in q's dtype)"
+        ctx.cite("attention.low_rank_q", where)
     if k is v and _linears(k, ctx):
         facts["kv_same"] = True
         ctx.cite("attention.kv_same", site)
@@ -243,7 +247,7 @@ def _low_rank_query(ctx: Ctx, owner: ModuleRec, q: Term) -> dict | None:
     if rank is None or len(eps) != 1 or None in eps:
         return None
     a_name, a_norm_name, b_name, b_norm_name = names
-    return {
+    found = {
         "a": a_name,
         "a_norm": a_norm_name,
         "b": b_name,
@@ -251,6 +255,11 @@ def _low_rank_query(ctx: Ctx, owner: ModuleRec, q: Term) -> dict | None:
         "rank": rank,
         "eps": eps.pop(),
     }
+    # the heads' norm multiplies q by its inverse rms rounded to q's dtype (in bf16 that
+    # rounds otherwise than the fp32 values cast last)
+    if norm_cast.scale_rounded(ctx, b_norm) is not None:
+        found["b_norm_rounded"] = True
+    return found
 
 
 def _eps_field(norm: ModuleRec) -> str | None:

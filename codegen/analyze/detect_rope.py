@@ -225,19 +225,41 @@ _FP32 = m.Attribute(value=m.Name("torch"), attr=m.Name("float32") | m.Name("floa
 
 def _upcast(fn) -> str | None:
     """Where the RoPE function takes its first argument (q) to fp32 before turning it
-    (`q = q.float()`, `q.to(torch.float32)`): the rotation's maths runs in fp32 (cohere)."""
+    (`q = q.float()`, `q.to(torch.float32)`), or the slice of it that turns (`nope, rope =
+    x[..., :-d], x[..., -d:]` then `rope.float() * cos`): the rotation's maths runs in fp32
+    (cohere, DeepSeek-V4)."""
     if not isinstance(fn, FuncRef) or not isinstance(fn.node, cst.FunctionDef):
         return None
     params = fn.node.params.params
     if not params:
         return None
-    first = m.Name(params[0].name.value)
+    names = {params[0].name.value} | _slices_of(fn.node, params[0].name.value)
+    first = m.Name(m.MatchIfTrue(lambda name: name in names))
     upcasts = m.Call(func=m.Attribute(value=first, attr=m.Name("float")), args=[]) | m.Call(
         func=m.Attribute(value=first, attr=m.Name("to")),
         args=[m.Arg(value=_FP32)],
     )
     found = findall(fn.node, upcasts)
     return fn.sf.cite(found[0]) if found else None
+
+
+def _slices_of(function: cst.FunctionDef, name: str) -> set[str]:
+    """The names `function` binds to a slice of its parameter `name` (`rope = x[..., -d:]`,
+    or one target of `nope, rope = x[..., :-d], x[..., -d:]`)."""
+    sliced = m.Subscript(value=m.Name(name))
+    found = set()
+    for node in findall(function, m.Assign(targets=[m.AssignTarget()])):
+        target, value = node.targets[0].target, node.value
+        pairs = [(target, value)]
+        if isinstance(target, cst.Tuple) and isinstance(value, cst.Tuple):
+            if len(target.elements) == len(value.elements):
+                pairs = [
+                    (t.value, v.value) for t, v in zip(target.elements, value.elements, strict=True)
+                ]
+        for bound, expr in pairs:
+            if isinstance(bound, cst.Name) and m.matches(expr, sliced):
+                found.add(bound.value)
+    return found
 
 
 def _fp32_types(ctx: Ctx, rotary) -> tuple[str, ...]:

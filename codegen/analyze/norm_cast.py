@@ -59,3 +59,33 @@ def cast_last_return(forward: cst.FunctionDef) -> cst.Return | None:
         ):
             return ret
     return None
+
+
+def scale_rounded_return(forward: cst.FunctionDef) -> cst.Return | None:
+    """The `return x * <inverse rms>.to(<dtype>)` of a weightless norm's forward (`x` its
+    input): the inverse root mean square is rounded to the input's dtype and multiplies the
+    input in it (DeepSeek-V4's weightless head norm), not the fp32 values cast last."""
+    params = [p for p in forward.params.params if p.name.value != "self"]
+    if not params:
+        return None
+    x = m.Name(params[0].name.value)
+    rounded = m.Call(func=m.Attribute(attr=_CASTS))
+    product = m.BinaryOperation(operator=m.Multiply(), left=x, right=rounded) | (
+        m.BinaryOperation(operator=m.Multiply(), left=rounded, right=x)
+    )
+    for ret in findall(forward, m.Return()):
+        if isinstance(ret.value, cst.BaseExpression) and m.matches(ret.value, product):
+            return ret
+    return None
+
+
+def scale_rounded(ctx, rec: ModuleRec) -> str | None:
+    """Where a norm's forward returns `x * <inverse rms>.to(<dtype>)`, else None."""
+    if rec.cls is None:
+        return None
+    found = ctx.model.project.find_method(rec.cls, "forward")
+    if found is None:
+        return None
+    owner, forward = found
+    ret = scale_rounded_return(forward)
+    return owner.sf.cite(ret) if ret is not None else None

@@ -130,7 +130,12 @@ def _pairing(package, features, prefix, layer_keys, other_keys, synonyms=None):
             if c.count(_LAYER) == hf_key.count(_LAYER)
         ]
 
-    leftovers = _leftovers(package, targets, pair, layer_prefix, canonical, as_role)
+    model_type = getattr(features, "model_type", None)
+
+    def stored(key: str) -> str:  # the checkpoint's name for a module key (conversion mapping)
+        return on_disk(model_type, key)
+
+    leftovers = _leftovers(package, targets, pair, layer_prefix, canonical, as_role, stored)
     return targets, pair, leftovers
 
 
@@ -179,11 +184,15 @@ def module_roles(features, canonical: dict[str, str]) -> list[tuple[str, str]]:
     return sorted(found.items(), key=lambda item: -len(item[0]))
 
 
-def _leftovers(package, targets, pair, layer_prefix, canonical, as_role) -> dict[str, list[str]]:
+def _leftovers(
+    package, targets, pair, layer_prefix, canonical, as_role, stored=lambda key: key
+) -> dict[str, list[str]]:
     """Reference keys no synonym pairs, each with the one target key no row took that
     differs from it by a single component (`attn.c_proj` is GPT-2's o_proj, though `c_proj`
     names the down projection elsewhere): a name shared by two roles, or a level one side
-    lacks, pairs by elimination."""
+    lacks, pairs by elimination. A row whose checkpoint name (`stored`: transformers'
+    conversion mapping) is a target has taken it (DeepSeek-V4's `self_attn.q_a_proj` is
+    `attn.wq_a` on disk): it is not left over, and does not compete for another key."""
     rows = []
 
     def collect(key, value):
@@ -193,9 +202,12 @@ def _leftovers(package, targets, pair, layer_prefix, canonical, as_role) -> dict
 
     run(package, "state_dict_adapter.py", EditDict("from_hf_map", collect))
     keys = [json.loads(k) for k in rows]
+    renamed = {key: stored(key) for key in keys if key not in targets}
+    renamed = {key: name for key, name in renamed.items() if name in targets}
     taken = {c for key in keys for c in ([key] if key in targets else pair(key))}
+    taken |= set(renamed.values())
     free = [t for t in targets if t not in taken]
-    unpaired = [k for k in keys if k not in targets and not pair(k)]
+    unpaired = [k for k in keys if k not in targets and k not in renamed and not pair(k)]
 
     def near(a: str, b: str) -> bool:
         return _one_edit(

@@ -24,6 +24,21 @@ PROJECTIONS = (
     "self.q_b_norm = PlainRMSNorm(args.head_dim, args.q_norm_eps)\n"
 )
 
+# the heads' norm where HF multiplies q by its inverse rms rounded to q's dtype
+ROUNDED_RMSNORM = '''
+class RoundedRMSNorm(nn.Module):
+    """RMSNorm without a learned scale: the inverse root mean square, computed in fp32, is
+    rounded to the input's dtype and multiplies the input in it."""
+
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        return x * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps).to(x.dtype)
+'''
+
 FIELDS = (
     "# the query's latent width (wq_a -> q_a_norm -> wq_b) and the eps of its two norms\n"
     "q_lora_rank: int = 0\n"
@@ -50,7 +65,8 @@ def _latent_query(view: cst.Call) -> cst.Call:
 class LowRankQ(Transform):
     """`self.wq` -> `wq_a` to `q_lora_rank` features, normed by `q_a_norm` (a weighted
     RMSNorm), up-projected to the heads by `wq_b`, and each head normed by `q_b_norm` (a
-    weightless RMS norm) after the view to heads: DeepSeek-V4's q_a_proj -> q_a_norm ->
+    weightless RMS norm; `RoundedRMSNorm` where HF's multiplies q by its inverse rms rounded
+    to q's dtype, `b_norm_rounded`) after the view to heads: DeepSeek-V4's q_a_proj -> q_a_norm ->
     q_b_proj -> q_b_norm, its keys and values not latent.
 
     `ModelArgs` maps `q_lora_rank` and `q_norm_eps` from the config fields the analysis read
@@ -62,12 +78,18 @@ class LowRankQ(Transform):
     name = "low_rank_q"
 
     def apply(self, package, features=None, *, low_rank: dict) -> None:
-        if not edits.has_definition(package, "model.py", "PlainRMSNorm"):
-            edits.insert_definition(package, "model.py", PLAIN_RMSNORM, before="Attention")
+        norm, definition = (
+            ("RoundedRMSNorm", ROUNDED_RMSNORM)
+            if low_rank.get("b_norm_rounded")
+            else ("PlainRMSNorm", PLAIN_RMSNORM)
+        )
+        if not edits.has_definition(package, "model.py", norm):
+            edits.insert_definition(package, "model.py", definition, before="Attention")
+        projections = PROJECTIONS.replace("PlainRMSNorm", norm)
         run(
             package,
             "model.py",
-            ReplaceStatements("Attention", "__init__", sets("self.wq"), PROJECTIONS),
+            ReplaceStatements("Attention", "__init__", sets("self.wq"), projections),
         )
         edits.replace_expressions(
             package,

@@ -51,9 +51,10 @@ class _Wrap(ScopedTransformer):
         if not (self.in_scope() and _rotates(updated)):
             return updated
         x, cos, sin = (code_of(arg.value) for arg in updated.args)
-        if not all(isinstance(arg.value, cst.Name) for arg in updated.args[1:]):
+        if not all(_table(arg.value) for arg in updated.args[1:]):
             raise EditError(f"{code_of(updated)}: cos and sin are not plain names")
-        self.first = self.first or (x, cos, sin)
+        if isinstance(updated.args[2].value, cst.Name):  # the tables themselves, not `-sin`
+            self.first = self.first or (x, cos, sin)
         self.hits += 1
         arg = updated.args[0]
         upcast = arg.with_changes(value=expression(f"{code_of(arg.value)}.float()"))
@@ -62,6 +63,13 @@ class _Wrap(ScopedTransformer):
             func=cst.Attribute(value=turned, attr=cst.Name("to")),
             args=[cst.Arg(expression(f"{code_of(_dtype_source(arg.value))}.dtype"))],
         )
+
+
+def _table(node: cst.BaseExpression) -> bool:
+    """A table argument: a plain name, or its negation (`-sin`: the rotation undone)."""
+    if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Minus):
+        node = node.expression
+    return isinstance(node, cst.Name)
 
 
 # tensor methods that keep the dtype: `k.unsqueeze(1)` has k's

@@ -330,3 +330,34 @@ def test_rows_of_a_class_a_conditional_expression_builds_stay():
     assert '"layers.{}.feed_forward.router.weight"' in adapter
     assert '"layers.{}.feed_forward.table.weight"' in adapter
     assert "gone" not in adapter
+
+
+CONVERTED = """
+class StateDictAdapter:
+    from_hf_map = {
+        "model.layers.{}.self_attn.q_a_proj.weight": "layers.{}.attention.wq_a.weight",
+        "model.layers.{}.self_attn.q_a_norm.weight": "layers.{}.attention.q_a_norm.weight",
+        "model.layers.{}.self_attn.k_proj.weight": "layers.{}.attention.wk.weight",
+        "model.layers.{}.self_attn.k_norm.weight": "layers.{}.attention.k_norm.weight",
+    }
+"""
+
+
+def test_rows_the_conversion_mapping_renames_leave_the_others_to_elimination():
+    """deepseek_v4 on disk (transformers' conversion mapping): `q_a_proj` is `attn.wq_a`,
+    `q_a_norm` is `attn.q_norm`. Those rows take their keys, so the reference's `k_proj` and
+    `k_norm` are each the one row left one name from `attn.wkv` and `attn.norm`; counted as
+    unpaired, `q_a_proj` and `q_a_norm` made both pairings ambiguous and the rows went."""
+    keys = ["attn.wq_a.weight", "attn.q_norm.weight", "attn.wkv.weight", "attn.norm.weight"]
+    features = types.SimpleNamespace(model_type="deepseek_v4", get={}.get)
+    package = package_of({"state_dict_adapter.py": CONVERTED})
+    AlignHfKeys().apply(package, features, prefix="model.layers", layer_keys=keys, other_keys=[])
+    rows = package.render()["state_dict_adapter.py"]
+    for hf, house in (
+        ("wq_a", "wq_a"),
+        ("q_norm", "q_a_norm"),
+        ("wkv", "wk"),
+        ("norm", "k_norm"),
+    ):
+        row = f'"model.layers.{{}}.attn.{hf}.weight": "layers.{{}}.attention.{house}.weight"'
+        assert row in rows

@@ -58,3 +58,26 @@ def test_no_query_projection_row_is_an_error():
     package = reference_with_adapter(adapter)
     with pytest.raises(EditError, match="maps no attention.wq.weight"):
         LowRankQ().apply(package, low_rank=LOW_RANK)
+
+
+def test_the_heads_norm_scaled_in_qs_dtype():
+    """`b_norm_rounded`: HF multiplies q by its inverse rms rounded to q's dtype
+    (`x * torch.rsqrt(...).to(x.dtype)`); in bf16 that rounds otherwise than the fp32 values
+    cast last, so the heads' norm is the rounded one."""
+    import torch
+    from torch import nn
+
+    package = SourcePackage.from_directory(references_dir() / "llama")
+    LowRankQ().apply(package, low_rank={**LOW_RANK, "b_norm_rounded": True})
+    model = package.render()["model.py"]
+    assert "self.q_b_norm = RoundedRMSNorm(args.head_dim, args.q_norm_eps)" in model
+    assert "PlainRMSNorm" not in model
+    namespace = {"torch": torch, "nn": nn}
+    from codegen.transforms.low_rank_q import ROUNDED_RMSNORM
+
+    exec(ROUNDED_RMSNORM, namespace)
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 40).bfloat16()
+    hf = x * torch.rsqrt(x.float().square().mean(-1, keepdim=True) + 1e-6).to(x.dtype)
+    ours = namespace["RoundedRMSNorm"](40, 1e-6)(x)
+    assert torch.equal(ours, hf)

@@ -84,3 +84,20 @@ def test_tables_handed_on_in_fp32_are_not_rounded():
         "q, k = apply_rotary(q.float(), cos, sin).to(q.dtype), "
         "apply_rotary(k.float(), cos, sin).to(k.dtype)"
     ) in after
+
+
+def test_the_inverse_rotation_turns_in_fp32_too():
+    """A rotation undone on the attention output (`apply(out, cos, -sin)`, the values' own
+    rotation taken back) turns in fp32 like q and k; the tables are rounded once, from the
+    plain call."""
+    from codegen.transforms.output_rotation import OutputRotation
+
+    package = package_of("llama")
+    InterleavedRope().apply(package)
+    OutputRotation().apply(package)
+    before = package.render()["model.py"]
+    assert "apply_rotary_interleaved(out, cos, -sin)" in before
+    RopeInFp32().apply(package)
+    after = package.render()["model.py"]
+    assert "apply_rotary_interleaved(out.float(), cos, -sin).to(out.dtype)" in after
+    assert "cos, sin = cos.to(q.dtype), sin.to(q.dtype)" in after

@@ -301,14 +301,22 @@ def _hf_reference(directory: Path, inputs: list[Inputs]):
     comparison of HF eager attention against them: HF's own fp32 noise."""
     model = _load_hf(directory, torch.float32)
     reference = _hf_logits(model, inputs)
-    try:
-        eager = _hf_logits(_load_hf(directory, torch.float32, "eager"), inputs)
-    except Exception:  # a model with one attention kernel only: no second opinion
-        eager = reference
+    eager = reference  # a model with one attention kernel only: no second opinion
+    # the second opinion also runs the experts one by one where HF can: its grouped kernel
+    # falls back to per-expert matmuls on weights it finds unaligned (a loaded checkpoint),
+    # so which of the two HF runs is chance, and both are HF
+    for experts in ("eager", None):
+        try:
+            eager = _hf_logits(_load_hf(directory, torch.float32, "eager", experts), inputs)
+            break
+        except Exception:
+            continue
     return model, reference, [compare(e, r) for e, r in zip(eager, reference, strict=True)]
 
 
-def _load_hf(directory: Path, dtype: torch.dtype, attention: str | None = None):
+def _load_hf(
+    directory: Path, dtype: torch.dtype, attention: str | None = None, experts: str | None = None
+):
     """The HF side loaded the way users load checkpoints: `from_pretrained(dtype=...)`,
     which keeps the buffers HF holds in fp32 (rope frequencies, router correction biases)
     in fp32 where a blanket `.to(bf16)` would round them."""
@@ -317,6 +325,8 @@ def _load_hf(directory: Path, dtype: torch.dtype, attention: str | None = None):
     kwargs = {"dtype": dtype}
     if attention:
         kwargs["attn_implementation"] = attention
+    if experts:
+        kwargs["experts_implementation"] = experts
     return AutoModelForCausalLM.from_pretrained(directory, **kwargs).eval()
 
 

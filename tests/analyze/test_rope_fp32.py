@@ -37,3 +37,15 @@ def test_renamed_copy_with_renamed_arguments(tmp_path):
     text = text.replace("apply_rotary_pos_emb(", "turn(")
     open(modeling, "w", encoding="utf-8").write(text)
     assert analyze(modeling).rope.fp32 is True
+
+
+def test_the_turned_slice_taken_to_fp32():
+    """DeepSeek-V4 turns only the trailing slice of x (`nope, rope = x[..., :-d], x[...,
+    -d:]`) and takes that slice to fp32 (`rope.float() * cos`): the maths runs in fp32 on
+    the tables rounded to x's dtype."""
+    features = analyze("deepseek_v4")
+    assert features.rope.fp32 is True
+    assert features.rope.tables_fp32 is False
+    line = int(features.evidence["rope.fp32"].split(" ")[0].rsplit(":", 1)[1])
+    source = open(features.source.modeling, encoding="utf-8").read().splitlines()
+    assert "rope.float()" in source[line - 1]

@@ -61,6 +61,7 @@ def planned(folder):
         "b_norm": "q_b_norm",
         "rank": "q_lora_rank",
         "eps": "rms_norm_eps",
+        "b_norm_rounded": True,  # q times its inverse rms rounded to q's dtype
     }
     # the heads' norm is the latent query's, not a q/k norm
     assert target.features.attention.qk_norm == "none"
