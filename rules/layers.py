@@ -86,4 +86,17 @@ RULES = [
             " input through a norm each, beside the queries' norm (Inkling-2's full layers)"
         ),
     ),
+    Rule(
+        # after layer_kv_inputs: the filters' taps read the keys' and values' inputs
+        id="layer_kv_convs",
+        feature="attention.layer_kv_convs",
+        values=(True,),
+        transform="layer_kv_convs",
+        params={"convs": FromFeature("attention.layer_kv_convs")},
+        description=(
+            "the full-attention layers' key/value filters take per-token taps: fixed taps plus"
+            " a linear of the projection's input, one set per key/value head (Inkling-2's full"
+            " layers)"
+        ),
+    ),
 ]

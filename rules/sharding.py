@@ -356,6 +356,16 @@ SHARDS = [
         },
         optional=("layers.*.attention.k_conv.conv", "layers.*.attention.v_conv.conv"),
     ),
+    # the full layers' per-token filters: a head's taps go with the head's rows of the k or v
+    # projection (the fixed taps by channel, the token taps' linear by head); the sliding
+    # layers have none
+    Shards(
+        "layer_kv_convs",
+        {
+            **{f"layers.*.attention.{x}_conv.tap_proj": "token_filter" for x in "kv"},
+            **{f"layers.*.attention.{x}_conv.weight": "token_filter_taps" for x in "kv"},
+        },
+    ),
     # the low-rank branch is an MLP in miniature: its rank split over the ranks, its output
     # summed back whole before the norm, which every rank holds
     Shards(

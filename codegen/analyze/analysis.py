@@ -187,6 +187,7 @@ def _run(ctx: Ctx) -> Features:
     output_convs, kv_convs = residual_convs.detect(ctx)
     branch = low_rank_branch.detect(ctx)
     shape_facts["kv_convs"] = kv_convs
+    shared["kv_convs"] = kv_convs  # the second attention forward's filters read against it
     affine = norm_facts.get("residual_affine") if norm_facts else None
     layer_extras.detect(
         ctx,

@@ -60,7 +60,9 @@ def detect(ctx: Ctx, shared: dict) -> dict:
     (`low_rank_q`, `output_rotation`, `kv_same`, `o_low_rank`, and `layer_logn` where the second
     attention forward is the first log-scaled: see `layer_attention`)."""
     facts: dict = {}
-    layer_logn, layer_inputs = _layer_forwards(ctx, shared)
+    layer_logn, layer_inputs, layer_convs = _layer_forwards(ctx, shared)
+    if layer_convs is not None:
+        facts["layer_kv_convs"] = layer_convs
     if layer_logn is not None:
         facts["layer_logn"] = layer_logn
     if layer_inputs is not None:
@@ -104,13 +106,14 @@ def detect(ctx: Ctx, shared: dict) -> dict:
     return facts
 
 
-def _layer_forwards(ctx: Ctx, shared: dict) -> tuple[dict | None, dict | None]:
+def _layer_forwards(ctx: Ctx, shared: dict) -> tuple[dict | None, dict | None, dict | None]:
     """Attention layers running another forward than the first attention layer's (a class
     of its own with its own `forward`, Inkling-2's full-attention layers beside its sliding
     ones): the facts are read from the first; a second forward that differs from it only by
     a log-of-the-position scale and key/value inputs of its own, each the layer's input
     through a norm of its own (`layer_attention.read`), is those facts (`layer_logn`,
-    `layer_inputs`), the others are named."""
+    `layer_inputs`), with input-dependent key/value filters in place of the first's residual
+    ones (`layer_kv_convs`, `dynamic_convs`), the others are named."""
     forwards: dict[int, tuple] = {}  # id(forward) -> (class name, site, layers, info)
     for entry in shared.get("per_layer", ()):
         info = entry.get("info")
@@ -123,13 +126,15 @@ def _layer_forwards(ctx: Ctx, shared: dict) -> tuple[dict | None, dict | None]:
         )
         layers.append(entry["index"])
     if len(forwards) < 2:
-        return None, None
+        return None, None, None
     (first, _, read, rep), *others = forwards.values()
     if len(others) == 1 and others[0][3].trace is not None and rep.trace is not None:
         full = [e["index"] for e in shared.get("per_layer", ()) if e["type"] == "full"]
-        fact, inputs, differs = layer_attention.read(ctx, rep, others[0][3], others[0][2], full)
+        fact, inputs, convs, differs = layer_attention.read(
+            ctx, rep, others[0][3], others[0][2], full, shared.get("kv_convs")
+        )
         if fact is not None:
-            return fact, inputs
+            return fact, inputs, convs
         others = [(others[0][0], others[0][1], others[0][2], differs)]
     parts = [
         f"{name} on layers {span(layers)}{f' ({why})' if isinstance(why, str) else ''}"
@@ -141,7 +146,7 @@ def _layer_forwards(ctx: Ctx, shared: dict) -> tuple[dict | None, dict | None]:
         f" facts are read): {'; '.join(parts)}: no rule yet",
         others[0][1],
     )
-    return None, None
+    return None, None, None
 
 
 def _unprojected_attentions(ctx: Ctx) -> None:

@@ -306,7 +306,11 @@ def _linears(rec: ModuleRec) -> dict[str, tuple]:
 def _shapes(info) -> tuple | None:
     """(q, k, v, o) feature counts of separate q/k/v projections; None when fused or unread."""
     mods = []
+    own = {id(child) for _, child in info.rec.children()}
     for lins in (info.q_lins, info.k_lins, info.v_lins):
+        # the attention's own projections: a linear inside a filter on the keys (per-token
+        # taps) reaches them too
+        lins = [lin for lin in lins or () if id(lin.module) in own] if lins else lins
         if not lins or len(lins) != 1 or not isinstance(lins[0].module, ModuleRec):
             return None
         mods.append(lins[0].module)

@@ -184,6 +184,11 @@ class Attention:
     # through a norm of its own (Inkling-2's full layers): {"norms": {"q"|"k"|"v": <HF norm
     # attribute>}, "reads": {"k"|"v": (<HF projection attributes>,)}}; layer_attention.py
     layer_inputs: dict | None = None
+    # that second forward's key/value filters take per-token taps (fixed taps plus a linear
+    # of the projection's input, one set per group of channels) in place of the first's
+    # residual ones: {"convs": ((<attr>, <projection>),), "static", "proj", "layout",
+    # "kernel", "kernel_field", "groups", "divisor", "fp32"}; see analyze/dynamic_convs.py
+    layer_kv_convs: dict | None = None
     sub_norm: bool | str = False  # the attention output normed before the output projection
     # the attention output's heads rotated by the query's rotary factors before the output
     # projection: none | inverse (the conjugate rotation, sin negated: DeepSeek-V4 turns back

@@ -36,6 +36,7 @@ from __future__ import annotations
 import libcst as cst
 import libcst.matchers as m
 
+from codegen.analyze import dynamic_convs
 from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import Term, strip, walk
 from codegen.analyze.evaluate import ModuleRec
@@ -47,28 +48,86 @@ INPUTS = "attention.layer_inputs"
 
 
 def read(
-    ctx: Ctx, first, other, layers: list[int], full: list[int]
-) -> tuple[dict | None, dict | None, str]:
-    """(fact, inputs fact, what differs) of the attention `other` (AttnInfo, on `layers`)
-    against `first`; `full`: the layers without a window (the ones a second class may
-    select)."""
+    ctx: Ctx, first, other, layers: list[int], full: list[int], kv_convs: dict | None = None
+) -> tuple[dict | None, dict | None, dict | None, str]:
+    """(fact, inputs fact, filters fact, what differs) of the attention `other` (AttnInfo,
+    on `layers`) against `first`; `full`: the layers without a window (the ones a second
+    class may select); `kv_convs`: the first's residual key/value filters, which the
+    second's input-dependent ones (`dynamic_convs`) stand in for when the traces are
+    compared (each filter's own operations one step)."""
     if sorted(layers) != sorted(full):
-        return None, None, "on other layers than the full-attention ones"
-    ours, theirs = first.trace.terms, other.trace.terms
+        return None, None, None, "on other layers than the full-attention ones"
+    convs = dynamic_convs.read(ctx, first, other, kv_convs)
+    ours, ran = _collapsed(first.trace.terms, _node(first.rec), _scopes(first.rec, convs))
+    theirs, runs = _collapsed(other.trace.terms, _node(other.rec), _scopes(other.rec, convs))
     extra = [t for t in theirs if _scaled_product(t)]
     own = _own_inputs(first, other)
     skip = {id(t) for t in extra}
-    if _signature(first.rec, ours, set()) != _signature(other.rec, theirs, skip, own):
-        return None, None, _differences(ctx, first, other, extra, own, layers)
+    if _signature(first.rec, ours, set(), through=ran) != _signature(
+        other.rec, theirs, skip, own, through=runs
+    ):
+        return None, None, None, _differences(ctx, first, other, extra, own, layers)
     inputs = None
     if own:
-        inputs, why = _inputs(ctx, other, own, layers)
+        inputs, why = _inputs(ctx, other, own, layers, set(runs))
         if inputs is None:
-            return None, None, why
+            return None, None, None, why
     elif not extra:
-        return None, None, "the same operations on modules of other classes"
+        return None, None, None, "the same operations on modules of other classes"
     fact, differs = _scale(ctx, other, extra)
-    return fact, inputs if fact is not None else None, differs
+    found = fact is not None
+    return fact, inputs if found else None, convs if found else None, differs
+
+
+def _node(rec: ModuleRec) -> cst.CSTNode | None:
+    return rec.cls.node if rec.cls is not None else None
+
+
+def _scopes(rec: ModuleRec, convs: dict | None) -> set[int]:
+    """ids of the class definitions of the attention's key/value filters `convs` names."""
+    found = set()
+    for name, _ in (convs or {}).get("convs", ()):
+        child = rec.attrs.get(name)
+        if isinstance(child, ModuleRec) and child.cls is not None:
+            found.add(id(child.cls.node))
+    return found
+
+
+def _collapsed(
+    terms: list[Term], own: cst.CSTNode | None, scopes: set[int]
+) -> tuple[list[Term], dict[int, Term]]:
+    """`terms` with each run of terms traced outside the attention's own class `own` (an
+    inlined forward, and the functions it calls) that holds a term of a class `scopes` names
+    (a key/value filter's) replaced by one `conv` term over the run's first outside tensor
+    that is no input; each run term -> that term (what later terms read)."""
+    out: list[Term] = []
+    run: list[Term] = []
+    alias: dict[int, Term] = {}
+
+    def close():
+        if run and any(t.site is not None and id(t.site.scope) in scopes for t in run):
+            inside = {id(t) for t in run}
+            outside = [
+                a
+                for t in run
+                for a in t.args
+                if isinstance(a, Term) and id(a) not in inside and a.op != "input"
+            ]
+            out.append(Term(op="conv", name="conv", args=tuple(outside[:1]), site=run[-1].site))
+            alias.update({id(t): out[-1] for t in run})
+        else:
+            out.extend(run)
+        run.clear()
+
+    for t in terms:
+        scope = t.site.scope if t.site is not None else None
+        if scopes and (scope is not own if scope is not None else bool(run)):
+            run.append(t)  # an unsited term (a parameter read) inside a run is the run's
+            continue
+        close()
+        out.append(t)
+    close()
+    return out, alias
 
 
 def _scale(ctx: Ctx, other, extra: list[Term], cite: bool = True) -> tuple[dict | None, str]:
@@ -128,12 +187,15 @@ def _attribute(t: Term) -> str | None:
     return None
 
 
-def _inputs(ctx: Ctx, other, own: dict[int, Term], layers: list[int]) -> tuple[dict | None, str]:
-    """The inputs fact (see the module's doc), or None and what is not read."""
+def _inputs(
+    ctx: Ctx, other, own: dict[int, Term], layers: list[int], inside: frozenset | set = frozenset()
+) -> tuple[dict | None, str]:
+    """The inputs fact (see the module's doc), or None and what is not read; `inside`: ids of
+    terms of the key/value filters' own forwards (their taps read the inputs too)."""
     terms = other.trace.terms
     inputs = [t for t in terms if t.op == "input"]
     names = ", ".join(t.name for t in inputs if id(t) in own)
-    reads = _projection_reads(ctx, other, own)
+    reads = _projection_reads(ctx, other, own, inside)
     if reads is None:
         return None, f"inputs of its own ({names}) read by other than the key or value projections"
     norms = _layer_norms(ctx, other, [t.name for t in inputs], own, layers)
@@ -154,7 +216,9 @@ def _inputs(ctx: Ctx, other, own: dict[int, Term], layers: list[int]) -> tuple[d
     return {"norms": found, "reads": {role: attrs for role, (_, attrs) in reads.items()}}, ""
 
 
-def _projection_reads(ctx: Ctx, other, own: dict[int, Term]) -> dict[str, tuple] | None:
+def _projection_reads(
+    ctx: Ctx, other, own: dict[int, Term], inside: frozenset | set = frozenset()
+) -> dict[str, tuple] | None:
     """{"k": (input name, (projection attributes...)), "v": ...}: the projections each own
     input feeds, all on the kernel's keys or all on its values; None where an input has
     another reader, or the two do not split into keys and values."""
@@ -167,7 +231,7 @@ def _projection_reads(ctx: Ctx, other, own: dict[int, Term]) -> dict[str, tuple]
     for t in terms:
         if t.op != "input" or id(t) not in own:
             continue
-        readers = _readers(terms, t)
+        readers = [r for r in _readers(terms, t) if id(r) not in inside]
         attrs = tuple(_attribute(r) for r in readers)
         if not readers or None in attrs or not all(_linear(ctx, r) for r in readers):
             return None
@@ -298,10 +362,15 @@ def _feeds(t: Term, target) -> bool:
 
 
 def _signature(
-    rec: ModuleRec, terms: list[Term], skip: set[int], alias: dict[int, Term] | None = None
+    rec: ModuleRec,
+    terms: list[Term],
+    skip: set[int],
+    alias: dict[int, Term] | None = None,
+    through: dict[int, Term] | None = None,
 ) -> list:
     """Each term's operation, module (class and attribute) and inputs (earlier terms by
-    position); a skipped product stands for its tensor, an aliased input for its alias."""
+    position); a skipped product stands for its tensor, an aliased input for its alias, a
+    term left out of `terms` for the one `through` names (`_collapsed`)."""
     names = {id(child): name for name, child in rec.attrs.items()}
     index: dict[int, object] = {}
     out = []
@@ -321,6 +390,7 @@ def _signature(
 
         def ref(value):
             if isinstance(value, Term):
+                value = (through or {}).get(id(value), value)
                 return index.get(id(value), "?")
             return "self" if value is rec else "c"
 

@@ -124,6 +124,7 @@ COMPARED: dict[str, Any] = {
     "attention.logn": lambda logn: logn is not None,
     "attention.layer_logn": lambda found: found is not None,
     "attention.layer_inputs": lambda found: found is not None,
+    "attention.layer_kv_convs": lambda found: found is not None,
     "attention.sub_norm": None,
     "attention.output_rotation": None,
     "attention.kv_same": None,
@@ -265,6 +266,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "attention.q_latent_raw": (False,),  # a query up-projection reads the normed latent only
     "attention.layer_logn": (False,),  # every attention layer runs one forward
     "attention.layer_inputs": (False,),  # queries, keys and values read one input
+    "attention.layer_kv_convs": (False,),  # no key/value filters with per-token taps
     "attention.logn": (False,),  # queries not scaled by position
     "attention.sub_norm": (False,),  # the attention output goes to o_proj as it is
     "attention.output_rotation": ("none",),  # ... unrotated

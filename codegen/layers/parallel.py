@@ -82,11 +82,17 @@ STYLES = {
     "[experts, dim, hidden] or stored as [experts, hidden, dim]",
     "filter_rows": "a depthwise nn.Conv1d over a row-sharded projection's outputs (`k_conv.conv` "
     "over `wk`, its sibling): each rank holds the filters of the rows the projection holds",
+    "token_filter": "the nn.Linear projecting a per-token filter's taps (`k_conv.tap_proj`, "
+    "one set of `kernel` taps per head, over the row-sharded projection `wk`'s outputs): each "
+    "rank holds the taps of the heads the projection's rows make up, and its filter's fixed "
+    "taps (`k_conv.weight`, one row per channel) the rows the projection holds",
+    "token_filter_taps": "a per-token filter's fixed taps (`k_conv.weight`), split by its "
+    "`token_filter` entry",
     "expert_bias": "per-expert bias `<weight>_bias` [experts, out], split as its weight "
     "(a down bias is whole on every tp rank and added by one of them)",
 }
 _EXPERT_STYLES = ("expert_colwise", "expert_colwise_gate_up", "expert_rowwise", "expert_bias")
-_PARAM_STYLES = (*_EXPERT_STYLES, "head_param")  # styles that name parameters
+_PARAM_STYLES = (*_EXPERT_STYLES, "head_param", "token_filter_taps")  # styles that name parameters
 _LINEAR_STYLES = (
     "colwise",
     "colwise_gate_up",
@@ -98,6 +104,7 @@ _LINEAR_STYLES = (
     "vocab_head",
     "rope_key_tail",
     "grouped_colwise",
+    "token_filter",
 )
 
 
@@ -300,6 +307,8 @@ def _tensor_parallel(model: nn.Module, tp_mesh, modules: dict[str, str]) -> None
             _colwise_kv(model, name, tp_mesh)
         elif style == "filter_rows":
             _filter_rows(model, name, tp_mesh)
+        elif style == "token_filter":
+            _token_filter(model, name, tp_mesh)
         elif style == "head_slice":
             _slice_heads(module, name, size, rank)
         elif style == "grouped_colwise":
@@ -471,6 +480,31 @@ def _filter_rows(model: nn.Module, name: str, mesh) -> None:
     _row_shard(module, name, mesh, lambda r: per_rank[r], local_input=True)
     # one filter per local channel: the rank's module is as wide as its rows
     module.in_channels = module.out_channels = module.groups = per_rank.shape[1]
+
+
+def _token_filter(model: nn.Module, name: str, mesh) -> None:
+    """`<owner>.<x>_conv.tap_proj` (styled after the row-sharded projection `<owner>.w<x>`):
+    the filter over that projection's outputs computes one set of `kernel` taps per head
+    (`weight` rows of the head's channels plus the linear's rows of the head); rank r holds
+    the rows of the heads the projection's rows on it make up, whole heads, and filters its
+    local outputs with them."""
+    owner, conv, _ = name.rsplit(".", 2)
+    projection = model.get_submodule(f"{owner}.w{conv.removesuffix('_conv')}")
+    order = getattr(projection, "tp_rows", None)
+    module, proj = model.get_submodule(f"{owner}.{conv}"), model.get_submodule(name)
+    if order is None or not isinstance(getattr(module, "weight", None), nn.Parameter):
+        raise PlanError(f"{name}: 'token_filter' needs a filter beside a row-sharded projection")
+    kernel = module.weight.shape[1]
+    heads = proj.out_features // kernel
+    width = module.weight.shape[0] // heads  # channels per head
+    per_rank = order.view(mesh.size(), -1)
+    firsts = per_rank[:, ::width]
+    whole = per_rank.view(mesh.size(), -1, width) - firsts[..., None]
+    if per_rank.shape[1] % width or (firsts % width).any() or (whole != torch.arange(width)).any():
+        raise PlanError(f"{name}: the projection's rows on a rank are not whole heads")
+    taps = (firsts // width)[..., None] * kernel + torch.arange(kernel)  # (ranks, heads, kernel)
+    _row_shard(module, f"{owner}.{conv}", mesh, lambda r: per_rank[r], local_input=True)
+    _row_shard(proj, name, mesh, lambda r: taps[r].flatten())
 
 
 def _row_shard(module: nn.Module, name: str, mesh, rows_of, local_input: bool = False) -> None:

@@ -91,6 +91,8 @@ class AlignHfKeys(Transform):
 
         renamed: dict[str, str] = {}
         run(package, "state_dict_adapter.py", EditDict("from_hf_map", rewrite))
+        if renamed:  # the keys stored transposed are named as their rows are
+            run(package, "state_dict_adapter.py", _RenameTransposed(renamed), required=False)
         if chunked:
             listed = ", ".join(f"{fused!r}: {tuple(parts)!r}" for fused, parts in chunked)
             note = "# checkpoint tensors holding the tensors of several rows (split on load)\n"
@@ -344,3 +346,27 @@ class _SwitchedBiases(cst.CSTVisitor):
                     )
                     if not literal:
                         self.found.add(target.attr.value)
+
+
+class _RenameTransposed(cst.CSTTransformer):
+    """The checkpoint keys in the adapter's `transposed = frozenset({...})` renamed by
+    `renamed` (HF key template -> the checkpoint's)."""
+
+    def __init__(self, renamed: dict[str, str]):
+        super().__init__()
+        self.renamed, self.hits, self.inside = renamed, 0, False
+
+    def visit_Assign(self, node: cst.Assign) -> None:
+        target = node.targets[0].target
+        self.inside = isinstance(target, cst.Name) and target.value == "transposed"
+
+    def leave_Assign(self, original, updated):
+        self.inside = False
+        return updated
+
+    def leave_SimpleString(self, original, updated):
+        key = original.evaluated_value if self.inside else None
+        if key in self.renamed:
+            self.hits += 1
+            return updated.with_changes(value=json.dumps(self.renamed[key]))
+        return updated

@@ -361,3 +361,29 @@ def test_rows_the_conversion_mapping_renames_leave_the_others_to_elimination():
     ):
         row = f'"model.layers.{{}}.attn.{hf}.weight": "layers.{{}}.attention.{house}.weight"'
         assert row in rows
+
+
+TRANSPOSED = """
+class StateDictAdapter:
+    from_hf_map = {
+        "model.layers.{}.self_attn.o_proj.weight": "layers.{}.attention.wo.weight",
+        "model.layers.{}.self_attn.k_sconv.static_weight": "layers.{}.attention.k_conv.weight",
+    }
+    transposed = frozenset({"model.layers.{}.self_attn.k_sconv.static_weight"})
+"""
+
+
+def test_keys_stored_transposed_are_renamed_with_their_rows():
+    """A checkpoint naming the module otherwise (Inkling-2's `attn.k_sconv.static_w`): the
+    adapter's `transposed` set names the key as its row does."""
+    package = package_of({"state_dict_adapter.py": TRANSPOSED, "model.py": MODEL})
+    AlignHfKeys().apply(
+        package,
+        prefix="model.llm.layers",
+        layer_keys=["attn.o_proj.weight", "attn.k_sconv.static_w"],
+        other_keys=[],
+    )
+    table = package.render()["state_dict_adapter.py"]
+    key = "model.llm.layers.{}.attn.k_sconv.static_w"
+    assert f'"{key}": "layers.{{}}.attention.k_conv.weight"' in table
+    assert f'transposed = frozenset({{"{key}"}})' in table

@@ -56,11 +56,12 @@ def test_a_rotation_the_text_model_never_builds_is_no_position_table(features):
     assert "embedding.positions" not in {u.feature for u in features.unsupported}
 
 
-def test_parts_no_rule_builds_are_named(features):
-    """The full-attention layers' own forward (its input-dependent convolutions) is one
-    line: the facts above are read from the sliding layers' token attention."""
+def test_no_part_is_named(features):
+    """The full-attention layers' own forward is read against the sliding layers' (the
+    facts above), its input-dependent convolutions too (`attention.layer_kv_convs`)."""
     named = {u.feature: u.detail for u in features.unsupported}
-    assert "FullAttention on layers 5,11" in named["attention.layer_forwards"]
+    assert "attention.layer_forwards" not in named
+    assert features.attention.layer_kv_convs["divisor"] == "math.sqrt(2 * kernel + 1)"
     # the block attention residuals: read as the attention before, now depth mixers beside
     # it (block.attention_residuals), the full layers' three-query form too
     assert "attention.unprojected" not in named

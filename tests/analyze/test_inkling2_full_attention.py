@@ -65,20 +65,56 @@ def test_a_second_forward_that_differs_otherwise_is_named(tmp_path, pattern, rep
     assert "FullAttention on layers 5" in _named(features)["attention.layer_forwards"]
 
 
-def test_transformers_own_full_layers_are_named_with_what_differs(tmp_path):
-    """The scale is no longer named (the rule builds it), nor the inputs of its own (the
-    layer computes them with its block attention residual's three queries, each through a
-    norm of its own), the input-dependent convolutions are."""
+DYNAMIC = {
+    "convs": (("k_sconv", "k_proj"), ("v_sconv", "v_proj")),
+    "static": "static_weight",
+    "proj": "weight_proj",
+    "layout": "kernel_channels",
+    "kernel": 4,
+    "kernel_field": "conv_kernel_size",
+    "groups": 8,
+    "divisor": "math.sqrt(2 * kernel + 1)",
+    "fp32": True,
+}
+
+
+def test_transformers_own_full_layers_are_read(tmp_path):
+    """Nothing is named any more: the scale, the inputs of its own (the layer computes them
+    with its block attention residual's three queries, each through a norm of its own) and
+    the input-dependent convolutions on the keys and values are facts."""
     features = analyze(rename_model("inkling2_text", "wombat", str(tmp_path))[0])
-    assert features.attention.layer_logn is None
+    assert features.attention.layer_logn == FOUND
+    assert features.attention.layer_inputs is not None
+    assert features.attention.layer_kv_convs == DYNAMIC
+    assert "attention.layer_forwards" not in _named(features)
+    where = features.evidence["attention.layer_kv_convs"]
+    line = int(where.split(":")[1].split()[0])
+    source = (tmp_path / "wombat" / "modeling_wombat.py").read_text().splitlines()
+    assert "self.k_sconv = " in source[line - 1] and "DynamicShortConvolution(" in source[line - 1]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "replacement"),
+    [
+        # the sum divided by a constant, not an expression over the kernel
+        (r"/ math\.sqrt\(2 \* self\.conv_kernel_size \+ 1\)", "/ 3.0"),
+        # the key filter's taps projected from the queries' input
+        (
+            r"(self\.k_proj\(key_hidden_states\)), key_hidden_states,",
+            r"\1, hidden_states,",
+        ),
+    ],
+)
+def test_input_dependent_convolutions_of_another_form_are_named(tmp_path, pattern, replacement):
+    copy = derive_full(tmp_path, "wombat", dynamic_convs=True)
+    path = copy / "modeling_wombat.py"
+    source, count = re.subn(pattern, replacement, path.read_text(), count=1, flags=re.DOTALL)
+    assert count
+    path.write_text(source)
+    features = analyze(str(copy))
+    assert features.attention.layer_kv_convs is None
     named = _named(features)["attention.layer_forwards"]
-    assert "inputs of its own" not in named
-    assert re.search(
-        r"k_sconv: \w+DynamicShortConvolution in place of \w+ShortConvolution, reading the"
-        " forward's own inputs too",
-        named,
-    )
-    assert "position scale" not in named
+    assert re.search(r"k_sconv: \w+DynamicShortConvolution in place of", named)
 
 
 INPUTS = {

@@ -10,7 +10,8 @@ and the input-dependent short convolutions (the sliding layers' static ones in t
 Kept on the full layers: their own attention class, whose queries and relative states are
 scaled by the log of the token's position; with `own_inputs`, their key and value inputs
 of their own too (the stream normed by the layer's key and value input norms, beside the
-query's), the short convolutions static still."""
+query's), the short convolutions static still; with `dynamic_convs`, those inputs and the
+input-dependent short convolutions they feed the taps of (HF's full layers' own)."""
 
 from __future__ import annotations
 
@@ -57,18 +58,23 @@ OWN_INPUTS = [
 
 
 def derive_full(
-    dest: Path, name: str, own_inputs: bool = False, block_residuals: bool = False
+    dest: Path,
+    name: str,
+    own_inputs: bool = False,
+    block_residuals: bool = False,
+    dynamic_convs: bool = False,
 ) -> Path:
     """The renamed folder; `edits` apply to every match (both layer classes), `once` to the
     first. `own_inputs`: the full layers keep their key and value inputs (each the layer's
     input through a norm of its own). `block_residuals` keeps the block attention residuals
     (with the full layers' own inputs as HF reads them: the three outputs of their depth
-    module's three queries, each through its norm)."""
+    module's three queries, each through its norm). `dynamic_convs` keeps the full layers'
+    input-dependent short convolutions (and the key and value inputs their taps read)."""
     folder = remote_folder("inkling2_text", dest, name=name)
     path = folder / f"modeling_{name}.py"
     source = path.read_text()
     p = re.search(r"class (\w+)SlidingAttention\b", source).group(1)
-    own_inputs = own_inputs or block_residuals
+    own_inputs = own_inputs or block_residuals or dynamic_convs
     keys, values = (
         ("key_hidden_states", "value_hidden_states") if own_inputs else ("hidden_states",) * 2
     )
@@ -84,6 +90,8 @@ def derive_full(
         (r"self\.k_l2_clip\((key_states\.view\(hidden_shape\))\)", r"\1"),
         (r"self\.rel_l2_clip\((relative_states\.view\([^)]*\))\)", r"\1"),
         (r"            sinks=sinks\.transpose\(1, 2\)\.unsqueeze\(-1\),\n", ""),
+    ]
+    static = [
         # the full layers: static short convolutions on the keys and values
         (
             rf"self\.k_sconv = {p}DynamicShortConvolution\(.*?\n        \)",
@@ -104,6 +112,7 @@ def derive_full(
             rf"self.v_sconv(self.v_proj({values}), \1, \2)",
         ),
     ]
+    edits += [] if dynamic_convs else static
     edits += [] if block_residuals else OWN_INPUTS if own_inputs else ONE_INPUT
     once = [(r"        logits = self\.logit_softcap\(logits\)\n", "")]
     for pattern, replacement in edits:
