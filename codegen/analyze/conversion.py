@@ -258,12 +258,34 @@ def _reversed_regex(source: str, target: str, shift: int = 0):
     return rewrite
 
 
+# operations that reorder a stored tensor's contents on load (Inkling-2's `Interleave(dim=1)`
+# of its experts' gate and up rows): the adapter table maps names, not layouts, so a package
+# loading such a tensor as stored would be a different model
+_REORDERING = frozenset({"Interleave", "PermuteForRope"})
+
+
+def _reordering(call: CallRec) -> str | None:
+    """The name of the first `_REORDERING` operation a converter applies; None otherwise."""
+    operations = _args(call, 2, "operations")
+    for op in operations if isinstance(operations, list | tuple) else ():
+        if isinstance(op, CallRec) and (name := op.name.rsplit(".", 1)[-1]) in _REORDERING:
+            return name
+    return None
+
+
 def unreversed(keys: list[str], transforms: list[CallRec]) -> list[str]:
     """The transforms `to_checkpoint` does not reverse that would rename one of the module
-    `keys` on load (an index offset, a regex it cannot read): described, one each."""
+    `keys` on load (an index offset, a regex it cannot read), or reorder one's contents (a
+    `_REORDERING` operation): described, one each."""
     found = []
     for call in transforms:
         kind = call.name.rsplit(".", 1)[-1]
+        if kind == "WeightConverter" and (op := _reordering(call)) is not None:
+            sources = _patterns(_args(call, 0, "source_patterns"))
+            targets = [t for t in map(_literal, _patterns(_args(call, 1, "target_patterns"))) if t]
+            if any(_match(k, t) for k in keys for t in targets):
+                found.append(f"{kind} ({sources[0]!r} -> {targets[0]!r}: {op}, contents reordered)")
+            continue
         if kind in ("WeightRenaming", "WeightConverter") or chunk_split(call) is not None:
             continue
         sources = _patterns(_args(call, 0, "source_patterns"))

@@ -178,8 +178,8 @@ def detect(ctx: Ctx, roles: RoleBook) -> tuple[StateDict, dict]:
             if outside or refused or len(prefixes) > 1:
                 ctx.unsupported(
                     "state_dict.conversion",
-                    "the checkpoint's keys are renamed on load in a way the adapter table"
-                    " cannot undo: "
+                    "the checkpoint's keys are renamed (or tensors reordered) on load in a way"
+                    " the adapter table cannot undo: "
                     + "; ".join(
                         [f"layer tensors stored under no layer index ({', '.join(outside)})"]
                         * bool(outside)

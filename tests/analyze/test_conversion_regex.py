@@ -74,3 +74,28 @@ def test_an_index_offset_renaming_is_undone_with_the_index_shifted():
     found, notes = to_checkpoint(keys, [rename])
     assert found == ["model.attn_res.attn_queries.{-1}", "model.attn_res.attn_queries.2"]
     assert not notes
+
+
+def test_a_converter_that_reorders_contents_is_named_where_it_reaches_a_key():
+    """transformers' `Interleave(dim=1)` turns a stored fused gate/up tensor's row order on
+    load: the adapter maps names only, so the converter is named for the keys it reaches."""
+    from codegen.analyze.conversion import unreversed
+    from codegen.analyze.evaluate import CallRec
+
+    interleave = CallRec(
+        "WeightConverter",
+        (),
+        {
+            "source_patterns": r"mlp\.experts\.w13_weight",
+            "target_patterns": "mlp.experts.gate_up_proj",
+            "operations": [CallRec("Interleave", (), {"dim": 1})],
+        },
+    )
+    rename = CallRec("WeightRenaming", (r"mlp\.experts\.w2_weight", "mlp.experts.down_proj"), {})
+    keys = ["model.layers.{}.mlp.experts.gate_up_proj", "model.layers.{}.mlp.experts.down_proj"]
+    assert unreversed(keys, [interleave, rename]) == [
+        r"WeightConverter ('mlp\\.experts\\.w13_weight' -> 'mlp.experts.gate_up_proj':"
+        " Interleave, contents reordered)"
+    ]
+    # a package without the fused tensor is not concerned
+    assert unreversed(keys[1:], [interleave, rename]) == []
