@@ -40,7 +40,7 @@ def _found(features) -> dict:
 
 def _source_line(model_type: str, evidence: str) -> str:
     """The source line an evidence `modeling_x.py:N` points at."""
-    name, line = evidence.split(" ", 1)[0].split(":")
+    name, line = evidence.split(" ", 1)[0].rstrip(",").split(":")
     modeling = model_type_files(model_type)[0]
     assert modeling.endswith(name)
     return linecache.getline(modeling, int(line))
@@ -112,6 +112,7 @@ def test_deepseek_v4_attention_forms_a_rule_builds_are_facts_cited_where_the_cod
         "b_norm": "q_b_norm",
         "rank": "q_lora_rank",
         "eps": "rms_norm_eps",
+        "b_norm_rounded": True,  # x * rsqrt(...).to(x.dtype): scaled in the query's dtype
     }
     assert "self.q_a_norm(self.q_a_proj(hidden_states))" in _source_line(
         "deepseek_v4", features.evidence["attention.low_rank_q"]
