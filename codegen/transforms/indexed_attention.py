@@ -203,8 +203,10 @@ class IndexedAttention(Transform):
         if edits.attention_is_explicit(package):
             if layer_type is not None:
                 raise EditError("an indexer on some layer types of explicit attention")
-            masking = calls("scores.masked_fill_")
-            keep = InsertStatements("Attention", "forward", masking, code, before=True)
+            # before the scores are made: the indexer's own (batch, seq, heads, keys) scores
+            # are not held beside the attention's (HF selects before it attends, too)
+            scoring = assigns("scores")
+            keep = InsertStatements("Attention", "forward", scoring, code, before=True)
             run(package, "model.py", keep)
             edits.replace_expressions(
                 package,

@@ -328,3 +328,28 @@ def test_the_scores_scale_on_the_weights_where_hf_applies_it_there():
     assert "scores = F.relu(scores)  # (batch, seq, heads, keys)" in model
     assert "weights = weights * self.n_heads**-0.5 * self.head_dim**-0.5" in model
     assert "scores * self.head_dim**-0.5" not in model
+
+
+def test_explicit_attention_selects_its_keys_before_making_its_scores():
+    """Written-out attention (HY-V4's, with sinks) runs the indexer before `scores = q @ k...`,
+    as HF selects before it attends: the indexer's (batch, seq, heads, keys) fp32 scores are
+    not held beside the attention's (batch, heads, seq, keys) ones, which raised the forward's
+    peak memory above HF's. The masking still hides the keys the indexer left out."""
+    from codegen.transforms import _attention_edits
+
+    package = _deepseek_v3()
+    _attention_edits.make_attention_explicit(package)
+    IndexedAttention().apply(package, indexer=NAMES)
+    model = package.render()["model.py"]
+    compile(model, "model.py", "exec")
+    forward = _attention_edits.find_method(package.module("model.py"), "Attention", "forward")
+    lines = [package.module("model.py").code_for_node(s) for s in forward.body.body]
+    index = {
+        name: next(i for i, line in enumerate(lines) if anchor in line)
+        for name, anchor in (
+            ("keep", "keep = self.indexer(x, q_latent, rope)"),
+            ("scores", "scores = q @ k.transpose(2, 3)"),
+            ("masking", "scores.masked_fill_(future | ~keep"),
+        )
+    }
+    assert index["keep"] < index["scores"] < index["masking"]
