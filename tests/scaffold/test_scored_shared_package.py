@@ -48,8 +48,9 @@ def test_package_verifies_with_its_settings(folder, built, capsys):
     models, _ = built
     rows = _verify(folder, models, capsys, "--dtype", "fp32")
     ran = [row for row in rows if row["status"] != "refused"]
-    # the base case and mlp_layer_types mixing dense and sparse layers
-    assert len(ran) == 2 and all(row["status"] == "pass" for row in ran), rows
+    # the base case, mlp_layer_types mixing dense and sparse layers, and the logits cut to
+    # unpadded_vocab_size (rule vocab_crop)
+    assert len(ran) == 3 and all(row["status"] == "pass" for row in ran), rows
 
 
 @pytest.mark.parametrize(
