@@ -181,6 +181,17 @@ def bench_sizes(config_class, toy: dict) -> dict:
             and len(value) == toy.get(layers)
         ):
             sizes[name] = (value * sizes[layers])[: sizes[layers]]
+    for name, value in toy.items():
+        # a count of some of the layers (gemma3n's num_kv_shared_layers: 5 of the toy's 10)
+        # that would exceed the shorter stack keeps its share of the layers
+        if (
+            name not in sizes
+            and "layers" in name
+            and layers in sizes
+            and type(value) is int
+            and sizes[layers] < value < toy.get(layers, 0)
+        ):
+            sizes[name] = max(1, round(value * sizes[layers] / toy[layers]))
     heads, kv_heads = (
         stored_name(config_class, field) for field in ("num_attention_heads", "num_key_value_heads")
     )
