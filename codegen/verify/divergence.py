@@ -262,6 +262,33 @@ class _Recorder:
             handle.remove()
 
 
+@dataclass
+class Recording:
+    """Module records as `_Recorder` keeps them, without its hooks: by module its first
+    input and outputs (`records`), the modules in call order (`order`) and the other
+    tensors each was given (`inputs`)."""
+
+    records: dict
+    order: list
+    inputs: dict
+
+
+def record_modules(model: nn.Module) -> _Recorder:
+    """Hooks recording every named module of `model` on its next forward (`close()` after)."""
+    return _Recorder(model, [name for name, _ in model.named_modules() if name])
+
+
+def first_diverging_module(model, recorded, reference, tolerance: float):
+    """(module, relative diff) where a run of the package (`recorded`, a sharded rank's)
+    first parts from the same package's `reference` run, modules paired by name: the
+    culprit as `find_divergence` names one (its output apart, all it is given alike; the
+    deepest of the earliest layer); None when no module is."""
+    same = {name: name for name in recorded.order}
+    judge = _Judge(tolerance, 1.0, None)
+    found = _culprit(recorded, reference, same, judge, _layers_name(model))
+    return None if found is None else (found[0], found[2])
+
+
 def _outputs_diff(house: list, hf: list) -> float | None:
     """Largest relative diff over alike outputs; None when the outputs are not comparable
     (a module that returns another shape on each side says nothing either way)."""
@@ -461,27 +488,10 @@ def find_divergence(
             return Divergence(f"{EMBEDDING_STAGE} ({house_embed})", _embedding_name(hf_model), diff)
     # 2. paired modules, in house execution order
     hf_of = dict(pairs)
-    culprits = []
-    for position, house_name in enumerate(house.order):
-        hf_name = hf_of.get(house_name)
-        if hf_name is None or hf_name not in hf.records:
-            continue
-        house_in, house_outs = house.records[house_name]
-        hf_in, hf_outs = hf.records[hf_name]
-        out_diff = _outputs_diff(house_outs, hf_outs)
-        out_limit = judge.limit(hf_name, hf_outs, lambda r: r[1])
-        if out_diff is None or out_diff <= out_limit:
-            continue
-        if _input_diff(house_in, hf_in) <= judge.limit(hf_name, hf_in, lambda r: r[0]):
-            if judge.other_inputs_differ(house, hf, house_name, hf_name):
-                continue
-            if not _computed_elsewhere(house, house_name, hf_outs, out_limit):
-                culprits.append((position, house_name, hf_name, out_diff))
-    if culprits:
-        _, first_name, _, _ = culprits[0]
-        layer = _layer_prefix(first_name, house_layers)
-        same_layer = [c for c in culprits if _layer_prefix(c[1], house_layers) == layer]
-        _, house_name, hf_name, diff = max(same_layer, key=lambda c: (c[1].count("."), -c[0]))
+    found = _culprit(house, hf, hf_of, judge, house_layers)
+    if found is not None:
+        house_name, hf_name, diff = found
+        layer = _layer_prefix(house_name, house_layers)
         if house_name == layer and _all_parts_paired(house_model, layer, hf_of):
             keyed = _keyed_parts(house_model, layer)
             opened = _opened_parts(house_model, layer, hf_of)
@@ -521,6 +531,35 @@ def find_divergence(
     if noise is not None:
         return _largest_growth(house, hf, noise, hf_of, pairs_order=house.order)
     return None
+
+
+def _culprit(house, hf, hf_of: dict, judge: _Judge, layers: str | None):
+    """(module, its pair, output diff) of the first culprit: a paired module whose output
+    departs from its pair's while every tensor it is given agrees, of those in the earliest
+    layer holding one the deepest (its parents' outputs depart with it); None when none
+    does. `house` and `hf` are recordings (`records`, `order`, `inputs` as `_Recorder`'s)."""
+    culprits = []
+    for position, house_name in enumerate(house.order):
+        hf_name = hf_of.get(house_name)
+        if hf_name is None or hf_name not in hf.records:
+            continue
+        house_in, house_outs = house.records[house_name]
+        hf_in, hf_outs = hf.records[hf_name]
+        out_diff = _outputs_diff(house_outs, hf_outs)
+        out_limit = judge.limit(hf_name, hf_outs, lambda r: r[1])
+        if out_diff is None or out_diff <= out_limit:
+            continue
+        if _input_diff(house_in, hf_in) <= judge.limit(hf_name, hf_in, lambda r: r[0]):
+            if judge.other_inputs_differ(house, hf, house_name, hf_name):
+                continue
+            if not _computed_elsewhere(house, house_name, hf_outs, out_limit):
+                culprits.append((position, house_name, hf_name, out_diff))
+    if not culprits:
+        return None
+    layer = _layer_prefix(culprits[0][1], layers)
+    same_layer = [c for c in culprits if _layer_prefix(c[1], layers) == layer]
+    _, house_name, hf_name, diff = max(same_layer, key=lambda c: (c[1].count("."), -c[0]))
+    return house_name, hf_name, diff
 
 
 def _computed_elsewhere(house, house_name: str, hf_outs: list, limit: float) -> bool:

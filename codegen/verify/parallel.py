@@ -17,6 +17,7 @@ one line naming the module it was in; the other ranks are stopped.
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import tempfile
 import time
@@ -31,7 +32,12 @@ import torch
 
 from codegen.errors import CodegenError
 from codegen.verify.compare import GRADIENT_TOLERANCE
-from codegen.verify.divergence import relative_diff
+from codegen.verify.divergence import (
+    Recording,
+    first_diverging_module,
+    record_modules,
+    relative_diff,
+)
 from codegen.verify.id_inputs import package_id_rows, random_ids
 
 # the command line's names for the mesh dims the plans use
@@ -175,8 +181,9 @@ def verify_parallel(
         result.refused = str(err).splitlines()[0] if str(err) else type(err).__name__
         result.seconds = time.perf_counter() - started
         return result
-    reference = _single_device(spec, config, state, tokens, positions, extra)
-    args = (spec, config, state, tokens, positions, extra, dims, parallelize, plan)
+    # data parallel: each rank's modules are compared with the one device's on its own rows
+    reference = _single_device(spec, config, state, tokens, positions, extra, rows > 1)
+    args = (spec, config, state, tokens, positions, extra, dims, parallelize, plan, reference)
     for attempt in range(2):  # a second launch only when the first lost its transport
         error, ranks_out = _launch(args, _world(dims))
         if error is None or not _transport_lost(error) or attempt:
@@ -200,8 +207,8 @@ def _id_rows(spec, config, seed) -> dict[str, int]:
 
 def _launch(args: tuple, world: int) -> tuple[str | None, object]:
     """Run the ranks once: (the first failing rank's line, None) or (None, rank 0's
-    output). The ranks meet through a file store in a private folder (no port to race
-    another process for)."""
+    output, with every rank's first diverging module as `divergences`). The ranks meet
+    through a file store in a private folder (no port to race another process for)."""
     with tempfile.TemporaryDirectory() as directory, _quiet("torch.multiprocessing.spawn"):
         out = Path(directory)
         try:
@@ -221,7 +228,11 @@ def _launch(args: tuple, world: int) -> tuple[str | None, object]:
             return (errors[0] if errors else "a rank failed without a message"), None
         if not (out / "rank0.pt").is_file():
             return "a rank exited without a result", None
-        return None, torch.load(out / "rank0.pt")
+        output = torch.load(out / "rank0.pt")
+        output["divergences"] = [
+            json.loads(path.read_text()) for path in sorted(out.glob("divergence-*.json"))
+        ]
+        return None, output
 
 
 # what a rank reports when the loopback transport between ranks failed (a machine under
@@ -317,7 +328,10 @@ def _loss(logits, tokens):
     )
 
 
-def _single_device(spec, config, state, tokens, positions, extra):
+def _single_device(spec, config, state, tokens, positions, extra, modules: bool = False):
+    """Logits, gradients, each Linear's first activations and the gradients' rounding of
+    the package on one device; `modules`: every module's records too (`record_modules`),
+    to name where a data-parallel rank's forward parts from it."""
     model = _build(spec, config, state)
     seen: dict[str, dict] = {}
 
@@ -328,10 +342,14 @@ def _single_device(spec, config, state, tokens, positions, extra):
     for name, module in model.named_modules():
         if isinstance(module, torch.nn.Linear):
             module.register_forward_hook(lambda m, args, out, name=name: keep(m, args, out, name))
+    recorder = record_modules(model) if modules else None
     logits = model(tokens, positions, **extra)
+    if recorder is not None:
+        recorder.close()
     _loss(logits, tokens).backward()
     grads = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
     return {
+        "modules": recorder,
         "logits": logits.detach(),
         "grads": grads,
         "activations": seen,
@@ -423,6 +441,11 @@ def _compare(result: ParallelResult, reference: dict, parallel: dict) -> None:
     if result.logits_diff > TOLERANCE:
         problems.append(f"logits differ by {result.logits_diff:.2e} of max|logit|")
         where = _first_activation(reference["activations"], parallel.get("activations", []))
+        if parallel.get("divergences"):  # data parallel: the earliest of the ranks' modules
+            _, name, diff, rank = min(parallel["divergences"])
+            where = (
+                f"the forward first differs at {name} ({diff:.2e} of its max, rank {rank}'s rows)"
+            )
         if where:
             problems.append(where)
     worst = ("-", 0.0)
@@ -485,7 +508,9 @@ def _world(dims: dict[str, int]) -> int:
     return size
 
 
-def _worker(rank, spec, config, state, tokens, positions, extra, dims, parallelize, plan, out):
+def _worker(
+    rank, spec, config, state, tokens, positions, extra, dims, parallelize, plan, reference, out
+):
     import torch.distributed as dist
     from torch.distributed.device_mesh import init_device_mesh
 
@@ -523,6 +548,7 @@ def _worker(rank, spec, config, state, tokens, positions, extra, dims, paralleli
             raise _Failure(f"the weights do not load after sharding: {_one_line(err)}") from None
         shards, index = _data_shard(mesh, dims)
         record: list = []
+        recorder = None
         if shards == 1:  # every rank sees the whole batch: its activations compare directly
             _record_sharded(model, record)
         else:  # data parallel (dp_shard and ep): this rank's rows of the batch
@@ -530,7 +556,11 @@ def _worker(rank, spec, config, state, tokens, positions, extra, dims, paralleli
             tokens = tokens[index * rows : (index + 1) * rows]
             positions = None if positions is None else positions[index * rows : (index + 1) * rows]
             extra = {name: ids[index * rows : (index + 1) * rows] for name, ids in extra.items()}
+            recorder = record_modules(model)
         logits = model(tokens, positions, **extra)
+        if recorder is not None:
+            recorder.close()
+            _name_divergence(model, recorder, reference, logits, shards, index, rank, out)
         _loss(logits, tokens).backward()
         where["module"] = None
         if shards > 1:  # every rank's rows, in data-shard order (tp ranks hold copies)
@@ -560,6 +590,65 @@ def _worker(rank, spec, config, state, tokens, positions, extra, dims, paralleli
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _name_divergence(model, recorder, reference, logits, shards, index, rank, out) -> None:
+    """Where this rank's logits part from the one device's on its rows: the first diverging
+    module, as verify names it (`first_diverging_module`), written to `divergence-RANK.json`
+    as [call position, module, relative diff, rank]."""
+    if relative_diff(logits, _own_rows(logits, reference["logits"], shards, index)) <= TOLERANCE:
+        return
+    mine, theirs = _rows_recorded(recorder, reference["modules"], shards, index)
+    found = first_diverging_module(model, mine, theirs, TOLERANCE)
+    if found is not None:
+        line = [recorder.order.index(found[0]), found[0], found[1], rank]
+        (out / f"divergence-{rank}.json").write_text(json.dumps(line))
+
+
+def _own_rows(local, full, shards: int, index: int):
+    """The one device's `full` cut to this data shard's rows when `local` is this rank's
+    part of it (a leading dim `shards` times shorter: batch rows, or tokens flattened in
+    batch order); else None (a table alike on every rank, a statistic of the rank's tokens)."""
+    if local is None or full is None or hasattr(local, "to_local"):  # a DTensor: tp's check
+        return None
+    if local.ndim == 0 or local.ndim != full.ndim:
+        return None
+    if local.shape[1:] != full.shape[1:] or local.shape[0] * shards != full.shape[0]:
+        return None
+    size = local.shape[0]
+    return full[index * size : (index + 1) * size]
+
+
+def _rows_recorded(recorder, reference, shards: int, index: int) -> tuple:
+    """(this rank's, the one device's) module records holding only the tensors that carry
+    the batch's rows, the one device's cut to this rank's (`_own_rows`); a first input that
+    carries none is None on both sides (compared as apart: such a module is never named)."""
+
+    def pair(local, full):
+        cut = _own_rows(local, full, shards, index)
+        return (None, None) if cut is None else (local, cut)
+
+    def pairs(locals_, fulls):
+        kept = [pair(a, b) for a, b in zip(locals_, fulls, strict=False)]
+        kept = [(a, b) for a, b in kept if a is not None]
+        return [a for a, _ in kept], [b for _, b in kept]
+
+    mine, theirs = Recording({}, [], {}), Recording({}, [], {})
+    for name in recorder.order:
+        if name not in reference.records:
+            continue
+        (local_in, local_outs), (full_in, full_outs) = (
+            recorder.records[name],
+            reference.records[name],
+        )
+        first = pair(local_in, full_in)
+        outs = pairs(local_outs, full_outs)
+        given = pairs(recorder.inputs.get(name, []), reference.inputs.get(name, []))
+        for side, recording in enumerate((mine, theirs)):
+            recording.order.append(name)
+            recording.records[name] = (first[side], outs[side])
+            recording.inputs[name] = given[side]
+    return mine, theirs
 
 
 def _data_shard(mesh, dims: dict[str, int]) -> tuple[int, int]:

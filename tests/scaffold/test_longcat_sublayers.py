@@ -155,6 +155,11 @@ EP_DEFECTS = {
         "                weights = _weight_free_slots_once(module, indices, weights, mesh)\n"
         "                return _dispatch_combine(",
     ),
+    # the combine drops the routing weights: each pair's output comes back unweighted
+    "weights_dropped": (
+        "forward(rows, got_experts[:, None], got_weights[:, None])",
+        "forward(rows, got_experts[:, None], torch.ones_like(got_weights)[:, None])",
+    ),
 }
 
 
@@ -169,3 +174,5 @@ def test_expert_parallel_seeded_defects_fail(tmp_path, built, defect):
     result = verify_parallel(spec, default_cases(spec, switches=False)[0].config, "ep=2")
     assert not result.passed
     assert result.error.startswith("logits differ"), result.error
+    # each rank's modules against the one device's on its rows: the experts part from it
+    assert "the forward first differs at layers.0.moe.experts (" in result.error, result.error

@@ -80,6 +80,59 @@ def test_pairs_dispatched_to_the_wrong_rank_fail(monkeypatch):
     assert "layers.1.moe.experts" in result.error
 
 
+def test_experts_rows_split_in_the_wrong_order_fail_naming_the_experts(monkeypatch):
+    # the stacked experts' rows loaded rolled by half: each ep rank holds the other's experts
+    # while the dispatch sends it the pairs of its own
+    import codegen.layers.parallel as parallel
+
+    original = parallel._held_rows
+
+    def rolled(module):
+        count = getattr(module, "num_experts", None)
+        return original(module) if count is None else torch.arange(count).roll(count // 2)
+
+    monkeypatch.setattr(parallel, "_held_rows", rolled)
+    result = _run("qwen3_moe", "ep=2")
+    assert not result.passed
+    assert result.error.startswith("logits differ"), result.error
+    assert "the forward first differs at layers.1.moe.experts (" in result.error, result.error
+
+
+@pytest.mark.parametrize("setting", ["ep=2", "fsdp=2,ep=2"])
+def test_combine_dropping_the_routing_weights_fails_naming_the_experts(monkeypatch, setting):
+    # the pairs' outputs come back unweighted: every token sums its k experts' outputs
+    import codegen.layers.parallel as parallel
+
+    original = parallel._dispatch_combine
+
+    def unweighted(forward, x, indices, weights, local, mesh):
+        def run(rows, experts, got):
+            return forward(rows, experts, torch.ones_like(got))
+
+        return original(run, x, indices, weights, local, mesh)
+
+    monkeypatch.setattr(parallel, "_dispatch_combine", unweighted)
+    result = _run("qwen3_moe", setting)
+    assert not result.passed
+    assert "the forward first differs at layers.1.moe.experts (" in result.error, result.error
+
+
+def test_router_rows_loaded_rolled_fail_naming_the_router(monkeypatch):
+    # each rank's router scores the experts under each other's rows: it routes apart
+    import codegen.layers.parallel as parallel
+
+    original = parallel.load_full_state_dict
+
+    def rolled(model, state):
+        state = {k: v.roll(1, 0) if k.endswith("moe.gate.weight") else v for k, v in state.items()}
+        original(model, state)
+
+    monkeypatch.setattr(parallel, "load_full_state_dict", rolled)
+    result = _run("qwen3_moe", "ep=2")
+    assert not result.passed
+    assert "the forward first differs at layers.1.moe.gate (" in result.error, result.error
+
+
 def test_expert_gradients_not_averaged_over_ep_fail(monkeypatch):
     # each ep rank runs its own tokens: an expert's gradient, summed over the ranks' tokens
     # by the all-to-all, must be divided by ep like the dense ones FSDP2 averages
