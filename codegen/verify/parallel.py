@@ -11,7 +11,11 @@ rows of the batch (data parallel, gradients averaged by FSDP2; the experts' toke
 by all-to-all); along `tp` the ranks see the same rows.
 
 A rank that fails (a plan that does not fit, a shape error in a sharded module) reports
-one line naming the module it was in; the other ranks are stopped.
+one line naming the module it was in; the other ranks are stopped. Logits that differ are
+followed back to where the forward first parts from the one-device one: under `tp` the
+sharded Linear whose local activation differs; along `dp_shard` and `ep` the first module
+verify's divergence search (`first_diverging_module`) names, each rank's modules compared
+by name with the one device's on that rank's rows.
 """
 
 from __future__ import annotations
