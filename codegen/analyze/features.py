@@ -122,6 +122,10 @@ class Attention:
     # which of q and k that norm is on: both | keys (DeepSeek-V4's kv_norm; its latent query
     # normed by attention.low_rank_q's own norm) | queries; None without a q/k norm
     qk_norm_on: str | None = None
+    # the q/k norms' epsilon where it is not the block norms' (codegen/analyze/qk_norm_eps.py):
+    # {"field": the config field or None, "value": its value}; "other" where it is not read;
+    # None where it is the block norms'
+    qk_norm_eps: dict | str | None = None
     # the config field of the chunk size when "chunked_attention" layers attend only inside
     # their chunk (Llama4's attention_chunk_size), else None
     chunked: str | None = None

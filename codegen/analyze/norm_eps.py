@@ -50,14 +50,15 @@ def norm_eps(ctx, rec: ModuleRec) -> float | None:
 
 def eps_field(ctx, rec: ModuleRec) -> str | None:
     """The config field passed as the epsilon where `rec` is built (`eps=config.X`, or the
-    second positional argument of a torch norm), when the config has it; else None."""
+    second positional argument of a torch norm or of a class whose `__init__` names that
+    parameter `eps`), when the config has it; else None."""
     call = rec.site.node if rec.site is not None else None
     if not isinstance(call, cst.Call):
         return None
     args = [a.value for a in call.args if a.keyword is not None and a.keyword.value in _NAMES]
     positional = [a.value for a in call.args if a.keyword is None and not a.star]
     torch_norm = {rec.external, rec.ext_base} & {"LayerNorm", "RMSNorm"}
-    if not args and torch_norm and len(positional) > 1:
+    if not args and len(positional) > 1 and (torch_norm or _second_is_eps(ctx, rec)):
         args = [positional[1]]
     config = ctx.model.config
     for value in args:
@@ -69,6 +70,15 @@ def eps_field(ctx, rec: ModuleRec) -> str | None:
         ):
             return config.key(value.attr.value)
     return None
+
+
+def _second_is_eps(ctx, rec: ModuleRec) -> bool:
+    """The norm class's `__init__` takes its epsilon second (`(self, hidden_size, eps)`)."""
+    found = ctx.model.project.find_method(rec.cls, "__init__") if rec.cls is not None else None
+    if found is None:
+        return False
+    params = [p.name.value for p in found[1].params.params if p.name.value != "self"]
+    return len(params) > 1 and params[1] in _NAMES
 
 
 def _names_config(node: cst.BaseExpression) -> bool:
