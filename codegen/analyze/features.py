@@ -368,6 +368,9 @@ class Ffn:
     # ways before silu(gate) * up (DeepSeek-V4's swiglu_limit) where ffn.kind is
     # clamped_silu_glu, else None
     clamp: str | None = None
+    # the MoE's shared expert is a class of its own whose SwiGLU is not clamped, beside a
+    # dense MLP whose is (ffn.clamp): built unclamped
+    shared_unclamped: bool = False
     # softcapped_swiglu's caps: g * sigmoid(g) with the linear factor g and up each through
     # a tanh softcap, cap * tanh(x / cap), the sigmoid seeing the raw gate (inkling2):
     # {"gate": config read of the gate's cap, "up": of up's, "fp32": both inputs upcast
