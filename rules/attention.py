@@ -134,6 +134,19 @@ RULES += [
         ),
     ),
     Rule(
+        # after the qk_norm rows and keys_only_norm: it edits the norms they (or the
+        # reference) build
+        id="qk_norm_eps",
+        feature="attention.qk_norm_eps",
+        values=(True,),
+        transform="qk_norm_eps",
+        params={"eps": FromFeature("attention.qk_norm_eps")},
+        description=(
+            "the q/k norms (or the keys' alone) take the epsilon the code passes them, a config"
+            " field or a number, not the block norms' norm_eps"
+        ),
+    ),
+    Rule(
         # before fused_qkv: it anchors on the value projection viewed to heads
         id="value_norm",
         feature="attention.v_norm",

@@ -83,11 +83,15 @@ RULES = [
         feature="ffn.kind",
         values=("clamped_silu_glu",),
         transform="clamp_feed_forward",
-        params={"limit": FromFeature("ffn.clamp")},
+        params={
+            "limit": FromFeature("ffn.clamp"),
+            "shared_unclamped": FromFeature("ffn.shared_unclamped"),
+        },
         description=(
             "the dense and shared MLP clamp gate to <= limit and up to [-limit, limit] before"
-            " silu(gate) * up; limit a config field (DeepSeek-V4's swiglu_limit); the routed"
-            " experts' clamp is experts_clamped's"
+            " silu(gate) * up; limit a config field (DeepSeek-V4's swiglu_limit); a shared"
+            " expert of an unclamped class of its own stays unclamped; the routed experts'"
+            " clamp is experts_clamped's"
         ),
     ),
     Rule(

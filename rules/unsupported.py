@@ -43,6 +43,10 @@ UNSUPPORTED: dict[tuple[str, object], str] = {
     ("attention.qk_norm_on", "queries"): (
         "a norm on the queries after their projection and none on the keys: no rule yet"
     ),
+    ("attention.qk_norm_eps", "other"): (
+        "a q/k norm whose epsilon is neither the block norms' nor a config field or number the"
+        " code passes (or q and k norms of different epsilons): no rule yet"
+    ),
     ("attention.v_norm", "other"): (
         "a norm on the values other than one over each head after the view to heads (over the"
         " flat projection output): no rule yet"

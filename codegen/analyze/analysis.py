@@ -41,6 +41,7 @@ from codegen.analyze import (
     parallel_moe,
     per_layer_input,
     product_keys,
+    qk_norm_eps,
     reference,
     relative_bias,
     residual_convs,
@@ -176,6 +177,7 @@ def _run(ctx: Ctx) -> Features:
     if moe is not None:  # a dense model has no MoE facts
         moe = dataclasses.replace(moe, projections=detect_ffn.stacked_projections(ctx))
     norm, norm_facts = detect_norm.detect(ctx)
+    attention = dataclasses.replace(attention, qk_norm_eps=qk_norm_eps.detect(ctx, shared))
     embedding, head = detect_embedding.detect(ctx)
     category = detect_category.detect(ctx, shared)
     sublayers, recurrent = layer_stacks.detect(ctx)

@@ -355,6 +355,34 @@ def _mlp_clamp(ctx: Ctx, mlp: ModuleRec, info: FfnInfo) -> str | None:
     return field
 
 
+def _shared_unclamped(ctx: Ctx, moe: ModuleRec, mlp: ModuleRec, dense: FfnInfo, clamp) -> bool:
+    """The MoE's shared expert beside a dense MLP (`ffn.kind` is the dense MLP's): True where
+    it is a class of its own whose plain SwiGLU is not clamped while the dense MLP's is
+    (`clamp`: its bound); False where it is the dense MLP's class, or clamps as it does.
+    Clamped where the dense MLP is not, or otherwise than it is: named unsupported."""
+    shared = shared_mlps(ctx, moe)
+    if not shared or shared[0][1].cls is mlp.cls:
+        return False
+    own = analyse(ctx, shared[0][1])
+    clamped = own.kind.startswith("clamped")
+    if dense.kind == "clamped_silu_glu" and clamp is not None:
+        if own.kind == "swiglu":
+            said = f"{shared[0][0]}: {shared[0][1].cls.name}, its SwiGLU unclamped"
+            ctx.cite("ffn.shared_unclamped", f"{own.site} ({said})")
+            return True
+        if own.kind == dense.kind and own.clamp_first and _clamp_field(shared[0][1]) == clamp:
+            return False
+    elif not clamped:
+        return False
+    ctx.unsupported(
+        "ffn.shared_clamp",
+        f"a shared expert of a class of its own whose gated product is {own.kind} beside a"
+        f" {dense.kind} dense MLP (clamped where that is not, or otherwise): no rule yet",
+        own.site,
+    )
+    return False
+
+
 def _clamp_field(experts: ModuleRec) -> str | None:
     """`config.<field>` of the one `self.<attr>` the module's methods clamp the gate to
     (`max=self.<attr>`) and the up branch within (`min=-self.<attr>, max=self.<attr>`)."""
@@ -659,6 +687,9 @@ def detect(ctx: Ctx) -> tuple[Ffn, dict]:
         experts_clamp = _experts_clamp(ctx, experts_rec, info)
     if info.kind == "clamped_silu_glu" and mlp is not None:
         clamp = _mlp_clamp(ctx, mlp, info)
+    shared_unclamped = False
+    if source == "dense" and moes and mlp is not None:
+        shared_unclamped = _shared_unclamped(ctx, moes[0][1], mlp, info, clamp)
     softcaps = None
     if info.kind == "softcapped_swiglu":
         holder = mlp if source in ("dense", "shared_expert") else experts_rec
@@ -698,6 +729,7 @@ def detect(ctx: Ctx) -> tuple[Ffn, dict]:
             experts_act_fp32=experts_act_fp32 is not None,
             experts_clamp=experts_clamp,
             clamp=clamp,
+            shared_unclamped=shared_unclamped,
             softcaps=softcaps,
         ),
         shared,

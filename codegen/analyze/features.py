@@ -122,6 +122,10 @@ class Attention:
     # which of q and k that norm is on: both | keys (DeepSeek-V4's kv_norm; its latent query
     # normed by attention.low_rank_q's own norm) | queries; None without a q/k norm
     qk_norm_on: str | None = None
+    # the q/k norms' epsilon where it is not the block norms' (codegen/analyze/qk_norm_eps.py):
+    # {"field": the config field or None, "value": its value}; "other" where it is not read;
+    # None where it is the block norms'
+    qk_norm_eps: dict | str | None = None
     # the config field of the chunk size when "chunked_attention" layers attend only inside
     # their chunk (Llama4's attention_chunk_size), else None
     chunked: str | None = None
@@ -364,6 +368,9 @@ class Ffn:
     # ways before silu(gate) * up (DeepSeek-V4's swiglu_limit) where ffn.kind is
     # clamped_silu_glu, else None
     clamp: str | None = None
+    # the MoE's shared expert is a class of its own whose SwiGLU is not clamped, beside a
+    # dense MLP whose is (ffn.clamp): built unclamped
+    shared_unclamped: bool = False
     # softcapped_swiglu's caps: g * sigmoid(g) with the linear factor g and up each through
     # a tanh softcap, cap * tanh(x / cap), the sigmoid seeing the raw gate (inkling2):
     # {"gate": config read of the gate's cap, "up": of up's, "fp32": both inputs upcast

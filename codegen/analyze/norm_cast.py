@@ -32,13 +32,18 @@ _ROUNDED = m.Call(func=m.Attribute(attr=_CASTS))
 
 def weight_in_fp32(ctx, rec: ModuleRec) -> str | None:
     """Where the norm's forward returns `(self.<weight> * x).to(dtype)`, else None."""
+    return _cited_return(ctx, rec, cast_last_return)
+
+
+def _cited_return(ctx, rec: ModuleRec, find) -> str | None:
+    """Where the `return` that `find` picks in the norm class's forward is, else None."""
     if rec.cls is None:
         return None
     found = ctx.model.project.find_method(rec.cls, "forward")
     if found is None:
         return None
     owner, forward = found
-    ret = cast_last_return(forward)
+    ret = find(forward)
     return owner.sf.cite(ret) if ret is not None else None
 
 
@@ -81,11 +86,4 @@ def scale_rounded_return(forward: cst.FunctionDef) -> cst.Return | None:
 
 def scale_rounded(ctx, rec: ModuleRec) -> str | None:
     """Where a norm's forward returns `x * <inverse rms>.to(<dtype>)`, else None."""
-    if rec.cls is None:
-        return None
-    found = ctx.model.project.find_method(rec.cls, "forward")
-    if found is None:
-        return None
-    owner, forward = found
-    ret = scale_rounded_return(forward)
-    return owner.sf.cite(ret) if ret is not None else None
+    return _cited_return(ctx, rec, scale_rounded_return)

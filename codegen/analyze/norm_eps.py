@@ -50,15 +50,17 @@ def norm_eps(ctx, rec: ModuleRec) -> float | None:
 
 def eps_field(ctx, rec: ModuleRec) -> str | None:
     """The config field passed as the epsilon where `rec` is built (`eps=config.X`, or the
-    second positional argument of a torch norm), when the config has it; else None."""
+    second positional argument of a torch norm, or the one at the place of a class's
+    `__init__` parameter `eps`), when the config has it; else None."""
     call = rec.site.node if rec.site is not None else None
     if not isinstance(call, cst.Call):
         return None
     args = [a.value for a in call.args if a.keyword is not None and a.keyword.value in _NAMES]
     positional = [a.value for a in call.args if a.keyword is None and not a.star]
     torch_norm = {rec.external, rec.ext_base} & {"LayerNorm", "RMSNorm"}
-    if not args and torch_norm and len(positional) > 1:
-        args = [positional[1]]
+    at = 1 if torch_norm else _eps_position(ctx, rec)
+    if not args and at is not None and len(positional) > at:
+        args = [positional[at]]
     config = ctx.model.config
     for value in args:
         if (
@@ -69,6 +71,16 @@ def eps_field(ctx, rec: ModuleRec) -> str | None:
         ):
             return config.key(value.attr.value)
     return None
+
+
+def _eps_position(ctx, rec: ModuleRec) -> int | None:
+    """Where the norm class's `__init__` takes its epsilon among its positional parameters
+    (`(self, hidden_size, eps)`: 1; Llama4's L2 norm `(self, eps)`: 0), else None."""
+    found = ctx.model.project.find_method(rec.cls, "__init__") if rec.cls is not None else None
+    if found is None:
+        return None
+    params = [p.name.value for p in found[1].params.params if p.name.value != "self"]
+    return next((i for i, name in enumerate(params) if name in _NAMES), None)
 
 
 def _names_config(node: cst.BaseExpression) -> bool:

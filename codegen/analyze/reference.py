@@ -106,6 +106,7 @@ COMPARED: dict[str, Any] = {
     "attention.qk_norm_weight": None,
     "attention.qk_norm_layers": None,
     "attention.qk_norm_on": None,
+    "attention.qk_norm_eps": lambda eps: "other" if eps == "other" else eps is not None,
     "attention.chunked": lambda field: field is not None,
     "attention.qkv_bias": None,
     "attention.o_bias": None,
@@ -250,6 +251,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "attention.qk_norm_weight": (True,),  # a q/k norm, if any, learns a scale
     "attention.qk_norm_layers": ("all",),  # ... and runs on every layer
     "attention.qk_norm_on": (None, "both"),  # ... on the queries and the keys alike
+    "attention.qk_norm_eps": (False,),  # ... at the block norms' epsilon
     "attention.chunked": (False,),  # no layer attends only inside a chunk
     "attention.fused_qkv": (False,),
     # any row layout: the fused_qkv rule splits in the layout it is given

@@ -29,6 +29,53 @@ from codegen.transforms.edits import (
 from codegen.transforms.edits import ScopedTransformer as InMethod
 
 
+def use_rotation(package, old: str, new: str) -> None:
+    """model.py's calls of the rotation `old` become calls of `new`, imported from the
+    package's rope.py after the last relative import (once); EditError where none calls it."""
+    renamer = _RenameCalls(old, new)
+    run(package, "model.py", renamer)
+    package.edit("model.py", _AddRopeImport(new))
+
+
+class _RenameCalls(cst.CSTTransformer):
+    """Calls of the function `old` by name (imports are no calls) become calls of `new`."""
+
+    def __init__(self, old: str, new: str):
+        super().__init__()
+        self.old, self.new = old, new
+        self.hits = 0
+
+    def leave_Call(self, original, updated):
+        if isinstance(updated.func, cst.Name) and updated.func.value == self.old:
+            self.hits += 1
+            return updated.with_changes(func=cst.Name(self.new))
+        return updated
+
+
+class _AddRopeImport(cst.CSTTransformer):
+    """`from .rope import <name>` after the last relative import, unless already there."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.line = f"from .rope import {name}"
+
+    def leave_Module(self, original, updated):
+        body = list(updated.body)
+        relative = [
+            i
+            for i, s in enumerate(body)
+            if isinstance(s, cst.SimpleStatementLine)
+            and isinstance(s.body[0], cst.ImportFrom)
+            and s.body[0].relative
+        ]
+        if not relative:
+            raise EditError("model.py has no relative import to place the rope import after")
+        if any(code_of(s) == self.line for s in body):
+            return updated
+        at = relative[-1] + 1
+        return updated.with_changes(body=body[:at] + statements(self.line) + body[at:])
+
+
 class RewriteExpressions(InMethod):
     """Replace every expression inside `class_name.method` for which `rewrite` returns a node."""
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import libcst as cst
 
+from codegen.transforms._rope_edits import use_rotation
 from codegen.transforms.base import Transform
-from codegen.transforms.edits import EditError, code_of, statements
+from codegen.transforms.edits import EditError, statements
 
 # the package's rope.py when the reference has none (the house layout: rope.py exists only
 # where the RoPE differs from the shared one)
@@ -41,8 +42,6 @@ def apply_rotary_interleaved(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tens
     return torch.cat((turned * cos + rotate_pairs(turned) * sin, passed), dim=-1)
 '''
 
-IMPORT = "from .rope import apply_rotary_interleaved"
-
 
 class InterleavedRope(Transform):
     """Attention rotates q/k with `apply_rotary_interleaved` (new in the package's rope.py):
@@ -60,11 +59,7 @@ class InterleavedRope(Transform):
 
     def apply(self, package, features=None) -> None:
         _add_rope_functions(package)
-        renamer = _UseInterleaved()
-        package.edit("model.py", renamer)
-        if not renamer.hits:
-            raise EditError("model.py never calls apply_rotary")
-        package.edit("model.py", _AddImport())
+        use_rotation(package, "apply_rotary", "apply_rotary_interleaved")
 
 
 def _add_rope_functions(package) -> None:
@@ -76,37 +71,3 @@ def _add_rope_functions(package) -> None:
         raise EditError("the package's rope.py does not import torch")
     new = [s for s in statements(ROTATE_PAIRS + "\n" + APPLY_ROTARY_INTERLEAVED)]
     package.files["rope.py"] = module.with_changes(body=[*module.body, *new])
-
-
-class _UseInterleaved(cst.CSTTransformer):
-    """Calls of `apply_rotary` (outside imports) become `apply_rotary_interleaved`."""
-
-    def __init__(self):
-        super().__init__()
-        self.hits = 0
-
-    def leave_Call(self, original, updated):
-        if isinstance(updated.func, cst.Name) and updated.func.value == "apply_rotary":
-            self.hits += 1
-            return updated.with_changes(func=cst.Name("apply_rotary_interleaved"))
-        return updated
-
-
-class _AddImport(cst.CSTTransformer):
-    """`from .rope import apply_rotary_interleaved` after the last relative import."""
-
-    def leave_Module(self, original, updated):
-        body = list(updated.body)
-        relative = [
-            i
-            for i, s in enumerate(body)
-            if isinstance(s, cst.SimpleStatementLine)
-            and isinstance(s.body[0], cst.ImportFrom)
-            and s.body[0].relative
-        ]
-        if not relative:
-            raise EditError("model.py has no relative import to place the rope import after")
-        at = relative[-1] + 1
-        if any(code_of(s) == IMPORT for s in body):
-            return updated
-        return updated.with_changes(body=body[:at] + statements(IMPORT) + body[at:])

@@ -26,15 +26,8 @@ class KvConvs(Transform):
 
     def apply(self, package, features=None, *, convs: dict) -> None:
         add_causal_conv(package, convs)
-        rows = _attention_rows(package)
-        new = []
-        for module, projection in convs["convs"]:
-            hf = f"{rows['prefix']}.{projection}.weight"
-            house = rows["by_hf"].get(hf)
-            if house is None:
-                raise EditError(f"state_dict_adapter.py has no row for {hf}")
-            proj = house.split(".")[-2]  # layers.{}.attention.wk.weight -> wk
-            name = f"{proj.removeprefix('w')}_conv"
+
+        def filter_one(proj: str, name: str, module: str) -> list[tuple[str, str]]:
             run(
                 package,
                 "model.py",
@@ -55,13 +48,30 @@ class KvConvs(Transform):
                     func=cst.parse_expression(f"self.{name}"), args=[cst.Arg(call)]
                 ),
             )
-            new.append(
-                (
-                    f"{rows['prefix']}.{module}.{convs['conv']}.weight",
-                    f"layers.{{}}.attention.{name}.conv.weight",
-                )
-            )
-        edits.insert_rows_after(package, list(rows["by_hf"].values())[-1], new)
+            return [
+                (f"{module}.{convs['conv']}.weight", f"layers.{{}}.attention.{name}.conv.weight")
+            ]
+
+        filter_projections(package, convs["convs"], filter_one)
+
+
+def filter_projections(package, convs, filter_one) -> list[str]:
+    """For each (HF module, HF projection) of `convs`, the house projection its adapter row
+    names (`wk`) and its filter's name (`k_conv`): `filter_one(proj, name, module)`, with
+    `module` the HF module's full key prefix, edits model.py and returns the filter's adapter
+    rows, which go after the attention's last row. Returns those key prefixes."""
+    rows = _attention_rows(package)
+    new, modules = [], []
+    for module, projection in convs:
+        hf = f"{rows['prefix']}.{projection}.weight"
+        house = rows["by_hf"].get(hf)
+        if house is None:
+            raise EditError(f"state_dict_adapter.py has no row for {hf}")
+        proj = house.split(".")[-2]  # layers.{}.attention.wk.weight -> wk
+        modules.append(f"{rows['prefix']}.{module}")
+        new += filter_one(proj, f"{proj.removeprefix('w')}_conv", modules[-1])
+    edits.insert_rows_after(package, list(rows["by_hf"].values())[-1], new)
+    return modules
 
 
 def _attention_rows(package) -> dict:

@@ -10,7 +10,7 @@ import libcst.matchers as m
 from codegen.transforms import _attention_edits as edits
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import EditError, ReplaceStatements, assigns, run
-from codegen.transforms.kv_convs import _attention_rows
+from codegen.transforms.kv_convs import filter_projections
 from codegen.transforms.log_scaled_layers import CLASS
 from codegen.transforms.transposed_linears import AfterFromHfMap
 
@@ -80,15 +80,8 @@ class LayerKvConvs(Transform):
         if not edits.has_definition(package, "model.py", "DynamicConv"):
             code = DYNAMIC_CONV.replace("{divisor}", found["divisor"])
             edits.insert_definition(package, "model.py", code, before="Attention")
-        rows = _attention_rows(package)
-        new = []
-        for module, projection in found["convs"]:
-            hf = f"{rows['prefix']}.{projection}.weight"
-            house = rows["by_hf"].get(hf)
-            if house is None:
-                raise EditError(f"state_dict_adapter.py has no row for {hf}")
-            proj = house.split(".")[-2]  # layers.{}.attention.wk.weight -> wk
-            name = f"{proj.removeprefix('w')}_conv"
+
+        def filter_one(proj: str, name: str, module: str) -> list[tuple[str, str]]:
             run(
                 package,
                 "model.py",
@@ -99,20 +92,18 @@ class LayerKvConvs(Transform):
             edits.replace_expressions(
                 package, "model.py", CLASS, "forward", _filtered(name, proj), _with_source
             )
-            prefix = f"{rows['prefix']}.{module}"
-            new += [
-                (f"{prefix}.{found['static']}", f"layers.{{}}.attention.{name}.weight"),
+            return [
+                (f"{module}.{found['static']}", f"layers.{{}}.attention.{name}.weight"),
                 (
-                    f"{prefix}.{found['proj']}.weight",
+                    f"{module}.{found['proj']}.weight",
                     f"layers.{{}}.attention.{name}.tap_proj.weight",
                 ),
             ]
-        edits.insert_rows_after(package, list(rows["by_hf"].values())[-1], new)
+
+        modules = filter_projections(package, found["convs"], filter_one)
         if "transposed" in package.module("state_dict_adapter.py").code:
             raise EditError("the adapter transposes other keys already: one set per adapter")
-        names = ", ".join(
-            f'"{rows["prefix"]}.{module}.{found["static"]}"' for module, _ in found["convs"]
-        )
+        names = ", ".join(f'"{module}.{found["static"]}"' for module in modules)
         run(
             package,
             "state_dict_adapter.py",

@@ -35,3 +35,12 @@ def test_both_clamps_share_one_field():
     assert files["args.py"].count("swiglu_limit: float") == 1
     assert files["args.py"].count("swiglu_limit=hf_config.swiglu_limit") == 1
     assert files["model.py"].count("args.swiglu_limit") == 3
+
+
+def test_a_shared_expert_of_its_own_class_stays_unclamped():
+    package = SourcePackage.from_directory(references_dir() / "deepseek_v3")
+    ClampFeedForward().apply(package, limit="swiglu_limit", shared_unclamped=True)
+    model = package.render()["model.py"]
+    unbounded = 'FeedForward(args.dim, args.n_shared_experts * args.moe_hidden_dim, float("inf"))'
+    assert f"# a SwiGLU of its own: unclamped\n        self.shared_experts = {unbounded}" in model
+    assert model.count("args.swiglu_limit") == 1  # the dense layers'

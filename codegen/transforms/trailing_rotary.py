@@ -5,6 +5,7 @@ from __future__ import annotations
 import libcst as cst
 import libcst.matchers as m
 
+from codegen.transforms._rope_edits import use_rotation
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import EditError, add_import, is_statement, run, statements
 
@@ -30,8 +31,6 @@ def apply_rotary_trailing(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor)
 # the rotations a package's attention calls, and where the one that is not the package's
 # own comes from
 ROTATIONS = {"apply_rotary": "codegen.layers.rope", "apply_rotary_interleaved": None}
-IMPORT = "from .rope import apply_rotary_trailing"
-
 # `interleaved_rope`'s rotation turns its leading slice where the tables are narrower than the
 # head: the slice and the glue, the docstring's sentence, each as trailing
 PAIRS = "apply_rotary_interleaved"
@@ -75,8 +74,7 @@ class TrailingRotary(Transform):
             run(package, "rope.py", _TurnTrailing())
             return
         _add_function(package, rotate)
-        run(package, "model.py", _UseTrailing(rotate))
-        package.edit("model.py", _AddImport())
+        use_rotation(package, rotate, "apply_rotary_trailing")
 
 
 class _TurnTrailing(cst.CSTTransformer):
@@ -129,37 +127,3 @@ def _add_function(package, rotate: str) -> None:
     package.files["rope.py"] = module.with_changes(body=[*module.body, *new])
     if ROTATIONS[rotate] is not None:
         add_import(package, "rope.py", ROTATIONS[rotate], rotate)
-
-
-class _UseTrailing(cst.CSTTransformer):
-    """Calls of the rotation become `apply_rotary_trailing`."""
-
-    def __init__(self, rotate: str):
-        super().__init__()
-        self.rotate = rotate
-        self.hits = 0
-
-    def leave_Call(self, original, updated):
-        if isinstance(updated.func, cst.Name) and updated.func.value == self.rotate:
-            self.hits += 1
-            return updated.with_changes(func=cst.Name("apply_rotary_trailing"))
-        return updated
-
-
-class _AddImport(cst.CSTTransformer):
-    """`from .rope import apply_rotary_trailing` after the last relative import (beside the
-    interleaved rotation's import where there is one)."""
-
-    def leave_Module(self, original, updated):
-        body = list(updated.body)
-        relative = [
-            i
-            for i, s in enumerate(body)
-            if isinstance(s, cst.SimpleStatementLine)
-            and isinstance(s.body[0], cst.ImportFrom)
-            and s.body[0].relative
-        ]
-        if not relative:
-            raise EditError("model.py has no relative import to place the rope import after")
-        at = relative[-1] + 1
-        return updated.with_changes(body=body[:at] + statements(IMPORT) + body[at:])

@@ -6,7 +6,9 @@ projected per group of heads, as DeepSeek-V4's are): the
 analysis reads `attention.qk_norm_on` "keys", the plan builds the keys' norm alone,
 verified in fp32 and bf16 for every switch setting and under tp=2. Seeded defects fail
 verify naming the first layer's attention: the keys' norm applied to the queries too, the
-keys' norm dropped. From qwen3 (whose q_norm and k_norm norm both), `keys_only_norm` removes
+keys' norm dropped, the keys' norm at the block norms' epsilon. Its epsilon is a config
+field of its own (`kv_norm_eps`, not the block norms' rms_norm_eps): the package reads it
+(`attention.qk_norm_eps`). From qwen3 (whose q_norm and k_norm norm both), `keys_only_norm` removes
 the query's norm; without it the package fails."""
 
 from __future__ import annotations
@@ -32,16 +34,22 @@ pytest.importorskip("transformers.models.deepseek_v4")
 
 KEYS = "k = self.k_norm(self.wk(x).view(batch, seq, -1, self.head_dim)).transpose(1, 2)"
 ROPE = "cos, sin = rope"
+EPS = "self.k_norm = RMSNorm(args.head_dim, args.qk_norm_eps)"
+KV_EPS = 0.1  # the toy's rms_norm_eps is 1e-6: a key norm at that epsilon shows
 DEFECTS = {
     "queries-normed-too": (ROPE, f"q = self.k_norm(q)\n        {ROPE}"),
     "keys-unnormed": (KEYS, "k = self.wk(x).view(batch, seq, -1, self.head_dim).transpose(1, 2)"),
+    "block-norms-eps": (EPS, EPS.replace("qk_norm_eps", "norm_eps")),
 }
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     parts = (*PARTS, "kv_norm", "low_rank_q")
-    return v4_attention_folder(tmp_path_factory.mktemp("hub"), name="quillkey", parts=parts)
+    hub = tmp_path_factory.mktemp("hub")
+    return v4_attention_folder(
+        hub, name="quillkey", parts=parts, kv_eps="kv_norm_eps", kv_eps_value=KV_EPS
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +58,8 @@ def planned(folder):
     attention = target.features.attention
     assert (attention.qk_norm, attention.qk_norm_on) == ("per_head", "keys")
     assert attention.v_norm == "none"  # the values are the keys: their norm is the keys'
-    assert "eps=config.rms_norm_eps" in target.features.evidence["attention.qk_norm_on"]
+    assert "eps=config.kv_norm_eps" in target.features.evidence["attention.qk_norm_on"]
+    assert attention.qk_norm_eps == {"field": "kv_norm_eps", "value": KV_EPS}
     assert "keys_only_norm" in {step.rule for step in plan.steps}
     return target, plan
 
@@ -64,6 +73,10 @@ def test_package_verifies(folder, built, capsys):
     models, name = built
     model = (models / name / "model.py").read_text()
     assert KEYS in model and "self.q_norm" not in model and "v = k  #" in model
+    assert (
+        EPS in model
+        and "qk_norm_eps=hf_config.kv_norm_eps" in (models / name / "args.py").read_text()
+    )
     summary = (models / name / "__init__.py").read_text()
     assert "key norm" in summary and "QK-norm" not in summary
     rows = verify_folder(folder, models, capsys, dtypes=("fp32", "bf16"))

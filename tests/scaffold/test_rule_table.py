@@ -24,6 +24,7 @@ PROJECTED = {
     "attention.v_head_dim": (True, False, "other"),
     "attention.o_low_rank": (True, False, "other"),
     "attention.low_rank_q": (True, False, "other"),
+    "attention.qk_norm_eps": (True, False, "other"),  # another epsilon read, or not read
     "attention.v_scale": (True, False, "other"),
     "attention.sink_rule": (True, False, "other"),
     "attention.dynamic_mask": (True, False, "other"),  # a value bias read, or not understood

@@ -17,7 +17,8 @@ DeepSeek-V4's does in its place:
 * `kv_norm` (not in `PARTS`: ask for it): the keys normed over each head after their
   projection, before the rotation (`kv_norm`, an RMS norm over head_dim with the config's
   rms_norm_eps), the queries not: DeepSeek-V4's norm of its one key/value head (with
-  `kv_same` the values are those normed keys).
+  `kv_same` the values are those normed keys). `kv_eps` names the config field of its
+  epsilon (another than the block norms' rms_norm_eps: `kv_eps_value` is its value).
 
 DeepSeek-V4 itself needs rules this one does not (compressors, hash routing, its latent
 query and grouped output projection), so this is the target that isolates these parts."""
@@ -111,9 +112,17 @@ def _v4_class(name: str) -> str:
     return text.replace("DeepseekV4", CAMEL) + "\n\n\n"
 
 
-def v4_attention_folder(dest: Path, name: str = NAME, parts=PARTS, groups=GROUPS) -> Path:
+def v4_attention_folder(
+    dest: Path,
+    name: str = NAME,
+    parts=PARTS,
+    groups=GROUPS,
+    kv_eps: str = "rms_norm_eps",
+    kv_eps_value: float | None = None,
+) -> Path:
     values = {**(groups if "grouped_output" in parts else {})}
     values |= Q_RANK if "low_rank_q" in parts else {}
+    values |= {kv_eps: kv_eps_value} if kv_eps_value is not None else {}
     folder = remote_folder("llama", dest, name=name, config_values=values)
     (path,) = folder.glob("modeling_*.py")
     text = path.read_text()
@@ -146,7 +155,8 @@ def v4_attention_folder(dest: Path, name: str = NAME, parts=PARTS, groups=GROUPS
             ),
         ]
     if "kv_norm" in parts:
-        edits += [(K_PROJ, K_PROJ + KV_NORM), (KEYS, NORMED_KEYS)]
+        kv_norm = KV_NORM.replace("config.rms_norm_eps", f"config.{kv_eps}")
+        edits += [(K_PROJ, K_PROJ + kv_norm), (KEYS, NORMED_KEYS)]
     camel = name.capitalize()  # the classes this file defines are named after the folder
     for old, new in edits:
         assert text.count(old) == 1, old

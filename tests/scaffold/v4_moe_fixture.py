@@ -53,10 +53,15 @@ def _replace(text: str, old: str, new: str) -> str:
 
 
 def clamped_folder(
-    dest: Path, name: str = NAME, config_values: dict | None = None, base: str = "deepseek_v3"
+    dest: Path,
+    name: str = NAME,
+    config_values: dict | None = None,
+    base: str = "deepseek_v3",
+    plain_shared: bool = False,
 ) -> Path:
     """The renamed copy of `base` (deepseek_v3, or qwen2_moe: its shared expert beside a
-    dense MLP of the same class, gated) with DeepSeek-V4's clamped MLP and experts."""
+    dense MLP of the same class, gated) with DeepSeek-V4's clamped MLP and experts.
+    `plain_shared` (qwen2_moe): the shared expert a class of its own, an unclamped SwiGLU."""
     folder = remote_folder(base, dest, name=name, config_values=LIMIT | (config_values or {}))
     (path,) = folder.glob("modeling_*.py")
     text = path.read_text()
@@ -87,10 +92,31 @@ def clamped_folder(
     text = _replace(text, done, done + "\n" + textwrap.indent(apply_gate, "    "))
     assert text.count(act) == 2  # the MLP's and the experts'
     text = text.replace(act, limit)
+    if plain_shared:
+        camel = name.capitalize()
+        built = f"self.shared_expert = {camel}MLP("
+        text = _replace(text, built, f"self.shared_expert = {camel}SharedMLP(")
+        own = PLAIN_SHARED.replace(CAMEL, camel)
+        text = _replace(text, f"class {camel}MLP(", own + f"class {camel}MLP(")
     path.write_text(text)
     config = json.loads((folder / "config.json").read_text())
     assert config["swiglu_limit"] == LIMIT["swiglu_limit"]
     return folder
+
+
+PLAIN_SHARED = f"""class {CAMEL}SharedMLP(nn.Module):
+    def __init__(self, config, intermediate_size):
+        super().__init__()
+        self.gate_proj = nn.Linear(config.hidden_size, intermediate_size, bias=False)
+        self.up_proj = nn.Linear(config.hidden_size, intermediate_size, bias=False)
+        self.down_proj = nn.Linear(intermediate_size, config.hidden_size, bias=False)
+        self.act_fn = ACT2FN[config.hidden_act]
+
+    def forward(self, x):
+        return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
+
+
+"""
 
 
 def routed_folder(dest: Path, name: str = "larchwood", config_values: dict | None = None) -> Path:
