@@ -38,5 +38,5 @@ class InterleavedTensors(Transform):
         for tail, _ in tensors:
             if not any(row == tail or row.endswith("." + tail) for row in rows):
                 raise EditError(f"no row of from_hf_map reads the interleaved {tail!r}")
-        listed = ", ".join(f"{tail!r}: {int(dim)}" for tail, dim in tensors)
+        listed = ", ".join(f"{json.dumps(tail)}: {int(dim)}" for tail, dim in tensors)
         run(package, "state_dict_adapter.py", AfterFromHfMap(f"{NOTE}interleaved = {{{listed}}}"))

@@ -202,7 +202,7 @@ def inkling2_folder(dest: Path, block: int = 3, plain_residual: bool = False) ->
 
 # the registration a remote folder makes for its own checkpoint layout: transformers'
 # inkling2_text conversion of the experts' fused gate/up tensor, stored interleaved
-INTERLEAVED_EXPERTS = '''
+INTERLEAVED_EXPERTS = """
 
 register_checkpoint_conversion_mapping(
     "{name}",
@@ -215,7 +215,7 @@ register_checkpoint_conversion_mapping(
     ],
     overwrite=True,
 )
-'''
+"""
 
 
 def interleaved_experts(folder: Path) -> Path:
