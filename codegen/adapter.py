@@ -405,8 +405,8 @@ class StateDictAdapter:
             for key, scale in scales.items():
                 hf_state_dict[key] = self.dequantize(key, hf_state_dict[key], scale)
         if self.interleaved:
-            kept = [key for key in scales if self.keep_fp8 and self._interleave_dim(key) is not None]
-            if kept:
+            kept = [key for key in scales if self._interleave_dim(key) is not None]
+            if self.keep_fp8 and kept:
                 raise Fp8CheckpointError(
                     f"{kept[0]}: keep_fp8 cannot regroup an interleaved weight's rows across "
                     "its scale blocks; load it dequantized"
