@@ -12,6 +12,11 @@ tensors kept in a list of their own that starts at the second layer) is `{-1}` o
 `...attn_queries.{-1}` <-> `layers.{}.attention_input.query` reads stored entry i as layer
 i + 1.
 
+Checkpoint tensors stored in another layout than the house's are named in tables beside the
+key table: `transposed`, `row_blocks`, `flat_experts`, `chunked`, and `interleaved` (a
+tensor whose two halves alternate along a dim, transformers' `Interleave` conversion:
+Inkling-2's experts' gate and up rows), each undone on load and redone on save.
+
 Anything the table does not cover is reported, never silently skipped: a dropped weight is
 the most common onboarding bug.
 
