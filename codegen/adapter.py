@@ -12,6 +12,11 @@ tensors kept in a list of their own that starts at the second layer) is `{-1}` o
 `...attn_queries.{-1}` <-> `layers.{}.attention_input.query` reads stored entry i as layer
 i + 1.
 
+Checkpoint tensors stored in another layout than the house's are named in tables beside the
+key table: `transposed`, `row_blocks`, `flat_experts`, `chunked`, and `interleaved` (a
+tensor whose two halves alternate along a dim, transformers' `Interleave` conversion:
+Inkling-2's experts' gate and up rows), each undone on load and redone on save.
+
 Anything the table does not cover is reported, never silently skipped: a dropped weight is
 the most common onboarding bug.
 
@@ -220,6 +225,11 @@ class StateDictAdapter:
     # (transformers' `Chunk(dim=0)` conversion: a fused `attn.gqkv_proj.weight` holds gate, q,
     # k and v): split before the table is read, joined again on save
     chunked: ClassVar[dict[str, tuple[str, ...]]] = {}
+    # on-disk key tail -> the dim along which the checkpoint interleaves the two halves of
+    # the tensor (transformers' `Interleave(dim)` conversion: Inkling-2's
+    # `mlp.experts.w13_weight` holds gate and up rows alternating): de-interleaved to
+    # [first half | second half] before the table is read, interleaved again on save
+    interleaved: ClassVar[dict[str, int]] = {}
     embedding_key: ClassVar[str] = "tok_embeddings.weight"
     output_key: ClassVar[str] = "output.weight"
 
@@ -306,6 +316,23 @@ class StateDictAdapter:
                     out[head + fused] = torch.cat([out.pop(name) for name in names])
         return out
 
+    def _interleave_dim(self, key: str) -> int | None:
+        """The dim `key`'s tensor is stored interleaved along (`interleaved`), else None."""
+        for tail, dim in self.interleaved.items():
+            if key == tail or key.endswith("." + tail):
+                return dim
+        return None
+
+    def deinterleave(self, hf_state_dict: dict[str, Any], load: bool = True) -> dict[str, Any]:
+        """Each tensor of `interleaved` with its two halves' entries regrouped along its
+        dim: a0, b0, a1, b1... -> a0, a1..., b0, b1... (`load`), or back."""
+        out = dict(hf_state_dict)
+        for key, tensor in hf_state_dict.items():
+            dim = self._interleave_dim(key)
+            if dim is not None:
+                out[key] = _interleave(key, tensor, dim, load)
+        return out
+
     def unmapped_keys(self, hf_keys) -> list[str]:
         """HF keys that no table row matches (would be silently dropped otherwise). Layers
         past `args.n_layers` and the block scales of mapped weights are not unmapped."""
@@ -382,6 +409,14 @@ class StateDictAdapter:
         if not self.keep_fp8:
             for key, scale in scales.items():
                 hf_state_dict[key] = self.dequantize(key, hf_state_dict[key], scale)
+        if self.interleaved:
+            kept = [key for key in scales if self._interleave_dim(key) is not None]
+            if self.keep_fp8 and kept:
+                raise Fp8CheckpointError(
+                    f"{kept[0]}: keep_fp8 cannot regroup an interleaved weight's rows across "
+                    "its scale blocks; load it dequantized"
+                )
+            hf_state_dict = self.deinterleave(hf_state_dict)
         if self.chunked:
             hf_state_dict = self.split_chunks(hf_state_dict)
         unmapped = self.unmapped_keys(hf_state_dict)
@@ -499,7 +534,9 @@ class StateDictAdapter:
         hf_state_dict: dict[str, Any] = {}
         for name, tensor in state_dict.items():
             hf_state_dict.update(self.convert_single_to_hf(name, tensor))
-        return self.join_chunks(hf_state_dict) if self.chunked else hf_state_dict
+        if self.chunked:
+            hf_state_dict = self.join_chunks(hf_state_dict)
+        return self.deinterleave(hf_state_dict, load=False) if self.interleaved else hf_state_dict
 
 
 def _regroup(tensor: Any, blocks: int, order: str, load: bool):
@@ -510,6 +547,16 @@ def _regroup(tensor: Any, blocks: int, order: str, load: bool):
         return picked.transpose(0, 1).flatten(0, 2).contiguous()
     parts = tensor.unflatten(0, (3, blocks, -1)).transpose(0, 1)
     return parts[:, ["qkv".index(p) for p in order]].flatten(0, 2).contiguous()
+
+
+def _interleave(key: str, tensor: Any, dim: int, load: bool):
+    """`tensor`'s entries along `dim` from alternating (a0, b0, a1, b1...) to halves
+    (a0, a1..., b0, b1...) on `load`, from halves back to alternating otherwise."""
+    size = tensor.shape[dim]
+    if size % 2:
+        raise ValueError(f"{key}: {size} entries along dim {dim} do not interleave two halves")
+    pairs = (size // 2, 2) if load else (2, size // 2)
+    return tensor.unflatten(dim, pairs).transpose(dim, dim + 1).flatten(dim, dim + 1).contiguous()
 
 
 def _stack_experts(key: str, by_index: dict[int, Any]):

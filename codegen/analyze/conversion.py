@@ -15,6 +15,8 @@ import os
 import re
 from functools import lru_cache
 
+import libcst as cst
+
 from codegen.analyze.conversion_slice import sliced_source
 from codegen.analyze.evaluate import CallRec, Frame, Interp, Unknown
 from codegen.analyze.source import Project, transformers_dir
@@ -39,12 +41,17 @@ def _mapping_text() -> str:
         return fh.read()
 
 
-def cite(name: str) -> str:
-    """`conversion_mapping.py:LINE` of the first place `name` is keyed."""
-    text = _mapping_text()
+def cite(name: str, modeling: str | None = None) -> str:
+    """`conversion_mapping.py:LINE` of the first place `name` is keyed (with `modeling`:
+    that file's, where it registers conversions of its own)."""
+    if modeling is None:
+        text, file = _mapping_text(), "conversion_mapping.py"
+    else:
+        with open(modeling, encoding="utf-8") as fh:
+            text, file = fh.read(), os.path.basename(modeling)
     index = text.find(f'"{name}"')
     line = text.count("\n", 0, index) + 1 if index >= 0 else 0
-    return f"conversion_mapping.py:{line}"
+    return f"{file}:{line}"
 
 
 def mentions(name: str) -> bool:
@@ -90,6 +97,47 @@ def conversions_for(names: list[str]) -> tuple[str | None, list[CallRec]]:
             table = _mapping(mentioned)
             if name in table and isinstance(table[name], list):
                 return name, [c for c in table[name] if isinstance(c, CallRec)]
+    return None, []
+
+
+_REGISTER = "register_checkpoint_conversion_mapping"
+
+
+def registered(modeling: str | None, names: list[str]) -> tuple[str | None, list[CallRec]]:
+    """(key, transforms) of the first of `names` a modeling file registers conversions for
+    itself, at module level (`register_checkpoint_conversion_mapping("name", [...])`: the
+    one way transformers converts the checkpoint of remote code), interpreted statically
+    like the installed mapping; (None, []) where it registers none."""
+    if not modeling or not os.path.isfile(modeling):
+        return None, []
+    with open(modeling, encoding="utf-8") as fh:
+        if _REGISTER not in fh.read():
+            return None, []
+    project = Project()
+    sf = project.load(modeling, positions=False)
+    interp = Interp(project)
+    table: dict[str, list[CallRec]] = {}
+    for statement in sf.module.body:
+        if not isinstance(statement, cst.SimpleStatementLine):
+            continue
+        first = statement.body[0]
+        call = first.value if isinstance(first, cst.Expr) else None
+        if not isinstance(call, cst.Call) or len(call.args) < 2:
+            continue
+        func = call.func
+        called = func.attr.value if isinstance(func, cst.Attribute) else getattr(func, "value", "")
+        if called != _REGISTER:
+            continue
+        frame = Frame(sf, scope=statement)
+        try:
+            key, transforms = (interp.eval(arg.value, frame) for arg in call.args[:2])
+        except Unknown:
+            continue
+        if isinstance(key, str) and isinstance(transforms, list):
+            table[key] = [c for c in transforms if isinstance(c, CallRec)]
+    for name in names:
+        if name in table:
+            return name, table[name]
     return None, []
 
 
@@ -259,9 +307,53 @@ def _reversed_regex(source: str, target: str, shift: int = 0):
 
 
 # operations that reorder a stored tensor's contents on load (Inkling-2's `Interleave(dim=1)`
-# of its experts' gate and up rows): the adapter table maps names, not layouts, so a package
-# loading such a tensor as stored would be a different model
+# of its experts' gate and up rows, `PermuteForRope`): the adapter table maps names, so a
+# package loading such a tensor as stored would be a different model, unless the adapter
+# realises the reordering (`interleave`)
 _REORDERING = frozenset({"Interleave", "PermuteForRope"})
+
+
+def interleave(call: CallRec) -> tuple[str, str, int] | None:
+    """(on-disk name, module name, dim) of a converter whose one operation de-interleaves
+    the stored tensor along `dim` on load (`WeightConverter("mlp.experts.w13_weight",
+    "mlp.experts.gate_up_proj", operations=[Interleave(dim=1)])`: rows gate0, up0, gate1,
+    up1... become gate0, gate1..., up0, up1...); None for any other transform. The names
+    are key tails, as transformers matches them."""
+    if call.name.rsplit(".", 1)[-1] != "WeightConverter":
+        return None
+    sources = _patterns(_args(call, 0, "source_patterns"))
+    targets = _patterns(_args(call, 1, "target_patterns"))
+    operations = _args(call, 2, "operations")
+    if len(sources) != 1 or len(targets) != 1 or not isinstance(operations, list | tuple):
+        return None
+    if len(operations) != 1 or not isinstance(operations[0], CallRec):
+        return None
+    op = operations[0]
+    dim = op.args[0] if op.args else op.kwargs.get("dim", 0)
+    inverse = op.args[1] if len(op.args) > 1 else op.kwargs.get("inverse", False)
+    if (
+        op.name.rsplit(".", 1)[-1] != "Interleave"
+        or not isinstance(dim, int)
+        or isinstance(dim, bool)
+        or inverse is not False
+        or len(op.args) > 2
+        or set(op.kwargs) - {"dim", "inverse"}
+    ):
+        return None
+    names = [_literal(p) for p in (*sources, *targets)]
+    if any(n is None or "*" in n for n in names):
+        return None
+    return names[0], names[1], dim
+
+
+def interleaves(keys: list[str], transforms: list[CallRec]) -> tuple[tuple[str, int], ...]:
+    """(on-disk name, dim) of every `interleave` among `transforms` that loads one of the
+    module `keys`, in their order."""
+    return tuple(
+        (found[0], found[2])
+        for call in transforms
+        if (found := interleave(call)) is not None and any(_match(k, found[1]) for k in keys)
+    )
 
 
 def _reordering(call: CallRec) -> str | None:
@@ -280,6 +372,8 @@ def unreversed(keys: list[str], transforms: list[CallRec]) -> list[str]:
     found = []
     for call in transforms:
         kind = call.name.rsplit(".", 1)[-1]
+        if interleave(call) is not None:
+            continue  # the adapter de-interleaves on load (`interleaves`)
         if kind == "WeightConverter" and (op := _reordering(call)) is not None:
             sources = _patterns(_args(call, 0, "source_patterns"))
             targets = [t for t in map(_literal, _patterns(_args(call, 1, "target_patterns"))) if t]

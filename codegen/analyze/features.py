@@ -708,6 +708,10 @@ class StateDict:
     # tail, the module key tails it holds, in order); the adapter splits and joins them
     # (hrm_text's `attn.gqkv_proj.weight` -> gate, q, k, v)
     chunked: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # checkpoint tensors transformers de-interleaves on load along a dim (on-disk key tail,
+    # dim): Inkling-2's `mlp.experts.w13_weight` stores gate and up rows alternating, the
+    # module [gate | up]; the adapter de-interleaves them on load and interleaves on save
+    interleaved: tuple[tuple[str, int], ...] = ()
     # the layers' prefix on disk where transformers' load-time renames change it (inkling2's
     # `model.llm.layers`); "" where it is `prefix`
     checkpoint_prefix: str = ""

@@ -147,12 +147,17 @@ def detect(ctx: Ctx, roles: RoleBook) -> tuple[StateDict, dict]:
         ckpt_layer = [k[len(prefix) + 4 :] for k in templ if k.startswith(prefix + ".{}.")]
         ckpt_other = [k for k in templ if not k.startswith(prefix + ".{}.")]
         source = "model.safetensors.index.json"
-    elif target.installed:
+    else:
         names = [c.name for c in model.project.mro(model.entry_cls)]
         if model.stack_owner is not None and model.stack_owner.cls is not None:
             names.append(model.stack_owner.cls.name)
         names.append(model.model_type or "")
-        found, transforms = conversion.conversions_for(names)
+        # transformers converts its own models' checkpoints, and remote code's only where
+        # the code registers a conversion itself
+        own = None if target.installed else target.modeling_path
+        found, transforms = (
+            conversion.conversions_for(names) if own is None else conversion.registered(own, names)
+        )
         info["conversions"] = transforms
         if transforms:
             notes: list[str] = []
@@ -173,7 +178,7 @@ def detect(ctx: Ctx, roles: RoleBook) -> tuple[StateDict, dict]:
             if len(prefixes) == 1 and prefixes != {prefix}:
                 info["checkpoint_prefix"] = prefixes.pop()  # the layers' prefix on disk
             ckpt_layer = list(_render(converted, n))
-            source = f"{conversion.cite(found)} ({found!r})"
+            source = f"{conversion.cite(found, own)} ({found!r})"
             refused = conversion.unreversed(full_layer + other, transforms)
             if outside or refused or len(prefixes) > 1:
                 ctx.unsupported(
@@ -189,6 +194,8 @@ def detect(ctx: Ctx, roles: RoleBook) -> tuple[StateDict, dict]:
                     ),
                     source,
                 )
+            if conversion.interleaves(full_layer + other, transforms):
+                ctx.cite("state_dict.interleaved", source)
             ckpt_other, notes2 = conversion.to_checkpoint(ckpt_other, transforms)
             ckpt_other += moved
             for note in notes + notes2:
@@ -206,6 +213,7 @@ def detect(ctx: Ctx, roles: RoleBook) -> tuple[StateDict, dict]:
             checkpoint_other_keys=tuple(_dedupe(ckpt_other)),
             tied_keys=tuple(tied),
             chunked=conversion.chunk_splits(info.get("conversions") or []),
+            interleaved=conversion.interleaves(full_layer + other, info.get("conversions") or []),
             checkpoint_prefix=info.get("checkpoint_prefix", ""),
         ),
         info,

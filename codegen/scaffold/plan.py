@@ -452,6 +452,11 @@ def _naming_steps(target) -> list[Step]:
             },
         ),
         *(
+            [Step("interleaved_tensors", {"tensors": checkpoint.interleaved})]
+            if checkpoint.interleaved
+            else []
+        ),
+        *(
             [Step("stack_keys", {"stacks": target.features.block.recurrent_stacks})]
             if getattr(target.features.block, "recurrent_stacks", None)
             else []

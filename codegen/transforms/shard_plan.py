@@ -55,10 +55,13 @@ class _Structure:
                 for t in targets:
                     if m.matches(t, target) and node.value is not None:
                         names.add(t.attr.value)
+                        # the classes called, also where the call picks one
+                        # (`(Attention if self.sliding else LogScaledAttention)(args)`)
                         called = {
-                            c.func.value
-                            for c in findall(node.value, m.Call(func=m.Name()), index)
-                            if c.func.value in local
+                            name.value
+                            for c in findall(node.value, m.Call(), index)
+                            for name in findall(c.func, m.Name(), index)
+                            if name.value in local
                         }
                         self.builds.setdefault((cls.name.value, t.attr.value), set()).update(called)
                         if m.matches(node.value, _MODULE_LIST):

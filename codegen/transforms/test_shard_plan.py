@@ -162,3 +162,55 @@ def test_side_tables_are_replicated_under_the_names_the_transform_gives_them():
     plan, optional = _tables(package)
     assert {k: plan[k] for k in row.entries(params)} == row.entries(params)
     assert "concat_proj" in optional
+
+
+def test_entries_are_pruned_through_a_picked_class():
+    """A block picking its attention class per layer (`(A if sliding else B)(args)`) builds
+    both: an entry naming a parameter neither builds is dropped (the k clip without a
+    learned scale, where q's has one)."""
+    from codegen.transforms.testing import package_of
+
+    model = """
+import torch.nn as nn
+
+
+class Clip(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.threshold = 1.0
+
+
+class ScaledClip(Clip):
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(2))
+
+
+class Attention(nn.Module):
+    def __init__(self, args):
+        super().__init__()
+        self.q_clip = ScaledClip()
+        self.k_clip = Clip()
+
+
+class Block(nn.Module):
+    def __init__(self, args, sliding):
+        super().__init__()
+        self.attention = (Attention if sliding else Attention)(args)
+
+
+class Model(nn.Module):
+    def __init__(self, args):
+        super().__init__()
+        self.layers = nn.ModuleList(Block(args, True) for _ in range(2))
+"""
+    plan = """PLAN = {
+    "layers.*.attention.q_clip.scale": "head_param",
+    "layers.*.attention.k_clip.scale": "head_param",
+}
+OPTIONAL: frozenset[str] = frozenset()
+"""
+    package = package_of({"model.py": model, "parallelize.py": plan})
+    SyncShardPlan().apply(package)
+    after, _ = _tables(package)
+    assert after == {"layers.*.attention.q_clip.scale": "head_param"}

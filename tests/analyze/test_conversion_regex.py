@@ -76,26 +76,62 @@ def test_an_index_offset_renaming_is_undone_with_the_index_shifted():
     assert not notes
 
 
-def test_a_converter_that_reorders_contents_is_named_where_it_reaches_a_key():
-    """transformers' `Interleave(dim=1)` turns a stored fused gate/up tensor's row order on
-    load: the adapter maps names only, so the converter is named for the keys it reaches."""
-    from codegen.analyze.conversion import unreversed
+def _converter(*operations):
     from codegen.analyze.evaluate import CallRec
 
-    interleave = CallRec(
+    return CallRec(
         "WeightConverter",
         (),
         {
             "source_patterns": r"mlp\.experts\.w13_weight",
             "target_patterns": "mlp.experts.gate_up_proj",
-            "operations": [CallRec("Interleave", (), {"dim": 1})],
+            "operations": list(operations),
         },
     )
+
+
+KEYS = ["model.layers.{}.mlp.experts.gate_up_proj", "model.layers.{}.mlp.experts.down_proj"]
+
+
+def test_a_lone_interleave_is_a_fact_the_adapter_realises():
+    """transformers' `Interleave(dim=1)` de-interleaves a stored fused gate/up tensor's rows
+    on load: read as (on-disk tail, dim) for the keys it reaches, and not named unreversed
+    (the adapter's `interleaved` table regroups the rows)."""
+    from codegen.analyze.conversion import interleaves, to_checkpoint, unreversed
+    from codegen.analyze.evaluate import CallRec
+
+    interleave = _converter(CallRec("Interleave", (), {"dim": 1}))
     rename = CallRec("WeightRenaming", (r"mlp\.experts\.w2_weight", "mlp.experts.down_proj"), {})
-    keys = ["model.layers.{}.mlp.experts.gate_up_proj", "model.layers.{}.mlp.experts.down_proj"]
-    assert unreversed(keys, [interleave, rename]) == [
+    assert interleaves(KEYS, [interleave, rename]) == (("mlp.experts.w13_weight", 1),)
+    assert interleaves(KEYS[1:], [interleave, rename]) == ()  # no fused tensor: no concern
+    assert unreversed(KEYS, [interleave, rename]) == []
+    assert to_checkpoint(KEYS[:1], [interleave, rename])[0] == [
+        "model.layers.{}.mlp.experts.w13_weight"
+    ]
+    positional = _converter(CallRec("Interleave", (2,), {}))
+    assert interleaves(KEYS, [positional]) == (("mlp.experts.w13_weight", 2),)
+
+
+@pytest.mark.parametrize(
+    "operations",
+    [
+        [("PermuteForRope", (), {})],
+        [("Interleave", (), {"dim": 1, "inverse": True})],  # another reordering
+        [("Interleave", (), {"dim": 1}), ("Concatenate", (), {"dim": 1})],
+    ],
+)
+def test_a_converter_that_reorders_contents_otherwise_is_named_where_it_reaches_a_key(operations):
+    """Any other reordering (`PermuteForRope`, an interleave among other operations) the
+    adapter maps names for only: the converter is named for the keys it reaches."""
+    from codegen.analyze.conversion import interleaves, unreversed
+    from codegen.analyze.evaluate import CallRec
+
+    converter = _converter(*(CallRec(*op) for op in operations))
+    name = operations[0][0]
+    assert interleaves(KEYS, [converter]) == ()
+    assert unreversed(KEYS, [converter]) == [
         r"WeightConverter ('mlp\\.experts\\.w13_weight' -> 'mlp.experts.gate_up_proj':"
-        " Interleave, contents reordered)"
+        f" {name}, contents reordered)"
     ]
     # a package without the fused tensor is not concerned
-    assert unreversed(keys[1:], [interleave, rename]) == []
+    assert unreversed(KEYS[1:], [converter]) == []

@@ -198,3 +198,37 @@ def inkling2_folder(dest: Path, block: int = 3, plain_residual: bool = False) ->
         assert count, pattern  # the installed inkling2 changed: the fixture needs a look
     path.write_text(source)
     return folder
+
+
+# the registration a remote folder makes for its own checkpoint layout: transformers'
+# inkling2_text conversion of the experts' fused gate/up tensor, stored interleaved
+INTERLEAVED_EXPERTS = """
+
+register_checkpoint_conversion_mapping(
+    "{name}",
+    [
+        WeightConverter(
+            source_patterns=r"mlp\\.experts\\.w13_weight",
+            target_patterns=r"mlp.experts.gate_up_proj",
+            operations=[Interleave(dim=1)],
+        ),
+    ],
+    overwrite=True,
+)
+"""
+
+
+def interleaved_experts(folder: Path) -> Path:
+    """The folder's modeling file registers the conversion transformers makes for
+    inkling2_text's experts (`w13_weight`, gate and up rows interleaved, de-interleaved
+    into `gate_up_proj` on load), so the checkpoint transformers saves stores them so."""
+    path = folder / f"modeling_{NAME}.py"
+    source = path.read_text()
+    imports = (
+        "from transformers.conversion_mapping import register_checkpoint_conversion_mapping\n"
+        "from transformers.core_model_loading import Interleave, WeightConverter\n"
+    )
+    at = source.index("\nimport ") + 1
+    source = source[:at] + imports + source[at:] + INTERLEAVED_EXPERTS.format(name=NAME)
+    path.write_text(source)
+    return folder

@@ -54,12 +54,11 @@ def test_the_layer_keys_are_the_checkpoints_own(features):
     assert "attn.q_l2_clip.scale" in sd.checkpoint_layer_keys
     assert "attn.attn_sink_proj.weight" in sd.checkpoint_layer_keys
     assert not any("not applied" in note for note in features.notes)
-    # every renaming is reversed; the one conversion named reorders the experts' contents
-    named = {u.feature: u.detail for u in features.unsupported}
-    assert named["state_dict.conversion"].endswith(
-        "not reversed: WeightConverter ('mlp\\\\.experts\\\\.w13_weight' ->"
-        " 'mlp.experts.gate_up_proj': Interleave, contents reordered)"
-    )
+    # every renaming is reversed; the experts' fused gate/up tensor is stored with its rows
+    # interleaved (de-interleaved on load: the adapter's `interleaved` table)
+    assert "state_dict.conversion" not in {u.feature for u in features.unsupported}
+    assert sd.interleaved == (("mlp.experts.w13_weight", 1),)
+    assert "mlp.experts.w13_weight" in sd.checkpoint_layer_keys
     # layer tensors in lists of their own, one of them from the second layer on
     assert "model.llm.attn_res.mlp_queries.{}" in sd.checkpoint_other_keys
     assert "model.llm.attn_res.attn_queries.{-1}" in sd.checkpoint_other_keys
@@ -141,3 +140,34 @@ def test_a_saved_checkpoints_residual_queries_load_into_their_layers(tmp_path, f
         assert torch.equal(tensor, own[hf_name]), name
     assert len(house) == 5 + 6 + 1
     assert adapter.to_hf(house).keys() == saved.keys()
+
+
+def test_a_saved_checkpoints_interleaved_experts_load_as_transformers_loads_them(
+    tmp_path, features
+):
+    """save_pretrained stores the experts' gate and up rows interleaved (`w13_weight`); the
+    adapter's `interleaved` table, read from the conversion, gives HF's module tensor
+    ([gate | up]) and saves the rows back as stored, bit for bit."""
+    model = random_hf_model(tiny_config("inkling2_text"), 0)
+    save_checkpoint(model, tmp_path)
+    saved = {k: v for k, v in load_checkpoint(tmp_path).items() if ".mlp.experts." in k}
+    adapter = type(
+        "Adapter",
+        (StateDictAdapter,),
+        {
+            "from_hf_map": {
+                "model.llm.layers.{}.mlp.experts.w13_weight": "layers.{}.moe.experts.w13",
+                "model.llm.layers.{}.mlp.experts.w2_weight": "layers.{}.moe.experts.w2",
+            },
+            "interleaved": dict(features.state_dict.interleaved),
+        },
+    )(SimpleNamespace(n_layers=6))
+    house = adapter.from_hf(saved)
+    own = model.state_dict()
+    for name, tensor in house.items():
+        hf_name = name.replace("moe.experts.w13", "mlp.experts.gate_up_proj")
+        hf_name = "model." + hf_name.replace("moe.experts.w2", "mlp.experts.down_proj")
+        assert torch.equal(tensor, own[hf_name]), name
+    back = adapter.to_hf(house)
+    assert back.keys() == saved.keys()
+    assert all(torch.equal(back[key], saved[key]) for key in saved)
