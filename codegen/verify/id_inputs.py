@@ -6,9 +6,12 @@ them HF reads one row of each table (row 0, which is the padding row, zero, when
 is 0), so a table the package drops or concatenates in the wrong place changes nothing.
 
 An argument counts when HF's forward takes it (named `*_ids`, default None, other than the
-token and position ids), the package's forward takes it under the same name, and HF hands
-it, unchanged, to one of its embedding tables: that table's row count bounds the random ids.
-An argument HF uses otherwise (X-MOD's per-sequence `lang_ids`) is not drawn.
+token and position ids), the package's forward takes it under the same name, and HF runs
+with it given. Where HF hands it, unchanged, to one of its embedding tables, that table's
+row count bounds the random ids; where no table reads it, it is a per-token type in 0/1
+(HRM-Text's `token_type_ids`: the tokens of type 1 see each other both ways), drawn so the
+mask it opens is compared. An argument HF cannot take shaped like the tokens (X-MOD's
+per-sequence `lang_ids`) is not drawn.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import torch
 
 # the arguments verify already drives
 KNOWN = frozenset({"input_ids", "position_ids"})
+TYPES = 2  # ids no table reads: token types 0 and 1
 
 
 def _optional_ids(forward) -> list[str]:
@@ -36,7 +40,8 @@ def _optional_ids(forward) -> list[str]:
 
 def id_input_rows(hf_model, house_model, tokens: torch.Tensor) -> dict[str, int]:
     """Per optional id argument both forwards take: the row count of the HF table it indexes
-    (found by running HF on `tokens` once per argument, given as zeros shaped like them)."""
+    (found by running HF on `tokens` once per argument, given as zeros shaped like them), or
+    `TYPES` where no table reads it."""
     names = set(_optional_ids(house_model.forward))
     names = [name for name in _optional_ids(hf_model.forward) if name in names]
     rows: dict[str, int] = {}
@@ -60,8 +65,7 @@ def id_input_rows(hf_model, house_model, tokens: torch.Tensor) -> dict[str, int]
         finally:
             for hook in hooks:
                 hook.remove()
-        if seen:
-            rows[name] = seen[0]
+        rows[name] = seen[0] if seen else TYPES
     return rows
 
 
