@@ -24,9 +24,8 @@ import libcst.matchers as m
 
 FEATURE = "attention.type_block"
 OTHER = "other"
-BLOCK_IDS = (
-    "block_sequence_ids"  # what transformers' mask builders read: equal ids >= 0 see each other
-)
+# what transformers' mask builders read: tokens of equal ids >= 0 see each other
+BLOCK_IDS = "block_sequence_ids"
 
 
 @dataclass(frozen=True)
