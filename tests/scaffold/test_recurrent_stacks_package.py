@@ -54,9 +54,9 @@ def test_package_verifies(built):
     assert all(r.gradients_match for r in results)
 
 
-def test_prefix_lm_is_no_setting_of_the_package(built):
-    """The prefix block needs token_type_ids, which the package does not take: without them
-    HF is causal whatever prefix_lm says, and the package loads either setting."""
+def test_prefix_lm_is_a_setting_of_the_package(built):
+    """The prefix block the token types open is the package's too: it reads prefix_lm and
+    verifies with it off (tests/scaffold/test_type_block_package.py: with types)."""
     models, name = built
     off = Case(f"{TARGET}+prefix_lm=False", tiny_config(TARGET, prefix_lm=False))
     (result,) = verify_toy(models, name, case=off, gradients=False)
