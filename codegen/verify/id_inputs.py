@@ -8,10 +8,12 @@ is 0), so a table the package drops or concatenates in the wrong place changes n
 An argument counts when HF's forward takes it (named `*_ids`, default None, other than the
 token and position ids), the package's forward takes it under the same name, and HF runs
 with it given. Where HF hands it, unchanged, to one of its embedding tables, that table's
-row count bounds the random ids; where no table reads it, it is a per-token type in 0/1
-(HRM-Text's `token_type_ids`: the tokens of type 1 see each other both ways), drawn so the
-mask it opens is compared. An argument HF cannot take shaped like the tokens (X-MOD's
-per-sequence `lang_ids`) is not drawn.
+row count bounds the random ids. Where no table reads it, it is drawn in 0/1 when it is a
+token type of a mask block (HRM-Text's `token_type_ids`: the tokens of type 1 see each other
+both ways): a lone token of type 1 changes none of HF's logits (a block of one token is the
+causal mask). So are types HF ignores (its config switch off): the package must ignore
+them too. An argument HF uses otherwise (X-MOD's `lang_ids`, which pick an adapter per
+token) is not drawn.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def _optional_ids(forward) -> list[str]:
 def id_input_rows(hf_model, house_model, tokens: torch.Tensor) -> dict[str, int]:
     """Per optional id argument both forwards take: the row count of the HF table it indexes
     (found by running HF on `tokens` once per argument, given as zeros shaped like them), or
-    `TYPES` where no table reads it."""
+    `TYPES` for the token types of a mask block."""
     names = set(_optional_ids(house_model.forward))
     names = [name for name in _optional_ids(hf_model.forward) if name in names]
     rows: dict[str, int] = {}
@@ -65,8 +67,22 @@ def id_input_rows(hf_model, house_model, tokens: torch.Tensor) -> dict[str, int]
         finally:
             for hook in hooks:
                 hook.remove()
-        rows[name] = seen[0] if seen else TYPES
+        if seen:
+            rows[name] = seen[0]
+        elif _block_types(hf_model, tokens, name):
+            rows[name] = TYPES
     return rows
+
+
+def _block_types(hf_model, tokens: torch.Tensor, name: str) -> bool:
+    """HF's logits with `name` all 0 equal those with one token of type 1 (the last: a
+    block of its own)."""
+    zeros = torch.zeros_like(tokens)
+    lone = zeros.clone()
+    lone[:, -1] = 1
+    with torch.no_grad():
+        plain, one = (hf_model(input_ids=tokens, **{name: ids}).logits for ids in (zeros, lone))
+    return torch.equal(plain, one)
 
 
 def random_ids(rows: dict[str, int], shape, generator: torch.Generator) -> dict[str, torch.Tensor]:
