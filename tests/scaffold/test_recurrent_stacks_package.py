@@ -88,8 +88,11 @@ DEFECTS = {
     # the stacks swapped: the outer stack's layers run in the inner loop
     "swapped": (
         [
-            ("inner = self.inner(inner + h, rope)", "inner = self.outer(inner + h, rope)"),
-            ("h = self.outer(h + inner, rope)", "h = self.inner(h + inner, rope)"),
+            (
+                "inner = self.inner(inner + h, rope, mask)",
+                "inner = self.outer(inner + h, rope, mask)",
+            ),
+            ("h = self.outer(h + inner, rope, mask)", "h = self.inner(h + inner, rope, mask)"),
         ],
         "outer.layers.0 (HF model.H_module.layers.0) runs 6 times per forward, HF's 2",
     ),
