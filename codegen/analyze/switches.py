@@ -841,6 +841,10 @@ class _Visitor:
             no_text = lambda: _describe_block(sf, orelse.body.body)  # noqa: E731
         has_else = orelse is not None
         yes_text = lambda: _describe_block(sf, node.body.body)  # noqa: E731
+        block = type_block.switched_by(node, self.unit.fn)
+        if block is not None:  # the body opens the mask's block of one token type
+            yes_text = f"tokens of {block.input} == {block.type} see each other both ways"
+            no_text, has_else = f"causal whatever {block.input} says", True
         # `!=`: the body runs for "other"; `==`: the else branch does
         ops = _first_op(node.test)
         if ops == "!=":

@@ -42,9 +42,19 @@ class Block:
         return {"input": self.input, "type": self.type, "field": self.field, "on": self.on}
 
 
+_FOUND: dict[int, tuple] = {}  # id(fn) -> (fn, its blocks): switches asks at every `if`
+
+
 def find(fn: cst.FunctionDef) -> list[Block | str]:
     """Each binding of the builder's block ids in `fn`: a `Block`, or "other" where it
     is not the shape above."""
+    held = _FOUND.get(id(fn))
+    if held is None or held[0] is not fn:
+        held = _FOUND[id(fn)] = (fn, _find(fn))
+    return held[1]
+
+
+def _find(fn: cst.FunctionDef) -> list[Block | str]:
     optional = {
         p.name.value
         for p in [*fn.params.params, *fn.params.kwonly_params]
@@ -75,6 +85,11 @@ def find(fn: cst.FunctionDef) -> list[Block | str]:
 def opens(test_if: cst.If, fn: cst.FunctionDef) -> bool:
     """`test_if` is the `if <input> is not None` of a type block of `fn`."""
     return any(isinstance(b, Block) and b.given is test_if for b in find(fn))
+
+
+def switched_by(switch_if: cst.If, fn: cst.FunctionDef) -> Block | None:
+    """The type block of `fn` whose config test is `switch_if`'s, if any."""
+    return next((b for b in find(fn) if isinstance(b, Block) and b.switch is switch_if), None)
 
 
 def _binding(node: cst.CSTNode) -> cst.BaseExpression | None:
