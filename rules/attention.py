@@ -426,6 +426,18 @@ RULES += [
         ),
     ),
     Rule(
+        id="type_block_mask",
+        feature="attention.type_block",
+        values=(True,),
+        transform="type_block_mask",
+        params={"block": FromFeature("attention.type_block")},
+        description=(
+            "the forward takes the token types HF's backbone takes and, while the config"
+            " switch holds, the tokens of one type see each other both ways in the causal"
+            " mask (HRM-Text's prefix LM)"
+        ),
+    ),
+    Rule(
         id="indexed_attention",
         feature="attention.key_selection",
         values=(True,),

@@ -115,6 +115,10 @@ UNSUPPORTED: dict[tuple[str, object], str] = {
         "a score bias computed from the values other than exp(A * softplus(projection of the"
         " values)) per kv head with an optional top-k window from the config: no rule yet"
     ),
+    ("attention.type_block", "other"): (
+        "block ids handed to the mask builder other than one token type, switched by a config"
+        " field, seeing itself both ways: no rule yet"
+    ),
     ("rope.type", "other"): "a position encoding the analyzer does not recognise",
     ("moe.router", "other"): "a routing function the analyzer does not recognise",
     ("ffn.kind", "other"): (

@@ -26,6 +26,7 @@ from codegen.analyze import (
     qk_norm_scope,
     short_conv,
     supplied_inputs,
+    type_block,
 )
 from codegen.analyze.attention_shapes import _init_assignments
 from codegen.analyze.config import attr
@@ -942,6 +943,7 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
     dynamic = dynamic_mask.detect(ctx, rep)
     if dynamic is None:
         ctx.cite(dynamic_mask.FEATURE, where)
+    types = type_block.detect(ctx)
     layer_types = tuple(
         p["type"] if p["type"] != "mixer" else p.get("mixer", "mixer") for p in per_layer
     )
@@ -975,6 +977,7 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
             logn=logn,
             alibi=alibi,
             dynamic_mask=dynamic,
+            type_block=types,
             sub_norm=sub_norm,
             scores_fp32=upcast is not None,
             differential=diff,

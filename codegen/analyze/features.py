@@ -287,6 +287,11 @@ class Attention:
     # outnumber the window (Doge's dynamic mask): {"proj", "scale", "window": config field or
     # None}, "other" for another shape, None without one; see codegen/analyze/dynamic_mask.py
     dynamic_mask: dict | str | None = None
+    # token types the backbone's causal mask opens a bidirectional block for: a config
+    # switch on, tokens of one type given in an optional id input see each other both ways
+    # (HRM-Text's prefix LM): {"input", "type", "field", "on"}, "other" for another use
+    # of the mask builder's block ids, None without; see codegen/analyze/type_block.py
+    type_block: dict | str | None = None
     # keys chosen per query by a learned scorer of the attention's own before the softmax
     # (DeepSeek sparse attention's indexer): the scorer's names ({"module", "q_proj",
     # "k_proj", "k_norm", "weights_proj", "interleaved"}), "other" for a scorer of another

@@ -148,6 +148,7 @@ COMPARED: dict[str, Any] = {
     "attention.rel_bias": lambda found: "other" if found == "other" else found is not None,
     "attention.key_selection": lambda found: "other" if found == "other" else found is not None,
     "attention.dynamic_mask": lambda found: "other" if found == "other" else found is not None,
+    "attention.type_block": lambda found: "other" if found == "other" else found is not None,
     "attention.kv_sharing": lambda found: "other" if found == "other" else found is not None,
     "rope.type": None,
     "rope.partial_rotary": _partial,
@@ -296,6 +297,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "attention.rel_bias": (False,),  # no learned relative position bias on the scores
     "attention.key_selection": (False,),  # every causal key reaches the softmax
     "attention.dynamic_mask": (False,),  # the scores carry no bias computed from the values
+    "attention.type_block": (False,),  # causal whatever ids come beside the tokens
     "rope.type": _LLAMA_ROPE,
     "rope.partial_rotary": ("full",),
     "rope.interleaved": (False,),

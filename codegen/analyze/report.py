@@ -30,6 +30,7 @@ ROWS = (
     ("attention.scale", "attention scale"),
     ("attention.output_gate", "output gate"),
     ("attention.dynamic_mask", "dynamic mask"),
+    ("attention.type_block", "token types seen both ways"),
     ("attention.q_latent_raw", "q up-projection input"),
     ("attention.routed", "routed attention"),
     ("rope.type", "RoPE"),

@@ -29,6 +29,7 @@ from typing import Any
 import libcst as cst
 import libcst.matchers as m
 
+from codegen.analyze import type_block
 from codegen.analyze.source import ClassInfo, Project, SourceFile, dotted, literal
 
 # test vocabulary of SwitchValue.test
@@ -827,9 +828,10 @@ class _Visitor:
         if _raises(node.body.body) or _validates(node.body.body):
             self._mark(node.test)  # a validation (the value is an error), not a switch
             return
-        if _given_input(node.test, self.unit.fn):
+        if _given_input(node.test, self.unit.fn) and not type_block.opens(node, self.unit.fn):
             # code run only when the caller passes an optional input a package does not
-            # take (hrm_text's `token_type_ids` prefix block): no setting of the model
+            # take (a loss under labels): no setting of the model. Token types a package
+            # takes for its mask (hrm_text's prefix block) keep their switch.
             self.skipped.add(id(node))
             return
         orelse = node.orelse
@@ -839,6 +841,10 @@ class _Visitor:
             no_text = lambda: _describe_block(sf, orelse.body.body)  # noqa: E731
         has_else = orelse is not None
         yes_text = lambda: _describe_block(sf, node.body.body)  # noqa: E731
+        block = type_block.switched_by(node, self.unit.fn)
+        if block is not None:  # the body opens the mask's block of one token type
+            yes_text = f"tokens of {block.input} == {block.type} see each other both ways"
+            no_text, has_else = f"causal whatever {block.input} says", True
         # `!=`: the body runs for "other"; `==`: the else branch does
         ops = _first_op(node.test)
         if ops == "!=":

@@ -6,9 +6,14 @@ them HF reads one row of each table (row 0, which is the padding row, zero, when
 is 0), so a table the package drops or concatenates in the wrong place changes nothing.
 
 An argument counts when HF's forward takes it (named `*_ids`, default None, other than the
-token and position ids), the package's forward takes it under the same name, and HF hands
-it, unchanged, to one of its embedding tables: that table's row count bounds the random ids.
-An argument HF uses otherwise (X-MOD's per-sequence `lang_ids`) is not drawn.
+token and position ids), the package's forward takes it under the same name, and HF runs
+with it given. Where HF hands it, unchanged, to one of its embedding tables, that table's
+row count bounds the random ids. Where no table reads it, it is drawn in 0/1 when it is a
+token type of a mask block (HRM-Text's `token_type_ids`: the tokens of type 1 see each other
+both ways): a lone token of type 1 changes none of HF's logits (a block of one token is the
+causal mask). So are types HF ignores (its config switch off): the package must ignore
+them too. An argument HF uses otherwise (X-MOD's `lang_ids`, which pick an adapter per
+token) is not drawn.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import torch
 
 # the arguments verify already drives
 KNOWN = frozenset({"input_ids", "position_ids"})
+TYPES = 2  # ids no table reads: token types 0 and 1
 
 
 def _optional_ids(forward) -> list[str]:
@@ -36,7 +42,8 @@ def _optional_ids(forward) -> list[str]:
 
 def id_input_rows(hf_model, house_model, tokens: torch.Tensor) -> dict[str, int]:
     """Per optional id argument both forwards take: the row count of the HF table it indexes
-    (found by running HF on `tokens` once per argument, given as zeros shaped like them)."""
+    (found by running HF on `tokens` once per argument, given as zeros shaped like them), or
+    `TYPES` for the token types of a mask block."""
     names = set(_optional_ids(house_model.forward))
     names = [name for name in _optional_ids(hf_model.forward) if name in names]
     rows: dict[str, int] = {}
@@ -62,7 +69,20 @@ def id_input_rows(hf_model, house_model, tokens: torch.Tensor) -> dict[str, int]
                 hook.remove()
         if seen:
             rows[name] = seen[0]
+        elif _block_types(hf_model, tokens, name):
+            rows[name] = TYPES
     return rows
+
+
+def _block_types(hf_model, tokens: torch.Tensor, name: str) -> bool:
+    """HF's logits with `name` all 0 equal those with one token of type 1 (the last: a
+    block of its own)."""
+    zeros = torch.zeros_like(tokens)
+    lone = zeros.clone()
+    lone[:, -1] = 1
+    with torch.no_grad():
+        plain, one = (hf_model(input_ids=tokens, **{name: ids}).logits for ids in (zeros, lone))
+    return torch.equal(plain, one)
 
 
 def random_ids(rows: dict[str, int], shape, generator: torch.Generator) -> dict[str, torch.Tensor]:

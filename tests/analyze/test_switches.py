@@ -222,12 +222,12 @@ def test_non_switches_are_left_out(analysed) -> None:
     assert "num_attention_heads" not in _by_name(analysed("bert").switches)  # a validation
 
 
-def test_branches_an_untaken_input_gates_are_no_switch(analysed) -> None:
-    """hrm_text tests `prefix_lm` only where `token_type_ids` are given (the prefix block of
-    the mask) and to refuse flash attention: no setting of the model a package computes."""
-    names = set(_by_name(analysed("hrm_text").switches))
-    assert "prefix_lm" not in names
-    assert {"attention_bias", "mlp_bias", "L_bp_cycles"} <= names
+def test_token_types_that_open_a_mask_block_keep_their_switch(analysed) -> None:
+    """hrm_text tests `prefix_lm` only where `token_type_ids` are given; those types open
+    the mask's prefix block, which a package takes, so `prefix_lm` is a setting verify runs."""
+    names = _by_name(analysed("hrm_text").switches)
+    assert {v.label for v in names["prefix_lm"].values} == {"True", "False"}
+    assert {"attention_bias", "mlp_bias", "L_bp_cycles"} <= set(names)
 
 
 def test_report_section_and_json(capsys) -> None:

@@ -54,9 +54,9 @@ def test_package_verifies(built):
     assert all(r.gradients_match for r in results)
 
 
-def test_prefix_lm_is_no_setting_of_the_package(built):
-    """The prefix block needs token_type_ids, which the package does not take: without them
-    HF is causal whatever prefix_lm says, and the package loads either setting."""
+def test_prefix_lm_is_a_setting_of_the_package(built):
+    """The prefix block the token types open is the package's too: it reads prefix_lm and
+    verifies with it off (tests/scaffold/test_type_block_package.py: with types)."""
     models, name = built
     off = Case(f"{TARGET}+prefix_lm=False", tiny_config(TARGET, prefix_lm=False))
     (result,) = verify_toy(models, name, case=off, gradients=False)
@@ -88,8 +88,11 @@ DEFECTS = {
     # the stacks swapped: the outer stack's layers run in the inner loop
     "swapped": (
         [
-            ("inner = self.inner(inner + h, rope)", "inner = self.outer(inner + h, rope)"),
-            ("h = self.outer(h + inner, rope)", "h = self.inner(h + inner, rope)"),
+            (
+                "inner = self.inner(inner + h, rope, mask)",
+                "inner = self.outer(inner + h, rope, mask)",
+            ),
+            ("h = self.outer(h + inner, rope, mask)", "h = self.inner(h + inner, rope, mask)"),
         ],
         "outer.layers.0 (HF model.H_module.layers.0) runs 6 times per forward, HF's 2",
     ),

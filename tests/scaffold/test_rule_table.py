@@ -28,6 +28,7 @@ PROJECTED = {
     "attention.v_scale": (True, False, "other"),
     "attention.sink_rule": (True, False, "other"),
     "attention.dynamic_mask": (True, False, "other"),  # a value bias read, or not understood
+    "attention.type_block": (True, False, "other"),  # a prefix block read, or not understood
     "attention.routed": (True, False, "other"),  # a mixture of attention heads read, or not
     "ffn.activation_sparsity": (True, False, "other"),
     "attention.kv_sharing": (

@@ -1,7 +1,10 @@
 """The optional id arguments verify draws (`id_inputs.py`): only those both forwards take and
-HF hands to one of its tables, bounded by that table's rows; given on the long input only."""
+HF hands to one of its tables, bounded by that table's rows, or token types of a mask block
+(0/1); given on the long input only."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import torch
 from torch import nn
@@ -24,6 +27,7 @@ class _HF(nn.Module):
         lang_ids=None,
         wide_ids=None,
         hf_only_ids=None,
+        token_type_ids=None,
         position_ids=None,
     ):
         h = self.words(input_ids)
@@ -33,7 +37,10 @@ class _HF(nn.Module):
             h = h + self.wide(wide_ids)
         if lang_ids is not None:  # not a table's rows: a per-sequence switch
             h = h * lang_ids.float().mean()
-        return h
+        if token_type_ids is not None:  # type-1 tokens see each other: one alone sees itself
+            block = token_type_ids == 1
+            h = h + (block & (block.sum(-1, keepdim=True) > 1)).float()[..., None]
+        return SimpleNamespace(logits=h)
 
 
 class _House(nn.Module):
@@ -51,9 +58,9 @@ class _House(nn.Module):
 
 def test_only_ids_both_forwards_take_and_hf_looks_up_are_drawn():
     tokens = torch.ones(2, 5, dtype=torch.long)
-    # lang_ids reaches no table, HF fails with wide_ids (after looking them up); hf_only_ids
-    # and token_type_ids are one side's alone
-    assert id_input_rows(_HF(), _House(), tokens) == {"side_ids": 7}
+    # lang_ids reaches no table and changes a lone token's logits, HF fails with wide_ids
+    # (after looking them up), hf_only_ids is HF's alone; token_type_ids open a block
+    assert id_input_rows(_HF(), _House(), tokens) == {"side_ids": 7, "token_type_ids": 2}
 
 
 def test_the_long_input_gives_the_ids_and_the_tokens_stay_as_drawn():
