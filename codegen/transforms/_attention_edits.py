@@ -787,7 +787,13 @@ FREE_FUTURE = "del future  # not held while the head computes the logits"
 
 
 def attention_is_explicit(package) -> bool:
-    return _SDPA not in package.module("model.py").code
+    """Whether `Attention.forward` writes its attention out (no fused SDPA call there; a
+    depth attention elsewhere in the module may call it)."""
+    module = package.module("model.py")
+    function = find_method(module, "Attention", "forward")
+    if function is None:
+        return _SDPA not in module.code
+    return not m.findall(function, m.Call(func=dotted(_SDPA)))
 
 
 def make_attention_explicit(package) -> None:

@@ -16,7 +16,7 @@ DEPTH_ATTENTION = '''
 class DepthAttention(nn.Module):
     """A learned query attending over depth, not tokens: the block states and the current
     state, each RMS-normalised without a weight, are scored against the query and averaged
-    by the softmax of the scores, in fp32."""
+    by the softmax of the scores (one attention call over the depth axis), in fp32."""
 
     def __init__(self, dim: int, eps: float):
         super().__init__()
@@ -30,8 +30,9 @@ class DepthAttention(nn.Module):
         """blocks (batch, seq, n, dim), x (batch, seq, dim) -> (batch, seq, dim) in fp32."""
         states = torch.cat([blocks, x.unsqueeze(-2)], dim=-2).float()
         states = states * torch.rsqrt(states.square().mean(-1, keepdim=True) + self.eps)
-        scores = states @ self.query.float() * states.shape[-1] ** -0.5
-        return (scores.softmax(dim=-1).unsqueeze(-1) * states).sum(dim=-2)
+        query = self.query.float().expand(*states.shape[:-2], 1, -1)
+        scale = states.shape[-1] ** -0.5
+        return F.scaled_dot_product_attention(query, states, states, scale=scale).squeeze(-2)
 '''
 
 DEPTH_QUERIES = '''
@@ -53,8 +54,9 @@ class DepthQueries(nn.Module):
         query, in fp32."""
         states = torch.cat([blocks, x.unsqueeze(-2)], dim=-2).float()
         states = states * torch.rsqrt(states.square().mean(-1, keepdim=True) + self.eps)
-        scores = states @ self.query.float().T * states.shape[-1] ** -0.5  # (..., n, queries)
-        return (scores.softmax(dim=-2).transpose(-1, -2) @ states).unbind(-2)
+        query = self.query.float().expand(*states.shape[:-2], -1, -1)  # (..., queries, dim)
+        scale = states.shape[-1] ** -0.5
+        return F.scaled_dot_product_attention(query, states, states, scale=scale).unbind(-2)
 '''
 
 FIELDS = """
