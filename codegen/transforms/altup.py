@@ -123,6 +123,12 @@ predictions = self.altup.predict(streams)
 {x} = predictions[self.altup.active]  # the layer runs on the active stream's prediction
 """
 
+MERGE_BEFORE_NORM = """
+{h} = self.merge_streams(streams)
+del streams  # not held while the head computes the logits
+"""
+
+
 _LAYERS_LOOP = m.For(iter=m.MatchIfTrue(lambda node: bool(m.findall(node, dotted("self.layers")))))
 
 
@@ -205,7 +211,8 @@ def _returns_value(statement) -> bool:
 
 class _Streams(edits.InMethod):
     """Model.forward: `streams = self.expand_streams(h)` before the layers' loop, the loop
-    carrying `streams`, and the final norm taking `self.merge_streams(streams)`."""
+    carrying `streams`, and the streams merged back into `h` before the final norm, then
+    deleted: the last layer's streams are not held while the head computes the logits."""
 
     def __init__(self):
         super().__init__("Model", "forward")
@@ -221,19 +228,24 @@ class _Streams(edits.InMethod):
                 self.hits += 1
                 loop = statement.visit(_Rename(self.stream, "streams"))
                 expand = statements(f"streams = self.expand_streams({self.stream})")
-                return updated.with_changes(body=[*body[:index], *expand, loop, *body[index + 1 :]])
+                after = body[index + 1 :]
+                norm = next((i for i, s in enumerate(after) if _calls_final_norm(s)), None)
+                if norm is None or not _norms(after[norm], self.stream):
+                    raise EditError("Model.forward: no final norm of the hidden state alone")
+                merge = statements(MERGE_BEFORE_NORM.format(h=self.stream))
+                after[norm:norm] = merge
+                return updated.with_changes(body=[*body[:index], *expand, loop, *after])
         return updated
 
-    def leave_Call(self, original, updated):
-        if not self.inside or not m.matches(updated.func, dotted("self.norm")):
-            return updated
-        if len(updated.args) != 1:
-            raise EditError("Model.forward: the final norm takes more than the hidden state")
-        merged = cst.Call(
-            func=cst.Attribute(cst.Name("self"), cst.Name("merge_streams")),
-            args=[cst.Arg(cst.Name("streams"))],
-        )
-        return updated.with_changes(args=[cst.Arg(merged)])
+
+def _calls_final_norm(statement) -> bool:
+    return bool(m.findall(statement, m.Call(func=dotted("self.norm"))))
+
+
+def _norms(statement, stream: str) -> bool:
+    """Every final-norm call of `statement` takes the hidden state `stream` alone."""
+    calls = m.findall(statement, m.Call(func=dotted("self.norm")))
+    return all(len(c.args) == 1 and m.matches(c.args[0].value, m.Name(stream)) for c in calls)
 
 
 def _model_on_streams(package) -> None:

@@ -65,7 +65,13 @@ def test_model_expands_before_the_layers_and_merges_before_the_norm():
     body = _body(_package(), "Model", "forward")
     expand = body.index("streams = self.expand_streams(h)")
     assert body[expand + 1].startswith("for layer in self.layers:\n    streams = layer(streams,")
-    assert "h = self.norm(self.merge_streams(streams))" in body[expand + 2]
+    # merged into one stream, then the streams are deleted: the last layer's streams (altup_streams
+    # hidden states) are not held beside the logits while the head computes them
+    assert body[expand + 2 : expand + 4] == [
+        "h = self.merge_streams(streams)",
+        "del streams  # not held while the head computes the logits",
+    ]
+    assert body[expand + 4].startswith("h = self.norm(h)")
 
 
 def test_adapter_maps_hf_keys_and_args_read_the_fields():
