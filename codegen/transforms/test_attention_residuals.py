@@ -10,6 +10,7 @@ import pytest
 
 from codegen.models import references_dir
 from codegen.scaffold.source import SourcePackage
+from codegen.transforms import _attention_edits as attention_edits
 from codegen.transforms._attention_edits import find_method
 from codegen.transforms.attention_residuals import AttentionResiduals
 from codegen.transforms.edits import EditError, code_of
@@ -49,6 +50,21 @@ def test_the_block_and_the_model_carry_the_block_states():
     assert '"model.layers.{}.attention_input.query": "layers.{}.attention_input.query"' in adapter
     assert '"model.final_input.query": "final_input.query"' in adapter
     compile(files["model.py"], "model.py", "exec")
+
+
+def test_depth_attention_calls_sdpa_and_the_token_attention_can_still_be_written_out():
+    """The depth attention is one SDPA call over the depth axis (the kernel HF's block
+    residual calls); it does not make the token attention read as fused-or-explicit: the
+    attention is still fused, and once written out it reads as explicit."""
+    package = _package()
+    AttentionResiduals().apply(package, residuals=FACT)
+    depth = code_of(find_method(package.module("model.py"), "DepthAttention", "forward"))
+    assert "F.scaled_dot_product_attention(query, states, states, scale=scale)" in depth
+    assert not attention_edits.attention_is_explicit(package)
+    attention_edits.make_attention_explicit(package)
+    assert attention_edits.attention_is_explicit(package)
+    forward = code_of(find_method(package.module("model.py"), "Attention", "forward"))
+    assert "scaled_dot_product_attention" not in forward
 
 
 def test_several_queries_are_refused():
