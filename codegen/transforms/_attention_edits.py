@@ -767,14 +767,16 @@ GQA_REPEAT = """
 groups = self.n_heads // self.n_kv_heads  # GQA: each k/v head serves `groups` q heads
 k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)"""
 
+# the hidden keys' -inf is added in place (no backward step reads the scores): the same
+# values as a masked_fill_, which broadcasts a (seq, seq) mask over every head far slower
 CAUSAL_MASKING = """
-scores.masked_fill_(future, float("-inf"))  # in place: no backward step reads the scores
+scores.add_(torch.where(future, float("-inf"), 0.0).to(scores.dtype))
 """
 
 MASK_MASKING = """
 if mask is None:
     mask = torch.ones(seq, seq, dtype=torch.bool, device=x.device).tril()
-scores.masked_fill_(~mask, float("-inf"))  # in place: no backward step reads the scores
+scores.add_(torch.where(~mask, float("-inf"), 0.0).to(scores.dtype))
 """
 
 # plain causal attention: `Model.forward` builds the keys to hide once, every layer reads them
@@ -869,7 +871,7 @@ def set_attention_masking(package, with_mask: bool) -> None:
 
 FREED = "# not held while the head computes the logits"
 HIDDEN_MASKING = """
-scores.masked_fill_(hidden, float("-inf"))  # in place: no backward step reads the scores
+scores.add_(torch.where(hidden, float("-inf"), 0.0).to(scores.dtype))
 """
 HIDDEN_DOC = '"""`hidden`: boolean (seq, seq), True = a key the query does not see."""'
 HIDDEN_PARAM = "hidden: torch.Tensor"

@@ -213,7 +213,7 @@ class IndexedAttention(Transform):
                 "model.py",
                 "Attention",
                 "forward",
-                edits.call_of("scores.masked_fill_"),
+                edits.call_of("scores.add_"),
                 _hidden_unless_kept,
             )
         else:
@@ -373,14 +373,22 @@ def _shared(package, field: str, kind: str) -> str:
 
 
 def _hidden_unless_kept(call: cst.Call) -> cst.Call:
-    """Explicit attention's masking hides the keys the indexer left out besides the ones it
-    hid already (the future ones)."""
-    if len(call.args) != 2:
-        raise EditError("the attention's masking is not masked_fill_(hidden, value)")
-    hidden = cst.Module([]).code_for_node(call.args[0].value)
-    return call.with_changes(
-        args=[call.args[0].with_changes(value=edits.expression(f"{hidden} | ~keep")), call.args[1]]
-    )
+    """Explicit attention's masking (`scores.add_(torch.where(hidden, -inf, 0.0)...)`) hides
+    the keys the indexer left out besides the ones it hid already (the future ones)."""
+    where = m.Call(func=dotted("torch.where"), args=[m.Arg(), m.Arg(), m.Arg()])
+    found = m.findall(call, where)
+    if len(found) != 1:
+        raise EditError("the attention's masking is not scores.add_(torch.where(hidden, ...))")
+
+    class _Widen(cst.CSTTransformer):
+        def leave_Call(self, original, updated):
+            if original is not found[0]:
+                return updated
+            hidden = cst.Module([]).code_for_node(updated.args[0].value)
+            widened = updated.args[0].with_changes(value=edits.expression(f"{hidden} | ~keep"))
+            return updated.with_changes(args=[widened, *updated.args[1:]])
+
+    return call.visit(_Widen())
 
 
 class KeepElse(ScopedTransformer):

@@ -36,7 +36,7 @@ def test_the_bias_is_added_to_the_scaled_scores_before_the_mask():
     attention = _method(model, "Attention", "forward")
     scores = next(i for i, s in enumerate(attention) if s.startswith("scores = q @ k"))
     assert attention[scores + 1] == "scores = scores + self.alibi(positions)"
-    masked = next(i for i, s in enumerate(attention) if "masked_fill" in s)
+    masked = next(i for i, s in enumerate(attention) if s.startswith("scores.add_(torch.where"))
     assert scores + 1 < masked
     assert "F.scaled_dot_product_attention" not in model  # SDPA's is_causal takes no bias
     block = "\n".join(_method(model, "TransformerBlock", "forward"))
@@ -55,7 +55,7 @@ def test_the_causal_mask_is_built_once_per_forward_and_filled_in_place():
     model = package.render()["model.py"]
     attention = _method(model, "Attention", "forward")
     assert not any("torch.ones" in s or "~" in s for s in attention)
-    assert "scores.masked_fill_(future, float('-inf'))" in attention
+    assert "scores.add_(torch.where(future, float('-inf'), 0.0).to(scores.dtype))" in attention
     forward = _method(model, "Model", "forward")
     built = [i for i, s in enumerate(forward) if s.startswith("future = ")]
     loop = next(i for i, s in enumerate(forward) if s.startswith("for layer in self.layers"))

@@ -31,7 +31,7 @@ def test_sinks_replace_sdpa_with_the_written_out_softmax():
     assert "probs = torch.softmax(logits, dim=-1)[..., :-1].to(v.dtype)" in model
     # no mask argument: plain causal, the keys after each query hidden in place (the model
     # builds them once for every layer)
-    assert 'scores.masked_fill_(future, float("-inf"))' in model
+    assert 'scores.add_(torch.where(future, float("-inf"), 0.0).to(scores.dtype))' in model
     assert "future = torch.ones(" in model and "torch.ones(seq, seq" not in model
     adapter = package.render()["state_dict_adapter.py"]
     assert '"model.layers.{}.self_attn.sinks": "layers.{}.attention.sinks"' in adapter
@@ -46,7 +46,7 @@ def test_sinks_after_a_window_take_the_keys_the_model_hides_once():
     model = package.render()["model.py"]
     attention = model[model.index("class Attention") : model.index("class FeedForward")]
     assert "mask" not in attention.replace("masked_fill_", "")
-    assert 'scores.masked_fill_(hidden, float("-inf"))' in attention
+    assert 'scores.add_(torch.where(hidden, float("-inf"), 0.0).to(scores.dtype))' in attention
     assert "torch.ones(" not in attention and "~" not in attention
     loop = model[model.index("        window = None\n") : model.index("h = self.norm(h)")]
     assert loop.index("future = torch.ones(") < loop.index("for layer in self.layers:")
@@ -65,7 +65,7 @@ def test_a_window_added_and_removed_after_the_sinks_swaps_future_and_mask():
     model = package.render()["model.py"]
     assert model.count("future = torch.ones(") == 1
     assert "h = layer(h, rope, hidden_window if layer.sliding else future)" in model
-    assert 'scores.masked_fill_(hidden, float("-inf"))' in model
+    assert 'scores.add_(torch.where(hidden, float("-inf"), 0.0).to(scores.dtype))' in model
     compile(model, "model.py", "exec")
     SetSlidingWindow().apply(package, mode="none")
     model = package.render()["model.py"]
@@ -73,7 +73,7 @@ def test_a_window_added_and_removed_after_the_sinks_swaps_future_and_mask():
     assert model.count("future = torch.ones(") == 1 and model.count("del future") == 1
     assert "h = layer(h, rope, future)" in model
     assert "self.attention(self.attention_norm(x), rope, future)" in model
-    assert 'scores.masked_fill_(future, float("-inf"))' in model
+    assert 'scores.add_(torch.where(future, float("-inf"), 0.0).to(scores.dtype))' in model
     compile(model, "model.py", "exec")
 
 

@@ -23,7 +23,7 @@ def test_softcap_caps_scores_before_the_mask():
     assert lines[cap + 1] == "scores = scores * self.softcap"
     assert lines[cap - 1].startswith("if self.softcap is not None:")  # the config switches it
     assert lines[cap - 2] == "scores = q @ k.transpose(2, 3) * self.head_dim**-0.5"
-    assert lines[cap + 2].startswith('scores.masked_fill_(future, float("-inf"))')
+    assert lines[cap + 2].startswith('scores.add_(torch.where(future, float("-inf")')
     assert "self.softcap = args.attn_softcap" in lines
     assert "attn_softcap=hf_config.attn_logit_softcapping," in files["args.py"]
     assert "attn_softcap: float | None = 50.0" in files["args.py"]
