@@ -13,7 +13,12 @@ or "fail: why"} for each verified package's shard plan (`verify --parallel`, def
 seconds) and coverage.md, and prints one summary line:
 
     python scripts/coverage.py [--out DIR] [--only TYPE ...] [--no-verify] [--no-crosscheck]
-                               [--parallel SETTING ...] [--jobs N]
+                               [--parallel SETTING ...] [--jobs N] [--budget SECONDS]
+
+With `--budget`, no model starts once the budget is spent (the models already running finish)
+and the cross-check runs only if the time left looks enough for it: the rows not swept say so,
+and the summary line says how many model types were swept, so a slow machine gives a partial
+report instead of overrunning CI's time limit.
 
 After verify it prints the dynamic cross-check of the analysis per field (own names and
 renamed copies) and how many passing architectures pass as renamed remote-code folders
@@ -54,7 +59,12 @@ def causal_lm_types() -> list[str]:
     raise RuntimeError("MODEL_FOR_CAUSAL_LM_MAPPING_NAMES not found")
 
 
-def sweep_one(model_type: str, models_dir: Path, verify: bool, parallel=()) -> dict:
+NOT_SWEPT = "not swept (time budget)"  # the category of a model the budget left out
+
+
+def sweep_one(
+    model_type: str, models_dir: Path, verify: bool, parallel=(), deadline: float | None = None
+) -> dict:
     from codegen.quality.style import package_checks
     from codegen.scaffold.pipeline import scaffold_into
     from codegen.scaffold.plan import make_plan
@@ -70,6 +80,9 @@ def sweep_one(model_type: str, models_dir: Path, verify: bool, parallel=()) -> d
         "verify": None,
         "seconds": 0.0,
     }
+    if deadline is not None and time.time() >= deadline:
+        row["category"] = NOT_SWEPT
+        return row
     try:
         target = load_target(model_type)
         features = target.features
@@ -234,10 +247,14 @@ def summary(rows: list[dict]) -> str:
         f"; meta lifecycle {sum(v['lifecycle'] for v in verified)}/{len(verified)}, "
         f"packed sequences {sum(v['packed'] for v in verified)}/{len(verified)}"
     )
+    skipped = sum(r["category"] == NOT_SWEPT for r in rows)
+    swept = len(rows) - skipped
+    partial = f" (partial: the time budget ran out, {skipped} not swept)" if skipped else ""
     return (
-        f"coverage: {len(passed)}/{len(decoders)} decoder-only causal LMs scaffold + verify "
+        f"coverage{partial}: {len(passed)}/{len(decoders)} decoder-only causal LMs "
+        "scaffold + verify "
         f"(fp32 and bf16, every config switch setting); {len(planned)} fully planned; "
-        f"{len(rows)} causal-LM model types swept; switch settings: {counts['pass']} pass, "
+        f"{swept} causal-LM model types swept; switch settings: {counts['pass']} pass, "
         f"{counts['refused']} refused, {counts['fail']} fail{shards}{engine}"
     )
 
@@ -280,9 +297,13 @@ def markdown(rows: list[dict]) -> str:
             f"| {shards or '-'} | {why} |"
         )
     others = sorted(
-        (r["category"] or "error", r["model_type"]) for r in rows if r["category"] != "decoder"
+        (r["category"] or "error", r["model_type"])
+        for r in rows
+        if r["category"] not in ("decoder", NOT_SWEPT)
     )
     lines += ["", "Not decoder-only (out of scope): " + ", ".join(f"{t} ({c})" for c, t in others)]
+    if skipped := [r["model_type"] for r in rows if r["category"] == NOT_SWEPT]:
+        lines += ["", "Not swept (time budget): " + ", ".join(skipped)]
     return "\n".join(lines) + "\n"
 
 
@@ -311,13 +332,23 @@ def main() -> None:
         action="store_true",
         help="Skip the dynamic cross-check and the renamed remote-code folders.",
     )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        help="Wall seconds for the whole sweep: no model starts after them, and the "
+        "cross-check is skipped when the time left is short (the report says what was not run).",
+    )
     args = parser.parse_args()
+    started = time.time()
+    deadline = started + args.budget if args.budget else None
     args.parallel = [s for s in args.parallel if s != "none"]
     types = args.only or causal_lm_types()
     # scaffold must format without ruff on PATH (codegen finds the binary the package ships)
     os.environ["PATH"] = path_without_ruff(os.environ.get("PATH", ""))
     with tempfile.TemporaryDirectory() as directory:
-        rows = sweep_all(types, Path(directory), not args.no_verify, args.parallel, args.jobs)
+        rows = sweep_all(
+            types, Path(directory), not args.no_verify, args.parallel, args.jobs, deadline
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "coverage.json").write_text(json.dumps(rows, indent=2, default=str))
     (args.out / "coverage.md").write_text(markdown(rows))
@@ -326,10 +357,39 @@ def main() -> None:
     if not (args.no_verify or args.no_crosscheck):
         from codegen.verify.crosscheck.sweep import sweep_extras
 
+        if short := _short_of_time(rows, deadline, args.jobs):
+            print(short, flush=True)
+            return
+
         print("\n".join(sweep_extras(rows, args.out, jobs=args.jobs)), flush=True)
 
 
-def sweep_all(types: list[str], directory: Path, verify: bool, parallel, jobs: int) -> list[dict]:
+CROSSCHECK_SECONDS = 3.0  # per decoder and job, on this project's 2-core machine (~1.5 measured)
+
+
+def _short_of_time(rows: list[dict], deadline: float | None, jobs: int) -> str:
+    """The line saying why the cross-check is skipped, or "" when there is time for it."""
+    if deadline is None:
+        return ""
+    decoders = sum(r["category"] == "decoder" for r in rows)
+    needed = CROSSCHECK_SECONDS * decoders * 2 / max(jobs, 1)
+    left = deadline - time.time()
+    if left >= needed and not any(r["category"] == NOT_SWEPT for r in rows):
+        return ""
+    return (
+        f"cross-check and renamed remote-code folders skipped: {max(left, 0):.0f} s of the "
+        f"budget left, about {needed:.0f} s needed"
+    )
+
+
+def sweep_all(
+    types: list[str],
+    directory: Path,
+    verify: bool,
+    parallel,
+    jobs: int,
+    deadline: float | None = None,
+) -> list[dict]:
     """Rows in `types` order. Models are independent (each package in its own folder, each
     verify in its own process), so `jobs` of them run at once: the sweep is mostly single-
     threaded Python, and one model per core nearly divides its wall time by the cores."""
@@ -338,7 +398,7 @@ def sweep_all(types: list[str], directory: Path, verify: bool, parallel, jobs: i
         return directory / model_type / "generated"
 
     if jobs <= 1:
-        return [sweep_one(t, folder(t), verify, parallel) for t in _progress(types)]
+        return [sweep_one(t, folder(t), verify, parallel, deadline) for t in _progress(types)]
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     # one torch thread per verify process: pools of several threads per job spin on the
@@ -346,7 +406,9 @@ def sweep_all(types: list[str], directory: Path, verify: bool, parallel, jobs: i
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     rows: dict[str, dict] = {}
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(sweep_one, t, folder(t), verify, parallel): t for t in types}
+        futures = {
+            pool.submit(sweep_one, t, folder(t), verify, parallel, deadline): t for t in types
+        }
         for future in _progress(as_completed(futures), total=len(types)):
             rows[futures[future]] = future.result()
     return [rows[t] for t in types]
