@@ -26,6 +26,18 @@ RULES = [
         ),
     ),
     Rule(
+        # after rope_group: `rope` is the first layer's group
+        id="rope_layer_groups",
+        feature="rope.layer_groups",
+        values=(True,),
+        transform="rope_layer_groups",
+        params={"groups": FromFeature("rope.layer_groups")},
+        description=(
+            "the layers rotate with one of two rope_parameters groups each, picked by a test"
+            " over the config and the layer index: a second table for the other group"
+        ),
+    ),
+    Rule(
         id="interleaved_rope",
         feature="rope.interleaved",
         values=(True,),

@@ -21,7 +21,7 @@ from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import Term
 from codegen.analyze.evaluate import ConfigObj, Frame, FuncRef, ModuleRec, Unknown
 from codegen.analyze.features import UNKNOWN, Rope, layer_ranges
-from codegen.analyze.layer_rule import guard_rule
+from codegen.analyze.layer_rule import guard_rule, init_rule
 from codegen.analyze.model import walk_tree
 from codegen.analyze.roles import ATTENTION, ROTARY
 from codegen.analyze.source import dotted
@@ -422,7 +422,7 @@ def detect(ctx: Ctx, shared: dict) -> Rope:
     # rope parameters grouped under labels that are not layer types (DeepSeek-V4's "main" /
     # "compress"): the group the attention layers pick
     labelled = {k: v for k, v in params.items() if isinstance(v, dict)} if not nested else {}
-    picked = _picked_group(ctx, per_layer, labelled) if labelled else None
+    picked, layer_groups = _picked_group(ctx, per_layer, labelled) if labelled else (None, None)
     groups = nested or ({"all": params} if params else {})
     if picked in labelled:
         groups = {picked: labelled[picked]}
@@ -585,20 +585,27 @@ def detect(ctx: Ctx, shared: dict) -> Rope:
         table=table_path,
         rotated_slice=rotated_slice,
         group=picked,
+        layer_groups=layer_groups,
     )
 
 
-def _picked_group(ctx: Ctx, per_layer: list[dict], labelled: dict) -> str:
-    """The label of `rope_parameters` whose tables every attention layer rotates with: the
-    key its forward indexes its position embeddings with (`position_embeddings[self.X]`, X
-    evaluated per layer, or a literal key); "other" where the layers pick several labels, a
-    key that is no label, or no pick is read. Cited at the pick and at X's assignment."""
+def _picked_group(ctx: Ctx, per_layer: list[dict], labelled: dict) -> tuple[str, dict | None]:
+    """The label of `rope_parameters` whose tables the attention layers rotate with: the key
+    their forward indexes its position embeddings with (`position_embeddings[self.X]`, X
+    evaluated per layer, or a literal key); "other" where no pick is read or a key is no
+    label. Where the layers pick two labels through one attribute that `__init__` sets to
+    one label or the other (`self.X = "a" if <test> else "b"`, the test over the config and
+    the layer index), the first layer's label and the fact `rope.layer_groups`: the other
+    label and the test restated over `hf_config` and `i` for the layers that pick it
+    (checked against every analysed layer); else "other". Cited at the pick and at X's
+    assignment."""
     picks: dict[str, str] = {}
+    by_layer: list[tuple[int, object, str, str | None]] = []  # (index, rec, label, attr)
     for p in per_layer:
         rec = p["info"].rec
         found = ctx.model.project.find_method(rec.cls, "forward") if rec.cls else None
         if found is None:
-            return "other"
+            return "other", None
         owner, forward = found
         params = {q.name.value for q in forward.params.params} - {"self"}
         keys = []
@@ -606,22 +613,80 @@ def _picked_group(ctx: Ctx, per_layer: list[dict], labelled: dict) -> str:
             index = sub.slice[0].slice if len(sub.slice) == 1 else None
             index = getattr(index, "value", None)
             if isinstance(index, cst.SimpleString):
-                keys.append((index.evaluated_value, owner.sf.cite(sub)))
+                keys.append((index.evaluated_value, owner.sf.cite(sub), None))
             elif m.matches(index, m.Attribute(value=m.Name("self"))):
                 value = rec.attrs.get(index.attr.value)
                 where = ctx.attr_site(rec, index.attr.value) or owner.sf.cite(sub)
-                keys.append((value, f"{owner.sf.cite(sub)}, {where}"))
-        labels = [(k, w) for k, w in keys if isinstance(k, str) and k in labelled]
+                keys.append((value, f"{owner.sf.cite(sub)}, {where}", index.attr.value))
+        labels = [k for k in keys if isinstance(k[0], str) and k[0] in labelled]
         if len(labels) != 1:
-            return "other"
+            return "other", None
         picks.setdefault(labels[0][0], labels[0][1])
-    if len(picks) != 1:
-        detail = ", ".join(f"{k!r} ({w})" for k, w in picks.items()) or "no pick read"
+        by_layer.append((p["index"], rec, labels[0][0], labels[0][2]))
+    if len(picks) == 1:
+        ((label, where),) = picks.items()
+        every = f"every attention layer's tables: rope_parameters[{label!r}]"
+        ctx.cite("rope.group", f"{where} ({every})")
+        return label, None
+    detail = ", ".join(f"{k!r} ({w})" for k, w in picks.items()) or "no pick read"
+    groups = _layer_groups(ctx, by_layer) if len(picks) == 2 else None
+    if groups is None:
         ctx.cite("rope.group", f"{detail}: the layers rotate with several groups")
-        return "other"
-    ((label, where),) = picks.items()
-    ctx.cite("rope.group", f"{where} (every attention layer's tables: rope_parameters[{label!r}])")
-    return label
+        return "other", None
+    first = by_layer[0][2]
+    ctx.cite("rope.group", f"{picks[first]} (the first layer's tables: rope_parameters[{first!r}])")
+    ctx.cite(
+        "rope.layer_groups",
+        f"{detail} (rope_parameters[{groups['other']!r}] where {groups['test']})",
+    )
+    return first, groups
+
+
+def _layer_groups(ctx: Ctx, by_layer: list) -> dict | None:
+    """{"other": the label the first layer does not pick, "test": the condition over
+    `hf_config` and `i` under which a layer picks it}: the pick attribute's assignment in
+    `__init__`, `"a" if <test> else "b"` (a and b the two labels), restated over the config
+    and the layer index and giving every analysed layer its label; else None."""
+    recs = [rec for _, rec, _, _ in by_layer]
+    names = {name for _, _, _, name in by_layer}
+    if len(names) != 1 or None in names or any(r.cls is not recs[0].cls for r in recs):
+        return None
+    label_of = {index: label for index, _, label, _ in by_layer}
+    first = by_layer[0][2]
+    (other,) = set(label_of.values()) - {first}
+    pick = cst.parse_expression(f"self.{names.pop()}")
+    layers = [(index, rec) for index, rec, _, _ in by_layer]
+    restated = init_rule(ctx, recs[0], pick, layers, lambda i, v: v == label_of[i])
+    if restated is None:
+        return None
+    node = cst.parse_expression(restated)
+    if not isinstance(node, cst.IfExp):
+        return None
+    branches = [getattr(b, "evaluated_value", None) for b in (node.body, node.orelse)]
+    if not all(isinstance(b, cst.SimpleString) for b in (node.body, node.orelse)):
+        return None
+    if sorted(branches) != sorted((first, other)):
+        return None
+    test = node.test.with_changes(lpar=[], rpar=[])
+    if branches[1] == other:  # the other label is the else branch: the test negated
+        test = _negated(test)
+    return {"other": other, "test": cst.Module([]).code_for_node(test)}
+
+
+def _negated(test: cst.BaseExpression) -> cst.BaseExpression:
+    """`a == b` -> `a != b` (and back); anything else -> `not (test)`."""
+    flips = {cst.Equal: cst.NotEqual, cst.NotEqual: cst.Equal, cst.In: cst.NotIn}
+    flips[cst.NotIn] = cst.In
+    if isinstance(test, cst.Comparison) and len(test.comparisons) == 1:
+        (target,) = test.comparisons
+        flip = flips.get(type(target.operator))
+        if flip is not None:
+            operator = flip()
+            return test.with_changes(comparisons=[target.with_changes(operator=operator)])
+    inner = test.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+    if isinstance(test, cst.Name | cst.Attribute | cst.Call | cst.Subscript):
+        inner = test
+    return cst.UnaryOperation(operator=cst.Not(), expression=inner)
 
 
 def _glued_slices(fn: FuncRef) -> tuple[str, cst.Call] | None:

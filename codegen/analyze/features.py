@@ -344,6 +344,12 @@ class Rope:
     # "main" / "compress", picked by the attention); "other" where the layers pick several or
     # the pick is not read; None for flat (or per-layer-type) parameters
     group: str | None = None
+    # where the attention layers pick two of those labels, each layer by a test over the
+    # config and its index (DeepSeek-V4's sliding layers "main", its compressed ones
+    # "compress"): {"other": the label the first layer does not pick, "test": the test
+    # over `hf_config` and the layer index `i` of the layers that pick it}; `group` is then
+    # the first layer's label. None where every layer picks `group`
+    layer_groups: dict | None = None
 
 
 @dataclass(frozen=True)

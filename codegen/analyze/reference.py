@@ -163,6 +163,7 @@ COMPARED: dict[str, Any] = {
     "rope.table": lambda path: path is not None,
     "rope.rotated_slice": None,
     "rope.group": lambda label: "other" if label == "other" else label is not None,
+    "rope.layer_groups": lambda found: found is not None,
     "ffn.kind": None,
     "ffn.bias": None,
     "ffn.fused_gate_up": None,
@@ -311,6 +312,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "rope.table": (False,),  # cos/sin computed from the positions, no table stored
     "rope.rotated_slice": ("leading",),  # a partial rotary turns a head's leading dims
     "rope.group": (False,),  # rope_parameters flat (or keyed by layer type), read as they are
+    "rope.layer_groups": (False,),  # every layer rotates with the same tables
     "ffn.kind": ("swiglu",),
     "ffn.bias": (False,),
     "ffn.fused_gate_up": (False,),

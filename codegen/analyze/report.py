@@ -38,6 +38,7 @@ ROWS = (
     ("rope.interleaved", "RoPE interleaved"),
     ("rope.rotated_slice", "rotated dims"),
     ("rope.group", "rope group"),
+    ("rope.layer_groups", "rope group per layer"),
     ("rope.nope_layers", "NoPE layers"),
     ("rope.fp32", "RoPE in fp32"),
     ("ffn.kind", "FFN"),
@@ -111,6 +112,8 @@ def render_text(features: Features) -> str:
             continue  # only a fused projection has a row layout
         if name == "rope.group" and features.rope.group is None:
             continue  # only labelled rope_parameters have groups
+        if name == "rope.layer_groups" and features.rope.layer_groups is None:
+            continue  # the layers pick one group
         value = features.get(name)
         if name == "embedding.side_tables" and value:
             value = tuple(table[0].rsplit(".", 1)[-1] for table in value)

@@ -49,3 +49,19 @@ def test_sliding_only_copy_plans_with_no_gap(tmp_path):
     assert plan.complete, plan.gaps
     rules = {step.rule for step in plan.steps}
     assert {"partial_rotary", "low_rank_q"} <= rules and "qk_norm_weightless" not in rules
+
+
+def test_sliding_and_compressed_layers_read_a_group_each(tmp_path):
+    # DeepSeek-V4's attention picks "main" on sliding layers and "compress" on the others:
+    # the first layer's group, and the other's with the test restated over the config
+    config = tmp_path / "config.json"
+    kinds = ["sliding_attention", "heavily_compressed_attention"] * 2
+    config.write_text(
+        json.dumps({"model_type": "deepseek_v4", "num_hidden_layers": 4, "layer_types": kinds})
+    )
+    features = analyze("deepseek_v4", str(config))
+    test = 'hf_config.layer_types[i] != "sliding_attention"'
+    assert features.rope.group == "main" and features.rope.theta == 1e4
+    assert features.rope.layer_groups == {"other": "compress", "test": test}
+    evidence = features.evidence["rope.layer_groups"]
+    assert evidence.startswith("'main' (modeling_deepseek_v4.py:") and test in evidence

@@ -7,7 +7,9 @@ switch setting and under tp=2. Seeded defects fail verify naming the first layer
 attention: the leading slice turned, the other group's parameters read, the flat
 parameters transformers leaves beside the groups read; without either rule's step the
 package fails. The same slice turned in halves (`rotation="halves"`) verifies too; layers
-that pick several groups are refused in one line."""
+that pick several groups otherwise than by a test choosing one of two labels (a label
+indexed out of a tuple) are refused in one line (two labels by a test:
+`test_rope_layer_groups_package.py`)."""
 
 from __future__ import annotations
 
@@ -116,7 +118,7 @@ def test_layers_picking_several_groups_are_refused_in_one_line(tmp_path):
     from codegen.scaffold.plan import make_plan
     from codegen.scaffold.target import load_target
 
-    folder = v4_rope_folder(tmp_path, pick='"near" if layer_idx % 2 else "far"')
+    folder = v4_rope_folder(tmp_path, pick='("far", "near")[layer_idx % 2]')
     target = load_target(str(folder))
     assert target.features.rope.group == "other"
     gaps = [gap for gap in make_plan(target).gaps if gap.feature == "rope.group"]
