@@ -219,7 +219,7 @@ def to_checkpoint(keys: list[str], transforms: list[CallRec]) -> tuple[list[str]
                     continue
                 out = [reverse(k) for k in out]
                 continue
-            out = [k.replace(tgt, src, 1) for k in out]  # the first match, as transformers
+            out = [_renamed_back(k, sources[0], src, tgt) for k in out]
         elif (shift := _index_offset(call, sources, targets)) is not None:
             reverse = _reversed_regex(sources[0], targets[0], shift=-shift)
             if reverse is None:
@@ -247,6 +247,18 @@ def to_checkpoint(keys: list[str], transforms: list[CallRec]) -> tuple[list[str]
     seen: set = set()
     unique = [k for k in out if not (k in seen or seen.add(k))]
     return unique, notes
+
+
+def _renamed_back(key: str, source: str, src: str, tgt: str) -> str:
+    """`key` with the literal renaming `src -> tgt` undone at its first match, as
+    transformers reverses it to save; a source anchored with `^` (`$`) matches only at the
+    start (end) of the whole key: DeepSeek-V4's `^embed\\.weight` -> `embed_tokens.weight`
+    leaves `model.embed_tokens.weight` as it is, and renames a top-level `lm_head.weight`."""
+    if source.startswith("^"):
+        return src + key[len(tgt) :] if key.startswith(tgt) else key
+    if source.endswith("$") and not source.endswith("\\$"):
+        return key[: -len(tgt)] + src if key.endswith(tgt) else key
+    return key.replace(tgt, src, 1)
 
 
 # a group of digits (a layer index) in a pattern also matches a key template's `{}`

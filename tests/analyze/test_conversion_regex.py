@@ -135,3 +135,21 @@ def test_a_converter_that_reorders_contents_otherwise_is_named_where_it_reaches_
     ]
     # a package without the fused tensor is not concerned
     assert unreversed(KEYS[1:], [converter]) == []
+
+
+@pytest.mark.parametrize(
+    ("key", "on_disk_key"),
+    [
+        # `^embed\.weight` -> `embed_tokens.weight`: anchored, the prefixed key stays (as
+        # transformers saves it); before, the rename was undone inside the key
+        ("model.embed_tokens.weight", "model.embed_tokens.weight"),
+        ("model.hc_head.hc_fn", "model.hc_head.hc_fn"),
+        ("lm_head.weight", "head.weight"),  # `^head\.weight`: a top-level key starts with it
+        ("model.layers.{}.self_attn.q_a_proj.weight", "model.layers.{}.attn.wq_a.weight"),
+    ],
+)
+def test_anchored_literal_renames_match_at_the_start_of_the_key(key, on_disk_key):
+    pytest.importorskip("transformers.models.deepseek_v4")
+    from codegen.analyze.conversion import on_disk
+
+    assert on_disk("deepseek_v4", key) == on_disk_key
