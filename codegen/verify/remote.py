@@ -155,13 +155,27 @@ def remote_toy_config(remote: RemoteModel, **overrides):
         toy.pop("model_type", None)
         for key in layer_count_derived(remote.config_class):  # as tiny_config does
             toy.pop(key, None)
-        if overrides and "layer_types" not in overrides:
-            # a flipped switch is another checkpoint: its config class derives the layer
-            # pattern again (as `tiny_config` does by name), the folder's pattern is for its
-            # own setting (a window pattern kept with the window switched off is invalid)
-            toy.pop("layer_types", None)
+        if overrides and "layer_types" not in overrides and "layer_types" in toy:
+            # a flipped switch is another checkpoint: where it changes the pattern the
+            # config class derives, the class derives it again (as `tiny_config` does by
+            # name), the folder's pattern is for its own setting (a window pattern kept with
+            # the window switched off is invalid); a switch the derivation does not read
+            # (tied embeddings, DeepSeek-V4's MLP layer kinds) keeps the folder's pattern
+            if _derived_pattern(remote, toy, overrides) != _derived_pattern(remote, toy, {}):
+                toy.pop("layer_types")
         toy.update(overrides)
         return build_toy(remote.config_class, toy, full, overrides)
+
+
+def _derived_pattern(remote: RemoteModel, toy: dict, overrides: dict):
+    """The `layer_types` the config class derives for `toy` (its own pattern left out) with
+    `overrides`; a marker of its own where the class rejects them, so no two rejections
+    compare equal."""
+    values = {k: v for k, v in toy.items() if k != "layer_types"}
+    try:
+        return getattr(remote.config_class(**{**values, **overrides}), "layer_types", None)
+    except Exception:  # the class's own validation, whatever it raises
+        return object()
 
 
 def shrink_legacy(values: dict[str, Any], attribute_map: dict[str, str]) -> dict[str, Any]:
