@@ -44,7 +44,7 @@ def router_scores(logits: torch.Tensor, scoring_func: str) -> torch.Tensor:
 FIELD = """
 # the router's score of a logit, HF's scoring_func: "sigmoid" or "sqrtsoftplus"
 # (sqrt(softplus(logit)))
-scoring_func: str = {default!r}
+scoring_func: str = "{default}"
 """
 REFUSE = """
 if hf_config.{field} not in ("sigmoid", "sqrtsoftplus"):
@@ -149,4 +149,3 @@ class _Scores(ScopedTransformer):
         self.activations.add(activation)
         call = expression(f"router_scores({code_of(x)}, self.scoring_func)")
         return updated.with_changes(value=call)
-
