@@ -52,6 +52,10 @@ def test_both_score_functions_verify(folder, built, capsys):
     args = (models / name / "args.py").read_text()
     assert "scoring_func=hf_config.scoring_func" in args
     assert '"scoring_func"' not in args.split("FIXED_SETTINGS = ", 1)[1].split("\n", 1)[0]
+    # the package's docstring lists the settings it builds, not the refused other activations
+    doc = (models / name / "__init__.py").read_text()
+    assert "scoring_func = 'sigmoid' by default; 'sqrtsoftplus': " in doc, doc
+    assert "ACT2FN key" not in doc, doc
 
 
 def test_another_score_function_is_refused_in_one_line(built):

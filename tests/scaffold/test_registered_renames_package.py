@@ -20,9 +20,13 @@ import pytest
 from codegen.scaffold.testing import plan_folder, verify_folder, write_planned
 
 sys.path.insert(0, str(Path(__file__).parent))
-from inkling2_fixture import NAME, inkling2_folder  # noqa: E402
+from inkling2_fixture import inkling2_folder  # noqa: E402
 
 pytest.importorskip("transformers.models.inkling2")
+
+# a model type of its own: transformers keeps a registration for the rest of the process,
+# so the other renamed inkling2 folders' checkpoints (quillette) must not get these renames
+NAME = "quillwort"
 
 RENAMES = """
 
@@ -55,7 +59,8 @@ def renamed_on_disk(folder: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:
-    return renamed_on_disk(inkling2_folder(tmp_path_factory.mktemp("hub"), plain_residual=True))
+    folder = inkling2_folder(tmp_path_factory.mktemp("hub"), plain_residual=True, name=NAME)
+    return renamed_on_disk(folder)
 
 
 @pytest.fixture(scope="module")
