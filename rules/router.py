@@ -99,6 +99,19 @@ RULES = [
         ),
     ),
     Rule(
+        # after the router rows and table_routing: it rewrites the scores they write
+        id="router_score_switch",
+        feature="moe.score_field",
+        values=(True,),
+        transform="score_switch",
+        params={"field": FromFeature("moe.score_field")},
+        description=(
+            "the router scores by the activation the config field its source looks the"
+            " score function up by names (ACT2FN[config.scoring_func]): the sigmoid or"
+            " sqrt(softplus(logits)), any other value refused"
+        ),
+    ),
+    Rule(
         # after the router rows: it widens the Gate they write
         id="identity_experts",
         feature="moe.zero_experts",

@@ -418,11 +418,27 @@ def _match(key: str, target: str):
     return key[:start], key[end:]
 
 
-def on_disk(model_type: str | None, key: str) -> str:
+def analysed(features) -> list[CallRec]:
+    """The load-time conversions of the analysed target's checkpoint, read as the analysis
+    reads them (`state_dict`): transformers' mapping for its model_type where the modeling
+    file is the installed one, else the file's own module-level
+    `register_checkpoint_conversion_mapping(...)` (the one way remote code gets one), under
+    its model class or model_type; [] where there is none."""
+    model_type = getattr(features, "model_type", None)
+    modeling = getattr(getattr(features, "source", None), "modeling", "")
+    if modeling:
+        from codegen.analyze.locate import is_installed
+
+        if not is_installed(modeling):
+            classes = (features.source.model_class, *getattr(features, "architectures", ()))
+            names = [*classes, model_type]
+            return registered(modeling, [name for name in names if name])[1]
+    return conversions_for([model_type])[1] if model_type else []
+
+
+def on_disk(conversions: list[CallRec], key: str) -> str:
     """The checkpoint's name of the module key `key` (`{}` placeholders allowed), as
-    transformers' conversion mapping for `model_type` renames it on load; `key` itself
-    where there is no conversion (a renamed copy of the code, or none registered)."""
-    conversions = conversions_for([model_type])[1] if model_type else []
+    `conversions` (`analysed`) rename it on load; `key` itself where there is none."""
     if not conversions:
         return key
     found, _ = to_checkpoint([key], conversions)

@@ -414,8 +414,8 @@ class Moe:
     # its name (DeepSeek-V4's "sqrtsoftplus": sqrt(softplus(logits))), else None
     score_activation: str | None = None
     # the config field whose value picks the router's score activation (`ACT2FN[config.<field>]`:
-    # inkling2's and DeepSeek-V4's "scoring_func"), else None; a package computes the analysed
-    # value only, so the field is a config switch it pins (`switches._score_switches`)
+    # inkling2's and DeepSeek-V4's "scoring_func"), else None; a config switch
+    # (`switches._score_switches`) the package reads (rule router_score_switch)
     score_field: str | None = None
     router_bias: bool | str = UNKNOWN  # score-correction bias used for selection only
     # what that bias is added to before the pick: scores | logits (scored after, kolibri1)

@@ -197,6 +197,7 @@ COMPARED: dict[str, Any] = {
     "moe.scored_shared": lambda found: found is not None,
     "moe.router_gain": lambda found: found is not None,
     "moe.score_activation": lambda found: found is not None,
+    "moe.score_field": lambda found: found is not None,
     "moe.router_mlp": lambda found: found is not None,
     "moe.table_routing": lambda found: found is not None,
     "moe.layer_condition": moe_layer_rule,
@@ -386,6 +387,7 @@ _MOE_BASE: dict[str, tuple] = {
     "moe.scored_shared": (False,),  # the router's rows score the routed experts only
     "moe.router_gain": (False,),  # the routing weights carry no learned gain
     "moe.score_activation": (False,),  # scored by the router's softmax or sigmoid itself
+    "moe.score_field": (False,),  # the activation the code names, not a config field
     "moe.router_mlp": (False,),  # the router's logits are one projection of the input
     "moe.table_routing": (False,),  # every router picks the top-k of its scores
 }

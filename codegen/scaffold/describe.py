@@ -231,7 +231,12 @@ def _switch_items(features, reads) -> list[str]:
         told = [
             value
             for value in switch.values
-            if value.selects and not value.selects.startswith("calls ") and value not in default
+            if value.selects
+            and not value.selects.startswith("calls ")
+            and value not in default
+            # any other key of an activation table (a router's scoring_func): refused, as
+            # the package builds the named ones only (score_switch)
+            and not (value.test == "other" and value.operand == "ACT2FN")
         ]
         if not told:
             continue

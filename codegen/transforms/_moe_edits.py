@@ -335,15 +335,16 @@ def rows_on_disk(package, features) -> None:
     stores under another name gets that name, as transformers' conversion mapping renames
     it on load (aria's `mlp.experts.gate_up_proj` is `mlp.experts.fc1.weight` on disk,
     granitemoe's router `block_sparse_moe.router.weight` is `...router.layer.weight`).
-    Read from the analysed module keys and the conversion, so a renamed copy of the
-    modeling code (no conversion) keeps its module keys. Without Features: unchanged."""
+    Read from the analysed module keys and conversions (`conversion.analysed`: a remote
+    folder's own registration), so a renamed copy of the modeling code that registers none
+    keeps its module keys. Without Features: unchanged."""
     state = getattr(features, "state_dict", None)
-    if state is None or not state.prefix or not features.model_type:
+    if state is None or not state.prefix:
         return
-    from codegen.analyze.conversion import conversions_for, to_checkpoint
+    from codegen.analyze.conversion import analysed, to_checkpoint
     from codegen.scaffold.table import load_names
 
-    _, conversions = conversions_for([features.model_type])
+    conversions = analysed(features)
     if not conversions:
         return
     canonical = {a: group[0] for group in load_names().KEY_SYNONYMS for a in group}

@@ -10,7 +10,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from codegen.analyze import walk
-from codegen.analyze.conversion import on_disk
+from codegen.analyze.conversion import analysed, on_disk
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import EditDict, findall, run
 from codegen.transforms.transposed_linears import AfterFromHfMap
@@ -58,7 +58,7 @@ class AlignHfKeys(Transform):
         if features is not None and features.get("block.short_conv"):
             built = built | {"layers.{}.conv"}
 
-        model_type = getattr(features, "model_type", None)
+        conversions = analysed(features)
 
         def rewrite(key: str, value: str):
             hf_key = json.loads(key)
@@ -66,7 +66,7 @@ class AlignHfKeys(Transform):
                 return [(key, value)]
             # the name transformers' conversion mapping loads the module key from (HY-V4's
             # `attn_hc.fn` is `hc_pre.hc_attn_layer.hc_fn` on disk)
-            stored = on_disk(model_type, hf_key)
+            stored = on_disk(conversions, hf_key)
             if stored in wanted:
                 renamed[hf_key] = stored
                 return [(json.dumps(stored), value)]
@@ -132,10 +132,10 @@ def _pairing(package, features, prefix, layer_keys, other_keys, synonyms=None):
             if c.count(_LAYER) == hf_key.count(_LAYER)
         ]
 
-    model_type = getattr(features, "model_type", None)
+    conversions = analysed(features)
 
     def stored(key: str) -> str:  # the checkpoint's name for a module key (conversion mapping)
-        return on_disk(model_type, key)
+        return on_disk(conversions, key)
 
     leftovers = _leftovers(package, targets, pair, layer_prefix, canonical, as_role, stored)
     return targets, pair, leftovers

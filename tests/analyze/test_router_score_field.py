@@ -30,7 +30,7 @@ def test_renamed_router_reads_its_score_field(tmp_path):
         "other (a ACT2FN key)",
     ]
     assert switch.reads == (cite,)
-    # the sweep runs the other router score (a package computing sigmoid refuses it)
+    # the sweep runs the other router score (which the package realises)
     from transformers import Inkling2TextConfig
 
     from codegen.verify.switch_settings import plan_settings

@@ -134,18 +134,21 @@ def plain_stack(source: str, count: int = 0, residuals: bool = True) -> str:
     return source[:at] + PLAIN_MLP.format(p=p) + source[at:]
 
 
-def inkling2_folder(dest: Path, block: int = 3, plain_residual: bool = False) -> Path:
-    """The renamed inkling2 text folder, `block` layers to an attention-residual block."""
+def inkling2_folder(
+    dest: Path, block: int = 3, plain_residual: bool = False, name: str = NAME
+) -> Path:
+    """The renamed inkling2 text folder (model type `name`), `block` layers to an
+    attention-residual block."""
     folder = remote_folder(
         "inkling2_text",
         dest,
-        name=NAME,
+        name=name,
         config_values={
             "layer_types": ["hybrid_sliding"] * LAYERS,
             "n_layers_per_attn_res_block": block,
         },
     )
-    path = folder / f"modeling_{NAME}.py"
+    path = folder / f"modeling_{name}.py"
     source = path.read_text()
     p = re.search(r"class (\w+)SlidingAttention\b", source).group(1)
     edits = [

@@ -77,7 +77,7 @@ def test_package_verifies_in_fp32_and_bf16(folder, built, capsys):
         ("weights = weights * self.routed_scaling", "weights = weights * 1.0", "layers.0.moe"),
         # softmax scores where the config names sigmoid
         (
-            "scores = logits.float().sigmoid()",
+            "scores = router_scores(logits.float(), self.scoring_func)",
             "scores = logits.float().softmax(dim=-1)",
             "layers.0.moe",
         ),

@@ -28,8 +28,9 @@ from v4_moe_fixture import hashed_folder  # noqa: E402
 pytest.importorskip("transformers.models.deepseek_v4")
 
 NAME = "larchmere"
-FP32_SCORES = "        scores = F.softplus(logits.float()).sqrt()\n"
-HALF_SCORES = "        scores = F.softplus(logits).sqrt()\n"
+# both routers score by the config's scoring_func (router_score_switch)
+FP32_SCORES = "        scores = router_scores(logits.float(), self.scoring_func)\n"
+HALF_SCORES = "        scores = router_scores(logits, self.scoring_func)\n"
 TABLE_PICK = "        indices = self.tid2eid[tokens.reshape(-1)]\n"
 TOPK_PICK = "        indices = (scores"
 

@@ -9,7 +9,8 @@ which HF never reads, changes nothing, and a config without n_group / topk_group
 HF's router projects and scores in the model's dtype, and so does the Gate
 (router_half_logits): it verifies in fp32 and bf16.
 The config field the router's activation is looked up by (`ACT2FN[config.scoring_func]`)
-is pinned: `from_hf_config` accepts sqrtsoftplus and refuses another setting in one line.
+is read (router_score_switch): the package scores by sqrtsoftplus or the sigmoid, and
+`from_hf_config` refuses another setting in one line.
 Seeded defects fail verify at the router: softplus without its square root, the picked
 weights not renormalised as HF does (divided by the sum of all scores)."""
 
@@ -31,8 +32,8 @@ pytest.importorskip("transformers.models.deepseek_v4")
 
 DEFECTS = {
     "softplus-without-sqrt": (
-        "scores = F.softplus(logits).sqrt()",
-        "scores = F.softplus(logits)",
+        "return F.softplus(logits).sqrt()",
+        "return F.softplus(logits)",
     ),
     "weights-over-all-scores": (
         "weights = weights / (weights.sum(dim=-1, keepdim=True) + 1e-20)",
@@ -74,7 +75,9 @@ def test_package_verifies(folder, built):
     model = (models / name / "model.py").read_text()
     # HF's router projects and scores in the model's dtype: bf16 logits and scores in bf16
     assert "logits = F.linear(x.reshape(-1, x.shape[-1]), self.weight)" in model
-    assert "scores = F.softplus(logits).sqrt()" in model
+    assert "scores = router_scores(logits, self.scoring_func)" in model
+    assert "return F.softplus(logits).sqrt()" in model
+    assert 'scoring_func: str = "sqrtsoftplus"' in (models / name / "args.py").read_text()
     results = verify_toy(models, name, ("fp32", "bf16"), case=_case(folder))
     assert all(result.passed for result in results), [r.error for r in results]
 

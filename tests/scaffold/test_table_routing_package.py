@@ -45,7 +45,7 @@ DEFECTS = {
         "        return logits, weights * self.route_scale, indices\n\n\nclass MoE",
     ),
     "sigmoid-scores": (
-        "scores = F.softplus(logits).sqrt()\n" + PICK,
+        "scores = router_scores(logits, self.scoring_func)\n" + PICK,
         "scores = logits.sigmoid()\n" + PICK,
     ),
     # the layer types read one layer off: layer 2 routes by top-k, layer 3 by a table
@@ -171,7 +171,7 @@ def test_a_seeded_defect_fails_at_the_table_router(tmp_path, folder, built, defe
 
 def test_a_router_projected_in_fp32_fails_in_bf16(tmp_path, folder, built):
     """HF's top-k router projects in bf16: the Gate's logits in fp32 pick other experts."""
-    pick = "        scores = F.softplus(logits).sqrt()\n        indices = (scores"
+    pick = "        scores = router_scores(logits, self.scoring_func)\n        indices = (scores"
     half = "logits = F.linear(x.reshape(-1, x.shape[-1]), self.weight)\n" + pick
     fp32 = "logits = F.linear(x.reshape(-1, x.shape[-1]).float(), self.weight.float())\n" + pick
     models, name = tmp_path / "models", built[1]

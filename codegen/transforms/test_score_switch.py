@@ -1,0 +1,79 @@
+"""ScoreSwitch: before/after on the references: the router's scores become
+`router_scores(<logits>, self.scoring_func)` (the sigmoid or sqrt(softplus)), ModelArgs gains
+`scoring_func` (its default the activation the router computed), `from_hf_config` reads the
+config's field and refuses any other value; the bias, the pick and the scaling stay."""
+
+import pytest
+
+from codegen.models import references_dir
+from codegen.scaffold.source import SourcePackage
+from codegen.transforms._attention_edits import find_method
+from codegen.transforms.edits import EditError, code_of
+from codegen.transforms.score_switch import ScoreSwitch
+
+
+def _method(package, cls, name) -> str:
+    return code_of(find_method(package.module("model.py"), cls, name))
+
+
+def test_the_gate_scores_by_the_switch():
+    package = SourcePackage.from_directory(references_dir() / "deepseek_v3")
+    assert "scores = logits.sigmoid()" in _method(package, "Gate", "forward")
+    ScoreSwitch().apply(package, field="scoring_func")
+    forward = _method(package, "Gate", "forward")
+    assert "scores = router_scores(logits, self.scoring_func)" in forward
+    for kept in ("self.e_score_correction_bias", "weights / (weights.sum(", "self.route_scale"):
+        assert kept in forward
+    assert "self.scoring_func = args.scoring_func" in _method(package, "Gate", "__init__")
+    files = package.render()
+    assert "return F.softplus(logits).sqrt()" in files["model.py"]
+    assert '"""Router of sigmoid or sqrt(softplus) scores (scoring_func)' in files["model.py"]
+    assert 'scoring_func: str = "sigmoid"' in files["args.py"]
+    assert "scoring_func=hf_config.scoring_func," in files["args.py"]
+    assert "if hf_config.scoring_func not in (" in files["args.py"]
+
+
+def test_the_default_is_the_activation_the_router_computed():
+    # DeepSeek-V4-like: score_activation made the scores sqrt(softplus) first
+    from codegen.transforms.score_activation import ScoreActivation
+
+    package = SourcePackage.from_directory(references_dir() / "deepseek_v3")
+    ScoreActivation().apply(package, activation="sqrtsoftplus")
+    ScoreSwitch().apply(package, field="score_kind")
+    assert "router_scores(logits, self.scoring_func)" in _method(package, "Gate", "forward")
+    files = package.render()
+    assert 'scoring_func: str = "sqrtsoftplus"' in files["args.py"]
+    assert "scoring_func=hf_config.score_kind," in files["args.py"]
+
+
+def test_the_sigmoid_route_of_a_moe_scores_by_the_switch():
+    from codegen.transforms.moe_router import SetMoeRouter
+
+    package = SourcePackage.from_directory(references_dir() / "qwen3_moe")
+    SetMoeRouter().apply(package, router="sigmoid_topk", correction_bias=True)
+    ScoreSwitch().apply(package, field="scoring_func")
+    route = _method(package, "MoE", "route")
+    assert "scores = router_scores(logits.float(), self.scoring_func)" in route
+    assert "self.e_score_correction_bias" in route
+
+
+def test_a_router_without_sigmoid_or_sqrt_softplus_scores_is_refused():
+    package = SourcePackage.from_directory(references_dir() / "qwen3_moe")  # softmax scores
+    with pytest.raises(EditError):
+        ScoreSwitch().apply(package, field="scoring_func")
+
+
+def test_the_inserted_check_refuses_another_value_in_one_line():
+    from types import SimpleNamespace
+
+    package = SourcePackage.from_directory(references_dir() / "deepseek_v3")
+    ScoreSwitch().apply(package, field="scoring_func")
+    code = package.render()["args.py"]
+    start = code.index("        if hf_config.scoring_func not in (")
+    check = code[start : code.index("        _check_supported(", start)]
+    namespace: dict = {}
+    exec("def check(hf_config):\n" + check, namespace)  # the inserted statements alone
+    namespace["check"](SimpleNamespace(scoring_func="sqrtsoftplus"))
+    with pytest.raises(NotImplementedError) as err:
+        namespace["check"](SimpleNamespace(scoring_func="softmax"))
+    assert "\n" not in str(err.value) and "scoring_func='softmax'" in str(err.value)
