@@ -221,17 +221,22 @@ register_checkpoint_conversion_mapping(
 """
 
 
+INTERLEAVED_NAME = "quillock"  # its own model type: the registration lasts the whole process
+
+
 def interleaved_experts(folder: Path) -> Path:
     """The folder's modeling file registers the conversion transformers makes for
     inkling2_text's experts (`w13_weight`, gate and up rows interleaved, de-interleaved
-    into `gate_up_proj` on load), so the checkpoint transformers saves stores them so."""
-    path = folder / f"modeling_{NAME}.py"
+    into `gate_up_proj` on load), so the checkpoint transformers saves stores them so.
+    `folder` is built with `name=INTERLEAVED_NAME`: transformers keeps a registration for
+    the process, so under the shared NAME it would reach every later inkling2 fixture."""
+    path = folder / f"modeling_{INTERLEAVED_NAME}.py"
     source = path.read_text()
     imports = (
         "from transformers.conversion_mapping import register_checkpoint_conversion_mapping\n"
         "from transformers.core_model_loading import Interleave, WeightConverter\n"
     )
     at = source.index("\nimport ") + 1
-    source = source[:at] + imports + source[at:] + INTERLEAVED_EXPERTS.format(name=NAME)
+    source = source[:at] + imports + source[at:] + INTERLEAVED_EXPERTS.format(name=INTERLEAVED_NAME)
     path.write_text(source)
     return folder

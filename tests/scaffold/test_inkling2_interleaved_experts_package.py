@@ -21,7 +21,7 @@ import torch
 from codegen.scaffold.testing import plan_folder, seeded_copy, verify_folder, write_planned
 
 sys.path.insert(0, str(Path(__file__).parent))
-from inkling2_fixture import inkling2_folder, interleaved_experts  # noqa: E402
+from inkling2_fixture import INTERLEAVED_NAME, inkling2_folder, interleaved_experts  # noqa: E402
 
 pytest.importorskip("transformers.models.inkling2")
 
@@ -30,7 +30,8 @@ TABLE = 'interleaved = {"mlp.experts.w13_weight": 1}'
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:
-    return interleaved_experts(inkling2_folder(tmp_path_factory.mktemp("hub"), plain_residual=True))
+    hub = tmp_path_factory.mktemp("hub")
+    return interleaved_experts(inkling2_folder(hub, plain_residual=True, name=INTERLEAVED_NAME))
 
 
 @pytest.fixture(scope="module")
