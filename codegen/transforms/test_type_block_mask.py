@@ -21,6 +21,7 @@ def typed_package(block=BLOCK) -> SourcePackage:
 
 
 def test_types_reach_the_attention_under_the_switch():
+    """... and the packed path, which hands each document its own slice of them."""
     before = SourcePackage.from_directory(references_dir() / "llama").render()["model.py"]
     assert "token_type_ids" not in before and "is_causal=True" in before
     files = typed_package().render()
@@ -30,7 +31,8 @@ def test_types_reach_the_attention_under_the_switch():
     assert "mask = type_block_mask(token_type_ids, 1)" in model
     assert "h = layer(h, rope, mask)" in model
     assert "attn_mask=mask" in model and "is_causal=mask is None" in model
-    assert 'raise NotImplementedError("token_type_ids with packed documents")' in model
+    packed = "forward_packed(self, tokens, positions, cu_seqlens, token_type_ids=token_type_ids)"
+    assert packed in model and "NotImplementedError" not in model
     assert "prefix_lm: bool = True" in args and "prefix_lm=hf_config.prefix_lm," in args
 
 

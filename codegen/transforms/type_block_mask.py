@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import libcst.matchers as m
-
 from codegen.transforms import _attention_edits as edits
 from codegen.transforms._rope_edits import add_args_field
 from codegen.transforms.base import Transform
@@ -17,10 +15,6 @@ mask: torch.Tensor | None = None  # plain causal
 if {input} is not None and {test}:
     mask = type_block_mask({input}, {kind})
 """
-PACKED = """
-if {input} is not None:
-    raise NotImplementedError("{input} with packed documents")
-"""
 TYPE_BLOCK_MASK = '''
 def type_block_mask(token_types: torch.Tensor, kind: int) -> torch.Tensor:
     """Causal mask (batch, 1, seq, seq), True = attend, where the tokens of type `kind` also
@@ -32,7 +26,8 @@ def type_block_mask(token_types: torch.Tensor, kind: int) -> torch.Tensor:
 '''
 NOTE = (
     " `{input}` (batch, seq): while `{field}` is {on}, the tokens of type {kind} see each"
-    " other both ways; the rest stays causal."
+    " other both ways; the rest stays causal. Packed documents each take their own slice of"
+    " the types: a block never crosses a document."
 )
 
 
@@ -40,8 +35,9 @@ class TypeBlockMask(Transform):
     """`Model.forward` takes the token types HF's backbone takes (`block["input"]`) and,
     while the config switch `block["field"]` is `block["on"]`, builds the causal mask in
     which the tokens of type `block["type"]` see each other both ways, handed through each
-    block to SDPA (plain causal without types or with the switch the other way); packed
-    documents refuse types. Needs the plain causal attention of the llama reference."""
+    block to SDPA (plain causal without types or with the switch the other way). The packed
+    path (`forward_packed`, each document run alone) hands each document its own types.
+    Needs the plain causal attention of the llama reference."""
 
     name = "type_block_mask"
 
@@ -67,7 +63,14 @@ class TypeBlockMask(Transform):
                 before=True,
             ),
         )
-        run(package, "model.py", _RefusePacked(PACKED.format(input=name)))
+        edits.replace_expressions(
+            package,
+            "model.py",
+            "Model",
+            "forward",
+            edits.call_of("forward_packed"),
+            lambda call: edits.with_arg(call, name, keyword=name),
+        )
         run(
             package,
             "model.py",
@@ -77,26 +80,3 @@ class TypeBlockMask(Transform):
         )
         edits.insert_definition(package, "model.py", TYPE_BLOCK_MASK, before="Model")
         add_args_field(package, field, FIELD.format(on=on, kind=kind), f"hf_config.{field}")
-
-
-class _RefusePacked(InsertStatements):
-    """The packed path (`if cu_seqlens is not None: return forward_packed(...)`) refuses
-    types first: its documents run without them."""
-
-    def __init__(self, code: str):
-        super().__init__("Model", "forward", _packs, code)
-
-    def edit_statements(self, body):
-        for index, statement in enumerate(body):
-            if _packs(statement):
-                self.hits += 1
-                inner = statement.body.with_changes(body=[*self.new, *statement.body.body])
-                body = list(body)
-                body[index] = statement.with_changes(body=inner)
-                return body
-        return body
-
-
-def _packs(statement) -> bool:
-    """`if cu_seqlens is not None: ...`"""
-    return m.matches(statement, m.If(test=m.Comparison(left=m.Name("cu_seqlens"))))
