@@ -1,11 +1,21 @@
-"""Token types that see each other both ways in the causal mask (HRM-Text's prefix LM)."""
+"""Token types that see each other both ways in the causal mask (HRM-Text's prefix LM).
+
+Where the layers are already handed masks of their own (a sliding window's, None on the
+layers that attend causally), the block joins each of them as transformers' mask builders
+join `block_sequence_ids`: `or_masks(<the layer's mask>, blockwise_overlay(...))`, after the
+window is cut (`and_masks(sliding_window_overlay, causal)`), so the tokens of the type see
+each other also beyond a layer's window.
+"""
 
 from __future__ import annotations
+
+import libcst as cst
+import libcst.matchers as m
 
 from codegen.transforms import _attention_edits as edits
 from codegen.transforms._rope_edits import add_args_field
 from codegen.transforms.base import Transform
-from codegen.transforms.edits import EditError, InsertStatements, run
+from codegen.transforms.edits import EditError, InsertStatements, code_of, expression, run
 
 INPUT = "token_type_ids: torch.Tensor | None = None"
 MASK_PARAM = "mask: torch.Tensor | None"
@@ -24,6 +34,28 @@ def type_block_mask(token_types: torch.Tensor, kind: int) -> torch.Tensor:
     block = token_types == kind
     return (causal | (block[:, :, None] & block[:, None, :]))[:, None]
 '''
+# the layers' masks joined: each mask the forward builds for them gains the block, and the
+# causal layers (None) take the block over the causal mask
+JOIN = "if {input} is not None and {test}:\n"
+JOIN_MASK = "{name} = type_block_mask({input}, {kind}, {name})"
+TYPE_BLOCK_OVER = '''
+def type_block_mask(
+    token_types: torch.Tensor, kind: int, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """`mask` (seq, seq), True = attend (None: causal), widened to (batch, 1, seq, seq) so
+    that the tokens of type `kind` also see every other token of that type, before or after
+    them and beyond a window: one bidirectional block."""
+    if mask is None:
+        seq = token_types.shape[-1]
+        mask = torch.ones(seq, seq, dtype=torch.bool, device=token_types.device).tril()
+    block = token_types == kind
+    return (mask | (block[:, :, None] & block[:, None, :]))[:, None]
+'''
+JOINED_NOTE = (
+    " `{input}` (batch, seq): while `{field}` is {on}, the tokens of type {kind} see each"
+    " other both ways, beyond a layer's window too; the rest keeps the layer's mask. Packed"
+    " documents each take their own slice of the types: a block never crosses a document."
+)
 NOTE = (
     " `{input}` (batch, seq): while `{field}` is {on}, the tokens of type {kind} see each"
     " other both ways; the rest stays causal. Packed documents each take their own slice of"
@@ -37,31 +69,29 @@ class TypeBlockMask(Transform):
     which the tokens of type `block["type"]` see each other both ways, handed through each
     block to SDPA (plain causal without types or with the switch the other way). The packed
     path (`forward_packed`, each document run alone) hands each document its own types.
-    Needs the plain causal attention of the llama reference."""
+    An attention that already takes a `mask` (a sliding window pattern) keeps it: the block
+    joins every mask the layer loop hands down (`_join`)."""
 
     name = "type_block_mask"
 
     def apply(self, package, features=None, *, block: dict) -> None:
         if edits.has_definition(package, "model.py", "type_block_mask"):
             return
-        if MASK_PARAM.split(":")[0] in edits.param_names(package, "Attention", "forward"):
-            raise EditError("the attention already takes a mask: no rule joins two masks yet")
         name, field, kind, on = block["input"], block["field"], block["type"], block["on"]
-        edits.add_param(package, "Attention", "forward", MASK_PARAM)
-        edits.set_attention_masking(package, True)
-        edits.hand_down(package, MASK_PARAM)
-        edits.add_param(package, "Model", "forward", INPUT.replace("token_type_ids", name))
         test = f"self.args.{field}" if on else f"not self.args.{field}"
+        joined = MASK_PARAM.split(":")[0] in edits.param_names(package, "Attention", "forward")
+        if joined:
+            build = _join(package, name, test, kind)
+        else:
+            edits.add_param(package, "Attention", "forward", MASK_PARAM)
+            edits.set_attention_masking(package, True)
+            edits.hand_down(package, MASK_PARAM)
+            build = BUILD.format(input=name, test=test, kind=kind)
+        edits.add_param(package, "Model", "forward", INPUT.replace("token_type_ids", name))
         run(
             package,
             "model.py",
-            InsertStatements(
-                "Model",
-                "forward",
-                edits.is_layer_loop,
-                BUILD.format(input=name, test=test, kind=kind),
-                before=True,
-            ),
+            InsertStatements("Model", "forward", edits.is_layer_loop, build, before=True),
         )
         edits.replace_expressions(
             package,
@@ -75,8 +105,54 @@ class TypeBlockMask(Transform):
             package,
             "model.py",
             edits.DocstringNote(
-                "Model", "forward", NOTE.format(input=name, field=field, on=on, kind=kind)
+                "Model",
+                "forward",
+                (JOINED_NOTE if joined else NOTE).format(input=name, field=field, on=on, kind=kind),
             ),
         )
-        edits.insert_definition(package, "model.py", TYPE_BLOCK_MASK, before="Model")
+        definition = TYPE_BLOCK_OVER if joined else TYPE_BLOCK_MASK
+        edits.insert_definition(package, "model.py", definition, before="Model")
         add_args_field(package, field, FIELD.format(on=on, kind=kind), f"hf_config.{field}")
+
+
+def _join(package, name: str, test: str, kind: int) -> str:
+    """The statements that join the block to the masks the layer loop hands down: each name
+    the forward binds and the loop's mask argument reads (`window`) is rebound with the
+    block; a None there (plain causal layers) becomes `mask`, the causal mask with the
+    block, built only when one is read. The argument is rewritten in place."""
+    if edits.masks_hidden(package):
+        raise EditError("the layers take the keys their masks hide: the block cannot join them")
+    forward = edits.find_method(package.module("model.py"), "Model", "forward")
+    loop = next((s for s in forward.body.body if edits.is_layer_loop(s)), None)
+    call = None if loop is None else next(iter(m.findall(loop, m.Call(func=m.Name("layer")))), None)
+    params = edits.param_names(package, "TransformerBlock", "forward")
+    if call is None or "mask" not in params or len(call.args) < params.index("mask"):
+        raise EditError("the layer loop hands no mask to the blocks")
+    at = params.index("mask") - 1  # the call has no `self`
+    argument = call.args[at].value
+    bound = {t.target.value for t in m.findall(forward, m.AssignTarget(m.Name()))}
+    masks = sorted({n.value for n in m.findall(argument, m.Name()) if n.value in bound})
+    causal = bool(m.findall(argument, m.Name("None")))
+    if "mask" in bound or (not masks and not causal):
+        raise EditError(f"the layers' mask `{code_of(argument)}` is not one the block can join")
+    lines = [JOIN_MASK.format(name=n, input=name, kind=kind) for n in masks]
+    if causal:
+        lines.insert(0, f"mask = type_block_mask({name}, {kind})")
+
+    class _CausalIsMask(cst.CSTTransformer):
+        def leave_Name(self, original, updated):
+            return cst.Name("mask") if original.value == "None" else updated
+
+    rewritten = code_of(argument.visit(_CausalIsMask()))
+
+    def hand_down(found: cst.Call) -> cst.Call:
+        args = list(found.args)
+        args[at] = args[at].with_changes(value=expression(rewritten))
+        return found.with_changes(args=args)
+
+    edits.replace_expressions(
+        package, "model.py", "Model", "forward", edits.call_of("layer"), hand_down
+    )
+    head = ("mask: torch.Tensor | None = None  # plain causal\n" if causal else "") + JOIN
+    body = "".join(f"    {line}\n" for line in lines)
+    return head.format(input=name, test=test) + body
