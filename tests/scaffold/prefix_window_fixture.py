@@ -1,11 +1,12 @@
 """A remote-code folder with a prefix LM and sliding layers, built at test time: the renamed
 hrm_text copy (`codegen.verify.remote_fixture`) whose config gains `sliding_window` and
 `layer_types` (every other layer sliding: one type per layer of a stack, which its own
-validator checks in place of transformers' one per cache slot), whose attention hands its
-window to the kernel, and whose backbone builds one mask per layer type, both given the
-token types' `block_sequence_ids`: `create_causal_mask` for the full layers,
-`create_sliding_window_causal_mask` for the sliding ones. The window (5) is shorter than
-verify's long sequence and its short one, so a block cut by the window shows."""
+validator checks in place of transformers' one per cache slot; the cache grows its slots as
+the attention runs come), whose attention hands its window to the kernel, and whose
+backbone builds one mask per layer type, both given the token types' `block_sequence_ids`:
+`create_causal_mask` for the full layers, `create_sliding_window_causal_mask` for the
+sliding ones. The window (5) is shorter than verify's long sequence and its short one, so a
+block cut by the window shows."""
 
 from __future__ import annotations
 
@@ -74,6 +75,10 @@ MODELING = (
         "                past_key_values=past_key_values,\n"
         "                position_embeddings=position_embeddings,\n"
         "                cycle_offset=cycle_offset,",
+    ),
+    (  # a slot per attention run, grown as they come: the types are per stack layer
+        "DynamicCache(config=self.config)",
+        "DynamicCache()",
     ),
     (
         "        attention_mask = create_causal_mask(**mask_kwargs)\n",
