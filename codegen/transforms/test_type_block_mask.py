@@ -11,6 +11,8 @@ import torch
 
 from codegen.models import references_dir
 from codegen.scaffold.source import SourcePackage
+from codegen.transforms._attention_edits import call_of, replace_expressions
+from codegen.transforms.edits import EditError, expression
 from codegen.transforms.type_block_mask import TypeBlockMask
 
 BLOCK = {"input": "token_type_ids", "type": 1, "field": "prefix_lm", "on": True}
@@ -111,3 +113,19 @@ def test_joined_masks_are_transformers_masks_with_the_block_overlay(window):
     assert torch.equal(got, want)
     causal = transformers_mask(masking.or_masks(masking.causal_mask_function, overlay), TYPES)
     assert torch.equal(run["type_block_mask"](TYPES, 1), causal)
+
+
+def test_a_mask_the_block_cannot_join_is_refused():
+    """A layer mask that is neither a name the forward binds nor None (here a call) is one
+    clear EditError, not a block joined to part of it."""
+    package = SourcePackage.from_directory(references_dir() / "qwen3")
+
+    def other(call):
+        args = list(call.args)
+        args[-1] = args[-1].with_changes(value=expression("window.clone()"))
+        return call.with_changes(args=args)
+
+    replace_expressions(package, "model.py", "Model", "forward", call_of("layer"), other)
+    assert "h = layer(h, rope, window.clone())" in package.render()["model.py"]
+    with pytest.raises(EditError, match=r"the layers' mask `window.clone\(\)` is not one"):
+        TypeBlockMask().apply(package, block=BLOCK)

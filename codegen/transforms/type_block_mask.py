@@ -15,7 +15,7 @@ import libcst.matchers as m
 from codegen.transforms import _attention_edits as edits
 from codegen.transforms._rope_edits import add_args_field
 from codegen.transforms.base import Transform
-from codegen.transforms.edits import EditError, InsertStatements, code_of, expression, run
+from codegen.transforms.edits import EditError, InsertStatements, code_of, run
 
 INPUT = "token_type_ids: torch.Tensor | None = None"
 MASK_PARAM = "mask: torch.Tensor | None"
@@ -116,10 +116,11 @@ class TypeBlockMask(Transform):
 
 
 def _join(package, name: str, test: str, kind: int) -> str:
-    """The statements that join the block to the masks the layer loop hands down: each name
-    the forward binds and the loop's mask argument reads (`window`) is rebound with the
-    block; a None there (plain causal layers) becomes `mask`, the causal mask with the
-    block, built only when one is read. The argument is rewritten in place."""
+    """The statements that join the block to the masks the layer loop hands down: the loop's
+    mask argument picks, per layer, among names the forward binds (`window`) and None (plain
+    causal), `window if layer.sliding else None`. Each name is rebound with the block; None
+    becomes `mask`, the causal mask with the block, built only when picked. The argument is
+    rewritten in place; any other value there is refused."""
     if edits.masks_hidden(package):
         raise EditError("the layers take the keys their masks hide: the block cannot join them")
     forward = edits.find_method(package.module("model.py"), "Model", "forward")
@@ -131,23 +132,19 @@ def _join(package, name: str, test: str, kind: int) -> str:
     at = params.index("mask") - 1  # the call has no `self`
     argument = call.args[at].value
     bound = {t.target.value for t in m.findall(forward, m.AssignTarget(m.Name()))}
-    masks = sorted({n.value for n in m.findall(argument, m.Name()) if n.value in bound})
-    causal = bool(m.findall(argument, m.Name("None")))
-    if "mask" in bound or (not masks and not causal):
+    picked = _picked(argument)
+    names = {leaf.value for leaf in picked if isinstance(leaf, cst.Name)}
+    named = all(isinstance(leaf, cst.Name) for leaf in picked)
+    if "mask" in bound or not named or not names <= bound | {"None"}:
         raise EditError(f"the layers' mask `{code_of(argument)}` is not one the block can join")
-    lines = [JOIN_MASK.format(name=n, input=name, kind=kind) for n in masks]
+    lines = [JOIN_MASK.format(name=n, input=name, kind=kind) for n in sorted(names - {"None"})]
+    causal = "None" in names
     if causal:
         lines.insert(0, f"mask = type_block_mask({name}, {kind})")
 
-    class _CausalIsMask(cst.CSTTransformer):
-        def leave_Name(self, original, updated):
-            return cst.Name("mask") if original.value == "None" else updated
-
-    rewritten = code_of(argument.visit(_CausalIsMask()))
-
     def hand_down(found: cst.Call) -> cst.Call:
         args = list(found.args)
-        args[at] = args[at].with_changes(value=expression(rewritten))
+        args[at] = args[at].with_changes(value=_causal_is_mask(args[at].value))
         return found.with_changes(args=args)
 
     edits.replace_expressions(
@@ -156,3 +153,19 @@ def _join(package, name: str, test: str, kind: int) -> str:
     head = ("mask: torch.Tensor | None = None  # plain causal\n" if causal else "") + JOIN
     body = "".join(f"    {line}\n" for line in lines)
     return head.format(input=name, test=test) + body
+
+
+def _picked(expression: cst.BaseExpression) -> list[cst.BaseExpression]:
+    """The values a conditional expression picks among (itself if it is none)."""
+    if isinstance(expression, cst.IfExp):
+        return [*_picked(expression.body), *_picked(expression.orelse)]
+    return [expression]
+
+
+def _causal_is_mask(expression: cst.BaseExpression) -> cst.BaseExpression:
+    """`expression` with every None it picks replaced by `mask`."""
+    if isinstance(expression, cst.IfExp):
+        return expression.with_changes(
+            body=_causal_is_mask(expression.body), orelse=_causal_is_mask(expression.orelse)
+        )
+    return cst.Name("mask") if m.matches(expression, m.Name("None")) else expression
