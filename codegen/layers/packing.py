@@ -29,16 +29,18 @@ def forward_packed(
     tokens: torch.Tensor,
     positions: torch.Tensor | None,
     cu_seqlens: torch.Tensor,
+    **per_token: torch.Tensor | None,
 ) -> torch.Tensor:
     """Logits (*tokens.shape, vocab) with each document of the flattened batch run alone;
-    `positions` None: 0..n-1 within each document."""
+    `positions` None: 0..n-1 within each document. `per_token`: further inputs shaped as
+    `tokens` (token types), each document handed its own slice under the same name; None
+    ones are left out."""
     flat = tokens.reshape(-1)
-    where = None if positions is None else positions.reshape(-1)
+    cut = {name: ids.reshape(-1) for name, ids in per_token.items() if ids is not None}
+    if positions is not None:
+        cut["positions"] = positions.reshape(-1)
     logits = []
     for start, end in document_bounds(cu_seqlens, flat.numel()):
-        document = flat[start:end][None]
-        if where is None:
-            logits.append(model(document))
-        else:
-            logits.append(model(document, positions=where[start:end][None]))
+        document = {name: ids[start:end][None] for name, ids in cut.items()}
+        logits.append(model(flat[start:end][None], **document))
     return torch.cat(logits, dim=1).view(*tokens.shape, -1)

@@ -1,5 +1,7 @@
 """TypeBlockMask: before/after on the llama reference; the mask it writes is transformers'
-causal mask with the type-1 tokens' block overlay (HRM-Text's prefix LM)."""
+causal mask with the type-1 tokens' block overlay (HRM-Text's prefix LM). On the qwen3
+reference, whose layers are handed a sliding window's mask, the block joins it: transformers'
+sliding-window causal mask with the same overlay."""
 
 from __future__ import annotations
 
@@ -9,18 +11,21 @@ import torch
 
 from codegen.models import references_dir
 from codegen.scaffold.source import SourcePackage
+from codegen.transforms._attention_edits import call_of, replace_expressions
+from codegen.transforms.edits import EditError, expression
 from codegen.transforms.type_block_mask import TypeBlockMask
 
 BLOCK = {"input": "token_type_ids", "type": 1, "field": "prefix_lm", "on": True}
 
 
-def typed_package(block=BLOCK) -> SourcePackage:
-    package = SourcePackage.from_directory(references_dir() / "llama")
+def typed_package(block=BLOCK, reference="llama") -> SourcePackage:
+    package = SourcePackage.from_directory(references_dir() / reference)
     TypeBlockMask().apply(package, block=block)
     return package
 
 
 def test_types_reach_the_attention_under_the_switch():
+    """... and the packed path, which hands each document its own slice of them."""
     before = SourcePackage.from_directory(references_dir() / "llama").render()["model.py"]
     assert "token_type_ids" not in before and "is_causal=True" in before
     files = typed_package().render()
@@ -30,7 +35,8 @@ def test_types_reach_the_attention_under_the_switch():
     assert "mask = type_block_mask(token_type_ids, 1)" in model
     assert "h = layer(h, rope, mask)" in model
     assert "attn_mask=mask" in model and "is_causal=mask is None" in model
-    assert 'raise NotImplementedError("token_type_ids with packed documents")' in model
+    packed = "forward_packed(self, tokens, positions, cu_seqlens, token_type_ids=token_type_ids)"
+    assert packed in model and "NotImplementedError" not in model
     assert "prefix_lm: bool = True" in args and "prefix_lm=hf_config.prefix_lm," in args
 
 
@@ -46,26 +52,80 @@ def test_twice_is_once():
     assert package.render() == once
 
 
-def test_mask_is_transformers_causal_mask_with_the_block_overlay():
-    masking = pytest.importorskip("transformers.masking_utils")
-    module = cst.parse_module(typed_package().render()["model.py"])
-    (fn,) = [
-        s
-        for s in module.body
-        if isinstance(s, cst.FunctionDef) and s.name.value == "type_block_mask"
-    ]
+def functions(package: SourcePackage, *names: str) -> dict:
+    """The package's module-level functions `names`, run as written."""
+    module = cst.parse_module(package.render()["model.py"])
+    found = [s for s in module.body if isinstance(s, cst.FunctionDef) and s.name.value in names]
     namespace = {"torch": torch}
-    exec("from __future__ import annotations\n" + cst.Module([fn]).code, namespace)
-    types = torch.randint(0, 2, (2, 12), generator=torch.Generator().manual_seed(0))
-    inner = masking.or_masks(
-        masking.causal_mask_function, masking.blockwise_overlay(torch.where(types == 1, 0, -1))
-    )
+    exec("from __future__ import annotations\n" + cst.Module(found).code, namespace)
+    return namespace
+
+
+def transformers_mask(inner, types: torch.Tensor) -> torch.Tensor:
+    """(batch, 1, seq, seq) of a masking_utils mask function, True = attend."""
     i = [torch.tensor(x) for x in range(types.shape[1])]
     head = torch.tensor(0)
-    want = torch.tensor(
+    return torch.tensor(
         [
             [[[bool(inner(torch.tensor(b), head, q, k)) for k in i] for q in i]]
             for b in range(types.shape[0])
         ]
     )
-    assert torch.equal(namespace["type_block_mask"](types, 1), want)
+
+
+TYPES = torch.randint(0, 2, (2, 12), generator=torch.Generator().manual_seed(0))
+
+
+def test_mask_is_transformers_causal_mask_with_the_block_overlay():
+    masking = pytest.importorskip("transformers.masking_utils")
+    overlay = masking.blockwise_overlay(torch.where(TYPES == 1, 0, -1))
+    want = transformers_mask(masking.or_masks(masking.causal_mask_function, overlay), TYPES)
+    assert torch.equal(
+        functions(typed_package(), "type_block_mask")["type_block_mask"](TYPES, 1), want
+    )
+
+
+def test_the_block_joins_a_sliding_window_pattern():
+    """qwen3's layers are handed `window if layer.sliding else None`: the window gains the
+    block and the causal layers take `mask`, the causal mask with it."""
+    before = SourcePackage.from_directory(references_dir() / "qwen3").render()["model.py"]
+    assert "h = layer(h, rope, window if layer.sliding else None)" in before
+    package = typed_package(reference="qwen3")
+    model = package.render()["model.py"]
+    assert "h = layer(h, rope, window if layer.sliding else mask)" in model
+    assert "window = type_block_mask(token_type_ids, 1, window)" in model
+    assert "mask = type_block_mask(token_type_ids, 1)" in model
+    assert model.count("def type_block_mask(") == 1 and "NotImplementedError" not in model
+
+
+@pytest.mark.parametrize("window", [4, 12])  # one that cuts, one the sequence fits in
+def test_joined_masks_are_transformers_masks_with_the_block_overlay(window):
+    """`or_masks(<layer's mask>, blockwise_overlay)`, as create_causal_mask and
+    create_sliding_window_causal_mask build them given block_sequence_ids: the type-1 tokens
+    see each other beyond the window too."""
+    masking = pytest.importorskip("transformers.masking_utils")
+    run = functions(typed_package(reference="qwen3"), "type_block_mask", "sliding_window_mask")
+    overlay = masking.blockwise_overlay(torch.where(TYPES == 1, 0, -1))
+    sliding = masking.sliding_window_causal_mask_function(window)
+    want = transformers_mask(masking.or_masks(sliding, overlay), TYPES)
+    seq = TYPES.shape[1]
+    got = run["type_block_mask"](TYPES, 1, run["sliding_window_mask"](seq, window, "cpu"))
+    assert torch.equal(got, want)
+    causal = transformers_mask(masking.or_masks(masking.causal_mask_function, overlay), TYPES)
+    assert torch.equal(run["type_block_mask"](TYPES, 1), causal)
+
+
+def test_a_mask_the_block_cannot_join_is_refused():
+    """A layer mask that is neither a name the forward binds nor None (here a call) is one
+    clear EditError, not a block joined to part of it."""
+    package = SourcePackage.from_directory(references_dir() / "qwen3")
+
+    def other(call):
+        args = list(call.args)
+        args[-1] = args[-1].with_changes(value=expression("window.clone()"))
+        return call.with_changes(args=args)
+
+    replace_expressions(package, "model.py", "Model", "forward", call_of("layer"), other)
+    assert "h = layer(h, rope, window.clone())" in package.render()["model.py"]
+    with pytest.raises(EditError, match=r"the layers' mask `window.clone\(\)` is not one"):
+        TypeBlockMask().apply(package, block=BLOCK)

@@ -1,13 +1,21 @@
-"""Token types that see each other both ways in the causal mask (HRM-Text's prefix LM)."""
+"""Token types that see each other both ways in the causal mask (HRM-Text's prefix LM).
+
+Where the layers are already handed masks of their own (a sliding window's, None on the
+layers that attend causally), the block joins each of them as transformers' mask builders
+join `block_sequence_ids`: `or_masks(<the layer's mask>, blockwise_overlay(...))`, after the
+window is cut (`and_masks(sliding_window_overlay, causal)`), so the tokens of the type see
+each other also beyond a layer's window.
+"""
 
 from __future__ import annotations
 
+import libcst as cst
 import libcst.matchers as m
 
 from codegen.transforms import _attention_edits as edits
 from codegen.transforms._rope_edits import add_args_field
 from codegen.transforms.base import Transform
-from codegen.transforms.edits import EditError, InsertStatements, run
+from codegen.transforms.edits import EditError, InsertStatements, code_of, run
 
 INPUT = "token_type_ids: torch.Tensor | None = None"
 MASK_PARAM = "mask: torch.Tensor | None"
@@ -16,10 +24,6 @@ BUILD = """
 mask: torch.Tensor | None = None  # plain causal
 if {input} is not None and {test}:
     mask = type_block_mask({input}, {kind})
-"""
-PACKED = """
-if {input} is not None:
-    raise NotImplementedError("{input} with packed documents")
 """
 TYPE_BLOCK_MASK = '''
 def type_block_mask(token_types: torch.Tensor, kind: int) -> torch.Tensor:
@@ -30,9 +34,32 @@ def type_block_mask(token_types: torch.Tensor, kind: int) -> torch.Tensor:
     block = token_types == kind
     return (causal | (block[:, :, None] & block[:, None, :]))[:, None]
 '''
+# the layers' masks joined: each mask the forward builds for them gains the block, and the
+# causal layers (None) take the block over the causal mask
+JOIN = "if {input} is not None and {test}:\n"
+JOIN_MASK = "{name} = type_block_mask({input}, {kind}, {name})"
+TYPE_BLOCK_OVER = '''
+def type_block_mask(
+    token_types: torch.Tensor, kind: int, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """`mask` (seq, seq), True = attend (None: causal), widened to (batch, 1, seq, seq) so
+    that the tokens of type `kind` also see every other token of that type, before or after
+    them and beyond a window: one bidirectional block."""
+    if mask is None:
+        seq = token_types.shape[-1]
+        mask = torch.ones(seq, seq, dtype=torch.bool, device=token_types.device).tril()
+    block = token_types == kind
+    return (mask | (block[:, :, None] & block[:, None, :]))[:, None]
+'''
+JOINED_NOTE = (
+    " `{input}` (batch, seq): while `{field}` is {on}, the tokens of type {kind} see each"
+    " other both ways, beyond a layer's window too; the rest keeps the layer's mask. Packed"
+    " documents each take their own slice of the types: a block never crosses a document."
+)
 NOTE = (
     " `{input}` (batch, seq): while `{field}` is {on}, the tokens of type {kind} see each"
-    " other both ways; the rest stays causal."
+    " other both ways; the rest stays causal. Packed documents each take their own slice of"
+    " the types: a block never crosses a document."
 )
 
 
@@ -40,63 +67,105 @@ class TypeBlockMask(Transform):
     """`Model.forward` takes the token types HF's backbone takes (`block["input"]`) and,
     while the config switch `block["field"]` is `block["on"]`, builds the causal mask in
     which the tokens of type `block["type"]` see each other both ways, handed through each
-    block to SDPA (plain causal without types or with the switch the other way); packed
-    documents refuse types. Needs the plain causal attention of the llama reference."""
+    block to SDPA (plain causal without types or with the switch the other way). The packed
+    path (`forward_packed`, each document run alone) hands each document its own types.
+    An attention that already takes a `mask` (a sliding window pattern) keeps it: the block
+    joins every mask the layer loop hands down (`_join`)."""
 
     name = "type_block_mask"
 
     def apply(self, package, features=None, *, block: dict) -> None:
         if edits.has_definition(package, "model.py", "type_block_mask"):
             return
-        if MASK_PARAM.split(":")[0] in edits.param_names(package, "Attention", "forward"):
-            raise EditError("the attention already takes a mask: no rule joins two masks yet")
         name, field, kind, on = block["input"], block["field"], block["type"], block["on"]
-        edits.add_param(package, "Attention", "forward", MASK_PARAM)
-        edits.set_attention_masking(package, True)
-        edits.hand_down(package, MASK_PARAM)
-        edits.add_param(package, "Model", "forward", INPUT.replace("token_type_ids", name))
         test = f"self.args.{field}" if on else f"not self.args.{field}"
+        joined = MASK_PARAM.split(":")[0] in edits.param_names(package, "Attention", "forward")
+        if joined:
+            build = _join(package, name, test, kind)
+        else:
+            edits.add_param(package, "Attention", "forward", MASK_PARAM)
+            edits.set_attention_masking(package, True)
+            edits.hand_down(package, MASK_PARAM)
+            build = BUILD.format(input=name, test=test, kind=kind)
+        edits.add_param(package, "Model", "forward", INPUT.replace("token_type_ids", name))
         run(
             package,
             "model.py",
-            InsertStatements(
-                "Model",
-                "forward",
-                edits.is_layer_loop,
-                BUILD.format(input=name, test=test, kind=kind),
-                before=True,
-            ),
+            InsertStatements("Model", "forward", edits.is_layer_loop, build, before=True),
         )
-        run(package, "model.py", _RefusePacked(PACKED.format(input=name)))
+        edits.replace_expressions(
+            package,
+            "model.py",
+            "Model",
+            "forward",
+            edits.call_of("forward_packed"),
+            lambda call: edits.with_arg(call, name, keyword=name),
+        )
         run(
             package,
             "model.py",
             edits.DocstringNote(
-                "Model", "forward", NOTE.format(input=name, field=field, on=on, kind=kind)
+                "Model",
+                "forward",
+                (JOINED_NOTE if joined else NOTE).format(input=name, field=field, on=on, kind=kind),
             ),
         )
-        edits.insert_definition(package, "model.py", TYPE_BLOCK_MASK, before="Model")
+        definition = TYPE_BLOCK_OVER if joined else TYPE_BLOCK_MASK
+        edits.insert_definition(package, "model.py", definition, before="Model")
         add_args_field(package, field, FIELD.format(on=on, kind=kind), f"hf_config.{field}")
 
 
-class _RefusePacked(InsertStatements):
-    """The packed path (`if cu_seqlens is not None: return forward_packed(...)`) refuses
-    types first: its documents run without them."""
+def _join(package, name: str, test: str, kind: int) -> str:
+    """The statements that join the block to the masks the layer loop hands down: the loop's
+    mask argument picks, per layer, among names the forward binds (`window`) and None (plain
+    causal), `window if layer.sliding else None`. Each name is rebound with the block; None
+    becomes `mask`, the causal mask with the block, built only when picked. The argument is
+    rewritten in place; any other value there is refused."""
+    if edits.masks_hidden(package):
+        raise EditError("the layers take the keys their masks hide: the block cannot join them")
+    forward = edits.find_method(package.module("model.py"), "Model", "forward")
+    loop = next((s for s in forward.body.body if edits.is_layer_loop(s)), None)
+    call = None if loop is None else next(iter(m.findall(loop, m.Call(func=m.Name("layer")))), None)
+    params = edits.param_names(package, "TransformerBlock", "forward")
+    if call is None or "mask" not in params or len(call.args) < params.index("mask"):
+        raise EditError("the layer loop hands no mask to the blocks")
+    at = params.index("mask") - 1  # the call has no `self`
+    argument = call.args[at].value
+    bound = {t.target.value for t in m.findall(forward, m.AssignTarget(m.Name()))}
+    picked = _picked(argument)
+    names = {leaf.value for leaf in picked if isinstance(leaf, cst.Name)}
+    named = all(isinstance(leaf, cst.Name) for leaf in picked)
+    if "mask" in bound or not named or not names <= bound | {"None"}:
+        raise EditError(f"the layers' mask `{code_of(argument)}` is not one the block can join")
+    lines = [JOIN_MASK.format(name=n, input=name, kind=kind) for n in sorted(names - {"None"})]
+    causal = "None" in names
+    if causal:
+        lines.insert(0, f"mask = type_block_mask({name}, {kind})")
 
-    def __init__(self, code: str):
-        super().__init__("Model", "forward", _packs, code)
+    def hand_down(found: cst.Call) -> cst.Call:
+        args = list(found.args)
+        args[at] = args[at].with_changes(value=_causal_is_mask(args[at].value))
+        return found.with_changes(args=args)
 
-    def edit_statements(self, body):
-        for index, statement in enumerate(body):
-            if _packs(statement):
-                self.hits += 1
-                inner = statement.body.with_changes(body=[*self.new, *statement.body.body])
-                body = list(body)
-                body[index] = statement.with_changes(body=inner)
-                return body
-        return body
+    edits.replace_expressions(
+        package, "model.py", "Model", "forward", edits.call_of("layer"), hand_down
+    )
+    head = ("mask: torch.Tensor | None = None  # plain causal\n" if causal else "") + JOIN
+    body = "".join(f"    {line}\n" for line in lines)
+    return head.format(input=name, test=test) + body
 
 
-def _packs(statement) -> bool:
-    """`if cu_seqlens is not None: ...`"""
-    return m.matches(statement, m.If(test=m.Comparison(left=m.Name("cu_seqlens"))))
+def _picked(expression: cst.BaseExpression) -> list[cst.BaseExpression]:
+    """The values a conditional expression picks among (itself if it is none)."""
+    if isinstance(expression, cst.IfExp):
+        return [*_picked(expression.body), *_picked(expression.orelse)]
+    return [expression]
+
+
+def _causal_is_mask(expression: cst.BaseExpression) -> cst.BaseExpression:
+    """`expression` with every None it picks replaced by `mask`."""
+    if isinstance(expression, cst.IfExp):
+        return expression.with_changes(
+            body=_causal_is_mask(expression.body), orelse=_causal_is_mask(expression.orelse)
+        )
+    return cst.Name("mask") if m.matches(expression, m.Name("None")) else expression

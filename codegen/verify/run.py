@@ -82,7 +82,8 @@ class VerifyResult:
     # meta -> to_empty -> init_buffers -> load gives the same model, init_weights starts as HF
     lifecycle_ok: bool | None = None
     lifecycle_failure: str | None = None  # the first buffer/parameter/group that differs
-    # documents packed with cu_seqlens give HF's logits of each document run alone
+    # documents packed with cu_seqlens (with their id inputs) give HF's logits of each
+    # document run alone
     packed_ok: bool | None = None
     packed_failure: str | None = None
     refused: str | None = None  # the package's own one-line refusal of this config
@@ -257,7 +258,9 @@ def verify_case(
             reason = f"transformers cannot run this config: {_one_line(err)}"
             return finish(skipped=reason) if case.may_refuse else finish(reason)
         try:
-            packed_failure = packing.check(house_model, hf32, config.vocab_size, noise32[-1], seed)
+            packed_failure = packing.check(
+                house_model, hf32, config.vocab_size, noise32[-1], seed, id_rows
+            )
         except Exception as err:
             packed_failure = f"packed: {_one_line(err)}"
         for result in results:

@@ -3,7 +3,9 @@ backbone takes `token_type_ids` and, while `prefix_lm` holds, the tokens of type
 other both ways in the causal mask. The analysis reads that from the code's structure, the
 plan threads the types into the package's mask, `prefix_lm` is a switch verify runs in both
 settings, and verify draws 0/1 types for both models. Seeded defects (the types ignored,
-inverted, the switch ignored) fail verify naming the first attention."""
+inverted, the switch ignored) fail verify naming the first attention. Packed documents take
+their own types: verify's packed check compares each to HF run alone with its slice, and
+fails a package whose packed path drops the types or lets the block cross documents."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import pytest
 from codegen.analyze.locate import resolve
 from codegen.analyze.model import load_model
 from codegen.analyze.switches import switches_of_model
-from codegen.scaffold.testing import plan_folder, seeded_copy, verify_folder, write_planned
+from codegen.scaffold.testing import plan_folder, seed, seeded_copy, verify_folder, write_planned
 from codegen.verify.remote_fixture import remote_folder
 
 pytest.importorskip("transformers.models.hrm_text")
@@ -25,6 +27,38 @@ DEFECTS = {
     "types-ignored": (BUILD, "mask = None", False),
     "types-inverted": (BUILD, "mask = type_block_mask(1 - token_type_ids, 1)", False),
     "switch-ignored": (SWITCH, "if token_type_ids is not None:", True),
+}
+PACKED = (
+    "forward_packed(\n"
+    "                self, tokens, positions, cu_seqlens, token_type_ids=token_type_ids\n"
+    "            )"
+)
+# the whole row run at once with positions restarting per document: causal attention stays
+# inside each document, but the type-1 tokens of every document see each other
+ACROSS = (
+    (
+        "return " + PACKED,
+        """if token_type_ids is None:
+                return forward_packed(self, tokens, positions, cu_seqlens)
+            from .packing import document_bounds
+
+            cuts = document_bounds(cu_seqlens, tokens.numel())
+            positions = torch.cat([torch.arange(end - start) for start, end in cuts])[None]
+            docs = torch.cat([torch.full((b - a,), i) for i, (a, b) in enumerate(cuts)])""",
+    ),
+    (
+        BUILD,
+        BUILD
+        + """
+            if cu_seqlens is not None:
+                mask = mask & (docs[:, None] == docs[None, :])
+                block = token_type_ids == 1
+                mask = mask | (block[:, None, :, None] & block[:, None, None, :])""",
+    ),
+)
+PACKED_DEFECTS = {
+    "packed-types-dropped": ((PACKED, "forward_packed(self, tokens, positions, cu_seqlens)"),),
+    "block-across-documents": ACROSS,
 }
 
 
@@ -86,3 +120,19 @@ def test_a_seeded_defect_fails_at_the_first_attention(tmp_path, folder, built, c
     row = next(r for r in rows if r["case"].endswith("+prefix_lm=False") or not off_only)
     assert row["status"] == "fail", row
     assert row["first_divergence"].startswith(FIRST_ATTENTION), row["first_divergence"]
+
+
+@pytest.mark.parametrize("defect", list(PACKED_DEFECTS), ids=list(PACKED_DEFECTS))
+def test_a_packed_defect_fails_the_packed_check(tmp_path, folder, built, capsys, defect):
+    """Verify packs the documents with their own 0/1 types: a packed path that drops them,
+    or a block that reaches the type-1 tokens of another document, differs from HF run on
+    each document alone."""
+    (old, new), *more = PACKED_DEFECTS[defect]
+    models, name = tmp_path / "models", built[1]
+    seeded_copy(built[0], models, name, old, new)
+    for old, new in more:
+        seed(models, name, old, new)
+    (row,) = verify_folder(folder, models, capsys, switches=False)
+    assert row["status"] == "fail" and row["packed_ok"] is False, row
+    assert row["packed_failure"].startswith("packed document "), row["packed_failure"]
+    assert row["first_divergence"] is None, row  # the unpacked run still matches HF

@@ -9,7 +9,7 @@ import dataclasses
 import pytest
 import torch
 
-from codegen.layers.packing import document_bounds
+from codegen.layers.packing import document_bounds, forward_packed
 from codegen.models import load_spec
 from codegen.verify.run import Case, verify_case
 from codegen.verify.tiny_config import tiny_config
@@ -69,3 +69,21 @@ def test_bad_cu_seqlens_is_one_clear_error():
         document_bounds(torch.tensor([0, 4]), 6)
     with pytest.raises(ValueError, match="strictly increasing"):
         document_bounds(torch.tensor([0, 4, 4, 6]), 6)
+
+
+def test_per_token_inputs_reach_each_document_as_its_own_slice():
+    """`forward_packed`'s further inputs (token types) are cut like the tokens; None ones
+    are not passed."""
+    seen = []
+
+    def model(tokens, **given):
+        seen.append({"tokens": tokens.tolist(), **{k: v.tolist() for k, v in given.items()}})
+        return torch.zeros(*tokens.shape, 1)
+
+    tokens, types = torch.arange(5)[None], torch.tensor([[0, 1, 1, 0, 1]])
+    out = forward_packed(model, tokens, None, torch.tensor([0, 2, 5]), types=types, other=None)
+    assert out.shape == (1, 5, 1)
+    assert seen == [
+        {"tokens": [[0, 1]], "types": [[0, 1]]},
+        {"tokens": [[2, 3, 4]], "types": [[1, 0, 1]]},
+    ]
