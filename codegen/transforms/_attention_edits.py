@@ -1095,10 +1095,16 @@ def _table_dtype(package) -> str:
     if attention is not None and m.findall(attention, _UPCAST_SCORES):
         return "torch.float32"
     loop = next(s for s in find_method(module, "Model", "forward").body.body if is_layer_loop(s))
-    call = next(iter(m.findall(loop, m.Call(func=m.Name("layer")))), None)
-    if call is None or not call.args or not isinstance(call.args[0].value, cst.Name):
-        raise EditError("the layer loop hands the blocks no stream to read the scores' dtype from")
-    return f"{call.args[0].value.value}.dtype"
+    # `h = layer(h, ...)`: the stream handed in, else the one the loop assigns
+    step = m.Assign(targets=[m.AssignTarget(m.Name())], value=m.Call(func=m.Name("layer")))
+    for assign in m.findall(loop, step):
+        for stream in (
+            assign.value.args[0].value if assign.value.args else None,
+            assign.targets[0].target,
+        ):
+            if isinstance(stream, cst.Name):
+                return f"{stream.value}.dtype"
+    raise EditError("the layer loop hands the blocks no stream to read the scores' dtype from")
 
 
 # `torch.full((seq, seq), float("-inf"), dtype=..., ...)`: the table `FUTURE` builds
