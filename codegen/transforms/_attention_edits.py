@@ -768,9 +768,10 @@ groups = self.n_heads // self.n_kv_heads  # GQA: each k/v head serves `groups` q
 k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)"""
 
 # the hidden keys' -inf is added in place (no backward step reads the scores): the same
-# values as a masked_fill_, which broadcasts a (seq, seq) mask over every head far slower
+# values as a masked_fill_, which broadcasts a (seq, seq) mask over every head far slower.
+# The additive table (0 / -inf) is built once per forward by `Model.forward` (`FUTURE`)
 CAUSAL_MASKING = """
-scores.add_(torch.where(future, float("-inf"), 0.0).to(scores.dtype))
+scores.add_(future)
 """
 
 MASK_MASKING = """
@@ -779,11 +780,12 @@ if mask is None:
 scores.add_(torch.where(~mask, float("-inf"), 0.0).to(scores.dtype))
 """
 
-# plain causal attention: `Model.forward` builds the keys to hide once, every layer reads them
+# plain causal attention: `Model.forward` builds the keys to hide once, as the additive
+# table every layer adds to its scores, in the scores' dtype (see `_table_dtype`)
 FUTURE_PARAM = "future: torch.Tensor"
 FUTURE = """
-# True where a key comes after its query: hidden from it in every layer
-future = torch.ones({seq}, {seq}, dtype=torch.bool, device=tokens.device).triu(1)
+# -inf where a key comes after its query, 0 elsewhere: every layer adds it to its scores
+future = torch.full(({seq}, {seq}), float("-inf"), dtype={dtype}, device=tokens.device).triu(1)
 """
 FREE_FUTURE = "del future  # not held while the head computes the logits"
 
@@ -871,12 +873,16 @@ def set_attention_masking(package, with_mask: bool) -> None:
 
 FREED = "# not held while the head computes the logits"
 HIDDEN_MASKING = """
-scores.add_(torch.where(hidden, float("-inf"), 0.0).to(scores.dtype))
+scores.add_(hidden)
 """
-HIDDEN_DOC = '"""`hidden`: boolean (seq, seq), True = a key the query does not see."""'
+HIDDEN_DOC = '"""`hidden`: (seq, seq), -inf at a key the query does not see, 0 elsewhere."""'
 HIDDEN_PARAM = "hidden: torch.Tensor"
-# one statement per mask the layers take: the keys it hides (plain causal where it is None)
-HIDE = "hidden_{name} = future if {name} is None else ~{name}"
+# one statement per mask the layers take: its additive table, -inf at the keys it hides
+# (`future`'s dtype and device; plain causal where it is None)
+HIDE = (
+    "hidden_{name} = future if {name} is None"
+    ' else future.new_full({name}.shape, float("-inf")).masked_fill_({name}, 0.0)'
+)
 
 
 def hide_masks_once(package) -> None:
@@ -933,7 +939,9 @@ def hide_masks_once(package) -> None:
     )
     # the model: every mask's hidden keys once, before the loop; freed after it
     seq = "seq" if any(_assigns_name(s, "seq") for s in forward.body.body) else "tokens.shape[1]"
-    build = FUTURE.format(seq=seq) + "".join(HIDE.format(name=n) + "\n" for n in names)
+    build = FUTURE.format(seq=seq, dtype=_table_dtype(package)) + "".join(
+        HIDE.format(name=n) + "\n" for n in names
+    )
     run(package, "model.py", _Insert("Model", "forward", is_layer_loop, build, before=True))
     free = ", ".join(["future", *names, *(f"hidden_{n}" for n in names)])
     run(
@@ -1061,14 +1069,64 @@ def _hand_down_future(package) -> None:
     (the head's logits are the forward's peak)."""
     forward = find_method(package.module("model.py"), "Model", "forward")
     seq = "seq" if any(_assigns_name(s, "seq") for s in forward.body.body) else "tokens.shape[1]"
+    future = FUTURE.format(seq=seq, dtype=_table_dtype(package))
     run(
         package,
         "model.py",
-        _Insert("Model", "forward", is_layer_loop, FUTURE.format(seq=seq), before=True),
+        _Insert("Model", "forward", is_layer_loop, future, before=True),
     )
     run(package, "model.py", InsertStatements("Model", "forward", is_layer_loop, FREE_FUTURE))
     hand_down(package, FUTURE_PARAM)
     add_param(package, "Attention", "forward", FUTURE_PARAM)
+
+
+# `q.float() @ ...`: written-out scores upcast to fp32 (fp32_attention_scores)
+_UPCAST_SCORES = m.BinaryOperation(
+    left=m.Call(func=m.Attribute(attr=m.Name("float"))), operator=m.MatrixMultiply()
+)
+
+
+def _table_dtype(package) -> str:
+    """The dtype of the scores the additive table is added to: fp32 where the attention
+    upcasts them, else the dtype of the stream the layer loop hands the blocks (`h.dtype`),
+    which q and k are computed in."""
+    module = package.module("model.py")
+    attention = find_method(module, "Attention", "forward")
+    if attention is not None and m.findall(attention, _UPCAST_SCORES):
+        return "torch.float32"
+    loop = next(s for s in find_method(module, "Model", "forward").body.body if is_layer_loop(s))
+    # `h = layer(h, ...)`: the stream handed in, else the one the loop assigns
+    step = m.Assign(targets=[m.AssignTarget(m.Name())], value=m.Call(func=m.Name("layer")))
+    for assign in m.findall(loop, step):
+        for stream in (
+            assign.value.args[0].value if assign.value.args else None,
+            assign.targets[0].target,
+        ):
+            if isinstance(stream, cst.Name):
+                return f"{stream.value}.dtype"
+    raise EditError("the layer loop hands the blocks no stream to read the scores' dtype from")
+
+
+# `torch.full((seq, seq), float("-inf"), dtype=..., ...)`: the table `FUTURE` builds
+_TABLE = m.Call(
+    func=dotted("torch.full"),
+    args=[m.Arg(m.Tuple()), m.Arg(m.Call(func=m.Name("float"))), m.ZeroOrMore()],
+)
+
+
+def set_table_dtype(package, dtype: str) -> None:
+    """The additive table `Model.forward` builds (`future = torch.full(...)`) in `dtype`: for
+    an edit that changes the scores' dtype after the attention was written out (fp32
+    scores, an fp32 bias added to them); no-op without a table."""
+    replace_expressions(
+        package,
+        "model.py",
+        "Model",
+        "forward",
+        lambda node: m.matches(node, _TABLE),
+        lambda call: set_arg(call, "dtype", dtype),
+        required=False,
+    )
 
 
 class _Insert(InsertStatements):

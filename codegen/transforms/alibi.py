@@ -15,8 +15,9 @@ ADD = "scores = scores + self.alibi(positions)  # (batch, heads, 1, keys): float
 class Alibi(Transform):
     """`Attention` owns an `AlibiBias` (the shared layer `codegen/layers/alibi.py`, vendored
     into the package) and adds its bias for the key positions to the scaled scores, before
-    the causal mask. SDPA's `is_causal` takes no additive bias, so the attention maths is
-    written out (HF's eager order: scaled scores + bias, mask, float32 softmax). `positions`
+    the causal mask (built in fp32: the scores are fp32 once the bias is added). SDPA's
+    `is_causal` takes no additive bias, so the attention maths is written out (HF's eager
+    order: scaled scores + bias, mask, float32 softmax). `positions`
     (the model's input, restarting per packed document) is handed through each block.
     Run after `no_rope`: the model has no rotary left to give positions."""
 
@@ -31,6 +32,7 @@ class Alibi(Transform):
         )
         edits.make_attention_explicit(package)
         run(package, "model.py", InsertStatements("Attention", "forward", assigns("scores"), ADD))
+        edits.set_table_dtype(package, "torch.float32")  # the mask is added to fp32 scores
         for cls in ("Attention", "TransformerBlock"):
             edits.add_param(package, cls, "forward", "positions: torch.Tensor")
         _pass_along(package, "TransformerBlock", "forward", "self.attention")

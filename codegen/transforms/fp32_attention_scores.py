@@ -5,6 +5,7 @@ from __future__ import annotations
 import libcst as cst
 import libcst.matchers as m
 
+from codegen.transforms._attention_edits import set_table_dtype
 from codegen.transforms._rope_edits import InMethod
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import expression, is_name, run
@@ -20,13 +21,16 @@ _SCORES = m.BinaryOperation(
 class Fp32AttentionScores(Transform):
     """Written-out attention multiplies `q.float() @ k.float().transpose(...)`, so the scores,
     the mask, the sinks and the softmax run in fp32 (its probabilities are already cast to
-    v's dtype before `@ v`, as HF). SDPA gets q, k, v in fp32 and its output is cast back to
-    v's dtype."""
+    v's dtype before `@ v`, as HF; the model builds the additive mask in fp32 too). SDPA
+    gets q, k, v in fp32 and its output is cast back to v's dtype."""
 
     name = "fp32_attention_scores"
 
     def apply(self, package, features=None) -> None:
-        run(package, "model.py", _Upcast())
+        upcast = _Upcast()
+        run(package, "model.py", upcast)
+        if upcast.written_out:  # the additive mask the model builds for the scores, too
+            set_table_dtype(package, "torch.float32")
 
 
 def _float(node: cst.BaseExpression) -> cst.Call:

@@ -373,22 +373,14 @@ def _shared(package, field: str, kind: str) -> str:
 
 
 def _hidden_unless_kept(call: cst.Call) -> cst.Call:
-    """Explicit attention's masking (`scores.add_(torch.where(hidden, -inf, 0.0)...)`) hides
-    the keys the indexer left out besides the ones it hid already (the future ones)."""
-    where = m.Call(func=dotted("torch.where"), args=[m.Arg(), m.Arg(), m.Arg()])
-    found = m.findall(call, where)
-    if len(found) != 1:
-        raise EditError("the attention's masking is not scores.add_(torch.where(hidden, ...))")
-
-    class _Widen(cst.CSTTransformer):
-        def leave_Call(self, original, updated):
-            if original is not found[0]:
-                return updated
-            hidden = cst.Module([]).code_for_node(updated.args[0].value)
-            widened = updated.args[0].with_changes(value=edits.expression(f"{hidden} | ~keep"))
-            return updated.with_changes(args=[widened, *updated.args[1:]])
-
-    return call.visit(_Widen())
+    """Explicit attention's masking (`scores.add_(table)`, the additive table of the keys it
+    hides) also hides the keys the indexer left out: `scores.add_(torch.where(keep, table,
+    -inf))`, the same values as widening the hidden keys by `~keep`."""
+    if not m.matches(call, m.Call(args=[m.Arg(m.Name(), keyword=None)])):
+        raise EditError("the attention's masking is not scores.add_(table)")
+    table = call.args[0].value.value
+    kept = edits.expression(f'torch.where(keep, {table}, float("-inf"))')
+    return call.with_changes(args=[call.args[0].with_changes(value=kept)])
 
 
 class KeepElse(ScopedTransformer):

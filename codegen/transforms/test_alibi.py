@@ -36,7 +36,7 @@ def test_the_bias_is_added_to_the_scaled_scores_before_the_mask():
     attention = _method(model, "Attention", "forward")
     scores = next(i for i, s in enumerate(attention) if s.startswith("scores = q @ k"))
     assert attention[scores + 1] == "scores = scores + self.alibi(positions)"
-    masked = next(i for i, s in enumerate(attention) if s.startswith("scores.add_(torch.where"))
+    masked = attention.index("scores.add_(future)")
     assert scores + 1 < masked
     assert "F.scaled_dot_product_attention" not in model  # SDPA's is_causal takes no bias
     block = "\n".join(_method(model, "TransformerBlock", "forward"))
@@ -46,21 +46,23 @@ def test_the_bias_is_added_to_the_scaled_scores_before_the_mask():
     )
 
 
-def test_the_causal_mask_is_built_once_per_forward_and_filled_in_place():
-    """Before, every layer built a (seq, seq) mask, inverted it and filled a copy of the
-    scores; now `Model.forward` builds the hidden keys once and each layer fills in place."""
+def test_the_causal_mask_is_built_once_per_forward_and_added_in_place():
+    """Before, every layer built its (seq, seq) -inf/0 table from the boolean mask; now
+    `Model.forward` builds the table once, in fp32 (the scores' dtype once the fp32 bias
+    is added), and each layer adds it to its scores in place."""
     package = _package()
     NoRope().apply(package)
     Alibi().apply(package)
     model = package.render()["model.py"]
     attention = _method(model, "Attention", "forward")
-    assert not any("torch.ones" in s or "~" in s for s in attention)
-    assert "scores.add_(torch.where(future, float('-inf'), 0.0).to(scores.dtype))" in attention
+    assert not any("torch.ones" in s or "torch.where" in s or "~" in s for s in attention)
+    assert "scores.add_(future)" in attention
     forward = _method(model, "Model", "forward")
     built = [i for i, s in enumerate(forward) if s.startswith("future = ")]
     loop = next(i for i, s in enumerate(forward) if s.startswith("for layer in self.layers"))
     assert len(built) == 1 and built[0] < loop
-    assert "torch.ones(tokens.shape[1], tokens.shape[1]" in forward[built[0]]
+    table = "torch.full((tokens.shape[1], tokens.shape[1]), float('-inf'), dtype=torch.float32"
+    assert forward[built[0]].startswith(f"future = {table}")
     assert forward[built[0]].endswith(".triu(1)")
     assert forward[loop + 1] == "del future"  # not held while the head computes the logits
 
@@ -92,7 +94,7 @@ def test_the_generated_model_is_causal_and_its_in_place_fill_backpropagates(tmp_
     attention, seq = model.layers[0].attention, 7
     x = torch.randn(2, seq, 32, requires_grad=True)
     positions = torch.arange(seq)[None]
-    future = torch.ones(seq, seq, dtype=torch.bool).triu(1)
+    future = torch.full((seq, seq), float("-inf")).triu(1)
     out = attention(x, future, positions=positions)
     (grad,) = torch.autograd.grad(out.square().sum(), x)
 

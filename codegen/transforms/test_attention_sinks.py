@@ -30,9 +30,9 @@ def test_sinks_replace_sdpa_with_the_written_out_softmax():
     assert "logits = torch.cat([scores, sinks], dim=-1)" in model
     assert "probs = torch.softmax(logits, dim=-1)[..., :-1].to(v.dtype)" in model
     # no mask argument: plain causal, the keys after each query hidden in place (the model
-    # builds them once for every layer)
-    assert 'scores.add_(torch.where(future, float("-inf"), 0.0).to(scores.dtype))' in model
-    assert "future = torch.ones(" in model and "torch.ones(seq, seq" not in model
+    # builds their additive table once for every layer)
+    assert "scores.add_(future)" in model and "torch.where" not in model
+    assert 'future = torch.full((tokens.shape[1], tokens.shape[1]), float("-inf")' in model
     adapter = package.render()["state_dict_adapter.py"]
     assert '"model.layers.{}.self_attn.sinks": "layers.{}.attention.sinks"' in adapter
 
@@ -46,11 +46,13 @@ def test_sinks_after_a_window_take_the_keys_the_model_hides_once():
     model = package.render()["model.py"]
     attention = model[model.index("class Attention") : model.index("class FeedForward")]
     assert "mask" not in attention.replace("masked_fill_", "")
-    assert 'scores.add_(torch.where(hidden, float("-inf"), 0.0).to(scores.dtype))' in attention
+    assert "scores.add_(hidden)" in attention
     assert "torch.ones(" not in attention and "~" not in attention
+    assert "torch.where" not in attention
     loop = model[model.index("        window = None\n") : model.index("h = self.norm(h)")]
-    assert loop.index("future = torch.ones(") < loop.index("for layer in self.layers:")
-    assert "hidden_window = future if window is None else ~window" in loop
+    assert loop.index("future = torch.full(") < loop.index("for layer in self.layers:")
+    table = 'future.new_full(window.shape, float("-inf")).masked_fill_(window, 0.0)'
+    assert f"hidden_window = future if window is None else {table}" in loop
     assert "h = layer(h, rope, hidden_window if layer.sliding else future)" in loop
     assert "del future, window, hidden_window" in loop
     assert "rope, hidden)" in model and "hidden: torch.Tensor" in model
@@ -63,17 +65,17 @@ def test_a_window_added_and_removed_after_the_sinks_swaps_future_and_mask():
     AddAttentionSinks().apply(package)
     SetSlidingWindow().apply(package, mode="pattern")
     model = package.render()["model.py"]
-    assert model.count("future = torch.ones(") == 1
+    assert model.count("future = torch.full(") == 1
     assert "h = layer(h, rope, hidden_window if layer.sliding else future)" in model
-    assert 'scores.add_(torch.where(hidden, float("-inf"), 0.0).to(scores.dtype))' in model
+    assert "scores.add_(hidden)" in model
     compile(model, "model.py", "exec")
     SetSlidingWindow().apply(package, mode="none")
     model = package.render()["model.py"]
     assert "mask" not in model.replace("masked_fill_", "")
-    assert model.count("future = torch.ones(") == 1 and model.count("del future") == 1
+    assert model.count("future = torch.full(") == 1 and model.count("del future") == 1
     assert "h = layer(h, rope, future)" in model
     assert "self.attention(self.attention_norm(x), rope, future)" in model
-    assert 'scores.add_(torch.where(future, float("-inf"), 0.0).to(scores.dtype))' in model
+    assert "scores.add_(future)" in model and "torch.where" not in model
     compile(model, "model.py", "exec")
 
 
@@ -120,24 +122,27 @@ def test_generated_attention_matches_hf_gpt_oss(tmp_path, window):
     with torch.no_grad():
         expected, _ = hf(x, identity, _additive(allowed, x.dtype)[None, None])
         rope = (torch.ones(2, seq, 2 * half), torch.zeros(2, seq, 2 * half))
-        hidden = ~allowed
+        hidden = torch.zeros(seq, seq).masked_fill(~allowed, float("-inf"))  # the model's
         with _Made() as made:
             got = ours(x, rope, hidden)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
-    # the layer builds no mask of its own (no `~mask`, no causal `tril`): the model's, once
-    assert torch.bool not in made.dtypes
+    # the layer builds no mask of its own (no `~mask`, no causal `tril`, no -inf/0 table
+    # from a boolean mask): it adds the table the model builds once
+    assert torch.bool not in made.dtypes and (seq, seq) not in made.shapes
 
 
 class _Made(TorchDispatchMode):
-    """The dtypes of the tensors the ops run under it return."""
+    """The dtypes and shapes of the tensors the ops run under it return."""
 
     def __init__(self):
         super().__init__()
-        self.dtypes = set()
+        self.dtypes, self.shapes = set(), set()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        self.dtypes |= {t.dtype for t in tree_leaves(out) if isinstance(t, torch.Tensor)}
+        made = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor)]
+        self.dtypes |= {t.dtype for t in made}
+        self.shapes |= {tuple(t.shape) for t in made}
         return out
 
 

@@ -3,6 +3,8 @@ causal mask."""
 
 from __future__ import annotations
 
+import ast
+
 import libcst as cst
 import pytest
 import torch
@@ -61,5 +63,11 @@ def test_after_written_out_attention_the_chunk_mask_is_hidden_once_like_the_othe
     chunked_first = chunked_package()
     edits.make_attention_explicit(chunked_first)
     model = explicit_first.render()["model.py"]
-    assert "hidden_chunks = future if chunks is None else ~chunks" in model
+    table = "future.new_full(chunks.shape, float('-inf')).masked_fill_(chunks, 0.0)"
+    assigned = {
+        ast.unparse(n.targets[0]): ast.unparse(n.value)
+        for n in ast.walk(ast.parse(model))
+        if isinstance(n, ast.Assign)
+    }
+    assert assigned["hidden_chunks"] == f"future if chunks is None else {table}"
     assert explicit_first.render() == chunked_first.render()

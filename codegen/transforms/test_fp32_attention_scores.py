@@ -8,6 +8,7 @@ from codegen.scaffold.source import SourcePackage
 from codegen.transforms.attention_sinks import AddAttentionSinks
 from codegen.transforms.edits import EditError
 from codegen.transforms.fp32_attention_scores import Fp32AttentionScores
+from codegen.transforms.sliding_window import SetSlidingWindow
 from codegen.transforms.testing import package_of
 
 
@@ -24,6 +25,21 @@ def test_written_out_sink_attention_takes_q_and_k_to_fp32():
     after = package.render()["model.py"]
     assert "scores = q.float() @ k.float().transpose(2, 3)" in after
     assert ".to(v.dtype)" in after  # the probabilities go back to v's dtype before @ v
+
+
+def test_the_additive_mask_is_built_in_the_fp32_of_the_scores():
+    """The model's -inf/0 table is added in place to the scores: in the scores' dtype, fp32
+    once they are upcast, also where a later window rebuilds the tables."""
+    package = SourcePackage.from_directory(references_dir() / "llama")
+    AddAttentionSinks().apply(package)
+    assert "dtype=h.dtype" in package.render()["model.py"]
+    Fp32AttentionScores().apply(package)
+    model = package.render()["model.py"]
+    assert "dtype=h.dtype" not in model and model.count("dtype=torch.float32,") == 1
+    SetSlidingWindow().apply(package, mode="pattern")
+    model = package.render()["model.py"]
+    assert "dtype=h.dtype" not in model and model.count("dtype=torch.float32,") == 1
+    assert "future.new_full(window.shape" in model
 
 
 def test_sdpa_runs_in_fp32_and_returns_the_model_dtype():

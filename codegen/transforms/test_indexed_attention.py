@@ -349,7 +349,7 @@ def test_explicit_attention_selects_its_keys_before_making_its_scores():
         for name, anchor in (
             ("keep", "keep = self.indexer(x, q_latent, rope)"),
             ("scores", "scores = q @ k.transpose(2, 3)"),
-            ("masking", "scores.add_(torch.where(future | ~keep"),
+            ("masking", 'scores.add_(torch.where(keep, future, float("-inf")))'),
         )
     }
     assert index["keep"] < index["scores"] < index["masking"]

@@ -94,7 +94,7 @@ def test_written_out_attention_adds_the_bias_to_the_scaled_scores_before_the_mas
         "scores = scores + bias_by_distance(self.rel_bias(self.wr(x).view(batch, seq,"
         " q.shape[1], -1)))"
     )
-    masked = next(i for i, s in enumerate(forward) if s.startswith("scores.add_(torch.where"))
+    masked = next(i for i, s in enumerate(forward) if s.startswith("scores.add_("))
     assert scores + 1 < masked
     assert "F.scaled_dot_product_attention" not in model
 

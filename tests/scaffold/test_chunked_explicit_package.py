@@ -8,6 +8,8 @@ checked against the installed transformers model with chunks shorter than the in
 
 from __future__ import annotations
 
+import ast
+
 import pytest
 
 from codegen.scaffold.plan import Step, make_plan
@@ -37,7 +39,13 @@ def package(tmp_path_factory):
 def test_chunked_layers_take_their_hidden_keys_built_once(package):
     models, name = package
     model = (models / name / "model.py").read_text()
-    assert "hidden_chunks = future if chunks is None else ~chunks" in model
+    table = "future.new_full(chunks.shape, float('-inf')).masked_fill_(chunks, 0.0)"
+    assigned = {
+        ast.unparse(n.targets[0]): ast.unparse(n.value)
+        for n in ast.walk(ast.parse(model))
+        if isinstance(n, ast.Assign)
+    }
+    assert assigned["hidden_chunks"] == f"future if chunks is None else {table}"
     assert "hidden_chunks if layer.chunked else" in model
 
 
