@@ -1095,13 +1095,14 @@ def _table_dtype(package) -> str:
     if attention is not None and m.findall(attention, _UPCAST_SCORES):
         return "torch.float32"
     loop = next(s for s in find_method(module, "Model", "forward").body.body if is_layer_loop(s))
-    # `h = layer(h, ...)`: the stream handed in, else the one the loop assigns
-    step = m.Assign(targets=[m.AssignTarget(m.Name())], value=m.Call(func=m.Name("layer")))
+    # `h = layer(h, ...)` (or `h, blocks = layer(h, blocks, ...)`): the stream handed in,
+    # else the one the loop assigns (the first of several)
+    step = m.Assign(targets=[m.AssignTarget()], value=m.Call(func=m.Name("layer")))
     for assign in m.findall(loop, step):
-        for stream in (
-            assign.value.args[0].value if assign.value.args else None,
-            assign.targets[0].target,
-        ):
+        target = assign.targets[0].target
+        if isinstance(target, cst.Tuple) and target.elements:
+            target = target.elements[0].value
+        for stream in (assign.value.args[0].value if assign.value.args else None, target):
             if isinstance(stream, cst.Name):
                 return f"{stream.value}.dtype"
     raise EditError("the layer loop hands the blocks no stream to read the scores' dtype from")

@@ -150,6 +150,6 @@ def test_a_converter_that_reorders_contents_otherwise_is_named_where_it_reaches_
 )
 def test_anchored_literal_renames_match_at_the_start_of_the_key(key, on_disk_key):
     pytest.importorskip("transformers.models.deepseek_v4")
-    from codegen.analyze.conversion import on_disk
+    from codegen.analyze.conversion import conversions_for, on_disk
 
-    assert on_disk("deepseek_v4", key) == on_disk_key
+    assert on_disk(conversions_for(["deepseek_v4"])[1], key) == on_disk_key
