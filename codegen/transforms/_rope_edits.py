@@ -16,9 +16,12 @@ import re
 from pathlib import Path
 
 import libcst as cst
+import libcst.matchers as m
 
+from codegen.transforms._attention_edits import find_method
 from codegen.transforms.edits import (
     EditError,
+    assigns,
     calls_super_init,
     code_of,
     expression,
@@ -274,3 +277,35 @@ def scaled_operand(line: str, operators: str = "*/") -> tuple[str, str] | None:
         rf"[\w)\]]\s*([{re.escape(operators)}])\s*(self(?:\.\w+)+|config(?:\.\w+)+)", line
     )
     return (match.group(1), match.group(2)) if match else None
+
+
+def first_assignment(module: cst.Module, cls: str, method: str, target: str):
+    """The first statement of `cls.method`'s body assigning `target`, or None."""
+    fn = find_method(module, cls, method)
+    if fn is None:
+        return None
+    return next((s for s in fn.body.body if assigns(target)(s)), None)
+
+
+def second_rotary(statement, field: str, name: str) -> str:
+    """`self.rotary = RotaryEmbedding(args.rope, dim)` -> `self.<name> = ...` over the table
+    `args.<field>` (`args.rope` where it is None); a dim read from the table
+    (`args.rope.rotary_dim(...)`, partial rotary) reads that table too."""
+    call = statement.body[0].value
+    table = f"args.{field} or args.rope"
+    first = call.args[0].with_changes(value=expression(table))
+    rest = [arg.visit(_ReadTable(expression(f"({table})"))) for arg in call.args[1:]]
+    return f"self.{name} = {code_of(call.with_changes(args=[first, *rest]))}"
+
+
+class _ReadTable(cst.CSTTransformer):
+    """`args.rope` -> `table`."""
+
+    def __init__(self, table: cst.BaseExpression):
+        super().__init__()
+        self.table = table
+
+    def leave_Attribute(self, original, updated):
+        if m.matches(updated, m.Attribute(value=m.Name("args"), attr=m.Name("rope"))):
+            return self.table
+        return updated

@@ -18,6 +18,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from codegen.transforms import _attention_edits as edits
+from codegen.transforms import _rope_edits as rope_edits
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import InsertStatements, assigns, code_of, dotted, is_name, run
 
@@ -54,14 +55,19 @@ class RopeLayerGroups(Transform):
         edits.add_hf_kwarg(package, f"other_rope_layers={layers}")
 
         model = package.module("model.py")
-        rotary = _statement(model, "Model", "__init__", "self.rotary")
-        table = _statement(model, "Model", "forward", "rope")
+        rotary = rope_edits.first_assignment(model, "Model", "__init__", "self.rotary")
+        table = rope_edits.first_assignment(model, "Model", "forward", "rope")
         if rotary is None or table is None:
             raise ValueError("the model builds no `self.rotary` table to pick from per layer")
         run(
             package,
             "model.py",
-            InsertStatements("Model", "__init__", assigns("self.rotary"), _other_rotary(rotary)),
+            InsertStatements(
+                "Model",
+                "__init__",
+                assigns("self.rotary"),
+                rope_edits.second_rotary(rotary, "other_rope", "other_rotary"),
+            ),
         )
         run(
             package,
@@ -123,30 +129,6 @@ class _Relabel(cst.CSTTransformer):
             return updated
         index = cst.SubscriptElement(cst.Index(cst.SimpleString(json.dumps(self.other))))
         return updated.with_changes(slice=[index])
-
-
-class _ReadOther(cst.CSTTransformer):
-    """`args.rope` -> `(args.other_rope or args.rope)`."""
-
-    def leave_Attribute(self, original, updated):
-        if m.matches(updated, m.Attribute(value=m.Name("args"), attr=m.Name("rope"))):
-            return edits.expression("(args.other_rope or args.rope)")
-        return updated
-
-
-def _statement(module, cls: str, method: str, target: str):
-    fn = edits.find_method(module, cls, method)
-    if fn is None:
-        return None
-    return next((s for s in fn.body.body if assigns(target)(s)), None)
-
-
-def _other_rotary(statement) -> str:
-    """`self.rotary = RotaryEmbedding(args.rope, dim)` -> the same over the other group."""
-    call = statement.body[0].value
-    first = call.args[0].with_changes(value=edits.expression("args.other_rope or args.rope"))
-    rest = [arg.visit(_ReadOther()) for arg in call.args[1:]]
-    return f"self.other_rotary = {code_of(call.with_changes(args=[first, *rest]))}"
 
 
 def _other_table(statement) -> str:

@@ -14,6 +14,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from codegen.transforms import _attention_edits as edits
+from codegen.transforms import _rope_edits as rope_edits
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import InsertStatements, assigns, code_of, is_name, run
 
@@ -82,14 +83,20 @@ class SetRopePerLayerType(Transform):
             package, FIELD, f"sliding_rope={code_of(_of_type(built, sliding_key))}"
         )
         model = package.module("model.py")
-        rotary = _statement(model, "Model", "__init__", "self.rotary")
-        table = _statement(model, "Model", "forward", "rope")
+        rotary = rope_edits.first_assignment(model, "Model", "__init__", "self.rotary")
+        table = rope_edits.first_assignment(model, "Model", "forward", "rope")
         if rotary is None or table is None:
             raise ValueError("the model builds no `self.rotary` table to duplicate per type")
         run(
             package,
             "model.py",
-            InsertStatements("Model", "__init__", assigns("self.rotary"), _sliding_rotary(rotary)),
+            InsertStatements(
+                "Model",
+                "__init__",
+                assigns("self.rotary"),
+                # laguna rotates all of a sliding layer's head, half of a full one's
+                rope_edits.second_rotary(rotary, "sliding_rope", "sliding_rotary"),
+            ),
         )
         # the sliding table is built beside the window mask, only when a layer slides
         run(package, "model.py", _BesideTheWindow(_sliding_table(table)))
@@ -157,39 +164,6 @@ def _slides(package) -> bool:
     init = edits.find_method(package.module("model.py"), "TransformerBlock", "__init__")
     target = m.AssignTarget(target=m.Attribute(value=m.Name("self"), attr=m.Name("sliding")))
     return init is not None and bool(m.findall(init, target))
-
-
-def _statement(module, cls: str, method: str, target: str):
-    fn = edits.find_method(module, cls, method)
-    if fn is None:
-        return None
-    return next((s for s in fn.body.body if assigns(target)(s)), None)
-
-
-def _sliding_rotary(statement) -> str:
-    """`self.rotary = RotaryEmbedding(args.rope, dim)` -> the same over the sliding table;
-    a dim read from the table (`args.rope.rotary_dim(...)`, partial rotary) reads the
-    sliding table too (laguna rotates all of a sliding layer's head, half of a full one's)."""
-    assign = statement.body[0]
-    call = assign.value
-    sliding = edits.expression("(args.sliding_rope or args.rope)")
-    first = call.args[0].with_changes(value=edits.expression("args.sliding_rope or args.rope"))
-    rest = [arg.visit(_ReadSliding(sliding)) for arg in call.args[1:]]
-    value = call.with_changes(args=[first, *rest])
-    return f"self.sliding_rotary = {code_of(value)}"
-
-
-class _ReadSliding(cst.CSTTransformer):
-    """`args.rope` -> the sliding table, or `args.rope` where it has none."""
-
-    def __init__(self, sliding: cst.BaseExpression):
-        super().__init__()
-        self.sliding = sliding
-
-    def leave_Attribute(self, original, updated):
-        if m.matches(updated, m.Attribute(value=m.Name("args"), attr=m.Name("rope"))):
-            return self.sliding
-        return updated
 
 
 _WINDOW_IF = m.If(
