@@ -40,7 +40,7 @@ def test_the_crosscheck_is_skipped_when_the_time_left_is_short():
     assert coverage_sweep._short_of_time(rows, time.time() + 10_000, jobs=2) == ""
     line = coverage_sweep._short_of_time(rows, time.time() + 10, jobs=2)
     assert line.startswith("cross-check and renamed remote-code folders skipped: ")
-    assert "about 300 s needed" in line
+    assert "about 900 s needed" in line
 
 
 def test_the_script_exits_zero_with_a_partial_report(tmp_path):
