@@ -5,7 +5,10 @@ A window set by the decoder's mask alone (PhiMoE): the backbone builds its one c
 with a sliding-window mask builder (`create_sliding_window_causal_mask`, picked under the
 analysed config) and passes it to every layer, while no attention reads a window itself.
 Chunked attention (Llama4): the backbone builds a chunked causal mask for the layers typed
-"chunked_attention"; the builder reads the chunk size from `attention_chunk_size`."""
+"chunked_attention"; the builder reads the chunk size from `attention_chunk_size`.
+
+The backbone is the module holding the word embedding, which builds the masks: the layer
+stack's owner, or above it where the layers live in stacks of their own (HRM-Text)."""
 
 from __future__ import annotations
 
@@ -18,8 +21,27 @@ CHUNKED_KIND = "chunked_attention"
 CHUNK_FIELD = "attention_chunk_size"  # what transformers' chunked mask builder reads
 
 
-def _builders(ctx: Ctx) -> set[str]:
+def backbone(ctx: Ctx):
+    """The module holding the word embedding (the one that builds the masks): the stack's
+    owner, or above it where the layers live in stacks of their own (HRM-Text)."""
+    from codegen.analyze.evaluate import ModuleRec
+    from codegen.analyze.model import _has_embedding, walk_tree
+
     owner = ctx.model.stack_owner
+    if owner is not None and _has_embedding(ctx.model, owner):
+        return owner
+    return next(
+        (
+            rec
+            for _, rec in walk_tree(ctx.model.entry)
+            if isinstance(rec, ModuleRec) and rec.cls is not None and _has_embedding(ctx.model, rec)
+        ),
+        owner,
+    )
+
+
+def _builders(ctx: Ctx) -> set[str]:
+    owner = backbone(ctx)
     if owner is None or owner.cls is None:
         return set()
     return {t.name.rsplit(".", 1)[-1] for t in ctx.trace(owner).terms if t.op == "fn" and t.name}

@@ -819,7 +819,9 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
     chunked = backbone_mask.chunk_field(ctx, attr(cfg, "layer_types"))
     ctx.cite(
         "attention.chunked",
-        f"{ctx.class_site(ctx.model.stack_owner)}; config:layer_types" if chunked else cite_rec,
+        f"{ctx.class_site(backbone_mask.backbone(ctx))}; config:layer_types"
+        if chunked
+        else cite_rec,
     )
     sliding = [w for w in windows if isinstance(w, int) and not isinstance(w, bool)]
     if any(w == UNKNOWN or (w is not None and not isinstance(w, int)) for w in windows):

@@ -183,7 +183,9 @@ def _config_field(test) -> tuple[str, bool] | None:
 def detect(ctx) -> dict | str | None:
     """The backbone forward's type block ({"input", "type", "field", "on"}), "other" for
     another binding of the builder's block ids, None without one; cited either way."""
-    owner = _backbone(ctx)
+    from codegen.analyze.backbone_mask import backbone
+
+    owner = backbone(ctx)
     found = ctx.model.project.find_method(owner.cls, "forward") if owner and owner.cls else None
     blocks = find(found[1]) if found else []
     if not blocks:
@@ -201,22 +203,3 @@ def detect(ctx) -> dict | str | None:
         f" {block.field} {'on' if block.on else 'off'})",
     )
     return block.as_feature()
-
-
-def _backbone(ctx):
-    """The module holding the word embedding (the one that builds the mask): the stack's
-    owner, or above it where the layers live in stacks of their own (HRM-Text)."""
-    from codegen.analyze.evaluate import ModuleRec
-    from codegen.analyze.model import _has_embedding, walk_tree
-
-    owner = ctx.model.stack_owner
-    if owner is not None and _has_embedding(ctx.model, owner):
-        return owner
-    return next(
-        (
-            rec
-            for _, rec in walk_tree(ctx.model.entry)
-            if isinstance(rec, ModuleRec) and rec.cls is not None and _has_embedding(ctx.model, rec)
-        ),
-        owner,
-    )

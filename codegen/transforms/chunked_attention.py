@@ -1,4 +1,9 @@
-"""Chunked attention (Llama4): "chunked_attention" layers attend only inside their chunk."""
+"""Chunked attention (Llama4): "chunked_attention" layers attend only inside their chunk.
+
+A package whose layers take no masks yet (llama: every layer causal) gets the per-layer
+pattern first, as the sliding-window one is written: `layer_types` in the args, a `mask`
+argument of the attention (None = causal), each block knowing whether it is chunked and
+the layer loop handing `chunks if layer.chunked else None`."""
 
 from __future__ import annotations
 
@@ -9,8 +14,10 @@ from codegen.transforms import _attention_edits as edits
 from codegen.transforms._rope_edits import add_args_field
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import (
+    EditError,
     InsertStatements,
     assigns,
+    calls_super_init,
     expression,
     run,
     statements,
@@ -35,6 +42,26 @@ def chunked_mask(seq: int, chunk: int, device: torch.device) -> torch.Tensor | N
     return (i[:, None] >= i[None, :]) & (i[:, None] // chunk == i[None, :] // chunk)
 '''
 
+# the per-layer pattern, where the package has none (llama): chunked or full layers
+LAYER_TYPES = f'LAYER_TYPES = ("full_attention", "{KIND}")'
+PATTERN_FIELD = """
+layer_types: tuple[str, ...] | None = None  # one of LAYER_TYPES per layer; None: all full
+"""
+PATTERN_CHECKS = """
+self.layer_types = tuple(self.layer_types or ("full_attention",) * self.n_layers)
+if len(self.layer_types) != self.n_layers:
+    raise ValueError(f"{len(self.layer_types)} layer_types for {self.n_layers} layers")
+unknown = sorted(set(self.layer_types) - set(LAYER_TYPES))
+if unknown:
+    raise NotImplementedError(f"layer_types {unknown} are not supported")
+"""
+PATTERN_MASK = f"""
+chunks: torch.Tensor | None = None
+if "{KIND}" in self.args.layer_types:
+    chunks = chunked_mask({{seq}}, self.args.attention_chunk_size, tokens.device)
+"""
+MASK_DOC = '"""`mask`: boolean (seq, seq), True = attend; None = plain causal."""'
+
 
 class ChunkedAttention(Transform):
     """Layers typed "chunked_attention" in `layer_types` attend causally within chunks of
@@ -42,19 +69,26 @@ class ChunkedAttention(Transform):
     chunked mask): `LAYER_TYPES` accepts the kind, each block knows whether it is chunked,
     `Model.forward` builds the chunk mask once and hands it to the chunked layers (the
     others keep theirs); where written-out attention takes the keys each mask hides, the
-    chunk mask's hidden keys are built once beside the others'. Needs the sliding-window
-    pattern the qwen3 references carry (`window if layer.sliding else None`)."""
+    chunk mask's hidden keys are built once beside the others'. Onto the sliding-window
+    pattern the qwen3 references carry (`window if layer.sliding else None`), or, where the
+    layers take no mask, a pattern of its own (`chunks if layer.chunked else None`). A type
+    block already joined to the layers' masks is refused: it must join the chunk mask too
+    (`type_block_mask` runs after this)."""
 
     name = "chunked_attention"
 
     def apply(self, package, features=None, *, field: str = "attention_chunk_size") -> None:
+        if edits.has_definition(package, "model.py", "chunked_mask"):
+            return
+        if edits.has_definition(package, "model.py", "type_block_mask"):
+            raise EditError("a type block joins the layers' masks already: not the chunk mask")
+        if not edits.has_definition(package, "args.py", "LAYER_TYPES"):
+            _pattern(package, field)
+            return
         edit = _LayerTypes()
         run(package, "args.py", edit)
         if edit.added:
             add_args_field(package, "attention_chunk_size", FIELD, f"hf_config.{field}")
-        model = package.module("model.py")
-        if m.findall(model, m.FunctionDef(name=m.Name("chunked_mask"))):
-            return
         run(
             package,
             "model.py",
@@ -65,6 +99,45 @@ class ChunkedAttention(Transform):
         chunks = edits.hide_mask_too(package, "chunks") if edits.masks_hidden(package) else "chunks"
         run(package, "model.py", _LayerMask(chunks))
         run(package, "model.py", _AfterFunction("sliding_window_mask", statements(CHUNKED_MASK)))
+
+
+def _pattern(package, field: str) -> None:
+    """Chunked or full layers where the layers take no mask yet: the args' `layer_types`,
+    the attention's `mask` (None = causal), `self.chunked` per block, the chunk mask built
+    once per forward and handed to the chunked layers (written out: its hidden keys)."""
+    edits.insert_definition(package, "args.py", LAYER_TYPES)
+    edits.add_args_field(package, PATTERN_FIELD, "layer_types=tuple(hf_config.layer_types)")
+    add_args_field(package, "attention_chunk_size", FIELD, f"hf_config.{field}")
+    edits.append_to_method(package, "args.py", "ModelArgs", "__post_init__", PATTERN_CHECKS)
+    edits.add_param(package, "Attention", "forward", "mask: torch.Tensor | None")
+    run(
+        package, "model.py", InsertStatements("Attention", "forward", _first, MASK_DOC, before=True)
+    )
+    edits.set_attention_masking(package, with_mask=True)
+    layer_id = edits.ensure_layer_id(package)
+    flag = f'self.chunked = args.layer_types[{layer_id}] == "{KIND}"'
+    run(
+        package,
+        "model.py",
+        InsertStatements("TransformerBlock", "__init__", calls_super_init, flag),
+    )
+    edits.insert_definition(package, "model.py", CHUNKED_MASK, before="Model")
+    forward = edits.find_method(package.module("model.py"), "Model", "forward")
+    seq = "seq" if any(assigns("seq")(s) for s in forward.body.body) else "tokens.shape[1]"
+    build = PATTERN_MASK.format(seq=seq)
+    run(
+        package,
+        "model.py",
+        InsertStatements("Model", "forward", edits.is_layer_loop, build, before=True),
+    )
+    edits.hand_down(
+        package, "mask: torch.Tensor | None", passed="chunks if layer.chunked else None"
+    )
+    edits.hide_masks_once(package)
+
+
+def _first(statement) -> bool:
+    return True
 
 
 def _window_if(statement) -> bool:

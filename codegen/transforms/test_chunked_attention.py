@@ -71,3 +71,38 @@ def test_after_written_out_attention_the_chunk_mask_is_hidden_once_like_the_othe
     }
     assert assigned["hidden_chunks"] == f"future if chunks is None else {table}"
     assert explicit_first.render() == chunked_first.render()
+
+
+def test_layers_without_masks_get_a_chunk_pattern_of_their_own():
+    """llama's layers are all causal and take no mask: the transform writes the per-layer
+    pattern itself (`layer_types`, the attention's `mask`, `self.chunked` per block) and
+    hands the chunked layers the chunk mask, the others None (plain causal)."""
+    package = SourcePackage.from_directory(references_dir() / "llama")
+    before = package.render()
+    assert "layer_types" not in before["args.py"] and "mask" not in before["model.py"]
+    ChunkedAttention().apply(package, field="attention_chunk_size")
+    files = package.render()
+    model, args = files["model.py"], files["args.py"]
+    assert 'LAYER_TYPES = ("full_attention", "chunked_attention")' in args
+    assert "layer_types=tuple(hf_config.layer_types)," in args
+    assert "attention_chunk_size=hf_config.attention_chunk_size," in args
+    assert 'self.chunked = args.layer_types[layer_id] == "chunked_attention"' in model
+    assert "TransformerBlock(args, i) for i in range(args.n_layers)" in model
+    assert "chunks = chunked_mask(tokens.shape[1], self.args.attention_chunk_size" in model
+    assert "h = layer(h, rope, chunks if layer.chunked else None)" in model
+    assert "attn_mask=mask" in model and "is_causal=mask is None" in model
+    ChunkedAttention().apply(package, field="attention_chunk_size")
+    assert package.render() == files  # twice is once
+
+
+def test_a_type_block_joined_before_the_chunks_is_refused():
+    """The block joins the masks the layers are handed when it is built: chunks added after
+    it would be a chunked layer's mask without the block, so that order is one EditError."""
+    from codegen.transforms.edits import EditError
+    from codegen.transforms.type_block_mask import TypeBlockMask
+
+    package = SourcePackage.from_directory(references_dir() / "qwen3")
+    block = {"input": "token_type_ids", "type": 1, "field": "prefix_lm", "on": True}
+    TypeBlockMask().apply(package, block=block)
+    with pytest.raises(EditError, match="a type block joins the layers' masks already"):
+        ChunkedAttention().apply(package, field="attention_chunk_size")

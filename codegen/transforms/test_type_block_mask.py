@@ -129,3 +129,38 @@ def test_a_mask_the_block_cannot_join_is_refused():
     assert "h = layer(h, rope, window.clone())" in package.render()["model.py"]
     with pytest.raises(EditError, match=r"the layers' mask `window.clone\(\)` is not one"):
         TypeBlockMask().apply(package, block=BLOCK)
+
+
+def chunked_typed_package() -> SourcePackage:
+    """llama with chunked layers (a pattern of the chunked transform's own), then the block."""
+    from codegen.transforms.chunked_attention import ChunkedAttention
+
+    package = SourcePackage.from_directory(references_dir() / "llama")
+    ChunkedAttention().apply(package, field="attention_chunk_size")
+    TypeBlockMask().apply(package, block=BLOCK)
+    return package
+
+
+def test_the_block_joins_the_chunk_mask():
+    """The chunked layers are handed `chunks` (the full ones None): the chunks gain the
+    block and the full layers take `mask`, the causal mask with it."""
+    model = chunked_typed_package().render()["model.py"]
+    assert "h = layer(h, rope, chunks if layer.chunked else mask)" in model
+    assert "chunks = type_block_mask(token_type_ids, 1, chunks)" in model
+    assert "mask = type_block_mask(token_type_ids, 1)" in model
+
+
+@pytest.mark.parametrize("chunk", [4, 12])  # one that cuts, one the sequence fits in
+def test_joined_chunk_masks_are_transformers_masks_with_the_block_overlay(chunk):
+    """`or_masks(chunked_causal_mask_function, blockwise_overlay)`, as
+    create_chunked_causal_mask builds it given block_sequence_ids: the type-1 tokens see
+    each other across chunks too."""
+    masking = pytest.importorskip("transformers.masking_utils")
+    run = functions(chunked_typed_package(), "type_block_mask", "chunked_mask")
+    overlay = masking.blockwise_overlay(torch.where(TYPES == 1, 0, -1))
+    padding = torch.zeros(TYPES.shape[0], dtype=torch.long)
+    chunked = masking.chunked_causal_mask_function(chunk, padding)
+    want = transformers_mask(masking.or_masks(chunked, overlay), TYPES)
+    seq = TYPES.shape[1]
+    got = run["type_block_mask"](TYPES, 1, run["chunked_mask"](seq, chunk, "cpu"))
+    assert torch.equal(got, want)

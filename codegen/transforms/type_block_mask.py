@@ -1,10 +1,11 @@
 """Token types that see each other both ways in the causal mask (HRM-Text's prefix LM).
 
-Where the layers are already handed masks of their own (a sliding window's, None on the
-layers that attend causally), the block joins each of them as transformers' mask builders
-join `block_sequence_ids`: `or_masks(<the layer's mask>, blockwise_overlay(...))`, after the
-window is cut (`and_masks(sliding_window_overlay, causal)`), so the tokens of the type see
-each other also beyond a layer's window.
+Where the layers are already handed masks of their own (a sliding window's, a chunked
+layer's, None on the layers that attend causally), the block joins each of them as
+transformers' mask builders join `block_sequence_ids`: `or_masks(<the layer's mask>,
+blockwise_overlay(...))`, after the window or the chunks are cut
+(`and_masks(sliding_window_overlay, causal)`, `and_masks(chunked_overlay, causal)`), so the
+tokens of the type see each other also beyond a layer's window and across chunks.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def type_block_mask(
 ) -> torch.Tensor:
     """`mask` (seq, seq), True = attend (None: causal), widened to (batch, 1, seq, seq) so
     that the tokens of type `kind` also see every other token of that type, before or after
-    them and beyond a window: one bidirectional block."""
+    them and beyond a window or a chunk: one bidirectional block."""
     if mask is None:
         seq = token_types.shape[-1]
         mask = torch.ones(seq, seq, dtype=torch.bool, device=token_types.device).tril()
@@ -53,8 +54,9 @@ def type_block_mask(
 '''
 JOINED_NOTE = (
     " `{input}` (batch, seq): while `{field}` is {on}, the tokens of type {kind} see each"
-    " other both ways, beyond a layer's window too; the rest keeps the layer's mask. Packed"
-    " documents each take their own slice of the types: a block never crosses a document."
+    " other both ways, beyond a layer's window or chunk too; the rest keeps the layer's mask."
+    " Packed documents each take their own slice of the types: a block never crosses a"
+    " document."
 )
 NOTE = (
     " `{input}` (batch, seq): while `{field}` is {on}, the tokens of type {kind} see each"
