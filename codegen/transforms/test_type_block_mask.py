@@ -164,3 +164,26 @@ def test_joined_chunk_masks_are_transformers_masks_with_the_block_overlay(chunk)
     seq = TYPES.shape[1]
     got = run["type_block_mask"](TYPES, 1, run["chunked_mask"](seq, chunk, "cpu"))
     assert torch.equal(got, want)
+
+
+def test_written_out_attention_adds_the_table_the_model_builds_once():
+    """Attention written out before the block: no layer turns the mask into its 0/-inf
+    table (nor builds the causal mask); `Model.forward` builds the table of the keys the
+    mask hides once, before the layer loop, and every layer adds it to its scores in place."""
+    from codegen.transforms._attention_edits import make_attention_explicit
+
+    package = SourcePackage.from_directory(references_dir() / "llama")
+    make_attention_explicit(package)
+    TypeBlockMask().apply(package, block=BLOCK)
+    model = package.render()["model.py"]
+    attention = model[model.index("class Attention") : model.index("class FeedForward")]
+    assert "scores.add_(hidden)" in attention and "hidden: torch.Tensor" in attention
+    assert "torch.where" not in attention and "torch.ones(" not in attention
+    forward = model[model.index("    def forward(self, tokens") :]
+    table = 'future.new_full(mask.shape, float("-inf")).masked_fill_(mask, 0.0)'
+    built = f"hidden_mask = future if mask is None else {table}"
+    assert forward.count(built) == 1 and forward.count("future = torch.full(") == 1
+    assert forward.index("mask = type_block_mask(token_type_ids, 1)") < forward.index(built)
+    assert forward.index(built) < forward.index("for layer in self.layers:")
+    assert "h = layer(h, rope, hidden_mask)" in forward
+    assert "del future, mask, hidden_mask" in forward

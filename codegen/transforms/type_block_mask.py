@@ -72,7 +72,9 @@ class TypeBlockMask(Transform):
     block to SDPA (plain causal without types or with the switch the other way). The packed
     path (`forward_packed`, each document run alone) hands each document its own types.
     An attention that already takes a `mask` (a sliding window pattern) keeps it: the block
-    joins every mask the layer loop hands down (`_join`)."""
+    joins every mask the layer loop hands down (`_join`). Written-out attention takes the
+    keys the mask hides as an additive table `Model.forward` builds once (`hidden_mask`),
+    not a table built from the mask in every layer."""
 
     name = "type_block_mask"
 
@@ -114,6 +116,10 @@ class TypeBlockMask(Transform):
         )
         definition = TYPE_BLOCK_OVER if joined else TYPE_BLOCK_MASK
         edits.insert_definition(package, "model.py", definition, before="Model")
+        if not joined:
+            # written-out attention: the additive table of the keys the mask hides, built
+            # once per forward beside the causal one, each layer adding it in place
+            edits.hide_masks_once(package)
         add_args_field(package, field, FIELD.format(on=on, kind=kind), f"hf_config.{field}")
 
 
