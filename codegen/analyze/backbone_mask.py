@@ -41,10 +41,16 @@ def backbone(ctx: Ctx):
 
 
 def _builders(ctx: Ctx) -> set[str]:
-    owner = backbone(ctx)
-    if owner is None or owner.cls is None:
-        return set()
-    return {t.name.rsplit(".", 1)[-1] for t in ctx.trace(owner).terms if t.op == "fn" and t.name}
+    """The functions the layer stack's owner calls, and the backbone's where another
+    module holds the embedding (the layers in stacks of their own)."""
+    owners = {id(o): o for o in (ctx.model.stack_owner, backbone(ctx)) if o is not None}
+    return {
+        t.name.rsplit(".", 1)[-1]
+        for owner in owners.values()
+        if owner.cls is not None
+        for t in ctx.trace(owner).terms
+        if t.op == "fn" and t.name
+    }
 
 
 def window_everywhere(ctx: Ctx) -> bool:
