@@ -187,3 +187,19 @@ def test_written_out_attention_adds_the_table_the_model_builds_once():
     assert forward.index(built) < forward.index("for layer in self.layers:")
     assert "h = layer(h, rope, hidden_mask)" in forward
     assert "del future, mask, hidden_mask" in forward
+
+
+def test_the_block_joins_chunks_and_windows_together():
+    """qwen3's window pattern with chunked layers too: each mask the loop picks among gains
+    the block, the causal layers take `mask`."""
+    from codegen.transforms.chunked_attention import ChunkedAttention
+
+    package = SourcePackage.from_directory(references_dir() / "qwen3")
+    ChunkedAttention().apply(package, field="attention_chunk_size")
+    TypeBlockMask().apply(package, block=BLOCK)
+    model = package.render()["model.py"]
+    handed = "h = layer(h, rope, chunks if layer.chunked else (window if layer.sliding else mask))"
+    assert handed in model
+    assert "chunks = type_block_mask(token_type_ids, 1, chunks)" in model
+    assert "window = type_block_mask(token_type_ids, 1, window)" in model
+    assert "mask = type_block_mask(token_type_ids, 1)" in model
