@@ -6,7 +6,8 @@ from its analysis (`attention.compressed_kv`), scaffolded and verified in fp32 a
 Seeded defects fail naming the compressed layer's attention: an entry seen one window early
 (a query seeing the window it is still in), and entries not rotated. A config with the
 indexed (CSA) compressor is refused in one line by the scaffold, and a package built for the
-heavily compressed layers refuses a config that types a layer CSA."""
+heavily compressed layers refuses a config that types a layer CSA. Under tp=2 the
+compressor is whole on every rank, the gradient of its entries summed over the ranks."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import pytest
 from codegen.cli import main
 from codegen.scaffold.plan import make_plan
 from codegen.scaffold.target import load_target
-from codegen.scaffold.testing import seed, write_planned
+from codegen.scaffold.testing import seed, verify_shard_plan, write_planned
 from codegen.verify.remote_fixture import remote_folder, toy_config_dict
 
 NAME = "quillpool"
@@ -62,6 +63,11 @@ def test_package_verifies(folder, built, capsys):
     assert all(row["status"] in ("pass", "refused") for row in rows), rows
     model = (built[0] / built[1] / "model.py").read_text()
     assert "deepseek" not in model.lower() and "hcacompressor" not in model.lower()
+
+
+def test_shard_plan_under_tp2(folder, built):
+    result = verify_shard_plan(folder, *built)
+    assert result.status == "pass", result.line()
 
 
 @pytest.mark.parametrize(
