@@ -28,9 +28,9 @@ COMPRESSOR = '''
 class Compressor(nn.Module):
     """Pools each window of `compress_rate` consecutive tokens into one key/value entry: the
     tokens' projections weighted by a softmax, taken in fp32, over their gate plus a learned
-    bias per slot of the window, summed over the window and normed. An entry's trailing
-    rotary slice turns at its window's first position; tokens past the last whole window
-    make no entry."""
+    bias per slot of the window, summed over the window and normed. An entry turns as the
+    keys do, at its window's first position; tokens past the last whole window make no
+    entry."""
 
     def __init__(self, args: ModelArgs):
         super().__init__()
@@ -75,17 +75,20 @@ BUILD = (
 EXTEND = """
 if self.compressor is not None:  # entries pooled from windows of tokens extend the keys
     pooled, seen = self.compressor(x, positions, window_rope)
-    k = v = torch.cat([k, pooled.to(k.dtype)], dim=2)
+    k = v = torch.cat([k, pooled], dim=2)
     unseen = torch.zeros(seen.shape, dtype={mask}.dtype, device=seen.device)
     {mask} = torch.cat(
         [{mask}.expand(*seen.shape[:-1], seq), unseen.masked_fill_(~seen, float("-inf"))], dim=-1
     )
 """
 
-TABLES = (
-    "window_rope = self.{rotary}(torch.arange({seq}, device=tokens.device)[None])"
-    "  # the compressed entries' tables, from position 0"
+TABLES = """
+window_rope = (  # the compressed entries' tables from position 0: window w's at w * rate
+    self.{rotary}(torch.arange({seq}, device=tokens.device)[None])
+    if self.args.compressed_layer_type in self.args.layer_types
+    else None
 )
+"""
 
 
 class CompressedKv(Transform):
@@ -123,7 +126,8 @@ class CompressedKv(Transform):
         edits.append_to_method(
             package, "model.py", "Attention", "__init__", BUILD.format(layer=layer)
         )
-        for param in ("positions: torch.Tensor", "window_rope: tuple[torch.Tensor, torch.Tensor]"):
+        tables = "window_rope: tuple[torch.Tensor, torch.Tensor] | None"
+        for param in ("positions: torch.Tensor", tables):
             edits.add_param(package, "Attention", "forward", param)
             edits.hand_down(package, param)
         extend = EXTEND.format(mask="hidden")
