@@ -214,6 +214,17 @@ def _sliding_too(package, kind: str) -> None:
             kinds = cst.parse_expression(f'("sliding_attention", "{kind}")')
             return updated.with_changes(comparisons=[cst.ComparisonTarget(cst.In(), kinds)])
 
+    # the window is built where any layer of either type is in the config
+    either = f'{{"sliding_attention", "{kind}"}} & set(self.args.layer_types)'
+    edits.replace_expressions(
+        package,
+        "model.py",
+        "Model",
+        "forward",
+        lambda node: m.matches(node, _SLIDING_IN_TYPES),
+        lambda node: cst.parse_expression(either),
+        required=False,
+    )
     init = edits.find_method(package.module("model.py"), "TransformerBlock", "__init__")
     if init is None or not any(assigns("self.sliding")(s) for s in init.body.body):
         raise EditError("the blocks know no `self.sliding` to window the compressed layers too")
@@ -225,6 +236,12 @@ def _sliding_too(package, kind: str) -> None:
         lambda node: isinstance(node, cst.Comparison) and "sliding_attention" in code_of(node),
         lambda node: node.visit(_Either()),
     )
+
+
+_SLIDING_IN_TYPES = m.Comparison(
+    left=m.SimpleString('"sliding_attention"'),
+    comparisons=[m.ComparisonTarget(m.In(), m.Attribute(attr=m.Name("layer_types")))],
+)
 
 
 def _attention_prefix(package) -> str:

@@ -56,6 +56,8 @@ def test_reference_qwen3_before_and_after():
     assert attention.index("self.compressor(x") < attention.index("repeat_interleave")
     assert "self.rotary(torch.arange(seq, device=tokens.device)[None])" in model
     assert 'args.layer_types[layer_id] in ("sliding_attention", "pooled_attention")' in model
+    # the window is built where the layers are all pooled too
+    assert '{"sliding_attention", "pooled_attention"} & set(self.args.layer_types)' in model
     args = files["args.py"]
     assert 'LAYER_TYPES = ("full_attention", "sliding_attention", "pooled_attention")' in args
     assert 'compress_rate=hf_config.compress_rates["pooled_attention"]' in args

@@ -87,6 +87,16 @@ def test_seeded_defect_fails_at_the_compressed_attention(tmp_path, folder, built
     assert row["first_divergence"].startswith("layers.1.attention"), row["first_divergence"]
 
 
+def test_every_layer_compressed_verifies(tmp_path, capsys):
+    """No layer typed sliding: the compressed layers still attend over the window."""
+    values = {"layer_types": [POOLED] * 4, "num_hidden_layers": 4}
+    folder = remote_folder("deepseek_v4", tmp_path / "hub", NAME + "all", values)
+    target = load_target(str(folder), str(folder / "config.json"))
+    models, _ = write_planned(tmp_path / "models", (target, make_plan(target)))
+    row = _verify(folder, models, capsys, "fp32")[0]
+    assert row["status"] == "pass", row
+
+
 def test_indexed_compressor_refused_in_one_line(tmp_path, capsys):
     values = {"layer_types": [SLIDING, POOLED, SLIDING, INDEXED], "num_hidden_layers": 4}
     folder = remote_folder("deepseek_v4", tmp_path / "hub", NAME + "x", values)
