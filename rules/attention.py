@@ -575,6 +575,19 @@ RULES += [
         ),
     ),
     Rule(
+        # after the attention is written out (its keys hidden by a float table)
+        id="compressed_kv",
+        feature="attention.compressed_kv",
+        values=(True,),
+        transform="compressed_kv",
+        params={"pooled": FromFeature("attention.compressed_kv")},
+        description=(
+            "on the layers of one type the keys (the values) are extended by entries pooled"
+            " from windows of compress_rate tokens, each seen once the query has passed its"
+            " window (DeepSeek-V4's heavily compressed attention)"
+        ),
+    ),
+    Rule(
         # last: it moves the forward's key/value statements as the rules above left them
         id="kv_sharing",
         feature="attention.kv_sharing",

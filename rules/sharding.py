@@ -287,6 +287,17 @@ SHARDS = [
             "layers.*.attention.wq_b": "colwise",
         },
     ),
+    # the compressed entries join the key every head reads (one key head): the compressor
+    # whole on every rank, the gradient of its normed entries summed over the ranks' heads
+    Shards(
+        "compressed_kv",
+        {
+            "layers.*.attention.compressor.wkv": "replicate",
+            "layers.*.attention.compressor.wgate": "replicate",
+            "layers.*.attention.compressor.slot_bias": "replicate",
+            "layers.*.attention.compressor.norm": "shared_key_norm",
+        },
+    ),
     Shards(
         "grouped_output",
         {"layers.*.attention.wo_a": "grouped_colwise", "layers.*.attention.wo_b": "rowwise"},

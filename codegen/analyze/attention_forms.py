@@ -18,10 +18,11 @@ where a rule builds it:
 * `attention.o_low_rank` (a fact: the Attention field): the kernel's output projected twice
   in a row, read as a grouped first stage (a projection class with a forward of its own and
   a group count from the config) or "other";
-* `attention.compressed_kv`: keys concatenated with the output of a module of the
-  attention's own other than a projection, norm or rotary (a compressor of past tokens),
-  named with the layers it is on and any part of it that picks entries by top-k (an
-  indexer);
+* `attention.compressed_kv` (a fact: the Attention field): keys concatenated with the output
+  of a module of the attention's own other than a projection, norm or rotary (a compressor
+  of past tokens): read where it pools windows of tokens as DeepSeek-V4's heavily
+  compressed layers do (`_pooled`), else described with the layers it is on and any part of
+  it that picks entries by top-k (an indexer), a form no rule builds;
 * `attention.layer_forwards`: attention layers whose module runs another `forward` than
   the first attention layer's (whose facts the others are read as), named with what it does
   otherwise; a second forward on exactly the layers without a window that is the first with
@@ -38,8 +39,8 @@ from __future__ import annotations
 import libcst as cst
 
 from codegen.analyze import layer_attention, norm_cast
-from codegen.analyze.context import Ctx
-from codegen.analyze.dataflow import Term, strip, terms_in, walk
+from codegen.analyze.context import Ctx, Trace
+from codegen.analyze.dataflow import Term, Tracer, strip, terms_in, walk
 from codegen.analyze.detect_attention import (
     _kernel,
     _linears,
@@ -70,7 +71,8 @@ def detect(ctx: Ctx, shared: dict) -> dict:
     _unprojected_attentions(ctx)
     seen: set[int] = set()
     shapes: dict[tuple, list] = {}  # the attention's classes -> its compressors
-    compressors: dict[str, dict] = {}  # class -> {"name", "site", "layers", "indexer"}
+    # class -> {"name", "site", "layers", "indexer", "module"}
+    compressors: dict[str, dict] = {}
     for entry in shared.get("per_layer", ()):
         info = entry.get("info")
         if info is None or info.kernel is None:
@@ -84,9 +86,20 @@ def detect(ctx: Ctx, shared: dict) -> dict:
         for name, module, site in shapes[shape]:
             found = compressors.setdefault(
                 module.cls.name if module.cls else module.kind,
-                {"name": name, "site": site, "layers": [], "indexer": _indexer(ctx, module)},
+                {
+                    "name": name,
+                    "site": site,
+                    "layers": [],
+                    "indexer": _indexer(ctx, module),
+                    "module": module,
+                    "owner": info.rec,
+                },
             )
             found["layers"].append(entry["index"])
+    pooled = _pooled_facts(ctx, compressors)
+    if pooled is not None:
+        facts["compressed_kv"] = pooled
+        compressors = {}
     if compressors:
         parts = []
         for cls, found in compressors.items():
@@ -97,13 +110,163 @@ def detect(ctx: Ctx, shared: dict) -> dict:
                 f"{found['name']} ({cls}{indexer if found['indexer'] else ''}) on layers"
                 f" {span(found['layers'])}"
             )
-        ctx.unsupported(
-            "attention.compressed_kv",
+        # the form the rule builds is a dict; any other is this description, unsupported
+        facts["compressed_kv"] = (
             "the keys and values are extended by entries a module of the attention computes"
-            f" from the hidden states: {'; '.join(parts)}: no rule yet",
-            next(iter(compressors.values()))["site"],
+            f" from the hidden states: {'; '.join(parts)}"
         )
+        site = next(iter(compressors.values()))["site"]
+        ctx.cite("attention.compressed_kv", f"{site} ({'; '.join(parts)})")
     return facts
+
+
+def _pooled_facts(ctx: Ctx, compressors: dict[str, dict]) -> dict | None:
+    """`attention.compressed_kv` where the one compressor (no indexer) pools windows of
+    tokens as DeepSeek-V4's heavily compressed layers do (`_pooled`) and is built on the
+    layers of one config layer type, every layer of that type; None otherwise (the form is
+    then named unsupported)."""
+    if len(compressors) != 1:
+        return None
+    (found,) = compressors.values()
+    if found["indexer"]:
+        return None
+    pooled = _pooled(ctx, found["module"], found["owner"])
+    types = ctx.model.config.attrs.get("layer_types")
+    if pooled is None or not isinstance(types, list | tuple):
+        return None
+    kinds = {types[i] for i in found["layers"] if i < len(types)}
+    if len(kinds) != 1:
+        return None
+    kind = kinds.pop()
+    if [i for i, t in enumerate(types) if t == kind] != sorted(found["layers"]):
+        return None
+    pooled.update(module=found["name"], kind=kind, layers=sorted(found["layers"]))
+    ctx.cite("attention.compressed_kv", f"{found['site']}, {pooled.pop('where')}")
+    return pooled
+
+
+def _pooled(ctx: Ctx, module: ModuleRec, owner: ModuleRec) -> dict | None:
+    """{"kv", "gate", "bias", "norm", "rate", "eps", "group", "where"} of a compressor built
+    as DeepSeek-V4's heavily compressed one: two plain Linears without a bias from the
+    hidden size to the attention's head size (the entries and their gate: the gate's is the
+    one the softmax, taken in fp32, reads), a learned bias of (rate, head size) added to the
+    gate per slot of the window, the rate `config.<field>[<key>]` it keeps as an attribute, a
+    norm with a weight over the head size built with `eps=config.<eps>`, and a rotary of the
+    rope_parameters group a string of its class names; None otherwise."""
+    if module.cls is None:
+        return None
+    head_dim = owner.attrs.get("head_dim")
+    linears, params, norms, rotary = [], [], [], []
+    for name, child in module.children():
+        if isinstance(child, ParamRec) and child.kind == "parameter":
+            params.append((name, child))
+        elif isinstance(child, ModuleRec) and child.cls is None and child.kind == "Linear":
+            linears.append((name, child))
+        elif isinstance(child, ModuleRec) and ctx.roles.role(child) == NORM:
+            norms.append((name, child))
+        elif isinstance(child, ModuleRec) and ctx.roles.role(child) == ROTARY:
+            rotary.append(name)
+        else:
+            return None
+    if len(linears) != 2 or len(params) != 1 or len(norms) != 1 or len(rotary) > 1:
+        return None
+    (bias, param), (norm, norm_rec) = params[0], norms[0]
+    if any(rec.kwargs.get("bias", True) is not False for _, rec in linears):
+        return None
+    if any(len(rec.args) < 2 or rec.args[1] != head_dim for _, rec in linears):
+        return None
+    if not any(isinstance(v, ParamRec) for v in norm_rec.attrs.values()):
+        return None  # the entries' norm learns a scale
+    rates = [
+        (name, v)
+        for name, v in module.attrs.items()
+        if isinstance(v, int)
+        and not isinstance(v, bool)
+        and v > 1
+        and tuple(param.shape) == (v, head_dim)
+    ]
+    # the rate and the head size may be the same number: the rate is read per layer kind
+    keyed = [name for name, _ in rates if "[" in (_rate_read(module, name) or "")]
+    if len(rates) != 1 and len(keyed) != 1:
+        return None
+    rate = _rate_read(module, keyed[0] if len(rates) != 1 else rates[0][0])
+    eps = _eps_field(norm_rec)
+    group = _group_label(ctx, module)
+    gate, softmax = _softmax_input(ctx, module)
+    if None in (rate, eps, gate) or (rotary and group is None):
+        return None
+    names = {id(rec): name for name, rec in linears}
+    if id(gate.module) not in names:
+        return None
+    kv = next(name for name, rec in linears if rec is not gate.module)
+    where = softmax.site.cite() if softmax.site else ctx.site(module)
+    return {
+        "kv": kv,
+        "gate": names[id(gate.module)],
+        "bias": bias,
+        "norm": norm,
+        "rate": rate,
+        "eps": eps,
+        "group": group,
+        "where": f"{where} (windows pooled by a softmax in fp32 over the gate)",
+    }
+
+
+def _params(found) -> set[str]:
+    """The parameter names of a `find_method` result's function."""
+    function = found[1] if isinstance(found, tuple) else found
+    return {p.name.value for p in function.params.params}
+
+
+def _rate_read(module: ModuleRec, attr: str) -> str | None:
+    """`self.<attr> = config.<field>[<key>]` -> 'hf_config.<field>["<key>"]'."""
+    site = module.assign_sites.get(attr)
+    node = site.node if site is not None else None
+    value = getattr(node, "value", None)
+    if isinstance(node, cst.Assign | cst.AnnAssign) and isinstance(value, cst.Subscript):
+        field = _config_field(value.value)
+        index = value.slice[0].slice if len(value.slice) == 1 else None
+        key = getattr(index, "value", None)
+        if field and isinstance(key, cst.SimpleString):
+            return f'hf_config.{field}["{key.evaluated_value}"]'
+    field = _config_field(value) if value is not None else None
+    return f"hf_config.{field}" if field else None
+
+
+def _group_label(ctx: Ctx, module: ModuleRec) -> str | None:
+    """The one string constant of the class's body that labels a rope_parameters group."""
+    groups = ctx.model.config.attrs.get("rope_parameters")
+    if not isinstance(groups, dict):
+        return None
+    found = {
+        value.evaluated_value
+        for value in module.cls.class_attrs.values()
+        if isinstance(value, cst.SimpleString) and value.evaluated_value in groups
+    }
+    return found.pop() if len(found) == 1 else None
+
+
+def _softmax_input(ctx: Ctx, module: ModuleRec) -> tuple[Term | None, Term | None]:
+    """(the projection whose output the compressor's softmax reads, the softmax) where that
+    softmax is taken in fp32 (`dtype=torch.float32`); (None, None) otherwise. Traced as the
+    model runs it without a cache (a `past_key_values` parameter None), as the package
+    does."""
+    tracer = Tracer(ctx.model.interp, ctx.roles, inline=False)
+    params = ctx.model.project.find_method(module.cls, "forward")
+    given = {"past_key_values": None} if params and "past_key_values" in _params(params) else {}
+    for term in Trace(tracer, tracer.trace(module, "forward", inputs=given)).terms:
+        if term.op != "fn" or term.name.rsplit(".", 1)[-1] != "softmax":
+            continue
+        dtype = term.kwargs.get("dtype")
+        if "float32" not in str(getattr(dtype, "name", dtype)):
+            return None, None
+        calls = [
+            t
+            for t in walk(term)
+            if t.op == "call" and isinstance(t.module, ModuleRec) and t.module.kind == "Linear"
+        ]
+        return (calls[0], term) if len(calls) == 1 else (None, None)
+    return None, None
 
 
 def _layer_forwards(ctx: Ctx, shared: dict) -> tuple[dict | None, dict | None, dict | None]:

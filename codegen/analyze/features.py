@@ -211,6 +211,13 @@ class Attention:
     # "a_norm", "b", "b_norm": the HF attributes, "rank", "eps": the config fields of the
     # latent width and both norms' eps}; "other" for another such form; None otherwise
     low_rank_q: dict | str | None = None
+    # keys and values extended by entries a module of the attention pools from windows of
+    # tokens (DeepSeek-V4's heavily compressed layers): {"module", "kv", "gate", "bias",
+    # "norm": the HF attributes, "rate": the window's config read over `hf_config`, "eps": the
+    # norm's eps field, "group": the rope_parameters label the entries rotate with, "kind":
+    # the layer type of the layers that build it, "layers"}; another form (an indexer picking
+    # entries, several compressors) described in a line; None without
+    compressed_kv: dict | str | None = None
     # a norm on the values before the attention (gemma4's v_norm): none | per_head (over
     # head_dim, after the view to heads) | other; v_norm_weight: it learns a scale
     v_norm: str = "none"

@@ -131,6 +131,10 @@ COMPARED: dict[str, Any] = {
     "attention.kv_same": None,
     "attention.o_low_rank": lambda found: "other" if found == "other" else found is not None,
     "attention.low_rank_q": lambda found: "other" if found == "other" else found is not None,
+    # the pooled form the rule builds (a dict), or another described ("other")
+    "attention.compressed_kv": lambda found: (
+        isinstance(found, dict) or ("other" if found else False)
+    ),
     "attention.v_norm": None,
     "attention.layer_shapes": None,
     "attention.v_head_dim": lambda size: "other" if size == "other" else size is not None,
@@ -278,6 +282,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "attention.kv_same": (False,),  # the values projected apart from the keys
     "attention.o_low_rank": (False,),  # one output projection
     "attention.low_rank_q": (False,),  # the query projected from the hidden states
+    "attention.compressed_kv": (False,),  # the keys are the projected tokens' alone
     "attention.v_norm": ("none",),  # the values go to the attention as projected
     "attention.layer_shapes": ("same",),  # every layer's attention sized alike
     "attention.v_head_dim": (False,),  # value heads as wide as the key heads

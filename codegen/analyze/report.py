@@ -33,6 +33,7 @@ ROWS = (
     ("attention.type_block", "token types seen both ways"),
     ("attention.q_latent_raw", "q up-projection input"),
     ("attention.routed", "routed attention"),
+    ("attention.compressed_kv", "keys from pooled windows"),
     ("rope.type", "RoPE"),
     ("rope.partial_rotary", "partial rotary"),
     ("rope.interleaved", "RoPE interleaved"),

@@ -127,6 +127,14 @@ def _by_suffix(rows: dict[str, str], key: str) -> str | None:
     """The one row whose HF key ends like `key`: its last two components, else its last
     alone (a checkpoint that stores `mlp.gate.e_score_correction_bias` as
     `mlp.e_score_correction_bias`), else the one whose house key ends in that name."""
+    # not a tensor of a module nested under the key's own module (DeepSeek-V4's attention
+    # `kv_norm` is not its compressor's `compressor.kv_norm`)
+    parent = key.rsplit(".", 2)[0] + "."
+    rows = {
+        hf: house
+        for hf, house in rows.items()
+        if not (hf.startswith(parent) and hf.count(".") > key.count("."))
+    }
     for depth in (2, 1):
         tail = "." + ".".join(key.split(".")[-depth:])
         found = [house for hf, house in rows.items() if ("." + hf).endswith(tail)]

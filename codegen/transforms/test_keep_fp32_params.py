@@ -150,3 +150,20 @@ def test_a_row_under_the_reference_name_is_found_as_align_hf_keys_pairs_it():
         fresh = SourcePackage.from_directory(references_dir() / "qwen3")
         KeysOnlyNorm().apply(fresh)
         KeepFp32Params().apply(fresh, keys=keys)
+
+
+def test_a_nested_module_of_the_same_name_is_not_the_key():
+    """DeepSeek-V4's attention `kv_norm` (its row still under the reference's `k_norm`) is
+    not its compressor's `compressor.kv_norm`, the one row whose key ends alike."""
+    from codegen.transforms.keep_fp32_params import _by_suffix
+
+    rows = {
+        "model.layers.{}.self_attn.k_norm.weight": "layers.{}.attention.k_norm.weight",
+        "model.layers.{}.self_attn.compressor.kv_norm.weight": (
+            "layers.{}.attention.compressor.norm.weight"
+        ),
+    }
+    found = _by_suffix(rows, "model.layers.{}.self_attn.kv_norm.weight")
+    assert found == "layers.{}.attention.k_norm.weight"
+    key = "model.layers.{}.self_attn.compressor.kv_norm.weight"
+    assert _by_suffix(rows, key) == "layers.{}.attention.compressor.norm.weight"

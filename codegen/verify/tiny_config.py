@@ -285,6 +285,14 @@ SHRINK_RULES: dict[str, Any | Rule] = {
     "sliding_window": WINDOW,
     "max_window_layers": 1,
     "window_size": WINDOW,  # GPT-Neo's local layers: their mask buffer's window
+    # tokens pooled into one compressed key/value entry per layer kind (DeepSeek-V4's 4 and
+    # 128): at most a window, so the long input makes entries its later queries see and its
+    # earlier ones do not (a rate past the sequence would make none)
+    "compress_rates": lambda cfg: (
+        {kind: min(rate, WINDOW) for kind, rate in cfg["compress_rates"].items()}
+        if isinstance(cfg["compress_rates"], dict)
+        else cfg["compress_rates"]
+    ),
     # encoder families' causal LMs (BERT's *ForCausalLM) attend causally only as decoders:
     # transformers builds them bidirectional otherwise
     "is_decoder": True,

@@ -1,0 +1,126 @@
+"""CompressedKv: keys (the values) extended by entries pooled from windows of tokens."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from codegen.models import references_dir
+from codegen.scaffold.source import SourcePackage
+from codegen.transforms.catalog import TRANSFORMS
+from codegen.transforms.compressed_kv import COMPRESSOR, CompressedKv
+from codegen.transforms.edits import EditError
+
+POOLED = {
+    "module": "compressor",
+    "kv": "kv_proj",
+    "gate": "gate_proj",
+    "bias": "position_bias",
+    "norm": "kv_norm",
+    "rate": 'hf_config.compress_rates["pooled_attention"]',
+    "eps": "rms_norm_eps",
+    "group": "far",
+    "kind": "pooled_attention",
+    "layers": [1, 3],
+}
+FEATURES = SimpleNamespace(rope=SimpleNamespace(layer_groups=None, group="far", fp32=True))
+
+
+def _before() -> SourcePackage:
+    """qwen3 whose rotated keys are the values, written out with sinks (a float table of
+    the keys each query does not see)."""
+    package = SourcePackage.from_directory(references_dir() / "qwen3")
+    TRANSFORMS["values_are_keys"]().apply(package)
+    TRANSFORMS["add_attention_sinks"]().apply(package)
+    return package
+
+
+def test_reference_qwen3_before_and_after():
+    package = _before()
+    before = package.render()["model.py"]
+    assert "class Compressor" not in before and "window_rope" not in before
+    CompressedKv().apply(package, FEATURES, pooled=POOLED)
+    files = package.render()
+    model = files["model.py"]
+    assert model.index("class Compressor(nn.Module):") < model.index("class Attention")
+    assert "self.norm = RMSNorm(args.head_dim, args.compress_norm_eps)" in model
+    assert "pooled = apply_rotary(pooled.float(), cos, sin).to(pooled.dtype)" in model
+    assert (
+        "Compressor(args) if args.layer_types[layer_id] == args.compressed_layer_type else None"
+    ) in model
+    assert "pooled, seen = self.compressor(x, positions, window_rope)" in model
+    assert "k = v = torch.cat([k, pooled], dim=2)" in model
+    # the entries join after the keys became the values, before the heads are repeated
+    attention = model[model.index("class Attention") :]
+    assert attention.index("v = k") < attention.index("self.compressor(x")
+    assert attention.index("self.compressor(x") < attention.index("repeat_interleave")
+    assert "self.rotary(torch.arange(seq, device=tokens.device)[None])" in model
+    assert 'args.layer_types[layer_id] in ("sliding_attention", "pooled_attention")' in model
+    # the window is built where the layers are all pooled too
+    assert '{"sliding_attention", "pooled_attention"} & set(self.args.layer_types)' in model
+    args = files["args.py"]
+    assert 'LAYER_TYPES = ("full_attention", "sliding_attention", "pooled_attention")' in args
+    assert 'compress_rate=hf_config.compress_rates["pooled_attention"]' in args
+    assert "compress_norm_eps=hf_config.rms_norm_eps" in args
+    adapter = files["state_dict_adapter.py"]
+    for hf, house in (
+        ("kv_proj.weight", "wkv.weight"),
+        ("gate_proj.weight", "wgate.weight"),
+        ("position_bias", "slot_bias"),
+        ("kv_norm.weight", "norm.weight"),
+    ):
+        hf_key, house_key = f"self_attn.compressor.{hf}", f"attention.compressor.{house}"
+        row = f'"model.layers.{{}}.{hf_key}": "layers.{{}}.{house_key}"'
+        assert row in adapter, row
+
+
+def test_the_other_group_turns_with_the_second_table():
+    package = _before()
+    features = SimpleNamespace(
+        rope=SimpleNamespace(layer_groups={"other": "far"}, group="near", fp32=False)
+    )
+    with pytest.raises(EditError):  # no table of group "far" when nothing builds it
+        CompressedKv().apply(
+            _before(),
+            SimpleNamespace(rope=SimpleNamespace(layer_groups=None, group="near")),
+            pooled=POOLED,
+        )
+    CompressedKv().apply(package, features, pooled=POOLED)
+    model = package.render()["model.py"]
+    assert "self.other_rotary(torch.arange(seq" in model
+    assert "pooled = apply_rotary(pooled, cos, sin)" in model  # turned in its own dtype
+
+
+def test_keys_apart_from_the_values_are_an_error():
+    package = SourcePackage.from_directory(references_dir() / "qwen3")
+    TRANSFORMS["add_attention_sinks"]().apply(package)
+    with pytest.raises(EditError, match="keys that are the values"):
+        CompressedKv().apply(package, FEATURES, pooled=POOLED)
+
+
+def _compressor(rate: int, dim: int):
+    namespace = {"torch": torch, "nn": torch.nn, "ModelArgs": object}
+    code = COMPRESSOR.replace("NORM", "Unit").replace("ROTATE", "pooled")
+    namespace["Unit"] = lambda *sizes: torch.nn.Identity()  # the entries' norm left out
+    exec(code, namespace)
+    args = SimpleNamespace(compress_rate=rate, dim=dim, head_dim=dim, compress_norm_eps=1e-6)
+    return namespace["Compressor"](args)
+
+
+def test_windows_pool_by_a_softmax_over_the_gate_and_slot_bias():
+    torch.manual_seed(0)
+    compressor = _compressor(rate=3, dim=4)
+    torch.nn.init.normal_(compressor.slot_bias)
+    x = torch.randn(2, 7, 4)  # two whole windows; the 7th token makes none
+    positions = torch.arange(7)[None] + 1
+    tables = (torch.ones(1, 7, 4), torch.zeros(1, 7, 4))
+    pooled, seen = compressor(x, positions, tables)
+    assert pooled.shape == (2, 1, 2, 4)
+    for w in range(2):
+        window = x[:, 3 * w : 3 * w + 3]
+        weights = (compressor.wgate(window) + compressor.slot_bias).softmax(dim=1)
+        expected = (compressor.wkv(window) * weights).sum(dim=1)
+        torch.testing.assert_close(pooled[:, 0, w], expected)
+    # position p sees window w once w < (p + 1) // 3: positions 1..7
+    expected_seen = torch.tensor([[w < (p + 1) // 3 for w in range(2)] for p in range(1, 8)])
+    assert torch.equal(seen[0, 0], expected_seen)
