@@ -35,7 +35,8 @@ def expected(features: Features) -> dict[str, Any]:
     if moe is not None:
         out["moe.num_experts"] = moe.num_experts
         out["moe.router_bias"] = moe.router_bias
-        out["moe.shared_experts"] = bool(moe.shared_experts)
+        # shared experts the router scores with the routed ones (inkling's) are `scored_shared`
+        out["moe.shared_experts"] = bool(moe.shared_experts) or moe.scored_shared is not None
         out["moe.shared_expert_gate"] = moe.shared_expert_gate
         out["moe.expert_layout"] = moe.expert_layout
         out["moe.module_layout"] = moe.module_layout
