@@ -13,6 +13,7 @@ from typing import Any
 from codegen.analyze.features import UNKNOWN, Features
 
 _LAYER_NOTE = re.compile(r"\s*\[layers? [^\]]*\]$")
+_SHIFT = re.compile(r"\{[+-]\d+\}")
 
 
 def expected(features: Features) -> dict[str, Any]:
@@ -51,7 +52,9 @@ def expected(features: Features) -> dict[str, Any]:
 
 
 def _keys(keys) -> frozenset[str]:
-    return frozenset(_LAYER_NOTE.sub("", k) for k in keys)
+    """Key templates without the layer note; a shifted index (`{-1}`: stored one below the
+    layer's own) is a `{}` to the observer, which sees indices, not which layer they mean."""
+    return frozenset(_SHIFT.sub("{}", _LAYER_NOTE.sub("", k)) for k in keys)
 
 
 def _fraction(value):

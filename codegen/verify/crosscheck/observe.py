@@ -33,7 +33,8 @@ def observe(model, config, checkpoint_keys: set[str] | None = None) -> dict[str,
     out.update(_keys(state, layers_name, "state_dict", pipelines))
     if checkpoint_keys is not None:
         disk = {k: () for k in checkpoint_keys}
-        out.update(_keys(disk, layers_name, "state_dict.checkpoint", pipelines))
+        disk_layers = _disk_prefix(checkpoint_keys, len(layers), layers_name)
+        out.update(_keys(disk, disk_layers, "state_dict.checkpoint", pipelines))
         # a disk key also in the module tree has its shape (no conversion renamed it)
         shapes = {k: state.get(k) for k in checkpoint_keys}
         out.update(_expert_layout(shapes, "moe.expert_layout", flat=True))
@@ -49,6 +50,8 @@ def observe(model, config, checkpoint_keys: set[str] | None = None) -> dict[str,
     out.update(_rope(model, config))
     out.update(_tied(model))
     out.update(probes)
+    if out.get("attention.sinks") is False and _token_sinks(model, layers[0], hidden):
+        out["attention.sinks"] = "per_token"
     return out
 
 
@@ -98,12 +101,28 @@ def _pipelines(model) -> frozenset[str]:
 
 
 def _template(key: str, pipelines: frozenset[str]) -> str:
-    """`key` with the index of every repeat-list item as `{}` (a pipeline's kept)."""
+    """`key` with the index of every repeat-list item as `{}` (a pipeline's kept; a last
+    part is an item of a list of tensors)."""
     parts = key.split(".")
     return ".".join(
-        "{}" if p.isdigit() and i < len(parts) - 1 and ".".join(parts[:i]) not in pipelines else p
+        "{}" if p.isdigit() and i and ".".join(parts[:i]) not in pipelines else p
         for i, p in enumerate(parts)
     )
+
+
+def _disk_prefix(keys: set[str], count: int, module_prefix: str) -> str:
+    """The layers' prefix in the checkpoint: the one path numbered 0 .. count-1 (the module
+    tree's, unless a conversion stores the layers elsewhere: inkling2's `model.llm.layers`)."""
+    numbered: dict[str, set[int]] = {}
+    for key in keys:
+        parts = key.split(".")
+        for i, part in enumerate(parts[1:-1], 1):
+            if part.isdigit():
+                numbered.setdefault(".".join(parts[:i]), set()).add(int(part))
+    whole = [p for p, seen in numbered.items() if seen == set(range(count))]
+    if module_prefix in whole or len(whole) != 1:
+        return module_prefix
+    return whole[0]
 
 
 def _keys(
@@ -429,6 +448,65 @@ def _forward_probes(model, config, first_layer, attention_norms=()) -> dict[str,
         else:
             out["head.logit_softcap"] = bool(logits.abs().max() < seen["head"].abs().max())
     return out
+
+
+def _token_sinks(model, layer, hidden: int) -> bool:
+    """Per-token sinks: a projection in the attention from the hidden size to one value per
+    head that, forced high, drains the attention (its output stops varying over the tokens:
+    the sink logit takes the softmax's mass and brings no value), where a per-head gate
+    forced high leaves it as it was."""
+    for name, attention in layer.named_children():
+        if _ATTN.search(name) and "norm" not in name and _drained(model, attention, hidden):
+            return True
+    return False
+
+
+def _drained(model, attention, hidden: int) -> bool:
+    # projections of the hidden state; the one per head is the narrowest, its width dividing
+    # every other's (heads x head dim); the config's head count can be another layer's
+    projections = [
+        m
+        for m in attention.modules()
+        if isinstance(getattr(m, "weight", None), torch.Tensor)
+        and m.weight.dim() == 2
+        and m.weight.shape[1] == hidden
+        and not list(m.children())
+    ]
+    rows = sorted(m.weight.shape[0] for m in projections)
+    if len(rows) < 3 or rows[0] == rows[1] or any(r % rows[0] for r in rows):
+        return False
+    candidates = [m for m in projections if m.weight.shape[0] == rows[0]]
+    ids = torch.arange(8).unsqueeze(0) % model.get_input_embeddings().weight.shape[0]
+
+    def spread(force: torch.nn.Module | None) -> float | None:
+        seen: list[torch.Tensor] = []
+        hooks = [attention.register_forward_hook(lambda m, a, o: seen.append(_first(o)))]
+        if force is not None:
+            hooks.append(force.register_forward_hook(lambda m, a, o: torch.full_like(o, 30.0)))
+        try:
+            with torch.no_grad():
+                model(input_ids=ids, use_cache=False)
+        except Exception:  # noqa: BLE001 - a model that needs other inputs: no probe
+            return None
+        finally:
+            for hook in hooks:
+                hook.remove()
+        if not seen or not isinstance(seen[0], torch.Tensor):
+            return None
+        return float(seen[0].double().std(dim=-2).abs().max())
+
+    plain = spread(None)
+    if not plain:
+        return False
+    for candidate in candidates:
+        forced = spread(candidate)
+        if forced is not None and forced < 1e-3 * plain:
+            return True
+    return False
+
+
+def _first(output):
+    return output[0] if isinstance(output, tuple) else output
 
 
 def _width(value) -> int:
