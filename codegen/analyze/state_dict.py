@@ -44,7 +44,9 @@ def module_keys(rec, prefix: str = "", stack: tuple = ()) -> list[str]:
         # keeps its indices: item 0 and item 2 are different weights, not one per repeat
         pipeline = len({_item_kind(item) for item in rec.items}) > 1
         for i, item in enumerate(rec.items):
-            if id(item) in seen:
+            # one record built once per repeat: a list keys it `{}` once; a ModuleDict's
+            # items each have their own key (X-MOD's adapter per language)
+            if id(item) in seen and rec.keys is None:
                 continue
             seen.add(id(item))
             key = rec.keys[i] if rec.keys is not None else str(i) if pipeline else "{}"

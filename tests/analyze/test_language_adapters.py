@@ -86,3 +86,17 @@ def test_adapters_run_otherwise_stay_unsupported(tmp_path):
     assert features.block.language_adapters is None
     found = {u.feature: u for u in features.unsupported}
     assert "output.banks (ModuleDict of 1 ZorblaxSide)" in found["block.layer_modules"].detail
+
+
+def test_every_language_has_its_adapter_keys(tmp_path):
+    """The bank is filled in a loop with one record per language (the same `Adapter(config)`
+    record each time): each language still keys its own weights, where a ModuleList's
+    repeats collapse to one `{}`."""
+    import json
+
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"languages": ["en_XX", "de_DE", "fr_XX"]}))
+    keys = analyze(_renamed(tmp_path), str(config)).state_dict.layer_keys
+    banks = sorted({k.split(".")[2] for k in keys if k.startswith("output.banks.")})
+    assert banks == ["de_DE", "en_XX", "fr_XX"]
+    assert "output.banks.fr_XX.expand.bias" in keys

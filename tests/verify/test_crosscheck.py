@@ -108,3 +108,87 @@ def test_a_correction_bias_passed_into_the_router_module_is_a_router_bias() -> N
 
     assert analyze("minimax_m2").moe.router_bias is True
     assert analyze("qwen3_moe").moe.router_bias is False
+
+
+# --- probes that used to misread a model (each disagreed in the full sweep before) ---------
+
+
+def test_a_pipelines_indices_are_kept_and_a_repeat_lists_templated() -> None:
+    """CTRL's FFN is nn.Sequential(Linear, ReLU, Linear): ffn.0 and ffn.2 are different
+    weights (the analysis keeps them); a list of repeats outside the layers (gemma3n's
+    altup_projections) is one `{}` pattern, as the analysis writes it."""
+    import torch
+
+    from codegen.verify.crosscheck.observe import _keys, _pipelines
+
+    class Layer(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ffn = torch.nn.Sequential(
+                torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 4)
+            )
+            self.experts = torch.nn.ModuleList(torch.nn.Linear(4, 4) for _ in range(2))
+
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = torch.nn.ModuleList(Layer() for _ in range(2))
+            self.side = torch.nn.ModuleList(torch.nn.Linear(4, 4, bias=False) for _ in range(3))
+            self.gains = torch.nn.ParameterList(torch.nn.Parameter(torch.ones(4)) for _ in range(2))
+
+    model = Model()
+    state = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    keys = _keys(state, "layers", "state_dict", _pipelines(model))
+    assert keys["state_dict.layer_keys"] == {
+        "ffn.0.weight",
+        "ffn.0.bias",
+        "ffn.2.weight",
+        "ffn.2.bias",
+        "experts.{}.weight",
+        "experts.{}.bias",
+    }
+    assert keys["state_dict.other_keys"] == {"side.{}.weight", "gains.{}"}
+
+
+def test_a_learned_affine_map_of_the_embeddings_is_seen() -> None:
+    """zaya's (x + b) * s per channel starts at s = 1, b = 0: invisible as a ratio, seen once
+    moved; a per-token offset (positions added) is no per-channel map."""
+    import torch
+
+    from codegen.verify.crosscheck.observe import _per_channel_affine
+
+    rows = torch.randn(1, 8, 6, generator=torch.Generator().manual_seed(0))
+    scale, shift = torch.rand(6) + 0.5, torch.randn(6)
+    assert _per_channel_affine((rows + shift) * scale, rows)
+    assert not _per_channel_affine(rows, rows)  # no map at all
+    assert not _per_channel_affine(rows + torch.randn(1, 8, 6), rows)
+
+
+@pytest.mark.parametrize(
+    ("model_type", "renamed", "facts"),
+    [
+        # weightless q/k norms (one L2 norm called on q and k; two weightless RMSNorms)
+        ("llama4_text", False, {"attention.qk_norm": "per_head"}),
+        ("nanochat", True, {"attention.qk_norm": "per_head"}),
+        # experts' rows stacked in one matrix per projection: layout and count
+        ("dbrx", True, {"moe.expert_layout": "flat", "moe.num_experts": 4}),
+        # a learned affine embedding map at its start, a router bias over a skip expert too
+        ("zaya", False, {"embedding.scale": "learned_affine", "moe.router_bias": True}),
+        # a logit scale whose configured value is 1.0
+        ("cohere_compass_text", True, {"head.logit_scale": True}),
+        # per-token sinks; the checkpoint's layers under another prefix, a shifted index
+        ("inkling2_text", False, {"attention.sinks": "per_token"}),
+        # shared experts the router scores
+        ("inkling_text", False, {"moe.shared_experts": True}),
+        # per-layer config attributes (reading them on the global config raises)
+        ("gemma4_text", False, {"attention.fused_qkv": False}),
+    ],
+)
+def test_probes_that_once_disagreed_now_see_the_model(model_type, renamed, facts) -> None:
+    row = check_one(model_type, renamed=renamed)
+    assert row["error"] is None
+    fields = row["fields"]
+    for name, value in facts.items():
+        assert name in fields, name
+        assert f"observed {value!r}" in fields[name][1], (name, fields[name])
+    assert all(ok for ok, _ in fields.values()), {k: v for k, v in fields.items() if not v[0]}

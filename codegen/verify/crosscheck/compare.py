@@ -13,6 +13,7 @@ from typing import Any
 from codegen.analyze.features import UNKNOWN, Features
 
 _LAYER_NOTE = re.compile(r"\s*\[layers? [^\]]*\]$")
+_SHIFT = re.compile(r"\{[+-]\d+\}")
 
 
 def expected(features: Features) -> dict[str, Any]:
@@ -35,7 +36,8 @@ def expected(features: Features) -> dict[str, Any]:
     if moe is not None:
         out["moe.num_experts"] = moe.num_experts
         out["moe.router_bias"] = moe.router_bias
-        out["moe.shared_experts"] = bool(moe.shared_experts)
+        # shared experts the router scores with the routed ones (inkling's) are `scored_shared`
+        out["moe.shared_experts"] = bool(moe.shared_experts) or moe.scored_shared is not None
         out["moe.shared_expert_gate"] = moe.shared_expert_gate
         out["moe.expert_layout"] = moe.expert_layout
         out["moe.module_layout"] = moe.module_layout
@@ -50,7 +52,9 @@ def expected(features: Features) -> dict[str, Any]:
 
 
 def _keys(keys) -> frozenset[str]:
-    return frozenset(_LAYER_NOTE.sub("", k) for k in keys)
+    """Key templates without the layer note; a shifted index (`{-1}`: stored one below the
+    layer's own) is a `{}` to the observer, which sees indices, not which layer they mean."""
+    return frozenset(_SHIFT.sub("{}", _LAYER_NOTE.sub("", k)) for k in keys)
 
 
 def _fraction(value):

@@ -19,32 +19,60 @@ import torch
 
 _ATTN = re.compile(r"attn|attention|mixer")
 _MLP = re.compile(r"mlp|feed_forward|ffn|moe")
-_LAYER_INDEX = re.compile(r"\.(\d+)\.")
 
 
 def observe(model, config, checkpoint_keys: set[str] | None = None) -> dict[str, Any]:
     """Observed field values (dotted analyzer names) of a built causal LM."""
     out: dict[str, Any] = {}
+    config = _LayerZero(config)
     state = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     layers_name, layers = _layers(model, config)
     if layers_name is None:
         return out
-    out.update(_keys(state, layers_name, "state_dict"))
+    pipelines = _pipelines(model)
+    out.update(_keys(state, layers_name, "state_dict", pipelines))
     if checkpoint_keys is not None:
         disk = {k: () for k in checkpoint_keys}
-        out.update(_keys(disk, layers_name, "state_dict.checkpoint"))
-        out.update(_expert_layout(checkpoint_keys, "moe.expert_layout"))
-    out.update(_expert_layout(set(state), "moe.module_layout"))
+        disk_layers = _disk_prefix(checkpoint_keys, len(layers), layers_name)
+        out.update(_keys(disk, disk_layers, "state_dict.checkpoint", pipelines))
+        # a disk key also in the module tree has its shape (no conversion renamed it)
+        shapes = {k: state.get(k) for k in checkpoint_keys}
+        out.update(_expert_layout(shapes, "moe.expert_layout", flat=True))
+    out.update(_expert_layout(state, "moe.module_layout"))
     hidden = _hidden_size(model)
     layer_state = _layer_state(state, layers_name)
-    out.update(_attention(layer_state, config, hidden))
+    attention_norms = _weightless_norms(layers[0])
+    probes = _forward_probes(model, config, layers[0], attention_norms)
+    out.update(_attention(layer_state, config, hidden, probes.pop("_norm_widths", None)))
     out.update(_ffn(layer_state, hidden))
-    out.update(_moe(layer_state))
+    out.update(_moe(layer_state, hidden))
     out.update(_norm(layers[0], hidden))
     out.update(_rope(model, config))
     out.update(_tied(model))
-    out.update(_forward_probes(model, config, layers[0]))
+    out.update(probes)
+    if out.get("attention.sinks") is False and _token_sinks(model, layers[0], hidden):
+        out["attention.sinks"] = "per_token"
     return out
+
+
+class _LayerZero:
+    """The config, read as the first layer sees it: an attribute that is per layer (reading it
+    on the global config raises: gemma4's head_dim, a per-layer MLA rank) answers layer 0's
+    value, which is the layer whose shapes the key probes read first."""
+
+    def __init__(self, config):
+        self._config = config
+
+    def __getattr__(self, name):
+        try:
+            return getattr(self._config, name)
+        except AttributeError:
+            raise
+        except Exception:  # noqa: BLE001 - transformers' per-layer attribute error
+            layers = getattr(self._config, "per_layer_config", None)
+            if not layers:
+                raise AttributeError(name) from None
+            return getattr(layers[0], name)
 
 
 def _layers(model, config):
@@ -60,15 +88,54 @@ def _hidden_size(model) -> int:
     return model.get_input_embeddings().weight.shape[-1]
 
 
-def _keys(state: dict, prefix: str, field: str) -> dict[str, Any]:
+def _pipelines(model) -> frozenset[str]:
+    """Paths of the numbered containers whose items are different modules (nn.Sequential of
+    Linear, ReLU, Linear): their indices name different weights, where a list of repeats
+    (layers, experts, per-layer projections) has one key pattern with `{}`."""
+    return frozenset(
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.ModuleList | torch.nn.Sequential)
+        and len({type(child) for child in module}) > 1
+    )
+
+
+def _template(key: str, pipelines: frozenset[str]) -> str:
+    """`key` with the index of every repeat-list item as `{}` (a pipeline's kept; a last
+    part is an item of a list of tensors)."""
+    parts = key.split(".")
+    return ".".join(
+        "{}" if p.isdigit() and i and ".".join(parts[:i]) not in pipelines else p
+        for i, p in enumerate(parts)
+    )
+
+
+def _disk_prefix(keys: set[str], count: int, module_prefix: str) -> str:
+    """The layers' prefix in the checkpoint: the one path numbered 0 .. count-1 (the module
+    tree's, unless a conversion stores the layers elsewhere: inkling2's `model.llm.layers`)."""
+    numbered: dict[str, set[int]] = {}
+    for key in keys:
+        parts = key.split(".")
+        for i, part in enumerate(parts[1:-1], 1):
+            if part.isdigit():
+                numbered.setdefault(".".join(parts[:i]), set()).add(int(part))
+    whole = [p for p, seen in numbered.items() if seen == set(range(count))]
+    if module_prefix in whole or len(whole) != 1:
+        return module_prefix
+    return whole[0]
+
+
+def _keys(
+    state: dict, prefix: str, field: str, pipelines: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     layer_keys, other_keys = set(), set()
     for key in state:
         if key.startswith(prefix + "."):
-            layer_keys.add(key[len(prefix) + 1 :].split(".", 1)[1])
+            layer_keys.add(_template(key, pipelines)[len(prefix) + 1 :].split(".", 1)[1])
         else:
-            other_keys.add(key)
+            other_keys.add(_template(key, pipelines))
     return {
-        f"{field}.layer_keys": frozenset(_LAYER_INDEX.sub(".{}.", k) for k in layer_keys),
+        f"{field}.layer_keys": frozenset(layer_keys),
         f"{field}.other_keys": frozenset(other_keys),
     }
 
@@ -82,12 +149,18 @@ def _layer_state(state: dict, prefix: str) -> dict[str, tuple]:
     return out
 
 
-def _expert_layout(keys: set[str], field: str) -> dict[str, Any]:
-    expert_keys = [k for k in keys if ".experts." in k]
+def _expert_layout(shapes: dict, field: str, flat: bool = False) -> dict[str, Any]:
+    """per_expert (numbered modules), fused (one tensor with an expert axis) or, on disk,
+    flat: every expert tensor two-dimensional, the experts' rows stacked in one matrix."""
+    expert_keys = [k for k in shapes if ".experts." in k]
     if not expert_keys:
         return {}
-    per_expert = any(re.search(r"\.experts\.\d+\.", k) for k in expert_keys)
-    return {field: "per_expert" if per_expert else "fused"}
+    if any(re.search(r"\.experts\.\d+\.", k) for k in expert_keys):
+        return {field: "per_expert"}
+    known = [shapes[k] for k in expert_keys if shapes[k] is not None]
+    if flat and known and all(len(s) <= 2 for s in known) and any(len(s) == 2 for s in known):
+        return {field: "flat"}
+    return {field: "fused"}
 
 
 def _scope(layer_state: dict, pattern: re.Pattern) -> dict[str, tuple]:
@@ -99,7 +172,9 @@ def _scope(layer_state: dict, pattern: re.Pattern) -> dict[str, tuple]:
     }
 
 
-def _attention(layer_state: dict, config, hidden: int) -> dict[str, Any]:
+def _attention(
+    layer_state: dict, config, hidden: int, norm_widths: list[int] | None = None
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     attn = _scope(layer_state, _ATTN)
     if not attn or getattr(config, "kv_lora_rank", None):
@@ -127,8 +202,15 @@ def _attention(layer_state: dict, config, hidden: int) -> dict[str, Any]:
         out["attention.o_bias"] = _bias(outputs[-1]) in attn
     # q/k norms come in pairs: one norm alone (a sub-norm before the output) is not one
     norms = [s for k, s in attn.items() if k.endswith("norm.weight") and len(s) == 1]
-    if not norms:
-        out["attention.qk_norm"] = "none"  # (a norm without weights is invisible here)
+    if not norms and norm_widths:
+        # norms without weights, seen by the widths they were called on (llama4's one L2
+        # norm called on q and on k; nanochat's weightless RMSNorms)
+        if len(norm_widths) >= 2 and set(norm_widths) == {head_dim}:
+            out["attention.qk_norm"] = "per_head"
+        elif len(norm_widths) == 2 and sorted(norm_widths) == sorted([q, k_]):
+            out["attention.qk_norm"] = "full"
+    elif not norms:
+        out["attention.qk_norm"] = "none"
     elif len(norms) >= 2 and all(s == (head_dim,) for s in norms):
         out["attention.qk_norm"] = "per_head"
     elif len(norms) == 2 and sorted(s[0] for s in norms) == sorted([q, k_]):
@@ -166,7 +248,7 @@ def _ffn(layer_state: dict, hidden: int) -> dict[str, Any]:
     return out
 
 
-def _moe(layer_state: dict) -> dict[str, Any]:
+def _moe(layer_state: dict, hidden: int) -> dict[str, Any]:
     experts = {k: s for k, s in layer_state.items() if ".experts." in k}
     if not experts:
         return {}
@@ -174,10 +256,12 @@ def _moe(layer_state: dict) -> dict[str, Any]:
     counts = {int(m.group(1)) for k in experts if (m := re.search(r"\.experts\.(\d+)\.", k))}
     if counts:
         out["moe.num_experts"] = max(counts) + 1
-    else:
-        firsts = {s[0] for s in experts.values() if len(s) >= 2}
+    elif any(len(s) >= 3 for s in experts.values()):
+        firsts = {s[0] for s in experts.values() if len(s) >= 3}
         if len(firsts) == 1:
             out["moe.num_experts"] = firsts.pop()
+    elif (count := _flat_count(layer_state, experts, hidden)) is not None:
+        out["moe.num_experts"] = count
     out["moe.router_bias"] = _selection_bias(layer_state, out.get("moe.num_experts"))
     shared = {k for k in layer_state if ".experts" not in k and re.search(r"shared", k)}
     out["moe.shared_experts"] = bool(shared - {k for k in shared if "gate" in k.split(".")[-2]})
@@ -187,11 +271,38 @@ def _moe(layer_state: dict) -> dict[str, Any]:
     return out
 
 
+def _flat_count(layer_state: dict, experts: dict, hidden: int) -> int | None:
+    """Experts stored flat (every expert's rows in one two-dimensional matrix, DBRX): their
+    count is the width of the router beside them, the projection from the hidden size whose
+    output divides the stacked rows."""
+    parents = {k.split(".experts.", 1)[0] for k in experts}
+    rows = {s[0] for s in experts.values() if len(s) == 2}
+    found = {
+        s[0]
+        for k, s in layer_state.items()
+        if ".experts." not in k
+        and len(s) == 2
+        and s[1] == hidden
+        and any(k.startswith(p + ".") for p in parents)
+        and all(r % s[0] == 0 and r > s[0] for r in rows)
+    }
+    return found.pop() if len(rows) >= 1 and len(found) == 1 else None
+
+
 def _selection_bias(layer_state: dict, experts: int | None) -> bool:
     """A vector with one entry per expert outside the experts that is neither a Linear's
-    bias (the router projection's) nor a norm weight: a correction added for selection."""
+    bias (the router projection's) nor a norm weight: a correction added for selection.
+    A router scoring one more class than there are experts (zaya's skip expert) has one
+    entry per class."""
+    widths = {experts} if experts else set()
+    if experts:
+        widths |= {
+            s[0]
+            for k, s in layer_state.items()
+            if ".experts." not in k and len(s) == 2 and s[0] == experts + 1
+        }
     for key, shape in layer_state.items():
-        if not shape or shape[-1] != experts or math.prod(shape) != experts:
+        if not shape or shape[-1] not in widths or math.prod(shape) != shape[-1]:
             continue
         if ".experts." in key or "norm" in key:
             continue
@@ -262,11 +373,33 @@ def _tied(model) -> dict[str, Any]:
     return {"embedding.tied": head.weight.data_ptr() == embed.data_ptr()}
 
 
-def _forward_probes(model, config, first_layer) -> dict[str, Any]:
+def _weightless_norms(layer) -> list:
+    """Norm modules without tensors inside the layer's attention (its child whose name says
+    attention): a q/k norm without weights leaves no key, only its calls."""
+    out = []
+    for name, child in layer.named_children():
+        if not _ATTN.search(name) or "norm" in name:
+            continue
+        for module in child.modules():
+            if "norm" in type(module).__name__.lower() and not any(
+                True for _ in module.parameters(recurse=True)
+            ):
+                out.append(module)
+    return out
+
+
+def _forward_probes(model, config, first_layer, attention_norms=()) -> dict[str, Any]:
     """Embedding scale (embedding output vs the first layer's input) and what happens after
     the head (logits vs the head's own output: a constant ratio is a logit scale, a bounded
-    non-linear one a softcap)."""
+    non-linear one a softcap); the widths the attention's weightless norms are called on.
+
+    Scales a tiny model holds at their start value are invisible as a ratio of one, so they
+    are moved for the probe: the parameters outside the layers holding one constant (a
+    learned scale's ones, a shift's zeros; the embedding and head tables aside) get random
+    values, and the model's own float attributes at 1.0 (a configured logit scale left at
+    its default) become 1.5; both are restored after."""
     seen: dict[str, torch.Tensor] = {}
+    widths: list[int] = []
     head = model.get_output_embeddings()
     embed = model.get_input_embeddings()
     hooks = [
@@ -275,8 +408,16 @@ def _forward_probes(model, config, first_layer) -> dict[str, Any]:
         head.register_forward_pre_hook(lambda m, a: seen.setdefault("head_in", a[0])),
         model.base_model.register_forward_hook(_base_output(seen)),
     ]
+    hooks += [
+        norm.register_forward_pre_hook(
+            lambda m, a, kw: widths.append(_width(a[0] if a else kw.get("hidden_states"))),
+            with_kwargs=True,
+        )
+        for norm in attention_norms
+    ]
     vocab = embed.weight.shape[0]
     ids = torch.randint(0, vocab, (1, 8), generator=torch.Generator().manual_seed(0))
+    moved = _move_start_values(model, first_layer, embed, head)
     try:
         with torch.no_grad():
             logits = model(input_ids=ids, use_cache=False).logits
@@ -285,12 +426,17 @@ def _forward_probes(model, config, first_layer) -> dict[str, Any]:
     finally:
         for hook in hooks:
             hook.remove()
+        _restore(model, moved)
     out: dict[str, Any] = {}
+    if widths and all(widths):
+        out["_norm_widths"] = widths
     rows = embed.weight[ids]  # the table's rows, before any scale the module applies
     if "layer" in seen and rows.shape == seen["layer"].shape:
         ratio = _ratio(seen["layer"], rows)
         if ratio is not None:
             out["embedding.scale"] = abs(ratio - 1) > 1e-4
+        elif _per_channel_affine(seen["layer"], rows):
+            out["embedding.scale"] = "learned_affine"
     before = None  # hidden states scaled on their way into the head
     if "base" in seen and "head_in" in seen and seen["base"].shape == seen["head_in"].shape:
         before = _ratio(seen["head_in"], seen["base"])
@@ -302,6 +448,123 @@ def _forward_probes(model, config, first_layer) -> dict[str, Any]:
         else:
             out["head.logit_softcap"] = bool(logits.abs().max() < seen["head"].abs().max())
     return out
+
+
+def _token_sinks(model, layer, hidden: int) -> bool:
+    """Per-token sinks: a projection in the attention from the hidden size to one value per
+    head that, forced high, drains the attention (its output stops varying over the tokens:
+    the sink logit takes the softmax's mass and brings no value), where a per-head gate
+    forced high leaves it as it was."""
+    for name, attention in layer.named_children():
+        if _ATTN.search(name) and "norm" not in name and _drained(model, attention, hidden):
+            return True
+    return False
+
+
+def _drained(model, attention, hidden: int) -> bool:
+    # projections of the hidden state; the one per head is the narrowest, its width dividing
+    # every other's (heads x head dim); the config's head count can be another layer's
+    projections = [
+        m
+        for m in attention.modules()
+        if isinstance(getattr(m, "weight", None), torch.Tensor)
+        and m.weight.dim() == 2
+        and m.weight.shape[1] == hidden
+        and not list(m.children())
+    ]
+    rows = sorted(m.weight.shape[0] for m in projections)
+    if len(rows) < 3 or rows[0] == rows[1] or any(r % rows[0] for r in rows):
+        return False
+    candidates = [m for m in projections if m.weight.shape[0] == rows[0]]
+    ids = torch.arange(8).unsqueeze(0) % model.get_input_embeddings().weight.shape[0]
+
+    def spread(force: torch.nn.Module | None) -> float | None:
+        seen: list[torch.Tensor] = []
+        hooks = [attention.register_forward_hook(lambda m, a, o: seen.append(_first(o)))]
+        if force is not None:
+            hooks.append(force.register_forward_hook(lambda m, a, o: torch.full_like(o, 30.0)))
+        try:
+            with torch.no_grad():
+                model(input_ids=ids, use_cache=False)
+        except Exception:  # noqa: BLE001 - a model that needs other inputs: no probe
+            return None
+        finally:
+            for hook in hooks:
+                hook.remove()
+        if not seen or not isinstance(seen[0], torch.Tensor):
+            return None
+        return float(seen[0].double().std(dim=-2).abs().max())
+
+    plain = spread(None)
+    if not plain:
+        return False
+    for candidate in candidates:
+        forced = spread(candidate)
+        if forced is not None and forced < 1e-3 * plain:
+            return True
+    return False
+
+
+def _first(output):
+    return output[0] if isinstance(output, tuple) else output
+
+
+def _width(value) -> int:
+    return value.shape[-1] if isinstance(value, torch.Tensor) else 0
+
+
+def _move_start_values(model, first_layer, embed, head) -> dict:
+    """Parameters outside the layers at one constant and float attributes of the model at
+    1.0, moved (see `_forward_probes`); returns what to restore."""
+    layers = {id(p) for p in first_layer.parameters()}
+    stacks = [m for m in model.modules() if first_layer in list(m.children())]
+    for stack in stacks:
+        layers |= {id(p) for p in stack.parameters()}
+    tables = {id(getattr(m, "weight", None)) for m in (embed, head)}
+    generator = torch.Generator().manual_seed(1)
+    params = {}
+    for name, param in model.named_parameters():
+        if id(param) in layers or id(param) in tables or param.numel() < 2:
+            continue
+        flat = param.detach().flatten()
+        if not bool((flat == flat[0]).all()):
+            continue
+        params[name] = param.detach().clone()
+        with torch.no_grad():
+            noise = torch.rand(param.shape, generator=generator, dtype=torch.float32)
+            param.copy_((0.5 + noise).to(param.dtype))
+    floats = {
+        name: value
+        for name, value in vars(model).items()
+        if type(value) is float and value == 1.0 and not name.startswith("_")
+    }
+    for name in floats:
+        setattr(model, name, 1.5)
+    return {"params": params, "floats": floats}
+
+
+def _restore(model, moved: dict) -> None:
+    named = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in moved["params"].items():
+            named[name].copy_(value)
+    for name, value in moved["floats"].items():
+        setattr(model, name, value)
+
+
+def _per_channel_affine(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """a == b * s + t with a scale and shift per channel (last axis) that are not one and
+    zero: a learned affine map of the embeddings."""
+    a = a.detach().double().reshape(-1, a.shape[-1])
+    b = b.detach().double().reshape(-1, b.shape[-1])
+    if a.shape[0] < 3:
+        return False
+    b_mean, a_mean = b.mean(0), a.mean(0)
+    scale = ((a - a_mean) * (b - b_mean)).sum(0) / ((b - b_mean) ** 2).sum(0).clamp_min(1e-30)
+    shift = a_mean - scale * b_mean
+    fitted = b * scale + shift
+    exact = torch.allclose(a, fitted, rtol=1e-4, atol=1e-5 * float(a.abs().max()))
+    return exact and not torch.allclose(scale, torch.ones_like(scale), atol=1e-4)
 
 
 def _base_output(seen):
