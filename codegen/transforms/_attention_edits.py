@@ -1173,6 +1173,38 @@ def _assigns_future(statement) -> bool:
     return _assigns_name(statement, "future")
 
 
+def free_after_layer_loop(package, name: str) -> None:
+    """`del name` right after Model.forward's layer loop, as HF's backbone returns (freeing
+    what its layers read) before the head runs: one `del` line for every such input, joined
+    into the line there when an earlier transform wrote one (hidden masks keep their own)."""
+    forward = find_method(package.module("model.py"), "Model", "forward")
+    body = list(forward.body.body) if forward is not None else []
+    loop = next((i for i, s in enumerate(body) if is_layer_loop(s)), None)
+    if loop is None:
+        raise EditError("Model.forward has no `for layer in self.layers` loop")
+    after = body[loop + 1] if loop + 1 < len(body) else None
+    if after is not None and _frees_loop_inputs(after):
+        code = f"del {code_of(after.body[0].target)}, {name}  {FREED}"
+        replace = ReplaceStatements("Model", "forward", after.deep_equals, code)
+        run(package, "model.py", replace)
+        return
+    run(
+        package,
+        "model.py",
+        InsertStatements("Model", "forward", is_layer_loop, f"del {name}  {FREED}"),
+    )
+
+
+def _frees_loop_inputs(statement) -> bool:
+    """A `del` of the layers' inputs (`free_after_layer_loop`), not of hidden masks."""
+    return (
+        m.matches(statement, m.SimpleStatementLine(body=[m.Del()]))
+        and not _frees_future(statement)
+        and statement.trailing_whitespace.comment is not None
+        and statement.trailing_whitespace.comment.value == FREED
+    )
+
+
 def is_layer_loop(statement) -> bool:
     """`for layer in self.layers:` (Model.forward's loop over its blocks)."""
     return isinstance(statement, cst.For) and is_name(statement.iter, "self.layers")

@@ -62,6 +62,7 @@ class KvSharing(Transform):
             lambda call: edits.with_arg(call, "shared"),
         )
         run(package, "model.py", _ModelPassesShared())
+        edits.free_after_layer_loop(package, "shared")
         edits.add_args_field(package, FIELD, f"kv_shared_layers=hf_config.{sharing['field']}")
 
 

@@ -219,8 +219,8 @@ def _add_model_parts(package, block_norm: cst.Call) -> None:
 
 
 def _mix_before_layers(package) -> None:
-    """In Model.forward: `per_layer = ...` before the loop over `self.layers`, and the
-    loop's layer call handed it."""
+    """In Model.forward: `per_layer = ...` before the loop over `self.layers`, the loop's
+    layer call handed it, and `del per_layer` after the loop."""
     forward = edits.find_method(package.module("model.py"), "Model", "forward")
     loops = [s for s in (forward.body.body if forward else ()) if _loops_over_layers(s)]
     if len(loops) != 1 or not isinstance(loops[0].target, cst.Name):
@@ -231,6 +231,7 @@ def _mix_before_layers(package) -> None:
         "model.py",
         InsertStatements("Model", "forward", _loops_over_layers, MIX_CALL, before=True),
     )
+    edits.free_after_layer_loop(package, "per_layer")
     hits = edits.replace_expressions(
         package,
         "model.py",

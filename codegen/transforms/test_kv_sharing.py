@@ -7,7 +7,8 @@ import libcst.matchers as m
 
 from codegen.models import references_dir
 from codegen.scaffold.source import SourcePackage
-from codegen.transforms.edits import findall
+from codegen.transforms import _attention_edits as edits
+from codegen.transforms.edits import code_of, findall
 from codegen.transforms.kv_sharing import KvSharing
 
 SHARING = {"field": "num_kv_shared_layers", "input": "shared_kv_states"}
@@ -78,6 +79,9 @@ def test_model_hands_every_layer_one_dict():
     forward = _method(model, "Model", "forward")
     assert findall(forward, m.AnnAssign(target=m.Name("shared"), value=m.Dict(elements=[])))
     (loop,) = findall(forward, m.For())
+    body = list(forward.body.body)
+    after = body[body.index(loop) + 1]  # freed before the head, as HF's backbone returns first
+    assert m.matches(after, m.SimpleStatementLine(body=[m.Del(m.Name("shared"))]))
     (call,) = findall(loop, m.Call(func=m.Name("layer")))
     assert m.matches(call.args[-1].value, m.Name("shared"))
     block = _method(model, "TransformerBlock", "forward")
@@ -91,3 +95,14 @@ def test_model_hands_every_layer_one_dict():
             value=m.Attribute(m.Name("hf_config"), m.Name("num_kv_shared_layers")),
         ),
     )
+
+
+def test_inputs_freed_after_the_loop_share_one_line():
+    """A second input the layers read (gemma's per-layer inputs) joins the `del` after the
+    loop instead of a line of its own; a later `del` of something else is left alone."""
+    package = _package()
+    edits.free_after_layer_loop(package, "per_layer")
+    forward = _method(package.module("model.py"), "Model", "forward")
+    frees = [s for s in forward.body.body if m.matches(s, m.SimpleStatementLine(body=[m.Del()]))]
+    assert [code_of(s.body[0].target) for s in frees] == ["shared, per_layer"]
+    assert frees[0].trailing_whitespace.comment.value == edits.FREED

@@ -69,6 +69,8 @@ def test_model_builds_and_mixes_the_per_layer_inputs_before_the_layers():
     assert mix == loop - 1
     layer_call = m.Call(func=m.Name("layer"), args=[m.ZeroOrMore(), m.Arg(m.Name("per_layer"))])
     assert m.findall(body[loop], layer_call)
+    # freed right after the loop: HF's head runs once its backbone has returned
+    assert m.matches(body[loop + 1], m.SimpleStatementLine(body=[m.Del(m.Name("per_layer"))]))
     mixing = package.render()["model.py"]
     assert "table = table * torch.tensor(self.args.per_layer_dim**0.5, dtype=table.dtype)" in mixing
     assert "* 2.0**-0.5" in mixing and "self.args.dim**-0.5" in mixing
