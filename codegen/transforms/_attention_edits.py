@@ -872,6 +872,19 @@ def set_attention_masking(package, with_mask: bool) -> None:
 
 
 FREED = "# not held while the head computes the logits"
+
+# ModelArgs.__post_init__ of a package given a per-layer pattern (`layer_types`) by a
+# transform: one of LAYER_TYPES per layer, all full attention when the config names none
+LAYER_PATTERN_CHECKS = """
+self.layer_types = tuple(self.layer_types or ("full_attention",) * self.n_layers)
+if len(self.layer_types) != self.n_layers:
+    raise ValueError(f"{len(self.layer_types)} layer_types for {self.n_layers} layers")
+unknown = sorted(set(self.layer_types) - set(LAYER_TYPES))
+if unknown:
+    raise NotImplementedError(f"layer_types {unknown} are not supported")
+"""
+# the first statement of an Attention.forward given a `mask` argument by such a transform
+MASK_DOC = '"""`mask`: boolean (seq, seq), True = attend; None = plain causal."""'
 HIDDEN_MASKING = """
 scores.add_(hidden)
 """

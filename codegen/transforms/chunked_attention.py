@@ -47,20 +47,11 @@ LAYER_TYPES = f'LAYER_TYPES = ("full_attention", "{KIND}")'
 PATTERN_FIELD = """
 layer_types: tuple[str, ...] | None = None  # one of LAYER_TYPES per layer; None: all full
 """
-PATTERN_CHECKS = """
-self.layer_types = tuple(self.layer_types or ("full_attention",) * self.n_layers)
-if len(self.layer_types) != self.n_layers:
-    raise ValueError(f"{len(self.layer_types)} layer_types for {self.n_layers} layers")
-unknown = sorted(set(self.layer_types) - set(LAYER_TYPES))
-if unknown:
-    raise NotImplementedError(f"layer_types {unknown} are not supported")
-"""
 PATTERN_MASK = f"""
 chunks: torch.Tensor | None = None
 if "{KIND}" in self.args.layer_types:
     chunks = chunked_mask({{seq}}, self.args.attention_chunk_size, tokens.device)
 """
-MASK_DOC = '"""`mask`: boolean (seq, seq), True = attend; None = plain causal."""'
 
 
 class ChunkedAttention(Transform):
@@ -108,10 +99,14 @@ def _pattern(package, field: str) -> None:
     edits.insert_definition(package, "args.py", LAYER_TYPES)
     edits.add_args_field(package, PATTERN_FIELD, "layer_types=tuple(hf_config.layer_types)")
     add_args_field(package, "attention_chunk_size", FIELD, f"hf_config.{field}")
-    edits.append_to_method(package, "args.py", "ModelArgs", "__post_init__", PATTERN_CHECKS)
+    edits.append_to_method(
+        package, "args.py", "ModelArgs", "__post_init__", edits.LAYER_PATTERN_CHECKS
+    )
     edits.add_param(package, "Attention", "forward", "mask: torch.Tensor | None")
     run(
-        package, "model.py", InsertStatements("Attention", "forward", _first, MASK_DOC, before=True)
+        package,
+        "model.py",
+        InsertStatements("Attention", "forward", _first, edits.MASK_DOC, before=True),
     )
     edits.set_attention_masking(package, with_mask=True)
     layer_id = edits.ensure_layer_id(package)

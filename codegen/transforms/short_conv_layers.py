@@ -60,14 +60,6 @@ BIAS = "bool = {bias}  # biases on a short-conv layer's projections and filter"
 
 LAYER_TYPES = 'LAYER_TYPES = ("full_attention", {layer_type})'
 FIELD = "tuple[str, ...] | None = None  # one of LAYER_TYPES per layer; None: all full"
-CHECKS = """
-self.layer_types = tuple(self.layer_types or ("full_attention",) * self.n_layers)
-if len(self.layer_types) != self.n_layers:
-    raise ValueError(f"{len(self.layer_types)} layer_types for {self.n_layers} layers")
-unknown = sorted(set(self.layer_types) - set(LAYER_TYPES))
-if unknown:
-    raise NotImplementedError(f"layer_types {unknown} are not supported")
-"""
 
 HOUSE = ("in_proj", "conv", "out_proj")
 
@@ -128,7 +120,9 @@ def _args(package, short_conv: dict) -> None:
         definition = LAYER_TYPES.format(layer_type=json.dumps(layer_type))
         edits.insert_definition(package, "args.py", definition)
         add_args_field(package, "layer_types", FIELD, f"tuple(hf_config.{short_conv['field']})")
-        edits.append_to_method(package, "args.py", "ModelArgs", "__post_init__", CHECKS)
+        edits.append_to_method(
+            package, "args.py", "ModelArgs", "__post_init__", edits.LAYER_PATTERN_CHECKS
+        )
         return
 
     def extend(node):

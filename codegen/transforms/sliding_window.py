@@ -53,16 +53,12 @@ layer_types: tuple[str, ...] | None = None  # one of LAYER_TYPES per layer; None
 
 LAYER_TYPES = 'LAYER_TYPES = ("full_attention", "sliding_attention")'
 
-PATTERN_CHECKS = """
-self.layer_types = tuple(self.layer_types or ("full_attention",) * self.n_layers)
-if len(self.layer_types) != self.n_layers:
-    raise ValueError(f"{len(self.layer_types)} layer_types for {self.n_layers} layers")
-unknown = sorted(set(self.layer_types) - set(LAYER_TYPES))
-if unknown:
-    raise NotImplementedError(f"layer_types {unknown} are not supported")
-if "sliding_attention" in self.layer_types and self.sliding_window is None:
+PATTERN_CHECKS = (
+    edits.LAYER_PATTERN_CHECKS
+    + """if "sliding_attention" in self.layer_types and self.sliding_window is None:
     raise NotImplementedError("sliding_attention layers without a sliding_window")
 """
+)
 
 PATTERN_MASK = """
 window = None
@@ -71,8 +67,6 @@ if "sliding_attention" in self.args.layer_types:
 """
 
 ALL_MASK = "mask = sliding_window_mask({seq}, self.args.sliding_window, tokens.device)"
-
-MASK_DOC = '"""`mask`: boolean (seq, seq), True = attend; None = plain causal."""'
 
 
 class SetSlidingWindow(Transform):
@@ -130,7 +124,9 @@ def _add(package, mode: str, layer_rule: str | None, window: str) -> None:
     # attention takes the mask
     edits.add_param(package, "Attention", "forward", "mask: torch.Tensor | None")
     run(
-        package, "model.py", InsertStatements("Attention", "forward", _first, MASK_DOC, before=True)
+        package,
+        "model.py",
+        InsertStatements("Attention", "forward", _first, edits.MASK_DOC, before=True),
     )
     edits.set_attention_masking(package, with_mask=True)
     # with a pattern, the block knows whether it slides
@@ -215,7 +211,7 @@ def _remove(package) -> None:
         "model.py",
         "Attention",
         "forward",
-        lambda s: code_of(s) == MASK_DOC,
+        lambda s: code_of(s) == edits.MASK_DOC,
         required=False,
     )
     edits.remove_param(package, "Attention", "forward", "mask")
