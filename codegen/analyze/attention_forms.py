@@ -198,8 +198,8 @@ def _indexer_parts(ctx: Ctx, module: ModuleRec, owner: ModuleRec) -> dict | None
     and rotary group, which the caller compares and drops), a projection of its
     queries from the attention's query latent (a Linear reading the width the attention's
     first query projection writes), and, in a part of its own, a Linear from the hidden
-    size to one weight per indexer head; its head count, head size and top-k read from the
-    config. None otherwise."""
+    size to one weight per indexer head; its head count and head size read from the config
+    where it keeps them, its top-k the one other config read it keeps. None otherwise."""
     if module.cls is None:
         return None
     params = [c for _, c in module.children() if isinstance(c, ParamRec) and c.kind == "parameter"]
@@ -236,17 +236,18 @@ def _indexer_parts(ctx: Ctx, module: ModuleRec, owner: ModuleRec) -> dict | None
     if heads is None or q_rec.args[1] != heads * head_dim:
         return None
     pooled = _pooled(ctx, module, {"head_dim": head_dim}, width=2, beside=(q, w.split(".")[0]))
-    reads = {
-        value: _rate_read(module, name)
+    ints = {
+        name: (value, _rate_read(module, name))
         for name, value in module.attrs.items()
         if isinstance(value, int) and not isinstance(value, bool)
     }
-    topk = [
-        _rate_read(module, name)
-        for name, value in module.attrs.items()
-        if "topk" in str(_rate_read(module, name) or "").lower() and isinstance(value, int)
-    ]
-    if pooled is None or len(topk) != 1 or None in (reads.get(heads), reads.get(head_dim)):
+    reads = {value: read for value, read in ints.values()}
+    if pooled is None or None in (reads.get(heads), reads.get(head_dim)):
+        return None
+    # the top-k: the one config read kept besides the rate, the head count and head size
+    known = {pooled["rate"], reads[heads], reads[head_dim]}
+    topk = [read for _, read in ints.values() if read is not None and read not in known]
+    if len(topk) != 1:
         return None
     return {
         "kv": pooled["kv"],
