@@ -584,7 +584,9 @@ RULES += [
         description=(
             "on the layers of one type the keys (the values) are extended by entries pooled"
             " from windows of compress_rate tokens, each seen once the query has passed its"
-            " window (DeepSeek-V4's heavily compressed attention)"
+            " window (DeepSeek-V4's heavily compressed attention); on the layers of a second"
+            " type, entries pooled over two windows, of which an indexer picks index_topk per"
+            " query (its compressed sparse attention)"
         ),
     ),
     Rule(

@@ -35,6 +35,14 @@ class Shards:
         return {**self.adds, **{str(path).rsplit(".", 1)[-1]: self.each for path in paths}}
 
 
+_INDEXER_PARTS = (
+    "compressor.wkv",
+    "compressor.wgate",
+    "compressor.slot_bias",
+    "compressor.norm",
+    "wq_b",
+    "weights_proj",
+)
 _EXPERTS = {
     "layers.*.moe.gate": "replicate",
     "layers.*.moe.experts": "experts",
@@ -296,7 +304,11 @@ SHARDS = [
             "layers.*.attention.compressor.wgate": "replicate",
             "layers.*.attention.compressor.slot_bias": "replicate",
             "layers.*.attention.compressor.norm": "shared_key_norm",
+            # the indexer (on the compressed sparse layers) picks entries for every head: whole
+            # on every rank; its choice carries no gradient
+            **{f"layers.*.attention.indexer.{part}": "replicate" for part in _INDEXER_PARTS},
         },
+        optional=tuple(f"layers.*.attention.indexer.{part}" for part in _INDEXER_PARTS),
     ),
     Shards(
         "grouped_output",

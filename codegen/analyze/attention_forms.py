@@ -21,8 +21,10 @@ where a rule builds it:
 * `attention.compressed_kv` (a fact: the Attention field): keys concatenated with the output
   of a module of the attention's own other than a projection, norm or rotary (a compressor
   of past tokens): read where it pools windows of tokens as DeepSeek-V4's heavily
-  compressed layers do (`_pooled`), else described with the layers it is on and any part of
-  it that picks entries by top-k (an indexer), a form no rule builds;
+  compressed layers do (`_pooled`), with, beside it on the layers of another type, one
+  pooling two windows per entry whose entries an indexer picks by top-k (`_overlapping`,
+  its compressed sparse layers: the fact's `sparse`); else described with the layers it is
+  on and any part of it that picks entries by top-k (an indexer), a form no rule builds;
 * `attention.layer_forwards`: attention layers whose module runs another `forward` than
   the first attention layer's (whose facts the others are read as), named with what it does
   otherwise; a second forward on exactly the layers without a window that is the first with
@@ -121,31 +123,160 @@ def detect(ctx: Ctx, shared: dict) -> dict:
 
 
 def _pooled_facts(ctx: Ctx, compressors: dict[str, dict]) -> dict | None:
-    """`attention.compressed_kv` where the one compressor (no indexer) pools windows of
-    tokens as DeepSeek-V4's heavily compressed layers do (`_pooled`) and is built on the
-    layers of one config layer type, every layer of that type; None otherwise (the form is
-    then named unsupported)."""
-    if len(compressors) != 1:
+    """`attention.compressed_kv` where one compressor without an indexer pools windows of
+    tokens as DeepSeek-V4's heavily compressed layers do (`_pooled`), built on the layers of
+    one config layer type, every layer of that type; with, at most, a second one (under
+    `sparse`) on the layers of another type pooling two windows per entry, of which an
+    indexer picks entries per query (`_overlapping`, DeepSeek-V4's compressed sparse
+    layers), held by the same attention attribute; None otherwise (the form is then named
+    unsupported)."""
+    plain = [found for found in compressors.values() if not found["indexer"]]
+    indexed = [found for found in compressors.values() if found["indexer"]]
+    if len(plain) != 1 or len(indexed) > 1:
         return None
-    (found,) = compressors.values()
-    if found["indexer"]:
-        return None
+    (found,) = plain
     pooled = _pooled(ctx, found["module"], found["owner"])
-    types = ctx.model.config.attrs.get("layer_types")
-    if pooled is None or not isinstance(types, list | tuple):
-        return None
-    kinds = {types[i] for i in found["layers"] if i < len(types)}
-    if len(kinds) != 1:
-        return None
-    kind = kinds.pop()
-    if [i for i, t in enumerate(types) if t == kind] != sorted(found["layers"]):
+    kind = _one_kind(ctx, found["layers"])
+    if pooled is None or kind is None:
         return None
     pooled.update(module=found["name"], kind=kind, layers=sorted(found["layers"]))
-    ctx.cite("attention.compressed_kv", f"{found['site']}, {pooled.pop('where')}")
+    where = pooled.pop("where")
+    if indexed:
+        (other,) = indexed
+        sparse = _overlapping(ctx, other["module"], other["owner"], other["indexer"])
+        other_kind = _one_kind(ctx, other["layers"])
+        if sparse is None or other_kind is None or other["name"] != found["name"]:
+            return None
+        if sparse["eps"] != pooled["eps"] or sparse["group"] != pooled["group"]:
+            return None  # both kinds' entries are normed and turned alike
+        sparse.update(kind=other_kind, layers=sorted(other["layers"]))
+        where = f"{where}; {other['site']}, {sparse.pop('where')}"
+        pooled["sparse"] = sparse
+    ctx.cite("attention.compressed_kv", f"{found['site']}, {where}")
     return pooled
 
 
-def _pooled(ctx: Ctx, module: ModuleRec, owner: ModuleRec) -> dict | None:
+def _one_kind(ctx: Ctx, layers: list[int]) -> str | None:
+    """The config layer type of exactly `layers`, where they are every layer of one type."""
+    types = ctx.model.config.attrs.get("layer_types")
+    if not isinstance(types, list | tuple):
+        return None
+    kinds = {types[i] for i in layers if i < len(types)}
+    if len(kinds) != 1:
+        return None
+    kind = kinds.pop()
+    if [i for i, t in enumerate(types) if t == kind] != sorted(layers):
+        return None
+    return kind
+
+
+def _overlapping(ctx: Ctx, module: ModuleRec, owner: ModuleRec, indexer: str) -> dict | None:
+    """{"kv", "gate", "bias", "norm", "rate", "eps", "group", "indexer", "where"} of a
+    compressor built as DeepSeek-V4's compressed sparse one: its pooling parts as `_pooled`
+    reads them, but projecting to twice the attention's head size (a half for the window's
+    own entry, a half for the next one's), beside an indexer (`indexer`, read by
+    `_indexer_parts`) whose own pooling parts are alike at its head size; None otherwise."""
+    if "." in indexer:
+        return None
+    pooled = _pooled(ctx, module, owner, width=2, beside=indexer)
+    part = module.attrs.get(indexer)
+    parts = _indexer_parts(ctx, part, owner) if isinstance(part, ModuleRec) else None
+    if pooled is None or parts is None:
+        return None
+    # the indexer pools the same windows, normed and turned as the entries are
+    if any(parts.pop(key) != pooled[key] for key in ("eps", "group")):
+        return None
+    if parts["rate"] != pooled["rate"]:
+        return None
+    pooled["indexer"] = dict(parts, module=indexer)
+    return pooled
+
+
+def _indexer_parts(ctx: Ctx, module: ModuleRec, owner: ModuleRec) -> dict | None:
+    """The parts of an indexer built as DeepSeek-V4's: its own pooling parts (as
+    `_overlapping` reads them, at the head size its bias is twice of; with their norm's eps
+    and rotary group, which the caller compares and drops), a projection of its
+    queries from the attention's query latent (a Linear reading the width the attention's
+    first query projection writes), and, in a part of its own, a Linear from the hidden
+    size to one weight per indexer head; its head count and head size read from the config
+    where it keeps them, its top-k the one other config read it keeps. None otherwise."""
+    if module.cls is None:
+        return None
+    params = [c for _, c in module.children() if isinstance(c, ParamRec) and c.kind == "parameter"]
+    if len(params) != 1 or len(params[0].shape) != 2 or params[0].shape[1] % 2:
+        return None
+    head_dim = params[0].shape[1] // 2
+    # the hidden size: what the indexer's own pooling projections read
+    hidden = {rec.args[0] for _, rec in _owned_linears(module) if rec.args[1:] == (2 * head_dim,)}
+    latent = {
+        rec.args[1]
+        for _, rec in _owned_linears(owner)
+        if len(rec.args) > 1 and rec.args[0] in hidden
+    }
+    queries = [
+        (n, rec)
+        for n, rec in _owned_linears(module)
+        if rec.args and rec.args[0] in latent and rec.args[0] not in hidden
+    ]
+    if len(queries) != 1:
+        return None
+    (q, q_rec) = queries[0]
+    weights = [
+        (f"{name}.{n}", rec)
+        for name, child in module.children()
+        if isinstance(child, ModuleRec)
+        and child.cls is not None
+        and ctx.roles.role(child) not in _SKIP
+        for n, rec in _owned_linears(child)
+    ]
+    if len(weights) != 1 or len(q_rec.args) < 2:
+        return None
+    (w, w_rec) = weights[0]
+    heads = w_rec.args[1] if len(w_rec.args) > 1 else None
+    if heads is None or q_rec.args[1] != heads * head_dim:
+        return None
+    pooled = _pooled(ctx, module, {"head_dim": head_dim}, width=2, beside=(q, w.split(".")[0]))
+    ints = {
+        name: (value, _rate_read(module, name))
+        for name, value in module.attrs.items()
+        if isinstance(value, int) and not isinstance(value, bool)
+    }
+    reads = {value: read for value, read in ints.values()}
+    if pooled is None or None in (reads.get(heads), reads.get(head_dim)):
+        return None
+    # the top-k: the one config read kept besides the rate, the head count and head size
+    known = {pooled["rate"], reads[heads], reads[head_dim]}
+    topk = [read for _, read in ints.values() if read is not None and read not in known]
+    if len(topk) != 1:
+        return None
+    return {
+        "kv": pooled["kv"],
+        "gate": pooled["gate"],
+        "bias": pooled["bias"],
+        "norm": pooled["norm"],
+        "rate": pooled["rate"],
+        "q": q,
+        "weights": w,
+        "heads": reads[heads],
+        "head_dim": reads[head_dim],
+        "topk": topk[0],
+        "eps": pooled["eps"],
+        "group": pooled["group"],
+    }
+
+
+def _owned_linears(module: ModuleRec) -> list[tuple[str, ModuleRec]]:
+    """The module's own plain Linears."""
+    return [
+        (name, child)
+        for name, child in module.children()
+        if isinstance(child, ModuleRec) and child.cls is None and child.kind == "Linear"
+    ]
+
+
+def _pooled(
+    ctx: Ctx, module: ModuleRec, owner, width: int = 1, beside: str | tuple[str, ...] = ()
+) -> dict | None:
     """{"kv", "gate", "bias", "norm", "rate", "eps", "group", "where"} of a compressor built
     as DeepSeek-V4's heavily compressed one: two plain Linears without a bias from the
     hidden size to the attention's head size (the entries and their gate: the gate's is the
@@ -155,9 +286,12 @@ def _pooled(ctx: Ctx, module: ModuleRec, owner: ModuleRec) -> dict | None:
     rope_parameters group a string of its class names; None otherwise."""
     if module.cls is None:
         return None
-    head_dim = owner.attrs.get("head_dim")
+    head_dim = owner.attrs.get("head_dim") if isinstance(owner, ModuleRec) else owner["head_dim"]
+    beside = (beside,) if isinstance(beside, str) else beside
     linears, params, norms, rotary = [], [], [], []
     for name, child in module.children():
+        if name in beside:
+            continue
         if isinstance(child, ParamRec) and child.kind == "parameter":
             params.append((name, child))
         elif isinstance(child, ModuleRec) and child.cls is None and child.kind == "Linear":
@@ -173,7 +307,9 @@ def _pooled(ctx: Ctx, module: ModuleRec, owner: ModuleRec) -> dict | None:
     (bias, param), (norm, norm_rec) = params[0], norms[0]
     if any(rec.kwargs.get("bias", True) is not False for _, rec in linears):
         return None
-    if any(len(rec.args) < 2 or rec.args[1] != head_dim for _, rec in linears):
+    if not isinstance(head_dim, int) or any(
+        len(rec.args) < 2 or rec.args[1] != width * head_dim for _, rec in linears
+    ):
         return None
     if not any(isinstance(v, ParamRec) for v in norm_rec.attrs.values()):
         return None  # the entries' norm learns a scale
@@ -183,7 +319,7 @@ def _pooled(ctx: Ctx, module: ModuleRec, owner: ModuleRec) -> dict | None:
         if isinstance(v, int)
         and not isinstance(v, bool)
         and v > 1
-        and tuple(param.shape) == (v, head_dim)
+        and tuple(param.shape) == (v, width * head_dim)
     ]
     # the rate and the head size may be the same number: the rate is read per layer kind
     keyed = [name for name, _ in rates if "[" in (_rate_read(module, name) or "")]

@@ -6,6 +6,13 @@ by a softmax, in fp32, over a gate plus a learned bias per slot of the window, s
 normed), whose trailing rotary slice turns at the window's first position. The entries are
 appended to the keys (which are the values), and a query sees window `w` once it has passed
 the window's end: `w < (position + 1) // compress_rate`.
+
+Where the analysed fact has a `sparse` kind (DeepSeek-V4's compressed sparse layers), the
+layers of that type build an `OverlapCompressor` in the same attribute, each entry pooling
+two windows (the previous window's first halves of the projections with its own second
+halves), and an `Indexer`: its own overlapping pooler at `index_head_dim` scored by query
+heads projected from the query latent (kept as `q_latent`), of which each query sees the
+`index_topk` best entries whose window it has passed.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from codegen.transforms.base import Transform
 from codegen.transforms.edits import (
     EditError,
     InsertStatements,
+    _InMethod,
     assigns,
     code_of,
     run,
@@ -59,6 +67,115 @@ class Compressor(nn.Module):
         return pooled, seen.unsqueeze(1)
 '''
 
+OVERLAP = '''
+class OverlapCompressor(nn.Module):
+    """Pools two windows of `rate` tokens into each key/value entry: window w's entry weighs,
+    by one softmax taken in fp32 over the gates plus a learned bias per slot, the first half
+    of each token's projection in window w - 1 with the second half in window w (window 0
+    has no previous one). The entries are normed and turn as the keys do, at their window's
+    first position; tokens past the last whole window make no entry."""
+
+    def __init__(self, dim: int, head_dim: int, rate: int, eps: float):
+        super().__init__()
+        self.rate, self.head_dim = rate, head_dim
+        self.wkv = nn.Linear(dim, 2 * head_dim, bias=False)
+        self.wgate = nn.Linear(dim, 2 * head_dim, bias=False)
+        self.slot_bias = nn.Parameter(torch.zeros(rate, 2 * head_dim))
+        self.norm = NORM(head_dim, eps)
+
+    def forward(
+        self, x: torch.Tensor, positions: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`rope`: the tables at positions 0, 1, ... Returns the entries (batch, 1, windows,
+        head_dim) and which of them each query could see (batch or 1, 1, seq, windows): a
+        window once the query's position has passed its end."""
+        windows = x.shape[1] // self.rate
+        x = x[:, : windows * self.rate]
+        kv = self.wkv(x).unflatten(1, (windows, self.rate))
+        gate = self.wgate(x).unflatten(1, (windows, self.rate)) + self.slot_bias
+        kv_prev, kv = kv.split(self.head_dim, dim=-1)  # to the next window's entry, its own
+        gate_prev, gate = gate.split(self.head_dim, dim=-1)
+        # the previous window's first halves; window 0's weigh nothing (a -inf gate)
+        kv_prev = torch.cat([torch.zeros_like(kv_prev[:, :1]), kv_prev[:, :-1]], dim=1)
+        gate_prev = torch.cat(
+            [torch.full_like(gate_prev[:, :1], float("-inf")), gate_prev[:, :-1]], dim=1
+        )
+        kv, gate = torch.cat([kv_prev, kv], dim=2), torch.cat([gate_prev, gate], dim=2)
+        weights = gate.softmax(dim=2, dtype=torch.float32).to(kv.dtype)
+        pooled = self.norm((kv * weights).sum(dim=2)).unsqueeze(1)
+        cos, sin = (t[:, : windows * self.rate : self.rate].to(pooled.dtype) for t in rope)
+        pooled = ROTATE
+        seen = torch.arange(windows, device=x.device) < (positions[..., None] + 1) // self.rate
+        return pooled, seen.unsqueeze(1)
+
+
+class Indexer(nn.Module):
+    """Picks the pooled entries each query attends to: `index_n_heads` query heads (from the
+    query latent, turned at the query's position) score entries pooled as the attention's
+    are, at `index_head_dim`; the relu'd scores, weighted per token and head, are summed
+    over the heads, and of the entries whose window the query has passed the
+    `index_topk` best are kept."""
+
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.n_heads, self.head_dim = args.index_n_heads, args.index_head_dim
+        self.rate, self.topk = args.overlap_rate, args.index_topk
+        self.compressor = OverlapCompressor(
+            args.dim, self.head_dim, self.rate, args.compress_norm_eps
+        )
+        self.wq_b = nn.Linear(args.q_lora_rank, self.n_heads * self.head_dim, bias=False)
+        self.weights_proj = nn.Linear(args.dim, self.n_heads, bias=False)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        q_latent: torch.Tensor,
+        positions: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        window_rope: tuple[torch.Tensor, torch.Tensor],
+    ) -> torch.Tensor:
+        """`rope`: the tables at the queries' positions. -> (batch, 1, seq, windows) bool:
+        True at an entry the query attends to."""
+        batch, seq, _ = x.shape
+        keys, _ = self.compressor(x, positions, window_rope)
+        cos, sin = rope
+        q = self.wq_b(q_latent).view(batch, seq, -1, self.head_dim).transpose(1, 2)
+        q = QROTATE.transpose(1, 2)
+        scores = (q.float() @ keys.transpose(-1, -2).float()).relu() * self.head_dim**-0.5
+        weights = self.weights_proj(x).float() * self.n_heads**-0.5
+        scores = (scores * weights.unsqueeze(-1)).sum(dim=2)  # (batch, seq, windows)
+        ready = ((positions + 1) // self.rate)[..., None]  # the windows a query has passed
+        passed = torch.arange(scores.shape[-1], device=x.device) < ready
+        scores = scores.masked_fill(~passed, float("-inf"))
+        picked = scores.topk(min(self.topk, scores.shape[-1]), dim=-1).indices
+        seen = torch.zeros_like(scores, dtype=torch.bool)
+        return seen.scatter_(-1, picked, picked < ready).unsqueeze(1)
+'''
+
+SPARSE_FIELDS = """
+# the layers of overlap_layer_type attend to entries pooled over two windows of overlap_rate
+# tokens, of which an indexer of index_n_heads heads of index_head_dim picks index_topk per
+# query; None: no layer does
+overlap_layer_type: str | None = None
+overlap_rate: int = 1
+index_n_heads: int = 1
+index_head_dim: int = 1
+index_topk: int = 1
+"""
+
+SPARSE_BUILD = """
+if args.layer_types[{layer}] == args.overlap_layer_type:
+    self.compressor = OverlapCompressor(
+        args.dim, args.head_dim, args.overlap_rate, args.compress_norm_eps
+    )
+# the entries each query sees of the compressor's, picked on overlap_layer_type layers
+self.indexer = Indexer(args) if args.layer_types[{layer}] == args.overlap_layer_type else None
+"""
+
+PICK = """
+    if self.indexer is not None:  # of these, the entries the indexer picks
+        seen = self.indexer(x, q_latent, positions, (cos, sin), window_rope)"""
+
 FIELDS = """
 # the layers of compressed_layer_type also attend to entries pooled from windows of
 # compress_rate tokens; None: no layer does
@@ -74,7 +191,7 @@ BUILD = (
 
 EXTEND = """
 if self.compressor is not None:  # entries pooled from windows of tokens extend the keys
-    pooled, seen = self.compressor(x, positions, window_rope)
+    pooled, seen = self.compressor(x, positions, window_rope){pick}
     k = v = torch.cat([k, pooled], dim=2)
     unseen = torch.zeros(seen.shape, dtype={mask}.dtype, device=seen.device)
     {mask} = torch.cat(
@@ -85,7 +202,7 @@ if self.compressor is not None:  # entries pooled from windows of tokens extend 
 TABLES = """
 window_rope = (  # the compressed entries' tables from position 0: window w's at w * rate
     self.{rotary}(torch.arange({seq}, device=tokens.device)[None])
-    if self.args.compressed_layer_type in self.args.layer_types
+    if {present}
     else None
 )
 """
@@ -95,7 +212,11 @@ class CompressedKv(Transform):
     """`pooled` is the analysed `attention.compressed_kv`: the HF attributes of the
     compressor (`module`) and its parts (`kv`, `gate`, `bias`, `norm`), the config read of
     its rate (`rate`) and of its norm's eps (`eps`), the rope_parameters label its entries
-    turn with (`group`) and the layer type of the layers that build it (`kind`).
+    turn with (`group`) and the layer type of the layers that build it (`kind`); and, under
+    `sparse`, the same of the overlapping compressor of another layer type with its
+    `indexer` (its pooling parts, query projection `q`, head weights `weights` and the
+    config reads of `heads`, `head_dim` and `topk`). The sparse kind needs the query
+    projected up from a latent by `self.wq_b`.
 
     The attention must already hand its rotated keys over as the values (`values_are_keys`)
     and take the float table of the keys it hides (`hidden`, -inf where hidden); the
@@ -114,6 +235,8 @@ class CompressedKv(Transform):
         rotate = _rotation(attention, fp32)
         norm = _key_norm(package)
         rotary = _rotary(package, features, pooled["group"])
+        sparse = pooled.get("sparse")
+        kinds = [pooled["kind"], *([sparse["kind"]] if sparse else [])]
         run(package, "args.py", _AddLayerType(pooled["kind"]))
         edits.add_args_field(
             package, FIELDS, f"compressed_layer_type={pooled['kind']!r}".replace("'", '"')
@@ -130,18 +253,23 @@ class CompressedKv(Transform):
         for param in ("positions: torch.Tensor", tables):
             edits.add_param(package, "Attention", "forward", param)
             edits.hand_down(package, param)
-        extend = EXTEND.format(mask="hidden")
+        extend = EXTEND.format(mask="hidden", pick=PICK if sparse else "")
         run(package, "model.py", InsertStatements("Attention", "forward", _gives_keys, extend))
+        if sparse:
+            _add_sparse(package, sparse, norm, attention, fp32, layer)
         forward = edits.find_method(package.module("model.py"), "Model", "forward")
         seq = "seq" if any(assigns("seq")(s) for s in forward.body.body) else "tokens.shape[1]"
         run(
             package,
             "model.py",
             InsertStatements(
-                "Model", "forward", assigns("rope"), TABLES.format(rotary=rotary, seq=seq)
+                "Model",
+                "forward",
+                assigns("rope"),
+                TABLES.format(rotary=rotary, seq=seq, present=_present(bool(sparse))),
             ),
         )
-        _sliding_too(package, pooled["kind"])
+        _sliding_too(package, kinds)
         prefix = _attention_prefix(package)
         part = f"{prefix}.{pooled['module']}"
         house = "layers.{}.attention.compressor"
@@ -152,8 +280,98 @@ class CompressedKv(Transform):
                 (f"{part}.{pooled['gate']}.weight", f"{house}.wgate.weight"),
                 (f"{part}.{pooled['bias']}", f"{house}.slot_bias"),
                 (f"{part}.{pooled['norm']}.weight", f"{house}.norm.weight"),
+                *(_sparse_rows(part, pooled, sparse) if sparse else []),
             ],
         )
+
+
+def _present(sparse: bool) -> str:
+    """The test, in Model.forward, that a layer of the config builds compressed entries."""
+    if not sparse:
+        return "self.args.compressed_layer_type in self.args.layer_types"
+    kinds = "{self.args.compressed_layer_type, self.args.overlap_layer_type}"
+    return f"{kinds} & set(self.args.layer_types)"
+
+
+def _add_sparse(package, sparse: dict, norm: str, attention, fp32: bool, layer: str) -> None:
+    """The layers of `sparse["kind"]` build an `OverlapCompressor` in place of the
+    `Compressor` and an `Indexer` whose picks are the entries each query sees; the query
+    latent is kept as `q_latent` for the indexer's queries."""
+    index = sparse["indexer"]
+    run(package, "args.py", _AddLayerType(sparse["kind"]))
+    edits.add_args_field(
+        package, SPARSE_FIELDS, f"overlap_layer_type={sparse['kind']!r}".replace("'", '"')
+    )
+    edits.add_hf_kwarg(package, f"overlap_rate={sparse['rate']}")
+    for field, read in (("n_heads", "heads"), ("head_dim", "head_dim"), ("topk", "topk")):
+        edits.add_hf_kwarg(package, f"index_{field}={index[read]}")
+    code = (
+        OVERLAP.replace("NORM", norm)
+        .replace("QROTATE", _rotation(attention, fp32, "q"))
+        .replace("ROTATE", _rotation(attention, fp32, "pooled"))
+    )
+    edits.insert_definition(package, "model.py", code, before="Attention")
+    edits.append_to_method(
+        package, "model.py", "Attention", "__init__", SPARSE_BUILD.format(layer=layer)
+    )
+    run(package, "model.py", _HoistLatent())
+
+
+def _sparse_rows(part: str, pooled: dict, sparse: dict) -> list[tuple[str, str]]:
+    """Adapter rows of the overlapping compressor's parts named otherwise than the pooling
+    compressor's (their house names are the same), and of its indexer's parts."""
+    house = "layers.{}.attention"
+    rows = [
+        (f"{part}.{sparse[key]}{suffix}", f"{house}.compressor.{mine}{suffix}")
+        for key, mine, suffix in _POOL_PARTS
+        if sparse[key] != pooled[key]
+    ]
+    index = sparse["indexer"]
+    hf = f"{part}.{index['module']}"
+    rows += [
+        (f"{hf}.{index[key]}{suffix}", f"{house}.indexer.compressor.{mine}{suffix}")
+        for key, mine, suffix in _POOL_PARTS
+    ]
+    rows += [
+        (f"{hf}.{index['q']}.weight", f"{house}.indexer.wq_b.weight"),
+        (f"{hf}.{index['weights']}.weight", f"{house}.indexer.weights_proj.weight"),
+    ]
+    return rows
+
+
+_POOL_PARTS = (
+    ("kv", "wkv", ".weight"),
+    ("gate", "wgate", ".weight"),
+    ("bias", "slot_bias", ""),
+    ("norm", "norm", ".weight"),
+)
+
+
+class _HoistLatent(_InMethod):
+    """`... self.wq_b(<latent>) ...` -> `q_latent = <latent>` before it, read there by
+    name: the indexer's queries are projected from the same latent."""
+
+    def __init__(self):
+        super().__init__("Attention", "forward")
+
+    def edit_statements(self, body):
+        pattern = m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name("wq_b")))
+        for index, statement in enumerate(body):
+            found = m.findall(statement, pattern)
+            if len(found) != 1 or not isinstance(statement, cst.SimpleStatementLine):
+                continue
+            (call,) = found
+            if len(call.args) != 1 or m.matches(call.args[0].value, m.Name()):
+                continue
+            latent = cst.SimpleStatementLine(
+                [cst.Assign([cst.AssignTarget(cst.Name("q_latent"))], call.args[0].value)]
+            )
+            renamed = statement.deep_replace(
+                call, call.with_changes(args=[cst.Arg(cst.Name("q_latent"))])
+            )
+            self.hits += 1
+            return [*body[:index], latent, renamed, *body[index + 1 :]]
+        return body
 
 
 _V_IS_K = m.SimpleStatementLine(
@@ -166,15 +384,15 @@ def _gives_keys(statement) -> bool:
     return m.matches(statement, _V_IS_K)
 
 
-def _rotation(forward: cst.FunctionDef, fp32: bool) -> str:
+def _rotation(forward: cst.FunctionDef, fp32: bool, name: str = "pooled") -> str:
     """How the attention turns its keys (the function given `k` and `cos, sin`), restated
-    for the entries: on their fp32 values, cast back, where `fp32` (as HF turns them)."""
+    for `name`: on its fp32 values, cast back, where `fp32` (as HF turns them)."""
     pattern = m.Call(args=[m.Arg(), m.Arg(m.Name("cos")), m.Arg(m.Name("sin"))])
     for call in m.findall(forward, pattern):
         if m.findall(call.args[0].value, m.Name("k")):
             if fp32:
-                return f"{code_of(call.func)}(pooled.float(), cos, sin).to(pooled.dtype)"
-            return f"{code_of(call.func)}(pooled, cos, sin)"
+                return f"{code_of(call.func)}({name}.float(), cos, sin).to({name}.dtype)"
+            return f"{code_of(call.func)}({name}, cos, sin)"
     raise EditError("the attention turns no keys `k` with `cos, sin` to restate for the entries")
 
 
@@ -201,8 +419,8 @@ def _rotary(package, features, group: str | None) -> str:
     raise EditError(f"the compressed entries turn with rope group {group!r}, which no table builds")
 
 
-def _sliding_too(package, kind: str) -> None:
-    """The blocks of `kind` attend over the window as the sliding ones do."""
+def _sliding_too(package, kinds: list[str]) -> None:
+    """The blocks of `kinds` attend over the window as the sliding ones do."""
 
     class _Either(cst.CSTTransformer):
         def leave_Comparison(self, original, updated):
@@ -211,11 +429,13 @@ def _sliding_too(package, kind: str) -> None:
             )
             if not m.matches(updated, target):
                 return updated
-            kinds = cst.parse_expression(f'("sliding_attention", "{kind}")')
-            return updated.with_changes(comparisons=[cst.ComparisonTarget(cst.In(), kinds)])
+            listed = ", ".join(f'"{kind}"' for kind in kinds)
+            types = cst.parse_expression(f'("sliding_attention", {listed})')
+            return updated.with_changes(comparisons=[cst.ComparisonTarget(cst.In(), types)])
 
-    # the window is built where any layer of either type is in the config
-    either = f'{{"sliding_attention", "{kind}"}} & set(self.args.layer_types)'
+    # the window is built where any layer of these types is in the config
+    listed = ", ".join(f'"{kind}"' for kind in kinds)
+    either = f'{{"sliding_attention", {listed}}} & set(self.args.layer_types)'
     edits.replace_expressions(
         package,
         "model.py",

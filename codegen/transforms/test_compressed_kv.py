@@ -8,7 +8,7 @@ import torch
 from codegen.models import references_dir
 from codegen.scaffold.source import SourcePackage
 from codegen.transforms.catalog import TRANSFORMS
-from codegen.transforms.compressed_kv import COMPRESSOR, CompressedKv
+from codegen.transforms.compressed_kv import COMPRESSOR, OVERLAP, CompressedKv
 from codegen.transforms.edits import EditError
 
 POOLED = {
@@ -124,3 +124,112 @@ def test_windows_pool_by_a_softmax_over_the_gate_and_slot_bias():
     # position p sees window w once w < (p + 1) // 3: positions 1..7
     expected_seen = torch.tensor([[w < (p + 1) // 3 for w in range(2)] for p in range(1, 8)])
     assert torch.equal(seen[0, 0], expected_seen)
+
+
+SPARSE = {
+    "kv": "kv_proj",
+    "gate": "gate_proj",
+    "bias": "position_bias",
+    "norm": "kv_norm",
+    "rate": 'hf_config.compress_rates["sifted_attention"]',
+    "eps": "rms_norm_eps",
+    "group": "far",
+    "indexer": {
+        "module": "indexer",
+        "kv": "kv_proj",
+        "gate": "gate_proj",
+        "bias": "position_bias",
+        "norm": "kv_norm",
+        "rate": 'hf_config.compress_rates["sifted_attention"]',
+        "q": "q_b_proj",
+        "weights": "scorer.weights_proj",
+        "heads": "hf_config.index_n_heads",
+        "head_dim": "hf_config.index_head_dim",
+        "topk": "hf_config.index_topk",
+    },
+    "kind": "sifted_attention",
+    "layers": [2],
+}
+LOW_RANK = {
+    "a": "q_a_proj",
+    "a_norm": "q_a_norm",
+    "b": "q_b_proj",
+    "b_norm": "q_b_norm",
+    "rank": "q_lora_rank",
+    "eps": "rms_norm_eps",
+}
+
+
+def test_sparse_kind_before_and_after():
+    """The layers of the sparse kind build the overlapping compressor in the same attribute
+    and an indexer, which reads the query latent (kept by name) and picks what they see."""
+    package = _before()
+    TRANSFORMS["low_rank_q"]().apply(package, low_rank=LOW_RANK)
+    before = package.render()["model.py"]
+    assert "q_latent" not in before and "class Indexer" not in before
+    CompressedKv().apply(package, FEATURES, pooled={**POOLED, "sparse": SPARSE})
+    files = package.render()
+    model = files["model.py"]
+    assert model.index("class OverlapCompressor") < model.index("class Indexer")
+    assert model.index("class Indexer") < model.index("class Attention")
+    assert "self.norm = RMSNorm(head_dim, eps)" in model
+    assert "q = apply_rotary(q.float(), cos, sin).to(q.dtype).transpose(1, 2)" in model
+    attention = model[model.index("class Attention") :]
+    assert "if args.layer_types[layer_id] == args.overlap_layer_type:" in attention
+    assert "q_latent = self.q_a_norm(self.wq_a(x))" in attention
+    assert "self.wq_b(q_latent)" in attention
+    picks = "seen = self.indexer(x, q_latent, positions, (cos, sin), window_rope)"
+    assert attention.index("self.compressor(x") < attention.index(picks)
+    assert attention.index(picks) < attention.index("torch.cat([k, pooled]")
+    assert "{self.args.compressed_layer_type, self.args.overlap_layer_type}" in model
+    assert '("sliding_attention", "pooled_attention", "sifted_attention")' in model
+    args = files["args.py"]
+    assert '"pooled_attention", "sifted_attention")' in args.replace("\n    ", " ")
+    for kwarg in (
+        'overlap_rate=hf_config.compress_rates["sifted_attention"]',
+        "index_n_heads=hf_config.index_n_heads",
+        "index_head_dim=hf_config.index_head_dim",
+        "index_topk=hf_config.index_topk",
+    ):
+        assert kwarg in args, kwarg
+    adapter = files["state_dict_adapter.py"]
+    for hf, house in (
+        ("indexer.kv_proj.weight", "indexer.compressor.wkv.weight"),
+        ("indexer.position_bias", "indexer.compressor.slot_bias"),
+        ("indexer.q_b_proj.weight", "indexer.wq_b.weight"),
+        ("indexer.scorer.weights_proj.weight", "indexer.weights_proj.weight"),
+    ):
+        row = f'"model.layers.{{}}.self_attn.compressor.{hf}": "layers.{{}}.attention.{house}"'
+        assert row in adapter, row
+
+
+def test_sparse_kind_needs_a_query_latent():
+    with pytest.raises(EditError):
+        CompressedKv().apply(_before(), FEATURES, pooled={**POOLED, "sparse": SPARSE})
+
+
+def test_overlapping_windows_pool_the_previous_first_halves_with_their_own_second():
+    torch.manual_seed(0)
+    namespace = {"torch": torch, "nn": torch.nn, "ModelArgs": object}
+    namespace["Unit"] = lambda *sizes: torch.nn.Identity()  # the entries' norm left out
+    exec(
+        OVERLAP.replace("QROTATE", "q").replace("NORM", "Unit").replace("ROTATE", "pooled"),
+        namespace,
+    )
+    compressor = namespace["OverlapCompressor"](4, 3, 2, 1e-6)
+    torch.nn.init.normal_(compressor.slot_bias)
+    x = torch.randn(1, 7, 4)  # three whole windows of 2
+    pooled, seen = compressor(x, torch.arange(7)[None], (torch.ones(1, 7, 2), torch.zeros(1, 7, 2)))
+    assert pooled.shape == (1, 1, 3, 3)
+    kv, gate = compressor.wkv(x[:, :6]), compressor.wgate(x[:, :6])
+    gate = gate + compressor.slot_bias.repeat(3, 1)
+    for w in range(3):
+        own = slice(2 * w, 2 * w + 2)
+        kvs, gates = [kv[:, own, 3:]], [gate[:, own, 3:]]
+        if w:  # the previous window's first halves
+            prev = slice(2 * w - 2, 2 * w)
+            kvs, gates = [kv[:, prev, :3], *kvs], [gate[:, prev, :3], *gates]
+        weights = torch.cat(gates, dim=1).softmax(dim=1)
+        expected = (torch.cat(kvs, dim=1) * weights).sum(dim=1)
+        torch.testing.assert_close(pooled[:, 0, w], expected)
+    assert torch.equal(seen[0, 0, :, 0], torch.arange(7) >= 1)
