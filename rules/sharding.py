@@ -43,6 +43,15 @@ _INDEXER_PARTS = (
     "wq_b",
     "weights_proj",
 )
+_COMPRESSED_KV = {
+    "layers.*.attention.compressor.wkv": "replicate",
+    "layers.*.attention.compressor.wgate": "replicate",
+    "layers.*.attention.compressor.slot_bias": "replicate",
+    "layers.*.attention.compressor.norm": "shared_key_norm",
+    # the indexer (on the compressed sparse layers) picks entries for every head: whole on
+    # every rank; its choice carries no gradient
+    **{f"layers.*.attention.indexer.{part}": "replicate" for part in _INDEXER_PARTS},
+}
 _EXPERTS = {
     "layers.*.moe.gate": "replicate",
     "layers.*.moe.experts": "experts",
@@ -297,18 +306,11 @@ SHARDS = [
     ),
     # the compressed entries join the key every head reads (one key head): the compressor
     # whole on every rank, the gradient of its normed entries summed over the ranks' heads
+    # (a layer pattern without compressed layers, a switch setting, builds none of it)
     Shards(
         "compressed_kv",
-        {
-            "layers.*.attention.compressor.wkv": "replicate",
-            "layers.*.attention.compressor.wgate": "replicate",
-            "layers.*.attention.compressor.slot_bias": "replicate",
-            "layers.*.attention.compressor.norm": "shared_key_norm",
-            # the indexer (on the compressed sparse layers) picks entries for every head: whole
-            # on every rank; its choice carries no gradient
-            **{f"layers.*.attention.indexer.{part}": "replicate" for part in _INDEXER_PARTS},
-        },
-        optional=tuple(f"layers.*.attention.indexer.{part}" for part in _INDEXER_PARTS),
+        _COMPRESSED_KV,
+        optional=tuple(_COMPRESSED_KV),
     ),
     Shards(
         "grouped_output",

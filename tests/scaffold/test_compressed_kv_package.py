@@ -70,6 +70,20 @@ def test_shard_plan_under_tp2(folder, built):
     assert result.status == "pass", result.line()
 
 
+def test_shard_plan_without_compressed_layers(folder, built):
+    """A layer pattern with no compressed layer (a switch setting the sweep runs) builds no
+    compressor: its plan entries are optional, not an error."""
+    from transformers import AutoConfig
+
+    from codegen.models import load_spec
+    from codegen.verify.parallel import verify_parallel
+
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
+    config.layer_types = [SLIDING] * config.num_hidden_layers
+    result = verify_parallel(load_spec(built[1], built[0]), config, "tp=2")
+    assert result.status == "pass", result.line()
+
+
 @pytest.mark.parametrize(
     "old, new",
     [
