@@ -89,11 +89,24 @@ def build(name: str, seq: int):
 
     from codegen.models import load_spec
     from codegen.verify.hf_checkpoint import random_hf_model
-    from codegen.verify.switch_settings import static_switches
-    from codegen.verify.tiny_config import hf_config_class, tiny_config
 
     spec = load_spec(name, ARGS.models_dir)
     model_type = name if name in spec.supported_model_types else min(spec.supported_model_types)
+    config = bench_config(model_type, seq)
+    hf_model = random_hf_model(config)
+    _, house_model, adapter = spec.build(config)
+    house_model.load_state_dict(adapter.from_hf(_disk_state(hf_model)), strict=True)
+    house_model.eval()
+    torch.manual_seed(0)
+    tokens = torch.randint(0, config.vocab_size, (ARGS.batch, seq))
+    return house_model, hf_model, tokens
+
+
+def bench_config(model_type: str, seq: int):
+    """The HF config both models are built from: the toy's fields at benchmark size."""
+    from codegen.verify.switch_settings import static_switches
+    from codegen.verify.tiny_config import hf_config_class, tiny_config
+
     toy = tiny_config(model_type).to_dict()
     # a field the toy keeps equal to another (OPT's word_embed_proj_dim == hidden_size: no
     # projections between them) follows that field to its benchmark size
@@ -110,7 +123,9 @@ def build(name: str, seq: int):
     toy.update({field: toy[other] for field, other in follows})
     positions = stored_name(config_class, "max_position_embeddings")
     toy[positions] = max(seq + POSITION_MARGIN, toy.get(positions) or 0)
-    if "qk_rope_head_dim" in toy:
+    if "qk_rope_head_dim" in toy and "kv_lora_rank" in toy:
+        # MLA: the key's shared rotary part is its head_dim (DeepSeek-V4, without a latent
+        # key, derives qk_rope_head_dim from head_dim instead)
         toy["head_dim"] = toy["qk_rope_head_dim"]
     pattern = toy.pop("layer_types", None)
     for key in ("transformers_version", "model_type", "qk_head_dim"):
@@ -120,13 +135,7 @@ def build(name: str, seq: int):
         # the class derives no layer pattern of its own (LFM2-MoE): the toy's, repeated
         layers = toy.get(stored_name(config_class, "num_hidden_layers"), len(pattern))
         config = config_class(**toy, layer_types=(pattern * layers)[:layers])
-    hf_model = random_hf_model(config)
-    _, house_model, adapter = spec.build(config)
-    house_model.load_state_dict(adapter.from_hf(_disk_state(hf_model)), strict=True)
-    house_model.eval()
-    torch.manual_seed(0)
-    tokens = torch.randint(0, config.vocab_size, (ARGS.batch, seq))
-    return house_model, hf_model, tokens
+    return config
 
 
 def bench_values(config_class, toy: dict) -> dict:

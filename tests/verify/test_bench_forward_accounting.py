@@ -310,3 +310,16 @@ def test_timing_runs_once_more_under_the_reuse_allocator(tmp_path):
     lines = done.stdout.split("\n")
     assert lines.count("run") == 2  # once as started, once re-run under the setting
     assert lines[-2] == " ".join(bench_forward.TIMING_MALLOC.values())
+
+
+@pytest.mark.parametrize("model_type", ["deepseek_v3", "deepseek_v4"])
+def test_a_rotary_slice_gets_a_head_of_its_own_size(model_type):
+    # MLA's keys share one rotary head (head_dim = qk_rope_head_dim); DeepSeek-V4 has no
+    # latent key and derives its rotary slice from head_dim, which must stay at bench size
+    # (set to the slice, it left a 1-wide rotation neither model could run)
+    config = bench_forward.bench_config(model_type, 64)
+    assert config.qk_rope_head_dim % 2 == 0 and config.qk_rope_head_dim >= 8
+    if model_type == "deepseek_v3":
+        assert config.head_dim == config.qk_rope_head_dim
+    else:
+        assert config.head_dim == bench_forward.BENCH_SIZES["head_dim"]
