@@ -883,8 +883,22 @@ unknown = sorted(set(self.layer_types) - set(LAYER_TYPES))
 if unknown:
     raise NotImplementedError(f"layer_types {unknown} are not supported")
 """
-# the first statement of an Attention.forward given a `mask` argument by such a transform
+# the first statement of an Attention.forward given a `mask` argument (`take_mask`)
 MASK_DOC = '"""`mask`: boolean (seq, seq), True = attend; None = plain causal."""'
+
+
+def take_mask(package) -> None:
+    """The attention takes a `mask` argument (boolean, True = attend; None = plain causal),
+    says so first in its forward, and masks with it (`set_attention_masking`)."""
+    add_param(package, "Attention", "forward", "mask: torch.Tensor | None")
+    run(
+        package,
+        "model.py",
+        InsertStatements("Attention", "forward", lambda _: True, MASK_DOC, before=True),
+    )
+    set_attention_masking(package, with_mask=True)
+
+
 HIDDEN_MASKING = """
 scores.add_(hidden)
 """
@@ -935,9 +949,9 @@ def hide_masks_once(package) -> None:
     run(package, "model.py", _ReplaceStatement("Attention", "forward", first, HIDDEN_MASKING))
     remove_statements(package, "model.py", "Attention", "forward", last)
     attention = find_method(package.module("model.py"), "Attention", "forward")
-    if any(code_of(s) == _MASK_DOC for s in attention.body.body):
+    if any(code_of(s) == MASK_DOC for s in attention.body.body):
         note = _ReplaceStatement(
-            "Attention", "forward", lambda s: code_of(s) == _MASK_DOC, HIDDEN_DOC
+            "Attention", "forward", lambda s: code_of(s) == MASK_DOC, HIDDEN_DOC
         )
         run(package, "model.py", note)
     _through_the_block(
@@ -1056,10 +1070,6 @@ def _through_the_block(
         argument,
         required=required,
     )
-
-
-# sliding_window's note on the `mask` argument (True = attend)
-_MASK_DOC = '"""`mask`: boolean (seq, seq), True = attend; None = plain causal."""'
 
 
 def _rename_param(package, class_name: str, old: str, code: str) -> None:

@@ -102,13 +102,7 @@ def _pattern(package, field: str) -> None:
     edits.append_to_method(
         package, "args.py", "ModelArgs", "__post_init__", edits.LAYER_PATTERN_CHECKS
     )
-    edits.add_param(package, "Attention", "forward", "mask: torch.Tensor | None")
-    run(
-        package,
-        "model.py",
-        InsertStatements("Attention", "forward", _first, edits.MASK_DOC, before=True),
-    )
-    edits.set_attention_masking(package, with_mask=True)
+    edits.take_mask(package)
     layer_id = edits.ensure_layer_id(package)
     flag = f'self.chunked = args.layer_types[{layer_id}] == "{KIND}"'
     run(
@@ -129,10 +123,6 @@ def _pattern(package, field: str) -> None:
         package, "mask: torch.Tensor | None", passed="chunks if layer.chunked else None"
     )
     edits.hide_masks_once(package)
-
-
-def _first(statement) -> bool:
-    return True
 
 
 def _window_if(statement) -> bool:

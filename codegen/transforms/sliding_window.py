@@ -3,8 +3,6 @@ marks, or nowhere (a reference's window removed)."""
 
 from __future__ import annotations
 
-import libcst as cst
-
 from codegen.transforms import _attention_edits as edits
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import (
@@ -121,14 +119,7 @@ def _add(package, mode: str, layer_rule: str | None, window: str) -> None:
         edits.append_to_method(package, "args.py", "ModelArgs", "__post_init__", PATTERN_CHECKS)
     else:
         edits.add_args_field(package, ALL_FIELD, f"sliding_window={window}")
-    # attention takes the mask
-    edits.add_param(package, "Attention", "forward", "mask: torch.Tensor | None")
-    run(
-        package,
-        "model.py",
-        InsertStatements("Attention", "forward", _first, edits.MASK_DOC, before=True),
-    )
-    edits.set_attention_masking(package, with_mask=True)
+    edits.take_mask(package)
     # with a pattern, the block knows whether it slides
     if pattern:
         layer_id = edits.ensure_layer_id(package)
@@ -215,7 +206,3 @@ def _remove(package) -> None:
         required=False,
     )
     edits.remove_param(package, "Attention", "forward", "mask")
-
-
-def _first(statement: cst.CSTNode) -> bool:
-    return True
