@@ -598,7 +598,7 @@ def tiny_config_from_file(path: Path):
     """A toy of a real `config.json`, keeping its own per-layer pattern."""
     raw = read_config_file(path)
     config_class = hf_config_class(raw["model_type"])
-    values = config_values(config_class(**_strip(raw)))
+    values = config_values(_accepted(config_class, raw, path))
     toy = shrink(values, keep_pattern=True, attribute_map=_names(config_class))
     for key in layer_count_derived(config_class):
         toy.pop(key, None)
@@ -652,7 +652,20 @@ def _names(config_class) -> dict[str, str]:
 def config_from_file(path: Path):
     """Exactly the config in `path` (for `--config`: no shrinking)."""
     raw = read_config_file(path)
-    return hf_config_class(raw["model_type"])(**_strip(raw))
+    return _accepted(hf_config_class(raw["model_type"]), raw, path)
+
+
+def _accepted(config_class, raw: dict[str, Any], path: Path):
+    """The config class built from a file's values; a value its validators reject is one
+    line naming the file and the class's own reason, not a traceback."""
+    try:
+        return config_class(**_strip(raw))
+    except Exception as err:  # noqa: BLE001 - a class's validators raise any exception type
+        reason = str(err.__cause__ or err).strip().splitlines()[-1].strip()
+        raise CodegenError(
+            f"{config_class.__name__} rejects this config: {reason} (fix the file's values)",
+            path=str(path),
+        ) from None
 
 
 def read_config_file(path: Path) -> dict[str, Any]:

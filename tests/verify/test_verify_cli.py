@@ -7,6 +7,8 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from codegen.cli import main
 from codegen.models import references_dir
 from codegen.verify.tiny_config import tiny_config
@@ -97,6 +99,16 @@ def test_bad_config_files_are_one_line_exit_2(tmp_path, capsys):
         assert main(["verify", "llama", "--config", str(path)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0] and str(path) in err[0]
+
+
+@pytest.mark.parametrize("option", ["--config", "--shrink-config"])
+def test_a_config_its_class_rejects_is_one_line_exit_2(tmp_path, capsys, option):
+    rejected = tmp_path / "config.json"
+    rejected.write_text('{"model_type": "llama", "hidden_size": 64, "num_attention_heads": 5}')
+    assert main(["verify", "llama", option, str(rejected)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(rejected) in err[0]
+    assert "LlamaConfig rejects this config" in err[0] and "(64)" in err[0]
 
 
 def test_failing_package_exits_1_and_names_the_divergence(tmp_path, capsys):
