@@ -625,11 +625,22 @@ def _picked_group(ctx: Ctx, per_layer: list[dict], labelled: dict) -> tuple[str,
         by_layer.append((p["index"], rec, labels[0][0], labels[0][2]))
     if len(picks) == 1:
         ((label, where),) = picks.items()
-        every = f"every attention layer's tables: rope_parameters[{label!r}]"
-        ctx.cite("rope.group", f"{where} ({every})")
-        return label, None
+        # the pick may still be a test this config's layers all fail (DeepSeek-V4's
+        # default has no sliding layer, the one kind that picks "main")
+        groups = _layer_groups(ctx, by_layer, labelled) if by_layer else None
+        if groups is None:
+            every = f"every attention layer's tables: rope_parameters[{label!r}]"
+            ctx.cite("rope.group", f"{where} ({every})")
+            return label, None
+        ctx.cite("rope.group", f"{where} (the first layer's tables: rope_parameters[{label!r}])")
+        ctx.cite(
+            "rope.layer_groups",
+            f"{where} (rope_parameters[{groups['other']!r}] where {groups['test']}:"
+            " no layer of this config)",
+        )
+        return label, groups
     detail = ", ".join(f"{k!r} ({w})" for k, w in picks.items()) or "no pick read"
-    groups = _layer_groups(ctx, by_layer) if len(picks) == 2 else None
+    groups = _layer_groups(ctx, by_layer, labelled) if len(picks) == 2 else None
     if groups is None:
         ctx.cite("rope.group", f"{detail}: the layers rotate with several groups")
         return "other", None
@@ -642,18 +653,18 @@ def _picked_group(ctx: Ctx, per_layer: list[dict], labelled: dict) -> tuple[str,
     return first, groups
 
 
-def _layer_groups(ctx: Ctx, by_layer: list) -> dict | None:
+def _layer_groups(ctx: Ctx, by_layer: list, labelled: dict) -> dict | None:
     """{"other": the label the first layer does not pick, "test": the condition over
     `hf_config` and `i` under which a layer picks it}: the pick attribute's assignment in
-    `__init__`, `"a" if <test> else "b"` (a and b the two labels), restated over the config
-    and the layer index and giving every analysed layer its label; else None."""
+    `__init__`, `"a" if <test> else "b"` (a and b two labels of `labelled`), restated over
+    the config and the layer index and giving every analysed layer its label (the other
+    label may be picked by none of them: the config decides); else None."""
     recs = [rec for _, rec, _, _ in by_layer]
     names = {name for _, _, _, name in by_layer}
     if len(names) != 1 or None in names or any(r.cls is not recs[0].cls for r in recs):
         return None
     label_of = {index: label for index, _, label, _ in by_layer}
     first = by_layer[0][2]
-    (other,) = set(label_of.values()) - {first}
     pick = cst.parse_expression(f"self.{names.pop()}")
     layers = [(index, rec) for index, rec, _, _ in by_layer]
     restated = init_rule(ctx, recs[0], pick, layers, lambda i, v: v == label_of[i])
@@ -665,8 +676,10 @@ def _layer_groups(ctx: Ctx, by_layer: list) -> dict | None:
     branches = [getattr(b, "evaluated_value", None) for b in (node.body, node.orelse)]
     if not all(isinstance(b, cst.SimpleString) for b in (node.body, node.orelse)):
         return None
-    if sorted(branches) != sorted((first, other)):
+    others = set(branches) - {first}
+    if first not in branches or len(others) != 1 or not others <= set(labelled):
         return None
+    (other,) = others
     test = node.test.with_changes(lpar=[], rpar=[])
     if branches[1] == other:  # the other label is the else branch: the test negated
         test = _negated(test)

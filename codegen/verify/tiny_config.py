@@ -410,7 +410,46 @@ def shrink(
         toy.pop("layer_types", None)
     _shrink_per_layer(original, toy, stored.get("num_hidden_layers", "num_hidden_layers"))
     _shrink_widths(original, toy)
+    _rotate_enough(toy)
     return toy
+
+
+# the fewest dims a toy rotates: two pairs, so the frequencies differ and a wrong base or
+# a wrong rope group shows (one pair turns by the position alone, whatever the base)
+MIN_ROTARY_DIMS = 4
+
+
+def _rotate_enough(toy: dict[str, Any]) -> None:
+    """A head that rotates a fraction of itself (`partial_rotary_factor`, top-level or in a
+    rope_parameters group) rotates at least MIN_ROTARY_DIMS, an even count, in the toy:
+    DeepSeek-V4's 1/8 of an 8-wide head turned one dim, and the oracle could not tell its two
+    rope groups apart. The head grows to the next width that does; a rotary width the class
+    derives from the head (`qk_rope_head_dim` without a key latent) is left to it."""
+    head = toy.get("head_dim")
+    if not isinstance(head, int) or "kv_lora_rank" in toy:
+        return
+    factors = [_factor(toy)] + [_factor(g) for g in _rope_groups(toy.get("rope_parameters"))]
+    factors = [f for f in factors if f is not None and 0 < f < 1]
+    if all(int(head * f) >= MIN_ROTARY_DIMS for f in factors):
+        return
+    toy.pop("qk_rope_head_dim", None)
+
+    def rotates_enough(width: int) -> bool:
+        return all(int(width * f) >= MIN_ROTARY_DIMS and int(width * f) % 2 == 0 for f in factors)
+
+    toy["head_dim"] = next(w for w in range(head, head * 64 + 1) if rotates_enough(w))
+
+
+def _factor(values: Any) -> float | None:
+    factor = values.get("partial_rotary_factor") if isinstance(values, dict) else None
+    return float(factor) if isinstance(factor, int | float) else None
+
+
+def _rope_groups(rope: Any) -> list[dict]:
+    """The entries of rope_parameters that are groups (per layer type, or labelled)."""
+    if not isinstance(rope, dict):
+        return []
+    return [v for v in rope.values() if isinstance(v, dict)] or [rope]
 
 
 # toy sizes for FFN widths the table has no row for (minimax_m3's dense_intermediate_size,

@@ -65,3 +65,19 @@ def test_sliding_and_compressed_layers_read_a_group_each(tmp_path):
     assert features.rope.layer_groups == {"other": "compress", "test": test}
     evidence = features.evidence["rope.layer_groups"]
     assert evidence.startswith("'main' (modeling_deepseek_v4.py:") and test in evidence
+
+
+def test_a_group_no_layer_of_the_config_picks_is_still_read(tmp_path):
+    # A renamed copy whose config types no layer sliding: every layer picks "compress", yet
+    # the attention's test picks "main" for sliding layers, which another config of the same
+    # class types. Read as one group, the package rotated sliding layers with the wrong base.
+    from codegen.scaffold.target import load_target
+    from codegen.verify.remote_fixture import remote_folder, toy_config_dict
+
+    layers = toy_config_dict("deepseek_v4")["num_hidden_layers"]
+    values = {"layer_types": ["heavily_compressed_attention"] * layers}
+    folder = remote_folder("deepseek_v4", tmp_path, name="glimmerkin", config_values=values)
+    rope = load_target(str(folder), str(folder / "config.json")).features.rope
+    test = 'hf_config.layer_types[i] == "sliding_attention"'
+    assert rope.group == "compress"
+    assert rope.layer_groups == {"other": "main", "test": test}

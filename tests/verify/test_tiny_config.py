@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from codegen.errors import CodegenError
-from codegen.verify.tiny_config import SEQ_LEN, shrink, tiny_config
+from codegen.verify.tiny_config import MIN_ROTARY_DIMS, SEQ_LEN, shrink, tiny_config
 
 
 def test_sizes_shrink_and_grouped_heads_stay_grouped():
@@ -182,6 +182,23 @@ def test_an_absolute_rotary_dim_keeps_its_fraction_of_the_toy_head():
     assert toy["n_embd"] // toy["n_head"] == 24 and toy["rotary_dim"] == 6
     assert shrink({"rotary_dim": None}, keep_pattern=False)["rotary_dim"] is None
     assert tiny_config("gptj").rotary_dim == 6
+
+
+def test_a_small_rotary_fraction_still_turns_two_pairs():
+    """1/8 of a head rotates: the toy's head grows until that is at least MIN_ROTARY_DIMS (an
+    even count), in each rope group; one turned dim could not tell two bases apart."""
+    groups = {
+        "main": {"rope_theta": 1e4, "partial_rotary_factor": 0.125},
+        "compress": {"rope_theta": 1.6e5, "partial_rotary_factor": 0.125},
+    }
+    toy = shrink(
+        {"head_dim": 512, "qk_rope_head_dim": 64, "rope_parameters": groups},
+        keep_pattern=False,
+    )
+    assert toy["head_dim"] == 32 and "qk_rope_head_dim" not in toy  # the class derives it
+    assert shrink({"head_dim": 128, "partial_rotary_factor": 0.5}, False)["head_dim"] == 40
+    pytest.importorskip("transformers.models.deepseek_v4")
+    assert tiny_config("deepseek_v4").qk_rope_head_dim == MIN_ROTARY_DIMS
 
 
 def test_an_encoder_familys_causal_lm_is_built_as_a_decoder():
