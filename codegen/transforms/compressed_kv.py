@@ -5,14 +5,17 @@ On the layers of one config layer type, the attention builds a `Compressor`: eve
 by a softmax, in fp32, over a gate plus a learned bias per slot of the window, summed and
 normed), whose trailing rotary slice turns at the window's first position. The entries are
 appended to the keys (which are the values), and a query sees window `w` once it has passed
-the window's end: `w < (position + 1) // compress_rate`.
+the window's end: `w < (position + 1) // compress_rate` (the compressor's `seen`). The
+attention's float table of hidden keys gains the entries' columns, -inf where unseen.
 
 Where the analysed fact has a `sparse` kind (DeepSeek-V4's compressed sparse layers), the
-layers of that type build an `OverlapCompressor` in the same attribute, each entry pooling
-two windows (the previous window's first halves of the projections with its own second
-halves), and an `Indexer`: its own overlapping pooler at `index_head_dim` scored by query
-heads projected from the query latent (kept as `q_latent`), of which each query sees the
-`index_topk` best entries whose window it has passed.
+layers of that type build an `OverlapCompressor` in the same attribute: the `Compressor`
+with other slots (each entry pools two windows, the previous window's first halves of the
+projections with its own second halves), and an `Indexer`: its own overlapping pooler at
+`index_head_dim` scored by query heads projected from the query latent (kept as
+`q_latent`), of which each query sees the `index_topk` best entries whose window it has
+passed. There the indexer's picks are what a query sees; the compressor's `seen` is not
+worked out.
 """
 
 from __future__ import annotations
@@ -34,65 +37,58 @@ from codegen.transforms.indexed_attention import _AddLayerType
 
 COMPRESSOR = '''
 class Compressor(nn.Module):
-    """Pools each window of `compress_rate` consecutive tokens into one key/value entry: the
-    tokens' projections weighted by a softmax, taken in fp32, over their gate plus a learned
-    bias per slot of the window, summed over the window and normed. An entry turns as the
-    keys do, at its window's first position; tokens past the last whole window make no
-    entry."""
+    """Pools each window of `rate` consecutive tokens into one key/value entry: the tokens'
+    projections weighted by a softmax, taken in fp32, over their gate plus a learned bias
+    per slot of the window, summed over the window and normed. An entry turns as the keys
+    do, at its window's first position; tokens past the last whole window make no entry."""
 
-    def __init__(self, args: ModelArgs):
-        super().__init__()
-        self.rate = args.compress_rate
-        self.wkv = nn.Linear(args.dim, args.head_dim, bias=False)
-        self.wgate = nn.Linear(args.dim, args.head_dim, bias=False)
-        self.slot_bias = nn.Parameter(torch.zeros(self.rate, args.head_dim))
-        self.norm = NORM(args.head_dim, args.compress_norm_eps)
-
-    def forward(
-        self, x: torch.Tensor, positions: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """`rope`: the tables at positions 0, 1, ... (window w's entry turns at w * rate).
-        Returns the entries (batch, 1, windows, head_dim) and which of them each query sees
-        (batch or 1, 1, seq, windows): a window once the query's position has passed its
-        end."""
-        windows = x.shape[1] // self.rate
-        x = x[:, : windows * self.rate]
-        kv = self.wkv(x).unflatten(1, (windows, self.rate))
-        gate = self.wgate(x).unflatten(1, (windows, self.rate)) + self.slot_bias
-        weights = gate.softmax(dim=2, dtype=torch.float32).to(kv.dtype)
-        pooled = self.norm((kv * weights).sum(dim=2)).unsqueeze(1)
-        cos, sin = (t[:, : windows * self.rate : self.rate].to(pooled.dtype) for t in rope)
-        pooled = ROTATE
-        seen = torch.arange(windows, device=x.device) < (positions[..., None] + 1) // self.rate
-        return pooled, seen.unsqueeze(1)
-'''
-
-OVERLAP = '''
-class OverlapCompressor(nn.Module):
-    """Pools two windows of `rate` tokens into each key/value entry: window w's entry weighs,
-    by one softmax taken in fp32 over the gates plus a learned bias per slot, the first half
-    of each token's projection in window w - 1 with the second half in window w (window 0
-    has no previous one). The entries are normed and turn as the keys do, at their window's
-    first position; tokens past the last whole window make no entry."""
+    shares = 1  # entries each token's projection feeds, head_dim each: its window's
 
     def __init__(self, dim: int, head_dim: int, rate: int, eps: float):
         super().__init__()
         self.rate, self.head_dim = rate, head_dim
-        self.wkv = nn.Linear(dim, 2 * head_dim, bias=False)
-        self.wgate = nn.Linear(dim, 2 * head_dim, bias=False)
-        self.slot_bias = nn.Parameter(torch.zeros(rate, 2 * head_dim))
+        self.wkv = nn.Linear(dim, self.shares * head_dim, bias=False)
+        self.wgate = nn.Linear(dim, self.shares * head_dim, bias=False)
+        self.slot_bias = nn.Parameter(torch.zeros(rate, self.shares * head_dim))
         self.norm = NORM(head_dim, eps)
 
-    def forward(
-        self, x: torch.Tensor, positions: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """`rope`: the tables at positions 0, 1, ... Returns the entries (batch, 1, windows,
-        head_dim) and which of them each query could see (batch or 1, 1, seq, windows): a
-        window once the query's position has passed its end."""
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """`rope`: the tables at positions 0, 1, ... (window w's entry turns at w * rate).
+        Returns the entries (batch, 1, windows, head_dim)."""
         windows = x.shape[1] // self.rate
         x = x[:, : windows * self.rate]
         kv = self.wkv(x).unflatten(1, (windows, self.rate))
         gate = self.wgate(x).unflatten(1, (windows, self.rate)) + self.slot_bias
+        kv, gate = self.slots(kv, gate)
+        weights = gate.softmax(dim=2, dtype=torch.float32).to(kv.dtype)
+        pooled = self.norm((kv * weights).sum(dim=2)).unsqueeze(1)
+        cos, sin = (t[:, : windows * self.rate : self.rate].to(pooled.dtype) for t in rope)
+        pooled = ROTATE
+        return pooled
+
+    def slots(self, kv: torch.Tensor, gate: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The projections and gates each entry pools, (batch, windows, slots, head_dim):
+        the tokens of its window."""
+        return kv, gate
+
+    def seen(self, positions: torch.Tensor, windows: int) -> torch.Tensor:
+        """Which of the `windows` entries each query sees, (batch or 1, 1, seq, windows)
+        bool: a window once the query's position has passed its end."""
+        ends = torch.arange(windows, device=positions.device)
+        return (ends < (positions[..., None] + 1) // self.rate).unsqueeze(1)
+'''
+
+OVERLAP = '''
+class OverlapCompressor(Compressor):
+    """A compressor whose entries pool two windows each: window w's entry weighs, by one
+    softmax over the gates plus the slot biases, the first half of each token's projection
+    in window w - 1 with the second half in window w (window 0 has no previous one)."""
+
+    shares = 2  # the next window's entry (the first half) and its own window's
+
+    def slots(self, kv: torch.Tensor, gate: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The projections and gates each entry pools, (batch, windows, 2 * rate, head_dim):
+        the previous window's first halves, then its own window's second halves."""
         kv_prev, kv = kv.split(self.head_dim, dim=-1)  # to the next window's entry, its own
         gate_prev, gate = gate.split(self.head_dim, dim=-1)
         # the previous window's first halves; window 0's weigh nothing (a -inf gate)
@@ -100,13 +96,7 @@ class OverlapCompressor(nn.Module):
         gate_prev = torch.cat(
             [torch.full_like(gate_prev[:, :1], float("-inf")), gate_prev[:, :-1]], dim=1
         )
-        kv, gate = torch.cat([kv_prev, kv], dim=2), torch.cat([gate_prev, gate], dim=2)
-        weights = gate.softmax(dim=2, dtype=torch.float32).to(kv.dtype)
-        pooled = self.norm((kv * weights).sum(dim=2)).unsqueeze(1)
-        cos, sin = (t[:, : windows * self.rate : self.rate].to(pooled.dtype) for t in rope)
-        pooled = ROTATE
-        seen = torch.arange(windows, device=x.device) < (positions[..., None] + 1) // self.rate
-        return pooled, seen.unsqueeze(1)
+        return torch.cat([kv_prev, kv], dim=2), torch.cat([gate_prev, gate], dim=2)
 
 
 class Indexer(nn.Module):
@@ -137,7 +127,7 @@ class Indexer(nn.Module):
         """`rope`: the tables at the queries' positions. -> (batch, 1, seq, windows) bool:
         True at an entry the query attends to."""
         batch, seq, _ = x.shape
-        keys, _ = self.compressor(x, positions, window_rope)
+        keys = self.compressor(x, window_rope)
         cos, sin = rope
         q = self.wq_b(q_latent).view(batch, seq, -1, self.head_dim).transpose(1, 2)
         q = QROTATE.transpose(1, 2)
@@ -172,8 +162,13 @@ if args.layer_types[{layer}] == args.overlap_layer_type:
 self.indexer = Indexer(args) if args.layer_types[{layer}] == args.overlap_layer_type else None
 """
 
-PICK = """
-    if self.indexer is not None:  # of these, the entries the indexer picks
+# the entries each query sees: every window it has passed, or on the layers that build an
+# indexer, of these the ones it picks
+SEEN = "seen = self.compressor.seen(positions, pooled.shape[2])"
+PICK = f"""
+    if self.indexer is None:  # every window the query has passed
+        {SEEN}
+    else:  # of these, the entries the indexer picks
         seen = self.indexer(x, q_latent, positions, (cos, sin), window_rope)"""
 
 FIELDS = """
@@ -184,18 +179,24 @@ compress_rate: int = 1
 compress_norm_eps: float = 1e-6
 """
 
-BUILD = (
-    "self.compressor = Compressor(args) if args.layer_types[{layer}] =="
-    " args.compressed_layer_type else None"
+BUILD = """
+self.compressor = (
+    Compressor(args.dim, args.head_dim, args.compress_rate, args.compress_norm_eps)
+    if args.layer_types[{layer}] == args.compressed_layer_type
+    else None
 )
+"""
 
 EXTEND = """
 if self.compressor is not None:  # entries pooled from windows of tokens extend the keys
-    pooled, seen = self.compressor(x, positions, window_rope){pick}
+    pooled = self.compressor(x, window_rope){seen}
     k = v = torch.cat([k, pooled], dim=2)
-    unseen = torch.zeros(seen.shape, dtype={mask}.dtype, device=seen.device)
-    {mask} = torch.cat(
-        [{mask}.expand(*seen.shape[:-1], seq), unseen.masked_fill_(~seen, float("-inf"))], dim=-1
+    {mask} = torch.cat(  # -inf at an entry the query does not see, as at a hidden key
+        [
+            {mask}.expand(*seen.shape[:-1], seq),
+            {mask}.new_full(seen.shape, float("-inf")).masked_fill_(seen, 0.0),
+        ],
+        dim=-1,
     )
 """
 
@@ -253,7 +254,7 @@ class CompressedKv(Transform):
         for param in ("positions: torch.Tensor", tables):
             edits.add_param(package, "Attention", "forward", param)
             edits.hand_down(package, param)
-        extend = EXTEND.format(mask="hidden", pick=PICK if sparse else "")
+        extend = EXTEND.format(mask="hidden", seen=PICK if sparse else f"\n    {SEEN}")
         run(package, "model.py", InsertStatements("Attention", "forward", _gives_keys, extend))
         if sparse:
             _add_sparse(package, sparse, norm, attention, fp32, layer)

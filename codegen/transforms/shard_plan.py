@@ -33,9 +33,10 @@ class SyncShardPlan(Transform):
 
 
 class _Structure:
-    """Which attributes each class of model.py assigns (`self.<name> = ...`) and which of
-    the file's classes each attribute builds (`self.attention = Attention(args)`, also
-    inside `nn.ModuleList(TransformerBlock(...) for ...)`)."""
+    """Which attributes each class of model.py assigns (`self.<name> = ...`, its bases' of
+    the file included) and which of the file's classes each attribute builds
+    (`self.attention = Attention(args)`, also inside `nn.ModuleList(TransformerBlock(...)
+    for ...)`)."""
 
     def __init__(self, module: cst.Module, index=None):
         self.assigns: dict[str, set[str]] = {}
@@ -66,7 +67,26 @@ class _Structure:
                         self.builds.setdefault((cls.name.value, t.attr.value), set()).update(called)
                         if m.matches(node.value, _MODULE_LIST):
                             self.listed.add((cls.name.value, t.attr.value))
+        bases = {
+            cls.name.value: [b.value.value for b in cls.bases if m.matches(b.value, m.Name())]
+            for cls in classes
+        }
+        for cls in classes:
+            self._inherit(cls.name.value, bases, local)
         self.root = "Model" if "Model" in local else None
+
+    def _inherit(self, name: str, bases: dict[str, list[str]], local: set[str]) -> None:
+        """`name` also assigns what its bases of this file assign (`class OverlapCompressor(
+        Compressor)` builds the Compressor's parts), theirs first gathered from their bases."""
+        for base in bases.get(name, ()):
+            if base not in local or base == name:
+                continue
+            self._inherit(base, {**bases, name: []}, local)  # no cycle back to `name`
+            self.assigns[name] |= self.assigns[base]
+            for (owner, attr), built in list(self.builds.items()):
+                if owner == base:
+                    self.builds.setdefault((name, attr), set()).update(built)
+            self.listed |= {(name, attr) for owner, attr in self.listed if owner == base}
 
     def live(self, pattern: str) -> bool:
         """Every named segment is assigned by a class the path can reach from the root

@@ -43,13 +43,20 @@ def test_reference_qwen3_before_and_after():
     files = package.render()
     model = files["model.py"]
     assert model.index("class Compressor(nn.Module):") < model.index("class Attention")
-    assert "self.norm = RMSNorm(args.head_dim, args.compress_norm_eps)" in model
+    assert "self.norm = RMSNorm(head_dim, eps)" in model
     assert "pooled = apply_rotary(pooled.float(), cos, sin).to(pooled.dtype)" in model
+    build = "Compressor(args.dim, args.head_dim, args.compress_rate, args.compress_norm_eps)\n"
     assert (
-        "Compressor(args) if args.layer_types[layer_id] == args.compressed_layer_type else None"
+        f"            {build}"
+        "            if args.layer_types[layer_id] == args.compressed_layer_type\n"
+        "            else None\n"
     ) in model
-    assert "pooled, seen = self.compressor(x, positions, window_rope)" in model
+    assert "pooled = self.compressor(x, window_rope)" in model
+    assert "seen = self.compressor.seen(positions, pooled.shape[2])" in model
     assert "k = v = torch.cat([k, pooled], dim=2)" in model
+    # the entries' float table is written once, straight into its place beside the keys'
+    assert 'hidden.new_full(seen.shape, float("-inf")).masked_fill_(seen, 0.0)' in model
+    assert "unseen" not in model and "~seen" not in model
     # the entries join after the keys became the values, before the heads are repeated
     attention = model[model.index("class Attention") :]
     assert attention.index("v = k") < attention.index("self.compressor(x")
@@ -98,13 +105,18 @@ def test_keys_apart_from_the_values_are_an_error():
         CompressedKv().apply(package, FEATURES, pooled=POOLED)
 
 
-def _compressor(rate: int, dim: int):
+def _classes(sparse: bool = False) -> dict:
+    """The compressor classes as written (with the indexer where `sparse`), their entries'
+    norm and rotation left out."""
     namespace = {"torch": torch, "nn": torch.nn, "ModelArgs": object}
-    code = COMPRESSOR.replace("NORM", "Unit").replace("ROTATE", "pooled")
+    code = COMPRESSOR + (OVERLAP.replace("QROTATE", "q") if sparse else "")
     namespace["Unit"] = lambda *sizes: torch.nn.Identity()  # the entries' norm left out
-    exec(code, namespace)
-    args = SimpleNamespace(compress_rate=rate, dim=dim, head_dim=dim, compress_norm_eps=1e-6)
-    return namespace["Compressor"](args)
+    exec(code.replace("NORM", "Unit").replace("ROTATE", "pooled"), namespace)
+    return namespace
+
+
+def _compressor(rate: int, dim: int):
+    return _classes()["Compressor"](dim, dim, rate, 1e-6)
 
 
 def test_windows_pool_by_a_softmax_over_the_gate_and_slot_bias():
@@ -114,7 +126,8 @@ def test_windows_pool_by_a_softmax_over_the_gate_and_slot_bias():
     x = torch.randn(2, 7, 4)  # two whole windows; the 7th token makes none
     positions = torch.arange(7)[None] + 1
     tables = (torch.ones(1, 7, 4), torch.zeros(1, 7, 4))
-    pooled, seen = compressor(x, positions, tables)
+    pooled = compressor(x, tables)
+    seen = compressor.seen(positions, pooled.shape[2])
     assert pooled.shape == (2, 1, 2, 4)
     for w in range(2):
         window = x[:, 3 * w : 3 * w + 3]
@@ -181,6 +194,16 @@ def test_sparse_kind_before_and_after():
     picks = "seen = self.indexer(x, q_latent, positions, (cos, sin), window_rope)"
     assert attention.index("self.compressor(x") < attention.index(picks)
     assert attention.index(picks) < attention.index("torch.cat([k, pooled]")
+    # the compressor's own visibility is worked out only where no indexer picks
+    passed = "            if self.indexer is None:  # every window the query has passed\n"
+    seen = "seen = self.compressor.seen(positions, pooled.shape[2])\n"
+    assert f"{passed}                {seen}" in model
+    assert model.count("seen(positions") == 1
+    # the overlapping compressor is the pooling one with its own slots: written once
+    assert "class OverlapCompressor(Compressor):" in model
+    assert model.count("windows = x.shape[1] // self.rate") == 1
+    assert model.count(".softmax(dim=2, dtype=torch.float32)") == 1
+    assert "keys = self.compressor(x, window_rope)" in model
     assert "{self.args.compressed_layer_type, self.args.overlap_layer_type}" in model
     assert '("sliding_attention", "pooled_attention", "sifted_attention")' in model
     args = files["args.py"]
@@ -210,16 +233,11 @@ def test_sparse_kind_needs_a_query_latent():
 
 def test_overlapping_windows_pool_the_previous_first_halves_with_their_own_second():
     torch.manual_seed(0)
-    namespace = {"torch": torch, "nn": torch.nn, "ModelArgs": object}
-    namespace["Unit"] = lambda *sizes: torch.nn.Identity()  # the entries' norm left out
-    exec(
-        OVERLAP.replace("QROTATE", "q").replace("NORM", "Unit").replace("ROTATE", "pooled"),
-        namespace,
-    )
-    compressor = namespace["OverlapCompressor"](4, 3, 2, 1e-6)
+    compressor = _classes(sparse=True)["OverlapCompressor"](4, 3, 2, 1e-6)
     torch.nn.init.normal_(compressor.slot_bias)
     x = torch.randn(1, 7, 4)  # three whole windows of 2
-    pooled, seen = compressor(x, torch.arange(7)[None], (torch.ones(1, 7, 2), torch.zeros(1, 7, 2)))
+    pooled = compressor(x, (torch.ones(1, 7, 2), torch.zeros(1, 7, 2)))
+    seen = compressor.seen(torch.arange(7)[None], pooled.shape[2])
     assert pooled.shape == (1, 1, 3, 3)
     kv, gate = compressor.wkv(x[:, :6]), compressor.wgate(x[:, :6])
     gate = gate + compressor.slot_bias.repeat(3, 1)

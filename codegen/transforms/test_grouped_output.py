@@ -54,6 +54,42 @@ def test_grouped_linear_projects_each_group_by_its_own_block():
     torch.testing.assert_close(layer(x), expected)
 
 
+def test_grouped_linear_makes_one_output_sized_tensor_and_keeps_its_gradients():
+    """The groups' blocks are written into one output: no op makes a second tensor of the
+    output's size (a batched product then its reordered copy), and the gradients stay
+    those of the block-diagonal product."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    namespace = {"torch": torch, "nn": torch.nn}
+    exec(GROUPED_LINEAR, namespace)
+    torch.manual_seed(0)
+    layer = namespace["GroupedLinear"](5, 4, 6)  # 4 groups of 5 features -> 4 x 6
+    x = torch.randn(2, 3, 20, requires_grad=True)
+
+    class Storages(TorchDispatchMode):
+        made: dict[int, int] = {}  # the bytes of each storage an op's output lies in
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if isinstance(out, torch.Tensor):
+                storage = out.untyped_storage()
+                self.made[storage.data_ptr()] = storage.nbytes()
+            return out
+
+    with Storages():
+        y = layer(x)
+    sizes = list(Storages.made.values())
+    assert sizes.count(y.untyped_storage().nbytes()) == 1, sizes
+    blocks = layer.weight.view(4, 6, 5)
+    expected = torch.einsum("...gi,gri->...gr", x.unflatten(-1, (4, 5)), blocks).flatten(-2)
+    torch.testing.assert_close(y, expected)
+    grad = torch.randn_like(y)
+    got = torch.autograd.grad(y, (x, layer.weight), grad)
+    want = torch.autograd.grad(expected, (x, layer.weight), grad)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b)
+
+
 def test_no_output_projection_row_is_an_error():
     adapter = 'class StateDictAdapter:\n    from_hf_map = {"model.norm.weight": "norm.weight"}\n'
     package = reference_with_adapter(adapter)

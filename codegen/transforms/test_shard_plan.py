@@ -214,3 +214,20 @@ OPTIONAL: frozenset[str] = frozenset()
     SyncShardPlan().apply(package)
     after, _ = _tables(package)
     assert after == {"layers.*.attention.q_clip.scale": "head_param"}
+
+
+def test_a_subclass_builds_the_parts_its_base_assigns():
+    """An attribute built by a subclass of a class in model.py keeps the entries of the
+    parts the base class assigns (the subclass assigns none of its own)."""
+    from codegen.scaffold.source import parse_source
+
+    package = SourcePackage.from_directory(references_dir() / "llama")
+    before, _ = _tables(package)
+    assert before["layers.*.attention.wq"] == "colwise"
+    code = package.render()["model.py"]
+    code = code.replace("self.attention = Attention(args)", "self.attention = Narrow(args)")
+    code += '\n\nclass Narrow(Attention):\n    """The attention, as it is."""\n'
+    package.files["model.py"] = parse_source(code)
+    SyncShardPlan().apply(package)
+    after, _ = _tables(package)
+    assert after == before

@@ -32,6 +32,7 @@ SLIDING, POOLED, SPARSE = (
     "compressed_sparse_attention",
 )
 PICK = "seen = self.indexer(x, q_latent, positions, (cos, sin), window_rope)"
+PASSED = "seen = self.compressor.seen(positions, pooled.shape[2])"
 HALVES = "kv_prev, kv = kv.split(self.head_dim, dim=-1)"
 QTURN = "q = apply_rotary_interleaved(q.float(), cos, sin).to(q.dtype).transpose(1, 2)"
 
@@ -79,7 +80,7 @@ def test_shard_plan_under_tp2(folder, built):
 @pytest.mark.parametrize(
     "old, new",
     [
-        (PICK, "pass"),  # every entry the query has passed seen, not the indexer's picks
+        (PICK, PASSED),  # every entry the query has passed seen, not the indexer's picks
         (HALVES, "kv, kv_prev = kv.split(self.head_dim, dim=-1)"),  # halves swapped
         (QTURN, "q = q.transpose(1, 2)"),  # the indexer's queries not turned
     ],
