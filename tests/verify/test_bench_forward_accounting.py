@@ -323,3 +323,27 @@ def test_a_rotary_slice_gets_a_head_of_its_own_size(model_type):
         assert config.head_dim == config.qk_rope_head_dim
     else:
         assert config.head_dim == bench_forward.BENCH_SIZES["head_dim"]
+
+
+def test_logits_apart_from_hfs_at_the_benchmark_size_are_listed(args, monkeypatch, capsys):
+    import torch
+
+    hf = torch.tensor([[[2.0, -4.0], [1.0, 0.5]]])
+    assert bench_forward.logit_divergence(hf.clone(), hf) == (0.0, 0.0)
+    drift, apart = bench_forward.logit_divergence(hf + torch.tensor([[0.0, 0.4], [0.0, 0.0]]), hf)
+    assert drift == pytest.approx(0.1) and apart == 0.5  # 0.4 of the largest |logit|, 4.0
+    works = {
+        "drifts": {"house": SAME_WORK, "hf": SAME_WORK, "logit_diff": 0.1, "tokens_apart": 0.5},
+        "flips": {"house": SAME_WORK, "hf": SAME_WORK, "logit_diff": 0.1, "tokens_apart": 0.001},
+        "same": {"house": SAME_WORK, "hf": SAME_WORK, "logit_diff": 0.0, "tokens_apart": 0.0},
+    }
+    monkeypatch.setattr(bench_forward, "time_pair", lambda name: (0.9, 1.0, 1.0, works[name]))
+    monkeypatch.setattr(bench_forward, "peak_memory", lambda name, which: 10.0)
+    rows, missed = bench_forward.measure(list(works))
+    bench_forward.report(rows, missed, 3)
+    out = capsys.readouterr().out
+    # a share of the tokens apart diverges; one isolated token (a top-k tie) is named apart
+    assert "2/3 packages give HF's logits at the benchmark size" in out
+    assert "1 with isolated tokens apart: flips)" in out
+    assert "over: drifts time 0.900" in out and "(50.00% of tokens apart)" in out
+    assert "over: same" not in out
