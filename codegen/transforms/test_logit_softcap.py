@@ -20,7 +20,12 @@ def test_logits_are_capped_with_the_mapped_field():
         "        cap = self.args.final_logit_softcapping\n"
         "        if cap is None:  # the config switches the cap off\n"
         "            return logits\n"
-        "        logits = (logits / cap).tanh_()  # in place: two logit-sized tensors at most\n"
+        "        # with nothing recording the ops the cap runs in place: one logit-sized tensor\n"
+        "        if not logits.requires_grad:\n"
+        "            return logits.div_(cap).tanh_().mul_(cap)\n"
+        "        # tanh's backward reads its output, so the scale is out of place: two logit-sized "
+        "tensors\n"
+        "        logits = (logits / cap).tanh_()\n"
         "        return logits * cap\n"
     )
     assert (
@@ -56,6 +61,7 @@ def test_an_upcast_before_the_cap_is_kept(tmp_path):
     LogitSoftcap().apply(package, features)
     model = package.render()["model.py"]
     assert "logits = (logits.float() / cap).tanh_()" in model
+    assert "return logits.float().div_(cap).tanh_().mul_(cap)" in model
 
 
 def test_reads_a_cap_module_of_the_causal_lm(tmp_path):
