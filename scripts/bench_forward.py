@@ -19,8 +19,10 @@ model in a child of a fork server that has imported torch and transformers and r
 (as fresh as a new process, without importing again), so the two peaks cannot mask each
 other (with glibc's mmap threshold pinned, so freed tensors leave the resident set). Each
 child builds and keeps both models, so the two differ only in the forward they run (what a
-freed model leaves in the heap would otherwise count against the other). It is
-deterministic and needs no noise band. A ratio <= 1.0 means the house model is no worse.
+freed model leaves in the heap would otherwise count against the other). Nothing else
+runs beside it, so it needs no noise band, though it moves by up to about 1.5% between runs
+(the heap a build leaves is not always the same: gemma4_text's package peaked at 161-165
+MiB). A ratio <= 1.0 means the house model is no worse.
 
 Work is counted as well as timed (`forward_work`): the matmul and attention FLOPs of one
 forward (torch's flop counter) and the bytes written by every op that makes or fills a tensor.
