@@ -17,8 +17,12 @@ are distinguishable from 1.0.
 Peak memory is the growth of the process's RSS high-water mark during one forward, each
 model in a child of a fork server that has imported torch and transformers and run nothing
 (as fresh as a new process, without importing again), so the two peaks cannot mask each
-other (with glibc's mmap threshold pinned, so freed tensors leave the resident set); it is
-deterministic and needs no noise band. A ratio <= 1.0 means the house model is no worse.
+other (with glibc's mmap threshold pinned, so freed tensors leave the resident set). Each
+child builds and keeps both models, so the two differ only in the forward they run (what a
+freed model leaves in the heap would otherwise count against the other). Nothing else
+runs beside it, so it needs no noise band, though it moves by up to about 1.5% between runs
+(the heap a build leaves is not always the same: gemma4_text's package peaked at 161-165
+MiB). A ratio <= 1.0 means the house model is no worse.
 
 Work is counted as well as timed (`forward_work`): the matmul and attention FLOPs of one
 forward (torch's flop counter) and the bytes written by every op that makes or fills a tensor.
@@ -399,6 +403,14 @@ def peak_memory_child(args: argparse.Namespace, name: str, which: str, conn) -> 
     ran nothing), so it starts as a fresh process would, without paying the imports again.
     Linux lets a process reset its RSS high-water mark (/proc/self/clear_refs, "5"), so the
     peak is measured from just before the forward, after freed heap is returned to the OS.
+
+    Both children build both models and keep both alive, so their heaps are the same up to the
+    forward, which alone differs. Freeing the unmeasured model would leave its small objects'
+    chunks as holes in the heap, and the forward's small allocations land in them, touching
+    pages the allocator then keeps: measured on gemma4_text, freeing the HF model left 12 MiB
+    of free heap chunks behind the package's forward, freeing the package 4-7 MiB behind HF's,
+    and the same HF forward peaked 4 MiB higher with an extra HF model freed before it. The
+    peak followed which model had been freed, not the forward measured.
     """
     import ctypes
     import gc
@@ -413,7 +425,6 @@ def peak_memory_child(args: argparse.Namespace, name: str, which: str, conn) -> 
     try:
         house_model, hf_model, tokens = build(name, ARGS.seq)
         model, fn = (house_model, run_house) if which == "house" else (hf_model, run_hf)
-        del house_model, hf_model  # `model` keeps the one measured alive
         gc.collect()
         ctypes.CDLL("libc.so.6").malloc_trim(0)
         with open("/proc/self/clear_refs", "w") as clear:

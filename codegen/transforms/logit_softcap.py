@@ -16,7 +16,11 @@ logits = {logits}
 cap = self.args.{field}
 if cap is None:  # the config switches the cap off
     return logits
-logits = ({divided} / cap).tanh_()  # in place: two logit-sized tensors at most
+# with nothing recording the ops the cap runs in place: one logit-sized tensor
+if not logits.requires_grad:
+    return {divided}.div_(cap).tanh_().mul_(cap)
+# tanh's backward reads its output, so the scale is out of place: two logit-sized tensors
+logits = ({divided} / cap).tanh_()
 return logits * cap
 """
 # the source upcasts the logits first (`logits.float() / cap`): the cap runs in fp32
