@@ -186,16 +186,10 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     HF's x * cos + rotate_half(x) * sin, half by half (the same products and sums, bit for
     bit, without writing rotate_half's negated copy). With partial rotary (rotary_dim <
     head_dim) only the leading dims turn; the rest pass.
-
-    The result is written in (batch, seq, heads) order, the projection's: x is its view with
-    the heads moved forward, so attention gets q in that order and returns its output in it
-    too, and joining the heads after attention is a view, not a copy per layer.
     """
-    x = x.transpose(1, 2)
-    cos, sin = cos.unsqueeze(2).to(x.dtype), sin.unsqueeze(2).to(x.dtype)
+    cos, sin = cos.unsqueeze(1).to(x.dtype), sin.unsqueeze(1).to(x.dtype)
     half = cos.shape[-1] // 2
     x1, x2, passed = x[..., :half], x[..., half : 2 * half], x[..., 2 * half :]
     cos1, cos2 = cos.chunk(2, dim=-1)
     sin1, sin2 = sin.chunk(2, dim=-1)
-    turned = torch.cat((x1 * cos1 - x2 * sin1, x2 * cos2 + x1 * sin2, passed), dim=-1)
-    return turned.transpose(1, 2)
+    return torch.cat((x1 * cos1 - x2 * sin1, x2 * cos2 + x1 * sin2, passed), dim=-1)

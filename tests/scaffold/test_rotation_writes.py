@@ -64,22 +64,6 @@ def test_the_shared_rotation_is_hfs_bit_for_bit_and_writes_its_result_four_times
     assert written.bytes <= 3 * turned_bytes + x.numel() * x.element_size()
 
 
-def test_the_shared_rotation_keeps_the_projections_order_so_joining_heads_is_a_view():
-    """q/k arrive as the projection's (batch, seq, heads, head_dim) output with the heads
-    moved forward; the rotation used to return them contiguous in (batch, heads, seq), so
-    attention's output came back in that order and joining its heads for the output
-    projection copied it in every layer (a copy HF's attention does not make)."""
-    torch.manual_seed(0)
-    projected = torch.randn(2, 7, 3, 16)  # (batch, seq, heads, head_dim)
-    cos, sin = _tables(7, 16)
-    q = apply_rotary(projected.transpose(1, 2), cos, sin)
-    assert q.shape == (2, 3, 7, 16)
-    out = torch.nn.functional.scaled_dot_product_attention(q, q, q, is_causal=True)
-    joined = out.transpose(1, 2)
-    assert joined.is_contiguous()  # reshape(batch, seq, -1) is then a view
-    assert joined.reshape(2, 7, -1).data_ptr() == out.data_ptr()
-
-
 def _interleaved():
     path = references_dir() / "deepseek_v3" / "rope.py"
     spec = importlib.util.spec_from_file_location("deepseek_v3_rope", path)
