@@ -421,10 +421,11 @@ MIN_ROTARY_DIMS = 4
 
 def _rotate_enough(toy: dict[str, Any]) -> None:
     """A head that rotates a fraction of itself (`partial_rotary_factor`, top-level or in a
-    rope_parameters group) rotates at least MIN_ROTARY_DIMS, an even count, in the toy:
-    DeepSeek-V4's 1/8 of an 8-wide head turned one dim, and the oracle could not tell its two
-    rope groups apart. The head grows to the next width that does; a rotary width the class
-    derives from the head (`qk_rope_head_dim` without a key latent) is left to it."""
+    rope_parameters group) rotates at least MIN_ROTARY_DIMS in the toy: DeepSeek-V4's 1/8 of
+    an 8-wide head turned one dim, and the oracle could not tell its two rope groups apart.
+    Where it falls short, the head grows to the next width that rotates an even count of at
+    least that many; a rotary width the class derives from the head (`qk_rope_head_dim`
+    without a key latent) is left to it."""
     head = toy.get("head_dim")
     if not isinstance(head, int) or "kv_lora_rank" in toy:
         return
