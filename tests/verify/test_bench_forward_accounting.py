@@ -347,3 +347,33 @@ def test_logits_apart_from_hfs_at_the_benchmark_size_are_listed(args, monkeypatc
     assert "1 with isolated tokens apart: flips)" in out
     assert "over: drifts time 0.900" in out and "(50.00% of tokens apart)" in out
     assert "over: same" not in out
+
+
+def _fake_clock_slots(monkeypatch, house_s: float, hf_s: float):
+    """Three slots whose forwards advance a fake CPU clock by a fixed time each."""
+    clock = [0.0]
+    monkeypatch.setattr(bench_forward.time, "process_time", lambda: clock[0])
+
+    def spending(seconds):
+        def forward(model, tokens):
+            clock[0] += seconds
+
+        return forward
+
+    return [
+        ("house", None, spending(house_s)),
+        ("hf", None, spending(hf_s)),
+        ("hf_again", None, spending(hf_s)),
+    ]
+
+
+@pytest.mark.parametrize(("house_s", "rounds"), [(0.9, 5), (1.1, 15)])
+def test_only_a_slower_house_side_gets_the_confirming_rounds_and_every_slot_gets_them(
+    args, monkeypatch, house_s, rounds
+):
+    args.repeat, args.confirm = 5, 10
+    timings = {"house": [], "hf": [], "hf_again": []}
+    bench_forward.timed_rounds(_fake_clock_slots(monkeypatch, house_s, 1.0), None, timings)
+    assert {label: len(times) for label, times in timings.items()} == dict.fromkeys(timings, rounds)
+    # a package truly slower than HF stays slower: the extension sharpens, it does not retry
+    assert min(timings["house"]) / min(timings["hf"]) == pytest.approx(house_s)
