@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from codegen.transforms import _attention_edits as edits
 from codegen.transforms import _moe_edits as moe_edits
-from codegen.transforms._ffn_edits import SetClassDocstring
+from codegen.transforms._ffn_edits import SetClassDocstring, set_field_comment
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import (
     EditDict,
@@ -86,6 +86,9 @@ DOCSTRING = """Mixture of attention heads: a router picks top_k experts per toke
 _SDPA = "F.scaled_dot_product_attention"
 
 
+KV_HEADS_COMMENT = "also each picked expert's query heads (top_k * n_kv_heads per token)"
+
+
 class RoutedAttention(Transform):
     """`Attention` becomes a mixture of attention heads: a router picks top_k experts per token
     (softmax over the k picked logits, in fp32), each expert's stacked query projection gives
@@ -132,6 +135,8 @@ class RoutedAttention(Transform):
             if not edits.method_uses(package, "Attention", "forward", count):
                 run(package, "model.py", ReplaceStatements(*init, assigns(f"self.{count}"), ""))
         run(package, "model.py", SetClassDocstring("Attention", lambda old: DOCSTRING))
+        # no query head count of its own: a token has as many query heads per picked expert
+        set_field_comment(package, "n_kv_heads", KV_HEADS_COMMENT)
         edits.insert_definition(package, "model.py", EXPERT_LINEAR, before="Attention")
         self._rows(package, routed)
 

@@ -51,6 +51,10 @@ def test_after_experts_own_query_and_output_projections():
     router = '"model.layers.{}.self_attn.experts.router.layer.weight": (\n'
     assert router + '"layers.{}.attention.router.weight"\n),' in adapter.replace("    ", "")
     assert "q_proj" not in adapter and "o_proj" not in adapter
+    # the head-count comment no longer speaks of GQA's query heads per key/value head
+    assert "each shared by n_heads" in _qwen3_moe().render()["args.py"]
+    comment = "n_kv_heads: int = 4  # also each picked expert's query heads (top_k * n_kv_heads"
+    assert comment in files["args.py"] and "n_heads //" not in files["args.py"]
 
 
 def test_without_a_bias_the_merged_output_is_returned():
