@@ -17,7 +17,12 @@ attention holds a module of another class than the first's realised residual con
   divided by an expression over the kernel (`residual_convs._divisor`);
 * in the attention's forward: the module called on the output of a projection and, second,
   on that projection's own input; the config field of its kernel as `attention.kv_convs`
-  reads it (at the call building it).
+  reads it (at the call building it);
+* its groups are the attention's key/value heads: the projection's features are spelt
+  `<kv heads> * <head size>` in `__init__` (the head size the factor the query projection's
+  features share), an argument of the call building the module restates over the config as
+  that kv-heads factor does, and both count the groups on the analysed layer (a package
+  builds one set of taps per key/value head: groups counted otherwise would be another model).
 
 The fact is `{"convs": ((<attribute>, <projection attribute>), ...), "static": <parameter
 attribute>, "proj": <linear attribute>, "layout", "kernel", "kernel_field", "groups",
@@ -26,17 +31,22 @@ attribute>, "proj": <linear attribute>, "layout", "kernel", "kernel_field", "gro
 
 from __future__ import annotations
 
+import libcst as cst
+
+from codegen.analyze.attention_shapes import _factors, _init_assignments, _linear_size
 from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import Term
 from codegen.analyze.evaluate import ModuleRec, ParamRec
+from codegen.analyze.layer_rule import restate_init
 from codegen.analyze.residual_convs import _computes_in_fp32, _divisor, _kernel_field
 
 FEATURE = "attention.layer_kv_convs"
 
 
-def read(ctx: Ctx, first, other, kv_convs: dict | None) -> dict | None:
-    """The fact (see the module's doc) for the attention `other` (AttnInfo) against `first`,
-    whose residual convolutions are `kv_convs` (the analysed `attention.kv_convs`)."""
+def read(ctx: Ctx, first, other, kv_convs: dict | None, layers=()) -> dict | None:
+    """The fact (see the module's doc) for the attention `other` (AttnInfo, on `layers`)
+    against `first`, whose residual convolutions are `kv_convs` (the analysed
+    `attention.kv_convs`)."""
     if not kv_convs:
         return None
     realised = dict(kv_convs["convs"])
@@ -56,6 +66,8 @@ def read(ctx: Ctx, first, other, kv_convs: dict | None) -> dict | None:
         shape = _shape(ctx, child)
         call = [t for t in calls if t.op == "call" and t.module is child]
         if shape is None or len(call) != 1 or not _reads_projection_input(call[0], realised[name]):
+            return None
+        if not _groups_are_kv_heads(ctx, other, name, realised[name], shape["groups"], layers):
             return None
         field = _kernel_field(ctx, other.rec, child, shape["kernel"], name)
         if field is None:
@@ -120,6 +132,36 @@ def _shape(ctx: Ctx, rec: ModuleRec) -> dict | None:
         "divisor": divisor,
         "fp32": _computes_in_fp32(ctx, rec),
     }
+
+
+def _groups_are_kv_heads(ctx: Ctx, attn, name: str, projection: str, groups: int, layers) -> bool:
+    """Whether the filter `name`'s groups are the key/value heads of the attention `attn`
+    (AttnInfo): the projection's features `a * b` in `__init__`, the head size the factor
+    the query projection's features share (restated alike), the other the kv heads; an
+    argument of the call building the filter restated as that kv-heads factor, whose value
+    on the analysed layer is `groups`."""
+    rec = attn.rec
+    names = {id(child): key for key, child in rec.attrs.items()}
+    query = names.get(id(attn.q_lins[0].module)) if attn.q_lins else None
+    assigned = _init_assignments(ctx, rec)
+    build = assigned.get(name)
+    k = _factors(_linear_size(assigned.get(projection), 1, "out_features"))
+    q = _factors(_linear_size(assigned.get(query), 1, "out_features"))
+    if not isinstance(build, cst.Call) or k is None or q is None or not layers:
+        return False
+    built = [(layers[0], rec)]
+    restated = [restate_init(ctx, rec, side, built) for side in (*k, *q)]
+    if None in restated:
+        return False
+    texts = [text for text, _ in restated]
+    shared = [n for n in (0, 1) if texts[n] in texts[2:]]
+    if len(shared) != 1:
+        return False  # no head size the queries share, or both factors spelt as theirs
+    kv_text, kv_values = restated[1 - shared[0]]
+    if kv_values[0] != groups:
+        return False
+    arguments = [restate_init(ctx, rec, arg.value, built) for arg in build.args]
+    return any(found is not None and found[0] == kv_text for found in arguments)
 
 
 def _int_arg(rec: ModuleRec, name: str, position: int) -> int | None:

@@ -57,7 +57,7 @@ def read(
     compared (each filter's own operations one step)."""
     if sorted(layers) != sorted(full):
         return None, None, None, "on other layers than the full-attention ones"
-    convs = dynamic_convs.read(ctx, first, other, kv_convs)
+    convs = dynamic_convs.read(ctx, first, other, kv_convs, layers)
     ours, ran = _collapsed(first.trace.terms, _node(first.rec), _scopes(first.rec, convs))
     theirs, runs = _collapsed(other.trace.terms, _node(other.rec), _scopes(other.rec, convs))
     extra = [t for t in theirs if _scaled_product(t)]

@@ -4,8 +4,10 @@ HF's router looks its score function up by name (`ACT2FN[config.scoring_func]`),
 field is a switch no `if` shows: each value computes another model. The package reads it:
 every router score site (`scores = <logits>.sigmoid()` or `F.softplus(<logits>).sqrt()`, as
 the router rules wrote them, in the Gate, the MoE's `route` or the table-routed gate)
-becomes `router_scores(<logits>, self.scoring_func)`, which computes either; `from_hf_config`
-refuses any other value in one line.
+becomes `router_scores(<logits>, self.scoring_func)`, which looks the activation up in a
+table of the ones the package's tables write (`SCORES`: the feed-forward's activations and
+sqrt(softplus), but those zero over a range of logits); `from_hf_config` refuses any other
+value in one line.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from codegen.transforms import _moe_edits as moe_edits
-from codegen.transforms._ffn_edits import SetClassDocstring
+from codegen.transforms._ffn_edits import ACTIVATIONS, SetClassDocstring
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import (
     EditError,
@@ -26,40 +28,53 @@ from codegen.transforms.edits import (
     expression,
     run,
 )
+from codegen.transforms.score_activation import ACTIVATIONS as SCORE_ACTIVATIONS
 from codegen.transforms.score_activation import _Reword
 
-# the score of one logit each value of the switch names: HF's ACT2FN key -> its code
-SCORES = {"sigmoid": "{x}.sigmoid()", "sqrtsoftplus": "F.softplus({x}).sqrt()"}
+# activations exactly zero over a range of logits: a token whose k picks all score zero is
+# renormalised 0 / 0 by the package's router, to zero weights by HF's (which adds 1e-20 to
+# the sum), so these stay refused
+ZERO_ON_A_RANGE = frozenset({"relu", "relu2", "relu6"})
+# the score of one logit `x` each value of the switch names, HF's ACT2FN key -> its code: the
+# activations the package's tables write (the feed-forward's, the router's sqrt(softplus))
+SCORES = {
+    **{name: code.format("x") for name, code in ACTIVATIONS.items() if name not in ZERO_ON_A_RANGE},
+    **{name: code.format(x="x") for name, code in SCORE_ACTIVATIONS.items()},
+}
 # where the router rules write the scores: (class, method)
 SITES = (("Gate", "forward"), ("MoE", "route"), ("TableGate", "forward"))
 
-FUNCTION = '''
+FUNCTION = """
+# the router's score of one logit by the activation's name in HF (scoring_func)
+ROUTER_SCORES = {{
+{table}
+}}
+
+
 def router_scores(logits: torch.Tensor, scoring_func: str) -> torch.Tensor:
-    """Each expert's score from its own logit: the sigmoid, or sqrt(softplus(logits))
-    where `scoring_func` is "sqrtsoftplus"."""
-    if scoring_func == "sqrtsoftplus":
-        return F.softplus(logits).sqrt()
-    return logits.sigmoid()
-'''
+    \"\"\"Each expert's score from its own logit, by the activation `scoring_func` names.\"\"\"
+    return ROUTER_SCORES[scoring_func](logits)
+"""
 FIELD = """
-# the router's score of a logit, HF's scoring_func: "sigmoid" or "sqrtsoftplus"
-# (sqrt(softplus(logit)))
+# the router's score of a logit, HF's scoring_func: an activation model.ROUTER_SCORES
+# names (sigmoid, sqrtsoftplus: sqrt(softplus(logit)), ...)
 scoring_func: str = "{default}"
 """
 REFUSE = """
-if hf_config.{field} not in ("sigmoid", "sqrtsoftplus"):
+score_functions = {keys}  # the activations model.ROUTER_SCORES holds
+if hf_config.{field} not in score_functions:
     raise NotImplementedError(
         f"{{type(hf_config).__name__}}.{field}={{hf_config.{field}!r}}"
-        " is not supported (expected 'sigmoid' or 'sqrtsoftplus')"
+        f" is not supported (expected one of {{score_functions}})"
     )
 """
-DOC = "sigmoid or sqrt(softplus) scores (scoring_func)"
+DOC = "scores by the activation scoring_func names"
 
 
 class ScoreSwitch(Transform):
     """The router scores by `args.scoring_func`, which `from_hf_config` reads from the
-    config's `field` (the analysed `moe.score_field`): "sigmoid" or "sqrtsoftplus", any other
-    value refused in one line. The default is the activation the router computed before
+    config's `field` (the analysed `moe.score_field`): any key of `SCORES`, any other value
+    refused in one line. The default is the activation the router computed before
     (the configured one, as the router rules wrote it); the correction bias, the pick, the
     renormalisation and the scaling stay as they were."""
 
@@ -84,11 +99,16 @@ class ScoreSwitch(Transform):
                 run(package, "model.py", SetClassDocstring("Gate", _docstring))
         if len(found) != 1:
             raise EditError(f"score_switch: the router scores by {sorted(found) or 'nothing'}")
-        moe_edits.insert_before_class(package, "model.py", _first_site(package), FUNCTION)
+        table = "\n".join(f'    "{name}": lambda x: {code},' for name, code in SCORES.items())
+        function = FUNCTION.format(table=table)
+        moe_edits.insert_before_class(package, "model.py", _first_site(package), function)
         moe_edits.add_args_fields(package, FIELD.format(default=found.pop()))
         moe_edits.add_config_kwargs(package, {"scoring_func": f"hf_config.{field}"})
         refuse = InsertStatements(
-            "ModelArgs", "from_hf_config", calls("require_settings"), REFUSE.format(field=field)
+            "ModelArgs",
+            "from_hf_config",
+            calls("require_settings"),
+            REFUSE.format(field=field, keys=tuple(SCORES)),
         )
         run(package, "args.py", refuse)
         for old in ("a sigmoid router", "a router of sqrt(softplus(logits)) scores"):

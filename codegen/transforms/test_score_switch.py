@@ -26,11 +26,11 @@ def test_the_gate_scores_by_the_switch():
         assert kept in forward
     assert "self.scoring_func = args.scoring_func" in _method(package, "Gate", "__init__")
     files = package.render()
-    assert "return F.softplus(logits).sqrt()" in files["model.py"]
-    assert '"""Router of sigmoid or sqrt(softplus) scores (scoring_func)' in files["model.py"]
+    assert '"sqrtsoftplus": lambda x: F.softplus(x).sqrt(),' in files["model.py"]
+    assert '"""Router of scores by the activation scoring_func names' in files["model.py"]
     assert 'scoring_func: str = "sigmoid"' in files["args.py"]
     assert "scoring_func=hf_config.scoring_func," in files["args.py"]
-    assert "if hf_config.scoring_func not in (" in files["args.py"]
+    assert "if hf_config.scoring_func not in score_functions:" in files["args.py"]
 
 
 def test_the_default_is_the_activation_the_router_computed():
@@ -63,17 +63,43 @@ def test_a_router_without_sigmoid_or_sqrt_softplus_scores_is_refused():
         ScoreSwitch().apply(package, field="scoring_func")
 
 
+def test_the_router_scores_by_every_activation_of_the_table():
+    """`router_scores` computes each name of the table as the activation torch computes
+    (transformers' ACT2FN by the same name, where installed)."""
+    import torch
+    import torch.nn.functional as F
+
+    from codegen.transforms.score_switch import SCORES
+
+    package = SourcePackage.from_directory(references_dir() / "deepseek_v3")
+    ScoreSwitch().apply(package, field="scoring_func")
+    code = package.render()["model.py"]
+    start = code.index("ROUTER_SCORES = {")
+    namespace: dict = {"torch": torch, "F": F}
+    exec(code[start : code.index("\nclass ", start)], namespace)
+    assert set(namespace["ROUTER_SCORES"]) == set(SCORES) and len(SCORES) > 2
+    activations = pytest.importorskip("transformers.activations")
+    logits = torch.randn(3, 8)
+    for name in SCORES:
+        ours = namespace["router_scores"](logits, name)
+        torch.testing.assert_close(ours, activations.ACT2FN[name](logits), msg=name)
+
+
 def test_the_inserted_check_refuses_another_value_in_one_line():
     from types import SimpleNamespace
 
     package = SourcePackage.from_directory(references_dir() / "deepseek_v3")
     ScoreSwitch().apply(package, field="scoring_func")
     code = package.render()["args.py"]
-    start = code.index("        if hf_config.scoring_func not in (")
+    start = code.index("        score_functions = (")
     check = code[start : code.index("        _check_supported(", start)]
     namespace: dict = {}
     exec("def check(hf_config):\n" + check, namespace)  # the inserted statements alone
-    namespace["check"](SimpleNamespace(scoring_func="sqrtsoftplus"))
-    with pytest.raises(NotImplementedError) as err:
-        namespace["check"](SimpleNamespace(scoring_func="softmax"))
-    assert "\n" not in str(err.value) and "scoring_func='softmax'" in str(err.value)
+    for name in ("sqrtsoftplus", "sigmoid", "gelu_pytorch_tanh", "silu", "tanh"):
+        namespace["check"](SimpleNamespace(scoring_func=name))
+    # softmax: no ACT2FN key; relu2: zero over a range (0 / 0 where HF's weights are zero)
+    for name in ("softmax", "relu2"):
+        with pytest.raises(NotImplementedError) as err:
+            namespace["check"](SimpleNamespace(scoring_func=name))
+        line = str(err.value)
+        assert "\n" not in line and f"scoring_func={name!r}" in line and "sqrtsoftplus" in line

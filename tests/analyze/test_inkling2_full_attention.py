@@ -117,6 +117,28 @@ def test_input_dependent_convolutions_of_another_form_are_named(tmp_path, patter
     assert re.search(r"k_sconv: \w+DynamicShortConvolution in place of", named)
 
 
+# the filters' third argument, their groups (one set of taps per group of channels)
+GROUPS = (
+    r"(DynamicShortConvolution\(\n\s*self\.num_key_value_heads \* self\.head_dim,\n"
+    r"\s*config\.hidden_size,\n\s*)self\.num_key_value_heads,"
+)
+
+
+def test_input_dependent_convolutions_grouped_otherwise_than_by_kv_heads_are_named(tmp_path):
+    """A package builds one set of taps per key/value head; filters whose groups are counted
+    by anything else (here on both filters, so they stay alike) are no fact, named."""
+    copy = derive_full(tmp_path, "wombat", dynamic_convs=True)
+    path = copy / "modeling_wombat.py"
+    # two kv heads a group: the channels still divide, the taps are half as many sets
+    source, count = re.subn(GROUPS, r"\g<1>self.num_key_value_heads // 2,", path.read_text())
+    assert count == 2
+    path.write_text(source)
+    features = analyze(str(copy))
+    assert features.attention.layer_kv_convs is None
+    named = _named(features)["attention.layer_forwards"]
+    assert re.search(r"k_sconv: \w+DynamicShortConvolution in place of", named)
+
+
 INPUTS = {
     "norms": {"q": "q_input_layernorm", "k": "k_input_layernorm", "v": "v_input_layernorm"},
     "reads": {"k": ("k_proj",), "v": ("v_proj",)},

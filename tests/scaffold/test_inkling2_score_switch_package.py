@@ -1,11 +1,12 @@
 """End to end: inkling2's router looks its score function up by a config field
 (`ACT2FN[config.scoring_func]`), a switch no `if` shows. The package realises it: the router
-scores by `args.scoring_func`, the sigmoid (the default) or sqrt(softplus(logits)), and
-`from_hf_config` refuses any other value in one line. Planned from the analysis, scaffolded
-and verified against a renamed copy of transformers' inkling2 text decoder
-(`inkling2_fixture`, plain residual stream): verify runs the sqrtsoftplus setting and it
-passes. Seeded defects of the switch (ignored: sigmoid scores whatever the config says;
-softplus without its square root) fail that setting and name the MoE."""
+scores by `args.scoring_func`, the sigmoid (the default), sqrt(softplus(logits)) or another
+activation of the package's table, and `from_hf_config` refuses any other value in one
+line. Planned from the analysis, scaffolded and verified against a renamed copy of
+transformers' inkling2 text decoder (`inkling2_fixture`, plain residual stream): verify runs
+the sqrtsoftplus setting and it passes. Seeded defects of the switch (ignored: sigmoid
+scores whatever the config says; softplus without its square root) fail that setting and
+name the MoE."""
 
 from __future__ import annotations
 
@@ -70,16 +71,34 @@ def test_another_score_function_is_refused_in_one_line(built):
     with pytest.raises(NotImplementedError) as err:
         spec.args.from_hf_config(config)
     line = str(err.value)
-    assert "\n" not in line and "scoring_func='softmax'" in line and "'sqrtsoftplus'" in line
+    assert "\n" not in line and "scoring_func='softmax'" in line and "sqrtsoftplus" in line
+
+
+def test_the_other_activations_of_the_table_are_read(built):
+    """Activation names beside the sigmoid and sqrt(softplus) (refused before the package's
+    table held them) are read into the args, not refused."""
+    from transformers import AutoConfig
+
+    from codegen.models import load_spec
+
+    models, name = built
+    spec = load_spec(name, models)
+    config = AutoConfig.for_model("inkling2_text")
+    for activation in ("silu", "gelu_pytorch_tanh", "tanh"):
+        config.scoring_func = activation
+        assert spec.args.from_hf_config(config).scoring_func == activation
 
 
 @pytest.mark.parametrize(
     ("old", "new"),
     [
         # the switch ignored: sigmoid scores whatever the config names
-        ("return F.softplus(logits).sqrt()", "return logits.sigmoid()"),
+        (
+            "return ROUTER_SCORES[scoring_func](logits)",
+            'return ROUTER_SCORES["sigmoid"](logits)',
+        ),
         # softplus without its square root
-        ("return F.softplus(logits).sqrt()", "return F.softplus(logits)"),
+        ('"sqrtsoftplus": lambda x: F.softplus(x).sqrt(),', '"sqrtsoftplus": F.softplus,'),
     ],
 )
 def test_seeded_defects_fail_the_setting_and_name_the_moe(

@@ -32,8 +32,8 @@ pytest.importorskip("transformers.models.deepseek_v4")
 
 DEFECTS = {
     "softplus-without-sqrt": (
-        "return F.softplus(logits).sqrt()",
-        "return F.softplus(logits)",
+        '"sqrtsoftplus": lambda x: F.softplus(x).sqrt(),',
+        '"sqrtsoftplus": F.softplus,',
     ),
     "weights-over-all-scores": (
         "weights = weights / (weights.sum(dim=-1, keepdim=True) + 1e-20)",
@@ -76,7 +76,7 @@ def test_package_verifies(folder, built):
     # HF's router projects and scores in the model's dtype: bf16 logits and scores in bf16
     assert "logits = F.linear(x.reshape(-1, x.shape[-1]), self.weight)" in model
     assert "scores = router_scores(logits, self.scoring_func)" in model
-    assert "return F.softplus(logits).sqrt()" in model
+    assert '"sqrtsoftplus": lambda x: F.softplus(x).sqrt(),' in model
     assert 'scoring_func: str = "sqrtsoftplus"' in (models / name / "args.py").read_text()
     results = verify_toy(models, name, ("fp32", "bf16"), case=_case(folder))
     assert all(result.passed for result in results), [r.error for r in results]

@@ -192,3 +192,47 @@ def test_probes_that_once_disagreed_now_see_the_model(model_type, renamed, facts
         assert name in fields, name
         assert f"observed {value!r}" in fields[name][1], (name, fields[name])
     assert all(ok for ok, _ in fields.values()), {k: v for k, v in fields.items() if not v[0]}
+
+
+def _seeded(model_type: str, part: str, **wrong) -> dict:
+    """The cross-check of `model_type`'s tiny model against its analysis with the fields
+    `wrong` of the features' `part` (attention, rope) seeded: field -> (agrees, detail)."""
+    import tempfile
+    from pathlib import Path
+
+    from codegen.scaffold.target import load_target
+    from codegen.verify.crosscheck.observe import observe
+    from codegen.verify.crosscheck.run import _build
+
+    features = load_target(model_type).features
+    seeded = dataclasses.replace(
+        features, **{part: dataclasses.replace(getattr(features, part), **wrong)}
+    )
+    _, model, config = _build(model_type, Path(tempfile.mkdtemp()), renamed=False)
+    return compare(expected(seeded), observe(model, config))
+
+
+@pytest.mark.parametrize(
+    ("model_type", "part", "wrong"),
+    [
+        # latent attention (MLA): its projections read by their sizes
+        ("deepseek_v3", "attention", {"qkv_bias": True}),
+        ("deepseek_v3", "attention", {"o_bias": True}),
+        ("deepseek_v3", "attention", {"fused_qkv": True}),
+        ("dots3_note_text", "attention", {"o_bias": True}),
+        ("dots3_note_text", "attention", {"sinks": True}),
+        # the first layer's rotary table, one per layer type (and a dynamic rope's copy)
+        ("gemma4_text", "rope", {"partial_rotary": 0.5}),
+        ("phi", "rope", {"partial_rotary": 1.0}),
+        # MLA: the rope part of the q/k head (64 of 192 in deepseek)
+        ("deepseek_v3", "rope", {"partial_rotary": 1.0}),
+    ],
+)
+def test_a_seeded_wrong_value_of_a_field_once_unobserved_is_a_disagreement(
+    model_type, part, wrong
+) -> None:
+    results = _seeded(model_type, part, **wrong)
+    (field,) = [f"{part}.{name}" for name in wrong]
+    assert field in results and not results[field][0], results.get(field)
+    # the unseeded model agrees on that field
+    assert _seeded(model_type, part)[field][0]

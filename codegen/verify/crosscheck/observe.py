@@ -177,8 +177,10 @@ def _attention(
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     attn = _scope(layer_state, _ATTN)
-    if not attn or getattr(config, "kv_lora_rank", None):
-        return out  # no attention, or MLA (its projections are low-rank, not q/k/v)
+    if not attn:
+        return out
+    if getattr(config, "kv_lora_rank", None):
+        return _latent_attention(attn, config, hidden)
     heads = getattr(config, "num_attention_heads", None)
     kv = getattr(config, "num_key_value_heads", None) or heads
     head_dim = getattr(config, "head_dim", None) or (hidden // heads if heads else None)
@@ -215,9 +217,45 @@ def _attention(
         out["attention.qk_norm"] = "per_head"
     elif len(norms) == 2 and sorted(s[0] for s in norms) == sorted([q, k_]):
         out["attention.qk_norm"] = "full"
-    sinks = [k for k, s in attn.items() if k.rsplit(".", 1)[-1] == "sinks"]
-    out["attention.sinks"] = bool(sinks)
+    out.update(_sinks(attn))
     return out
+
+
+def _latent_attention(attn: dict, config, hidden: int) -> dict[str, Any]:
+    """Latent attention (MLA) read by its projections' sizes: the query's first projection
+    from the hidden states (to `q_lora_rank`, or straight to the heads' q/k size without a
+    query latent), the keys' and values' (to `kv_lora_rank` plus the shared rope key), or
+    one projection to both (fused); the output projection from the heads' values. Its q/k
+    norms are not read: the latents' norms are other fields."""
+    out: dict[str, Any] = {}
+    heads = getattr(config, "num_attention_heads", None)
+    rope = getattr(config, "qk_rope_head_dim", None)
+    nope = getattr(config, "qk_nope_head_dim", None)
+    value = getattr(config, "v_head_dim", None)
+    if not heads or rope is None or nope is None or not value:
+        return out
+    q = getattr(config, "q_lora_rank", None) or heads * (nope + rope)
+    kv = config.kv_lora_rank + rope
+    inputs = [(k, s) for k, s in attn.items() if k.endswith(".weight") and len(s) == 2]
+    from_hidden = [(k, s[0]) for k, s in inputs if s[1] == hidden]
+    fused = [k for k, rows in from_hidden if rows == q + kv]
+    first = [next((k for k, rows in from_hidden if rows == n), None) for n in (q, kv)]
+    projections: list[str] = []
+    if fused:
+        out["attention.fused_qkv"], projections = True, fused[:1]
+    elif None not in first and first[0] != first[1]:
+        out["attention.fused_qkv"], projections = False, first
+    if projections:
+        out["attention.qkv_bias"] = all(_bias(k) in attn for k in projections)
+    outputs = [k for k, s in inputs if s == (hidden, heads * value)]
+    if outputs:
+        out["attention.o_bias"] = _bias(outputs[-1]) in attn
+    out.update(_sinks(attn))
+    return out
+
+
+def _sinks(attn: dict) -> dict[str, Any]:
+    return {"attention.sinks": any(k.rsplit(".", 1)[-1] == "sinks" for k in attn)}
 
 
 def _bias(weight_key: str) -> str:
@@ -355,14 +393,49 @@ def _norm_out(module, x):
 
 
 def _rope(model, config) -> dict[str, Any]:
-    """Partial rotary from the length of `inv_freq` against the head dim."""
-    freqs = [b for n, b in model.named_buffers() if n.endswith("inv_freq")]
-    heads = getattr(config, "num_attention_heads", None)
-    hidden = _hidden_size(model)
-    head_dim = getattr(config, "head_dim", None) or (hidden // heads if heads else None)
-    if len(freqs) != 1 or not head_dim or getattr(config, "kv_lora_rank", None):
+    """The first layer's partial rotary: its rotary table's frequencies (`inv_freq`, one per
+    two rotated dims) against its q/k head (under latent attention, MLA, the head's part
+    without and with rotation, `qk_nope_head_dim + qk_rope_head_dim`). One table, or one per
+    layer type named after it (`<type>_inv_freq`, the first layer's type read from
+    `config.layer_types`); the `original_inv_freq` copy a dynamic rope keeps beside each is
+    no table of its own. A table of n frequencies rotates 2n dims, or 2n - 1 where the
+    config's factor of the head gives that odd width (the table cannot tell them apart)."""
+    tables = {
+        name.rsplit(".", 1)[-1]: buffer
+        for name, buffer in model.named_buffers()
+        if name.endswith("inv_freq") and not name.endswith("original_inv_freq")
+    }
+    types = getattr(config, "layer_types", None) or ()
+    if len(tables) > 1 and types:
+        tables = {n: b for n, b in tables.items() if n == f"{types[0]}_inv_freq"}
+    if len(tables) != 1:
         return {}
-    return {"rope.partial_rotary": round(2 * freqs[0].numel() / head_dim, 4)}
+    if getattr(config, "kv_lora_rank", None):
+        parts = (getattr(config, "qk_nope_head_dim", None), getattr(config, "qk_rope_head_dim", 0))
+        head = sum(parts) if None not in parts else None
+    else:
+        heads = getattr(config, "num_attention_heads", None)
+        hidden = _hidden_size(model)
+        head = getattr(config, "head_dim", None) or (hidden // heads if heads else None)
+    if not head:
+        return {}
+    rotated = 2 * next(iter(tables.values())).numel()
+    factor = _rotary_factor(config, types[0] if types else None)
+    if factor is not None and int(head * factor) == rotated - 1:
+        rotated -= 1
+    return {"rope.partial_rotary": round(rotated / head, 4)}
+
+
+def _rotary_factor(config, layer_type: str | None) -> float | None:
+    """The config's partial rotary factor for `layer_type` (its rope parameters' group), else
+    the config's own; None where it gives none."""
+    parameters = getattr(config, "rope_parameters", None)
+    group = parameters.get(layer_type) if isinstance(parameters, dict) and layer_type else None
+    for holder in (group, parameters):
+        if isinstance(holder, dict) and isinstance(holder.get("partial_rotary_factor"), float):
+            return holder["partial_rotary_factor"]
+    factor = getattr(config, "partial_rotary_factor", None)
+    return factor if isinstance(factor, float) else None
 
 
 def _tied(model) -> dict[str, Any]:
