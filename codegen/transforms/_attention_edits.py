@@ -1199,14 +1199,21 @@ def _assigns_future(statement) -> bool:
 def free_after_layer_loop(package, name: str) -> None:
     """`del name` right after Model.forward's layer loop, as HF's backbone returns (freeing
     what its layers read) before the head runs: one `del` line for every such input, joined
-    into the line there when an earlier transform wrote one (hidden masks keep their own)."""
+    into the line an earlier transform wrote there (hidden masks keep their own line, which
+    a later transform may have put first)."""
     forward = find_method(package.module("model.py"), "Model", "forward")
     body = list(forward.body.body) if forward is not None else []
     loop = next((i for i, s in enumerate(body) if is_layer_loop(s)), None)
     if loop is None:
         raise EditError("Model.forward has no `for layer in self.layers` loop")
-    after = body[loop + 1] if loop + 1 < len(body) else None
-    if after is not None and _frees_loop_inputs(after):
+    # of the `del` lines right after the loop (the hidden masks' may come first), the inputs'
+    frees = []
+    for statement in body[loop + 1 :]:
+        if not m.matches(statement, m.SimpleStatementLine(body=[m.Del()])):
+            break
+        frees.append(statement)
+    after = next((s for s in frees if _frees_loop_inputs(s)), None)
+    if after is not None:
         code = f"del {code_of(after.body[0].target)}, {name}  {FREED}"
         replace = ReplaceStatements("Model", "forward", after.deep_equals, code)
         run(package, "model.py", replace)
