@@ -121,3 +121,17 @@ def test_inputs_freed_after_the_hidden_masks_line_still_share_one_line():
         "future, window, hidden_window",
         "shared, per_layer",
     ]
+
+
+def test_an_input_that_would_overflow_the_line_gets_a_line_of_its_own():
+    """Joined, the line would pass the packages' 100 columns and ruff would wrap it into a
+    parenthesised tuple: the input gets a `del` line of its own below instead."""
+    package = _package()
+    edits.free_after_layer_loop(package, "rope, sliding_rope, window")
+    edits.free_after_layer_loop(package, "per_layer")
+    forward = _method(package.module("model.py"), "Model", "forward")
+    frees = [s for s in forward.body.body if m.matches(s, m.SimpleStatementLine(body=[m.Del()]))]
+    assert [code_of(s.body[0].target) for s in frees] == [
+        "shared, rope, sliding_rope, window",
+        "per_layer",
+    ]

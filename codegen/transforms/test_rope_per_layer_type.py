@@ -129,16 +129,16 @@ def test_the_sliding_layers_rotate_with_their_own_theta(tmp_path):
     assert not built
 
 
-def test_both_tables_are_freed_before_the_head(tmp_path):
-    """HF's backbone frees its position embeddings when it returns, before the head: the
-    package deletes both tables right after the layer loop, so neither is held while the
-    head computes the logits."""
+def test_both_tables_and_the_window_are_freed_before_the_head(tmp_path):
+    """HF's backbone frees its position embeddings and masks when it returns, before the
+    head: the package deletes both tables and the window mask right after the layer loop,
+    so none is held while the head computes the logits."""
     package = _package("llama")
     SetSlidingWindow().apply(package, mode="pattern")
     SetRopePerLayerType().apply(package)
     forward = _forward(package.render()["model.py"])
     loop = next(i for i, s in enumerate(forward) if s.startswith("for layer in self.layers"))
-    assert forward[loop + 2] == "del rope, sliding_rope"  # the loop's body is one line
+    assert forward[loop + 2] == "del rope, sliding_rope, window"  # the loop's body is one line
     folder = tmp_path / "gen_rope_freed"
     folder.mkdir()
     for filename, text in package.render().items():
@@ -172,7 +172,29 @@ def test_both_tables_are_freed_before_the_head(tmp_path):
     model.output.register_forward_pre_hook(look)
     with torch.no_grad():
         model(torch.randint(0, 50, (1, 6)))
-    assert held and not held & {"rope", "sliding_rope"}
+    assert held and not held & {"rope", "sliding_rope", "window"}
+
+
+def test_a_written_out_attention_frees_the_window_with_its_hidden_masks():
+    """Made explicit after the split (sinks), the attention takes the keys each mask hides:
+    the hidden masks' line frees the window, which leaves the tables' line; made explicit
+    before it, the tables' line never names the window. Either way one `del` names it."""
+    from codegen.transforms.attention_sinks import AddAttentionSinks
+
+    for sinks_first in (False, True):
+        package = _package("llama")
+        SetSlidingWindow().apply(package, mode="pattern")
+        if sinks_first:
+            AddAttentionSinks().apply(package)
+        SetRopePerLayerType().apply(package)
+        if not sinks_first:
+            AddAttentionSinks().apply(package)
+        forward = _forward(package.render()["model.py"])
+        frees = [s for s in forward if s.startswith("del ")]
+        assert sorted(frees) == [
+            "del future, window, hidden_window",
+            "del rope, sliding_rope",
+        ], sinks_first
 
 
 def test_a_package_without_a_rope_call_is_refused():
