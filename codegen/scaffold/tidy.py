@@ -2,9 +2,11 @@
 
 After the transforms: branches no accepted config reaches are folded away
 (`fold_constant_branches`, `drop_pinned_attributes`: what `codegen lint --dead-code`
-checks), ModelArgs fields nothing reads any more are dropped together with their
-`from_hf_config` mapping (no dead options), imports nothing uses are removed, and the
-files are formatted with ruff (line length 100, as the project itself).
+checks), a written-out attention's k/v repeat goes where every query head has its own kv
+head (`drop_kv_repeat`: a copy that changes nothing), ModelArgs fields nothing reads any
+more are dropped together with their `from_hf_config` mapping (no dead options), imports
+nothing uses are removed, and the files are formatted with ruff (line length 100, as the
+project itself).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import libcst as cst
 from codegen.analyze import walk
 from codegen.errors import CodegenError
 from codegen.scaffold.source import SourcePackage
+from codegen.transforms.drop_kv_repeat import DropKvRepeat
 from codegen.transforms.drop_pinned_attributes import DropPinnedAttributes
 from codegen.transforms.edits import field_name
 from codegen.transforms.fold_constant_branches import FoldConstantBranches
@@ -28,6 +31,7 @@ _ALWAYS_USED = {"tie_word_embeddings"}
 
 
 def tidy(package: SourcePackage) -> None:
+    DropKvRepeat().apply(package)  # after align_config_fields: the counts as the target reads them
     FoldConstantBranches().apply(package)  # dead branches first: they keep fields read
     DropPinnedAttributes().apply(package)
     drop_unused_definitions(package)

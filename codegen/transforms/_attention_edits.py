@@ -971,6 +971,7 @@ def hide_masks_once(package) -> None:
     )
     run(package, "model.py", _Insert("Model", "forward", is_layer_loop, build, before=True))
     free = ", ".join(["future", *names, *(f"hidden_{n}" for n in names)])
+    _no_longer_inputs(package, names)  # a mask freed with the layers' inputs: freed here now
     run(
         package,
         "model.py",
@@ -1012,6 +1013,7 @@ def hide_mask_too(package, name: str) -> str:
     anchor = is_statement(HIDE.format(name=before[-1])) if before else _assigns_future
     run(package, "model.py", InsertStatements("Model", "forward", anchor, HIDE.format(name=name)))
     free = ", ".join(["future", *names, *(f"hidden_{n}" for n in names)])
+    _no_longer_inputs(package, names)
     replace = ReplaceStatements("Model", "forward", _frees_future, f"del {free}  {FREED}")
     run(package, "model.py", replace)
     return f"hidden_{name}"
@@ -1196,18 +1198,32 @@ def _assigns_future(statement) -> bool:
     return _assigns_name(statement, "future")
 
 
+_METHOD_INDENT, _WIDTH = " " * 8, 100  # a method's statements; the packages' line length
+
+
 def free_after_layer_loop(package, name: str) -> None:
     """`del name` right after Model.forward's layer loop, as HF's backbone returns (freeing
     what its layers read) before the head runs: one `del` line for every such input, joined
-    into the line there when an earlier transform wrote one (hidden masks keep their own)."""
+    into the line an earlier transform wrote there while it fits (else a line of its own
+    below it); hidden masks keep their own line, which a later transform may put first."""
     forward = find_method(package.module("model.py"), "Model", "forward")
     body = list(forward.body.body) if forward is not None else []
     loop = next((i for i, s in enumerate(body) if is_layer_loop(s)), None)
     if loop is None:
         raise EditError("Model.forward has no `for layer in self.layers` loop")
-    after = body[loop + 1] if loop + 1 < len(body) else None
-    if after is not None and _frees_loop_inputs(after):
+    # of the `del` lines right after the loop (the hidden masks' may come first), the inputs'
+    frees = []
+    for statement in body[loop + 1 :]:
+        if not m.matches(statement, m.SimpleStatementLine(body=[m.Del()])):
+            break
+        frees.append(statement)
+    after = next((s for s in frees if _frees_loop_inputs(s)), None)
+    if after is not None:
         code = f"del {code_of(after.body[0].target)}, {name}  {FREED}"
+        if len(_METHOD_INDENT + code) > _WIDTH:  # a second line, not a wrapped tuple
+            insert = InsertStatements("Model", "forward", after.deep_equals, f"del {name}  {FREED}")
+            run(package, "model.py", insert)
+            return
         replace = ReplaceStatements("Model", "forward", after.deep_equals, code)
         run(package, "model.py", replace)
         return
@@ -1216,6 +1232,23 @@ def free_after_layer_loop(package, name: str) -> None:
         "model.py",
         InsertStatements("Model", "forward", is_layer_loop, f"del {name}  {FREED}"),
     )
+
+
+def _no_longer_inputs(package, names) -> None:
+    """Take `names` out of the layers' inputs' `del` line (`free_after_layer_loop`), the line
+    gone when nothing else is left in it: the hidden masks' line frees them instead."""
+    forward = find_method(package.module("model.py"), "Model", "forward")
+    line = next((s for s in forward.body.body if _frees_loop_inputs(s)), None)
+    if line is None:
+        return
+    kept = [code_of(n) for n in m.findall(line.body[0].target, m.Name()) if n.value not in names]
+    if len(kept) == len(m.findall(line.body[0].target, m.Name())):
+        return
+    if not kept:
+        remove_statements(package, "model.py", "Model", "forward", line.deep_equals)
+        return
+    code = f"del {', '.join(kept)}  {FREED}"
+    run(package, "model.py", ReplaceStatements("Model", "forward", line.deep_equals, code))
 
 
 def _frees_loop_inputs(statement) -> bool:

@@ -18,20 +18,25 @@ from codegen.transforms.edits import (
 )
 
 SINKS = "self.sinks = nn.Parameter(torch.zeros(args.n_heads))  # one learned logit per head"
+FREE_LOGITS = "del scores, logits  # not held while the values are weighed and projected"
 
-# HF gpt_oss eager_attention_forward, step for step (it softmaxes in the scores' dtype)
-SOFTMAX_WITH_SINKS = """
+# HF gpt_oss eager_attention_forward, step for step (it softmaxes in the scores' dtype).
+# The scores and logits (each a (batch, heads, seq, seq) tensor) go once the softmax has
+# read them: HF's function frees them on return, before the output projection
+SOFTMAX_WITH_SINKS = f"""
 sinks = self.sinks.view(1, -1, 1, 1).expand(batch, -1, seq, 1)
 logits = torch.cat([scores, sinks], dim=-1)
 logits = logits - logits.amax(dim=-1, keepdim=True)  # as HF: no overflow in bf16
 probs = torch.softmax(logits, dim=-1)[..., :-1].to(v.dtype)  # the sink's share is dropped
+{FREE_LOGITS}
 """
 # the same where HF's softmax takes the logits as they are (softmax subtracts the max itself:
 # a second pass over the scores would only cost time)
-SOFTMAX_WITH_SINKS_AS_THEY_ARE = """
+SOFTMAX_WITH_SINKS_AS_THEY_ARE = f"""
 sinks = self.sinks.view(1, -1, 1, 1).expand(batch, -1, seq, 1)
 logits = torch.cat([scores, sinks], dim=-1)
 probs = torch.softmax(logits, dim=-1)[..., :-1].to(v.dtype)  # the sink's share is dropped
+{FREE_LOGITS}
 """
 
 # the same sink as a scale of the attention output (granite_swa's eager attention): the

@@ -23,6 +23,9 @@ scores = scores - scores.amax(dim=-1, keepdim=True)  # as HF: no overflow in bf1
 probs = torch.softmax(scores, dim=-1).to(v.dtype)
 """
 PLAIN = "probs = torch.softmax(scores, dim=-1).to(v.dtype)"
+# where the sink layers free their scores and logits after the softmax, the others free theirs
+FREE_SCORES = "del scores  # not held while the values are weighed and projected"
+_DEL = m.SimpleStatementLine(body=[m.Del()])
 
 _SINKS = m.Attribute(value=m.Name("self"), attr=m.Name("sinks"))
 _MINUS_MAX = m.BinaryOperation(
@@ -122,12 +125,16 @@ class _BranchSoftmax(edits.InMethod):
         if not reads or not ends or ends[0] < reads[0]:
             raise EditError("no softmax with a sink column in Attention.forward")
         first, last = reads[0], ends[0]
+        freed = last + 1 < len(body) and m.matches(body[last + 1], _DEL)
+        if freed:  # the scores and logits freed after the softmax: in the branch that has both
+            last += 1
         block = [_fitting(s) for s in body[first : last + 1]]
         plain = PLAIN_SHIFTED if any(m.findall(s, _MINUS_MAX) for s in block) else PLAIN
+        plain = edits.statements(plain.strip() + (f"\n{FREE_SCORES}" if freed else ""))
         branch = cst.If(
             test=edits.expression("self.sinks is not None"),
             body=cst.IndentedBlock(body=block),
-            orelse=cst.Else(body=cst.IndentedBlock(body=edits.statements(plain))),
+            orelse=cst.Else(body=cst.IndentedBlock(body=plain)),
         )
         self.hits += 1
         body[first : last + 1] = [branch]

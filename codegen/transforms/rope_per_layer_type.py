@@ -5,7 +5,8 @@ A reference reads one flat `rope_parameters` dict. Here `rope` is built from the
 full-attention entry and, where the package has a window pattern (its blocks know whether
 they slide), `sliding_rope` from the sliding entry: the model builds one cos/sin table per
 type present in `layer_types` (the sliding one beside the window mask, when a layer slides)
-and hands each block the table of its own type, as HF does.
+and hands each block the table of its own type, as HF does; both, and the window mask, are
+freed after the layer loop (HF's backbone has returned, freeing them, when its head runs).
 """
 
 from __future__ import annotations
@@ -113,6 +114,13 @@ class SetRopePerLayerType(Transform):
         edits.replace_expressions(
             package, "model.py", "Model", "forward", edits.call_of("layer"), per_type
         )
+        # both tables and the window mask go once the layers have run, as HF's backbone
+        # frees its position embeddings and masks on return, before the head (a written-out
+        # attention's hidden masks free the window on their own line: `hide_masks_once`)
+        freed = (
+            "rope, sliding_rope" if edits.masks_hidden(package) else "rope, sliding_rope, window"
+        )
+        edits.free_after_layer_loop(package, freed)
 
 
 def _sliding_key(parameters_of: dict, features) -> str:

@@ -131,6 +131,27 @@ def test_generated_attention_matches_hf_gpt_oss(tmp_path, window):
     assert torch.bool not in made.dtypes and (seq, seq) not in made.shapes
 
 
+@pytest.mark.parametrize("model_type", ["gpt_oss", "flint"])
+def test_the_scores_and_logits_are_not_held_while_the_output_is_projected(tmp_path, model_type):
+    """HF's eager function frees its scores and logits (each (batch, heads, seq, seq)) when
+    it returns, before the output projection; the package drops them once the softmax has
+    read them (the logits shifted by their maximum, gpt_oss, or as they are, flint), so
+    while `wo` runs it holds only the probabilities, as HF holds the weights it returns."""
+    from codegen.transforms.testing import held_at_projection
+
+    models = tmp_path / "models"
+    scaffold_into(models, "llama", "sinks", [model_type], [Step("add_attention_sinks")])
+    spec = load_spec("sinks", models)
+    module = sys.modules[spec.model.__module__]
+    assert "del scores, logits" in (models / "sinks" / "model.py").read_text()
+    args = spec.args(dim=32, n_heads=4, n_kv_heads=2, head_dim=8, n_layers=1)
+    seq = 6
+    attention = module.Attention(args).eval()
+    rope = (torch.ones(2, seq, 8), torch.zeros(2, seq, 8))
+    future = torch.full((seq, seq), float("-inf")).triu(1)
+    assert held_at_projection(attention, seq, torch.randn(2, seq, 32), rope, future) == {"probs"}
+
+
 class _Made(TorchDispatchMode):
     """The dtypes and shapes of the tensors the ops run under it return."""
 

@@ -8,7 +8,7 @@ import libcst.matchers as m
 from codegen.models import references_dir
 from codegen.scaffold.source import SourcePackage
 from codegen.transforms import _attention_edits as edits
-from codegen.transforms.edits import code_of, findall
+from codegen.transforms.edits import InsertStatements, code_of, findall, run
 from codegen.transforms.kv_sharing import KvSharing
 
 SHARING = {"field": "num_kv_shared_layers", "input": "shared_kv_states"}
@@ -106,3 +106,32 @@ def test_inputs_freed_after_the_loop_share_one_line():
     frees = [s for s in forward.body.body if m.matches(s, m.SimpleStatementLine(body=[m.Del()]))]
     assert [code_of(s.body[0].target) for s in frees] == ["shared, per_layer"]
     assert frees[0].trailing_whitespace.comment.value == edits.FREED
+
+
+def test_inputs_freed_after_the_hidden_masks_line_still_share_one_line():
+    """The hidden masks' `del` (written by a later transform, right after the loop) may come
+    first: a further input still joins the inputs' line, not a third line of its own."""
+    package = _package()
+    hidden = "del future, window, hidden_window  " + edits.FREED
+    run(package, "model.py", InsertStatements("Model", "forward", edits.is_layer_loop, hidden))
+    edits.free_after_layer_loop(package, "per_layer")
+    forward = _method(package.module("model.py"), "Model", "forward")
+    frees = [s for s in forward.body.body if m.matches(s, m.SimpleStatementLine(body=[m.Del()]))]
+    assert [code_of(s.body[0].target) for s in frees] == [
+        "future, window, hidden_window",
+        "shared, per_layer",
+    ]
+
+
+def test_an_input_that_would_overflow_the_line_gets_a_line_of_its_own():
+    """Joined, the line would pass the packages' 100 columns and ruff would wrap it into a
+    parenthesised tuple: the input gets a `del` line of its own below instead."""
+    package = _package()
+    edits.free_after_layer_loop(package, "rope, sliding_rope, window")
+    edits.free_after_layer_loop(package, "per_layer")
+    forward = _method(package.module("model.py"), "Model", "forward")
+    frees = [s for s in forward.body.body if m.matches(s, m.SimpleStatementLine(body=[m.Del()]))]
+    assert [code_of(s.body[0].target) for s in frees] == [
+        "shared, rope, sliding_rope, window",
+        "per_layer",
+    ]

@@ -69,6 +69,33 @@ def test_the_package_builds_sinks_where_the_rule_holds(tmp_path):
     assert model(torch.randint(0, 16, (1, 5))).shape == (1, 5, 16)
 
 
+def test_both_branches_free_their_scores_before_the_output_projection(tmp_path):
+    """The sink layers drop their scores and logits after the softmax, the others their
+    scores (`add_attention_sinks` frees them; the branch keeps that on both sides): while
+    `wo` runs, either holds only the probabilities, as HF's eager function on return."""
+    from codegen.transforms.testing import held_at_projection
+
+    folder = tmp_path / "gen_layer_sinks_freed"
+    folder.mkdir()
+    for filename, text in _package().render().items():
+        (folder / filename).write_text(text)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        args_module = importlib.import_module("gen_layer_sinks_freed.args")
+        model_module = importlib.import_module("gen_layer_sinks_freed.model")
+    finally:
+        sys.path.remove(str(tmp_path))
+    args = args_module.ModelArgs(dim=32, n_heads=4, n_kv_heads=2, head_dim=8, sink_layers=(1,))
+    seq = 6
+    rope = (torch.ones(2, seq, 8), torch.zeros(2, seq, 8))
+    future = torch.full((seq, seq), float("-inf")).triu(1)
+    for layer_id in (0, 1):
+        attention = model_module.Attention(args, layer_id).eval()
+        assert (attention.sinks is not None) is (layer_id == 1)
+        held = held_at_projection(attention, seq, torch.randn(2, seq, 32), rope, future)
+        assert held == {"probs"}, layer_id
+
+
 def test_without_sinks_to_restrict_it_fails():
     package = SourcePackage.from_directory(references_dir() / "llama")
     with pytest.raises(EditError):

@@ -129,6 +129,74 @@ def test_the_sliding_layers_rotate_with_their_own_theta(tmp_path):
     assert not built
 
 
+def test_both_tables_and_the_window_are_freed_before_the_head(tmp_path):
+    """HF's backbone frees its position embeddings and masks when it returns, before the
+    head: the package deletes both tables and the window mask right after the layer loop,
+    so none is held while the head computes the logits."""
+    package = _package("llama")
+    SetSlidingWindow().apply(package, mode="pattern")
+    SetRopePerLayerType().apply(package)
+    forward = _forward(package.render()["model.py"])
+    loop = next(i for i, s in enumerate(forward) if s.startswith("for layer in self.layers"))
+    assert forward[loop + 2] == "del rope, sliding_rope, window"  # the loop's body is one line
+    folder = tmp_path / "gen_rope_freed"
+    folder.mkdir()
+    for filename, text in package.render().items():
+        (folder / filename).write_text(text)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        args_module = importlib.import_module("gen_rope_freed.args")
+        model_module = importlib.import_module("gen_rope_freed.model")
+    finally:
+        sys.path.remove(str(tmp_path))
+    args = args_module.ModelArgs(
+        dim=32,
+        n_layers=2,
+        n_heads=4,
+        n_kv_heads=2,
+        head_dim=8,
+        vocab_size=50,
+        hidden_dim=64,
+        sliding_window=4,
+        layer_types=("sliding_attention", "full_attention"),
+    )
+    model = model_module.Model(args)
+    code, held = model_module.Model.forward.__code__, set()
+
+    def look(module, inputs):
+        frame = sys._getframe(1)
+        while frame.f_code is not code:
+            frame = frame.f_back
+        held.update(frame.f_locals)
+
+    model.output.register_forward_pre_hook(look)
+    with torch.no_grad():
+        model(torch.randint(0, 50, (1, 6)))
+    assert held and not held & {"rope", "sliding_rope", "window"}
+
+
+def test_a_written_out_attention_frees_the_window_with_its_hidden_masks():
+    """Made explicit after the split (sinks), the attention takes the keys each mask hides:
+    the hidden masks' line frees the window, which leaves the tables' line; made explicit
+    before it, the tables' line never names the window. Either way one `del` names it."""
+    from codegen.transforms.attention_sinks import AddAttentionSinks
+
+    for sinks_first in (False, True):
+        package = _package("llama")
+        SetSlidingWindow().apply(package, mode="pattern")
+        if sinks_first:
+            AddAttentionSinks().apply(package)
+        SetRopePerLayerType().apply(package)
+        if not sinks_first:
+            AddAttentionSinks().apply(package)
+        forward = _forward(package.render()["model.py"])
+        frees = [s for s in forward if s.startswith("del ")]
+        assert sorted(frees) == [
+            "del future, window, hidden_window",
+            "del rope, sliding_rope",
+        ], sinks_first
+
+
 def test_a_package_without_a_rope_call_is_refused():
     package = _package("llama")
     package.files["args.py"] = package.files["args.py"].visit(_DropFromHf())

@@ -1,0 +1,100 @@
+"""DropKvRepeat: before/after, and on a package scaffolded for a config with no kv-head count."""
+
+import ast
+
+import pytest
+
+from codegen.transforms.drop_kv_repeat import DropKvRepeat
+from codegen.transforms.testing import package_of
+
+ARGS = """from dataclasses import dataclass
+
+
+@dataclass
+class ModelArgs:
+    n_heads: int = 8
+    n_kv_heads: int = 8
+
+    @classmethod
+    def from_hf_config(cls, hf_config):
+        return cls(
+            n_heads=hf_config.num_attention_heads,
+            n_kv_heads={kv},
+        )
+"""
+
+MODEL = """class Attention(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.n_heads = args.n_heads
+        self.n_kv_heads = {kv}
+
+    def forward(self, q, k, v):
+        groups = self.n_heads // self.n_kv_heads  # GQA: each k/v head serves `groups` q heads
+        k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+        scores = q @ k.transpose(2, 3){extra}
+        return scores.softmax(-1) @ v
+"""
+
+MODEL_AFTER = """class Attention(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.n_heads = args.n_heads
+        self.n_kv_heads = args.n_kv_heads
+
+    def forward(self, q, k, v):
+        scores = q @ k.transpose(2, 3)
+        return scores.softmax(-1) @ v
+"""
+
+
+def _apply(kv="hf_config.num_attention_heads", attribute="args.n_kv_heads", extra=""):
+    model = MODEL.format(kv=attribute, extra=extra)
+    package = package_of({"args.py": ARGS.format(kv=kv), "model.py": model})
+    DropKvRepeat().apply(package)
+    return package.render()["model.py"], model
+
+
+def test_the_repeat_goes_where_kv_heads_read_the_query_head_count():
+    after, _ = _apply()
+    assert after == MODEL_AFTER
+
+
+@pytest.mark.parametrize(
+    ("kv", "attribute", "extra"),
+    [
+        # a config of its own for the kv heads: grouped-query attention, repeat kept
+        ("hf_config.num_key_value_heads", "args.n_kv_heads", ""),
+        # a per-layer count (layer_attention_sizes) may differ from n_heads
+        ("hf_config.num_attention_heads", "args.layer_n_kv_heads[layer_id]", ""),
+        # `groups` read again later: the lines are not only the repeat
+        ("hf_config.num_attention_heads", "args.n_kv_heads", " * groups"),
+    ],
+)
+def test_the_repeat_stays_wherever_a_kv_head_may_serve_several_query_heads(kv, attribute, extra):
+    after, before = _apply(kv, attribute, extra)
+    assert after == before
+
+
+def test_a_package_for_a_config_without_a_kv_head_count_repeats_no_keys(tmp_path):
+    """Scaffolded for MPT (whose config holds no kv-head count, so `from_hf_config` reads
+    `num_attention_heads` for both counts once aligned), the written-out attention copies
+    no k/v; a config with a kv-head count of its own (Gemma-2) keeps the repeat."""
+    from codegen.scaffold.build import Step
+    from codegen.scaffold.pipeline import scaffold_into
+
+    models = tmp_path / "models"
+    steps = {"mpt": [Step("no_rope"), Step("alibi")], "gemma2": [Step("add_attention_softcap")]}
+    for model_type, kept in (("mpt", False), ("gemma2", True)):
+        name = f"renamed_{model_type}"
+        scaffold_into(models, "llama", name, [model_type], steps[model_type])
+        tree = ast.parse((models / name / "model.py").read_text())
+        attention = next(
+            n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Attention"
+        )
+        calls = [
+            node.func.attr
+            for node in ast.walk(attention)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+        ]
+        assert ("repeat_interleave" in calls) is kept, model_type
