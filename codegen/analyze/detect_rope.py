@@ -473,7 +473,7 @@ def detect(ctx: Ctx, shared: dict) -> Rope:
     # -- partial rotary -------------------------------------------------------------------------
     partial: float | str = UNKNOWN
     q_head = rep_head_dim(ctx, shared)
-    layer_type = "full_attention" if nested else None
+    layer_type = _table_layer_type(nested, layer_types, with_rope[0]["index"])
     dim = rotary_dim(ctx, rotary, cfg, layer_type) if rotary is not None else None
     sliced_at = None
     if dim is None:
@@ -868,6 +868,19 @@ def _sliced_rotary_dim(info) -> tuple[int | None, str | None]:
                 if len(parts) == 3 and parts[0] == "" and parts[1].isdigit():
                     return int(parts[1]), arg.site.cite() if arg.site else None
     return None, None
+
+
+def _table_layer_type(nested: dict, layer_types, first: int) -> str | None:
+    """The layer type whose rope parameters the rotary table is evaluated with: the full
+    attention's where the config keys them by layer type, else the first rotated layer's own
+    type (indexed / sliding layers only: its factor, not a full_attention entry that is not
+    there); None where the parameters are not keyed by layer type."""
+    if not nested:
+        return None
+    if "full_attention" in nested:
+        return "full_attention"
+    own = layer_types[first] if isinstance(layer_types, list) and first < len(layer_types) else None
+    return own if own in nested else "full_attention"
 
 
 def rep_head_dim(ctx: Ctx, shared: dict) -> int | None:
