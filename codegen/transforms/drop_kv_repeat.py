@@ -14,13 +14,12 @@ nothing else reads `groups` and `ModelArgs` itself never resets `n_kv_heads`.
 
 from __future__ import annotations
 
-import ast
-
 import libcst as cst
+import libcst.matchers as m
 
 from codegen.transforms._attention_edits import GQA_REPEAT
 from codegen.transforms.base import Transform
-from codegen.transforms.edits import code_of, is_statement
+from codegen.transforms.edits import is_statement
 
 _TAKES_COUNTS = (
     is_statement("self.n_heads = args.n_heads"),
@@ -40,24 +39,26 @@ class DropKvRepeat(Transform):
         package.edit("model.py", _DropRepeat())
 
 
+_N_KV_HEADS = m.Attribute(attr=m.Name("n_kv_heads"))
+_RESETS = (
+    m.AssignTarget(target=_N_KV_HEADS),
+    m.AugAssign(target=_N_KV_HEADS),
+    m.AnnAssign(target=_N_KV_HEADS),
+)
+
+
 def _same_counts(args: cst.Module) -> bool:
     """Whether `from_hf_config`'s `cls(...)` gives `n_kv_heads=` the same expression as
     `n_heads=` (compared as syntax trees) and nothing else in args.py sets `n_kv_heads`."""
-    tree = ast.parse(args.code)
     given = {
-        keyword.arg: ast.dump(keyword.value)
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "cls"
-        for keyword in node.keywords
-        if keyword.arg in ("n_heads", "n_kv_heads")
+        arg.keyword.value: arg.value
+        for call in m.findall(args, m.Call(func=m.Name("cls")))
+        for arg in call.args
+        if arg.keyword is not None and arg.keyword.value in ("n_heads", "n_kv_heads")
     }
-    reset = any(
-        isinstance(target, ast.Attribute) and target.attr == "n_kv_heads"
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign)
-        for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
-    )
-    return len(given) == 2 and given["n_heads"] == given["n_kv_heads"] and not reset
+    if len(given) != 2 or not given["n_heads"].deep_equals(given["n_kv_heads"]):
+        return False
+    return not any(m.findall(args, reset) for reset in _RESETS)
 
 
 class _DropRepeat(cst.CSTTransformer):
@@ -81,14 +82,6 @@ def _without_repeat(function: cst.FunctionDef) -> cst.FunctionDef:
         return function
     start = starts[0]
     rest = statements[:start] + statements[start + 2 :]
-    if any("groups" in _names(s) for s in rest):
+    if any(m.findall(statement, m.Name("groups")) for statement in rest):
         return function
     return function.with_changes(body=function.body.with_changes(body=rest))
-
-
-def _names(statement: cst.CSTNode) -> set[str]:
-    try:
-        tree = ast.parse(code_of(statement))
-    except SyntaxError:
-        return set()
-    return {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
