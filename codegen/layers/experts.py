@@ -20,6 +20,9 @@ class Experts(nn.Module):
     one `F.grouped_mm` per projection then multiplies every block by its own expert's weight
     (`offsets`: end row of each expert). No loop over experts or tokens and no host sync; on
     CPU it is exact (bit-equal to per-expert matmuls) and is what HF itself dispatches to.
+    The gate's activation and the product with the up projection are taken in place: the
+    (rows, hidden_dim) block is the largest activation here, and a new one for each step
+    would stream twice as much memory (autograd keeps what the backward needs).
     The k weighted outputs of a token are summed in the routing weights' dtype (fp32 for a
     router that keeps its scores in fp32), then cast back.
     """
@@ -40,8 +43,8 @@ class Experts(nn.Module):
         counts = torch.bincount(indices.flatten(), minlength=self.num_experts)
         offsets = counts.cumsum(0, dtype=torch.int32)
         rows = x[order // top_k]
-        hidden = F.silu(F.grouped_mm(rows, self.w1.mT, offs=offsets))
-        hidden = hidden * F.grouped_mm(rows, self.w3.mT, offs=offsets)
+        hidden = F.silu(F.grouped_mm(rows, self.w1.mT, offs=offsets), inplace=True)
+        hidden *= F.grouped_mm(rows, self.w3.mT, offs=offsets)
         out = F.grouped_mm(hidden, self.w2.mT, offs=offsets) * weights.flatten()[order, None]
         out = torch.empty_like(out).index_copy_(0, order, out)  # back to (token, slot) order
         return out.view(-1, top_k, x.shape[-1]).sum(dim=1).to(x.dtype)

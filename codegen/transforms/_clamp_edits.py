@@ -48,7 +48,8 @@ _SILU = m.Call(func=m.Attribute(value=m.Name("F"), attr=m.Name("silu")))
 
 
 class _JoinProduct(ScopedTransformer):
-    """`h = F.silu(<gate>)` followed by `h = h * <up>` -> `h = F.silu(<gate>) * <up>`."""
+    """`h = F.silu(<gate>)` followed by `h = h * <up>` (or the shared experts' in-place
+    `h = F.silu(<gate>, inplace=True)` then `h *= <up>`) -> `h = F.silu(<gate>) * <up>`."""
 
     def __init__(self, class_name: str):
         super().__init__(class_name, "forward")
@@ -59,14 +60,14 @@ class _JoinProduct(ScopedTransformer):
         body = list(updated.body)
         for i, (first, second) in enumerate(zip(body, body[1:], strict=False)):
             name = _assigned(first, _SILU)
-            if name is None:
+            up = _multiplied(second, name) if name is not None else None
+            if up is None:
                 continue
-            product = m.BinaryOperation(left=m.Name(name), operator=m.Multiply())
-            if _assigned(second, product) != name:
-                continue
-            up = second.body[0].value.right
             silu = first.body[0].value
-            joined = cst.BinaryOperation(silu, cst.Multiply(), up)
+            gate = silu.with_changes(
+                args=[silu.args[0].with_changes(comma=cst.MaybeSentinel.DEFAULT)]
+            )
+            joined = cst.BinaryOperation(gate, cst.Multiply(), up)
             body[i] = first.with_changes(body=[first.body[0].with_changes(value=joined)])
             del body[i + 1]
             self.hits += 1
@@ -81,4 +82,15 @@ def _assigned(statement, value) -> str | None:
         m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())], value=value)]),
     ):
         return statement.body[0].targets[0].target.value
+    return None
+
+
+def _multiplied(statement, name: str) -> cst.BaseExpression | None:
+    """`<up>` of `statement` when it is `name = name * <up>` or `name *= <up>`, else None."""
+    product = m.BinaryOperation(left=m.Name(name), operator=m.Multiply())
+    if _assigned(statement, product) == name:
+        return statement.body[0].value.right
+    in_place = m.AugAssign(target=m.Name(name), operator=m.MultiplyAssign())
+    if m.matches(statement, m.SimpleStatementLine(body=[in_place])):
+        return statement.body[0].value
     return None

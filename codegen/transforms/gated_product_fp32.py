@@ -37,8 +37,9 @@ def _upcast_gate(call: cst.Call) -> cst.Call:
 
 class _Fp32Product(ScopedTransformer):
     """In `class_name.forward`: `F.act(g) * u` -> `(F.act(g.float()) * u.float()).to(x.dtype)`;
-    the same product split over a name (`h = F.act(g)` ... `h = h * u`, the experts' form):
-    `h = F.act(g.float())` ... `h = (h * u.float()).to(x.dtype)`."""
+    the same product split over a name (`h = F.act(g)` ... `h = h * u`, or the shared
+    experts' in-place `h = F.act(g, inplace=True)` ... `h *= u`):
+    `h = F.act(g.float(), ...)` ... `h = (h * u.float()).to(x.dtype)`."""
 
     def __init__(self, class_name: str):
         super().__init__(class_name, "forward")
@@ -52,6 +53,20 @@ class _Fp32Product(ScopedTransformer):
             self.activated.add(target.value)
             return updated.with_changes(value=_upcast_gate(updated.value))
         return updated
+
+    def leave_AugAssign(self, original, updated):
+        """`h *= u` after `h = F.act(g, inplace=True)` -> `h = (h * u.float()).to(x.dtype)`."""
+        target = updated.target
+        if not (
+            self.inside
+            and isinstance(updated.operator, cst.MultiplyAssign)
+            and isinstance(target, cst.Name)
+            and target.value in self.activated
+        ):
+            return updated
+        self.hits += 1
+        product = cst.BinaryOperation(target, cst.Multiply(), _float(updated.value))
+        return cst.Assign(targets=[cst.AssignTarget(target)], value=_cast_back(product))
 
     def leave_BinaryOperation(self, original, updated):
         if not self.inside or not isinstance(updated.operator, cst.Multiply):

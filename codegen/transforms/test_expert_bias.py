@@ -47,7 +47,7 @@ def test_per_expert_weights_get_stacked_biases():
     for weight, out in (("w1", "hidden_dim"), ("w2", "dim"), ("w3", "hidden_dim")):
         assert f"self.{weight}_bias = nn.Parameter(torch.empty(num_experts, {out}))" in model
     assert (
-        "hidden = hidden * F.grouped_mm(rows, self.w3.mT, offs=offsets).add_(self.w3_bias[experts])"
+        "hidden *= F.grouped_mm(rows, self.w3.mT, offs=offsets).add_(self.w3_bias[experts])"
         in model
     )
     # the shared experts stay plain: the package edits its own copy
