@@ -20,9 +20,6 @@ class Experts(nn.Module):
     one `F.grouped_mm` per projection then multiplies every block by its own expert's weight
     (`offsets`: end row of each expert). No loop over experts or tokens and no host sync; on
     CPU it is exact (bit-equal to per-expert matmuls) and is what HF itself dispatches to.
-    The gate's activation and the product with the up projection are taken in place: the
-    (rows, hidden_dim) block is the largest activation here, and a new one for each step
-    would stream twice as much memory (autograd keeps what the backward needs).
     The k weighted outputs of a token are summed in the routing weights' dtype (fp32 for a
     router that keeps its scores in fp32), then cast back.
     """
