@@ -4,7 +4,9 @@ Each tensor stacks the experts' rows ([num_experts * ffn, hidden]); the house ex
 3-D. Which matrix is the gate, the up or the down projection, and whether an expert's block
 is stored transposed, is read from the forward that multiplies by them: the matrix whose
 product goes through the activation is the gate, the one the activated product is multiplied
-by is the down projection, and a block used as `x @ w` (no `.T`) is stored [in, out].
+by is the down projection, and a block used as `x @ w` (no `.T`) is stored [in, out]. A down
+projection stored [in, out] is held that way ([num_experts, hidden_dim, dim]) and multiplied
+as stored, as HF does: its product is then a plain (not transposed) matmul.
 """
 
 from __future__ import annotations
@@ -13,14 +15,15 @@ import ast
 from pathlib import Path
 
 from codegen.errors import CodegenError
-from codegen.transforms._ffn_edits import rewrite_adapter
+from codegen.transforms import _moe_edits as moe_edits
+from codegen.transforms._ffn_edits import ReplaceExpressions, SetClassDocstring, rewrite_adapter
 from codegen.transforms.base import Transform
-from codegen.transforms.edits import EditError, run
+from codegen.transforms.edits import EditError, ReplaceStatements, assigns, run
 from codegen.transforms.transposed_linears import AfterFromHfMap
 
 NOTE = (
-    "# expert projections stored as one [num_experts * rows, cols] matrix each (True: every\n"
-    "# expert's block [in, out]): split into [num_experts, out, in] on load, flattened on save\n"
+    "# expert projections stored as one [num_experts * rows, cols] matrix each: split into\n"
+    "# one block per expert on load (transposed where True), flattened on save\n"
 )
 HOUSE = {"gate": "w1", "down": "w2", "up": "w3"}
 
@@ -58,8 +61,32 @@ class FlatExperts(Transform):
         rewrite_adapter(package, rewrite)
         if sorted(done) != sorted(rows):
             raise EditError(f"the adapter's expert rows are {sorted(done)}, not w1, w2, w3")
+        if rows["w2"][1]:
+            _down_as_stored(package)
+            rows["w2"] = (rows["w2"][0], False)
         listed = ", ".join(f'"{hf}": {transposed}' for hf, transposed in rows.values())
         run(package, "state_dict_adapter.py", AfterFromHfMap(f"{NOTE}flat_experts = {{{listed}}}"))
+
+
+def _down_as_stored(package) -> None:
+    """The experts hold `w2` as the checkpoint stores each block, [in, out], and multiply by
+    it as it is (not by its transpose), as the target's forward does."""
+    moe_edits.own_experts(package)
+    shape = "self.w2 = nn.Parameter(torch.empty(num_experts, hidden_dim, dim))"
+    run(package, "model.py", ReplaceStatements("Experts", "__init__", assigns("self.w2"), shape))
+    run(package, "model.py", ReplaceExpressions("Experts", "forward", "self.w2.mT", "self.w2"))
+    run(package, "model.py", SetClassDocstring("Experts", _docstring))
+
+
+def _docstring(old: str | None) -> str:
+    layout = "as stacked weights [num_experts, out, in]."
+    if old is None or layout not in old:
+        raise EditError(f"the Experts docstring does not say it holds its weights {layout}")
+    stored = (
+        "as stacked weights.\n\n    w1 (gate) and w3 (up) are [num_experts, out, in]; w2 (down) is"
+        " [num_experts, in, out],\n    as the checkpoint stores it, and multiplied as it is."
+    )
+    return old.replace(layout, stored, 1)
 
 
 def flat_roles(source: str, path: str = "<modeling>") -> dict[str, tuple[str, bool]]:

@@ -71,11 +71,27 @@ def test_adapter_rows_become_the_flat_matrices(tmp_path):
     assert '"stack.{}.ffn.experts.glu.c": "layers.{}.moe.experts.w2"' in after
     namespace: dict = {}
     exec(compile(after, "a", "exec"), namespace)
+    # the down blocks are stored [in, out] (`mixed.matmul(expert_c)`): held as stored, so no
+    # block is transposed on load, and the experts multiply by w2 as it is
     assert namespace["StateDictAdapter"].flat_experts == {
         "stack.{}.ffn.experts.glu.a": False,
         "stack.{}.ffn.experts.glu.b": False,
-        "stack.{}.ffn.experts.glu.c": True,
+        "stack.{}.ffn.experts.glu.c": False,
     }
+    model = package.render()["model.py"]
+    assert "self.w2 = nn.Parameter(torch.empty(num_experts, hidden_dim, dim))" in model
+    assert "F.grouped_mm(hidden, self.w2, offs=offsets)" in model
+    assert "self.w1.mT" in model and "self.w2.mT" not in model
+    assert "w2 (down) is [num_experts, in, out]" in model
+
+
+def test_a_down_projection_used_transposed_keeps_the_house_layout(tmp_path):
+    package = SourcePackage.from_directory(references_dir() / "llama")
+    AddMoe().apply(package, dense_rule="all", norm_topk_prob="always")
+    source = GLU.format(first="a", second="b").replace("matmul(expert_c)", "matmul(expert_c.T)")
+    FlatExperts().apply(package, _features(tmp_path, source))
+    model = package.render()["model.py"]
+    assert "class Experts" not in model  # the shared experts, unchanged
 
 
 class _Adapter(StateDictAdapter):
