@@ -55,6 +55,12 @@ UNSUPPORTED: dict[tuple[str, object], str] = {
         "latent attention's q/kv latent norms with an epsilon neither 1e-6 nor the config's"
         " rms_norm_eps: no rule yet"
     ),
+    ("attention.latent_norms", "q"): (
+        "latent attention whose kv latent goes up-projected without a norm: no rule yet"
+    ),
+    ("attention.latent_norms", "none"): (
+        "latent attention whose latents go up-projected without a norm: no rule yet"
+    ),
     ("attention.latent_scale", "other"): (
         "a normed latent (or every part of its up-projection) times a constant other than"
         " sqrt(hidden / its width): no rule yet"

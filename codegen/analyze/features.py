@@ -54,6 +54,7 @@ VOCAB: dict[str, tuple] = {
     "attention.output_rotation": ("none", "inverse", "forward"),
     "attention.layer_shapes": ("same", "per_layer_config", "latent", "rule", "other"),
     "attention.latent_norm_eps": ("default", "norm_eps", "other"),
+    "attention.latent_norms": ("q_kv", "kv", "q", "none"),
     "attention.latent_scale": ("none", "q", "kv", "q_kv", "other"),
     "attention.qkv_layout": ("contiguous", "grouped", "interleaved", "blocked", "none"),
     "attention.sliding_window": ("none", "all", "pattern"),
@@ -247,6 +248,10 @@ class Attention:
     # width) before their up-projection (none | q | kv | q_kv | other); an RMSNorm on the
     # shared rope key before its rotation ({"module", "eps": default | norm_eps}, or None)
     latent_norm_eps: str = "default"
+    # which latents of latent attention are normed before their up-projection: q_kv (both),
+    # kv (no query latent: the query projected from the hidden states), q, none; None where
+    # the attention is not latent
+    latent_norms: str | None = None
     latent_scale: str = "none"
     k_rope_norm: dict | None = None
     # q and k taken to fp32 before q @ k^T (the eager attention function HF hands the

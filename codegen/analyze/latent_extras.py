@@ -8,6 +8,8 @@ modules and forward:
   config's rms_norm_eps, dots3) or `other`;
 - `attention.latent_scale`: a normed latent times sqrt(hidden / its width) before its
   up-projection: `none`, `q`, `kv`, `q_kv` (dots3), `other` (another constant: LongCat-Flash);
+- `attention.latent_norms`: which latents are normed: `q_kv`, `kv` (no query latent), `q`
+  or `none` (a latent up-projected as it is: no rule);
 - `attention.k_rope_norm`: an RMSNorm on the shared rope key before its rotation (dots3's
   `k_rope_only_layernorm`): {"module": name, "eps": "default" | "norm_eps"}, or None.
 
@@ -25,7 +27,7 @@ LATENT_NORM_EPS = 1e-6  # the reference's q/kv latent norms
 
 
 def check(ctx: Ctx, shared: dict) -> dict:
-    """The three facts above, as Attention fields (their defaults where not MLA)."""
+    """The facts above, as Attention fields (their defaults where not MLA)."""
     facts = {"latent_norm_eps": "default", "latent_scale": "none", "k_rope_norm": None}
     layers = [p for p in shared.get("per_layer", ()) if p["type"] in ("full", "sliding")]
     if not layers or not layers[0]["info"].mla:
@@ -42,6 +44,11 @@ def check(ctx: Ctx, shared: dict) -> dict:
     ranks = {c.args[0] for c in linears} | {c.args[1] for c in linears}
     latent = {name: c for name, c in norms.items() if c.args and c.args[0] in ranks}
     site = ctx.class_site(info.rec) or "?"
+    facts["latent_norms"] = _normed_sides(latent, config)
+    ctx.cite(
+        "attention.latent_norms",
+        f"{site} ({', '.join(f'{n}, width {c.args[0]}' for n, c in latent.items()) or 'none'})",
+    )
     kinds = {_eps_kind(norm, config) for norm in latent.values()}
     if kinds and kinds != {"default"}:
         facts["latent_norm_eps"] = kinds.pop() if len(kinds) == 1 else "other"
@@ -68,6 +75,15 @@ def check(ctx: Ctx, shared: dict) -> dict:
         names = [n for n, c in latent.items() if id(c) in scaled]
         ctx.cite("attention.latent_scale", f"{site} ({', '.join(names)} times a constant)")
     return facts
+
+
+def _normed_sides(latent: dict, config) -> str:
+    """q_kv | kv | q | none: the latents (`q_lora_rank`, `kv_lora_rank` wide) a norm of the
+    attention's own is built over."""
+    widths = {norm.args[0] for norm in latent.values()}
+    q = attr(config, "q_lora_rank") in widths
+    kv = attr(config, "kv_lora_rank") in widths
+    return {(True, True): "q_kv", (False, True): "kv", (True, False): "q"}.get((q, kv), "none")
 
 
 def _eps(norm: ModuleRec):

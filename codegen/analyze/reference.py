@@ -143,6 +143,7 @@ COMPARED: dict[str, Any] = {
     "attention.latent_norm_eps": None,
     "attention.latent_scale": None,
     "attention.k_rope_norm": lambda norm: norm is not None,
+    "attention.latent_norms": None,
     "attention.scores_fp32": None,
     "norm.weight_fp32": None,
     "attention.differential": lambda found: found is not None,
@@ -292,6 +293,8 @@ _DENSE_COMMON: dict[str, tuple] = {
     "attention.latent_norm_eps": ("default",),  # latent norms at 1e-6 (MLA)
     "attention.latent_scale": ("none",),  # the normed latents go up as they are
     "attention.k_rope_norm": (False,),  # the shared rope key rotated as projected
+    # not latent, or both latents normed (the kv latent alone without a query latent)
+    "attention.latent_norms": (None, "q_kv", "kv"),
     "attention.scores_fp32": (False,),  # q @ k^T and the softmax in the model's dtype
     "norm.weight_fp32": (False,),  # RMSNorm casts back to the input dtype before the weight
     "ffn.act_fp32": (False,),  # the gated product rounded after the activation and again after

@@ -21,6 +21,7 @@ from pathlib import Path
 import libcst as cst
 
 from codegen.analyze.analysis import analyze_target
+from codegen.analyze.config import ConfigBuilder
 from codegen.analyze.derived_fields import derived_fields
 from codegen.analyze.features import Features
 from codegen.analyze.locate import resolve
@@ -62,6 +63,8 @@ def load_target(target: str, config_path: str | None = None) -> Target:
     # field the code reads, as tiny_config does for the HF side
     names = dict(model.config.attribute_map)
     toy = shrink(values, keep_pattern=config_path is not None, attribute_map=names)
+    if config_path is not None:
+        _add_class_kinds(toy, model)
     model_type = model.target.model_type or values.get("model_type")
     toy["model_type"] = model_type
     with tempfile.TemporaryDirectory() as directory:
@@ -78,6 +81,31 @@ def load_target(target: str, config_path: str | None = None) -> Target:
         evidence=dict(described.evidence) if described is not None else {},
         described=described,
     )
+
+
+def _add_class_kinds(toy: dict, model) -> None:
+    """Layer kinds the config class puts in its own pattern (`layer_types` left unset) that
+    the kept pattern of the given config lacks, each written over a layer whose kind the
+    toy has twice (from the last): the package is generated for every kind the class
+    builds, whatever mix the config at hand has (a config of sliding and compressed sparse
+    layers still gets the heavily compressed ones DeepSeek-V4's class builds by default)."""
+    pattern = toy.get("layer_types")
+    if not isinstance(pattern, list) or model.config_cls is None:
+        return
+    unset = {key: value for key, value in toy.items() if key != "layer_types"}
+    try:
+        derived = (
+            ConfigBuilder(model.interp).build(model.config_cls, unset).attrs.get("layer_types")
+        )
+    except Exception:  # noqa: BLE001 - a class whose defaults do not evaluate adds no kind
+        return
+    for kind in dict.fromkeys(derived if isinstance(derived, list | tuple) else ()):
+        if not isinstance(kind, str) or kind in pattern:
+            continue
+        spare = [i for i, other in enumerate(pattern) if pattern.count(other) > 1]
+        if not spare:
+            return
+        pattern[spare[-1]] = kind
 
 
 def _sub_config_values(values: dict) -> dict[str, dict]:

@@ -7,9 +7,12 @@ rope-key norm's and diverged at layers.0.attention; now each is a feature with i
 
 from __future__ import annotations
 
+import json
+
 from analyze_helpers import rename_model
 
-from codegen.analyze.analysis import analyze
+from codegen.analyze.analysis import analyze, analyze_target
+from codegen.analyze.locate import resolve
 from codegen.scaffold.plan import make_plan
 from codegen.scaffold.target import load_target
 
@@ -49,4 +52,15 @@ def test_the_references_latent_attention_has_none():
         attention = features.attention
         assert (attention.latent_norm_eps, attention.latent_scale) == ("default", "none")
         assert attention.k_rope_norm is None
+        assert attention.latent_norms == "q_kv"
         assert "attention.latent_extra_norm" not in {u.feature for u in features.unsupported}
+
+
+def test_the_latents_normed_are_read(tmp_path):
+    # without a query latent (q_lora_rank None: the query projected from the hidden states)
+    # only the kv latent is normed; a dense attention has no latents
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"model_type": "deepseek_v2", "q_lora_rank": None}))
+    assert analyze_target(resolve("deepseek_v2", str(config))).attention.latent_norms == "kv"
+    assert analyze("dots3_note_text").attention.latent_norms == "q_kv"
+    assert analyze("llama").attention.latent_norms is None

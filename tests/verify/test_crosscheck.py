@@ -209,7 +209,7 @@ def _seeded(model_type: str, part: str, **wrong) -> dict:
         features, **{part: dataclasses.replace(getattr(features, part), **wrong)}
     )
     _, model, config = _build(model_type, Path(tempfile.mkdtemp()), renamed=False)
-    return compare(expected(seeded), observe(model, config))
+    return compare(expected(seeded, config), observe(model, config))
 
 
 @pytest.mark.parametrize(
@@ -221,6 +221,12 @@ def _seeded(model_type: str, part: str, **wrong) -> dict:
         ("deepseek_v3", "attention", {"fused_qkv": True}),
         ("dots3_note_text", "attention", {"o_bias": True}),
         ("dots3_note_text", "attention", {"sinks": True}),
+        # MLA's q/kv latent norms: their eps (deepseek_v3's 1e-6, dots3's rms_norm_eps; the
+        # deepseek_v3 toy's rms_norm_eps is 1e-6 too, so only "other" differs there)
+        ("deepseek_v3", "attention", {"latent_norm_eps": "other"}),
+        ("deepseek_v3", "attention", {"latent_norms": "kv"}),  # the q latent's norm missed
+        ("deepseek_v3", "attention", {"latent_norms": "none"}),
+        ("dots3_note_text", "attention", {"latent_norm_eps": "default"}),
         # the first layer's rotary table, one per layer type (and a dynamic rope's copy)
         ("gemma4_text", "rope", {"partial_rotary": 0.5}),
         ("phi", "rope", {"partial_rotary": 1.0}),

@@ -11,12 +11,15 @@ import re
 from typing import Any
 
 from codegen.analyze.features import UNKNOWN, Features
+from codegen.analyze.latent_extras import LATENT_NORM_EPS
 
 _LAYER_NOTE = re.compile(r"\s*\[layers? [^\]]*\]$")
 _SHIFT = re.compile(r"\{[+-]\d+\}")
 
 
-def expected(features: Features) -> dict[str, Any]:
+def expected(features: Features, config=None) -> dict[str, Any]:
+    """The static facts under the observed names; `config` (the built model's) gives the
+    latent norms' epsilon of latent attention (MLA) as the number the analysis names."""
     sd = features.state_dict
     out: dict[str, Any] = {
         "state_dict.layer_keys": _keys(sd.layer_keys),
@@ -28,6 +31,9 @@ def expected(features: Features) -> dict[str, Any]:
     a, ffn, norm = features.attention, features.ffn, features.norm
     for name in ("fused_qkv", "qkv_bias", "o_bias", "qk_norm", "sinks"):
         out[f"attention.{name}"] = getattr(a, name)
+    if a.kind == "mla":
+        out["attention.latent_norms"] = a.latent_norms
+        out["attention.latent_norm_eps"] = _latent_eps(a.latent_norm_eps, config)
     layout = ffn.gate_up_layout
     out["ffn.gated"] = layout if layout == UNKNOWN else layout != "none"
     out["ffn.fused_gate_up"] = ffn.fused_gate_up
@@ -49,6 +55,16 @@ def expected(features: Features) -> dict[str, Any]:
     out["head.logit_scale"] = features.head.logit_scale
     out["head.logit_softcap"] = features.head.logit_softcap
     return out
+
+
+def _latent_eps(kind: str, config):
+    """`attention.latent_norm_eps` as a number: 1e-6 (default), the config's rms_norm_eps
+    (norm_eps); "other" stays a name."""
+    if kind == "default":
+        return LATENT_NORM_EPS
+    if kind == "norm_eps" and config is not None:
+        return float(getattr(config, "rms_norm_eps", None) or 0.0) or kind
+    return kind
 
 
 def _keys(keys) -> frozenset[str]:

@@ -44,6 +44,8 @@ def observe(model, config, checkpoint_keys: set[str] | None = None) -> dict[str,
     attention_norms = _weightless_norms(layers[0])
     probes = _forward_probes(model, config, layers[0], attention_norms)
     out.update(_attention(layer_state, config, hidden, probes.pop("_norm_widths", None)))
+    if getattr(config, "kv_lora_rank", None):
+        out.update(_latent_norms(layers[0], config))
     out.update(_ffn(layer_state, hidden))
     out.update(_moe(layer_state, hidden))
     out.update(_norm(layers[0], hidden))
@@ -251,6 +253,45 @@ def _latent_attention(attn: dict, config, hidden: int) -> dict[str, Any]:
     if outputs:
         out["attention.o_bias"] = _bias(outputs[-1]) in attn
     out.update(_sinks(attn))
+    return out
+
+
+LATENT_NORM_EPS = 1e-6  # the reference's q/kv latent norms (attention.latent_norm_eps default)
+
+
+def _latent_norms(layer, config) -> dict[str, Any]:
+    """`attention.latent_norms` and `attention.latent_norm_eps` of latent attention (MLA):
+    the norms on its latents (modules of the attention, or of a list of them, named a norm,
+    with a weight over `q_lora_rank` or `kv_lora_rank`): which latents they are on (q_kv,
+    kv, q, none), and their epsilon (a `variance_epsilon` or `eps` each) in the analysis's
+    terms: 1e-6 (the reference's) or the config's `rms_norm_eps` as the number (the static
+    "default" and "norm_eps"), "other" for another or unequal ones; none where no latent is
+    normed."""
+    q, kv = getattr(config, "q_lora_rank", None), getattr(config, "kv_lora_rank", None)
+    found: dict[int, list] = {}  # width -> the epsilons of the norms over it
+    for name, child in layer.named_children():
+        if not _ATTN.search(name):
+            continue
+        for path, module in child.named_modules():
+            weight = getattr(module, "weight", None)
+            if (
+                "norm" in path.rsplit(".", 1)[-1].lower()
+                and isinstance(weight, torch.Tensor)
+                and weight.dim() == 1
+                and weight.shape[0] in (q, kv)
+            ):
+                eps = getattr(module, "variance_epsilon", getattr(module, "eps", None))
+                found.setdefault(weight.shape[0], []).append(eps)
+    sides = {(True, True): "q_kv", (False, True): "kv", (True, False): "q"}
+    out: dict[str, Any] = {
+        "attention.latent_norms": sides.get((bool(q) and q in found, kv in found), "none")
+    }
+    epsilons = {eps for values in found.values() for eps in values}
+    if not epsilons:
+        return out
+    known = {LATENT_NORM_EPS, getattr(config, "rms_norm_eps", None)}
+    (eps,) = epsilons if len(epsilons) == 1 else ("other",)
+    out["attention.latent_norm_eps"] = float(eps) if eps in known else "other"
     return out
 
 

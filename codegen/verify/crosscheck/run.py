@@ -36,7 +36,7 @@ def check_one(model_type: str, renamed: bool = False) -> dict:
             from codegen.verify.crosscheck.observe import observe
 
             keys = _checkpoint_keys(model, Path(directory) / "checkpoint")
-            results = compare(expected(features), observe(model, config, keys))
+            results = compare(expected(features, config), observe(model, config, keys))
             row["fields"] = {name: list(value) for name, value in results.items()}
     except Exception as err:  # noqa: BLE001 - one architecture's failure is a row
         row["error"] = f"{type(err).__name__}: {' '.join(str(err).split())}"[:200]
