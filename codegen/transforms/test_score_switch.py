@@ -143,3 +143,19 @@ def test_a_constant_already_added_becomes_the_analysed_one():
     forward = _method(package, "Gate", "forward")
     assert "weights / (weights.sum(dim=-1, keepdim=True) + 1e-06)" in forward
     assert "1e-20" not in forward
+
+
+def test_a_table_routed_gate_keeps_the_zero_scores_refused():
+    """A TableGate picks by a table, not by the scores: its picks may score next to
+    nothing, so the relu family stays out of the table even with the analysed constant
+    (which the renormalisations still carry)."""
+    from codegen.transforms.table_routing import TableRouting
+    from codegen.transforms.test_table_routing import TABLE
+
+    package = SourcePackage.from_directory(references_dir() / "deepseek_v3")
+    TableRouting().apply(package, table=TABLE)
+    ScoreSwitch().apply(package, field="scoring_func", eps=1e-20)
+    assert "+ 1e-20)" in _method(package, "TableGate", "forward")
+    files = package.render()
+    assert "router_scores(logits, self.scoring_func)" in _method(package, "TableGate", "forward")
+    assert '"relu2"' not in files["model.py"] and "'relu2'" not in files["args.py"]
