@@ -1265,10 +1265,9 @@ def _tied_switch(project: Project, entry: ClassInfo, known) -> Switch | None:
     return Switch("tie_word_embeddings", "bool", values, configured=configured)
 
 
-# ACT2FN keys a top-k router scores its logits by (the sigmoid, DeepSeek-V4's sqrtsoftplus,
-# relu2: zero over a range of logits, so a token's picks can all score zero):
+# ACT2FN keys a top-k router scores its logits by (the sigmoid, DeepSeek-V4's sqrtsoftplus):
 # each value of a router's activation field the sweep puts the package to
-ROUTER_SCORES = ("sigmoid", "sqrtsoftplus", "relu2")
+ROUTER_SCORES = ("sigmoid", "sqrtsoftplus")
 _ACT_TABLES = ("ACT2FN", "ACT2CLS")
 
 
