@@ -104,11 +104,13 @@ RULES = [
         feature="moe.score_field",
         values=(True,),
         transform="score_switch",
-        params={"field": FromFeature("moe.score_field")},
+        params={"field": FromFeature("moe.score_field"), "eps": FromFeature("moe.norm_topk_eps")},
         description=(
             "the router scores by the activation the config field its source looks the"
-            " score function up by names (ACT2FN[config.scoring_func]): the sigmoid or"
-            " sqrt(softplus(logits)), any other value refused"
+            " score function up by names (ACT2FN[config.scoring_func]): the sigmoid,"
+            " sqrt(softplus(logits)), another activation, relu and its kin where the source"
+            " adds a constant to the sum it renormalises by (which the package then adds),"
+            " any other value refused"
         ),
     ),
     Rule(

@@ -47,6 +47,14 @@ def _score_act(t: Term) -> str | None:
     return name if name in SCORE_ACTIVATIONS else None
 
 
+def _added_constant(den: Term) -> float | None:
+    """The positive number `den` adds to a sum (`weights.sum(...) + 1e-20`), else None."""
+    if den.op != "add" or not any(_fn(x, "sum") for x in den.args if isinstance(x, Term)):
+        return None
+    consts = [a for a in den.args if isinstance(a, int | float) and not isinstance(a, bool)]
+    return float(consts[0]) if len(consts) == 1 and consts[0] > 0 else None
+
+
 def _score_field(terms: list[Term]):
     """The config field an activation module among `terms` is looked up by
     (`ACT2FN[config.scoring_func]`) and where: the one the router's scores follow; None
@@ -292,7 +300,7 @@ def detect(ctx: Ctx) -> Moe | None:
         ctx.cite("moe.router_bias", where)
     if "moe.router_bias_on" not in ctx.evidence:
         ctx.cite("moe.router_bias_on", ctx.evidence.get("moe.router_bias", where))
-    norm, norm_by = False, "none"
+    norm, norm_by, norm_eps = False, "none", None
     for t in rterms:
         if t.op == "div" and topks:
             num, den = (t.args + (None, None))[:2]
@@ -302,6 +310,9 @@ def detect(ctx: Ctx) -> Moe | None:
                 ):
                     norm, norm_by = True, "division"
                     ctx.cite("moe.norm_topk_prob", t.site.cite() if t.site else where)
+                    norm_eps = _added_constant(den)
+                    if norm_eps is not None:
+                        ctx.cite("moe.norm_topk_eps", t.site.cite() if t.site else where)
                     break
     if not norm:
         for s in softmax:  # softmax over the selected logits
@@ -311,6 +322,8 @@ def detect(ctx: Ctx) -> Moe | None:
     if "moe.norm_topk_prob" not in ctx.evidence:
         ctx.cite("moe.norm_topk_prob", where)
     ctx.cite("moe.norm_topk_by", ctx.evidence.get("moe.norm_topk_prob"))
+    if "moe.norm_topk_eps" not in ctx.evidence:
+        ctx.cite("moe.norm_topk_eps", ctx.evidence.get("moe.norm_topk_prob"))
     scaling, scaling_on = None, "weights"
     # the experts' output scaled as a whole scales every routed weight alike (minimax_m3's
     # `experts(...) * routed_scaling_factor`, taken before the shared expert joins)
@@ -459,6 +472,7 @@ def detect(ctx: Ctx) -> Moe | None:
         scores_fp32=half_scores is None,
         norm_topk_prob=norm,
         norm_topk_by=norm_by,
+        norm_topk_eps=norm_eps,
         routed_scaling=scaling,
         routed_scaling_on=scaling_on,
         shared_experts=len(shared),

@@ -451,6 +451,10 @@ class Moe:
     # (a softmax over the k selected logits: renormalised by construction, no flag can turn
     # it off, cohere2_moe's softmax branch), `none`
     norm_topk_by: str = "none"
+    # the constant added to the sum the picked weights are divided by (`weights /
+    # (weights.sum(...) + 1e-20)`: inkling2, deepseek_v3), else None: with it a token whose k
+    # picks all score zero gets zero weights, without it 0 / 0
+    norm_topk_eps: float | None = None
     routed_scaling: float | None = None  # routed weights multiplied by this
     # where: on the k picked weights (deepseek), or on the experts' summed output (beam's
     # `experts(...) * routed_scaling_factor`): equal sums, but a stage of its own

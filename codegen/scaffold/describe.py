@@ -13,6 +13,7 @@ import textwrap
 from dataclasses import dataclass
 
 import libcst as cst
+import libcst.matchers as m
 
 WIDTH = 96  # the docstring sits in a 100-column file
 # what model.py's code is (the package trains, shards and packs, so "inference-only" is false)
@@ -83,14 +84,21 @@ def describe(package, title: str, steps, features=None, target=None) -> None:
         if described is None:  # no analysis under the config's own values: the tagline only
             text = _literal(tagline_of(title, features))
         else:
-            reads = _config_reads(package.files.get("args.py"))
-            text = summary_of(title, described, features, reads, _config_class(described))
+            args = package.files.get("args.py")
+            reads = _config_reads(args)
+            text = summary_of(
+                title, described, features, reads, _config_class(described), _strings(args)
+            )
         package.files["__init__.py"] = _with_docstring(package.files["__init__.py"], text)
 
 
-def summary_of(title: str, described, toy=None, reads=frozenset(), config_class="") -> str:
+def summary_of(
+    title: str, described, toy=None, reads=frozenset(), config_class="", strings=None
+) -> str:
     """`__init__.py`'s docstring literal: the tagline, then each feature it names with its
-    evidence in the HF source, and the features a config switch the package reads turns on."""
+    evidence in the HF source, and the features a config switch the package reads turns on
+    (`strings`: the string literals of args.py, where an activation name it accepts is
+    written; None: every named value of such a switch is listed)."""
     toy = toy or described
     configurable = _configurable(described, toy, reads)
     labels = [extra.label for extra, _ in configurable]
@@ -106,7 +114,7 @@ def summary_of(title: str, described, toy=None, reads=frozenset(), config_class=
         for item in items:
             lines += textwrap.wrap(f"- {item}", WIDTH, subsequent_indent="  ")
         paragraphs.append("\n".join(lines))
-    switches = _switch_items(described, reads)
+    switches = _switch_items(described, reads, strings)
     if switches:
         lines = ["Config switches from_hf_config reads (the package builds each setting):"]
         for item in switches:
@@ -220,9 +228,11 @@ def _evidence_items(features, configurable) -> list[str]:
     return items
 
 
-def _switch_items(features, reads) -> list[str]:
+def _switch_items(features, reads, strings=None) -> list[str]:
     """`use_parallel_residual = False by default: sequential residuals; True: parallel
-    attention and MLP residual (modeling_stablelm.py:328)` per switch the package reads."""
+    attention and MLP residual (modeling_stablelm.py:328)` per switch the package reads.
+    A named activation of a router's scoring_func that args.py does not write among
+    `strings` (the values it accepts) is refused there, so not listed."""
     items = []
     for switch in getattr(features, "switches", ()):
         if switch.container or switch.field not in reads:
@@ -237,6 +247,7 @@ def _switch_items(features, reads) -> list[str]:
             # any other key of an activation table (a router's scoring_func): refused, as
             # the package builds the named ones only (score_switch)
             and not (value.test == "other" and value.operand == "ACT2FN")
+            and not (_activation_table(switch) and _refused(value, strings))
         ]
         if not told:
             continue
@@ -295,6 +306,22 @@ def _holds(value, configured) -> bool:
         found = compare.get(value.op)
         return bool(found and found(float(configured), float(value.operand)))
     return False
+
+
+def _activation_table(switch) -> bool:
+    return any(v.test == "other" and v.operand == "ACT2FN" for v in switch.values)
+
+
+def _refused(value, strings) -> bool:
+    return strings is not None and isinstance(value.operand, str) and value.operand not in strings
+
+
+def _strings(module: cst.Module | None) -> frozenset[str] | None:
+    """The string literals of `module` (None without one)."""
+    if module is None:
+        return None
+    found = m.findall(module, m.SimpleString())
+    return frozenset(node.evaluated_value for node in found if isinstance(node, cst.SimpleString))
 
 
 def _config_class(features) -> str:

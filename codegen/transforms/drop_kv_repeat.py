@@ -9,7 +9,10 @@ kv-head count gets `n_kv_heads=` the same expression as `n_heads=` from that ali
 copies k and v once each per layer, a copy the HF model does not make. After the transforms
 this removes the two lines, in each class whose `__init__` takes both counts straight from
 ModelArgs (a per-layer count, `layer_n_kv_heads`, may differ and keeps the repeat), when
-nothing else reads `groups` and `ModelArgs` itself never resets `n_kv_heads`.
+nothing else reads `groups` and `ModelArgs` itself never resets `n_kv_heads`. Where it
+removes them, the package no longer handles fewer kv heads than query heads, so
+`ModelArgs.__post_init__` refuses `n_kv_heads != n_heads` in one line (`from_hf_config`
+never gives that, a ModelArgs built by hand may).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import libcst as cst
 import libcst.matchers as m
 
-from codegen.transforms._attention_edits import GQA_REPEAT
+from codegen.transforms._attention_edits import GQA_REPEAT, append_to_method
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import is_statement
 
@@ -26,6 +29,14 @@ _TAKES_COUNTS = (
     is_statement("self.n_kv_heads = args.n_kv_heads"),
 )
 _REPEAT = tuple(is_statement(line) for line in GQA_REPEAT.strip().splitlines())
+# ModelArgs.__post_init__ of a package whose attention lost the repeat
+SAME_COUNTS = """
+if self.n_kv_heads != self.n_heads:
+    raise NotImplementedError(
+        f"n_kv_heads={self.n_kv_heads} with n_heads={self.n_heads} is not supported"
+        " (each query head needs a kv head of its own)"
+    )
+"""
 
 
 class DropKvRepeat(Transform):
@@ -36,7 +47,31 @@ class DropKvRepeat(Transform):
     def apply(self, package, features=None) -> None:
         if "args.py" not in package.files or not _same_counts(package.module("args.py")):
             return
-        package.edit("model.py", _DropRepeat())
+        drop = _DropRepeat()
+        package.edit("model.py", drop)
+        if drop.hits:
+            append_to_method(package, "args.py", "ModelArgs", "__post_init__", SAME_COUNTS)
+            package.edit("args.py", _Comment("n_kv_heads", KV_COMMENT))
+
+
+KV_COMMENT = "# one per query head: n_heads (__post_init__ refuses another count)"
+
+
+class _Comment(cst.CSTTransformer):
+    """The trailing comment of the class-level field `name: ... = ...` becomes `comment`."""
+
+    def __init__(self, name: str, comment: str):
+        super().__init__()
+        self.field = m.SimpleStatementLine(body=[m.AnnAssign(target=m.Name(name))])
+        self.comment = comment
+
+    def leave_SimpleStatementLine(self, original, updated):
+        if not m.matches(updated, self.field):
+            return updated
+        trailing = updated.trailing_whitespace.with_changes(
+            whitespace=cst.SimpleWhitespace("  "), comment=cst.Comment(self.comment)
+        )
+        return updated.with_changes(trailing_whitespace=trailing)
 
 
 _N_KV_HEADS = m.Attribute(attr=m.Name("n_kv_heads"))
@@ -62,12 +97,20 @@ def _same_counts(args: cst.Module) -> bool:
 
 
 class _DropRepeat(cst.CSTTransformer):
+    """Drops the repeat in each class taking both counts from ModelArgs; `hits`: how many
+    methods lost it."""
+
+    def __init__(self):
+        super().__init__()
+        self.hits = 0
+
     def leave_ClassDef(self, original, updated):
         methods = [s for s in updated.body.body if isinstance(s, cst.FunctionDef)]
         init = next((f for f in methods if f.name.value == "__init__"), None)
         if init is None or not all(any(t(s) for s in init.body.body) for t in _TAKES_COUNTS):
             return updated
         body = [_without_repeat(s) if s in methods else s for s in updated.body.body]
+        self.hits += sum(new is not old for new, old in zip(body, updated.body.body, strict=True))
         return updated.with_changes(body=updated.body.with_changes(body=body))
 
 

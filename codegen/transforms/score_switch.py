@@ -6,8 +6,11 @@ every router score site (`scores = <logits>.sigmoid()` or `F.softplus(<logits>).
 the router rules wrote them, in the Gate, the MoE's `route` or the table-routed gate)
 becomes `router_scores(<logits>, self.scoring_func)`, which looks the activation up in a
 table of the ones the package's tables write (`SCORES`: the feed-forward's activations and
-sqrt(softplus), but those zero over a range of logits); `from_hf_config` refuses any other
-value in one line.
+sqrt(softplus)); `from_hf_config` refuses any other value in one line. Activations exactly
+zero over a range of logits (relu, relu2, relu6: `ZERO_SCORES`) join the table where HF adds
+a constant to the sum the picked scores are divided by (the analysed `moe.norm_topk_eps`,
+`weights / (weights.sum(...) + 1e-20)`): the package's renormalisation adds the same one, so
+a token whose k picks all score zero gets zero weights in both, not 0 / 0 in the package.
 """
 
 from __future__ import annotations
@@ -32,8 +35,8 @@ from codegen.transforms.score_activation import ACTIVATIONS as SCORE_ACTIVATIONS
 from codegen.transforms.score_activation import _Reword
 
 # activations exactly zero over a range of logits: a token whose k picks all score zero is
-# renormalised 0 / 0 by the package's router, to zero weights by HF's (which adds 1e-20 to
-# the sum), so these stay refused
+# renormalised 0 / 0 unless a constant is added to the sum, so the table holds these only
+# where HF's renormalisation adds one (and the package's then adds it too)
 ZERO_ON_A_RANGE = frozenset({"relu", "relu2", "relu6"})
 # the score of one logit `x` each value of the switch names, HF's ACT2FN key -> its code: the
 # activations the package's tables write (the feed-forward's, the router's sqrt(softplus))
@@ -41,8 +44,14 @@ SCORES = {
     **{name: code.format("x") for name, code in ACTIVATIONS.items() if name not in ZERO_ON_A_RANGE},
     **{name: code.format(x="x") for name, code in SCORE_ACTIVATIONS.items()},
 }
+ZERO_SCORES = {name: ACTIVATIONS[name].format("x") for name in sorted(ZERO_ON_A_RANGE)}
 # where the router rules write the scores: (class, method)
 SITES = (("Gate", "forward"), ("MoE", "route"), ("TableGate", "forward"))
+# the router table_routing writes: its picks come from a table, not the scores, so a pick
+# may score next to nothing and its renormalised weight's gradient is ill-conditioned
+# (deepseek_v4 under relu2: logits agree, the table gate's gradient does not); a package
+# with it keeps ZERO_SCORES refused
+TABLE_SITE = "TableGate"
 
 FUNCTION = """
 # the router's score of one logit by the activation's name in HF (scoring_func)
@@ -75,15 +84,20 @@ class ScoreSwitch(Transform):
     """The router scores by `args.scoring_func`, which `from_hf_config` reads from the
     config's `field` (the analysed `moe.score_field`): any key of `SCORES`, any other value
     refused in one line. The default is the activation the router computed before
-    (the configured one, as the router rules wrote it); the correction bias, the pick, the
-    renormalisation and the scaling stay as they were."""
+    (the configured one, as the router rules wrote it); the correction bias, the pick and
+    the scaling stay as they were. `eps` is the analysed `moe.norm_topk_eps`, the constant
+    HF adds to the sum the picked scores are divided by: where it is given, each
+    renormalisation at the score sites (`weights / weights.sum(...)`) adds it, and the
+    table also holds ZERO_SCORES (zero over a range of logits; safe once the sum cannot
+    be zero), unless a site is a table-routed gate (TABLE_SITE)."""
 
     name = "score_switch"
 
-    def apply(self, package, features=None, *, field: str) -> None:
+    def apply(self, package, features=None, *, field: str, eps: float | None = None) -> None:
         if not field.isidentifier():
             raise EditError(f"score_switch: {field!r} is not a config field")
         found: set[str] = set()
+        divisions, by_table = 0, False
         for cls, method in SITES:
             if not moe_edits.has_class(package, "model.py", cls):
                 continue
@@ -91,6 +105,11 @@ class ScoreSwitch(Transform):
             if not run(package, "model.py", scores, required=False):
                 continue
             found |= scores.activations
+            by_table |= cls == TABLE_SITE
+            if eps is not None:
+                renormalise = _Renormalise(cls, method, eps)
+                run(package, "model.py", renormalise, required=False)
+                divisions += renormalise.hits
             init = InsertStatements(
                 cls, "__init__", calls_super_init, "self.scoring_func = args.scoring_func"
             )
@@ -99,7 +118,8 @@ class ScoreSwitch(Transform):
                 run(package, "model.py", SetClassDocstring("Gate", _docstring))
         if len(found) != 1:
             raise EditError(f"score_switch: the router scores by {sorted(found) or 'nothing'}")
-        table = "\n".join(f'    "{name}": lambda x: {code},' for name, code in SCORES.items())
+        scores = {**SCORES, **ZERO_SCORES} if divisions and not by_table else SCORES
+        table = "\n".join(f'    "{name}": lambda x: {code},' for name, code in scores.items())
         function = FUNCTION.format(table=table)
         moe_edits.insert_before_class(package, "model.py", _first_site(package), function)
         moe_edits.add_args_fields(package, FIELD.format(default=found.pop()))
@@ -108,7 +128,7 @@ class ScoreSwitch(Transform):
             "ModelArgs",
             "from_hf_config",
             calls("require_settings"),
-            REFUSE.format(field=field, keys=tuple(SCORES)),
+            REFUSE.format(field=field, keys=tuple(scores)),
         )
         run(package, "args.py", refuse)
         for old in ("a sigmoid router", "a router of sqrt(softplus(logits)) scores"):
@@ -169,3 +189,26 @@ class _Scores(ScopedTransformer):
         self.activations.add(activation)
         call = expression(f"router_scores({code_of(x)}, self.scoring_func)")
         return updated.with_changes(value=call)
+
+
+_SUM = m.Call(func=m.Attribute(attr=m.Name("sum")))
+
+
+class _Renormalise(ScopedTransformer):
+    """`<w> / <w>.sum(...)` in `cls.method` -> `<w> / (<w>.sum(...) + eps)`; a constant
+    already added to that sum becomes `eps`. `hits`: the divisions found."""
+
+    def __init__(self, cls: str, method: str, eps: float):
+        super().__init__(cls, method)
+        self.eps = eps
+
+    def leave_BinaryOperation(self, original, updated):
+        if not self.in_scope() or not m.matches(updated.operator, m.Divide()):
+            return updated
+        right = updated.right
+        added = m.matches(right, m.BinaryOperation(left=_SUM, operator=m.Add()))
+        total = right.left if added else right
+        if not m.matches(total, _SUM) or not total.func.value.deep_equals(updated.left):
+            return updated
+        self.hits += 1
+        return updated.with_changes(right=expression(f"({code_of(total)} + {self.eps!r})"))

@@ -98,3 +98,49 @@ def test_a_package_for_a_config_without_a_kv_head_count_repeats_no_keys(tmp_path
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
         ]
         assert ("repeat_interleave" in calls) is kept, model_type
+        _check_heads_refused(models, name, refused=not kept)
+
+
+def _check_heads_refused(models, name: str, refused: bool) -> None:
+    """The scaffolded package's ModelArgs with fewer kv heads than query heads: one line
+    refusing it where the attention lost its repeat, built as given where it kept it."""
+    from codegen.models import load_spec
+
+    args = load_spec(name, models).args
+    if not refused:
+        assert args(n_heads=4, n_kv_heads=2).n_kv_heads == 2
+        return
+    with pytest.raises(NotImplementedError) as err:
+        args(n_heads=4, n_kv_heads=2)
+    line = str(err.value)
+    assert "\n" not in line and "n_kv_heads=2 with n_heads=4 is not supported" in line, line
+
+
+def test_modelargs_refuses_fewer_kv_heads_once_the_repeat_is_gone():
+    """Where the repeat goes, `__post_init__` refuses n_kv_heads != n_heads in one line and
+    the field's comment says so; where it stays (a kv-head count of its own), args.py is
+    untouched."""
+    package = package_of(
+        {
+            "args.py": ARGS.format(kv="hf_config.num_attention_heads"),
+            "model.py": MODEL.format(kv="args.n_kv_heads", extra=""),
+        }
+    )
+    DropKvRepeat().apply(package)
+    args = package.render()["args.py"]
+    assert "    n_kv_heads: int = 8  # one per query head: n_heads (__post_init__ refuses" in args
+    namespace: dict = {}
+    exec(args, namespace)
+    ModelArgs = namespace["ModelArgs"]
+    assert ModelArgs(n_heads=4, n_kv_heads=4).n_kv_heads == 4
+    with pytest.raises(NotImplementedError) as err:
+        ModelArgs(n_heads=4, n_kv_heads=2)
+    line = str(err.value)
+    assert "\n" not in line and "n_kv_heads=2 with n_heads=4 is not supported" in line
+
+    kept = ARGS.format(kv="hf_config.num_key_value_heads")
+    package = package_of(
+        {"args.py": kept, "model.py": MODEL.format(kv="args.n_kv_heads", extra="")}
+    )
+    DropKvRepeat().apply(package)
+    assert package.render()["args.py"] == kept

@@ -103,3 +103,59 @@ def test_the_inserted_check_refuses_another_value_in_one_line():
             namespace["check"](SimpleNamespace(scoring_func=name))
         line = str(err.value)
         assert "\n" not in line and f"scoring_func={name!r}" in line and "sqrtsoftplus" in line
+
+
+def _moe_route_package():
+    """qwen3_moe's MoE given a sigmoid `route` that renormalises by the bare sum."""
+    from codegen.transforms.moe_router import SetMoeRouter
+
+    package = SourcePackage.from_directory(references_dir() / "qwen3_moe")
+    SetMoeRouter().apply(package, router="sigmoid_topk", correction_bias=True)
+    return package
+
+
+def test_the_analysed_epsilon_joins_the_renormalisation_and_admits_relu_scores():
+    """Given the constant HF adds to the renormalising sum, the route adds it too and the
+    table holds the activations zero over a range of logits (relu, relu2, relu6), which
+    `from_hf_config` then accepts; without it the route and the table are as before."""
+    from codegen.transforms.score_switch import ZERO_SCORES
+
+    without = _moe_route_package()
+    ScoreSwitch().apply(without, field="scoring_func")
+    route = _method(without, "MoE", "route")
+    assert "weights / weights.sum(dim=-1, keepdim=True)" in route
+    assert '"relu2"' not in without.render()["model.py"]
+
+    package = _moe_route_package()
+    ScoreSwitch().apply(package, field="scoring_func", eps=1e-20)
+    route = _method(package, "MoE", "route")
+    assert "weights / (weights.sum(dim=-1, keepdim=True) + 1e-20)" in route
+    files = package.render()
+    for name, code in ZERO_SCORES.items():
+        assert f'    "{name}": lambda x: {code},' in files["model.py"]
+        assert repr(name) in files["args.py"].split("score_functions = ")[1]
+
+
+def test_a_constant_already_added_becomes_the_analysed_one():
+    # deepseek_v3's Gate adds 1e-20 already; an analysed 1e-6 replaces it
+    package = SourcePackage.from_directory(references_dir() / "deepseek_v3")
+    ScoreSwitch().apply(package, field="scoring_func", eps=1e-06)
+    forward = _method(package, "Gate", "forward")
+    assert "weights / (weights.sum(dim=-1, keepdim=True) + 1e-06)" in forward
+    assert "1e-20" not in forward
+
+
+def test_a_table_routed_gate_keeps_the_zero_scores_refused():
+    """A TableGate picks by a table, not by the scores: its picks may score next to
+    nothing, so the relu family stays out of the table even with the analysed constant
+    (which the renormalisations still carry)."""
+    from codegen.transforms.table_routing import TableRouting
+    from codegen.transforms.test_table_routing import TABLE
+
+    package = SourcePackage.from_directory(references_dir() / "deepseek_v3")
+    TableRouting().apply(package, table=TABLE)
+    ScoreSwitch().apply(package, field="scoring_func", eps=1e-20)
+    assert "+ 1e-20)" in _method(package, "TableGate", "forward")
+    files = package.render()
+    assert "router_scores(logits, self.scoring_func)" in _method(package, "TableGate", "forward")
+    assert '"relu2"' not in files["model.py"] and "'relu2'" not in files["args.py"]

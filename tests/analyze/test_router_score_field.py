@@ -40,6 +40,21 @@ def test_renamed_router_reads_its_score_field(tmp_path):
     assert plan.covered == ["scoring_func 'sigmoid'"]
 
 
+def test_renamed_router_reads_the_constant_its_renormalisation_adds(tmp_path):
+    """`weights / (weights.sum(dim=-1, keepdim=True) + 1e-20)` in the renamed copy's router:
+    `moe.norm_topk_eps` is 1e-20, cited at that line; mixtral divides by the sum alone."""
+    folder = remote_folder("inkling2", tmp_path, name="quillette")
+    features = analyze(str(folder))
+    assert features.moe.norm_topk_eps == 1e-20
+    cite = features.evidence["moe.norm_topk_eps"]
+    assert cite.startswith("modeling_quillette.py:"), cite
+    line = int(cite.split(":")[1])
+    text = (folder / "modeling_quillette.py").read_text().splitlines()[line - 1]
+    assert ".sum(dim=-1, keepdim=True) + 1e-20)" in text, text
+    mixtral = analyze("mixtral").moe
+    assert mixtral.norm_topk_by == "division" and mixtral.norm_topk_eps is None
+
+
 def test_a_named_softmax_router_reads_no_score_field():
     import transformers.models.qwen3_moe.modeling_qwen3_moe as qwen3_moe
 

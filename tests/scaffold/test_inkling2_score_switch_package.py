@@ -34,7 +34,7 @@ def folder(tmp_path_factory) -> Path:
 def built(tmp_path_factory, folder) -> tuple[Path, str]:
     target, plan = plan_folder(folder, {"router_score_switch"})
     (step,) = [step for step in plan.steps if step.rule == "router_score_switch"]
-    assert step.params == {"field": "scoring_func"}
+    assert step.params == {"field": "scoring_func", "eps": 1e-20}
     return write_planned(tmp_path_factory.mktemp("built") / "models", (target, plan))
 
 
@@ -84,9 +84,18 @@ def test_the_other_activations_of_the_table_are_read(built):
     models, name = built
     spec = load_spec(name, models)
     config = AutoConfig.for_model("inkling2_text")
-    for activation in ("silu", "gelu_pytorch_tanh", "tanh"):
+    for activation in ("silu", "gelu_pytorch_tanh", "tanh", "relu", "relu2", "relu6"):
         config.scoring_func = activation
         assert spec.args.from_hf_config(config).scoring_func == activation
+
+
+def test_the_renamed_copy_renormalises_with_its_epsilon(built):
+    """The renamed copy's router adds 1e-20 to the sum its picked scores are divided by
+    (read by structure, `moe.norm_topk_eps`): the package's route adds it too."""
+    models, name = built
+    model = (models / name / "model.py").read_text()
+    assert "weights = weights / (weights.sum(dim=-1, keepdim=True) + 1e-20)" in model
+    assert '"relu2": lambda x: F.relu(x).square(),' in model
 
 
 @pytest.mark.parametrize(

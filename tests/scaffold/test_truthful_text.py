@@ -244,3 +244,28 @@ def test_summary_names_attention_forms_the_kind_does_not_say(target, form, evide
     assert form in summary, summary
     label = form.strip("()").split("(")[-1]
     assert f"- {label}: {evidence}" in summary, summary
+
+
+def test_a_score_activation_the_package_refuses_is_not_listed_as_built():
+    """A router's scoring_func names activations (sqrtsoftplus, relu2): the summary lists
+    those args.py accepts (writes as strings), not one it refuses (DeepSeek-V4's table
+    gate refuses relu2)."""
+    from types import SimpleNamespace
+
+    import libcst as cst
+
+    from codegen.analyze.switches import Switch, SwitchValue
+    from codegen.scaffold.describe import _strings, _switch_items
+
+    site = ("modeling_x.py:7",)
+    values = tuple(
+        SwitchValue(repr(n), "eq", n, selects=f"router scores by ACT2FN[{n!r}]", evidence=site)
+        for n in ("sigmoid", "sqrtsoftplus", "relu2")
+    ) + (SwitchValue("other (a ACT2FN key)", "other", "ACT2FN", selects="that", evidence=site),)
+    switch = Switch("scoring_func", "choice", values, configured="sigmoid", reads=site)
+    features = SimpleNamespace(switches=(switch,))
+    args = cst.parse_module('score_functions = ("sigmoid", "sqrtsoftplus")\n')
+    (line,) = _switch_items(features, {"scoring_func"}, _strings(args))
+    assert "'sqrtsoftplus': router scores" in line and "relu2" not in line, line
+    (line,) = _switch_items(features, {"scoring_func"})  # no args.py to read: all named
+    assert "'relu2': router scores" in line, line
