@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from codegen.analyze.latent_extras import LATENT_NORM_EPS
+
 _ATTN = re.compile(r"attn|attention|mixer")
 _MLP = re.compile(r"mlp|feed_forward|ffn|moe")
 
@@ -254,9 +256,6 @@ def _latent_attention(attn: dict, config, hidden: int) -> dict[str, Any]:
         out["attention.o_bias"] = _bias(outputs[-1]) in attn
     out.update(_sinks(attn))
     return out
-
-
-LATENT_NORM_EPS = 1e-6  # the reference's q/kv latent norms (attention.latent_norm_eps default)
 
 
 def _latent_norms(layer, config) -> dict[str, Any]:
