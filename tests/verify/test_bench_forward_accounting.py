@@ -367,13 +367,34 @@ def _fake_clock_slots(monkeypatch, house_s: float, hf_s: float):
     ]
 
 
-@pytest.mark.parametrize(("house_s", "rounds"), [(0.9, 5), (1.1, 15)])
+@pytest.mark.parametrize(("house_s", "rounds"), [(0.9, 5), (1.1, 30)])
 def test_only_a_slower_house_side_gets_the_confirming_rounds_and_every_slot_gets_them(
     args, monkeypatch, house_s, rounds
 ):
-    args.repeat, args.confirm = 5, 10
+    args.repeat, args.confirm = 5, [10, 15]
     timings = {"house": [], "hf": [], "hf_again": []}
     bench_forward.timed_rounds(_fake_clock_slots(monkeypatch, house_s, 1.0), None, timings)
     assert {label: len(times) for label, times in timings.items()} == dict.fromkeys(timings, rounds)
     # a package truly slower than HF stays slower: the extension sharpens, it does not retry
     assert min(timings["house"]) / min(timings["hf"]) == pytest.approx(house_s)
+
+
+def test_the_confirming_stages_stop_once_the_pooled_minimum_is_no_slower(args, monkeypatch):
+    """A stage runs only while the house side's fastest run so far is slower than HF's: one
+    disturbed early house round is outrun by the first stage, and the second never runs."""
+    args.repeat, args.confirm = 5, [10, 15]
+    clock = [0.0]
+    monkeypatch.setattr(bench_forward.time, "process_time", lambda: clock[0])
+    house_runs = iter([1.2] * 5 + [0.95] * 100)
+
+    def house(model, tokens):
+        clock[0] += next(house_runs)
+
+    def hf(model, tokens):
+        clock[0] += 1.0
+
+    timings = {"house": [], "hf": [], "hf_again": []}
+    slots = [("house", None, house), ("hf", None, hf), ("hf_again", None, hf)]
+    bench_forward.timed_rounds(slots, None, timings)
+    assert {label: len(times) for label, times in timings.items()} == dict.fromkeys(timings, 15)
+    assert min(timings["house"]) == pytest.approx(0.95)
