@@ -1265,12 +1265,9 @@ def _tied_switch(project: Project, entry: ClassInfo, known) -> Switch | None:
     return Switch("tie_word_embeddings", "bool", values, configured=configured)
 
 
-# ACT2FN keys a top-k router scores its logits by (the sigmoid, DeepSeek-V4's sqrtsoftplus):
-# each value of a router's activation field the sweep puts the package to. Not relu2: on the
-# inkling2 fixture with block attention residuals its seed-0 toy has experts tied within a
-# bf16 step, which the package's fused attention swaps where HF's eager one does not (the
-# package is HF's bf16 bit for bit with HF's attention formula, a test there shows)
-ROUTER_SCORES = ("sigmoid", "sqrtsoftplus")
+# ACT2FN keys a top-k router scores its logits by (the sigmoid, DeepSeek-V4's sqrtsoftplus,
+# inkling2's relu2): each value of a router's activation field the sweep puts the package to
+ROUTER_SCORES = ("sigmoid", "sqrtsoftplus", "relu2")
 _ACT_TABLES = ("ACT2FN", "ACT2CLS")
 
 

@@ -288,6 +288,12 @@ def _print_line(name: str, dtype: str, results) -> None:
             click.echo(f"      {result.case}: skipped: {result.skipped}")
         elif result.status == "fail":
             click.echo(f"      {result.case}: {_why(result)}")
+        if result.fused_kernel_diff is not None:
+            click.echo(
+                f"      {result.case}: judged with HF's attention formula: the package's fused "
+                f"attention alone is {result.fused_kernel_diff:.2e} of max|logit| from HF's "
+                "fp32 (its roundings tip a choice HF's one kernel leaves, e.g. near-tied experts)"
+            )
 
 
 def _why(result) -> str:

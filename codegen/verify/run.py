@@ -72,6 +72,10 @@ class VerifyResult:
     same_dtype_diff: float | None = None
     same_dtype_bound: float | None = None
     same_dtype_noise: float | None = None
+    # bf16 only, where HF has one attention kernel: the package's logits with its fused
+    # attention against HF's fp32 (relative), when only its run with HF's attention formula
+    # was within the bound (`_kernel_choice`: the fused kernel tipped a near-tied choice)
+    fused_kernel_diff: float | None = None
     missing_keys: list[str] = field(default_factory=list)
     unexpected_keys: list[str] = field(default_factory=list)
     roundtrip_exact: bool | None = None
@@ -405,9 +409,14 @@ def _compare_in_dtype(result, directory, house_model, house_state, inputs, hf_fp
         result.error = _one_line(err)
         return
     verdicts = []
-    for item, got, want, noise in zip(inputs, logits, reference, noises, strict=True):
+    for index, (item, got, want, noise) in enumerate(
+        zip(inputs, logits, reference, noises, strict=True)
+    ):
         comparison, limit = compare(got, want), bound(result.dtype, noise)
-        verdicts.append((limit.admits(comparison), comparison, limit, item))
+        admitted = limit.admits(comparison)
+        if not admitted and same is not None:
+            comparison, admitted = _kernel_choice(result, same, index, (got, want), limit)
+        verdicts.append((admitted, comparison, limit, item))
     failing = [v for v in verdicts if not v[0]]
     same_failing = _same_dtype(result, logits, inputs, same)
     _, comparison, limit, _ = max(
@@ -443,6 +452,30 @@ def _compare_in_dtype(result, directory, house_model, house_state, inputs, hf_fp
             same_failing,
             (inputs, reference, noise32),
         )
+
+
+def _kernel_choice(result, same, index, logits, limit) -> tuple[Comparison, bool]:
+    """The verdict on one input against HF in fp32 where the package's fused attention is
+    a kernel HF's own noise could not sample: HF has one attention kernel (its two bf16 runs
+    agree bit for bit) and the package calls `F.scaled_dot_product_attention`. The package
+    is then judged with that call computed by HF's own formula (`kernels.py`), which keeps
+    every rounding the package makes outside the kernel: a misplaced rounding (a router
+    projected in bf16, a norm weight applied to the rounded value) moves those logits too.
+    What it excuses is the fused kernel's own rounding, which can tip a discrete choice HF's
+    one kernel leaves alone (inkling2's second and third expert, scores 0.461 and 0.459, a
+    bf16 step apart: 0.128 of max|logit| against a bound of 0.015). The fused run's
+    difference is kept on `result.fused_kernel_diff` and printed under the verdict."""
+    (got, want), samples, explicit = logits, same[0], same[2]
+    fused = compare(got, want)
+    if compare(samples[-1][index], samples[0][index]).max_abs_diff != 0:
+        return fused, False  # HF's two kernels sampled the kernel choice already
+    if torch.equal(explicit[index], got):
+        return fused, False  # no fused call: nothing but the package's own roundings
+    as_hf = compare(explicit[index], want)
+    if not limit.admits(as_hf):
+        return fused, False  # apart with HF's formula too: the package's roundings
+    result.fused_kernel_diff = max(result.fused_kernel_diff or 0.0, fused.relative)
+    return as_hf, True
 
 
 def _same_dtype(result, logits, inputs, same) -> Inputs | None:

@@ -43,8 +43,12 @@ def test_both_block_settings_verify_in_fp32_and_bf16(folder, built, capsys):
     rows = _verify(folder, built[0], capsys, "--dtype", "fp32", "--dtype", "bf16")
     ran = [row for row in rows if row["status"] not in ("skipped", "refused")]
     # three layers to a block, and one (n_layers_per_attn_res_block=1), and the router's
-    # other score function (scoring_func='sqrtsoftplus'), in both dtypes
-    assert len(ran) == 6 and all(row["status"] == "pass" for row in ran), rows
+    # other score functions (scoring_func 'sqrtsoftplus', 'relu2'), in both dtypes
+    assert len(ran) == 8 and all(row["status"] == "pass" for row in ran), rows
+    # relu2 in bf16: the package's fused attention swaps one token's near-tied experts HF's
+    # eager kernel keeps (0.128 of max|logit|); judged with HF's formula, printed apart
+    (relu2,) = [r for r in ran if "relu2" in r["case"] and r["dtype"] == "bf16"]
+    assert relu2["fused_kernel_diff"] > relu2["bound"] >= relu2["relative_diff"], relu2
     assert not [row["case"] for row in rows if row["status"] == "refused"], rows
     assert any("n_layers_per_attn_res_block=1" in row["case"] for row in ran), rows
     # built on meta and initialised as HF does (the queries at zero); packed documents alone
@@ -91,20 +95,26 @@ def _bf16_logits_apart(folder: Path, models: Path, name: str, tmp_path: Path) ->
 
 
 def test_relu2_scores_are_hf_bit_for_bit_in_bf16(tmp_path, folder, built):
-    """relu2 router scores stay out of verify's sweep on this fixture, but not for being
-    another model: on seed 0's short input the package's fused attention rounds layer 0's MoE
-    input a bf16 step away from HF's eager attention, and one token's second and third
+    """Why verify judges this fixture's bf16 run with HF's attention formula: on seed 0's
+    short input the package's fused attention rounds layer 0's MoE input a bf16 step away
+    from HF's eager attention (HF's only kernel here), and one token's second and third
     expert (biased scores 0.461 and 0.459, a gap below bf16's step) swap, 0.128 of max|logit|
-    where HF's own bf16 moved 0.0075 on that input (0.32 on the long one, by flips of its
-    own; bf16 verify fails from such swaps on seeds 3 and 5 too, the sigmoid default on seed
-    2, sqrtsoftplus on 3). With the attention computed by HF's formula the package in bf16
-    is HF in bf16 bit for bit."""
+    where HF's own bf16 moved 0.0075 on that input (such swaps came on seeds 3 and 5 too, the
+    sigmoid default on seed 2, sqrtsoftplus on 3). With the attention computed by HF's
+    formula the package in bf16 is HF in bf16 bit for bit."""
     assert _bf16_logits_apart(folder, *built, tmp_path) == 0.0
 
 
-def test_router_projected_in_bf16_is_not_hf_in_bf16(tmp_path, folder, built):
+def test_router_projected_in_bf16_is_not_hf_in_bf16(tmp_path, folder, built, capsys):
+    """The seeded defect moves the run with HF's attention formula too, so verify's relu2
+    bf16 row fails and names the router's MoE block: judging the fused kernel's choice with
+    HF's formula excuses no rounding of the package's own."""
     models = seeded_copy(built[0], tmp_path / "models", built[1], *HALF_ROUTER)
     assert _bf16_logits_apart(folder, models, built[1], tmp_path) > 0.0
+    rows = _verify(folder, models, capsys, "--dtype", "bf16")
+    (relu2,) = [row for row in rows if "relu2" in row["case"]]
+    assert relu2["status"] == "fail", relu2
+    assert (relu2.get("first_divergence") or "").startswith("layers.0.moe"), relu2
 
 
 @pytest.mark.parametrize(
