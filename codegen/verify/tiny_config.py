@@ -323,6 +323,13 @@ def _toy_languages(cfg: dict) -> list[str]:
 # (5.23): DBRX's attention reads `attn_config.rope_theta`, which its sub-config class never
 # sets (the rotary itself reads rope_parameters), and clamps q/k/v with `clip_qkv` as bounds
 # even when it is None (torch.clamp raises). The cap's None setting stays a switch case.
+# An experts sub-config (DBRX's `ffn_config`, a class with no attribute_map) names the
+# experts' count, top-k and width in words the shared rows above never reach: they take
+# those rows' toy values. Left at the class defaults (4 experts, top-1, 3584 wide beside a
+# 96-wide model) the toy's experts outweighed its residual stream and a top-1 route moved
+# by a rounding step replaced a token's whole update: fp8 rounding of the attention alone
+# moved its logits to cosine 0.98 against the unquantized model (0.998 at these values,
+# as for every other MoE toy).
 # A rule answering None leaves the sub-config as it is.
 SUB_CONFIG_RULES: dict[tuple[str, str], Rule] = {
     ("attn_config", "rope_theta"): lambda cfg: (
@@ -334,7 +341,21 @@ SUB_CONFIG_RULES: dict[tuple[str, str], Rule] = {
         if "clip_qkv" in cfg["attn_config"]
         else None
     ),
+    ("ffn_config", "moe_num_experts"): lambda cfg: _sub_field(
+        cfg, "ffn_config", "moe_num_experts", SHRINK_RULES["num_experts"]
+    ),
+    ("ffn_config", "moe_top_k"): lambda cfg: _sub_field(
+        cfg, "ffn_config", "moe_top_k", SHRINK_RULES["num_experts_per_tok"]
+    ),
+    ("ffn_config", "ffn_hidden_size"): lambda cfg: _sub_field(
+        cfg, "ffn_config", "ffn_hidden_size", SHRINK_RULES["moe_intermediate_size"]
+    ),
 }
+
+
+def _sub_field(cfg: dict[str, Any], sub: str, field: str, toy: Any) -> Any:
+    """`toy` where the sub-config has the field, None (left as it is) where it has not."""
+    return toy if field in cfg[sub] else None
 
 
 def _token_id(key: str) -> Rule:

@@ -171,7 +171,7 @@ def test_a_learned_affine_map_of_the_embeddings_is_seen() -> None:
         ("llama4_text", False, {"attention.qk_norm": "per_head"}),
         ("nanochat", True, {"attention.qk_norm": "per_head"}),
         # experts' rows stacked in one matrix per projection: layout and count
-        ("dbrx", True, {"moe.expert_layout": "flat", "moe.num_experts": 4}),
+        ("dbrx", True, {"moe.expert_layout": "flat", "moe.num_experts": 16}),
         # a learned affine embedding map at its start, a router bias over a skip expert too
         ("zaya", False, {"embedding.scale": "learned_affine", "moe.router_bias": True}),
         # a logit scale whose configured value is 1.0

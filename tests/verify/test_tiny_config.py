@@ -321,3 +321,21 @@ def test_a_toy_value_the_config_class_refuses_keeps_the_class_default():
     assert (config.hidden_size, config.num_experts) == (96, 16)
     with pytest.raises(Exception, match="num_experts_per_tok"):
         tiny_config("zaya", num_experts_per_tok=2)
+
+
+def test_an_experts_sub_config_takes_the_tables_expert_sizes():
+    """An experts sub-config (DBRX's `ffn_config`: count, top-k and width under names of its
+    own, no attribute_map) gets the toy's experts as every other MoE does, whatever the
+    model is called: left at 4 experts, top-1, 3584 wide beside a 96-wide model, fp8
+    rounding alone moved DBRX's logits to cosine 0.98 (`verify --fp8`)."""
+    from codegen.verify.tiny_config import SHRINK_RULES
+
+    experts = {"hidden_size": 6144, "ffn_hidden_size": 3584, "moe_num_experts": 4, "moe_top_k": 1}
+    config = {"model_type": "zephyrine", "d_model": 6144, "ffn_config": experts}
+    toy = shrink(config, keep_pattern=False)["ffn_config"]
+    assert toy["moe_num_experts"] == SHRINK_RULES["num_experts"]
+    assert toy["moe_top_k"] == SHRINK_RULES["num_experts_per_tok"]
+    assert toy["ffn_hidden_size"] == SHRINK_RULES["moe_intermediate_size"]
+    # a sub-config without those fields does not gain them
+    plain = shrink({"ffn_config": {"hidden_size": 6144}}, keep_pattern=False)["ffn_config"]
+    assert set(plain) == {"hidden_size"}
