@@ -56,10 +56,12 @@ UNSUPPORTED: dict[tuple[str, object], str] = {
         " rms_norm_eps: no rule yet"
     ),
     ("attention.latent_norms", "q"): (
-        "latent attention whose kv latent goes up-projected without a norm: no rule yet"
+        "latent attention whose kv latent goes up-projected without a norm of its own width"
+        " (none, or one over the latent and the rope key together): no rule yet"
     ),
     ("attention.latent_norms", "none"): (
-        "latent attention whose latents go up-projected without a norm: no rule yet"
+        "latent attention whose latents go up-projected without a norm of their own width:"
+        " no rule yet"
     ),
     ("attention.latent_scale", "other"): (
         "a normed latent (or every part of its up-projection) times a constant other than"

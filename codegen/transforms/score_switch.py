@@ -47,11 +47,6 @@ SCORES = {
 ZERO_SCORES = {name: ACTIVATIONS[name].format("x") for name in sorted(ZERO_ON_A_RANGE)}
 # where the router rules write the scores: (class, method)
 SITES = (("Gate", "forward"), ("MoE", "route"), ("TableGate", "forward"))
-# the router table_routing writes: its picks come from a table, not the scores, so a pick
-# may score next to nothing and its renormalised weight's gradient is ill-conditioned
-# (deepseek_v4 under relu2: logits agree, the table gate's gradient does not); a package
-# with it keeps ZERO_SCORES refused
-TABLE_SITE = "TableGate"
 
 FUNCTION = """
 # the router's score of one logit by the activation's name in HF (scoring_func)
@@ -89,7 +84,11 @@ class ScoreSwitch(Transform):
     HF adds to the sum the picked scores are divided by: where it is given, each
     renormalisation at the score sites (`weights / weights.sum(...)`) adds it, and the
     table also holds ZERO_SCORES (zero over a range of logits; safe once the sum cannot
-    be zero), unless a site is a table-routed gate (TABLE_SITE)."""
+    be zero), the table-routed gate's included: its picks come from a table and may score
+    zero or next to it, where HF and the package compute the same weights, and the
+    gradient of weights a token's picks share (one expert picked k times: its weights
+    are 1/k whatever it scores, the gate's gradient exactly zero) is fp32 rounding on
+    both sides, grown by 1 / (sum of scores)."""
 
     name = "score_switch"
 
@@ -97,7 +96,7 @@ class ScoreSwitch(Transform):
         if not field.isidentifier():
             raise EditError(f"score_switch: {field!r} is not a config field")
         found: set[str] = set()
-        divisions, by_table = 0, False
+        divisions = 0
         for cls, method in SITES:
             if not moe_edits.has_class(package, "model.py", cls):
                 continue
@@ -105,7 +104,6 @@ class ScoreSwitch(Transform):
             if not run(package, "model.py", scores, required=False):
                 continue
             found |= scores.activations
-            by_table |= cls == TABLE_SITE
             if eps is not None:
                 renormalise = _Renormalise(cls, method, eps)
                 run(package, "model.py", renormalise, required=False)
@@ -118,7 +116,7 @@ class ScoreSwitch(Transform):
                 run(package, "model.py", SetClassDocstring("Gate", _docstring))
         if len(found) != 1:
             raise EditError(f"score_switch: the router scores by {sorted(found) or 'nothing'}")
-        scores = {**SCORES, **ZERO_SCORES} if divisions and not by_table else SCORES
+        scores = {**SCORES, **ZERO_SCORES} if divisions else SCORES
         table = "\n".join(f'    "{name}": lambda x: {code},' for name, code in scores.items())
         function = FUNCTION.format(table=table)
         moe_edits.insert_before_class(package, "model.py", _first_site(package), function)

@@ -145,17 +145,21 @@ def test_a_constant_already_added_becomes_the_analysed_one():
     assert "1e-20" not in forward
 
 
-def test_a_table_routed_gate_keeps_the_zero_scores_refused():
-    """A TableGate picks by a table, not by the scores: its picks may score next to
-    nothing, so the relu family stays out of the table even with the analysed constant
-    (which the renormalisations still carry)."""
+def test_a_table_routed_gate_admits_the_zero_scores_with_the_constant():
+    """A TableGate's renormalisation adds the analysed constant like the Gate's, so the
+    relu family joins the table there too; without the analysed constant (the reference's
+    own 1e-20 is no evidence of HF's) it stays out."""
     from codegen.transforms.table_routing import TableRouting
     from codegen.transforms.test_table_routing import TABLE
 
-    package = SourcePackage.from_directory(references_dir() / "deepseek_v3")
-    TableRouting().apply(package, table=TABLE)
-    ScoreSwitch().apply(package, field="scoring_func", eps=1e-20)
-    assert "+ 1e-20)" in _method(package, "TableGate", "forward")
-    files = package.render()
-    assert "router_scores(logits, self.scoring_func)" in _method(package, "TableGate", "forward")
-    assert '"relu2"' not in files["model.py"] and "'relu2'" not in files["args.py"]
+    for eps in (None, 1e-20):
+        package = SourcePackage.from_directory(references_dir() / "deepseek_v3")
+        TableRouting().apply(package, table=TABLE)
+        ScoreSwitch().apply(package, field="scoring_func", eps=eps)
+        forward = _method(package, "TableGate", "forward")
+        assert "router_scores(logits, self.scoring_func)" in forward
+        files = package.render()
+        accepted = files["args.py"].split("score_functions = ")[1].split("\n")[0]
+        assert "+ 1e-20)" in forward
+        assert ("'relu2'" in accepted) == (eps is not None)
+        assert ('"relu2"' in files["model.py"]) == (eps is not None)

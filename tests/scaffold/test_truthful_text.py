@@ -248,8 +248,8 @@ def test_summary_names_attention_forms_the_kind_does_not_say(target, form, evide
 
 def test_a_score_activation_the_package_refuses_is_not_listed_as_built():
     """A router's scoring_func names activations (sqrtsoftplus, relu2): the summary lists
-    those args.py accepts (writes as strings), not one it refuses (DeepSeek-V4's table
-    gate refuses relu2)."""
+    those args.py accepts (writes as strings), not one it refuses (a router that adds no
+    constant to its renormalising sum refuses relu2)."""
     from types import SimpleNamespace
 
     import libcst as cst

@@ -182,6 +182,19 @@ def test_a_learned_affine_map_of_the_embeddings_is_seen() -> None:
         ("inkling_text", False, {"moe.shared_experts": True}),
         # per-layer config attributes (reading them on the global config raises)
         ("gemma4_text", False, {"attention.fused_qkv": False}),
+        # blocks of two attentions and two MLPs (num_hidden_layers counts the attentions:
+        # the stack found as the largest list of blocks), experts holding rows the identity
+        # experts never read (the count is the router's width), a selection bias over them
+        (
+            "longcat_flash",
+            True,
+            {
+                "moe.num_experts": 24,
+                "moe.router_bias": True,
+                "ffn.gated": True,
+                "attention.latent_norms": "q_kv",
+            },
+        ),
     ],
 )
 def test_probes_that_once_disagreed_now_see_the_model(model_type, renamed, facts) -> None:
@@ -232,6 +245,9 @@ def _seeded(model_type: str, part: str, **wrong) -> dict:
         ("phi", "rope", {"partial_rotary": 1.0}),
         # MLA: the rope part of the q/k head (64 of 192 in deepseek)
         ("deepseek_v3", "rope", {"partial_rotary": 1.0}),
+        # LongCat-Flash: 24 experts scored (16 computed, 8 identity), a correction bias
+        ("longcat_flash", "moe", {"num_experts": 16}),
+        ("longcat_flash", "moe", {"router_bias": False}),
     ],
 )
 def test_a_seeded_wrong_value_of_a_field_once_unobserved_is_a_disagreement(

@@ -42,7 +42,7 @@ def observe(model, config, checkpoint_keys: set[str] | None = None) -> dict[str,
         out.update(_expert_layout(shapes, "moe.expert_layout", flat=True))
     out.update(_expert_layout(state, "moe.module_layout"))
     hidden = _hidden_size(model)
-    layer_state = _layer_state(state, layers_name)
+    layer_state = _layer_state(state, layers_name, pipelines)
     attention_norms = _weightless_norms(layers[0])
     probes = _forward_probes(model, config, layers[0], attention_norms)
     out.update(_attention(layer_state, config, hidden, probes.pop("_norm_widths", None)))
@@ -80,12 +80,22 @@ class _LayerZero:
 
 
 def _layers(model, config):
+    """The decoder stack: the list of `num_hidden_layers` blocks; where the config counts
+    something else (LongCat-Flash counts each block's two attention sublayers), the list of
+    blocks of one class that holds the most parameters (its blocks hold lists of their own)."""
     count = getattr(config, "num_hidden_layers", None)
+    stacks = []
     for name, module in model.named_modules():
-        if isinstance(module, torch.nn.ModuleList) and len(module) == count and count:
+        if isinstance(module, torch.nn.ModuleList) and len(module):
             if all(len(list(child.children())) for child in module):
-                return name, module
-    return None, None
+                if len(module) == count:
+                    return name, module
+                if len({type(child) for child in module}) == 1:
+                    stacks.append((sum(p.numel() for p in module.parameters()), name, module))
+    if not stacks:
+        return None, None
+    _, name, module = max(stacks, key=lambda stack: stack[0])
+    return name, module
 
 
 def _hidden_size(model) -> int:
@@ -144,12 +154,19 @@ def _keys(
     }
 
 
-def _layer_state(state: dict, prefix: str) -> dict[str, tuple]:
-    """Keys of every layer (index dropped), with their shapes: MoE and dense layers mix."""
+def _layer_state(state: dict, prefix: str, pipelines: frozenset[str] = frozenset()) -> dict:
+    """Keys of every layer (index dropped), with their shapes: MoE and dense layers mix. A
+    block's sublayers held in a list of repeats (LongCat-Flash's two attentions and two
+    MLPs per block) are read as the first of them: their index is dropped too."""
     out: dict[str, tuple] = {}
     for key, shape in state.items():
         if key.startswith(prefix + "."):
-            out.setdefault(key[len(prefix) + 1 :].split(".", 1)[1], shape)
+            index, _, rest = key[len(prefix) + 1 :].partition(".")
+            parts = rest.split(".")
+            container = f"{prefix}.{index}.{parts[0]}"
+            if len(parts) > 2 and parts[1].isdigit() and container not in pipelines:
+                parts.pop(1)
+            out.setdefault(".".join(parts), shape)
     return out
 
 
@@ -336,6 +353,8 @@ def _moe(layer_state: dict, hidden: int) -> dict[str, Any]:
         out["moe.num_experts"] = max(counts) + 1
     elif any(len(s) >= 3 for s in experts.values()):
         firsts = {s[0] for s in experts.values() if len(s) >= 3}
+        if len(firsts) > 1:  # rows some experts do not read (identity experts): the router's
+            firsts &= _router_widths(layer_state, experts, hidden)
         if len(firsts) == 1:
             out["moe.num_experts"] = firsts.pop()
     elif (count := _flat_count(layer_state, experts, hidden)) is not None:
@@ -347,6 +366,18 @@ def _moe(layer_state: dict, hidden: int) -> dict[str, Any]:
         re.search(r"shared_expert_gate\.weight$", k) for k in layer_state
     )
     return out
+
+
+def _router_widths(layer_state: dict, experts: dict, hidden: int) -> set[int]:
+    """The output widths of the projections from the hidden size beside the experts (under
+    the module that holds them): the router's, which scores every expert."""
+    parents = {k.split(".experts.", 1)[0] for k in experts}
+    return {
+        s[0]
+        for k, s in layer_state.items()
+        if ".experts." not in k and len(s) == 2 and s[1] == hidden
+        if any(k.startswith(p + ".") for p in parents)
+    }
 
 
 def _flat_count(layer_state: dict, experts: dict, hidden: int) -> int | None:
