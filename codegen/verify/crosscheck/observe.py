@@ -81,8 +81,9 @@ class _LayerZero:
 
 def _layers(model, config):
     """The decoder stack: the list of `num_hidden_layers` blocks; where the config counts
-    something else (LongCat-Flash counts each block's two attention sublayers), the list of
-    blocks of one class that holds the most parameters (its blocks hold lists of their own)."""
+    something else (LongCat-Flash counts each block's two attention sublayers), the one list
+    of blocks of one class not inside another such list (its blocks hold lists of their
+    own). Two such lists side by side (HRM's H and L modules) are no single stack: none."""
     count = getattr(config, "num_hidden_layers", None)
     stacks = []
     for name, module in model.named_modules():
@@ -91,11 +92,9 @@ def _layers(model, config):
                 if len(module) == count:
                     return name, module
                 if len({type(child) for child in module}) == 1:
-                    stacks.append((sum(p.numel() for p in module.parameters()), name, module))
-    if not stacks:
-        return None, None
-    _, name, module = max(stacks, key=lambda stack: stack[0])
-    return name, module
+                    stacks.append((name, module))
+    outer = [s for s in stacks if not any(s[0].startswith(o[0] + ".") for o in stacks)]
+    return outer[0] if len(outer) == 1 else (None, None)
 
 
 def _hidden_size(model) -> int:
