@@ -286,23 +286,24 @@ class Frame:
         return Site(self.sf, node, scope, self.method)
 
 
-# the leading `__init__` parameters of the torch modules the analysis reads sizes from, in
+# the required `__init__` parameters of the torch modules the analysis reads sizes from, in
 # order: a module built with keywords (`nn.Linear(in_features=d, out_features=r)`) gets the
-# same positional record as one built positionally (`with_positions`)
+# same positional record as one built positionally (`with_positions`); flags with defaults
+# (`bias`, `eps`) stay keywords, as callers mostly spell them
 _TORCH_PARAMETERS: dict[str, tuple[str, ...]] = {
-    "Linear": ("in_features", "out_features", "bias"),
-    "Embedding": ("num_embeddings", "embedding_dim", "padding_idx"),
-    "LayerNorm": ("normalized_shape", "eps", "elementwise_affine", "bias"),
-    "RMSNorm": ("normalized_shape", "eps", "elementwise_affine"),
-    "GroupNorm": ("num_groups", "num_channels", "eps", "affine"),
-    "Conv1d": ("in_channels", "out_channels", "kernel_size", "stride", "padding"),
+    "Linear": ("in_features", "out_features"),
+    "Embedding": ("num_embeddings", "embedding_dim"),
+    "LayerNorm": ("normalized_shape",),
+    "RMSNorm": ("normalized_shape",),
+    "GroupNorm": ("num_groups", "num_channels"),
+    "Conv1d": ("in_channels", "out_channels", "kernel_size"),
     "Conv1D": ("nf", "nx"),
 }
 
 
 def with_positions(args, kwargs: dict, parameters) -> tuple:
     """`args` extended by the keywords that continue them in `parameters`' order: the
-    arguments a call binds to the leading positions, however it spelled them."""
+    required arguments a call binds to the leading positions, however it spelled them."""
     bound = list(args)
     for name in list(parameters)[len(bound) :]:
         if name not in kwargs:
@@ -312,8 +313,9 @@ def with_positions(args, kwargs: dict, parameters) -> tuple:
 
 
 def _init_parameters(fn: cst.FunctionDef) -> list[str]:
-    """A method's positional-or-keyword parameters after `self`."""
-    return [param.name.value for param in fn.params.params[1:]]
+    """A method's required positional-or-keyword parameters after `self` (those with no
+    default: the sizes and the config a module is built from, not its flags)."""
+    return [param.name.value for param in fn.params.params[1:] if param.default is None]
 
 
 _TORCH_MODULES = {
