@@ -286,6 +286,38 @@ class Frame:
         return Site(self.sf, node, scope, self.method)
 
 
+# the required `__init__` parameters of the torch modules the analysis reads sizes from, in
+# order: a module built with keywords (`nn.Linear(in_features=d, out_features=r)`) gets the
+# same positional record as one built positionally (`with_positions`); flags with defaults
+# (`bias`, `eps`) stay keywords, as callers mostly spell them
+_TORCH_PARAMETERS: dict[str, tuple[str, ...]] = {
+    "Linear": ("in_features", "out_features"),
+    "Embedding": ("num_embeddings", "embedding_dim"),
+    "LayerNorm": ("normalized_shape",),
+    "RMSNorm": ("normalized_shape",),
+    "GroupNorm": ("num_groups", "num_channels"),
+    "Conv1d": ("in_channels", "out_channels", "kernel_size"),
+    "Conv1D": ("nf", "nx"),
+}
+
+
+def with_positions(args, kwargs: dict, parameters) -> tuple:
+    """`args` extended by the keywords that continue them in `parameters`' order: the
+    required arguments a call binds to the leading positions, however it spelled them."""
+    bound = list(args)
+    for name in list(parameters)[len(bound) :]:
+        if name not in kwargs:
+            break
+        bound.append(kwargs[name])
+    return tuple(bound)
+
+
+def _init_parameters(fn: cst.FunctionDef) -> list[str]:
+    """A method's required positional-or-keyword parameters after `self` (those with no
+    default: the sizes and the config a module is built from, not its flags)."""
+    return [param.name.value for param in fn.params.params[1:] if param.default is None]
+
+
 _TORCH_MODULES = {
     "Linear",
     "Embedding",
@@ -1044,12 +1076,12 @@ class Interp:
             return ModuleListRec(list(args), site)
         if last == "Conv1D":  # transformers.pytorch_utils.Conv1D: a Linear with (in, out) weight
             rec = ModuleRec(None, "Conv1D", site)
-            rec.args = tuple(args)
+            rec.args = with_positions(args, kwargs, _TORCH_PARAMETERS["Conv1D"])
             rec.kwargs = dict(kwargs)
             return rec
         if last in _TORCH_MODULES and in_torch:
             rec = ModuleRec(None, last, site)
-            rec.args = tuple(args)
+            rec.args = with_positions(args, kwargs, _TORCH_PARAMETERS.get(last, ()))
             rec.kwargs = dict(kwargs)
             return rec
         if last in _TENSOR_CTORS and parts[0] == "torch":
@@ -1117,6 +1149,7 @@ class Interp:
             self._external_init(rec, cls, args, kwargs)
             return rec
         owner, fn = init
+        rec.args = with_positions(args, kwargs, _init_parameters(fn))
         try:
             self.call_function(FuncRef(owner.sf, fn, owner=owner), [rec, *args], kwargs)
         except BudgetExceeded:
@@ -1130,7 +1163,7 @@ class Interp:
             last = base.rsplit(".", 1)[-1]
             if last in _TORCH_MODULES:
                 rec.ext_base = last
-                rec.args = tuple(args)
+                rec.args = with_positions(args, kwargs, _TORCH_PARAMETERS.get(last, ()))
                 rec.kwargs = dict(kwargs)
                 return
 
