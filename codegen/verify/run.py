@@ -538,9 +538,10 @@ def _locate(
     bf16 search (`agreeing_pairs`). One that only bf16 shows is looked for in bf16: for a
     failure of the same-dtype check (`same_item`), against HF in bf16, the first stage
     whose input still equals HF's bit for bit and whose output does not (the rounding HF
-    does not do), with the package's fused attention computed by HF's formula where HF has
-    that one kernel (`one_kernel`: else the kernel choice is always the first stage apart);
-    for a failure against fp32 (`item`), each stage against HF's own bf16 noise."""
+    does not do), with the package's fused attention computed by HF's formula first where HF
+    has that one kernel (`one_kernel`: else the kernel choice is always the first stage
+    apart), then as it runs (the fused kernel's own rounding is then what is apart); for a
+    failure against fp32 (`item`), each stage against HF's own bf16 noise."""
     first = item or same_item
     hf32 = _load_hf(directory, torch.float32)
     house_model.to(torch.float32).load_state_dict(house_state, strict=False)
@@ -570,16 +571,20 @@ def _locate(
     house_model.to(DTYPES[dtype])  # rounded from the fp32 weights, as in the comparison
     hf_in_dtype = hf_in_dtype or _load_hf(directory, DTYPES[dtype])
     if same_item is not None:
-        with explicit_attention_kernel() if one_kernel else contextlib.nullcontext():
-            found = find_divergence(
-                house_model,
-                hf_in_dtype,
-                same_item.tokens,
-                0.0,  # bit for bit: the same roundings give the same values
-                positions=same_item.positions,
-                pairs=pairs,
-                extra=same_item.extra,
-            )
+        found = None
+        for explicit in (True, False) if one_kernel else (False,):
+            with explicit_attention_kernel() if explicit else contextlib.nullcontext():
+                found = find_divergence(
+                    house_model,
+                    hf_in_dtype,
+                    same_item.tokens,
+                    0.0,  # bit for bit: the same roundings give the same values
+                    positions=same_item.positions,
+                    pairs=pairs,
+                    extra=same_item.extra,
+                )
+            if found is not None:
+                break
         if found is not None:
             return f"{found} on the {same_item.label} input (against HF in {dtype})"
     if item is None:

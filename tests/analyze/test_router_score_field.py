@@ -27,16 +27,20 @@ def test_renamed_router_reads_its_score_field(tmp_path):
     assert [v.label for v in switch.values] == [
         "'sigmoid'",
         "'sqrtsoftplus'",
+        "'relu2'",
         "other (a ACT2FN key)",
     ]
     assert switch.reads == (cite,)
-    # the sweep runs the other router score (which the package realises)
+    # the sweep runs the other router scores (which the package realises)
     from transformers import Inkling2TextConfig
 
     from codegen.verify.switch_settings import plan_settings
 
     plan = plan_settings([switch], {}, config_class=Inkling2TextConfig)
-    assert [s.label for s in plan.settings] == ["scoring_func='sqrtsoftplus'"]
+    assert [s.label for s in plan.settings] == [
+        "scoring_func='sqrtsoftplus'",
+        "scoring_func='relu2'",
+    ]
     assert plan.covered == ["scoring_func 'sigmoid'"]
 
 
