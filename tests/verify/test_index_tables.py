@@ -104,3 +104,24 @@ def test_models_without_tables_are_unchanged(monkeypatch, model_type):
     plain = hf_checkpoint.random_hf_model(config).state_dict()
     assert filled.keys() == plain.keys()
     assert all(torch.equal(filled[key], plain[key]) for key in filled)
+
+
+def test_a_renamed_copy_with_its_table_renamed_is_filled(tmp_path):
+    """DeepSeek-V4's remote-code copy under another name, its table attribute renamed too."""
+    pytest.importorskip("transformers.models.deepseek_v4")
+    from codegen.verify.cases import folder_cases
+    from codegen.verify.remote_fixture import remote_folder
+
+    folder = remote_folder("deepseek_v4", tmp_path, "quillmere")
+    (path,) = folder.glob("modeling_*.py")
+    source = path.read_text()
+    assert "tid2eid" in source
+    path.write_text(source.replace("tid2eid", "wayfinder"))
+    config = folder_cases(folder, trust_remote_code=True)[0].config
+    model = hf_checkpoint.random_hf_model(config)
+    tables = {n: b for n, b in model.named_buffers() if not b.is_floating_point()}
+    assert tables and all(name.endswith(".wayfinder") for name in tables)
+    for table in tables.values():
+        assert table.max() < config.num_local_experts
+        assert all(len(set(row)) == len(row) for row in table.tolist())
+        assert len(table.unique()) > 1
