@@ -2,7 +2,9 @@
 
 Every parameter and persistent buffer is perturbed away from its initial value, so a weight
 the package forgets to load (a router correction bias initialised to zero, a norm
-initialised to one) changes the logits instead of hiding behind its default.
+initialised to one) changes the logits instead of hiding behind its default. Integer
+buffers are kept, except index tables (`index_tables`: a token -> experts table HF
+initialises to zeros), filled with distinct valid indices per row.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import json
 from pathlib import Path
 
 import torch
+
+from codegen.verify.index_tables import fill_index_tables
 
 # Noise added to every matrix (std) and every vector (norm weights, biases). Matrices get
 # more than HF's 0.02 init so that attention scores, gate/up activations and logits reach
@@ -37,6 +41,7 @@ def random_hf_model(config, seed: int = 0, weight_noise: float = WEIGHT_NOISE):
         for module in model.modules():
             if isinstance(module, torch.nn.Embedding) and module.padding_idx is not None:
                 module.weight[module.padding_idx].zero_()
+    fill_index_tables(model, generator)
     return model
 
 

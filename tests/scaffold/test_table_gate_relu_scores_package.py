@@ -5,7 +5,8 @@ in `tid2eid`, their scores `ACT2FN[config.scoring_func]` renormalised over the s
 relu2 in fp32 with gradients, on mixed layers whose tables give each token distinct experts.
 
 Why the table gate was refused before: on the installed DeepSeek-V4 toy verify's checkpoint
-keeps HF's all-zero table (it perturbs floating tensors only), so every token picks expert 0
+kept HF's all-zero table (it perturbed floating tensors only; it now fills such a table with
+distinct experts per token, `codegen/verify/index_tables.py`), so every token picked expert 0
 k times, its weights are 1/k whatever it scores and the gate's gradient is exactly zero
 (float64: 1e-17 on both sides); in fp32 both sides return the rounding of that cancellation,
 grown by 1 / (sum of scores), which relu2's near-zero scores make large (HF 3.9e-7, the

@@ -151,7 +151,8 @@ def hashed_folder(dest: Path, name: str = HASHED, fp32_scores: bool = False) -> 
     the token ids handed from the model through the decoder layer to the MoE as DeepSeek-V4
     does. The config's default types the first two MoE layers hash_moe, the rest moe; the
     table of each layer starts as a trained one would be: distinct experts per token, drawn
-    anew for every layer (the verify checkpoint perturbs floating tensors only).
+    anew for every layer (verify's checkpoint keeps it: it fills only a table holding one
+    value, `codegen/verify/index_tables.py`).
     `fp32_scores`: both routers take their activation of the bf16 logits upcast
     (`score_fn(logits.float())`), their scores and weights in fp32."""
     folder = routed_folder(dest, name)
