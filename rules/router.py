@@ -99,6 +99,20 @@ RULES = [
         ),
     ),
     Rule(
+        # after every row that writes a renormalisation (add_moe, the router rows,
+        # table_routing, product-key experts): it edits them all alike
+        id="router_renorm_eps",
+        feature="moe.norm_topk_eps",
+        values=("none", "1e-20", "other"),
+        transform="router_renorm_eps",
+        params={"eps": FromFeature("moe.norm_topk_eps")},
+        description=(
+            "the router divides its k picked weights by their sum plus the number HF's"
+            " source adds to it (1e-20, LFM2-MoE's 1e-6), or by the bare sum where it adds"
+            " none"
+        ),
+    ),
+    Rule(
         # after the router rows and table_routing: it rewrites the scores they write
         id="router_score_switch",
         feature="moe.score_field",

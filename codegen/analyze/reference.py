@@ -94,6 +94,16 @@ def _fp32_kept(keys) -> bool | str:
     return "router_bias" if names == {"e_score_correction_bias"} else True
 
 
+def renorm_eps(eps) -> Any:
+    """The number the router adds to the sum it divides its k picked weights by (the
+    analysed `moe.norm_topk_eps`), compared as the references write it: none (`"none"`: the
+    bare sum, or no such division), the deepseek_v3 reference's 1e-20 (`"1e-20"`), another
+    number (`"other"`: a rule writes it)."""
+    if eps is None:
+        return "none"
+    return "1e-20" if eps == 1e-20 else "other"
+
+
 def _any(value) -> Any:
     """A list of keys compared as empty (False) or not (True)."""
     return bool(value) if isinstance(value, tuple | list) else value
@@ -205,6 +215,7 @@ COMPARED: dict[str, Any] = {
     "moe.score_field": lambda found: found is not None,
     "moe.router_mlp": lambda found: found is not None,
     "moe.table_routing": lambda found: found is not None,
+    "moe.norm_topk_eps": renorm_eps,
     "moe.layer_condition": moe_layer_rule,
     "norm.kind": None,
     "norm.placement": None,
@@ -398,6 +409,7 @@ _MOE_BASE: dict[str, tuple] = {
     "moe.score_field": (False,),  # the activation the code names, not a config field
     "moe.router_mlp": (False,),  # the router's logits are one projection of the input
     "moe.table_routing": (False,),  # every router picks the top-k of its scores
+    "moe.norm_topk_eps": ("none",),  # a renormalisation, if any, divides by the bare sum
 }
 _DENSE_COMMON.update(_MOE_BASE)
 
@@ -463,6 +475,7 @@ REFERENCES: dict[str, dict[str, tuple]] = {
         "moe.shared_size": ("per_expert",),  # n_shared_experts x moe_intermediate_size
         "moe.routed_scaling": ("yes", "no"),
         "moe.layer_condition": ("all", "first_k"),
+        "moe.norm_topk_eps": ("1e-20",),  # its Gate divides by the sum + 1e-20
     },
 }
 

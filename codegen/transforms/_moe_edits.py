@@ -461,3 +461,34 @@ class InLoop(cst.CSTTransformer):
             return updated
         self.hits += 1
         return new
+
+
+# where the router rules write the router: (class, method); the scores and the renormalisation
+# of the picked ones are computed there
+ROUTER_SITES = (("Gate", "forward"), ("MoE", "route"), ("TableGate", "forward"))
+_SUM = m.Call(func=m.Attribute(attr=m.Name("sum")))
+
+
+class Renormalise(ScopedTransformer):
+    """`<w> / <w>.sum(...)` or `<w> / (<w>.sum(...) + <number>)` in `cls.method` ->
+    `<w> / (<w>.sum(...) + eps)`, or `<w> / <w>.sum(...)` where `eps` is None; a constant
+    the sum is not added is left alone (`+ self.eps`: not the router's). `hits`: the
+    divisions found."""
+
+    def __init__(self, cls: str, method: str, eps: float | None):
+        super().__init__(cls, method)
+        self.eps = eps
+
+    def leave_BinaryOperation(self, original, updated):
+        if not self.in_scope() or not m.matches(updated.operator, m.Divide()):
+            return updated
+        right = updated.right
+        number = m.Integer() | m.Float()
+        added = m.matches(right, m.BinaryOperation(left=_SUM, operator=m.Add(), right=number))
+        total = right.left if added else right
+        if not m.matches(total, _SUM) or not total.func.value.deep_equals(updated.left):
+            return updated
+        self.hits += 1
+        if self.eps is None:
+            return updated.with_changes(right=total)
+        return updated.with_changes(right=expression(f"({code_of(total)} + {self.eps!r})"))

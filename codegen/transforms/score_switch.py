@@ -46,7 +46,7 @@ SCORES = {
 }
 ZERO_SCORES = {name: ACTIVATIONS[name].format("x") for name in sorted(ZERO_ON_A_RANGE)}
 # where the router rules write the scores: (class, method)
-SITES = (("Gate", "forward"), ("MoE", "route"), ("TableGate", "forward"))
+SITES = moe_edits.ROUTER_SITES
 
 FUNCTION = """
 # the router's score of one logit by the activation's name in HF (scoring_func)
@@ -105,7 +105,7 @@ class ScoreSwitch(Transform):
                 continue
             found |= scores.activations
             if eps is not None:
-                renormalise = _Renormalise(cls, method, eps)
+                renormalise = moe_edits.Renormalise(cls, method, eps)
                 run(package, "model.py", renormalise, required=False)
                 divisions += renormalise.hits
             init = InsertStatements(
@@ -187,26 +187,3 @@ class _Scores(ScopedTransformer):
         self.activations.add(activation)
         call = expression(f"router_scores({code_of(x)}, self.scoring_func)")
         return updated.with_changes(value=call)
-
-
-_SUM = m.Call(func=m.Attribute(attr=m.Name("sum")))
-
-
-class _Renormalise(ScopedTransformer):
-    """`<w> / <w>.sum(...)` in `cls.method` -> `<w> / (<w>.sum(...) + eps)`; a constant
-    already added to that sum becomes `eps`. `hits`: the divisions found."""
-
-    def __init__(self, cls: str, method: str, eps: float):
-        super().__init__(cls, method)
-        self.eps = eps
-
-    def leave_BinaryOperation(self, original, updated):
-        if not self.in_scope() or not m.matches(updated.operator, m.Divide()):
-            return updated
-        right = updated.right
-        added = m.matches(right, m.BinaryOperation(left=_SUM, operator=m.Add()))
-        total = right.left if added else right
-        if not m.matches(total, _SUM) or not total.func.value.deep_equals(updated.left):
-            return updated
-        self.hits += 1
-        return updated.with_changes(right=expression(f"({code_of(total)} + {self.eps!r})"))

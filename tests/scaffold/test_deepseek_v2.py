@@ -65,6 +65,9 @@ def test_plan_starts_from_deepseek_v3_with_the_router_rules():
         ("ffn_bias", "set_ffn_bias"),  # mlp_bias switches the dense MLP's biases
         ("router_softmax_gate", "set_softmax_gate"),
         ("router_mla_rope_layout", "fix_rope_layout"),
+        # HF adds no number to a sum (it renormalises nothing): where the reference's Gate
+        # adds 1e-20, the step would drop it; set_softmax_gate left no division to edit
+        ("router_renorm_eps", "router_renorm_eps"),
         ("rope_fp32", "rope_fp32"),
     ]
 

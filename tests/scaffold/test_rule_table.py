@@ -42,6 +42,8 @@ PROJECTED = {
     "embedding.padding_idx": ("pad_token_id", "other", False),  # the field, another, none
     "state_dict.fp32_keys": (True, False, "router_bias"),  # kept: others, none, the bias alone
     "rope.group": (True, False, "other"),  # a labelled group every layer picks, flat, several
+    # the number added to the sum the router renormalises by: none, 1e-20, another
+    "moe.norm_topk_eps": ("none", "1e-20", "other"),
 }
 
 
