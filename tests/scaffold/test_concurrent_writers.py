@@ -46,44 +46,50 @@ from codegen.scaffold.write import install_package
 Path(job["ready"]).touch()
 while not Path(job["go"]).exists():
     time.sleep(0.001)
-for name in job["names"]:
+for name in job["runs"]:
     if job["argv"] is None:
         files = {"__init__.py": "", "spec.py": "SPEC = None\\n"}
         install_package(Path(job["models"]), name, files, force=False)
     else:
-        assert main([arg.replace("NAME", name) for arg in job["argv"]]) == 0, name
+        code = main([arg.replace("NAME", name) for arg in job["argv"]])
+        assert code in job["codes"], (name, code)
 """
 
 REGISTRY = 'MODEL_SPECS = {\n    "aaa": "aaa.spec:SPEC",\n}\n'
 
 
-def run_at_once(tmp_path: Path, models: Path, slow: str, argv: list[str] | None) -> list[str]:
-    """PROCESSES children, each writing ROUNDS names, released together; the names."""
-    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
-    children, names = [], []
-    for child in range(PROCESSES):
-        mine = [f"m{child}_{round_}" for round_ in range(ROUNDS)]
-        names += mine
-        job = {
+def writers(slow: str, argv: list[str] | None, models: Path, first: int = 0) -> list[dict]:
+    """Jobs `first`..PROCESSES-1, each writing ROUNDS names after slowing `slow`'s reads."""
+    return [
+        {
             "slow": slow,
-            "delay": SLOW_READ,
-            "models": str(models),
-            "names": mine,
             "argv": argv,
-            "ready": str(tmp_path / f"ready{child}"),
-            "go": str(tmp_path / "go"),
+            "models": str(models),
+            "runs": [f"m{child}_{round_}" for round_ in range(ROUNDS)],
+            "codes": [0],
         }
+        for child in range(first, PROCESSES)
+    ]
+
+
+def run_at_once(tmp_path: Path, jobs: list[dict]) -> list[str]:
+    """One child process per job, released together; the names the jobs register."""
+    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
+    ready = [tmp_path / f"ready{number}" for number in range(len(jobs))]
+    children = []
+    for job, signal in zip(jobs, ready, strict=True):
+        job = {**job, "delay": SLOW_READ, "ready": str(signal), "go": str(tmp_path / "go")}
         command = [sys.executable, "-c", CHILD, json.dumps(job)]
         children.append(subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True))
     deadline = time.monotonic() + 60
-    while not all((tmp_path / f"ready{c}").exists() for c in range(PROCESSES)):
+    while not all(signal.exists() for signal in ready):
         assert all(p.poll() is None for p in children), [p.stderr.read() for p in children]
         assert time.monotonic() < deadline, "children did not start"
         time.sleep(0.005)
     (tmp_path / "go").touch()
     for process in children:
         assert process.wait(timeout=60) == 0, process.stderr.read()[-2000:]
-    return names
+    return [name for job in jobs for name in job.get("registers", job["runs"])]
 
 
 def missing(registry: Path, names: list[str]) -> list[str]:
@@ -102,7 +108,7 @@ def missing(registry: Path, names: list[str]) -> list[str]:
 def test_concurrent_scaffolds_into_one_folder_register_every_package(tmp_path):
     """Into a folder none of them finds: they also race to create it."""
     models = tmp_path / "out" / "models"
-    names = run_at_once(tmp_path, models, "codegen.scaffold.write", None)
+    names = run_at_once(tmp_path, writers("codegen.scaffold.write", None, models))
     assert missing(models / "__init__.py", names) == []
     assert sorted(p.name for p in models.iterdir()) == sorted([*names, "__init__.py"])
     assert all((models / name / "spec.py").is_file() for name in names)
@@ -122,7 +128,8 @@ def test_concurrent_registry_edits_keep_every_entry(tmp_path, slow, argv):
     registry = models / "__init__.py"
     registry.write_text(REGISTRY)
     paths = {"FILE": str(registry), "DIR": str(models), "V": "NAME.spec:SPEC"}
-    names = run_at_once(tmp_path, models, slow, [paths.get(arg, arg) for arg in argv])
+    argv = [paths.get(arg, arg) for arg in argv]
+    names = run_at_once(tmp_path, writers(slow, argv, models))
     assert missing(registry, ["aaa", *names]) == []
     assert sorted(p.name for p in models.iterdir()) == ["__init__.py"]  # no temp file left
 
@@ -141,3 +148,21 @@ def test_an_out_folder_made_by_another_scaffold_meanwhile_is_used(tmp_path, monk
     monkeypatch.setattr(Path, "mkdir", made_meanwhile)
     install_package(models, "a", {"__init__.py": "", "spec.py": "SPEC = None\n"}, force=False)
     assert missing(models / "__init__.py", ["a"]) == []
+
+
+def test_lint_fix_beside_registry_adds_keeps_every_entry(tmp_path):
+    """`lint --fix` registers six unregistered packages while two `registry add`s run."""
+    models = tmp_path / "models"
+    models.mkdir()
+    registry = models / "__init__.py"
+    registry.write_text(REGISTRY)
+    packages = [f"p{number}" for number in range(ROUNDS)]
+    for package in packages:
+        (models / package).mkdir()
+        (models / package / "spec.py").write_text("SPEC = None\n")
+    add = ["registry", "add", str(registry), "MODEL_SPECS", "NAME", "NAME.spec:SPEC"]
+    lint = ["lint", "--models", str(models), "--fix"]
+    fix = {"slow": "codegen.targets.apply", "argv": lint, "runs": ["-"], "registers": packages}
+    jobs = [{**fix, "codes": [0, 1]}, *writers("codegen.commands.registry", add, models, 1)]
+    names = run_at_once(tmp_path, jobs)
+    assert missing(registry, ["aaa", *names]) == []
