@@ -83,6 +83,6 @@ def _lock(path: Path, fd: int) -> bool:
         return False
 
 
-def _error(err: OSError, path) -> CodegenError:
+def _error(err: OSError, path: Path) -> CodegenError:
     reason = err.strerror or type(err).__name__
     return CodegenError(f"cannot lock folder: {reason}; nothing changed", path=str(path))
