@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 
 import click
 
 from codegen.codemods.files import unified_diff
+from codegen.codemods.lock import locked
 from codegen.errors import CodegenError
 from codegen.lint.findings import display
 from codegen.lint.scope import default_models
 from codegen.targets import TARGETS, get_target
-from codegen.targets.apply import plan_register, write_edits
+from codegen.targets.apply import plan_register, registry_folders, write_edits
 
 
 def _settings(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -89,24 +91,26 @@ def register(
         root = models or (repo / "references" if repo else default_models())
     else:
         root = repo or Path.cwd()
-    edits = plan_register(
-        spec,
-        name,
-        root,
-        allow_missing=allow_missing,
-        settings=_settings(pairs),
-        check=check,
-        arch=arch,
-        class_prefix=class_prefix,
-        model_type=model_type,
-    )
+    writing = not (show_diff or check)  # readers need no lock: writes are atomic
+    with locked(*registry_folders(spec, root)) if writing else nullcontext():
+        edits = plan_register(
+            spec,
+            name,
+            root,
+            allow_missing=allow_missing,
+            settings=_settings(pairs),
+            check=check,
+            arch=arch,
+            class_prefix=class_prefix,
+            model_type=model_type,
+        )
+        if writing:
+            write_edits(edits)  # all files checked writable first; nothing reported before
     if show_diff:
         for edit in edits:
             if edit.changed:
                 click.echo(unified_diff(edit.old, edit.new, display(edit.path)), nl=False)
         return
-    if not check:
-        write_edits(edits)  # all files checked writable first; nothing reported before
     failing = False
     for edit in edits:
         for outcome in edit.outcomes:

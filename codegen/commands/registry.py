@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 
 import click
@@ -9,6 +10,7 @@ import click
 from codegen.codemods.add import add_entry
 from codegen.codemods.base import Conflict
 from codegen.codemods.files import read_source, unified_diff, write_atomic
+from codegen.codemods.lock import holding_folder, locked
 from codegen.lint.findings import display
 
 
@@ -50,27 +52,35 @@ def add(
     like the neighbours. An identical entry is a no-op; a different value under KEY is an
     error.
     """
-    source = read_source(file)
-    try:
-        outcome = add_entry(
-            source, container, key, values, path=str(file), section=section, expression=expression
-        )
-    except Conflict as conflict:
-        if not check:
-            raise
-        click.echo(f"{display(file)}:{conflict.line}: {key!r} differs: {conflict.existing}")
-        raise SystemExit(1) from None
-    where = f"{display(file)}:{outcome.line}"
-    if outcome.status == "present":
-        click.echo(f"{where}: {key!r} already in {outcome.label}; nothing to do")
-        return
-    if check:
-        click.echo(f"{where}: {key!r} missing from {outcome.label}")
-        raise SystemExit(1)  # ctx.exit(1) would be swallowed by main()
-    if show_diff:
-        click.echo(unified_diff(source, outcome.source, display(file)), nl=False)
-        return
-    write_atomic(file, outcome.source)
-    click.echo(f"{where}: added {key!r} to {outcome.label} ({outcome.reason})")
-    for note in outcome.notes:
-        click.echo(f"{where}: {note}")
+    writing = not (show_diff or check)  # readers need no lock: writes are atomic
+    with locked(holding_folder(file)) if writing else nullcontext():
+        source = read_source(file)
+        try:
+            outcome = add_entry(
+                source,
+                container,
+                key,
+                values,
+                path=str(file),
+                section=section,
+                expression=expression,
+            )
+        except Conflict as conflict:
+            if not check:
+                raise
+            click.echo(f"{display(file)}:{conflict.line}: {key!r} differs: {conflict.existing}")
+            raise SystemExit(1) from None
+        where = f"{display(file)}:{outcome.line}"
+        if outcome.status == "present":
+            click.echo(f"{where}: {key!r} already in {outcome.label}; nothing to do")
+            return
+        if check:
+            click.echo(f"{where}: {key!r} missing from {outcome.label}")
+            raise SystemExit(1)  # ctx.exit(1) would be swallowed by main()
+        if show_diff:
+            click.echo(unified_diff(source, outcome.source, display(file)), nl=False)
+            return
+        write_atomic(file, outcome.source)
+        click.echo(f"{where}: added {key!r} to {outcome.label} ({outcome.reason})")
+        for note in outcome.notes:
+            click.echo(f"{where}: {note}")

@@ -8,11 +8,36 @@ Imports libcst (through the codemods) only when there is something to fix.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from codegen.lint.findings import Finding, display
 
 
 def apply_fixes(findings: list[Finding]) -> list[str]:
     """Fix what can be fixed; return one report line per file edit."""
+    from codegen.codemods.lock import locked
+
+    # held for the whole run: its rollback restores texts it read, which must still be current
+    with locked(*_folders(findings)):
+        return _apply(findings)
+
+
+def _folders(findings: list[Finding]) -> list[Path]:
+    """The folders of every file a fix may edit."""
+    from codegen.codemods.lock import holding_folder
+    from codegen.targets import get_target
+    from codegen.targets.apply import registry_folders
+
+    folders = []
+    for fix in {f.fix for f in findings if f.fix is not None}:
+        if fix.kind == "reorder":
+            folders.append(holding_folder(fix.root))
+        else:
+            folders += registry_folders(get_target(fix.target), fix.root)
+    return folders
+
+
+def _apply(findings: list[Finding]) -> list[str]:
     from codegen.targets import get_target
     from codegen.targets.apply import plan_register, write_edits
 

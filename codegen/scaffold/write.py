@@ -6,6 +6,9 @@ then written into a hidden staging folder beside its final place and swapped in 
 existing package is first renamed aside, never deleted), and only then is the registry
 rewritten atomically. Any failure or interrupt after the swap puts the old package back (or
 removes the new one), so the models directory is either exactly as before or fully updated.
+All of it, from the existence check to the registry write, runs under an exclusive lock on the
+models folder (`codegen.codemods.lock`), so scaffolds into one folder at once take turns and
+none drops another's registry entry.
 Folders are created with mode 0o777 and files 0o666, less the umask, like any other tool.
 """
 
@@ -19,6 +22,7 @@ from pathlib import Path
 
 from codegen.codemods.add import add_entry
 from codegen.codemods.files import check_writable, read_source, write_atomic
+from codegen.codemods.lock import holding_folder, locked
 from codegen.errors import CodegenError
 
 REGISTRY = "MODEL_SPECS"
@@ -34,32 +38,34 @@ MODEL_SPECS = {{
 
 def install_package(models_dir: Path, name: str, files: dict[str, str], *, force: bool) -> Path:
     """Create (or with `force` replace) `models_dir/name/` from `files` and register it."""
-    target = models_dir / name
     created = _make_models_dir(models_dir)
     try:
-        if target.exists() and not force:
-            raise CodegenError("package exists; pass --force to overwrite it", path=str(target))
-        registry, old, new = registry_update(models_dir, name)
-        exists = registry.exists()
-        if exists and new != old:
-            check_writable(registry)
-        staging = _stage(models_dir, name, files)
-        aside = _swap_in(staging, target)
-        try:
-            if new != old:
-                _write_registry(registry, new, exists=exists)
-        except BaseException:
-            _swap_back(target, aside)
-            raise
-        if aside is not None:
-            shutil.rmtree(aside, ignore_errors=True)
+        # from the existence check to the registry write: concurrent scaffolds take turns
+        with locked(models_dir, holding_folder(models_dir / "__init__.py")):
+            return _install(models_dir, name, files, force=force)
     except BaseException:
-        for directory in reversed(created):  # only the (still empty) folders made here
-            try:
-                directory.rmdir()
-            except OSError:
-                break
+        _remove_empty(created)
         raise
+
+
+def _install(models_dir: Path, name: str, files: dict[str, str], *, force: bool) -> Path:
+    target = models_dir / name
+    if target.exists() and not force:
+        raise CodegenError("package exists; pass --force to overwrite it", path=str(target))
+    registry, old, new = registry_update(models_dir, name)
+    exists = registry.exists()
+    if exists and new != old:
+        check_writable(registry)
+    staging = _stage(models_dir, name, files)
+    aside = _swap_in(staging, target)
+    try:
+        if new != old:
+            _write_registry(registry, new, exists=exists)
+    except BaseException:
+        _swap_back(target, aside)
+        raise
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
     return target
 
 
@@ -74,7 +80,7 @@ def registry_update(models_dir: Path, name: str) -> tuple[Path, str, str]:
 
 
 def _make_models_dir(models_dir: Path) -> list[Path]:
-    """Create `models_dir` and missing parents; the folders created, outermost first."""
+    """Create `models_dir` and missing parents; the folders this call made, outermost first."""
     missing: list[Path] = []
     for directory in (models_dir, *models_dir.parents):
         if directory.is_dir():
@@ -83,14 +89,27 @@ def _make_models_dir(models_dir: Path) -> list[Path]:
             what = "--out" if directory == models_dir else "a parent of --out"
             raise CodegenError(f"{what} is not a directory", path=str(directory))
         missing.append(directory)
+    made: list[Path] = []
     for directory in reversed(missing):
         try:
             directory.mkdir()
         except OSError as err:
-            for made in reversed(missing[missing.index(directory) + 1 :]):
-                made.rmdir()
+            if isinstance(err, FileExistsError) and directory.is_dir():
+                continue  # a concurrent scaffold made it just now: not ours to remove
+            _remove_empty(made)
             raise _os_error(err, directory) from None
-    return list(reversed(missing))
+        made.append(directory)
+    return made
+
+
+def _remove_empty(made: list[Path]) -> None:
+    """Remove the folders `_make_models_dir` made, innermost first, while they are empty (a
+    concurrent scaffold may have written into them since)."""
+    for directory in reversed(made):
+        try:
+            directory.rmdir()
+        except OSError:
+            break
 
 
 def _stage(models_dir: Path, name: str, files: dict[str, str]) -> Path:

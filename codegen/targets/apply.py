@@ -18,6 +18,7 @@ from pathlib import Path
 from codegen.codemods.add import add_entry
 from codegen.codemods.base import Conflict, Outcome
 from codegen.codemods.files import check_writable, read_source, write_atomic
+from codegen.codemods.lock import holding_folder
 from codegen.codemods.selector import parse_selector
 from codegen.errors import CodegenError
 from codegen.lint.read import Unreadable, find_containers, parse_file, top_level_names
@@ -57,6 +58,17 @@ def registry_path(root: Path, registry: Registry) -> Path | None:
         return None
     tried = ", ".join(registry.files)
     raise CodegenError(f"no registry file of this target under {root} (looked for {tried})")
+
+
+def registry_folders(target: Target, root: Path) -> list[Path]:
+    """The folders of every registry file under `root` that `plan_register` may edit: what a
+    writer locks (`codegen.codemods.lock`) from planning to its last write."""
+    return [
+        holding_folder(root / file)
+        for registry in target.registries
+        for file in registry.files
+        if (root / file).is_file()
+    ]
 
 
 def _missing(root: Path, registry: Registry, key: str, values: list[str]) -> CodegenError | None:
