@@ -493,6 +493,22 @@ def compared_value(features: Features, name: str):
     return project(value) if callable(project) else value
 
 
+def shown_value(features: Features, name: str, described: Features | None = None):
+    """The value a text cites for a compared feature: where the comparison categorises it
+    (`moe.norm_topk_eps` 1e-06 compared as "other"), the analysed number or expression the
+    code uses, read under the real config (`described`); the category where there is none
+    to read (no such analysis; a finding that is a structure, such as a dict or a list of
+    keys; an absent value) or where the real config falls in another category than the toy
+    `features` (whose values, toy sizes, are no fact about the target)."""
+    value = compared_value(features, name)
+    if not callable(COMPARED.get(name)) or described is None:
+        return value
+    analysed = described.get(name)
+    if isinstance(analysed, bool) or not isinstance(analysed, int | float | str) or analysed == "":
+        return value
+    return analysed if compared_value(described, name) == value else value
+
+
 def accepts(row: dict[str, tuple], features: Features, name: str) -> bool:
     allowed = row.get(name, ANY)
     if allowed is ANY:

@@ -46,7 +46,9 @@ def build_package(
     rename = Step("rename_model", {"name": name, "model_types": model_types, "title": title})
     retarget = Step("retarget_text", _retarget_params(name, title, model_types, features))
     shards = Step("sync_shard_plan", _shard_params(steps, features))
+    edited = []  # the steps whose transform changed a file: the rules the text lists
     for step in [*steps, shards, rename, retarget]:
+        before = dict(package.files)
         transform = TRANSFORMS.get(step.transform)
         if transform is None:
             raise CodegenError(f"rule {step.rule or step.transform!r}: unknown transform")
@@ -63,14 +65,29 @@ def build_package(
                 f"{step.transform} failed on this source ({type(err).__name__}: {err}); "
                 "nothing written"
             ) from None
-        package.applied.append(step.rule or step.transform)
-    describe(package, title, steps, features, target)
+        if changed_files(before, package.files):
+            package.applied.append(step.rule or step.transform)
+            edited.append(step)
+    describe(package, title, edited, features, target)
     tidy(package)
     # once more on the tidied package, for the HF names alone: a field tidy dropped (a
     # pinned `rope_interleave`) is no longer the package's word, so prose naming it goes
     again = {**retarget.params, "references": []}
     TRANSFORMS[retarget.transform]().apply(package, features, **again)
     return ruff_format(vendor(package.files, index=package.index))
+
+
+def changed_files(before: dict, after: dict) -> list[str]:
+    """The files whose code differs between two states of a package's `files` (one added
+    or removed included): a transform that found nothing to edit changed none. A file
+    still holding the same tree is unchanged without being rendered."""
+    names = dict.fromkeys([*before, *after])
+    return [
+        name
+        for name in names
+        if before.get(name) is not after.get(name)
+        and (name not in before or name not in after or before[name].code != after[name].code)
+    ]
 
 
 def _shard_params(steps: list[Step], features: Any = None) -> dict:

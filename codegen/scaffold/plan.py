@@ -121,7 +121,7 @@ def _plan_from(target, name: str | None, reference: str, *, own_code: bool = Tru
             gaps.append(Gap(feature, value, _evidence(target, feature)))
             continue
         for rule in matching:
-            reason = f"{feature} = {value!r} ({_evidence(target, feature)})"
+            reason = f"{feature} = {_shown(target, feature)!r} ({_evidence(target, feature)})"
             step = Step(rule.transform, rule.resolve(features), rule.id, reason)
             # a step another feature's rule already takes (GPT-Neo's window condition: the
             # window pattern's step carries it) adds nothing
@@ -261,7 +261,7 @@ def _unreachable_steps(target, reference: str, rules, planned: set[str]) -> list
         if value not in rule.values:
             continue
         evidence = _evidence(target, rule.feature)
-        reason = f"{_FIXING}{rule.feature} = {value!r} ({evidence})"
+        reason = f"{_FIXING}{rule.feature} = {_shown(target, rule.feature)!r} ({evidence})"
         steps.append(Step(rule.transform, rule.resolve(features), rule.id, reason))
     return steps
 
@@ -382,6 +382,16 @@ def _evidence(source, feature: str) -> str:
         return "?"
     cited = [_without_toy_values(item, defaults) for item in toy.split("; ")]
     return "; ".join(filter(None, cited)) or "?"
+
+
+def _shown(source, feature: str):
+    """The feature's value as the text cites it (`references.shown_value`): the analysed
+    number under the real config, not the category the references are compared on.
+
+    `source` is a `Target`, or bare toy `Features` (then the category: no real value)."""
+    target = source if hasattr(source, "features") else None
+    features = target.features if target is not None else source
+    return references.shown_value(features, feature, getattr(target, "described", None))
 
 
 def _bare_field(item: str) -> bool:

@@ -36,7 +36,9 @@ class SourcePackage:
 
     name: str
     files: dict[str, cst.Module] = field(default_factory=dict)
-    applied: list[str] = field(default_factory=list)  # rule ids, in order, for the docstring
+    # the rule ids whose transform changed a file, in order (a rule that found nothing to
+    # edit is not applied, and the docstring does not list it)
+    applied: list[str] = field(default_factory=list)
     # which node types each subtree holds, shared by the edits (see `visit`)
     index: pruned_visit.TypeIndex = field(default_factory=pruned_visit.TypeIndex, repr=False)
 
