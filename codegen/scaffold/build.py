@@ -46,7 +46,8 @@ def build_package(
     rename = Step("rename_model", {"name": name, "model_types": model_types, "title": title})
     retarget = Step("retarget_text", _retarget_params(name, title, model_types, features))
     shards = Step("sync_shard_plan", _shard_params(steps, features))
-    for step in [*steps, shards, rename, retarget]:
+    plan_prose = Step("describe_shard_plan")
+    for step in [*steps, shards, plan_prose, rename, retarget]:
         transform = TRANSFORMS.get(step.transform)
         if transform is None:
             raise CodegenError(f"rule {step.rule or step.transform!r}: unknown transform")

@@ -1,4 +1,4 @@
-"""DeepSeek-V3's RoPE deltas on top of `codegen.layers.rope`.
+"""The RoPE deltas of multi-head latent attention, on top of the shared rotary tables.
 
 - Interleaved rotary pairs (`rope_interleave`, HF `apply_rotary_pos_emb_interleave`): the
   checkpoint lays the rope dims out as (x0, x1), (x2, x3), ..., each pair rotated by one

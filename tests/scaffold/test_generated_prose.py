@@ -1,0 +1,40 @@
+"""Generated packages' prose speaks of the package: no codegen module paths outside the
+registry glue, no word about the scaffold's own work, a shard plan described as built."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from codegen.cli import main
+
+# cohere2: rope.py from the interleaved-RoPE rule; deepseek_v3 and mixtral: references with
+# their own rope.py or an empty settings table; gpt2: fused q/k/v and a GELU MLP
+TARGETS = ("cohere2", "deepseek_v3", "mixtral", "gpt2")
+GLUE = ("spec.py",)  # the registry's own interface, and the parity test, import codegen
+
+
+@pytest.fixture(scope="module")
+def packages(tmp_path_factory):
+    models = tmp_path_factory.mktemp("models")
+    for name in TARGETS:
+        assert main(["scaffold", name, "--out", str(models)]) == 0
+    return models
+
+
+@pytest.mark.parametrize("name", TARGETS)
+def test_no_codegen_paths_or_scaffold_words_in_the_standalone_files(packages, name):
+    for path in sorted((packages / name).glob("*.py")):
+        if path.name in GLUE or path.name.startswith("test_"):
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            where = f"{name}/{path.name}:{number}: {line.strip()}"
+            assert not re.search(r"\bcodegen\.\w", line), where  # a module path
+            assert "Scaffold" not in line, where
+
+
+def test_the_shard_plan_docstring_names_the_fused_projection(packages):
+    text = " ".join((packages / "gpt2" / "parallelize.py").read_text().split())
+    assert "gate/up" not in text
+    assert "Column-wise fused q/k/v and up, row-wise o and down" in text
