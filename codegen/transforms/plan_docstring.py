@@ -127,7 +127,7 @@ def _named(patterns: list[str]) -> str:
 
 def _listed(owner: str, leaves: frozenset[str]) -> str:
     """Parts the prose has no word for, by name: "the attention's `wkv`/`wq`"."""
-    named = [part for part in owner.split(".") if part != "*"]
+    named = [part for part in owner.split(".") if part not in ("", "*")]
     whose = f"the {named[-1]}'s " if named else ""
     return whose + "/".join(f"`{leaf}`" for leaf in sorted(leaves))
 

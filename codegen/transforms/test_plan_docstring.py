@@ -72,7 +72,9 @@ def test_parts_without_a_word_are_named_with_their_module():
         "layers.*.attention.router": "replicate",
         "layers.*.attention_norm": "replicate",
         "layers.*.moe.gate": "replicate",
+        "pos_embeddings": "replicate",
     }
     assert describe(plan) == (
-        "The router and the attention's `router`/`wq` replicated, norms replicated"
+        "The router, the attention's `router`/`wq` and `pos_embeddings` replicated,"
+        " norms replicated"
     )
