@@ -10,11 +10,9 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-from codegen.layers.rope import RopeScaling
+from codegen.layers.rope import RopeScaling, yarn_mscale
 
 
 def apply_rotary_interleaved(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -30,10 +28,6 @@ def apply_rotary_interleaved(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tens
     cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     even, odd = x[..., 0::2], x[..., 1::2]
     return torch.stack((even * cos - odd * sin, odd * cos + even * sin), dim=-1).flatten(-2)
-
-
-def yarn_mscale(scale: float, mscale: float) -> float:
-    return 1.0 if scale <= 1 else 0.1 * mscale * math.log(scale) + 1.0
 
 
 def softmax_scale(rope: RopeScaling, qk_head_dim: int) -> float:

@@ -1,8 +1,10 @@
-"""Generated packages' prose speaks of the package: no codegen module paths outside the
-registry glue, no word about the scaffold's own work, a shard plan described as built."""
+"""Generated packages read as written for the target: no codegen module paths outside the
+registry glue, no word about the scaffold's own work, a shard plan described as built, and
+one implementation of each helper."""
 
 from __future__ import annotations
 
+import ast
 import re
 
 import pytest
@@ -38,3 +40,17 @@ def test_the_shard_plan_docstring_names_the_fused_projection(packages):
     text = " ".join((packages / "gpt2" / "parallelize.py").read_text().split())
     assert "gate/up" not in text
     assert "Column-wise fused q/k/v and up, row-wise o and down" in text
+
+
+@pytest.mark.parametrize("name", TARGETS)
+def test_no_function_is_written_twice_in_a_package(packages, name):
+    """Two top-level functions with the same body (a reference's copy of a shared helper,
+    deepseek_v3's `yarn_mscale`) are one helper written twice."""
+    seen: dict[str, str] = {}
+    for path in sorted((packages / name).glob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.FunctionDef):
+                body = ast.dump(ast.Module(body=node.body, type_ignores=[]))
+                where = f"{path.name}:{node.lineno} {node.name}"
+                assert body not in seen, f"{where} repeats {seen[body]}"
+                seen[body] = where
