@@ -54,3 +54,11 @@ def test_no_function_is_written_twice_in_a_package(packages, name):
                 where = f"{path.name}:{node.lineno} {node.name}"
                 assert body not in seen, f"{where} repeats {seen[body]}"
                 seen[body] = where
+
+
+def test_the_summary_says_no_rope_and_names_the_mlp_once(packages):
+    """gpt2 has learned positions and a GELU MLP: the summary says so in words, not as the
+    feature table's values ("none RoPE", "gelu_mlp MLP")."""
+    summary = " ".join((packages / "gpt2" / "__init__.py").read_text().split())
+    assert "no RoPE" in summary and "none RoPE" not in summary
+    assert "gelu MLP" in summary and "gelu_mlp MLP" not in summary
