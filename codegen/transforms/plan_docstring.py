@@ -159,8 +159,7 @@ class _Docstrings(cst.CSTTransformer):
         if not m.matches(statement, m.SimpleStatementLine([m.Expr(m.SimpleString())])):
             return None
         doc = statement.body[0].value
-        prefix = doc.prefix if hasattr(doc, "prefix") else ""
-        quote = doc.quote
+        prefix, quote = doc.prefix, doc.quote
         body = doc.value[len(prefix) + len(quote) : -len(quote)]
         text = rewrite(body)
         if text == body:
