@@ -3,8 +3,9 @@
 `RopeScaling.from_hf` reads an HF `rope_parameters` dict; `inverse_frequencies` dispatches on
 `rope_type` through `FREQUENCY_RULES` and returns (inv_freq, attention_factor). The yarn
 attention factor multiplies cos/sin, exactly where HF applies it; dropping it is a classic
-silent bug. Rotation uses the HF half-split layout (rotate_half's), so checkpoints need no q/k
-permutation.
+silent bug. `apply_rotary` turns q/k in the HF half-split layout (rotate_half's), so those
+checkpoints need no q/k permutation; a package whose rotary pairs adjacent dims turns them in
+its own rope.py.
 """
 
 from __future__ import annotations
@@ -87,7 +88,8 @@ def _dynamic(rope: RopeScaling, dim: int, seq_len: int) -> tuple[torch.Tensor, f
     return _base_inv_freq(base, dim), 1.0
 
 
-def _yarn_mscale(scale: float, mscale: float = 1.0) -> float:
+def yarn_mscale(scale: float, mscale: float = 1.0) -> float:
+    """YaRN's magnitude correction for a context stretched `scale` times (1 when unstretched)."""
     return 1.0 if scale <= 1 else 0.1 * mscale * math.log(scale) + 1.0
 
 
@@ -97,11 +99,11 @@ def _yarn(rope: RopeScaling, dim: int, seq_len: int) -> tuple[torch.Tensor, floa
     attention_factor = rope.attention_factor
     if attention_factor is None:
         if rope.mscale and rope.mscale_all_dim:
-            attention_factor = _yarn_mscale(factor, rope.mscale) / _yarn_mscale(
+            attention_factor = yarn_mscale(factor, rope.mscale) / yarn_mscale(
                 factor, rope.mscale_all_dim
             )
         else:
-            attention_factor = _yarn_mscale(factor)
+            attention_factor = yarn_mscale(factor)
 
     def correction_dim(rotations: float) -> float:
         return (dim * math.log(original / (rotations * 2 * math.pi))) / (2 * math.log(rope.theta))

@@ -46,8 +46,9 @@ def build_package(
     rename = Step("rename_model", {"name": name, "model_types": model_types, "title": title})
     retarget = Step("retarget_text", _retarget_params(name, title, model_types, features))
     shards = Step("sync_shard_plan", _shard_params(steps, features))
+    plan_prose = Step("describe_shard_plan")
     edited = []  # the steps whose transform changed a file: the rules the text lists
-    for step in [*steps, shards, rename, retarget]:
+    for step in [*steps, shards, plan_prose, rename, retarget]:
         before = dict(package.files)
         transform = TRANSFORMS.get(step.transform)
         if transform is None:

@@ -1,4 +1,4 @@
-"""Drop the written-out attention's k/v repeat where every query head has its own kv head.
+"""Drop the attention's k/v repeat where every query head has its own kv head.
 
 `make_attention_explicit` writes the grouped-query repeat (`GQA_REPEAT`: `groups = ...`,
 then `k, v = k.repeat_interleave(groups, dim=1), ...`) into an attention that keeps an
@@ -10,7 +10,8 @@ copies k and v once each per layer, a copy the HF model does not make. After the
 this removes the two lines, in each class whose `__init__` takes both counts straight from
 ModelArgs (a per-layer count, `layer_n_kv_heads`, may differ and keeps the repeat), when
 nothing else reads `groups` and `ModelArgs` itself never resets `n_kv_heads`. Where it
-removes them, the package no longer handles fewer kv heads than query heads, so
+removes them, and likewise SDPA's `enable_gqa=self.n_heads != self.n_kv_heads` (always
+False there), the package no longer handles fewer kv heads than query heads, so
 `ModelArgs.__post_init__` refuses `n_kv_heads != n_heads` in one line (`from_hf_config`
 never gives that, a ModelArgs built by hand may).
 """
@@ -40,7 +41,8 @@ if self.n_kv_heads != self.n_heads:
 
 
 class DropKvRepeat(Transform):
-    """Remove the k/v repeat of a written-out attention whose kv heads are its query heads."""
+    """Remove the k/v repeat of an attention whose kv heads are its query heads: written out,
+    or SDPA's `enable_gqa` flag."""
 
     name = "drop_kv_repeat"
 
@@ -97,8 +99,8 @@ def _same_counts(args: cst.Module) -> bool:
 
 
 class _DropRepeat(cst.CSTTransformer):
-    """Drops the repeat in each class taking both counts from ModelArgs; `hits`: how many
-    methods lost it."""
+    """Drops the repeat (and the `enable_gqa` flag) in each class taking both counts from
+    ModelArgs; `hits`: how many methods lost one."""
 
     def __init__(self):
         super().__init__()
@@ -110,8 +112,39 @@ class _DropRepeat(cst.CSTTransformer):
         if init is None or not all(any(t(s) for s in init.body.body) for t in _TAKES_COUNTS):
             return updated
         body = [_without_repeat(s) if s in methods else s for s in updated.body.body]
-        self.hits += sum(new is not old for new, old in zip(body, updated.body.body, strict=True))
+        body = [s.visit(_DropGqaFlag()) if s in methods else s for s in body]
+        self.hits += sum(
+            not new.deep_equals(old) for new, old in zip(body, updated.body.body, strict=True)
+        )
         return updated.with_changes(body=updated.body.with_changes(body=body))
+
+
+_SELF_COUNT = {
+    name: m.Attribute(value=m.Name("self"), attr=m.Name(name)) for name in ("n_heads", "n_kv_heads")
+}
+# SDPA's own k/v repeat, switched on by comparing the counts: always off where they are equal
+_GQA_FLAG = m.Arg(
+    keyword=m.Name("enable_gqa"),
+    value=m.Comparison(
+        left=_SELF_COUNT["n_heads"],
+        comparisons=[m.ComparisonTarget(m.NotEqual(), _SELF_COUNT["n_kv_heads"])],
+    ),
+)
+
+
+class _DropGqaFlag(cst.CSTTransformer):
+    """`enable_gqa=self.n_heads != self.n_kv_heads` leaves the calls that pass it."""
+
+    def leave_Call(self, original, updated):
+        args = [arg for arg in updated.args if not m.matches(arg, _GQA_FLAG)]
+        if len(args) == len(updated.args):
+            return updated
+        if args:  # the new last argument ends as the dropped one did (comma, line break)
+            last = updated.args[-1]
+            args[-1] = args[-1].with_changes(
+                comma=last.comma, whitespace_after_arg=last.whitespace_after_arg
+            )
+        return updated.with_changes(args=args)
 
 
 def _without_repeat(function: cst.FunctionDef) -> cst.FunctionDef:

@@ -11,7 +11,7 @@ from codegen.transforms.edits import EditError, statements
 # the package's rope.py when the reference has none (the house layout: rope.py exists only
 # where the RoPE differs from the shared one)
 ROPE_MODULE = '''
-"""RoPE in interleaved pairs on top of the shared `codegen.layers.rope` tables."""
+"""RoPE in interleaved pairs, turned by the shared rotary tables (`RotaryEmbedding`)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def apply_rotary_interleaved(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tens
     """Rotate x (batch, heads, seq, head_dim) pair by pair: pair i turns by frequency i.
 
     cos/sin (batch, seq, rotary_dim) are the shared cat(freqs, freqs) tables; their first half
-    is repeated per pair, as HF glm4 / cohere do. Only the leading rotary_dim dims turn.
+    is repeated per pair, one frequency to each. Only the leading rotary_dim dims turn.
     """
     half = cos.shape[-1] // 2
     cos = cos[..., :half].repeat_interleave(2, dim=-1).unsqueeze(1).to(x.dtype)

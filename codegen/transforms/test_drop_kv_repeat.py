@@ -144,3 +144,36 @@ def test_modelargs_refuses_fewer_kv_heads_once_the_repeat_is_gone():
     )
     DropKvRepeat().apply(package)
     assert package.render()["args.py"] == kept
+
+
+SDPA_MODEL = """class Attention(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.n_heads = args.n_heads
+        self.n_kv_heads = args.n_kv_heads
+
+    def forward(self, q, k, v):
+        return F.scaled_dot_product_attention(
+            q, k, v, is_causal=True, enable_gqa=self.n_heads != self.n_kv_heads
+        )
+"""
+
+
+def test_sdpa_gqa_flag_goes_where_kv_heads_read_the_query_head_count():
+    """`enable_gqa` compares two counts from_hf_config makes equal: always False, dropped,
+    and ModelArgs refuses another count; with a kv-head field of its own it stays."""
+    package = package_of(
+        {"args.py": ARGS.format(kv="hf_config.num_attention_heads"), "model.py": SDPA_MODEL}
+    )
+    DropKvRepeat().apply(package)
+    files = package.render()
+    call = "return F.scaled_dot_product_attention(\n            q, k, v, is_causal=True\n        )"
+    assert call in files["model.py"]
+    assert "enable_gqa" not in files["model.py"]
+    assert "__post_init__ refuses" in files["args.py"]
+
+    package = package_of(
+        {"args.py": ARGS.format(kv="hf_config.num_key_value_heads"), "model.py": SDPA_MODEL}
+    )
+    DropKvRepeat().apply(package)
+    assert package.render()["model.py"] == SDPA_MODEL

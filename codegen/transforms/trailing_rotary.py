@@ -12,7 +12,7 @@ from codegen.transforms.edits import EditError, add_import, is_statement, run, s
 # the package's rope.py when the reference has none (the house layout: rope.py exists only
 # where the RoPE differs from the shared one)
 ROPE_MODULE = '''
-"""RoPE on the trailing dims of each head, on top of the shared `codegen.layers.rope`."""
+"""RoPE on the trailing dims of each head, by the shared rotary tables (`RotaryEmbedding`)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DeepSeek-V3's RoPE deltas on top of `codegen.layers.rope`.
+"""The RoPE deltas of multi-head latent attention, on top of the shared rotary tables.
 
 - Interleaved rotary pairs (`rope_interleave`, HF `apply_rotary_pos_emb_interleave`): the
   checkpoint lays the rope dims out as (x0, x1), (x2, x3), ..., each pair rotated by one
@@ -10,11 +10,9 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-from codegen.layers.rope import RopeScaling
+from codegen.layers.rope import RopeScaling, yarn_mscale
 
 
 def apply_rotary_interleaved(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -30,10 +28,6 @@ def apply_rotary_interleaved(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tens
     cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     even, odd = x[..., 0::2], x[..., 1::2]
     return torch.stack((even * cos - odd * sin, odd * cos + even * sin), dim=-1).flatten(-2)
-
-
-def yarn_mscale(scale: float, mscale: float) -> float:
-    return 1.0 if scale <= 1 else 0.1 * mscale * math.log(scale) + 1.0
 
 
 def softmax_scale(rope: RopeScaling, qk_head_dim: int) -> float:

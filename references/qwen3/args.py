@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from codegen.config_checks import padding_row, require_settings
 from codegen.layers.rope import RopeScaling
 
-# HF settings this package hard-codes: field -> the only value it implements. Scaffold adds
-# the config switches a generated package does not branch on.
+# HF settings this package hard-codes: field -> the only value it implements
 FIXED_SETTINGS = {}
 
 LAYER_TYPES = ("full_attention", "sliding_attention")
