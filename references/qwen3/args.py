@@ -30,7 +30,7 @@ class ModelArgs:
     head_dim: int = 128  # explicit: n_heads * head_dim need not equal dim
     hidden_dim: int = 12288  # feed-forward inner size
     vocab_size: int = 151936
-    norm_eps: float = 1e-6  # every RMSNorm, q_norm and k_norm included
+    norm_eps: float = 1e-6  # every norm's epsilon, q_norm and k_norm included
     rope: RopeScaling = field(default_factory=lambda: RopeScaling(theta=1000000.0))
     attention_bias: bool = False  # q/k/v/o biases
     # A "sliding_attention" layer's query at i sees keys j with i - sliding_window < j <= i
