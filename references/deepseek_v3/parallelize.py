@@ -12,6 +12,7 @@ correction bias) is replicated; the stacked routed experts are split over `ep` b
 (tokens dispatched and combined by all-to-all), or over `tp` by their hidden dim (every
 rank seeing every token, the partial outputs summed).
 """
+
 from __future__ import annotations
 
 from codegen.layers.parallel import apply_plan
