@@ -28,5 +28,5 @@ OPTIONAL: frozenset[str] = frozenset()  # entries a config switch may leave unma
 
 
 def parallelize(model, mesh, plan: dict[str, str] | None = None):
-    """Shard `model` in place over `mesh` (dims `tp`, `dp_shard`; absent = 1) and return it."""
+    """Shard `model` in place over `mesh` (dims `tp`, `dp_shard`; absent = 1), returned."""
     return apply_plan(model, mesh, PLAN if plan is None else plan, FSDP_BLOCKS, OPTIONAL)
