@@ -37,8 +37,9 @@ class ModelArgs:
             "proportional",
         ):
             raise NotImplementedError(
-                f"llama: partial_rotary_factor={self.rope.partial_rotary_factor} with rope_type "
-                f"{self.rope.rope_type!r} is not supported (this attention rotates the whole head)"
+                f"llama: partial_rotary_factor={self.rope.partial_rotary_factor} with "
+                f"rope_type {self.rope.rope_type!r} is not supported (this attention rotates the"
+                " whole head)"
             )
 
     @classmethod

@@ -1,4 +1,4 @@
-"""The llama shard plan: which module is split how over a DeviceMesh (`tp`, `dp_shard`).
+"""The llama shard plan over a DeviceMesh (`tp`, `dp_shard`).
 
 Column-wise q/k/v and gate/up, row-wise o and down, the embedding and the output head split
 over the vocabulary (logits gathered), norms replicated; FSDP2 shards each block, then the

@@ -1,4 +1,4 @@
-"""The qwen2 shard plan: which module is split how over a DeviceMesh (`tp`, `dp_shard`).
+"""The qwen2 shard plan over a DeviceMesh (`tp`, `dp_shard`).
 
 Column-wise q/k/v (their biases split with them) and gate/up, row-wise o and down, the
 embedding and the output head split over the vocabulary (logits gathered), norms

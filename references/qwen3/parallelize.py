@@ -1,4 +1,4 @@
-"""The qwen3 shard plan: which module is split how over a DeviceMesh (`tp`, `dp_shard`).
+"""The qwen3 shard plan over a DeviceMesh (`tp`, `dp_shard`).
 
 Column-wise q/k/v and gate/up, row-wise o and down, the embedding and the output head split
 over the vocabulary (logits gathered), norms replicated. QK-norm is over head_dim: it runs
