@@ -113,6 +113,18 @@ RULES = [
         ),
     ),
     Rule(
+        # after router_renorm_eps: it clamps the sum that rule leaves bare
+        id="router_renorm_floor",
+        feature="moe.norm_topk_floor",
+        values=(True,),
+        transform="router_renorm_floor",
+        params={"floor": FromFeature("moe.norm_topk_floor")},
+        description=(
+            "the router divides its k picked weights by their sum clamped to at least a"
+            " config value (Ernie-4.5's moe_norm_min), read by from_hf_config"
+        ),
+    ),
+    Rule(
         # after the router rows and table_routing: it rewrites the scores they write
         id="router_score_switch",
         feature="moe.score_field",

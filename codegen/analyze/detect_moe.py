@@ -55,6 +55,53 @@ def _added_constant(den: Term) -> float | None:
     return float(consts[0]) if len(consts) == 1 and consts[0] > 0 else None
 
 
+_CLAMP = cm.Call(func=cm.Attribute(attr=cm.Name("clamp") | cm.Name("clamp_min")))
+_CONFIG = cm.Name("config") | cm.Attribute(value=cm.Name("self"), attr=cm.Name("config"))
+
+
+def _floor(den: Term, site) -> str | float | None:
+    """What `den` clamps the sum of the picked weights to at least (`torch.clamp(w.sum(...),
+    min=self.norm_min)`, Ernie-4.5's router): the config field the bound reads (`moe_norm_min`,
+    through the `self.<attr> = config.<field>` of the class the division is in), or the
+    number written there; None when `den` clamps no sum."""
+    if not (_fn(den, "clamp", "clamp_min") and any(_fn(x, "sum") for x in walk(den))):
+        return None
+    calls = findall(site.node, _CLAMP) if site is not None else []
+    if len(calls) == 1:
+        field = _config_field_of(_bound(calls[0]), site.scope)
+        if field is not None:
+            return field
+    bound = den.kwargs.get("min", den.args[1] if len(den.args) > 1 else None)
+    return float(bound) if isinstance(bound, int | float) and not isinstance(bound, bool) else None
+
+
+def _bound(call: cst.Call) -> cst.BaseExpression | None:
+    """The lower bound a clamp call passes: `min=`, else its first positional argument after
+    the tensor (`torch.clamp(x, b)`, `x.clamp(b)`)."""
+    position = 1 if cm.matches(call.func, cm.Attribute(value=cm.Name("torch"))) else 0
+    positional = [arg.value for arg in call.args if arg.keyword is None]
+    for arg in call.args:
+        if arg.keyword is not None and arg.keyword.value in ("min", "min_"):
+            return arg.value
+    return positional[position] if len(positional) > position else None
+
+
+def _config_field_of(node, scope) -> str | None:
+    """`config.<f>` / `self.config.<f>` -> f; `self.<attr>` -> the field of the one
+    `self.<attr> = config.<f>` in `scope` (the class); else None."""
+    if node is None:
+        return None
+    if cm.matches(node, cm.Attribute(value=_CONFIG)):
+        return node.attr.value
+    if scope is None or not cm.matches(node, cm.Attribute(value=cm.Name("self"))):
+        return None
+    target = cm.Attribute(value=cm.Name("self"), attr=cm.Name(node.attr.value))
+    stores = findall(
+        scope, cm.Assign(targets=[cm.AssignTarget(target)], value=cm.Attribute(value=_CONFIG))
+    )
+    return stores[0].value.attr.value if len(stores) == 1 else None
+
+
 def _score_field(terms: list[Term]):
     """The config field an activation module among `terms` is looked up by
     (`ACT2FN[config.scoring_func]`) and where: the one the router's scores follow; None
@@ -300,7 +347,7 @@ def detect(ctx: Ctx) -> Moe | None:
         ctx.cite("moe.router_bias", where)
     if "moe.router_bias_on" not in ctx.evidence:
         ctx.cite("moe.router_bias_on", ctx.evidence.get("moe.router_bias", where))
-    norm, norm_by, norm_eps = False, "none", None
+    norm, norm_by, norm_eps, norm_floor = False, "none", None, None
     for t in rterms:
         if t.op == "div" and topks:
             num, den = (t.args + (None, None))[:2]
@@ -313,6 +360,9 @@ def detect(ctx: Ctx) -> Moe | None:
                     norm_eps = _added_constant(den)
                     if norm_eps is not None:
                         ctx.cite("moe.norm_topk_eps", t.site.cite() if t.site else where)
+                    norm_floor = _floor(den, t.site)
+                    if norm_floor is not None:
+                        ctx.cite("moe.norm_topk_floor", t.site.cite() if t.site else where)
                     break
     if not norm:
         for s in softmax:  # softmax over the selected logits
@@ -324,6 +374,8 @@ def detect(ctx: Ctx) -> Moe | None:
     ctx.cite("moe.norm_topk_by", ctx.evidence.get("moe.norm_topk_prob"))
     if "moe.norm_topk_eps" not in ctx.evidence:
         ctx.cite("moe.norm_topk_eps", ctx.evidence.get("moe.norm_topk_prob"))
+    if "moe.norm_topk_floor" not in ctx.evidence:
+        ctx.cite("moe.norm_topk_floor", ctx.evidence.get("moe.norm_topk_prob"))
     scaling, scaling_on = None, "weights"
     # the experts' output scaled as a whole scales every routed weight alike (minimax_m3's
     # `experts(...) * routed_scaling_factor`, taken before the shared expert joins)
@@ -473,6 +525,7 @@ def detect(ctx: Ctx) -> Moe | None:
         norm_topk_prob=norm,
         norm_topk_by=norm_by,
         norm_topk_eps=norm_eps,
+        norm_topk_floor=norm_floor,
         routed_scaling=scaling,
         routed_scaling_on=scaling_on,
         shared_experts=len(shared),

@@ -455,6 +455,10 @@ class Moe:
     # (weights.sum(...) + 1e-20)`: inkling2, deepseek_v3), else None: with it a token whose k
     # picks all score zero gets zero weights, without it 0 / 0
     norm_topk_eps: float | None = None
+    # what the sum is clamped to at least before the division (`w / torch.clamp(w.sum(...),
+    # min=config.moe_norm_min)`: Ernie-4.5): the config field the bound reads, or the number
+    # the code writes; None: no clamp
+    norm_topk_floor: str | float | None = None
     routed_scaling: float | None = None  # routed weights multiplied by this
     # where: on the k picked weights (deepseek), or on the experts' summed output (beam's
     # `experts(...) * routed_scaling_factor`): equal sums, but a stage of its own

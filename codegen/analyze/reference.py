@@ -216,6 +216,7 @@ COMPARED: dict[str, Any] = {
     "moe.router_mlp": lambda found: found is not None,
     "moe.table_routing": lambda found: found is not None,
     "moe.norm_topk_eps": renorm_eps,
+    "moe.norm_topk_floor": lambda found: found is not None,
     "moe.layer_condition": moe_layer_rule,
     "norm.kind": None,
     "norm.placement": None,
@@ -410,6 +411,7 @@ _MOE_BASE: dict[str, tuple] = {
     "moe.router_mlp": (False,),  # the router's logits are one projection of the input
     "moe.table_routing": (False,),  # every router picks the top-k of its scores
     "moe.norm_topk_eps": ("none",),  # a renormalisation, if any, divides by the bare sum
+    "moe.norm_topk_floor": (False,),  # ... never clamped to a lower bound first
 }
 _DENSE_COMMON.update(_MOE_BASE)
 

@@ -44,7 +44,9 @@ def build_package(
     package = SourcePackage.from_directory(directory)
     title = title or name
     rename = Step("rename_model", {"name": name, "model_types": model_types, "title": title})
-    retarget = Step("retarget_text", _retarget_params(name, title, model_types, features))
+    retarget = Step(
+        "retarget_text", _retarget_params(name, title, model_types, features, reference)
+    )
     shards = Step("sync_shard_plan", _shard_params(steps, features))
     plan_prose = Step("describe_shard_plan")
     edited = []  # the steps whose transform changed a file: the rules the text lists
@@ -107,8 +109,9 @@ def _shard_params(steps: list[Step], features: Any = None) -> dict:
     return {"adds": adds, "optional": sorted(optional)}
 
 
-def _retarget_params(name: str, title: str, model_types, features) -> dict:
-    """Every reference's name is foreign to the package, except the target's own."""
+def _retarget_params(name: str, title: str, model_types, features, origin: str) -> dict:
+    """Every reference's name is foreign to the package, except the target's own; `origin`
+    is the reference the package is copied from."""
     from codegen.analyze.reference import ORDER
     from codegen.transforms.retarget_text import foreign_hf_names
 
@@ -124,6 +127,7 @@ def _retarget_params(name: str, title: str, model_types, features) -> dict:
         "own": sorted(own),
         # the references' HF field and function names the target's source lacks
         "foreign_names": foreign_hf_names(ORDER, modeling, configuration),
+        "origin": origin,
     }
 
 

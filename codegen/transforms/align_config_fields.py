@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 
 import libcst as cst
 import libcst.matchers as m
 
 from codegen.analyze.config import LEGACY_NAMES
 from codegen.analyze.features import UNKNOWN
+from codegen.transforms._rope_edits import hf_source
 from codegen.transforms.base import Transform
-from codegen.transforms.edits import EditDict, expression, run
+from codegen.transforms.edits import EditDict, EditError, code_of, expression, run
 
 # FIXED_SETTINGS entries that follow the target config (the transforms realised the
 # feature from the same config value); others, like hidden_act, must already agree.
@@ -87,6 +89,10 @@ class _Resolver:
         )
         if found is None and read in self.names.CONFIG_FALLBACKS:
             found = self._resolved(self.names.CONFIG_FALLBACKS[read], seen | {read})
+        if found is not None and not seen and self._hf_reads_optional(read):
+            # the config class lacks the field, but HF reads it where a config.json carries
+            # it (Exaone4's `getattr(config, "head_dim", hidden // heads)`): so does the package
+            return expression(f'getattr(hf_config, "{read}", None) or ({code_of(found)})')
         return found
 
     def optional(self, read: str) -> cst.BaseExpression | None:
@@ -98,7 +104,21 @@ class _Resolver:
         alias = next((a for a in aliases if a in self.available), None)
         if alias is not None:
             return ("rename", alias)
+        if self._hf_reads_optional(read):
+            # HF honours the field where a config.json carries it (Exaone4's
+            # `getattr(config, "head_dim", hidden // heads)`): so does the package's read
+            return None
         return self._derived(read, frozenset())
+
+    def _hf_reads_optional(self, read: str) -> bool:
+        """Does the HF modeling source read config field `read` where the config may lack it
+        (`getattr(config, "<read>", ...)`, `getattr(self.config, ...)`)? False without it."""
+        try:
+            source = hf_source(self.features)
+        except EditError:
+            return False
+        pattern = rf"getattr\(\s*(?:self\.)?config\s*,\s*[\"']{re.escape(read)}[\"']"
+        return re.search(pattern, source) is not None
 
     def renamed(self, read: str) -> str | None:
         """The name the config holds `read` under (itself or an alias), or None."""

@@ -9,11 +9,14 @@ import libcst as cst
 import libcst.matchers as m
 
 from codegen.transforms._moe_edits import drop_rows
+from codegen.transforms._prose_edits import drop_prose
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import EditError, code_of, run
 
 _IS_MOE = m.Attribute(value=m.Name("self"), attr=m.Name("is_moe"))
 _CHECKS = "_check_supported"  # the reference's refusals in args.py, by field
+# the words of the reference's prose about its MoE layers (experts, router, the `ep` dim)
+MOE_WORDS = r"[Ee]xperts?\b|[Rr]outer|\bMoE\b|`ep`"
 
 
 class DropMoe(Transform):
@@ -35,6 +38,8 @@ class DropMoe(Transform):
         drop_rows(package, ".moe.")
         gone = before - _args_read(package.module("model.py"))
         _drop_checks(package, _hf_fields(package.module("args.py"), gone))
+        for filename in ("args.py", "state_dict_adapter.py", "parallelize.py"):
+            drop_prose(package, filename, MOE_WORDS)
 
 
 class _Dense(cst.CSTTransformer):

@@ -5,7 +5,10 @@ its HF config class, its error prefix, its HF classes' behaviour). In a package 
 for another model they would be false, so each kind of text is handled by what it is:
 
 - a module docstring keeps its summary line, reworded for the target; its other
-  paragraphs go when they name a reference (they describe that reference);
+  paragraphs go when they name a reference (they describe that reference). A parenthesis
+  of the summary naming a reference other than the one the package was copied from
+  (`origin`: qwen3's "(llama's table plus q_norm / k_norm)") compares the two references,
+  not the target with anything: it goes rather than become "(exaone4's table ...)";
 - a class or function docstring, or a comment block, that names a reference goes;
 - any other string (an error message) is reworded: `qwen3_moe: ...` -> `mixtral: ...`,
   `Qwen3MoeConfig` -> `MixtralConfig`.
@@ -60,8 +63,10 @@ class RetargetText(Transform):
         config_class: str | None = None,
         own: Sequence[str] = (),
         foreign_names: Sequence[str] = (),
+        origin: str | None = None,
     ) -> None:
         words = Words(name, title, references, config_class, own)
+        words.origin = _norm(origin) if origin else None
         if foreign_names:
             used = _identifiers(package.files.values())
             words.foreign_names = frozenset(foreign_names) - used
@@ -83,6 +88,7 @@ class Words:
         self.known = sorted({_norm(r) for r in references} | own, key=len, reverse=True)
         self.foreign = [n for n in self.known if n not in own]
         self.foreign_names: frozenset[str] = frozenset()  # HF names the target lacks
+        self.origin: str | None = None  # the reference the package was copied from
 
     def owner(self, word: str) -> tuple[str, str] | None:
         """(normalised reference, the rest of the word) when `word` spells a reference."""
@@ -118,6 +124,18 @@ class Words:
         names = _IDENTIFIER.findall(text)
         foreign = [n for n in names if n in self.foreign_names]
         return bool(foreign) and all(n in self.foreign_names or n == "HF" for n in names)
+
+    def without_comparisons(self, summary: str) -> str:
+        """`summary` without its parentheses naming a foreign reference other than the
+        origin (nothing goes when the origin is not known)."""
+        if self.origin is None:
+            return summary
+
+        def compares(found: re.Match) -> bool:
+            owners = {self.owner(word) for word in _IDENTIFIER.findall(found[1])} - {None}
+            return any(known != self.origin for known, _ in owners)
+
+        return _PARENTHESIS.sub(lambda found: "" if compares(found) else found[0], summary)
 
     def reword(self, text: str) -> str:
         def replace(match: re.Match) -> str:
@@ -194,7 +212,7 @@ class _Retarget(cst.CSTTransformer):
         quote = literal[:3] if literal[:3] in ('"""', "'''") else literal[0]
         inner = literal[len(quote) : -len(quote)]
         paragraphs = inner.strip("\n").split("\n\n")
-        summary = self.words.reword(paragraphs[0])
+        summary = self.words.reword(self.words.without_comparisons(paragraphs[0]))
         if summary != paragraphs[0] and max(map(len, summary.splitlines())) > _WIDTH:
             summary = textwrap.fill(" ".join(summary.split()), _WIDTH, break_on_hyphens=False)
         kept = [summary]

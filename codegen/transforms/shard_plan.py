@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import re
+import textwrap
+
 import libcst as cst
 import libcst.matchers as m
 
+from codegen.transforms._prose_edits import drop_prose
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import EditError, findall
 
 _FILE = "parallelize.py"
+_DOCSTRING = m.SimpleStatementLine(body=[m.Expr(value=m.SimpleString())])
+# the words of a plan docstring's prose about MoE layers (experts, router, the `ep` dim)
+MOE_WORDS = r"[Ee]xperts?\b|[Rr]outer|\bMoE\b|`ep`"
+# what a plan that splits stacked experts says of its MoE layers, when its docstring says
+# nothing of them (a dense reference's plan given the MoE rows by the rules)
+MOE_PARAGRAPH = (
+    "MoE layers: the router is replicated; the stacked routed experts are split over `ep` by"
+    " expert (tokens dispatched and combined by all-to-all), or over `tp` by their hidden dim"
+    " (every rank seeing every token, the partial outputs summed).{shared}"
+)
+SHARED = " The shared expert's SwiGLU is split as the dense one."
 
 
 class SyncShardPlan(Transform):
@@ -30,6 +45,52 @@ class SyncShardPlan(Transform):
         package.edit(_FILE, editor)
         if not editor.found:
             raise EditError(f"{_FILE} has no PLAN dict literal")
+        _describe_experts(package, editor.kept_styles)
+
+
+def _describe_experts(package, styles: dict[str, str]) -> None:
+    """The plan's prose says what it does with experts: a plan without stacked experts
+    loses the MoE prose and the `ep` dim (`drop_prose`); one with them that its docstring
+    does not mention gains a paragraph on them and the `ep` dim."""
+    if "experts" not in styles.values():
+        drop_prose(package, _FILE, MOE_WORDS)
+        return
+    module = package.module(_FILE)
+    if "`ep`" in module.code:
+        return
+    shared = any(".shared_expert" in key for key in styles)
+    paragraph = MOE_PARAGRAPH.format(shared=SHARED if shared else "")
+    package.files[_FILE] = module.visit(_WithEp(textwrap.fill(paragraph, 92)))
+
+
+class _WithEp(cst.CSTTransformer):
+    """The module docstring gains `paragraph`; the mesh dims its summary and the
+    parallelize docstring list (`tp`, `dp_shard`) gain `ep`."""
+
+    def __init__(self, paragraph: str):
+        super().__init__()
+        self.paragraph = paragraph
+
+    def leave_Module(self, original, updated):
+        if not (updated.body and m.matches(updated.body[0], _DOCSTRING)):
+            return updated
+        string = updated.body[0].body[0].value
+        summary, *rest = _with_ep(string.value[3:-3].strip("\n")).split("\n\n")
+        if max(map(len, summary.splitlines())) > 94:  # `ep` pushed it past the line
+            summary = textwrap.fill(" ".join(summary.split()), 94, break_on_hyphens=False)
+        text = "\n\n".join([summary, *rest, self.paragraph])
+        return updated.with_deep_changes(string, value=f'"""{text}\n"""')
+
+    def leave_FunctionDef(self, original, updated):
+        body = getattr(updated.body, "body", ())
+        if not (body and m.matches(body[0], _DOCSTRING)):
+            return updated
+        string = body[0].body[0].value
+        return updated.with_deep_changes(string, value=_with_ep(string.value))
+
+
+def _with_ep(text: str) -> str:
+    return re.sub(r"`dp_shard`(?=[);])", "`dp_shard`, `ep`", text)
 
 
 class _Structure:
@@ -147,6 +208,7 @@ class _PlanEditor(cst.CSTTransformer):
         super().__init__()
         self.adds, self.optional, self.structure = adds, optional, structure
         self.found = False
+        self.kept_styles: dict[str, str] = {}
 
     def _live(self, pattern: str) -> bool:
         return self.structure.live(pattern)
@@ -201,6 +263,7 @@ class _PlanEditor(cst.CSTTransformer):
                     )
                 )
         self.kept = {_string(e.key) for e in elements}
+        self.kept_styles = {_string(e.key): _string(e.value) for e in elements}
         return plan.with_changes(elements=elements)
 
     def _optional(self, old: cst.BaseExpression) -> cst.BaseExpression:

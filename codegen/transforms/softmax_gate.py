@@ -7,6 +7,7 @@ from pathlib import Path
 import libcst as cst
 
 from codegen.transforms import _moe_edits as moe_edits
+from codegen.transforms._prose_edits import drop_prose
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import EditError, code_of, expression, run, statements
 
@@ -163,6 +164,8 @@ class SetSoftmaxGate(Transform):
             moe_edits.router_rows(package, features)
         else:
             moe_edits.drop_rows(package, "e_score_correction_bias")
+            for filename in ("state_dict_adapter.py", "parallelize.py"):
+                drop_prose(package, filename, r"correction bias")
         run(package, "args.py", _ReplaceFields(FIELDS), required=False)
         if grouped:
             run(package, "args.py", _SetKwargs(GROUP_KWARGS))

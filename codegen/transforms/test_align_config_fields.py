@@ -326,3 +326,29 @@ def test_a_width_the_code_fixes_wins_over_a_ratio_it_never_reads(tmp_path):
     assert "hidden_dim=4 * hf_config.hidden_size," in width(MLP_FIXED)
     reads = MLP_FIXED.replace("4 * config.hidden_size", "config.expansion_ratio * config.d")
     assert "hidden_dim=int(hf_config.expansion_ratio * hf_config.hidden_size)" in width(reads)
+
+
+def test_a_field_hf_reads_where_present_is_read_so_where_the_class_lacks_it(tmp_path):
+    """Exaone4Config declares no head_dim, yet HF reads `getattr(config, "head_dim", hidden //
+    heads)`: a config.json carrying another head_dim builds other shapes in HF, so the
+    package reads it too (the derivation only where it is missing); a source that never
+    reads it keeps the bare derivation."""
+    from types import SimpleNamespace
+
+    args = "def from_hf_config(hf_config):\n    return Args(head_dim=hf_config.head_dim)\n"
+    fields = ["hidden_size", "num_attention_heads"]
+    afters = {}
+    for name, line in {
+        "reads": 'self.head_dim = getattr(config, "head_dim", config.hidden_size // 2)',
+        "never": "self.head_dim = config.hidden_size // config.num_attention_heads",
+    }.items():
+        modeling = tmp_path / f"modeling_{name}.py"
+        modeling.write_text(f"def g(config):\n    {line}\n")
+        features = SimpleNamespace(source=SimpleNamespace(modeling=str(modeling)))
+        package = package_of({"args.py": args})
+        AlignConfigFields().apply(package, features, fields=fields, config={})
+        afters[name] = _formatted(package.render()["args.py"])
+    assert 'getattr(hf_config, "head_dim", None)' in afters["reads"]
+    assert "hf_config.hidden_size // hf_config.num_attention_heads" in afters["reads"]
+    assert "getattr" not in afters["never"]
+    assert "head_dim=hf_config.hidden_size // hf_config.num_attention_heads" in afters["never"]

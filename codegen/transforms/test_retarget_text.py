@@ -226,3 +226,45 @@ def test_a_parenthesis_loses_only_its_foreign_items():
         '"""Deltas.\n\n- Interleaved pairs (HF `apply_rotary_pos_emb_interleave`):'
         " each pair turns by one frequency.\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("summary", "name", "origin", "after"),
+    [
+        # qwen3's table "plus q_norm / k_norm" compares it with llama: exaone4's own table
+        # is no yardstick, so the parenthesis goes; the origin's name is reworded
+        (
+            "HF Qwen3 checkpoint keys <-> house keys (llama's table plus q_norm / k_norm).",
+            "exaone4",
+            "qwen3",
+            "HF exaone4 checkpoint keys <-> house keys.",
+        ),
+        # the target copied from its own reference: the comparison with llama goes too
+        (
+            "HF Qwen2 checkpoint keys <-> house keys (llama's table; q/k/v biases).",
+            "qwen2",
+            "qwen2",
+            "HF Qwen2 checkpoint keys <-> house keys.",
+        ),
+        # a parenthesis naming the origin only is reworded, not dropped
+        (
+            "HF Qwen3 keys (as qwen3 names them).",
+            "exaone4",
+            "qwen3",
+            "HF exaone4 keys (as exaone4 names them).",
+        ),
+    ],
+)
+def test_a_summary_comparing_with_another_reference_loses_the_comparison(
+    summary, name, origin, after
+):
+    package = package_of({"state_dict_adapter.py": f'"""{summary}"""\n'})
+    RetargetText().apply(
+        package,
+        name=name,
+        title=name,
+        references=[r for r in ("llama", "qwen2", "qwen3", "qwen3_moe") if r != name],
+        own=[name],
+        origin=origin,
+    )
+    assert package.render()["state_dict_adapter.py"] == f'"""{after}"""\n'

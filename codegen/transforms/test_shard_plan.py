@@ -231,3 +231,36 @@ def test_a_subclass_builds_the_parts_its_base_assigns():
     SyncShardPlan().apply(package)
     after, _ = _tables(package)
     assert after == before
+
+
+def _docstrings(package) -> tuple[str, str]:
+    """The module docstring of parallelize.py and its parallelize function's."""
+    tree = ast.parse(package.render()["parallelize.py"])
+    function = next(n for n in tree.body if isinstance(n, ast.FunctionDef))
+    return tuple(" ".join(ast.get_docstring(n).split()) for n in (tree, function))
+
+
+def test_a_plan_given_experts_says_how_it_splits_them():
+    package = SourcePackage.from_directory(references_dir() / "llama")
+    assert "expert" not in _docstrings(package)[0]
+    params = {"dense_rule": "sparse_step", "norm_topk_prob": "config"}
+    AddMoe().apply(package, **params)
+    _sync(package, [("add_moe", params)])
+    module, function = _docstrings(package)
+    assert "(`tp`, `dp_shard`, `ep`)" in module
+    assert "the stacked routed experts are split over `ep` by expert" in module
+    assert "shared expert" not in module  # AddMoe builds none
+    assert "(dims `tp`, `dp_shard`, `ep`; absent = 1)" in function
+
+
+def test_a_plan_left_without_experts_says_nothing_of_them():
+    from codegen.transforms.drop_moe import DropMoe
+
+    package = SourcePackage.from_directory(references_dir() / "qwen3_moe")
+    assert "routed experts are split over `ep`" in _docstrings(package)[0]
+    DropMoe().apply(package)
+    _sync(package, [])
+    module, function = _docstrings(package)
+    for text in (module, function):
+        assert "expert" not in text and "router" not in text and "`ep`" not in text
+    assert "(`tp`, `dp_shard`)" in module

@@ -64,6 +64,18 @@ def test_plain_gate_and_renormalisation():
     assert "n_group" not in args.split("def _check_supported", 1)[1]
 
 
+def test_without_a_correction_bias_its_prose_goes():
+    package = v3_package()
+    SetSoftmaxGate().apply(package, grouped=False, renormalize=False)
+    files = package.render()
+    for name in ("state_dict_adapter.py", "parallelize.py"):
+        assert "correction bias" not in files[name]
+    assert (
+        "# MoE layers: router, routed experts stacked along dim 0" in files["state_dict_adapter.py"]
+    )
+    assert "the router is replicated" in files["parallelize.py"]
+
+
 def test_auto_reads_the_router_source(tmp_path):
     modeling = tmp_path / "modeling_x.py"
     modeling.write_text('if self.topk_method == "group_limited_greedy":\n    pass\n')

@@ -4,11 +4,13 @@ MLA under tensor parallelism: the low-rank down-projections (`wq_a`, `wkv_a`) an
 latent norms are replicated, so every rank holds the whole latent and the one RoPE key
 every head shares (its gradient summed over the ranks' heads); the per-head up-projections
 (`wq_b` or `wq`, `wkv_b`) are column-wise, so each rank expands only its own heads, and
-`wo` is row-wise. Dense and shared-expert SwiGLUs are column-wise gate/up, row-wise down.
-The router (with its correction bias) is replicated; the stacked routed experts are split
-over `ep` by expert (tokens dispatched and combined by all-to-all), or over `tp` by their
-hidden dim (every rank seeing every token, the partial outputs summed). FSDP2 shards each
+`wo` is row-wise. Dense SwiGLUs are column-wise gate/up, row-wise down. FSDP2 shards each
 block, then the root.
+
+MoE layers: the shared experts' SwiGLUs are split as the dense ones; the router (with its
+correction bias) is replicated; the stacked routed experts are split over `ep` by expert
+(tokens dispatched and combined by all-to-all), or over `tp` by their hidden dim (every
+rank seeing every token, the partial outputs summed).
 """
 
 from __future__ import annotations

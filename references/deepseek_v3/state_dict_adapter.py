@@ -2,7 +2,9 @@
 
 The checkpoint on disk holds one tensor per routed expert (`...experts.{}.gate_proj.weight`);
 the rows with the extra `{}` stack them into the house's 3-D `experts.w1/w2/w3` in expert
-order. The attention biases exist only with attention_bias.
+order.
+
+The attention biases exist only with attention_bias.
 
 `q_proj` exists only when q_lora_rank is None, `q_a_proj`/`q_a_layernorm`/`q_b_proj` only
 otherwise.
@@ -30,7 +32,7 @@ class StateDictAdapter(_KeyMapAdapter):
         "model.layers.{}.mlp.gate_proj.weight": "layers.{}.feed_forward.w1.weight",
         "model.layers.{}.mlp.up_proj.weight": "layers.{}.feed_forward.w3.weight",
         "model.layers.{}.mlp.down_proj.weight": "layers.{}.feed_forward.w2.weight",
-        # MoE layers: router and its correction bias, routed experts stacked along dim 0
+        # MoE layers: router (and its correction bias), routed experts stacked along dim 0
         "model.layers.{}.mlp.gate.weight": "layers.{}.moe.gate.weight",
         "model.layers.{}.mlp.gate.e_score_correction_bias": (
             "layers.{}.moe.gate.e_score_correction_bias"

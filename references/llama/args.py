@@ -36,7 +36,11 @@ class ModelArgs:
             "default",
             "proportional",
         ):
-            raise NotImplementedError("partial_rotary_factor != 1 with a scaled rope_type")
+            raise NotImplementedError(
+                f"llama: partial_rotary_factor={self.rope.partial_rotary_factor} with "
+                f"rope_type {self.rope.rope_type!r} is not supported (this attention rotates the"
+                " whole head)"
+            )
 
     @classmethod
     def from_hf_config(cls, hf_config) -> ModelArgs:

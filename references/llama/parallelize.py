@@ -1,4 +1,4 @@
-"""The llama shard plan: which module is split how over a DeviceMesh (`tp`, `dp_shard`).
+"""The llama shard plan over a DeviceMesh (`tp`, `dp_shard`).
 
 Column-wise q/k/v and gate/up, row-wise o and down, the embedding and the output head split
 over the vocabulary (logits gathered), norms replicated; FSDP2 shards each block, then the
@@ -28,5 +28,5 @@ OPTIONAL: frozenset[str] = frozenset()  # entries a config switch may leave unma
 
 
 def parallelize(model, mesh, plan: dict[str, str] | None = None):
-    """Shard `model` in place over `mesh` (dims `tp`, `dp_shard`; absent = 1) and return it."""
+    """Shard `model` in place over `mesh` (dims `tp`, `dp_shard`; absent = 1), returned."""
     return apply_plan(model, mesh, PLAN if plan is None else plan, FSDP_BLOCKS, OPTIONAL)

@@ -97,6 +97,15 @@ def test_settings_llama_does_not_implement_are_refused():
         SPEC.args.from_hf_config(config)
 
 
+def test_a_scaled_partial_rope_is_refused_in_one_line_naming_the_values():
+    rope = {"rope_type": "linear", "factor": 2.0, "rope_theta": 1e4, "partial_rotary_factor": 0.5}
+    with pytest.raises(NotImplementedError) as refused:
+        SPEC.args.from_hf_config(tiny_config("llama", rope_parameters=rope))
+    message = str(refused.value)
+    assert "\n" not in message
+    assert message.startswith("llama: partial_rotary_factor=0.5 with rope_type 'linear'")
+
+
 @pytest.mark.parametrize(
     ("field", "modules"),
     [

@@ -60,7 +60,10 @@ class ModelArgs:
         # (A proportional table spans the whole head, the factor zeroing its tail.)
         partial = rope.get("partial_rotary_factor", 1.0) != 1.0
         if partial and rope.get("rope_type", "default") not in ("default", "proportional"):
-            raise NotImplementedError("partial_rotary_factor != 1 with a scaled rope_type")
+            raise NotImplementedError(
+                f"qwen2: rope_parameters {rope}: a partial_rotary_factor with a scaled"
+                " rope_type is not supported (this attention rotates the whole head)"
+            )
         return cls(
             dim=hf_config.hidden_size,
             n_layers=hf_config.num_hidden_layers,

@@ -29,7 +29,7 @@ class ModelArgs:
     head_dim: int = 128  # explicit: n_heads * head_dim need not equal dim
     hidden_dim: int = 12288  # feed-forward inner size
     vocab_size: int = 151936
-    norm_eps: float = 1e-6  # every RMSNorm, q_norm and k_norm included
+    norm_eps: float = 1e-6  # every norm's epsilon, q_norm and k_norm included
     rope: RopeScaling = field(default_factory=lambda: RopeScaling(theta=1000000.0))
     attention_bias: bool = False  # q/k/v/o biases
     # A "sliding_attention" layer's query at i sees keys j with i - sliding_window < j <= i
@@ -61,7 +61,10 @@ class ModelArgs:
         # (A proportional table spans the whole head, the factor zeroing its tail.)
         partial = rope.get("partial_rotary_factor", 1.0) != 1.0
         if partial and rope.get("rope_type", "default") not in ("default", "proportional"):
-            raise NotImplementedError("partial_rotary_factor != 1 with a scaled rope_type")
+            raise NotImplementedError(
+                f"qwen3: rope_parameters {rope}: a partial_rotary_factor with a scaled"
+                " rope_type is not supported (this attention rotates the whole head)"
+            )
         return cls(
             dim=hf_config.hidden_size,
             n_layers=hf_config.num_hidden_layers,

@@ -233,3 +233,14 @@ def test_adapter_round_trip(tmp_path, tied):
     back = adapter.to_hf(house)
     assert set(back) == set(checkpoint)
     assert all(torch.equal(back[key], checkpoint[key]) for key in checkpoint)
+
+
+def test_a_scaled_partial_rope_is_refused_in_one_line_naming_the_values():
+    from codegen.verify.tiny_config import tiny_config
+
+    rope = {"rope_type": "linear", "factor": 2.0, "rope_theta": 1e4, "partial_rotary_factor": 0.5}
+    with pytest.raises(NotImplementedError) as refused:
+        ModelArgs.from_hf_config(tiny_config("qwen3", rope_parameters=rope))
+    message = str(refused.value)
+    assert "\n" not in message and message.startswith("qwen3: rope_parameters {")
+    assert "'partial_rotary_factor': 0.5" in message and "'linear'" in message

@@ -20,7 +20,7 @@ class ModelArgs:
     head_dim: int = 128  # explicit: n_heads * head_dim need not equal dim
     hidden_dim: int = 6144  # feed-forward inner size of the dense layers
     vocab_size: int = 151936
-    norm_eps: float = 1e-6  # every RMSNorm's epsilon
+    norm_eps: float = 1e-6  # every norm's epsilon
     rope: RopeScaling = field(default_factory=lambda: RopeScaling(theta=1000000.0))
     attention_bias: bool = False
     sliding_window: int | None = None  # every layer attends to at most this many keys
