@@ -40,22 +40,14 @@ _ROLES = {
 }
 _COLUMN, _ROW = "colwise", "rowwise"
 _EXPERTS = "experts"
+_ROUTER = "gate"  # the MoE block's router, as the references name it
 _VOCAB = ("vocab_embedding", "vocab_head")
-# a dense reference's mention of the mesh dims -> its MoE reference's (one line each)
-_EP_WORDING = {
-    "shard plan: which module is split how over a DeviceMesh (`tp`, `dp_shard`).": (
-        "shard plan over a DeviceMesh (`tp`, `dp_shard`, `ep`)."
-    ),
-    "(dims `tp`, `dp_shard`; absent = 1) and return it.": (
-        "(dims `tp`, `dp_shard`, `ep`; absent = 1)."
-    ),
-}
 
 
 class DescribeShardPlan(Transform):
     """parallelize.py's docstrings follow its `PLAN`: the reference's sentence on which
-    projections split column- and row-wise is rebuilt from the table's styles, and a plan
-    with routed experts names the `ep` mesh dim. Other wording is left as it is."""
+    projections split column- and row-wise is rebuilt from the table's styles. Other wording,
+    the mesh dims and the MoE paragraph (`sync_shard_plan`'s) included, is left as it is."""
 
     name = "describe_shard_plan"
 
@@ -82,22 +74,27 @@ def _plan(module: cst.Module) -> dict[str, str] | None:
 
 
 def describe(plan: dict[str, str]) -> str:
-    """The sentence on the plan's splits: column-wise, row-wise, experts, replicated."""
+    """The sentence on the plan's splits: column-wise, row-wise, replicated, the vocabulary."""
     leaves = [pattern for pattern in plan if not any(p.startswith(pattern + ".") for p in plan)]
+    # a plan with routed experts has its own paragraph on them and their router
+    # (`sync_shard_plan`), so the sentence leaves both to it
+    moe = _EXPERTS in plan.values()
     column = _named([p for p in leaves if plan[p].startswith(_COLUMN)])
     row = _named([p for p in leaves if plan[p].startswith(_ROW)])
     replicated = _named(
-        [p for p in leaves if plan[p] == "replicate" and "norm" not in p.split(".")[-1]]
+        [
+            p
+            for p in leaves
+            if plan[p] == "replicate"
+            and "norm" not in p.split(".")[-1]
+            and not (moe and p.split(".")[-1] == _ROUTER)
+        ]
     )
     parts = []
     if column:
         parts.append(f"column-wise {column}")
     if row:
         parts.append(f"row-wise {row}")
-    if _EXPERTS in plan.values():
-        parts.append(
-            "the stacked routed experts split over `ep` by expert or over `tp` by their hidden dim"
-        )
     if replicated:
         parts.append(f"{replicated} replicated")
     if all(style in plan.values() for style in _VOCAB):
@@ -121,7 +118,10 @@ def _named(patterns: list[str]) -> str:
         ((owner, frozenset(leaves)) for owner, leaves in owners.items()),
         key=lambda group: known.index(group[1]) if group[1] in _ROLES else len(known),
     )
-    names = [_ROLES.get(leaves) or _listed(owner, leaves) for owner, leaves in groups]
+    # a word once: the shared expert's gate/up is split as the dense MLP's
+    names = list(
+        dict.fromkeys(_ROLES.get(leaves) or _listed(owner, leaves) for owner, leaves in groups)
+    )
     return " and ".join(names) if len(names) < 3 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
@@ -136,24 +136,12 @@ class _Docstrings(cst.CSTTransformer):
     def __init__(self, plan: dict[str, str]):
         super().__init__()
         self.sentence = describe(plan)
-        self.experts = _EXPERTS in plan.values()
         self.hits = 0
 
     def leave_Module(self, original, updated):
         first = updated.body[0] if updated.body else None
         new = self._edit(first, self._module_text)
         return updated if new is None else updated.with_changes(body=[new, *updated.body[1:]])
-
-    def leave_FunctionDef(self, original, updated):
-        if updated.name.value != "parallelize" or not self.experts:
-            return updated
-        first = updated.body.body[0] if updated.body.body else None
-        new = self._edit(first, _with_ep)
-        if new is None:
-            return updated
-        return updated.with_changes(
-            body=updated.body.with_changes(body=[new, *updated.body.body[1:]])
-        )
 
     def _edit(self, statement, rewrite):
         if not m.matches(statement, m.SimpleStatementLine([m.Expr(m.SimpleString())])):
@@ -169,21 +157,12 @@ class _Docstrings(cst.CSTTransformer):
         return statement.with_changes(body=[statement.body[0].with_changes(value=new)])
 
     def _module_text(self, body: str) -> str:
-        if self.experts:
-            body = _with_ep(body)
         found = _SENTENCE.search(body)
         if found is None or " ".join(found.group().split()) != _REFERENCE:
             return body
         if self.sentence == _REFERENCE:
             return body
         return _rewrap(body, found.start(), found.end(), self.sentence)
-
-
-def _with_ep(text: str) -> str:
-    """The mesh dims with `ep` added, in the words of the references with experts."""
-    for before, after in _EP_WORDING.items():
-        text = text.replace(before, after, 1)
-    return text
 
 
 def _rewrap(body: str, start: int, end: int, sentence: str) -> str:

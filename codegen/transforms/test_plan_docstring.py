@@ -58,10 +58,16 @@ def test_routed_experts_name_the_ep_dim():
     params = {"dense_rule": "sparse_step", "norm_topk_prob": "config"}
     module, function = _planned("llama", [(AddMoe(), params)])
     assert module.startswith("The llama shard plan over a DeviceMesh (`tp`, `dp_shard`, `ep`).")
-    assert "the stacked routed experts split over `ep` by expert" in _prose(module)
+    text = _prose(module)
+    # said once, in the MoE paragraph, not again in the sentence on the other splits
+    assert text.count("routed experts") == 1, text
+    assert "the stacked routed experts are split over `ep` by expert" in text
+    assert "the router replicated" not in text
+    assert "gate/up and gate/up" not in text
     assert max(len(line) for line in module.splitlines()) <= 92
     assert (
-        function == "Shard `model` in place over `mesh` (dims `tp`, `dp_shard`, `ep`; absent = 1)."
+        function
+        == "Shard `model` in place over `mesh` (dims `tp`, `dp_shard`, `ep`; absent = 1), returned."
     )
 
 
