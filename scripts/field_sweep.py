@@ -9,7 +9,8 @@ on that config (fp32): it must give HF's logits or refuse the value in one line.
 
 The fields are those the static analysis lists for the target (`load_target(..).config_fields`)
 that the toy config holds, perturbed by their type alone (no field is known by name):
-- a float: below 1e-3 (an epsilon) times 1000; in (0, 1] halved; above 1 times 1.5; 0 -> 0.25;
+- a float: below 1e-3 (an epsilon, a floor) 0.5, large enough to reach the values it bounds;
+  in (0, 1] halved; above 1 times 1.5; 0 -> 0.25;
 - a list of floats: every other entry times 1.5 (a per-layer value made non-uniform);
 - a string that names an activation in transformers' ACT2FN: "relu" (or "gelu" for relu).
 Integers and booleans are left to the switch sweep and the toy's sizes.
@@ -43,7 +44,7 @@ def perturbed(value):
         if value == 0:
             return 0.25
         if abs(value) < EPSILON:
-            return value * 1000
+            return 0.5
         return value / 2 if 0 < value <= 1 else value * 1.5
     if isinstance(value, str):
         if value in ACT2FN:
