@@ -87,6 +87,8 @@ CONFIG_MULTIPLES: dict[str, tuple[str, str]] = {
 CONFIG_FIELD_FROM_FEATURES: dict[str, str] = {
     "rms_norm_eps": "norm.eps_field",
     "layer_norm_eps": "norm.eps_field",
+    # the field the FFN's activation is looked up by (`get_activation(config.activation)`)
+    "hidden_act": "ffn.activation_field",
 }
 
 # field -> what a config that has neither the field nor an alias stores instead (legacy

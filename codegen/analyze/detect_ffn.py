@@ -56,6 +56,8 @@ _PLAIN = ("relu", "relu6", "tanh", "sigmoid", "silu", "swish")  # ungated: an `m
 class FfnInfo:
     kind: str = UNKNOWN
     activation: str = UNKNOWN
+    activation_field: str | None = None  # the config field the activation is looked up by
+    activation_site: str | None = None  # where it is looked up
     bias: bool | str = UNKNOWN
     fused: bool | str = UNKNOWN
     layout: str = UNKNOWN
@@ -167,6 +169,25 @@ def _act_name(ctx: Ctx, terms: list[Term]) -> str | None:
     return None
 
 
+def _act_lookup(ctx: Ctx, terms: list[Term]) -> ActRec | None:
+    """The activation `_act_name` names among `terms`, when the code looks it up by a config
+    field (`ACT2FN[config.<field>]`, `get_activation(config.<field>)`), else None."""
+    for t in terms:
+        if _act_name(ctx, [t]) is not None:
+            found = t.module if t.op == "act" and isinstance(t.module, ActRec) else None
+            return found if found is not None and found.field else None
+    return None
+
+
+def _note_lookup(ctx: Ctx, info: FfnInfo, *term_lists: list[Term]) -> None:
+    """Record the config field the activation `info` names was looked up by, and where."""
+    named = next((terms for terms in term_lists if _act_name(ctx, terms) is not None), [])
+    found = _act_lookup(ctx, named)
+    if found is not None:
+        info.activation_field = found.field
+        info.activation_site = found.site.cite() if found.site is not None else info.site
+
+
 def analyse(ctx: Ctx, rec: ModuleRec, inputs: dict | None = None) -> FfnInfo:
     """Trace one FFN-like module (dense MLP or an experts block)."""
     info = FfnInfo(site=ctx.class_site(rec))
@@ -214,9 +235,10 @@ def analyse(ctx: Ctx, rec: ModuleRec, inputs: dict | None = None) -> FfnInfo:
     if gate_pairs:
         t, a, b, sa, sb = gate_pairs[0]
         info.site = t.site.cite() if t.site else info.site
-        act = _act_name(ctx, [x for x in walk(a) if x.op in ("act", "fn", "call")]) or _act_name(
-            ctx, [x for x in walk(b) if x.op in ("act", "fn", "call")]
-        )
+        act_a = [x for x in walk(a) if x.op in ("act", "fn", "call")]
+        act_b = [x for x in walk(b) if x.op in ("act", "fn", "call")]
+        act = _act_name(ctx, act_a) or _act_name(ctx, act_b)
+        _note_lookup(ctx, info, act_a, act_b)
         custom = _custom_swish(a) or _custom_swish(b)
         if act is None and custom:
             act = "custom"
@@ -251,6 +273,7 @@ def analyse(ctx: Ctx, rec: ModuleRec, inputs: dict | None = None) -> FfnInfo:
             info.layout = "separate"
     else:
         act = _act_name(ctx, act_terms)
+        _note_lookup(ctx, info, act_terms)
         info.activation = act or UNKNOWN
         squared = any(
             (t.op == "pow" and 2 in t.args)
@@ -707,6 +730,7 @@ def detect(ctx: Ctx) -> tuple[Ffn, dict]:
     ctx.cite("ffn.experts_act_fp32", experts_act_fp32 or info.site)
     for key in ("ffn.activation", "ffn.fused_gate_up", "ffn.gate_up_layout"):
         ctx.cite(key, info.site)
+    ctx.cite("ffn.activation_field", info.activation_site or info.site)
     ctx.cite("ffn.kind", _kind_evidence(info))
     ctx.cite("ffn.bias", info.site)
     ctx.cite("ffn.sub_norm", info.sub_norm or info.site)
@@ -719,6 +743,7 @@ def detect(ctx: Ctx) -> tuple[Ffn, dict]:
             block_names=names,
             kind=info.kind,
             activation=info.activation,
+            activation_field=info.activation_field,
             bias=info.bias,
             fused_gate_up=info.fused,
             gate_up_layout=info.layout,

@@ -205,6 +205,9 @@ class ModuleListRec:
 class ActRec:
     name: Any  # activation name from config (str) or UNKNOWN
     site: Site | None = None
+    # the config field the name was read from (`ACT2FN[config.<field>]`,
+    # `get_activation(config.<field>)`), None when the code names it itself
+    field: str | None = None
 
 
 @dataclass(eq=False)
@@ -875,7 +878,9 @@ class Interp:
 
     def get_item(self, obj, key, node, frame):
         if isinstance(obj, ExtRef) and obj.last in _ACT_LOOKUPS:
-            return ActRec(key if isinstance(key, str) else UNKNOWN, frame.site(node))
+            index = node.slice[0].slice if isinstance(node, cst.Subscript) else None
+            field = self.config_field(index.value, frame) if isinstance(index, cst.Index) else None
+            return ActRec(key if isinstance(key, str) else UNKNOWN, frame.site(node), field)
         if isinstance(obj, ExtRef):
             # typing subscripts (`list[int]`) and the like
             raise Unknown("subscript of external")
@@ -917,7 +922,22 @@ class Interp:
                 kwargs[arg.keyword.value] = self.eval_arg(arg.value, frame)
             else:
                 args.append(self.eval_arg(arg.value, frame))
-        return self.call_value(func, args, kwargs, frame.site(node), frame)
+        result = self.call_value(func, args, kwargs, frame.site(node), frame)
+        if isinstance(func, ExtRef) and func.last in _ACT_FACTORIES and isinstance(result, ActRec):
+            head = node.args[0] if node.args else None
+            named = head is not None and head.keyword is None and not head.star
+            result.field = self.config_field(head.value, frame) if named else None
+        return result
+
+    def config_field(self, node, frame) -> str | None:
+        """The config field `node` reads (`<any config object>.<field>`), else None."""
+        if not isinstance(node, cst.Attribute):
+            return None
+        try:
+            owner = self.eval(node.value, frame)
+        except Unknown:
+            return None
+        return owner.key(node.attr.value) if isinstance(owner, ConfigObj) else None
 
     def star_items(self, node, frame) -> list:
         return list(self.iterate(self.eval(node, frame)))

@@ -370,6 +370,9 @@ class Ffn:
     # (gated, another activation: bitnet's relu2) | xielu_mlp | other
     kind: str = UNKNOWN
     activation: str = UNKNOWN  # activation name as configured (silu, gelu_pytorch_tanh...)
+    # the config field that activation is looked up by (`ACT2FN[config.<field>]`,
+    # `get_activation(config.<field>)`: falcon's "activation"), None where the code names it
+    activation_field: str | None = None
     bias: bool | str = UNKNOWN
     fused_gate_up: bool | str = UNKNOWN  # gate and up in one tensor (as stored on disk)
     gate_up_layout: str = UNKNOWN  # separate | concat | interleaved | none (ungated)

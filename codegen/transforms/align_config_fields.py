@@ -121,21 +121,30 @@ class _Resolver:
         return re.search(pattern, source) is not None
 
     def renamed(self, read: str) -> str | None:
-        """The name the config holds `read` under (itself or an alias), or None."""
+        """The name the config holds `read` under (itself, the field the analysis saw the
+        code read for it, or an alias), or None."""
         if read in self.available:
             return read
+        seen = self._seen_field(read)
+        if seen is not None:
+            return seen
         aliases = (*self.names.CONFIG_ALIASES.get(read, ()), *LEGACY_NAMES.get(read, ()))
         return next((a for a in aliases if a in self.available), None)
+
+    def _seen_field(self, read: str) -> str | None:
+        """The config field the analysis saw the code read for `read`
+        (`CONFIG_FIELD_FROM_FEATURES`: falcon's activation is `get_activation(config.activation)`),
+        when the config has it; else None."""
+        path = self.names.CONFIG_FIELD_FROM_FEATURES.get(read)
+        field = _feature_value(self.features, path)
+        return field if isinstance(field, str) and field in self.available else None
 
     def _field_read(self, read: str) -> cst.BaseExpression | None:
         """The config field the analysis saw the code read for `read`, when the config has
         it under another name (cohere2_moe's norms read layer_norm_eps; its rms_norm_eps is
         None)."""
-        path = self.names.CONFIG_FIELD_FROM_FEATURES.get(read)
-        field = _feature_value(self.features, path)
-        if isinstance(field, str) and field != read and field in self.available:
-            return expression(f"hf_config.{field}")
-        return None
+        field = self._seen_field(read)
+        return expression(f"hf_config.{field}") if field is not None and field != read else None
 
     def _sub_config(self, read: str) -> cst.BaseExpression | None:
         """A field the config holds in one sub-config (`attn_config.clip_qkv`, listed so in
@@ -227,7 +236,8 @@ def _settings_rewrite(available: set[str], config: dict, resolver: _Resolver | N
     def rewrite(key: str, value: str):
         field = json.loads(key)
         if field not in available:
-            # held under an alias with the pinned value (JetMoE's activation_function="silu"
+            # held under another name with the pinned value (the field the code reads it
+            # from, falcon's activation="gelu", or an alias, JetMoE's activation_function
             # for hidden_act): pinned there, so another setting is refused, not run as silu
             alias = resolver.renamed(field) if resolver is not None else None
             if alias is not None and alias in config and _literal(value) == config[alias]:

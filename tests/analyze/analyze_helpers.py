@@ -57,6 +57,22 @@ def rename_model(model_type: str, new: str, dest: str) -> tuple[str, dict[str, s
     return out_modeling, {v: k for k, v in replacements.items()}
 
 
+def rename_field(modeling: str, old: str, new: str) -> None:
+    """In a renamed copy (`rename_model`), rename the config field `old` to `new`: its reads
+    `config.<old>` in the modeling file and its declaration `    <old>:` in the config class."""
+    with open(modeling, encoding="utf-8") as fh:
+        text = fh.read()
+    with open(modeling, "w", encoding="utf-8") as fh:
+        fh.write(re.sub(rf"\bconfig\.{old}\b", f"config.{new}", text))
+    configuration = os.path.join(
+        os.path.dirname(modeling), os.path.basename(modeling).replace("modeling_", "configuration_")
+    )
+    with open(configuration, encoding="utf-8") as fh:
+        text = fh.read()
+    with open(configuration, "w", encoding="utf-8") as fh:
+        fh.write(re.sub(rf"(?m)^    {old}:", f"    {new}:", text))
+
+
 def unrename(data, back: dict[str, str]):
     """Map names in a JSON-able structure back through `back` (new -> old)."""
     text = json.dumps(data, sort_keys=True)
