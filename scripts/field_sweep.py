@@ -15,7 +15,7 @@ that the toy config holds, perturbed by their type alone (no field is known by n
 - a string that names an activation in transformers' ACT2FN: "relu" (or "gelu" for relu).
 Integers and booleans are left to the switch sweep and the toy's sizes.
 
-    python scripts/field_sweep.py --models DIR [MODEL ...] [--out field_sweep.json]
+    python scripts/field_sweep.py --models DIR MODEL [MODEL ...] [--fields F ...] [--out FILE]
 
 `--models DIR` holds the packages (`codegen scaffold NAME --out DIR`, or the folder per model
 `DIR/NAME/` that a sweep of parallel scaffolds writes). Prints one line per perturbed field
@@ -68,7 +68,8 @@ def packages_dir(models: Path, name: str) -> Path:
     return per_model if (per_model / name.replace("-", "_")).is_dir() else models
 
 
-def sweep_model(name: str, models: Path) -> list[dict]:
+def sweep_model(name: str, models: Path, only: set[str] | None = None) -> list[dict]:
+    """One row per perturbed field of `name`'s package (`only`: these fields alone)."""
     from codegen.models import load_spec
     from codegen.scaffold.target import load_target
     from codegen.verify.cases import base_config
@@ -80,7 +81,8 @@ def sweep_model(name: str, models: Path) -> list[dict]:
     toy, fixed = base_config(model_type)
     values = toy.to_dict()
     rows = []
-    for field in sorted(load_target(model_type).config_fields & values.keys()):
+    fields = load_target(model_type).config_fields & values.keys()
+    for field in sorted(fields if only is None else fields & only):
         new = perturbed(values[field])
         if new is None:
             continue
@@ -113,11 +115,12 @@ def main() -> int:
     parser.add_argument("names", nargs="+", metavar="MODEL")
     parser.add_argument("--models", type=Path, required=True)
     parser.add_argument("--out", type=Path, default=Path("field_sweep.json"))
+    parser.add_argument("--fields", nargs="+", help="perturb only these config fields")
     args = parser.parse_args()
     report, counts = {}, {}
     for name in args.names:
         try:
-            rows = sweep_model(name, args.models)
+            rows = sweep_model(name, args.models, set(args.fields) if args.fields else None)
         except Exception as err:
             rows = [{"field": "-", "status": "error", "why": f"{type(err).__name__}: {err}"}]
         report[name] = rows
