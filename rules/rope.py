@@ -38,6 +38,17 @@ RULES = [
         ),
     ),
     Rule(
+        id="uniform_layer_bases",
+        feature="rope.layer_bases",
+        values=(True,),
+        transform="uniform_layer_bases",
+        params={"bases": FromFeature("rope.layer_bases")},
+        description=(
+            "each layer reads its RoPE base from a config list: the package rotates with one"
+            " base, so a list with another entry is refused by from_hf_config"
+        ),
+    ),
+    Rule(
         id="interleaved_rope",
         feature="rope.interleaved",
         values=(True,),

@@ -21,6 +21,7 @@ from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import Term
 from codegen.analyze.evaluate import ConfigObj, Frame, FuncRef, ModuleRec, Unknown
 from codegen.analyze.features import UNKNOWN, Rope, layer_ranges
+from codegen.analyze.layer_rope_bases import layer_bases
 from codegen.analyze.layer_rule import guard_rule, init_rule
 from codegen.analyze.model import walk_tree
 from codegen.analyze.roles import ATTENTION, ROTARY
@@ -586,6 +587,7 @@ def detect(ctx: Ctx, shared: dict) -> Rope:
         rotated_slice=rotated_slice,
         group=picked,
         layer_groups=layer_groups,
+        layer_bases=layer_bases(ctx),
     )
 
 

@@ -362,6 +362,10 @@ class Rope:
     # over `hf_config` and the layer index `i` of the layers that pick it}; `group` is then
     # the first layer's label. None where every layer picks `group`
     layer_groups: dict | None = None
+    # a rotary base read per layer from a config list (one table per distinct entry, each
+    # layer rotating with its own): {"field": the list, "base": the config value each entry
+    # replaces, `rope_parameters.rope_theta`}; None where one base serves every layer
+    layer_bases: dict | None = None
 
 
 @dataclass(frozen=True)

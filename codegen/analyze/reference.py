@@ -179,6 +179,7 @@ COMPARED: dict[str, Any] = {
     "rope.rotated_slice": None,
     "rope.group": lambda label: "other" if label == "other" else label is not None,
     "rope.layer_groups": lambda found: found is not None,
+    "rope.layer_bases": lambda found: found is not None,
     "ffn.kind": None,
     "ffn.bias": None,
     "ffn.fused_gate_up": None,
@@ -334,6 +335,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "rope.rotated_slice": ("leading",),  # a partial rotary turns a head's leading dims
     "rope.group": (False,),  # rope_parameters flat (or keyed by layer type), read as they are
     "rope.layer_groups": (False,),  # every layer rotates with the same tables
+    "rope.layer_bases": (False,),  # one RoPE base, read from rope_parameters
     "ffn.kind": ("swiglu",),
     "ffn.bias": (False,),
     "ffn.fused_gate_up": (False,),

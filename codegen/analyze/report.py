@@ -40,6 +40,7 @@ ROWS = (
     ("rope.rotated_slice", "rotated dims"),
     ("rope.group", "rope group"),
     ("rope.layer_groups", "rope group per layer"),
+    ("rope.layer_bases", "RoPE base per layer"),
     ("rope.nope_layers", "NoPE layers"),
     ("rope.fp32", "RoPE in fp32"),
     ("ffn.kind", "FFN"),
@@ -115,7 +116,11 @@ def render_text(features: Features) -> str:
             continue  # only labelled rope_parameters have groups
         if name == "rope.layer_groups" and features.rope.layer_groups is None:
             continue  # the layers pick one group
+        if name == "rope.layer_bases" and features.rope.layer_bases is None:
+            continue  # one base for every layer
         value = features.get(name)
+        if name == "rope.layer_bases" and value:
+            value = f"config:{value['field']}"
         if name == "embedding.side_tables" and value:
             value = tuple(table[0].rsplit(".", 1)[-1] for table in value)
         if name == "attention.kind":
