@@ -69,7 +69,7 @@ def test_a_rope_module_written_before_names_the_stored_table():
 
     package = _llama()
     InterleavedRope().apply(package)
-    assert "shared `codegen.layers.rope` tables" in package.render()["rope.py"]
+    assert "shared rotary tables (`RotaryEmbedding`)" in package.render()["rope.py"]
     RopeTable().apply(package, table="t")
     rope = package.render()["rope.py"]
     assert rope.startswith('"""The rotation of q/k; its cos/sin are rows of the stored table')
