@@ -11,7 +11,8 @@ The fields are those the static analysis lists for the target (`load_target(..).
 that the toy config holds, perturbed by their type alone (no field is known by name):
 - a float: below 1e-3 (an epsilon, a floor) 0.5, large enough to reach the values it bounds;
   in (0, 1] halved; above 1 times 1.5; 0 -> 0.25;
-- a list of floats: every other entry times 1.5 (a per-layer value made non-uniform);
+- a list of floats: every other entry moved as a float is (a per-layer value made
+  non-uniform, each entry kept in its range: a per-layer sparsity stays below 1);
 - a string that names an activation in transformers' ACT2FN: "relu" (or "gelu" for relu).
 Integers and booleans are left to the switch sweep and the toy's sizes.
 
@@ -56,7 +57,7 @@ def perturbed(value):
         and all(isinstance(v, float) for v in value)
         and len(value) > 1
     ):
-        return [v * 1.5 if index % 2 else v for index, v in enumerate(value)]
+        return [perturbed(v) if index % 2 else v for index, v in enumerate(value)]
     return None
 
 

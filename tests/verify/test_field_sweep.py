@@ -22,6 +22,7 @@ def test_values_are_moved_by_their_type_alone():
     assert field_sweep.perturbed(10000.0) == 15000.0
     assert field_sweep.perturbed(0.0) == 0.25
     assert field_sweep.perturbed([1.0, 2.0, 3.0]) == [1.0, 3.0, 3.0]  # made non-uniform
+    assert field_sweep.perturbed([0.95, 0.95, 0.0]) == [0.95, 0.475, 0.0]  # a share stays < 1
     assert field_sweep.perturbed("gelu") == "relu" and field_sweep.perturbed("relu") == "gelu"
     for untouched in (4, True, None, "sliding_attention", [1, 2], {"rope_theta": 1.0}):
         assert field_sweep.perturbed(untouched) is None
