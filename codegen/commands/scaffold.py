@@ -80,7 +80,7 @@ def scaffold(target, reference, name, models_dir, config_path, explain, dry_run,
         return
     from codegen.scaffold.pipeline import scaffold_into
 
-    path = scaffold_into(
+    path, applied = scaffold_into(
         models_dir,
         plan.reference,
         plan.name,
@@ -90,7 +90,7 @@ def scaffold(target, reference, name, models_dir, config_path, explain, dry_run,
         force=force,
         target=loaded,
     )
-    click.echo(f"wrote {path} from {plan.reference} ({len(_rules(plan))} rules); registered")
+    click.echo(f"wrote {path} from {plan.reference} ({len(applied)} rules); registered")
     click.echo(f"next: codegen verify {plan.name} --models {models_dir}")
 
 

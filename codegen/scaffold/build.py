@@ -26,6 +26,13 @@ class Step:
     reason: str = ""  # e.g. "attention.qk_norm = per_head (modeling_qwen3.py:160)"
 
 
+class PackageFiles(dict):
+    """A package's rendered files (name -> text), with the rules whose transform changed
+    them: the rules model.py's header lists, and the count `codegen scaffold` reports."""
+
+    rules: tuple[str, ...] = ()
+
+
 def build_package(
     reference: str,
     name: str,
@@ -35,7 +42,7 @@ def build_package(
     features: Any = None,
     title: str | None = None,
     target: Any = None,
-) -> dict[str, str]:
+) -> PackageFiles:
     """The rendered files of the new package (nothing is written). `target` (a
     `codegen.scaffold.target.Target`) gives the config class defaults the text describes."""
     directory = references_dir() / reference
@@ -77,7 +84,9 @@ def build_package(
     # pinned `rope_interleave`) is no longer the package's word, so prose naming it goes
     again = {**retarget.params, "references": []}
     TRANSFORMS[retarget.transform]().apply(package, features, **again)
-    return ruff_format(vendor(package.files, index=package.index))
+    files = PackageFiles(ruff_format(vendor(package.files, index=package.index)))
+    files.rules = tuple(step.rule for step in edited if step.rule)
+    return files
 
 
 def changed_files(before: dict, after: dict) -> list[str]:

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from codegen.scaffold.build import Step, build_package
 from codegen.scaffold.testgen import test_file
 from codegen.scaffold.write import install_package
+
+
+class Installed(NamedTuple):
+    """Where a package was written, and the rules that changed it (its header's list)."""
+
+    path: Path
+    rules: tuple[str, ...]
 
 
 def scaffold_into(
@@ -21,7 +28,7 @@ def scaffold_into(
     title: str | None = None,
     force: bool = False,
     target: Any = None,
-) -> Path:
+) -> Installed:
     """Write `models_dir/name/` (package + its parity test) and register it there, all or
     nothing (see `codegen.scaffold.write`)."""
     title = title or name
@@ -35,7 +42,7 @@ def scaffold_into(
     )
     filename, text = test_file(name, title)
     files[filename] = text
-    return install_package(models_dir, name, files, force=force)
+    return Installed(install_package(models_dir, name, files, force=force), files.rules)
 
 
 def _with_config_alignment(steps: list[Step], model_types: list[str], features):

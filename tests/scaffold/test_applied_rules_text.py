@@ -92,7 +92,24 @@ def test_a_rule_whose_transform_edits_nothing_is_not_listed(monkeypatch):
     ]
     files = build_package("llama", "tiny", ["tiny"], steps)
     assert _header(files) == ["norm_rule", "pin_rule"]
+    assert files.rules == ("norm_rule", "pin_rule")  # what `codegen scaffold` counts
     assert "PINNED = 1" in files["args.py"]
+
+
+def test_scaffold_counts_the_rules_the_header_lists(tmp_path, capsys):
+    """deepseek_v2's plan holds `router_renorm_eps`, whose transform finds nothing to edit
+    there: the count `codegen scaffold` prints is the header's, not the plan's."""
+    pytest.importorskip("transformers.models.deepseek_v2")
+    from codegen.cli import main
+    from codegen.scaffold.plan import make_plan
+    from codegen.scaffold.target import load_target
+
+    planned = [step.rule for step in make_plan(load_target("deepseek_v2")).steps if step.rule]
+    assert "router_renorm_eps" in planned
+    assert main(["scaffold", "deepseek_v2", "--out", str(tmp_path)]) == 0
+    listed = _header({"model.py": (tmp_path / "deepseek_v2" / "model.py").read_text()})
+    assert "router_renorm_eps" not in listed
+    assert f"from deepseek_v3 ({len(listed)} rules); registered" in capsys.readouterr().out
 
 
 def test_changed_files_compares_code_not_trees():
