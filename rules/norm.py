@@ -180,8 +180,8 @@ RULES = [
         transform="layer_norm_eps",
         params={"eps": FromFeature("norm.layer_eps")},
         description=(
-            "the layer norms at the epsilon HF's code fixes (its norm class's default), the"
-            " final norm at the config's (JetMoE)"
+            "the layer norms at the epsilon HF's code fixes (a number written where they are"
+            " built, or their class's default), the final norm at the config's (CTRL, JetMoE)"
         ),
     ),
 ]

@@ -176,8 +176,9 @@ def _run(ctx: Ctx) -> Features:
     moe = detect_moe.detect(ctx)
     if moe is not None:  # a dense model has no MoE facts
         moe = dataclasses.replace(moe, projections=detect_ffn.stacked_projections(ctx))
-    norm, norm_facts = detect_norm.detect(ctx)
-    attention = dataclasses.replace(attention, qk_norm_eps=qk_norm_eps.detect(ctx, shared))
+    norm, norm_facts = detect_norm.detect(ctx, qk_norm_eps.qk_norms(shared))
+    qk_eps = qk_norm_eps.detect(ctx, shared, layers_own_eps=norm.layer_eps is not None)
+    attention = dataclasses.replace(attention, qk_norm_eps=qk_eps)
     embedding, head = detect_embedding.detect(ctx)
     category = detect_category.detect(ctx, shared)
     sublayers, recurrent = layer_stacks.detect(ctx)

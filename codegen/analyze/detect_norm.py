@@ -22,6 +22,7 @@ from codegen.analyze import (
     layer_norm_eps,
     low_rank_branch,
     norm_cast,
+    norm_eps_sources,
     residual_affine,
     stream_weights,
 )
@@ -561,7 +562,9 @@ def _called_attribute(call: Term) -> str | None:
     return None
 
 
-def detect(ctx: Ctx) -> tuple[Norm, dict]:
+def detect(ctx: Ctx, qk_norms: tuple[ModuleRec, ...] = ()) -> tuple[Norm, dict]:
+    """The layers' norms (and the facts of their placement); `qk_norms` are the attention's
+    q/k norms, whose epsilon source is recorded beside the block and final norms'."""
     model = ctx.model
     if not model.layers:
         return Norm(), {}
@@ -611,17 +614,18 @@ def detect(ctx: Ctx) -> tuple[Norm, dict]:
             break
     ctx.cite("norm.placement", site or where)
     _ = terms_in
-    eps = _constant_eps(ctx, norms[0][1]) if norms else None
+    sources = norm_eps_sources.read(ctx, [rec for _, rec in norms], list(qk_norms))
+    layer_eps = layer_norm_eps.detect(ctx, sources)
+    eps, field, eps_site = _norm_eps(ctx, norms[0][1] if norms else None, sources, layer_eps)
     if eps is not None:
         ctx.cite("norm.eps", f"{ctx.class_site(norms[0][1])} (eps {eps} in the code)")
+    if field is not None:
+        ctx.cite("norm.eps_field", f"{eps_site} (eps=config.{field})")
     cast_last = norm_cast.weight_in_fp32(ctx, norms[0][1]) if norms else None
     ctx.cite(
         "norm.weight_fp32",
         f"{cast_last} (weight times fp32 values, cast last)" if cast_last else where,
     )
-    field = eps_field(ctx, norms[0][1]) if norms else None
-    if field is not None:
-        ctx.cite("norm.eps_field", f"{ctx.site(norms[0][1])} (eps=config.{field})")
     gated, gated_parts = _gated_norms(ctx)
     return Norm(
         kind=kind,
@@ -632,11 +636,24 @@ def detect(ctx: Ctx) -> tuple[Norm, dict]:
         weight=weight,
         eps=eps,
         eps_field=field,
-        layer_eps=layer_norm_eps.detect(ctx, norms[0][1]) if norms else None,
+        layer_eps=layer_eps,
+        eps_sources=norm_eps_sources.describe(ctx, sources),
         weight_fp32=cast_last is not None and kind == "rmsnorm",
         block_names=block_names(ctx, norms, facts),
         first_layer_bare=facts.get("first_layer_bare", ()),
     ), facts
+
+
+def _norm_eps(ctx: Ctx, block: ModuleRec | None, sources: dict, layer_eps: float | None):
+    """(the code's constant, the config field, the field's site) of the epsilon a package's
+    `norm_eps` stands for: the block norms', or the final norm's where the block norms are
+    at a number of their own (`layer_eps`: they read `layer_norm_eps` then)."""
+    if layer_eps is not None:
+        final = sources["final"][0]
+        return None, final.field, final.site
+    if block is None:
+        return None, None, None
+    return _constant_eps(ctx, block), eps_field(ctx, block), ctx.site(block)
 
 
 def _constant_eps(ctx: Ctx, rec: ModuleRec) -> float | None:

@@ -541,6 +541,11 @@ class Norm:
     # the layer norms' epsilon where the code builds them without one (the class default)
     # while the final norm reads the config's (JetMoE: 1e-6 whatever rms_norm_eps), else None
     layer_eps: float | None = None
+    # where each norm's epsilon comes from (codegen/analyze/norm_eps_sources.py), by group:
+    # {"block": "literal 1e-06", "final": "config.layer_norm_epsilon", "qk": ...}, each
+    # "config.<field>" | "literal <n>" | "class default <n>" | "other" ("a | b" where a
+    # group's norms differ); None where no norm is found
+    eps_sources: dict | None = None
     # (house block norm, the checkpoint's module name for it) by where each norm sits:
     # attention_norm / post_attention_norm / ffn_norm / post_ffn_norm
     block_names: tuple[tuple[str, str], ...] = ()

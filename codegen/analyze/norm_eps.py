@@ -52,25 +52,36 @@ def eps_field(ctx, rec: ModuleRec) -> str | None:
     """The config field passed as the epsilon where `rec` is built (`eps=config.X`, or the
     second positional argument of a torch norm, or the one at the place of a class's
     `__init__` parameter `eps`), when the config has it; else None."""
+    _, value = eps_argument(ctx, rec)
+    config = ctx.model.config
+    if (
+        isinstance(value, cst.Attribute)
+        and _names_config(value.value)
+        and config is not None
+        and config.key(value.attr.value) in config.attrs
+    ):
+        return config.key(value.attr.value)
+    return None
+
+
+def eps_argument(ctx, rec: ModuleRec) -> tuple[bool, cst.BaseExpression | None]:
+    """(read, the argument) passed as the epsilon where `rec` is built: an `eps=`-like
+    keyword, else the positional argument at the norm's `eps` place (a torch norm's second).
+    `read` is False where the site is no call, or where positional arguments go past the
+    first while the class's `eps` place is unknown; the argument is None where none is
+    passed (the class's default)."""
     call = rec.site.node if rec.site is not None else None
     if not isinstance(call, cst.Call):
-        return None
-    args = [a.value for a in call.args if a.keyword is not None and a.keyword.value in _NAMES]
+        return False, None
+    named = [a.value for a in call.args if a.keyword is not None and a.keyword.value in _NAMES]
+    if named:
+        return True, named[0]
     positional = [a.value for a in call.args if a.keyword is None and not a.star]
     torch_norm = {rec.external, rec.ext_base} & {"LayerNorm", "RMSNorm"}
     at = 1 if torch_norm else _eps_position(ctx, rec)
-    if not args and at is not None and len(positional) > at:
-        args = [positional[at]]
-    config = ctx.model.config
-    for value in args:
-        if (
-            isinstance(value, cst.Attribute)
-            and _names_config(value.value)
-            and config is not None
-            and config.key(value.attr.value) in config.attrs
-        ):
-            return config.key(value.attr.value)
-    return None
+    if at is None:
+        return len(positional) <= 1, None
+    return True, positional[at] if len(positional) > at else None
 
 
 def _eps_position(ctx, rec: ModuleRec) -> int | None:

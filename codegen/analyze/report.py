@@ -65,6 +65,7 @@ ROWS = (
     ("norm.placement", "norm placement"),
     ("norm.gated", "gated norms"),
     ("norm.layer_eps", "layer norms' own eps"),
+    ("norm.eps_sources", "norm eps from"),
     ("embedding.tied", "tied embeddings"),
     ("embedding.scale", "embedding scale"),
     ("embedding.positions", "absolute positions"),
@@ -138,7 +139,7 @@ def render_text(features: Features) -> str:
             value = f"{a.output_gate} ({' '.join(parts)})"
         elif name == "attention.q_latent_raw":
             value = "cat(norm(latent), latent)" if features.attention.q_latent_raw else "no"
-        elif name in ("attention.routed", "moe.projections"):
+        elif name in ("attention.routed", "moe.projections", "norm.eps_sources"):
             found = features.get(name)
             if isinstance(found, dict):
                 value = ", ".join(f"{k} {v}" for k, v in found.items() if v)

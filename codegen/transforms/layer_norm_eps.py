@@ -1,23 +1,25 @@
-"""The layer norms at the epsilon the HF code fixes (its norm class's default); the final
-norm keeps the config's."""
+"""The layer norms at the epsilon the HF code fixes (a literal or its norm class's default);
+the final norm keeps the config's."""
 
 from __future__ import annotations
 
 import libcst.matchers as m
 
 from codegen.transforms import _attention_edits as edits
+from codegen.transforms._ffn_edits import set_field_comment
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import EditError
 
 _NORM_EPS = m.Attribute(value=m.Name("args"), attr=m.Name("norm_eps"))
 FIELD = "layer_norm_eps: float = {eps!r}  # the layer norms' epsilon: fixed in HF's code\n"
+CONFIG_EPS = "the config's: every norm but the layer norms (layer_norm_eps)"
 
 
 class LayerNormEps(Transform):
     """`TransformerBlock`'s norms read `args.layer_norm_eps`, a constant (`eps`, the analysed
     `norm.layer_eps`) no config field sets, while `Model.norm` keeps `args.norm_eps`, the
-    config's (JetMoE builds its layer norms without an epsilon, its final norm with
-    `eps=config.rms_norm_eps`)."""
+    config's (CTRL builds its block norms with `eps=1e-6`, JetMoE without an epsilon; both
+    build their final norm with one read from the config)."""
 
     name = "layer_norm_eps"
 
@@ -33,3 +35,4 @@ class LayerNormEps(Transform):
             lambda node: node.with_changes(attr=node.attr.with_changes(value="layer_norm_eps")),
         )
         edits.add_args_field(package, FIELD.format(eps=float(eps)))
+        set_field_comment(package, "norm_eps", CONFIG_EPS)

@@ -1,0 +1,186 @@
+"""Where each norm's epsilon comes from (`norm.eps_sources`), and the layer norms at a number
+of the code's own while the final norm reads a config field (`norm.layer_eps`).
+
+CTRL builds its block norms with `eps=1e-6` written in the code and its final norm with
+`eps=config.layer_norm_epsilon`; the default config holds 1e-6 too, so only the construction
+sites tell them apart. Read so on the installed file, on a renamed copy, and on a copy whose
+config defaults the field to another number (where the final norm's epsilon must stay the
+config's, not the layer norms' constant). A small synthetic model varies one site at a time:
+a class default, a literal, a local, block norms of two sources, q/k norms."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from analyze_helpers import rename_model, write_synth
+
+from codegen.analyze.analysis import analyze
+from codegen.analyze.locate import model_type_files
+
+CTRL = {"block": "literal 1e-06", "final": "config.layer_norm_epsilon"}
+
+
+def _lines(model_type: str, pattern: str) -> list[int]:
+    """The lines of the installed modeling file matching `pattern`."""
+    modeling = Path(model_type_files(model_type)[0])
+    text = modeling.read_text(encoding="utf-8").splitlines()
+    return [i for i, line in enumerate(text, 1) if re.search(pattern, line)]
+
+
+def _ctrl_facts(features) -> None:
+    assert features.norm.eps_sources == CTRL
+    assert features.norm.layer_eps == 1e-6
+    assert features.norm.eps is None  # no constant stands for every norm's epsilon
+    assert features.norm.eps_field == "layer_norm_epsilon"  # the final norm's
+
+
+def test_ctrl_block_norms_are_at_a_literal_and_its_final_norm_at_the_config():
+    features = analyze("ctrl")
+    _ctrl_facts(features)
+    literal = _lines("ctrl", r"LayerNorm\(.*eps=1e-6\)")
+    (final,) = _lines("ctrl", r"LayerNorm\(.*eps=config\.layer_norm_epsilon\)")
+    assert len(literal) == 2
+    evidence = features.evidence["norm.eps_sources"]
+    assert evidence == (
+        f"block modeling_ctrl.py:{literal[0]}, modeling_ctrl.py:{literal[1]};"
+        f" final modeling_ctrl.py:{final}"
+    )
+    assert f"modeling_ctrl.py:{final}" in features.evidence["norm.layer_eps"]
+    assert "eps=1e-06 in the code" in features.evidence["norm.layer_eps"]
+
+
+def test_a_renamed_copy_reads_the_same(tmp_path):
+    copy, _ = rename_model("ctrl", "zorblax", str(tmp_path))
+    features = analyze(copy)
+    _ctrl_facts(features)
+    assert features.evidence["norm.eps_sources"].startswith("block modeling_zorblax.py:")
+
+
+def test_a_config_defaulting_to_another_epsilon_keeps_the_final_norm_on_it(tmp_path):
+    """With the config's default 1e-5 the literal 1e-6 is no config value: it is still the
+    layer norms' alone, never the package's `norm_eps` (the final norm's)."""
+    copy, _ = rename_model("ctrl", "zorblax", str(tmp_path))
+    configuration = Path(copy).with_name("configuration_zorblax.py")
+    text = configuration.read_text(encoding="utf-8")
+    changed = re.sub(r"(layer_norm_epsilon: float = )1e-0?6", r"\g<1>1e-5", text)
+    assert changed != text
+    configuration.write_text(changed, encoding="utf-8")
+    features = analyze(copy)
+    _ctrl_facts(features)
+
+
+@pytest.mark.parametrize(
+    ("model_type", "field"),
+    [("llama", "rms_norm_eps"), ("gpt2", "layer_norm_epsilon"), ("gpt_neox", "layer_norm_eps")],
+)
+def test_norms_all_reading_the_config_have_no_own_layer_eps(model_type, field):
+    features = analyze(model_type)
+    said = f"config.{field}"
+    assert features.norm.eps_sources == {"block": said, "final": said}
+    assert features.norm.layer_eps is None
+    assert features.norm.eps_field == field
+
+
+def test_jetmoe_layer_norms_at_their_class_default():
+    features = analyze("jetmoe")
+    assert features.norm.eps_sources == {
+        "block": "class default 1e-06",
+        "final": "config.rms_norm_eps",
+    }
+    assert features.norm.layer_eps == 1e-6
+    assert "no eps: its class's 1e-06" in features.evidence["norm.layer_eps"]
+
+
+def _synth(folder: Path, *edits: tuple[str, str], q_norm: bool = False) -> str:
+    """The synthetic llama-like model (every norm at its class's default 1e-6), each
+    (old, new) edit made once in its modeling file."""
+    flags = dict(qkv_bias=False, o_bias=False, mlp_bias=False, post_norm=False)
+    path = Path(write_synth(str(folder), q_norm=q_norm, **flags))
+    text = path.read_text(encoding="utf-8")
+    for old, new in edits:
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+FINAL_CONFIG = (
+    "self.norm = SynthRMSNorm(config.hidden_size)",
+    "self.norm = SynthRMSNorm(config.hidden_size, eps=config.rms_norm_eps)",
+)
+INPUT_LITERAL = (
+    "self.input_layernorm = SynthRMSNorm(config.hidden_size)",
+    "self.input_layernorm = SynthRMSNorm(config.hidden_size, eps=1e-5)",
+)
+POST_LITERAL = (
+    "self.post_attention_layernorm = SynthRMSNorm(config.hidden_size)",
+    "self.post_attention_layernorm = SynthRMSNorm(config.hidden_size, 1e-5)",
+)
+
+
+def test_every_norm_at_its_class_default_is_no_layer_eps(tmp_path):
+    features = analyze(_synth(tmp_path))
+    assert features.norm.eps_sources == {
+        "block": "class default 1e-06",
+        "final": "class default 1e-06",
+    }
+    assert features.norm.layer_eps is None
+
+
+def test_literal_block_norms_beside_a_config_final_norm(tmp_path):
+    features = analyze(_synth(tmp_path, FINAL_CONFIG, INPUT_LITERAL, POST_LITERAL))
+    assert features.norm.eps_sources == {"block": "literal 1e-05", "final": "config.rms_norm_eps"}
+    assert features.norm.layer_eps == 1e-5
+    assert (features.norm.eps, features.norm.eps_field) == (None, "rms_norm_eps")
+
+
+def test_block_norms_of_two_sources_are_no_layer_eps(tmp_path):
+    post_config = (POST_LITERAL[0], POST_LITERAL[0].replace(")", ", config.rms_norm_eps)"))
+    features = analyze(_synth(tmp_path, FINAL_CONFIG, INPUT_LITERAL, post_config))
+    assert features.norm.eps_sources["block"] == "literal 1e-05 | config.rms_norm_eps"
+    assert features.norm.layer_eps is None
+
+
+def test_an_epsilon_from_a_local_is_not_taken_for_a_constant(tmp_path):
+    """`eps=eps` may hold anything (here the config's own field): no layer_eps."""
+    features = analyze(
+        _synth(
+            tmp_path,
+            FINAL_CONFIG,
+            (
+                "self.input_layernorm = SynthRMSNorm(config.hidden_size)",
+                "eps = config.rms_norm_eps\n"
+                "        self.input_layernorm = SynthRMSNorm(config.hidden_size, eps=eps)",
+            ),
+            (POST_LITERAL[0], POST_LITERAL[0].replace(")", ", eps=eps)")),
+        )
+    )
+    assert features.norm.eps_sources["block"] == "other"
+    assert features.norm.layer_eps is None
+
+
+def test_qk_norms_at_the_layer_norms_constant_take_their_own_eps(tmp_path):
+    """The package's q/k norms read `norm_eps`, the final norm's field once the layer norms
+    are at a constant: q/k norms at the class's 1e-6 need an epsilon of their own."""
+    features = analyze(_synth(tmp_path, FINAL_CONFIG, INPUT_LITERAL, POST_LITERAL, q_norm=True))
+    assert features.norm.eps_sources["qk"] == "class default 1e-06"
+    assert features.norm.layer_eps == 1e-5
+    assert features.attention.qk_norm_eps == {"field": None, "value": 1e-6}
+    assert "the final norm's is another" in features.evidence["attention.qk_norm_eps"]
+
+
+def test_qk_norms_reading_the_final_norms_field_keep_norm_eps(tmp_path):
+    qk_config = [
+        (
+            f"self.{n} = SynthRMSNorm(self.head_dim)",
+            f"self.{n} = SynthRMSNorm(self.head_dim, eps=config.rms_norm_eps)",
+        )
+        for n in ("q_norm", "k_norm")
+    ]
+    features = analyze(
+        _synth(tmp_path, FINAL_CONFIG, INPUT_LITERAL, POST_LITERAL, *qk_config, q_norm=True)
+    )
+    assert features.norm.eps_sources["qk"] == "config.rms_norm_eps"
+    assert features.attention.qk_norm_eps is None
