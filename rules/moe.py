@@ -185,6 +185,17 @@ RULES = [
         ),
     ),
     Rule(
+        id="moe_layer_top_k",
+        feature="moe.layer_top_k",
+        values=(True,),
+        transform="layer_top_k",
+        params={"field": FromFeature("moe.layer_top_k")},
+        description=(
+            "each MoE layer picks its own number of experts per token where the config's"
+            " field is an int or a per-layer list (hunyuan_v1_moe's moe_topk)"
+        ),
+    ),
+    Rule(
         id="moe_shared_experts",
         feature="moe.shared_experts",
         values=("yes",),

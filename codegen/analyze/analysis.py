@@ -36,6 +36,7 @@ from codegen.analyze import (
     latent_extras,
     layer_extras,
     layer_stacks,
+    layer_top_k,
     low_rank_branch,
     output_scale,
     parallel_moe,
@@ -223,6 +224,9 @@ def _run(ctx: Ctx) -> Features:
     ffn = dataclasses.replace(ffn, output_gain=output_gain)
     if router_gain is not None:
         moe = dataclasses.replace(moe, router_gain=router_gain)
+    layer_k = layer_top_k.detect(ctx)
+    if layer_k is not None:
+        moe = dataclasses.replace(moe, layer_top_k=layer_k)
     table_norm = table_forward.detect(ctx)
     if table_norm is not None:  # the table's own forward norms its rows
         embedding = dataclasses.replace(embedding, norm=True, norm_module=table_norm)

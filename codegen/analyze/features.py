@@ -488,6 +488,9 @@ class Moe:
     # per-layer config list (DeepSeek-V4's hash_moe layers); see
     # codegen/analyze/router_forms.py for the dict's keys
     table_routing: dict | None = None
+    # the config field giving the router's top-k, an int or a per-layer list indexed by the
+    # layer (hunyuan_v1_moe's `moe_topk`), else None: one top-k for every layer
+    layer_top_k: str | None = None
     # how the shared experts' output joins the routed one: `sum`, or `average`
     # ((routed + shared) / 2, cohere2_moe's shared_expert_combination_strategy)
     shared_combine: str = "sum"

@@ -50,6 +50,7 @@ ROWS = (
     ("ffn.activation_sparsity", "activation sparsity"),
     ("moe.num_experts", "experts"),
     ("moe.top_k", "top-k"),
+    ("moe.layer_top_k", "top-k per layer"),
     ("moe.router", "router"),
     ("moe.router_bias", "router correction bias"),
     ("moe.router_fp32", "router logits in fp32"),

@@ -29,7 +29,7 @@ from typing import Any
 import libcst as cst
 import libcst.matchers as m
 
-from codegen.analyze import type_block
+from codegen.analyze import int_or_list, type_block
 from codegen.analyze.source import ClassInfo, Project, SourceFile, dotted, literal
 
 # test vocabulary of SwitchValue.test
@@ -46,6 +46,8 @@ TESTS = (
     "layers",  # a per-layer list whose entries are `operand` (a string) for some layers
     "same",  # equal to the config field named `operand` (OPT's word_embed_proj_dim == hidden_size)
     "differs",  # ... not equal to it (OPT: project_in / project_out between the two widths)
+    "scalar",  # an int for every layer (`isinstance(config.moe_topk, int)` holds)
+    "layer_values",  # ... or a list, each layer's entry (`config.moe_topk[layer_idx]`)
 )
 
 _NEGATE = {"<": ">=", ">=": "<", ">": "<=", "<=": ">", "==": "!=", "!=": "=="}
@@ -97,7 +99,8 @@ class Switch:
     """A config field the code branches on."""
 
     field: str  # config attribute, or the key of a dict attribute (see `container`)
-    kind: str  # optional | bool | choice | threshold | per_layer | layer_list | number
+    # optional | bool | choice | threshold | per_layer | layer_list | number | int_or_list
+    kind: str
     values: tuple[SwitchValue, ...]
     # "rope_parameters" when `field` is a key of that dict attribute; "attn_config" when it
     # is a field of that sub-config (see `sub_config`)
@@ -519,9 +522,25 @@ class _Scanner:
                 out.extend(self._compare(left, comp.operator, comp.comparator, env, test))
                 left = comp.comparator
             return out
+        if m.matches(test, int_or_list.ISINSTANCE):
+            return self._type_test(test, env) if env.get("type_test") else []
         ref = self.read(test, env)
         if ref is not None and not ref.item:
             return [_Atom(ref, _value("truthy"), _value("falsy"), test)]
+        return []
+
+    def _type_test(self, test: cst.Call, env: dict) -> list[_Atom]:
+        """`isinstance(config.F, int)` (or `list`/`tuple`): F is one int or a per-layer list."""
+        field, kind = (arg.value for arg in test.args)
+        ref = self.read(field, env)
+        kinds = int_or_list.type_names(kind)
+        if ref is None or not _plain(ref) or not kinds:
+            return []
+        scalar, listed = _value("scalar"), _value("layer_values")
+        if kinds <= {"int"}:
+            return [_Atom(ref, scalar, listed, test)]
+        if kinds <= {"list", "tuple"}:
+            return [_Atom(ref, listed, scalar, test)]
         return []
 
     def _compare(self, left, operator, right, env, node) -> list[_Atom]:
@@ -652,6 +671,8 @@ def _value(test: str, operand=None) -> SwitchValue:
         "other": "other",
         "empty": "empty",
         "nonempty": "non-empty",
+        "scalar": "int",
+        "layer_values": "per-layer list",
     }.get(test, "")
     if test == "eq":
         label = repr(operand)
@@ -859,12 +880,18 @@ class _Visitor:
     def visit_IfExp(self, node: cst.IfExp) -> None:
         prefix = f"{self.targets[-1]}: " if self.targets and self.targets[-1] else ""
         sf = self.unit.sf
-        self._test(
-            node.test,
-            lambda: prefix + _describe_expr(sf, node.body),
-            lambda: prefix + _describe_expr(sf, node.orelse),
-            True,
-        )
+        # `F if isinstance(F, int) else F[layer_idx]`: the type test is a switch (one int or
+        # a per-layer list); other type tests (`eos_token_id[0]`, a size pair) are not
+        self.env["type_test"] = int_or_list.layer_indexed(node) is not None
+        try:
+            self._test(
+                node.test,
+                lambda: prefix + _describe_expr(sf, node.body),
+                lambda: prefix + _describe_expr(sf, node.orelse),
+                True,
+            )
+        finally:
+            self.env["type_test"] = False
 
     def visit_CompFor(self, node: cst.CompFor) -> None:
         for cond in node.ifs:
@@ -1442,6 +1469,8 @@ def _merge(found: _Found, known: dict[str, Any] | None, subs: dict | None = None
         kind = "choice"
     elif "layers" in kinds:
         kind = "per_layer"
+    elif kinds & {"scalar", "layer_values"}:
+        kind = "int_or_list"
     elif kinds & {"empty", "nonempty"}:
         kind = "layer_list"
     elif "cmp" in kinds:

@@ -476,8 +476,24 @@ def _naming_steps(target) -> list[Step]:
         Step("computed_ffn_width", {}),
         # before guard_switches: the guard reads the list, so no FIXED_SETTINGS pin for it
         Step("guard_per_layer_copies", {}),
+        *(
+            [Step("guard_layer_lists", {"fields": lists})]
+            if (lists := _unrealised_layer_lists(target))
+            else []
+        ),
         Step("guard_switches", _guard_params(target)),
         Step("set_arg_defaults", {"config": getattr(target, "defaults", {})}),
+    ]
+
+
+def _unrealised_layer_lists(target) -> list[str]:
+    """The fields the HF code takes as an int or a per-layer list (`int_or_list` switches)
+    that no rule gives each layer an entry of (`moe.layer_top_k` does the router's top-k)."""
+    realised = {getattr(target.features.moe, "layer_top_k", None)}
+    return [
+        switch.name
+        for switch in getattr(target.features, "switches", ())
+        if switch.kind == "int_or_list" and not switch.container and switch.name not in realised
     ]
 
 

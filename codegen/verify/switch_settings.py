@@ -296,6 +296,10 @@ def _satisfies(switch: Switch, value: SwitchValue, current, cfg=None) -> bool:
         return bool(current)
     if test == "layers":
         return isinstance(current, list | tuple) and value.operand in current
+    if test == "scalar":
+        return isinstance(current, int) and not isinstance(current, bool)
+    if test == "layer_values":
+        return isinstance(current, list | tuple)
     return True
 
 
@@ -405,6 +409,14 @@ def _candidates(switch: Switch, value: SwitchValue, base, toy: dict, config_clas
         wanted = []
     elif test == "nonempty":
         wanted = [_layer_count(base, toy) - 1]
+    elif test == "layer_values":
+        wanted = _layer_values(current, _layer_count(base, toy))
+        if wanted is None:
+            return
+    elif test == "scalar":
+        if not isinstance(current, list | tuple) or not current:
+            return
+        wanted = current[0]
     elif test in ("same", "differs"):
         other = getattr(base, value.operand, None)
         if not isinstance(other, int) or isinstance(other, bool):
@@ -413,6 +425,16 @@ def _candidates(switch: Switch, value: SwitchValue, base, toy: dict, config_clas
     else:
         return
     yield _label(switch, wanted), _override(switch, wanted, base, toy), wanted
+
+
+def _layer_values(current, n: int) -> list[int] | None:
+    """An int field given per layer: the toy's value on odd layers, one less (one more where
+    that is below 1) on even ones, so a package reading one entry for every layer, or the
+    int it was, shows on some layer."""
+    if not isinstance(current, int) or isinstance(current, bool):
+        return None
+    other = current - 1 if current > 1 else current + 1
+    return [other if i % 2 == 0 else current for i in range(n)]
 
 
 def _layer_settings(switch: Switch, value: SwitchValue, base, toy: dict):
