@@ -52,11 +52,23 @@ def leading_chain(node: cst.BaseExpression) -> list[str] | None:
     """The dotted name an operand starts with: `self.scale.to(x.dtype)` -> self.scale.to,
     `config.x[0]` -> config.x; None when it starts with anything else (a parenthesis, a
     number, a call of a call's result)."""
+    return _leading(node, through_operations=False)
+
+
+def _leading(node: cst.BaseExpression, *, through_operations: bool) -> list[str] | None:
+    """The dotted name `node` starts with, through calls, subscripts and attributes (and,
+    `through_operations`, the left operand of an operation and the body of `a if c else b`)."""
     while not node.lpar:
         chain = dotted_chain(node)
         if chain is not None:
             return chain
-        if isinstance(node, cst.Call):
+        if through_operations and isinstance(
+            node, cst.BinaryOperation | cst.BooleanOperation | cst.Comparison
+        ):
+            node = node.left
+        elif through_operations and isinstance(node, cst.IfExp):
+            node = node.body
+        elif isinstance(node, cst.Call):
             node = node.func
         elif isinstance(node, cst.Subscript | cst.Attribute):
             node = node.value
@@ -73,21 +85,8 @@ def config_field(node: cst.BaseExpression) -> str | None:
 def leading_config_field(node: cst.BaseExpression) -> str | None:
     """The config field an expression starts with: `config.a * 2`, `config.a if c else b`,
     `config.a.b` -> "a"; None when it starts otherwise."""
-    while not node.lpar:
-        chain = dotted_chain(node)
-        if chain is not None:
-            return chain[1] if len(chain) > 1 and chain[0] == "config" else None
-        if isinstance(node, cst.BinaryOperation | cst.BooleanOperation | cst.Comparison):
-            node = node.left
-        elif isinstance(node, cst.IfExp):
-            node = node.body
-        elif isinstance(node, cst.Call):
-            node = node.func
-        elif isinstance(node, cst.Subscript | cst.Attribute):
-            node = node.value
-        else:
-            return None
-    return None
+    chain = _leading(node, through_operations=True)
+    return chain[1] if chain and len(chain) > 1 and chain[0] == "config" else None
 
 
 def assigned_values(source: str, attr: str) -> list[cst.BaseExpression]:
