@@ -18,17 +18,16 @@ from __future__ import annotations
 
 import re
 import textwrap
-from collections.abc import Sequence
 
 import libcst as cst
 import libcst.matchers as m
 
+from codegen.transforms._comment_blocks import CommentBlockEditor
 from codegen.transforms.edits import run
 
 _PARENTHESIS = re.compile(r" ?\(([^()]*)\)")
 _DOCSTRING = m.SimpleStatementLine(body=[m.Expr(value=m.SimpleString())])
 _WIDTH = 96  # a module docstring's paragraph line in a 100-column file
-_LINE_LISTS = ("leading_lines", "empty_lines", "header", "footer", "lines_after_decorators")
 
 
 def drop_prose(package, filename: str, words: str) -> None:
@@ -63,7 +62,7 @@ def _refilled(paragraph: str) -> str:
     return textwrap.fill(" ".join(paragraph.split()), _WIDTH, break_on_hyphens=False)
 
 
-class _DropProse(cst.CSTTransformer):
+class _DropProse(CommentBlockEditor):
     def __init__(self, words: re.Pattern):
         super().__init__()
         self.words = words
@@ -109,39 +108,15 @@ class _DropProse(cst.CSTTransformer):
             return updated.with_changes(comment=None, whitespace=cst.SimpleWhitespace(""))
         return updated.with_changes(comment=cst.Comment(text))
 
-    def on_leave(self, original, updated):
-        updated = super().on_leave(original, updated)
-        if not isinstance(updated, cst.CSTNode):
-            return updated
-        changes = {}
-        for attribute in _LINE_LISTS:
-            lines = getattr(updated, attribute, None)
-            if isinstance(lines, Sequence) and lines and isinstance(lines[0], cst.EmptyLine):
-                kept = self._comment_blocks(lines)
-                if kept != list(lines):
-                    changes[attribute] = kept
-        return updated.with_changes(**changes) if changes else updated
-
     def _comment(self, comment: cst.Comment) -> cst.Comment:
         return cst.Comment(without_parentheses(comment.value, self.words))
 
-    def _comment_blocks(self, lines: Sequence[cst.EmptyLine]) -> list[cst.EmptyLine]:
-        """Each run of comment lines loses its parentheses naming the words; a run that
-        still names them goes whole."""
-        kept, block = [], []
-        for line in [*lines, None]:
-            if line is not None and line.comment is not None:
-                block.append(line)
-                continue
-            edited = [
-                b.with_changes(
-                    comment=cst.Comment(without_parentheses(b.comment.value, self.words))
-                )
-                for b in block
-            ]
-            if not any(self.words.search(b.comment.value) for b in edited):
-                kept += edited
-            block = []
-            if line is not None:
-                kept.append(line)
-        return kept
+    def comment_block(self, block: list[cst.EmptyLine]) -> list[cst.EmptyLine]:
+        """The block without its parentheses naming the words; [] when it still names them."""
+        edited = [
+            line.with_changes(
+                comment=cst.Comment(without_parentheses(line.comment.value, self.words))
+            )
+            for line in block
+        ]
+        return [] if any(self.words.search(line.comment.value) for line in edited) else edited

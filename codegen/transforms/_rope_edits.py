@@ -6,19 +6,18 @@ logits), `TransformerBlock.forward` (residual adds `x + self.attention(...)`), a
 `Attention.forward` (calls `F.scaled_dot_product_attention`). An edit whose anchor is
 missing raises `EditError` through `edits.run`.
 
-`hf_source` / `hf_config_read` read the target's HF modeling file (`features.source`) for
-the one thing `Features` does not carry: which config field a scale is read from.
+`hf_source` / `hf_config_read` (from `_hf_source`, which reads the target's HF modeling file
+as a syntax tree) give the one thing `Features` does not carry: which config field a scale is
+read from.
 """
 
 from __future__ import annotations
-
-import re
-from pathlib import Path
 
 import libcst as cst
 import libcst.matchers as m
 
 from codegen.transforms._attention_edits import find_method
+from codegen.transforms._hf_source import hf_config_read, hf_source  # noqa: F401 - re-exported
 from codegen.transforms.edits import (
     EditError,
     assigns,
@@ -233,50 +232,6 @@ class _AddKeyword(InMethod):
         args.insert(at, new)
         self.hits += 1
         return updated.with_changes(args=args)
-
-
-# ---- reading the target's HF source ------------------------------------------------------
-
-
-def hf_source(features) -> str:
-    """The text of the target's HF modeling file (from `features.source.modeling`)."""
-    path = getattr(getattr(features, "source", None), "modeling", "") if features else ""
-    if not path or not Path(path).is_file():
-        raise EditError("no HF modeling source in the features; pass the config field explicitly")
-    return Path(path).read_text()
-
-
-def hf_config_read(source: str, expression_code: str) -> str | None:
-    """The config field behind `self.x` / `self.config.x` / `config.x` in HF source.
-
-    `self.x` is followed to its `self.x = config.<field>` assignment in `__init__`.
-    """
-    match = re.fullmatch(r"(?:self\.)?config\.(\w+)", expression_code)
-    if match:
-        return match.group(1)
-    match = re.fullmatch(r"self\.(\w+)", expression_code)
-    if match:
-        assigned = re.search(rf"self\.{match.group(1)}\s*=\s*config\.(\w+)\b", source)
-        return assigned.group(1) if assigned else None
-    return None
-
-
-def evidence_line(features, key: str) -> str:
-    """The HF source line that `features.evidence[key]` ("modeling_x.py:123 ...") points at."""
-    evidence = (getattr(features, "evidence", None) or {}).get(key, "")
-    match = re.match(r"[\w.]+\.py:(\d+)", evidence)
-    if not match:
-        raise EditError(f"no source line in the evidence for {key}; pass the config field")
-    lines = hf_source(features).splitlines()
-    return lines[int(match.group(1)) - 1].strip()
-
-
-def scaled_operand(line: str, operators: str = "*/") -> tuple[str, str] | None:
-    """(operator, right operand) of the first `a * b` / `a / b` on an HF source line."""
-    match = re.search(
-        rf"[\w)\]]\s*([{re.escape(operators)}])\s*(self(?:\.\w+)+|config(?:\.\w+)+)", line
-    )
-    return (match.group(1), match.group(2)) if match else None
 
 
 def first_assignment(module: cst.Module, cls: str, method: str, target: str):

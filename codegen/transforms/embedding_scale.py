@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
-import re
-
 import libcst as cst
+import libcst.matchers as m
 
-from codegen.transforms._rope_edits import (
-    InMethod,
-    add_args_field,
+from codegen.transforms._hf_source import (
+    assigned_values,
+    config_field,
+    dotted_chain,
     evidence_line,
     hf_config_read,
     hf_source,
-    scaled_operand,
+    leading_config_field,
+    on_evidence_line,
+    parsed,
+    scaled_operand_at,
 )
+from codegen.transforms._rope_edits import InMethod, add_args_field
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import (
     EditError,
     code_of,
+    findall,
     is_name,
     run,
     statements,
@@ -62,33 +67,70 @@ class EmbeddingScale(Transform):
         run(package, "model.py", _ScaleEmbeddings(kind, field))
 
 
+# the config fields the model width is read from
+WIDTH_FIELDS = ("hidden_size", "d_model", "n_embd")
+# `<x>.sqrt(<one argument>)` or `sqrt(<one argument>)`
+_SQRT = m.Call(func=m.Name("sqrt") | m.Attribute(attr=m.Name("sqrt")), args=[m.Arg(keyword=None)])
+
+
 def detect(features) -> tuple[str, str | None]:
-    line = evidence_line(features, "embedding.scale")
-    found = scaled_operand(line, "*")
-    operand = re.sub(r"\.(to|type_as)$", "", found[1]) if found else None  # a cast: same value
-    field = hf_config_read(hf_source(features), operand) if operand else None
+    found = scaled_operand_at(features, "embedding.scale", "*")
+    operand = _uncast(found[1]) if found else None
+    source = hf_source(features)
+    field = hf_config_read(source, operand) if operand else None
     if field is None and operand and operand.startswith("self."):
         # a scaled-embedding module built with its scale: `Embedding(..., embed_scale=config.x)`
-        attr = operand.split(".")[-1]
-        built = re.search(rf"\b{attr}\s*=\s*(?:self\.)?config\.(\w+)\s*[,)]", hf_source(features))
-        field = built.group(1) if built else None
+        field = _built_with(source, operand.split(".")[-1])
     if field is not None:
         return "config", field
-    if re.search(r"hidden_size\s*\*\*\s*0\.5", hf_source(features)):
+    if _width_to_the_half(source):
         return "sqrt_dim", None
-    if re.search(
-        r"sqrt\(\s*(self\.)?config\.(hidden_size|d_model|n_embd)\s*\)", hf_source(features)
-    ) or _sqrt_of_width_attr(line, hf_source(features)):
+    if _sqrt_of_width(source) or _sqrt_of_width_attr(features, source):
         return "sqrt_dim_float", None
+    line = evidence_line(features, "embedding.scale")
     raise EditError(f"cannot tell how the embeddings are scaled from {line!r}")
 
 
-def _sqrt_of_width_attr(line: str, source: str) -> bool:
-    """`h *= np.sqrt(self.width)` where the module set `self.width = config.n_embd` (CTRL)."""
-    found = re.search(r"sqrt\(\s*self\.(\w+)\s*\)", line)
-    return bool(found) and bool(
-        re.search(rf"self\.{found.group(1)}\s*=\s*config\.(hidden_size|d_model|n_embd)\b", source)
+def _uncast(operand: str) -> str:
+    """`self.scale.to` / `self.scale.type_as` (a cast: the same value) -> `self.scale`."""
+    head, _, last = operand.rpartition(".")
+    return head if head and last in ("to", "type_as") else operand
+
+
+def _built_with(source: str, attr: str) -> str | None:
+    """`<field>` of the first `<attr>=config.<field>` keyword argument in the HF source."""
+    for arg in findall(parsed(source), m.Arg(keyword=m.Name(attr))):
+        field = config_field(arg.value)
+        if field is not None:
+            return field
+    return None
+
+
+def _width_to_the_half(source: str) -> bool:
+    """`<...>hidden_size ** 0.5` anywhere in the HF source (gemma's embed_scale)."""
+    width = m.Name("hidden_size") | m.Attribute(attr=m.Name("hidden_size"))
+    power = m.BinaryOperation(left=width, operator=m.Power(), right=m.Float())
+    return any(
+        float(node.right.value) == 0.5 and not node.left.rpar
+        for node in findall(parsed(source), power)
     )
+
+
+def _sqrt_of_width(source: str) -> bool:
+    """`sqrt(config.hidden_size)` (or d_model, n_embd) anywhere in the HF source (BioGPT)."""
+    return any(
+        config_field(call.args[0].value) in WIDTH_FIELDS for call in findall(parsed(source), _SQRT)
+    )
+
+
+def _sqrt_of_width_attr(features, source: str) -> bool:
+    """`h *= np.sqrt(self.width)` where the module set `self.width = config.n_embd` (CTRL)."""
+    for call in on_evidence_line(features, "embedding.scale", _SQRT):
+        chain = dotted_chain(call.args[0].value)
+        if chain and len(chain) == 2 and chain[0] == "self":
+            values = assigned_values(source, chain[1])
+            return any(leading_config_field(value) in WIDTH_FIELDS for value in values)
+    return False
 
 
 class _ScaleEmbeddings(InMethod):

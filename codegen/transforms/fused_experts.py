@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import libcst as cst
+import libcst.matchers as m
 
 from codegen.errors import CodegenError
 from codegen.transforms import _moe_edits as moe_edits
@@ -22,7 +23,10 @@ from codegen.transforms.edits import (
     ReplaceStatements,
     assigns,
     code_of,
+    dotted,
+    findall,
     run,
+    uses,
 )
 
 # how the fused gate_up output splits into (gate, up), per checkpoint layout
@@ -244,46 +248,80 @@ def _fuse_forward(package, layout: str, transposed: bool) -> None:
     """The statements computing gate and up (and SwiGLU of them) become one fused product
     and its split; `w2` is used as stored."""
     block = _gate_up_block(package)
-    rows = re.search(r"F\.grouped_mm\((\w+), self\.w1\b", block)
-    if rows is None:
-        raise EditError("Experts.forward does not multiply its rows by self.w1 in F.grouped_mm")
+    rows = _rows_of_gate(block)
     weight = "self.w13" if transposed else "self.w13.mT"
-    code = f"gate_up = F.grouped_mm({rows.group(1)}, {weight}, offs=offsets)\n{SPLITS[layout]}"
-    if not re.search(r"^up = ", block, re.M):
+    code = f"gate_up = F.grouped_mm({rows}, {weight}, offs=offsets)\n{SPLITS[layout]}"
+    if not any(assigns("up")(statement) for statement in block):
         # the block also applied SwiGLU (add_moe: hidden = silu(.. w1 ..) * (.. w3 ..))
-        hidden = re.search(r"^(\w+) = F\.silu\(F\.grouped_mm\(", block, re.M)
+        hidden = next((_swiglu_target(s) for s in block if _swiglu_target(s)), None)
         if hidden is None:
             raise EditError("Experts.forward's gate/up block is not SwiGLU over F.grouped_mm")
-        code += f"\n{hidden.group(1)} = F.silu(gate) * up"
+        code += f"\n{hidden} = F.silu(gate) * up"
     forward = ("Experts", "forward")
-    run(package, "model.py", ReplaceStatements(*forward, _uses("self.w1"), code))
-    run(package, "model.py", ReplaceStatements(*forward, _uses("self.w3"), ""))
+    run(package, "model.py", ReplaceStatements(*forward, uses("self.w1"), code))
+    run(package, "model.py", ReplaceStatements(*forward, uses("self.w3"), ""))
     if transposed:
         run(package, "model.py", ReplaceExpressions(*forward, "self.w2.mT", "self.w2"))
 
 
-def _gate_up_block(package) -> str:
-    """Source of Experts.forward's statements reading w1 or w3 (checked to be contiguous)."""
-    source = _method_statements(package, "Experts", "forward")
-    lines = [line.strip() for line in source]
-    used = [i for i, line in enumerate(lines) if re.search(r"self\.w[13]\b", line)]
+# `F.grouped_mm(<rows>, self.w1, ...)` or `F.grouped_mm(<rows>, self.w1.mT, ...)`
+_GATE_PRODUCT = m.Call(
+    func=dotted("F.grouped_mm"),
+    args=[
+        m.Arg(value=m.Name(), keyword=None),
+        m.Arg(value=dotted("self.w1") | m.Attribute(value=dotted("self.w1")), keyword=None),
+        m.ZeroOrMore(),
+    ],
+)
+# `F.silu(F.grouped_mm(...), ...)`: SwiGLU's gate, the operand its product starts with
+_SILU_OF_PRODUCT = m.Call(
+    func=dotted("F.silu"),
+    args=[m.Arg(value=m.Call(func=dotted("F.grouped_mm"))), m.ZeroOrMore()],
+)
+
+
+def _rows_of_gate(block: list[cst.BaseStatement]) -> str:
+    """The rows (a name) the block multiplies by `self.w1` in `F.grouped_mm`."""
+    for statement in block:
+        for call in findall(statement, _GATE_PRODUCT):
+            return code_of(call.args[0].value)
+    raise EditError("Experts.forward does not multiply its rows by self.w1 in F.grouped_mm")
+
+
+def _swiglu_target(statement: cst.BaseStatement) -> str | None:
+    """`h` of `h = F.silu(F.grouped_mm(...)) [* ...]`, else None."""
+    if not m.matches(
+        statement,
+        m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(target=m.Name())])]),
+    ):
+        return None
+    assign = statement.body[0]
+    value = assign.value
+    while isinstance(value, cst.BinaryOperation):  # the product's first operand
+        value = value.left
+    if not m.matches(value, _SILU_OF_PRODUCT):
+        return None
+    return assign.targets[0].target.value
+
+
+def _gate_up_block(package) -> list[cst.BaseStatement]:
+    """Experts.forward's statements reading w1 or w3 (checked to be contiguous)."""
+    body = _method_statements(package, "Experts", "forward")
+    reads = [uses("self.w1")(s) or uses("self.w3")(s) for s in body]
+    used = [i for i, read in enumerate(reads) if read]
     if not used or used != list(range(used[0], used[-1] + 1)):
         raise EditError("Experts.forward's w1/w3 statements are not one block")
-    return "\n".join(lines[i] for i in used)
+    return [body[i] for i in used]
 
 
-def _method_statements(package, class_name: str, method: str) -> list[str]:
-    """The statements of `class_name.method` in model.py, one source string each."""
+def _method_statements(package, class_name: str, method: str) -> list[cst.BaseStatement]:
+    """The statements of `class_name.method` in model.py."""
     for statement in package.module("model.py").body:
         if isinstance(statement, cst.ClassDef) and statement.name.value == class_name:
             for item in statement.body.body:
                 if isinstance(item, cst.FunctionDef) and item.name.value == method:
-                    return [code_of(line) for line in item.body.body]
+                    return list(item.body.body)
     raise EditError(f"model.py has no {class_name}.{method}")
-
-
-def _uses(attr: str):
-    return lambda node: re.search(rf"{re.escape(attr)}\b", code_of(node)) is not None
 
 
 def _docstring(layout: str, transposed: bool):
@@ -304,6 +342,10 @@ def _docstring(layout: str, transposed: bool):
     return rewrite
 
 
+# the house keys of the per-expert weights the fused tensors replace
+_EXPERT_ROWS = (".experts.w1", ".experts.w2", ".experts.w3")
+
+
 def _fuse_rows(package, hf_name: str) -> None:
     """Per-expert w1/w3/w2 rows (`experts.{}.gate_proj.weight`) become the fused tensors'
     rows (`experts.gate_up_proj`, `experts.down_proj`), mapped 1:1."""
@@ -313,7 +355,7 @@ def _fuse_rows(package, hf_name: str) -> None:
         return hf.replace(".experts.{}.", ".experts.").removesuffix(".weight")
 
     def rewrite(hf: str, house: str | None):
-        if house is None or not re.search(r"\.experts\.w[123]$", house):
+        if house is None or not house.endswith(_EXPERT_ROWS):
             return [(hf, house)]
         found.append(house)
         if house.endswith(".w3"):

@@ -7,15 +7,17 @@ from __future__ import annotations
 import libcst as cst
 import libcst.matchers as m
 
-from codegen.transforms._rope_edits import (
-    add_args_field,
+from codegen.transforms._hf_source import (
     evidence_line,
     hf_config_read,
     hf_source,
+    scaled_operand_at,
+)
+from codegen.transforms._rope_edits import (
+    add_args_field,
     operand,
     rewrite_expressions,
     rewrite_return,
-    scaled_operand,
 )
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import EditError, expression
@@ -98,10 +100,10 @@ def _scale_head_input(package, op: str, field: str) -> None:
 
 
 def detect(features) -> tuple[str, str]:
-    line = evidence_line(features, "head.logit_scale")
-    found = scaled_operand(line)
+    found = scaled_operand_at(features, "head.logit_scale")
     field = hf_config_read(hf_source(features), found[1]) if found else None
     if field is None:
+        line = evidence_line(features, "head.logit_scale")
         raise EditError(f"cannot tell how the logits are scaled from {line!r}")
     return found[0], field
 

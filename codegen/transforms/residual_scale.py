@@ -3,16 +3,21 @@ both operands of the add by numbers of the depth (a depth-scaled residual sum)."
 
 from __future__ import annotations
 
-import re
-
 import libcst as cst
 import libcst.matchers as m
 
 from codegen.transforms import _attention_edits
-from codegen.transforms._rope_edits import (
-    add_args_field,
+from codegen.transforms._hf_source import (
+    assigned_values,
+    config_field,
     hf_config_read,
     hf_source,
+    leading_chain,
+    parsed,
+    with_hf_config,
+)
+from codegen.transforms._rope_edits import (
+    add_args_field,
     insert_after,
     is_super_init,
     rewrite_expressions,
@@ -24,11 +29,9 @@ from codegen.transforms.edits import (
     add_import,
     calls_super_init,
     expression,
+    findall,
     run,
 )
-
-# HF granite: `hidden_states = residual + hidden_states * self.residual_multiplier`
-_HF_SCALED_ADD = re.compile(r"residual\s*\+\s*hidden_states\s*\*\s*((?:self|config)(?:\.\w+)+)")
 
 
 class ResidualScale(Transform):
@@ -77,7 +80,7 @@ class ResidualScale(Transform):
             "float = 1.0  # sublayer outputs scaled by this before the residual add",
             value,
         )
-        if "sqrt(" in value:
+        if m.findall(expression(value), m.Call(func=m.Name("sqrt"))):
             add_import(package, "args.py", "math", "sqrt")
         insert_after(
             package,
@@ -150,27 +153,44 @@ def _depth_scaled(package) -> None:
         raise EditError("TransformerBlock.forward: not one residual add per sublayer")
 
 
+# HF granite: `hidden_states = residual + hidden_states * self.residual_multiplier`
+_HF_SCALED_ADD = m.BinaryOperation(
+    left=m.Name("residual"),
+    operator=m.Add(),
+    right=m.BinaryOperation(left=m.Name("hidden_states"), operator=m.Multiply()),
+)
+
+
 def detect(features) -> tuple[str, str]:
     """(ModelArgs field, its `from_hf_config` value): a config field read as is, or the
     expression over config fields HF assigns the multiplier from (MiniCPM3's
     `self.residual_scale = config.scale_depth / math.sqrt(config.num_hidden_layers)`)."""
     source = hf_source(features)
-    match = _HF_SCALED_ADD.search(source)
-    attr = re.fullmatch(r"self\.(\w+)", match.group(1)) if match else None
-    assigned = (
-        re.search(rf"self\.{attr.group(1)}\s*=\s*(.+?)\s*$", source, re.MULTILINE) if attr else None
-    )
+    multiplier = _hf_multiplier(source)
+    if multiplier is None:
+        raise EditError("no `residual + hidden_states * <config value>` in the HF source")
+    attr = multiplier[1] if len(multiplier) == 2 and multiplier[0] == "self" else None
+    assigned = next(iter(assigned_values(source, attr)), None) if attr else None
     # `self.x = config.field` as a whole (not the first operand of a longer expression)
-    whole = assigned is None or re.fullmatch(r"(?:self\.)?config\.\w+", assigned.group(1))
-    field = hf_config_read(source, match.group(1)) if match and whole else None
-    if field is not None:
-        return field, f"hf_config.{field}"
-    if assigned:
-        value = re.sub(r"\b(?:self\.)?config\.", "hf_config.", assigned.group(1))
-        value = re.sub(r"\bmath\.sqrt\(", "sqrt(", value)
+    if assigned is None or config_field(assigned) is not None:
+        field = hf_config_read(source, ".".join(multiplier))
+        if field is not None:
+            return field, f"hf_config.{field}"
+    if assigned is not None:
+        value = with_hf_config(assigned)
         if _over_config(value):
-            return attr.group(1), value
+            return attr, value
     raise EditError("no `residual + hidden_states * <config value>` in the HF source")
+
+
+def _hf_multiplier(source: str) -> list[str] | None:
+    """The dotted name under `self` or `config` the first `residual + hidden_states * <x>`
+    of the HF source starts its multiplier with, as its parts."""
+    for add in findall(parsed(source), _HF_SCALED_ADD):
+        chain = leading_chain(add.right.right)
+        if chain and chain[0] in ("self", "config") and len(chain) > 1:
+            return chain
+    return None
 
 
 def _over_config(value: str) -> bool:

@@ -36,14 +36,13 @@ from pathlib import Path
 import libcst as cst
 import libcst.matchers as m
 
+from codegen.transforms._comment_blocks import CommentBlockEditor
 from codegen.transforms.base import Transform
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9_\-]*[A-Za-z0-9]|[A-Za-z]")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*[A-Za-z0-9_]|[A-Za-z]")
 _PARENTHESIS = re.compile(r" ?\(([^()]*)\)")
 _WIDTH = 94  # a module docstring line, with both its quotes, in a 100-column file
-# the node fields that hold whole comment lines (EmptyLine sequences)
-_LINE_LISTS = ("leading_lines", "empty_lines", "header", "footer", "lines_after_decorators")
 _DOCSTRING = m.SimpleStatementLine(body=[m.Expr(value=m.SimpleString())])
 
 
@@ -177,7 +176,7 @@ def _camel(name: str) -> str:
     return "".join(part[:1].upper() + part[1:] for part in re.split(r"[_\-]", name))
 
 
-class _Retarget(cst.CSTTransformer):
+class _Retarget(CommentBlockEditor):
     def __init__(self, words: Words):
         super().__init__()
         self.words = words
@@ -287,32 +286,9 @@ class _Retarget(cst.CSTTransformer):
             return updated.with_changes(comment=None, whitespace=cst.SimpleWhitespace(""))
         return updated
 
-    def on_leave(self, original, updated):
-        updated = super().on_leave(original, updated)
-        if not isinstance(updated, cst.CSTNode):
-            return updated
-        changes = {}
-        for attribute in _LINE_LISTS:
-            lines = getattr(updated, attribute, None)
-            if isinstance(lines, Sequence) and lines and isinstance(lines[0], cst.EmptyLine):
-                kept = self._without_blocks(lines)
-                if len(kept) != len(lines):
-                    changes[attribute] = kept
-        return updated.with_changes(**changes) if changes else updated
-
-    def _without_blocks(self, lines: Sequence[cst.EmptyLine]) -> list[cst.EmptyLine]:
-        """Drop each run of comment lines in which one line names a reference."""
-        kept, block = [], []
-        for line in [*lines, None]:
-            if line is not None and line.comment is not None:
-                block.append(line)
-                continue
-            if not any(self.words.mentions(b.comment.value) for b in block):
-                kept += block
-            block = []
-            if line is not None:
-                kept.append(line)
-        return kept
+    def comment_block(self, block: list[cst.EmptyLine]) -> list[cst.EmptyLine]:
+        """A run of comment lines in which one line names a reference goes whole."""
+        return [] if any(self.words.mentions(line.comment.value) for line in block) else block
 
 
 class _Identifiers(cst.CSTVisitor):

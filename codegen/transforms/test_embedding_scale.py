@@ -134,3 +134,44 @@ def test_sqrt_of_an_attribute_not_set_from_the_width_is_not_the_width(tmp_path):
     )
     with pytest.raises(EditError):
         embedding_scale.detect(_features(tmp_path, source, 5))
+
+
+def test_a_width_named_only_in_a_comment_is_no_evidence(tmp_path):
+    """The sqrt of the width is looked for in the code, not in its comments: a scale read
+    from no config field is refused, not taken for BioGPT's sqrt(dim)."""
+    source = (
+        "class M:\n"
+        "    def forward(self, inputs_embeds):\n"
+        "        # unlike BioGPT, not math.sqrt(config.hidden_size)\n"
+        "        return inputs_embeds * self.scale_factor\n"
+    )
+    with pytest.raises(EditError, match="cannot tell how the embeddings are scaled"):
+        embedding_scale.detect(_features(tmp_path, source, 4))
+
+
+def test_the_multiplier_is_read_on_the_evidence_line_whatever_its_spacing(tmp_path):
+    """Granite's multiplier read through `self.config`, the product split over lines by
+    its parentheses: the evidence line holds the right operand."""
+    source = (
+        "class M:\n"
+        "    def forward(self, inputs_embeds):\n"
+        "        inputs_embeds = (\n"
+        "            inputs_embeds  *self.config.embedding_multiplier\n"
+        "        )\n"
+    )
+    assert embedding_scale.detect(_features(tmp_path, source, 4)) == (
+        "config",
+        "embedding_multiplier",
+    )
+
+
+def test_a_width_attribute_read_in_a_longer_expression_counts(tmp_path):
+    """CTRL-like: `self.width = config.n_embd * 1` still starts from the width field."""
+    source = (
+        "class M:\n"
+        "    def __init__(self, config):\n"
+        "        self.width = config.n_embd if config.n_embd else 1\n"
+        "    def forward(self, inputs_embeds):\n"
+        "        inputs_embeds *= np.sqrt(self.width)\n"
+    )
+    assert embedding_scale.detect(_features(tmp_path, source, 5)) == ("sqrt_dim_float", None)

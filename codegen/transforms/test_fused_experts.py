@@ -9,9 +9,11 @@ import pytest
 from codegen.errors import CodegenError
 from codegen.models import references_dir
 from codegen.scaffold.source import SourcePackage
+from codegen.transforms._moe_edits import own_experts
 from codegen.transforms.add_moe import AddMoe
 from codegen.transforms.edits import EditError
 from codegen.transforms.fused_experts import FuseExperts, layout_of, transposed_of
+from codegen.transforms.testing import package_of
 
 
 def moe_package(reference: str = "llama") -> SourcePackage:
@@ -173,3 +175,124 @@ def test_experts_multiplied_by_f_linear_are_stored_out_by_in(tmp_path):
     plain = PARALLEL_EXPERTS.replace("F.linear(rows[i], self.weight[i])", "rows[i]")
     with pytest.raises(CodegenError):
         transposed_of(modeling(tmp_path, plain))
+
+
+SILU_BLOCK = (
+    "        hidden = F.silu(F.grouped_mm(rows, self.w1.mT, offs=offsets), inplace=True)\n"
+    "        hidden *= F.grouped_mm(rows, self.w3.mT, offs=offsets)\n"
+)
+
+
+def experts_with(block: str, *, rows: str = "rows") -> SourcePackage:
+    """The llama MoE package whose own Experts.forward computes gate and up as `block` says
+    (in place of the shared experts' SwiGLU lines), its rows named `rows`."""
+    package = moe_package()
+    own_experts(package)
+    files = package.render()
+    model = files["model.py"]
+    assert SILU_BLOCK in model
+    model = model.replace(SILU_BLOCK, block).replace(
+        "        rows = x[order // top_k]\n", f"        {rows} = x[order // top_k]\n"
+    )
+    return package_of({**files, "model.py": model})
+
+
+def test_a_separate_gate_and_up_become_the_fused_product_and_its_split():
+    """`gate = ..w1..` / `up = ..w3..` beside a SwiGLU reading them: the two products become
+    one and its split; the SwiGLU line, which reads neither weight, stays as written."""
+    separate = (
+        "        gate = F.grouped_mm(picked, self.w1.mT, offs=offsets)\n"
+        "        up = F.grouped_mm(picked, self.w3.mT, offs=offsets)\n"
+        "        hidden = F.silu(gate) * up\n"
+    )
+    package = experts_with(separate, rows="picked")
+    FuseExperts().apply(package, layout="concat", transposed=False)
+    assert (
+        "        gate_up = F.grouped_mm(picked, self.w13.mT, offs=offsets)\n"
+        "        gate, up = gate_up.chunk(2, dim=-1)\n"
+        "        hidden = F.silu(gate) * up\n"
+        "        out = F.grouped_mm(hidden, self.w2.mT, offs=offsets)"
+    ) in package.render()["model.py"]
+
+
+def test_the_swiglu_target_is_read_from_the_silu_statement():
+    """`act = F.silu(F.grouped_mm(.. w1 ..)) * 1.0` then `act *= ..w3..`: the silu of the
+    product is the first operand; `act` is what the fused split's SwiGLU assigns."""
+    named = (
+        "        act = F.silu(F.grouped_mm(rows, self.w1.mT, offs=offsets)) * 1.0\n"
+        "        act *= F.grouped_mm(rows, self.w3.mT, offs=offsets)\n"
+        "        hidden = act\n"
+    )
+    package = experts_with(named)
+    FuseExperts().apply(package, layout="interleaved", transposed=True)
+    assert (
+        "        gate_up = F.grouped_mm(rows, self.w13, offs=offsets)\n"
+        "        gate, up = gate_up[..., ::2], gate_up[..., 1::2]\n"
+        "        act = F.silu(gate) * up\n"
+        "        hidden = act\n"
+    ) in package.render()["model.py"]
+
+
+def test_anchors_are_read_from_the_tree_not_the_rendered_lines():
+    """The gate product wrapped over lines (as ruff wraps a long call) is still found, and
+    a comment naming `self.w1` does not make the down projection part of the gate block."""
+    wrapped = (
+        "        hidden = F.silu(\n"
+        "            F.grouped_mm(\n"
+        "                rows,\n"
+        "                self.w1.mT,\n"
+        "                offs=offsets,\n"
+        "            ),\n"
+        "        )\n"
+        "        hidden *= F.grouped_mm(rows, self.w3.mT, offs=offsets)\n"
+    )
+    package = experts_with(wrapped)
+    model = package.render()["model.py"].replace(
+        "* weights.flatten()[order, None]\n",
+        "* weights.flatten()[order, None]  # after self.w1 and self.w3\n",
+    )
+    package = package_of({**package.render(), "model.py": model})
+    FuseExperts().apply(package, layout="concat", transposed=False)
+    assert (
+        "        gate_up = F.grouped_mm(rows, self.w13.mT, offs=offsets)\n"
+        "        gate, up = gate_up.chunk(2, dim=-1)\n"
+        "        hidden = F.silu(gate) * up\n"
+        "        out = F.grouped_mm(hidden, self.w2.mT, offs=offsets) * weights.flatten()"
+    ) in package.render()["model.py"]
+
+
+@pytest.mark.parametrize(
+    "block, error",
+    [
+        (  # a statement between the gate's and the up's products
+            "        hidden = F.silu(F.grouped_mm(rows, self.w1.mT, offs=offsets))\n"
+            "        rows = rows.clone()\n"
+            "        hidden *= F.grouped_mm(rows, self.w3.mT, offs=offsets)\n",
+            "not one block",
+        ),
+        (  # the gate multiplied otherwise than by F.grouped_mm
+            "        hidden = F.silu(torch.bmm(rows, self.w1.mT))\n"
+            "        hidden *= F.grouped_mm(rows, self.w3.mT, offs=offsets)\n",
+            "does not multiply its rows by self.w1",
+        ),
+        (  # no `up` and no SwiGLU over the products
+            "        hidden = F.gelu(F.grouped_mm(rows, self.w1.mT, offs=offsets))\n"
+            "        hidden *= F.grouped_mm(rows, self.w3.mT, offs=offsets)\n",
+            "not SwiGLU",
+        ),
+    ],
+)
+def test_experts_it_cannot_fuse_are_refused_by_name(block, error):
+    with pytest.raises(EditError, match=error):
+        FuseExperts().apply(experts_with(block), layout="concat", transposed=False)
+
+
+def test_a_w13_already_there_is_not_read_as_w1():
+    """`self.w13` is another attribute than `self.w1`: experts already fused have no w1
+    block to fuse."""
+    fused = (
+        "        gate_up = F.grouped_mm(rows, self.w13.mT, offs=offsets)\n"
+        "        hidden = F.silu(gate_up[..., ::2]) * gate_up[..., 1::2]\n"
+    )
+    with pytest.raises(EditError, match="not one block"):
+        FuseExperts().apply(experts_with(fused), layout="concat", transposed=False)

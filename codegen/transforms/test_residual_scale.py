@@ -2,9 +2,12 @@
 
 from types import SimpleNamespace
 
+import pytest
+
 from codegen.models import references_dir
 from codegen.scaffold.source import SourcePackage
 from codegen.transforms import residual_scale
+from codegen.transforms.edits import EditError
 from codegen.transforms.residual_scale import ResidualScale
 
 
@@ -138,3 +141,53 @@ def test_learned_stream_moe_block_through_a_local():
     package = SourcePackage.from_directory(references_dir() / "qwen3_moe")
     ResidualScale().apply(package, form="learned_stream", weights=("a", "b"))
     assert "return self.ffn_residual * h + ffn(self.ffn_norm(h))" in package.render()["model.py"]
+
+
+def _detect(tmp_path, source: str):
+    path = tmp_path / "modeling_x.py"
+    path.write_text(source)
+    return residual_scale.detect(SimpleNamespace(source=SimpleNamespace(modeling=str(path))))
+
+
+def test_an_expression_wrapped_over_lines_with_a_comment_is_read_whole(tmp_path):
+    """The multiplier's assignment is read as a node: wrapped over lines (as ruff wraps a
+    long one) and commented, it is the same expression, comment left out."""
+    source = (
+        "class Layer:\n"
+        "    def __init__(self, config):\n"
+        "        self.residual_scale = (  # MiniCPM's depth scaling\n"
+        "            config.scale_depth / math.sqrt(config.num_hidden_layers)\n"
+        "        )\n"
+        "    def forward(self, residual, hidden_states):\n"
+        "        return residual + hidden_states * self.residual_scale\n"
+    )
+    assert _detect(tmp_path, source) == (
+        "residual_scale",
+        "hf_config.scale_depth / sqrt(hf_config.num_hidden_layers)",
+    )
+
+
+def test_a_scaled_add_only_in_a_comment_or_docstring_is_no_evidence(tmp_path):
+    source = (
+        '"""Unlike granite, no `residual + hidden_states * self.residual_multiplier`."""\n'
+        "class Layer:\n"
+        "    def __init__(self, config):\n"
+        "        self.residual_multiplier = config.residual_multiplier\n"
+        "    def forward(self, residual, hidden_states):\n"
+        "        # residual + hidden_states * self.residual_multiplier\n"
+        "        return residual + hidden_states\n"
+    )
+    with pytest.raises(EditError, match="no `residual \\+ hidden_states"):
+        _detect(tmp_path, source)
+
+
+def test_a_multiplier_over_other_things_than_the_config_is_refused(tmp_path):
+    source = (
+        "class Layer:\n"
+        "    def __init__(self, config, depth):\n"
+        "        self.residual_scale = 1 / depth\n"
+        "    def forward(self, residual, hidden_states):\n"
+        "        return residual + hidden_states * self.residual_scale\n"
+    )
+    with pytest.raises(EditError):
+        _detect(tmp_path, source)
