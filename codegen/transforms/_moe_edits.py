@@ -21,6 +21,7 @@ from codegen.transforms.edits import (
     InsertStatements,
     ReplaceStatements,
     ScopedTransformer,
+    add_import,
     code_of,
     expression,
     findall,
@@ -326,6 +327,7 @@ def own_experts(package) -> None:
     if not has_class(package, "model.py", "MoE"):
         raise EditError("model.py has no Experts class and no MoE class (run add_moe first)")
     run(package, "model.py", _AfterClass("MoE", [experts_class], before=True))
+    add_import(package, "model.py", SHARED_EXPERTS_MODULE, "grouped_mm")
     drop_import(package, "model.py", SHARED_EXPERTS_MODULE, "Experts")
 
 

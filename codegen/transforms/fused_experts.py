@@ -244,16 +244,16 @@ def _fuse_forward(package, layout: str, transposed: bool) -> None:
     """The statements computing gate and up (and SwiGLU of them) become one fused product
     and its split; `w2` is used as stored."""
     block = _gate_up_block(package)
-    rows = re.search(r"F\.grouped_mm\((\w+), self\.w1\b", block)
+    rows = re.search(r"\bgrouped_mm\((\w+), self\.w1\b", block)
     if rows is None:
-        raise EditError("Experts.forward does not multiply its rows by self.w1 in F.grouped_mm")
+        raise EditError("Experts.forward does not multiply its rows by self.w1 in grouped_mm")
     weight = "self.w13" if transposed else "self.w13.mT"
-    code = f"gate_up = F.grouped_mm({rows.group(1)}, {weight}, offs=offsets)\n{SPLITS[layout]}"
+    code = f"gate_up = grouped_mm({rows.group(1)}, {weight}, offs=offsets)\n{SPLITS[layout]}"
     if not re.search(r"^up = ", block, re.M):
         # the block also applied SwiGLU (add_moe: hidden = silu(.. w1 ..) * (.. w3 ..))
-        hidden = re.search(r"^(\w+) = F\.silu\(F\.grouped_mm\(", block, re.M)
+        hidden = re.search(r"^(\w+) = F\.silu\(grouped_mm\(", block, re.M)
         if hidden is None:
-            raise EditError("Experts.forward's gate/up block is not SwiGLU over F.grouped_mm")
+            raise EditError("Experts.forward's gate/up block is not SwiGLU over grouped_mm")
         code += f"\n{hidden.group(1)} = F.silu(gate) * up"
     forward = ("Experts", "forward")
     run(package, "model.py", ReplaceStatements(*forward, _uses("self.w1"), code))
