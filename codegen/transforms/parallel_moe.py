@@ -167,7 +167,7 @@ class ParallelMoe(Transform):
             "FeedForward",
             CLASSES.replace("{activation}", code_of(activation)),
         )
-        add_import(package, "model.py", moe_edits.SHARED_EXPERTS_MODULE, "grouped_mm")
+        add_import(package, "model.py", moe_edits.GROUPED_MM_MODULE, "grouped_mm")
         edits.append_to_method(
             package,
             "model.py",

@@ -139,7 +139,7 @@ class RoutedAttention(Transform):
         # no query head count of its own: a token has as many query heads per picked expert
         set_field_comment(package, "n_kv_heads", KV_HEADS_COMMENT)
         edits.insert_definition(package, "model.py", EXPERT_LINEAR, before="Attention")
-        add_import(package, "model.py", moe_edits.SHARED_EXPERTS_MODULE, "grouped_mm")
+        add_import(package, "model.py", moe_edits.GROUPED_MM_MODULE, "grouped_mm")
         self._rows(package, routed)
 
     @staticmethod

@@ -57,8 +57,7 @@ def test_the_experts_become_the_packages_own_and_take_their_product_in_fp32():
     model = package.render()["model.py"]
     assert "class Experts" in model
     assert (
-        "hidden = F.silu(grouped_mm(rows, self.w1.mT, offs=offsets).float(), inplace=True)"
-        in model
+        "hidden = F.silu(grouped_mm(rows, self.w1.mT, offs=offsets).float(), inplace=True)" in model
     )
     assert (
         "hidden = (hidden * grouped_mm(rows, self.w3.mT, offs=offsets).float()).to(x.dtype)"

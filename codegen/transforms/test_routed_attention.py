@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from codegen.layers.experts import grouped_mm
+from codegen.layers.grouped_mm import grouped_mm
 from codegen.models import references_dir
 from codegen.scaffold.source import SourcePackage
 from codegen.transforms.edits import EditError

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from codegen.layers.experts import grouped_mm
+from codegen.layers.grouped_mm import grouped_mm
 from codegen.models import references_dir
 from codegen.scaffold.source import SourcePackage
 from codegen.transforms.add_moe import AddMoe
