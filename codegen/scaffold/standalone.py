@@ -4,8 +4,8 @@ A user copies a generated package into their engine without installing codegen: 
 args, adapter and RoPE import torch and the standard library only. The one implementation
 of each shared piece lives in codegen (`codegen/layers`, the adapter base, the settings
 check); the modules the package imports (and the ones those import) are copied in
-verbatim but for their imports, which become relative. Only `spec.py` (the house registry glue) and the generated parity test keep
-importing codegen.
+verbatim but for their imports, which become relative. Only `spec.py` (the house registry
+glue) and the generated parity test keep importing codegen.
 """
 
 from __future__ import annotations
