@@ -344,13 +344,13 @@ def _load_hf(
 def _grouped_kernel_fits(model) -> bool:
     """Whether HF's default experts kernel (`grouped_mm`) takes the model's stacked expert
     weights: it refuses a width whose bytes are not a multiple of 16 (36 in bf16, 37 in
-    fp32), which HF's per-expert loop and the package run; a stacked weight of any other
-    module (a convolution's) is taken for experts too, the loop being HF's experts as well."""
-    if not model._can_set_experts_implementation():  # no experts kernel to choose
-        return True
+    fp32), which HF's per-expert loop and the package run. HF's experts are the modules its
+    `use_experts_implementation` decorator set up (they carry its `has_gate` flag)."""
+    experts = [module for module in model.modules() if hasattr(module, "has_gate")]
     return all(
         size * param.element_size() % 16 == 0
-        for param in model.parameters()
+        for module in experts
+        for param in module.parameters()
         if param.dim() == 3
         for size in param.shape[1:]
     )

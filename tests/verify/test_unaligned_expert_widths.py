@@ -26,7 +26,7 @@ def test_unaligned_expert_width_verifies_in_fp32_and_bf16():
     case = Case("qwen3_moe+width37", _config(37))
     results = verify_case(load_spec("qwen3_moe"), case, ["fp32", "bf16"])
     for result in results:
-        assert result.passed, result.line()
+        assert result.passed, (result.dtype, result.error)
 
 
 # tp=2 splits the width: 36 in halves of 18; ep=2 keeps it whole
