@@ -7,6 +7,7 @@ matmul per expert, including for experts no token picks.
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -63,3 +64,24 @@ def test_in_place_activation_keeps_every_gradient():
         torch.testing.assert_close(grouped, looped)
     # the expert no token picks gets a zero gradient, not a missing or stale one
     assert all(w.grad[3].abs().max() == 0 for w in experts.parameters())
+
+
+# F.grouped_mm needs widths of a multiple of 16 bytes: 9 in fp32 (36 bytes) and 12 in bf16
+# (24 bytes) are not, while HF's experts take any width
+@pytest.mark.parametrize(
+    ("dtype", "dim", "hidden"),
+    [(torch.float32, 8, 9), (torch.float32, 9, 8), (torch.bfloat16, 8, 12)],
+)
+def test_widths_the_grouped_kernel_refuses_run_one_expert_at_a_time(dtype, dim, hidden):
+    experts = _experts(dim=dim, hidden=hidden).to(dtype)
+    indices, weights = _routing()
+    grads = []
+    for forward in (experts, lambda *a: _loop(experts, *a)):
+        x = torch.randn(10, dim, generator=torch.Generator().manual_seed(2)).to(dtype)
+        x.requires_grad_()
+        experts.zero_grad()
+        out = forward(x, indices, weights)
+        (out.float() ** 2).sum().backward()
+        grads.append([out, x.grad] + [w.grad.clone() for w in experts.parameters()])
+    for grouped, looped in zip(*grads, strict=True):
+        torch.testing.assert_close(grouped, looped)

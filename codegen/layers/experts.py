@@ -12,12 +12,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from codegen.layers.grouped_mm import grouped_mm
+
 
 class Experts(nn.Module):
     """`num_experts` SwiGLU experts as stacked weights [num_experts, out, in].
 
     Every (token, slot) pair is sorted by its expert, so each expert's rows are contiguous;
-    one `F.grouped_mm` per projection then multiplies every block by its own expert's weight
+    one `grouped_mm` per projection then multiplies every block by its own expert's weight
     (`offsets`: end row of each expert). No loop over experts or tokens and no host sync; on
     CPU it is exact (bit-equal to per-expert matmuls) and is what HF itself dispatches to.
     The k weighted outputs of a token are summed in the routing weights' dtype (fp32 for a
@@ -40,8 +42,8 @@ class Experts(nn.Module):
         counts = torch.bincount(indices.flatten(), minlength=self.num_experts)
         offsets = counts.cumsum(0, dtype=torch.int32)
         rows = x[order // top_k]
-        hidden = F.silu(F.grouped_mm(rows, self.w1.mT, offs=offsets), inplace=True)
-        hidden *= F.grouped_mm(rows, self.w3.mT, offs=offsets)
-        out = F.grouped_mm(hidden, self.w2.mT, offs=offsets) * weights.flatten()[order, None]
+        hidden = F.silu(grouped_mm(rows, self.w1.mT, offs=offsets), inplace=True)
+        hidden *= grouped_mm(rows, self.w3.mT, offs=offsets)
+        out = grouped_mm(hidden, self.w2.mT, offs=offsets) * weights.flatten()[order, None]
         out = torch.empty_like(out).index_copy_(0, order, out)  # back to (token, slot) order
         return out.view(-1, top_k, x.shape[-1]).sum(dim=1).to(x.dtype)

@@ -3,9 +3,9 @@
 A user copies a generated package into their engine without installing codegen: its model,
 args, adapter and RoPE import torch and the standard library only. The one implementation
 of each shared piece lives in codegen (`codegen/layers`, the adapter base, the settings
-check); the modules the package imports are copied in verbatim and the imports become
-relative. Only `spec.py` (the house registry glue) and the generated parity test keep
-importing codegen.
+check); the modules the package imports (and the ones those import) are copied in
+verbatim but for their imports, which become relative. Only `spec.py` (the house registry
+glue) and the generated parity test keep importing codegen.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from codegen.transforms import pruned_visit
 VENDORED = {
     "codegen.layers.norm": "norm.py",
     "codegen.layers.experts": "experts.py",
+    "codegen.layers.grouped_mm": "grouped_mm.py",
     "codegen.layers.rope": "rope.py",
     "codegen.layers.alibi": "alibi.py",
     "codegen.adapter": "adapter_base.py",
@@ -66,8 +67,13 @@ def vendor(
         module = cst.parse_module(text) if isinstance(text, str) else text
         out[filename] = pruned_visit.visit(module, rewriter, index).code
         needed |= rewriter.used
-    for module in sorted(needed):
-        out[local[module]] = _source(module)
+    copied: set[str] = set()
+    while needed - copied:  # a copied module's own codegen imports (experts -> grouped_mm)
+        module = min(needed - copied)
+        rewriter = _Relative(local)
+        out[local[module]] = cst.parse_module(_source(module)).visit(rewriter).code
+        copied.add(module)
+        needed |= rewriter.used
     if "__init__.py" in out:
         out["__init__.py"] = _lazy_spec(out["__init__.py"])
     return out

@@ -21,6 +21,7 @@ from codegen.transforms.edits import (
     InsertStatements,
     ReplaceStatements,
     ScopedTransformer,
+    add_import,
     code_of,
     expression,
     findall,
@@ -312,6 +313,7 @@ def _is_docstring(statement) -> bool:
 
 
 SHARED_EXPERTS_MODULE = "codegen.layers.experts"
+GROUPED_MM_MODULE = "codegen.layers.grouped_mm"  # the experts' product, shared by every MoE
 
 
 def own_experts(package) -> None:
@@ -326,6 +328,7 @@ def own_experts(package) -> None:
     if not has_class(package, "model.py", "MoE"):
         raise EditError("model.py has no Experts class and no MoE class (run add_moe first)")
     run(package, "model.py", _AfterClass("MoE", [experts_class], before=True))
+    add_import(package, "model.py", GROUPED_MM_MODULE, "grouped_mm")
     drop_import(package, "model.py", SHARED_EXPERTS_MODULE, "Experts")
 
 

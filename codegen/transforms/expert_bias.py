@@ -14,7 +14,7 @@ EXPERT_OF_ROW = "experts = indices.flatten()[order]  # the expert of each sorted
 
 class SetExpertBias(Transform):
     """Each expert weight `w<n>` of Experts gets a bias `w<n>_bias` [num_experts, out],
-    added to its `F.grouped_mm` product row by row, in place (each row takes its own
+    added to its `grouped_mm` product row by row, in place (each row takes its own
     expert's bias).
 
     Adapter rows follow each expert weight row: `.weight` becomes `.bias` for per-expert
@@ -28,7 +28,7 @@ class SetExpertBias(Transform):
         finder = _Products()
         package.module("model.py").visit(finder)
         if not finder.weights:
-            raise EditError("Experts.forward has no F.grouped_mm(rows, self.w<n>...) product")
+            raise EditError("Experts.forward has no grouped_mm(rows, self.w<n>...) product")
         shapes = _weight_shapes(package)
         for weight, transposed in finder.weights.items():
             if weight not in shapes:
@@ -45,7 +45,7 @@ class SetExpertBias(Transform):
 
 
 class _Products(Scoped):
-    """Finds Experts.forward's `F.grouped_mm(_, self.w<n>[.mT], ...)` products:
+    """Finds Experts.forward's `grouped_mm(_, self.w<n>[.mT], ...)` products:
     weight name -> whether it is used as stored ([num_experts, in, out])."""
 
     def __init__(self):
@@ -59,7 +59,7 @@ class _Products(Scoped):
 
 
 class _AddBias(Scoped):
-    """`F.grouped_mm(rows, self.w13, ...)` -> `F.grouped_mm(...).add_(self.w13_bias[experts])`:
+    """`grouped_mm(rows, self.w13, ...)` -> `grouped_mm(...).add_(self.w13_bias[experts])`:
     in place, as the product is a fresh tensor its backward does not keep (an out-of-place
     sum would hold a second [rows, out] tensor per projection)."""
 
@@ -78,8 +78,8 @@ class _AddBias(Scoped):
 
 
 def _product_weight(call: cst.Call) -> tuple[str, bool] | None:
-    """("w13", True) for `F.grouped_mm(x, self.w13, ...)`, ("w1", False) for `self.w1.mT`."""
-    if code_of(call.func) != "F.grouped_mm" or len(call.args) < 2:
+    """("w13", True) for `grouped_mm(x, self.w13, ...)`, ("w1", False) for `self.w1.mT`."""
+    if code_of(call.func) != "grouped_mm" or len(call.args) < 2:
         return None
     operand = code_of(call.args[1].value)
     transposed = not operand.endswith(".mT")

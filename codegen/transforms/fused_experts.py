@@ -250,12 +250,12 @@ def _fuse_forward(package, layout: str, transposed: bool) -> None:
     block = _gate_up_block(package)
     rows = _rows_of_gate(block)
     weight = "self.w13" if transposed else "self.w13.mT"
-    code = f"gate_up = F.grouped_mm({rows}, {weight}, offs=offsets)\n{SPLITS[layout]}"
+    code = f"gate_up = grouped_mm({rows}, {weight}, offs=offsets)\n{SPLITS[layout]}"
     if not any(assigns("up")(statement) for statement in block):
         # the block also applied SwiGLU (add_moe: hidden = silu(.. w1 ..) * (.. w3 ..))
         hidden = next((_swiglu_target(s) for s in block if _swiglu_target(s)), None)
         if hidden is None:
-            raise EditError("Experts.forward's gate/up block is not SwiGLU over F.grouped_mm")
+            raise EditError("Experts.forward's gate/up block is not SwiGLU over grouped_mm")
         code += f"\n{hidden} = F.silu(gate) * up"
     forward = ("Experts", "forward")
     run(package, "model.py", ReplaceStatements(*forward, uses("self.w1"), code))
@@ -264,32 +264,32 @@ def _fuse_forward(package, layout: str, transposed: bool) -> None:
         run(package, "model.py", ReplaceExpressions(*forward, "self.w2.mT", "self.w2"))
 
 
-# `F.grouped_mm(<rows>, self.w1, ...)` or `F.grouped_mm(<rows>, self.w1.mT, ...)`
+# `grouped_mm(<rows>, self.w1, ...)` or `grouped_mm(<rows>, self.w1.mT, ...)`
 _GATE_PRODUCT = m.Call(
-    func=dotted("F.grouped_mm"),
+    func=m.Name("grouped_mm"),
     args=[
         m.Arg(value=m.Name(), keyword=None),
         m.Arg(value=dotted("self.w1") | m.Attribute(value=dotted("self.w1")), keyword=None),
         m.ZeroOrMore(),
     ],
 )
-# `F.silu(F.grouped_mm(...), ...)`: SwiGLU's gate, the operand its product starts with
+# `F.silu(grouped_mm(...), ...)`: SwiGLU's gate, the operand its product starts with
 _SILU_OF_PRODUCT = m.Call(
     func=dotted("F.silu"),
-    args=[m.Arg(value=m.Call(func=dotted("F.grouped_mm"))), m.ZeroOrMore()],
+    args=[m.Arg(value=m.Call(func=m.Name("grouped_mm"))), m.ZeroOrMore()],
 )
 
 
 def _rows_of_gate(block: list[cst.BaseStatement]) -> str:
-    """The rows (a name) the block multiplies by `self.w1` in `F.grouped_mm`."""
+    """The rows (a name) the block multiplies by `self.w1` in `grouped_mm`."""
     for statement in block:
         for call in findall(statement, _GATE_PRODUCT):
             return code_of(call.args[0].value)
-    raise EditError("Experts.forward does not multiply its rows by self.w1 in F.grouped_mm")
+    raise EditError("Experts.forward does not multiply its rows by self.w1 in grouped_mm")
 
 
 def _swiglu_target(statement: cst.BaseStatement) -> str | None:
-    """`h` of `h = F.silu(F.grouped_mm(...)) [* ...]`, else None."""
+    """`h` of `h = F.silu(grouped_mm(...)) [* ...]`, else None."""
     if not m.matches(
         statement,
         m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(target=m.Name())])]),

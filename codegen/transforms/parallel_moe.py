@@ -23,7 +23,7 @@ from codegen.transforms import _attention_edits as edits
 from codegen.transforms import _moe_edits as moe_edits
 from codegen.transforms._ffn_edits import InsertClassBefore
 from codegen.transforms.base import Transform
-from codegen.transforms.edits import EditError, ScopedTransformer, code_of, run
+from codegen.transforms.edits import EditError, ScopedTransformer, add_import, code_of, run
 from codegen.transforms.norm_weight import PLAIN_RMSNORM
 from codegen.transforms.per_layer_inputs import _block_norm, _ffn_activation, _resized
 
@@ -71,7 +71,7 @@ class Experts(nn.Module):
     [num_experts, 2 * hidden_dim, dim] (gate = first half), w2 [num_experts, dim, hidden_dim].
 
     Every (token, slot) pair is sorted by its expert, so each expert's rows are contiguous;
-    one `F.grouped_mm` per projection multiplies every block by its own expert's weight
+    one `grouped_mm` per projection multiplies every block by its own expert's weight
     (`offsets`: end row of each expert). The k weighted outputs of a token are summed in the
     routing weights' dtype (fp32), then cast back.
     """
@@ -91,9 +91,9 @@ class Experts(nn.Module):
         counts = torch.bincount(indices.flatten(), minlength=self.num_experts)
         offsets = counts.cumsum(0, dtype=torch.int32)
         rows = x[order // top_k]
-        gate, up = F.grouped_mm(rows, self.w13.mT, offs=offsets).chunk(2, dim=-1)
+        gate, up = grouped_mm(rows, self.w13.mT, offs=offsets).chunk(2, dim=-1)
         hidden = {activation} * up
-        out = F.grouped_mm(hidden, self.w2.mT, offs=offsets) * weights.flatten()[order, None]
+        out = grouped_mm(hidden, self.w2.mT, offs=offsets) * weights.flatten()[order, None]
         out = torch.empty_like(out).index_copy_(0, order, out)  # back to (token, slot) order
         return out.view(-1, top_k, x.shape[-1]).sum(dim=1).to(x.dtype)
 
@@ -167,6 +167,7 @@ class ParallelMoe(Transform):
             "FeedForward",
             CLASSES.replace("{activation}", code_of(activation)),
         )
+        add_import(package, "model.py", moe_edits.GROUPED_MM_MODULE, "grouped_mm")
         edits.append_to_method(
             package,
             "model.py",

@@ -12,6 +12,7 @@ from codegen.transforms.edits import (
     EditError,
     InsertStatements,
     ReplaceStatements,
+    add_import,
     assigns,
     returns,
     run,
@@ -28,7 +29,7 @@ def expert_linear(x: torch.Tensor, weight: torch.Tensor, indices: torch.Tensor) 
     flat = indices.flatten()
     order = flat.argsort(stable=True)
     offsets = torch.bincount(flat, minlength=weight.shape[0]).cumsum(0, dtype=torch.int32)
-    out = F.grouped_mm(x.reshape(flat.numel(), -1)[order], weight.mT, offs=offsets)
+    out = grouped_mm(x.reshape(flat.numel(), -1)[order], weight.mT, offs=offsets)
     return torch.empty_like(out).index_copy_(0, order, out).view(*indices.shape, -1)
 '''
 
@@ -138,6 +139,7 @@ class RoutedAttention(Transform):
         # no query head count of its own: a token has as many query heads per picked expert
         set_field_comment(package, "n_kv_heads", KV_HEADS_COMMENT)
         edits.insert_definition(package, "model.py", EXPERT_LINEAR, before="Attention")
+        add_import(package, "model.py", moe_edits.GROUPED_MM_MODULE, "grouped_mm")
         self._rows(package, routed)
 
     @staticmethod

@@ -23,10 +23,9 @@ def test_fused_experts_get_one_bias_per_product():
     assert "self.w2_bias = nn.Parameter(torch.empty(num_experts, dim))" in model
     assert "experts = indices.flatten()[order]  # the expert of each sorted row" in model
     assert (
-        "gate_up = F.grouped_mm(rows, self.w13, offs=offsets).add_(self.w13_bias[experts])\n"
-        in model
+        "gate_up = grouped_mm(rows, self.w13, offs=offsets).add_(self.w13_bias[experts])\n" in model
     )
-    assert "F.grouped_mm(hidden, self.w2, offs=offsets).add_(self.w2_bias[experts])" in model
+    assert "grouped_mm(hidden, self.w2, offs=offsets).add_(self.w2_bias[experts])" in model
     adapter = files["state_dict_adapter.py"]
     rows = (
         '"model.layers.{}.mlp.experts.gate_up_proj": "layers.{}.moe.experts.w13",\n'
@@ -47,11 +46,12 @@ def test_per_expert_weights_get_stacked_biases():
     for weight, out in (("w1", "hidden_dim"), ("w2", "dim"), ("w3", "hidden_dim")):
         assert f"self.{weight}_bias = nn.Parameter(torch.empty(num_experts, {out}))" in model
     assert (
-        "hidden *= F.grouped_mm(rows, self.w3.mT, offs=offsets).add_(self.w3_bias[experts])"
-        in model
+        "hidden *= grouped_mm(rows, self.w3.mT, offs=offsets).add_(self.w3_bias[experts])" in model
     )
-    # the shared experts stay plain: the package edits its own copy
-    assert "class Experts" in model and "codegen.layers.experts" not in model
+    # the shared experts stay plain: the package edits its own copy (the shared grouped
+    # product stays imported)
+    assert "class Experts" in model and "import Experts" not in model
+    assert "from codegen.layers.grouped_mm import grouped_mm" in model
     adapter = files["state_dict_adapter.py"]
     assert (
         '"model.layers.{}.mlp.experts.{}.gate_proj.bias": "layers.{}.moe.experts.w1_bias",'

@@ -80,7 +80,7 @@ def test_adapter_rows_become_the_flat_matrices(tmp_path):
     }
     model = package.render()["model.py"]
     assert "self.w2 = nn.Parameter(torch.empty(num_experts, hidden_dim, dim))" in model
-    assert "F.grouped_mm(hidden, self.w2, offs=offsets)" in model
+    assert "grouped_mm(hidden, self.w2, offs=offsets)" in model
     assert "self.w1.mT" in model and "self.w2.mT" not in model
     assert "w2 (down) is [num_experts, in, out]" in model
 

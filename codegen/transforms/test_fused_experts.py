@@ -40,10 +40,10 @@ def test_interleaved_transposed_experts_load_as_stored():
     assert "self.w2 = nn.Parameter(torch.empty(num_experts, hidden_dim, dim))" in model
     assert "self.w1 " not in model and "self.w3 " not in model
     assert (
-        "        gate_up = F.grouped_mm(rows, self.w13, offs=offsets)\n"
+        "        gate_up = grouped_mm(rows, self.w13, offs=offsets)\n"
         "        gate, up = gate_up[..., ::2], gate_up[..., 1::2]\n"
         "        hidden = F.silu(gate) * up\n"
-        "        out = F.grouped_mm(hidden, self.w2, offs=offsets) * weights"
+        "        out = grouped_mm(hidden, self.w2, offs=offsets) * weights"
     ) in model
     assert "held as stored on disk, [num_experts, in, out]." in model
     adapter = files["state_dict_adapter.py"]
@@ -60,7 +60,7 @@ def test_concat_untransposed_on_the_qwen3_moe_reference():
     assert "self.w13 = nn.Parameter(torch.empty(num_experts, 2 * hidden_dim, dim))" in model
     assert "self.w2 = nn.Parameter(torch.empty(num_experts, dim, hidden_dim))" in model
     assert (
-        "        gate_up = F.grouped_mm(rows, self.w13.mT, offs=offsets)\n"
+        "        gate_up = grouped_mm(rows, self.w13.mT, offs=offsets)\n"
         "        gate, up = gate_up.chunk(2, dim=-1)\n"
         "        hidden = F.silu(gate) * up\n"
     ) in model
@@ -178,8 +178,8 @@ def test_experts_multiplied_by_f_linear_are_stored_out_by_in(tmp_path):
 
 
 SILU_BLOCK = (
-    "        hidden = F.silu(F.grouped_mm(rows, self.w1.mT, offs=offsets), inplace=True)\n"
-    "        hidden *= F.grouped_mm(rows, self.w3.mT, offs=offsets)\n"
+    "        hidden = F.silu(grouped_mm(rows, self.w1.mT, offs=offsets), inplace=True)\n"
+    "        hidden *= grouped_mm(rows, self.w3.mT, offs=offsets)\n"
 )
 
 
@@ -201,32 +201,32 @@ def test_a_separate_gate_and_up_become_the_fused_product_and_its_split():
     """`gate = ..w1..` / `up = ..w3..` beside a SwiGLU reading them: the two products become
     one and its split; the SwiGLU line, which reads neither weight, stays as written."""
     separate = (
-        "        gate = F.grouped_mm(picked, self.w1.mT, offs=offsets)\n"
-        "        up = F.grouped_mm(picked, self.w3.mT, offs=offsets)\n"
+        "        gate = grouped_mm(picked, self.w1.mT, offs=offsets)\n"
+        "        up = grouped_mm(picked, self.w3.mT, offs=offsets)\n"
         "        hidden = F.silu(gate) * up\n"
     )
     package = experts_with(separate, rows="picked")
     FuseExperts().apply(package, layout="concat", transposed=False)
     assert (
-        "        gate_up = F.grouped_mm(picked, self.w13.mT, offs=offsets)\n"
+        "        gate_up = grouped_mm(picked, self.w13.mT, offs=offsets)\n"
         "        gate, up = gate_up.chunk(2, dim=-1)\n"
         "        hidden = F.silu(gate) * up\n"
-        "        out = F.grouped_mm(hidden, self.w2.mT, offs=offsets)"
+        "        out = grouped_mm(hidden, self.w2.mT, offs=offsets)"
     ) in package.render()["model.py"]
 
 
 def test_the_swiglu_target_is_read_from_the_silu_statement():
-    """`act = F.silu(F.grouped_mm(.. w1 ..)) * 1.0` then `act *= ..w3..`: the silu of the
+    """`act = F.silu(grouped_mm(.. w1 ..)) * 1.0` then `act *= ..w3..`: the silu of the
     product is the first operand; `act` is what the fused split's SwiGLU assigns."""
     named = (
-        "        act = F.silu(F.grouped_mm(rows, self.w1.mT, offs=offsets)) * 1.0\n"
-        "        act *= F.grouped_mm(rows, self.w3.mT, offs=offsets)\n"
+        "        act = F.silu(grouped_mm(rows, self.w1.mT, offs=offsets)) * 1.0\n"
+        "        act *= grouped_mm(rows, self.w3.mT, offs=offsets)\n"
         "        hidden = act\n"
     )
     package = experts_with(named)
     FuseExperts().apply(package, layout="interleaved", transposed=True)
     assert (
-        "        gate_up = F.grouped_mm(rows, self.w13, offs=offsets)\n"
+        "        gate_up = grouped_mm(rows, self.w13, offs=offsets)\n"
         "        gate, up = gate_up[..., ::2], gate_up[..., 1::2]\n"
         "        act = F.silu(gate) * up\n"
         "        hidden = act\n"
@@ -238,13 +238,13 @@ def test_anchors_are_read_from_the_tree_not_the_rendered_lines():
     a comment naming `self.w1` does not make the down projection part of the gate block."""
     wrapped = (
         "        hidden = F.silu(\n"
-        "            F.grouped_mm(\n"
+        "            grouped_mm(\n"
         "                rows,\n"
         "                self.w1.mT,\n"
         "                offs=offsets,\n"
         "            ),\n"
         "        )\n"
-        "        hidden *= F.grouped_mm(rows, self.w3.mT, offs=offsets)\n"
+        "        hidden *= grouped_mm(rows, self.w3.mT, offs=offsets)\n"
     )
     package = experts_with(wrapped)
     model = package.render()["model.py"].replace(
@@ -254,10 +254,10 @@ def test_anchors_are_read_from_the_tree_not_the_rendered_lines():
     package = package_of({**package.render(), "model.py": model})
     FuseExperts().apply(package, layout="concat", transposed=False)
     assert (
-        "        gate_up = F.grouped_mm(rows, self.w13.mT, offs=offsets)\n"
+        "        gate_up = grouped_mm(rows, self.w13.mT, offs=offsets)\n"
         "        gate, up = gate_up.chunk(2, dim=-1)\n"
         "        hidden = F.silu(gate) * up\n"
-        "        out = F.grouped_mm(hidden, self.w2.mT, offs=offsets) * weights.flatten()"
+        "        out = grouped_mm(hidden, self.w2.mT, offs=offsets) * weights.flatten()"
     ) in package.render()["model.py"]
 
 
@@ -265,19 +265,19 @@ def test_anchors_are_read_from_the_tree_not_the_rendered_lines():
     "block, error",
     [
         (  # a statement between the gate's and the up's products
-            "        hidden = F.silu(F.grouped_mm(rows, self.w1.mT, offs=offsets))\n"
+            "        hidden = F.silu(grouped_mm(rows, self.w1.mT, offs=offsets))\n"
             "        rows = rows.clone()\n"
-            "        hidden *= F.grouped_mm(rows, self.w3.mT, offs=offsets)\n",
+            "        hidden *= grouped_mm(rows, self.w3.mT, offs=offsets)\n",
             "not one block",
         ),
-        (  # the gate multiplied otherwise than by F.grouped_mm
+        (  # the gate multiplied otherwise than by grouped_mm
             "        hidden = F.silu(torch.bmm(rows, self.w1.mT))\n"
-            "        hidden *= F.grouped_mm(rows, self.w3.mT, offs=offsets)\n",
+            "        hidden *= grouped_mm(rows, self.w3.mT, offs=offsets)\n",
             "does not multiply its rows by self.w1",
         ),
         (  # no `up` and no SwiGLU over the products
-            "        hidden = F.gelu(F.grouped_mm(rows, self.w1.mT, offs=offsets))\n"
-            "        hidden *= F.grouped_mm(rows, self.w3.mT, offs=offsets)\n",
+            "        hidden = F.gelu(grouped_mm(rows, self.w1.mT, offs=offsets))\n"
+            "        hidden *= grouped_mm(rows, self.w3.mT, offs=offsets)\n",
             "not SwiGLU",
         ),
     ],
@@ -291,7 +291,7 @@ def test_a_w13_already_there_is_not_read_as_w1():
     """`self.w13` is another attribute than `self.w1`: experts already fused have no w1
     block to fuse."""
     fused = (
-        "        gate_up = F.grouped_mm(rows, self.w13.mT, offs=offsets)\n"
+        "        gate_up = grouped_mm(rows, self.w13.mT, offs=offsets)\n"
         "        hidden = F.silu(gate_up[..., ::2]) * gate_up[..., 1::2]\n"
     )
     with pytest.raises(EditError, match="not one block"):

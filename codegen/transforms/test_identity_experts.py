@@ -46,7 +46,7 @@ def test_the_router_scores_the_identity_experts_and_the_moe_passes_their_tokens(
     assert "minlength=self.num_experts)[:self.num_experts]" in experts.replace(" ", "")
     assert "skipped = identity.flatten()[order, None]" in experts
     assert "passed, rows = rows, rows.masked_fill(skipped, 0)" in experts
-    assert "torch.where(skipped, passed, F.grouped_mm(hidden, self.w2.mT" in experts
+    assert "torch.where(skipped, passed, grouped_mm(hidden, self.w2.mT" in experts
     assert "masked_fill(identity, 0)" not in experts  # not given to expert 0 at weight 0
     assert "the `n_zero_experts` identity experts" in experts
     moe = model.split("class MoE(", 1)[1].split("\nclass ", 1)[0]

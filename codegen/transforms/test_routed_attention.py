@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from codegen.layers.grouped_mm import grouped_mm
 from codegen.models import references_dir
 from codegen.scaffold.source import SourcePackage
 from codegen.transforms.edits import EditError
@@ -77,7 +78,7 @@ def test_expert_linear_multiplies_each_slot_by_its_expert():
     source = package.render()["model.py"]
     start = source.index("def expert_linear(")
     end = source.index("\nclass ", start)
-    scope = {"torch": torch, "F": F}
+    scope = {"torch": torch, "F": F, "grouped_mm": grouped_mm}
     exec(source[start:end], scope)
     torch.manual_seed(0)
     x, weight = torch.randn(3, 5, 2, 8), torch.randn(4, 12, 8)  # rows of 16-byte multiples

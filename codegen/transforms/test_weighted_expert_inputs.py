@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from codegen.layers.grouped_mm import grouped_mm
 from codegen.models import references_dir
 from codegen.scaffold.source import SourcePackage
 from codegen.transforms.add_moe import AddMoe
@@ -24,7 +25,7 @@ def weighted_package() -> SourcePackage:
 def experts_class(model_source: str):
     module = cst.parse_module(model_source)
     (cls,) = [s for s in module.body if isinstance(s, cst.ClassDef) and s.name.value == "Experts"]
-    namespace = {"torch": torch, "F": F, "nn": nn}
+    namespace = {"torch": torch, "F": F, "nn": nn, "grouped_mm": grouped_mm}
     exec("from __future__ import annotations\n" + cst.Module([cls]).code, namespace)
     return namespace["Experts"]
 

@@ -335,7 +335,25 @@ def _load_hf(
         kwargs["attn_implementation"] = attention
     if experts:
         kwargs["experts_implementation"] = experts
-    return AutoModelForCausalLM.from_pretrained(directory, **kwargs).eval()
+    model = AutoModelForCausalLM.from_pretrained(directory, **kwargs).eval()
+    if experts is None and not _grouped_kernel_fits(model):
+        return _load_hf(directory, dtype, attention, "eager")
+    return model
+
+
+def _grouped_kernel_fits(model) -> bool:
+    """Whether HF's default experts kernel (`grouped_mm`) takes the model's stacked expert
+    weights: it refuses a width whose bytes are not a multiple of 16 (36 in bf16, 37 in
+    fp32), which HF's per-expert loop and the package run. HF's experts are the modules its
+    `use_experts_implementation` decorator set up (they carry its `has_gate` flag)."""
+    experts = [module for module in model.modules() if hasattr(module, "has_gate")]
+    return all(
+        size * param.element_size() % 16 == 0
+        for module in experts
+        for param in module.parameters()
+        if param.dim() == 3
+        for size in param.shape[1:]
+    )
 
 
 def _hf_logits(model, inputs: list[Inputs]) -> list[torch.Tensor]:
