@@ -234,3 +234,19 @@ def test_a_count_of_shared_layers_gets_a_toy_that_takes_it() -> None:
     cfg = _config("gemma4_text", toy, setting)
     assert cfg.layer_types == pattern * 2
     assert cfg.kv_sharing_modes[6:] == ["reuse"] * 6
+
+
+def test_a_number_list_a_zero_switches_gets_zeros_and_differing_entries() -> None:
+    """granite_swa reads each layer's RoPE base from `layer_rope_theta` and skips the rotation
+    where it is 0; the toy repeats one base. One setting puts 0 on the even layers and makes
+    the others differ from each other (a package that reads one entry for all layers, or
+    rotates a 0 layer, computes another model), one puts 0 on every layer."""
+    toy = _toy("granite_swa")
+    assert toy["num_hidden_layers"] == 4 and len(set(toy["layer_rope_theta"] or [0])) == 1
+    settings = _by_label(switch_settings("granite_swa", toy))
+    base = _config("granite_swa", toy).layer_rope_theta[0]
+    mixed = settings["layer_rope_theta=[0 on even layers, the others differing]"]
+    assert mixed.overrides == {"layer_rope_theta": [0.0, base, 0.0, 2 * base]}
+    assert mixed.value == "layers 0"
+    every = settings["layer_rope_theta=[0 on every layer]"]
+    assert every.overrides == {"layer_rope_theta": [0.0] * 4}
