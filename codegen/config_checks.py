@@ -11,14 +11,9 @@ def require_settings(hf_config: Any, expected: dict[str, Any]) -> None:
     A field the config class does not have counts as having the expected value, so one
     table serves every config class a package supports. A dotted key (`attn_config.clip_qkv`)
     is a field of a sub-config (an object or a dict). `{"same_as": "other"}` asks for the
-    value of the config's field `other` (OPT's word_embed_proj_dim equal to hidden_size);
-    `{"each_same_as": "other"}` asks every entry of a list field (a per-layer RoPE base)
-    to equal it, a missing or None list counting as equal.
+    value of the config's field `other` (OPT's word_embed_proj_dim equal to hidden_size).
     """
     for key, value in expected.items():
-        if isinstance(value, dict) and set(value) == {"each_same_as"}:
-            _require_each(hf_config, key, value["each_same_as"])
-            continue
         if isinstance(value, dict) and set(value) == {"same_as"}:
             other = value["same_as"]
             actual, wanted = _field(hf_config, key, None), _field(hf_config, other, None)
@@ -33,16 +28,6 @@ def require_settings(hf_config: Any, expected: dict[str, Any]) -> None:
             raise NotImplementedError(
                 f"{type(hf_config).__name__}.{key}={actual!r} is not supported (expected {value!r})"
             )
-
-
-def _require_each(hf_config: Any, key: str, other: str) -> None:
-    entries, wanted = _field(hf_config, key, None), _field(hf_config, other, None)
-    if entries is not None and any(entry != wanted for entry in entries):
-        raise NotImplementedError(
-            f"{type(hf_config).__name__}.{key}={list(entries)!r} is not supported: every layer"
-            f" of this package uses {other}={wanted!r}; entries that differ need the HF model"
-            " (or a package that builds one table per entry)"
-        )
 
 
 def _field(hf_config: Any, key: str, default: Any) -> Any:

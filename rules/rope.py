@@ -38,14 +38,14 @@ RULES = [
         ),
     ),
     Rule(
-        id="uniform_layer_bases",
+        id="layer_rope_bases",
         feature="rope.layer_bases",
         values=(True,),
-        transform="uniform_layer_bases",
+        transform="layer_rope_bases",
         params={"bases": FromFeature("rope.layer_bases")},
         description=(
-            "each layer reads its RoPE base from a config list: the package rotates with one"
-            " base, so a list with another entry is refused by from_hf_config"
+            "each layer reads its RoPE base from a config list: a table per distinct nonzero"
+            " base, each layer rotating with its own base's; a 0 entry applies no RoPE there"
         ),
     ),
     Rule(

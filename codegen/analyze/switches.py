@@ -43,7 +43,7 @@ TESTS = (
     "cmp",  # `op operand` (a number; operand None: compared with a variable such as a layer index)
     "empty",  # a per-layer index list with no entry
     "nonempty",  # ... with some entries
-    "layers",  # a per-layer list whose entries are `operand` (a string) for some layers
+    "layers",  # a per-layer list whose entries are `operand` (a string, or 0) for some layers
     "same",  # equal to the config field named `operand` (OPT's word_embed_proj_dim == hidden_size)
     "differs",  # ... not equal to it (OPT: project_in / project_out between the two widths)
     "scalar",  # an int for every layer (`isinstance(config.moe_topk, int)` holds)
@@ -169,10 +169,11 @@ class _Unit:
 
 @dataclass
 class _Atom:
-    """One field test inside a condition: the value class when it holds and when not."""
+    """One field test inside a condition: the value class when it holds and when not (None:
+    that side is no value class of its own)."""
 
     ref: _Ref
-    yes: SwitchValue
+    yes: SwitchValue | None
     no: SwitchValue | None
     node: cst.CSTNode
 
@@ -503,7 +504,7 @@ class _Scanner:
             return [replace(a, node=test, ref=replace(a.ref, via=via, read_at=site)) for a in inner]
         if isinstance(test, cst.UnaryOperation) and isinstance(test.operator, cst.Not):
             return [
-                _Atom(a.ref, a.no, a.yes, a.node) if a.no is not None else a
+                _Atom(a.ref, a.no, a.yes, a.node) if a.no is not None or a.yes is None else a
                 for a in self.atoms(test.expression, env)
             ]
         if isinstance(test, cst.BooleanOperation):
@@ -527,6 +528,10 @@ class _Scanner:
         ref = self.read(test, env)
         if ref is not None and not ref.item:
             return [_Atom(ref, _value("truthy"), _value("falsy"), test)]
+        if ref is not None and not ref.key and not ref.sub:
+            # one layer's entry of a number list tested for truth (granite_swa's per-layer
+            # RoPE base, 0: no RoPE on that layer): the list has 0 on some layers
+            return [_Atom(replace(ref, item=False), None, _value("layers", 0), test)]
         return []
 
     def _type_test(self, test: cst.Call, env: dict) -> list[_Atom]:
@@ -824,7 +829,8 @@ class _Visitor:
             yes, no = atom.yes, atom.no
             if single and other_nodes:
                 yes, no = (self._registry(v, atom.ref, other_nodes) for v in (yes, no))
-            self.s.record(atom.ref, replace(yes, selects=yes_sel), self.unit, atom.node)
+            if yes is not None:
+                self.s.record(atom.ref, replace(yes, selects=yes_sel), self.unit, atom.node)
             if no is not None and (no.test != "other" or has_else):
                 self.s.record(atom.ref, replace(no, selects=no_sel), self.unit, atom.node)
 

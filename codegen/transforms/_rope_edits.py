@@ -246,11 +246,16 @@ def second_rotary(statement, field: str, name: str) -> str:
     """`self.rotary = RotaryEmbedding(args.rope, dim)` -> `self.<name> = ...` over the table
     `args.<field>` (`args.rope` where it is None); a dim read from the table
     (`args.rope.rotary_dim(...)`, partial rotary) reads that table too."""
+    return f"self.{name} = {code_of(rotary_over(statement, f'args.{field} or args.rope'))}"
+
+
+def rotary_over(statement, table: str) -> cst.Call:
+    """`self.rotary = RotaryEmbedding(args.rope, dim)` -> `RotaryEmbedding(<table>, dim)`,
+    a dim read from the table (`args.rope.rotary_dim(...)`) read from `table` too."""
     call = statement.body[0].value
-    table = f"args.{field} or args.rope"
     first = call.args[0].with_changes(value=expression(table))
     rest = [arg.visit(_ReadTable(expression(f"({table})"))) for arg in call.args[1:]]
-    return f"self.{name} = {code_of(call.with_changes(args=[first, *rest]))}"
+    return call.with_changes(args=[first, *rest])
 
 
 class _ReadTable(cst.CSTTransformer):

@@ -76,10 +76,25 @@ class AddNopeLayers(Transform):
             edits.call_of("self.attention"),
             rope_or_none,
         )
-        edits.set_param_annotation(
-            package, "Attention", "forward", "rope", "tuple[torch.Tensor, torch.Tensor] | None"
-        )
+        rotate_only_with_table(package)
+
+
+OPTIONAL_TABLE = "tuple[torch.Tensor, torch.Tensor] | None"
+
+
+def rotate_only_with_table(package, *, block: bool = False) -> None:
+    """The attention takes `rope=None` for a NoPE layer and then skips the rotation (with
+    `block`, the block's `rope` may be None too: it hands its attention what it is given).
+    Once: a package whose rotation is guarded already keeps its one guard."""
+    edits.set_param_annotation(package, "Attention", "forward", "rope", OPTIONAL_TABLE)
+    if block:
+        edits.set_param_annotation(package, "TransformerBlock", "forward", "rope", OPTIONAL_TABLE)
+    attention = edits.find_method(package.module("model.py"), "Attention", "forward")
+    if attention is None or not m.findall(attention, _GUARD):
         run(package, "model.py", _GuardRotation())
+
+
+_GUARD = m.If(test=m.Comparison(left=m.Name("rope"), comparisons=[m.ComparisonTarget(m.IsNot())]))
 
 
 class _GuardRotation(edits.InMethod):

@@ -444,6 +444,9 @@ def _layer_settings(switch: Switch, value: SwitchValue, base, toy: dict):
     n = _layer_count(base, toy)
     current = getattr(base, switch.field, None)
     current = list(current) if isinstance(current, list | tuple) and len(current) == n else None
+    if value.operand == 0 and not isinstance(value.operand, str):
+        yield from _zero_layer_settings(switch, current)
+        return
     others = [v.operand for v in switch.values if v.test == "layers" and v.operand != value.operand]
     # the source compares against one kind only (`mlp_layer_types[i] == "sparse"`, dense
     # otherwise) and the toy has it on every layer: a kind nothing compares against fills
@@ -462,6 +465,23 @@ def _layer_settings(switch: Switch, value: SwitchValue, base, toy: dict):
         )
     uniform = [s] * n
     yield f"{switch.field}=['{s}' on every layer]", {switch.field: uniform}, uniform
+
+
+def _zero_layer_settings(switch: Switch, current: list | None):
+    """A per-layer number list whose entries the source tests for truth (a RoPE base per
+    layer, 0: none): 0 on every other layer, the toy's entries on the others each made to
+    differ (the k-th kept entry times k + 1), so a package reading one entry for every layer
+    is caught too; and 0 on every layer."""
+    if current is None or not all(isinstance(x, int | float) for x in current):
+        return
+    kept = [x for i, x in enumerate(current) if i % 2]
+    if not any(kept):
+        return
+    mixed = [0 if i % 2 == 0 else x * (i // 2 + 1) for i, x in enumerate(current)]
+    mixed = [type(x)(v) for x, v in zip(current, mixed, strict=True)]
+    yield f"{switch.field}=[0 on even layers, the others differing]", {switch.field: mixed}, mixed
+    uniform = [type(x)(0) for x in current]
+    yield f"{switch.field}=[0 on every layer]", {switch.field: uniform}, uniform
 
 
 def _only_kind(switch: Switch, value: SwitchValue, current) -> bool:

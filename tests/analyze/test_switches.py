@@ -624,3 +624,37 @@ def test_a_config_property_is_scanned_like_post_init(tmp_path) -> None:
     for source in ("gemma4_unified_text", modeling):
         names = {s.name for s in analyze(source).switches}
         assert "num_kv_shared_layers" in names, sorted(names)
+
+
+def test_an_entry_of_a_number_list_tested_for_truth_is_a_per_layer_switch(tmp_path) -> None:
+    """A layer's entry of a number list read where a 0 selects the other side (a RoPE base
+    per layer, `table if base else None`: no RoPE on that layer) is a per-layer switch whose
+    value is 0 on some layers, cited at the test and described by what 0 selects."""
+    config = CONFIG.replace(
+        "hidden_size: int = 64", "hidden_size: int = 64\n    layer_bases: list[float] | None = None"
+    )
+    modeling = textwrap.dedent(
+        """
+        from torch import nn
+
+
+        class Thing(nn.Module):
+            def __init__(self, config):
+                super().__init__()
+                self.config = config
+
+            def forward(self, x, tables):
+                for i in range(self.config.num_hidden_layers):
+                    base = self.config.layer_bases[i]
+                    table = tables[base] if base else None  # L:x
+                    x = x + (0 if table is None else table)
+                return x
+        """
+    )
+    switches = _by_name(switches_of_file(_write(str(tmp_path), modeling, config)))
+    switch = switches["layer_bases"]
+    assert switch.kind == "per_layer"
+    (value,) = switch.values
+    assert (value.test, value.operand, value.label) == ("layers", 0, "layers 0")
+    assert value.selects.endswith("None")
+    assert _marks(modeling)["x"] in _cites(switch, "layers")

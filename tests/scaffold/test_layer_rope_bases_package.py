@@ -1,9 +1,9 @@
 """A RoPE base read per layer from a config list (`rope.layer_bases`) on a renamed copy
 whose field is renamed too: the analysis records the list and the base each entry replaces,
-with evidence; the package built from the copy refuses a config whose entries differ in one
-line naming the field (it rotates every layer with one base), accepts a list of that one
-base, and still verifies on the toy config. Without the step the package loads differing
-bases and computes another model from the second layer on."""
+with evidence; the package built from the copy takes the list in `from_hf_config` (the one
+base on every layer where the config gives none) and verifies with differing bases and a 0
+(NoPE) on a layer. A package that rotates every layer with the one base fails at the first
+layer whose base differs; one that rotates a 0 layer anyway fails at that layer."""
 
 from __future__ import annotations
 
@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 from layer_bases_fixture import FIELD, NAME, layer_bases_folder
 
-from codegen.scaffold.testing import plan_folder, verify_folder, write_planned
+from codegen.scaffold.testing import plan_folder, seeded_copy, verify_folder, write_planned
 
 BASE = "rope_parameters.rope_theta"
-DIFFERING = [10000.0, 500000.0, 10000.0, 500000.0]  # the toy has 4 layers
+# the toy has 4 layers: layer 1 turns at another base, layer 2 applies no RoPE
+DIFFERING = [10000.0, 500000.0, 0, 10000.0]
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +29,18 @@ def folder(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def differing(tmp_path_factory, folder) -> Path:
+    """The copy with DIFFERING in its config.json."""
+    copy = shutil.copytree(folder, tmp_path_factory.mktemp("differing") / NAME)
+    config = json.loads((copy / "config.json").read_text())
+    config[FIELD] = DIFFERING
+    (copy / "config.json").write_text(json.dumps(config))
+    return copy
+
+
+@pytest.fixture(scope="module")
 def planned(folder):
-    target, plan = plan_folder(folder, rules=("uniform_layer_bases",))
+    target, plan = plan_folder(folder, rules=("layer_rope_bases",))
     assert target.features.rope.layer_bases == {"field": FIELD, "base": BASE}
     assert f"config:{FIELD}" in target.features.evidence["rope.layer_bases"]
     return target, plan
@@ -54,31 +65,34 @@ def _from_hf_config(models: Path, folder: Path, bases):
     return args.ModelArgs.from_hf_config(hf_config)
 
 
-def test_differing_bases_are_refused_in_one_line(built, folder):
-    with pytest.raises(NotImplementedError) as refused:
-        _from_hf_config(built, folder, DIFFERING)
-    message = str(refused.value)
-    assert "\n" not in message and f"{FIELD}=[10000.0, 500000.0" in message
-    assert f"{BASE}=10000.0" in message
-
-
-def test_a_list_of_the_one_base_is_accepted(built, folder):
-    assert _from_hf_config(built, folder, [10000.0] * 4).rope.theta == 10000.0
-    assert _from_hf_config(built, folder, None).rope.theta == 10000.0
+def test_the_args_take_the_list_and_default_to_the_one_base(built, folder):
+    assert _from_hf_config(built, folder, DIFFERING).layer_rope_bases == tuple(DIFFERING)
+    assert _from_hf_config(built, folder, None).layer_rope_bases == (10000.0,) * 4
 
 
 def test_package_verifies_on_the_toy_config(built, folder, capsys):
-    rows = verify_folder(folder, built, capsys, switches=False)
+    rows = verify_folder(folder, built, capsys, dtypes=(), switches=False)
     assert rows and all(row["status"] == "pass" for row in rows), rows
 
 
-def test_without_the_step_differing_bases_compute_another_model(tmp_path, folder, planned, capsys):
-    models, _ = write_planned(tmp_path / "models", planned, without="uniform_layer_bases")
-    differing = shutil.copytree(folder, tmp_path / "hub" / NAME)
-    config = json.loads((differing / "config.json").read_text())
-    config[FIELD] = DIFFERING
-    (differing / "config.json").write_text(json.dumps(config))
-    options = ("--dtype", "fp32")
-    (row,) = verify_folder(differing, models, capsys, *options, dtypes=(), switches=False)
+def test_package_verifies_with_differing_bases_and_a_nope_layer(built, differing, capsys):
+    rows = verify_folder(differing, built, capsys, dtypes=(), switches=False)
+    assert rows and all(row["status"] == "pass" for row in rows), rows
+
+
+def _fails_at(models: Path, differing: Path, capsys) -> str:
+    (row,) = verify_folder(differing, models, capsys, switches=False)
     assert row["status"] == "fail", row
-    assert (row.get("first_divergence") or "").startswith("layers.1.attention"), row
+    return row.get("first_divergence") or ""
+
+
+def test_one_base_for_every_layer_fails_at_the_first_that_differs(
+    tmp_path, planned, differing, capsys
+):
+    models, _ = write_planned(tmp_path / "models", planned, without="layer_rope_bases")
+    assert _fails_at(models, differing, capsys).startswith("layers.1.attention")
+
+
+def test_a_nope_layer_rotated_anyway_fails_at_that_layer(tmp_path, built, differing, capsys):
+    models = seeded_copy(built, tmp_path / "models", NAME, "0: None}", "0: rope}")
+    assert _fails_at(models, differing, capsys).startswith("layers.2.attention")

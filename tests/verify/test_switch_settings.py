@@ -251,3 +251,19 @@ def test_a_field_that_is_an_int_or_a_per_layer_list_gets_a_list() -> None:
     assert _config("hunyuan_v1_moe", toy, listed).moe_topk == [1, 2, 1, 2]
     assert any(d.label.startswith("num_experts=[") for d in plan.dropped)
     assert "moe_topk int" in plan.covered
+
+
+def test_a_number_list_a_zero_switches_gets_zeros_and_differing_entries() -> None:
+    """granite_swa reads each layer's RoPE base from `layer_rope_theta` and skips the rotation
+    where it is 0; the toy repeats one base. One setting puts 0 on the even layers and makes
+    the others differ from each other (a package that reads one entry for all layers, or
+    rotates a 0 layer, computes another model), one puts 0 on every layer."""
+    toy = _toy("granite_swa")
+    assert toy["num_hidden_layers"] == 4 and len(set(toy["layer_rope_theta"] or [0])) == 1
+    settings = _by_label(switch_settings("granite_swa", toy))
+    base = _config("granite_swa", toy).layer_rope_theta[0]
+    mixed = settings["layer_rope_theta=[0 on even layers, the others differing]"]
+    assert mixed.overrides == {"layer_rope_theta": [0.0, base, 0.0, 2 * base]}
+    assert mixed.value == "layers 0"
+    every = settings["layer_rope_theta=[0 on every layer]"]
+    assert every.overrides == {"layer_rope_theta": [0.0] * 4}
