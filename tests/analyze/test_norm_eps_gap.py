@@ -98,3 +98,14 @@ def test_an_epsilon_from_a_local_is_no_evidence_of_a_split(tmp_path):
     features = analyze(_synth(tmp_path, FINAL_CONFIG, local, POST_CONFIG))
     assert features.norm.eps_sources["block"] == "other | config.rms_norm_eps"
     assert not _gap(features)
+
+
+def test_muse_glimmers_post_norms_on_a_field_of_their_own_are_named():
+    """Its post-sublayer norms read `config.post_norm_eps` (1e-8), the others
+    `config.rms_norm_eps` (1e-5): a package reading one would move the post norms' epsilon."""
+    pytest.importorskip("transformers.models.muse_glimmer")
+    (gap,) = _gap(analyze("muse_glimmer_text"))
+    assert "config.rms_norm_eps | config.post_norm_eps" in gap.detail
+    assert re.fullmatch(
+        r"modeling_muse_glimmer\.py:\d+; modeling_muse_glimmer\.py:\d+", gap.evidence
+    )
