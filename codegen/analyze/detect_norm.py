@@ -22,6 +22,7 @@ from codegen.analyze import (
     layer_norm_eps,
     low_rank_branch,
     norm_cast,
+    norm_eps_gap,
     norm_eps_sources,
     residual_affine,
     stream_weights,
@@ -616,6 +617,7 @@ def detect(ctx: Ctx, qk_norms: tuple[ModuleRec, ...] = ()) -> tuple[Norm, dict]:
     _ = terms_in
     sources = norm_eps_sources.read(ctx, [rec for _, rec in norms], list(qk_norms))
     layer_eps = layer_norm_eps.detect(ctx, sources)
+    norm_eps_gap.check(ctx, sources)
     eps, field, eps_site = _norm_eps(ctx, norms[0][1] if norms else None, sources, layer_eps)
     if eps is not None:
         ctx.cite("norm.eps", f"{ctx.class_site(norms[0][1])} (eps {eps} in the code)")
