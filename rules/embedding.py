@@ -156,6 +156,7 @@ RULES = [
             "dense": FromFeature("head.transform_dense"),
             "norm": FromFeature("head.transform_norm"),
             "activation": FromFeature("head.transform_activation"),
+            "activation_field": FromFeature("head.transform_activation_field"),
             "dense_bias": FromFeature("head.transform_dense_bias"),
             "projection": FromFeature("head.projection"),
             "bias_key": FromFeature("head.bias_key"),

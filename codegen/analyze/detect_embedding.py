@@ -414,14 +414,14 @@ def _prediction_head(ctx: Ctx) -> dict | None:
             if isinstance(child, ParamRec):
                 params.append(child_path)
             elif isinstance(child, ActRec):
-                acts.append(child.name)
+                acts.append(child)
             elif isinstance(child, ModuleRec) and depth < 3:
                 holders[child_path] = node
                 stack.append((child_path, child, top, depth + 1))
     projection = [x for x in linears if len(x[1].args) > 1 and x[1].args[1] == vocab]
     dense = [x for x in linears if x not in projection]
     if len(dense) == 1 and not acts and dense[0][0] in holders:
-        acts = _called_activations(ctx, holders[dense[0][0]])
+        acts = [ActRec(name) for name in _called_activations(ctx, holders[dense[0][0]])]
     if len(projection) != 1 or len(dense) != 1 or len(norms) != 1 or len(acts) != 1:
         return None
     proj_path, proj, top = projection[0]
@@ -450,7 +450,11 @@ def _prediction_head(ctx: Ctx) -> dict | None:
         "dense_bias": linear_bias(dense[0][1]) is not False,
         "width": width,
         "norm": norms[0],
-        "activation": acts[0] if isinstance(acts[0], str) else "",
+        "activation": acts[0].name if isinstance(acts[0].name, str) else "",
+        # the config field the activation is looked up by (`ACT2FN[config.<field>]`), and
+        # where; "" when the code names the function itself (RoBERTa's `gelu(x)`)
+        "activation_field": acts[0].field or "",
+        "activation_site": acts[0].site.cite() if acts[0].site is not None else "",
         "bias_key": bias_key,
     }
 
@@ -600,6 +604,7 @@ def detect(ctx: Ctx) -> tuple[Embedding, Head]:
     if pred is not None:
         head_name, head, head_called = pred["projection"], pred["projection_rec"], pred["called"]
         ctx.cite("head.transform", f"{pred['site']} (dense, activation, norm, projection)")
+        ctx.cite("head.transform_activation_field", pred["activation_site"] or pred["site"])
     elif wrapped is not None:
         head_name, head = wrapped["projection"], wrapped["projection_rec"]
         head_called = wrapped["called"]
@@ -787,6 +792,7 @@ def detect(ctx: Ctx) -> tuple[Embedding, Head]:
             transform_dense=pred["dense"],
             transform_norm=pred["norm"],
             transform_activation=pred["activation"],
+            transform_activation_field=pred["activation_field"],
             transform_dense_bias=pred["dense_bias"],
             transform_width=pred["width"],
             projection=pred["projection"],

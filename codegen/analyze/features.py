@@ -635,6 +635,9 @@ class Head:
     transform_dense: str = ""
     transform_norm: str = ""
     transform_activation: str = ""  # its activation's name (hidden_act: "gelu")
+    # the config field that name is looked up by (`ACT2FN[config.classifier_activation]`),
+    # "" when the code calls the function itself (RoBERTa's `gelu(x)`)
+    transform_activation_field: str = ""
     transform_dense_bias: bool = True
     transform_width: str = ""  # config field of the head's own width (RemBERT), "" = hidden
     projection: str = ""

@@ -236,6 +236,22 @@ def set_fixed_setting(package, key: str, value) -> None:
         run(package, "args.py", EditDict("FIXED_SETTINGS", rewrite), required=False)
 
 
+def pin_setting(package, key: str, value) -> None:
+    """FIXED_SETTINGS pins config field `key` to `value`: its entry is set when the reference
+    lists it, added otherwise, so a config with another value is refused."""
+    literal = json.dumps(value) if isinstance(value, str) else repr(value)
+    wanted = json.dumps(key)
+    listed: list[str] = []
+
+    def rewrite(entry_key, entry_value):
+        listed.append(entry_key)
+        return [(entry_key, literal if entry_key == wanted else entry_value)]
+
+    run(package, "args.py", EditDict("FIXED_SETTINGS", rewrite))
+    if wanted not in listed:
+        run(package, "args.py", EditDict("FIXED_SETTINGS", None, [(wanted, literal)]))
+
+
 class _FieldComment(cst.CSTTransformer):
     def __init__(self, field: str, comment: str):
         super().__init__()

@@ -7,7 +7,12 @@ import libcst as cst
 import libcst.matchers as m
 
 from codegen.transforms import _attention_edits as edits
-from codegen.transforms._ffn_edits import activation_of, adapter_rows, rewrite_adapter
+from codegen.transforms._ffn_edits import (
+    activation_of,
+    adapter_rows,
+    pin_setting,
+    rewrite_adapter,
+)
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import (
     EditError,
@@ -32,7 +37,9 @@ class HeadTransform(Transform):
     head weight from `projection` and its bias from `bias_key`; a bias HF ties to a
     parameter of its own (BERT's `cls.predictions.bias`) is only shared when the head is
     tied, so the package fixes `tie_word_embeddings` (an untied checkpoint carries an
-    unused copy of it)."""
+    unused copy of it). `activation_field`, the config field HF looks the activation up by
+    (ModernBERT-decoder's `classifier_activation`), is pinned to `activation`: the package
+    hard-codes it, so a config naming another one is refused rather than run differently."""
 
     name = "head_transform"
 
@@ -48,6 +55,7 @@ class HeadTransform(Transform):
         dense_bias: bool = True,
         bias_key: str = "",
         width: str = "",
+        activation_field: str = "",
     ) -> None:
         if not (dense and norm and projection):
             raise EditError("a prediction head needs the HF paths of its dense, norm, projection")
@@ -97,6 +105,8 @@ class HeadTransform(Transform):
         edits.insert_rows_after(package, "output.weight", rows)
         if bias_key and bias_key != f"{projection}.bias":
             fix_tied_head(package)
+        if activation_field:
+            pin_setting(package, activation_field, activation)
 
 
 class _WrapHeadInput(ScopedTransformer):

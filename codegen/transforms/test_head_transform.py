@@ -82,3 +82,20 @@ def test_a_head_of_its_own_width():
     assert "self.head_norm = RMSNorm(args.head_width, args.norm_eps)" in model
     assert "self.output = nn.Linear(args.head_width, args.vocab_size" in model
     assert "head_width=hf_config.output_embedding_size," in files["args.py"]
+
+
+def test_the_field_the_activation_is_looked_up_by_is_pinned():
+    """ModernBERT-decoder: `ACT2FN[config.classifier_activation]` hard-coded as gelu, so a
+    config naming another activation is refused, not run with gelu."""
+    before = _bert_head().render()["args.py"]
+    assert "classifier_activation" not in before
+    after = _bert_head(activation_field="classifier_activation").render()["args.py"]
+    assert '"classifier_activation": "gelu"' in after
+    assert '"hidden_act": "silu"' in after  # the FFN's own pin is left alone
+
+
+def test_a_field_already_pinned_is_set_not_listed_twice():
+    """BERT's head reads hidden_act, the field the FFN's pin already lists."""
+    args = _bert_head(activation="gelu_new", activation_field="hidden_act").render()["args.py"]
+    assert args.count('"hidden_act"') == 1
+    assert '"hidden_act": "gelu_new"' in args

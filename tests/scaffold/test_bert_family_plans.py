@@ -63,3 +63,14 @@ def _activation(name: str):
 )
 def test_without_the_step_or_with_a_wrong_one_verify_fails(tmp_path, model_type, edit):
     assert _failed(_scaffold(tmp_path, model_type, edit))
+
+
+@pytest.mark.parametrize(
+    "model_type, field",
+    [("modernbert-decoder", "classifier_activation"), ("megatron-bert", "hidden_act")],
+)
+def test_the_planned_head_pins_the_field_its_activation_is_read_from(model_type, field):
+    """ModernBERT-decoder's head looks its activation up by classifier_activation, not the
+    FFN's field: the plan pins it, so a config naming another one is refused."""
+    (step,) = [s for s in make_plan(load_target(model_type)).steps if s.rule == "head_transform"]
+    assert step.params["activation_field"] == field
