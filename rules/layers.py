@@ -99,4 +99,20 @@ RULES = [
             " layers)"
         ),
     ),
+    Rule(
+        # last: the rules before may read or extend the reference's per-layer dense/MoE
+        # choice (a gated MoE norm, the router MLP's state), settled here once. A MoE
+        # reference chooses over decoder_sparse_step / mlp_only_layers (qwen3_moe) or
+        # first_k_dense_replace (deepseek_v3); a target whose source reads none of them and
+        # builds its MoE block unconditionally (mixtral, olmoe) has no dense layer
+        id="every_layer_moe",
+        feature="moe.layer_condition",
+        values=("all",),
+        transform="every_layer_moe",
+        description=(
+            "every layer builds the MoE block: the reference's per-layer choice of a dense"
+            " feed-forward, its class, checkpoint rows and layer rule are removed"
+        ),
+        reached_by=("decoder_sparse_step", "mlp_only_layers", "first_k_dense_replace"),
+    ),
 ]

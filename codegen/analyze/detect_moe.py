@@ -462,9 +462,13 @@ def detect(ctx: Ctx) -> Moe | None:
         ctx.cite("moe.dense_layers", rule[1] if rule else moe_site)
     else:
         ctx.cite("moe.dense_layers", rule[1] if rule else ctx.class_site(ctx.model.layers[0]))
-    if rule:  # the condition is read where the layer builds its feed-forward slot
-        slot, _ = _layer_slot_site(ctx)
-        ctx.cite("moe.layer_condition", slot.cite() if slot is not None else rule[1])
+    # the condition is read where the layer builds its feed-forward slot; without one, that
+    # slot is built unconditionally: the MoE block in every layer
+    slot, _ = _layer_slot_site(ctx)
+    if slot is not None:
+        ctx.cite("moe.layer_condition", slot.cite())
+    else:
+        ctx.cite("moe.layer_condition", rule[1] if rule else ctx.evidence["moe.dense_layers"])
     if shared:  # the width is read from the shared expert's construction
         ctx.cite("moe.shared_size", ctx.evidence["moe.shared_experts"])
 

@@ -396,7 +396,9 @@ def _head_counts(model: nn.Module, name: str, style: str, size: int) -> tuple:
     """(attention module, n_heads, n_kv_heads) of the attention owning `name`; PlanError
     unless the heads split over `size` ranks and the kv heads either split or divide it."""
     attention = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
-    heads, kv_heads = (getattr(attention, a, None) for a in ("n_heads", "n_kv_heads"))
+    heads = getattr(attention, "n_heads", None)
+    # an attention without a kv count (no GQA) has a kv head per query head
+    kv_heads = getattr(attention, "n_kv_heads", heads)
     if not isinstance(heads, int) or not isinstance(kv_heads, int) or heads % kv_heads:
         raise PlanError(f"{name}: {style!r} needs its attention's int n_heads, n_kv_heads")
     if heads % size or (kv_heads % size and size % kv_heads):

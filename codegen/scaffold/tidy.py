@@ -3,10 +3,11 @@
 After the transforms: branches no accepted config reaches are folded away
 (`fold_constant_branches`, `drop_pinned_attributes`: what `codegen lint --dead-code`
 checks), a written-out attention's k/v repeat goes where every query head has its own kv
-head (`drop_kv_repeat`: a copy that changes nothing), ModelArgs fields nothing reads any
-more are dropped together with their `from_hf_config` mapping (no dead options), imports
-nothing uses are removed, and the files are formatted with ruff (line length 100, as the
-project itself).
+head (`drop_kv_repeat`: a copy that changes nothing) and the kv head count with it
+(`drop_kv_heads`: a field that can only equal n_heads), an empty FIXED_SETTINGS goes with
+its check (`drop_empty_settings`), ModelArgs fields nothing reads any more are dropped
+together with their `from_hf_config` mapping (no dead options), imports nothing uses are
+removed, and the files are formatted with ruff (line length 100, as the project itself).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import libcst as cst
 from codegen.analyze import walk
 from codegen.errors import CodegenError
 from codegen.scaffold.source import SourcePackage
+from codegen.transforms.drop_empty_settings import DropEmptySettings
+from codegen.transforms.drop_kv_heads import DropKvHeads
 from codegen.transforms.drop_kv_repeat import DropKvRepeat
 from codegen.transforms.drop_pinned_attributes import DropPinnedAttributes
 from codegen.transforms.edits import field_name
@@ -32,8 +35,10 @@ _ALWAYS_USED = {"tie_word_embeddings"}
 
 def tidy(package: SourcePackage) -> None:
     DropKvRepeat().apply(package)  # after align_config_fields: the counts as the target reads them
+    DropKvHeads().apply(package)  # a kv count that can only be n_heads: no field at all
     FoldConstantBranches().apply(package)  # dead branches first: they keep fields read
     DropPinnedAttributes().apply(package)
+    DropEmptySettings().apply(package)  # a table pinning nothing, and the call checking it
     drop_unused_definitions(package)
     drop_unused_fields(package)
     for filename, module in package.files.items():

@@ -140,6 +140,25 @@ def drop_rows(package, house_fragment: str) -> None:
     )
 
 
+def drop_unreferenced_classes(package) -> None:
+    """Remove model.py's classes no code of the package names any more (the MoE block, then
+    its router; the dense feed-forward), until none is left."""
+    while True:
+        model = package.module("model.py")
+        classes = [s for s in model.body if isinstance(s, cst.ClassDef)]
+        names = [
+            node.value
+            for module in package.files.values()
+            for node in m.findall(module, m.Name() | m.Attribute())
+            if isinstance(node, cst.Name)
+        ]
+        dead = [c for c in classes if c.name.value != "Model" and names.count(c.name.value) == 1]
+        if not dead:
+            return
+        body = [s for s in model.body if s not in dead]
+        package.files["model.py"] = model.with_changes(body=body)
+
+
 def house_of(value: str) -> str:
     """A table value's source without wrapping parentheses: `("x")` -> `"x"`."""
     return value.strip().removeprefix("(").removesuffix(")").strip()

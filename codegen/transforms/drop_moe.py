@@ -8,7 +8,7 @@ import re
 import libcst as cst
 import libcst.matchers as m
 
-from codegen.transforms._moe_edits import drop_rows
+from codegen.transforms._moe_edits import drop_rows, drop_unreferenced_classes
 from codegen.transforms._prose_edits import drop_prose
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import EditError, code_of, run
@@ -34,7 +34,7 @@ class DropMoe(Transform):
     def apply(self, package, features=None) -> None:
         before = _args_read(package.module("model.py"))
         run(package, "model.py", _Dense())
-        _drop_unreferenced_classes(package)
+        drop_unreferenced_classes(package)
         drop_rows(package, ".moe.")
         gone = before - _args_read(package.module("model.py"))
         _drop_checks(package, _hf_fields(package.module("args.py"), gone))
@@ -82,25 +82,6 @@ class _Dense(cst.CSTTransformer):
             self.hits += 1
             return cst.RemoveFromParent()
         return updated
-
-
-def _drop_unreferenced_classes(package) -> None:
-    """Remove model.py's classes no code of the package names any more (the MoE block, then
-    its router), until none is left."""
-    while True:
-        model = package.module("model.py")
-        classes = [s for s in model.body if isinstance(s, cst.ClassDef)]
-        names = [
-            node.value
-            for module in package.files.values()
-            for node in m.findall(module, m.Name() | m.Attribute())
-            if isinstance(node, cst.Name)
-        ]
-        dead = [c for c in classes if c.name.value != "Model" and names.count(c.name.value) == 1]
-        if not dead:
-            return
-        body = [s for s in model.body if s not in dead]
-        package.files["model.py"] = model.with_changes(body=body)
 
 
 def _args_read(module: cst.Module) -> set[str]:

@@ -62,7 +62,7 @@ def test_prefix_lm_is_a_setting_of_the_package(built):
     (result,) = verify_toy(models, name, case=off, gradients=False)
     assert result.passed, result.error or result.refused or result.first_divergence
     spec = load_spec(name, models)
-    assert "prefix_lm" not in spec.args.from_hf_config.__globals__["FIXED_SETTINGS"]
+    assert "prefix_lm" not in spec.args.from_hf_config.__globals__.get("FIXED_SETTINGS", {})
 
 
 @pytest.mark.parametrize("grad_cycles", [[3], [1, 2, 3]])

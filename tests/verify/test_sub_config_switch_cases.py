@@ -72,12 +72,13 @@ def test_a_package_ignoring_a_sub_config_switch_fails_on_it(
 
 
 def test_a_pinned_sub_config_switch_is_refused_in_one_line(scaffolded, tmp_path):
-    spec = _variant(
-        scaffolded,
-        tmp_path,
-        "FIXED_SETTINGS = {}",
-        'FIXED_SETTINGS = {"attn_config.softmax_scale": None}',
+    # the scaffolded package pins nothing (no FIXED_SETTINGS): the pin and its check added
+    head = "    def from_hf_config(cls, hf_config) -> ModelArgs:\n"
+    pinned = (
+        "        from codegen.config_checks import require_settings\n\n"
+        '        require_settings(hf_config, {"attn_config.softmax_scale": None})\n'
     )
+    spec = _variant(scaffolded, tmp_path, head, head + pinned)
     (result,) = _statuses(spec, [SCALE]).values()
     assert result.status == "refused"
     assert "\n" not in result.refused
