@@ -16,15 +16,22 @@ from __future__ import annotations
 import libcst as cst
 import libcst.matchers as m
 
-from codegen.transforms._attention_edits import find_method
+from codegen.transforms._attention_edits import (
+    call_of,
+    ensure_layer_id,
+    find_method,
+    replace_expressions,
+)
 from codegen.transforms._hf_source import hf_config_read, hf_source  # noqa: F401 - re-exported
 from codegen.transforms.edits import (
     EditError,
+    InsertStatements,
     assigns,
     calls_super_init,
     code_of,
     expression,
     field_name,
+    is_name,
     run,
     statements,
 )
@@ -240,6 +247,28 @@ def first_assignment(module: cst.Module, cls: str, method: str, target: str):
     if fn is None:
         return None
     return next((s for s in fn.body.body if assigns(target)(s)), None)
+
+
+def layers_pick_table(package, choice: str, pick: str) -> None:
+    """Each block keeps which rotary table is its own (`choice`, a statement over its
+    `{layer_id}` placed before its attention is built), and the forward hands each layer call
+    `pick` (an expression over `layer`) where it handed every layer the one `rope`."""
+    layer_id = ensure_layer_id(package)
+    before_attention = InsertStatements(
+        "TransformerBlock",
+        "__init__",
+        assigns("self.attention"),
+        choice.format(layer_id=layer_id),
+        before=True,
+    )
+    run(package, "model.py", before_attention)
+    picked = expression(pick)
+
+    def own_table(call: cst.Call) -> cst.Call:
+        args = [a.with_changes(value=picked) if is_name(a.value, "rope") else a for a in call.args]
+        return call.with_changes(args=args)
+
+    replace_expressions(package, "model.py", "Model", "forward", call_of("layer"), own_table)
 
 
 def second_rotary(statement, field: str, name: str) -> str:

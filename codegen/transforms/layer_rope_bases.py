@@ -16,7 +16,7 @@ import libcst as cst
 from codegen.transforms import _attention_edits as edits
 from codegen.transforms import _rope_edits as rope_edits
 from codegen.transforms.base import Transform
-from codegen.transforms.edits import InsertStatements, add_import, assigns, code_of, is_name, run
+from codegen.transforms.edits import InsertStatements, add_import, assigns, code_of, run
 from codegen.transforms.nope_layers import rotate_only_with_table
 
 FIELD = """
@@ -82,27 +82,9 @@ class LayerRopeBases(Transform):
             InsertStatements("Model", "forward", assigns("rope"), TABLES.format(table=per_forward)),
         )
 
-        layer_id = edits.ensure_layer_id(package)
-        run(
+        rope_edits.layers_pick_table(
             package,
-            "model.py",
-            InsertStatements(
-                "TransformerBlock",
-                "__init__",
-                assigns("self.attention"),
-                f"self.rope_base = args.layer_rope_bases[{layer_id}]",
-                before=True,
-            ),
-        )
-
-        def own_base(call: cst.Call) -> cst.Call:
-            picks = edits.expression("ropes[layer.rope_base]")
-            args = [
-                a.with_changes(value=picks) if is_name(a.value, "rope") else a for a in call.args
-            ]
-            return call.with_changes(args=args)
-
-        edits.replace_expressions(
-            package, "model.py", "Model", "forward", edits.call_of("layer"), own_base
+            "self.rope_base = args.layer_rope_bases[{layer_id}]",
+            "ropes[layer.rope_base]",
         )
         rotate_only_with_table(package, block=True)

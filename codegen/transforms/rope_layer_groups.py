@@ -20,7 +20,7 @@ import libcst.matchers as m
 from codegen.transforms import _attention_edits as edits
 from codegen.transforms import _rope_edits as rope_edits
 from codegen.transforms.base import Transform
-from codegen.transforms.edits import InsertStatements, assigns, code_of, dotted, is_name, run
+from codegen.transforms.edits import InsertStatements, assigns, code_of, dotted, run
 
 FIELD = """
 # the tables of the layers in other_rope_layers: their rope_parameters group is another
@@ -74,28 +74,10 @@ class RopeLayerGroups(Transform):
             "model.py",
             InsertStatements("Model", "forward", assigns("rope"), _other_table(table)),
         )
-        layer_id = edits.ensure_layer_id(package)
-        run(
+        rope_edits.layers_pick_table(
             package,
-            "model.py",
-            InsertStatements(
-                "TransformerBlock",
-                "__init__",
-                assigns("self.attention"),
-                f"self.other_rope = {layer_id} in args.other_rope_layers",
-                before=True,
-            ),
-        )
-
-        def per_layer(call: cst.Call) -> cst.Call:
-            picks = edits.expression("other_rope if layer.other_rope else rope")
-            args = [
-                a.with_changes(value=picks) if is_name(a.value, "rope") else a for a in call.args
-            ]
-            return call.with_changes(args=args)
-
-        edits.replace_expressions(
-            package, "model.py", "Model", "forward", edits.call_of("layer"), per_layer
+            "self.other_rope = {layer_id} in args.other_rope_layers",
+            "other_rope if layer.other_rope else rope",
         )
 
 
