@@ -515,12 +515,16 @@ def shown_value(features: Features, name: str, described: Features | None = None
     return analysed if compared_value(described, name) == value else value
 
 
+def applies(features: Features, name: str) -> bool:
+    """Whether the compared feature `name` says anything of the target: an MoE detail of a
+    target without MoE does not (the `moe` presence row covers it)."""
+    return not (name.startswith("moe.") and features.moe is None)
+
+
 def accepts(row: dict[str, tuple], features: Features, name: str) -> bool:
     allowed = row.get(name, ANY)
-    if allowed is ANY:
+    if allowed is ANY or not applies(features, name):
         return True
-    if name.startswith("moe.") and features.moe is None:
-        return True  # covered by the `moe` presence row
     value = compared_value(features, name)
     if value == "unknown":
         return True  # not a known difference
@@ -533,9 +537,7 @@ def undetermined(features: Features) -> list[str]:
     """Compared features whose value is unknown: neither a match nor a known difference."""
     out = []
     for name in COMPARED:
-        if name.startswith("moe.") and features.moe is None:
-            continue
-        if compared_value(features, name) == "unknown":
+        if applies(features, name) and compared_value(features, name) == "unknown":
             out.append(name)
     return out
 

@@ -21,6 +21,8 @@ def planned():
     plan = make_plan(target)
     assert plan.reference == "deepseek_v3" and plan.complete
     assert {"dense_ffn", "embedding_scale", "residual_scale"} <= {s.rule for s in plan.steps}
+    # the reference's dense-or-MoE layer choice goes with its MoE: no rule settles it
+    assert "every_layer_moe" not in {s.rule for s in plan.steps}
     return target, plan
 
 
