@@ -87,7 +87,8 @@ CONFIG_MULTIPLES: dict[str, tuple[str, str]] = {
 CONFIG_FIELD_FROM_FEATURES: dict[str, str] = {
     "rms_norm_eps": "norm.eps_field",
     "layer_norm_eps": "norm.eps_field",
-    # the field the FFN's activation is looked up by (`get_activation(config.activation)`)
+    # the field the FFN's activation is looked up by (`get_activation(config.activation)`,
+    # a model-local table `ACT_FNS[config.afn]`: pinned at the config's value, the table key)
     "hidden_act": "ffn.activation_field",
 }
 

@@ -28,6 +28,7 @@ from codegen.analyze.evaluate import (
     ModuleRec,
     ParamRec,
     Site,
+    TableEntry,
     TensorRec,
     Unknown,
     _Abort,
@@ -556,7 +557,11 @@ class Tracer(Interp):
                 if last in ("dropout", "dropout1d", "dropout2d", "alpha_dropout") and args:
                     return args[0]
                 kind = "attn" if is_attention_name(func.name) else "fn"
-                return self.new(kind, tuple(args), name=func.name, kwargs=dict(kwargs), site=site)
+                # a function chosen from a table by a config field keeps that lookup
+                chosen = func if isinstance(func, TableEntry) else None
+                return self.new(
+                    kind, tuple(args), module=chosen, name=func.name, kwargs=dict(kwargs), site=site
+                )
         return super().call_value(func, args, kwargs, site, frame)
 
     def module_call(self, rec: ModuleRec, args, kwargs, site):

@@ -241,6 +241,16 @@ class ExtRef:
 
 
 @dataclass(eq=False)
+class TableEntry(ExtRef):
+    """An external function picked from a table of the analysed sources by a config field
+    (`ACTS[config.<field>]` with `ACTS = {"gelu": gelu_new, ...}`): still that function, but
+    the field that chose it is kept, so the choice can be pinned to what was analysed."""
+
+    site: Site | None = None
+    field: str | None = None
+
+
+@dataclass(eq=False)
 class CallRec:
     """An inert record of a call to an external callable (e.g. `WeightRenaming(a, b)`)."""
 
@@ -896,12 +906,24 @@ class Interp:
             if isinstance(key, ModuleRec | ConfigObj):
                 raise Unknown("unhashable")
             try:
-                return obj[key]
+                value = obj[key]
             except (KeyError, IndexError, TypeError) as err:
                 raise Unknown("subscript") from err
+            return self.table_entry(value, obj, node, frame)
         if isinstance(obj, ParamRec | TensorRec):
             raise Unknown("tensor subscript")
         raise Unknown("subscript")
+
+    def table_entry(self, value, table, node, frame):
+        """`value`, an external function a dict of the analysed sources maps a config field's
+        value to, as a TableEntry recording that field and the lookup's site; else as is."""
+        if type(value) is not ExtRef or not isinstance(table, dict):
+            return value
+        index = node.slice[0].slice if isinstance(node, cst.Subscript) else None
+        field = self.config_field(index.value, frame) if isinstance(index, cst.Index) else None
+        if field is None:
+            return value
+        return TableEntry(value.name, site=frame.site(node), field=field)
 
     def eval_Call(self, node: cst.Call, frame):
         func = self.eval(node.func, frame)

@@ -125,13 +125,13 @@ class _Resolver:
         code read for it, or an alias), or None."""
         if read in self.available:
             return read
-        seen = self._seen_field(read)
+        seen = self.seen_field(read)
         if seen is not None:
             return seen
         aliases = (*self.names.CONFIG_ALIASES.get(read, ()), *LEGACY_NAMES.get(read, ()))
         return next((a for a in aliases if a in self.available), None)
 
-    def _seen_field(self, read: str) -> str | None:
+    def seen_field(self, read: str) -> str | None:
         """The config field the analysis saw the code read for `read`
         (`CONFIG_FIELD_FROM_FEATURES`: falcon's activation is `get_activation(config.activation)`),
         when the config has it; else None."""
@@ -143,7 +143,7 @@ class _Resolver:
         """The config field the analysis saw the code read for `read`, when the config has
         it under another name (cohere2_moe's norms read layer_norm_eps; its rms_norm_eps is
         None)."""
-        field = self._seen_field(read)
+        field = self.seen_field(read)
         return expression(f"hf_config.{field}") if field is not None and field != read else None
 
     def _sub_config(self, read: str) -> cst.BaseExpression | None:
@@ -236,9 +236,15 @@ def _settings_rewrite(available: set[str], config: dict, resolver: _Resolver | N
     def rewrite(key: str, value: str):
         field = json.loads(key)
         if field not in available:
-            # held under another name with the pinned value (the field the code reads it
-            # from, falcon's activation="gelu", or an alias, JetMoE's activation_function
-            # for hidden_act): pinned there, so another setting is refused, not run as silu
+            seen = resolver.seen_field(field) if resolver is not None else None
+            if seen is not None and seen in config:
+                # the field the analysed code looked the value up by (openai-gpt's
+                # `ACT_FNS[config.afn]`): pinned at the config's own value, the key that chose
+                # what the package computes (afn="gelu" names gelu_new there)
+                return [(json.dumps(seen), _setting_literal(config[seen]))]
+            # held under another name with the pinned value (an alias, JetMoE's
+            # activation_function for hidden_act): pinned there, so another setting is
+            # refused, not run as silu
             alias = resolver.renamed(field) if resolver is not None else None
             if alias is not None and alias in config and _literal(value) == config[alias]:
                 return [(json.dumps(alias), value)]
@@ -248,6 +254,10 @@ def _settings_rewrite(available: set[str], config: dict, resolver: _Resolver | N
         return [(key, value)]
 
     return rewrite
+
+
+def _setting_literal(value) -> str:
+    return json.dumps(value) if isinstance(value, str) else repr(value)
 
 
 def _literal(value: str):

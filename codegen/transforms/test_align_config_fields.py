@@ -211,6 +211,16 @@ def test_the_epsilon_field_the_norms_read_wins_over_a_declared_one():
     assert "norm_eps=hf_config.rms_norm_eps" in missing
 
 
+def test_the_field_the_activation_is_looked_up_by_is_pinned_at_the_configs_value():
+    """openai-gpt's `ACT_FNS[config.afn]` maps afn="gelu" to gelu_new: the package computes
+    gelu_new (FIXED_SETTINGS hidden_act) and refuses any afn but the "gelu" that chose it."""
+    package = package_of({"args.py": BEFORE.replace('"silu"', '"gelu_new"')})
+    fields = [f for f in STANDARD if f != "hidden_act"] + ["afn"]
+    features = _Features(ffn__activation_field="afn")
+    AlignConfigFields().apply(package, features, fields=fields, config={"afn": "gelu"})
+    assert 'FIXED_SETTINGS = {"afn": "gelu"}' in package.render()["args.py"]
+
+
 def test_a_width_given_as_a_multiple_of_the_hidden_size_is_derived():
     after = _code_fixes(["hidden_size", "intermediate_multiple_size"], _Features())
     assert "hidden_dim=int(hf_config.hidden_size * hf_config.intermediate_multiple_size)" in after
