@@ -42,7 +42,7 @@ self.base_rotaries = nn.ModuleList(
 # Model.forward, after `rope`: every base's table once; a layer picks its own base's
 TABLES = """
 ropes = {{self.args.rope.theta: rope, 0: None}}  # a base of 0: no RoPE on that layer
-ropes.update(zip(self.other_bases, ({table} for rotary in self.base_rotaries)))
+ropes.update(zip(self.other_bases, ({table} for rotary in self.base_rotaries), strict=True))
 """
 
 

@@ -70,6 +70,12 @@ def test_the_args_take_the_list_and_default_to_the_one_base(built, folder):
     assert _from_hf_config(built, folder, None).layer_rope_bases == (10000.0,) * 4
 
 
+def test_package_is_ruff_clean(built):
+    from codegen.quality.style import package_checks
+
+    assert package_checks(built / NAME)["ruff_check"] == []
+
+
 def test_package_verifies_on_the_toy_config(built, folder, capsys):
     rows = verify_folder(folder, built, capsys, dtypes=(), switches=False)
     assert rows and all(row["status"] == "pass" for row in rows), rows
