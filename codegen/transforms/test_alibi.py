@@ -81,7 +81,7 @@ def test_the_generated_model_is_causal_and_its_in_place_fill_backpropagates(tmp_
     scaffold_into(models, "llama", "alibi_toy", ["mpt"], [Step("no_rope"), Step("alibi")])
     spec = load_spec("alibi_toy", models)
     module = sys.modules[spec.model.__module__]
-    args = spec.args(dim=32, n_layers=2, n_heads=4, n_kv_heads=4, vocab_size=50, hidden_dim=64)
+    args = spec.args(dim=32, n_layers=2, n_heads=4, vocab_size=50, hidden_dim=64)
     torch.manual_seed(0)
     model = module.Model(args)
     tokens = torch.randint(0, 50, (2, 7))

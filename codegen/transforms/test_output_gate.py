@@ -1,6 +1,7 @@
 """AddOutputGate: before/after on the llama and qwen3 references, and the generated attention
 against HF's gated attentions (HRM: a plain gate projection; Beam: plus a per-head bias)."""
 
+import dataclasses
 import sys
 from types import SimpleNamespace
 
@@ -144,13 +145,16 @@ def _ours(tmp_path, reference, steps, model_type, config):
     scaffold_into(models, reference, "gated", [model_type], steps)
     spec = load_spec("gated", models)
     module = sys.modules[spec.model.__module__]
-    args = spec.args(
-        dim=config.hidden_size,
-        n_heads=config.num_attention_heads,
-        n_kv_heads=getattr(config, "num_key_value_heads", config.num_attention_heads),
-        head_dim=config.head_dim,
-        n_layers=1,
-    )
+    sizes = {
+        "dim": config.hidden_size,
+        "n_heads": config.num_attention_heads,
+        "n_kv_heads": getattr(config, "num_key_value_heads", config.num_attention_heads),
+        "head_dim": config.head_dim,
+        "n_layers": 1,
+    }
+    # a package of a multi-head target has no n_kv_heads (`drop_kv_heads`)
+    fields = {field.name for field in dataclasses.fields(spec.args)}
+    args = spec.args(**{key: value for key, value in sizes.items() if key in fields})
     return module.Attention(args).eval()
 
 

@@ -21,6 +21,8 @@ from fault_helpers import FAULTS, Injector, injected, run_cli, snapshot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from codegen.scaffold.build import PackageFiles
+
 NAMES = ("aria", "bloom", "falcon", "gemma", "llama", "mistral", "phi", "qwen2")
 names = st.lists(st.sampled_from(NAMES), unique=True)
 fault = st.sampled_from(sorted(FAULTS))
@@ -205,7 +207,7 @@ def test_scaffold(capsys, monkeypatch, llama_files, data, present, new, replace,
     existing registry. The build is stubbed with llama's files: only the writer is tested."""
     import codegen.scaffold.pipeline as pipeline
 
-    monkeypatch.setattr(pipeline, "build_package", lambda *a, **k: dict(llama_files))
+    monkeypatch.setattr(pipeline, "build_package", lambda *a, **k: PackageFiles(llama_files))
     present = sorted(set(present) - {new} | ({new} if replace else set()))
     if not registry:
         present = [new] if replace else []
