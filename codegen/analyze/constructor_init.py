@@ -39,36 +39,43 @@ def detect(ctx, sd) -> tuple[tuple[str, float], ...]:
     """(module key template, std) for every checkpoint parameter HF's init chain leaves at
     its constructor's normal draw (`transformer.h.{}.attn.c_attn.weight`, 0.02)."""
     project = ctx.model.project
+    keys = _checkpoint_keys(sd)
+    drawn: dict[str, tuple] = {}  # checkpoint key -> (std, the class, its draw)
+    draws_of: dict[int, dict] = {}
+    for path, rec in walk_tree(ctx.model.entry):
+        cls = module_class(project, rec) if isinstance(rec, ModuleRec) and path else None
+        if cls is None:
+            continue
+        if id(cls) not in draws_of:
+            draws_of[id(cls)] = constructor_draws(project, cls)
+        for parameter, (std, call) in draws_of[id(cls)].items():
+            key = _template(f"{path}.{parameter}", sd.prefix)
+            if key in keys:
+                drawn.setdefault(key, (std, cls, call))
+    if not drawn:  # most models: the library's table is not even read
+        ctx.cite(FEATURE, "no constructor draws a checkpoint tensor at a literal std")
+        return ()
     chain = init_chain(project, ctx.model.entry_cls)
     if chain is None:
         ctx.cite(FEATURE, "no readable _init_weights chain: no constructor's draw is kept")
         return ()
-    keys = _checkpoint_keys(sd)
+    reached: dict[int, bool] = {}
     found: dict[str, float] = {}
-    kept: dict[int, dict] = {}  # class -> the draws HF keeps (empty: none)
-    for path, rec in walk_tree(ctx.model.entry):
-        if not isinstance(rec, ModuleRec) or not path:
+    for key, (std, cls, call) in drawn.items():
+        if id(cls) not in reached:
+            reached[id(cls)] = reaches(chain, kind_of(project, cls))
+        if reached[id(cls)]:
             continue
-        cls = module_class(project, rec)
-        if cls is None:
-            continue
-        if id(cls) not in kept:
-            draws = constructor_draws(project, cls)
-            reached = not draws or reaches(chain, kind_of(project, cls))
-            kept[id(cls)] = {} if reached else draws
-        for parameter, (std, call) in kept[id(cls)].items():
-            key = _template(f"{path}.{parameter}", sd.prefix)
-            if key in keys and key not in found:
-                if not found:
-                    owner = chain[0][0]
-                    ctx.cite(
-                        FEATURE,
-                        f"{cls.cite(call)} (std {std}); {owner.cite(chain[0][1])} and its"
-                        f" super() chain never reach {cls.name}",
-                    )
-                found[key] = std
+        if not found:
+            owner, method = chain[0]
+            ctx.cite(
+                FEATURE,
+                f"{cls.cite(call)} (std {std}); {owner.cite(method)} and its super() chain"
+                f" never reach {cls.name}",
+            )
+        found[key] = std
     if not found:
-        ctx.cite(FEATURE, "every constructor's draw is re-drawn by _init_weights")
+        ctx.cite(FEATURE, "_init_weights re-draws every constructor's draw")
     return tuple(found.items())
 
 

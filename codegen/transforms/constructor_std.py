@@ -23,12 +23,14 @@ for name, weight in self.named_parameters():  # as HF's constructors drew them
 
 
 class ConstructorStd(Transform):
-    """`Model.init_weights` draws the parameters `stds` names ((module key with `{}`, std)
-    pairs, as the analysis reads them) at their std after the `initializer_range` table.
-    transformers' `_init_weights` chain of the target never reaches their modules (GPT-1's
-    override has no branch for Conv1D, nor has PreTrainedModel's table), so HF's model keeps
-    the constructor's draw for every config; the house names come from the adapter rows.
-    A rule that re-draws some of them later (scaled_residual_init) runs after this one."""
+    """Parameters HF's `_init_weights` never reaches start at their constructor's std.
+
+    `stds` are (module key with `{}`, std) pairs, as the analysis reads them; the house names
+    come from the adapter rows. `Model.init_weights` draws those parameters at their std after
+    the `initializer_range` table: the target's `_init_weights` chain never reaches their
+    modules (GPT-1's override has no branch for Conv1D, nor has PreTrainedModel's table), so
+    HF's model keeps the constructor's draw for every config. A rule that re-draws some of
+    them later (scaled_residual_init) runs after this one."""
 
     name = "constructor_std"
 
