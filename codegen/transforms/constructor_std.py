@@ -3,9 +3,12 @@ Conv1D projections: normal(0, 0.02) whatever initializer_range)."""
 
 from __future__ import annotations
 
+import libcst as cst
+
 from codegen.transforms import _attention_edits as edits
+from codegen.transforms._ffn_edits import docstring_of
 from codegen.transforms.base import Transform
-from codegen.transforms.edits import EditError, add_import
+from codegen.transforms.edits import EditError, add_import, run, statements
 from codegen.transforms.keep_fp32_params import house_key
 
 TABLE = """\
@@ -49,3 +52,34 @@ class ConstructorStd(Transform):
         edits.insert_definition(package, "model.py", TABLE.format(entries=entries), before="Model")
         add_import(package, "model.py", "fnmatch", "fnmatchcase")
         edits.append_to_method(package, "model.py", "Model", "init_weights", DRAW)
+        run(package, "model.py", _SayConstructorStds())
+
+
+SAID = "The CONSTRUCTOR_STDS weights, which it never reaches, at their constructor's std."
+INDENT = " " * 8  # a method's docstring lines in model.py
+
+
+class _SayConstructorStds(cst.CSTTransformer):
+    """`Model.init_weights`'s docstring names the weights it draws at their own std."""
+
+    def __init__(self):
+        super().__init__()
+        self.hits, self.classes = 0, []
+
+    def visit_ClassDef(self, node):
+        self.classes.append(node.name.value)
+
+    def leave_ClassDef(self, original, updated):
+        self.classes.pop()
+        return updated
+
+    def leave_FunctionDef(self, original, updated):
+        if self.classes[-1:] != ["Model"] or original.name.value != "init_weights":
+            return updated
+        body = list(updated.body.body)
+        old = docstring_of(body[0]) if body else None
+        if old is None:
+            return updated
+        self.hits += 1
+        line = statements(f'"""{old.rstrip()}\n\n{INDENT}{SAID}\n{INDENT}"""')[0]
+        return updated.with_changes(body=updated.body.with_changes(body=[line, *body[1:]]))

@@ -40,6 +40,16 @@ def test_the_house_names_come_from_the_adapter_rows():
     assert "from fnmatch import fnmatchcase" in code
 
 
+def test_the_init_weights_docstring_names_the_weights_at_their_own_std():
+    code = _package().render()["model.py"]
+    assert (
+        "with the config's initializer_range.\n\n"
+        "        The CONSTRUCTOR_STDS weights, which it never reaches,"
+        " at their constructor's std.\n"
+        '        """\n'
+    ) in code
+
+
 def test_before_the_transform_every_matrix_starts_at_initializer_range():
     code = SourcePackage.from_directory(references_dir() / "llama").render()["model.py"]
     assert "CONSTRUCTOR_STDS" not in code
