@@ -121,6 +121,16 @@ RULES = [
         },
     ),
     Rule(
+        # before scaled_residual_init: a projection HF draws scaled is drawn after this
+        id="constructor_std",
+        feature="state_dict.constructor_std",
+        values=(True,),
+        transform="constructor_std",
+        description="parameters HF's _init_weights leaves as their module's constructor drew"
+        " them start at its std whatever initializer_range (GPT-1's Conv1D projections)",
+        params={"stds": FromFeature("state_dict.constructor_std")},
+    ),
+    Rule(
         id="scaled_residual_init",
         feature="block.scaled_residual_init",
         values=(True,),

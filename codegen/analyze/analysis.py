@@ -10,6 +10,7 @@ from codegen.analyze import (
     attention_forms,
     attention_residuals,
     attention_shapes,
+    constructor_init,
     conv_projection,
     depth_scale,
     detect_attention,
@@ -245,6 +246,7 @@ def _run(ctx: Ctx) -> Features:
     sd = dataclasses.replace(sd, transposed_keys=detect_layout.transposed_keys(ctx))
     sd = dataclasses.replace(sd, fp32_keys=fp32_keys.detect(model, sd))
     sd = dataclasses.replace(sd, unused_keys=unused_keys.detect(ctx, sd.checkpoint_other_keys))
+    sd = dataclasses.replace(sd, constructor_std=constructor_init.detect(ctx, sd))
     if sd.fp32_keys:
         ctx.cite("state_dict.fp32_keys", f"{fp32_keys.where(model)} ({len(sd.fp32_keys)} kept)")
     embedding_norm = embedding.norm_module if embedding.norm is True else None

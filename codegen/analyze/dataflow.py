@@ -28,7 +28,7 @@ from codegen.analyze.evaluate import (
     ModuleRec,
     ParamRec,
     Site,
-    TableEntry,
+    TableLookup,
     TensorRec,
     Unknown,
     _Abort,
@@ -173,6 +173,9 @@ class Term:
     name: str = ""  # function / method / attribute name, or slice text for `index`
     kwargs: dict = field(default_factory=dict)
     site: Site | None = None
+    # computed by something a config field picked out of a table (`ACT_FNS[config.afn](x)`,
+    # or inside such a function of the analysed sources, inlined)
+    picked: TableLookup | None = None
 
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
         inner = ", ".join(repr(a) if isinstance(a, Term) else type(a).__name__ for a in self.args)
@@ -253,9 +256,12 @@ class Tracer(Interp):
         self.uncertain_ifs: list[Site] = []
         self.views: dict[int, list[tuple]] = {}  # id(term) -> the shapes it was viewed as
         self._inlining = 0
+        self._picking: list[TableLookup] = []  # the table lookups of the calls being traced
 
     def new(self, *args, **kwargs) -> Term:
         t = Term(*args, **kwargs)
+        if self._picking:
+            t.picked = self._picking[-1]
         self.terms.append(t)
         return t
 
@@ -499,6 +505,18 @@ class Tracer(Interp):
 
     # -- calls ------------------------------------------------------------------------------
     def call_value(self, func, args, kwargs, site, frame):
+        """A call; what a callable picked out of a table by a config field computes (its own
+        term, or the terms of its inlined body) keeps that lookup (`Term.picked`)."""
+        lookup = getattr(func, "table_lookup", None)
+        if lookup is None:
+            return self.traced_call(func, args, kwargs, site, frame)
+        self._picking.append(lookup)
+        try:
+            return self.traced_call(func, args, kwargs, site, frame)
+        finally:
+            self._picking.pop()
+
+    def traced_call(self, func, args, kwargs, site, frame):
         has_terms = bool(terms_in(list(args)) or terms_in(list(kwargs.values())))
         if isinstance(func, ModuleRec):
             return self.module_call(func, args, kwargs, site)
@@ -557,11 +575,7 @@ class Tracer(Interp):
                 if last in ("dropout", "dropout1d", "dropout2d", "alpha_dropout") and args:
                     return args[0]
                 kind = "attn" if is_attention_name(func.name) else "fn"
-                # a function chosen from a table by a config field keeps that lookup
-                chosen = func if isinstance(func, TableEntry) else None
-                return self.new(
-                    kind, tuple(args), module=chosen, name=func.name, kwargs=dict(kwargs), site=site
-                )
+                return self.new(kind, tuple(args), name=func.name, kwargs=dict(kwargs), site=site)
         return super().call_value(func, args, kwargs, site, frame)
 
     def module_call(self, rec: ModuleRec, args, kwargs, site):

@@ -18,7 +18,7 @@ import libcst.matchers as m
 from codegen.analyze.act_dtype import fp32_gated_product_site
 from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import Term, primary_input, terms_in, walk
-from codegen.analyze.evaluate import ActRec, ModuleListRec, ModuleRec, ParamRec, TableEntry
+from codegen.analyze.evaluate import ActRec, ModuleListRec, ModuleRec, ParamRec, TableLookup
 from codegen.analyze.features import UNKNOWN, Ffn
 from codegen.analyze.gelu_tanh import computes_gelu_tanh
 from codegen.analyze.logn_scale import config_field, config_reads
@@ -169,17 +169,16 @@ def _act_name(ctx: Ctx, terms: list[Term]) -> str | None:
     return None
 
 
-def _act_lookup(ctx: Ctx, terms: list[Term]) -> ActRec | TableEntry | None:
-    """The activation `_act_name` names among `terms`, when the code looks it up by a config
-    field (`ACT2FN[config.<field>]`, `get_activation(config.<field>)`, a model-local table
-    `ACTS[config.<field>]`), else None."""
+def _act_lookup(ctx: Ctx, terms: list[Term]) -> ActRec | TableLookup | None:
+    """The lookup of the activation `_act_name` names among `terms`, when the code looks it
+    up by a config field (`ACT2FN[config.<field>]`, `get_activation(config.<field>)`, a
+    model-local table `ACTS[config.<field>]` whatever its entry: a function, a module, a
+    class), else None."""
     for t in terms:
         if _act_name(ctx, [t]) is not None:
-            looked_up = (t.op == "act" and isinstance(t.module, ActRec)) or (
-                t.op == "fn" and isinstance(t.module, TableEntry)
-            )
-            found = t.module if looked_up else None
-            return found if found is not None and found.field else None
+            if t.op == "act" and isinstance(t.module, ActRec) and t.module.field:
+                return t.module
+            return t.picked
     return None
 
 

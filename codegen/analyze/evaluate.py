@@ -15,9 +15,10 @@ list.append, ...), and inert stand-ins for torch constructors (`nn.Linear`, `nn.
 
 from __future__ import annotations
 
+import copy
 import math
 import operator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import libcst as cst
@@ -148,6 +149,17 @@ class ConfigObj(Obj):
         return f"<config {self.cls.name if self.cls else '?'}>"
 
 
+@dataclass(frozen=True)
+class TableLookup:
+    """A config field picking a value out of a table of the analysed sources
+    (`ACT_FNS[config.afn]` with `ACT_FNS = {"relu": nn.ReLU(), "gelu": gelu_new, ...}`), and
+    where: kept on what was picked, whatever its kind, so the choice can be pinned to the
+    value the analysis saw."""
+
+    field: str
+    site: Site | None = None
+
+
 class ModuleRec(Obj):
     """A statically instantiated module. `external` names a torch class (Linear, Embedding...)."""
 
@@ -161,6 +173,7 @@ class ModuleRec(Obj):
         self.ext_base: str | None = None  # e.g. "Linear" for `class FalconLinear(nn.Linear)`
         self.assign_sites: dict[str, Site] = {}
         self.config_reads: dict[str, list[str]] = {}  # attr -> config keys read to build it
+        self.table_lookup: TableLookup | None = None  # picked out of a table by a config field
 
     @property
     def kind(self) -> str:
@@ -213,6 +226,7 @@ class ActRec:
 @dataclass(eq=False)
 class ClassRef:
     cls: ClassInfo
+    table_lookup: TableLookup | None = None
 
 
 @dataclass(eq=False, repr=False)
@@ -223,6 +237,7 @@ class FuncRef:
     bound: Any = None
     closure: dict | None = None
     scope: cst.CSTNode | None = None  # enclosing top-level statement of a nested def/lambda
+    table_lookup: TableLookup | None = None
 
     @property
     def name(self) -> str:
@@ -234,20 +249,11 @@ class ExtRef:
     """A name from outside the analysed sources (torch, library helpers): opaque."""
 
     name: str
+    table_lookup: TableLookup | None = None
 
     @property
     def last(self) -> str:
         return self.name.rsplit(".", 1)[-1]
-
-
-@dataclass(eq=False)
-class TableEntry(ExtRef):
-    """An external function picked from a table of the analysed sources by a config field
-    (`ACTS[config.<field>]` with `ACTS = {"gelu": gelu_new, ...}`): still that function, but
-    the field that chose it is kept, so the choice can be pinned to what was analysed."""
-
-    site: Site | None = None
-    field: str | None = None
 
 
 @dataclass(eq=False)
@@ -257,6 +263,7 @@ class CallRec:
     name: str
     args: tuple
     kwargs: dict
+    table_lookup: TableLookup | None = None
 
 
 @dataclass(eq=False)
@@ -915,15 +922,15 @@ class Interp:
         raise Unknown("subscript")
 
     def table_entry(self, value, table, node, frame):
-        """`value`, an external function a dict of the analysed sources maps a config field's
-        value to, as a TableEntry recording that field and the lookup's site; else as is."""
-        if type(value) is not ExtRef or not isinstance(table, dict):
+        """`value`, what a dict of the analysed sources maps a config field's value to,
+        carrying that lookup (`with_lookup`); else as is."""
+        if not isinstance(table, dict):
             return value
         index = node.slice[0].slice if isinstance(node, cst.Subscript) else None
         field = self.config_field(index.value, frame) if isinstance(index, cst.Index) else None
         if field is None:
             return value
-        return TableEntry(value.name, site=frame.site(node), field=field)
+        return with_lookup(value, TableLookup(field, frame.site(node)))
 
     def eval_Call(self, node: cst.Call, frame):
         func = self.eval(node.func, frame)
@@ -974,6 +981,12 @@ class Interp:
             return UNKNOWN
 
     def call_value(self, func, args: list, kwargs: dict, site: Site, frame: Frame):
+        result = self._call_value(func, args, kwargs, site, frame)
+        # what a picked class or factory builds (`ACT_CLASSES[config.afn]()`) stays picked
+        lookup = getattr(func, "table_lookup", None)
+        return result if lookup is None else with_lookup(result, lookup)
+
+    def _call_value(self, func, args: list, kwargs: dict, site: Site, frame: Frame):
         if isinstance(func, FuncRef):
             if func.bound is not None:
                 if not self._is_static(func):
@@ -1447,6 +1460,24 @@ class _ExternalSuper:
                     self.obj.kwargs = dict(kwargs)
                     break
         return None
+
+
+def with_lookup(value, lookup: TableLookup):
+    """`value` (picked out of a table by `lookup`) carrying the lookup, for every kind a table
+    can hold that computes something: an external function or class, a function or class of
+    the analysed sources, a module instance (`nn.ReLU()`: a copy, so two lookups of one entry
+    keep their own fields), an external object, an activation (`ACT2FN["gelu"]`, unless it is
+    looked up by a field of its own). Plain data is returned as is."""
+    if isinstance(value, ActRec):
+        return value if value.field else replace(value, site=lookup.site, field=lookup.field)
+    if isinstance(value, ModuleRec):
+        picked = copy.copy(value)
+        picked.attrs = dict(value.attrs)
+        picked.table_lookup = lookup
+        return picked
+    if isinstance(value, ExtRef | FuncRef | ClassRef | CallRec):
+        return replace(value, table_lookup=lookup)
+    return value
 
 
 def _shape(value) -> tuple:

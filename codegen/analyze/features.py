@@ -769,6 +769,10 @@ class StateDict:
     # module keys of the parameters HF loads in fp32 in a bf16/fp16 model
     # (`_keep_in_fp32_modules_strict`: flint's router weight and attention sinks)
     fp32_keys: tuple[str, ...] = ()
+    # (module key, std) of the parameters HF's `_init_weights` chain leaves as their module's
+    # own constructor drew them, normal(0, std) whatever initializer_range (GPT-1's Conv1D
+    # projections, 0.02); see codegen/analyze/constructor_init.py
+    constructor_std: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)

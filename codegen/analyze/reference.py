@@ -239,6 +239,7 @@ COMPARED: dict[str, Any] = {
     "state_dict.transposed_keys": _any,
     "state_dict.fp32_keys": _fp32_kept,
     "state_dict.unused_keys": _any,
+    "state_dict.constructor_std": _any,
     "head.logit_softcap": None,
     "head.logit_scale": None,
     "head.vocab_crop": bool,
@@ -363,6 +364,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "state_dict.transposed_keys": (False,),  # nn.Linear weights stored [out, in]
     "state_dict.fp32_keys": (False,),  # every parameter in the model's dtype
     "state_dict.unused_keys": (False,),  # the logits read every checkpoint tensor
+    "state_dict.constructor_std": (False,),  # HF's _init_weights re-draws every tensor
     "head.logit_softcap": (False,),
     "head.logit_scale": (False,),
     "head.vocab_crop": (False,),  # the logits as wide as the head

@@ -44,11 +44,10 @@ class KeepFp32Params(Transform):
     def apply(self, package, features=None, *, keys: tuple[str, ...] = ()) -> None:
         if not keys:
             raise ValueError("keep_fp32_params needs the HF keys kept in fp32")
-        rows = _rows(package)
         kept_by_modules = _kept_by_modules(package)
         house = []
         for key in keys:
-            found = rows.get(key) or _by_suffix(rows, key) or _renamed(package, features, key)
+            found = house_key(package, features, key)
             if found is None:
                 raise EditError(f"no adapter row for {key}: cannot keep it in fp32")
             if found.rsplit(".", 1)[-1] not in kept_by_modules:
@@ -93,6 +92,14 @@ def _kept_by_modules(package) -> set[str]:
         for attribute in m.findall(function, m.Attribute(value=m.Name("self"))):
             names.add(attribute.attr.value)
     return names
+
+
+def house_key(package, features, key: str) -> str | None:
+    """The house key (`layers.{}.attention.wqkv.weight`) of the adapter row for the module
+    key `key` (`model.layers.{}.self_attn.qkv.weight`): its own row, else one ending like
+    it, else the row `align_hf_keys` will pair with it; None when there is none."""
+    rows = _rows(package)
+    return rows.get(key) or _by_suffix(rows, key) or _renamed(package, features, key)
 
 
 def _rows(package) -> dict[str, str]:

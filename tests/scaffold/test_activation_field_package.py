@@ -1,7 +1,8 @@
 """A package pins its activation under the config field the code looks it up by, whatever
 that field is called: falcon's `activation` (no alias of hidden_act) and a renamed copy's
-`act_kind`. A config naming another activation is refused in one line by
-`from_hf_config`, not run with the package's gelu."""
+`act_kind`, and a model-local table's (openai-gpt's `ACT_FNS[config.afn]`) whatever the
+entry picked, here the module instance `nn.ReLU()`. A config naming another activation is
+refused in one line by `from_hf_config`, not run with the package's activation."""
 
 from __future__ import annotations
 
@@ -30,13 +31,14 @@ def _scaffold(source: str, models: Path, name: str):
 
 
 def _fixed_settings(package: Path) -> dict:
+    """The package's FIXED_SETTINGS ({} when it pins nothing)."""
     module = ast.parse((package / "args.py").read_text())
-    (value,) = [
+    values = [
         node.value
         for node in module.body
         if isinstance(node, ast.Assign) and node.targets[0].id == "FIXED_SETTINGS"
     ]
-    return ast.literal_eval(value)
+    return ast.literal_eval(values[0]) if values else {}
 
 
 def test_falcon_refuses_another_activation(tmp_path):
@@ -58,3 +60,31 @@ def test_renamed_field_is_pinned(tmp_path):
     package = _scaffold(copy, tmp_path / "models", "gen_zorblax")
     settings = _fixed_settings(package)
     assert settings["act_kind"] == "gelu" and "activation" not in settings
+
+
+def test_a_module_instance_picked_from_a_model_local_table_is_pinned(tmp_path):
+    """openai-gpt's `ACT_FNS[config.afn]`, in a renamed remote-code copy configured with
+    afn="relu": the entry is the module instance `nn.ReLU()`. The package pins afn at "relu":
+    it verifies on that config and refuses afn="gelu" in one line, not run as relu."""
+    from codegen.scaffold.testing import plan_folder, verify_toy, write_planned
+    from codegen.verify.remote import load_remote, remote_toy_config
+    from codegen.verify.remote_fixture import remote_folder
+    from codegen.verify.run import Case
+
+    folder = remote_folder("openai-gpt", tmp_path / "hub", "quokkel", {"afn": "relu"})
+    models, name = write_planned(tmp_path / "models", plan_folder(folder))
+    assert _fixed_settings(models / name).get("afn") == "relu"
+    remote = load_remote(folder, True)
+    results = {
+        afn: verify_toy(
+            models,
+            name,
+            case=Case(f"quokkel+afn={afn}", remote_toy_config(remote, afn=afn), may_refuse=True),
+            gradients=False,
+        )[0]
+        for afn in ("relu", "gelu")
+    }
+    assert results["relu"].status == "pass", results["relu"].to_json()
+    refused = results["gelu"]
+    assert refused.status == "refused", refused.to_json()
+    assert "\n" not in refused.refused and "afn='gelu'" in refused.refused, refused.refused
