@@ -668,7 +668,7 @@ def _expert_parallel(model, mesh, modules, params, by_expert: bool) -> None:
                 attr: params[f"{name}.{attr}"] for attr, _ in module.named_parameters(recurse=False)
             }
             once = _shard_experts(module, name, mesh, own, by_expert)
-            _wrap_experts(module, name, mesh, by_expert, list(own), once)
+            _wrap_experts(module, mesh, by_expert, list(own), once)
 
 
 def _shard_experts(module, name, mesh, own: dict[str, str], by_expert: bool) -> list[str]:
@@ -824,7 +824,7 @@ def _run_locally(module: nn.Module, attrs: list[str]) -> None:
     module.forward = local_forward
 
 
-def _wrap_experts(module, name, mesh, by_expert: bool, attrs: list[str], once) -> None:
+def _wrap_experts(module, mesh, by_expert: bool, attrs: list[str], once) -> None:
     """Experts' forward(x, indices, weights) on this rank's shard: under ep by all-to-all
     dispatch and combine, under tp on every token with the outputs summed. A bias in `once`
     (whole on every rank) is added by rank 0; its gradient is summed over ranks."""

@@ -1,5 +1,6 @@
 """The checks the coverage sweep runs on every package it writes: ruff lint, ruff format,
-the dead-code rules and, given the target's configuration file, the prose check (no comment
+the dead-code rules, parameters nothing reads (`unused_arguments`: ruff's ARG less the
+interface table) and, given the target's configuration file, the prose check (no comment
 or docstring names a reference or an HF config field the target lacks), with the ruff
 binary the `ruff` package ships (PATH not needed).
 
@@ -16,6 +17,7 @@ import subprocess
 from pathlib import Path
 
 from codegen.quality.check import check_package
+from codegen.quality.unused_arguments import unused_arguments
 from codegen.scaffold.tidy import ruff_binary
 
 HOUSE_LINT = (
@@ -46,8 +48,8 @@ def package_checks(
     directory: Path, configuration: str | None = None, own: tuple[str, ...] = ()
 ) -> dict[str, list[str]]:
     """{check: findings} for `ruff_check`, `ruff_format` (files it would reformat),
-    `dead_code` and, with the target's `configuration` file (`own`: its model types),
-    `prose`; every list is empty for a clean package."""
+    `dead_code`, `unused_arguments` and, with the target's `configuration` file (`own`: its
+    model types), `prose`; every list is empty for a clean package."""
     ruff = ruff_binary()
     lint = subprocess.run(
         [ruff, "check", *HOUSE_LINT, "--output-format", "concise", "--quiet", str(directory)],
@@ -63,6 +65,7 @@ def package_checks(
         "ruff_check": _lines(lint, directory),
         "ruff_format": _lines(fmt, directory),
         "dead_code": [finding.render() for finding in check_package(directory)],
+        "unused_arguments": unused_arguments(directory),
     }
     if configuration is not None:
         from codegen.analyze.reference import ORDER
@@ -89,7 +92,7 @@ def summary(rows: list[dict]) -> str:
     """One line: how many written packages pass each check, and which fail."""
     checked = [r for r in rows if r.get("checks") is not None]
     parts = []
-    for check in ("ruff_check", "ruff_format", "dead_code", "prose"):
+    for check in ("ruff_check", "ruff_format", "dead_code", "unused_arguments", "prose"):
         if not any(check in r["checks"] for r in checked):
             continue
         failing = sorted(r["model_type"] for r in checked if r["checks"].get(check))

@@ -5,9 +5,11 @@ After the transforms: branches no accepted config reaches are folded away
 checks), a written-out attention's k/v repeat goes where every query head has its own kv
 head (`drop_kv_repeat`: a copy that changes nothing) and the kv head count with it
 (`drop_kv_heads`: a field that can only equal n_heads), an empty FIXED_SETTINGS goes with
-its check (`drop_empty_settings`), ModelArgs fields nothing reads any more are dropped
-together with their `from_hf_config` mapping (no dead options), imports nothing uses are
-removed, and the files are formatted with ruff (line length 100, as the project itself).
+its check (`drop_empty_settings`), a constructor parameter nothing reads goes with the
+arguments passed for it (`drop_unread_parameters`: a weightless norm's `dim`, a block's
+`layer_id`), ModelArgs fields nothing reads any more are dropped together with their
+`from_hf_config` mapping (no dead options), imports nothing uses are removed, and the files
+are formatted with ruff (line length 100, as the project itself).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from codegen.transforms.drop_empty_settings import DropEmptySettings
 from codegen.transforms.drop_kv_heads import DropKvHeads
 from codegen.transforms.drop_kv_repeat import DropKvRepeat
 from codegen.transforms.drop_pinned_attributes import DropPinnedAttributes
+from codegen.transforms.drop_unread_parameters import DropUnreadParameters
 from codegen.transforms.edits import field_name
 from codegen.transforms.fold_constant_branches import FoldConstantBranches
 
@@ -39,6 +42,7 @@ def tidy(package: SourcePackage) -> None:
     FoldConstantBranches().apply(package)  # dead branches first: they keep fields read
     DropPinnedAttributes().apply(package)
     DropEmptySettings().apply(package)  # a table pinning nothing, and the call checking it
+    DropUnreadParameters().apply(package)  # after the folds: they remove parameters' readers
     drop_unused_definitions(package)
     drop_unused_fields(package)
     for filename, module in package.files.items():

@@ -49,7 +49,9 @@ class EveryLayerMoe(Transform):
     feed-forward (`self.is_moe`) goes with the dense class, its checkpoint rows and
     `ModelArgs.is_moe_layer` (tidy drops the fields only they read), and the shard plan no
     longer counts the MoE or dense entries as ones a config may leave unmatched. A block an
-    earlier rule rebuilt without the choice (shortcut sublayers) is left as it is."""
+    earlier rule rebuilt without the choice (shortcut sublayers) is left as it is. The
+    block's `layer_id`, which only the choice read, goes in tidy (`drop_unread_parameters`,
+    which drops any constructor parameter left unread, whichever rule left it)."""
 
     name = "every_layer_moe"
 

@@ -14,7 +14,9 @@ from codegen.transforms.base import Transform
 from codegen.transforms.edits import EditError, expression, run
 from codegen.transforms.norm_kind import LAYERNORM_CLASSES
 
-# HF's weightless RMSNorm (nanochat): normalise in fp32, cast back; nothing to learn
+# HF's weightless RMSNorm (nanochat): normalise in fp32, cast back; nothing to learn. It
+# takes `dim` as RMSNorm(dim, eps) does, so the rules swap one for the other by name;
+# tidy's `drop_unread_parameters` then drops it from the class and every call
 PLAIN_RMSNORM = '''
 class PlainRMSNorm(nn.Module):
     """RMSNorm without a learned scale: normalised in fp32, cast back to the input's dtype."""
