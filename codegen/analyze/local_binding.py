@@ -6,7 +6,8 @@ comprehension) that binds the name or takes it as a parameter, else of an enclos
 else the module's (a class body is no scope for the functions inside it). Read by structure
 from the node using the name, without running the code:
 
-    parameter  the name is a parameter of that function: its caller decides it
+    parameter  the name is a parameter of that function: its caller decides it (a body
+               that also rebinds it, `eps = eps or 1e-6`, is not read further)
     bound      the scope binds it: every binding, each with the expression it assigns (None
                where it assigns no one expression: a loop target, an augmented assignment,
                an unpacking, an import, a `global`)
