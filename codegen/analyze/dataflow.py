@@ -176,6 +176,10 @@ class Term:
     # computed by something a config field picked out of a table (`ACT_FNS[config.afn](x)`,
     # or inside such a function of the analysed sources, inlined)
     picked: TableLookup | None = None
+    # returned by a function of the analysed sources applied to one tensor, inlined: that
+    # tensor (its activation is read from what the body computes: written_activation)
+    written_from: Term | None = None
+    written_site: Site | None = None
 
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
         inner = ", ".join(repr(a) if isinstance(a, Term) else type(a).__name__ for a in self.args)
@@ -651,6 +655,7 @@ class Tracer(Interp):
             finally:
                 self._inlining -= 1
             if result is not None and result is not UNKNOWN:
+                _note_written(result, args, kwargs, site)
                 return result
         return self.new("fn", tuple(args), name=func.name, kwargs=dict(kwargs), site=site)
 
@@ -669,6 +674,14 @@ class Tracer(Interp):
         if name in _SPLITS:
             return self.new("split", (method.term, *args), name=name, site=site)
         return self.new("fn", (method.term, *args), name=name, kwargs=dict(kwargs), site=site)
+
+
+def _note_written(result, args, kwargs, site) -> None:
+    """Mark what an inlined function of one tensor returned with that tensor, so its
+    activation is read from the whole body, not from one op inside it."""
+    tensors = terms_in(list(args)) + terms_in(list(kwargs.values()))
+    if isinstance(result, Term) and len(tensors) == 1 and result is not tensors[0]:
+        result.written_from, result.written_site = tensors[0], site
 
 
 _METADATA = {"dtype", "device", "shape", "ndim", "size", "dim", "is_cuda", "is_floating_point"}

@@ -37,6 +37,7 @@ from codegen.analyze.roles import (
 )
 from codegen.analyze.router_dtype import _cast_locals, upcast
 from codegen.analyze.walk import findall
+from codegen.analyze.written_activation import body_of, is_activation_shaped, written_activation
 
 _GELU = (
     "gelu",
@@ -133,7 +134,13 @@ def activation_name(ctx: Ctx, terms: list[Term]) -> str | None:
 
 
 def _act_name(ctx: Ctx, terms: list[Term]) -> str | None:
+    written = [t for t in terms if _written_out(t)]
+    inside = set().union(*(body_of(t, t.written_from) for t in written))
     for t in terms:
+        if id(t) in inside:
+            continue  # an op of a written-out activation: the whole function names it
+        if _written_out(t):
+            return _written_name(ctx, t)
         if t.op == "act" and isinstance(t.module, ActRec):
             name = t.module.name
             return name if isinstance(name, str) else UNKNOWN
@@ -167,6 +174,31 @@ def _act_name(ctx: Ctx, terms: list[Term]) -> str | None:
                 return "gelu_pytorch_tanh"  # written out by hand (bloom)
             return "custom"  # an activation module of the model's own (e.g. xIELU)
     return None
+
+
+def _written_out(t: Term) -> bool:
+    """`t` is returned by a function of the analysed sources computing an activation of its
+    one tensor input (elementwise, with a nonlinear op)."""
+    if t.written_from is None:
+        return False
+    if t.op in ("act", "fn") and terms_in(list(t.args)) == [t.written_from]:
+        return False  # one named activation applied to the input: named as it is
+    return is_activation_shaped(t, t.written_from)
+
+
+def _written_name(ctx: Ctx, t: Term) -> str:
+    """The known activation a written-out function computes; another one is named
+    unsupported (never taken for an op it contains)."""
+    name = written_activation(t, t.written_from)
+    if name is not None:
+        return name
+    ctx.unsupported(
+        "ffn.activation",
+        "a function of the model's own computing none of the known activations (silu, gelu,"
+        " gelu tanh, quick_gelu, relu, relu2, sigmoid, tanh): write the MLP with one of them",
+        t.written_site.cite() if t.written_site is not None else None,
+    )
+    return "custom"
 
 
 def _act_lookup(ctx: Ctx, terms: list[Term]) -> ActRec | TableLookup | None:
@@ -222,7 +254,7 @@ def analyse(ctx: Ctx, rec: ModuleRec, inputs: dict | None = None) -> FfnInfo:
     if not lin_mods and not param_used and not gate_pairs:
         if not any(_is_weight_product(t) for t in terms):
             return info
-    act_terms = [t for t in terms if t.op in ("act", "fn", "call")]
+    act_terms = [t for t in terms if t.op in ("act", "fn", "call") or t.written_from is not None]
     own = ctx.roles.role(rec) in (MLP, EXPERTS)  # not a decoder layer holding it inline
     linear_calls = [t for t in terms if t.op == "call" and id(t.module) in lin_mods]
     for t in terms if own else ():  # a norm inside the feed-forward (before down)
@@ -238,11 +270,12 @@ def analyse(ctx: Ctx, rec: ModuleRec, inputs: dict | None = None) -> FfnInfo:
     if gate_pairs:
         t, a, b, sa, sb = gate_pairs[0]
         info.site = t.site.cite() if t.site else info.site
-        act_a = [x for x in walk(a) if x.op in ("act", "fn", "call")]
-        act_b = [x for x in walk(b) if x.op in ("act", "fn", "call")]
+        act_a = [x for x in walk(a) if x.op in ("act", "fn", "call") or x.written_from is not None]
+        act_b = [x for x in walk(b) if x.op in ("act", "fn", "call") or x.written_from is not None]
         act = _act_name(ctx, act_a) or _act_name(ctx, act_b)
         _note_lookup(ctx, info, act_a, act_b)
-        custom = _custom_swish(a) or _custom_swish(b)
+        written = any(_written_out(x) for x in (*act_a, *act_b))
+        custom = not written and (_custom_swish(a) or _custom_swish(b))
         if act is None and custom:
             act = "custom"
         info.activation = act or UNKNOWN

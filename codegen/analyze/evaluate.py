@@ -813,6 +813,8 @@ class Interp:
                 return _ClassCtor(obj.cls)  # PreTrainedModel._from_config(config)
             raise Unknown(name)
         if isinstance(obj, ExtRef):
+            if obj.name == "math" and isinstance(getattr(math, name, None), float):
+                return getattr(math, name)  # math.pi, math.e: numbers (a written-out gelu)
             return ExtRef(f"{obj.name}.{name}")
         if isinstance(obj, ParamRec | TensorRec):
             if name == "shape":

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import libcst as cst
 
+from codegen.analyze import eps_expression
 from codegen.analyze.evaluate import ModuleRec
 
 _NAMES = ("eps", "variance_epsilon", "epsilon", "layer_norm_eps")
@@ -51,17 +52,13 @@ def norm_eps(ctx, rec: ModuleRec) -> float | None:
 def eps_field(ctx, rec: ModuleRec) -> str | None:
     """The config field passed as the epsilon where `rec` is built (`eps=config.X`, or the
     second positional argument of a torch norm, or the one at the place of a class's
-    `__init__` parameter `eps`), when the config has it; else None."""
+    `__init__` parameter `eps`; directly or through a local bound to it, `eps_expression`),
+    when the config has it; else None."""
     _, value = eps_argument(ctx, rec)
-    config = ctx.model.config
-    if (
-        isinstance(value, cst.Attribute)
-        and _names_config(value.value)
-        and config is not None
-        and config.key(value.attr.value) in config.attrs
-    ):
-        return config.key(value.attr.value)
-    return None
+    if value is None:
+        return None
+    found = eps_expression.read(ctx, rec.site, value)
+    return found.field if found.how == "config" else None
 
 
 def eps_argument(ctx, rec: ModuleRec) -> tuple[bool, cst.BaseExpression | None]:
@@ -92,13 +89,6 @@ def _eps_position(ctx, rec: ModuleRec) -> int | None:
         return None
     params = [p.name.value for p in found[1].params.params if p.name.value != "self"]
     return next((i for i, name in enumerate(params) if name in _NAMES), None)
-
-
-def _names_config(node: cst.BaseExpression) -> bool:
-    """`config` or `<anything>.config` (`self.config`)."""
-    if isinstance(node, cst.Name):
-        return node.value == "config"
-    return isinstance(node, cst.Attribute) and node.attr.value == "config"
 
 
 def _number(value) -> bool:

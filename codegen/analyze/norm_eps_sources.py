@@ -10,7 +10,12 @@ them apart: only a config with another epsilon does. Read from each construction
     config         `eps=config.X` (or the argument at the class's `eps` position)
     literal        a number written at the site (`eps=1e-6`)
     class_default  no epsilon passed: the norm class's own default
-    other          something else (a local, a helper's parameter): not decided here
+    other          something else (a helper's parameter): not decided here
+
+A local between the argument and its source is followed (`eps = config.X` or `eps = 1e-6`
+earlier in the function, `eps_expression`): the norm's source is the local's. One that cannot
+be followed (bound more than once to different things, or to what is not read) stays "other"
+with `unread` saying which: `norm_eps_gap` names it, never a silent guess.
 
 for the decoder layers' norms ("block"), the norm outside the layers last built ("final")
 and the q/k norms ("qk").
@@ -23,10 +28,11 @@ from dataclasses import dataclass
 
 import libcst as cst
 
+from codegen.analyze import eps_expression
 from codegen.analyze.context import Ctx
 from codegen.analyze.evaluate import ModuleRec
 from codegen.analyze.final_norm import _outside
-from codegen.analyze.norm_eps import _NAMES, eps_argument, eps_field, norm_eps
+from codegen.analyze.norm_eps import _NAMES, eps_argument, norm_eps
 from codegen.analyze.roles import NORM
 
 CONSTANT = ("literal", "class_default")  # a number no config field sets
@@ -39,6 +45,7 @@ class Source:
     field: str | None = None  # the config field, for "config"
     value: float | None = None  # the number the code uses, where it shows one
     site: str | None = None  # the construction sites (", "-joined where several agree)
+    unread: str | None = None  # for "other": the local standing between, when one does
 
     def describe(self) -> str:
         if self.how == "config":
@@ -51,9 +58,6 @@ class Source:
 def source(ctx: Ctx, rec: ModuleRec) -> Source:
     """Where the epsilon of norm `rec` comes from, read at its construction site."""
     site = ctx.site(rec)
-    field = eps_field(ctx, rec)
-    if field is not None:
-        return Source("config", field=field, value=norm_eps(ctx, rec), site=site)
     found, node = eps_argument(ctx, rec)
     if not found:
         return Source("other", site=site)
@@ -61,9 +65,12 @@ def source(ctx: Ctx, rec: ModuleRec) -> Source:
         value = _class_default(ctx, rec)
         how = "class_default" if value is not None else "other"
         return Source(how, value=value, site=site)
-    if isinstance(node, cst.Integer | cst.Float):
-        return Source("literal", value=float(node.evaluated_value), site=site)
-    return Source("other", value=norm_eps(ctx, rec), site=site)
+    said = eps_expression.read(ctx, rec.site, node)
+    if said.how == "config":
+        return Source("config", field=said.field, value=norm_eps(ctx, rec), site=site)
+    if said.how == "literal":
+        return Source("literal", value=said.value, site=site)
+    return Source("other", value=norm_eps(ctx, rec), site=site, unread=said.unread)
 
 
 def read(
@@ -147,4 +154,8 @@ def _class_default(ctx: Ctx, rec: ModuleRec) -> float | None:
 
 
 def _same(one: Source, other: Source) -> bool:
-    return (one.how, one.field, one.value) == (other.how, other.field, other.value)
+    return _identity(one) == _identity(other)
+
+
+def _identity(source: Source) -> tuple:
+    return source.how, source.field, source.value, source.unread

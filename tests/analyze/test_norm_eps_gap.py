@@ -5,7 +5,9 @@ block norms keep a number of the code's own beside a config-read final norm). On
 synthetic llama-like model: block norms of two sources (`eps=1e-5` beside
 `config.rms_norm_eps`), and the reverse of CTRL (block norms on the config's field, the final
 norm at a literal or its class's default) are listed as unsupported with their file:line, and
-`scaffold` stops in one line, writing nothing. The cases a package realises stay silent."""
+`scaffold` stops in one line, writing nothing. So is a local between a norm and its epsilon
+that no reading follows (bound twice to different things, to a conditional, by unpacking):
+it may hold the config's epsilon or the code's. The cases a package realises stay silent."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import re
 from pathlib import Path
 
 import pytest
-from test_norm_eps_sources import FINAL_CONFIG, INPUT_LITERAL, POST_LITERAL, _synth
+from test_norm_eps_sources import FINAL_CONFIG, INPUT_LITERAL, POST_LITERAL, _synth, block_local
 
 from codegen.analyze.analysis import analyze
 from codegen.cli import main
@@ -90,14 +92,93 @@ def test_realised_sources_are_no_gap(tmp_path, edits):
     assert not _gap(analyze(_synth(tmp_path, *edits)))
 
 
-def test_an_epsilon_from_a_local_is_no_evidence_of_a_split(tmp_path):
+def test_a_local_bound_to_the_config_field_agrees_with_it(tmp_path):
     local = (
         INPUT_LITERAL[0],
         "eps = config.rms_norm_eps\n        " + INPUT_LITERAL[0].replace(")", ", eps=eps)"),
     )
     features = analyze(_synth(tmp_path, FINAL_CONFIG, local, POST_CONFIG))
-    assert features.norm.eps_sources["block"] == "other | config.rms_norm_eps"
+    assert features.norm.eps_sources["block"] == "config.rms_norm_eps"
     assert not _gap(features)
+
+
+def test_a_split_through_a_local_is_named(tmp_path):
+    """The block norms read the config's field through a local, the final norm a literal:
+    the split the `final_literal` case names, seen through the local."""
+    modeling = _synth(tmp_path, FINAL_LITERAL, *block_local("eps = config.rms_norm_eps"))
+    (gap,) = _gap(analyze(modeling))
+    assert "final norm's eps from literal 1e-05, the block norms' from config.rms_norm_eps" in (
+        gap.detail
+    )
+
+
+def _line(modeling: str, text: str, after: int = 0) -> int:
+    """The first line of `modeling` past line `after` holding `text`."""
+    lines = Path(modeling).read_text(encoding="utf-8").splitlines()
+    return next(i for i, line in enumerate(lines, 1) if i > after and text in line)
+
+
+UNREAD = {  # the local's bindings; what the finding says of them, the lines it cites
+    "bound_twice": (
+        ("eps = 1e-5", "if config.tie_word_embeddings:", "    eps = config.rms_norm_eps"),
+        "local `eps` bound 2 times",
+        ("eps = 1e-5", "eps = config.rms_norm_eps"),
+    ),
+    "conditional": (
+        ("eps = config.rms_norm_eps if config.tie_word_embeddings else 1e-5",),
+        "local `eps` = `config.rms_norm_eps if config.tie_word_embeddings else 1e-5`",
+        ("eps = config",),
+    ),
+    "unpacked": (
+        ("eps, _ = 1e-5, None",),
+        "local `eps` bound by no one expression",
+        ("eps, _ = ",),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNREAD))
+def test_a_local_no_reading_follows_is_named_with_its_bindings(tmp_path, case):
+    """It may hold the config's epsilon or the code's: the package's norm_eps would be a
+    guess. Named at the block norm, its bindings' lines in the finding."""
+    bindings, said, bound = UNREAD[case]
+    modeling = _synth(tmp_path, FINAL_CONFIG, *block_local(*bindings))
+    (gap,) = _gap(analyze(modeling))
+    assert f"block norms' eps from {said} (" in gap.detail, gap.detail
+    at = _line(modeling, "class SynthDecoderLayer")
+    lines = []
+    for text in bound:
+        lines.append(_line(modeling, text, lines[-1] if lines else at))
+    cited = ", ".join(f"modeling_synth.py:{n}" for n in lines)
+    assert f"({cited})" in gap.detail, gap.detail
+    # the two block norms are built alike: the analysis holds them as one module, built first
+    # at the input norm's line
+    assert gap.evidence == f"modeling_synth.py:{_line(modeling, 'self.input_layernorm = ')}"
+
+
+def test_a_qk_norms_local_no_reading_follows_is_named(tmp_path):
+    q_norm = "self.q_norm = SynthRMSNorm(self.head_dim)"
+    edits = [
+        (q_norm, "eps = 1e-5\n        eps += 1e-6\n        " + q_norm.replace(")", ", eps=eps)")),
+        (
+            "self.k_norm = SynthRMSNorm(self.head_dim)",
+            "self.k_norm = SynthRMSNorm(self.head_dim, eps=eps)",
+        ),
+    ]
+    (gap,) = _gap(analyze(_synth(tmp_path, FINAL_CONFIG, *edits, q_norm=True)))
+    assert "qk norms' eps from local `eps` bound 2 times" in gap.detail
+
+
+def test_scaffold_refuses_a_local_no_reading_follows_in_one_line(tmp_path, capsys):
+    bindings, said, _ = UNREAD["bound_twice"]
+    modeling = _synth(tmp_path / "src", FINAL_CONFIG, *block_local(*bindings))
+    models = tmp_path / "models"
+    assert main(["scaffold", modeling, "--out", str(models)]) != 0
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert "no rule realises norm.eps_sources = " in err and said in err, err
+    assert err.rstrip().endswith("nothing written"), err
+    assert not models.exists()
 
 
 def test_muse_glimmers_post_norms_on_a_field_of_their_own_are_named():

@@ -6,7 +6,8 @@ CTRL builds its block norms with `eps=1e-6` written in the code and its final no
 sites tell them apart. Read so on the installed file, on a renamed copy, and on a copy whose
 config defaults the field to another number (where the final norm's epsilon must stay the
 config's, not the layer norms' constant). A small synthetic model varies one site at a time:
-a class default, a literal, a local, block norms of two sources, q/k norms."""
+a class default, a literal, a local (followed to its binding where it has one), block norms
+of two sources, q/k norms."""
 
 from __future__ import annotations
 
@@ -143,20 +144,87 @@ def test_block_norms_of_two_sources_are_no_layer_eps(tmp_path):
     assert features.norm.layer_eps is None
 
 
-def test_an_epsilon_from_a_local_is_not_taken_for_a_constant(tmp_path):
-    """`eps=eps` may hold anything (here the config's own field): no layer_eps."""
-    features = analyze(
-        _synth(
-            tmp_path,
-            FINAL_CONFIG,
-            (
-                "self.input_layernorm = SynthRMSNorm(config.hidden_size)",
-                "eps = config.rms_norm_eps\n"
-                "        self.input_layernorm = SynthRMSNorm(config.hidden_size, eps=eps)",
-            ),
-            (POST_LITERAL[0], POST_LITERAL[0].replace(")", ", eps=eps)")),
-        )
+def block_local(*bindings: str, argument: str = "eps=eps") -> tuple[tuple[str, str], ...]:
+    """Edits binding a local in the decoder layer's `__init__` (`bindings`: its lines, at the
+    body's indentation) and building both block norms with it (`argument`)."""
+    lead = "".join(f"{line}\n        " for line in bindings)
+    return (
+        (INPUT_LITERAL[0], lead + INPUT_LITERAL[0].replace(")", f", {argument})")),
+        (POST_LITERAL[0], POST_LITERAL[0].replace(")", f", {argument})")),
     )
+
+
+ONCE_IN_EACH_BRANCH = (
+    "if config.tie_word_embeddings:",
+    "    eps = 1e-5",
+    "else:",
+    "    eps = 1e-5",
+)
+FOLLOWED = {  # the local's bindings, the argument, the block norms' source
+    "config_field": (("eps = config.rms_norm_eps",), "eps=eps", "config.rms_norm_eps"),
+    "literal": (("eps = 1e-5",), "eps=eps", "literal 1e-05"),
+    "positional": (("eps = 1e-5",), "eps", "literal 1e-05"),
+    "annotated": (("eps: float = 1e-5",), "eps=eps", "literal 1e-05"),
+    "chained": (("norm_eps = 1e-5", "eps = norm_eps"), "eps=eps", "literal 1e-05"),
+    "getattr_field": (
+        ('eps = getattr(config, "rms_norm_eps", 1e-5)',),
+        "eps=eps",
+        "config.rms_norm_eps",
+    ),
+    "getattr_default": (
+        ('eps = getattr(config, "norm_epsilon", 1e-5)',),
+        "eps=eps",
+        "literal 1e-05",
+    ),
+    "same_in_each_branch": (ONCE_IN_EACH_BRANCH, "eps=eps", "literal 1e-05"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FOLLOWED))
+def test_an_epsilon_from_a_local_is_read_from_its_binding(tmp_path, case):
+    """`eps = config.X` or `eps = 1e-5` earlier in `__init__`: the norms' source is the
+    local's; one at a number beside a config-read final norm is the layer norms' own."""
+    bindings, argument, said = FOLLOWED[case]
+    features = analyze(_synth(tmp_path, FINAL_CONFIG, *block_local(*bindings, argument=argument)))
+    assert features.norm.eps_sources == {"block": said, "final": "config.rms_norm_eps"}
+    assert features.norm.layer_eps == (1e-5 if said.startswith("literal") else None)
+    assert features.norm.eps_field == "rms_norm_eps"
+
+
+def test_a_module_constant_is_read_as_the_number_it_is(tmp_path):
+    constant = ("class SynthRMSNorm(nn.Module):", "EPS = 1e-5\n\n\nclass SynthRMSNorm(nn.Module):")
+    features = analyze(_synth(tmp_path, FINAL_CONFIG, constant, *block_local(argument="eps=EPS")))
+    assert features.norm.eps_sources["block"] == "literal 1e-05"
+    assert features.norm.layer_eps == 1e-5
+
+
+UNREAD = {  # the local's bindings: it may hold the config's epsilon or the code's
+    "bound_twice": (
+        "eps = 1e-5",
+        "if config.tie_word_embeddings:",
+        "    eps = config.rms_norm_eps",
+    ),
+    "conditional": ("eps = config.rms_norm_eps if config.tie_word_embeddings else 1e-5",),
+    "augmented": ("eps = 1e-5", "eps *= 2"),
+    "unpacked": ("eps, _ = 1e-5, None",),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNREAD))
+def test_a_local_no_reading_follows_stays_other(tmp_path, case):
+    features = analyze(_synth(tmp_path, FINAL_CONFIG, *block_local(*UNREAD[case])))
+    assert features.norm.eps_sources["block"] == "other"
+    assert features.norm.layer_eps is None
+
+
+def test_a_parameter_is_its_callers_to_say(tmp_path):
+    """A norm built from a parameter of the function building it stays "other": decided
+    where the function is called, not here."""
+    signature = (
+        "class SynthDecoderLayer(nn.Module):\n    def __init__(self, config, layer_idx):",
+        "class SynthDecoderLayer(nn.Module):\n    def __init__(self, config, layer_idx, eps=1e-5):",
+    )
+    features = analyze(_synth(tmp_path, FINAL_CONFIG, signature, *block_local()))
     assert features.norm.eps_sources["block"] == "other"
     assert features.norm.layer_eps is None
 
