@@ -19,7 +19,9 @@ that cannot be followed (bound more than once to different things, or to what is
 stays "other" with `unread` saying which: `norm_eps_gap` names it, never a silent guess.
 
 for the decoder layers' norms ("block"), the norm outside the layers last built ("final")
-and the q/k norms ("qk").
+and the q/k norms ("qk"). Each construction site is a record of its own (`Interp.instantiate`
+shares a record only between calls at one site), so a norm at `eps=1e-6` and one at
+`eps=config.X` whose default is 1e-6 keep their own sources.
 """
 
 from __future__ import annotations

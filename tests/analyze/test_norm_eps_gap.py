@@ -23,6 +23,11 @@ from codegen.cli import main
 INPUT_CONFIG = (INPUT_LITERAL[0], INPUT_LITERAL[0].replace(")", ", eps=config.rms_norm_eps)"))
 POST_CONFIG = (POST_LITERAL[0], POST_LITERAL[0].replace(")", ", config.rms_norm_eps)"))
 FINAL_LITERAL = (FINAL_CONFIG[0], FINAL_CONFIG[0].replace(")", ", eps=1e-5)"))
+# At the config's default 1e-6 and spelled alike (`eps=`), a literal norm is built with the
+# same arguments as a config-read one: each site still has its own source.
+INPUT_AT_DEFAULT = (INPUT_LITERAL[0], INPUT_LITERAL[0].replace(")", ", eps=1e-6)"))
+POST_CONFIG_KEYWORD = (POST_LITERAL[0], POST_LITERAL[0].replace(")", ", eps=config.rms_norm_eps)"))
+FINAL_AT_DEFAULT = (FINAL_CONFIG[0], FINAL_CONFIG[0].replace(")", ", eps=1e-6)"))
 
 CASES = {  # edits, what the finding says, the attributes built at the lines it cites
     "mixed": (
@@ -33,6 +38,16 @@ CASES = {  # edits, what the finding says, the attributes built at the lines it 
     "final_literal": (
         (INPUT_CONFIG, POST_CONFIG, FINAL_LITERAL),
         "final norm's eps from literal 1e-05, the block norms' from config.rms_norm_eps",
+        ("input_layernorm", "post_attention_layernorm", "norm"),
+    ),
+    "mixed_at_the_config_default": (
+        (FINAL_CONFIG, INPUT_AT_DEFAULT, POST_CONFIG_KEYWORD),
+        "block norms' eps from literal 1e-06 | config.rms_norm_eps",
+        ("input_layernorm", "post_attention_layernorm"),
+    ),
+    "final_literal_at_the_config_default": (
+        (INPUT_CONFIG, POST_CONFIG_KEYWORD, FINAL_AT_DEFAULT),
+        "final norm's eps from literal 1e-06, the block norms' from config.rms_norm_eps",
         ("input_layernorm", "post_attention_layernorm", "norm"),
     ),
     "final_class_default": (

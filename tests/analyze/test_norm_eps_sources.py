@@ -137,6 +137,19 @@ def test_literal_block_norms_beside_a_config_final_norm(tmp_path):
     assert (features.norm.eps, features.norm.eps_field) == (None, "rms_norm_eps")
 
 
+def test_literal_block_norms_at_the_config_default_beside_a_config_final_norm(tmp_path):
+    """`eps=1e-6` in the layers, `eps=config.rms_norm_eps` (default 1e-6) at the final norm:
+    built with equal arguments, each norm is still read at its own site."""
+    at_default = [
+        (old, old.replace(")", ", eps=1e-6)")) for old, _ in (INPUT_LITERAL, POST_LITERAL)
+    ]
+    features = analyze(_synth(tmp_path, FINAL_CONFIG, *at_default))
+    assert features.norm.eps_sources == {"block": "literal 1e-06", "final": "config.rms_norm_eps"}
+    assert features.norm.layer_eps == 1e-6
+    sites = features.evidence["norm.eps_sources"]
+    assert re.fullmatch(r"block modeling_synth\.py:\d+, modeling_synth\.py:\d+; final \S+", sites)
+
+
 def test_block_norms_of_two_sources_are_no_layer_eps(tmp_path):
     post_config = (POST_LITERAL[0], POST_LITERAL[0].replace(")", ", config.rms_norm_eps)"))
     features = analyze(_synth(tmp_path, FINAL_CONFIG, INPUT_LITERAL, post_config))
