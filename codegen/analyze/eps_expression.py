@@ -3,16 +3,15 @@
 `Norm(dim, eps=config.rms_norm_eps)` reads a config field, `eps=1e-6` a number of the code's,
 `eps=eps` whatever the name holds where the call is made (`local_binding`): the expression its
 scope binds it to, or what every one of its bindings reads when they all agree. Read as well:
-`getattr(config, "X", default)` (the field where the config declares it, else the default)
-and `a if test else b` where both branches read the same. A parameter of the function making
-the call is its caller's to say ("parameter"); one the function fills in when the caller gives
-none (`eps = eps or 1e-6`, `eps = eps if eps is not None else 1e-6`) reads what the caller
-passes where the callers are known (the modules whose `__init__` built the norm's owner, its
-owner first): the argument at the caller's call, read there, else the number filled in.
-Anything else is "other"; where a local stood
-between (bound more than once to different things, or to what none of this reads) `unread`
-says which and where: the norm's epsilon may be the config's or the code's, and nothing here
-tells which.
+`getattr(config, "X", default)` (the field where the config declares it, else the default) and
+`a if test else b` where both branches read the same. A parameter of the function making the
+call is its caller's to say ("parameter"); one the function fills in when the caller gives none
+(`eps = eps or 1e-6`, `eps = eps if eps is not None else 1e-6`, `if eps is None: eps = 1e-6`)
+reads what the caller passes where the callers are known (the modules whose `__init__` built
+the norm's owner, its owner first): the argument at the caller's call, read there, else the
+number filled in. Anything else is "other"; where a local stood between (bound more than once
+to different things, or to what none of this reads) `unread` says which and where: the norm's
+epsilon may be the config's or the code's, and nothing here tells which.
 """
 
 from __future__ import annotations
@@ -133,7 +132,7 @@ def _unread(site: Site, name: str, bindings: tuple[Binding, ...], reads) -> str:
 def _parameter(ctx, site: Site, name: str, found, depth: int, callers) -> Read:
     """Parameter `name`, rebound once by a default filled in (`name = name or C`): what the
     caller of the `__init__` taking it passes, else C; any other parameter: "parameter"."""
-    fallback = default_filled(found.bindings, name)
+    fallback = default_filled(found.bindings, name, found.function)
     if fallback is None or not callers or depth >= _DEPTH:
         return Read("parameter")
     owner = callers[0]
@@ -154,24 +153,38 @@ def _parameter(ctx, site: Site, name: str, found, depth: int, callers) -> Read:
 _UNKNOWN = object()
 
 
-def default_filled(bindings, name: str) -> tuple[str, cst.BaseExpression] | None:
-    """("or", C) for the one rebinding `name = name or C`, ("none", C) for `name = name if
-    name is not None else C` (or `C if name is None else name`); else None."""
+def default_filled(bindings, name: str, function=None) -> tuple[str, cst.BaseExpression] | None:
+    """("or", C) for the one rebinding `name = name or C` (or `if not name: name = C` in
+    `function`'s body), ("none", C) for `name = name if name is not None else C` (or
+    `C if name is None else name`, or `if name is None: name = C`); else None."""
     if len(bindings) != 1 or bindings[0].value is None:
         return None
     value = bindings[0].value
-    if m.matches(value, m.BooleanOperation(left=m.Name(name), operator=m.Or())):
-        return "or", value.right
     is_none = m.Comparison(
         left=m.Name(name), comparisons=[m.ComparisonTarget(m.Is(), m.Name("None"))]
     )
     not_none = m.Comparison(
         left=m.Name(name), comparisons=[m.ComparisonTarget(m.IsNot(), m.Name("None"))]
     )
+    if m.matches(value, m.BooleanOperation(left=m.Name(name), operator=m.Or())):
+        return "or", value.right
     if m.matches(value, m.IfExp(test=not_none, body=m.Name(name))):
         return "none", value.orelse
     if m.matches(value, m.IfExp(test=is_none, orelse=m.Name(name))):
         return "none", value.body
+    body = function.body.body if isinstance(function, cst.FunctionDef) else ()
+    for statement in body:
+        if (
+            isinstance(statement, cst.If)
+            and statement.orelse is None
+            and len(statement.body.body) == 1
+            and isinstance(statement.body.body[0], cst.SimpleStatementLine)
+            and statement.body.body[0].body[0] is bindings[0].statement
+        ):
+            if m.matches(statement.test, is_none):
+                return "none", value
+            if m.matches(statement.test, m.UnaryOperation(m.Not(), m.Name(name))):
+                return "or", value
     return None
 
 

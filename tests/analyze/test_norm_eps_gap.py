@@ -166,9 +166,12 @@ def test_a_local_no_reading_follows_is_named_with_its_bindings(tmp_path, case):
         lines.append(_line(modeling, text, lines[-1] if lines else at))
     cited = ", ".join(f"modeling_synth.py:{n}" for n in lines)
     assert f"({cited})" in gap.detail, gap.detail
-    # the two block norms are built alike: the analysis holds them as one module, built first
-    # at the input norm's line
-    assert gap.evidence == f"modeling_synth.py:{_line(modeling, 'self.input_layernorm = ')}"
+    # the two block norms are built alike, each at its own line: both are cited
+    built = [
+        _line(modeling, f"self.{name} = ")
+        for name in ("input_layernorm", "post_attention_layernorm")
+    ]
+    assert gap.evidence == ", ".join(f"modeling_synth.py:{n}" for n in built)
 
 
 def test_a_qk_norms_local_no_reading_follows_is_named(tmp_path):
@@ -202,6 +205,6 @@ def test_muse_glimmers_post_norms_on_a_field_of_their_own_are_named():
     pytest.importorskip("transformers.models.muse_glimmer")
     (gap,) = _gap(analyze("muse_glimmer_text"))
     assert "config.rms_norm_eps | config.post_norm_eps" in gap.detail
-    assert re.fullmatch(
-        r"modeling_muse_glimmer\.py:\d+; modeling_muse_glimmer\.py:\d+", gap.evidence
-    )
+    site = r"modeling_muse_glimmer\.py:\d+"
+    # each source at the lines of its own norms (two of each per layer)
+    assert re.fullmatch(f"{site}, {site}; {site}, {site}", gap.evidence), gap.evidence

@@ -277,6 +277,18 @@ FILLED_IN = {  # the rebinding, the layer's parameter, the caller's call, the bl
         LAYER_CALL,
         "literal 1e-05",
     ),
+    "if_none_statement": (
+        ("if eps is None:", "    eps = 1e-5"),
+        "eps=None",
+        LAYER_CALL,
+        "literal 1e-05",
+    ),
+    "if_not_statement_config_passed": (
+        ("if not eps:", "    eps = 1e-5"),
+        "eps=None",
+        LAYER_CALL.replace("(config, i)", "(config, i, eps=config.rms_norm_eps)"),
+        "config.rms_norm_eps",
+    ),
     "is_none_config_passed": (
         "eps = 1e-5 if eps is None else eps",
         "eps=None",
@@ -292,7 +304,8 @@ def test_a_parameter_filled_in_when_not_passed_reads_the_callers_argument(tmp_pa
     through the argument it passes (read where the call is), else the number filled in."""
     rebinding, parameter, call, said = FILLED_IN[case]
     signature = (LAYER_SIGNATURE, LAYER_SIGNATURE.replace("layer_idx)", f"layer_idx, {parameter})"))
-    edits = (signature, (LAYER_CALL, call), *block_local(rebinding))
+    lines = (rebinding,) if isinstance(rebinding, str) else rebinding
+    edits = (signature, (LAYER_CALL, call), *block_local(*lines))
     features = analyze(_synth(tmp_path, FINAL_CONFIG, *edits))
     assert features.norm.eps_sources == {"block": said, "final": "config.rms_norm_eps"}
     assert features.norm.layer_eps == (1e-5 if said.startswith("literal") else None)
