@@ -9,11 +9,12 @@ Conv1D under an override without a branch for it (GPT-1's) keeps
 override re-draws it at initializer_range.
 
 Read statically, nothing imported: the chain is followed through `super()` into the library
-file the base is imported from (`...modeling_utils`), and so is a library module's class
-(`...pytorch_utils`). Each `if` on the module is decided by the names of its class and of
-that class's bases (`isinstance(module, (A, b.B))`, `"Norm" in module.__class__.__name__`,
-with `not`, `and`, `or`); a test that cannot be decided, or a statement on the module outside
-such a test, counts as reaching it. A constructor's draw counts where it is an unconditional
+file the base is imported from (`...modeling_utils`, or the package as remote code spells it:
+`transformers.PreTrainedModel`), and so is a library module's class (`...pytorch_utils`). Each
+`if` on the module is decided by the names of its class and of that class's bases
+(`isinstance(module, (A, b.B))`, `"Norm" in module.__class__.__name__`, with `not`, `and`,
+`or`); a test that cannot be decided, or a statement on the module outside such a test, counts
+as reaching it. A constructor's draw counts where it is an unconditional
 `normal_(self.<parameter>, std=<number>)` with mean 0.
 """
 
@@ -25,6 +26,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from codegen.analyze.evaluate import ModuleRec
+from codegen.analyze.library_class import library_class
 from codegen.analyze.model import walk_tree
 from codegen.analyze.source import ClassInfo, Project, dotted
 
@@ -140,28 +142,21 @@ def _bases(project: Project, cls: ClassInfo) -> list[ClassInfo]:
 
 
 def _imported_class(project: Project, sf, name: str) -> ClassInfo | None:
-    """The class `name` (as spelled in `sf`) defined there or in the file it is imported
-    from, a library file included (`from ...pytorch_utils import Conv1D`), which name
-    resolution leaves opaque; None for anything else (torch's classes, a package import)."""
-    if name in sf.classes:
-        return sf.classes[name]
-    spec, imported = sf.imports.get(name, (None, None))
-    if spec is None or imported is None:
-        return None
-    path = project.module_path(sf, spec)
-    other = project.try_load(path) if path is not None else None
-    return other.classes.get(imported) if other is not None else None
+    """The class `name` (as spelled in `sf`) defined there or imported from the folder's files
+    or transformers' (`from ...pytorch_utils import Conv1D`, `from transformers import
+    PreTrainedModel`, `transformers.PreTrainedModel`), which name resolution leaves opaque;
+    None for anything else (torch's classes)."""
+    return library_class(project, sf, name)
 
 
 def module_class(project: Project, rec: ModuleRec) -> ClassInfo | None:
     """The class a module record was built from: a modeling-file class, or a library class
-    whose constructor call names it (`Conv1D(n_state * 3, nx)`)."""
+    whose constructor call names it (`Conv1D(n_state * 3, nx)`, `transformers.Conv1D(...)`)."""
     if rec.cls is not None:
         return rec.cls
     call = rec.site.node if rec.site is not None else None
-    if not isinstance(call, cst.Call) or not isinstance(call.func, cst.Name):
-        return None
-    return _imported_class(project, rec.site.sf, call.func.value)
+    spelled = dotted(call.func) if isinstance(call, cst.Call) else None
+    return _imported_class(project, rec.site.sf, spelled) if spelled else None
 
 
 @dataclass(frozen=True)

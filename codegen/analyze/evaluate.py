@@ -1190,8 +1190,13 @@ class Interp:
             if self.config_factory is None:
                 raise Unknown("config construction")
             return self.config_factory(self, cls, args, kwargs, site)
-        try:
-            key = (id(cls), freeze(args), freeze(kwargs))
+        try:  # one record per construction site: norms alike in value stay apart by source
+            key = (
+                id(cls),
+                id(site.node) if site is not None else None,
+                freeze(args),
+                freeze(kwargs),
+            )
         except TypeError:
             key = None
         if key is not None and key in self._memo:

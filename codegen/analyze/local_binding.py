@@ -6,8 +6,9 @@ comprehension) that binds the name or takes it as a parameter, else of an enclos
 else the module's (a class body is no scope for the functions inside it). Read by structure
 from the node using the name, without running the code:
 
-    parameter  the name is a parameter of that function: its caller decides it (a body
-               that also rebinds it, `eps = eps or 1e-6`, is not read further)
+    parameter  the name is a parameter of that function: its caller decides it; where the
+               body also rebinds it (`eps = eps or 1e-6`) those bindings come with it, and
+               the function, so a reader can tell a default filled in from a new value
     bound      the scope binds it: every binding, each with the expression it assigns (None
                where it assigns no one expression: a loop target, an augmented assignment,
                an unpacking, an import, a `global`)
@@ -37,6 +38,7 @@ class Binding:
 class Lookup:
     kind: str  # parameter | bound | free
     bindings: tuple[Binding, ...] = ()
+    function: cst.CSTNode | None = None  # for "parameter": the function taking it
 
 
 def lookup(module: cst.Module, use: cst.CSTNode, name: str, within=None) -> Lookup:
@@ -48,7 +50,9 @@ def lookup(module: cst.Module, use: cst.CSTNode, name: str, within=None) -> Look
     for scope in reversed(path):
         if type(scope) in _FUNCTIONS:
             if name in _parameters(scope.params):
-                return Lookup("parameter")
+                body = scope.body if isinstance(scope, cst.FunctionDef) else None
+                rebound = _bindings(body, name) if body is not None else ()
+                return Lookup("parameter", rebound, scope)
             if isinstance(scope, cst.FunctionDef):
                 found = _bindings(scope.body, name)
                 if found:

@@ -17,6 +17,7 @@ import libcst as cst
 
 from codegen.analyze import eps_expression
 from codegen.analyze.evaluate import ModuleRec
+from codegen.analyze.module_owners import owners
 
 _NAMES = ("eps", "variance_epsilon", "epsilon", "layer_norm_eps")
 _FUNCTIONAL = ("layer_norm", "rms_norm", "group_norm")
@@ -57,7 +58,7 @@ def eps_field(ctx, rec: ModuleRec) -> str | None:
     _, value = eps_argument(ctx, rec)
     if value is None:
         return None
-    found = eps_expression.read(ctx, rec.site, value)
+    found = eps_expression.read(ctx, rec.site, value, owners(ctx, rec))
     return found.field if found.how == "config" else None
 
 

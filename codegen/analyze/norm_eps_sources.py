@@ -13,12 +13,15 @@ them apart: only a config with another epsilon does. Read from each construction
     other          something else (a helper's parameter): not decided here
 
 A local between the argument and its source is followed (`eps = config.X` or `eps = 1e-6`
-earlier in the function, `eps_expression`): the norm's source is the local's. One that cannot
-be followed (bound more than once to different things, or to what is not read) stays "other"
-with `unread` saying which: `norm_eps_gap` names it, never a silent guess.
+earlier in the function, `eps_expression`), and so is a parameter the function fills in when
+its caller passes none (`eps = eps or 1e-6`: the caller's argument, else the number). One
+that cannot be followed (bound more than once to different things, or to what is not read)
+stays "other" with `unread` saying which: `norm_eps_gap` names it, never a silent guess.
 
 for the decoder layers' norms ("block"), the norm outside the layers last built ("final")
-and the q/k norms ("qk").
+and the q/k norms ("qk"). Each construction site is a record of its own (`Interp.instantiate`
+shares a record only between calls at one site), so a norm at `eps=1e-6` and one at
+`eps=config.X` whose default is 1e-6 keep their own sources.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from codegen.analyze import eps_expression
 from codegen.analyze.context import Ctx
 from codegen.analyze.evaluate import ModuleRec
 from codegen.analyze.final_norm import _outside
+from codegen.analyze.module_owners import owners
 from codegen.analyze.norm_eps import _NAMES, eps_argument, norm_eps
 from codegen.analyze.roles import NORM
 
@@ -65,7 +69,7 @@ def source(ctx: Ctx, rec: ModuleRec) -> Source:
         value = _class_default(ctx, rec)
         how = "class_default" if value is not None else "other"
         return Source(how, value=value, site=site)
-    said = eps_expression.read(ctx, rec.site, node)
+    said = eps_expression.read(ctx, rec.site, node, owners(ctx, rec))
     if said.how == "config":
         return Source("config", field=said.field, value=norm_eps(ctx, rec), site=site)
     if said.how == "literal":

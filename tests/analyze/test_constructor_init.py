@@ -93,3 +93,51 @@ def test_conv1d_draws_its_weight_at_a_literal_std(tmp_path):
         "weight": 0.02
     }
     assert constructor_draws(project, sf.classes["Attention"]) == {}
+
+
+# Remote code reaches the same library classes through the package itself.
+PACKAGE_IMPORTS = {
+    "from the package": (
+        "from transformers import PreTrainedModel\nfrom transformers import Conv1D\n",
+        "PreTrainedModel",
+        "Conv1D",
+    ),
+    "as attributes of the package": ("import transformers\n", "transformers.PreTrainedModel", None),
+    "a submodule of the package": (
+        "import transformers as tf\nfrom transformers import pytorch_utils\n",
+        "tf.PreTrainedModel",
+        "pytorch_utils.Conv1D",
+    ),
+}
+
+
+@pytest.mark.parametrize("spelling", PACKAGE_IMPORTS, ids=list(PACKAGE_IMPORTS))
+def test_library_classes_imported_through_the_package_are_read(tmp_path, spelling):
+    imports, base, conv_name = PACKAGE_IMPORTS[spelling]
+    head = HEAD.replace(
+        "from transformers.modeling_utils import PreTrainedModel\n"
+        "from transformers.pytorch_utils import Conv1D\n",
+        imports,
+    ).replace("(PreTrainedModel)", f"({base})")
+    project = Project()
+    sf = project.adopt(
+        str(tmp_path / "modeling_toy.py"), head + "        super()._init_weights(module)\n"
+    )
+    chain = init_chain(project, sf.classes["ToyPreTrainedModel"])
+    assert chain is not None and [owner.name for owner, _ in chain] == [
+        "ToyPreTrainedModel",
+        "PreTrainedModel",
+    ]
+    conv = _imported_class(project, sf, conv_name or "transformers.Conv1D")
+    assert conv is not None and conv.sf.name == "pytorch_utils.py"
+    assert not reaches(chain, kind_of(project, conv))
+
+
+def test_only_the_analysed_folder_and_transformers_are_read(tmp_path):
+    project = Project()
+    sf = project.adopt(
+        str(tmp_path / "modeling_toy.py"), "import torch\nfrom torch import nn\nimport os\n"
+    )
+    assert _imported_class(project, sf, "nn.Linear") is None
+    assert _imported_class(project, sf, "torch.nn.Linear") is None
+    assert _imported_class(project, sf, "os.PathLike") is None

@@ -22,7 +22,9 @@ SOURCE = textwrap.dedent(
     class Block:
         eps = 0.25
 
-        def __init__(self, config, layer_eps):
+        def __init__(self, config, layer_eps, filled=None):
+            filled = filled or 1e-6
+            self.filled = Norm(4, eps=filled)
             once = config.rms_norm_eps
             self.once = Norm(4, eps=once)
             twice = 1e-6
@@ -68,6 +70,7 @@ def _lookup(name: str):
         ("once", "bound", ["config.rms_norm_eps"]),
         ("twice", "bound", ["1e-6", "1e-5"]),
         ("layer_eps", "parameter", []),
+        ("filled", "parameter", ["filled or 1e-6"]),  # its default filled in, with it
         ("EPS", "bound", ["1e-5"]),  # the module's: the method binds no EPS
         ("eps", "bound", ["0.5"]),  # the module's, not the class body's 0.25
         ("more", "bound", ["1e-6", None]),  # the augmented assignment has no one value

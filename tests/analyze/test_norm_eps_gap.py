@@ -23,6 +23,11 @@ from codegen.cli import main
 INPUT_CONFIG = (INPUT_LITERAL[0], INPUT_LITERAL[0].replace(")", ", eps=config.rms_norm_eps)"))
 POST_CONFIG = (POST_LITERAL[0], POST_LITERAL[0].replace(")", ", config.rms_norm_eps)"))
 FINAL_LITERAL = (FINAL_CONFIG[0], FINAL_CONFIG[0].replace(")", ", eps=1e-5)"))
+# At the config's default 1e-6 and spelled alike (`eps=`), a literal norm is built with the
+# same arguments as a config-read one: each site still has its own source.
+INPUT_AT_DEFAULT = (INPUT_LITERAL[0], INPUT_LITERAL[0].replace(")", ", eps=1e-6)"))
+POST_CONFIG_KEYWORD = (POST_LITERAL[0], POST_LITERAL[0].replace(")", ", eps=config.rms_norm_eps)"))
+FINAL_AT_DEFAULT = (FINAL_CONFIG[0], FINAL_CONFIG[0].replace(")", ", eps=1e-6)"))
 
 CASES = {  # edits, what the finding says, the attributes built at the lines it cites
     "mixed": (
@@ -33,6 +38,16 @@ CASES = {  # edits, what the finding says, the attributes built at the lines it 
     "final_literal": (
         (INPUT_CONFIG, POST_CONFIG, FINAL_LITERAL),
         "final norm's eps from literal 1e-05, the block norms' from config.rms_norm_eps",
+        ("input_layernorm", "post_attention_layernorm", "norm"),
+    ),
+    "mixed_at_the_config_default": (
+        (FINAL_CONFIG, INPUT_AT_DEFAULT, POST_CONFIG_KEYWORD),
+        "block norms' eps from literal 1e-06 | config.rms_norm_eps",
+        ("input_layernorm", "post_attention_layernorm"),
+    ),
+    "final_literal_at_the_config_default": (
+        (INPUT_CONFIG, POST_CONFIG_KEYWORD, FINAL_AT_DEFAULT),
+        "final norm's eps from literal 1e-06, the block norms' from config.rms_norm_eps",
         ("input_layernorm", "post_attention_layernorm", "norm"),
     ),
     "final_class_default": (
@@ -151,9 +166,12 @@ def test_a_local_no_reading_follows_is_named_with_its_bindings(tmp_path, case):
         lines.append(_line(modeling, text, lines[-1] if lines else at))
     cited = ", ".join(f"modeling_synth.py:{n}" for n in lines)
     assert f"({cited})" in gap.detail, gap.detail
-    # the two block norms are built alike: the analysis holds them as one module, built first
-    # at the input norm's line
-    assert gap.evidence == f"modeling_synth.py:{_line(modeling, 'self.input_layernorm = ')}"
+    # the two block norms are built alike, each at its own line: both are cited
+    built = [
+        _line(modeling, f"self.{name} = ")
+        for name in ("input_layernorm", "post_attention_layernorm")
+    ]
+    assert gap.evidence == ", ".join(f"modeling_synth.py:{n}" for n in built)
 
 
 def test_a_qk_norms_local_no_reading_follows_is_named(tmp_path):
@@ -187,6 +205,6 @@ def test_muse_glimmers_post_norms_on_a_field_of_their_own_are_named():
     pytest.importorskip("transformers.models.muse_glimmer")
     (gap,) = _gap(analyze("muse_glimmer_text"))
     assert "config.rms_norm_eps | config.post_norm_eps" in gap.detail
-    assert re.fullmatch(
-        r"modeling_muse_glimmer\.py:\d+; modeling_muse_glimmer\.py:\d+", gap.evidence
-    )
+    site = r"modeling_muse_glimmer\.py:\d+"
+    # each source at the lines of its own norms (two of each per layer)
+    assert re.fullmatch(f"{site}, {site}; {site}, {site}", gap.evidence), gap.evidence

@@ -137,6 +137,19 @@ def test_literal_block_norms_beside_a_config_final_norm(tmp_path):
     assert (features.norm.eps, features.norm.eps_field) == (None, "rms_norm_eps")
 
 
+def test_literal_block_norms_at_the_config_default_beside_a_config_final_norm(tmp_path):
+    """`eps=1e-6` in the layers, `eps=config.rms_norm_eps` (default 1e-6) at the final norm:
+    built with equal arguments, each norm is still read at its own site."""
+    at_default = [
+        (old, old.replace(")", ", eps=1e-6)")) for old, _ in (INPUT_LITERAL, POST_LITERAL)
+    ]
+    features = analyze(_synth(tmp_path, FINAL_CONFIG, *at_default))
+    assert features.norm.eps_sources == {"block": "literal 1e-06", "final": "config.rms_norm_eps"}
+    assert features.norm.layer_eps == 1e-6
+    sites = features.evidence["norm.eps_sources"]
+    assert re.fullmatch(r"block modeling_synth\.py:\d+, modeling_synth\.py:\d+; final \S+", sites)
+
+
 def test_block_norms_of_two_sources_are_no_layer_eps(tmp_path):
     post_config = (POST_LITERAL[0], POST_LITERAL[0].replace(")", ", config.rms_norm_eps)"))
     features = analyze(_synth(tmp_path, FINAL_CONFIG, INPUT_LITERAL, post_config))
@@ -227,6 +240,75 @@ def test_a_parameter_is_its_callers_to_say(tmp_path):
     features = analyze(_synth(tmp_path, FINAL_CONFIG, signature, *block_local()))
     assert features.norm.eps_sources["block"] == "other"
     assert features.norm.layer_eps is None
+
+
+LAYER_SIGNATURE = "class SynthDecoderLayer(nn.Module):\n    def __init__(self, config, layer_idx):"
+LAYER_CALL = "[SynthDecoderLayer(config, i) for i in range(config.num_hidden_layers)]"
+FILLED_IN = {  # the rebinding, the layer's parameter, the caller's call, the block norms' source
+    "or_nothing_passed": ("eps = eps or 1e-5", "eps=None", LAYER_CALL, "literal 1e-05"),
+    "or_config_passed": (
+        "eps = eps or 1e-5",
+        "eps=None",
+        LAYER_CALL.replace("(config, i)", "(config, i, eps=config.rms_norm_eps)"),
+        "config.rms_norm_eps",
+    ),
+    "or_positional": (
+        "eps = eps or 1e-6",
+        "eps=None",
+        LAYER_CALL.replace("(config, i)", "(config, i, config.rms_norm_eps)"),
+        "config.rms_norm_eps",
+    ),
+    "or_literal_passed": (
+        "eps = eps or 1e-6",
+        "eps=None",
+        LAYER_CALL.replace("(config, i)", "(config, i, eps=1e-5)"),
+        "literal 1e-05",
+    ),
+    "or_none_passed": (
+        "eps = eps or 1e-5",
+        "eps=1e-6",
+        LAYER_CALL.replace("(config, i)", "(config, i, eps=None)"),
+        "literal 1e-05",
+    ),
+    "or_own_default": ("eps = eps or 1e-6", "eps=1e-5", LAYER_CALL, "literal 1e-05"),
+    "is_not_none_nothing_passed": (
+        "eps = eps if eps is not None else 1e-5",
+        "eps=None",
+        LAYER_CALL,
+        "literal 1e-05",
+    ),
+    "if_none_statement": (
+        ("if eps is None:", "    eps = 1e-5"),
+        "eps=None",
+        LAYER_CALL,
+        "literal 1e-05",
+    ),
+    "if_not_statement_config_passed": (
+        ("if not eps:", "    eps = 1e-5"),
+        "eps=None",
+        LAYER_CALL.replace("(config, i)", "(config, i, eps=config.rms_norm_eps)"),
+        "config.rms_norm_eps",
+    ),
+    "is_none_config_passed": (
+        "eps = 1e-5 if eps is None else eps",
+        "eps=None",
+        LAYER_CALL.replace("(config, i)", "(config, i, eps=config.rms_norm_eps)"),
+        "config.rms_norm_eps",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FILLED_IN))
+def test_a_parameter_filled_in_when_not_passed_reads_the_callers_argument(tmp_path, case):
+    """`eps = eps or 1e-5` in the layer's `__init__`: the layer's construction call decides,
+    through the argument it passes (read where the call is), else the number filled in."""
+    rebinding, parameter, call, said = FILLED_IN[case]
+    signature = (LAYER_SIGNATURE, LAYER_SIGNATURE.replace("layer_idx)", f"layer_idx, {parameter})"))
+    lines = (rebinding,) if isinstance(rebinding, str) else rebinding
+    edits = (signature, (LAYER_CALL, call), *block_local(*lines))
+    features = analyze(_synth(tmp_path, FINAL_CONFIG, *edits))
+    assert features.norm.eps_sources == {"block": said, "final": "config.rms_norm_eps"}
+    assert features.norm.layer_eps == (1e-5 if said.startswith("literal") else None)
 
 
 def test_qk_norms_at_the_layer_norms_constant_take_their_own_eps(tmp_path):

@@ -10,8 +10,12 @@ GPT-2's without it. A renamed remote-code copy of GPT-1 is read and starts the s
 
 from __future__ import annotations
 
+import re
+import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from codegen.analyze.analysis import analyze
 from codegen.cli import main
@@ -75,11 +79,47 @@ def test_gpt2_keeps_initializer_range(tmp_path):
     assert _init_failure(spec, base_config("gpt2")[0]) is None
 
 
-def test_a_renamed_remote_copy_starts_like_its_code(tmp_path):
+def _through_the_package(folder: Path, spelling: str) -> None:
+    """Rewrite the copy's library imports the way remote code often spells them."""
+    modeling = next(folder.glob("modeling_*.py"))
+    text = modeling.read_text()
+    utils = "from transformers.modeling_utils import PreTrainedModel, slice_logits_to_keep\n"
+    conv = "from transformers.pytorch_utils import Conv1D\n"
+    assert utils in text and conv in text
+    rest = "from transformers.modeling_utils import slice_logits_to_keep\n"
+    if spelling == "from transformers import PreTrainedModel":
+        text = text.replace(utils, "from transformers import PreTrainedModel\n" + rest)
+    elif spelling == "import transformers":
+        text = text.replace(utils, "import transformers\n" + rest).replace(conv, "")
+        text = text.replace("(PreTrainedModel)", "(transformers.PreTrainedModel)")
+        text = re.sub(r"\bConv1D\(", "transformers.Conv1D(", text)
+    modeling.write_text(text)
+
+
+@pytest.mark.parametrize(
+    "spelling", [None, "from transformers import PreTrainedModel", "import transformers"]
+)
+def test_a_renamed_remote_copy_starts_like_its_code(tmp_path, spelling):
     name = neutral_name(TYPE)
     folder = remote_folder(TYPE, tmp_path / "hub", name=name)
+    if spelling is not None:
+        _through_the_package(folder, spelling)
+        assert analyze(str(folder)).state_dict.constructor_std == KEPT
     models = tmp_path / "models"
     assert main(["scaffold", str(folder), "--out", str(models)]) == 0
     assert "CONSTRUCTOR_STDS" in (models / name / "model.py").read_text()
     config = remote_toy_config(load_remote(folder, trust_remote_code=True))
     assert _init_failure(load_spec(name, models), config) is None
+
+
+def test_reading_the_package_imports_neither_torch_nor_transformers(tmp_path):
+    folder = remote_folder(TYPE, tmp_path / "hub", name=neutral_name(TYPE))
+    _through_the_package(folder, "import transformers")
+    code = (
+        "import sys\n"
+        "from codegen.analyze.analysis import analyze\n"
+        f"assert analyze({str(folder)!r}).state_dict.constructor_std\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
