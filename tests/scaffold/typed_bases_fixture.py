@@ -50,7 +50,8 @@ _MODELING_EDITS = [
     (
         "        for theta in sorted({theta for theta in config.layer_rope_theta if theta}):\n"
         "            theta_config = copy.deepcopy(config)\n"
-        '            theta_config.rope_parameters = {**config.rope_parameters, "rope_theta": theta}\n',
+        "            theta_config.rope_parameters = "
+        '{**config.rope_parameters, "rope_theta": theta}\n',
         "        self.rope_keys = sorted(\n"
         "            {(t, theta) for t, theta in zip(config.layer_types, config.layer_rope_theta)"
         " if theta}\n"
@@ -79,15 +80,18 @@ _MODELING_EDITS = [
 ]
 
 
-def typed_bases_folder(dest: Path) -> Path:
+def typed_bases_folder(dest: Path, one_type: str | None = None) -> Path:
     """The copy at `dest/NAME`: nested PARAMETERS, LAYER_TYPES and BASES in config.json,
-    the list field renamed to FIELD in its code and config."""
+    the list field renamed to FIELD in its code and config. `one_type`: every layer's base
+    is swapped into that type's parameters instead of its own type's."""
     folder = remote_folder(SOURCE, dest, name=NAME)
     (config_file,) = folder.glob("configuration_*.py")
     (modeling_file,) = folder.glob("modeling_*.py")
     original = _list_field(config_file.read_text())
     _edit(config_file, _CONFIG_EDITS)
-    _edit(modeling_file, _MODELING_EDITS)
+    own_type = "config.rope_parameters[layer_type]"
+    fixed = [(own_type, f'config.rope_parameters["{one_type}"]')] if one_type else []
+    _edit(modeling_file, _MODELING_EDITS + fixed)
     config = json.loads((folder / "config.json").read_text())
     config.update(rope_parameters=PARAMETERS, layer_types=LAYER_TYPES, layer_rope_theta=BASES)
     (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
