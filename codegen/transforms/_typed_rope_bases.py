@@ -16,7 +16,7 @@ import libcst.matchers as m
 
 from codegen.transforms import _attention_edits as edits
 from codegen.transforms import _rope_edits as rope_edits
-from codegen.transforms.edits import InsertStatements, assigns, code_of, run
+from codegen.transforms.edits import InsertStatements, assigns, code_of, field_name, run
 
 # Model.__init__, after `self.sliding_rotary`: a sliding table per other nonzero base
 SLIDING_BUILD = """
@@ -45,6 +45,17 @@ _PICK = m.Subscript(
     ],
 )
 PER_TYPE_PICK = "(sliding_ropes if layer.sliding else ropes)[layer.rope_base]"
+
+# ModelArgs.__post_init__: no list given, each layer's base is its own type's theta (as
+# HF's configs fill it), not `rope`'s on every layer
+ONE_BASE = "(self.rope.theta,) * self.n_layers"
+TYPES_BASE = """(
+    (self.sliding_rope or self.rope).theta if t == "{sliding}" else self.rope.theta
+    for t in self.layer_types or ("full_attention",) * self.n_layers
+)"""
+FIELD_COMMENT = (
+    "# each layer's RoPE base, in its type's theta's place (0: no RoPE there); None: its type's"
+)
 
 # the names the composed forward frees after the layer loop
 FREED = "rope, ropes, sliding_rope, sliding_ropes"
@@ -88,11 +99,22 @@ def sliding_tables(table) -> str:
     return SLIDING_TABLES.format(table=code_of(per_forward))
 
 
-def compose(package) -> None:
-    """The sliding tables per base built in __init__, and each layer call picking its own
-    type's table of its base; EditError where `layer_rope_bases` left no per-base pick."""
+def compose(package, sliding_key: str) -> None:
+    """The sliding tables per base built in __init__, each layer call picking its own
+    type's table of its base, and a missing list defaulting to each layer's type's theta
+    (`sliding_key`: the layer type that slides); EditError where `layer_rope_bases` left no
+    per-base pick."""
     if not _has_base_tables(package):
         raise ValueError("the model picks no table per RoPE base to split per layer type")
+    edits.replace_expressions(
+        package,
+        "args.py",
+        "ModelArgs",
+        "__post_init__",
+        edits.is_code(ONE_BASE),
+        lambda _: edits.expression(TYPES_BASE.format(sliding=sliding_key)),
+    )
+    run(package, "args.py", _FieldComment("layer_rope_bases", FIELD_COMMENT))
     run(
         package,
         "model.py",
@@ -115,3 +137,22 @@ def _has_base_tables(package) -> bool:
     """`layer_rope_bases` has run: Model.__init__ builds `self.base_rotaries`."""
     model = package.module("model.py")
     return rope_edits.first_assignment(model, "Model", "__init__", "self.base_rotaries") is not None
+
+
+class _FieldComment(cst.CSTTransformer):
+    """The comment line right above ModelArgs' field `name` becomes `comment`."""
+
+    def __init__(self, name: str, comment: str):
+        super().__init__()
+        self.name, self.comment = name, comment
+        self.hits = 0
+
+    def leave_SimpleStatementLine(self, original, updated):
+        if field_name(updated) != self.name or not updated.leading_lines:
+            return updated
+        lines = list(updated.leading_lines)
+        if lines[-1].comment is None:
+            return updated
+        self.hits += 1
+        lines[-1] = lines[-1].with_changes(comment=cst.Comment(self.comment))
+        return updated.with_changes(leading_lines=lines)

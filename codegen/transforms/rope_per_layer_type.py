@@ -109,7 +109,7 @@ class SetRopePerLayerType(Transform):
         beside = _sliding_table(table)
         if bases is not None:  # and the other bases' sliding tables with it
             beside += typed_bases.sliding_tables(table)
-            typed_bases.compose(package)
+            typed_bases.compose(package, sliding_key)
         run(package, "model.py", _BesideTheWindow(beside, per_base=bases is not None))
 
         def per_type(call: cst.Call) -> cst.Call:

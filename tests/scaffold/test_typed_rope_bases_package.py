@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 import pytest
-from typed_bases_fixture import FIELD, typed_bases_folder
+from typed_bases_fixture import BASES, FIELD, typed_bases_folder
 
 from codegen.cli import main
 from codegen.scaffold.testing import plan_folder, seeded_copy, verify_folder, write_planned
@@ -105,3 +105,21 @@ def test_every_base_in_one_types_parameters_is_refused_in_one_line(tmp_path, cap
     assert f'config:{FIELD} replaces rope_parameters["full_attention"].rope_theta' in err, err
     assert err.rstrip().endswith("nothing written"), err
     assert not models.exists()
+
+
+def test_without_a_list_each_layer_takes_its_types_theta(built, folder):
+    import importlib
+    import sys
+
+    from transformers import AutoConfig
+
+    hf_config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
+    sys.path.insert(0, str(built))
+    try:
+        args = importlib.import_module(f"{folder.name}.args")
+    finally:
+        sys.path.remove(str(built))
+    assert args.ModelArgs.from_hf_config(hf_config).layer_rope_bases == tuple(BASES)
+    setattr(hf_config, FIELD, None)
+    # full layers at the full entry's 1e6, sliding ones at the sliding entry's 1e4
+    assert args.ModelArgs.from_hf_config(hf_config).layer_rope_bases == (1e6, 1e4, 1e4, 1e6)
