@@ -72,10 +72,15 @@ def check(bases: dict | None, evidence: str) -> None:
         return
     where = f"{evidence}: " if evidence else ""
     if types is None:
+        field, base = bases.get("field"), bases.get("base")
+        why = (
+            "every layer takes that one type's parameters, not its own type's: not supported"
+            if "[" in str(base)
+            else "there is no flat rope_theta to replace"
+        )
         raise ValueError(
-            f"{where}config:{bases.get('field')} replaces {bases.get('base')} while"
-            " rope_parameters is nested per layer type; which type's parameters a layer's base"
-            " goes with is not read (swap it into rope_parameters[layer_types[i]])"
+            f"{where}config:{field} replaces {base} while rope_parameters is nested per layer"
+            f" type: {why}"
         )
     raise ValueError(
         f"{where}config:{bases.get('field')} swaps each base into the rope_parameters entry"

@@ -7,6 +7,9 @@ they slide), `sliding_rope` from the sliding entry: the model builds one cos/sin
 type present in `layer_types` (the sliding one beside the window mask, when a layer slides)
 and hands each block the table of its own type, as HF does; both, and the window mask, are
 freed after the layer loop (HF's backbone has returned, freeing them, when its head runs).
+With a RoPE base per layer as well (`rope.layer_bases` over `rope_parameters[<layer type>]`)
+each type gets a table per base and a layer takes its own type's at its own base
+(`_typed_rope_bases`); a base swapped into anything else is refused in one line.
 """
 
 from __future__ import annotations
