@@ -546,13 +546,14 @@ def detect(ctx: Ctx, shared: dict) -> Rope:
     ctx.cite("rope.reversed", f"{turned_back} (cat((x2, -x1)))" if turned_back else fn_site)
     no_rope = [p["index"] for p in per_layer if not p["rope"]]
     nope_layers = bool(no_rope)
+    bases = layer_bases(ctx)
     nope_rule = None
     if nope_layers:
         ctx.cite(
             "rope.nope_layers",
             f"{ctx.class_site(rep.rec)} (layers without RoPE: {layer_ranges(no_rope)})",
         )
-        nope_rule = _nope_rule(ctx, per_layer, fn)
+        nope_rule = _nope_rule(ctx, per_layer, fn) or _rope_of_nonzero_base(ctx, per_layer, bases)
         ctx.cite("rope.nope_rule", f"{fn_site} (RoPE where {nope_rule or 'not restated'})")
     else:
         ctx.cite("rope.nope_layers", fn_site)
@@ -587,7 +588,7 @@ def detect(ctx: Ctx, shared: dict) -> Rope:
         rotated_slice=rotated_slice,
         group=picked,
         layer_groups=layer_groups,
-        layer_bases=layer_bases(ctx),
+        layer_bases=bases,
     )
 
 
@@ -784,6 +785,21 @@ def _rope_of_layer_type(ctx: Ctx, per_layer: list[dict]) -> str | None:
         return None
     if all(p["rope"] == (params[types[p["index"]]] is not None) for p in per_layer):
         return PER_TYPE_RULE
+    return None
+
+
+def _rope_of_nonzero_base(ctx: Ctx, per_layer: list[dict], bases: dict | None) -> str | None:
+    """`hf_config.<list>[i]` where each layer reads its RoPE base from a config list
+    (`rope.layer_bases`) and exactly the layers whose entry is 0 rotate nothing (the stack
+    hands them no table); else None."""
+    field = (bases or {}).get("field")
+    entries = attr(ctx.model.config, field) if field else None
+    if not isinstance(entries, list | tuple):
+        return None
+    if any(p["index"] >= len(entries) for p in per_layer):
+        return None
+    if all(p["rope"] == bool(entries[p["index"]]) for p in per_layer):
+        return f"hf_config.{field}[i]"
     return None
 
 

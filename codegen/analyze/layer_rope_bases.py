@@ -23,51 +23,154 @@ BASE_KEY = "rope_theta"  # the rope_parameters key of the rotary base
 def layer_bases(ctx: Ctx) -> dict | None:
     """{"field": the config list of per-layer bases, "base": the config value each entry
     replaces (`rope_parameters.rope_theta`)}, cited as `rope.layer_bases`; None where the
-    backbone reads no base per layer."""
+    backbone reads no base per layer. Where the copy with the base swapped is taken from
+    `rope_parameters` nested per layer type (`{**config.rope_parameters[t], ...}`, `t` an
+    entry of a config list), also "types": that list, and "base" names the type's entry."""
     owner = ctx.model.stack_owner or ctx.model.entry
     info = getattr(owner, "cls", None)
     if info is None:
         return None
     for method in info.methods.values():
-        for loop in findall(method, m.For() | m.CompFor()):
-            found = _base_of_loop(method, loop)
-            if found is not None:
-                field, base, node = found
-                ctx.cite(
-                    "rope.layer_bases",
-                    f"{info.cite(node)} (each layer's RoPE base: an entry of config:{field},"
-                    f" in place of {base})",
-                )
-                return {"field": field, "base": base}
+        found = _swapped_base(method)
+        if found is None:
+            continue
+        fact, node = found
+        in_place_of = fact["base"]
+        if "types" in fact:
+            in_place_of += f", the layer type an entry of config:{fact['types']}"
+        ctx.cite(
+            "rope.layer_bases",
+            f"{info.cite(node)} (each layer's RoPE base: an entry of config:{fact['field']},"
+            f" in place of {in_place_of})",
+        )
+        return fact
     return None
 
 
-def _base_of_loop(method, loop) -> tuple[str, str, cst.CSTNode] | None:
-    """(field, base, dict) where `loop` iterates over a config field and its variable is
-    the base key's value of a dict in `method` (the loop's body or the comprehension)."""
-    if not isinstance(loop.target, cst.Name):
-        return None
-    fields = _config_reads(loop.iter)
-    if not fields:
-        return None
-    variable = loop.target.value
-    scope = loop.body if isinstance(loop, cst.For) else method
-    for mapping in findall(scope, m.Dict()):
+def _swapped_base(method) -> tuple[dict, cst.CSTNode] | None:
+    """The fact and the dict of `method` that sets the base key to a variable bound to the
+    entries of a config list by a loop or comprehension of `method`."""
+    bound = _bindings(method)
+    for mapping in findall(method, m.Dict()):
         for element in mapping.elements:
             if (
                 isinstance(element, cst.DictElement)
                 and isinstance(element.key, cst.SimpleString)
                 and element.key.evaluated_value == BASE_KEY
                 and isinstance(element.value, cst.Name)
-                and element.value.value == variable
+                and element.value.value in bound
             ):
+                fact = {"field": bound[element.value.value], "base": BASE_KEY}
                 spread = [
                     e.value for e in mapping.elements if isinstance(e, cst.StarredDictElement)
                 ]
-                holders = [f for s in spread for f in _config_reads(s)]
-                base = f"{holders[0]}.{BASE_KEY}" if holders else BASE_KEY
-                return fields[0], base, mapping
+                if spread:
+                    fact.update(_spread_base(spread[0], bound))
+                return fact, mapping
     return None
+
+
+def _spread_base(spread: cst.BaseExpression, bound: dict[str, str]) -> dict:
+    """ "base" (and "types") of the dict spread beside the base key: `config.<holder>` ->
+    `<holder>.rope_theta`; `config.<holder>[t]`, `t` bound to a config list's entries ->
+    `<holder>[<layer type>].rope_theta` and that list; another index -> named as written."""
+    index = subscripted = None
+    if isinstance(spread, cst.Subscript):
+        subscripted = spread.slice
+        index = getattr(spread.slice[0].slice, "value", None) if len(spread.slice) == 1 else None
+        spread = spread.value
+    holders = _config_reads(spread)
+    if not holders:
+        return {}
+    if subscripted is None:
+        return {"base": f"{holders[0]}.{BASE_KEY}"}
+    if isinstance(index, cst.Name) and index.value in bound:
+        return {"base": f"{holders[0]}[<layer type>].{BASE_KEY}", "types": bound[index.value]}
+    written = cst.Module([]).code_for_node(index) if index is not None else "?"
+    return {"base": f"{holders[0]}[{written}].{BASE_KEY}"}
+
+
+def _bindings(method) -> dict[str, str]:
+    """{variable: config list} for the variables of `method`'s loops and comprehensions
+    that run over a config list's entries (`for b in config.x`, `for t, b in
+    zip(config.y, config.x)`, `for b in sorted({...})`, or an attribute assigned that)."""
+    bound: dict[str, str] = {}
+    for loop in findall(method, m.For() | m.CompFor()):
+        names = _target_names(loop.target)
+        fields = _entry_fields(method, loop.iter)
+        if names is None:
+            continue
+        if fields is None or len(fields) != len(names):
+            # a variable over whatever the loop reads first from the config (as before)
+            reads = _config_reads(loop.iter) if len(names) == 1 else []
+            fields = reads[:1]
+        for name, field in zip(names, fields, strict=False):
+            if name is not None and field is not None:
+                bound.setdefault(name, field)
+    return bound
+
+
+def _target_names(target) -> list[str | None] | None:
+    """`b` -> ["b"]; `t, b` / `(t, b)` -> ["t", "b"] (a nested target: None there)."""
+    if isinstance(target, cst.Name):
+        return [target.value]
+    if isinstance(target, cst.Tuple | cst.List):
+        return [e.value.value if isinstance(e.value, cst.Name) else None for e in target.elements]
+    return None
+
+
+_WRAPPERS = ("sorted", "set", "list", "tuple", "frozenset", "reversed")
+
+
+def _entry_fields(method, node, depth: int = 0) -> list[str | None] | None:
+    """What each position of an element of the iterable `node` is an entry of: [field] for
+    a config list, one per argument of a `zip`, through `sorted`/`set`/... and the element
+    of a comprehension; an attribute of `self` through its assignment in `method`."""
+    if depth > 8:
+        return None
+    if isinstance(node, cst.Call) and isinstance(node.func, cst.Name):
+        if node.func.value in _WRAPPERS and node.args:
+            return _entry_fields(method, node.args[0].value, depth + 1)
+        if node.func.value == "zip":
+            columns = [_entry_fields(method, a.value, depth + 1) for a in node.args]
+            return [c[0] if c and len(c) == 1 else None for c in columns]
+        return None
+    field = _config_field(node)
+    if field is not None:
+        return [field]
+    if isinstance(node, cst.Attribute) and m.matches(node.value, m.Name("self")):
+        assigned = _assigned_value(method, node.attr.value)
+        return None if assigned is None else _entry_fields(method, assigned, depth + 1)
+    if isinstance(node, cst.ListComp | cst.SetComp | cst.GeneratorExp):
+        comp = node.for_in
+        names = _target_names(comp.target)
+        fields = _entry_fields(method, comp.iter, depth + 1)
+        if comp.inner_for_in is not None or names is None or fields is None:
+            return None
+        if len(names) != len(fields):
+            return None
+        inner = dict(zip(names, fields, strict=True))
+        elt = node.elt
+        elements = [e.value for e in elt.elements] if isinstance(elt, cst.Tuple) else [elt]
+        return [inner.get(e.value) if isinstance(e, cst.Name) else None for e in elements]
+    return None
+
+
+def _assigned_value(method, attribute: str) -> cst.BaseExpression | None:
+    """The value of the one `self.<attribute> = ...` of `method`."""
+    target = m.AssignTarget(target=m.Attribute(value=m.Name("self"), attr=m.Name(attribute)))
+    found = [a for a in findall(method, m.Assign()) if any(m.matches(t, target) for t in a.targets)]
+    return found[0].value if len(found) == 1 else None
+
+
+def _config_field(node: cst.CSTNode) -> str | None:
+    """`<field>` of a node that is exactly `config.<field>` or `self.config.<field>`."""
+    if not isinstance(node, cst.Attribute):
+        return None
+    holder = node.value
+    if m.matches(holder, m.Attribute(value=m.Name("self"), attr=m.Name("config"))):
+        return node.attr.value
+    return node.attr.value if m.matches(holder, m.Name("config")) else None
 
 
 def _config_reads(node: cst.CSTNode) -> list[str]:

@@ -7,6 +7,9 @@ they slide), `sliding_rope` from the sliding entry: the model builds one cos/sin
 type present in `layer_types` (the sliding one beside the window mask, when a layer slides)
 and hands each block the table of its own type, as HF does; both, and the window mask, are
 freed after the layer loop (HF's backbone has returned, freeing them, when its head runs).
+With a RoPE base per layer as well (`rope.layer_bases` over `rope_parameters[<layer type>]`)
+each type gets a table per base and a layer takes its own type's at its own base
+(`_typed_rope_bases`); a base swapped into anything else is refused in one line.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import libcst.matchers as m
 
 from codegen.transforms import _attention_edits as edits
 from codegen.transforms import _rope_edits as rope_edits
+from codegen.transforms import _typed_rope_bases as typed_bases
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import InsertStatements, assigns, code_of, is_name, run
 
@@ -39,6 +43,11 @@ class SetRopePerLayerType(Transform):
         built = _rope_kwarg(package)
         if built is None:
             raise ValueError("from_hf_config builds no RopeScaling.from_hf(...) to split per type")
+        # a RoPE base per layer as well: each layer's base swapped into its own type's entry
+        rope = getattr(features, "rope", None)
+        bases = getattr(rope, "layer_bases", None)
+        evidence = (getattr(features, "evidence", None) or {}).get("rope.layer_bases", "")
+        typed_bases.check(bases, evidence)
         # a full-attention entry of None: those layers apply no RoPE (the NoPE rule says
         # which), and `rope`, which no layer of that type then reads, is the sliding one
         parameters_of = getattr(getattr(features, "rope", None), "parameters", None) or {}
@@ -100,7 +109,11 @@ class SetRopePerLayerType(Transform):
             ),
         )
         # the sliding table is built beside the window mask, only when a layer slides
-        run(package, "model.py", _BesideTheWindow(_sliding_table(table)))
+        beside = _sliding_table(table)
+        if bases is not None:  # and the other bases' sliding tables with it
+            beside += typed_bases.sliding_tables(table)
+            typed_bases.compose(package, sliding_key)
+        run(package, "model.py", _BesideTheWindow(beside, per_base=bases is not None))
 
         def per_type(call: cst.Call) -> cst.Call:
             args = [
@@ -117,9 +130,8 @@ class SetRopePerLayerType(Transform):
         # both tables and the window mask go once the layers have run, as HF's backbone
         # frees its position embeddings and masks on return, before the head (a written-out
         # attention's hidden masks free the window on their own line: `hide_masks_once`)
-        freed = (
-            "rope, sliding_rope" if edits.masks_hidden(package) else "rope, sliding_rope, window"
-        )
+        freed = typed_bases.FREED if bases is not None else "rope, sliding_rope"
+        freed = freed if edits.masks_hidden(package) else f"{freed}, window"
         edits.free_after_layer_loop(package, freed)
 
 
@@ -192,9 +204,10 @@ class _BesideTheWindow(edits.InMethod):
     sliding table) appended to `if "sliding_attention" in ...layer_types:` (where the window
     mask is built), so no layer type's table is computed that no layer reads."""
 
-    def __init__(self, code: str):
+    def __init__(self, code: str, per_base: bool = False):
         super().__init__("Model", "forward")
         self.new = edits.statements(code)
+        self.tables = ["sliding_rope", "sliding_ropes"] if per_base else ["sliding_rope"]
 
     def leave_FunctionDef(self, original, updated):
         hit = self._stack == [self.class_name, self.method]
@@ -208,7 +221,7 @@ class _BesideTheWindow(edits.InMethod):
             return updated
         self.hits += 1
         assign = body[nones[0]].body[0]
-        targets = [*assign.targets, cst.AssignTarget(cst.Name("sliding_rope"))]
+        targets = [*assign.targets, *(cst.AssignTarget(cst.Name(t)) for t in self.tables)]
         body[nones[0]] = body[nones[0]].with_changes(body=[assign.with_changes(targets=targets)])
         block = body[ifs[0]]
         inner = block.body.with_changes(body=[*block.body.body, *self.new])

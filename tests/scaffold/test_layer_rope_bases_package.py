@@ -102,3 +102,10 @@ def test_one_base_for_every_layer_fails_at_the_first_that_differs(
 def test_a_nope_layer_rotated_anyway_fails_at_that_layer(tmp_path, built, differing, capsys):
     models = seeded_copy(built, tmp_path / "models", NAME, "0: None}", "0: rope}")
     assert _fails_at(models, differing, capsys).startswith("layers.2.attention")
+
+
+def test_a_config_with_a_nope_entry_plans_its_nope_layer_from_the_list(differing):
+    """A 0 in the folder's own list: the layer that rotates nothing is restated as the
+    list's entry (before, no guard was found and the plan stopped at `nope_layers`)."""
+    target, _ = plan_folder(differing, rules=("layer_rope_bases", "nope_layers"))
+    assert target.features.rope.nope_rule == f"hf_config.{FIELD}[i]"
