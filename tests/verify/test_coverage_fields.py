@@ -69,9 +69,9 @@ def test_a_package_ignoring_a_field_fails_its_coverage_row_naming_it(tmp_path, m
 
     monkeypatch.setattr(codegen.scaffold.pipeline, "scaffold_into", scaffold_seeded)
     (row,) = coverage_sweep.sweep_all(["llama"], tmp_path, verify=True, parallel=(), jobs=1)
-    assert row["fields"], row  # verify alone passed: the toy holds the hard-coded value
     verdict = row["verify"]
     assert verdict["passed"] is False, row
+    assert row["fields"], row  # verify alone passed: the toy holds the hard-coded value
     assert verdict["error"].startswith("value field rms_norm_eps=0.5: fail: "), verdict
     assert "layers.0.attention_norm" in verdict["error"], verdict
     assert "hidden_act" in coverage_sweep._fields(row)["refused"]
