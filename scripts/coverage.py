@@ -4,16 +4,20 @@ For each model_type with a causal-LM class: analyze it under its toy config (sta
 from the closest reference, and when every difference has a rule, scaffold it into a temp
 models package (with ruff's folder removed from PATH), check it (`ruff check`,
 `ruff format --check`, `codegen lint --dead-code`: row["checks"]) and verify it against
-transformers (fp32 and bf16). Decoder-only models are the scope; hybrids, encoders and
-multimodal models are listed with their category and skipped.
+transformers (fp32 and bf16), then move its value fields one at a time (`--no-fields` skips
+them: `codegen.verify.value_fields`, fp32): a model counts as verified only if every field
+the analysis lists passes or is refused by the package in one line. Decoder-only models are
+the scope; hybrids, encoders and multimodal models are listed with their category and skipped.
 
 Writes coverage.json (a list of rows: model_type, category, reference, rules, unsupported,
-verify = {passed, cosine, max_abs_diff, error, lifecycle, packed}, parallel = {setting: pass
-or "fail: why"} for each verified package's shard plan (`verify --parallel`, default tp=2),
-seconds) and coverage.md, and prints one summary line:
+verify = {passed, cosine, max_abs_diff, error, lifecycle, packed}, fields = [{field, was,
+value, status, why, seconds}], parallel = {setting: pass or "fail: why"} for each verified
+package's shard plan (`verify --parallel`, default tp=2), seconds) and coverage.md, and prints
+one summary line:
 
-    python scripts/coverage.py [--out DIR] [--only TYPE ...] [--no-verify] [--no-crosscheck]
-                               [--parallel SETTING ...] [--jobs N] [--budget SECONDS]
+    python scripts/coverage.py [--out DIR] [--only TYPE ...] [--no-verify] [--no-fields]
+                               [--no-crosscheck] [--parallel SETTING ...] [--jobs N]
+                               [--budget SECONDS]
 
 With `--budget`, no model starts once the budget is spent (the models already running finish)
 and the cross-check runs only if the time left looks enough for it: the rows not swept say so,
@@ -63,7 +67,12 @@ NOT_SWEPT = "not swept (time budget)"  # the category of a model the budget left
 
 
 def sweep_one(
-    model_type: str, models_dir: Path, verify: bool, parallel=(), deadline: float | None = None
+    model_type: str,
+    models_dir: Path,
+    verify: bool,
+    parallel=(),
+    deadline: float | None = None,
+    fields: bool = True,
 ) -> dict:
     from codegen.quality.style import package_checks
     from codegen.scaffold.pipeline import scaffold_into
@@ -110,6 +119,9 @@ def sweep_one(
         )
         if verify:
             row["verify"] = verify_isolated(models_dir, plan.name)
+            if fields and row["verify"].get("passed"):
+                row["fields"] = fields_isolated(models_dir, plan.name)
+                _fail_on_fields(row["verify"], row["fields"])
             if parallel:
                 row["parallel"] = parallel_isolated(models_dir, plan.name, parallel)
     except Exception as err:  # one model's failure is a row of the report, not a crash
@@ -138,6 +150,46 @@ def verify_isolated(models_dir: Path, name: str) -> dict:
         lines = (done.stderr or done.stdout).strip().splitlines()
         return {"passed": False, "error": lines[-1][:300] if lines else f"exit {done.returncode}"}
     return _verdict(results)
+
+
+def fields_isolated(models_dir: Path, name: str) -> list[dict]:
+    """The package's value-field moves (`python -m codegen.verify.value_fields NAME --json`)
+    in a subprocess with verify's limits: one row per field moved."""
+    command = [sys.executable, "-m", "codegen.verify.value_fields", name]
+    command += ["--models", str(models_dir), "--json"]
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=TIMEOUT, preexec_fn=_limit_memory
+        )
+        return json.loads(done.stdout)[name]
+    except subprocess.TimeoutExpired:
+        why = f"the value-field moves took over {TIMEOUT} s"
+    except (json.JSONDecodeError, KeyError):
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        why = lines[-1][:300] if lines else f"exit {done.returncode}"
+    return [{"field": "-", "status": "error", "why": why}]
+
+
+def _fail_on_fields(verdict: dict, fields: list[dict]) -> None:
+    """A field the package neither follows nor refuses fails the model: the first such field,
+    its moved value and the first diverging module (or the error) become the row's error."""
+    from codegen.verify.value_fields import FAILING
+
+    failed = [f for f in fields if f["status"] in FAILING]
+    if failed:
+        first = failed[0]
+        moved = f"{first['field']}={first['value']!r}" if "value" in first else first["field"]
+        verdict["passed"] = False
+        verdict["error"] = f"value field {moved}: {first['status']}: {first.get('why')}"[:300]
+
+
+def _fields(row: dict) -> dict[str, list[str]]:
+    """The row's moved value fields by status (error counts as fail)."""
+    by_status: dict[str, list[str]] = {"pass": [], "refused": [], "skipped": [], "fail": []}
+    for field in row.get("fields") or []:
+        status = "fail" if field["status"] == "error" else field["status"]
+        by_status.setdefault(status, []).append(field["field"])
+    return by_status
 
 
 def parallel_isolated(models_dir: Path, name: str, settings) -> dict:
@@ -247,15 +299,27 @@ def summary(rows: list[dict]) -> str:
         f"; meta lifecycle {sum(v['lifecycle'] for v in verified)}/{len(verified)}, "
         f"packed sequences {sum(v['packed'] for v in verified)}/{len(verified)}"
     )
+    moved = Counter()
+    for row in decoders:
+        for status, names in _fields(row).items():
+            moved[status] += len(names)
+    rejected = f", {moved['skipped']} rejected by transformers" if moved["skipped"] else ""
+    fields = (
+        f"; value fields: {sum(moved.values())} moved, {moved['pass']} pass, "
+        f"{moved['refused']} refused, {moved['fail']} fail{rejected}"
+        if any(row.get("fields") is not None for row in decoders)
+        else ""
+    )
+    what = ", every value field moved" if fields else ""
     skipped = sum(r["category"] == NOT_SWEPT for r in rows)
     swept = len(rows) - skipped
     partial = f" (partial: the time budget ran out, {skipped} not swept)" if skipped else ""
     return (
         f"coverage{partial}: {len(passed)}/{len(decoders)} decoder-only causal LMs "
         "scaffold + verify "
-        f"(fp32 and bf16, every config switch setting); {len(planned)} fully planned; "
+        f"(fp32 and bf16, every config switch setting{what}); {len(planned)} fully planned; "
         f"{swept} causal-LM model types swept; switch settings: {counts['pass']} pass, "
-        f"{counts['refused']} refused, {counts['fail']} fail{shards}{engine}"
+        f"{counts['refused']} refused, {counts['fail']} fail{fields}{shards}{engine}"
     )
 
 
@@ -274,9 +338,9 @@ def markdown(rows: list[dict]) -> str:
         "",
         "Categories: " + ", ".join(f"{k}: {v}" for k, v in sorted(categories.items(), key=str)),
         "",
-        "| model_type | reference | rules | verify | switch settings pass/refused/fail | parallel "
-        "| why not |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| model_type | reference | rules | verify | switch settings pass/refused/fail "
+        "| value fields pass/refused/fail | parallel | why not |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
         if row["category"] != "decoder":
@@ -292,9 +356,15 @@ def markdown(rows: list[dict]) -> str:
             f"{setting} {result.split(':')[0]}"
             for setting, result in (row.get("parallel") or {}).items()
         )
+        moved = _fields(row)
+        fields = "-"
+        if row.get("fields") is not None:
+            fields = "/".join(str(len(moved[s])) for s in ("pass", "refused", "fail"))
+            if moved["refused"]:
+                fields += f" (refused: {', '.join(moved['refused'])})"
         lines.append(
             f"| {row['model_type']} | {row['reference']} | {rules} | {status} | {counts} "
-            f"| {shards or '-'} | {why} |"
+            f"| {fields} | {shards or '-'} | {why} |"
         )
     others = sorted(
         (r["category"] or "error", r["model_type"])
@@ -328,6 +398,12 @@ def main() -> None:
         help="Models swept at once, each in its own process (default: one per core).",
     )
     parser.add_argument(
+        "--no-fields",
+        action="store_true",
+        help="Skip the value-field moves after each verify (a model then counts as verified "
+        "on verify alone).",
+    )
+    parser.add_argument(
         "--no-crosscheck",
         action="store_true",
         help="Skip the dynamic cross-check and the renamed remote-code folders.",
@@ -347,7 +423,13 @@ def main() -> None:
     os.environ["PATH"] = path_without_ruff(os.environ.get("PATH", ""))
     with tempfile.TemporaryDirectory() as directory:
         rows = sweep_all(
-            types, Path(directory), not args.no_verify, args.parallel, args.jobs, deadline
+            types,
+            Path(directory),
+            not args.no_verify,
+            args.parallel,
+            args.jobs,
+            deadline,
+            fields=not args.no_fields,
         )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "coverage.json").write_text(json.dumps(rows, indent=2, default=str))
@@ -391,6 +473,7 @@ def sweep_all(
     parallel,
     jobs: int,
     deadline: float | None = None,
+    fields: bool = True,
 ) -> list[dict]:
     """Rows in `types` order. Models are independent (each package in its own folder, each
     verify in its own process), so `jobs` of them run at once: the sweep is mostly single-
@@ -400,7 +483,9 @@ def sweep_all(
         return directory / model_type / "generated"
 
     if jobs <= 1:
-        return [sweep_one(t, folder(t), verify, parallel, deadline) for t in _progress(types)]
+        return [
+            sweep_one(t, folder(t), verify, parallel, deadline, fields) for t in _progress(types)
+        ]
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     # one torch thread per verify process: pools of several threads per job spin on the
@@ -409,7 +494,8 @@ def sweep_all(
     rows: dict[str, dict] = {}
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         futures = {
-            pool.submit(sweep_one, t, folder(t), verify, parallel, deadline): t for t in types
+            pool.submit(sweep_one, t, folder(t), verify, parallel, deadline, fields): t
+            for t in types
         }
         for future in _progress(as_completed(futures), total=len(types)):
             rows[futures[future]] = future.result()

@@ -1,20 +1,9 @@
 """Value-field sweep: does each package follow every config value HF's modeling code reads?
 
-Why: verify's switch sweep puts every field the HF code *branches* on in each of its value
-classes, but a field whose value flows into arithmetic (a renormalisation floor, a per-layer
-RoPE base, an activation looked up by name) is never moved off the toy's value, so a package
-that ignores it passes verify and is a silently different model for a real checkpoint that
-sets it. This moves one such field at a time and verifies the package against transformers
-on that config (fp32): it must give HF's logits or refuse the value in one line.
-
-The fields are those the static analysis lists for the target (`load_target(..).config_fields`)
-that the toy config holds, perturbed by their type alone (no field is known by name):
-- a float: below 1e-3 (an epsilon, a floor) 0.5, large enough to reach the values it bounds;
-  in (0, 1] halved; above 1 times 1.5; 0 -> 0.25;
-- a list of floats: every other entry moved as a float is (a per-layer value made
-  non-uniform, each entry kept in its range: a per-layer sparsity stays below 1);
-- a string that names an activation in transformers' ACT2FN: "relu" (or "gelu" for relu).
-Integers and booleans are left to the switch sweep and the toy's sizes.
+Moves each float, float-list and activation field the static analysis lists for the target,
+one at a time, and verifies the package against transformers on that config (fp32); each
+must pass or be refused in one line. The moves and their rules live in
+`codegen.verify.value_fields` (the coverage sweep runs them after each verify).
 
     python scripts/field_sweep.py --models DIR MODEL [MODEL ...] [--fields F ...] [--out FILE]
 
@@ -26,114 +15,13 @@ module) and a summary; exit status 1 when any field fails.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-import time
 from pathlib import Path
 
-EPSILON = 1e-3
+from codegen.verify.value_fields import main, packages_dir, perturbed, sweep_model
 
-
-def perturbed(value):
-    """The value moved off the toy's, by its type alone; None where the type is not swept."""
-    from transformers.activations import ACT2FN
-
-    if isinstance(value, bool) or isinstance(value, int):
-        return None
-    if isinstance(value, float):
-        if value == 0:
-            return 0.25
-        if abs(value) < EPSILON:
-            return 0.5
-        return value / 2 if 0 < value <= 1 else value * 1.5
-    if isinstance(value, str):
-        if value in ACT2FN:
-            return "gelu" if value == "relu" else "relu"
-        return None
-    if (
-        isinstance(value, list)
-        and value
-        and all(isinstance(v, float) for v in value)
-        and len(value) > 1
-    ):
-        return [perturbed(v) if index % 2 else v for index, v in enumerate(value)]
-    return None
-
-
-def packages_dir(models: Path, name: str) -> Path:
-    """`models` itself when it registers `name`, else the per-model folder `models/name`."""
-    per_model = models / name
-    if (per_model / "__init__.py").exists() and not (models / name.replace("-", "_")).is_dir():
-        return per_model
-    return per_model if (per_model / name.replace("-", "_")).is_dir() else models
-
-
-def sweep_model(name: str, models: Path, only: set[str] | None = None) -> list[dict]:
-    """One row per perturbed field of `name`'s package (`only`: these fields alone)."""
-    from codegen.models import load_spec
-    from codegen.scaffold.target import load_target
-    from codegen.verify.cases import base_config
-    from codegen.verify.run import Case, _one_line, verify_case
-    from codegen.verify.tiny_config import tiny_config
-
-    spec = load_spec(name, packages_dir(models, name))
-    model_type = name if name in spec.supported_model_types else min(spec.supported_model_types)
-    toy, fixed = base_config(model_type)
-    values = toy.to_dict()
-    rows = []
-    fields = load_target(model_type).config_fields & values.keys()
-    for field in sorted(fields if only is None else fields & only):
-        new = perturbed(values[field])
-        if new is None:
-            continue
-        label = f"{model_type}+{field}={new!r}"
-        try:
-            config = tiny_config(model_type, **fixed, **{field: new})
-        except Exception as err:  # the config class's own validation
-            rows.append({"field": field, "value": new, "status": "skipped", "why": _one_line(err)})
-            continue
-        if getattr(config, field, None) != new:
-            continue  # the class recomputes it from other fields: not a value of its own
-        started = time.perf_counter()
-        result = verify_case(spec, Case(label, config, may_refuse=True), ["fp32"])[0]
-        why = result.refused or result.skipped or result.first_divergence or result.error
-        rows.append(
-            {
-                "field": field,
-                "was": values[field],
-                "value": new,
-                "status": result.status,
-                "why": why,
-                "seconds": round(time.perf_counter() - started, 1),
-            }
-        )
-    return rows
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="+", metavar="MODEL")
-    parser.add_argument("--models", type=Path, required=True)
-    parser.add_argument("--out", type=Path, default=Path("field_sweep.json"))
-    parser.add_argument("--fields", nargs="+", help="perturb only these config fields")
-    args = parser.parse_args()
-    report, counts = {}, {}
-    for name in args.names:
-        try:
-            rows = sweep_model(name, args.models, set(args.fields) if args.fields else None)
-        except Exception as err:
-            rows = [{"field": "-", "status": "error", "why": f"{type(err).__name__}: {err}"}]
-        report[name] = rows
-        for row in rows:
-            counts[row["status"]] = counts.get(row["status"], 0) + 1
-            why = f"  {row['why']}" if row["status"] != "pass" and row.get("why") else ""
-            print(f"{name:<16} {row['field']:<32} {row['status']:<8}{why}"[:240], flush=True)
-    args.out.write_text(json.dumps(report, indent=1, default=str))
-    summary = ", ".join(f"{count} {status}" for status, count in sorted(counts.items()))
-    print(f"{len(args.names)} models, {sum(counts.values())} perturbed fields: {summary}")
-    return 1 if counts.get("fail") or counts.get("error") else 0
+__all__ = ["packages_dir", "perturbed", "sweep_model"]
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(default_out=Path("field_sweep.json")))
