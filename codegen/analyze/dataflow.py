@@ -180,6 +180,9 @@ class Term:
     # tensor (its activation is read from what the body computes: written_activation)
     written_from: Term | None = None
     written_site: Site | None = None
+    # the function (FuncRef) or module class (ClassInfo) of the analysed sources that
+    # returned it (inlined), on any number of tensors: one written on two is named by it
+    written_by: Any = None
 
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
         inner = ", ".join(repr(a) if isinstance(a, Term) else type(a).__name__ for a in self.args)
@@ -602,6 +605,9 @@ class Tracer(Interp):
             finally:
                 self._inlining -= 1
             if result is not None and result is not UNKNOWN:
+                # a module of the analysed sources on one tensor (`self.act = OwnAct()`):
+                # read like a written-out function, by what its forward computes
+                _note_written(result, args, kwargs, site, rec.cls)
                 return result
         if rec.cls is not None:
             args, kwargs = self._value_inputs(rec, args, kwargs)
@@ -655,7 +661,7 @@ class Tracer(Interp):
             finally:
                 self._inlining -= 1
             if result is not None and result is not UNKNOWN:
-                _note_written(result, args, kwargs, site)
+                _note_written(result, args, kwargs, site, func)
                 return result
         return self.new("fn", tuple(args), name=func.name, kwargs=dict(kwargs), site=site)
 
@@ -676,12 +682,16 @@ class Tracer(Interp):
         return self.new("fn", (method.term, *args), name=name, kwargs=dict(kwargs), site=site)
 
 
-def _note_written(result, args, kwargs, site) -> None:
-    """Mark what an inlined function of one tensor returned with that tensor, so its
-    activation is read from the whole body, not from one op inside it."""
+def _note_written(result, args, kwargs, site, written_by) -> None:
+    """Mark what an inlined function (or module) of the analysed sources returned with its
+    name and call site, and, on one tensor, with that tensor, so its activation is read from
+    the whole body, not from one op inside it."""
     tensors = terms_in(list(args)) + terms_in(list(kwargs.values()))
-    if isinstance(result, Term) and len(tensors) == 1 and result is not tensors[0]:
-        result.written_from, result.written_site = tensors[0], site
+    if not isinstance(result, Term) or any(result is t for t in tensors):
+        return
+    if len(tensors) == 1:
+        result.written_from = tensors[0]
+    result.written_site, result.written_by = site, written_by
 
 
 _METADATA = {"dtype", "device", "shape", "ndim", "size", "dim", "is_cuda", "is_floating_point"}

@@ -27,7 +27,7 @@ from codegen.analyze import vocab_crop
 from codegen.analyze.config import attr
 from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import Term, primary_input, walk
-from codegen.analyze.detect_ffn import activation_name
+from codegen.analyze.detect_ffn import applied_activations
 from codegen.analyze.evaluate import ActRec, ModuleRec, ParamRec, Unknown
 from codegen.analyze.features import UNKNOWN, Embedding, Head
 from codegen.analyze.init_std import embedding_init_std
@@ -421,7 +421,7 @@ def _prediction_head(ctx: Ctx) -> dict | None:
     projection = [x for x in linears if len(x[1].args) > 1 and x[1].args[1] == vocab]
     dense = [x for x in linears if x not in projection]
     if len(dense) == 1 and not acts and dense[0][0] in holders:
-        acts = [ActRec(name) for name in _called_activations(ctx, holders[dense[0][0]])]
+        acts = _called_activations(ctx, holders[dense[0][0]])
     if len(projection) != 1 or len(dense) != 1 or len(norms) != 1 or len(acts) != 1:
         return None
     proj_path, proj, top = projection[0]
@@ -459,12 +459,16 @@ def _prediction_head(ctx: Ctx) -> dict | None:
     }
 
 
-def _called_activations(ctx: Ctx, rec: ModuleRec) -> list[str]:
-    """The activation functions `rec`'s forward applies (`gelu(x)`, `F.silu(x)`), by name."""
+def _called_activations(ctx: Ctx, rec: ModuleRec) -> list[ActRec]:
+    """The activations `rec`'s forward applies (`gelu(x)`, `F.silu(x)`, one written out in
+    the analysed sources, a module or function picked from a model-local table by a config
+    field: that field kept, so the choice is pinned like an `ACT2FN[config.<field>]`)."""
     if rec.cls is None:
         return []
-    terms = [t for t in ctx.trace(rec).terms if t.op == "fn"]
-    return [name for t in terms if (name := activation_name(ctx, [t])) is not None]
+    terms = [
+        t for t in ctx.trace(rec).terms if t.op in ("fn", "call") or t.written_from is not None
+    ]
+    return applied_activations(ctx, terms)
 
 
 def _wrapped_head(ctx: Ctx) -> dict | None:

@@ -18,7 +18,14 @@ import libcst.matchers as m
 from codegen.analyze.act_dtype import fp32_gated_product_site
 from codegen.analyze.context import Ctx
 from codegen.analyze.dataflow import Term, primary_input, terms_in, walk
-from codegen.analyze.evaluate import ActRec, ModuleListRec, ModuleRec, ParamRec, TableLookup
+from codegen.analyze.evaluate import (
+    ActRec,
+    ModuleListRec,
+    ModuleRec,
+    ParamRec,
+    Site,
+    TableLookup,
+)
 from codegen.analyze.features import UNKNOWN, Ffn
 from codegen.analyze.gelu_tanh import computes_gelu_tanh
 from codegen.analyze.logn_scale import config_field, config_reads
@@ -36,6 +43,7 @@ from codegen.analyze.roles import (
     ROUTER,
 )
 from codegen.analyze.router_dtype import _cast_locals, upcast
+from codegen.analyze.source import ClassInfo
 from codegen.analyze.walk import findall
 from codegen.analyze.written_activation import body_of, is_activation_shaped, written_activation
 
@@ -49,6 +57,7 @@ _GELU = (
     "gelu_accurate",
 )
 _SILU = ("silu", "swish")
+_QUICK_GELU = ("quick_gelu",)  # x * sigmoid(1.702 x): a GELU by its kind (geglu, gelu_mlp)
 _RELU2 = ("relu2", "relu_squared", "relu2_fn", "squared_relu")
 _PLAIN = ("relu", "relu6", "tanh", "sigmoid", "silu", "swish")  # ungated: an `mlp`
 
@@ -128,9 +137,22 @@ def _base(sources: frozenset) -> set:
     return {(s[0], s[1]) for s in sources}
 
 
-def activation_name(ctx: Ctx, terms: list[Term]) -> str | None:
-    """The name of the first activation among `terms` (an activation module or function)."""
-    return _act_name(ctx, terms)
+def applied_activations(ctx: Ctx, terms: list[Term]) -> list[ActRec]:
+    """Each activation `terms` apply, in order: its name, where, and the config field it is
+    looked up by (`ACT2FN[config.<field>]`, a model-local table `ACTS[config.<field>]`). A
+    function or module written out in the analysed sources counts once, by what it computes,
+    never by an op inside it."""
+    written = [t for t in terms if _written_out(t)]
+    inside = set().union(*(body_of(t, t.written_from) for t in written))
+    found = []
+    for t in terms:
+        if id(t) in inside or (name := _act_name(ctx, [t])) is None:
+            continue
+        lookup = _act_lookup(ctx, [t])
+        field = lookup.field if lookup is not None else None
+        site = lookup.site if lookup is not None and lookup.site is not None else t.site
+        found.append(ActRec(name, site, field))
+    return found
 
 
 def _act_name(ctx: Ctx, terms: list[Term]) -> str | None:
@@ -199,6 +221,24 @@ def _written_name(ctx: Ctx, t: Term) -> str:
         t.written_site.cite() if t.written_site is not None else None,
     )
     return "custom"
+
+
+def _refuse_written_gate(ctx: Ctx, terms: list[Term], product: Term) -> None:
+    """A function or module of the analysed sources taking several tensors and returning the
+    gated `product` (`own_glu(up, gate)`: an activation written on two inputs) is named
+    unsupported where it is called: only an activation of one tensor is read by its values."""
+    for t in terms:
+        by = t.written_by
+        if by is not None and t.written_from is None and any(x is product for x in walk(t)):
+            defined = by.cite() if isinstance(by, ClassInfo) else Site(by.sf, by.node).cite()
+            ctx.unsupported(
+                "ffn.activation",
+                f"{by.name} ({defined}) takes several tensors and computes the gated product"
+                " itself: only an activation of one tensor is read (write the MLP as"
+                " act(gate) * up, act a function of one tensor)",
+                t.written_site.cite() if t.written_site is not None else None,
+            )
+            return
 
 
 def _act_lookup(ctx: Ctx, terms: list[Term]) -> ActRec | TableLookup | None:
@@ -278,6 +318,8 @@ def analyse(ctx: Ctx, rec: ModuleRec, inputs: dict | None = None) -> FfnInfo:
         custom = not written and (_custom_swish(a) or _custom_swish(b))
         if act is None and custom:
             act = "custom"
+        if act is None:
+            _refuse_written_gate(ctx, terms, t)
         info.activation = act or UNKNOWN
         clamped = any(x.op == "fn" and x.name == "clamp" for x in (*walk(a), *walk(b)))
         caps = _softcaps(sources, a, b) if act == "sigmoid" and not clamped else None
@@ -290,7 +332,7 @@ def analyse(ctx: Ctx, rec: ModuleRec, inputs: dict | None = None) -> FfnInfo:
             info.clamp_first = _clamped_before_act(a) or _clamped_before_act(b)
         elif act in _SILU and not custom:
             info.kind = "swiglu"
-        elif act is not None and act.startswith("gelu") and not custom:
+        elif act is not None and (act.startswith("gelu") or act in _QUICK_GELU) and not custom:
             info.kind = "geglu"
         elif act in _RELU2 + _PLAIN and not custom:
             info.kind = "glu"  # gated, with another elementwise activation (bitnet's relu2)
@@ -318,7 +360,7 @@ def analyse(ctx: Ctx, rec: ModuleRec, inputs: dict | None = None) -> FfnInfo:
         )
         if act in _RELU2 or (act == "relu" and squared):
             info.kind = "relu2"
-        elif act is not None and act.startswith("gelu"):
+        elif act is not None and (act.startswith("gelu") or act in _QUICK_GELU):
             info.kind = "gelu_mlp"
         elif act == "xielu":
             info.kind = "xielu_mlp"  # its activation carries learned slopes

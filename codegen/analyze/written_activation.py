@@ -5,7 +5,9 @@ Inlined, such a function is a small elementwise expression of its one tensor inp
 after the first or last op inside (`sigmoid`) would build a different model. The expression is
 read by what it computes: evaluated on a few sample points with the elementwise ops it is made
 of, and compared with the activations the package vocabulary knows. A written-out function
-whose values match none of them is not an activation the package can run (`None`).
+whose values match none of them is not an activation the package can run (`None`). A module
+class of the analysed sources whose forward is such an expression (`self.act = OwnAct()`,
+or picked from a model-local table) is read the same way.
 """
 
 from __future__ import annotations

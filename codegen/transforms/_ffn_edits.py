@@ -19,7 +19,8 @@ from codegen.transforms.edits import EditDict, EditError, code_of, expression, r
 from codegen.transforms.edits import ScopedTransformer as Scoped
 
 # HF ACT2FN name -> the torch expression of one argument `{}`. The tanh GELU variants
-# (gelu_new, gelu_fast, gelu_pytorch_tanh) are one function written three ways.
+# (gelu_new, gelu_fast, gelu_pytorch_tanh) are one function written three ways. quick_gelu,
+# x * sigmoid(1.702 x), is silu(1.702 x) / 1.702: the argument (a projection) is read once.
 ACTIVATIONS = {
     "silu": "F.silu({})",
     "swish": "F.silu({})",
@@ -29,6 +30,7 @@ ACTIVATIONS = {
     "gelu_python_tanh": 'F.gelu({}, approximate="tanh")',
     "gelu_new": 'F.gelu({}, approximate="tanh")',
     "gelu_fast": 'F.gelu({}, approximate="tanh")',
+    "quick_gelu": "F.silu(1.702 * {}) / 1.702",
     "relu": "F.relu({})",
     "relu2": "F.relu({}).square()",
     "relu6": "F.relu6({})",
@@ -357,6 +359,36 @@ def retarget_activation_guard(package, activation: str) -> None:
     llama's FIXED_SETTINGS is handled by set_fixed_setting). No-op without such a guard."""
     if "args.py" in package.files:
         run(package, "args.py", _RetargetActivationGuard(activation), required=False)
+
+
+class _DropActivationGuard(cst.CSTTransformer):
+    """`if ... hidden_act ...:` guards go: no value of the field changes the target's model."""
+
+    def __init__(self):
+        super().__init__()
+        self.hits = 0
+
+    def leave_If(self, original, updated):
+        if _tests_activation(original):
+            self.hits += 1
+            return cst.RemoveFromParent()
+        return updated
+
+
+def drop_activation_pins(package) -> None:
+    """The reference's pins of `hidden_act` (its FIXED_SETTINGS entry, an explicit guard) go,
+    for a target whose code applies its activation without reading a config field for it
+    (`own_act(x)`, `self.act = OwnAct()`): refusing the config's own value, whatever it is,
+    would refuse the target's default config."""
+    if "args.py" not in package.files:
+        return
+    wanted = json.dumps("hidden_act")
+
+    def rewrite(entry_key, entry_value):
+        return [] if entry_key == wanted else [(entry_key, entry_value)]
+
+    run(package, "args.py", EditDict("FIXED_SETTINGS", rewrite), required=False)
+    run(package, "args.py", _DropActivationGuard(), required=False)
 
 
 def _tests_activation(node: cst.If) -> bool:

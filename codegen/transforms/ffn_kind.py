@@ -14,6 +14,7 @@ from codegen.transforms._ffn_edits import (
     SetClassDocstring,
     activation_of,
     adapter_rows,
+    drop_activation_pins,
     house_parameter,
     rename_component,
     retarget_activation_guard,
@@ -49,7 +50,9 @@ class SetFfnKind(Transform):
     `bias` (optional) sets the bias of every projection and its adapter rows, like
     `set_ffn_bias`; biases `set_ffn_bias` added before this step follow the same way.
     The reference's FIXED_SETTINGS `hidden_act` (and `mlp_bias`), or its explicit
-    `hidden_act` guard (qwen2/qwen3), accept the new activation.
+    `hidden_act` guard (qwen2/qwen3), accept the new activation; where the analysed target
+    reads no config field for its activation (`features.ffn.activation_field` unset: a
+    function or module of its own), they go, as no value of hidden_act changes the model.
     """
 
     name = "set_ffn_kind"
@@ -83,8 +86,11 @@ class SetFfnKind(Transform):
             set_adapter_rows(package, _bias_rows(package, projections), bias)
             set_fixed_setting(package, "mlp_bias", bias)
         run(package, "model.py", SetClassDocstring("FeedForward", _docstring(kind, activation)))
-        set_fixed_setting(package, "hidden_act", activation)
-        retarget_activation_guard(package, activation)
+        if features is not None and not features.get("ffn.activation_field"):
+            drop_activation_pins(package)  # the target reads no config field for it
+        else:
+            set_fixed_setting(package, "hidden_act", activation)
+            retarget_activation_guard(package, activation)
         set_field_comment(package, "hidden_dim", f"{KINDS[kind]} inner size")
 
 

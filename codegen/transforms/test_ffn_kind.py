@@ -193,3 +193,36 @@ def test_on_the_qwen2_reference_its_activation_guard_follows():
     assert 'if hf_config.hidden_act != "gelu_pytorch_tanh":' in args
     assert 'f"hidden_act {hf_config.hidden_act!r}: only gelu_pytorch_tanh")' in args
     assert "silu" not in args
+
+
+def test_quick_gelu_computes_x_times_sigmoid_of_1_702_x():
+    """quick_gelu (x * sigmoid(1.702 x)) has an expression reading its argument once."""
+    import torch
+    import torch.nn.functional as F
+
+    package = _package()
+    SetFfnKind().apply(package, kind="gelu_mlp", activation="quick_gelu")
+    model = package.render()["model.py"]
+    assert "return self.w2(F.silu(1.702 * self.w1(x)) / 1.702)" in model
+    x = torch.linspace(-6.0, 6.0, 101)
+    ours = eval("F.silu(1.702 * x) / 1.702", {"F": F, "x": x})
+    torch.testing.assert_close(ours, x * torch.sigmoid(1.702 * x))
+
+
+class _NoActivationField:
+    """Features of a target applying its activation without a config field (`own_act(x)`)."""
+
+    def get(self, path: str):
+        return None if path == "ffn.activation_field" else pytest.fail(path)
+
+
+@pytest.mark.parametrize("reference", ["llama", "qwen2"])
+def test_an_activation_read_from_no_field_drops_the_hidden_act_pins(reference):
+    """The target's code reads no config field for its activation: the reference's pin of
+    hidden_act (llama's FIXED_SETTINGS entry, qwen2's guard) goes instead of pinning the
+    new activation, which would refuse the target's own config (hidden_act="silu")."""
+    package = SourcePackage.from_directory(references_dir() / reference)
+    SetFfnKind().apply(package, _NoActivationField(), kind="geglu", activation="quick_gelu")
+    args = package.render()["args.py"]
+    assert "hidden_act" not in args
+    assert "quick_gelu" not in args

@@ -5,8 +5,10 @@ cited at that line; BERT's head reads hidden_act; RoBERTa's, calling `gelu(x)`, 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import pytest
 from analyze_helpers import rename_field, rename_model
 
 from codegen.analyze.analysis import analyze
@@ -31,3 +33,33 @@ def test_bert_head_reads_hidden_act_and_a_called_function_no_field():
     assert analyze("megatron-bert").head.transform_activation_field == "hidden_act"
     roberta = analyze("roberta").head
     assert (roberta.transform, roberta.transform_activation_field) == (True, "")
+
+
+OWN_GELU = (
+    "import math\n\n\ndef own_gelu(x):\n"
+    "    return 0.5 * x * (1.0 + torch.erf(x / math.sqrt(2.0)))\n\n\n"
+    "class OwnGelu(nn.Module):\n    def forward(self, x):\n        return own_gelu(x)\n\n\n"
+)
+
+
+@pytest.mark.parametrize("entry", ["own_gelu", "OwnGelu()", "nn.GELU()"])
+def test_a_head_activation_picked_from_a_local_table_records_its_field(tmp_path, entry):
+    """`OWN_ACTS[config.classifier_activation]` with a table of the file's own (a written-out
+    function, a module of its own, a torch module): the head's activation is named by what
+    it computes and its field recorded, cited at the lookup, as for ACT2FN."""
+    copy, _ = rename_model("modernbert-decoder", "zorblax", str(tmp_path))
+    modeling = Path(copy)
+    text = modeling.read_text()
+    lookup = "ACT2FN[config.classifier_activation]"
+    assert text.count(lookup) == 1
+    text = text.replace(lookup, "OWN_ACTS[config.classifier_activation]")
+    first_class = re.search(r"(?m)^(@|class )", text).start()
+    table = OWN_GELU + f'OWN_ACTS = {{"gelu": {entry}}}\n\n\n'
+    modeling.write_text(text[:first_class] + table + text[first_class:])
+    features = analyze(copy)
+    head = features.head
+    assert (head.transform, head.transform_activation) == (True, "gelu")
+    assert head.transform_activation_field == "classifier_activation"
+    cite = features.evidence["head.transform_activation_field"]
+    line = modeling.read_text().splitlines()[int(cite.split(":")[1]) - 1]
+    assert "OWN_ACTS[config.classifier_activation]" in line, line

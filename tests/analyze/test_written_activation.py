@@ -90,3 +90,111 @@ def test_an_unknown_written_out_activation_is_named_unsupported(tmp_path, shape)
     assert found, features.unsupported
     assert found[0].evidence.startswith(f"{modeling.name}:"), found[0].evidence
     assert features.ffn.activation not in ("tanh", "sigmoid", "silu")
+
+
+def _own_module(body: str) -> str:
+    return (
+        "import math\n\n\nclass OwnAct(nn.Module):\n"
+        f"    def forward(self, x):\n        {body}\n\n\n"
+    )
+
+
+def _llama_holding(tmp_path, body: str) -> Path:
+    """A renamed llama whose MLP holds an activation module of its own file
+    (`self.act_fn = OwnAct()`) and calls it on the gate."""
+    copy, _ = rename_model("llama", "zorblax", str(tmp_path))
+    modeling = Path(copy)
+    text = modeling.read_text()
+    text = text.replace("self.act_fn = ACT2FN[config.hidden_act]", "self.act_fn = OwnAct()")
+    first_class = re.search(r"(?m)^(@|class )", text).start()
+    modeling.write_text(text[:first_class] + _own_module(body) + text[first_class:])
+    return modeling
+
+
+def _gpt2_picking_module(tmp_path, body: str, entry: str = "OwnAct()") -> Path:
+    """A renamed gpt2 whose MLP picks an activation module of its own file from a local
+    table by activation_function: an instance, or the class (`OWN_ACTS[...]()`)."""
+    copy, _ = rename_model("gpt2", "zorblax", str(tmp_path))
+    modeling = Path(copy)
+    text = modeling.read_text()
+    call = "()" if entry == "OwnAct" else ""
+    text = text.replace(
+        "ACT2FN[config.activation_function]", f"OWN_ACTS[config.activation_function]{call}"
+    )
+    first_class = re.search(r"(?m)^(@|class )", text).start()
+    table = _own_module(body) + f'OWN_ACTS = {{"gelu_new": {entry}}}\n\n\n'
+    modeling.write_text(text[:first_class] + table + text[first_class:])
+    return modeling
+
+
+@pytest.mark.parametrize("name", sorted(FORMS))
+def test_an_activation_module_of_the_file_is_named_by_what_it_computes(tmp_path, name):
+    """`self.act_fn = OwnAct()`, its forward elementwise on one tensor: named like a
+    written-out function (a swish module is silu, not the sigmoid inside it)."""
+    features = analyze(str(_llama_holding(tmp_path, FORMS[name])))
+    assert features.ffn.activation == name
+    assert not [u for u in features.unsupported if u.feature.startswith("ffn.")]
+
+
+@pytest.mark.parametrize("entry", ["OwnAct()", "OwnAct"])
+@pytest.mark.parametrize("name", ["silu", "quick_gelu"])
+def test_an_activation_module_picked_from_a_local_table(tmp_path, name, entry):
+    features = analyze(str(_gpt2_picking_module(tmp_path, FORMS[name], entry)))
+    assert features.ffn.activation == name
+    assert features.ffn.activation_field == "activation_function"
+
+
+@pytest.mark.parametrize("shape", [_llama_holding, _gpt2_picking_module])
+def test_an_unknown_activation_module_is_named_unsupported(tmp_path, shape):
+    features = analyze(str(shape(tmp_path, "return x * torch.tanh(x)")))
+    assert [u for u in features.unsupported if u.feature == "ffn.activation"]
+    assert features.ffn.activation not in ("tanh", "sigmoid", "silu")
+
+
+@pytest.mark.parametrize(
+    ("shape", "kind"), [(_llama_calling, "geglu"), (_gpt2_picking, "gelu_mlp")]
+)
+def test_a_written_out_quick_gelu_makes_a_gelu_kind(tmp_path, shape, kind):
+    """quick_gelu, x * sigmoid(1.702 x), is a GELU variant: geglu gated, gelu_mlp ungated
+    (a kind a rule realises, not `other`)."""
+    features = analyze(str(shape(tmp_path, FORMS["quick_gelu"])))
+    assert (features.ffn.kind, features.ffn.activation) == (kind, "quick_gelu")
+
+
+TWO_TENSORS = {
+    "function": (
+        "def own_glu(x, gate):\n    return x * gate * torch.sigmoid(gate)\n\n\n",
+        "own_glu",
+    ),
+    "module": (
+        "class OwnGlu(nn.Module):\n    def forward(self, x, gate):\n"
+        "        return x * gate * torch.sigmoid(gate)\n\n\n",
+        "OwnGlu",
+    ),
+}
+
+
+@pytest.mark.parametrize("form", sorted(TWO_TENSORS))
+def test_a_gated_activation_written_on_two_tensors_is_refused_by_name(tmp_path, form):
+    """`own_glu(up, gate)` computing the gated product itself: refused in one line naming
+    the function (or module class) and where it is defined, cited where the MLP calls it."""
+    code, name = TWO_TENSORS[form]
+    copy, _ = rename_model("llama", "zorblax", str(tmp_path))
+    modeling = Path(copy)
+    text = modeling.read_text()
+    gated = "self.act_fn(self.gate_proj(x)) * self.up_proj(x)"
+    if form == "function":
+        text = text.replace(gated, "own_glu(self.up_proj(x), self.gate_proj(x))")
+    else:
+        text = text.replace("self.act_fn = ACT2FN[config.hidden_act]", "self.act_fn = OwnGlu()")
+        text = text.replace(gated, "self.act_fn(self.up_proj(x), self.gate_proj(x))")
+    first_class = re.search(r"(?m)^(@|class )", text).start()
+    text = text[:first_class] + code + text[first_class:]
+    modeling.write_text(text)
+    defined = text[: text.index(code)].count("\n") + 1
+    features = analyze(str(modeling))
+    found = [u for u in features.unsupported if u.feature == "ffn.activation"]
+    assert found, features.unsupported
+    assert found[0].detail.startswith(f"{name} ({modeling.name}:{defined}) takes several")
+    assert "\n" not in found[0].detail
+    assert found[0].evidence.startswith(f"{modeling.name}:")
