@@ -62,10 +62,12 @@ def detect(ctx: Ctx, facts: dict | None) -> dict | None:
         return None
     if any(r is None for r in reads):
         return None
-    candidates = reads[0]["module"]
+    # each sublayer's read names the module whose weights it uses; instances built alike at
+    # one site share their records, so there a read answers with both modules
+    candidates = tuple(dict.fromkeys(name for r in reads for name in r["module"]))
     if len(candidates) != 2 or any(
-        (r["module"], r["mix"], r["post"], r["write_fp32"])
-        != (candidates, reads[0]["mix"], reads[0]["post"], reads[0]["write_fp32"])
+        (r["mix"], r["post"], r["write_fp32"])
+        != (reads[0]["mix"], reads[0]["post"], reads[0]["write_fp32"])
         for r in reads
     ):
         return None
@@ -103,8 +105,8 @@ def _describe(rec: ModuleRec) -> str:
 
 def _owner(layer: ModuleRec, term: Term) -> tuple[str, ...] | None:
     """The attributes of `layer` (modules) whose parameters `term` reads, None for none.
-    (Instances of one class share their parameter records, so the attention's and the FFN's
-    module both answer: `detect` tells them apart by the order the forward calls them.)"""
+    (Instances of one class built at one site share their parameter records, so there both
+    modules answer: `detect` tells them apart by the order the forward calls them.)"""
     params = {id(t.module) for t in walk(term) if t.op == "param"}
     found = tuple(
         name
