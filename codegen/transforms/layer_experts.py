@@ -87,6 +87,7 @@ def _per_layer_args(package, field: str, name: str) -> None:
     the config's field through `layer_expert_counts` (the smallest entry where it compared
     the one count)."""
     run(package, "args.py", RetypeField(name, FIELD.format(name=name)))
+    run(package, "args.py", _LayerReads(name), required=False)
     add_method(package, "args.py", "ModelArgs", EXPERTS_OF.format(name=name))
     insert_before_class(
         package, "args.py", "ModelArgs", CHECK.format(field=field, package=package.name)
@@ -116,3 +117,41 @@ def _per_layer_args(package, field: str, name: str) -> None:
     local = LOCAL.format(field=field, n_layers=n_layers)
     checked = InsertStatements("ModelArgs", "from_hf_config", calls("require_settings"), local)
     run(package, "args.py", checked)
+
+
+class _LayerReads(cst.CSTTransformer):
+    """In ModelArgs' methods taking a layer (`is_moe_layer(self, layer_id)`: qwen3_moe's
+    `self.num_experts > 0`), `self.<name>` -> `self.experts_of(layer_id)`; a method reading
+    it without a layer is an EditError (one count assumed)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.read = m.Attribute(value=m.Name("self"), attr=m.Name(name))
+        self.name = name
+        self.depth = 0
+        self.layer: list[str | None] = []
+        self.hits = 0
+
+    def visit_ClassDef(self, node) -> None:
+        self.depth += node.name.value == "ModelArgs"
+
+    def leave_ClassDef(self, original, updated):
+        self.depth -= original.name.value == "ModelArgs"
+        return updated
+
+    def visit_FunctionDef(self, node) -> None:
+        params = [p.name.value for p in node.params.params]
+        self.layer.append(params[1] if len(params) == 2 and params[0] == "self" else None)
+        self.method = node.name.value
+
+    def leave_FunctionDef(self, original, updated):
+        self.layer.pop()
+        return updated
+
+    def leave_Attribute(self, original, updated):
+        if not self.depth or not self.layer or not m.matches(updated, self.read):
+            return updated
+        if self.layer[-1] is None:
+            raise EditError(f"ModelArgs.{self.method} reads self.{self.name} for no one layer")
+        self.hits += 1
+        return expression(f"self.experts_of({self.layer[-1]})")
