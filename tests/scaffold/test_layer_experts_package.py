@@ -60,6 +60,9 @@ def _with(folder: Path, dest: Path, **values) -> Path:
 
 
 def _args_module(models: Path):
+    # the other per-layer copy's package has the same name: import this one afresh
+    for key in [key for key in sys.modules if key.split(".")[0] == NAME]:
+        del sys.modules[key]
     sys.path.insert(0, str(models))
     try:
         return importlib.import_module(f"{NAME}.args")
