@@ -196,6 +196,18 @@ RULES = [
         ),
     ),
     Rule(
+        id="moe_layer_experts",
+        feature="moe.layer_experts",
+        values=(True,),
+        transform="layer_experts",
+        params={"field": FromFeature("moe.layer_experts")},
+        description=(
+            "each MoE layer routes among its own number of experts (router width, stacked"
+            " expert weights) where the config's field is an int or a per-layer list"
+            " (hunyuan_v1_moe's num_experts)"
+        ),
+    ),
+    Rule(
         id="moe_shared_experts",
         feature="moe.shared_experts",
         values=("yes",),

@@ -35,6 +35,7 @@ from codegen.analyze import (
     l2_qk_norm,
     language_adapters,
     latent_extras,
+    layer_experts,
     layer_extras,
     layer_stacks,
     layer_top_k,
@@ -228,6 +229,9 @@ def _run(ctx: Ctx) -> Features:
     layer_k = layer_top_k.detect(ctx)
     if layer_k is not None:
         moe = dataclasses.replace(moe, layer_top_k=layer_k)
+    layer_counts = layer_experts.detect(ctx)
+    if layer_counts is not None:
+        moe = dataclasses.replace(moe, layer_experts=layer_counts)
     table_norm = table_forward.detect(ctx)
     if table_norm is not None:  # the table's own forward norms its rows
         embedding = dataclasses.replace(embedding, norm=True, norm_module=table_norm)

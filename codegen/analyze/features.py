@@ -491,6 +491,9 @@ class Moe:
     # the config field giving the router's top-k, an int or a per-layer list indexed by the
     # layer (hunyuan_v1_moe's `moe_topk`), else None: one top-k for every layer
     layer_top_k: str | None = None
+    # the config field giving the router's width, the routed experts, an int or a per-layer
+    # list indexed by the layer (hunyuan_v1_moe's `num_experts`), else None: one count
+    layer_experts: str | None = None
     # how the shared experts' output joins the routed one: `sum`, or `average`
     # ((routed + shared) / 2, cohere2_moe's shared_expert_combination_strategy)
     shared_combine: str = "sum"

@@ -23,6 +23,12 @@ from codegen.analyze.source import ClassInfo
 
 def detect(ctx: Ctx) -> str | None:
     """The config field of the router's per-layer top-k, cited, else None."""
+    return detect_in_layers(ctx, "moe.layer_top_k", in_class)
+
+
+def detect_in_layers(ctx: Ctx, fact: str, in_class) -> str | None:
+    """The field `in_class` finds in the first class of a layer's modules that has it,
+    cited as `fact`, else None."""
     seen: set[int] = set()
     for layer in ctx.model.layers or ():
         if not isinstance(layer, ModuleRec):
@@ -36,7 +42,7 @@ def detect(ctx: Ctx) -> str | None:
             if found is not None:
                 field, node = found
                 where = info.sf.cite(node, info.node, info.methods["__init__"])
-                ctx.cite("moe.layer_top_k", f"{where} (config.{field}[layer])")
+                ctx.cite(fact, f"{where} (config.{field}[layer])")
                 return field
     return None
 
@@ -50,16 +56,23 @@ def _descendants(rec: ModuleRec):
 
 def in_class(info: ClassInfo) -> tuple[str, cst.CSTNode] | None:
     """(field, the assignment) where `info` takes a per-layer top-k, else None."""
+    for field, node, attr in per_layer_attrs(info):
+        if any(_picks(method, attr) for method in info.methods.values()):
+            return field, node
+    return None
+
+
+def per_layer_attrs(info: ClassInfo):
+    """(field, the assignment, attribute) for each `self.<attribute> = cfg.F if
+    isinstance(cfg.F, int) else cfg.F[i]` of `info.__init__`, `cfg` and `i` its parameters."""
     init = info.methods.get("__init__")
     if init is None:
-        return None
+        return
     params = [p.name.value for p in init.params.params[1:]]
     for node in m.findall(init, m.Assign(targets=[m.AssignTarget(_self_attr())])):
         field = per_layer_field(node.value, params)
-        attr = node.targets[0].target.attr.value
-        if field is not None and any(_picks(method, attr) for method in info.methods.values()):
-            return field, node
-    return None
+        if field is not None:
+            yield field, node, node.targets[0].target.attr.value
 
 
 def per_layer_field(value: cst.BaseExpression, params: list[str]) -> str | None:

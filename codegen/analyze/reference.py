@@ -213,6 +213,7 @@ COMPARED: dict[str, Any] = {
     "moe.scored_shared": lambda found: found is not None,
     "moe.router_gain": lambda found: found is not None,
     "moe.layer_top_k": lambda found: found is not None,
+    "moe.layer_experts": lambda found: found is not None,
     "moe.score_activation": lambda found: found is not None,
     "moe.score_field": lambda found: found is not None,
     "moe.router_mlp": lambda found: found is not None,
@@ -412,6 +413,7 @@ _MOE_BASE: dict[str, tuple] = {
     "moe.scored_shared": (False,),  # the router's rows score the routed experts only
     "moe.router_gain": (False,),  # the routing weights carry no learned gain
     "moe.layer_top_k": (False,),  # one top-k, an int, for every layer
+    "moe.layer_experts": (False,),  # one expert count, an int, for every layer
     "moe.score_activation": (False,),  # scored by the router's softmax or sigmoid itself
     "moe.score_field": (False,),  # the activation the code names, not a config field
     "moe.router_mlp": (False,),  # the router's logits are one projection of the input

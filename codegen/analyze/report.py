@@ -51,6 +51,7 @@ ROWS = (
     ("moe.num_experts", "experts"),
     ("moe.top_k", "top-k"),
     ("moe.layer_top_k", "top-k per layer"),
+    ("moe.layer_experts", "experts per layer"),
     ("moe.router", "router"),
     ("moe.router_bias", "router correction bias"),
     ("moe.router_fp32", "router logits in fp32"),

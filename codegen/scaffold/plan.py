@@ -490,8 +490,10 @@ def _naming_steps(target) -> list[Step]:
 
 def _unrealised_layer_lists(target) -> list[str]:
     """The fields the HF code takes as an int or a per-layer list (`int_or_list` switches)
-    that no rule gives each layer an entry of (`moe.layer_top_k` does the router's top-k)."""
-    realised = {getattr(target.features.moe, "layer_top_k", None)}
+    that no rule gives each layer an entry of (`moe.layer_top_k` does the router's top-k,
+    `moe.layer_experts` its width)."""
+    moe = target.features.moe
+    realised = {getattr(moe, "layer_top_k", None), getattr(moe, "layer_experts", None)}
     return [
         switch.name
         for switch in getattr(target.features, "switches", ())

@@ -1,11 +1,11 @@
 """Refuse a per-layer list for an int field the package reads as one int.
 
 The HF code may take a field as one int or a list indexed by the layer (hunyuan_v1_moe's
-`config.num_experts if isinstance(config.num_experts, int) else config.num_experts[layer_idx]`,
-an `int_or_list` switch). A package realises the list where a rule gives each layer its
-entry (`layer_top_k`); for the other such fields it reads, a list would reach an int's place
-and end in a TypeError deep in the model, so `from_hf_config` refuses it in one line naming
-the package, the field and the value.
+`config.moe_topk if isinstance(config.moe_topk, int) else config.moe_topk[layer_idx]`, an
+`int_or_list` switch). A package realises the list where a rule gives each layer its entry
+(`layer_top_k`, `layer_experts`); for the other such fields it reads, a list would reach an
+int's place and end in a TypeError deep in the model, so `from_hf_config` refuses it in one
+line naming the package, the field and the value.
 """
 
 from __future__ import annotations

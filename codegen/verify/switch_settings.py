@@ -428,12 +428,13 @@ def _candidates(switch: Switch, value: SwitchValue, base, toy: dict, config_clas
 
 
 def _layer_values(current, n: int) -> list[int] | None:
-    """An int field given per layer: the toy's value on odd layers, one less (one more where
+    """An int field given per layer: the toy's value on odd layers, two less (two more where
     that is below 1) on even ones, so a package reading one entry for every layer, or the
-    int it was, shows on some layer."""
+    int it was, shows on some layer; of the same parity, so an expert count that splits
+    over ep=2 still does."""
     if not isinstance(current, int) or isinstance(current, bool):
         return None
-    other = current - 1 if current > 1 else current + 1
+    other = current - 2 if current > 2 else current + 2
     return [other if i % 2 == 0 else current for i in range(n)]
 
 

@@ -3,8 +3,8 @@
 attribute are renamed too: the analysis records the field with its evidence, the package
 built from the copy gives each MoE layer its own entry and verifies every switch setting
 (the sweep runs a per-layer list), a list of another length is refused in one line naming
-the package and the field; the expert count, of the same form but realised by no rule, is
-refused as a list in one line. Without the step the package cannot load a list at all."""
+the package and the field; the expert count, of the same form, is taken per layer too.
+Without the step the package cannot load a list at all."""
 
 from __future__ import annotations
 
@@ -52,6 +52,9 @@ def _with_list(folder: Path, dest: Path, top_ks) -> Path:
 
 
 def _args_module(models: Path):
+    # the other per-layer copy's package has the same name: import this one afresh
+    for key in [key for key in sys.modules if key.split(".")[0] == NAME]:
+        del sys.modules[key]
     sys.path.insert(0, str(models))
     try:
         return importlib.import_module(f"{NAME}.args")
@@ -84,17 +87,16 @@ def test_a_list_of_another_length_is_refused_in_one_line(built, folder):
     assert "list of 4" in message
 
 
-def test_an_expert_count_per_layer_is_refused_in_one_line(built, folder):
-    """The copy's `num_experts` has the same form; no rule gives each layer its own experts,
-    so the package refuses a list (a config class typing it int refuses it first)."""
+def test_an_expert_count_per_layer_is_taken_too(built, folder):
+    """The copy's `num_experts` has the same form; `moe_layer_experts` gives each layer its
+    entry (`test_layer_experts_package`), so the package takes a list (a config class typing
+    it int refuses it first)."""
     from transformers import AutoConfig
 
     values = AutoConfig.from_pretrained(folder, trust_remote_code=True).to_dict()
     hf_config = SimpleNamespace(**{**values, "num_experts": [16, 8, 16, 8]})
-    with pytest.raises(NotImplementedError) as refused:
-        _args_module(built).ModelArgs.from_hf_config(hf_config)
-    message = str(refused.value)
-    assert message == f"{NAME}: num_experts=[16, 8, 16, 8] per layer is not supported: give one int"
+    args = _args_module(built).ModelArgs.from_hf_config(hf_config)
+    assert [args.experts_of(layer) for layer in range(4)] == [16, 8, 16, 8]
 
 
 def test_without_the_step_a_list_fails(tmp_path, folder, planned, capsys):

@@ -238,18 +238,19 @@ def test_a_count_of_shared_layers_gets_a_toy_that_takes_it() -> None:
 
 def test_a_field_that_is_an_int_or_a_per_layer_list_gets_a_list() -> None:
     """hunyuan_v1_moe's `moe_topk if isinstance(moe_topk, int) else moe_topk[layer_idx]`: the
-    sweep runs a list whose entries differ by layer; the same form of `num_experts` is
-    dropped, the config class types it int."""
+    sweep runs a list whose entries differ by layer, of one parity (an expert count of that
+    form still splits over ep=2); the same form of `num_experts` is dropped, the config class
+    types it int."""
     (switch,) = [s for s in static_switches("hunyuan_v1_moe") if s.field == "moe_topk"]
     assert switch.kind == "int_or_list"
     assert [v.test for v in switch.values] == ["scalar", "layer_values"]
     toy = _toy("hunyuan_v1_moe")
     assert toy["moe_topk"] == 2 and toy["num_hidden_layers"] == 4
     plan = plan_settings("hunyuan_v1_moe", toy)
-    listed = _by_label(plan.settings)["moe_topk=[1, 2, 1, 2]"]
+    listed = _by_label(plan.settings)["moe_topk=[4, 2, 4, 2]"]
     assert listed.value == "per-layer list"
-    assert _config("hunyuan_v1_moe", toy, listed).moe_topk == [1, 2, 1, 2]
-    assert any(d.label.startswith("num_experts=[") for d in plan.dropped)
+    assert _config("hunyuan_v1_moe", toy, listed).moe_topk == [4, 2, 4, 2]
+    assert any(d.label == "num_experts=[14, 16, 14, 16]" for d in plan.dropped)
     assert "moe_topk int" in plan.covered
 
 
