@@ -131,13 +131,6 @@ RULES = [
         switch="final_logit_softcapping",
     ),
     Rule(
-        id="logit_scale",
-        feature="head.logit_scale",
-        values=(True,),
-        transform="logit_scale",
-        description="final logits multiplied (cohere) or divided (granite) by a config value",
-    ),
-    Rule(
         id="head_bias",
         feature="head.bias",
         values=(True,),
@@ -162,6 +155,14 @@ RULES = [
             "bias_key": FromFeature("head.bias_key"),
             "width": FromFeature("head.transform_width"),
         },
+    ),
+    Rule(
+        # after head_bias and head_transform: a bias-free head takes the scale on its input
+        id="logit_scale",
+        feature="head.logit_scale",
+        values=(True,),
+        transform="logit_scale",
+        description="final logits multiplied (cohere) or divided (granite) by a config value",
     ),
     Rule(
         id="embedding_init_std",

@@ -7,6 +7,7 @@ import pytest
 from codegen.models import references_dir
 from codegen.scaffold.source import SourcePackage
 from codegen.transforms import logit_scale
+from codegen.transforms.head_bias import SetHeadBias
 from codegen.transforms.logit_scale import LogitScale
 from codegen.transforms.logit_softcap import LogitSoftcap
 
@@ -19,13 +20,36 @@ def _llama() -> SourcePackage:
     ("field", "op", "meaning"),
     [("logit_scale", "*", "multiplied by"), ("logits_scaling", "/", "divided by")],
 )
-def test_the_returned_logits_are_scaled(field, op, meaning):
+def test_a_bias_free_head_takes_the_scale_on_its_input(field, op, meaning):
+    """The logits are never written twice: the head is linear, so its input is scaled."""
     package = _llama()
     LogitScale().apply(package, field=field, op=op)
     files = package.render()
-    assert f"return self.output(h) {op} self.args.{field}\n" in files["model.py"]
+    assert f"return self.output(h {op} self.args.{field})\n" in files["model.py"]
     assert f"{field}: float = 1.0  # output logits are {meaning} this" in files["args.py"]
     assert f"{field}=hf_config.{field}," in files["args.py"]
+
+
+@pytest.mark.parametrize(("field", "op"), [("logit_scale", "*"), ("logits_scaling", "/")])
+def test_a_head_with_a_bias_keeps_the_scale_on_its_logits(field, op):
+    package = _llama()
+    SetHeadBias().apply(package)
+    LogitScale().apply(package, field=field, op=op)
+    assert f"return self.output(h) {op} self.args.{field}\n" in package.render()["model.py"]
+
+
+@pytest.mark.parametrize("scale", [0.0625, 0.3])
+def test_the_head_input_scaled_gives_the_logits_scaled(scale):
+    """The two placements are one model: exactly for a power of two, to rounding otherwise."""
+    import torch
+
+    torch.manual_seed(0)
+    head = torch.nn.Linear(64, 1000, bias=False)
+    hidden = torch.randn(2, 16, 64)
+    on_logits, on_input = head(hidden) * scale, head(hidden * scale)
+    if scale == 0.0625:
+        assert torch.equal(on_logits, on_input)
+    torch.testing.assert_close(on_input, on_logits, rtol=1e-5, atol=1e-6)
 
 
 def test_on_input_the_head_input_is_scaled_and_the_logits_are_not():

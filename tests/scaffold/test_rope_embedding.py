@@ -133,7 +133,7 @@ def test_granite_from_llama_verifies_with_real_multipliers_and_is_ruff_clean(tmp
     package = models / "granite"
     model = (package / "model.py").read_text()
     assert "h = self.tok_embeddings(tokens) * self.args.embedding_multiplier" in model
-    assert "return self.output(h) / self.args.logits_scaling" in model
+    assert "return self.output(h / self.args.logits_scaling)" in model
     ruff = shutil.which("ruff")
     if ruff is None:
         pytest.skip("ruff is not installed")
