@@ -4,7 +4,11 @@ The random HF model of a toy config is quantized the way DeepSeek-V3/R1 and Qwen
 released: every projection inside the decoder layers (routers, embeddings, norms and the
 head stay high precision, stored bf16) as `float8_e4m3fn` with one fp32 `weight_scale_inv`
 per block, per expert for MoE, sharded safetensors with an index, `quantization_config`
-in config.json, and a multi-token-prediction layer past `num_hidden_layers`. Then:
+in config.json, and a multi-token-prediction layer past `num_hidden_layers`. An expert
+stack the checkpoint stores whole (DBRX's flat 2-D `experts.mlp.w1`, a 3-D
+`experts.gate_up_proj`; the key table row that loads a 3-D house tensor says which) is a
+projection too: blocks over its 2-D matrix, or per expert when 3-D, its scale at
+`<key>_scale_inv` as transformers' fp8 quantizer names it. Then:
 
 1. the adapter dequantizes it (`from_hf`), and each house tensor must equal, bit for bit,
    the adapter's plain load of the same checkpoint dequantized by the reference below (one
@@ -15,7 +19,8 @@ in config.json, and a multi-token-prediction layer past `num_hidden_layers`. The
    FineGrainedFP8 quantizer dequantizes on CPU), within HF's own fp32 noise, and have
    cosine >= 0.99 against the unquantized model (ATOM's bound);
 3. `keep_fp8=True` keeps fp8 weights and scales, `to_hf` writes them back bit for bit,
-   and dequantizing the kept state gives step 1's tensors.
+   and dequantizing the kept state gives step 1's tensors; where a flat stack's blocks span
+   two experts it must refuse instead, naming the stack.
 
 Two block sizes per config: the largest power of two that divides every quantized shape
 (transformers' oracle), and twice that, where some last blocks are ragged as in real
@@ -23,7 +28,9 @@ releases (DeepSeek-V3's 576-row kv_a_proj_with_mqa over 128-blocks). Transformer
 cannot dequantize ragged blocks (it derives the block from the grid: it raises, or
 silently uses a smaller block when the grid count divides the shape), so there the oracle
 is transformers running the reference-dequantized weights; what transformers did is
-recorded in `transformers`.
+recorded in `transformers`. The same where transformers loads without error but its weights
+are not its load of the reference dequant: 5.23 dequantizes `.weight` keys only and loads
+the raw fp8 values of expert stacks stored whole.
 """
 
 from __future__ import annotations
