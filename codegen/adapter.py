@@ -71,6 +71,10 @@ class Fp8CheckpointError(ValueError):
 
 # how real releases name the block scale of `<module>.weight`: (suffix replaced, its scale)
 SCALE_NAMES = (("weight", "weight_scale_inv"), ("weight", "weight_scale"), ("weight", "scale"))
+# the block scale of a tensor stored without a `weight` suffix (DBRX's flat `experts.mlp.w1`,
+# fused `experts.gate_up_proj`): the name + `_scale_inv`, as transformers' fp8 quantizer
+# writes it and its fp8 experts keep it, or a `.weight_scale_inv` beside it
+FLAT_SCALE_SUFFIXES = ("_scale_inv", ".weight_scale_inv")
 HOUSE_SCALE_SUFFIX = "_scale_inv"  # house key of a kept scale: the weight's key + this
 HOUSE_LAYER = "layers.{}."  # the house key of a decoder layer's tensors starts so
 
@@ -81,11 +85,17 @@ def is_fp8(tensor: Any) -> bool:
 
 def scale_keys(weight_key: str) -> list[str]:
     """The keys a weight's block scale may have in a checkpoint, most common first."""
-    return [
-        weight_key[: -len(suffix)] + scale
-        for suffix, scale in SCALE_NAMES
-        if weight_key.endswith(suffix)
-    ]
+    if not weight_key.endswith("weight"):
+        return [weight_key + suffix for suffix in FLAT_SCALE_SUFFIXES]
+    return [weight_key[: -len(suffix)] + scale for suffix, scale in SCALE_NAMES]
+
+
+def scaled_keys(scale_key: str) -> list[str]:
+    """The weight keys whose block scale `scale_key` may be (`scale_keys` inverted)."""
+    named = [scale_key[: -len(scale)] + suffix for suffix, scale in SCALE_NAMES]
+    flat = [scale_key[: -len(suffix)] for suffix in FLAT_SCALE_SUFFIXES]
+    candidates = dict.fromkeys([*named, *flat])
+    return [key for key in candidates if key != scale_key and scale_key in scale_keys(key)]
 
 
 def check_scale_grid(key: str, weight: Any, scale: Any, block: tuple[int, int] | None) -> None:
@@ -365,9 +375,7 @@ class StateDictAdapter:
 
     def _is_scale_of_mapped(self, key: str, keys: set[str]) -> bool:
         return any(
-            key.endswith(scale) and key[: -len(scale)] + suffix in keys
-            for suffix, scale in SCALE_NAMES
-            if self._match_hf(key[: -len(scale)] + suffix) is not None
+            weight in keys and self._match_hf(weight) is not None for weight in scaled_keys(key)
         )
 
     def _split_scales(self, hf_state_dict: dict[str, Any]) -> dict[str, Any]:
@@ -390,13 +398,13 @@ class StateDictAdapter:
             scales[key] = scale
             self._scale_key[key] = found[0]
         for key in hf_state_dict:
-            for suffix, scale in SCALE_NAMES[:2]:  # a bare `.scale` may be a real parameter
-                if key.endswith(scale) and self._match_hf(key) is None:
-                    weight = key[: -len(scale)] + suffix
-                    raise Fp8CheckpointError(
-                        f"{key}: a block scale whose weight {weight} is "
-                        + ("not fp8" if weight in hf_state_dict else "not in the checkpoint")
-                    )
+            # a bare `.scale` may be a real parameter; `_scale_inv` and `weight_scale` never are
+            if key.endswith(("_scale_inv", "weight_scale")) and self._match_hf(key) is None:
+                weights = scaled_keys(key)
+                present = [weight for weight in weights if weight in hf_state_dict]
+                absent = f"{weights[0]} is not in the checkpoint"
+                problem = f"{present[0]} is not fp8" if present else absent
+                raise Fp8CheckpointError(f"{key}: a block scale whose weight {problem}")
         return scales
 
     def from_hf(self, hf_state_dict: dict[str, Any]) -> dict[str, Any]:
@@ -439,12 +447,12 @@ class StateDictAdapter:
                     experts[_fill(row.house, *outer) + suffix][int(expert)] = value
                 else:
                     if suffix:
-                        self._check_keepable(key, row)
+                        self._check_keepable(key, row, tensor, value)
                     if row.hf in self.transposed:  # a kept scale grid transposes with it
                         value = value.t().contiguous()
                     if row.house in self.row_blocks and not suffix:
                         value = _regroup(value, *self.row_blocks[row.house], load=True)
-                    if row.hf in self.flat_experts and not suffix:
+                    if row.hf in self.flat_experts:  # a kept scale grid splits with it
                         value = self._split_experts(value, self.flat_experts[row.hf])
                     house = _fill(row.house, *_unshifted(groups, row.shift))
                     state_dict[house + suffix] = value
@@ -487,20 +495,31 @@ class StateDictAdapter:
             return [(_fill(row.hf, *groups), tensor)]
         raise KeyError(f"house key {name!r} has no HF mapping")
 
-    def _check_keepable(self, key: str, row: _Row) -> None:
+    def _check_keepable(self, key: str, row: _Row, weight: Any, scale: Any) -> None:
         """A kept fp8 weight is laid out as the house's with its scale grid: a transpose
-        with square blocks; fused rows regrouped or split across blocks cannot be."""
+        with square blocks, flat experts whose every block holds one expert's rows; fused
+        rows regrouped across blocks cannot be."""
         square = self.block_size is None or self.block_size[0] == self.block_size[1]
-        if row.hf in self.transposed and not square:
+        transposes = row.hf in self.transposed or self.flat_experts.get(row.hf, False)
+        if transposes and not square:
             raise Fp8CheckpointError(
                 f"{key}: keep_fp8 cannot transpose a weight with weight_block_size "
                 f"{list(self.block_size)} (its blocks are not square); load it dequantized"
             )
-        if row.house in self.row_blocks or row.hf in self.flat_experts:
+        if row.house in self.row_blocks:
             raise Fp8CheckpointError(
                 f"{key}: keep_fp8 cannot regroup a fused weight's rows across its scale "
                 "blocks; load it dequantized"
             )
+        if row.hf in self.flat_experts:
+            rows = weight.shape[0] // self.args.num_experts
+            if scale.dim() != 2 or self.block_size is None or rows % self.block_size[0]:
+                raise Fp8CheckpointError(
+                    f"{key}: keep_fp8 cannot split the scale blocks of flat experts by "
+                    f"expert ({rows} rows each, weight_block_size "
+                    f"{list(self.block_size or [])}: a block spans two experts or the scale "
+                    "is per tensor); load it dequantized"
+                )
 
     def _split_experts(self, tensor: Any, transposed: bool):
         """[num_experts * rows, cols] -> the house's [num_experts, out, in]."""

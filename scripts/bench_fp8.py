@@ -71,10 +71,11 @@ def bench(name: str, repeat: int) -> dict:
             {k: v.contiguous() for k, v in bf16.items()}, directory / "bf16" / "m.safetensors"
         )
         args = spec.args.from_hf_config(config)
-        layout = Layout.of(spec.adapter(args), state)  # the layers' keys, off the key table
+        model = spec.model(args)
+        # the layers' keys off the key table; whole expert stacks off the model's shapes
+        layout = Layout.of(spec.adapter(args), state, model.state_dict())
         release = fp8_state(state, BLOCK, layout, fp32_modules(hf_model))
         write_release(release, config_dict, BLOCK, directory / "fp8")
-        model = spec.model(args)
         qconfig = quantization_config(BLOCK)
 
         def load(folder, **adapter_kwargs):

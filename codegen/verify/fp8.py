@@ -4,7 +4,11 @@ The random HF model of a toy config is quantized the way DeepSeek-V3/R1 and Qwen
 released: every projection inside the decoder layers (routers, embeddings, norms and the
 head stay high precision, stored bf16) as `float8_e4m3fn` with one fp32 `weight_scale_inv`
 per block, per expert for MoE, sharded safetensors with an index, `quantization_config`
-in config.json, and a multi-token-prediction layer past `num_hidden_layers`. Then:
+in config.json, and a multi-token-prediction layer past `num_hidden_layers`. An expert
+stack the checkpoint stores whole (DBRX's flat 2-D `experts.mlp.w1`, a 3-D
+`experts.gate_up_proj`; the key table row that loads a 3-D house tensor says which) is a
+projection too: blocks over its 2-D matrix, or per expert when 3-D, its scale at
+`<key>_scale_inv` as transformers' fp8 quantizer names it. Then:
 
 1. the adapter dequantizes it (`from_hf`), and each house tensor must equal, bit for bit,
    the adapter's plain load of the same checkpoint dequantized by the reference below (one
@@ -15,7 +19,8 @@ in config.json, and a multi-token-prediction layer past `num_hidden_layers`. The
    FineGrainedFP8 quantizer dequantizes on CPU), within HF's own fp32 noise, and have
    cosine >= 0.99 against the unquantized model (ATOM's bound);
 3. `keep_fp8=True` keeps fp8 weights and scales, `to_hf` writes them back bit for bit,
-   and dequantizing the kept state gives step 1's tensors.
+   and dequantizing the kept state gives step 1's tensors; where a flat stack's blocks span
+   two experts it must refuse instead, naming the stack.
 
 Two block sizes per config: the largest power of two that divides every quantized shape
 (transformers' oracle), and twice that, where some last blocks are ragged as in real
@@ -23,7 +28,9 @@ releases (DeepSeek-V3's 576-row kv_a_proj_with_mqa over 128-blocks). Transformer
 cannot dequantize ragged blocks (it derives the block from the grid: it raises, or
 silently uses a smaller block when the grid count divides the shape), so there the oracle
 is transformers running the reference-dequantized weights; what transformers did is
-recorded in `transformers`.
+recorded in `transformers`. The same where transformers loads without error but its weights
+are not its load of the reference dequant: 5.23 dequantizes `.weight` keys only and loads
+the raw fp8 values of expert stacks stored whole.
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ from pathlib import Path
 
 import torch
 
-from codegen.adapter import SCALE_NAMES, is_fp8, key_pattern, layer_prefixes
+from codegen.adapter import is_fp8, key_pattern, layer_prefixes, scaled_keys
 from codegen.spec import ModelSpec
 from codegen.verify.compare import bound, compare
 from codegen.verify.hf_checkpoint import load_checkpoint, random_hf_model, save_checkpoint
@@ -67,6 +74,8 @@ class Fp8Result:
     case: str
     block: int
     ragged: list[str] = field(default_factory=list)  # quantized tensors with ragged blocks
+    # flat expert stacks with blocks holding two experts' rows: keep_fp8 must refuse them
+    straddling: list[str] = field(default_factory=list)
     passed: bool = False
     error: str | None = None
     first_mismatch: str | None = None  # first house tensor unlike the reference dequant
@@ -80,6 +89,7 @@ class Fp8Result:
     unexpected_keys: list[str] = field(default_factory=list)
     roundtrip_exact: bool | None = None
     keep_matches: bool | None = None
+    keep_refused: str | None = None  # why keep_fp8 refused the checkpoint (straddling only)
     seconds: float = 0.0
 
     @property
@@ -101,9 +111,14 @@ class Layout:
     layers: tuple[str, ...]  # the decoder-layer key prefixes, up to the layer index
     embedding: str  # the HF key of the token embedding
     routers: tuple[re.Pattern, ...] = ()  # the checkpoint keys of the MoE routers
+    # the checkpoint keys of whole expert stacks stored as one tensor (DBRX's flat 2-D
+    # `experts.mlp.w1`, a fused 3-D `experts.gate_up_proj`), each with its expert count
+    experts: tuple[tuple[re.Pattern, int], ...] = ()
 
     @classmethod
-    def of(cls, adapter, state: dict[str, torch.Tensor]) -> Layout:
+    def of(cls, adapter, state: dict[str, torch.Tensor], house: dict | None = None) -> Layout:
+        """`house`: the package model's state dict (shapes), which says which rows of the
+        key table load a whole expert stack (a 3-D house tensor) from one checkpoint key."""
         layers = tuple(layer_prefixes(adapter.from_hf_map))
         if not layers:
             raise Fp8LayoutError(
@@ -123,7 +138,7 @@ class Layout:
             for hf, house in adapter.from_hf_map.items()
             if house is not None and HOUSE_ROUTER.search(house)
         )
-        layout = cls(layers, keys[0], routers)
+        layout = cls(layers, keys[0], routers, _expert_stacks(adapter, house or {}))
         if not any(quantized(key, tensor, layout) for key, tensor in state.items()):
             raise Fp8LayoutError(
                 f"no 2-D weight of the checkpoint lies under the decoder-layer prefixes "
@@ -141,32 +156,65 @@ class Layout:
                 return True
         return False
 
+    def expert_count(self, key: str) -> int | None:
+        """The experts `key` holds when it is a whole expert stack in one tensor."""
+        return next((count for pattern, count in self.experts if pattern.match(key)), None)
+
 
 class Fp8LayoutError(ValueError):
     """The package's key table does not say where the layers or the embedding are."""
 
 
+def _expert_stacks(adapter, house: dict) -> tuple[tuple[re.Pattern, int], ...]:
+    """Rows mapping one checkpoint key (no expert index of its own) to a 3-D house tensor."""
+    stacks = []
+    for hf, name in adapter.from_hf_map.items():
+        if name is None or hf.count("{}") != name.count("{}"):
+            continue
+        pattern = key_pattern(name)
+        shapes = [tuple(t.shape) for key, t in house.items() if pattern.match(key)]
+        if shapes and len(shapes[0]) == 3:
+            stacks.append((key_pattern(hf), shapes[0][0]))
+    return tuple(stacks)
+
+
 def quantized(key: str, tensor: torch.Tensor, layout: Layout) -> bool:
-    """A projection inside a decoder layer: what FP8 releases store in fp8."""
-    if tensor.dim() != 2 or not key.endswith(".weight") or not layout.in_layer(key):
+    """A projection inside a decoder layer: what FP8 releases store in fp8. A 2-D `.weight`,
+    or an expert stack stored whole (2-D flat or 3-D, whatever its key ends with)."""
+    if not tensor.is_floating_point() or not layout.in_layer(key):
         return False
-    return not any(router.match(key) for router in layout.routers)
+    if any(router.match(key) for router in layout.routers):
+        return False
+    if tensor.dim() == 2 and key.endswith(".weight"):
+        return True
+    return tensor.dim() in (2, 3) and layout.expert_count(key) is not None
+
+
+def straddling(key: str, tensor: torch.Tensor, layout: Layout, block: int) -> bool:
+    """A flat 2-D expert stack some of whose row blocks hold two experts' rows."""
+    count = layout.expert_count(key)
+    return count is not None and tensor.dim() == 2 and (tensor.shape[0] // count) % block != 0
 
 
 def quantize_blocks(weight: torch.Tensor, block: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """fp8 values and the fp32 scale per block (amax / 448), the last blocks ragged."""
-    rows, cols = weight.shape
+    """fp8 values and the fp32 scale per block (amax / 448) of each matrix (the last two
+    dims; an expert stack's leading dim keeps a grid per expert), the last blocks ragged."""
+    *lead, rows, cols = weight.shape
     grid = (math.ceil(rows / block), math.ceil(cols / block))
-    padded = torch.zeros(grid[0] * block, grid[1] * block)
-    padded[:rows, :cols] = weight.float()
-    blocks = padded.reshape(grid[0], block, grid[1], block)
-    scale = blocks.abs().amax(dim=(1, 3)).clamp(min=1e-12) / FP8_MAX
-    values = (blocks / scale[:, None, :, None]).reshape_as(padded)[:rows, :cols]
+    padded = torch.zeros(*lead, grid[0] * block, grid[1] * block)
+    padded[..., :rows, :cols] = weight.float()
+    blocks = padded.reshape(*lead, grid[0], block, grid[1], block)
+    scale = blocks.abs().amax(dim=(-3, -1)).clamp(min=1e-12) / FP8_MAX
+    values = (blocks / scale[..., :, None, :, None]).reshape_as(padded)[..., :rows, :cols]
     return values.to(FP8), scale
 
 
 def reference_dequantize(values: torch.Tensor, scale: torch.Tensor, block: int) -> torch.Tensor:
     """One block at a time: the oracle the adapter's vectorised dequantize is held to."""
+    if values.dim() == 3:  # an expert stack: each expert's matrix by its own grid
+        return torch.stack(
+            [reference_dequantize(v, g, block) for v, g in zip(values, scale, strict=True)]
+        )
     out = values.to(torch.float32)
     for i in range(scale.shape[0]):
         for j in range(scale.shape[1]):
@@ -175,8 +223,15 @@ def reference_dequantize(values: torch.Tensor, scale: torch.Tensor, block: int) 
 
 
 def block_sizes(state: dict[str, torch.Tensor], layout: Layout) -> tuple[int, int]:
-    """(the largest power of two <= 128 dividing every quantized dim, twice that)."""
-    dims = {d for key, t in state.items() if quantized(key, t, layout) for d in t.shape}
+    """(the largest power of two <= 128 dividing every quantized dim and each expert's rows
+    of a flat expert stack, as in real releases; twice that, where blocks may be ragged and
+    span two experts)."""
+    dims = {d for key, t in state.items() if quantized(key, t, layout) for d in t.shape[-2:]}
+    dims |= {
+        t.shape[0] // layout.expert_count(key)
+        for key, t in state.items()
+        if quantized(key, t, layout) and t.dim() == 2 and layout.expert_count(key)
+    }
     block = REAL_BLOCK
     while any(d % block for d in dims):
         block //= 2
@@ -211,8 +266,10 @@ def mtp_layer(
 def fp8_state(
     state: dict[str, torch.Tensor], block: int, layout: Layout, fp32: tuple[str, ...] = ()
 ) -> dict[str, torch.Tensor]:
-    """The release's tensors: fp8 + `weight_scale_inv` for projections, bf16 for the rest
-    but the modules HF keeps in fp32 (DeepSeek-V3's router correction bias ships fp32)."""
+    """The release's tensors: fp8 + `<key>_scale_inv` for projections (`weight_scale_inv`
+    for a `.weight`; `w1_scale_inv` for a flat expert stack, as transformers' fp8 quantizer
+    names it), bf16 for the rest but the modules HF keeps in fp32 (DeepSeek-V3's router
+    correction bias ships fp32)."""
     out: dict[str, torch.Tensor] = {}
     for key, tensor in state.items():
         if quantized(key, tensor, layout):
@@ -262,23 +319,20 @@ def quantization_config(block: int) -> dict:
 
 def plain_dequantized(checkpoint: dict[str, torch.Tensor], block: int) -> dict:
     """The fp8 checkpoint with every weight dequantized by the reference, scales dropped."""
-    scale_of = {w[: -len(s)] + suffix: w for w in checkpoint for suffix, s in SCALE_NAMES}
-    scale_of = {w: s for w, s in scale_of.items() if w in checkpoint and s != w}
+    scale_of = {
+        weight: key
+        for key in checkpoint
+        for weight in scaled_keys(key)
+        if is_fp8(checkpoint.get(weight))
+    }
     out = {}
     for key, tensor in checkpoint.items():
-        if key in scale_of.values() and is_fp8(checkpoint.get(_weight_of(key), tensor)):
+        if key in scale_of.values():
             continue
         if is_fp8(tensor):
             tensor = reference_dequantize(tensor, checkpoint[scale_of[key]], block)
         out[key] = tensor.float()
     return out
-
-
-def _weight_of(scale_key: str) -> str:
-    for suffix, scale in SCALE_NAMES:
-        if scale_key.endswith(scale):
-            return scale_key[: -len(scale)] + suffix
-    return scale_key
 
 
 # --- transformers' side -------------------------------------------------------------------
@@ -338,7 +392,8 @@ def verify_fp8_case(
     hf_model = random_hf_model(config, seed, weight_noise=WEIGHT_NOISE)
     # the long input's random ids for the optional id arguments, as verify's (`id_inputs.py`)
     tokens = make_inputs(config.vocab_size, seed)[0].tokens
-    id_rows = id_input_rows(hf_model, spec.model(spec.args.from_hf_config(config)), tokens)
+    house = spec.model(spec.args.from_hf_config(config))
+    id_rows = id_input_rows(hf_model, house, tokens)
     inputs = make_inputs(config.vocab_size, seed, None, id_rows)
     unquantized = _hf_logits(hf_model, inputs)
     fp32 = fp32_modules(hf_model)
@@ -348,7 +403,8 @@ def verify_fp8_case(
         state = load_checkpoint(directory / "hf")
         config_dict = json.loads((directory / "hf" / "config.json").read_text())
         try:
-            layout = Layout.of(spec.adapter(spec.args.from_hf_config(config)), state)
+            adapter = spec.adapter(spec.args.from_hf_config(config))
+            layout = Layout.of(adapter, state, house.state_dict())
         except Fp8LayoutError as err:  # a package the check cannot lay a release out for
             return [Fp8Result(spec.name, case.label, block or 0, error=_one_line(err))]
         blocks = [block] if block else list(block_sizes(state, layout))
@@ -374,12 +430,18 @@ def _run(
     args = spec.args.from_hf_config(config)
     layers = config.num_hidden_layers
     release = fp8_state({**state, **mtp_layer(state, layers, layout)}, block, layout, fp32)
+    kept_layers = [
+        (key, tensor)
+        for key, tensor in release.items()
+        if is_fp8(tensor) and not layout.in_layer(key, layers)
+    ]
     result.ragged = sorted(
         key
-        for key, tensor in release.items()
-        if is_fp8(tensor)
-        and any(d > block and d % block for d in tensor.shape)
-        and not layout.in_layer(key, layers)
+        for key, tensor in kept_layers
+        if any(d > block and d % block for d in tensor.shape[-2:])
+    )
+    result.straddling = sorted(
+        key for key, tensor in kept_layers if straddling(key, tensor, layout, block)
     )
     if mutate:
         mutate(release)
@@ -425,9 +487,21 @@ def _run(
         compare(got, want).cosine for got, want in zip(logits, unquantized, strict=True)
     )
 
-    # 3. fp8 kept with its scales: written back bit for bit, and the same weights
+    # 3. fp8 kept with its scales: written back bit for bit, and the same weights; a flat
+    # expert stack whose blocks span two experts cannot be split by expert: refused
     keeper = spec.adapter(args, quantization_config=qconfig, keep_fp8=True, dtype=torch.float32)
-    kept = keeper.from_hf(checkpoint)
+    try:
+        kept = keeper.from_hf(checkpoint)
+    except ValueError as err:  # the package's own Fp8CheckpointError (a ValueError)
+        if not result.straddling:
+            raise
+        result.keep_refused = _one_line(err)
+        result.passed = keep_passed = _passed(result, verdicts, missing, unexpected)
+        if not any(name in result.keep_refused for name in result.straddling):
+            result.error = f"keep_fp8 refused, naming none of {result.straddling}"
+        return keep_passed
+    if result.straddling:
+        result.error = f"keep_fp8 kept {result.straddling[0]}, whose blocks span two experts"
     back = keeper.to_hf(kept)
     wanted = {k: v for k, v in checkpoint.items() if k not in keeper.ignored}
     result.roundtrip_exact = set(back) == set(wanted) and all(
@@ -438,26 +512,32 @@ def _run(
         _bits_equal(dequantized[k], house_state[k]) for k in house_state
     )
     result.passed = (
-        all(v[0] for v in verdicts)
-        and result.first_mismatch is None
-        and not missing
-        and not unexpected
-        and result.cosine_vs_unquantized >= COSINE_BOUND
+        _passed(result, verdicts, missing, unexpected)
         and result.roundtrip_exact
         and result.keep_matches
     )
 
 
+def _passed(result: Fp8Result, verdicts, missing, unexpected) -> bool:
+    """Steps 1 and 2 held."""
+    return (
+        all(v[0] for v in verdicts)
+        and result.first_mismatch is None
+        and not missing
+        and not unexpected
+        and result.cosine_vs_unquantized >= COSINE_BOUND
+    )
+
+
 def _transformers_oracle(folder: Path, plain: dict, config_dict: dict, result, inputs):
-    """transformers' own fp8 load when its dequantize is right for this checkpoint (no
-    ragged block), else transformers running the reference-dequantized weights."""
+    """transformers' own fp8 load where it loads every weight as the reference dequantizes
+    it, else transformers running the reference-dequantized weights. Its load can be silently
+    wrong: 5.23 dequantizes `.weight` keys only and loads a flat expert stack's raw fp8
+    values, its `_scale_inv` reported unexpected."""
     try:
         model, outcome = _load_hf(folder / "fp8"), None
     except Exception as err:
         model, outcome = None, f"cannot load it: {_transformers_error(folder, result, err)}"
-    if model is not None and not result.ragged:
-        result.transformers = "dequantized the fp8 checkpoint on CPU (the oracle)"
-        return model
     from safetensors.torch import save_file
 
     target = folder / "dequant"
@@ -465,7 +545,13 @@ def _transformers_oracle(folder: Path, plain: dict, config_dict: dict, result, i
     save_file({k: v.contiguous() for k, v in plain.items()}, target / "model.safetensors")
     (target / "config.json").write_text(json.dumps(config_dict))
     oracle = _load_hf(target)
-    if model is not None:
+    if model is not None and not result.ragged:
+        unlike = _unlike_reference(model, oracle, load_checkpoint(folder / "fp8"))
+        if unlike is None:
+            result.transformers = "dequantized the fp8 checkpoint on CPU (the oracle)"
+            return model
+        outcome = f"loads it, but {unlike}"
+    elif model is not None:
         cosine = min(
             compare(a, b).cosine
             for a, b in zip(_hf_logits(model, inputs), _hf_logits(oracle, inputs), strict=True)
@@ -473,6 +559,28 @@ def _transformers_oracle(folder: Path, plain: dict, config_dict: dict, result, i
         outcome = f"loads it, cosine {cosine:.6f} against the reference dequant"
     result.transformers = f"{outcome}; oracle: transformers on the reference dequant"
     return oracle
+
+
+def _unlike_reference(model, oracle, checkpoint: dict) -> str | None:
+    """How transformers' fp8 load differs from it loading the reference dequant: the
+    tensors unlike it, the first named, and whether it took raw fp8 values for weights."""
+    want = oracle.state_dict()
+    unlike = [
+        name
+        for name, tensor in model.state_dict().items()
+        if name in want and not torch.equal(tensor.float(), want[name].float())
+    ]
+    if not unlike:
+        return None
+    first = unlike[0]
+    got, raw = model.state_dict()[first].float(), checkpoint.get(first)
+    diff = (got - want[first].float()).abs().max().item()
+    how = (
+        "its raw fp8 values, no scale applied"
+        if is_fp8(raw) and torch.equal(got, raw.float())
+        else f"max diff {diff:.3g} from the reference dequant"
+    )
+    return f"{len(unlike)} tensors are not the reference dequant: {first} ({how})"
 
 
 def _transformers_error(folder: Path, result: Fp8Result, err: Exception) -> str:
