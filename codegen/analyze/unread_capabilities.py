@@ -35,7 +35,8 @@ from codegen.analyze.roles import (
     attention_calls,
 )
 
-_SOFTMAX = {"softmax", "Softmax", "log_softmax"}
+# a softmax, or one written out as exp(scores - logsumexp(scores)) (Reformer's attentions)
+SOFTMAX = {"softmax", "Softmax", "log_softmax", "logsumexp"}
 _PRODUCTS = {"matmul", "bmm", "baddbmm", "einsum"}
 
 
@@ -116,7 +117,7 @@ def _attentions(ctx: Ctx, inside: dict[int, ModuleRec]) -> None:
         seen.add(id(rec.cls))
         sig = roles.method_signals(rec.cls)
         attention = roles.role(rec) in (ATTENTION, MIXER) or (
-            _SOFTMAX & sig.ops and (sig.matmul or _PRODUCTS & sig.ops)
+            SOFTMAX & sig.ops and (sig.matmul or _PRODUCTS & sig.ops)
         )
         if not attention:
             continue

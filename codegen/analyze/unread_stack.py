@@ -25,7 +25,8 @@ from codegen.analyze import causal_mask, unread_capabilities
 from codegen.analyze.context import Ctx
 from codegen.analyze.evaluate import ModuleListRec, ModuleRec
 from codegen.analyze.model import walk_tree
-from codegen.analyze.roles import ATTENTION, MIXER, attention_calls
+from codegen.analyze.roles import ATTENTION, MIXER, Signals, attention_calls, mixer_hinted
+from codegen.analyze.unread_capabilities import SOFTMAX
 
 _DEPTH = 3  # how deep in a block a token mixer is looked for
 
@@ -42,10 +43,21 @@ def classify(ctx: Ctx) -> str:
         return "other"
     stack = find_blocks(ctx)
     if stack is None:
-        ctx.cite("category", f"{where} (no decoder stack found)")
+        if "decoder_input_ids" in _forward_params(ctx):
+            ctx.cite("category", f"{where} (encoder-decoder: decoder_input_ids, no stack read)")
+        else:
+            ctx.cite("category", f"{where} (no decoder stack found)")
         return "other"
     path, block, parallel = stack
     site = ctx.class_site(block) or where
+    recurrence = _recurrence_only(ctx, block)
+    if recurrence is not None:
+        ctx.cite(
+            "category",
+            f"{ctx.class_site(recurrence) or site} (token mixers at {path}: recurrence"
+            f" ({recurrence.cls.name}), no softmax attention)",
+        )
+        return "hybrid"
     streams = None if parallel else _two_streams(ctx, block)
     if streams:
         ctx.cite(
@@ -90,22 +102,72 @@ def find_blocks(ctx: Ctx) -> tuple[str, ModuleRec, bool] | None:
 
 def mixes_tokens(ctx: Ctx, rec: ModuleRec, depth: int) -> bool:
     """`rec`, or a module up to `depth` below it, is a softmax attention or token mixer."""
-    roles = ctx.model.roles
-    if roles.role(rec) in (ATTENTION, MIXER):
+    if _attention(ctx, rec) or _recurrence(ctx, rec):
         return True
-    if rec.cls is not None:
-        sig = roles.method_signals(rec.cls)
-        softmax = bool({"softmax", "Softmax", "log_softmax"} & sig.ops)
-        products = sig.matmul or bool(sig.ops & {"matmul", "bmm", "baddbmm", "einsum"})
-        if (softmax and products) or attention_calls(sig.ops):
-            if any(not isinstance(v, ModuleListRec) for _, v in rec.children()):
-                return True
     if depth <= 0:
         return False
     return any(
         isinstance(child, ModuleRec) and mixes_tokens(ctx, child, depth - 1)
         for _, child in rec.children()
     )
+
+
+def _attention(ctx: Ctx, rec: ModuleRec) -> bool:
+    roles = ctx.model.roles
+    if roles.role(rec) == ATTENTION:
+        return True
+    if rec.cls is None:
+        return False
+    sig = roles.method_signals(rec.cls)
+    softmax = bool(SOFTMAX & sig.ops)
+    products = sig.matmul or bool(sig.ops & {"matmul", "bmm", "baddbmm", "einsum"})
+    if (softmax and products) or attention_calls(sig.ops):
+        return any(not isinstance(v, ModuleListRec) for _, v in rec.children())
+    return False
+
+
+def _recurrence(ctx: Ctx, rec: ModuleRec) -> bool:
+    """A token mixer that is no softmax attention: the MIXER role, or a module with no
+    parameters of its own calling a recurrence kernel (xLSTM's backend of its mLSTM layer)."""
+    roles = ctx.model.roles
+    if roles.role(rec) == MIXER:
+        return True
+    if rec.cls is None or _attention(ctx, rec):
+        return False
+    # the kernel called, or kept by `__init__` to be called (`self.kernel_fn = mlstm_...`)
+    kept = Signals(ops=_kept_functions(ctx, rec))
+    return mixer_hinted(roles.method_signals(rec.cls)) or mixer_hinted(kept)
+
+
+def _kept_functions(ctx: Ctx, rec: ModuleRec) -> set[str]:
+    """Module-level functions `__init__` stores on the module (`self.x = some_function`)."""
+    project = ctx.model.project
+    found = project.find_method(rec.cls, "__init__")
+    if found is None:
+        return set()
+    owner, fn = found
+    kept = set()
+    target = m.AssignTarget(m.Attribute(value=m.Name("self")))
+    for node in m.findall(fn.body, m.Assign(targets=[target], value=m.Name())):
+        if project.resolve_name(owner.sf, node.value.value)[0] == "function":
+            kept.add(node.value.value)
+    return kept
+
+
+def _recurrence_only(ctx: Ctx, block: ModuleRec) -> ModuleRec | None:
+    """The block's first recurrent mixer when nothing in it is a softmax attention."""
+    found = [rec for _, rec in walk_tree(block) if isinstance(rec, ModuleRec)]
+    if any(_attention(ctx, rec) for rec in found):
+        return None
+    return next((rec for rec in found if _recurrence(ctx, rec)), None)
+
+
+def _forward_params(ctx: Ctx) -> set[str]:
+    found = ctx.model.project.find_method(ctx.model.entry_cls, "forward")
+    if found is None:
+        return set()
+    params = found[1].params
+    return {p.name.value for p in list(params.params) + list(params.kwonly_params)}
 
 
 def _host_inputs(ctx: Ctx) -> list[str]:

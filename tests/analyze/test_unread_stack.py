@@ -110,3 +110,23 @@ def test_read_decoders_keep_their_category(model_type):
     features = analyze(model_type)
     assert features.category == "decoder"
     assert features.evidence["category"].endswith("(causal attention stack)")
+
+
+def test_a_decoder_of_a_seq2seq_built_from_a_copied_config_is_read():
+    # `config = copy.deepcopy(config)` then edited: the copy keeps the values, the layers are
+    # read and the cross-attention found, as for bart's
+    features = analyze("pegasus")
+    assert features.category == "other"
+    assert features.evidence["category"].endswith("(cross-attention in the layer)")
+
+
+def test_a_recurrent_stack_whose_classes_sit_in_the_else_of_a_missing_package_is_a_hybrid():
+    # `if is_xlstm_available(): from xlstm import ... else: <own classes>`: the own classes
+    # are the code that runs here; their mixer keeps its recurrence kernel in `__init__`
+    features = analyze("xlstm")
+    assert features.category == "hybrid"
+    assert "recurrence" in features.evidence["category"]
+
+
+def test_a_seq2seq_with_no_stack_read_says_encoder_decoder():
+    assert "encoder-decoder: decoder_input_ids" in analyze("musicgen").evidence["category"]
