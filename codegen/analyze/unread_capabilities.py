@@ -70,7 +70,7 @@ def _layer_form(ctx: Ctx, path: str, block: ModuleRec, parallel: bool, owner) ->
         return
     roles = ctx.model.roles
     wrapped = [
-        f"{name} ({rec.cls.name})"
+        f"{name} ({rec.cls.name}{_unread_parts(ctx, rec)})"
         for name, rec in block.children()
         if isinstance(rec, ModuleRec) and rec.cls is not None and roles.role(rec) in (CONTAINER,)
     ]
@@ -80,6 +80,21 @@ def _layer_form(ctx: Ctx, path: str, block: ModuleRec, parallel: bool, owner) ->
         f"the blocks at {path} are not read as layers ({what})",
         ctx.class_site(block),
     )
+
+
+def _unread_parts(ctx: Ctx, rec: ModuleRec) -> str:
+    """', whose q_proj, k_proj (MoshiLinear) have no role': the wrapper modules inside a
+    sublayer that keep it from being read (projections wrapped in a module of their own)."""
+    roles = ctx.model.roles
+    parts: dict[str, list[str]] = {}
+    for name, child in rec.children():
+        if isinstance(child, ModuleRec) and child.cls is not None:
+            if roles.role(child) in (CONTAINER, OTHER) and roles.role(rec) == CONTAINER:
+                parts.setdefault(child.cls.name, []).append(name)
+    if not parts or len(parts) > 2:
+        return ""
+    listed = "; ".join(f"{', '.join(names)} ({cls})" for cls, names in parts.items())
+    return f", whose {listed} have no role"
 
 
 def _reversible(ctx: Ctx, path: str, owner: ModuleRec) -> None:
