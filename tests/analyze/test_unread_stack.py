@@ -71,7 +71,7 @@ def test_the_category_says_what_the_model_is(model_type):
     CASES[model_type](analyze(model_type))
 
 
-@pytest.mark.parametrize("model_type", ["cpmant", "reformer", "xlm", "xlnet"])
+@pytest.mark.parametrize("model_type", ["cpmant", "reformer", "xlm", "xlnet", "gemma4_assistant"])
 def test_a_renamed_copy_reads_the_same(model_type, tmp_path):
     modeling, _ = rename_model(model_type, "zorblax", str(tmp_path))
     CASES[model_type](analyze(modeling))
@@ -130,3 +130,10 @@ def test_a_recurrent_stack_whose_classes_sit_in_the_else_of_a_missing_package_is
 
 def test_a_seq2seq_with_no_stack_read_says_encoder_decoder():
     assert "encoder-decoder: decoder_input_ids" in analyze("musicgen").evidence["category"]
+
+
+def test_renamed_recurrent_and_wrapped_stacks_read_the_same(tmp_path):
+    xlstm, _ = rename_model("xlstm", "zorblax", str(tmp_path / "a"))
+    assert analyze(xlstm).category == "hybrid"
+    moshi, _ = rename_model("moshi", "zorblax", str(tmp_path / "b"))
+    assert "q_proj" in _decoder_gaps(analyze(moshi))["block.layer_form"]
