@@ -1,8 +1,10 @@
 """Category: decoder | hybrid | encoder | multimodal | other, from structure.
 
 * multimodal: the loaded class takes token ids *and* image/audio/video inputs;
-* other: no decoder stack found, encoder-decoder (a second attention per layer or decoder ids),
-  or a non-text model (images/audio only);
+* other: encoder-decoder (a second attention per layer or decoder ids), a non-text model
+  (images/audio only), or, where no layers were read, what `unread_stack` finds instead (a
+  drafter, a two-stream permutation LM, no stack at all); a causal stack the reader cannot
+  take apart is still a decoder there, its missing capabilities named unsupported;
 * encoder: the attention is bidirectional (`is_causal` false) or the head is a masked LM;
 * hybrid: some decoder layers mix tokens with something other than softmax attention
   (state-space, linear attention, recurrence), instead of or beside their attention;
@@ -12,6 +14,7 @@
 
 from __future__ import annotations
 
+from codegen.analyze import unread_stack
 from codegen.analyze.context import Ctx
 from codegen.analyze.detect_attention import mixer_kind
 from codegen.analyze.evaluate import ModuleRec
@@ -62,8 +65,7 @@ def detect(ctx: Ctx, shared: dict) -> str:
         ctx.cite("category", f"{where} (inputs: {', '.join(sorted(media | tokens))})")
         return "multimodal"
     if not model.layers:
-        ctx.cite("category", f"{where} (no decoder stack found)")
-        return "other"
+        return unread_stack.classify(ctx)
     if media and not tokens:
         ctx.cite("category", f"{where} (inputs: {', '.join(sorted(media))})")
         return "other"

@@ -1168,6 +1168,9 @@ class Interp:
             # Feature probes (`is_flash_attention_requested`, `is_torch_fx_available`): the
             # analysis follows the plain eager PyTorch path.
             return False
+        if parts[0] == "copy" and last in ("copy", "deepcopy") and args:
+            if isinstance(args[0], ConfigObj):  # `config = copy.deepcopy(config)`, then edited
+                return _copied_config(args[0])
         if parts[0] == "math" and hasattr(math, last):
             fn = getattr(math, last)
             if callable(fn) and all(isinstance(a, int | float) for a in args):
@@ -1515,6 +1518,17 @@ def _owner_node(frame: Frame):
 
 def _value(data):
     return data.value if isinstance(data, TensorRec) else None
+
+
+def _copied_config(config: ConfigObj) -> ConfigObj:
+    """A copy of a config whose edits stay its own; its reads still go to the analysis' log."""
+    copied = ConfigObj(config.cls, config.prefix)
+    copied.attrs = {k: _deepcopy_plain(v) for k, v in config.attrs.items()}
+    copied.attribute_map = dict(config.attribute_map)
+    copied.origin = dict(config.origin)
+    copied.extra_kwargs = dict(config.extra_kwargs)
+    copied.read_log = config.read_log
+    return copied
 
 
 def _deepcopy_plain(value):

@@ -41,6 +41,7 @@ _AUTO_MAP_KEYS = ("AutoModelForCausalLM", "AutoModelForSeq2SeqLM", "AutoModel")
 _ENTRY_SUFFIXES = (
     "ForCausalLM",
     "LMHeadModel",
+    "ModelWithLMHead",
     "ForConditionalGeneration",
     "ForMaskedLM",
     "Model",

@@ -322,6 +322,12 @@ class RoleBook:
         return OTHER
 
 
+def mixer_hinted(sig: Signals) -> bool:
+    """A forward calling a state-space, recurrence or linear-attention kernel (by the
+    kernel's name: `mlstm_chunkwise_...`, `selective_scan`, `chunk_gated_delta_rule`)."""
+    return any(h in op.lower() for op in sig.ops | sig.functions for h in _MIXER_HINTS)
+
+
 def depth_attention(rec: ModuleRec) -> bool:
     """An attention with nothing to project its inputs: its only parameters learned query
     vectors (1-D, or one row per query), beside at most a weightless norm. Its keys and

@@ -372,6 +372,10 @@ def _index(sf: SourceFile, body=None) -> None:
         elif isinstance(stmt, cst.SimpleStatementLine):
             for small in stmt.body:
                 _index_small(sf, small)
+        elif isinstance(stmt, cst.If) and _runs_else(stmt):
+            # `if is_xlstm_available(): from xlstm import ... else: <own definitions>` with the
+            # package missing here: the else branch is the code that runs
+            _index(sf, list(stmt.orelse.body.body))
         elif isinstance(stmt, cst.If):
             # `if is_torch_available(): from x import y` and friends.
             for inner in stmt.body.body:
@@ -383,6 +387,24 @@ def _index(sf: SourceFile, body=None) -> None:
                     sf.classes.setdefault(inner.name.value, _class_info(sf, inner))
                 elif isinstance(inner, cst.FunctionDef):
                     sf.functions.setdefault(inner.name.value, inner)
+
+
+def _runs_else(stmt: cst.If) -> bool:
+    """A module-level `if` with a plain `else` whose body imports an absolute module that
+    cannot be found here."""
+    if not isinstance(stmt.orelse, cst.Else):
+        return False
+    for inner in stmt.body.body:
+        if not isinstance(inner, cst.SimpleStatementLine):
+            continue
+        for small in inner.body:
+            if isinstance(small, cst.ImportFrom) and not small.relative and small.module:
+                if not _findable(dotted(small.module) or ""):
+                    return True
+            elif isinstance(small, cst.Import):
+                if any(not _findable(dotted(alias.name) or "") for alias in small.names):
+                    return True
+    return False
 
 
 def _try_path(stmt: cst.Try) -> list:

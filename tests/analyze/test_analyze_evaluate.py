@@ -96,3 +96,40 @@ def test_model_type_mapping_is_read_statically() -> None:
     configs, special = auto_mappings()
     assert configs["qwen3"] == "Qwen3Config"
     assert special["gemma3_text"] == "gemma3"
+
+
+def test_a_copied_config_keeps_its_values_and_its_edits_stay_its_own(tmp_path) -> None:
+    path = tmp_path / "mod.py"
+    path.write_text("import copy\n")
+    project = Project()
+    sf = project.load(str(path))
+    interp = Interp(project)
+    config = ConfigObj(None)
+    config.attrs["decoder_layers"] = 3
+    frame = Frame(sf)
+    frame.locals["config"] = config
+    copied = interp.eval(cst.parse_expression("copy.deepcopy(config)"), frame)
+    assert isinstance(copied, ConfigObj) and copied is not config
+    assert copied.attrs["decoder_layers"] == 3
+    copied.attrs["is_decoder"] = True
+    assert "is_decoder" not in config.attrs
+
+
+def test_the_else_of_a_missing_packages_import_is_the_code_indexed(tmp_path) -> None:
+    path = tmp_path / "mod.py"
+    path.write_text(
+        "if probe():\n"
+        "    from surely_no_such_package_here import Block\n"
+        "else:\n"
+        "    class Block:\n"
+        "        def forward(self, x):\n"
+        "            return x\n"
+        "if probe():\n"
+        "    import os\n"
+        "else:\n"
+        "    class Other:\n"
+        "        pass\n"
+    )
+    sf = Project().load(str(path))
+    assert "forward" in sf.classes["Block"].methods
+    assert "Other" not in sf.classes  # os is found: the body is what runs
