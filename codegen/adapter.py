@@ -444,9 +444,11 @@ class StateDictAdapter:
                         value = value.t().contiguous()
                     if row.house in self.row_blocks and not suffix:
                         value = _regroup(value, *self.row_blocks[row.house], load=True)
+                    house_groups = _unshifted(groups, row.shift)
                     if row.hf in self.flat_experts and not suffix:
-                        value = self._split_experts(value, self.flat_experts[row.hf])
-                    house = _fill(row.house, *_unshifted(groups, row.shift))
+                        transposed = self.flat_experts[row.hf]
+                        value = self._split_experts(value, transposed, int(house_groups[0]))
+                    house = _fill(row.house, *house_groups)
                     state_dict[house + suffix] = value
         self.ignored.sort()
         for key, by_index in experts.items():
@@ -502,9 +504,11 @@ class StateDictAdapter:
                 "blocks; load it dequantized"
             )
 
-    def _split_experts(self, tensor: Any, transposed: bool):
-        """[num_experts * rows, cols] -> the house's [num_experts, out, in]."""
-        blocks = tensor.unflatten(0, (self.args.num_experts, -1))
+    def _split_experts(self, tensor: Any, transposed: bool, layer: int):
+        """[num_experts * rows, cols] -> the house's [num_experts, out, in], num_experts the
+        house layer `layer`'s own where the count is given per layer."""
+        count = self.args.num_experts
+        blocks = tensor.unflatten(0, (count if isinstance(count, int) else count[layer], -1))
         return (blocks.transpose(1, 2) if transposed else blocks).contiguous()
 
     def dequantize(self, key: str, weight: Any, scale: Any):
