@@ -447,14 +447,16 @@ class StateDictAdapter:
                     experts[_fill(row.house, *outer) + suffix][int(expert)] = value
                 else:
                     if suffix:
-                        self._check_keepable(key, row, tensor, value)
+                        self._check_keepable(key, row, tensor, value, groups)
                     if row.hf in self.transposed:  # a kept scale grid transposes with it
                         value = value.t().contiguous()
                     if row.house in self.row_blocks and not suffix:
                         value = _regroup(value, *self.row_blocks[row.house], load=True)
+                    house_groups = _unshifted(groups, row.shift)
                     if row.hf in self.flat_experts:  # a kept scale grid splits with it
-                        value = self._split_experts(value, self.flat_experts[row.hf])
-                    house = _fill(row.house, *_unshifted(groups, row.shift))
+                        layer = int(house_groups[0]) if house_groups else 0
+                        value = self._split_experts(value, self.flat_experts[row.hf], layer)
+                    house = _fill(row.house, *house_groups)
                     state_dict[house + suffix] = value
         self.ignored.sort()
         for key, by_index in experts.items():
@@ -495,7 +497,7 @@ class StateDictAdapter:
             return [(_fill(row.hf, *groups), tensor)]
         raise KeyError(f"house key {name!r} has no HF mapping")
 
-    def _check_keepable(self, key: str, row: _Row, weight: Any, scale: Any) -> None:
+    def _check_keepable(self, key: str, row: _Row, weight: Any, scale: Any, groups) -> None:
         """A kept fp8 weight is laid out as the house's with its scale grid: a transpose
         with square blocks, flat experts whose every block holds one expert's rows; fused
         rows regrouped across blocks cannot be."""
@@ -512,7 +514,8 @@ class StateDictAdapter:
                 "blocks; load it dequantized"
             )
         if row.hf in self.flat_experts:
-            rows = weight.shape[0] // self.args.num_experts
+            layer = _unshifted(groups, row.shift)
+            rows = weight.shape[0] // self._experts_in(int(layer[0]) if layer else 0)
             if scale.dim() != 2 or self.block_size is None or rows % self.block_size[0]:
                 raise Fp8CheckpointError(
                     f"{key}: keep_fp8 cannot split the scale blocks of flat experts by "
@@ -521,9 +524,15 @@ class StateDictAdapter:
                     "is per tensor); load it dequantized"
                 )
 
-    def _split_experts(self, tensor: Any, transposed: bool):
-        """[num_experts * rows, cols] -> the house's [num_experts, out, in]."""
-        blocks = tensor.unflatten(0, (self.args.num_experts, -1))
+    def _experts_in(self, layer: int) -> int:
+        """The routed experts of house layer `layer` (the count may be given per layer)."""
+        count = self.args.num_experts
+        return count if isinstance(count, int) else count[layer]
+
+    def _split_experts(self, tensor: Any, transposed: bool, layer: int):
+        """[num_experts * rows, cols] -> the house's [num_experts, out, in], num_experts the
+        house layer `layer`'s own where the count is given per layer."""
+        blocks = tensor.unflatten(0, (self._experts_in(layer), -1))
         return (blocks.transpose(1, 2) if transposed else blocks).contiguous()
 
     def dequantize(self, key: str, weight: Any, scale: Any):

@@ -112,6 +112,12 @@ class PlanError(ValueError):
     """A shard plan that does not fit the model it is applied to."""
 
 
+class ShardRefused(NotImplementedError):
+    """A right plan this model's sizes cannot be split by over this mesh (a layer's expert
+    count not divisible by ep): the package declines the setting in one line, as
+    `from_hf_config` declines a config it does not support."""
+
+
 def mesh_size(mesh, name: str) -> int:
     """The size of the mesh dim `name`, 1 when the mesh has no such dim."""
     names = mesh.mesh_dim_names or ()
@@ -135,6 +141,8 @@ def apply_plan(
     # entries optional) leaves the model replicated over ep
     if ep > 1 and "experts" not in plan.values():
         raise PlanError(f"ep={ep} but the plan shards no experts of {type(model).__name__}")
+    if ep > 1:
+        _refuse_unsplit_experts(model, [n for n, s in modules.items() if s == "experts"], ep)
     tied = _aliases(model)
     if tp > 1:
         _tensor_parallel(model, mesh["tp"], modules)
@@ -145,6 +153,20 @@ def apply_plan(
     if dp > 1 or ep > 1:
         _data_parallel(model, mesh, blocks, [n for n, s in modules.items() if s == "experts"])
     return model
+
+
+def _refuse_unsplit_experts(model: nn.Module, experts: list[str], ep: int) -> None:
+    """Before anything is sharded: every experts module's routed count (its `num_experts`,
+    each layer's own where the counts differ per layer) splits over ep, else `ShardRefused`
+    naming the first module that does not."""
+    for name in experts:
+        module = model.get_submodule(name)
+        count = getattr(module, "num_experts", None)
+        if isinstance(count, int) and count % ep:
+            raise ShardRefused(
+                f"{name}: {count} routed experts do not split over ep={ep}: expert parallel "
+                f"needs every layer's expert count divisible by {ep}"
+            )
 
 
 def _data_parallel(model: nn.Module, mesh, blocks, experts: list[str]) -> None:

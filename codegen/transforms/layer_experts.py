@@ -10,10 +10,17 @@ import libcst as cst
 import libcst.matchers as m
 
 from codegen.transforms import _attention_edits as edits
-from codegen.transforms._layer_lists import RetypeField, cls_call, keyword, moe_layer_id
-from codegen.transforms._moe_edits import add_method, insert_before_class
+from codegen.transforms._layer_lists import (
+    CheckPerLayer,
+    RetypeField,
+    cls_call,
+    keyword,
+    moe_layer_id,
+    read_per_layer,
+)
+from codegen.transforms._moe_edits import add_method
 from codegen.transforms.base import Transform
-from codegen.transforms.edits import EditError, InsertStatements, calls, code_of, expression, run
+from codegen.transforms.edits import EditError, code_of, expression, run
 
 FIELD = "{name}: int | list[int] = {{default}}  # routed experts; a list: each layer's, by index"
 
@@ -22,22 +29,6 @@ def experts_of(self, layer_id: int) -> int:
     """Layer `layer_id`'s routed experts."""
     return self.{name} if isinstance(self.{name}, int) else self.{name}[layer_id]
 '''
-
-CHECK = '''
-def layer_expert_counts(value, n_layers: int) -> list[int]:
-    """Each layer's routed experts from the config's `{field}`, an int or one entry per
-    layer; a list of another length is refused in one line."""
-    if isinstance(value, int):
-        return [value] * n_layers
-    if len(value) != n_layers:
-        raise ValueError(
-            f"{package}: {field}={{list(value)!r}} has {{len(value)}} entries, one per layer is "
-            f"needed: give an int or a list of {{n_layers}} (num_hidden_layers)"
-        )
-    return list(value)
-'''
-
-LOCAL = "expert_counts = layer_expert_counts(hf_config.{field}, {n_layers})"
 
 
 class LayerExperts(Transform):
@@ -83,40 +74,24 @@ def _router_width(package) -> str:
 
 
 def _per_layer_args(package, field: str, name: str) -> None:
-    """ModelArgs: `name` typed `int | list[int]`, `experts_of`, and `from_hf_config` reading
-    the config's field through `layer_expert_counts` (the smallest entry where it compared
-    the one count)."""
+    """ModelArgs: `name` typed `int | list[int]`, `experts_of`, and `from_hf_config`
+    passing the config's field on once `per_layer` has checked it, the checks that compared
+    the one count comparing each layer's."""
     run(package, "args.py", RetypeField(name, FIELD.format(name=name)))
     run(package, "args.py", _LayerReads(name), required=False)
     add_method(package, "args.py", "ModelArgs", EXPERTS_OF.format(name=name))
-    insert_before_class(
-        package, "args.py", "ModelArgs", CHECK.format(field=field, package=package.name)
-    )
-    read = f"hf_config.{field}"
     call = cls_call(package, name)
     n_layers, passed = code_of(keyword(call, "n_layers")), keyword(call, name)
-    # the checks that compared the one count (`top_k > num_experts`) compare the smallest;
-    # the value `cls(...)` passes is set after
-    edits.replace_expressions(
-        package,
-        "args.py",
-        "ModelArgs",
-        "from_hf_config",
-        lambda node: node.deep_equals(passed),
-        lambda _: expression("min(expert_counts)"),
-        required=False,
-    )
+    read_per_layer(package, "expert_counts", field, n_layers)
+    run(package, "args.py", CheckPerLayer(passed, "expert_counts", n_layers), required=False)
     edits.replace_expressions(
         package,
         "args.py",
         "ModelArgs",
         "from_hf_config",
         lambda node: isinstance(node, cst.Call) and edits.is_name(node.func, "cls"),
-        lambda c: edits.set_arg(c, name, f"{read} if isinstance({read}, int) else expert_counts"),
+        lambda c: edits.set_arg(c, name, f"hf_config.{field}"),
     )
-    local = LOCAL.format(field=field, n_layers=n_layers)
-    checked = InsertStatements("ModelArgs", "from_hf_config", calls("require_settings"), local)
-    run(package, "args.py", checked)
 
 
 class _LayerReads(cst.CSTTransformer):

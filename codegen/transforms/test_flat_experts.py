@@ -114,3 +114,20 @@ def test_flat_matrices_split_per_expert_and_round_trip_bit_for_bit():
     assert house["layers.0.experts.w2"].is_contiguous()
     back = adapter.to_hf(house)
     assert torch.equal(back["h.0.w1"], w1) and torch.equal(back["h.0.w2"], w2)
+
+
+def test_flat_matrices_split_by_each_layers_own_count():
+    """A per-layer expert count (`num_experts` a list): layer 1's matrix holds 2 experts'
+    rows, layer 0's 3, each split by its own count."""
+    ffn, hidden = 5, 4
+    w1 = {0: torch.randn(3 * ffn, hidden), 1: torch.randn(2 * ffn, hidden)}
+    w2 = {0: torch.randn(3 * ffn, hidden), 1: torch.randn(2 * ffn, hidden)}
+    adapter = _Adapter(args=types.SimpleNamespace(num_experts=[3, 2]))
+    hf = {f"h.{i}.w{n}": w[i] for i in (0, 1) for n, w in ((1, w1), (2, w2))}
+    house = adapter.from_hf(hf)
+    assert house["layers.0.experts.w1"].shape == (3, ffn, hidden)
+    assert house["layers.1.experts.w1"].shape == (2, ffn, hidden)
+    assert house["layers.1.experts.w2"].shape == (2, hidden, ffn)
+    assert torch.equal(house["layers.1.experts.w1"][1], w1[1][ffn:])
+    back = adapter.to_hf(house)
+    assert all(torch.equal(back[key], tensor) for key, tensor in hf.items())

@@ -20,11 +20,13 @@ COUNT = m.Attribute(m.Name("args"), m.Name("num_experts"))
 PER_LAYER = m.Call(func=m.Attribute(m.Name("args"), m.Name("experts_of")))
 
 
-def _package(*, with_top_k: bool = False) -> SourcePackage:
+def _package(*, with_top_k: bool = False, top_k_after: bool = False) -> SourcePackage:
     package = SourcePackage.from_directory(references_dir() / "qwen3_moe")
     if with_top_k:
         LayerTopK().apply(package, field="moe_topk")
     LayerExperts().apply(package, field="num_experts")
+    if top_k_after:
+        LayerTopK().apply(package, field="moe_topk")
     return package
 
 
@@ -56,6 +58,41 @@ def test_with_a_per_layer_top_k_the_moe_takes_its_layer_once():
     moe = _class(_package(with_top_k=True).module("model.py"), "MoE")
     init = next(f for f in moe.body.body if f.name.value == "__init__")
     assert [p.name.value for p in init.params.params] == ["self", "args", "layer_id"]
+
+
+@pytest.mark.parametrize("top_k_after", [False, True])
+def test_both_fields_read_through_one_helper_whichever_runs_first(top_k_after):
+    package = _package(with_top_k=not top_k_after, top_k_after=top_k_after)
+    args = package.module("args.py")
+    helpers = [s for s in args.body if m.matches(s, m.FunctionDef())]
+    assert [h.name.value for h in helpers].count("per_layer") == 1
+    reads = findall(args, m.Call(func=m.Name("per_layer")))
+    fields = [r.args[2].value.evaluated_value for r in reads if len(r.args) == 3]
+    assert sorted(fields) == ["moe_topk", "num_experts"]
+    # the int or the list passed on as the config holds it (checked by per_layer first)
+    (call,) = findall(args, m.Call(func=m.Name("cls")))
+    passed = {a.keyword.value: a.value for a in call.args if a.keyword}
+    assert m.matches(passed["num_experts"], m.Attribute(m.Name("hf_config"), m.Name("num_experts")))
+    assert m.matches(passed["top_k"], m.Attribute(m.Name("hf_config"), m.Name("moe_topk")))
+    # one check per layer, each layer's top-k against its own count
+    (loop,) = findall(args, m.For(target=m.Name("layer")))
+    entry = m.Subscript(value=m.Name("expert_counts"))
+    top_k = m.Subscript(value=m.Name("top_ks"))
+    assert findall(
+        loop,
+        m.Comparison(
+            left=top_k, comparisons=[m.ComparisonTarget(comparator=entry), m.ZeroOrMore()]
+        ),
+    )
+
+
+def test_each_layers_top_k_is_checked_against_its_own_count(tmp_path):
+    args_module, _ = _load(_package(with_top_k=True), tmp_path, "gen_layer_pairs")
+    args = args_module.ModelArgs.from_hf_config(_config(num_experts=[2, 8, 2], moe_topk=[1, 4, 1]))
+    assert [(args.top_k_of(i), args.experts_of(i)) for i in range(3)] == [(1, 2), (4, 8), (1, 2)]
+    with pytest.raises(ValueError, match=r"layer 2: num_experts_per_tok 3 > num_experts 2") as err:
+        args_module.ModelArgs.from_hf_config(_config(num_experts=[2, 8, 2], moe_topk=[1, 4, 3]))
+    assert "\n" not in str(err.value)
 
 
 def test_a_list_sizes_each_layer_and_a_wrong_length_is_one_line(tmp_path):

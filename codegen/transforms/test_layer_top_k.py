@@ -39,6 +39,13 @@ def test_after_each_moe_takes_its_layers_top_k():
     args = package.module("args.py")
     either = m.BinaryOperation(left=m.Name("int"), operator=m.BitOr())
     assert findall(args, m.AnnAssign(target=m.Name("top_k"), annotation=m.Annotation(either)))
+    (helper,) = findall(args, m.FunctionDef(name=m.Name("per_layer")))
+    assert [p.name.value for p in helper.params.params] == ["value", "n_layers", "field"]
+    read = m.Call(func=m.Name("per_layer"), args=[m.Arg(), m.Arg(), m.Arg(m.SimpleString())])
+    assert findall(args, m.Assign(targets=[m.AssignTarget(m.Name("top_ks"))], value=read))
+    (call,) = findall(args, m.Call(func=m.Name("cls")))
+    (passed,) = [a.value for a in call.args if a.keyword and a.keyword.value == "top_k"]
+    assert m.matches(passed, m.Attribute(m.Name("hf_config"), m.Name("moe_topk")))
 
 
 def test_a_list_gives_each_layer_its_entry_and_a_wrong_length_is_one_line(tmp_path):
@@ -51,7 +58,7 @@ def test_a_list_gives_each_layer_its_entry_and_a_wrong_length_is_one_line(tmp_pa
     with pytest.raises(ValueError, match=r"moe_topk=\[1, 2\] has 2 entries.*list of 3") as err:
         args_module.ModelArgs.from_hf_config(_config(moe_topk=[1, 2]))
     assert "\n" not in str(err.value)
-    with pytest.raises(ValueError, match="5 > num_experts 4"):
+    with pytest.raises(ValueError, match="layer 1: num_experts_per_tok 5 > num_experts 4"):
         args_module.ModelArgs.from_hf_config(_config(moe_topk=[1, 5, 2]))
 
 

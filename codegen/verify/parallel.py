@@ -194,6 +194,8 @@ def verify_parallel(
             break
     if error is not None:
         result.error = error
+    elif "refused" in ranks_out:
+        result.refused = ranks_out["refused"]
     else:
         _compare(result, reference, ranks_out)
     result.seconds = time.perf_counter() - started
@@ -210,8 +212,10 @@ def _id_rows(spec, config, seed) -> dict[str, int]:
 
 
 def _launch(args: tuple, world: int) -> tuple[str | None, object]:
-    """Run the ranks once: (the first failing rank's line, None) or (None, rank 0's
-    output, with every rank's first diverging module as `divergences`). The ranks meet
+    """Run the ranks once: (the first failing rank's line, None), (None, {"refused": line})
+    when the package's plan declined the model on this mesh (`NotImplementedError`), or
+    (None, rank 0's output, with every rank's first diverging module as `divergences`).
+    The ranks meet
     through a file store in a private folder (no port to race another process for)."""
     with tempfile.TemporaryDirectory() as directory, _quiet("torch.multiprocessing.spawn"):
         out = Path(directory)
@@ -230,6 +234,9 @@ def _launch(args: tuple, world: int) -> tuple[str | None, object]:
         errors = [text for path in files if (text := path.read_text())]
         if files:
             return (errors[0] if errors else "a rank failed without a message"), None
+        refusals = sorted(path.read_text() for path in out.glob("refused-*.txt"))
+        if refusals:  # every rank declines the same setting before any shard is made
+            return None, {"refused": refusals[0]}
         if not (out / "rank0.pt").is_file():
             return "a rank exited without a result", None
         output = torch.load(out / "rank0.pt")
@@ -554,6 +561,10 @@ def _worker(
         _track_modules(model, where)
         try:
             parallelize(model, mesh, plan)
+        except NotImplementedError as err:  # the package declines this model on this mesh
+            line = str(err).strip().splitlines()
+            (out / f"refused-{rank}.txt").write_text(line[0] if line else type(err).__name__)
+            raise SystemExit(1) from None
         except Exception as err:
             raise _Failure(f"the plan does not apply: {_one_line(err)}") from None
         try:

@@ -4,8 +4,10 @@ router attribute and top-k field are renamed too and whose experts module honour
 (`layer_experts_fixture`; the installed code cannot build one): the analysis records the
 field with its evidence, the package gives each MoE layer its own router width and expert
 weights and verifies every switch setting (the sweep runs a per-layer list of it), a
-per-layer list with a per-layer top-k verifies, ep=2 shards each layer by its own count and
-refuses an odd one in one line, a list of another length is refused in one line. Without the
+per-layer list with a per-layer top-k verifies (each layer's top-k checked against its own
+layer's count: top-k 4 where there are 8 experts beside 2 elsewhere is valid), ep=2 shards
+each layer by its own count and the plan refuses an odd one in one line (a refused row, not a
+failure), a list of another length is refused in one line. Without the
 step, or with every layer sized by the first entry, a list fails."""
 
 from __future__ import annotations
@@ -92,9 +94,31 @@ def test_expert_parallel_shards_each_layer_by_its_count(built, folder, tmp_path)
 def test_expert_parallel_refuses_an_odd_count_in_one_line(built, folder, tmp_path):
     listed = _with(folder, tmp_path, **{EXPERTS: [4, 5, 4, 6]})
     result = verify_shard_plan(listed, built, NAME, "ep=2")
-    assert result.status == "fail", result.line()
-    message = result.error
-    assert "\n" not in message and "layers.1.moe.experts" in message and "(5)" in message
+    assert result.status == "refused", result.line()  # the plan declines it: not a failure
+    message = result.refused
+    assert "\n" not in message and message.startswith("layers.1.moe.experts: 5 routed experts")
+    assert "ep=2" in message
+
+
+def test_each_layers_top_k_meets_its_own_count(built, folder, tmp_path, capsys):
+    """Top-k 4 on the layers of 8 experts, 1 on those of 2: every layer's pair is valid though
+    the largest top-k passes the smallest count."""
+    listed = _with(folder, tmp_path, **{EXPERTS: [2, 8, 2, 8], TOP_K: [1, 4, 1, 4]})
+    (row,) = verify_folder(listed, built, capsys, switches=False)
+    assert row["status"] == "pass", row
+
+
+def test_a_top_k_past_its_own_layers_count_is_refused_in_one_line(built, folder):
+    from transformers import AutoConfig
+
+    hf_config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
+    setattr(hf_config, EXPERTS, [2, 8, 2, 8])
+    setattr(hf_config, TOP_K, [1, 4, 3, 4])
+    with pytest.raises(ValueError) as refused:
+        _args_module(built).ModelArgs.from_hf_config(hf_config)
+    message = str(refused.value)
+    assert "\n" not in message and message.startswith(f"{NAME}: layer 2: ")
+    assert "3 > num_experts 2" in message
 
 
 def test_a_list_of_another_length_is_refused_in_one_line(built, folder):

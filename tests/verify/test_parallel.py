@@ -394,6 +394,18 @@ def test_a_config_without_moe_layers_is_replicated_over_ep():
     assert result.passed, result.line()
 
 
+def test_an_expert_count_ep_does_not_split_is_refused_not_failed():
+    """qwen3_moe with 5 experts under ep=2: the plan is right, the model's count cannot be
+    split over the mesh; the package declines it before anything is sharded (a refused
+    row in one line naming the experts module), as from_hf_config declines a config."""
+    config = base_config("qwen3_moe")[0]
+    config.num_experts = 5
+    result = verify_parallel(load_spec("qwen3_moe"), config, "ep=2")
+    assert result.status == "refused", result.line()
+    assert result.refused.startswith("layers.1.moe.experts: 5 routed experts do not split")
+    assert "\n" not in result.refused and result.line().startswith("REFUSED ep=2")
+
+
 @pytest.mark.parametrize(
     "step",
     [("fuse_qkv", {"layout": "contiguous"}), ("fuse_gate_up", {"layout": "concat"})],
