@@ -468,7 +468,7 @@ def _called_activations(ctx: Ctx, rec: ModuleRec) -> list[ActRec]:
     terms = [
         t for t in ctx.trace(rec).terms if t.op in ("fn", "call") or t.written_from is not None
     ]
-    return applied_activations(ctx, terms)
+    return applied_activations(ctx, terms, feature="head.transform_activation")
 
 
 def _wrapped_head(ctx: Ctx) -> dict | None:

@@ -137,16 +137,22 @@ def _base(sources: frozenset) -> set:
     return {(s[0], s[1]) for s in sources}
 
 
-def applied_activations(ctx: Ctx, terms: list[Term]) -> list[ActRec]:
+# the label an unknown written-out activation is reported under, and the part to rewrite
+FFN_ACTIVATION = "ffn.activation"
+_REWRITE = {FFN_ACTIVATION: "the MLP", "head.transform_activation": "the head's transform"}
+
+
+def applied_activations(ctx: Ctx, terms: list[Term], feature: str = FFN_ACTIVATION) -> list[ActRec]:
     """Each activation `terms` apply, in order: its name, where, and the config field it is
     looked up by (`ACT2FN[config.<field>]`, a model-local table `ACTS[config.<field>]`). A
     function or module written out in the analysed sources counts once, by what it computes,
-    never by an op inside it."""
+    never by an op inside it; one computing no known activation is reported unsupported
+    under `feature`, the label of the part applying it (a key of `_REWRITE`)."""
     written = [t for t in terms if _written_out(t)]
     inside = set().union(*(body_of(t, t.written_from) for t in written))
     found = []
     for t in terms:
-        if id(t) in inside or (name := _act_name(ctx, [t])) is None:
+        if id(t) in inside or (name := _act_name(ctx, [t], feature)) is None:
             continue
         lookup = _act_lookup(ctx, [t])
         field = lookup.field if lookup is not None else None
@@ -155,14 +161,16 @@ def applied_activations(ctx: Ctx, terms: list[Term]) -> list[ActRec]:
     return found
 
 
-def _act_name(ctx: Ctx, terms: list[Term]) -> str | None:
+def _act_name(ctx: Ctx, terms: list[Term], feature: str | None = FFN_ACTIVATION) -> str | None:
+    """The name of the activation `terms` apply, or None; an unknown written-out one is
+    "custom", reported unsupported under `feature` (None: not reported, only named)."""
     written = [t for t in terms if _written_out(t)]
     inside = set().union(*(body_of(t, t.written_from) for t in written))
     for t in terms:
         if id(t) in inside:
             continue  # an op of a written-out activation: the whole function names it
         if _written_out(t):
-            return _written_name(ctx, t)
+            return _written_name(ctx, t, feature)
         if t.op == "act" and isinstance(t.module, ActRec):
             name = t.module.name
             return name if isinstance(name, str) else UNKNOWN
@@ -208,16 +216,17 @@ def _written_out(t: Term) -> bool:
     return is_activation_shaped(t, t.written_from)
 
 
-def _written_name(ctx: Ctx, t: Term) -> str:
+def _written_name(ctx: Ctx, t: Term, feature: str | None) -> str:
     """The known activation a written-out function computes; another one is named
-    unsupported (never taken for an op it contains)."""
+    unsupported under `feature` (never taken for an op it contains)."""
     name = written_activation(t, t.written_from)
-    if name is not None:
-        return name
+    if name is not None or feature is None:
+        return name or "custom"
     ctx.unsupported(
-        "ffn.activation",
+        feature,
         "a function of the model's own computing none of the known activations (silu, gelu,"
-        " gelu tanh, quick_gelu, relu, relu2, sigmoid, tanh): write the MLP with one of them",
+        " gelu tanh, quick_gelu, relu, relu2, sigmoid, tanh): write"
+        f" {_REWRITE[feature]} with one of them",
         t.written_site.cite() if t.written_site is not None else None,
     )
     return "custom"
@@ -247,7 +256,7 @@ def _act_lookup(ctx: Ctx, terms: list[Term]) -> ActRec | TableLookup | None:
     model-local table `ACTS[config.<field>]` whatever its entry: a function, a module, a
     class), else None."""
     for t in terms:
-        if _act_name(ctx, [t]) is not None:
+        if _act_name(ctx, [t], feature=None) is not None:
             if t.op == "act" and isinstance(t.module, ActRec) and t.module.field:
                 return t.module
             return t.picked

@@ -2,11 +2,12 @@
 
 Where the backbone builds its tables from `{**rope_parameters[<layer type>], "rope_theta":
 <the layer's base>}` (`rope.layer_bases` with "types"), a layer rotates with its own type's
-parameters at its own base: one table per (layer type, base) pair, 0 still none. By the
-time `rope_per_layer_type` runs, `layer_rope_bases` has given the full-attention side its
-tables (`ropes`, one per base, over `args.rope`); these edits give the sliding side the
-same over `args.sliding_rope` (`sliding_ropes`, built beside the window mask, only when a
-layer slides), and each block picks its base's table from its own type's.
+parameters at its own base. By the time `rope_per_layer_type` runs, `layer_rope_bases` has
+built a table per base of the list over `args.rope`; these edits replace them (and
+`self.rotary`, whose base may be no layer's) by one table per (layer type, base) pair some
+layer has, found from the built blocks (their `sliding` and `rope_base`, read from the
+config), so a base only the other type's layers use gets no table of this type; a base of
+0 gets none (no RoPE there).
 """
 
 from __future__ import annotations
@@ -16,35 +17,46 @@ import libcst.matchers as m
 
 from codegen.transforms import _attention_edits as edits
 from codegen.transforms import _rope_edits as rope_edits
-from codegen.transforms.edits import InsertStatements, assigns, code_of, field_name, run
-
-# Model.__init__, after `self.sliding_rotary`: a sliding table per other nonzero base
-SLIDING_BUILD = """
-self.sliding_bases = sorted(
-    {{b for b in args.layer_rope_bases if b}} - {{(args.sliding_rope or args.rope).theta}}
+from codegen.transforms.edits import (
+    InsertStatements,
+    ReplaceStatements,
+    assigns,
+    calls,
+    code_of,
+    field_name,
+    run,
 )
-self.sliding_base_rotaries = nn.ModuleList(
+
+# Model.__init__, after the blocks: a table per (sliding, base) pair some block has
+PAIR_BUILD = """
+# a table per (sliding, RoPE base) pair the layers have: their type's RoPE at that base
+self.rope_pairs = sorted(
+    {{(layer.sliding, layer.rope_base) for layer in self.layers if layer.rope_base}}
+)
+self.pair_rotaries = nn.ModuleList(
     {rotary}
-    for base in self.sliding_bases  # sliding_rope at that base (its own: sliding_rotary)
+    for sliding, base in self.rope_pairs
 )
 """
+PAIR_TABLE = "replace((args.sliding_rope or args.rope) if sliding else args.rope, theta=base)"
 
-# Model.forward, after `sliding_rope`: every base's sliding table once
-SLIDING_TABLES = """
-sliding_ropes = {{(self.args.sliding_rope or self.args.rope).theta: sliding_rope, 0: None}}
-sliding_ropes.update(
-    zip(self.sliding_bases, ({table} for rotary in self.sliding_base_rotaries), strict=True)
-)
+# Model.forward, in place of `rope = self.rotary(positions)`: every pair's table once
+PAIR_TABLES = """
+# each pair's table once; a layer of base 0 has no pair: None, no RoPE there
+ropes = {{
+    pair: {table}
+    for pair, rotary in zip(self.rope_pairs, self.pair_rotaries, strict=True)
+}}
 """
 
-# the pick `layer_rope_bases` wrote into the layer call, and the per-type one replacing it
+# the pick `layer_rope_bases` wrote into the layer call, and the per-pair one replacing it
 _PICK = m.Subscript(
     value=m.Name("ropes"),
     slice=[
         m.SubscriptElement(m.Index(m.Attribute(value=m.Name("layer"), attr=m.Name("rope_base"))))
     ],
 )
-PER_TYPE_PICK = "(sliding_ropes if layer.sliding else ropes)[layer.rope_base]"
+PER_PAIR_PICK = "ropes.get((layer.sliding, layer.rope_base))"
 
 # ModelArgs.__post_init__: no list given, each layer's base is its own type's theta (as
 # HF's configs fill it), not `rope`'s on every layer
@@ -57,8 +69,8 @@ FIELD_COMMENT = (
     "# each layer's RoPE base, in its type's theta's place (0: no RoPE there); None: its type's"
 )
 
-# the names the composed forward frees after the layer loop
-FREED = "rope, ropes, sliding_rope, sliding_ropes"
+# the name the composed forward frees after the layer loop
+FREED = "ropes"
 
 
 def check(bases: dict | None, evidence: str) -> None:
@@ -89,27 +101,16 @@ def check(bases: dict | None, evidence: str) -> None:
     )
 
 
-def sliding_build(package) -> str:
-    """The statements building the other bases' sliding tables (Model.__init__)."""
-    rotary = rope_edits.first_assignment(
-        package.module("model.py"), "Model", "__init__", "self.rotary"
-    )
-    per_base = rope_edits.rotary_over(rotary, "replace(args.sliding_rope or args.rope, theta=base)")
-    return SLIDING_BUILD.format(rotary=code_of(per_base))
-
-
-def sliding_tables(table) -> str:
-    """`rope = self.rotary(positions)` -> the statements of every base's sliding table."""
-    per_forward = table.body[0].value.with_changes(func=cst.Name("rotary"))
-    return SLIDING_TABLES.format(table=code_of(per_forward))
-
-
 def compose(package, sliding_key: str) -> None:
-    """The sliding tables per base built in __init__, each layer call picking its own
-    type's table of its base, and a missing list defaulting to each layer's type's theta
-    (`sliding_key`: the layer type that slides); EditError where `layer_rope_bases` left no
-    per-base pick."""
-    if not _has_base_tables(package):
+    """The per-base tables `layer_rope_bases` built become one per (layer type, base) pair
+    some block has, each layer call picking its own pair's, and a missing list defaults to
+    each layer's type's theta (`sliding_key`: the layer type that slides); ValueError where
+    `layer_rope_bases` left no per-base tables."""
+    model = package.module("model.py")
+    rotary = rope_edits.first_assignment(model, "Model", "__init__", "self.rotary")
+    table = rope_edits.first_assignment(model, "Model", "forward", "rope")
+    has_base_tables = rope_edits.first_assignment(model, "Model", "__init__", "self.base_rotaries")
+    if rotary is None or table is None or has_base_tables is None:
         raise ValueError("the model picks no table per RoPE base to split per layer type")
     edits.replace_expressions(
         package,
@@ -120,28 +121,39 @@ def compose(package, sliding_key: str) -> None:
         lambda _: edits.expression(TYPES_BASE.format(sliding=sliding_key)),
     )
     run(package, "args.py", _FieldComment("layer_rope_bases", FIELD_COMMENT))
-    run(
+
+    per_pair = code_of(rope_edits.rotary_over(rotary, PAIR_TABLE))
+    edits.remove_statements(
         package,
         "model.py",
-        InsertStatements(
-            "Model", "__init__", assigns("self.sliding_rotary"), sliding_build(package)
-        ),
+        "Model",
+        "__init__",
+        assigns("self.rotary", "self.other_bases", "self.base_rotaries"),
     )
+    build = InsertStatements("Model", "__init__", assigns("self.layers"), "")
+    build.new = edits.statements(PAIR_BUILD.format(rotary=per_pair))  # with its comment
+    run(package, "model.py", build)
 
-    def per_type(call: cst.Call) -> cst.Call:
-        picked = edits.expression(PER_TYPE_PICK)
+    per_forward = table.body[0].value.with_changes(func=cst.Name("rotary"))
+    edits.remove_statements(
+        package,
+        "model.py",
+        "Model",
+        "forward",
+        lambda s: assigns("ropes")(s) or calls("ropes.update")(s),
+    )
+    tables = ReplaceStatements("Model", "forward", assigns("rope"), "")
+    tables.new = edits.statements(PAIR_TABLES.format(table=code_of(per_forward)))
+    run(package, "model.py", tables)
+
+    def per_pair_pick(call: cst.Call) -> cst.Call:
+        picked = edits.expression(PER_PAIR_PICK)
         args = [a.with_changes(value=picked) if m.matches(a.value, _PICK) else a for a in call.args]
         return call.with_changes(args=args)
 
     edits.replace_expressions(
-        package, "model.py", "Model", "forward", edits.call_of("layer"), per_type
+        package, "model.py", "Model", "forward", edits.call_of("layer"), per_pair_pick
     )
-
-
-def _has_base_tables(package) -> bool:
-    """`layer_rope_bases` has run: Model.__init__ builds `self.base_rotaries`."""
-    model = package.module("model.py")
-    return rope_edits.first_assignment(model, "Model", "__init__", "self.base_rotaries") is not None
 
 
 class _FieldComment(cst.CSTTransformer):

@@ -8,8 +8,8 @@ type present in `layer_types` (the sliding one beside the window mask, when a la
 and hands each block the table of its own type, as HF does; both, and the window mask, are
 freed after the layer loop (HF's backbone has returned, freeing them, when its head runs).
 With a RoPE base per layer as well (`rope.layer_bases` over `rope_parameters[<layer type>]`)
-each type gets a table per base and a layer takes its own type's at its own base
-(`_typed_rope_bases`); a base swapped into anything else is refused in one line.
+the model builds a table per (layer type, base) pair some layer has and a layer takes its
+own pair's (`_typed_rope_bases`); a base swapped into anything else is refused in one line.
 """
 
 from __future__ import annotations
@@ -92,47 +92,53 @@ class SetRopePerLayerType(Transform):
         edits.add_args_field(
             package, FIELD, f"sliding_rope={code_of(_of_type(built, sliding_key))}"
         )
-        model = package.module("model.py")
-        rotary = rope_edits.first_assignment(model, "Model", "__init__", "self.rotary")
-        table = rope_edits.first_assignment(model, "Model", "forward", "rope")
-        if rotary is None or table is None:
-            raise ValueError("the model builds no `self.rotary` table to duplicate per type")
-        run(
-            package,
-            "model.py",
-            InsertStatements(
-                "Model",
-                "__init__",
-                assigns("self.rotary"),
-                # laguna rotates all of a sliding layer's head, half of a full one's
-                rope_edits.second_rotary(rotary, "sliding_rope", "sliding_rotary"),
-            ),
-        )
-        # the sliding table is built beside the window mask, only when a layer slides
-        beside = _sliding_table(table)
-        if bases is not None:  # and the other bases' sliding tables with it
-            beside += typed_bases.sliding_tables(table)
+        if bases is not None:
+            # a RoPE base per layer as well: a table per (layer type, base) pair in use
             typed_bases.compose(package, sliding_key)
-        run(package, "model.py", _BesideTheWindow(beside, per_base=bases is not None))
-
-        def per_type(call: cst.Call) -> cst.Call:
-            args = [
-                a.with_changes(value=edits.expression("sliding_rope if layer.sliding else rope"))
-                if is_name(a.value, "rope")
-                else a
-                for a in call.args
-            ]
-            return call.with_changes(args=args)
-
-        edits.replace_expressions(
-            package, "model.py", "Model", "forward", edits.call_of("layer"), per_type
-        )
-        # both tables and the window mask go once the layers have run, as HF's backbone
+            tables = typed_bases.FREED
+        else:
+            _sliding_tables(package)
+            tables = "rope, sliding_rope"
+        # the tables and the window mask go once the layers have run, as HF's backbone
         # frees its position embeddings and masks on return, before the head (a written-out
         # attention's hidden masks free the window on their own line: `hide_masks_once`)
-        freed = typed_bases.FREED if bases is not None else "rope, sliding_rope"
-        freed = freed if edits.masks_hidden(package) else f"{freed}, window"
+        freed = tables if edits.masks_hidden(package) else f"{tables}, window"
         edits.free_after_layer_loop(package, freed)
+
+
+def _sliding_tables(package) -> None:
+    """`self.sliding_rotary` beside `self.rotary`, its table built beside the window mask
+    (only when a layer slides), and sliding blocks handed it in place of `rope`."""
+    model = package.module("model.py")
+    rotary = rope_edits.first_assignment(model, "Model", "__init__", "self.rotary")
+    table = rope_edits.first_assignment(model, "Model", "forward", "rope")
+    if rotary is None or table is None:
+        raise ValueError("the model builds no `self.rotary` table to duplicate per type")
+    run(
+        package,
+        "model.py",
+        InsertStatements(
+            "Model",
+            "__init__",
+            assigns("self.rotary"),
+            # laguna rotates all of a sliding layer's head, half of a full one's
+            rope_edits.second_rotary(rotary, "sliding_rope", "sliding_rotary"),
+        ),
+    )
+    run(package, "model.py", _BesideTheWindow(_sliding_table(table)))
+
+    def per_type(call: cst.Call) -> cst.Call:
+        args = [
+            a.with_changes(value=edits.expression("sliding_rope if layer.sliding else rope"))
+            if is_name(a.value, "rope")
+            else a
+            for a in call.args
+        ]
+        return call.with_changes(args=args)
+
+    edits.replace_expressions(
+        package, "model.py", "Model", "forward", edits.call_of("layer"), per_type
+    )
 
 
 def _sliding_key(parameters_of: dict, features) -> str:
@@ -204,10 +210,10 @@ class _BesideTheWindow(edits.InMethod):
     sliding table) appended to `if "sliding_attention" in ...layer_types:` (where the window
     mask is built), so no layer type's table is computed that no layer reads."""
 
-    def __init__(self, code: str, per_base: bool = False):
+    def __init__(self, code: str):
         super().__init__("Model", "forward")
         self.new = edits.statements(code)
-        self.tables = ["sliding_rope", "sliding_ropes"] if per_base else ["sliding_rope"]
+        self.tables = ["sliding_rope"]
 
     def leave_FunctionDef(self, original, updated):
         hit = self._stack == [self.class_name, self.method]

@@ -1,7 +1,9 @@
 """The config field a prediction head's activation is looked up by is read from the
 structure: ModernBERT-decoder's `ACT2FN[config.classifier_activation]`, on a renamed copy
 whose field is `head_act_kind`, gives `head.transform_activation_field == "head_act_kind"`
-cited at that line; BERT's head reads hidden_act; RoBERTa's, calling `gelu(x)`, none."""
+cited at that line; BERT's head reads hidden_act; RoBERTa's, calling `gelu(x)`, none. A
+written-out head activation computing none of the known ones is reported under the head's
+own label, not the MLP's."""
 
 from __future__ import annotations
 
@@ -63,3 +65,28 @@ def test_a_head_activation_picked_from_a_local_table_records_its_field(tmp_path,
     cite = features.evidence["head.transform_activation_field"]
     line = modeling.read_text().splitlines()[int(cite.split(":")[1]) - 1]
     assert "OWN_ACTS[config.classifier_activation]" in line, line
+
+
+def test_an_unknown_written_out_head_activation_is_reported_as_the_heads(tmp_path):
+    """`OWN_ACTS[config.classifier_activation]` picking `x * tanh(x)`, a function of the
+    file's own: unsupported as `head.transform_activation`, cited where the head applies it,
+    while the MLP's (ACT2FN's) stays known and unreported."""
+    copy, _ = rename_model("modernbert-decoder", "zorblax", str(tmp_path))
+    modeling = Path(copy)
+    text = modeling.read_text()
+    text = text.replace(
+        "ACT2FN[config.classifier_activation]", "OWN_ACTS[config.classifier_activation]"
+    )
+    first_class = re.search(r"(?m)^(@|class )", text).start()
+    own = "def own_act(x):\n    return x * torch.tanh(x)\n\n\n"
+    modeling.write_text(
+        text[:first_class] + own + 'OWN_ACTS = {"gelu": own_act}\n\n\n' + text[first_class:]
+    )
+    features = analyze(copy)
+    labels = [u.feature for u in features.unsupported]
+    assert "head.transform_activation" in labels and "ffn.activation" not in labels, labels
+    (found,) = [u for u in features.unsupported if u.feature == "head.transform_activation"]
+    assert "write the head's transform with one of them" in found.detail, found.detail
+    line = modeling.read_text().splitlines()[int(found.evidence.split(":")[1]) - 1]
+    assert "self.act(self.dense(" in line, (found.evidence, line)
+    assert (features.head.transform_activation, features.ffn.activation) == ("custom", "gelu")

@@ -2,9 +2,10 @@
 (`rope.per_layer_type`) in one model, on a renamed granite_swa copy whose tables are built
 per (layer type, base) pair from the type's parameters with the layer's base swapped in
 (`typed_bases_fixture`). The analysis records the list, the type list the parameters are
-picked by, and the line; the package takes one table per pair (0: none) and verifies. A
-package whose layers ignore their type, or their own base, fails at that layer's attention;
-a backbone that swaps every base into one type's parameters is refused in one line."""
+picked by, and the line; the package builds one table per pair some layer has (0: none),
+found from the config when the model is built, and verifies. A package whose layers ignore
+their type, or their own base, fails at that layer's attention; a backbone that swaps every
+base into one type's parameters is refused in one line."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import re
 from pathlib import Path
 
 import pytest
-from typed_bases_fixture import BASES, FIELD, typed_bases_folder
+from typed_bases_fixture import BASES, FIELD, LAYER_TYPES, typed_bases_folder
 
 from codegen.cli import main
 from codegen.scaffold.testing import plan_folder, seeded_copy, verify_folder, write_planned
@@ -20,7 +21,7 @@ from codegen.scaffold.testing import plan_folder, seeded_copy, verify_folder, wr
 pytest.importorskip("transformers.models.granite_swa")
 
 RULES = ("layer_rope_bases", "rope_per_layer_type", "nope_layers")
-PICK = "(sliding_ropes if layer.sliding else ropes)[layer.rope_base]"
+PICK = "ropes.get((layer.sliding, layer.rope_base))"
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +58,61 @@ def test_the_analysis_reads_the_base_list_and_the_type_it_goes_with(planned, fol
 def test_each_layer_picks_its_base_from_its_own_types_tables(built, folder):
     model = (built / folder.name / "model.py").read_text()
     assert PICK in model
-    assert "replace(args.sliding_rope or args.rope, theta=base)" in model
-    assert "window = sliding_rope = sliding_ropes = None" in model
+    table = "replace((args.sliding_rope or args.rope) if sliding else args.rope, theta=base)"
+    assert table in model
+    assert "self.rotary" not in model and "self.base_rotaries" not in model
+    assert "del ropes" in model
+
+
+def _built_model(built: Path, folder: Path, **config):
+    """The built package's Model over the folder's config (`config`: fields replaced)."""
+    import importlib
+    import sys
+
+    from transformers import AutoConfig
+
+    hf_config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
+    for field, value in config.items():
+        setattr(hf_config, field, value)
+    sys.path.insert(0, str(built))
+    try:
+        args = importlib.import_module(f"{folder.name}.args")
+        model = importlib.import_module(f"{folder.name}.model")
+    finally:
+        sys.path.remove(str(built))
+    return model.Model(args.ModelArgs.from_hf_config(hf_config)), model.RotaryEmbedding
+
+
+def _tables_per_forward(model, rotary_class) -> tuple[int, int]:
+    """(RoPE modules the model holds, cos/sin tables one forward computes)."""
+    import torch
+
+    modules = [module for module in model.modules() if isinstance(module, rotary_class)]
+    calls = []
+    hooks = [module.register_forward_hook(lambda *_: calls.append(1)) for module in modules]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 5, dtype=torch.long))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return len(modules), len(calls)
+
+
+@pytest.mark.parametrize(
+    ("layer_types", "bases"),
+    [
+        # the fixture's: (full, 1e4), (sliding, 1e4), (sliding, 5e5); no layer at either
+        # type's own theta, and 5e5 only on a sliding layer
+        (LAYER_TYPES, BASES),
+        # the same package built over another config: every layer slides, two bases
+        (["sliding_attention"] * 4, [1e4, 2e4, 2e4, 1e4]),
+    ],
+)
+def test_one_table_per_layer_type_and_base_some_layer_has(built, folder, layer_types, bases):
+    model, rotary_class = _built_model(built, folder, layer_types=layer_types, **{FIELD: bases})
+    pairs = {(kind, base) for kind, base in zip(layer_types, bases, strict=True) if base}
+    assert _tables_per_forward(model, rotary_class) == (len(pairs), len(pairs))
 
 
 def test_package_is_ruff_clean(built, folder):
@@ -80,7 +134,9 @@ def _fails_at(models: Path, folder: Path, capsys) -> str:
 
 def test_layers_ignoring_their_type_fail_at_the_first_sliding_one(tmp_path, built, folder, capsys):
     # layer 1 slides at layer 0's base: only its type tells their tables apart
-    models = seeded_copy(built, tmp_path / "models", folder.name, PICK, "ropes[layer.rope_base]")
+    # (every layer takes the full-attention pair of its base)
+    ignoring = "ropes.get((False, layer.rope_base))"
+    models = seeded_copy(built, tmp_path / "models", folder.name, PICK, ignoring)
     assert _fails_at(models, folder, capsys).startswith("layers.1.attention")
 
 
