@@ -169,8 +169,8 @@ STAGE = "{stage}"  # where a timeout's reason names the stage that overran
 
 def _run_stages(command: list[str]) -> tuple[dict[str, dict], str]:
     """Run a worker that prints one JSON line per stage as it ends: {stage name: line}, and
-    why it stopped short ("" when it exited 0). Each stage gets `TIMEOUT` seconds from the
-    end of the one before; an overrun kills the worker."""
+    why a stage may be missing (`STAGE` stands for its name). Each stage gets `TIMEOUT`
+    seconds from the end of the one before; an overrun kills the worker."""
     import queue
     import threading
 
@@ -187,7 +187,8 @@ def _run_stages(command: list[str]) -> tuple[dict[str, dict], str]:
                 lines.put(line)
             lines.put(None)
 
-        threading.Thread(target=read, daemon=True).start()
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
         try:
             while (line := lines.get(timeout=TIMEOUT)) is not None:
                 try:
@@ -198,11 +199,15 @@ def _run_stages(command: list[str]) -> tuple[dict[str, dict], str]:
                     stages[stage["stage"]] = stage
                 else:
                     other.append(line)
-            process.wait()
-        except queue.Empty:
-            process.kill()
-            process.wait()
+            process.wait(timeout=TIMEOUT)
+        except (queue.Empty, subprocess.TimeoutExpired):
             return stages, f"{STAGE} took over {TIMEOUT} s"
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            reader.join(timeout=10)
+            process.stdout.close()
         if process.returncode == 0:
             return stages, f"{STAGE} gave no result"
         stderr.seek(0)

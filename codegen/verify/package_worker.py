@@ -2,8 +2,8 @@
 
 Why: the coverage sweep isolates each model in a subprocess with memory and time limits. A
 second subprocess for the value-field moves paid torch's and transformers' imports again and
-rebuilt what verify had just built (the toy config, the static list of config fields), some
-8 to 20 s per model of a sweep CI bounds by wall time. This runs both stages in the process
+rebuilt what verify had just built (the toy config, the static list of config fields): seconds
+per model, in a sweep CI bounds by wall time. This runs both stages in the process
 that verified the package; what each stage verifies is unchanged (`codegen verify NAME
 --dtype fp32 --dtype bf16`, then `codegen.verify.value_fields`).
 
