@@ -5,7 +5,8 @@ from the closest reference, and when every difference has a rule, scaffold it in
 models package (with ruff's folder removed from PATH), check it (`ruff check`,
 `ruff format --check`, `codegen lint --dead-code`: row["checks"]) and verify it against
 transformers (fp32 and bf16), then move its value fields one at a time (`--no-fields` skips
-them: `codegen.verify.value_fields`, fp32): a model counts as verified only if every field
+them: `codegen.verify.value_fields`, fp32), both in one worker process per model
+(`codegen.verify.package_worker`): a model counts as verified only if every field
 the analysis lists passes or is refused by the package in one line. Decoder-only models are
 the scope; hybrids, encoders and multimodal models are listed with their category and skipped.
 
@@ -118,9 +119,11 @@ def sweep_one(
             models_dir / plan.name, features.source.configuration or "", plan.model_types
         )
         if verify:
-            row["verify"] = verify_isolated(models_dir, plan.name)
-            if fields and row["verify"].get("passed"):
-                row["fields"] = fields_isolated(models_dir, plan.name)
+            # one worker: verify, then the value-field moves if it verified
+            known = {model_type: sorted(target.config_fields)}
+            row["verify"], moved = verify_isolated(models_dir, plan.name, fields, known)
+            if moved is not None:
+                row["fields"] = moved
                 _fail_on_fields(row["verify"], row["fields"])
             if parallel:
                 row["parallel"] = parallel_isolated(models_dir, plan.name, parallel)
@@ -133,41 +136,83 @@ MEMORY_LIMIT = 6 << 30  # bytes of address space per verify: a runaway toy confi
 TIMEOUT = 300  # seconds per verify
 
 
-def verify_isolated(models_dir: Path, name: str) -> dict:
-    """`codegen verify NAME --json` (fp32 and bf16) in a subprocess with memory and time limits, so
-    one model cannot take the sweep down and nothing leaks from one model to the next."""
-    command = [sys.executable, "-m", "codegen.cli", "verify", name, "--models", str(models_dir)]
-    command += ["--dtype", "fp32", "--dtype", "bf16", "--json"]
-    try:
-        done = subprocess.run(
-            command, capture_output=True, text=True, timeout=TIMEOUT, preexec_fn=_limit_memory
-        )
-    except subprocess.TimeoutExpired:
-        return {"passed": False, "error": f"verify took over {TIMEOUT} s"}
-    try:
-        results = json.loads(done.stdout)
-    except json.JSONDecodeError:
-        lines = (done.stderr or done.stdout).strip().splitlines()
-        return {"passed": False, "error": lines[-1][:300] if lines else f"exit {done.returncode}"}
-    return _verdict(results)
+def verify_isolated(
+    models_dir: Path, name: str, fields: bool = True, config_fields: dict | None = None
+) -> tuple[dict, list[dict] | None]:
+    """Verify (fp32 and bf16) and, when the package verified and `fields`, its value-field
+    moves, in ONE subprocess (`codegen.verify.package_worker`) with memory and time limits
+    (`TIMEOUT` per stage): one model cannot take the sweep down, nothing leaks from one model
+    to the next, and torch and transformers are imported once per model, not once per stage.
+    `config_fields` ({model_type: fields}) spares the worker the static analysis this
+    process already ran. Returns verify's verdict and the field rows (None: not moved)."""
+    command = [sys.executable, "-m", "codegen.verify.package_worker", name]
+    command += ["--models", str(models_dir)]
+    if not fields:
+        command.append("--no-fields")
+    elif config_fields:
+        command += ["--config-fields", json.dumps(config_fields)]
+    stages, why = _run_stages(command)
+    if "verify" not in stages:
+        return {"passed": False, "error": why.replace(STAGE, "verify")}, None
+    verdict = _verdict(stages["verify"]["results"])
+    if not (fields and verdict.get("passed")):
+        return verdict, None
+    if "fields" in stages:
+        return verdict, stages["fields"]["rows"]
+    return verdict, [
+        {"field": "-", "status": "error", "why": why.replace(STAGE, "the value-field moves")}
+    ]
 
 
-def fields_isolated(models_dir: Path, name: str) -> list[dict]:
-    """The package's value-field moves (`python -m codegen.verify.value_fields NAME --json`)
-    in a subprocess with verify's limits: one row per field moved."""
-    command = [sys.executable, "-m", "codegen.verify.value_fields", name]
-    command += ["--models", str(models_dir), "--json"]
-    try:
-        done = subprocess.run(
-            command, capture_output=True, text=True, timeout=TIMEOUT, preexec_fn=_limit_memory
+STAGE = "{stage}"  # where a timeout's reason names the stage that overran
+
+
+def _run_stages(command: list[str]) -> tuple[dict[str, dict], str]:
+    """Run a worker that prints one JSON line per stage as it ends: {stage name: line}, and
+    why a stage may be missing (`STAGE` stands for its name). Each stage gets `TIMEOUT`
+    seconds from the end of the one before; an overrun kills the worker."""
+    import queue
+    import threading
+
+    stages: dict[str, dict] = {}
+    other: list[str] = []  # stdout that is no stage line: the reason when stderr has none
+    lines: queue.Queue = queue.Queue()
+    with tempfile.TemporaryFile("w+") as stderr:
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=stderr, text=True, preexec_fn=_limit_memory
         )
-        return json.loads(done.stdout)[name]
-    except subprocess.TimeoutExpired:
-        why = f"the value-field moves took over {TIMEOUT} s"
-    except (json.JSONDecodeError, KeyError):
-        lines = (done.stderr or done.stdout).strip().splitlines()
-        why = lines[-1][:300] if lines else f"exit {done.returncode}"
-    return [{"field": "-", "status": "error", "why": why}]
+
+        def read() -> None:
+            for line in process.stdout:
+                lines.put(line)
+            lines.put(None)
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        try:
+            while (line := lines.get(timeout=TIMEOUT)) is not None:
+                try:
+                    stage = json.loads(line)
+                except json.JSONDecodeError:
+                    stage = None
+                if isinstance(stage, dict) and "stage" in stage:
+                    stages[stage["stage"]] = stage
+                else:
+                    other.append(line)
+            process.wait(timeout=TIMEOUT)
+        except (queue.Empty, subprocess.TimeoutExpired):
+            return stages, f"{STAGE} took over {TIMEOUT} s"
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            reader.join(timeout=10)
+            process.stdout.close()
+        if process.returncode == 0:
+            return stages, f"{STAGE} gave no result"
+        stderr.seek(0)
+        said = (stderr.read() or "".join(other)).strip().splitlines()
+        return stages, said[-1][:300] if said else f"exit {process.returncode}"
 
 
 def _fail_on_fields(verdict: dict, fields: list[dict]) -> None:

@@ -24,10 +24,12 @@ from codegen.verify.tiny_config import (
 )
 
 
-def default_cases(spec: ModelSpec, switches: bool = True) -> list[Case]:
+def default_cases(spec: ModelSpec, switches: bool = True, bases: dict | None = None) -> list[Case]:
+    """`bases`: the `base_config` of a model_type the caller already built (the coverage
+    worker builds each once for verify and the value-field moves)."""
     cases = []
     for model_type in sorted(spec.supported_model_types):
-        base, fixed = base_config(model_type)
+        base, fixed = (bases or {}).get(model_type) or base_config(model_type)
         cases.append(Case(model_type, base))
         if switches:
             cases += switch_cases(model_type, base, fixed)

@@ -16,13 +16,11 @@ that the toy config holds, perturbed by their type alone (no field is known by n
 - a string that names an activation in transformers' ACT2FN: "relu" (or "gelu" for relu).
 Integers and booleans are left to the switch sweep and the toy's sizes.
 
-Used by `scripts/field_sweep.py` (one line per field) and `scripts/coverage.py`, which runs
-
-    python -m codegen.verify.value_fields MODEL --models DIR --json
-
-in its per-model subprocess after verify: a JSON list of rows (field, was, value, status:
-pass, refused, skipped when transformers rejects the value, fail with the first diverging
-module; error when the sweep itself broke).
+Used by `scripts/field_sweep.py` (one line per field, or `python -m codegen.verify.value_fields
+MODEL --models DIR --json`) and by `scripts/coverage.py`, whose per-model worker
+(`codegen.verify.package_worker`) runs the moves after verify in the same process: a list of
+rows (field, was, value, status: pass, refused, skipped when transformers rejects the value,
+fail with the first diverging module; error when the sweep itself broke).
 """
 
 from __future__ import annotations
@@ -71,20 +69,35 @@ def packages_dir(models: Path, name: str) -> Path:
     return per_model if (per_model / name.replace("-", "_")).is_dir() else models
 
 
-def sweep_model(name: str, models: Path, only: set[str] | None = None) -> list[dict]:
-    """One row per perturbed field of `name`'s package (`only`: these fields alone)."""
+def sweep_model(
+    name: str,
+    models: Path,
+    only: set[str] | None = None,
+    *,
+    spec=None,
+    bases: dict | None = None,
+    config_fields: dict | None = None,
+) -> list[dict]:
+    """One row per perturbed field of `name`'s package (`only`: these fields alone).
+
+    A caller that has already built them (the coverage worker, after verify) passes the
+    loaded `spec`, `bases` (model_type -> `base_config`'s toy and fixes) and `config_fields`
+    (model_type -> the static analysis' `config_fields`); each is built here otherwise."""
     from codegen.models import load_spec
     from codegen.scaffold.target import load_target
     from codegen.verify.cases import base_config
     from codegen.verify.run import Case, _one_line, verify_case
     from codegen.verify.tiny_config import tiny_config
 
-    spec = load_spec(name, packages_dir(models, name))
+    spec = spec or load_spec(name, packages_dir(models, name))
     model_type = name if name in spec.supported_model_types else min(spec.supported_model_types)
-    toy, fixed = base_config(model_type)
+    toy, fixed = (bases or {}).get(model_type) or base_config(model_type)
     values = toy.to_dict()
     rows = []
-    fields = load_target(model_type).config_fields & values.keys()
+    listed = (config_fields or {}).get(model_type)
+    if listed is None:
+        listed = load_target(model_type).config_fields
+    fields = listed & values.keys()
     for field in sorted(fields if only is None else fields & only):
         new = perturbed(values[field])
         if new is None:
@@ -113,10 +126,10 @@ def sweep_model(name: str, models: Path, only: set[str] | None = None) -> list[d
     return rows
 
 
-def sweep_rows(name: str, models: Path, only: set[str] | None = None) -> list[dict]:
+def sweep_rows(name: str, models: Path, only: set[str] | None = None, **built) -> list[dict]:
     """`sweep_model`, its own breakage a row of status error instead of a traceback."""
     try:
-        return sweep_model(name, models, only)
+        return sweep_model(name, models, only, **built)
     except Exception as err:
         return [{"field": "-", "status": "error", "why": f"{type(err).__name__}: {err}"}]
 
