@@ -209,7 +209,7 @@ def test_the_block_joins_chunks_and_windows_together():
     assert "mask = type_block_mask(token_type_ids, 1)" in model
 
 
-def explicit_windowed_package(block=BLOCK) -> SourcePackage:
+def explicit_windowed_package() -> SourcePackage:
     """qwen3 (layers handed `window if layer.sliding else None`) with its attention written
     out: the layers take the keys each mask hides, tables built once per forward."""
     from codegen.transforms._attention_edits import make_attention_explicit
@@ -289,3 +289,20 @@ def test_joined_hidden_keys_are_transformers_masks_with_the_block_overlay(window
     for table, inner in (("hidden_window", sliding), ("hidden_mask", masking.causal_mask_function)):
         want = transformers_mask(masking.or_masks(inner, overlay), TYPES)
         assert torch.equal(scope[table] == 0, want.expand_as(scope[table]))
+
+
+def test_a_table_the_block_cannot_join_is_refused():
+    """Written out, a layer argument that is neither `future` nor the table of a mask the
+    forward binds is one clear EditError, the package left as it was."""
+    package = explicit_windowed_package()
+
+    def other(call):
+        args = list(call.args)
+        args[-1] = args[-1].with_changes(value=expression("future.clone()"))
+        return call.with_changes(args=args)
+
+    replace_expressions(package, "model.py", "Model", "forward", call_of("layer"), other)
+    before = package.render()
+    with pytest.raises(EditError, match=r"the layers' mask `future.clone\(\)` is not one"):
+        TypeBlockMask().apply(package, block=BLOCK)
+    assert package.render() == before
