@@ -5,7 +5,11 @@ sliding-window causal mask with the same overlay."""
 
 from __future__ import annotations
 
+import textwrap
+import types
+
 import libcst as cst
+import libcst.matchers as m
 import pytest
 import torch
 
@@ -203,3 +207,102 @@ def test_the_block_joins_chunks_and_windows_together():
     assert "chunks = type_block_mask(token_type_ids, 1, chunks)" in model
     assert "window = type_block_mask(token_type_ids, 1, window)" in model
     assert "mask = type_block_mask(token_type_ids, 1)" in model
+
+
+def explicit_windowed_package() -> SourcePackage:
+    """qwen3 (layers handed `window if layer.sliding else None`) with its attention written
+    out: the layers take the keys each mask hides, tables built once per forward."""
+    from codegen.transforms._attention_edits import make_attention_explicit
+
+    package = SourcePackage.from_directory(references_dir() / "qwen3")
+    make_attention_explicit(package)
+    return package
+
+
+def test_the_block_joins_the_masks_whose_hidden_keys_the_layers_take():
+    """Before: the layers take `hidden_window` and the causal `future`, tables built from
+    `window`. After: `window` and the causal `mask` gain the block before their tables are
+    built, and the full layers take `hidden_mask`, freed with the others."""
+    package = explicit_windowed_package()
+    before = package.render()["model.py"]
+    assert "h = layer(h, rope, hidden_window if layer.sliding else future)" in before
+    TypeBlockMask().apply(package, block=BLOCK)
+    model = package.render()["model.py"]
+    assert "h = layer(h, rope, hidden_window if layer.sliding else hidden_mask)" in model
+    forward = model[model.index("    def forward(self, tokens") :]
+    joined = [
+        "mask = type_block_mask(token_type_ids, 1)",
+        "window = type_block_mask(token_type_ids, 1, window)",
+    ]
+    tables = [
+        "future = torch.full(",
+        "hidden_mask = future if mask is None else",
+        "hidden_window =",
+    ]
+    assert all(forward.count(line) == 1 for line in joined + tables)
+    assert forward.index("window = sliding_window_mask(") < forward.index(joined[0])
+    assert all(forward.index(j) < forward.index(t) for j in joined for t in tables)
+    assert "del future, mask, window, hidden_mask, hidden_window" in forward
+    assert model.count("def type_block_mask(") == 1 and "NotImplementedError" not in model
+    TypeBlockMask().apply(package, block=BLOCK)
+    assert package.render()["model.py"] == model
+
+
+@pytest.mark.parametrize("window", [4, 12])  # one that cuts, one the sequence fits in
+def test_joined_hidden_keys_are_transformers_masks_with_the_block_overlay(window):
+    """The tables the layers add, run as written: -inf exactly where transformers' mask
+    (`or_masks(<the layer's mask function>, blockwise_overlay)`) hides a key."""
+    masking = pytest.importorskip("transformers.masking_utils")
+    package = explicit_windowed_package()
+    TypeBlockMask().apply(package, block=BLOCK)
+    module = cst.parse_module(package.render()["model.py"])
+    model = next(s for s in module.body if m.matches(s, m.ClassDef(name=m.Name("Model"))))
+    forward = next(
+        s for s in model.body.body if m.matches(s, m.FunctionDef(name=m.Name("forward")))
+    )
+    start = next(
+        i
+        for i, s in enumerate(forward.body.body)
+        if m.matches(
+            s, m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name("window"))])])
+        )
+    )
+    stop = next(i for i, s in enumerate(forward.body.body) if isinstance(s, cst.For))
+    tables = cst.Module(list(forward.body.body[start:stop])).code
+    run = functions(package, "type_block_mask", "sliding_window_mask")
+    seq = TYPES.shape[1]
+    args = types.SimpleNamespace(
+        layer_types=("sliding_attention",), sliding_window=window, prefix_lm=True
+    )
+    scope = {
+        **run,
+        "torch": torch,
+        "self": types.SimpleNamespace(args=args),
+        "seq": seq,
+        "tokens": TYPES,
+        "token_type_ids": TYPES,
+        "h": torch.zeros(1, dtype=torch.float32),
+    }
+    exec(textwrap.dedent(tables), scope)
+    overlay = masking.blockwise_overlay(torch.where(TYPES == 1, 0, -1))
+    sliding = masking.sliding_window_causal_mask_function(window)
+    for table, inner in (("hidden_window", sliding), ("hidden_mask", masking.causal_mask_function)):
+        want = transformers_mask(masking.or_masks(inner, overlay), TYPES)
+        assert torch.equal(scope[table] == 0, want.expand_as(scope[table]))
+
+
+def test_a_table_the_block_cannot_join_is_refused():
+    """Written out, a layer argument that is neither `future` nor the table of a mask the
+    forward binds is one clear EditError, the package left as it was."""
+    package = explicit_windowed_package()
+
+    def other(call):
+        args = list(call.args)
+        args[-1] = args[-1].with_changes(value=expression("future.clone()"))
+        return call.with_changes(args=args)
+
+    replace_expressions(package, "model.py", "Model", "forward", call_of("layer"), other)
+    before = package.render()
+    with pytest.raises(EditError, match=r"the layers' mask `future.clone\(\)` is not one"):
+        TypeBlockMask().apply(package, block=BLOCK)
+    assert package.render() == before
