@@ -71,9 +71,10 @@ class Fp8CheckpointError(ValueError):
 
 # how real releases name the block scale of `<module>.weight`: (suffix replaced, its scale)
 SCALE_NAMES = (("weight", "weight_scale_inv"), ("weight", "weight_scale"), ("weight", "scale"))
-# the block scale of a tensor stored without a `weight` suffix (DBRX's flat `experts.mlp.w1`,
-# fused `experts.gate_up_proj`): the name + `_scale_inv`, as transformers' fp8 quantizer
-# writes it and its fp8 experts keep it, or a `.weight_scale_inv` beside it
+# the block scale of a tensor stored without a `weight` suffix (a flat expert stack such as
+# `experts.mlp.w1`, a fused `experts.gate_up_proj`): the name + `_scale_inv`, as
+# transformers' fp8 quantizer writes it and its fp8 experts keep it, or a `.weight_scale_inv`
+# beside it
 FLAT_SCALE_SUFFIXES = ("_scale_inv", ".weight_scale_inv")
 HOUSE_SCALE_SUFFIX = "_scale_inv"  # house key of a kept scale: the weight's key + this
 HOUSE_LAYER = "layers.{}."  # the house key of a decoder layer's tensors starts so
