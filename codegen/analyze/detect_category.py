@@ -47,17 +47,9 @@ def _is_media(name: str) -> bool:
     return name in _MEDIA_INPUTS or bool(_MEDIA_WORDS & set(name.split("_")))
 
 
-def _forward_params(ctx: Ctx) -> set[str]:
-    found = ctx.model.project.find_method(ctx.model.entry_cls, "forward")
-    if found is None:
-        return set()
-    params = found[1].params
-    return {p.name.value for p in list(params.params) + list(params.kwonly_params)}
-
-
 def detect(ctx: Ctx, shared: dict) -> str:
     model = ctx.model
-    params = _forward_params(ctx)
+    params = unread_stack.forward_params(ctx)
     where = model.entry_cls.cite()
     media = {name for name in params if _is_media(name)}
     tokens = params & _TOKEN_INPUTS

@@ -43,7 +43,7 @@ def classify(ctx: Ctx) -> str:
         return "other"
     stack = find_blocks(ctx)
     if stack is None:
-        if "decoder_input_ids" in _forward_params(ctx):
+        if "decoder_input_ids" in forward_params(ctx):
             ctx.cite("category", f"{where} (encoder-decoder: decoder_input_ids, no stack read)")
         else:
             ctx.cite("category", f"{where} (no decoder stack found)")
@@ -162,7 +162,8 @@ def _recurrence_only(ctx: Ctx, block: ModuleRec) -> ModuleRec | None:
     return next((rec for rec in found if _recurrence(ctx, rec)), None)
 
 
-def _forward_params(ctx: Ctx) -> set[str]:
+def forward_params(ctx: Ctx) -> set[str]:
+    """The names the entry class's forward takes (what its category is read from)."""
     found = ctx.model.project.find_method(ctx.model.entry_cls, "forward")
     if found is None:
         return set()
