@@ -1,4 +1,8 @@
-"""RMSNorm computed in fp32 and cast back before the weight, as HF checkpoints expect."""
+"""RMSNorm computed in fp32 and cast back before the weight, as HF checkpoints expect.
+
+torch's `rms_norm` kernel gives HF's `x * rsqrt(mean(x**2) + eps)` bit for bit in one pass,
+where HF's form writes the squares and the product as tensors of their own.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,5 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x32 = x.float()
-        normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        normed = torch.rms_norm(x.float(), (x.shape[-1],), eps=self.eps)
         return self.weight * normed.to(x.dtype)

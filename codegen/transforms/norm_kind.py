@@ -24,8 +24,7 @@ class OffsetRMSNorm(nn.Module):
         nn.init.zeros_(self.weight)  # the scale is 1 + weight: it starts at 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x32 = x.float()
-        normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        normed = torch.rms_norm(x.float(), (x.shape[-1],), eps=self.eps)
         return (normed * (1.0 + self.weight.float())).type_as(x)
 '''
 

@@ -26,8 +26,7 @@ class PlainRMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x32 = x.float()
-        return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)).type_as(x)
+        return torch.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).type_as(x)
 '''
 
 _NOT_AFFINE = cst.Arg(

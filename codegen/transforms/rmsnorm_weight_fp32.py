@@ -18,8 +18,7 @@ class CastLastRMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x32 = x.float()
-        normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        normed = torch.rms_norm(x.float(), (x.shape[-1],), eps=self.eps)
         return (self.weight * normed).to(x.dtype)
 '''
 
