@@ -183,6 +183,8 @@ def _fp8_line(result) -> str:
         f"  ignored={len(result.ignored)}  {result.seconds:.1f}s"
     )
     lines = [line, f"      transformers: {result.transformers}"] if result.transformers else [line]
+    if result.scale_names:  # the names the adapter read the scales under
+        lines.append(f"      scale names: {', '.join(result.scale_names)}")
     if result.keep_refused:  # flat expert stacks whose blocks span two experts
         lines.append(f"      keep_fp8 refused, as it must: {result.keep_refused}")
     if not result.passed:

@@ -7,8 +7,14 @@ per block, per expert for MoE, sharded safetensors with an index, `quantization_
 in config.json, and a multi-token-prediction layer past `num_hidden_layers`. An expert
 stack the checkpoint stores whole (DBRX's flat 2-D `experts.mlp.w1`, a 3-D
 `experts.gate_up_proj`; the key table row that loads a 3-D house tensor says which) is a
-projection too: blocks over its 2-D matrix, or per expert when 3-D, its scale at
-`<key>_scale_inv` as transformers' fp8 quantizer names it. Then:
+projection too: blocks over its 2-D matrix, or per expert when 3-D.
+
+Scales go under every name the adapter accepts, one run writing transformers' own
+(`weight_scale_inv` for a `.weight`, `<key>_scale_inv` for a stack stored whole), the other
+the rest (`weight_scale` and `.scale` in turn over the weights, `<key>.weight_scale_inv`):
+an adapter that stops reading one of them fails, naming the weight. The names are this
+module's table, not read from the adapter under test (a test holds the two tables equal).
+Transformers reads its own names only, so it always loads a copy under those. Then:
 
 1. the adapter dequantizes it (`from_hf`), and each house tensor must equal, bit for bit,
    the adapter's plain load of the same checkpoint dequantized by the reference below (one
@@ -48,7 +54,7 @@ from pathlib import Path
 
 import torch
 
-from codegen.adapter import is_fp8, key_pattern, layer_prefixes, scaled_keys
+from codegen.adapter import is_fp8, key_pattern, layer_prefixes
 from codegen.spec import ModelSpec
 from codegen.verify.compare import bound, compare
 from codegen.verify.hf_checkpoint import load_checkpoint, random_hf_model, save_checkpoint
@@ -62,6 +68,11 @@ REAL_BLOCK = 128  # DeepSeek-V3 / Qwen3-FP8 weight_block_size
 # the house key of an MoE layer's router, which real releases keep high precision
 HOUSE_ROUTER = re.compile(r"\.moe\.gate\.weight$")
 SHARDS = 2
+# How releases name a quantized key's block scale, transformers' own first: what replaces the
+# `weight` a key ends with, and what is appended to a key without it (a stack stored whole)
+WEIGHT_SCALE_NAMES = ("weight_scale_inv", "weight_scale", "scale")
+FLAT_SCALE_NAMES = ("_scale_inv", ".weight_scale_inv")
+ALL_SCALE_NAMES = (*WEIGHT_SCALE_NAMES, *("<stack>" + name for name in FLAT_SCALE_NAMES))
 # The matrices keep HF's initialisation scale (initializer_range), the scale of real weights:
 # the main protocol's extra noise (sized to reach softcaps) makes a toy chaotic, so that
 # fp8 rounding alone moves deepseek_v3's toy logits to cosine 0.944 (0.9993 without it).
@@ -90,6 +101,8 @@ class Fp8Result:
     roundtrip_exact: bool | None = None
     keep_matches: bool | None = None
     keep_refused: str | None = None  # why keep_fp8 refused the checkpoint (straddling only)
+    # the scale names the release the adapter read uses (`<stack>`: a stack stored whole)
+    scale_names: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -263,17 +276,52 @@ def mtp_layer(
     return extra
 
 
+def scale_names(key: str) -> tuple[str, ...]:
+    """The names of `key`'s block scale (`scale_key`), transformers' first."""
+    return WEIGHT_SCALE_NAMES if key.endswith("weight") else FLAT_SCALE_NAMES
+
+
+def scale_key(key: str, name: str | None = None) -> str:
+    """The checkpoint key of `key`'s block scale under `name` (transformers' when None)."""
+    name = name or scale_names(key)[0]
+    return key[: -len("weight")] + name if key.endswith("weight") else key + name
+
+
+def renamed_scales(release: dict[str, torch.Tensor]) -> dict[str, str]:
+    """transformers' key of each fp8 weight's scale -> its key under the other names, each
+    kind's names taken in turn over its weights (a name whose key the release already holds
+    is passed over), so that a run writes every one."""
+    renames, turns = {}, {}
+    for key in sorted(release, key=_natural):
+        if not is_fp8(release[key]) or scale_key(key) not in release:
+            continue
+        others = scale_names(key)[1:]
+        turn = turns[others] = turns.get(others, -1) + 1
+        for name in others[turn % len(others) :] + others[: turn % len(others)]:
+            if scale_key(key, name) not in release:
+                renames[scale_key(key)] = scale_key(key, name)
+                break
+    return renames
+
+
+def name_label(weight: str, scale: str) -> str:
+    """How `scale` names `weight`'s scale: the name replacing `weight`, or `<stack>` + the
+    suffix of a key without it."""
+    if weight.endswith("weight"):
+        return scale[len(weight) - len("weight") :]
+    return "<stack>" + scale[len(weight) :]
+
+
 def fp8_state(
     state: dict[str, torch.Tensor], block: int, layout: Layout, fp32: tuple[str, ...] = ()
 ) -> dict[str, torch.Tensor]:
-    """The release's tensors: fp8 + `<key>_scale_inv` for projections (`weight_scale_inv`
-    for a `.weight`; `w1_scale_inv` for a flat expert stack, as transformers' fp8 quantizer
-    names it), bf16 for the rest but the modules HF keeps in fp32 (DeepSeek-V3's router
+    """The release's tensors: fp8 + its scale under transformers' name (`scale_key`) for
+    projections, bf16 for the rest but the modules HF keeps in fp32 (DeepSeek-V3's router
     correction bias ships fp32)."""
     out: dict[str, torch.Tensor] = {}
     for key, tensor in state.items():
         if quantized(key, tensor, layout):
-            out[key], out[key + "_scale_inv"] = quantize_blocks(tensor, block)
+            out[key], out[scale_key(key)] = quantize_blocks(tensor, block)
         elif tensor.is_floating_point() and not any(name in key for name in fp32):
             out[key] = tensor.to(torch.bfloat16)
         else:
@@ -318,19 +366,22 @@ def quantization_config(block: int) -> dict:
 
 
 def plain_dequantized(checkpoint: dict[str, torch.Tensor], block: int) -> dict:
-    """The fp8 checkpoint with every weight dequantized by the reference, scales dropped."""
+    """The fp8 checkpoint with every weight dequantized by the reference, scales dropped
+    (found under the names of this module's table, not the adapter's)."""
     scale_of = {
-        weight: key
-        for key in checkpoint
-        for weight in scaled_keys(key)
-        if is_fp8(checkpoint.get(weight))
+        key: [scale_key(key, n) for n in scale_names(key) if scale_key(key, n) in checkpoint]
+        for key, tensor in checkpoint.items()
+        if is_fp8(tensor)
     }
+    scales = {found[0] for found in scale_of.values() if found}
     out = {}
     for key, tensor in checkpoint.items():
-        if key in scale_of.values():
+        if key in scales:
             continue
         if is_fp8(tensor):
-            tensor = reference_dequantize(tensor, checkpoint[scale_of[key]], block)
+            if not scale_of[key]:
+                raise ValueError(f"{key}: fp8 weight with no scale in the release")
+            tensor = reference_dequantize(tensor, checkpoint[scale_of[key][0]], block)
         out[key] = tensor.float()
     return out
 
@@ -385,8 +436,10 @@ def verify_fp8_case(
     seed: int = 0,
     mutate: Callable[[dict[str, torch.Tensor]], None] | None = None,
 ) -> list[Fp8Result]:
-    """One result per block size (both of `block_sizes`, or just `block`). `mutate` edits
-    the fp8 checkpoint before it is written (seeded checkpoint defects)."""
+    """One result per block size (both of `block_sizes`, or just `block`): the first block
+    size's release names scales as transformers does, another's by the other names.
+    `mutate` edits the fp8 checkpoint (transformers' names) before it is written (seeded
+    checkpoint defects)."""
     _quiet()
     config = case.config
     hf_model = random_hf_model(config, seed, weight_noise=WEIGHT_NOISE)
@@ -445,8 +498,18 @@ def _run(
     )
     if mutate:
         mutate(release)
-    write_release(release, config_dict, block, folder / "fp8")
+    renames = renamed_scales(release) if block != block_sizes(state, layout)[0] else {}
+    renamed = {renames.get(key, key): tensor for key, tensor in release.items()}
+    write_release(renamed, config_dict, block, folder / "fp8")
+    if renames:  # transformers reads its own names only
+        write_release(release, config_dict, block, folder / "fp8-hf")
     checkpoint = load_checkpoint(folder / "fp8")
+    written = {
+        name_label(key, renames.get(scale_key(key), scale_key(key)))
+        for key, _ in kept_layers
+        if scale_key(key) in release
+    }
+    result.scale_names = [name for name in ALL_SCALE_NAMES if name in written]
     qconfig = quantization_config(block)
 
     # 1. the adapter's dequantize against the reference, tensor by tensor
@@ -535,7 +598,7 @@ def _transformers_oracle(folder: Path, plain: dict, config_dict: dict, result, i
     wrong: 5.23 dequantizes `.weight` keys only and loads a flat expert stack's raw fp8
     values, its `_scale_inv` reported unexpected."""
     try:
-        model, outcome = _load_hf(folder / "fp8"), None
+        model, outcome = _load_hf(_hf_release(folder)), None
     except Exception as err:
         model, outcome = None, f"cannot load it: {_transformers_error(folder, result, err)}"
     from safetensors.torch import save_file
@@ -546,7 +609,7 @@ def _transformers_oracle(folder: Path, plain: dict, config_dict: dict, result, i
     (target / "config.json").write_text(json.dumps(config_dict))
     oracle = _load_hf(target)
     if model is not None and not result.ragged:
-        unlike = _unlike_reference(model, oracle, load_checkpoint(folder / "fp8"))
+        unlike = _unlike_reference(model, oracle, load_checkpoint(_hf_release(folder)))
         if unlike is None:
             result.transformers = "dequantized the fp8 checkpoint on CPU (the oracle)"
             return model
@@ -589,11 +652,11 @@ def _transformers_error(folder: Path, result: Fp8Result, err: Exception) -> str:
     and how many it dequantizes silently with a block other than the release's."""
     from transformers.integrations.finegrained_fp8 import Fp8Dequantize
 
-    checkpoint = load_checkpoint(folder / "fp8")
+    checkpoint = load_checkpoint(_hf_release(folder))
     block = result.block
     raised, wrong = None, 0
     for key in result.ragged:
-        values, scale = checkpoint[key], checkpoint[key + "_scale_inv"]
+        values, scale = checkpoint[key], checkpoint[scale_key(key)]
         try:
             got = Fp8Dequantize(None)._dequantize_one(values, scale, output_dtype=torch.float32)
         except Exception as inner:
@@ -605,9 +668,15 @@ def _transformers_error(folder: Path, result: Fp8Result, err: Exception) -> str:
     return raised + (f" ({wrong} other ragged tensors dequantized wrongly)" if wrong else "")
 
 
+def _hf_release(folder: Path) -> Path:
+    """The release under transformers' scale names, the only ones its loader reads."""
+    renamed = folder / "fp8-hf"
+    return renamed if renamed.exists() else folder / "fp8"
+
+
 def _reload(model, folder: Path, result: Fp8Result):
-    source = folder / ("fp8" if result.transformers.startswith("dequantized") else "dequant")
-    return _load_hf(source, "eager")
+    dequantized = result.transformers.startswith("dequantized")
+    return _load_hf(_hf_release(folder) if dequantized else folder / "dequant", "eager")
 
 
 def _first_mismatch(adapter, got: dict, want: dict, order: list[str]) -> str | None:

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import math
 import re
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -140,6 +141,8 @@ def test_references_load_fp8_checkpoints(name):
     assert ragged.ragged and "cannot load it" in ragged.transformers
     assert all(r.cosine_vs_unquantized >= 0.99 for r in results)
     assert all(r.ignored and all(".layers.4." in k for k in r.ignored) for r in results)
+    # transformers' scale name at the first block size, the adapter's others at the second
+    assert [r.scale_names for r in results] == [["weight_scale_inv"], ["weight_scale", "scale"]]
 
 
 def test_cli_fp8_passes_and_prints_one_line_per_block(capsys):
@@ -166,6 +169,26 @@ def test_a_dropped_scale_in_the_checkpoint_fails_naming_the_weight():
     (result,) = run("qwen3", block=16, mutate=drop)
     assert not result.passed
     assert result.error.startswith("Fp8CheckpointError: model.layers.0.self_attn.o_proj.weight:")
+
+
+@pytest.mark.parametrize("forgotten", ["weight_scale", "scale"])
+def test_an_adapter_that_no_longer_reads_a_scale_name_fails_naming_the_weight(
+    forgotten, monkeypatch
+):
+    """The adapter forgets one name of a `.weight`'s scale; the release at the second block
+    size writes it."""
+    spec = load_spec("qwen3")
+    base = next(c for c in spec.adapter.__mro__ if "_split_scales" in vars(c))
+    module = sys.modules[base.__module__]
+    names = tuple(pair for pair in module.SCALE_NAMES if pair[1] != forgotten)
+    monkeypatch.setattr(module, "SCALE_NAMES", names)
+    (result,) = run("qwen3", spec, block=32)
+    assert not result.passed
+    assert re.match(
+        r"Fp8CheckpointError: model\.layers\.0\.\S+\.weight: torch\.float8_e4m3fn weight with "
+        r"no block scale",
+        result.error,
+    ), result.error
 
 
 def test_raw_fp8_values_used_as_weights_fail_naming_the_tensor():

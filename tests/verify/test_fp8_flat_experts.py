@@ -1,7 +1,8 @@
 """FP8 checkpoints whose expert stacks are stored whole, without a `.weight` suffix (DBRX's
 flat `ffn.experts.mlp.w1`, `v1`, `w2`): `verify --fp8` quantizes them blockwise as a release
-would (fp8 values + `<key>_scale_inv`, transformers' own name for such a scale), the adapter
-dequantizes them, and a loader that skips their scale fails naming the module.
+would (fp8 values + `<key>_scale_inv`, transformers' own name for such a scale, or
+`<key>.weight_scale_inv`), the adapter dequantizes them, and a loader that skips their scale,
+or no longer finds it under one of its names, fails naming the module.
 
 transformers 5.23 cannot load such a checkpoint: it dequantizes `.weight` keys only, loads
 the flat stacks' raw fp8 values and reports their scales unexpected. The check sees that
@@ -11,12 +12,13 @@ transformers running the reference-dequantized checkpoint instead."""
 from __future__ import annotations
 
 import dataclasses
+import sys
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from codegen.adapter import Fp8CheckpointError, StateDictAdapter
+from codegen.adapter import FLAT_SCALE_SUFFIXES, SCALE_NAMES, Fp8CheckpointError, StateDictAdapter
 from codegen.models import load_spec
 from codegen.scaffold.plan import make_plan
 from codegen.scaffold.target import load_target
@@ -161,6 +163,12 @@ def test_dbrx_flat_experts_are_fp8_and_the_package_matches_the_reference_dequant
     # 16-blocks span two experts: keep_fp8 refuses them, naming the first
     assert FLAT in spanning.straddling and spanning.keep_refused
     assert "transformer.blocks.0.ffn.experts.mlp." in spanning.keep_refused
+    # transformers' scale names at the first block size, the others at the second: between
+    # them every name the adapter accepts
+    assert aligned.scale_names == ["weight_scale_inv", "<stack>_scale_inv"]
+    assert spanning.scale_names == ["weight_scale", "scale", "<stack>.weight_scale_inv"]
+    accepted = {name for _, name in SCALE_NAMES} | {"<stack>" + s for s in FLAT_SCALE_SUFFIXES}
+    assert {*aligned.scale_names, *spanning.scale_names} == accepted
 
 
 def test_an_adapter_that_skips_the_scale_of_flat_experts_fails_naming_the_module(spec):
@@ -175,3 +183,18 @@ def test_an_adapter_that_skips_the_scale_of_flat_experts_fails_naming_the_module
     (result,) = _run(seeded, block=8)
     assert not result.passed
     assert result.first_mismatch.startswith(f"layers.0.moe.experts.w1 ({FLAT}): max diff")
+
+
+def test_an_adapter_that_no_longer_reads_a_flat_stacks_other_scale_name_fails_naming_it(
+    spec, monkeypatch
+):
+    """The shared adapter file of the package forgets `<key>.weight_scale_inv`."""
+    base = next(c for c in spec.adapter.__mro__ if "_split_scales" in vars(c))
+    monkeypatch.setattr(sys.modules[base.__module__], "FLAT_SCALE_SUFFIXES", ("_scale_inv",))
+    (result,) = _run(spec, block=16)
+    assert not result.passed
+    assert "<stack>.weight_scale_inv" in result.scale_names
+    assert result.error.startswith("Fp8CheckpointError: transformer.blocks.0.ffn.experts.mlp."), (
+        result.error
+    )
+    assert "weight with no block scale" in result.error
