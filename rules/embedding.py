@@ -15,6 +15,15 @@ RULES = [
         description="the word table has no padding row (HF passes no padding_idx: gpt2)",
     ),
     Rule(
+        id="extra_word_rows",
+        feature="embedding.extra_rows",
+        values=(True,),
+        transform="extra_word_rows",
+        params={"rows": FromFeature("embedding.extra_rows")},
+        description="the word table rows taller than the head is wide: ids fed in, never"
+        " predicted (nn.Embedding(config.vocab_size + 1, ...))",
+    ),
+    Rule(
         id="embedding_scale",
         feature="embedding.scale",
         values=(True,),

@@ -36,6 +36,7 @@ from codegen.analyze.padded_positions import detect as position_padding
 from codegen.analyze.roles import CONTAINER, EMBEDDING, LAYER, LINEAR, MLP, NORM, OTHER
 from codegen.analyze.walk import findall
 from codegen.analyze.word_padding import detect as word_padding
+from codegen.analyze.word_rows import detect as word_rows
 
 
 def _embedding(ctx: Ctx) -> tuple[str | None, ModuleRec | None]:
@@ -821,6 +822,7 @@ def detect(ctx: Ctx) -> tuple[Embedding, Head]:
         norm=_embedding_norm(ctx, emb),
         norm_module=_embedding_norm_module(ctx, emb),
         padding_idx=word_padding(ctx, word if isinstance(word, ModuleRec) else None),
+        extra_rows=word_rows(ctx, word if isinstance(word, ModuleRec) else None, head),
     )
     side = tables["side"] if tables is not None else None
     if side:

@@ -174,6 +174,9 @@ class ModuleRec(Obj):
         self.assign_sites: dict[str, Site] = {}
         self.config_reads: dict[str, list[str]] = {}  # attr -> config keys read to build it
         self.table_lookup: TableLookup | None = None  # picked out of a table by a config field
+        # the attributes between where the module is held and this record: ("linear",) where
+        # a wrapper that only delegates to it stands in its place (analyze/delegates.py)
+        self.via: tuple[str, ...] = ()
 
     @property
     def kind(self) -> str:

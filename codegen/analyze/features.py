@@ -617,6 +617,9 @@ class Embedding:
     # padding_idx=config.pad_token_id)`: that row starts at zero and learns nothing); ""
     # when the table has none (GPT-2)
     padding_idx: str = ""
+    # rows the word table has past the head's vocabulary (`nn.Embedding(config.vocab_size
+    # + 1, ...)`: ids only ever fed in); codegen/analyze/word_rows.py
+    extra_rows: int = 0
 
 
 @dataclass(frozen=True)

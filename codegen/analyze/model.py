@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 
 from codegen.analyze.config import ConfigBuilder, text_config_values
+from codegen.analyze.delegates import read_delegates
 from codegen.analyze.evaluate import (
     BudgetExceeded,
     ConfigObj,
@@ -258,6 +259,7 @@ def load_model(target: Target, project: Project | None = None) -> Model:
         raise CodegenError(
             f"static instantiation of {entry.name} exceeded its budget", path=sf.path
         ) from err
+    read_delegates(project, rec)
     roles = RoleBook(project)
     model = Model(
         target=target,
@@ -341,6 +343,7 @@ def _expand_auto_models(model: Model) -> None:
                 new = model.interp.instantiate(cls, [sub], {}, Site(cls.sf, cls.node))
             except BudgetExceeded:
                 continue
+            read_delegates(model.project, new)
             new.site = child.site
             rec.attrs[name] = new
             _find_stack(model)
@@ -457,6 +460,9 @@ def param_leaves(rec: ModuleRec) -> list[tuple[str, ParamRec | None]]:
         if isinstance(value, ParamRec):
             if value.kind == "parameter" or value.persistent:
                 out.append((name, value))
+    if rec.via:  # held through a wrapper that only delegates to it: `q_proj.linear.weight`
+        path = ".".join(rec.via)
+        out = [(f"{path}.{name}", value) for name, value in out]
     return out
 
 

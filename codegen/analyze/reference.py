@@ -236,6 +236,7 @@ COMPARED: dict[str, Any] = {
     "embedding.padding_idx": lambda field: (
         False if not field else field if field == "pad_token_id" else "other"
     ),
+    "embedding.extra_rows": bool,
     "head.transform": None,
     "state_dict.transposed_keys": _any,
     "state_dict.fp32_keys": _fp32_kept,
@@ -361,6 +362,7 @@ _DENSE_COMMON: dict[str, tuple] = {
     "embedding.position_padding": (False,),  # default positions are 0..n-1
     "embedding.side_tables": (False,),  # no tables beside the token table concatenated to it
     "embedding.padding_idx": ("pad_token_id",),  # the word table's padding row (HF's)
+    "embedding.extra_rows": (False,),  # the word table as tall as the head is wide
     "head.transform": (False,),  # the vocabulary projection takes the final hidden states
     "state_dict.transposed_keys": (False,),  # nn.Linear weights stored [out, in]
     "state_dict.fp32_keys": (False,),  # every parameter in the model's dtype

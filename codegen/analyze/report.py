@@ -72,6 +72,7 @@ ROWS = (
     ("embedding.scale", "embedding scale"),
     ("embedding.positions", "absolute positions"),
     ("embedding.side_tables", "side tables"),
+    ("embedding.extra_rows", "word rows past the vocab"),
     ("head.logit_softcap", "logit softcap"),
     ("head.logit_scale", "logit scale"),
     ("head.vocab_crop", "logits cut to"),

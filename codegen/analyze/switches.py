@@ -183,6 +183,8 @@ class _Found:
     ref: _Ref
     values: list[SwitchValue] = field(default_factory=list)
     reads: list[str] = field(default_factory=list)
+    # config classes' tests: the `self.<field>`s assigned in the statement holding the test
+    assigns: set[str] = field(default_factory=set)
 
 
 def _const(node: cst.BaseExpression):
@@ -651,6 +653,10 @@ class _Scanner:
         found = self.found.setdefault(key, _Found(ref))
         site = unit.cite(node)
         found.values.append(replace(value, evidence=(site,)))
+        if unit.config_self:
+            # a property's value is what the model reads (gemma4's kv_sharing_modes)
+            own = {unit.fn.name.value} if _is_property(unit.fn) else set()
+            found.assigns |= _assigned_around(unit.fn, node) | own
         if ref.read_at and ref.read_at not in found.reads:
             found.reads.append(f"{ref.read_at} ({ref.via})")
 
@@ -663,6 +669,26 @@ class _Scanner:
             if ref is not None and param.name.value not in env["locals"]:
                 env["locals"][param.name.value] = ref
         _Visitor(self, unit, env).run(unit.fn)
+
+
+def _assigned_around(fn: cst.FunctionDef, node: cst.CSTNode) -> set[str]:
+    """`self.<name>` targets assigned in the top-level statement of `fn` holding `node`."""
+    for stmt in fn.body.body:
+        inside = list(_walk(stmt))
+        if not any(n is node for n in inside):
+            continue
+        out = set()
+        for n in inside:
+            targets = []
+            if isinstance(n, cst.Assign):
+                targets = [t.target for t in n.targets]
+            elif isinstance(n, cst.AugAssign | cst.AnnAssign):
+                targets = [n.target]
+            for t in targets:
+                if isinstance(t, cst.Attribute) and m.matches(t.value, m.Name("self")):
+                    out.add(t.attr.value)
+        return out
+    return set()
 
 
 def _value(test: str, operand=None) -> SwitchValue:
@@ -1233,13 +1259,16 @@ def find_switches(
     known: dict[str, Any] | None = None,
     subs: dict[str, dict[str, Any]] | None = None,
     sub_classes: dict[str, ClassInfo] | None = None,
+    mentioned: set[str] | None = None,
 ) -> tuple[Switch, ...]:
     """The config switches of the code reachable from `entry` (and of the config classes'
     own `__init__`/`__post_init__`). `known` maps the config's fields to their configured values;
     when given, only reads of those fields count (a `getattr(config, "x", d)` of a field the
     config does not have always takes its default). `subs` maps each sub-config attribute
     (`attn_config`) to its fields and their values: reads of those are switches of their own;
-    `sub_classes` maps it to its config class (whose own reads are of that sub-config)."""
+    `sub_classes` maps it to its config class (whose own reads are of that sub-config).
+    `mentioned`: the names the model's code mentions (default: the reachable code's); a
+    test only a config class makes on a field outside them is no switch (`_reaches_model`)."""
     scanner = _Scanner(known, subs)
     starts = entry if isinstance(entry, list) else [entry]
     classes, functions = _reachable(project, starts)
@@ -1257,12 +1286,21 @@ def find_switches(
             scanner.scan(unit, attrs, derived=scanner.derived(cls))
     for sf, fn in functions:  # after the classes: their calls bind these functions' params
         scanner.scan(_Unit(sf, fn, fn, None), {}, bound=scanner.bindings)
+    in_model = set(scanner.found)
     for cfg_cls in config_classes:
         for c in project.mro(cfg_cls):
             for unit in _units(project, c, config_self=True):
                 if unit.fn.name.value in ("__init__", "__post_init__") or _is_property(unit.fn):
                     scanner.scan(unit, {})
-    switches = [_merge(found, known, scanner.subs) for found in scanner.found.values()]
+    if mentioned is None:
+        mentioned = _mentioned(classes, functions)
+    feeding = _feeding(project, config_classes, mentioned)
+    found_all = [
+        found
+        for key, found in scanner.found.items()
+        if key in in_model or _reaches_model(found, mentioned, feeding)
+    ]
+    switches = [_merge(found, known, scanner.subs) for found in found_all]
     tied = _tied_switch(project, starts[0], known)
     if tied is not None:
         switches = [s for s in switches if s.name != tied.name] + [tied]
@@ -1272,6 +1310,57 @@ def find_switches(
             named.add(score.name)
             switches.append(score)
     return tuple(sorted((s for s in switches if s is not None), key=lambda s: s.name))
+
+
+def _mentioned(classes: list[ClassInfo], functions: list) -> set[str]:
+    """Every name and string the reachable modeling code mentions (`config.<field>`,
+    `getattr(config, "<field>")`)."""
+    names: set[str] = set()
+    nodes = [cls.node for cls in classes] + [fn for _, fn in functions]
+    for node in nodes:
+        names |= _names(node)
+        # `getattr(config, "field", ...)`
+        names |= {
+            s.evaluated_value
+            for s in _walk(node)
+            if isinstance(s, cst.SimpleString) and isinstance(s.evaluated_value, str)
+        }
+    return names
+
+
+def _feeding(project: Project, config_classes, mentioned: set[str]) -> set[str]:
+    """Names the config classes use to compute a field the model mentions: in a statement
+    of `__init__`/`__post_init__` assigning such a `self.<field>`, or in a property the
+    model reads."""
+    out: set[str] = set()
+    for cfg_cls in config_classes:
+        for c in project.mro(cfg_cls):
+            for fn in c.methods.values():
+                if not isinstance(fn, cst.FunctionDef):
+                    continue
+                if _is_property(fn):
+                    if fn.name.value in mentioned:
+                        out |= _names(fn)
+                    continue
+                if fn.name.value not in ("__init__", "__post_init__"):
+                    continue
+                for stmt in fn.body.body:
+                    targets = _assigned_around(fn, stmt)
+                    if targets & mentioned:
+                        out |= _names(stmt) - targets
+    return out
+
+
+def _reaches_model(found: _Found, mentioned: set[str], feeding: set[str]) -> bool:
+    """A test only a config class makes counts unless the model cannot see what it decides:
+    a sub-config the modeling code never names (an audio encoder's beside a text decoder),
+    or a field it never names whose test only fills the field itself in (MoshiConfig's
+    `audio_vocab_size = codebook_size if audio_vocab_size is None else ...`) and no other
+    (`feeding`: gpt_neo's attention_types -> attention_layers) or property derives from."""
+    if found.ref.sub:
+        return found.ref.sub in mentioned
+    field = found.ref.field
+    return field in mentioned or found.assigns != {field} or field in feeding
 
 
 def _tied_switch(project: Project, entry: ClassInfo, known) -> Switch | None:
@@ -1541,7 +1630,31 @@ def switches_of_model(model) -> tuple[Switch, ...]:
         for key, value in model.config.attrs.items()
         if key in subs and getattr(value, "cls", None) is not None
     }
-    return find_switches(model.project, model.entry_cls, classes, known, subs, sub_classes)
+    return find_switches(
+        model.project,
+        model.entry_cls,
+        classes,
+        known,
+        subs,
+        sub_classes,
+        mentioned=model_mentions(model),
+    )
+
+
+def model_mentions(model) -> set[str]:
+    """Every name the modeling code reachable from the analysed model's entry mentions: a
+    sub-config it never names (another model's in a composite config) holds nothing of it.
+    The classes the static instantiation built count too (a sub-model followed into another
+    file)."""
+    from codegen.analyze.evaluate import ModuleRec
+    from codegen.analyze.model import walk_tree
+
+    starts = {id(model.entry_cls): model.entry_cls}
+    for _, rec in walk_tree(model.entry):
+        if isinstance(rec, ModuleRec) and rec.cls is not None:
+            starts.setdefault(id(rec.cls), rec.cls)
+    classes, functions = _reachable(model.project, list(starts.values()))
+    return _mentioned(classes, functions)
 
 
 def _sub_configs(cfg) -> dict[str, dict[str, Any]]:
@@ -1658,4 +1771,5 @@ __all__ = [
     "find_switches",
     "switches_of_file",
     "switches_of_model",
+    "model_mentions",
 ]

@@ -27,6 +27,7 @@ from codegen.analyze.features import Features
 from codegen.analyze.locate import resolve
 from codegen.analyze.model import load_model
 from codegen.analyze.source import Project
+from codegen.analyze.switches import model_mentions
 from codegen.errors import CodegenError
 from codegen.verify.tiny_config import shrink
 
@@ -58,7 +59,10 @@ def load_target(target: str, config_path: str | None = None) -> Target:
     # `to_dict()` gives it to verify's toy; its fields answer as `attn_config.clip_qkv`
     subs = _sub_config_values(values)
     values.update(subs)
-    fields |= frozenset(f"{key}.{name}" for key, sub in subs.items() for name in sub)
+    # only those the model's code reads: an audio encoder's config beside a text decoder's
+    # fields holds none of the decoder's fields (its attention_bias is not the decoder's)
+    read = model_mentions(model)
+    fields |= frozenset(f"{key}.{name}" for key, sub in subs.items() if key in read for name in sub)
     # the class's own names (ernie: num_experts -> moe_num_experts): the toy shrinks the
     # field the code reads, as tiny_config does for the HF side
     names = dict(model.config.attribute_map)

@@ -223,6 +223,13 @@ class _Restater:
             linear = m.findall(statement, _LINEAR)
             if linear:
                 out = _out_features(linear[0])
+                if self.fused and out is not None and _halved(out) is None:
+                    # [gate | up] in one projection of a width of its own (moshi's fc1 of
+                    # config.ffn_dim outputs): each half is the FFN's width
+                    half = cst.BinaryOperation(
+                        self._value(out, env), cst.FloorDivide(), cst.Integer("2")
+                    )
+                    return half
                 if self.fused:  # [gate | up] in one projection of 2 * width outputs
                     out = _halved(out)
                 if not isinstance(out, cst.Name) or out.value not in env:
@@ -244,7 +251,12 @@ class _Restater:
         if isinstance(small, cst.Assign):
             names = [t.target for t in small.targets]
             if all(isinstance(n, cst.Name) for n in names):
-                value = self._value(small.value, env)
+                try:
+                    value = self._value(small.value, env)
+                except Unsupported:  # fails only where the width reads it (a flag parameter)
+                    for name in names:
+                        env.pop(name.value, None)
+                    return
                 for name in names:
                     env[name.value] = value
             elif any(_assigns_a_local(t.target) for t in small.targets):
@@ -283,14 +295,15 @@ class _Restater:
         return _checked(node, self.config, env)
 
 
-_TWICE = m.BinaryOperation(
-    left=m.Integer("2"), operator=m.Multiply(), right=m.Name()
-) | m.BinaryOperation(left=m.Name(), operator=m.Multiply(), right=m.Integer("2"))
+_DOUBLED = m.BinaryOperation(left=m.Integer("2"), operator=m.Multiply()) | m.BinaryOperation(
+    operator=m.Multiply(), right=m.Integer("2")
+)
 
 
 def _halved(out):
-    """`width` of a fused projection's `2 * width` (either order); None otherwise."""
-    if not m.matches(out, _TWICE):
+    """`width` of a fused projection's `2 * width` (either order, any `width`); None
+    otherwise."""
+    if not m.matches(out, _DOUBLED):
         return None
     return out.right if isinstance(out.left, cst.Integer) else out.left
 

@@ -193,3 +193,46 @@ def test_a_width_local_to_the_block_that_builds_the_mlp_is_restated():
     for intermediate, width in ((None, 384), (160, 160)):
         config = SimpleNamespace(hidden_size=96, intermediate_size=intermediate)
         assert eval(expression, {}, {"hf_config": config}) == width
+
+
+# moshi's shape: one fused [gate | up] projection as wide as a config field of its own (each
+# half the FFN's width), built in a branch on a local the layer's flag decides
+FUSED_FIELD = """
+class GatingMLP(nn.Module):
+    def __init__(self, config, use_flexible_linear=False):
+        super().__init__()
+        self.activation_fn = ACT2FN[config.hidden_act]
+        ffn_dim = config.ffn_dim
+        hidden_size = config.hidden_size
+        num_layers = config.num_codebooks if use_flexible_linear else 1
+        if num_layers == 1:
+            self.fc1 = nn.Linear(hidden_size, ffn_dim, bias=False)
+            self.fc2 = nn.Linear(ffn_dim // 2, hidden_size, bias=False)
+        else:
+            self.fc1 = Flexible(hidden_size, ffn_dim, num_layers)
+
+    def forward(self, x):
+        return self.fc2(self.fc1(x))
+
+
+class Layer(nn.Module):
+    def __init__(self, config, layer_idx, use_flexible_linear):
+        super().__init__()
+        self.mlp = GatingMLP(config, use_flexible_linear)
+
+    def forward(self, x):
+        return self.mlp(x)
+"""
+
+
+def test_a_fused_projection_of_a_width_of_its_own_is_halved():
+    """Not `2 * width`: the fused projection's own width, halved. The local the layer's
+    flag decides (`num_layers`) cannot be restated, and the width never reads it."""
+    lines = FUSED_FIELD.splitlines()
+    mlp = lines.index("        return self.fc2(self.fc1(x))") + 1
+    layer = lines.index("        return self.mlp(x)") + 1
+    assert restate_width(FUSED_FIELD, mlp, layer_line=layer, fused=True) == (
+        "hf_config.ffn_dim // 2"
+    )
+    # read as unfused, the projection's width is the FFN's
+    assert restate_width(FUSED_FIELD, mlp, layer_line=layer, fused=False) == "hf_config.ffn_dim"
