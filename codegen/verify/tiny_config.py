@@ -430,7 +430,7 @@ def shrink(
     else:
         toy.pop("layer_types", None)
     _shrink_per_layer(original, toy, stored.get("num_hidden_layers", "num_hidden_layers"))
-    _shrink_widths(original, toy)
+    _shrink_widths(original, toy, {stored.get(k, k) for k in SHRINK_RULES if k in original})
     _rotate_enough(toy)
     return toy
 
@@ -475,28 +475,49 @@ def _rope_groups(rope: Any) -> list[dict]:
 
 
 # toy sizes for FFN widths the table has no row for (minimax_m3's dense_intermediate_size,
-# llama4's intermediate_size_mlp): even (a fused gate/up splits over 2 ranks), not multiples
-# of the hidden size, and unlike every width the table gives
+# llama4's intermediate_size_mlp, OPT's ffn_dim): even (a fused gate/up splits over 2 ranks),
+# not multiples of the hidden size, and unlike every width the table gives
 _SPARE_WIDTHS = (72, 88, 104, 120, 136, 152)
+
+# the words that name an FFN width field, each with a config whose modeling code sizes its
+# FFN's nn.Linear by it (transformers 5.23 class defaults); a width left None by default
+# (GPT-2's n_inner: the code then uses 4 * hidden) stays None
+_WIDTH_WORDS = (
+    "intermediate_size",  # llama and most; minimax_m3's dense_/shared_intermediate_size
+    "ffn_dim",  # OPT, XGLM, moshi (its fused [gate | up]); BART's encoder_/decoder_ffn_dim
+    "ffn_hidden_size",  # Falcon (the class sets 4 * hidden where unset)
+    "n_inner",  # GPT-2, GPT-J, CodeGen, GPTBigCode
+    "dff",  # CTRL
+    "dim_ff",  # CPM-Ant
+    "d_inner",  # XLNet
+    "feed_forward_size",  # Reformer
+)
+# a word that makes the field a ratio of a width, not one (lfm2's block_ffn_dim_multiplier)
+_RATIO_WORDS = ("multiplier", "multiple", "factor", "ratio")
 
 
 def _is_width(key: str) -> bool:
-    """A feed-forward width field: `intermediate_size` as words of its name."""
-    return "_intermediate_size_" in f"_{key}_"
+    """A feed-forward width field: one of `_WIDTH_WORDS` as words of its name, none of
+    `_RATIO_WORDS`."""
+    name = f"_{key}_"
+    return any(f"_{w}_" in name for w in _WIDTH_WORDS) and not any(
+        f"_{w}_" in name for w in _RATIO_WORDS
+    )
 
 
-def _shrink_widths(original: dict[str, Any], toy: dict[str, Any]) -> None:
+def _shrink_widths(original: dict[str, Any], toy: dict[str, Any], ruled: set[str]) -> None:
     """Every other FFN width of the config takes a toy size of its own.
 
     Two widths that size different modules (the dense MLP's, the experts', the shared
     expert's) must differ in the toy even where the class defaults make them equal: a
     package sizing one module from the other's field then builds other shapes, and the
-    oracle sees it. A width of 0 (a module switched off) stays 0.
+    oracle sees it. A width of 0 (a module switched off) stays 0. `ruled` are the fields
+    the table sized (under the class's own names: longcat_flash's ffn_hidden_size).
     """
     used = {v for k, v in toy.items() if _is_width(k) and isinstance(v, int)}
     spare = iter(w for w in _SPARE_WIDTHS if w not in used)
     for key, value in original.items():
-        if key in SHRINK_RULES or not _is_width(key):
+        if key in SHRINK_RULES or key in ruled or not _is_width(key):
             continue
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             toy[key] = next(spare, value)

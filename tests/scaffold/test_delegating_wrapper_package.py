@@ -13,9 +13,6 @@ from codegen.scaffold.testing import seeded_copy, write_planned
 from codegen.verify.run import Case, verify_case
 from codegen.verify.tiny_config import tiny_config
 
-# a small fused width (the class's 22528 makes the toy slow, not different)
-FFN = {"ffn_dim": 176}
-
 
 @pytest.fixture(scope="module")
 def planned():
@@ -35,7 +32,7 @@ def package(planned, tmp_path_factory):
 
 
 def _verify(models, name):
-    case = Case("moshi+test", tiny_config("moshi", **FFN))
+    case = Case("moshi+test", tiny_config("moshi"))
     (result,) = verify_case(load_spec(name, models), case, ["fp32"], gradients=False)
     return result
 

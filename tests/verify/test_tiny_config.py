@@ -339,3 +339,47 @@ def test_an_experts_sub_config_takes_the_tables_expert_sizes():
     # a sub-config without those fields does not gain them
     plain = shrink({"ffn_config": {"hidden_size": 6144}}, keep_pattern=False)["ffn_config"]
     assert set(plain) == {"hidden_size"}
+
+
+@pytest.mark.parametrize(
+    "model_type, field",
+    [
+        ("opt", "ffn_dim"),
+        ("xglm", "ffn_dim"),
+        ("moshi", "ffn_dim"),  # its fused [gate | up]: 22528 made verify take ~50 s
+        ("falcon", "ffn_hidden_size"),
+        ("ctrl", "dff"),
+        ("whisper", "decoder_ffn_dim"),
+    ],
+)
+def test_ffn_widths_under_other_names_shrink_too(model_type, field):
+    """An FFN sized by a field named otherwise than `intermediate_size` gets a toy width as
+    well: left full size it slowed the toy, and one that is a multiple of hidden (OPT's
+    4 * hidden, whisper's 16 * hidden of the toy) hid a package sizing its FFN from hidden."""
+    config = tiny_config(model_type)
+    width = getattr(config, field)
+    assert width < 200 and width % 2 == 0 and width % config.hidden_size
+
+
+def test_ffn_widths_by_name_are_distinct_and_leave_ratios_and_unset_widths_alone():
+    """Each width field gets a width of its own (an encoder's and a decoder's too); a ratio
+    of a width (`block_ffn_dim_multiplier`) is no width, an unset one (GPT-2's `n_inner`:
+    4 * hidden in the code) stays unset, and a width the table sizes under the class's own
+    name (longcat_flash maps intermediate_size to `ffn_hidden_size`) keeps the table's."""
+    toy = shrink(
+        {
+            "hidden_size": 1024,
+            "intermediate_size": 4096,
+            "encoder_ffn_dim": 4096,
+            "decoder_ffn_dim": 4096,
+            "block_ffn_dim_multiplier": 4,
+            "n_inner": None,
+        },
+        keep_pattern=False,
+    )
+    widths = [toy[k] for k in ("intermediate_size", "encoder_ffn_dim", "decoder_ffn_dim")]
+    assert len(set(widths)) == 3 and all(w % 96 for w in widths)
+    assert toy["block_ffn_dim_multiplier"] == 4 and toy["n_inner"] is None
+    assert tiny_config("gpt2").n_inner is None
+    longcat = tiny_config("longcat_flash")
+    assert (longcat.ffn_hidden_size, longcat.expert_ffn_hidden_size) == (160, 40)
