@@ -19,15 +19,20 @@ from __future__ import annotations
 
 import argparse
 import copy
+import sys
 import time
+from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-from transformers import LlamaConfig
+# `python scripts/...` puts scripts/ on the path: the checkout's root holds `references`
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from references.llama.args import ModelArgs
-from references.llama.model import Attention, FeedForward, Model, apply_rotary
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+from transformers import LlamaConfig  # noqa: E402
+
+from references.llama.args import ModelArgs  # noqa: E402
+from references.llama.model import Attention, FeedForward, Model, apply_rotary  # noqa: E402
 
 
 class FusedAttention(nn.Module):
