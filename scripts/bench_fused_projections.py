@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
-import time
 from pathlib import Path
 
 # `python scripts/...` puts scripts/ on the path: the checkout's root holds `references`
@@ -28,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from ablation_timing import fastest_rounds  # noqa: E402
 from torch import nn  # noqa: E402
 from transformers import LlamaConfig  # noqa: E402
 
@@ -103,16 +103,9 @@ def main() -> None:
     fused = fused_copy(base).eval()
     tokens = torch.randint(0, config.vocab_size, (2, 512))
     slots = [("base", base), ("fused", fused), ("base_again", base)]
-    times: dict[str, list[float]] = {label: [] for label, _ in slots}
     with torch.no_grad():
         difference = (base(tokens) - fused(tokens)).abs().max().item()
-        for round_index in range(args.rounds):
-            shift = round_index % len(slots)
-            for label, model in slots[shift:] + slots[:shift]:
-                started = time.process_time()
-                model(tokens)
-                times[label].append(time.process_time() - started)
-    fastest = {label: min(values) for label, values in times.items()}
+    fastest = fastest_rounds(slots, tokens, args.rounds)
     print(
         f"fused/base {fastest['fused'] / fastest['base']:.4f}  "
         f"A/A {fastest['base_again'] / fastest['base']:.4f}  "

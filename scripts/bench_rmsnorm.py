@@ -19,13 +19,13 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
-import time
 from pathlib import Path
 
 # `python scripts/...` puts scripts/ on the path: the checkout's root holds `references`
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
+from ablation_timing import fastest_rounds  # noqa: E402
 from torch import nn  # noqa: E402
 from transformers import Qwen3Config  # noqa: E402
 from transformers.models.qwen3.modeling_qwen3 import Qwen3RMSNorm  # noqa: E402
@@ -71,16 +71,9 @@ def main() -> None:
     hf_norms = with_hf_norms(house).eval()
     tokens = torch.randint(0, config.vocab_size, (2, 512))
     slots = [("house", house), ("hf_norms", hf_norms), ("house_again", house)]
-    times: dict[str, list[float]] = {label: [] for label, _ in slots}
     with torch.no_grad():
         difference = (house(tokens) - hf_norms(tokens)).abs().max().item()
-        for round_index in range(args.rounds):
-            shift = round_index % len(slots)
-            for label, model in slots[shift:] + slots[:shift]:
-                started = time.process_time()
-                model(tokens)
-                times[label].append(time.process_time() - started)
-    fastest = {label: min(values) for label, values in times.items()}
+    fastest = fastest_rounds(slots, tokens, args.rounds)
     print(
         f"house/hf_norms {fastest['house'] / fastest['hf_norms']:.4f}  "
         f"A/A {fastest['house_again'] / fastest['house']:.4f}  "
