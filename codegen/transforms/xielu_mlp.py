@@ -48,8 +48,9 @@ class XIELU(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         alpha_p = F.softplus(self.alpha_p)
         alpha_n = self.beta + F.softplus(self.alpha_n)
-        negative = (torch.expm1(torch.min(x, self.eps)) - x) * alpha_n + self.beta * x
-        return torch.where(x > 0, alpha_p * x * x + self.beta * x, negative)
+        linear = self.beta * x  # both branches add it: computed once
+        negative = (torch.expm1(torch.min(x, self.eps)) - x) * alpha_n + linear
+        return torch.where(x > 0, alpha_p * x * x + linear, negative)
 '''
 
 ACT = "self.act = XIELU()  # slopes learned per layer (checkpoint: act_fn.*)"
