@@ -354,7 +354,7 @@ def _run(ctx: Ctx) -> Features:
         )
     elif norm_facts:
         ctx.cite("block.residual_scale", ctx.evidence.get("norm.placement"))
-    ignored = _ignored_config_keys(ctx)
+    ignored = _ignored_config_keys(ctx, switch_list)
     architectures = _architectures(model)
     source = Source(
         modeling=model.target.modeling_path,
@@ -475,14 +475,16 @@ def _flat_experts(ctx: Ctx, num_experts) -> str | None:
     return None
 
 
-def _ignored_config_keys(ctx: Ctx) -> list[str]:
-    """Notes on the config.json keys that the modeling code never reads."""
+def _ignored_config_keys(ctx: Ctx, switch_list) -> list[str]:
+    """Notes on the config.json keys that the modeling code never reads. A switch's field is
+    read, even where only the config class or transformers reads it (a layer pattern the
+    config class derives from `max_window_layers`, the head tied by `tie_word_embeddings`)."""
     model = ctx.model
     values = model.target.config_values
     out: list[str] = []
     if not values:
         return out
-    read = set()
+    read = {switch.container or switch.field for switch in switch_list}
     for cfg in _configs(model.config):
         read |= {k.split(".")[-1] for k in (cfg.read_log or [])}
     prefix = model.config_prefix
