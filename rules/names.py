@@ -90,6 +90,14 @@ CONFIG_FIELD_FROM_FEATURES: dict[str, str] = {
     # the field the FFN's activation is looked up by (`get_activation(config.activation)`,
     # a model-local table `ACT_FNS[config.afn]`: pinned at the config's value, the table key)
     "hidden_act": "ffn.activation_field",
+    # the structural sizes, as the constructors are passed them (a remote config's
+    # `nn.Embedding(config.n_tokens, ...)`, whisper's decoder `range(config.decoder_layers)`)
+    "intermediate_size": "ffn.width_field",
+    "vocab_size": "embedding.vocab_field",
+    "num_hidden_layers": "block.layers_field",
+    "num_attention_heads": "attention.heads_field",
+    "num_key_value_heads": "attention.kv_heads_field",
+    "head_dim": "attention.head_dim_field",
 }
 
 # field -> what a config that has neither the field nor an alias stores instead (legacy

@@ -53,6 +53,7 @@ from codegen.analyze import (
     router_forms,
     scalar_gains,
     short_conv,
+    size_fields,
     state_dict,
     support,
     switches,
@@ -63,7 +64,7 @@ from codegen.analyze import (
 )
 from codegen.analyze.collector import paused
 from codegen.analyze.config import attr
-from codegen.analyze.context import Ctx
+from codegen.analyze.context import Ctx, site_of
 from codegen.analyze.evaluate import BudgetExceeded, ConfigObj, ParamRec
 from codegen.analyze.features import (
     UNKNOWN,
@@ -73,7 +74,7 @@ from codegen.analyze.features import (
     Source,
 )
 from codegen.analyze.locate import Target, resolve
-from codegen.analyze.model import Model, NoModelClass, load_model, walk_tree
+from codegen.analyze.model import Model, NoModelClass, _get_path, load_model, walk_tree
 from codegen.analyze.source import Project
 from codegen.errors import CodegenError
 
@@ -287,6 +288,7 @@ def _run(ctx: Ctx) -> Features:
     scale, scale_trained = output_scale.detect(ctx)
     block = Block(
         num_layers=len(model.layers) if model.layers else None,
+        layers_field=_layers_field(ctx),
         mixers=tuple(
             sorted(
                 {
@@ -530,3 +532,13 @@ def label_of(features: Features) -> str:
 
 
 _ = attr
+
+
+def _layers_field(ctx: Ctx) -> str | None:
+    """The config field the decoder's layer list is counted by, cited there; else None."""
+    model = ctx.model
+    stack = _get_path(model.entry, model.stack_path) if model.stack_path else None
+    field = size_fields.count_field(stack)
+    if field is not None:
+        ctx.cite("block.layers_field", f"{site_of(stack.site)} (range(config.{field}))")
+    return field

@@ -25,6 +25,7 @@ from codegen.analyze import (
     norm_eps,
     qk_norm_scope,
     short_conv,
+    size_fields,
     supplied_inputs,
     type_block,
 )
@@ -729,6 +730,13 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
     if num_kv is None and k_out and head_dim and not rep.mla:
         num_kv = k_out // head_dim
     shared["q_head_dim"] = (q_out // num_heads) if (q_out and num_heads) else head_dim
+    same = not fused and size_fields.same_width(q_last, k_last)
+    size_reads = size_fields.head_fields(num_heads, num_kv, head_dim, q_out, k_out, same)
+    for name, field in zip(
+        ("heads_field", "kv_heads_field", "head_dim_field"), size_reads, strict=True
+    ):
+        if field is not None:
+            ctx.cite(f"attention.{name}", f"{cite_rec} (config.{field})")
     if num_kv is None and fused and head_dim and num_heads:
         fused_out = _dims(fused[0])[1]
         if fused_out:
@@ -972,6 +980,9 @@ def detect(ctx: Ctx) -> tuple[Attention, dict]:
             num_heads=num_heads,
             num_kv_heads=num_kv,
             head_dim=head_dim,
+            heads_field=size_reads[0],
+            kv_heads_field=size_reads[1],
+            head_dim_field=size_reads[2],
             window=window,
             window_rule=window_rule,
             window_field=window_field,

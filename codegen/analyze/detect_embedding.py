@@ -34,6 +34,7 @@ from codegen.analyze.init_std import embedding_init_std
 from codegen.analyze.model import linear_bias, walk_tree
 from codegen.analyze.padded_positions import detect as position_padding
 from codegen.analyze.roles import CONTAINER, EMBEDDING, LAYER, LINEAR, MLP, NORM, OTHER
+from codegen.analyze.size_fields import rows_field
 from codegen.analyze.walk import findall
 from codegen.analyze.word_padding import detect as word_padding
 from codegen.analyze.word_rows import detect as word_rows
@@ -823,7 +824,10 @@ def detect(ctx: Ctx) -> tuple[Embedding, Head]:
         norm_module=_embedding_norm_module(ctx, emb),
         padding_idx=word_padding(ctx, word if isinstance(word, ModuleRec) else None),
         extra_rows=word_rows(ctx, word if isinstance(word, ModuleRec) else None, head),
+        vocab_field=rows_field(word),
     )
+    if embedding.vocab_field is not None:
+        ctx.cite("embedding.vocab_field", f"{ctx.site(word)} (config.{embedding.vocab_field})")
     side = tables["side"] if tables is not None else None
     if side:
         names = ", ".join(table[0].rsplit(".", 1)[-1] for table in side["tables"])

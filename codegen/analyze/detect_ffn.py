@@ -25,6 +25,7 @@ from codegen.analyze.evaluate import (
     ParamRec,
     Site,
     TableLookup,
+    read_field,
 )
 from codegen.analyze.features import UNKNOWN, Ffn
 from codegen.analyze.gelu_tanh import computes_gelu_tanh
@@ -72,6 +73,7 @@ class FfnInfo:
     fused: bool | str = UNKNOWN
     layout: str = UNKNOWN
     intermediate: int | None = None
+    width_field: str | None = None  # the config field `intermediate` is, passed as it is
     site: str | None = None
     sub_norm: str | None = None  # where a norm inside the feed-forward is called
     # clamped_silu_glu: the gate clamped before its silu (DeepSeek-V4), not after (Step-3.5)
@@ -405,6 +407,7 @@ def analyse(ctx: Ctx, rec: ModuleRec, inputs: dict | None = None) -> FfnInfo:
         out = args[1] if len(args) > 1 else first.kwargs.get("out_features")
         if isinstance(out, int):
             info.intermediate = out // 2 if info.fused is True else out
+            info.width_field = read_field(out) if info.fused is not True else None
     return info
 
 
@@ -818,6 +821,10 @@ def detect(ctx: Ctx) -> tuple[Ffn, dict]:
     for key in ("ffn.activation", "ffn.fused_gate_up", "ffn.gate_up_layout"):
         ctx.cite(key, info.site)
     ctx.cite("ffn.activation_field", info.activation_site or info.site)
+    # the dense MLP's width only: a package's intermediate_size is that one's, not the experts'
+    width_field = info.width_field if source in ("dense", "inline") else None
+    if width_field is not None:
+        ctx.cite("ffn.width_field", f"{info.site} (config.{width_field})")
     ctx.cite("ffn.kind", _kind_evidence(info))
     ctx.cite("ffn.bias", info.site)
     ctx.cite("ffn.sub_norm", info.sub_norm or info.site)
@@ -835,6 +842,7 @@ def detect(ctx: Ctx) -> tuple[Ffn, dict]:
             fused_gate_up=info.fused,
             gate_up_layout=info.layout,
             intermediate_size=info.intermediate,
+            width_field=width_field,
             source=source,
             sub_norm=bool(info.sub_norm) and source in ("dense", "inline"),
             act_fp32=act_fp32 is not None,

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import libcst as cst
+import libcst.matchers as m
 
 from codegen.analyze.source import ClassInfo, Project, SourceFile, literal
 
@@ -122,6 +123,31 @@ class Obj:
         self.attrs: dict[str, Any] = {}
 
 
+class ConfigInt(int):
+    """An int read from a config, with the fields it is the product of: kept while the code
+    passes it on as it is (or multiplies two such), so a constructor argument says which field
+    sized it (`nn.Embedding(config.n_tokens, ...)`: rows "n_tokens"). Any other arithmetic, a
+    conditional or min/max gives a plain int: a size that is no plain read names no field."""
+
+    fields: tuple[str, ...]
+
+    def __new__(cls, value: int, fields: tuple[str, ...] = ()):
+        made = super().__new__(cls, value)
+        made.fields = fields
+        return made
+
+
+def read_field(value) -> str | None:
+    """The config field `value` was read from as it is, else None."""
+    fields = getattr(value, "fields", ())
+    return fields[0] if isinstance(value, ConfigInt) and len(fields) == 1 else None
+
+
+def _untagged(value):
+    """`value` as a plain int where it is a ConfigInt (a value chosen, not read as it is)."""
+    return int(value) if isinstance(value, ConfigInt) else value
+
+
 class ConfigObj(Obj):
     """A config instance: defaults + config.json + `__post_init__`, with provenance per key."""
 
@@ -137,12 +163,27 @@ class ConfigObj(Obj):
     def key(self, name: str) -> str:
         return self.attribute_map.get(name, name)
 
+    def usual_name(self, name: str) -> str:
+        """`name`, or the one usual name `attribute_map` answers with its field (ctrl's code
+        reads `n_layer`, its config's `num_hidden_layers`): a read under the config's own
+        name is no other field than the usual one."""
+        if name in self.attribute_map:
+            return name
+        key = self.key(name)
+        usual = [alias for alias, field in self.attribute_map.items() if field == key]
+        return usual[0] if len(usual) == 1 else name
+
     def lookup(self, name: str):
         key = self.key(name)
         if self.read_log is not None:
             self.read_log.append(self.prefix + key)
         if key in self.attrs:
-            return self.attrs[key]
+            value = self.attrs[key]
+            if type(value) is int or isinstance(value, ConfigInt):
+                # tagged with the name the code reads, never with one the config's own code
+                # derived it from (llama's kv heads = heads)
+                return ConfigInt(int(value), (self.prefix + self.usual_name(name),))
+            return value
         raise _Missing(key)
 
     def __repr__(self) -> str:  # pragma: no cover
@@ -215,6 +256,8 @@ class ModuleListRec:
     items: list
     site: Site | None = None
     keys: list | None = None  # ModuleDict keys
+    # the config field the items are counted by (`[... for _ in range(config.X)]`), else None
+    count_field: str | None = None
 
 
 @dataclass(eq=False)
@@ -452,6 +495,8 @@ def freeze(value):
         return tuple(freeze(v) for v in value)
     if isinstance(value, dict):
         return tuple(sorted((str(k), freeze(v)) for k, v in value.items()))
+    if isinstance(value, ConfigInt):
+        return ("int", int(value))
     if isinstance(value, int | float | str | bool | type(None)):
         return (type(value).__name__, value)
     return ("id", id(value))
@@ -961,7 +1006,26 @@ class Interp:
             head = node.args[0] if node.args else None
             named = head is not None and head.keyword is None and not head.star
             result.field = self.config_field(head.value, frame) if named else None
+        if isinstance(result, ModuleListRec) and len(node.args) == 1 and not node.args[0].star:
+            result.count_field = self._range_field(node.args[0].value, frame)
         return result
+
+    def _range_field(self, node, frame) -> str | None:
+        """The config field `[... for _ in range(<field>)]` (or a generator alike) counts by:
+        its one `range` argument, evaluated where the comprehension's iterable is."""
+        if not isinstance(node, cst.ListComp | cst.GeneratorExp) or node.for_in.inner_for_in:
+            return None
+        count = node.for_in.iter
+        if not (
+            m.matches(count, m.Call(func=m.Name("range"), args=[m.Arg(keyword=None, star="")]))
+        ):
+            return None
+        try:
+            return read_field(self.eval(count.args[0].value, frame))
+        except BudgetExceeded:
+            raise
+        except Unknown:
+            return None
 
     def config_field(self, node, frame) -> str | None:
         """The config field `node` reads (`<any config object>.<field>`), else None."""
@@ -1263,9 +1327,13 @@ class Interp:
             if isinstance(left, int) and left * max(len(right), 1) > _MAX_SEQ:
                 raise Unknown("too long")
         try:
-            return fn(left, right)
+            result = fn(left, right)
         except Exception as err:  # noqa: BLE001 - e.g. ZeroDivisionError, TypeError
             raise Unknown(str(err)) from None
+        if isinstance(op, cst.Multiply) and isinstance(left, ConfigInt):
+            if isinstance(right, ConfigInt):  # heads * head_dim: both fields size it
+                return ConfigInt(result, left.fields + right.fields)
+        return result
 
     def eval_UnaryOperation(self, node, frame):
         value = self.eval(node.expression, frame)
@@ -1284,8 +1352,8 @@ class Interp:
     def eval_BooleanOperation(self, node, frame):
         left = self.eval(node.left, frame)
         if isinstance(node.operator, cst.And):
-            return self.eval(node.right, frame) if self.truth(left) else left
-        return left if self.truth(left) else self.eval(node.right, frame)
+            return _untagged(self.eval(node.right, frame) if self.truth(left) else left)
+        return _untagged(left if self.truth(left) else self.eval(node.right, frame))
 
     def eval_Comparison(self, node, frame):
         left = self.eval(node.left, frame)
@@ -1346,7 +1414,7 @@ class Interp:
         except Unknown:
             self.uncertain.append(frame.site(node))
             cond = True
-        return self.eval(node.body if cond else node.orelse, frame)
+        return _untagged(self.eval(node.body if cond else node.orelse, frame))
 
     def eval_NamedExpr(self, node, frame):
         value = self.eval(node.value, frame)
@@ -1583,7 +1651,7 @@ class _BuiltinFn:
             items = args
         self._plain([items])
         try:
-            return fn(items, **{k: v for k, v in kwargs.items() if k == "default"})
+            return _untagged(fn(items, **{k: v for k, v in kwargs.items() if k == "default"}))
         except (ValueError, TypeError) as err:
             raise Unknown(fn.__name__) from err
 

@@ -154,6 +154,13 @@ class Attention:
     num_heads: int | None = None
     num_kv_heads: int | None = None
     head_dim: int | None = None
+    # the config fields the representative attention reads its head count, key/value head
+    # count and head width from, passed as they are (`self.num_heads = config.n_heads`,
+    # `nn.Linear(d, config.n_heads * self.head_dim)`); None where no one field is read so
+    # (a derived or chosen count): codegen/analyze/size_fields.py
+    heads_field: str | None = None
+    kv_heads_field: str | None = None
+    head_dim_field: str | None = None
     window: int | None = None  # sliding window size, when any layer slides
     # a window cut into the attention's own mask buffer on the layers a config setting marks
     # (GPT-Neo's "local"): which layers, over `hf_config` and `i`, and the window's config
@@ -381,6 +388,9 @@ class Ffn:
     fused_gate_up: bool | str = UNKNOWN  # gate and up in one tensor (as stored on disk)
     gate_up_layout: str = UNKNOWN  # separate | concat | interleaved | none (ungated)
     intermediate_size: int | None = None
+    # the config field that width is, passed as it is to the dense MLP's projection
+    # (`nn.Linear(d, config.mlp_width)`), else None (a multiple, a conditional, experts)
+    width_field: str | None = None
     source: str = ""  # which module was described: dense | shared_expert | experts
     # (canonical projection, the layer's module path for it) of an ungated two-layer FFN
     # whose names no synonym pairs (CTRL's ("up_proj", "ffn.0"), ("down_proj", "ffn.2"))
@@ -620,6 +630,9 @@ class Embedding:
     # rows the word table has past the head's vocabulary (`nn.Embedding(config.vocab_size
     # + 1, ...)`: ids only ever fed in); codegen/analyze/word_rows.py
     extra_rows: int = 0
+    # the config field the word table's rows are, passed as it is (`nn.Embedding(config.
+    # n_tokens, ...)`), else None: codegen/analyze/size_fields.py
+    vocab_field: str | None = None
 
 
 @dataclass(frozen=True)
@@ -653,6 +666,8 @@ class Head:
 @dataclass(frozen=True)
 class Block:
     num_layers: int | None = None
+    # the config field the layer list is counted by (`range(config.decoder_layers)`), else None
+    layers_field: str | None = None
     mixers: tuple[str, ...] = ()  # token mixer kinds present: attention, and e.g. mamba-style
     residual_scale: bool | str = UNKNOWN  # sublayer output (or residual) scaled before the add
     # learned_stream: the layer attributes (per-channel parameters) weighting the stream

@@ -354,7 +354,10 @@ def test_a_field_hf_reads_where_present_is_read_so_where_the_class_lacks_it(tmp_
     }.items():
         modeling = tmp_path / f"modeling_{name}.py"
         modeling.write_text(f"def g(config):\n    {line}\n")
-        features = SimpleNamespace(source=SimpleNamespace(modeling=str(modeling)))
+        # no analysed values (`Features.get` answers None): the source alone decides
+        features = SimpleNamespace(
+            source=SimpleNamespace(modeling=str(modeling)), get=lambda path: None
+        )
         package = package_of({"args.py": args})
         AlignConfigFields().apply(package, features, fields=fields, config={})
         afters[name] = _formatted(package.render()["args.py"])
@@ -362,3 +365,77 @@ def test_a_field_hf_reads_where_present_is_read_so_where_the_class_lacks_it(tmp_
     assert "hf_config.hidden_size // hf_config.num_attention_heads" in afters["reads"]
     assert "getattr" not in afters["never"]
     assert "head_dim=hf_config.hidden_size // hf_config.num_attention_heads" in afters["never"]
+
+
+SIZES = """
+def from_hf_config(hf_config):
+    return Args(
+        dim=hf_config.hidden_size,
+        n_layers=hf_config.num_hidden_layers,
+        n_heads=hf_config.num_attention_heads,
+        n_kv_heads=hf_config.num_key_value_heads,
+        head_dim=hf_config.head_dim,
+        hidden_dim=hf_config.intermediate_size,
+        vocab_size=hf_config.vocab_size,
+        pad_token_id=padding_row(hf_config.pad_token_id, hf_config.vocab_size),
+    )
+"""
+
+SIZES_RENAMED = """
+def from_hf_config(hf_config):
+    return Args(
+        dim=hf_config.hidden_size,
+        n_layers=hf_config.n_blocks,
+        n_heads=hf_config.n_q_heads,
+        n_kv_heads=hf_config.n_kv,
+        head_dim=hf_config.head_width,
+        hidden_dim=hf_config.mlp_width,
+        vocab_size=hf_config.n_tokens,
+        pad_token_id=padding_row(hf_config.pad_token_id, hf_config.n_tokens),
+    )
+"""
+
+# the analysis' fields for each size, as the constructors were passed them
+SIZE_FEATURES = {
+    "ffn__width_field": "mlp_width",
+    "embedding__vocab_field": "n_tokens",
+    "block__layers_field": "n_blocks",
+    "attention__heads_field": "n_q_heads",
+    "attention__kv_heads_field": "n_kv",
+    "attention__head_dim_field": "head_width",
+}
+
+
+def _sizes(fields, features):
+    package = package_of({"args.py": SIZES})
+    AlignConfigFields().apply(package, features, fields=fields, config={})
+    return package.render()["args.py"]
+
+
+def test_each_size_is_read_from_the_field_the_code_builds_it_with():
+    """A remote config naming its sizes otherwise (`n_tokens` for vocab_size): every read of
+    a size becomes the field the analysis saw the constructor passed, none an alias knows."""
+    fields = ["hidden_size", "pad_token_id", *SIZE_FEATURES.values()]
+    assert _sizes(fields, _Features(**SIZE_FEATURES)) == SIZES_RENAMED
+
+
+def test_a_usual_name_the_code_does_not_read_gives_way_to_the_one_it_does():
+    """Whisper's config answers num_hidden_layers with encoder_layers, while its causal LM's
+    decoder builds decoder_layers layers of decoder_ffn_dim: the package reads those."""
+    whisper = {
+        "block__layers_field": "decoder_layers",
+        "ffn__width_field": "decoder_ffn_dim",
+        "attention__heads_field": "decoder_attention_heads",
+    }
+    fields = ["hidden_size", "pad_token_id", "vocab_size", "head_dim", "num_key_value_heads"]
+    fields += ["num_hidden_layers", "intermediate_size", "num_attention_heads", *whisper.values()]
+    after = _sizes(fields, _Features(**whisper))
+    expected = SIZES.replace("hf_config.num_hidden_layers", "hf_config.decoder_layers")
+    expected = expected.replace("hf_config.intermediate_size", "hf_config.decoder_ffn_dim")
+    expected = expected.replace(
+        "hf_config.num_attention_heads", "hf_config.decoder_attention_heads"
+    )
+    assert after == expected
+    # the field the code reads is the package's already, or the config lacks it: unchanged
+    same = {"block__layers_field": "num_hidden_layers", "ffn__width_field": "ffn_width"}
+    assert _sizes(fields, _Features(**same)) == SIZES

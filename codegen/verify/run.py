@@ -153,12 +153,23 @@ PAD_POSITIONS = (4, 18)
 CONFIRM_SEED = 1
 
 
-def pad_token(config) -> int | None:
-    """The config's padding token id when it is a row of the word table, else None."""
-    pad, vocab = getattr(config, "pad_token_id", None), getattr(config, "vocab_size", None)
+def pad_token(config, vocab: int | None = None) -> int | None:
+    """The config's padding token id when it is a row of the word table (`vocab` rows, by
+    default the config's vocab_size), else None."""
+    pad = getattr(config, "pad_token_id", None)
+    vocab = getattr(config, "vocab_size", None) if vocab is None else vocab
     if isinstance(pad, bool) or not isinstance(pad, int) or not isinstance(vocab, int):
         return None
     return pad if 0 <= pad < vocab else None
+
+
+def vocab_rows(config, hf_model) -> int:
+    """The ids inputs are drawn below: the config's vocab_size, else (a remote config naming
+    it otherwise, `n_tokens`) the rows of the HF model's word table."""
+    vocab = getattr(config, "vocab_size", None)
+    if isinstance(vocab, int) and not isinstance(vocab, bool):
+        return vocab
+    return hf_model.get_input_embeddings().num_embeddings
 
 
 def make_inputs(
@@ -237,7 +248,8 @@ def verify_case(
             return finish(f"the package refuses its own default config: {refusal}")
         except Exception as err:  # a broken package yields a FAIL line, not a traceback
             return finish(_one_line(err))
-        inputs = make_inputs(config.vocab_size, seed, pad_token(config))
+        vocab = vocab_rows(config, hf_model)
+        inputs = make_inputs(vocab, seed, pad_token(config, vocab))
         id_rows = id_input_rows(hf_model, house_model, inputs[0].tokens)
         del hf_model
         try:
@@ -250,7 +262,7 @@ def verify_case(
             house_model.eval()
         except Exception as err:
             return finish(_one_line(err))
-        inputs = make_inputs(config.vocab_size, seed, pad_token(config), id_rows)
+        inputs = make_inputs(vocab, seed, pad_token(config, vocab), id_rows)
         try:
             lifecycle_failure = lifecycle.check(
                 spec, config, house_model, house_state, adapter, inputs, seed
@@ -263,9 +275,7 @@ def verify_case(
             reason = f"transformers cannot run this config: {_one_line(err)}"
             return finish(skipped=reason) if case.may_refuse else finish(reason)
         try:
-            packed_failure = packing.check(
-                house_model, hf32, config.vocab_size, noise32[-1], seed, id_rows
-            )
+            packed_failure = packing.check(house_model, hf32, vocab, noise32[-1], seed, id_rows)
         except Exception as err:
             packed_failure = f"packed: {_one_line(err)}"
         for result in results:
