@@ -74,7 +74,7 @@ from codegen.analyze.features import (
     Source,
 )
 from codegen.analyze.locate import Target, resolve
-from codegen.analyze.model import Model, NoModelClass, _get_path, load_model, walk_tree
+from codegen.analyze.model import Model, NoModelClass, get_path, load_model, walk_tree
 from codegen.analyze.source import Project
 from codegen.errors import CodegenError
 
@@ -537,7 +537,7 @@ _ = attr
 def _layers_field(ctx: Ctx) -> str | None:
     """The config field the decoder's layer list is counted by, cited there; else None."""
     model = ctx.model
-    stack = _get_path(model.entry, model.stack_path) if model.stack_path else None
+    stack = get_path(model.entry, model.stack_path) if model.stack_path else None
     field = size_fields.count_field(stack)
     if field is not None:
         ctx.cite("block.layers_field", f"{site_of(stack.site)} (range(config.{field}))")

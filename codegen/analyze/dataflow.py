@@ -416,7 +416,9 @@ class Tracer(Interp):
             except Unknown:
                 return None
         lower, upper, step = bounds
-        if step is not None or not all(b is None or type(b) is int for b in (lower, upper)):
+        if step is not None or not all(
+            b is None or (isinstance(b, int) and not isinstance(b, bool)) for b in (lower, upper)
+        ):
             return None
         if not isinstance(self.eval_arg(tensor, frame), Term):
             return None

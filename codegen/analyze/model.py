@@ -368,7 +368,7 @@ def _find_stack(model: Model) -> None:
         if not layerish:
             continue
         owner_path = path.rsplit(".", 1)[0] if "." in path else ""
-        owner = _get_path(model.entry, owner_path)
+        owner = get_path(model.entry, owner_path)
         has_embedding = isinstance(owner, ModuleRec) and any(
             isinstance(v, ModuleRec) and roles.role(v) == EMBEDDING for _, v in owner.children()
         )
@@ -384,7 +384,7 @@ def _find_stack(model: Model) -> None:
     model.layers = items
 
 
-def _get_path(root, path: str):
+def get_path(root, path: str):
     node = root
     if not path:
         return node

@@ -57,14 +57,14 @@ def detect(ctx: Ctx, switches) -> dict | None:
 
 
 def _load(ctx: Ctx, values: dict):
-    from codegen.analyze.model import _get_path, load_model
+    from codegen.analyze.model import get_path, load_model
 
     target = ctx.model.target
     try:
         switched = load_model(dataclasses.replace(target, config_values=values))
     except Exception:  # noqa: BLE001 - a setting the static instantiation cannot build
         return None, None
-    stack = _get_path(switched.entry, ctx.model.stack_path)
+    stack = get_path(switched.entry, ctx.model.stack_path)
     items = getattr(stack, "items", None)
     if not items or not isinstance(items[0], ModuleRec):
         return None, None

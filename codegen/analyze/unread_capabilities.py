@@ -25,7 +25,7 @@ import libcst.matchers as m
 
 from codegen.analyze.context import Ctx
 from codegen.analyze.evaluate import ModuleListRec, ModuleRec, ParamRec
-from codegen.analyze.model import _get_path, walk_tree
+from codegen.analyze.model import get_path, walk_tree
 from codegen.analyze.roles import (
     ATTENTION,
     CONTAINER,
@@ -43,8 +43,8 @@ _PRODUCTS = {"matmul", "bmm", "baddbmm", "einsum"}
 def report(ctx: Ctx, path: str, block: ModuleRec, parallel: bool) -> None:
     model = ctx.model
     owner_path = path.rsplit(".", 1)[0] if "." in path else ""
-    owner = _get_path(model.entry, owner_path)
-    listed = _get_path(model.entry, path)
+    owner = get_path(model.entry, owner_path)
+    listed = get_path(model.entry, path)
     blocks = [i for i in getattr(listed, "items", []) if isinstance(i, ModuleRec)] or [block]
     _layer_form(ctx, path, block, parallel, owner)
     if isinstance(owner, ModuleRec):
