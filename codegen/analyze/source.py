@@ -311,6 +311,27 @@ def _literal_eval(text: str):
     return ast.literal_eval(text)
 
 
+def constant(node: cst.BaseExpression):
+    """(True, value) for a literal string/number/None/bool, else (False, None)."""
+    if isinstance(node, cst.SimpleString | cst.ConcatenatedString):
+        value = literal(node) if isinstance(node, cst.SimpleString) else node.evaluated_value
+        return (isinstance(value, str), value)
+    if isinstance(node, cst.Integer | cst.Float):
+        return True, literal(node)
+    if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Minus):
+        ok, value = constant(node.expression)
+        if ok and isinstance(value, int | float) and not isinstance(value, bool):
+            return True, -value
+    if isinstance(node, cst.Name) and node.value in ("None", "True", "False"):
+        return True, {"None": None, "True": True, "False": False}[node.value]
+    return False, None
+
+
+def parameters(fn: cst.FunctionDef | cst.Lambda) -> list[cst.Param]:
+    """`fn`'s named parameters, in order (not `*args`, `**kwargs`)."""
+    return [*fn.params.posonly_params, *fn.params.params, *fn.params.kwonly_params]
+
+
 def _decorator_name(dec: cst.Decorator) -> str:
     expr = dec.decorator
     if isinstance(expr, cst.Call):

@@ -19,18 +19,18 @@ field is a switch.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from dataclasses import dataclass, field, replace
-from functools import cache
 from typing import Any
 
 import libcst as cst
 import libcst.matchers as m
 
 from codegen.analyze import int_or_list, type_block
-from codegen.analyze.source import ClassInfo, Project, SourceFile, dotted, literal
+from codegen.analyze.constructor_values import constructor_values, decide
+from codegen.analyze.source import ClassInfo, Project, SourceFile, constant, dotted, parameters
+from codegen.analyze.walk import DEFS, bare_children, nested_def, walk
 
 # test vocabulary of SwitchValue.test
 TESTS = (
@@ -187,27 +187,11 @@ class _Found:
     assigns: set[str] = field(default_factory=set)
 
 
-def _const(node: cst.BaseExpression):
-    """(True, value) for a literal string/number/None/bool, else (False, None)."""
-    if isinstance(node, cst.SimpleString | cst.ConcatenatedString):
-        value = literal(node) if isinstance(node, cst.SimpleString) else node.evaluated_value
-        return (isinstance(value, str), value)
-    if isinstance(node, cst.Integer | cst.Float):
-        return True, literal(node)
-    if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Minus):
-        ok, value = _const(node.expression)
-        if ok and isinstance(value, int | float) and not isinstance(value, bool):
-            return True, -value
-    if isinstance(node, cst.Name) and node.value in ("None", "True", "False"):
-        return True, {"None": None, "True": True, "False": False}[node.value]
-    return False, None
-
-
 def _strings(node: cst.BaseExpression) -> list[str] | None:
     if isinstance(node, cst.Tuple | cst.List | cst.Set):
         out = []
         for el in node.elements:
-            ok, value = _const(el.value)
+            ok, value = constant(el.value)
             if not ok or not isinstance(value, str):
                 return None
             out.append(value)
@@ -244,7 +228,7 @@ class _Scanner:
         self._config_names: dict[int, tuple] = {}  # id(fn) -> (fn, names)
         self._never: dict[int, tuple] = {}  # id(SourceFile) -> (sf, names)
         # id(ClassInfo) -> `__init__` parameter -> every value the reachable calls give it
-        # (`MLP(config, flexible=False)`): a test on those alone is decided (`_decide`)
+        # (`MLP(config, flexible=False)`): a test on those alone is decided (`decide`)
         self.fixed: dict[int, dict[str, frozenset]] = {}
 
     # -- config objects and reads ---------------------------------------------------------
@@ -255,7 +239,7 @@ class _Scanner:
         if found is not None and found[0] is unit.fn:
             return found[1]
         names = set()
-        for param in _params(unit.fn):
+        for param in parameters(unit.fn):
             name = param.name.value
             annotation = param.annotation
             text = ""
@@ -308,13 +292,13 @@ class _Scanner:
             func = dotted(node.func)
             args = node.args
             if func == "getattr" and len(args) >= 2 and self.is_config(args[0].value, env):
-                ok, name = _const(args[1].value)
+                ok, name = constant(args[1].value)
                 if ok and isinstance(name, str) and env.get("sub"):
                     return self._sub_field(_Ref(env["sub"], whole=True), cst.Name(name))
                 if ok and isinstance(name, str):
                     return self._accept(_Ref(name))
             if func == "getattr" and len(args) >= 2 and self.subs:
-                ok, name = _const(args[1].value)
+                ok, name = constant(args[1].value)
                 if ok and isinstance(name, str):
                     return self._sub_field(self.read(args[0].value, env), cst.Name(name))
             if (
@@ -324,7 +308,7 @@ class _Scanner:
                 and not args[0].keyword
             ):
                 base = self.read(node.func.value, env)
-                ok, key = _const(args[0].value)
+                ok, key = constant(args[0].value)
                 if base is not None and not base.key and ok and isinstance(key, str):
                     return replace(base, key=key)
             return None
@@ -335,7 +319,7 @@ class _Scanner:
             index = node.slice[0].slice
             if not isinstance(index, cst.Index):
                 return None
-            ok, key = _const(index.value)
+            ok, key = constant(index.value)
             if ok and isinstance(key, str):
                 return replace(base, key=key)
             if base.item:
@@ -359,7 +343,7 @@ class _Scanner:
         calls = []  # (unit, call's config argument, class built)
         for cls in classes:
             for unit in _units(project, cls):
-                for node in _walk(unit.fn, _nested_def):
+                for node in walk(unit.fn, nested_def):
                     if type(node) is not cst.Call or type(node.func) is not cst.Name:
                         continue
                     kind, built = project.resolve_name(unit.sf, node.func.value)
@@ -415,13 +399,13 @@ class _Scanner:
         if ref is not None:
             return ref
         if isinstance(node, cst.IfExp):
-            decided = _decide(node.test, env.get("fixed"))
+            decided = decide(node.test, env.get("fixed"))
             if decided is not None:  # `config.n if flexible else 1`, flexible never given
                 return self.value_ref(node.body if decided else node.orelse, env)
             branches = [self.read(node.body, env), self.read(node.orelse, env)]
             others = [node.orelse, node.body]
             for ref, other in zip(branches, others, strict=True):
-                ok, _ = _const(other)
+                ok, _ = constant(other)
                 if ref is not None and ok:
                     return ref
         if isinstance(node, cst.BooleanOperation) and isinstance(node.operator, cst.Or):
@@ -481,7 +465,7 @@ class _Scanner:
                 else {}
             ),
         }
-        params = {p.name.value for p in _params(unit.fn)}
+        params = {p.name.value for p in parameters(unit.fn)}
         assigned = _assignments(unit.fn)
         counts: dict[str, int] = {}
         for target, _ in assigned:
@@ -505,7 +489,7 @@ class _Scanner:
 
     # -- conditions ---------------------------------------------------------------------------
     def atoms(self, test: cst.BaseExpression, env: dict) -> list[_Atom]:
-        if _decide(test, env.get("fixed")) is not None:
+        if decide(test, env.get("fixed")) is not None:
             return []  # the constructor's arguments decide it, whatever the config holds
         stored = None
         if isinstance(test, cst.Attribute) and dotted(test.value) == "self":
@@ -565,8 +549,8 @@ class _Scanner:
 
     def _compare(self, left, operator, right, env, node) -> list[_Atom]:
         lref, rref = self.read(left, env), self.read(right, env)
-        lok, lconst = _const(left)
-        rok, rconst = _const(right)
+        lok, lconst = constant(left)
+        rok, rconst = constant(right)
         if isinstance(operator, cst.Is | cst.IsNot):
             ref, ok, const = (lref, rok, rconst) if lref is not None else (rref, lok, lconst)
             if ref is None or not ok or ref.item:
@@ -650,10 +634,10 @@ class _Scanner:
         """`(layer_idx + 1) % config.step == 0`: a field inside arithmetic of a comparison."""
         if not isinstance(side, cst.BinaryOperation):
             return []
-        ok, _ = _const(other)
+        ok, _ = constant(other)
         if isinstance(side.operator, cst.Modulo):
             ref = self.read(side.right, env)
-            index_side = not any(self.read(n, env) for n in _walk(side.left))
+            index_side = not any(self.read(n, env) for n in walk(side.left))
             if ref is not None and ok and index_side:
                 return [_Atom(ref, _cmp("==", 1), _cmp(">", 1), node)]
         return []
@@ -677,7 +661,7 @@ class _Scanner:
         self, unit: _Unit, attrs: dict[str, _Ref], bound: dict | None = None, derived=None
     ) -> None:
         env = self.env(unit, attrs, derived)
-        for param in _params(unit.fn) if bound else ():
+        for param in parameters(unit.fn) if bound else ():
             ref = bound.get(param.name.value)
             if ref is not None and param.name.value not in env["locals"]:
                 env["locals"][param.name.value] = ref
@@ -687,7 +671,7 @@ class _Scanner:
 def _assigned_around(fn: cst.FunctionDef, node: cst.CSTNode) -> set[str]:
     """`self.<name>` targets assigned in the top-level statement of `fn` holding `node`."""
     for stmt in fn.body.body:
-        inside = list(_walk(stmt))
+        inside = list(walk(stmt))
         if not any(n is node for n in inside):
             continue
         out = set()
@@ -740,10 +724,6 @@ def _keyword(arg: cst.Arg) -> str:
     return arg.keyword.value if arg.keyword is not None else ""
 
 
-def _params(fn: cst.FunctionDef) -> list[cst.Param]:
-    return [*fn.params.posonly_params, *fn.params.params, *fn.params.kwonly_params]
-
-
 def _assignments(fn: cst.FunctionDef):
     """(target, value) of every simple assignment in `fn` (nested blocks included, nested
     definitions not)."""
@@ -769,17 +749,17 @@ def _facts(fn: cst.FunctionDef) -> tuple[list, set[str]]:
             out.extend((t.target, node.value) for t in node.targets)
         elif kind is cst.AnnAssign and node.value is not None:
             out.append((node.target, node.value))
-        elif kind in _DEFS and node is not fn:
+        elif kind in DEFS and node is not fn:
             nested.append(node)
             continue
-        children = _children(node)
+        children = bare_children(node)
         children.reverse()
         stack.extend(children)
     while nested:
         node = nested.pop()
         if type(node) is cst.Name:
             names.add(node.value)
-        nested.extend(_children(node))
+        nested.extend(bare_children(node))
     if len(_ASSIGNS) > 4096:  # keeps the functions (and their trees) alive: bounded
         _ASSIGNS.clear()
     _ASSIGNS[id(fn)] = (fn, out, names)
@@ -800,7 +780,7 @@ def _names(node: cst.CSTNode) -> set[str]:
         if kind is cst.FunctionDef and current is not node:
             names |= _facts(current)[1]
             continue
-        stack.extend(_children(current))
+        stack.extend(bare_children(current))
     return names
 
 
@@ -829,7 +809,7 @@ class _Visitor:
 
     def run(self, node: cst.CSTNode) -> None:
         kind = type(node)
-        if kind in _DEFS and node is not self.unit.fn:
+        if kind in DEFS and node is not self.unit.fn:
             return
         if id(node) in self.dead:
             return
@@ -844,14 +824,14 @@ class _Visitor:
             if _is_condition(node.value) and id(node.value) not in self.in_test:
                 name = self.targets[-1] or "the result"
                 self._test(node.value, f"{name} = True", f"{name} = False", True)
-        for child in _children(node):
+        for child in bare_children(node):
             if type(child) not in _LEAVES:
                 self.run(child)
         if assign:
             self.targets.pop()
 
     def _mark(self, test: cst.CSTNode) -> None:
-        for sub in _walk(test):
+        for sub in walk(test):
             self.in_test.add(id(sub))
 
     def _test(self, test, yes_text, no_text, has_else: bool, other_nodes=()) -> None:
@@ -882,7 +862,7 @@ class _Visitor:
         if value is None or value.test != "other":
             return value
         for node in nodes:
-            for sub in _walk(node):
+            for sub in walk(node):
                 if isinstance(sub, cst.Subscript) and len(sub.slice) == 1:
                     index = sub.slice[0].slice
                     if isinstance(index, cst.Index):
@@ -895,7 +875,7 @@ class _Visitor:
 
     def _decided(self, test, yes: cst.CSTNode | None, no: cst.CSTNode | None) -> bool:
         """A test the constructor's arguments decide: the side never taken is dead."""
-        decided = _decide(test, self.env["fixed"])
+        decided = decide(test, self.env["fixed"])
         if decided is None:
             return False
         self._mark(test)
@@ -1032,60 +1012,6 @@ def _is_condition(node: cst.BaseExpression) -> bool:
     return False
 
 
-def _decide(test: cst.BaseExpression, fixed: dict[str, frozenset] | None) -> bool | None:
-    """The truth of `test` when the constructor parameters in `fixed` (each with every value
-    the reachable calls give it) decide it alike for all of them; None when they do not, or
-    when it reads anything else (a config field, an attribute)."""
-    if not fixed:
-        return None
-    if isinstance(test, cst.BooleanOperation):
-        left, right = _decide(test.left, fixed), _decide(test.right, fixed)
-        stop = isinstance(test.operator, cst.Or)  # `or`: one true side; `and`: one false
-        if stop in (left, right):
-            return stop
-        return left if left is not None and left == right else None
-    values = _possible(test, fixed)
-    if values is None:
-        return None
-    truths = {bool(v) for v in values}
-    return truths.pop() if len(truths) == 1 else None
-
-
-def _possible(node: cst.BaseExpression, fixed: dict[str, frozenset]) -> frozenset | None:
-    """Every value `node` can take given `fixed`, or None when that is not known."""
-    ok, value = _const(node)
-    if ok:
-        return frozenset((value,))
-    if isinstance(node, cst.Name):
-        return fixed.get(node.value)
-    if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Not):
-        inner = _possible(node.expression, fixed)
-        return None if inner is None else frozenset(not v for v in inner)
-    if isinstance(node, cst.Comparison) and len(node.comparisons) == 1:
-        comp = node.comparisons[0]
-        test = _COMPARE.get(type(comp.operator))
-        left, right = _possible(node.left, fixed), _possible(comp.comparator, fixed)
-        if test is None or left is None or right is None:
-            return None
-        try:
-            return frozenset(test(a, b) for a in left for b in right)
-        except TypeError:  # `None < 1`: an error at run time, not a value
-            return None
-    return None
-
-
-_COMPARE = {
-    cst.Is: lambda a, b: a is b,
-    cst.IsNot: lambda a, b: a is not b,
-    cst.Equal: lambda a, b: a == b,
-    cst.NotEqual: lambda a, b: a != b,
-    cst.LessThan: lambda a, b: a < b,
-    cst.LessThanEqual: lambda a, b: a <= b,
-    cst.GreaterThan: lambda a, b: a > b,
-    cst.GreaterThanEqual: lambda a, b: a >= b,
-}
-
-
 def _raises(body) -> bool:
     return len(body) == 1 and (
         isinstance(body[0], cst.SimpleStatementLine)
@@ -1118,7 +1044,7 @@ def _given_input(test: cst.BaseExpression, fn: cst.FunctionDef) -> bool:
     `and` (a helper's optional number or name passed from the config stays a switch)."""
     optional = {
         p.name.value
-        for p in _params(fn)
+        for p in parameters(fn)
         if m.matches(p.default, m.Name("None"))
         and p.name.value not in TAKEN_INPUTS
         and p.annotation is not None
@@ -1155,67 +1081,8 @@ def _first_op(test) -> str | None:
     return None
 
 
-_LAYOUT = {"lpar", "rpar", "leading_lines", "lines_after_decorators", "comma", "semicolon"}
-_LAYOUT |= {"header", "footer", "equal", "dot", "colon", "star", "asynchronous"}
-
-
-@cache
-def _fields(cls: type) -> tuple[str, ...]:
-    """Child fields of a libcst node class, without whitespace and punctuation."""
-    return tuple(
-        f.name
-        for f in dataclasses.fields(cls)
-        if "whitespace" not in f.name and f.name not in _LAYOUT
-    )
-
-
-def _children(node: cst.CSTNode) -> list[cst.CSTNode]:
-    """The node's children in source order, read from its fields (libcst's own `children`
-    and visitors rebuild every node, which made this analysis several times slower). Types
-    are tested by exact type against a per-type table: `isinstance(x, cst.CSTNode)` goes
-    through ABCMeta, and this runs for every field of every node walked."""
-    out: list[cst.CSTNode] = []
-    for name in _fields(type(node)):
-        value = getattr(node, name)
-        kind = type(value)
-        if kind is tuple or kind is list:
-            out.extend(value)  # libcst's sequence fields hold nodes only
-        elif _IS_NODE[kind]:
-            out.append(value)
-    return out
-
-
-class _NodeKinds(dict):
-    """type -> is it a libcst node: a plain dict lookup per field (a cached function costs
-    a call), filled on first sight of each type."""
-
-    def __missing__(self, kind: type) -> bool:
-        self[kind] = found = issubclass(kind, cst.CSTNode)
-        return found
-
-
-_IS_NODE = _NodeKinds()
-
-
-def _walk(node: cst.CSTNode, prune=None):
-    """Pre-order, source order; `prune(n)` true: `n` is yielded but not entered."""
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        yield current
-        if prune is None or current is node or not prune(current):
-            children = _children(current)
-            children.reverse()
-            stack.extend(children)
-
-
-_DEFS = frozenset((cst.FunctionDef, cst.ClassDef, cst.Lambda))
 # nodes with no child nodes and no handler of `_Visitor`: not worth a call each
 _LEAVES = frozenset((cst.Name, cst.Integer, cst.Float, cst.Imaginary, cst.SimpleString))
-
-
-def _nested_def(node: cst.CSTNode) -> bool:
-    return type(node) in _DEFS
 
 
 def _target_name(target: cst.BaseExpression) -> str:
@@ -1236,7 +1103,7 @@ def _callee(node: cst.Call) -> str:
 
 
 def _describe_expr(sf: SourceFile, node: cst.BaseExpression) -> str:
-    ok, value = _const(node)
+    ok, value = constant(node)
     if ok:
         return repr(value)
     if isinstance(node, cst.Call):
@@ -1251,13 +1118,13 @@ def _describe_block(sf: SourceFile, body) -> str:
     """`creates q_a_proj, q_b_proj; calls clamp_` for a branch body."""
     created, removed, called = [], [], []
     for stmt in body:
-        for node in _walk(stmt, _nested_def):
+        for node in walk(stmt, nested_def):
             if isinstance(node, cst.Assign):
                 for t in node.targets:
                     name = _target_name(t.target)
                     if not isinstance(t.target, cst.Attribute) or not name:
                         continue
-                    ok, value = _const(node.value)
+                    ok, value = constant(node.value)
                     if ok and value is None:
                         removed.append(name)
                     elif isinstance(node.value, cst.Call) and _callee(node.value)[:1].isupper():
@@ -1326,212 +1193,6 @@ def _reachable(project: Project, start: list[ClassInfo]) -> tuple[list[ClassInfo
     return classes, functions
 
 
-def _constructor_values(
-    project: Project, classes: list[ClassInfo], functions: list, starts: list[ClassInfo]
-) -> dict[int, dict[str, frozenset]]:
-    """id(class) -> each `__init__` parameter to the values every reachable call of the class
-    gives it (a literal, its default, or a parameter of the caller's own `__init__` passed
-    on: `Layer(config, flexible=False)` then `MLP(config, flexible)`). Only parameters whose
-    values are all known, of classes built by direct calls alone: a class named anywhere
-    else (a table, a type test), subclassed, or an entry (built from outside) has none."""
-    inits = {
-        id(c): c.methods["__init__"]
-        for c in classes
-        if isinstance(c.methods.get("__init__"), cst.FunctionDef)
-    }
-    by_name: dict[str, list[ClassInfo]] = {}
-    for c in classes:
-        if id(c) in inits:
-            by_name.setdefault(c.name, []).append(c)
-    if not by_name:
-        return {}
-    blocked = {id(c) for c in starts}
-    for c in classes:  # a subclass's `super().__init__(...)` passes what it likes
-        blocked |= {id(base) for base in project.mro(c)[1:]}
-    sites: dict[int, list] = {}  # id(class) -> [(call, caller's class or None)]
-    # names the methods and functions mention: a class attribute none of them names is read
-    # by the library only (`_can_record_outputs = {"attentions": Attention}`: output hooks)
-    used: set[str] = set()
-    for c in classes:
-        for fn in c.methods.values():
-            if isinstance(fn, cst.FunctionDef):
-                used |= _facts(fn)[1]
-    for _, fn in functions:
-        used |= _facts(fn)[1]
-    tables: set[int] = set()  # module-level values already looked through
-
-    def block(sf: SourceFile, name: str) -> None:
-        found = _resolved(project, sf, name)
-        if found is not None:
-            blocked.add(id(found))
-
-    def scan(sf: SourceFile, node: cst.CSTNode, owner: ClassInfo | None) -> None:
-        direct: set[int] | None = None  # the nodes of `__init__`'s own body, when needed
-        stack: list[tuple[cst.CSTNode, bool]] = [(node, False)]
-        while stack:
-            sub, inert = stack.pop()  # inert: a mention that builds nothing
-            kind = type(sub)
-            children = _children(sub)
-            if kind is cst.ClassDef or kind is cst.FunctionDef:
-                children = [c for c in children if c is not sub.name]
-            if kind is cst.ClassDef:
-                stack.extend((c, inert or _library_attr(c, used)) for c in sub.body.body)
-                children = [c for c in children if c is not sub.body]
-            elif kind is cst.Annotation:
-                inert = True
-            elif kind is cst.Call and dotted(sub.func) in ("isinstance", "issubclass"):
-                inert = True  # a type test
-            elif kind is cst.Call and type(sub.func) is cst.Name and sub.func.value in by_name:
-                built = _resolved(project, sf, sub.func.value)
-                if built is not None:
-                    if direct is None:  # calls in `__init__`'s own body see its parameters
-                        init = inits.get(id(owner)) if owner is not None else None
-                        direct = {id(n) for n in _walk(init, _nested_def)} if init else set()
-                    caller = owner if id(sub) in direct else None
-                    sites.setdefault(id(built), []).append((sub, caller))
-                    children = [c for c in children if c is not sub.func]
-            elif kind is cst.Name and not inert:
-                if sub.value in by_name:  # named other than by a direct call: built anyhow
-                    block(sf, sub.value)
-                elif sub.value in sf.assigns and id(sf.assigns[sub.value]) not in tables:
-                    tables.add(id(sf.assigns[sub.value]))  # a module table of classes
-                    for name in _names(sf.assigns[sub.value]) & set(by_name):
-                        block(sf, name)
-            stack.extend((c, inert) for c in children)
-
-    for c in classes:
-        scan(c.sf, c.node, c)
-    for sf, fn in functions:
-        scan(sf, fn, None)
-
-    rebound: dict[int, set[str]] = {}  # id(class) -> names its `__init__` rebinds
-
-    def rebinds(caller: ClassInfo) -> set[str]:
-        if id(caller) not in rebound:
-            rebound[id(caller)] = _rebound(inits[id(caller)])
-        return rebound[id(caller)]
-
-    built = [c for c in classes if id(c) in inits and id(c) not in blocked and id(c) in sites]
-    # a caller's parameters start with no values (grown each round), not as unknown
-    values: dict[int, dict[str, frozenset | None]] = {
-        id(c): {p.name.value: frozenset() for p in _init_params(inits[id(c)])} for c in built
-    }
-    for _ in range(32):  # passed-on parameters: until nothing changes
-        new: dict[int, dict[str, frozenset | None]] = {}
-        for c in built:
-            key = id(c)
-            params = _init_params(inits[key])
-            out: dict[str, frozenset | None] = {p.name.value: frozenset() for p in params}
-            for call, caller in sites[key]:
-                given = _bind(call, params)
-                for param in params:
-                    name = param.name.value
-                    if given is None:
-                        got = None
-                    elif name in given:
-                        got = _arg_values(given[name], caller, values, rebinds)
-                    elif param.default is not None:
-                        ok, default = _const(param.default)
-                        got = frozenset((default,)) if ok else None
-                    else:
-                        got = None
-                    old = out[name]
-                    out[name] = None if old is None or got is None else old | got
-            new[key] = out
-        if new == values:
-            break
-        values = new
-    return {
-        key: {name: found for name, found in params.items() if found}
-        for key, params in values.items()
-        if any(params.values())
-    }
-
-
-def _library_attr(stmt: cst.CSTNode, used: set[str]) -> bool:
-    """A class-body assignment to names no method or function of the model mentions."""
-    if not isinstance(stmt, cst.SimpleStatementLine):
-        return False
-    targets = []
-    for small in stmt.body:
-        if isinstance(small, cst.Assign):
-            targets += [t.target for t in small.targets]
-        elif isinstance(small, cst.AnnAssign):
-            targets.append(small.target)
-        else:
-            return False
-    return all(isinstance(t, cst.Name) and t.value not in used for t in targets)
-
-
-def _resolved(project: Project, sf: SourceFile, name: str) -> ClassInfo | None:
-    kind, value = project.resolve_name(sf, name)
-    return value if kind == "class" else None
-
-
-def _init_params(fn: cst.FunctionDef) -> list[cst.Param]:
-    """`__init__`'s named parameters after `self`, positional ones first."""
-    positional = [*fn.params.posonly_params, *fn.params.params][1:]
-    return positional + list(fn.params.kwonly_params)
-
-
-def _bind(call: cst.Call, params: list[cst.Param]) -> dict[str, cst.BaseExpression] | None:
-    """Parameter -> the argument a call gives it; None for a call spreading `*`/`**`."""
-    if any(arg.star for arg in call.args):
-        return None
-    positional = [p.name.value for p in params]
-    out: dict[str, cst.BaseExpression] = {}
-    index = 0
-    for arg in call.args:
-        if arg.keyword is not None:
-            out[arg.keyword.value] = arg.value
-        elif index < len(positional):
-            out[positional[index]] = arg.value
-            index += 1
-    return out
-
-
-def _arg_values(node, caller: ClassInfo | None, values: dict, rebinds) -> frozenset | None:
-    """The values an argument can hold: a literal, or a parameter of the caller's
-    `__init__` (the call being in its body and the name never rebound there)."""
-    ok, value = _const(node)
-    if ok:
-        return frozenset((value,))
-    if type(node) is cst.Name and caller is not None:
-        params = values.get(id(caller))
-        if params is not None and node.value in params and node.value not in rebinds(caller):
-            return params[node.value]
-    return None
-
-
-_TARGETED = frozenset((cst.AugAssign, cst.AnnAssign, cst.For, cst.CompFor, cst.NamedExpr))
-
-
-def _rebound(fn: cst.FunctionDef) -> set[str]:
-    """Names `fn` binds other than as parameters (assignments, loop and comprehension
-    targets, `with ... as`, `:=`, nested definitions' parameters)."""
-    out: set[str] = set()
-    for node in _walk(fn):
-        kind = type(node)
-        targets = []
-        if kind is cst.Assign:
-            targets = [t.target for t in node.targets]
-        elif kind in _TARGETED:
-            targets = [node.target]
-        elif kind is cst.AsName:
-            targets = [node.name]
-        elif kind in _DEFS and kind is not cst.ClassDef and node is not fn:
-            out |= {p.name.value for p in _params(node)}
-        while targets:  # names, unpacked or not (not `self.x`, `d[k]`)
-            target = targets.pop()
-            if isinstance(target, cst.Name):
-                out.add(target.value)
-            elif isinstance(target, cst.Tuple | cst.List):
-                targets += [el.value for el in target.elements]
-            elif isinstance(target, cst.StarredElement):
-                targets.append(target.value)
-    return out
-
-
 def _is_property(fn: cst.FunctionDef) -> bool:
     """A config property (gemma4's `kv_sharing_modes`): the modeling code reads what it
     derives from the fields its branches test (`num_kv_shared_layers == 0`)."""
@@ -1563,7 +1224,7 @@ def find_switches(
     scanner = _Scanner(known, subs)
     starts = entry if isinstance(entry, list) else [entry]
     classes, functions = _reachable(project, starts)
-    scanner.fixed = _constructor_values(project, classes, functions, starts)
+    scanner.fixed = constructor_values(project, classes, functions, starts, _names)
     if scanner.subs:
         scanner.bind_sub_configs(project, classes)
         for name, cls in (sub_classes or {}).items():
@@ -1614,7 +1275,7 @@ def _mentioned(classes: list[ClassInfo], functions: list) -> set[str]:
         # `getattr(config, "field", ...)`
         names |= {
             s.evaluated_value
-            for s in _walk(node)
+            for s in walk(node)
             if isinstance(s, cst.SimpleString) and isinstance(s.evaluated_value, str)
         }
     return names
@@ -1662,7 +1323,7 @@ def _tied_switch(project: Project, entry: ClassInfo, known) -> Switch | None:
     if found is None:
         return None
     owner, value = found
-    ok, const = _const(value)
+    ok, const = constant(value)
     if (ok and const is None) or (isinstance(value, cst.Dict | cst.List) and not value.elements):
         return None
     if known is not None and "tie_word_embeddings" not in known:
@@ -1700,7 +1361,7 @@ def _score_switches(classes: list[ClassInfo], known) -> list[Switch]:
         for fn in cls.methods.values():
             if not isinstance(fn, cst.FunctionDef):
                 continue
-            for node in _walk(fn):
+            for node in walk(fn):
                 if not isinstance(node, cst.Assign) or len(node.targets) != 1:
                     continue
                 attr = dotted(node.targets[0].target) or ""
@@ -1739,7 +1400,7 @@ def _picked(fn: cst.FunctionDef) -> set[str]:
     """What `fn`'s `topk` calls pick from: the names and called attributes (`self.score_fn()`)
     in their arguments, and those of the values assigned to a name among them."""
     assigned: dict[str, list[cst.CSTNode]] = {}
-    for node in _walk(fn):
+    for node in walk(fn):
         if isinstance(node, cst.Assign) and len(node.targets) == 1:
             name = node.targets[0].target
             if isinstance(name, cst.Name):
@@ -1747,7 +1408,7 @@ def _picked(fn: cst.FunctionDef) -> set[str]:
 
     def refs(node: cst.CSTNode) -> set[str]:
         out = set()
-        for sub in _walk(node):
+        for sub in walk(node):
             if isinstance(sub, cst.Name):
                 out.add(sub.value)
             elif isinstance(sub, cst.Call) and dotted(sub.func):
@@ -1755,7 +1416,7 @@ def _picked(fn: cst.FunctionDef) -> set[str]:
         return out
 
     picked: set[str] = set()
-    for node in _walk(fn):
+    for node in walk(fn):
         if isinstance(node, cst.Call) and (dotted(node.func) or "").rsplit(".", 1)[-1] == "topk":
             picked |= refs(node)
     for name in [n for n in picked if n in assigned]:  # one step back: `scores = ...`
@@ -2027,7 +1688,7 @@ def _static_sub_configs(project: Project, configs: list[ClassInfo]) -> dict[str,
         for element in found[1].elements:
             if not isinstance(element, cst.DictElement):
                 continue
-            ok, key = _const(element.key)
+            ok, key = constant(element.key)
             sub = by_name.get(dotted(element.value) or "")
             if ok and isinstance(key, str) and sub is not None:
                 out.setdefault(key, sub)
@@ -2041,7 +1702,7 @@ def static_fields(project: Project, cls: ClassInfo) -> dict[str, Any]:
     for c in reversed(project.mro(cls)):
         for name, annotation in c.annotations.items():
             value = c.class_attrs.get(name)
-            ok, const = _const(value) if value is not None else (False, None)
+            ok, const = constant(value) if value is not None else (False, None)
             if not ok and c.sf.code(annotation) == "bool":
                 const = False
             out[name] = const if ok or isinstance(const, bool) else None

@@ -9,7 +9,8 @@ visitor looks at them). Children come in field order, which is source order exce
 libcst declares a field late (a function's decorators after its body): use it for
 visitors that collect, not for ones that depend on order. `findall(node, matcher)` is
 libcst's `matchers.findall` for reads: the same nodes in the same (source) order, without
-the rebuilt tree.
+the rebuilt tree. `walk(node)` is a plain pre-order generator over `bare_children`
+(`children` without punctuation), for readers of names, values and statements.
 
 Node types are tested by exact type against per-type tables: `isinstance(x, cst.CSTNode)`
 goes through ABCMeta's check, and these run for every field of every node walked.
@@ -78,6 +79,42 @@ def _child_list(node: cst.CSTNode, names: tuple[str, ...]) -> list[cst.CSTNode]:
 def children(node: cst.CSTNode) -> list[cst.CSTNode]:
     """The syntactic child nodes of `node`, in field order."""
     return _child_list(node, _fields(type(node)))
+
+
+# What `children` keeps that a reader of names, values and statements never needs
+# (`Attribute.dot`, `Param.equal`, ...): left out of `bare_children`, which spares a visit per
+# attribute on the walks config switches make over every reachable function.
+_PUNCTUATION = frozenset(("equal", "dot", "colon", "star", "asynchronous", "leading_whitespace"))
+_BARE: dict[type, tuple[str, ...]] = {}
+
+
+def bare_children(node: cst.CSTNode) -> list[cst.CSTNode]:
+    """`children` without punctuation nodes, in field order."""
+    kind = type(node)
+    names = _BARE.get(kind)
+    if names is None:
+        names = _BARE[kind] = tuple(f for f in _fields(kind) if f not in _PUNCTUATION)
+    return _child_list(node, names)
+
+
+def walk(node: cst.CSTNode, prune=None):
+    """Pre-order over `bare_children`; `prune(n)` true: `n` is yielded but not entered."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        yield current
+        if prune is None or current is node or not prune(current):
+            nodes = bare_children(current)
+            nodes.reverse()
+            stack.extend(nodes)
+
+
+DEFS = frozenset((cst.FunctionDef, cst.ClassDef, cst.Lambda))
+
+
+def nested_def(node: cst.CSTNode) -> bool:
+    """A definition (function, class, lambda): a `prune` for walks of one scope."""
+    return type(node) in DEFS
 
 
 def visit(node: cst.CSTNode, visitor: cst.CSTVisitor) -> None:

@@ -178,29 +178,3 @@ def test_a_field_only_a_constructor_parameter_lets_in(tmp_path, layers) -> None:
     if switch:  # the test it rests on, with what each side builds
         values = {v.label: v.selects for v in found["num_banks"].values}
         assert "Linear" in values["1"] and "GadwickBank" in values["other"], values
-
-
-@pytest.mark.parametrize(
-    "test, fixed, decided",
-    [
-        ("flag", {"flag": {False}}, False),
-        ("not flag", {"flag": {False}}, True),
-        ("flag", {"flag": {False, True}}, None),
-        ("flag and config.x", {"flag": {False}}, False),
-        ("flag and config.x", {"flag": {True}}, None),  # then config.x decides
-        ("flag or config.x", {"flag": {True}}, True),
-        ("config.x or flag", {"flag": {False}}, None),
-        ("kind == 'wide'", {"kind": {"narrow"}}, False),
-        ("size is None", {"size": {None}}, True),
-        ("size > 1", {"size": {1, 2}}, None),
-        ("size < 1", {"size": {None}}, None),  # an error at run time: not decided
-        ("other", {"flag": {False}}, None),
-    ],
-)
-def test_what_the_parameters_decide(test, fixed, decided) -> None:
-    import libcst as cst
-
-    from codegen.analyze.switches import _decide
-
-    values = {k: frozenset(v) for k, v in fixed.items()}
-    assert _decide(cst.parse_expression(test), values) is decided
