@@ -67,7 +67,10 @@ def check_config_reads(
     if not missing:
         return
     owner = config_class or "its config class"
-    reads = ", ".join(f"hf_config.{field} (args.py:{line})" for field, line in missing)
+    lines: dict[str, list[str]] = {}  # a field read twice is named once, with both lines
+    for field, line in missing:
+        lines.setdefault(field, []).append(str(line))
+    reads = ", ".join(f"hf_config.{f} (args.py:{', '.join(at)})" for f, at in lines.items())
     raise MissingConfigFields(
         f"{target}: from_hf_config would read {reads}, which {owner} does not have; add an"
         " alias in rules/names.py CONFIG_ALIASES or a derivation in CONFIG_DERIVATIONS;"

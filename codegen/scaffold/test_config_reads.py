@@ -50,6 +50,14 @@ def test_a_read_the_config_lacks_is_one_line_naming_field_line_and_fix():
     assert err.value.reads == [("d_model", 15)]
 
 
+def test_a_field_read_twice_is_named_once_with_its_lines():
+    with pytest.raises(MissingConfigFields) as err:
+        check_config_reads(
+            "a = hf_config.a\nb = hf_config.b + hf_config.a", {"b"}, target="toy", config_class=None
+        )
+    assert "would read hf_config.a (args.py:1, 2), which its config class" in str(err.value)
+
+
 def test_attribute_map_names_and_properties_are_fields_the_config_has():
     """WhisperConfig answers to `hidden_size` only through its attribute_map (d_model);
     FalconConfig's `head_dim` is a property and `model_type` a class attribute."""
