@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from codegen.errors import CodegenError
+from codegen.scaffold.config_reads import MissingConfigFields
 
 
 def _collector_paused(command):
@@ -65,11 +66,16 @@ def scaffold(target, reference, name, models_dir, config_path, explain, dry_run,
     loaded = load_target(target, config_path)
     plan = make_plan(loaded, name=name, reference=reference)
     if explain:
-        refused = _refused_settings(plan, loaded) if plan.complete else []
+        refused, missing = [], []
+        if plan.complete:
+            try:
+                refused = _refused_settings(plan, loaded)
+            except MissingConfigFields as err:  # what scaffold would stop on: shown, not raised
+                missing = err.reads
         if as_json:
-            click.echo(json.dumps(_plan_json(plan, refused), indent=2))
+            click.echo(json.dumps(_plan_json(plan, refused, missing), indent=2))
         else:
-            click.echo(_explain(plan, refused))
+            click.echo(_explain(plan, refused, missing))
         return
     if not plan.complete:
         gaps = "; ".join(str(gap) for gap in plan.gaps)
@@ -98,7 +104,7 @@ def _rules(plan):
     return [step for step in plan.steps if step.rule]
 
 
-def _explain(plan, refused=()) -> str:
+def _explain(plan, refused=(), missing=()) -> str:
     lines = [f"{plan.name}: from the {plan.reference} reference"]
     for step in _rules(plan):
         lines.append(f"  rule {step.rule:<22} -> {step.transform}  {step.reason}")
@@ -113,8 +119,14 @@ def _explain(plan, refused=()) -> str:
             f"  REFUSES {item['field']} other than {item['value']!r}: the package does not"
             f" realise this setting{where}"
         )
+    for field, line in missing:
+        lines.append(
+            f"  READS hf_config.{field} (args.py:{line}): the target's config has no such field"
+        )
     if not plan.complete:
         lines.append("incomplete")
+    elif missing:
+        lines.append("incomplete: from_hf_config reads config fields the target lacks")
     elif refused:
         lines.append(
             f"complete: every difference has a rule; {len(refused)} setting(s) refused in"
@@ -157,7 +169,7 @@ def _refused_settings(plan, target) -> list[dict]:
     ]
 
 
-def _plan_json(plan, refused=()) -> dict:
+def _plan_json(plan, refused=(), missing=()) -> dict:
     return {
         "name": plan.name,
         "model_types": list(plan.model_types),
@@ -169,7 +181,8 @@ def _plan_json(plan, refused=()) -> dict:
             {"feature": g.feature, "value": g.value, "evidence": g.evidence} for g in plan.gaps
         ],
         "refused": list(refused),
-        "complete": plan.complete,
+        "missing_config_fields": [{"field": field, "line": line} for field, line in missing],
+        "complete": plan.complete and not missing,
     }
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from codegen.errors import CodegenError
 from codegen.models import references_dir
+from codegen.scaffold.config_reads import check_config_reads
 from codegen.scaffold.describe import describe
 from codegen.scaffold.source import SourcePackage
 from codegen.scaffold.standalone import vendor
@@ -85,8 +86,27 @@ def build_package(
     again = {**retarget.params, "references": []}
     TRANSFORMS[retarget.transform]().apply(package, features, **again)
     files = PackageFiles(ruff_format(vendor(package.files, index=package.index)))
+    available = _config_answers(steps, target)
+    if available is not None and "args.py" in files:
+        check_config_reads(
+            files["args.py"],
+            available,
+            target=model_types[0] if model_types else name,
+            config_class=getattr(getattr(features, "source", None), "config_class", None),
+        )
     files.rules = tuple(step.rule for step in edited if step.rule)
     return files
+
+
+def _config_answers(steps: list[Step], target: Any) -> set[str] | None:
+    """The names the target's config answers to (fields, attribute_map names, properties,
+    class attributes), or None when the package is built for no config (a toy step list)."""
+    if target is not None and getattr(target, "config_fields", None):
+        return set(target.config_fields) | set(getattr(target, "config_members", ()))
+    for step in steps:
+        if step.transform == "align_config_fields":
+            return set(step.params.get("fields", ()))
+    return None
 
 
 def changed_files(before: dict, after: dict) -> list[str]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import libcst as cst
+import libcst.matchers as m
 
 from codegen.analyze.analysis import analyze_target
 from codegen.analyze.config import ConfigBuilder
@@ -48,6 +49,9 @@ class Target:
     # the Features under `defaults`: what the package's text describes (None when that
     # analysis fails)
     described: Features | None = None
+    # the config class's properties and class-level names (`model_type`): a read of one
+    # works although no instance field holds it
+    config_members: frozenset[str] = frozenset()
 
 
 def load_target(target: str, config_path: str | None = None) -> Target:
@@ -84,7 +88,23 @@ def load_target(target: str, config_path: str | None = None) -> Target:
         defaults=_with_aliases(values, model.config.attribute_map),
         evidence=dict(described.evidence) if described is not None else {},
         described=described,
+        config_members=_class_members(model),
     )
+
+
+def _class_members(model) -> frozenset[str]:
+    """Properties and class attributes of the config class and its project bases."""
+    if model.config_cls is None:
+        return frozenset()
+    found = set()
+    for cls in model.project.mro(model.config_cls):
+        found |= set(cls.class_attrs)
+        found |= {
+            name
+            for name, method in cls.methods.items()
+            if any(m.matches(d, m.Decorator(m.Name("property"))) for d in method.decorators)
+        }
+    return frozenset(found)
 
 
 def _add_class_kinds(toy: dict, model) -> None:

@@ -108,6 +108,33 @@ def test_a_feature_without_a_rule_stops_before_writing(tmp_path, capsys):
     assert not models.exists()
 
 
+def test_a_config_field_the_target_lacks_stops_before_writing(tmp_path, capsys):
+    """Whisper's package would read `hf_config.intermediate_size`, which WhisperConfig does
+    not have: scaffold refuses in one line, naming the field, its line and the fix, and
+    writes nothing; --dry-run refuses alike and --explain lists the read."""
+    models = tmp_path / "models"
+    assert main(["scaffold", "whisper", "--out", str(models)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1
+    assert "whisper: from_hf_config would read hf_config.intermediate_size (args.py:" in err
+    assert "WhisperConfig does not have" in err and "CONFIG_ALIASES" in err
+    assert "nothing written" in err
+    assert not models.exists()
+    assert main(["scaffold", "whisper", "--dry-run", "--out", str(models)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "hf_config.intermediate_size" in err
+    assert main(["scaffold", "whisper", "--explain", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert [item["field"] for item in plan["missing_config_fields"]] == ["intermediate_size"]
+    assert not plan["complete"]
+
+
+def test_a_target_whose_config_has_every_read_field_still_scaffolds(tmp_path, capsys):
+    models = tmp_path / "models"
+    assert main(["scaffold", "llama", "--out", str(models)]) == 0
+    assert "hf_config.intermediate_size" in (models / "llama" / "args.py").read_text()
+
+
 def test_unknown_target_is_one_line_exit_2(capsys):
     assert main(["scaffold", "not_a_model_type"]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
