@@ -14,6 +14,8 @@ import pytest
 
 import codegen
 from codegen.cli import main
+from codegen.verify.remote_fixture import neutral_name, remote_folder
+from tests.remote.renamed_fields import rename_fields
 
 PROJECT = Path(codegen.__file__).resolve().parents[1]
 
@@ -108,22 +110,40 @@ def test_a_feature_without_a_rule_stops_before_writing(tmp_path, capsys):
     assert not models.exists()
 
 
+def _width_chosen_in_code(tmp_path) -> str:
+    """A renamed remote qwen3 whose config calls the FFN width `mlp_width` and whose MLP sizes
+    itself `config.mlp_width or 4 * config.hidden_size`: a chosen value names no field, so the
+    package still reads `intermediate_size`, which the folder's config does not have."""
+    folder = rename_fields(
+        remote_folder("qwen3", tmp_path, name=neutral_name("qwen3")),
+        {"intermediate_size": "mlp_width"},
+    )
+    modeling = next(folder.glob("modeling_*.py"))
+    text = modeling.read_text()
+    assert text.count("config.mlp_width") == 1
+    modeling.write_text(
+        text.replace("config.mlp_width", "(config.mlp_width or 4 * config.hidden_size)")
+    )
+    return str(folder)
+
+
 def test_a_config_field_the_target_lacks_stops_before_writing(tmp_path, capsys):
-    """Whisper's package would read `hf_config.intermediate_size`, which WhisperConfig does
+    """The package would read `hf_config.intermediate_size`, which the target's config does
     not have: scaffold refuses in one line, naming the field, its line and the fix, and
     writes nothing; --dry-run refuses alike and --explain lists the read."""
+    target = _width_chosen_in_code(tmp_path)
     models = tmp_path / "models"
-    assert main(["scaffold", "whisper", "--out", str(models)]) == 2
+    assert main(["scaffold", target, "--out", str(models)]) == 2
     out, err = capsys.readouterr()
     assert out == "" and len(err.strip().splitlines()) == 1
-    assert "whisper: from_hf_config would read hf_config.intermediate_size (args.py:" in err
-    assert "WhisperConfig does not have" in err and "CONFIG_ALIASES" in err
+    assert "from_hf_config would read hf_config.intermediate_size (args.py:" in err
+    assert "Config does not have" in err and "CONFIG_ALIASES" in err
     assert "nothing written" in err
     assert not models.exists()
-    assert main(["scaffold", "whisper", "--dry-run", "--out", str(models)]) == 2
+    assert main(["scaffold", target, "--dry-run", "--out", str(models)]) == 2
     out, err = capsys.readouterr()
     assert out == "" and "hf_config.intermediate_size" in err
-    assert main(["scaffold", "whisper", "--explain", "--json"]) == 0
+    assert main(["scaffold", target, "--explain", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert [item["field"] for item in plan["missing_config_fields"]] == ["intermediate_size"]
     assert not plan["complete"]
