@@ -69,6 +69,7 @@ class FfnInfo:
     activation: str = UNKNOWN
     activation_field: str | None = None  # the config field the activation is looked up by
     activation_site: str | None = None  # where it is looked up
+    activation_by_name: bool = False  # looked up in HF's ACT2FN, not a model-local table
     bias: bool | str = UNKNOWN
     fused: bool | str = UNKNOWN
     layout: str = UNKNOWN
@@ -271,6 +272,7 @@ def _note_lookup(ctx: Ctx, info: FfnInfo, *term_lists: list[Term]) -> None:
     found = _act_lookup(ctx, named)
     if found is not None:
         info.activation_field = found.field
+        info.activation_by_name = isinstance(found, ActRec)
         info.activation_site = found.site.cite() if found.site is not None else info.site
 
 
@@ -825,6 +827,7 @@ def detect(ctx: Ctx) -> tuple[Ffn, dict]:
     width_field = info.width_field if source in ("dense", "inline") else None
     if width_field is not None:
         ctx.cite("ffn.width_field", f"{info.site} (config.{width_field})")
+    ctx.cite("ffn.activation_by_name", info.activation_site or info.site)
     ctx.cite("ffn.kind", _kind_evidence(info))
     ctx.cite("ffn.bias", info.site)
     ctx.cite("ffn.sub_norm", info.sub_norm or info.site)
@@ -838,6 +841,7 @@ def detect(ctx: Ctx) -> tuple[Ffn, dict]:
             kind=info.kind,
             activation=info.activation,
             activation_field=info.activation_field,
+            activation_by_name=info.activation_by_name,
             bias=info.bias,
             fused_gate_up=info.fused,
             gate_up_layout=info.layout,

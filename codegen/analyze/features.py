@@ -384,6 +384,10 @@ class Ffn:
     # the config field that activation is looked up by (`ACT2FN[config.<field>]`,
     # `get_activation(config.<field>)`: falcon's "activation"), None where the code names it
     activation_field: str | None = None
+    # the field names an activation of HF's ACT2FN (`ACT2FN[...]`, `get_activation(...)`), so
+    # any of its names is a config the class accepts; False for a model-local table
+    # (openai-gpt's `ACT_FNS[config.afn]`, whose "gelu" is gelu_new) or a named function
+    activation_by_name: bool = False
     bias: bool | str = UNKNOWN
     fused_gate_up: bool | str = UNKNOWN  # gate and up in one tensor (as stored on disk)
     gate_up_layout: str = UNKNOWN  # separate | concat | interleaved | none (ungated)

@@ -19,6 +19,7 @@ from codegen.analyze import reference as references
 from codegen.errors import CodegenError
 from codegen.scaffold.build import Step
 from codegen.scaffold.table import load_rules
+from codegen.transforms._ffn_edits import ACTIVATIONS
 
 
 @dataclass(frozen=True)
@@ -473,6 +474,8 @@ def _naming_steps(target) -> list[Step]:
             if getattr(target.features.block, "recurrent_stacks", None)
             else []
         ),
+        # before align_config_fields: the field it reads is read under the config's name
+        *_activation_steps(target.features),
         Step("align_config_fields", {"fields": fields, "config": _settings(target.config)}),
         # before guard_switches: the width's switches (lfm2's auto-adjust) become reads
         Step("computed_ffn_width", {}),
@@ -486,6 +489,23 @@ def _naming_steps(target) -> list[Step]:
         Step("guard_switches", _guard_params(target)),
         Step("set_arg_defaults", {"config": getattr(target, "defaults", {})}),
     ]
+
+
+def _activation_steps(features) -> list[Step]:
+    """The dense FFN applies the activation the config names where HF looks it up in ACT2FN
+    by a config field (any name of the table is a config the class accepts) and no head
+    transform pins the same field."""
+    ffn = features.ffn
+    head_field = getattr(getattr(features, "head", None), "transform_activation_field", "")
+    if (
+        not ffn.activation_by_name
+        or ffn.activation not in ACTIVATIONS
+        or ffn.source not in ("dense", "inline")
+        or head_field == ffn.activation_field
+    ):
+        return []
+    params = {"activation": ffn.activation, "field": ffn.activation_field}
+    return [Step("activation_by_name", params)]
 
 
 def _unrealised_layer_lists(target) -> list[str]:

@@ -30,6 +30,7 @@ VENDORED = {
     "codegen.layers.parallel": "parallel.py",
     "codegen.layers.lifecycle": "lifecycle.py",
     "codegen.layers.packing": "packing.py",
+    "codegen.layers.activations": "activations.py",
 }
 GLUE = ("spec.py",)  # keeps its codegen import: it is the registry's own interface
 

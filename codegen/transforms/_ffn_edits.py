@@ -11,6 +11,7 @@ import ast
 import json
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 import libcst as cst
 import libcst.matchers as m
@@ -18,25 +19,36 @@ import libcst.matchers as m
 from codegen.transforms.edits import EditDict, EditError, code_of, expression, run, statements
 from codegen.transforms.edits import ScopedTransformer as Scoped
 
-# HF ACT2FN name -> the torch expression of one argument `{}`. The tanh GELU variants
-# (gelu_new, gelu_fast, gelu_pytorch_tanh) are one function written three ways. quick_gelu,
-# x * sigmoid(1.702 x), is silu(1.702 x) / 1.702: the argument (a projection) is read once.
-ACTIVATIONS = {
-    "silu": "F.silu({})",
-    "swish": "F.silu({})",
-    "gelu": "F.gelu({})",
-    "gelu_python": "F.gelu({})",
-    "gelu_pytorch_tanh": 'F.gelu({}, approximate="tanh")',
-    "gelu_python_tanh": 'F.gelu({}, approximate="tanh")',
-    "gelu_new": 'F.gelu({}, approximate="tanh")',
-    "gelu_fast": 'F.gelu({}, approximate="tanh")',
-    "quick_gelu": "F.silu(1.702 * {}) / 1.702",
-    "relu": "F.relu({})",
-    "relu2": "F.relu({}).square()",
-    "relu6": "F.relu6({})",
-    "sigmoid": "torch.sigmoid({})",
-    "tanh": "torch.tanh({})",
-}
+_SHARED_TABLE = Path(__file__).resolve().parents[1] / "layers" / "activations.py"
+_ARGUMENT = "__argument__"
+
+
+class _Placeholder(cst.CSTTransformer):
+    """The lambda's parameter becomes a placeholder name (then `{}` in the text)."""
+
+    def __init__(self, parameter: str):
+        super().__init__()
+        self.parameter = parameter
+
+    def leave_Name(self, original, updated):
+        return updated.with_changes(value=_ARGUMENT) if updated.value == self.parameter else updated
+
+
+def _expressions() -> dict[str, str]:
+    """HF ACT2FN name -> the torch expression of one argument `{}`, read (not imported: no
+    torch here) from the lambdas of the shared table a package looks names up in at run
+    time, so the code the scaffold writes and that table are one."""
+    module = cst.parse_module(_SHARED_TABLE.read_text())
+    (table,) = m.findall(module, m.AnnAssign(target=m.Name("ACTIVATIONS")))
+    expressions = {}
+    for element in table.value.elements:
+        parameter = element.value.params.params[0].name.value
+        body = element.value.body.visit(_Placeholder(parameter))
+        expressions[ast.literal_eval(code_of(element.key))] = code_of(body).replace(_ARGUMENT, "{}")
+    return expressions
+
+
+ACTIVATIONS = _expressions()
 
 
 def activation_of(name: str, argument: str) -> cst.BaseExpression:

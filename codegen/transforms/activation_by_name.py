@@ -1,0 +1,197 @@
+"""The dense feed-forward applies the activation the config names, not the one it was
+scaffolded with."""
+
+from __future__ import annotations
+
+import ast
+
+import libcst as cst
+import libcst.matchers as m
+
+from codegen.transforms import _attention_edits as edits
+from codegen.transforms._ffn_edits import (
+    ACTIVATIONS,
+    SetClassDocstring,
+    drop_activation_pins,
+    self_assignment,
+)
+from codegen.transforms.base import Transform
+from codegen.transforms.edits import (
+    InsertStatements,
+    add_import,
+    assigns,
+    code_of,
+    dotted,
+    expression,
+    run,
+)
+from codegen.transforms.edits import ScopedTransformer as Scoped
+
+_SHARED = "codegen.layers.activations"
+_ARGUMENT = "__argument__"
+FIELD = "hidden_act"  # the ModelArgs field; align_config_fields reads it under the config's name
+
+
+class ActivationByName(Transform):
+    """FeedForward applies `activation(args.hidden_act)` (the shared table of HF's ACT2FN
+    names, `codegen/layers/activations.py`) where it applied the scaffolded `activation`
+    inline; `from_hf_config` reads the field and the hidden_act pin (FIXED_SETTINGS, an
+    explicit guard) goes. `field` is the config field HF looks the name up by: a name
+    outside the table is refused in one line naming it.
+
+    Only where FeedForward.forward applies the activation once and nothing else in the
+    model applies it (no routed experts, which hard-code silu; no other module written
+    with it): otherwise the package is left as it is and keeps its pin.
+    """
+
+    name = "activation_by_name"
+
+    def apply(self, package, features=None, *, activation: str, field: str) -> None:
+        template = _template(activation)
+        model = package.module("model.py")
+        if _imports(model, "codegen.layers.experts"):
+            return
+        found = _Applications(template)
+        model.visit(found)
+        unscoped = _BuiltWithoutArgs()
+        model.visit(unscoped)
+        if found.scopes != [("FeedForward", "forward")] or unscoped.count:
+            return
+        run(package, "model.py", _Follow("FeedForward", "forward", template))
+        edits.add_param(package, "FeedForward", "__init__", f'{FIELD}: str = "{activation}"')
+        last = (
+            "self.w3"
+            if self_assignment(package, "model.py", "FeedForward", "__init__", "w3")
+            else "self.w2"
+        )
+        named = f"activation({FIELD})" if field == FIELD else f'activation({FIELD}, "{field}")'
+        run(
+            package,
+            "model.py",
+            InsertStatements("FeedForward", "__init__", assigns(last), f"self.act = {named}"),
+        )
+        edits.replace_expressions(
+            package,
+            "model.py",
+            None,
+            None,
+            lambda node: m.matches(node, m.Call(func=m.Name("FeedForward"))),
+            lambda call: edits.with_arg(call, f"args.{FIELD}", keyword=FIELD),
+        )
+        add_import(package, "model.py", _SHARED, "activation")
+        run(package, "model.py", SetClassDocstring("FeedForward", _docstring(activation)))
+        edits.add_args_field(
+            package,
+            f'{FIELD}: str = "{activation}"  # the FFN activation, by its HF (ACT2FN) name',
+            f"{FIELD}=hf_config.{FIELD}",
+        )
+        drop_activation_pins(package)
+
+
+def _template(activation: str) -> ast.expr:
+    """The expression the scaffold wrote for `activation`, over a placeholder argument."""
+    return ast.parse(ACTIVATIONS[activation].format(_ARGUMENT), mode="eval").body
+
+
+def _argument(node: cst.CSTNode, template: ast.expr) -> cst.BaseExpression | None:
+    """The argument `node` applies the `template` activation to, else None (compared as
+    syntax trees: layout aside)."""
+    if not isinstance(node, cst.Call | cst.BinaryOperation):
+        return None
+    code = code_of(node)
+    try:
+        tree = ast.parse(code.strip(), mode="eval").body
+    except SyntaxError:
+        return None
+    captured: list[ast.expr] = []
+    if not _same(template, tree, captured) or len(captured) != 1:
+        return None
+    return expression(ast.get_source_segment(code.strip(), captured[0]))
+
+
+def _same(template, tree, captured: list) -> bool:
+    if isinstance(template, ast.Name) and template.id == _ARGUMENT:
+        captured.append(tree)
+        return True
+    if type(template) is not type(tree):
+        return False
+    if isinstance(template, ast.AST):
+        return all(
+            _same(getattr(template, name), getattr(tree, name, None), captured)
+            for name in template._fields
+            if name != "ctx"
+        )
+    if isinstance(template, list):
+        return len(template) == len(tree) and all(
+            _same(a, b, captured) for a, b in zip(template, tree, strict=True)
+        )
+    return template == tree
+
+
+class _Applications(Scoped):
+    """Where (class, method) the module applies the activation."""
+
+    def __init__(self, template: ast.expr):
+        super().__init__(None, None)
+        self.template = template
+        self.scopes: list[tuple[str | None, str | None]] = []
+
+    def on_visit(self, node):
+        if _argument(node, self.template) is not None:
+            stack = self._stack
+            self.scopes.append((stack[0] if stack else None, stack[1] if len(stack) > 1 else None))
+        return super().on_visit(node)
+
+
+class _Follow(Scoped):
+    """`<activation>(a)` -> `self.act(a)`."""
+
+    def __init__(self, class_name: str, method: str, template: ast.expr):
+        super().__init__(class_name, method)
+        self.template = template
+
+    def on_leave(self, original, updated):
+        if self.in_scope() and (argument := _argument(updated, self.template)) is not None:
+            self.hits += 1
+            return expression(f"self.act({code_of(argument)})")
+        return super().on_leave(original, updated)
+
+
+def _imports(module: cst.Module, name: str) -> bool:
+    return bool(m.findall(module, m.ImportFrom(module=dotted(name))))
+
+
+class _BuiltWithoutArgs(cst.CSTVisitor):
+    """Counts the `FeedForward(...)` calls made where no `args` is in scope to pass on."""
+
+    def __init__(self):
+        super().__init__()
+        self.parameters: list[set[str]] = []
+        self.count = 0
+
+    def visit_FunctionDef(self, node):
+        self.parameters.append({p.name.value for p in node.params.params})
+
+    def leave_FunctionDef(self, original):
+        self.parameters.pop()
+
+    def visit_Call(self, node):
+        if m.matches(node.func, m.Name("FeedForward")) and not (
+            self.parameters and "args" in self.parameters[-1]
+        ):
+            self.count += 1
+
+
+def _docstring(activation: str):
+    """`SwiGLU: w2(silu(w1(x)) * w3(x)).` -> `Gated FFN: w2(act(w1(x)) * w3(x)), act named by
+    hidden_act.`: no kind named after one activation when the config picks it."""
+
+    def rewrite(old: str | None) -> str:
+        formula = old.split(":", 1)[1].strip().rstrip(".") if old and ":" in old else ""
+        formula = formula.replace(f"{activation}(", "act(", 1)
+        if "act(" not in formula:
+            formula = "w2(act(w1(x)) * w3(x))"
+        title = "Gated FFN" if "w3" in formula or "gate" in formula else "MLP"
+        return f"{title}: {formula}, act named by {FIELD}."
+
+    return rewrite

@@ -1,0 +1,105 @@
+"""ActivationByName: before/after on the llama, qwen2 and a gelu MLP FeedForward, a package
+whose routed experts keep silu left alone, and the one table of activations (the code the
+scaffold writes, the functions a package looks names up in, HF's ACT2FN) agreeing."""
+
+import pytest
+
+from codegen.models import references_dir
+from codegen.scaffold.source import SourcePackage
+from codegen.transforms._ffn_edits import ACTIVATIONS
+from codegen.transforms.activation_by_name import ActivationByName
+from codegen.transforms.ffn_kind import SetFfnKind
+from codegen.transforms.testing import package_of
+
+
+def _reference(name: str) -> SourcePackage:
+    return SourcePackage.from_directory(references_dir() / name)
+
+
+def test_the_llama_feed_forward_applies_the_configs_activation():
+    package = _reference("llama")
+    before = package.render()
+    assert "F.silu(self.w1(x))" in before["model.py"]
+    assert 'FIXED_SETTINGS = {"hidden_act": "silu"}' in before["args.py"]
+    ActivationByName().apply(package, activation="silu", field="hidden_act")
+    model, args = package.render()["model.py"], package.render()["args.py"]
+    assert "return self.w2(self.act(self.w1(x)) * self.w3(x))" in model
+    assert "self.act = activation(hidden_act)" in model
+    assert 'hidden_dim: int, bias: bool = False, hidden_act: str = "silu"' in model
+    assert "bias=args.mlp_bias, hidden_act=args.hidden_act)" in model
+    assert "from codegen.layers.activations import activation" in model
+    assert '"""Gated FFN: w2(act(w1(x)) * w3(x)), act named by hidden_act."""' in model
+    assert "F.silu" not in model
+    assert '    hidden_act: str = "silu"  # the FFN activation' in args
+    assert "hidden_act=hf_config.hidden_act," in args
+    assert "FIXED_SETTINGS = {}" in args  # the pin goes (tidy drops the empty table)
+
+
+def test_the_qwen2_activation_guard_goes():
+    package = _reference("qwen2")
+    assert 'hf_config.hidden_act != "silu"' in package.render()["args.py"]
+    ActivationByName().apply(package, activation="silu", field="hidden_act")
+    args = package.render()["args.py"]
+    assert 'hf_config.hidden_act != "silu"' not in args
+    assert "hidden_act=hf_config.hidden_act," in args
+
+
+def test_a_gelu_mlp_follows_and_names_the_field_hf_reads():
+    """gpt2's `ACT2FN[config.activation_function]`: an ungated MLP scaffolded with gelu_new."""
+    package = _reference("llama")
+    SetFfnKind().apply(package, kind="gelu_mlp", activation="gelu_new")
+    assert 'F.gelu(self.w1(x), approximate="tanh")' in package.render()["model.py"]
+    ActivationByName().apply(package, activation="gelu_new", field="activation_function")
+    model = package.render()["model.py"]
+    assert "return self.w2(self.act(self.w1(x)))" in model
+    assert 'self.act = activation(hidden_act, "activation_function")' in model
+    assert 'hidden_act: str = "gelu_new"' in model
+    assert '"""MLP: w2(act(w1(x))), act named by hidden_act."""' in model
+    assert "F.gelu" not in model
+
+
+def test_routed_experts_that_hard_code_silu_keep_the_pin():
+    package = _reference("qwen3_moe")
+    before = package.render()
+    ActivationByName().apply(package, activation="silu", field="hidden_act")
+    assert package.render() == before
+
+
+def test_a_second_module_applying_the_activation_keeps_the_pin():
+    model = (
+        _reference("llama")
+        .render()["model.py"]
+        .replace(
+            "        h = x + self.attention(",
+            "        x = F.silu(x)\n        h = x + self.attention(",
+        )
+    )
+    package = package_of({**_reference("llama").render(), "model.py": model})
+    before = package.render()
+    ActivationByName().apply(package, activation="silu", field="hidden_act")
+    assert package.render() == before
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_one_table_the_written_code_the_runtime_function_and_hf_agree(name):
+    import torch
+    import torch.nn.functional as F  # noqa: N812 (the name the templates use)
+    from transformers.activations import ACT2FN
+
+    from codegen.layers.activations import ACTIVATIONS as FUNCTIONS
+
+    x = torch.randn(64, dtype=torch.float64) * 4
+    written = eval(ACTIVATIONS[name].format("x"), {"F": F, "torch": torch, "x": x})  # noqa: S307
+    torch.testing.assert_close(written, FUNCTIONS[name](x))
+    torch.testing.assert_close(FUNCTIONS[name](x), ACT2FN[name](x), rtol=1e-6, atol=1e-6)
+
+
+def test_a_name_outside_the_table_is_refused_in_one_line():
+    from codegen.layers.activations import activation
+
+    with pytest.raises(NotImplementedError) as refused:
+        activation("gelu_10", "activation_function")
+    message = str(refused.value)
+    assert "\n" not in message
+    assert message.startswith("activation_function='gelu_10' is not supported")
+    assert "gelu_new" in message and "relu2" in message
