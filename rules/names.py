@@ -100,6 +100,12 @@ CONFIG_FIELD_FROM_FEATURES: dict[str, str] = {
     "head_dim": "attention.head_dim_field",
 }
 
+# Fields a model may size several parts by (its dense MLP, a shared expert, the experts:
+# llama4_text's shared expert reads intermediate_size, its dense MLP intermediate_size_mlp;
+# a BERT layer's two FFN modules): the field the analysis saw replaces only a read the config
+# cannot answer (a remote config's `mlp_width`, whisper's `decoder_ffn_dim`).
+CONFIG_FIELD_WHEN_MISSING: frozenset[str] = frozenset({"intermediate_size"})
+
 # field -> what a config that has neither the field nor an alias stores instead (legacy
 # remote-code configs): the first (fields it needs, expression) whose fields the config has
 # wins, before CONFIG_FALLBACKS. Reads inside the expression are resolved the same way.

@@ -409,7 +409,9 @@ def analyse(ctx: Ctx, rec: ModuleRec, inputs: dict | None = None) -> FfnInfo:
         out = args[1] if len(args) > 1 else first.kwargs.get("out_features")
         if isinstance(out, int):
             info.intermediate = out // 2 if info.fused is True else out
-            info.width_field = read_field(out) if info.fused is not True else None
+            # an MLP module of its own: its first projection's width (a layer holding the
+            # FFN inline traces other projections too: BERT's attention output first)
+            info.width_field = read_field(out) if own and info.fused is not True else None
     return info
 
 

@@ -135,6 +135,8 @@ class _Resolver:
         """The config field the analysis saw the code read for `read`
         (`CONFIG_FIELD_FROM_FEATURES`: falcon's activation is `get_activation(config.activation)`),
         when the config has it; else None."""
+        if read in self.names.CONFIG_FIELD_WHEN_MISSING and read in self.available:
+            return None  # one of several sizes: the config's own field is the package's
         path = self.names.CONFIG_FIELD_FROM_FEATURES.get(read)
         field = _feature_value(self.features, path)
         return field if isinstance(field, str) and field in self.available else None

@@ -431,11 +431,14 @@ def test_a_usual_name_the_code_does_not_read_gives_way_to_the_one_it_does():
     fields += ["num_hidden_layers", "intermediate_size", "num_attention_heads", *whisper.values()]
     after = _sizes(fields, _Features(**whisper))
     expected = SIZES.replace("hf_config.num_hidden_layers", "hf_config.decoder_layers")
-    expected = expected.replace("hf_config.intermediate_size", "hf_config.decoder_ffn_dim")
     expected = expected.replace(
         "hf_config.num_attention_heads", "hf_config.decoder_attention_heads"
     )
     assert after == expected
+    # the FFN width is one of several a model may have (a shared expert's, the experts'):
+    # the analysed field replaces it only where the config has no intermediate_size
+    without = [f for f in fields if f != "intermediate_size"]
+    assert "hf_config.decoder_ffn_dim" in _sizes(without, _Features(**whisper))
     # the field the code reads is the package's already, or the config lacks it: unchanged
     same = {"block__layers_field": "num_hidden_layers", "ffn__width_field": "ffn_width"}
     assert _sizes(fields, _Features(**same)) == SIZES

@@ -81,13 +81,20 @@ def test_the_head_width_no_attribute_holds_is_the_factor_q_and_k_share():
 def test_whisper_reads_its_decoders_fields():
     features = analyze("whisper")
     assert features.block.layers_field == "decoder_layers"
-    assert features.ffn.width_field == "decoder_ffn_dim"
+    # its FFN is held inline by the layer (fc1, fc2 beside the attention): no width named
+    assert features.ffn.width_field is None
     assert features.attention.heads_field == "decoder_attention_heads"
     # k built as wide as q by one expression (`nn.Linear(embed_dim, embed_dim)`): as many
     # kv heads as heads, whatever the config (its num_key_value_heads is the encoder's)
     assert features.attention.kv_heads_field == "decoder_attention_heads"
     assert features.embedding.vocab_field == "vocab_size"
     assert features.evidence["block.layers_field"].startswith("modeling_whisper.py:")
+
+
+def test_an_ffn_the_layer_holds_inline_names_no_width():
+    """BERT's layer traces its attention's output projection with the FFN's: the width is
+    left unnamed rather than read off the wrong projection (hidden_size)."""
+    assert analyze("bert").ffn.width_field is None
 
 
 def test_llama_reads_the_usual_names():

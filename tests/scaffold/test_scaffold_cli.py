@@ -75,6 +75,7 @@ def test_scaffold_writes_registers_and_verifies(tmp_path, capsys):
         ["__init__.py", "args.py", "model.py", "spec.py", "state_dict_adapter.py", "test_qwen2.py"]
         + ["parallelize.py"]  # the shard plan
         + ["adapter_base.py", "config_checks.py", "norm.py", "rope.py", "parallel.py"]  # shared
+        + ["activations.py"]  # shared: the FFN follows the config's activation name
         + ["lifecycle.py", "packing.py"]  # shared: meta-device init, packed documents
     )
     assert '"qwen2": "qwen2.spec:SPEC"' in (models / "__init__.py").read_text()
