@@ -100,8 +100,8 @@ def test_a_gated_product_rounded_twice_fails_in_bf16_in_the_first_mlp(package, t
     models, name = _seeded(
         package,
         tmp_path,
-        "self.w2((F.silu(self.w1(x).float()) * self.w3(x).float()).to(x.dtype))",
-        "self.w2(F.silu(self.w1(x)) * self.w3(x))",
+        "self.w2((self.act(self.w1(x).float()) * self.w3(x).float()).to(x.dtype))",
+        "self.w2(self.act(self.w1(x)) * self.w3(x))",
     )
     case = Case("beam+attention_bias=True", tiny_config("beam", attention_bias=True))
     (result,) = verify_case(load_spec(name, models), case, ["bf16"], gradients=False)

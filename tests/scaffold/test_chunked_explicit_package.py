@@ -9,6 +9,7 @@ checked against the installed transformers model with chunks shorter than the in
 from __future__ import annotations
 
 import ast
+import dataclasses
 
 import pytest
 
@@ -31,6 +32,10 @@ SOFTCAP = Step(
 def package(tmp_path_factory):
     target = load_target(TARGET)
     plan = make_plan(target)
+    # the toy config carries attn_logit_softcapping (None), a field the class lacks, so
+    # that the softcap step writes the attention out: the package may read it
+    fields = target.config_fields | {"attn_logit_softcapping"}
+    target = dataclasses.replace(target, config_fields=fields)
     steps = list(plan.steps)
     steps.insert([s.rule for s in steps].index("chunked_attention"), SOFTCAP)
     return write_planned(tmp_path_factory.mktemp("chunked") / "models", (target, plan), steps=steps)

@@ -108,8 +108,8 @@ def test_package_verifies_in_fp32_and_bf16(tmp_path, folder, planned, capsys):
         ),
         # the MLP's trained gain dropped
         (
-            "self.w2(F.silu(self.w1(x)) * self.w3(x)) * self.gain",
-            "self.w2(F.silu(self.w1(x)) * self.w3(x))",
+            "self.w2(self.act(self.w1(x)) * self.w3(x)) * self.gain",
+            "self.w2(self.act(self.w1(x)) * self.w3(x))",
             "layers.0.feed_forward",
         ),
         # the embeddings reach the first layer unnormed

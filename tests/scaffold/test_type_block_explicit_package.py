@@ -11,6 +11,7 @@ verify at the first attention."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 
 import pytest
 
@@ -41,6 +42,10 @@ def case() -> Case:
 def package(tmp_path_factory):
     target = load_target(TARGET)
     plan = make_plan(target)
+    # the toy config carries attn_logit_softcapping (None), a field the class lacks, so
+    # that the softcap step writes the attention out: the package may read it
+    fields = target.config_fields | {"attn_logit_softcapping"}
+    target = dataclasses.replace(target, config_fields=fields)
     steps = list(plan.steps)
     steps.insert([s.rule for s in steps].index("type_block_mask"), SOFTCAP)
     return write_planned(tmp_path_factory.mktemp("typed") / "models", (target, plan), steps=steps)

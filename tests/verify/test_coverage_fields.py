@@ -90,7 +90,7 @@ def test_a_package_ignoring_a_field_fails_its_coverage_row_naming_it(tmp_path, m
     assert row["fields"], row  # verify alone passed: the toy holds the hard-coded value
     assert verdict["error"].startswith("value field rms_norm_eps=0.5: fail: "), verdict
     assert "layers.0.attention_norm" in verdict["error"], verdict
-    assert "hidden_act" in coverage_sweep._fields(row)["refused"]
+    assert "hidden_act" in coverage_sweep._fields(row)["pass"]  # the FFN follows the name
     assert coverage_sweep.summary([row]).startswith("coverage: 0/1 decoder-only")
 
 

@@ -36,13 +36,13 @@ def test_an_ignored_activation_fails_at_the_feed_forward(tmp_path):
         models, plan.reference, "falcon", ["falcon"], plan.steps, features=target.features
     )
     (row,) = field_sweep.sweep_model("falcon", models, {"activation"})
-    assert row["status"] == "refused", row  # the package pins gelu and says so
+    assert row["status"] == "pass", row  # the package follows the config's activation
 
-    # seeded defect: the pin removed, the package runs gelu whatever the config says
-    args = models / "falcon" / "args.py"
-    text = args.read_text()
-    assert '"activation": "gelu",' in text
-    args.write_text(text.replace('"activation": "gelu",', ""))
+    # seeded defect: the package runs gelu whatever the config says
+    model = models / "falcon" / "model.py"
+    text = model.read_text()
+    assert "self.w2(self.act(self.w1(x)))" in text
+    model.write_text(text.replace("self.w2(self.act(self.w1(x)))", "self.w2(F.gelu(self.w1(x)))"))
     for module in [m for m in sys.modules if m == "models" or m.startswith("models.")]:
         del sys.modules[module]
     (row,) = field_sweep.sweep_model("falcon", models, {"activation"})
