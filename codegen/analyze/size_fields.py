@@ -46,19 +46,19 @@ def head_fields(heads, kv_heads, head_dim, q_out, k_out, same=False) -> tuple[st
 def same_width(q_proj: ModuleRec | None, k_proj: ModuleRec | None) -> bool:
     """q and k projections built with one expression for their widths (whisper's
     `nn.Linear(embed_dim, embed_dim)` both): as many kv heads as heads, whatever the config."""
-    widths = [_out_features(rec) for rec in (q_proj, k_proj)]
-    return None not in widths and widths[0] == widths[1]
+    q_out, k_out = (_out_features(rec) for rec in (q_proj, k_proj))
+    return q_out is not None and k_out is not None and q_out.deep_equals(k_out)
 
 
-def _out_features(rec: ModuleRec | None) -> str | None:
-    """The code of a `nn.Linear(in, out)` call's `out` argument, else None."""
+def _out_features(rec: ModuleRec | None) -> cst.BaseExpression | None:
+    """The `out` argument node of a `nn.Linear(in, out)` call, else None."""
     call = rec.site.node if isinstance(rec, ModuleRec) and rec.site is not None else None
     if not isinstance(call, cst.Call) or rec.kind != "Linear" or any(a.star for a in call.args):
         return None
     keyed = [a.value for a in call.args if a.keyword and a.keyword.value == "out_features"]
     positional = [a.value for a in call.args if a.keyword is None]
     out = keyed[0] if keyed else positional[1] if len(positional) > 1 else None
-    return None if out is None else cst.Module([]).code_for_node(out)
+    return out
 
 
 def _shared(q_out, k_out) -> str | None:

@@ -59,7 +59,7 @@ from codegen.spec import ModelSpec
 from codegen.verify.compare import bound, compare
 from codegen.verify.hf_checkpoint import load_checkpoint, random_hf_model, save_checkpoint
 from codegen.verify.id_inputs import id_input_rows
-from codegen.verify.run import Case, _hf_logits, _house_logits, _one_line, make_inputs
+from codegen.verify.run import Case, _hf_logits, _house_logits, _one_line, make_inputs, vocab_rows
 
 FP8 = torch.float8_e4m3fn
 FP8_MAX = 448.0  # largest finite float8_e4m3fn
@@ -444,10 +444,11 @@ def verify_fp8_case(
     config = case.config
     hf_model = random_hf_model(config, seed, weight_noise=WEIGHT_NOISE)
     # the long input's random ids for the optional id arguments, as verify's (`id_inputs.py`)
-    tokens = make_inputs(config.vocab_size, seed)[0].tokens
+    vocab = vocab_rows(config, hf_model.get_input_embeddings().num_embeddings)
+    tokens = make_inputs(vocab, seed)[0].tokens
     house = spec.model(spec.args.from_hf_config(config))
     id_rows = id_input_rows(hf_model, house, tokens)
-    inputs = make_inputs(config.vocab_size, seed, None, id_rows)
+    inputs = make_inputs(vocab, seed, None, id_rows)
     unquantized = _hf_logits(hf_model, inputs)
     fp32 = fp32_modules(hf_model)
     with tempfile.TemporaryDirectory() as directory:

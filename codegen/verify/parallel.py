@@ -205,10 +205,11 @@ def verify_parallel(
 def _id_rows(spec, config, seed) -> dict[str, int]:
     """The optional id arguments the long input gives and their tables' rows, as verify
     finds them (`id_inputs.py`)."""
-    from codegen.verify.run import make_inputs
+    from codegen.verify.run import make_inputs, vocab_rows
 
-    _, model, _ = spec.build(config)
-    return package_id_rows(config, model, make_inputs(config.vocab_size, seed)[0].tokens, seed)
+    args, model, _ = spec.build(config)
+    tokens = make_inputs(vocab_rows(config, args.vocab_size), seed)[0].tokens
+    return package_id_rows(config, model, tokens, seed)
 
 
 def _launch(args: tuple, world: int) -> tuple[str | None, object]:
@@ -259,20 +260,21 @@ def _weights_and_inputs(spec, config, seed, rows: int = 1, id_rows=None):
     """Seeded fp32 weights for every parameter (1-D ones around 1) and the long input (its
     tokens, positions and optional ids, `id_rows` as `make_inputs` takes them), with at least
     `rows` rows (one per data shard; more drawn alike when verify's batch is short)."""
-    from codegen.verify.run import make_inputs, pad_token
+    from codegen.verify.run import make_inputs, pad_token, vocab_rows
 
     torch.manual_seed(seed)
-    _, model, _ = spec.build(config)
+    args, model, _ = spec.build(config)
+    vocab = vocab_rows(config, args.vocab_size)
     with torch.no_grad():
         for param in model.parameters():
             param.copy_(torch.randn_like(param) * (0.1 if param.dim() == 1 else 0.05))
             if param.dim() == 1:
                 param.add_(1.0)
-    item = make_inputs(config.vocab_size, seed, pad_token(config), id_rows)[-1]
+    item = make_inputs(vocab, seed, pad_token(config, vocab), id_rows)[-1]
     tokens, positions, extra = item.tokens, item.positions, item.extra
     if tokens.shape[0] % rows:
         generator = torch.Generator().manual_seed(seed)
-        tokens = torch.randint(0, config.vocab_size, (rows, tokens.shape[1]), generator=generator)
+        tokens = torch.randint(0, vocab, (rows, tokens.shape[1]), generator=generator)
         positions = None if positions is None else positions[:1].expand(rows, -1)
         extra = random_ids(id_rows or {}, tokens.shape, generator)
     return model.float().state_dict(), tokens, positions, extra

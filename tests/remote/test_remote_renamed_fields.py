@@ -63,3 +63,19 @@ def test_a_folder_with_renamed_size_fields_verifies(renames, tmp_path, capsys) -
     base = [row for row in rows if "+" not in row["case"]]
     assert base and base[0]["status"] == "pass", base
     assert all(row["status"] == "pass" for row in rows), rows
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", [["--fp8"], ["--parallel", "tp=2"]], ids=["fp8", "tp"])
+def test_fp8_and_parallel_draw_ids_below_the_renamed_vocabulary(mode, tmp_path, capsys) -> None:
+    """verify's fp8 and shard-plan paths read the vocabulary as the package does: a config
+    without `vocab_size` (its `n_tokens`) once stopped both with an AttributeError."""
+    folder = rename_fields(remote_folder("qwen3", tmp_path / "hub", name="quillon"), SIZES)
+    out = tmp_path / "models"
+    assert main(["scaffold", str(folder), "--out", str(out)]) == 0
+    capsys.readouterr()
+    verify = ["verify", str(folder), "--models", str(out), "--trust-remote-code", *mode]
+    assert main(verify) == 0
+    printed = capsys.readouterr().out.splitlines()
+    statuses = [line.split()[0] for line in printed if line[:1].isupper()]
+    assert "PASS" in statuses and "FAIL" not in statuses, statuses
