@@ -43,6 +43,17 @@ _TOKEN_INPUTS = {"input_ids", "inputs_embeds"}
 _MEDIA_WORDS = {"pixel", "image", "images", "audio", "video", "videos", "speech"}
 
 
+# what a package cannot be: a plan stops on these rather than write a model that drops the
+# encoder's part of the checkpoint (whisper's `encoder_attn.*`) and reads its decoder's fields
+ENCODER_DECODER = (
+    "an encoder-decoder (the entry takes decoder_input_ids); codegen writes decoder-only LMs"
+)
+CROSS_ATTENTION = (
+    "an encoder-decoder's decoder: each layer also attends to encoder_hidden_states "
+    "(cross-attention); codegen writes decoder-only LMs"
+)
+
+
 def _is_media(name: str) -> bool:
     return name in _MEDIA_INPUTS or bool(_MEDIA_WORDS & set(name.split("_")))
 
@@ -63,6 +74,7 @@ def detect(ctx: Ctx, shared: dict) -> str:
         return "other"
     if "decoder_input_ids" in params:
         ctx.cite("category", f"{where} (encoder-decoder: decoder_input_ids)")
+        ctx.unsupported("category.encoder_decoder", ENCODER_DECODER, where)
         return "other"
     layer = model.layers[0]
     found = model.project.find_method(layer.cls, "forward") if layer.cls is not None else None
@@ -71,7 +83,9 @@ def detect(ctx: Ctx, shared: dict) -> str:
             p.name.value for p in list(found[1].params.params) + list(found[1].params.kwonly_params)
         }
         if "encoder_hidden_states" in names and layer_slots(model, layer).get(ATTENTION, [])[1:]:
-            ctx.cite("category", f"{ctx.class_site(layer)} (cross-attention in the layer)")
+            site = ctx.class_site(layer)
+            ctx.cite("category", f"{site} (cross-attention in the layer)")
+            ctx.unsupported("category.encoder_decoder", CROSS_ATTENTION, site)
             return "other"
     per_layer = shared.get("per_layer", [])
     rep = shared.get("rep")
