@@ -401,18 +401,44 @@ def analyse(ctx: Ctx, rec: ModuleRec, inputs: dict | None = None) -> FfnInfo:
             for t in terms
         )
         info.bias = added
-    first = next(iter(lin_mods.values()), None)
+    # an MLP module of its own: its first projection's width; a layer holding the FFN inline
+    # traces other projections too (BERT's attention output first): its up projection's
+    up = None if own else _inline_up(ctx, rec, terms)
+    first = up or next(iter(lin_mods.values()), None)
     if first is not None:
-        args = list(first.args)
-        if first.kind == "Conv1D":  # transformers' Conv1D(nf=out, nx=in)
-            args = args[1:2] + args[:1]
-        out = args[1] if len(args) > 1 else first.kwargs.get("out_features")
+        out = _out_features(first)
         if isinstance(out, int):
             info.intermediate = out // 2 if info.fused is True else out
-            # an MLP module of its own: its first projection's width (a layer holding the
-            # FFN inline traces other projections too: BERT's attention output first)
-            info.width_field = read_field(out) if own and info.fused is not True else None
+            named = (own or up is not None) and info.fused is not True
+            info.width_field = read_field(out) if named else None
     return info
+
+
+def _out_features(linear: ModuleRec):
+    """The output width a linear module was built with (its evaluated argument)."""
+    args = list(linear.args)
+    if linear.kind == "Conv1D":  # transformers' Conv1D(nf=out, nx=in)
+        args = args[1:2] + args[:1]
+    return args[1] if len(args) > 1 else linear.kwargs.get("out_features")
+
+
+def _inline_up(ctx: Ctx, layer: ModuleRec, terms: list[Term]) -> ModuleRec | None:
+    """The up projection of an FFN a decoder layer holds inline (OPT's fc1, BERT's
+    `intermediate.dense`): the one linear outside the attention's subtrees whose output an
+    activation carries into another such linear (fc1 -> act -> fc2). The attention's output
+    projection feeds none that way, so its width is never taken for the FFN's."""
+    ffn = {ident for ident, _ in _ffn_linears(ctx, layer, "")}
+    ups: dict[int, ModuleRec] = {}
+    for down in terms:
+        if down.op != "call" or id(down.module) not in ffn or primary_input(down) is None:
+            continue
+        for act in walk(primary_input(down)):
+            if _act_name(ctx, [act], feature=None) is None:
+                continue
+            for up in walk(act):
+                if up.op == "call" and id(up.module) in ffn and up.module is not down.module:
+                    ups[id(up.module)] = up.module
+    return next(iter(ups.values())) if len(ups) == 1 else None
 
 
 def _clamped_later(ctx: Ctx, dense: list, info: FfnInfo) -> None:

@@ -7,7 +7,8 @@
 * `ffn.width_field`, `embedding.vocab_field`, `block.layers_field` and the attention's
   `heads_field` / `kv_heads_field` / `head_dim_field` are those tags on the analysed model
   (whisper's causal LM: its decoder's fields, not the encoder's its config's usual names
-  answer).
+  answer); an FFN the layer holds inline is sized by its up projection, the linear whose
+  output an activation carries into another outside the attention.
 """
 
 from __future__ import annotations
@@ -81,8 +82,8 @@ def test_the_head_width_no_attribute_holds_is_the_factor_q_and_k_share():
 def test_whisper_reads_its_decoders_fields():
     features = analyze("whisper")
     assert features.block.layers_field == "decoder_layers"
-    # its FFN is held inline by the layer (fc1, fc2 beside the attention): no width named
-    assert features.ffn.width_field is None
+    # its FFN is held inline by the layer (fc1, fc2 beside the attention): fc1's width
+    assert features.ffn.width_field == "decoder_ffn_dim"
     assert features.attention.heads_field == "decoder_attention_heads"
     # k built as wide as q by one expression (`nn.Linear(embed_dim, embed_dim)`): as many
     # kv heads as heads, whatever the config (its num_key_value_heads is the encoder's)
@@ -91,10 +92,18 @@ def test_whisper_reads_its_decoders_fields():
     assert features.evidence["block.layers_field"].startswith("modeling_whisper.py:")
 
 
-def test_an_ffn_the_layer_holds_inline_names_no_width():
-    """BERT's layer traces its attention's output projection with the FFN's: the width is
-    left unnamed rather than read off the wrong projection (hidden_size)."""
-    assert analyze("bert").ffn.width_field is None
+@pytest.mark.parametrize(
+    ("model_type", "field", "width"),
+    [("bert", "intermediate_size", 3072), ("roberta", "intermediate_size", 3072)]
+    + [("opt", "ffn_dim", 3072), ("xglm", "ffn_dim", 4096)],
+)
+def test_an_ffn_the_layer_holds_inline_names_its_up_projections_width(model_type, field, width):
+    """The linear whose output an activation carries into another outside the attention:
+    BERT's layer traces its attention's output projection (hidden_size wide) first, OPT's
+    fc1 is the layer's own attribute beside its attention."""
+    ffn = analyze(model_type).ffn
+    assert ffn.source == "inline"
+    assert (ffn.width_field, ffn.intermediate_size) == (field, width)
 
 
 def test_llama_reads_the_usual_names():
