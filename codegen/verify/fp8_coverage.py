@@ -4,12 +4,12 @@ The release writer (`fp8.py`) finds expert stacks stored whole through the packa
 table; a table that hides them (a row it does not show, a stack split before the table is
 read) leaves them bf16, the package loads them as they are, and every other check of
 `verify --fp8` passes with no expert fp8-tested. So the routed experts are counted from the
-HF model and the package model, never from the table: a 3-D parameter (conv weights and
-buffers aside) is a stack of `shape[0]` experts, alike matrices under a second index inside a
-layer are one expert's each, and a layer's expert count is the largest either gives. The
-decoder layers are the module list indexed exactly 0..num_hidden_layers-1. The release must
-hold every expert weight of those layers in fp8 (each stack whole, every expert of the
-layer), and some projection of each of their sublayers (attention, FFN).
+HF model (the package model where HF shows none), never from the table: a 3-D parameter
+(conv weights and buffers aside) is a stack of `shape[0]` experts, alike matrices under a
+second index inside a layer are one expert's each, and a layer's expert count is the largest
+of them. The decoder layers are the module list indexed exactly 0..num_hidden_layers-1. The
+release must hold every expert weight of those layers in fp8 (each stack whole, every expert
+of the layer), and some projection of each of their sublayers (attention, FFN).
 """
 
 from __future__ import annotations
@@ -36,15 +36,15 @@ class Experts:
 
     @classmethod
     def of(cls, layers: int, *models: torch.nn.Module) -> Experts:
-        """The largest count any of `models` shows for each layer (HF's, the package's:
-        DBRX's HF experts are flat 2-D matrices, its package's a 3-D stack)."""
+        """The counts of the first of `models` showing experts (HF's, else the package's:
+        DBRX's HF experts are flat 2-D matrices, its package's a 3-D stack; a package with
+        experts where HF has none fails on its own keys, not here)."""
         per_layer: dict[int, int] = {}
         no_experts: set[str] = set()
         for model in models:
             convs = conv_weights(model)
             shapes = {n: tuple(p.shape) for n, p in model.named_parameters() if n not in convs}
-            for layer, count in expert_counts(shapes, layers).items():
-                per_layer[layer] = max(per_layer.get(layer, 0), count)
+            per_layer = per_layer or expert_counts(shapes, layers)
             others = convs | {name for name, _ in model.named_buffers()}
             stacks = layer_stacks([*shapes, *others], layers)
             no_experts |= {where[1] for name in others if (where := locate(name, stacks))}
