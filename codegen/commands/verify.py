@@ -183,6 +183,8 @@ def _fp8_line(result) -> str:
         f"  ignored={len(result.ignored)}  {result.seconds:.1f}s"
     )
     lines = [line, f"      transformers: {result.transformers}"] if result.transformers else [line]
+    if result.quantized_text():  # what the release holds in fp8, experts apart
+        lines.append(f"      quantized: {result.quantized_text()}")
     if result.scale_names:  # the names the adapter read the scales under
         lines.append(f"      scale names: {', '.join(result.scale_names)}")
     if result.keep_refused:  # flat expert stacks whose blocks span two experts

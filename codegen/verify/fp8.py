@@ -14,7 +14,11 @@ Scales go under every name the adapter accepts, one run writing transformers' ow
 the rest (`weight_scale` and `.scale` in turn over the weights, `<key>.weight_scale_inv`):
 an adapter that stops reading one of them fails, naming the weight. The names are this
 module's table, not read from the adapter under test (a test holds the two tables equal).
-Transformers reads its own names only, so it always loads a copy under those. Then:
+Transformers reads its own names only, so it always loads a copy under those.
+
+The release must hold the model's routed experts and a projection of each layer's sublayers
+in fp8, counted off the HF model (`fp8_coverage.py`), not off the table that chose what to
+quantize: one that hides an expert stack left it bf16 and passed every check below. Then:
 
 1. the adapter dequantizes it (`from_hf`), and each house tensor must equal, bit for bit,
    the adapter's plain load of the same checkpoint dequantized by the reference below (one
@@ -57,6 +61,8 @@ import torch
 from codegen.adapter import is_fp8, key_pattern, layer_prefixes
 from codegen.spec import ModelSpec
 from codegen.verify.compare import bound, compare
+from codegen.verify.fp8_coverage import Experts, coverage
+from codegen.verify.fp8_coverage import natural as _natural
 from codegen.verify.hf_checkpoint import load_checkpoint, random_hf_model, save_checkpoint
 from codegen.verify.id_inputs import id_input_rows
 from codegen.verify.run import Case, _hf_logits, _house_logits, _one_line, make_inputs, vocab_rows
@@ -103,6 +109,13 @@ class Fp8Result:
     keep_refused: str | None = None  # why keep_fp8 refused the checkpoint (straddling only)
     # the scale names the release the adapter read uses (`<stack>`: a stack stored whole)
     scale_names: list[str] = field(default_factory=list)
+    # what the release holds in fp8 in the decoder layers (`fp8_coverage.py`): weights (a
+    # stack stored whole once), of them expert weights, the experts with weights in fp8 and
+    # the routed experts the HF model has, summed over the layers
+    quantized: int | None = None
+    quantized_experts: int | None = None
+    experts_quantized: int | None = None
+    model_experts: int | None = None
     seconds: float = 0.0
 
     @property
@@ -111,6 +124,17 @@ class Fp8Result:
 
     def to_json(self) -> dict:
         return {**asdict(self), "status": self.status}
+
+    def quantized_text(self) -> str | None:
+        if self.quantized is None:
+            return None
+        text = f"{self.quantized} weights"
+        if self.model_experts or self.quantized_experts:
+            text += (
+                f", {self.quantized_experts} of them expert weights ({self.experts_quantized}"
+                f" of the model's {self.model_experts} routed experts)"
+            )
+        return text
 
 
 # --- the release layout -------------------------------------------------------------------
@@ -451,6 +475,7 @@ def verify_fp8_case(
     inputs = make_inputs(vocab, seed, None, id_rows)
     unquantized = _hf_logits(hf_model, inputs)
     fp32 = fp32_modules(hf_model)
+    experts = Experts.of(config.num_hidden_layers, hf_model, house)
     with tempfile.TemporaryDirectory() as directory:
         directory = Path(directory)
         save_checkpoint(hf_model, directory / "hf")
@@ -468,7 +493,7 @@ def verify_fp8_case(
             started = time.perf_counter()
             try:
                 _run(spec, config, state, config_dict, size, directory / f"b{size}", result,
-                     inputs, unquantized, mutate, fp32, layout)  # fmt: skip
+                     inputs, unquantized, mutate, fp32, layout, experts)  # fmt: skip
             except Exception as err:  # a broken package: a FAIL line, not a traceback
                 result.error = result.error or _one_line(err)
             result.passed = result.passed and not result.error
@@ -479,7 +504,7 @@ def verify_fp8_case(
 
 def _run(
     spec, config, state, config_dict, block, folder, result, inputs, unquantized, mutate, fp32,
-    layout,
+    layout, experts,
 ):  # fmt: skip
     args = spec.args.from_hf_config(config)
     layers = config.num_hidden_layers
@@ -499,6 +524,21 @@ def _run(
     )
     if mutate:
         mutate(release)
+    # the release must hold the model's experts and each layer's projections in fp8, counted
+    # off the HF model, not the table that chose what to quantize
+    covered = coverage(
+        release,
+        layers,
+        experts,
+        hidden=state[layout.embedding].shape[1],
+        is_router=lambda key: any(router.match(key) for router in layout.routers),
+        scales=frozenset(scale_key(key) for key, tensor in release.items() if is_fp8(tensor)),
+    )
+    result.quantized, result.quantized_experts = covered.weights, covered.expert_weights
+    result.experts_quantized, result.model_experts = covered.experts, covered.model_experts
+    if covered.problems:
+        result.error = "; ".join(covered.problems)
+        return
     renames = renamed_scales(release) if block != block_sizes(state, layout)[0] else {}
     renamed = {renames.get(key, key): tensor for key, tensor in release.items()}
     write_release(renamed, config_dict, block, folder / "fp8")
@@ -713,7 +753,3 @@ def _bits_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
     if is_fp8(a):
         return torch.equal(a.view(torch.uint8), b.view(torch.uint8))
     return torch.equal(a, b)
-
-
-def _natural(key: str):
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", key)]

@@ -183,7 +183,7 @@ def test_the_fp8_check_gives_the_package_the_side_ids(package, monkeypatch):
     seen = []
 
     def run(spec, config, *args):
-        inputs = args[-5]  # (..., result, inputs, unquantized, mutate, fp32, layout)
+        inputs = args[-6]  # (..., result, inputs, unquantized, mutate, fp32, layout, experts)
         house = spec.model(spec.args.from_hf_config(config)).eval()
         house.shape_embed.register_forward_hook(lambda module, ids, out: seen.append(ids[0]))
         with torch.no_grad():
