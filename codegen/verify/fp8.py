@@ -468,7 +468,7 @@ def verify_fp8_case(
     config = case.config
     hf_model = random_hf_model(config, seed, weight_noise=WEIGHT_NOISE)
     # the long input's random ids for the optional id arguments, as verify's (`id_inputs.py`)
-    vocab = vocab_rows(config, hf_model.get_input_embeddings().num_embeddings)
+    vocab = vocab_rows(config, lambda: hf_model.get_input_embeddings().num_embeddings)
     tokens = make_inputs(vocab, seed)[0].tokens
     house = spec.model(spec.args.from_hf_config(config))
     id_rows = id_input_rows(hf_model, house, tokens)

@@ -208,7 +208,7 @@ def _id_rows(spec, config, seed) -> dict[str, int]:
     from codegen.verify.run import make_inputs, vocab_rows
 
     args, model, _ = spec.build(config)
-    tokens = make_inputs(vocab_rows(config, args.vocab_size), seed)[0].tokens
+    tokens = make_inputs(vocab_rows(config, lambda: args.vocab_size), seed)[0].tokens
     return package_id_rows(config, model, tokens, seed)
 
 
@@ -264,7 +264,7 @@ def _weights_and_inputs(spec, config, seed, rows: int = 1, id_rows=None):
 
     torch.manual_seed(seed)
     args, model, _ = spec.build(config)
-    vocab = vocab_rows(config, args.vocab_size)
+    vocab = vocab_rows(config, lambda: args.vocab_size)
     with torch.no_grad():
         for param in model.parameters():
             param.copy_(torch.randn_like(param) * (0.1 if param.dim() == 1 else 0.05))

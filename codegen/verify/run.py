@@ -21,6 +21,7 @@ import contextlib
 import re
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -163,13 +164,14 @@ def pad_token(config, vocab: int | None = None) -> int | None:
     return pad if 0 <= pad < vocab else None
 
 
-def vocab_rows(config, word_table_rows: int) -> int:
+def vocab_rows(config, word_table_rows: Callable[[], int]) -> int:
     """The ids inputs are drawn below: the config's vocab_size, else (a remote config naming
-    it otherwise, `n_tokens`) `word_table_rows`, the rows of the model's word table."""
+    it otherwise, `n_tokens`) `word_table_rows()`, the rows of the model's word table (asked
+    only then: not every HF model answers `get_input_embeddings`)."""
     vocab = getattr(config, "vocab_size", None)
     if isinstance(vocab, int) and not isinstance(vocab, bool):
         return vocab
-    return word_table_rows
+    return word_table_rows()
 
 
 def make_inputs(
@@ -248,7 +250,8 @@ def verify_case(
             return finish(f"the package refuses its own default config: {refusal}")
         except Exception as err:  # a broken package yields a FAIL line, not a traceback
             return finish(_one_line(err))
-        vocab = vocab_rows(config, hf_model.get_input_embeddings().num_embeddings)
+        word_table = hf_model.get_input_embeddings  # called only where vocab_size is missing
+        vocab = vocab_rows(config, lambda: word_table().num_embeddings)
         inputs = make_inputs(vocab, seed, pad_token(config, vocab))
         id_rows = id_input_rows(hf_model, house_model, inputs[0].tokens)
         del hf_model
