@@ -86,6 +86,8 @@ def _make_models_dir(models_dir: Path) -> list[Path]:
         if directory.is_dir():
             break
         if directory.exists() or directory.is_symlink():
+            if directory.is_dir():
+                break  # a concurrent scaffold made it between the two looks
             what = "--out" if directory == models_dir else "a parent of --out"
             raise CodegenError(f"{what} is not a directory", path=str(directory))
         missing.append(directory)
