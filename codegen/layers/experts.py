@@ -29,7 +29,8 @@ class Experts(nn.Module):
     The k weighted outputs of a token are summed in the routing weights' dtype (fp32 for a
     router that keeps its scores in fp32), then cast back.
 
-    `act` is the gate's activation: silu (SwiGLU) unless the config names another.
+    `act` is the gate's activation: silu (SwiGLU) unless the config names another. Its
+    output is multiplied by up out of place: the backward of relu, sigmoid or tanh reads it.
     """
 
     def __init__(
@@ -56,7 +57,7 @@ class Experts(nn.Module):
         offsets = counts.cumsum(0, dtype=torch.int32)
         rows = x[order // top_k]
         hidden = self.act(grouped_mm(rows, self.w1.mT, offs=offsets))
-        hidden *= grouped_mm(rows, self.w3.mT, offs=offsets)
+        hidden = hidden * grouped_mm(rows, self.w3.mT, offs=offsets)
         out = grouped_mm(hidden, self.w2.mT, offs=offsets) * weights.flatten()[order, None]
         out = torch.empty_like(out).index_copy_(0, order, out)  # back to (token, slot) order
         return out.view(-1, top_k, x.shape[-1]).sum(dim=1).to(x.dtype)

@@ -354,8 +354,9 @@ def own_experts(package) -> None:
 
 class _PlainSwiglu(cst.CSTTransformer):
     """The shared class's activation parameter made the silu it defaults to: `self.act(h)` ->
-    `F.silu(h, inplace=True)`, the `act` parameter, its attribute and the docstring paragraph
-    naming it go. A copy is edited for one target's experts maths, which is SwiGLU's."""
+    `F.silu(h, inplace=True)` and `h = h * up` -> `h *= up` (silu's output may be written
+    in place), the `act` parameter, its attribute and the docstring paragraph naming it go.
+    A copy is edited for one target's experts maths, which is SwiGLU's."""
 
     _ACT = m.Attribute(value=m.Name("self"), attr=m.Name("act"))
 
@@ -381,6 +382,17 @@ class _PlainSwiglu(cst.CSTTransformer):
         ):
             return cst.RemoveFromParent()
         return updated
+
+    def leave_Assign(self, original, updated):
+        (target,) = updated.targets
+        value = updated.value
+        if not (
+            m.matches(target.target, m.Name())
+            and m.matches(value, m.BinaryOperation(operator=m.Multiply()))
+            and m.matches(value.left, m.Name(target.target.value))
+        ):
+            return updated
+        return cst.AugAssign(target.target, cst.MultiplyAssign(), value.right)
 
     def leave_Call(self, original, updated):
         if not m.matches(updated.func, self._ACT):

@@ -136,9 +136,10 @@ def test_the_copy_of_the_shared_experts_is_plain_swiglu():
     assert "`act`" not in model
 
 
-@pytest.mark.parametrize("name", ["gelu_new", "relu2", "silu"])
+@pytest.mark.parametrize("name", ["gelu_new", "relu", "relu2", "silu"])
 def test_the_shared_experts_apply_act(name):
-    """Each expert computes w2(act(w1 x) * w3 x), as a loop over experts would."""
+    """Each expert computes w2(act(w1 x) * w3 x), as a loop over experts would, and so do
+    the gradients (relu's backward reads its output, which the product must not overwrite)."""
     import torch
 
     from codegen.layers.activations import activation
@@ -152,16 +153,22 @@ def test_the_shared_experts_apply_act(name):
     indices = torch.tensor([[0, 2], [1, 3], [2, 2], [3, 0], [1, 1]])
     weights = torch.rand(5, 2)
     act = activation(name)
+    w1, w2, w3 = (w.detach().clone().requires_grad_() for w in (experts.w1, experts.w2, experts.w3))
     expected = torch.stack(
         [
             sum(
-                weights[t, k] * experts.w2[e] @ (act(experts.w1[e] @ x[t]) * (experts.w3[e] @ x[t]))
+                weights[t, k] * w2[e] @ (act(w1[e] @ x[t]) * (w3[e] @ x[t]))
                 for k, e in enumerate(indices[t].tolist())
             )
             for t in range(5)
         ]
     )
-    torch.testing.assert_close(experts(x, indices, weights), expected, rtol=1e-5, atol=1e-4)
+    out = experts(x, indices, weights)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-4)
+    out.square().sum().backward()
+    expected.square().sum().backward()
+    for got, want in ((experts.w1, w1), (experts.w2, w2), (experts.w3, w3)):
+        torch.testing.assert_close(got.grad, want.grad, rtol=1e-4, atol=1e-3)
 
 
 def test_a_second_module_applying_the_activation_keeps_the_pin():

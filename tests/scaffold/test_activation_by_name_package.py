@@ -95,13 +95,15 @@ def test_a_table_entry_computing_another_function_fails_at_the_ffn(tmp_path):
     assert "feed_forward" in result.first_divergence, result.first_divergence
 
 
-@pytest.mark.parametrize(("source", "act"), [("mixtral", "gelu_new"), ("granitemoe", "relu2")])
+@pytest.mark.parametrize(("source", "act"), [("mixtral", "relu"), ("granitemoe", "relu2")])
 def test_routed_experts_run_the_activation_the_config_names(tmp_path, source, act):
+    """Gradients too: relu's backward reads its output, which the experts keep."""
     models, name = _built(tmp_path, source)
     assert "act=activation(args.hidden_act)" in (models / name / "model.py").read_text()
     assert '"hidden_act"' not in _args_text(models, name)
     assert 'hidden_act != "silu"' not in _args_text(models, name)
-    result = _verify(models, name, _toy(models, name, hidden_act=act), f"hidden_act={act}")
+    config = _toy(models, name, hidden_act=act)
+    (result,) = verify_toy(models, name, case=Case(f"hidden_act={act}", config))
     assert result.status == "pass", result.to_json()
 
 
@@ -120,3 +122,18 @@ def test_experts_hard_coding_their_activation_keep_the_pin(tmp_path):
     models, name = write_planned(tmp_path / "models", planned)
     assert "from .activations import" not in (models / name / "model.py").read_text()
     assert '"hidden_act": "silu"' in _args_text(models, name)
+
+
+def test_experts_writing_the_activation_in_place_fail_the_gradients(tmp_path):
+    """The product taken in place overwrites relu's output, which its backward reads."""
+    models, name = _built(tmp_path, "mixtral")
+    seed(
+        models,
+        name,
+        "hidden = hidden * grouped_mm(rows, self.w3.mT, offs=offsets)",
+        "hidden *= grouped_mm(rows, self.w3.mT, offs=offsets)",
+        file="experts.py",
+    )
+    config = _toy(models, name, hidden_act="relu")
+    (result,) = verify_toy(models, name, case=Case("hidden_act=relu", config))
+    assert result.status == "fail", result.to_json()
