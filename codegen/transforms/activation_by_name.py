@@ -69,7 +69,11 @@ class ActivationByName(Transform):
         model.visit(unscoped)
         dense = has_class(package, "model.py", "FeedForward")
         expected = [("Experts", "forward")] * own + [("FeedForward", "forward")] * dense
-        if unscoped.count or sorted(found.scopes) != expected or not (dense or shared or own):
+        if (
+            unscoped.count
+            or sorted(found.scopes, key=str) != expected
+            or not (dense or shared or own)
+        ):
             return
         routed = shared or own
         add_import(package, "model.py", _SHARED, "activation")

@@ -120,6 +120,17 @@ def test_a_copy_of_the_experts_applying_another_function_keeps_the_pin():
     assert package.render() == before
 
 
+def test_a_module_level_table_applying_it_keeps_the_pin():
+    """deepseek_v4-style: silu applied outside any class (a module-level table) as well."""
+    files = _reference("qwen3_moe").render()
+    table = '\n\nSCORES = {"silu": lambda x: F.silu(x)}\n\n\nclass FeedForward'
+    model = files["model.py"].replace("\n\nclass FeedForward", table, 1)
+    package = package_of({**files, "model.py": model})
+    before = package.render()
+    ActivationByName().apply(package, activation="silu", field="hidden_act", experts=True)
+    assert package.render() == before
+
+
 def test_the_copy_of_the_shared_experts_is_plain_swiglu():
     """own_experts' copy drops the shared class's `act`: the transforms that edit the copy
     find silu written out."""
