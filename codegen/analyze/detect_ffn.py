@@ -810,19 +810,17 @@ def detect(ctx: Ctx) -> tuple[Ffn, dict]:
             source = "shared_expert"
             mlp = sh[0][1]
         else:
-            _, experts = experts_of(ctx, moe)
-            if isinstance(experts, ModuleListRec):
-                info = analyse(ctx, experts.items[0])
-            elif len(_projection_experts(ctx, moe)) >= 2:
-                # the MoE runs its gated product itself over stacked projections; a parameter
-                # added to its merged output is `moe.projections`' bias, not the experts'
-                info = analyse(ctx, moe)
-                info.bias = False
-            elif isinstance(experts, ModuleRec):
-                info = analyse_experts(ctx, experts)
+            info = _routed(ctx, moe)
             source = "experts"
     if info is None:
         return Ffn(), shared
+    routed = shared_info = None  # the MoE's routed and shared experts, read apart
+    if moes:
+        routed = info if source == "experts" else _routed(ctx, moes[0][1])
+        sh = shared_mlps(ctx, moes[0][1])
+        shared_info = (
+            info if source == "shared_expert" else (analyse(ctx, sh[0][1]) if sh else None)
+        )
     if info.kind == "swiglu" and len(dense) > 1:
         _clamped_later(ctx, dense, info)
     experts_clamp = clamp = None
@@ -861,6 +859,9 @@ def detect(ctx: Ctx) -> tuple[Ffn, dict]:
     ctx.cite("ffn.sub_norm", info.sub_norm or info.site)
     if info.sub_norm and source not in ("dense", "inline"):
         ctx.unsupported("ffn.sub_norm", "a norm inside the shared or routed experts", info.sub_norm)
+    for key, part in (("experts", routed), ("shared", shared_info)) if moes else ():
+        where = (part.activation_site or part.site) if part else ctx.class_site(moes[0][1])
+        ctx.cite(f"ffn.{key}_activation", where)
     shared["info"] = info
     names = _block_names(ctx, dense[0][1], dense[0][2], info) if dense else ()
     return (
@@ -883,9 +884,36 @@ def detect(ctx: Ctx) -> tuple[Ffn, dict]:
             clamp=clamp,
             shared_unclamped=shared_unclamped,
             softcaps=softcaps,
+            experts_activation=_by_name(routed),
+            shared_activation=_by_name(shared_info),
         ),
         shared,
     )
+
+
+def _routed(ctx: Ctx, moe: ModuleRec) -> FfnInfo | None:
+    """The MoE's routed experts, traced as one expert (a module list's first, the MoE's own
+    gated product over stacked projections, or a module of stacked weights)."""
+    _, experts = experts_of(ctx, moe)
+    if isinstance(experts, ModuleListRec):
+        return analyse(ctx, experts.items[0])
+    if len(_projection_experts(ctx, moe)) >= 2:
+        # the MoE runs its gated product itself over stacked projections; a parameter
+        # added to its merged output is `moe.projections`' bias, not the experts'
+        info = analyse(ctx, moe)
+        info.bias = False
+        return info
+    if isinstance(experts, ModuleRec):
+        return analyse_experts(ctx, experts)
+    return None
+
+
+def _by_name(info: FfnInfo | None) -> dict | None:
+    """{"activation", "field"} where `info`'s activation is HF's ACT2FN entry looked up by a
+    config field, else None (a hard-coded or model-local activation, no such module)."""
+    if info is None or not info.activation_by_name or not info.activation_field:
+        return None
+    return {"activation": info.activation, "field": info.activation_field}
 
 
 def _mlps_beside_moe(ctx: Ctx) -> list[tuple[int, ModuleRec, str]]:

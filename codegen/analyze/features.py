@@ -404,6 +404,11 @@ class Ffn:
     # (act(gate.float()) * up.float()).to(dtype) (beam); the routed experts' alike
     act_fp32: bool = False
     experts_act_fp32: bool = False
+    # the MoE's routed experts' / shared expert's activation where HF looks it up in ACT2FN
+    # by a config field (`self.act_fn = ACT2FN[config.hidden_act]`): {"activation": its name
+    # in the config, "field"}; None where that part hard-codes it, tabulates it, or is absent
+    experts_activation: dict | None = None
+    shared_activation: dict | None = None
     # the config field bounding the routed experts' gate (from above) and up (both ways)
     # before silu(gate) * up (HY-V4 beside an unclamped dense MLP, DeepSeek-V4 beside a clamped
     # shared one), else None

@@ -1,12 +1,16 @@
 """Routed SwiGLU experts held as stacked weights, run with one grouped matmul per projection.
 
 One implementation for every MoE package: the references import it, `add_moe` wires it in,
-and a generated package gets a copy (`experts.py`). A transform that changes the experts'
-maths for one target (clamped SwiGLU, biases, a fused gate/up weight) first copies this
-class into the package's model.py and edits that copy, so the shared class stays plain.
+and a generated package gets a copy (`experts.py`). A package whose config names the
+experts' activation (HF's `ACT2FN[config.hidden_act]`) passes that function as `act`. A
+transform that changes the experts' maths for one target (clamped SwiGLU, biases, a fused
+gate/up weight) first copies this class into the package's model.py as plain SwiGLU and
+edits that copy, so the shared class stays plain.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -24,11 +28,21 @@ class Experts(nn.Module):
     CPU it is exact (bit-equal to per-expert matmuls) and is what HF itself dispatches to.
     The k weighted outputs of a token are summed in the routing weights' dtype (fp32 for a
     router that keeps its scores in fp32), then cast back.
+
+    `act` is the gate's activation: silu (SwiGLU) unless the config names another. Its
+    output is multiplied by up out of place: the backward of relu, sigmoid or tanh reads it.
     """
 
-    def __init__(self, num_experts: int, dim: int, hidden_dim: int):
+    def __init__(
+        self,
+        num_experts: int,
+        dim: int,
+        hidden_dim: int,
+        act: Callable[[torch.Tensor], torch.Tensor] = F.silu,
+    ):
         super().__init__()
         self.num_experts = num_experts
+        self.act = act
         self.w1 = nn.Parameter(torch.empty(num_experts, hidden_dim, dim))
         self.w2 = nn.Parameter(torch.empty(num_experts, dim, hidden_dim))
         self.w3 = nn.Parameter(torch.empty(num_experts, hidden_dim, dim))
@@ -42,8 +56,8 @@ class Experts(nn.Module):
         counts = torch.bincount(indices.flatten(), minlength=self.num_experts)
         offsets = counts.cumsum(0, dtype=torch.int32)
         rows = x[order // top_k]
-        hidden = F.silu(grouped_mm(rows, self.w1.mT, offs=offsets), inplace=True)
-        hidden *= grouped_mm(rows, self.w3.mT, offs=offsets)
+        hidden = self.act(grouped_mm(rows, self.w1.mT, offs=offsets))
+        hidden = hidden * grouped_mm(rows, self.w3.mT, offs=offsets)
         out = grouped_mm(hidden, self.w2.mT, offs=offsets) * weights.flatten()[order, None]
         out = torch.empty_like(out).index_copy_(0, order, out)  # back to (token, slot) order
         return out.view(-1, top_k, x.shape[-1]).sum(dim=1).to(x.dtype)

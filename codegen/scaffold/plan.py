@@ -492,19 +492,28 @@ def _naming_steps(target) -> list[Step]:
 
 
 def _activation_steps(features) -> list[Step]:
-    """The dense FFN applies the activation the config names where HF looks it up in ACT2FN
-    by a config field (any name of the table is a config the class accepts) and no head
-    transform pins the same field."""
+    """The FFN applies the activation the config names where HF looks it up in ACT2FN by a
+    config field (any name of the table is a config the class accepts) and no head
+    transform pins the same field. In a MoE, only where its routed experts (and its shared
+    expert, if any) look theirs up by that same field too: one that hard-codes its
+    activation keeps the package's pin."""
     ffn = features.ffn
     head_field = getattr(getattr(features, "head", None), "transform_activation_field", "")
     if (
         not ffn.activation_by_name
         or ffn.activation not in ACTIVATIONS
-        or ffn.source not in ("dense", "inline")
         or head_field == ffn.activation_field
     ):
         return []
-    params = {"activation": ffn.activation, "field": ffn.activation_field}
+    named = {"activation": ffn.activation, "field": ffn.activation_field}
+    moe = getattr(features, "moe", None)
+    if moe is None and ffn.source not in ("dense", "inline"):
+        return []
+    if moe is not None:
+        parts = [ffn.experts_activation] + ([ffn.shared_activation] if moe.shared_experts else [])
+        if any(part != named for part in parts):
+            return []
+    params = {**named, **({"experts": True} if moe is not None else {})}
     return [Step("activation_by_name", params)]
 
 

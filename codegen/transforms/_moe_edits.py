@@ -344,11 +344,79 @@ def own_experts(package) -> None:
     # located, not imported: scaffold stays free of torch
     shared = cst.parse_module(Path(find_spec(SHARED_EXPERTS_MODULE).origin).read_text())
     (experts_class,) = [s for s in shared.body if m.matches(s, m.ClassDef(name=m.Name("Experts")))]
+    experts_class = experts_class.visit(_PlainSwiglu())
     if not has_class(package, "model.py", "MoE"):
         raise EditError("model.py has no Experts class and no MoE class (run add_moe first)")
     run(package, "model.py", _AfterClass("MoE", [experts_class], before=True))
     add_import(package, "model.py", GROUPED_MM_MODULE, "grouped_mm")
     drop_import(package, "model.py", SHARED_EXPERTS_MODULE, "Experts")
+
+
+class _PlainSwiglu(cst.CSTTransformer):
+    """The shared class's activation parameter made the silu it defaults to: `self.act(h)` ->
+    `F.silu(h, inplace=True)` and `h = h * up` -> `h *= up` (silu's output may be written
+    in place), the `act` parameter, its attribute and the docstring paragraph naming it go.
+    A copy is edited for one target's experts maths, which is SwiGLU's."""
+
+    _ACT = m.Attribute(value=m.Name("self"), attr=m.Name("act"))
+
+    def leave_FunctionDef(self, original, updated):
+        params = updated.params.params
+        if not any(p.name.value == "act" for p in params):
+            return updated
+        kept = [
+            p.with_changes(
+                comma=cst.MaybeSentinel.DEFAULT, whitespace_after_param=cst.SimpleWhitespace("")
+            )
+            for p in params
+            if p.name.value != "act"
+        ]
+        return updated.with_changes(
+            params=updated.params.with_changes(params=kept),
+            whitespace_before_params=cst.SimpleWhitespace(""),
+        )
+
+    def leave_SimpleStatementLine(self, original, updated):
+        if m.matches(
+            updated, m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(self._ACT)])])
+        ):
+            return cst.RemoveFromParent()
+        return updated
+
+    def leave_Assign(self, original, updated):
+        (target,) = updated.targets
+        value = updated.value
+        if not (
+            m.matches(target.target, m.Name())
+            and m.matches(value, m.BinaryOperation(operator=m.Multiply()))
+            and m.matches(value.left, m.Name(target.target.value))
+        ):
+            return updated
+        return cst.AugAssign(target.target, cst.MultiplyAssign(), value.right)
+
+    def leave_Call(self, original, updated):
+        if not m.matches(updated.func, self._ACT):
+            return updated
+        inplace = cst.Arg(
+            cst.Name("True"),
+            keyword=cst.Name("inplace"),
+            equal=cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace("")),
+        )
+        first = updated.args[0].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+        return updated.with_changes(func=expression("F.silu"), args=[first, inplace])
+
+    def leave_ClassDef(self, original, updated):
+        first = updated.body.body[0]
+        if not _is_docstring(first):
+            return updated
+        inner = first.body[0].value.value[3:-3]
+        tail = inner[len(inner.rstrip()) :]
+        kept = "\n\n".join(p for p in inner.rstrip().split("\n\n") if "`act`" not in p)
+        string = first.body[0].with_changes(value=cst.SimpleString('"""' + kept + tail + '"""'))
+        docstring = first.with_changes(body=[string])
+        return updated.with_changes(
+            body=updated.body.with_changes(body=[docstring, *updated.body.body[1:]])
+        )
 
 
 def rows_on_disk(package, features) -> None:

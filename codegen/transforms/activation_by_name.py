@@ -1,5 +1,5 @@
-"""The dense feed-forward applies the activation the config names, not the one it was
-scaffolded with."""
+"""The feed-forward (dense, shared and routed experts) applies the activation the config
+names, not the one it was scaffolded with."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from codegen.transforms._ffn_edits import (
     drop_activation_pins,
     self_assignment,
 )
+from codegen.transforms._moe_edits import SHARED_EXPERTS_MODULE, has_class
 from codegen.transforms.base import Transform
 from codegen.transforms.edits import (
     InsertStatements,
@@ -28,6 +29,8 @@ from codegen.transforms.edits import (
 from codegen.transforms.edits import ScopedTransformer as Scoped
 
 _SHARED = "codegen.layers.activations"
+_SILU = "F.silu"  # what the shared Experts applies unless given `act`
+_ACT_SENTENCE = "`act` is the gate's activation: silu (SwiGLU) unless the config names another."
 _ARGUMENT = "__argument__"
 FIELD = "hidden_act"  # the ModelArgs field; align_config_fields reads it under the config's name
 
@@ -39,53 +42,112 @@ class ActivationByName(Transform):
     explicit guard) goes. `field` is the config field HF looks the name up by: a name
     outside the table is refused in one line naming it.
 
-    Only where FeedForward.forward applies the activation once and nothing else in the
-    model applies it (no routed experts, which hard-code silu; no other module written
-    with it): otherwise the package is left as it is and keeps its pin.
+    `experts`: HF's routed experts look their activation up by the same field (the plan
+    reads it from the analysed expert code), so the shared `Experts` is built with
+    `act=activation(...)` too; a package whose routed experts hard-code it passes False.
+
+    Only where FeedForward.forward applies the activation once (or the package has no
+    FeedForward and its routed experts follow), a copy of Experts written for one target's
+    maths (fused gate/up, biases, clamps) applies it once in its forward, and nothing else
+    in the model applies it: otherwise the package is left as it is and keeps its pin.
     """
 
     name = "activation_by_name"
 
-    def apply(self, package, features=None, *, activation: str, field: str) -> None:
+    def apply(
+        self, package, features=None, *, activation: str, field: str, experts: bool = False
+    ) -> None:
         template = _template(activation)
         model = package.module("model.py")
-        if _imports(model, "codegen.layers.experts"):
-            return
+        shared = _imports(model, SHARED_EXPERTS_MODULE)
+        own = has_class(package, "model.py", "Experts")
+        if ((shared or own) and not experts) or (own and activation not in ("silu", "swish")):
+            return  # a copy of Experts is SwiGLU (silu its default `act`)
         found = _Applications(template)
         model.visit(found)
         unscoped = _BuiltWithoutArgs()
         model.visit(unscoped)
-        if found.scopes != [("FeedForward", "forward")] or unscoped.count:
+        dense = has_class(package, "model.py", "FeedForward")
+        expected = [("Experts", "forward")] * own + [("FeedForward", "forward")] * dense
+        if (
+            unscoped.count
+            or sorted(found.scopes, key=str) != expected
+            or not (dense or shared or own)
+        ):
             return
-        run(package, "model.py", _Follow("FeedForward", "forward", template))
-        edits.add_param(package, "FeedForward", "__init__", f'{FIELD}: str = "{activation}"')
-        last = (
-            "self.w3"
-            if self_assignment(package, "model.py", "FeedForward", "__init__", "w3")
-            else "self.w2"
-        )
-        named = f"activation({FIELD})" if field == FIELD else f'activation({FIELD}, "{field}")'
-        run(
-            package,
-            "model.py",
-            InsertStatements("FeedForward", "__init__", assigns(last), f"self.act = {named}"),
-        )
-        edits.replace_expressions(
-            package,
-            "model.py",
-            None,
-            None,
-            lambda node: m.matches(node, m.Call(func=m.Name("FeedForward"))),
-            lambda call: edits.with_arg(call, f"args.{FIELD}", keyword=FIELD),
-        )
+        routed = shared or own
         add_import(package, "model.py", _SHARED, "activation")
-        run(package, "model.py", SetClassDocstring("FeedForward", _docstring(activation)))
         edits.add_args_field(
             package,
             f'{FIELD}: str = "{activation}"  # the FFN activation, by its HF (ACT2FN) name',
             f"{FIELD}=hf_config.{FIELD}",
         )
         drop_activation_pins(package)
+        if routed:
+            edits.replace_expressions(
+                package,
+                "model.py",
+                None,
+                None,
+                lambda node: m.matches(node, m.Call(func=m.Name("Experts"))),
+                lambda call: edits.with_arg(call, _lookup(f"args.{FIELD}", field), keyword="act"),
+            )
+        if own:
+            _follow_in_experts(package, template)
+        if dense:
+            _follow_in_feed_forward(package, template, activation, _lookup(FIELD, field))
+
+
+def _follow_in_experts(package, template: ast.expr) -> None:
+    """The package's own Experts takes the function as the shared class does (`act`, silu
+    by default) and applies it where it applied silu."""
+    run(package, "model.py", _Follow("Experts", "forward", template))
+    edits.add_param(
+        package, "Experts", "__init__", f"act: Callable[[torch.Tensor], torch.Tensor] = {_SILU}"
+    )
+    run(
+        package,
+        "model.py",
+        InsertStatements("Experts", "__init__", assigns("self.num_experts"), "self.act = act"),
+    )
+    add_import(package, "model.py", "collections.abc", "Callable")
+    run(package, "model.py", SetClassDocstring("Experts", _with_act_paragraph))
+
+
+def _with_act_paragraph(old: str | None) -> str:
+    """The copy's docstring with the shared class's sentence on `act`."""
+    text = (old or "Routed experts.").rstrip()
+    return f"{text}\n\n    {_ACT_SENTENCE}\n    "
+
+
+def _lookup(name: str, field: str) -> str:
+    """The table lookup of the activation `name` holds; `field` names it in a refusal."""
+    return f"activation({name})" if field == FIELD else f'activation({name}, "{field}")'
+
+
+def _follow_in_feed_forward(package, template: ast.expr, activation: str, named: str) -> None:
+    """FeedForward takes the name, looks it up once in __init__ and applies `self.act`."""
+    run(package, "model.py", _Follow("FeedForward", "forward", template))
+    edits.add_param(package, "FeedForward", "__init__", f'{FIELD}: str = "{activation}"')
+    last = (
+        "self.w3"
+        if self_assignment(package, "model.py", "FeedForward", "__init__", "w3")
+        else "self.w2"
+    )
+    run(
+        package,
+        "model.py",
+        InsertStatements("FeedForward", "__init__", assigns(last), f"self.act = {named}"),
+    )
+    edits.replace_expressions(
+        package,
+        "model.py",
+        None,
+        None,
+        lambda node: m.matches(node, m.Call(func=m.Name("FeedForward"))),
+        lambda call: edits.with_arg(call, f"args.{FIELD}", keyword=FIELD),
+    )
+    run(package, "model.py", SetClassDocstring("FeedForward", _docstring(activation)))
 
 
 def _template(activation: str) -> ast.expr:
@@ -103,6 +165,8 @@ def _argument(node: cst.CSTNode, template: ast.expr) -> cst.BaseExpression | Non
         tree = ast.parse(code.strip(), mode="eval").body
     except SyntaxError:
         return None
+    if isinstance(tree, ast.Call):  # `F.silu(h, inplace=True)`: the same function of h
+        tree.keywords = [k for k in tree.keywords if k.arg != "inplace"]
     captured: list[ast.expr] = []
     if not _same(template, tree, captured) or len(captured) != 1:
         return None
@@ -162,7 +226,8 @@ def _imports(module: cst.Module, name: str) -> bool:
 
 
 class _BuiltWithoutArgs(cst.CSTVisitor):
-    """Counts the `FeedForward(...)` calls made where no `args` is in scope to pass on."""
+    """Counts the `FeedForward(...)` / `Experts(...)` calls made where no `args` is in scope
+    to pass on."""
 
     def __init__(self):
         super().__init__()
@@ -176,7 +241,7 @@ class _BuiltWithoutArgs(cst.CSTVisitor):
         self.parameters.pop()
 
     def visit_Call(self, node):
-        if m.matches(node.func, m.Name("FeedForward")) and not (
+        if m.matches(node.func, m.Name("FeedForward") | m.Name("Experts")) and not (
             self.parameters and "args" in self.parameters[-1]
         ):
             self.count += 1

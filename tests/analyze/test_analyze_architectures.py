@@ -63,6 +63,10 @@ _DENSE_LLAMA = {
 }
 
 
+# the routed / shared experts' activation, HF's ACT2FN entry looked up by the config field
+_BY_HIDDEN_ACT = {"activation": "silu", "field": "hidden_act"}
+
+
 def _like(base: dict, **changes) -> dict:
     out = dict(base)
     for key, value in changes.items():
@@ -77,6 +81,8 @@ EXPECTED: dict[str, dict] = {
     "qwen3": _like(_DENSE_LLAMA, attention__qk_norm="per_head"),
     "qwen3_moe": _like(
         _DENSE_LLAMA,
+        ffn__experts_activation=_BY_HIDDEN_ACT,
+        ffn__shared_activation=None,
         attention__kind="gqa",
         attention__qk_norm="per_head",
         moe={
@@ -144,6 +150,8 @@ EXPECTED: dict[str, dict] = {
     ),
     "mixtral": _like(
         _DENSE_LLAMA,
+        ffn__experts_activation=_BY_HIDDEN_ACT,
+        ffn__shared_activation=None,
         attention__kind="gqa",
         moe={
             "num_experts": 8,
@@ -159,6 +167,8 @@ EXPECTED: dict[str, dict] = {
     ),
     "qwen2_moe": _like(
         _DENSE_LLAMA,
+        ffn__experts_activation=_BY_HIDDEN_ACT,
+        ffn__shared_activation=_BY_HIDDEN_ACT,
         attention__qkv_bias=True,
         moe={
             "num_experts": 60,
@@ -192,6 +202,8 @@ EXPECTED: dict[str, dict] = {
     ),
     "deepseek_v3": _like(
         _DENSE_LLAMA,
+        ffn__experts_activation=_BY_HIDDEN_ACT,
+        ffn__shared_activation=_BY_HIDDEN_ACT,
         attention__kind="mla",
         rope__partial_rotary=pytest.approx(64 / 192),
         rope__interleaved=True,
@@ -222,6 +234,8 @@ EXPECTED: dict[str, dict] = {
         ffn__bias=True,
         ffn__fused_gate_up=True,
         ffn__gate_up_layout="interleaved",
+        ffn__experts_activation=None,  # a clamped sigmoid GLU written out, no lookup
+        ffn__shared_activation=None,
         moe={
             "num_experts": 128,
             "top_k": 4,
