@@ -46,7 +46,12 @@ noise band (90th percentile of |A/A - 1|) counts as indistinguishable from HF.
     python scripts/bench_forward.py [MODEL ...] [--models DIR] [--seq 512] [--batch 2]
                                     [--repeat 5] [--confirm 10 15] [--threads 1] [--work-only]
                                     [--json]
-    python scripts/bench_forward.py --sweep /tmp/cov/coverage.json
+    python scripts/bench_forward.py --sweep /tmp/cov/coverage.json [--jobs 2]
+
+`--jobs N` splits the models over N processes of this script (and scaffolds N at a time).
+Time is CPU time on one thread and each model's house and HF forwards share one process and
+its rotating rounds, so a second job on a second core leaves each ratio's two sides under the
+same load (the run's A/A band shows what it adds); peak memory is per process either way.
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REFERENCES = ["llama", "qwen2", "qwen3", "qwen3_moe", "deepseek_v3"]
@@ -538,9 +544,9 @@ def main() -> int:
             # --models DIR keeps the scaffolded packages there (to re-run a row alone)
             ARGS.models_dir = ARGS.models_dir or Path(directory) / "models"
             written, missed = scaffold(names, ARGS.models_dir)
-            rows, not_measured = measure(written)
+            rows, not_measured = measure_in_jobs(written)
     else:
-        rows, missed = measure(names)
+        rows, missed = measure_in_jobs(names)
         not_measured = {}
     missed.update(not_measured)
     report(rows, missed, len(names))
@@ -559,18 +565,57 @@ def verified_names(coverage_json: Path) -> list[str] | None:
 
 
 def scaffold(names: list[str], models_dir: Path) -> tuple[list[str], dict[str, str]]:
-    """Scaffold each architecture into models_dir: (names written, {name: why not})."""
-    written, missed = [], {}
-    for name in names:
+    """Scaffold each architecture into models_dir, --jobs at a time (the writers lock the
+    folder's registry): (names written, {name: why not})."""
+
+    def run(name: str) -> subprocess.CompletedProcess:
         command = [sys.executable, "-m", "codegen.cli", "scaffold", name, "--force"]
-        done = subprocess.run(command + ["--out", str(models_dir)], capture_output=True, text=True)
-        if done.returncode == 0:
-            written.append(name)
-        else:
+        return subprocess.run(command + ["--out", str(models_dir)], capture_output=True, text=True)
+
+    written, missed = [], {}
+    with ThreadPoolExecutor(max_workers=ARGS.jobs) as pool:
+        for name, done in zip(names, pool.map(run, names), strict=True):
+            if done.returncode == 0:
+                written.append(name)
+                continue
             lines = done.stderr.strip().splitlines()
             missed[name] = "scaffold failed: " + (lines[-1] if lines else f"exit {done.returncode}")
             print(f"{name}: not measured: {missed[name]}"[:300], file=sys.stderr, flush=True)
     return written, missed
+
+
+def measure_in_jobs(names: list[str]) -> tuple[list[dict], dict[str, str]]:
+    """`measure` in this process, or with --jobs N in N children of this script, each given
+    every Nth model and reporting its rows as JSON (their row lines go to stderr as they come)."""
+    if ARGS.jobs <= 1 or len(names) <= 1:
+        return measure(names)
+    options = ["--seq", str(ARGS.seq), "--batch", str(ARGS.batch), "--repeat", str(ARGS.repeat)]
+    options += ["--confirm", *map(str, ARGS.confirm), "--threads", str(ARGS.threads)]
+    options += ["--work-only"] * ARGS.work_only
+    options += ["--models", str(ARGS.models_dir)] if ARGS.models_dir else []
+    children = [
+        subprocess.Popen(
+            [sys.executable, __file__, *names[job :: ARGS.jobs], *options, "--json", "--child"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for job in range(min(ARGS.jobs, len(names)))
+    ]
+    found: dict[str, dict] = {}
+    missed: dict[str, str] = {}
+    for child in children:
+        output, _ = child.communicate()
+        try:
+            result = json.loads(output)
+        except ValueError:
+            result = {"rows": [], "not_measured": {}}
+        found.update((row["model"], row) for row in result["rows"])
+        missed.update(result["not_measured"])
+    for name in names:  # a child that died reports nothing: each of its models says so
+        if name not in found and name not in missed:
+            missed[name] = "its benchmark process ended without a result"
+    rows = [found[name] for name in names if name in found]
+    return rows, {name: missed[name] for name in names if name in missed}
 
 
 def measure(names: list[str]) -> tuple[list[dict], dict[str, str]]:
@@ -585,8 +630,12 @@ def measure(names: list[str]) -> tuple[list[dict], dict[str, str]]:
                 print(f"{name}: not counted: {missed[name]}", file=sys.stderr, flush=True)
                 continue
             rows.append({"model": name, **_work_ratios(work)})
-            if not ARGS.json:
-                print(f"{name:<12} {_work_text(rows[-1])}", flush=True)
+            if not ARGS.json or ARGS.child:
+                print(
+                    f"{name:<12} {_work_text(rows[-1])}",
+                    file=sys.stderr if ARGS.child else sys.stdout,
+                    flush=True,
+                )
             continue
         try:
             house_s, hf_s, hf_again_s, work = time_pair(name)
@@ -610,13 +659,14 @@ def measure(names: list[str]) -> tuple[list[dict], dict[str, str]]:
             }
         )
         row = rows[-1]
-        if not ARGS.json:
+        if not ARGS.json or ARGS.child:
             print(
                 f"{name:<12} cpu {row['house_ms']:7.1f} ms vs HF {row['hf_ms']:7.1f} ms "
                 f"ratio {row['time_ratio']:.3f} (A/A {row['aa_time_ratio']:.3f}, "
                 f"{row['rounds']} rounds)   "
                 f"peak {house_mib:6.1f} MiB vs HF {hf_mib:6.1f} MiB "
                 f"ratio {row['memory_ratio']:.3f}   {_work_text(row)}",
+                file=sys.stderr if ARGS.child else sys.stdout,
                 flush=True,
             )
     return rows, missed
@@ -772,7 +822,15 @@ def parse_args():
         help="count each forward's matmul FLOPs and bytes written (house vs HF) without "
         "timing or memory: deterministic and fast",
     )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="processes measuring at once, each given every Nth model (default 1)",
+    )
     parser.add_argument("--json", action="store_true")
+    # a --jobs child: rows as JSON on stdout, each row's line on stderr as it is measured
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args()
 
 

@@ -398,3 +398,19 @@ def test_the_confirming_stages_stop_once_the_pooled_minimum_is_no_slower(args, m
     bench_forward.timed_rounds(slots, None, timings)
     assert {label: len(times) for label, times in timings.items()} == dict.fromkeys(timings, 15)
     assert min(timings["house"]) == pytest.approx(0.95)
+
+
+def test_jobs_split_the_models_and_account_for_each_in_the_asked_order():
+    """With --jobs 2 the models are dealt to two children (here: llama and the second bad
+    name to one, the first bad name to the other): every model comes back, measured or named
+    with why, in the order asked, and the run exits 1."""
+    command = [sys.executable, str(SCRIPTS / "bench_forward.py"), "--work-only", "--json"]
+    command += ["llama", "no_such_package_a", "no_such_package_b", "--jobs", "2"]
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 1
+    result = json.loads(done.stdout)
+    assert [row["model"] for row in result["rows"]] == ["llama"]
+    assert result["rows"][0]["flop_ratio"] == pytest.approx(1.0, abs=0.01)
+    assert list(result["not_measured"]) == ["no_such_package_a", "no_such_package_b"]
+    assert "no_such_package_a" in result["not_measured"]["no_such_package_a"]
+    assert "llama" in done.stderr  # the child's row line, printed as it was counted
