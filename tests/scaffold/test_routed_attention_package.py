@@ -18,7 +18,7 @@ from codegen.scaffold.plan import make_plan
 from codegen.scaffold.target import load_target
 from codegen.transforms import routed_attention
 from codegen.verify.cases import default_cases
-from codegen.verify.run import verify_case
+from codegen.verify.run import Case, verify_case
 from codegen.verify.tiny_config import tiny_config
 
 TYPE = "jetmoe"
@@ -90,13 +90,15 @@ def test_a_seeded_defect_fails_at_the_attention(tmp_path, monkeypatch, defect):
     assert result.first_divergence.startswith("layers.0.attention"), result.first_divergence
 
 
-def test_another_activation_is_refused(tmp_path):
+def test_the_experts_follow_another_activation(tmp_path):
+    """JetMoE's experts apply `ACT2FN[config.activation_function]`: a checkpoint naming gelu
+    gets gelu experts, matched against HF built from the same config."""
     spec = _package(tmp_path)
     config = tiny_config(TYPE)
-    spec.build(config)
     config.activation_function = "gelu"
-    with pytest.raises(NotImplementedError, match="activation_function"):
-        spec.build(config)
+    case = Case(f"{TYPE} activation_function=gelu", config)
+    (result,) = verify_case(spec, case, ["fp32"], gradients=False, export=False)
+    assert result.passed and not result.refused, result.first_divergence
 
 
 def test_the_final_norm_alone_reads_the_config_epsilon(tmp_path):
