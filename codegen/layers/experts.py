@@ -1,11 +1,7 @@
 """Routed SwiGLU experts held as stacked weights, run with one grouped matmul per projection.
 
-One implementation for every MoE package: the references import it, `add_moe` wires it in,
-and a generated package gets a copy (`experts.py`). A package whose config names the
-experts' activation (HF's `ACT2FN[config.hidden_act]`) passes that function as `act`. A
-transform that changes the experts' maths for one target (clamped SwiGLU, biases, a fused
-gate/up weight) first copies this class into the package's model.py as plain SwiGLU and
-edits that copy, so the shared class stays plain.
+Each expert is a gated feed-forward, `w2(act(w1 x) * w3 x)`; `act` is silu unless the
+model's config names another activation.
 """
 
 from __future__ import annotations

@@ -247,16 +247,24 @@ class _BuiltWithoutArgs(cst.CSTVisitor):
             self.count += 1
 
 
+LINE_LENGTH = 100  # a generated package's line limit (`scaffold/tidy.py`)
+
+
 def _docstring(activation: str):
     """`SwiGLU: w2(silu(w1(x)) * w3(x)).` -> `Gated FFN: w2(act(w1(x)) * w3(x)), act named by
     hidden_act.`: no kind named after one activation when the config picks it."""
 
     def rewrite(old: str | None) -> str:
-        formula = old.split(":", 1)[1].strip().rstrip(".") if old and ":" in old else ""
+        summary = old.split("\n", 1)[0] if old else ""
+        formula = summary.split(":", 1)[1].strip().rstrip(".,") if ":" in summary else ""
         formula = formula.replace(f"{activation}(", "act(", 1)
         if "act(" not in formula:
             formula = "w2(act(w1(x)) * w3(x))"
         title = "Gated FFN" if "w3" in formula or "gate" in formula else "MLP"
-        return f"{title}: {formula}, act named by {FIELD}."
+        one_line = f"{title}: {formula}, act named by {FIELD}."
+        if len(f'    """{one_line}"""') <= LINE_LENGTH:
+            return one_line
+        # too long for one line (a clamped formula): the naming goes below, in the class's indent
+        return f"{title}: {formula},\n    act named by {FIELD}.\n    "
 
     return rewrite

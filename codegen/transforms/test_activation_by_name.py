@@ -220,3 +220,23 @@ def test_a_name_outside_the_table_is_refused_in_one_line():
     assert "\n" not in message
     assert message.startswith("activation_function='gelu_10' is not supported")
     assert "gelu_new" in message and "relu2" in message
+
+
+def test_a_docstring_too_long_for_one_line_names_the_field_on_the_next():
+    """A clamped formula does not fit on the class's line with the field named: the naming
+    goes on a line of its own (a formatter cannot wrap a docstring; a `noqa` would be
+    needed), and a second pass leaves it as it is."""
+    from codegen.transforms.clamped_ffn import ClampFeedForward
+
+    package = _reference("llama")
+    ClampFeedForward().apply(package, limit="swiglu_limit")
+    ActivationByName().apply(package, activation="silu", field="hidden_act")
+    model = package.render()["model.py"]
+    assert (
+        '    """Gated FFN: w2(act(w1(x).clamp(max=limit)) * w3(x).clamp(-limit, limit)),\n'
+        "    act named by hidden_act.\n"
+        '    """\n'
+    ) in model
+    assert "noqa" not in model
+    ActivationByName().apply(package, activation="silu", field="hidden_act")
+    assert package.render()["model.py"] == model

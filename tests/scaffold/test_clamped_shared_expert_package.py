@@ -27,7 +27,8 @@ from v4_moe_fixture import clamped_folder  # noqa: E402
 
 pytest.importorskip("transformers.models.deepseek_v4")
 
-SHARED = "self.shared_experts = FeedForward(args.dim, args.shared_hidden_dim, args.swiglu_limit)"
+# the shared expert's construction (the dense MLP's reads args.hidden_dim)
+SHARED = "args.dim, args.shared_hidden_dim, args.swiglu_limit, hidden_act=args.hidden_act"
 
 
 @pytest.fixture(scope="module")

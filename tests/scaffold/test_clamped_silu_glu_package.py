@@ -29,13 +29,13 @@ pytest.importorskip("transformers.models.deepseek_v4")
 # (the generated model.py's text, the defect, the module verify names first)
 DEFECTS = {
     "dense-gate-unclamped": (
-        "F.silu(self.w1(x).clamp(max=self.limit))",
-        "F.silu(self.w1(x))",
+        "self.act(self.w1(x).clamp(max=self.limit))",
+        "self.act(self.w1(x))",
         "layers.0.feed_forward",
     ),
     "experts-clamp-after-silu": (
-        "F.silu(gate.clamp(max=self.limit))",
-        "F.silu(gate).clamp(max=self.limit)",
+        "self.act(gate.clamp(max=self.limit))",
+        "self.act(gate).clamp(max=self.limit)",
         "layers.1.moe.experts",
     ),
     "up-unclamped": (

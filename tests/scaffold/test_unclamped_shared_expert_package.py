@@ -22,8 +22,8 @@ from v4_moe_fixture import clamped_folder  # noqa: E402
 
 pytest.importorskip("transformers.models.deepseek_v4")
 
-UNBOUNDED = 'float("inf"))'
-SHARED = f"self.shared_experts = FeedForward(args.dim, args.shared_hidden_dim, {UNBOUNDED}"
+UNBOUNDED = 'float("inf"), hidden_act'
+SHARED = f"args.dim, args.shared_hidden_dim, {UNBOUNDED}=args.hidden_act"
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_package_verifies(folder, built, capsys):
 
 def test_a_clamped_shared_expert_fails_at_it(tmp_path, folder, built, capsys):
     models, name = tmp_path / "models", built[1]
-    seeded_copy(built[0], models, name, UNBOUNDED, "args.swiglu_limit)")
+    seeded_copy(built[0], models, name, UNBOUNDED, "args.swiglu_limit, hidden_act")
     row = verify_folder(folder, models, capsys)[0]
     assert row["status"] == "fail", row
     assert row["first_divergence"].startswith("layers.1.moe.shared_experts"), row[
